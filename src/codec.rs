@@ -1,0 +1,360 @@
+//! Event <-> frame bytes, and the segment header: the only module that knows the byte layout
+//! (docs/FORMAT.md specifies it; tests/golden pins it).
+//!
+//! A frame is `body_len: u16 LE | crc32(body): u32 LE | body`, the body a bincode-2 encoding
+//! (standard config: little endian, variable-length integers, zigzag for signed ones) of
+//! [`WireFrame`]. Times and message ids in a body are deltas against a [`FrameCursor`], the
+//! running state of the segment, so that a typical frame takes about 25 bytes; the sequence
+//! number and durability watermark stay absolute, so any single frame can be checked alone.
+
+use bincode::{BorrowDecode, Encode};
+
+use crate::event::{Channel, Event, LoggedEvent, MessageId, UserId, is_valid_name};
+use crate::limits::{FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES, MONEY_MICROS_MAX, SEGMENT_HEADER_BYTES};
+use crate::money::Money;
+
+const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// First eight bytes of every segment file.
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"CMLOGSEG";
+
+/// The format this code writes and reads.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// The fixed header at the start of a segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    /// Sequence number of the segment's first frame; also the file's name.
+    pub first_seq: u64,
+    /// Message id that the segment's first `MessageSent` gets.
+    pub first_message_id: u64,
+}
+
+impl SegmentHeader {
+    pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
+        let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
+        bytes[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        bytes[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes[12..20].copy_from_slice(&self.first_seq.to_le_bytes());
+        bytes[20..28].copy_from_slice(&self.first_message_id.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[0..28]);
+        bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes and checks a header; the error says which check failed.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<SegmentHeader, String> {
+        let Some(bytes) = bytes.get(..SEGMENT_HEADER_BYTES) else {
+            return Err(format!(
+                "segment header is incomplete: {} of {SEGMENT_HEADER_BYTES} bytes",
+                bytes.len()
+            ));
+        };
+        let stored_crc = u32_at(bytes, 28);
+        let computed_crc = crc32fast::hash(&bytes[0..28]);
+        if stored_crc != computed_crc {
+            return Err(format!(
+                "segment header checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"
+            ));
+        }
+        if bytes[0..8] != SEGMENT_MAGIC {
+            return Err("not a commlog segment (bad magic)".to_string());
+        }
+        let version = u32_at(bytes, 8);
+        if version != FORMAT_VERSION {
+            return Err(format!("unsupported format version {version} (this build reads {FORMAT_VERSION})"));
+        }
+        Ok(SegmentHeader { first_seq: u64_at(bytes, 12), first_message_id: u64_at(bytes, 20) })
+    }
+}
+
+fn u32_at(bytes: &[u8], offset: usize) -> u32 {
+    u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(bytes: &[u8], offset: usize) -> u64 {
+    u64::from_le_bytes(bytes[offset..offset + 8].try_into().expect("8 bytes"))
+}
+
+/// What a frame holds: an event, or the marker a clean close writes after its final sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Frame<'a> {
+    Event(LoggedEvent<'a>),
+    /// Everything up to and including `last_seq` is durable. Takes no sequence number of its
+    /// own: its `seq` field repeats `last_seq`.
+    Closed { last_seq: u64, appended_ms: i64 },
+}
+
+/// The running state that frame deltas are taken against; starts afresh in every segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameCursor {
+    pub next_message_id: u64,
+    previous_at_ms: i64,
+    previous_appended_ms: i64,
+}
+
+impl FrameCursor {
+    pub(crate) fn new(header: &SegmentHeader) -> FrameCursor {
+        FrameCursor {
+            next_message_id: header.first_message_id,
+            previous_at_ms: 0,
+            previous_appended_ms: 0,
+        }
+    }
+}
+
+/// The body of a frame on the wire. Field order is the byte order.
+#[derive(Debug, Encode, BorrowDecode)]
+struct WireFrame<'a> {
+    seq: u64,
+    /// `seq - durable_seq`.
+    durable_lag: u64,
+    /// `appended_ms` minus the previous frame's (0 for a segment's first frame).
+    appended_delta_ms: i64,
+    /// The event's own time minus the previous frame's (0 for a segment's first frame).
+    at_delta_ms: i64,
+    payload: WirePayload<'a>,
+}
+
+/// Variants are tagged by position: new ones go at the end, none is ever reordered.
+#[derive(Debug, Encode, BorrowDecode)]
+enum WirePayload<'a> {
+    /// The message id is the cursor's next one.
+    MessageSent { user_id: u64, channel: u8, message_type: &'a str, cost_micros: u64 },
+    /// `message_back` = cursor's next message id − message id (≥ 1).
+    MessageDelivered { message_back: u64 },
+    MessageOpened { message_back: u64 },
+    UserAction { message_back: u64, action: &'a str },
+    MessageFailed { message_back: u64, reason: &'a str },
+    FinancialOutcome { user_id: u64, outcome: &'a str, amount_micros: i64 },
+    Closed,
+}
+
+/// Appends `frame` to `out` and advances `cursor` past it.
+///
+/// Panics if the frame breaks an invariant the caller guarantees (a `MessageSent` with an id
+/// other than the cursor's next, a reference to a message not yet sent, a negative cost).
+pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mut Vec<u8>) {
+    let (wire, next) = match *frame {
+        Frame::Event(logged) => {
+            assert!(logged.durable_seq < logged.seq, "durable_seq runs ahead of seq");
+            let at_ms = logged.event.at_ms();
+            let back = |id: MessageId| {
+                assert!(id.0 >= 1 && id.0 < cursor.next_message_id, "message {id} not yet sent");
+                cursor.next_message_id - id.0
+            };
+            let mut next = FrameCursor {
+                previous_at_ms: at_ms,
+                previous_appended_ms: logged.appended_ms,
+                ..*cursor
+            };
+            let payload = match logged.event {
+                Event::MessageSent { message_id, user_id, channel, message_type, cost, .. } => {
+                    assert_eq!(message_id.0, cursor.next_message_id, "message ids are dense");
+                    next.next_message_id += 1;
+                    let cost_micros = u64::try_from(cost.micros()).expect("cost is never negative");
+                    WirePayload::MessageSent {
+                        user_id: user_id.0,
+                        channel: channel.index() as u8,
+                        message_type,
+                        cost_micros,
+                    }
+                }
+                Event::MessageDelivered { message_id, .. } => {
+                    WirePayload::MessageDelivered { message_back: back(message_id) }
+                }
+                Event::MessageOpened { message_id, .. } => {
+                    WirePayload::MessageOpened { message_back: back(message_id) }
+                }
+                Event::UserAction { message_id, action, .. } => {
+                    WirePayload::UserAction { message_back: back(message_id), action }
+                }
+                Event::MessageFailed { message_id, reason, .. } => {
+                    WirePayload::MessageFailed { message_back: back(message_id), reason }
+                }
+                Event::FinancialOutcome { user_id, outcome, amount, .. } => {
+                    WirePayload::FinancialOutcome {
+                        user_id: user_id.0,
+                        outcome,
+                        amount_micros: amount.micros(),
+                    }
+                }
+            };
+            let wire = WireFrame {
+                seq: logged.seq,
+                durable_lag: logged.seq - logged.durable_seq,
+                appended_delta_ms: logged.appended_ms.wrapping_sub(cursor.previous_appended_ms),
+                at_delta_ms: at_ms.wrapping_sub(cursor.previous_at_ms),
+                payload,
+            };
+            (wire, next)
+        }
+        Frame::Closed { last_seq, appended_ms } => {
+            let wire = WireFrame {
+                seq: last_seq,
+                durable_lag: 0,
+                appended_delta_ms: appended_ms.wrapping_sub(cursor.previous_appended_ms),
+                at_delta_ms: 0,
+                payload: WirePayload::Closed,
+            };
+            (wire, FrameCursor { previous_appended_ms: appended_ms, ..*cursor })
+        }
+    };
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_PREFIX_BYTES]);
+    bincode::encode_into_std_write(&wire, out, CONFIG).expect("writing to a Vec cannot fail");
+    let body_len = out.len() - start - FRAME_PREFIX_BYTES;
+    assert!(body_len <= FRAME_BODY_BYTES_MAX, "frame body of {body_len} bytes");
+    let crc = crc32fast::hash(&out[start + FRAME_PREFIX_BYTES..]);
+    let body_len = u16::try_from(body_len).expect("bounded by FRAME_BODY_BYTES_MAX");
+    out[start..start + 2].copy_from_slice(&body_len.to_le_bytes());
+    out[start + 2..start + FRAME_PREFIX_BYTES].copy_from_slice(&crc.to_le_bytes());
+    *cursor = next;
+}
+
+/// A frame whose length, checksum and encoding are good; its meaning is not yet checked.
+#[derive(Debug)]
+pub(crate) struct RawFrame<'a> {
+    wire: WireFrame<'a>,
+    /// Bytes the frame takes, prefix included.
+    pub frame_bytes: usize,
+}
+
+impl RawFrame<'_> {
+    pub(crate) fn seq(&self) -> u64 {
+        self.wire.seq
+    }
+
+    /// The durability watermark the frame records; `None` if its lag exceeds its seq.
+    pub(crate) fn durable_seq(&self) -> Option<u64> {
+        self.wire.seq.checked_sub(self.wire.durable_lag)
+    }
+
+    pub(crate) fn is_close_marker(&self) -> bool {
+        matches!(self.wire.payload, WirePayload::Closed)
+    }
+}
+
+/// Reads the frame at the start of `bytes`, checking what a frame can check alone: its length,
+/// its checksum, and that its body decodes exactly. The error says which check failed.
+pub(crate) fn read_frame(bytes: &[u8]) -> Result<RawFrame<'_>, String> {
+    if bytes.len() < FRAME_PREFIX_BYTES {
+        return Err(format!("frame is short: {} bytes left, a frame needs at least {FRAME_PREFIX_BYTES}", bytes.len()));
+    }
+    let body_len = usize::from(u16::from_le_bytes([bytes[0], bytes[1]]));
+    if body_len == 0 || body_len > FRAME_BODY_BYTES_MAX {
+        return Err(format!("frame length {body_len} is outside 1..={FRAME_BODY_BYTES_MAX}"));
+    }
+    let frame_bytes = FRAME_PREFIX_BYTES + body_len;
+    let Some(body) = bytes.get(FRAME_PREFIX_BYTES..frame_bytes) else {
+        return Err(format!(
+            "frame is short: body of {body_len} bytes, {} left",
+            bytes.len() - FRAME_PREFIX_BYTES
+        ));
+    };
+    let stored_crc = u32::from_le_bytes(bytes[2..6].try_into().expect("4 bytes"));
+    let computed_crc = crc32fast::hash(body);
+    if stored_crc != computed_crc {
+        return Err(format!(
+            "frame checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"
+        ));
+    }
+    let (wire, used): (WireFrame<'_>, usize) = bincode::borrow_decode_from_slice(body, CONFIG)
+        .map_err(|error| format!("frame body does not decode: {error}"))?;
+    if used != body_len {
+        return Err(format!("frame body has {} bytes after its end", body_len - used));
+    }
+    Ok(RawFrame { wire, frame_bytes })
+}
+
+/// Gives a checked frame its meaning against `cursor` (absolute times and message ids), checks
+/// every field against its rule, and advances `cursor` past it.
+pub(crate) fn resolve<'a>(cursor: &mut FrameCursor, raw: &RawFrame<'a>) -> Result<Frame<'a>, String> {
+    let wire = &raw.wire;
+    let durable_seq = raw.durable_seq().ok_or_else(|| {
+        format!("frame seq {} records a durability lag of {}", wire.seq, wire.durable_lag)
+    })?;
+    let appended_ms = add_time(cursor.previous_appended_ms, wire.appended_delta_ms, "appended time")?;
+    let at_ms = add_time(cursor.previous_at_ms, wire.at_delta_ms, "event time")?;
+    let message = |back: u64| -> Result<MessageId, String> {
+        if back == 0 || back >= cursor.next_message_id {
+            return Err(format!(
+                "frame seq {} refers {back} messages back, but only {} were sent",
+                wire.seq,
+                cursor.next_message_id - 1
+            ));
+        }
+        Ok(MessageId(cursor.next_message_id - back))
+    };
+    let name = |field: &str, value: &'a str| -> Result<&'a str, String> {
+        if is_valid_name(value) { Ok(value) } else { Err(format!("frame seq {} has an invalid {field} {value:?}", wire.seq)) }
+    };
+    let user = |id: u64| -> Result<UserId, String> {
+        if id == 0 { Err(format!("frame seq {} names user 0", wire.seq)) } else { Ok(UserId(id)) }
+    };
+    let mut next_message_id = cursor.next_message_id;
+    let event = match wire.payload {
+        WirePayload::Closed => {
+            if wire.durable_lag != 0 || wire.at_delta_ms != 0 {
+                return Err(format!("close marker at seq {} has non-zero lag or time", wire.seq));
+            }
+            cursor.previous_appended_ms = appended_ms;
+            return Ok(Frame::Closed { last_seq: wire.seq, appended_ms });
+        }
+        WirePayload::MessageSent { user_id, channel, message_type, cost_micros } => {
+            let channel = *Channel::ALL
+                .get(usize::from(channel))
+                .ok_or_else(|| format!("frame seq {} has channel byte {channel}", wire.seq))?;
+            let cost = i64::try_from(cost_micros)
+                .ok()
+                .filter(|micros| *micros <= MONEY_MICROS_MAX)
+                .ok_or_else(|| format!("frame seq {} has cost {cost_micros} micros", wire.seq))?;
+            next_message_id += 1;
+            Event::MessageSent {
+                message_id: MessageId(cursor.next_message_id),
+                user_id: user(user_id)?,
+                channel,
+                message_type: name("message_type", message_type)?,
+                cost: Money::from_micros(cost),
+                at_ms,
+            }
+        }
+        WirePayload::MessageDelivered { message_back } => {
+            Event::MessageDelivered { message_id: message(message_back)?, at_ms }
+        }
+        WirePayload::MessageOpened { message_back } => {
+            Event::MessageOpened { message_id: message(message_back)?, at_ms }
+        }
+        WirePayload::UserAction { message_back, action } => Event::UserAction {
+            message_id: message(message_back)?,
+            action: name("action", action)?,
+            at_ms,
+        },
+        WirePayload::MessageFailed { message_back, reason } => Event::MessageFailed {
+            message_id: message(message_back)?,
+            reason: name("reason", reason)?,
+            at_ms,
+        },
+        WirePayload::FinancialOutcome { user_id, outcome, amount_micros } => {
+            if amount_micros.unsigned_abs() > MONEY_MICROS_MAX as u64 {
+                return Err(format!("frame seq {} has amount {amount_micros} micros", wire.seq));
+            }
+            Event::FinancialOutcome {
+                user_id: user(user_id)?,
+                outcome: name("outcome", outcome)?,
+                amount: Money::from_micros(amount_micros),
+                at_ms,
+            }
+        }
+    };
+    *cursor = FrameCursor { next_message_id, previous_at_ms: at_ms, previous_appended_ms: appended_ms };
+    Ok(Frame::Event(LoggedEvent { seq: wire.seq, appended_ms, durable_seq, event }))
+}
+
+/// `previous + delta`, if that is a time `DateTime<Utc>` can hold.
+fn add_time(previous: i64, delta: i64, what: &str) -> Result<i64, String> {
+    previous
+        .checked_add(delta)
+        .filter(|ms| chrono::DateTime::from_timestamp_millis(*ms).is_some())
+        .ok_or_else(|| format!("{what} out of range ({previous} + {delta} ms)"))
+}

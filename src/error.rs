@@ -1,0 +1,89 @@
+//! The one error type of the crate.
+
+use std::path::{Path, PathBuf};
+
+use crate::event::MessageId;
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, each naming what was wrong and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A caller passed a value outside its rule; nothing was appended.
+    #[error("invalid {field}: {value:?} ({rule})")]
+    InvalidInput {
+        /// The parameter or field, e.g. `"message_type"`.
+        field: &'static str,
+        /// The value as given.
+        value: String,
+        /// The rule it broke.
+        rule: &'static str,
+    },
+    /// A call named a message id that was never tracked; nothing was appended.
+    #[error("unknown message id {id}: no message with this id has been tracked")]
+    UnknownMessage {
+        /// The id as given.
+        id: MessageId,
+    },
+    /// The log holds bytes that fail their checks where they must be whole.
+    #[error("corrupt log {}: offset {offset}: {reason}", .segment.display())]
+    Corruption {
+        /// The segment file.
+        segment: PathBuf,
+        /// Byte offset of the first bad byte range in that file.
+        offset: u64,
+        /// What check failed.
+        reason: String,
+    },
+    /// Another process holds the store's `LOCK`.
+    #[error("{}: locked by another process ({holder}); stop it, or open the store read-only", .path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// What the lock file says about its holder (its process id), if readable.
+        holder: String,
+    },
+    /// An operating-system call failed on a file of the store.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An earlier write or sync failed, so what is on disk is unknown; no further call is taken.
+    #[error("store poisoned by an earlier failure ({first}); reopen the store")]
+    Poisoned {
+        /// The first failure.
+        first: String,
+    },
+    /// A tracking call on a store opened with `Store::open_read_only`.
+    #[error("{operation} needs a writer, but the store was opened read-only")]
+    ReadOnly {
+        /// The refused operation.
+        operation: &'static str,
+    },
+    /// An exact money sum left the range of 64-bit micro-dollars.
+    #[error("{field} overflows the range of 64-bit micro-dollars")]
+    Overflow {
+        /// The sum, e.g. `"total_cost"`.
+        field: &'static str,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
+        Error::Io { path: path.to_path_buf(), source }
+    }
+
+    pub(crate) fn invalid(field: &'static str, value: impl ToString, rule: &'static str) -> Error {
+        Error::InvalidInput { field, value: value.to_string(), rule }
+    }
+
+    pub(crate) fn corruption(segment: &Path, offset: u64, reason: impl Into<String>) -> Error {
+        Error::Corruption { segment: segment.to_path_buf(), offset, reason: reason.into() }
+    }
+}

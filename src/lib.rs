@@ -1,0 +1,46 @@
+//! commlog: an embedded, append-only, event-sourced store for communication analytics.
+//!
+//! Every tracking call appends one checksummed event to a segmented log on disk; in-memory
+//! views fold the events into message records and statistics; reopening a store replays the
+//! log and rebuilds exactly the same answers.
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use commlog::{Channel, Options, StatsFilter, Store, SyncPolicy};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open_with(dir.path(), Options { sync: SyncPolicy::Never, ..Options::default() })?;
+//! let sent_at = Utc.with_ymd_and_hms(2025, 1, 1, 9, 0, 0).unwrap();
+//! let m = store.track_message_sent_at(123, Channel::Email, "weekly_checkin", 0.001, sent_at)?;
+//! store.track_user_action(m.id, "clicked_link", Some(sent_at + chrono::Duration::minutes(5)))?;
+//! store.track_financial_outcome_at(123, "bill_paid_on_time", 25.0, sent_at + chrono::Duration::days(1))?;
+//! store.close()?;
+//!
+//! let store = Store::open(dir.path())?; // replays the log
+//! let stats = store.get_communication_stats(&StatsFilter::new().user(123))?;
+//! assert_eq!((stats.delivered_count, stats.opened_count, stats.clicked_count), (1, 1, 1));
+//! assert_eq!(stats.total_impact.micros(), 25_000_000);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod codec;
+mod error;
+mod event;
+mod limits;
+mod log;
+mod message;
+mod money;
+mod projection;
+mod stats;
+mod store;
+pub mod workload;
+
+pub use error::{Error, Result};
+pub use event::{Channel, Event, LoggedEvent, MessageId, UserId};
+pub use log::{OpenReport, Options, SyncPolicy};
+pub use message::{FinancialOutcome, Message, Status};
+pub use money::Money;
+pub use stats::{CommunicationStats, StatsFilter};
+pub use store::{LOCK_FILE_NAME, Store};

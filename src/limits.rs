@@ -1,0 +1,43 @@
+//! Every bound commlog enforces, with its unit and its reason.
+//!
+//! A length read from disk meets its limit here before it sizes anything.
+
+/// Longest message type, action, failure reason or outcome name, in bytes.
+pub const NAME_BYTES_MAX: usize = 64;
+
+/// Largest frame body (sequence number, envelope and event), in bytes. The largest event the
+/// codec can produce is about 130 bytes; the margin leaves room for events added later, and
+/// the bound rejects garbage lengths during replay.
+pub const FRAME_BODY_BYTES_MAX: usize = 1024;
+
+/// Bytes in front of every frame body: its length (u16) and its crc32 (u32).
+pub const FRAME_PREFIX_BYTES: usize = 6;
+
+/// Largest whole frame, in bytes.
+pub const FRAME_BYTES_MAX: usize = FRAME_PREFIX_BYTES + FRAME_BODY_BYTES_MAX;
+
+/// Bytes of the fixed header at the start of every segment file.
+pub const SEGMENT_HEADER_BYTES: usize = 32;
+
+/// Default size at which a segment rolls over, in bytes.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// Smallest `Options::segment_bytes` accepted. A segment always takes at least one frame, so
+/// this is a floor for sanity, not for correctness.
+pub const SEGMENT_BYTES_MIN: u64 = 256;
+
+/// Largest `Options::segment_bytes` accepted: a segment is mapped whole during replay.
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 40;
+
+/// Frames buffered in memory before they are handed to the OS, in bytes.
+pub const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Largest absolute amount of money accepted from a caller, in dollars.
+pub const MONEY_DOLLARS_MAX: f64 = 9e12;
+
+/// The same bound in micro-dollars.
+pub const MONEY_MICROS_MAX: i64 = 9_000_000_000_000_000_000;
+
+const _: () = assert!(FRAME_BODY_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(SEGMENT_HEADER_BYTES as u64 <= SEGMENT_BYTES_MIN);
+const _: () = assert!(MONEY_MICROS_MAX < i64::MAX);

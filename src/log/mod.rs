@@ -1,0 +1,307 @@
+//! The segmented log: appends, rollover, the sync policies and group commit. Only this module
+//! writes to the store directory (besides the `LOCK` file, which `store.rs` holds).
+//!
+//! Durability bookkeeping: `durable_seq` is the highest sequence number whose frame is known to
+//! be on disk (an fsync of its segment completed). Every frame records the value it saw, so
+//! replay can tell a torn tail (never durable) from corruption (durable, then damaged).
+
+pub(crate) mod replay;
+pub(crate) mod segment;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, Frame, FrameCursor, SegmentHeader};
+use crate::error::{Error, Result};
+use crate::event::{Event, LoggedEvent};
+use crate::limits::{SEGMENT_BYTES_DEFAULT, SEGMENT_HEADER_BYTES, WRITE_BUFFER_BYTES};
+use replay::Tail;
+use segment::create_segment;
+
+/// When an acknowledged call is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SyncPolicy {
+    /// The OS decides when data reaches the disk (D0). Segments are still synced when sealed.
+    Never,
+    /// A background thread hands buffered frames to the OS and fsyncs every interval (D1):
+    /// an acknowledged call is durable within about one interval.
+    Interval(Duration),
+    /// A call returns only after its frame is fsynced (D2); concurrent callers share one
+    /// fdatasync (group commit).
+    #[default]
+    Always,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Options {
+    /// Durability of acknowledged calls. Default: [`SyncPolicy::Always`].
+    pub sync: SyncPolicy,
+    /// Size at which a segment rolls over, in bytes. Default: 64 MiB.
+    pub segment_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { sync: SyncPolicy::Always, segment_bytes: SEGMENT_BYTES_DEFAULT }
+    }
+}
+
+/// What opening the store found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OpenReport {
+    /// Segment files replayed.
+    pub segments: u64,
+    /// Events replayed.
+    pub events: u64,
+    /// Bytes of torn tail cut off the last segment (read-only: ignored, left in place).
+    pub truncated_bytes: u64,
+    /// Where the cut-off bytes were copied, if any were.
+    pub quarantined: Option<PathBuf>,
+}
+
+/// The append side of the log: the segment being written and the frames not yet handed to
+/// the OS. Lives behind [`SharedLog`]'s mutex.
+pub(crate) struct Log {
+    dir: PathBuf,
+    segment_bytes: u64,
+    file: Arc<File>,
+    path: PathBuf,
+    cursor: FrameCursor,
+    /// Bytes of the segment, buffered ones included.
+    segment_len: u64,
+    frame_count: u64,
+    buffer: Vec<u8>,
+    next_seq: u64,
+    ends_with_close_marker: bool,
+    durable_seq: Arc<AtomicU64>,
+    poison: Arc<OnceLock<String>>,
+}
+
+impl Log {
+    /// The id the next `MessageSent` gets.
+    pub(crate) fn next_message_id(&self) -> u64 {
+        self.cursor.next_message_id
+    }
+
+    /// Appends one event (to the buffer), rolling over to a new segment first if it would not
+    /// fit. Returns the event as logged.
+    pub(crate) fn append<'a>(&mut self, event: Event<'a>, appended_ms: i64) -> Result<LoggedEvent<'a>> {
+        self.check_poison()?;
+        let mut logged = LoggedEvent {
+            seq: self.next_seq,
+            appended_ms,
+            durable_seq: self.durable_seq.load(Ordering::Acquire),
+            event,
+        };
+        let start = self.buffer.len();
+        let mut cursor = self.cursor;
+        codec::encode_frame(&mut cursor, &Frame::Event(logged), &mut self.buffer);
+        let mut frame_len = (self.buffer.len() - start) as u64;
+        if self.frame_count > 0 && self.segment_len + frame_len > self.segment_bytes {
+            self.buffer.truncate(start);
+            self.roll_over()?;
+            logged.durable_seq = self.durable_seq.load(Ordering::Acquire);
+            let start = self.buffer.len();
+            cursor = self.cursor;
+            codec::encode_frame(&mut cursor, &Frame::Event(logged), &mut self.buffer);
+            frame_len = (self.buffer.len() - start) as u64;
+        }
+        debug_assert!(codec::read_frame(&self.buffer[self.buffer.len() - frame_len as usize..]).is_ok());
+        self.cursor = cursor;
+        self.segment_len += frame_len;
+        self.frame_count += 1;
+        self.next_seq += 1;
+        self.ends_with_close_marker = false;
+        if self.buffer.len() >= WRITE_BUFFER_BYTES {
+            self.write_buffer()?;
+        }
+        Ok(logged)
+    }
+
+    /// Hands buffered frames to the OS.
+    pub(crate) fn write_buffer(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.check_poison()?;
+        let result = (&*self.file).write_all(&self.buffer);
+        self.buffer.clear();
+        result.map_err(|source| self.poisoned(Error::io(&self.path, source)))
+    }
+
+    /// Seals the current segment (written and fsynced whole) and starts the next one.
+    fn roll_over(&mut self) -> Result<()> {
+        self.write_buffer()?;
+        self.file.sync_data().map_err(|source| self.poisoned(Error::io(&self.path, source)))?;
+        self.durable_seq.fetch_max(self.next_seq - 1, Ordering::AcqRel);
+        let header = SegmentHeader { first_seq: self.next_seq, first_message_id: self.cursor.next_message_id };
+        let (file, path) = create_segment(&self.dir, &header).map_err(|error| self.poisoned(error))?;
+        self.file = Arc::new(file);
+        self.path = path;
+        self.cursor = FrameCursor::new(&header);
+        self.segment_len = SEGMENT_HEADER_BYTES as u64;
+        self.frame_count = 0;
+        Ok(())
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match self.poison.get() {
+            Some(first) => Err(Error::Poisoned { first: first.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `error` as the first failure (if it is) and returns it.
+    fn poisoned(&self, error: Error) -> Error {
+        let _ = self.poison.set(error.to_string());
+        error
+    }
+}
+
+/// The log shared by every thread of a store: appends under a mutex, syncs outside it.
+pub(crate) struct SharedLog {
+    log: Mutex<Log>,
+    durable_seq: Arc<AtomicU64>,
+    poison: Arc<OnceLock<String>>,
+    sync_in_progress: Mutex<bool>,
+    sync_done: Condvar,
+}
+
+impl SharedLog {
+    /// Continues the log where replay left it (or starts it), after making everything replayed
+    /// durable, so that new frames may record it as such.
+    pub(crate) fn open(dir: &Path, options: &Options, tail: Option<Tail>, last_seq: u64, next_message_id: u64) -> Result<SharedLog> {
+        let (file, path, cursor, segment_len, frame_count, ends_with_close_marker) = match tail {
+            None => {
+                let header = SegmentHeader { first_seq: last_seq + 1, first_message_id: next_message_id };
+                let (file, path) = create_segment(dir, &header)?;
+                (file, path, FrameCursor::new(&header), SEGMENT_HEADER_BYTES as u64, 0, false)
+            }
+            Some(tail) => {
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(&tail.path)
+                    .map_err(|source| Error::io(&tail.path, source))?;
+                let io = |source| Error::io(&tail.path, source);
+                // Zeros after the last frame are not data; the next frame goes where they start.
+                if file.metadata().map_err(io)?.len() > tail.end {
+                    file.set_len(tail.end).map_err(io)?;
+                }
+                // A crashed writer's last frames may sit in the page cache only.
+                file.sync_all().map_err(io)?;
+                (file, tail.path, tail.cursor, tail.end, tail.frame_count, tail.ends_with_close_marker)
+            }
+        };
+        let log = Log {
+            dir: dir.to_path_buf(),
+            segment_bytes: options.segment_bytes,
+            file: Arc::new(file),
+            path,
+            cursor,
+            segment_len,
+            frame_count,
+            buffer: Vec::with_capacity(WRITE_BUFFER_BYTES + 4096),
+            next_seq: last_seq + 1,
+            ends_with_close_marker,
+            durable_seq: Arc::new(AtomicU64::new(last_seq)),
+            poison: Arc::new(OnceLock::new()),
+        };
+        Ok(SharedLog {
+            durable_seq: Arc::clone(&log.durable_seq),
+            poison: Arc::clone(&log.poison),
+            log: Mutex::new(log),
+            sync_in_progress: Mutex::new(false),
+            sync_done: Condvar::new(),
+        })
+    }
+
+    /// Locks the append side.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Log> {
+        self.log.lock()
+    }
+
+    /// Hands every buffered frame to the OS.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.log.lock().write_buffer()
+    }
+
+    /// Makes everything appended so far durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        let last_seq = self.log.lock().next_seq - 1;
+        self.sync_to(last_seq)
+    }
+
+    /// Returns once `seq` is durable. One caller at a time runs the fsync, covering every frame
+    /// appended before it started; the others wait for it and find themselves covered (group
+    /// commit).
+    pub(crate) fn sync_to(&self, seq: u64) -> Result<()> {
+        loop {
+            if let Some(first) = self.poison.get() {
+                return Err(Error::Poisoned { first: first.clone() });
+            }
+            if self.durable_seq.load(Ordering::Acquire) >= seq {
+                return Ok(());
+            }
+            let mut in_progress = self.sync_in_progress.lock();
+            if self.durable_seq.load(Ordering::Acquire) >= seq {
+                return Ok(());
+            }
+            if *in_progress {
+                self.sync_done.wait(&mut in_progress);
+                continue;
+            }
+            *in_progress = true;
+            drop(in_progress);
+            let result = self.sync_once();
+            *self.sync_in_progress.lock() = false;
+            self.sync_done.notify_all();
+            result?;
+        }
+    }
+
+    /// Writes the buffer and fsyncs the active segment outside the append lock.
+    fn sync_once(&self) -> Result<()> {
+        let (file, path, target_seq) = {
+            let mut log = self.log.lock();
+            log.write_buffer()?;
+            (Arc::clone(&log.file), log.path.clone(), log.next_seq - 1)
+        };
+        match file.sync_data() {
+            Ok(()) => {
+                self.durable_seq.fetch_max(target_seq, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(source) => {
+                let error = Error::io(&path, source);
+                let _ = self.poison.set(error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    /// Syncs everything, then writes and syncs a close marker proving the whole log durable.
+    pub(crate) fn close(&self, appended_ms: i64) -> Result<()> {
+        let mut log = self.log.lock();
+        log.write_buffer()?;
+        log.file.sync_data().map_err(|source| log.poisoned(Error::io(&log.path, source)))?;
+        let last_seq = log.next_seq - 1;
+        self.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
+        if last_seq == 0 || log.ends_with_close_marker {
+            return Ok(());
+        }
+        let mut cursor = log.cursor;
+        codec::encode_frame(&mut cursor, &Frame::Closed { last_seq, appended_ms }, &mut log.buffer);
+        log.cursor = cursor;
+        log.ends_with_close_marker = true;
+        log.write_buffer()?;
+        log.file.sync_data().map_err(|source| log.poisoned(Error::io(&log.path, source)))
+    }
+}

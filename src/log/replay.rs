@@ -1,0 +1,220 @@
+//! Open: replay every segment into a fold, and decide exactly where the log ends.
+//!
+//! The rules (docs/FORMAT.md, "Recovery"): in the last segment, the log ends at the first frame
+//! that fails its checks unless a valid frame after it proves, through its durable_seq, that
+//! the failed frame had been durable; such a torn tail is copied to `quarantine/` and cut off.
+//! A failed frame that was provably durable, and any failure in a sealed segment, is
+//! corruption: open fails and nothing on disk changes. Zero bytes to the end of a file are
+//! simply its end.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::codec::{self, Frame, FrameCursor, SegmentHeader};
+use crate::error::{Error, Result};
+use crate::event::LoggedEvent;
+use crate::limits::SEGMENT_HEADER_BYTES;
+use crate::log::OpenReport;
+use crate::log::segment::{FILE_MODE, create_directory, list_segments, map_segment, sync_directory};
+
+/// Name of the directory, inside the store, that keeps every cut-off tail.
+pub(crate) const QUARANTINE_DIRECTORY: &str = "quarantine";
+
+/// Whether replay may cut off a torn tail (a writer holding the lock) or only reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Write,
+    ReadOnly,
+}
+
+/// The segment a writer continues in, as replay left it.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    pub path: PathBuf,
+    pub cursor: FrameCursor,
+    /// Bytes of header and whole frames: where the next frame goes.
+    pub end: u64,
+    pub frame_count: u64,
+    pub ends_with_close_marker: bool,
+}
+
+/// What replay found.
+#[derive(Debug)]
+pub(crate) struct Replayed {
+    pub report: OpenReport,
+    /// `None` when no segment remains.
+    pub tail: Option<Tail>,
+    pub last_seq: u64,
+    pub next_message_id: u64,
+}
+
+struct TornTail {
+    path: PathBuf,
+    offset: u64,
+    file_len: u64,
+}
+
+/// Replays the log in `dir`, handing every event to `fold` in sequence order.
+pub(crate) fn replay(dir: &Path, mode: Mode, fold: &mut dyn FnMut(&LoggedEvent<'_>)) -> Result<Replayed> {
+    let segments = list_segments(dir)?;
+    let mut report = OpenReport::default();
+    let mut expected_seq: u64 = 1;
+    let mut next_message_id: u64 = 1;
+    let mut tail: Option<Tail> = None;
+    let mut torn: Option<TornTail> = None;
+    for (index, (name_seq, path)) in segments.iter().enumerate() {
+        let is_last = index + 1 == segments.len();
+        let bytes = map_segment(path)?;
+        let file_len = bytes.len() as u64;
+        let header = match SegmentHeader::decode(&bytes) {
+            Ok(header) => header,
+            Err(reason) if !is_last => return Err(Error::corruption(path, 0, reason)),
+            Err(reason) => {
+                // A crash right after creating the segment, unless a frame proves otherwise.
+                if let Some(proof) = find_durable_proof(&bytes, SEGMENT_HEADER_BYTES, *name_seq) {
+                    return Err(Error::corruption(path, 0, format!("{reason}; {proof}")));
+                }
+                torn = Some(TornTail { path: path.clone(), offset: 0, file_len });
+                break;
+            }
+        };
+        if header.first_seq != *name_seq {
+            return Err(Error::corruption(
+                path,
+                12,
+                format!("header says first seq {}, the file name says {name_seq}", header.first_seq),
+            ));
+        }
+        if header.first_seq != expected_seq {
+            return Err(Error::corruption(
+                path,
+                12,
+                format!("segment starts at seq {}, but the log before it ends at seq {}", header.first_seq, expected_seq - 1),
+            ));
+        }
+        if header.first_message_id != next_message_id {
+            return Err(Error::corruption(
+                path,
+                20,
+                format!("header says first message id {}, but {} messages came before", header.first_message_id, next_message_id - 1),
+            ));
+        }
+        let mut cursor = FrameCursor::new(&header);
+        let mut offset = SEGMENT_HEADER_BYTES;
+        let mut frame_count = 0;
+        let mut ends_with_close_marker = false;
+        while offset < bytes.len() {
+            match next_frame(&bytes[offset..], &mut cursor, expected_seq) {
+                Ok((frame, frame_bytes)) => {
+                    match frame {
+                        Frame::Event(logged) => {
+                            fold(&logged);
+                            expected_seq += 1;
+                            report.events += 1;
+                            ends_with_close_marker = false;
+                        }
+                        Frame::Closed { .. } => ends_with_close_marker = true,
+                    }
+                    offset += frame_bytes;
+                    frame_count += 1;
+                }
+                Err(reason) => {
+                    if bytes[offset..].iter().all(|byte| *byte == 0) {
+                        // Zeros to the end of the file (preallocation): the end of the log.
+                        break;
+                    }
+                    if !is_last {
+                        return Err(Error::corruption(path, offset as u64, reason));
+                    }
+                    if let Some(proof) = find_durable_proof(&bytes, offset + 1, expected_seq) {
+                        return Err(Error::corruption(path, offset as u64, format!("{reason}; {proof}")));
+                    }
+                    torn = Some(TornTail { path: path.clone(), offset: offset as u64, file_len });
+                    break;
+                }
+            }
+        }
+        report.segments += 1;
+        next_message_id = cursor.next_message_id;
+        tail = Some(Tail { path: path.clone(), cursor, end: offset as u64, frame_count, ends_with_close_marker });
+    }
+    if let Some(torn) = torn {
+        report.truncated_bytes = torn.file_len - torn.offset;
+        if mode == Mode::Write {
+            report.quarantined = Some(quarantine_tail(dir, &torn)?);
+            cut_tail(dir, &torn)?;
+        }
+    }
+    Ok(Replayed { report, tail, last_seq: expected_seq - 1, next_message_id })
+}
+
+/// Reads, checks and resolves the frame at the start of `bytes`.
+fn next_frame<'a>(
+    bytes: &'a [u8],
+    cursor: &mut FrameCursor,
+    expected_seq: u64,
+) -> Result<(Frame<'a>, usize), String> {
+    let raw = codec::read_frame(bytes)?;
+    // A close marker repeats the seq of the event before it.
+    let wanted_seq = if raw.is_close_marker() { expected_seq - 1 } else { expected_seq };
+    if raw.seq() != wanted_seq {
+        return Err(format!("frame has seq {}, expected {wanted_seq}", raw.seq()));
+    }
+    let frame = codec::resolve(cursor, &raw)?;
+    Ok((frame, raw.frame_bytes))
+}
+
+/// Looks at every offset from `first_offset` on for a valid frame whose durable_seq shows that
+/// `failed_seq` had been durable; says which one, if any.
+fn find_durable_proof(bytes: &[u8], first_offset: usize, failed_seq: u64) -> Option<String> {
+    (first_offset..bytes.len()).find_map(|position| {
+        let raw = codec::read_frame(&bytes[position..]).ok()?;
+        let durable_seq = raw.durable_seq()?;
+        (raw.seq() >= failed_seq && durable_seq >= failed_seq).then(|| {
+            format!(
+                "the valid frame at offset {position} (seq {}) records seq {durable_seq} as durable",
+                raw.seq()
+            )
+        })
+    })
+}
+
+/// Copies the torn tail byte for byte to `quarantine/<segment>.<offset>.tail` and makes the
+/// copy durable. Never overwrites an earlier copy.
+fn quarantine_tail(dir: &Path, torn: &TornTail) -> Result<PathBuf> {
+    let quarantine_dir = dir.join(QUARANTINE_DIRECTORY);
+    create_directory(&quarantine_dir)?;
+    let segment_name = torn.path.file_name().expect("segment paths name a file").to_string_lossy();
+    let base_name = format!("{segment_name}.{}.tail", torn.offset);
+    let mut attempt = 0;
+    let (mut copy, copy_path) = loop {
+        let name = if attempt == 0 { base_name.clone() } else { format!("{base_name}.{attempt}") };
+        let path = quarantine_dir.join(name);
+        match OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(&path) {
+            Ok(file) => break (file, path),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => attempt += 1,
+            Err(source) => return Err(Error::io(&path, source)),
+        }
+    };
+    let mut source = File::open(&torn.path).map_err(|source| Error::io(&torn.path, source))?;
+    source.seek(SeekFrom::Start(torn.offset)).map_err(|error| Error::io(&torn.path, error))?;
+    let copied = io::copy(&mut source, &mut copy).map_err(|error| Error::io(&copy_path, error))?;
+    assert_eq!(copied, torn.file_len - torn.offset, "the segment changed under replay");
+    copy.sync_all().map_err(|error| Error::io(&copy_path, error))?;
+    sync_directory(&quarantine_dir)?;
+    sync_directory(dir)?;
+    Ok(copy_path)
+}
+
+/// Cuts the quarantined tail off its segment; a segment without a whole header goes entirely.
+fn cut_tail(dir: &Path, torn: &TornTail) -> Result<()> {
+    if torn.offset == 0 {
+        std::fs::remove_file(&torn.path).map_err(|error| Error::io(&torn.path, error))?;
+        return sync_directory(dir);
+    }
+    let file = OpenOptions::new().write(true).open(&torn.path).map_err(|error| Error::io(&torn.path, error))?;
+    file.set_len(torn.offset).map_err(|error| Error::io(&torn.path, error))?;
+    file.sync_all().map_err(|error| Error::io(&torn.path, error))
+}

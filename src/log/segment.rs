@@ -1,0 +1,112 @@
+//! One segment file: its name, creation, and read-only mapping.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::ops::Deref;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::codec::SegmentHeader;
+use crate::error::{Error, Result};
+
+/// Files hold user data: readable by their owner only.
+pub(crate) const FILE_MODE: u32 = 0o600;
+pub(crate) const DIRECTORY_MODE: u32 = 0o700;
+
+const SEGMENT_SUFFIX: &str = ".log";
+const SEGMENT_DIGITS: usize = 20;
+
+/// `00000000000000000001.log`: the first sequence number, zero-padded to 20 digits.
+pub(crate) fn segment_file_name(first_seq: u64) -> String {
+    format!("{first_seq:0SEGMENT_DIGITS$}{SEGMENT_SUFFIX}")
+}
+
+fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != SEGMENT_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The store's segment files, ordered by first sequence number.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|source| Error::io(dir, source))? {
+        let entry = entry.map_err(|source| Error::io(dir, source))?;
+        let name = entry.file_name();
+        if let Some(first_seq) = name.to_str().and_then(parse_segment_file_name) {
+            segments.push((first_seq, entry.path()));
+        }
+    }
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+/// Creates a directory (and its parents) readable by its owner only.
+pub(crate) fn create_directory(path: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIRECTORY_MODE)
+        .create(path)
+        .map_err(|source| Error::io(path, source))
+}
+
+/// Makes the directory's entries (a created, renamed or removed file) durable.
+pub(crate) fn sync_directory(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(|source| Error::io(dir, source))
+}
+
+/// Creates a new segment holding only its header, and makes the file and its directory entry
+/// durable before returning: a segment that any acknowledged frame lives in always exists.
+pub(crate) fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<(File, PathBuf)> {
+    let path = dir.join(segment_file_name(header.first_seq));
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(&path)
+        .map_err(|source| Error::io(&path, source))?;
+    file.write_all(&header.encode()).map_err(|source| Error::io(&path, source))?;
+    file.sync_all().map_err(|source| Error::io(&path, source))?;
+    // A new segment's name is durable only once its directory is synced.
+    sync_directory(dir)?;
+    Ok((file, path))
+}
+
+/// A segment's bytes, mapped read-only.
+pub(crate) enum SegmentBytes {
+    Mapped(Mmap),
+    Empty,
+}
+
+impl Deref for SegmentBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            SegmentBytes::Mapped(map) => map,
+            SegmentBytes::Empty => &[],
+        }
+    }
+}
+
+/// Maps a segment file for reading.
+pub(crate) fn map_segment(path: &Path) -> Result<SegmentBytes> {
+    let file = File::open(path).map_err(|source| Error::io(path, source))?;
+    let len = file.metadata().map_err(|source| Error::io(path, source))?.len();
+    if len == 0 {
+        return Ok(SegmentBytes::Empty);
+    }
+    // SAFETY: the map is only read, and only while replay runs. commlog never shrinks a
+    // segment another process may have mapped: a writer truncates a torn tail only at open,
+    // under the store's LOCK, before it serves anything; a writer's appends lie beyond the
+    // mapped length. Only an outside process truncating the file could fault the reader.
+    #[allow(unsafe_code)]
+    let map = unsafe { Mmap::map(&file) }.map_err(|source| Error::io(path, source))?;
+    Ok(SegmentBytes::Mapped(map))
+}

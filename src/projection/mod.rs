@@ -1,0 +1,235 @@
+//! Views folded from the events, and the queries they answer. Views never read the clock:
+//! everything here is a function of the events folded so far, in log order.
+
+pub(crate) mod impact;
+pub(crate) mod names;
+pub(crate) mod status;
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::{Error, Result};
+use crate::event::{Channel, Event, LoggedEvent, MessageId, UserId};
+use crate::message::{FinancialOutcome, Message, Status};
+use crate::money::Money;
+use crate::stats::{CommunicationStats, StatsFilter, divide_rounded, percent};
+use impact::OutcomeState;
+use names::Names;
+use status::MessageState;
+
+/// Per user: indexes into the message list sorted by (sent time, id), and into the outcomes.
+#[derive(Debug, Default)]
+struct UserEntries {
+    messages: Vec<u32>,
+    outcomes: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Projection {
+    /// Message id `n` lives at index `n - 1`.
+    messages: Vec<MessageState>,
+    outcomes: Vec<OutcomeState>,
+    users: HashMap<u64, UserEntries>,
+    names: Names,
+}
+
+impl Projection {
+    /// Folds one event, in log order.
+    pub(crate) fn fold(&mut self, logged: &LoggedEvent<'_>) {
+        match logged.event {
+            Event::MessageSent { message_id, user_id, channel, message_type, cost, at_ms } => {
+                assert_eq!(message_id.0, self.messages.len() as u64 + 1, "message ids are dense");
+                let index = u32::try_from(self.messages.len()).expect("fewer than 2^32 messages");
+                let message_type = self.names.intern(message_type);
+                self.messages.push(MessageState::new(user_id, channel, message_type, cost, at_ms));
+                let entries = &mut self.users.entry(user_id.0).or_default().messages;
+                // Sorted by (sent time, id); messages mostly arrive in time order.
+                let key = (at_ms, index);
+                let position = entries.partition_point(|&other| (self.messages[other as usize].sent_ms, other) < key);
+                entries.insert(position, index);
+            }
+            Event::MessageDelivered { message_id, at_ms } => self.state_mut(message_id).fold_delivered(at_ms),
+            Event::MessageOpened { message_id, at_ms } => self.state_mut(message_id).fold_opened(at_ms),
+            Event::UserAction { message_id, action, at_ms } => {
+                let action = self.names.intern(action);
+                let is_click = self.names.is_click(action);
+                self.state_mut(message_id).fold_action(action, is_click, at_ms, logged.seq);
+            }
+            Event::MessageFailed { message_id, at_ms, .. } => self.state_mut(message_id).fold_failed(at_ms),
+            Event::FinancialOutcome { user_id, outcome, amount, at_ms } => {
+                let index = u32::try_from(self.outcomes.len()).expect("fewer than 2^32 outcomes");
+                let outcome = self.names.intern(outcome);
+                self.outcomes.push(OutcomeState { user_id: user_id.0, at_ms, amount_micros: amount.micros(), outcome });
+                self.users.entry(user_id.0).or_default().outcomes.push(index);
+            }
+        }
+    }
+
+    fn state_mut(&mut self, id: MessageId) -> &mut MessageState {
+        let index = id.0.checked_sub(1).expect("message ids start at 1") as usize;
+        &mut self.messages[index]
+    }
+
+    /// The number of messages tracked; the next id is one more.
+    pub(crate) fn message_count(&self) -> u64 {
+        self.messages.len() as u64
+    }
+
+    /// The message with this id, if tracked.
+    pub(crate) fn message(&self, id: MessageId) -> Option<Message> {
+        let index = usize::try_from(id.0.checked_sub(1)?).ok()?;
+        Some(self.messages.get(index)?.to_message(id, &self.names))
+    }
+
+    /// The outcome at this index (in log order).
+    pub(crate) fn outcome(&self, index: usize) -> Option<FinancialOutcome> {
+        Some(self.outcomes.get(index)?.to_outcome(&self.names))
+    }
+
+    pub(crate) fn outcome_count(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// The user's messages, newest sent first (ties: higher id first), at most `limit`.
+    pub(crate) fn history(&self, user: UserId, limit: usize) -> Vec<Message> {
+        let Some(entries) = self.users.get(&user.0) else { return Vec::new() };
+        entries
+            .messages
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|&index| self.messages[index as usize].to_message(MessageId(u64::from(index) + 1), &self.names))
+            .collect()
+    }
+
+    /// Counts, rates and sums over the messages and outcomes `filter` selects
+    /// (docs/SEMANTICS.md, "Stats").
+    pub(crate) fn stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
+        let start_ms = filter.start.map_or(i64::MIN, |start| start.timestamp_millis());
+        let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
+        let in_range = |at_ms: i64| start_ms <= at_ms && at_ms <= end_ms;
+        // A type never tracked selects no message, but outcomes still count.
+        let type_filter = filter.message_type.as_deref().map(|name| self.names.get(name));
+        let selects_messages = type_filter != Some(None);
+
+        let mut tally = Tally::new(self.names.len());
+        let mut count_message = |state: &MessageState| {
+            let matches = type_filter.is_none_or(|id| id == Some(state.message_type))
+                && filter.channel.is_none_or(|channel| channel == state.channel)
+                && in_range(state.sent_ms);
+            if matches {
+                tally.add(state);
+            }
+        };
+        match filter.user {
+            Some(user) => {
+                if let Some(entries) = self.users.get(&user.0).filter(|_| selects_messages) {
+                    // The user's list is sorted by sent time: only the window is visited.
+                    let first = entries.messages.partition_point(|&i| self.messages[i as usize].sent_ms < start_ms);
+                    for &index in &entries.messages[first..] {
+                        let state = &self.messages[index as usize];
+                        if state.sent_ms > end_ms {
+                            break;
+                        }
+                        count_message(state);
+                    }
+                }
+            }
+            None if selects_messages => self.messages.iter().for_each(&mut count_message),
+            None => {}
+        }
+
+        let mut outcome_count = 0u64;
+        let mut impact_micros = 0i128;
+        let mut count_outcome = |outcome: &OutcomeState| {
+            if in_range(outcome.at_ms) {
+                outcome_count += 1;
+                impact_micros += i128::from(outcome.amount_micros);
+            }
+        };
+        match filter.user {
+            Some(user) => self
+                .users
+                .get(&user.0)
+                .into_iter()
+                .flat_map(|entries| &entries.outcomes)
+                .for_each(|&index| count_outcome(&self.outcomes[index as usize])),
+            None => self.outcomes.iter().for_each(count_outcome),
+        }
+        tally.finish(&self.names, outcome_count, impact_micros)
+    }
+}
+
+/// Running counts of the stats query.
+struct Tally {
+    total: u64,
+    delivered: u64,
+    opened: u64,
+    clicked: u64,
+    actions: u64,
+    failed: u64,
+    cost_micros: i128,
+    by_status: [u64; Status::ALL.len()],
+    by_channel: [u64; Channel::ALL.len()],
+    by_type: Vec<u64>,
+}
+
+impl Tally {
+    fn new(name_count: usize) -> Tally {
+        Tally {
+            total: 0,
+            delivered: 0,
+            opened: 0,
+            clicked: 0,
+            actions: 0,
+            failed: 0,
+            cost_micros: 0,
+            by_status: [0; Status::ALL.len()],
+            by_channel: [0; Channel::ALL.len()],
+            by_type: vec![0; name_count],
+        }
+    }
+
+    fn add(&mut self, state: &MessageState) {
+        let status = state.status();
+        self.total += 1;
+        self.delivered += u64::from(state.delivered.is_some());
+        self.opened += u64::from(state.opened.is_some());
+        self.clicked += u64::from(state.clicked.is_some());
+        self.actions += u64::from(state.latest_action.is_some());
+        self.failed += u64::from(status == Status::Failed);
+        self.cost_micros += i128::from(state.cost_micros);
+        self.by_status[status as usize] += 1;
+        self.by_channel[state.channel.index()] += 1;
+        self.by_type[state.message_type as usize] += 1;
+    }
+
+    fn finish(self, names: &Names, outcome_count: u64, impact_micros: i128) -> Result<CommunicationStats> {
+        let money = |field: &'static str, micros: i128| {
+            i64::try_from(micros).map(Money::from_micros).map_err(|_| Error::Overflow { field })
+        };
+        let non_zero = |pairs: Vec<(String, u64)>| -> BTreeMap<String, u64> {
+            pairs.into_iter().filter(|(_, count)| *count > 0).collect()
+        };
+        Ok(CommunicationStats {
+            total_messages: self.total,
+            delivered_count: self.delivered,
+            opened_count: self.opened,
+            clicked_count: self.clicked,
+            action_count: self.actions,
+            failed_count: self.failed,
+            delivery_rate: percent(self.delivered, self.total),
+            open_rate: percent(self.opened, self.delivered),
+            click_rate: percent(self.clicked, self.opened),
+            action_rate: percent(self.actions, self.delivered),
+            total_cost: money("total_cost", self.cost_micros)?,
+            avg_cost_per_message: money("avg_cost_per_message", divide_rounded(self.cost_micros, self.total))?,
+            status_breakdown: non_zero(Status::ALL.iter().map(|s| (s.to_string(), self.by_status[*s as usize])).collect()),
+            channel_breakdown: non_zero(Channel::ALL.iter().map(|c| (c.to_string(), self.by_channel[c.index()])).collect()),
+            message_type_breakdown: non_zero(
+                self.by_type.iter().enumerate().map(|(id, count)| (names.name(id as u32).to_string(), *count)).collect(),
+            ),
+            outcome_count,
+            total_impact: money("total_impact", impact_micros)?,
+        })
+    }
+}

@@ -1,0 +1,45 @@
+//! Interned names (message types, actions, outcomes): each stored once, referred to by index.
+
+use std::collections::HashMap;
+
+use crate::event::is_click;
+
+/// Index of an interned name.
+pub(crate) type NameId = u32;
+
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    ids: HashMap<Box<str>, NameId>,
+    names: Vec<Box<str>>,
+    clicks: Vec<bool>,
+}
+
+impl Names {
+    pub(crate) fn intern(&mut self, name: &str) -> NameId {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = NameId::try_from(self.names.len()).expect("fewer than 2^32 distinct names");
+        self.ids.insert(name.into(), id);
+        self.names.push(name.into());
+        self.clicks.push(is_click(name));
+        id
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<NameId> {
+        self.ids.get(name).copied()
+    }
+
+    pub(crate) fn name(&self, id: NameId) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// Whether the name counts as a click.
+    pub(crate) fn is_click(&self, id: NameId) -> bool {
+        self.clicks[id as usize]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+}

@@ -1,0 +1,129 @@
+//! The message-status view: each message's furthest stage and the earliest time of each.
+//!
+//! Folding is order-independent (webhooks arrive out of order): every stage keeps the earliest
+//! time reported or implied, and the latest action is decided by (time, seq).
+
+use crate::event::{Channel, MessageId, UserId};
+use crate::message::{Message, Status, time_from_ms};
+use crate::money::Money;
+use crate::projection::names::{NameId, Names};
+
+/// The earliest of the times seen so far, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Earliest(i64);
+
+impl Earliest {
+    // DateTime<Utc> ends near 8.2e15 ms, far below this.
+    const NONE: Earliest = Earliest(i64::MAX);
+
+    pub(crate) fn keep(&mut self, at_ms: i64) {
+        self.0 = self.0.min(at_ms);
+    }
+
+    pub(crate) fn get(self) -> Option<i64> {
+        (self != Earliest::NONE).then_some(self.0)
+    }
+
+    pub(crate) fn is_some(self) -> bool {
+        self != Earliest::NONE
+    }
+}
+
+/// The action with the latest time so far; ties go to the later seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LatestAction {
+    pub at_ms: i64,
+    pub seq: u64,
+    pub name: NameId,
+}
+
+/// One message as its events so far describe it.
+#[derive(Debug, Clone)]
+pub(crate) struct MessageState {
+    pub user_id: u64,
+    pub sent_ms: i64,
+    pub cost_micros: i64,
+    pub delivered: Earliest,
+    pub opened: Earliest,
+    pub clicked: Earliest,
+    pub failed: Earliest,
+    pub latest_action: Option<LatestAction>,
+    pub message_type: NameId,
+    pub channel: Channel,
+}
+
+impl MessageState {
+    pub(crate) fn new(user_id: UserId, channel: Channel, message_type: NameId, cost: Money, sent_ms: i64) -> MessageState {
+        MessageState {
+            user_id: user_id.0,
+            sent_ms,
+            cost_micros: cost.micros(),
+            delivered: Earliest::NONE,
+            opened: Earliest::NONE,
+            clicked: Earliest::NONE,
+            failed: Earliest::NONE,
+            latest_action: None,
+            message_type,
+            channel,
+        }
+    }
+
+    pub(crate) fn fold_delivered(&mut self, at_ms: i64) {
+        self.delivered.keep(at_ms);
+    }
+
+    /// An open implies delivery at the open's time.
+    pub(crate) fn fold_opened(&mut self, at_ms: i64) {
+        self.opened.keep(at_ms);
+        self.delivered.keep(at_ms);
+    }
+
+    /// Any action implies delivery; a click implies an open and sets the click time.
+    pub(crate) fn fold_action(&mut self, action: NameId, is_click: bool, at_ms: i64, seq: u64) {
+        self.delivered.keep(at_ms);
+        if is_click {
+            self.opened.keep(at_ms);
+            self.clicked.keep(at_ms);
+        }
+        let later = self.latest_action.is_none_or(|latest| (at_ms, seq) >= (latest.at_ms, latest.seq));
+        if later {
+            self.latest_action = Some(LatestAction { at_ms, seq, name: action });
+        }
+    }
+
+    pub(crate) fn fold_failed(&mut self, at_ms: i64) {
+        self.failed.keep(at_ms);
+    }
+
+    /// The furthest stage; failed only if never delivered.
+    pub(crate) fn status(&self) -> Status {
+        if self.clicked.is_some() {
+            Status::Clicked
+        } else if self.opened.is_some() {
+            Status::Opened
+        } else if self.delivered.is_some() {
+            Status::Delivered
+        } else if self.failed.is_some() {
+            Status::Failed
+        } else {
+            Status::Sent
+        }
+    }
+
+    pub(crate) fn to_message(&self, id: MessageId, names: &Names) -> Message {
+        Message {
+            id,
+            user_id: UserId(self.user_id),
+            channel: self.channel,
+            message_type: names.name(self.message_type).to_string(),
+            status: self.status(),
+            cost: Money::from_micros(self.cost_micros),
+            sent_at: time_from_ms(self.sent_ms),
+            delivered_at: self.delivered.get().map(time_from_ms),
+            opened_at: self.opened.get().map(time_from_ms),
+            clicked_at: self.clicked.get().map(time_from_ms),
+            failed_at: self.failed.get().map(time_from_ms),
+            action_taken: self.latest_action.map(|action| names.name(action.name).to_string()),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The stats query: its filter and its answer.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Channel, UserId};
+use crate::money::Money;
+
+/// Which messages (and outcomes) `Store::get_communication_stats` covers. Every part is
+/// optional; an empty filter covers everything.
+///
+/// ```
+/// use commlog::{Channel, StatsFilter};
+/// let filter = StatsFilter::new().user(123).message_type("low_balance").channel(Channel::Sms);
+/// assert_eq!(filter.channel, Some(Channel::Sms));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StatsFilter {
+    /// Only this user's messages and outcomes.
+    pub user: Option<UserId>,
+    /// Only messages of this type.
+    pub message_type: Option<String>,
+    /// Only messages sent on this channel.
+    pub channel: Option<Channel>,
+    /// Only messages sent (outcomes happened) at or after this time.
+    pub start: Option<DateTime<Utc>>,
+    /// Only messages sent (outcomes happened) at or before this time.
+    pub end: Option<DateTime<Utc>>,
+}
+
+impl StatsFilter {
+    /// The empty filter: everything.
+    pub fn new() -> StatsFilter {
+        StatsFilter::default()
+    }
+
+    /// Only this user.
+    pub fn user(mut self, user: impl Into<UserId>) -> StatsFilter {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Only this message type.
+    pub fn message_type(mut self, message_type: impl Into<String>) -> StatsFilter {
+        self.message_type = Some(message_type.into());
+        self
+    }
+
+    /// Only this channel.
+    pub fn channel(mut self, channel: Channel) -> StatsFilter {
+        self.channel = Some(channel);
+        self
+    }
+
+    /// Only at or after `start` (inclusive).
+    pub fn start(mut self, start: DateTime<Utc>) -> StatsFilter {
+        self.start = Some(start);
+        self
+    }
+
+    /// Only at or before `end` (inclusive).
+    pub fn end(mut self, end: DateTime<Utc>) -> StatsFilter {
+        self.end = Some(end);
+        self
+    }
+}
+
+/// Counts, rates and money over the messages a [`StatsFilter`] selects. Rates are percent,
+/// 0.0 when their denominator is 0. See docs/SEMANTICS.md.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommunicationStats {
+    /// Messages selected.
+    pub total_messages: u64,
+    /// Of them, delivered or further.
+    pub delivered_count: u64,
+    /// Opened or further.
+    pub opened_count: u64,
+    /// Clicked.
+    pub clicked_count: u64,
+    /// With any user action.
+    pub action_count: u64,
+    /// Failed (never delivered).
+    pub failed_count: u64,
+    /// delivered / total, percent.
+    pub delivery_rate: f64,
+    /// opened / delivered, percent.
+    pub open_rate: f64,
+    /// clicked / opened, percent.
+    pub click_rate: f64,
+    /// actions / delivered, percent.
+    pub action_rate: f64,
+    /// Exact sum of costs.
+    pub total_cost: Money,
+    /// total_cost / total_messages, rounded to the micro, halves away from zero.
+    pub avg_cost_per_message: Money,
+    /// Messages per status name, non-zero entries only.
+    pub status_breakdown: BTreeMap<String, u64>,
+    /// Messages per channel name, non-zero entries only.
+    pub channel_breakdown: BTreeMap<String, u64>,
+    /// Messages per message type, non-zero entries only.
+    pub message_type_breakdown: BTreeMap<String, u64>,
+    /// Financial outcomes matching the user filter and the time range.
+    pub outcome_count: u64,
+    /// Exact sum of their amounts.
+    pub total_impact: Money,
+}
+
+/// `part / whole` in percent; 0.0 when `whole` is 0.
+pub(crate) fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
+}
+
+/// `total / count` rounded to the nearest integer, halves away from zero.
+pub(crate) fn divide_rounded(total: i128, count: u64) -> i128 {
+    if count == 0 {
+        return 0;
+    }
+    let count = i128::from(count);
+    let quotient = total / count;
+    let remainder = total % count;
+    if remainder.abs() * 2 >= count { quotient + total.signum() } else { quotient }
+}

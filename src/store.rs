@@ -1,0 +1,407 @@
+//! The public API: open a store, track events, query the views.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+
+use crate::error::{Error, Result};
+use crate::event::{Channel, Event, LoggedEvent, MessageId, UserId, validate_name};
+use crate::limits::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
+use crate::log::replay::{self, Mode};
+use crate::log::segment::{FILE_MODE, create_directory};
+use crate::log::{OpenReport, Options, SharedLog, SyncPolicy};
+use crate::message::{FinancialOutcome, Message};
+use crate::money::Money;
+use crate::projection::Projection;
+use crate::stats::{CommunicationStats, StatsFilter};
+
+/// Name of the lock file that keeps a second writer out.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// An embedded communication-analytics store: an append-only log on disk and the views folded
+/// from it in memory. `Send + Sync`: share it between threads (e.g. in an `Arc`).
+///
+/// ```
+/// use commlog::{Channel, StatsFilter, Store};
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// let message = store.track_message_sent(123, Channel::Sms, "low_balance", 0.05)?;
+/// store.track_message_delivered(message.id, None)?;
+/// let stats = store.get_communication_stats(&StatsFilter::new().user(123))?;
+/// assert_eq!(stats.delivered_count, 1);
+/// store.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Store {
+    dir: PathBuf,
+    projection: RwLock<Projection>,
+    report: OpenReport,
+    /// `None` when opened read-only.
+    writer: Option<Writer>,
+}
+
+struct Writer {
+    log: Arc<SharedLog>,
+    policy: SyncPolicy,
+    /// Holds the exclusive lock while the store is open.
+    _lock_file: File,
+    /// The `Interval` policy's background flusher: dropping the sender stops it.
+    background: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    closed: bool,
+}
+
+impl Store {
+    /// Opens the store in `dir` for writing with default [`Options`] (creating the directory
+    /// if missing), replaying the log.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = commlog::Store::open(dir.path().join("data"))?;
+    /// assert_eq!(store.open_report().events, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, Options::default())
+    }
+
+    /// Opens the store in `dir` for writing with `options`.
+    ///
+    /// Fails with [`Error::Locked`] if another process has it open for writing, and with
+    /// [`Error::Corruption`] (changing nothing on disk) if durable bytes are damaged. A torn
+    /// tail is copied to `quarantine/` and cut off; [`Store::open_report`] says so.
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        validate_options(&options)?;
+        create_directory(&dir)?;
+        let lock_file = lock_directory(&dir)?;
+        let mut projection = Projection::default();
+        let replayed = replay::replay(&dir, Mode::Write, &mut |logged| projection.fold(logged))?;
+        let log = Arc::new(SharedLog::open(
+            &dir,
+            &options,
+            replayed.tail,
+            replayed.last_seq,
+            replayed.next_message_id,
+        )?);
+        let background = match options.sync {
+            SyncPolicy::Interval(interval) => Some(spawn_interval_sync(&log, interval)?),
+            SyncPolicy::Never | SyncPolicy::Always => None,
+        };
+        Ok(Store {
+            dir,
+            projection: RwLock::new(projection),
+            report: replayed.report,
+            writer: Some(Writer { log, policy: options.sync, _lock_file: lock_file, background, closed: false }),
+        })
+    }
+
+    /// Opens the store in `dir` without writing anything, even while a writer runs (for
+    /// audits): it sees what the writer had handed to the OS at this moment. A torn tail is
+    /// ignored, not cut off. Tracking calls fail with [`Error::ReadOnly`].
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let metadata = std::fs::metadata(&dir).map_err(|source| Error::io(&dir, source))?;
+        if !metadata.is_dir() {
+            return Err(Error::io(&dir, std::io::Error::from(std::io::ErrorKind::NotADirectory)));
+        }
+        let mut projection = Projection::default();
+        let replayed = replay::replay(&dir, Mode::ReadOnly, &mut |logged| projection.fold(logged))?;
+        Ok(Store { dir, projection: RwLock::new(projection), report: replayed.report, writer: None })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What opening found: segments and events replayed, torn bytes cut off and where they went.
+    pub fn open_report(&self) -> OpenReport {
+        self.report.clone()
+    }
+
+    /// Tracks a message sent now. `cost` is in dollars (rounded to the micro-dollar); returns
+    /// the message with its new id.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = commlog::Store::open(dir.path())?;
+    /// let message = store.track_message_sent(123, commlog::Channel::Sms, "low_balance", 0.05)?;
+    /// assert_eq!(message.cost.micros(), 50_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn track_message_sent(
+        &self,
+        user: impl Into<UserId>,
+        channel: Channel,
+        message_type: &str,
+        cost: f64,
+    ) -> Result<Message> {
+        self.track_message_sent_at(user, channel, message_type, cost, Utc::now())
+    }
+
+    /// Tracks a message sent at `sent_at`.
+    pub fn track_message_sent_at(
+        &self,
+        user: impl Into<UserId>,
+        channel: Channel,
+        message_type: &str,
+        cost: f64,
+        sent_at: DateTime<Utc>,
+    ) -> Result<Message> {
+        let user_id = validate_user(user.into())?;
+        validate_name("message_type", message_type)?;
+        if cost < 0.0 {
+            return Err(Error::invalid("cost", cost, "must not be negative"));
+        }
+        let cost = Money::from_dollars_for("cost", cost)?;
+        let at_ms = sent_at.timestamp_millis();
+        self.append(
+            "track_message_sent",
+            |log| {
+                let message_id = MessageId(log.next_message_id());
+                Ok(Event::MessageSent { message_id, user_id, channel, message_type, cost, at_ms })
+            },
+            message_of_event,
+        )
+    }
+
+    /// Tracks a delivery reported by the provider; `at` of `None` means now.
+    pub fn track_message_delivered(&self, message: impl Into<MessageId>, at: Option<DateTime<Utc>>) -> Result<Message> {
+        let message_id = message.into();
+        let at_ms = time_ms(at);
+        self.track_message_event("track_message_delivered", message_id, Event::MessageDelivered { message_id, at_ms })
+    }
+
+    /// Tracks an open by the user; an open implies delivery.
+    pub fn track_message_opened(&self, message: impl Into<MessageId>, at: Option<DateTime<Utc>>) -> Result<Message> {
+        let message_id = message.into();
+        let at_ms = time_ms(at);
+        self.track_message_event("track_message_opened", message_id, Event::MessageOpened { message_id, at_ms })
+    }
+
+    /// Tracks an action the user took on a message, e.g. "viewed_forecast"; an action whose
+    /// name contains "click" is a click.
+    pub fn track_user_action(&self, message: impl Into<MessageId>, action: &str, at: Option<DateTime<Utc>>) -> Result<Message> {
+        let message_id = message.into();
+        validate_name("action", action)?;
+        let at_ms = time_ms(at);
+        self.track_message_event("track_user_action", message_id, Event::UserAction { message_id, action, at_ms })
+    }
+
+    /// Tracks a failure or bounce reported by the provider, e.g. "undelivered".
+    pub fn track_message_failed(&self, message: impl Into<MessageId>, reason: &str, at: Option<DateTime<Utc>>) -> Result<Message> {
+        let message_id = message.into();
+        validate_name("reason", reason)?;
+        let at_ms = time_ms(at);
+        self.track_message_event("track_message_failed", message_id, Event::MessageFailed { message_id, reason, at_ms })
+    }
+
+    /// Tracks a financial outcome for a user now; `amount` in dollars, negative for a loss.
+    pub fn track_financial_outcome(&self, user: impl Into<UserId>, outcome: &str, amount: f64) -> Result<FinancialOutcome> {
+        self.track_financial_outcome_at(user, outcome, amount, Utc::now())
+    }
+
+    /// Tracks a financial outcome at `at`.
+    pub fn track_financial_outcome_at(
+        &self,
+        user: impl Into<UserId>,
+        outcome: &str,
+        amount: f64,
+        at: DateTime<Utc>,
+    ) -> Result<FinancialOutcome> {
+        let user_id = validate_user(user.into())?;
+        validate_name("outcome", outcome)?;
+        let amount = Money::from_dollars_for("amount", amount)?;
+        let at_ms = at.timestamp_millis();
+        self.append(
+            "track_financial_outcome",
+            |_| Ok(Event::FinancialOutcome { user_id, outcome, amount, at_ms }),
+            |projection, _| projection.outcome(projection.outcome_count() - 1).expect("just folded"),
+        )
+    }
+
+    /// The message with this id.
+    pub fn get_message(&self, message: impl Into<MessageId>) -> Result<Message> {
+        let id = message.into();
+        self.projection.read().message(id).ok_or(Error::UnknownMessage { id })
+    }
+
+    /// The user's messages, newest sent first (ties: higher id first), at most `limit`.
+    pub fn get_user_communication_history(&self, user: impl Into<UserId>, limit: usize) -> Result<Vec<Message>> {
+        let user = validate_user(user.into())?;
+        Ok(self.projection.read().history(user, limit))
+    }
+
+    /// Counts, rates, costs and breakdowns over the messages `filter` selects, and the
+    /// outcomes of its user and time range (docs/SEMANTICS.md).
+    pub fn get_communication_stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
+        if let Some(user) = filter.user {
+            validate_user(user)?;
+        }
+        if let Some(message_type) = &filter.message_type {
+            validate_name("message_type", message_type)?;
+        }
+        if let (Some(start), Some(end)) = (filter.start, filter.end)
+            && start > end
+        {
+            return Err(Error::invalid("end", end.to_rfc3339(), "must not be before start"));
+        }
+        self.projection.read().stats(filter)
+    }
+
+    /// Hands every event appended so far to the OS (survives a crash of this process).
+    pub fn flush(&self) -> Result<()> {
+        match &self.writer {
+            Some(writer) => writer.log.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes every event appended so far durable (survives a power cut).
+    pub fn sync(&self) -> Result<()> {
+        match &self.writer {
+            Some(writer) => writer.log.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// Syncs everything, marks the log cleanly closed and releases the lock. Dropping the
+    /// store does the same but cannot report an error.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let Some(writer) = self.writer.as_mut().filter(|writer| !writer.closed) else { return Ok(()) };
+        writer.closed = true;
+        if let Some((stop, thread)) = writer.background.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
+        writer.log.close(Utc::now().timestamp_millis())
+    }
+
+    /// Tracks an event about an existing message and returns the message as it now stands.
+    fn track_message_event(&self, operation: &'static str, message_id: MessageId, event: Event<'_>) -> Result<Message> {
+        self.append(
+            operation,
+            |log| {
+                if message_id.0 == 0 || message_id.0 >= log.next_message_id() {
+                    return Err(Error::UnknownMessage { id: message_id });
+                }
+                Ok(event)
+            },
+            message_of_event,
+        )
+    }
+
+    /// Appends the event `make` builds (under the log lock, so it may read the log's state),
+    /// folds it into the views, answers with `answer`, then waits for durability as the
+    /// policy says.
+    fn append<'a, T>(
+        &self,
+        operation: &'static str,
+        make: impl FnOnce(&crate::log::Log) -> Result<Event<'a>>,
+        answer: impl FnOnce(&Projection, &LoggedEvent<'a>) -> T,
+    ) -> Result<T> {
+        let writer = self.writer.as_ref().ok_or(Error::ReadOnly { operation })?;
+        let appended_ms = Utc::now().timestamp_millis();
+        let (seq, result) = {
+            let mut log = writer.log.lock();
+            let event = make(&log)?;
+            let logged = log.append(event, appended_ms)?;
+            // Folded under the log lock, so the views see events in log order, as replay does.
+            let mut projection = self.projection.write();
+            projection.fold(&logged);
+            (logged.seq, answer(&projection, &logged))
+        };
+        if writer.policy == SyncPolicy::Always {
+            writer.log.sync_to(seq)?;
+        }
+        Ok(result)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn message_of_event(projection: &Projection, logged: &LoggedEvent<'_>) -> Message {
+    let id = logged.event.message_id().expect("a message event");
+    projection.message(id).expect("just folded")
+}
+
+fn time_ms(at: Option<DateTime<Utc>>) -> i64 {
+    at.unwrap_or_else(Utc::now).timestamp_millis()
+}
+
+fn validate_user(user: UserId) -> Result<UserId> {
+    if user.0 == 0 {
+        return Err(Error::invalid("user_id", user.0, "must be at least 1"));
+    }
+    Ok(user)
+}
+
+fn validate_options(options: &Options) -> Result<()> {
+    if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&options.segment_bytes) {
+        return Err(Error::invalid("segment_bytes", options.segment_bytes, "must be within 256 bytes and 1 TiB"));
+    }
+    if options.sync == SyncPolicy::Interval(std::time::Duration::ZERO) {
+        return Err(Error::invalid("sync", "Interval(0s)", "an interval must be longer than zero"));
+    }
+    Ok(())
+}
+
+/// Takes the store's exclusive lock, or says who holds it.
+fn lock_directory(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(&path)
+        .map_err(|source| Error::io(&path, source))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "holder unknown".to_string(),
+                pid => format!("pid {pid}"),
+            };
+            return Err(Error::Locked { path, holder });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(Error::io(&path, source)),
+    }
+    let io = |source| Error::io(&path, source);
+    file.set_len(0).map_err(io)?;
+    file.write_all(std::process::id().to_string().as_bytes()).map_err(io)?;
+    Ok(file)
+}
+
+fn spawn_interval_sync(log: &Arc<SharedLog>, interval: std::time::Duration) -> Result<(mpsc::Sender<()>, JoinHandle<()>)> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let log = Arc::clone(log);
+    let thread = std::thread::Builder::new()
+        .name("commlog-sync".to_string())
+        .spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                // A failure poisons the log; the next call reports it.
+                let _ = log.sync();
+            }
+        })
+        .map_err(|source| Error::io(Path::new("commlog-sync thread"), source))?;
+    Ok((stop, thread))
+}
