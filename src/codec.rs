@@ -351,10 +351,26 @@ pub(crate) fn resolve<'a>(cursor: &mut FrameCursor, raw: &RawFrame<'a>) -> Resul
     Ok(Frame::Event(LoggedEvent { seq: wire.seq, appended_ms, durable_seq, event }))
 }
 
+/// `DateTime::<Utc>::MIN_UTC` in ms since the Unix epoch (checked by a test).
+const TIME_MS_MIN: i64 = -8_334_601_228_800_000;
+/// `DateTime::<Utc>::MAX_UTC` in ms since the Unix epoch (checked by a test).
+const TIME_MS_MAX: i64 = 8_210_266_876_799_999;
+
 /// `previous + delta`, if that is a time `DateTime<Utc>` can hold.
 fn add_time(previous: i64, delta: i64, what: &str) -> Result<i64, String> {
     previous
         .checked_add(delta)
-        .filter(|ms| chrono::DateTime::from_timestamp_millis(*ms).is_some())
+        .filter(|ms| (TIME_MS_MIN..=TIME_MS_MAX).contains(ms))
         .ok_or_else(|| format!("{what} out of range ({previous} + {delta} ms)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_bounds_are_chronos() {
+        assert_eq!(TIME_MS_MIN, chrono::DateTime::<chrono::Utc>::MIN_UTC.timestamp_millis());
+        assert_eq!(TIME_MS_MAX, chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp_millis());
+    }
 }

@@ -13,8 +13,6 @@ pub const FRAME_BODY_BYTES_MAX: usize = 1024;
 /// Bytes in front of every frame body: its length (u16) and its crc32 (u32).
 pub const FRAME_PREFIX_BYTES: usize = 6;
 
-/// Largest whole frame, in bytes.
-pub const FRAME_BYTES_MAX: usize = FRAME_PREFIX_BYTES + FRAME_BODY_BYTES_MAX;
 
 /// Bytes of the fixed header at the start of every segment file.
 pub const SEGMENT_HEADER_BYTES: usize = 32;

@@ -65,80 +65,32 @@ pub(crate) fn replay(dir: &Path, mode: Mode, fold: &mut dyn FnMut(&LoggedEvent<'
     let mut tail: Option<Tail> = None;
     let mut torn: Option<TornTail> = None;
     for (index, (name_seq, path)) in segments.iter().enumerate() {
-        let is_last = index + 1 == segments.len();
+        let position = if index + 1 == segments.len() { Position::Last } else { Position::Sealed };
         let bytes = map_segment(path)?;
-        let file_len = bytes.len() as u64;
-        let header = match SegmentHeader::decode(&bytes) {
-            Ok(header) => header,
-            Err(reason) if !is_last => return Err(Error::corruption(path, 0, reason)),
-            Err(reason) => {
-                // A crash right after creating the segment, unless a frame proves otherwise.
-                if let Some(proof) = find_durable_proof(&bytes, SEGMENT_HEADER_BYTES, *name_seq) {
-                    return Err(Error::corruption(path, 0, format!("{reason}; {proof}")));
-                }
-                torn = Some(TornTail { path: path.clone(), offset: 0, file_len });
-                break;
-            }
-        };
-        if header.first_seq != *name_seq {
+        let expected = Expected { first_seq: expected_seq, first_message_id: next_message_id };
+        if *name_seq != expected_seq && SegmentHeader::decode(&bytes).is_ok() {
             return Err(Error::corruption(
                 path,
                 12,
-                format!("header says first seq {}, the file name says {name_seq}", header.first_seq),
+                format!("segment file name says first seq {name_seq}, but the log before it ends at seq {}", expected_seq - 1),
             ));
         }
-        if header.first_seq != expected_seq {
-            return Err(Error::corruption(
-                path,
-                12,
-                format!("segment starts at seq {}, but the log before it ends at seq {}", header.first_seq, expected_seq - 1),
-            ));
+        let segment = replay_segment(path, &bytes, position, expected, fold)?;
+        if let Some(offset) = segment.torn_offset {
+            torn = Some(TornTail { path: path.clone(), offset, file_len: bytes.len() as u64 });
         }
-        if header.first_message_id != next_message_id {
-            return Err(Error::corruption(
-                path,
-                20,
-                format!("header says first message id {}, but {} messages came before", header.first_message_id, next_message_id - 1),
-            ));
-        }
-        let mut cursor = FrameCursor::new(&header);
-        let mut offset = SEGMENT_HEADER_BYTES;
-        let mut frame_count = 0;
-        let mut ends_with_close_marker = false;
-        while offset < bytes.len() {
-            match next_frame(&bytes[offset..], &mut cursor, expected_seq) {
-                Ok((frame, frame_bytes)) => {
-                    match frame {
-                        Frame::Event(logged) => {
-                            fold(&logged);
-                            expected_seq += 1;
-                            report.events += 1;
-                            ends_with_close_marker = false;
-                        }
-                        Frame::Closed { .. } => ends_with_close_marker = true,
-                    }
-                    offset += frame_bytes;
-                    frame_count += 1;
-                }
-                Err(reason) => {
-                    if bytes[offset..].iter().all(|byte| *byte == 0) {
-                        // Zeros to the end of the file (preallocation): the end of the log.
-                        break;
-                    }
-                    if !is_last {
-                        return Err(Error::corruption(path, offset as u64, reason));
-                    }
-                    if let Some(proof) = find_durable_proof(&bytes, offset + 1, expected_seq) {
-                        return Err(Error::corruption(path, offset as u64, format!("{reason}; {proof}")));
-                    }
-                    torn = Some(TornTail { path: path.clone(), offset: offset as u64, file_len });
-                    break;
-                }
-            }
-        }
+        let Some(cursor) = segment.cursor else { break };
         report.segments += 1;
+        report.events += segment.events;
+        expected_seq += segment.events;
         next_message_id = cursor.next_message_id;
-        tail = Some(Tail { path: path.clone(), cursor, end: offset as u64, frame_count, ends_with_close_marker });
+        tail = Some(Tail {
+            path: path.clone(),
+            cursor,
+            end: segment.end,
+            frame_count: segment.frame_count,
+            ends_with_close_marker: segment.ends_with_close_marker,
+        });
     }
     if let Some(torn) = torn {
         report.truncated_bytes = torn.file_len - torn.offset;
@@ -148,6 +100,128 @@ pub(crate) fn replay(dir: &Path, mode: Mode, fold: &mut dyn FnMut(&LoggedEvent<'
         }
     }
     Ok(Replayed { report, tail, last_seq: expected_seq - 1, next_message_id })
+}
+
+/// Whether a segment is sealed (a later one exists, so it was fsynced whole) or the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Position {
+    Sealed,
+    Last,
+}
+
+/// What the segment's header must say, given the segments before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Expected {
+    pub first_seq: u64,
+    pub first_message_id: u64,
+}
+
+/// How one segment ended.
+#[derive(Debug)]
+pub(crate) struct SegmentEnd {
+    /// The running state after the last good frame; `None` when the header itself is torn.
+    pub cursor: Option<FrameCursor>,
+    /// Events folded.
+    pub events: u64,
+    /// Frames read, close markers included.
+    pub frame_count: u64,
+    /// Offset after the last good frame.
+    pub end: u64,
+    /// Where a torn tail starts, if the segment has one.
+    pub torn_offset: Option<u64>,
+    pub ends_with_close_marker: bool,
+}
+
+/// Replays one segment's `bytes` (`path` names it in errors), handing its events to `fold`.
+/// Decides where it ends: its end, zeros, a torn tail (last segment only, never durable),
+/// or corruption (an error).
+pub(crate) fn replay_segment(
+    path: &Path,
+    bytes: &[u8],
+    position: Position,
+    expected: Expected,
+    fold: &mut dyn FnMut(&LoggedEvent<'_>),
+) -> Result<SegmentEnd> {
+    let header = match SegmentHeader::decode(bytes) {
+        Ok(header) => header,
+        Err(reason) if position == Position::Sealed => return Err(Error::corruption(path, 0, reason)),
+        Err(reason) => {
+            // A crash right after creating the segment, unless a frame proves otherwise.
+            if let Some(proof) = find_durable_proof(bytes, SEGMENT_HEADER_BYTES, expected.first_seq) {
+                return Err(Error::corruption(path, 0, format!("{reason}; {proof}")));
+            }
+            return Ok(SegmentEnd {
+                cursor: None,
+                events: 0,
+                frame_count: 0,
+                end: 0,
+                torn_offset: Some(0),
+                ends_with_close_marker: false,
+            });
+        }
+    };
+    if header.first_seq != expected.first_seq {
+        return Err(Error::corruption(
+            path,
+            12,
+            format!("header says first seq {}, but the log before it ends at seq {}", header.first_seq, expected.first_seq - 1),
+        ));
+    }
+    if header.first_message_id != expected.first_message_id {
+        return Err(Error::corruption(
+            path,
+            20,
+            format!(
+                "header says first message id {}, but {} messages came before",
+                header.first_message_id,
+                expected.first_message_id - 1
+            ),
+        ));
+    }
+    let mut cursor = FrameCursor::new(&header);
+    let mut next_seq = header.first_seq;
+    let mut offset = SEGMENT_HEADER_BYTES;
+    let mut frame_count = 0;
+    let mut ends_with_close_marker = false;
+    let mut torn_offset = None;
+    while offset < bytes.len() {
+        match next_frame(&bytes[offset..], &mut cursor, next_seq) {
+            Ok((frame, frame_bytes)) => {
+                match frame {
+                    Frame::Event(logged) => {
+                        fold(&logged);
+                        next_seq += 1;
+                        ends_with_close_marker = false;
+                    }
+                    Frame::Closed { .. } => ends_with_close_marker = true,
+                }
+                offset += frame_bytes;
+                frame_count += 1;
+            }
+            Err(reason) => {
+                if bytes[offset..].iter().all(|byte| *byte == 0) {
+                    // Zeros to the end of the file (preallocation): the end of the log.
+                    break;
+                }
+                if position == Position::Sealed {
+                    return Err(Error::corruption(path, offset as u64, reason));
+                }
+                if let Some(proof) = find_durable_proof(bytes, offset + 1, next_seq) {
+                    return Err(Error::corruption(path, offset as u64, format!("{reason}; {proof}")));
+                }
+                torn_offset = Some(offset as u64);
+                break;
+            }
+        }
+    }
+    Ok(SegmentEnd {
+        cursor: Some(cursor),
+        events: next_seq - header.first_seq,
+        frame_count,
+        end: offset as u64,
+        torn_offset,
+        ends_with_close_marker,
+    })
 }
 
 /// Reads, checks and resolves the frame at the start of `bytes`.

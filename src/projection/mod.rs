@@ -16,10 +16,11 @@ use impact::OutcomeState;
 use names::Names;
 use status::MessageState;
 
-/// Per user: indexes into the message list sorted by (sent time, id), and into the outcomes.
+/// Per user: (sent time, index) of each message, sorted, and indexes of the outcomes. The sent
+/// time sits beside the index so that keeping the list sorted touches no other memory.
 #[derive(Debug, Default)]
 struct UserEntries {
-    messages: Vec<u32>,
+    messages: Vec<(i64, u32)>,
     outcomes: Vec<u32>,
 }
 
@@ -44,8 +45,12 @@ impl Projection {
                 let entries = &mut self.users.entry(user_id.0).or_default().messages;
                 // Sorted by (sent time, id); messages mostly arrive in time order.
                 let key = (at_ms, index);
-                let position = entries.partition_point(|&other| (self.messages[other as usize].sent_ms, other) < key);
-                entries.insert(position, index);
+                if entries.last().is_none_or(|last| *last < key) {
+                    entries.push(key);
+                } else {
+                    let position = entries.partition_point(|other| *other < key);
+                    entries.insert(position, key);
+                }
             }
             Event::MessageDelivered { message_id, at_ms } => self.state_mut(message_id).fold_delivered(at_ms),
             Event::MessageOpened { message_id, at_ms } => self.state_mut(message_id).fold_opened(at_ms),
@@ -67,11 +72,6 @@ impl Projection {
     fn state_mut(&mut self, id: MessageId) -> &mut MessageState {
         let index = id.0.checked_sub(1).expect("message ids start at 1") as usize;
         &mut self.messages[index]
-    }
-
-    /// The number of messages tracked; the next id is one more.
-    pub(crate) fn message_count(&self) -> u64 {
-        self.messages.len() as u64
     }
 
     /// The message with this id, if tracked.
@@ -97,7 +97,7 @@ impl Projection {
             .iter()
             .rev()
             .take(limit)
-            .map(|&index| self.messages[index as usize].to_message(MessageId(u64::from(index) + 1), &self.names))
+            .map(|&(_, index)| self.messages[index as usize].to_message(MessageId(u64::from(index) + 1), &self.names))
             .collect()
     }
 
@@ -124,13 +124,12 @@ impl Projection {
             Some(user) => {
                 if let Some(entries) = self.users.get(&user.0).filter(|_| selects_messages) {
                     // The user's list is sorted by sent time: only the window is visited.
-                    let first = entries.messages.partition_point(|&i| self.messages[i as usize].sent_ms < start_ms);
-                    for &index in &entries.messages[first..] {
-                        let state = &self.messages[index as usize];
-                        if state.sent_ms > end_ms {
+                    let first = entries.messages.partition_point(|(sent_ms, _)| *sent_ms < start_ms);
+                    for &(sent_ms, index) in &entries.messages[first..] {
+                        if sent_ms > end_ms {
                             break;
                         }
-                        count_message(state);
+                        count_message(&self.messages[index as usize]);
                     }
                 }
             }
