@@ -53,6 +53,6 @@ pub fn audit_segment(name: &Path, bytes: &[u8], mut visit: impl FnMut(&LoggedEve
 
 /// Reads the whole log in `dir` read-only, handing every event to `visit` in sequence order,
 /// exactly as opening the store would replay it.
-pub fn read_log(dir: impl AsRef<Path>, mut visit: impl FnMut(&LoggedEvent<'_>)) -> Result<OpenReport> {
+pub fn read_log(dir: impl AsRef<Path>, mut visit: impl FnMut(&LoggedEvent<'_>) + Send) -> Result<OpenReport> {
     Ok(replay::replay(dir.as_ref(), Mode::ReadOnly, &mut visit)?.report)
 }

@@ -237,6 +237,7 @@ impl RawFrame<'_> {
 
 /// Reads the frame at the start of `bytes`, checking what a frame can check alone: its length,
 /// its checksum, and that its body decodes exactly. The error says which check failed.
+#[inline(always)]
 pub(crate) fn read_frame(bytes: &[u8]) -> Result<RawFrame<'_>, String> {
     if bytes.len() < FRAME_PREFIX_BYTES {
         return Err(format!("frame is short: {} bytes left, a frame needs at least {FRAME_PREFIX_BYTES}", bytes.len()));
@@ -269,6 +270,7 @@ pub(crate) fn read_frame(bytes: &[u8]) -> Result<RawFrame<'_>, String> {
 
 /// Gives a checked frame its meaning against `cursor` (absolute times and message ids), checks
 /// every field against its rule, and advances `cursor` past it.
+#[inline(always)]
 pub(crate) fn resolve<'a>(cursor: &mut FrameCursor, raw: &RawFrame<'a>) -> Result<Frame<'a>, String> {
     let wire = &raw.wire;
     let durable_seq = raw.durable_seq().ok_or_else(|| {

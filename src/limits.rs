@@ -30,6 +30,15 @@ pub const SEGMENT_BYTES_MAX: u64 = 1 << 40;
 /// Frames buffered in memory before they are handed to the OS, in bytes.
 pub const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
+/// Logs smaller than this replay on one thread; larger ones decode and fold on two.
+pub const PIPELINED_REPLAY_BYTES_MIN: usize = 1024 * 1024;
+
+/// Events handed from the decoding thread to the folding thread at a time during replay.
+pub const REPLAY_BATCH_EVENTS: usize = 4096;
+
+/// Batches in flight between the two replay threads (bounds replay's extra memory).
+pub const REPLAY_BATCHES_IN_FLIGHT: usize = 8;
+
 /// Largest absolute amount of money accepted from a caller, in dollars.
 pub const MONEY_DOLLARS_MAX: f64 = 9e12;
 

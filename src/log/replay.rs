@@ -11,13 +11,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use crate::codec::{self, Frame, FrameCursor, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::event::LoggedEvent;
-use crate::limits::SEGMENT_HEADER_BYTES;
+use crate::limits::{PIPELINED_REPLAY_BYTES_MIN, REPLAY_BATCHES_IN_FLIGHT, REPLAY_BATCH_EVENTS, SEGMENT_HEADER_BYTES};
 use crate::log::OpenReport;
-use crate::log::segment::{FILE_MODE, create_directory, list_segments, map_segment, sync_directory};
+use crate::log::segment::{FILE_MODE, SegmentBytes, create_directory, list_segments, map_segment, sync_directory};
 
 /// Name of the directory, inside the store, that keeps every cut-off tail.
 pub(crate) const QUARANTINE_DIRECTORY: &str = "quarantine";
@@ -57,25 +58,90 @@ struct TornTail {
 }
 
 /// Replays the log in `dir`, handing every event to `fold` in sequence order.
-pub(crate) fn replay(dir: &Path, mode: Mode, fold: &mut dyn FnMut(&LoggedEvent<'_>)) -> Result<Replayed> {
+///
+/// A large log is decoded and checked on this thread while `fold` runs on another, so that
+/// the two halves of replay overlap on two cores.
+pub(crate) fn replay(
+    dir: &Path,
+    mode: Mode,
+    fold: &mut (dyn FnMut(&LoggedEvent<'_>) + Send),
+) -> Result<Replayed> {
     let segments = list_segments(dir)?;
+    let maps = segments.iter().map(|(_, path)| map_segment(path)).collect::<Result<Vec<_>>>()?;
+    let total_bytes: usize = maps.iter().map(|bytes| bytes.len()).sum();
+    let scanned = if total_bytes < PIPELINED_REPLAY_BYTES_MIN {
+        scan_segments(&segments, &maps, &mut |logged| fold(logged))?
+    } else {
+        std::thread::scope(|scope| {
+            let (sender, receiver) = mpsc::sync_channel::<Vec<LoggedEvent<'_>>>(REPLAY_BATCHES_IN_FLIGHT);
+            let folder = scope.spawn(move || {
+                for batch in receiver {
+                    batch.iter().for_each(&mut *fold);
+                }
+            });
+            let mut batch = Vec::with_capacity(REPLAY_BATCH_EVENTS);
+            let scanned = scan_segments(&segments, &maps, &mut |logged| {
+                batch.push(*logged);
+                if batch.len() == REPLAY_BATCH_EVENTS {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH_EVENTS));
+                    // Fails only if the folder panicked; joining it below resumes the panic.
+                    let _ = sender.send(full);
+                }
+            });
+            if scanned.is_ok() && !batch.is_empty() {
+                let _ = sender.send(batch);
+            }
+            drop(sender);
+            if let Err(panic) = folder.join() {
+                std::panic::resume_unwind(panic);
+            }
+            scanned
+        })?
+    };
+    // The maps must be gone before a torn tail is cut off.
+    drop(maps);
+    let Scanned { mut report, tail, torn, last_seq, next_message_id } = scanned;
+    if let Some(torn) = torn {
+        report.truncated_bytes = torn.file_len - torn.offset;
+        if mode == Mode::Write {
+            report.quarantined = Some(quarantine_tail(dir, &torn)?);
+            cut_tail(dir, &torn)?;
+        }
+    }
+    Ok(Replayed { report, tail, last_seq, next_message_id })
+}
+
+/// What scanning the segments found, before any torn tail is dealt with.
+struct Scanned {
+    report: OpenReport,
+    tail: Option<Tail>,
+    torn: Option<TornTail>,
+    last_seq: u64,
+    next_message_id: u64,
+}
+
+/// Replays the mapped segments in order, checking that each continues the one before.
+fn scan_segments<'a>(
+    segments: &[(u64, PathBuf)],
+    maps: &'a [SegmentBytes],
+    fold: &mut dyn FnMut(&LoggedEvent<'a>),
+) -> Result<Scanned> {
     let mut report = OpenReport::default();
     let mut expected_seq: u64 = 1;
     let mut next_message_id: u64 = 1;
     let mut tail: Option<Tail> = None;
     let mut torn: Option<TornTail> = None;
-    for (index, (name_seq, path)) in segments.iter().enumerate() {
+    for (index, ((name_seq, path), bytes)) in segments.iter().zip(maps).enumerate() {
         let position = if index + 1 == segments.len() { Position::Last } else { Position::Sealed };
-        let bytes = map_segment(path)?;
         let expected = Expected { first_seq: expected_seq, first_message_id: next_message_id };
-        if *name_seq != expected_seq && SegmentHeader::decode(&bytes).is_ok() {
+        if *name_seq != expected_seq && SegmentHeader::decode(bytes).is_ok() {
             return Err(Error::corruption(
                 path,
                 12,
                 format!("segment file name says first seq {name_seq}, but the log before it ends at seq {}", expected_seq - 1),
             ));
         }
-        let segment = replay_segment(path, &bytes, position, expected, fold)?;
+        let segment = replay_segment(path, bytes, position, expected, fold)?;
         if let Some(offset) = segment.torn_offset {
             torn = Some(TornTail { path: path.clone(), offset, file_len: bytes.len() as u64 });
         }
@@ -92,14 +158,7 @@ pub(crate) fn replay(dir: &Path, mode: Mode, fold: &mut dyn FnMut(&LoggedEvent<'
             ends_with_close_marker: segment.ends_with_close_marker,
         });
     }
-    if let Some(torn) = torn {
-        report.truncated_bytes = torn.file_len - torn.offset;
-        if mode == Mode::Write {
-            report.quarantined = Some(quarantine_tail(dir, &torn)?);
-            cut_tail(dir, &torn)?;
-        }
-    }
-    Ok(Replayed { report, tail, last_seq: expected_seq - 1, next_message_id })
+    Ok(Scanned { report, tail, torn, last_seq: expected_seq - 1, next_message_id })
 }
 
 /// Whether a segment is sealed (a later one exists, so it was fsynced whole) or the last.
@@ -135,12 +194,12 @@ pub(crate) struct SegmentEnd {
 /// Replays one segment's `bytes` (`path` names it in errors), handing its events to `fold`.
 /// Decides where it ends: its end, zeros, a torn tail (last segment only, never durable),
 /// or corruption (an error).
-pub(crate) fn replay_segment(
+pub(crate) fn replay_segment<'a>(
     path: &Path,
-    bytes: &[u8],
+    bytes: &'a [u8],
     position: Position,
     expected: Expected,
-    fold: &mut dyn FnMut(&LoggedEvent<'_>),
+    fold: &mut dyn FnMut(&LoggedEvent<'a>),
 ) -> Result<SegmentEnd> {
     let header = match SegmentHeader::decode(bytes) {
         Ok(header) => header,
@@ -225,6 +284,7 @@ pub(crate) fn replay_segment(
 }
 
 /// Reads, checks and resolves the frame at the start of `bytes`.
+#[inline(always)]
 fn next_frame<'a>(
     bytes: &'a [u8],
     cursor: &mut FrameCursor,

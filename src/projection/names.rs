@@ -1,15 +1,14 @@
 //! Interned names (message types, actions, outcomes): each stored once, referred to by index.
 
-use std::collections::HashMap;
-
 use crate::event::is_click;
+use crate::projection::IdMap;
 
 /// Index of an interned name.
 pub(crate) type NameId = u32;
 
 #[derive(Debug, Default)]
 pub(crate) struct Names {
-    ids: HashMap<Box<str>, NameId>,
+    ids: IdMap<Box<str>, NameId>,
     names: Vec<Box<str>>,
     clicks: Vec<bool>,
 }
