@@ -34,12 +34,22 @@ pub struct SegmentAudit {
 /// assert_eq!(report.torn_offset, Some(0)); // no header: torn right at the start
 /// # Ok::<(), commlog::Error>(())
 /// ```
-pub fn audit_segment(name: &Path, bytes: &[u8], mut visit: impl FnMut(&LoggedEvent<'_>)) -> Result<SegmentAudit> {
+pub fn audit_segment(
+    name: &Path,
+    bytes: &[u8],
+    mut visit: impl FnMut(&LoggedEvent<'_>),
+) -> Result<SegmentAudit> {
     let header = SegmentHeader::decode(bytes).ok();
-    let expected = header.map_or(Expected { first_seq: 1, first_message_id: 1 }, |header| Expected {
-        first_seq: header.first_seq,
-        first_message_id: header.first_message_id,
-    });
+    let expected = header.map_or(
+        Expected {
+            first_seq: 1,
+            first_message_id: 1,
+        },
+        |header| Expected {
+            first_seq: header.first_seq,
+            first_message_id: header.first_message_id,
+        },
+    );
     let end = replay::replay_segment(name, bytes, Position::Last, expected, &mut visit)?;
     Ok(SegmentAudit {
         first_seq: header.map(|header| header.first_seq),
@@ -53,6 +63,9 @@ pub fn audit_segment(name: &Path, bytes: &[u8], mut visit: impl FnMut(&LoggedEve
 
 /// Reads the whole log in `dir` read-only, handing every event to `visit` in sequence order,
 /// exactly as opening the store would replay it.
-pub fn read_log(dir: impl AsRef<Path>, mut visit: impl FnMut(&LoggedEvent<'_>) + Send) -> Result<OpenReport> {
+pub fn read_log(
+    dir: impl AsRef<Path>,
+    mut visit: impl FnMut(&LoggedEvent<'_>) + Send,
+) -> Result<OpenReport> {
     Ok(replay::replay(dir.as_ref(), Mode::ReadOnly, &mut visit)?.report)
 }

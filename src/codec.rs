@@ -10,7 +10,9 @@
 use bincode::{BorrowDecode, Encode};
 
 use crate::event::{Channel, Event, LoggedEvent, MessageId, UserId, is_valid_name};
-use crate::limits::{FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES, MONEY_MICROS_MAX, SEGMENT_HEADER_BYTES};
+use crate::limits::{
+    FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES, MONEY_MICROS_MAX, SEGMENT_HEADER_BYTES,
+};
 use crate::money::Money;
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
@@ -62,9 +64,14 @@ impl SegmentHeader {
         }
         let version = u32_at(bytes, 8);
         if version != FORMAT_VERSION {
-            return Err(format!("unsupported format version {version} (this build reads {FORMAT_VERSION})"));
+            return Err(format!(
+                "unsupported format version {version} (this build reads {FORMAT_VERSION})"
+            ));
         }
-        Ok(SegmentHeader { first_seq: u64_at(bytes, 12), first_message_id: u64_at(bytes, 20) })
+        Ok(SegmentHeader {
+            first_seq: u64_at(bytes, 12),
+            first_message_id: u64_at(bytes, 20),
+        })
     }
 }
 
@@ -82,7 +89,10 @@ pub(crate) enum Frame<'a> {
     Event(LoggedEvent<'a>),
     /// Everything up to and including `last_seq` is durable. Takes no sequence number of its
     /// own: its `seq` field repeats `last_seq`.
-    Closed { last_seq: u64, appended_ms: i64 },
+    Closed {
+        last_seq: u64,
+        appended_ms: i64,
+    },
 }
 
 /// The running state that frame deltas are taken against; starts afresh in every segment.
@@ -120,13 +130,32 @@ struct WireFrame<'a> {
 #[derive(Debug, Encode, BorrowDecode)]
 enum WirePayload<'a> {
     /// The message id is the cursor's next one.
-    MessageSent { user_id: u64, channel: u8, message_type: &'a str, cost_micros: u64 },
+    MessageSent {
+        user_id: u64,
+        channel: u8,
+        message_type: &'a str,
+        cost_micros: u64,
+    },
     /// `message_back` = cursor's next message id − message id (≥ 1).
-    MessageDelivered { message_back: u64 },
-    MessageOpened { message_back: u64 },
-    UserAction { message_back: u64, action: &'a str },
-    MessageFailed { message_back: u64, reason: &'a str },
-    FinancialOutcome { user_id: u64, outcome: &'a str, amount_micros: i64 },
+    MessageDelivered {
+        message_back: u64,
+    },
+    MessageOpened {
+        message_back: u64,
+    },
+    UserAction {
+        message_back: u64,
+        action: &'a str,
+    },
+    MessageFailed {
+        message_back: u64,
+        reason: &'a str,
+    },
+    FinancialOutcome {
+        user_id: u64,
+        outcome: &'a str,
+        amount_micros: i64,
+    },
     Closed,
 }
 
@@ -137,10 +166,16 @@ enum WirePayload<'a> {
 pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mut Vec<u8>) {
     let (wire, next) = match *frame {
         Frame::Event(logged) => {
-            assert!(logged.durable_seq < logged.seq, "durable_seq runs ahead of seq");
+            assert!(
+                logged.durable_seq < logged.seq,
+                "durable_seq runs ahead of seq"
+            );
             let at_ms = logged.event.at_ms();
             let back = |id: MessageId| {
-                assert!(id.0 >= 1 && id.0 < cursor.next_message_id, "message {id} not yet sent");
+                assert!(
+                    id.0 >= 1 && id.0 < cursor.next_message_id,
+                    "message {id} not yet sent"
+                );
                 cursor.next_message_id - id.0
             };
             let mut next = FrameCursor {
@@ -149,8 +184,18 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
                 ..*cursor
             };
             let payload = match logged.event {
-                Event::MessageSent { message_id, user_id, channel, message_type, cost, .. } => {
-                    assert_eq!(message_id.0, cursor.next_message_id, "message ids are dense");
+                Event::MessageSent {
+                    message_id,
+                    user_id,
+                    channel,
+                    message_type,
+                    cost,
+                    ..
+                } => {
+                    assert_eq!(
+                        message_id.0, cursor.next_message_id,
+                        "message ids are dense"
+                    );
                     next.next_message_id += 1;
                     let cost_micros = u64::try_from(cost.micros()).expect("cost is never negative");
                     WirePayload::MessageSent {
@@ -160,25 +205,34 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
                         cost_micros,
                     }
                 }
-                Event::MessageDelivered { message_id, .. } => {
-                    WirePayload::MessageDelivered { message_back: back(message_id) }
-                }
-                Event::MessageOpened { message_id, .. } => {
-                    WirePayload::MessageOpened { message_back: back(message_id) }
-                }
-                Event::UserAction { message_id, action, .. } => {
-                    WirePayload::UserAction { message_back: back(message_id), action }
-                }
-                Event::MessageFailed { message_id, reason, .. } => {
-                    WirePayload::MessageFailed { message_back: back(message_id), reason }
-                }
-                Event::FinancialOutcome { user_id, outcome, amount, .. } => {
-                    WirePayload::FinancialOutcome {
-                        user_id: user_id.0,
-                        outcome,
-                        amount_micros: amount.micros(),
-                    }
-                }
+                Event::MessageDelivered { message_id, .. } => WirePayload::MessageDelivered {
+                    message_back: back(message_id),
+                },
+                Event::MessageOpened { message_id, .. } => WirePayload::MessageOpened {
+                    message_back: back(message_id),
+                },
+                Event::UserAction {
+                    message_id, action, ..
+                } => WirePayload::UserAction {
+                    message_back: back(message_id),
+                    action,
+                },
+                Event::MessageFailed {
+                    message_id, reason, ..
+                } => WirePayload::MessageFailed {
+                    message_back: back(message_id),
+                    reason,
+                },
+                Event::FinancialOutcome {
+                    user_id,
+                    outcome,
+                    amount,
+                    ..
+                } => WirePayload::FinancialOutcome {
+                    user_id: user_id.0,
+                    outcome,
+                    amount_micros: amount.micros(),
+                },
             };
             let wire = WireFrame {
                 seq: logged.seq,
@@ -189,7 +243,10 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
             };
             (wire, next)
         }
-        Frame::Closed { last_seq, appended_ms } => {
+        Frame::Closed {
+            last_seq,
+            appended_ms,
+        } => {
             let wire = WireFrame {
                 seq: last_seq,
                 durable_lag: 0,
@@ -197,14 +254,23 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
                 at_delta_ms: 0,
                 payload: WirePayload::Closed,
             };
-            (wire, FrameCursor { previous_appended_ms: appended_ms, ..*cursor })
+            (
+                wire,
+                FrameCursor {
+                    previous_appended_ms: appended_ms,
+                    ..*cursor
+                },
+            )
         }
     };
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_PREFIX_BYTES]);
     bincode::encode_into_std_write(&wire, out, CONFIG).expect("writing to a Vec cannot fail");
     let body_len = out.len() - start - FRAME_PREFIX_BYTES;
-    assert!(body_len <= FRAME_BODY_BYTES_MAX, "frame body of {body_len} bytes");
+    assert!(
+        body_len <= FRAME_BODY_BYTES_MAX,
+        "frame body of {body_len} bytes"
+    );
     let crc = crc32fast::hash(&out[start + FRAME_PREFIX_BYTES..]);
     let body_len = u16::try_from(body_len).expect("bounded by FRAME_BODY_BYTES_MAX");
     out[start..start + 2].copy_from_slice(&body_len.to_le_bytes());
@@ -240,11 +306,16 @@ impl RawFrame<'_> {
 #[inline(always)]
 pub(crate) fn read_frame(bytes: &[u8]) -> Result<RawFrame<'_>, String> {
     if bytes.len() < FRAME_PREFIX_BYTES {
-        return Err(format!("frame is short: {} bytes left, a frame needs at least {FRAME_PREFIX_BYTES}", bytes.len()));
+        return Err(format!(
+            "frame is short: {} bytes left, a frame needs at least {FRAME_PREFIX_BYTES}",
+            bytes.len()
+        ));
     }
     let body_len = usize::from(u16::from_le_bytes([bytes[0], bytes[1]]));
     if body_len == 0 || body_len > FRAME_BODY_BYTES_MAX {
-        return Err(format!("frame length {body_len} is outside 1..={FRAME_BODY_BYTES_MAX}"));
+        return Err(format!(
+            "frame length {body_len} is outside 1..={FRAME_BODY_BYTES_MAX}"
+        ));
     }
     let frame_bytes = FRAME_PREFIX_BYTES + body_len;
     let Some(body) = bytes.get(FRAME_PREFIX_BYTES..frame_bytes) else {
@@ -263,7 +334,10 @@ pub(crate) fn read_frame(bytes: &[u8]) -> Result<RawFrame<'_>, String> {
     let (wire, used): (WireFrame<'_>, usize) = bincode::borrow_decode_from_slice(body, CONFIG)
         .map_err(|error| format!("frame body does not decode: {error}"))?;
     if used != body_len {
-        return Err(format!("frame body has {} bytes after its end", body_len - used));
+        return Err(format!(
+            "frame body has {} bytes after its end",
+            body_len - used
+        ));
     }
     Ok(RawFrame { wire, frame_bytes })
 }
@@ -271,12 +345,22 @@ pub(crate) fn read_frame(bytes: &[u8]) -> Result<RawFrame<'_>, String> {
 /// Gives a checked frame its meaning against `cursor` (absolute times and message ids), checks
 /// every field against its rule, and advances `cursor` past it.
 #[inline(always)]
-pub(crate) fn resolve<'a>(cursor: &mut FrameCursor, raw: &RawFrame<'a>) -> Result<Frame<'a>, String> {
+pub(crate) fn resolve<'a>(
+    cursor: &mut FrameCursor,
+    raw: &RawFrame<'a>,
+) -> Result<Frame<'a>, String> {
     let wire = &raw.wire;
     let durable_seq = raw.durable_seq().ok_or_else(|| {
-        format!("frame seq {} records a durability lag of {}", wire.seq, wire.durable_lag)
+        format!(
+            "frame seq {} records a durability lag of {}",
+            wire.seq, wire.durable_lag
+        )
     })?;
-    let appended_ms = add_time(cursor.previous_appended_ms, wire.appended_delta_ms, "appended time")?;
+    let appended_ms = add_time(
+        cursor.previous_appended_ms,
+        wire.appended_delta_ms,
+        "appended time",
+    )?;
     let at_ms = add_time(cursor.previous_at_ms, wire.at_delta_ms, "event time")?;
     let message = |back: u64| -> Result<MessageId, String> {
         if back == 0 || back >= cursor.next_message_id {
@@ -289,21 +373,43 @@ pub(crate) fn resolve<'a>(cursor: &mut FrameCursor, raw: &RawFrame<'a>) -> Resul
         Ok(MessageId(cursor.next_message_id - back))
     };
     let name = |field: &str, value: &'a str| -> Result<&'a str, String> {
-        if is_valid_name(value) { Ok(value) } else { Err(format!("frame seq {} has an invalid {field} {value:?}", wire.seq)) }
+        if is_valid_name(value) {
+            Ok(value)
+        } else {
+            Err(format!(
+                "frame seq {} has an invalid {field} {value:?}",
+                wire.seq
+            ))
+        }
     };
     let user = |id: u64| -> Result<UserId, String> {
-        if id == 0 { Err(format!("frame seq {} names user 0", wire.seq)) } else { Ok(UserId(id)) }
+        if id == 0 {
+            Err(format!("frame seq {} names user 0", wire.seq))
+        } else {
+            Ok(UserId(id))
+        }
     };
     let mut next_message_id = cursor.next_message_id;
     let event = match wire.payload {
         WirePayload::Closed => {
             if wire.durable_lag != 0 || wire.at_delta_ms != 0 {
-                return Err(format!("close marker at seq {} has non-zero lag or time", wire.seq));
+                return Err(format!(
+                    "close marker at seq {} has non-zero lag or time",
+                    wire.seq
+                ));
             }
             cursor.previous_appended_ms = appended_ms;
-            return Ok(Frame::Closed { last_seq: wire.seq, appended_ms });
+            return Ok(Frame::Closed {
+                last_seq: wire.seq,
+                appended_ms,
+            });
         }
-        WirePayload::MessageSent { user_id, channel, message_type, cost_micros } => {
+        WirePayload::MessageSent {
+            user_id,
+            channel,
+            message_type,
+            cost_micros,
+        } => {
             let channel = *Channel::ALL
                 .get(usize::from(channel))
                 .ok_or_else(|| format!("frame seq {} has channel byte {channel}", wire.seq))?;
@@ -321,25 +427,40 @@ pub(crate) fn resolve<'a>(cursor: &mut FrameCursor, raw: &RawFrame<'a>) -> Resul
                 at_ms,
             }
         }
-        WirePayload::MessageDelivered { message_back } => {
-            Event::MessageDelivered { message_id: message(message_back)?, at_ms }
-        }
-        WirePayload::MessageOpened { message_back } => {
-            Event::MessageOpened { message_id: message(message_back)?, at_ms }
-        }
-        WirePayload::UserAction { message_back, action } => Event::UserAction {
+        WirePayload::MessageDelivered { message_back } => Event::MessageDelivered {
+            message_id: message(message_back)?,
+            at_ms,
+        },
+        WirePayload::MessageOpened { message_back } => Event::MessageOpened {
+            message_id: message(message_back)?,
+            at_ms,
+        },
+        WirePayload::UserAction {
+            message_back,
+            action,
+        } => Event::UserAction {
             message_id: message(message_back)?,
             action: name("action", action)?,
             at_ms,
         },
-        WirePayload::MessageFailed { message_back, reason } => Event::MessageFailed {
+        WirePayload::MessageFailed {
+            message_back,
+            reason,
+        } => Event::MessageFailed {
             message_id: message(message_back)?,
             reason: name("reason", reason)?,
             at_ms,
         },
-        WirePayload::FinancialOutcome { user_id, outcome, amount_micros } => {
+        WirePayload::FinancialOutcome {
+            user_id,
+            outcome,
+            amount_micros,
+        } => {
             if amount_micros.unsigned_abs() > MONEY_MICROS_MAX as u64 {
-                return Err(format!("frame seq {} has amount {amount_micros} micros", wire.seq));
+                return Err(format!(
+                    "frame seq {} has amount {amount_micros} micros",
+                    wire.seq
+                ));
             }
             Event::FinancialOutcome {
                 user_id: user(user_id)?,
@@ -349,8 +470,17 @@ pub(crate) fn resolve<'a>(cursor: &mut FrameCursor, raw: &RawFrame<'a>) -> Resul
             }
         }
     };
-    *cursor = FrameCursor { next_message_id, previous_at_ms: at_ms, previous_appended_ms: appended_ms };
-    Ok(Frame::Event(LoggedEvent { seq: wire.seq, appended_ms, durable_seq, event }))
+    *cursor = FrameCursor {
+        next_message_id,
+        previous_at_ms: at_ms,
+        previous_appended_ms: appended_ms,
+    };
+    Ok(Frame::Event(LoggedEvent {
+        seq: wire.seq,
+        appended_ms,
+        durable_seq,
+        event,
+    }))
 }
 
 /// `DateTime::<Utc>::MIN_UTC` in ms since the Unix epoch (checked by a test).
@@ -369,10 +499,185 @@ fn add_time(previous: i64, delta: i64, what: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::FRAME_PREFIX_BYTES;
+
+    /// One segment holding every kind of frame, with fixed times: docs/FORMAT.md's example.
+    fn golden_segment() -> Vec<u8> {
+        let header = SegmentHeader {
+            first_seq: 1,
+            first_message_id: 1,
+        };
+        let mut bytes = header.encode().to_vec();
+        let mut cursor = FrameCursor::new(&header);
+        let t0 = 1_735_689_600_000; // 2025-01-01T00:00:00Z
+        let appended = 1_764_000_000_000;
+        let events = [
+            Event::MessageSent {
+                message_id: MessageId(1),
+                user_id: UserId(123),
+                channel: Channel::Sms,
+                message_type: "low_balance",
+                cost: Money::from_micros(50_000),
+                at_ms: t0,
+            },
+            Event::MessageDelivered {
+                message_id: MessageId(1),
+                at_ms: t0 + 1_500,
+            },
+            Event::MessageOpened {
+                message_id: MessageId(1),
+                at_ms: t0 + 60_000,
+            },
+            Event::UserAction {
+                message_id: MessageId(1),
+                action: "clicked_link",
+                at_ms: t0 + 61_000,
+            },
+            Event::MessageSent {
+                message_id: MessageId(2),
+                user_id: UserId(7),
+                channel: Channel::InApp,
+                message_type: "upgrade_offer",
+                cost: Money::ZERO,
+                at_ms: t0 + 1_000,
+            },
+            Event::MessageFailed {
+                message_id: MessageId(2),
+                reason: "undelivered",
+                at_ms: t0 + 2_000,
+            },
+            Event::FinancialOutcome {
+                user_id: UserId(123),
+                outcome: "bill_paid_on_time",
+                amount: Money::from_micros(-25_000_000),
+                at_ms: t0 + 86_400_000,
+            },
+        ];
+        for (index, event) in events.into_iter().enumerate() {
+            let seq = index as u64 + 1;
+            let logged = LoggedEvent {
+                seq,
+                appended_ms: appended + index as i64,
+                durable_seq: seq - 1,
+                event,
+            };
+            encode_frame(&mut cursor, &Frame::Event(logged), &mut bytes);
+        }
+        encode_frame(
+            &mut cursor,
+            &Frame::Closed {
+                last_seq: 7,
+                appended_ms: appended + 10,
+            },
+            &mut bytes,
+        );
+        bytes
+    }
+
+    #[test]
+    fn segment_bytes_match_the_golden_file() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/segment_v1.bin");
+        let bytes = golden_segment();
+        if std::env::var_os("COMMLOG_BLESS").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let golden =
+            std::fs::read(&path).expect("tests/golden/segment_v1.bin (COMMLOG_BLESS=1 writes it)");
+        assert_eq!(
+            bytes, golden,
+            "the byte layout changed: that is a format change (docs/FORMAT.md)"
+        );
+    }
+
+    #[test]
+    fn golden_segment_decodes_to_the_same_frames() {
+        let bytes = golden_segment();
+        let header = SegmentHeader::decode(&bytes).unwrap();
+        assert_eq!(
+            header,
+            SegmentHeader {
+                first_seq: 1,
+                first_message_id: 1
+            }
+        );
+        let mut cursor = FrameCursor::new(&header);
+        let mut offset = SEGMENT_HEADER_BYTES;
+        let mut frames = Vec::new();
+        while offset < bytes.len() {
+            let raw = read_frame(&bytes[offset..]).unwrap();
+            frames.push(resolve(&mut cursor, &raw).unwrap());
+            offset += raw.frame_bytes;
+        }
+        assert_eq!(frames.len(), 8);
+        assert!(matches!(
+            frames[3],
+            Frame::Event(LoggedEvent {
+                seq: 4,
+                event: Event::UserAction {
+                    message_id: MessageId(1),
+                    action: "clicked_link",
+                    at_ms: 1_735_689_661_000
+                },
+                ..
+            })
+        ));
+        assert!(
+            matches!(frames[6], Frame::Event(LoggedEvent { event: Event::FinancialOutcome { amount, .. }, .. }) if amount.micros() == -25_000_000)
+        );
+        assert_eq!(
+            frames[7],
+            Frame::Closed {
+                last_seq: 7,
+                appended_ms: 1_764_000_000_010
+            }
+        );
+    }
+
+    #[test]
+    fn the_first_frame_is_laid_out_as_documented() {
+        let bytes = golden_segment();
+        let frame = &bytes[SEGMENT_HEADER_BYTES..];
+        let body_len = usize::from(u16::from_le_bytes([frame[0], frame[1]]));
+        let body = &frame[FRAME_PREFIX_BYTES..FRAME_PREFIX_BYTES + body_len];
+        assert_eq!(
+            u32::from_le_bytes(frame[2..6].try_into().unwrap()),
+            crc32fast::hash(body)
+        );
+        // seq 1, lag 1, appended delta (zigzag, 9 bytes), time delta (zigzag, 9 bytes), tag 0.
+        assert_eq!(body[0], 1);
+        assert_eq!(body[1], 1);
+        assert_eq!(body[2], 253);
+        assert_eq!(
+            u64::from_le_bytes(body[3..11].try_into().unwrap()),
+            1_764_000_000_000 * 2
+        );
+        assert_eq!(body[11], 253);
+        assert_eq!(
+            u64::from_le_bytes(body[12..20].try_into().unwrap()),
+            1_735_689_600_000 * 2
+        );
+        assert_eq!(body[20], 0, "MessageSent is variant 0");
+        assert_eq!(body[21], 123, "user id");
+        assert_eq!(body[22], 0, "channel sms");
+        assert_eq!(body[23], 11, "length of \"low_balance\"");
+        assert_eq!(&body[24..35], b"low_balance");
+        assert_eq!(
+            &body[35..],
+            &[251, 0x50, 0xC3],
+            "cost 50,000 micros as u16 varint"
+        );
+    }
 
     #[test]
     fn time_bounds_are_chronos() {
-        assert_eq!(TIME_MS_MIN, chrono::DateTime::<chrono::Utc>::MIN_UTC.timestamp_millis());
-        assert_eq!(TIME_MS_MAX, chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp_millis());
+        assert_eq!(
+            TIME_MS_MIN,
+            chrono::DateTime::<chrono::Utc>::MIN_UTC.timestamp_millis()
+        );
+        assert_eq!(
+            TIME_MS_MAX,
+            chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp_millis()
+        );
     }
 }

@@ -76,14 +76,25 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
-        Error::Io { path: path.to_path_buf(), source }
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     pub(crate) fn invalid(field: &'static str, value: impl ToString, rule: &'static str) -> Error {
-        Error::InvalidInput { field, value: value.to_string(), rule }
+        Error::InvalidInput {
+            field,
+            value: value.to_string(),
+            rule,
+        }
     }
 
     pub(crate) fn corruption(segment: &Path, offset: u64, reason: impl Into<String>) -> Error {
-        Error::Corruption { segment: segment.to_path_buf(), offset, reason: reason.into() }
+        Error::Corruption {
+            segment: segment.to_path_buf(),
+            offset,
+            reason: reason.into(),
+        }
     }
 }

@@ -224,7 +224,11 @@ pub(crate) fn validate_name(field: &'static str, name: &str) -> Result<()> {
         return Err(Error::invalid(field, name, "must be 1 to 64 bytes"));
     }
     if !name.bytes().all(is_name_byte) {
-        return Err(Error::invalid(field, name, "must use only a-z, 0-9, '_', '.' and '-'"));
+        return Err(Error::invalid(
+            field,
+            name,
+            "must use only a-z, 0-9, '_', '.' and '-'",
+        ));
     }
     Ok(())
 }

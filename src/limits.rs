@@ -13,7 +13,6 @@ pub const FRAME_BODY_BYTES_MAX: usize = 1024;
 /// Bytes in front of every frame body: its length (u16) and its crc32 (u32).
 pub const FRAME_PREFIX_BYTES: usize = 6;
 
-
 /// Bytes of the fixed header at the start of every segment file.
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 

@@ -28,8 +28,13 @@ pub enum Status {
 
 impl Status {
     /// Every status.
-    pub const ALL: [Status; 5] =
-        [Status::Sent, Status::Delivered, Status::Opened, Status::Clicked, Status::Failed];
+    pub const ALL: [Status; 5] = [
+        Status::Sent,
+        Status::Delivered,
+        Status::Opened,
+        Status::Clicked,
+        Status::Failed,
+    ];
 
     /// The lowercase name.
     pub const fn as_str(self) -> &'static str {
@@ -53,9 +58,16 @@ impl FromStr for Status {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Status> {
-        Status::ALL.into_iter().find(|status| status.as_str() == text).ok_or_else(|| {
-            Error::invalid("status", text, "must be sent, delivered, opened, clicked or failed")
-        })
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "status",
+                    text,
+                    "must be sent, delivered, opened, clicked or failed",
+                )
+            })
     }
 }
 

@@ -47,7 +47,11 @@ impl Money {
             return Err(Error::invalid(field, dollars, "must be a finite number"));
         }
         if dollars.abs() > MONEY_DOLLARS_MAX {
-            return Err(Error::invalid(field, dollars, "must be within ±9e12 dollars"));
+            return Err(Error::invalid(
+                field,
+                dollars,
+                "must be within ±9e12 dollars",
+            ));
         }
         let scaled = dollars * 1e6;
         let fraction = (scaled - scaled.trunc()).abs();
@@ -78,7 +82,9 @@ fn round_decimal_to_micros(dollars: f64) -> i64 {
     // Rust prints f64 in its shortest round-trip form, never with an exponent.
     let text = format!("{}", dollars.abs());
     let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
-    let whole: i128 = whole.parse().expect("f64 display has a decimal integer part");
+    let whole: i128 = whole
+        .parse()
+        .expect("f64 display has a decimal integer part");
     let mut micros = whole * 1_000_000;
     let digits = fraction.as_bytes();
     for position in 0..6 {
@@ -99,7 +105,7 @@ impl fmt::Display for Money {
         let whole = (magnitude / 1_000_000).to_string();
         let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
         for (index, digit) in whole.chars().enumerate() {
-            if index > 0 && (whole.len() - index) % 3 == 0 {
+            if index > 0 && (whole.len() - index).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(digit);
@@ -115,7 +121,10 @@ impl fmt::Display for Money {
 impl std::iter::Sum for Money {
     /// Exact sum; panics on overflow (use checked sums where inputs come from users).
     fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
-        Money(iter.map(|m| m.0).fold(0i64, |a, b| a.checked_add(b).expect("money sum overflow")))
+        Money(
+            iter.map(|m| m.0)
+                .fold(0i64, |a, b| a.checked_add(b).expect("money sum overflow")),
+        )
     }
 }
 
@@ -131,20 +140,38 @@ mod tests {
         assert_eq!(Money::from_dollars(0.0000004999).unwrap().micros(), 0);
         assert_eq!(Money::from_dollars(1.0000005).unwrap().micros(), 1_000_001);
         assert_eq!(Money::from_dollars(0.001).unwrap().micros(), 1_000);
-        assert_eq!(Money::from_dollars(9e12).unwrap().micros(), 9_000_000_000_000_000_000);
-        assert_eq!(Money::from_dollars(-9e12).unwrap().micros(), -9_000_000_000_000_000_000);
+        assert_eq!(
+            Money::from_dollars(9e12).unwrap().micros(),
+            9_000_000_000_000_000_000
+        );
+        assert_eq!(
+            Money::from_dollars(-9e12).unwrap().micros(),
+            -9_000_000_000_000_000_000
+        );
     }
 
     #[test]
     fn from_dollars_refuses_non_finite_and_huge_amounts() {
-        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 9.000_000_001e12, -1e13] {
-            assert!(matches!(Money::from_dollars(bad), Err(Error::InvalidInput { .. })), "{bad}");
+        for bad in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            9.000_000_001e12,
+            -1e13,
+        ] {
+            assert!(
+                matches!(Money::from_dollars(bad), Err(Error::InvalidInput { .. })),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn display_groups_thousands_and_trims_zeros() {
-        assert_eq!(Money::from_micros(17_967_598_000).to_string(), "$17,967.598");
+        assert_eq!(
+            Money::from_micros(17_967_598_000).to_string(),
+            "$17,967.598"
+        );
         assert_eq!(Money::from_micros(92_613_680_000).to_string(), "$92,613.68");
         assert_eq!(Money::from_micros(-2_500_000).to_string(), "-$2.50");
         assert_eq!(Money::from_micros(1).to_string(), "$0.000001");

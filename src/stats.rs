@@ -109,7 +109,11 @@ pub struct CommunicationStats {
 
 /// `part / whole` in percent; 0.0 when `whole` is 0.
 pub(crate) fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
 }
 
 /// `total / count` rounded to the nearest integer, halves away from zero.
@@ -120,5 +124,9 @@ pub(crate) fn divide_rounded(total: i128, count: u64) -> i128 {
     let count = i128::from(count);
     let quotient = total / count;
     let remainder = total % count;
-    if remainder.abs() * 2 >= count { quotient + total.signum() } else { quotient }
+    if remainder.abs() * 2 >= count {
+        quotient + total.signum()
+    } else {
+        quotient
+    }
 }

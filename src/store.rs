@@ -98,7 +98,13 @@ impl Store {
             dir,
             projection: RwLock::new(projection),
             report: replayed.report,
-            writer: Some(Writer { log, policy: options.sync, _lock_file: lock_file, background, closed: false }),
+            writer: Some(Writer {
+                log,
+                policy: options.sync,
+                _lock_file: lock_file,
+                background,
+                closed: false,
+            }),
         })
     }
 
@@ -109,11 +115,19 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         let metadata = std::fs::metadata(&dir).map_err(|source| Error::io(&dir, source))?;
         if !metadata.is_dir() {
-            return Err(Error::io(&dir, std::io::Error::from(std::io::ErrorKind::NotADirectory)));
+            return Err(Error::io(
+                &dir,
+                std::io::Error::from(std::io::ErrorKind::NotADirectory),
+            ));
         }
         let mut projection = Projection::default();
         let replayed = replay::replay(&dir, Mode::ReadOnly, &mut |logged| projection.fold(logged))?;
-        Ok(Store { dir, projection: RwLock::new(projection), report: replayed.report, writer: None })
+        Ok(Store {
+            dir,
+            projection: RwLock::new(projection),
+            report: replayed.report,
+            writer: None,
+        })
     }
 
     /// The store's directory.
@@ -166,45 +180,99 @@ impl Store {
             "track_message_sent",
             |log| {
                 let message_id = MessageId(log.next_message_id());
-                Ok(Event::MessageSent { message_id, user_id, channel, message_type, cost, at_ms })
+                Ok(Event::MessageSent {
+                    message_id,
+                    user_id,
+                    channel,
+                    message_type,
+                    cost,
+                    at_ms,
+                })
             },
             message_of_event,
         )
     }
 
     /// Tracks a delivery reported by the provider; `at` of `None` means now.
-    pub fn track_message_delivered(&self, message: impl Into<MessageId>, at: Option<DateTime<Utc>>) -> Result<Message> {
+    pub fn track_message_delivered(
+        &self,
+        message: impl Into<MessageId>,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Message> {
         let message_id = message.into();
         let at_ms = time_ms(at);
-        self.track_message_event("track_message_delivered", message_id, Event::MessageDelivered { message_id, at_ms })
+        self.track_message_event(
+            "track_message_delivered",
+            message_id,
+            Event::MessageDelivered { message_id, at_ms },
+        )
     }
 
     /// Tracks an open by the user; an open implies delivery.
-    pub fn track_message_opened(&self, message: impl Into<MessageId>, at: Option<DateTime<Utc>>) -> Result<Message> {
+    pub fn track_message_opened(
+        &self,
+        message: impl Into<MessageId>,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Message> {
         let message_id = message.into();
         let at_ms = time_ms(at);
-        self.track_message_event("track_message_opened", message_id, Event::MessageOpened { message_id, at_ms })
+        self.track_message_event(
+            "track_message_opened",
+            message_id,
+            Event::MessageOpened { message_id, at_ms },
+        )
     }
 
     /// Tracks an action the user took on a message, e.g. "viewed_forecast"; an action whose
     /// name contains "click" is a click.
-    pub fn track_user_action(&self, message: impl Into<MessageId>, action: &str, at: Option<DateTime<Utc>>) -> Result<Message> {
+    pub fn track_user_action(
+        &self,
+        message: impl Into<MessageId>,
+        action: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Message> {
         let message_id = message.into();
         validate_name("action", action)?;
         let at_ms = time_ms(at);
-        self.track_message_event("track_user_action", message_id, Event::UserAction { message_id, action, at_ms })
+        self.track_message_event(
+            "track_user_action",
+            message_id,
+            Event::UserAction {
+                message_id,
+                action,
+                at_ms,
+            },
+        )
     }
 
     /// Tracks a failure or bounce reported by the provider, e.g. "undelivered".
-    pub fn track_message_failed(&self, message: impl Into<MessageId>, reason: &str, at: Option<DateTime<Utc>>) -> Result<Message> {
+    pub fn track_message_failed(
+        &self,
+        message: impl Into<MessageId>,
+        reason: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Message> {
         let message_id = message.into();
         validate_name("reason", reason)?;
         let at_ms = time_ms(at);
-        self.track_message_event("track_message_failed", message_id, Event::MessageFailed { message_id, reason, at_ms })
+        self.track_message_event(
+            "track_message_failed",
+            message_id,
+            Event::MessageFailed {
+                message_id,
+                reason,
+                at_ms,
+            },
+        )
     }
 
     /// Tracks a financial outcome for a user now; `amount` in dollars, negative for a loss.
-    pub fn track_financial_outcome(&self, user: impl Into<UserId>, outcome: &str, amount: f64) -> Result<FinancialOutcome> {
+    pub fn track_financial_outcome(
+        &self,
+        user: impl Into<UserId>,
+        outcome: &str,
+        amount: f64,
+    ) -> Result<FinancialOutcome> {
         self.track_financial_outcome_at(user, outcome, amount, Utc::now())
     }
 
@@ -222,19 +290,37 @@ impl Store {
         let at_ms = at.timestamp_millis();
         self.append(
             "track_financial_outcome",
-            |_| Ok(Event::FinancialOutcome { user_id, outcome, amount, at_ms }),
-            |projection, _| projection.outcome(projection.outcome_count() - 1).expect("just folded"),
+            |_| {
+                Ok(Event::FinancialOutcome {
+                    user_id,
+                    outcome,
+                    amount,
+                    at_ms,
+                })
+            },
+            |projection, _| {
+                projection
+                    .outcome(projection.outcome_count() - 1)
+                    .expect("just folded")
+            },
         )
     }
 
     /// The message with this id.
     pub fn get_message(&self, message: impl Into<MessageId>) -> Result<Message> {
         let id = message.into();
-        self.projection.read().message(id).ok_or(Error::UnknownMessage { id })
+        self.projection
+            .read()
+            .message(id)
+            .ok_or(Error::UnknownMessage { id })
     }
 
     /// The user's messages, newest sent first (ties: higher id first), at most `limit`.
-    pub fn get_user_communication_history(&self, user: impl Into<UserId>, limit: usize) -> Result<Vec<Message>> {
+    pub fn get_user_communication_history(
+        &self,
+        user: impl Into<UserId>,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
         let user = validate_user(user.into())?;
         Ok(self.projection.read().history(user, limit))
     }
@@ -251,7 +337,11 @@ impl Store {
         if let (Some(start), Some(end)) = (filter.start, filter.end)
             && start > end
         {
-            return Err(Error::invalid("end", end.to_rfc3339(), "must not be before start"));
+            return Err(Error::invalid(
+                "end",
+                end.to_rfc3339(),
+                "must not be before start",
+            ));
         }
         self.projection.read().stats(filter)
     }
@@ -279,7 +369,9 @@ impl Store {
     }
 
     fn shutdown(&mut self) -> Result<()> {
-        let Some(writer) = self.writer.as_mut().filter(|writer| !writer.closed) else { return Ok(()) };
+        let Some(writer) = self.writer.as_mut().filter(|writer| !writer.closed) else {
+            return Ok(());
+        };
         writer.closed = true;
         if let Some((stop, thread)) = writer.background.take() {
             drop(stop);
@@ -289,7 +381,12 @@ impl Store {
     }
 
     /// Tracks an event about an existing message and returns the message as it now stands.
-    fn track_message_event(&self, operation: &'static str, message_id: MessageId, event: Event<'_>) -> Result<Message> {
+    fn track_message_event(
+        &self,
+        operation: &'static str,
+        message_id: MessageId,
+        event: Event<'_>,
+    ) -> Result<Message> {
         self.append(
             operation,
             |log| {
@@ -353,10 +450,18 @@ fn validate_user(user: UserId) -> Result<UserId> {
 
 fn validate_options(options: &Options) -> Result<()> {
     if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&options.segment_bytes) {
-        return Err(Error::invalid("segment_bytes", options.segment_bytes, "must be within 256 bytes and 1 TiB"));
+        return Err(Error::invalid(
+            "segment_bytes",
+            options.segment_bytes,
+            "must be within 256 bytes and 1 TiB",
+        ));
     }
     if options.sync == SyncPolicy::Interval(std::time::Duration::ZERO) {
-        return Err(Error::invalid("sync", "Interval(0s)", "an interval must be longer than zero"));
+        return Err(Error::invalid(
+            "sync",
+            "Interval(0s)",
+            "an interval must be longer than zero",
+        ));
     }
     Ok(())
 }
@@ -387,11 +492,15 @@ fn lock_directory(dir: &Path) -> Result<File> {
     }
     let io = |source| Error::io(&path, source);
     file.set_len(0).map_err(io)?;
-    file.write_all(std::process::id().to_string().as_bytes()).map_err(io)?;
+    file.write_all(std::process::id().to_string().as_bytes())
+        .map_err(io)?;
     Ok(file)
 }
 
-fn spawn_interval_sync(log: &Arc<SharedLog>, interval: std::time::Duration) -> Result<(mpsc::Sender<()>, JoinHandle<()>)> {
+fn spawn_interval_sync(
+    log: &Arc<SharedLog>,
+    interval: std::time::Duration,
+) -> Result<(mpsc::Sender<()>, JoinHandle<()>)> {
     let (stop, stopped) = mpsc::channel::<()>();
     let log = Arc::clone(log);
     let thread = std::thread::Builder::new()

@@ -26,7 +26,12 @@ pub const MESSAGE_TYPES: [&str; 8] = [
     "upgrade_offer",
 ];
 /// The user actions, in draw order.
-pub const ACTIONS: [&str; 4] = ["viewed_forecast", "updated_budget", "clicked_link", "paid_bill"];
+pub const ACTIONS: [&str; 4] = [
+    "viewed_forecast",
+    "updated_budget",
+    "clicked_link",
+    "paid_bill",
+];
 /// The financial outcomes, in draw order.
 pub const OUTCOMES: [&str; 7] = [
     "bill_paid_on_time",
@@ -38,7 +43,8 @@ pub const OUTCOMES: [&str; 7] = [
     "emergency_fund_built",
 ];
 /// The channels of the query picks, in draw order.
-pub const QUERY_CHANNELS: [Channel; 4] = [Channel::Email, Channel::Sms, Channel::Push, Channel::InApp];
+pub const QUERY_CHANNELS: [Channel; 4] =
+    [Channel::Email, Channel::Sms, Channel::Push, Channel::InApp];
 
 /// SplitMix64, as the workload specifies it.
 #[derive(Debug, Clone)]
@@ -85,7 +91,11 @@ pub struct Spec {
 
 impl Default for Spec {
     fn default() -> Spec {
-        Spec { seed: 42, users: 10_000, messages: 1_000_000 }
+        Spec {
+            seed: 42,
+            users: 10_000,
+            messages: 1_000_000,
+        }
     }
 }
 
@@ -168,8 +178,15 @@ pub struct Generator {
 impl Generator {
     /// A generator at the first message.
     pub fn new(spec: Spec) -> Generator {
-        assert!(spec.users >= 1 && spec.messages >= 1, "a workload has users and messages");
-        Generator { spec, random: SplitMix64::new(spec.seed), next_index: 0 }
+        assert!(
+            spec.users >= 1 && spec.messages >= 1,
+            "a workload has users and messages"
+        );
+        Generator {
+            spec,
+            random: SplitMix64::new(spec.seed),
+            next_index: 0,
+        }
     }
 
     /// Appends the next message's calls to `calls`, in order; false when all are generated.
@@ -194,35 +211,58 @@ impl Generator {
             Channel::InApp
         };
         let message_type = MESSAGE_TYPES[random.int(0, 7) as usize];
-        let offset_ms = (u128::from(index) * SPAN_MS as u128 / u128::from(self.spec.messages)) as i64;
+        let offset_ms =
+            (u128::from(index) * SPAN_MS as u128 / u128::from(self.spec.messages)) as i64;
         let sent_ms = START_MS + offset_ms + random.int(0, slot_ms - 1) as i64;
         let cost = match channel {
             Channel::Email => 0.001,
             Channel::Sms => 0.05,
             Channel::Push | Channel::InApp => 0.0,
         };
-        calls.push(Call::Sent { message, user, channel, message_type, cost, at_ms: sent_ms });
+        calls.push(Call::Sent {
+            message,
+            user,
+            channel,
+            message_type,
+            cost,
+            at_ms: sent_ms,
+        });
         let mut last_ms = sent_ms;
         if random.unit() < 0.95 {
             let delivered_ms = sent_ms + random.int(1_000, 120_000) as i64;
-            calls.push(Call::Delivered { message, at_ms: delivered_ms });
+            calls.push(Call::Delivered {
+                message,
+                at_ms: delivered_ms,
+            });
             last_ms = delivered_ms;
             if channel != Channel::Sms && random.unit() < 0.40 {
                 let opened_ms = delivered_ms + random.int(60_000, 172_800_000) as i64;
-                calls.push(Call::Opened { message, at_ms: opened_ms });
+                calls.push(Call::Opened {
+                    message,
+                    at_ms: opened_ms,
+                });
                 last_ms = opened_ms;
             }
             if random.unit() < 0.10 {
                 let action = ACTIONS[random.int(0, 3) as usize];
                 let action_ms = last_ms + random.int(10_000, 3_600_000) as i64;
-                calls.push(Call::Action { message, action, at_ms: action_ms });
+                calls.push(Call::Action {
+                    message,
+                    action,
+                    at_ms: action_ms,
+                });
                 last_ms = action_ms;
             }
         }
         if random.unit() < 0.02 {
             let outcome = OUTCOMES[random.int(0, 6) as usize];
             let cents = random.int(500, 50_000);
-            calls.push(Call::Outcome { user, outcome, amount: cents as f64 / 100.0, at_ms: last_ms });
+            calls.push(Call::Outcome {
+                user,
+                outcome,
+                amount: cents as f64 / 100.0,
+                at_ms: last_ms,
+            });
         }
         true
     }
@@ -271,32 +311,56 @@ impl QueryPicks {
         let mut random = SplitMix64::new(spec.seed ^ 0xA5A5_A5A5_A5A5_A5A5);
         let window = |random: &mut SplitMix64, filter: StatsFilter| {
             let start_ms = START_MS + random.int(0, 23 * DAY_MS as u64) as i64;
-            filter.start(time_from_ms(start_ms)).end(time_from_ms(start_ms + 7 * DAY_MS))
+            filter
+                .start(time_from_ms(start_ms))
+                .end(time_from_ms(start_ms + 7 * DAY_MS))
         };
-        let q2_users = (0..1000).map(|_| UserId(random.int(1, spec.users))).collect();
+        let q2_users = (0..1000)
+            .map(|_| UserId(random.int(1, spec.users)))
+            .collect();
         let q3_filters = (0..1000)
             .map(|_| {
                 let user = random.int(1, spec.users);
                 let message_type = MESSAGE_TYPES[random.int(0, 7) as usize];
                 let channel = QUERY_CHANNELS[random.int(0, 3) as usize];
-                window(&mut random, StatsFilter::new().user(user).message_type(message_type).channel(channel))
+                window(
+                    &mut random,
+                    StatsFilter::new()
+                        .user(user)
+                        .message_type(message_type)
+                        .channel(channel),
+                )
             })
             .collect();
-        let q4_users = (0..1000).map(|_| UserId(random.int(1, spec.users))).collect();
+        let q4_users = (0..1000)
+            .map(|_| UserId(random.int(1, spec.users)))
+            .collect();
         let q5_filters = (0..100)
             .map(|_| {
                 let channel = QUERY_CHANNELS[random.int(0, 3) as usize];
                 window(&mut random, StatsFilter::new().channel(channel))
             })
             .collect();
-        QueryPicks { q2_users, q3_filters, q4_users, q5_filters }
+        QueryPicks {
+            q2_users,
+            q3_filters,
+            q4_users,
+            q5_filters,
+        }
     }
 }
 
 /// Applies one call to `store`; the message numbers must be the store's ids (an empty store).
 pub fn apply(store: &crate::Store, call: &Call) -> crate::Result<()> {
     match *call {
-        Call::Sent { message, user, channel, message_type, cost, .. } => {
+        Call::Sent {
+            message,
+            user,
+            channel,
+            message_type,
+            cost,
+            ..
+        } => {
             let sent = store.track_message_sent_at(user, channel, message_type, cost, call.at())?;
             debug_assert_eq!(sent.id, message, "the workload starts on an empty store");
         }
@@ -306,10 +370,17 @@ pub fn apply(store: &crate::Store, call: &Call) -> crate::Result<()> {
         Call::Opened { message, .. } => {
             store.track_message_opened(message, Some(call.at()))?;
         }
-        Call::Action { message, action, .. } => {
+        Call::Action {
+            message, action, ..
+        } => {
             store.track_user_action(message, action, Some(call.at()))?;
         }
-        Call::Outcome { user, outcome, amount, .. } => {
+        Call::Outcome {
+            user,
+            outcome,
+            amount,
+            ..
+        } => {
             store.track_financial_outcome_at(user, outcome, amount, call.at())?;
         }
     }

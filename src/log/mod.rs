@@ -50,7 +50,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { sync: SyncPolicy::Always, segment_bytes: SEGMENT_BYTES_DEFAULT }
+        Options {
+            sync: SyncPolicy::Always,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+        }
     }
 }
 
@@ -93,7 +96,11 @@ impl Log {
 
     /// Appends one event (to the buffer), rolling over to a new segment first if it would not
     /// fit. Returns the event as logged.
-    pub(crate) fn append<'a>(&mut self, event: Event<'a>, appended_ms: i64) -> Result<LoggedEvent<'a>> {
+    pub(crate) fn append<'a>(
+        &mut self,
+        event: Event<'a>,
+        appended_ms: i64,
+    ) -> Result<LoggedEvent<'a>> {
         self.check_poison()?;
         let mut logged = LoggedEvent {
             seq: self.next_seq,
@@ -114,7 +121,9 @@ impl Log {
             codec::encode_frame(&mut cursor, &Frame::Event(logged), &mut self.buffer);
             frame_len = (self.buffer.len() - start) as u64;
         }
-        debug_assert!(codec::read_frame(&self.buffer[self.buffer.len() - frame_len as usize..]).is_ok());
+        debug_assert!(
+            codec::read_frame(&self.buffer[self.buffer.len() - frame_len as usize..]).is_ok()
+        );
         self.cursor = cursor;
         self.segment_len += frame_len;
         self.frame_count += 1;
@@ -140,10 +149,17 @@ impl Log {
     /// Seals the current segment (written and fsynced whole) and starts the next one.
     fn roll_over(&mut self) -> Result<()> {
         self.write_buffer()?;
-        self.file.sync_data().map_err(|source| self.poisoned(Error::io(&self.path, source)))?;
-        self.durable_seq.fetch_max(self.next_seq - 1, Ordering::AcqRel);
-        let header = SegmentHeader { first_seq: self.next_seq, first_message_id: self.cursor.next_message_id };
-        let (file, path) = create_segment(&self.dir, &header).map_err(|error| self.poisoned(error))?;
+        self.file
+            .sync_data()
+            .map_err(|source| self.poisoned(Error::io(&self.path, source)))?;
+        self.durable_seq
+            .fetch_max(self.next_seq - 1, Ordering::AcqRel);
+        let header = SegmentHeader {
+            first_seq: self.next_seq,
+            first_message_id: self.cursor.next_message_id,
+        };
+        let (file, path) =
+            create_segment(&self.dir, &header).map_err(|error| self.poisoned(error))?;
         self.file = Arc::new(file);
         self.path = path;
         self.cursor = FrameCursor::new(&header);
@@ -154,7 +170,9 @@ impl Log {
 
     fn check_poison(&self) -> Result<()> {
         match self.poison.get() {
-            Some(first) => Err(Error::Poisoned { first: first.clone() }),
+            Some(first) => Err(Error::Poisoned {
+                first: first.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -178,12 +196,28 @@ pub(crate) struct SharedLog {
 impl SharedLog {
     /// Continues the log where replay left it (or starts it), after making everything replayed
     /// durable, so that new frames may record it as such.
-    pub(crate) fn open(dir: &Path, options: &Options, tail: Option<Tail>, last_seq: u64, next_message_id: u64) -> Result<SharedLog> {
+    pub(crate) fn open(
+        dir: &Path,
+        options: &Options,
+        tail: Option<Tail>,
+        last_seq: u64,
+        next_message_id: u64,
+    ) -> Result<SharedLog> {
         let (file, path, cursor, segment_len, frame_count, ends_with_close_marker) = match tail {
             None => {
-                let header = SegmentHeader { first_seq: last_seq + 1, first_message_id: next_message_id };
+                let header = SegmentHeader {
+                    first_seq: last_seq + 1,
+                    first_message_id: next_message_id,
+                };
                 let (file, path) = create_segment(dir, &header)?;
-                (file, path, FrameCursor::new(&header), SEGMENT_HEADER_BYTES as u64, 0, false)
+                (
+                    file,
+                    path,
+                    FrameCursor::new(&header),
+                    SEGMENT_HEADER_BYTES as u64,
+                    0,
+                    false,
+                )
             }
             Some(tail) => {
                 let file = OpenOptions::new()
@@ -197,7 +231,14 @@ impl SharedLog {
                 }
                 // A crashed writer's last frames may sit in the page cache only.
                 file.sync_all().map_err(io)?;
-                (file, tail.path, tail.cursor, tail.end, tail.frame_count, tail.ends_with_close_marker)
+                (
+                    file,
+                    tail.path,
+                    tail.cursor,
+                    tail.end,
+                    tail.frame_count,
+                    tail.ends_with_close_marker,
+                )
             }
         };
         let log = Log {
@@ -245,7 +286,9 @@ impl SharedLog {
     pub(crate) fn sync_to(&self, seq: u64) -> Result<()> {
         loop {
             if let Some(first) = self.poison.get() {
-                return Err(Error::Poisoned { first: first.clone() });
+                return Err(Error::Poisoned {
+                    first: first.clone(),
+                });
             }
             if self.durable_seq.load(Ordering::Acquire) >= seq {
                 return Ok(());
@@ -291,17 +334,28 @@ impl SharedLog {
     pub(crate) fn close(&self, appended_ms: i64) -> Result<()> {
         let mut log = self.log.lock();
         log.write_buffer()?;
-        log.file.sync_data().map_err(|source| log.poisoned(Error::io(&log.path, source)))?;
+        log.file
+            .sync_data()
+            .map_err(|source| log.poisoned(Error::io(&log.path, source)))?;
         let last_seq = log.next_seq - 1;
         self.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
         if last_seq == 0 || log.ends_with_close_marker {
             return Ok(());
         }
         let mut cursor = log.cursor;
-        codec::encode_frame(&mut cursor, &Frame::Closed { last_seq, appended_ms }, &mut log.buffer);
+        codec::encode_frame(
+            &mut cursor,
+            &Frame::Closed {
+                last_seq,
+                appended_ms,
+            },
+            &mut log.buffer,
+        );
         log.cursor = cursor;
         log.ends_with_close_marker = true;
         log.write_buffer()?;
-        log.file.sync_data().map_err(|source| log.poisoned(Error::io(&log.path, source)))
+        log.file
+            .sync_data()
+            .map_err(|source| log.poisoned(Error::io(&log.path, source)))
     }
 }

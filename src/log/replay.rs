@@ -16,9 +16,13 @@ use std::sync::mpsc;
 use crate::codec::{self, Frame, FrameCursor, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::event::LoggedEvent;
-use crate::limits::{PIPELINED_REPLAY_BYTES_MIN, REPLAY_BATCHES_IN_FLIGHT, REPLAY_BATCH_EVENTS, SEGMENT_HEADER_BYTES};
+use crate::limits::{
+    PIPELINED_REPLAY_BYTES_MIN, REPLAY_BATCH_EVENTS, REPLAY_BATCHES_IN_FLIGHT, SEGMENT_HEADER_BYTES,
+};
 use crate::log::OpenReport;
-use crate::log::segment::{FILE_MODE, SegmentBytes, create_directory, list_segments, map_segment, sync_directory};
+use crate::log::segment::{
+    FILE_MODE, SegmentBytes, create_directory, list_segments, map_segment, sync_directory,
+};
 
 /// Name of the directory, inside the store, that keeps every cut-off tail.
 pub(crate) const QUARANTINE_DIRECTORY: &str = "quarantine";
@@ -67,13 +71,17 @@ pub(crate) fn replay(
     fold: &mut (dyn FnMut(&LoggedEvent<'_>) + Send),
 ) -> Result<Replayed> {
     let segments = list_segments(dir)?;
-    let maps = segments.iter().map(|(_, path)| map_segment(path)).collect::<Result<Vec<_>>>()?;
+    let maps = segments
+        .iter()
+        .map(|(_, path)| map_segment(path))
+        .collect::<Result<Vec<_>>>()?;
     let total_bytes: usize = maps.iter().map(|bytes| bytes.len()).sum();
     let scanned = if total_bytes < PIPELINED_REPLAY_BYTES_MIN {
         scan_segments(&segments, &maps, &mut |logged| fold(logged))?
     } else {
         std::thread::scope(|scope| {
-            let (sender, receiver) = mpsc::sync_channel::<Vec<LoggedEvent<'_>>>(REPLAY_BATCHES_IN_FLIGHT);
+            let (sender, receiver) =
+                mpsc::sync_channel::<Vec<LoggedEvent<'_>>>(REPLAY_BATCHES_IN_FLIGHT);
             let folder = scope.spawn(move || {
                 for batch in receiver {
                     batch.iter().for_each(&mut *fold);
@@ -83,7 +91,8 @@ pub(crate) fn replay(
             let scanned = scan_segments(&segments, &maps, &mut |logged| {
                 batch.push(*logged);
                 if batch.len() == REPLAY_BATCH_EVENTS {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH_EVENTS));
+                    let full =
+                        std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH_EVENTS));
                     // Fails only if the folder panicked; joining it below resumes the panic.
                     let _ = sender.send(full);
                 }
@@ -100,7 +109,13 @@ pub(crate) fn replay(
     };
     // The maps must be gone before a torn tail is cut off.
     drop(maps);
-    let Scanned { mut report, tail, torn, last_seq, next_message_id } = scanned;
+    let Scanned {
+        mut report,
+        tail,
+        torn,
+        last_seq,
+        next_message_id,
+    } = scanned;
     if let Some(torn) = torn {
         report.truncated_bytes = torn.file_len - torn.offset;
         if mode == Mode::Write {
@@ -108,7 +123,12 @@ pub(crate) fn replay(
             cut_tail(dir, &torn)?;
         }
     }
-    Ok(Replayed { report, tail, last_seq, next_message_id })
+    Ok(Replayed {
+        report,
+        tail,
+        last_seq,
+        next_message_id,
+    })
 }
 
 /// What scanning the segments found, before any torn tail is dealt with.
@@ -132,18 +152,32 @@ fn scan_segments<'a>(
     let mut tail: Option<Tail> = None;
     let mut torn: Option<TornTail> = None;
     for (index, ((name_seq, path), bytes)) in segments.iter().zip(maps).enumerate() {
-        let position = if index + 1 == segments.len() { Position::Last } else { Position::Sealed };
-        let expected = Expected { first_seq: expected_seq, first_message_id: next_message_id };
+        let position = if index + 1 == segments.len() {
+            Position::Last
+        } else {
+            Position::Sealed
+        };
+        let expected = Expected {
+            first_seq: expected_seq,
+            first_message_id: next_message_id,
+        };
         if *name_seq != expected_seq && SegmentHeader::decode(bytes).is_ok() {
             return Err(Error::corruption(
                 path,
                 12,
-                format!("segment file name says first seq {name_seq}, but the log before it ends at seq {}", expected_seq - 1),
+                format!(
+                    "segment file name says first seq {name_seq}, but the log before it ends at seq {}",
+                    expected_seq - 1
+                ),
             ));
         }
         let segment = replay_segment(path, bytes, position, expected, fold)?;
         if let Some(offset) = segment.torn_offset {
-            torn = Some(TornTail { path: path.clone(), offset, file_len: bytes.len() as u64 });
+            torn = Some(TornTail {
+                path: path.clone(),
+                offset,
+                file_len: bytes.len() as u64,
+            });
         }
         let Some(cursor) = segment.cursor else { break };
         report.segments += 1;
@@ -158,7 +192,13 @@ fn scan_segments<'a>(
             ends_with_close_marker: segment.ends_with_close_marker,
         });
     }
-    Ok(Scanned { report, tail, torn, last_seq: expected_seq - 1, next_message_id })
+    Ok(Scanned {
+        report,
+        tail,
+        torn,
+        last_seq: expected_seq - 1,
+        next_message_id,
+    })
 }
 
 /// Whether a segment is sealed (a later one exists, so it was fsynced whole) or the last.
@@ -203,10 +243,13 @@ pub(crate) fn replay_segment<'a>(
 ) -> Result<SegmentEnd> {
     let header = match SegmentHeader::decode(bytes) {
         Ok(header) => header,
-        Err(reason) if position == Position::Sealed => return Err(Error::corruption(path, 0, reason)),
+        Err(reason) if position == Position::Sealed => {
+            return Err(Error::corruption(path, 0, reason));
+        }
         Err(reason) => {
             // A crash right after creating the segment, unless a frame proves otherwise.
-            if let Some(proof) = find_durable_proof(bytes, SEGMENT_HEADER_BYTES, expected.first_seq) {
+            if let Some(proof) = find_durable_proof(bytes, SEGMENT_HEADER_BYTES, expected.first_seq)
+            {
                 return Err(Error::corruption(path, 0, format!("{reason}; {proof}")));
             }
             return Ok(SegmentEnd {
@@ -223,7 +266,11 @@ pub(crate) fn replay_segment<'a>(
         return Err(Error::corruption(
             path,
             12,
-            format!("header says first seq {}, but the log before it ends at seq {}", header.first_seq, expected.first_seq - 1),
+            format!(
+                "header says first seq {}, but the log before it ends at seq {}",
+                header.first_seq,
+                expected.first_seq - 1
+            ),
         ));
     }
     if header.first_message_id != expected.first_message_id {
@@ -266,7 +313,11 @@ pub(crate) fn replay_segment<'a>(
                     return Err(Error::corruption(path, offset as u64, reason));
                 }
                 if let Some(proof) = find_durable_proof(bytes, offset + 1, next_seq) {
-                    return Err(Error::corruption(path, offset as u64, format!("{reason}; {proof}")));
+                    return Err(Error::corruption(
+                        path,
+                        offset as u64,
+                        format!("{reason}; {proof}"),
+                    ));
                 }
                 torn_offset = Some(offset as u64);
                 break;
@@ -292,9 +343,16 @@ fn next_frame<'a>(
 ) -> Result<(Frame<'a>, usize), String> {
     let raw = codec::read_frame(bytes)?;
     // A close marker repeats the seq of the event before it.
-    let wanted_seq = if raw.is_close_marker() { expected_seq - 1 } else { expected_seq };
+    let wanted_seq = if raw.is_close_marker() {
+        expected_seq - 1
+    } else {
+        expected_seq
+    };
     if raw.seq() != wanted_seq {
-        return Err(format!("frame has seq {}, expected {wanted_seq}", raw.seq()));
+        return Err(format!(
+            "frame has seq {}, expected {wanted_seq}",
+            raw.seq()
+        ));
     }
     let frame = codec::resolve(cursor, &raw)?;
     Ok((frame, raw.frame_bytes))
@@ -320,23 +378,43 @@ fn find_durable_proof(bytes: &[u8], first_offset: usize, failed_seq: u64) -> Opt
 fn quarantine_tail(dir: &Path, torn: &TornTail) -> Result<PathBuf> {
     let quarantine_dir = dir.join(QUARANTINE_DIRECTORY);
     create_directory(&quarantine_dir)?;
-    let segment_name = torn.path.file_name().expect("segment paths name a file").to_string_lossy();
+    let segment_name = torn
+        .path
+        .file_name()
+        .expect("segment paths name a file")
+        .to_string_lossy();
     let base_name = format!("{segment_name}.{}.tail", torn.offset);
     let mut attempt = 0;
     let (mut copy, copy_path) = loop {
-        let name = if attempt == 0 { base_name.clone() } else { format!("{base_name}.{attempt}") };
+        let name = if attempt == 0 {
+            base_name.clone()
+        } else {
+            format!("{base_name}.{attempt}")
+        };
         let path = quarantine_dir.join(name);
-        match OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(&path) {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&path)
+        {
             Ok(file) => break (file, path),
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => attempt += 1,
             Err(source) => return Err(Error::io(&path, source)),
         }
     };
     let mut source = File::open(&torn.path).map_err(|source| Error::io(&torn.path, source))?;
-    source.seek(SeekFrom::Start(torn.offset)).map_err(|error| Error::io(&torn.path, error))?;
+    source
+        .seek(SeekFrom::Start(torn.offset))
+        .map_err(|error| Error::io(&torn.path, error))?;
     let copied = io::copy(&mut source, &mut copy).map_err(|error| Error::io(&copy_path, error))?;
-    assert_eq!(copied, torn.file_len - torn.offset, "the segment changed under replay");
-    copy.sync_all().map_err(|error| Error::io(&copy_path, error))?;
+    assert_eq!(
+        copied,
+        torn.file_len - torn.offset,
+        "the segment changed under replay"
+    );
+    copy.sync_all()
+        .map_err(|error| Error::io(&copy_path, error))?;
     sync_directory(&quarantine_dir)?;
     sync_directory(dir)?;
     Ok(copy_path)
@@ -348,7 +426,12 @@ fn cut_tail(dir: &Path, torn: &TornTail) -> Result<()> {
         std::fs::remove_file(&torn.path).map_err(|error| Error::io(&torn.path, error))?;
         return sync_directory(dir);
     }
-    let file = OpenOptions::new().write(true).open(&torn.path).map_err(|error| Error::io(&torn.path, error))?;
-    file.set_len(torn.offset).map_err(|error| Error::io(&torn.path, error))?;
-    file.sync_all().map_err(|error| Error::io(&torn.path, error))
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&torn.path)
+        .map_err(|error| Error::io(&torn.path, error))?;
+    file.set_len(torn.offset)
+        .map_err(|error| Error::io(&torn.path, error))?;
+    file.sync_all()
+        .map_err(|error| Error::io(&torn.path, error))
 }

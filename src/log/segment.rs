@@ -71,7 +71,8 @@ pub(crate) fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<(File
         .mode(FILE_MODE)
         .open(&path)
         .map_err(|source| Error::io(&path, source))?;
-    file.write_all(&header.encode()).map_err(|source| Error::io(&path, source))?;
+    file.write_all(&header.encode())
+        .map_err(|source| Error::io(&path, source))?;
     file.sync_all().map_err(|source| Error::io(&path, source))?;
     // A new segment's name is durable only once its directory is synced.
     sync_directory(dir)?;
@@ -98,7 +99,10 @@ impl Deref for SegmentBytes {
 /// Maps a segment file for reading.
 pub(crate) fn map_segment(path: &Path) -> Result<SegmentBytes> {
     let file = File::open(path).map_err(|source| Error::io(path, source))?;
-    let len = file.metadata().map_err(|source| Error::io(path, source))?.len();
+    let len = file
+        .metadata()
+        .map_err(|source| Error::io(path, source))?
+        .len();
     if len == 0 {
         return Ok(SegmentBytes::Empty);
     }

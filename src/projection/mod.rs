@@ -67,11 +67,28 @@ impl Projection {
     /// Folds one event, in log order.
     pub(crate) fn fold(&mut self, logged: &LoggedEvent<'_>) {
         match logged.event {
-            Event::MessageSent { message_id, user_id, channel, message_type, cost, at_ms } => {
-                assert_eq!(message_id.0, self.messages.len() as u64 + 1, "message ids are dense");
+            Event::MessageSent {
+                message_id,
+                user_id,
+                channel,
+                message_type,
+                cost,
+                at_ms,
+            } => {
+                assert_eq!(
+                    message_id.0,
+                    self.messages.len() as u64 + 1,
+                    "message ids are dense"
+                );
                 let index = u32::try_from(self.messages.len()).expect("fewer than 2^32 messages");
                 let message_type = self.names.intern(message_type);
-                self.messages.push(MessageState::new(user_id, channel, message_type, cost, at_ms));
+                self.messages.push(MessageState::new(
+                    user_id,
+                    channel,
+                    message_type,
+                    cost,
+                    at_ms,
+                ));
                 let entries = self.users.entry(user_id.0).or_default();
                 // Sorted by (sent time, id); messages mostly arrive in time order.
                 let key = (at_ms, index);
@@ -83,19 +100,44 @@ impl Projection {
                     entries.messages.insert(position, key);
                 }
             }
-            Event::MessageDelivered { message_id, at_ms } => self.state_mut(message_id).fold_delivered(at_ms),
-            Event::MessageOpened { message_id, at_ms } => self.state_mut(message_id).fold_opened(at_ms),
-            Event::UserAction { message_id, action, at_ms } => {
+            Event::MessageDelivered { message_id, at_ms } => {
+                self.state_mut(message_id).fold_delivered(at_ms)
+            }
+            Event::MessageOpened { message_id, at_ms } => {
+                self.state_mut(message_id).fold_opened(at_ms)
+            }
+            Event::UserAction {
+                message_id,
+                action,
+                at_ms,
+            } => {
                 let action = self.names.intern(action);
                 let is_click = self.names.is_click(action);
-                self.state_mut(message_id).fold_action(action, is_click, at_ms, logged.seq);
+                self.state_mut(message_id)
+                    .fold_action(action, is_click, at_ms, logged.seq);
             }
-            Event::MessageFailed { message_id, at_ms, .. } => self.state_mut(message_id).fold_failed(at_ms),
-            Event::FinancialOutcome { user_id, outcome, amount, at_ms } => {
+            Event::MessageFailed {
+                message_id, at_ms, ..
+            } => self.state_mut(message_id).fold_failed(at_ms),
+            Event::FinancialOutcome {
+                user_id,
+                outcome,
+                amount,
+                at_ms,
+            } => {
                 let index = u32::try_from(self.outcomes.len()).expect("fewer than 2^32 outcomes");
                 let outcome = self.names.intern(outcome);
-                self.outcomes.push(OutcomeState { user_id: user_id.0, at_ms, amount_micros: amount.micros(), outcome });
-                self.users.entry(user_id.0).or_default().outcomes.push(index);
+                self.outcomes.push(OutcomeState {
+                    user_id: user_id.0,
+                    at_ms,
+                    amount_micros: amount.micros(),
+                    outcome,
+                });
+                self.users
+                    .entry(user_id.0)
+                    .or_default()
+                    .outcomes
+                    .push(index);
             }
         }
     }
@@ -122,30 +164,42 @@ impl Projection {
 
     /// The user's messages, newest sent first (ties: higher id first), at most `limit`.
     pub(crate) fn history(&self, user: UserId, limit: usize) -> Vec<Message> {
-        let Some(entries) = self.users.get(&user.0) else { return Vec::new() };
+        let Some(entries) = self.users.get(&user.0) else {
+            return Vec::new();
+        };
         entries
             .messages
             .iter()
             .rev()
             .take(limit)
-            .map(|&(_, index)| self.messages[index as usize].to_message(MessageId(u64::from(index) + 1), &self.names))
+            .map(|&(_, index)| {
+                self.messages[index as usize]
+                    .to_message(MessageId(u64::from(index) + 1), &self.names)
+            })
             .collect()
     }
 
     /// Counts, rates and sums over the messages and outcomes `filter` selects
     /// (docs/SEMANTICS.md, "Stats").
     pub(crate) fn stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
-        let start_ms = filter.start.map_or(i64::MIN, |start| start.timestamp_millis());
+        let start_ms = filter
+            .start
+            .map_or(i64::MIN, |start| start.timestamp_millis());
         let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
         let in_range = |at_ms: i64| start_ms <= at_ms && at_ms <= end_ms;
         // A type never tracked selects no message, but outcomes still count.
-        let type_filter = filter.message_type.as_deref().map(|name| self.names.get(name));
+        let type_filter = filter
+            .message_type
+            .as_deref()
+            .map(|name| self.names.get(name));
         let selects_messages = type_filter != Some(None);
 
         let mut tally = Tally::new(self.names.len());
         let mut count_message = |state: &MessageState| {
             let matches = type_filter.is_none_or(|id| id == Some(state.message_type))
-                && filter.channel.is_none_or(|channel| channel == state.channel)
+                && filter
+                    .channel
+                    .is_none_or(|channel| channel == state.channel)
                 && in_range(state.sent_ms);
             if matches {
                 tally.add(state);
@@ -155,7 +209,9 @@ impl Projection {
             Some(user) => {
                 if let Some(entries) = self.users.get(&user.0).filter(|_| selects_messages) {
                     // The user's list is sorted by sent time: only the window is visited.
-                    let first = entries.messages.partition_point(|(sent_ms, _)| *sent_ms < start_ms);
+                    let first = entries
+                        .messages
+                        .partition_point(|(sent_ms, _)| *sent_ms < start_ms);
                     for &(sent_ms, index) in &entries.messages[first..] {
                         if sent_ms > end_ms {
                             break;
@@ -233,9 +289,16 @@ impl Tally {
         self.by_type[state.message_type as usize] += 1;
     }
 
-    fn finish(self, names: &Names, outcome_count: u64, impact_micros: i128) -> Result<CommunicationStats> {
+    fn finish(
+        self,
+        names: &Names,
+        outcome_count: u64,
+        impact_micros: i128,
+    ) -> Result<CommunicationStats> {
         let money = |field: &'static str, micros: i128| {
-            i64::try_from(micros).map(Money::from_micros).map_err(|_| Error::Overflow { field })
+            i64::try_from(micros)
+                .map(Money::from_micros)
+                .map_err(|_| Error::Overflow { field })
         };
         let non_zero = |pairs: Vec<(String, u64)>| -> BTreeMap<String, u64> {
             pairs.into_iter().filter(|(_, count)| *count > 0).collect()
@@ -252,11 +315,28 @@ impl Tally {
             click_rate: percent(self.clicked, self.opened),
             action_rate: percent(self.actions, self.delivered),
             total_cost: money("total_cost", self.cost_micros)?,
-            avg_cost_per_message: money("avg_cost_per_message", divide_rounded(self.cost_micros, self.total))?,
-            status_breakdown: non_zero(Status::ALL.iter().map(|s| (s.to_string(), self.by_status[*s as usize])).collect()),
-            channel_breakdown: non_zero(Channel::ALL.iter().map(|c| (c.to_string(), self.by_channel[c.index()])).collect()),
+            avg_cost_per_message: money(
+                "avg_cost_per_message",
+                divide_rounded(self.cost_micros, self.total),
+            )?,
+            status_breakdown: non_zero(
+                Status::ALL
+                    .iter()
+                    .map(|s| (s.to_string(), self.by_status[*s as usize]))
+                    .collect(),
+            ),
+            channel_breakdown: non_zero(
+                Channel::ALL
+                    .iter()
+                    .map(|c| (c.to_string(), self.by_channel[c.index()]))
+                    .collect(),
+            ),
             message_type_breakdown: non_zero(
-                self.by_type.iter().enumerate().map(|(id, count)| (names.name(id as u32).to_string(), *count)).collect(),
+                self.by_type
+                    .iter()
+                    .enumerate()
+                    .map(|(id, count)| (names.name(id as u32).to_string(), *count))
+                    .collect(),
             ),
             outcome_count,
             total_impact: money("total_impact", impact_micros)?,

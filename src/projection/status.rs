@@ -53,7 +53,13 @@ pub(crate) struct MessageState {
 }
 
 impl MessageState {
-    pub(crate) fn new(user_id: UserId, channel: Channel, message_type: NameId, cost: Money, sent_ms: i64) -> MessageState {
+    pub(crate) fn new(
+        user_id: UserId,
+        channel: Channel,
+        message_type: NameId,
+        cost: Money,
+        sent_ms: i64,
+    ) -> MessageState {
         MessageState {
             user_id: user_id.0,
             sent_ms,
@@ -85,9 +91,15 @@ impl MessageState {
             self.opened.keep(at_ms);
             self.clicked.keep(at_ms);
         }
-        let later = self.latest_action.is_none_or(|latest| (at_ms, seq) >= (latest.at_ms, latest.seq));
+        let later = self
+            .latest_action
+            .is_none_or(|latest| (at_ms, seq) >= (latest.at_ms, latest.seq));
         if later {
-            self.latest_action = Some(LatestAction { at_ms, seq, name: action });
+            self.latest_action = Some(LatestAction {
+                at_ms,
+                seq,
+                name: action,
+            });
         }
     }
 
@@ -123,7 +135,9 @@ impl MessageState {
             opened_at: self.opened.get().map(time_from_ms),
             clicked_at: self.clicked.get().map(time_from_ms),
             failed_at: self.failed.get().map(time_from_ms),
-            action_taken: self.latest_action.map(|action| names.name(action.name).to_string()),
+            action_taken: self
+                .latest_action
+                .map(|action| names.name(action.name).to_string()),
         }
     }
 }
