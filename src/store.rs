@@ -325,6 +325,12 @@ impl Store {
         Ok(self.projection.read().history(user, limit))
     }
 
+    /// The messages `filter` selects (as [`Store::get_communication_stats`] does), in id order.
+    pub fn get_messages(&self, filter: &StatsFilter) -> Result<Vec<Message>> {
+        validate_filter(filter)?;
+        Ok(self.projection.read().messages(filter))
+    }
+
     /// Counts, rates, costs and breakdowns over the messages `filter` selects, and the
     /// outcomes of its user and time range (docs/SEMANTICS.md).
     pub fn get_communication_stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
@@ -446,6 +452,21 @@ fn validate_user(user: UserId) -> Result<UserId> {
         return Err(Error::invalid("user_id", user.0, "must be at least 1"));
     }
     Ok(user)
+}
+
+fn validate_filter(filter: &StatsFilter) -> Result<()> {
+    if let Some(user) = filter.user {
+        validate_user(user)?;
+    }
+    if let Some(message_type) = &filter.message_type {
+        validate_name("message_type", message_type)?;
+    }
+    if let (Some(start), Some(end)) = (filter.start, filter.end)
+        && start > end
+    {
+        return Err(Error::invalid("end", end.to_rfc3339(), "must not be before start"));
+    }
+    Ok(())
 }
 
 fn validate_options(options: &Options) -> Result<()> {

@@ -350,6 +350,27 @@ impl QueryPicks {
     }
 }
 
+/// Applies one message's calls (as [`Generator::next_message`] gives them) to `store`, in
+/// order, using the id the store assigns to the message for its follow-up calls: this works
+/// on any store and from any number of threads.
+pub fn apply_message(store: &crate::Store, calls: &[Call]) -> crate::Result<()> {
+    let mut id = None;
+    for call in calls {
+        let call = match *call {
+            Call::Sent { user, channel, message_type, cost, .. } => {
+                id = Some(store.track_message_sent_at(user, channel, message_type, cost, call.at())?.id);
+                continue;
+            }
+            Call::Delivered { at_ms, .. } => Call::Delivered { message: id.expect("sent first"), at_ms },
+            Call::Opened { at_ms, .. } => Call::Opened { message: id.expect("sent first"), at_ms },
+            Call::Action { action, at_ms, .. } => Call::Action { message: id.expect("sent first"), action, at_ms },
+            outcome @ Call::Outcome { .. } => outcome,
+        };
+        apply(store, &call)?;
+    }
+    Ok(())
+}
+
 /// Applies one call to `store`; the message numbers must be the store's ids (an empty store).
 pub fn apply(store: &crate::Store, call: &Call) -> crate::Result<()> {
     match *call {

@@ -179,55 +179,66 @@ impl Projection {
             .collect()
     }
 
-    /// Counts, rates and sums over the messages and outcomes `filter` selects
-    /// (docs/SEMANTICS.md, "Stats").
-    pub(crate) fn stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
-        let start_ms = filter
-            .start
-            .map_or(i64::MIN, |start| start.timestamp_millis());
+    /// Calls `visit` with the id and state of every message `filter` selects, in the order of
+    /// the user's (sent time, id) index with a user filter, else in id order.
+    fn for_each_selected(&self, filter: &StatsFilter, mut visit: impl FnMut(MessageId, &MessageState)) {
+        let start_ms = filter.start.map_or(i64::MIN, |start| start.timestamp_millis());
         let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
-        let in_range = |at_ms: i64| start_ms <= at_ms && at_ms <= end_ms;
-        // A type never tracked selects no message, but outcomes still count.
-        let type_filter = filter
-            .message_type
-            .as_deref()
-            .map(|name| self.names.get(name));
-        let selects_messages = type_filter != Some(None);
-
-        let mut tally = Tally::new(self.names.len());
-        let mut count_message = |state: &MessageState| {
-            let matches = type_filter.is_none_or(|id| id == Some(state.message_type))
-                && filter
-                    .channel
-                    .is_none_or(|channel| channel == state.channel)
-                && in_range(state.sent_ms);
-            if matches {
-                tally.add(state);
+        // A type never tracked selects no message.
+        let type_filter = match filter.message_type.as_deref().map(|name| self.names.get(name)) {
+            Some(None) => return,
+            Some(Some(id)) => Some(id),
+            None => None,
+        };
+        let mut visit_if_selected = |index: u32, state: &MessageState| {
+            let selected = type_filter.is_none_or(|id| id == state.message_type)
+                && filter.channel.is_none_or(|channel| channel == state.channel)
+                && start_ms <= state.sent_ms
+                && state.sent_ms <= end_ms;
+            if selected {
+                visit(MessageId(u64::from(index) + 1), state);
             }
         };
         match filter.user {
             Some(user) => {
-                if let Some(entries) = self.users.get(&user.0).filter(|_| selects_messages) {
-                    // The user's list is sorted by sent time: only the window is visited.
-                    let first = entries
-                        .messages
-                        .partition_point(|(sent_ms, _)| *sent_ms < start_ms);
-                    for &(sent_ms, index) in &entries.messages[first..] {
-                        if sent_ms > end_ms {
-                            break;
-                        }
-                        count_message(&self.messages[index as usize]);
+                let Some(entries) = self.users.get(&user.0) else { return };
+                // The user's list is sorted by sent time: only the window is visited.
+                let first = entries.messages.partition_point(|(sent_ms, _)| *sent_ms < start_ms);
+                for &(sent_ms, index) in &entries.messages[first..] {
+                    if sent_ms > end_ms {
+                        break;
                     }
+                    visit_if_selected(index, &self.messages[index as usize]);
                 }
             }
-            None if selects_messages => self.messages.iter().for_each(&mut count_message),
-            None => {}
+            None => {
+                for (index, state) in self.messages.iter().enumerate() {
+                    visit_if_selected(index as u32, state);
+                }
+            }
         }
+    }
 
+    /// The messages `filter` selects, in id order.
+    pub(crate) fn messages(&self, filter: &StatsFilter) -> Vec<Message> {
+        let mut ids = Vec::new();
+        self.for_each_selected(filter, |id, _| ids.push(id));
+        ids.sort_unstable();
+        ids.into_iter().map(|id| self.messages[id.0 as usize - 1].to_message(id, &self.names)).collect()
+    }
+
+    /// Counts, rates and sums over the messages and outcomes `filter` selects
+    /// (docs/SEMANTICS.md, "Stats").
+    pub(crate) fn stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
+        let mut tally = Tally::new(self.names.len());
+        self.for_each_selected(filter, |_, state| tally.add(state));
+
+        let start_ms = filter.start.map_or(i64::MIN, |start| start.timestamp_millis());
+        let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
         let mut outcome_count = 0u64;
         let mut impact_micros = 0i128;
         let mut count_outcome = |outcome: &OutcomeState| {
-            if in_range(outcome.at_ms) {
+            if start_ms <= outcome.at_ms && outcome.at_ms <= end_ms {
                 outcome_count += 1;
                 impact_micros += i128::from(outcome.amount_micros);
             }

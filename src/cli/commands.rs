@@ -1,0 +1,284 @@
+//! `track`, `history`, `stats` and `info`: every library call from the shell.
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use commlog::{OpenReport, Options, Store, SyncPolicy};
+use serde::Serialize;
+
+use crate::cli::output::{self, Table, count, print_json, write_stdout};
+use crate::cli::{
+    CliError, DayEdge, Global, StatsArgs, parse_channel, parse_time, segment_bytes_on_disk,
+};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TrackCommand {
+    /// A message was sent; prints it with its new id.
+    #[command(
+        after_help = "Example:\n  commlog track sent --user 123 --channel sms --type low_balance --cost 0.05"
+    )]
+    Sent {
+        /// Recipient user id (≥ 1).
+        #[arg(long)]
+        user: u64,
+        /// sms, email, push or in_app.
+        #[arg(long)]
+        channel: String,
+        /// Message type, e.g. low_balance.
+        #[arg(long = "type")]
+        message_type: String,
+        /// Cost in dollars.
+        #[arg(long, default_value_t = 0.0)]
+        cost: f64,
+        /// When (RFC 3339 or YYYY-MM-DD); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// The provider delivered a message.
+    #[command(
+        after_help = "Example:\n  commlog track delivered --message 1 --at 2025-01-01T09:00:02Z"
+    )]
+    Delivered(MessageTime),
+    /// The user opened a message.
+    #[command(after_help = "Example:\n  commlog track opened --message 1")]
+    Opened(MessageTime),
+    /// The user acted on a message (an action containing "click" is a click).
+    #[command(after_help = "Example:\n  commlog track action --message 1 --action clicked_link")]
+    Action {
+        #[command(flatten)]
+        message: MessageTime,
+        /// What the user did.
+        #[arg(long)]
+        action: String,
+    },
+    /// The provider reported a failure or bounce.
+    #[command(after_help = "Example:\n  commlog track failed --message 1 --reason undelivered")]
+    Failed {
+        #[command(flatten)]
+        message: MessageTime,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// A financial outcome for a user.
+    #[command(
+        after_help = "Example:\n  commlog track outcome --user 123 --outcome bill_paid_on_time --amount 25"
+    )]
+    Outcome {
+        /// The user id (≥ 1).
+        #[arg(long)]
+        user: u64,
+        /// What happened, e.g. bill_paid_on_time.
+        #[arg(long)]
+        outcome: String,
+        /// Value in dollars (negative: a loss).
+        #[arg(long, allow_negative_numbers = true)]
+        amount: f64,
+        /// When (RFC 3339 or YYYY-MM-DD); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MessageTime {
+    /// The message id.
+    #[arg(long)]
+    message: u64,
+    /// When (RFC 3339 or YYYY-MM-DD); default now.
+    #[arg(long)]
+    at: Option<String>,
+}
+
+impl MessageTime {
+    fn at(&self) -> Result<Option<DateTime<Utc>>, CliError> {
+        self.at
+            .as_deref()
+            .map(|text| parse_time("--at", text, DayEdge::Start))
+            .transpose()
+    }
+}
+
+/// Appends one event with SyncPolicy::Always: when the command returns, it is durable.
+pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliError> {
+    let at = |text: &Option<String>| {
+        text.as_deref()
+            .map(|text| parse_time("--at", text, DayEdge::Start))
+            .transpose()
+    };
+    // Parse everything before the store is opened: bad arguments touch nothing.
+    let channel = match command {
+        TrackCommand::Sent { channel, .. } => Some(parse_channel(channel)?),
+        _ => None,
+    };
+    let store = Store::open_with(
+        &global.dir,
+        Options {
+            sync: SyncPolicy::Always,
+            ..Options::default()
+        },
+    )?;
+    let message = match command {
+        TrackCommand::Sent {
+            user,
+            message_type,
+            cost,
+            at: time,
+            ..
+        } => {
+            let channel = channel.expect("parsed above");
+            let sent_at = at(time)?.unwrap_or_else(Utc::now);
+            store.track_message_sent_at(*user, channel, message_type, *cost, sent_at)?
+        }
+        TrackCommand::Delivered(message) => {
+            store.track_message_delivered(message.message, message.at()?)?
+        }
+        TrackCommand::Opened(message) => {
+            store.track_message_opened(message.message, message.at()?)?
+        }
+        TrackCommand::Action { message, action } => {
+            store.track_user_action(message.message, action, message.at()?)?
+        }
+        TrackCommand::Failed { message, reason } => {
+            store.track_message_failed(message.message, reason, message.at()?)?
+        }
+        TrackCommand::Outcome {
+            user,
+            outcome,
+            amount,
+            at: time,
+        } => {
+            let time = at(time)?.unwrap_or_else(Utc::now);
+            let outcome = store.track_financial_outcome_at(*user, outcome, *amount, time)?;
+            store.close()?;
+            if global.json {
+                return print_json(&outcome);
+            }
+            let mut table = Table::new(&["user", "outcome", "amount", "at"]).right_align(&[0, 2]);
+            table.row(vec![
+                outcome.user_id.to_string(),
+                outcome.outcome,
+                outcome.amount.to_string(),
+                output::time(outcome.at),
+            ]);
+            return write_stdout(table.render().as_bytes());
+        }
+    };
+    store.close()?;
+    if global.json {
+        return print_json(&message);
+    }
+    write_stdout(output::messages_table(std::slice::from_ref(&message)).as_bytes())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// The user id (≥ 1).
+    #[arg(long)]
+    user: u64,
+    /// At most this many messages.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+}
+
+pub(crate) fn history(global: &Global, args: &HistoryArgs) -> Result<(), CliError> {
+    let store = global.open_read_only()?;
+    let messages = store.get_user_communication_history(args.user, args.limit)?;
+    if global.json {
+        return print_json(&messages);
+    }
+    write_stdout(output::messages_table(&messages).as_bytes())
+}
+
+pub(crate) fn stats(global: &Global, args: &StatsArgs) -> Result<(), CliError> {
+    let filter = args.filter()?;
+    let store = global.open_read_only()?;
+    let stats = store.get_communication_stats(&filter)?;
+    if global.json {
+        return print_json(&stats);
+    }
+    write_stdout(output::stats_table(&stats).as_bytes())
+}
+
+/// What `info` reports.
+#[derive(Debug, Serialize)]
+struct Info {
+    dir: String,
+    segments: u64,
+    events: u64,
+    messages: u64,
+    outcomes: u64,
+    bytes_on_disk: u64,
+    first_event_at: Option<DateTime<Utc>>,
+    last_event_at: Option<DateTime<Utc>>,
+    first_appended_at: Option<DateTime<Utc>>,
+    last_appended_at: Option<DateTime<Utc>>,
+    open_report: OpenReport,
+}
+
+pub(crate) fn info(global: &Global) -> Result<(), CliError> {
+    if !global.dir.is_dir() {
+        return Err(CliError::Usage(format!(
+            "no store at {}: the directory does not exist",
+            global.dir.display()
+        )));
+    }
+    let mut event_range: Option<(i64, i64)> = None;
+    let mut appended_range: Option<(i64, i64)> = None;
+    let (mut messages, mut outcomes) = (0u64, 0u64);
+    let widen = |range: &mut Option<(i64, i64)>, ms: i64| {
+        *range = Some(range.map_or((ms, ms), |(low, high)| (low.min(ms), high.max(ms))));
+    };
+    let report = commlog::audit::read_log(&global.dir, |logged| {
+        widen(&mut event_range, logged.event.at_ms());
+        widen(&mut appended_range, logged.appended_ms);
+        match logged.event {
+            commlog::Event::MessageSent { .. } => messages += 1,
+            commlog::Event::FinancialOutcome { .. } => outcomes += 1,
+            _ => {}
+        }
+    })?;
+    let bytes_on_disk =
+        segment_bytes_on_disk(&global.dir).map_err(|source| commlog::Error::Io {
+            path: global.dir.clone(),
+            source,
+        })?;
+    let time = |ms: i64| DateTime::from_timestamp_millis(ms);
+    let info = Info {
+        dir: global.dir.display().to_string(),
+        segments: report.segments,
+        events: report.events,
+        messages,
+        outcomes,
+        bytes_on_disk,
+        first_event_at: event_range.and_then(|(low, _)| time(low)),
+        last_event_at: event_range.and_then(|(_, high)| time(high)),
+        first_appended_at: appended_range.and_then(|(low, _)| time(low)),
+        last_appended_at: appended_range.and_then(|(_, high)| time(high)),
+        open_report: report,
+    };
+    if global.json {
+        return print_json(&info);
+    }
+    let optional =
+        |value: Option<DateTime<Utc>>| value.map_or_else(|| "-".to_string(), output::time);
+    let mut table = Table::new(&["store", "value"]).right_align(&[1]);
+    for (name, value) in [
+        ("dir", info.dir.clone()),
+        ("segments", count(info.segments)),
+        ("events", count(info.events)),
+        ("messages", count(info.messages)),
+        ("outcomes", count(info.outcomes)),
+        ("bytes_on_disk", count(info.bytes_on_disk)),
+        ("first_event_at", optional(info.first_event_at)),
+        ("last_event_at", optional(info.last_event_at)),
+        ("first_appended_at", optional(info.first_appended_at)),
+        ("last_appended_at", optional(info.last_appended_at)),
+        (
+            "torn_bytes_ignored",
+            count(info.open_report.truncated_bytes),
+        ),
+    ] {
+        table.row(vec![name.to_string(), value]);
+    }
+    write_stdout(table.render().as_bytes())
+}

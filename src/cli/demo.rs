@@ -1,0 +1,714 @@
+//! `demo`: the reference workload (shared/WORKLOAD.md) into a demo store, checked against the
+//! reference counts, with every phase measured.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use commlog::workload::{Call, Generator, Q1_REPEATS, Q4_LIMIT, QueryPicks, Spec};
+use commlog::{CommunicationStats, Message, Options, StatsFilter, Store, SyncPolicy};
+use serde::Serialize;
+
+use crate::cli::output::{self, Table, count, print_json, write_stdout};
+use crate::cli::{CliError, Global, segment_bytes_on_disk};
+
+/// The file that marks a directory as a demo store the demo may replace.
+const MARKER_FILE_NAME: &str = "COMMLOG_DEMO";
+
+/// Progress is redrawn after this many events.
+const PROGRESS_EVENTS_STEP: u64 = 65_536;
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Messages to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Users to draw from.
+    #[arg(long, default_value_t = 10_000)]
+    users: u64,
+    /// Seed of the workload's generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Durability: never (D0), interval (D1), always (D2, one fdatasync per call: minutes).
+    #[arg(long, value_enum, default_value_t = SyncArg::Interval)]
+    sync: SyncArg,
+    /// Sync interval of --sync interval, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    interval_ms: u64,
+    /// Threads tracking at once (messages dealt round robin; a message's calls stay in order).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum SyncArg {
+    Never,
+    Interval,
+    Always,
+}
+
+/// The demo's parameters, also written to the marker file.
+#[derive(Debug, Serialize)]
+struct Parameters {
+    seed: u64,
+    users: u64,
+    messages: u64,
+    sync: SyncArg,
+    interval_ms: u64,
+    threads: usize,
+    dir: String,
+}
+
+/// What the generator asked the store to do.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+struct Tally {
+    sent: u64,
+    delivered: u64,
+    opened: u64,
+    action: u64,
+    outcome: u64,
+    events: u64,
+}
+
+impl Tally {
+    fn add(&mut self, calls: &[Call]) {
+        for call in calls {
+            self.events += 1;
+            match call {
+                Call::Sent { .. } => self.sent += 1,
+                Call::Delivered { .. } => self.delivered += 1,
+                Call::Opened { .. } => self.opened += 1,
+                Call::Action { .. } => self.action += 1,
+                Call::Outcome { .. } => self.outcome += 1,
+            }
+        }
+    }
+}
+
+/// WORKLOAD.md's figures for seed 42 and 10,000 users: the call tally and Q1.
+struct Reference {
+    messages: u64,
+    tally: Tally,
+    /// delivered, opened, clicked, action, outcome counts; total cost and impact in micros.
+    q1_counts: [u64; 5],
+    q1_cost_micros: i64,
+    q1_impact_micros: i64,
+}
+
+const REFERENCES: [Reference; 3] = [
+    Reference {
+        messages: 20_000,
+        tally: Tally {
+            sent: 20_000,
+            delivered: 19_028,
+            opened: 4_907,
+            action: 1_947,
+            outcome: 367,
+            events: 46_249,
+        },
+        q1_counts: [19_028, 5_235, 452, 1_947, 367],
+        q1_cost_micros: 357_713_000,
+        q1_impact_micros: 92_613_680_000,
+    },
+    Reference {
+        messages: 100_000,
+        tally: Tally {
+            sent: 100_000,
+            delivered: 95_005,
+            opened: 24_492,
+            action: 9_568,
+            outcome: 1_945,
+            events: 231_010,
+        },
+        q1_counts: [95_005, 26_257, 2_404, 9_568, 1_945],
+        q1_cost_micros: 1_793_978_000,
+        q1_impact_micros: 485_009_780_000,
+    },
+    Reference {
+        messages: 1_000_000,
+        tally: Tally {
+            sent: 1_000_000,
+            delivered: 949_669,
+            opened: 247_155,
+            action: 95_346,
+            outcome: 19_882,
+            events: 2_312_052,
+        },
+        q1_counts: [949_669, 264_725, 23_801, 95_346, 19_882],
+        q1_cost_micros: 17_967_598_000,
+        q1_impact_micros: 5_026_298_230_000,
+    },
+];
+
+/// Latency of one reference query over its picks.
+#[derive(Debug, Serialize)]
+struct QueryTiming {
+    query: &'static str,
+    runs: usize,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Measured {
+    ingest_seconds: f64,
+    ingest_events_per_second: f64,
+    queries: Vec<QueryTiming>,
+    close_seconds: f64,
+    reopen_seconds: f64,
+    replay_events_per_second: f64,
+    bytes_on_disk: u64,
+    bytes_per_message: f64,
+    peak_rss_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Sample {
+    history_user: u64,
+    history: Vec<Message>,
+    stats_filter: StatsFilter,
+    stats: CommunicationStats,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    parameters: Parameters,
+    tally: Tally,
+    q1: CommunicationStats,
+    /// "matches the reference", "differs from the reference", or "unchecked".
+    reference: String,
+    mismatches: Vec<String>,
+    sample: Sample,
+    measured: Measured,
+}
+
+pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
+    if args.messages == 0 || args.users == 0 || args.threads == 0 {
+        return Err(CliError::Usage(
+            "--messages, --users and --threads must be at least 1".to_string(),
+        ));
+    }
+    if args.sync == SyncArg::Always && !global.quiet {
+        eprintln!(
+            "commlog: warning: --sync always makes every call wait for its fdatasync (about 6,000 per second on a \
+             disk like this one): the demo takes minutes; --threads 16 shares each fsync among 16 callers"
+        );
+    }
+    let spec = Spec {
+        seed: args.seed,
+        users: args.users,
+        messages: args.messages,
+    };
+    let parameters = Parameters {
+        seed: args.seed,
+        users: args.users,
+        messages: args.messages,
+        sync: args.sync,
+        interval_ms: args.interval_ms,
+        threads: args.threads,
+        dir: global.dir.display().to_string(),
+    };
+    prepare_directory(&global.dir, &parameters)?;
+    let sync = match args.sync {
+        SyncArg::Never => SyncPolicy::Never,
+        SyncArg::Interval => SyncPolicy::Interval(Duration::from_millis(args.interval_ms.max(1))),
+        SyncArg::Always => SyncPolicy::Always,
+    };
+    let options = Options {
+        sync,
+        ..Options::default()
+    };
+    let store = Store::open_with(&global.dir, options.clone())?;
+
+    let started = Instant::now();
+    let tally = ingest(global, &store, spec, args.threads)?;
+    store.sync()?;
+    let ingest_seconds = started.elapsed().as_secs_f64();
+
+    let q1 = store.get_communication_stats(&StatsFilter::new())?;
+    let picks = QueryPicks::new(spec);
+    let queries = time_queries(&store, &picks)?;
+    let history_user = picks.q4_users[0];
+    let sample = Sample {
+        history_user: history_user.0,
+        history: store.get_user_communication_history(history_user, Q4_LIMIT)?,
+        stats_filter: picks.q5_filters[0].clone(),
+        stats: store.get_communication_stats(&picks.q5_filters[0])?,
+    };
+
+    let started = Instant::now();
+    store.close()?;
+    let close_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let reopened = Store::open_with(&global.dir, options)?;
+    let reopen_seconds = started.elapsed().as_secs_f64();
+    let replayed_events = reopened.open_report().events;
+    let mut mismatches = Vec::new();
+    if reopened.get_communication_stats(&StatsFilter::new())? != q1 {
+        mismatches.push("Q1 after reopening differs from Q1 before closing".to_string());
+    }
+    if replayed_events != tally.events {
+        mismatches.push(format!(
+            "replayed {replayed_events} events, tracked {}",
+            tally.events
+        ));
+    }
+    reopened.close()?;
+
+    let reference = REFERENCES.iter().find(|reference| {
+        args.seed == 42 && args.users == 10_000 && reference.messages == args.messages
+    });
+    if let Some(reference) = reference {
+        mismatches.extend(compare_with_reference(reference, &tally, &q1));
+    }
+    let verdict = match (reference, mismatches.is_empty()) {
+        (_, false) => "differs from the reference",
+        (Some(_), true) => "matches the reference",
+        (None, true) => "unchecked",
+    };
+    let bytes_on_disk =
+        segment_bytes_on_disk(&global.dir).map_err(|source| commlog::Error::Io {
+            path: global.dir.clone(),
+            source,
+        })?;
+    let report = Report {
+        parameters,
+        tally,
+        q1,
+        reference: verdict.to_string(),
+        mismatches,
+        sample,
+        measured: Measured {
+            ingest_seconds,
+            ingest_events_per_second: tally.events as f64 / ingest_seconds,
+            queries,
+            close_seconds,
+            reopen_seconds,
+            replay_events_per_second: replayed_events as f64 / reopen_seconds,
+            bytes_on_disk,
+            bytes_per_message: bytes_on_disk as f64 / args.messages as f64,
+            peak_rss_bytes: peak_rss_bytes(),
+        },
+    };
+    if global.json {
+        print_json(&report)?;
+    } else {
+        write_stdout(render(&report).as_bytes())?;
+    }
+    if report.mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::SelfCheck(format!(
+            "the demo {}: {}",
+            report.reference,
+            report.mismatches.join("; ")
+        )))
+    }
+}
+
+/// Makes `dir` an empty demo store directory with its marker. Replaces only an earlier demo
+/// store: a directory holding just the marker, segments and LOCK, and not locked.
+fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError> {
+    let refuse = |why: String| {
+        CliError::Usage(format!(
+            "{}: {why}; the demo only replaces a directory it made (choose another with --dir)",
+            dir.display()
+        ))
+    };
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err(refuse("not a directory".to_string()));
+        }
+        let io = |source| {
+            CliError::Store(commlog::Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        };
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io)? {
+            names.push(
+                entry
+                    .map_err(io)?
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        if !names.is_empty() {
+            if !names.iter().any(|name| name == MARKER_FILE_NAME) {
+                return Err(refuse("holds files but no COMMLOG_DEMO marker".to_string()));
+            }
+            let is_segment = |name: &str| {
+                name.strip_suffix(".log").is_some_and(|digits| {
+                    digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())
+                })
+            };
+            if let Some(other) = names.iter().find(|name| {
+                *name != MARKER_FILE_NAME && *name != commlog::LOCK_FILE_NAME && !is_segment(name)
+            }) {
+                return Err(refuse(format!(
+                    "holds {other:?}, which is not part of a demo store"
+                )));
+            }
+            let lock_path = dir.join(commlog::LOCK_FILE_NAME);
+            if lock_path.exists() {
+                let lock = File::options()
+                    .read(true)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(io)?;
+                if lock.try_lock().is_err() {
+                    return Err(refuse("locked by another process".to_string()));
+                }
+                // Held until the old files are gone.
+                for name in &names {
+                    fs::remove_file(dir.join(name)).map_err(io)?;
+                }
+                drop(lock);
+            } else {
+                for name in &names {
+                    fs::remove_file(dir.join(name)).map_err(io)?;
+                }
+            }
+        }
+    }
+    let io = |source| {
+        CliError::Store(commlog::Error::Io {
+            path: dir.join(MARKER_FILE_NAME),
+            source,
+        })
+    };
+    // Like every store directory and file: readable by the owner only.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    let marker = serde_json::to_vec_pretty(parameters).expect("parameters serialize");
+    File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join(MARKER_FILE_NAME))
+        .and_then(|mut file| file.write_all(&marker))
+        .map_err(io)
+}
+
+/// Tracks the workload, on `threads` threads, drawing progress on a terminal.
+fn ingest(global: &Global, store: &Store, spec: Spec, threads: usize) -> Result<Tally, CliError> {
+    let progress = global.show_progress().then(|| {
+        let bar = indicatif::ProgressBar::new(spec.messages);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} messages  {msg}  ETA {eta}",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    });
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    let mut next_progress_events = PROGRESS_EVENTS_STEP;
+    let mut report_progress = |tally: &Tally| {
+        if let Some(bar) = &progress
+            && tally.events >= next_progress_events
+        {
+            next_progress_events += PROGRESS_EVENTS_STEP;
+            let rate = tally.events as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_position(tally.sent);
+            bar.set_message(format!(
+                "{} events  {} events/s",
+                count(tally.events),
+                count(rate as u64)
+            ));
+        }
+    };
+    let mut generator = Generator::new(spec);
+    if threads == 1 {
+        let mut calls = Vec::new();
+        while generator.next_message(&mut calls) {
+            commlog::workload::apply_message(store, &calls)?;
+            tally.add(&calls);
+            report_progress(&tally);
+            calls.clear();
+        }
+    } else {
+        std::thread::scope(|scope| -> Result<(), CliError> {
+            let mut senders = Vec::new();
+            let mut workers = Vec::new();
+            for _ in 0..threads {
+                let (sender, receiver) = mpsc::sync_channel::<Vec<Call>>(1024);
+                senders.push(sender);
+                workers.push(scope.spawn(move || -> commlog::Result<()> {
+                    for calls in receiver {
+                        commlog::workload::apply_message(store, &calls)?;
+                    }
+                    Ok(())
+                }));
+            }
+            let mut message_index = 0usize;
+            loop {
+                let mut calls = Vec::with_capacity(5);
+                if !generator.next_message(&mut calls) {
+                    break;
+                }
+                tally.add(&calls);
+                report_progress(&tally);
+                // A worker that stopped on an error is reported when joined.
+                if senders[message_index % threads].send(calls).is_err() {
+                    break;
+                }
+                message_index += 1;
+            }
+            drop(senders);
+            for worker in workers {
+                worker.join().expect("a tracking thread panicked")?;
+            }
+            Ok(())
+        })?;
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    Ok(tally)
+}
+
+/// Runs Q1–Q5 over their picks, timing every call.
+fn time_queries(store: &Store, picks: &QueryPicks) -> Result<Vec<QueryTiming>, CliError> {
+    let mut timings = Vec::new();
+    let mut time = |query: &'static str,
+                    runs: &mut dyn Iterator<Item = commlog::Result<()>>|
+     -> Result<(), CliError> {
+        let mut durations = Vec::new();
+        loop {
+            let started = Instant::now();
+            let Some(result) = runs.next() else { break };
+            durations.push(started.elapsed());
+            result?;
+        }
+        durations.sort_unstable();
+        let percentile = |p: f64| {
+            let index =
+                ((durations.len() as f64 * p).ceil() as usize).clamp(1, durations.len()) - 1;
+            durations[index].as_secs_f64() * 1e6
+        };
+        timings.push(QueryTiming {
+            query,
+            runs: durations.len(),
+            p50_us: percentile(0.50),
+            p99_us: percentile(0.99),
+        });
+        Ok(())
+    };
+    let all = StatsFilter::new();
+    time(
+        "Q1",
+        &mut (0..Q1_REPEATS).map(|_| store.get_communication_stats(&all).map(drop)),
+    )?;
+    time(
+        "Q2",
+        &mut picks.q2_users.iter().map(|user| {
+            store
+                .get_communication_stats(&StatsFilter::new().user(*user))
+                .map(drop)
+        }),
+    )?;
+    time(
+        "Q3",
+        &mut picks
+            .q3_filters
+            .iter()
+            .map(|filter| store.get_communication_stats(filter).map(drop)),
+    )?;
+    time(
+        "Q4",
+        &mut picks.q4_users.iter().map(|user| {
+            store
+                .get_user_communication_history(*user, Q4_LIMIT)
+                .map(drop)
+        }),
+    )?;
+    time(
+        "Q5",
+        &mut picks
+            .q5_filters
+            .iter()
+            .map(|filter| store.get_communication_stats(filter).map(drop)),
+    )?;
+    Ok(timings)
+}
+
+fn compare_with_reference(
+    reference: &Reference,
+    tally: &Tally,
+    q1: &CommunicationStats,
+) -> Vec<String> {
+    let mut mismatches = Vec::new();
+    if *tally != reference.tally {
+        mismatches.push(format!(
+            "call tally {tally:?}, reference {:?}",
+            reference.tally
+        ));
+    }
+    let counts = [
+        q1.delivered_count,
+        q1.opened_count,
+        q1.clicked_count,
+        q1.action_count,
+        q1.outcome_count,
+    ];
+    let names = [
+        "delivered_count",
+        "opened_count",
+        "clicked_count",
+        "action_count",
+        "outcome_count",
+    ];
+    for ((name, got), want) in names.iter().zip(counts).zip(reference.q1_counts) {
+        if got != want {
+            mismatches.push(format!("Q1 {name} {got}, reference {want}"));
+        }
+    }
+    if q1.total_cost.micros() != reference.q1_cost_micros {
+        mismatches.push(format!(
+            "Q1 total_cost {} micros, reference {}",
+            q1.total_cost.micros(),
+            reference.q1_cost_micros
+        ));
+    }
+    if q1.total_impact.micros() != reference.q1_impact_micros {
+        mismatches.push(format!(
+            "Q1 total_impact {} micros, reference {}",
+            q1.total_impact.micros(),
+            reference.q1_impact_micros
+        ));
+    }
+    mismatches
+}
+
+/// Peak resident memory of this process (VmHWM), where /proc tells it.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn render(report: &Report) -> String {
+    let parameters = &report.parameters;
+    let mut text = format!(
+        "commlog demo: workload mingus-30d, seed {}, {} users, {} messages, sync {}, {} thread(s), store {}\n\n",
+        parameters.seed,
+        count(parameters.users),
+        count(parameters.messages),
+        serde_json::to_value(parameters.sync)
+            .expect("serializes")
+            .as_str()
+            .unwrap_or("?"),
+        parameters.threads,
+        parameters.dir
+    );
+    let mut tally = Table::new(&["calls", "count"]).right_align(&[1]);
+    let t = &report.tally;
+    for (name, value) in [
+        ("sent", t.sent),
+        ("delivered", t.delivered),
+        ("opened", t.opened),
+        ("action", t.action),
+        ("outcome", t.outcome),
+        ("events", t.events),
+    ] {
+        tally.row(vec![name.to_string(), count(value)]);
+    }
+    text.push_str(&tally.render());
+    text.push_str("\nQ1, all messages:\n");
+    text.push_str(&output::stats_table(&report.q1));
+    text.push_str(&format!("\nreference check: {}\n", report.reference));
+    for mismatch in &report.mismatches {
+        text.push_str(&format!("  mismatch: {mismatch}\n"));
+    }
+    text.push_str(&format!(
+        "\nSample: history of user {} (first Q4 pick, limit {Q4_LIMIT}), newest first:\n",
+        report.sample.history_user
+    ));
+    text.push_str(&output::messages_table(&report.sample.history));
+    let filter = &report.sample.stats_filter;
+    text.push_str(&format!(
+        "\nSample: stats for channel {} from {} to {} (first Q5 pick):\n",
+        filter
+            .channel
+            .map_or("-".to_string(), |channel| channel.to_string()),
+        filter.start.map_or("-".to_string(), output::time),
+        filter.end.map_or("-".to_string(), output::time),
+    ));
+    text.push_str(&output::stats_table(&report.sample.stats));
+    let measured = &report.measured;
+    text.push_str("\nMeasured:\n");
+    let mut phases = Table::new(&["phase", "seconds", "rate"]).right_align(&[1, 2]);
+    phases.row(vec![
+        "ingest (tracking calls, final sync)".to_string(),
+        format!("{:.3}", measured.ingest_seconds),
+        format!(
+            "{} events/s",
+            count(measured.ingest_events_per_second as u64)
+        ),
+    ]);
+    phases.row(vec![
+        "close".to_string(),
+        format!("{:.3}", measured.close_seconds),
+        String::new(),
+    ]);
+    phases.row(vec![
+        "reopen (replay)".to_string(),
+        format!("{:.3}", measured.reopen_seconds),
+        format!(
+            "{} events/s",
+            count(measured.replay_events_per_second as u64)
+        ),
+    ]);
+    text.push_str(&phases.render());
+    let mut queries = Table::new(&["query", "runs", "p50", "p99"]).right_align(&[1, 2, 3]);
+    for timing in &measured.queries {
+        queries.row(vec![
+            timing.query.to_string(),
+            count(timing.runs as u64),
+            format_micros(timing.p50_us),
+            format_micros(timing.p99_us),
+        ]);
+    }
+    text.push('\n');
+    text.push_str(&queries.render());
+    let mut storage = Table::new(&["storage", "value"]).right_align(&[1]);
+    storage.row(vec![
+        "bytes on disk".to_string(),
+        count(measured.bytes_on_disk),
+    ]);
+    storage.row(vec![
+        "bytes per message".to_string(),
+        format!("{:.1}", measured.bytes_per_message),
+    ]);
+    storage.row(vec![
+        "peak memory (VmHWM)".to_string(),
+        measured.peak_rss_bytes.map_or("-".to_string(), |bytes| {
+            format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+        }),
+    ]);
+    text.push('\n');
+    text.push_str(&storage.render());
+    text
+}
+
+fn format_micros(micros: f64) -> String {
+    if micros >= 1000.0 {
+        format!("{:.2} ms", micros / 1000.0)
+    } else {
+        format!("{micros:.1} µs")
+    }
+}

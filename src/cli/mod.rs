@@ -1,0 +1,287 @@
+//! Argument parsing, dispatch, and exit statuses. The library never sees clap; this module never
+//! sees frame bytes.
+
+mod commands;
+mod demo;
+mod export;
+mod import;
+mod output;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use clap::{Parser, Subcommand};
+use commlog::{Channel, Error, StatsFilter, Store};
+
+/// commlog: an embedded event-sourced store for communication analytics.
+///
+/// Every command works on the store in --dir. Read commands (history, stats, info, export)
+/// open it read-only and replay its log; they never create a store.
+#[derive(Debug, Parser)]
+#[command(name = "commlog", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Store directory [default: $COMMLOG_DIR, else commlog-demo]
+    #[arg(
+        long,
+        global = true,
+        env = "COMMLOG_DIR",
+        default_value = "commlog-demo",
+        hide_default_value = true
+    )]
+    dir: PathBuf,
+    /// Print results (and errors) as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print nothing but results and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate the reference workload into a demo store and report what it measures.
+    #[command(after_help = "Example:\n  commlog demo --messages 100000 --threads 2")]
+    Demo(demo::DemoArgs),
+    /// Track one event (appends to the log; creates the store if missing).
+    #[command(subcommand)]
+    Track(commands::TrackCommand),
+    /// A user's messages, newest first.
+    #[command(after_help = "Example:\n  commlog history --user 123 --limit 10")]
+    History(commands::HistoryArgs),
+    /// Delivery, open, click and action counts and rates, costs, outcomes.
+    #[command(
+        after_help = "Example:\n  commlog stats --channel sms --start 2025-01-01 --end 2025-01-07"
+    )]
+    Stats(StatsArgs),
+    /// Segments, events, bytes, time range and the open report of the store.
+    #[command(after_help = "Example:\n  commlog --json info")]
+    Info,
+    /// Write events (or messages) as JSON lines, CSV or Parquet.
+    #[command(
+        after_help = "Example:\n  commlog export --format csv --out events.csv --channel email"
+    )]
+    Export(export::ExportArgs),
+    /// Import the original service's SQL export (CSV files) into a new or empty store.
+    #[command(after_help = "Example:\n  commlog --dir data import --from-sql-export dump/")]
+    Import(import::ImportArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  commlog completions bash > /etc/bash_completion.d/commlog")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The filter flags shared by `stats` and `export`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StatsArgs {
+    /// Only this user's messages and outcomes.
+    #[arg(long)]
+    user: Option<u64>,
+    /// Only this message type.
+    #[arg(long = "type")]
+    message_type: Option<String>,
+    /// Only this channel: sms, email, push, in_app.
+    #[arg(long)]
+    channel: Option<String>,
+    /// From this time (RFC 3339 or YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    start: Option<String>,
+    /// Up to this time, inclusive (a bare date means its last millisecond).
+    #[arg(long)]
+    end: Option<String>,
+}
+
+impl StatsArgs {
+    pub(crate) fn filter(&self) -> Result<StatsFilter, CliError> {
+        let mut filter = StatsFilter::new();
+        if let Some(user) = self.user {
+            filter = filter.user(user);
+        }
+        if let Some(message_type) = &self.message_type {
+            filter = filter.message_type(message_type.clone());
+        }
+        if let Some(channel) = &self.channel {
+            filter = filter.channel(parse_channel(channel)?);
+        }
+        if let Some(start) = &self.start {
+            filter = filter.start(parse_time("--start", start, DayEdge::Start)?);
+        }
+        if let Some(end) = &self.end {
+            filter = filter.end(parse_time("--end", end, DayEdge::End)?);
+        }
+        Ok(filter)
+    }
+}
+
+/// What went wrong, and so the exit status.
+#[derive(Debug)]
+pub(crate) enum CliError {
+    /// A bad argument or a missing store: exit 1.
+    Usage(String),
+    /// An error of the store: exit 1 for bad input, 2 for storage trouble.
+    Store(Error),
+    /// A self-check failed: exit 3.
+    SelfCheck(String),
+    /// The reader of stdout went away (e.g. `| head`): stop quietly, exit 0.
+    ClosedPipe,
+}
+
+impl From<Error> for CliError {
+    fn from(error: Error) -> CliError {
+        CliError::Store(error)
+    }
+}
+
+impl CliError {
+    fn exit_status(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 1,
+            CliError::Store(
+                Error::InvalidInput { .. } | Error::UnknownMessage { .. } | Error::ReadOnly { .. },
+            ) => 1,
+            CliError::Store(_) => 2,
+            CliError::SelfCheck(_) => 3,
+            CliError::ClosedPipe => 0,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            CliError::Usage(_) => "usage",
+            CliError::Store(Error::InvalidInput { .. }) => "invalid_input",
+            CliError::Store(Error::UnknownMessage { .. }) => "unknown_message",
+            CliError::Store(Error::Corruption { .. }) => "corruption",
+            CliError::Store(Error::Locked { .. }) => "locked",
+            CliError::Store(Error::Io { .. }) => "io",
+            CliError::Store(_) => "storage",
+            CliError::SelfCheck(_) => "self_check",
+            CliError::ClosedPipe => "closed_pipe",
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(message) | CliError::SelfCheck(message) => f.write_str(message),
+            CliError::Store(error) => write!(f, "{error}"),
+            CliError::ClosedPipe => f.write_str("standard output was closed"),
+        }
+    }
+}
+
+/// Options every command sees.
+pub(crate) struct Global {
+    pub dir: PathBuf,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Global {
+    /// Opens the store read-only; a missing store is a usage error, never created.
+    pub(crate) fn open_read_only(&self) -> Result<Store, CliError> {
+        if !self.dir.is_dir() {
+            return Err(CliError::Usage(format!(
+                "no store at {}: the directory does not exist",
+                self.dir.display()
+            )));
+        }
+        Ok(Store::open_read_only(&self.dir)?)
+    }
+
+    /// Whether progress may be drawn: stderr is a terminal and not --quiet.
+    pub(crate) fn show_progress(&self) -> bool {
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
+pub(crate) fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let status = match error.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 1,
+            };
+            let _ = error.print();
+            return ExitCode::from(status);
+        }
+    };
+    let global = Global {
+        dir: cli.dir.clone(),
+        json: cli.json,
+        quiet: cli.quiet,
+    };
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&global, &args),
+        Command::Track(command) => commands::track(&global, &command),
+        Command::History(args) => commands::history(&global, &args),
+        Command::Stats(args) => commands::stats(&global, &args),
+        Command::Info => commands::info(&global),
+        Command::Export(args) => export::run(&global, &args),
+        Command::Import(args) => import::run(&global, &args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "commlog", &mut script);
+            output::write_stdout(&script)
+        }
+    };
+    match result {
+        Ok(()) | Err(CliError::ClosedPipe) => ExitCode::SUCCESS,
+        Err(error) => {
+            if global.json {
+                let object = serde_json::json!({ "error": error.to_string(), "kind": error.kind(), "exit": error.exit_status() });
+                eprintln!("{object}");
+            } else {
+                eprintln!("commlog: {error}");
+            }
+            ExitCode::from(error.exit_status())
+        }
+    }
+}
+
+/// Which end of the day a bare date means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DayEdge {
+    Start,
+    End,
+}
+
+/// RFC 3339, or YYYY-MM-DD: 00:00:00.000Z, or with `DayEdge::End` the day's last millisecond.
+pub(crate) fn parse_time(flag: &str, text: &str, edge: DayEdge) -> Result<DateTime<Utc>, CliError> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let time = match edge {
+            DayEdge::Start => NaiveTime::MIN,
+            DayEdge::End => NaiveTime::from_hms_milli_opt(23, 59, 59, 999).expect("a valid time"),
+        };
+        return Ok(date.and_time(time).and_utc());
+    }
+    Err(CliError::Usage(format!(
+        "invalid {flag} {text:?}: expected RFC 3339 (2025-01-01T09:30:00Z) or a date (2025-01-01)"
+    )))
+}
+
+pub(crate) fn parse_channel(text: &str) -> Result<Channel, CliError> {
+    Ok(text.parse::<Channel>()?)
+}
+
+/// Total size of the store's segment files, in bytes.
+pub(crate) fn segment_bytes_on_disk(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with(".log") {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
