@@ -1,0 +1,493 @@
+//! Issue 3, "Bad input": every bad input gets a clear error naming the field and the value,
+//! and the log on disk stays byte-for-byte unchanged.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use commlog::{Channel, Error, LOCK_FILE_NAME, MessageId, Options, StatsFilter, Store, SyncPolicy};
+
+/// 2025-01-01 09:00:00 UTC plus `offset_ms` milliseconds.
+fn at(offset_ms: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 1, 9, 0, 0).unwrap() + Duration::milliseconds(offset_ms)
+}
+
+fn options() -> Options {
+    Options {
+        sync: SyncPolicy::Never,
+        ..Options::default()
+    }
+}
+
+/// A store holding two messages (ids 1 and 2), a delivery and an outcome.
+fn store_with_two_messages(dir: &Path) -> Store {
+    let store = Store::open_with(dir, options()).unwrap();
+    store
+        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.05, at(0))
+        .unwrap();
+    store
+        .track_message_sent_at(2, Channel::Email, "weekly_checkin", 0.001, at(1))
+        .unwrap();
+    store.track_message_delivered(1, Some(at(2))).unwrap();
+    store
+        .track_financial_outcome_at(1, "bill_paid_on_time", 25.0, at(3))
+        .unwrap();
+    store
+}
+
+/// Every file under `dir` (recursively) but the lock file, by path relative to `dir`.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        for entry in fs::read_dir(&directory).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.file_name().is_some_and(|name| name != LOCK_FILE_NAME) {
+                let bytes = fs::read(&path).unwrap();
+                files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+            }
+        }
+    }
+    assert!(
+        !files.is_empty(),
+        "a store directory holds at least one segment"
+    );
+    files
+}
+
+/// Runs `call`, which must fail, and checks that it changed no file (buffered frames are
+/// flushed before and after, so an append would show).
+fn rejected<T: Debug>(store: &Store, call: impl FnOnce(&Store) -> commlog::Result<T>) -> Error {
+    store.flush().unwrap();
+    let before = snapshot(store.dir());
+    let error = call(store).expect_err("bad input must be rejected");
+    store.flush().unwrap();
+    assert!(
+        snapshot(store.dir()) == before,
+        "the log changed after a rejected call ({error})"
+    );
+    error
+}
+
+/// `error` is `InvalidInput` for `field`, and its message names the field and the value.
+fn assert_invalid(error: &Error, field: &str, value: &str) {
+    match error {
+        Error::InvalidInput { field: got, .. } => assert_eq!(*got, field, "{error}"),
+        other => panic!("expected InvalidInput for {field}, got {other:?}"),
+    }
+    let text = error.to_string();
+    assert!(
+        text.contains(field),
+        "{text:?} does not name the field {field}"
+    );
+    if value.is_empty() {
+        assert!(
+            text.contains("\"\"") || text.contains("empty"),
+            "{text:?} does not show the empty value"
+        );
+    } else {
+        assert!(
+            text.contains(value),
+            "{text:?} does not name the value {value:?}"
+        );
+    }
+}
+
+fn assert_unknown_message(error: &Error, id: u64) {
+    match error {
+        Error::UnknownMessage { id: got } => assert_eq!(*got, MessageId(id)),
+        other => panic!("expected UnknownMessage {{ id: {id} }}, got {other:?}"),
+    }
+    let text = error.to_string();
+    assert!(text.contains("message"), "{text:?} does not name the field");
+    assert!(
+        text.contains(&id.to_string()),
+        "{text:?} does not name the id {id}"
+    );
+}
+
+/// Bad names for every name field: empty, 65 bytes, uppercase, with a space, non-ASCII.
+fn bad_names() -> Vec<String> {
+    vec![
+        String::new(),
+        "a".repeat(65),
+        "Low_balance".to_string(),
+        "LOW".to_string(),
+        "low balance".to_string(),
+        "café".to_string(),
+        "naïve_alert".to_string(),
+        "low/balance".to_string(),
+    ]
+}
+
+#[test]
+fn reports_on_an_unknown_message_id_fail_with_unknown_message_and_append_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    for id in [0, 3, 1_000] {
+        let error = rejected(&store, |s| s.track_message_delivered(id, Some(at(5))));
+        assert_unknown_message(&error, id);
+        let error = rejected(&store, |s| s.track_message_opened(id, Some(at(5))));
+        assert_unknown_message(&error, id);
+        let error = rejected(&store, |s| {
+            s.track_user_action(id, "clicked_link", Some(at(5)))
+        });
+        assert_unknown_message(&error, id);
+        let error = rejected(&store, |s| {
+            s.track_message_failed(id, "bounced", Some(at(5)))
+        });
+        assert_unknown_message(&error, id);
+        assert_unknown_message(&store.get_message(id).unwrap_err(), id);
+    }
+    // The rejected reports took no id: the next message is 3, and reports on it now work.
+    let message = store
+        .track_message_sent_at(3, Channel::Push, "bill_due", 0.0, at(6))
+        .unwrap();
+    assert_eq!(message.id, MessageId(3));
+    store.track_message_opened(3, Some(at(7))).unwrap();
+    assert_unknown_message(
+        &rejected(&store, |s| s.track_message_delivered(4, Some(at(8)))),
+        4,
+    );
+}
+
+#[test]
+fn user_id_zero_is_rejected_everywhere_a_user_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    let error = rejected(&store, |s| {
+        s.track_message_sent_at(0, Channel::Sms, "low_balance", 0.05, at(5))
+    });
+    assert_invalid(&error, "user_id", "0");
+    let error = rejected(&store, |s| {
+        s.track_financial_outcome_at(0, "bill_paid_on_time", 25.0, at(5))
+    });
+    assert_invalid(&error, "user_id", "0");
+    let error = rejected(&store, |s| s.get_user_communication_history(0, 10));
+    assert_invalid(&error, "user_id", "0");
+    let error = rejected(&store, |s| {
+        s.get_communication_stats(&StatsFilter::new().user(0))
+    });
+    assert_invalid(&error, "user_id", "0");
+}
+
+#[test]
+fn a_negative_nan_infinite_or_huge_cost_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    let bad_costs = [
+        -0.01,
+        -1.0,
+        -0.000_000_1,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        9.000_000_001e12,
+        1e13,
+        f64::MAX,
+    ];
+    for cost in bad_costs {
+        let error = rejected(&store, |s| {
+            s.track_message_sent_at(1, Channel::Sms, "low_balance", cost, at(5))
+        });
+        assert_invalid(&error, "cost", &cost.to_string());
+    }
+    // The edges are fine: nothing, and exactly 9 × 10^12 dollars.
+    assert_eq!(
+        store
+            .track_message_sent_at(1, Channel::Sms, "low_balance", 0.0, at(5))
+            .unwrap()
+            .cost
+            .micros(),
+        0
+    );
+    let huge = store
+        .track_message_sent_at(1, Channel::Sms, "low_balance", 9e12, at(5))
+        .unwrap();
+    assert_eq!(huge.cost.micros(), 9_000_000_000_000_000_000);
+}
+
+#[test]
+fn a_nan_infinite_or_huge_outcome_amount_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    for amount in [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        9.000_000_001e12,
+        -1e13,
+    ] {
+        let error = rejected(&store, |s| {
+            s.track_financial_outcome_at(1, "bill_paid_on_time", amount, at(5))
+        });
+        assert_invalid(&error, "amount", &amount.to_string());
+    }
+}
+
+#[test]
+fn a_negative_outcome_amount_is_accepted_as_a_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    let loss = store
+        .track_financial_outcome_at(1, "overdraft_fee", -250.5, at(5))
+        .unwrap();
+    assert_eq!(loss.amount.micros(), -250_500_000);
+    assert_eq!(
+        (loss.user_id.0, loss.outcome.as_str(), loss.at),
+        (1, "overdraft_fee", at(5))
+    );
+    let stats = store
+        .get_communication_stats(&StatsFilter::new().user(1))
+        .unwrap();
+    assert_eq!(
+        (stats.outcome_count, stats.total_impact.micros()),
+        (2, 25_000_000 - 250_500_000)
+    );
+    let edge = store
+        .track_financial_outcome_at(2, "overdraft_fee", -9e12, at(5))
+        .unwrap();
+    assert_eq!(edge.amount.micros(), -9_000_000_000_000_000_000);
+}
+
+#[test]
+fn a_bad_message_type_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    for name in bad_names() {
+        let error = rejected(&store, |s| {
+            s.track_message_sent_at(1, Channel::Sms, &name, 0.05, at(5))
+        });
+        assert_invalid(&error, "message_type", &name);
+        let error = rejected(&store, |s| {
+            s.get_communication_stats(&StatsFilter::new().message_type(name.as_str()))
+        });
+        assert_invalid(&error, "message_type", &name);
+    }
+}
+
+#[test]
+fn a_bad_action_name_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    for name in bad_names() {
+        let error = rejected(&store, |s| s.track_user_action(1, &name, Some(at(5))));
+        assert_invalid(&error, "action", &name);
+    }
+    assert_eq!(store.get_message(1).unwrap().action_taken, None);
+}
+
+#[test]
+fn a_bad_failure_reason_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    for name in bad_names() {
+        let error = rejected(&store, |s| s.track_message_failed(2, &name, Some(at(5))));
+        assert_invalid(&error, "reason", &name);
+    }
+    assert_eq!(store.get_message(2).unwrap().failed_at, None);
+}
+
+#[test]
+fn a_bad_outcome_name_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    for name in bad_names() {
+        let error = rejected(&store, |s| {
+            s.track_financial_outcome_at(1, &name, 5.0, at(5))
+        });
+        assert_invalid(&error, "outcome", &name);
+    }
+    assert_eq!(
+        store
+            .get_communication_stats(&StatsFilter::new())
+            .unwrap()
+            .outcome_count,
+        1
+    );
+}
+
+#[test]
+fn names_of_64_bytes_using_every_allowed_character_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    let longest = "z".repeat(64);
+    let every_kind = "abcdefghijklmnopqrstuvwxyz0123456789_.-";
+    for name in [longest.as_str(), every_kind, "a"] {
+        let message = store
+            .track_message_sent_at(1, Channel::Sms, name, 0.05, at(5))
+            .unwrap();
+        assert_eq!(message.message_type, name);
+        store
+            .track_user_action(message.id, name, Some(at(6)))
+            .unwrap();
+        store
+            .track_message_failed(message.id, name, Some(at(6)))
+            .unwrap();
+        store
+            .track_financial_outcome_at(1, name, 1.0, at(6))
+            .unwrap();
+        store
+            .get_communication_stats(&StatsFilter::new().message_type(name))
+            .unwrap();
+    }
+}
+
+#[test]
+fn an_unknown_channel_string_is_rejected() {
+    for text in ["fax", "", "SMS", "in-app", "inapp"] {
+        let error = text.parse::<Channel>().unwrap_err();
+        assert_invalid(&error, "channel", text);
+    }
+    for channel in Channel::ALL {
+        assert_eq!(channel.to_string().parse::<Channel>().unwrap(), channel);
+    }
+    let names: Vec<String> = Channel::ALL.iter().map(Channel::to_string).collect();
+    assert_eq!(names, ["sms", "email", "push", "in_app"]);
+}
+
+#[test]
+fn a_stats_filter_whose_start_is_after_its_end_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    let error = rejected(&store, |s| {
+        s.get_communication_stats(&StatsFilter::new().start(at(10)).end(at(9)))
+    });
+    match &error {
+        Error::InvalidInput { field, .. } => assert!(["start", "end"].contains(field), "{error}"),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    let text = error.to_string();
+    assert!(
+        text.contains("start") || text.contains("end"),
+        "{text:?} does not name the field"
+    );
+    assert!(
+        text.contains("2025-01-01"),
+        "{text:?} does not name the value"
+    );
+    // An empty window of one millisecond is fine.
+    let one = store
+        .get_communication_stats(&StatsFilter::new().start(at(1)).end(at(1)))
+        .unwrap();
+    assert_eq!(one.total_messages, 1);
+}
+
+/// One tracking call, answer dropped.
+type TrackingCall = fn(&Store) -> commlog::Result<()>;
+
+#[test]
+fn tracking_on_a_read_only_store_fails_with_read_only_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = store_with_two_messages(dir.path());
+    writer.flush().unwrap();
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(
+        reader
+            .get_communication_stats(&StatsFilter::new())
+            .unwrap()
+            .total_messages,
+        2
+    );
+
+    let calls: [TrackingCall; 6] = [
+        |s| {
+            s.track_message_sent_at(1, Channel::Sms, "low_balance", 0.05, at(5))
+                .map(drop)
+        },
+        |s| s.track_message_delivered(2, Some(at(5))).map(drop),
+        |s| s.track_message_opened(2, Some(at(5))).map(drop),
+        |s| {
+            s.track_user_action(2, "clicked_link", Some(at(5)))
+                .map(drop)
+        },
+        |s| s.track_message_failed(2, "bounced", Some(at(5))).map(drop),
+        |s| {
+            s.track_financial_outcome_at(1, "bill_paid_on_time", 1.0, at(5))
+                .map(drop)
+        },
+    ];
+    for call in calls {
+        let error = rejected(&reader, call);
+        assert!(
+            matches!(error, Error::ReadOnly { .. }),
+            "expected ReadOnly, got {error:?}"
+        );
+        assert!(error.to_string().contains("read-only"), "{error}");
+    }
+    assert_eq!(
+        reader
+            .get_communication_stats(&StatsFilter::new())
+            .unwrap()
+            .total_messages,
+        2
+    );
+    // Without a writer running, too.
+    drop(reader);
+    writer.close().unwrap();
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    for call in calls {
+        assert!(matches!(rejected(&reader, call), Error::ReadOnly { .. }));
+    }
+}
+
+#[test]
+fn a_second_writer_on_a_locked_directory_fails_with_locked_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = store_with_two_messages(dir.path());
+    first.flush().unwrap();
+    let before = snapshot(dir.path());
+    for _ in 0..2 {
+        let error = Store::open_with(dir.path(), options())
+            .err()
+            .expect("the directory is locked");
+        match &error {
+            Error::Locked { path, .. } => assert_eq!(path, &dir.path().join(LOCK_FILE_NAME)),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert!(error.to_string().contains(LOCK_FILE_NAME), "{error}");
+        assert!(Store::open(dir.path()).is_err());
+    }
+    assert!(
+        snapshot(dir.path()) == before,
+        "a refused open changed the log"
+    );
+    // The first writer is unharmed, and once it closes the directory opens again.
+    first.track_message_opened(2, Some(at(9))).unwrap();
+    first.close().unwrap();
+    let second = Store::open_with(dir.path(), options()).unwrap();
+    assert_eq!(second.open_report().events, 5);
+    assert!(second.get_message(2).unwrap().opened_at.is_some());
+}
+
+#[test]
+fn rejected_calls_leave_nothing_to_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    let _ = store.track_message_sent_at(0, Channel::Sms, "low_balance", 0.05, at(5));
+    let _ = store.track_message_sent_at(1, Channel::Sms, "", 0.05, at(5));
+    let _ = store.track_message_sent_at(1, Channel::Sms, "low_balance", f64::NAN, at(5));
+    let _ = store.track_message_delivered(9, Some(at(5)));
+    let _ = store.track_user_action(1, "Clicked", Some(at(5)));
+    let _ = store.track_message_failed(1, "", Some(at(5)));
+    let _ = store.track_financial_outcome_at(1, "bill_paid_on_time", f64::INFINITY, at(5));
+    let before = store.get_communication_stats(&StatsFilter::new()).unwrap();
+    store.close().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    assert_eq!(store.open_report().events, 4);
+    assert_eq!(
+        store.get_communication_stats(&StatsFilter::new()).unwrap(),
+        before
+    );
+    assert_eq!(
+        store
+            .track_message_sent_at(1, Channel::Sms, "low_balance", 0.05, at(6))
+            .unwrap()
+            .id,
+        MessageId(3)
+    );
+}
