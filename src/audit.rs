@@ -6,7 +6,7 @@ use crate::codec::SegmentHeader;
 use crate::error::Result;
 use crate::event::LoggedEvent;
 use crate::log::OpenReport;
-use crate::log::replay::{self, Expected, Mode, Position};
+use crate::log::replay::{self, Checksums, Expected, Mode, Position};
 
 /// What one segment's bytes hold, read as the last segment of a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,14 @@ pub fn audit_segment(
             first_message_id: header.first_message_id,
         },
     );
-    let end = replay::replay_segment(name, bytes, Position::Last, expected, &mut visit)?;
+    let end = replay::replay_segment(
+        name,
+        bytes,
+        Position::Last,
+        expected,
+        Checksums::Verify,
+        &mut |logged, _| visit(logged),
+    )?;
     Ok(SegmentAudit {
         first_seq: header.map(|header| header.first_seq),
         events: end.events,
@@ -65,7 +72,7 @@ pub fn audit_segment(
 /// exactly as opening the store would replay it.
 pub fn read_log(
     dir: impl AsRef<Path>,
-    mut visit: impl FnMut(&LoggedEvent<'_>) + Send,
+    mut visit: impl FnMut(&LoggedEvent<'_>),
 ) -> Result<OpenReport> {
     Ok(replay::replay(dir.as_ref(), Mode::ReadOnly, &mut visit)?.report)
 }

@@ -305,6 +305,34 @@ impl RawFrame<'_> {
 /// its checksum, and that its body decodes exactly. The error says which check failed.
 #[inline(always)]
 pub(crate) fn read_frame(bytes: &[u8]) -> Result<RawFrame<'_>, String> {
+    let body = frame_body(bytes)?;
+    let stored_crc = u32::from_le_bytes(bytes[2..6].try_into().expect("4 bytes"));
+    let computed_crc = crc32fast::hash(body);
+    if stored_crc != computed_crc {
+        return Err(format!(
+            "frame checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"
+        ));
+    }
+    decode_body(body)
+}
+
+/// [`read_frame`] without the checksum, which the caller verifies with [`checksum_ok`] (on
+/// another thread, during replay).
+#[inline(always)]
+pub(crate) fn read_frame_unverified(bytes: &[u8]) -> Result<RawFrame<'_>, String> {
+    decode_body(frame_body(bytes)?)
+}
+
+/// Whether a whole frame's (prefix and body) stored checksum matches its body.
+#[inline]
+pub(crate) fn checksum_ok(frame: &[u8]) -> bool {
+    let stored_crc = u32::from_le_bytes(frame[2..6].try_into().expect("a frame has a prefix"));
+    crc32fast::hash(&frame[FRAME_PREFIX_BYTES..]) == stored_crc
+}
+
+/// The body of the frame at the start of `bytes`, if its length is plausible and present.
+#[inline(always)]
+fn frame_body(bytes: &[u8]) -> Result<&[u8], String> {
     if bytes.len() < FRAME_PREFIX_BYTES {
         return Err(format!(
             "frame is short: {} bytes left, a frame needs at least {FRAME_PREFIX_BYTES}",
@@ -317,29 +345,30 @@ pub(crate) fn read_frame(bytes: &[u8]) -> Result<RawFrame<'_>, String> {
             "frame length {body_len} is outside 1..={FRAME_BODY_BYTES_MAX}"
         ));
     }
-    let frame_bytes = FRAME_PREFIX_BYTES + body_len;
-    let Some(body) = bytes.get(FRAME_PREFIX_BYTES..frame_bytes) else {
-        return Err(format!(
-            "frame is short: body of {body_len} bytes, {} left",
-            bytes.len() - FRAME_PREFIX_BYTES
-        ));
-    };
-    let stored_crc = u32::from_le_bytes(bytes[2..6].try_into().expect("4 bytes"));
-    let computed_crc = crc32fast::hash(body);
-    if stored_crc != computed_crc {
-        return Err(format!(
-            "frame checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"
-        ));
-    }
+    bytes
+        .get(FRAME_PREFIX_BYTES..FRAME_PREFIX_BYTES + body_len)
+        .ok_or_else(|| {
+            format!(
+                "frame is short: body of {body_len} bytes, {} left",
+                bytes.len() - FRAME_PREFIX_BYTES
+            )
+        })
+}
+
+#[inline(always)]
+fn decode_body(body: &[u8]) -> Result<RawFrame<'_>, String> {
     let (wire, used): (WireFrame<'_>, usize) = bincode::borrow_decode_from_slice(body, CONFIG)
         .map_err(|error| format!("frame body does not decode: {error}"))?;
-    if used != body_len {
+    if used != body.len() {
         return Err(format!(
             "frame body has {} bytes after its end",
-            body_len - used
+            body.len() - used
         ));
     }
-    Ok(RawFrame { wire, frame_bytes })
+    Ok(RawFrame {
+        wire,
+        frame_bytes: FRAME_PREFIX_BYTES + body.len(),
+    })
 }
 
 /// Gives a checked frame its meaning against `cursor` (absolute times and message ids), checks

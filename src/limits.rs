@@ -13,6 +13,11 @@ pub const FRAME_BODY_BYTES_MAX: usize = 1024;
 /// Bytes in front of every frame body: its length (u16) and its crc32 (u32).
 pub const FRAME_PREFIX_BYTES: usize = 6;
 
+/// Largest close marker frame: prefix, seq and appended delta (9 bytes each at most), three
+/// one-byte fields. Every segment keeps room for one, so a clean close never takes a segment
+/// past `Options::segment_bytes`.
+pub const CLOSE_MARKER_BYTES_MAX: u64 = 32;
+
 /// Bytes of the fixed header at the start of every segment file.
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 
@@ -45,5 +50,5 @@ pub const MONEY_DOLLARS_MAX: f64 = 9e12;
 pub const MONEY_MICROS_MAX: i64 = 9_000_000_000_000_000_000;
 
 const _: () = assert!(FRAME_BODY_BYTES_MAX <= u16::MAX as usize);
-const _: () = assert!(SEGMENT_HEADER_BYTES as u64 <= SEGMENT_BYTES_MIN);
+const _: () = assert!(SEGMENT_HEADER_BYTES as u64 + CLOSE_MARKER_BYTES_MAX <= SEGMENT_BYTES_MIN);
 const _: () = assert!(MONEY_MICROS_MAX < i64::MAX);

@@ -81,8 +81,8 @@ impl Store {
         validate_options(&options)?;
         create_directory(&dir)?;
         let lock_file = lock_directory(&dir)?;
-        let mut projection = Projection::default();
-        let replayed = replay::replay(&dir, Mode::Write, &mut |logged| projection.fold(logged))?;
+        let (projection, replayed) =
+            replay::replay_parallel(&dir, Mode::Write, Projection::default, Projection::fold)?;
         let log = Arc::new(SharedLog::open(
             &dir,
             &options,
@@ -120,8 +120,8 @@ impl Store {
                 std::io::Error::from(std::io::ErrorKind::NotADirectory),
             ));
         }
-        let mut projection = Projection::default();
-        let replayed = replay::replay(&dir, Mode::ReadOnly, &mut |logged| projection.fold(logged))?;
+        let (projection, replayed) =
+            replay::replay_parallel(&dir, Mode::ReadOnly, Projection::default, Projection::fold)?;
         Ok(Store {
             dir,
             projection: RwLock::new(projection),
@@ -464,7 +464,11 @@ fn validate_filter(filter: &StatsFilter) -> Result<()> {
     if let (Some(start), Some(end)) = (filter.start, filter.end)
         && start > end
     {
-        return Err(Error::invalid("end", end.to_rfc3339(), "must not be before start"));
+        return Err(Error::invalid(
+            "end",
+            end.to_rfc3339(),
+            "must not be before start",
+        ));
     }
     Ok(())
 }

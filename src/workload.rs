@@ -357,13 +357,33 @@ pub fn apply_message(store: &crate::Store, calls: &[Call]) -> crate::Result<()> 
     let mut id = None;
     for call in calls {
         let call = match *call {
-            Call::Sent { user, channel, message_type, cost, .. } => {
-                id = Some(store.track_message_sent_at(user, channel, message_type, cost, call.at())?.id);
+            Call::Sent {
+                user,
+                channel,
+                message_type,
+                cost,
+                ..
+            } => {
+                id = Some(
+                    store
+                        .track_message_sent_at(user, channel, message_type, cost, call.at())?
+                        .id,
+                );
                 continue;
             }
-            Call::Delivered { at_ms, .. } => Call::Delivered { message: id.expect("sent first"), at_ms },
-            Call::Opened { at_ms, .. } => Call::Opened { message: id.expect("sent first"), at_ms },
-            Call::Action { action, at_ms, .. } => Call::Action { message: id.expect("sent first"), action, at_ms },
+            Call::Delivered { at_ms, .. } => Call::Delivered {
+                message: id.expect("sent first"),
+                at_ms,
+            },
+            Call::Opened { at_ms, .. } => Call::Opened {
+                message: id.expect("sent first"),
+                at_ms,
+            },
+            Call::Action { action, at_ms, .. } => Call::Action {
+                message: id.expect("sent first"),
+                action,
+                at_ms,
+            },
             outcome @ Call::Outcome { .. } => outcome,
         };
         apply(store, &call)?;

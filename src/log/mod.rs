@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, Frame, FrameCursor, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::event::{Event, LoggedEvent};
-use crate::limits::{SEGMENT_BYTES_DEFAULT, SEGMENT_HEADER_BYTES, WRITE_BUFFER_BYTES};
+use crate::limits::{
+    CLOSE_MARKER_BYTES_MAX, SEGMENT_BYTES_DEFAULT, SEGMENT_HEADER_BYTES, WRITE_BUFFER_BYTES,
+};
 use replay::Tail;
 use segment::create_segment;
 
@@ -112,7 +114,9 @@ impl Log {
         let mut cursor = self.cursor;
         codec::encode_frame(&mut cursor, &Frame::Event(logged), &mut self.buffer);
         let mut frame_len = (self.buffer.len() - start) as u64;
-        if self.frame_count > 0 && self.segment_len + frame_len > self.segment_bytes {
+        // Room for a close marker stays free, so that a clean close keeps within the limit.
+        let segment_len_after = self.segment_len + frame_len + CLOSE_MARKER_BYTES_MAX;
+        if self.frame_count > 0 && segment_len_after > self.segment_bytes {
             self.buffer.truncate(start);
             self.roll_over()?;
             logged.durable_seq = self.durable_seq.load(Ordering::Acquire);
@@ -343,6 +347,7 @@ impl SharedLog {
             return Ok(());
         }
         let mut cursor = log.cursor;
+        let start = log.buffer.len();
         codec::encode_frame(
             &mut cursor,
             &Frame::Closed {
@@ -351,6 +356,7 @@ impl SharedLog {
             },
             &mut log.buffer,
         );
+        assert!((log.buffer.len() - start) as u64 <= CLOSE_MARKER_BYTES_MAX);
         log.cursor = cursor;
         log.ends_with_close_marker = true;
         log.write_buffer()?;

@@ -61,54 +61,107 @@ struct TornTail {
     file_len: u64,
 }
 
-/// Replays the log in `dir`, handing every event to `fold` in sequence order.
-///
-/// A large log is decoded and checked on this thread while `fold` runs on another, so that
-/// the two halves of replay overlap on two cores.
+/// Replays the log in `dir` on this thread, handing every event to `fold` in sequence order.
 pub(crate) fn replay(
     dir: &Path,
     mode: Mode,
-    fold: &mut (dyn FnMut(&LoggedEvent<'_>) + Send),
+    fold: &mut dyn FnMut(&LoggedEvent<'_>),
 ) -> Result<Replayed> {
     let segments = list_segments(dir)?;
-    let maps = segments
-        .iter()
-        .map(|(_, path)| map_segment(path))
-        .collect::<Result<Vec<_>>>()?;
+    let maps = map_segments(&segments)?;
+    let scanned = scan_segments(&segments, &maps, Checksums::Verify, &mut |logged, _| {
+        fold(logged)
+    })?;
+    // The maps must be gone before a torn tail is cut off.
+    drop(maps);
+    finish(dir, mode, scanned)
+}
+
+/// Replays the log in `dir` into a state made by `new_state`, like [`replay`], but on two
+/// threads for a large log: this one decodes frames, the other verifies each frame's checksum
+/// and folds it. A frame failing its checksum (a damaged log: rare) makes the whole replay
+/// start over on one thread, which then decides exactly what the damage means.
+pub(crate) fn replay_parallel<S: Send>(
+    dir: &Path,
+    mode: Mode,
+    new_state: impl Fn() -> S + Sync,
+    fold: impl Fn(&mut S, &LoggedEvent<'_>) + Sync,
+) -> Result<(S, Replayed)> {
+    let replay_sequentially = || {
+        let mut state = new_state();
+        let replayed = replay(dir, mode, &mut |logged| fold(&mut state, logged))?;
+        Ok((state, replayed))
+    };
+    let segments = list_segments(dir)?;
+    let maps = map_segments(&segments)?;
     let total_bytes: usize = maps.iter().map(|bytes| bytes.len()).sum();
-    let scanned = if total_bytes < PIPELINED_REPLAY_BYTES_MIN {
-        scan_segments(&segments, &maps, &mut |logged| fold(logged))?
-    } else {
-        std::thread::scope(|scope| {
-            let (sender, receiver) =
-                mpsc::sync_channel::<Vec<LoggedEvent<'_>>>(REPLAY_BATCHES_IN_FLIGHT);
-            let folder = scope.spawn(move || {
-                for batch in receiver {
-                    batch.iter().for_each(&mut *fold);
+    if total_bytes < PIPELINED_REPLAY_BYTES_MIN {
+        drop(maps);
+        return replay_sequentially();
+    }
+    let (state, checksums_ok, scanned) = std::thread::scope(|scope| {
+        let (sender, receiver) =
+            mpsc::sync_channel::<Vec<(LoggedEvent<'_>, &[u8])>>(REPLAY_BATCHES_IN_FLIGHT);
+        let folder = scope.spawn(|| {
+            let mut state = new_state();
+            let mut checksums_ok = true;
+            for batch in receiver {
+                for (logged, frame) in &batch {
+                    if !checksums_ok {
+                        break;
+                    }
+                    checksums_ok = codec::checksum_ok(frame);
+                    if checksums_ok {
+                        fold(&mut state, logged);
+                    }
                 }
-            });
-            let mut batch = Vec::with_capacity(REPLAY_BATCH_EVENTS);
-            let scanned = scan_segments(&segments, &maps, &mut |logged| {
-                batch.push(*logged);
+            }
+            (state, checksums_ok)
+        });
+        let mut batch = Vec::with_capacity(REPLAY_BATCH_EVENTS);
+        let scanned = scan_segments(
+            &segments,
+            &maps,
+            Checksums::Deferred,
+            &mut |logged, frame| {
+                batch.push((*logged, frame));
                 if batch.len() == REPLAY_BATCH_EVENTS {
                     let full =
                         std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH_EVENTS));
                     // Fails only if the folder panicked; joining it below resumes the panic.
                     let _ = sender.send(full);
                 }
-            });
-            if scanned.is_ok() && !batch.is_empty() {
-                let _ = sender.send(batch);
-            }
-            drop(sender);
-            if let Err(panic) = folder.join() {
-                std::panic::resume_unwind(panic);
-            }
-            scanned
-        })?
-    };
-    // The maps must be gone before a torn tail is cut off.
+            },
+        );
+        // Every decoded frame is checked, also when the scan stopped on an error.
+        let _ = sender.send(batch);
+        drop(sender);
+        match folder.join() {
+            Ok((state, checksums_ok)) => (state, checksums_ok, scanned),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
     drop(maps);
+    if !checksums_ok {
+        return replay_sequentially();
+    }
+    Ok((state, finish(dir, mode, scanned?)?))
+}
+
+/// Whether frames' checksums are verified while scanning, or by the caller's fold (which gets
+/// each frame's bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checksums {
+    Verify,
+    Deferred,
+}
+
+fn map_segments(segments: &[(u64, PathBuf)]) -> Result<Vec<SegmentBytes>> {
+    segments.iter().map(|(_, path)| map_segment(path)).collect()
+}
+
+/// Deals with a torn tail (a writer quarantines and cuts it) and reports.
+fn finish(dir: &Path, mode: Mode, scanned: Scanned) -> Result<Replayed> {
     let Scanned {
         mut report,
         tail,
@@ -144,7 +197,8 @@ struct Scanned {
 fn scan_segments<'a>(
     segments: &[(u64, PathBuf)],
     maps: &'a [SegmentBytes],
-    fold: &mut dyn FnMut(&LoggedEvent<'a>),
+    checksums: Checksums,
+    fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
 ) -> Result<Scanned> {
     let mut report = OpenReport::default();
     let mut expected_seq: u64 = 1;
@@ -171,7 +225,7 @@ fn scan_segments<'a>(
                 ),
             ));
         }
-        let segment = replay_segment(path, bytes, position, expected, fold)?;
+        let segment = replay_segment(path, bytes, position, expected, checksums, fold)?;
         if let Some(offset) = segment.torn_offset {
             torn = Some(TornTail {
                 path: path.clone(),
@@ -239,7 +293,8 @@ pub(crate) fn replay_segment<'a>(
     bytes: &'a [u8],
     position: Position,
     expected: Expected,
-    fold: &mut dyn FnMut(&LoggedEvent<'a>),
+    checksums: Checksums,
+    fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
 ) -> Result<SegmentEnd> {
     let header = match SegmentHeader::decode(bytes) {
         Ok(header) => header,
@@ -291,11 +346,11 @@ pub(crate) fn replay_segment<'a>(
     let mut ends_with_close_marker = false;
     let mut torn_offset = None;
     while offset < bytes.len() {
-        match next_frame(&bytes[offset..], &mut cursor, next_seq) {
+        match next_frame(&bytes[offset..], &mut cursor, next_seq, checksums) {
             Ok((frame, frame_bytes)) => {
                 match frame {
                     Frame::Event(logged) => {
-                        fold(&logged);
+                        fold(&logged, &bytes[offset..offset + frame_bytes]);
                         next_seq += 1;
                         ends_with_close_marker = false;
                     }
@@ -305,6 +360,19 @@ pub(crate) fn replay_segment<'a>(
                 frame_count += 1;
             }
             Err(reason) => {
+                // Without checksums, a damaged frame may fail another check first: name the
+                // failure as the full checks do.
+                let reason = match checksums {
+                    Checksums::Verify => reason,
+                    Checksums::Deferred => next_frame(
+                        &bytes[offset..],
+                        &mut cursor.clone(),
+                        next_seq,
+                        Checksums::Verify,
+                    )
+                    .err()
+                    .unwrap_or(reason),
+                };
                 if bytes[offset..].iter().all(|byte| *byte == 0) {
                     // Zeros to the end of the file (preallocation): the end of the log.
                     break;
@@ -340,8 +408,19 @@ fn next_frame<'a>(
     bytes: &'a [u8],
     cursor: &mut FrameCursor,
     expected_seq: u64,
+    checksums: Checksums,
 ) -> Result<(Frame<'a>, usize), String> {
-    let raw = codec::read_frame(bytes)?;
+    let raw = match checksums {
+        Checksums::Verify => codec::read_frame(bytes)?,
+        Checksums::Deferred => {
+            let raw = codec::read_frame_unverified(bytes)?;
+            // Close markers never reach the fold, so they are checked here.
+            if raw.is_close_marker() && !codec::checksum_ok(&bytes[..raw.frame_bytes]) {
+                return Err(codec::read_frame(bytes).expect_err("the checksum fails"));
+            }
+            raw
+        }
+    };
     // A close marker repeats the seq of the event before it.
     let wanted_seq = if raw.is_close_marker() {
         expected_seq - 1

@@ -181,18 +181,30 @@ impl Projection {
 
     /// Calls `visit` with the id and state of every message `filter` selects, in the order of
     /// the user's (sent time, id) index with a user filter, else in id order.
-    fn for_each_selected(&self, filter: &StatsFilter, mut visit: impl FnMut(MessageId, &MessageState)) {
-        let start_ms = filter.start.map_or(i64::MIN, |start| start.timestamp_millis());
+    fn for_each_selected(
+        &self,
+        filter: &StatsFilter,
+        mut visit: impl FnMut(MessageId, &MessageState),
+    ) {
+        let start_ms = filter
+            .start
+            .map_or(i64::MIN, |start| start.timestamp_millis());
         let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
         // A type never tracked selects no message.
-        let type_filter = match filter.message_type.as_deref().map(|name| self.names.get(name)) {
+        let type_filter = match filter
+            .message_type
+            .as_deref()
+            .map(|name| self.names.get(name))
+        {
             Some(None) => return,
             Some(Some(id)) => Some(id),
             None => None,
         };
         let mut visit_if_selected = |index: u32, state: &MessageState| {
             let selected = type_filter.is_none_or(|id| id == state.message_type)
-                && filter.channel.is_none_or(|channel| channel == state.channel)
+                && filter
+                    .channel
+                    .is_none_or(|channel| channel == state.channel)
                 && start_ms <= state.sent_ms
                 && state.sent_ms <= end_ms;
             if selected {
@@ -201,9 +213,13 @@ impl Projection {
         };
         match filter.user {
             Some(user) => {
-                let Some(entries) = self.users.get(&user.0) else { return };
+                let Some(entries) = self.users.get(&user.0) else {
+                    return;
+                };
                 // The user's list is sorted by sent time: only the window is visited.
-                let first = entries.messages.partition_point(|(sent_ms, _)| *sent_ms < start_ms);
+                let first = entries
+                    .messages
+                    .partition_point(|(sent_ms, _)| *sent_ms < start_ms);
                 for &(sent_ms, index) in &entries.messages[first..] {
                     if sent_ms > end_ms {
                         break;
@@ -224,7 +240,9 @@ impl Projection {
         let mut ids = Vec::new();
         self.for_each_selected(filter, |id, _| ids.push(id));
         ids.sort_unstable();
-        ids.into_iter().map(|id| self.messages[id.0 as usize - 1].to_message(id, &self.names)).collect()
+        ids.into_iter()
+            .map(|id| self.messages[id.0 as usize - 1].to_message(id, &self.names))
+            .collect()
     }
 
     /// Counts, rates and sums over the messages and outcomes `filter` selects
@@ -233,7 +251,9 @@ impl Projection {
         let mut tally = Tally::new(self.names.len());
         self.for_each_selected(filter, |_, state| tally.add(state));
 
-        let start_ms = filter.start.map_or(i64::MIN, |start| start.timestamp_millis());
+        let start_ms = filter
+            .start
+            .map_or(i64::MIN, |start| start.timestamp_millis());
         let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
         let mut outcome_count = 0u64;
         let mut impact_micros = 0i128;
