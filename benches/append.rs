@@ -1,1 +1,200 @@
-fn main(){}
+//! Tracking calls per second on the reference workload (shared/WORKLOAD.md), per SyncPolicy.
+//!
+//! The calls are generated before timing; each iteration tracks them into a fresh store in a
+//! temporary directory, and only the tracking calls are timed (not opening, closing or removing
+//! the store). `cargo bench --bench append`.
+
+use std::path::Path;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use commlog::workload::{self, Call, Generator, Spec};
+use commlog::{MessageId, Options, Store, SyncPolicy};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+
+/// Calls tracked by one thread under `SyncPolicy::Always` (whole messages, at least this many).
+const ALWAYS_1_THREAD_CALLS: usize = 4_000;
+/// Calls tracked by all threads together under `SyncPolicy::Always`.
+const ALWAYS_16_THREADS_CALLS: usize = 16_000;
+const THREADS: usize = 16;
+
+/// Every message of the workload, each as its calls in order.
+fn messages(spec: Spec) -> Vec<Vec<Call>> {
+    let mut generator = Generator::new(spec);
+    let mut messages = Vec::with_capacity(spec.messages as usize);
+    let mut calls = Vec::new();
+    while generator.next_message(&mut calls) {
+        messages.push(std::mem::take(&mut calls));
+    }
+    messages
+}
+
+/// The first whole messages holding at least `calls` calls.
+fn first_messages(messages: &[Vec<Call>], calls: usize) -> &[Vec<Call>] {
+    let mut total = 0;
+    let count = messages
+        .iter()
+        .take_while(|message| {
+            let before = total;
+            total += message.len();
+            before < calls
+        })
+        .count();
+    &messages[..count]
+}
+
+fn open(dir: &Path, sync: SyncPolicy) -> Store {
+    Store::open_with(
+        dir,
+        Options {
+            sync,
+            ..Options::default()
+        },
+    )
+    .expect("open a fresh store")
+}
+
+/// Tracks `calls` in order on one thread into a fresh store per iteration.
+fn one_thread(calls: &[Call], sync: SyncPolicy, iterations: u64) -> Duration {
+    let mut elapsed = Duration::ZERO;
+    for _ in 0..iterations {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = open(dir.path(), sync);
+        let start = Instant::now();
+        for call in calls {
+            workload::apply(&store, call).expect("track a workload call");
+        }
+        elapsed += start.elapsed();
+        store.close().expect("close the store");
+    }
+    elapsed
+}
+
+/// Tracks one message's calls, using the id the store gave its `Sent` call (threads interleave,
+/// so the workload's message numbers are not the store's ids).
+fn track_message(store: &Store, calls: &[Call]) {
+    let mut id = MessageId(0);
+    for call in calls {
+        let at = Some(call.at());
+        match *call {
+            Call::Sent {
+                user,
+                channel,
+                message_type,
+                cost,
+                ..
+            } => {
+                id = store
+                    .track_message_sent_at(user, channel, message_type, cost, call.at())
+                    .expect("sent")
+                    .id;
+            }
+            Call::Delivered { .. } => {
+                store.track_message_delivered(id, at).expect("delivered");
+            }
+            Call::Opened { .. } => {
+                store.track_message_opened(id, at).expect("opened");
+            }
+            Call::Action { action, .. } => {
+                store.track_user_action(id, action, at).expect("action");
+            }
+            Call::Outcome {
+                user,
+                outcome,
+                amount,
+                ..
+            } => {
+                store
+                    .track_financial_outcome_at(user, outcome, amount, call.at())
+                    .expect("outcome");
+            }
+        }
+    }
+}
+
+/// Tracks the messages dealt round-robin to `threads` threads (each message's calls in order on
+/// one thread), all threads starting together, into a fresh store per iteration.
+fn many_threads(
+    messages: &[Vec<Call>],
+    threads: usize,
+    sync: SyncPolicy,
+    iterations: u64,
+) -> Duration {
+    let dealt: Vec<Vec<&[Call]>> = (0..threads)
+        .map(|thread| {
+            messages
+                .iter()
+                .skip(thread)
+                .step_by(threads)
+                .map(Vec::as_slice)
+                .collect()
+        })
+        .collect();
+    let mut elapsed = Duration::ZERO;
+    for _ in 0..iterations {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = open(dir.path(), sync);
+        let barrier = Barrier::new(threads + 1);
+        let took = std::thread::scope(|scope| {
+            for share in &dealt {
+                let (store, barrier) = (&store, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    for message in share {
+                        track_message(store, message);
+                    }
+                });
+            }
+            barrier.wait();
+            Instant::now()
+        })
+        .elapsed();
+        elapsed += took;
+        store.close().expect("close the store");
+    }
+    elapsed
+}
+
+fn append(c: &mut Criterion) {
+    let messages = messages(Spec::default());
+    let all: Vec<Call> = messages.iter().flatten().copied().collect();
+    let always_1 = first_messages(&messages, ALWAYS_1_THREAD_CALLS);
+    let always_1: Vec<Call> = always_1.iter().flatten().copied().collect();
+    let always_16 = first_messages(&messages, ALWAYS_16_THREADS_CALLS);
+    let always_16_calls: usize = always_16.iter().map(Vec::len).sum();
+
+    let mut group = c.benchmark_group("append");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500));
+
+    group
+        .throughput(Throughput::Elements(all.len() as u64))
+        .measurement_time(Duration::from_secs(12));
+    group.bench_function("never_1_thread", |b| {
+        b.iter_custom(|iterations| one_thread(&all, SyncPolicy::Never, iterations))
+    });
+    group.bench_function("interval_1_thread", |b| {
+        let interval = SyncPolicy::Interval(Duration::from_millis(100));
+        b.iter_custom(|iterations| one_thread(&all, interval, iterations))
+    });
+
+    group
+        .throughput(Throughput::Elements(always_1.len() as u64))
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("always_1_thread", |b| {
+        b.iter_custom(|iterations| one_thread(&always_1, SyncPolicy::Always, iterations))
+    });
+
+    group
+        .throughput(Throughput::Elements(always_16_calls as u64))
+        .measurement_time(Duration::from_secs(6));
+    group.bench_function("always_16_threads", |b| {
+        b.iter_custom(|iterations| many_threads(always_16, THREADS, SyncPolicy::Always, iterations))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append);
+criterion_main!(benches);

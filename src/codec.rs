@@ -68,10 +68,21 @@ impl SegmentHeader {
                 "unsupported format version {version} (this build reads {FORMAT_VERSION})"
             ));
         }
-        Ok(SegmentHeader {
+        let header = SegmentHeader {
             first_seq: u64_at(bytes, 12),
             first_message_id: u64_at(bytes, 20),
-        })
+        };
+        // Both count from 1, and the segment must leave room to count on.
+        if header.first_seq == 0 || header.first_seq == u64::MAX {
+            return Err(format!("segment header has first seq {}", header.first_seq));
+        }
+        if header.first_message_id == 0 || header.first_message_id == u64::MAX {
+            return Err(format!(
+                "segment header has first message id {}",
+                header.first_message_id
+            ));
+        }
+        Ok(header)
     }
 }
 
@@ -446,7 +457,9 @@ pub(crate) fn resolve<'a>(
                 .ok()
                 .filter(|micros| *micros <= MONEY_MICROS_MAX)
                 .ok_or_else(|| format!("frame seq {} has cost {cost_micros} micros", wire.seq))?;
-            next_message_id += 1;
+            next_message_id = next_message_id
+                .checked_add(1)
+                .ok_or_else(|| format!("frame seq {} overflows the message id", wire.seq))?;
             Event::MessageSent {
                 message_id: MessageId(cursor.next_message_id),
                 user_id: user(user_id)?,

@@ -351,7 +351,17 @@ pub(crate) fn replay_segment<'a>(
                 match frame {
                     Frame::Event(logged) => {
                         fold(&logged, &bytes[offset..offset + frame_bytes]);
-                        next_seq += 1;
+                        // The header check leaves room, but a segment can hold more frames.
+                        next_seq = match next_seq.checked_add(1) {
+                            Some(next_seq) => next_seq,
+                            None => {
+                                return Err(Error::corruption(
+                                    path,
+                                    offset as u64,
+                                    "sequence number overflows",
+                                ));
+                            }
+                        };
                         ends_with_close_marker = false;
                     }
                     Frame::Closed { .. } => ends_with_close_marker = true,
