@@ -218,8 +218,15 @@ pub struct LoggedEvent<'a> {
     pub event: Event<'a>,
 }
 
-/// Checks a message type, action, reason or outcome name: 1 to 64 bytes of `[a-z0-9_.-]`.
-pub(crate) fn validate_name(field: &'static str, name: &str) -> Result<()> {
+/// Checks a message type, action, reason or outcome name: 1 to 64 bytes of `[a-z0-9_.-]`;
+/// the error names `field`. The tracking calls check this themselves; it is public for callers
+/// that want to check input before they open a store.
+///
+/// ```
+/// assert!(commlog::validate_name("message_type", "low_balance").is_ok());
+/// assert!(commlog::validate_name("message_type", "Low Balance").is_err());
+/// ```
+pub fn validate_name(field: &'static str, name: &str) -> Result<()> {
     if name.is_empty() || name.len() > NAME_BYTES_MAX {
         return Err(Error::invalid(field, name, "must be 1 to 64 bytes"));
     }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use commlog::{OpenReport, Options, Store, SyncPolicy};
+use commlog::{Money, OpenReport, Options, Store, SyncPolicy};
 use serde::Serialize;
 
 use crate::cli::output::{self, Table, count, print_json, write_stdout};
@@ -27,7 +27,7 @@ pub(crate) enum TrackCommand {
         #[arg(long = "type")]
         message_type: String,
         /// Cost in dollars.
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
         cost: f64,
         /// When (RFC 3339 or YYYY-MM-DD); default now.
         #[arg(long)]
@@ -105,10 +105,50 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             .map(|text| parse_time("--at", text, DayEdge::Start))
             .transpose()
     };
-    // Parse everything before the store is opened: bad arguments touch nothing.
+    // Check everything that can be checked before the store is opened: bad input touches
+    // nothing, and never creates a store.
     let channel = match command {
-        TrackCommand::Sent { channel, .. } => Some(parse_channel(channel)?),
-        _ => None,
+        TrackCommand::Sent {
+            user,
+            channel,
+            message_type,
+            cost,
+            at: time,
+        } => {
+            check_user(*user)?;
+            commlog::validate_name("message_type", message_type)?;
+            check_money("cost", *cost)?;
+            if *cost < 0.0 {
+                return Err(invalid("cost", cost, "must not be negative"));
+            }
+            at(time)?;
+            Some(parse_channel(channel)?)
+        }
+        TrackCommand::Outcome {
+            user,
+            outcome,
+            amount,
+            at: time,
+        } => {
+            check_user(*user)?;
+            commlog::validate_name("outcome", outcome)?;
+            check_money("amount", *amount)?;
+            at(time)?;
+            None
+        }
+        TrackCommand::Delivered(_)
+        | TrackCommand::Opened(_)
+        | TrackCommand::Action { .. }
+        | TrackCommand::Failed { .. } => {
+            // Such an event needs a tracked message, so a store that exists.
+            if !global.dir.is_dir() {
+                return Err(CliError::Usage(format!(
+                    "no store at {}: the directory does not exist",
+                    global.dir.display()
+                )));
+            }
+            None
+        }
     };
     let store = Store::open_with(
         &global.dir,
@@ -168,6 +208,33 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
         return print_json(&message);
     }
     write_stdout(output::messages_table(std::slice::from_ref(&message)).as_bytes())
+}
+
+fn invalid(field: &'static str, value: impl ToString, rule: &'static str) -> CliError {
+    commlog::Error::InvalidInput {
+        field,
+        value: value.to_string(),
+        rule,
+    }
+    .into()
+}
+
+fn check_user(user: u64) -> Result<(), CliError> {
+    if user == 0 {
+        return Err(invalid("user_id", user, "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// The library's money rule (finite, within ±9e12 dollars), checked before opening the store.
+fn check_money(field: &'static str, dollars: f64) -> Result<(), CliError> {
+    Money::from_dollars(dollars).map(drop).map_err(|_| {
+        invalid(
+            field,
+            dollars,
+            "must be a finite number within ±9e12 dollars",
+        )
+    })
 }
 
 #[derive(Debug, Args)]

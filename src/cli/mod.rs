@@ -204,12 +204,25 @@ pub(crate) fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
-            let status = match error.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => 1,
-            };
-            let _ = error.print();
-            return ExitCode::from(status);
+            if matches!(
+                error.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) {
+                let _ = error.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line, like every other error: clap's first line names the problem.
+            let rendered = error.to_string();
+            let first_line = rendered
+                .lines()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("bad arguments");
+            let message = format!("{}; see --help", first_line.trim_start_matches("error: "));
+            report_error(
+                std::env::args().any(|arg| arg == "--json"),
+                &CliError::Usage(message),
+            );
+            return ExitCode::from(1);
         }
     };
     let global = Global {
@@ -235,14 +248,23 @@ pub(crate) fn run() -> ExitCode {
     match result {
         Ok(()) | Err(CliError::ClosedPipe) => ExitCode::SUCCESS,
         Err(error) => {
-            if global.json {
-                let object = serde_json::json!({ "error": error.to_string(), "kind": error.kind(), "exit": error.exit_status() });
-                eprintln!("{object}");
-            } else {
-                eprintln!("commlog: {error}");
-            }
+            report_error(global.json, &error);
             ExitCode::from(error.exit_status())
         }
+    }
+}
+
+/// One line on stderr: plain, or a JSON object with `--json`.
+fn report_error(json: bool, error: &CliError) {
+    if json {
+        let object = serde_json::json!({
+            "error": error.to_string(),
+            "kind": error.kind(),
+            "exit": error.exit_status(),
+        });
+        eprintln!("{object}");
+    } else {
+        eprintln!("commlog: {error}");
     }
 }
 
