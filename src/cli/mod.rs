@@ -20,7 +20,12 @@ use commlog::{Channel, Error, StatsFilter, Store};
 /// Every command works on the store in --dir. Read commands (history, stats, info, export)
 /// open it read-only and replay its log; they never create a store.
 #[derive(Debug, Parser)]
-#[command(name = "commlog", version, propagate_version = true)]
+#[command(
+    name = "commlog",
+    version,
+    propagate_version = true,
+    after_help = "Example:\n  commlog demo --messages 100000\n  commlog --dir commlog-demo stats --channel sms --start 2025-01-01 --end 2025-01-07"
+)]
 pub(crate) struct Cli {
     /// Store directory [default: $COMMLOG_DIR, else commlog-demo]
     #[arg(
@@ -47,7 +52,10 @@ enum Command {
     #[command(after_help = "Example:\n  commlog demo --messages 100000 --threads 2")]
     Demo(demo::DemoArgs),
     /// Track one event (appends to the log; creates the store if missing).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  commlog track sent --user 123 --channel sms --type low_balance --cost 0.05"
+    )]
     Track(commands::TrackCommand),
     /// A user's messages, newest first.
     #[command(after_help = "Example:\n  commlog history --user 123 --limit 10")]
@@ -211,13 +219,24 @@ pub(crate) fn run() -> ExitCode {
                 let _ = error.print();
                 return ExitCode::SUCCESS;
             }
-            // One line, like every other error: clap's first line names the problem.
-            let rendered = error.to_string();
-            let first_line = rendered
-                .lines()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("bad arguments");
-            let message = format!("{}; see --help", first_line.trim_start_matches("error: "));
+            // One line, like every other error: clap's first paragraph names the problem (and,
+            // for missing arguments, lists them on the lines under it).
+            let message = match error.kind() {
+                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    "a subcommand is missing; see --help".to_string()
+                }
+                _ => {
+                    let rendered = error.to_string();
+                    let paragraph: Vec<&str> = rendered
+                        .lines()
+                        .map(str::trim)
+                        .skip_while(|line| line.is_empty())
+                        .take_while(|line| !line.is_empty())
+                        .collect();
+                    let problem = paragraph.join(" ");
+                    format!("{}; see --help", problem.trim_start_matches("error: "))
+                }
+            };
             report_error(
                 std::env::args().any(|arg| arg == "--json"),
                 &CliError::Usage(message),

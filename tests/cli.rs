@@ -1,0 +1,1953 @@
+//! Issue 4, the command line: every command run as the built binary on temporary directories,
+//! `--json` parsed back with serde_json, every exit status, the lock message, corruption, a
+//! closed pipe, and the demo on the 20,000-message reference workload. (Export and import have
+//! their own tests.)
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use commlog::{
+    Channel, CommunicationStats, FinancialOutcome, LOCK_FILE_NAME, Message, Options, Status, Store,
+    SyncPolicy,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// No command of these tests may take longer; a hang fails the test instead of blocking it.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a finished command printed and returned.
+#[derive(Debug)]
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// The binary, with none of the environment variables that change its behavior.
+fn cli() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_commlog"));
+    for name in ["COMMLOG_DIR", "NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE"] {
+        command.env_remove(name);
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// The binary on the store in `dir`.
+fn cli_in(dir: &Path) -> Command {
+    let mut command = cli();
+    command.arg("--dir").arg(dir);
+    command
+}
+
+/// Waits for `child`, killing it and failing the test after `TIMEOUT`.
+fn wait(child: &mut Child, what: &str) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for commlog") {
+            return status
+                .code()
+                .unwrap_or_else(|| panic!("{what}: killed by a signal ({status:?})"));
+        }
+        if started.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Runs `command` to its end, capturing its output. No output ever holds an ANSI escape.
+fn finish(mut command: Command) -> Output {
+    let what = format!("{command:?}");
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = command.spawn().expect("spawn commlog");
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).expect("read a pipe");
+            bytes
+        })
+    };
+    let stdout = reader(Box::new(child.stdout.take().unwrap()));
+    let stderr = reader(Box::new(child.stderr.take().unwrap()));
+    let code = wait(&mut child, &what);
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8(stdout.join().unwrap()).expect("stdout is UTF-8");
+    let stderr = String::from_utf8(stderr.join().unwrap()).expect("stderr is UTF-8");
+    assert!(
+        !stdout.contains('\x1b'),
+        "{what}: an ANSI escape on stdout: {stdout:?}"
+    );
+    assert!(
+        !stderr.contains('\x1b'),
+        "{what}: an ANSI escape on stderr: {stderr:?}"
+    );
+    Output {
+        code,
+        stdout,
+        stderr,
+        elapsed,
+    }
+}
+
+/// `commlog --dir DIR ARGS...`.
+fn run(dir: &Path, args: &[&str]) -> Output {
+    let mut command = cli_in(dir);
+    command.args(args);
+    finish(command)
+}
+
+/// Runs a command that must succeed quietly; returns its stdout.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let output = run(dir, args);
+    assert_eq!(output.code, 0, "commlog {args:?} failed: {output:?}");
+    assert!(
+        output.stderr.is_empty(),
+        "commlog {args:?} wrote to stderr: {output:?}"
+    );
+    output.stdout
+}
+
+/// Runs a command with `--json` that must succeed; its stdout is one JSON line.
+fn json_value(dir: &Path, args: &[&str]) -> Value {
+    let args: Vec<&str> = std::iter::once("--json")
+        .chain(args.iter().copied())
+        .collect();
+    let stdout = ok(dir, &args);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "commlog {args:?}: one line of JSON: {stdout:?}"
+    );
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("commlog {args:?}: not JSON ({error}): {stdout:?}"))
+}
+
+/// Runs a command with `--json` that must succeed, parsed into `T`.
+fn json<T: DeserializeOwned>(dir: &Path, args: &[&str]) -> T {
+    let value = json_value(dir, args);
+    serde_json::from_value(value.clone())
+        .unwrap_or_else(|error| panic!("commlog {args:?}: {error}: {value}"))
+}
+
+/// Asserts an error printed as the spec says: exit `code`, nothing on stdout, one line on
+/// stderr. Runs it again with `--json`: the line is then a JSON object with an "error" field.
+/// Returns the plain line.
+fn fails(dir: &Path, args: &[&str], code: i32) -> String {
+    let output = run(dir, args);
+    assert_eq!(
+        output.code, code,
+        "commlog {args:?}: exit status: {output:?}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "commlog {args:?}: stdout must be empty on an error: {output:?}"
+    );
+    assert_eq!(
+        output.stderr.lines().count(),
+        1,
+        "commlog {args:?}: one line on stderr: {output:?}"
+    );
+    assert!(output.stderr.trim().len() > 10, "{output:?}");
+
+    let json_args: Vec<&str> = std::iter::once("--json")
+        .chain(args.iter().copied())
+        .collect();
+    let output_json = run(dir, &json_args);
+    assert_eq!(
+        output_json.code, code,
+        "commlog {json_args:?}: exit status: {output_json:?}"
+    );
+    assert!(
+        output_json.stdout.is_empty(),
+        "commlog {json_args:?}: stdout must be empty on an error: {output_json:?}"
+    );
+    assert_eq!(
+        output_json.stderr.lines().count(),
+        1,
+        "commlog {json_args:?}: one line on stderr: {output_json:?}"
+    );
+    let value: Value = serde_json::from_str(output_json.stderr.trim()).unwrap_or_else(|error| {
+        panic!("commlog {json_args:?}: stderr is not JSON ({error}): {output_json:?}")
+    });
+    let message = value["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("commlog {json_args:?}: no \"error\" string in {value}"));
+    assert!(!message.is_empty());
+    output.stderr.trim_end().to_string()
+}
+
+/// Asserts a command-line parse error: exit 1 (not clap's 2), nothing on stdout, a message.
+fn fails_to_parse(dir: &Path, args: &[&str]) -> String {
+    let output = run(dir, args);
+    assert_eq!(output.code, 1, "commlog {args:?}: exit status: {output:?}");
+    assert!(
+        output.stdout.is_empty(),
+        "commlog {args:?}: stdout must be empty on an error: {output:?}"
+    );
+    assert!(!output.stderr.trim().is_empty(), "{output:?}");
+    output.stderr
+}
+
+fn time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|error| panic!("{text:?}: {error}"))
+        .with_timezone(&Utc)
+}
+
+/// Checks the wire form of a message: money an integer of micros, times RFC 3339 UTC strings.
+fn check_message_wire_form(value: &Value) {
+    assert!(value["id"].is_u64(), "{value}");
+    assert!(value["user_id"].is_u64(), "{value}");
+    assert!(value["cost"].is_i64(), "cost in integer micros: {value}");
+    for field in [
+        "sent_at",
+        "delivered_at",
+        "opened_at",
+        "clicked_at",
+        "failed_at",
+    ] {
+        match &value[field] {
+            Value::Null => assert_ne!(field, "sent_at", "{value}"),
+            Value::String(text) => check_time_text(text),
+            other => panic!("{field} is {other}, not an RFC 3339 string"),
+        }
+    }
+}
+
+fn check_time_text(text: &str) {
+    assert!(text.ends_with('Z'), "UTC time {text:?} ends with Z");
+    DateTime::parse_from_rfc3339(text).unwrap_or_else(|error| panic!("{text:?}: {error}"));
+}
+
+/// `track ... --json`, checking the wire form, into a Message.
+fn track(dir: &Path, args: &[&str]) -> Message {
+    let args: Vec<&str> = std::iter::once("track")
+        .chain(args.iter().copied())
+        .collect();
+    let value = json_value(dir, &args);
+    check_message_wire_form(&value);
+    serde_json::from_value(value).unwrap()
+}
+
+/// The store's segment files, in name order.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Every file of the directory but LOCK, with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name() != LOCK_FILE_NAME && entry.path().is_file())
+        .map(|entry| {
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A human two-column table (`stat value`) up to its first blank line, as a map.
+fn two_column_table(text: &str) -> BTreeMap<String, String> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header.len(), 2, "{text}");
+    lines
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| {
+            let (name, value) = line.split_once(' ').unwrap();
+            (name.to_string(), value.trim().to_string())
+        })
+        .collect()
+}
+
+fn temp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// track, history
+
+#[test]
+fn every_track_command_prints_the_record_as_json() {
+    let temp = temp();
+    let dir = &temp.path().join("store");
+
+    // sent, RFC 3339 with an offset: stored in UTC.
+    let m1 = track(
+        dir,
+        &[
+            "sent",
+            "--user",
+            "7",
+            "--channel",
+            "sms",
+            "--type",
+            "low_balance",
+            "--cost",
+            "0.05",
+            "--at",
+            "2025-01-03T10:30:00+01:00",
+        ],
+    );
+    assert_eq!(m1.id.0, 1);
+    assert_eq!(m1.user_id.0, 7);
+    assert_eq!(m1.channel, Channel::Sms);
+    assert_eq!(m1.message_type, "low_balance");
+    assert_eq!(m1.status, Status::Sent);
+    assert_eq!(m1.cost.micros(), 50_000);
+    assert_eq!(m1.sent_at, time("2025-01-03T09:30:00Z"));
+    assert_eq!(
+        (
+            m1.delivered_at,
+            m1.opened_at,
+            m1.clicked_at,
+            m1.failed_at,
+            &m1.action_taken
+        ),
+        (None, None, None, None, &None)
+    );
+    // The wire form itself: micros and a UTC string.
+    let raw = json_value(
+        dir,
+        &[
+            "track",
+            "sent",
+            "--user",
+            "8",
+            "--channel",
+            "push",
+            "--type",
+            "savings_nudge",
+            "--cost",
+            "1.234567",
+            "--at",
+            "2025-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(raw["cost"], Value::from(1_234_567));
+    assert_eq!(raw["sent_at"], Value::from("2025-01-01T00:00:00Z"));
+    assert_eq!(raw["channel"], Value::from("push"));
+    assert_eq!(raw["status"], Value::from("sent"));
+    assert_eq!(raw["id"], Value::from(2));
+
+    // sent, a bare date: midnight UTC; cost defaults to 0; in_app.
+    let m3 = track(
+        dir,
+        &[
+            "sent",
+            "--user",
+            "7",
+            "--channel",
+            "in_app",
+            "--type",
+            "upgrade_offer",
+            "--at",
+            "2025-01-01",
+        ],
+    );
+    assert_eq!(m3.id.0, 3);
+    assert_eq!(m3.channel, Channel::InApp);
+    assert_eq!(m3.cost.micros(), 0);
+    assert_eq!(m3.sent_at, time("2025-01-01T00:00:00Z"));
+
+    let m4 = track(
+        dir,
+        &[
+            "sent",
+            "--user",
+            "7",
+            "--channel",
+            "email",
+            "--type",
+            "weekly_checkin",
+            "--cost",
+            "0.001",
+            "--at",
+            "2025-01-02T08:00:00.123Z",
+        ],
+    );
+    assert_eq!(m4.id.0, 4);
+    assert_eq!(m4.channel, Channel::Email);
+    assert_eq!(m4.cost.micros(), 1_000);
+    assert_eq!(m4.sent_at, time("2025-01-02T08:00:00.123Z"));
+
+    // delivered, opened, action (a click), on message 1.
+    let m1 = track(
+        dir,
+        &[
+            "delivered",
+            "--message",
+            "1",
+            "--at",
+            "2025-01-03T09:30:01.500Z",
+        ],
+    );
+    assert_eq!((m1.id.0, m1.status), (1, Status::Delivered));
+    assert_eq!(m1.delivered_at, Some(time("2025-01-03T09:30:01.500Z")));
+    let m1 = track(
+        dir,
+        &["opened", "--message", "1", "--at", "2025-01-03T09:31:00Z"],
+    );
+    assert_eq!(m1.status, Status::Opened);
+    assert_eq!(m1.opened_at, Some(time("2025-01-03T09:31:00Z")));
+    let m1 = track(
+        dir,
+        &[
+            "action",
+            "--message",
+            "1",
+            "--action",
+            "clicked_link",
+            "--at",
+            "2025-01-03T09:32:00Z",
+        ],
+    );
+    assert_eq!(m1.status, Status::Clicked);
+    assert_eq!(m1.clicked_at, Some(time("2025-01-03T09:32:00Z")));
+    assert_eq!(m1.action_taken.as_deref(), Some("clicked_link"));
+    assert_eq!(m1.cost.micros(), 50_000);
+    assert_eq!(m1.sent_at, time("2025-01-03T09:30:00Z"));
+
+    // failed, a bare date.
+    let m3 = track(
+        dir,
+        &[
+            "failed",
+            "--message",
+            "3",
+            "--reason",
+            "undelivered",
+            "--at",
+            "2025-01-02",
+        ],
+    );
+    assert_eq!(m3.status, Status::Failed);
+    assert_eq!(m3.failed_at, Some(time("2025-01-02T00:00:00Z")));
+
+    // Stored times have millisecond resolution.
+    let m4 = track(
+        dir,
+        &[
+            "delivered",
+            "--message",
+            "4",
+            "--at",
+            "2025-01-02T08:00:05.250999Z",
+        ],
+    );
+    let delivered_at = m4.delivered_at.unwrap();
+    assert_eq!(delivered_at.timestamp_subsec_nanos() % 1_000_000, 0);
+    assert!(
+        (delivered_at - time("2025-01-02T08:00:05.250999Z")).abs()
+            < chrono::Duration::milliseconds(1),
+        "{delivered_at}"
+    );
+    // An action that is not a click.
+    let m4 = track(
+        dir,
+        &[
+            "action",
+            "--message",
+            "4",
+            "--action",
+            "replied",
+            "--at",
+            "2025-01-02T09:00:00Z",
+        ],
+    );
+    assert_eq!(m4.status, Status::Delivered);
+    assert_eq!(m4.clicked_at, None);
+    assert_eq!(m4.action_taken.as_deref(), Some("replied"));
+
+    // outcome: bare date, RFC 3339, a negative amount (a loss); money in integer micros.
+    let raw = json_value(
+        dir,
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "7",
+            "--outcome",
+            "bill_paid_on_time",
+            "--amount",
+            "25.5",
+            "--at",
+            "2025-01-04",
+        ],
+    );
+    assert_eq!(raw["amount"], Value::from(25_500_000));
+    assert_eq!(raw["at"], Value::from("2025-01-04T00:00:00Z"));
+    let outcome: FinancialOutcome = serde_json::from_value(raw).unwrap();
+    assert_eq!(outcome.user_id.0, 7);
+    assert_eq!(outcome.outcome, "bill_paid_on_time");
+    assert_eq!(outcome.amount.micros(), 25_500_000);
+    assert_eq!(outcome.at, time("2025-01-04T00:00:00Z"));
+    let loss: FinancialOutcome = json(
+        dir,
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "7",
+            "--outcome",
+            "overdraft_fee",
+            "--amount",
+            "-2.5",
+            "--at",
+            "2025-01-04T12:00:00.250Z",
+        ],
+    );
+    assert_eq!(loss.amount.micros(), -2_500_000);
+    assert_eq!(loss.at, time("2025-01-04T12:00:00.250Z"));
+    check_time_text("2025-01-04T12:00:00.250Z");
+
+    // Without --at: now.
+    let before = Utc::now() - chrono::Duration::milliseconds(1);
+    let m5 = track(
+        dir,
+        &[
+            "sent",
+            "--user",
+            "7",
+            "--channel",
+            "sms",
+            "--type",
+            "security_alert",
+        ],
+    );
+    let after = Utc::now() + chrono::Duration::milliseconds(1);
+    assert_eq!(m5.id.0, 5);
+    assert!(
+        before <= m5.sent_at && m5.sent_at <= after,
+        "{before} {m5:?} {after}"
+    );
+    let m5 = track(dir, &["opened", "--message", "5"]);
+    let opened_at = m5.opened_at.unwrap();
+    assert!(m5.sent_at <= opened_at && opened_at <= Utc::now());
+    assert_eq!(m5.status, Status::Opened);
+
+    // history: newest sent first (not id order), the records as tracked.
+    let history: Vec<Message> = json(dir, &["history", "--user", "7"]);
+    let ids: Vec<u64> = history.iter().map(|message| message.id.0).collect();
+    assert_eq!(ids, [5, 1, 4, 3]);
+    assert_eq!(history, [m5.clone(), m1.clone(), m4.clone(), m3.clone()]);
+    for value in json_value(dir, &["history", "--user", "7"])
+        .as_array()
+        .unwrap()
+    {
+        check_message_wire_form(value);
+    }
+    let history: Vec<Message> = json(dir, &["history", "--user", "7", "--limit", "2"]);
+    assert_eq!(history, [m5, m1]);
+    let history: Vec<Message> = json(dir, &["history", "--user", "8"]);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].cost.micros(), 1_234_567);
+    let history: Vec<Message> = json(dir, &["history", "--user", "9"]);
+    assert!(history.is_empty());
+
+    // The human table: a header, then a row per message, newest first.
+    let table = ok(dir, &["history", "--user", "7", "--limit", "3"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    for column in ["id", "user", "channel", "type", "status", "cost", "sent_at"] {
+        assert!(header.contains(&column), "{column} in {table}");
+    }
+    let row_ids: Vec<&str> = lines[1..]
+        .iter()
+        .map(|line| line.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(row_ids, ["5", "1", "4"], "{table}");
+    assert!(lines[2].contains("$0.05"), "{table}");
+    assert!(lines[2].contains("clicked_link"), "{table}");
+    assert!(lines[2].contains("2025-01-03T09:30:00.000Z"), "{table}");
+
+    // Human output of track: the record as a table.
+    let table = ok(
+        dir,
+        &[
+            "track",
+            "sent",
+            "--user",
+            "9",
+            "--channel",
+            "email",
+            "--type",
+            "monthly_report",
+            "--cost",
+            "1234.5",
+            "--at",
+            "2025-01-05",
+        ],
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].split_whitespace().eq([
+        "id",
+        "user",
+        "channel",
+        "type",
+        "status",
+        "cost",
+        "sent_at",
+        "delivered_at",
+        "opened_at",
+        "clicked_at",
+        "action"
+    ]));
+    assert_eq!(lines[1].split_whitespace().next(), Some("6"), "{table}");
+    assert!(lines[1].contains("$1,234.50"), "{table}");
+    let table = ok(
+        dir,
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "9",
+            "--outcome",
+            "bill_paid_on_time",
+            "--amount",
+            "12345.678",
+            "--at",
+            "2025-01-05",
+        ],
+    );
+    assert!(table.lines().next().unwrap().contains("amount"), "{table}");
+    assert!(table.contains("$12,345.678"), "{table}");
+    assert!(table.contains("2025-01-05T00:00:00.000Z"), "{table}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// stats
+
+/// A small store, tracked from the shell, with events either side of 2025-01-06T00:00:00Z.
+fn stats_store(dir: &Path) {
+    for args in [
+        // m1: the last millisecond of 2025-01-05.
+        "sent --user 1 --channel sms --type low_balance --cost 0.05 --at 2025-01-05T23:59:59.999Z",
+        // m2: the first millisecond of 2025-01-06.
+        "sent --user 1 --channel email --type weekly_checkin --cost 0.001 --at 2025-01-06T00:00:00.000Z",
+        "sent --user 2 --channel sms --type low_balance --cost 0.05 --at 2025-01-05T12:00:00Z",
+        "sent --user 2 --channel push --type bill_reminder --at 2025-01-04",
+        "delivered --message 1 --at 2025-01-06T00:00:01Z",
+        "opened --message 1 --at 2025-01-06T00:01:00Z",
+        "action --message 1 --action clicked_link --at 2025-01-06T00:02:00Z",
+        "delivered --message 3 --at 2025-01-05T12:00:05Z",
+        "failed --message 4 --reason bounced --at 2025-01-04T00:00:10Z",
+        "outcome --user 1 --outcome bill_paid_on_time --amount 1234.5 --at 2025-01-05T23:59:59.999Z",
+        "outcome --user 2 --outcome overdraft_fee --amount -2.5 --at 2025-01-06T00:00:00Z",
+    ] {
+        let args: Vec<&str> = std::iter::once("track")
+            .chain(args.split_whitespace())
+            .collect();
+        ok(dir, &args);
+    }
+}
+
+fn stats(dir: &Path, filters: &[&str]) -> CommunicationStats {
+    let args: Vec<&str> = std::iter::once("stats")
+        .chain(filters.iter().copied())
+        .collect();
+    let value = json_value(dir, &args);
+    assert!(value["total_cost"].is_i64(), "{value}");
+    assert!(value["total_impact"].is_i64(), "{value}");
+    assert!(value["avg_cost_per_message"].is_i64(), "{value}");
+    serde_json::from_value(value).unwrap()
+}
+
+#[test]
+fn stats_with_every_filter() {
+    let temp = temp();
+    let dir = temp.path();
+    stats_store(dir);
+
+    let all = stats(dir, &[]);
+    assert_eq!(all.total_messages, 4);
+    assert_eq!(
+        (
+            all.delivered_count,
+            all.opened_count,
+            all.clicked_count,
+            all.action_count,
+            all.failed_count
+        ),
+        (2, 1, 1, 1, 1)
+    );
+    assert_eq!(all.delivery_rate, 50.0);
+    assert_eq!(all.total_cost.micros(), 101_000);
+    assert_eq!(all.avg_cost_per_message.micros(), 25_250);
+    assert_eq!(all.outcome_count, 2);
+    assert_eq!(all.total_impact.micros(), 1_232_000_000);
+    let breakdown = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), *value))
+            .collect()
+    };
+    assert_eq!(
+        all.status_breakdown,
+        breakdown(&[("clicked", 1), ("delivered", 1), ("failed", 1), ("sent", 1)])
+    );
+    assert_eq!(
+        all.channel_breakdown,
+        breakdown(&[("email", 1), ("push", 1), ("sms", 2)])
+    );
+    assert_eq!(
+        all.message_type_breakdown,
+        breakdown(&[
+            ("bill_reminder", 1),
+            ("low_balance", 2),
+            ("weekly_checkin", 1)
+        ])
+    );
+
+    let user1 = stats(dir, &["--user", "1"]);
+    assert_eq!(user1.total_messages, 2);
+    assert_eq!(user1.total_cost.micros(), 51_000);
+    assert_eq!(
+        (user1.outcome_count, user1.total_impact.micros()),
+        (1, 1_234_500_000)
+    );
+    let user2 = stats(dir, &["--user", "2"]);
+    assert_eq!(
+        (
+            user2.total_messages,
+            user2.failed_count,
+            user2.delivered_count
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        (user2.outcome_count, user2.total_impact.micros()),
+        (1, -2_500_000)
+    );
+
+    let low_balance = stats(dir, &["--type", "low_balance"]);
+    assert_eq!(low_balance.total_messages, 2);
+    assert_eq!(low_balance.total_cost.micros(), 100_000);
+    assert_eq!(low_balance.avg_cost_per_message.micros(), 50_000);
+    assert_eq!(stats(dir, &["--type", "never_tracked"]).total_messages, 0);
+
+    let sms = stats(dir, &["--channel", "sms"]);
+    assert_eq!((sms.total_messages, sms.delivered_count), (2, 2));
+    let push = stats(dir, &["--channel", "push"]);
+    assert_eq!((push.total_messages, push.failed_count), (1, 1));
+    let in_app = stats(dir, &["--channel", "in_app"]);
+    assert_eq!(in_app.total_messages, 0);
+    assert_eq!(
+        (in_app.delivery_rate, in_app.open_rate, in_app.click_rate),
+        (0.0, 0.0, 0.0)
+    );
+
+    // A bare --start is the day's first millisecond.
+    let from_6th = stats(dir, &["--start", "2025-01-06"]);
+    assert_eq!(from_6th.total_messages, 1);
+    assert_eq!(from_6th.channel_breakdown, breakdown(&[("email", 1)]));
+    assert_eq!(
+        (from_6th.outcome_count, from_6th.total_impact.micros()),
+        (1, -2_500_000)
+    );
+    // A bare --end includes 23:59:59.999 of that day, not the next day's 00:00:00.000.
+    let to_5th = stats(dir, &["--end", "2025-01-05"]);
+    assert_eq!(to_5th.total_messages, 3);
+    assert_eq!(
+        to_5th.channel_breakdown,
+        breakdown(&[("push", 1), ("sms", 2)])
+    );
+    assert_eq!(
+        (to_5th.outcome_count, to_5th.total_impact.micros()),
+        (1, 1_234_500_000)
+    );
+    // An RFC 3339 --end is that instant, inclusive.
+    let to_998 = stats(dir, &["--end", "2025-01-05T23:59:59.998Z"]);
+    assert_eq!((to_998.total_messages, to_998.outcome_count), (2, 0));
+    let to_999 = stats(dir, &["--end", "2025-01-05T23:59:59.999Z"]);
+    assert_eq!((to_999.total_messages, to_999.outcome_count), (3, 1));
+    let the_5th = stats(dir, &["--start", "2025-01-05", "--end", "2025-01-05"]);
+    assert_eq!(the_5th.total_messages, 2);
+    assert_eq!(
+        the_5th.message_type_breakdown,
+        breakdown(&[("low_balance", 2)])
+    );
+    let around_midnight = stats(
+        dir,
+        &[
+            "--start",
+            "2025-01-05T23:59:59.999Z",
+            "--end",
+            "2025-01-06T00:00:00Z",
+        ],
+    );
+    assert_eq!(
+        (
+            around_midnight.total_messages,
+            around_midnight.outcome_count
+        ),
+        (2, 2)
+    );
+    // An offset is converted to UTC: 2025-01-06T01:00:00+01:00 is midnight UTC.
+    let offset = stats(dir, &["--start", "2025-01-06T01:00:00+01:00"]);
+    assert_eq!((offset.total_messages, offset.outcome_count), (1, 1));
+
+    // Every filter at once.
+    let one = stats(
+        dir,
+        &[
+            "--user",
+            "1",
+            "--type",
+            "low_balance",
+            "--channel",
+            "sms",
+            "--start",
+            "2025-01-05",
+            "--end",
+            "2025-01-05",
+        ],
+    );
+    assert_eq!(one.total_messages, 1);
+    assert_eq!((one.delivered_count, one.clicked_count), (1, 1));
+    assert_eq!(one.total_cost.micros(), 50_000);
+    assert_eq!(
+        (one.outcome_count, one.total_impact.micros()),
+        (1, 1_234_500_000)
+    );
+    let none = stats(dir, &["--user", "2", "--channel", "email"]);
+    assert_eq!((none.total_messages, none.total_cost.micros()), (0, 0));
+
+    // The human tables: money as dollars with at least two decimals and thousands separators.
+    let text = ok(dir, &["stats", "--type", "low_balance"]);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .eq(["stat", "value"]),
+        "{text}"
+    );
+    let table = two_column_table(&text);
+    assert_eq!(table["total_messages"], "2");
+    assert_eq!(table["total_cost"], "$0.10");
+    assert_eq!(table["avg_cost_per_message"], "$0.05");
+    let text = ok(dir, &["stats"]);
+    let table = two_column_table(&text);
+    assert_eq!(table["total_cost"], "$0.101");
+    assert_eq!(table["avg_cost_per_message"], "$0.02525");
+    assert_eq!(table["total_impact"], "$1,232.00");
+    assert_eq!(table["delivery_rate"], "50.00%");
+    assert_eq!(table["failed_count"], "1");
+    for breakdown in ["status", "channel", "message_type"] {
+        assert!(
+            text.lines()
+                .any(|line| line.split_whitespace().eq([breakdown, "messages"])),
+            "a {breakdown} breakdown in {text}"
+        );
+    }
+    let table = two_column_table(&ok(dir, &["stats", "--user", "2"]));
+    assert_eq!(table["total_impact"], "-$2.50");
+}
+
+// ---------------------------------------------------------------------------------------------
+// info
+
+#[test]
+fn info_reports_segments_events_bytes_and_times() {
+    let temp = temp();
+    let dir = temp.path();
+    let started = Utc::now() - chrono::Duration::seconds(1);
+    stats_store(dir);
+    let finished = Utc::now() + chrono::Duration::seconds(1);
+
+    let info = json_value(dir, &["info"]);
+    assert!(info.is_object(), "{info}");
+    assert_eq!(info["segments"], Value::from(1), "{info}");
+    assert_eq!(info["events"], Value::from(11), "{info}");
+    assert_eq!(info["messages"], Value::from(4), "{info}");
+    assert_eq!(info["outcomes"], Value::from(2), "{info}");
+    let bytes: u64 = segments(dir)
+        .iter()
+        .map(|path| fs::metadata(path).unwrap().len())
+        .sum();
+    assert!(bytes > 32 * 2);
+    assert_eq!(info["bytes_on_disk"], Value::from(bytes), "{info}");
+    assert_eq!(info["first_event_at"], Value::from("2025-01-04T00:00:00Z"));
+    assert_eq!(info["last_event_at"], Value::from("2025-01-06T00:02:00Z"));
+    for field in ["first_appended_at", "last_appended_at"] {
+        let text = info[field].as_str().unwrap_or_else(|| panic!("{info}"));
+        check_time_text(text);
+        let at = time(text);
+        assert!(started <= at && at <= finished, "{field} {at}");
+    }
+    assert!(
+        time(info["first_appended_at"].as_str().unwrap())
+            <= time(info["last_appended_at"].as_str().unwrap())
+    );
+    let report = &info["open_report"];
+    assert!(report.is_object(), "{info}");
+    assert_eq!(report["segments"], Value::from(1), "{info}");
+    assert_eq!(report["events"], Value::from(11), "{info}");
+    assert_eq!(report["truncated_bytes"], Value::from(0), "{info}");
+
+    let text = ok(dir, &["info"]);
+    let table = two_column_table(&text);
+    assert_eq!(table["segments"], "1");
+    assert_eq!(table["events"], "11");
+    assert_eq!(table["messages"], "4");
+    assert_eq!(table["bytes_on_disk"], bytes.to_string());
+    assert_eq!(table["first_event_at"], "2025-01-04T00:00:00.000Z");
+
+    // Reading changes nothing.
+    let before = snapshot(dir);
+    ok(dir, &["info"]);
+    ok(dir, &["stats"]);
+    ok(dir, &["history", "--user", "1"]);
+    assert_eq!(snapshot(dir), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store directory: --dir, $COMMLOG_DIR, commlog-demo
+
+#[test]
+fn commlog_dir_is_honored_when_dir_is_absent() {
+    let temp = temp();
+    let from_env = temp.path().join("from-env");
+    let from_flag = temp.path().join("from-flag");
+    let sent = [
+        "--json",
+        "track",
+        "sent",
+        "--user",
+        "3",
+        "--channel",
+        "sms",
+        "--type",
+        "low_balance",
+    ];
+
+    let mut command = cli();
+    command
+        .env("COMMLOG_DIR", &from_env)
+        .current_dir(temp.path())
+        .args(sent);
+    let output = finish(command);
+    assert_eq!(output.code, 0, "{output:?}");
+    let message: Message = serde_json::from_str(&output.stdout).unwrap();
+    assert_eq!(message.id.0, 1);
+    assert_eq!(
+        segments(&from_env).len(),
+        1,
+        "the store went to $COMMLOG_DIR"
+    );
+    assert!(!temp.path().join("commlog-demo").exists());
+
+    // Read commands find it there too.
+    let mut command = cli();
+    command
+        .env("COMMLOG_DIR", &from_env)
+        .current_dir(temp.path())
+        .args(["--json", "stats"]);
+    let output = finish(command);
+    assert_eq!(output.code, 0, "{output:?}");
+    let stats: CommunicationStats = serde_json::from_str(&output.stdout).unwrap();
+    assert_eq!(stats.total_messages, 1);
+
+    // --dir wins over $COMMLOG_DIR.
+    let mut command = cli();
+    command
+        .env("COMMLOG_DIR", &from_env)
+        .current_dir(temp.path())
+        .arg("--dir")
+        .arg(&from_flag)
+        .args(sent);
+    assert_eq!(finish(command).code, 0);
+    assert_eq!(segments(&from_flag).len(), 1);
+    assert_eq!(stats_of(&from_env).total_messages, 1);
+    assert_eq!(stats_of(&from_flag).total_messages, 1);
+
+    // Neither: commlog-demo in the working directory.
+    let mut command = cli();
+    command.current_dir(temp.path()).args(sent);
+    assert_eq!(finish(command).code, 0);
+    assert_eq!(segments(&temp.path().join("commlog-demo")).len(), 1);
+    assert_eq!(stats_of(&from_env).total_messages, 1);
+}
+
+fn stats_of(dir: &Path) -> CommunicationStats {
+    json(dir, &["stats"])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit statuses and errors
+
+#[test]
+fn help_and_version_exit_0() {
+    let temp = temp();
+    let dir = &temp.path().join("never-created");
+    for args in [&["--help"][..], &["-h"], &["help"]] {
+        let stdout = ok(dir, args);
+        assert!(stdout.contains("Usage"), "{args:?}: {stdout}");
+        for command in ["demo", "track", "history", "stats", "info"] {
+            assert!(stdout.contains(command), "{command} in {stdout}");
+        }
+    }
+    for args in [&["--version"][..], &["-V"]] {
+        let stdout = ok(dir, args);
+        assert!(
+            stdout.contains(env!("CARGO_PKG_VERSION")),
+            "{args:?}: {stdout}"
+        );
+    }
+    let stdout = ok(dir, &["track", "--help"]);
+    for command in ["sent", "delivered", "opened", "action", "failed", "outcome"] {
+        assert!(stdout.contains(command), "{command} in {stdout}");
+    }
+    for command in [
+        &["demo"][..],
+        &["track", "sent"],
+        &["track", "delivered"],
+        &["track", "opened"],
+        &["track", "action"],
+        &["track", "failed"],
+        &["track", "outcome"],
+        &["history"],
+        &["stats"],
+        &["info"],
+        &["completions"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let stdout = ok(dir, &args);
+        assert!(stdout.contains("Usage"), "{args:?}: {stdout}");
+        assert!(
+            stdout.contains("Example"),
+            "{args:?} has an example: {stdout}"
+        );
+        let example = &stdout[stdout.find("Example").unwrap()..];
+        let name = command.last().unwrap();
+        assert!(
+            example.contains("commlog ") && example.contains(name),
+            "{args:?}: the example runs the command: {stdout}"
+        );
+        // `help COMMAND` too.
+        let mut args = vec!["help"];
+        args.extend(command);
+        assert!(ok(dir, &args).contains("Example"), "{args:?}");
+    }
+    assert!(!dir.exists(), "--help created the store directory");
+}
+
+#[test]
+fn bad_arguments_exit_1() {
+    let temp = temp();
+    let dir = temp.path();
+    ok(
+        dir,
+        &[
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "low_balance",
+            "--cost",
+            "0.05",
+        ],
+    );
+    let before = snapshot(dir);
+
+    // Parse errors: clap's status 2 is overridden to 1.
+    for args in [
+        &["--bogus", "stats"][..],
+        &["stats", "--bogus"],
+        &["frobnicate"],
+        &["track"],
+        &["track", "sent", "--user", "1", "--channel", "sms"],
+        &["track", "sent", "--channel", "sms", "--type", "x"],
+        &["track", "delivered"],
+        &["track", "action", "--message", "1"],
+        &["track", "failed", "--message", "1"],
+        &["track", "outcome", "--user", "1", "--outcome", "x"],
+        &[
+            "track",
+            "sent",
+            "--user",
+            "abc",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+        ],
+        &[
+            "track",
+            "sent",
+            "--user",
+            "-1",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+        ],
+        &[
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+            "--cost",
+            "cheap",
+        ],
+        &["track", "delivered", "--message", "first"],
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "1",
+            "--outcome",
+            "x",
+            "--amount",
+            "lots",
+        ],
+        &["history"],
+        &["history", "--user", "1", "--limit", "-3"],
+        &["stats", "--user", "me"],
+        &["demo", "--sync", "sometimes"],
+        &["demo", "--messages", "many"],
+    ] {
+        fails_to_parse(dir, args);
+        let mut json_args = vec!["--json"];
+        json_args.extend(args);
+        fails_to_parse(dir, &json_args);
+    }
+    let stderr = fails_to_parse(dir, &["stats", "--bogus"]);
+    assert!(stderr.contains("--bogus"), "{stderr}");
+    // What each parse error names: parse_errors_are_one_line_and_json_with_json.
+
+    // Errors found after parsing: one line naming the problem.
+    let sent = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut args = vec![
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+        ];
+        args.extend(extra);
+        args
+    };
+    let line = fails(
+        dir,
+        &[
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "fax",
+            "--type",
+            "x",
+        ],
+        1,
+    );
+    assert!(line.contains("fax"), "{line}");
+    assert!(fails(dir, &["stats", "--channel", "fax"], 1).contains("fax"));
+    assert!(fails(dir, &sent(&["--at", "yesterday"]), 1).contains("yesterday"));
+    assert!(fails(dir, &sent(&["--at", "2025-02-30"]), 1).contains("2025-02-30"));
+    assert!(fails(dir, &sent(&["--at", "2025-01-01 09:00"]), 1).contains("--at"));
+    assert!(fails(dir, &["stats", "--start", "2025-13-01"], 1).contains("--start"));
+    assert!(fails(dir, &["stats", "--end", "tomorrow"], 1).contains("--end"));
+    assert!(fails(dir, &sent(&["--cost=-0.05"]), 1).contains("cost"));
+    let output = run(dir, &sent(&["--cost", "-0.05"]));
+    assert_eq!(output.code, 1, "a negative cost: {output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    assert!(fails(dir, &sent(&["--cost", "NaN"]), 1).contains("cost"));
+    let line = fails(
+        dir,
+        &[
+            "track",
+            "sent",
+            "--user",
+            "0",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+        ],
+        1,
+    );
+    assert!(line.contains("user"), "{line}");
+    let line = fails(
+        dir,
+        &[
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "Low Balance",
+        ],
+        1,
+    );
+    assert!(line.contains("Low Balance"), "{line}");
+    assert!(
+        fails(
+            dir,
+            &[
+                "track",
+                "outcome",
+                "--user",
+                "0",
+                "--outcome",
+                "x",
+                "--amount",
+                "1"
+            ],
+            1
+        )
+        .contains("user")
+    );
+    assert!(fails(dir, &["history", "--user", "0"], 1).contains("user"));
+    assert!(fails(dir, &["stats", "--user", "0"], 1).contains("user"));
+    for command in [
+        &["track", "delivered", "--message", "99"][..],
+        &["track", "opened", "--message", "99"],
+        &["track", "action", "--message", "99", "--action", "clicked"],
+        &["track", "failed", "--message", "99", "--reason", "bounced"],
+        &["track", "delivered", "--message", "0"],
+    ] {
+        let line = fails(dir, command, 1);
+        assert!(line.contains("unknown message"), "{command:?}: {line}");
+    }
+    assert_eq!(snapshot(dir), before, "a rejected call appended nothing");
+    assert_eq!(stats_of(dir).total_messages, 1);
+}
+
+#[test]
+fn read_commands_on_a_missing_store_exit_1_and_create_nothing() {
+    let temp = temp();
+    let missing = temp.path().join("missing");
+    let nested = temp.path().join("a").join("b");
+    for dir in [&missing, &nested] {
+        for args in [
+            &["history", "--user", "1"][..],
+            &["stats"],
+            &["stats", "--channel", "sms"],
+            &["info"],
+        ] {
+            let line = fails(dir, args, 1);
+            assert!(line.contains(&*dir.to_string_lossy()), "{args:?}: {line}");
+            assert!(!dir.exists(), "{args:?} created {}", dir.display());
+        }
+    }
+    assert!(!temp.path().join("a").exists());
+    assert!(fs::read_dir(temp.path()).unwrap().next().is_none());
+}
+
+/// commands.rs, `track`: "Parse everything before the store is opened: bad arguments touch
+/// nothing." A track call refused for its arguments leaves a missing store missing.
+#[test]
+fn rejected_track_arguments_create_no_store() {
+    let temp = temp();
+    let dir = &temp.path().join("store");
+    fails(
+        dir,
+        &[
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "fax",
+            "--type",
+            "x",
+        ],
+        1,
+    );
+    assert!(!dir.exists(), "a bad --channel created the store");
+    fails_to_parse(dir, &["track", "sent", "--user", "1", "--channel", "sms"]);
+    assert!(!dir.exists(), "a missing flag created the store");
+    fails(
+        dir,
+        &[
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+            "--at",
+            "yesterday",
+        ],
+        1,
+    );
+    assert!(!dir.exists(), "a bad --at of track sent created the store");
+    fails(
+        dir,
+        &["track", "delivered", "--message", "1", "--at", "soon"],
+        1,
+    );
+    assert!(
+        !dir.exists(),
+        "a bad --at of track delivered created the store"
+    );
+    fails(
+        dir,
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "1",
+            "--outcome",
+            "x",
+            "--amount",
+            "1",
+            "--at",
+            "2025-99-99",
+        ],
+        1,
+    );
+    assert!(
+        !dir.exists(),
+        "a bad --at of track outcome created the store"
+    );
+    // Values the library would refuse, checked before the store is opened.
+    for args in [
+        &[
+            "track",
+            "sent",
+            "--user",
+            "0",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+        ][..],
+        &[
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "Bad Type",
+        ],
+        &[
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+            "--cost=-1",
+        ],
+        &[
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+            "--cost",
+            "inf",
+        ],
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "0",
+            "--outcome",
+            "x",
+            "--amount",
+            "1",
+        ],
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "1",
+            "--outcome",
+            "X Y",
+            "--amount",
+            "1",
+        ],
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "1",
+            "--outcome",
+            "x",
+            "--amount",
+            "NaN",
+        ],
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "1",
+            "--outcome",
+            "x",
+            "--amount",
+            "1e13",
+        ],
+        // A follow-up needs a tracked message, so an existing store.
+        &["track", "delivered", "--message", "1"],
+        &["track", "opened", "--message", "1"],
+        &["track", "action", "--message", "1", "--action", "clicked"],
+        &["track", "failed", "--message", "1", "--reason", "bounced"],
+    ] {
+        fails(dir, args, 1);
+        assert!(!dir.exists(), "{args:?} created the store");
+    }
+}
+
+/// "Errors: one line on stderr naming the problem (a JSON object with `--json`), nothing on
+/// stdout" holds for errors found while parsing the command line too.
+#[test]
+fn parse_errors_are_one_line_and_json_with_json() {
+    let temp = temp();
+    let dir = temp.path();
+    let mut problems = Vec::new();
+    // Each with what its line must name.
+    for (args, named) in [
+        (&["stats", "--bogus"][..], "--bogus"),
+        (&["history", "--user", "abc"], "abc"),
+        (&["demo", "--sync", "sometimes"], "sometimes"),
+        (&["frobnicate"], "frobnicate"),
+        (
+            &["track", "sent", "--user", "1", "--channel", "sms"],
+            "--type",
+        ),
+        (&["history"], "--user"),
+        (&["track"], "subcommand"),
+    ] {
+        let stderr = fails_to_parse(dir, args);
+        if stderr.lines().count() != 1 {
+            problems.push(format!(
+                "commlog {args:?}: not one line on stderr: {stderr:?}"
+            ));
+        }
+        if !stderr.contains(named) {
+            problems.push(format!(
+                "commlog {args:?}: the line does not name {named}: {stderr:?}"
+            ));
+        }
+        let mut json_args = vec!["--json"];
+        json_args.extend(args);
+        let stderr = fails_to_parse(dir, &json_args);
+        if stderr.lines().count() != 1 {
+            problems.push(format!(
+                "commlog {json_args:?}: not one line on stderr: {stderr:?}"
+            ));
+        }
+        match serde_json::from_str::<Value>(stderr.trim()) {
+            Ok(value)
+                if value["error"]
+                    .as_str()
+                    .is_some_and(|error| error.contains(named)) => {}
+            Ok(value) => problems.push(format!(
+                "commlog {json_args:?}: no \"error\" naming {named}: {value}"
+            )),
+            Err(error) => problems.push(format!(
+                "commlog {json_args:?}: stderr is not JSON ({error}): {stderr:?}"
+            )),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_locked_store_exits_2_promptly() {
+    let temp = temp();
+    let dir = temp.path();
+    let sent = [
+        "track",
+        "sent",
+        "--user",
+        "1",
+        "--channel",
+        "sms",
+        "--type",
+        "low_balance",
+    ];
+    ok(dir, &sent);
+    let before = snapshot(dir);
+    let holder = Store::open(dir).unwrap();
+
+    let started = Instant::now();
+    let output = run(dir, &sent);
+    assert_eq!(output.code, 2, "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    assert!(
+        output.stderr.contains("locked by another process"),
+        "{output:?}"
+    );
+    assert!(
+        output
+            .stderr
+            .contains(&format!("pid {}", std::process::id())),
+        "names the holder: {output:?}"
+    );
+    assert!(
+        output.elapsed < Duration::from_secs(5),
+        "took {:?}",
+        output.elapsed
+    );
+    let line = fails(dir, &sent, 2);
+    assert!(line.contains("locked by another process"), "{line}");
+    fails(
+        dir,
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "1",
+            "--outcome",
+            "x",
+            "--amount",
+            "1",
+        ],
+        2,
+    );
+    fails(dir, &["track", "delivered", "--message", "1"], 2);
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Readers are not kept out by a writer.
+    assert_eq!(stats_of(dir).total_messages, 1);
+    let history: Vec<Message> = json(dir, &["history", "--user", "1"]);
+    assert_eq!(history.len(), 1);
+    assert_eq!(json_value(dir, &["info"])["events"], Value::from(1));
+
+    holder.close().unwrap();
+    let after_holder = snapshot(dir);
+    assert_eq!(
+        after_holder.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    let message = track(
+        dir,
+        &[
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "low_balance",
+        ],
+    );
+    assert_eq!(message.id.0, 2);
+    assert_eq!(stats_of(dir).total_messages, 2);
+}
+
+#[test]
+fn a_corrupt_durable_frame_exits_2_naming_the_segment_and_offset() {
+    let temp = temp();
+    let dir = temp.path();
+    for args in [
+        "sent --user 1 --channel sms --type low_balance --cost 0.05 --at 2025-01-01T09:00:00Z",
+        "sent --user 2 --channel email --type weekly_checkin --at 2025-01-01T09:00:01Z",
+        "delivered --message 1 --at 2025-01-01T09:00:02Z",
+        "opened --message 1 --at 2025-01-01T09:00:03Z",
+        "outcome --user 1 --outcome bill_paid_on_time --amount 25 --at 2025-01-02",
+    ] {
+        let args: Vec<&str> = std::iter::once("track")
+            .chain(args.split_whitespace())
+            .collect();
+        ok(dir, &args);
+    }
+    assert_eq!(stats_of(dir).total_messages, 2);
+    let segments = segments(dir);
+    assert_eq!(segments.len(), 1);
+    let segment = &segments[0];
+    let mut bytes = fs::read(segment).unwrap();
+    // The first frame starts after the 32-byte header: body_len (2), crc (4), then the body.
+    // Every later call synced and closed cleanly, so this frame is provably durable.
+    let position = 32 + 6 + 4;
+    assert!(bytes.len() > position + 100);
+    bytes[position] ^= 0x5a;
+    fs::write(segment, &bytes).unwrap();
+    let damaged = snapshot(dir);
+
+    let name = segment.file_name().unwrap().to_string_lossy().into_owned();
+    for args in [
+        &["stats"][..],
+        &["history", "--user", "1"],
+        &["info"],
+        &["track", "delivered", "--message", "2"],
+        &[
+            "track",
+            "sent",
+            "--user",
+            "3",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+        ],
+    ] {
+        let line = fails(dir, args, 2);
+        assert!(line.contains(&name), "{args:?} names the segment: {line}");
+        assert!(line.contains("offset"), "{args:?} names the offset: {line}");
+    }
+    let output = run(dir, &["--json", "stats"]);
+    let value: Value = serde_json::from_str(output.stderr.trim()).unwrap();
+    let message = value["error"].as_str().unwrap();
+    assert!(
+        message.contains(&name) && message.contains("offset"),
+        "{value}"
+    );
+    assert_eq!(snapshot(dir), damaged, "nothing on disk changed");
+}
+
+/// A store of `count` messages for user 5, written with the library.
+fn big_store(dir: &Path, count: u32) {
+    let store = Store::open_with(
+        dir,
+        Options {
+            sync: SyncPolicy::Never,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let start = time("2025-01-01T00:00:00Z");
+    for index in 0..count {
+        let at = start + chrono::Duration::seconds(i64::from(index));
+        let message = store
+            .track_message_sent_at(5, Channel::Email, "weekly_checkin", 0.001, at)
+            .unwrap();
+        if index % 2 == 0 {
+            store.track_message_delivered(message.id, Some(at)).unwrap();
+        }
+    }
+    store
+        .track_financial_outcome_at(5, "bill_paid_on_time", 1_234_567.891, start)
+        .unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn a_closed_pipe_exits_0() {
+    let temp = temp();
+    let dir = temp.path();
+    big_store(dir, 3_000);
+    for json in [false, true] {
+        let mut command = cli_in(dir);
+        if json {
+            command.arg("--json");
+        }
+        command
+            .args(["history", "--user", "5", "--limit", "100000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        // Close the read end at once: the output (hundreds of kB) can never fit the pipe.
+        drop(child.stdout.take());
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let reader = thread::spawn(move || {
+            let mut text = String::new();
+            stderr_pipe.read_to_string(&mut text).unwrap();
+            text
+        });
+        let code = wait(&mut child, "history into a closed pipe");
+        let stderr = reader.join().unwrap();
+        assert_eq!(code, 0, "json {json}: {stderr}");
+        assert!(
+            stderr.is_empty(),
+            "json {json}: a closed pipe is quiet: {stderr}"
+        );
+    }
+
+    // The same store read whole: thousands separators in counts and money.
+    let history: Vec<Message> = json(dir, &["history", "--user", "5", "--limit", "100000"]);
+    assert_eq!(history.len(), 3_000);
+    assert_eq!(history[0].id.0, 3_000);
+    let table = two_column_table(&ok(dir, &["stats"]));
+    assert_eq!(table["total_messages"], "3,000");
+    assert_eq!(table["delivered_count"], "1,500");
+    assert_eq!(table["total_cost"], "$3.00");
+    assert_eq!(table["avg_cost_per_message"], "$0.001");
+    assert_eq!(table["total_impact"], "$1,234,567.891");
+    let table = two_column_table(&ok(dir, &["info"]));
+    assert_eq!(table["events"], "4,501");
+    assert_eq!(table["messages"], "3,000");
+}
+
+#[test]
+fn no_color_changes_nothing() {
+    let temp = temp();
+    let dir = temp.path();
+    stats_store(dir);
+    for args in [
+        &["stats"][..],
+        &["--json", "stats"],
+        &["history", "--user", "1"],
+        &["info"],
+        &["--help"],
+        &["stats", "--help"],
+        &["track", "sent", "--help"],
+    ] {
+        let plain = ok(dir, args);
+        for (name, value) in [("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")] {
+            let mut command = cli_in(dir);
+            command.env("NO_COLOR", "1").env(name, value).args(args);
+            let output = finish(command);
+            assert_eq!(output.code, 0, "{output:?}");
+            assert_eq!(output.stdout, plain, "{args:?} with NO_COLOR and {name}");
+        }
+    }
+    // Errors neither.
+    let mut command = cli_in(dir);
+    command
+        .env("NO_COLOR", "1")
+        .env("CLICOLOR_FORCE", "1")
+        .args(["stats", "--bogus"]);
+    let output = finish(command);
+    assert_eq!(output.code, 1);
+    let mut command = cli_in(dir);
+    command
+        .env("NO_COLOR", "1")
+        .args(["stats", "--channel", "fax"]);
+    assert_eq!(finish(command).code, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// demo
+
+fn demo(dir: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["-q", "--json", "demo"];
+    args.extend(extra);
+    let output = run(dir, &args);
+    assert_eq!(output.code, 0, "demo {extra:?}: {output:?}");
+    assert!(output.stderr.is_empty(), "-q: {output:?}");
+    assert_eq!(output.stdout.lines().count(), 1);
+    serde_json::from_str(&output.stdout).unwrap()
+}
+
+/// The tally and Q1 of WORKLOAD.md for seed 42, 10,000 users, 20,000 messages.
+fn check_20000_reference(report: &Value) {
+    assert_eq!(
+        report["reference"],
+        Value::from("matches the reference"),
+        "{report}"
+    );
+    assert_eq!(report["mismatches"], Value::Array(Vec::new()), "{report}");
+    let tally = &report["tally"];
+    for (name, value) in [
+        ("sent", 20_000),
+        ("delivered", 19_028),
+        ("opened", 4_907),
+        ("action", 1_947),
+        ("outcome", 367),
+        ("events", 46_249),
+    ] {
+        assert_eq!(tally[name], Value::from(value), "tally {name}: {tally}");
+    }
+    assert_eq!(report["q1"]["total_cost"], Value::from(357_713_000));
+    assert_eq!(report["q1"]["total_impact"], Value::from(92_613_680_000i64));
+    let q1: CommunicationStats = serde_json::from_value(report["q1"].clone()).unwrap();
+    assert_eq!(q1.total_messages, 20_000);
+    assert_eq!(q1.delivered_count, 19_028);
+    assert_eq!(q1.opened_count, 5_235);
+    assert_eq!(q1.clicked_count, 452);
+    assert_eq!(q1.action_count, 1_947);
+    assert_eq!(q1.total_cost.micros(), 357_713_000);
+    assert_eq!(q1.outcome_count, 367);
+    assert_eq!(q1.total_impact.micros(), 92_613_680_000);
+}
+
+#[test]
+fn demo_20000_matches_the_reference_and_replaces_its_own_store() {
+    let temp = temp();
+    let dir = &temp.path().join("demo");
+    let report = demo(dir, &["--messages", "20000"]);
+    check_20000_reference(&report);
+    let parameters = &report["parameters"];
+    assert_eq!(parameters["seed"], Value::from(42));
+    assert_eq!(parameters["users"], Value::from(10_000));
+    assert_eq!(parameters["messages"], Value::from(20_000));
+    assert_eq!(parameters["sync"], Value::from("interval"));
+    let history: Vec<Message> =
+        serde_json::from_value(report["sample"]["history"].clone()).unwrap();
+    assert!(!history.is_empty());
+    let _: CommunicationStats = serde_json::from_value(report["sample"]["stats"].clone()).unwrap();
+    let measured = &report["measured"];
+    assert!(measured["ingest_events_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        measured["queries"].as_array().unwrap().len(),
+        5,
+        "{measured}"
+    );
+    assert!(measured["bytes_on_disk"].as_u64().unwrap() > 0);
+
+    // The marker holds the parameters.
+    let marker: Value =
+        serde_json::from_slice(&fs::read(dir.join("COMMLOG_DEMO")).unwrap()).unwrap();
+    assert_eq!(marker["messages"], Value::from(20_000));
+    assert_eq!(marker["seed"], Value::from(42));
+
+    // The store answers from the shell as the demo said.
+    let q1 = stats_of(dir);
+    let report_q1: CommunicationStats = serde_json::from_value(report["q1"].clone()).unwrap();
+    assert_eq!(q1, report_q1);
+    let info = json_value(dir, &["info"]);
+    assert_eq!(info["events"], Value::from(46_249));
+    assert_eq!(info["messages"], Value::from(20_000));
+    assert_eq!(info["outcomes"], Value::from(367));
+    let user = report["sample"]["history_user"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let shell_history: Vec<Message> = json(dir, &["history", "--user", &user, "--limit", "10"]);
+    assert_eq!(shell_history[..], history[..shell_history.len()]);
+
+    // A second run replaces it; the human report prints tables with dollars.
+    let output = run(dir, &["-q", "demo", "--messages", "20000"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(output.stderr.is_empty(), "{output:?}");
+    for expected in [
+        "matches the reference",
+        "19,028",
+        "5,235",
+        "46,249",
+        "$357.713",
+        "$92,613.68",
+    ] {
+        assert!(
+            output.stdout.contains(expected),
+            "{expected} in {}",
+            output.stdout
+        );
+    }
+    assert_eq!(stats_of(dir), q1, "replaced, not appended to");
+    assert_eq!(segments(dir).len(), 1);
+}
+
+#[test]
+fn demo_on_4_threads_matches_the_reference() {
+    let temp = temp();
+    let report = demo(temp.path(), &["--threads", "4", "--messages", "20000"]);
+    check_20000_reference(&report);
+    assert_eq!(report["parameters"]["threads"], Value::from(4));
+}
+
+#[test]
+fn demo_of_another_size_is_unchecked_and_sync_never_works() {
+    // An existing empty directory is fine.
+    let temp = temp();
+    let dir = temp.path();
+    let report = demo(dir, &["--messages", "5000", "--sync", "never"]);
+    assert_eq!(report["reference"], Value::from("unchecked"), "{report}");
+    assert_eq!(report["parameters"]["sync"], Value::from("never"));
+    assert_eq!(report["tally"]["sent"], Value::from(5_000));
+    assert_eq!(stats_of(dir).total_messages, 5_000);
+    let output = run(dir, &["demo", "--messages", "5000", "--sync", "never"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(output.stdout.contains("unchecked"), "{}", output.stdout);
+    assert!(!output.stdout.contains("matches the reference"));
+    // Another seed of a listed size is unchecked too.
+    let report = demo(dir, &["--messages", "20000", "--seed", "7"]);
+    assert_eq!(report["reference"], Value::from("unchecked"), "{report}");
+}
+
+#[test]
+fn demo_refuses_a_directory_it_did_not_make() {
+    let temp = temp();
+
+    // A directory with a file of the user's.
+    let notes_dir = temp.path().join("notes");
+    fs::create_dir(&notes_dir).unwrap();
+    fs::write(notes_dir.join("notes.txt"), b"my notes").unwrap();
+    let line = fails(&notes_dir, &["-q", "demo", "--messages", "1000"], 1);
+    assert!(line.contains("COMMLOG_DEMO"), "{line}");
+    assert_eq!(fs::read(notes_dir.join("notes.txt")).unwrap(), b"my notes");
+    assert_eq!(fs::read_dir(&notes_dir).unwrap().count(), 1);
+
+    // A user's store, made by track: never deleted.
+    let store_dir = temp.path().join("store");
+    track(
+        &store_dir,
+        &[
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "low_balance",
+        ],
+    );
+    let before = snapshot(&store_dir);
+    fails(&store_dir, &["-q", "demo", "--messages", "1000"], 1);
+    assert_eq!(snapshot(&store_dir), before);
+    assert_eq!(stats_of(&store_dir).total_messages, 1);
+
+    // A demo store with an unknown file next to the marker.
+    let demo_dir = temp.path().join("demo");
+    demo(&demo_dir, &["--messages", "1000"]);
+    fs::write(demo_dir.join("extra.txt"), b"keep me").unwrap();
+    let before = snapshot(&demo_dir);
+    let line = fails(&demo_dir, &["-q", "demo", "--messages", "1000"], 1);
+    assert!(line.contains("extra.txt"), "{line}");
+    assert_eq!(snapshot(&demo_dir), before);
+    fs::remove_file(demo_dir.join("extra.txt")).unwrap();
+
+    // A demo store that is open for writing.
+    let holder = Store::open(&demo_dir).unwrap();
+    let before = snapshot(&demo_dir);
+    let line = fails(&demo_dir, &["-q", "demo", "--messages", "1000"], 1);
+    assert!(line.contains("locked"), "{line}");
+    assert_eq!(snapshot(&demo_dir), before);
+    holder.close().unwrap();
+    // Unlocked, it is replaced.
+    demo(&demo_dir, &["--messages", "1000"]);
+    assert_eq!(stats_of(&demo_dir).total_messages, 1_000);
+
+    // A file where the directory should be.
+    let file = temp.path().join("a-file");
+    fs::write(&file, b"data").unwrap();
+    fails(&file, &["-q", "demo", "--messages", "1000"], 1);
+    assert_eq!(fs::read(&file).unwrap(), b"data");
+
+    // Zero of anything.
+    let zero_dir = temp.path().join("zero");
+    fails(&zero_dir, &["-q", "demo", "--messages", "0"], 1);
+    fails(&zero_dir, &["-q", "demo", "--threads", "0"], 1);
+}
