@@ -16,8 +16,8 @@ use serde::Serialize;
 use crate::cli::output::{self, Table, count, print_json, write_stdout};
 use crate::cli::{CliError, Global, segment_bytes_on_disk};
 
-/// The file that marks a directory as a demo store the demo may replace.
-const MARKER_FILE_NAME: &str = "COMMLOG_DEMO";
+/// The file that marks a directory as a demo store the demo may replace (and import refuses).
+pub(crate) const MARKER_FILE_NAME: &str = "COMMLOG_DEMO";
 
 /// Progress is redrawn after this many events.
 const PROGRESS_EVENTS_STEP: u64 = 65_536;
