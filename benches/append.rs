@@ -9,7 +9,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use commlog::workload::{self, Call, Generator, Spec};
-use commlog::{MessageId, Options, Store, SyncPolicy};
+use commlog::{Options, Store, SyncPolicy};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
 /// Calls tracked by one thread under `SyncPolicy::Always` (whole messages, at least this many).
@@ -70,48 +70,6 @@ fn one_thread(calls: &[Call], sync: SyncPolicy, iterations: u64) -> Duration {
     elapsed
 }
 
-/// Tracks one message's calls, using the id the store gave its `Sent` call (threads interleave,
-/// so the workload's message numbers are not the store's ids).
-fn track_message(store: &Store, calls: &[Call]) {
-    let mut id = MessageId(0);
-    for call in calls {
-        let at = Some(call.at());
-        match *call {
-            Call::Sent {
-                user,
-                channel,
-                message_type,
-                cost,
-                ..
-            } => {
-                id = store
-                    .track_message_sent_at(user, channel, message_type, cost, call.at())
-                    .expect("sent")
-                    .id;
-            }
-            Call::Delivered { .. } => {
-                store.track_message_delivered(id, at).expect("delivered");
-            }
-            Call::Opened { .. } => {
-                store.track_message_opened(id, at).expect("opened");
-            }
-            Call::Action { action, .. } => {
-                store.track_user_action(id, action, at).expect("action");
-            }
-            Call::Outcome {
-                user,
-                outcome,
-                amount,
-                ..
-            } => {
-                store
-                    .track_financial_outcome_at(user, outcome, amount, call.at())
-                    .expect("outcome");
-            }
-        }
-    }
-}
-
 /// Tracks the messages dealt round-robin to `threads` threads (each message's calls in order on
 /// one thread), all threads starting together, into a fresh store per iteration.
 fn many_threads(
@@ -141,7 +99,7 @@ fn many_threads(
                 scope.spawn(move || {
                     barrier.wait();
                     for message in share {
-                        track_message(store, message);
+                        workload::apply_message(store, message).expect("track a message");
                     }
                 });
             }
