@@ -20,17 +20,31 @@ fn tally(spec: Spec) -> [u64; 5] {
 
 #[test]
 fn generator_reproduces_the_reference_call_tally() {
-    let spec = |messages| Spec { seed: 42, users: 10_000, messages };
+    let spec = |messages| Spec {
+        seed: 42,
+        users: 10_000,
+        messages,
+    };
     assert_eq!(tally(spec(20_000)), [19_028, 4_907, 1_947, 367, 46_249]);
-    assert_eq!(tally(spec(100_000)), [95_005, 24_492, 9_568, 1_945, 231_010]);
+    assert_eq!(
+        tally(spec(100_000)),
+        [95_005, 24_492, 9_568, 1_945, 231_010]
+    );
 }
 
 #[test]
 fn store_answers_q1_as_the_reference_for_20000_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { sync: SyncPolicy::Never, ..Options::default() };
+    let options = Options {
+        sync: SyncPolicy::Never,
+        ..Options::default()
+    };
     let store = Store::open_with(dir.path(), options.clone()).unwrap();
-    for call in Generator::calls(Spec { seed: 42, users: 10_000, messages: 20_000 }) {
+    for call in Generator::calls(Spec {
+        seed: 42,
+        users: 10_000,
+        messages: 20_000,
+    }) {
         commlog::workload::apply(&store, &call).unwrap();
     }
     let check = |store: &Store| {
