@@ -9,7 +9,9 @@
 
 use bincode::{BorrowDecode, Encode};
 
-use crate::event::{Channel, Event, LoggedEvent, MessageId, UserId, is_valid_name};
+use crate::event::{
+    BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, is_valid_name,
+};
 use crate::limits::{
     FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES, MONEY_MICROS_MAX, SEGMENT_HEADER_BYTES,
 };
@@ -168,6 +170,14 @@ enum WirePayload<'a> {
         amount_micros: i64,
     },
     Closed,
+    /// `scope`: 0 all channels, 1 + the channel's byte otherwise; `month_index`: months since
+    /// January of year 0.
+    BudgetSet {
+        scope: u8,
+        month_index: i64,
+        amount_micros: u64,
+        alert_percent: u8,
+    },
 }
 
 /// Appends `frame` to `out` and advances `cursor` past it.
@@ -243,6 +253,21 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
                     user_id: user_id.0,
                     outcome,
                     amount_micros: amount.micros(),
+                },
+                Event::BudgetSet {
+                    scope,
+                    month,
+                    amount,
+                    alert_percent,
+                    ..
+                } => WirePayload::BudgetSet {
+                    scope: match scope {
+                        BudgetScope::All => 0,
+                        BudgetScope::Channel(channel) => 1 + channel.index() as u8,
+                    },
+                    month_index: month.index(),
+                    amount_micros: u64::try_from(amount.micros()).expect("a budget is positive"),
+                    alert_percent,
                 },
             };
             let wire = WireFrame {
@@ -511,6 +536,42 @@ pub(crate) fn resolve<'a>(
                 at_ms,
             }
         }
+        WirePayload::BudgetSet {
+            scope,
+            month_index,
+            amount_micros,
+            alert_percent,
+        } => {
+            let scope = match scope {
+                0 => BudgetScope::All,
+                channel => {
+                    BudgetScope::Channel(*Channel::ALL.get(usize::from(channel - 1)).ok_or_else(
+                        || format!("frame seq {} has budget scope byte {scope}", wire.seq),
+                    )?)
+                }
+            };
+            let month = Month::from_index(month_index)
+                .ok_or_else(|| format!("frame seq {} has budget month {month_index}", wire.seq))?;
+            let amount = i64::try_from(amount_micros)
+                .ok()
+                .filter(|micros| (1..=MONEY_MICROS_MAX).contains(micros))
+                .ok_or_else(|| {
+                    format!("frame seq {} has budget {amount_micros} micros", wire.seq)
+                })?;
+            if !(1..=100).contains(&alert_percent) {
+                return Err(format!(
+                    "frame seq {} has alert percent {alert_percent}",
+                    wire.seq
+                ));
+            }
+            Event::BudgetSet {
+                scope,
+                month,
+                amount: Money::from_micros(amount),
+                alert_percent,
+                at_ms,
+            }
+        }
     };
     *cursor = FrameCursor {
         next_message_id,
@@ -674,6 +735,39 @@ mod tests {
                 appended_ms: 1_764_000_000_010
             }
         );
+    }
+
+    #[test]
+    fn a_budget_frame_round_trips() {
+        let header = SegmentHeader {
+            first_seq: 9,
+            first_message_id: 1,
+        };
+        let mut cursor = FrameCursor::new(&header);
+        let event = Event::BudgetSet {
+            scope: BudgetScope::Channel(Channel::InApp),
+            month: Month::new(2025, 12).unwrap(),
+            amount: Money::from_micros(1_000_000_000),
+            alert_percent: 75,
+            at_ms: 1_764_000_000_000,
+        };
+        let logged = LoggedEvent {
+            seq: 9,
+            appended_ms: 1_764_000_000_001,
+            durable_seq: 8,
+            event,
+        };
+        let mut bytes = Vec::new();
+        encode_frame(&mut cursor, &Frame::Event(logged), &mut bytes);
+        let raw = read_frame(&bytes).unwrap();
+        assert_eq!(raw.frame_bytes, bytes.len());
+        // Variant 7 after seq, lag and the two 9-byte time deltas; scope 1 + in_app (3).
+        assert_eq!(
+            &bytes[FRAME_PREFIX_BYTES + 20..FRAME_PREFIX_BYTES + 22],
+            &[7, 4]
+        );
+        let mut cursor = FrameCursor::new(&header);
+        assert_eq!(resolve(&mut cursor, &raw).unwrap(), Frame::Event(logged));
     }
 
     #[test]

@@ -101,6 +101,144 @@ impl FromStr for Channel {
     }
 }
 
+/// Which spend a budget covers: every channel together, or one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetScope {
+    /// All channels together.
+    All,
+    /// One channel.
+    Channel(Channel),
+}
+
+impl fmt::Display for BudgetScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BudgetScope::All => f.write_str("all"),
+            BudgetScope::Channel(channel) => channel.fmt(f),
+        }
+    }
+}
+
+impl FromStr for BudgetScope {
+    type Err = Error;
+
+    /// "all", or a channel name.
+    fn from_str(text: &str) -> Result<BudgetScope> {
+        if text == "all" {
+            return Ok(BudgetScope::All);
+        }
+        text.parse::<Channel>()
+            .map(BudgetScope::Channel)
+            .map_err(|_| Error::invalid("scope", text, "must be all, sms, email, push or in_app"))
+    }
+}
+
+/// A calendar month, UTC: `2025-01`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Month {
+    year: i32,
+    month: u32,
+}
+
+impl Month {
+    /// The month `year`-`month` (year 1..=9999, month 1..=12).
+    pub fn new(year: i32, month: u32) -> Result<Month> {
+        if !(1..=9999).contains(&year) || !(1..=12).contains(&month) {
+            return Err(Error::invalid(
+                "month",
+                format!("{year:04}-{month:02}"),
+                "must be YYYY-MM, year 1 to 9999",
+            ));
+        }
+        Ok(Month { year, month })
+    }
+
+    /// The year.
+    pub fn year(self) -> i32 {
+        self.year
+    }
+
+    /// The month of the year, 1 to 12.
+    pub fn month(self) -> u32 {
+        self.month
+    }
+
+    /// Months since January of year 0 (the log's encoding).
+    pub(crate) fn index(self) -> i64 {
+        i64::from(self.year) * 12 + i64::from(self.month) - 1
+    }
+
+    pub(crate) fn from_index(index: i64) -> Option<Month> {
+        let year = i32::try_from(index.div_euclid(12)).ok()?;
+        let month = u32::try_from(index.rem_euclid(12)).ok()? + 1;
+        Month::new(year, month).ok()
+    }
+
+    /// The month's first millisecond and the first millisecond after it, UTC.
+    pub fn range_ms(self) -> (i64, i64) {
+        let first = |year: i32, month: u32| {
+            chrono::NaiveDate::from_ymd_opt(year, month, 1)
+                .expect("a valid month")
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight")
+                .and_utc()
+                .timestamp_millis()
+        };
+        let (next_year, next_month) = if self.month == 12 {
+            (self.year + 1, 1)
+        } else {
+            (self.year, self.month + 1)
+        };
+        (first(self.year, self.month), first(next_year, next_month))
+    }
+}
+
+impl fmt::Display for Month {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+impl FromStr for Month {
+    type Err = Error;
+
+    /// `YYYY-MM`.
+    fn from_str(text: &str) -> Result<Month> {
+        let bad = || Error::invalid("month", text, "must be YYYY-MM, year 1 to 9999");
+        let (year, month) = text.split_once('-').ok_or_else(bad)?;
+        if year.len() != 4
+            || month.len() != 2
+            || !(year.bytes().chain(month.bytes())).all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        Month::new(
+            year.parse().map_err(|_| bad())?,
+            month.parse().map_err(|_| bad())?,
+        )
+        .map_err(|_| bad())
+    }
+}
+
+impl Serialize for Month {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Month {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Month, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// One fact in the log. Times are milliseconds since the Unix epoch, UTC, as reported by the
 /// caller (or the clock at the call when the caller gave none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +301,20 @@ pub enum Event<'a> {
         /// When.
         at_ms: i64,
     },
+    /// A monthly budget was set (a later one for the same scope and month replaces it). Its
+    /// time is when it was set; views never take "now" from it.
+    BudgetSet {
+        /// What spend it covers.
+        scope: BudgetScope,
+        /// The month it covers.
+        month: Month,
+        /// The budget (more than zero).
+        amount: Money,
+        /// Alert when spend reaches this percentage of the budget (1 to 100).
+        alert_percent: u8,
+        /// When it was set.
+        at_ms: i64,
+    },
 }
 
 impl Event<'_> {
@@ -174,7 +326,8 @@ impl Event<'_> {
             | Event::MessageOpened { at_ms, .. }
             | Event::UserAction { at_ms, .. }
             | Event::MessageFailed { at_ms, .. }
-            | Event::FinancialOutcome { at_ms, .. } => at_ms,
+            | Event::FinancialOutcome { at_ms, .. }
+            | Event::BudgetSet { at_ms, .. } => at_ms,
         }
     }
 
@@ -186,12 +339,12 @@ impl Event<'_> {
             | Event::MessageOpened { message_id, .. }
             | Event::UserAction { message_id, .. }
             | Event::MessageFailed { message_id, .. } => Some(message_id),
-            Event::FinancialOutcome { .. } => None,
+            Event::FinancialOutcome { .. } | Event::BudgetSet { .. } => None,
         }
     }
 
     /// The event's kind as a lowercase name: "sent", "delivered", "opened", "action",
-    /// "failed", "outcome".
+    /// "failed", "outcome", "budget".
     pub fn kind(&self) -> &'static str {
         match self {
             Event::MessageSent { .. } => "sent",
@@ -200,6 +353,7 @@ impl Event<'_> {
             Event::UserAction { .. } => "action",
             Event::MessageFailed { .. } => "failed",
             Event::FinancialOutcome { .. } => "outcome",
+            Event::BudgetSet { .. } => "budget",
         }
     }
 }

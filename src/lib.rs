@@ -39,7 +39,9 @@ mod store;
 pub mod workload;
 
 pub use error::{Error, Result};
-pub use event::{Channel, Event, LoggedEvent, MessageId, UserId, validate_name};
+pub use event::{
+    BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, validate_name,
+};
 pub use log::{OpenReport, Options, SyncPolicy};
 pub use message::{FinancialOutcome, Message, Status};
 pub use money::Money;

@@ -43,6 +43,18 @@ pub const REPLAY_BATCH_EVENTS: usize = 4096;
 /// Batches in flight between the two replay threads (bounds replay's extra memory).
 pub const REPLAY_BATCHES_IN_FLIGHT: usize = 8;
 
+/// Default `Options::attribution_window`: an outcome is credited to a message engaged with
+/// (or delivered) up to 7 days before it.
+pub const ATTRIBUTION_WINDOW_DEFAULT: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Longest `Options::attribution_window` accepted: 10 years.
+pub const ATTRIBUTION_WINDOW_MAX: std::time::Duration =
+    std::time::Duration::from_secs(10 * 366 * 24 * 3600);
+
+/// Default alert threshold of a budget, in percent of it.
+pub const BUDGET_ALERT_PERCENT_DEFAULT: u8 = 90;
+
 /// Largest absolute amount of money accepted from a caller, in dollars.
 pub const MONEY_DOLLARS_MAX: f64 = 9e12;
 

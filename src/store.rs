@@ -12,8 +12,12 @@ use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
-use crate::event::{Channel, Event, LoggedEvent, MessageId, UserId, validate_name};
-use crate::limits::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
+use crate::event::{
+    BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, validate_name,
+};
+use crate::limits::{
+    ATTRIBUTION_WINDOW_MAX, BUDGET_ALERT_PERCENT_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+};
 use crate::log::replay::{self, Mode};
 use crate::log::segment::{FILE_MODE, create_directory};
 use crate::log::{OpenReport, Options, SharedLog, SyncPolicy};
@@ -41,6 +45,9 @@ pub const LOCK_FILE_NAME: &str = "LOCK";
 /// ```
 pub struct Store {
     dir: PathBuf,
+    /// `Options::attribution_window` in milliseconds.
+    #[allow(dead_code, reason = "the impact view reads it")]
+    attribution_window_ms: i64,
     projection: RwLock<Projection>,
     report: OpenReport,
     /// `None` when opened read-only.
@@ -96,6 +103,7 @@ impl Store {
         };
         Ok(Store {
             dir,
+            attribution_window_ms: window_ms(&options),
             projection: RwLock::new(projection),
             report: replayed.report,
             writer: Some(Writer {
@@ -112,6 +120,13 @@ impl Store {
     /// audits): it sees what the writer had handed to the OS at this moment. A torn tail is
     /// ignored, not cut off. Tracking calls fail with [`Error::ReadOnly`].
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_read_only_with(dir, Options::default())
+    }
+
+    /// [`Store::open_read_only`] with `options` for the views (`attribution_window`); the
+    /// write options are ignored.
+    pub fn open_read_only_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        validate_options(&options)?;
         let dir = dir.as_ref().to_path_buf();
         let metadata = std::fs::metadata(&dir).map_err(|source| Error::io(&dir, source))?;
         if !metadata.is_dir() {
@@ -124,6 +139,7 @@ impl Store {
             replay::replay_parallel(&dir, Mode::ReadOnly, Projection::default, Projection::fold)?;
         Ok(Store {
             dir,
+            attribution_window_ms: window_ms(&options),
             projection: RwLock::new(projection),
             report: replayed.report,
             writer: None,
@@ -306,6 +322,65 @@ impl Store {
         )
     }
 
+    /// Sets the budget of `scope` for `month` (`"YYYY-MM"`): `amount` dollars (more than 0),
+    /// alerting when spend reaches `alert_percent` (1 to 100; `None`: 90) of it. A budget is an
+    /// event in the log, so the audit trail shows who planned what; a later budget for the same
+    /// scope and month replaces the earlier one.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = commlog::Store::open(dir.path())?;
+    /// use commlog::{BudgetScope, Channel};
+    /// store.set_budget(BudgetScope::Channel(Channel::Sms), "2025-01", 1000.0, None)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_budget(
+        &self,
+        scope: BudgetScope,
+        month: &str,
+        amount: f64,
+        alert_percent: Option<u8>,
+    ) -> Result<()> {
+        let month: Month = month.parse()?;
+        if amount.is_nan() || amount <= 0.0 {
+            return Err(Error::invalid(
+                "amount",
+                amount,
+                "a budget must be more than zero",
+            ));
+        }
+        let amount = Money::from_dollars_for("amount", amount)?;
+        if amount.micros() <= 0 {
+            return Err(Error::invalid(
+                "amount",
+                amount.dollars(),
+                "a budget must be at least one micro-dollar",
+            ));
+        }
+        let alert_percent = alert_percent.unwrap_or(BUDGET_ALERT_PERCENT_DEFAULT);
+        if !(1..=100).contains(&alert_percent) {
+            return Err(Error::invalid(
+                "alert_percent",
+                alert_percent,
+                "must be 1 to 100",
+            ));
+        }
+        let at_ms = Utc::now().timestamp_millis();
+        self.append(
+            "set_budget",
+            |_| {
+                Ok(Event::BudgetSet {
+                    scope,
+                    month,
+                    amount,
+                    alert_percent,
+                    at_ms,
+                })
+            },
+            |_, _| (),
+        )
+    }
+
     /// The message with this id.
     pub fn get_message(&self, message: impl Into<MessageId>) -> Result<Message> {
         let id = message.into();
@@ -473,7 +548,20 @@ fn validate_filter(filter: &StatsFilter) -> Result<()> {
     Ok(())
 }
 
+/// `Options::attribution_window` in milliseconds (validated: it fits).
+fn window_ms(options: &Options) -> i64 {
+    i64::try_from(options.attribution_window.as_millis())
+        .expect("bounded by ATTRIBUTION_WINDOW_MAX")
+}
+
 fn validate_options(options: &Options) -> Result<()> {
+    if options.attribution_window > ATTRIBUTION_WINDOW_MAX {
+        return Err(Error::invalid(
+            "attribution_window",
+            format!("{:?}", options.attribution_window),
+            "must be at most 10 years",
+        ));
+    }
     if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&options.segment_bytes) {
         return Err(Error::invalid(
             "segment_bytes",

@@ -22,7 +22,8 @@ use crate::codec::{self, Frame, FrameCursor, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::event::{Event, LoggedEvent};
 use crate::limits::{
-    CLOSE_MARKER_BYTES_MAX, SEGMENT_BYTES_DEFAULT, SEGMENT_HEADER_BYTES, WRITE_BUFFER_BYTES,
+    ATTRIBUTION_WINDOW_DEFAULT, CLOSE_MARKER_BYTES_MAX, SEGMENT_BYTES_DEFAULT,
+    SEGMENT_HEADER_BYTES, WRITE_BUFFER_BYTES,
 };
 use replay::Tail;
 use segment::create_segment;
@@ -48,6 +49,9 @@ pub struct Options {
     pub sync: SyncPolicy,
     /// Size at which a segment rolls over, in bytes. Default: 64 MiB.
     pub segment_bytes: u64,
+    /// How far before an outcome a message may be to be credited with it (impact view).
+    /// Default: 7 days.
+    pub attribution_window: Duration,
 }
 
 impl Default for Options {
@@ -55,6 +59,7 @@ impl Default for Options {
         Options {
             sync: SyncPolicy::Always,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            attribution_window: ATTRIBUTION_WINDOW_DEFAULT,
         }
     }
 }

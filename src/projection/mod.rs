@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::{Error, Result};
-use crate::event::{Channel, Event, LoggedEvent, MessageId, UserId};
+use crate::event::{BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId};
 use crate::message::{FinancialOutcome, Message, Status};
 use crate::money::Money;
 use crate::stats::{CommunicationStats, StatsFilter, divide_rounded, percent};
@@ -54,6 +54,13 @@ impl Hasher for IdHasher {
 
 pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
+/// A budget as the last `BudgetSet` for its scope and month set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BudgetState {
+    pub amount_micros: i64,
+    pub alert_percent: u8,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Projection {
     /// Message id `n` lives at index `n - 1`.
@@ -61,11 +68,21 @@ pub(crate) struct Projection {
     outcomes: Vec<OutcomeState>,
     users: IdMap<u64, UserEntries>,
     names: Names,
+    /// The latest own time of any tracking event (budgets excluded): the views' "now".
+    latest_event_ms: Option<i64>,
+    budgets: BTreeMap<(BudgetScope, Month), BudgetState>,
 }
 
 impl Projection {
     /// Folds one event, in log order.
     pub(crate) fn fold(&mut self, logged: &LoggedEvent<'_>) {
+        if !matches!(logged.event, Event::BudgetSet { .. }) {
+            let at_ms = logged.event.at_ms();
+            self.latest_event_ms = Some(
+                self.latest_event_ms
+                    .map_or(at_ms, |latest| latest.max(at_ms)),
+            );
+        }
         match logged.event {
             Event::MessageSent {
                 message_id,
@@ -113,8 +130,9 @@ impl Projection {
             } => {
                 let action = self.names.intern(action);
                 let is_click = self.names.is_click(action);
+                let is_upgrade = self.names.is_upgrade(action);
                 self.state_mut(message_id)
-                    .fold_action(action, is_click, at_ms, logged.seq);
+                    .fold_action(action, is_click, is_upgrade, at_ms);
             }
             Event::MessageFailed {
                 message_id, at_ms, ..
@@ -139,7 +157,69 @@ impl Projection {
                     .outcomes
                     .push(index);
             }
+            Event::BudgetSet {
+                scope,
+                month,
+                amount,
+                alert_percent,
+                ..
+            } => {
+                // A later budget for the same scope and month replaces the earlier one.
+                let budget = BudgetState {
+                    amount_micros: amount.micros(),
+                    alert_percent,
+                };
+                self.budgets.insert((scope, month), budget);
+            }
         }
+    }
+
+    /// Every message's state; message id `n` is at index `n - 1`.
+    #[allow(dead_code, reason = "the views of the analytics issue read it")]
+    pub(crate) fn message_states(&self) -> &[MessageState] {
+        &self.messages
+    }
+
+    /// The user's messages as (sent time, index), sorted by sent time then id.
+    #[allow(dead_code, reason = "the views of the analytics issue read it")]
+    pub(crate) fn user_messages(&self, user: UserId) -> &[(i64, u32)] {
+        self.users
+            .get(&user.0)
+            .map_or(&[], |entries| &entries.messages)
+    }
+
+    /// Every outcome, in log order.
+    #[allow(dead_code, reason = "the views of the analytics issue read it")]
+    pub(crate) fn outcome_states(&self) -> &[OutcomeState] {
+        &self.outcomes
+    }
+
+    /// The user's outcomes as indexes into [`Projection::outcome_states`], in log order.
+    #[allow(dead_code, reason = "the views of the analytics issue read it")]
+    pub(crate) fn user_outcomes(&self, user: UserId) -> &[u32] {
+        self.users
+            .get(&user.0)
+            .map_or(&[], |entries| &entries.outcomes)
+    }
+
+    /// The interned names (message types, actions, outcomes).
+    #[allow(dead_code, reason = "the views of the analytics issue read it")]
+    pub(crate) fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// Every budget, by scope and month.
+    #[allow(dead_code, reason = "the views of the analytics issue read it")]
+    pub(crate) fn budgets(&self) -> &BTreeMap<(BudgetScope, Month), BudgetState> {
+        &self.budgets
+    }
+
+    /// The views' "now": the latest own time of any tracking event, or `end` if that is
+    /// earlier; `None` before the first tracking event. Never the wall clock.
+    #[allow(dead_code, reason = "the views of the analytics issue read it")]
+    pub(crate) fn now_ms(&self, end_ms: Option<i64>) -> Option<i64> {
+        let latest = self.latest_event_ms?;
+        Some(end_ms.map_or(latest, |end| end.min(latest)))
     }
 
     fn state_mut(&mut self, id: MessageId) -> &mut MessageState {

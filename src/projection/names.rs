@@ -11,6 +11,7 @@ pub(crate) struct Names {
     ids: IdMap<Box<str>, NameId>,
     names: Vec<Box<str>>,
     clicks: Vec<bool>,
+    upgrades: Vec<bool>,
 }
 
 impl Names {
@@ -22,6 +23,7 @@ impl Names {
         self.ids.insert(name.into(), id);
         self.names.push(name.into());
         self.clicks.push(is_click(name));
+        self.upgrades.push(name.contains("upgrade"));
         id
     }
 
@@ -36,6 +38,11 @@ impl Names {
     /// Whether the name counts as a click.
     pub(crate) fn is_click(&self, id: NameId) -> bool {
         self.clicks[id as usize]
+    }
+
+    /// Whether an action of this name is a conversion (contains "upgrade").
+    pub(crate) fn is_upgrade(&self, id: NameId) -> bool {
+        self.upgrades[id as usize]
     }
 
     pub(crate) fn len(&self) -> usize {

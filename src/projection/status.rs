@@ -29,11 +29,10 @@ impl Earliest {
     }
 }
 
-/// The action with the latest time so far; ties go to the later seq.
+/// The action with the latest time so far; ties go to the one folded later (log order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LatestAction {
     pub at_ms: i64,
-    pub seq: u64,
     pub name: NameId,
 }
 
@@ -47,9 +46,13 @@ pub(crate) struct MessageState {
     pub opened: Earliest,
     pub clicked: Earliest,
     pub failed: Earliest,
+    /// The earliest action of any kind (with the earliest open: the first engagement).
+    pub first_action: Earliest,
     pub latest_action: Option<LatestAction>,
     pub message_type: NameId,
     pub channel: Channel,
+    /// Some action's name contains "upgrade" (a conversion, as the original service counted).
+    pub converted: bool,
 }
 
 impl MessageState {
@@ -68,9 +71,11 @@ impl MessageState {
             opened: Earliest::NONE,
             clicked: Earliest::NONE,
             failed: Earliest::NONE,
+            first_action: Earliest::NONE,
             latest_action: None,
             message_type,
             channel,
+            converted: false,
         }
     }
 
@@ -84,22 +89,39 @@ impl MessageState {
         self.delivered.keep(at_ms);
     }
 
-    /// Any action implies delivery; a click implies an open and sets the click time.
-    pub(crate) fn fold_action(&mut self, action: NameId, is_click: bool, at_ms: i64, seq: u64) {
+    /// Any action implies delivery; a click implies an open and sets the click time. Folds
+    /// come in log order, so on equal times the later action wins.
+    pub(crate) fn fold_action(
+        &mut self,
+        action: NameId,
+        is_click: bool,
+        is_upgrade: bool,
+        at_ms: i64,
+    ) {
         self.delivered.keep(at_ms);
+        self.first_action.keep(at_ms);
+        self.converted |= is_upgrade;
         if is_click {
             self.opened.keep(at_ms);
             self.clicked.keep(at_ms);
         }
-        let later = self
+        if self
             .latest_action
-            .is_none_or(|latest| (at_ms, seq) >= (latest.at_ms, latest.seq));
-        if later {
+            .is_none_or(|latest| at_ms >= latest.at_ms)
+        {
             self.latest_action = Some(LatestAction {
                 at_ms,
-                seq,
                 name: action,
             });
+        }
+    }
+
+    /// The first engagement: the earliest open (a click implies one) or action.
+    #[allow(dead_code, reason = "the views of the analytics issue read it")]
+    pub(crate) fn first_engagement_ms(&self) -> Option<i64> {
+        match (self.opened.get(), self.first_action.get()) {
+            (Some(opened), Some(action)) => Some(opened.min(action)),
+            (opened, action) => opened.or(action),
         }
     }
 

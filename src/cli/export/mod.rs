@@ -309,6 +309,7 @@ impl Selection {
             record.amount_micros = Some(amount.micros());
             return Some(record);
         }
+        // Budgets concern no message: `message_id()` is `None`, so they are never exported.
         let message = self.message(event.message_id()?)?;
         record.user_id = message.user_id;
         record.channel = Some(message.channel);
@@ -317,9 +318,11 @@ impl Selection {
             Event::MessageSent { cost, .. } => record.cost_micros = Some(cost.micros()),
             Event::UserAction { action, .. } => record.action = Some(action),
             Event::MessageFailed { reason, .. } => record.reason = Some(reason),
+            // Outcomes are handled above; budgets are about no message and are not exported.
             Event::MessageDelivered { .. }
             | Event::MessageOpened { .. }
-            | Event::FinancialOutcome { .. } => {}
+            | Event::FinancialOutcome { .. }
+            | Event::BudgetSet { .. } => {}
         }
         Some(record)
     }
