@@ -38,6 +38,7 @@ fn small_segments(sync: SyncPolicy) -> Options {
     Options {
         sync,
         segment_bytes: 512,
+        ..Options::default()
     }
 }
 

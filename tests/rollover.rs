@@ -29,6 +29,7 @@ fn never(segment_bytes: u64) -> Options {
     Options {
         sync: SyncPolicy::Never,
         segment_bytes,
+        ..Options::default()
     }
 }
 

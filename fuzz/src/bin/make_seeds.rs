@@ -15,7 +15,11 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 fn options(segment_bytes: Option<u64>) -> Options {
     let defaults = Options::default();
-    Options { sync: SyncPolicy::Never, segment_bytes: segment_bytes.unwrap_or(defaults.segment_bytes) }
+    Options {
+        sync: SyncPolicy::Never,
+        segment_bytes: segment_bytes.unwrap_or(defaults.segment_bytes),
+        ..defaults
+    }
 }
 
 /// The segment files in a store directory, in name (= first seq) order.
