@@ -101,9 +101,9 @@ impl FromStr for Channel {
     }
 }
 
-/// Which spend a budget covers: every channel together, or one channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Which spend a budget covers: every channel together, or one channel. Written (also in
+/// JSON) as "all" or the channel's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BudgetScope {
     /// All channels together.
     All,
@@ -131,6 +131,24 @@ impl FromStr for BudgetScope {
         text.parse::<Channel>()
             .map(BudgetScope::Channel)
             .map_err(|_| Error::invalid("scope", text, "must be all, sms, email, push or in_app"))
+    }
+}
+
+impl Serialize for BudgetScope {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for BudgetScope {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<BudgetScope, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -45,5 +45,18 @@ pub use event::{
 pub use log::{OpenReport, Options, SyncPolicy};
 pub use message::{FinancialOutcome, Message, Status};
 pub use money::Money;
+pub use projection::channel::{
+    ChannelLine, ChannelPeriod, ChannelReport, ChannelWinner, EffectivenessFilter, Period,
+};
+pub use projection::cost::{
+    BudgetStatus, CostFilter, CostReport, CostSummary, DailySpend, MonthlySpend,
+};
+pub use projection::engagement::{
+    ChannelEngagement, EngagementFilter, MessageTypeEngagement, ResponseTimes, Trend, TrendWindow,
+    UserEngagement,
+};
+pub use projection::impact::{
+    AttributedImpact, AttributionLevel, ChannelImpact, ImpactFilter, ImpactReport, ImpactTotal,
+};
 pub use stats::{CommunicationStats, StatsFilter};
 pub use store::{LOCK_FILE_NAME, Store};

@@ -24,6 +24,10 @@ use crate::log::{OpenReport, Options, SharedLog, SyncPolicy};
 use crate::message::{FinancialOutcome, Message};
 use crate::money::Money;
 use crate::projection::Projection;
+use crate::projection::channel::{ChannelReport, EffectivenessFilter};
+use crate::projection::cost::{CostFilter, CostReport};
+use crate::projection::engagement::{EngagementFilter, UserEngagement};
+use crate::projection::impact::{ImpactFilter, ImpactReport};
 use crate::stats::{CommunicationStats, StatsFilter};
 
 /// Name of the lock file that keeps a second writer out.
@@ -46,7 +50,6 @@ pub const LOCK_FILE_NAME: &str = "LOCK";
 pub struct Store {
     dir: PathBuf,
     /// `Options::attribution_window` in milliseconds.
-    #[allow(dead_code, reason = "the impact view reads it")]
     attribution_window_ms: i64,
     projection: RwLock<Projection>,
     report: OpenReport,
@@ -427,6 +430,104 @@ impl Store {
         self.projection.read().stats(filter)
     }
 
+    // The analytics views (docs/SEMANTICS.md, "Views").
+
+    /// One user's engagement over the messages `filter` selects: received, engaged and ignored
+    /// per channel and message type, when and how fast they engage, the trend of the last 30
+    /// days against the 30 before, and the preferred channel (docs/SEMANTICS.md, "Engagement").
+    /// "now" is the filter's end or the latest tracking event, whichever is earlier.
+    ///
+    /// Cost: the user's messages in the window and in the trend's 60 days (binary search of
+    /// their sorted list), never the whole store.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = commlog::Store::open(dir.path())?;
+    /// use commlog::{Channel, EngagementFilter};
+    /// let message = store.track_message_sent(123, Channel::Email, "weekly_checkin", 0.001)?;
+    /// store.track_message_opened(message.id, None)?;
+    /// let engagement = store.get_user_engagement(123, &EngagementFilter::new())?;
+    /// assert_eq!((engagement.received, engagement.engaged), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_user_engagement(
+        &self,
+        user: impl Into<UserId>,
+        filter: &EngagementFilter,
+    ) -> Result<UserEngagement> {
+        let user = validate_user(user.into())?;
+        filter.validate()?;
+        self.projection.read().engagement(user, filter)
+    }
+
+    /// Per channel and message type, and per channel: sent, delivered, opened, clicked,
+    /// responded and converted counts and rates, cost and cost per message / response /
+    /// conversion, attributed impact, ROI and performance score; the winning channel of each
+    /// message type; with a period, the same per day, ISO week or month (docs/SEMANTICS.md,
+    /// "Channel effectiveness"). Outcomes are credited with `Options::attribution_window`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = commlog::Store::open(dir.path())?;
+    /// use commlog::{Channel, EffectivenessFilter};
+    /// let message = store.track_message_sent(123, Channel::Sms, "low_balance", 0.05)?;
+    /// store.track_user_action(message.id, "viewed_forecast", None)?;
+    /// let report = store.get_channel_effectiveness(&EffectivenessFilter::new())?;
+    /// assert_eq!(report.winners[0].channel, Channel::Sms);
+    /// assert_eq!(report.lines[0].response_rate, 100.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_channel_effectiveness(&self, filter: &EffectivenessFilter) -> Result<ChannelReport> {
+        // The same rules as the stats filter: user ≥ 1, a valid type name, start ≤ end.
+        validate_filter(&StatsFilter {
+            user: filter.user,
+            message_type: filter.message_type.clone(),
+            channel: None,
+            start: filter.start,
+            end: filter.end,
+        })?;
+        self.projection
+            .read()
+            .channel_effectiveness(filter, self.attribution_window_ms)
+    }
+
+    /// Spend per channel × day and × month, per channel and message type, cost per delivered
+    /// message, response and conversion over the messages `filter` selects, and each budget it
+    /// names against its month's spend (docs/SEMANTICS.md, "Cost and budgets").
+    pub fn get_cost_report(&self, filter: &CostFilter) -> Result<CostReport> {
+        filter.validate()?;
+        self.projection.read().cost_report(filter)
+    }
+
+    /// Financial outcomes over `filter` (user, time range), each credited, last touch, to the
+    /// user's message most recently engaged with within `Options::attribution_window` before
+    /// it, else the one most recently delivered in it: totals per outcome, per channel and per
+    /// message type, unattributed, ROI per channel and days since the last communication
+    /// (docs/SEMANTICS.md, "Financial impact"). A channel or type filter keeps the outcomes
+    /// credited to a matching message.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = commlog::Store::open(dir.path())?;
+    /// use chrono::{Duration, TimeZone, Utc};
+    /// use commlog::{Channel, ImpactFilter};
+    /// let sent_at = Utc.with_ymd_and_hms(2025, 1, 1, 9, 0, 0).unwrap();
+    /// let message = store.track_message_sent_at(123, Channel::Sms, "low_balance", 1.0, sent_at)?;
+    /// store.track_message_opened(message.id, Some(sent_at + Duration::minutes(5)))?;
+    /// store.track_financial_outcome_at(123, "overdraft_avoided", 35.0, sent_at + Duration::days(1))?;
+    /// let report = store.get_financial_impact(&ImpactFilter::new())?;
+    /// assert_eq!(report.attributed.engaged.count, 1);
+    /// assert_eq!(report.by_channel[0].roi, Some(34.0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_financial_impact(&self, filter: &ImpactFilter) -> Result<ImpactReport> {
+        // The same rules as the stats filter: user ≥ 1, a valid type name, start ≤ end.
+        validate_filter(&filter.message_filter())?;
+        self.projection
+            .read()
+            .impact(filter, self.attribution_window_ms)
+    }
+
     /// Hands every event appended so far to the OS (survives a crash of this process).
     pub fn flush(&self) -> Result<()> {
         match &self.writer {
@@ -579,6 +680,11 @@ fn validate_options(options: &Options) -> Result<()> {
     Ok(())
 }
 
+/// Tries to take the lock this many times more before reporting it held.
+const LOCK_ATTEMPTS: u32 = 20;
+/// Pause between attempts: at most 20 ms in all, never a hang.
+const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Takes the store's exclusive lock, or says who holds it.
 fn lock_directory(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE_NAME);
@@ -590,7 +696,19 @@ fn lock_directory(dir: &Path) -> Result<File> {
         .mode(FILE_MODE)
         .open(&path)
         .map_err(|source| Error::io(&path, source))?;
-    match file.try_lock() {
+    // A child this process is forking shares the lock's open file until it execs: such a
+    // moment is waited out, briefly, rather than reported as another writer.
+    let mut attempts = 0;
+    let locked = loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if attempts < LOCK_ATTEMPTS => {
+                attempts += 1;
+                std::thread::sleep(LOCK_RETRY_INTERVAL);
+            }
+            locked => break locked,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();

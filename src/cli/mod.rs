@@ -1,9 +1,13 @@
 //! Argument parsing, dispatch, and exit statuses. The library never sees clap; this module never
 //! sees frame bytes.
 
+mod channels;
 mod commands;
+mod costs;
 mod demo;
+mod engagement;
 mod export;
+mod impact;
 mod import;
 mod output;
 
@@ -76,6 +80,40 @@ enum Command {
     /// Import the original service's SQL export (CSV files) into a new or empty store.
     #[command(after_help = "Example:\n  commlog --dir data import --from-sql-export dump/")]
     Import(import::ImportArgs),
+    /// One user's engagement: received, engaged and ignored per channel and message type, when
+    /// and how fast they engage, the 30-day trend and the preferred channel.
+    #[command(
+        after_help = "Example:\n  commlog engagement --user 123\n  commlog --json engagement --user 123 --channel email --start 2025-01-01 --end 2025-03-31"
+    )]
+    Engagement(engagement::EngagementArgs),
+    /// Channel effectiveness per channel and message type, the winning channel of each type,
+    /// and an optional time series (--period).
+    #[command(
+        after_help = "Example:\n  commlog channels --type low_balance --period week --start 2025-01-01 --end 2025-01-31"
+    )]
+    Channels(channels::ChannelsArgs),
+    /// Spend per channel, message type, month and day; cost per delivered message, response
+    /// and conversion; each budget against its month's spend.
+    #[command(
+        after_help = "Example:\n  commlog costs --month 2025-01\n  commlog --json costs --channel sms --start 2025-01-01 --end 2025-01-15"
+    )]
+    Costs(costs::CostsArgs),
+    /// Plan spend: set a month's budget for one channel or all channels.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  commlog budget set --scope all --month 2025-01 --amount 1000 --alert-percent 90"
+    )]
+    Budget(costs::BudgetCommand),
+    /// Financial outcomes credited (last touch) to the messages that led to them; ROI per
+    /// channel.
+    ///
+    /// Outcomes are selected by --user and by their own time (--start, --end); --channel and
+    /// --type keep the outcomes credited to a message of that channel and type. Costs (for ROI)
+    /// are those of the messages the filters select, by sent time.
+    #[command(
+        after_help = "Example:\n  commlog impact --start 2025-01-01 --end 2025-01-31\n  commlog --json impact --channel sms --type low_balance"
+    )]
+    Impact(impact::ImpactArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  commlog completions bash > /etc/bash_completion.d/commlog")]
     Completions {
@@ -257,6 +295,11 @@ pub(crate) fn run() -> ExitCode {
         Command::Info => commands::info(&global),
         Command::Export(args) => export::run(&global, &args),
         Command::Import(args) => import::run(&global, &args),
+        Command::Engagement(args) => engagement::run(&global, &args),
+        Command::Channels(args) => channels::run(&global, &args),
+        Command::Costs(args) => costs::run(&global, &args),
+        Command::Budget(command) => costs::budget(&global, &command),
+        Command::Impact(args) => impact::run(&global, &args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

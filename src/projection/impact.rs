@@ -1,9 +1,23 @@
-//! The financial-impact view: every outcome as recorded.
+//! The financial-impact view: every outcome as recorded, each credited (last touch) to the
+//! message that most plausibly led to it, and the report over a filter
+//! (docs/SEMANTICS.md, "Financial impact").
 
-use crate::event::UserId;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::event::{Channel, UserId};
 use crate::message::{FinancialOutcome, time_from_ms};
 use crate::money::Money;
+use crate::projection::Projection;
 use crate::projection::names::{NameId, Names};
+use crate::projection::status::MessageState;
+use crate::stats::StatsFilter;
+
+/// Milliseconds in a day, for "days since the last communication".
+const DAY_MS: i64 = 86_400_000;
 
 #[derive(Debug, Clone)]
 pub(crate) struct OutcomeState {
@@ -21,5 +35,404 @@ impl OutcomeState {
             amount: Money::from_micros(self.amount_micros),
             at: time_from_ms(self.at_ms),
         }
+    }
+}
+
+/// How an outcome was credited to a message (docs/SEMANTICS.md, "Attribution").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributionLevel {
+    /// To the user's message most recently engaged with (first engagement) in the window.
+    Engaged,
+    /// No engagement in the window: to the message most recently delivered in it.
+    Delivered,
+}
+
+/// The message an outcome is credited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Attribution {
+    /// Index of the message (its id minus one).
+    pub message_index: u32,
+    pub level: AttributionLevel,
+}
+
+impl Projection {
+    /// Credits `outcome`, last touch, to the user's message whose first engagement is the
+    /// latest within `[outcome − window_ms, outcome]` (inclusive); failing that, to the message
+    /// whose delivery is the latest in that window; ties go to the higher id. Candidates are all
+    /// of the user's messages, whatever a query's filter. Depends only on the final state of
+    /// the log, so a late event may re-attribute an outcome.
+    ///
+    /// Cost: the user's messages (a later change indexes them by time).
+    pub(crate) fn attribute(&self, outcome: &OutcomeState, window_ms: i64) -> Option<Attribution> {
+        let window_start_ms = outcome.at_ms.saturating_sub(window_ms);
+        let in_window = |at_ms: i64| window_start_ms <= at_ms && at_ms <= outcome.at_ms;
+        let mut engaged: Option<(i64, u32)> = None;
+        let mut delivered: Option<(i64, u32)> = None;
+        let states = self.message_states();
+        for &(_, index) in self.user_messages(UserId(outcome.user_id)) {
+            let state = &states[index as usize];
+            if let Some(at_ms) = state
+                .first_engagement_ms()
+                .filter(|at_ms| in_window(*at_ms))
+            {
+                engaged = engaged.max(Some((at_ms, index)));
+            }
+            if let Some(at_ms) = state.delivered.get().filter(|at_ms| in_window(*at_ms)) {
+                delivered = delivered.max(Some((at_ms, index)));
+            }
+        }
+        match (engaged, delivered) {
+            (Some((_, message_index)), _) => Some(Attribution {
+                message_index,
+                level: AttributionLevel::Engaged,
+            }),
+            (None, Some((_, message_index))) => Some(Attribution {
+                message_index,
+                level: AttributionLevel::Delivered,
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Which outcomes `Store::get_financial_impact` covers. Every part is optional; an empty filter
+/// covers every outcome.
+///
+/// ```
+/// use commlog::{Channel, ImpactFilter};
+/// let filter = ImpactFilter::new().user(123).channel(Channel::Sms);
+/// assert_eq!(filter.channel, Some(Channel::Sms));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImpactFilter {
+    /// Only this user's outcomes (and messages, for costs).
+    pub user: Option<UserId>,
+    /// Only outcomes credited to a message of this type (and its messages, for costs).
+    pub message_type: Option<String>,
+    /// Only outcomes credited to a message on this channel (and its messages, for costs).
+    pub channel: Option<Channel>,
+    /// Only outcomes at or after this time (messages sent at or after it, for costs).
+    pub start: Option<DateTime<Utc>>,
+    /// Only outcomes at or before this time (messages sent at or before it, for costs).
+    pub end: Option<DateTime<Utc>>,
+}
+
+impl ImpactFilter {
+    /// The empty filter: every outcome.
+    pub fn new() -> ImpactFilter {
+        ImpactFilter::default()
+    }
+
+    /// Only this user.
+    pub fn user(mut self, user: impl Into<UserId>) -> ImpactFilter {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Only outcomes credited to a message of this type.
+    pub fn message_type(mut self, message_type: impl Into<String>) -> ImpactFilter {
+        self.message_type = Some(message_type.into());
+        self
+    }
+
+    /// Only outcomes credited to a message on this channel.
+    pub fn channel(mut self, channel: Channel) -> ImpactFilter {
+        self.channel = Some(channel);
+        self
+    }
+
+    /// Only at or after `start` (inclusive).
+    pub fn start(mut self, start: DateTime<Utc>) -> ImpactFilter {
+        self.start = Some(start);
+        self
+    }
+
+    /// Only at or before `end` (inclusive).
+    pub fn end(mut self, end: DateTime<Utc>) -> ImpactFilter {
+        self.end = Some(end);
+        self
+    }
+
+    /// The same parts as a stats filter: it selects the messages whose cost the ROI counts.
+    pub(crate) fn message_filter(&self) -> StatsFilter {
+        StatsFilter {
+            user: self.user,
+            message_type: self.message_type.clone(),
+            channel: self.channel,
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
+/// A number of outcomes and the exact sum of their amounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImpactTotal {
+    /// Outcomes.
+    pub count: u64,
+    /// Exact sum of their amounts (negative amounts are losses).
+    pub amount: Money,
+}
+
+/// Outcomes credited to messages, in all and by attribution level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AttributedImpact {
+    /// Outcomes credited (engaged + delivered).
+    pub count: u64,
+    /// Exact sum of their amounts.
+    pub amount: Money,
+    /// Those credited at level engaged.
+    pub engaged: ImpactTotal,
+    /// Those credited at level delivered.
+    pub delivered: ImpactTotal,
+}
+
+/// One channel's credited outcomes, the cost of its messages, and the return on that cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelImpact {
+    /// The channel.
+    pub channel: Channel,
+    /// Outcomes credited to its messages.
+    pub attributed: AttributedImpact,
+    /// Exact sum of the costs of its messages the filter selects (sent in [start, end]).
+    pub cost: Money,
+    /// (attributed.amount − cost) ÷ cost, a ratio (1.0 = +100 %); `None` when cost is 0.
+    pub roi: Option<f64>,
+}
+
+/// The financial-impact report over the outcomes an [`ImpactFilter`] selects
+/// (docs/SEMANTICS.md, "Financial impact").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImpactReport {
+    /// Outcomes selected, and the exact sum of their amounts.
+    pub outcomes: ImpactTotal,
+    /// The selected outcomes per outcome name, non-zero counts only.
+    pub by_outcome: BTreeMap<String, ImpactTotal>,
+    /// Those credited to a message.
+    pub attributed: AttributedImpact,
+    /// Those credited to no message (always 0 with a channel or type filter).
+    pub unattributed: ImpactTotal,
+    /// Credited outcomes, cost and ROI per channel, in [`Channel::ALL`] order (only the
+    /// filter's channel when it has one).
+    pub by_channel: Vec<ChannelImpact>,
+    /// Credited outcomes per message type of the credited message, non-zero counts only.
+    pub by_message_type: BTreeMap<String, AttributedImpact>,
+    /// Selected outcomes with a message of the user sent at or before them.
+    pub outcomes_after_communication: u64,
+    /// Mean over those of (outcome time − latest such sent_at), in days; `None` if none.
+    pub mean_days_since_last_communication: Option<f64>,
+}
+
+/// Return on cost as a ratio, (impact − cost) ÷ cost; `None` when the cost is 0.
+pub(crate) fn return_on_cost(impact_micros: i128, cost_micros: i128) -> Option<f64> {
+    (cost_micros != 0).then(|| (impact_micros - cost_micros) as f64 / cost_micros as f64)
+}
+
+/// `micros` as money, or `Error::Overflow` naming `field`.
+fn money(field: &'static str, micros: i128) -> Result<Money> {
+    i64::try_from(micros)
+        .map(Money::from_micros)
+        .map_err(|_| Error::Overflow { field })
+}
+
+/// A running count and exact sum.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sum {
+    count: u64,
+    micros: i128,
+}
+
+impl Sum {
+    fn add(&mut self, micros: i64) {
+        self.count += 1;
+        self.micros += i128::from(micros);
+    }
+
+    fn finish(self, field: &'static str) -> Result<ImpactTotal> {
+        Ok(ImpactTotal {
+            count: self.count,
+            amount: money(field, self.micros)?,
+        })
+    }
+}
+
+/// Running sums of credited outcomes, by level.
+#[derive(Debug, Clone, Copy, Default)]
+struct AttributedSum {
+    engaged: Sum,
+    delivered: Sum,
+}
+
+impl AttributedSum {
+    fn add(&mut self, level: AttributionLevel, micros: i64) {
+        match level {
+            AttributionLevel::Engaged => self.engaged.add(micros),
+            AttributionLevel::Delivered => self.delivered.add(micros),
+        }
+    }
+
+    fn micros(&self) -> i128 {
+        self.engaged.micros + self.delivered.micros
+    }
+
+    fn finish(self, field: &'static str) -> Result<AttributedImpact> {
+        Ok(AttributedImpact {
+            count: self.engaged.count + self.delivered.count,
+            amount: money(field, self.micros())?,
+            engaged: self.engaged.finish(field)?,
+            delivered: self.delivered.finish(field)?,
+        })
+    }
+}
+
+/// Running sums of the impact report.
+#[derive(Debug, Default)]
+struct ImpactTally {
+    outcomes: Sum,
+    by_outcome: BTreeMap<NameId, Sum>,
+    attributed: AttributedSum,
+    unattributed: Sum,
+    by_channel: [AttributedSum; Channel::ALL.len()],
+    by_message_type: BTreeMap<NameId, AttributedSum>,
+    cost_micros: [i128; Channel::ALL.len()],
+    gap_count: u64,
+    gap_ms: i128,
+}
+
+impl ImpactTally {
+    fn add_outcome(
+        &mut self,
+        outcome: &OutcomeState,
+        credited: Option<(AttributionLevel, &MessageState)>,
+        last_sent_ms: Option<i64>,
+    ) {
+        let micros = outcome.amount_micros;
+        self.outcomes.add(micros);
+        self.by_outcome
+            .entry(outcome.outcome)
+            .or_default()
+            .add(micros);
+        match credited {
+            Some((level, message)) => {
+                self.attributed.add(level, micros);
+                self.by_channel[message.channel.index()].add(level, micros);
+                self.by_message_type
+                    .entry(message.message_type)
+                    .or_default()
+                    .add(level, micros);
+            }
+            None => self.unattributed.add(micros),
+        }
+        if let Some(sent_ms) = last_sent_ms {
+            debug_assert!(sent_ms <= outcome.at_ms);
+            self.gap_count += 1;
+            self.gap_ms += i128::from(outcome.at_ms) - i128::from(sent_ms);
+        }
+    }
+
+    fn finish(self, names: &Names, channel_filter: Option<Channel>) -> Result<ImpactReport> {
+        let by_outcome = self
+            .by_outcome
+            .into_iter()
+            .map(|(name, sum)| Ok((names.name(name).to_string(), sum.finish("by_outcome")?)))
+            .collect::<Result<_>>()?;
+        let by_channel = Channel::ALL
+            .into_iter()
+            .filter(|channel| channel_filter.is_none_or(|only| only == *channel))
+            .map(|channel| {
+                let attributed = self.by_channel[channel.index()];
+                let cost_micros = self.cost_micros[channel.index()];
+                Ok(ChannelImpact {
+                    channel,
+                    attributed: attributed.finish("by_channel")?,
+                    cost: money("cost", cost_micros)?,
+                    roi: return_on_cost(attributed.micros(), cost_micros),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let by_message_type = self
+            .by_message_type
+            .into_iter()
+            .map(|(name, sum)| {
+                let impact = sum.finish("by_message_type")?;
+                Ok((names.name(name).to_string(), impact))
+            })
+            .collect::<Result<_>>()?;
+        Ok(ImpactReport {
+            outcomes: self.outcomes.finish("total_impact")?,
+            by_outcome,
+            attributed: self.attributed.finish("attributed")?,
+            unattributed: self.unattributed.finish("unattributed")?,
+            by_channel,
+            by_message_type,
+            outcomes_after_communication: self.gap_count,
+            mean_days_since_last_communication: (self.gap_count > 0)
+                .then(|| self.gap_ms as f64 / self.gap_count as f64 / DAY_MS as f64),
+        })
+    }
+}
+
+impl Projection {
+    /// The financial-impact report over the outcomes `filter` selects, each credited by
+    /// [`Projection::attribute`] with `window_ms` (docs/SEMANTICS.md, "Financial impact").
+    ///
+    /// Cost: for each selected outcome, its attribution (the user's messages) and a binary
+    /// search of the user's messages for the last one sent; plus the messages the filter
+    /// selects for costs (the user's messages in [start, end] with a user filter, else all).
+    /// Outcomes are visited from the user's list with a user filter, else all of them.
+    pub(crate) fn impact(&self, filter: &ImpactFilter, window_ms: i64) -> Result<ImpactReport> {
+        let start_ms = filter
+            .start
+            .map_or(i64::MIN, |start| start.timestamp_millis());
+        let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
+        // A type never tracked is the type of no message: it keeps no outcome.
+        let type_filter: Option<Option<NameId>> = filter
+            .message_type
+            .as_deref()
+            .map(|name| self.names().get(name));
+        let credit_filtered = filter.message_type.is_some() || filter.channel.is_some();
+        let matches = |message: &MessageState| {
+            type_filter.is_none_or(|id| id == Some(message.message_type))
+                && filter
+                    .channel
+                    .is_none_or(|channel| channel == message.channel)
+        };
+        let states = self.message_states();
+        let mut tally = ImpactTally::default();
+        let mut visit = |outcome: &OutcomeState| {
+            if outcome.at_ms < start_ms || outcome.at_ms > end_ms {
+                return;
+            }
+            let credited = self.attribute(outcome, window_ms).map(|attribution| {
+                let message = &states[attribution.message_index as usize];
+                (attribution.level, message)
+            });
+            // A channel or type filter keeps the outcomes credited to a matching message.
+            if credit_filtered && !credited.is_some_and(|(_, message)| matches(message)) {
+                return;
+            }
+            tally.add_outcome(outcome, credited, self.last_sent_ms(outcome));
+        };
+        let outcomes = self.outcome_states();
+        match filter.user {
+            Some(user) => self
+                .user_outcomes(user)
+                .iter()
+                .for_each(|&index| visit(&outcomes[index as usize])),
+            None => outcomes.iter().for_each(visit),
+        }
+        self.for_each_selected(&filter.message_filter(), |_, message| {
+            tally.cost_micros[message.channel.index()] += i128::from(message.cost_micros);
+        });
+        tally.finish(self.names(), filter.channel)
+    }
+
+    /// The latest sent time of the outcome's user's messages sent at or before it.
+    fn last_sent_ms(&self, outcome: &OutcomeState) -> Option<i64> {
+        let messages = self.user_messages(UserId(outcome.user_id));
+        // Sorted by sent time: the ones at or before the outcome come first.
+        let count = messages.partition_point(|(sent_ms, _)| *sent_ms <= outcome.at_ms);
+        count.checked_sub(1).map(|last| messages[last].0)
     }
 }

@@ -1,6 +1,9 @@
 //! Views folded from the events, and the queries they answer. Views never read the clock:
 //! everything here is a function of the events folded so far, in log order.
 
+pub(crate) mod channel;
+pub(crate) mod cost;
+pub(crate) mod engagement;
 pub(crate) mod impact;
 pub(crate) mod names;
 pub(crate) mod status;
@@ -175,13 +178,11 @@ impl Projection {
     }
 
     /// Every message's state; message id `n` is at index `n - 1`.
-    #[allow(dead_code, reason = "the views of the analytics issue read it")]
     pub(crate) fn message_states(&self) -> &[MessageState] {
         &self.messages
     }
 
     /// The user's messages as (sent time, index), sorted by sent time then id.
-    #[allow(dead_code, reason = "the views of the analytics issue read it")]
     pub(crate) fn user_messages(&self, user: UserId) -> &[(i64, u32)] {
         self.users
             .get(&user.0)
@@ -189,13 +190,11 @@ impl Projection {
     }
 
     /// Every outcome, in log order.
-    #[allow(dead_code, reason = "the views of the analytics issue read it")]
     pub(crate) fn outcome_states(&self) -> &[OutcomeState] {
         &self.outcomes
     }
 
     /// The user's outcomes as indexes into [`Projection::outcome_states`], in log order.
-    #[allow(dead_code, reason = "the views of the analytics issue read it")]
     pub(crate) fn user_outcomes(&self, user: UserId) -> &[u32] {
         self.users
             .get(&user.0)
@@ -203,20 +202,17 @@ impl Projection {
     }
 
     /// The interned names (message types, actions, outcomes).
-    #[allow(dead_code, reason = "the views of the analytics issue read it")]
     pub(crate) fn names(&self) -> &Names {
         &self.names
     }
 
     /// Every budget, by scope and month.
-    #[allow(dead_code, reason = "the views of the analytics issue read it")]
     pub(crate) fn budgets(&self) -> &BTreeMap<(BudgetScope, Month), BudgetState> {
         &self.budgets
     }
 
     /// The views' "now": the latest own time of any tracking event, or `end` if that is
     /// earlier; `None` before the first tracking event. Never the wall clock.
-    #[allow(dead_code, reason = "the views of the analytics issue read it")]
     pub(crate) fn now_ms(&self, end_ms: Option<i64>) -> Option<i64> {
         let latest = self.latest_event_ms?;
         Some(end_ms.map_or(latest, |end| end.min(latest)))

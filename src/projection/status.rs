@@ -117,7 +117,6 @@ impl MessageState {
     }
 
     /// The first engagement: the earliest open (a click implies one) or action.
-    #[allow(dead_code, reason = "the views of the analytics issue read it")]
     pub(crate) fn first_engagement_ms(&self) -> Option<i64> {
         match (self.opened.get(), self.first_action.get()) {
             (Some(opened), Some(action)) => Some(opened.min(action)),

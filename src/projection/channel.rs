@@ -1,0 +1,600 @@
+//! The channel-effectiveness view: per channel and message type, how the messages fared, what
+//! they cost, the outcomes credited to them, and which channel wins each message type.
+//!
+//! Computed at query time from the status view; nothing is kept between queries.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::event::{Channel, UserId};
+use crate::money::Money;
+use crate::projection::Projection;
+use crate::projection::names::{NameId, Names};
+use crate::projection::status::MessageState;
+use crate::stats::{divide_rounded, percent};
+
+/// The length of one step of a time series, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    /// A calendar day from 00:00.
+    Day,
+    /// An ISO week, from Monday 00:00.
+    Week,
+    /// A calendar month, from the 1st at 00:00.
+    Month,
+}
+
+impl Period {
+    /// The first date of the period that holds the instant `at_ms` (its label).
+    pub(crate) fn start_date(self, at_ms: i64) -> NaiveDate {
+        let date = DateTime::from_timestamp_millis(at_ms)
+            .expect("times come from DateTime<Utc>")
+            .date_naive();
+        match self {
+            Period::Day => date,
+            // Only the first days of chrono's range have no Monday before them.
+            Period::Week => date
+                .checked_sub_days(Days::new(u64::from(date.weekday().num_days_from_monday())))
+                .unwrap_or(NaiveDate::MIN),
+            Period::Month => date.with_day(1).expect("every month has a 1st"),
+        }
+    }
+}
+
+/// Which messages and outcomes `Store::get_channel_effectiveness` covers, and whether it adds
+/// a time series. Every part is optional; an empty filter covers everything.
+///
+/// ```
+/// use commlog::{EffectivenessFilter, Period};
+/// let filter = EffectivenessFilter::new().message_type("low_balance").period(Period::Week);
+/// assert_eq!(filter.period, Some(Period::Week));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EffectivenessFilter {
+    /// Only this user's messages and outcomes.
+    pub user: Option<UserId>,
+    /// Only messages of this type (and outcomes credited to them).
+    pub message_type: Option<String>,
+    /// Only messages sent (outcomes happened) at or after this time.
+    pub start: Option<DateTime<Utc>>,
+    /// Only messages sent (outcomes happened) at or before this time.
+    pub end: Option<DateTime<Utc>>,
+    /// Also break the report down by this period.
+    pub period: Option<Period>,
+}
+
+impl EffectivenessFilter {
+    /// The empty filter: everything, no time series.
+    pub fn new() -> EffectivenessFilter {
+        EffectivenessFilter::default()
+    }
+
+    /// Only this user.
+    pub fn user(mut self, user: impl Into<UserId>) -> EffectivenessFilter {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Only this message type.
+    pub fn message_type(mut self, message_type: impl Into<String>) -> EffectivenessFilter {
+        self.message_type = Some(message_type.into());
+        self
+    }
+
+    /// Only at or after `start` (inclusive).
+    pub fn start(mut self, start: DateTime<Utc>) -> EffectivenessFilter {
+        self.start = Some(start);
+        self
+    }
+
+    /// Only at or before `end` (inclusive).
+    pub fn end(mut self, end: DateTime<Utc>) -> EffectivenessFilter {
+        self.end = Some(end);
+        self
+    }
+
+    /// Add a time series by `period`.
+    pub fn period(mut self, period: Period) -> EffectivenessFilter {
+        self.period = Some(period);
+        self
+    }
+}
+
+/// How one channel (and message type) performed. Rates are percent, 0.0 when their
+/// denominator is 0; money quotients are rounded to the micro, halves away from zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelLine {
+    /// The channel.
+    pub channel: Channel,
+    /// The message type; `None` on a channel's overall line.
+    pub message_type: Option<String>,
+    /// Messages sent.
+    pub sent: u64,
+    /// Of them, delivered or further.
+    pub delivered: u64,
+    /// Opened or further.
+    pub opened: u64,
+    /// Clicked.
+    pub clicked: u64,
+    /// With any user action.
+    pub responded: u64,
+    /// With an action whose name contains "upgrade".
+    pub converted: u64,
+    /// delivered / sent, percent.
+    pub delivery_rate: f64,
+    /// opened / delivered, percent.
+    pub open_rate: f64,
+    /// clicked / opened, percent.
+    pub click_rate: f64,
+    /// responded / delivered, percent.
+    pub response_rate: f64,
+    /// converted / delivered, percent.
+    pub conversion_rate: f64,
+    /// Exact sum of the messages' costs.
+    pub total_cost: Money,
+    /// total_cost / sent; `None` when nothing was sent.
+    pub cost_per_message: Option<Money>,
+    /// total_cost / responded; `None` when nothing was responded to.
+    pub cost_per_response: Option<Money>,
+    /// total_cost / converted; `None` when nothing converted.
+    pub cost_per_conversion: Option<Money>,
+    /// Outcomes credited (last touch) to a message of this line.
+    pub attributed_outcomes: u64,
+    /// Exact sum of their amounts.
+    pub attributed_impact: Money,
+    /// (attributed_impact − total_cost) / total_cost, a ratio (1.0 = +100 %); `None` at cost 0.
+    pub roi: Option<f64>,
+    /// 0.2·delivery + 0.2·open + 0.3·response + 0.3·conversion rate.
+    pub performance_score: f64,
+}
+
+/// The best channel for one message type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelWinner {
+    /// The message type.
+    pub message_type: String,
+    /// The channel with the highest performance score for it.
+    pub channel: Channel,
+    /// That channel's score for the type.
+    pub performance_score: f64,
+    /// That channel's cost per response for the type (the first tie-break).
+    pub cost_per_response: Option<Money>,
+}
+
+/// The report narrowed to one period of the time series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelPeriod {
+    /// The period's first date (UTC), its label.
+    pub start: NaiveDate,
+    /// Per channel and message type, in channel order then type name.
+    pub lines: Vec<ChannelLine>,
+    /// Per channel, all message types together, in channel order.
+    pub channels: Vec<ChannelLine>,
+    /// Per message type, the winning channel, by type name.
+    pub winners: Vec<ChannelWinner>,
+}
+
+/// What `Store::get_channel_effectiveness` answers (docs/SEMANTICS.md, "Channel
+/// effectiveness").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelReport {
+    /// The filter's period, if any.
+    pub period: Option<Period>,
+    /// Per channel and message type, in channel order then type name.
+    pub lines: Vec<ChannelLine>,
+    /// Per channel, all message types together, in channel order.
+    pub channels: Vec<ChannelLine>,
+    /// Per message type, the winning channel, by type name.
+    pub winners: Vec<ChannelWinner>,
+    /// With a period: each period that holds a selected message, oldest first.
+    pub periods: Vec<ChannelPeriod>,
+}
+
+impl Projection {
+    /// The channel-effectiveness report for `filter`, crediting outcomes with an attribution
+    /// window of `window_ms` (docs/SEMANTICS.md, "Channel effectiveness").
+    ///
+    /// Cost: the messages it visits (a user's messages in the range with a user filter, else
+    /// every message) plus, for each outcome it visits (the user's, else all), one attribution
+    /// over that user's messages; then a sort of the lines. No wall clock.
+    pub(crate) fn channel_effectiveness(
+        &self,
+        filter: &EffectivenessFilter,
+        window_ms: i64,
+    ) -> Result<ChannelReport> {
+        let start_ms = filter
+            .start
+            .map_or(i64::MIN, |start| start.timestamp_millis());
+        let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
+        let names = self.names();
+        // A type never tracked selects no message and is credited no outcome.
+        let type_filter: Option<NameId> = match filter.message_type.as_deref() {
+            Some(name) => match names.get(name) {
+                Some(id) => Some(id),
+                None => {
+                    return Ok(ChannelReport {
+                        period: filter.period,
+                        ..ChannelReport::default()
+                    });
+                }
+            },
+            None => None,
+        };
+        let type_matches =
+            |state: &MessageState| type_filter.is_none_or(|id| id == state.message_type);
+
+        let mut overall = Breakdown::default();
+        let mut periods: BTreeMap<NaiveDate, Breakdown> = BTreeMap::new();
+        let states = self.message_states();
+        let mut add_message = |state: &MessageState| {
+            if !type_matches(state) || state.sent_ms < start_ms || state.sent_ms > end_ms {
+                return;
+            }
+            overall.add_message(state);
+            if let Some(period) = filter.period {
+                let start = period.start_date(state.sent_ms);
+                periods.entry(start).or_default().add_message(state);
+            }
+        };
+        match filter.user {
+            Some(user) => {
+                let messages = self.user_messages(user);
+                // The user's list is sorted by sent time: only the range is visited.
+                let first = messages.partition_point(|(sent_ms, _)| *sent_ms < start_ms);
+                for &(sent_ms, index) in &messages[first..] {
+                    if sent_ms > end_ms {
+                        break;
+                    }
+                    add_message(&states[index as usize]);
+                }
+            }
+            None => states.iter().for_each(&mut add_message),
+        }
+
+        let outcomes = self.outcome_states();
+        let mut credit = |index: u32| {
+            let outcome = &outcomes[index as usize];
+            if outcome.at_ms < start_ms || outcome.at_ms > end_ms {
+                return;
+            }
+            let Some(attribution) = self.attribute(outcome, window_ms) else {
+                return;
+            };
+            let message = &states[attribution.message_index as usize];
+            if !type_matches(message) {
+                return;
+            }
+            overall.add_outcome(message, outcome.amount_micros);
+            if let Some(period) = filter.period {
+                let start = period.start_date(outcome.at_ms);
+                periods
+                    .entry(start)
+                    .or_default()
+                    .add_outcome(message, outcome.amount_micros);
+            }
+        };
+        match filter.user {
+            Some(user) => self
+                .user_outcomes(user)
+                .iter()
+                .for_each(|&index| credit(index)),
+            None => (0..outcomes.len()).for_each(|index| credit(index as u32)),
+        }
+
+        let (lines, channels, winners) = overall.finish(names)?;
+        let mut period_reports = Vec::new();
+        // Only periods with a selected message appear, as in every view's time series.
+        for (start, breakdown) in periods {
+            if breakdown.message_count == 0 {
+                continue;
+            }
+            let (lines, channels, winners) = breakdown.finish(names)?;
+            period_reports.push(ChannelPeriod {
+                start,
+                lines,
+                channels,
+                winners,
+            });
+        }
+        Ok(ChannelReport {
+            period: filter.period,
+            lines,
+            channels,
+            winners,
+            periods: period_reports,
+        })
+    }
+}
+
+/// Running counts of one line.
+#[derive(Debug, Default)]
+struct LineTally {
+    sent: u64,
+    delivered: u64,
+    opened: u64,
+    clicked: u64,
+    responded: u64,
+    converted: u64,
+    cost_micros: i128,
+    attributed_outcomes: u64,
+    attributed_micros: i128,
+}
+
+impl LineTally {
+    fn add_message(&mut self, state: &MessageState) {
+        self.sent += 1;
+        self.delivered += u64::from(state.delivered.is_some());
+        self.opened += u64::from(state.opened.is_some());
+        self.clicked += u64::from(state.clicked.is_some());
+        self.responded += u64::from(state.first_action.is_some());
+        self.converted += u64::from(state.converted);
+        self.cost_micros += i128::from(state.cost_micros);
+    }
+
+    fn merge(&mut self, other: &LineTally) {
+        self.sent += other.sent;
+        self.delivered += other.delivered;
+        self.opened += other.opened;
+        self.clicked += other.clicked;
+        self.responded += other.responded;
+        self.converted += other.converted;
+        self.cost_micros += other.cost_micros;
+        self.attributed_outcomes += other.attributed_outcomes;
+        self.attributed_micros += other.attributed_micros;
+    }
+
+    /// The performance score as an exact fraction (numerator, denominator) of the score ÷ 10:
+    /// 2·delivered/sent + (2·opened + 3·responded + 3·converted)/delivered.
+    fn score_fraction(&self) -> (u128, u128) {
+        if self.sent == 0 || self.delivered == 0 {
+            return (0, 1);
+        }
+        let sent = u128::from(self.sent);
+        let delivered = u128::from(self.delivered);
+        let engaged = 2 * u128::from(self.opened)
+            + 3 * u128::from(self.responded)
+            + 3 * u128::from(self.converted);
+        (2 * delivered * delivered + engaged * sent, sent * delivered)
+    }
+
+    /// total cost / responded as an exact fraction; `None` without a response.
+    fn cost_per_response_fraction(&self) -> Option<(u128, u128)> {
+        let cost = u128::try_from(self.cost_micros).expect("costs are never negative");
+        (self.responded > 0).then(|| (cost, u128::from(self.responded)))
+    }
+
+    fn to_line(&self, channel: Channel, message_type: Option<&str>) -> Result<ChannelLine> {
+        let money = |field: &'static str, micros: i128| {
+            i64::try_from(micros)
+                .map(Money::from_micros)
+                .map_err(|_| Error::Overflow { field })
+        };
+        let total_cost = money("total_cost", self.cost_micros)?;
+        let attributed_impact = money("attributed_impact", self.attributed_micros)?;
+        // A quotient of non-negative costs by a count ≥ 1 is at most the total: it fits.
+        let quotient = |count: u64| {
+            (count > 0).then(|| {
+                Money::from_micros(
+                    i64::try_from(divide_rounded(self.cost_micros, count))
+                        .expect("at most the total cost"),
+                )
+            })
+        };
+        let delivery_rate = percent(self.delivered, self.sent);
+        let open_rate = percent(self.opened, self.delivered);
+        let click_rate = percent(self.clicked, self.opened);
+        let response_rate = percent(self.responded, self.delivered);
+        let conversion_rate = percent(self.converted, self.delivered);
+        Ok(ChannelLine {
+            channel,
+            message_type: message_type.map(str::to_string),
+            sent: self.sent,
+            delivered: self.delivered,
+            opened: self.opened,
+            clicked: self.clicked,
+            responded: self.responded,
+            converted: self.converted,
+            delivery_rate,
+            open_rate,
+            click_rate,
+            response_rate,
+            conversion_rate,
+            total_cost,
+            cost_per_message: quotient(self.sent),
+            cost_per_response: quotient(self.responded),
+            cost_per_conversion: quotient(self.converted),
+            attributed_outcomes: self.attributed_outcomes,
+            attributed_impact,
+            roi: (self.cost_micros != 0).then(|| {
+                (self.attributed_micros - self.cost_micros) as f64 / self.cost_micros as f64
+            }),
+            performance_score: 0.2 * delivery_rate
+                + 0.2 * open_rate
+                + 0.3 * response_rate
+                + 0.3 * conversion_rate,
+        })
+    }
+}
+
+/// The tallies of one range (the whole filter, or one period), by (channel, message type).
+#[derive(Debug, Default)]
+struct Breakdown {
+    lines: BTreeMap<(Channel, NameId), LineTally>,
+    /// Messages added (a period without one is left out).
+    message_count: u64,
+}
+
+impl Breakdown {
+    fn add_message(&mut self, state: &MessageState) {
+        self.message_count += 1;
+        self.lines
+            .entry((state.channel, state.message_type))
+            .or_default()
+            .add_message(state);
+    }
+
+    /// Credits an outcome of `amount_micros` to the line of `message`.
+    fn add_outcome(&mut self, message: &MessageState, amount_micros: i64) {
+        let line = self
+            .lines
+            .entry((message.channel, message.message_type))
+            .or_default();
+        line.attributed_outcomes += 1;
+        line.attributed_micros += i128::from(amount_micros);
+    }
+
+    /// The lines by channel and type name, the channel totals, and the winner of each type.
+    fn finish(
+        self,
+        names: &Names,
+    ) -> Result<(Vec<ChannelLine>, Vec<ChannelLine>, Vec<ChannelWinner>)> {
+        let mut tallies: Vec<(Channel, &str, LineTally)> = self
+            .lines
+            .into_iter()
+            .map(|((channel, type_id), tally)| (channel, names.name(type_id), tally))
+            .collect();
+        tallies.sort_by(|left, right| (left.0, left.1).cmp(&(right.0, right.1)));
+
+        let mut totals: BTreeMap<Channel, LineTally> = BTreeMap::new();
+        let mut lines = Vec::with_capacity(tallies.len());
+        for (channel, message_type, tally) in &tallies {
+            totals.entry(*channel).or_default().merge(tally);
+            lines.push(tally.to_line(*channel, Some(message_type))?);
+        }
+        let channels = totals
+            .iter()
+            .map(|(channel, tally)| tally.to_line(*channel, None))
+            .collect::<Result<Vec<_>>>()?;
+
+        // The best line of each type; only lines with a message sent compete.
+        let mut best: BTreeMap<&str, (usize, &LineTally)> = BTreeMap::new();
+        for (position, (_, message_type, tally)) in tallies.iter().enumerate() {
+            if tally.sent == 0 {
+                continue;
+            }
+            let replace = best
+                .get(message_type)
+                .is_none_or(|(_, champion)| ranks_before(tally, champion));
+            if replace {
+                best.insert(message_type, (position, tally));
+            }
+        }
+        let winners = best
+            .into_iter()
+            .map(|(message_type, (position, _))| {
+                let line = &lines[position];
+                ChannelWinner {
+                    message_type: message_type.to_string(),
+                    channel: line.channel,
+                    performance_score: line.performance_score,
+                    cost_per_response: line.cost_per_response,
+                }
+            })
+            .collect();
+        Ok((lines, channels, winners))
+    }
+}
+
+/// Whether `challenger` beats `champion` of the same type: a higher score, else a lower cost
+/// per response (none ranks last). Lines come in channel order, so on a full tie the champion,
+/// the earlier channel, stays.
+fn ranks_before(challenger: &LineTally, champion: &LineTally) -> bool {
+    let by_score = compare_fractions(challenger.score_fraction(), champion.score_fraction());
+    let by_cost = match (
+        challenger.cost_per_response_fraction(),
+        champion.cost_per_response_fraction(),
+    ) {
+        (Some(challenger), Some(champion)) => compare_fractions(champion, challenger),
+        (Some(_), None) => Ordering::Greater,
+        (None, Some(_)) => Ordering::Less,
+        (None, None) => Ordering::Equal,
+    };
+    by_score.then(by_cost) == Ordering::Greater
+}
+
+/// Compares `a.0 / a.1` with `b.0 / b.1` (denominators ≥ 1) exactly. Cross products could
+/// overflow u128 at the extremes, so this expands both as continued fractions instead: equal
+/// integer parts move the comparison to the reciprocals of the remainders, reversed.
+fn compare_fractions(mut a: (u128, u128), mut b: (u128, u128)) -> Ordering {
+    assert!(a.1 > 0 && b.1 > 0, "denominators are at least 1");
+    let mut reversed = false;
+    loop {
+        let (a_whole, a_rest) = (a.0 / a.1, a.0 % a.1);
+        let (b_whole, b_rest) = (b.0 / b.1, b.0 % b.1);
+        let order = match (a_whole.cmp(&b_whole), a_rest, b_rest) {
+            (Ordering::Equal, 0, 0) => Ordering::Equal,
+            (Ordering::Equal, 0, _) => Ordering::Less,
+            (Ordering::Equal, _, 0) => Ordering::Greater,
+            (Ordering::Equal, _, _) => {
+                a = (a.1, a_rest);
+                b = (b.1, b_rest);
+                reversed = !reversed;
+                continue;
+            }
+            (order, _, _) => order,
+        };
+        return if reversed { order.reverse() } else { order };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractions_compare_exactly_even_where_cross_products_overflow() {
+        let big = u128::MAX / 3;
+        assert_eq!(compare_fractions((1, 3), (2, 6)), Ordering::Equal);
+        assert_eq!(compare_fractions((1, 3), (1, 2)), Ordering::Less);
+        assert_eq!(compare_fractions((7, 2), (10, 3)), Ordering::Greater);
+        assert_eq!(compare_fractions((0, 5), (0, 1)), Ordering::Equal);
+        assert_eq!(
+            compare_fractions((big, big - 1), (big - 1, big - 2)),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_fractions((big, big), (u128::MAX, u128::MAX)),
+            Ordering::Equal
+        );
+    }
+
+    #[test]
+    fn periods_start_at_midnight_monday_and_the_first() {
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .timestamp_millis()
+        };
+        let date = |text: &str| text.parse::<NaiveDate>().unwrap();
+        // 2025-03-02 is a Sunday; 2025-03-03 a Monday.
+        assert_eq!(
+            Period::Day.start_date(at("2025-03-02T23:59:59.999Z")),
+            date("2025-03-02")
+        );
+        assert_eq!(
+            Period::Week.start_date(at("2025-03-02T23:59:59.999Z")),
+            date("2025-02-24")
+        );
+        assert_eq!(
+            Period::Week.start_date(at("2025-03-03T00:00:00Z")),
+            date("2025-03-03")
+        );
+        assert_eq!(
+            Period::Month.start_date(at("2025-03-31T23:59:59.999Z")),
+            date("2025-03-01")
+        );
+        assert_eq!(
+            Period::Month.start_date(at("1969-12-31T23:59:59.999Z")),
+            date("1969-12-01")
+        );
+        assert_eq!(
+            Period::Week.start_date(at("1970-01-01T00:00:00Z")),
+            date("1969-12-29")
+        );
+    }
+}
