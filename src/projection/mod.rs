@@ -6,10 +6,12 @@ pub(crate) mod cost;
 pub(crate) mod engagement;
 pub(crate) mod impact;
 pub(crate) mod names;
+pub(crate) mod rollup;
 pub(crate) mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::event::{BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId};
@@ -17,7 +19,8 @@ use crate::message::{FinancialOutcome, Message, Status};
 use crate::money::Money;
 use crate::stats::{CommunicationStats, StatsFilter, divide_rounded, percent};
 use impact::OutcomeState;
-use names::Names;
+use names::{NameId, Names};
+use rollup::{OutcomeRollup, RangeVisitor, Rollup, SlotCounts, SlotFilter};
 use status::MessageState;
 
 /// Per user: (sent time, index) of each message, sorted, and indexes of the outcomes. The sent
@@ -74,6 +77,10 @@ pub(crate) struct Projection {
     /// The latest own time of any tracking event (budgets excluded): the views' "now".
     latest_event_ms: Option<i64>,
     budgets: BTreeMap<(BudgetScope, Month), BudgetState>,
+    /// Time-bucketed counts for stats over all users; built on first use, then kept current.
+    rollup: OnceLock<Rollup>,
+    /// The same for outcomes.
+    outcome_rollup: OnceLock<OutcomeRollup>,
 }
 
 impl Projection {
@@ -119,12 +126,15 @@ impl Projection {
                     let position = entries.messages.partition_point(|other| *other < key);
                     entries.messages.insert(position, key);
                 }
+                if let Some(rollup) = self.rollup.get_mut() {
+                    rollup.add(index, &self.messages[index as usize]);
+                }
             }
             Event::MessageDelivered { message_id, at_ms } => {
-                self.state_mut(message_id).fold_delivered(at_ms)
+                self.fold_message(message_id, |state| state.fold_delivered(at_ms))
             }
             Event::MessageOpened { message_id, at_ms } => {
-                self.state_mut(message_id).fold_opened(at_ms)
+                self.fold_message(message_id, |state| state.fold_opened(at_ms))
             }
             Event::UserAction {
                 message_id,
@@ -134,12 +144,13 @@ impl Projection {
                 let action = self.names.intern(action);
                 let is_click = self.names.is_click(action);
                 let is_upgrade = self.names.is_upgrade(action);
-                self.state_mut(message_id)
-                    .fold_action(action, is_click, is_upgrade, at_ms);
+                self.fold_message(message_id, |state| {
+                    state.fold_action(action, is_click, is_upgrade, at_ms)
+                });
             }
             Event::MessageFailed {
                 message_id, at_ms, ..
-            } => self.state_mut(message_id).fold_failed(at_ms),
+            } => self.fold_message(message_id, |state| state.fold_failed(at_ms)),
             Event::FinancialOutcome {
                 user_id,
                 outcome,
@@ -159,6 +170,9 @@ impl Projection {
                     .or_default()
                     .outcomes
                     .push(index);
+                if let Some(rollup) = self.outcome_rollup.get_mut() {
+                    rollup.add(index, at_ms, amount.micros());
+                }
             }
             Event::BudgetSet {
                 scope,
@@ -218,9 +232,18 @@ impl Projection {
         Some(end_ms.map_or(latest, |end| end.min(latest)))
     }
 
-    fn state_mut(&mut self, id: MessageId) -> &mut MessageState {
+    /// Applies `change` to a message's state, keeping the rollup (once built) current.
+    fn fold_message(&mut self, id: MessageId, change: impl FnOnce(&mut MessageState)) {
         let index = id.0.checked_sub(1).expect("message ids start at 1") as usize;
-        &mut self.messages[index]
+        let state = &mut self.messages[index];
+        match self.rollup.get_mut() {
+            Some(rollup) => {
+                let old_kind = rollup::kind_of(state);
+                change(state);
+                rollup.change_kind(state, old_kind);
+            }
+            None => change(state),
+        }
     }
 
     /// The message with this id, if tracked.
@@ -325,7 +348,11 @@ impl Projection {
     /// (docs/SEMANTICS.md, "Stats").
     pub(crate) fn stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
         let mut tally = Tally::new(self.names.len());
-        self.for_each_selected(filter, |_, state| tally.add(state));
+        match filter.user {
+            // A user's messages are few and sorted by time: visit them.
+            Some(_) => self.for_each_selected(filter, |_, state| tally.add(state)),
+            None => self.tally_from_rollup(filter, &mut tally),
+        }
 
         let start_ms = filter
             .start
@@ -340,15 +367,91 @@ impl Projection {
             }
         };
         match filter.user {
+            // A user's outcomes are few: visit them.
             Some(user) => self
                 .users
                 .get(&user.0)
                 .into_iter()
                 .flat_map(|entries| &entries.outcomes)
                 .for_each(|&index| count_outcome(&self.outcomes[index as usize])),
-            None => self.outcomes.iter().for_each(count_outcome),
+            None => {
+                let rollup = self
+                    .outcome_rollup
+                    .get_or_init(|| OutcomeRollup::build(&self.outcomes));
+                let counts = rollup.range(start_ms, end_ms, |index| {
+                    let outcome = &self.outcomes[index as usize];
+                    (outcome.at_ms, outcome.amount_micros)
+                });
+                outcome_count = counts.count;
+                impact_micros = counts.amount_micros;
+            }
         }
         tally.finish(&self.names, outcome_count, impact_micros)
+    }
+}
+
+impl Projection {
+    /// Adds to `tally` the messages of all users that `filter` (without a user) selects, from
+    /// the rollup: whole hours and days as bucket counts, the edge hours message by message.
+    fn tally_from_rollup(&self, filter: &StatsFilter, tally: &mut Tally) {
+        let message_type = match filter
+            .message_type
+            .as_deref()
+            .map(|name| self.names.get(name))
+        {
+            Some(None) => return, // a type never tracked selects no message
+            Some(Some(id)) => Some(id),
+            None => None,
+        };
+        let slots = SlotFilter {
+            channel: filter.channel,
+            message_type,
+        };
+        let start_ms = filter
+            .start
+            .map_or(i64::MIN, |start| start.timestamp_millis());
+        let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
+        let rollup = self.rollup.get_or_init(|| Rollup::build(&self.messages));
+        let mut visitor = TallyVisitor {
+            messages: &self.messages,
+            slots,
+            start_ms,
+            end_ms,
+            tally,
+        };
+        rollup.visit_range(slots, start_ms, end_ms, &mut visitor);
+    }
+}
+
+/// Adds bucket counts, and the edge messages that match, to a tally.
+struct TallyVisitor<'a> {
+    messages: &'a [MessageState],
+    slots: SlotFilter,
+    start_ms: i64,
+    end_ms: i64,
+    tally: &'a mut Tally,
+}
+
+impl RangeVisitor for TallyVisitor<'_> {
+    fn counts(&mut self, channel: Channel, message_type: NameId, counts: &SlotCounts) {
+        self.tally.add_counts(channel, message_type, counts);
+    }
+
+    fn message(&mut self, index: u32) {
+        let state = &self.messages[index as usize];
+        let selected = self
+            .slots
+            .channel
+            .is_none_or(|channel| channel == state.channel)
+            && self
+                .slots
+                .message_type
+                .is_none_or(|message_type| message_type == state.message_type)
+            && self.start_ms <= state.sent_ms
+            && state.sent_ms <= self.end_ms;
+        if selected {
+            self.tally.add(state);
+        }
     }
 }
 
@@ -394,6 +497,37 @@ impl Tally {
         self.by_status[status as usize] += 1;
         self.by_channel[state.channel.index()] += 1;
         self.by_type[state.message_type as usize] += 1;
+    }
+
+    /// Adds the messages of one rollup slot, kind by kind.
+    fn add_counts(&mut self, channel: Channel, message_type: NameId, counts: &SlotCounts) {
+        for (kind, &count) in counts.by_kind.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let status = Status::ALL[kind / 2];
+            let has_action = kind % 2 == 1;
+            self.total += count;
+            if matches!(status, Status::Delivered | Status::Opened | Status::Clicked) {
+                self.delivered += count;
+            }
+            if matches!(status, Status::Opened | Status::Clicked) {
+                self.opened += count;
+            }
+            if status == Status::Clicked {
+                self.clicked += count;
+            }
+            if status == Status::Failed {
+                self.failed += count;
+            }
+            if has_action {
+                self.actions += count;
+            }
+            self.by_status[status as usize] += count;
+            self.by_channel[channel.index()] += count;
+            self.by_type[message_type as usize] += count;
+        }
+        self.cost_micros += counts.cost_micros;
     }
 
     fn finish(
