@@ -9,8 +9,11 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use commlog::workload::{self, Generator, Q1_REPEATS, Q4_LIMIT, QueryPicks, Spec};
-use commlog::{StatsFilter, Store, SyncPolicy};
+use commlog::{
+    CostFilter, EffectivenessFilter, EngagementFilter, ImpactFilter, StatsFilter, Store, SyncPolicy,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// Tracks the whole reference workload into a new store in `dir`; returns the open store.
@@ -58,6 +61,9 @@ fn bench_cycling<P>(c: &mut Criterion, name: &str, picks: &[P], mut query: impl 
     print_percentiles(name, picks, &mut query);
 }
 
+/// A view's time range: (start, end), or neither for all messages.
+type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 fn queries(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = build_reference_store(dir.path());
@@ -103,6 +109,61 @@ fn queries(c: &mut Criterion) {
         );
     });
     bench_cycling(c, "q5_channel_window", &picks.q5_filters, stats);
+
+    // The analytics views (issue 5), on the same store: one user's engagement (the Q4 users),
+    // and channel effectiveness, cost and impact over all messages and over the Q5 windows.
+    bench_cycling(c, "view_engagement_user", &picks.q4_users, |&user| {
+        black_box(
+            store
+                .get_user_engagement(user, &EngagementFilter::new())
+                .expect("engagement"),
+        );
+    });
+    let windows: Vec<Window> = std::iter::once((None, None))
+        .chain(
+            picks
+                .q5_filters
+                .iter()
+                .map(|filter| (filter.start, filter.end)),
+        )
+        .collect();
+    let window_or_all = |name: &str| format!("{name}_all_then_q5_windows");
+    bench_cycling(
+        c,
+        &window_or_all("view_channels"),
+        &windows,
+        |&(start, end)| {
+            let mut filter = EffectivenessFilter::new();
+            if let (Some(start), Some(end)) = (start, end) {
+                filter = filter.start(start).end(end);
+            }
+            black_box(store.get_channel_effectiveness(&filter).expect("channels"));
+        },
+    );
+    bench_cycling(
+        c,
+        &window_or_all("view_costs"),
+        &windows,
+        |&(start, end)| {
+            let mut filter = CostFilter::new();
+            if let (Some(start), Some(end)) = (start, end) {
+                filter = filter.start(start).end(end);
+            }
+            black_box(store.get_cost_report(&filter).expect("costs"));
+        },
+    );
+    bench_cycling(
+        c,
+        &window_or_all("view_impact"),
+        &windows,
+        |&(start, end)| {
+            let mut filter = ImpactFilter::new();
+            if let (Some(start), Some(end)) = (start, end) {
+                filter = filter.start(start).end(end);
+            }
+            black_box(store.get_financial_impact(&filter).expect("impact"));
+        },
+    );
 }
 
 criterion_group! {
