@@ -1,6 +1,6 @@
-//! Stats over all users come from time buckets (whole hours and days) plus a scan of the edge
-//! hours; so do their outcome fields. Over times spread across days, with windows on and off
-//! hour and day boundaries, and with events arriving after the buckets were built, they must
+//! Stats over all users come from time buckets (whole 10-minute slices and days) plus a scan of
+//! the edge slices; so do their outcome fields. Over times spread across days, with windows on
+//! and off slice, hour and day boundaries, and with events arriving after the buckets were built, they must
 //! equal a count over every message and outcome.
 
 use std::collections::BTreeMap;
@@ -10,6 +10,8 @@ use commlog::{Channel, Message, Options, StatsFilter, Status, Store, SyncPolicy}
 use proptest::prelude::*;
 
 const HOUR_MS: i64 = 3_600_000;
+/// The rollup's finest bucket: ten minutes.
+const SLICE_MS: i64 = 600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 const TYPES: [&str; 3] = ["low_balance", "weekly_checkin", "bill_reminder"];
 
@@ -56,12 +58,26 @@ enum Call {
     },
 }
 
+impl Call {
+    fn at_ms(&self) -> i64 {
+        match *self {
+            Call::Sent { at_ms, .. }
+            | Call::Delivered { at_ms, .. }
+            | Call::Opened { at_ms, .. }
+            | Call::Action { at_ms, .. }
+            | Call::Failed { at_ms, .. }
+            | Call::Outcome { at_ms, .. } => at_ms,
+        }
+    }
+}
+
 fn call() -> impl Strategy<Value = Call> {
-    // Times over 10 days, often exactly on hour and day boundaries.
+    // Times over 10 days; often on (or 1 ms before) a slice boundary of the first two days, where
+    // the filters' edges fall too.
     let at_ms = prop_oneof![
         (0i64..10 * DAY_MS).prop_map(|offset| t0_ms() + offset),
-        (0i64..240).prop_map(|hour| t0_ms() + hour * HOUR_MS),
-        (0i64..240).prop_map(|hour| t0_ms() + hour * HOUR_MS - 1),
+        (0i64..300).prop_map(|slice| t0_ms() + slice * SLICE_MS),
+        (0i64..300).prop_map(|slice| t0_ms() + slice * SLICE_MS - 1),
     ];
     prop_oneof![
         3 => (1u64..5, 0usize..4, 0usize..3, 0i64..100_000, at_ms.clone()).prop_map(
@@ -78,9 +94,10 @@ fn call() -> impl Strategy<Value = Call> {
 fn filter() -> impl Strategy<Value = StatsFilter> {
     let edge = prop_oneof![
         (0i64..11 * DAY_MS).prop_map(|offset| t0_ms() - DAY_MS / 2 + offset),
-        // Next to an hour boundary: one or two milliseconds either side, or on it.
-        (0i64..260, -2i64..=1)
-            .prop_map(|(hour, nudge_ms)| t0_ms() - 10 * HOUR_MS + hour * HOUR_MS + nudge_ms),
+        // Next to a slice (and so also hour and day) boundary: one or two milliseconds either
+        // side, or on it.
+        (0i64..320, -2i64..=1)
+            .prop_map(|(slice, nudge_ms)| t0_ms() - 10 * SLICE_MS + slice * SLICE_MS + nudge_ms),
     ];
     (
         proptest::option::of(0usize..4),
@@ -281,8 +298,17 @@ proptest! {
     fn stats_from_buckets_equal_a_count_over_every_message(
         before in proptest::collection::vec(call(), 0..120),
         after in proptest::collection::vec(call(), 0..80),
-        filters in proptest::collection::vec(filter(), 1..12),
+        mut filters in proptest::collection::vec(filter(), 1..12),
+        edges_at_calls in proptest::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>()), 0..6),
     ) {
+        // Windows whose edges are exactly the times of calls: the edge scans' inclusive bounds.
+        let times: Vec<i64> = before.iter().chain(&after).map(Call::at_ms).collect();
+        if !times.is_empty() {
+            for (first, second) in edges_at_calls {
+                let (start, end) = (times[first.index(times.len())], times[second.index(times.len())]);
+                filters.push(StatsFilter::new().start(time(start.min(end))).end(time(start.max(end))));
+            }
+        }
         let dir = tempfile::tempdir().unwrap();
         let options = Options { sync: SyncPolicy::Never, ..Options::default() };
         let store = Store::open_with(dir.path(), options.clone()).unwrap();

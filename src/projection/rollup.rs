@@ -1,6 +1,6 @@
 //! Time-bucketed counts of the status view, so that stats over the whole store or over a time
-//! range cost time independent of the number of messages: whole days and hours come from
-//! buckets, and only the messages of the (at most two) partial hours at the range's edges are
+//! range cost time independent of the number of messages: whole days and 10-minute slices come from
+//! buckets, and only the messages of the (at most two) partial slices at the range's edges are
 //! visited, which keeps the edges exact to the millisecond.
 //!
 //! The rollup is built on the first query that needs it (one pass over the messages), not
@@ -13,10 +13,11 @@ use crate::projection::IdMap;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
 
-/// Milliseconds in an hour, the finest bucket.
-pub(crate) const HOUR_MS: i64 = 3_600_000;
-/// Hours in a day, the coarse bucket.
-const HOURS_PER_DAY: i64 = 24;
+/// Milliseconds in a slice, the finest bucket: ten minutes, so that the two edge scans of a
+/// window visit few messages.
+pub(crate) const SLICE_MS: i64 = 600_000;
+/// Slices in a day, the coarse bucket.
+const SLICES_PER_DAY: i64 = 144;
 /// A message's kind: its status, and whether it has an action. Every stats counter is a sum
 /// over kinds.
 pub(crate) const KINDS: usize = Status::ALL.len() * 2;
@@ -48,9 +49,9 @@ impl Bucket {
     }
 }
 
-/// An hour's counts, and its messages (indexes) for exact scans at a range's edges.
+/// An slice's counts, and its messages (indexes) for exact scans at a range's edges.
 #[derive(Debug, Clone, Default)]
-struct HourBucket {
+struct SliceBucket {
     counts: Bucket,
     messages: Vec<u32>,
 }
@@ -75,9 +76,9 @@ pub(crate) struct Rollup {
     type_ordinals: IdMap<NameId, u32>,
     total: Bucket,
     days: IdMap<i64, Bucket>,
-    hours: IdMap<i64, HourBucket>,
-    /// First and last hour holding a message.
-    hour_range: Option<(i64, i64)>,
+    slices: IdMap<i64, SliceBucket>,
+    /// First and last slice holding a message.
+    slice_range: Option<(i64, i64)>,
 }
 
 impl Rollup {
@@ -109,17 +110,17 @@ impl Rollup {
     pub(crate) fn add(&mut self, index: u32, state: &MessageState) {
         let slot = self.slot(state);
         let kind = kind_of(state);
-        let hour = state.sent_ms.div_euclid(HOUR_MS);
-        let day = hour.div_euclid(HOURS_PER_DAY);
-        self.hour_range = Some(self.hour_range.map_or((hour, hour), |(first, last)| {
-            (first.min(hour), last.max(hour))
+        let slice = state.sent_ms.div_euclid(SLICE_MS);
+        let day = slice.div_euclid(SLICES_PER_DAY);
+        self.slice_range = Some(self.slice_range.map_or((slice, slice), |(first, last)| {
+            (first.min(slice), last.max(slice))
         }));
-        let hour_bucket = self.hours.entry(hour).or_default();
-        hour_bucket.messages.push(index);
+        let slice_bucket = self.slices.entry(slice).or_default();
+        slice_bucket.messages.push(index);
         for bucket in [
             &mut self.total,
             self.days.entry(day).or_default(),
-            &mut hour_bucket.counts,
+            &mut slice_bucket.counts,
         ] {
             let counts = bucket.slot_mut(slot);
             counts.by_kind[kind] += 1;
@@ -134,18 +135,18 @@ impl Rollup {
             return;
         }
         let slot = self.slot(state);
-        let hour = state.sent_ms.div_euclid(HOUR_MS);
-        let day = hour.div_euclid(HOURS_PER_DAY);
-        let hour_bucket = &mut self
-            .hours
-            .get_mut(&hour)
-            .expect("the message's hour is counted")
+        let slice = state.sent_ms.div_euclid(SLICE_MS);
+        let day = slice.div_euclid(SLICES_PER_DAY);
+        let slice_bucket = &mut self
+            .slices
+            .get_mut(&slice)
+            .expect("the message's slice is counted")
             .counts;
         let day_bucket = self
             .days
             .get_mut(&day)
             .expect("the message's day is counted");
-        for bucket in [&mut self.total, day_bucket, hour_bucket] {
+        for bucket in [&mut self.total, day_bucket, slice_bucket] {
             let counts = bucket.slot_mut(slot);
             counts.by_kind[old_kind] -= 1;
             counts.by_kind[new_kind] += 1;
@@ -153,7 +154,7 @@ impl Rollup {
     }
 
     /// Hands `visitor` the counts of every message matching `filter` whose sent time is in
-    /// `[start_ms, end_ms]`: whole buckets as counts, the messages of partial edge hours one by
+    /// `[start_ms, end_ms]`: whole buckets as counts, the messages of partial edge slices one by
     /// one (the visitor checks those against the filter itself).
     pub(crate) fn visit_range(
         &self,
@@ -166,20 +167,20 @@ impl Rollup {
             self.visit_bucket(&self.total, filter, visitor);
             return;
         }
-        for part in decompose(self.hour_range, start_ms, end_ms) {
+        for part in decompose(self.slice_range, start_ms, end_ms) {
             match part {
-                RangePart::EdgeHour(hour) => {
+                RangePart::EdgeSlice(slice) => {
                     for &index in self
-                        .hours
-                        .get(&hour)
+                        .slices
+                        .get(&slice)
                         .map_or(&[][..], |bucket| &bucket.messages)
                     {
                         visitor.message(index);
                     }
                 }
-                RangePart::Hours(first, last) => {
-                    for hour in first..=last {
-                        if let Some(bucket) = self.hours.get(&hour) {
+                RangePart::Slices(first, last) => {
+                    for slice in first..=last {
+                        if let Some(bucket) = self.slices.get(&slice) {
                             self.visit_bucket(&bucket.counts, filter, visitor);
                         }
                     }
@@ -211,72 +212,78 @@ impl Rollup {
     }
 }
 
-/// A piece of a time range: an hour only partly inside (its items are checked one by one), or
-/// whole hours or days (`first..=last`) read from buckets.
+/// A piece of a time range: an slice only partly inside (its items are checked one by one), or
+/// whole slices or days (`first..=last`) read from buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RangePart {
-    EdgeHour(i64),
-    Hours(i64, i64),
+    EdgeSlice(i64),
+    Slices(i64, i64),
     Days(i64, i64),
 }
 
-/// Splits `[start_ms, end_ms]`, clamped to the hours holding items, into at most two edge
-/// hours, whole hours at the two ends of whole days, and the whole days between.
-fn decompose(hour_range: Option<(i64, i64)>, start_ms: i64, end_ms: i64) -> Vec<RangePart> {
+/// Splits `[start_ms, end_ms]`, clamped to the slices holding items, into at most two edge
+/// slices, whole slices at the two ends of whole days, and the whole days between.
+fn decompose(slice_range: Option<(i64, i64)>, start_ms: i64, end_ms: i64) -> Vec<RangePart> {
     let mut parts = Vec::with_capacity(5);
-    let Some((first_hour, last_hour)) = hour_range else {
+    let Some((first_slice, last_slice)) = slice_range else {
         return parts;
     };
-    // The bounds may be i64::MIN / MAX: clamp them to the hours holding items.
-    let start_ms = start_ms.max(first_hour * HOUR_MS);
-    let end_ms = end_ms.min((last_hour + 1) * HOUR_MS - 1);
+    // The bounds may be i64::MIN / MAX: clamp them to the slices holding items.
+    let start_ms = start_ms.max(first_slice * SLICE_MS);
+    let end_ms = end_ms.min((last_slice + 1) * SLICE_MS - 1);
     if start_ms > end_ms {
         return parts;
     }
-    let start_hour = start_ms.div_euclid(HOUR_MS);
-    let end_hour = end_ms.div_euclid(HOUR_MS);
-    let starts_whole = start_ms == start_hour * HOUR_MS;
-    let ends_whole = end_ms == (end_hour + 1) * HOUR_MS - 1;
-    if start_hour == end_hour && !(starts_whole && ends_whole) {
-        parts.push(RangePart::EdgeHour(start_hour));
+    let start_slice = start_ms.div_euclid(SLICE_MS);
+    let end_slice = end_ms.div_euclid(SLICE_MS);
+    let starts_whole = start_ms == start_slice * SLICE_MS;
+    let ends_whole = end_ms == (end_slice + 1) * SLICE_MS - 1;
+    if start_slice == end_slice && !(starts_whole && ends_whole) {
+        parts.push(RangePart::EdgeSlice(start_slice));
         return parts;
     }
-    let mut first_whole = start_hour;
+    let mut first_whole = start_slice;
     if !starts_whole {
-        parts.push(RangePart::EdgeHour(start_hour));
+        parts.push(RangePart::EdgeSlice(start_slice));
         first_whole += 1;
     }
-    let mut last_whole = end_hour;
+    let mut last_whole = end_slice;
     if !ends_whole {
-        parts.push(RangePart::EdgeHour(end_hour));
+        parts.push(RangePart::EdgeSlice(end_slice));
         last_whole -= 1;
     }
     if first_whole > last_whole {
         return parts;
     }
-    let first_day = (first_whole + HOURS_PER_DAY - 1).div_euclid(HOURS_PER_DAY);
-    let last_day = (last_whole + 1).div_euclid(HOURS_PER_DAY) - 1;
+    let first_day = (first_whole + SLICES_PER_DAY - 1).div_euclid(SLICES_PER_DAY);
+    let last_day = (last_whole + 1).div_euclid(SLICES_PER_DAY) - 1;
     if first_day > last_day {
-        parts.push(RangePart::Hours(first_whole, last_whole));
+        parts.push(RangePart::Slices(first_whole, last_whole));
         return parts;
     }
-    if first_whole < first_day * HOURS_PER_DAY {
-        parts.push(RangePart::Hours(first_whole, first_day * HOURS_PER_DAY - 1));
+    if first_whole < first_day * SLICES_PER_DAY {
+        parts.push(RangePart::Slices(
+            first_whole,
+            first_day * SLICES_PER_DAY - 1,
+        ));
     }
     parts.push(RangePart::Days(first_day, last_day));
-    if (last_day + 1) * HOURS_PER_DAY <= last_whole {
-        parts.push(RangePart::Hours((last_day + 1) * HOURS_PER_DAY, last_whole));
+    if (last_day + 1) * SLICES_PER_DAY <= last_whole {
+        parts.push(RangePart::Slices(
+            (last_day + 1) * SLICES_PER_DAY,
+            last_whole,
+        ));
     }
     parts
 }
 
-/// Outcomes counted per hour and day, for the outcome fields of stats over all users.
+/// Outcomes counted per slice and day, for the outcome fields of stats over all users.
 #[derive(Debug, Default)]
 pub(crate) struct OutcomeRollup {
     total: OutcomeCounts,
     days: IdMap<i64, OutcomeCounts>,
-    hours: IdMap<i64, (OutcomeCounts, Vec<u32>)>,
-    hour_range: Option<(i64, i64)>,
+    slices: IdMap<i64, (OutcomeCounts, Vec<u32>)>,
+    slice_range: Option<(i64, i64)>,
 }
 
 /// How many outcomes, and their exact sum.
@@ -308,20 +315,20 @@ impl OutcomeRollup {
             count: 1,
             amount_micros: i128::from(amount_micros),
         };
-        let hour = at_ms.div_euclid(HOUR_MS);
-        let day = hour.div_euclid(HOURS_PER_DAY);
-        self.hour_range = Some(self.hour_range.map_or((hour, hour), |(first, last)| {
-            (first.min(hour), last.max(hour))
+        let slice = at_ms.div_euclid(SLICE_MS);
+        let day = slice.div_euclid(SLICES_PER_DAY);
+        self.slice_range = Some(self.slice_range.map_or((slice, slice), |(first, last)| {
+            (first.min(slice), last.max(slice))
         }));
         self.total.add(one);
         self.days.entry(day).or_default().add(one);
-        let (counts, indexes) = self.hours.entry(hour).or_default();
+        let (counts, indexes) = self.slices.entry(slice).or_default();
         counts.add(one);
         indexes.push(index);
     }
 
     /// The outcomes whose time is in `[start_ms, end_ms]`; `outcome_at` gives an outcome's
-    /// time and amount by index, for the edge hours.
+    /// time and amount by index, for the edge slices.
     pub(crate) fn range(
         &self,
         start_ms: i64,
@@ -332,12 +339,12 @@ impl OutcomeRollup {
             return self.total;
         }
         let mut sum = OutcomeCounts::default();
-        for part in decompose(self.hour_range, start_ms, end_ms) {
+        for part in decompose(self.slice_range, start_ms, end_ms) {
             match part {
-                RangePart::EdgeHour(hour) => {
+                RangePart::EdgeSlice(slice) => {
                     for &index in self
-                        .hours
-                        .get(&hour)
+                        .slices
+                        .get(&slice)
                         .map_or(&[][..], |(_, indexes)| indexes)
                     {
                         let (at_ms, amount_micros) = outcome_at(index);
@@ -349,9 +356,9 @@ impl OutcomeRollup {
                         }
                     }
                 }
-                RangePart::Hours(first, last) => {
-                    for hour in first..=last {
-                        if let Some((counts, _)) = self.hours.get(&hour) {
+                RangePart::Slices(first, last) => {
+                    for slice in first..=last {
+                        if let Some((counts, _)) = self.slices.get(&slice) {
                             sum.add(*counts);
                         }
                     }
