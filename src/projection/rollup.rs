@@ -1,7 +1,8 @@
 //! Time-bucketed counts of the status view, so that stats over the whole store or over a time
-//! range cost time independent of the number of messages: whole days and 10-minute slices come from
-//! buckets, and only the messages of the (at most two) partial slices at the range's edges are
-//! visited, which keeps the edges exact to the millisecond.
+//! range cost time independent of the number of messages. A range is read as whole days, whole
+//! hours at the two ends of those, whole 10-minute slices at the two ends of those, and the
+//! messages of the (at most two) slices the range cuts, checked one by one, which keeps the
+//! edges exact to the millisecond.
 //!
 //! The rollup is built on the first query that needs it (one pass over the messages), not
 //! during replay, so opening a store costs no more; from then on every fold keeps it current
@@ -10,14 +11,17 @@
 use crate::event::Channel;
 use crate::message::Status;
 use crate::projection::IdMap;
+use crate::projection::impact::OutcomeState;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
 
 /// Milliseconds in a slice, the finest bucket: ten minutes, so that the two edge scans of a
 /// window visit few messages.
-pub(crate) const SLICE_MS: i64 = 600_000;
-/// Slices in a day, the coarse bucket.
-const SLICES_PER_DAY: i64 = 144;
+const SLICE_MS: i64 = 600_000;
+/// How many buckets of each level make one of the next: 6 slices an hour, 24 hours a day.
+const LEVEL_RATIOS: [i64; 2] = [6, 24];
+/// Bucket levels: slices, hours, days.
+const LEVELS: usize = 3;
 /// A message's kind: its status, and whether it has an action. Every stats counter is a sum
 /// over kinds.
 pub(crate) const KINDS: usize = Status::ALL.len() * 2;
@@ -25,6 +29,13 @@ pub(crate) const KINDS: usize = Status::ALL.len() * 2;
 /// The kind of a message in its current state.
 pub(crate) fn kind_of(state: &MessageState) -> usize {
     state.status() as usize * 2 + usize::from(state.latest_action.is_some())
+}
+
+/// The bucket of each level that `at_ms` falls in: slice, hour, day.
+fn bucket_keys(at_ms: i64) -> [i64; LEVELS] {
+    let slice = at_ms.div_euclid(SLICE_MS);
+    let hour = slice.div_euclid(LEVEL_RATIOS[0]);
+    [slice, hour, hour.div_euclid(LEVEL_RATIOS[1])]
 }
 
 /// Messages per kind, and their cost, in one slot (one channel × message type).
@@ -49,13 +60,6 @@ impl Bucket {
     }
 }
 
-/// An slice's counts, and its messages (indexes) for exact scans at a range's edges.
-#[derive(Debug, Clone, Default)]
-struct SliceBucket {
-    counts: Bucket,
-    messages: Vec<u32>,
-}
-
 /// Which slots a query reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SlotFilter {
@@ -75,8 +79,10 @@ pub(crate) struct Rollup {
     types: Vec<NameId>,
     type_ordinals: IdMap<NameId, u32>,
     total: Bucket,
-    days: IdMap<i64, Bucket>,
-    slices: IdMap<i64, SliceBucket>,
+    /// Buckets by key, per level (slices, hours, days).
+    levels: [IdMap<i64, Bucket>; LEVELS],
+    /// Each slice's messages (indexes), for the scans at a range's edges.
+    slice_messages: IdMap<i64, Vec<u32>>,
     /// First and last slice holding a message.
     slice_range: Option<(i64, i64)>,
 }
@@ -110,21 +116,17 @@ impl Rollup {
     pub(crate) fn add(&mut self, index: u32, state: &MessageState) {
         let slot = self.slot(state);
         let kind = kind_of(state);
-        let slice = state.sent_ms.div_euclid(SLICE_MS);
-        let day = slice.div_euclid(SLICES_PER_DAY);
-        self.slice_range = Some(self.slice_range.map_or((slice, slice), |(first, last)| {
-            (first.min(slice), last.max(slice))
-        }));
-        let slice_bucket = self.slices.entry(slice).or_default();
-        slice_bucket.messages.push(index);
-        for bucket in [
-            &mut self.total,
-            self.days.entry(day).or_default(),
-            &mut slice_bucket.counts,
-        ] {
+        let keys = bucket_keys(state.sent_ms);
+        self.slice_range = Some(widen(self.slice_range, keys[0]));
+        self.slice_messages.entry(keys[0]).or_default().push(index);
+        let add = |bucket: &mut Bucket| {
             let counts = bucket.slot_mut(slot);
             counts.by_kind[kind] += 1;
             counts.cost_micros += i128::from(state.cost_micros);
+        };
+        add(&mut self.total);
+        for (level, key) in keys.into_iter().enumerate() {
+            add(self.levels[level].entry(key).or_default());
         }
     }
 
@@ -135,26 +137,23 @@ impl Rollup {
             return;
         }
         let slot = self.slot(state);
-        let slice = state.sent_ms.div_euclid(SLICE_MS);
-        let day = slice.div_euclid(SLICES_PER_DAY);
-        let slice_bucket = &mut self
-            .slices
-            .get_mut(&slice)
-            .expect("the message's slice is counted")
-            .counts;
-        let day_bucket = self
-            .days
-            .get_mut(&day)
-            .expect("the message's day is counted");
-        for bucket in [&mut self.total, day_bucket, slice_bucket] {
+        let change = |bucket: &mut Bucket| {
             let counts = bucket.slot_mut(slot);
             counts.by_kind[old_kind] -= 1;
             counts.by_kind[new_kind] += 1;
+        };
+        change(&mut self.total);
+        for (level, key) in bucket_keys(state.sent_ms).into_iter().enumerate() {
+            change(
+                self.levels[level]
+                    .get_mut(&key)
+                    .expect("the message's buckets are counted"),
+            );
         }
     }
 
     /// Hands `visitor` the counts of every message matching `filter` whose sent time is in
-    /// `[start_ms, end_ms]`: whole buckets as counts, the messages of partial edge slices one by
+    /// `[start_ms, end_ms]`: whole buckets as counts, the messages of the edge slices one by
     /// one (the visitor checks those against the filter itself).
     pub(crate) fn visit_range(
         &self,
@@ -171,23 +170,16 @@ impl Rollup {
             match part {
                 RangePart::EdgeSlice(slice) => {
                     for &index in self
-                        .slices
+                        .slice_messages
                         .get(&slice)
-                        .map_or(&[][..], |bucket| &bucket.messages)
+                        .map_or(&[][..], Vec::as_slice)
                     {
                         visitor.message(index);
                     }
                 }
-                RangePart::Slices(first, last) => {
-                    for slice in first..=last {
-                        if let Some(bucket) = self.slices.get(&slice) {
-                            self.visit_bucket(&bucket.counts, filter, visitor);
-                        }
-                    }
-                }
-                RangePart::Days(first, last) => {
-                    for day in first..=last {
-                        if let Some(bucket) = self.days.get(&day) {
+                RangePart::Whole { level, first, last } => {
+                    for key in first..=last {
+                        if let Some(bucket) = self.levels[level].get(&key) {
                             self.visit_bucket(bucket, filter, visitor);
                         }
                     }
@@ -212,19 +204,22 @@ impl Rollup {
     }
 }
 
-/// A piece of a time range: an slice only partly inside (its items are checked one by one), or
-/// whole slices or days (`first..=last`) read from buckets.
+fn widen(range: Option<(i64, i64)>, key: i64) -> (i64, i64) {
+    range.map_or((key, key), |(first, last)| (first.min(key), last.max(key)))
+}
+
+/// A piece of a time range: a slice only partly inside (its items are checked one by one), or
+/// whole buckets `first..=last` of one level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RangePart {
     EdgeSlice(i64),
-    Slices(i64, i64),
-    Days(i64, i64),
+    Whole { level: usize, first: i64, last: i64 },
 }
 
 /// Splits `[start_ms, end_ms]`, clamped to the slices holding items, into at most two edge
-/// slices, whole slices at the two ends of whole days, and the whole days between.
+/// slices and runs of whole buckets, taking each run at the coarsest level that fits.
 fn decompose(slice_range: Option<(i64, i64)>, start_ms: i64, end_ms: i64) -> Vec<RangePart> {
-    let mut parts = Vec::with_capacity(5);
+    let mut parts = Vec::with_capacity(2 * LEVELS + 1);
     let Some((first_slice, last_slice)) = slice_range else {
         return parts;
     };
@@ -252,38 +247,40 @@ fn decompose(slice_range: Option<(i64, i64)>, start_ms: i64, end_ms: i64) -> Vec
         parts.push(RangePart::EdgeSlice(end_slice));
         last_whole -= 1;
     }
-    if first_whole > last_whole {
-        return parts;
-    }
-    let first_day = (first_whole + SLICES_PER_DAY - 1).div_euclid(SLICES_PER_DAY);
-    let last_day = (last_whole + 1).div_euclid(SLICES_PER_DAY) - 1;
-    if first_day > last_day {
-        parts.push(RangePart::Slices(first_whole, last_whole));
-        return parts;
-    }
-    if first_whole < first_day * SLICES_PER_DAY {
-        parts.push(RangePart::Slices(
-            first_whole,
-            first_day * SLICES_PER_DAY - 1,
-        ));
-    }
-    parts.push(RangePart::Days(first_day, last_day));
-    if (last_day + 1) * SLICES_PER_DAY <= last_whole {
-        parts.push(RangePart::Slices(
-            (last_day + 1) * SLICES_PER_DAY,
-            last_whole,
-        ));
+    if first_whole <= last_whole {
+        split_whole(first_whole, last_whole, 0, &mut parts);
     }
     parts
 }
 
-/// Outcomes counted per slice and day, for the outcome fields of stats over all users.
-#[derive(Debug, Default)]
-pub(crate) struct OutcomeRollup {
-    total: OutcomeCounts,
-    days: IdMap<i64, OutcomeCounts>,
-    slices: IdMap<i64, (OutcomeCounts, Vec<u32>)>,
-    slice_range: Option<(i64, i64)>,
+/// Buckets `first..=last` of `level` (non-empty): the middle at the next level up where whole
+/// ones fit, the ends at this one.
+fn split_whole(first: i64, last: i64, level: usize, parts: &mut Vec<RangePart>) {
+    let Some(&ratio) = LEVEL_RATIOS.get(level) else {
+        parts.push(RangePart::Whole { level, first, last });
+        return;
+    };
+    let first_up = (first + ratio - 1).div_euclid(ratio);
+    let last_up = (last + 1).div_euclid(ratio) - 1;
+    if first_up > last_up {
+        parts.push(RangePart::Whole { level, first, last });
+        return;
+    }
+    if first < first_up * ratio {
+        parts.push(RangePart::Whole {
+            level,
+            first,
+            last: first_up * ratio - 1,
+        });
+    }
+    split_whole(first_up, last_up, level + 1, parts);
+    if (last_up + 1) * ratio <= last {
+        parts.push(RangePart::Whole {
+            level,
+            first: (last_up + 1) * ratio,
+            last,
+        });
+    }
 }
 
 /// How many outcomes, and their exact sum.
@@ -300,8 +297,17 @@ impl OutcomeCounts {
     }
 }
 
+/// Outcomes counted per slice, hour and day, for the outcome fields of stats over all users.
+#[derive(Debug, Default)]
+pub(crate) struct OutcomeRollup {
+    total: OutcomeCounts,
+    levels: [IdMap<i64, OutcomeCounts>; LEVELS],
+    slice_outcomes: IdMap<i64, Vec<u32>>,
+    slice_range: Option<(i64, i64)>,
+}
+
 impl OutcomeRollup {
-    pub(crate) fn build(outcomes: &[crate::projection::impact::OutcomeState]) -> OutcomeRollup {
+    pub(crate) fn build(outcomes: &[OutcomeState]) -> OutcomeRollup {
         let mut rollup = OutcomeRollup::default();
         for (index, outcome) in outcomes.iter().enumerate() {
             let index = u32::try_from(index).expect("fewer than 2^32 outcomes");
@@ -315,16 +321,13 @@ impl OutcomeRollup {
             count: 1,
             amount_micros: i128::from(amount_micros),
         };
-        let slice = at_ms.div_euclid(SLICE_MS);
-        let day = slice.div_euclid(SLICES_PER_DAY);
-        self.slice_range = Some(self.slice_range.map_or((slice, slice), |(first, last)| {
-            (first.min(slice), last.max(slice))
-        }));
+        let keys = bucket_keys(at_ms);
+        self.slice_range = Some(widen(self.slice_range, keys[0]));
+        self.slice_outcomes.entry(keys[0]).or_default().push(index);
         self.total.add(one);
-        self.days.entry(day).or_default().add(one);
-        let (counts, indexes) = self.slices.entry(slice).or_default();
-        counts.add(one);
-        indexes.push(index);
+        for (level, key) in keys.into_iter().enumerate() {
+            self.levels[level].entry(key).or_default().add(one);
+        }
     }
 
     /// The outcomes whose time is in `[start_ms, end_ms]`; `outcome_at` gives an outcome's
@@ -343,9 +346,9 @@ impl OutcomeRollup {
             match part {
                 RangePart::EdgeSlice(slice) => {
                     for &index in self
-                        .slices
+                        .slice_outcomes
                         .get(&slice)
-                        .map_or(&[][..], |(_, indexes)| indexes)
+                        .map_or(&[][..], Vec::as_slice)
                     {
                         let (at_ms, amount_micros) = outcome_at(index);
                         if start_ms <= at_ms && at_ms <= end_ms {
@@ -356,16 +359,9 @@ impl OutcomeRollup {
                         }
                     }
                 }
-                RangePart::Slices(first, last) => {
-                    for slice in first..=last {
-                        if let Some((counts, _)) = self.slices.get(&slice) {
-                            sum.add(*counts);
-                        }
-                    }
-                }
-                RangePart::Days(first, last) => {
-                    for day in first..=last {
-                        if let Some(counts) = self.days.get(&day) {
+                RangePart::Whole { level, first, last } => {
+                    for key in first..=last {
+                        if let Some(counts) = self.levels[level].get(&key) {
                             sum.add(*counts);
                         }
                     }
@@ -373,5 +369,48 @@ impl OutcomeRollup {
             }
         }
         sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parts of a range tile it exactly: every slice in it is covered once.
+    #[test]
+    fn a_range_is_split_into_parts_that_cover_each_slice_once() {
+        let slice_range = Some((0, 10 * 144));
+        for (start_ms, end_ms) in [
+            (0, 3 * 86_400_000 - 1),
+            (1, 86_400_000),
+            (7 * SLICE_MS + 5, 600 * SLICE_MS + 3),
+            (5, 7),
+        ] {
+            let mut covered = vec![0u32; 10 * 144 + 1];
+            for part in decompose(slice_range, start_ms, end_ms) {
+                let (first, last) = match part {
+                    RangePart::EdgeSlice(slice) => (slice, slice),
+                    RangePart::Whole { level, first, last } => {
+                        let slices_per_bucket: i64 = LEVEL_RATIOS[..level].iter().product();
+                        (
+                            first * slices_per_bucket,
+                            (last + 1) * slices_per_bucket - 1,
+                        )
+                    }
+                };
+                for slice in first..=last {
+                    covered[slice as usize] += 1;
+                }
+            }
+            let in_range =
+                |slice: i64| slice * SLICE_MS <= end_ms && (slice + 1) * SLICE_MS > start_ms;
+            for (slice, count) in covered.iter().enumerate() {
+                assert_eq!(
+                    *count,
+                    u32::from(in_range(slice as i64)),
+                    "slice {slice} of {start_ms}..={end_ms}"
+                );
+            }
+        }
     }
 }
