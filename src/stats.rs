@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Channel, UserId};
+use crate::error::{Error, Result};
+use crate::event::{Channel, UserId, validate_name};
 use crate::money::Money;
 
 /// Which messages (and outcomes) `Store::get_communication_stats` covers. Every part is
@@ -105,6 +106,34 @@ pub struct CommunicationStats {
     pub outcome_count: u64,
     /// Exact sum of their amounts.
     pub total_impact: Money,
+}
+
+/// The checks every query filter shares: a user id of at least 1, a valid message type name, a
+/// start no later than the end.
+pub(crate) fn validate_selection(
+    user: Option<UserId>,
+    message_type: Option<&str>,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+) -> Result<()> {
+    if let Some(user) = user
+        && user.0 == 0
+    {
+        return Err(Error::invalid("user_id", user.0, "must be at least 1"));
+    }
+    if let Some(message_type) = message_type {
+        validate_name("message_type", message_type)?;
+    }
+    if let (Some(start), Some(end)) = (start, end)
+        && start > end
+    {
+        return Err(Error::invalid(
+            "end",
+            end.to_rfc3339(),
+            "must not be before start",
+        ));
+    }
+    Ok(())
 }
 
 /// `part / whole` in percent; 0.0 when `whole` is 0.

@@ -28,7 +28,7 @@ use crate::projection::channel::{ChannelReport, EffectivenessFilter};
 use crate::projection::cost::{CostFilter, CostReport};
 use crate::projection::engagement::{EngagementFilter, UserEngagement};
 use crate::projection::impact::{ImpactFilter, ImpactReport};
-use crate::stats::{CommunicationStats, StatsFilter};
+use crate::stats::{CommunicationStats, StatsFilter, validate_selection};
 
 /// Name of the lock file that keeps a second writer out.
 pub const LOCK_FILE_NAME: &str = "LOCK";
@@ -478,14 +478,12 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_channel_effectiveness(&self, filter: &EffectivenessFilter) -> Result<ChannelReport> {
-        // The same rules as the stats filter: user ≥ 1, a valid type name, start ≤ end.
-        validate_filter(&StatsFilter {
-            user: filter.user,
-            message_type: filter.message_type.clone(),
-            channel: None,
-            start: filter.start,
-            end: filter.end,
-        })?;
+        validate_selection(
+            filter.user,
+            filter.message_type.as_deref(),
+            filter.start,
+            filter.end,
+        )?;
         self.projection
             .read()
             .channel_effectiveness(filter, self.attribution_window_ms)
@@ -631,22 +629,12 @@ fn validate_user(user: UserId) -> Result<UserId> {
 }
 
 fn validate_filter(filter: &StatsFilter) -> Result<()> {
-    if let Some(user) = filter.user {
-        validate_user(user)?;
-    }
-    if let Some(message_type) = &filter.message_type {
-        validate_name("message_type", message_type)?;
-    }
-    if let (Some(start), Some(end)) = (filter.start, filter.end)
-        && start > end
-    {
-        return Err(Error::invalid(
-            "end",
-            end.to_rfc3339(),
-            "must not be before start",
-        ));
-    }
-    Ok(())
+    validate_selection(
+        filter.user,
+        filter.message_type.as_deref(),
+        filter.start,
+        filter.end,
+    )
 }
 
 /// `Options::attribution_window` in milliseconds (validated: it fits).

@@ -9,13 +9,13 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::event::{BudgetScope, Channel, Month, UserId, validate_name};
+use crate::event::{BudgetScope, Channel, Month, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
 use crate::projection::Projection;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
-use crate::stats::{divide_rounded, percent};
+use crate::stats::{divide_rounded, percent, validate_selection};
 
 const MILLISECONDS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
 
@@ -89,24 +89,12 @@ impl CostFilter {
     /// Refuses user 0, a malformed message type, and a start after the end, as the stats
     /// query does.
     pub(crate) fn validate(&self) -> Result<()> {
-        if let Some(user) = self.user
-            && user.0 == 0
-        {
-            return Err(Error::invalid("user_id", user.0, "must be at least 1"));
-        }
-        if let Some(message_type) = &self.message_type {
-            validate_name("message_type", message_type)?;
-        }
-        if let (Some(start), Some(end)) = (self.start, self.end)
-            && start > end
-        {
-            return Err(Error::invalid(
-                "end",
-                end.to_rfc3339(),
-                "must not be before start",
-            ));
-        }
-        Ok(())
+        validate_selection(
+            self.user,
+            self.message_type.as_deref(),
+            self.start,
+            self.end,
+        )
     }
 
     /// The sent-time range selected, inclusive, in ms (start, end and month intersected);

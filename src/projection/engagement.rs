@@ -12,13 +12,13 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::event::{Channel, UserId, validate_name};
+use crate::event::{Channel, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
 use crate::projection::Projection;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
-use crate::stats::{divide_rounded, percent};
+use crate::stats::{divide_rounded, percent, validate_selection};
 
 const MINUTE_MS: i64 = 60 * 1000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
@@ -92,19 +92,7 @@ impl EngagementFilter {
 
     /// Refuses a malformed message type and a window that ends before it starts.
     pub(crate) fn validate(&self) -> Result<()> {
-        if let Some(message_type) = &self.message_type {
-            validate_name("message_type", message_type)?;
-        }
-        if let (Some(start), Some(end)) = (self.start, self.end)
-            && start > end
-        {
-            return Err(Error::invalid(
-                "end",
-                end.to_rfc3339(),
-                "must not be before start",
-            ));
-        }
-        Ok(())
+        validate_selection(None, self.message_type.as_deref(), self.start, self.end)
     }
 }
 
