@@ -9,7 +9,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use commlog::workload::{self, Call, Generator, Spec};
-use commlog::{Options, Store, SyncPolicy};
+use commlog::{Options, StatsFilter, Store, SyncPolicy};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
 /// Calls tracked by one thread under `SyncPolicy::Always` (whole messages, at least this many).
@@ -54,12 +54,19 @@ fn open(dir: &Path, sync: SyncPolicy) -> Store {
     .expect("open a fresh store")
 }
 
-/// Tracks `calls` in order on one thread into a fresh store per iteration.
-fn one_thread(calls: &[Call], sync: SyncPolicy, iterations: u64) -> Duration {
+/// Tracks `calls` in order on one thread into a fresh store per iteration, after `prepare`
+/// (untimed) has had the store.
+fn one_thread(
+    calls: &[Call],
+    sync: SyncPolicy,
+    iterations: u64,
+    prepare: impl Fn(&Store),
+) -> Duration {
     let mut elapsed = Duration::ZERO;
     for _ in 0..iterations {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = open(dir.path(), sync);
+        prepare(&store);
         let start = Instant::now();
         for call in calls {
             workload::apply(&store, call).expect("track a workload call");
@@ -131,18 +138,28 @@ fn append(c: &mut Criterion) {
         .throughput(Throughput::Elements(all.len() as u64))
         .measurement_time(Duration::from_secs(12));
     group.bench_function("never_1_thread", |b| {
-        b.iter_custom(|iterations| one_thread(&all, SyncPolicy::Never, iterations))
+        b.iter_custom(|iterations| one_thread(&all, SyncPolicy::Never, iterations, |_| {}))
+    });
+    // The same with the stats rollup built first (a stats query over all users), so that every
+    // call also keeps it current: tracking with the views on.
+    group.bench_function("never_1_thread_rollup_kept", |b| {
+        let build_rollup = |store: &Store| {
+            store
+                .get_communication_stats(&StatsFilter::new())
+                .expect("stats");
+        };
+        b.iter_custom(|iterations| one_thread(&all, SyncPolicy::Never, iterations, build_rollup))
     });
     group.bench_function("interval_1_thread", |b| {
         let interval = SyncPolicy::Interval(Duration::from_millis(100));
-        b.iter_custom(|iterations| one_thread(&all, interval, iterations))
+        b.iter_custom(|iterations| one_thread(&all, interval, iterations, |_| {}))
     });
 
     group
         .throughput(Throughput::Elements(always_1.len() as u64))
         .measurement_time(Duration::from_secs(10));
     group.bench_function("always_1_thread", |b| {
-        b.iter_custom(|iterations| one_thread(&always_1, SyncPolicy::Always, iterations))
+        b.iter_custom(|iterations| one_thread(&always_1, SyncPolicy::Always, iterations, |_| {}))
     });
 
     group

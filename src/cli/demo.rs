@@ -174,6 +174,9 @@ struct Measured {
     replay_events_per_second: f64,
     bytes_on_disk: u64,
     bytes_per_message: f64,
+    /// Anonymous resident memory after ingest minus before opening, per message (mapped files
+    /// do not count).
+    memory_bytes_per_message: Option<f64>,
     peak_rss_bytes: Option<u64>,
 }
 
@@ -247,12 +250,16 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
         sync,
         ..Options::default()
     };
+    let anonymous_before = anonymous_rss_bytes();
     let store = Store::open_with(&global.dir, options.clone())?;
 
     let started = Instant::now();
     let tally = ingest(global, &store, spec, args.threads)?;
     store.sync()?;
     let ingest_seconds = started.elapsed().as_secs_f64();
+    let memory_bytes_per_message = anonymous_before
+        .zip(anonymous_rss_bytes())
+        .map(|(before, after)| after.saturating_sub(before) as f64 / args.messages as f64);
 
     let q1 = store.get_communication_stats(&StatsFilter::new())?;
     let picks = QueryPicks::new(spec);
@@ -320,6 +327,7 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
             replay_events_per_second: replayed_events as f64 / reopen_seconds,
             bytes_on_disk,
             bytes_per_message: bytes_on_disk as f64 / args.messages as f64,
+            memory_bytes_per_message,
             peak_rss_bytes: peak_rss_bytes(),
         },
     };
@@ -665,8 +673,18 @@ fn compare_with_reference(
 
 /// Peak resident memory of this process (VmHWM), where /proc tells it.
 fn peak_rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+/// Resident anonymous memory of this process (RssAnon: not mapped files), where /proc tells it.
+fn anonymous_rss_bytes() -> Option<u64> {
+    proc_status_bytes("RssAnon:")
+}
+
+/// A `kB` field of /proc/self/status, in bytes.
+fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
@@ -764,6 +782,12 @@ fn render(report: &Report) -> String {
     storage.row(vec![
         "bytes per message".to_string(),
         format!("{:.1}", measured.bytes_per_message),
+    ]);
+    storage.row(vec![
+        "memory per message (RssAnon after ingest)".to_string(),
+        measured
+            .memory_bytes_per_message
+            .map_or("-".to_string(), |bytes| format!("{bytes:.1}")),
     ]);
     storage.row(vec![
         "peak memory (VmHWM)".to_string(),
