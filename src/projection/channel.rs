@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::event::{Channel, UserId};
 use crate::money::Money;
-use crate::projection::Projection;
 use crate::projection::names::{NameId, Names};
 use crate::projection::status::MessageState;
+use crate::projection::{Projection, Selection};
 use crate::stats::{divide_rounded, percent};
 
 /// The length of one step of a time series, UTC.
@@ -231,30 +231,20 @@ impl Projection {
         let mut overall = Breakdown::default();
         let mut periods: BTreeMap<NaiveDate, Breakdown> = BTreeMap::new();
         let states = self.message_states();
-        let mut add_message = |state: &MessageState| {
-            if !type_matches(state) || state.sent_ms < start_ms || state.sent_ms > end_ms {
-                return;
-            }
+        let selection = Selection {
+            user: filter.user,
+            message_type: filter.message_type.as_deref(),
+            channel: None,
+            start_ms,
+            end_ms,
+        };
+        self.for_each_in_selection(&selection, |_, state| {
             overall.add_message(state);
             if let Some(period) = filter.period {
                 let start = period.start_date(state.sent_ms);
                 periods.entry(start).or_default().add_message(state);
             }
-        };
-        match filter.user {
-            Some(user) => {
-                let messages = self.user_messages(user);
-                // The user's list is sorted by sent time: only the range is visited.
-                let first = messages.partition_point(|(sent_ms, _)| *sent_ms < start_ms);
-                for &(sent_ms, index) in &messages[first..] {
-                    if sent_ms > end_ms {
-                        break;
-                    }
-                    add_message(&states[index as usize]);
-                }
-            }
-            None => states.iter().for_each(&mut add_message),
-        }
+        });
 
         let outcomes = self.outcome_states();
         let mut credit = |index: u32| {

@@ -12,9 +12,9 @@ use crate::error::{Error, Result};
 use crate::event::{BudgetScope, Channel, Month, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
-use crate::projection::Projection;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
+use crate::projection::{Projection, Selection};
 use crate::stats::{divide_rounded, percent, validate_selection};
 
 const MILLISECONDS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
@@ -355,42 +355,14 @@ impl Projection {
         let Some((start_ms, end_ms)) = filter.range_ms() else {
             return;
         };
-        // A type never tracked selects no message.
-        let type_filter = match filter
-            .message_type
-            .as_deref()
-            .map(|name| self.names().get(name))
-        {
-            Some(None) => return,
-            Some(Some(id)) => Some(id),
-            None => None,
+        let selection = Selection {
+            user: filter.user,
+            message_type: filter.message_type.as_deref(),
+            channel: filter.channel,
+            start_ms,
+            end_ms,
         };
-        let mut visit_if_selected = |state: &MessageState| {
-            let selected = type_filter.is_none_or(|id| id == state.message_type)
-                && filter
-                    .channel
-                    .is_none_or(|channel| channel == state.channel)
-                && start_ms <= state.sent_ms
-                && state.sent_ms <= end_ms;
-            if selected {
-                visit(state);
-            }
-        };
-        let states = self.message_states();
-        match filter.user {
-            Some(user) => {
-                // The user's list is sorted by sent time: only the range is visited.
-                let messages = self.user_messages(user);
-                let first = messages.partition_point(|(sent_ms, _)| *sent_ms < start_ms);
-                for &(sent_ms, index) in &messages[first..] {
-                    if sent_ms > end_ms {
-                        break;
-                    }
-                    visit_if_selected(&states[index as usize]);
-                }
-            }
-            None => states.iter().for_each(visit_if_selected),
-        }
+        self.for_each_in_selection(&selection, |_, state| visit(state));
     }
 
     /// The budgets `filter` names, each against its scope's spend in its month up to `now_ms`,

@@ -60,6 +60,16 @@ impl Hasher for IdHasher {
 
 pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
+/// Which messages a query takes: all parts optional but the sent-time range, in ms, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Selection<'a> {
+    pub user: Option<UserId>,
+    pub message_type: Option<&'a str>,
+    pub channel: Option<Channel>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
 /// A budget as the last `BudgetSet` for its scope and month set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BudgetState {
@@ -280,37 +290,51 @@ impl Projection {
 
     /// Calls `visit` with the id and state of every message `filter` selects, in the order of
     /// the user's (sent time, id) index with a user filter, else in id order.
-    fn for_each_selected(
-        &self,
-        filter: &StatsFilter,
-        mut visit: impl FnMut(MessageId, &MessageState),
-    ) {
+    fn for_each_selected(&self, filter: &StatsFilter, visit: impl FnMut(MessageId, &MessageState)) {
         let start_ms = filter
             .start
             .map_or(i64::MIN, |start| start.timestamp_millis());
         let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
+        let selection = Selection {
+            user: filter.user,
+            message_type: filter.message_type.as_deref(),
+            channel: filter.channel,
+            start_ms,
+            end_ms,
+        };
+        self.for_each_in_selection(&selection, visit);
+    }
+
+    /// Calls `visit` with the id and state of every message `selection` takes, in the order of
+    /// the user's (sent time, id) index with a user, else in id order.
+    pub(crate) fn for_each_in_selection(
+        &self,
+        selection: &Selection<'_>,
+        mut visit: impl FnMut(MessageId, &MessageState),
+    ) {
+        let Selection {
+            user,
+            message_type,
+            channel,
+            start_ms,
+            end_ms,
+        } = *selection;
         // A type never tracked selects no message.
-        let type_filter = match filter
-            .message_type
-            .as_deref()
-            .map(|name| self.names.get(name))
-        {
+        let type_filter = match message_type.map(|name| self.names.get(name)) {
             Some(None) => return,
             Some(Some(id)) => Some(id),
             None => None,
         };
         let mut visit_if_selected = |index: u32, state: &MessageState| {
             let selected = type_filter.is_none_or(|id| id == state.message_type)
-                && filter
-                    .channel
-                    .is_none_or(|channel| channel == state.channel)
+                && channel.is_none_or(|channel| channel == state.channel)
                 && start_ms <= state.sent_ms
                 && state.sent_ms <= end_ms;
             if selected {
                 visit(MessageId(u64::from(index) + 1), state);
             }
         };
-        match filter.user {
+        match user {
             Some(user) => {
                 let Some(entries) = self.users.get(&user.0) else {
                     return;
