@@ -320,9 +320,9 @@ impl LineTally {
         self.sent += 1;
         self.delivered += u64::from(state.delivered.is_some());
         self.opened += u64::from(state.opened.is_some());
-        self.clicked += u64::from(state.clicked.is_some());
-        self.responded += u64::from(state.first_action.is_some());
-        self.converted += u64::from(state.converted);
+        self.clicked += u64::from(state.clicked().is_some());
+        self.responded += u64::from(state.first_action().is_some());
+        self.converted += u64::from(state.converted());
         self.cost_micros += i128::from(state.cost_micros);
     }
 

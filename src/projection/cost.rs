@@ -224,8 +224,8 @@ impl CostTally {
     fn add(&mut self, state: &MessageState) {
         self.messages += 1;
         self.delivered += u64::from(state.delivered.is_some());
-        self.responded += u64::from(state.latest_action.is_some());
-        self.converted += u64::from(state.converted);
+        self.responded += u64::from(state.latest_action().is_some());
+        self.converted += u64::from(state.converted());
         self.spent_micros += i128::from(state.cost_micros);
     }
 

@@ -514,8 +514,8 @@ impl Tally {
         self.total += 1;
         self.delivered += u64::from(state.delivered.is_some());
         self.opened += u64::from(state.opened.is_some());
-        self.clicked += u64::from(state.clicked.is_some());
-        self.actions += u64::from(state.latest_action.is_some());
+        self.clicked += u64::from(state.clicked().is_some());
+        self.actions += u64::from(state.latest_action().is_some());
         self.failed += u64::from(status == Status::Failed);
         self.cost_micros += i128::from(state.cost_micros);
         self.by_status[status as usize] += 1;

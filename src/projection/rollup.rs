@@ -28,7 +28,7 @@ pub(crate) const KINDS: usize = Status::ALL.len() * 2;
 
 /// The kind of a message in its current state.
 pub(crate) fn kind_of(state: &MessageState) -> usize {
-    state.status() as usize * 2 + usize::from(state.latest_action.is_some())
+    state.status() as usize * 2 + usize::from(state.latest_action().is_some())
 }
 
 /// The bucket of each level that `at_ms` falls in: slice, hour, day.

@@ -36,7 +36,9 @@ pub(crate) struct LatestAction {
     pub name: NameId,
 }
 
-/// One message as its events so far describe it.
+/// One message as its events so far describe it. The stages most messages reach (sent,
+/// delivered, opened) are inline; the rare ones (click, failure, actions) live in a box that
+/// only the messages reaching them allocate, which keeps the record at 56 bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct MessageState {
     pub user_id: u64,
@@ -44,15 +46,31 @@ pub(crate) struct MessageState {
     pub cost_micros: i64,
     pub delivered: Earliest,
     pub opened: Earliest,
-    pub clicked: Earliest,
-    pub failed: Earliest,
-    /// The earliest action of any kind (with the earliest open: the first engagement).
-    pub first_action: Earliest,
-    pub latest_action: Option<LatestAction>,
+    rare: Option<Box<RareStages>>,
     pub message_type: NameId,
     pub channel: Channel,
+}
+
+/// The stages few messages reach.
+#[derive(Debug, Clone)]
+struct RareStages {
+    clicked: Earliest,
+    failed: Earliest,
+    /// The earliest action of any kind (with the earliest open: the first engagement).
+    first_action: Earliest,
+    latest_action: Option<LatestAction>,
     /// Some action's name contains "upgrade" (a conversion, as the original service counted).
-    pub converted: bool,
+    converted: bool,
+}
+
+impl RareStages {
+    const NONE: RareStages = RareStages {
+        clicked: Earliest::NONE,
+        failed: Earliest::NONE,
+        first_action: Earliest::NONE,
+        latest_action: None,
+        converted: false,
+    };
 }
 
 impl MessageState {
@@ -69,14 +87,43 @@ impl MessageState {
             cost_micros: cost.micros(),
             delivered: Earliest::NONE,
             opened: Earliest::NONE,
-            clicked: Earliest::NONE,
-            failed: Earliest::NONE,
-            first_action: Earliest::NONE,
-            latest_action: None,
+            rare: None,
             message_type,
             channel,
-            converted: false,
         }
+    }
+
+    fn rare(&self) -> &RareStages {
+        self.rare.as_deref().unwrap_or(&RareStages::NONE)
+    }
+
+    fn rare_mut(&mut self) -> &mut RareStages {
+        self.rare.get_or_insert_with(|| Box::new(RareStages::NONE))
+    }
+
+    /// The earliest click.
+    pub(crate) fn clicked(&self) -> Earliest {
+        self.rare().clicked
+    }
+
+    /// The earliest failure report.
+    pub(crate) fn failed(&self) -> Earliest {
+        self.rare().failed
+    }
+
+    /// The earliest action of any kind.
+    pub(crate) fn first_action(&self) -> Earliest {
+        self.rare().first_action
+    }
+
+    /// The action with the latest time (ties: the one folded later).
+    pub(crate) fn latest_action(&self) -> Option<LatestAction> {
+        self.rare().latest_action
+    }
+
+    /// Some action's name contains "upgrade".
+    pub(crate) fn converted(&self) -> bool {
+        self.rare().converted
     }
 
     pub(crate) fn fold_delivered(&mut self, at_ms: i64) {
@@ -99,17 +146,20 @@ impl MessageState {
         at_ms: i64,
     ) {
         self.delivered.keep(at_ms);
-        self.first_action.keep(at_ms);
-        self.converted |= is_upgrade;
         if is_click {
             self.opened.keep(at_ms);
-            self.clicked.keep(at_ms);
         }
-        if self
+        let rare = self.rare_mut();
+        rare.first_action.keep(at_ms);
+        rare.converted |= is_upgrade;
+        if is_click {
+            rare.clicked.keep(at_ms);
+        }
+        if rare
             .latest_action
             .is_none_or(|latest| at_ms >= latest.at_ms)
         {
-            self.latest_action = Some(LatestAction {
+            rare.latest_action = Some(LatestAction {
                 at_ms,
                 name: action,
             });
@@ -118,25 +168,25 @@ impl MessageState {
 
     /// The first engagement: the earliest open (a click implies one) or action.
     pub(crate) fn first_engagement_ms(&self) -> Option<i64> {
-        match (self.opened.get(), self.first_action.get()) {
+        match (self.opened.get(), self.first_action().get()) {
             (Some(opened), Some(action)) => Some(opened.min(action)),
             (opened, action) => opened.or(action),
         }
     }
 
     pub(crate) fn fold_failed(&mut self, at_ms: i64) {
-        self.failed.keep(at_ms);
+        self.rare_mut().failed.keep(at_ms);
     }
 
     /// The furthest stage; failed only if never delivered.
     pub(crate) fn status(&self) -> Status {
-        if self.clicked.is_some() {
+        if self.clicked().is_some() {
             Status::Clicked
         } else if self.opened.is_some() {
             Status::Opened
         } else if self.delivered.is_some() {
             Status::Delivered
-        } else if self.failed.is_some() {
+        } else if self.failed().is_some() {
             Status::Failed
         } else {
             Status::Sent
@@ -154,11 +204,22 @@ impl MessageState {
             sent_at: time_from_ms(self.sent_ms),
             delivered_at: self.delivered.get().map(time_from_ms),
             opened_at: self.opened.get().map(time_from_ms),
-            clicked_at: self.clicked.get().map(time_from_ms),
-            failed_at: self.failed.get().map(time_from_ms),
+            clicked_at: self.clicked().get().map(time_from_ms),
+            failed_at: self.failed().get().map(time_from_ms),
             action_taken: self
-                .latest_action
+                .latest_action()
                 .map(|action| names.name(action.name).to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record's size is part of the memory budget (docs/PERFORMANCE.md).
+    #[test]
+    fn a_message_record_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<MessageState>(), 56);
     }
 }
