@@ -1,9 +1,18 @@
-//! The reference queries Q1–Q5 (shared/WORKLOAD.md) on the 1,000,000-message store, each
-//! cycling through its picks (`QueryPicks::new(Spec::default())`).
+//! The reference queries Q1–Q5 (shared/WORKLOAD.md) on the reference store, each cycling
+//! through its picks (`QueryPicks::new(spec)`).
+//!
+//! The workload's size comes from `COMMLOG_BENCH_MESSAGES` and `COMMLOG_BENCH_USERS` (defaults
+//! 1,000,000 and 10,000, seed 42); the same spec builds the store and draws the picks. The Q1
+//! counts are checked against WORKLOAD.md for the default spec only, and printed otherwise.
+//!
+//! Memory: the bench prints the growth of `RssAnon` (/proc/self/status) over the ingest, and
+//! after the first query of every view (which builds the lazy indexes), per message.
 //!
 //! After each criterion bench, one pass over the query's picks (Q1: 100 runs) prints the
-//! per-query p50/p99 that WORKLOAD.md asks for; criterion times batches of queries, so its
-//! figures are averages over many picks. `cargo bench --bench query`.
+//! per-query p50/p99 that WORKLOAD.md asks for, as `query/{name}: N picks, p50 .., p99 ..`;
+//! criterion times batches of queries, so its figures are averages over many picks.
+//! `cargo bench --bench query`, or e.g.
+//! `COMMLOG_BENCH_MESSAGES=10000000 COMMLOG_BENCH_USERS=100000 cargo bench --bench query`.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -16,8 +25,54 @@ use commlog::{
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 
-/// Tracks the whole reference workload into a new store in `dir`; returns the open store.
-fn build_reference_store(dir: &Path) -> Store {
+/// The environment variable that sets the number of messages.
+const MESSAGES_VAR: &str = "COMMLOG_BENCH_MESSAGES";
+/// The environment variable that sets the number of users.
+const USERS_VAR: &str = "COMMLOG_BENCH_USERS";
+
+/// A positive count from the environment variable `name`, or `default` when it is unset;
+/// panics, naming the variable, on any other value. `_` may separate digits.
+fn count_from_env(name: &str, default: u64) -> u64 {
+    let text = match std::env::var(name) {
+        Ok(text) => text,
+        Err(std::env::VarError::NotPresent) => return default,
+        Err(std::env::VarError::NotUnicode(value)) => {
+            panic!("{name} must be a positive whole number, got {value:?}")
+        }
+    };
+    text.trim()
+        .replace('_', "")
+        .parse::<u64>()
+        .ok()
+        .filter(|&count| count >= 1)
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} must be a positive whole number (e.g. 1000000 or 1_000_000), got {text:?}"
+            )
+        })
+}
+
+/// The workload spec: the default one, with the sizes the environment sets.
+fn spec_from_env() -> Spec {
+    let default = Spec::default();
+    Spec {
+        messages: count_from_env(MESSAGES_VAR, default.messages),
+        users: count_from_env(USERS_VAR, default.users),
+        ..default
+    }
+}
+
+/// Resident anonymous memory of this process (`RssAnon:` of /proc/self/status, in kB), in
+/// bytes; `None` where /proc does not tell it.
+fn anonymous_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("RssAnon:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Tracks the whole workload `spec` into a new store in `dir`; returns the open store.
+fn build_reference_store(dir: &Path, spec: Spec) -> Store {
     let store = Store::open_with(
         dir,
         commlog::Options {
@@ -26,7 +81,7 @@ fn build_reference_store(dir: &Path) -> Store {
         },
     )
     .expect("open a fresh store");
-    for call in Generator::calls(Spec::default()) {
+    for call in Generator::calls(spec) {
         workload::apply(&store, &call).expect("track a workload call");
     }
     store
@@ -65,13 +120,47 @@ fn bench_cycling<P>(c: &mut Criterion, name: &str, picks: &[P], mut query: impl 
 type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 fn queries(c: &mut Criterion) {
+    let spec = spec_from_env();
+    eprintln!(
+        "query bench: {} messages, {} users",
+        spec.messages, spec.users
+    );
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = build_reference_store(dir.path());
-    let picks = QueryPicks::new(Spec::default());
+    let before_ingest = anonymous_rss_bytes();
+    let store = build_reference_store(dir.path(), spec);
+    let after_ingest = anonymous_rss_bytes();
 
     let all = store
         .get_communication_stats(&StatsFilter::new())
         .expect("Q1");
+    // The first query of every view builds its lazy indexes.
+    black_box(
+        store
+            .get_channel_effectiveness(&EffectivenessFilter::new())
+            .expect("channels"),
+    );
+    black_box(store.get_cost_report(&CostFilter::new()).expect("costs"));
+    black_box(
+        store
+            .get_financial_impact(&ImpactFilter::new())
+            .expect("impact"),
+    );
+    let after_views = anonymous_rss_bytes();
+    match (before_ingest, after_ingest, after_views) {
+        (Some(before), Some(ingested), Some(viewed)) => {
+            let growth = |after: u64| after as i64 - before as i64;
+            let per_message = |after: u64| growth(after) as f64 / spec.messages as f64;
+            eprintln!(
+                "memory: RssAnon after ingest − before = {} bytes = {:.1} bytes/message; \
+                 after the first query of every view: {:.1} bytes/message",
+                growth(ingested),
+                per_message(ingested),
+                per_message(viewed)
+            );
+        }
+        _ => eprintln!("memory: unavailable (no RssAnon in /proc/self/status)"),
+    }
+
     let counts = (
         all.total_messages,
         all.delivered_count,
@@ -79,15 +168,24 @@ fn queries(c: &mut Criterion) {
         all.clicked_count,
         all.action_count,
     );
-    assert_eq!(
-        counts,
-        (1_000_000, 949_669, 264_725, 23_801, 95_346),
-        "the Q1 counts of WORKLOAD.md"
-    );
-    assert_eq!(
-        all.outcome_count, 19_882,
-        "the Q1 outcome count of WORKLOAD.md"
-    );
+    if spec == Spec::default() {
+        assert_eq!(
+            counts,
+            (1_000_000, 949_669, 264_725, 23_801, 95_346),
+            "the Q1 counts of WORKLOAD.md"
+        );
+        assert_eq!(
+            all.outcome_count, 19_882,
+            "the Q1 outcome count of WORKLOAD.md"
+        );
+    } else {
+        eprintln!(
+            "Q1 counts: total {}, delivered {}, opened {}, clicked {}, action {}, outcome {} \
+             (no reference figures for this size)",
+            counts.0, counts.1, counts.2, counts.3, counts.4, all.outcome_count
+        );
+    }
+    let picks = QueryPicks::new(spec);
 
     let stats = |filter: &StatsFilter| {
         black_box(store.get_communication_stats(filter).expect("stats"));

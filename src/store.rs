@@ -49,8 +49,6 @@ pub const LOCK_FILE_NAME: &str = "LOCK";
 /// ```
 pub struct Store {
     dir: PathBuf,
-    /// `Options::attribution_window` in milliseconds.
-    attribution_window_ms: i64,
     projection: RwLock<Projection>,
     report: OpenReport,
     /// `None` when opened read-only.
@@ -92,7 +90,12 @@ impl Store {
         create_directory(&dir)?;
         let lock_file = lock_directory(&dir)?;
         let (projection, replayed) =
-            replay::replay_parallel(&dir, Mode::Write, Projection::default, Projection::fold)?;
+            replay::replay_parallel(
+            &dir,
+            Mode::Write,
+            || Projection::new(window_ms(&options)),
+            Projection::fold,
+        )?;
         let log = Arc::new(SharedLog::open(
             &dir,
             &options,
@@ -106,7 +109,6 @@ impl Store {
         };
         Ok(Store {
             dir,
-            attribution_window_ms: window_ms(&options),
             projection: RwLock::new(projection),
             report: replayed.report,
             writer: Some(Writer {
@@ -139,10 +141,14 @@ impl Store {
             ));
         }
         let (projection, replayed) =
-            replay::replay_parallel(&dir, Mode::ReadOnly, Projection::default, Projection::fold)?;
+            replay::replay_parallel(
+            &dir,
+            Mode::ReadOnly,
+            || Projection::new(window_ms(&options)),
+            Projection::fold,
+        )?;
         Ok(Store {
             dir,
-            attribution_window_ms: window_ms(&options),
             projection: RwLock::new(projection),
             report: replayed.report,
             writer: None,
@@ -486,7 +492,7 @@ impl Store {
         )?;
         self.projection
             .read()
-            .channel_effectiveness(filter, self.attribution_window_ms)
+            .channel_effectiveness(filter)
     }
 
     /// Spend per channel × day and × month, per channel and message type, cost per delivered
@@ -523,7 +529,7 @@ impl Store {
         validate_filter(&filter.message_filter())?;
         self.projection
             .read()
-            .impact(filter, self.attribution_window_ms)
+            .impact(filter)
     }
 
     /// Hands every event appended so far to the OS (survives a crash of this process).

@@ -1,19 +1,21 @@
 //! The channel-effectiveness view: per channel and message type, how the messages fared, what
 //! they cost, the outcomes credited to them, and which channel wins each message type.
 //!
-//! Computed at query time from the status view; nothing is kept between queries.
+//! Computed at query time from the message rollup and the outcome credits (or, with a user
+//! filter, the user's own messages and outcomes); nothing else is kept between queries.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::{Channel, UserId};
 use crate::money::Money;
 use crate::projection::names::{NameId, Names};
-use crate::projection::status::MessageState;
+use crate::projection::attribution::OutcomeSums;
+use crate::projection::rollup::Counts;
 use crate::projection::{Projection, Selection};
 use crate::stats::{divide_rounded, percent};
 
@@ -195,17 +197,49 @@ pub struct ChannelReport {
     pub periods: Vec<ChannelPeriod>,
 }
 
+impl Period {
+    /// The first date of the period after the one starting on `start` (a label).
+    fn next_start(self, start: NaiveDate) -> Option<NaiveDate> {
+        match self {
+            Period::Day => start.checked_add_days(Days::new(1)),
+            Period::Week => start.checked_add_days(Days::new(7)),
+            Period::Month => start.checked_add_months(Months::new(1)),
+        }
+    }
+
+    /// The periods meeting `[start_ms, end_ms]`, each as (label, first ms, last ms), oldest
+    /// first.
+    pub(crate) fn periods(self, start_ms: i64, end_ms: i64) -> Vec<(NaiveDate, i64, i64)> {
+        let mut periods = Vec::new();
+        let mut label = self.start_date(start_ms);
+        loop {
+            let next = self.next_start(label);
+            let last_ms = next.map_or(i64::MAX, |next| date_ms(next) - 1);
+            periods.push((label, date_ms(label), last_ms));
+            match next {
+                Some(next) if date_ms(next) <= end_ms => label = next,
+                _ => return periods,
+            }
+        }
+    }
+}
+
+/// Midnight UTC of `date`, in ms.
+fn date_ms(date: NaiveDate) -> i64 {
+    date.and_time(NaiveTime::MIN).and_utc().timestamp_millis()
+}
+
 impl Projection {
-    /// The channel-effectiveness report for `filter`, crediting outcomes with an attribution
-    /// window of `window_ms` (docs/SEMANTICS.md, "Channel effectiveness").
+    /// The channel-effectiveness report for `filter` (docs/SEMANTICS.md, "Channel
+    /// effectiveness").
     ///
-    /// Cost: the messages it visits (a user's messages in the range with a user filter, else
-    /// every message) plus, for each outcome it visits (the user's, else all), one attribution
-    /// over that user's messages; then a sort of the lines. No wall clock.
+    /// Cost: with a user filter, the user's messages and outcomes in the range; else the
+    /// rollup and outcome buckets of the range (whole days, hours and slices, and the items of
+    /// the two cut slices); once per period with a time series. Then a sort of the lines. No
+    /// wall clock.
     pub(crate) fn channel_effectiveness(
         &self,
         filter: &EffectivenessFilter,
-        window_ms: i64,
     ) -> Result<ChannelReport> {
         let start_ms = filter
             .start
@@ -225,12 +259,6 @@ impl Projection {
             },
             None => None,
         };
-        let type_matches =
-            |state: &MessageState| type_filter.is_none_or(|id| id == state.message_type);
-
-        let mut overall = Breakdown::default();
-        let mut periods: BTreeMap<NaiveDate, Breakdown> = BTreeMap::new();
-        let states = self.message_states();
         let selection = Selection {
             user: filter.user,
             message_type: filter.message_type.as_deref(),
@@ -238,58 +266,34 @@ impl Projection {
             start_ms,
             end_ms,
         };
-        self.for_each_in_selection(&selection, |_, state| {
-            overall.add_message(state);
-            if let Some(period) = filter.period {
-                let start = period.start_date(state.sent_ms);
-                periods.entry(start).or_default().add_message(state);
-            }
-        });
+        let (lines, channels, winners) = self.breakdown(&selection, type_filter).finish(names)?;
 
-        let outcomes = self.outcome_states();
-        let mut credit = |index: u32| {
-            let outcome = &outcomes[index as usize];
-            if outcome.at_ms < start_ms || outcome.at_ms > end_ms {
-                return;
-            }
-            let Some(attribution) = self.attribute(outcome, window_ms) else {
-                return;
-            };
-            let message = &states[attribution.message_index as usize];
-            if !type_matches(message) {
-                return;
-            }
-            overall.add_outcome(message, outcome.amount_micros);
-            if let Some(period) = filter.period {
-                let start = period.start_date(outcome.at_ms);
-                periods
-                    .entry(start)
-                    .or_default()
-                    .add_outcome(message, outcome.amount_micros);
-            }
-        };
-        match filter.user {
-            Some(user) => self
-                .user_outcomes(user)
-                .iter()
-                .for_each(|&index| credit(index)),
-            None => (0..outcomes.len()).for_each(|index| credit(index as u32)),
-        }
-
-        let (lines, channels, winners) = overall.finish(names)?;
         let mut period_reports = Vec::new();
-        // Only periods with a selected message appear, as in every view's time series.
-        for (start, breakdown) in periods {
-            if breakdown.message_count == 0 {
-                continue;
+        let span = self.message_span(filter.user);
+        if let (Some(period), Some((first_ms, last_ms))) = (filter.period, span) {
+            // Periods outside the messages' span hold no message: they are not reported.
+            let (start_ms, end_ms) = (start_ms.max(first_ms), end_ms.min(last_ms));
+            if start_ms <= end_ms {
+                for (start, first_ms, last_ms) in period.periods(start_ms, end_ms) {
+                    let piece = Selection {
+                        start_ms: first_ms.max(selection.start_ms),
+                        end_ms: last_ms.min(selection.end_ms),
+                        ..selection
+                    };
+                    let breakdown = self.breakdown(&piece, type_filter);
+                    // Only periods with a selected message appear, as in every time series.
+                    if breakdown.message_count == 0 {
+                        continue;
+                    }
+                    let (lines, channels, winners) = breakdown.finish(names)?;
+                    period_reports.push(ChannelPeriod {
+                        start,
+                        lines,
+                        channels,
+                        winners,
+                    });
+                }
             }
-            let (lines, channels, winners) = breakdown.finish(names)?;
-            period_reports.push(ChannelPeriod {
-                start,
-                lines,
-                channels,
-                winners,
-            });
         }
         Ok(ChannelReport {
             period: filter.period,
@@ -299,41 +303,41 @@ impl Projection {
             periods: period_reports,
         })
     }
+
+    /// The messages `selection` takes, and the outcomes in its time range (of its user, with
+    /// one) credited to a message of type `type_filter` (any, without one).
+    fn breakdown(&self, selection: &Selection<'_>, type_filter: Option<NameId>) -> Breakdown {
+        let mut breakdown = Breakdown::default();
+        self.count_selection(selection, |channel, message_type, counts| {
+            breakdown.add_counts(channel, message_type, counts)
+        });
+        self.visit_outcomes(
+            selection.user,
+            selection.start_ms,
+            selection.end_ms,
+            |key, sums| {
+                if let Some((channel, message_type, _)) = key.credit
+                    && type_filter.is_none_or(|id| id == message_type)
+                {
+                    breakdown.add_credit(channel, message_type, sums);
+                }
+            },
+        );
+        breakdown
+    }
 }
 
 /// Running counts of one line.
 #[derive(Debug, Default)]
 struct LineTally {
-    sent: u64,
-    delivered: u64,
-    opened: u64,
-    clicked: u64,
-    responded: u64,
-    converted: u64,
-    cost_micros: i128,
+    counts: Counts,
     attributed_outcomes: u64,
     attributed_micros: i128,
 }
 
 impl LineTally {
-    fn add_message(&mut self, state: &MessageState) {
-        self.sent += 1;
-        self.delivered += u64::from(state.delivered.is_some());
-        self.opened += u64::from(state.opened.is_some());
-        self.clicked += u64::from(state.clicked().is_some());
-        self.responded += u64::from(state.first_action().is_some());
-        self.converted += u64::from(state.converted());
-        self.cost_micros += i128::from(state.cost_micros);
-    }
-
     fn merge(&mut self, other: &LineTally) {
-        self.sent += other.sent;
-        self.delivered += other.delivered;
-        self.opened += other.opened;
-        self.clicked += other.clicked;
-        self.responded += other.responded;
-        self.converted += other.converted;
-        self.cost_micros += other.cost_micros;
+        self.counts.add(&other.counts);
         self.attributed_outcomes += other.attributed_outcomes;
         self.attributed_micros += other.attributed_micros;
     }
@@ -341,21 +345,21 @@ impl LineTally {
     /// The performance score as an exact fraction (numerator, denominator) of the score ÷ 10:
     /// 2·delivered/sent + (2·opened + 3·responded + 3·converted)/delivered.
     fn score_fraction(&self) -> (u128, u128) {
-        if self.sent == 0 || self.delivered == 0 {
+        if self.counts.sent == 0 || self.counts.delivered == 0 {
             return (0, 1);
         }
-        let sent = u128::from(self.sent);
-        let delivered = u128::from(self.delivered);
-        let engaged = 2 * u128::from(self.opened)
-            + 3 * u128::from(self.responded)
-            + 3 * u128::from(self.converted);
+        let sent = u128::from(self.counts.sent);
+        let delivered = u128::from(self.counts.delivered);
+        let engaged = 2 * u128::from(self.counts.opened)
+            + 3 * u128::from(self.counts.responded)
+            + 3 * u128::from(self.counts.converted);
         (2 * delivered * delivered + engaged * sent, sent * delivered)
     }
 
     /// total cost / responded as an exact fraction; `None` without a response.
     fn cost_per_response_fraction(&self) -> Option<(u128, u128)> {
-        let cost = u128::try_from(self.cost_micros).expect("costs are never negative");
-        (self.responded > 0).then(|| (cost, u128::from(self.responded)))
+        let cost = u128::try_from(self.counts.cost_micros).expect("costs are never negative");
+        (self.counts.responded > 0).then(|| (cost, u128::from(self.counts.responded)))
     }
 
     fn to_line(&self, channel: Channel, message_type: Option<&str>) -> Result<ChannelLine> {
@@ -364,44 +368,44 @@ impl LineTally {
                 .map(Money::from_micros)
                 .map_err(|_| Error::Overflow { field })
         };
-        let total_cost = money("total_cost", self.cost_micros)?;
+        let total_cost = money("total_cost", self.counts.cost_micros)?;
         let attributed_impact = money("attributed_impact", self.attributed_micros)?;
         // A quotient of non-negative costs by a count ≥ 1 is at most the total: it fits.
         let quotient = |count: u64| {
             (count > 0).then(|| {
                 Money::from_micros(
-                    i64::try_from(divide_rounded(self.cost_micros, count))
+                    i64::try_from(divide_rounded(self.counts.cost_micros, count))
                         .expect("at most the total cost"),
                 )
             })
         };
-        let delivery_rate = percent(self.delivered, self.sent);
-        let open_rate = percent(self.opened, self.delivered);
-        let click_rate = percent(self.clicked, self.opened);
-        let response_rate = percent(self.responded, self.delivered);
-        let conversion_rate = percent(self.converted, self.delivered);
+        let delivery_rate = percent(self.counts.delivered, self.counts.sent);
+        let open_rate = percent(self.counts.opened, self.counts.delivered);
+        let click_rate = percent(self.counts.clicked, self.counts.opened);
+        let response_rate = percent(self.counts.responded, self.counts.delivered);
+        let conversion_rate = percent(self.counts.converted, self.counts.delivered);
         Ok(ChannelLine {
             channel,
             message_type: message_type.map(str::to_string),
-            sent: self.sent,
-            delivered: self.delivered,
-            opened: self.opened,
-            clicked: self.clicked,
-            responded: self.responded,
-            converted: self.converted,
+            sent: self.counts.sent,
+            delivered: self.counts.delivered,
+            opened: self.counts.opened,
+            clicked: self.counts.clicked,
+            responded: self.counts.responded,
+            converted: self.counts.converted,
             delivery_rate,
             open_rate,
             click_rate,
             response_rate,
             conversion_rate,
             total_cost,
-            cost_per_message: quotient(self.sent),
-            cost_per_response: quotient(self.responded),
-            cost_per_conversion: quotient(self.converted),
+            cost_per_message: quotient(self.counts.sent),
+            cost_per_response: quotient(self.counts.responded),
+            cost_per_conversion: quotient(self.counts.converted),
             attributed_outcomes: self.attributed_outcomes,
             attributed_impact,
-            roi: (self.cost_micros != 0).then(|| {
-                (self.attributed_micros - self.cost_micros) as f64 / self.cost_micros as f64
+            roi: (self.counts.cost_micros != 0).then(|| {
+                (self.attributed_micros - self.counts.cost_micros) as f64 / self.counts.cost_micros as f64
             }),
             performance_score: 0.2 * delivery_rate
                 + 0.2 * open_rate
@@ -420,22 +424,20 @@ struct Breakdown {
 }
 
 impl Breakdown {
-    fn add_message(&mut self, state: &MessageState) {
-        self.message_count += 1;
+    fn add_counts(&mut self, channel: Channel, message_type: NameId, counts: &Counts) {
+        self.message_count += counts.sent;
         self.lines
-            .entry((state.channel, state.message_type))
+            .entry((channel, message_type))
             .or_default()
-            .add_message(state);
+            .counts
+            .add(counts);
     }
 
-    /// Credits an outcome of `amount_micros` to the line of `message`.
-    fn add_outcome(&mut self, message: &MessageState, amount_micros: i64) {
-        let line = self
-            .lines
-            .entry((message.channel, message.message_type))
-            .or_default();
-        line.attributed_outcomes += 1;
-        line.attributed_micros += i128::from(amount_micros);
+    /// Credits outcomes to the line of (channel, message type).
+    fn add_credit(&mut self, channel: Channel, message_type: NameId, sums: &OutcomeSums) {
+        let line = self.lines.entry((channel, message_type)).or_default();
+        line.attributed_outcomes += sums.count;
+        line.attributed_micros += sums.amount_micros;
     }
 
     /// The lines by channel and type name, the channel totals, and the winner of each type.
@@ -464,7 +466,7 @@ impl Breakdown {
         // The best line of each type; only lines with a message sent compete.
         let mut best: BTreeMap<&str, (usize, &LineTally)> = BTreeMap::new();
         for (position, (_, message_type, tally)) in tallies.iter().enumerate() {
-            if tally.sent == 0 {
+            if tally.counts.sent == 0 {
                 continue;
             }
             let replace = best

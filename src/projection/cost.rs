@@ -12,12 +12,12 @@ use crate::error::{Error, Result};
 use crate::event::{BudgetScope, Channel, Month, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
+use crate::projection::channel::Period;
 use crate::projection::names::NameId;
-use crate::projection::status::MessageState;
+use crate::projection::rollup::Counts;
 use crate::projection::{Projection, Selection};
 use crate::stats::{divide_rounded, percent, validate_selection};
 
-const MILLISECONDS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
 
 /// Which messages `Store::get_cost_report` covers, and which budgets it reports. Every part is
 /// optional; an empty filter covers everything.
@@ -210,44 +210,25 @@ pub struct CostReport {
     pub budgets: Vec<BudgetStatus>,
 }
 
-/// Running counts of one group of messages.
-#[derive(Debug, Clone, Copy, Default)]
-struct CostTally {
-    messages: u64,
-    delivered: u64,
-    responded: u64,
-    converted: u64,
-    spent_micros: i128,
-}
-
-impl CostTally {
-    fn add(&mut self, state: &MessageState) {
-        self.messages += 1;
-        self.delivered += u64::from(state.delivered.is_some());
-        self.responded += u64::from(state.latest_action().is_some());
-        self.converted += u64::from(state.converted());
-        self.spent_micros += i128::from(state.cost_micros);
-    }
-
-    fn finish(self) -> Result<CostSummary> {
-        let quotient = |field: &'static str, count: u64| -> Result<Option<Money>> {
-            if count == 0 {
-                return Ok(None);
-            }
-            money(field, divide_rounded(self.spent_micros, count)).map(Some)
-        };
-        Ok(CostSummary {
-            messages: self.messages,
-            delivered: self.delivered,
-            responded: self.responded,
-            converted: self.converted,
-            spent: money("spent", self.spent_micros)?,
-            cost_per_message: quotient("cost_per_message", self.messages)?,
-            cost_per_delivered: quotient("cost_per_delivered", self.delivered)?,
-            cost_per_response: quotient("cost_per_response", self.responded)?,
-            cost_per_conversion: quotient("cost_per_conversion", self.converted)?,
-        })
-    }
+/// The summary of a group of messages from their counts.
+fn summary(counts: &Counts) -> Result<CostSummary> {
+    let quotient = |field: &'static str, count: u64| -> Result<Option<Money>> {
+        if count == 0 {
+            return Ok(None);
+        }
+        money(field, divide_rounded(counts.cost_micros, count)).map(Some)
+    };
+    Ok(CostSummary {
+        messages: counts.sent,
+        delivered: counts.delivered,
+        responded: counts.responded,
+        converted: counts.converted,
+        spent: money("spent", counts.cost_micros)?,
+        cost_per_message: quotient("cost_per_message", counts.sent)?,
+        cost_per_delivered: quotient("cost_per_delivered", counts.delivered)?,
+        cost_per_response: quotient("cost_per_response", counts.responded)?,
+        cost_per_conversion: quotient("cost_per_conversion", counts.converted)?,
+    })
 }
 
 /// Messages and spend of one (period, channel) cell.
@@ -275,44 +256,67 @@ impl Projection {
     /// The cost report over the messages `filter` selects, and the budgets it names
     /// (docs/SEMANTICS.md, "Cost and budgets"); "now" is `now_ms(filter.end)`, never the clock.
     ///
-    /// Cost: the messages in the selected range — with a user filter only that user's, found
-    /// in their sorted list, else one pass over every message — plus, when a budget is
-    /// reported, one pass over every message for the budgets' month spend (a later change
-    /// buckets both).
+    /// Cost: with a user filter, the user's messages in the range; else the rollup's buckets
+    /// of the range, once for the totals and once per day for the daily spend; one more
+    /// range of buckets per budget reported.
     pub(crate) fn cost_report(&self, filter: &CostFilter) -> Result<CostReport> {
-        let mut total = CostTally::default();
-        let mut by_channel = [CostTally::default(); Channel::ALL.len()];
-        let mut by_type: BTreeMap<NameId, CostTally> = BTreeMap::new();
-        let mut by_day: BTreeMap<(i64, Channel), SpendTally> = BTreeMap::new();
-        self.for_each_cost_selected(filter, |state| {
-            total.add(state);
-            by_channel[state.channel.index()].add(state);
-            by_type.entry(state.message_type).or_default().add(state);
-            let day = state.sent_ms.div_euclid(MILLISECONDS_PER_DAY);
-            by_day
-                .entry((day, state.channel))
-                .or_default()
-                .add(SpendTally {
-                    messages: 1,
-                    spent_micros: i128::from(state.cost_micros),
-                });
-        });
-
+        let mut total = Counts::default();
+        let mut by_channel = [Counts::default(); Channel::ALL.len()];
+        let mut by_type: BTreeMap<NameId, Counts> = BTreeMap::new();
+        let mut daily = Vec::new();
         let mut by_month: BTreeMap<(NaiveDate, Channel), SpendTally> = BTreeMap::new();
-        let mut daily = Vec::with_capacity(by_day.len());
-        for (&(day, channel), &tally) in &by_day {
-            let date = time_from_ms(day * MILLISECONDS_PER_DAY).date_naive();
-            let month_start = date.with_day(1).expect("every month has a first day");
-            by_month
-                .entry((month_start, channel))
-                .or_default()
-                .add(tally);
-            daily.push(DailySpend {
-                day: date,
-                channel,
-                messages: tally.messages,
-                spent: money("spent", tally.spent_micros)?,
+        if let Some((start_ms, end_ms)) = filter.range_ms() {
+            let selection = Selection {
+                user: filter.user,
+                message_type: filter.message_type.as_deref(),
+                channel: filter.channel,
+                start_ms,
+                end_ms,
+            };
+            self.count_selection(&selection, |channel, message_type, counts| {
+                total.add(counts);
+                by_channel[channel.index()].add(counts);
+                by_type.entry(message_type).or_default().add(counts);
             });
+            // Days outside the messages' span hold none.
+            let span = self.message_span(filter.user);
+            if let Some((first_ms, last_ms)) = span
+                && start_ms.max(first_ms) <= end_ms.min(last_ms)
+            {
+                for (day, first_ms, last_ms) in
+                    Period::Day.periods(start_ms.max(first_ms), end_ms.min(last_ms))
+                {
+                    let piece = Selection {
+                        start_ms: first_ms.max(start_ms),
+                        end_ms: last_ms.min(end_ms),
+                        ..selection
+                    };
+                    let mut spend = [SpendTally::default(); Channel::ALL.len()];
+                    self.count_selection(&piece, |channel, _, counts| {
+                        spend[channel.index()].add(SpendTally {
+                            messages: counts.sent,
+                            spent_micros: counts.cost_micros,
+                        });
+                    });
+                    let month_start = day.with_day(1).expect("every month has a first day");
+                    for channel in Channel::ALL {
+                        let tally = spend[channel.index()];
+                        if tally.messages == 0 {
+                            continue;
+                        }
+                        by_month
+                            .entry((month_start, channel))
+                            .or_default()
+                            .add(tally);
+                        daily.push(DailySpend {
+                            day,
+                            channel,
+                            messages: tally.messages,
+                            spent: money("spent", tally.spent_micros)?,
+                        });
+                    }
+                }
+            }
         }
         let monthly = by_month
             .into_iter()
@@ -328,41 +332,25 @@ impl Projection {
 
         let mut by_channel_summary = BTreeMap::new();
         for channel in Channel::ALL {
-            let tally = by_channel[channel.index()];
-            if tally.messages > 0 {
-                by_channel_summary.insert(channel, tally.finish()?);
+            let counts = &by_channel[channel.index()];
+            if counts.sent > 0 {
+                by_channel_summary.insert(channel, summary(counts)?);
             }
         }
         let mut by_message_type = BTreeMap::new();
-        for (name, tally) in by_type {
-            by_message_type.insert(self.names().name(name).to_string(), tally.finish()?);
+        for (name, counts) in by_type {
+            by_message_type.insert(self.names().name(name).to_string(), summary(&counts)?);
         }
         let now_ms = self.now_ms(filter.end.map(|end| end.timestamp_millis()));
         Ok(CostReport {
             now: now_ms.map(time_from_ms),
-            total: total.finish()?,
+            total: summary(&total)?,
             by_channel: by_channel_summary,
             by_message_type,
             daily,
             monthly,
             budgets: self.budget_statuses(filter, now_ms)?,
         })
-    }
-
-    /// Calls `visit` with every message `filter` selects: type, channel, user, and sent time
-    /// within [`CostFilter::range_ms`].
-    fn for_each_cost_selected(&self, filter: &CostFilter, mut visit: impl FnMut(&MessageState)) {
-        let Some((start_ms, end_ms)) = filter.range_ms() else {
-            return;
-        };
-        let selection = Selection {
-            user: filter.user,
-            message_type: filter.message_type.as_deref(),
-            channel: filter.channel,
-            start_ms,
-            end_ms,
-        };
-        self.for_each_in_selection(&selection, |_, state| visit(state));
     }
 
     /// The budgets `filter` names, each against its scope's spend in its month up to `now_ms`,
@@ -391,32 +379,32 @@ impl Projection {
             return Ok(Vec::new());
         }
 
-        // Spend per channel of each reported month, keyed by the month's first millisecond.
-        let mut month_spend: BTreeMap<i64, (i64, [i128; Channel::ALL.len()])> = reported
-            .iter()
-            .map(|((_, month), _)| {
-                let (first_ms, next_ms) = month.range_ms();
-                (first_ms, (next_ms, [0; Channel::ALL.len()]))
-            })
-            .collect();
-        if let Some(now_ms) = now_ms {
-            for state in self.message_states() {
-                if state.sent_ms > now_ms {
-                    continue;
-                }
-                if let Some((_, (next_ms, spent))) =
-                    month_spend.range_mut(..=state.sent_ms).next_back()
-                    && state.sent_ms < *next_ms
-                {
-                    spent[state.channel.index()] += i128::from(state.cost_micros);
-                }
+        // Spend per channel of each reported month up to now, keyed by its first millisecond.
+        let mut month_spend: BTreeMap<i64, [i128; Channel::ALL.len()]> = BTreeMap::new();
+        for ((_, month), _) in &reported {
+            let (first_ms, next_ms) = month.range_ms();
+            let mut spent = [0; Channel::ALL.len()];
+            if let Some(now_ms) = now_ms
+                && first_ms <= now_ms
+            {
+                let whole_month = Selection {
+                    user: None,
+                    message_type: None,
+                    channel: None,
+                    start_ms: first_ms,
+                    end_ms: (next_ms - 1).min(now_ms),
+                };
+                self.count_selection(&whole_month, |channel, _, counts| {
+                    spent[channel.index()] += counts.cost_micros;
+                });
             }
+            month_spend.insert(first_ms, spent);
         }
 
         let mut statuses = Vec::with_capacity(reported.len());
         for (&(scope, month), budget) in reported {
             let (first_ms, next_ms) = month.range_ms();
-            let channel_spend = &month_spend[&first_ms].1;
+            let channel_spend = &month_spend[&first_ms];
             let spent_micros: i128 = match scope {
                 BudgetScope::All => channel_spend.iter().sum(),
                 BudgetScope::Channel(channel) => channel_spend[channel.index()],

@@ -11,9 +11,9 @@ use crate::error::{Error, Result};
 use crate::event::{Channel, UserId};
 use crate::message::{FinancialOutcome, time_from_ms};
 use crate::money::Money;
-use crate::projection::Projection;
+use crate::projection::attribution::{OutcomeKey, OutcomeSums};
 use crate::projection::names::{NameId, Names};
-use crate::projection::status::MessageState;
+use crate::projection::{Projection, Selection};
 use crate::stats::StatsFilter;
 
 /// Milliseconds in a day, for "days since the last communication".
@@ -244,9 +244,9 @@ struct Sum {
 }
 
 impl Sum {
-    fn add(&mut self, micros: i64) {
-        self.count += 1;
-        self.micros += i128::from(micros);
+    fn add(&mut self, sums: &OutcomeSums) {
+        self.count += sums.count;
+        self.micros += sums.amount_micros;
     }
 
     fn finish(self, field: &'static str) -> Result<ImpactTotal> {
@@ -265,10 +265,10 @@ struct AttributedSum {
 }
 
 impl AttributedSum {
-    fn add(&mut self, level: AttributionLevel, micros: i64) {
+    fn add(&mut self, level: AttributionLevel, sums: &OutcomeSums) {
         match level {
-            AttributionLevel::Engaged => self.engaged.add(micros),
-            AttributionLevel::Delivered => self.delivered.add(micros),
+            AttributionLevel::Engaged => self.engaged.add(sums),
+            AttributionLevel::Delivered => self.delivered.add(sums),
         }
     }
 
@@ -301,34 +301,23 @@ struct ImpactTally {
 }
 
 impl ImpactTally {
-    fn add_outcome(
-        &mut self,
-        outcome: &OutcomeState,
-        credited: Option<(AttributionLevel, &MessageState)>,
-        last_sent_ms: Option<i64>,
-    ) {
-        let micros = outcome.amount_micros;
-        self.outcomes.add(micros);
-        self.by_outcome
-            .entry(outcome.outcome)
-            .or_default()
-            .add(micros);
-        match credited {
-            Some((level, message)) => {
-                self.attributed.add(level, micros);
-                self.by_channel[message.channel.index()].add(level, micros);
+    /// Adds outcomes grouped under `key`.
+    fn add(&mut self, key: &OutcomeKey, sums: &OutcomeSums) {
+        self.outcomes.add(sums);
+        self.by_outcome.entry(key.outcome).or_default().add(sums);
+        match key.credit {
+            Some((channel, message_type, level)) => {
+                self.attributed.add(level, sums);
+                self.by_channel[channel.index()].add(level, sums);
                 self.by_message_type
-                    .entry(message.message_type)
+                    .entry(message_type)
                     .or_default()
-                    .add(level, micros);
+                    .add(level, sums);
             }
-            None => self.unattributed.add(micros),
+            None => self.unattributed.add(sums),
         }
-        if let Some(sent_ms) = last_sent_ms {
-            debug_assert!(sent_ms <= outcome.at_ms);
-            self.gap_count += 1;
-            self.gap_ms += i128::from(outcome.at_ms) - i128::from(sent_ms);
-        }
+        self.gap_count += sums.gap_count;
+        self.gap_ms += sums.gap_ms;
     }
 
     fn finish(self, names: &Names, channel_filter: Option<Channel>) -> Result<ImpactReport> {
@@ -375,13 +364,13 @@ impl ImpactTally {
 
 impl Projection {
     /// The financial-impact report over the outcomes `filter` selects, each credited by
-    /// [`Projection::attribute`] with `window_ms` (docs/SEMANTICS.md, "Financial impact").
+    /// [`Projection::attribute`] (docs/SEMANTICS.md, "Financial impact").
     ///
-    /// Cost: for each selected outcome, its attribution (the user's messages) and a binary
-    /// search of the user's messages for the last one sent; plus the messages the filter
-    /// selects for costs (the user's messages in [start, end] with a user filter, else all).
-    /// Outcomes are visited from the user's list with a user filter, else all of them.
-    pub(crate) fn impact(&self, filter: &ImpactFilter, window_ms: i64) -> Result<ImpactReport> {
+    /// Cost: with a user filter, the user's outcomes and messages in the range; else the
+    /// outcome buckets and the message rollup of the range (whole days, hours and slices, and
+    /// the items of the two cut slices). Credits are kept current as events arrive
+    /// (`attribution.rs`), not computed here.
+    pub(crate) fn impact(&self, filter: &ImpactFilter) -> Result<ImpactReport> {
         let start_ms = filter
             .start
             .map_or(i64::MIN, |start| start.timestamp_millis());
@@ -392,44 +381,36 @@ impl Projection {
             .as_deref()
             .map(|name| self.names().get(name));
         let credit_filtered = filter.message_type.is_some() || filter.channel.is_some();
-        let matches = |message: &MessageState| {
-            type_filter.is_none_or(|id| id == Some(message.message_type))
-                && filter
-                    .channel
-                    .is_none_or(|channel| channel == message.channel)
+        let matches = |channel: Channel, message_type: NameId| {
+            type_filter.is_none_or(|id| id == Some(message_type))
+                && filter.channel.is_none_or(|only| only == channel)
         };
-        let states = self.message_states();
         let mut tally = ImpactTally::default();
-        let mut visit = |outcome: &OutcomeState| {
-            if outcome.at_ms < start_ms || outcome.at_ms > end_ms {
-                return;
-            }
-            let credited = self.attribute(outcome, window_ms).map(|attribution| {
-                let message = &states[attribution.message_index as usize];
-                (attribution.level, message)
-            });
+        self.visit_outcomes(filter.user, start_ms, end_ms, |key, sums| {
             // A channel or type filter keeps the outcomes credited to a matching message.
-            if credit_filtered && !credited.is_some_and(|(_, message)| matches(message)) {
-                return;
+            let kept = !credit_filtered
+                || key
+                    .credit
+                    .is_some_and(|(channel, message_type, _)| matches(channel, message_type));
+            if kept {
+                tally.add(key, sums);
             }
-            tally.add_outcome(outcome, credited, self.last_sent_ms(outcome));
+        });
+        let selection = Selection {
+            user: filter.user,
+            message_type: filter.message_type.as_deref(),
+            channel: filter.channel,
+            start_ms,
+            end_ms,
         };
-        let outcomes = self.outcome_states();
-        match filter.user {
-            Some(user) => self
-                .user_outcomes(user)
-                .iter()
-                .for_each(|&index| visit(&outcomes[index as usize])),
-            None => outcomes.iter().for_each(visit),
-        }
-        self.for_each_selected(&filter.message_filter(), |_, message| {
-            tally.cost_micros[message.channel.index()] += i128::from(message.cost_micros);
+        self.count_selection(&selection, |channel, _, counts| {
+            tally.cost_micros[channel.index()] += counts.cost_micros;
         });
         tally.finish(self.names(), filter.channel)
     }
 
     /// The latest sent time of the outcome's user's messages sent at or before it.
-    fn last_sent_ms(&self, outcome: &OutcomeState) -> Option<i64> {
+    pub(crate) fn last_sent_ms(&self, outcome: &OutcomeState) -> Option<i64> {
         let messages = self.user_messages(UserId(outcome.user_id));
         // Sorted by sent time: the ones at or before the outcome come first.
         let count = messages.partition_point(|(sent_ms, _)| *sent_ms <= outcome.at_ms);

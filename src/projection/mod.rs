@@ -1,6 +1,7 @@
 //! Views folded from the events, and the queries they answer. Views never read the clock:
 //! everything here is a function of the events folded so far, in log order.
 
+pub(crate) mod attribution;
 pub(crate) mod channel;
 pub(crate) mod cost;
 pub(crate) mod engagement;
@@ -18,19 +19,21 @@ use crate::event::{BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, U
 use crate::message::{FinancialOutcome, Message, Status};
 use crate::money::Money;
 use crate::stats::{CommunicationStats, StatsFilter, divide_rounded, percent};
+use attribution::{Credits, OutcomeSums, Touches};
 use impact::OutcomeState;
 use names::{NameId, Names};
-use rollup::{OutcomeRollup, RangeVisitor, Rollup, SlotCounts, SlotFilter};
+use rollup::{Counts, MessageRollup, SlotCounts, SlotFilter};
 use status::MessageState;
 
-/// Per user: (sent time, index) of each message, sorted, and indexes of the outcomes. The sent
-/// time sits beside the index, and the last key beside the list, so that keeping the list
-/// sorted reads no other memory in the usual case (messages arriving in time order).
+/// Per user: (sent time, index) of each message and (time, index) of each outcome, both
+/// sorted. The sent time sits beside the index, and the last key beside the list, so that
+/// keeping the list sorted reads no other memory in the usual case (messages arriving in time
+/// order).
 #[derive(Debug, Default)]
-struct UserEntries {
+pub(crate) struct UserEntries {
     messages: Vec<(i64, u32)>,
     last_message: Option<(i64, u32)>,
-    outcomes: Vec<u32>,
+    outcomes: Vec<(i64, u32)>,
 }
 
 /// A multiplicative hash for the user map: user ids are not attacker-chosen keys here, and
@@ -77,7 +80,7 @@ pub(crate) struct BudgetState {
     pub alert_percent: u8,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Projection {
     /// Message id `n` lives at index `n - 1`.
     messages: Vec<MessageState>,
@@ -87,13 +90,32 @@ pub(crate) struct Projection {
     /// The latest own time of any tracking event (budgets excluded): the views' "now".
     latest_event_ms: Option<i64>,
     budgets: BTreeMap<(BudgetScope, Month), BudgetState>,
-    /// Time-bucketed counts for stats over all users; built on first use, then kept current.
-    rollup: OnceLock<Rollup>,
-    /// The same for outcomes.
-    outcome_rollup: OnceLock<OutcomeRollup>,
+    /// Time-bucketed message counts for the views over all users; built on first use, then
+    /// kept current.
+    rollup: OnceLock<MessageRollup>,
+    /// Each outcome's credit, and time-bucketed outcome sums; built on first use, then kept
+    /// current.
+    credits: OnceLock<Credits>,
+    /// How far back from an outcome a message may be credited with it.
+    attribution_window_ms: i64,
 }
 
 impl Projection {
+    /// No events yet; outcomes are credited with `attribution_window_ms`.
+    pub(crate) fn new(attribution_window_ms: i64) -> Projection {
+        Projection {
+            messages: Vec::new(),
+            outcomes: Vec::new(),
+            users: IdMap::default(),
+            names: Names::default(),
+            latest_event_ms: None,
+            budgets: BTreeMap::new(),
+            rollup: OnceLock::new(),
+            credits: OnceLock::new(),
+            attribution_window_ms,
+        }
+    }
+
     /// Folds one event, in log order.
     pub(crate) fn fold(&mut self, logged: &LoggedEvent<'_>) {
         if !matches!(logged.event, Event::BudgetSet { .. }) {
@@ -137,7 +159,11 @@ impl Projection {
                     entries.messages.insert(position, key);
                 }
                 if let Some(rollup) = self.rollup.get_mut() {
-                    rollup.add(index, &self.messages[index as usize]);
+                    rollup.add(&self.messages, index);
+                }
+                if let Some(mut credits) = self.credits.take() {
+                    self.credit_new_message(&mut credits, user_id, at_ms);
+                    self.credits = OnceLock::from(credits);
                 }
             }
             Event::MessageDelivered { message_id, at_ms } => {
@@ -178,10 +204,10 @@ impl Projection {
                 self.users
                     .entry(user_id.0)
                     .or_default()
-                    .outcomes
-                    .push(index);
-                if let Some(rollup) = self.outcome_rollup.get_mut() {
-                    rollup.add(index, at_ms, amount.micros());
+                    .add_outcome(at_ms, index);
+                if let Some(mut credits) = self.credits.take() {
+                    self.credit_new_outcome(&mut credits);
+                    self.credits = OnceLock::from(credits);
                 }
             }
             Event::BudgetSet {
@@ -218,8 +244,8 @@ impl Projection {
         &self.outcomes
     }
 
-    /// The user's outcomes as indexes into [`Projection::outcome_states`], in log order.
-    pub(crate) fn user_outcomes(&self, user: UserId) -> &[u32] {
+    /// The user's outcomes as (time, index into [`Projection::outcome_states`]), sorted.
+    pub(crate) fn user_outcomes(&self, user: UserId) -> &[(i64, u32)] {
         self.users
             .get(&user.0)
             .map_or(&[], |entries| &entries.outcomes)
@@ -242,10 +268,12 @@ impl Projection {
         Some(end_ms.map_or(latest, |end| end.min(latest)))
     }
 
-    /// Applies `change` to a message's state, keeping the rollup (once built) current.
+    /// Applies `change` to a message's state, keeping the rollup and the credits (once built)
+    /// current.
     fn fold_message(&mut self, id: MessageId, change: impl FnOnce(&mut MessageState)) {
         let index = id.0.checked_sub(1).expect("message ids start at 1") as usize;
         let state = &mut self.messages[index];
+        let old_touches = self.credits.get().map(|_| Touches::of(state));
         match self.rollup.get_mut() {
             Some(rollup) => {
                 let old_kind = rollup::kind_of(state);
@@ -254,6 +282,34 @@ impl Projection {
             }
             None => change(state),
         }
+        if let Some(old_touches) = old_touches
+            && let Some(mut credits) = self.credits.take()
+        {
+            self.credit_changed_message(&mut credits, index as u32, old_touches);
+            self.credits = OnceLock::from(credits);
+        }
+    }
+
+    /// The first and last millisecond of the slices (ten minutes) holding the messages —
+    /// only `user`'s with a user — if any.
+    pub(crate) fn message_span(&self, user: Option<UserId>) -> Option<(i64, i64)> {
+        match user {
+            Some(user) => {
+                let messages = self.user_messages(user);
+                Some((messages.first()?.0, messages.last()?.0))
+            }
+            None => self.rollup().span_ms(),
+        }
+    }
+
+    /// The message rollup, built on first use.
+    fn rollup(&self) -> &MessageRollup {
+        self.rollup.get_or_init(|| MessageRollup::build(&self.messages))
+    }
+
+    /// The outcome credits, built on first use.
+    pub(crate) fn credits(&self) -> &Credits {
+        self.credits.get_or_init(|| self.build_credits())
     }
 
     /// The message with this id, if tracked.
@@ -368,127 +424,69 @@ impl Projection {
             .collect()
     }
 
-    /// Counts, rates and sums over the messages and outcomes `filter` selects
-    /// (docs/SEMANTICS.md, "Stats").
-    pub(crate) fn stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
-        let mut tally = Tally::new(self.names.len());
-        match filter.user {
-            // A user's messages are few and sorted by time: visit them.
-            Some(_) => self.for_each_selected(filter, |_, state| tally.add(state)),
-            None => self.tally_from_rollup(filter, &mut tally),
+    /// Hands `visit` the counts of the messages `selection` takes, by (channel, message
+    /// type), a pair possibly more than once: with a user, message by message from the user's
+    /// sorted list; else from the rollup's buckets.
+    pub(crate) fn count_selection(
+        &self,
+        selection: &Selection<'_>,
+        mut visit: impl FnMut(Channel, NameId, &Counts),
+    ) {
+        if selection.user.is_some() {
+            self.for_each_in_selection(selection, |_, state| {
+                visit(
+                    state.channel,
+                    state.message_type,
+                    &SlotCounts::of(state).counts(),
+                )
+            });
+            return;
         }
-
-        let start_ms = filter
-            .start
-            .map_or(i64::MIN, |start| start.timestamp_millis());
-        let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
-        let mut outcome_count = 0u64;
-        let mut impact_micros = 0i128;
-        let mut count_outcome = |outcome: &OutcomeState| {
-            if start_ms <= outcome.at_ms && outcome.at_ms <= end_ms {
-                outcome_count += 1;
-                impact_micros += i128::from(outcome.amount_micros);
-            }
-        };
-        match filter.user {
-            // A user's outcomes are few: visit them.
-            Some(user) => self
-                .users
-                .get(&user.0)
-                .into_iter()
-                .flat_map(|entries| &entries.outcomes)
-                .for_each(|&index| count_outcome(&self.outcomes[index as usize])),
-            None => {
-                let rollup = self
-                    .outcome_rollup
-                    .get_or_init(|| OutcomeRollup::build(&self.outcomes));
-                let counts = rollup.range(start_ms, end_ms, |index| {
-                    let outcome = &self.outcomes[index as usize];
-                    (outcome.at_ms, outcome.amount_micros)
-                });
-                outcome_count = counts.count;
-                impact_micros = counts.amount_micros;
-            }
-        }
-        tally.finish(&self.names, outcome_count, impact_micros)
-    }
-}
-
-impl Projection {
-    /// Adds to `tally` the messages of all users that `filter` (without a user) selects, from
-    /// the rollup: whole hours and days as bucket counts, the edge hours message by message.
-    fn tally_from_rollup(&self, filter: &StatsFilter, tally: &mut Tally) {
-        let message_type = match filter
-            .message_type
-            .as_deref()
-            .map(|name| self.names.get(name))
-        {
+        let message_type = match selection.message_type.map(|name| self.names.get(name)) {
             Some(None) => return, // a type never tracked selects no message
             Some(Some(id)) => Some(id),
             None => None,
         };
-        let slots = SlotFilter {
-            channel: filter.channel,
+        let filter = SlotFilter {
+            channel: selection.channel,
             message_type,
         };
+        self.rollup().visit(
+            &self.messages,
+            filter,
+            selection.start_ms,
+            selection.end_ms,
+            |channel, message_type, counts| visit(channel, message_type, &counts.counts()),
+        );
+    }
+
+    /// Counts, rates and sums over the messages and outcomes `filter` selects
+    /// (docs/SEMANTICS.md, "Stats").
+    pub(crate) fn stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
         let start_ms = filter
             .start
             .map_or(i64::MIN, |start| start.timestamp_millis());
         let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
-        let rollup = self.rollup.get_or_init(|| Rollup::build(&self.messages));
-        let mut visitor = TallyVisitor {
-            messages: &self.messages,
-            slots,
+        let selection = Selection {
+            user: filter.user,
+            message_type: filter.message_type.as_deref(),
+            channel: filter.channel,
             start_ms,
             end_ms,
-            tally,
         };
-        rollup.visit_range(slots, start_ms, end_ms, &mut visitor);
-    }
-}
-
-/// Adds bucket counts, and the edge messages that match, to a tally.
-struct TallyVisitor<'a> {
-    messages: &'a [MessageState],
-    slots: SlotFilter,
-    start_ms: i64,
-    end_ms: i64,
-    tally: &'a mut Tally,
-}
-
-impl RangeVisitor for TallyVisitor<'_> {
-    fn counts(&mut self, channel: Channel, message_type: NameId, counts: &SlotCounts) {
-        self.tally.add_counts(channel, message_type, counts);
-    }
-
-    fn message(&mut self, index: u32) {
-        let state = &self.messages[index as usize];
-        let selected = self
-            .slots
-            .channel
-            .is_none_or(|channel| channel == state.channel)
-            && self
-                .slots
-                .message_type
-                .is_none_or(|message_type| message_type == state.message_type)
-            && self.start_ms <= state.sent_ms
-            && state.sent_ms <= self.end_ms;
-        if selected {
-            self.tally.add(state);
-        }
+        let mut tally = Tally::new(self.names.len());
+        self.count_selection(&selection, |channel, message_type, counts| {
+            tally.add(channel, message_type, counts)
+        });
+        let mut outcomes = OutcomeSums::default();
+        self.visit_outcomes(filter.user, start_ms, end_ms, |_, sums| outcomes.add(sums));
+        tally.finish(&self.names, outcomes.count, outcomes.amount_micros)
     }
 }
 
 /// Running counts of the stats query.
 struct Tally {
-    total: u64,
-    delivered: u64,
-    opened: u64,
-    clicked: u64,
-    actions: u64,
-    failed: u64,
-    cost_micros: i128,
-    by_status: [u64; Status::ALL.len()],
+    counts: Counts,
     by_channel: [u64; Channel::ALL.len()],
     by_type: Vec<u64>,
 }
@@ -496,62 +494,16 @@ struct Tally {
 impl Tally {
     fn new(name_count: usize) -> Tally {
         Tally {
-            total: 0,
-            delivered: 0,
-            opened: 0,
-            clicked: 0,
-            actions: 0,
-            failed: 0,
-            cost_micros: 0,
-            by_status: [0; Status::ALL.len()],
+            counts: Counts::default(),
             by_channel: [0; Channel::ALL.len()],
             by_type: vec![0; name_count],
         }
     }
 
-    fn add(&mut self, state: &MessageState) {
-        let status = state.status();
-        self.total += 1;
-        self.delivered += u64::from(state.delivered.is_some());
-        self.opened += u64::from(state.opened.is_some());
-        self.clicked += u64::from(state.clicked().is_some());
-        self.actions += u64::from(state.latest_action().is_some());
-        self.failed += u64::from(status == Status::Failed);
-        self.cost_micros += i128::from(state.cost_micros);
-        self.by_status[status as usize] += 1;
-        self.by_channel[state.channel.index()] += 1;
-        self.by_type[state.message_type as usize] += 1;
-    }
-
-    /// Adds the messages of one rollup slot, kind by kind.
-    fn add_counts(&mut self, channel: Channel, message_type: NameId, counts: &SlotCounts) {
-        for (kind, &count) in counts.by_kind.iter().enumerate() {
-            if count == 0 {
-                continue;
-            }
-            let status = Status::ALL[kind / 2];
-            let has_action = kind % 2 == 1;
-            self.total += count;
-            if matches!(status, Status::Delivered | Status::Opened | Status::Clicked) {
-                self.delivered += count;
-            }
-            if matches!(status, Status::Opened | Status::Clicked) {
-                self.opened += count;
-            }
-            if status == Status::Clicked {
-                self.clicked += count;
-            }
-            if status == Status::Failed {
-                self.failed += count;
-            }
-            if has_action {
-                self.actions += count;
-            }
-            self.by_status[status as usize] += count;
-            self.by_channel[channel.index()] += count;
-            self.by_type[message_type as usize] += count;
-        }
-        self.cost_micros += counts.cost_micros;
+    fn add(&mut self, channel: Channel, message_type: NameId, counts: &Counts) {
+        self.counts.add(counts);
+        self.by_channel[channel.index()] += counts.sent;
+        self.by_type[message_type as usize] += counts.sent;
     }
 
     fn finish(
@@ -569,25 +521,25 @@ impl Tally {
             pairs.into_iter().filter(|(_, count)| *count > 0).collect()
         };
         Ok(CommunicationStats {
-            total_messages: self.total,
-            delivered_count: self.delivered,
-            opened_count: self.opened,
-            clicked_count: self.clicked,
-            action_count: self.actions,
-            failed_count: self.failed,
-            delivery_rate: percent(self.delivered, self.total),
-            open_rate: percent(self.opened, self.delivered),
-            click_rate: percent(self.clicked, self.opened),
-            action_rate: percent(self.actions, self.delivered),
-            total_cost: money("total_cost", self.cost_micros)?,
+            total_messages: self.counts.sent,
+            delivered_count: self.counts.delivered,
+            opened_count: self.counts.opened,
+            clicked_count: self.counts.clicked,
+            action_count: self.counts.responded,
+            failed_count: self.counts.failed,
+            delivery_rate: percent(self.counts.delivered, self.counts.sent),
+            open_rate: percent(self.counts.opened, self.counts.delivered),
+            click_rate: percent(self.counts.clicked, self.counts.opened),
+            action_rate: percent(self.counts.responded, self.counts.delivered),
+            total_cost: money("total_cost", self.counts.cost_micros)?,
             avg_cost_per_message: money(
                 "avg_cost_per_message",
-                divide_rounded(self.cost_micros, self.total),
+                divide_rounded(self.counts.cost_micros, self.counts.sent),
             )?,
             status_breakdown: non_zero(
                 Status::ALL
                     .iter()
-                    .map(|s| (s.to_string(), self.by_status[*s as usize]))
+                    .map(|s| (s.to_string(), self.counts.by_status[*s as usize]))
                     .collect(),
             ),
             channel_breakdown: non_zero(

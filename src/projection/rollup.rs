@@ -1,35 +1,29 @@
-//! Time-bucketed counts of the status view, so that stats over the whole store or over a time
-//! range cost time independent of the number of messages. A range is read as whole days, whole
-//! hours at the two ends of those, whole 10-minute slices at the two ends of those, and the
-//! messages of the (at most two) slices the range cuts, checked one by one, which keeps the
-//! edges exact to the millisecond.
+//! Time-bucketed sums, so that the views over the whole store or over a time range cost time
+//! independent of the number of messages. A range is read as whole days, whole hours at the
+//! two ends of those, whole 10-minute slices at the two ends of those, and the items of the
+//! (at most two) slices the range cuts, which keeps the edges exact to the millisecond. Each
+//! slice keeps its items sorted by time, so a cut slice is read as its bucket minus the items
+//! outside the range, or as the items inside it, whichever are fewer.
 //!
-//! The rollup is built on the first query that needs it (one pass over the messages), not
-//! during replay, so opening a store costs no more; from then on every fold keeps it current
-//! in O(1).
+//! [`TimeBuckets`] is the machinery, for any kind of sum; [`MessageRollup`] keeps message
+//! counts per channel × message type by sent time (stats, channel effectiveness, cost). The
+//! outcome sums live in `attribution.rs`. Both are built on the first query that needs them
+//! (one pass), not during replay, so opening a store costs no more; from then on every fold
+//! keeps them current.
 
 use crate::event::Channel;
 use crate::message::Status;
 use crate::projection::IdMap;
-use crate::projection::impact::OutcomeState;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
 
-/// Milliseconds in a slice, the finest bucket: ten minutes, so that the two edge scans of a
-/// window visit few messages.
+/// Milliseconds in a slice, the finest bucket: ten minutes, so that the edge scans of a window
+/// visit few items.
 const SLICE_MS: i64 = 600_000;
 /// How many buckets of each level make one of the next: 6 slices an hour, 24 hours a day.
 const LEVEL_RATIOS: [i64; 2] = [6, 24];
 /// Bucket levels: slices, hours, days.
 const LEVELS: usize = 3;
-/// A message's kind: its status, and whether it has an action. Every stats counter is a sum
-/// over kinds.
-pub(crate) const KINDS: usize = Status::ALL.len() * 2;
-
-/// The kind of a message in its current state.
-pub(crate) fn kind_of(state: &MessageState) -> usize {
-    state.status() as usize * 2 + usize::from(state.latest_action().is_some())
-}
 
 /// The bucket of each level that `at_ms` falls in: slice, hour, day.
 fn bucket_keys(at_ms: i64) -> [i64; LEVELS] {
@@ -38,16 +32,244 @@ fn bucket_keys(at_ms: i64) -> [i64; LEVELS] {
     [slice, hour, hour.div_euclid(LEVEL_RATIOS[1])]
 }
 
-/// Messages per kind, and their cost, in one slot (one channel × message type).
+/// Sums of type `B` over items (indexes) filed by a time: in total, and per slice, hour and day.
+#[derive(Debug, Default)]
+pub(crate) struct TimeBuckets<B> {
+    total: B,
+    /// Buckets by key, per level (slices, hours, days).
+    levels: [IdMap<i64, B>; LEVELS],
+    /// Each slice's items, sorted by (time, index), for the scans at a range's edges.
+    slice_items: IdMap<i64, Vec<u32>>,
+    /// First and last slice holding an item.
+    slice_range: Option<(i64, i64)>,
+}
+
+/// The part of one cut slice that a range holds: its bucket, and its items inside and outside
+/// the range.
+pub(crate) struct EdgeSlice<'a, B> {
+    pub bucket: &'a B,
+    pub inside: &'a [u32],
+    pub before: &'a [u32],
+    pub after: &'a [u32],
+}
+
+impl<B: Default> TimeBuckets<B> {
+    /// Files item `index` at `at_ms` and applies `change` to every bucket it counts in;
+    /// `time_of` gives the time of an item already filed (to keep the slice sorted).
+    pub(crate) fn insert(
+        &mut self,
+        index: u32,
+        at_ms: i64,
+        time_of: impl Fn(u32) -> i64,
+        mut change: impl FnMut(&mut B),
+    ) {
+        let keys = bucket_keys(at_ms);
+        self.slice_range = Some(match self.slice_range {
+            None => (keys[0], keys[0]),
+            Some((first, last)) => (first.min(keys[0]), last.max(keys[0])),
+        });
+        let items = self.slice_items.entry(keys[0]).or_default();
+        // Items mostly arrive in time order.
+        let key = (at_ms, index);
+        if items.last().is_none_or(|&last| (time_of(last), last) < key) {
+            items.push(index);
+        } else {
+            let position = items.partition_point(|&other| (time_of(other), other) < key);
+            items.insert(position, index);
+        }
+        change(&mut self.total);
+        for (level, key) in keys.into_iter().enumerate() {
+            change(self.levels[level].entry(key).or_default());
+        }
+    }
+
+    /// Applies `change` to every bucket an item filed at `at_ms` counts in.
+    pub(crate) fn update(&mut self, at_ms: i64, mut change: impl FnMut(&mut B)) {
+        change(&mut self.total);
+        for (level, key) in bucket_keys(at_ms).into_iter().enumerate() {
+            change(
+                self.levels[level]
+                    .get_mut(&key)
+                    .expect("the item's buckets exist"),
+            );
+        }
+    }
+
+    /// Hands `whole` every bucket lying wholly inside `[start_ms, end_ms]` and `edge` each slice
+    /// the range cuts; together they cover every item filed in the range exactly once.
+    pub(crate) fn visit(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        time_of: impl Fn(u32) -> i64,
+        mut whole: impl FnMut(&B),
+        mut edge: impl FnMut(EdgeSlice<'_, B>),
+    ) {
+        if start_ms == i64::MIN && end_ms == i64::MAX {
+            whole(&self.total);
+            return;
+        }
+        for part in decompose(self.slice_range, start_ms, end_ms) {
+            match part {
+                RangePart::EdgeSlice(slice) => {
+                    let (Some(items), Some(bucket)) =
+                        (self.slice_items.get(&slice), self.levels[0].get(&slice))
+                    else {
+                        continue;
+                    };
+                    let first = items.partition_point(|&item| time_of(item) < start_ms);
+                    let last = items.partition_point(|&item| time_of(item) <= end_ms);
+                    edge(EdgeSlice {
+                        bucket,
+                        inside: &items[first..last.max(first)],
+                        before: &items[..first],
+                        after: &items[last.max(first)..],
+                    });
+                }
+                RangePart::Whole { level, first, last } => {
+                    for key in first..=last {
+                        if let Some(bucket) = self.levels[level].get(&key) {
+                            whole(bucket);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first and last millisecond of the slices holding items, if any.
+    pub(crate) fn span_ms(&self) -> Option<(i64, i64)> {
+        self.slice_range
+            .map(|(first, last)| (first * SLICE_MS, (last + 1) * SLICE_MS - 1))
+    }
+}
+
+/// Messages by kind, and their cost: the sums of one slot (one channel × message type).
+/// Counts fit in `u32` because a store holds fewer than 2^32 messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct SlotCounts {
-    pub by_kind: [u64; KINDS],
+    by_kind: [u32; KINDS],
+    cost_micros: i128,
+}
+
+/// A message's kind: its status, and whether it has no action, an action, or an upgrade
+/// action. Every count of the views is a sum over kinds.
+const KINDS: usize = Status::ALL.len() * 3;
+
+/// The kind of a message in its current state.
+pub(crate) fn kind_of(state: &MessageState) -> usize {
+    let action = if state.converted() {
+        2
+    } else {
+        usize::from(state.latest_action().is_some())
+    };
+    state.status() as usize * 3 + action
+}
+
+/// The counts the views read, summed over messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub sent: u64,
+    /// Delivered or further.
+    pub delivered: u64,
+    /// Opened or clicked.
+    pub opened: u64,
+    pub clicked: u64,
+    pub failed: u64,
+    /// With any action.
+    pub responded: u64,
+    /// With an action whose name contains "upgrade".
+    pub converted: u64,
+    pub by_status: [u64; Status::ALL.len()],
     pub cost_micros: i128,
+}
+
+impl Counts {
+    pub(crate) fn add(&mut self, other: &Counts) {
+        self.sent += other.sent;
+        self.delivered += other.delivered;
+        self.opened += other.opened;
+        self.clicked += other.clicked;
+        self.failed += other.failed;
+        self.responded += other.responded;
+        self.converted += other.converted;
+        for (mine, theirs) in self.by_status.iter_mut().zip(other.by_status) {
+            *mine += theirs;
+        }
+        self.cost_micros += other.cost_micros;
+    }
+}
+
+impl SlotCounts {
+    /// One message, in its current state.
+    pub(crate) fn of(state: &MessageState) -> SlotCounts {
+        let mut counts = SlotCounts::default();
+        counts.by_kind[kind_of(state)] = 1;
+        counts.cost_micros = i128::from(state.cost_micros);
+        counts
+    }
+
+    /// No message (a slot can be empty: slots are allocated in order, and a cut slice's
+    /// counts can fall to zero).
+    fn is_empty(&self) -> bool {
+        self.by_kind.iter().all(|&count| count == 0)
+    }
+
+    fn add(&mut self, other: &SlotCounts) {
+        for (mine, theirs) in self.by_kind.iter_mut().zip(other.by_kind) {
+            *mine += theirs;
+        }
+        self.cost_micros += other.cost_micros;
+    }
+
+    fn subtract(&mut self, other: &SlotCounts) {
+        for (mine, theirs) in self.by_kind.iter_mut().zip(other.by_kind) {
+            *mine -= theirs;
+        }
+        self.cost_micros -= other.cost_micros;
+    }
+
+    /// The views' counts of these messages.
+    pub(crate) fn counts(&self) -> Counts {
+        let mut counts = Counts {
+            cost_micros: self.cost_micros,
+            ..Counts::default()
+        };
+        for (kind, &count) in self.by_kind.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let count = u64::from(count);
+            let status = Status::ALL[kind / 3];
+            let action = kind % 3;
+            counts.sent += count;
+            counts.by_status[status as usize] += count;
+            if matches!(status, Status::Delivered | Status::Opened | Status::Clicked) {
+                counts.delivered += count;
+            }
+            if matches!(status, Status::Opened | Status::Clicked) {
+                counts.opened += count;
+            }
+            if status == Status::Clicked {
+                counts.clicked += count;
+            }
+            if status == Status::Failed {
+                counts.failed += count;
+            }
+            if action >= 1 {
+                counts.responded += count;
+            }
+            if action == 2 {
+                counts.converted += count;
+            }
+        }
+        counts
+    }
 }
 
 /// Counts per slot; slot = type ordinal × 4 + channel.
 #[derive(Debug, Clone, Default)]
-struct Bucket {
+pub(crate) struct Bucket {
     slots: Vec<SlotCounts>,
 }
 
@@ -67,35 +289,30 @@ pub(crate) struct SlotFilter {
     pub message_type: Option<NameId>,
 }
 
-/// What a range query hands back: counts per slot to add, and messages to check one by one.
-pub(crate) trait RangeVisitor {
-    fn counts(&mut self, channel: Channel, message_type: NameId, counts: &SlotCounts);
-    fn message(&mut self, index: u32);
+impl SlotFilter {
+    fn takes(self, channel: Channel, message_type: NameId) -> bool {
+        self.channel.is_none_or(|wanted| wanted == channel)
+            && self
+                .message_type
+                .is_none_or(|wanted| wanted == message_type)
+    }
 }
 
+/// Message counts per channel × message type, by sent time.
 #[derive(Debug, Default)]
-pub(crate) struct Rollup {
+pub(crate) struct MessageRollup {
     /// Message types in the order first seen; a slot's type is `types[slot / 4]`.
     types: Vec<NameId>,
     type_ordinals: IdMap<NameId, u32>,
-    total: Bucket,
-    /// Buckets by key, per level (slices, hours, days).
-    levels: [IdMap<i64, Bucket>; LEVELS],
-    /// Each slice's messages (indexes), for the scans at a range's edges.
-    slice_messages: IdMap<i64, Vec<u32>>,
-    /// First and last slice holding a message.
-    slice_range: Option<(i64, i64)>,
+    buckets: TimeBuckets<Bucket>,
 }
 
-impl Rollup {
+impl MessageRollup {
     /// Builds the rollup of `messages` (message id `n` at index `n - 1`).
-    pub(crate) fn build(messages: &[MessageState]) -> Rollup {
-        let mut rollup = Rollup::default();
-        for (index, state) in messages.iter().enumerate() {
-            rollup.add(
-                u32::try_from(index).expect("fewer than 2^32 messages"),
-                state,
-            );
+    pub(crate) fn build(messages: &[MessageState]) -> MessageRollup {
+        let mut rollup = MessageRollup::default();
+        for index in 0..messages.len() {
+            rollup.add(messages, u32::try_from(index).expect("fewer than 2^32 messages"));
         }
         rollup
     }
@@ -112,22 +329,16 @@ impl Rollup {
         ordinal as usize * Channel::ALL.len() + state.channel.index()
     }
 
-    /// Counts a new message, in its current state.
-    pub(crate) fn add(&mut self, index: u32, state: &MessageState) {
+    /// Counts the new message at `index` of `messages`, in its current state.
+    pub(crate) fn add(&mut self, messages: &[MessageState], index: u32) {
+        let state = &messages[index as usize];
         let slot = self.slot(state);
-        let kind = kind_of(state);
-        let keys = bucket_keys(state.sent_ms);
-        self.slice_range = Some(widen(self.slice_range, keys[0]));
-        self.slice_messages.entry(keys[0]).or_default().push(index);
-        let add = |bucket: &mut Bucket| {
-            let counts = bucket.slot_mut(slot);
-            counts.by_kind[kind] += 1;
-            counts.cost_micros += i128::from(state.cost_micros);
-        };
-        add(&mut self.total);
-        for (level, key) in keys.into_iter().enumerate() {
-            add(self.levels[level].entry(key).or_default());
-        }
+        let one = SlotCounts::of(state);
+        let time_of = |other: u32| messages[other as usize].sent_ms;
+        self.buckets
+            .insert(index, state.sent_ms, time_of, |bucket| {
+                bucket.slot_mut(slot).add(&one)
+            });
     }
 
     /// Moves a message from `old_kind` to its current kind (a fold changed its state).
@@ -137,75 +348,78 @@ impl Rollup {
             return;
         }
         let slot = self.slot(state);
-        let change = |bucket: &mut Bucket| {
+        self.buckets.update(state.sent_ms, |bucket| {
             let counts = bucket.slot_mut(slot);
             counts.by_kind[old_kind] -= 1;
             counts.by_kind[new_kind] += 1;
-        };
-        change(&mut self.total);
-        for (level, key) in bucket_keys(state.sent_ms).into_iter().enumerate() {
-            change(
-                self.levels[level]
-                    .get_mut(&key)
-                    .expect("the message's buckets are counted"),
-            );
-        }
+        });
     }
 
-    /// Hands `visitor` the counts of every message matching `filter` whose sent time is in
-    /// `[start_ms, end_ms]`: whole buckets as counts, the messages of the edge slices one by
-    /// one (the visitor checks those against the filter itself).
-    pub(crate) fn visit_range(
+    /// The first and last millisecond of the slices holding messages, if any.
+    pub(crate) fn span_ms(&self) -> Option<(i64, i64)> {
+        self.buckets.span_ms()
+    }
+
+    /// Hands `visit` the counts of the messages `filter` takes with a sent time in
+    /// `[start_ms, end_ms]`, slot by slot: (channel, message type, counts).
+    pub(crate) fn visit(
         &self,
+        messages: &[MessageState],
         filter: SlotFilter,
         start_ms: i64,
         end_ms: i64,
-        visitor: &mut dyn RangeVisitor,
+        mut visit: impl FnMut(Channel, NameId, &SlotCounts),
     ) {
-        if start_ms == i64::MIN && end_ms == i64::MAX {
-            self.visit_bucket(&self.total, filter, visitor);
-            return;
-        }
-        for part in decompose(self.slice_range, start_ms, end_ms) {
-            match part {
-                RangePart::EdgeSlice(slice) => {
-                    for &index in self
-                        .slice_messages
-                        .get(&slice)
-                        .map_or(&[][..], Vec::as_slice)
-                    {
-                        visitor.message(index);
-                    }
-                }
-                RangePart::Whole { level, first, last } => {
-                    for key in first..=last {
-                        if let Some(bucket) = self.levels[level].get(&key) {
-                            self.visit_bucket(bucket, filter, visitor);
-                        }
-                    }
+        let time_of = |index: u32| messages[index as usize].sent_ms;
+        let mut visit_bucket = |bucket: &Bucket| {
+            let channel_count = Channel::ALL.len();
+            for (slot, counts) in bucket.slots.iter().enumerate() {
+                let channel = Channel::ALL[slot % channel_count];
+                let message_type = self.types[slot / channel_count];
+                if !counts.is_empty() && filter.takes(channel, message_type) {
+                    visit(channel, message_type, counts);
                 }
             }
+        };
+        // The cut slices (at most two), each as its bucket less the items outside the range,
+        // or as the items inside it, whichever are fewer.
+        let mut edges: Vec<Bucket> = Vec::new();
+        self.buckets.visit(
+            start_ms,
+            end_ms,
+            time_of,
+            &mut visit_bucket,
+            |edge: EdgeSlice<'_, Bucket>| {
+                let mut counts = Bucket::default();
+                if edge.inside.len() <= edge.before.len() + edge.after.len() {
+                    for &index in edge.inside {
+                        let state = &messages[index as usize];
+                        counts
+                            .slot_mut(self.slot_of(state))
+                            .add(&SlotCounts::of(state));
+                    }
+                } else {
+                    counts.slots.extend_from_slice(&edge.bucket.slots);
+                    for &index in edge.before.iter().chain(edge.after) {
+                        let state = &messages[index as usize];
+                        counts
+                            .slot_mut(self.slot_of(state))
+                            .subtract(&SlotCounts::of(state));
+                    }
+                }
+                edges.push(counts);
+            },
+        );
+        for counts in &edges {
+            visit_bucket(counts);
         }
     }
 
-    fn visit_bucket(&self, bucket: &Bucket, filter: SlotFilter, visitor: &mut dyn RangeVisitor) {
-        let channel_count = Channel::ALL.len();
-        for (slot, counts) in bucket.slots.iter().enumerate() {
-            let channel = Channel::ALL[slot % channel_count];
-            let message_type = self.types[slot / channel_count];
-            let selected = filter.channel.is_none_or(|wanted| wanted == channel)
-                && filter
-                    .message_type
-                    .is_none_or(|wanted| wanted == message_type);
-            if selected {
-                visitor.counts(channel, message_type, counts);
-            }
-        }
+    /// The slot of a message already counted.
+    fn slot_of(&self, state: &MessageState) -> usize {
+        self.type_ordinals[&state.message_type] as usize * Channel::ALL.len()
+            + state.channel.index()
     }
-}
-
-fn widen(range: Option<(i64, i64)>, key: i64) -> (i64, i64) {
-    range.map_or((key, key), |(first, last)| (first.min(key), last.max(key)))
 }
 
 /// A piece of a time range: a slice only partly inside (its items are checked one by one), or
@@ -283,95 +497,6 @@ fn split_whole(first: i64, last: i64, level: usize, parts: &mut Vec<RangePart>) 
     }
 }
 
-/// How many outcomes, and their exact sum.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct OutcomeCounts {
-    pub count: u64,
-    pub amount_micros: i128,
-}
-
-impl OutcomeCounts {
-    fn add(&mut self, other: OutcomeCounts) {
-        self.count += other.count;
-        self.amount_micros += other.amount_micros;
-    }
-}
-
-/// Outcomes counted per slice, hour and day, for the outcome fields of stats over all users.
-#[derive(Debug, Default)]
-pub(crate) struct OutcomeRollup {
-    total: OutcomeCounts,
-    levels: [IdMap<i64, OutcomeCounts>; LEVELS],
-    slice_outcomes: IdMap<i64, Vec<u32>>,
-    slice_range: Option<(i64, i64)>,
-}
-
-impl OutcomeRollup {
-    pub(crate) fn build(outcomes: &[OutcomeState]) -> OutcomeRollup {
-        let mut rollup = OutcomeRollup::default();
-        for (index, outcome) in outcomes.iter().enumerate() {
-            let index = u32::try_from(index).expect("fewer than 2^32 outcomes");
-            rollup.add(index, outcome.at_ms, outcome.amount_micros);
-        }
-        rollup
-    }
-
-    pub(crate) fn add(&mut self, index: u32, at_ms: i64, amount_micros: i64) {
-        let one = OutcomeCounts {
-            count: 1,
-            amount_micros: i128::from(amount_micros),
-        };
-        let keys = bucket_keys(at_ms);
-        self.slice_range = Some(widen(self.slice_range, keys[0]));
-        self.slice_outcomes.entry(keys[0]).or_default().push(index);
-        self.total.add(one);
-        for (level, key) in keys.into_iter().enumerate() {
-            self.levels[level].entry(key).or_default().add(one);
-        }
-    }
-
-    /// The outcomes whose time is in `[start_ms, end_ms]`; `outcome_at` gives an outcome's
-    /// time and amount by index, for the edge slices.
-    pub(crate) fn range(
-        &self,
-        start_ms: i64,
-        end_ms: i64,
-        outcome_at: impl Fn(u32) -> (i64, i64),
-    ) -> OutcomeCounts {
-        if start_ms == i64::MIN && end_ms == i64::MAX {
-            return self.total;
-        }
-        let mut sum = OutcomeCounts::default();
-        for part in decompose(self.slice_range, start_ms, end_ms) {
-            match part {
-                RangePart::EdgeSlice(slice) => {
-                    for &index in self
-                        .slice_outcomes
-                        .get(&slice)
-                        .map_or(&[][..], Vec::as_slice)
-                    {
-                        let (at_ms, amount_micros) = outcome_at(index);
-                        if start_ms <= at_ms && at_ms <= end_ms {
-                            sum.add(OutcomeCounts {
-                                count: 1,
-                                amount_micros: i128::from(amount_micros),
-                            });
-                        }
-                    }
-                }
-                RangePart::Whole { level, first, last } => {
-                    for key in first..=last {
-                        if let Some(counts) = self.levels[level].get(&key) {
-                            sum.add(*counts);
-                        }
-                    }
-                }
-            }
-        }
-        sum
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +536,37 @@ mod tests {
                     "slice {slice} of {start_ms}..={end_ms}"
                 );
             }
+        }
+    }
+
+    /// A cut slice read as bucket minus outside equals the items inside, on both sides.
+    #[test]
+    fn a_cut_slice_counts_the_same_read_from_either_side() {
+        let mut buckets: TimeBuckets<u64> = TimeBuckets::default();
+        // Items 0..10 at times 10 * i within one slice, filed out of order.
+        let time_of = |index: u32| i64::from(index) * 10;
+        for index in [3u32, 1, 0, 2, 9, 4, 8, 5, 7, 6] {
+            buckets.insert(index, time_of(index), time_of, |sum| *sum += 1);
+        }
+        for (start_ms, end_ms) in [(0, 95), (15, 42), (0, 5), (31, 31), (85, 1_000)] {
+            let mut seen = Vec::new();
+            buckets.visit(
+                start_ms,
+                end_ms,
+                time_of,
+                |_| panic!("no whole bucket in one slice"),
+                |edge| {
+                    assert_eq!(
+                        *edge.bucket as usize,
+                        edge.before.len() + edge.inside.len() + edge.after.len()
+                    );
+                    seen.extend_from_slice(edge.inside);
+                },
+            );
+            let expected: Vec<u32> = (0..10)
+                .filter(|&index| (start_ms..=end_ms).contains(&time_of(index)))
+                .collect();
+            assert_eq!(seen, expected, "{start_ms}..={end_ms}");
         }
     }
 }

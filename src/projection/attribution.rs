@@ -1,0 +1,376 @@
+//! Each outcome's credit — the message it is attributed to (last touch, see
+//! [`Projection::attribute`]) and the time since the user's last message before it — kept
+//! current as events arrive, and the outcome sums by time that the impact, channel and stats
+//! views read instead of visiting every outcome.
+//!
+//! Built on the first query that needs it (every outcome attributed once), not during replay;
+//! from then on each fold updates it: a new outcome is attributed over its user's messages; a
+//! message sent moves the gap of the user's later outcomes; a message whose delivery or first
+//! engagement moves earlier (times only ever move earlier) is offered, as a candidate, to the
+//! user's outcomes whose window holds its new time, and the outcomes it was credited with at
+//! that level are attributed again from scratch.
+
+use crate::event::{Channel, UserId};
+use crate::projection::impact::{Attribution, AttributionLevel, OutcomeState};
+use crate::projection::names::NameId;
+use crate::projection::rollup::TimeBuckets;
+use crate::projection::status::MessageState;
+use crate::projection::{Projection, UserEntries};
+
+/// What a report groups an outcome by: its name, and the channel, message type and level of
+/// the message it is credited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutcomeKey {
+    pub outcome: NameId,
+    pub credit: Option<(Channel, NameId, AttributionLevel)>,
+}
+
+/// Sums over outcomes: how many, their amounts, and the gaps since the last message of those
+/// that have one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OutcomeSums {
+    pub count: u64,
+    pub amount_micros: i128,
+    pub gap_count: u64,
+    pub gap_ms: i128,
+}
+
+impl OutcomeSums {
+    fn of(outcome: &OutcomeState, last_sent_ms: Option<i64>) -> OutcomeSums {
+        OutcomeSums {
+            count: 1,
+            amount_micros: i128::from(outcome.amount_micros),
+            gap_count: u64::from(last_sent_ms.is_some()),
+            gap_ms: last_sent_ms.map_or(0, |sent_ms| {
+                i128::from(outcome.at_ms) - i128::from(sent_ms)
+            }),
+        }
+    }
+
+    pub(crate) fn add(&mut self, other: &OutcomeSums) {
+        self.count += other.count;
+        self.amount_micros += other.amount_micros;
+        self.gap_count += other.gap_count;
+        self.gap_ms += other.gap_ms;
+    }
+
+    fn subtract(&mut self, other: &OutcomeSums) {
+        self.count -= other.count;
+        self.amount_micros -= other.amount_micros;
+        self.gap_count -= other.gap_count;
+        self.gap_ms -= other.gap_ms;
+    }
+}
+
+/// One outcome's credit as things stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Credit {
+    pub attribution: Option<Attribution>,
+    /// The latest sent time of the user's messages sent at or before the outcome.
+    pub last_sent_ms: Option<i64>,
+    pub key: OutcomeKey,
+}
+
+/// Sums per key; a bucket holds few keys (outcome names × credited channel and type).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OutcomeBucket {
+    entries: Vec<(OutcomeKey, OutcomeSums)>,
+}
+
+impl OutcomeBucket {
+    fn entry(&mut self, key: OutcomeKey) -> &mut OutcomeSums {
+        let position = match self.entries.iter().position(|(own, _)| *own == key) {
+            Some(position) => position,
+            None => {
+                self.entries.push((key, OutcomeSums::default()));
+                self.entries.len() - 1
+            }
+        };
+        &mut self.entries[position].1
+    }
+
+    /// Takes `sums` out of `key`'s entry, dropping the entry when no outcome is left in it.
+    fn subtract(&mut self, key: OutcomeKey, sums: &OutcomeSums) {
+        let position = self
+            .entries
+            .iter()
+            .position(|(own, _)| *own == key)
+            .expect("the outcome was filed under its key");
+        let entry = &mut self.entries[position].1;
+        entry.subtract(sums);
+        if entry.count == 0 {
+            self.entries.swap_remove(position);
+        }
+    }
+}
+
+/// Every outcome's credit, and the outcome sums by outcome time.
+#[derive(Debug, Default)]
+pub(crate) struct Credits {
+    /// Per outcome, in log order.
+    credits: Vec<Credit>,
+    buckets: TimeBuckets<OutcomeBucket>,
+}
+
+impl Credits {
+    /// The credit of the outcome at `index` (in log order).
+    pub(crate) fn credit(&self, index: u32) -> &Credit {
+        &self.credits[index as usize]
+    }
+
+    /// Hands `visit` the sums of the outcomes whose time is in `[start_ms, end_ms]`, key by
+    /// key (a key may come more than once).
+    pub(crate) fn visit(
+        &self,
+        outcomes: &[OutcomeState],
+        start_ms: i64,
+        end_ms: i64,
+        mut visit: impl FnMut(&OutcomeKey, &OutcomeSums),
+    ) {
+        let mut edge_items: Vec<u32> = Vec::new();
+        self.buckets.visit(
+            start_ms,
+            end_ms,
+            |index| outcomes[index as usize].at_ms,
+            |bucket| {
+                for (key, sums) in &bucket.entries {
+                    visit(key, sums);
+                }
+            },
+            |edge| edge_items.extend_from_slice(edge.inside),
+        );
+        for index in edge_items {
+            let credit = &self.credits[index as usize];
+            visit(
+                &credit.key,
+                &OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms),
+            );
+        }
+    }
+
+    /// Files a new outcome (the next index) with its credit.
+    fn push(&mut self, outcomes: &[OutcomeState], credit: Credit) {
+        let index = u32::try_from(self.credits.len()).expect("fewer than 2^32 outcomes");
+        let outcome = &outcomes[index as usize];
+        let sums = OutcomeSums::of(outcome, credit.last_sent_ms);
+        self.buckets.insert(
+            index,
+            outcome.at_ms,
+            |other| outcomes[other as usize].at_ms,
+            |bucket| bucket.entry(credit.key).add(&sums),
+        );
+        self.credits.push(credit);
+    }
+
+    /// Replaces the credit of the outcome at `index`, moving its sums between keys.
+    fn refile(&mut self, outcomes: &[OutcomeState], index: u32, credit: Credit) {
+        let old = self.credits[index as usize];
+        if old == credit {
+            return;
+        }
+        let outcome = &outcomes[index as usize];
+        let old_sums = OutcomeSums::of(outcome, old.last_sent_ms);
+        let new_sums = OutcomeSums::of(outcome, credit.last_sent_ms);
+        self.buckets.update(outcome.at_ms, |bucket| {
+            bucket.subtract(old.key, &old_sums);
+            bucket.entry(credit.key).add(&new_sums);
+        });
+        self.credits[index as usize] = credit;
+    }
+}
+
+/// The times of a message that attribution reads: delivery and first engagement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Touches {
+    delivered: Option<i64>,
+    engaged: Option<i64>,
+}
+
+impl Touches {
+    pub(crate) fn of(state: &MessageState) -> Touches {
+        Touches {
+            delivered: state.delivered.get(),
+            engaged: state.first_engagement_ms(),
+        }
+    }
+
+    fn at(self, level: AttributionLevel) -> Option<i64> {
+        match level {
+            AttributionLevel::Engaged => self.engaged,
+            AttributionLevel::Delivered => self.delivered,
+        }
+    }
+}
+
+/// How a candidate ranks: engaged before delivered, then the later time, then the higher id.
+fn rank(level: AttributionLevel, at_ms: i64, message_index: u32) -> (bool, i64, u32) {
+    (level == AttributionLevel::Engaged, at_ms, message_index)
+}
+
+impl Projection {
+    /// The credit of `outcome` from scratch: its attribution over the user's messages and
+    /// the last message sent at or before it.
+    fn credit_of(&self, outcome: &OutcomeState) -> Credit {
+        let attribution = self.attribute(outcome, self.attribution_window_ms);
+        Credit {
+            attribution,
+            last_sent_ms: self.last_sent_ms(outcome),
+            key: self.outcome_key(outcome, attribution),
+        }
+    }
+
+    fn outcome_key(&self, outcome: &OutcomeState, attribution: Option<Attribution>) -> OutcomeKey {
+        OutcomeKey {
+            outcome: outcome.outcome,
+            credit: attribution.map(|attribution| {
+                let message = &self.message_states()[attribution.message_index as usize];
+                (message.channel, message.message_type, attribution.level)
+            }),
+        }
+    }
+
+    /// Every outcome credited, and the sums by time.
+    pub(crate) fn build_credits(&self) -> Credits {
+        let mut credits = Credits::default();
+        for outcome in self.outcome_states() {
+            let credit = self.credit_of(outcome);
+            credits.push(self.outcome_states(), credit);
+        }
+        credits
+    }
+
+    /// A new outcome (the last one folded) is credited.
+    pub(crate) fn credit_new_outcome(&self, credits: &mut Credits) {
+        let outcome = self.outcome_states().last().expect("an outcome was folded");
+        credits.push(self.outcome_states(), self.credit_of(outcome));
+    }
+
+    /// A message of `user` was sent at `sent_ms`: it is the last one before the user's
+    /// outcomes at or after it that had none later.
+    pub(crate) fn credit_new_message(&self, credits: &mut Credits, user: UserId, sent_ms: i64) {
+        for &(_, index) in self.user_outcomes_from(user, sent_ms) {
+            let credit = *credits.credit(index);
+            if credit.last_sent_ms < Some(sent_ms) {
+                let credit = Credit {
+                    last_sent_ms: Some(sent_ms),
+                    ..credit
+                };
+                credits.refile(self.outcome_states(), index, credit);
+            }
+        }
+    }
+
+    /// The message at `message_index` moved from `old` to its current touches.
+    pub(crate) fn credit_changed_message(
+        &self,
+        credits: &mut Credits,
+        message_index: u32,
+        old: Touches,
+    ) {
+        let message = &self.message_states()[message_index as usize];
+        let new = Touches::of(message);
+        if new == old {
+            return;
+        }
+        let window_ms = self.attribution_window_ms;
+        let outcomes = self.outcome_states();
+        for level in [AttributionLevel::Engaged, AttributionLevel::Delivered] {
+            let Some(new_ms) = new.at(level) else {
+                continue;
+            };
+            let old_ms = old.at(level);
+            if old_ms == Some(new_ms) {
+                continue;
+            }
+            // Outcomes whose window [at − W, at] holds the old or the new time.
+            let last_ms = old_ms.unwrap_or(new_ms).max(new_ms).saturating_add(window_ms);
+            for &(at_ms, index) in self.user_outcomes_from(UserId(message.user_id), new_ms) {
+                if at_ms > last_ms {
+                    break;
+                }
+                let credit = *credits.credit(index);
+                let outcome = &outcomes[index as usize];
+                let was_this = credit.attribution
+                    == Some(Attribution {
+                        message_index,
+                        level,
+                    });
+                let new_credit = if was_this {
+                    // Its time moved earlier: it may have left the window or lost its rank.
+                    Some(self.credit_of(outcome))
+                } else if at_ms.saturating_sub(window_ms) <= new_ms && new_ms <= at_ms {
+                    let current = credit.attribution.map(|attribution| {
+                        let touches =
+                            Touches::of(&self.message_states()[attribution.message_index as usize]);
+                        let at = touches.at(attribution.level).expect("a credit has a time");
+                        rank(attribution.level, at, attribution.message_index)
+                    });
+                    (current < Some(rank(level, new_ms, message_index))).then(|| {
+                        let attribution = Some(Attribution {
+                            message_index,
+                            level,
+                        });
+                        Credit {
+                            attribution,
+                            last_sent_ms: credit.last_sent_ms,
+                            key: self.outcome_key(outcome, attribution),
+                        }
+                    })
+                } else {
+                    None
+                };
+                if let Some(new_credit) = new_credit {
+                    credits.refile(outcomes, index, new_credit);
+                }
+            }
+        }
+    }
+
+    /// Hands `visit` the sums of the outcomes whose time is in `[start_ms, end_ms]` — only
+    /// `user`'s with a user — by key, a key possibly more than once: a user's outcomes one by
+    /// one from their sorted list, else from the buckets.
+    pub(crate) fn visit_outcomes(
+        &self,
+        user: Option<UserId>,
+        start_ms: i64,
+        end_ms: i64,
+        mut visit: impl FnMut(&OutcomeKey, &OutcomeSums),
+    ) {
+        let credits = self.credits();
+        let outcomes = self.outcome_states();
+        let Some(user) = user else {
+            credits.visit(outcomes, start_ms, end_ms, visit);
+            return;
+        };
+        for &(at_ms, index) in self.user_outcomes_from(user, start_ms) {
+            if at_ms > end_ms {
+                break;
+            }
+            let credit = credits.credit(index);
+            visit(
+                &credit.key,
+                &OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms),
+            );
+        }
+    }
+
+    /// The user's outcomes at or after `from_ms`, as (time, index), by time.
+    fn user_outcomes_from(&self, user: UserId, from_ms: i64) -> &[(i64, u32)] {
+        let outcomes = self.user_outcomes(user);
+        let first = outcomes.partition_point(|(at_ms, _)| *at_ms < from_ms);
+        &outcomes[first..]
+    }
+}
+
+impl UserEntries {
+    /// Files an outcome in the user's list, kept sorted by (time, index).
+    pub(crate) fn add_outcome(&mut self, at_ms: i64, index: u32) {
+        let key = (at_ms, index);
+        if self.outcomes.last().is_none_or(|last| *last < key) {
+            self.outcomes.push(key);
+        } else {
+            let position = self.outcomes.partition_point(|other| *other < key);
+            self.outcomes.insert(position, key);
+        }
+    }
+}
