@@ -13,13 +13,13 @@
 use crate::event::{Channel, UserId};
 use crate::projection::impact::{Attribution, AttributionLevel, OutcomeState};
 use crate::projection::names::NameId;
-use crate::projection::rollup::TimeBuckets;
+use crate::projection::rollup::{Piece, TimeBuckets};
 use crate::projection::status::MessageState;
-use crate::projection::{Projection, UserEntries};
+use crate::projection::{IdMap, Projection, UserEntries};
 
 /// What a report groups an outcome by: its name, and the channel, message type and level of
 /// the message it is credited to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct OutcomeKey {
     pub outcome: NameId,
     pub credit: Option<(Channel, NameId, AttributionLevel)>,
@@ -71,26 +71,22 @@ pub(crate) struct Credit {
     pub key: OutcomeKey,
 }
 
-/// Sums per key; a bucket holds few keys (outcome names × credited channel and type).
+/// Sums per key, by the key's ordinal (see [`Credits`]); a bucket holds few keys.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OutcomeBucket {
-    entries: Vec<(OutcomeKey, OutcomeSums)>,
+    entries: Vec<(u32, OutcomeSums)>,
 }
 
 impl OutcomeBucket {
-    fn entry(&mut self, key: OutcomeKey) -> &mut OutcomeSums {
-        let position = match self.entries.iter().position(|(own, _)| *own == key) {
-            Some(position) => position,
-            None => {
-                self.entries.push((key, OutcomeSums::default()));
-                self.entries.len() - 1
-            }
-        };
-        &mut self.entries[position].1
+    fn add(&mut self, key: u32, sums: &OutcomeSums) {
+        match self.entries.iter_mut().find(|(own, _)| *own == key) {
+            Some((_, entry)) => entry.add(sums),
+            None => self.entries.push((key, *sums)),
+        }
     }
 
     /// Takes `sums` out of `key`'s entry, dropping the entry when no outcome is left in it.
-    fn subtract(&mut self, key: OutcomeKey, sums: &OutcomeSums) {
+    fn subtract(&mut self, key: u32, sums: &OutcomeSums) {
         let position = self
             .entries
             .iter()
@@ -104,11 +100,15 @@ impl OutcomeBucket {
     }
 }
 
-/// Every outcome's credit, and the outcome sums by outcome time.
+/// Every outcome's credit, and the outcome sums by outcome time. Buckets name keys by
+/// ordinal, so that a query adds sums into one array slot per key.
 #[derive(Debug, Default)]
 pub(crate) struct Credits {
     /// Per outcome, in log order.
     credits: Vec<Credit>,
+    /// Every key filed so far, by ordinal.
+    keys: Vec<OutcomeKey>,
+    ordinals: IdMap<OutcomeKey, u32>,
     buckets: TimeBuckets<OutcomeBucket>,
 }
 
@@ -118,8 +118,17 @@ impl Credits {
         &self.credits[index as usize]
     }
 
-    /// Hands `visit` the sums of the outcomes whose time is in `[start_ms, end_ms]`, key by
-    /// key (a key may come more than once).
+    fn ordinal(&mut self, key: OutcomeKey) -> u32 {
+        let next = u32::try_from(self.keys.len()).expect("fewer than 2^32 keys");
+        let ordinal = *self.ordinals.entry(key).or_insert(next);
+        if ordinal == next {
+            self.keys.push(key);
+        }
+        ordinal
+    }
+
+    /// Hands `visit` the sums of the outcomes whose time is in `[start_ms, end_ms]`, once
+    /// per key that has any.
     pub(crate) fn visit(
         &self,
         outcomes: &[OutcomeState],
@@ -127,24 +136,29 @@ impl Credits {
         end_ms: i64,
         mut visit: impl FnMut(&OutcomeKey, &OutcomeSums),
     ) {
-        let mut edge_items: Vec<u32> = Vec::new();
-        self.buckets.visit(
-            start_ms,
-            end_ms,
-            |index| outcomes[index as usize].at_ms,
-            |bucket| {
-                for (key, sums) in &bucket.entries {
-                    visit(key, sums);
+        let mut sums = vec![OutcomeSums::default(); self.keys.len()];
+        let time_of = |index: u32| outcomes[index as usize].at_ms;
+        self.buckets.visit(start_ms, end_ms, time_of, |piece| match piece {
+            Piece::Whole(bucket) => {
+                for (key, entry) in &bucket.entries {
+                    sums[*key as usize].add(entry);
                 }
-            },
-            |edge| edge_items.extend_from_slice(edge.inside),
-        );
-        for index in edge_items {
-            let credit = &self.credits[index as usize];
-            visit(
-                &credit.key,
-                &OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms),
-            );
+            }
+            Piece::Edge(edge) => {
+                for &index in edge.inside {
+                    let credit = &self.credits[index as usize];
+                    let key = self.ordinals[&credit.key];
+                    sums[key as usize].add(&OutcomeSums::of(
+                        &outcomes[index as usize],
+                        credit.last_sent_ms,
+                    ));
+                }
+            }
+        });
+        for (key, sums) in self.keys.iter().zip(&sums) {
+            if sums.count > 0 {
+                visit(key, sums);
+            }
         }
     }
 
@@ -153,11 +167,12 @@ impl Credits {
         let index = u32::try_from(self.credits.len()).expect("fewer than 2^32 outcomes");
         let outcome = &outcomes[index as usize];
         let sums = OutcomeSums::of(outcome, credit.last_sent_ms);
+        let key = self.ordinal(credit.key);
         self.buckets.insert(
             index,
             outcome.at_ms,
             |other| outcomes[other as usize].at_ms,
-            |bucket| bucket.entry(credit.key).add(&sums),
+            |bucket| bucket.add(key, &sums),
         );
         self.credits.push(credit);
     }
@@ -171,9 +186,11 @@ impl Credits {
         let outcome = &outcomes[index as usize];
         let old_sums = OutcomeSums::of(outcome, old.last_sent_ms);
         let new_sums = OutcomeSums::of(outcome, credit.last_sent_ms);
+        let old_key = self.ordinals[&old.key];
+        let new_key = self.ordinal(credit.key);
         self.buckets.update(outcome.at_ms, |bucket| {
-            bucket.subtract(old.key, &old_sums);
-            bucket.entry(credit.key).add(&new_sums);
+            bucket.subtract(old_key, &old_sums);
+            bucket.add(new_key, &new_sums);
         });
         self.credits[index as usize] = credit;
     }

@@ -44,6 +44,12 @@ pub(crate) struct TimeBuckets<B> {
     slice_range: Option<(i64, i64)>,
 }
 
+/// A piece of a range: a bucket wholly inside it, or a slice it cuts.
+pub(crate) enum Piece<'a, B> {
+    Whole(&'a B),
+    Edge(EdgeSlice<'a, B>),
+}
+
 /// The part of one cut slice that a range holds: its bucket, and its items inside and outside
 /// the range.
 pub(crate) struct EdgeSlice<'a, B> {
@@ -95,18 +101,17 @@ impl<B: Default> TimeBuckets<B> {
         }
     }
 
-    /// Hands `whole` every bucket lying wholly inside `[start_ms, end_ms]` and `edge` each slice
-    /// the range cuts; together they cover every item filed in the range exactly once.
+    /// Hands `visit` every bucket lying wholly inside `[start_ms, end_ms]` and each slice the
+    /// range cuts; together they cover every item filed in the range exactly once.
     pub(crate) fn visit(
         &self,
         start_ms: i64,
         end_ms: i64,
         time_of: impl Fn(u32) -> i64,
-        mut whole: impl FnMut(&B),
-        mut edge: impl FnMut(EdgeSlice<'_, B>),
+        mut visit: impl FnMut(Piece<'_, B>),
     ) {
         if start_ms == i64::MIN && end_ms == i64::MAX {
-            whole(&self.total);
+            visit(Piece::Whole(&self.total));
             return;
         }
         for part in decompose(self.slice_range, start_ms, end_ms) {
@@ -119,17 +124,17 @@ impl<B: Default> TimeBuckets<B> {
                     };
                     let first = items.partition_point(|&item| time_of(item) < start_ms);
                     let last = items.partition_point(|&item| time_of(item) <= end_ms);
-                    edge(EdgeSlice {
+                    visit(Piece::Edge(EdgeSlice {
                         bucket,
                         inside: &items[first..last.max(first)],
                         before: &items[..first],
                         after: &items[last.max(first)..],
-                    });
+                    }));
                 }
                 RangePart::Whole { level, first, last } => {
                     for key in first..=last {
                         if let Some(bucket) = self.levels[level].get(&key) {
-                            whole(bucket);
+                            visit(Piece::Whole(bucket));
                         }
                     }
                 }
@@ -371,47 +376,45 @@ impl MessageRollup {
         mut visit: impl FnMut(Channel, NameId, &SlotCounts),
     ) {
         let time_of = |index: u32| messages[index as usize].sent_ms;
-        let mut visit_bucket = |bucket: &Bucket| {
-            let channel_count = Channel::ALL.len();
-            for (slot, counts) in bucket.slots.iter().enumerate() {
-                let channel = Channel::ALL[slot % channel_count];
-                let message_type = self.types[slot / channel_count];
-                if !counts.is_empty() && filter.takes(channel, message_type) {
-                    visit(channel, message_type, counts);
+        // Sums per slot over every bucket, then one call per slot.
+        let mut sums = Bucket {
+            slots: vec![SlotCounts::default(); self.types.len() * Channel::ALL.len()],
+        };
+        let channel_count = Channel::ALL.len();
+        let takes = |slot: usize| filter.takes(Channel::ALL[slot % channel_count], self.types[slot / channel_count]);
+        self.buckets.visit(start_ms, end_ms, time_of, |piece| match piece {
+            Piece::Whole(bucket) => {
+                for (slot, counts) in bucket.slots.iter().enumerate() {
+                    sums.slots[slot].add(counts);
                 }
             }
-        };
-        // The cut slices (at most two), each as its bucket less the items outside the range,
-        // or as the items inside it, whichever are fewer.
-        let mut edges: Vec<Bucket> = Vec::new();
-        self.buckets.visit(
-            start_ms,
-            end_ms,
-            time_of,
-            &mut visit_bucket,
-            |edge: EdgeSlice<'_, Bucket>| {
-                let mut counts = Bucket::default();
+            // A cut slice: its bucket less the items outside the range, or the items inside
+            // it, whichever are fewer.
+            Piece::Edge(edge) => {
                 if edge.inside.len() <= edge.before.len() + edge.after.len() {
                     for &index in edge.inside {
                         let state = &messages[index as usize];
-                        counts
-                            .slot_mut(self.slot_of(state))
-                            .add(&SlotCounts::of(state));
+                        sums.slots[self.slot_of(state)].add(&SlotCounts::of(state));
                     }
                 } else {
-                    counts.slots.extend_from_slice(&edge.bucket.slots);
+                    for (slot, counts) in edge.bucket.slots.iter().enumerate() {
+                        sums.slots[slot].add(counts);
+                    }
                     for &index in edge.before.iter().chain(edge.after) {
                         let state = &messages[index as usize];
-                        counts
-                            .slot_mut(self.slot_of(state))
-                            .subtract(&SlotCounts::of(state));
+                        sums.slots[self.slot_of(state)].subtract(&SlotCounts::of(state));
                     }
                 }
-                edges.push(counts);
-            },
-        );
-        for counts in &edges {
-            visit_bucket(counts);
+            }
+        });
+        for (slot, counts) in sums.slots.iter().enumerate() {
+            if !counts.is_empty() && takes(slot) {
+                visit(
+                    Channel::ALL[slot % channel_count],
+                    self.types[slot / channel_count],
+                    counts,
+                );
+            }
         }
     }
 
@@ -550,19 +553,16 @@ mod tests {
         }
         for (start_ms, end_ms) in [(0, 95), (15, 42), (0, 5), (31, 31), (85, 1_000)] {
             let mut seen = Vec::new();
-            buckets.visit(
-                start_ms,
-                end_ms,
-                time_of,
-                |_| panic!("no whole bucket in one slice"),
-                |edge| {
+            buckets.visit(start_ms, end_ms, time_of, |piece| match piece {
+                Piece::Whole(_) => panic!("no whole bucket in one slice"),
+                Piece::Edge(edge) => {
                     assert_eq!(
                         *edge.bucket as usize,
                         edge.before.len() + edge.inside.len() + edge.after.len()
                     );
                     seen.extend_from_slice(edge.inside);
-                },
-            );
+                }
+            });
             let expected: Vec<u32> = (0..10)
                 .filter(|&index| (start_ms..=end_ms).contains(&time_of(index)))
                 .collect();
