@@ -89,8 +89,7 @@ impl Store {
         validate_options(&options)?;
         create_directory(&dir)?;
         let lock_file = lock_directory(&dir)?;
-        let (projection, replayed) =
-            replay::replay_parallel(
+        let (projection, replayed) = replay::replay_parallel(
             &dir,
             Mode::Write,
             || Projection::new(window_ms(&options)),
@@ -140,8 +139,7 @@ impl Store {
                 std::io::Error::from(std::io::ErrorKind::NotADirectory),
             ));
         }
-        let (projection, replayed) =
-            replay::replay_parallel(
+        let (projection, replayed) = replay::replay_parallel(
             &dir,
             Mode::ReadOnly,
             || Projection::new(window_ms(&options)),
@@ -490,9 +488,7 @@ impl Store {
             filter.start,
             filter.end,
         )?;
-        self.projection
-            .read()
-            .channel_effectiveness(filter)
+        self.projection.read().channel_effectiveness(filter)
     }
 
     /// Spend per channel × day and × month, per channel and message type, cost per delivered
@@ -527,9 +523,7 @@ impl Store {
     pub fn get_financial_impact(&self, filter: &ImpactFilter) -> Result<ImpactReport> {
         // The same rules as the stats filter: user ≥ 1, a valid type name, start ≤ end.
         validate_filter(&filter.message_filter())?;
-        self.projection
-            .read()
-            .impact(filter)
+        self.projection.read().impact(filter)
     }
 
     /// Hands every event appended so far to the OS (survives a crash of this process).

@@ -651,6 +651,28 @@ fn apply_to_store(store: &Store, call: &Call, message_count: u64) {
     }
 }
 
+/// The store's report equals the model's for each filter and for everything by week.
+fn check_reports(
+    store: &Store,
+    model: &Model,
+    filters: &[EffectivenessFilter],
+    window_ms: i64,
+    when: &str,
+) -> Result<(), TestCaseError> {
+    let everything = EffectivenessFilter::new().period(Period::Week);
+    for filter in filters.iter().chain([&everything]) {
+        let expected = model.report(filter, window_ms);
+        prop_assert_eq!(
+            store.get_channel_effectiveness(filter).unwrap(),
+            expected,
+            "{}: {:?}",
+            when,
+            filter
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -659,32 +681,33 @@ proptest! {
         calls in prop::collection::vec(call(), 0..160),
         filters in prop::collection::vec(filter(), 1..8),
         window_ms in prop::sample::select(WINDOWS_MS.to_vec()),
+        check_at in prop::collection::vec(any::<Index>(), 3),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let options = options_with_window(Duration::from_millis(window_ms));
         let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        let window_ms = window_ms as i64;
         let mut model = Model::default();
-        for call in &calls {
+        // Part-way checks too: the first query builds the indexes, and every later call must
+        // keep them current (a later event may move an outcome's credit).
+        let check_indexes: Vec<usize> =
+            check_at.iter().map(|index| index.index(calls.len() + 1)).collect();
+        for (index, call) in calls.iter().enumerate() {
+            if check_indexes.contains(&index) {
+                check_reports(&store, &model, &filters, window_ms, &format!("before call {index}"))?;
+            }
             let message_count = model.messages.len() as u64;
             if model.apply(call) {
                 apply_to_store(&store, call, message_count);
             }
         }
-        let window_ms = window_ms as i64;
-        let everything = EffectivenessFilter::new().period(Period::Week);
-        for filter in filters.iter().chain([&everything]) {
-            let expected = model.report(filter, window_ms);
-            prop_assert_eq!(store.get_channel_effectiveness(filter).unwrap(), expected, "{:?}", filter);
-        }
+        check_reports(&store, &model, &filters, window_ms, "after the calls")?;
         let store = {
             let _no_spawn = SPAWNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             store.close().unwrap();
             Store::open_with(dir.path(), options).unwrap()
         };
-        for filter in filters.iter().chain([&everything]) {
-            let expected = model.report(filter, window_ms);
-            prop_assert_eq!(store.get_channel_effectiveness(filter).unwrap(), expected, "after reopen: {:?}", filter);
-        }
+        check_reports(&store, &model, &filters, window_ms, "after reopen")?;
     }
 }
 

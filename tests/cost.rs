@@ -215,115 +215,114 @@ fn filter() -> impl Strategy<Value = CostFilter> {
         )
 }
 
-/// Applies `calls` to `store` and returns them as applied (events on messages only once one
-/// exists).
-fn apply(store: &Store, calls: &[Call]) -> Vec<Applied> {
-    let mut applied = Vec::new();
-    let mut sent = 0usize;
+/// Applies `call` to `store` and, as applied, to `applied`, the calls applied so far (an event
+/// on a message only once one exists; else nothing).
+fn apply(store: &Store, call: &Call, applied: &mut Vec<Applied>) {
+    let mut sent = applied
+        .iter()
+        .filter(|call| matches!(call, Applied::Sent { .. }))
+        .count();
     let pick = |message: &Index, sent: usize| (sent > 0).then(|| message.index(sent) + 1);
-    for call in calls {
-        match call {
-            Call::Sent {
-                user,
-                channel,
-                message_type,
-                cost_micros,
-                at_ms,
-            } => {
-                let message = store
-                    .track_message_sent_at(
-                        *user,
-                        *channel,
-                        message_type,
-                        dollars(*cost_micros),
-                        time_of_ms(*at_ms),
-                    )
-                    .unwrap();
-                sent += 1;
-                assert_eq!(message.id.0, sent as u64);
-                assert_eq!(message.cost.micros(), *cost_micros);
-                applied.push(Applied::Sent {
-                    user: *user,
-                    channel: *channel,
+    match call {
+        Call::Sent {
+            user,
+            channel,
+            message_type,
+            cost_micros,
+            at_ms,
+        } => {
+            let message = store
+                .track_message_sent_at(
+                    *user,
+                    *channel,
                     message_type,
-                    cost_micros: *cost_micros,
+                    dollars(*cost_micros),
+                    time_of_ms(*at_ms),
+                )
+                .unwrap();
+            sent += 1;
+            assert_eq!(message.id.0, sent as u64);
+            assert_eq!(message.cost.micros(), *cost_micros);
+            applied.push(Applied::Sent {
+                user: *user,
+                channel: *channel,
+                message_type,
+                cost_micros: *cost_micros,
+                at_ms: *at_ms,
+            });
+        }
+        Call::Delivered { message, at_ms } => {
+            if let Some(id) = pick(message, sent) {
+                store
+                    .track_message_delivered(id as u64, Some(time_of_ms(*at_ms)))
+                    .unwrap();
+                applied.push(Applied::Delivered { id, at_ms: *at_ms });
+            }
+        }
+        Call::Opened { message, at_ms } => {
+            if let Some(id) = pick(message, sent) {
+                store
+                    .track_message_opened(id as u64, Some(time_of_ms(*at_ms)))
+                    .unwrap();
+                applied.push(Applied::Opened { id, at_ms: *at_ms });
+            }
+        }
+        Call::Action {
+            message,
+            action,
+            at_ms,
+        } => {
+            if let Some(id) = pick(message, sent) {
+                store
+                    .track_user_action(id as u64, action, Some(time_of_ms(*at_ms)))
+                    .unwrap();
+                applied.push(Applied::Action {
+                    id,
+                    action,
                     at_ms: *at_ms,
                 });
             }
-            Call::Delivered { message, at_ms } => {
-                if let Some(id) = pick(message, sent) {
-                    store
-                        .track_message_delivered(id as u64, Some(time_of_ms(*at_ms)))
-                        .unwrap();
-                    applied.push(Applied::Delivered { id, at_ms: *at_ms });
-                }
-            }
-            Call::Opened { message, at_ms } => {
-                if let Some(id) = pick(message, sent) {
-                    store
-                        .track_message_opened(id as u64, Some(time_of_ms(*at_ms)))
-                        .unwrap();
-                    applied.push(Applied::Opened { id, at_ms: *at_ms });
-                }
-            }
-            Call::Action {
-                message,
-                action,
-                at_ms,
-            } => {
-                if let Some(id) = pick(message, sent) {
-                    store
-                        .track_user_action(id as u64, action, Some(time_of_ms(*at_ms)))
-                        .unwrap();
-                    applied.push(Applied::Action {
-                        id,
-                        action,
-                        at_ms: *at_ms,
-                    });
-                }
-            }
-            Call::Failed { message, at_ms } => {
-                if let Some(id) = pick(message, sent) {
-                    store
-                        .track_message_failed(id as u64, "undelivered", Some(time_of_ms(*at_ms)))
-                        .unwrap();
-                    applied.push(Applied::Failed { at_ms: *at_ms });
-                }
-            }
-            Call::Outcome {
-                user,
-                amount_micros,
-                at_ms,
-            } => {
+        }
+        Call::Failed { message, at_ms } => {
+            if let Some(id) = pick(message, sent) {
                 store
-                    .track_financial_outcome_at(
-                        *user,
-                        "bill_paid_on_time",
-                        dollars(*amount_micros),
-                        time_of_ms(*at_ms),
-                    )
+                    .track_message_failed(id as u64, "undelivered", Some(time_of_ms(*at_ms)))
                     .unwrap();
-                applied.push(Applied::Outcome { at_ms: *at_ms });
-            }
-            Call::Budget {
-                scope,
-                month,
-                amount_micros,
-                alert_percent,
-            } => {
-                store
-                    .set_budget(*scope, month, dollars(*amount_micros), *alert_percent)
-                    .unwrap();
-                applied.push(Applied::Budget {
-                    scope: *scope,
-                    month,
-                    amount_micros: *amount_micros,
-                    alert_percent: alert_percent.unwrap_or(90),
-                });
+                applied.push(Applied::Failed { at_ms: *at_ms });
             }
         }
+        Call::Outcome {
+            user,
+            amount_micros,
+            at_ms,
+        } => {
+            store
+                .track_financial_outcome_at(
+                    *user,
+                    "bill_paid_on_time",
+                    dollars(*amount_micros),
+                    time_of_ms(*at_ms),
+                )
+                .unwrap();
+            applied.push(Applied::Outcome { at_ms: *at_ms });
+        }
+        Call::Budget {
+            scope,
+            month,
+            amount_micros,
+            alert_percent,
+        } => {
+            store
+                .set_budget(*scope, month, dollars(*amount_micros), *alert_percent)
+                .unwrap();
+            applied.push(Applied::Budget {
+                scope: *scope,
+                month,
+                amount_micros: *amount_micros,
+                alert_percent: alert_percent.unwrap_or(90),
+            });
+        }
     }
-    applied
 }
 
 /// One message as the model sees it.
@@ -650,6 +649,40 @@ fn overlaps_range(
     start <= end && first <= end && start < next
 }
 
+/// The store's report equals the model's over the calls applied so far, for each filter and
+/// for none; a filter with its start after its end is refused.
+fn check_reports(
+    store: &Store,
+    applied: &[Applied],
+    filters: &[CostFilter],
+    when: &str,
+) -> Result<(), TestCaseError> {
+    for filter in filters.iter().chain([&CostFilter::new()]) {
+        match model_report(applied, filter) {
+            Some(expected) => prop_assert_eq!(
+                store.get_cost_report(filter).unwrap(),
+                expected,
+                "{}: {:?}",
+                when,
+                filter
+            ),
+            None => {
+                let refused = matches!(
+                    store.get_cost_report(filter),
+                    Err(Error::InvalidInput { field: "end", .. })
+                );
+                prop_assert!(
+                    refused,
+                    "{}: start after end must be refused: {:?}",
+                    when,
+                    filter
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -657,29 +690,25 @@ proptest! {
     fn cost_report_agrees_with_the_model_before_and_after_reopening(
         calls in prop::collection::vec(call(), 0..100),
         filters in prop::collection::vec(filter(), 1..6),
+        check_at in prop::collection::vec(any::<Index>(), 3),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        let applied = apply(&store, &calls);
-        let check = |store: &Store| -> Result<(), TestCaseError> {
-            for filter in filters.iter().chain([&CostFilter::new()]) {
-                match model_report(&applied, filter) {
-                    Some(expected) => prop_assert_eq!(store.get_cost_report(filter).unwrap(), expected, "{:?}", filter),
-                    None => {
-                        let refused = matches!(
-                            store.get_cost_report(filter),
-                            Err(Error::InvalidInput { field: "end", .. })
-                        );
-                        prop_assert!(refused, "start after end must be refused: {:?}", filter);
-                    }
-                }
+        let mut applied = Vec::new();
+        // Part-way checks too: the first query builds the indexes, and every later call must
+        // keep them current.
+        let check_indexes: Vec<usize> =
+            check_at.iter().map(|index| index.index(calls.len() + 1)).collect();
+        for (index, call) in calls.iter().enumerate() {
+            if check_indexes.contains(&index) {
+                check_reports(&store, &applied, &filters, &format!("before call {index}"))?;
             }
-            Ok(())
-        };
-        check(&store)?;
+            apply(&store, call, &mut applied);
+        }
+        check_reports(&store, &applied, &filters, "after the calls")?;
         store.close().unwrap();
-        check(&open(dir.path()))?;
-        check(&Store::open_read_only(dir.path()).unwrap())?;
+        check_reports(&open(dir.path()), &applied, &filters, "after reopen")?;
+        check_reports(&Store::open_read_only(dir.path()).unwrap(), &applied, &filters, "read-only")?;
     }
 }
 

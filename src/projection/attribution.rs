@@ -41,9 +41,8 @@ impl OutcomeSums {
             count: 1,
             amount_micros: i128::from(outcome.amount_micros),
             gap_count: u64::from(last_sent_ms.is_some()),
-            gap_ms: last_sent_ms.map_or(0, |sent_ms| {
-                i128::from(outcome.at_ms) - i128::from(sent_ms)
-            }),
+            gap_ms: last_sent_ms
+                .map_or(0, |sent_ms| i128::from(outcome.at_ms) - i128::from(sent_ms)),
         }
     }
 
@@ -138,23 +137,24 @@ impl Credits {
     ) {
         let mut sums = vec![OutcomeSums::default(); self.keys.len()];
         let time_of = |index: u32| outcomes[index as usize].at_ms;
-        self.buckets.visit(start_ms, end_ms, time_of, |piece| match piece {
-            Piece::Whole(bucket) => {
-                for (key, entry) in &bucket.entries {
-                    sums[*key as usize].add(entry);
+        self.buckets
+            .visit(start_ms, end_ms, time_of, |piece| match piece {
+                Piece::Whole(bucket) => {
+                    for (key, entry) in &bucket.entries {
+                        sums[*key as usize].add(entry);
+                    }
                 }
-            }
-            Piece::Edge(edge) => {
-                for &index in edge.inside {
-                    let credit = &self.credits[index as usize];
-                    let key = self.ordinals[&credit.key];
-                    sums[key as usize].add(&OutcomeSums::of(
-                        &outcomes[index as usize],
-                        credit.last_sent_ms,
-                    ));
+                Piece::Edge(edge) => {
+                    for &index in edge.inside {
+                        let credit = &self.credits[index as usize];
+                        let key = self.ordinals[&credit.key];
+                        sums[key as usize].add(&OutcomeSums::of(
+                            &outcomes[index as usize],
+                            credit.last_sent_ms,
+                        ));
+                    }
                 }
-            }
-        });
+            });
         for (key, sums) in self.keys.iter().zip(&sums) {
             if sums.count > 0 {
                 visit(key, sums);
@@ -300,7 +300,10 @@ impl Projection {
                 continue;
             }
             // Outcomes whose window [at − W, at] holds the old or the new time.
-            let last_ms = old_ms.unwrap_or(new_ms).max(new_ms).saturating_add(window_ms);
+            let last_ms = old_ms
+                .unwrap_or(new_ms)
+                .max(new_ms)
+                .saturating_add(window_ms);
             for &(at_ms, index) in self.user_outcomes_from(UserId(message.user_id), new_ms) {
                 if at_ms > last_ms {
                     break;

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::event::{Channel, UserId};
 use crate::money::Money;
-use crate::projection::names::{NameId, Names};
 use crate::projection::attribution::OutcomeSums;
+use crate::projection::names::{NameId, Names};
 use crate::projection::rollup::Counts;
 use crate::projection::{Projection, Selection};
 use crate::stats::{divide_rounded, percent};
@@ -405,7 +405,8 @@ impl LineTally {
             attributed_outcomes: self.attributed_outcomes,
             attributed_impact,
             roi: (self.counts.cost_micros != 0).then(|| {
-                (self.attributed_micros - self.counts.cost_micros) as f64 / self.counts.cost_micros as f64
+                (self.attributed_micros - self.counts.cost_micros) as f64
+                    / self.counts.cost_micros as f64
             }),
             performance_score: 0.2 * delivery_rate
                 + 0.2 * open_rate

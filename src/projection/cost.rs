@@ -18,7 +18,6 @@ use crate::projection::rollup::Counts;
 use crate::projection::{Projection, Selection};
 use crate::stats::{divide_rounded, percent, validate_selection};
 
-
 /// Which messages `Store::get_cost_report` covers, and which budgets it reports. Every part is
 /// optional; an empty filter covers everything.
 ///

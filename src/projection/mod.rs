@@ -304,7 +304,8 @@ impl Projection {
 
     /// The message rollup, built on first use.
     fn rollup(&self) -> &MessageRollup {
-        self.rollup.get_or_init(|| MessageRollup::build(&self.messages))
+        self.rollup
+            .get_or_init(|| MessageRollup::build(&self.messages))
     }
 
     /// The outcome credits, built on first use.
@@ -433,13 +434,23 @@ impl Projection {
         mut visit: impl FnMut(Channel, NameId, &Counts),
     ) {
         if selection.user.is_some() {
+            // Raw counts per (channel, type) first — a user's messages fall in few pairs —
+            // then one conversion per pair.
+            let mut pairs: Vec<((Channel, NameId), SlotCounts)> = Vec::new();
             self.for_each_in_selection(selection, |_, state| {
-                visit(
-                    state.channel,
-                    state.message_type,
-                    &SlotCounts::of(state).counts(),
-                )
+                let pair = (state.channel, state.message_type);
+                let position = match pairs.iter().position(|(own, _)| *own == pair) {
+                    Some(position) => position,
+                    None => {
+                        pairs.push((pair, SlotCounts::default()));
+                        pairs.len() - 1
+                    }
+                };
+                pairs[position].1.add_message(state);
             });
+            for ((channel, message_type), counts) in &pairs {
+                visit(*channel, *message_type, &counts.counts());
+            }
             return;
         }
         let message_type = match selection.message_type.map(|name| self.names.get(name)) {

@@ -220,6 +220,12 @@ impl SlotCounts {
         self.by_kind.iter().all(|&count| count == 0)
     }
 
+    /// Counts one more message, in its current state.
+    pub(crate) fn add_message(&mut self, state: &MessageState) {
+        self.by_kind[kind_of(state)] += 1;
+        self.cost_micros += i128::from(state.cost_micros);
+    }
+
     fn add(&mut self, other: &SlotCounts) {
         for (mine, theirs) in self.by_kind.iter_mut().zip(other.by_kind) {
             *mine += theirs;
@@ -317,7 +323,10 @@ impl MessageRollup {
     pub(crate) fn build(messages: &[MessageState]) -> MessageRollup {
         let mut rollup = MessageRollup::default();
         for index in 0..messages.len() {
-            rollup.add(messages, u32::try_from(index).expect("fewer than 2^32 messages"));
+            rollup.add(
+                messages,
+                u32::try_from(index).expect("fewer than 2^32 messages"),
+            );
         }
         rollup
     }
@@ -381,34 +390,44 @@ impl MessageRollup {
             slots: vec![SlotCounts::default(); self.types.len() * Channel::ALL.len()],
         };
         let channel_count = Channel::ALL.len();
-        let takes = |slot: usize| filter.takes(Channel::ALL[slot % channel_count], self.types[slot / channel_count]);
-        self.buckets.visit(start_ms, end_ms, time_of, |piece| match piece {
-            Piece::Whole(bucket) => {
-                for (slot, counts) in bucket.slots.iter().enumerate() {
-                    sums.slots[slot].add(counts);
-                }
-            }
-            // A cut slice: its bucket less the items outside the range, or the items inside
-            // it, whichever are fewer.
-            Piece::Edge(edge) => {
-                if edge.inside.len() <= edge.before.len() + edge.after.len() {
-                    for &index in edge.inside {
-                        let state = &messages[index as usize];
-                        sums.slots[self.slot_of(state)].add(&SlotCounts::of(state));
-                    }
-                } else {
-                    for (slot, counts) in edge.bucket.slots.iter().enumerate() {
-                        sums.slots[slot].add(counts);
-                    }
-                    for &index in edge.before.iter().chain(edge.after) {
-                        let state = &messages[index as usize];
-                        sums.slots[self.slot_of(state)].subtract(&SlotCounts::of(state));
+        let taken: Vec<bool> = (0..sums.slots.len())
+            .map(|slot| {
+                filter.takes(
+                    Channel::ALL[slot % channel_count],
+                    self.types[slot / channel_count],
+                )
+            })
+            .collect();
+        self.buckets
+            .visit(start_ms, end_ms, time_of, |piece| match piece {
+                Piece::Whole(bucket) => {
+                    for (slot, counts) in bucket.slots.iter().enumerate() {
+                        if taken[slot] {
+                            sums.slots[slot].add(counts);
+                        }
                     }
                 }
-            }
-        });
+                // A cut slice: its bucket less the items outside the range, or the items inside
+                // it, whichever are fewer.
+                Piece::Edge(edge) => {
+                    if edge.inside.len() <= edge.before.len() + edge.after.len() {
+                        for &index in edge.inside {
+                            let state = &messages[index as usize];
+                            sums.slots[self.slot_of(state)].add(&SlotCounts::of(state));
+                        }
+                    } else {
+                        for (slot, counts) in edge.bucket.slots.iter().enumerate() {
+                            sums.slots[slot].add(counts);
+                        }
+                        for &index in edge.before.iter().chain(edge.after) {
+                            let state = &messages[index as usize];
+                            sums.slots[self.slot_of(state)].subtract(&SlotCounts::of(state));
+                        }
+                    }
+                }
+            });
         for (slot, counts) in sums.slots.iter().enumerate() {
-            if !counts.is_empty() && takes(slot) {
+            if !counts.is_empty() && taken[slot] {
                 visit(
                     Channel::ALL[slot % channel_count],
                     self.types[slot / channel_count],
