@@ -15,7 +15,7 @@ use crate::projection::impact::{Attribution, AttributionLevel, OutcomeState};
 use crate::projection::names::NameId;
 use crate::projection::rollup::{Piece, TimeBuckets};
 use crate::projection::status::MessageState;
-use crate::projection::{IdMap, Projection, UserEntries};
+use crate::projection::{Facts, IdMap, Projection, UserEntries};
 
 /// What a report groups an outcome by: its name, and the channel, message type and level of
 /// the message it is credited to.
@@ -224,7 +224,7 @@ fn rank(level: AttributionLevel, at_ms: i64, message_index: u32) -> (bool, i64, 
     (level == AttributionLevel::Engaged, at_ms, message_index)
 }
 
-impl Projection {
+impl Facts {
     /// The credit of `outcome` from scratch: its attribution over the user's messages and
     /// the last message sent at or before it.
     fn credit_of(&self, outcome: &OutcomeState) -> Credit {
@@ -346,6 +346,15 @@ impl Projection {
         }
     }
 
+    /// The user's outcomes at or after `from_ms`, as (time, index), by time.
+    fn user_outcomes_from(&self, user: UserId, from_ms: i64) -> &[(i64, u32)] {
+        let outcomes = self.user_outcomes(user);
+        let first = outcomes.partition_point(|(at_ms, _)| *at_ms < from_ms);
+        &outcomes[first..]
+    }
+}
+
+impl Projection {
     /// Hands `visit` the sums of the outcomes whose time is in `[start_ms, end_ms]` — only
     /// `user`'s with a user — by key, a key possibly more than once: a user's outcomes one by
     /// one from their sorted list, else from the buckets.
@@ -372,13 +381,6 @@ impl Projection {
                 &OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms),
             );
         }
-    }
-
-    /// The user's outcomes at or after `from_ms`, as (time, index), by time.
-    fn user_outcomes_from(&self, user: UserId, from_ms: i64) -> &[(i64, u32)] {
-        let outcomes = self.user_outcomes(user);
-        let first = outcomes.partition_point(|(at_ms, _)| *at_ms < from_ms);
-        &outcomes[first..]
     }
 }
 

@@ -13,7 +13,7 @@ use crate::message::{FinancialOutcome, time_from_ms};
 use crate::money::Money;
 use crate::projection::attribution::{OutcomeKey, OutcomeSums};
 use crate::projection::names::{NameId, Names};
-use crate::projection::{Projection, Selection};
+use crate::projection::{Facts, Projection, Selection};
 use crate::stats::StatsFilter;
 
 /// Milliseconds in a day, for "days since the last communication".
@@ -56,7 +56,7 @@ pub(crate) struct Attribution {
     pub level: AttributionLevel,
 }
 
-impl Projection {
+impl Facts {
     /// Credits `outcome`, last touch, to the user's message whose first engagement is the
     /// latest within `[outcome − window_ms, outcome]` (inclusive); failing that, to the message
     /// whose delivery is the latest in that window; ties go to the higher id. Candidates are all
@@ -408,7 +408,9 @@ impl Projection {
         });
         tally.finish(self.names(), filter.channel)
     }
+}
 
+impl Facts {
     /// The latest sent time of the outcome's user's messages sent at or before it.
     pub(crate) fn last_sent_ms(&self, outcome: &OutcomeState) -> Option<i64> {
         let messages = self.user_messages(UserId(outcome.user_id));

@@ -80,8 +80,24 @@ pub(crate) struct BudgetState {
     pub alert_percent: u8,
 }
 
+/// The views: the facts folded from the events, and the indexes built over them on first use.
+/// Readers see the facts through `Deref`; the fold writes them and keeps the built indexes
+/// current.
 #[derive(Debug)]
 pub(crate) struct Projection {
+    facts: Facts,
+    /// Time-bucketed message counts for the views over all users; built on first use, then
+    /// kept current.
+    rollup: OnceLock<MessageRollup>,
+    /// Each outcome's credit, and time-bucketed outcome sums; built on first use, then kept
+    /// current.
+    credits: OnceLock<Credits>,
+}
+
+/// Every message's and outcome's state, per-user indexes, names and budgets: what the events
+/// say, with nothing derived for speed.
+#[derive(Debug)]
+pub(crate) struct Facts {
     /// Message id `n` lives at index `n - 1`.
     messages: Vec<MessageState>,
     outcomes: Vec<OutcomeState>,
@@ -90,29 +106,33 @@ pub(crate) struct Projection {
     /// The latest own time of any tracking event (budgets excluded): the views' "now".
     latest_event_ms: Option<i64>,
     budgets: BTreeMap<(BudgetScope, Month), BudgetState>,
-    /// Time-bucketed message counts for the views over all users; built on first use, then
-    /// kept current.
-    rollup: OnceLock<MessageRollup>,
-    /// Each outcome's credit, and time-bucketed outcome sums; built on first use, then kept
-    /// current.
-    credits: OnceLock<Credits>,
     /// How far back from an outcome a message may be credited with it.
     attribution_window_ms: i64,
+}
+
+impl std::ops::Deref for Projection {
+    type Target = Facts;
+
+    fn deref(&self) -> &Facts {
+        &self.facts
+    }
 }
 
 impl Projection {
     /// No events yet; outcomes are credited with `attribution_window_ms`.
     pub(crate) fn new(attribution_window_ms: i64) -> Projection {
         Projection {
-            messages: Vec::new(),
-            outcomes: Vec::new(),
-            users: IdMap::default(),
-            names: Names::default(),
-            latest_event_ms: None,
-            budgets: BTreeMap::new(),
+            facts: Facts {
+                messages: Vec::new(),
+                outcomes: Vec::new(),
+                users: IdMap::default(),
+                names: Names::default(),
+                latest_event_ms: None,
+                budgets: BTreeMap::new(),
+                attribution_window_ms,
+            },
             rollup: OnceLock::new(),
             credits: OnceLock::new(),
-            attribution_window_ms,
         }
     }
 
@@ -120,8 +140,9 @@ impl Projection {
     pub(crate) fn fold(&mut self, logged: &LoggedEvent<'_>) {
         if !matches!(logged.event, Event::BudgetSet { .. }) {
             let at_ms = logged.event.at_ms();
-            self.latest_event_ms = Some(
-                self.latest_event_ms
+            self.facts.latest_event_ms = Some(
+                self.facts
+                    .latest_event_ms
                     .map_or(at_ms, |latest| latest.max(at_ms)),
             );
         }
@@ -136,19 +157,20 @@ impl Projection {
             } => {
                 assert_eq!(
                     message_id.0,
-                    self.messages.len() as u64 + 1,
+                    self.facts.messages.len() as u64 + 1,
                     "message ids are dense"
                 );
-                let index = u32::try_from(self.messages.len()).expect("fewer than 2^32 messages");
-                let message_type = self.names.intern(message_type);
-                self.messages.push(MessageState::new(
+                let index =
+                    u32::try_from(self.facts.messages.len()).expect("fewer than 2^32 messages");
+                let message_type = self.facts.names.intern(message_type);
+                self.facts.messages.push(MessageState::new(
                     user_id,
                     channel,
                     message_type,
                     cost,
                     at_ms,
                 ));
-                let entries = self.users.entry(user_id.0).or_default();
+                let entries = self.facts.users.entry(user_id.0).or_default();
                 // Sorted by (sent time, id); messages mostly arrive in time order.
                 let key = (at_ms, index);
                 if entries.last_message.is_none_or(|last| last < key) {
@@ -159,11 +181,10 @@ impl Projection {
                     entries.messages.insert(position, key);
                 }
                 if let Some(rollup) = self.rollup.get_mut() {
-                    rollup.add(&self.messages, index);
+                    rollup.add(&self.facts.messages, index);
                 }
-                if let Some(mut credits) = self.credits.take() {
-                    self.credit_new_message(&mut credits, user_id, at_ms);
-                    self.credits = OnceLock::from(credits);
+                if let Some(credits) = self.credits.get_mut() {
+                    self.facts.credit_new_message(credits, user_id, at_ms);
                 }
             }
             Event::MessageDelivered { message_id, at_ms } => {
@@ -177,9 +198,9 @@ impl Projection {
                 action,
                 at_ms,
             } => {
-                let action = self.names.intern(action);
-                let is_click = self.names.is_click(action);
-                let is_upgrade = self.names.is_upgrade(action);
+                let action = self.facts.names.intern(action);
+                let is_click = self.facts.names.is_click(action);
+                let is_upgrade = self.facts.names.is_upgrade(action);
                 self.fold_message(message_id, |state| {
                     state.fold_action(action, is_click, is_upgrade, at_ms)
                 });
@@ -193,21 +214,22 @@ impl Projection {
                 amount,
                 at_ms,
             } => {
-                let index = u32::try_from(self.outcomes.len()).expect("fewer than 2^32 outcomes");
-                let outcome = self.names.intern(outcome);
-                self.outcomes.push(OutcomeState {
+                let index =
+                    u32::try_from(self.facts.outcomes.len()).expect("fewer than 2^32 outcomes");
+                let outcome = self.facts.names.intern(outcome);
+                self.facts.outcomes.push(OutcomeState {
                     user_id: user_id.0,
                     at_ms,
                     amount_micros: amount.micros(),
                     outcome,
                 });
-                self.users
+                self.facts
+                    .users
                     .entry(user_id.0)
                     .or_default()
                     .add_outcome(at_ms, index);
-                if let Some(mut credits) = self.credits.take() {
-                    self.credit_new_outcome(&mut credits);
-                    self.credits = OnceLock::from(credits);
+                if let Some(credits) = self.credits.get_mut() {
+                    self.facts.credit_new_outcome(credits);
                 }
             }
             Event::BudgetSet {
@@ -222,33 +244,9 @@ impl Projection {
                     amount_micros: amount.micros(),
                     alert_percent,
                 };
-                self.budgets.insert((scope, month), budget);
+                self.facts.budgets.insert((scope, month), budget);
             }
         }
-    }
-
-    /// Every message's state; message id `n` is at index `n - 1`.
-    pub(crate) fn message_states(&self) -> &[MessageState] {
-        &self.messages
-    }
-
-    /// The user's messages as (sent time, index), sorted by sent time then id.
-    pub(crate) fn user_messages(&self, user: UserId) -> &[(i64, u32)] {
-        self.users
-            .get(&user.0)
-            .map_or(&[], |entries| &entries.messages)
-    }
-
-    /// Every outcome, in log order.
-    pub(crate) fn outcome_states(&self) -> &[OutcomeState] {
-        &self.outcomes
-    }
-
-    /// The user's outcomes as (time, index into [`Projection::outcome_states`]), sorted.
-    pub(crate) fn user_outcomes(&self, user: UserId) -> &[(i64, u32)] {
-        self.users
-            .get(&user.0)
-            .map_or(&[], |entries| &entries.outcomes)
     }
 
     /// The interned names (message types, actions, outcomes).
@@ -272,7 +270,7 @@ impl Projection {
     /// current.
     fn fold_message(&mut self, id: MessageId, change: impl FnOnce(&mut MessageState)) {
         let index = id.0.checked_sub(1).expect("message ids start at 1") as usize;
-        let state = &mut self.messages[index];
+        let state = &mut self.facts.messages[index];
         let old_touches = self.credits.get().map(|_| Touches::of(state));
         match self.rollup.get_mut() {
             Some(rollup) => {
@@ -283,10 +281,10 @@ impl Projection {
             None => change(state),
         }
         if let Some(old_touches) = old_touches
-            && let Some(mut credits) = self.credits.take()
+            && let Some(credits) = self.credits.get_mut()
         {
-            self.credit_changed_message(&mut credits, index as u32, old_touches);
-            self.credits = OnceLock::from(credits);
+            self.facts
+                .credit_changed_message(credits, index as u32, old_touches);
         }
     }
 
@@ -492,6 +490,32 @@ impl Projection {
         let mut outcomes = OutcomeSums::default();
         self.visit_outcomes(filter.user, start_ms, end_ms, |_, sums| outcomes.add(sums));
         tally.finish(&self.names, outcomes.count, outcomes.amount_micros)
+    }
+}
+
+impl Facts {
+    /// Every message's state; message id `n` is at index `n - 1`.
+    pub(crate) fn message_states(&self) -> &[MessageState] {
+        &self.messages
+    }
+
+    /// The user's messages as (sent time, index), sorted by sent time then id.
+    pub(crate) fn user_messages(&self, user: UserId) -> &[(i64, u32)] {
+        self.users
+            .get(&user.0)
+            .map_or(&[], |entries| &entries.messages)
+    }
+
+    /// Every outcome, in log order.
+    pub(crate) fn outcome_states(&self) -> &[OutcomeState] {
+        &self.outcomes
+    }
+
+    /// The user's outcomes as (time, index into [`Projection::outcome_states`]), sorted.
+    pub(crate) fn user_outcomes(&self, user: UserId) -> &[(i64, u32)] {
+        self.users
+            .get(&user.0)
+            .map_or(&[], |entries| &entries.outcomes)
     }
 }
 

@@ -347,11 +347,10 @@ impl MessageRollup {
     pub(crate) fn add(&mut self, messages: &[MessageState], index: u32) {
         let state = &messages[index as usize];
         let slot = self.slot(state);
-        let one = SlotCounts::of(state);
         let time_of = |other: u32| messages[other as usize].sent_ms;
         self.buckets
             .insert(index, state.sent_ms, time_of, |bucket| {
-                bucket.slot_mut(slot).add(&one)
+                bucket.slot_mut(slot).add_message(state)
             });
     }
 
@@ -361,7 +360,7 @@ impl MessageRollup {
         if new_kind == old_kind {
             return;
         }
-        let slot = self.slot(state);
+        let slot = self.slot_of(state);
         self.buckets.update(state.sent_ms, |bucket| {
             let counts = bucket.slot_mut(slot);
             counts.by_kind[old_kind] -= 1;
