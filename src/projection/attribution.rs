@@ -348,9 +348,16 @@ impl Facts {
 
     /// The user's outcomes at or after `from_ms`, as (time, index), by time.
     fn user_outcomes_from(&self, user: UserId, from_ms: i64) -> &[(i64, u32)] {
-        let outcomes = self.user_outcomes(user);
-        let first = outcomes.partition_point(|(at_ms, _)| *at_ms < from_ms);
-        &outcomes[first..]
+        let Some(entries) = self.users.get(&user.0) else {
+            return &[];
+        };
+        if entries.latest_outcome_ms < from_ms {
+            return &[];
+        }
+        let first = entries
+            .outcomes
+            .partition_point(|(at_ms, _)| *at_ms < from_ms);
+        &entries.outcomes[first..]
     }
 }
 
@@ -387,6 +394,7 @@ impl Projection {
 impl UserEntries {
     /// Files an outcome in the user's list, kept sorted by (time, index).
     pub(crate) fn add_outcome(&mut self, at_ms: i64, index: u32) {
+        self.latest_outcome_ms = self.latest_outcome_ms.max(at_ms);
         let key = (at_ms, index);
         if self.outcomes.last().is_none_or(|last| *last < key) {
             self.outcomes.push(key);

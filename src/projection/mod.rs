@@ -29,11 +29,14 @@ use status::MessageState;
 /// sorted. The sent time sits beside the index, and the last key beside the list, so that
 /// keeping the list sorted reads no other memory in the usual case (messages arriving in time
 /// order).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct UserEntries {
     messages: Vec<(i64, u32)>,
     last_message: Option<(i64, u32)>,
     outcomes: Vec<(i64, u32)>,
+    /// The latest outcome time, beside the list so that "none at or after t" (the usual
+    /// answer while tracking) reads no other memory; `i64::MIN` without outcomes.
+    latest_outcome_ms: i64,
 }
 
 /// A multiplicative hash for the user map: user ids are not attacker-chosen keys here, and
@@ -78,6 +81,17 @@ pub(crate) struct Selection<'a> {
 pub(crate) struct BudgetState {
     pub amount_micros: i64,
     pub alert_percent: u8,
+}
+
+impl Default for UserEntries {
+    fn default() -> UserEntries {
+        UserEntries {
+            messages: Vec::new(),
+            last_message: None,
+            outcomes: Vec::new(),
+            latest_outcome_ms: i64::MIN,
+        }
+    }
 }
 
 /// The views: the facts folded from the events, and the indexes built over them on first use.
@@ -509,13 +523,6 @@ impl Facts {
     /// Every outcome, in log order.
     pub(crate) fn outcome_states(&self) -> &[OutcomeState] {
         &self.outcomes
-    }
-
-    /// The user's outcomes as (time, index into [`Projection::outcome_states`]), sorted.
-    pub(crate) fn user_outcomes(&self, user: UserId) -> &[(i64, u32)] {
-        self.users
-            .get(&user.0)
-            .map_or(&[], |entries| &entries.outcomes)
     }
 }
 
