@@ -73,11 +73,14 @@ pub(crate) struct Credit {
 /// Sums per key, by the key's ordinal (see [`Credits`]); a bucket holds few keys.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OutcomeBucket {
+    /// Over every key.
+    total: OutcomeSums,
     entries: Vec<(u32, OutcomeSums)>,
 }
 
 impl OutcomeBucket {
     fn add(&mut self, key: u32, sums: &OutcomeSums) {
+        self.total.add(sums);
         match self.entries.iter_mut().find(|(own, _)| *own == key) {
             Some((_, entry)) => entry.add(sums),
             None => self.entries.push((key, *sums)),
@@ -86,6 +89,7 @@ impl OutcomeBucket {
 
     /// Takes `sums` out of `key`'s entry, dropping the entry when no outcome is left in it.
     fn subtract(&mut self, key: u32, sums: &OutcomeSums) {
+        self.total.subtract(sums);
         let position = self
             .entries
             .iter()
@@ -160,6 +164,31 @@ impl Credits {
                 visit(key, sums);
             }
         }
+    }
+
+    /// The sums over every outcome whose time is in `[start_ms, end_ms]`.
+    pub(crate) fn totals(
+        &self,
+        outcomes: &[OutcomeState],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> OutcomeSums {
+        let mut totals = OutcomeSums::default();
+        let time_of = |index: u32| outcomes[index as usize].at_ms;
+        self.buckets
+            .visit(start_ms, end_ms, time_of, |piece| match piece {
+                Piece::Whole(bucket) => totals.add(&bucket.total),
+                Piece::Edge(edge) => {
+                    for &index in edge.inside {
+                        let credit = &self.credits[index as usize];
+                        totals.add(&OutcomeSums::of(
+                            &outcomes[index as usize],
+                            credit.last_sent_ms,
+                        ));
+                    }
+                }
+            });
+        totals
     }
 
     /// Files a new outcome (the next index) with its credit.
@@ -347,7 +376,7 @@ impl Facts {
     }
 
     /// The user's outcomes at or after `from_ms`, as (time, index), by time.
-    fn user_outcomes_from(&self, user: UserId, from_ms: i64) -> &[(i64, u32)] {
+    pub(crate) fn user_outcomes_from(&self, user: UserId, from_ms: i64) -> &[(i64, u32)] {
         let Some(entries) = self.users.get(&user.0) else {
             return &[];
         };

@@ -19,10 +19,10 @@ use crate::event::{BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, U
 use crate::message::{FinancialOutcome, Message, Status};
 use crate::money::Money;
 use crate::stats::{CommunicationStats, StatsFilter, divide_rounded, percent};
-use attribution::{Credits, OutcomeSums, Touches};
+use attribution::{Credits, Touches};
 use impact::OutcomeState;
 use names::{NameId, Names};
-use rollup::{Counts, MessageRollup, SlotCounts, SlotFilter};
+use rollup::{Counts, MessageRollup, SlotFilter};
 use status::MessageState;
 
 /// Per user: (sent time, index) of each message and (time, index) of each outcome, both
@@ -446,23 +446,9 @@ impl Projection {
         mut visit: impl FnMut(Channel, NameId, &Counts),
     ) {
         if selection.user.is_some() {
-            // Raw counts per (channel, type) first — a user's messages fall in few pairs —
-            // then one conversion per pair.
-            let mut pairs: Vec<((Channel, NameId), SlotCounts)> = Vec::new();
             self.for_each_in_selection(selection, |_, state| {
-                let pair = (state.channel, state.message_type);
-                let position = match pairs.iter().position(|(own, _)| *own == pair) {
-                    Some(position) => position,
-                    None => {
-                        pairs.push((pair, SlotCounts::default()));
-                        pairs.len() - 1
-                    }
-                };
-                pairs[position].1.add_message(state);
+                visit(state.channel, state.message_type, &Counts::of(state))
             });
-            for ((channel, message_type), counts) in &pairs {
-                visit(*channel, *message_type, &counts.counts());
-            }
             return;
         }
         let message_type = match selection.message_type.map(|name| self.names.get(name)) {
@@ -501,9 +487,22 @@ impl Projection {
         self.count_selection(&selection, |channel, message_type, counts| {
             tally.add(channel, message_type, counts)
         });
-        let mut outcomes = OutcomeSums::default();
-        self.visit_outcomes(filter.user, start_ms, end_ms, |_, sums| outcomes.add(sums));
-        tally.finish(&self.names, outcomes.count, outcomes.amount_micros)
+        let (outcome_count, impact_micros) = match filter.user {
+            // A user's outcomes are few and sorted by time: visit them.
+            Some(user) => self
+                .user_outcomes_from(user, start_ms)
+                .iter()
+                .take_while(|(at_ms, _)| *at_ms <= end_ms)
+                .fold((0, 0), |(count, micros), &(_, index)| {
+                    let amount = self.outcomes[index as usize].amount_micros;
+                    (count + 1, micros + i128::from(amount))
+                }),
+            None => {
+                let totals = self.credits().totals(&self.outcomes, start_ms, end_ms);
+                (totals.count, totals.amount_micros)
+            }
+        };
+        tally.finish(&self.names, outcome_count, impact_micros)
     }
 }
 

@@ -190,6 +190,24 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
+    /// One message, in its current state.
+    pub(crate) fn of(state: &MessageState) -> Counts {
+        let status = state.status();
+        let mut by_status = [0; Status::ALL.len()];
+        by_status[status as usize] = 1;
+        Counts {
+            sent: 1,
+            delivered: u64::from(state.delivered.is_some()),
+            opened: u64::from(state.opened.is_some()),
+            clicked: u64::from(status == Status::Clicked),
+            failed: u64::from(status == Status::Failed),
+            responded: u64::from(state.latest_action().is_some()),
+            converted: u64::from(state.converted()),
+            by_status,
+            cost_micros: i128::from(state.cost_micros),
+        }
+    }
+
     pub(crate) fn add(&mut self, other: &Counts) {
         self.sent += other.sent;
         self.delivered += other.delivered;
