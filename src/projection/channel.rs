@@ -16,7 +16,7 @@ use crate::money::Money;
 use crate::projection::attribution::OutcomeSums;
 use crate::projection::names::{NameId, Names};
 use crate::projection::rollup::Counts;
-use crate::projection::{Projection, Selection};
+use crate::projection::{IdMap, Projection, Selection};
 use crate::stats::{divide_rounded, percent};
 
 /// The length of one step of a time series, UTC.
@@ -419,7 +419,7 @@ impl LineTally {
 /// The tallies of one range (the whole filter, or one period), by (channel, message type).
 #[derive(Debug, Default)]
 struct Breakdown {
-    lines: BTreeMap<(Channel, NameId), LineTally>,
+    lines: IdMap<(Channel, NameId), LineTally>,
     /// Messages added (a period without one is left out).
     message_count: u64,
 }

@@ -13,7 +13,7 @@ use crate::message::{FinancialOutcome, time_from_ms};
 use crate::money::Money;
 use crate::projection::attribution::{OutcomeKey, OutcomeSums};
 use crate::projection::names::{NameId, Names};
-use crate::projection::{Facts, Projection, Selection};
+use crate::projection::{Facts, IdMap, Projection, Selection};
 use crate::stats::StatsFilter;
 
 /// Milliseconds in a day, for "days since the last communication".
@@ -290,11 +290,11 @@ impl AttributedSum {
 #[derive(Debug, Default)]
 struct ImpactTally {
     outcomes: Sum,
-    by_outcome: BTreeMap<NameId, Sum>,
+    by_outcome: IdMap<NameId, Sum>,
     attributed: AttributedSum,
     unattributed: Sum,
     by_channel: [AttributedSum; Channel::ALL.len()],
-    by_message_type: BTreeMap<NameId, AttributedSum>,
+    by_message_type: IdMap<NameId, AttributedSum>,
     cost_micros: [i128; Channel::ALL.len()],
     gap_count: u64,
     gap_ms: i128,
