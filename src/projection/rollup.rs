@@ -1,7 +1,7 @@
 //! Time-bucketed sums, so that the views over the whole store or over a time range cost time
-//! independent of the number of messages. A range is read as whole days, whole hours at the
-//! two ends of those, whole 10-minute slices at the two ends of those, and the items of the
-//! (at most two) slices the range cuts, which keeps the edges exact to the millisecond. Each
+//! independent of the number of messages. A range is read as whole days, whole quarter days
+//! (6 hours) at the two ends of those, whole hours at the ends of those, whole 10-minute slices
+//! at the ends of those, and the items of the (at most two) slices the range cuts, which keeps the edges exact to the millisecond. Each
 //! slice keeps its items sorted by time, so a cut slice is read as its bucket minus the items
 //! outside the range, or as the items inside it, whichever are fewer.
 //!
@@ -20,23 +20,28 @@ use crate::projection::status::MessageState;
 /// Milliseconds in a slice, the finest bucket: ten minutes, so that the edge scans of a window
 /// visit few items.
 const SLICE_MS: i64 = 600_000;
-/// How many buckets of each level make one of the next: 6 slices an hour, 24 hours a day.
-const LEVEL_RATIOS: [i64; 2] = [6, 24];
-/// Bucket levels: slices, hours, days.
-const LEVELS: usize = 3;
+/// How many buckets of each level make one of the next: 6 slices an hour, 6 hours a quarter
+/// day, 4 quarters a day. A range unaligned at both ends reads at most 5 + 5 buckets of each
+/// level below the day, and its whole days.
+const LEVEL_RATIOS: [i64; 3] = [6, 6, 4];
+/// Bucket levels: slices, hours, quarter days, days.
+const LEVELS: usize = LEVEL_RATIOS.len() + 1;
 
-/// The bucket of each level that `at_ms` falls in: slice, hour, day.
+/// The bucket of each level that `at_ms` falls in: slice, hour, quarter day, day.
 fn bucket_keys(at_ms: i64) -> [i64; LEVELS] {
-    let slice = at_ms.div_euclid(SLICE_MS);
-    let hour = slice.div_euclid(LEVEL_RATIOS[0]);
-    [slice, hour, hour.div_euclid(LEVEL_RATIOS[1])]
+    let mut keys = [at_ms.div_euclid(SLICE_MS); LEVELS];
+    for (level, ratio) in LEVEL_RATIOS.into_iter().enumerate() {
+        keys[level + 1] = keys[level].div_euclid(ratio);
+    }
+    keys
 }
 
-/// Sums of type `B` over items (indexes) filed by a time: in total, and per slice, hour and day.
+/// Sums of type `B` over items (indexes) filed by a time: in total, and per slice, hour, quarter
+/// day and day.
 #[derive(Debug, Default)]
 pub(crate) struct TimeBuckets<B> {
     total: B,
-    /// Buckets by key, per level (slices, hours, days).
+    /// Buckets by key, per level (slices, hours, quarter days, days).
     levels: [IdMap<i64, B>; LEVELS],
     /// Each slice's items, sorted by (time, index), for the scans at a range's edges.
     slice_items: IdMap<i64, Vec<u32>>,
