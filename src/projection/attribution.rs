@@ -11,7 +11,7 @@
 //! that level are attributed again from scratch.
 
 use crate::event::{Channel, UserId};
-use crate::projection::impact::{Attribution, AttributionLevel, OutcomeState};
+use crate::projection::impact::{Attribution, AttributionLevel, Lags, OutcomeState};
 use crate::projection::names::NameId;
 use crate::projection::rollup::{Piece, TimeBuckets};
 use crate::projection::status::MessageState;
@@ -105,17 +105,37 @@ impl OutcomeBucket {
 
 /// Every outcome's credit, and the outcome sums by outcome time. Buckets name keys by
 /// ordinal, so that a query adds sums into one array slot per key.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Credits {
     /// Per outcome, in log order.
     credits: Vec<Credit>,
+    /// Bounds on (touch − sent) of every message, which narrow each attribution's scan.
+    lags: Lags,
     /// Every key filed so far, by ordinal.
     keys: Vec<OutcomeKey>,
     ordinals: IdMap<OutcomeKey, u32>,
     buckets: TimeBuckets<OutcomeBucket>,
 }
 
+impl Default for Credits {
+    fn default() -> Credits {
+        Credits {
+            credits: Vec::new(),
+            lags: Lags::NONE,
+            keys: Vec::new(),
+            ordinals: IdMap::default(),
+            buckets: TimeBuckets::default(),
+        }
+    }
+}
+
 impl Credits {
+    fn widen_lags(&mut self, sent_ms: i64, touches: Touches) {
+        for touch_ms in [touches.delivered, touches.engaged].into_iter().flatten() {
+            self.lags.widen(sent_ms, touch_ms);
+        }
+    }
+
     /// The credit of the outcome at `index` (in log order).
     pub(crate) fn credit(&self, index: u32) -> &Credit {
         &self.credits[index as usize]
@@ -256,8 +276,8 @@ fn rank(level: AttributionLevel, at_ms: i64, message_index: u32) -> (bool, i64, 
 impl Facts {
     /// The credit of `outcome` from scratch: its attribution over the user's messages and
     /// the last message sent at or before it.
-    fn credit_of(&self, outcome: &OutcomeState) -> Credit {
-        let attribution = self.attribute(outcome, self.attribution_window_ms);
+    fn credit_of(&self, outcome: &OutcomeState, lags: Lags) -> Credit {
+        let attribution = self.attribute(outcome, self.attribution_window_ms, lags);
         Credit {
             attribution,
             last_sent_ms: self.last_sent_ms(outcome),
@@ -278,8 +298,11 @@ impl Facts {
     /// Every outcome credited, and the sums by time.
     pub(crate) fn build_credits(&self) -> Credits {
         let mut credits = Credits::default();
+        for state in self.message_states() {
+            credits.widen_lags(state.sent_ms, Touches::of(state));
+        }
         for outcome in self.outcome_states() {
-            let credit = self.credit_of(outcome);
+            let credit = self.credit_of(outcome, credits.lags);
             credits.push(self.outcome_states(), credit);
         }
         credits
@@ -288,7 +311,7 @@ impl Facts {
     /// A new outcome (the last one folded) is credited.
     pub(crate) fn credit_new_outcome(&self, credits: &mut Credits) {
         let outcome = self.outcome_states().last().expect("an outcome was folded");
-        credits.push(self.outcome_states(), self.credit_of(outcome));
+        credits.push(self.outcome_states(), self.credit_of(outcome, credits.lags));
     }
 
     /// A message of `user` was sent at `sent_ms`: it is the last one before the user's
@@ -318,6 +341,7 @@ impl Facts {
         if new == old {
             return;
         }
+        credits.widen_lags(message.sent_ms, new);
         let window_ms = self.attribution_window_ms;
         let outcomes = self.outcome_states();
         for level in [AttributionLevel::Engaged, AttributionLevel::Delivered] {
@@ -346,7 +370,7 @@ impl Facts {
                     });
                 let new_credit = if was_this {
                     // Its time moved earlier: it may have left the window or lost its rank.
-                    Some(self.credit_of(outcome))
+                    Some(self.credit_of(outcome, credits.lags))
                 } else if at_ms.saturating_sub(window_ms) <= new_ms && new_ms <= at_ms {
                     let current = credit.attribution.map(|attribution| {
                         let touches =

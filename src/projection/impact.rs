@@ -38,6 +38,41 @@ impl OutcomeState {
     }
 }
 
+/// The least and the greatest (touch time − sent time) of any message's delivery or first
+/// engagement, where any message has one: a message can only have a touch in a window if its
+/// sent time is within these lags of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lags {
+    least_ms: i64,
+    greatest_ms: i64,
+}
+
+impl Lags {
+    /// No touch yet.
+    pub(crate) const NONE: Lags = Lags {
+        least_ms: i64::MAX,
+        greatest_ms: i64::MIN,
+    };
+
+    /// Takes in a touch at `touch_ms` of a message sent at `sent_ms`.
+    pub(crate) fn widen(&mut self, sent_ms: i64, touch_ms: i64) {
+        let lag = touch_ms.saturating_sub(sent_ms);
+        self.least_ms = self.least_ms.min(lag);
+        self.greatest_ms = self.greatest_ms.max(lag);
+    }
+
+    /// The sent times a message with a touch in `[start_ms, end_ms]` can have; `None` when
+    /// no message has a touch.
+    fn sent_range(self, start_ms: i64, end_ms: i64) -> Option<(i64, i64)> {
+        (self.least_ms <= self.greatest_ms).then(|| {
+            (
+                start_ms.saturating_sub(self.greatest_ms),
+                end_ms.saturating_sub(self.least_ms),
+            )
+        })
+    }
+}
+
 /// How an outcome was credited to a message (docs/SEMANTICS.md, "Attribution").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,14 +98,27 @@ impl Facts {
     /// of the user's messages, whatever a query's filter. Depends only on the final state of
     /// the log, so a late event may re-attribute an outcome.
     ///
-    /// Cost: the user's messages (a later change indexes them by time).
-    pub(crate) fn attribute(&self, outcome: &OutcomeState, window_ms: i64) -> Option<Attribution> {
+    /// `lags` bounds (touch time − sent time) over every message, so only the user's messages
+    /// sent where a touch in the window is possible are read (found by binary search).
+    pub(crate) fn attribute(
+        &self,
+        outcome: &OutcomeState,
+        window_ms: i64,
+        lags: Lags,
+    ) -> Option<Attribution> {
         let window_start_ms = outcome.at_ms.saturating_sub(window_ms);
         let in_window = |at_ms: i64| window_start_ms <= at_ms && at_ms <= outcome.at_ms;
         let mut engaged: Option<(i64, u32)> = None;
         let mut delivered: Option<(i64, u32)> = None;
         let states = self.message_states();
-        for &(_, index) in self.user_messages(UserId(outcome.user_id)) {
+        let Some((first_sent_ms, last_sent_ms)) = lags.sent_range(window_start_ms, outcome.at_ms)
+        else {
+            return None;
+        };
+        let messages = self.user_messages(UserId(outcome.user_id));
+        let first = messages.partition_point(|(sent_ms, _)| *sent_ms < first_sent_ms);
+        let last = messages.partition_point(|(sent_ms, _)| *sent_ms <= last_sent_ms);
+        for &(_, index) in &messages[first..last.max(first)] {
             let state = &states[index as usize];
             if let Some(at_ms) = state
                 .first_engagement_ms()
