@@ -1,5 +1,5 @@
 //! Each outcome's credit — the message it is attributed to (last touch, see
-//! [`Projection::attribute`]) and the time since the user's last message before it — kept
+//! [`Facts::attribute`]) and the time since the user's last message before it — kept
 //! current as events arrive, and the outcome sums by time that the impact, channel and stats
 //! views read instead of visiting every outcome.
 //!

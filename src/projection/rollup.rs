@@ -229,14 +229,6 @@ impl Counts {
 }
 
 impl SlotCounts {
-    /// One message, in its current state.
-    pub(crate) fn of(state: &MessageState) -> SlotCounts {
-        let mut counts = SlotCounts::default();
-        counts.by_kind[kind_of(state)] = 1;
-        counts.cost_micros = i128::from(state.cost_micros);
-        counts
-    }
-
     /// No message (a slot can be empty: slots are allocated in order, and a cut slice's
     /// counts can fall to zero).
     fn is_empty(&self) -> bool {
@@ -249,18 +241,17 @@ impl SlotCounts {
         self.cost_micros += i128::from(state.cost_micros);
     }
 
+    /// Counts one message fewer, in its current state.
+    fn subtract_message(&mut self, state: &MessageState) {
+        self.by_kind[kind_of(state)] -= 1;
+        self.cost_micros -= i128::from(state.cost_micros);
+    }
+
     fn add(&mut self, other: &SlotCounts) {
         for (mine, theirs) in self.by_kind.iter_mut().zip(other.by_kind) {
             *mine += theirs;
         }
         self.cost_micros += other.cost_micros;
-    }
-
-    fn subtract(&mut self, other: &SlotCounts) {
-        for (mine, theirs) in self.by_kind.iter_mut().zip(other.by_kind) {
-            *mine -= theirs;
-        }
-        self.cost_micros -= other.cost_micros;
     }
 
     /// The views' counts of these messages.
@@ -432,18 +423,27 @@ impl MessageRollup {
                 // A cut slice: its bucket less the items outside the range, or the items inside
                 // it, whichever are fewer.
                 Piece::Edge(edge) => {
+                    // Messages in slots the filter does not take are skipped unread beyond
+                    // their channel and type.
+                    let taken_state = |index: &u32| {
+                        let state = &messages[*index as usize];
+                        filter
+                            .takes(state.channel, state.message_type)
+                            .then_some(state)
+                    };
                     if edge.inside.len() <= edge.before.len() + edge.after.len() {
-                        for &index in edge.inside {
-                            let state = &messages[index as usize];
-                            sums.slots[self.slot_of(state)].add(&SlotCounts::of(state));
+                        for state in edge.inside.iter().filter_map(taken_state) {
+                            sums.slots[self.slot_of(state)].add_message(state);
                         }
                     } else {
                         for (slot, counts) in edge.bucket.slots.iter().enumerate() {
-                            sums.slots[slot].add(counts);
+                            if taken[slot] {
+                                sums.slots[slot].add(counts);
+                            }
                         }
-                        for &index in edge.before.iter().chain(edge.after) {
-                            let state = &messages[index as usize];
-                            sums.slots[self.slot_of(state)].subtract(&SlotCounts::of(state));
+                        let outside = edge.before.iter().chain(edge.after);
+                        for state in outside.filter_map(taken_state) {
+                            sums.slots[self.slot_of(state)].subtract_message(state);
                         }
                     }
                 }
