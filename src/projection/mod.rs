@@ -345,11 +345,17 @@ impl Projection {
         let Some(entries) = self.users.get(&user.0) else {
             return Vec::new();
         };
-        entries
-            .messages
-            .iter()
-            .rev()
-            .take(limit)
+        let newest = entries.messages.iter().rev().take(limit);
+        // The states lie far apart in a large store. Checking first that each belongs to the
+        // user reads them all with independent loads, whose cache misses overlap; building the
+        // answers (allocations in between) then finds them in cache.
+        assert!(
+            newest
+                .clone()
+                .all(|&(_, index)| self.messages[index as usize].user_id == user.0),
+            "a user's list holds only the user's messages"
+        );
+        newest
             .map(|&(_, index)| {
                 self.messages[index as usize]
                     .to_message(MessageId(u64::from(index) + 1), &self.names)
