@@ -272,12 +272,8 @@ impl Projection {
                 start_ms,
                 end_ms,
             };
-            self.count_selection(&selection, |channel, message_type, counts| {
-                total.add(counts);
-                by_channel[channel.index()].add(counts);
-                by_type.entry(message_type).or_default().add(counts);
-            });
-            // Days outside the messages' span hold none.
+            // Day by day (days outside the messages' span hold none); the totals are the sums
+            // of the days, so the range's cut slices are read once.
             let span = self.message_span(filter.user);
             if let Some((first_ms, last_ms)) = span
                 && start_ms.max(first_ms) <= end_ms.min(last_ms)
@@ -291,7 +287,10 @@ impl Projection {
                         ..selection
                     };
                     let mut spend = [SpendTally::default(); Channel::ALL.len()];
-                    self.count_selection(&piece, |channel, _, counts| {
+                    self.count_selection(&piece, |channel, message_type, counts| {
+                        total.add(counts);
+                        by_channel[channel.index()].add(counts);
+                        by_type.entry(message_type).or_default().add(counts);
                         spend[channel.index()].add(SpendTally {
                             messages: counts.sent,
                             spent_micros: counts.cost_micros,

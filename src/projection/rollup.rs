@@ -168,12 +168,8 @@ const KINDS: usize = Status::ALL.len() * 3;
 
 /// The kind of a message in its current state.
 pub(crate) fn kind_of(state: &MessageState) -> usize {
-    let action = if state.converted() {
-        2
-    } else {
-        usize::from(state.latest_action().is_some())
-    };
-    state.status() as usize * 3 + action
+    let (status, action) = state.status_and_action();
+    status as usize * 3 + usize::from(action)
 }
 
 /// The counts the views read, summed over messages.
@@ -328,7 +324,8 @@ impl SlotFilter {
 pub(crate) struct MessageRollup {
     /// Message types in the order first seen; a slot's type is `types[slot / 4]`.
     types: Vec<NameId>,
-    type_ordinals: IdMap<NameId, u32>,
+    /// Each type's ordinal, by name id (`u32::MAX` for names that are no message type).
+    type_ordinals: Vec<u32>,
     buckets: TimeBuckets<Bucket>,
 }
 
@@ -346,15 +343,15 @@ impl MessageRollup {
     }
 
     fn slot(&mut self, state: &MessageState) -> usize {
-        let next_ordinal = self.types.len() as u32;
-        let ordinal = *self
-            .type_ordinals
-            .entry(state.message_type)
-            .or_insert(next_ordinal);
-        if ordinal == next_ordinal {
+        let name = state.message_type as usize;
+        if name >= self.type_ordinals.len() {
+            self.type_ordinals.resize(name + 1, u32::MAX);
+        }
+        if self.type_ordinals[name] == u32::MAX {
+            self.type_ordinals[name] = self.types.len() as u32;
             self.types.push(state.message_type);
         }
-        ordinal as usize * Channel::ALL.len() + state.channel.index()
+        self.slot_of(state)
     }
 
     /// Counts the new message at `index` of `messages`, in its current state.
@@ -461,7 +458,7 @@ impl MessageRollup {
 
     /// The slot of a message already counted.
     fn slot_of(&self, state: &MessageState) -> usize {
-        self.type_ordinals[&state.message_type] as usize * Channel::ALL.len()
+        self.type_ordinals[state.message_type as usize] as usize * Channel::ALL.len()
             + state.channel.index()
     }
 }

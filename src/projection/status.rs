@@ -180,17 +180,30 @@ impl MessageState {
 
     /// The furthest stage; failed only if never delivered.
     pub(crate) fn status(&self) -> Status {
-        if self.clicked().is_some() {
+        self.status_and_action().0
+    }
+
+    /// The status, and whether the message has no action (0), an action (1) or an upgrade
+    /// action (2): its kind for the rollup, with one look at the rare stages.
+    pub(crate) fn status_and_action(&self) -> (Status, u8) {
+        let rare = self.rare();
+        let status = if rare.clicked.is_some() {
             Status::Clicked
         } else if self.opened.is_some() {
             Status::Opened
         } else if self.delivered.is_some() {
             Status::Delivered
-        } else if self.failed().is_some() {
+        } else if rare.failed.is_some() {
             Status::Failed
         } else {
             Status::Sent
-        }
+        };
+        let action = if rare.converted {
+            2
+        } else {
+            u8::from(rare.latest_action.is_some())
+        };
+        (status, action)
     }
 
     pub(crate) fn to_message(&self, id: MessageId, names: &Names) -> Message {
