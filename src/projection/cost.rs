@@ -1,7 +1,8 @@
 //! The cost view: spend per channel × day and × month, per channel and message type, cost per
 //! delivered message, response and conversion, and every budget against its month's spend.
 //!
-//! Computed at query time from the status view (docs/SEMANTICS.md, "Cost and budgets").
+//! Computed at query time from the message rollup (or, with a user filter, the user's own
+//! messages) day by day, and for each budget its month (docs/SEMANTICS.md, "Cost and budgets").
 
 use std::collections::BTreeMap;
 

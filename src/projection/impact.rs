@@ -111,10 +111,8 @@ impl Facts {
         let mut engaged: Option<(i64, u32)> = None;
         let mut delivered: Option<(i64, u32)> = None;
         let states = self.message_states();
-        let Some((first_sent_ms, last_sent_ms)) = lags.sent_range(window_start_ms, outcome.at_ms)
-        else {
-            return None;
-        };
+        // No touch anywhere: nothing to credit.
+        let (first_sent_ms, last_sent_ms) = lags.sent_range(window_start_ms, outcome.at_ms)?;
         let messages = self.user_messages(UserId(outcome.user_id));
         let first = messages.partition_point(|(sent_ms, _)| *sent_ms < first_sent_ms);
         let last = messages.partition_point(|(sent_ms, _)| *sent_ms <= last_sent_ms);

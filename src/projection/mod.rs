@@ -346,21 +346,24 @@ impl Projection {
             return Vec::new();
         };
         let newest = entries.messages.iter().rev().take(limit);
-        // The states lie far apart in a large store. Checking first that each belongs to the
-        // user reads them all with independent loads, whose cache misses overlap; building the
-        // answers (allocations in between) then finds them in cache.
-        assert!(
-            newest
-                .clone()
-                .all(|&(_, index)| self.messages[index as usize].user_id == user.0),
-            "a user's list holds only the user's messages"
-        );
+        self.load_states(user, newest.clone());
         newest
             .map(|&(_, index)| {
                 self.messages[index as usize]
                     .to_message(MessageId(u64::from(index) + 1), &self.names)
             })
             .collect()
+    }
+
+    /// Reads the states of `entries` (from `user`'s list) in one pass of independent loads,
+    /// checking that each is the user's. The states lie far apart in a large store: this way
+    /// their cache misses overlap, and the caller's pass, with more work between the reads,
+    /// finds them in cache.
+    fn load_states<'a>(&self, user: UserId, mut entries: impl Iterator<Item = &'a (i64, u32)>) {
+        assert!(
+            entries.all(|&(_, index)| self.messages[index as usize].user_id == user.0),
+            "a user's list holds only the user's messages"
+        );
     }
 
     /// Calls `visit` with the id and state of every message `filter` selects, in the order of
@@ -418,10 +421,12 @@ impl Projection {
                 let first = entries
                     .messages
                     .partition_point(|(sent_ms, _)| *sent_ms < start_ms);
-                for &(sent_ms, index) in &entries.messages[first..] {
-                    if sent_ms > end_ms {
-                        break;
-                    }
+                let last = entries
+                    .messages
+                    .partition_point(|(sent_ms, _)| *sent_ms <= end_ms);
+                let window = &entries.messages[first..last.max(first)];
+                self.load_states(user, window.iter());
+                for &(_, index) in window {
                     visit_if_selected(index, &self.messages[index as usize]);
                 }
             }
