@@ -347,6 +347,48 @@ fn minute_of(at_ms: i64) -> usize {
     (at_ms.rem_euclid(SLICE_MS) / MINUTE_MS) as usize
 }
 
+/// The minutes of a dense slice: a bucket each, and where each minute's messages start in the
+/// slice's sorted items (`starts[m]..starts[m + 1]`), so a cut minute is found without a search.
+#[derive(Debug, Clone)]
+struct DenseSlice {
+    buckets: Vec<Bucket>,
+    starts: [u32; MINUTES + 1],
+}
+
+impl DenseSlice {
+    /// Minute buckets and starts of `items` (a slice's, sorted by time).
+    fn of(
+        items: &[u32],
+        messages: &[MessageState],
+        slot_of: impl Fn(&MessageState) -> usize,
+    ) -> DenseSlice {
+        let mut dense = DenseSlice {
+            buckets: vec![Bucket::default(); MINUTES],
+            starts: [0; MINUTES + 1],
+        };
+        for &item in items {
+            let state = &messages[item as usize];
+            let minute = minute_of(state.sent_ms);
+            dense.buckets[minute]
+                .slot_mut(slot_of(state))
+                .add_message(state);
+            dense.starts[minute + 1] += 1;
+        }
+        for minute in 0..MINUTES {
+            dense.starts[minute + 1] += dense.starts[minute];
+        }
+        dense
+    }
+
+    /// A message of `minute` was filed: later minutes start one item later.
+    fn insert(&mut self, minute: usize, slot: usize, state: &MessageState) {
+        self.buckets[minute].slot_mut(slot).add_message(state);
+        for start in &mut self.starts[minute + 1..] {
+            *start += 1;
+        }
+    }
+}
+
 /// Message counts per channel × message type, by sent time.
 #[derive(Debug)]
 pub(crate) struct MessageRollup {
@@ -356,7 +398,7 @@ pub(crate) struct MessageRollup {
     type_ordinals: Vec<u32>,
     buckets: TimeBuckets<Bucket>,
     /// Per slice holding more than `dense_slice` messages, a bucket per minute.
-    minutes: IdMap<i64, Vec<Bucket>>,
+    minutes: IdMap<i64, DenseSlice>,
     dense_slice: usize,
 }
 
@@ -409,22 +451,14 @@ impl MessageRollup {
                 bucket.slot_mut(slot).add_message(state)
             });
         let slice = state.sent_ms.div_euclid(SLICE_MS);
-        if let Some(minutes) = self.minutes.get_mut(&slice) {
-            minutes[minute_of(state.sent_ms)]
-                .slot_mut(slot)
-                .add_message(state);
+        if let Some(dense) = self.minutes.get_mut(&slice) {
+            dense.insert(minute_of(state.sent_ms), slot, state);
         } else {
             let items = self.buckets.slice_items(slice);
             if items.len() > self.dense_slice {
                 // The slice just became dense: count its messages (this one too) per minute.
-                let mut minutes = vec![Bucket::default(); MINUTES];
-                for &item in items {
-                    let other = &messages[item as usize];
-                    minutes[minute_of(other.sent_ms)]
-                        .slot_mut(self.slot_of(other))
-                        .add_message(other);
-                }
-                self.minutes.insert(slice, minutes);
+                let dense = DenseSlice::of(items, messages, |other| self.slot_of(other));
+                self.minutes.insert(slice, dense);
             }
         }
     }
@@ -442,8 +476,8 @@ impl MessageRollup {
             counts.by_kind[new_kind] += 1;
         };
         self.buckets.update(state.sent_ms, change);
-        if let Some(minutes) = self.minutes.get_mut(&state.sent_ms.div_euclid(SLICE_MS)) {
-            change(&mut minutes[minute_of(state.sent_ms)]);
+        if let Some(dense) = self.minutes.get_mut(&state.sent_ms.div_euclid(SLICE_MS)) {
+            change(&mut dense.buckets[minute_of(state.sent_ms)]);
         }
     }
 
@@ -490,9 +524,9 @@ impl MessageRollup {
                     ),
                     // A dense slice: whole minutes from their buckets, the cut ones like a cut
                     // slice.
-                    Some(minutes) => {
+                    Some(dense) => {
                         let slice_start_ms = edge.slice * SLICE_MS;
-                        for (minute, bucket) in minutes.iter().enumerate() {
+                        for (minute, bucket) in dense.buckets.iter().enumerate() {
                             let first_ms = slice_start_ms + minute as i64 * MINUTE_MS;
                             let last_ms = first_ms + MINUTE_MS - 1;
                             if last_ms < start_ms || end_ms < first_ms {
@@ -502,14 +536,14 @@ impl MessageRollup {
                                 sums.add_taken(bucket, &taken);
                                 continue;
                             }
-                            let first = edge.items.partition_point(|&i| time_of(i) < first_ms);
-                            let last = edge.items.partition_point(|&i| time_of(i) <= last_ms);
+                            let items = &edge.items
+                                [dense.starts[minute] as usize..dense.starts[minute + 1] as usize];
                             self.add_cut(
                                 &mut sums,
                                 &taken,
                                 (messages, filter),
                                 bucket,
-                                &edge.items[first..last.max(first)],
+                                items,
                                 (start_ms, end_ms),
                             );
                         }
