@@ -1,9 +1,11 @@
 //! Time-bucketed sums, so that the views over the whole store or over a time range cost time
 //! independent of the number of messages. A range is read as whole days, whole quarter days
 //! (6 hours) at the two ends of those, whole hours at the ends of those, whole 10-minute slices
-//! at the ends of those, and the items of the (at most two) slices the range cuts, which keeps the edges exact to the millisecond. Each
-//! slice keeps its items sorted by time, so a cut slice is read as its bucket minus the items
-//! outside the range, or as the items inside it, whichever are fewer.
+//! at the ends of those, and the items of the (at most two) slices the range cuts, which keeps
+//! the edges exact to the millisecond. Each slice keeps its items sorted by time, so a cut
+//! slice is read as its bucket minus the items outside the range, or as the items inside it,
+//! whichever are fewer; a slice of more than [`DENSE_SLICE`] messages also counts them per
+//! minute, so that only one cut minute is read item by item.
 //!
 //! [`TimeBuckets`] is the machinery, for any kind of sum; [`MessageRollup`] keeps message
 //! counts per channel × message type by sent time (stats, channel effectiveness, cost). The
