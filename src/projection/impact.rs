@@ -410,7 +410,7 @@ impl ImpactTally {
 
 impl Projection {
     /// The financial-impact report over the outcomes `filter` selects, each credited by
-    /// [`Projection::attribute`] (docs/SEMANTICS.md, "Financial impact").
+    /// [`Facts::attribute`] (docs/SEMANTICS.md, "Financial impact").
     ///
     /// Cost: with a user filter, the user's outcomes and messages in the range; else the
     /// outcome buckets and the message rollup of the range (whole days, hours and slices, and
