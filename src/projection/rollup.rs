@@ -302,10 +302,10 @@ pub(crate) struct Bucket {
 }
 
 impl Bucket {
-    /// Adds `other`'s slots that `taken` marks.
-    fn add_taken(&mut self, other: &Bucket, taken: &[bool]) {
-        for (slot, counts) in other.slots.iter().enumerate() {
-            if taken[slot] {
+    /// Adds `other`'s slots listed in `taken`.
+    fn add_taken(&mut self, other: &Bucket, taken: &[usize]) {
+        for &slot in taken {
+            if let Some(counts) = other.slots.get(slot) {
                 self.slots[slot].add(counts);
             }
         }
@@ -504,8 +504,9 @@ impl MessageRollup {
             slots: vec![SlotCounts::default(); self.types.len() * Channel::ALL.len()],
         };
         let channel_count = Channel::ALL.len();
-        let taken: Vec<bool> = (0..sums.slots.len())
-            .map(|slot| {
+        // The slots the filter takes, in order.
+        let taken: Vec<usize> = (0..sums.slots.len())
+            .filter(|&slot| {
                 filter.takes(
                     Channel::ALL[slot % channel_count],
                     self.types[slot / channel_count],
@@ -552,8 +553,9 @@ impl MessageRollup {
                     }
                 },
             });
-        for (slot, counts) in sums.slots.iter().enumerate() {
-            if !counts.is_empty() && taken[slot] {
+        for &slot in &taken {
+            let counts = &sums.slots[slot];
+            if !counts.is_empty() {
                 visit(
                     Channel::ALL[slot % channel_count],
                     self.types[slot / channel_count],
@@ -570,7 +572,7 @@ impl MessageRollup {
     fn add_cut(
         &self,
         sums: &mut Bucket,
-        taken: &[bool],
+        taken: &[usize],
         (messages, filter): (&[MessageState], SlotFilter),
         bucket: &Bucket,
         items: &[u32],
