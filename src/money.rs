@@ -26,6 +26,14 @@ impl Money {
         Money(micros)
     }
 
+    /// An exact sum of micro-dollars, or [`Error::Overflow`] naming `field` when it does not
+    /// fit.
+    pub(crate) fn from_sum(field: &'static str, micros: i128) -> Result<Money> {
+        i64::try_from(micros)
+            .map(Money)
+            .map_err(|_| Error::Overflow { field })
+    }
+
     /// Converts dollars to the nearest micro-dollar, halves away from zero, by the shortest
     /// decimal form of `dollars` (so `0.29` is 290,000 micros and `0.0000005` is 1 micro).
     ///

@@ -15,7 +15,7 @@ use crate::projection::impact::{Attribution, AttributionLevel, Lags, OutcomeStat
 use crate::projection::names::NameId;
 use crate::projection::rollup::{Piece, TimeBuckets};
 use crate::projection::status::MessageState;
-use crate::projection::{Facts, IdMap, Projection, UserEntries};
+use crate::projection::{Facts, IdMap, Projection};
 
 /// What a report groups an outcome by: its name, and the channel, message type and level of
 /// the message it is credited to.
@@ -440,20 +440,6 @@ impl Projection {
                 &credit.key,
                 &OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms),
             );
-        }
-    }
-}
-
-impl UserEntries {
-    /// Files an outcome in the user's list, kept sorted by (time, index).
-    pub(crate) fn add_outcome(&mut self, at_ms: i64, index: u32) {
-        self.latest_outcome_ms = self.latest_outcome_ms.max(at_ms);
-        let key = (at_ms, index);
-        if self.outcomes.last().is_none_or(|last| *last < key) {
-            self.outcomes.push(key);
-        } else {
-            let position = self.outcomes.partition_point(|other| *other < key);
-            self.outcomes.insert(position, key);
         }
     }
 }

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::{Channel, UserId};
 use crate::money::Money;
 use crate::projection::attribution::OutcomeSums;
 use crate::projection::names::{NameId, Names};
 use crate::projection::rollup::Counts;
-use crate::projection::{IdMap, Projection, Selection};
+use crate::projection::{IdMap, Projection, Selection, range_ms};
 use crate::stats::{divide_rounded, percent};
 
 /// The length of one step of a time series, UTC.
@@ -241,10 +241,7 @@ impl Projection {
         &self,
         filter: &EffectivenessFilter,
     ) -> Result<ChannelReport> {
-        let start_ms = filter
-            .start
-            .map_or(i64::MIN, |start| start.timestamp_millis());
-        let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
+        let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         let names = self.names();
         // A type never tracked selects no message and is credited no outcome.
         let type_filter: Option<NameId> = match filter.message_type.as_deref() {
@@ -363,13 +360,8 @@ impl LineTally {
     }
 
     fn to_line(&self, channel: Channel, message_type: Option<&str>) -> Result<ChannelLine> {
-        let money = |field: &'static str, micros: i128| {
-            i64::try_from(micros)
-                .map(Money::from_micros)
-                .map_err(|_| Error::Overflow { field })
-        };
-        let total_cost = money("total_cost", self.counts.cost_micros)?;
-        let attributed_impact = money("attributed_impact", self.attributed_micros)?;
+        let total_cost = Money::from_sum("total_cost", self.counts.cost_micros)?;
+        let attributed_impact = Money::from_sum("attributed_impact", self.attributed_micros)?;
         // A quotient of non-negative costs by a count ≥ 1 is at most the total: it fits.
         let quotient = |count: u64| {
             (count > 0).then(|| {

@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::{BudgetScope, Channel, Month, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
 use crate::projection::channel::Period;
 use crate::projection::names::NameId;
 use crate::projection::rollup::Counts;
-use crate::projection::{Projection, Selection};
+use crate::projection::{Projection, Selection, range_ms};
 use crate::stats::{divide_rounded, percent, validate_selection};
 
 /// Which messages `Store::get_cost_report` covers, and which budgets it reports. Every part is
@@ -100,10 +100,7 @@ impl CostFilter {
     /// The sent-time range selected, inclusive, in ms (start, end and month intersected);
     /// `None` when it is empty.
     fn range_ms(&self) -> Option<(i64, i64)> {
-        let mut start_ms = self
-            .start
-            .map_or(i64::MIN, |start| start.timestamp_millis());
-        let mut end_ms = self.end.map_or(i64::MAX, |end| end.timestamp_millis());
+        let (mut start_ms, mut end_ms) = range_ms(self.start, self.end);
         if let Some(month) = self.month {
             let (first_ms, next_ms) = month.range_ms();
             start_ms = start_ms.max(first_ms);
@@ -216,14 +213,14 @@ fn summary(counts: &Counts) -> Result<CostSummary> {
         if count == 0 {
             return Ok(None);
         }
-        money(field, divide_rounded(counts.cost_micros, count)).map(Some)
+        Money::from_sum(field, divide_rounded(counts.cost_micros, count)).map(Some)
     };
     Ok(CostSummary {
         messages: counts.sent,
         delivered: counts.delivered,
         responded: counts.responded,
         converted: counts.converted,
-        spent: money("spent", counts.cost_micros)?,
+        spent: Money::from_sum("spent", counts.cost_micros)?,
         cost_per_message: quotient("cost_per_message", counts.sent)?,
         cost_per_delivered: quotient("cost_per_delivered", counts.delivered)?,
         cost_per_response: quotient("cost_per_response", counts.responded)?,
@@ -243,13 +240,6 @@ impl SpendTally {
         self.messages += other.messages;
         self.spent_micros += other.spent_micros;
     }
-}
-
-/// Exact micros to `Money`, or `Error::Overflow` naming `field`.
-fn money(field: &'static str, micros: i128) -> Result<Money> {
-    i64::try_from(micros)
-        .map(Money::from_micros)
-        .map_err(|_| Error::Overflow { field })
 }
 
 impl Projection {
@@ -311,7 +301,7 @@ impl Projection {
                             day,
                             channel,
                             messages: tally.messages,
-                            spent: money("spent", tally.spent_micros)?,
+                            spent: Money::from_sum("spent", tally.spent_micros)?,
                         });
                     }
                 }
@@ -324,7 +314,7 @@ impl Projection {
                     month_start,
                     channel,
                     messages: tally.messages,
-                    spent: money("spent", tally.spent_micros)?,
+                    spent: Money::from_sum("spent", tally.spent_micros)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -419,7 +409,7 @@ impl Projection {
                 let elapsed_ms = u64::try_from(elapsed_ms).expect("clamped to the month");
                 divide_rounded(spent_micros * i128::from(month_ms), elapsed_ms)
             };
-            let spent = money("spent", spent_micros)?;
+            let spent = Money::from_sum("spent", spent_micros)?;
             let budget_amount = Money::from_micros(budget.amount_micros);
             statuses.push(BudgetStatus {
                 scope,
@@ -431,8 +421,8 @@ impl Projection {
                     spent.micros().unsigned_abs(),
                     budget.amount_micros.unsigned_abs(),
                 ),
-                variance: money("variance", budget_micros - spent_micros)?,
-                projected: money("projected", projected_micros)?,
+                variance: Money::from_sum("variance", budget_micros - spent_micros)?,
+                projected: Money::from_sum("projected", projected_micros)?,
                 alert: spent_micros * 100 >= i128::from(budget.alert_percent) * budget_micros,
                 exceeded: spent_micros > budget_micros,
             });

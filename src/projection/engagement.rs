@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::{Channel, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
-use crate::projection::Projection;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
+use crate::projection::{Projection, range_ms};
 use crate::stats::{divide_rounded, percent, validate_selection};
 
 const MINUTE_MS: i64 = 60 * 1000;
@@ -327,10 +327,7 @@ impl Projection {
         user: UserId,
         filter: &EngagementFilter,
     ) -> Result<UserEngagement> {
-        let start_ms = filter
-            .start
-            .map_or(i64::MIN, |start| start.timestamp_millis());
-        let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
+        let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         let now_ms = self.now_ms(filter.end.map(|end| end.timestamp_millis()));
         // A type never tracked has no id, so it matches no message.
         let type_id: Option<Option<NameId>> = filter
@@ -437,13 +434,7 @@ impl Projection {
 fn channel_engagements(
     by_channel: &[Counts; Channel::ALL.len()],
 ) -> Result<Vec<ChannelEngagement>> {
-    let money = |micros: i128| {
-        i64::try_from(micros)
-            .map(Money::from_micros)
-            .map_err(|_| Error::Overflow {
-                field: "total_cost",
-            })
-    };
+    let money = |micros: i128| Money::from_sum("total_cost", micros);
     let mut channels = Vec::new();
     for channel in Channel::ALL {
         let counts = by_channel[channel.index()];

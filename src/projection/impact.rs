@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::{Channel, UserId};
 use crate::message::{FinancialOutcome, time_from_ms};
 use crate::money::Money;
 use crate::projection::attribution::{OutcomeKey, OutcomeSums};
 use crate::projection::names::{NameId, Names};
-use crate::projection::{Facts, IdMap, Projection, Selection};
+use crate::projection::{Facts, IdMap, Projection, Selection, range_ms};
 use crate::stats::StatsFilter;
 
 /// Milliseconds in a day, for "days since the last communication".
@@ -275,13 +275,6 @@ pub(crate) fn return_on_cost(impact_micros: i128, cost_micros: i128) -> Option<f
     (cost_micros != 0).then(|| (impact_micros - cost_micros) as f64 / cost_micros as f64)
 }
 
-/// `micros` as money, or `Error::Overflow` naming `field`.
-fn money(field: &'static str, micros: i128) -> Result<Money> {
-    i64::try_from(micros)
-        .map(Money::from_micros)
-        .map_err(|_| Error::Overflow { field })
-}
-
 /// A running count and exact sum.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sum {
@@ -298,7 +291,7 @@ impl Sum {
     fn finish(self, field: &'static str) -> Result<ImpactTotal> {
         Ok(ImpactTotal {
             count: self.count,
-            amount: money(field, self.micros)?,
+            amount: Money::from_sum(field, self.micros)?,
         })
     }
 }
@@ -325,7 +318,7 @@ impl AttributedSum {
     fn finish(self, field: &'static str) -> Result<AttributedImpact> {
         Ok(AttributedImpact {
             count: self.engaged.count + self.delivered.count,
-            amount: money(field, self.micros())?,
+            amount: Money::from_sum(field, self.micros())?,
             engaged: self.engaged.finish(field)?,
             delivered: self.delivered.finish(field)?,
         })
@@ -381,7 +374,7 @@ impl ImpactTally {
                 Ok(ChannelImpact {
                     channel,
                     attributed: attributed.finish("by_channel")?,
-                    cost: money("cost", cost_micros)?,
+                    cost: Money::from_sum("cost", cost_micros)?,
                     roi: return_on_cost(attributed.micros(), cost_micros),
                 })
             })
@@ -417,10 +410,7 @@ impl Projection {
     /// the items of the two cut slices). Credits are kept current as events arrive
     /// (`attribution.rs`), not computed here.
     pub(crate) fn impact(&self, filter: &ImpactFilter) -> Result<ImpactReport> {
-        let start_ms = filter
-            .start
-            .map_or(i64::MIN, |start| start.timestamp_millis());
-        let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
+        let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         // A type never tracked is the type of no message: it keeps no outcome.
         let type_filter: Option<Option<NameId>> = filter
             .message_type

@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
-use crate::error::{Error, Result};
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
 use crate::event::{BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId};
 use crate::message::{FinancialOutcome, Message, Status};
 use crate::money::Money;
@@ -30,7 +32,7 @@ use status::MessageState;
 /// keeping the list sorted reads no other memory in the usual case (messages arriving in time
 /// order).
 #[derive(Debug)]
-pub(crate) struct UserEntries {
+struct UserEntries {
     messages: Vec<(i64, u32)>,
     last_message: Option<(i64, u32)>,
     outcomes: Vec<(i64, u32)>,
@@ -76,6 +78,28 @@ pub(crate) struct Selection<'a> {
     pub end_ms: i64,
 }
 
+/// A filter's `[start, end]` in ms, inclusive; an open end is `i64::MIN` or `i64::MAX`.
+pub(crate) fn range_ms(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> (i64, i64) {
+    (
+        start.map_or(i64::MIN, |start| start.timestamp_millis()),
+        end.map_or(i64::MAX, |end| end.timestamp_millis()),
+    )
+}
+
+impl<'a> Selection<'a> {
+    /// The messages a stats filter selects.
+    fn of(filter: &'a StatsFilter) -> Selection<'a> {
+        let (start_ms, end_ms) = range_ms(filter.start, filter.end);
+        Selection {
+            user: filter.user,
+            message_type: filter.message_type.as_deref(),
+            channel: filter.channel,
+            start_ms,
+            end_ms,
+        }
+    }
+}
+
 /// A budget as the last `BudgetSet` for its scope and month set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BudgetState {
@@ -91,6 +115,38 @@ impl Default for UserEntries {
             outcomes: Vec::new(),
             latest_outcome_ms: i64::MIN,
         }
+    }
+}
+
+impl UserEntries {
+    /// Files a message in the user's list, kept sorted by (sent time, index); messages mostly
+    /// arrive in time order, which `last_message` tells without reading the list.
+    fn add_message(&mut self, sent_ms: i64, index: u32) {
+        let key = (sent_ms, index);
+        let in_order = self.last_message.is_none_or(|last| last < key);
+        insert_sorted(&mut self.messages, key, in_order);
+        if in_order {
+            self.last_message = Some(key);
+        }
+    }
+
+    /// Files an outcome in the user's list, kept sorted by (time, index).
+    fn add_outcome(&mut self, at_ms: i64, index: u32) {
+        self.latest_outcome_ms = self.latest_outcome_ms.max(at_ms);
+        let key = (at_ms, index);
+        let in_order = self.outcomes.last().is_none_or(|last| *last < key);
+        insert_sorted(&mut self.outcomes, key, in_order);
+    }
+}
+
+/// Inserts `key` into the sorted `list`: at the end when `in_order` (it is after every key),
+/// else where it belongs.
+fn insert_sorted(list: &mut Vec<(i64, u32)>, key: (i64, u32), in_order: bool) {
+    if in_order {
+        list.push(key);
+    } else {
+        let position = list.partition_point(|other| *other < key);
+        list.insert(position, key);
     }
 }
 
@@ -184,16 +240,11 @@ impl Projection {
                     cost,
                     at_ms,
                 ));
-                let entries = self.facts.users.entry(user_id.0).or_default();
-                // Sorted by (sent time, id); messages mostly arrive in time order.
-                let key = (at_ms, index);
-                if entries.last_message.is_none_or(|last| last < key) {
-                    entries.messages.push(key);
-                    entries.last_message = Some(key);
-                } else {
-                    let position = entries.messages.partition_point(|other| *other < key);
-                    entries.messages.insert(position, key);
-                }
+                self.facts
+                    .users
+                    .entry(user_id.0)
+                    .or_default()
+                    .add_message(at_ms, index);
                 if let Some(rollup) = self.rollup.get_mut() {
                     rollup.add(&self.facts.messages, index);
                 }
@@ -369,18 +420,7 @@ impl Projection {
     /// Calls `visit` with the id and state of every message `filter` selects, in the order of
     /// the user's (sent time, id) index with a user filter, else in id order.
     fn for_each_selected(&self, filter: &StatsFilter, visit: impl FnMut(MessageId, &MessageState)) {
-        let start_ms = filter
-            .start
-            .map_or(i64::MIN, |start| start.timestamp_millis());
-        let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
-        let selection = Selection {
-            user: filter.user,
-            message_type: filter.message_type.as_deref(),
-            channel: filter.channel,
-            start_ms,
-            end_ms,
-        };
-        self.for_each_in_selection(&selection, visit);
+        self.for_each_in_selection(&Selection::of(filter), visit);
     }
 
     /// Calls `visit` with the id and state of every message `selection` takes, in the order of
@@ -483,17 +523,8 @@ impl Projection {
     /// Counts, rates and sums over the messages and outcomes `filter` selects
     /// (docs/SEMANTICS.md, "Stats").
     pub(crate) fn stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
-        let start_ms = filter
-            .start
-            .map_or(i64::MIN, |start| start.timestamp_millis());
-        let end_ms = filter.end.map_or(i64::MAX, |end| end.timestamp_millis());
-        let selection = Selection {
-            user: filter.user,
-            message_type: filter.message_type.as_deref(),
-            channel: filter.channel,
-            start_ms,
-            end_ms,
-        };
+        let selection = Selection::of(filter);
+        let (start_ms, end_ms) = (selection.start_ms, selection.end_ms);
         let mut tally = Tally::new(self.names.len());
         self.count_selection(&selection, |channel, message_type, counts| {
             tally.add(channel, message_type, counts)
@@ -564,11 +595,6 @@ impl Tally {
         outcome_count: u64,
         impact_micros: i128,
     ) -> Result<CommunicationStats> {
-        let money = |field: &'static str, micros: i128| {
-            i64::try_from(micros)
-                .map(Money::from_micros)
-                .map_err(|_| Error::Overflow { field })
-        };
         let non_zero = |pairs: Vec<(String, u64)>| -> BTreeMap<String, u64> {
             pairs.into_iter().filter(|(_, count)| *count > 0).collect()
         };
@@ -583,8 +609,8 @@ impl Tally {
             open_rate: percent(self.counts.opened, self.counts.delivered),
             click_rate: percent(self.counts.clicked, self.counts.opened),
             action_rate: percent(self.counts.responded, self.counts.delivered),
-            total_cost: money("total_cost", self.counts.cost_micros)?,
-            avg_cost_per_message: money(
+            total_cost: Money::from_sum("total_cost", self.counts.cost_micros)?,
+            avg_cost_per_message: Money::from_sum(
                 "avg_cost_per_message",
                 divide_rounded(self.counts.cost_micros, self.counts.sent),
             )?,
@@ -608,7 +634,7 @@ impl Tally {
                     .collect(),
             ),
             outcome_count,
-            total_impact: money("total_impact", impact_micros)?,
+            total_impact: Money::from_sum("total_impact", impact_micros)?,
         })
     }
 }

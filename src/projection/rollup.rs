@@ -198,7 +198,9 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    /// One message, in its current state.
+    /// One message, in its current state: the rules of [`SlotCounts::counts`] for one kind,
+    /// written out because a user's queries count message by message (the rollup's unit test
+    /// checks the two against each other).
     pub(crate) fn of(state: &MessageState) -> Counts {
         let status = state.status();
         let mut by_status = [0; Status::ALL.len()];
