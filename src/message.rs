@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -80,8 +81,9 @@ pub struct Message {
     pub user_id: UserId,
     /// How it was sent.
     pub channel: Channel,
-    /// What kind of message.
-    pub message_type: String,
+    /// What kind of message. Shared with the store's table of names (as is `action_taken`), so
+    /// a listing of messages allocates no strings.
+    pub message_type: Arc<str>,
     /// The furthest stage reached.
     pub status: Status,
     /// What sending it cost.
@@ -97,7 +99,7 @@ pub struct Message {
     /// Earliest failure reported, kept even when a delivery later wins over it.
     pub failed_at: Option<DateTime<Utc>>,
     /// The action with the latest time (ties: the one appended later).
-    pub action_taken: Option<String>,
+    pub action_taken: Option<Arc<str>>,
 }
 
 /// A financial outcome as recorded.

@@ -321,7 +321,7 @@ fn names_of_64_bytes_using_every_allowed_character_are_accepted() {
         let message = store
             .track_message_sent_at(1, Channel::Sms, name, 0.05, at(5))
             .unwrap();
-        assert_eq!(message.message_type, name);
+        assert_eq!(&*message.message_type, name);
         store
             .track_user_action(message.id, name, Some(at(6)))
             .unwrap();

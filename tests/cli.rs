@@ -313,7 +313,7 @@ fn every_track_command_prints_the_record_as_json() {
     assert_eq!(m1.id.0, 1);
     assert_eq!(m1.user_id.0, 7);
     assert_eq!(m1.channel, Channel::Sms);
-    assert_eq!(m1.message_type, "low_balance");
+    assert_eq!(&*m1.message_type, "low_balance");
     assert_eq!(m1.status, Status::Sent);
     assert_eq!(m1.cost.micros(), 50_000);
     assert_eq!(m1.sent_at, time("2025-01-03T09:30:00Z"));

@@ -796,10 +796,7 @@ mod parquet_export {
             assert_eq!(long(&row["id"]), Some(message.id.0 as i64));
             assert_eq!(long(&row["user_id"]), Some(message.user_id.0 as i64));
             assert_eq!(string(&row["channel"]), Some(message.channel.as_str()));
-            assert_eq!(
-                string(&row["message_type"]),
-                Some(message.message_type.as_str())
-            );
+            assert_eq!(string(&row["message_type"]), Some(&*message.message_type));
             assert_eq!(string(&row["status"]), Some(message.status.as_str()));
             assert_eq!(long(&row["cost_micros"]), Some(message.cost.micros()));
             assert_eq!(micros(&row["sent_at"]), time(Some(message.sent_at)));

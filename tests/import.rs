@@ -125,7 +125,7 @@ fn message(expected: Expected) -> Message {
         id: MessageId(id),
         user_id: UserId(user),
         channel,
-        message_type: message_type.to_string(),
+        message_type: message_type.into(),
         status,
         cost: Money::from_micros(cost),
         sent_at: time(sent),
@@ -133,7 +133,7 @@ fn message(expected: Expected) -> Message {
         opened_at: opened.map(time),
         clicked_at: clicked.map(time),
         failed_at: failed.map(time),
-        action_taken: action.map(str::to_string),
+        action_taken: action.map(Into::into),
     }
 }
 
@@ -879,7 +879,7 @@ fn round_trip_of_the_reference_workload_answers_q1_to_q5_as_direct_ingest() {
             .write_record([
                 message.id.to_string(),
                 message.user_id.to_string(),
-                message.message_type.clone(),
+                message.message_type.to_string(),
                 message.channel.to_string(),
                 message.status.to_string(),
                 dollars(message.cost.micros()),
@@ -887,10 +887,7 @@ fn round_trip_of_the_reference_workload_answers_q1_to_q5_as_direct_ingest() {
                 optional(message.delivered_at),
                 optional(message.opened_at),
                 optional(message.clicked_at),
-                message
-                    .action_taken
-                    .clone()
-                    .unwrap_or_else(|| "\\N".to_string()),
+                message.action_taken.as_deref().unwrap_or("\\N").to_string(),
             ])
             .unwrap();
         expected_events += 1

@@ -354,7 +354,7 @@ impl ModelMessage {
             id: MessageId(self.id),
             user_id: UserId(self.user),
             channel: self.channel,
-            message_type: self.message_type.clone(),
+            message_type: self.message_type.as_str().into(),
             status: self.status(),
             cost: Money::from_micros(self.cost_micros),
             sent_at: time(self.sent_ms),
@@ -362,7 +362,7 @@ impl ModelMessage {
             opened_at: self.opened_ms().map(time),
             clicked_at: self.clicked_ms().map(time),
             failed_at: self.failed_ms().map(time),
-            action_taken: self.action_taken(),
+            action_taken: self.action_taken().map(Into::into),
         }
     }
 }

@@ -216,7 +216,7 @@ fn expected(messages: &[Message], outcomes: &[(i64, i64)], filter: &StatsFilter)
                 && filter
                     .message_type
                     .as_ref()
-                    .is_none_or(|message_type| *message_type == message.message_type)
+                    .is_none_or(|message_type| **message_type == *message.message_type)
                 && filter.start.is_none_or(|start| start <= message.sent_at)
                 && filter.end.is_none_or(|end| message.sent_at <= end)
         })
@@ -239,7 +239,7 @@ fn expected(messages: &[Message], outcomes: &[(i64, i64)], filter: &StatsFilter)
     for message in &selected {
         *by_status.entry(message.status.to_string()).or_insert(0) += 1;
         *by_channel.entry(message.channel.to_string()).or_insert(0) += 1;
-        *by_type.entry(message.message_type.clone()).or_insert(0) += 1;
+        *by_type.entry(message.message_type.to_string()).or_insert(0) += 1;
     }
     let in_range = |at_ms: i64| {
         filter

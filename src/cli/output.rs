@@ -152,17 +152,14 @@ pub(crate) fn messages_table(messages: &[Message]) -> String {
             message.id.to_string(),
             message.user_id.to_string(),
             message.channel.to_string(),
-            message.message_type.clone(),
+            message.message_type.to_string(),
             message.status.to_string(),
             message.cost.to_string(),
             time(message.sent_at),
             optional_time(message.delivered_at),
             optional_time(message.opened_at),
             optional_time(message.clicked_at),
-            message
-                .action_taken
-                .clone()
-                .unwrap_or_else(|| "-".to_string()),
+            message.action_taken.as_deref().unwrap_or("-").to_string(),
         ]);
     }
     table.render()

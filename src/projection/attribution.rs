@@ -15,6 +15,7 @@ use crate::projection::impact::{Attribution, AttributionLevel, Lags, OutcomeStat
 use crate::projection::names::NameId;
 use crate::projection::rollup::{Piece, TimeBuckets};
 use crate::projection::status::MessageState;
+use crate::projection::within;
 use crate::projection::{Facts, IdMap, Projection};
 
 /// What a report groups an outcome by: its name, and the channel, message type and level of
@@ -161,24 +162,23 @@ impl Credits {
     ) {
         let mut sums = vec![OutcomeSums::default(); self.keys.len()];
         let time_of = |index: u32| outcomes[index as usize].at_ms;
-        self.buckets
-            .visit(start_ms, end_ms, time_of, |piece| match piece {
-                Piece::Whole(bucket) => {
-                    for (key, entry) in &bucket.entries {
-                        sums[*key as usize].add(entry);
-                    }
+        self.buckets.visit(start_ms, end_ms, |piece| match piece {
+            Piece::Whole(bucket) => {
+                for (key, entry) in &bucket.entries {
+                    sums[*key as usize].add(entry);
                 }
-                Piece::Edge(edge) => {
-                    for &index in edge.inside {
-                        let credit = &self.credits[index as usize];
-                        let key = self.ordinals[&credit.key];
-                        sums[key as usize].add(&OutcomeSums::of(
-                            &outcomes[index as usize],
-                            credit.last_sent_ms,
-                        ));
-                    }
+            }
+            Piece::Edge(edge) => {
+                for &index in &edge.items[edge.inside(time_of)] {
+                    let credit = &self.credits[index as usize];
+                    let key = self.ordinals[&credit.key];
+                    sums[key as usize].add(&OutcomeSums::of(
+                        &outcomes[index as usize],
+                        credit.last_sent_ms,
+                    ));
                 }
-            });
+            }
+        });
         for (key, sums) in self.keys.iter().zip(&sums) {
             if sums.count > 0 {
                 visit(key, sums);
@@ -195,19 +195,18 @@ impl Credits {
     ) -> OutcomeSums {
         let mut totals = OutcomeSums::default();
         let time_of = |index: u32| outcomes[index as usize].at_ms;
-        self.buckets
-            .visit(start_ms, end_ms, time_of, |piece| match piece {
-                Piece::Whole(bucket) => totals.add(&bucket.total),
-                Piece::Edge(edge) => {
-                    for &index in edge.inside {
-                        let credit = &self.credits[index as usize];
-                        totals.add(&OutcomeSums::of(
-                            &outcomes[index as usize],
-                            credit.last_sent_ms,
-                        ));
-                    }
+        self.buckets.visit(start_ms, end_ms, |piece| match piece {
+            Piece::Whole(bucket) => totals.add(&bucket.total),
+            Piece::Edge(edge) => {
+                for &index in &edge.items[edge.inside(time_of)] {
+                    let credit = &self.credits[index as usize];
+                    totals.add(&OutcomeSums::of(
+                        &outcomes[index as usize],
+                        credit.last_sent_ms,
+                    ));
                 }
-            });
+            }
+        });
         totals
     }
 
@@ -407,10 +406,7 @@ impl Facts {
         if entries.latest_outcome_ms < from_ms {
             return &[];
         }
-        let first = entries
-            .outcomes
-            .partition_point(|(at_ms, _)| *at_ms < from_ms);
-        &entries.outcomes[first..]
+        within(&entries.outcomes, from_ms, i64::MAX)
     }
 }
 

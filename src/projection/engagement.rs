@@ -17,7 +17,7 @@ use crate::message::time_from_ms;
 use crate::money::Money;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
-use crate::projection::{Projection, range_ms};
+use crate::projection::{Projection, range_ms, within};
 use crate::stats::{divide_rounded, percent, validate_selection};
 
 const MINUTE_MS: i64 = 60 * 1000;
@@ -345,11 +345,7 @@ impl Projection {
 
         let mut selection = Selection::new();
         // The user's list is sorted by sent time: only the window is visited.
-        let first = messages.partition_point(|(sent_ms, _)| *sent_ms < start_ms);
-        for &(sent_ms, index) in &messages[first..] {
-            if sent_ms > end_ms {
-                break;
-            }
+        for &(_, index) in within(messages, start_ms, end_ms) {
             let state = &states[index as usize];
             if matches(state) {
                 selection.add(self.names().name(state.message_type), state);

@@ -13,7 +13,7 @@ use crate::message::{FinancialOutcome, time_from_ms};
 use crate::money::Money;
 use crate::projection::attribution::{OutcomeKey, OutcomeSums};
 use crate::projection::names::{NameId, Names};
-use crate::projection::{Facts, IdMap, Projection, Selection, range_ms};
+use crate::projection::{Facts, IdMap, Projection, Selection, range_ms, within};
 use crate::stats::StatsFilter;
 
 /// Milliseconds in a day, for "days since the last communication".
@@ -114,9 +114,7 @@ impl Facts {
         // No touch anywhere: nothing to credit.
         let (first_sent_ms, last_sent_ms) = lags.sent_range(window_start_ms, outcome.at_ms)?;
         let messages = self.user_messages(UserId(outcome.user_id));
-        let first = messages.partition_point(|(sent_ms, _)| *sent_ms < first_sent_ms);
-        let last = messages.partition_point(|(sent_ms, _)| *sent_ms <= last_sent_ms);
-        for &(_, index) in &messages[first..last.max(first)] {
+        for &(_, index) in within(messages, first_sent_ms, last_sent_ms) {
             let state = &states[index as usize];
             if let Some(at_ms) = state
                 .first_engagement_ms()

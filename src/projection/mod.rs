@@ -139,6 +139,21 @@ impl UserEntries {
     }
 }
 
+/// The entries of a sorted (time, index) list with a time in `[start_ms, end_ms]`; an
+/// unbounded side (`i64::MIN` / `i64::MAX`) is not searched, which spares a whole-list query
+/// the list's cache misses.
+pub(crate) fn within(list: &[(i64, u32)], start_ms: i64, end_ms: i64) -> &[(i64, u32)] {
+    let first = match start_ms {
+        i64::MIN => 0,
+        _ => list.partition_point(|(at_ms, _)| *at_ms < start_ms),
+    };
+    let last = match end_ms {
+        i64::MAX => list.len(),
+        _ => list.partition_point(|(at_ms, _)| *at_ms <= end_ms),
+    };
+    &list[first..last.max(first)]
+}
+
 /// Inserts `key` into the sorted `list`: at the end when `in_order` (it is after every key),
 /// else where it belongs.
 fn insert_sorted(list: &mut Vec<(i64, u32)>, key: (i64, u32), in_order: bool) {
@@ -458,13 +473,7 @@ impl Projection {
                     return;
                 };
                 // The user's list is sorted by sent time: only the window is visited.
-                let first = entries
-                    .messages
-                    .partition_point(|(sent_ms, _)| *sent_ms < start_ms);
-                let last = entries
-                    .messages
-                    .partition_point(|(sent_ms, _)| *sent_ms <= end_ms);
-                let window = &entries.messages[first..last.max(first)];
+                let window = within(&entries.messages, start_ms, end_ms);
                 self.load_states(user, window.iter());
                 for &(_, index) in window {
                     visit_if_selected(index, &self.messages[index as usize]);

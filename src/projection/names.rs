@@ -1,5 +1,7 @@
 //! Interned names (message types, actions, outcomes): each stored once, referred to by index.
 
+use std::sync::Arc;
+
 use crate::event::is_click;
 use crate::projection::IdMap;
 
@@ -9,7 +11,8 @@ pub(crate) type NameId = u32;
 #[derive(Debug, Default)]
 pub(crate) struct Names {
     ids: IdMap<Box<str>, NameId>,
-    names: Vec<Box<str>>,
+    /// Shared with the messages handed out, so listing messages allocates no names.
+    names: Vec<Arc<str>>,
     clicks: Vec<bool>,
     upgrades: Vec<bool>,
 }
@@ -33,6 +36,11 @@ impl Names {
 
     pub(crate) fn name(&self, id: NameId) -> &str {
         &self.names[id as usize]
+    }
+
+    /// The name, shared.
+    pub(crate) fn shared(&self, id: NameId) -> Arc<str> {
+        Arc::clone(&self.names[id as usize])
     }
 
     /// Whether the name counts as a click.

@@ -13,6 +13,8 @@
 //! (one pass), not during replay, so opening a store costs no more; from then on every fold
 //! keeps them current.
 
+use std::ops::Range;
+
 use crate::event::Channel;
 use crate::message::Status;
 use crate::projection::IdMap;
@@ -57,13 +59,44 @@ pub(crate) enum Piece<'a, B> {
     Edge(EdgeSlice<'a, B>),
 }
 
-/// One slice a range cuts: its bucket, its items, and those of them inside the range.
+/// One slice a range cuts: its bucket, its items, and where those inside the range lie.
 pub(crate) struct EdgeSlice<'a, B> {
     pub slice: i64,
-    /// Every item of the slice, sorted by time: `before`, `inside` and `after` in a row.
+    /// Every item of the slice, sorted by time: before, inside and after the range in a row.
     pub items: &'a [u32],
     pub bucket: &'a B,
-    pub inside: &'a [u32],
+    /// The range, `[start_ms, end_ms]`.
+    pub range_ms: (i64, i64),
+}
+
+impl<B> EdgeSlice<'_, B> {
+    /// Where the items inside the range lie in `items`; `time_of` gives an item's time.
+    pub(crate) fn inside(&self, time_of: impl Fn(u32) -> i64) -> Range<usize> {
+        let span_ms = (self.slice * SLICE_MS, (self.slice + 1) * SLICE_MS - 1);
+        cut(self.items, span_ms, self.range_ms, time_of)
+    }
+}
+
+/// Where the items with a time in `[start_ms, end_ms]` lie in `items`, which are sorted by
+/// time and all fall in `span_ms`. Each search costs a chain of dependent reads (an item's time
+/// is in its record), so a bound outside the span is not searched.
+fn cut(
+    items: &[u32],
+    (span_first_ms, span_last_ms): (i64, i64),
+    (start_ms, end_ms): (i64, i64),
+    time_of: impl Fn(u32) -> i64,
+) -> Range<usize> {
+    let first = if start_ms <= span_first_ms {
+        0
+    } else {
+        items.partition_point(|&item| time_of(item) < start_ms)
+    };
+    let last = if end_ms >= span_last_ms {
+        items.len()
+    } else {
+        items.partition_point(|&item| time_of(item) <= end_ms)
+    };
+    first..last.max(first)
 }
 
 impl<B: Default> TimeBuckets<B> {
@@ -110,13 +143,7 @@ impl<B: Default> TimeBuckets<B> {
 
     /// Hands `visit` every bucket lying wholly inside `[start_ms, end_ms]` and each slice the
     /// range cuts; together they cover every item filed in the range exactly once.
-    pub(crate) fn visit(
-        &self,
-        start_ms: i64,
-        end_ms: i64,
-        time_of: impl Fn(u32) -> i64,
-        mut visit: impl FnMut(Piece<'_, B>),
-    ) {
+    pub(crate) fn visit(&self, start_ms: i64, end_ms: i64, mut visit: impl FnMut(Piece<'_, B>)) {
         if start_ms == i64::MIN && end_ms == i64::MAX {
             visit(Piece::Whole(&self.total));
             return;
@@ -129,13 +156,11 @@ impl<B: Default> TimeBuckets<B> {
                     else {
                         continue;
                     };
-                    let first = items.partition_point(|&item| time_of(item) < start_ms);
-                    let last = items.partition_point(|&item| time_of(item) <= end_ms);
                     visit(Piece::Edge(EdgeSlice {
                         slice,
                         items,
                         bucket,
-                        inside: &items[first..last.max(first)],
+                        range_ms: (start_ms, end_ms),
                     }));
                 }
                 RangePart::Whole { level, first, last } => {
@@ -211,7 +236,7 @@ impl Counts {
             opened: u64::from(state.opened.is_some()),
             clicked: u64::from(status == Status::Clicked),
             failed: u64::from(status == Status::Failed),
-            responded: u64::from(state.latest_action().is_some()),
+            responded: u64::from(state.has_action()),
             converted: u64::from(state.converted()),
             by_status,
             cost_micros: i128::from(state.cost_micros),
@@ -515,46 +540,39 @@ impl MessageRollup {
                 )
             })
             .collect();
-        self.buckets
-            .visit(start_ms, end_ms, time_of, |piece| match piece {
-                Piece::Whole(bucket) => sums.add_taken(bucket, &taken),
-                Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
-                    None => self.add_cut(
-                        &mut sums,
-                        &taken,
-                        (messages, filter),
-                        edge.bucket,
-                        edge.items,
-                        (start_ms, end_ms),
-                    ),
-                    // A dense slice: whole minutes from their buckets, the cut ones like a cut
-                    // slice.
-                    Some(dense) => {
-                        let slice_start_ms = edge.slice * SLICE_MS;
-                        for (minute, bucket) in dense.buckets.iter().enumerate() {
-                            let first_ms = slice_start_ms + minute as i64 * MINUTE_MS;
-                            let last_ms = first_ms + MINUTE_MS - 1;
-                            if last_ms < start_ms || end_ms < first_ms {
-                                continue;
-                            }
-                            if start_ms <= first_ms && last_ms <= end_ms {
-                                sums.add_taken(bucket, &taken);
-                                continue;
-                            }
-                            let items = &edge.items
-                                [dense.starts[minute] as usize..dense.starts[minute + 1] as usize];
-                            self.add_cut(
-                                &mut sums,
-                                &taken,
-                                (messages, filter),
-                                bucket,
-                                items,
-                                (start_ms, end_ms),
-                            );
+        self.buckets.visit(start_ms, end_ms, |piece| match piece {
+            Piece::Whole(bucket) => sums.add_taken(bucket, &taken),
+            Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
+                None => self.add_cut(
+                    &mut sums,
+                    &taken,
+                    (messages, filter),
+                    edge.bucket,
+                    edge.items,
+                    edge.inside(time_of),
+                ),
+                // A dense slice: whole minutes from their buckets, the cut ones like a cut
+                // slice.
+                Some(dense) => {
+                    let slice_start_ms = edge.slice * SLICE_MS;
+                    for (minute, bucket) in dense.buckets.iter().enumerate() {
+                        let first_ms = slice_start_ms + minute as i64 * MINUTE_MS;
+                        let last_ms = first_ms + MINUTE_MS - 1;
+                        if last_ms < start_ms || end_ms < first_ms {
+                            continue;
                         }
+                        if start_ms <= first_ms && last_ms <= end_ms {
+                            sums.add_taken(bucket, &taken);
+                            continue;
+                        }
+                        let items = &edge.items
+                            [dense.starts[minute] as usize..dense.starts[minute + 1] as usize];
+                        let inside = cut(items, (first_ms, last_ms), (start_ms, end_ms), time_of);
+                        self.add_cut(&mut sums, &taken, (messages, filter), bucket, items, inside);
                     }
-                },
-            });
+                }
+            },
+        });
         for &slot in &taken {
             let counts = &sums.slots[slot];
             if !counts.is_empty() {
@@ -567,10 +585,10 @@ impl MessageRollup {
         }
     }
 
-    /// Adds to `sums` the messages of `items` (the sorted items of a cut slice or minute,
-    /// counted in `bucket`) sent in the range: as `bucket` less the items outside the range, or
-    /// as the items inside it, whichever are fewer. Messages in slots the filter does not take
-    /// are skipped unread beyond their channel and type.
+    /// Adds to `sums` the messages of `items[inside]`, those of `items` (the sorted items of a
+    /// cut slice or minute, counted in `bucket`) sent in the range: as those, or as `bucket`
+    /// less the items outside the range, whichever are fewer. Messages in slots the filter does not
+    /// take are skipped unread beyond their channel and type.
     fn add_cut(
         &self,
         sums: &mut Bucket,
@@ -578,27 +596,21 @@ impl MessageRollup {
         (messages, filter): (&[MessageState], SlotFilter),
         bucket: &Bucket,
         items: &[u32],
-        (start_ms, end_ms): (i64, i64),
+        inside: Range<usize>,
     ) {
-        let time_of = |index: u32| messages[index as usize].sent_ms;
-        let first = items.partition_point(|&item| time_of(item) < start_ms);
-        let last = items
-            .partition_point(|&item| time_of(item) <= end_ms)
-            .max(first);
         let taken_state = |index: &u32| {
             let state = &messages[*index as usize];
             filter
                 .takes(state.channel, state.message_type)
                 .then_some(state)
         };
-        let inside = &items[first..last];
         if inside.len() <= items.len() - inside.len() {
-            for state in inside.iter().filter_map(taken_state) {
+            for state in items[inside].iter().filter_map(taken_state) {
                 sums.slots[self.slot_of(state)].add_message(state);
             }
         } else {
             sums.add_taken(bucket, taken);
-            let outside = items[..first].iter().chain(&items[last..]);
+            let outside = items[..inside.start].iter().chain(&items[inside.end..]);
             for state in outside.filter_map(taken_state) {
                 sums.slots[self.slot_of(state)].subtract_message(state);
             }
@@ -740,11 +752,11 @@ mod tests {
         }
         for (start_ms, end_ms) in [(0, 95), (15, 42), (0, 5), (31, 31), (85, 1_000)] {
             let mut seen = Vec::new();
-            buckets.visit(start_ms, end_ms, time_of, |piece| match piece {
+            buckets.visit(start_ms, end_ms, |piece| match piece {
                 Piece::Whole(_) => panic!("no whole bucket in one slice"),
                 Piece::Edge(edge) => {
                     assert_eq!(*edge.bucket as usize, edge.items.len());
-                    seen.extend_from_slice(edge.inside);
+                    seen.extend_from_slice(&edge.items[edge.inside(time_of)]);
                 }
             });
             let expected: Vec<u32> = (0..10)

@@ -37,8 +37,10 @@ pub(crate) struct LatestAction {
 }
 
 /// One message as its events so far describe it. The stages most messages reach (sent,
-/// delivered, opened) are inline; the rare ones (click, failure, actions) live in a box that
-/// only the messages reaching them allocate, which keeps the record at 56 bytes.
+/// delivered, opened) are inline; the times of the rare ones (click, failure, actions) live in
+/// a box that only the messages reaching them allocate, which keeps the record at 56 bytes.
+/// Which rare stages a message reached is also kept inline (`reached`, in what would be
+/// padding), so its status and kind are read without the box.
 #[derive(Debug, Clone)]
 pub(crate) struct MessageState {
     pub user_id: u64,
@@ -49,7 +51,15 @@ pub(crate) struct MessageState {
     rare: Option<Box<RareStages>>,
     pub message_type: NameId,
     pub channel: Channel,
+    /// The rare stages reached: a union of the `REACHED_*` bits.
+    reached: u8,
 }
+
+/// `MessageState::reached` bits.
+const REACHED_CLICK: u8 = 1;
+const REACHED_FAILURE: u8 = 2;
+const REACHED_ACTION: u8 = 4;
+const REACHED_UPGRADE: u8 = 8;
 
 /// The stages few messages reach.
 #[derive(Debug, Clone)]
@@ -59,8 +69,6 @@ struct RareStages {
     /// The earliest action of any kind (with the earliest open: the first engagement).
     first_action: Earliest,
     latest_action: Option<LatestAction>,
-    /// Some action's name contains "upgrade" (a conversion, as the original service counted).
-    converted: bool,
 }
 
 impl RareStages {
@@ -69,7 +77,6 @@ impl RareStages {
         failed: Earliest::NONE,
         first_action: Earliest::NONE,
         latest_action: None,
-        converted: false,
     };
 }
 
@@ -90,11 +97,17 @@ impl MessageState {
             rare: None,
             message_type,
             channel,
+            reached: 0,
         }
     }
 
-    fn rare(&self) -> &RareStages {
-        self.rare.as_deref().unwrap_or(&RareStages::NONE)
+    /// The rare stages' times, if the message reached the stage `bit` (the box is read only
+    /// then).
+    fn rare_if(&self, bit: u8) -> Option<&RareStages> {
+        if self.reached & bit == 0 {
+            return None;
+        }
+        self.rare.as_deref()
     }
 
     fn rare_mut(&mut self) -> &mut RareStages {
@@ -103,27 +116,30 @@ impl MessageState {
 
     /// The earliest click.
     pub(crate) fn clicked(&self) -> Earliest {
-        self.rare().clicked
+        self.rare_if(REACHED_CLICK)
+            .map_or(Earliest::NONE, |rare| rare.clicked)
     }
 
     /// The earliest failure report.
     pub(crate) fn failed(&self) -> Earliest {
-        self.rare().failed
+        self.rare_if(REACHED_FAILURE)
+            .map_or(Earliest::NONE, |rare| rare.failed)
     }
 
     /// The earliest action of any kind.
     pub(crate) fn first_action(&self) -> Earliest {
-        self.rare().first_action
+        self.rare_if(REACHED_ACTION)
+            .map_or(Earliest::NONE, |rare| rare.first_action)
     }
 
     /// The action with the latest time (ties: the one folded later).
     pub(crate) fn latest_action(&self) -> Option<LatestAction> {
-        self.rare().latest_action
+        self.rare_if(REACHED_ACTION)?.latest_action
     }
 
     /// Some action's name contains "upgrade".
     pub(crate) fn converted(&self) -> bool {
-        self.rare().converted
+        self.reached & REACHED_UPGRADE != 0
     }
 
     pub(crate) fn fold_delivered(&mut self, at_ms: i64) {
@@ -149,9 +165,11 @@ impl MessageState {
         if is_click {
             self.opened.keep(at_ms);
         }
+        self.reached |= REACHED_ACTION
+            | if is_click { REACHED_CLICK } else { 0 }
+            | if is_upgrade { REACHED_UPGRADE } else { 0 };
         let rare = self.rare_mut();
         rare.first_action.keep(at_ms);
-        rare.converted |= is_upgrade;
         if is_click {
             rare.clicked.keep(at_ms);
         }
@@ -175,6 +193,7 @@ impl MessageState {
     }
 
     pub(crate) fn fold_failed(&mut self, at_ms: i64) {
+        self.reached |= REACHED_FAILURE;
         self.rare_mut().failed.keep(at_ms);
     }
 
@@ -184,26 +203,30 @@ impl MessageState {
     }
 
     /// The status, and whether the message has no action (0), an action (1) or an upgrade
-    /// action (2): its kind for the rollup, with one look at the rare stages.
+    /// action (2): its kind for the rollup, read from the record alone.
     pub(crate) fn status_and_action(&self) -> (Status, u8) {
-        let rare = self.rare();
-        let status = if rare.clicked.is_some() {
+        let status = if self.reached & REACHED_CLICK != 0 {
             Status::Clicked
         } else if self.opened.is_some() {
             Status::Opened
         } else if self.delivered.is_some() {
             Status::Delivered
-        } else if rare.failed.is_some() {
+        } else if self.reached & REACHED_FAILURE != 0 {
             Status::Failed
         } else {
             Status::Sent
         };
-        let action = if rare.converted {
+        let action = if self.reached & REACHED_UPGRADE != 0 {
             2
         } else {
-            u8::from(rare.latest_action.is_some())
+            u8::from(self.reached & REACHED_ACTION != 0)
         };
         (status, action)
+    }
+
+    /// Some action was taken.
+    pub(crate) fn has_action(&self) -> bool {
+        self.reached & REACHED_ACTION != 0
     }
 
     pub(crate) fn to_message(&self, id: MessageId, names: &Names) -> Message {
@@ -211,7 +234,7 @@ impl MessageState {
             id,
             user_id: UserId(self.user_id),
             channel: self.channel,
-            message_type: names.name(self.message_type).to_string(),
+            message_type: names.shared(self.message_type),
             status: self.status(),
             cost: Money::from_micros(self.cost_micros),
             sent_at: time_from_ms(self.sent_ms),
@@ -219,9 +242,7 @@ impl MessageState {
             opened_at: self.opened.get().map(time_from_ms),
             clicked_at: self.clicked().get().map(time_from_ms),
             failed_at: self.failed().get().map(time_from_ms),
-            action_taken: self
-                .latest_action()
-                .map(|action| names.name(action.name).to_string()),
+            action_taken: self.latest_action().map(|action| names.shared(action.name)),
         }
     }
 }

@@ -244,12 +244,10 @@ impl Selection {
         let mut types = Vec::new();
         for message in messages {
             let next = u32::try_from(types.len()).expect("fewer than 2^32 message types");
-            let message_type = *type_ids
-                .entry(message.message_type.as_str())
-                .or_insert_with(|| {
-                    types.push(message.message_type.clone());
-                    next
-                });
+            let message_type = *type_ids.entry(&*message.message_type).or_insert_with(|| {
+                types.push(message.message_type.to_string());
+                next
+            });
             selected[(message.id.0 - 1) as usize] = Some(Selected {
                 user_id: message.user_id.0,
                 message_type,
