@@ -604,9 +604,13 @@ impl Tally {
         outcome_count: u64,
         impact_micros: i128,
     ) -> Result<CommunicationStats> {
-        let non_zero = |pairs: Vec<(String, u64)>| -> BTreeMap<String, u64> {
-            pairs.into_iter().filter(|(_, count)| *count > 0).collect()
-        };
+        // Names are allocated for the non-zero entries only.
+        fn non_zero<'a>(pairs: impl Iterator<Item = (&'a str, u64)>) -> BTreeMap<String, u64> {
+            pairs
+                .filter(|(_, count)| *count > 0)
+                .map(|(name, count)| (name.to_string(), count))
+                .collect()
+        }
         Ok(CommunicationStats {
             total_messages: self.counts.sent,
             delivered_count: self.counts.delivered,
@@ -626,21 +630,18 @@ impl Tally {
             status_breakdown: non_zero(
                 Status::ALL
                     .iter()
-                    .map(|s| (s.to_string(), self.counts.by_status[*s as usize]))
-                    .collect(),
+                    .map(|s| (s.as_str(), self.counts.by_status[*s as usize])),
             ),
             channel_breakdown: non_zero(
                 Channel::ALL
                     .iter()
-                    .map(|c| (c.to_string(), self.by_channel[c.index()]))
-                    .collect(),
+                    .map(|c| (c.as_str(), self.by_channel[c.index()])),
             ),
             message_type_breakdown: non_zero(
                 self.by_type
                     .iter()
                     .enumerate()
-                    .map(|(id, count)| (names.name(id as u32).to_string(), *count))
-                    .collect(),
+                    .map(|(id, count)| (names.name(id as u32), *count)),
             ),
             outcome_count,
             total_impact: Money::from_sum("total_impact", impact_micros)?,

@@ -78,25 +78,71 @@ impl<B> EdgeSlice<'_, B> {
 }
 
 /// Where the items with a time in `[start_ms, end_ms]` lie in `items`, which are sorted by
-/// time and all fall in `span_ms`. Each search costs a chain of dependent reads (an item's time
-/// is in its record), so a bound outside the span is not searched.
+/// time and all fall in `span_ms`. Every probe reads an item's record, so a bound outside the
+/// span is not searched, and a bound inside it is searched outward from where it would fall if
+/// the items were spread evenly over the span: a few probes, on neighbouring records.
 fn cut(
     items: &[u32],
     (span_first_ms, span_last_ms): (i64, i64),
     (start_ms, end_ms): (i64, i64),
     time_of: impl Fn(u32) -> i64,
 ) -> Range<usize> {
+    let guess = |at_ms: i64| {
+        let offset = i128::from(at_ms - span_first_ms);
+        let span = i128::from(span_last_ms - span_first_ms) + 1;
+        (offset * items.len() as i128 / span) as usize
+    };
     let first = if start_ms <= span_first_ms {
         0
     } else {
-        items.partition_point(|&item| time_of(item) < start_ms)
+        partition_point_near(items, guess(start_ms), |item| time_of(item) < start_ms)
     };
     let last = if end_ms >= span_last_ms {
         items.len()
     } else {
-        items.partition_point(|&item| time_of(item) <= end_ms)
+        partition_point_near(items, guess(end_ms), |item| time_of(item) <= end_ms)
     };
     first..last.max(first)
+}
+
+/// `items.partition_point(before)`, found by galloping outward from `guess` and then
+/// bisecting the bracket: O(log d) probes for an answer d items from the guess.
+fn partition_point_near(items: &[u32], guess: usize, before: impl Fn(u32) -> bool) -> usize {
+    let guess = guess.min(items.len().saturating_sub(1));
+    let bisect =
+        |low: usize, high: usize| low + items[low..high].partition_point(|&item| before(item));
+    if items.is_empty() {
+        return 0;
+    }
+    let mut step = 1;
+    if before(items[guess]) {
+        // The answer is after `guess`: every item up to `low` is before.
+        let mut low = guess + 1;
+        loop {
+            let probe = guess + step;
+            if probe >= items.len() {
+                return bisect(low, items.len());
+            }
+            if !before(items[probe]) {
+                return bisect(low, probe);
+            }
+            low = probe + 1;
+            step *= 2;
+        }
+    } else {
+        // The answer is at or before `guess`: no item from `high` on is before.
+        let mut high = guess;
+        loop {
+            let Some(probe) = guess.checked_sub(step) else {
+                return bisect(0, high);
+            };
+            if before(items[probe]) {
+                return bisect(probe + 1, high);
+            }
+            high = probe;
+            step *= 2;
+        }
+    }
 }
 
 impl<B: Default> TimeBuckets<B> {
@@ -737,6 +783,27 @@ mod tests {
                     u32::from(in_range(slice as i64)),
                     "slice {slice} of {start_ms}..={end_ms}"
                 );
+            }
+        }
+    }
+
+    /// The search from a guess finds what a bisection finds, from any guess, with ties.
+    #[test]
+    fn a_search_from_any_guess_finds_the_partition_point() {
+        for len in 0..40u32 {
+            // Times with runs of equal values: item i at time 3 * (i / 2).
+            let items: Vec<u32> = (0..len).collect();
+            let time_of = |item: u32| i64::from(item / 2) * 3;
+            for threshold in -2..(i64::from(len) * 2 + 2) {
+                let expected = items.partition_point(|&item| time_of(item) < threshold);
+                for guess in 0..(len as usize + 3) {
+                    let found =
+                        partition_point_near(&items, guess, |item| time_of(item) < threshold);
+                    assert_eq!(
+                        found, expected,
+                        "len {len}, threshold {threshold}, guess {guess}"
+                    );
+                }
             }
         }
     }
