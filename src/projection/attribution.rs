@@ -13,7 +13,7 @@
 use crate::event::{Channel, UserId};
 use crate::projection::impact::{Attribution, AttributionLevel, Lags, OutcomeState};
 use crate::projection::names::NameId;
-use crate::projection::rollup::{Piece, TimeBuckets};
+use crate::projection::rollup::{CutSide, Piece, TimeBuckets};
 use crate::projection::status::MessageState;
 use crate::projection::within;
 use crate::projection::{Facts, IdMap, Projection};
@@ -169,13 +169,26 @@ impl Credits {
                 }
             }
             Piece::Edge(edge) => {
-                for &index in &edge.items[edge.inside(time_of)] {
+                let sums_of = |index: u32| {
                     let credit = &self.credits[index as usize];
-                    let key = self.ordinals[&credit.key];
-                    sums[key as usize].add(&OutcomeSums::of(
-                        &outcomes[index as usize],
-                        credit.last_sent_ms,
-                    ));
+                    let sums = OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms);
+                    (self.ordinals[&credit.key] as usize, sums)
+                };
+                match CutSide::of(edge.items, edge.inside(time_of)) {
+                    CutSide::Inside(inside) => {
+                        for (key, outcome) in inside.iter().map(|&index| sums_of(index)) {
+                            sums[key].add(&outcome);
+                        }
+                    }
+                    CutSide::WholeLess(before, after) => {
+                        for (key, entry) in &edge.bucket.entries {
+                            sums[*key as usize].add(entry);
+                        }
+                        for &index in before.iter().chain(after) {
+                            let (key, outcome) = sums_of(index);
+                            sums[key].subtract(&outcome);
+                        }
+                    }
                 }
             }
         });
@@ -198,12 +211,24 @@ impl Credits {
         self.buckets.visit(start_ms, end_ms, |piece| match piece {
             Piece::Whole(bucket) => totals.add(&bucket.total),
             Piece::Edge(edge) => {
-                for &index in &edge.items[edge.inside(time_of)] {
-                    let credit = &self.credits[index as usize];
-                    totals.add(&OutcomeSums::of(
+                let sums_of = |index: u32| {
+                    OutcomeSums::of(
                         &outcomes[index as usize],
-                        credit.last_sent_ms,
-                    ));
+                        self.credits[index as usize].last_sent_ms,
+                    )
+                };
+                match CutSide::of(edge.items, edge.inside(time_of)) {
+                    CutSide::Inside(inside) => {
+                        for &index in inside {
+                            totals.add(&sums_of(index));
+                        }
+                    }
+                    CutSide::WholeLess(before, after) => {
+                        totals.add(&edge.bucket.total);
+                        for &index in before.iter().chain(after) {
+                            totals.subtract(&sums_of(index));
+                        }
+                    }
                 }
             }
         });

@@ -77,6 +77,24 @@ impl<B> EdgeSlice<'_, B> {
     }
 }
 
+/// How to read a cut slice or minute: the items inside the range, or its whole bucket less the
+/// items before and after the range, whichever are fewer.
+pub(crate) enum CutSide<'a> {
+    Inside(&'a [u32]),
+    WholeLess(&'a [u32], &'a [u32]),
+}
+
+impl CutSide<'_> {
+    /// The smaller side of `items` (sorted) cut at `inside`.
+    pub(crate) fn of(items: &[u32], inside: Range<usize>) -> CutSide<'_> {
+        if inside.len() <= items.len() - inside.len() {
+            CutSide::Inside(&items[inside])
+        } else {
+            CutSide::WholeLess(&items[..inside.start], &items[inside.end..])
+        }
+    }
+}
+
 /// Where the items with a time in `[start_ms, end_ms]` lie in `items`, which are sorted by
 /// time and all fall in `span_ms`. Every probe reads an item's record, so a bound outside the
 /// span is not searched, and a bound inside it is searched outward from where it would fall if
@@ -650,15 +668,17 @@ impl MessageRollup {
                 .takes(state.channel, state.message_type)
                 .then_some(state)
         };
-        if inside.len() <= items.len() - inside.len() {
-            for state in items[inside].iter().filter_map(taken_state) {
-                sums.slots[self.slot_of(state)].add_message(state);
+        match CutSide::of(items, inside) {
+            CutSide::Inside(inside) => {
+                for state in inside.iter().filter_map(taken_state) {
+                    sums.slots[self.slot_of(state)].add_message(state);
+                }
             }
-        } else {
-            sums.add_taken(bucket, taken);
-            let outside = items[..inside.start].iter().chain(&items[inside.end..]);
-            for state in outside.filter_map(taken_state) {
-                sums.slots[self.slot_of(state)].subtract_message(state);
+            CutSide::WholeLess(before, after) => {
+                sums.add_taken(bucket, taken);
+                for state in before.iter().chain(after).filter_map(taken_state) {
+                    sums.slots[self.slot_of(state)].subtract_message(state);
+                }
             }
         }
     }
