@@ -250,10 +250,9 @@ impl<B: Default> TimeBuckets<B> {
     }
 }
 
-/// Messages by kind, and their cost: the sums of one slot (one channel × message type), in
-/// one cache line. Counts fit in `u32` because a store holds fewer than 2^32 messages.
+/// Messages by kind, and their cost: the sums of one slot (one channel × message type), 64
+/// bytes. Counts fit in `u32` because a store holds fewer than 2^32 messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[repr(align(64))]
 pub(crate) struct SlotCounts {
     by_kind: [u32; KINDS.len()],
     cost_micros: i128,
@@ -406,27 +405,69 @@ impl SlotCounts {
     }
 }
 
-/// Counts per slot; slot = type ordinal × 4 + channel.
+/// Counts per slot; slot = type ordinal × 4 + channel. Each slot is one cache line, so a query
+/// reads one line per slot it takes.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Bucket {
-    slots: Vec<SlotCounts>,
+    slots: Vec<Line>,
 }
 
+/// A slot's counts, aligned to a cache line (buckets are allocated once, so the aligned
+/// allocation costs nothing at query time).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct Line(SlotCounts);
+
 impl Bucket {
-    /// Adds `other`'s slots listed in `taken`.
-    fn add_taken(&mut self, other: &Bucket, taken: &[usize]) {
-        for &slot in taken {
-            if let Some(counts) = other.slots.get(slot) {
-                self.slots[slot].add(counts);
-            }
-        }
+    fn slot(&self, slot: usize) -> Option<&SlotCounts> {
+        self.slots.get(slot).map(|line| &line.0)
     }
 
     fn slot_mut(&mut self, slot: usize) -> &mut SlotCounts {
         if slot >= self.slots.len() {
-            self.slots.resize(slot + 1, SlotCounts::default());
+            self.slots.resize(slot + 1, Line::default());
         }
-        &mut self.slots[slot]
+        &mut self.slots[slot].0
+    }
+}
+
+/// A query's running sums over the slots its filter takes.
+struct TakenSums {
+    /// The slots taken, in order.
+    slots: Vec<usize>,
+    /// Each slot's place in `slots` and `sums`, or `None` when not taken.
+    places: Vec<Option<u32>>,
+    sums: Vec<SlotCounts>,
+}
+
+impl TakenSums {
+    /// Zero sums over the slots `takes` (by slot number, of `slot_count`).
+    fn new(slot_count: usize, takes: impl Fn(usize) -> bool) -> TakenSums {
+        let slots: Vec<usize> = (0..slot_count).filter(|&slot| takes(slot)).collect();
+        let mut places = vec![None; slot_count];
+        for (place, &slot) in slots.iter().enumerate() {
+            places[slot] = Some(place as u32);
+        }
+        TakenSums {
+            sums: vec![SlotCounts::default(); slots.len()],
+            slots,
+            places,
+        }
+    }
+
+    /// Adds the taken slots of `bucket`.
+    fn add_bucket(&mut self, bucket: &Bucket) {
+        for (sum, &slot) in self.sums.iter_mut().zip(&self.slots) {
+            if let Some(counts) = bucket.slot(slot) {
+                sum.add(counts);
+            }
+        }
+    }
+
+    /// The sums of `slot`, if taken.
+    fn sum_mut(&mut self, slot: usize) -> Option<&mut SlotCounts> {
+        let place = self.places.get(slot).copied().flatten()?;
+        Some(&mut self.sums[place as usize])
     }
 }
 
@@ -610,27 +651,20 @@ impl MessageRollup {
         mut visit: impl FnMut(Channel, NameId, &SlotCounts),
     ) {
         let time_of = |index: u32| messages[index as usize].sent_ms;
-        // Sums per slot over every bucket, then one call per slot.
-        let mut sums = Bucket {
-            slots: vec![SlotCounts::default(); self.types.len() * Channel::ALL.len()],
-        };
         let channel_count = Channel::ALL.len();
-        // The slots the filter takes, in order.
-        let taken: Vec<usize> = (0..sums.slots.len())
-            .filter(|&slot| {
-                filter.takes(
-                    Channel::ALL[slot % channel_count],
-                    self.types[slot / channel_count],
-                )
-            })
-            .collect();
+        // Sums per taken slot over every piece, then one call per slot.
+        let mut sums = TakenSums::new(self.types.len() * channel_count, |slot| {
+            filter.takes(
+                Channel::ALL[slot % channel_count],
+                self.types[slot / channel_count],
+            )
+        });
         self.buckets.visit(start_ms, end_ms, |piece| match piece {
-            Piece::Whole(bucket) => sums.add_taken(bucket, &taken),
+            Piece::Whole(bucket) => sums.add_bucket(bucket),
             Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
                 None => self.add_cut(
                     &mut sums,
-                    &taken,
-                    (messages, filter),
+                    messages,
                     edge.bucket,
                     edge.items,
                     edge.inside(time_of),
@@ -646,19 +680,18 @@ impl MessageRollup {
                             continue;
                         }
                         if start_ms <= first_ms && last_ms <= end_ms {
-                            sums.add_taken(bucket, &taken);
+                            sums.add_bucket(bucket);
                             continue;
                         }
                         let items = &edge.items
                             [dense.starts[minute] as usize..dense.starts[minute + 1] as usize];
                         let inside = cut(items, (first_ms, last_ms), (start_ms, end_ms), time_of);
-                        self.add_cut(&mut sums, &taken, (messages, filter), bucket, items, inside);
+                        self.add_cut(&mut sums, messages, bucket, items, inside);
                     }
                 }
             },
         });
-        for &slot in &taken {
-            let counts = &sums.slots[slot];
+        for (&slot, counts) in sums.slots.iter().zip(&sums.sums) {
             if !counts.is_empty() {
                 visit(
                     Channel::ALL[slot % channel_count],
@@ -671,33 +704,32 @@ impl MessageRollup {
 
     /// Adds to `sums` the messages of `items[inside]`, those of `items` (the sorted items of a
     /// cut slice or minute, counted in `bucket`) sent in the range: as those, or as `bucket`
-    /// less the items outside the range, whichever are fewer. Messages in slots the filter does not
-    /// take are skipped unread beyond their channel and type.
+    /// less the items outside the range, whichever are fewer. Messages in slots the query does
+    /// not take are skipped unread beyond their channel and type.
     fn add_cut(
         &self,
-        sums: &mut Bucket,
-        taken: &[usize],
-        (messages, filter): (&[MessageState], SlotFilter),
+        sums: &mut TakenSums,
+        messages: &[MessageState],
         bucket: &Bucket,
         items: &[u32],
         inside: Range<usize>,
     ) {
-        let taken_state = |index: &u32| {
-            let state = &messages[*index as usize];
-            filter
-                .takes(state.channel, state.message_type)
-                .then_some(state)
-        };
         match CutSide::of(items, inside) {
             CutSide::Inside(inside) => {
-                for state in inside.iter().filter_map(taken_state) {
-                    sums.slots[self.slot_of(state)].add_message(state);
+                for &index in inside {
+                    let state = &messages[index as usize];
+                    if let Some(sum) = sums.sum_mut(self.slot_of(state)) {
+                        sum.add_message(state);
+                    }
                 }
             }
             CutSide::WholeLess(before, after) => {
-                sums.add_taken(bucket, taken);
-                for state in before.iter().chain(after).filter_map(taken_state) {
-                    sums.slots[self.slot_of(state)].subtract_message(state);
+                sums.add_bucket(bucket);
+                for &index in before.iter().chain(after) {
+                    let state = &messages[index as usize];
+                    if let Some(sum) = sums.sum_mut(self.slot_of(state)) {
+                        sum.subtract_message(state);
+                    }
                 }
             }
         }
@@ -831,7 +863,8 @@ mod tests {
     #[test]
     fn a_slot_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<SlotCounts>(), 64);
-        assert_eq!(std::mem::align_of::<SlotCounts>(), 64);
+        assert_eq!(std::mem::size_of::<Line>(), 64);
+        assert_eq!(std::mem::align_of::<Line>(), 64);
     }
 
     /// The search from a guess finds what a bisection finds, from any guess, with ties.
