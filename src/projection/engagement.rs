@@ -345,7 +345,9 @@ impl Projection {
 
         let mut selection = Selection::new();
         // The user's list is sorted by sent time: only the window is visited.
-        for &(_, index) in within(messages, start_ms, end_ms) {
+        let window = within(messages, start_ms, end_ms);
+        self.load_states(user, window.iter());
+        for &(_, index) in window {
             let state = &states[index as usize];
             if matches(state) {
                 selection.add(self.names().name(state.message_type), state);
