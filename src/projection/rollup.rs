@@ -369,6 +369,14 @@ impl SlotCounts {
         self.cost_micros += other.cost_micros;
     }
 
+    /// Takes away `other`, which these counts include.
+    fn subtract(&mut self, other: &SlotCounts) {
+        for (mine, theirs) in self.by_kind.iter_mut().zip(other.by_kind) {
+            *mine -= theirs;
+        }
+        self.cost_micros -= other.cost_micros;
+    }
+
     /// The views' counts of these messages.
     pub(crate) fn counts(&self) -> Counts {
         let mut counts = Counts {
@@ -460,6 +468,15 @@ impl TakenSums {
         for (sum, &slot) in self.sums.iter_mut().zip(&self.slots) {
             if let Some(counts) = bucket.slot(slot) {
                 sum.add(counts);
+            }
+        }
+    }
+
+    /// Takes away the taken slots of `bucket`, which the sums include.
+    fn subtract_bucket(&mut self, bucket: &Bucket) {
+        for (sum, &slot) in self.sums.iter_mut().zip(&self.slots) {
+            if let Some(counts) = bucket.slot(slot) {
+                sum.subtract(counts);
             }
         }
     }
@@ -672,20 +689,39 @@ impl MessageRollup {
                 // A dense slice: whole minutes from their buckets, the cut ones like a cut
                 // slice.
                 Some(dense) => {
-                    let slice_start_ms = edge.slice * SLICE_MS;
-                    for (minute, bucket) in dense.buckets.iter().enumerate() {
-                        let first_ms = slice_start_ms + minute as i64 * MINUTE_MS;
-                        let last_ms = first_ms + MINUTE_MS - 1;
-                        if last_ms < start_ms || end_ms < first_ms {
-                            continue;
-                        }
+                    let span_ms = |minute: usize| {
+                        let first_ms = edge.slice * SLICE_MS + minute as i64 * MINUTE_MS;
+                        (first_ms, first_ms + MINUTE_MS - 1)
+                    };
+                    // Minutes as bit sets: wholly inside the range, and cut by it.
+                    let (mut inside, mut cuts) = (0u16, 0u16);
+                    for minute in 0..MINUTES {
+                        let (first_ms, last_ms) = span_ms(minute);
                         if start_ms <= first_ms && last_ms <= end_ms {
-                            sums.add_bucket(bucket);
-                            continue;
+                            inside |= 1 << minute;
+                        } else if start_ms <= last_ms && first_ms <= end_ms {
+                            cuts |= 1 << minute;
                         }
+                    }
+                    let minutes_in = |set: u16| (0..MINUTES).filter(move |m| set & (1 << m) != 0);
+                    let others = !inside & ((1 << MINUTES) - 1);
+                    // The whole minutes inside, or the slice less the others (the cut ones
+                    // too: their inside part is added below), whichever reads fewer buckets.
+                    if 1 + others.count_ones() < inside.count_ones() {
+                        sums.add_bucket(edge.bucket);
+                        for minute in minutes_in(others) {
+                            sums.subtract_bucket(&dense.buckets[minute]);
+                        }
+                    } else {
+                        for minute in minutes_in(inside) {
+                            sums.add_bucket(&dense.buckets[minute]);
+                        }
+                    }
+                    for minute in minutes_in(cuts) {
                         let items = &edge.items
                             [dense.starts[minute] as usize..dense.starts[minute + 1] as usize];
-                        let inside = cut(items, (first_ms, last_ms), (start_ms, end_ms), time_of);
+                        let inside = cut(items, span_ms(minute), (start_ms, end_ms), time_of);
+                        let bucket = &dense.buckets[minute];
                         self.add_cut(&mut sums, messages, bucket, items, inside);
                     }
                 }
