@@ -409,11 +409,8 @@ impl Projection {
         let oldest_excluded_ms = split_ms.saturating_sub(TREND_WINDOW_MS);
         let mut recent = Counts::default();
         let mut previous = Counts::default();
-        let first = messages.partition_point(|(sent_ms, _)| *sent_ms <= oldest_excluded_ms);
-        for &(sent_ms, index) in &messages[first..] {
-            if sent_ms > now_ms {
-                break;
-            }
+        let window = within(messages, oldest_excluded_ms.saturating_add(1), now_ms);
+        for &(sent_ms, index) in window {
             let state = &states[index as usize];
             if !matches(state) {
                 continue;
