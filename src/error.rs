@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::event::MessageId;
+use crate::limits::SHOWN_VALUE_CHARS_MAX;
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -12,7 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A caller passed a value outside its rule; nothing was appended.
-    #[error("invalid {field}: {value:?} ({rule})")]
+    #[error("invalid {field}: {} ({rule})", quote_value(.value))]
     InvalidInput {
         /// The parameter or field, e.g. `"message_type"`.
         field: &'static str,
@@ -72,6 +73,22 @@ pub enum Error {
         /// The sum, e.g. `"total_cost"`.
         field: &'static str,
     },
+}
+
+/// A caller's value as error messages show it: quoted, and when longer than 64 characters, its
+/// first 64 and its length, so that a pasted megabyte does not flood a terminal or a log.
+///
+/// ```
+/// assert_eq!(commlog::quote_value("sms"), "\"sms\"");
+/// assert_eq!(commlog::quote_value(&"x".repeat(100)), format!("{:?}… (100 characters)", "x".repeat(64)));
+/// ```
+pub fn quote_value(value: &str) -> String {
+    let length = value.chars().count();
+    if length <= SHOWN_VALUE_CHARS_MAX {
+        return format!("{value:?}");
+    }
+    let head: String = value.chars().take(SHOWN_VALUE_CHARS_MAX).collect();
+    format!("{head:?}… ({length} characters)")
 }
 
 impl Error {

@@ -96,7 +96,7 @@ impl FromStr for Channel {
     fn from_str(text: &str) -> Result<Channel> {
         Channel::ALL
             .into_iter()
-            .find(|channel| channel.as_str() == text)
+            .find(|channel| channel.as_str().eq_ignore_ascii_case(text))
             .ok_or_else(|| Error::invalid("channel", text, "must be sms, email, push or in_app"))
     }
 }

@@ -38,7 +38,7 @@ mod stats;
 mod store;
 pub mod workload;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, quote_value};
 pub use event::{
     BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, validate_name,
 };

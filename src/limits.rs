@@ -55,6 +55,16 @@ pub const ATTRIBUTION_WINDOW_MAX: std::time::Duration =
 /// Default alert threshold of a budget, in percent of it.
 pub const BUDGET_ALERT_PERCENT_DEFAULT: u8 = 90;
 
+/// Characters of a caller's value an error message shows (it adds the length of a longer one).
+pub const SHOWN_VALUE_CHARS_MAX: usize = 64;
+
+/// Largest user id accepted: `i64::MAX`, so that every id fits the signed 64-bit integers of
+/// SQL databases, Parquet and Python's JSON readers.
+pub const USER_ID_MAX: u64 = i64::MAX as u64;
+
+/// Pause between attempts to take a store's lock while `Options::lock_timeout` has not run out.
+pub const LOCK_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Largest absolute amount of money accepted from a caller, in dollars.
 pub const MONEY_DOLLARS_MAX: f64 = 9e12;
 

@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -16,10 +16,11 @@ use crate::event::{
     BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, validate_name,
 };
 use crate::limits::{
-    ATTRIBUTION_WINDOW_MAX, BUDGET_ALERT_PERCENT_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    ATTRIBUTION_WINDOW_MAX, BUDGET_ALERT_PERCENT_DEFAULT, LOCK_POLL_INTERVAL, SEGMENT_BYTES_MAX,
+    SEGMENT_BYTES_MIN, USER_ID_MAX,
 };
 use crate::log::replay::{self, Mode};
-use crate::log::segment::{FILE_MODE, create_directory};
+use crate::log::segment::{DIRECTORY_MODE, FILE_MODE};
 use crate::log::{OpenReport, Options, SharedLog, SyncPolicy};
 use crate::message::{FinancialOutcome, Message};
 use crate::money::Money;
@@ -66,8 +67,9 @@ struct Writer {
 }
 
 impl Store {
-    /// Opens the store in `dir` for writing with default [`Options`] (creating the directory
-    /// if missing), replaying the log.
+    /// Opens the store in `dir` for writing with default [`Options`], replaying the log. A
+    /// missing `dir` is created (but not its parent: a missing parent is
+    /// [`Error::InvalidInput`], so a mistyped path never grows a tree of directories).
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;
@@ -81,14 +83,16 @@ impl Store {
 
     /// Opens the store in `dir` for writing with `options`.
     ///
-    /// Fails with [`Error::Locked`] if another process has it open for writing, and with
+    /// Fails with [`Error::Locked`] if another process has it open for writing (after waiting
+    /// up to `options.lock_timeout` for it to close), with [`Error::InvalidInput`] if `dir` is
+    /// not a directory or its parent does not exist, and with
     /// [`Error::Corruption`] (changing nothing on disk) if durable bytes are damaged. A torn
     /// tail is copied to `quarantine/` and cut off; [`Store::open_report`] says so.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
         validate_options(&options)?;
-        create_directory(&dir)?;
-        let lock_file = lock_directory(&dir)?;
+        create_store_directory(&dir)?;
+        let lock_file = lock_directory(&dir, options.lock_timeout)?;
         let (projection, replayed) = replay::replay_parallel(
             &dir,
             Mode::Write,
@@ -134,10 +138,7 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         let metadata = std::fs::metadata(&dir).map_err(|source| Error::io(&dir, source))?;
         if !metadata.is_dir() {
-            return Err(Error::io(
-                &dir,
-                std::io::Error::from(std::io::ErrorKind::NotADirectory),
-            ));
+            return Err(not_a_directory("dir", &dir));
         }
         let (projection, replayed) = replay::replay_parallel(
             &dir,
@@ -625,7 +626,52 @@ fn validate_user(user: UserId) -> Result<UserId> {
     if user.0 == 0 {
         return Err(Error::invalid("user_id", user.0, "must be at least 1"));
     }
+    if user.0 > USER_ID_MAX {
+        return Err(Error::invalid(
+            "user_id",
+            user.0,
+            "must be at most 9223372036854775807 (i64::MAX)",
+        ));
+    }
     Ok(user)
+}
+
+fn not_a_directory(field: &'static str, path: &Path) -> Error {
+    Error::invalid(field, path.display(), "is not a directory")
+}
+
+/// Creates the store's directory, readable by its owner only, if it is missing. Its parent
+/// must exist: commlog creates one directory, never a path of them.
+fn create_store_directory(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => return Ok(()),
+        Ok(_) => return Err(not_a_directory("dir", dir)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(Error::io(dir, source)),
+    }
+    // `Path::parent` of a relative single name is "", the working directory.
+    let parent = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(parent) {
+        Ok(metadata) if metadata.is_dir() => {}
+        Ok(_) => return Err(not_a_directory("parent of dir", parent)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::invalid(
+                "parent of dir",
+                parent.display(),
+                "does not exist; commlog creates the store directory, not its parents",
+            ));
+        }
+        Err(source) => return Err(Error::io(parent, source)),
+    }
+    match std::fs::DirBuilder::new().mode(DIRECTORY_MODE).create(dir) {
+        Ok(()) => Ok(()),
+        // Another process made it first: fine if it is a directory.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(source) => Err(Error::io(dir, source)),
+    }
 }
 
 fn validate_filter(filter: &StatsFilter) -> Result<()> {
@@ -673,8 +719,9 @@ const LOCK_ATTEMPTS: u32 = 20;
 /// Pause between attempts: at most 20 ms in all, never a hang.
 const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// Takes the store's exclusive lock, or says who holds it.
-fn lock_directory(dir: &Path) -> Result<File> {
+/// Takes the store's exclusive lock, waiting up to `timeout` for another writer to release
+/// it, or says who holds it.
+fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result<File> {
     let path = dir.join(LOCK_FILE_NAME);
     let mut file = OpenOptions::new()
         .read(true)
@@ -686,12 +733,19 @@ fn lock_directory(dir: &Path) -> Result<File> {
         .map_err(|source| Error::io(&path, source))?;
     // A child this process is forking shares the lock's open file until it execs: such a
     // moment is waited out, briefly, rather than reported as another writer.
+    // No deadline (a timeout past the end of time) waits as long as it takes.
+    let deadline = std::time::Instant::now().checked_add(timeout);
     let mut attempts = 0;
     let locked = loop {
         match file.try_lock() {
             Err(std::fs::TryLockError::WouldBlock) if attempts < LOCK_ATTEMPTS => {
                 attempts += 1;
                 std::thread::sleep(LOCK_RETRY_INTERVAL);
+            }
+            Err(std::fs::TryLockError::WouldBlock)
+                if deadline.is_none_or(|deadline| std::time::Instant::now() < deadline) =>
+            {
+                std::thread::sleep(LOCK_POLL_INTERVAL);
             }
             locked => break locked,
         }

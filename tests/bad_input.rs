@@ -89,6 +89,14 @@ fn assert_invalid(error: &Error, field: &str, value: &str) {
             text.contains("\"\"") || text.contains("empty"),
             "{text:?} does not show the empty value"
         );
+    } else if value.chars().count() > 64 {
+        // A long value is shown by its first 64 characters and its length.
+        let head: String = value.chars().take(64).collect();
+        let length = format!("({} characters)", value.chars().count());
+        assert!(
+            text.contains(&head) && text.contains(&length) && !text.contains(value),
+            "{text:?} does not show the long value {value:?} by its head and length"
+        );
     } else {
         assert!(
             text.contains(value),
@@ -338,8 +346,20 @@ fn names_of_64_bytes_using_every_allowed_character_are_accepted() {
 }
 
 #[test]
+fn channel_names_are_read_in_any_case() {
+    for (text, channel) in [
+        ("SMS", Channel::Sms),
+        ("Email", Channel::Email),
+        ("PUSH", Channel::Push),
+        ("In_App", Channel::InApp),
+    ] {
+        assert_eq!(text.parse::<Channel>().unwrap(), channel);
+    }
+}
+
+#[test]
 fn an_unknown_channel_string_is_rejected() {
-    for text in ["fax", "", "SMS", "in-app", "inapp"] {
+    for text in ["fax", "", "in-app", "inapp", "sms "] {
         let error = text.parse::<Channel>().unwrap_err();
         assert_invalid(&error, "channel", text);
     }

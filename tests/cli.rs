@@ -985,11 +985,17 @@ fn commlog_dir_is_honored_when_dir_is_absent() {
     assert_eq!(stats_of(&from_env).total_messages, 1);
     assert_eq!(stats_of(&from_flag).total_messages, 1);
 
-    // Neither: commlog-demo in the working directory.
+    // Neither: a command that writes refuses to guess (it never writes into commlog-demo,
+    // which the next demo may replace), and creates nothing.
     let mut command = cli();
-    command.current_dir(temp.path()).args(sent);
-    assert_eq!(finish(command).code, 0);
-    assert_eq!(segments(&temp.path().join("commlog-demo")).len(), 1);
+    command
+        .current_dir(temp.path())
+        .env_remove("COMMLOG_DIR")
+        .args(sent);
+    let output = finish(command);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(output.stderr.contains("--dir"), "{output:?}");
+    assert!(!temp.path().join("commlog-demo").exists());
     assert_eq!(stats_of(&from_env).total_messages, 1);
 }
 
@@ -1243,10 +1249,64 @@ fn bad_arguments_exit_1() {
         &["track", "opened", "--message", "99"],
         &["track", "action", "--message", "99", "--action", "clicked"],
         &["track", "failed", "--message", "99", "--reason", "bounced"],
-        &["track", "delivered", "--message", "0"],
     ] {
         let line = fails(dir, command, 1);
         assert!(line.contains("unknown message"), "{command:?}: {line}");
+    }
+    for command in [
+        &["track", "delivered", "--message", "0"][..],
+        &["track", "delivered", "--message", "-1"],
+        &["history", "--user", "1", "--limit", "-1"],
+        &["history", "--user", "1", "--limit", "0"],
+        &["history", "--user", "-5"],
+        &["stats", "--user", "-5"],
+        &["engagement", "--user", "-5"],
+        &["channels", "--user", "-5"],
+        &["costs", "--user", "-5"],
+        &["impact", "--user", "-5"],
+        &[
+            "track",
+            "sent",
+            "--user",
+            "-5",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+        ],
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "-5",
+            "--outcome",
+            "x",
+            "--amount",
+            "1",
+        ],
+    ] {
+        let line = fails(dir, command, 1);
+        assert!(line.contains("must be at least 1"), "{command:?}: {line}");
+    }
+    for command in [
+        &["history", "--user", "9223372036854775808"][..],
+        &["stats", "--user", "18446744073709551615"],
+        &[
+            "track",
+            "sent",
+            "--user",
+            "18446744073709551615",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+        ],
+    ] {
+        let line = fails(dir, command, 1);
+        assert!(
+            line.contains("must be at most 9223372036854775807"),
+            "{command:?}: {line}"
+        );
     }
     assert_eq!(snapshot(dir), before, "a rejected call appended nothing");
     assert_eq!(stats_of(dir).total_messages, 1);
@@ -1494,10 +1554,12 @@ fn parse_errors_are_one_line_and_json_with_json() {
 }
 
 #[test]
-fn a_locked_store_exits_2_promptly() {
+fn a_locked_store_exits_2_promptly_with_wait_0() {
     let temp = temp();
     let dir = temp.path();
     let sent = [
+        "--wait",
+        "0",
         "track",
         "sent",
         "--user",
@@ -1543,10 +1605,16 @@ fn a_locked_store_exits_2_promptly() {
             "x",
             "--amount",
             "1",
+            "--wait",
+            "0",
         ],
         2,
     );
-    fails(dir, &["track", "delivered", "--message", "1"], 2);
+    fails(
+        dir,
+        &["track", "delivered", "--message", "1", "--wait", "0"],
+        2,
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 
     // Readers are not kept out by a writer.
@@ -1951,4 +2019,151 @@ fn demo_refuses_a_directory_it_did_not_make() {
     let zero_dir = temp.path().join("zero");
     fails(&zero_dir, &["-q", "demo", "--messages", "0"], 1);
     fails(&zero_dir, &["-q", "demo", "--threads", "0"], 1);
+}
+
+#[test]
+fn commands_that_write_need_a_named_store() {
+    let temp = temp();
+    let source = temp.path().join("dump");
+    fs::create_dir(&source).unwrap();
+    for args in [
+        &[
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+        ][..],
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "1",
+            "--outcome",
+            "x",
+            "--amount",
+            "1",
+        ],
+        &["track", "delivered", "--message", "1"],
+        &[
+            "budget", "set", "--scope", "all", "--month", "2025-01", "--amount", "10",
+        ],
+        &["import", "--from-sql-export", "dump"],
+    ] {
+        let mut command = cli();
+        command.current_dir(temp.path()).args(args);
+        let output = finish(command);
+        assert_eq!(output.code, 1, "{args:?}: {output:?}");
+        assert!(
+            output.stderr.contains("--dir") && output.stderr.contains("COMMLOG_DIR"),
+            "{args:?}: {output:?}"
+        );
+        assert!(!temp.path().join("commlog-demo").exists(), "{args:?}");
+    }
+    // Read commands keep the demo's directory as their default (and never create it).
+    let mut command = cli();
+    command.current_dir(temp.path()).args(["stats"]);
+    let output = finish(command);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(output.stderr.contains("commlog-demo"), "{output:?}");
+    assert!(!temp.path().join("commlog-demo").exists());
+}
+
+#[test]
+fn a_store_under_a_missing_parent_or_a_file_is_refused() {
+    let temp = temp();
+    let sent = [
+        "track",
+        "sent",
+        "--user",
+        "1",
+        "--channel",
+        "sms",
+        "--type",
+        "x",
+    ];
+    let nested = temp.path().join("missing").join("store");
+    let line = fails(&nested, &sent, 1);
+    assert!(
+        line.contains("missing") && line.contains("does not exist"),
+        "{line}"
+    );
+    assert!(!temp.path().join("missing").exists());
+
+    let file = temp.path().join("a-file");
+    fs::write(&file, b"x").unwrap();
+    for args in [
+        &sent[..],
+        &["stats"],
+        &["history", "--user", "1"],
+        &["info"],
+    ] {
+        let line = fails(&file, args, 1);
+        assert!(line.contains("is not a directory"), "{args:?}: {line}");
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
+fn four_processes_tracking_at_once_wait_their_turn() {
+    let temp = temp();
+    let dir = temp.path().join("store");
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let dir = dir.clone();
+            thread::spawn(move || {
+                let mut failures = Vec::new();
+                for call in 0..100 {
+                    let user = (writer * 100 + call + 1).to_string();
+                    let output = run(
+                        &dir,
+                        &[
+                            "track",
+                            "sent",
+                            "--user",
+                            &user,
+                            "--channel",
+                            "sms",
+                            "--type",
+                            "x",
+                        ],
+                    );
+                    if output.code != 0 {
+                        failures.push(output);
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<Output> = writers
+        .into_iter()
+        .flat_map(|writer| writer.join().unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+
+    let store = Store::open_read_only(&dir).unwrap();
+    let mut ids = Vec::new();
+    let mut users = Vec::new();
+    for user in 1..=400u64 {
+        let history = store.get_user_communication_history(user, 10).unwrap();
+        assert_eq!(history.len(), 1, "user {user}");
+        ids.push(history[0].id.0);
+        users.push(history[0].user_id.0);
+    }
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (1..=400).collect::<Vec<u64>>(),
+        "ids 1..400, each once"
+    );
+    assert_eq!(store.open_report().events, 400);
 }

@@ -352,3 +352,120 @@ fn a_read_only_open_beside_a_writer_sees_what_it_flushed() {
     let again = Store::open(dir.path()).unwrap();
     assert_eq!(again.open_report().events, 110);
 }
+
+#[test]
+fn an_open_waits_for_the_lock_up_to_lock_timeout() {
+    let dir = TempDir::new().unwrap();
+    let writer = Store::open_with(dir.path(), never()).unwrap();
+    writer
+        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.05, t0())
+        .unwrap();
+
+    // Held for longer than the timeout: Locked, after waiting it out.
+    let briefly = Options {
+        lock_timeout: std::time::Duration::from_millis(50),
+        ..never()
+    };
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        Store::open_with(dir.path(), briefly),
+        Err(Error::Locked { .. })
+    ));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+
+    // Released while the second writer waits: it opens and sees the first writer's events.
+    let patient = Options {
+        lock_timeout: std::time::Duration::from_secs(60),
+        ..never()
+    };
+    let closer = thread::spawn(move || {
+        thread::sleep(std::time::Duration::from_millis(100));
+        writer.close().unwrap();
+    });
+    let second = Store::open_with(dir.path(), patient).unwrap();
+    closer.join().unwrap();
+    assert_eq!(second.open_report().events, 1);
+    let message = second
+        .track_message_sent_at(2, Channel::Email, "low_balance", 0.05, t0())
+        .unwrap();
+    assert_eq!(message.id, MessageId(2));
+}
+
+#[test]
+fn a_store_directory_is_created_only_under_an_existing_parent() {
+    let temp = TempDir::new().unwrap();
+    let nested = temp.path().join("missing").join("store");
+    match Store::open(&nested) {
+        Err(error @ Error::InvalidInput { .. }) => {
+            let text = error.to_string();
+            assert!(
+                text.contains("missing") && text.contains("does not exist"),
+                "{text}"
+            );
+        }
+        Err(other) => panic!("expected InvalidInput, got {other:?}"),
+        Ok(_) => panic!("opened a store under a missing parent"),
+    }
+    assert!(!temp.path().join("missing").exists(), "nothing created");
+
+    let file = temp.path().join("a-file");
+    fs::write(&file, b"not a store").unwrap();
+    for result in [
+        Store::open(&file).map(drop),
+        Store::open_read_only(&file).map(drop),
+    ] {
+        match result {
+            Err(error @ Error::InvalidInput { .. }) => {
+                assert!(error.to_string().contains("is not a directory"), "{error}")
+            }
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"not a store");
+
+    // A missing store directory under an existing parent is created.
+    let store = Store::open(temp.path().join("store")).unwrap();
+    assert_eq!(store.open_report().events, 0);
+}
+
+#[test]
+fn user_ids_above_i64_max_are_refused_everywhere() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open_with(dir.path(), never()).unwrap();
+    let too_large = i64::MAX as u64 + 1;
+    let before = snapshot(dir.path());
+    for error in [
+        store
+            .track_message_sent_at(too_large, Channel::Sms, "x", 0.0, t0())
+            .map(drop)
+            .unwrap_err(),
+        store
+            .track_financial_outcome_at(u64::MAX, "x", 1.0, t0())
+            .map(drop)
+            .unwrap_err(),
+        store
+            .get_user_communication_history(too_large, 10)
+            .map(drop)
+            .unwrap_err(),
+        store
+            .get_communication_stats(&StatsFilter::new().user(too_large))
+            .map(drop)
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                &error,
+                Error::InvalidInput {
+                    field: "user_id",
+                    ..
+                }
+            ) && error.to_string().contains("9223372036854775807"),
+            "{error}"
+        );
+    }
+    assert_eq!(snapshot(dir.path()), before);
+    let largest = store
+        .track_message_sent_at(i64::MAX as u64, Channel::Sms, "x", 0.0, t0())
+        .unwrap();
+    assert_eq!(largest.user_id.0, i64::MAX as u64);
+}

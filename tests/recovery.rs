@@ -294,6 +294,7 @@ fn clean_report(store: &Store, segments: u64, events: u64) {
         OpenReport {
             segments,
             events,
+            last_seq: events,
             truncated_bytes: 0,
             quarantined: None
         },

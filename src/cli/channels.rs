@@ -12,7 +12,7 @@ use crate::cli::{CliError, DayEdge, Global, parse_time};
 #[derive(Debug, Args)]
 pub(crate) struct ChannelsArgs {
     /// Only this user's messages and outcomes.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::input::user_id, allow_negative_numbers = true)]
     user: Option<u64>,
     /// Only this message type (and the outcomes credited to it).
     #[arg(long = "type")]
@@ -39,7 +39,7 @@ enum PeriodArg {
 impl ChannelsArgs {
     /// The common filters of `stats` but `--channel`: the report compares every channel.
     fn filter(&self) -> Result<EffectivenessFilter, CliError> {
-        let time = |flag: &str, text: &Option<String>, edge: DayEdge| {
+        let time = |flag: &'static str, text: &Option<String>, edge: DayEdge| {
             text.as_deref()
                 .map(|text| parse_time(flag, text, edge))
                 .transpose()

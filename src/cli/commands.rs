@@ -2,12 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use commlog::{Money, OpenReport, Options, Store, SyncPolicy};
+use commlog::{Money, OpenReport};
 use serde::Serialize;
 
 use crate::cli::output::{self, Table, count, print_json, write_stdout};
 use crate::cli::{
-    CliError, DayEdge, Global, StatsArgs, parse_channel, parse_time, segment_bytes_on_disk,
+    CliError, DayEdge, Global, StatsArgs, input, parse_channel, parse_time, segment_bytes_on_disk,
 };
 
 #[derive(Debug, Subcommand)]
@@ -18,10 +18,10 @@ pub(crate) enum TrackCommand {
     )]
     Sent {
         /// Recipient user id (≥ 1).
-        #[arg(long)]
+        #[arg(long, value_parser = input::user_id, allow_negative_numbers = true)]
         user: u64,
-        /// sms, email, push or in_app.
-        #[arg(long)]
+        /// sms, email, push or in_app (any case).
+        #[arg(long, value_parser = input::CHANNEL_VALUES, ignore_case = true)]
         channel: String,
         /// Message type, e.g. low_balance.
         #[arg(long = "type")]
@@ -29,7 +29,7 @@ pub(crate) enum TrackCommand {
         /// Cost in dollars.
         #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
         cost: f64,
-        /// When (RFC 3339 or YYYY-MM-DD); default now.
+        /// When (RFC 3339, YYYY-MM-DD, or YYYY-MM-DD HH:MM:SS as UTC); default now.
         #[arg(long)]
         at: Option<String>,
     },
@@ -65,7 +65,7 @@ pub(crate) enum TrackCommand {
     )]
     Outcome {
         /// The user id (≥ 1).
-        #[arg(long)]
+        #[arg(long, value_parser = input::user_id, allow_negative_numbers = true)]
         user: u64,
         /// What happened, e.g. bill_paid_on_time.
         #[arg(long)]
@@ -73,7 +73,7 @@ pub(crate) enum TrackCommand {
         /// Value in dollars (negative: a loss).
         #[arg(long, allow_negative_numbers = true)]
         amount: f64,
-        /// When (RFC 3339 or YYYY-MM-DD); default now.
+        /// When (RFC 3339, YYYY-MM-DD, or YYYY-MM-DD HH:MM:SS as UTC); default now.
         #[arg(long)]
         at: Option<String>,
     },
@@ -81,10 +81,10 @@ pub(crate) enum TrackCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct MessageTime {
-    /// The message id.
-    #[arg(long)]
+    /// The message id (≥ 1).
+    #[arg(long, value_parser = input::at_least_one, allow_negative_numbers = true)]
     message: u64,
-    /// When (RFC 3339 or YYYY-MM-DD); default now.
+    /// When (RFC 3339, YYYY-MM-DD, or YYYY-MM-DD HH:MM:SS as UTC); default now.
     #[arg(long)]
     at: Option<String>,
 }
@@ -100,6 +100,7 @@ impl MessageTime {
 
 /// Appends one event with SyncPolicy::Always: when the command returns, it is durable.
 pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliError> {
+    global.check_dir_named("track")?;
     let at = |text: &Option<String>| {
         text.as_deref()
             .map(|text| parse_time("--at", text, DayEdge::Start))
@@ -109,13 +110,12 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
     // nothing, and never creates a store.
     let channel = match command {
         TrackCommand::Sent {
-            user,
             channel,
             message_type,
             cost,
             at: time,
+            ..
         } => {
-            check_user(*user)?;
             commlog::validate_name("message_type", message_type)?;
             check_money("cost", *cost)?;
             if *cost < 0.0 {
@@ -125,12 +125,11 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             Some(parse_channel(channel)?)
         }
         TrackCommand::Outcome {
-            user,
             outcome,
             amount,
             at: time,
+            ..
         } => {
-            check_user(*user)?;
             commlog::validate_name("outcome", outcome)?;
             check_money("amount", *amount)?;
             at(time)?;
@@ -141,22 +140,11 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
         | TrackCommand::Action { .. }
         | TrackCommand::Failed { .. } => {
             // Such an event needs a tracked message, so a store that exists.
-            if !global.dir.is_dir() {
-                return Err(CliError::Usage(format!(
-                    "no store at {}: the directory does not exist",
-                    global.dir.display()
-                )));
-            }
+            global.check_store_exists()?;
             None
         }
     };
-    let store = Store::open_with(
-        &global.dir,
-        Options {
-            sync: SyncPolicy::Always,
-            ..Options::default()
-        },
-    )?;
+    let store = global.open_for_writing("track")?;
     let message = match command {
         TrackCommand::Sent {
             user,
@@ -219,13 +207,6 @@ fn invalid(field: &'static str, value: impl ToString, rule: &'static str) -> Cli
     .into()
 }
 
-fn check_user(user: u64) -> Result<(), CliError> {
-    if user == 0 {
-        return Err(invalid("user_id", user, "must be at least 1"));
-    }
-    Ok(())
-}
-
 /// The library's money rule (finite, within ±9e12 dollars), checked before opening the store.
 fn check_money(field: &'static str, dollars: f64) -> Result<(), CliError> {
     Money::from_dollars(dollars).map(drop).map_err(|_| {
@@ -240,16 +221,17 @@ fn check_money(field: &'static str, dollars: f64) -> Result<(), CliError> {
 #[derive(Debug, Args)]
 pub(crate) struct HistoryArgs {
     /// The user id (≥ 1).
-    #[arg(long)]
+    #[arg(long, value_parser = input::user_id, allow_negative_numbers = true)]
     user: u64,
-    /// At most this many messages.
-    #[arg(long, default_value_t = 100)]
-    limit: usize,
+    /// At most this many messages (≥ 1).
+    #[arg(long, default_value_t = 100, value_parser = input::at_least_one, allow_negative_numbers = true)]
+    limit: u64,
 }
 
 pub(crate) fn history(global: &Global, args: &HistoryArgs) -> Result<(), CliError> {
     let store = global.open_read_only()?;
-    let messages = store.get_user_communication_history(args.user, args.limit)?;
+    let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
+    let messages = store.get_user_communication_history(args.user, limit)?;
     if global.json {
         return print_json(&messages);
     }
@@ -283,12 +265,7 @@ struct Info {
 }
 
 pub(crate) fn info(global: &Global) -> Result<(), CliError> {
-    if !global.dir.is_dir() {
-        return Err(CliError::Usage(format!(
-            "no store at {}: the directory does not exist",
-            global.dir.display()
-        )));
-    }
+    global.check_store_exists()?;
     let mut event_range: Option<(i64, i64)> = None;
     let mut appended_range: Option<(i64, i64)> = None;
     let (mut messages, mut outcomes) = (0u64, 0u64);

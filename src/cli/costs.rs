@@ -2,9 +2,7 @@
 //! `budget set` (plan a month's spend).
 
 use clap::{Args, Subcommand};
-use commlog::{
-    BudgetScope, CostFilter, CostReport, CostSummary, Money, Month, Options, SyncPolicy,
-};
+use commlog::{BudgetScope, CostFilter, CostReport, CostSummary, Money, Month};
 use serde::Serialize;
 
 use crate::cli::output::{self, Table, count, print_json, write_stdout};
@@ -30,8 +28,8 @@ pub(crate) enum BudgetCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct BudgetSetArgs {
-    /// What spend it covers: sms, email, push, in_app or all.
-    #[arg(long)]
+    /// What spend it covers: sms, email, push, in_app or all (any case).
+    #[arg(long, value_parser = crate::cli::input::SCOPE_VALUES, ignore_case = true)]
     scope: String,
     /// The month it covers, YYYY-MM (UTC).
     #[arg(long)]
@@ -77,6 +75,7 @@ struct BudgetSet {
 /// Appends one BudgetSet with SyncPolicy::Always: when the command returns, it is durable.
 pub(crate) fn budget(global: &Global, command: &BudgetCommand) -> Result<(), CliError> {
     let BudgetCommand::Set(args) = command;
+    global.check_dir_named("budget set")?;
     // Check everything before the store is opened: bad input touches nothing, and never
     // creates a store.
     let scope: BudgetScope = args.scope.parse()?;
@@ -115,13 +114,7 @@ pub(crate) fn budget(global: &Global, command: &BudgetCommand) -> Result<(), Cli
                 "must be 1 to 100",
             )
         })?;
-    let store = commlog::Store::open_with(
-        &global.dir,
-        Options {
-            sync: SyncPolicy::Always,
-            ..Options::default()
-        },
-    )?;
+    let store = global.open_for_writing("budget set")?;
     store.set_budget(scope, &args.month, args.amount, Some(alert_percent))?;
     store.close()?;
     let set = BudgetSet {

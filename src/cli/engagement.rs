@@ -34,13 +34,13 @@ const MONTHS: [&str; 12] = [
 #[derive(Debug, Clone, Args)]
 pub(crate) struct EngagementArgs {
     /// The user id (≥ 1).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::input::user_id, allow_negative_numbers = true)]
     user: u64,
     /// Only this message type (the trend too).
     #[arg(long = "type")]
     message_type: Option<String>,
-    /// Only this channel: sms, email, push, in_app (the trend too).
-    #[arg(long)]
+    /// Only this channel: sms, email, push, in_app, any case (the trend too).
+    #[arg(long, value_parser = crate::cli::input::CHANNEL_VALUES, ignore_case = true)]
     channel: Option<String>,
     /// Only messages sent from this time (RFC 3339 or YYYY-MM-DD), inclusive; the trend ignores
     /// it.

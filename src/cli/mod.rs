@@ -9,20 +9,24 @@ mod engagement;
 mod export;
 mod impact;
 mod import;
+mod input;
 mod output;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use clap::{Parser, Subcommand};
-use commlog::{Channel, Error, StatsFilter, Store};
+use commlog::{Channel, Error, Options, StatsFilter, Store, SyncPolicy};
+
+pub(crate) use input::parse_time;
 
 /// commlog: an embedded event-sourced store for communication analytics.
 ///
-/// Every command works on the store in --dir. Read commands (history, stats, info, export)
-/// open it read-only and replay its log; they never create a store.
+/// Every command works on the store in --dir. Commands that write (track, budget set, import)
+/// need --dir or $COMMLOG_DIR. Read-only commands (history, stats, info, engagement, channels,
+/// costs, impact, export) open the store read-only and replay its log; they never create a
+/// store, and default to commlog-demo.
 #[derive(Debug, Parser)]
 #[command(
     name = "commlog",
@@ -31,15 +35,13 @@ use commlog::{Channel, Error, StatsFilter, Store};
     after_help = "Example:\n  commlog demo --messages 100000\n  commlog --dir commlog-demo stats --channel sms --start 2025-01-01 --end 2025-01-07"
 )]
 pub(crate) struct Cli {
-    /// Store directory [default: $COMMLOG_DIR, else commlog-demo]
-    #[arg(
-        long,
-        global = true,
-        env = "COMMLOG_DIR",
-        default_value = "commlog-demo",
-        hide_default_value = true
-    )]
-    dir: PathBuf,
+    /// Store directory [default: $COMMLOG_DIR; read-only commands and demo: else commlog-demo]
+    #[arg(long, global = true, env = "COMMLOG_DIR", hide_env_values = true)]
+    dir: Option<PathBuf>,
+    /// Commands that write: wait up to this many seconds for another writer to close the
+    /// store (0: fail at once if it is locked).
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10.0)]
+    wait: f64,
     /// Print results (and errors) as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -55,57 +57,57 @@ enum Command {
     /// Generate the reference workload into a demo store and report what it measures.
     #[command(after_help = "Example:\n  commlog demo --messages 100000 --threads 2")]
     Demo(demo::DemoArgs),
-    /// Track one event (appends to the log; creates the store if missing).
+    /// Track one event (writes: appends to the log of --dir, creating the store if missing).
     #[command(
         subcommand,
         after_help = "Example:\n  commlog track sent --user 123 --channel sms --type low_balance --cost 0.05"
     )]
     Track(commands::TrackCommand),
-    /// A user's messages, newest first.
+    /// Read-only: a user's messages, newest first.
     #[command(after_help = "Example:\n  commlog history --user 123 --limit 10")]
     History(commands::HistoryArgs),
-    /// Delivery, open, click and action counts and rates, costs, outcomes.
+    /// Read-only: delivery, open, click and action counts and rates, costs, outcomes.
     #[command(
         after_help = "Example:\n  commlog stats --channel sms --start 2025-01-01 --end 2025-01-07"
     )]
     Stats(StatsArgs),
-    /// Segments, events, bytes, time range and the open report of the store.
+    /// Read-only: segments, events, bytes, time range and the open report of the store.
     #[command(after_help = "Example:\n  commlog --json info")]
     Info,
-    /// Write events (or messages) as JSON lines, CSV or Parquet.
+    /// Read-only: write the store's events (or messages) as JSON lines, CSV or Parquet.
     #[command(
         after_help = "Example:\n  commlog export --format csv --out events.csv --channel email"
     )]
     Export(export::ExportArgs),
-    /// Import the original service's SQL export (CSV files) into a new or empty store.
+    /// Import the original service's SQL export (CSV files) into a new or empty store (writes).
     #[command(after_help = "Example:\n  commlog --dir data import --from-sql-export dump/")]
     Import(import::ImportArgs),
-    /// One user's engagement: received, engaged and ignored per channel and message type, when
+    /// Read-only: one user's engagement: received, engaged and ignored per channel and message type, when
     /// and how fast they engage, the 30-day trend and the preferred channel.
     #[command(
         after_help = "Example:\n  commlog engagement --user 123\n  commlog --json engagement --user 123 --channel email --start 2025-01-01 --end 2025-03-31"
     )]
     Engagement(engagement::EngagementArgs),
-    /// Channel effectiveness per channel and message type, the winning channel of each type,
+    /// Read-only: channel effectiveness per channel and message type, the winning channel of each type,
     /// and an optional time series (--period).
     #[command(
         after_help = "Example:\n  commlog channels --type low_balance --period week --start 2025-01-01 --end 2025-01-31"
     )]
     Channels(channels::ChannelsArgs),
-    /// Spend per channel, message type, month and day; cost per delivered message, response
+    /// Read-only: spend per channel, message type, month and day; cost per delivered message, response
     /// and conversion; each budget against its month's spend.
     #[command(
         after_help = "Example:\n  commlog costs --month 2025-01\n  commlog --json costs --channel sms --start 2025-01-01 --end 2025-01-15"
     )]
     Costs(costs::CostsArgs),
-    /// Plan spend: set a month's budget for one channel or all channels.
+    /// Plan spend: set a month's budget for one channel or all channels (writes).
     #[command(
         subcommand,
         after_help = "Example:\n  commlog budget set --scope all --month 2025-01 --amount 1000 --alert-percent 90"
     )]
     Budget(costs::BudgetCommand),
-    /// Financial outcomes credited (last touch) to the messages that led to them; ROI per
-    /// channel.
+    /// Read-only: financial outcomes credited (last touch) to the messages that led to them;
+    /// ROI per channel.
     ///
     /// Outcomes are selected by --user and by their own time (--start, --end); --channel and
     /// --type keep the outcomes credited to a message of that channel and type. Costs (for ROI)
@@ -126,15 +128,15 @@ enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct StatsArgs {
     /// Only this user's messages and outcomes.
-    #[arg(long)]
+    #[arg(long, value_parser = input::user_id, allow_negative_numbers = true)]
     user: Option<u64>,
     /// Only this message type.
     #[arg(long = "type")]
     message_type: Option<String>,
-    /// Only this channel: sms, email, push, in_app.
-    #[arg(long)]
+    /// Only this channel: sms, email, push, in_app (any case).
+    #[arg(long, value_parser = input::CHANNEL_VALUES, ignore_case = true)]
     channel: Option<String>,
-    /// From this time (RFC 3339 or YYYY-MM-DD), inclusive.
+    /// From this time (RFC 3339, YYYY-MM-DD, or YYYY-MM-DD HH:MM:SS as UTC), inclusive.
     #[arg(long)]
     start: Option<String>,
     /// Up to this time, inclusive (a bare date means its last millisecond).
@@ -221,23 +223,68 @@ impl std::fmt::Display for CliError {
     }
 }
 
+/// The store directory of read-only commands and the demo when neither --dir nor $COMMLOG_DIR
+/// names one.
+pub(crate) const DEFAULT_DIR: &str = "commlog-demo";
+
 /// Options every command sees.
 pub(crate) struct Global {
+    /// --dir, else $COMMLOG_DIR, else [`DEFAULT_DIR`].
     pub dir: PathBuf,
+    /// Whether --dir or $COMMLOG_DIR named `dir`.
+    pub dir_named: bool,
+    /// --wait: how long a writing command waits for the store's lock.
+    pub lock_timeout: std::time::Duration,
     pub json: bool,
     pub quiet: bool,
 }
 
 impl Global {
+    /// Opens the store for writing with SyncPolicy::Always (when a call returns, its event is
+    /// durable), waiting up to --wait for the lock. The store must be named: a command that
+    /// writes never falls back to the demo's directory, which the next demo may replace.
+    pub(crate) fn open_for_writing(&self, command: &str) -> Result<Store, CliError> {
+        self.check_dir_named(command)?;
+        let options = Options {
+            sync: SyncPolicy::Always,
+            lock_timeout: self.lock_timeout,
+            ..Options::default()
+        };
+        Ok(Store::open_with(&self.dir, options)?)
+    }
+
+    /// A command that writes needs --dir or $COMMLOG_DIR.
+    pub(crate) fn check_dir_named(&self, command: &str) -> Result<(), CliError> {
+        if self.dir_named {
+            return Ok(());
+        }
+        Err(CliError::Usage(format!(
+            "{command} writes to a store: name it with --dir DIR or $COMMLOG_DIR (only read-only \
+             commands default to {DEFAULT_DIR})"
+        )))
+    }
+
     /// Opens the store read-only; a missing store is a usage error, never created.
     pub(crate) fn open_read_only(&self) -> Result<Store, CliError> {
-        if !self.dir.is_dir() {
+        self.check_store_exists()?;
+        Ok(Store::open_read_only(&self.dir)?)
+    }
+
+    /// A usage error unless `dir` is an existing directory.
+    pub(crate) fn check_store_exists(&self) -> Result<(), CliError> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        if self.dir.exists() {
             return Err(CliError::Usage(format!(
-                "no store at {}: the directory does not exist",
+                "{} is not a directory",
                 self.dir.display()
             )));
         }
-        Ok(Store::open_read_only(&self.dir)?)
+        Err(CliError::Usage(format!(
+            "no store at {}: the directory does not exist",
+            self.dir.display()
+        )))
     }
 
     /// Whether progress may be drawn: stderr is a terminal and not --quiet.
@@ -271,7 +318,14 @@ pub(crate) fn run() -> ExitCode {
                         .skip_while(|line| line.is_empty())
                         .take_while(|line| !line.is_empty())
                         .collect();
-                    let problem = paragraph.join(" ");
+                    let mut problem = paragraph.join(" ");
+                    // A long value is shown by its first characters and its length.
+                    if let Some(clap::error::ContextValue::String(value)) =
+                        error.get(clap::error::ContextKind::InvalidValue)
+                    {
+                        problem =
+                            problem.replace(&format!("'{value}'"), &commlog::quote_value(value));
+                    }
                     format!("{}; see --help", problem.trim_start_matches("error: "))
                 }
             };
@@ -282,8 +336,23 @@ pub(crate) fn run() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // An empty $COMMLOG_DIR names no store.
+    let named_dir = cli.dir.clone().filter(|dir| !dir.as_os_str().is_empty());
+    let lock_timeout = match std::time::Duration::try_from_secs_f64(cli.wait) {
+        Ok(timeout) => timeout,
+        Err(_) => {
+            let error = CliError::Usage(format!(
+                "invalid --wait {}: must be a number of seconds, 0 or more",
+                cli.wait
+            ));
+            report_error(cli.json, &error);
+            return ExitCode::from(error.exit_status());
+        }
+    };
     let global = Global {
-        dir: cli.dir.clone(),
+        dir_named: named_dir.is_some(),
+        dir: named_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)),
+        lock_timeout,
         json: cli.json,
         quiet: cli.quiet,
     };
@@ -335,23 +404,6 @@ fn report_error(json: bool, error: &CliError) {
 pub(crate) enum DayEdge {
     Start,
     End,
-}
-
-/// RFC 3339, or YYYY-MM-DD: 00:00:00.000Z, or with `DayEdge::End` the day's last millisecond.
-pub(crate) fn parse_time(flag: &str, text: &str, edge: DayEdge) -> Result<DateTime<Utc>, CliError> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
-    }
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let time = match edge {
-            DayEdge::Start => NaiveTime::MIN,
-            DayEdge::End => NaiveTime::from_hms_milli_opt(23, 59, 59, 999).expect("a valid time"),
-        };
-        return Ok(date.and_time(time).and_utc());
-    }
-    Err(CliError::Usage(format!(
-        "invalid {flag} {text:?}: expected RFC 3339 (2025-01-01T09:30:00Z) or a date (2025-01-01)"
-    )))
 }
 
 pub(crate) fn parse_channel(text: &str) -> Result<Channel, CliError> {

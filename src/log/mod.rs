@@ -52,6 +52,10 @@ pub struct Options {
     /// How far before an outcome a message may be to be credited with it (impact view).
     /// Default: 7 days.
     pub attribution_window: Duration,
+    /// How long opening for writing waits for another writer to release the store's lock,
+    /// trying again every few milliseconds, before it fails with [`Error::Locked`](crate::Error::Locked).
+    /// Default: zero (fail at once).
+    pub lock_timeout: Duration,
 }
 
 impl Default for Options {
@@ -60,6 +64,7 @@ impl Default for Options {
             sync: SyncPolicy::Always,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             attribution_window: ATTRIBUTION_WINDOW_DEFAULT,
+            lock_timeout: Duration::ZERO,
         }
     }
 }
@@ -71,6 +76,8 @@ pub struct OpenReport {
     pub segments: u64,
     /// Events replayed.
     pub events: u64,
+    /// Sequence number of the last event replayed (0: none).
+    pub last_seq: u64,
     /// Bytes of torn tail cut off the last segment (read-only: ignored, left in place).
     pub truncated_bytes: u64,
     /// Where the cut-off bytes were copied, if any were.

@@ -246,6 +246,7 @@ fn scan_segments<'a>(
             ends_with_close_marker: segment.ends_with_close_marker,
         });
     }
+    report.last_seq = expected_seq - 1;
     Ok(Scanned {
         report,
         tail,

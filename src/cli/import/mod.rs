@@ -13,14 +13,14 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use clap::Args;
 use commlog::{Channel, Money, Options, Status, Store, SyncPolicy};
 use serde::Serialize;
 
 use crate::cli::demo::MARKER_FILE_NAME;
 use crate::cli::output::{Table, count, print_json, write_stdout};
-use crate::cli::{CliError, Global};
+use crate::cli::{CliError, Global, input};
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
@@ -64,6 +64,7 @@ const NAME_RULE: &str =
     "must be 1 to 64 characters of a-z, 0-9, '_', '.' and '-' (after lowercasing)";
 
 pub(crate) fn run(global: &Global, args: &ImportArgs) -> Result<(), CliError> {
+    global.check_dir_named("import")?;
     let source = &args.from_sql_export;
     if !source.is_dir() {
         return Err(CliError::Usage(format!(
@@ -74,7 +75,7 @@ pub(crate) fn run(global: &Global, args: &ImportArgs) -> Result<(), CliError> {
     // Fail fast on a store that already holds events, before reading any row.
     check_target(&global.dir)?;
     let export = read_export(global, args)?;
-    let imported = write_store(&global.dir, &export)?;
+    let imported = write_store(&global.dir, global.lock_timeout, &export)?;
     let summary = Summary {
         dir: global.dir.display().to_string(),
         from: source.display().to_string(),
@@ -181,7 +182,11 @@ struct Imported {
 }
 
 /// Appends the export's events to the new or empty store in `dir`, then makes them durable.
-fn write_store(dir: &Path, export: &Export) -> Result<Imported, CliError> {
+fn write_store(
+    dir: &Path,
+    lock_timeout: std::time::Duration,
+    export: &Export,
+) -> Result<Imported, CliError> {
     let rows = &export.messages.rows;
     let ids_kept = rows
         .iter()
@@ -192,6 +197,7 @@ fn write_store(dir: &Path, export: &Export) -> Result<Imported, CliError> {
         dir,
         Options {
             sync: SyncPolicy::Never,
+            lock_timeout,
             ..Options::default()
         },
     )?;

@@ -312,7 +312,7 @@ pub(super) fn read_messages(
                 }
             }
         });
-        let user = row.required("user_id", parse_user_id);
+        let user = row.required("user_id", input::user_id);
         let message_type = row.required("message_type", |text| names.parse(text));
         let channel = row.required("channel", |text| {
             let channel = text.to_ascii_lowercase().parse::<Channel>();
@@ -360,7 +360,7 @@ pub(super) fn read_outcomes(
                 Ok(())
             }
         });
-        let user = row.required("user_id", parse_user_id);
+        let user = row.required("user_id", input::user_id);
         let outcome = row.required("outcome_type", |text| names.parse(text));
         let amount = row.optional("outcome_value", |text| {
             let amount = parse_decimal(text).ok_or("not a decimal number")?;
@@ -380,15 +380,6 @@ pub(super) fn read_outcomes(
     })
 }
 
-/// A user id: an integer ≥ 1.
-pub(super) fn parse_user_id(text: &str) -> Result<u64, String> {
-    match text.parse::<i128>() {
-        Ok(value) if value < 1 => Err("must be at least 1".to_string()),
-        Ok(value) => u64::try_from(value).map_err(|_| "too large".to_string()),
-        Err(_) => Err("not an integer".to_string()),
-    }
-}
-
 /// The service's Float cost in dollars: a finite number, not negative, within the store's range.
 pub(super) fn parse_cost(text: &str) -> Result<f64, String> {
     let cost = text.parse::<f64>().map_err(|_| "not a number")?;
@@ -403,7 +394,7 @@ pub(super) fn parse_cost(text: &str) -> Result<f64, String> {
 }
 
 pub(super) fn parse_time_field(text: &str) -> Result<i64, String> {
-    parse_time(text).ok_or_else(|| format!("not a time ({TIME_FORMAT})"))
+    input::parse_time_ms(text).ok_or_else(|| format!("not a time ({TIME_FORMAT})"))
 }
 
 /// A decimal as SQL's Numeric prints it: `[+-]digits[.digits]` (or `.digits`), as the f64
@@ -419,118 +410,9 @@ pub(super) fn parse_decimal(text: &str) -> Option<f64> {
     text.parse::<f64>().ok()
 }
 
-/// `YYYY-MM-DD[ T]HH:MM:SS[.f…][Z|±HH[:MM]|±HHMM]`, or a bare `YYYY-MM-DD` (midnight); no
-/// offset means UTC. Returns ms since the epoch, rounded down to the millisecond (the store's
-/// resolution).
-pub(super) fn parse_time(text: &str) -> Option<i64> {
-    let bytes = text.as_bytes();
-    let number = |range: std::ops::Range<usize>| -> Option<u32> {
-        let part = bytes.get(range)?;
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(part).ok()?.parse().ok()
-    };
-    let punctuation =
-        |index: usize, allowed: &[u8]| bytes.get(index).is_some_and(|b| allowed.contains(b));
-    if !(punctuation(4, b"-") && punctuation(7, b"-")) {
-        return None;
-    }
-    let year = i32::try_from(number(0..4)?).ok()?;
-    let date = NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)?;
-    if bytes.len() == 10 {
-        return Some(date.and_time(NaiveTime::MIN).and_utc().timestamp_millis());
-    }
-    if !(punctuation(10, b" Tt") && punctuation(13, b":") && punctuation(16, b":")) {
-        return None;
-    }
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    let mut rest = &bytes[19..];
-    let mut nanos = 0u32;
-    if let Some(fraction) = rest.strip_prefix(b".") {
-        let length = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
-        if length == 0 {
-            return None;
-        }
-        for position in 0..9 {
-            let digit = fraction.get(position).filter(|_| position < length);
-            nanos = nanos * 10 + digit.map_or(0, |digit| u32::from(digit - b'0'));
-        }
-        rest = &fraction[length..];
-    }
-    let offset_seconds = parse_offset(rest)?;
-    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
-    let local_ms = date.and_time(time).and_utc().timestamp_millis();
-    Some(local_ms - offset_seconds * 1000)
-}
-
-/// `""`, `Z`, `±HH`, `±HHMM` or `±HH:MM`, in seconds east of UTC.
-pub(super) fn parse_offset(text: &[u8]) -> Option<i64> {
-    let (sign, offset) = match text {
-        [] | [b'Z' | b'z'] => return Some(0),
-        [b'+', offset @ ..] => (1, offset),
-        [b'-', offset @ ..] => (-1, offset),
-        _ => return None,
-    };
-    let two = |high: u8, low: u8| -> Option<i64> {
-        (high.is_ascii_digit() && low.is_ascii_digit())
-            .then(|| i64::from((high - b'0') * 10 + (low - b'0')))
-    };
-    let (hours, minutes) = match *offset {
-        [h1, h2] => (two(h1, h2)?, 0),
-        [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => (two(h1, h2)?, two(m1, m2)?),
-        _ => return None,
-    };
-    if hours > 23 || minutes > 59 {
-        return None;
-    }
-    Some(sign * (hours * 3600 + minutes * 60))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ms(text: &str) -> i64 {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .timestamp_millis()
-    }
-
-    #[test]
-    fn times_in_every_accepted_form() {
-        let base = ms("2025-01-02T03:04:05Z");
-        assert_eq!(parse_time("2025-01-02 03:04:05"), Some(base));
-        assert_eq!(parse_time("2025-01-02T03:04:05"), Some(base));
-        assert_eq!(parse_time("2025-01-02T03:04:05Z"), Some(base));
-        assert_eq!(parse_time("2025-01-02 03:04:05.123456"), Some(base + 123));
-        assert_eq!(parse_time("2025-01-02 03:04:05.9999999"), Some(base + 999));
-        assert_eq!(parse_time("2025-01-02 03:04:05.5z"), Some(base + 500));
-        assert_eq!(parse_time("2025-01-02 05:04:05+02"), Some(base));
-        assert_eq!(parse_time("2025-01-02 05:34:05+02:30"), Some(base));
-        assert_eq!(parse_time("2025-01-02 05:34:05+0230"), Some(base));
-        assert_eq!(parse_time("2025-01-01 22:04:05.25-05:00"), Some(base + 250));
-        assert_eq!(parse_time("2025-01-02"), Some(ms("2025-01-02T00:00:00Z")));
-        for bad in [
-            "",
-            "2025-1-02 03:04:05",
-            "2025-01-02 3:04:05",
-            "2025-01-02X03:04:05",
-            "2025-02-30 00:00:00",
-            "2025-01-02 24:00:00",
-            "2025-01-02 03:04:60",
-            "2025-01-02 03:04:05.",
-            "2025-01-02 03:04:05 ",
-            "2025-01-02 03:04:05+2",
-            "2025-01-02 03:04:05+24",
-            "2025-01-02 03:04:05+02:60",
-            "2025-01-02 03:04:05UTC",
-            "yesterday",
-            "2025-01-0é",
-        ] {
-            assert_eq!(parse_time(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn decimals_as_numeric_prints_them() {
