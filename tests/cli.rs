@@ -1890,6 +1890,9 @@ fn demo_20000_matches_the_reference_and_replaces_its_own_store() {
         serde_json::from_slice(&fs::read(dir.join("COMMLOG_DEMO")).unwrap()).unwrap();
     assert_eq!(marker["messages"], Value::from(20_000));
     assert_eq!(marker["seed"], Value::from(42));
+    // And the events the demo wrote: the workload's calls and one budget.
+    assert_eq!(marker["events_written"], Value::from(46_250));
+    assert_eq!(marker["last_seq"], Value::from(46_250));
 
     // The store answers from the shell as the demo said.
     let q1 = stats_of(dir);
@@ -2008,6 +2011,34 @@ fn demo_refuses_a_directory_it_did_not_make() {
     // Unlocked, it is replaced.
     demo(&demo_dir, &["--messages", "1000"]);
     assert_eq!(stats_of(&demo_dir).total_messages, 1_000);
+
+    // A demo store someone tracked into: the demo names the other events and keeps them.
+    track(
+        &demo_dir,
+        &["sent", "--user", "77", "--channel", "sms", "--type", "mine"],
+    );
+    let before = snapshot(&demo_dir);
+    let line = fails(&demo_dir, &["-q", "demo", "--messages", "1000"], 1);
+    assert!(
+        line.contains("1 other event") && line.contains(&demo_dir.display().to_string()),
+        "{line}"
+    );
+    assert_eq!(snapshot(&demo_dir), before);
+    let history: Vec<Message> = json(&demo_dir, &["history", "--user", "77"]);
+    assert_eq!(&*history[0].message_type, "mine");
+
+    // A demo stopped part way (its marker counts no events) is not replaced either.
+    let stopped_dir = temp.path().join("stopped");
+    demo(&stopped_dir, &["--messages", "1000"]);
+    let marker_path = stopped_dir.join("COMMLOG_DEMO");
+    let mut marker: Value = serde_json::from_slice(&fs::read(&marker_path).unwrap()).unwrap();
+    marker["events_written"] = Value::Null;
+    marker["last_seq"] = Value::Null;
+    fs::write(&marker_path, serde_json::to_vec(&marker).unwrap()).unwrap();
+    let before = snapshot(&stopped_dir);
+    let line = fails(&stopped_dir, &["-q", "demo", "--messages", "1000"], 1);
+    assert!(line.contains("did not finish"), "{line}");
+    assert_eq!(snapshot(&stopped_dir), before);
 
     // A file where the directory should be.
     let file = temp.path().join("a-file");

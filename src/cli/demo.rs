@@ -15,7 +15,7 @@ use commlog::{
     EffectivenessFilter, EngagementFilter, ImpactFilter, Message, Month, Options, StatsFilter,
     Store, SyncPolicy, UserId,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::output::{self, Table, count, print_json, write_stdout};
 use crate::cli::{CliError, Global, segment_bytes_on_disk};
@@ -43,7 +43,7 @@ pub(crate) struct DemoArgs {
     /// Seed of the workload's generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Durability: never (D0), interval (D1), always (D2, one fdatasync per call: minutes).
+    /// Durability: never (D0), interval (D1), always (D2: every call waits for its fdatasync).
     #[arg(long, value_enum, default_value_t = SyncArg::Interval)]
     sync: SyncArg,
     /// Sync interval of --sync interval, in milliseconds.
@@ -63,7 +63,7 @@ enum SyncArg {
 }
 
 /// The demo's parameters, also written to the marker file.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Parameters {
     seed: u64,
     users: u64,
@@ -72,6 +72,18 @@ struct Parameters {
     interval_ms: u64,
     threads: usize,
     dir: String,
+}
+
+/// The marker file: the parameters, and once the demo has finished, the events it wrote. The
+/// demo replaces a directory only when its log holds exactly those events.
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    /// Events the demo wrote (`None` while it runs, and if it was stopped part way).
+    events_written: Option<u64>,
+    /// Sequence number of the last event it wrote.
+    last_seq: Option<u64>,
+    #[serde(flatten)]
+    parameters: serde_json::Value,
 }
 
 /// What the generator asked the store to do.
@@ -225,8 +237,9 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
     }
     if args.sync == SyncArg::Always && !global.quiet {
         eprintln!(
-            "commlog: warning: --sync always makes every call wait for its fdatasync (about 6,000 per second on a \
-             disk like this one): the demo takes minutes; --threads 16 shares each fsync among 16 callers"
+            "commlog: warning: --sync always makes every call wait for its fdatasync, so the demo runs at the \
+             speed of this disk's fsync (the report gives the rate measured); --threads N shares each fsync \
+             among N callers"
         );
     }
     let spec = Spec {
@@ -299,6 +312,12 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
             tally.events
         ));
     }
+    // Written while the store is still open (and so locked): these are all the demo's events.
+    write_marker(
+        &global.dir,
+        &parameters,
+        Some((replayed_events, reopened.open_report().last_seq)),
+    )?;
     reopened.close()?;
 
     let reference = REFERENCES.iter().find(|reference| {
@@ -356,17 +375,18 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
 }
 
 /// Makes `dir` an empty demo store directory with its marker. Replaces only an earlier demo
-/// store: a directory holding just the marker, segments and LOCK, and not locked.
+/// store: a directory holding just the marker, segments and LOCK, not locked, whose log holds
+/// exactly the events the marker says the demo wrote.
 fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError> {
     let refuse = |why: String| {
         CliError::Usage(format!(
-            "{}: {why}; the demo only replaces a directory it made (choose another with --dir)",
+            "{}: {why}; the demo only replaces a directory of its own (choose another with --dir)",
             dir.display()
         ))
     };
     if dir.exists() {
         if !dir.is_dir() {
-            return Err(refuse("not a directory".to_string()));
+            return Err(refuse("is not a directory".to_string()));
         }
         let io = |source| {
             CliError::Store(commlog::Error::Io {
@@ -400,49 +420,126 @@ fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError
                     "holds {other:?}, which is not part of a demo store"
                 )));
             }
-            let lock_path = dir.join(commlog::LOCK_FILE_NAME);
-            if lock_path.exists() {
-                let lock = File::options()
-                    .read(true)
-                    .write(true)
-                    .open(&lock_path)
-                    .map_err(io)?;
-                if lock.try_lock().is_err() {
-                    return Err(refuse("locked by another process".to_string()));
+            // Held until the old files are gone, so no writer starts in between.
+            let lock = match File::options()
+                .read(true)
+                .write(true)
+                .open(dir.join(commlog::LOCK_FILE_NAME))
+            {
+                Ok(lock) => {
+                    if lock.try_lock().is_err() {
+                        return Err(refuse("locked by another process".to_string()));
+                    }
+                    Some(lock)
                 }
-                // Held until the old files are gone.
-                for name in &names {
-                    fs::remove_file(dir.join(name)).map_err(io)?;
-                }
-                drop(lock);
-            } else {
-                for name in &names {
-                    fs::remove_file(dir.join(name)).map_err(io)?;
-                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => return Err(io(source)),
+            };
+            check_only_demo_events(dir)
+                .map_err(|why| why.map_or_else(|| refuse(String::new()), refuse))?;
+            for name in &names {
+                fs::remove_file(dir.join(name)).map_err(io)?;
             }
+            drop(lock);
         }
     }
+    // Like every store directory and file: readable by the owner only.
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .or_else(|error| match error.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(error),
+        })
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => CliError::Store(commlog::Error::InvalidInput {
+                field: "parent of dir",
+                value: dir
+                    .parent()
+                    .map_or_else(String::new, |parent| parent.display().to_string()),
+                rule: "does not exist; commlog creates the store directory, not its parents",
+            }),
+            _ => CliError::Store(commlog::Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            }),
+        })?;
+    write_marker(dir, parameters, None)
+}
+
+/// `Ok` when the log in `dir` holds exactly the events its marker says the demo wrote; else
+/// why not (`Err(None)` never happens: every refusal has a reason).
+fn check_only_demo_events(dir: &Path) -> Result<(), Option<String>> {
+    let marker_path = dir.join(MARKER_FILE_NAME);
+    let marker: Option<Marker> = fs::read(&marker_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let mut last_seq = 0;
+    let report = commlog::audit::read_log(dir, |logged| last_seq = logged.seq)
+        .map_err(|error| Some(format!("its log cannot be read whole ({error})")))?;
+    let events = report.events;
+    let written = marker
+        .as_ref()
+        .and_then(|marker| marker.events_written.zip(marker.last_seq));
+    match written {
+        Some((written, written_last_seq)) if events == written && last_seq == written_last_seq => {
+            Ok(())
+        }
+        Some((written, _)) if events > written => Err(Some(format!(
+            "holds {} other event{} besides the {written} the demo wrote",
+            count(events - written),
+            if events - written == 1 { "" } else { "s" }
+        ))),
+        Some((written, written_last_seq)) => Err(Some(format!(
+            "holds {} events up to seq {last_seq}, not the {} up to seq {written_last_seq} the \
+             demo wrote",
+            count(events),
+            count(written)
+        ))),
+        None if events == 0 => Ok(()),
+        None => Err(Some(format!(
+            "holds {} events, and the demo that made it did not finish (its marker counts no \
+             events), so they cannot be told from others: remove the directory yourself if \
+             they are all the demo's",
+            count(events)
+        ))),
+    }
+}
+
+/// Writes the marker whole or not at all (a new file renamed over the old one): the parameters,
+/// and with `written` the events the demo wrote and the last one's sequence number.
+fn write_marker(
+    dir: &Path,
+    parameters: &Parameters,
+    written: Option<(u64, u64)>,
+) -> Result<(), CliError> {
+    let path = dir.join(MARKER_FILE_NAME);
     let io = |source| {
         CliError::Store(commlog::Error::Io {
-            path: dir.join(MARKER_FILE_NAME),
+            path: path.clone(),
             source,
         })
     };
-    // Like every store directory and file: readable by the owner only.
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io)?;
-    let marker = serde_json::to_vec_pretty(parameters).expect("parameters serialize");
+    let marker = Marker {
+        events_written: written.map(|(events, _)| events),
+        last_seq: written.map(|(_, last_seq)| last_seq),
+        parameters: serde_json::to_value(parameters).expect("parameters serialize"),
+    };
+    let bytes = serde_json::to_vec_pretty(&marker).expect("the marker serializes");
+    let temporary = dir.join(format!("{MARKER_FILE_NAME}.new"));
     File::options()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(dir.join(MARKER_FILE_NAME))
-        .and_then(|mut file| file.write_all(&marker))
-        .map_err(io)
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(&bytes)?;
+            file.sync_all()
+        })
+        .map_err(io)?;
+    fs::rename(&temporary, &path).map_err(io)?;
+    File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)
 }
 
 /// Tracks the workload, on `threads` threads, drawing progress on a terminal.
