@@ -98,6 +98,8 @@ pub struct Message {
     pub clicked_at: Option<DateTime<Utc>>,
     /// Earliest failure reported, kept even when a delivery later wins over it.
     pub failed_at: Option<DateTime<Utc>>,
+    /// The reason of the earliest failure reported, e.g. "undelivered".
+    pub failure_reason: Option<Arc<str>>,
     /// The action with the latest time (ties: the one appended later).
     pub action_taken: Option<Arc<str>>,
 }

@@ -11,7 +11,7 @@ use commlog::workload::{Generator, Spec};
 use commlog::{Message, Options, StatsFilter, Store, SyncPolicy};
 use serde_json::Value;
 
-const EVENT_COLUMNS: [&str; 13] = [
+const EVENT_COLUMNS: [&str; 17] = [
     "seq",
     "kind",
     "message_id",
@@ -25,9 +25,13 @@ const EVENT_COLUMNS: [&str; 13] = [
     "action",
     "outcome",
     "reason",
+    "budget_scope",
+    "budget_month",
+    "budget_micros",
+    "alert_percent",
 ];
 
-const MESSAGE_COLUMNS: [&str; 12] = [
+const MESSAGE_COLUMNS: [&str; 13] = [
     "id",
     "user_id",
     "channel",
@@ -40,6 +44,7 @@ const MESSAGE_COLUMNS: [&str; 12] = [
     "clicked_at",
     "failed_at",
     "action_taken",
+    "failure_reason",
 ];
 
 /// The filter of the filtered checks: email, a window inside the workload's 30 days.
@@ -201,10 +206,21 @@ fn tally_json_event(tally: &mut Tally, row: &serde_json::Map<String, Value>) {
     assert_eq!(keys, sorted_columns, "every column, null when absent");
     let kind = row["kind"].as_str().unwrap();
     let present = |key: &str| !row[key].is_null();
-    assert!(row["user_id"].as_u64().unwrap() >= 1);
+    assert_eq!(present("user_id"), kind != "budget", "{row:?}");
+    if kind != "budget" {
+        assert!(row["user_id"].as_u64().unwrap() >= 1);
+    }
     assert!(is_millisecond_utc(row["time"].as_str().unwrap()), "{row:?}");
     assert!(is_millisecond_utc(row["appended_at"].as_str().unwrap()));
-    let is_message = kind != "outcome";
+    for budget_column in [
+        "budget_scope",
+        "budget_month",
+        "budget_micros",
+        "alert_percent",
+    ] {
+        assert_eq!(present(budget_column), kind == "budget", "{row:?}");
+    }
+    let is_message = kind != "outcome" && kind != "budget";
     assert_eq!(present("message_id"), is_message, "{row:?}");
     assert_eq!(present("channel"), is_message, "{row:?}");
     assert_eq!(present("message_type"), is_message, "{row:?}");
@@ -351,6 +367,7 @@ fn message_json(message: &Message) -> Value {
         "clicked_at": time(message.clicked_at),
         "failed_at": time(message.failed_at),
         "action_taken": message.action_taken,
+        "failure_reason": message.failure_reason,
     })
 }
 
@@ -556,6 +573,152 @@ fn stdout_export_streams_and_a_closed_pipe_exits_0() {
     );
 }
 
+/// A small store with a failure, an outcome and two budgets (all channels, and sms).
+fn budgets_and_a_failure(dir: &Path) -> Store {
+    let store = Store::open_with(
+        dir,
+        Options {
+            sync: SyncPolicy::Never,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let sent_at: DateTime<Utc> = "2025-01-02T09:00:00Z".parse().unwrap();
+    let message = store
+        .track_message_sent_at(7, commlog::Channel::Sms, "low_balance", 0.05, sent_at)
+        .unwrap();
+    store
+        .track_message_failed(
+            message.id,
+            "undelivered",
+            Some(sent_at + chrono::Duration::seconds(5)),
+        )
+        .unwrap();
+    store
+        .track_financial_outcome_at(
+            7,
+            "bill_paid_on_time",
+            25.0,
+            sent_at + chrono::Duration::hours(1),
+        )
+        .unwrap();
+    store
+        .set_budget(commlog::BudgetScope::All, "2025-01", 1000.0, None)
+        .unwrap();
+    store
+        .set_budget(
+            commlog::BudgetScope::Channel(commlog::Channel::Sms),
+            "2025-01",
+            250.5,
+            Some(80),
+        )
+        .unwrap();
+    store.sync().unwrap();
+    store
+}
+
+#[test]
+fn every_event_leaves_by_export_budgets_and_failure_reasons_included() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let _writer = budgets_and_a_failure(&dir);
+    let export = |name: &str, format: &str, extra: &[&str]| {
+        let out = temp.path().join(name);
+        let mut args = vec![
+            "-q",
+            "export",
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let output = commlog(&dir, &args);
+        assert!(output.status.success(), "{output:?}");
+        out
+    };
+
+    // One row per event, in log order, the budgets too.
+    let rows = read_jsonl(&export("all.jsonl", "jsonl", &[]));
+    let kinds: Vec<&str> = rows
+        .iter()
+        .map(|row| row["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["sent", "failed", "outcome", "budget", "budget"]);
+    let events = Store::open_read_only(&dir).unwrap().open_report().events;
+    assert_eq!(rows.len() as u64, events);
+    let mut tally = Tally::default();
+    for row in &rows {
+        tally_json_event(&mut tally, row);
+    }
+    assert_eq!(rows[1]["reason"], "undelivered");
+    let budget = |row: &serde_json::Map<String, Value>| {
+        (
+            row["budget_scope"].clone(),
+            row["budget_month"].clone(),
+            row["budget_micros"].clone(),
+            row["alert_percent"].clone(),
+            row["user_id"].clone(),
+        )
+    };
+    assert_eq!(
+        budget(&rows[3]),
+        (
+            Value::from("all"),
+            Value::from("2025-01"),
+            Value::from(1_000_000_000i64),
+            Value::from(90),
+            Value::Null
+        )
+    );
+    assert_eq!(
+        budget(&rows[4]),
+        (
+            Value::from("sms"),
+            Value::from("2025-01"),
+            Value::from(250_500_000i64),
+            Value::from(80),
+            Value::Null
+        )
+    );
+
+    // CSV has the same rows.
+    let csv_path = export("all.csv", "csv", &[]);
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    assert_eq!(reader.headers().unwrap(), EVENT_COLUMNS.as_slice());
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 5);
+    let budget_cells: Vec<&str> = (13..17).map(|column| &records[4][column]).collect();
+    assert_eq!(budget_cells, ["sms", "2025-01", "250500000", "80"]);
+    assert_eq!(&records[4][3], "");
+
+    // A budget concerns no user and no message type; a channel filter keeps its own budget.
+    let sms = read_jsonl(&export("sms.jsonl", "jsonl", &["--channel", "sms"]));
+    let kinds: Vec<&str> = sms
+        .iter()
+        .map(|row| row["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["sent", "failed", "outcome", "budget"]);
+    assert_eq!(sms[3]["budget_scope"], "sms");
+    for flags in [&["--user", "7"][..], &["--type", "low_balance"]] {
+        let rows = read_jsonl(&export(&format!("f{}.jsonl", flags[1]), "jsonl", flags));
+        assert!(rows.iter().all(|row| row["kind"] != "budget"), "{flags:?}");
+    }
+
+    // The message export, history and its JSON carry the failure's reason.
+    let messages = read_jsonl(&export("messages.jsonl", "jsonl", &["--messages"]));
+    assert_eq!(messages[0]["failure_reason"], "undelivered");
+    let history = commlog(&dir, &["--json", "history", "--user", "7"]);
+    let history: Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(history[0]["failure_reason"], "undelivered");
+    let table = commlog(&dir, &["history", "--user", "7"]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("failure") && table.contains("undelivered"),
+        "{table}"
+    );
+}
+
 #[cfg(feature = "parquet")]
 mod parquet_export {
     use std::fs::File;
@@ -668,13 +831,15 @@ mod parquet_export {
         }
     }
 
-    const EVENT_STRINGS: [&str; 6] = [
+    const EVENT_STRINGS: [&str; 8] = [
         "kind",
         "channel",
         "message_type",
         "action",
         "outcome",
         "reason",
+        "budget_scope",
+        "budget_month",
     ];
 
     /// Reads an event export back: checks the layout and that each row sits in its day's
@@ -698,10 +863,14 @@ mod parquet_export {
                 assert_eq!(time.timestamp_subsec_micros() % 1000, 0, "ms resolution");
                 assert!(micros(&row["appended_at"]).is_some());
                 let kind = string(&row["kind"]).unwrap();
-                assert!(long(&row["user_id"]).unwrap() >= 1);
-                assert_eq!(long(&row["message_id"]).is_some(), kind != "outcome");
-                assert_eq!(string(&row["channel"]).is_some(), kind != "outcome");
-                assert_eq!(string(&row["message_type"]).is_some(), kind != "outcome");
+                let is_message = kind != "outcome" && kind != "budget";
+                assert_eq!(long(&row["user_id"]).is_some(), kind != "budget");
+                assert!(long(&row["user_id"]).is_none_or(|user| user >= 1));
+                assert_eq!(long(&row["message_id"]).is_some(), is_message);
+                assert_eq!(string(&row["channel"]).is_some(), is_message);
+                assert_eq!(string(&row["message_type"]).is_some(), is_message);
+                assert_eq!(string(&row["budget_scope"]).is_some(), kind == "budget");
+                assert_eq!(long(&row["budget_micros"]).is_some(), kind == "budget");
                 assert_eq!(string(&row["action"]).is_some(), kind == "action");
                 assert_eq!(string(&row["outcome"]).is_some(), kind == "outcome");
                 assert_eq!(string(&row["reason"]).is_some(), kind == "failed");
@@ -782,7 +951,13 @@ mod parquet_export {
                     "clicked_at",
                     "failed_at",
                 ],
-                &["channel", "message_type", "status", "action_taken"],
+                &[
+                    "channel",
+                    "message_type",
+                    "status",
+                    "action_taken",
+                    "failure_reason",
+                ],
             );
             for row in file_rows {
                 let sent = DateTime::from_timestamp_micros(micros(&row["sent_at"]).unwrap());
@@ -808,6 +983,94 @@ mod parquet_export {
                 string(&row["action_taken"]),
                 message.action_taken.as_deref()
             );
+            assert_eq!(
+                string(&row["failure_reason"]),
+                message.failure_reason.as_deref()
+            );
         }
+    }
+
+    #[test]
+    fn parquet_has_the_budget_rows_and_the_failure_reason() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("store");
+        drop(budgets_and_a_failure(&dir));
+        let out = temp.path().join("events");
+        let output = commlog(
+            &dir,
+            &[
+                "-q",
+                "export",
+                "--format",
+                "parquet",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(output.status.success(), "{output:?}");
+        let mut budgets = Vec::new();
+        let mut kinds = 0;
+        for (_, path) in partition_files(&out) {
+            for row in read_rows(
+                &path,
+                &EVENT_COLUMNS,
+                &["time", "appended_at"],
+                &EVENT_STRINGS,
+            ) {
+                kinds += 1;
+                if string(&row["kind"]) == Some("budget") {
+                    assert_eq!(long(&row["user_id"]), None);
+                    budgets.push((
+                        string(&row["budget_scope"]).unwrap().to_string(),
+                        long(&row["budget_micros"]).unwrap(),
+                        long(&row["alert_percent"]).unwrap(),
+                    ));
+                }
+            }
+        }
+        assert_eq!(kinds, 5);
+        budgets.sort();
+        assert_eq!(
+            budgets,
+            [
+                ("all".to_string(), 1_000_000_000, 90),
+                ("sms".to_string(), 250_500_000, 80)
+            ]
+        );
+
+        let out = temp.path().join("messages");
+        let output = commlog(
+            &dir,
+            &[
+                "-q",
+                "export",
+                "--format",
+                "parquet",
+                "--messages",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(output.status.success(), "{output:?}");
+        let (_, path) = &partition_files(&out)[0];
+        let rows = read_rows(
+            path,
+            &MESSAGE_COLUMNS,
+            &[
+                "sent_at",
+                "delivered_at",
+                "opened_at",
+                "clicked_at",
+                "failed_at",
+            ],
+            &[
+                "channel",
+                "message_type",
+                "status",
+                "action_taken",
+                "failure_reason",
+            ],
+        );
+        assert_eq!(string(&rows[0]["failure_reason"]), Some("undelivered"));
     }
 }

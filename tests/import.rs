@@ -133,6 +133,8 @@ fn message(expected: Expected) -> Message {
         opened_at: opened.map(time),
         clicked_at: clicked.map(time),
         failed_at: failed.map(time),
+        // The service's failures carry no reason; the import names them "failed".
+        failure_reason: failed.map(|_| "failed".into()),
         action_taken: action.map(Into::into),
     }
 }

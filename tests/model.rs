@@ -349,6 +349,21 @@ impl ModelMessage {
         latest.map(|report| report.name.clone())
     }
 
+    /// The reason of the earliest failure; ties go to the one appended first.
+    fn failure_reason(&self) -> Option<String> {
+        let mut earliest: Option<&ModelReport> = None;
+        for report in self
+            .reports
+            .iter()
+            .filter(|report| report.kind == ReportKind::Failed)
+        {
+            if earliest.is_none_or(|earliest| report.at_ms < earliest.at_ms) {
+                earliest = Some(report);
+            }
+        }
+        earliest.map(|report| report.name.clone())
+    }
+
     fn to_message(&self) -> Message {
         Message {
             id: MessageId(self.id),
@@ -362,6 +377,7 @@ impl ModelMessage {
             opened_at: self.opened_ms().map(time),
             clicked_at: self.clicked_ms().map(time),
             failed_at: self.failed_ms().map(time),
+            failure_reason: self.failure_reason().map(Into::into),
             action_taken: self.action_taken().map(Into::into),
         }
     }

@@ -145,6 +145,7 @@ pub(crate) fn messages_table(messages: &[Message]) -> String {
         "opened_at",
         "clicked_at",
         "action",
+        "failure",
     ])
     .right_align(&[0, 1, 5]);
     for message in messages {
@@ -160,6 +161,7 @@ pub(crate) fn messages_table(messages: &[Message]) -> String {
             optional_time(message.opened_at),
             optional_time(message.clicked_at),
             message.action_taken.as_deref().unwrap_or("-").to_string(),
+            message.failure_reason.as_deref().unwrap_or("-").to_string(),
         ]);
     }
     table.render()

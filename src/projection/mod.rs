@@ -286,8 +286,13 @@ impl Projection {
                 });
             }
             Event::MessageFailed {
-                message_id, at_ms, ..
-            } => self.fold_message(message_id, |state| state.fold_failed(at_ms)),
+                message_id,
+                reason,
+                at_ms,
+            } => {
+                let reason = self.facts.names.intern(reason);
+                self.fold_message(message_id, |state| state.fold_failed(reason, at_ms));
+            }
             Event::FinancialOutcome {
                 user_id,
                 outcome,

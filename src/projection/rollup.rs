@@ -984,7 +984,7 @@ mod tests {
                 1 => state.fold_opened(at_ms),
                 2 => state.fold_action(7, true, false, at_ms),
                 3 => state.fold_action(8, false, true, at_ms),
-                _ => state.fold_failed(at_ms),
+                _ => state.fold_failed(9, at_ms),
             }
         };
         for dense_slice in [16, usize::MAX] {

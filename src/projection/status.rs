@@ -69,6 +69,8 @@ const REACHED_UPGRADE: u8 = 8;
 struct RareStages {
     clicked: Earliest,
     failed: Earliest,
+    /// The reason of the earliest failure report (of reports at the same time, the first).
+    failure_reason: Option<NameId>,
     /// The earliest action of any kind (with the earliest open: the first engagement).
     first_action: Earliest,
     latest_action: Option<LatestAction>,
@@ -78,6 +80,7 @@ impl RareStages {
     const NONE: RareStages = RareStages {
         clicked: Earliest::NONE,
         failed: Earliest::NONE,
+        failure_reason: None,
         first_action: Earliest::NONE,
         latest_action: None,
     };
@@ -195,9 +198,19 @@ impl MessageState {
         }
     }
 
-    pub(crate) fn fold_failed(&mut self, at_ms: i64) {
+    pub(crate) fn fold_failed(&mut self, reason: NameId, at_ms: i64) {
         self.reached |= REACHED_FAILURE;
-        self.rare_mut().failed.keep(at_ms);
+        let rare = self.rare_mut();
+        if rare.failed.get().is_none_or(|failed_ms| at_ms < failed_ms) {
+            rare.failure_reason = Some(reason);
+        }
+        rare.failed.keep(at_ms);
+    }
+
+    /// The reason of the earliest failure report.
+    pub(crate) fn failure_reason(&self) -> Option<NameId> {
+        self.rare_if(REACHED_FAILURE)
+            .and_then(|rare| rare.failure_reason)
     }
 
     /// The furthest stage; failed only if never delivered.
@@ -245,6 +258,7 @@ impl MessageState {
             opened_at: self.opened.get().map(time_from_ms),
             clicked_at: self.clicked().get().map(time_from_ms),
             failed_at: self.failed().get().map(time_from_ms),
+            failure_reason: self.failure_reason().map(|reason| names.shared(reason)),
             action_taken: self.latest_action().map(|action| names.shared(action.name)),
         }
     }

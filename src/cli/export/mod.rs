@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
-use commlog::{Channel, Event, LoggedEvent, Message, MessageId, StatsFilter};
+use commlog::{BudgetScope, Channel, Event, LoggedEvent, Message, MessageId, Month, StatsFilter};
 use serde::Serialize;
 
 use crate::cli::output::{self, print_json, write_stdout};
 use crate::cli::{CliError, Global, StatsArgs};
 
 /// The columns of an event row, in order (CSV header, JSON keys, Parquet schema).
-const EVENT_COLUMNS: [&str; 13] = [
+const EVENT_COLUMNS: [&str; 17] = [
     "seq",
     "kind",
     "message_id",
@@ -34,10 +34,14 @@ const EVENT_COLUMNS: [&str; 13] = [
     "action",
     "outcome",
     "reason",
+    "budget_scope",
+    "budget_month",
+    "budget_micros",
+    "alert_percent",
 ];
 
 /// The columns of a message row, in order.
-const MESSAGE_COLUMNS: [&str; 12] = [
+const MESSAGE_COLUMNS: [&str; 13] = [
     "id",
     "user_id",
     "channel",
@@ -50,6 +54,7 @@ const MESSAGE_COLUMNS: [&str; 12] = [
     "clicked_at",
     "failed_at",
     "action_taken",
+    "failure_reason",
 ];
 
 /// What to write.
@@ -212,6 +217,19 @@ struct Selection {
     user: Option<u64>,
     start_ms: i64,
     end_ms: i64,
+    /// Budgets are selected when the filter names no user and no message type (a budget has
+    /// neither), and by a channel filter when they cover that channel alone.
+    budgets: bool,
+    channel: Option<Channel>,
+}
+
+/// A budget as exported.
+#[derive(Debug, Clone, Copy)]
+struct BudgetRecord {
+    scope: BudgetScope,
+    month: Month,
+    amount_micros: i64,
+    alert_percent: u8,
 }
 
 /// One event as exported.
@@ -219,7 +237,8 @@ struct EventRecord<'a> {
     seq: u64,
     kind: &'static str,
     message_id: Option<u64>,
-    user_id: u64,
+    /// `None` for a budget, which concerns no user.
+    user_id: Option<u64>,
     channel: Option<Channel>,
     message_type: Option<&'a str>,
     time_ms: i64,
@@ -229,6 +248,7 @@ struct EventRecord<'a> {
     action: Option<&'a str>,
     outcome: Option<&'a str>,
     reason: Option<&'a str>,
+    budget: Option<BudgetRecord>,
 }
 
 impl Selection {
@@ -263,6 +283,8 @@ impl Selection {
                 .start
                 .map_or(i64::MIN, |start| start.timestamp_millis()),
             end_ms: filter.end.map_or(i64::MAX, |end| end.timestamp_millis()),
+            budgets: filter.user.is_none() && filter.message_type.is_none(),
+            channel: filter.channel,
         }
     }
 
@@ -278,7 +300,7 @@ impl Selection {
             seq: logged.seq,
             kind: event.kind(),
             message_id: event.message_id().map(|id| id.0),
-            user_id: 0,
+            user_id: None,
             channel: None,
             message_type: None,
             time_ms: event.at_ms(),
@@ -288,7 +310,33 @@ impl Selection {
             action: None,
             outcome: None,
             reason: None,
+            budget: None,
         };
+        if let Event::BudgetSet {
+            scope,
+            month,
+            amount,
+            alert_percent,
+            at_ms,
+        } = event
+        {
+            let selected = self.budgets
+                && self
+                    .channel
+                    .is_none_or(|channel| scope == BudgetScope::Channel(channel))
+                && self.start_ms <= at_ms
+                && at_ms <= self.end_ms;
+            if !selected {
+                return None;
+            }
+            record.budget = Some(BudgetRecord {
+                scope,
+                month,
+                amount_micros: amount.micros(),
+                alert_percent,
+            });
+            return Some(record);
+        }
         if let Event::FinancialOutcome {
             user_id,
             outcome,
@@ -302,21 +350,20 @@ impl Selection {
             if !selected {
                 return None;
             }
-            record.user_id = user_id.0;
+            record.user_id = Some(user_id.0);
             record.outcome = Some(outcome);
             record.amount_micros = Some(amount.micros());
             return Some(record);
         }
-        // Budgets concern no message: `message_id()` is `None`, so they are never exported.
         let message = self.message(event.message_id()?)?;
-        record.user_id = message.user_id;
+        record.user_id = Some(message.user_id);
         record.channel = Some(message.channel);
         record.message_type = Some(&self.types[message.message_type as usize]);
         match event {
             Event::MessageSent { cost, .. } => record.cost_micros = Some(cost.micros()),
             Event::UserAction { action, .. } => record.action = Some(action),
             Event::MessageFailed { reason, .. } => record.reason = Some(reason),
-            // Outcomes are handled above; budgets are about no message and are not exported.
+            // Outcomes and budgets are handled above.
             Event::MessageDelivered { .. }
             | Event::MessageOpened { .. }
             | Event::FinancialOutcome { .. }
@@ -362,7 +409,7 @@ struct TextEventRow<'a> {
     seq: u64,
     kind: &'static str,
     message_id: Option<u64>,
-    user_id: u64,
+    user_id: Option<u64>,
     channel: Option<&'static str>,
     message_type: Option<&'a str>,
     time: String,
@@ -372,6 +419,10 @@ struct TextEventRow<'a> {
     action: Option<&'a str>,
     outcome: Option<&'a str>,
     reason: Option<&'a str>,
+    budget_scope: Option<String>,
+    budget_month: Option<String>,
+    budget_micros: Option<i64>,
+    alert_percent: Option<u8>,
 }
 
 impl<'a> TextEventRow<'a> {
@@ -390,6 +441,10 @@ impl<'a> TextEventRow<'a> {
             action: record.action,
             outcome: record.outcome,
             reason: record.reason,
+            budget_scope: record.budget.map(|budget| budget.scope.to_string()),
+            budget_month: record.budget.map(|budget| budget.month.to_string()),
+            budget_micros: record.budget.map(|budget| budget.amount_micros),
+            alert_percent: record.budget.map(|budget| budget.alert_percent),
         })
     }
 }
@@ -409,6 +464,7 @@ struct TextMessageRow<'a> {
     clicked_at: Option<String>,
     failed_at: Option<String>,
     action_taken: Option<&'a str>,
+    failure_reason: Option<&'a str>,
 }
 
 impl<'a> TextMessageRow<'a> {
@@ -426,6 +482,7 @@ impl<'a> TextMessageRow<'a> {
             clicked_at: message.clicked_at.map(output::time),
             failed_at: message.failed_at.map(output::time),
             action_taken: message.action_taken.as_deref(),
+            failure_reason: message.failure_reason.as_deref(),
         }
     }
 }

@@ -145,14 +145,23 @@ enum Detail {
     Cost(i64),
     Action(u32),
     Reason(u32),
-    Outcome { amount: i64, outcome: u32 },
+    Outcome {
+        amount: i64,
+        outcome: u32,
+    },
+    Budget {
+        scope: u32,
+        month: u32,
+        amount: i64,
+        alert_percent: i64,
+    },
 }
 
 /// An event row, compact while buffered.
 pub(super) struct EventRow {
     seq: i64,
     message_id: Option<i64>,
-    user_id: i64,
+    user_id: Option<i64>,
     time: i64,
     appended_at: i64,
     kind: u32,
@@ -164,6 +173,12 @@ pub(super) struct EventRow {
 impl EventRow {
     pub(super) fn new(names: &mut Names, record: &EventRecord<'_>) -> Result<Self, CliError> {
         let detail = match (record.cost_micros, record.amount_micros, record.outcome) {
+            _ if let Some(budget) = record.budget => Detail::Budget {
+                scope: names.intern(&budget.scope.to_string()),
+                month: names.intern(&budget.month.to_string()),
+                amount: budget.amount_micros,
+                alert_percent: i64::from(budget.alert_percent),
+            },
             (Some(cost), _, _) => Detail::Cost(cost),
             (None, Some(amount), Some(outcome)) => Detail::Outcome {
                 amount,
@@ -180,7 +195,7 @@ impl EventRow {
             message_id: record
                 .message_id
                 .map(|id| i64::try_from(id).expect("message ids fit i64")),
-            user_id: user_id(record.user_id)?,
+            user_id: record.user_id.map(user_id).transpose()?,
             time: micros(record.time_ms)?,
             appended_at: micros(record.appended_ms)?,
             kind: names.intern(record.kind),
@@ -197,7 +212,7 @@ impl Row for EventRow {
             REQUIRED INT64 seq;
             REQUIRED BYTE_ARRAY kind (STRING);
             OPTIONAL INT64 message_id;
-            REQUIRED INT64 user_id;
+            OPTIONAL INT64 user_id;
             OPTIONAL BYTE_ARRAY channel (STRING);
             OPTIONAL BYTE_ARRAY message_type (STRING);
             REQUIRED INT64 time (TIMESTAMP(MICROS,true));
@@ -207,6 +222,10 @@ impl Row for EventRow {
             OPTIONAL BYTE_ARRAY action (STRING);
             OPTIONAL BYTE_ARRAY outcome (STRING);
             OPTIONAL BYTE_ARRAY reason (STRING);
+            OPTIONAL BYTE_ARRAY budget_scope (STRING);
+            OPTIONAL BYTE_ARRAY budget_month (STRING);
+            OPTIONAL INT64 budget_micros;
+            OPTIONAL INT64 alert_percent;
         }";
 
     fn columns(rows: &[Self], names: &Names) -> Vec<Column> {
@@ -214,7 +233,7 @@ impl Row for EventRow {
             int64(rows, |row| row.seq),
             string(rows, names, |row| row.kind),
             optional_int64(rows, |row| row.message_id),
-            int64(rows, |row| row.user_id),
+            optional_int64(rows, |row| row.user_id),
             optional_string(rows, names, |row| row.channel),
             optional_string(rows, names, |row| row.message_type),
             int64(rows, |row| row.time),
@@ -239,6 +258,22 @@ impl Row for EventRow {
                 Detail::Reason(reason) => Some(reason),
                 _ => None,
             }),
+            optional_string(rows, names, |row| match row.detail {
+                Detail::Budget { scope, .. } => Some(scope),
+                _ => None,
+            }),
+            optional_string(rows, names, |row| match row.detail {
+                Detail::Budget { month, .. } => Some(month),
+                _ => None,
+            }),
+            optional_int64(rows, |row| match row.detail {
+                Detail::Budget { amount, .. } => Some(amount),
+                _ => None,
+            }),
+            optional_int64(rows, |row| match row.detail {
+                Detail::Budget { alert_percent, .. } => Some(alert_percent),
+                _ => None,
+            }),
         ]
     }
 }
@@ -257,6 +292,7 @@ pub(super) struct MessageRow {
     message_type: u32,
     status: u32,
     action_taken: Option<u32>,
+    failure_reason: Option<u32>,
 }
 
 impl MessageRow {
@@ -275,6 +311,10 @@ impl MessageRow {
             status: names.intern(message.status.as_str()),
             action_taken: message
                 .action_taken
+                .as_deref()
+                .map(|name| names.intern(name)),
+            failure_reason: message
+                .failure_reason
                 .as_deref()
                 .map(|name| names.intern(name)),
         })
@@ -296,6 +336,7 @@ impl Row for MessageRow {
             OPTIONAL INT64 clicked_at (TIMESTAMP(MICROS,true));
             OPTIONAL INT64 failed_at (TIMESTAMP(MICROS,true));
             OPTIONAL BYTE_ARRAY action_taken (STRING);
+            OPTIONAL BYTE_ARRAY failure_reason (STRING);
         }";
 
     fn columns(rows: &[Self], names: &Names) -> Vec<Column> {
@@ -312,6 +353,7 @@ impl Row for MessageRow {
             optional_int64(rows, |row| row.clicked_at),
             optional_int64(rows, |row| row.failed_at),
             optional_string(rows, names, |row| row.action_taken),
+            optional_string(rows, names, |row| row.failure_reason),
         ]
     }
 }
@@ -551,7 +593,7 @@ mod tests {
                 seq,
                 kind: if outcome { "outcome" } else { "sent" },
                 message_id: (!outcome).then_some(seq),
-                user_id: seq % 11 + 1,
+                user_id: Some(seq % 11 + 1),
                 channel: (!outcome).then_some(commlog::Channel::Sms),
                 message_type: (!outcome).then_some("low_balance"),
                 time_ms,
@@ -561,6 +603,7 @@ mod tests {
                 action: None,
                 outcome: outcome.then_some("late_fee_avoided"),
                 reason: None,
+                budget: None,
             };
             let date = chrono::DateTime::from_timestamp_millis(time_ms)
                 .unwrap()
