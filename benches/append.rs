@@ -1,4 +1,4 @@
-//! Tracking calls per second on the reference workload (shared/WORKLOAD.md), per SyncPolicy.
+//! Tracking calls per second on the reference workload (docs/WORKLOAD.md), per SyncPolicy.
 //!
 //! The calls are generated before timing; each iteration tracks them into a fresh store in a
 //! temporary directory, and only the tracking calls are timed (not opening, closing or removing

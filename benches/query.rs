@@ -1,15 +1,15 @@
-//! The reference queries Q1–Q5 (shared/WORKLOAD.md) on the reference store, each cycling
+//! The reference queries Q1–Q5 (docs/WORKLOAD.md) on the reference store, each cycling
 //! through its picks (`QueryPicks::new(spec)`).
 //!
 //! The workload's size comes from `COMMLOG_BENCH_MESSAGES` and `COMMLOG_BENCH_USERS` (defaults
 //! 1,000,000 and 10,000, seed 42); the same spec builds the store and draws the picks. The Q1
-//! counts are checked against WORKLOAD.md for the default spec only, and printed otherwise.
+//! counts are checked against docs/WORKLOAD.md for the default spec only, and printed otherwise.
 //!
 //! Memory: the bench prints the growth of `RssAnon` (/proc/self/status) over the ingest, and
 //! after the first query of every view (which builds the lazy indexes), per message.
 //!
 //! After each criterion bench, 10,000 timed single calls over the query's picks (repeated)
-//! print the per-query p50/p99 that WORKLOAD.md asks for, and those of the first pass alone, as
+//! print the per-query p50/p99 that docs/WORKLOAD.md asks for, and those of the first pass alone, as
 //! `query/{name}: N calls over M picks, p50 .., p99 .. (first pass: ..)`;
 //! criterion times batches of queries, so its figures are averages over many picks.
 //! `cargo bench --bench query`, or e.g.
@@ -187,11 +187,11 @@ fn queries(c: &mut Criterion) {
         assert_eq!(
             counts,
             (1_000_000, 949_669, 264_725, 23_801, 95_346),
-            "the Q1 counts of WORKLOAD.md"
+            "the Q1 counts of docs/WORKLOAD.md"
         );
         assert_eq!(
             all.outcome_count, 19_882,
-            "the Q1 outcome count of WORKLOAD.md"
+            "the Q1 outcome count of docs/WORKLOAD.md"
         );
     } else {
         eprintln!(

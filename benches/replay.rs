@@ -1,4 +1,4 @@
-//! Opening (replaying) the 1,000,000-message reference store (shared/WORKLOAD.md), in events
+//! Opening (replaying) the 1,000,000-message reference store (docs/WORKLOAD.md), in events
 //! per second, and its bytes on disk per message (printed once).
 //!
 //! The store is built once, at `SyncPolicy::Never`, and closed; its files are then in the page

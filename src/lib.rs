@@ -60,3 +60,8 @@ pub use projection::impact::{
 };
 pub use stats::{CommunicationStats, StatsFilter};
 pub use store::{LOCK_FILE_NAME, Store};
+
+/// The README's Rust examples, compiled (and run unless marked `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,6 +1,47 @@
-//! The reference workload "mingus-30d" (shared/WORKLOAD.md), exact down to the random
+//! The reference workload "mingus-30d" (docs/WORKLOAD.md), exact down to the random
 //! generator, so that its counts can be checked: the calls a service would make, and the
 //! reference queries' picks.
+//!
+//! The test vectors of docs/WORKLOAD.md:
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use commlog::workload::{Call, Generator, QueryPicks, SplitMix64, Spec};
+//! use commlog::{Channel, MessageId, UserId};
+//!
+//! let mut random = SplitMix64::new(42);
+//! let first: Vec<u64> = (0..3).map(|_| random.next_u64()).collect();
+//! assert_eq!(first, [0xBDD7_3226_2FEB_6E95, 0x28EF_E333_B266_F103, 0x4752_6757_130F_9F52]);
+//!
+//! let calls: Vec<Call> = Generator::calls(Spec::default()).take(9).collect();
+//! assert_eq!(calls[0], Call::Sent {
+//!     message: MessageId(1),
+//!     user: UserId(5414),
+//!     channel: Channel::Email,
+//!     message_type: "bill_reminder",
+//!     cost: 0.001,
+//!     at_ms: 1_735_689_601_620,
+//! });
+//! assert_eq!(calls[6], Call::Action {
+//!     message: MessageId(2),
+//!     action: "viewed_forecast",
+//!     at_ms: 1_735_755_727_743,
+//! });
+//! assert_eq!(calls[8], Call::Delivered { message: MessageId(3), at_ms: 1_735_689_609_323 });
+//!
+//! let picks = QueryPicks::new(Spec::default());
+//! assert_eq!(picks.q2_users[..3], [UserId(4645), UserId(211), UserId(1011)]);
+//! assert_eq!(picks.q4_users[..3], [UserId(8949), UserId(580), UserId(4556)]);
+//! let q3 = &picks.q3_filters[0];
+//! assert_eq!((q3.user, q3.message_type.as_deref(), q3.channel),
+//!            (Some(UserId(1576)), Some("upgrade_offer"), Some(Channel::InApp)));
+//! let q5 = &picks.q5_filters[0];
+//! assert_eq!(q5.channel, Some(Channel::Sms));
+//! assert_eq!(q5.start, Some(Utc.with_ymd_and_hms(2025, 1, 13, 5, 28, 12).unwrap()
+//!     + chrono::Duration::milliseconds(613)));
+//! assert_eq!(q5.end, Some(Utc.with_ymd_and_hms(2025, 1, 20, 5, 28, 12).unwrap()
+//!     + chrono::Duration::milliseconds(613)));
+//! ```
 
 use chrono::{DateTime, Utc};
 

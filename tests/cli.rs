@@ -1829,7 +1829,7 @@ fn demo(dir: &Path, extra: &[&str]) -> Value {
     serde_json::from_str(&output.stdout).unwrap()
 }
 
-/// The tally and Q1 of WORKLOAD.md for seed 42, 10,000 users, 20,000 messages.
+/// The tally and Q1 of docs/WORKLOAD.md for seed 42, 10,000 users, 20,000 messages.
 fn check_20000_reference(report: &Value) {
     assert_eq!(
         report["reference"],

@@ -1,4 +1,4 @@
-//! The generator reproduces shared/WORKLOAD.md's counts, and the store's Q1 answers match.
+//! The generator reproduces docs/WORKLOAD.md's counts, and the store's Q1 answers match.
 
 use commlog::workload::{Call, Generator, Spec};
 use commlog::{Options, StatsFilter, Store, SyncPolicy};

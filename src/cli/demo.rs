@@ -1,4 +1,4 @@
-//! `demo`: the reference workload (shared/WORKLOAD.md) into a demo store, checked against the
+//! `demo`: the reference workload (docs/WORKLOAD.md) into a demo store, checked against the
 //! reference counts, with every phase measured.
 
 use std::fs::{self, File};
@@ -112,7 +112,7 @@ impl Tally {
     }
 }
 
-/// WORKLOAD.md's figures for seed 42 and 10,000 users: the call tally and Q1.
+/// docs/WORKLOAD.md's figures for seed 42 and 10,000 users: the call tally and Q1.
 struct Reference {
     messages: u64,
     tally: Tally,
@@ -367,7 +367,7 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::SelfCheck(format!(
-            "the demo {}: {}",
+            "the demo {} (docs/WORKLOAD.md): {}",
             report.reference,
             report.mismatches.join("; ")
         )))
@@ -823,7 +823,10 @@ fn render(report: &Report) -> String {
     text.push_str(&tally.render());
     text.push_str("\nQ1, all messages:\n");
     text.push_str(&output::stats_table(&report.q1));
-    text.push_str(&format!("\nreference check: {}\n", report.reference));
+    text.push_str(&format!(
+        "\nreference check (docs/WORKLOAD.md): {}\n",
+        report.reference
+    ));
     for mismatch in &report.mismatches {
         text.push_str(&format!("  mismatch: {mismatch}\n"));
     }

@@ -54,7 +54,8 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate the reference workload into a demo store and report what it measures.
+    /// Generate the reference workload (docs/WORKLOAD.md) into a demo store and report what it
+    /// measures.
     #[command(after_help = "Example:\n  commlog demo --messages 100000 --threads 2")]
     Demo(demo::DemoArgs),
     /// Track one event (writes: appends to the log of --dir, creating the store if missing).
