@@ -2198,3 +2198,128 @@ fn four_processes_tracking_at_once_wait_their_turn() {
     );
     assert_eq!(store.open_report().events, 400);
 }
+
+#[test]
+fn one_input_language_for_times_channels_and_ids() {
+    let temp = temp();
+    let dir = temp.path();
+    // What Python's isoformat() and SQL print, read as UTC; a channel in any case.
+    for (at, channel) in [
+        ("2025-01-31T10:00:00", "SMS"),
+        ("2025-01-31 10:00:00.250", "Email"),
+        ("2025-01-31T10:00:00Z", "in_app"),
+        ("2025-01-31", "PUSH"),
+    ] {
+        track(
+            dir,
+            &[
+                "sent",
+                "--user",
+                "5",
+                "--channel",
+                channel,
+                "--type",
+                "x",
+                "--at",
+                at,
+            ],
+        );
+    }
+    let history: Vec<Message> = json(dir, &["history", "--user", "5"]);
+    let mut sent: Vec<String> = history
+        .iter()
+        .map(|message| format!("{} {}", message.channel, millis(message.sent_at)))
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            "email 2025-01-31T10:00:00.250Z",
+            "in_app 2025-01-31T10:00:00.000Z",
+            "push 2025-01-31T00:00:00.000Z",
+            "sms 2025-01-31T10:00:00.000Z",
+        ]
+    );
+    let stats: CommunicationStats = json(
+        dir,
+        &[
+            "stats",
+            "--channel",
+            "Sms",
+            "--start",
+            "2025-01-31 10:00:00",
+            "--end",
+            "2025-01-31T10:00:00",
+        ],
+    );
+    assert_eq!(stats.total_messages, 1);
+    let stats: CommunicationStats = json(dir, &["stats", "--end", "2025-01-31"]);
+    assert_eq!(
+        stats.total_messages, 4,
+        "a bare --end date is its whole day"
+    );
+    let line = fails(dir, &["stats", "--start", "31/01/2025"], 1);
+    assert!(
+        line.contains("2025-01-31 10:00:00"),
+        "names the forms: {line}"
+    );
+
+    // A long value is shown by its head and its length.
+    let long = "x".repeat(300);
+    let line = fails(dir, &["stats", "--start", &long], 1);
+    assert!(
+        line.contains("(300 characters)") && !line.contains(&long),
+        "{line}"
+    );
+    let line = fails(dir, &["stats", "--channel", &long], 1);
+    assert!(
+        line.contains("(300 characters)") && !line.contains(&long),
+        "{line}"
+    );
+}
+
+fn millis(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[test]
+fn help_marks_read_only_commands_and_completion_offers_values() {
+    let temp = temp();
+    let help = ok(temp.path(), &["--help"]);
+    for command in [
+        "history",
+        "stats",
+        "info",
+        "export",
+        "engagement",
+        "channels",
+        "costs",
+        "impact",
+    ] {
+        let line = help
+            .lines()
+            .find(|line| line.trim_start().starts_with(&format!("{command} ")))
+            .unwrap_or_else(|| panic!("{command} in {help}"));
+        assert!(line.contains("Read-only"), "{line}");
+    }
+    for command in ["track", "budget", "import"] {
+        let line = help
+            .lines()
+            .find(|line| line.trim_start().starts_with(&format!("{command} ")))
+            .unwrap();
+        assert!(
+            !line.contains("Read-only") && line.contains("writes"),
+            "{line}"
+        );
+    }
+    let script = ok(temp.path(), &["completions", "bash"]);
+    for values in [
+        "sms email push in_app",
+        "all sms email push in_app",
+        "day week month",
+        "jsonl csv parquet",
+        "never interval always",
+    ] {
+        assert!(script.contains(values), "completion offers {values}");
+    }
+}
