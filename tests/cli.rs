@@ -614,7 +614,8 @@ fn every_track_command_prints_the_record_as_json() {
         "delivered_at",
         "opened_at",
         "clicked_at",
-        "action"
+        "action",
+        "failure"
     ]));
     assert_eq!(lines[1].split_whitespace().next(), Some("6"), "{table}");
     assert!(lines[1].contains("$1,234.50"), "{table}");

@@ -49,7 +49,7 @@ pub(crate) fn at_least_one(text: &str) -> Result<u64, String> {
     match text.trim().parse::<i128>() {
         Ok(value) if value < 1 => Err("must be at least 1".to_string()),
         Ok(value) => u64::try_from(value).map_err(|_| format!("must be at most {}", u64::MAX)),
-        Err(_) => Err("must be a whole number of at least 1".to_string()),
+        Err(_) => Err("not an integer".to_string()),
     }
 }
 
