@@ -1022,3 +1022,34 @@ fn a_header_without_a_needed_column_is_refused_before_any_row() {
     );
     assert!(!dir.exists());
 }
+
+#[test]
+fn user_ids_above_i64_max_are_bad_rows() {
+    let temp = tempfile::tempdir().unwrap();
+    let from = temp.path().join("export");
+    std::fs::create_dir(&from).unwrap();
+    std::fs::write(
+        from.join("communication_metrics.csv"),
+        "id,user_id,message_type,channel,status,cost,sent_at,delivered_at,opened_at,clicked_at,action_taken\n\
+         1,9223372036854775807,low_balance,SMS,sent,0.05,2025-01-03 00:00:00,,,,\n\
+         2,18446744073709551615,low_balance,sms,sent,0.05,2025-01-03 00:00:00,,,,\n",
+    )
+    .unwrap();
+    let dir = temp.path().join("store");
+    let output = import(&dir, &from, &[]);
+    assert_eq!(output.code, 1);
+    assert!(
+        output
+            .stderr
+            .contains("\"line\":3,\"column\":\"user_id\",\"value\":\"18446744073709551615\",\"reason\":\"must be at most 9223372036854775807"),
+        "{}",
+        output.stderr
+    );
+    assert!(!dir.exists());
+
+    let output = import(&dir, &from, &["--skip-bad-rows"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    let history = history(&dir, i64::MAX as u64);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].channel, Channel::Sms);
+}
