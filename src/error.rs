@@ -66,12 +66,6 @@ pub enum Error {
         /// The refused operation.
         operation: &'static str,
     },
-    /// An exact money sum left the range of 64-bit micro-dollars.
-    #[error("{field} overflows the range of 64-bit micro-dollars")]
-    Overflow {
-        /// The sum, e.g. `"total_cost"`.
-        field: &'static str,
-    },
 }
 
 impl Error {

@@ -868,6 +868,72 @@ fn stats_with_every_filter() {
     assert_eq!(table["total_impact"], "-$2.50");
 }
 
+#[test]
+fn sums_of_the_largest_costs_print_exactly_in_every_view() {
+    let temp = temp();
+    let dir = temp.path();
+    for _ in 0..3 {
+        ok(
+            dir,
+            &[
+                "track",
+                "sent",
+                "--user",
+                "1",
+                "--channel",
+                "sms",
+                "--type",
+                "x",
+                "--cost",
+                "9000000000000",
+                "--at",
+                "2025-03-01T00:00:00Z",
+            ],
+        );
+        ok(
+            dir,
+            &[
+                "track",
+                "outcome",
+                "--user",
+                "1",
+                "--outcome",
+                "won",
+                "--amount",
+                "9000000000000",
+                "--at",
+                "2025-03-02T00:00:00Z",
+            ],
+        );
+    }
+    // 3 × 9e18 micros: beyond 64 bits, printed whole (JSON numbers are read back as text).
+    let sum = "27000000000000000000";
+    let views: [(&[&str], &[&str]); 5] = [
+        (&["stats"], &["total_cost", "total_impact"]),
+        (&["costs"], &["spent"]),
+        (&["channels"], &["total_cost"]),
+        (&["impact"], &["cost", "amount"]),
+        (&["engagement", "--user", "1"], &["total_cost"]),
+    ];
+    for (args, fields) in views {
+        let text = ok(dir, &[&["--json"], args].concat());
+        for field in fields {
+            assert!(
+                text.contains(&format!("\"{field}\":{sum}")),
+                "{args:?}: {field} = {sum} in {text}"
+            );
+        }
+        let table = ok(dir, args);
+        assert!(
+            table.contains("$27,000,000,000,000.00"),
+            "{args:?}: the sum in dollars in {table}"
+        );
+    }
+    let stats: CommunicationStats = serde_json::from_str(&ok(dir, &["--json", "stats"])).unwrap();
+    assert_eq!(stats.total_cost.micros(), 27_000_000_000_000_000_000);
+    assert_eq!(stats.total_impact.micros(), 27_000_000_000_000_000_000);
+}
+
 // ---------------------------------------------------------------------------------------------
 // info
 

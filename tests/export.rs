@@ -261,7 +261,10 @@ fn jsonl_has_one_row_per_event_and_the_reference_sums() {
     assert_eq!(rows[0]["time"], millis(first.sent_at));
     assert_eq!(rows[0]["user_id"], first.user_id.0);
     assert_eq!(rows[0]["channel"], first.channel.as_str());
-    assert_eq!(rows[0]["cost_micros"], first.cost.micros());
+    assert_eq!(
+        rows[0]["cost_micros"],
+        i64::try_from(first.cost.micros()).unwrap()
+    );
 }
 
 #[test]
@@ -798,7 +801,10 @@ mod parquet_export {
             assert_eq!(string(&row["channel"]), Some(message.channel.as_str()));
             assert_eq!(string(&row["message_type"]), Some(&*message.message_type));
             assert_eq!(string(&row["status"]), Some(message.status.as_str()));
-            assert_eq!(long(&row["cost_micros"]), Some(message.cost.micros()));
+            assert_eq!(
+                long(&row["cost_micros"]).map(i128::from),
+                Some(message.cost.micros())
+            );
             assert_eq!(micros(&row["sent_at"]), time(Some(message.sent_at)));
             assert_eq!(micros(&row["delivered_at"]), time(message.delivered_at));
             assert_eq!(micros(&row["opened_at"]), time(message.opened_at));

@@ -270,7 +270,7 @@ impl Sum {
     fn total(self) -> ImpactTotal {
         ImpactTotal {
             count: self.0,
-            amount: Money::from_micros(i64::try_from(self.1).unwrap()),
+            amount: Money::from_micros(self.1),
         }
     }
 }
@@ -314,7 +314,7 @@ impl Model {
                     .unwrap();
                 let id = self.messages.len() as u64 + 1;
                 assert_eq!(message.id.0, id, "ids are dense from 1");
-                assert_eq!(message.cost.micros(), *cost_micros);
+                assert_eq!(message.cost.micros(), i128::from(*cost_micros));
                 self.messages.push(ModelMessage {
                     id,
                     user: *user,
@@ -473,7 +473,7 @@ impl Model {
                 ChannelImpact {
                     channel,
                     attributed: credited.impact(),
-                    cost: Money::from_micros(i64::try_from(cost_micros).unwrap()),
+                    cost: Money::from_micros(cost_micros),
                     roi: (cost_micros > 0)
                         .then(|| (impact_micros - cost_micros) as f64 / cost_micros as f64),
                 }
@@ -986,7 +986,7 @@ fn invalid_filters_are_refused() {
 }
 
 #[test]
-fn sums_beyond_64_bit_micros_are_an_overflow_error() {
+fn sums_beyond_64_bit_micros_are_exact() {
     let (_dir, store) = open(None);
     store
         .track_financial_outcome_at(1, "windfall", 9e12, at(1, 0))
@@ -994,15 +994,16 @@ fn sums_beyond_64_bit_micros_are_an_overflow_error() {
     store
         .track_financial_outcome_at(1, "windfall", 9e12, at(1, 0))
         .unwrap();
-    assert!(matches!(
-        store.get_financial_impact(&ImpactFilter::new()),
-        Err(Error::Overflow { .. })
-    ));
+    let twice = Money::from_micros(18_000_000_000_000_000_000);
+    let report = store.get_financial_impact(&ImpactFilter::new()).unwrap();
+    assert_eq!(report.outcomes.amount, twice);
+    assert_eq!(report.by_outcome["windfall"].amount, twice);
+    assert_eq!(report.unattributed.amount, twice);
     let one = ImpactFilter::new().user(UserId(1)).end(at(1, 0));
-    assert!(matches!(
-        store.get_financial_impact(&one),
-        Err(Error::Overflow { .. })
-    ));
+    assert_eq!(
+        store.get_financial_impact(&one).unwrap().outcomes.amount,
+        twice
+    );
     store
         .track_financial_outcome_at(2, "windfall", 9e12, at(1, 0))
         .unwrap();

@@ -106,8 +106,8 @@ struct Reference {
     tally: Tally,
     /// delivered, opened, clicked, action, outcome counts; total cost and impact in micros.
     q1_counts: [u64; 5],
-    q1_cost_micros: i64,
-    q1_impact_micros: i64,
+    q1_cost_micros: i128,
+    q1_impact_micros: i128,
 }
 
 const REFERENCES: [Reference; 3] = [

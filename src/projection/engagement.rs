@@ -322,11 +322,7 @@ impl Projection {
     ///
     /// Cost: O(log k + m log m) for a user with k messages, m of them selected or sent in the
     /// trend's 60 days (a binary search of the user's sorted list, then those messages only).
-    pub(crate) fn engagement(
-        &self,
-        user: UserId,
-        filter: &EngagementFilter,
-    ) -> Result<UserEngagement> {
+    pub(crate) fn engagement(&self, user: UserId, filter: &EngagementFilter) -> UserEngagement {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         let now_ms = self.now_ms(filter.end.map(|end| end.timestamp_millis()));
         // A type never tracked has no id, so it matches no message.
@@ -364,7 +360,7 @@ impl Projection {
             by_type,
             timing,
         } = selection;
-        Ok(UserEngagement {
+        UserEngagement {
             user_id: user,
             now: now_ms.map(time_from_ms),
             sent: total.sent,
@@ -372,7 +368,7 @@ impl Projection {
             engaged: total.engaged,
             ignored: total.ignored(),
             engagement_score: total.rate(),
-            by_channel: channel_engagements(&by_channel)?,
+            by_channel: channel_engagements(&by_channel),
             preferred_channel: preferred_channel(&by_channel),
             by_message_type: by_type
                 .into_iter()
@@ -392,7 +388,7 @@ impl Projection {
             trend: trend(recent, previous),
             trend_recent: trend_window(recent),
             trend_previous: trend_window(previous),
-        })
+        }
     }
 
     /// Counts of the user's matching messages sent in (now − 30 d, now] and in
@@ -426,17 +422,14 @@ impl Projection {
 }
 
 /// One entry per channel with a message selected, in channel order.
-fn channel_engagements(
-    by_channel: &[Counts; Channel::ALL.len()],
-) -> Result<Vec<ChannelEngagement>> {
-    let money = |micros: i128| Money::from_sum("total_cost", micros);
+fn channel_engagements(by_channel: &[Counts; Channel::ALL.len()]) -> Vec<ChannelEngagement> {
     let mut channels = Vec::new();
     for channel in Channel::ALL {
         let counts = by_channel[channel.index()];
         if counts.sent == 0 {
             continue;
         }
-        let average_cost = money(divide_rounded(counts.cost_micros, counts.sent))?;
+        let average_cost = Money::from_micros(divide_rounded(counts.cost_micros, counts.sent));
         channels.push(ChannelEngagement {
             channel,
             sent: counts.sent,
@@ -444,11 +437,11 @@ fn channel_engagements(
             engaged: counts.engaged,
             ignored: counts.ignored(),
             engagement_rate: counts.rate(),
-            total_cost: money(counts.cost_micros)?,
+            total_cost: Money::from_micros(counts.cost_micros),
             average_cost: Some(average_cost),
         });
     }
-    Ok(channels)
+    channels
 }
 
 /// Bucket counts, mean and median of the response times.
