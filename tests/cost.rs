@@ -1330,7 +1330,7 @@ fn budget_set_appends_a_budget_that_costs_reports() {
     let set: serde_json::Value = serde_json::from_str(&set).unwrap();
     // The scope in the serde form of `BudgetScope`, as `costs --json` prints it.
     assert_eq!(set["scope"], serde_json::json!("sms"));
-    assert_eq!(set["amount"], 1_000_000);
+    assert_eq!(set["amount_micros"], 1_000_000);
     let report: CostReport =
         serde_json::from_str(&ok(&["--json", "costs", "--month", "2025-01"])).unwrap();
     let sms = budget_of(&report, BudgetScope::Channel(Channel::Sms), "2025-01");

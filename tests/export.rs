@@ -153,12 +153,18 @@ impl Tally {
     /// The export agrees with `commlog --json stats` of the same flags.
     fn assert_matches_stats(&self, stats: &Value) {
         assert_eq!(self.kind("sent"), stats["total_messages"].as_u64().unwrap());
-        assert_eq!(self.cost_micros, stats["total_cost"].as_i64().unwrap());
+        assert_eq!(
+            self.cost_micros,
+            stats["total_cost_micros"].as_i64().unwrap()
+        );
         assert_eq!(
             self.kind("outcome"),
             stats["outcome_count"].as_u64().unwrap()
         );
-        assert_eq!(self.amount_micros, stats["total_impact"].as_i64().unwrap());
+        assert_eq!(
+            self.amount_micros,
+            stats["total_impact_micros"].as_i64().unwrap()
+        );
     }
 
     /// The unfiltered 20,000-message workload (tests/workload.rs's call tally).

@@ -1032,7 +1032,10 @@ fn the_report_serializes_and_reads_back() {
     let report = impact(&store);
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["by_channel"][0]["channel"], "sms");
-    assert_eq!(json["attributed"]["delivered"]["amount"], -35_000_000);
+    assert_eq!(
+        json["attributed"]["delivered"]["amount_micros"],
+        -35_000_000
+    );
     assert_eq!(
         serde_json::from_value::<ImpactReport>(json).unwrap(),
         report

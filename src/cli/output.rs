@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use commlog::{CommunicationStats, Message};
 use serde::Serialize;
 
@@ -122,9 +122,9 @@ pub(crate) fn count(value: u64) -> String {
     grouped
 }
 
-/// RFC 3339, UTC, milliseconds.
+/// RFC 3339, UTC, milliseconds: the form of times in JSON too.
 pub(crate) fn time(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+    commlog::serde_time::to_text(time)
 }
 
 fn optional_time(value: Option<DateTime<Utc>>) -> String {

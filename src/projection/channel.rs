@@ -63,8 +63,10 @@ pub struct EffectivenessFilter {
     /// Only messages of this type (and outcomes credited to them).
     pub message_type: Option<String>,
     /// Only messages sent (outcomes happened) at or after this time.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub start: Option<DateTime<Utc>>,
     /// Only messages sent (outcomes happened) at or before this time.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub end: Option<DateTime<Utc>>,
     /// Also break the report down by this period.
     pub period: Option<Period>,
@@ -138,16 +140,21 @@ pub struct ChannelLine {
     /// converted / delivered, percent.
     pub conversion_rate: f64,
     /// Exact sum of the messages' costs.
+    #[serde(rename = "total_cost_micros")]
     pub total_cost: Money,
     /// total_cost / sent; `None` when nothing was sent.
+    #[serde(rename = "cost_per_message_micros")]
     pub cost_per_message: Option<Money>,
     /// total_cost / responded; `None` when nothing was responded to.
+    #[serde(rename = "cost_per_response_micros")]
     pub cost_per_response: Option<Money>,
     /// total_cost / converted; `None` when nothing converted.
+    #[serde(rename = "cost_per_conversion_micros")]
     pub cost_per_conversion: Option<Money>,
     /// Outcomes credited (last touch) to a message of this line.
     pub attributed_outcomes: u64,
     /// Exact sum of their amounts.
+    #[serde(rename = "attributed_impact_micros")]
     pub attributed_impact: Money,
     /// (attributed_impact − total_cost) / total_cost, a ratio (1.0 = +100 %); `None` at cost 0.
     pub roi: Option<f64>,
@@ -165,6 +172,7 @@ pub struct ChannelWinner {
     /// That channel's score for the type.
     pub performance_score: f64,
     /// That channel's cost per response for the type (the first tie-break).
+    #[serde(rename = "cost_per_response_micros")]
     pub cost_per_response: Option<Money>,
 }
 

@@ -37,8 +37,10 @@ pub struct CostFilter {
     /// Only messages sent on this channel, and only the budgets covering it (`All` and its own).
     pub channel: Option<Channel>,
     /// Only messages sent at or after this time.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub start: Option<DateTime<Utc>>,
     /// Only messages sent at or before this time; also caps the report's "now".
+    #[serde(default, with = "crate::serde_time::optional")]
     pub end: Option<DateTime<Utc>>,
     /// Only messages sent in this month (UTC), and only this month's budgets.
     pub month: Option<Month>,
@@ -123,14 +125,19 @@ pub struct CostSummary {
     /// With an action whose name contains "upgrade".
     pub converted: u64,
     /// Exact sum of their costs, failed messages included.
+    #[serde(rename = "spent_micros")]
     pub spent: Money,
     /// spent / messages.
+    #[serde(rename = "cost_per_message_micros")]
     pub cost_per_message: Option<Money>,
     /// spent / delivered.
+    #[serde(rename = "cost_per_delivered_micros")]
     pub cost_per_delivered: Option<Money>,
     /// spent / responded.
+    #[serde(rename = "cost_per_response_micros")]
     pub cost_per_response: Option<Money>,
     /// spent / converted.
+    #[serde(rename = "cost_per_conversion_micros")]
     pub cost_per_conversion: Option<Money>,
 }
 
@@ -144,6 +151,7 @@ pub struct DailySpend {
     /// Messages sent that day on that channel.
     pub messages: u64,
     /// Exact sum of their costs.
+    #[serde(rename = "spent_micros")]
     pub spent: Money,
 }
 
@@ -157,6 +165,7 @@ pub struct MonthlySpend {
     /// Messages sent that month on that channel.
     pub messages: u64,
     /// Exact sum of their costs.
+    #[serde(rename = "spent_micros")]
     pub spent: Money,
 }
 
@@ -168,17 +177,21 @@ pub struct BudgetStatus {
     /// The month it covers.
     pub month: Month,
     /// The amount budgeted.
+    #[serde(rename = "budget_micros")]
     pub budget: Money,
     /// Alert when spend reaches this percentage of the budget.
     pub alert_percent: u8,
     /// Exact cost of the scope's messages sent in the month up to "now", whatever the
     /// user and type filters.
+    #[serde(rename = "spent_micros")]
     pub spent: Money,
     /// spent / budget, percent.
     pub utilization: f64,
     /// budget − spent (negative when over budget).
+    #[serde(rename = "variance_micros")]
     pub variance: Money,
     /// Month-end spend at the pace so far: spent × month length ÷ elapsed part of it.
+    #[serde(rename = "projected_micros")]
     pub projected: Money,
     /// spent × 100 ≥ alert_percent × budget.
     pub alert: bool,
@@ -191,6 +204,7 @@ pub struct BudgetStatus {
 pub struct CostReport {
     /// The report's "now": the filter's end or the latest tracked event time, the earlier;
     /// `None` before the first tracking event.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub now: Option<DateTime<Utc>>,
     /// Every message selected.
     pub total: CostSummary,

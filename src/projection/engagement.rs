@@ -55,8 +55,10 @@ pub struct EngagementFilter {
     /// Only messages sent on this channel (the trend too).
     pub channel: Option<Channel>,
     /// Only messages sent at or after this time (the trend ignores it).
+    #[serde(default, with = "crate::serde_time::optional")]
     pub start: Option<DateTime<Utc>>,
     /// Only messages sent at or before this time; also caps "now".
+    #[serde(default, with = "crate::serde_time::optional")]
     pub end: Option<DateTime<Utc>>,
 }
 
@@ -103,6 +105,7 @@ pub struct UserEngagement {
     /// The user.
     pub user_id: UserId,
     /// The view's "now": the filter's end or the latest tracking event, whichever is earlier.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub now: Option<DateTime<Utc>>,
     /// Messages selected.
     pub sent: u64,
@@ -152,8 +155,10 @@ pub struct ChannelEngagement {
     /// engaged / received, percent.
     pub engagement_rate: f64,
     /// Exact sum of the messages' costs.
+    #[serde(rename = "total_cost_micros")]
     pub total_cost: Money,
     /// total_cost / sent, rounded to the micro, halves away from zero; None when nothing sent.
+    #[serde(rename = "average_cost_micros")]
     pub average_cost: Option<Money>,
 }
 

@@ -156,8 +156,10 @@ pub struct ImpactFilter {
     /// Only outcomes credited to a message on this channel (and its messages, for costs).
     pub channel: Option<Channel>,
     /// Only outcomes at or after this time (messages sent at or after it, for costs).
+    #[serde(default, with = "crate::serde_time::optional")]
     pub start: Option<DateTime<Utc>>,
     /// Only outcomes at or before this time (messages sent at or before it, for costs).
+    #[serde(default, with = "crate::serde_time::optional")]
     pub end: Option<DateTime<Utc>>,
 }
 
@@ -215,6 +217,7 @@ pub struct ImpactTotal {
     /// Outcomes.
     pub count: u64,
     /// Exact sum of their amounts (negative amounts are losses).
+    #[serde(rename = "amount_micros")]
     pub amount: Money,
 }
 
@@ -224,6 +227,7 @@ pub struct AttributedImpact {
     /// Outcomes credited (engaged + delivered).
     pub count: u64,
     /// Exact sum of their amounts.
+    #[serde(rename = "amount_micros")]
     pub amount: Money,
     /// Those credited at level engaged.
     pub engaged: ImpactTotal,
@@ -239,6 +243,7 @@ pub struct ChannelImpact {
     /// Outcomes credited to its messages.
     pub attributed: AttributedImpact,
     /// Exact sum of the costs of its messages the filter selects (sent in [start, end]).
+    #[serde(rename = "cost_micros")]
     pub cost: Money,
     /// (attributed.amount − cost) ÷ cost, a ratio (1.0 = +100 %); `None` when cost is 0.
     pub roi: Option<f64>,
