@@ -1137,6 +1137,79 @@ fn json_names_money_in_micros_and_writes_times_with_milliseconds() {
     }
 }
 
+/// The cells of the table row whose first cells are `leading`, from the table headed by
+/// `header` (its first line starts with it).
+fn table_row(text: &str, header: &[&str], leading: &[&str]) -> BTreeMap<String, String> {
+    let mut lines = text.lines().skip_while(|line| {
+        !line
+            .split_whitespace()
+            .take(header.len())
+            .eq(header.iter().copied())
+    });
+    let names: Vec<String> = lines
+        .next()
+        .unwrap_or_else(|| panic!("no table headed {header:?} in {text}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let row = lines
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.starts_with(leading))
+        .unwrap_or_else(|| panic!("no row {leading:?} under {header:?} in {text}"));
+    assert_eq!(row.len(), names.len(), "{row:?} under {names:?}");
+    names
+        .into_iter()
+        .zip(row.into_iter().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn roi_prints_one_way_in_channels_and_impact() {
+    let temp = temp();
+    let dir = temp.path();
+    for args in [
+        "sent --user 1 --channel sms --type low_balance --cost 2 --at 2025-03-01T00:00:00Z",
+        "opened --message 1 --at 2025-03-01T00:01:00Z",
+        "sent --user 2 --channel email --type low_balance --cost 4 --at 2025-03-01T00:00:00Z",
+        "opened --message 2 --at 2025-03-01T00:01:00Z",
+        "sent --user 3 --channel push --type low_balance --at 2025-03-01T00:00:00Z",
+        "opened --message 3 --at 2025-03-01T00:01:00Z",
+        "outcome --user 1 --outcome bill_paid_on_time --amount 7 --at 2025-03-01T01:00:00Z",
+        "outcome --user 2 --outcome overdraft_fee --amount -1 --at 2025-03-01T01:00:00Z",
+        "outcome --user 3 --outcome bill_paid_on_time --amount 5 --at 2025-03-01T01:00:00Z",
+    ] {
+        let args: Vec<&str> = std::iter::once("track")
+            .chain(args.split_whitespace())
+            .collect();
+        ok(dir, &args);
+    }
+    // sms: (7 − 2) / 2 = +250 %; email: (−1 − 4) / 4 = −125 %; push costs nothing.
+    let channels = ok(dir, &["channels"]);
+    let impact = ok(dir, &["impact"]);
+    for (channel, expected) in [("sms", "+250.00%"), ("email", "-125.00%"), ("push", "-")] {
+        let line = table_row(&channels, &["channel", "type"], &[channel, "all"]);
+        let row = table_row(&impact, &["channel", "attributed"], &[channel]);
+        assert_eq!(line["roi"], expected, "channels, {channel}: {channels}");
+        assert_eq!(row["roi"], expected, "impact, {channel}: {impact}");
+    }
+
+    // In JSON both are the same ratio, or null.
+    let channels = json_value(dir, &["channels"]);
+    let impact = json_value(dir, &["impact"]);
+    for (index, channel) in ["sms", "email", "push"].into_iter().enumerate() {
+        let line = &channels["channels"][index];
+        let row = &impact["by_channel"][index];
+        assert_eq!(
+            (&line["channel"], &row["channel"]),
+            (&Value::from(channel), &Value::from(channel))
+        );
+        assert_eq!(line["roi"], row["roi"], "{channel}");
+    }
+    assert_eq!(channels["channels"][0]["roi"], Value::from(2.5));
+    assert_eq!(impact["by_channel"][2]["roi"], Value::Null);
+}
+
 // ---------------------------------------------------------------------------------------------
 // info
 

@@ -1085,7 +1085,7 @@ fn the_impact_command_prints_the_report_as_json_and_as_tables() {
     assert!(output.status.success(), "{output:?}");
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("$35.00"), "{text}");
-    assert!(text.contains("+69900.0%"), "{text}");
+    assert!(text.contains("+69900.00%"), "{text}");
     assert!(
         text.lines().any(|line| line.starts_with("unattributed")),
         "{text}"

@@ -863,8 +863,7 @@ fn render_views(views: &Views) -> String {
             count(line.attributed.count),
             line.attributed.amount.to_string(),
             line.cost.to_string(),
-            line.roi
-                .map_or("-".to_string(), |roi| format!("{:+.1}%", roi * 100.0)),
+            output::roi(line.roi),
         ]);
     }
     text.push_str(&impact.render());
