@@ -2,7 +2,7 @@
 //! any RFC 3339 time.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use commlog::{Channel, Message, MessageId, Money, Status, UserId};
+use commlog::{Channel, Message, Options, Store, SyncPolicy};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -47,20 +47,21 @@ fn any_rfc_3339_time_reads_back_as_utc_and_a_missing_option_is_none() {
 
 #[test]
 fn a_message_serializes_with_micros_and_milliseconds_and_reads_back() {
-    let message = Message {
-        id: MessageId(1),
-        user_id: UserId(7),
-        channel: Channel::Sms,
-        message_type: "low_balance".into(),
-        status: Status::Delivered,
-        cost: Money::from_micros(50_000),
-        sent_at: march_first(),
-        delivered_at: Some(march_first() + Duration::seconds(2)),
-        opened_at: None,
-        clicked_at: None,
-        failed_at: None,
-        action_taken: None,
-    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            sync: SyncPolicy::Never,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let sent = store
+        .track_message_sent_at(7, Channel::Sms, "low_balance", 0.05, march_first())
+        .unwrap();
+    let message = store
+        .track_message_delivered(sent.id, Some(march_first() + Duration::seconds(2)))
+        .unwrap();
     let value = serde_json::to_value(&message).unwrap();
     assert_eq!(value["cost_micros"], 50_000);
     assert_eq!(value["sent_at"], "2025-03-01T00:00:00.000Z");
