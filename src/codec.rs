@@ -218,7 +218,8 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
                         "message ids are dense"
                     );
                     next.next_message_id += 1;
-                    let cost_micros = u64::try_from(cost.micros()).expect("cost is never negative");
+                    let cost_micros =
+                        u64::try_from(cost.event_micros()).expect("cost is never negative");
                     WirePayload::MessageSent {
                         user_id: user_id.0,
                         channel: channel.index() as u8,
@@ -252,7 +253,7 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
                 } => WirePayload::FinancialOutcome {
                     user_id: user_id.0,
                     outcome,
-                    amount_micros: amount.micros(),
+                    amount_micros: amount.event_micros(),
                 },
                 Event::BudgetSet {
                     scope,
@@ -266,7 +267,8 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
                         BudgetScope::Channel(channel) => 1 + channel.index() as u8,
                     },
                     month_index: month.index(),
-                    amount_micros: u64::try_from(amount.micros()).expect("a budget is positive"),
+                    amount_micros: u64::try_from(amount.event_micros())
+                        .expect("a budget is positive"),
                     alert_percent,
                 },
             };
@@ -490,7 +492,7 @@ pub(crate) fn resolve<'a>(
                 user_id: user(user_id)?,
                 channel,
                 message_type: name("message_type", message_type)?,
-                cost: Money::from_micros(cost),
+                cost: Money::from_micros(i128::from(cost)),
                 at_ms,
             }
         }
@@ -532,7 +534,7 @@ pub(crate) fn resolve<'a>(
             Event::FinancialOutcome {
                 user_id: user(user_id)?,
                 outcome: name("outcome", outcome)?,
-                amount: Money::from_micros(amount_micros),
+                amount: Money::from_micros(i128::from(amount_micros)),
                 at_ms,
             }
         }
@@ -567,7 +569,7 @@ pub(crate) fn resolve<'a>(
             Event::BudgetSet {
                 scope,
                 month,
-                amount: Money::from_micros(amount),
+                amount: Money::from_micros(i128::from(amount)),
                 alert_percent,
                 at_ms,
             }

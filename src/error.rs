@@ -67,12 +67,6 @@ pub enum Error {
         /// The refused operation.
         operation: &'static str,
     },
-    /// An exact money sum left the range of 64-bit micro-dollars.
-    #[error("{field} overflows the range of 64-bit micro-dollars")]
-    Overflow {
-        /// The sum, e.g. `"total_cost"`.
-        field: &'static str,
-    },
 }
 
 /// A caller's value as error messages show it: quoted, and when longer than 64 characters, its

@@ -87,16 +87,22 @@ pub struct Message {
     /// The furthest stage reached.
     pub status: Status,
     /// What sending it cost.
+    #[serde(rename = "cost_micros")]
     pub cost: Money,
     /// When it was sent.
+    #[serde(with = "crate::serde_time")]
     pub sent_at: DateTime<Utc>,
     /// Earliest delivery reported or implied.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub delivered_at: Option<DateTime<Utc>>,
     /// Earliest open reported or implied.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub opened_at: Option<DateTime<Utc>>,
     /// Earliest click (an action whose name contains "click").
+    #[serde(default, with = "crate::serde_time::optional")]
     pub clicked_at: Option<DateTime<Utc>>,
     /// Earliest failure reported, kept even when a delivery later wins over it.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub failed_at: Option<DateTime<Utc>>,
     /// The reason of the earliest failure reported, e.g. "undelivered".
     pub failure_reason: Option<Arc<str>>,
@@ -112,8 +118,10 @@ pub struct FinancialOutcome {
     /// What happened.
     pub outcome: String,
     /// Its value (negative: a loss).
+    #[serde(rename = "amount_micros")]
     pub amount: Money,
     /// When.
+    #[serde(with = "crate::serde_time")]
     pub at: DateTime<Utc>,
 }
 

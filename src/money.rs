@@ -9,29 +9,23 @@ use crate::limits::{MONEY_DOLLARS_MAX, MONEY_MICROS_MAX};
 
 /// An exact amount of money in micro-dollars (1 dollar = 1,000,000 micros).
 ///
-/// Serializes as the integer number of micros. Displays as dollars with thousands separators
-/// and at least two decimals: `$17,967.598`, `-$2.50`.
+/// 128 bits wide, so that every sum, quotient and difference an answer reports is exact for any
+/// log the store can hold (docs/SEMANTICS.md, "Money"); an amount a caller gives is bounded
+/// far tighter, by ±9 × 10^12 dollars. Serializes as the integer number of micros. Displays as
+/// dollars with thousands separators and at least two decimals: `$17,967.598`, `-$2.50`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
 )]
 #[serde(transparent)]
-pub struct Money(i64);
+pub struct Money(i128);
 
 impl Money {
     /// No money.
     pub const ZERO: Money = Money(0);
 
     /// An amount given in micro-dollars.
-    pub const fn from_micros(micros: i64) -> Money {
+    pub const fn from_micros(micros: i128) -> Money {
         Money(micros)
-    }
-
-    /// An exact sum of micro-dollars, or [`Error::Overflow`] naming `field` when it does not
-    /// fit.
-    pub(crate) fn from_sum(field: &'static str, micros: i128) -> Result<Money> {
-        i64::try_from(micros)
-            .map(Money)
-            .map_err(|_| Error::Overflow { field })
     }
 
     /// Converts dollars to the nearest micro-dollar, halves away from zero, by the shortest
@@ -65,17 +59,25 @@ impl Money {
         let fraction = (scaled - scaled.trunc()).abs();
         // Far from a half, the product rounds like the decimal; near one, the decimal decides.
         let micros = if scaled.abs() < (1u64 << 43) as f64 && (fraction - 0.5).abs() > 0.01 {
-            scaled.round() as i64
+            scaled.round() as i128
         } else {
             round_decimal_to_micros(dollars)
         };
-        assert!(micros.abs() <= MONEY_MICROS_MAX);
+        assert!(micros.abs() <= i128::from(MONEY_MICROS_MAX));
         Ok(Money(micros))
     }
 
     /// The amount in micro-dollars.
-    pub const fn micros(self) -> i64 {
+    pub const fn micros(self) -> i128 {
         self.0
+    }
+
+    /// The amount of an event (a cost, an outcome, a budget) as the log and the per-message
+    /// records keep it: every such amount is within ±[`MONEY_MICROS_MAX`], so it fits.
+    pub(crate) fn event_micros(self) -> i64 {
+        let micros = i64::try_from(self.0).expect("an event's amount is within MONEY_MICROS_MAX");
+        assert!(micros.abs() <= MONEY_MICROS_MAX);
+        micros
     }
 
     /// The amount in dollars, for display (not exact beyond 2^53 micros).
@@ -86,7 +88,7 @@ impl Money {
 
 /// Rounds the shortest decimal representation of `dollars` (|dollars| ≤ 9e12) to micros,
 /// halves away from zero.
-fn round_decimal_to_micros(dollars: f64) -> i64 {
+fn round_decimal_to_micros(dollars: f64) -> i128 {
     // Rust prints f64 in its shortest round-trip form, never with an exponent.
     let text = format!("{}", dollars.abs());
     let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
@@ -102,7 +104,6 @@ fn round_decimal_to_micros(dollars: f64) -> i64 {
     if digits.get(6).is_some_and(|d| *d >= b'5') {
         micros += 1;
     }
-    let micros = i64::try_from(micros).expect("bounded by MONEY_DOLLARS_MAX");
     if dollars < 0.0 { -micros } else { micros }
 }
 
@@ -127,11 +128,12 @@ impl fmt::Display for Money {
 }
 
 impl std::iter::Sum for Money {
-    /// Exact sum; panics on overflow (use checked sums where inputs come from users).
+    /// Exact sum; panics only past ±2^127 micro-dollars, which no sum of fewer than 2^64
+    /// amounts a caller can give reaches.
     fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
         Money(
             iter.map(|m| m.0)
-                .fold(0i64, |a, b| a.checked_add(b).expect("money sum overflow")),
+                .fold(0i128, |a, b| a.checked_add(b).expect("money sum overflow")),
         )
     }
 }
@@ -184,5 +186,17 @@ mod tests {
         assert_eq!(Money::from_micros(-2_500_000).to_string(), "-$2.50");
         assert_eq!(Money::from_micros(1).to_string(), "$0.000001");
         assert_eq!(Money::ZERO.to_string(), "$0.00");
+    }
+
+    #[test]
+    fn display_handles_sums_beyond_64_bits() {
+        assert_eq!(
+            Money::from_micros(27_000_000_000_000_000_000).to_string(),
+            "$27,000,000,000,000.00"
+        );
+        assert_eq!(
+            Money::from_micros(i128::MIN).to_string(),
+            "-$170,141,183,460,469,231,731,687,303,715,884.105728"
+        );
     }
 }

@@ -26,8 +26,10 @@ pub struct StatsFilter {
     /// Only messages sent on this channel.
     pub channel: Option<Channel>,
     /// Only messages sent (outcomes happened) at or after this time.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub start: Option<DateTime<Utc>>,
     /// Only messages sent (outcomes happened) at or before this time.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub end: Option<DateTime<Utc>>,
 }
 
@@ -93,8 +95,10 @@ pub struct CommunicationStats {
     /// actions / delivered, percent.
     pub action_rate: f64,
     /// Exact sum of costs.
+    #[serde(rename = "total_cost_micros")]
     pub total_cost: Money,
     /// total_cost / total_messages, rounded to the micro, halves away from zero.
+    #[serde(rename = "avg_cost_per_message_micros")]
     pub avg_cost_per_message: Money,
     /// Messages per status name, non-zero entries only.
     pub status_breakdown: BTreeMap<String, u64>,
@@ -105,6 +109,7 @@ pub struct CommunicationStats {
     /// Financial outcomes matching the user filter and the time range.
     pub outcome_count: u64,
     /// Exact sum of their amounts.
+    #[serde(rename = "total_impact_micros")]
     pub total_impact: Money,
 }
 

@@ -432,7 +432,7 @@ impl Store {
                 "must not be before start",
             ));
         }
-        self.projection.read().stats(filter)
+        Ok(self.projection.read().stats(filter))
     }
 
     // The analytics views (docs/SEMANTICS.md, "Views").
@@ -462,7 +462,7 @@ impl Store {
     ) -> Result<UserEngagement> {
         let user = validate_user(user.into())?;
         filter.validate()?;
-        self.projection.read().engagement(user, filter)
+        Ok(self.projection.read().engagement(user, filter))
     }
 
     /// Per channel and message type, and per channel: sent, delivered, opened, clicked,
@@ -489,7 +489,7 @@ impl Store {
             filter.start,
             filter.end,
         )?;
-        self.projection.read().channel_effectiveness(filter)
+        Ok(self.projection.read().channel_effectiveness(filter))
     }
 
     /// Spend per channel × day and × month, per channel and message type, cost per delivered
@@ -497,7 +497,7 @@ impl Store {
     /// names against its month's spend (docs/SEMANTICS.md, "Cost and budgets").
     pub fn get_cost_report(&self, filter: &CostFilter) -> Result<CostReport> {
         filter.validate()?;
-        self.projection.read().cost_report(filter)
+        Ok(self.projection.read().cost_report(filter))
     }
 
     /// Financial outcomes over `filter` (user, time range), each credited, last touch, to the
@@ -524,7 +524,7 @@ impl Store {
     pub fn get_financial_impact(&self, filter: &ImpactFilter) -> Result<ImpactReport> {
         // The same rules as the stats filter: user ≥ 1, a valid type name, start ≤ end.
         validate_filter(&filter.message_filter())?;
-        self.projection.read().impact(filter)
+        Ok(self.projection.read().impact(filter))
     }
 
     /// Hands every event appended so far to the OS (survives a crash of this process).

@@ -312,7 +312,7 @@ impl ModelLine {
         let quotient = |count: u64| {
             (count > 0).then(|| {
                 let count = count as i64;
-                Money::from_micros((2 * self.cost_micros + count) / (2 * count))
+                Money::from_micros(i128::from((2 * self.cost_micros + count) / (2 * count)))
             })
         };
         let delivery_rate = rate(self.delivered, self.sent);
@@ -333,12 +333,12 @@ impl ModelLine {
             click_rate: rate(self.clicked, self.opened),
             response_rate,
             conversion_rate,
-            total_cost: Money::from_micros(self.cost_micros),
+            total_cost: Money::from_micros(i128::from(self.cost_micros)),
             cost_per_message: quotient(self.sent),
             cost_per_response: quotient(self.responded),
             cost_per_conversion: quotient(self.converted),
             attributed_outcomes: self.attributed_outcomes,
-            attributed_impact: Money::from_micros(self.attributed_micros),
+            attributed_impact: Money::from_micros(i128::from(self.attributed_micros)),
             roi: (self.cost_micros != 0).then(|| {
                 (self.attributed_micros - self.cost_micros) as f64 / self.cost_micros as f64
             }),
@@ -1228,7 +1228,7 @@ fn bad_filters_are_refused_with_the_field_named() {
 }
 
 #[test]
-fn an_attributed_impact_beyond_64_bit_micros_is_an_overflow_error() {
+fn an_attributed_impact_beyond_64_bit_micros_is_exact() {
     let (_dir, store) = store();
     send(
         &store,
@@ -1243,10 +1243,13 @@ fn an_attributed_impact_beyond_64_bit_micros_is_an_overflow_error() {
             .track_financial_outcome_at(1, "bill_paid_on_time", 9e12, at("2025-01-06T10:00:00Z"))
             .unwrap();
     }
-    match store.get_channel_effectiveness(&EffectivenessFilter::new()) {
-        Err(Error::Overflow { field }) => assert_eq!(field, "attributed_impact"),
-        other => panic!("expected an overflow, got {other:?}"),
-    }
+    let report = store
+        .get_channel_effectiveness(&EffectivenessFilter::new())
+        .unwrap();
+    let twice = Money::from_micros(18_000_000_000_000_000_000);
+    assert_eq!(report.lines[0].attributed_impact, twice);
+    assert_eq!(report.channels[0].attributed_impact, twice);
+    assert_eq!(report.lines[0].roi, Some((18e18 - 50_000.0) / 50_000.0));
 }
 
 #[test]

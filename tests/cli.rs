@@ -3,7 +3,7 @@
 //! closed pipe, and the demo on the 20,000-message reference workload. (Export and import have
 //! their own tests.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -210,7 +210,10 @@ fn time(text: &str) -> DateTime<Utc> {
 fn check_message_wire_form(value: &Value) {
     assert!(value["id"].is_u64(), "{value}");
     assert!(value["user_id"].is_u64(), "{value}");
-    assert!(value["cost"].is_i64(), "cost in integer micros: {value}");
+    assert!(
+        value["cost_micros"].is_i64(),
+        "cost in integer micros: {value}"
+    );
     for field in [
         "sent_at",
         "delivered_at",
@@ -228,6 +231,11 @@ fn check_message_wire_form(value: &Value) {
 
 fn check_time_text(text: &str) {
     assert!(text.ends_with('Z'), "UTC time {text:?} ends with Z");
+    assert_eq!(
+        text.len(),
+        24,
+        "{text:?} has exactly three fractional digits"
+    );
     DateTime::parse_from_rfc3339(text).unwrap_or_else(|error| panic!("{text:?}: {error}"));
 }
 
@@ -345,8 +353,8 @@ fn every_track_command_prints_the_record_as_json() {
             "2025-01-01T00:00:00Z",
         ],
     );
-    assert_eq!(raw["cost"], Value::from(1_234_567));
-    assert_eq!(raw["sent_at"], Value::from("2025-01-01T00:00:00Z"));
+    assert_eq!(raw["cost_micros"], Value::from(1_234_567));
+    assert_eq!(raw["sent_at"], Value::from("2025-01-01T00:00:00.000Z"));
     assert_eq!(raw["channel"], Value::from("push"));
     assert_eq!(raw["status"], Value::from("sent"));
     assert_eq!(raw["id"], Value::from(2));
@@ -496,8 +504,8 @@ fn every_track_command_prints_the_record_as_json() {
             "2025-01-04",
         ],
     );
-    assert_eq!(raw["amount"], Value::from(25_500_000));
-    assert_eq!(raw["at"], Value::from("2025-01-04T00:00:00Z"));
+    assert_eq!(raw["amount_micros"], Value::from(25_500_000));
+    assert_eq!(raw["at"], Value::from("2025-01-04T00:00:00.000Z"));
     let outcome: FinancialOutcome = serde_json::from_value(raw).unwrap();
     assert_eq!(outcome.user_id.0, 7);
     assert_eq!(outcome.outcome, "bill_paid_on_time");
@@ -671,9 +679,9 @@ fn stats(dir: &Path, filters: &[&str]) -> CommunicationStats {
         .chain(filters.iter().copied())
         .collect();
     let value = json_value(dir, &args);
-    assert!(value["total_cost"].is_i64(), "{value}");
-    assert!(value["total_impact"].is_i64(), "{value}");
-    assert!(value["avg_cost_per_message"].is_i64(), "{value}");
+    assert!(value["total_cost_micros"].is_i64(), "{value}");
+    assert!(value["total_impact_micros"].is_i64(), "{value}");
+    assert!(value["avg_cost_per_message_micros"].is_i64(), "{value}");
     serde_json::from_value(value).unwrap()
 }
 
@@ -869,6 +877,340 @@ fn stats_with_every_filter() {
     assert_eq!(table["total_impact"], "-$2.50");
 }
 
+#[test]
+fn sums_of_the_largest_costs_print_exactly_in_every_view() {
+    let temp = temp();
+    let dir = temp.path();
+    for _ in 0..3 {
+        ok(
+            dir,
+            &[
+                "track",
+                "sent",
+                "--user",
+                "1",
+                "--channel",
+                "sms",
+                "--type",
+                "x",
+                "--cost",
+                "9000000000000",
+                "--at",
+                "2025-03-01T00:00:00Z",
+            ],
+        );
+        ok(
+            dir,
+            &[
+                "track",
+                "outcome",
+                "--user",
+                "1",
+                "--outcome",
+                "won",
+                "--amount",
+                "9000000000000",
+                "--at",
+                "2025-03-02T00:00:00Z",
+            ],
+        );
+    }
+    // 3 × 9e18 micros: beyond 64 bits, printed whole (JSON numbers are read back as text).
+    let sum = "27000000000000000000";
+    let views: [(&[&str], &[&str]); 5] = [
+        (&["stats"], &["total_cost_micros", "total_impact_micros"]),
+        (&["costs"], &["spent_micros"]),
+        (&["channels"], &["total_cost_micros"]),
+        (&["impact"], &["cost_micros", "amount_micros"]),
+        (&["engagement", "--user", "1"], &["total_cost_micros"]),
+    ];
+    for (args, fields) in views {
+        let text = ok(dir, &[&["--json"], args].concat());
+        for field in fields {
+            assert!(
+                text.contains(&format!("\"{field}\":{sum}")),
+                "{args:?}: {field} = {sum} in {text}"
+            );
+        }
+        let table = ok(dir, args);
+        assert!(
+            table.contains("$27,000,000,000,000.00"),
+            "{args:?}: the sum in dollars in {table}"
+        );
+    }
+    let stats: CommunicationStats = serde_json::from_str(&ok(dir, &["--json", "stats"])).unwrap();
+    assert_eq!(stats.total_cost.micros(), 27_000_000_000_000_000_000);
+    assert_eq!(stats.total_impact.micros(), 27_000_000_000_000_000_000);
+}
+
+/// Money field names without their unit: in JSON, money is only ever under a `*_micros` name.
+const MONEY_NAMES_WITHOUT_UNIT: [&str; 15] = [
+    "cost",
+    "amount",
+    "total_cost",
+    "avg_cost_per_message",
+    "total_impact",
+    "average_cost",
+    "cost_per_message",
+    "cost_per_delivered",
+    "cost_per_response",
+    "cost_per_conversion",
+    "attributed_impact",
+    "spent",
+    "budget",
+    "variance",
+    "projected",
+];
+
+/// The object keys of a JSON output, and the keys whose string values are times.
+#[derive(Debug, Default)]
+struct JsonKeys {
+    all: BTreeSet<String>,
+    times: BTreeSet<String>,
+}
+
+/// Walks `value` checking units: no money name without `_micros`, every `*_micros` value an
+/// integer or null, and every RFC 3339 string UTC with exactly three fractional digits.
+fn check_units(what: &str, key: Option<&str>, value: &Value, keys: &mut JsonKeys) {
+    match value {
+        Value::Object(map) => {
+            for (name, child) in map {
+                keys.all.insert(name.clone());
+                assert!(
+                    !MONEY_NAMES_WITHOUT_UNIT.contains(&name.as_str()),
+                    "{what}: money field {name:?} does not name its unit: {value}"
+                );
+                if name.ends_with("_micros") {
+                    assert!(
+                        child.is_i64() || child.is_null(),
+                        "{what}: {name} is not integer micros: {child}"
+                    );
+                }
+                check_units(what, Some(name), child, keys);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                check_units(what, key, item, keys);
+            }
+        }
+        Value::String(text) if DateTime::parse_from_rfc3339(text).is_ok() => {
+            let bytes = text.as_bytes();
+            assert!(
+                bytes.len() == 24
+                    && text.ends_with('Z')
+                    && bytes[19] == b'.'
+                    && bytes[20..23].iter().all(u8::is_ascii_digit),
+                "{what}: {key:?} = {text:?} is not RFC 3339 UTC with milliseconds"
+            );
+            keys.times.insert(key.unwrap_or_default().to_string());
+        }
+        _ => {}
+    }
+}
+
+/// Runs `args` with `--json` (every line of output is one JSON value) and checks its units.
+fn json_keys(dir: &Path, args: &[&str]) -> JsonKeys {
+    let stdout = ok(dir, &[&["--json"], args].concat());
+    let mut keys = JsonKeys::default();
+    for line in stdout.lines() {
+        let value: Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("{args:?}: not JSON ({error}): {line}"));
+        check_units(&format!("{args:?}"), None, &value, &mut keys);
+    }
+    keys
+}
+
+#[test]
+fn json_names_money_in_micros_and_writes_times_with_milliseconds() {
+    let temp = temp();
+    let dir = temp.path();
+    // Whole seconds, so a time printed without its zero milliseconds shows.
+    for args in [
+        "sent --user 1 --channel sms --type low_balance --cost 0.05 --at 2025-03-01T00:00:00Z",
+        "sent --user 1 --channel email --type low_balance --cost 0.01 --at 2025-03-01T01:00:00Z",
+        "delivered --message 1 --at 2025-03-01T00:00:01Z",
+        "opened --message 1 --at 2025-03-01T00:01:00Z",
+        "action --message 1 --action clicked_upgrade --at 2025-03-01T00:02:00Z",
+        "failed --message 2 --reason bounced --at 2025-03-01T01:00:01Z",
+    ] {
+        let args: Vec<&str> = std::iter::once("track")
+            .chain(args.split_whitespace())
+            .collect();
+        ok(dir, &args);
+    }
+    let outcome =
+        "track outcome --user 1 --outcome bill_paid_on_time --amount 25 --at 2025-03-02T00:00:00Z";
+    let budget = "budget set --scope all --month 2025-03 --amount 100";
+    let outputs: [(&str, &[&str], &[&str]); 13] = [
+        (outcome, &["amount_micros"], &["at"]),
+        (
+            "track opened --message 2 --at 2025-03-01T02:00:00Z",
+            &["cost_micros"],
+            &["sent_at", "delivered_at", "opened_at", "failed_at"],
+        ),
+        (budget, &["amount_micros"], &[]),
+        (
+            "history --user 1",
+            &["cost_micros"],
+            &["sent_at", "delivered_at", "opened_at", "clicked_at"],
+        ),
+        (
+            "stats",
+            &[
+                "total_cost_micros",
+                "avg_cost_per_message_micros",
+                "total_impact_micros",
+            ],
+            &[],
+        ),
+        (
+            "info",
+            &[],
+            &[
+                "first_event_at",
+                "last_event_at",
+                "first_appended_at",
+                "last_appended_at",
+            ],
+        ),
+        (
+            "engagement --user 1",
+            &["total_cost_micros", "average_cost_micros"],
+            &["now"],
+        ),
+        (
+            "channels --period week",
+            &[
+                "total_cost_micros",
+                "cost_per_message_micros",
+                "cost_per_response_micros",
+                "cost_per_conversion_micros",
+                "attributed_impact_micros",
+            ],
+            &[],
+        ),
+        (
+            "costs",
+            &[
+                "spent_micros",
+                "cost_per_message_micros",
+                "cost_per_delivered_micros",
+                "cost_per_response_micros",
+                "cost_per_conversion_micros",
+                "budget_micros",
+                "variance_micros",
+                "projected_micros",
+            ],
+            &["now"],
+        ),
+        ("impact", &["amount_micros", "cost_micros"], &[]),
+        (
+            "export --format jsonl --out -",
+            &["cost_micros", "amount_micros"],
+            &["time", "appended_at"],
+        ),
+        (
+            "export --format jsonl --out - --messages",
+            &["cost_micros"],
+            &[
+                "sent_at",
+                "delivered_at",
+                "opened_at",
+                "clicked_at",
+                "failed_at",
+            ],
+        ),
+        ("stats --user 2", &["total_cost_micros"], &[]),
+    ];
+    for (command, money_keys, time_keys) in outputs {
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let keys = json_keys(dir, &args);
+        for key in money_keys {
+            assert!(keys.all.contains(*key), "{command}: no {key} in {keys:?}");
+        }
+        for key in time_keys {
+            assert!(
+                keys.times.contains(*key),
+                "{command}: no time {key} in {keys:?}"
+            );
+        }
+    }
+}
+
+/// The cells of the table row whose first cells are `leading`, from the table headed by
+/// `header` (its first line starts with it).
+fn table_row(text: &str, header: &[&str], leading: &[&str]) -> BTreeMap<String, String> {
+    let mut lines = text.lines().skip_while(|line| {
+        !line
+            .split_whitespace()
+            .take(header.len())
+            .eq(header.iter().copied())
+    });
+    let names: Vec<String> = lines
+        .next()
+        .unwrap_or_else(|| panic!("no table headed {header:?} in {text}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let row = lines
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.starts_with(leading))
+        .unwrap_or_else(|| panic!("no row {leading:?} under {header:?} in {text}"));
+    assert_eq!(row.len(), names.len(), "{row:?} under {names:?}");
+    names
+        .into_iter()
+        .zip(row.into_iter().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn roi_prints_one_way_in_channels_and_impact() {
+    let temp = temp();
+    let dir = temp.path();
+    for args in [
+        "sent --user 1 --channel sms --type low_balance --cost 2 --at 2025-03-01T00:00:00Z",
+        "opened --message 1 --at 2025-03-01T00:01:00Z",
+        "sent --user 2 --channel email --type low_balance --cost 4 --at 2025-03-01T00:00:00Z",
+        "opened --message 2 --at 2025-03-01T00:01:00Z",
+        "sent --user 3 --channel push --type low_balance --at 2025-03-01T00:00:00Z",
+        "opened --message 3 --at 2025-03-01T00:01:00Z",
+        "outcome --user 1 --outcome bill_paid_on_time --amount 7 --at 2025-03-01T01:00:00Z",
+        "outcome --user 2 --outcome overdraft_fee --amount -1 --at 2025-03-01T01:00:00Z",
+        "outcome --user 3 --outcome bill_paid_on_time --amount 5 --at 2025-03-01T01:00:00Z",
+    ] {
+        let args: Vec<&str> = std::iter::once("track")
+            .chain(args.split_whitespace())
+            .collect();
+        ok(dir, &args);
+    }
+    // sms: (7 − 2) / 2 = +250 %; email: (−1 − 4) / 4 = −125 %; push costs nothing.
+    let channels = ok(dir, &["channels"]);
+    let impact = ok(dir, &["impact"]);
+    for (channel, expected) in [("sms", "+250.00%"), ("email", "-125.00%"), ("push", "-")] {
+        let line = table_row(&channels, &["channel", "type"], &[channel, "all"]);
+        let row = table_row(&impact, &["channel", "attributed"], &[channel]);
+        assert_eq!(line["roi"], expected, "channels, {channel}: {channels}");
+        assert_eq!(row["roi"], expected, "impact, {channel}: {impact}");
+    }
+
+    // In JSON both are the same ratio, or null.
+    let channels = json_value(dir, &["channels"]);
+    let impact = json_value(dir, &["impact"]);
+    for (index, channel) in ["sms", "email", "push"].into_iter().enumerate() {
+        let line = &channels["channels"][index];
+        let row = &impact["by_channel"][index];
+        assert_eq!(
+            (&line["channel"], &row["channel"]),
+            (&Value::from(channel), &Value::from(channel))
+        );
+        assert_eq!(line["roi"], row["roi"], "{channel}");
+    }
+    assert_eq!(channels["channels"][0]["roi"], Value::from(2.5));
+    assert_eq!(impact["by_channel"][2]["roi"], Value::Null);
+}
+
 // ---------------------------------------------------------------------------------------------
 // info
 
@@ -892,8 +1234,14 @@ fn info_reports_segments_events_bytes_and_times() {
         .sum();
     assert!(bytes > 32 * 2);
     assert_eq!(info["bytes_on_disk"], Value::from(bytes), "{info}");
-    assert_eq!(info["first_event_at"], Value::from("2025-01-04T00:00:00Z"));
-    assert_eq!(info["last_event_at"], Value::from("2025-01-06T00:02:00Z"));
+    assert_eq!(
+        info["first_event_at"],
+        Value::from("2025-01-04T00:00:00.000Z")
+    );
+    assert_eq!(
+        info["last_event_at"],
+        Value::from("2025-01-06T00:02:00.000Z")
+    );
     for field in ["first_appended_at", "last_appended_at"] {
         let text = info[field].as_str().unwrap_or_else(|| panic!("{info}"));
         check_time_text(text);
@@ -1849,8 +2197,11 @@ fn check_20000_reference(report: &Value) {
     ] {
         assert_eq!(tally[name], Value::from(value), "tally {name}: {tally}");
     }
-    assert_eq!(report["q1"]["total_cost"], Value::from(357_713_000));
-    assert_eq!(report["q1"]["total_impact"], Value::from(92_613_680_000i64));
+    assert_eq!(report["q1"]["total_cost_micros"], Value::from(357_713_000));
+    assert_eq!(
+        report["q1"]["total_impact_micros"],
+        Value::from(92_613_680_000i64)
+    );
     let q1: CommunicationStats = serde_json::from_value(report["q1"].clone()).unwrap();
     assert_eq!(q1.total_messages, 20_000);
     assert_eq!(q1.delivered_count, 19_028);

@@ -139,13 +139,13 @@ fn assert_counts(store: &Store, filter: &StatsFilter, expected: [u64; 6], outcom
     );
     assert_eq!(
         stats.total_cost.micros(),
-        expected[0] as i64 * 50_000,
+        i128::from(expected[0]) * 50_000,
         "{filter:?}"
     );
     assert_eq!(stats.outcome_count, outcomes, "{filter:?}");
     assert_eq!(
         stats.total_impact.micros(),
-        outcomes as i64 * 1_250_000,
+        i128::from(outcomes) * 1_250_000,
         "{filter:?}"
     );
 }

@@ -242,7 +242,7 @@ fn apply(store: &Store, call: &Call, applied: &mut Vec<Applied>) {
                 .unwrap();
             sent += 1;
             assert_eq!(message.id.0, sent as u64);
-            assert_eq!(message.cost.micros(), *cost_micros);
+            assert_eq!(message.cost.micros(), i128::from(*cost_micros));
             applied.push(Applied::Sent {
                 user: *user,
                 channel: *channel,
@@ -408,9 +408,7 @@ fn model_summary(messages: &[&ModelMessage]) -> CostSummary {
         .map(|message| i128::from(message.cost_micros))
         .sum();
     let per = |count: u64| {
-        (count > 0).then(|| {
-            Money::from_micros(model_rounded(spent, i128::from(count)).try_into().unwrap())
-        })
+        (count > 0).then(|| Money::from_micros(model_rounded(spent, i128::from(count))))
     };
     let delivered = count(|message| message.delivered);
     let responded = count(|message| message.responded);
@@ -420,7 +418,7 @@ fn model_summary(messages: &[&ModelMessage]) -> CostSummary {
         delivered,
         responded,
         converted,
-        spent: Money::from_micros(spent.try_into().unwrap()),
+        spent: Money::from_micros(spent),
         cost_per_message: per(messages.len() as u64),
         cost_per_delivered: per(delivered),
         cost_per_response: per(responded),
@@ -506,7 +504,10 @@ fn model_report(applied: &[Applied], filter: &CostFilter) -> Option<CostReport> 
     }
     let date = |ms: i64| time_of_ms(ms).date_naive();
     let spend_of = |group: Vec<&&ModelMessage>| {
-        let spent: i64 = group.iter().map(|message| message.cost_micros).sum();
+        let spent: i128 = group
+            .iter()
+            .map(|message| i128::from(message.cost_micros))
+            .sum();
         (group.len() as u64, Money::from_micros(spent))
     };
     let days: BTreeSet<(NaiveDate, Channel)> = selected
@@ -607,12 +608,12 @@ fn model_report(applied: &[Applied], filter: &CostFilter) -> Option<CostReport> 
             BudgetStatus {
                 scope,
                 month: month.parse().unwrap(),
-                budget: Money::from_micros(budget),
+                budget: Money::from_micros(budget_micros),
                 alert_percent,
-                spent: Money::from_micros(spent.try_into().unwrap()),
+                spent: Money::from_micros(spent),
                 utilization: spent as u64 as f64 * 100.0 / budget as u64 as f64,
-                variance: Money::from_micros((budget_micros - spent).try_into().unwrap()),
-                projected: Money::from_micros(projected.try_into().unwrap()),
+                variance: Money::from_micros(budget_micros - spent),
+                projected: Money::from_micros(projected),
                 alert: spent * 100 >= i128::from(alert_percent) * budget_micros,
                 exceeded: spent > budget_micros,
             }
@@ -1020,8 +1021,8 @@ fn projected_spend_divides_by_the_elapsed_part_of_the_month() {
             .projected
             .micros()
     };
-    let january_ms = 31 * 86_400_000i64;
-    let february_ms = 28 * 86_400_000i64;
+    let january_ms = 31 * 86_400_000i128;
+    let february_ms = 28 * 86_400_000i128;
     // Now at the month's first millisecond: 1 ms elapsed.
     assert_eq!(
         projected("2025-01-01T00:00:00Z", "2025-01"),
@@ -1206,7 +1207,7 @@ fn a_bad_filter_is_refused() {
 }
 
 #[test]
-fn a_spend_beyond_the_money_range_is_an_overflow() {
+fn a_spend_beyond_64_bit_micros_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     for _ in 0..2 {
@@ -1220,10 +1221,12 @@ fn a_spend_beyond_the_money_range_is_an_overflow() {
             )
             .unwrap();
     }
-    assert!(matches!(
-        store.get_cost_report(&CostFilter::new()),
-        Err(Error::Overflow { .. })
-    ));
+    let all = report(&store, &CostFilter::new());
+    let twice = Money::from_micros(18_000_000_000_000_000_000);
+    assert_eq!(all.total.spent, twice);
+    assert_eq!(all.by_channel[&Channel::Sms].spent, twice);
+    assert_eq!(all.daily[0].spent, twice);
+    assert_eq!(all.monthly[0].spent, twice);
     // A range that selects neither sums nothing.
     let report = report(&store, &CostFilter::new().end(time("2024-12-31T00:00:00Z")));
     assert_eq!(report.total.messages, 0);
@@ -1327,7 +1330,7 @@ fn budget_set_appends_a_budget_that_costs_reports() {
     let set: serde_json::Value = serde_json::from_str(&set).unwrap();
     // The scope in the serde form of `BudgetScope`, as `costs --json` prints it.
     assert_eq!(set["scope"], serde_json::json!("sms"));
-    assert_eq!(set["amount"], 1_000_000);
+    assert_eq!(set["amount_micros"], 1_000_000);
     let report: CostReport =
         serde_json::from_str(&ok(&["--json", "costs", "--month", "2025-01"])).unwrap();
     let sms = budget_of(&report, BudgetScope::Channel(Channel::Sms), "2025-01");

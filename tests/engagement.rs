@@ -362,8 +362,8 @@ impl Model {
                     engaged,
                     ignored: received - engaged,
                     engagement_rate: rate(engaged, received),
-                    total_cost: Money::from_micros(cost),
-                    average_cost: Some(Money::from_micros(average)),
+                    total_cost: Money::from_micros(i128::from(cost)),
+                    average_cost: Some(Money::from_micros(i128::from(average))),
                 })
             })
             .collect();
@@ -511,8 +511,8 @@ fn model_preferred_channel(channels: &[ChannelEngagement]) -> Option<Channel> {
     let beats = |a: &ChannelEngagement, b: &ChannelEngagement| {
         let a_rate = i128::from(a.engaged) * i128::from(b.received);
         let b_rate = i128::from(b.engaged) * i128::from(a.received);
-        let a_cost = i128::from(a.total_cost.micros()) * i128::from(b.sent);
-        let b_cost = i128::from(b.total_cost.micros()) * i128::from(a.sent);
+        let a_cost = a.total_cost.micros() * i128::from(b.sent);
+        let b_cost = b.total_cost.micros() * i128::from(a.sent);
         a_rate > b_rate
             || (a_rate == b_rate && a_cost < b_cost)
             || (a_rate == b_rate && a_cost == b_cost && a.channel.index() < b.channel.index())

@@ -158,12 +158,18 @@ impl Tally {
     /// The export agrees with `commlog --json stats` of the same flags.
     fn assert_matches_stats(&self, stats: &Value) {
         assert_eq!(self.kind("sent"), stats["total_messages"].as_u64().unwrap());
-        assert_eq!(self.cost_micros, stats["total_cost"].as_i64().unwrap());
+        assert_eq!(
+            self.cost_micros,
+            stats["total_cost_micros"].as_i64().unwrap()
+        );
         assert_eq!(
             self.kind("outcome"),
             stats["outcome_count"].as_u64().unwrap()
         );
-        assert_eq!(self.amount_micros, stats["total_impact"].as_i64().unwrap());
+        assert_eq!(
+            self.amount_micros,
+            stats["total_impact_micros"].as_i64().unwrap()
+        );
     }
 
     /// The unfiltered 20,000-message workload (tests/workload.rs's call tally).
@@ -277,7 +283,10 @@ fn jsonl_has_one_row_per_event_and_the_reference_sums() {
     assert_eq!(rows[0]["time"], millis(first.sent_at));
     assert_eq!(rows[0]["user_id"], first.user_id.0);
     assert_eq!(rows[0]["channel"], first.channel.as_str());
-    assert_eq!(rows[0]["cost_micros"], first.cost.micros());
+    assert_eq!(
+        rows[0]["cost_micros"],
+        i64::try_from(first.cost.micros()).unwrap()
+    );
 }
 
 #[test]
@@ -973,7 +982,10 @@ mod parquet_export {
             assert_eq!(string(&row["channel"]), Some(message.channel.as_str()));
             assert_eq!(string(&row["message_type"]), Some(&*message.message_type));
             assert_eq!(string(&row["status"]), Some(message.status.as_str()));
-            assert_eq!(long(&row["cost_micros"]), Some(message.cost.micros()));
+            assert_eq!(
+                long(&row["cost_micros"]).map(i128::from),
+                Some(message.cost.micros())
+            );
             assert_eq!(micros(&row["sent_at"]), time(Some(message.sent_at)));
             assert_eq!(micros(&row["delivered_at"]), time(message.delivered_at));
             assert_eq!(micros(&row["opened_at"]), time(message.opened_at));

@@ -270,7 +270,7 @@ impl Sum {
     fn total(self) -> ImpactTotal {
         ImpactTotal {
             count: self.0,
-            amount: Money::from_micros(i64::try_from(self.1).unwrap()),
+            amount: Money::from_micros(self.1),
         }
     }
 }
@@ -314,7 +314,7 @@ impl Model {
                     .unwrap();
                 let id = self.messages.len() as u64 + 1;
                 assert_eq!(message.id.0, id, "ids are dense from 1");
-                assert_eq!(message.cost.micros(), *cost_micros);
+                assert_eq!(message.cost.micros(), i128::from(*cost_micros));
                 self.messages.push(ModelMessage {
                     id,
                     user: *user,
@@ -473,7 +473,7 @@ impl Model {
                 ChannelImpact {
                     channel,
                     attributed: credited.impact(),
-                    cost: Money::from_micros(i64::try_from(cost_micros).unwrap()),
+                    cost: Money::from_micros(cost_micros),
                     roi: (cost_micros > 0)
                         .then(|| (impact_micros - cost_micros) as f64 / cost_micros as f64),
                 }
@@ -986,7 +986,7 @@ fn invalid_filters_are_refused() {
 }
 
 #[test]
-fn sums_beyond_64_bit_micros_are_an_overflow_error() {
+fn sums_beyond_64_bit_micros_are_exact() {
     let (_dir, store) = open(None);
     store
         .track_financial_outcome_at(1, "windfall", 9e12, at(1, 0))
@@ -994,15 +994,16 @@ fn sums_beyond_64_bit_micros_are_an_overflow_error() {
     store
         .track_financial_outcome_at(1, "windfall", 9e12, at(1, 0))
         .unwrap();
-    assert!(matches!(
-        store.get_financial_impact(&ImpactFilter::new()),
-        Err(Error::Overflow { .. })
-    ));
+    let twice = Money::from_micros(18_000_000_000_000_000_000);
+    let report = store.get_financial_impact(&ImpactFilter::new()).unwrap();
+    assert_eq!(report.outcomes.amount, twice);
+    assert_eq!(report.by_outcome["windfall"].amount, twice);
+    assert_eq!(report.unattributed.amount, twice);
     let one = ImpactFilter::new().user(UserId(1)).end(at(1, 0));
-    assert!(matches!(
-        store.get_financial_impact(&one),
-        Err(Error::Overflow { .. })
-    ));
+    assert_eq!(
+        store.get_financial_impact(&one).unwrap().outcomes.amount,
+        twice
+    );
     store
         .track_financial_outcome_at(2, "windfall", 9e12, at(1, 0))
         .unwrap();
@@ -1031,7 +1032,10 @@ fn the_report_serializes_and_reads_back() {
     let report = impact(&store);
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["by_channel"][0]["channel"], "sms");
-    assert_eq!(json["attributed"]["delivered"]["amount"], -35_000_000);
+    assert_eq!(
+        json["attributed"]["delivered"]["amount_micros"],
+        -35_000_000
+    );
     assert_eq!(
         serde_json::from_value::<ImpactReport>(json).unwrap(),
         report
@@ -1081,7 +1085,7 @@ fn the_impact_command_prints_the_report_as_json_and_as_tables() {
     assert!(output.status.success(), "{output:?}");
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("$35.00"), "{text}");
-    assert!(text.contains("+69900.0%"), "{text}");
+    assert!(text.contains("+69900.00%"), "{text}");
     assert!(
         text.lines().any(|line| line.starts_with("unattributed")),
         "{text}"

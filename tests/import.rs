@@ -127,7 +127,7 @@ fn message(expected: Expected) -> Message {
         channel,
         message_type: message_type.into(),
         status,
-        cost: Money::from_micros(cost),
+        cost: Money::from_micros(i128::from(cost)),
         sent_at: time(sent),
         delivered_at: delivered.map(time),
         opened_at: opened.map(time),
@@ -807,7 +807,7 @@ fn only_a_new_or_empty_store_is_imported_into() {
 }
 
 /// Formats micros ≥ 0 as a decimal number of dollars.
-fn dollars(micros: i64) -> String {
+fn dollars(micros: i128) -> String {
     format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
 

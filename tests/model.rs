@@ -371,7 +371,7 @@ impl ModelMessage {
             channel: self.channel,
             message_type: self.message_type.as_str().into(),
             status: self.status(),
-            cost: Money::from_micros(self.cost_micros),
+            cost: Money::from_micros(i128::from(self.cost_micros)),
             sent_at: time(self.sent_ms),
             delivered_at: self.delivered_ms().map(time),
             opened_at: self.opened_ms().map(time),
@@ -529,7 +529,7 @@ impl Model {
                 Answer::Outcome(FinancialOutcome {
                     user_id: UserId(recorded.user),
                     outcome: recorded.outcome,
-                    amount: Money::from_micros(recorded.amount_micros),
+                    amount: Money::from_micros(i128::from(recorded.amount_micros)),
                     at: time(recorded.at_ms),
                 })
             }
@@ -667,7 +667,7 @@ impl Model {
             .filter(|o| spec.user.is_none_or(|user| o.user == user))
             .filter(|o| in_window(o.at_ms))
             .collect();
-        let total_impact: i64 = outcomes.iter().map(|o| o.amount_micros).sum();
+        let total_impact: i128 = outcomes.iter().map(|o| i128::from(o.amount_micros)).sum();
 
         Ok(CommunicationStats {
             total_messages: total,
@@ -680,8 +680,8 @@ impl Model {
             open_rate: rate(opened, delivered),
             click_rate: rate(clicked, opened),
             action_rate: rate(actions, delivered),
-            total_cost: Money::from_micros(i64::try_from(total_cost).unwrap()),
-            avg_cost_per_message: Money::from_micros(i64::try_from(average).unwrap()),
+            total_cost: Money::from_micros(total_cost),
+            avg_cost_per_message: Money::from_micros(average),
             status_breakdown,
             channel_breakdown,
             message_type_breakdown,

@@ -967,7 +967,7 @@ fn avg_cost_per_message_is_rounded_to_the_micro_halves_away_from_zero() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     // (user, costs in dollars, expected total micros, expected average micros)
-    let cases: [(u64, &[f64], i64, i64); 9] = [
+    let cases: [(u64, &[f64], i128, i128); 9] = [
         (1, &[0.000001, 0.0], 1, 1),                     // 0.5 → 1
         (2, &[0.000001, 0.0, 0.0], 1, 0),                // 0.333 → 0
         (3, &[0.000003, 0.0], 3, 2),                     // 1.5 → 2

@@ -198,11 +198,11 @@ fn apply(store: &Store, calls: &[Call]) -> Vec<(i64, i64)> {
 /// Counters, cost, the three breakdowns, and the outcome count and sum.
 type Counted = (
     Vec<u64>,
-    i64,
+    i128,
     BTreeMap<String, u64>,
     BTreeMap<String, u64>,
     BTreeMap<String, u64>,
-    (u64, i64),
+    (u64, i128),
 );
 
 /// The stats (all users), counted over every message and outcome.
@@ -253,7 +253,10 @@ fn expected(messages: &[Message], outcomes: &[(i64, i64)], filter: &StatsFilter)
         .collect();
     let outcome_fields = (
         selected_outcomes.len() as u64,
-        selected_outcomes.iter().map(|(_, amount)| amount).sum(),
+        selected_outcomes
+            .iter()
+            .map(|(_, amount)| i128::from(*amount))
+            .sum(),
     );
     (counts, cost, by_status, by_channel, by_type, outcome_fields)
 }

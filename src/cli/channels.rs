@@ -6,7 +6,7 @@ use commlog::{
     ChannelLine, ChannelReport, ChannelWinner, EffectivenessFilter, Money, Period, UserId,
 };
 
-use crate::cli::output::{Table, count, print_json, write_stdout};
+use crate::cli::output::{Table, count, print_json, roi, write_stdout};
 use crate::cli::{CliError, DayEdge, Global, parse_time};
 
 #[derive(Debug, Args)]
@@ -159,8 +159,7 @@ fn line_cells(line: &ChannelLine) -> Vec<String> {
         money(line.cost_per_response),
         money(line.cost_per_conversion),
         line.attributed_impact.to_string(),
-        line.roi
-            .map_or_else(|| "-".to_string(), |roi| format!("{:.2}%", roi * 100.0)),
+        roi(line.roi),
         format!("{:.2}", line.performance_score),
     ]
 }

@@ -257,9 +257,13 @@ struct Info {
     messages: u64,
     outcomes: u64,
     bytes_on_disk: u64,
+    #[serde(with = "commlog::serde_time::optional")]
     first_event_at: Option<DateTime<Utc>>,
+    #[serde(with = "commlog::serde_time::optional")]
     last_event_at: Option<DateTime<Utc>>,
+    #[serde(with = "commlog::serde_time::optional")]
     first_appended_at: Option<DateTime<Utc>>,
+    #[serde(with = "commlog::serde_time::optional")]
     last_appended_at: Option<DateTime<Utc>>,
     open_report: OpenReport,
 }

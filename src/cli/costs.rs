@@ -68,6 +68,7 @@ pub(crate) fn run(global: &Global, args: &CostsArgs) -> Result<(), CliError> {
 struct BudgetSet {
     scope: BudgetScope,
     month: Month,
+    #[serde(rename = "amount_micros")]
     amount: Money,
     alert_percent: u8,
 }

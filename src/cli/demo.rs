@@ -118,8 +118,8 @@ struct Reference {
     tally: Tally,
     /// delivered, opened, clicked, action, outcome counts; total cost and impact in micros.
     q1_counts: [u64; 5],
-    q1_cost_micros: i64,
-    q1_impact_micros: i64,
+    q1_cost_micros: i128,
+    q1_impact_micros: i128,
 }
 
 const REFERENCES: [Reference; 3] = [
@@ -963,8 +963,7 @@ fn render_views(views: &Views) -> String {
             count(line.attributed.count),
             line.attributed.amount.to_string(),
             line.cost.to_string(),
-            line.roi
-                .map_or("-".to_string(), |roi| format!("{:+.1}%", roi * 100.0)),
+            output::roi(line.roi),
         ]);
     }
     text.push_str(&impact.render());

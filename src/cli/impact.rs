@@ -3,7 +3,7 @@
 use clap::Args;
 use commlog::{AttributedImpact, ImpactFilter, ImpactReport, ImpactTotal};
 
-use crate::cli::output::{Table, count, print_json, write_stdout};
+use crate::cli::output::{Table, count, print_json, roi, write_stdout};
 use crate::cli::{CliError, Global, StatsArgs};
 
 #[derive(Debug, Args)]
@@ -75,12 +75,7 @@ fn report_tables(report: &ImpactReport) -> String {
     for channel in &report.by_channel {
         let mut row = attributed_cells(&channel.channel.to_string(), &channel.attributed);
         row.push(channel.cost.to_string());
-        // ROI is a ratio: 1.0 is a return of +100 %.
-        row.push(
-            channel
-                .roi
-                .map_or_else(|| "-".to_string(), |roi| format!("{:+.1}%", roi * 100.0)),
-        );
+        row.push(roi(channel.roi));
         by_channel.row(row);
     }
     text.push('\n');

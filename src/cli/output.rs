@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use commlog::{CommunicationStats, Message};
 use serde::Serialize;
 
@@ -122,9 +122,16 @@ pub(crate) fn count(value: u64) -> String {
     grouped
 }
 
-/// RFC 3339, UTC, milliseconds.
+/// A return on cost (a ratio: 1.0 is +100 %) as a signed percentage with two decimals, e.g.
+/// "+250.00%" or "-125.00%"; "-" when there is none (nothing was spent). Every table prints
+/// ROI this way.
+pub(crate) fn roi(roi: Option<f64>) -> String {
+    roi.map_or_else(|| "-".to_string(), |roi| format!("{:+.2}%", roi * 100.0))
+}
+
+/// RFC 3339, UTC, milliseconds: the form of times in JSON too.
 pub(crate) fn time(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+    commlog::serde_time::to_text(time)
 }
 
 fn optional_time(value: Option<DateTime<Utc>>) -> String {

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
 use crate::event::{Channel, UserId};
 use crate::money::Money;
 use crate::projection::attribution::OutcomeSums;
+use crate::projection::impact::return_on_cost;
 use crate::projection::names::{NameId, Names};
 use crate::projection::rollup::Counts;
 use crate::projection::{IdMap, Projection, Selection, range_ms};
@@ -63,8 +63,10 @@ pub struct EffectivenessFilter {
     /// Only messages of this type (and outcomes credited to them).
     pub message_type: Option<String>,
     /// Only messages sent (outcomes happened) at or after this time.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub start: Option<DateTime<Utc>>,
     /// Only messages sent (outcomes happened) at or before this time.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub end: Option<DateTime<Utc>>,
     /// Also break the report down by this period.
     pub period: Option<Period>,
@@ -138,16 +140,21 @@ pub struct ChannelLine {
     /// converted / delivered, percent.
     pub conversion_rate: f64,
     /// Exact sum of the messages' costs.
+    #[serde(rename = "total_cost_micros")]
     pub total_cost: Money,
     /// total_cost / sent; `None` when nothing was sent.
+    #[serde(rename = "cost_per_message_micros")]
     pub cost_per_message: Option<Money>,
     /// total_cost / responded; `None` when nothing was responded to.
+    #[serde(rename = "cost_per_response_micros")]
     pub cost_per_response: Option<Money>,
     /// total_cost / converted; `None` when nothing converted.
+    #[serde(rename = "cost_per_conversion_micros")]
     pub cost_per_conversion: Option<Money>,
     /// Outcomes credited (last touch) to a message of this line.
     pub attributed_outcomes: u64,
     /// Exact sum of their amounts.
+    #[serde(rename = "attributed_impact_micros")]
     pub attributed_impact: Money,
     /// (attributed_impact − total_cost) / total_cost, a ratio (1.0 = +100 %); `None` at cost 0.
     pub roi: Option<f64>,
@@ -165,6 +172,7 @@ pub struct ChannelWinner {
     /// That channel's score for the type.
     pub performance_score: f64,
     /// That channel's cost per response for the type (the first tie-break).
+    #[serde(rename = "cost_per_response_micros")]
     pub cost_per_response: Option<Money>,
 }
 
@@ -237,10 +245,7 @@ impl Projection {
     /// rollup and outcome buckets of the range (whole days, hours and slices, and the items of
     /// the two cut slices); once per period with a time series. Then a sort of the lines. No
     /// wall clock.
-    pub(crate) fn channel_effectiveness(
-        &self,
-        filter: &EffectivenessFilter,
-    ) -> Result<ChannelReport> {
+    pub(crate) fn channel_effectiveness(&self, filter: &EffectivenessFilter) -> ChannelReport {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         let names = self.names();
         // A type never tracked selects no message and is credited no outcome.
@@ -248,10 +253,10 @@ impl Projection {
             Some(name) => match names.get(name) {
                 Some(id) => Some(id),
                 None => {
-                    return Ok(ChannelReport {
+                    return ChannelReport {
                         period: filter.period,
                         ..ChannelReport::default()
-                    });
+                    };
                 }
             },
             None => None,
@@ -263,7 +268,7 @@ impl Projection {
             start_ms,
             end_ms,
         };
-        let (lines, channels, winners) = self.breakdown(&selection, type_filter).finish(names)?;
+        let (lines, channels, winners) = self.breakdown(&selection, type_filter).finish(names);
 
         let mut period_reports = Vec::new();
         let span = self.message_span(filter.user);
@@ -282,7 +287,7 @@ impl Projection {
                     if breakdown.message_count == 0 {
                         continue;
                     }
-                    let (lines, channels, winners) = breakdown.finish(names)?;
+                    let (lines, channels, winners) = breakdown.finish(names);
                     period_reports.push(ChannelPeriod {
                         start,
                         lines,
@@ -292,13 +297,13 @@ impl Projection {
                 }
             }
         }
-        Ok(ChannelReport {
+        ChannelReport {
             period: filter.period,
             lines,
             channels,
             winners,
             periods: period_reports,
-        })
+        }
     }
 
     /// The messages `selection` takes, and the outcomes in its time range (of its user, with
@@ -359,24 +364,16 @@ impl LineTally {
         (self.counts.responded > 0).then(|| (cost, u128::from(self.counts.responded)))
     }
 
-    fn to_line(&self, channel: Channel, message_type: Option<&str>) -> Result<ChannelLine> {
-        let total_cost = Money::from_sum("total_cost", self.counts.cost_micros)?;
-        let attributed_impact = Money::from_sum("attributed_impact", self.attributed_micros)?;
-        // A quotient of non-negative costs by a count ≥ 1 is at most the total: it fits.
+    fn to_line(&self, channel: Channel, message_type: Option<&str>) -> ChannelLine {
         let quotient = |count: u64| {
-            (count > 0).then(|| {
-                Money::from_micros(
-                    i64::try_from(divide_rounded(self.counts.cost_micros, count))
-                        .expect("at most the total cost"),
-                )
-            })
+            (count > 0).then(|| Money::from_micros(divide_rounded(self.counts.cost_micros, count)))
         };
         let delivery_rate = percent(self.counts.delivered, self.counts.sent);
         let open_rate = percent(self.counts.opened, self.counts.delivered);
         let click_rate = percent(self.counts.clicked, self.counts.opened);
         let response_rate = percent(self.counts.responded, self.counts.delivered);
         let conversion_rate = percent(self.counts.converted, self.counts.delivered);
-        Ok(ChannelLine {
+        ChannelLine {
             channel,
             message_type: message_type.map(str::to_string),
             sent: self.counts.sent,
@@ -390,21 +387,18 @@ impl LineTally {
             click_rate,
             response_rate,
             conversion_rate,
-            total_cost,
+            total_cost: Money::from_micros(self.counts.cost_micros),
             cost_per_message: quotient(self.counts.sent),
             cost_per_response: quotient(self.counts.responded),
             cost_per_conversion: quotient(self.counts.converted),
             attributed_outcomes: self.attributed_outcomes,
-            attributed_impact,
-            roi: (self.counts.cost_micros != 0).then(|| {
-                (self.attributed_micros - self.counts.cost_micros) as f64
-                    / self.counts.cost_micros as f64
-            }),
+            attributed_impact: Money::from_micros(self.attributed_micros),
+            roi: return_on_cost(self.attributed_micros, self.counts.cost_micros),
             performance_score: 0.2 * delivery_rate
                 + 0.2 * open_rate
                 + 0.3 * response_rate
                 + 0.3 * conversion_rate,
-        })
+        }
     }
 }
 
@@ -434,10 +428,7 @@ impl Breakdown {
     }
 
     /// The lines by channel and type name, the channel totals, and the winner of each type.
-    fn finish(
-        self,
-        names: &Names,
-    ) -> Result<(Vec<ChannelLine>, Vec<ChannelLine>, Vec<ChannelWinner>)> {
+    fn finish(self, names: &Names) -> (Vec<ChannelLine>, Vec<ChannelLine>, Vec<ChannelWinner>) {
         let mut tallies: Vec<(Channel, &str, LineTally)> = self
             .lines
             .into_iter()
@@ -449,12 +440,12 @@ impl Breakdown {
         let mut lines = Vec::with_capacity(tallies.len());
         for (channel, message_type, tally) in &tallies {
             totals.entry(*channel).or_default().merge(tally);
-            lines.push(tally.to_line(*channel, Some(message_type))?);
+            lines.push(tally.to_line(*channel, Some(message_type)));
         }
         let channels = totals
             .iter()
             .map(|(channel, tally)| tally.to_line(*channel, None))
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
 
         // The best line of each type; only lines with a message sent compete.
         let mut best: BTreeMap<&str, (usize, &LineTally)> = BTreeMap::new();
@@ -481,7 +472,7 @@ impl Breakdown {
                 }
             })
             .collect();
-        Ok((lines, channels, winners))
+        (lines, channels, winners)
     }
 }
 

@@ -17,7 +17,7 @@ use crate::projection::channel::Period;
 use crate::projection::names::NameId;
 use crate::projection::rollup::Counts;
 use crate::projection::{Projection, Selection, range_ms};
-use crate::stats::{divide_rounded, percent, validate_selection};
+use crate::stats::{divide_rounded, validate_selection};
 
 /// Which messages `Store::get_cost_report` covers, and which budgets it reports. Every part is
 /// optional; an empty filter covers everything.
@@ -37,8 +37,10 @@ pub struct CostFilter {
     /// Only messages sent on this channel, and only the budgets covering it (`All` and its own).
     pub channel: Option<Channel>,
     /// Only messages sent at or after this time.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub start: Option<DateTime<Utc>>,
     /// Only messages sent at or before this time; also caps the report's "now".
+    #[serde(default, with = "crate::serde_time::optional")]
     pub end: Option<DateTime<Utc>>,
     /// Only messages sent in this month (UTC), and only this month's budgets.
     pub month: Option<Month>,
@@ -123,14 +125,19 @@ pub struct CostSummary {
     /// With an action whose name contains "upgrade".
     pub converted: u64,
     /// Exact sum of their costs, failed messages included.
+    #[serde(rename = "spent_micros")]
     pub spent: Money,
     /// spent / messages.
+    #[serde(rename = "cost_per_message_micros")]
     pub cost_per_message: Option<Money>,
     /// spent / delivered.
+    #[serde(rename = "cost_per_delivered_micros")]
     pub cost_per_delivered: Option<Money>,
     /// spent / responded.
+    #[serde(rename = "cost_per_response_micros")]
     pub cost_per_response: Option<Money>,
     /// spent / converted.
+    #[serde(rename = "cost_per_conversion_micros")]
     pub cost_per_conversion: Option<Money>,
 }
 
@@ -144,6 +151,7 @@ pub struct DailySpend {
     /// Messages sent that day on that channel.
     pub messages: u64,
     /// Exact sum of their costs.
+    #[serde(rename = "spent_micros")]
     pub spent: Money,
 }
 
@@ -157,6 +165,7 @@ pub struct MonthlySpend {
     /// Messages sent that month on that channel.
     pub messages: u64,
     /// Exact sum of their costs.
+    #[serde(rename = "spent_micros")]
     pub spent: Money,
 }
 
@@ -168,17 +177,21 @@ pub struct BudgetStatus {
     /// The month it covers.
     pub month: Month,
     /// The amount budgeted.
+    #[serde(rename = "budget_micros")]
     pub budget: Money,
     /// Alert when spend reaches this percentage of the budget.
     pub alert_percent: u8,
     /// Exact cost of the scope's messages sent in the month up to "now", whatever the
     /// user and type filters.
+    #[serde(rename = "spent_micros")]
     pub spent: Money,
     /// spent / budget, percent.
     pub utilization: f64,
     /// budget − spent (negative when over budget).
+    #[serde(rename = "variance_micros")]
     pub variance: Money,
     /// Month-end spend at the pace so far: spent × month length ÷ elapsed part of it.
+    #[serde(rename = "projected_micros")]
     pub projected: Money,
     /// spent × 100 ≥ alert_percent × budget.
     pub alert: bool,
@@ -191,6 +204,7 @@ pub struct BudgetStatus {
 pub struct CostReport {
     /// The report's "now": the filter's end or the latest tracked event time, the earlier;
     /// `None` before the first tracking event.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub now: Option<DateTime<Utc>>,
     /// Every message selected.
     pub total: CostSummary,
@@ -208,24 +222,21 @@ pub struct CostReport {
 }
 
 /// The summary of a group of messages from their counts.
-fn summary(counts: &Counts) -> Result<CostSummary> {
-    let quotient = |field: &'static str, count: u64| -> Result<Option<Money>> {
-        if count == 0 {
-            return Ok(None);
-        }
-        Money::from_sum(field, divide_rounded(counts.cost_micros, count)).map(Some)
+fn summary(counts: &Counts) -> CostSummary {
+    let quotient = |count: u64| {
+        (count > 0).then(|| Money::from_micros(divide_rounded(counts.cost_micros, count)))
     };
-    Ok(CostSummary {
+    CostSummary {
         messages: counts.sent,
         delivered: counts.delivered,
         responded: counts.responded,
         converted: counts.converted,
-        spent: Money::from_sum("spent", counts.cost_micros)?,
-        cost_per_message: quotient("cost_per_message", counts.sent)?,
-        cost_per_delivered: quotient("cost_per_delivered", counts.delivered)?,
-        cost_per_response: quotient("cost_per_response", counts.responded)?,
-        cost_per_conversion: quotient("cost_per_conversion", counts.converted)?,
-    })
+        spent: Money::from_micros(counts.cost_micros),
+        cost_per_message: quotient(counts.sent),
+        cost_per_delivered: quotient(counts.delivered),
+        cost_per_response: quotient(counts.responded),
+        cost_per_conversion: quotient(counts.converted),
+    }
 }
 
 /// Messages and spend of one (period, channel) cell.
@@ -249,7 +260,7 @@ impl Projection {
     /// Cost: with a user filter, the user's messages in the range; else the rollup's buckets
     /// of the range, once for the totals and once per day for the daily spend; one more
     /// range of buckets per budget reported.
-    pub(crate) fn cost_report(&self, filter: &CostFilter) -> Result<CostReport> {
+    pub(crate) fn cost_report(&self, filter: &CostFilter) -> CostReport {
         let mut total = Counts::default();
         let mut by_channel = [Counts::default(); Channel::ALL.len()];
         let mut by_type: BTreeMap<NameId, Counts> = BTreeMap::new();
@@ -301,7 +312,7 @@ impl Projection {
                             day,
                             channel,
                             messages: tally.messages,
-                            spent: Money::from_sum("spent", tally.spent_micros)?,
+                            spent: Money::from_micros(tally.spent_micros),
                         });
                     }
                 }
@@ -309,48 +320,42 @@ impl Projection {
         }
         let monthly = by_month
             .into_iter()
-            .map(|((month_start, channel), tally)| {
-                Ok(MonthlySpend {
-                    month_start,
-                    channel,
-                    messages: tally.messages,
-                    spent: Money::from_sum("spent", tally.spent_micros)?,
-                })
+            .map(|((month_start, channel), tally)| MonthlySpend {
+                month_start,
+                channel,
+                messages: tally.messages,
+                spent: Money::from_micros(tally.spent_micros),
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
 
         let mut by_channel_summary = BTreeMap::new();
         for channel in Channel::ALL {
             let counts = &by_channel[channel.index()];
             if counts.sent > 0 {
-                by_channel_summary.insert(channel, summary(counts)?);
+                by_channel_summary.insert(channel, summary(counts));
             }
         }
         let mut by_message_type = BTreeMap::new();
         for (name, counts) in by_type {
-            by_message_type.insert(self.names().name(name).to_string(), summary(&counts)?);
+            by_message_type.insert(self.names().name(name).to_string(), summary(&counts));
         }
         let now_ms = self.now_ms(filter.end.map(|end| end.timestamp_millis()));
-        Ok(CostReport {
+        CostReport {
             now: now_ms.map(time_from_ms),
-            total: summary(&total)?,
+            total: summary(&total),
             by_channel: by_channel_summary,
             by_message_type,
             daily,
             monthly,
-            budgets: self.budget_statuses(filter, now_ms)?,
-        })
+            budgets: self.budget_statuses(filter, now_ms),
+        }
     }
 
     /// The budgets `filter` names, each against its scope's spend in its month up to `now_ms`,
     /// over every user and type.
-    fn budget_statuses(
-        &self,
-        filter: &CostFilter,
-        now_ms: Option<i64>,
-    ) -> Result<Vec<BudgetStatus>> {
+    fn budget_statuses(&self, filter: &CostFilter, now_ms: Option<i64>) -> Vec<BudgetStatus> {
         let Some((start_ms, end_ms)) = filter.range_ms() else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
         let reported: Vec<_> = self
             .budgets()
@@ -365,7 +370,7 @@ impl Projection {
             })
             .collect();
         if reported.is_empty() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
 
         // Spend per channel of each reported month up to now, keyed by its first millisecond.
@@ -403,31 +408,29 @@ impl Projection {
             let elapsed_ms = now_ms.map_or(0, |now_ms| {
                 (i128::from(now_ms) + 1 - i128::from(first_ms)).clamp(0, i128::from(month_ms))
             });
+            // spent is below 2^95 (fewer than 2^32 messages of at most 9e18 micros) and a month
+            // below 2^32 ms, so the product fits in i128.
             let projected_micros = if elapsed_ms == 0 {
                 spent_micros
             } else {
                 let elapsed_ms = u64::try_from(elapsed_ms).expect("clamped to the month");
                 divide_rounded(spent_micros * i128::from(month_ms), elapsed_ms)
             };
-            let spent = Money::from_sum("spent", spent_micros)?;
-            let budget_amount = Money::from_micros(budget.amount_micros);
             statuses.push(BudgetStatus {
                 scope,
                 month,
-                budget: budget_amount,
+                budget: Money::from_micros(budget_micros),
                 alert_percent: budget.alert_percent,
-                spent,
-                utilization: percent(
-                    spent.micros().unsigned_abs(),
-                    budget.amount_micros.unsigned_abs(),
-                ),
-                variance: Money::from_sum("variance", budget_micros - spent_micros)?,
-                projected: Money::from_sum("projected", projected_micros)?,
+                spent: Money::from_micros(spent_micros),
+                // A budget is at least one micro-dollar: the denominator is never 0.
+                utilization: spent_micros as f64 * 100.0 / budget_micros as f64,
+                variance: Money::from_micros(budget_micros - spent_micros),
+                projected: Money::from_micros(projected_micros),
                 alert: spent_micros * 100 >= i128::from(budget.alert_percent) * budget_micros,
                 exceeded: spent_micros > budget_micros,
             });
         }
         statuses.sort_by_key(|status| (status.month, status.scope));
-        Ok(statuses)
+        statuses
     }
 }

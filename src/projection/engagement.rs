@@ -55,8 +55,10 @@ pub struct EngagementFilter {
     /// Only messages sent on this channel (the trend too).
     pub channel: Option<Channel>,
     /// Only messages sent at or after this time (the trend ignores it).
+    #[serde(default, with = "crate::serde_time::optional")]
     pub start: Option<DateTime<Utc>>,
     /// Only messages sent at or before this time; also caps "now".
+    #[serde(default, with = "crate::serde_time::optional")]
     pub end: Option<DateTime<Utc>>,
 }
 
@@ -103,6 +105,7 @@ pub struct UserEngagement {
     /// The user.
     pub user_id: UserId,
     /// The view's "now": the filter's end or the latest tracking event, whichever is earlier.
+    #[serde(default, with = "crate::serde_time::optional")]
     pub now: Option<DateTime<Utc>>,
     /// Messages selected.
     pub sent: u64,
@@ -152,8 +155,10 @@ pub struct ChannelEngagement {
     /// engaged / received, percent.
     pub engagement_rate: f64,
     /// Exact sum of the messages' costs.
+    #[serde(rename = "total_cost_micros")]
     pub total_cost: Money,
     /// total_cost / sent, rounded to the micro, halves away from zero; None when nothing sent.
+    #[serde(rename = "average_cost_micros")]
     pub average_cost: Option<Money>,
 }
 
@@ -322,11 +327,7 @@ impl Projection {
     ///
     /// Cost: O(log k + m log m) for a user with k messages, m of them selected or sent in the
     /// trend's 60 days (a binary search of the user's sorted list, then those messages only).
-    pub(crate) fn engagement(
-        &self,
-        user: UserId,
-        filter: &EngagementFilter,
-    ) -> Result<UserEngagement> {
+    pub(crate) fn engagement(&self, user: UserId, filter: &EngagementFilter) -> UserEngagement {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         let now_ms = self.now_ms(filter.end.map(|end| end.timestamp_millis()));
         // A type never tracked has no id, so it matches no message.
@@ -364,7 +365,7 @@ impl Projection {
             by_type,
             timing,
         } = selection;
-        Ok(UserEngagement {
+        UserEngagement {
             user_id: user,
             now: now_ms.map(time_from_ms),
             sent: total.sent,
@@ -372,7 +373,7 @@ impl Projection {
             engaged: total.engaged,
             ignored: total.ignored(),
             engagement_score: total.rate(),
-            by_channel: channel_engagements(&by_channel)?,
+            by_channel: channel_engagements(&by_channel),
             preferred_channel: preferred_channel(&by_channel),
             by_message_type: by_type
                 .into_iter()
@@ -392,7 +393,7 @@ impl Projection {
             trend: trend(recent, previous),
             trend_recent: trend_window(recent),
             trend_previous: trend_window(previous),
-        })
+        }
     }
 
     /// Counts of the user's matching messages sent in (now − 30 d, now] and in
@@ -426,17 +427,14 @@ impl Projection {
 }
 
 /// One entry per channel with a message selected, in channel order.
-fn channel_engagements(
-    by_channel: &[Counts; Channel::ALL.len()],
-) -> Result<Vec<ChannelEngagement>> {
-    let money = |micros: i128| Money::from_sum("total_cost", micros);
+fn channel_engagements(by_channel: &[Counts; Channel::ALL.len()]) -> Vec<ChannelEngagement> {
     let mut channels = Vec::new();
     for channel in Channel::ALL {
         let counts = by_channel[channel.index()];
         if counts.sent == 0 {
             continue;
         }
-        let average_cost = money(divide_rounded(counts.cost_micros, counts.sent))?;
+        let average_cost = Money::from_micros(divide_rounded(counts.cost_micros, counts.sent));
         channels.push(ChannelEngagement {
             channel,
             sent: counts.sent,
@@ -444,11 +442,11 @@ fn channel_engagements(
             engaged: counts.engaged,
             ignored: counts.ignored(),
             engagement_rate: counts.rate(),
-            total_cost: money(counts.cost_micros)?,
+            total_cost: Money::from_micros(counts.cost_micros),
             average_cost: Some(average_cost),
         });
     }
-    Ok(channels)
+    channels
 }
 
 /// Bucket counts, mean and median of the response times.

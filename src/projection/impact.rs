@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
 use crate::event::{Channel, UserId};
 use crate::message::{FinancialOutcome, time_from_ms};
 use crate::money::Money;
@@ -32,7 +31,7 @@ impl OutcomeState {
         FinancialOutcome {
             user_id: UserId(self.user_id),
             outcome: names.name(self.outcome).to_string(),
-            amount: Money::from_micros(self.amount_micros),
+            amount: Money::from_micros(i128::from(self.amount_micros)),
             at: time_from_ms(self.at_ms),
         }
     }
@@ -157,8 +156,10 @@ pub struct ImpactFilter {
     /// Only outcomes credited to a message on this channel (and its messages, for costs).
     pub channel: Option<Channel>,
     /// Only outcomes at or after this time (messages sent at or after it, for costs).
+    #[serde(default, with = "crate::serde_time::optional")]
     pub start: Option<DateTime<Utc>>,
     /// Only outcomes at or before this time (messages sent at or before it, for costs).
+    #[serde(default, with = "crate::serde_time::optional")]
     pub end: Option<DateTime<Utc>>,
 }
 
@@ -216,6 +217,7 @@ pub struct ImpactTotal {
     /// Outcomes.
     pub count: u64,
     /// Exact sum of their amounts (negative amounts are losses).
+    #[serde(rename = "amount_micros")]
     pub amount: Money,
 }
 
@@ -225,6 +227,7 @@ pub struct AttributedImpact {
     /// Outcomes credited (engaged + delivered).
     pub count: u64,
     /// Exact sum of their amounts.
+    #[serde(rename = "amount_micros")]
     pub amount: Money,
     /// Those credited at level engaged.
     pub engaged: ImpactTotal,
@@ -240,6 +243,7 @@ pub struct ChannelImpact {
     /// Outcomes credited to its messages.
     pub attributed: AttributedImpact,
     /// Exact sum of the costs of its messages the filter selects (sent in [start, end]).
+    #[serde(rename = "cost_micros")]
     pub cost: Money,
     /// (attributed.amount − cost) ÷ cost, a ratio (1.0 = +100 %); `None` when cost is 0.
     pub roi: Option<f64>,
@@ -286,11 +290,11 @@ impl Sum {
         self.micros += sums.amount_micros;
     }
 
-    fn finish(self, field: &'static str) -> Result<ImpactTotal> {
-        Ok(ImpactTotal {
+    fn finish(self) -> ImpactTotal {
+        ImpactTotal {
             count: self.count,
-            amount: Money::from_sum(field, self.micros)?,
-        })
+            amount: Money::from_micros(self.micros),
+        }
     }
 }
 
@@ -313,13 +317,13 @@ impl AttributedSum {
         self.engaged.micros + self.delivered.micros
     }
 
-    fn finish(self, field: &'static str) -> Result<AttributedImpact> {
-        Ok(AttributedImpact {
+    fn finish(self) -> AttributedImpact {
+        AttributedImpact {
             count: self.engaged.count + self.delivered.count,
-            amount: Money::from_sum(field, self.micros())?,
-            engaged: self.engaged.finish(field)?,
-            delivered: self.delivered.finish(field)?,
-        })
+            amount: Money::from_micros(self.micros()),
+            engaged: self.engaged.finish(),
+            delivered: self.delivered.finish(),
+        }
     }
 }
 
@@ -357,45 +361,42 @@ impl ImpactTally {
         self.gap_ms += sums.gap_ms;
     }
 
-    fn finish(self, names: &Names, channel_filter: Option<Channel>) -> Result<ImpactReport> {
+    fn finish(self, names: &Names, channel_filter: Option<Channel>) -> ImpactReport {
         let by_outcome = self
             .by_outcome
             .into_iter()
-            .map(|(name, sum)| Ok((names.name(name).to_string(), sum.finish("by_outcome")?)))
-            .collect::<Result<_>>()?;
+            .map(|(name, sum)| (names.name(name).to_string(), sum.finish()))
+            .collect();
         let by_channel = Channel::ALL
             .into_iter()
             .filter(|channel| channel_filter.is_none_or(|only| only == *channel))
             .map(|channel| {
                 let attributed = self.by_channel[channel.index()];
                 let cost_micros = self.cost_micros[channel.index()];
-                Ok(ChannelImpact {
+                ChannelImpact {
                     channel,
-                    attributed: attributed.finish("by_channel")?,
-                    cost: Money::from_sum("cost", cost_micros)?,
+                    attributed: attributed.finish(),
+                    cost: Money::from_micros(cost_micros),
                     roi: return_on_cost(attributed.micros(), cost_micros),
-                })
+                }
             })
-            .collect::<Result<_>>()?;
+            .collect();
         let by_message_type = self
             .by_message_type
             .into_iter()
-            .map(|(name, sum)| {
-                let impact = sum.finish("by_message_type")?;
-                Ok((names.name(name).to_string(), impact))
-            })
-            .collect::<Result<_>>()?;
-        Ok(ImpactReport {
-            outcomes: self.outcomes.finish("total_impact")?,
+            .map(|(name, sum)| (names.name(name).to_string(), sum.finish()))
+            .collect();
+        ImpactReport {
+            outcomes: self.outcomes.finish(),
             by_outcome,
-            attributed: self.attributed.finish("attributed")?,
-            unattributed: self.unattributed.finish("unattributed")?,
+            attributed: self.attributed.finish(),
+            unattributed: self.unattributed.finish(),
             by_channel,
             by_message_type,
             outcomes_after_communication: self.gap_count,
             mean_days_since_last_communication: (self.gap_count > 0)
                 .then(|| self.gap_ms as f64 / self.gap_count as f64 / DAY_MS as f64),
-        })
+        }
     }
 }
 
@@ -407,7 +408,7 @@ impl Projection {
     /// outcome buckets and the message rollup of the range (whole days, hours and slices, and
     /// the items of the two cut slices). Credits are kept current as events arrive
     /// (`attribution.rs`), not computed here.
-    pub(crate) fn impact(&self, filter: &ImpactFilter) -> Result<ImpactReport> {
+    pub(crate) fn impact(&self, filter: &ImpactFilter) -> ImpactReport {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         // A type never tracked is the type of no message: it keeps no outcome.
         let type_filter: Option<Option<NameId>> = filter

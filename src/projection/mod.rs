@@ -16,7 +16,6 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 
-use crate::error::Result;
 use crate::event::{BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId};
 use crate::message::{FinancialOutcome, Message, Status};
 use crate::money::Money;
@@ -305,7 +304,7 @@ impl Projection {
                 self.facts.outcomes.push(OutcomeState {
                     user_id: user_id.0,
                     at_ms,
-                    amount_micros: amount.micros(),
+                    amount_micros: amount.event_micros(),
                     outcome,
                 });
                 self.facts
@@ -326,7 +325,7 @@ impl Projection {
             } => {
                 // A later budget for the same scope and month replaces the earlier one.
                 let budget = BudgetState {
-                    amount_micros: amount.micros(),
+                    amount_micros: amount.event_micros(),
                     alert_percent,
                 };
                 self.facts.budgets.insert((scope, month), budget);
@@ -541,7 +540,7 @@ impl Projection {
 
     /// Counts, rates and sums over the messages and outcomes `filter` selects
     /// (docs/SEMANTICS.md, "Stats").
-    pub(crate) fn stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
+    pub(crate) fn stats(&self, filter: &StatsFilter) -> CommunicationStats {
         let selection = Selection::of(filter);
         let (start_ms, end_ms) = (selection.start_ms, selection.end_ms);
         let mut tally = Tally::new(self.names.len());
@@ -608,12 +607,7 @@ impl Tally {
         self.by_type[message_type as usize] += counts.sent;
     }
 
-    fn finish(
-        self,
-        names: &Names,
-        outcome_count: u64,
-        impact_micros: i128,
-    ) -> Result<CommunicationStats> {
+    fn finish(self, names: &Names, outcome_count: u64, impact_micros: i128) -> CommunicationStats {
         // Names are allocated for the non-zero entries only.
         fn non_zero<'a>(pairs: impl Iterator<Item = (&'a str, u64)>) -> BTreeMap<String, u64> {
             pairs
@@ -621,7 +615,7 @@ impl Tally {
                 .map(|(name, count)| (name.to_string(), count))
                 .collect()
         }
-        Ok(CommunicationStats {
+        CommunicationStats {
             total_messages: self.counts.sent,
             delivered_count: self.counts.delivered,
             opened_count: self.counts.opened,
@@ -632,11 +626,11 @@ impl Tally {
             open_rate: percent(self.counts.opened, self.counts.delivered),
             click_rate: percent(self.counts.clicked, self.counts.opened),
             action_rate: percent(self.counts.responded, self.counts.delivered),
-            total_cost: Money::from_sum("total_cost", self.counts.cost_micros)?,
-            avg_cost_per_message: Money::from_sum(
-                "avg_cost_per_message",
-                divide_rounded(self.counts.cost_micros, self.counts.sent),
-            )?,
+            total_cost: Money::from_micros(self.counts.cost_micros),
+            avg_cost_per_message: Money::from_micros(divide_rounded(
+                self.counts.cost_micros,
+                self.counts.sent,
+            )),
             status_breakdown: non_zero(
                 Status::ALL
                     .iter()
@@ -654,7 +648,7 @@ impl Tally {
                     .map(|(id, count)| (names.name(id as u32), *count)),
             ),
             outcome_count,
-            total_impact: Money::from_sum("total_impact", impact_micros)?,
-        })
+            total_impact: Money::from_micros(impact_micros),
+        }
     }
 }

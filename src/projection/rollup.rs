@@ -973,7 +973,7 @@ mod tests {
                 UserId(1),
                 Channel::ALL[next(4) as usize],
                 next(3) as NameId,
-                Money::from_micros(next(1000) as i64),
+                Money::from_micros(i128::from(next(1000))),
                 base_ms + (next(span_ms / 997) * 997) as i64,
             )
         };

@@ -97,7 +97,7 @@ impl MessageState {
         MessageState {
             user_id: user_id.0,
             sent_ms,
-            cost_micros: cost.micros(),
+            cost_micros: cost.event_micros(),
             delivered: Earliest::NONE,
             opened: Earliest::NONE,
             rare: None,
@@ -252,7 +252,7 @@ impl MessageState {
             channel: self.channel,
             message_type: names.shared(self.message_type),
             status: self.status(),
-            cost: Money::from_micros(self.cost_micros),
+            cost: Money::from_micros(i128::from(self.cost_micros)),
             sent_at: time_from_ms(self.sent_ms),
             delivered_at: self.delivered.get().map(time_from_ms),
             opened_at: self.opened.get().map(time_from_ms),

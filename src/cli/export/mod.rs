@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
-use commlog::{BudgetScope, Channel, Event, LoggedEvent, Message, MessageId, Month, StatsFilter};
+use commlog::{
+    BudgetScope, Channel, Event, LoggedEvent, Message, MessageId, Money, Month, StatsFilter,
+};
 use serde::Serialize;
 
 use crate::cli::output::{self, print_json, write_stdout};
@@ -197,6 +199,12 @@ fn utc(ms: i64) -> Result<DateTime<Utc>, CliError> {
         .ok_or_else(|| CliError::Usage(format!("time {ms} ms is outside the range of dates")))
 }
 
+/// The micro-dollars of one event's cost or amount, which the store bounds by ±9 × 10^18: an
+/// export column of 64-bit integers holds every one.
+fn event_micros(money: Money) -> i64 {
+    i64::try_from(money.micros()).expect("an event's amount is within ±9e18 micros")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Selection: which events the stats filter covers.
 
@@ -332,7 +340,7 @@ impl Selection {
             record.budget = Some(BudgetRecord {
                 scope,
                 month,
-                amount_micros: amount.micros(),
+                amount_micros: event_micros(amount),
                 alert_percent,
             });
             return Some(record);
@@ -352,7 +360,7 @@ impl Selection {
             }
             record.user_id = Some(user_id.0);
             record.outcome = Some(outcome);
-            record.amount_micros = Some(amount.micros());
+            record.amount_micros = Some(event_micros(amount));
             return Some(record);
         }
         let message = self.message(event.message_id()?)?;
@@ -360,7 +368,7 @@ impl Selection {
         record.channel = Some(message.channel);
         record.message_type = Some(&self.types[message.message_type as usize]);
         match event {
-            Event::MessageSent { cost, .. } => record.cost_micros = Some(cost.micros()),
+            Event::MessageSent { cost, .. } => record.cost_micros = Some(event_micros(cost)),
             Event::UserAction { action, .. } => record.action = Some(action),
             Event::MessageFailed { reason, .. } => record.reason = Some(reason),
             // Outcomes and budgets are handled above.
@@ -475,7 +483,7 @@ impl<'a> TextMessageRow<'a> {
             channel: message.channel.as_str(),
             message_type: &message.message_type,
             status: message.status.as_str(),
-            cost_micros: message.cost.micros(),
+            cost_micros: event_micros(message.cost),
             sent_at: output::time(message.sent_at),
             delivered_at: message.delivered_at.map(output::time),
             opened_at: message.opened_at.map(output::time),

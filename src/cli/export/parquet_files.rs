@@ -17,7 +17,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::TypePtr;
 
-use super::{Cleanup, EventRecord, Written, create_error, io_error};
+use super::{Cleanup, EventRecord, Written, create_error, event_micros, io_error};
 use crate::cli::CliError;
 
 /// How much a [`PartitionedWriter`] holds: memory is about 100 bytes a buffered row.
@@ -300,7 +300,7 @@ impl MessageRow {
         Ok(MessageRow {
             id: i64::try_from(message.id.0).expect("message ids fit i64"),
             user_id: user_id(message.user_id.0)?,
-            cost_micros: message.cost.micros(),
+            cost_micros: event_micros(message.cost),
             sent_at: time_micros(message.sent_at),
             delivered_at: message.delivered_at.map(time_micros),
             opened_at: message.opened_at.map(time_micros),
