@@ -223,7 +223,7 @@ fn queries(c: &mut Criterion) {
     });
     bench_cycling(c, "q5_channel_window", &picks.q5_filters, stats);
 
-    // The analytics views (issue 5), on the same store: one user's engagement (the Q4 users),
+    // The analytics views, on the same store: one user's engagement (the Q4 users),
     // and channel effectiveness, cost and impact over all messages and over the Q5 windows.
     bench_cycling(c, "view_engagement_user", &picks.q4_users, |&user| {
         black_box(

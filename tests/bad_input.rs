@@ -1,4 +1,4 @@
-//! Issue 3, "Bad input": every bad input gets a clear error naming the field and the value,
+//! Bad input: every bad input gets a clear error naming the field and the value,
 //! and the log on disk stays byte-for-byte unchanged.
 
 use std::collections::BTreeMap;

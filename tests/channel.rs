@@ -1,4 +1,4 @@
-//! Channel effectiveness (issue 5): a model test — random call sequences applied to a store and
+//! Channel effectiveness: a model test — random call sequences applied to a store and
 //! to a brute-force model of docs/SEMANTICS.md ("Channel effectiveness"), random filters, the
 //! same report from both, also after close and reopen — and unit tests pinning the edge rules.
 

@@ -1,4 +1,4 @@
-//! Issue 4, the command line: every command run as the built binary on temporary directories,
+//! The command line: every command run as the built binary on temporary directories,
 //! `--json` parsed back with serde_json, every exit status, the lock message, corruption, a
 //! closed pipe, and the demo on the 20,000-message reference workload. (Export and import have
 //! their own tests.)

@@ -1,4 +1,4 @@
-//! Issue 5, "Cost and budgets": `Store::get_cost_report` against a brute-force model of the
+//! Cost and budgets: `Store::get_cost_report` against a brute-force model of the
 //! documented rules on random call sequences (out of order, repeated, failed, with outcomes and
 //! budgets set and replaced, across month boundaries), before and after reopening; then one test
 //! per edge rule, and the `costs` and `budget set` commands.

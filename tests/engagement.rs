@@ -1,4 +1,4 @@
-//! The engagement view (issue 5, "Engagement"): a model-based test — random call sequences
+//! The engagement view: a model-based test — random call sequences
 //! (out of order, repeated, failures, opens without deliveries, outcomes before and after the
 //! messages, months of messages) against a brute-force model of the documented rules, before
 //! and after reopening — and one test per edge rule: response-time bucket boundaries, the

@@ -1,4 +1,4 @@
-//! The financial-impact view (issue 5, "Financial impact" and "Precise rules"): a model test —
+//! The financial-impact view (docs/SEMANTICS.md, "Financial impact"): a model test —
 //! random calls go to a store and to a brute-force model of the documented rules, computed from
 //! the raw calls alone; the reports agree, also after close and reopen — then one test per edge
 //! rule, and the `impact` command.

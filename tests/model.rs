@@ -1,4 +1,4 @@
-//! Model-based test (issue 3, "Tests"): random call sequences — out of order, repeated, on
+//! Model-based test: random call sequences — out of order, repeated, on
 //! unknown ids, with bad input — go to the store and to a brute-force model of the documented
 //! rules; every query then answers the same, also after close and reopen.
 

@@ -1,4 +1,4 @@
-//! One test per rule of docs/SEMANTICS.md (issue 3, "Semantics"): how events fold into
+//! One test per rule of docs/SEMANTICS.md: how events fold into
 //! message records, what the stats count, and that reopening changes no answer.
 //!
 //! Every time is passed in explicitly; no test reads the clock or sleeps.
