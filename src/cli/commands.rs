@@ -214,7 +214,7 @@ fn invalid(field: &'static str, value: impl ToString, rule: &'static str) -> Cli
     commlog::Error::InvalidInput {
         field,
         value: value.to_string(),
-        rule,
+        rule: rule.into(),
     }
     .into()
 }
