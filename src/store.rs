@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
@@ -16,7 +16,8 @@ use crate::event::{
     BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, validate_name,
 };
 use crate::limits::{
-    ATTRIBUTION_WINDOW_MAX, BUDGET_ALERT_PERCENT_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    ATTRIBUTION_WINDOW_MAX, BUDGET_ALERT_PERCENT_DEFAULT, CLOCK_SKEW_MS_MAX, SEGMENT_BYTES_MAX,
+    SEGMENT_BYTES_MIN, TIME_AFTER_CLOCK_MS_MAX, TIME_MS_MIN,
 };
 use crate::log::replay::{self, Mode};
 use crate::log::segment::{FILE_MODE, create_directory};
@@ -183,7 +184,8 @@ impl Store {
         self.track_message_sent_at(user, channel, message_type, cost, Utc::now())
     }
 
-    /// Tracks a message sent at `sent_at`.
+    /// Tracks a message sent at `sent_at`: not before 1970, and at most 24 hours after the
+    /// clock at the call (else `Error::InvalidInput { field: "sent_at" }`).
     pub fn track_message_sent_at(
         &self,
         user: impl Into<UserId>,
@@ -198,7 +200,7 @@ impl Store {
             return Err(Error::invalid("cost", cost, "must not be negative"));
         }
         let cost = Money::from_dollars_for("cost", cost)?;
-        let at_ms = sent_at.timestamp_millis();
+        let at_ms = time_at_call("sent_at", Some(sent_at))?;
         self.append(
             "track_message_sent",
             |log| {
@@ -217,13 +219,17 @@ impl Store {
     }
 
     /// Tracks a delivery reported by the provider; `at` of `None` means now.
+    ///
+    /// Every `at` of a message event is refused (`Error::InvalidInput { field: "at" }`) before
+    /// 1970, more than 24 hours after the clock at the call, or more than 5 minutes before the
+    /// message's sent time; within those 5 minutes the views take it as the sent time.
     pub fn track_message_delivered(
         &self,
         message: impl Into<MessageId>,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
         let message_id = message.into();
-        let at_ms = time_ms(at);
+        let at_ms = time_at_call("at", at)?;
         self.track_message_event(
             "track_message_delivered",
             message_id,
@@ -238,7 +244,7 @@ impl Store {
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
         let message_id = message.into();
-        let at_ms = time_ms(at);
+        let at_ms = time_at_call("at", at)?;
         self.track_message_event(
             "track_message_opened",
             message_id,
@@ -256,7 +262,7 @@ impl Store {
     ) -> Result<Message> {
         let message_id = message.into();
         validate_name("action", action)?;
-        let at_ms = time_ms(at);
+        let at_ms = time_at_call("at", at)?;
         self.track_message_event(
             "track_user_action",
             message_id,
@@ -277,7 +283,7 @@ impl Store {
     ) -> Result<Message> {
         let message_id = message.into();
         validate_name("reason", reason)?;
-        let at_ms = time_ms(at);
+        let at_ms = time_at_call("at", at)?;
         self.track_message_event(
             "track_message_failed",
             message_id,
@@ -299,7 +305,8 @@ impl Store {
         self.track_financial_outcome_at(user, outcome, amount, Utc::now())
     }
 
-    /// Tracks a financial outcome at `at`.
+    /// Tracks a financial outcome at `at`: not before 1970, and at most 24 hours after the
+    /// clock at the call (else `Error::InvalidInput { field: "at" }`).
     pub fn track_financial_outcome_at(
         &self,
         user: impl Into<UserId>,
@@ -310,7 +317,7 @@ impl Store {
         let user_id = validate_user(user.into())?;
         validate_name("outcome", outcome)?;
         let amount = Money::from_dollars_for("amount", amount)?;
-        let at_ms = at.timestamp_millis();
+        let at_ms = time_at_call("at", Some(at))?;
         self.append(
             "track_financial_outcome",
             |_| {
@@ -561,6 +568,7 @@ impl Store {
     }
 
     /// Tracks an event about an existing message and returns the message as it now stands.
+    /// The message's sent time is read under the log lock: the views change only under it.
     fn track_message_event(
         &self,
         operation: &'static str,
@@ -573,6 +581,12 @@ impl Store {
                 if message_id.0 == 0 || message_id.0 >= log.next_message_id() {
                     return Err(Error::UnknownMessage { id: message_id });
                 }
+                let sent_ms = self
+                    .projection
+                    .read()
+                    .sent_ms(message_id)
+                    .expect("a message in the log is folded");
+                validate_after_sent(event.at_ms(), sent_ms)?;
                 Ok(event)
             },
             message_of_event,
@@ -617,8 +631,71 @@ fn message_of_event(projection: &Projection, logged: &LoggedEvent<'_>) -> Messag
     projection.message(id).expect("just folded")
 }
 
-fn time_ms(at: Option<DateTime<Utc>>) -> i64 {
-    at.unwrap_or_else(Utc::now).timestamp_millis()
+/// Refuses a time no tracking call takes: before 1970, or more than 24 hours after the clock
+/// now (docs/SEMANTICS.md, "Times"), with `Error::InvalidInput` naming `field`, the time and
+/// the bound. The tracking calls check this themselves; a caller may check first, as
+/// `commlog track` does before it opens a store.
+///
+/// ```
+/// use chrono::{DateTime, Utc};
+/// let far = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")?.to_utc();
+/// assert!(commlog::validate_time("at", far).is_err());
+/// assert!(commlog::validate_time("at", Utc::now()).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn validate_time(field: &'static str, at: DateTime<Utc>) -> Result<()> {
+    check_time(field, at.timestamp_millis(), Utc::now().timestamp_millis())
+}
+
+/// The time a caller passed (`None`: the clock at the call), in ms, if it can be true.
+fn time_at_call(field: &'static str, at: Option<DateTime<Utc>>) -> Result<i64> {
+    let clock_ms = Utc::now().timestamp_millis();
+    let at_ms = at.map_or(clock_ms, |at| at.timestamp_millis());
+    check_time(field, at_ms, clock_ms)?;
+    Ok(at_ms)
+}
+
+/// Refuses a time before 1970 or more than `TIME_AFTER_CLOCK_MS_MAX` after `clock_ms`, the
+/// clock at the call.
+fn check_time(field: &'static str, at_ms: i64, clock_ms: i64) -> Result<()> {
+    if at_ms < TIME_MS_MIN {
+        let rule = format!("must be at or after {}", format_ms(TIME_MS_MIN));
+        return Err(Error::invalid(field, format_ms(at_ms), rule));
+    }
+    let latest_ms = clock_ms.saturating_add(TIME_AFTER_CLOCK_MS_MAX);
+    if at_ms > latest_ms {
+        let rule = format!(
+            "must be at or before {}, {} hours after the clock at the call",
+            format_ms(latest_ms),
+            TIME_AFTER_CLOCK_MS_MAX / 3_600_000
+        );
+        return Err(Error::invalid(field, format_ms(at_ms), rule));
+    }
+    Ok(())
+}
+
+/// Refuses a delivery, open, action or failure time more than `CLOCK_SKEW_MS_MAX` before its
+/// message's sent time (the fold takes a time within the skew as the sent time).
+fn validate_after_sent(at_ms: i64, sent_ms: i64) -> Result<()> {
+    let earliest_ms = sent_ms.saturating_sub(CLOCK_SKEW_MS_MAX);
+    if at_ms < earliest_ms {
+        let rule = format!(
+            "must be at or after {}, {} minutes before the message's sent time {}",
+            format_ms(earliest_ms),
+            CLOCK_SKEW_MS_MAX / 60_000,
+            format_ms(sent_ms)
+        );
+        return Err(Error::invalid("at", format_ms(at_ms), rule));
+    }
+    Ok(())
+}
+
+/// A time in ms as RFC 3339 UTC with milliseconds (as ms where chrono cannot represent it).
+fn format_ms(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).map_or_else(
+        || format!("{ms} ms"),
+        |time| time.to_rfc3339_opts(SecondsFormat::Millis, true),
+    )
 }
 
 fn validate_user(user: UserId) -> Result<UserId> {
@@ -732,4 +809,83 @@ fn spawn_interval_sync(
         })
         .map_err(|source| Error::io(Path::new("commlog-sync thread"), source))?;
     Ok((stop, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::projection::engagement::EngagementFilter;
+
+    #[test]
+    fn times_are_refused_one_millisecond_past_their_bounds() {
+        let clock_ms = 1_800_000_000_000;
+        assert!(check_time("at", TIME_MS_MIN, clock_ms).is_ok());
+        assert!(check_time("at", TIME_MS_MIN - 1, clock_ms).is_err());
+        let latest_ms = clock_ms + TIME_AFTER_CLOCK_MS_MAX;
+        assert!(check_time("at", latest_ms, clock_ms).is_ok());
+        assert!(check_time("at", latest_ms + 1, clock_ms).is_err());
+        let sent_ms = clock_ms;
+        let earliest_ms = sent_ms - CLOCK_SKEW_MS_MAX;
+        assert!(validate_after_sent(earliest_ms, sent_ms).is_ok());
+        assert!(validate_after_sent(earliest_ms - 1, sent_ms).is_err());
+    }
+
+    /// A log may hold reports long before their message's send (appended by code that took
+    /// any time): replay takes them, and the views count them as at the send.
+    #[test]
+    fn reports_long_before_the_send_in_the_log_replay_as_at_the_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            sync: SyncPolicy::Never,
+            ..Options::default()
+        };
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        let sent_at = DateTime::parse_from_rfc3339("2025-01-01T09:00:00Z")
+            .unwrap()
+            .to_utc();
+        let message = store
+            .track_message_sent_at(1, Channel::Email, "low_balance", 0.01, sent_at)
+            .unwrap();
+        let early = |hours: i64| (sent_at - Duration::hours(hours)).timestamp_millis();
+        // Past the checks of the tracking calls, which refuse these times.
+        let append_unchecked = |event: Event<'static>| {
+            store.append("test", |_| Ok(event), |_, _| ()).unwrap();
+        };
+        append_unchecked(Event::MessageDelivered {
+            message_id: message.id,
+            at_ms: early(2),
+        });
+        append_unchecked(Event::MessageOpened {
+            message_id: message.id,
+            at_ms: early(1),
+        });
+        assert!(
+            store
+                .track_message_opened(message.id, Some(sent_at - Duration::hours(1)))
+                .is_err()
+        );
+
+        let answers = |store: &Store| {
+            (
+                store.get_user_communication_history(1, 10).unwrap(),
+                store
+                    .get_user_engagement(1, &EngagementFilter::new())
+                    .unwrap(),
+            )
+        };
+        let before = answers(&store);
+        store.close().unwrap();
+        let store = Store::open_with(dir.path(), options).unwrap();
+        assert_eq!(store.open_report().events, 3);
+        let after = answers(&store);
+        assert_eq!(after, before, "the same answers after replay");
+        let (history, engagement) = after;
+        assert_eq!(history[0].delivered_at, Some(sent_at));
+        assert_eq!(history[0].opened_at, Some(sent_at));
+        let responses = engagement.response_times;
+        assert_eq!((responses.count, responses.under_5_minutes), (1, 1));
+        assert_eq!(responses.mean_ms, Some(0.0));
+    }
 }

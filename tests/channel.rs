@@ -78,6 +78,10 @@ const ACTIONS: [&str; 5] = [
     "dismissed",
 ];
 
+/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times"):
+/// reports at an earlier anchor are refused, reports a few ms early count as sent.
+const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
 /// Few distinct costs, so that costs per response tie.
 const COSTS_MICROS: [i64; 4] = [0, 10_000, 20_000, 50_000];
 
@@ -462,19 +466,33 @@ impl ModelRange {
     }
 }
 
+/// What becomes of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Accepted,
+    /// Refused by the store: a report more than the clock skew before its message's send.
+    Refused,
+    /// Not made: a report before the first message.
+    Skipped,
+}
+
 impl Model {
     /// Applies a call as the store would; calls on messages before the first are skipped.
-    fn apply(&mut self, call: &Call) -> bool {
+    fn apply(&mut self, call: &Call) -> Fate {
         let message_count = self.messages.len();
-        let report = |index: &Index, report: Report, model: &mut Model| {
-            if message_count == 0 {
-                return false;
-            }
-            model.messages[index.index(message_count)]
-                .reports
-                .push(report);
-            true
-        };
+        let report =
+            |index: &Index, at_ms: i64, report: &dyn Fn(i64) -> Report, model: &mut Model| {
+                if message_count == 0 {
+                    return Fate::Skipped;
+                }
+                let message = &mut model.messages[index.index(message_count)];
+                if at_ms < message.sent_ms - CLOCK_SKEW_MS {
+                    return Fate::Refused;
+                }
+                // Within the skew, an earlier time counts as the sent time.
+                message.reports.push(report(at_ms.max(message.sent_ms)));
+                Fate::Accepted
+            };
         match call {
             Call::Sent {
                 user,
@@ -492,16 +510,16 @@ impl Model {
                     sent_ms: *at_ms,
                     reports: Vec::new(),
                 });
-                true
+                Fate::Accepted
             }
-            Call::Delivered { message, at_ms } => report(message, Report::Delivered(*at_ms), self),
-            Call::Opened { message, at_ms } => report(message, Report::Opened(*at_ms), self),
+            Call::Delivered { message, at_ms } => report(message, *at_ms, &Report::Delivered, self),
+            Call::Opened { message, at_ms } => report(message, *at_ms, &Report::Opened, self),
             Call::Action {
                 message,
                 action,
                 at_ms,
-            } => report(message, Report::Action(action, *at_ms), self),
-            Call::Failed { message, .. } => report(message, Report::Failed, self),
+            } => report(message, *at_ms, &|at| Report::Action(action, at), self),
+            Call::Failed { message, at_ms } => report(message, *at_ms, &|_| Report::Failed, self),
             Call::Outcome {
                 user,
                 amount_micros,
@@ -512,7 +530,7 @@ impl Model {
                     amount_micros: *amount_micros,
                     at_ms: *at_ms,
                 });
-                true
+                Fate::Accepted
             }
         }
     }
@@ -599,7 +617,7 @@ impl Model {
     }
 }
 
-fn apply_to_store(store: &Store, call: &Call, message_count: u64) {
+fn apply_to_store(store: &Store, call: &Call, message_count: u64) -> commlog::Result<()> {
     let id = |index: &Index| index.index(message_count as usize) as u64 + 1;
     match call {
         Call::Sent {
@@ -612,32 +630,24 @@ fn apply_to_store(store: &Store, call: &Call, message_count: u64) {
             let cost = *cost_micros as f64 / 1e6;
             store
                 .track_message_sent_at(*user, *channel, message_type, cost, time(*at_ms))
-                .unwrap();
+                .map(drop)
         }
-        Call::Delivered { message, at_ms } => {
-            store
-                .track_message_delivered(id(message), Some(time(*at_ms)))
-                .unwrap();
-        }
-        Call::Opened { message, at_ms } => {
-            store
-                .track_message_opened(id(message), Some(time(*at_ms)))
-                .unwrap();
-        }
+        Call::Delivered { message, at_ms } => store
+            .track_message_delivered(id(message), Some(time(*at_ms)))
+            .map(drop),
+        Call::Opened { message, at_ms } => store
+            .track_message_opened(id(message), Some(time(*at_ms)))
+            .map(drop),
         Call::Action {
             message,
             action,
             at_ms,
-        } => {
-            store
-                .track_user_action(id(message), action, Some(time(*at_ms)))
-                .unwrap();
-        }
-        Call::Failed { message, at_ms } => {
-            store
-                .track_message_failed(id(message), "undelivered", Some(time(*at_ms)))
-                .unwrap();
-        }
+        } => store
+            .track_user_action(id(message), action, Some(time(*at_ms)))
+            .map(drop),
+        Call::Failed { message, at_ms } => store
+            .track_message_failed(id(message), "undelivered", Some(time(*at_ms)))
+            .map(drop),
         Call::Outcome {
             user,
             amount_micros,
@@ -646,7 +656,7 @@ fn apply_to_store(store: &Store, call: &Call, message_count: u64) {
             let amount = *amount_micros as f64 / 1e6;
             store
                 .track_financial_outcome_at(*user, "bill_paid_on_time", amount, time(*at_ms))
-                .unwrap();
+                .map(drop)
         }
     }
 }
@@ -697,8 +707,18 @@ proptest! {
                 check_reports(&store, &model, &filters, window_ms, &format!("before call {index}"))?;
             }
             let message_count = model.messages.len() as u64;
-            if model.apply(call) {
-                apply_to_store(&store, call, message_count);
+            match model.apply(call) {
+                Fate::Accepted => apply_to_store(&store, call, message_count).unwrap(),
+                Fate::Refused => {
+                    let refused = apply_to_store(&store, call, message_count);
+                    prop_assert!(
+                        matches!(refused, Err(Error::InvalidInput { field: "at", .. })),
+                        "{:?}: {:?}",
+                        call,
+                        refused
+                    );
+                }
+                Fate::Skipped => {}
             }
         }
         check_reports(&store, &model, &filters, window_ms, "after the calls")?;
