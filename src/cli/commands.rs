@@ -121,7 +121,9 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             if *cost < 0.0 {
                 return Err(invalid("cost", cost, "must not be negative"));
             }
-            at(time)?;
+            if let Some(time) = at(time)? {
+                commlog::validate_time("sent_at", time)?;
+            }
             Some(parse_channel(channel)?)
         }
         TrackCommand::Outcome {
@@ -133,7 +135,9 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             check_user(*user)?;
             commlog::validate_name("outcome", outcome)?;
             check_money("amount", *amount)?;
-            at(time)?;
+            if let Some(time) = at(time)? {
+                commlog::validate_time("at", time)?;
+            }
             None
         }
         TrackCommand::Delivered(_)
