@@ -67,6 +67,14 @@ const ANCHORS: [&str; 3] = [
 /// Offsets after an anchor: the boundary falls at +20 ms.
 const OFFSET_MAX_MS: i64 = 40;
 
+/// Times only outcomes take: a day (Wednesday 5 March), an ISO week (from 10 March) and a month
+/// (May) without messages, so that periods hold outcomes credited to messages of earlier ones.
+const OUTCOME_ONLY: [&str; 3] = [
+    "2025-03-05T12:00:00Z",
+    "2025-03-12T12:00:00Z",
+    "2025-05-02T12:00:00Z",
+];
+
 const MESSAGE_TYPES: [&str; 3] = ["low_balance", "bill_due", "upgrade_offer"];
 
 /// A conversion needs an action containing "upgrade"; "clicked_upgrade" is also a click.
@@ -125,6 +133,14 @@ fn at_ms() -> impl Strategy<Value = i64> {
     (0..ANCHORS.len(), 0..=OFFSET_MAX_MS).prop_map(|(anchor, offset)| ms(ANCHORS[anchor]) + offset)
 }
 
+fn outcome_at_ms() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        3 => at_ms(),
+        2 => (prop::sample::select(OUTCOME_ONLY.to_vec()), 0..=OFFSET_MAX_MS)
+            .prop_map(|(text, offset)| ms(text) + offset),
+    ]
+}
+
 fn call() -> impl Strategy<Value = Call> {
     let user = || 1u64..=4;
     prop_oneof![
@@ -147,7 +163,7 @@ fn call() -> impl Strategy<Value = Call> {
         3 => (any::<Index>(), prop::sample::select(ACTIONS.to_vec()), at_ms())
             .prop_map(|(message, action, at_ms)| Call::Action { message, action, at_ms }),
         1 => (any::<Index>(), at_ms()).prop_map(|(message, at_ms)| Call::Failed { message, at_ms }),
-        3 => (user(), -5_000_000i64..=50_000_000, at_ms())
+        3 => (user(), -5_000_000i64..=50_000_000, outcome_at_ms())
             .prop_map(|(user, amount_micros, at_ms)| Call::Outcome { user, amount_micros, at_ms }),
     ]
 }
@@ -405,12 +421,10 @@ fn model_period_start(period: Period, at_ms: i64) -> NaiveDate {
 struct ModelRange {
     lines: BTreeMap<(Channel, &'static str), ModelLine>,
     channels: BTreeMap<Channel, ModelLine>,
-    message_count: u64,
 }
 
 impl ModelRange {
     fn add_message(&mut self, message: &ModelMessage) {
-        self.message_count += 1;
         let key = (message.channel, message.message_type);
         self.lines.entry(key).or_default().add_message(message);
         self.channels
@@ -600,9 +614,9 @@ impl Model {
             lines,
             channels,
             winners,
+            // Every period with a selected message or a counted outcome.
             periods: periods
                 .into_iter()
-                .filter(|(_, range)| range.message_count > 0)
                 .map(|(start, range)| {
                     let (lines, channels, winners) = range.finish();
                     ChannelPeriod {
@@ -661,7 +675,35 @@ fn apply_to_store(store: &Store, call: &Call, message_count: u64) -> commlog::Re
     }
 }
 
-/// The store's report equals the model's for each filter and for everything by week.
+/// Every count and sum of `lines`, added up per (channel, type) line and per channel line.
+fn line_sums<'a>(
+    lines: impl Iterator<Item = &'a ChannelLine>,
+) -> BTreeMap<(Channel, Option<String>), [i128; 9]> {
+    let mut sums: BTreeMap<(Channel, Option<String>), [i128; 9]> = BTreeMap::new();
+    for line in lines {
+        let values = [
+            line.sent,
+            line.delivered,
+            line.opened,
+            line.clicked,
+            line.responded,
+            line.converted,
+            line.attributed_outcomes,
+        ]
+        .map(i128::from);
+        let money = [line.total_cost, line.attributed_impact].map(|m| i128::from(m.micros()));
+        let sum = sums
+            .entry((line.channel, line.message_type.clone()))
+            .or_default();
+        for (total, value) in sum.iter_mut().zip(values.into_iter().chain(money)) {
+            *total += value;
+        }
+    }
+    sums
+}
+
+/// The store's report equals the model's for each filter and for everything by week; for each
+/// filter by day, week and month, the periods' lines add up exactly to the totals' lines.
 fn check_reports(
     store: &Store,
     model: &Model,
@@ -679,6 +721,18 @@ fn check_reports(
             when,
             filter
         );
+        for period in [Period::Day, Period::Week, Period::Month] {
+            let filter = filter.clone().period(period);
+            let report = store.get_channel_effectiveness(&filter).unwrap();
+            let totals = line_sums(report.lines.iter().chain(&report.channels));
+            let periods = line_sums(
+                report
+                    .periods
+                    .iter()
+                    .flat_map(|period| period.lines.iter().chain(&period.channels)),
+            );
+            prop_assert_eq!(periods, totals, "{}: {:?}", when, filter);
+        }
     }
     Ok(())
 }
@@ -1108,11 +1162,19 @@ fn outcomes_count_by_their_time_and_go_to_the_line_of_the_message_they_are_attri
     assert_eq!((email.sent, email.attributed_outcomes), (0, 1));
     assert_eq!(email.roi, None);
     assert!(report.winners.is_empty());
-    // With a period, an outcome counts in its own period, and periods need a message.
+    // With a period, an outcome counts in its own period, which appears without a message: the
+    // week of 13 January holds both credited outcomes, so the periods add up to the totals.
     let weekly = store
         .get_channel_effectiveness(&later.clone().period(Period::Week))
         .unwrap();
-    assert!(weekly.periods.is_empty());
+    assert_eq!(weekly.periods.len(), 1);
+    let week = &weekly.periods[0];
+    assert_eq!(week.start, date("2025-01-13"));
+    assert_eq!(
+        (week.lines.clone(), week.channels.clone()),
+        (report.lines.clone(), report.channels.clone())
+    );
+    assert!(week.winners.is_empty());
 
     // A type filter keeps the outcomes credited to a message of that type; it never moves the
     // credit to another message.
@@ -1341,6 +1403,65 @@ fn the_channels_command_prints_the_report_as_json_and_has_no_channel_filter() {
     assert_eq!(code, Some(1));
     let (code, _, _) = run(&["channels", "--period", "year"]);
     assert_eq!(code, Some(1));
+}
+
+#[test]
+fn the_channels_command_prints_a_period_for_an_outcome_on_a_day_without_messages() {
+    let _spawning = SPAWNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        send(
+            &store,
+            Channel::Sms,
+            "low_balance",
+            0.05,
+            SENT,
+            &[&["viewed_forecast"]],
+        );
+        // Two days after the send, credited to it: the only event of 8 January.
+        store
+            .track_financial_outcome_at(1, "bill_paid_on_time", 25.0, at("2025-01-08T12:00:00Z"))
+            .unwrap();
+        store.close().unwrap();
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_commlog"))
+        .env_remove("COMMLOG_DIR")
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["channels", "--period", "day"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    // The period table: a row per line and channel total of each day, the day first, then
+    // the 20 columns of a line (the period winners table has 5).
+    let rows = |day: &str| -> Vec<Vec<&str>> {
+        stdout
+            .lines()
+            .filter(|row| row.starts_with(day))
+            .map(|row| row.split_whitespace().collect::<Vec<_>>())
+            .filter(|cells| cells.len() == 21)
+            .collect()
+    };
+    // Day, channel, type, sent, … impact (column 18).
+    let sent_day = rows("2025-01-06");
+    let outcome_day = rows("2025-01-08");
+    assert_eq!(sent_day.len(), 2, "{stdout}");
+    assert_eq!(outcome_day.len(), 2, "{stdout}");
+    for row in &sent_day {
+        assert_eq!((row[1], row[3], row[18]), ("sms", "1", "$0.00"), "{stdout}");
+    }
+    for row in &outcome_day {
+        assert_eq!(
+            (row[1], row[3], row[18]),
+            ("sms", "0", "$25.00"),
+            "{stdout}"
+        );
+    }
 }
 
 #[test]
