@@ -59,4 +59,4 @@ pub use projection::impact::{
     AttributedImpact, AttributionLevel, ChannelImpact, ImpactFilter, ImpactReport, ImpactTotal,
 };
 pub use stats::{CommunicationStats, StatsFilter};
-pub use store::{LOCK_FILE_NAME, Store, validate_time};
+pub use store::{LOCK_FILE_NAME, Store, validate_report_time, validate_time};
