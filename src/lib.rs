@@ -36,6 +36,7 @@ mod money;
 mod projection;
 mod stats;
 mod store;
+mod times;
 pub mod workload;
 
 pub use error::{Error, Result};
@@ -59,4 +60,5 @@ pub use projection::impact::{
     AttributedImpact, AttributionLevel, ChannelImpact, ImpactFilter, ImpactReport, ImpactTotal,
 };
 pub use stats::{CommunicationStats, StatsFilter};
-pub use store::{LOCK_FILE_NAME, Store, validate_report_time, validate_time};
+pub use store::{LOCK_FILE_NAME, Store};
+pub use times::{validate_report_time, validate_time};
