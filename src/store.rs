@@ -200,9 +200,10 @@ impl Store {
             return Err(Error::invalid("cost", cost, "must not be negative"));
         }
         let cost = Money::from_dollars_for("cost", cost)?;
-        let at_ms = time_at_call("sent_at", Some(sent_at))?;
+        let (at_ms, clock_ms) = time_at_call("sent_at", Some(sent_at))?;
         self.append(
             "track_message_sent",
+            clock_ms,
             |log| {
                 let message_id = MessageId(log.next_message_id());
                 Ok(Event::MessageSent {
@@ -229,9 +230,10 @@ impl Store {
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
         let message_id = message.into();
-        let at_ms = time_at_call("at", at)?;
+        let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
             "track_message_delivered",
+            clock_ms,
             message_id,
             Event::MessageDelivered { message_id, at_ms },
         )
@@ -244,9 +246,10 @@ impl Store {
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
         let message_id = message.into();
-        let at_ms = time_at_call("at", at)?;
+        let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
             "track_message_opened",
+            clock_ms,
             message_id,
             Event::MessageOpened { message_id, at_ms },
         )
@@ -262,9 +265,10 @@ impl Store {
     ) -> Result<Message> {
         let message_id = message.into();
         validate_name("action", action)?;
-        let at_ms = time_at_call("at", at)?;
+        let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
             "track_user_action",
+            clock_ms,
             message_id,
             Event::UserAction {
                 message_id,
@@ -283,9 +287,10 @@ impl Store {
     ) -> Result<Message> {
         let message_id = message.into();
         validate_name("reason", reason)?;
-        let at_ms = time_at_call("at", at)?;
+        let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
             "track_message_failed",
+            clock_ms,
             message_id,
             Event::MessageFailed {
                 message_id,
@@ -317,9 +322,10 @@ impl Store {
         let user_id = validate_user(user.into())?;
         validate_name("outcome", outcome)?;
         let amount = Money::from_dollars_for("amount", amount)?;
-        let at_ms = time_at_call("at", Some(at))?;
+        let (at_ms, clock_ms) = time_at_call("at", Some(at))?;
         self.append(
             "track_financial_outcome",
+            clock_ms,
             |_| {
                 Ok(Event::FinancialOutcome {
                     user_id,
@@ -382,6 +388,7 @@ impl Store {
         let at_ms = Utc::now().timestamp_millis();
         self.append(
             "set_budget",
+            at_ms,
             |_| {
                 Ok(Event::BudgetSet {
                     scope,
@@ -572,11 +579,13 @@ impl Store {
     fn track_message_event(
         &self,
         operation: &'static str,
+        appended_ms: i64,
         message_id: MessageId,
         event: Event<'_>,
     ) -> Result<Message> {
         self.append(
             operation,
+            appended_ms,
             |log| {
                 if message_id.0 == 0 || message_id.0 >= log.next_message_id() {
                     return Err(Error::UnknownMessage { id: message_id });
@@ -594,16 +603,16 @@ impl Store {
     }
 
     /// Appends the event `make` builds (under the log lock, so it may read the log's state),
-    /// folds it into the views, answers with `answer`, then waits for durability as the
-    /// policy says.
+    /// stamped `appended_ms` (the clock at the call), folds it into the views, answers with
+    /// `answer`, then waits for durability as the policy says.
     fn append<'a, T>(
         &self,
         operation: &'static str,
+        appended_ms: i64,
         make: impl FnOnce(&crate::log::Log) -> Result<Event<'a>>,
         answer: impl FnOnce(&Projection, &LoggedEvent<'a>) -> T,
     ) -> Result<T> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly { operation })?;
-        let appended_ms = Utc::now().timestamp_millis();
         let (seq, result) = {
             let mut log = writer.log.lock();
             let event = make(&log)?;
@@ -770,7 +779,10 @@ mod tests {
         let early = |hours: i64| (sent_at - Duration::hours(hours)).timestamp_millis();
         // Past the checks of the tracking calls, which refuse these times.
         let append_unchecked = |event: Event<'static>| {
-            store.append("test", |_| Ok(event), |_, _| ()).unwrap();
+            let clock_ms = Utc::now().timestamp_millis();
+            store
+                .append("test", clock_ms, |_| Ok(event), |_, _| ())
+                .unwrap();
         };
         append_unchecked(Event::MessageDelivered {
             message_id: message.id,

@@ -43,12 +43,13 @@ pub fn validate_report_time(
     check_after_sent(field, at.timestamp_millis(), sent_at.timestamp_millis())
 }
 
-/// The time a caller passed (`None`: the clock at the call), in ms, if it can be true.
-pub(crate) fn time_at_call(field: &'static str, at: Option<DateTime<Utc>>) -> Result<i64> {
+/// The time a caller passed (`None`: the clock at the call), in ms, if it can be true, and the
+/// clock at the call in ms (one read serves both, and the event's appended time).
+pub(crate) fn time_at_call(field: &'static str, at: Option<DateTime<Utc>>) -> Result<(i64, i64)> {
     let clock_ms = Utc::now().timestamp_millis();
     let at_ms = at.map_or(clock_ms, |at| at.timestamp_millis());
     check_time(field, at_ms, clock_ms)?;
-    Ok(at_ms)
+    Ok((at_ms, clock_ms))
 }
 
 /// Refuses a time before 1970 or more than `TIME_AFTER_CLOCK_MS_MAX` after `clock_ms`, the
