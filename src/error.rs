@@ -1,5 +1,6 @@
 //! The one error type of the crate.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use crate::event::MessageId;
@@ -19,8 +20,9 @@ pub enum Error {
         field: &'static str,
         /// The value as given.
         value: String,
-        /// The rule it broke.
-        rule: &'static str,
+        /// The rule it broke, with its bound where the bound depends on the call (the clock, a
+        /// message's sent time).
+        rule: Cow<'static, str>,
     },
     /// A call named a message id that was never tracked; nothing was appended.
     #[error("unknown message id {id}: no message with this id has been tracked")]
@@ -93,11 +95,15 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(field: &'static str, value: impl ToString, rule: &'static str) -> Error {
+    pub(crate) fn invalid(
+        field: &'static str,
+        value: impl ToString,
+        rule: impl Into<Cow<'static, str>>,
+    ) -> Error {
         Error::InvalidInput {
             field,
             value: value.to_string(),
-            rule,
+            rule: rule.into(),
         }
     }
 

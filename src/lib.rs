@@ -37,6 +37,7 @@ mod projection;
 pub mod serde_time;
 mod stats;
 mod store;
+mod times;
 pub mod workload;
 
 pub use error::{Error, Result, quote_value};
@@ -61,6 +62,7 @@ pub use projection::impact::{
 };
 pub use stats::{CommunicationStats, StatsFilter};
 pub use store::{LOCK_FILE_NAME, Store};
+pub use times::{validate_report_time, validate_time};
 
 /// The README's Rust examples, compiled (and run unless marked `no_run`) as doctests.
 #[cfg(doctest)]

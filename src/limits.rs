@@ -52,6 +52,21 @@ pub const ATTRIBUTION_WINDOW_DEFAULT: std::time::Duration =
 pub const ATTRIBUTION_WINDOW_MAX: std::time::Duration =
     std::time::Duration::from_secs(10 * 366 * 24 * 3600);
 
+/// Earliest time a caller may pass to a tracking call, in ms since the epoch: 1970-01-01T00:00Z.
+/// No communication of this service happened before it; an earlier time is a unit or parsing
+/// mistake.
+pub const TIME_MS_MIN: i64 = 0;
+
+/// How far after the wall clock at the call a time a caller passes may lie, in ms: 24 hours.
+/// Clocks and time zones of callers differ by hours at most; a time further ahead is a mistake,
+/// and would move every view's "now" for every user.
+pub const TIME_AFTER_CLOCK_MS_MAX: i64 = 24 * 3600 * 1000;
+
+/// How much earlier than its message's sent time a delivery, open, action or failure may be
+/// reported, in ms: 5 minutes. Provider and application clocks differ by seconds; within this
+/// skew the time is taken as the sent time, beyond it the report is refused.
+pub const CLOCK_SKEW_MS_MAX: i64 = 5 * 60 * 1000;
+
 /// Default alert threshold of a budget, in percent of it.
 pub const BUDGET_ALERT_PERCENT_DEFAULT: u8 = 90;
 

@@ -30,6 +30,7 @@ use crate::projection::cost::{CostFilter, CostReport};
 use crate::projection::engagement::{EngagementFilter, UserEngagement};
 use crate::projection::impact::{ImpactFilter, ImpactReport};
 use crate::stats::{CommunicationStats, StatsFilter, validate_selection};
+use crate::times::{check_after_sent, time_at_call};
 
 /// Name of the lock file that keeps a second writer out.
 pub const LOCK_FILE_NAME: &str = "LOCK";
@@ -184,7 +185,8 @@ impl Store {
         self.track_message_sent_at(user, channel, message_type, cost, Utc::now())
     }
 
-    /// Tracks a message sent at `sent_at`.
+    /// Tracks a message sent at `sent_at`: not before 1970, and at most 24 hours after the
+    /// clock at the call (else `Error::InvalidInput { field: "sent_at" }`).
     pub fn track_message_sent_at(
         &self,
         user: impl Into<UserId>,
@@ -199,9 +201,10 @@ impl Store {
             return Err(Error::invalid("cost", cost, "must not be negative"));
         }
         let cost = Money::from_dollars_for("cost", cost)?;
-        let at_ms = sent_at.timestamp_millis();
+        let (at_ms, clock_ms) = time_at_call("sent_at", Some(sent_at))?;
         self.append(
             "track_message_sent",
+            clock_ms,
             |log| {
                 let message_id = MessageId(log.next_message_id());
                 Ok(Event::MessageSent {
@@ -218,15 +221,20 @@ impl Store {
     }
 
     /// Tracks a delivery reported by the provider; `at` of `None` means now.
+    ///
+    /// Every `at` of a message event is refused (`Error::InvalidInput { field: "at" }`) before
+    /// 1970, more than 24 hours after the clock at the call, or more than 5 minutes before the
+    /// message's sent time; within those 5 minutes the views take it as the sent time.
     pub fn track_message_delivered(
         &self,
         message: impl Into<MessageId>,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
         let message_id = message.into();
-        let at_ms = time_ms(at);
+        let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
             "track_message_delivered",
+            clock_ms,
             message_id,
             Event::MessageDelivered { message_id, at_ms },
         )
@@ -239,9 +247,10 @@ impl Store {
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
         let message_id = message.into();
-        let at_ms = time_ms(at);
+        let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
             "track_message_opened",
+            clock_ms,
             message_id,
             Event::MessageOpened { message_id, at_ms },
         )
@@ -257,9 +266,10 @@ impl Store {
     ) -> Result<Message> {
         let message_id = message.into();
         validate_name("action", action)?;
-        let at_ms = time_ms(at);
+        let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
             "track_user_action",
+            clock_ms,
             message_id,
             Event::UserAction {
                 message_id,
@@ -278,9 +288,10 @@ impl Store {
     ) -> Result<Message> {
         let message_id = message.into();
         validate_name("reason", reason)?;
-        let at_ms = time_ms(at);
+        let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
             "track_message_failed",
+            clock_ms,
             message_id,
             Event::MessageFailed {
                 message_id,
@@ -300,7 +311,8 @@ impl Store {
         self.track_financial_outcome_at(user, outcome, amount, Utc::now())
     }
 
-    /// Tracks a financial outcome at `at`.
+    /// Tracks a financial outcome at `at`: not before 1970, and at most 24 hours after the
+    /// clock at the call (else `Error::InvalidInput { field: "at" }`).
     pub fn track_financial_outcome_at(
         &self,
         user: impl Into<UserId>,
@@ -311,9 +323,10 @@ impl Store {
         let user_id = validate_user(user.into())?;
         validate_name("outcome", outcome)?;
         let amount = Money::from_dollars_for("amount", amount)?;
-        let at_ms = at.timestamp_millis();
+        let (at_ms, clock_ms) = time_at_call("at", Some(at))?;
         self.append(
             "track_financial_outcome",
+            clock_ms,
             |_| {
                 Ok(Event::FinancialOutcome {
                     user_id,
@@ -376,6 +389,7 @@ impl Store {
         let at_ms = Utc::now().timestamp_millis();
         self.append(
             "set_budget",
+            at_ms,
             |_| {
                 Ok(Event::BudgetSet {
                     scope,
@@ -562,18 +576,27 @@ impl Store {
     }
 
     /// Tracks an event about an existing message and returns the message as it now stands.
+    /// The message's sent time is read under the log lock: the views change only under it.
     fn track_message_event(
         &self,
         operation: &'static str,
+        appended_ms: i64,
         message_id: MessageId,
         event: Event<'_>,
     ) -> Result<Message> {
         self.append(
             operation,
+            appended_ms,
             |log| {
                 if message_id.0 == 0 || message_id.0 >= log.next_message_id() {
                     return Err(Error::UnknownMessage { id: message_id });
                 }
+                let sent_ms = self
+                    .projection
+                    .read()
+                    .sent_ms(message_id)
+                    .expect("a message in the log is folded");
+                check_after_sent("at", event.at_ms(), sent_ms)?;
                 Ok(event)
             },
             message_of_event,
@@ -581,16 +604,16 @@ impl Store {
     }
 
     /// Appends the event `make` builds (under the log lock, so it may read the log's state),
-    /// folds it into the views, answers with `answer`, then waits for durability as the
-    /// policy says.
+    /// stamped `appended_ms` (the clock at the call), folds it into the views, answers with
+    /// `answer`, then waits for durability as the policy says.
     fn append<'a, T>(
         &self,
         operation: &'static str,
+        appended_ms: i64,
         make: impl FnOnce(&crate::log::Log) -> Result<Event<'a>>,
         answer: impl FnOnce(&Projection, &LoggedEvent<'a>) -> T,
     ) -> Result<T> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly { operation })?;
-        let appended_ms = Utc::now().timestamp_millis();
         let (seq, result) = {
             let mut log = writer.log.lock();
             let event = make(&log)?;
@@ -616,10 +639,6 @@ impl Drop for Store {
 fn message_of_event(projection: &Projection, logged: &LoggedEvent<'_>) -> Message {
     let id = logged.event.message_id().expect("a message event");
     projection.message(id).expect("just folded")
-}
-
-fn time_ms(at: Option<DateTime<Utc>>) -> i64 {
-    at.unwrap_or_else(Utc::now).timestamp_millis()
 }
 
 fn validate_user(user: UserId) -> Result<UserId> {
@@ -786,4 +805,72 @@ fn spawn_interval_sync(
         })
         .map_err(|source| Error::io(Path::new("commlog-sync thread"), source))?;
     Ok((stop, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::projection::engagement::EngagementFilter;
+
+    /// A log may hold reports long before their message's send (appended by code that took
+    /// any time): replay takes them, and the views count them as at the send.
+    #[test]
+    fn reports_long_before_the_send_in_the_log_replay_as_at_the_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            sync: SyncPolicy::Never,
+            ..Options::default()
+        };
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        let sent_at = DateTime::parse_from_rfc3339("2025-01-01T09:00:00Z")
+            .unwrap()
+            .to_utc();
+        let message = store
+            .track_message_sent_at(1, Channel::Email, "low_balance", 0.01, sent_at)
+            .unwrap();
+        let early = |hours: i64| (sent_at - Duration::hours(hours)).timestamp_millis();
+        // Past the checks of the tracking calls, which refuse these times.
+        let append_unchecked = |event: Event<'static>| {
+            let clock_ms = Utc::now().timestamp_millis();
+            store
+                .append("test", clock_ms, |_| Ok(event), |_, _| ())
+                .unwrap();
+        };
+        append_unchecked(Event::MessageDelivered {
+            message_id: message.id,
+            at_ms: early(2),
+        });
+        append_unchecked(Event::MessageOpened {
+            message_id: message.id,
+            at_ms: early(1),
+        });
+        assert!(
+            store
+                .track_message_opened(message.id, Some(sent_at - Duration::hours(1)))
+                .is_err()
+        );
+
+        let answers = |store: &Store| {
+            (
+                store.get_user_communication_history(1, 10).unwrap(),
+                store
+                    .get_user_engagement(1, &EngagementFilter::new())
+                    .unwrap(),
+            )
+        };
+        let before = answers(&store);
+        store.close().unwrap();
+        let store = Store::open_with(dir.path(), options).unwrap();
+        assert_eq!(store.open_report().events, 3);
+        let after = answers(&store);
+        assert_eq!(after, before, "the same answers after replay");
+        let (history, engagement) = after;
+        assert_eq!(history[0].delivered_at, Some(sent_at));
+        assert_eq!(history[0].opened_at, Some(sent_at));
+        let responses = engagement.response_times;
+        assert_eq!((responses.count, responses.under_5_minutes), (1, 1));
+        assert_eq!(responses.mean_ms, Some(0.0));
+    }
 }

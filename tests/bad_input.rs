@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
 use commlog::{Channel, Error, LOCK_FILE_NAME, MessageId, Options, StatsFilter, Store, SyncPolicy};
 
 /// 2025-01-01 09:00:00 UTC plus `offset_ms` milliseconds.
@@ -510,4 +510,159 @@ fn rejected_calls_leave_nothing_to_replay() {
             .id,
         MessageId(3)
     );
+}
+
+/// A time as the errors print it: RFC 3339 UTC with milliseconds.
+fn millis(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The bound an `InvalidInput` on a time names: the first time in its rule.
+fn bound_in(error: &Error) -> DateTime<Utc> {
+    let Error::InvalidInput { rule, .. } = error else {
+        panic!("expected InvalidInput, got {error:?}");
+    };
+    let start = rule
+        .find(|c: char| c.is_ascii_digit())
+        .unwrap_or_else(|| panic!("{rule:?} names no bound"));
+    let text = &rule[start..start + "2025-01-01T09:00:00.000Z".len()];
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|error| panic!("{rule:?}: {text:?} is not a time: {error}"))
+        .to_utc()
+}
+
+/// Every tracking call that takes a time, at `time`, on message 1 or user 1, each rejected: the
+/// field each names, and its error.
+fn reject_every_timed_call(store: &Store, time: DateTime<Utc>) -> Vec<(&'static str, Error)> {
+    vec![
+        (
+            "sent_at",
+            rejected(store, |s| {
+                s.track_message_sent_at(1, Channel::Sms, "low_balance", 0.05, time)
+            }),
+        ),
+        (
+            "at",
+            rejected(store, |s| s.track_message_delivered(1, Some(time))),
+        ),
+        (
+            "at",
+            rejected(store, |s| s.track_message_opened(1, Some(time))),
+        ),
+        (
+            "at",
+            rejected(store, |s| {
+                s.track_user_action(1, "clicked_link", Some(time))
+            }),
+        ),
+        (
+            "at",
+            rejected(store, |s| s.track_message_failed(1, "bounced", Some(time))),
+        ),
+        (
+            "at",
+            rejected(store, |s| {
+                s.track_financial_outcome_at(1, "bill_paid_on_time", 25.0, time)
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn a_time_more_than_a_day_after_the_clock_is_refused_naming_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    let day = Duration::hours(24);
+    let far = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
+    for time in [far, Utc::now() + day + Duration::minutes(1)] {
+        let clock_before = Utc::now();
+        let errors = reject_every_timed_call(&store, time);
+        let clock_after = Utc::now();
+        for (field, error) in errors {
+            assert_invalid(&error, field, &millis(time));
+            assert!(
+                error.to_string().contains("24 hours after the clock"),
+                "{error}"
+            );
+            // The bound is the clock at the call plus a day, rounded down to the millisecond.
+            let bound = bound_in(&error);
+            assert!(
+                clock_before + day - Duration::milliseconds(1) <= bound
+                    && bound <= clock_after + day,
+                "{error}: the bound is not a day after the clock ({clock_before} to {clock_after})"
+            );
+        }
+    }
+    // A minute inside the bound is accepted (the unit tests pin the bound to the millisecond).
+    let soon = Utc::now() + day - Duration::minutes(1);
+    let message = store
+        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.05, soon)
+        .unwrap();
+    store
+        .track_message_delivered(message.id, Some(soon))
+        .unwrap();
+    store.track_message_opened(1, Some(soon)).unwrap();
+    store
+        .track_financial_outcome_at(1, "bill_paid_on_time", 25.0, soon)
+        .unwrap();
+}
+
+#[test]
+fn a_time_before_1970_is_refused_and_1970_itself_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    let epoch = DateTime::UNIX_EPOCH;
+    for time in [
+        Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
+        epoch - Duration::milliseconds(1),
+    ] {
+        for (field, error) in reject_every_timed_call(&store, time) {
+            assert_invalid(&error, field, &millis(time));
+            assert_eq!(bound_in(&error), epoch, "{error}");
+        }
+    }
+    let message = store
+        .track_message_sent_at(3, Channel::Push, "bill_due", 0.0, epoch)
+        .unwrap();
+    store
+        .track_message_delivered(message.id, Some(epoch))
+        .unwrap();
+    store
+        .track_financial_outcome_at(3, "bill_paid_on_time", 1.0, epoch)
+        .unwrap();
+}
+
+#[test]
+fn a_report_more_than_five_minutes_before_its_message_was_sent_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    // Message 1 was sent at at(0).
+    let earliest = at(0) - Duration::minutes(5);
+    let too_early = earliest - Duration::milliseconds(1);
+    let errors = [
+        rejected(&store, |s| s.track_message_delivered(1, Some(too_early))),
+        rejected(&store, |s| s.track_message_opened(1, Some(too_early))),
+        rejected(&store, |s| {
+            s.track_user_action(1, "clicked_link", Some(too_early))
+        }),
+        rejected(&store, |s| {
+            s.track_message_failed(1, "bounced", Some(too_early))
+        }),
+    ];
+    for error in errors {
+        assert_invalid(&error, "at", &millis(too_early));
+        assert_eq!(bound_in(&error), earliest, "{error}");
+        let text = error.to_string();
+        assert!(text.contains("5 minutes before"), "{text}");
+        assert!(text.contains(&millis(at(0))), "{text} names no sent time");
+    }
+    // Exactly five minutes early is within the skew.
+    store.track_message_delivered(1, Some(earliest)).unwrap();
+    store.track_message_opened(1, Some(earliest)).unwrap();
+    store
+        .track_user_action(1, "clicked_link", Some(earliest))
+        .unwrap();
+    store
+        .track_message_failed(1, "bounced", Some(earliest))
+        .unwrap();
 }

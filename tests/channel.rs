@@ -67,6 +67,14 @@ const ANCHORS: [&str; 3] = [
 /// Offsets after an anchor: the boundary falls at +20 ms.
 const OFFSET_MAX_MS: i64 = 40;
 
+/// Times only outcomes take: a day (Wednesday 5 March), an ISO week (from 10 March) and a month
+/// (May) without messages, so that periods hold outcomes credited to messages of earlier ones.
+const OUTCOME_ONLY: [&str; 3] = [
+    "2025-03-05T12:00:00Z",
+    "2025-03-12T12:00:00Z",
+    "2025-05-02T12:00:00Z",
+];
+
 const MESSAGE_TYPES: [&str; 3] = ["low_balance", "bill_due", "upgrade_offer"];
 
 /// A conversion needs an action containing "upgrade"; "clicked_upgrade" is also a click.
@@ -77,6 +85,10 @@ const ACTIONS: [&str; 5] = [
     "clicked_upgrade",
     "dismissed",
 ];
+
+/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times"):
+/// reports at an earlier anchor are refused, reports a few ms early count as sent.
+const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// Few distinct costs, so that costs per response tie.
 const COSTS_MICROS: [i64; 4] = [0, 10_000, 20_000, 50_000];
@@ -121,6 +133,14 @@ fn at_ms() -> impl Strategy<Value = i64> {
     (0..ANCHORS.len(), 0..=OFFSET_MAX_MS).prop_map(|(anchor, offset)| ms(ANCHORS[anchor]) + offset)
 }
 
+fn outcome_at_ms() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        3 => at_ms(),
+        2 => (prop::sample::select(OUTCOME_ONLY.to_vec()), 0..=OFFSET_MAX_MS)
+            .prop_map(|(text, offset)| ms(text) + offset),
+    ]
+}
+
 fn call() -> impl Strategy<Value = Call> {
     let user = || 1u64..=4;
     prop_oneof![
@@ -143,7 +163,7 @@ fn call() -> impl Strategy<Value = Call> {
         3 => (any::<Index>(), prop::sample::select(ACTIONS.to_vec()), at_ms())
             .prop_map(|(message, action, at_ms)| Call::Action { message, action, at_ms }),
         1 => (any::<Index>(), at_ms()).prop_map(|(message, at_ms)| Call::Failed { message, at_ms }),
-        3 => (user(), -5_000_000i64..=50_000_000, at_ms())
+        3 => (user(), -5_000_000i64..=50_000_000, outcome_at_ms())
             .prop_map(|(user, amount_micros, at_ms)| Call::Outcome { user, amount_micros, at_ms }),
     ]
 }
@@ -401,12 +421,10 @@ fn model_period_start(period: Period, at_ms: i64) -> NaiveDate {
 struct ModelRange {
     lines: BTreeMap<(Channel, &'static str), ModelLine>,
     channels: BTreeMap<Channel, ModelLine>,
-    message_count: u64,
 }
 
 impl ModelRange {
     fn add_message(&mut self, message: &ModelMessage) {
-        self.message_count += 1;
         let key = (message.channel, message.message_type);
         self.lines.entry(key).or_default().add_message(message);
         self.channels
@@ -462,19 +480,33 @@ impl ModelRange {
     }
 }
 
+/// What becomes of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Accepted,
+    /// Refused by the store: a report more than the clock skew before its message's send.
+    Refused,
+    /// Not made: a report before the first message.
+    Skipped,
+}
+
 impl Model {
     /// Applies a call as the store would; calls on messages before the first are skipped.
-    fn apply(&mut self, call: &Call) -> bool {
+    fn apply(&mut self, call: &Call) -> Fate {
         let message_count = self.messages.len();
-        let report = |index: &Index, report: Report, model: &mut Model| {
-            if message_count == 0 {
-                return false;
-            }
-            model.messages[index.index(message_count)]
-                .reports
-                .push(report);
-            true
-        };
+        let report =
+            |index: &Index, at_ms: i64, report: &dyn Fn(i64) -> Report, model: &mut Model| {
+                if message_count == 0 {
+                    return Fate::Skipped;
+                }
+                let message = &mut model.messages[index.index(message_count)];
+                if at_ms < message.sent_ms - CLOCK_SKEW_MS {
+                    return Fate::Refused;
+                }
+                // Within the skew, an earlier time counts as the sent time.
+                message.reports.push(report(at_ms.max(message.sent_ms)));
+                Fate::Accepted
+            };
         match call {
             Call::Sent {
                 user,
@@ -492,16 +524,16 @@ impl Model {
                     sent_ms: *at_ms,
                     reports: Vec::new(),
                 });
-                true
+                Fate::Accepted
             }
-            Call::Delivered { message, at_ms } => report(message, Report::Delivered(*at_ms), self),
-            Call::Opened { message, at_ms } => report(message, Report::Opened(*at_ms), self),
+            Call::Delivered { message, at_ms } => report(message, *at_ms, &Report::Delivered, self),
+            Call::Opened { message, at_ms } => report(message, *at_ms, &Report::Opened, self),
             Call::Action {
                 message,
                 action,
                 at_ms,
-            } => report(message, Report::Action(action, *at_ms), self),
-            Call::Failed { message, .. } => report(message, Report::Failed, self),
+            } => report(message, *at_ms, &|at| Report::Action(action, at), self),
+            Call::Failed { message, at_ms } => report(message, *at_ms, &|_| Report::Failed, self),
             Call::Outcome {
                 user,
                 amount_micros,
@@ -512,7 +544,7 @@ impl Model {
                     amount_micros: *amount_micros,
                     at_ms: *at_ms,
                 });
-                true
+                Fate::Accepted
             }
         }
     }
@@ -582,9 +614,9 @@ impl Model {
             lines,
             channels,
             winners,
+            // Every period with a selected message or a counted outcome.
             periods: periods
                 .into_iter()
-                .filter(|(_, range)| range.message_count > 0)
                 .map(|(start, range)| {
                     let (lines, channels, winners) = range.finish();
                     ChannelPeriod {
@@ -599,7 +631,7 @@ impl Model {
     }
 }
 
-fn apply_to_store(store: &Store, call: &Call, message_count: u64) {
+fn apply_to_store(store: &Store, call: &Call, message_count: u64) -> commlog::Result<()> {
     let id = |index: &Index| index.index(message_count as usize) as u64 + 1;
     match call {
         Call::Sent {
@@ -612,32 +644,24 @@ fn apply_to_store(store: &Store, call: &Call, message_count: u64) {
             let cost = *cost_micros as f64 / 1e6;
             store
                 .track_message_sent_at(*user, *channel, message_type, cost, time(*at_ms))
-                .unwrap();
+                .map(drop)
         }
-        Call::Delivered { message, at_ms } => {
-            store
-                .track_message_delivered(id(message), Some(time(*at_ms)))
-                .unwrap();
-        }
-        Call::Opened { message, at_ms } => {
-            store
-                .track_message_opened(id(message), Some(time(*at_ms)))
-                .unwrap();
-        }
+        Call::Delivered { message, at_ms } => store
+            .track_message_delivered(id(message), Some(time(*at_ms)))
+            .map(drop),
+        Call::Opened { message, at_ms } => store
+            .track_message_opened(id(message), Some(time(*at_ms)))
+            .map(drop),
         Call::Action {
             message,
             action,
             at_ms,
-        } => {
-            store
-                .track_user_action(id(message), action, Some(time(*at_ms)))
-                .unwrap();
-        }
-        Call::Failed { message, at_ms } => {
-            store
-                .track_message_failed(id(message), "undelivered", Some(time(*at_ms)))
-                .unwrap();
-        }
+        } => store
+            .track_user_action(id(message), action, Some(time(*at_ms)))
+            .map(drop),
+        Call::Failed { message, at_ms } => store
+            .track_message_failed(id(message), "undelivered", Some(time(*at_ms)))
+            .map(drop),
         Call::Outcome {
             user,
             amount_micros,
@@ -646,12 +670,40 @@ fn apply_to_store(store: &Store, call: &Call, message_count: u64) {
             let amount = *amount_micros as f64 / 1e6;
             store
                 .track_financial_outcome_at(*user, "bill_paid_on_time", amount, time(*at_ms))
-                .unwrap();
+                .map(drop)
         }
     }
 }
 
-/// The store's report equals the model's for each filter and for everything by week.
+/// Every count and sum of `lines`, added up per (channel, type) line and per channel line.
+fn line_sums<'a>(
+    lines: impl Iterator<Item = &'a ChannelLine>,
+) -> BTreeMap<(Channel, Option<String>), [i128; 9]> {
+    let mut sums: BTreeMap<(Channel, Option<String>), [i128; 9]> = BTreeMap::new();
+    for line in lines {
+        let values = [
+            line.sent,
+            line.delivered,
+            line.opened,
+            line.clicked,
+            line.responded,
+            line.converted,
+            line.attributed_outcomes,
+        ]
+        .map(i128::from);
+        let money = [line.total_cost, line.attributed_impact].map(|m| i128::from(m.micros()));
+        let sum = sums
+            .entry((line.channel, line.message_type.clone()))
+            .or_default();
+        for (total, value) in sum.iter_mut().zip(values.into_iter().chain(money)) {
+            *total += value;
+        }
+    }
+    sums
+}
+
+/// The store's report equals the model's for each filter and for everything by week; for each
+/// filter by day, week and month, the periods' lines add up exactly to the totals' lines.
 fn check_reports(
     store: &Store,
     model: &Model,
@@ -669,6 +721,18 @@ fn check_reports(
             when,
             filter
         );
+        for period in [Period::Day, Period::Week, Period::Month] {
+            let filter = filter.clone().period(period);
+            let report = store.get_channel_effectiveness(&filter).unwrap();
+            let totals = line_sums(report.lines.iter().chain(&report.channels));
+            let periods = line_sums(
+                report
+                    .periods
+                    .iter()
+                    .flat_map(|period| period.lines.iter().chain(&period.channels)),
+            );
+            prop_assert_eq!(periods, totals, "{}: {:?}", when, filter);
+        }
     }
     Ok(())
 }
@@ -697,8 +761,18 @@ proptest! {
                 check_reports(&store, &model, &filters, window_ms, &format!("before call {index}"))?;
             }
             let message_count = model.messages.len() as u64;
-            if model.apply(call) {
-                apply_to_store(&store, call, message_count);
+            match model.apply(call) {
+                Fate::Accepted => apply_to_store(&store, call, message_count).unwrap(),
+                Fate::Refused => {
+                    let refused = apply_to_store(&store, call, message_count);
+                    prop_assert!(
+                        matches!(refused, Err(Error::InvalidInput { field: "at", .. })),
+                        "{:?}: {:?}",
+                        call,
+                        refused
+                    );
+                }
+                Fate::Skipped => {}
             }
         }
         check_reports(&store, &model, &filters, window_ms, "after the calls")?;
@@ -1088,11 +1162,19 @@ fn outcomes_count_by_their_time_and_go_to_the_line_of_the_message_they_are_attri
     assert_eq!((email.sent, email.attributed_outcomes), (0, 1));
     assert_eq!(email.roi, None);
     assert!(report.winners.is_empty());
-    // With a period, an outcome counts in its own period, and periods need a message.
+    // With a period, an outcome counts in its own period, which appears without a message: the
+    // week of 13 January holds both credited outcomes, so the periods add up to the totals.
     let weekly = store
         .get_channel_effectiveness(&later.clone().period(Period::Week))
         .unwrap();
-    assert!(weekly.periods.is_empty());
+    assert_eq!(weekly.periods.len(), 1);
+    let week = &weekly.periods[0];
+    assert_eq!(week.start, date("2025-01-13"));
+    assert_eq!(
+        (week.lines.clone(), week.channels.clone()),
+        (report.lines.clone(), report.channels.clone())
+    );
+    assert!(week.winners.is_empty());
 
     // A type filter keeps the outcomes credited to a message of that type; it never moves the
     // credit to another message.
@@ -1324,6 +1406,65 @@ fn the_channels_command_prints_the_report_as_json_and_has_no_channel_filter() {
     assert_eq!(code, Some(1));
     let (code, _, _) = run(&["channels", "--period", "year"]);
     assert_eq!(code, Some(1));
+}
+
+#[test]
+fn the_channels_command_prints_a_period_for_an_outcome_on_a_day_without_messages() {
+    let _spawning = SPAWNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        send(
+            &store,
+            Channel::Sms,
+            "low_balance",
+            0.05,
+            SENT,
+            &[&["viewed_forecast"]],
+        );
+        // Two days after the send, credited to it: the only event of 8 January.
+        store
+            .track_financial_outcome_at(1, "bill_paid_on_time", 25.0, at("2025-01-08T12:00:00Z"))
+            .unwrap();
+        store.close().unwrap();
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_commlog"))
+        .env_remove("COMMLOG_DIR")
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["channels", "--period", "day"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    // The period table: a row per line and channel total of each day, the day first, then
+    // the 20 columns of a line (the period winners table has 5).
+    let rows = |day: &str| -> Vec<Vec<&str>> {
+        stdout
+            .lines()
+            .filter(|row| row.starts_with(day))
+            .map(|row| row.split_whitespace().collect::<Vec<_>>())
+            .filter(|cells| cells.len() == 21)
+            .collect()
+    };
+    // Day, channel, type, sent, … impact (column 18).
+    let sent_day = rows("2025-01-06");
+    let outcome_day = rows("2025-01-08");
+    assert_eq!(sent_day.len(), 2, "{stdout}");
+    assert_eq!(outcome_day.len(), 2, "{stdout}");
+    for row in &sent_day {
+        assert_eq!((row[1], row[3], row[18]), ("sms", "1", "$0.00"), "{stdout}");
+    }
+    for row in &outcome_day {
+        assert_eq!(
+            (row[1], row[3], row[18]),
+            ("sms", "0", "$25.00"),
+            "{stdout}"
+        );
+    }
 }
 
 #[test]

@@ -1836,6 +1836,30 @@ fn rejected_track_arguments_create_no_store() {
             "--amount",
             "1e13",
         ],
+        &[
+            "track",
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+            "--at",
+            "9999-12-31T23:59:59Z",
+        ],
+        &[
+            "track",
+            "outcome",
+            "--user",
+            "1",
+            "--outcome",
+            "x",
+            "--amount",
+            "1",
+            "--at",
+            "0001-01-01",
+        ],
         // A follow-up needs a tracked message, so an existing store.
         &["track", "delivered", "--message", "1"],
         &["track", "opened", "--message", "1"],
@@ -1845,6 +1869,114 @@ fn rejected_track_arguments_create_no_store() {
         fails(dir, args, 1);
         assert!(!dir.exists(), "{args:?} created the store");
     }
+}
+
+#[test]
+fn track_times_that_cannot_be_true_exit_1_naming_the_field_the_time_and_the_bound() {
+    let temp = temp();
+    let dir = temp.path();
+    let sent = track(
+        dir,
+        &[
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "low_balance",
+            "--at",
+            "2025-01-01T09:00:00Z",
+        ],
+    );
+    let before = snapshot(dir);
+    let message = sent.id.0.to_string();
+    let delivered_at = |at: &'static str| -> Vec<String> {
+        ["track", "delivered", "--message", &message, "--at", at]
+            .map(str::to_string)
+            .to_vec()
+    };
+    let cases: [(Vec<String>, [&str; 3]); 4] = [
+        (
+            delivered_at("2025-01-01T08:54:59.999Z"),
+            [
+                "invalid at",
+                "2025-01-01T08:54:59.999Z",
+                "must be at or after 2025-01-01T08:55:00.000Z, 5 minutes before the message's \
+                 sent time 2025-01-01T09:00:00.000Z",
+            ],
+        ),
+        (
+            delivered_at("9999-12-31T23:59:59Z"),
+            [
+                "invalid at",
+                "9999-12-31T23:59:59.000Z",
+                "24 hours after the clock at the call",
+            ],
+        ),
+        (
+            [
+                "track",
+                "sent",
+                "--user",
+                "1",
+                "--channel",
+                "sms",
+                "--type",
+                "low_balance",
+                "--at",
+                "0001-01-01",
+            ]
+            .map(str::to_string)
+            .to_vec(),
+            [
+                "invalid sent_at",
+                "0001-01-01T00:00:00.000Z",
+                "must be at or after 1970-01-01T00:00:00.000Z",
+            ],
+        ),
+        (
+            [
+                "track",
+                "outcome",
+                "--user",
+                "1",
+                "--outcome",
+                "bill_paid_on_time",
+                "--amount",
+                "1",
+                "--at",
+                "9999-12-31T23:59:59Z",
+            ]
+            .map(str::to_string)
+            .to_vec(),
+            [
+                "invalid at",
+                "9999-12-31T23:59:59.000Z",
+                "24 hours after the clock at the call",
+            ],
+        ),
+    ];
+    for (args, expected) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let line = fails(dir, &args, 1);
+        for part in expected {
+            assert!(line.contains(part), "{args:?}: {line:?} lacks {part:?}");
+        }
+        assert!(snapshot(dir) == before, "{args:?} changed the store");
+    }
+    // Within the clock skew: accepted, and the delivery counts at the send.
+    let delivered = track(
+        dir,
+        &[
+            "delivered",
+            "--message",
+            &message,
+            "--at",
+            "2025-01-01T08:55:00Z",
+        ],
+    );
+    assert_eq!(delivered.delivered_at, Some(time("2025-01-01T09:00:00Z")));
 }
 
 /// "Errors: one line on stderr naming the problem (a JSON object with `--json`), nothing on

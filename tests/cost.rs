@@ -59,6 +59,9 @@ const ANCHORS: [&str; 7] = [
     "2025-03-31T23:59:59.995Z",
 ];
 const OFFSET_MS_MAX: i64 = 10;
+/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times"):
+/// reports at an earlier anchor are refused, reports a few ms early are accepted.
+const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 const MONTHS: [&str; 5] = ["2024-12", "2025-01", "2025-02", "2025-03", "2025-04"];
 const MESSAGE_TYPES: [&str; 3] = ["low_balance", "weekly_checkin", "bill_due"];
 const ACTIONS: [&str; 5] = [
@@ -218,11 +221,28 @@ fn filter() -> impl Strategy<Value = CostFilter> {
 /// Applies `call` to `store` and, as applied, to `applied`, the calls applied so far (an event
 /// on a message only once one exists; else nothing).
 fn apply(store: &Store, call: &Call, applied: &mut Vec<Applied>) {
-    let mut sent = applied
+    let sent_times_ms: Vec<i64> = applied
         .iter()
-        .filter(|call| matches!(call, Applied::Sent { .. }))
-        .count();
+        .filter_map(|call| match call {
+            Applied::Sent { at_ms, .. } => Some(*at_ms),
+            _ => None,
+        })
+        .collect();
+    let mut sent = sent_times_ms.len();
     let pick = |message: &Index, sent: usize| (sent > 0).then(|| message.index(sent) + 1);
+    // Whether a report on message `id` at `at_ms` was refused, as one more than the clock skew
+    // before the message's sent time must be; else it was accepted.
+    let refused = |id: usize, at_ms: i64, result: commlog::Result<commlog::Message>| {
+        if at_ms < sent_times_ms[id - 1] - CLOCK_SKEW_MS {
+            assert!(
+                matches!(result, Err(Error::InvalidInput { field: "at", .. })),
+                "{call:?}: {result:?}"
+            );
+            return true;
+        }
+        result.unwrap();
+        false
+    };
     match call {
         Call::Sent {
             user,
@@ -253,18 +273,18 @@ fn apply(store: &Store, call: &Call, applied: &mut Vec<Applied>) {
         }
         Call::Delivered { message, at_ms } => {
             if let Some(id) = pick(message, sent) {
-                store
-                    .track_message_delivered(id as u64, Some(time_of_ms(*at_ms)))
-                    .unwrap();
-                applied.push(Applied::Delivered { id, at_ms: *at_ms });
+                let result = store.track_message_delivered(id as u64, Some(time_of_ms(*at_ms)));
+                if !refused(id, *at_ms, result) {
+                    applied.push(Applied::Delivered { id, at_ms: *at_ms });
+                }
             }
         }
         Call::Opened { message, at_ms } => {
             if let Some(id) = pick(message, sent) {
-                store
-                    .track_message_opened(id as u64, Some(time_of_ms(*at_ms)))
-                    .unwrap();
-                applied.push(Applied::Opened { id, at_ms: *at_ms });
+                let result = store.track_message_opened(id as u64, Some(time_of_ms(*at_ms)));
+                if !refused(id, *at_ms, result) {
+                    applied.push(Applied::Opened { id, at_ms: *at_ms });
+                }
             }
         }
         Call::Action {
@@ -273,22 +293,23 @@ fn apply(store: &Store, call: &Call, applied: &mut Vec<Applied>) {
             at_ms,
         } => {
             if let Some(id) = pick(message, sent) {
-                store
-                    .track_user_action(id as u64, action, Some(time_of_ms(*at_ms)))
-                    .unwrap();
-                applied.push(Applied::Action {
-                    id,
-                    action,
-                    at_ms: *at_ms,
-                });
+                let result = store.track_user_action(id as u64, action, Some(time_of_ms(*at_ms)));
+                if !refused(id, *at_ms, result) {
+                    applied.push(Applied::Action {
+                        id,
+                        action,
+                        at_ms: *at_ms,
+                    });
+                }
             }
         }
         Call::Failed { message, at_ms } => {
             if let Some(id) = pick(message, sent) {
-                store
-                    .track_message_failed(id as u64, "undelivered", Some(time_of_ms(*at_ms)))
-                    .unwrap();
-                applied.push(Applied::Failed { at_ms: *at_ms });
+                let at = Some(time_of_ms(*at_ms));
+                let result = store.track_message_failed(id as u64, "undelivered", at);
+                if !refused(id, *at_ms, result) {
+                    applied.push(Applied::Failed { at_ms: *at_ms });
+                }
             }
         }
         Call::Outcome {

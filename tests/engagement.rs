@@ -23,6 +23,8 @@ const SECOND_MS: i64 = 1000;
 const MINUTE_MS: i64 = 60 * SECOND_MS;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
 const DAY_MS: i64 = 24 * HOUR_MS;
+/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times").
+const CLOCK_SKEW_MS: i64 = 5 * MINUTE_MS;
 
 /// Monday 2025-01-06 00:00:00 UTC; every test time is this plus some milliseconds.
 fn base() -> DateTime<Utc> {
@@ -84,7 +86,8 @@ enum Call {
         offset_ms: i64,
     },
     /// A report about one of the messages sent so far (skipped while there is none), at its
-    /// sent time plus `delay_ms` (negative: a provider clock behind ours).
+    /// sent time plus `delay_ms` (negative: a provider clock behind ours; refused beyond the
+    /// clock skew, else taken as the sent time).
     Report {
         message: Index,
         report: Report,
@@ -117,6 +120,7 @@ fn delay_ms() -> impl Strategy<Value = i64> {
         4 => prop::sample::select(edges),
         4 => 0..=3 * DAY_MS,
         1 => -HOUR_MS..0,
+        1 => prop::sample::select(vec![-CLOCK_SKEW_MS - 1, -CLOCK_SKEW_MS, -1]),
     ]
 }
 
@@ -565,16 +569,27 @@ fn apply_all(store: &Store, calls: &[Call]) -> Model {
                 }
                 let index = message.index(model.messages.len());
                 let id = MessageId(index as u64 + 1);
-                let at_ms = model.messages[index].sent_ms + delay_ms;
+                let sent_ms = model.messages[index].sent_ms;
+                let at_ms = sent_ms + delay_ms;
                 let when = Some(time(at_ms));
-                match report {
+                let result = match report {
                     Report::Delivered => store.track_message_delivered(id, when),
                     Report::Opened => store.track_message_opened(id, when),
                     Report::Action(action) => store.track_user_action(id, action, when),
                     Report::Failed => store.track_message_failed(id, "undelivered", when),
+                };
+                if delay_ms < -CLOCK_SKEW_MS {
+                    assert!(
+                        matches!(result, Err(Error::InvalidInput { field: "at", .. })),
+                        "{call:?}: {result:?}"
+                    );
+                    continue;
                 }
-                .unwrap();
-                model.messages[index].reports.push((report, at_ms));
+                result.unwrap();
+                // Within the skew, an earlier time counts as the sent time.
+                model.messages[index]
+                    .reports
+                    .push((report, at_ms.max(sent_ms)));
                 model.event_times_ms.push(at_ms);
             }
             Call::Outcome {

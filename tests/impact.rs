@@ -16,6 +16,9 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 const DAY_MS: i64 = 86_400_000;
+/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times"):
+/// reports on an earlier day are refused, reports a millisecond early count as sent.
+const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// Held while this binary spawns `commlog`, and while a test closes a store and reopens it for
 /// writing: a child holds a copy of every open descriptor (the store's `LOCK` among them) from
@@ -337,14 +340,25 @@ impl Model {
                 let index = message.index(self.messages.len());
                 let id = index as u64 + 1;
                 let at = Some(time(*at_ms));
-                match kind {
+                let result = match kind {
                     ReportKind::Delivered => store.track_message_delivered(id, at),
                     ReportKind::Opened => store.track_message_opened(id, at),
                     ReportKind::Action => store.track_user_action(id, name, at),
                     ReportKind::Failed => store.track_message_failed(id, "bounced", at),
+                };
+                let sent_ms = self.messages[index].sent_ms;
+                if *at_ms < sent_ms - CLOCK_SKEW_MS {
+                    assert!(
+                        matches!(result, Err(Error::InvalidInput { field: "at", .. })),
+                        "{call:?}: {result:?}"
+                    );
+                    return;
                 }
-                .unwrap();
-                self.messages[index].reports.push((*kind, *at_ms));
+                result.unwrap();
+                // Within the skew, an earlier time counts as the sent time.
+                self.messages[index]
+                    .reports
+                    .push((*kind, (*at_ms).max(sent_ms)));
             }
             Call::Outcome {
                 user,

@@ -1053,3 +1053,92 @@ fn user_ids_above_i64_max_are_bad_rows() {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].channel, Channel::Sms);
 }
+
+#[test]
+fn rows_with_times_the_store_refuses_are_bad_rows_and_nothing_is_written() {
+    let temp = tempfile::tempdir().unwrap();
+    let from = temp.path().join("dump");
+    std::fs::create_dir(&from).unwrap();
+    let messages = from.join("communication_metrics.csv");
+    let outcomes = from.join("financial_impact_metrics.csv");
+    std::fs::write(
+        &messages,
+        "id,user_id,message_type,channel,status,cost,sent_at,delivered_at,opened_at,clicked_at,action_taken\n\
+         1,1,low_balance,sms,delivered,0.05,2025-01-01 09:00:00,2025-01-01 08:58:00,,,\n\
+         2,1,low_balance,sms,delivered,0.05,2025-01-01 10:00:00,2025-01-01 09:00:00,,,\n\
+         3,1,low_balance,email,opened,0.001,2025-01-01 11:00:00,,9999-12-31 23:59:59,,\n\
+         4,1,low_balance,sms,sent,0.05,1969-12-31 23:59:59,,,,\n\
+         5,1,low_balance,email,clicked,0.001,2025-01-01 12:00:00,,,2025-01-01 11:54:59.999,clicked_link\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &outcomes,
+        "user_id,outcome_type,outcome_value,outcome_date\n\
+         1,bill_paid_on_time,25.00,2025-01-02 00:00:00\n\
+         1,bill_paid_on_time,1.00,1969-12-31\n",
+    )
+    .unwrap();
+    let (messages, outcomes) = (messages.display(), outcomes.display());
+    let expected = [
+        format!(
+            "{messages}:3: delivered_at '2025-01-01 09:00:00': must be at or after \
+             2025-01-01T09:55:00.000Z, 5 minutes before the message's sent time \
+             2025-01-01T10:00:00.000Z"
+        ),
+        format!("{messages}:4: opened_at '9999-12-31 23:59:59': must be at or before "),
+        format!(
+            "{messages}:5: sent_at '1969-12-31 23:59:59': must be at or after \
+             1970-01-01T00:00:00.000Z"
+        ),
+        format!(
+            "{messages}:6: clicked_at '2025-01-01 11:54:59.999': must be at or after \
+             2025-01-01T11:55:00.000Z, 5 minutes before the message's sent time \
+             2025-01-01T12:00:00.000Z"
+        ),
+        format!(
+            "{outcomes}:3: outcome_date '1969-12-31': must be at or after \
+             1970-01-01T00:00:00.000Z"
+        ),
+        "commlog: 5 bad rows (communication_metrics.csv: 4, financial_impact_metrics.csv: 1); \
+         nothing imported: fix them, or pass --skip-bad-rows to import only the good rows"
+            .to_string(),
+    ];
+    let check_problems = |stderr: &str, expected: &[String]| {
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), expected.len(), "{stderr}");
+        for (line, expected) in lines.iter().zip(expected) {
+            assert!(
+                line.starts_with(expected.as_str()),
+                "{line:?} ≠ {expected:?}…"
+            );
+        }
+        assert!(
+            lines[1].ends_with(", 24 hours after the clock at the call"),
+            "{stderr}"
+        );
+    };
+
+    let dir = temp.path().join("store");
+    let from_text = from.to_str().unwrap();
+    let output = commlog(&dir, &["import", "--from-sql-export", from_text]);
+    assert_eq!(output.code, 1, "{output:?}");
+    check_problems(&output.stderr, &expected);
+    assert!(!dir.exists(), "no store is created");
+
+    // The good rows: a delivery two minutes before the send counts at the send.
+    let output = commlog(
+        &dir,
+        &["import", "--from-sql-export", from_text, "--skip-bad-rows"],
+    );
+    assert_eq!(output.code, 0, "{output:?}");
+    check_problems(&output.stderr, &expected[..5]);
+    let history = history(&dir, 1);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].sent_at, time("2025-01-01T09:00:00Z"));
+    assert_eq!(history[0].delivered_at, Some(time("2025-01-01T09:00:00Z")));
+    let stats = stats(&dir, &[]);
+    assert_eq!(
+        (stats.outcome_count, stats.total_impact.micros()),
+        (1, 25_000_000)
+    );
+}

@@ -22,6 +22,20 @@ fn base_ms() -> i64 {
 
 const TIME_SPAN_MS: i64 = 30;
 
+/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times").
+const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// How far after the clock at the call a time may be.
+const AFTER_CLOCK_MS: i64 = 24 * 3600 * 1000;
+
+/// 9999-12-31T23:59:59Z: always more than a day after the clock.
+const FAR_FUTURE_MS: i64 = 253_402_300_799_000;
+
+/// Whether a time can be true: not before 1970, at most a day after the clock.
+fn possible(at_ms: i64) -> bool {
+    (0..=Utc::now().timestamp_millis() + AFTER_CLOCK_MS).contains(&at_ms)
+}
+
 fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap()
 }
@@ -138,7 +152,13 @@ fn user() -> impl Strategy<Value = u64> {
 }
 
 fn at_ms() -> impl Strategy<Value = i64> {
-    (0..=TIME_SPAN_MS).prop_map(|offset| base_ms() + offset)
+    prop_oneof![
+        40 => (0..=TIME_SPAN_MS).prop_map(|offset| base_ms() + offset),
+        // More than the clock skew before the times above: reports of messages sent at those
+        // are refused; reports of messages sent here are not.
+        3 => (0..=TIME_SPAN_MS).prop_map(|offset| base_ms() - CLOCK_SKEW_MS - 1 - offset),
+        1 => prop::sample::select(vec![-1, i64::from(i32::MIN), FAR_FUTURE_MS]),
+    ]
 }
 
 fn channel() -> impl Strategy<Value = Channel> {
@@ -459,6 +479,9 @@ impl Model {
                 if cost_micros.is_none() {
                     broken.push(Kind::InvalidInput);
                 }
+                if !possible(*at_ms) {
+                    broken.push(Kind::InvalidInput);
+                }
                 if !broken.is_empty() {
                     return reject(broken);
                 }
@@ -516,6 +539,9 @@ impl Model {
                 if amount_micros.is_none() {
                     broken.push(Kind::InvalidInput);
                 }
+                if !possible(*at_ms) {
+                    broken.push(Kind::InvalidInput);
+                }
                 if !broken.is_empty() {
                     return reject(broken);
                 }
@@ -549,13 +575,20 @@ impl Model {
         if matches!(kind, ReportKind::Action | ReportKind::Failed) && !valid_name(name) {
             broken.push(Kind::InvalidInput);
         }
+        if !possible(at_ms) {
+            broken.push(Kind::InvalidInput);
+        }
         if id == 0 || id > self.messages.len() as u64 {
             broken.push(Kind::UnknownMessage);
+        } else if at_ms < self.messages[id as usize - 1].sent_ms - CLOCK_SKEW_MS {
+            broken.push(Kind::InvalidInput);
         }
         if !broken.is_empty() {
             return reject(broken);
         }
         let message = &mut self.messages[id as usize - 1];
+        // Within the skew, an earlier time counts as the sent time.
+        let at_ms = at_ms.max(message.sent_ms);
         message.reports.push(ModelReport {
             kind,
             name: name.to_string(),

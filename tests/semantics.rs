@@ -8,8 +8,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use commlog::{
-    Channel, CommunicationStats, Message, MessageId, Money, Options, StatsFilter, Status, Store,
-    SyncPolicy,
+    Channel, CommunicationStats, EngagementFilter, Message, MessageId, Money, Options, StatsFilter,
+    Status, Store, SyncPolicy,
 };
 
 /// 2025-01-01 09:00:00 UTC; every test time is this plus some milliseconds.
@@ -301,6 +301,65 @@ fn every_stage_keeps_the_earliest_time_reported_or_implied() {
     assert_eq!(message(&store, failure).failed_at, Some(at(15)));
 }
 
+#[test]
+fn a_report_up_to_five_minutes_before_the_send_counts_as_sent_also_after_reopen() {
+    const MINUTE_MS: i64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let sent_ms = 10 * MINUTE_MS;
+    // Every stage reported before the send, within the clock skew.
+    let early = send(&store, 1, Channel::Email, "low_balance", sent_ms);
+    delivered(&store, early, sent_ms - 5 * MINUTE_MS);
+    opened(&store, early, sent_ms - 2 * MINUTE_MS);
+    action(&store, early, "clicked_link", sent_ms - 1);
+    failed(&store, early, "bounced", sent_ms - 4 * MINUTE_MS);
+    // Delivered early, opened two minutes after the send: a response of two minutes, not five.
+    let late_open = send(&store, 1, Channel::Email, "low_balance", sent_ms);
+    delivered(&store, late_open, sent_ms - 3 * MINUTE_MS);
+    opened(&store, late_open, sent_ms + 2 * MINUTE_MS);
+
+    let answers = |store: &Store| {
+        (
+            store.get_user_communication_history(1, 10).unwrap(),
+            store
+                .get_user_engagement(1, &EngagementFilter::new())
+                .unwrap(),
+            all(store),
+        )
+    };
+    let before = answers(&store);
+    let (history, engagement, stats) = &before;
+    // Newest first; equal sent times: the higher id first.
+    assert_eq!(
+        history.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [late_open, early]
+    );
+    let sent = Some(at(sent_ms));
+    let early = &history[1];
+    assert_eq!(early.status, Status::Clicked);
+    assert_eq!(
+        (
+            early.delivered_at,
+            early.opened_at,
+            early.clicked_at,
+            early.failed_at
+        ),
+        (sent, sent, sent, sent)
+    );
+    let late_open = &history[0];
+    assert_eq!(late_open.delivered_at, sent);
+    assert_eq!(late_open.opened_at, Some(at(sent_ms + 2 * MINUTE_MS)));
+    let responses = &engagement.response_times;
+    assert_eq!((responses.count, responses.under_5_minutes), (2, 2));
+    assert_eq!(responses.mean_ms, Some(MINUTE_MS as f64));
+    assert_eq!(responses.median_ms, Some(MINUTE_MS as f64));
+    assert_eq!((stats.delivered_count, stats.opened_count), (2, 2));
+
+    store.close().unwrap();
+    let store = open(dir.path());
+    assert_eq!(answers(&store), before, "the same answers after replay");
+}
+
 /// A report about an existing message, for the arrival-order test.
 #[derive(Debug, Clone, Copy)]
 enum Report {
@@ -365,8 +424,8 @@ fn counts_and_records_never_depend_on_the_order_reports_arrive_in() {
         Report::Action(1, "clicked_link", 30),
         Report::Delivered(1, 5),
         Report::Failed(1, "bounced", 2),
-        Report::Failed(2, "undelivered", 3),
-        Report::Failed(2, "undelivered", 1),
+        Report::Failed(2, "undelivered", 6),
+        Report::Failed(2, "undelivered", 4),
         Report::Action(3, "viewed_forecast", 15),
         Report::Opened(3, 12),
         Report::Action(3, "dismissed", 40),
@@ -406,7 +465,7 @@ fn counts_and_records_never_depend_on_the_order_reports_arrive_in() {
     );
     assert_eq!(messages[0].delivered_at, Some(at(5)));
     assert_eq!(messages[0].opened_at, Some(at(20)));
-    assert_eq!(messages[1].failed_at, Some(at(1)));
+    assert_eq!(messages[1].failed_at, Some(at(4)));
     assert_eq!(messages[2].action_taken.as_deref(), Some("dismissed"));
     assert_eq!(messages[2].delivered_at, Some(at(11)));
     assert_eq!(messages[3].delivered_at, Some(at(8)));

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
-use commlog::{Channel, Message, Options, StatsFilter, Status, Store, SyncPolicy};
+use commlog::{Channel, Error, Message, Options, StatsFilter, Status, Store, SyncPolicy};
 use proptest::prelude::*;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -14,6 +14,8 @@ const HOUR_MS: i64 = 3_600_000;
 const SLICE_MS: i64 = 600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 const TYPES: [&str; 3] = ["low_balance", "weekly_checkin", "bill_reminder"];
+/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times").
+const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
 fn t0_ms() -> i64 {
     Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
@@ -190,7 +192,24 @@ fn apply(store: &Store, calls: &[Call]) -> Vec<(i64, i64)> {
                 .track_message_failed(id(message), "bounced", Some(time(at_ms)))
                 .map(drop),
         };
-        result.unwrap();
+        // A report more than the clock skew before its message's sent time is refused.
+        let too_early = match *call {
+            Call::Delivered { message, at_ms }
+            | Call::Opened { message, at_ms }
+            | Call::Action { message, at_ms, .. }
+            | Call::Failed { message, at_ms } => {
+                let sent_at = store.get_message(id(message)).unwrap().sent_at;
+                at_ms < sent_at.timestamp_millis() - CLOCK_SKEW_MS
+            }
+            Call::Sent { .. } | Call::Outcome { .. } => false,
+        };
+        match result {
+            Err(Error::InvalidInput { field: "at", .. }) if too_early => {}
+            result => {
+                assert!(!too_early, "{call:?} was accepted");
+                result.unwrap();
+            }
+        }
     }
     outcomes
 }

@@ -121,7 +121,9 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             if *cost < 0.0 {
                 return Err(invalid("cost", cost, "must not be negative"));
             }
-            at(time)?;
+            if let Some(time) = at(time)? {
+                commlog::validate_time("sent_at", time)?;
+            }
             Some(parse_channel(channel)?)
         }
         TrackCommand::Outcome {
@@ -132,7 +134,9 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
         } => {
             commlog::validate_name("outcome", outcome)?;
             check_money("amount", *amount)?;
-            at(time)?;
+            if let Some(time) = at(time)? {
+                commlog::validate_time("at", time)?;
+            }
             None
         }
         TrackCommand::Delivered(_)
@@ -202,7 +206,7 @@ fn invalid(field: &'static str, value: impl ToString, rule: &'static str) -> Cli
     commlog::Error::InvalidInput {
         field,
         value: value.to_string(),
-        rule,
+        rule: rule.into(),
     }
     .into()
 }

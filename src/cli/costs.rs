@@ -82,7 +82,11 @@ pub(crate) fn budget(global: &Global, command: &BudgetCommand) -> Result<(), Cli
     let scope: BudgetScope = args.scope.parse()?;
     let month: Month = args.month.parse()?;
     let invalid = |field: &'static str, value: String, rule: &'static str| {
-        CliError::Store(commlog::Error::InvalidInput { field, value, rule })
+        CliError::Store(commlog::Error::InvalidInput {
+            field,
+            value,
+            rule: rule.into(),
+        })
     };
     if args.amount.is_nan() || args.amount <= 0.0 {
         return Err(invalid(

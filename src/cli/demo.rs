@@ -457,7 +457,7 @@ fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError
                 value: dir
                     .parent()
                     .map_or_else(String::new, |parent| parent.display().to_string()),
-                rule: "does not exist; commlog creates the store directory, not its parents",
+                rule: "does not exist; commlog creates the store directory, not its parents".into(),
             }),
             _ => CliError::Store(commlog::Error::Io {
                 path: dir.to_path_buf(),

@@ -25,7 +25,7 @@ pub(crate) fn parse_time(
     let invalid = || commlog::Error::InvalidInput {
         field: flag,
         value: text.to_string(),
-        rule: TIME_FORMS,
+        rule: TIME_FORMS.into(),
     };
     let mut ms = parse_time_ms(text).ok_or_else(invalid)?;
     if edge == DayEdge::End && text.len() == "YYYY-MM-DD".len() {

@@ -137,6 +137,11 @@ impl Credits {
         }
     }
 
+    /// The first and last millisecond of the slices holding outcomes, if any.
+    pub(crate) fn span_ms(&self) -> Option<(i64, i64)> {
+        self.buckets.span_ms()
+    }
+
     /// The credit of the outcome at `index` (in log order).
     pub(crate) fn credit(&self, index: u32) -> &Credit {
         &self.credits[index as usize]
@@ -436,6 +441,18 @@ impl Facts {
 }
 
 impl Projection {
+    /// The first and last millisecond holding outcomes (of whole slices, without a user) —
+    /// only `user`'s with a user — if any.
+    pub(crate) fn outcome_span(&self, user: Option<UserId>) -> Option<(i64, i64)> {
+        match user {
+            Some(user) => {
+                let outcomes = self.user_outcomes_from(user, i64::MIN);
+                Some((outcomes.first()?.0, outcomes.last()?.0))
+            }
+            None => self.credits().span_ms(),
+        }
+    }
+
     /// Hands `visit` the sums of the outcomes whose time is in `[start_ms, end_ms]` — only
     /// `user`'s with a user — by key, a key possibly more than once: a user's outcomes one by
     /// one from their sorted list, else from the buckets.

@@ -201,7 +201,8 @@ pub struct ChannelReport {
     pub channels: Vec<ChannelLine>,
     /// Per message type, the winning channel, by type name.
     pub winners: Vec<ChannelWinner>,
-    /// With a period: each period that holds a selected message, oldest first.
+    /// With a period: each period that holds a selected message or a counted outcome, oldest
+    /// first.
     pub periods: Vec<ChannelPeriod>,
 }
 
@@ -271,9 +272,19 @@ impl Projection {
         let (lines, channels, winners) = self.breakdown(&selection, type_filter).finish(names);
 
         let mut period_reports = Vec::new();
-        let span = self.message_span(filter.user);
+        // Outcomes count in the period of their own time, which may hold no message.
+        let span = match (
+            self.message_span(filter.user),
+            self.outcome_span(filter.user),
+        ) {
+            (Some(messages), Some(outcomes)) => {
+                Some((messages.0.min(outcomes.0), messages.1.max(outcomes.1)))
+            }
+            (messages, outcomes) => messages.or(outcomes),
+        };
         if let (Some(period), Some((first_ms, last_ms))) = (filter.period, span) {
-            // Periods outside the messages' span hold no message: they are not reported.
+            // Periods outside the span of messages and outcomes hold neither: they are not
+            // reported.
             let (start_ms, end_ms) = (start_ms.max(first_ms), end_ms.min(last_ms));
             if start_ms <= end_ms {
                 for (start, first_ms, last_ms) in period.periods(start_ms, end_ms) {
@@ -283,8 +294,9 @@ impl Projection {
                         ..selection
                     };
                     let breakdown = self.breakdown(&piece, type_filter);
-                    // Only periods with a selected message appear, as in every time series.
-                    if breakdown.message_count == 0 {
+                    // Only periods with a line (a selected message or a counted outcome)
+                    // appear, so the periods add up to the totals.
+                    if breakdown.lines.is_empty() {
                         continue;
                     }
                     let (lines, channels, winners) = breakdown.finish(names);
@@ -405,14 +417,12 @@ impl LineTally {
 /// The tallies of one range (the whole filter, or one period), by (channel, message type).
 #[derive(Debug, Default)]
 struct Breakdown {
+    /// A line for each pair with a selected message or a counted outcome.
     lines: IdMap<(Channel, NameId), LineTally>,
-    /// Messages added (a period without one is left out).
-    message_count: u64,
 }
 
 impl Breakdown {
     fn add_counts(&mut self, channel: Channel, message_type: NameId, counts: &Counts) {
-        self.message_count += counts.sent;
         self.lines
             .entry((channel, message_type))
             .or_default()

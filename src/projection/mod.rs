@@ -567,6 +567,12 @@ impl Projection {
 }
 
 impl Facts {
+    /// The sent time of the message with this id, if tracked.
+    pub(crate) fn sent_ms(&self, id: MessageId) -> Option<i64> {
+        let index = usize::try_from(id.0.checked_sub(1)?).ok()?;
+        Some(self.messages.get(index)?.sent_ms)
+    }
+
     /// Every message's state; message id `n` is at index `n - 1`.
     pub(crate) fn message_states(&self) -> &[MessageState] {
         &self.messages

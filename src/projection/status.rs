@@ -1,7 +1,8 @@
 //! The message-status view: each message's furthest stage and the earliest time of each.
 //!
 //! Folding is order-independent (webhooks arrive out of order): every stage keeps the earliest
-//! time reported or implied, and the latest action is decided by (time, seq).
+//! time reported or implied, and the latest action is decided by (time, seq). A stage's time
+//! is never before the message's sent time: an earlier report (clocks differ) counts as sent.
 
 use crate::event::{Channel, MessageId, UserId};
 use crate::message::{Message, Status, time_from_ms};
@@ -148,12 +149,21 @@ impl MessageState {
         self.reached & REACHED_UPGRADE != 0
     }
 
+    /// A time reported for a later stage, taken as the sent time when earlier: the tracking
+    /// calls refuse one more than `CLOCK_SKEW_MS_MAX` earlier, but replay takes the log as it
+    /// is, so no stage precedes the send and no response time is negative.
+    fn not_before_sent(&self, at_ms: i64) -> i64 {
+        at_ms.max(self.sent_ms)
+    }
+
     pub(crate) fn fold_delivered(&mut self, at_ms: i64) {
+        let at_ms = self.not_before_sent(at_ms);
         self.delivered.keep(at_ms);
     }
 
     /// An open implies delivery at the open's time.
     pub(crate) fn fold_opened(&mut self, at_ms: i64) {
+        let at_ms = self.not_before_sent(at_ms);
         self.opened.keep(at_ms);
         self.delivered.keep(at_ms);
     }
@@ -167,6 +177,7 @@ impl MessageState {
         is_upgrade: bool,
         at_ms: i64,
     ) {
+        let at_ms = self.not_before_sent(at_ms);
         self.delivered.keep(at_ms);
         if is_click {
             self.opened.keep(at_ms);
@@ -199,6 +210,7 @@ impl MessageState {
     }
 
     pub(crate) fn fold_failed(&mut self, reason: NameId, at_ms: i64) {
+        let at_ms = self.not_before_sent(at_ms);
         self.reached |= REACHED_FAILURE;
         let rare = self.rare_mut();
         if rare.failed.get().is_none_or(|failed_ms| at_ms < failed_ms) {

@@ -354,7 +354,7 @@ fn follow_ups(row: &MessageRow) -> Vec<(i64, FollowUp)> {
 /// many messages got another status than their row said.
 fn append_all(store: &Store, export: &Export) -> Result<(u64, u64), CliError> {
     let names = &export.names;
-    let time = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).expect("parsed times fit");
+    let time = time_of_ms;
     let (mut events, mut status_changed) = (0u64, 0u64);
     for row in &export.messages.rows {
         let mut message = store.track_message_sent_at(

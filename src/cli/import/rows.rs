@@ -209,6 +209,28 @@ impl<'a> Row<'a> {
             .ok()
     }
 
+    /// A follow-up time of a message sent at `sent_ms` (both as parsed), checked as the store
+    /// checks it: more than the clock skew before the send is a problem (`None`).
+    pub(super) fn after_sent(
+        &mut self,
+        column: &'static str,
+        at_ms: Option<Option<i64>>,
+        sent_ms: Option<i64>,
+    ) -> Option<Option<i64>> {
+        let (Some(Some(at)), Some(sent)) = (at_ms, sent_ms) else {
+            return at_ms;
+        };
+        let Err(error) = commlog::validate_report_time(column, time_of_ms(at), time_of_ms(sent))
+        else {
+            return at_ms;
+        };
+        let Field::Text(text) = self.field(column) else {
+            unreachable!("a time parsed from its text");
+        };
+        self.problem(column, text, store_rule(error));
+        None
+    }
+
     pub(super) fn field(&mut self, column: &str) -> Field<'a> {
         let bytes = self
             .columns
@@ -327,6 +349,9 @@ pub(super) fn read_messages(
         let delivered_ms = row.optional("delivered_at", parse_time_field);
         let opened_ms = row.optional("opened_at", parse_time_field);
         let clicked_ms = row.optional("clicked_at", parse_time_field);
+        let delivered_ms = row.after_sent("delivered_at", delivered_ms, sent_ms);
+        let opened_ms = row.after_sent("opened_at", opened_ms, sent_ms);
+        let clicked_ms = row.after_sent("clicked_at", clicked_ms, sent_ms);
         let action = row.optional("action_taken", |text| names.parse(text));
         let is_click = |action: u32| (action, names.name(action).contains("click"));
         Some(MessageRow {
@@ -393,8 +418,25 @@ pub(super) fn parse_cost(text: &str) -> Result<f64, String> {
     Ok(cost)
 }
 
+/// A time in the format above that the store takes: not before 1970, at most a day after the
+/// clock.
 pub(super) fn parse_time_field(text: &str) -> Result<i64, String> {
-    input::parse_time_ms(text).ok_or_else(|| format!("not a time ({TIME_FORMAT})"))
+    let at_ms = input::parse_time_ms(text).ok_or_else(|| format!("not a time ({TIME_FORMAT})"))?;
+    commlog::validate_time("time", time_of_ms(at_ms)).map_err(store_rule)?;
+    Ok(at_ms)
+}
+
+/// A parsed time (years 0 to 9999: within chrono's range).
+pub(super) fn time_of_ms(at_ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at_ms).expect("parsed times fit")
+}
+
+/// The rule a store error names, as a bad row's reason.
+fn store_rule(error: commlog::Error) -> String {
+    match error {
+        commlog::Error::InvalidInput { rule, .. } => rule.into_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// A decimal as SQL's Numeric prints it: `[+-]digits[.digits]` (or `.digits`), as the f64
