@@ -691,7 +691,7 @@ fn line_sums<'a>(
             line.attributed_outcomes,
         ]
         .map(i128::from);
-        let money = [line.total_cost, line.attributed_impact].map(|m| i128::from(m.micros()));
+        let money = [line.total_cost, line.attributed_impact].map(|m| m.micros());
         let sum = sums
             .entry((line.channel, line.message_type.clone()))
             .or_default();
