@@ -239,6 +239,16 @@ fn check_time_text(text: &str) {
     DateTime::parse_from_rfc3339(text).unwrap_or_else(|error| panic!("{text:?}: {error}"));
 }
 
+/// Runs `track LINE` for each line (words split on spaces), each of which must succeed.
+fn track_lines(dir: &Path, lines: &[&str]) {
+    for line in lines {
+        let args: Vec<&str> = std::iter::once("track")
+            .chain(line.split_whitespace())
+            .collect();
+        ok(dir, &args);
+    }
+}
+
 /// `track ... --json`, checking the wire form, into a Message.
 fn track(dir: &Path, args: &[&str]) -> Message {
     let args: Vec<&str> = std::iter::once("track")
@@ -652,26 +662,24 @@ fn every_track_command_prints_the_record_as_json() {
 
 /// A small store, tracked from the shell, with events either side of 2025-01-06T00:00:00Z.
 fn stats_store(dir: &Path) {
-    for args in [
-        // m1: the last millisecond of 2025-01-05.
-        "sent --user 1 --channel sms --type low_balance --cost 0.05 --at 2025-01-05T23:59:59.999Z",
-        // m2: the first millisecond of 2025-01-06.
-        "sent --user 1 --channel email --type weekly_checkin --cost 0.001 --at 2025-01-06T00:00:00.000Z",
-        "sent --user 2 --channel sms --type low_balance --cost 0.05 --at 2025-01-05T12:00:00Z",
-        "sent --user 2 --channel push --type bill_reminder --at 2025-01-04",
-        "delivered --message 1 --at 2025-01-06T00:00:01Z",
-        "opened --message 1 --at 2025-01-06T00:01:00Z",
-        "action --message 1 --action clicked_link --at 2025-01-06T00:02:00Z",
-        "delivered --message 3 --at 2025-01-05T12:00:05Z",
-        "failed --message 4 --reason bounced --at 2025-01-04T00:00:10Z",
-        "outcome --user 1 --outcome bill_paid_on_time --amount 1234.5 --at 2025-01-05T23:59:59.999Z",
-        "outcome --user 2 --outcome overdraft_fee --amount -2.5 --at 2025-01-06T00:00:00Z",
-    ] {
-        let args: Vec<&str> = std::iter::once("track")
-            .chain(args.split_whitespace())
-            .collect();
-        ok(dir, &args);
-    }
+    track_lines(
+        dir,
+        &[
+            // m1: the last millisecond of 2025-01-05.
+            "sent --user 1 --channel sms --type low_balance --cost 0.05 --at 2025-01-05T23:59:59.999Z",
+            // m2: the first millisecond of 2025-01-06.
+            "sent --user 1 --channel email --type weekly_checkin --cost 0.001 --at 2025-01-06T00:00:00.000Z",
+            "sent --user 2 --channel sms --type low_balance --cost 0.05 --at 2025-01-05T12:00:00Z",
+            "sent --user 2 --channel push --type bill_reminder --at 2025-01-04",
+            "delivered --message 1 --at 2025-01-06T00:00:01Z",
+            "opened --message 1 --at 2025-01-06T00:01:00Z",
+            "action --message 1 --action clicked_link --at 2025-01-06T00:02:00Z",
+            "delivered --message 3 --at 2025-01-05T12:00:05Z",
+            "failed --message 4 --reason bounced --at 2025-01-04T00:00:10Z",
+            "outcome --user 1 --outcome bill_paid_on_time --amount 1234.5 --at 2025-01-05T23:59:59.999Z",
+            "outcome --user 2 --outcome overdraft_fee --amount -2.5 --at 2025-01-06T00:00:00Z",
+        ],
+    );
 }
 
 fn stats(dir: &Path, filters: &[&str]) -> CommunicationStats {
@@ -1026,19 +1034,17 @@ fn json_names_money_in_micros_and_writes_times_with_milliseconds() {
     let temp = temp();
     let dir = temp.path();
     // Whole seconds, so a time printed without its zero milliseconds shows.
-    for args in [
-        "sent --user 1 --channel sms --type low_balance --cost 0.05 --at 2025-03-01T00:00:00Z",
-        "sent --user 1 --channel email --type low_balance --cost 0.01 --at 2025-03-01T01:00:00Z",
-        "delivered --message 1 --at 2025-03-01T00:00:01Z",
-        "opened --message 1 --at 2025-03-01T00:01:00Z",
-        "action --message 1 --action clicked_upgrade --at 2025-03-01T00:02:00Z",
-        "failed --message 2 --reason bounced --at 2025-03-01T01:00:01Z",
-    ] {
-        let args: Vec<&str> = std::iter::once("track")
-            .chain(args.split_whitespace())
-            .collect();
-        ok(dir, &args);
-    }
+    track_lines(
+        dir,
+        &[
+            "sent --user 1 --channel sms --type low_balance --cost 0.05 --at 2025-03-01T00:00:00Z",
+            "sent --user 1 --channel email --type low_balance --cost 0.01 --at 2025-03-01T01:00:00Z",
+            "delivered --message 1 --at 2025-03-01T00:00:01Z",
+            "opened --message 1 --at 2025-03-01T00:01:00Z",
+            "action --message 1 --action clicked_upgrade --at 2025-03-01T00:02:00Z",
+            "failed --message 2 --reason bounced --at 2025-03-01T01:00:01Z",
+        ],
+    );
     let outcome =
         "track outcome --user 1 --outcome bill_paid_on_time --amount 25 --at 2025-03-02T00:00:00Z";
     let budget = "budget set --scope all --month 2025-03 --amount 100";
@@ -1169,22 +1175,20 @@ fn table_row(text: &str, header: &[&str], leading: &[&str]) -> BTreeMap<String, 
 fn roi_prints_one_way_in_channels_and_impact() {
     let temp = temp();
     let dir = temp.path();
-    for args in [
-        "sent --user 1 --channel sms --type low_balance --cost 2 --at 2025-03-01T00:00:00Z",
-        "opened --message 1 --at 2025-03-01T00:01:00Z",
-        "sent --user 2 --channel email --type low_balance --cost 4 --at 2025-03-01T00:00:00Z",
-        "opened --message 2 --at 2025-03-01T00:01:00Z",
-        "sent --user 3 --channel push --type low_balance --at 2025-03-01T00:00:00Z",
-        "opened --message 3 --at 2025-03-01T00:01:00Z",
-        "outcome --user 1 --outcome bill_paid_on_time --amount 7 --at 2025-03-01T01:00:00Z",
-        "outcome --user 2 --outcome overdraft_fee --amount -1 --at 2025-03-01T01:00:00Z",
-        "outcome --user 3 --outcome bill_paid_on_time --amount 5 --at 2025-03-01T01:00:00Z",
-    ] {
-        let args: Vec<&str> = std::iter::once("track")
-            .chain(args.split_whitespace())
-            .collect();
-        ok(dir, &args);
-    }
+    track_lines(
+        dir,
+        &[
+            "sent --user 1 --channel sms --type low_balance --cost 2 --at 2025-03-01T00:00:00Z",
+            "opened --message 1 --at 2025-03-01T00:01:00Z",
+            "sent --user 2 --channel email --type low_balance --cost 4 --at 2025-03-01T00:00:00Z",
+            "opened --message 2 --at 2025-03-01T00:01:00Z",
+            "sent --user 3 --channel push --type low_balance --at 2025-03-01T00:00:00Z",
+            "opened --message 3 --at 2025-03-01T00:01:00Z",
+            "outcome --user 1 --outcome bill_paid_on_time --amount 7 --at 2025-03-01T01:00:00Z",
+            "outcome --user 2 --outcome overdraft_fee --amount -1 --at 2025-03-01T01:00:00Z",
+            "outcome --user 3 --outcome bill_paid_on_time --amount 5 --at 2025-03-01T01:00:00Z",
+        ],
+    );
     // sms: (7 − 2) / 2 = +250 %; email: (−1 − 4) / 4 = −125 %; push costs nothing.
     let channels = ok(dir, &["channels"]);
     let impact = ok(dir, &["impact"]);
@@ -2130,18 +2134,16 @@ fn a_locked_store_exits_2_promptly_with_wait_0() {
 fn a_corrupt_durable_frame_exits_2_naming_the_segment_and_offset() {
     let temp = temp();
     let dir = temp.path();
-    for args in [
-        "sent --user 1 --channel sms --type low_balance --cost 0.05 --at 2025-01-01T09:00:00Z",
-        "sent --user 2 --channel email --type weekly_checkin --at 2025-01-01T09:00:01Z",
-        "delivered --message 1 --at 2025-01-01T09:00:02Z",
-        "opened --message 1 --at 2025-01-01T09:00:03Z",
-        "outcome --user 1 --outcome bill_paid_on_time --amount 25 --at 2025-01-02",
-    ] {
-        let args: Vec<&str> = std::iter::once("track")
-            .chain(args.split_whitespace())
-            .collect();
-        ok(dir, &args);
-    }
+    track_lines(
+        dir,
+        &[
+            "sent --user 1 --channel sms --type low_balance --cost 0.05 --at 2025-01-01T09:00:00Z",
+            "sent --user 2 --channel email --type weekly_checkin --at 2025-01-01T09:00:01Z",
+            "delivered --message 1 --at 2025-01-01T09:00:02Z",
+            "opened --message 1 --at 2025-01-01T09:00:03Z",
+            "outcome --user 1 --outcome bill_paid_on_time --amount 25 --at 2025-01-02",
+        ],
+    );
     assert_eq!(stats_of(dir).total_messages, 2);
     let segments = segments(dir);
     assert_eq!(segments.len(), 1);
