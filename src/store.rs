@@ -662,10 +662,17 @@ fn not_a_directory(field: &'static str, path: &Path) -> Error {
 /// Creates the store's directory, readable by its owner only, if it is missing. Its parent
 /// must exist: commlog creates one directory, never a path of them.
 fn create_store_directory(dir: &Path) -> Result<()> {
+    // NotADirectory: a file on the way to `dir` (its parent, checked below, or further up).
+    let missing = |kind| {
+        matches!(
+            kind,
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+        )
+    };
     match std::fs::metadata(dir) {
         Ok(metadata) if metadata.is_dir() => return Ok(()),
         Ok(_) => return Err(not_a_directory("dir", dir)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) if missing(error.kind()) => {}
         Err(source) => return Err(Error::io(dir, source)),
     }
     // `Path::parent` of a relative single name is "", the working directory.
@@ -676,7 +683,7 @@ fn create_store_directory(dir: &Path) -> Result<()> {
     match std::fs::metadata(parent) {
         Ok(metadata) if metadata.is_dir() => {}
         Ok(_) => return Err(not_a_directory("parent of dir", parent)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+        Err(error) if missing(error.kind()) => {
             return Err(Error::invalid(
                 "parent of dir",
                 parent.display(),

@@ -2621,7 +2621,53 @@ fn a_store_under_a_missing_parent_or_a_file_is_refused() {
         let line = fails(&file, args, 1);
         assert!(line.contains("is not a directory"), "{args:?}: {line}");
     }
+    // A path through the file: its parent is not a directory, a user error too.
+    let line = fails(&file.join("store"), &sent, 1);
+    assert!(line.contains("is not a directory"), "{line}");
     assert_eq!(fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
+fn an_empty_commlog_dir_names_no_store() {
+    let temp = temp();
+    let run_with_empty = |args: &[&str]| {
+        let mut command = cli();
+        command
+            .env("COMMLOG_DIR", "")
+            .current_dir(temp.path())
+            .args(args);
+        finish(command)
+    };
+    let output = run_with_empty(&[
+        "track",
+        "sent",
+        "--user",
+        "1",
+        "--channel",
+        "sms",
+        "--type",
+        "x",
+    ]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(output.stderr.contains("$COMMLOG_DIR"), "{output:?}");
+    // A read command falls back to the demo's directory.
+    let output = run_with_empty(&["stats"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(output.stderr.contains("commlog-demo"), "{output:?}");
+    assert!(!temp.path().join("commlog-demo").exists());
+}
+
+#[test]
+fn long_unexpected_arguments_are_shown_by_their_start_and_length() {
+    let temp = temp();
+    let long = "x".repeat(200);
+    for args in [vec![long.as_str()], vec!["stats", long.as_str()]] {
+        let line = fails_to_parse(temp.path(), &args);
+        assert!(line.contains("(200 characters)"), "{line}");
+        assert!(!line.contains(&"x".repeat(65)), "{line}");
+    }
+    let line = fails_to_parse(temp.path(), &["stats", "--user", "99999999999999999999"]);
+    assert!(line.contains("i64::MAX"), "{line}");
 }
 
 #[test]

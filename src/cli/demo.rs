@@ -312,11 +312,17 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
             tally.events
         ));
     }
-    // Written while the store is still open (and so locked): these are all the demo's events.
+    // Written while the store is still open (and so locked). The lock was free between
+    // preparing the directory and opening the store, and between closing and reopening it: the
+    // marker counts the events only when the log holds exactly the demo's own.
     write_marker(
         &global.dir,
         &parameters,
-        Some((replayed_events, reopened.open_report().last_seq)),
+        demo_events(
+            replayed_events,
+            tally.events,
+            reopened.open_report().last_seq,
+        ),
     )?;
     reopened.close()?;
 
@@ -498,12 +504,19 @@ fn check_only_demo_events(dir: &Path) -> Result<(), Option<String>> {
         ))),
         None if events == 0 => Ok(()),
         None => Err(Some(format!(
-            "holds {} events, and the demo that made it did not finish (its marker counts no \
-             events), so they cannot be told from others: remove the directory yourself if \
-             they are all the demo's",
+            "holds {} events, and the demo that made it did not finish or another writer \
+             added to it while it ran (its marker counts no events), so they cannot be told \
+             from others: remove the directory yourself if they are all the demo's",
             count(events)
         ))),
     }
+}
+
+/// What the marker records as the demo's events: `(replayed, last_seq)` when the log holds
+/// exactly the `tracked` calls and the budget the demo made; else `None`, so that a later demo
+/// refuses the directory (another writer took the lock while the demo did not hold it).
+fn demo_events(replayed: u64, tracked: u64, last_seq: u64) -> Option<(u64, u64)> {
+    (replayed == tracked + 1).then_some((replayed, last_seq))
 }
 
 /// Writes the marker whole or not at all (a new file renamed over the old one): the parameters,
@@ -981,5 +994,18 @@ fn format_micros(micros: f64) -> String {
         format!("{:.2} ms", micros / 1000.0)
     } else {
         format!("{micros:.1} µs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_counts_events_only_when_all_are_the_demos() {
+        // 683 tracking calls and the budget.
+        assert_eq!(demo_events(684, 683, 684), Some((684, 684)));
+        // Another writer's event, appended while the demo did not hold the lock.
+        assert_eq!(demo_events(685, 683, 685), None);
     }
 }

@@ -36,11 +36,14 @@ pub(crate) fn parse_time(
 
 /// A user id for clap: an integer from 1 to i64::MAX.
 pub(crate) fn user_id(text: &str) -> Result<u64, String> {
-    let id = at_least_one(text)?;
-    if id > i64::MAX as u64 {
-        return Err(format!("must be at most {} (i64::MAX)", i64::MAX));
+    match text.trim().parse::<i128>() {
+        Ok(value) if value < 1 => Err("must be at least 1".to_string()),
+        Ok(value) => u64::try_from(value)
+            .ok()
+            .filter(|id| *id <= i64::MAX as u64)
+            .ok_or_else(|| format!("must be at most {} (i64::MAX)", i64::MAX)),
+        Err(_) => Err("not an integer".to_string()),
     }
-    Ok(id)
 }
 
 /// A count or id for clap: an integer of at least 1 (a minus sign says so, not "unexpected
@@ -199,5 +202,11 @@ mod tests {
                 .contains("i64::MAX")
         );
         assert_eq!(user_id("9223372036854775807"), Ok(i64::MAX as u64));
+        // Beyond u64 too, the bound named is a user id's.
+        assert!(
+            user_id("99999999999999999999")
+                .unwrap_err()
+                .contains("i64::MAX")
+        );
     }
 }

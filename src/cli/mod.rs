@@ -36,11 +36,23 @@ pub(crate) use input::parse_time;
 )]
 pub(crate) struct Cli {
     /// Store directory [default: $COMMLOG_DIR; read-only commands and demo: else commlog-demo]
-    #[arg(long, global = true, env = "COMMLOG_DIR", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "COMMLOG_DIR",
+        hide_env_values = true,
+        value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from)
+    )]
     dir: Option<PathBuf>,
     /// Commands that write: wait up to this many seconds for another writer to close the
     /// store (0: fail at once if it is locked).
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10.0)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     wait: f64,
     /// Print results (and errors) as JSON.
     #[arg(long, global = true)]
@@ -321,11 +333,18 @@ pub(crate) fn run() -> ExitCode {
                         .collect();
                     let mut problem = paragraph.join(" ");
                     // A long value is shown by its first characters and its length.
-                    if let Some(clap::error::ContextValue::String(value)) =
-                        error.get(clap::error::ContextKind::InvalidValue)
-                    {
-                        problem =
-                            problem.replace(&format!("'{value}'"), &commlog::quote_value(value));
+                    // An unexpected argument or subcommand is a value too, when it is long.
+                    for (kind, always) in [
+                        (clap::error::ContextKind::InvalidValue, true),
+                        (clap::error::ContextKind::InvalidArg, false),
+                        (clap::error::ContextKind::InvalidSubcommand, false),
+                    ] {
+                        if let Some(clap::error::ContextValue::String(value)) = error.get(kind) {
+                            let shown = commlog::quote_value(value);
+                            if always || shown != format!("{value:?}") {
+                                problem = problem.replace(&format!("'{value}'"), &shown);
+                            }
+                        }
                     }
                     format!("{}; see --help", problem.trim_start_matches("error: "))
                 }
