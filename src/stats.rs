@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::{Channel, UserId, validate_name};
+use crate::limits::USER_ID_MAX;
 use crate::money::Money;
 
 /// Which messages (and outcomes) `Store::get_communication_stats` covers. Every part is
@@ -121,10 +122,8 @@ pub(crate) fn validate_selection(
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,
 ) -> Result<()> {
-    if let Some(user) = user
-        && user.0 == 0
-    {
-        return Err(Error::invalid("user_id", user.0, "must be at least 1"));
+    if let Some(user) = user {
+        validate_user(user)?;
     }
     if let Some(message_type) = message_type {
         validate_name("message_type", message_type)?;
@@ -139,6 +138,21 @@ pub(crate) fn validate_selection(
         ));
     }
     Ok(())
+}
+
+/// A user id a caller passes: 1 to `USER_ID_MAX` (i64::MAX), at every entry point.
+pub(crate) fn validate_user(user: UserId) -> Result<UserId> {
+    if user.0 == 0 {
+        return Err(Error::invalid("user_id", user.0, "must be at least 1"));
+    }
+    if user.0 > USER_ID_MAX {
+        return Err(Error::invalid(
+            "user_id",
+            user.0,
+            "must be at most 9223372036854775807 (i64::MAX)",
+        ));
+    }
+    Ok(user)
 }
 
 /// `part / whole` in percent; 0.0 when `whole` is 0.

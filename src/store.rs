@@ -17,7 +17,7 @@ use crate::event::{
 };
 use crate::limits::{
     ATTRIBUTION_WINDOW_MAX, BUDGET_ALERT_PERCENT_DEFAULT, LOCK_POLL_INTERVAL, SEGMENT_BYTES_MAX,
-    SEGMENT_BYTES_MIN, USER_ID_MAX,
+    SEGMENT_BYTES_MIN,
 };
 use crate::log::replay::{self, Mode};
 use crate::log::segment::{DIRECTORY_MODE, FILE_MODE};
@@ -29,7 +29,7 @@ use crate::projection::channel::{ChannelReport, EffectivenessFilter};
 use crate::projection::cost::{CostFilter, CostReport};
 use crate::projection::engagement::{EngagementFilter, UserEngagement};
 use crate::projection::impact::{ImpactFilter, ImpactReport};
-use crate::stats::{CommunicationStats, StatsFilter, validate_selection};
+use crate::stats::{CommunicationStats, StatsFilter, validate_selection, validate_user};
 use crate::times::{check_after_sent, time_at_call};
 
 /// Name of the lock file that keeps a second writer out.
@@ -639,20 +639,6 @@ impl Drop for Store {
 fn message_of_event(projection: &Projection, logged: &LoggedEvent<'_>) -> Message {
     let id = logged.event.message_id().expect("a message event");
     projection.message(id).expect("just folded")
-}
-
-fn validate_user(user: UserId) -> Result<UserId> {
-    if user.0 == 0 {
-        return Err(Error::invalid("user_id", user.0, "must be at least 1"));
-    }
-    if user.0 > USER_ID_MAX {
-        return Err(Error::invalid(
-            "user_id",
-            user.0,
-            "must be at most 9223372036854775807 (i64::MAX)",
-        ));
-    }
-    Ok(user)
 }
 
 fn not_a_directory(field: &'static str, path: &Path) -> Error {

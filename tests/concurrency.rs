@@ -451,6 +451,22 @@ fn user_ids_above_i64_max_are_refused_everywhere() {
             .get_communication_stats(&StatsFilter::new().user(too_large))
             .map(drop)
             .unwrap_err(),
+        store
+            .get_channel_effectiveness(&commlog::EffectivenessFilter::new().user(too_large))
+            .map(drop)
+            .unwrap_err(),
+        store
+            .get_cost_report(&commlog::CostFilter::new().user(too_large))
+            .map(drop)
+            .unwrap_err(),
+        store
+            .get_financial_impact(&commlog::ImpactFilter::new().user(too_large))
+            .map(drop)
+            .unwrap_err(),
+        store
+            .get_user_engagement(too_large, &commlog::EngagementFilter::new())
+            .map(drop)
+            .unwrap_err(),
     ] {
         assert!(
             matches!(

@@ -1142,3 +1142,21 @@ fn rows_with_times_the_store_refuses_are_bad_rows_and_nothing_is_written() {
         (1, 25_000_000)
     );
 }
+
+#[test]
+fn a_store_under_a_missing_parent_is_refused_before_any_row_is_read() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("missing").join("store");
+    let output = import(&dir, &fixture("bad"), &["--skip-bad-rows"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert_eq!(
+        output.stderr.lines().count(),
+        1,
+        "no row is reported: {output:?}"
+    );
+    assert!(
+        output.stderr.contains("parent of dir") && output.stderr.contains("missing"),
+        "{output:?}"
+    );
+    assert!(!temp.path().join("missing").exists());
+}

@@ -18,7 +18,7 @@ use commlog::{
 use serde::{Deserialize, Serialize};
 
 use crate::cli::output::{self, Table, count, print_json, write_stdout};
-use crate::cli::{CliError, Global, segment_bytes_on_disk};
+use crate::cli::{CliError, Global, check_parent_exists, segment_bytes_on_disk};
 
 /// The file that marks a directory as a demo store the demo may replace (and import refuses).
 pub(crate) const MARKER_FILE_NAME: &str = "COMMLOG_DEMO";
@@ -449,6 +449,7 @@ fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError
             drop(lock);
         }
     }
+    check_parent_exists(dir)?;
     // Like every store directory and file: readable by the owner only.
     fs::DirBuilder::new()
         .mode(0o700)
@@ -457,18 +458,11 @@ fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError
             std::io::ErrorKind::AlreadyExists => Ok(()),
             _ => Err(error),
         })
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => CliError::Store(commlog::Error::InvalidInput {
-                field: "parent of dir",
-                value: dir
-                    .parent()
-                    .map_or_else(String::new, |parent| parent.display().to_string()),
-                rule: "does not exist; commlog creates the store directory, not its parents".into(),
-            }),
-            _ => CliError::Store(commlog::Error::Io {
+        .map_err(|source| {
+            CliError::Store(commlog::Error::Io {
                 path: dir.to_path_buf(),
                 source,
-            }),
+            })
         })?;
     write_marker(dir, parameters, None)
 }

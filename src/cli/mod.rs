@@ -45,7 +45,7 @@ pub(crate) struct Cli {
     )]
     dir: Option<PathBuf>,
     /// Commands that write: wait up to this many seconds for another writer to close the
-    /// store (0: fail at once if it is locked).
+    /// store (0: fail at once if it is locked; inf: as long as it takes).
     #[arg(
         long,
         global = true,
@@ -358,16 +358,16 @@ pub(crate) fn run() -> ExitCode {
     };
     // An empty $COMMLOG_DIR names no store.
     let named_dir = cli.dir.clone().filter(|dir| !dir.as_os_str().is_empty());
-    let lock_timeout = match std::time::Duration::try_from_secs_f64(cli.wait) {
-        Ok(timeout) => timeout,
-        Err(_) => {
-            let error = CliError::Usage(format!(
-                "invalid --wait {}: must be a number of seconds, 0 or more",
-                cli.wait
-            ));
-            report_error(cli.json, &error);
-            return ExitCode::from(error.exit_status());
-        }
+    // Longer than a Duration holds (inf included): as long as it takes.
+    let lock_timeout = if cli.wait >= 0.0 {
+        std::time::Duration::try_from_secs_f64(cli.wait).unwrap_or(std::time::Duration::MAX)
+    } else {
+        let error = CliError::Usage(format!(
+            "invalid --wait {}: must be a number of seconds, 0 or more",
+            commlog::quote_value(&cli.wait.to_string())
+        ));
+        report_error(cli.json, &error);
+        return ExitCode::from(error.exit_status());
     };
     let global = Global {
         dir_named: named_dir.is_some(),
@@ -428,6 +428,31 @@ pub(crate) enum DayEdge {
 
 pub(crate) fn parse_channel(text: &str) -> Result<Channel, CliError> {
     Ok(text.parse::<Channel>()?)
+}
+
+/// Refuses a store directory that is missing and could not be created: its parent is missing
+/// or not a directory. (The library checks the same when it opens the store; commands that do
+/// long work first check it up front.)
+pub(crate) fn check_parent_exists(dir: &Path) -> Result<(), CliError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let parent = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => return Ok(()),
+    };
+    let rule = if parent.is_dir() {
+        return Ok(());
+    } else if parent.exists() {
+        "is not a directory"
+    } else {
+        "does not exist; commlog creates the store directory, not its parents"
+    };
+    Err(CliError::Store(Error::InvalidInput {
+        field: "parent of dir",
+        value: parent.display().to_string(),
+        rule: rule.into(),
+    }))
 }
 
 /// Total size of the store's segment files, in bytes.

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::cli::demo::MARKER_FILE_NAME;
 use crate::cli::output::{Table, count, print_json, write_stdout};
-use crate::cli::{CliError, Global, input};
+use crate::cli::{CliError, Global, check_parent_exists, input};
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
@@ -230,7 +230,7 @@ fn write_store(
 /// Refuses a directory that is not a new or empty store.
 fn check_target(dir: &Path) -> Result<(), CliError> {
     if !dir.exists() {
-        return Ok(());
+        return check_parent_exists(dir);
     }
     if dir.join(MARKER_FILE_NAME).exists() {
         return Err(CliError::Usage(format!(
