@@ -2,10 +2,11 @@
 //! bounds against the wall clock at the call, and against the message's sent time. Checked at
 //! the call only; replay takes the log as it is.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::limits::{CLOCK_SKEW_MS_MAX, TIME_AFTER_CLOCK_MS_MAX, TIME_MS_MIN};
+use crate::serde_time;
 
 /// Refuses a time no tracking call takes: before 1970, or more than 24 hours after the clock
 /// now (docs/SEMANTICS.md, "Times"), with `Error::InvalidInput` naming `field`, the time and
@@ -89,10 +90,7 @@ pub(crate) fn check_after_sent(field: &'static str, at_ms: i64, sent_ms: i64) ->
 
 /// A time in ms as RFC 3339 UTC with milliseconds (as ms where chrono cannot represent it).
 fn format_ms(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms).map_or_else(
-        || format!("{ms} ms"),
-        |time| time.to_rfc3339_opts(SecondsFormat::Millis, true),
-    )
+    DateTime::from_timestamp_millis(ms).map_or_else(|| format!("{ms} ms"), serde_time::to_text)
 }
 
 #[cfg(test)]
