@@ -486,9 +486,10 @@ fn check_only_demo_events(dir: &Path) -> Result<(), Option<String>> {
             Ok(())
         }
         Some((written, _)) if events > written => Err(Some(format!(
-            "holds {} other event{} besides the {written} the demo wrote",
+            "holds {} other event{} besides the {} the demo wrote",
             count(events - written),
-            if events - written == 1 { "" } else { "s" }
+            if events - written == 1 { "" } else { "s" },
+            count(written)
         ))),
         Some((written, written_last_seq)) => Err(Some(format!(
             "holds {} events up to seq {last_seq}, not the {} up to seq {written_last_seq} the \
