@@ -2855,3 +2855,66 @@ fn help_marks_read_only_commands_and_completion_offers_values() {
         assert!(script.contains(values), "completion offers {values}");
     }
 }
+
+#[test]
+fn commands_that_write_say_what_their_open_quarantined() {
+    let temp = temp();
+    let dir = temp.path();
+    let segment = dir.join("00000000000000000001.log");
+    let tear = || {
+        let mut bytes = fs::read(&segment).unwrap();
+        bytes.extend_from_slice(&[7, 0, 1, 2, 3]);
+        fs::write(&segment, bytes).unwrap();
+        fs::metadata(&segment).unwrap().len() - 5
+    };
+    track(
+        dir,
+        &["sent", "--user", "1", "--channel", "sms", "--type", "x"],
+    );
+
+    // Plain: one line naming the file, the bytes and why.
+    let offset = tear();
+    let output = run(
+        dir,
+        &[
+            "track",
+            "sent",
+            "--user",
+            "2",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+        ],
+    );
+    assert_eq!(output.code, 0, "{output:?}");
+    let quarantined = dir
+        .join("quarantine")
+        .join(format!("00000000000000000001.log.{offset}.tail"));
+    assert_eq!(fs::read(&quarantined).unwrap(), [7, 0, 1, 2, 3]);
+    assert_eq!(output.stderr.lines().count(), 1, "{output:?}");
+    assert!(
+        output.stderr.contains(&quarantined.display().to_string())
+            && output.stderr.contains("5 bytes")
+            && output.stderr.contains("torn tail"),
+        "{output:?}"
+    );
+
+    // JSON, for budget set and import's kind of open too: a JSON object on stderr.
+    let offset = tear();
+    let output = run(
+        dir,
+        &[
+            "--json", "budget", "set", "--scope", "all", "--month", "2025-01", "--amount", "10",
+        ],
+    );
+    assert_eq!(output.code, 0, "{output:?}");
+    let line: Value = serde_json::from_str(output.stderr.trim()).unwrap();
+    assert_eq!(line["warning"], "quarantined");
+    assert_eq!(line["bytes"], 5);
+    let file = dir
+        .join("quarantine")
+        .join(format!("00000000000000000001.log.{offset}.tail"));
+    assert_eq!(line["file"], file.display().to_string());
+    assert_eq!(stats_of(dir).total_messages, 2);
+}

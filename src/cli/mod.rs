@@ -257,13 +257,45 @@ impl Global {
     /// durable), waiting up to --wait for the lock. The store must be named: a command that
     /// writes never falls back to the demo's directory, which the next demo may replace.
     pub(crate) fn open_for_writing(&self, command: &str) -> Result<Store, CliError> {
+        self.open_for_writing_with(command, SyncPolicy::Always)
+    }
+
+    /// [`Global::open_for_writing`] with another sync policy (a bulk load syncs once at the
+    /// end). Whatever the open quarantined is said on stderr, one line per file (a JSON object
+    /// with --json): bytes moved out of the log are never moved silently.
+    pub(crate) fn open_for_writing_with(
+        &self,
+        command: &str,
+        sync: SyncPolicy,
+    ) -> Result<Store, CliError> {
         self.check_dir_named(command)?;
         let options = Options {
-            sync: SyncPolicy::Always,
+            sync,
             lock_timeout: self.lock_timeout,
             ..Options::default()
         };
-        Ok(Store::open_with(&self.dir, options)?)
+        let store = Store::open_with(&self.dir, options)?;
+        let report = store.open_report();
+        if let Some(path) = &report.quarantined {
+            let why = "a torn tail: the bytes after the last whole frame of the last segment, \
+                       left unfinished by a crash, copied there and cut off the log";
+            if self.json {
+                let line = serde_json::json!({
+                    "warning": "quarantined",
+                    "file": path.display().to_string(),
+                    "bytes": report.truncated_bytes,
+                    "reason": why,
+                });
+                eprintln!("{line}");
+            } else {
+                eprintln!(
+                    "commlog: quarantined {} bytes to {}: {why}",
+                    output::count(report.truncated_bytes),
+                    path.display()
+                );
+            }
+        }
+        Ok(store)
     }
 
     /// A command that writes needs --dir or $COMMLOG_DIR.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use commlog::{Channel, Money, Options, Status, Store, SyncPolicy};
+use commlog::{Channel, Money, Status, Store, SyncPolicy};
 use serde::Serialize;
 
 use crate::cli::demo::MARKER_FILE_NAME;
@@ -75,7 +75,7 @@ pub(crate) fn run(global: &Global, args: &ImportArgs) -> Result<(), CliError> {
     // Fail fast on a store that already holds events, before reading any row.
     check_target(&global.dir)?;
     let export = read_export(global, args)?;
-    let imported = write_store(&global.dir, global.lock_timeout, &export)?;
+    let imported = write_store(global, &export)?;
     let summary = Summary {
         dir: global.dir.display().to_string(),
         from: source.display().to_string(),
@@ -182,25 +182,15 @@ struct Imported {
 }
 
 /// Appends the export's events to the new or empty store in `dir`, then makes them durable.
-fn write_store(
-    dir: &Path,
-    lock_timeout: std::time::Duration,
-    export: &Export,
-) -> Result<Imported, CliError> {
+fn write_store(global: &Global, export: &Export) -> Result<Imported, CliError> {
+    let dir = global.dir.as_path();
     let rows = &export.messages.rows;
     let ids_kept = rows
         .iter()
         .enumerate()
         .all(|(index, row)| i128::from(row.old_id) == index as i128 + 1);
     // Bulk load: one sync at the end instead of one per event.
-    let store = Store::open_with(
-        dir,
-        Options {
-            sync: SyncPolicy::Never,
-            lock_timeout,
-            ..Options::default()
-        },
-    )?;
+    let store = global.open_for_writing_with("import", SyncPolicy::Never)?;
     let events_before = store.open_report().events;
     if events_before > 0 {
         return Err(not_empty(dir, events_before));
