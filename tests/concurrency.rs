@@ -485,3 +485,48 @@ fn user_ids_above_i64_max_are_refused_everywhere() {
         .unwrap();
     assert_eq!(largest.user_id.0, i64::MAX as u64);
 }
+
+#[test]
+fn a_reader_survives_a_writer_cutting_the_torn_tail_it_is_reading() {
+    let dir = TempDir::new().unwrap();
+    {
+        let writer = Store::open_with(dir.path(), never()).unwrap();
+        for j in 0..20_000 {
+            writer
+                .track_message_sent_at(1 + j % 7, channel(j), "low_balance", 0.05, t0())
+                .unwrap();
+        }
+        writer.close().unwrap();
+    }
+    let segment = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = Arc::clone(&stop);
+        let dir = dir.path().to_path_buf();
+        thread::spawn(move || {
+            let mut opens = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A reader replays whatever is there; it must never crash.
+                let store = Store::open_read_only(&dir).unwrap();
+                assert!(store.open_report().events >= 20_000);
+                opens += 1;
+            }
+            opens
+        })
+    };
+    // Each round: a torn tail of several pages, which the next writer's open cuts off.
+    for _ in 0..60 {
+        let mut file = fs::OpenOptions::new().append(true).open(&segment).unwrap();
+        std::io::Write::write_all(&mut file, &[0xA5; 64 * 1024]).unwrap();
+        drop(file);
+        let writer = Store::open_with(dir.path(), never()).unwrap();
+        assert_eq!(writer.open_report().truncated_bytes, 64 * 1024);
+        writer.close().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+}

@@ -21,7 +21,8 @@ use crate::limits::{
 };
 use crate::log::OpenReport;
 use crate::log::segment::{
-    FILE_MODE, SegmentBytes, create_directory, list_segments, map_segment, sync_directory,
+    FILE_MODE, SegmentBytes, create_directory, list_segments, map_segment, read_segment,
+    sync_directory,
 };
 
 /// Name of the directory, inside the store, that keeps every cut-off tail.
@@ -68,7 +69,7 @@ pub(crate) fn replay(
     fold: &mut dyn FnMut(&LoggedEvent<'_>),
 ) -> Result<Replayed> {
     let segments = list_segments(dir)?;
-    let maps = map_segments(&segments)?;
+    let maps = map_segments(&segments, mode)?;
     let scanned = scan_segments(&segments, &maps, Checksums::Verify, &mut |logged, _| {
         fold(logged)
     })?;
@@ -93,7 +94,7 @@ pub(crate) fn replay_parallel<S: Send>(
         Ok((state, replayed))
     };
     let segments = list_segments(dir)?;
-    let maps = map_segments(&segments)?;
+    let maps = map_segments(&segments, mode)?;
     let total_bytes: usize = maps.iter().map(|bytes| bytes.len()).sum();
     if total_bytes < PIPELINED_REPLAY_BYTES_MIN {
         drop(maps);
@@ -156,8 +157,21 @@ pub(crate) enum Checksums {
     Deferred,
 }
 
-fn map_segments(segments: &[(u64, PathBuf)]) -> Result<Vec<SegmentBytes>> {
-    segments.iter().map(|(_, path)| map_segment(path)).collect()
+/// The segments' bytes: mapped, but for a read-only open's last segment, which is read into
+/// memory. A writer opening meanwhile may cut a torn tail off that segment, and a mapping of
+/// bytes cut off would kill the reader (SIGBUS); sealed segments are never cut.
+fn map_segments(segments: &[(u64, PathBuf)], mode: Mode) -> Result<Vec<SegmentBytes>> {
+    segments
+        .iter()
+        .enumerate()
+        .map(|(index, (_, path))| {
+            if mode == Mode::ReadOnly && index + 1 == segments.len() {
+                read_segment(path)
+            } else {
+                map_segment(path)
+            }
+        })
+        .collect()
 }
 
 /// Deals with a torn tail (a writer quarantines and cuts it) and reports.

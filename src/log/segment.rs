@@ -79,9 +79,10 @@ pub(crate) fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<(File
     Ok((file, path))
 }
 
-/// A segment's bytes, mapped read-only.
+/// A segment's bytes, mapped read-only, or read into memory.
 pub(crate) enum SegmentBytes {
     Mapped(Mmap),
+    Read(Vec<u8>),
     Empty,
 }
 
@@ -91,9 +92,21 @@ impl Deref for SegmentBytes {
     fn deref(&self) -> &[u8] {
         match self {
             SegmentBytes::Mapped(map) => map,
+            SegmentBytes::Read(bytes) => bytes,
             SegmentBytes::Empty => &[],
         }
     }
+}
+
+/// Reads a segment file into memory: the bytes it holds now, whatever happens to the file
+/// afterwards.
+pub(crate) fn read_segment(path: &Path) -> Result<SegmentBytes> {
+    let bytes = fs::read(path).map_err(|source| Error::io(path, source))?;
+    Ok(if bytes.is_empty() {
+        SegmentBytes::Empty
+    } else {
+        SegmentBytes::Read(bytes)
+    })
 }
 
 /// Maps a segment file for reading.
@@ -107,9 +120,10 @@ pub(crate) fn map_segment(path: &Path) -> Result<SegmentBytes> {
         return Ok(SegmentBytes::Empty);
     }
     // SAFETY: the map is only read, and only while replay runs. commlog never shrinks a
-    // segment another process may have mapped: a writer truncates a torn tail only at open,
-    // under the store's LOCK, before it serves anything; a writer's appends lie beyond the
-    // mapped length. Only an outside process truncating the file could fault the reader.
+    // segment another process may have mapped: a writer truncates only the last segment (a
+    // torn tail, at open, under the store's LOCK), which a writer maps only while it holds that
+    // lock and a read-only open reads instead (`read_segment`); a writer's appends lie beyond
+    // the mapped length. Only an outside process truncating the file could fault the reader.
     #[allow(unsafe_code)]
     let map = unsafe { Mmap::map(&file) }.map_err(|source| Error::io(path, source))?;
     Ok(SegmentBytes::Mapped(map))
