@@ -656,7 +656,7 @@ fn create_store_directory(dir: &Path) -> Result<()> {
         )
     };
     match std::fs::metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => return Ok(()),
+        Ok(metadata) if metadata.is_dir() => return check_store_directory(dir, &metadata),
         Ok(_) => return Err(not_a_directory("dir", dir)),
         Err(error) if missing(error.kind()) => {}
         Err(source) => return Err(Error::io(dir, source)),
@@ -731,10 +731,61 @@ const LOCK_ATTEMPTS: u32 = 20;
 /// Pause between attempts: at most 20 ms in all, never a hang.
 const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// Refuses a store directory others could write into (writable by its group or by anyone, or
+/// owned by another user): they could swap its files for links to files elsewhere. As ssh
+/// refuses such a key, with the remedy in the message.
+fn check_store_directory(dir: &Path, metadata: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if metadata.mode() & 0o022 != 0 {
+        return Err(Error::invalid(
+            "dir",
+            dir.display(),
+            format!(
+                "is writable by its group or by others (mode {:o}), so they could replace the \
+                 store's files: make it the owner's alone (chmod go-w)",
+                metadata.mode() & 0o7777
+            ),
+        ));
+    }
+    // The owner of /proc/self is this process's effective user.
+    if let Ok(process) = std::fs::metadata("/proc/self")
+        && process.uid() != metadata.uid()
+    {
+        return Err(Error::invalid(
+            "dir",
+            dir.display(),
+            format!(
+                "is owned by user {} but this process runs as user {}: open it as its owner, or \
+                 chown it",
+                metadata.uid(),
+                process.uid()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Takes the store's exclusive lock, waiting up to `timeout` for another writer to release
 /// it, or says who holds it.
 fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result<File> {
     let path = dir.join(LOCK_FILE_NAME);
+    // Nothing inside a store is followed: a LOCK that is a symlink would have its target
+    // truncated and overwritten.
+    match std::fs::symlink_metadata(&path) {
+        Ok(metadata) if !metadata.file_type().is_file() => {
+            return Err(Error::io(
+                &path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file (a symbolic link or special file): commlog follows \
+                     nothing inside a store; remove it",
+                ),
+            ));
+        }
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(Error::io(&path, source)),
+    }
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)

@@ -666,3 +666,106 @@ fn a_report_more_than_five_minutes_before_its_message_was_sent_is_refused() {
         .track_message_failed(1, "bounced", Some(earliest))
         .unwrap();
 }
+
+/// A store with two messages, closed.
+fn small_store(dir: &Path) {
+    let store = Store::open_with(
+        dir,
+        Options {
+            sync: SyncPolicy::Never,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    store
+        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.05, at(0))
+        .unwrap();
+    store
+        .track_message_sent_at(2, Channel::Email, "low_balance", 0.01, at(1))
+        .unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn a_lock_or_segment_that_is_not_a_regular_file_is_never_followed() {
+    use std::os::unix::fs::symlink;
+    let temp = tempfile::tempdir().unwrap();
+    let outside = temp.path().join("outside.txt");
+    fs::write(&outside, b"precious").unwrap();
+
+    // A LOCK that is a symlink: refused, its target untouched.
+    let dir = temp.path().join("lock");
+    fs::create_dir(&dir).unwrap();
+    small_store(&dir);
+    fs::remove_file(dir.join(LOCK_FILE_NAME)).unwrap();
+    symlink(&outside, dir.join(LOCK_FILE_NAME)).unwrap();
+    match Store::open(&dir).map(drop) {
+        Err(error @ Error::Io { .. }) => {
+            assert!(error.to_string().contains("not a regular file"), "{error}")
+        }
+        other => panic!("expected an I/O error naming LOCK, got {other:?}"),
+    }
+    assert_eq!(fs::read(&outside).unwrap(), b"precious");
+
+    // A segment that is a symlink, or a FIFO named like one: corruption naming it, at once.
+    for kind in ["symlink", "fifo"] {
+        let dir = temp.path().join(kind);
+        fs::create_dir(&dir).unwrap();
+        small_store(&dir);
+        let second = dir.join("00000000000000000003.log");
+        if kind == "symlink" {
+            symlink(&outside, &second).unwrap();
+        } else {
+            let status = std::process::Command::new("mkfifo")
+                .arg(&second)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        for result in [
+            Store::open(&dir).map(drop),
+            Store::open_read_only(&dir).map(drop),
+        ] {
+            match result {
+                Err(Error::Corruption { segment, .. }) => assert_eq!(segment, second, "{kind}"),
+                other => panic!("{kind}: expected Corruption, got {other:?}"),
+            }
+        }
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+    }
+}
+
+#[test]
+fn a_store_directory_others_can_write_is_refused_with_the_remedy() {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    fs::create_dir(&dir).unwrap();
+    small_store(&dir);
+    let before = snapshot(&dir);
+    for mode in [0o777, 0o770, 0o702] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+        match Store::open(&dir).map(drop) {
+            Err(error @ Error::InvalidInput { field: "dir", .. }) => {
+                assert!(error.to_string().contains("chmod go-w"), "{error}")
+            }
+            other => panic!("mode {mode:o}: expected InvalidInput, got {other:?}"),
+        }
+        assert_eq!(snapshot(&dir), before);
+    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    Store::open(&dir).unwrap().close().unwrap();
+
+    // Owned by another user (only root can make one here).
+    let process_uid = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap());
+    if process_uid == 0 {
+        std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
+        match Store::open(&dir).map(drop) {
+            Err(error @ Error::InvalidInput { field: "dir", .. }) => {
+                assert!(error.to_string().contains("owned by user 4242"), "{error}")
+            }
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+        std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+    }
+}

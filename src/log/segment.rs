@@ -38,7 +38,21 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let entry = entry.map_err(|source| Error::io(dir, source))?;
         let name = entry.file_name();
         if let Some(first_seq) = name.to_str().and_then(parse_segment_file_name) {
-            segments.push((first_seq, entry.path()));
+            let path = entry.path();
+            // Nothing inside a store is followed: a symlink would take appends and truncation
+            // outside it, and a FIFO would hang the reader.
+            let file_type = entry
+                .file_type()
+                .map_err(|source| Error::io(&path, source))?;
+            if !file_type.is_file() {
+                return Err(Error::corruption(
+                    &path,
+                    0,
+                    "not a regular file (a symbolic link, directory, FIFO or device): a segment \
+                     must be a regular file inside the store; move it out",
+                ));
+            }
+            segments.push((first_seq, path));
         }
     }
     segments.sort_unstable();
