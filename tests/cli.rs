@@ -2918,3 +2918,61 @@ fn commands_that_write_say_what_their_open_quarantined() {
     assert_eq!(line["file"], file.display().to_string());
     assert_eq!(stats_of(dir).total_messages, 2);
 }
+
+#[test]
+fn a_durable_event_exits_0_even_when_closing_fails_after_it() {
+    let temp = temp();
+    let dir = temp.path().join("store");
+    let segment = dir.join("00000000000000000001.log");
+    let sent = [
+        "sent",
+        "--user",
+        "9",
+        "--channel",
+        "sms",
+        "--type",
+        "abc",
+        "--at",
+        "2025-01-01",
+    ];
+    let mut close_failed = false;
+    for events in 1..200u64 {
+        track(&dir, &sent);
+        // Under a file-size limit at the next 512-byte block, the next call's frame fits or it
+        // does not; for some store size it fits and the close marker after it does not.
+        let size = fs::metadata(&segment).unwrap().len();
+        let blocks = size / 512 + 1;
+        let copy = temp.path().join(format!("copy-{events}"));
+        fs::create_dir(&copy).unwrap();
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let script = format!(
+            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" --dir \"$1\" track {}",
+            sent.join(" ")
+        );
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", &script, env!("CARGO_BIN_EXE_commlog")])
+            .arg(&copy)
+            .env_remove("COMMLOG_DIR")
+            .stdin(Stdio::null());
+        let output = finish(command);
+        let durable = stats_of(&copy).total_messages == events + 1;
+        if durable {
+            // The event is in the log for good: the command succeeded.
+            assert_eq!(output.code, 0, "{events} events before: {output:?}");
+            if output.stderr.contains("closing the store failed") {
+                close_failed = true;
+                break;
+            }
+        } else {
+            assert_ne!(output.code, 0, "{output:?}");
+        }
+        fs::remove_dir_all(&copy).unwrap();
+    }
+    assert!(close_failed, "no store size made the close marker fail");
+}

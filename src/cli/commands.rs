@@ -181,7 +181,7 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
         } => {
             let time = at(time)?.unwrap_or_else(Utc::now);
             let outcome = store.track_financial_outcome_at(*user, outcome, *amount, time)?;
-            store.close()?;
+            global.close_after_durable(store);
             if global.json {
                 return print_json(&outcome);
             }
@@ -195,7 +195,7 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             return write_stdout(table.render().as_bytes());
         }
     };
-    store.close()?;
+    global.close_after_durable(store);
     if global.json {
         return print_json(&message);
     }

@@ -121,7 +121,7 @@ pub(crate) fn budget(global: &Global, command: &BudgetCommand) -> Result<(), Cli
         })?;
     let store = global.open_for_writing("budget set")?;
     store.set_budget(scope, &args.month, args.amount, Some(alert_percent))?;
-    store.close()?;
+    global.close_after_durable(store);
     let set = BudgetSet {
         scope,
         month,

@@ -298,6 +298,26 @@ impl Global {
         Ok(store)
     }
 
+    /// Closes a store every call of which has returned durable. A failure now (writing the
+    /// close marker, which only saves the next open some checks) loses nothing, so it is a
+    /// warning on stderr and the command still succeeds: a failed exit would invite a retry
+    /// that duplicates the durable event.
+    pub(crate) fn close_after_durable(&self, store: Store) {
+        let Err(error) = store.close() else { return };
+        let message = format!(
+            "closing the store failed after every event was made durable ({error}); nothing \
+             is lost, the next open checks the log's end"
+        );
+        if self.json {
+            eprintln!(
+                "{}",
+                serde_json::json!({ "warning": "close_failed", "reason": message })
+            );
+        } else {
+            eprintln!("commlog: warning: {message}");
+        }
+    }
+
     /// A command that writes needs --dir or $COMMLOG_DIR.
     pub(crate) fn check_dir_named(&self, command: &str) -> Result<(), CliError> {
         if self.dir_named {

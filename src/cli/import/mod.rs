@@ -209,7 +209,7 @@ fn write_store(global: &Global, export: &Export) -> Result<Imported, CliError> {
         );
     })?;
     store.sync()?;
-    store.close()?;
+    global.close_after_durable(store);
     Ok(Imported {
         events,
         status_changed,
