@@ -303,7 +303,21 @@ pub(crate) fn replay_segment<'a>(
             return Err(Error::corruption(path, 0, reason));
         }
         Err(reason) => {
-            // A crash right after creating the segment, unless a frame proves otherwise.
+            // A header is written and fsynced before any frame goes behind it, so a valid frame
+            // right behind it shows that the header had been whole: damage, not a crash.
+            let first_frame = bytes.get(SEGMENT_HEADER_BYTES..).unwrap_or_default();
+            if let Ok(raw) = codec::read_frame(first_frame) {
+                return Err(Error::corruption(
+                    path,
+                    0,
+                    format!(
+                        "{reason}; the valid frame at offset {SEGMENT_HEADER_BYTES} (seq {}) \
+                         shows the header had been written and fsynced",
+                        raw.seq()
+                    ),
+                ));
+            }
+            // A crash right after creating the segment, unless a later frame proves otherwise.
             if let Some(proof) = find_durable_proof(bytes, SEGMENT_HEADER_BYTES, expected.first_seq)
             {
                 return Err(Error::corruption(path, 0, format!("{reason}; {proof}")));
