@@ -527,6 +527,49 @@ fn a_bit_flip_in_a_sealed_segment_is_corruption_naming_it_and_changes_nothing() 
 }
 
 #[test]
+fn a_sealed_segment_cut_or_zeroed_at_a_frame_boundary_is_corruption_naming_it() {
+    let (_dir, closed) = closed_store(small_segments(SyncPolicy::Never), 90);
+    let all = segments(&closed);
+    assert!(all.len() >= 3, "{} segments", all.len());
+    let middle = &all[1];
+    let frames = frames(middle);
+    assert!(frames.len() >= 2);
+
+    for (k, frame) in frames.iter().enumerate() {
+        let boundary = frame.start;
+        let (_cut_dir, cut) = copy_of(&closed);
+        let segment = cut.join(file_name(middle));
+        truncate(&segment, boundary);
+        let before = snapshot(&cut);
+        let (named, at, reason) =
+            open_expecting_corruption(&cut, small_segments(SyncPolicy::Never));
+        assert_eq!(named, segment, "cut before frame {k}: {reason}");
+        assert_eq!(at, boundary as u64, "cut before frame {k}: {reason}");
+        assert_eq!(
+            snapshot(&cut),
+            before,
+            "cut before frame {k}: files changed"
+        );
+
+        let (_zeroed_dir, zeroed) = copy_of(&closed);
+        let segment = zeroed.join(file_name(middle));
+        let mut bytes = fs::read(&segment).unwrap();
+        bytes[boundary..].fill(0);
+        fs::write(&segment, bytes).unwrap();
+        let before = snapshot(&zeroed);
+        let (named, at, reason) =
+            open_expecting_corruption(&zeroed, small_segments(SyncPolicy::Never));
+        assert_eq!(named, segment, "zeros from frame {k}: {reason}");
+        assert_eq!(at, boundary as u64, "zeros from frame {k}: {reason}");
+        assert_eq!(
+            snapshot(&zeroed),
+            before,
+            "zeros from frame {k}: files changed"
+        );
+    }
+}
+
+#[test]
 fn a_last_segment_with_an_incomplete_header_is_quarantined_whole() {
     const EVENTS: u64 = 9;
     let (_dir, closed) = closed_store(options(SyncPolicy::Never), EVENTS);

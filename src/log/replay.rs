@@ -215,6 +215,24 @@ fn scan_segments<'a>(
             first_seq: expected_seq,
             first_message_id: next_message_id,
         };
+        if let Some(previous) = &tail
+            && *name_seq > expected_seq
+            && SegmentHeader::decode(bytes).is_ok()
+        {
+            // A sealed segment was written and fsynced whole before this one was created: the
+            // missing events were cut from its end (or the segment that held them is missing).
+            return Err(Error::corruption(
+                &previous.path,
+                previous.end,
+                format!(
+                    "segment ends at seq {}, but the next segment {} starts at seq {name_seq}",
+                    expected_seq - 1,
+                    path.file_name()
+                        .expect("segment paths name a file")
+                        .to_string_lossy()
+                ),
+            ));
+        }
         if *name_seq != expected_seq && SegmentHeader::decode(bytes).is_ok() {
             return Err(Error::corruption(
                 path,
