@@ -484,14 +484,18 @@ fn next_frame<'a>(
 /// `failed_seq` had been durable; says which one, if any.
 fn find_durable_proof(bytes: &[u8], first_offset: usize, failed_seq: u64) -> Option<String> {
     (first_offset..bytes.len()).find_map(|position| {
+        // Most offsets fail the cheap look at the length and the first two fields; only the
+        // few that would prove something are checksummed and decoded.
+        let (seq, durable_seq) = codec::peek_frame_seqs(&bytes[position..])?;
+        if seq < failed_seq || durable_seq? < failed_seq {
+            return None;
+        }
         let raw = codec::read_frame(&bytes[position..]).ok()?;
-        let durable_seq = raw.durable_seq()?;
-        (raw.seq() >= failed_seq && durable_seq >= failed_seq).then(|| {
-            format!(
-                "the valid frame at offset {position} (seq {}) records seq {durable_seq} as durable",
-                raw.seq()
-            )
-        })
+        debug_assert_eq!((raw.seq(), raw.durable_seq()), (seq, durable_seq));
+        Some(format!(
+            "the valid frame at offset {position} (seq {seq}) records seq {} as durable",
+            durable_seq?
+        ))
     })
 }
 
