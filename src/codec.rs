@@ -368,6 +368,47 @@ pub(crate) fn checksum_ok(frame: &[u8]) -> bool {
     crc32fast::hash(&frame[FRAME_PREFIX_BYTES..]) == stored_crc
 }
 
+/// The seq and durable_seq (`None` if its lag exceeds its seq) that a frame starting at
+/// `bytes` would have, read from the first two fields of its body without the checksum or the
+/// rest of the body; `None` if its length is implausible or those fields do not decode.
+///
+/// A cheap first look for a search over every offset: it allocates nothing, and wherever
+/// [`read_frame`] succeeds it gives the same values.
+#[inline]
+pub(crate) fn peek_frame_seqs(bytes: &[u8]) -> Option<(u64, Option<u64>)> {
+    let prefix = bytes.get(..FRAME_PREFIX_BYTES)?;
+    let body_len = usize::from(u16::from_le_bytes([prefix[0], prefix[1]]));
+    if body_len == 0 || body_len > FRAME_BODY_BYTES_MAX {
+        return None;
+    }
+    let body = bytes.get(FRAME_PREFIX_BYTES..FRAME_PREFIX_BYTES + body_len)?;
+    let (seq, seq_bytes) = peek_varint_u64(body)?;
+    let (durable_lag, _) = peek_varint_u64(&body[seq_bytes..])?;
+    Some((seq, seq.checked_sub(durable_lag)))
+}
+
+/// A bincode (standard config) variable-length u64 at the start of `bytes`, and the bytes it
+/// takes: below 251 one byte, else a marker (251: u16, 252: u32, 253: u64) and the value.
+#[inline]
+fn peek_varint_u64(bytes: &[u8]) -> Option<(u64, usize)> {
+    match *bytes.first()? {
+        byte @ 0..=250 => Some((u64::from(byte), 1)),
+        251 => {
+            let value = u16::from_le_bytes(bytes.get(1..3)?.try_into().ok()?);
+            Some((u64::from(value), 3))
+        }
+        252 => {
+            let value = u32::from_le_bytes(bytes.get(1..5)?.try_into().ok()?);
+            Some((u64::from(value), 5))
+        }
+        253 => {
+            let value = u64::from_le_bytes(bytes.get(1..9)?.try_into().ok()?);
+            Some((value, 9))
+        }
+        _ => None,
+    }
+}
+
 /// The body of the frame at the start of `bytes`, if its length is plausible and present.
 #[inline(always)]
 fn frame_body(bytes: &[u8]) -> Result<&[u8], String> {
@@ -677,6 +718,44 @@ mod tests {
             &mut bytes,
         );
         bytes
+    }
+
+    #[test]
+    fn a_peek_at_any_offset_agrees_with_the_full_read_wherever_that_succeeds() {
+        let mut bytes = golden_segment();
+        // Wide varints too: a seq and a lag past one byte.
+        let header = SegmentHeader {
+            first_seq: 70_000,
+            first_message_id: 1,
+        };
+        let mut cursor = FrameCursor::new(&header);
+        let event = Event::MessageDelivered {
+            message_id: MessageId(1),
+            at_ms: 1_735_689_600_000,
+        };
+        for (seq, durable_seq) in [(70_000, 0), (5_000_000_000, 1), (300, 299)] {
+            let logged = LoggedEvent {
+                seq,
+                appended_ms: 1_735_689_600_000,
+                durable_seq,
+                event,
+            };
+            cursor.next_message_id = 2;
+            encode_frame(&mut cursor, &Frame::Event(logged), &mut bytes);
+        }
+        let mut full_reads = 0;
+        for offset in 0..bytes.len() {
+            let peeked = peek_frame_seqs(&bytes[offset..]);
+            if let Ok(raw) = read_frame(&bytes[offset..]) {
+                assert_eq!(
+                    peeked,
+                    Some((raw.seq(), raw.durable_seq())),
+                    "offset {offset}"
+                );
+                full_reads += 1;
+            }
+        }
+        assert!(full_reads >= 11, "{full_reads} frames read");
     }
 
     #[test]

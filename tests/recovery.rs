@@ -527,6 +527,49 @@ fn a_bit_flip_in_a_sealed_segment_is_corruption_naming_it_and_changes_nothing() 
 }
 
 #[test]
+fn a_sealed_segment_cut_or_zeroed_at_a_frame_boundary_is_corruption_naming_it() {
+    let (_dir, closed) = closed_store(small_segments(SyncPolicy::Never), 90);
+    let all = segments(&closed);
+    assert!(all.len() >= 3, "{} segments", all.len());
+    let middle = &all[1];
+    let frames = frames(middle);
+    assert!(frames.len() >= 2);
+
+    for (k, frame) in frames.iter().enumerate() {
+        let boundary = frame.start;
+        let (_cut_dir, cut) = copy_of(&closed);
+        let segment = cut.join(file_name(middle));
+        truncate(&segment, boundary);
+        let before = snapshot(&cut);
+        let (named, at, reason) =
+            open_expecting_corruption(&cut, small_segments(SyncPolicy::Never));
+        assert_eq!(named, segment, "cut before frame {k}: {reason}");
+        assert_eq!(at, boundary as u64, "cut before frame {k}: {reason}");
+        assert_eq!(
+            snapshot(&cut),
+            before,
+            "cut before frame {k}: files changed"
+        );
+
+        let (_zeroed_dir, zeroed) = copy_of(&closed);
+        let segment = zeroed.join(file_name(middle));
+        let mut bytes = fs::read(&segment).unwrap();
+        bytes[boundary..].fill(0);
+        fs::write(&segment, bytes).unwrap();
+        let before = snapshot(&zeroed);
+        let (named, at, reason) =
+            open_expecting_corruption(&zeroed, small_segments(SyncPolicy::Never));
+        assert_eq!(named, segment, "zeros from frame {k}: {reason}");
+        assert_eq!(at, boundary as u64, "zeros from frame {k}: {reason}");
+        assert_eq!(
+            snapshot(&zeroed),
+            before,
+            "zeros from frame {k}: files changed"
+        );
+    }
+}
+
+#[test]
 fn a_last_segment_with_an_incomplete_header_is_quarantined_whole() {
     const EVENTS: u64 = 9;
     let (_dir, closed) = closed_store(options(SyncPolicy::Never), EVENTS);
@@ -632,6 +675,93 @@ fn a_last_segment_whose_bad_header_a_frame_proves_durable_is_corruption_at_offse
             before,
             "header byte {offset}: files changed"
         );
+    }
+}
+
+#[test]
+fn a_bad_header_with_a_valid_frame_behind_it_is_corruption_even_when_no_frame_proves_it_durable() {
+    // Under Never no frame of a store's first session records anything as durable; a header
+    // is fsynced before any frame goes behind it all the same, so a frame behind it proves it.
+    const EVENTS: u64 = 300;
+    for closed in [false, true] {
+        let (_dir, data) = if closed {
+            closed_store(options(SyncPolicy::Never), EVENTS)
+        } else {
+            crashed_store(options(SyncPolicy::Never), EVENTS)
+        };
+        assert_eq!(segments(&data).len(), 1);
+        let segment = last_segment(&data);
+        assert!(frames(&segment).len() as u64 >= EVENTS);
+
+        for offset in [0, 8, 13, 21, 29] {
+            let (_copy_dir, copy) = copy_of(&data);
+            let segment = copy.join(file_name(&segment));
+            flip_bit(&segment, offset, 0);
+            let before = snapshot(&copy);
+            let (named, at, reason) = open_expecting_corruption(&copy, options(SyncPolicy::Never));
+            assert_eq!(
+                named, segment,
+                "closed {closed}, header byte {offset}: {reason}"
+            );
+            assert!(
+                at < HEADER_BYTES as u64,
+                "closed {closed}, header byte {offset}: offset {at}: {reason}"
+            );
+            assert_eq!(
+                snapshot(&copy),
+                before,
+                "closed {closed}, header byte {offset}: files changed"
+            );
+
+            match Store::open_read_only(&copy) {
+                Err(Error::Corruption {
+                    segment: named,
+                    offset: at,
+                    reason,
+                }) => {
+                    assert_eq!(named, segment, "read-only, header byte {offset}: {reason}");
+                    assert!(at < HEADER_BYTES as u64, "read-only: offset {at}: {reason}");
+                }
+                Err(other) => panic!("expected Error::Corruption, got {other:?}"),
+                Ok(store) => panic!(
+                    "expected Error::Corruption, but the read-only open succeeded: {:?}",
+                    store.open_report()
+                ),
+            }
+            assert_eq!(snapshot(&copy), before, "read-only, header byte {offset}");
+        }
+    }
+}
+
+#[test]
+fn a_lone_segment_with_a_bad_header_and_no_frame_behind_it_is_quarantined_whole() {
+    let name = format!("{:020}.log", 1);
+    let mut header = segment_header(1, 1).to_vec();
+    header[13] ^= 1;
+    // Nothing behind the header, or zeros (a file extended without its data).
+    for zeros in [0, 4096] {
+        let dir = TempDir::new().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        let mut bytes = header.clone();
+        bytes.resize(HEADER_BYTES + zeros, 0);
+        fs::write(data.join(&name), &bytes).unwrap();
+
+        let store = Store::open_with(&data, options(SyncPolicy::Never)).unwrap();
+        let report = store.open_report();
+        assert_eq!(
+            (report.segments, report.events, report.truncated_bytes),
+            (0, 0, bytes.len() as u64),
+            "{zeros} zeros"
+        );
+        let expected = data.join("quarantine").join(format!("{name}.0.tail"));
+        assert_eq!(report.quarantined.as_deref(), Some(expected.as_path()));
+        assert_eq!(fs::read(&expected).unwrap(), bytes, "{zeros} zeros");
+        track_events(&store, 0..4);
+        store.close().unwrap();
+        let reopened = Store::open_with(&data, options(SyncPolicy::Never)).unwrap();
+        clean_report(&reopened, 1, 4);
+        assert_eq!(views(&reopened), reference_views(4), "{zeros} zeros");
     }
 }
 

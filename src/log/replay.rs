@@ -229,6 +229,24 @@ fn scan_segments<'a>(
             first_seq: expected_seq,
             first_message_id: next_message_id,
         };
+        if let Some(previous) = &tail
+            && *name_seq > expected_seq
+            && SegmentHeader::decode(bytes).is_ok()
+        {
+            // A sealed segment was written and fsynced whole before this one was created: the
+            // missing events were cut from its end (or the segment that held them is missing).
+            return Err(Error::corruption(
+                &previous.path,
+                previous.end,
+                format!(
+                    "segment ends at seq {}, but the next segment {} starts at seq {name_seq}",
+                    expected_seq - 1,
+                    path.file_name()
+                        .expect("segment paths name a file")
+                        .to_string_lossy()
+                ),
+            ));
+        }
         if *name_seq != expected_seq && SegmentHeader::decode(bytes).is_ok() {
             return Err(Error::corruption(
                 path,
@@ -317,7 +335,21 @@ pub(crate) fn replay_segment<'a>(
             return Err(Error::corruption(path, 0, reason));
         }
         Err(reason) => {
-            // A crash right after creating the segment, unless a frame proves otherwise.
+            // A header is written and fsynced before any frame goes behind it, so a valid frame
+            // right behind it shows that the header had been whole: damage, not a crash.
+            let first_frame = bytes.get(SEGMENT_HEADER_BYTES..).unwrap_or_default();
+            if let Ok(raw) = codec::read_frame(first_frame) {
+                return Err(Error::corruption(
+                    path,
+                    0,
+                    format!(
+                        "{reason}; the valid frame at offset {SEGMENT_HEADER_BYTES} (seq {}) \
+                         shows the header had been written and fsynced",
+                        raw.seq()
+                    ),
+                ));
+            }
+            // A crash right after creating the segment, unless a later frame proves otherwise.
             if let Some(proof) = find_durable_proof(bytes, SEGMENT_HEADER_BYTES, expected.first_seq)
             {
                 return Err(Error::corruption(path, 0, format!("{reason}; {proof}")));
@@ -466,22 +498,31 @@ fn next_frame<'a>(
 /// `failed_seq` had been durable; says which one, if any.
 fn find_durable_proof(bytes: &[u8], first_offset: usize, failed_seq: u64) -> Option<String> {
     (first_offset..bytes.len()).find_map(|position| {
+        // Most offsets fail the cheap look at the length and the first two fields; only the
+        // few that would prove something are checksummed and decoded.
+        let (seq, durable_seq) = codec::peek_frame_seqs(&bytes[position..])?;
+        if seq < failed_seq || durable_seq? < failed_seq {
+            return None;
+        }
         let raw = codec::read_frame(&bytes[position..]).ok()?;
-        let durable_seq = raw.durable_seq()?;
-        (raw.seq() >= failed_seq && durable_seq >= failed_seq).then(|| {
-            format!(
-                "the valid frame at offset {position} (seq {}) records seq {durable_seq} as durable",
-                raw.seq()
-            )
-        })
+        debug_assert_eq!((raw.seq(), raw.durable_seq()), (seq, durable_seq));
+        Some(format!(
+            "the valid frame at offset {position} (seq {seq}) records seq {} as durable",
+            durable_seq?
+        ))
     })
 }
 
 /// Copies the torn tail byte for byte to `quarantine/<segment>.<offset>.tail` and makes the
-/// copy durable. Never overwrites an earlier copy.
+/// copy durable. Never overwrites an earlier copy; a copy that fails is removed, so every file
+/// in `quarantine/` is a whole tail.
 fn quarantine_tail(dir: &Path, torn: &TornTail) -> Result<PathBuf> {
     let quarantine_dir = dir.join(QUARANTINE_DIRECTORY);
     create_directory(&quarantine_dir)?;
+    let mut source = File::open(&torn.path).map_err(|source| Error::io(&torn.path, source))?;
+    source
+        .seek(SeekFrom::Start(torn.offset))
+        .map_err(|error| Error::io(&torn.path, error))?;
     let segment_name = torn
         .path
         .file_name()
@@ -507,20 +548,27 @@ fn quarantine_tail(dir: &Path, torn: &TornTail) -> Result<PathBuf> {
             Err(source) => return Err(Error::io(&path, source)),
         }
     };
-    let mut source = File::open(&torn.path).map_err(|source| Error::io(&torn.path, source))?;
-    source
-        .seek(SeekFrom::Start(torn.offset))
-        .map_err(|error| Error::io(&torn.path, error))?;
-    let copied = io::copy(&mut source, &mut copy).map_err(|error| Error::io(&copy_path, error))?;
-    assert_eq!(
-        copied,
-        torn.file_len - torn.offset,
-        "the segment changed under replay"
-    );
-    copy.sync_all()
-        .map_err(|error| Error::io(&copy_path, error))?;
-    sync_directory(&quarantine_dir)?;
-    sync_directory(dir)?;
+    let mut write_copy = || -> Result<()> {
+        let copied =
+            io::copy(&mut source, &mut copy).map_err(|error| Error::io(&copy_path, error))?;
+        assert_eq!(
+            copied,
+            torn.file_len - torn.offset,
+            "the segment changed under replay"
+        );
+        copy.sync_all()
+            .map_err(|error| Error::io(&copy_path, error))?;
+        sync_directory(&quarantine_dir)?;
+        sync_directory(dir)
+    };
+    if let Err(error) = write_copy() {
+        // A partial copy (a full disk, a failed read) would pass for a tail and take the name a
+        // later open gives the whole one. The first error is the one to report.
+        drop(copy);
+        let _ = std::fs::remove_file(&copy_path);
+        let _ = sync_directory(&quarantine_dir);
+        return Err(error);
+    }
     Ok(copy_path)
 }
 
@@ -538,4 +586,59 @@ fn cut_tail(dir: &Path, torn: &TornTail) -> Result<()> {
         .map_err(|error| Error::io(&torn.path, error))?;
     file.sync_all()
         .map_err(|error| Error::io(&torn.path, error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::segment::segment_file_name;
+
+    /// The files in the store's quarantine directory.
+    fn quarantined_files(dir: &Path) -> Vec<PathBuf> {
+        match std::fs::read_dir(dir.join(QUARANTINE_DIRECTORY)) {
+            Ok(entries) => entries.map(|entry| entry.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_failed_quarantine_copy_leaves_no_file_behind_and_the_real_tail_takes_the_first_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = segment_file_name(1);
+        // A directory in the segment's place opens, but reading it fails during the copy.
+        let unreadable = dir.path().join("unreadable").join(&name);
+        std::fs::create_dir_all(&unreadable).unwrap();
+        let missing = dir.path().join("missing").join(&name);
+        for source in [&unreadable, &missing] {
+            let torn = TornTail {
+                path: source.clone(),
+                offset: 32,
+                file_len: 100,
+            };
+            let error = quarantine_tail(dir.path(), &torn).expect_err("the copy fails");
+            assert!(matches!(error, Error::Io { .. }), "{error}");
+            assert_eq!(
+                quarantined_files(dir.path()),
+                Vec::<PathBuf>::new(),
+                "{}",
+                source.display()
+            );
+        }
+
+        let segment = dir.path().join(&name);
+        std::fs::write(&segment, [7u8; 100]).unwrap();
+        let torn = TornTail {
+            path: segment,
+            offset: 32,
+            file_len: 100,
+        };
+        let copy = quarantine_tail(dir.path(), &torn).unwrap();
+        let expected = dir
+            .path()
+            .join(QUARANTINE_DIRECTORY)
+            .join(format!("{name}.32.tail"));
+        assert_eq!(copy, expected);
+        assert_eq!(std::fs::read(&copy).unwrap(), [7u8; 68]);
+        assert_eq!(quarantined_files(dir.path()), vec![expected]);
+    }
 }
