@@ -541,7 +541,8 @@ impl Store {
         Ok(self.projection.read().impact(filter))
     }
 
-    /// Hands every event appended so far to the OS (survives a crash of this process).
+    /// Hands every event appended so far to the OS (survives a crash of this process). Fails
+    /// with [`Error::Poisoned`] once a write or sync has failed, even with nothing left to write.
     pub fn flush(&self) -> Result<()> {
         match &self.writer {
             Some(writer) => writer.log.flush(),
@@ -549,7 +550,8 @@ impl Store {
         }
     }
 
-    /// Makes every event appended so far durable (survives a power cut).
+    /// Makes every event appended so far durable (survives a power cut). Fails with
+    /// [`Error::Poisoned`] once a write or sync has failed, even with nothing left to sync.
     pub fn sync(&self) -> Result<()> {
         match &self.writer {
             Some(writer) => writer.log.sync(),
@@ -558,7 +560,8 @@ impl Store {
     }
 
     /// Syncs everything, marks the log cleanly closed and releases the lock. Dropping the
-    /// store does the same but cannot report an error.
+    /// store does the same but cannot report an error. A poisoned store writes nothing more
+    /// and fails with [`Error::Poisoned`]; the lock is released all the same.
     pub fn close(mut self) -> Result<()> {
         self.shutdown()
     }
@@ -616,6 +619,8 @@ impl Store {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly { operation })?;
         let (seq, result) = {
             let mut log = writer.log.lock();
+            // First: after a failed write the log may have assigned ids the views never saw.
+            log.check_poison()?;
             let event = make(&log)?;
             let logged = log.append(event, appended_ms)?;
             // Folded under the log lock, so the views see events in log order, as replay does.
