@@ -609,6 +609,9 @@ impl Store {
     /// Appends the event `make` builds (under the log lock, so it may read the log's state),
     /// stamped `appended_ms` (the clock at the call), folds it into the views, answers with
     /// `answer`, then waits for durability as the policy says.
+    ///
+    /// An error before the fold leaves no trace (docs/SEMANTICS.md, "What a failed call leaves
+    /// behind"): the event is folded only once every write its append needs has succeeded.
     fn append<'a, T>(
         &self,
         operation: &'static str,
@@ -623,13 +626,29 @@ impl Store {
             log.check_poison()?;
             let event = make(&log)?;
             let logged = log.append(event, appended_ms)?;
+            // Under Always the frame reaches the OS before the fold, so that a failed write
+            // leaves no trace; only the fsync's outcome can then be unknown.
+            if writer.policy == SyncPolicy::Always {
+                log.write_buffer()?;
+            }
             // Folded under the log lock, so the views see events in log order, as replay does.
             let mut projection = self.projection.write();
             projection.fold(&logged);
             (logged.seq, answer(&projection, &logged))
         };
-        if writer.policy == SyncPolicy::Always {
-            writer.log.sync_to(seq)?;
+        if writer.policy == SyncPolicy::Always
+            && let Err(error) = writer.log.sync_to(seq)
+        {
+            // The event is in the views and with the OS, but its fsync failed: it may or may
+            // not be on disk, and the store is poisoned.
+            let first = match error {
+                Error::Poisoned { first, .. } => first,
+                error => error.to_string(),
+            };
+            return Err(Error::Poisoned {
+                first,
+                event_may_be_durable: true,
+            });
         }
         Ok(result)
     }

@@ -190,6 +190,7 @@ impl Log {
         match self.poison.get() {
             Some(first) => Err(Error::Poisoned {
                 first: first.clone(),
+                event_may_be_durable: false,
             }),
             None => Ok(()),
         }
@@ -308,13 +309,15 @@ impl SharedLog {
     /// commit).
     pub(crate) fn sync_to(&self, seq: u64) -> Result<()> {
         loop {
+            // Durable first: a frame an fsync covered stays durable whatever failed after it.
+            if self.durable_seq.load(Ordering::Acquire) >= seq {
+                return Ok(());
+            }
             if let Some(first) = self.poison.get() {
                 return Err(Error::Poisoned {
                     first: first.clone(),
+                    event_may_be_durable: false,
                 });
-            }
-            if self.durable_seq.load(Ordering::Acquire) >= seq {
-                return Ok(());
             }
             let mut in_progress = self.sync_in_progress.lock();
             if self.durable_seq.load(Ordering::Acquire) >= seq {
