@@ -57,11 +57,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// An earlier write or sync failed, so what is on disk is unknown; no further call is taken.
-    #[error("store poisoned by an earlier failure ({first}); reopen the store")]
+    /// A write or sync failed, so what is on disk is unknown: every later call that writes or
+    /// promises durability (`track_*`, `set_budget`, `flush`, `sync`, `close`) fails with this;
+    /// queries still answer.
+    #[error("{}", poisoned_message(.first, *.event_may_be_durable))]
     Poisoned {
         /// The first failure.
         first: String,
+        /// True for a tracking call under `SyncPolicy::Always` whose event was handed to the
+        /// OS and folded into the views, but whose fsync failed (or was cut short by another
+        /// failure): the event may or may not be durable, and only a reopen tells. False: the
+        /// call appended nothing.
+        event_may_be_durable: bool,
     },
     /// A tracking call on a store opened with `Store::open_read_only`.
     #[error("{operation} needs a writer, but the store was opened read-only")]
@@ -85,6 +92,17 @@ pub fn quote_value(value: &str) -> String {
     }
     let head: String = value.chars().take(SHOWN_VALUE_CHARS_MAX).collect();
     format!("{head:?}… ({length} characters)")
+}
+
+fn poisoned_message(first: &str, event_may_be_durable: bool) -> String {
+    if event_may_be_durable {
+        format!(
+            "store poisoned ({first}) before this call's event was known durable: it was handed \
+             to the OS and may or may not be durable; reopen the store to see whether it is"
+        )
+    } else {
+        format!("store poisoned by an earlier failure ({first}); reopen the store")
+    }
 }
 
 impl Error {

@@ -541,7 +541,8 @@ impl Store {
         Ok(self.projection.read().impact(filter))
     }
 
-    /// Hands every event appended so far to the OS (survives a crash of this process).
+    /// Hands every event appended so far to the OS (survives a crash of this process). Fails
+    /// with [`Error::Poisoned`] once a write or sync has failed, even with nothing left to write.
     pub fn flush(&self) -> Result<()> {
         match &self.writer {
             Some(writer) => writer.log.flush(),
@@ -549,7 +550,8 @@ impl Store {
         }
     }
 
-    /// Makes every event appended so far durable (survives a power cut).
+    /// Makes every event appended so far durable (survives a power cut). Fails with
+    /// [`Error::Poisoned`] once a write or sync has failed, even with nothing left to sync.
     pub fn sync(&self) -> Result<()> {
         match &self.writer {
             Some(writer) => writer.log.sync(),
@@ -558,7 +560,8 @@ impl Store {
     }
 
     /// Syncs everything, marks the log cleanly closed and releases the lock. Dropping the
-    /// store does the same but cannot report an error.
+    /// store does the same but cannot report an error. A poisoned store writes nothing more
+    /// and fails with [`Error::Poisoned`]; the lock is released all the same.
     pub fn close(mut self) -> Result<()> {
         self.shutdown()
     }
@@ -606,6 +609,9 @@ impl Store {
     /// Appends the event `make` builds (under the log lock, so it may read the log's state),
     /// stamped `appended_ms` (the clock at the call), folds it into the views, answers with
     /// `answer`, then waits for durability as the policy says.
+    ///
+    /// An error before the fold leaves no trace (docs/SEMANTICS.md, "What a failed call leaves
+    /// behind"): the event is folded only once every write its append needs has succeeded.
     fn append<'a, T>(
         &self,
         operation: &'static str,
@@ -616,15 +622,33 @@ impl Store {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly { operation })?;
         let (seq, result) = {
             let mut log = writer.log.lock();
+            // First: after a failed write the log may have assigned ids the views never saw.
+            log.check_poison()?;
             let event = make(&log)?;
             let logged = log.append(event, appended_ms)?;
+            // Under Always the frame reaches the OS before the fold, so that a failed write
+            // leaves no trace; only the fsync's outcome can then be unknown.
+            if writer.policy == SyncPolicy::Always {
+                log.write_buffer()?;
+            }
             // Folded under the log lock, so the views see events in log order, as replay does.
             let mut projection = self.projection.write();
             projection.fold(&logged);
             (logged.seq, answer(&projection, &logged))
         };
-        if writer.policy == SyncPolicy::Always {
-            writer.log.sync_to(seq)?;
+        if writer.policy == SyncPolicy::Always
+            && let Err(error) = writer.log.sync_to(seq)
+        {
+            // The event is in the views and with the OS, but its fsync failed: it may or may
+            // not be on disk, and the store is poisoned.
+            let first = match error {
+                Error::Poisoned { first, .. } => first,
+                error => error.to_string(),
+            };
+            return Err(Error::Poisoned {
+                first,
+                event_may_be_durable: true,
+            });
         }
         Ok(result)
     }

@@ -5,6 +5,8 @@
 //! be on disk (an fsync of its segment completed). Every frame records the value it saw, so
 //! replay can tell a torn tail (never durable) from corruption (durable, then damaged).
 
+#[cfg(test)]
+pub(crate) mod fault;
 pub(crate) mod replay;
 pub(crate) mod segment;
 
@@ -151,13 +153,14 @@ impl Log {
         Ok(logged)
     }
 
-    /// Hands buffered frames to the OS.
+    /// Hands buffered frames to the OS. On a poisoned log it fails even with nothing buffered:
+    /// the frames a failed write discarded were never handed over.
     pub(crate) fn write_buffer(&mut self) -> Result<()> {
+        self.check_poison()?;
         if self.buffer.is_empty() {
             return Ok(());
         }
-        self.check_poison()?;
-        let result = (&*self.file).write_all(&self.buffer);
+        let result = write_segment(&self.file, &self.buffer);
         self.buffer.clear();
         result.map_err(|source| self.poisoned(Error::io(&self.path, source)))
     }
@@ -165,9 +168,7 @@ impl Log {
     /// Seals the current segment (written and fsynced whole) and starts the next one.
     fn roll_over(&mut self) -> Result<()> {
         self.write_buffer()?;
-        self.file
-            .sync_data()
-            .map_err(|source| self.poisoned(Error::io(&self.path, source)))?;
+        sync_segment(&self.file).map_err(|source| self.poisoned(Error::io(&self.path, source)))?;
         self.durable_seq
             .fetch_max(self.next_seq - 1, Ordering::AcqRel);
         let header = SegmentHeader {
@@ -184,10 +185,12 @@ impl Log {
         Ok(())
     }
 
-    fn check_poison(&self) -> Result<()> {
+    /// Fails with [`Error::Poisoned`] once a write or sync has failed.
+    pub(crate) fn check_poison(&self) -> Result<()> {
         match self.poison.get() {
             Some(first) => Err(Error::Poisoned {
                 first: first.clone(),
+                event_may_be_durable: false,
             }),
             None => Ok(()),
         }
@@ -290,9 +293,14 @@ impl SharedLog {
         self.log.lock().write_buffer()
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable. On a poisoned log it fails even when nothing
+    /// is left to sync: what the disk holds is unknown.
     pub(crate) fn sync(&self) -> Result<()> {
-        let last_seq = self.log.lock().next_seq - 1;
+        let last_seq = {
+            let log = self.log.lock();
+            log.check_poison()?;
+            log.next_seq - 1
+        };
         self.sync_to(last_seq)
     }
 
@@ -301,13 +309,15 @@ impl SharedLog {
     /// commit).
     pub(crate) fn sync_to(&self, seq: u64) -> Result<()> {
         loop {
+            // Durable first: a frame an fsync covered stays durable whatever failed after it.
+            if self.durable_seq.load(Ordering::Acquire) >= seq {
+                return Ok(());
+            }
             if let Some(first) = self.poison.get() {
                 return Err(Error::Poisoned {
                     first: first.clone(),
+                    event_may_be_durable: false,
                 });
-            }
-            if self.durable_seq.load(Ordering::Acquire) >= seq {
-                return Ok(());
             }
             let mut in_progress = self.sync_in_progress.lock();
             if self.durable_seq.load(Ordering::Acquire) >= seq {
@@ -333,7 +343,7 @@ impl SharedLog {
             log.write_buffer()?;
             (Arc::clone(&log.file), log.path.clone(), log.next_seq - 1)
         };
-        match file.sync_data() {
+        match sync_segment(&file) {
             Ok(()) => {
                 self.durable_seq.fetch_max(target_seq, Ordering::AcqRel);
                 Ok(())
@@ -350,9 +360,7 @@ impl SharedLog {
     pub(crate) fn close(&self, appended_ms: i64) -> Result<()> {
         let mut log = self.log.lock();
         log.write_buffer()?;
-        log.file
-            .sync_data()
-            .map_err(|source| log.poisoned(Error::io(&log.path, source)))?;
+        sync_segment(&log.file).map_err(|source| log.poisoned(Error::io(&log.path, source)))?;
         let last_seq = log.next_seq - 1;
         self.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
         if last_seq == 0 || log.ends_with_close_marker {
@@ -372,8 +380,28 @@ impl SharedLog {
         log.cursor = cursor;
         log.ends_with_close_marker = true;
         log.write_buffer()?;
-        log.file
-            .sync_data()
-            .map_err(|source| log.poisoned(Error::io(&log.path, source)))
+        sync_segment(&log.file).map_err(|source| log.poisoned(Error::io(&log.path, source)))
     }
+}
+
+/// Hands `bytes` to the OS at the end of a segment. Every write of frames goes through here, so
+/// that unit tests can make one fail (`fault`).
+fn write_segment(mut file: &File, bytes: &[u8]) -> std::io::Result<()> {
+    #[cfg(test)]
+    if let Some(error) = fault::take(fault::Operation::Write) {
+        // As a file-size limit does: the bytes up to the limit land, the rest fail.
+        file.write_all(&bytes[..bytes.len() / 2])?;
+        return Err(error);
+    }
+    file.write_all(bytes)
+}
+
+/// Makes a segment's written bytes durable. Every fsync of frames goes through here, so that
+/// unit tests can make one fail (`fault`).
+fn sync_segment(file: &File) -> std::io::Result<()> {
+    #[cfg(test)]
+    if let Some(error) = fault::take(fault::Operation::Sync) {
+        return Err(error);
+    }
+    file.sync_data()
 }
