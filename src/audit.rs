@@ -44,10 +44,12 @@ pub fn audit_segment(
         Expected {
             first_seq: 1,
             first_message_id: 1,
+            store_id: None,
         },
         |header| Expected {
             first_seq: header.first_seq,
             first_message_id: header.first_message_id,
+            store_id: None,
         },
     );
     let end = replay::replay_segment(

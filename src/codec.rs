@@ -13,7 +13,8 @@ use crate::event::{
     BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, is_valid_name,
 };
 use crate::limits::{
-    FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES, MONEY_MICROS_MAX, SEGMENT_HEADER_BYTES,
+    FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES, MONEY_MICROS_MAX, SEGMENT_HEADER_V1_BYTES,
+    SEGMENT_HEADER_V2_BYTES,
 };
 use crate::money::Money;
 
@@ -22,8 +23,12 @@ const CONFIG: bincode::config::Configuration = bincode::config::standard();
 /// First eight bytes of every segment file.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"CMLOGSEG";
 
-/// The format this code writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The format of a segment without a store id: every segment a store created before store ids
+/// existed, and every segment such a store adds.
+pub(crate) const FORMAT_VERSION_1: u32 = 1;
+
+/// The format of a segment carrying its store's id: every segment of a store created since.
+pub(crate) const FORMAT_VERSION_2: u32 = 2;
 
 /// The fixed header at the start of a segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,30 +37,61 @@ pub(crate) struct SegmentHeader {
     pub first_seq: u64,
     /// Message id that the segment's first `MessageSent` gets.
     pub first_message_id: u64,
+    /// The id of the store the segment belongs to, chosen when the store was created; `None`
+    /// in a version 1 segment, which has no room for it.
+    pub store_id: Option<u64>,
 }
 
 impl SegmentHeader {
-    pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
-        let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
+    /// The format version the header is written in.
+    pub(crate) fn version(&self) -> u32 {
+        match self.store_id {
+            None => FORMAT_VERSION_1,
+            Some(_) => FORMAT_VERSION_2,
+        }
+    }
+
+    /// Bytes the header takes: where the segment's first frame starts.
+    pub(crate) fn len_bytes(&self) -> usize {
+        match self.store_id {
+            None => SEGMENT_HEADER_V1_BYTES,
+            Some(_) => SEGMENT_HEADER_V2_BYTES,
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let len = self.len_bytes();
+        let mut bytes = vec![0u8; len];
         bytes[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        bytes[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes[8..12].copy_from_slice(&self.version().to_le_bytes());
         bytes[12..20].copy_from_slice(&self.first_seq.to_le_bytes());
         bytes[20..28].copy_from_slice(&self.first_message_id.to_le_bytes());
-        let crc = crc32fast::hash(&bytes[0..28]);
-        bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+        if let Some(store_id) = self.store_id {
+            bytes[28..36].copy_from_slice(&store_id.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&bytes[0..len - 4]);
+        bytes[len - 4..len].copy_from_slice(&crc.to_le_bytes());
         bytes
     }
 
-    /// Decodes and checks a header; the error says which check failed.
+    /// Decodes and checks a header; the error says which check failed. The version field
+    /// (bytes 8..12) tells the layouts apart; a version 1 header is checked exactly as before
+    /// version 2 existed.
     pub(crate) fn decode(bytes: &[u8]) -> Result<SegmentHeader, String> {
-        let Some(bytes) = bytes.get(..SEGMENT_HEADER_BYTES) else {
+        let version_2 = bytes.get(8..12).map(|field| u32_at(field, 0)) == Some(FORMAT_VERSION_2);
+        let len = if version_2 {
+            SEGMENT_HEADER_V2_BYTES
+        } else {
+            SEGMENT_HEADER_V1_BYTES
+        };
+        let Some(bytes) = bytes.get(..len) else {
             return Err(format!(
-                "segment header is incomplete: {} of {SEGMENT_HEADER_BYTES} bytes",
+                "segment header is incomplete: {} of {len} bytes",
                 bytes.len()
             ));
         };
-        let stored_crc = u32_at(bytes, 28);
-        let computed_crc = crc32fast::hash(&bytes[0..28]);
+        let stored_crc = u32_at(bytes, len - 4);
+        let computed_crc = crc32fast::hash(&bytes[0..len - 4]);
         if stored_crc != computed_crc {
             return Err(format!(
                 "segment header checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"
@@ -65,14 +101,15 @@ impl SegmentHeader {
             return Err("not a commlog segment (bad magic)".to_string());
         }
         let version = u32_at(bytes, 8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION_1 && version != FORMAT_VERSION_2 {
             return Err(format!(
-                "unsupported format version {version} (this build reads {FORMAT_VERSION})"
+                "unsupported format version {version} (this build reads {FORMAT_VERSION_1} and {FORMAT_VERSION_2})"
             ));
         }
         let header = SegmentHeader {
             first_seq: u64_at(bytes, 12),
             first_message_id: u64_at(bytes, 20),
+            store_id: version_2.then(|| u64_at(bytes, 28)),
         };
         // Both count from 1, and the segment must leave room to count on.
         if header.first_seq == 0 || header.first_seq == u64::MAX {
@@ -649,9 +686,18 @@ mod tests {
 
     /// One segment holding every kind of frame, with fixed times: docs/FORMAT.md's example.
     fn golden_segment() -> Vec<u8> {
+        golden_segment_of(None)
+    }
+
+    /// The store id of `tests/golden/segment_v2.bin`.
+    const GOLDEN_STORE_ID: u64 = 0x0123_4567_89ab_cdef;
+
+    /// The golden segment's frames behind a header of the version `store_id` implies.
+    fn golden_segment_of(store_id: Option<u64>) -> Vec<u8> {
         let header = SegmentHeader {
             first_seq: 1,
             first_message_id: 1,
+            store_id,
         };
         let mut bytes = header.encode().to_vec();
         let mut cursor = FrameCursor::new(&header);
@@ -727,6 +773,7 @@ mod tests {
         let header = SegmentHeader {
             first_seq: 70_000,
             first_message_id: 1,
+            store_id: None,
         };
         let mut cursor = FrameCursor::new(&header);
         let event = Event::MessageDelivered {
@@ -775,6 +822,56 @@ mod tests {
     }
 
     #[test]
+    fn version_2_segment_bytes_match_their_golden_file() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/segment_v2.bin");
+        let bytes = golden_segment_of(Some(GOLDEN_STORE_ID));
+        if std::env::var_os("COMMLOG_BLESS").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let golden =
+            std::fs::read(&path).expect("tests/golden/segment_v2.bin (COMMLOG_BLESS=1 writes it)");
+        assert_eq!(
+            bytes, golden,
+            "the byte layout changed: that is a format change (docs/FORMAT.md)"
+        );
+        // Only the header differs from version 1: the frames behind it are the same bytes.
+        let version_1 = golden_segment();
+        assert_eq!(
+            bytes[SEGMENT_HEADER_V2_BYTES..],
+            version_1[SEGMENT_HEADER_V1_BYTES..]
+        );
+    }
+
+    #[test]
+    fn a_version_2_header_is_laid_out_as_documented_and_round_trips() {
+        let header = SegmentHeader {
+            first_seq: 412_733,
+            first_message_id: 9,
+            store_id: Some(GOLDEN_STORE_ID),
+        };
+        let bytes = header.encode();
+        assert_eq!(bytes.len(), SEGMENT_HEADER_V2_BYTES);
+        assert_eq!(&bytes[0..8], b"CMLOGSEG");
+        assert_eq!(bytes[8..12], 2u32.to_le_bytes());
+        assert_eq!(bytes[12..20], 412_733u64.to_le_bytes());
+        assert_eq!(bytes[20..28], 9u64.to_le_bytes());
+        assert_eq!(bytes[28..36], GOLDEN_STORE_ID.to_le_bytes());
+        assert_eq!(bytes[36..40], crc32fast::hash(&bytes[0..36]).to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
+        for len in 0..SEGMENT_HEADER_V2_BYTES {
+            assert!(SegmentHeader::decode(&bytes[..len]).is_err(), "{len} bytes");
+        }
+        let mut flipped = bytes.clone();
+        flipped[30] ^= 1;
+        assert!(
+            SegmentHeader::decode(&flipped)
+                .unwrap_err()
+                .contains("checksum")
+        );
+    }
+
+    #[test]
     fn golden_segment_decodes_to_the_same_frames() {
         let bytes = golden_segment();
         let header = SegmentHeader::decode(&bytes).unwrap();
@@ -782,11 +879,12 @@ mod tests {
             header,
             SegmentHeader {
                 first_seq: 1,
-                first_message_id: 1
+                first_message_id: 1,
+                store_id: None,
             }
         );
         let mut cursor = FrameCursor::new(&header);
-        let mut offset = SEGMENT_HEADER_BYTES;
+        let mut offset = SEGMENT_HEADER_V1_BYTES;
         let mut frames = Vec::new();
         while offset < bytes.len() {
             let raw = read_frame(&bytes[offset..]).unwrap();
@@ -823,6 +921,7 @@ mod tests {
         let header = SegmentHeader {
             first_seq: 9,
             first_message_id: 1,
+            store_id: None,
         };
         let mut cursor = FrameCursor::new(&header);
         let event = Event::BudgetSet {
@@ -854,7 +953,7 @@ mod tests {
     #[test]
     fn the_first_frame_is_laid_out_as_documented() {
         let bytes = golden_segment();
-        let frame = &bytes[SEGMENT_HEADER_BYTES..];
+        let frame = &bytes[SEGMENT_HEADER_V1_BYTES..];
         let body_len = usize::from(u16::from_le_bytes([frame[0], frame[1]]));
         let body = &frame[FRAME_PREFIX_BYTES..FRAME_PREFIX_BYTES + body_len];
         assert_eq!(

@@ -18,8 +18,12 @@ pub const FRAME_PREFIX_BYTES: usize = 6;
 /// past `Options::segment_bytes`.
 pub const CLOSE_MARKER_BYTES_MAX: u64 = 32;
 
-/// Bytes of the fixed header at the start of every segment file.
-pub const SEGMENT_HEADER_BYTES: usize = 32;
+/// Bytes of the fixed header at the start of a format version 1 segment file.
+pub const SEGMENT_HEADER_V1_BYTES: usize = 32;
+
+/// Bytes of the fixed header at the start of a format version 2 segment file: version 1's
+/// fields and the store id.
+pub const SEGMENT_HEADER_V2_BYTES: usize = 40;
 
 /// Default size at which a segment rolls over, in bytes.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
@@ -87,5 +91,6 @@ pub const MONEY_DOLLARS_MAX: f64 = 9e12;
 pub const MONEY_MICROS_MAX: i64 = 9_000_000_000_000_000_000;
 
 const _: () = assert!(FRAME_BODY_BYTES_MAX <= u16::MAX as usize);
-const _: () = assert!(SEGMENT_HEADER_BYTES as u64 + CLOSE_MARKER_BYTES_MAX <= SEGMENT_BYTES_MIN);
+const _: () = assert!(SEGMENT_HEADER_V1_BYTES < SEGMENT_HEADER_V2_BYTES);
+const _: () = assert!(SEGMENT_HEADER_V2_BYTES as u64 + CLOSE_MARKER_BYTES_MAX <= SEGMENT_BYTES_MIN);
 const _: () = assert!(MONEY_MICROS_MAX < i64::MAX);

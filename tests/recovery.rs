@@ -20,8 +20,8 @@ use commlog::{
 };
 use tempfile::TempDir;
 
-/// Bytes of the fixed segment header (codec.rs).
-const HEADER_BYTES: usize = 32;
+/// Bytes of the fixed segment header of a store created by this build (format version 2).
+const HEADER_BYTES: usize = 40;
 /// Bytes in front of every frame body: u16 length, u32 crc32.
 const FRAME_PREFIX_BYTES: usize = 6;
 /// Users of the script in [`track_event`].
@@ -250,16 +250,24 @@ fn truncate(path: &Path, len: usize) {
         .unwrap();
 }
 
-/// The header a segment starting at `first_seq` / `first_message_id` has (docs/FORMAT.md).
-fn segment_header(first_seq: u64, first_message_id: u64) -> [u8; HEADER_BYTES] {
+/// The header a segment of store `store_id` starting at `first_seq` / `first_message_id` has
+/// (docs/FORMAT.md, format version 2).
+fn segment_header(first_seq: u64, first_message_id: u64, store_id: u64) -> [u8; HEADER_BYTES] {
     let mut header = [0u8; HEADER_BYTES];
     header[0..8].copy_from_slice(b"CMLOGSEG");
-    header[8..12].copy_from_slice(&1u32.to_le_bytes());
+    header[8..12].copy_from_slice(&2u32.to_le_bytes());
     header[12..20].copy_from_slice(&first_seq.to_le_bytes());
     header[20..28].copy_from_slice(&first_message_id.to_le_bytes());
-    let crc = crc32fast::hash(&header[0..28]);
-    header[28..32].copy_from_slice(&crc.to_le_bytes());
+    header[28..36].copy_from_slice(&store_id.to_le_bytes());
+    let crc = crc32fast::hash(&header[0..36]);
+    header[36..40].copy_from_slice(&crc.to_le_bytes());
     header
+}
+
+/// The store id in the header of the store's first segment.
+fn store_id_of(data: &Path) -> u64 {
+    let bytes = fs::read(&segments(data)[0]).unwrap();
+    u64::from_le_bytes(bytes[28..36].try_into().unwrap())
 }
 
 /// Opens `data` for writing, expecting corruption; returns what the error names.
@@ -576,10 +584,10 @@ fn a_last_segment_with_an_incomplete_header_is_quarantined_whole() {
     // Sanity check of the hand-made header against a real one.
     assert_eq!(
         fs::read(last_segment(&closed)).unwrap()[..HEADER_BYTES],
-        segment_header(1, 1)
+        segment_header(1, 1, store_id_of(&closed))
     );
     let next_name = format!("{:020}.log", EVENTS + 1);
-    let header = segment_header(EVENTS + 1, EVENTS / 3 + 1);
+    let header = segment_header(EVENTS + 1, EVENTS / 3 + 1, store_id_of(&closed));
     let expected_views = reference_views(EVENTS);
 
     for len in 0..HEADER_BYTES {
@@ -628,7 +636,7 @@ fn a_last_segment_whose_header_fails_its_checksum_with_no_frame_after_it_is_quar
     const EVENTS: u64 = 9;
     let (_dir, data) = closed_store(options(SyncPolicy::Never), EVENTS);
     let next_name = format!("{:020}.log", EVENTS + 1);
-    let mut header = segment_header(EVENTS + 1, EVENTS / 3 + 1);
+    let mut header = segment_header(EVENTS + 1, EVENTS / 3 + 1, store_id_of(&data));
     header[29] ^= 0x10;
     fs::write(data.join(&next_name), header).unwrap();
 
@@ -736,7 +744,7 @@ fn a_bad_header_with_a_valid_frame_behind_it_is_corruption_even_when_no_frame_pr
 #[test]
 fn a_lone_segment_with_a_bad_header_and_no_frame_behind_it_is_quarantined_whole() {
     let name = format!("{:020}.log", 1);
-    let mut header = segment_header(1, 1).to_vec();
+    let mut header = segment_header(1, 1, 0x5eed).to_vec();
     header[13] ^= 1;
     // Nothing behind the header, or zeros (a file extended without its data).
     for zeros in [0, 4096] {

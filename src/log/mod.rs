@@ -24,11 +24,10 @@ use crate::codec::{self, Frame, FrameCursor, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::event::{Event, LoggedEvent};
 use crate::limits::{
-    ATTRIBUTION_WINDOW_DEFAULT, CLOSE_MARKER_BYTES_MAX, SEGMENT_BYTES_DEFAULT,
-    SEGMENT_HEADER_BYTES, WRITE_BUFFER_BYTES,
+    ATTRIBUTION_WINDOW_DEFAULT, CLOSE_MARKER_BYTES_MAX, SEGMENT_BYTES_DEFAULT, WRITE_BUFFER_BYTES,
 };
 use replay::Tail;
-use segment::create_segment;
+use segment::{create_segment, new_store_id};
 
 /// When an acknowledged call is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -102,6 +101,9 @@ pub(crate) struct Log {
     ends_with_close_marker: bool,
     durable_seq: Arc<AtomicU64>,
     poison: Arc<OnceLock<String>>,
+    /// What every new segment's header says about its store: the store's id, or `None` for a
+    /// store whose first segment is of format version 1 (it keeps writing that version).
+    store_id: Option<u64>,
 }
 
 impl Log {
@@ -174,13 +176,14 @@ impl Log {
         let header = SegmentHeader {
             first_seq: self.next_seq,
             first_message_id: self.cursor.next_message_id,
+            store_id: self.store_id,
         };
         let (file, path) =
             create_segment(&self.dir, &header).map_err(|error| self.poisoned(error))?;
         self.file = Arc::new(file);
         self.path = path;
         self.cursor = FrameCursor::new(&header);
-        self.segment_len = SEGMENT_HEADER_BYTES as u64;
+        self.segment_len = header.len_bytes() as u64;
         self.frame_count = 0;
         Ok(())
     }
@@ -222,44 +225,49 @@ impl SharedLog {
         last_seq: u64,
         next_message_id: u64,
     ) -> Result<SharedLog> {
-        let (file, path, cursor, segment_len, frame_count, ends_with_close_marker) = match tail {
-            None => {
-                let header = SegmentHeader {
-                    first_seq: last_seq + 1,
-                    first_message_id: next_message_id,
-                };
-                let (file, path) = create_segment(dir, &header)?;
-                (
-                    file,
-                    path,
-                    FrameCursor::new(&header),
-                    SEGMENT_HEADER_BYTES as u64,
-                    0,
-                    false,
-                )
-            }
-            Some(tail) => {
-                let file = OpenOptions::new()
-                    .append(true)
-                    .open(&tail.path)
-                    .map_err(|source| Error::io(&tail.path, source))?;
-                let io = |source| Error::io(&tail.path, source);
-                // Zeros after the last frame are not data; the next frame goes where they start.
-                if file.metadata().map_err(io)?.len() > tail.end {
-                    file.set_len(tail.end).map_err(io)?;
+        let (file, path, cursor, segment_len, frame_count, ends_with_close_marker, store_id) =
+            match tail {
+                None => {
+                    // No segment is left: the store starts here, in the current format.
+                    let header = SegmentHeader {
+                        first_seq: last_seq + 1,
+                        first_message_id: next_message_id,
+                        store_id: Some(new_store_id()),
+                    };
+                    let (file, path) = create_segment(dir, &header)?;
+                    (
+                        file,
+                        path,
+                        FrameCursor::new(&header),
+                        header.len_bytes() as u64,
+                        0,
+                        false,
+                        header.store_id,
+                    )
                 }
-                // A crashed writer's last frames may sit in the page cache only.
-                file.sync_all().map_err(io)?;
-                (
-                    file,
-                    tail.path,
-                    tail.cursor,
-                    tail.end,
-                    tail.frame_count,
-                    tail.ends_with_close_marker,
-                )
-            }
-        };
+                Some(tail) => {
+                    let file = OpenOptions::new()
+                        .append(true)
+                        .open(&tail.path)
+                        .map_err(|source| Error::io(&tail.path, source))?;
+                    let io = |source| Error::io(&tail.path, source);
+                    // Zeros after the last frame are not data; the next frame goes where they start.
+                    if file.metadata().map_err(io)?.len() > tail.end {
+                        file.set_len(tail.end).map_err(io)?;
+                    }
+                    // A crashed writer's last frames may sit in the page cache only.
+                    file.sync_all().map_err(io)?;
+                    (
+                        file,
+                        tail.path,
+                        tail.cursor,
+                        tail.end,
+                        tail.frame_count,
+                        tail.ends_with_close_marker,
+                        tail.store_id,
+                    )
+                }
+            };
         let log = Log {
             dir: dir.to_path_buf(),
             segment_bytes: options.segment_bytes,
@@ -273,6 +281,7 @@ impl SharedLog {
             ends_with_close_marker,
             durable_seq: Arc::new(AtomicU64::new(last_seq)),
             poison: Arc::new(OnceLock::new()),
+            store_id,
         };
         Ok(SharedLog {
             durable_seq: Arc::clone(&log.durable_seq),

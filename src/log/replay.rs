@@ -17,12 +17,13 @@ use crate::codec::{self, Frame, FrameCursor, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::event::LoggedEvent;
 use crate::limits::{
-    PIPELINED_REPLAY_BYTES_MIN, REPLAY_BATCH_EVENTS, REPLAY_BATCHES_IN_FLIGHT, SEGMENT_HEADER_BYTES,
+    PIPELINED_REPLAY_BYTES_MIN, REPLAY_BATCH_EVENTS, REPLAY_BATCHES_IN_FLIGHT,
+    SEGMENT_HEADER_V1_BYTES, SEGMENT_HEADER_V2_BYTES,
 };
 use crate::log::OpenReport;
 use crate::log::segment::{
     FILE_MODE, SegmentBytes, create_directory, list_segments, map_segment, read_segment,
-    sync_directory,
+    segment_file_name, sync_directory,
 };
 
 /// Name of the directory, inside the store, that keeps every cut-off tail.
@@ -44,6 +45,8 @@ pub(crate) struct Tail {
     pub end: u64,
     pub frame_count: u64,
     pub ends_with_close_marker: bool,
+    /// The store id its header carries (`None`: format version 1).
+    pub store_id: Option<u64>,
 }
 
 /// What replay found.
@@ -228,6 +231,7 @@ fn scan_segments<'a>(
         let expected = Expected {
             first_seq: expected_seq,
             first_message_id: next_message_id,
+            store_id: tail.as_ref().map(|previous| previous.store_id),
         };
         if let Some(previous) = &tail
             && *name_seq > expected_seq
@@ -276,6 +280,7 @@ fn scan_segments<'a>(
             end: segment.end,
             frame_count: segment.frame_count,
             ends_with_close_marker: segment.ends_with_close_marker,
+            store_id: segment.store_id,
         });
     }
     report.last_seq = expected_seq - 1;
@@ -300,6 +305,9 @@ pub(crate) enum Position {
 pub(crate) struct Expected {
     pub first_seq: u64,
     pub first_message_id: u64,
+    /// The store id the segment's header must carry (`Some(None)`: none, format version 1),
+    /// as the log's first segment says; `None` when nothing before it says (the first segment).
+    pub store_id: Option<Option<u64>>,
 }
 
 /// How one segment ended.
@@ -316,6 +324,8 @@ pub(crate) struct SegmentEnd {
     /// Where a torn tail starts, if the segment has one.
     pub torn_offset: Option<u64>,
     pub ends_with_close_marker: bool,
+    /// The store id the header carries (`None`: format version 1, or no valid header).
+    pub store_id: Option<u64>,
 }
 
 /// Replays one segment's `bytes` (`path` names it in errors), handing its events to `fold`.
@@ -337,20 +347,25 @@ pub(crate) fn replay_segment<'a>(
         Err(reason) => {
             // A header is written and fsynced before any frame goes behind it, so a valid frame
             // right behind it shows that the header had been whole: damage, not a crash.
-            let first_frame = bytes.get(SEGMENT_HEADER_BYTES..).unwrap_or_default();
-            if let Ok(raw) = codec::read_frame(first_frame) {
-                return Err(Error::corruption(
-                    path,
-                    0,
-                    format!(
-                        "{reason}; the valid frame at offset {SEGMENT_HEADER_BYTES} (seq {}) \
-                         shows the header had been written and fsynced",
-                        raw.seq()
-                    ),
-                ));
+            // The header's version may be what is damaged, so both places a first frame can
+            // start are looked at.
+            for first_frame_offset in [SEGMENT_HEADER_V1_BYTES, SEGMENT_HEADER_V2_BYTES] {
+                let first_frame = bytes.get(first_frame_offset..).unwrap_or_default();
+                if let Ok(raw) = codec::read_frame(first_frame) {
+                    return Err(Error::corruption(
+                        path,
+                        0,
+                        format!(
+                            "{reason}; the valid frame at offset {first_frame_offset} (seq {}) \
+                             shows the header had been written and fsynced",
+                            raw.seq()
+                        ),
+                    ));
+                }
             }
             // A crash right after creating the segment, unless a later frame proves otherwise.
-            if let Some(proof) = find_durable_proof(bytes, SEGMENT_HEADER_BYTES, expected.first_seq)
+            if let Some(proof) =
+                find_durable_proof(bytes, SEGMENT_HEADER_V1_BYTES, expected.first_seq)
             {
                 return Err(Error::corruption(path, 0, format!("{reason}; {proof}")));
             }
@@ -361,9 +376,16 @@ pub(crate) fn replay_segment<'a>(
                 end: 0,
                 torn_offset: Some(0),
                 ends_with_close_marker: false,
+                store_id: None,
             });
         }
     };
+    if let Some(store_id) = expected.store_id
+        && header.store_id != store_id
+    {
+        let (offset, reason) = foreign_store_reason(header.store_id, store_id);
+        return Err(Error::corruption(path, offset, reason));
+    }
     if header.first_seq != expected.first_seq {
         return Err(Error::corruption(
             path,
@@ -388,7 +410,7 @@ pub(crate) fn replay_segment<'a>(
     }
     let mut cursor = FrameCursor::new(&header);
     let mut next_seq = header.first_seq;
-    let mut offset = SEGMENT_HEADER_BYTES;
+    let mut offset = header.len_bytes();
     let mut frame_count = 0;
     let mut ends_with_close_marker = false;
     let mut torn_offset = None;
@@ -456,7 +478,38 @@ pub(crate) fn replay_segment<'a>(
         end: offset as u64,
         torn_offset,
         ends_with_close_marker,
+        store_id: header.store_id,
     })
+}
+
+/// Where a segment's header shows that it belongs to another store than the log's first
+/// segment (`store_id`: what that one says), and why.
+fn foreign_store_reason(found: Option<u64>, store_id: Option<u64>) -> (u64, String) {
+    let first_segment = segment_file_name(1);
+    match (found, store_id) {
+        (Some(found), Some(store_id)) => (
+            28,
+            format!(
+                "segment belongs to another store: its store id is {found:#018x}, but the \
+                 store's first segment {first_segment} has {store_id:#018x}"
+            ),
+        ),
+        (None, Some(store_id)) => (
+            8,
+            format!(
+                "segment belongs to another store: it is of format version 1, without a store \
+                 id, but the store's first segment {first_segment} has store id {store_id:#018x}"
+            ),
+        ),
+        (Some(found), None) => (
+            8,
+            format!(
+                "segment belongs to another store: it has store id {found:#018x}, but the \
+                 store's first segment {first_segment} is of format version 1, without one"
+            ),
+        ),
+        (None, None) => unreachable!("the ids are equal"),
+    }
 }
 
 /// Reads, checks and resolves the frame at the start of `bytes`.
@@ -591,7 +644,6 @@ fn cut_tail(dir: &Path, torn: &TornTail) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::segment::segment_file_name;
 
     /// The files in the store's quarantine directory.
     fn quarantined_files(dir: &Path) -> Vec<PathBuf> {

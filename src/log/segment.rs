@@ -1,10 +1,14 @@
 //! One segment file: its name, creation, and read-only mapping.
 
+use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write;
 use std::ops::Deref;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::Mmap;
 
@@ -91,6 +95,23 @@ pub(crate) fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<(File
     // A new segment's name is durable only once its directory is synced.
     sync_directory(dir)?;
     Ok((file, path))
+}
+
+/// A fresh store id: 64 bits hashed from the clock, the process id, a counter and the keys std
+/// draws from the OS for `RandomState`, so that two stores (even two made in the same
+/// nanosecond by one process) almost surely differ.
+pub(crate) fn new_store_id() -> u64 {
+    static STORES_CREATED: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    since_epoch.as_nanos().hash(&mut hasher);
+    std::process::id().hash(&mut hasher);
+    STORES_CREATED
+        .fetch_add(1, Ordering::Relaxed)
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A segment's bytes, mapped read-only, or read into memory.

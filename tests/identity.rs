@@ -1,0 +1,274 @@
+//! A store's segments carry the id of their store (format version 2): a segment copied in from
+//! another store is `Error::Corruption` naming it, even when its sequence numbers and message
+//! ids continue the log exactly. A store whose first segment is of format version 1 (written
+//! before store ids existed) keeps writing version 1 and opens with the same answers.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use commlog::{Channel, CommunicationStats, Error, MessageId, Options, StatsFilter, Store};
+use tempfile::TempDir;
+
+/// Bytes of a format version 1 segment header.
+const HEADER_V1_BYTES: usize = 32;
+/// Bytes of a format version 2 segment header.
+const HEADER_V2_BYTES: usize = 40;
+
+fn small_segments() -> Options {
+    Options {
+        segment_bytes: 512,
+        ..Options::default()
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 1, 9, 0, 0).unwrap()
+}
+
+/// Tracks event `i` (0-based) of a fixed script: every second event sends a message to one of
+/// three users, the next delivers it.
+fn track_event(store: &Store, i: u64) {
+    track_event_of_users(store, i, 1);
+}
+
+/// [`track_event`] with users numbered from `first_user`.
+fn track_event_of_users(store: &Store, i: u64, first_user: u64) {
+    let at = t0() + Duration::minutes(i as i64);
+    let latest = MessageId(i / 2 + 1);
+    if i.is_multiple_of(2) {
+        let sent = store
+            .track_message_sent_at(i % 3 + first_user, Channel::Sms, "low_balance", 0.05, at)
+            .unwrap();
+        assert_eq!(sent.id, latest);
+    } else {
+        store.track_message_delivered(latest, Some(at)).unwrap();
+    }
+}
+
+fn closed_store(data: &Path, events: std::ops::Range<u64>) {
+    let store = Store::open_with(data, small_segments()).unwrap();
+    for i in events {
+        track_event(&store, i);
+    }
+    store.close().unwrap();
+}
+
+fn stats(store: &Store) -> CommunicationStats {
+    store.get_communication_stats(&StatsFilter::new()).unwrap()
+}
+
+fn segments(data: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(data)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Every entry of `data` (a directory as `None`) but `LOCK`, which any writer's open
+/// rewrites with its process id.
+fn snapshot(data: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    fs::read_dir(data)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.file_name().unwrap() != "LOCK")
+        .map(|path| {
+            let bytes = path.is_file().then(|| fs::read(&path).unwrap());
+            (path, bytes)
+        })
+        .collect()
+}
+
+fn version_of(segment: &Path) -> u32 {
+    let bytes = fs::read(segment).unwrap();
+    u32::from_le_bytes(bytes[8..12].try_into().unwrap())
+}
+
+fn store_id_of(segment: &Path) -> u64 {
+    let bytes = fs::read(segment).unwrap();
+    assert_eq!(version_of(segment), 2);
+    u64::from_le_bytes(bytes[28..36].try_into().unwrap())
+}
+
+/// Rewrites every segment of `data` as the code before store ids wrote it: the same frames
+/// behind a format version 1 header (docs/FORMAT.md).
+fn rewrite_as_version_1(data: &Path) {
+    for segment in segments(data) {
+        let bytes = fs::read(&segment).unwrap();
+        assert_eq!(version_of(&segment), 2);
+        let mut rewritten = Vec::with_capacity(bytes.len());
+        rewritten.extend_from_slice(b"CMLOGSEG");
+        rewritten.extend_from_slice(&1u32.to_le_bytes());
+        rewritten.extend_from_slice(&bytes[12..28]);
+        let crc = crc32fast::hash(&rewritten);
+        rewritten.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(rewritten.len(), HEADER_V1_BYTES);
+        rewritten.extend_from_slice(&bytes[HEADER_V2_BYTES..]);
+        fs::write(&segment, rewritten).unwrap();
+    }
+}
+
+#[test]
+fn every_segment_of_a_new_store_carries_its_store_id_and_two_stores_differ() {
+    let dir = TempDir::new().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    closed_store(&first, 0..60);
+    closed_store(&second, 0..60);
+    let first_segments = segments(&first);
+    assert!(
+        first_segments.len() >= 3,
+        "{} segments",
+        first_segments.len()
+    );
+    let first_id = store_id_of(&first_segments[0]);
+    for segment in &first_segments {
+        assert_eq!(store_id_of(segment), first_id, "{}", segment.display());
+    }
+    assert_ne!(store_id_of(&segments(&second)[0]), first_id);
+}
+
+#[test]
+fn a_segment_from_another_store_with_matching_boundaries_is_corruption_naming_it() {
+    let dir = TempDir::new().unwrap();
+    let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+    closed_store(&ours, 0..60);
+    // The other store holds other users' messages, at the same sequence numbers and ids.
+    let other = Store::open_with(&theirs, small_segments()).unwrap();
+    for i in 0..60 {
+        track_event_of_users(&other, i, 101);
+    }
+    other.close().unwrap();
+    let (our_segments, their_segments) = (segments(&ours), segments(&theirs));
+    assert!(our_segments.len() >= 3, "{} segments", our_segments.len());
+
+    for index in [1, our_segments.len() - 1] {
+        let copy = dir.path().join(format!("copy{index}"));
+        fs::create_dir(&copy).unwrap();
+        for segment in &our_segments {
+            fs::copy(segment, copy.join(segment.file_name().unwrap())).unwrap();
+        }
+        let name = our_segments[index].file_name().unwrap();
+        let foreign = their_segments
+            .iter()
+            .find(|segment| segment.file_name().unwrap() == name)
+            .expect("the other store has a segment of the same name");
+        let header = |path: &Path| fs::read(path).unwrap()[12..28].to_vec();
+        assert_eq!(
+            header(foreign),
+            header(&our_segments[index]),
+            "same boundaries"
+        );
+        fs::copy(foreign, copy.join(name)).unwrap();
+        let before = snapshot(&copy);
+
+        for read_only in [false, true] {
+            let opened = if read_only {
+                Store::open_read_only(&copy)
+            } else {
+                Store::open_with(&copy, small_segments())
+            };
+            match opened {
+                Err(Error::Corruption {
+                    segment,
+                    offset,
+                    reason,
+                }) => {
+                    assert_eq!(segment, copy.join(name), "{reason}");
+                    assert_eq!(offset, 28, "{reason}");
+                    assert!(reason.contains("belongs to another store"), "{reason}");
+                }
+                Err(other) => panic!("expected Error::Corruption, got {other:?}"),
+                Ok(store) => panic!(
+                    "segment {index}: expected Error::Corruption, but open succeeded: {:?}",
+                    store.open_report()
+                ),
+            }
+            assert_eq!(
+                snapshot(&copy),
+                before,
+                "read-only {read_only}: files changed"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_version_1_segment_in_a_version_2_store_is_corruption_naming_it() {
+    let dir = TempDir::new().unwrap();
+    let (ours, old) = (dir.path().join("ours"), dir.path().join("old"));
+    closed_store(&ours, 0..60);
+    closed_store(&old, 0..60);
+    rewrite_as_version_1(&old);
+    let name = segments(&ours)[1].file_name().unwrap().to_owned();
+    fs::copy(old.join(&name), ours.join(&name)).unwrap();
+    let before = snapshot(&ours);
+    match Store::open_with(&ours, small_segments()) {
+        Err(Error::Corruption {
+            segment,
+            offset,
+            reason,
+        }) => {
+            assert_eq!((segment, offset), (ours.join(&name), 8), "{reason}");
+            assert!(reason.contains("belongs to another store"), "{reason}");
+        }
+        other => panic!("expected Error::Corruption, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(snapshot(&ours), before);
+}
+
+#[test]
+fn a_store_of_format_version_1_opens_with_the_same_answers_and_keeps_writing_version_1() {
+    let dir = TempDir::new().unwrap();
+    let (reference, old) = (dir.path().join("reference"), dir.path().join("old"));
+    closed_store(&reference, 0..40);
+    closed_store(&old, 0..40);
+    rewrite_as_version_1(&old);
+    let old_segments = segments(&old);
+    assert!(old_segments.len() >= 2, "{} segments", old_segments.len());
+
+    let reference_store = Store::open_read_only(&reference).unwrap();
+    let store = Store::open_with(&old, small_segments()).unwrap();
+    assert_eq!(store.open_report(), reference_store.open_report());
+    assert_eq!(stats(&store), stats(&reference_store));
+    drop(reference_store);
+
+    // Continued by this build: new segments are of version 1 too, and the answers stay those
+    // of a store that held the same events from the start.
+    for i in 40..100 {
+        track_event(&store, i);
+    }
+    store.close().unwrap();
+    closed_store(&reference, 40..100);
+    let continued = segments(&old);
+    assert!(continued.len() > old_segments.len() + 1);
+    for segment in &continued {
+        assert_eq!(version_of(segment), 1, "{}", segment.display());
+    }
+    let reopened = Store::open_with(&old, small_segments()).unwrap();
+    let reference_store = Store::open_read_only(&reference).unwrap();
+    assert_eq!(reopened.open_report(), reference_store.open_report());
+    assert_eq!(stats(&reopened), stats(&reference_store));
+    assert_eq!(
+        reopened
+            .get_user_communication_history(1, usize::MAX)
+            .unwrap(),
+        reference_store
+            .get_user_communication_history(1, usize::MAX)
+            .unwrap()
+    );
+}
+
+#[test]
+fn the_version_1_golden_segment_opens_as_a_store() {
+    let dir = TempDir::new().unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/segment_v1.bin");
+    fs::copy(&golden, dir.path().join(format!("{:020}.log", 1))).unwrap();
+    let store = Store::open_read_only(dir.path()).unwrap();
+    let report = store.open_report();
+    assert_eq!((report.segments, report.events, report.last_seq), (1, 7, 7));
+    assert_eq!(stats(&store).total_messages, 2);
+}
