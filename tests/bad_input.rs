@@ -667,25 +667,6 @@ fn a_report_more_than_five_minutes_before_its_message_was_sent_is_refused() {
         .unwrap();
 }
 
-/// A store with two messages, closed.
-fn small_store(dir: &Path) {
-    let store = Store::open_with(
-        dir,
-        Options {
-            sync: SyncPolicy::Never,
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    store
-        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.05, at(0))
-        .unwrap();
-    store
-        .track_message_sent_at(2, Channel::Email, "low_balance", 0.01, at(1))
-        .unwrap();
-    store.close().unwrap();
-}
-
 #[test]
 fn a_lock_or_segment_that_is_not_a_regular_file_is_never_followed() {
     use std::os::unix::fs::symlink;
@@ -696,7 +677,7 @@ fn a_lock_or_segment_that_is_not_a_regular_file_is_never_followed() {
     // A LOCK that is a symlink: refused, its target untouched.
     let dir = temp.path().join("lock");
     fs::create_dir(&dir).unwrap();
-    small_store(&dir);
+    store_with_two_messages(&dir).close().unwrap();
     fs::remove_file(dir.join(LOCK_FILE_NAME)).unwrap();
     symlink(&outside, dir.join(LOCK_FILE_NAME)).unwrap();
     match Store::open(&dir).map(drop) {
@@ -711,7 +692,7 @@ fn a_lock_or_segment_that_is_not_a_regular_file_is_never_followed() {
     for kind in ["symlink", "fifo"] {
         let dir = temp.path().join(kind);
         fs::create_dir(&dir).unwrap();
-        small_store(&dir);
+        store_with_two_messages(&dir).close().unwrap();
         let second = dir.join("00000000000000000003.log");
         if kind == "symlink" {
             symlink(&outside, &second).unwrap();
@@ -741,7 +722,7 @@ fn a_store_directory_others_can_write_is_refused_with_the_remedy() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
     fs::create_dir(&dir).unwrap();
-    small_store(&dir);
+    store_with_two_messages(&dir).close().unwrap();
     let before = snapshot(&dir);
     for mode in [0o777, 0o770, 0o702] {
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
