@@ -59,8 +59,19 @@ impl SegmentHeader {
         }
     }
 
+    /// Bytes the header's checksum covers; the checksum follows them. In version 2 the seal
+    /// slot comes after it, zeros until the segment is sealed ([`encode_seal`]).
+    fn checked_bytes(version_2: bool) -> usize {
+        if version_2 {
+            SEAL_SLOT_OFFSET - 4
+        } else {
+            SEGMENT_HEADER_V1_BYTES - 4
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let len = self.len_bytes();
+        let checked = SegmentHeader::checked_bytes(self.store_id.is_some());
         let mut bytes = vec![0u8; len];
         bytes[0..8].copy_from_slice(&SEGMENT_MAGIC);
         bytes[8..12].copy_from_slice(&self.version().to_le_bytes());
@@ -69,8 +80,8 @@ impl SegmentHeader {
         if let Some(store_id) = self.store_id {
             bytes[28..36].copy_from_slice(&store_id.to_le_bytes());
         }
-        let crc = crc32fast::hash(&bytes[0..len - 4]);
-        bytes[len - 4..len].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[0..checked]);
+        bytes[checked..checked + 4].copy_from_slice(&crc.to_le_bytes());
         bytes
     }
 
@@ -90,8 +101,9 @@ impl SegmentHeader {
                 bytes.len()
             ));
         };
-        let stored_crc = u32_at(bytes, len - 4);
-        let computed_crc = crc32fast::hash(&bytes[0..len - 4]);
+        let checked = SegmentHeader::checked_bytes(version_2);
+        let stored_crc = u32_at(bytes, checked);
+        let computed_crc = crc32fast::hash(&bytes[0..checked]);
         if stored_crc != computed_crc {
             return Err(format!(
                 "segment header checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"
@@ -123,6 +135,40 @@ impl SegmentHeader {
         }
         Ok(header)
     }
+}
+
+/// Where a version 2 header's seal slot starts: right after the header checksum, which does
+/// not cover it (the slot is written when the segment is sealed, after the header).
+pub(crate) const SEAL_SLOT_OFFSET: usize = 40;
+
+/// Bytes of the seal slot: the next segment's first seq (u64), a crc32 of those 8 bytes, and
+/// 4 bytes of zeros.
+pub(crate) const SEAL_SLOT_BYTES: usize = 16;
+
+const _: () = assert!(SEAL_SLOT_OFFSET + SEAL_SLOT_BYTES == SEGMENT_HEADER_V2_BYTES);
+
+/// The seal slot of a segment whose successor starts at `next_first_seq`.
+pub(crate) fn encode_seal(next_first_seq: u64) -> [u8; SEAL_SLOT_BYTES] {
+    let mut slot = [0u8; SEAL_SLOT_BYTES];
+    slot[0..8].copy_from_slice(&next_first_seq.to_le_bytes());
+    let crc = crc32fast::hash(&slot[0..8]);
+    slot[8..12].copy_from_slice(&crc.to_le_bytes());
+    slot
+}
+
+/// The next segment's first seq a version 2 segment's seal slot records, or `None` when the
+/// segment is not sealed: the slot is zeros, fails its checksum, or `bytes` is not a version
+/// 2 segment.
+pub(crate) fn decode_seal(bytes: &[u8]) -> Option<u64> {
+    if bytes.get(8..12).map(|field| u32_at(field, 0)) != Some(FORMAT_VERSION_2) {
+        return None;
+    }
+    let slot = bytes.get(SEAL_SLOT_OFFSET..SEAL_SLOT_OFFSET + SEAL_SLOT_BYTES)?;
+    let next_first_seq = u64_at(slot, 0);
+    let sealed = next_first_seq != 0
+        && u32_at(slot, 8) == crc32fast::hash(&slot[0..8])
+        && slot[12..16] == [0; 4];
+    sealed.then_some(next_first_seq)
 }
 
 fn u32_at(bytes: &[u8], offset: usize) -> u32 {
@@ -858,7 +904,38 @@ mod tests {
         assert_eq!(bytes[20..28], 9u64.to_le_bytes());
         assert_eq!(bytes[28..36], GOLDEN_STORE_ID.to_le_bytes());
         assert_eq!(bytes[36..40], crc32fast::hash(&bytes[0..36]).to_le_bytes());
+        assert_eq!(
+            bytes[40..56],
+            [0; 16],
+            "an unsealed segment's seal slot is zeros"
+        );
         assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
+        assert_eq!(decode_seal(&bytes), None);
+        // The header checksum leaves the seal slot out: sealing keeps the header valid.
+        let mut sealed = bytes.clone();
+        sealed[40..56].copy_from_slice(&encode_seal(412_900));
+        assert_eq!(sealed[40..48], 412_900u64.to_le_bytes());
+        assert_eq!(
+            sealed[48..52],
+            crc32fast::hash(&sealed[40..48]).to_le_bytes()
+        );
+        assert_eq!(sealed[52..56], [0; 4]);
+        assert_eq!(SegmentHeader::decode(&sealed), Ok(header));
+        assert_eq!(decode_seal(&sealed), Some(412_900));
+        // A damaged slot fails its checksum: not sealed.
+        for bit in 0..16 * 8 {
+            let mut damaged = sealed.clone();
+            damaged[40 + bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(decode_seal(&damaged), None, "bit {bit}");
+            assert_eq!(SegmentHeader::decode(&damaged), Ok(header), "bit {bit}");
+        }
+        // A version 1 header has no slot.
+        let version_1 = SegmentHeader {
+            store_id: None,
+            ..header
+        }
+        .encode();
+        assert_eq!(decode_seal(&version_1), None);
         for len in 0..SEGMENT_HEADER_V2_BYTES {
             assert!(SegmentHeader::decode(&bytes[..len]).is_err(), "{len} bytes");
         }

@@ -22,8 +22,8 @@ pub const CLOSE_MARKER_BYTES_MAX: u64 = 32;
 pub const SEGMENT_HEADER_V1_BYTES: usize = 32;
 
 /// Bytes of the fixed header at the start of a format version 2 segment file: version 1's
-/// fields and the store id.
-pub const SEGMENT_HEADER_V2_BYTES: usize = 40;
+/// fields, the store id, the header checksum and the seal slot (docs/FORMAT.md).
+pub const SEGMENT_HEADER_V2_BYTES: usize = 56;
 
 /// Default size at which a segment rolls over, in bytes.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;

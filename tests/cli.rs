@@ -2149,9 +2149,9 @@ fn a_corrupt_durable_frame_exits_2_naming_the_segment_and_offset() {
     assert_eq!(segments.len(), 1);
     let segment = &segments[0];
     let mut bytes = fs::read(segment).unwrap();
-    // The first frame starts after the 40-byte header: body_len (2), crc (4), then the body.
+    // The first frame starts after the 56-byte header: body_len (2), crc (4), then the body.
     // Every later call synced and closed cleanly, so this frame is provably durable.
-    let position = 40 + 6 + 4;
+    let position = 56 + 6 + 4;
     assert!(bytes.len() > position + 100);
     bytes[position] ^= 0x5a;
     fs::write(segment, &bytes).unwrap();

@@ -2,6 +2,10 @@
 //! another store is `Error::Corruption` naming it, even when its sequence numbers and message
 //! ids continue the log exactly. A store whose first segment is of format version 1 (written
 //! before store ids existed) keeps writing version 1 and opens with the same answers.
+//!
+//! A sealed version 2 segment names its successor in its header's seal slot, so deleting the
+//! newest segments is `Error::Corruption` naming the first missing file, while a crash before
+//! the seal (the successor held no event yet) opens clean.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,7 +18,7 @@ use tempfile::TempDir;
 /// Bytes of a format version 1 segment header.
 const HEADER_V1_BYTES: usize = 32;
 /// Bytes of a format version 2 segment header.
-const HEADER_V2_BYTES: usize = 40;
+const HEADER_V2_BYTES: usize = 56;
 
 fn small_segments() -> Options {
     Options {
@@ -250,7 +254,17 @@ fn a_store_of_format_version_1_opens_with_the_same_answers_and_keeps_writing_ver
     }
     let reopened = Store::open_with(&old, small_segments()).unwrap();
     let reference_store = Store::open_read_only(&reference).unwrap();
-    assert_eq!(reopened.open_report(), reference_store.open_report());
+    // The segment counts may differ: a version 1 header is smaller, so its segments hold
+    // more frames.
+    let (report, reference_report) = (reopened.open_report(), reference_store.open_report());
+    assert_eq!(
+        (report.events, report.last_seq, report.truncated_bytes),
+        (
+            reference_report.events,
+            reference_report.last_seq,
+            reference_report.truncated_bytes
+        )
+    );
     assert_eq!(stats(&reopened), stats(&reference_store));
     assert_eq!(
         reopened
@@ -271,4 +285,191 @@ fn the_version_1_golden_segment_opens_as_a_store() {
     let report = store.open_report();
     assert_eq!((report.segments, report.events, report.last_seq), (1, 7, 7));
     assert_eq!(stats(&store).total_messages, 2);
+}
+
+/// Copies every entry of `data` but `LOCK` into a new directory `copy`.
+fn copy_store(data: &Path, copy: &Path) {
+    fs::create_dir(copy).unwrap();
+    for segment in segments(data) {
+        fs::copy(&segment, copy.join(segment.file_name().unwrap())).unwrap();
+    }
+}
+
+/// The seal slot of a format version 2 segment header (docs/FORMAT.md).
+const SEAL_SLOT: std::ops::Range<usize> = 40..56;
+
+fn first_seq_of(segment: &Path) -> u64 {
+    let bytes = fs::read(segment).unwrap();
+    u64::from_le_bytes(bytes[12..20].try_into().unwrap())
+}
+
+fn first_message_id_of(segment: &Path) -> u64 {
+    let bytes = fs::read(segment).unwrap();
+    u64::from_le_bytes(bytes[20..28].try_into().unwrap())
+}
+
+#[test]
+fn deleting_the_newest_segments_is_corruption_naming_the_first_missing_file() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    closed_store(&data, 0..60);
+    let all = segments(&data);
+    assert!(all.len() >= 4, "{} segments", all.len());
+    for deleted in [1, 2] {
+        let copy = dir.path().join(format!("deleted{deleted}"));
+        copy_store(&data, &copy);
+        let kept = all.len() - deleted;
+        for segment in &all[kept..] {
+            fs::remove_file(copy.join(segment.file_name().unwrap())).unwrap();
+        }
+        let missing = copy.join(all[kept].file_name().unwrap());
+        let before = snapshot(&copy);
+        for read_only in [false, true] {
+            let opened = if read_only {
+                Store::open_read_only(&copy)
+            } else {
+                Store::open_with(&copy, small_segments())
+            };
+            match opened {
+                Err(Error::Corruption {
+                    segment,
+                    offset,
+                    reason,
+                }) => {
+                    assert_eq!(segment, missing, "{reason}");
+                    assert_eq!(offset, SEAL_SLOT.start as u64, "{reason}");
+                    assert!(reason.contains("missing"), "{reason}");
+                    let sealed = all[kept - 1].file_name().unwrap().to_string_lossy();
+                    assert!(reason.contains(sealed.as_ref()), "{reason}");
+                }
+                Err(other) => panic!("expected Error::Corruption, got {other:?}"),
+                Ok(store) => panic!(
+                    "{deleted} deleted, read-only {read_only}: expected Error::Corruption, \
+                     but open succeeded: {:?}",
+                    store.open_report()
+                ),
+            }
+            assert_eq!(
+                snapshot(&copy),
+                before,
+                "{deleted} deleted, read-only {read_only}: files changed"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_crash_between_creating_a_segment_and_sealing_its_predecessor_opens_clean() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    closed_store(&data, 0..60);
+    let all = segments(&data);
+    assert!(all.len() >= 3, "{} segments", all.len());
+    let newest = all.last().unwrap();
+    let (first_seq, first_message_id) = (first_seq_of(newest), first_message_id_of(newest));
+    let header = fs::read(newest).unwrap()[..HEADER_V2_BYTES].to_vec();
+    assert_eq!(
+        header[SEAL_SLOT], [0; 16],
+        "the newest segment is not sealed"
+    );
+
+    // With the new segment holding only its header, and with the crash before it was created.
+    for with_new_segment in [true, false] {
+        let copy = dir.path().join(format!("crashed{with_new_segment}"));
+        copy_store(&data, &copy);
+        let new_segment = copy.join(newest.file_name().unwrap());
+        let predecessor = copy.join(all[all.len() - 2].file_name().unwrap());
+        let mut bytes = fs::read(&predecessor).unwrap();
+        assert_ne!(
+            bytes[SEAL_SLOT], [0; 16],
+            "a rollover seals the old segment"
+        );
+        assert_eq!(
+            bytes[SEAL_SLOT.start..SEAL_SLOT.start + 8],
+            first_seq.to_le_bytes()
+        );
+        bytes[SEAL_SLOT].fill(0);
+        fs::write(&predecessor, bytes).unwrap();
+        if with_new_segment {
+            fs::write(&new_segment, &header).unwrap();
+        } else {
+            fs::remove_file(&new_segment).unwrap();
+        }
+
+        let store = Store::open_read_only(&copy).unwrap();
+        let report = store.open_report();
+        assert_eq!(
+            (report.events, report.last_seq),
+            (first_seq - 1, first_seq - 1)
+        );
+        assert_eq!(report.truncated_bytes, 0);
+        drop(store);
+        let store = Store::open_with(&copy, small_segments()).unwrap();
+        assert_eq!(store.open_report().last_seq, first_seq - 1);
+        // The log continues where it ends: the next message gets the next id.
+        let sent = store
+            .track_message_sent_at(7, Channel::Sms, "low_balance", 0.05, t0())
+            .unwrap();
+        assert_eq!(sent.id, MessageId(first_message_id));
+        for i in 1..=40 {
+            let sent = store
+                .track_message_sent_at(7, Channel::Sms, "low_balance", 0.05, t0())
+                .unwrap();
+            assert_eq!(sent.id, MessageId(first_message_id + i));
+        }
+        store.close().unwrap();
+        let reopened = Store::open_read_only(&copy).unwrap();
+        assert_eq!(reopened.open_report().last_seq, first_seq + 40);
+    }
+}
+
+#[test]
+fn a_damaged_seal_slot_reads_as_not_sealed() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    closed_store(&data, 0..60);
+    let reference = Store::open_read_only(&data).unwrap().open_report();
+    let first = segments(&data)[0].clone();
+    let mut bytes = fs::read(&first).unwrap();
+    bytes[SEAL_SLOT.start + 3] ^= 0x10;
+    fs::write(&first, bytes).unwrap();
+    let store = Store::open_read_only(&data).unwrap();
+    assert_eq!(store.open_report(), reference);
+}
+
+#[test]
+fn read_only_opens_racing_rollovers_find_no_missing_segment() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open_with(
+        &data,
+        Options {
+            sync: commlog::SyncPolicy::Never,
+            ..small_segments()
+        },
+    )
+    .unwrap();
+    track_event(&store, 0);
+    store.sync().unwrap();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            for i in 1..3000 {
+                track_event(&store, i);
+            }
+        });
+        let mut opens = 0;
+        while !writer.is_finished() || opens < 20 {
+            match Store::open_read_only(&data) {
+                Ok(_) => {}
+                Err(Error::Corruption {
+                    segment, reason, ..
+                }) => {
+                    panic!("open {opens}: {}: {reason}", segment.display())
+                }
+                Err(other) => panic!("open {opens}: {other:?}"),
+            }
+            opens += 1;
+        }
+    });
+    store.close().unwrap();
 }

@@ -21,7 +21,7 @@ use commlog::{
 use tempfile::TempDir;
 
 /// Bytes of the fixed segment header of a store created by this build (format version 2).
-const HEADER_BYTES: usize = 40;
+const HEADER_BYTES: usize = 56;
 /// Bytes in front of every frame body: u16 length, u32 crc32.
 const FRAME_PREFIX_BYTES: usize = 6;
 /// Users of the script in [`track_event`].

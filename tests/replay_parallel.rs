@@ -39,8 +39,8 @@ fn only_segment(dir: &Path) -> PathBuf {
 /// Start offsets of the frames in a segment (each frame: u16 body length, u32 crc, body).
 fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
-    // A store created by this build writes format version 2: a 40-byte header.
-    let mut offset = 40;
+    // A store created by this build writes format version 2: a 56-byte header.
+    let mut offset = 56;
     while offset < bytes.len() {
         offsets.push(offset);
         offset += 6 + usize::from(u16::from_le_bytes([bytes[offset], bytes[offset + 1]]));

@@ -19,7 +19,7 @@ const SPEC: Spec = Spec {
     users: 50,
     messages: 2000,
 };
-const HEADER_BYTES: u64 = 40;
+const HEADER_BYTES: u64 = 56;
 
 fn calls() -> Vec<Call> {
     Generator::calls(SPEC).collect()

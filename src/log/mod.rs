@@ -12,6 +12,7 @@ pub(crate) mod segment;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -168,6 +169,12 @@ impl Log {
     }
 
     /// Seals the current segment (written and fsynced whole) and starts the next one.
+    ///
+    /// The order makes a missing newest segment detectable (docs/FORMAT.md, "Rollover"): the
+    /// new segment and its directory entry are made durable, then (format version 2) the old
+    /// segment's seal slot names the new segment's first seq and is fsynced, and only then
+    /// does any frame go into the new segment. An old segment found unsealed at open thus
+    /// proves its successor never held an event.
     fn roll_over(&mut self) -> Result<()> {
         self.write_buffer()?;
         sync_segment(&self.file).map_err(|source| self.poisoned(Error::io(&self.path, source)))?;
@@ -180,6 +187,10 @@ impl Log {
         };
         let (file, path) =
             create_segment(&self.dir, &header).map_err(|error| self.poisoned(error))?;
+        if self.store_id.is_some() {
+            seal_segment(&self.path, header.first_seq)
+                .map_err(|source| self.poisoned(Error::io(&self.path, source)))?;
+        }
         self.file = Arc::new(file);
         self.path = path;
         self.cursor = FrameCursor::new(&header);
@@ -403,6 +414,18 @@ fn write_segment(mut file: &File, bytes: &[u8]) -> std::io::Result<()> {
         return Err(error);
     }
     file.write_all(bytes)
+}
+
+/// Writes a version 2 segment's seal slot, naming `next_first_seq` as its successor's first
+/// seq, and makes it durable. The slot lies inside the header, so it is written in place
+/// through a handle of its own (the segment's handle appends).
+fn seal_segment(path: &Path, next_first_seq: u64) -> std::io::Result<()> {
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.write_all_at(
+        &codec::encode_seal(next_first_seq),
+        codec::SEAL_SLOT_OFFSET as u64,
+    )?;
+    file.sync_data()
 }
 
 /// Makes a segment's written bytes durable. Every fsync of frames goes through here, so that

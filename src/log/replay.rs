@@ -13,7 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use crate::codec::{self, Frame, FrameCursor, SegmentHeader};
+use crate::codec::{self, Frame, FrameCursor, SEAL_SLOT_OFFSET, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::event::LoggedEvent;
 use crate::limits::{
@@ -71,11 +71,14 @@ pub(crate) fn replay(
     mode: Mode,
     fold: &mut dyn FnMut(&LoggedEvent<'_>),
 ) -> Result<Replayed> {
-    let segments = list_segments(dir)?;
-    let maps = map_segments(&segments, mode)?;
-    let scanned = scan_segments(&segments, &maps, Checksums::Verify, &mut |logged, _| {
-        fold(logged)
-    })?;
+    let (segments, maps) = list_and_map_segments(dir, mode)?;
+    let scanned = scan_segments(
+        dir,
+        &segments,
+        &maps,
+        Checksums::Verify,
+        &mut |logged, _| fold(logged),
+    )?;
     // The maps must be gone before a torn tail is cut off.
     drop(maps);
     finish(dir, mode, scanned)
@@ -96,8 +99,7 @@ pub(crate) fn replay_parallel<S: Send>(
         let replayed = replay(dir, mode, &mut |logged| fold(&mut state, logged))?;
         Ok((state, replayed))
     };
-    let segments = list_segments(dir)?;
-    let maps = map_segments(&segments, mode)?;
+    let (segments, maps) = list_and_map_segments(dir, mode)?;
     let total_bytes: usize = maps.iter().map(|bytes| bytes.len()).sum();
     if total_bytes < PIPELINED_REPLAY_BYTES_MIN {
         drop(maps);
@@ -124,6 +126,7 @@ pub(crate) fn replay_parallel<S: Send>(
         });
         let mut batch = Vec::with_capacity(REPLAY_BATCH_EVENTS);
         let scanned = scan_segments(
+            dir,
             &segments,
             &maps,
             Checksums::Deferred,
@@ -177,6 +180,82 @@ fn map_segments(segments: &[(u64, PathBuf)], mode: Mode) -> Result<Vec<SegmentBy
         .collect()
 }
 
+/// The store's segment files, ordered by first sequence number (`list_segments`).
+type Segments = Vec<(u64, PathBuf)>;
+
+/// Lists the store's segments and gets their bytes. A read-only open races a writer: the last
+/// segment listed may have been sealed by a rollover before its bytes were read, its successor
+/// created after the listing. Then the successor the seal names is read too, and so on while
+/// the segment read last is sealed and its successor exists, so that a successor that exists
+/// is replayed rather than reported missing. Each step reads a segment the writer has already
+/// filled, so the reader catches up with it.
+fn list_and_map_segments(dir: &Path, mode: Mode) -> Result<(Segments, Vec<SegmentBytes>)> {
+    let mut segments = list_segments(dir)?;
+    let mut maps = map_segments(&segments, mode)?;
+    if mode == Mode::ReadOnly {
+        while let (Some((last_seq, _)), Some(next_first_seq)) = (
+            segments.last(),
+            maps.last().and_then(|bytes| codec::decode_seal(bytes)),
+        ) {
+            let path = dir.join(segment_file_name(next_first_seq));
+            if next_first_seq <= *last_seq || !path.exists() {
+                break;
+            }
+            maps.push(read_segment(&path)?);
+            segments.push((next_first_seq, path));
+        }
+    }
+    Ok((segments, maps))
+}
+
+/// Checks every version 2 segment's seal slot against the segments listed: a sealed segment
+/// names its successor's first seq, and that successor must be the next segment listed. A
+/// sealed last segment means its successor, and any segment after it, is missing. A slot of
+/// zeros or failing its checksum means "not sealed", which needs no check: a successor gets
+/// frames only once its predecessor's seal is durable, so it held no event.
+fn check_seals(dir: &Path, segments: &[(u64, PathBuf)], maps: &[SegmentBytes]) -> Result<()> {
+    for (index, ((_, path), bytes)) in segments.iter().zip(maps).enumerate() {
+        let Some(next_first_seq) = codec::decode_seal(bytes) else {
+            continue;
+        };
+        let name = |path: &Path| {
+            path.file_name()
+                .expect("segment paths name a file")
+                .to_string_lossy()
+                .into_owned()
+        };
+        let expected_name = segment_file_name(next_first_seq);
+        match segments.get(index + 1) {
+            None => {
+                return Err(Error::corruption(
+                    &dir.join(&expected_name),
+                    SEAL_SLOT_OFFSET as u64,
+                    format!(
+                        "segment file is missing: segment {} was sealed (seal slot at offset \
+                         {SEAL_SLOT_OFFSET}) when its successor {expected_name}, starting at \
+                         seq {next_first_seq}, had been created; the newest segments were \
+                         deleted or lost",
+                        name(path)
+                    ),
+                ));
+            }
+            Some((next_seq, next_path)) if *next_seq != next_first_seq => {
+                return Err(Error::corruption(
+                    path,
+                    SEAL_SLOT_OFFSET as u64,
+                    format!(
+                        "seal slot names the next segment {expected_name} (first seq \
+                         {next_first_seq}), but the next segment is {}",
+                        name(next_path)
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Deals with a torn tail (a writer quarantines and cuts it) and reports.
 fn finish(dir: &Path, mode: Mode, scanned: Scanned) -> Result<Replayed> {
     let Scanned {
@@ -212,6 +291,7 @@ struct Scanned {
 
 /// Replays the mapped segments in order, checking that each continues the one before.
 fn scan_segments<'a>(
+    dir: &Path,
     segments: &[(u64, PathBuf)],
     maps: &'a [SegmentBytes],
     checksums: Checksums,
@@ -283,6 +363,7 @@ fn scan_segments<'a>(
             store_id: segment.store_id,
         });
     }
+    check_seals(dir, segments, maps)?;
     report.last_seq = expected_seq - 1;
     Ok(Scanned {
         report,
