@@ -151,10 +151,7 @@ fn a_segment_from_another_store_with_matching_boundaries_is_corruption_naming_it
 
     for index in [1, our_segments.len() - 1] {
         let copy = dir.path().join(format!("copy{index}"));
-        fs::create_dir(&copy).unwrap();
-        for segment in &our_segments {
-            fs::copy(segment, copy.join(segment.file_name().unwrap())).unwrap();
-        }
+        copy_store(&ours, &copy);
         let name = our_segments[index].file_name().unwrap();
         let foreign = their_segments
             .iter()
@@ -167,35 +164,12 @@ fn a_segment_from_another_store_with_matching_boundaries_is_corruption_naming_it
             "same boundaries"
         );
         fs::copy(foreign, copy.join(name)).unwrap();
-        let before = snapshot(&copy);
-
-        for read_only in [false, true] {
-            let opened = if read_only {
-                Store::open_read_only(&copy)
-            } else {
-                Store::open_with(&copy, small_segments())
-            };
-            match opened {
-                Err(Error::Corruption {
-                    segment,
-                    offset,
-                    reason,
-                }) => {
-                    assert_eq!(segment, copy.join(name), "{reason}");
-                    assert_eq!(offset, 28, "{reason}");
-                    assert!(reason.contains("belongs to another store"), "{reason}");
-                }
-                Err(other) => panic!("expected Error::Corruption, got {other:?}"),
-                Ok(store) => panic!(
-                    "segment {index}: expected Error::Corruption, but open succeeded: {:?}",
-                    store.open_report()
-                ),
-            }
-            assert_eq!(
-                snapshot(&copy),
-                before,
-                "read-only {read_only}: files changed"
-            );
+        for (segment, offset, reason) in
+            corruption_on_both_opens(&copy, &format!("segment {index}"))
+        {
+            assert_eq!(segment, copy.join(name), "{reason}");
+            assert_eq!(offset, 28, "{reason}");
+            assert!(reason.contains("belongs to another store"), "{reason}");
         }
     }
 }
@@ -288,6 +262,40 @@ fn the_version_1_golden_segment_opens_as_a_store() {
 }
 
 /// Copies every entry of `data` but `LOCK` into a new directory `copy`.
+/// Opens `dir` for writing, then read-only: each must fail with `Error::Corruption` and change
+/// no file (`what` names the case). Returns each error's segment, offset and reason.
+fn corruption_on_both_opens(dir: &Path, what: &str) -> Vec<(PathBuf, u64, String)> {
+    let before = snapshot(dir);
+    let mut found = Vec::new();
+    for read_only in [false, true] {
+        let opened = if read_only {
+            Store::open_read_only(dir)
+        } else {
+            Store::open_with(dir, small_segments())
+        };
+        match opened {
+            Err(Error::Corruption {
+                segment,
+                offset,
+                reason,
+            }) => found.push((segment, offset, reason)),
+            Err(other) => {
+                panic!("{what}, read-only {read_only}: expected Error::Corruption, got {other:?}")
+            }
+            Ok(store) => panic!(
+                "{what}, read-only {read_only}: expected Error::Corruption, but open succeeded: {:?}",
+                store.open_report()
+            ),
+        }
+        assert_eq!(
+            snapshot(dir),
+            before,
+            "{what}, read-only {read_only}: files changed"
+        );
+    }
+    found
+}
+
 fn copy_store(data: &Path, copy: &Path) {
     fs::create_dir(copy).unwrap();
     for segment in segments(data) {
@@ -323,37 +331,14 @@ fn deleting_the_newest_segments_is_corruption_naming_the_first_missing_file() {
             fs::remove_file(copy.join(segment.file_name().unwrap())).unwrap();
         }
         let missing = copy.join(all[kept].file_name().unwrap());
-        let before = snapshot(&copy);
-        for read_only in [false, true] {
-            let opened = if read_only {
-                Store::open_read_only(&copy)
-            } else {
-                Store::open_with(&copy, small_segments())
-            };
-            match opened {
-                Err(Error::Corruption {
-                    segment,
-                    offset,
-                    reason,
-                }) => {
-                    assert_eq!(segment, missing, "{reason}");
-                    assert_eq!(offset, SEAL_SLOT.start as u64, "{reason}");
-                    assert!(reason.contains("missing"), "{reason}");
-                    let sealed = all[kept - 1].file_name().unwrap().to_string_lossy();
-                    assert!(reason.contains(sealed.as_ref()), "{reason}");
-                }
-                Err(other) => panic!("expected Error::Corruption, got {other:?}"),
-                Ok(store) => panic!(
-                    "{deleted} deleted, read-only {read_only}: expected Error::Corruption, \
-                     but open succeeded: {:?}",
-                    store.open_report()
-                ),
-            }
-            assert_eq!(
-                snapshot(&copy),
-                before,
-                "{deleted} deleted, read-only {read_only}: files changed"
-            );
+        let sealed = all[kept - 1].file_name().unwrap().to_string_lossy();
+        for (segment, offset, reason) in
+            corruption_on_both_opens(&copy, &format!("{deleted} deleted"))
+        {
+            assert_eq!(segment, missing, "{reason}");
+            assert_eq!(offset, SEAL_SLOT.start as u64, "{reason}");
+            assert!(reason.contains("missing"), "{reason}");
+            assert!(reason.contains(sealed.as_ref()), "{reason}");
         }
     }
 }
