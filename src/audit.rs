@@ -1,12 +1,26 @@
-//! Offline audit: read the log, event by event, without opening a store for writing.
+//! Offline audit: what the log holds and every piece of damage in it, read-only.
+//!
+//! [`audit`] runs open's own checks (a read-only replay) for the verdict and the first finding,
+//! then, on a damaged log, walks every segment again, resynchronising after each bad frame, to
+//! list all the damage. [`crate::repair`] acts on what it finds.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
-use crate::codec::SegmentHeader;
-use crate::error::Result;
-use crate::event::LoggedEvent;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, Frame, FrameCursor, SEAL_SLOT_OFFSET, SegmentHeader};
+use crate::error::{Error, Result};
+use crate::event::{Event, LoggedEvent};
+use crate::limits::{
+    CLOCK_SKEW_MS_MAX, SEGMENT_HEADER_V1_BYTES, SEGMENT_HEADER_V2_BYTES, TIME_AFTER_CLOCK_MS_MAX,
+    TIME_MS_MIN, USER_ID_MAX,
+};
 use crate::log::OpenReport;
-use crate::log::replay::{self, Checksums, Expected, Mode, Position};
+use crate::log::replay::{self, Checksums, Expected, Mode, Position, QUARANTINE_DIRECTORY};
+use crate::log::segment::{map_segment, parse_segment_file_name, read_segment, segment_file_name};
+use crate::store::LOCK_FILE_NAME;
 
 /// What one segment's bytes hold, read as the last segment of a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,4 +91,1030 @@ pub fn read_log(
     mut visit: impl FnMut(&LoggedEvent<'_>),
 ) -> Result<OpenReport> {
     Ok(replay::replay(dir.as_ref(), Mode::ReadOnly, &mut visit)?.report)
+}
+
+/// What the next open will do with the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every byte checks out (or, beside a running writer, all but its unfinished end).
+    Clean,
+    /// A torn tail or header from a crash: the next writable open quarantines and cuts it.
+    Torn,
+    /// Damage open refuses ([`Error::Corruption`]), or with `deep`, events whose meaning is
+    /// wrong: restore the segment from a backup, else `commlog repair --cut`.
+    Corrupt,
+}
+
+/// What removes a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Fix {
+    /// The next writable open (or `commlog repair`) quarantines it.
+    #[serde(rename = "open")]
+    Open,
+    /// Only cutting the log there removes it: `commlog repair --cut`, after trying a backup.
+    #[serde(rename = "repair --cut")]
+    RepairCut,
+}
+
+/// One piece of damage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// `torn_tail`, `torn_header`, `header`, `frame`, `foreign_segment`, `misnamed_segment`,
+    /// `gap`, `missing_segment`, `seal_mismatch`, `not_regular_file` or (with `deep`) `meaning`.
+    pub kind: String,
+    /// The segment file's name (for `missing_segment`, the name of the file that is missing).
+    pub segment: String,
+    /// Offset of the first bad byte in that file.
+    pub offset: u64,
+    /// How many bytes the damage spans, up to the next valid frame or the file's end (0 for a
+    /// whole missing file or a single bad field).
+    pub bytes: u64,
+    /// The sequence number the bad bytes should have held, where known.
+    pub seq: Option<u64>,
+    /// What check failed.
+    pub reason: String,
+    /// What removes it.
+    pub fix: Fix,
+    /// Where a cut for this finding starts: the segment's position in the listing and the
+    /// offset from which bytes go to quarantine.
+    #[serde(skip)]
+    pub(crate) cut: CutPoint,
+}
+
+/// Where `repair --cut` cuts: everything from `offset` of the `index`-th segment on, and every
+/// later segment, goes to quarantine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct CutPoint {
+    pub index: usize,
+    pub offset: u64,
+}
+
+/// One segment file, as audit read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentSummary {
+    /// File name.
+    pub file: String,
+    /// First sequence number its header gives (`None`: no valid header).
+    pub first_seq: Option<u64>,
+    /// Last sequence number of a valid event in it (`None`: none).
+    pub last_seq: Option<u64>,
+    /// Valid events read in it, also after damage.
+    pub events: u64,
+    /// File size.
+    pub bytes: u64,
+    /// Whether it is sealed: a later segment follows it (its seal slot says so, or, format
+    /// version 1, a later segment exists).
+    pub sealed: bool,
+    /// Earliest append time of its events (the clock at each call), where readable.
+    #[serde(with = "crate::serde_time::optional")]
+    pub time_min: Option<DateTime<Utc>>,
+    /// Latest append time of its events.
+    #[serde(with = "crate::serde_time::optional")]
+    pub time_max: Option<DateTime<Utc>>,
+}
+
+/// A file kept in the store's `quarantine/` directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineFile {
+    /// Path relative to the store directory, e.g. `quarantine/00000000000000000001.log.96.tail`.
+    pub file: String,
+    /// Size.
+    pub bytes: u64,
+}
+
+/// A running writer's unfinished end: bytes being written, not damage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The segment being written.
+    pub segment: String,
+    /// Where the unfinished frames start.
+    pub offset: u64,
+    /// How many bytes of them audit saw.
+    pub bytes: u64,
+}
+
+/// Everything [`audit`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// What the next open does.
+    pub verdict: Verdict,
+    /// Events the log holds up to its first finding: what an open (or `repair --cut`) keeps.
+    pub events: u64,
+    /// Bytes of all segment files.
+    pub bytes: u64,
+    /// Sequence number of the last of those events (0: none).
+    pub last_seq: u64,
+    /// Highest sequence number proven durable: the end of a sealed segment, a close marker, or
+    /// the durability a later frame records.
+    pub durable_seq: u64,
+    /// Every segment file, in log order.
+    pub segments: Vec<SegmentSummary>,
+    /// Every piece of damage; the first is what open reports.
+    pub findings: Vec<Finding>,
+    /// The files in `quarantine/`.
+    pub quarantine: Vec<QuarantineFile>,
+    /// Beside a running writer: its unfinished end, which is not a finding.
+    pub in_flight: Option<InFlight>,
+}
+
+impl Audit {
+    /// Where `repair --cut` cuts: the earliest finding in log order (open's first finding, or
+    /// one before it that open checks later, such as a seal).
+    pub(crate) fn cut_point(&self) -> Option<CutPoint> {
+        self.findings.iter().map(|finding| finding.cut).min()
+    }
+}
+
+/// Audits the store in `dir` without changing a byte: the verdict the next open would reach,
+/// every finding, each segment, the quarantine. With `deep`, also checks each event's meaning
+/// against the events before it (a report names a message sent before it, its time is not
+/// before the send by more than the clock skew allowed, times and user ids within their
+/// bounds, durability never going back); such findings make the verdict
+/// [`Verdict::Corrupt`] although open accepts them.
+///
+/// Fails with [`Error::Io`] when a file cannot be read, and with [`Error::InvalidInput`] when
+/// `dir` holds no store.
+pub fn audit(dir: impl AsRef<Path>, deep: bool) -> Result<Audit> {
+    audit_with(dir.as_ref(), deep, false)
+}
+
+/// [`audit`], deep, for a caller holding the writer lock: there is no other writer whose
+/// unfinished end to spare.
+pub(crate) fn audit_locked(dir: &Path) -> Result<Audit> {
+    audit_with(dir, true, true)
+}
+
+fn audit_with(dir: &Path, deep: bool, lock_held: bool) -> Result<Audit> {
+    let writer_before = !lock_held && writer_running(dir)?;
+    let listed = list_segment_files(dir)?;
+    check_format_versions(&listed)?;
+    let first_seqs: Vec<u64> = listed.iter().map(|(seq, _)| *seq).collect();
+    let oracle = if deep {
+        let mut tally = Tally::new(&first_seqs, true);
+        replay::replay(dir, Mode::ReadOnly, &mut |logged| tally.add(logged)).map(|r| (tally, r))
+    } else {
+        replay::replay_parallel(
+            dir,
+            Mode::ReadOnly,
+            || Tally::new(&first_seqs, false),
+            |tally, logged| tally.add(logged),
+        )
+    };
+    let writer_running = writer_before || (!lock_held && writer_running(dir)?);
+    let quarantine = list_quarantine(dir)?;
+    match oracle {
+        Ok((tally, replayed)) => {
+            let mut audit = clean_audit(dir, &listed, &tally, &replayed, quarantine)?;
+            if let Some(torn) = torn_finding(&audit, &replayed) {
+                if writer_running {
+                    audit.in_flight = Some(InFlight {
+                        segment: torn.segment,
+                        offset: torn.offset,
+                        bytes: torn.bytes,
+                    });
+                } else {
+                    audit.verdict = Verdict::Torn;
+                    audit.findings.push(torn);
+                }
+            }
+            if !tally.meaning.is_empty() {
+                audit.verdict = Verdict::Corrupt;
+                let findings = meaning_findings(&listed, &tally.meaning)?;
+                audit.findings.splice(0..0, findings);
+                if let Some(first) = audit.findings.first() {
+                    let seq = first.seq.unwrap_or(1);
+                    audit.events = seq - 1;
+                    audit.last_seq = seq - 1;
+                }
+            }
+            Ok(audit)
+        }
+        Err(Error::Corruption {
+            segment,
+            offset,
+            reason,
+        }) => {
+            let scan = scan_damage(dir)?;
+            let first = open_finding(dir, &scan, &segment, offset, reason);
+            let mut findings = vec![first.clone()];
+            findings.extend(scan.findings.into_iter().filter(|finding| {
+                (&finding.segment, finding.offset) != (&first.segment, first.offset)
+            }));
+            let kept = events_before(&scan.segments, &scan.event_starts, first.cut);
+            Ok(Audit {
+                verdict: Verdict::Corrupt,
+                events: kept,
+                bytes: scan.segments.iter().map(|segment| segment.bytes).sum(),
+                last_seq: kept,
+                durable_seq: scan.durable_seq,
+                segments: scan.segments,
+                findings,
+                quarantine,
+                in_flight: None,
+            })
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether another process holds the store's writer lock. Looks without taking it for longer
+/// than a moment, and without creating the lock file.
+fn writer_running(dir: &Path) -> Result<bool> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => return Err(Error::io(&path, source)),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::io(&path, source)),
+    }
+}
+
+/// Refuses, as an I/O error (audit could not finish, the log is not judged), a segment that a
+/// newer commlog wrote.
+fn check_format_versions(listed: &[(u64, PathBuf)]) -> Result<()> {
+    for (_, path) in listed {
+        if !std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_file()) {
+            continue;
+        }
+        if let Some(version) =
+            codec::newer_format_version(&read_prefix(path, SEGMENT_HEADER_V2_BYTES)?)
+        {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    format!(
+                        "segment format version {version} is newer than this commlog reads (1 \
+                         and 2): audit it with the commlog that wrote it"
+                    ),
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The store's segment files by name, in order, without judging them.
+fn list_segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|source| Error::io(dir, source))? {
+        let entry = entry.map_err(|source| Error::io(dir, source))?;
+        if let Some(first_seq) = entry.file_name().to_str().and_then(parse_segment_file_name) {
+            segments.push((first_seq, entry.path()));
+        }
+    }
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+/// The files under `quarantine/`, by path.
+fn list_quarantine(dir: &Path) -> Result<Vec<QuarantineFile>> {
+    let mut files = Vec::new();
+    let mut pending = vec![PathBuf::from(QUARANTINE_DIRECTORY)];
+    while let Some(relative) = pending.pop() {
+        let path = dir.join(&relative);
+        let entries = match std::fs::read_dir(&path) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(Error::io(&path, source)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::io(&path, source))?;
+            let relative = relative.join(entry.file_name());
+            let metadata = std::fs::symlink_metadata(entry.path())
+                .map_err(|source| Error::io(&entry.path(), source))?;
+            if metadata.is_dir() {
+                pending.push(relative);
+            } else {
+                files.push(QuarantineFile {
+                    file: relative.to_string_lossy().into_owned(),
+                    bytes: metadata.len(),
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(files)
+}
+
+/// Per-segment counts and times, and with `deep` the meaning checks, folded over the events a
+/// replay hands over. Segments are told apart by their names' first seqs.
+struct Tally<'a> {
+    first_seqs: &'a [u64],
+    per_segment: Vec<SegmentTally>,
+    durable_seq: u64,
+    /// With `deep`: each message's sent time, by id (index 0 unused).
+    sent_ms: Option<Vec<i64>>,
+    /// With `deep`: (seq, reason) of each event whose meaning is wrong.
+    meaning: Vec<(u64, String)>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct SegmentTally {
+    events: u64,
+    last_seq: u64,
+    time_min: Option<i64>,
+    time_max: Option<i64>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(first_seqs: &'a [u64], deep: bool) -> Tally<'a> {
+        Tally {
+            first_seqs,
+            per_segment: vec![SegmentTally::default(); first_seqs.len().max(1)],
+            durable_seq: 0,
+            sent_ms: deep.then(|| vec![0]),
+            meaning: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, logged: &LoggedEvent<'_>) {
+        let index = self
+            .first_seqs
+            .partition_point(|first_seq| *first_seq <= logged.seq)
+            .saturating_sub(1);
+        let segment = &mut self.per_segment[index];
+        segment.events += 1;
+        segment.last_seq = logged.seq;
+        segment.time_min = Some(
+            segment
+                .time_min
+                .map_or(logged.appended_ms, |t| t.min(logged.appended_ms)),
+        );
+        segment.time_max = Some(
+            segment
+                .time_max
+                .map_or(logged.appended_ms, |t| t.max(logged.appended_ms)),
+        );
+        if self.sent_ms.is_some()
+            && let Some(reason) = self.meaning_problem(logged)
+        {
+            self.meaning.push((logged.seq, reason));
+        }
+        self.durable_seq = self.durable_seq.max(logged.durable_seq);
+    }
+
+    /// What is wrong with the event's meaning, given the events before it.
+    fn meaning_problem(&mut self, logged: &LoggedEvent<'_>) -> Option<String> {
+        let sent_ms = self.sent_ms.as_mut().expect("deep");
+        let event = &logged.event;
+        let at_ms = event.at_ms();
+        if logged.durable_seq < self.durable_seq {
+            return Some(format!(
+                "records seq {} as durable, but an earlier frame recorded seq {}",
+                logged.durable_seq, self.durable_seq
+            ));
+        }
+        if at_ms < TIME_MS_MIN {
+            return Some(format!("{} time {at_ms} ms is before 1970", event.kind()));
+        }
+        if at_ms > logged.appended_ms.saturating_add(TIME_AFTER_CLOCK_MS_MAX) {
+            return Some(format!(
+                "{} time {at_ms} ms is more than {TIME_AFTER_CLOCK_MS_MAX} ms after the clock \
+                 at its append ({} ms)",
+                event.kind(),
+                logged.appended_ms
+            ));
+        }
+        match *event {
+            Event::MessageSent {
+                message_id,
+                user_id,
+                ..
+            } => {
+                sent_ms.push(at_ms);
+                debug_assert_eq!(sent_ms.len() as u64, message_id.0 + 1);
+                if user_id.0 > USER_ID_MAX {
+                    return Some(format!("user id {user_id} is above {USER_ID_MAX}"));
+                }
+            }
+            Event::FinancialOutcome { user_id, .. } if user_id.0 > USER_ID_MAX => {
+                return Some(format!("user id {user_id} is above {USER_ID_MAX}"));
+            }
+            Event::FinancialOutcome { .. } | Event::BudgetSet { .. } => {}
+            Event::MessageDelivered { message_id, .. }
+            | Event::MessageOpened { message_id, .. }
+            | Event::UserAction { message_id, .. }
+            | Event::MessageFailed { message_id, .. } => {
+                let Some(&sent) = usize::try_from(message_id.0)
+                    .ok()
+                    .filter(|id| *id > 0)
+                    .and_then(|id| sent_ms.get(id))
+                else {
+                    return Some(format!(
+                        "{} event names message {message_id}, which was not sent before it",
+                        event.kind()
+                    ));
+                };
+                if at_ms < sent.saturating_sub(CLOCK_SKEW_MS_MAX) {
+                    return Some(format!(
+                        "{} time {at_ms} ms is more than {CLOCK_SKEW_MS_MAX} ms before message \
+                         {message_id} was sent ({sent} ms)",
+                        event.kind()
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn time(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.and_then(DateTime::from_timestamp_millis)
+}
+
+/// The audit of a log open accepts, from the replay's tally.
+fn clean_audit(
+    dir: &Path,
+    listed: &[(u64, PathBuf)],
+    tally: &Tally<'_>,
+    replayed: &replay::Replayed,
+    quarantine: Vec<QuarantineFile>,
+) -> Result<Audit> {
+    // A writer may have rolled over since the listing: describe the segments replay read.
+    let listed_now;
+    let listed = if replayed.report.segments as usize > listed.len() {
+        listed_now = list_segment_files(dir)?;
+        &listed_now
+    } else {
+        listed
+    };
+    let mut segments = Vec::with_capacity(listed.len());
+    for (index, (first_seq, path)) in listed.iter().enumerate() {
+        let metadata = std::fs::metadata(path).map_err(|source| Error::io(path, source))?;
+        let counted = tally.per_segment.get(index).copied().unwrap_or_default();
+        let header_bytes = read_prefix(path, SEGMENT_HEADER_V2_BYTES)?;
+        let sealed = index + 1 < listed.len() || codec::decode_seal(&header_bytes).is_some();
+        segments.push(SegmentSummary {
+            file: file_name(path),
+            first_seq: SegmentHeader::decode(&header_bytes)
+                .ok()
+                .map(|header| header.first_seq)
+                .or((index + 1 < listed.len()).then_some(*first_seq)),
+            last_seq: (counted.events > 0).then_some(counted.last_seq),
+            events: counted.events,
+            bytes: metadata.len(),
+            sealed,
+            time_min: time(counted.time_min),
+            time_max: time(counted.time_max),
+        });
+    }
+    let last_seq = replayed.last_seq;
+    let mut durable_seq = tally.durable_seq;
+    if let Some(last) = listed.last()
+        && listed.len() > 1
+    {
+        durable_seq = durable_seq.max(last.0.saturating_sub(1).min(last_seq));
+    }
+    if replayed
+        .tail
+        .as_ref()
+        .is_some_and(|tail| tail.ends_with_close_marker)
+    {
+        durable_seq = last_seq;
+    }
+    Ok(Audit {
+        verdict: Verdict::Clean,
+        events: replayed.report.events,
+        bytes: segments.iter().map(|segment| segment.bytes).sum(),
+        last_seq,
+        durable_seq,
+        segments,
+        findings: Vec::new(),
+        quarantine,
+        in_flight: None,
+    })
+}
+
+/// The first `len` bytes of a file (fewer if it is shorter).
+fn read_prefix(path: &Path, len: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = File::open(path).map_err(|source| Error::io(path, source))?;
+    let mut bytes = Vec::with_capacity(len);
+    file.take(len as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|source| Error::io(path, source))?;
+    Ok(bytes)
+}
+
+/// The torn tail or header a read-only replay left in place, as a finding.
+fn torn_finding(audit: &Audit, replayed: &replay::Replayed) -> Option<Finding> {
+    let torn_bytes = replayed.report.truncated_bytes;
+    if torn_bytes == 0 {
+        return None;
+    }
+    let index = audit.segments.len() - 1;
+    let last = &audit.segments[index];
+    let offset = last.bytes - torn_bytes;
+    let (kind, reason) = if offset == 0 {
+        (
+            "torn_header",
+            "the last segment's header is incomplete or fails its checks, and no valid frame \
+             follows: a crash right after the segment was created",
+        )
+    } else {
+        (
+            "torn_tail",
+            "the last segment ends in bytes that are not a valid frame, and no later frame \
+             records them as durable: a write cut short by a crash",
+        )
+    };
+    Some(Finding {
+        kind: kind.to_string(),
+        segment: last.file.clone(),
+        offset,
+        bytes: torn_bytes,
+        seq: Some(replayed.last_seq + 1),
+        reason: reason.to_string(),
+        fix: Fix::Open,
+        cut: CutPoint { index, offset },
+    })
+}
+
+/// The findings for events whose meaning is wrong, located in their segments.
+fn meaning_findings(listed: &[(u64, PathBuf)], problems: &[(u64, String)]) -> Result<Vec<Finding>> {
+    let mut findings = Vec::with_capacity(problems.len());
+    for (seq, reason) in problems {
+        let index = listed
+            .partition_point(|(first_seq, _)| first_seq <= seq)
+            .saturating_sub(1);
+        let (_, path) = &listed[index];
+        let bytes = map_segment(path)?;
+        let (offset, frame_bytes) = locate_seq(&bytes, *seq).unwrap_or((0, 0));
+        findings.push(Finding {
+            kind: "meaning".to_string(),
+            segment: file_name(path),
+            offset,
+            bytes: frame_bytes,
+            seq: Some(*seq),
+            reason: format!("frame seq {seq}: {reason}"),
+            fix: Fix::RepairCut,
+            cut: CutPoint { index, offset },
+        });
+    }
+    Ok(findings)
+}
+
+/// Offset and size of the frame holding event `seq` in a valid segment.
+fn locate_seq(bytes: &[u8], seq: u64) -> Option<(u64, u64)> {
+    let header = SegmentHeader::decode(bytes).ok()?;
+    let mut offset = header.len_bytes();
+    while offset < bytes.len() {
+        let raw = codec::read_frame(&bytes[offset..]).ok()?;
+        if raw.seq() == seq && !raw.is_close_marker() {
+            return Some((offset as u64, raw.frame_bytes as u64));
+        }
+        offset += raw.frame_bytes;
+    }
+    None
+}
+
+/// Open's error as the first finding, with the kind and extent the scan found at its place.
+fn open_finding(dir: &Path, scan: &Scan, segment: &Path, offset: u64, reason: String) -> Finding {
+    let name = file_name(segment);
+    if let Some(found) = scan
+        .findings
+        .iter()
+        .find(|finding| finding.segment == name && finding.offset == offset)
+    {
+        return Finding {
+            reason,
+            ..found.clone()
+        };
+    }
+    // Not found by the scan (it checks what open checks, so this is a safety net): cut at the
+    // named segment, from the offset if it lies past the header.
+    let index = scan
+        .segments
+        .iter()
+        .position(|summary| summary.file == name)
+        .unwrap_or(scan.segments.len());
+    let cut_offset = if offset >= SEGMENT_HEADER_V2_BYTES as u64 && dir.join(&name).exists() {
+        offset
+    } else {
+        0
+    };
+    Finding {
+        kind: "frame".to_string(),
+        segment: name,
+        offset,
+        bytes: 0,
+        seq: None,
+        reason,
+        fix: Fix::RepairCut,
+        cut: CutPoint {
+            index,
+            offset: cut_offset,
+        },
+    }
+}
+
+/// Valid events before a cut point, from the scan's record of where each segment's events
+/// start.
+fn events_before(segments: &[SegmentSummary], event_starts: &[Vec<u64>], cut: CutPoint) -> u64 {
+    let whole: u64 = segments[..cut.index.min(segments.len())]
+        .iter()
+        .map(|segment| segment.events)
+        .sum();
+    let partial = event_starts.get(cut.index).map_or(0, |starts| {
+        starts.partition_point(|start| *start < cut.offset) as u64
+    });
+    whole + partial
+}
+
+/// What the damage scan found.
+struct Scan {
+    segments: Vec<SegmentSummary>,
+    findings: Vec<Finding>,
+    /// Per segment, the offset of each valid event frame (in order), until its first damage.
+    event_starts: Vec<Vec<u64>>,
+    durable_seq: u64,
+}
+
+/// Walks every segment, checking what open checks but going on after each finding: a bad
+/// frame is skipped up to the next offset where a valid frame starts.
+fn scan_damage(dir: &Path) -> Result<Scan> {
+    let listed = list_segment_files(dir)?;
+    let mut scan = Scan {
+        segments: Vec::new(),
+        findings: Vec::new(),
+        event_starts: Vec::new(),
+        durable_seq: 0,
+    };
+    let mut expected_seq: u64 = 1;
+    let mut expected_message_id: Option<u64> = Some(1);
+    let mut store_id: Option<Option<u64>> = None;
+    let mut previous: Option<(String, u64)> = None;
+    let count = listed.len();
+    for (index, (name_seq, path)) in listed.iter().enumerate() {
+        let name = file_name(path);
+        let metadata = std::fs::symlink_metadata(path).map_err(|source| Error::io(path, source))?;
+        let finding =
+            |kind: &str, offset: u64, bytes: u64, seq: Option<u64>, reason: String| Finding {
+                kind: kind.to_string(),
+                segment: name.clone(),
+                offset,
+                bytes,
+                seq,
+                reason,
+                fix: Fix::RepairCut,
+                cut: CutPoint { index, offset: 0 },
+            };
+        if !metadata.file_type().is_file() {
+            scan.findings.push(finding(
+                "not_regular_file",
+                0,
+                0,
+                None,
+                "not a regular file (a symbolic link, directory, FIFO or device)".to_string(),
+            ));
+            scan.segments.push(SegmentSummary {
+                file: name.clone(),
+                first_seq: None,
+                last_seq: None,
+                events: 0,
+                bytes: 0,
+                sealed: index + 1 < count,
+                time_min: None,
+                time_max: None,
+            });
+            scan.event_starts.push(Vec::new());
+            continue;
+        }
+        let bytes = if index + 1 == count {
+            read_segment(path)?
+        } else {
+            map_segment(path)?
+        };
+        let header = SegmentHeader::decode(&bytes);
+        if let (Some((previous_name, previous_end)), Ok(_)) = (&previous, &header)
+            && *name_seq > expected_seq
+        {
+            scan.findings.push(Finding {
+                segment: previous_name.clone(),
+                ..finding(
+                    "gap",
+                    *previous_end,
+                    0,
+                    Some(expected_seq),
+                    format!(
+                        "segment ends at seq {}, but the next segment {name} starts at seq \
+                         {name_seq}",
+                        expected_seq - 1
+                    ),
+                )
+            });
+        } else if *name_seq != expected_seq && header.is_ok() {
+            scan.findings.push(finding(
+                "misnamed_segment",
+                12,
+                0,
+                Some(expected_seq),
+                format!(
+                    "segment file name says first seq {name_seq}, but the log before it ends \
+                     at seq {}",
+                    expected_seq - 1
+                ),
+            ));
+        }
+        let mut segment = SegmentWalk::new(index, &bytes);
+        match header {
+            Err(reason) => {
+                let header_bytes = SEGMENT_HEADER_V2_BYTES.min(bytes.len()) as u64;
+                scan.findings.push(finding(
+                    "header",
+                    0,
+                    header_bytes,
+                    Some(expected_seq),
+                    reason,
+                ));
+                segment.resync(SEGMENT_HEADER_V1_BYTES, expected_seq);
+            }
+            Ok(header) => {
+                if let Some(store_id) = store_id
+                    && header.store_id != store_id
+                {
+                    let (offset, reason) = replay::foreign_store_reason(header.store_id, store_id);
+                    scan.findings.push(finding(
+                        "foreign_segment",
+                        offset,
+                        bytes.len() as u64,
+                        None,
+                        reason,
+                    ));
+                } else if header.first_seq != expected_seq {
+                    scan.findings.push(finding(
+                        "misnamed_segment",
+                        12,
+                        0,
+                        Some(expected_seq),
+                        format!(
+                            "header says first seq {}, but the log before it ends at seq {}",
+                            header.first_seq,
+                            expected_seq - 1
+                        ),
+                    ));
+                } else if expected_message_id.is_some_and(|id| id != header.first_message_id) {
+                    scan.findings.push(finding(
+                        "misnamed_segment",
+                        20,
+                        0,
+                        Some(expected_seq),
+                        format!(
+                            "header says first message id {}, but {} messages came before",
+                            header.first_message_id,
+                            expected_message_id.unwrap_or(1) - 1
+                        ),
+                    ));
+                }
+                if store_id.is_none() {
+                    store_id = Some(header.store_id);
+                }
+                segment.start(&header);
+            }
+        }
+        segment.walk(&name, index + 1 == count, &mut scan.findings);
+        if let Some(next_seq) = segment.next_seq {
+            expected_seq = next_seq;
+        }
+        expected_message_id = segment.cursor.map(|cursor| cursor.next_message_id);
+        scan.durable_seq = scan.durable_seq.max(segment.durable_seq);
+        if index + 1 < count {
+            scan.durable_seq = scan.durable_seq.max(expected_seq - 1);
+        }
+        let seal = codec::decode_seal(&bytes);
+        if let Some(next_first_seq) = seal {
+            let expected_name = segment_file_name(next_first_seq);
+            match listed.get(index + 1) {
+                None => scan.findings.push(Finding {
+                    kind: "missing_segment".to_string(),
+                    segment: expected_name.clone(),
+                    offset: SEAL_SLOT_OFFSET as u64,
+                    bytes: 0,
+                    seq: Some(next_first_seq),
+                    reason: format!(
+                        "segment file is missing: segment {name} was sealed (seal slot at \
+                         offset {SEAL_SLOT_OFFSET}) when its successor {expected_name}, \
+                         starting at seq {next_first_seq}, had been created"
+                    ),
+                    fix: Fix::RepairCut,
+                    cut: CutPoint {
+                        index,
+                        offset: bytes.len() as u64,
+                    },
+                }),
+                Some((next_seq, next_path)) if *next_seq != next_first_seq => {
+                    scan.findings.push(Finding {
+                        cut: CutPoint {
+                            index: index + 1,
+                            offset: 0,
+                        },
+                        ..finding(
+                            "seal_mismatch",
+                            SEAL_SLOT_OFFSET as u64,
+                            0,
+                            Some(next_first_seq),
+                            format!(
+                                "seal slot names the next segment {expected_name} (first seq \
+                                 {next_first_seq}), but the next segment is {}",
+                                file_name(next_path)
+                            ),
+                        )
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        scan.segments.push(SegmentSummary {
+            file: name.clone(),
+            first_seq: segment.first_seq,
+            last_seq: segment.last_seq,
+            events: segment.events,
+            bytes: bytes.len() as u64,
+            sealed: index + 1 < count || seal.is_some(),
+            time_min: time(segment.time_min),
+            time_max: time(segment.time_max),
+        });
+        scan.event_starts
+            .push(std::mem::take(&mut segment.event_starts));
+        previous = Some((name, segment.end));
+    }
+    Ok(scan)
+}
+
+/// The frame-by-frame walk of one segment in the damage scan.
+struct SegmentWalk<'a> {
+    index: usize,
+    bytes: &'a [u8],
+    offset: usize,
+    /// `None` after a resync: deltas can no longer be resolved, so only checksums and
+    /// sequence numbers are checked.
+    cursor: Option<FrameCursor>,
+    /// The seq the next event frame must carry; `None` until the first frame is found.
+    next_seq: Option<u64>,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    events: u64,
+    durable_seq: u64,
+    time_min: Option<i64>,
+    time_max: Option<i64>,
+    /// Offset of each valid event frame before the first damage.
+    event_starts: Vec<u64>,
+    damaged: bool,
+    /// Offset after the last valid frame before the first damage.
+    end: u64,
+}
+
+impl<'a> SegmentWalk<'a> {
+    fn new(index: usize, bytes: &'a [u8]) -> SegmentWalk<'a> {
+        SegmentWalk {
+            index,
+            bytes,
+            offset: bytes.len(),
+            cursor: None,
+            next_seq: None,
+            first_seq: None,
+            last_seq: None,
+            events: 0,
+            durable_seq: 0,
+            time_min: None,
+            time_max: None,
+            event_starts: Vec::new(),
+            damaged: false,
+            end: 0,
+        }
+    }
+
+    fn start(&mut self, header: &SegmentHeader) {
+        self.offset = header.len_bytes();
+        self.end = self.offset as u64;
+        self.cursor = Some(FrameCursor::new(header));
+        self.next_seq = Some(header.first_seq);
+        self.first_seq = Some(header.first_seq);
+    }
+
+    /// Goes on at the first valid frame at or after `from`, if any.
+    fn resync(&mut self, from: usize, expected_seq: u64) {
+        self.damaged = true;
+        self.cursor = None;
+        self.offset = match next_valid_frame(self.bytes, from, expected_seq) {
+            Some((position, _)) => position,
+            None => self.bytes.len(),
+        };
+        self.next_seq = None;
+    }
+
+    fn walk(&mut self, name: &str, last: bool, findings: &mut Vec<Finding>) {
+        while self.offset < self.bytes.len() {
+            let rest = &self.bytes[self.offset..];
+            match self.read(rest) {
+                Ok(frame_bytes) => {
+                    self.offset += frame_bytes;
+                    if !self.damaged {
+                        self.end = self.offset as u64;
+                    }
+                }
+                Err(reason) => {
+                    if rest.iter().all(|byte| *byte == 0) {
+                        break;
+                    }
+                    let expected_seq = self.next_seq.unwrap_or(1);
+                    let next = next_valid_frame(self.bytes, self.offset + 1, expected_seq);
+                    let end = next.map_or(self.bytes.len(), |(position, _)| position);
+                    let kind = if last && next.is_none() {
+                        "torn_tail"
+                    } else {
+                        "frame"
+                    };
+                    findings.push(Finding {
+                        kind: kind.to_string(),
+                        segment: name.to_string(),
+                        offset: self.offset as u64,
+                        bytes: (end - self.offset) as u64,
+                        seq: self.next_seq,
+                        reason,
+                        fix: Fix::RepairCut,
+                        cut: CutPoint {
+                            index: self.index,
+                            offset: self.offset as u64,
+                        },
+                    });
+                    self.damaged = true;
+                    self.cursor = None;
+                    self.next_seq = None;
+                    self.offset = end;
+                }
+            }
+        }
+    }
+
+    /// Checks the frame at the start of `rest` as far as the walk's state allows; returns its
+    /// size.
+    fn read(&mut self, rest: &[u8]) -> Result<usize, String> {
+        let raw = codec::read_frame(rest)?;
+        if let Some(next_seq) = self.next_seq {
+            let wanted = if raw.is_close_marker() {
+                next_seq - 1
+            } else {
+                next_seq
+            };
+            if raw.seq() != wanted {
+                return Err(format!("frame has seq {}, expected {wanted}", raw.seq()));
+            }
+        }
+        let appended_ms = match &mut self.cursor {
+            Some(cursor) => match codec::resolve(cursor, &raw)? {
+                Frame::Event(logged) => Some(logged.appended_ms),
+                Frame::Closed { .. } => None,
+            },
+            None => None,
+        };
+        if let Some(durable_seq) = raw.durable_seq() {
+            self.durable_seq = self.durable_seq.max(durable_seq);
+        }
+        if raw.is_close_marker() {
+            self.durable_seq = self.durable_seq.max(raw.seq());
+            self.next_seq = Some(raw.seq() + 1);
+        } else {
+            if !self.damaged {
+                self.event_starts.push(self.offset as u64);
+            }
+            self.events += 1;
+            self.first_seq.get_or_insert(raw.seq());
+            self.last_seq = Some(raw.seq());
+            self.next_seq = Some(raw.seq() + 1);
+            if let Some(ms) = appended_ms {
+                self.time_min = Some(self.time_min.map_or(ms, |t| t.min(ms)));
+                self.time_max = Some(self.time_max.map_or(ms, |t| t.max(ms)));
+            }
+        }
+        Ok(raw.frame_bytes)
+    }
+}
+
+/// The first offset at or after `from` where a frame passes its checksum and carries a seq
+/// the log could hold there (at least `expected_seq - 1`, and no further ahead than the bytes
+/// left could hold).
+fn next_valid_frame(bytes: &[u8], from: usize, expected_seq: u64) -> Option<(usize, u64)> {
+    let low = expected_seq.saturating_sub(1);
+    (from..bytes.len()).find_map(|position| {
+        let (seq, _) = codec::peek_frame_seqs(&bytes[position..])?;
+        let high = expected_seq.saturating_add((bytes.len() - position) as u64);
+        if seq < low || seq > high {
+            return None;
+        }
+        codec::read_frame(&bytes[position..]).ok()?;
+        Some((position, seq))
+    })
 }

@@ -137,6 +137,25 @@ impl SegmentHeader {
     }
 }
 
+/// The format version a segment's header gives when it is one this build does not know, a
+/// newer commlog's: the magic is right, and the header is not a known version's with a
+/// damaged version field (restoring that field to 1 or 2 does not make it check out).
+pub(crate) fn newer_format_version(bytes: &[u8]) -> Option<u32> {
+    if bytes.get(0..8)? != SEGMENT_MAGIC {
+        return None;
+    }
+    let version = u32_at(bytes, 8);
+    if version <= FORMAT_VERSION_2 {
+        return None;
+    }
+    let restored_decodes = [FORMAT_VERSION_1, FORMAT_VERSION_2].iter().any(|known| {
+        let mut restored = bytes[..bytes.len().min(SEGMENT_HEADER_V2_BYTES)].to_vec();
+        restored[8..12].copy_from_slice(&known.to_le_bytes());
+        SegmentHeader::decode(&restored).is_ok()
+    });
+    (!restored_decodes).then_some(version)
+}
+
 /// Where a version 2 header's seal slot starts: right after the header checksum, which does
 /// not cover it (the slot is written when the segment is sealed, after the header).
 pub(crate) const SEAL_SLOT_OFFSET: usize = 40;

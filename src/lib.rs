@@ -34,6 +34,7 @@ mod log;
 mod message;
 mod money;
 mod projection;
+pub mod repair;
 pub mod serde_time;
 mod stats;
 mod store;

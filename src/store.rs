@@ -758,7 +758,7 @@ const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_milli
 /// Refuses a store directory others could write into (writable by its group or by anyone, or
 /// owned by another user): they could swap its files for links to files elsewhere. As ssh
 /// refuses such a key, with the remedy in the message.
-fn check_store_directory(dir: &Path, metadata: &std::fs::Metadata) -> Result<()> {
+pub(crate) fn check_store_directory(dir: &Path, metadata: &std::fs::Metadata) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     if metadata.mode() & 0o022 != 0 {
         return Err(Error::invalid(
@@ -791,7 +791,7 @@ fn check_store_directory(dir: &Path, metadata: &std::fs::Metadata) -> Result<()>
 
 /// Takes the store's exclusive lock, waiting up to `timeout` for another writer to release
 /// it, or says who holds it.
-fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result<File> {
+pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result<File> {
     let path = dir.join(LOCK_FILE_NAME);
     // Nothing inside a store is followed: a LOCK that is a symlink would have its target
     // truncated and overwritten.

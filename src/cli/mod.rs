@@ -1,6 +1,7 @@
 //! Argument parsing, dispatch, and exit statuses. The library never sees clap; this module never
 //! sees frame bytes.
 
+mod audit;
 mod channels;
 mod commands;
 mod costs;
@@ -129,6 +130,16 @@ enum Command {
         after_help = "Example:\n  commlog impact --start 2025-01-01 --end 2025-01-31\n  commlog --json impact --channel sms --type low_balance"
     )]
     Impact(impact::ImpactArgs),
+    /// Read-only, also beside a running writer: check every header and frame, list all damage
+    /// and say what the next open does. Exit 0 clean, 4 torn, 3 corrupt, 2 could not finish.
+    #[command(after_help = "Example:\n  commlog audit data --json")]
+    Audit(audit::AuditArgs),
+    /// Repair a damaged log under the writer lock, deleting nothing: a torn end as open does;
+    /// corruption only with --cut, moving everything from the first damage to quarantine/.
+    #[command(
+        after_help = "Example:\n  commlog repair data --dry-run\n  commlog repair data --cut"
+    )]
+    Repair(audit::RepairArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  commlog completions bash > /etc/bash_completion.d/commlog")]
     Completions {
@@ -190,6 +201,9 @@ pub(crate) enum CliError {
     SelfCheck(String),
     /// The reader of stdout went away (e.g. `| head`): stop quietly, exit 0.
     ClosedPipe,
+    /// The results are printed and say what went wrong (an audit's verdict): exit with
+    /// this status, printing nothing more.
+    Status(u8),
 }
 
 impl From<Error> for CliError {
@@ -208,6 +222,7 @@ impl CliError {
             CliError::Store(_) => 2,
             CliError::SelfCheck(_) => 3,
             CliError::ClosedPipe => 0,
+            CliError::Status(status) => *status,
         }
     }
 
@@ -222,6 +237,7 @@ impl CliError {
             CliError::Store(_) => "storage",
             CliError::SelfCheck(_) => "self_check",
             CliError::ClosedPipe => "closed_pipe",
+            CliError::Status(_) => "status",
         }
     }
 }
@@ -232,6 +248,7 @@ impl std::fmt::Display for CliError {
             CliError::Usage(message) | CliError::SelfCheck(message) => f.write_str(message),
             CliError::Store(error) => write!(f, "{error}"),
             CliError::ClosedPipe => f.write_str("standard output was closed"),
+            CliError::Status(status) => write!(f, "exit status {status}"),
         }
     }
 }
@@ -441,6 +458,8 @@ pub(crate) fn run() -> ExitCode {
         Command::Costs(args) => costs::run(&global, &args),
         Command::Budget(command) => costs::budget(&global, &command),
         Command::Impact(args) => impact::run(&global, &args),
+        Command::Audit(args) => audit::audit(&global, &args),
+        Command::Repair(args) => audit::repair(&global, &args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
@@ -450,6 +469,7 @@ pub(crate) fn run() -> ExitCode {
     };
     match result {
         Ok(()) | Err(CliError::ClosedPipe) => ExitCode::SUCCESS,
+        Err(CliError::Status(status)) => ExitCode::from(status),
         Err(error) => {
             report_error(global.json, &error);
             ExitCode::from(error.exit_status())

@@ -565,7 +565,7 @@ pub(crate) fn replay_segment<'a>(
 
 /// Where a segment's header shows that it belongs to another store than the log's first
 /// segment (`store_id`: what that one says), and why.
-fn foreign_store_reason(found: Option<u64>, store_id: Option<u64>) -> (u64, String) {
+pub(crate) fn foreign_store_reason(found: Option<u64>, store_id: Option<u64>) -> (u64, String) {
     let first_segment = segment_file_name(1);
     match (found, store_id) {
         (Some(found), Some(store_id)) => (

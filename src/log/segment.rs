@@ -27,7 +27,7 @@ pub(crate) fn segment_file_name(first_seq: u64) -> String {
     format!("{first_seq:0SEGMENT_DIGITS$}{SEGMENT_SUFFIX}")
 }
 
-fn parse_segment_file_name(name: &str) -> Option<u64> {
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
     if digits.len() != SEGMENT_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

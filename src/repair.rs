@@ -1,0 +1,482 @@
+//! `repair`: make a damaged log open again, deleting nothing.
+//!
+//! Under the writer lock, [`repair`] audits the store. A torn tail or header is dealt with as a
+//! writable open deals with it. Corruption is cut only when asked (`cut`): the log is cut at
+//! the earliest finding, and everything from there on is first copied (or renamed) into
+//! `quarantine/repair-<YYYYMMDDTHHMMSSZ>/`, with `REPORT.json`, and made durable; only then is
+//! the segment truncated. Every step leaves each byte either in place or in quarantine, so
+//! after a crash at any point a rerun finishes the job.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{self, Audit, CutPoint, Finding, Verdict};
+use crate::codec::{self, SEAL_SLOT_OFFSET, SegmentHeader};
+use crate::error::{Error, Result};
+use crate::limits::SEGMENT_HEADER_V2_BYTES;
+use crate::log::replay::{self, Mode, QUARANTINE_DIRECTORY};
+use crate::log::segment::{FILE_MODE, create_directory, sync_directory};
+use crate::store;
+
+/// What [`repair`] may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepairOptions {
+    /// Cut the log at the earliest corrupt finding (else corruption is only reported).
+    pub cut: bool,
+    /// Plan only: change nothing.
+    pub dry_run: bool,
+}
+
+/// What [`repair`] did, or with `dry_run`, would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepairAction {
+    /// The log was clean: nothing to do.
+    Nothing,
+    /// A torn tail or header was quarantined and cut off, as a writable open does.
+    QuarantinedTorn,
+    /// The log was cut at its earliest finding; the rest is in the repair directory.
+    Cut,
+    /// The log is corrupt and `cut` was not given: nothing changed.
+    Refused,
+}
+
+/// One file's bytes moved to quarantine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedBytes {
+    /// The segment file they came from (its name in the store).
+    pub segment: String,
+    /// Offset in that file where they start (0: the whole file).
+    pub from_offset: u64,
+    /// How many.
+    pub bytes: u64,
+    /// crc32 (IEEE) of them.
+    pub crc32: u32,
+    /// Where they are now, relative to the store directory.
+    pub quarantined_as: String,
+    /// Whether the original was renamed (a whole file) rather than copied and truncated.
+    pub renamed: bool,
+}
+
+/// A seal slot that was cleared because the segment it sealed became the log's last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClearedSeal {
+    /// The segment.
+    pub segment: String,
+    /// Offset of the slot.
+    pub offset: u64,
+    /// The slot's bytes before, in hex.
+    pub was: String,
+}
+
+/// The repair's plan and outcome; also what `REPORT.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repair {
+    /// The audit's verdict before the repair.
+    pub verdict: Verdict,
+    /// What was (or would be) done.
+    pub action: RepairAction,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Every finding of the audit before the repair.
+    pub findings: Vec<Finding>,
+    /// The steps, in words.
+    pub plan: Vec<String>,
+    /// The repair directory (relative to the store), for a cut.
+    pub repair_dir: Option<String>,
+    /// What moved (or would move) to quarantine.
+    pub moved: Vec<MovedBytes>,
+    /// A seal cleared (or to be cleared) on the segment left last.
+    pub cleared_seal: Option<ClearedSeal>,
+    /// The sequence numbers cut off, first and last (as far as the damaged bytes tell).
+    pub seq_range_cut: Option<(u64, u64)>,
+    /// Events in the cut range that had been proven durable (acknowledged data lost).
+    pub durable_events_cut: u64,
+    /// Events the log holds after the repair.
+    pub events_kept: u64,
+    /// When the repair ran.
+    #[serde(with = "crate::serde_time")]
+    pub at: DateTime<Utc>,
+}
+
+impl Repair {
+    /// The exit status `commlog repair` gives: 0 when the log opens afterwards, 3 when
+    /// corruption was found but not cut.
+    pub fn exit_status(&self) -> u8 {
+        match self.action {
+            RepairAction::Refused => 3,
+            RepairAction::Nothing | RepairAction::QuarantinedTorn | RepairAction::Cut => 0,
+        }
+    }
+}
+
+/// Name of the report in each repair directory.
+pub const REPORT_FILE_NAME: &str = "REPORT.json";
+
+/// Repairs the store in `dir` as [`RepairOptions`] allow (module docs). Takes the writer lock:
+/// fails with [`Error::Locked`] while a writer runs, with [`Error::InvalidInput`] when `dir`
+/// is not a store directory, and with [`Error::Io`] when a step fails (a rerun finishes it).
+pub fn repair(dir: impl AsRef<Path>, options: RepairOptions) -> Result<Repair> {
+    let dir = dir.as_ref();
+    let metadata = std::fs::metadata(dir).map_err(|source| Error::io(dir, source))?;
+    if !metadata.is_dir() {
+        return Err(Error::invalid(
+            "dir",
+            dir.display(),
+            "is not a directory holding a store",
+        ));
+    }
+    store::check_store_directory(dir, &metadata)?;
+    let _lock = store::lock_directory(dir, std::time::Duration::ZERO)?;
+    let audit = audit::audit_locked(dir)?;
+    let at = Utc::now();
+    let mut repair = Repair {
+        verdict: audit.verdict,
+        action: RepairAction::Nothing,
+        dry_run: options.dry_run,
+        findings: audit.findings.clone(),
+        plan: Vec::new(),
+        repair_dir: None,
+        moved: Vec::new(),
+        cleared_seal: None,
+        seq_range_cut: None,
+        durable_events_cut: 0,
+        events_kept: audit.events,
+        at,
+    };
+    match audit.verdict {
+        Verdict::Clean => repair
+            .plan
+            .push("nothing to do: the log is clean".to_string()),
+        Verdict::Torn => {
+            repair.action = RepairAction::QuarantinedTorn;
+            for finding in &audit.findings {
+                repair.plan.push(format!(
+                    "copy the {} of {} ({} bytes from offset {}) to {QUARANTINE_DIRECTORY}/ \
+                     and cut it off, as a writable open does",
+                    finding.kind.replace('_', " "),
+                    finding.segment,
+                    finding.bytes,
+                    finding.offset
+                ));
+            }
+            if !options.dry_run {
+                let replayed = replay::replay(dir, Mode::Write, &mut |_| {})?;
+                if let Some(path) = replayed.report.quarantined {
+                    repair
+                        .plan
+                        .push(format!("quarantined as {}", path.display()));
+                }
+            }
+        }
+        Verdict::Corrupt => {
+            let cut = audit.cut_point().expect("a corrupt log has a finding");
+            plan_cut(dir, &audit, cut, at, &mut repair)?;
+            if options.cut {
+                repair.action = RepairAction::Cut;
+                if !options.dry_run {
+                    carry_out_cut(dir, &mut repair)?;
+                }
+            } else {
+                repair.action = RepairAction::Refused;
+                repair.plan.push(
+                    "nothing changed: restore the damaged segment from a backup first (then \
+                     audit again); if there is none, run `commlog repair --cut`, which cuts the \
+                     log as planned above"
+                        .to_string(),
+                );
+            }
+        }
+    }
+    Ok(repair)
+}
+
+/// Fills in what a cut at `cut` moves, and the words for it.
+fn plan_cut(
+    dir: &Path,
+    audit: &Audit,
+    cut: CutPoint,
+    at: DateTime<Utc>,
+    repair: &mut Repair,
+) -> Result<()> {
+    let repair_dir = Path::new(QUARANTINE_DIRECTORY).join(free_name(
+        &dir.join(QUARANTINE_DIRECTORY),
+        &format!("repair-{}", at.format("%Y%m%dT%H%M%SZ")),
+    ));
+    let segments = &audit.segments;
+    for (index, segment) in segments.iter().enumerate().skip(cut.index) {
+        let path = dir.join(&segment.file);
+        let whole = index > cut.index || cut.offset < header_bytes(&path)?;
+        let from_offset = if whole { 0 } else { cut.offset };
+        if from_offset >= segment.bytes && !whole {
+            continue;
+        }
+        let quarantined_as = if whole {
+            repair_dir.join(&segment.file)
+        } else {
+            repair_dir.join(format!("{}.{from_offset}.cut", segment.file))
+        };
+        repair.moved.push(MovedBytes {
+            segment: segment.file.clone(),
+            from_offset,
+            bytes: segment.bytes - from_offset,
+            crc32: crc32_from(&path, from_offset)?,
+            quarantined_as: quarantined_as.to_string_lossy().into_owned(),
+            renamed: whole,
+        });
+    }
+    // The segment left last must not stay sealed: its successor is gone.
+    let last_kept = match repair.moved.first() {
+        Some(first) if first.renamed => cut.index.checked_sub(1),
+        _ => Some(cut.index),
+    };
+    if let Some(segment) = last_kept.and_then(|index| segments.get(index)) {
+        let path = dir.join(&segment.file);
+        let header = read_at(&path, 0, SEGMENT_HEADER_V2_BYTES)?;
+        if codec::decode_seal(&header).is_some() {
+            repair.cleared_seal = Some(ClearedSeal {
+                segment: segment.file.clone(),
+                offset: SEAL_SLOT_OFFSET as u64,
+                was: header[SEAL_SLOT_OFFSET..]
+                    .iter()
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect(),
+            });
+        }
+    }
+    let kept = audit.events;
+    let last_cut = segments
+        .iter()
+        .filter_map(|s| s.last_seq)
+        .max()
+        .unwrap_or(0);
+    if last_cut > kept {
+        repair.seq_range_cut = Some((kept + 1, last_cut));
+        repair.durable_events_cut = audit.durable_seq.min(last_cut).saturating_sub(kept);
+    }
+    repair.events_kept = kept;
+    repair.repair_dir = Some(repair_dir.to_string_lossy().into_owned());
+    let first = &audit.findings[0];
+    repair.plan.push(format!(
+        "cut the log at {} offset {} (finding: {}), keeping {kept} events",
+        segments
+            .get(cut.index)
+            .map_or(first.segment.as_str(), |s| s.file.as_str()),
+        cut.offset,
+        first.reason
+    ));
+    for moved in &repair.moved {
+        repair.plan.push(format!(
+            "{} {} bytes of {} from offset {} to {}",
+            if moved.renamed {
+                "move"
+            } else {
+                "copy, then cut off,"
+            },
+            moved.bytes,
+            moved.segment,
+            moved.from_offset,
+            moved.quarantined_as
+        ));
+    }
+    if let Some(seal) = &repair.cleared_seal {
+        repair.plan.push(format!(
+            "clear the seal slot of {} (offset {}, was {}), which names a segment no longer in \
+             the log",
+            seal.segment, seal.offset, seal.was
+        ));
+    }
+    if let Some((first, last)) = repair.seq_range_cut {
+        repair.plan.push(format!(
+            "events cut: seq {first} to {last}, of which {} had been proven durable",
+            repair.durable_events_cut
+        ));
+    }
+    Ok(())
+}
+
+/// Carries out the planned cut: the report and every copy first, made durable; then renames,
+/// the truncation, and the seal.
+fn carry_out_cut(dir: &Path, repair: &mut Repair) -> Result<()> {
+    let quarantine = dir.join(QUARANTINE_DIRECTORY);
+    create_directory(&quarantine)?;
+    // The name was free when planned; take the next free one if a rerun raced.
+    let repair_name = free_name(
+        &quarantine,
+        Path::new(repair.repair_dir.as_deref().expect("planned"))
+            .file_name()
+            .expect("a name")
+            .to_str()
+            .expect("ASCII"),
+    );
+    let repair_dir = quarantine.join(&repair_name);
+    std::fs::DirBuilder::new()
+        .mode(crate::log::segment::DIRECTORY_MODE)
+        .create(&repair_dir)
+        .map_err(|source| Error::io(&repair_dir, source))?;
+    sync_directory(&quarantine)?;
+    sync_directory(dir)?;
+    let relative = Path::new(QUARANTINE_DIRECTORY).join(&repair_name);
+    repair.repair_dir = Some(relative.to_string_lossy().into_owned());
+    for moved in &mut repair.moved {
+        let name = Path::new(&moved.quarantined_as)
+            .file_name()
+            .expect("a name")
+            .to_owned();
+        moved.quarantined_as = relative.join(name).to_string_lossy().into_owned();
+    }
+    write_report(&repair_dir, repair)?;
+    // Copies of partial segments, durable before anything is cut.
+    for moved in repair.moved.iter().filter(|moved| !moved.renamed) {
+        copy_tail(
+            &dir.join(&moved.segment),
+            moved.from_offset,
+            moved.bytes,
+            &dir.join(&moved.quarantined_as),
+        )?;
+    }
+    sync_directory(&repair_dir)?;
+    // Whole segments, newest first: a crash between renames leaves a log whose damage (at or
+    // before the cut) is still there for a rerun to find.
+    for moved in repair.moved.iter().rev().filter(|moved| moved.renamed) {
+        let from = dir.join(&moved.segment);
+        let to = dir.join(&moved.quarantined_as);
+        std::fs::rename(&from, &to).map_err(|source| Error::io(&from, source))?;
+    }
+    sync_directory(&repair_dir)?;
+    sync_directory(dir)?;
+    for moved in repair.moved.iter().filter(|moved| !moved.renamed) {
+        let path = dir.join(&moved.segment);
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::io(&path, source))?;
+        file.set_len(moved.from_offset)
+            .and_then(|()| file.sync_all())
+            .map_err(|source| Error::io(&path, source))?;
+    }
+    if let Some(seal) = &repair.cleared_seal {
+        let path = dir.join(&seal.segment);
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::io(&path, source))?;
+        file.write_all_at(&[0; codec::SEAL_SLOT_BYTES], seal.offset)
+            .and_then(|()| file.sync_all())
+            .map_err(|source| Error::io(&path, source))?;
+    }
+    Ok(())
+}
+
+/// Writes `REPORT.json` into the repair directory and makes it durable.
+fn write_report(repair_dir: &Path, repair: &Repair) -> Result<()> {
+    let path = repair_dir.join(REPORT_FILE_NAME);
+    let mut text = serde_json::to_vec_pretty(repair).expect("a repair serializes");
+    text.push(b'\n');
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(&path)
+        .map_err(|source| Error::io(&path, source))?;
+    file.write_all(&text)
+        .and_then(|()| file.sync_all())
+        .map_err(|source| Error::io(&path, source))?;
+    sync_directory(repair_dir)
+}
+
+/// Copies `len` bytes of `source` from `offset` into a new file `target`, durably.
+fn copy_tail(source: &Path, offset: u64, len: u64, target: &Path) -> Result<()> {
+    let mut input = File::open(source).map_err(|error| Error::io(source, error))?;
+    input
+        .seek(SeekFrom::Start(offset))
+        .map_err(|error| Error::io(source, error))?;
+    let mut output = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(target)
+        .map_err(|error| Error::io(target, error))?;
+    let copied = std::io::copy(&mut input.take(len), &mut output)
+        .map_err(|error| Error::io(target, error))?;
+    if copied != len {
+        return Err(Error::io(
+            source,
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the segment changed during the repair: {copied} of {len} bytes read"),
+            ),
+        ));
+    }
+    output.sync_all().map_err(|error| Error::io(target, error))
+}
+
+/// `base`, or `base.1`, `base.2`, … : the first name not taken in `dir`.
+fn free_name(dir: &Path, base: &str) -> String {
+    (0..)
+        .map(|attempt| {
+            if attempt == 0 {
+                base.to_string()
+            } else {
+                format!("{base}.{attempt}")
+            }
+        })
+        .find(|name| std::fs::symlink_metadata(dir.join(name)).is_err())
+        .expect("some name is free")
+}
+
+/// The header size a segment file's bytes start with (a version 2 header's if unreadable).
+fn header_bytes(path: &Path) -> Result<u64> {
+    let bytes = read_at(path, 0, SEGMENT_HEADER_V2_BYTES)?;
+    Ok(SegmentHeader::decode(&bytes)
+        .map(|header| header.len_bytes())
+        .unwrap_or(SEGMENT_HEADER_V2_BYTES) as u64)
+}
+
+/// Up to `len` bytes of a file from `offset` (an empty result for what is not a regular file).
+fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+    if !is_regular_file(path)? {
+        return Ok(Vec::new());
+    }
+    let mut file = File::open(path).map_err(|source| Error::io(path, source))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|source| Error::io(path, source))?;
+    let mut bytes = Vec::with_capacity(len);
+    file.take(len as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|source| Error::io(path, source))?;
+    Ok(bytes)
+}
+
+/// crc32 of a file's bytes from `offset` to its end (0 for what is not a regular file).
+fn crc32_from(path: &Path, offset: u64) -> Result<u32> {
+    if !is_regular_file(path)? {
+        return Ok(0);
+    }
+    let mut file = File::open(path).map_err(|source| Error::io(path, source))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|source| Error::io(path, source))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file
+            .read(&mut buffer)
+            .map_err(|source| Error::io(path, source))?;
+        if read == 0 {
+            return Ok(hasher.finalize());
+        }
+        hasher.update(&buffer[..read]);
+    }
+}
+
+fn is_regular_file(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) => Ok(metadata.file_type().is_file()),
+        Err(source) => Err(Error::io(path, source)),
+    }
+}
