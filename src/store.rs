@@ -20,7 +20,7 @@ use crate::limits::{
     SEGMENT_BYTES_MIN,
 };
 use crate::log::replay::{self, Mode};
-use crate::log::segment::{DIRECTORY_MODE, FILE_MODE};
+use crate::log::segment::{DIRECTORY_MODE, FILE_MODE, open_no_follow};
 use crate::log::{OpenReport, Options, SharedLog, SyncPolicy};
 use crate::message::{FinancialOutcome, Message};
 use crate::money::Money;
@@ -794,7 +794,8 @@ pub(crate) fn check_store_directory(dir: &Path, metadata: &std::fs::Metadata) ->
 pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result<File> {
     let path = dir.join(LOCK_FILE_NAME);
     // Nothing inside a store is followed: a LOCK that is a symlink would have its target
-    // truncated and overwritten.
+    // truncated and overwritten. This check names the remedy; `O_NOFOLLOW` on the open below
+    // refuses a symlink swapped in after it.
     match std::fs::symlink_metadata(&path) {
         Ok(metadata) if !metadata.file_type().is_file() => {
             return Err(Error::io(
@@ -810,14 +811,15 @@ pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(Error::io(&path, source)),
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .open(&path)
-        .map_err(|source| Error::io(&path, source))?;
+    let mut file = open_no_follow(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE),
+        &path,
+    )?;
     // A child this process is forking shares the lock's open file until it execs: such a
     // moment is waited out, briefly, rather than reported as another writer.
     // No deadline (a timeout past the end of time) waits as long as it takes.

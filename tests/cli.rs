@@ -2919,48 +2919,95 @@ fn commands_that_write_say_what_their_open_quarantined() {
     assert_eq!(stats_of(dir).total_messages, 2);
 }
 
+/// The `track sent` arguments of the file-size limit tests.
+const SENT_UNDER_LIMIT: [&str; 9] = [
+    "sent",
+    "--user",
+    "9",
+    "--channel",
+    "sms",
+    "--type",
+    "abc",
+    "--at",
+    "2025-01-01",
+];
+
+/// Copies the files of the store in `dir` into the new directory `copy`.
+fn copy_store_files(dir: &Path, copy: &Path) {
+    fs::create_dir(copy).unwrap();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// Runs `track` with `args` on the store in `dir` under a file-size limit (`ulimit -f`) of
+/// `blocks` 512-byte blocks, from a shell that leaves SIGXFSZ at its default action (killing
+/// the process), as a normal shell does.
+fn track_under_file_size_limit(dir: &Path, blocks: u64, args: &[&str]) -> Output {
+    let script = format!(
+        "ulimit -f {blocks}; exec \"$0\" --dir \"$1\" track {}",
+        args.join(" ")
+    );
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", &script, env!("CARGO_BIN_EXE_commlog")])
+        .arg(dir)
+        .env_remove("COMMLOG_DIR")
+        .stdin(Stdio::null());
+    // `finish` fails the test if the process was killed by a signal.
+    finish(command)
+}
+
+#[test]
+fn a_write_past_the_file_size_limit_is_an_io_error_not_a_kill_by_sigxfsz() {
+    let temp = temp();
+    let dir = temp.path().join("store");
+    let segment_name = "00000000000000000001.log";
+    let (mut durable_count, mut refused_count) = (0, 0);
+    for events in 1..60u64 {
+        track(&dir, &SENT_UNDER_LIMIT);
+        // Under a limit at the next 512-byte block, the next call's frame fits or it does not.
+        let blocks = fs::metadata(dir.join(segment_name)).unwrap().len() / 512 + 1;
+        let copy = temp.path().join(format!("copy-{events}"));
+        copy_store_files(&dir, &copy);
+        let output = track_under_file_size_limit(&copy, blocks, &SENT_UNDER_LIMIT);
+        assert_ne!(output.code, 128 + 25, "SIGXFSZ: {output:?}");
+        let total_messages = stats_of(&copy).total_messages;
+        if total_messages == events + 1 {
+            assert_eq!(output.code, 0, "{events} events before: {output:?}");
+            durable_count += 1;
+        } else {
+            // Refused, and the reopened store holds nothing beyond what was acknowledged.
+            assert_eq!(total_messages, events, "{output:?}");
+            assert_eq!(output.code, 2, "{events} events before: {output:?}");
+            assert!(output.stderr.contains("File too large"), "{output:?}");
+            assert!(output.stderr.contains(segment_name), "{output:?}");
+            refused_count += 1;
+        }
+        fs::remove_dir_all(&copy).unwrap();
+    }
+    assert!(durable_count > 0, "no call fit under the limit");
+    assert!(refused_count > 0, "no call ran into the limit");
+}
+
 #[test]
 fn a_durable_event_exits_0_even_when_closing_fails_after_it() {
     let temp = temp();
     let dir = temp.path().join("store");
     let segment = dir.join("00000000000000000001.log");
-    let sent = [
-        "sent",
-        "--user",
-        "9",
-        "--channel",
-        "sms",
-        "--type",
-        "abc",
-        "--at",
-        "2025-01-01",
-    ];
     let mut close_failed = false;
     for events in 1..200u64 {
-        track(&dir, &sent);
+        track(&dir, &SENT_UNDER_LIMIT);
         // Under a file-size limit at the next 512-byte block, the next call's frame fits or it
         // does not; for some store size it fits and the close marker after it does not.
         let size = fs::metadata(&segment).unwrap().len();
         let blocks = size / 512 + 1;
         let copy = temp.path().join(format!("copy-{events}"));
-        fs::create_dir(&copy).unwrap();
-        for entry in fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
-            }
-        }
-        let script = format!(
-            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" --dir \"$1\" track {}",
-            sent.join(" ")
-        );
-        let mut command = Command::new("sh");
-        command
-            .args(["-c", &script, env!("CARGO_BIN_EXE_commlog")])
-            .arg(&copy)
-            .env_remove("COMMLOG_DIR")
-            .stdin(Stdio::null());
-        let output = finish(command);
+        copy_store_files(&dir, &copy);
+        let output = track_under_file_size_limit(&copy, blocks, &SENT_UNDER_LIMIT);
         let durable = stats_of(&copy).total_messages == events + 1;
         if durable {
             // The event is in the log for good: the command succeeded.

@@ -16,6 +16,8 @@ mod output;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
 use commlog::{Channel, Error, Options, StatsFilter, Store, SyncPolicy};
@@ -375,7 +377,24 @@ impl Global {
     }
 }
 
+/// Makes a write past the file-size limit (`ulimit -f`) an I/O error rather than death.
+///
+/// Such a write raises SIGXFSZ, whose default action kills the process at once, with no
+/// message. While a handler is installed, the write
+/// fails with EFBIG instead, which the store reports as an I/O error naming the file (exit
+/// status 2; a write that fails also poisons the open store, as any failed write does). The
+/// handler only sets a flag that nothing reads: catching the signal is all it is for.
+/// signal-hook installs it without `unsafe` code here.
+fn handle_file_size_limit() {
+    // Fails only if the OS refuses the handler; the signal then keeps its default action.
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(AtomicBool::new(false)),
+    );
+}
+
 pub(crate) fn run() -> ExitCode {
+    handle_file_size_limit();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

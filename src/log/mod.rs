@@ -28,7 +28,7 @@ use crate::limits::{
     ATTRIBUTION_WINDOW_DEFAULT, CLOSE_MARKER_BYTES_MAX, SEGMENT_BYTES_DEFAULT, WRITE_BUFFER_BYTES,
 };
 use replay::Tail;
-use segment::{create_segment, new_store_id};
+use segment::{create_segment, new_store_id, open_no_follow};
 
 /// When an acknowledged call is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -188,8 +188,7 @@ impl Log {
         let (file, path) =
             create_segment(&self.dir, &header).map_err(|error| self.poisoned(error))?;
         if self.store_id.is_some() {
-            seal_segment(&self.path, header.first_seq)
-                .map_err(|source| self.poisoned(Error::io(&self.path, source)))?;
+            seal_segment(&self.path, header.first_seq).map_err(|error| self.poisoned(error))?;
         }
         self.file = Arc::new(file);
         self.path = path;
@@ -257,10 +256,7 @@ impl SharedLog {
                     )
                 }
                 Some(tail) => {
-                    let file = OpenOptions::new()
-                        .append(true)
-                        .open(&tail.path)
-                        .map_err(|source| Error::io(&tail.path, source))?;
+                    let file = open_no_follow(OpenOptions::new().append(true), &tail.path)?;
                     let io = |source| Error::io(&tail.path, source);
                     // Zeros after the last frame are not data; the next frame goes where they start.
                     if file.metadata().map_err(io)?.len() > tail.end {
@@ -419,13 +415,14 @@ fn write_segment(mut file: &File, bytes: &[u8]) -> std::io::Result<()> {
 /// Writes a version 2 segment's seal slot, naming `next_first_seq` as its successor's first
 /// seq, and makes it durable. The slot lies inside the header, so it is written in place
 /// through a handle of its own (the segment's handle appends).
-fn seal_segment(path: &Path, next_first_seq: u64) -> std::io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
+fn seal_segment(path: &Path, next_first_seq: u64) -> Result<()> {
+    let file = open_no_follow(OpenOptions::new().write(true), path)?;
     file.write_all_at(
         &codec::encode_seal(next_first_seq),
         codec::SEAL_SLOT_OFFSET as u64,
-    )?;
-    file.sync_data()
+    )
+    .and_then(|()| file.sync_data())
+    .map_err(|source| Error::io(path, source))
 }
 
 /// Makes a segment's written bytes durable. Every fsync of frames goes through here, so that

@@ -7,7 +7,7 @@
 //! corruption: open fails and nothing on disk changes. Zero bytes to the end of a file are
 //! simply its end.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -22,8 +22,8 @@ use crate::limits::{
 };
 use crate::log::OpenReport;
 use crate::log::segment::{
-    FILE_MODE, SegmentBytes, create_directory, list_segments, map_segment, read_segment,
-    segment_file_name, sync_directory,
+    FILE_MODE, SegmentBytes, create_directory, list_segments, map_segment, open_no_follow,
+    read_segment, segment_file_name, sync_directory,
 };
 
 /// Name of the directory, inside the store, that keeps every cut-off tail.
@@ -653,7 +653,7 @@ fn find_durable_proof(bytes: &[u8], first_offset: usize, failed_seq: u64) -> Opt
 fn quarantine_tail(dir: &Path, torn: &TornTail) -> Result<PathBuf> {
     let quarantine_dir = dir.join(QUARANTINE_DIRECTORY);
     create_directory(&quarantine_dir)?;
-    let mut source = File::open(&torn.path).map_err(|source| Error::io(&torn.path, source))?;
+    let mut source = open_no_follow(OpenOptions::new().read(true), &torn.path)?;
     source
         .seek(SeekFrom::Start(torn.offset))
         .map_err(|error| Error::io(&torn.path, error))?;
@@ -671,15 +671,18 @@ fn quarantine_tail(dir: &Path, torn: &TornTail) -> Result<PathBuf> {
             format!("{base_name}.{attempt}")
         };
         let path = quarantine_dir.join(name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&path)
-        {
+        match open_no_follow(
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE),
+            &path,
+        ) {
             Ok(file) => break (file, path),
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => attempt += 1,
-            Err(source) => return Err(Error::io(&path, source)),
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+                attempt += 1
+            }
+            Err(error) => return Err(error),
         }
     };
     let mut write_copy = || -> Result<()> {
@@ -712,10 +715,7 @@ fn cut_tail(dir: &Path, torn: &TornTail) -> Result<()> {
         std::fs::remove_file(&torn.path).map_err(|error| Error::io(&torn.path, error))?;
         return sync_directory(dir);
     }
-    let file = OpenOptions::new()
-        .write(true)
-        .open(&torn.path)
-        .map_err(|error| Error::io(&torn.path, error))?;
+    let file = open_no_follow(OpenOptions::new().write(true), &torn.path)?;
     file.set_len(torn.offset)
         .map_err(|error| Error::io(&torn.path, error))?;
     file.sync_all()
@@ -773,5 +773,36 @@ mod tests {
         assert_eq!(copy, expected);
         assert_eq!(std::fs::read(&copy).unwrap(), [7u8; 68]);
         assert_eq!(quarantined_files(dir.path()), vec![expected]);
+    }
+
+    #[test]
+    fn a_torn_tail_that_is_a_symlink_is_neither_copied_nor_cut() {
+        let temp = tempfile::tempdir().unwrap();
+        let outside = temp.path().join("outside.txt");
+        let precious = [7u8; 100];
+        std::fs::write(&outside, precious).unwrap();
+        let dir = temp.path().join("store");
+        create_directory(&dir).unwrap();
+        let segment = dir.join(segment_file_name(1));
+        std::os::unix::fs::symlink(&outside, &segment).unwrap();
+        let torn = TornTail {
+            path: segment.clone(),
+            offset: 32,
+            file_len: 100,
+        };
+        for (what, result) in [
+            ("quarantine_tail", quarantine_tail(&dir, &torn).map(drop)),
+            ("cut_tail", cut_tail(&dir, &torn)),
+        ] {
+            match result {
+                Err(Error::Io { path, source }) => {
+                    assert_eq!(path, segment, "{what}");
+                    assert!(source.to_string().contains("a symbolic link"), "{what}");
+                }
+                other => panic!("{what}: expected an I/O error naming the segment, got {other:?}"),
+            }
+        }
+        assert_eq!(std::fs::read(&outside).unwrap(), precious);
+        assert_eq!(quarantined_files(&dir), Vec::<PathBuf>::new());
     }
 }

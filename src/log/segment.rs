@@ -3,7 +3,7 @@
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::ops::Deref;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -79,16 +79,37 @@ pub(crate) fn sync_directory(dir: &Path) -> Result<()> {
         .map_err(|source| Error::io(dir, source))
 }
 
+/// Opens `path`, a file inside the store, with `options` and `O_NOFOLLOW`: a symbolic link in
+/// its place (even one swapped in after the directory was listed) is refused by the kernel
+/// rather than followed out of the store. Every open of a file inside a store goes through here.
+pub(crate) fn open_no_follow(options: &mut OpenOptions, path: &Path) -> Result<File> {
+    options
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|source| {
+            if source.raw_os_error() == Some(libc::ELOOP) {
+                let message = format!(
+                    "{source}: a symbolic link, and commlog follows nothing inside a store; \
+                     move it out"
+                );
+                Error::io(path, std::io::Error::new(source.kind(), message))
+            } else {
+                Error::io(path, source)
+            }
+        })
+}
+
 /// Creates a new segment holding only its header, and makes the file and its directory entry
 /// durable before returning: a segment that any acknowledged frame lives in always exists.
 pub(crate) fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<(File, PathBuf)> {
     let path = dir.join(segment_file_name(header.first_seq));
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(&path)
-        .map_err(|source| Error::io(&path, source))?;
+    let mut file = open_no_follow(
+        OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(FILE_MODE),
+        &path,
+    )?;
     file.write_all(&header.encode())
         .map_err(|source| Error::io(&path, source))?;
     file.sync_all().map_err(|source| Error::io(&path, source))?;
@@ -136,7 +157,10 @@ impl Deref for SegmentBytes {
 /// Reads a segment file into memory: the bytes it holds now, whatever happens to the file
 /// afterwards.
 pub(crate) fn read_segment(path: &Path) -> Result<SegmentBytes> {
-    let bytes = fs::read(path).map_err(|source| Error::io(path, source))?;
+    let mut bytes = Vec::new();
+    open_no_follow(OpenOptions::new().read(true), path)?
+        .read_to_end(&mut bytes)
+        .map_err(|source| Error::io(path, source))?;
     Ok(if bytes.is_empty() {
         SegmentBytes::Empty
     } else {
@@ -146,7 +170,7 @@ pub(crate) fn read_segment(path: &Path) -> Result<SegmentBytes> {
 
 /// Maps a segment file for reading.
 pub(crate) fn map_segment(path: &Path) -> Result<SegmentBytes> {
-    let file = File::open(path).map_err(|source| Error::io(path, source))?;
+    let file = open_no_follow(OpenOptions::new().read(true), path)?;
     let len = file
         .metadata()
         .map_err(|source| Error::io(path, source))?
@@ -162,4 +186,55 @@ pub(crate) fn map_segment(path: &Path) -> Result<SegmentBytes> {
     #[allow(unsafe_code)]
     let map = unsafe { Mmap::map(&file) }.map_err(|source| Error::io(path, source))?;
     Ok(SegmentBytes::Mapped(map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asserts that `result` is an I/O error naming `path` as a symbolic link.
+    fn assert_refused_as_symlink<T>(result: Result<T>, path: &Path, what: &str) {
+        match result {
+            Err(error @ Error::Io { .. }) => {
+                let Error::Io { path: named, .. } = &error else {
+                    unreachable!()
+                };
+                assert_eq!(named, path, "{what}: {error}");
+                assert!(
+                    error.to_string().contains("a symbolic link"),
+                    "{what}: {error}"
+                );
+            }
+            Err(error) => panic!("{what}: expected an I/O error, got {error:?}"),
+            Ok(_) => panic!("{what}: a symbolic link inside the store was followed"),
+        }
+    }
+
+    #[test]
+    fn every_open_of_a_segment_refuses_a_symlink_and_leaves_its_target_unchanged() {
+        let temp = tempfile::tempdir().unwrap();
+        let outside = temp.path().join("outside.txt");
+        let precious = [7u8; 64];
+        fs::write(&outside, precious).unwrap();
+        let dir = temp.path().join("store");
+        create_directory(&dir).unwrap();
+        let segment = dir.join(segment_file_name(1));
+        std::os::unix::fs::symlink(&outside, &segment).unwrap();
+
+        assert_refused_as_symlink(map_segment(&segment), &segment, "map_segment");
+        assert_refused_as_symlink(read_segment(&segment), &segment, "read_segment");
+        // As the writer reopens the last segment to append to it.
+        let appended =
+            open_no_follow(OpenOptions::new().append(true), &segment).and_then(|mut file| {
+                file.write_all(b"appended")
+                    .map_err(|source| Error::io(&segment, source))
+            });
+        assert_refused_as_symlink(appended, &segment, "append");
+        assert_refused_as_symlink(
+            super::super::seal_segment(&segment, 2),
+            &segment,
+            "seal_segment",
+        );
+        assert_eq!(fs::read(&outside).unwrap(), precious);
+    }
 }
