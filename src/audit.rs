@@ -19,7 +19,7 @@ use crate::limits::{
 };
 use crate::log::OpenReport;
 use crate::log::replay::{self, Checksums, Expected, Mode, Position, QUARANTINE_DIRECTORY};
-use crate::log::segment::{map_segment, parse_segment_file_name, read_segment, segment_file_name};
+use crate::log::segment::{SegmentBytes, map_segment, parse_segment_file_name, read_segment};
 use crate::store::LOCK_FILE_NAME;
 
 /// What one segment's bytes hold, read as the last segment of a log.
@@ -757,6 +757,8 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
     let mut store_id: Option<Option<u64>> = None;
     let mut previous: Option<(String, u64)> = None;
     let count = listed.len();
+    let mut maps = Vec::with_capacity(count);
+    let mut frame_counts = Vec::with_capacity(count);
     for (index, (name_seq, path)) in listed.iter().enumerate() {
         let name = file_name(path);
         let metadata = std::fs::symlink_metadata(path).map_err(|source| Error::io(path, source))?;
@@ -790,6 +792,8 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
                 time_max: None,
             });
             scan.event_starts.push(Vec::new());
+            maps.push(SegmentBytes::Empty);
+            frame_counts.push(0);
             continue;
         }
         let bytes = if index + 1 == count {
@@ -894,48 +898,6 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
             scan.durable_seq = scan.durable_seq.max(expected_seq - 1);
         }
         let seal = codec::decode_seal(&bytes);
-        if let Some(next_first_seq) = seal {
-            let expected_name = segment_file_name(next_first_seq);
-            match listed.get(index + 1) {
-                None => scan.findings.push(Finding {
-                    kind: "missing_segment".to_string(),
-                    segment: expected_name.clone(),
-                    offset: SEAL_SLOT_OFFSET as u64,
-                    bytes: 0,
-                    seq: Some(next_first_seq),
-                    reason: format!(
-                        "segment file is missing: segment {name} was sealed (seal slot at \
-                         offset {SEAL_SLOT_OFFSET}) when its successor {expected_name}, \
-                         starting at seq {next_first_seq}, had been created"
-                    ),
-                    fix: Fix::RepairCut,
-                    cut: CutPoint {
-                        index,
-                        offset: bytes.len() as u64,
-                    },
-                }),
-                Some((next_seq, next_path)) if *next_seq != next_first_seq => {
-                    scan.findings.push(Finding {
-                        cut: CutPoint {
-                            index: index + 1,
-                            offset: 0,
-                        },
-                        ..finding(
-                            "seal_mismatch",
-                            SEAL_SLOT_OFFSET as u64,
-                            0,
-                            Some(next_first_seq),
-                            format!(
-                                "seal slot names the next segment {expected_name} (first seq \
-                                 {next_first_seq}), but the next segment is {}",
-                                file_name(next_path)
-                            ),
-                        )
-                    });
-                }
-                Some(_) => {}
-            }
-        }
         scan.segments.push(SegmentSummary {
             file: name.clone(),
             first_seq: segment.first_seq,
@@ -949,6 +911,22 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
         scan.event_starts
             .push(std::mem::take(&mut segment.event_starts));
         previous = Some((name, segment.end));
+        frame_counts.push(segment.frames);
+        maps.push(bytes);
+    }
+    let (problems, _) = replay::seal_problems(dir, &listed, &maps, &frame_counts);
+    for problem in problems {
+        let (index, offset) = problem.cut;
+        scan.findings.push(Finding {
+            kind: problem.kind.to_string(),
+            segment: file_name(&problem.path),
+            offset: SEAL_SLOT_OFFSET as u64,
+            bytes: 0,
+            seq: None,
+            reason: problem.reason,
+            fix: Fix::RepairCut,
+            cut: CutPoint { index, offset },
+        });
     }
     Ok(scan)
 }
@@ -966,6 +944,8 @@ struct SegmentWalk<'a> {
     first_seq: Option<u64>,
     last_seq: Option<u64>,
     events: u64,
+    /// Valid frames read, close markers included.
+    frames: u64,
     durable_seq: u64,
     time_min: Option<i64>,
     time_max: Option<i64>,
@@ -987,6 +967,7 @@ impl<'a> SegmentWalk<'a> {
             first_seq: None,
             last_seq: None,
             events: 0,
+            frames: 0,
             durable_seq: 0,
             time_min: None,
             time_max: None,
@@ -1080,6 +1061,7 @@ impl<'a> SegmentWalk<'a> {
             },
             None => None,
         };
+        self.frames += 1;
         if let Some(durable_seq) = raw.durable_seq() {
             self.durable_seq = self.durable_seq.max(durable_seq);
         }

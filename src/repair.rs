@@ -230,7 +230,8 @@ fn plan_cut(
             renamed: whole,
         });
     }
-    // The segment left last must not stay sealed: its successor is gone.
+    // The segment left last must not stay sealed (its successor is gone), nor keep a damaged
+    // seal slot: a last segment's slot is zeros.
     let last_kept = match repair.moved.first() {
         Some(first) if first.renamed => cut.index.checked_sub(1),
         _ => Some(cut.index),
@@ -238,7 +239,9 @@ fn plan_cut(
     if let Some(segment) = last_kept.and_then(|index| segments.get(index)) {
         let path = dir.join(&segment.file);
         let header = read_at(&path, 0, SEGMENT_HEADER_V2_BYTES)?;
-        if codec::decode_seal(&header).is_some() {
+        let version_2 =
+            SegmentHeader::decode(&header).is_ok_and(|header| header.store_id.is_some());
+        if version_2 && header[SEAL_SLOT_OFFSET..].iter().any(|byte| *byte != 0) {
             repair.cleared_seal = Some(ClearedSeal {
                 segment: segment.file.clone(),
                 offset: SEAL_SLOT_OFFSET as u64,

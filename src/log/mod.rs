@@ -415,7 +415,7 @@ fn write_segment(mut file: &File, bytes: &[u8]) -> std::io::Result<()> {
 /// Writes a version 2 segment's seal slot, naming `next_first_seq` as its successor's first
 /// seq, and makes it durable. The slot lies inside the header, so it is written in place
 /// through a handle of its own (the segment's handle appends).
-fn seal_segment(path: &Path, next_first_seq: u64) -> Result<()> {
+pub(crate) fn seal_segment(path: &Path, next_first_seq: u64) -> Result<()> {
     let file = open_no_follow(OpenOptions::new().write(true), path)?;
     file.write_all_at(
         &codec::encode_seal(next_first_seq),

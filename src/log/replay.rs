@@ -13,7 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use crate::codec::{self, Frame, FrameCursor, SEAL_SLOT_OFFSET, SegmentHeader};
+use crate::codec::{self, Frame, FrameCursor, SEAL_SLOT_BYTES, SEAL_SLOT_OFFSET, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::event::LoggedEvent;
 use crate::limits::{
@@ -208,58 +208,144 @@ fn list_and_map_segments(dir: &Path, mode: Mode) -> Result<(Segments, Vec<Segmen
     Ok((segments, maps))
 }
 
-/// Checks every version 2 segment's seal slot against the segments listed: a sealed segment
-/// names its successor's first seq, and that successor must be the next segment listed. A
-/// sealed last segment means its successor, and any segment after it, is missing. A slot of
-/// zeros or failing its checksum means "not sealed", which needs no check: a successor gets
-/// frames only once its predecessor's seal is durable, so it held no event.
-fn check_seals(dir: &Path, segments: &[(u64, PathBuf)], maps: &[SegmentBytes]) -> Result<()> {
+/// A seal slot that does not fit the segments listed.
+#[derive(Debug)]
+pub(crate) struct SealProblem {
+    /// The file to blame: the segment whose slot is wrong, or the missing successor it names.
+    pub path: PathBuf,
+    /// `missing_segment`, `seal_mismatch` or `seal`.
+    pub kind: &'static str,
+    pub reason: String,
+    /// Where a cut removes the problem: the segment's position and the offset in it from which
+    /// bytes go (its length: nothing of it goes, but its slot is cleared).
+    pub cut: (usize, u64),
+}
+
+/// Checks every version 2 segment's seal slot against the segments listed. A rollover creates
+/// the successor (durably), then seals its predecessor (durably), and only then writes frames
+/// to the successor. So a sealed segment names the next segment listed, and a sealed last
+/// segment means its successor, and any segment after it, is missing. A segment not sealed
+/// (its slot zeros, or failing its check) is followed by nothing or by one segment without a
+/// frame (a rollover cut short by a crash, which the next writer finishes): otherwise its slot
+/// is damaged. A last segment's slot is zeros or a seal.
+///
+/// `frame_counts[i]`: frames read in segment `i`. Returns every problem, and the unsealed
+/// predecessor of a last segment without frames, with the seal it must get: the rollover to
+/// finish.
+pub(crate) fn seal_problems(
+    dir: &Path,
+    segments: &[(u64, PathBuf)],
+    maps: &[SegmentBytes],
+    frame_counts: &[u64],
+) -> (Vec<SealProblem>, Option<(PathBuf, u64)>) {
+    let mut problems = Vec::new();
+    let mut unfinished_rollover = None;
     for (index, ((_, path), bytes)) in segments.iter().zip(maps).enumerate() {
+        if !SegmentHeader::decode(bytes).is_ok_and(|header| header.store_id.is_some()) {
+            continue;
+        }
+        let next = segments.get(index + 1);
         let Some(next_first_seq) = codec::decode_seal(bytes) else {
+            let slot = &bytes[SEAL_SLOT_OFFSET..SEAL_SLOT_OFFSET + SEAL_SLOT_BYTES];
+            let zeros = slot.iter().all(|byte| *byte == 0);
+            let slot_state = if zeros {
+                "is zeros (not sealed)"
+            } else {
+                "fails its check"
+            };
+            match next {
+                Some((next_seq, next_path))
+                    if frame_counts.get(index + 1).is_some_and(|count| *count > 0)
+                        || index + 2 < segments.len() =>
+                {
+                    problems.push(SealProblem {
+                        path: path.clone(),
+                        kind: "seal",
+                        reason: format!(
+                            "seal slot {slot_state}, but the next segment {} (first seq \
+                             {next_seq}) holds frames, which are written only after this \
+                             segment's seal is durable",
+                            segment_display_name(next_path)
+                        ),
+                        cut: (index + 1, 0),
+                    });
+                }
+                Some((next_seq, _)) => unfinished_rollover = Some((path.clone(), *next_seq)),
+                None if !zeros => problems.push(SealProblem {
+                    path: path.clone(),
+                    kind: "seal",
+                    reason: "seal slot of the last segment fails its check: it is neither zeros \
+                             nor a seal"
+                        .to_string(),
+                    cut: (index, bytes.len() as u64),
+                }),
+                None => {}
+            }
             continue;
         };
-        let name = |path: &Path| {
-            path.file_name()
-                .expect("segment paths name a file")
-                .to_string_lossy()
-                .into_owned()
-        };
         let expected_name = segment_file_name(next_first_seq);
-        match segments.get(index + 1) {
-            None => {
-                return Err(Error::corruption(
-                    &dir.join(&expected_name),
-                    SEAL_SLOT_OFFSET as u64,
-                    format!(
-                        "segment file is missing: segment {} was sealed (seal slot at offset \
-                         {SEAL_SLOT_OFFSET}) when its successor {expected_name}, starting at \
-                         seq {next_first_seq}, had been created; the newest segments were \
-                         deleted or lost",
-                        name(path)
-                    ),
-                ));
-            }
+        match next {
+            None => problems.push(SealProblem {
+                path: dir.join(&expected_name),
+                kind: "missing_segment",
+                reason: format!(
+                    "segment file is missing: segment {} was sealed (seal slot at offset \
+                     {SEAL_SLOT_OFFSET}) when its successor {expected_name}, starting at seq \
+                     {next_first_seq}, had been created; the newest segments were deleted or \
+                     lost",
+                    segment_display_name(path),
+                ),
+                cut: (index, bytes.len() as u64),
+            }),
             Some((next_seq, next_path)) if *next_seq != next_first_seq => {
-                return Err(Error::corruption(
-                    path,
-                    SEAL_SLOT_OFFSET as u64,
-                    format!(
+                problems.push(SealProblem {
+                    path: path.clone(),
+                    kind: "seal_mismatch",
+                    reason: format!(
                         "seal slot names the next segment {expected_name} (first seq \
                          {next_first_seq}), but the next segment is {}",
-                        name(next_path)
+                        segment_display_name(next_path)
                     ),
-                ));
+                    cut: (index + 1, 0),
+                });
             }
             Some(_) => {}
         }
     }
-    Ok(())
+    (problems, unfinished_rollover)
+}
+
+/// [`seal_problems`], the first of them as corruption.
+fn check_seals(
+    dir: &Path,
+    segments: &[(u64, PathBuf)],
+    maps: &[SegmentBytes],
+    frame_counts: &[u64],
+) -> Result<Option<(PathBuf, u64)>> {
+    let (problems, unfinished_rollover) = seal_problems(dir, segments, maps, frame_counts);
+    match problems.into_iter().next() {
+        Some(problem) => Err(Error::corruption(
+            &problem.path,
+            SEAL_SLOT_OFFSET as u64,
+            problem.reason,
+        )),
+        None => Ok(unfinished_rollover),
+    }
+}
+
+/// A segment path's file name, for messages.
+fn segment_display_name(path: &Path) -> String {
+    path.file_name()
+        .expect("segment paths name a file")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Deals with a torn tail (a writer quarantines and cuts it) and reports.
 fn finish(dir: &Path, mode: Mode, scanned: Scanned) -> Result<Replayed> {
     let Scanned {
         mut report,
+        unfinished_rollover,
         tail,
         torn,
         last_seq,
@@ -272,6 +358,11 @@ fn finish(dir: &Path, mode: Mode, scanned: Scanned) -> Result<Replayed> {
             cut_tail(dir, &torn)?;
         }
     }
+    if let (Mode::Write, Some((path, next_first_seq))) = (mode, &unfinished_rollover) {
+        // The crash came between creating the successor and sealing this segment: finish the
+        // rollover before any frame goes to the successor.
+        crate::log::seal_segment(path, *next_first_seq)?;
+    }
     Ok(Replayed {
         report,
         tail,
@@ -283,6 +374,8 @@ fn finish(dir: &Path, mode: Mode, scanned: Scanned) -> Result<Replayed> {
 /// What scanning the segments found, before any torn tail is dealt with.
 struct Scanned {
     report: OpenReport,
+    /// A segment left unsealed by a rollover a crash cut short; the writer seals it.
+    unfinished_rollover: Option<(PathBuf, u64)>,
     tail: Option<Tail>,
     torn: Option<TornTail>,
     last_seq: u64,
@@ -302,6 +395,7 @@ fn scan_segments<'a>(
     let mut next_message_id: u64 = 1;
     let mut tail: Option<Tail> = None;
     let mut torn: Option<TornTail> = None;
+    let mut segment_frames = Vec::with_capacity(segments.len());
     for (index, ((name_seq, path), bytes)) in segments.iter().zip(maps).enumerate() {
         let position = if index + 1 == segments.len() {
             Position::Last
@@ -350,6 +444,7 @@ fn scan_segments<'a>(
             });
         }
         let Some(cursor) = segment.cursor else { break };
+        segment_frames.push(segment.frame_count);
         report.segments += 1;
         report.events += segment.events;
         expected_seq += segment.events;
@@ -363,9 +458,18 @@ fn scan_segments<'a>(
             store_id: segment.store_id,
         });
     }
-    check_seals(dir, segments, maps)?;
+    let mut frame_counts = vec![0; segments.len()];
+    for (count, segment) in frame_counts.iter_mut().zip(&segment_frames) {
+        *count = *segment;
+    }
+    let unfinished_rollover = check_seals(dir, segments, maps, &frame_counts)?
+        .filter(|(_, next_first_seq)| {
+            // Only when the writer goes on in the successor (its header is whole).
+            tail.as_ref().is_some_and(|tail| tail.path == dir.join(segment_file_name(*next_first_seq)))
+        });
     report.last_seq = expected_seq - 1;
     Ok(Scanned {
+        unfinished_rollover,
         report,
         tail,
         torn,
