@@ -4,7 +4,7 @@
 //! then, on a damaged log, walks every segment again, resynchronising after each bad frame, to
 //! list all the damage. [`crate::repair`] acts on what it finds.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -19,7 +19,9 @@ use crate::limits::{
 };
 use crate::log::OpenReport;
 use crate::log::replay::{self, Checksums, Expected, Mode, Position, QUARANTINE_DIRECTORY};
-use crate::log::segment::{SegmentBytes, map_segment, parse_segment_file_name, read_segment};
+use crate::log::segment::{
+    SegmentBytes, map_segment, open_no_follow, parse_segment_file_name, read_segment,
+};
 use crate::store::LOCK_FILE_NAME;
 
 /// What one segment's bytes hold, read as the last segment of a log.
@@ -199,7 +201,8 @@ pub struct InFlight {
 pub struct Audit {
     /// What the next open does.
     pub verdict: Verdict,
-    /// Events the log holds up to its first finding: what an open (or `repair --cut`) keeps.
+    /// Events the log holds before its earliest finding (in log order): what `repair --cut`
+    /// keeps; for a clean or torn log, what an open replays.
     pub events: u64,
     /// Bytes of all segment files.
     pub bytes: u64,
@@ -210,7 +213,8 @@ pub struct Audit {
     pub durable_seq: u64,
     /// Every segment file, in log order.
     pub segments: Vec<SegmentSummary>,
-    /// Every piece of damage; the first is what open reports.
+    /// Every piece of damage. For a corrupt verdict the first is the error open reports; with
+    /// `deep`, findings of meaning come before any torn end.
     pub findings: Vec<Finding>,
     /// The files in `quarantine/`.
     pub quarantine: Vec<QuarantineFile>,
@@ -233,19 +237,36 @@ impl Audit {
 /// bounds, durability never going back); such findings make the verdict
 /// [`Verdict::Corrupt`] although open accepts them.
 ///
-/// Fails with [`Error::Io`] when a file cannot be read, and with [`Error::InvalidInput`] when
-/// `dir` holds no store.
+/// Fails with [`Error::Io`] when a file cannot be read or a segment is of a newer format
+/// version, and with [`Error::InvalidInput`] when `dir` holds no store (neither a segment
+/// file nor a `LOCK`).
 pub fn audit(dir: impl AsRef<Path>, deep: bool) -> Result<Audit> {
     audit_with(dir.as_ref(), deep, false)
 }
 
-/// [`audit`], deep, for a caller holding the writer lock: there is no other writer whose
-/// unfinished end to spare.
-pub(crate) fn audit_locked(dir: &Path) -> Result<Audit> {
-    audit_with(dir, true, true)
+/// [`audit`] for a caller holding the writer lock: there is no other writer whose unfinished
+/// end to spare.
+pub(crate) fn audit_locked(dir: &Path, deep: bool) -> Result<Audit> {
+    audit_with(dir, deep, true)
+}
+
+/// Refuses a directory that holds no store: neither a segment file nor a `LOCK`.
+pub(crate) fn check_holds_store(dir: &Path) -> Result<()> {
+    let holds_store = list_segment_files(dir)?.first().is_some()
+        || std::fs::symlink_metadata(dir.join(LOCK_FILE_NAME)).is_ok();
+    if holds_store {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "dir",
+            dir.display(),
+            "holds no commlog store: no segment file and no LOCK",
+        ))
+    }
 }
 
 fn audit_with(dir: &Path, deep: bool, lock_held: bool) -> Result<Audit> {
+    check_holds_store(dir)?;
     let writer_before = !lock_held && writer_running(dir)?;
     let listed = list_segment_files(dir)?;
     check_format_versions(&listed)?;
@@ -301,7 +322,12 @@ fn audit_with(dir: &Path, deep: bool, lock_held: bool) -> Result<Audit> {
             findings.extend(scan.findings.into_iter().filter(|finding| {
                 (&finding.segment, finding.offset) != (&first.segment, first.offset)
             }));
-            let kept = events_before(&scan.segments, &scan.event_starts, first.cut);
+            let cut = findings
+                .iter()
+                .map(|finding| finding.cut)
+                .min()
+                .expect("a finding");
+            let kept = events_before(&scan.segments, &scan.event_starts, cut);
             Ok(Audit {
                 verdict: Verdict::Corrupt,
                 events: kept,
@@ -322,10 +348,12 @@ fn audit_with(dir: &Path, deep: bool, lock_held: bool) -> Result<Audit> {
 /// than a moment, and without creating the lock file.
 fn writer_running(dir: &Path) -> Result<bool> {
     let path = dir.join(LOCK_FILE_NAME);
-    let file = match File::open(&path) {
+    let file = match open_no_follow(OpenOptions::new().read(true), &path) {
         Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(source) => return Err(Error::io(&path, source)),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(false);
+        }
+        Err(error) => return Err(error),
     };
     match file.try_lock_shared() {
         Ok(()) => Ok(false),
@@ -600,7 +628,7 @@ fn clean_audit(
 /// The first `len` bytes of a file (fewer if it is shorter).
 fn read_prefix(path: &Path, len: usize) -> Result<Vec<u8>> {
     use std::io::Read;
-    let file = File::open(path).map_err(|source| Error::io(path, source))?;
+    let file = open_no_follow(OpenOptions::new().read(true), path)?;
     let mut bytes = Vec::with_capacity(len);
     file.take(len as u64)
         .read_to_end(&mut bytes)

@@ -7,7 +7,7 @@
 //! the segment truncated. Every step leaves each byte either in place or in quarantine, so
 //! after a crash at any point a rerun finishes the job.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::Path;
@@ -20,7 +20,7 @@ use crate::codec::{self, SEAL_SLOT_OFFSET, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::limits::SEGMENT_HEADER_V2_BYTES;
 use crate::log::replay::{self, Mode, QUARANTINE_DIRECTORY};
-use crate::log::segment::{FILE_MODE, create_directory, sync_directory};
+use crate::log::segment::{FILE_MODE, create_directory, open_no_follow, sync_directory};
 use crate::store;
 
 /// What [`repair`] may do.
@@ -30,6 +30,8 @@ pub struct RepairOptions {
     pub cut: bool,
     /// Plan only: change nothing.
     pub dry_run: bool,
+    /// Audit with `deep` (events whose meaning is wrong are findings a cut removes).
+    pub deep: bool,
 }
 
 /// What [`repair`] did, or with `dry_run`, would do.
@@ -132,8 +134,9 @@ pub fn repair(dir: impl AsRef<Path>, options: RepairOptions) -> Result<Repair> {
         ));
     }
     store::check_store_directory(dir, &metadata)?;
+    audit::check_holds_store(dir)?;
     let _lock = store::lock_directory(dir, std::time::Duration::ZERO)?;
-    let audit = audit::audit_locked(dir)?;
+    let audit = audit::audit_locked(dir, options.deep)?;
     let at = Utc::now();
     let mut repair = Repair {
         verdict: audit.verdict,
@@ -264,14 +267,19 @@ fn plan_cut(
     }
     repair.events_kept = kept;
     repair.repair_dir = Some(repair_dir.to_string_lossy().into_owned());
-    let first = &audit.findings[0];
+    let first = audit
+        .findings
+        .iter()
+        .find(|finding| finding.cut == cut)
+        .unwrap_or(&audit.findings[0]);
     repair.plan.push(format!(
-        "cut the log at {} offset {} (finding: {}), keeping {kept} events",
+        "cut the log at {} offset {} (finding: {}), keeping {kept} event{}",
         segments
             .get(cut.index)
             .map_or(first.segment.as_str(), |s| s.file.as_str()),
         cut.offset,
-        first.reason
+        first.reason,
+        if kept == 1 { "" } else { "s" }
     ));
     for moved in &repair.moved {
         repair.plan.push(format!(
@@ -355,20 +363,14 @@ fn carry_out_cut(dir: &Path, repair: &mut Repair) -> Result<()> {
     sync_directory(dir)?;
     for moved in repair.moved.iter().filter(|moved| !moved.renamed) {
         let path = dir.join(&moved.segment);
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|source| Error::io(&path, source))?;
+        let file = open_no_follow(OpenOptions::new().write(true), &path)?;
         file.set_len(moved.from_offset)
             .and_then(|()| file.sync_all())
             .map_err(|source| Error::io(&path, source))?;
     }
     if let Some(seal) = &repair.cleared_seal {
         let path = dir.join(&seal.segment);
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|source| Error::io(&path, source))?;
+        let file = open_no_follow(OpenOptions::new().write(true), &path)?;
         file.write_all_at(&[0; codec::SEAL_SLOT_BYTES], seal.offset)
             .and_then(|()| file.sync_all())
             .map_err(|source| Error::io(&path, source))?;
@@ -381,12 +383,13 @@ fn write_report(repair_dir: &Path, repair: &Repair) -> Result<()> {
     let path = repair_dir.join(REPORT_FILE_NAME);
     let mut text = serde_json::to_vec_pretty(repair).expect("a repair serializes");
     text.push(b'\n');
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(&path)
-        .map_err(|source| Error::io(&path, source))?;
+    let mut file = open_no_follow(
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE),
+        &path,
+    )?;
     file.write_all(&text)
         .and_then(|()| file.sync_all())
         .map_err(|source| Error::io(&path, source))?;
@@ -395,16 +398,17 @@ fn write_report(repair_dir: &Path, repair: &Repair) -> Result<()> {
 
 /// Copies `len` bytes of `source` from `offset` into a new file `target`, durably.
 fn copy_tail(source: &Path, offset: u64, len: u64, target: &Path) -> Result<()> {
-    let mut input = File::open(source).map_err(|error| Error::io(source, error))?;
+    let mut input = open_no_follow(OpenOptions::new().read(true), source)?;
     input
         .seek(SeekFrom::Start(offset))
         .map_err(|error| Error::io(source, error))?;
-    let mut output = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(target)
-        .map_err(|error| Error::io(target, error))?;
+    let mut output = open_no_follow(
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE),
+        target,
+    )?;
     let copied = std::io::copy(&mut input.take(len), &mut output)
         .map_err(|error| Error::io(target, error))?;
     if copied != len {
@@ -446,7 +450,7 @@ fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
     if !is_regular_file(path)? {
         return Ok(Vec::new());
     }
-    let mut file = File::open(path).map_err(|source| Error::io(path, source))?;
+    let mut file = open_no_follow(OpenOptions::new().read(true), path)?;
     file.seek(SeekFrom::Start(offset))
         .map_err(|source| Error::io(path, source))?;
     let mut bytes = Vec::with_capacity(len);
@@ -461,7 +465,7 @@ fn crc32_from(path: &Path, offset: u64) -> Result<u32> {
     if !is_regular_file(path)? {
         return Ok(0);
     }
-    let mut file = File::open(path).map_err(|source| Error::io(path, source))?;
+    let mut file = open_no_follow(OpenOptions::new().read(true), path)?;
     file.seek(SeekFrom::Start(offset))
         .map_err(|source| Error::io(path, source))?;
     let mut hasher = crc32fast::Hasher::new();

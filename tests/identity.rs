@@ -473,7 +473,11 @@ fn a_flipped_bit_in_any_seal_slot_is_corruption_naming_the_segment() {
         flip_bit(&segment, offset, bit);
         let what = format!("segment {index}, offset {offset}, bit {bit}");
         for (path, error_offset, reason) in corruption_on_both_opens(&copy, &what) {
-            assert_eq!((path.as_path(), error_offset), (segment.as_path(), 40), "{what}");
+            assert_eq!(
+                (path.as_path(), error_offset),
+                (segment.as_path(), 40),
+                "{what}"
+            );
             assert!(reason.contains("seal slot"), "{what}: {reason}");
         }
     }
@@ -513,7 +517,10 @@ fn a_rollover_cut_short_before_the_seal_is_finished_by_the_next_writer() {
     }
     store.close().unwrap();
     let sealed = fs::read(predecessor).unwrap();
-    assert_ne!(sealed[SEAL_SLOT], [0; 16], "the writer sealed the predecessor");
+    assert_ne!(
+        sealed[SEAL_SLOT], [0; 16],
+        "the writer sealed the predecessor"
+    );
     let store = Store::open_read_only(&data).unwrap();
     assert_eq!(store.open_report().events, events + 30);
 }

@@ -31,6 +31,9 @@ pub(crate) struct RepairArgs {
     /// Print the plan and the exit status the real run would have; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Audit with --deep first: events whose meaning is wrong are findings too.
+    #[arg(long)]
+    deep: bool,
 }
 
 /// Exit status of an audit: 0 clean, 4 torn, 3 corrupt.
@@ -77,6 +80,7 @@ pub(crate) fn repair(global: &Global, args: &RepairArgs) -> Result<(), CliError>
         RepairOptions {
             cut: args.cut,
             dry_run: args.dry_run,
+            deep: args.deep,
         },
     )?;
     if global.json {

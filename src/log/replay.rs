@@ -462,10 +462,11 @@ fn scan_segments<'a>(
     for (count, segment) in frame_counts.iter_mut().zip(&segment_frames) {
         *count = *segment;
     }
-    let unfinished_rollover = check_seals(dir, segments, maps, &frame_counts)?
-        .filter(|(_, next_first_seq)| {
+    let unfinished_rollover =
+        check_seals(dir, segments, maps, &frame_counts)?.filter(|(_, next_first_seq)| {
             // Only when the writer goes on in the successor (its header is whole).
-            tail.as_ref().is_some_and(|tail| tail.path == dir.join(segment_file_name(*next_first_seq)))
+            tail.as_ref()
+                .is_some_and(|tail| tail.path == dir.join(segment_file_name(*next_first_seq)))
         });
     report.last_seq = expected_seq - 1;
     Ok(Scanned {
