@@ -1,5 +1,6 @@
 //! Opening (replaying) the 1,000,000-message reference store (docs/WORKLOAD.md), in events
-//! per second, and its bytes on disk per message (printed once).
+//! per second, and its bytes on disk per message (printed once); auditing it
+//! (`commlog::audit::audit`), in bytes per second.
 //!
 //! The store is built once, at `SyncPolicy::Never`, and closed; its files are then in the page
 //! cache, so this is a warm open. `cargo bench --bench replay`.
@@ -114,6 +115,27 @@ fn replay(c: &mut Criterion) {
             })
         })
     });
+    group.finish();
+
+    // Auditing the same bytes, in bytes per second: every header and frame checked as open
+    // checks them, the views not built.
+    let mut group = c.benchmark_group("audit");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(6))
+        .throughput(Throughput::Bytes(bytes));
+    for deep in [false, true] {
+        let name = if deep { "deep" } else { "default" };
+        group.bench_function(BenchmarkId::new("reference_1m", name), |b| {
+            b.iter(|| {
+                let audit = commlog::audit::audit(dir.path(), deep).expect("audit");
+                assert_eq!(audit.verdict, commlog::audit::Verdict::Clean);
+                audit
+            })
+        });
+    }
     group.finish();
 }
 

@@ -332,6 +332,7 @@ fn carry_out_cut(dir: &Path, repair: &mut Repair) -> Result<()> {
         .map_err(|source| Error::io(&repair_dir, source))?;
     sync_directory(&quarantine)?;
     sync_directory(dir)?;
+    step()?;
     let relative = Path::new(QUARANTINE_DIRECTORY).join(&repair_name);
     repair.repair_dir = Some(relative.to_string_lossy().into_owned());
     for moved in &mut repair.moved {
@@ -342,6 +343,7 @@ fn carry_out_cut(dir: &Path, repair: &mut Repair) -> Result<()> {
         moved.quarantined_as = relative.join(name).to_string_lossy().into_owned();
     }
     write_report(&repair_dir, repair)?;
+    step()?;
     // Copies of partial segments, durable before anything is cut.
     for moved in repair.moved.iter().filter(|moved| !moved.renamed) {
         copy_tail(
@@ -350,6 +352,7 @@ fn carry_out_cut(dir: &Path, repair: &mut Repair) -> Result<()> {
             moved.bytes,
             &dir.join(&moved.quarantined_as),
         )?;
+        step()?;
     }
     sync_directory(&repair_dir)?;
     // Whole segments, newest first: a crash between renames leaves a log whose damage (at or
@@ -358,6 +361,7 @@ fn carry_out_cut(dir: &Path, repair: &mut Repair) -> Result<()> {
         let from = dir.join(&moved.segment);
         let to = dir.join(&moved.quarantined_as);
         std::fs::rename(&from, &to).map_err(|source| Error::io(&from, source))?;
+        step()?;
     }
     sync_directory(&repair_dir)?;
     sync_directory(dir)?;
@@ -367,6 +371,7 @@ fn carry_out_cut(dir: &Path, repair: &mut Repair) -> Result<()> {
         file.set_len(moved.from_offset)
             .and_then(|()| file.sync_all())
             .map_err(|source| Error::io(&path, source))?;
+        step()?;
     }
     if let Some(seal) = &repair.cleared_seal {
         let path = dir.join(&seal.segment);
@@ -374,6 +379,19 @@ fn carry_out_cut(dir: &Path, repair: &mut Repair) -> Result<()> {
         file.write_all_at(&[0; codec::SEAL_SLOT_BYTES], seal.offset)
             .and_then(|()| file.sync_all())
             .map_err(|source| Error::io(&path, source))?;
+    }
+    Ok(())
+}
+
+/// Passed after each step of a cut that changes the files. A unit test makes one fail, which
+/// stops the cut there as a crash would.
+fn step() -> Result<()> {
+    #[cfg(test)]
+    if tests::crash_now() {
+        return Err(Error::io(
+            Path::new("repair step"),
+            std::io::Error::other("simulated crash"),
+        ));
     }
     Ok(())
 }
@@ -485,5 +503,178 @@ fn is_regular_file(path: &Path) -> Result<bool> {
     match std::fs::symlink_metadata(path) {
         Ok(metadata) => Ok(metadata.file_type().is_file()),
         Err(source) => Err(Error::io(path, source)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::{Channel, Options, Store, SyncPolicy};
+
+    thread_local! {
+        /// Steps left before the simulated crash (`None`: no crash).
+        static STEPS_BEFORE_CRASH: Cell<Option<u32>> = const { Cell::new(None) };
+    }
+
+    pub(super) fn crash_now() -> bool {
+        STEPS_BEFORE_CRASH.with(|steps| match steps.get() {
+            Some(0) => true,
+            Some(left) => {
+                steps.set(Some(left - 1));
+                false
+            }
+            None => false,
+        })
+    }
+
+    /// Every file under `dir` (but LOCK), by path relative to it.
+    fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(path) = pending.pop() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.file_name().unwrap() != "LOCK" {
+                    let bytes = std::fs::read(&path).unwrap();
+                    files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+                }
+            }
+        }
+        files
+    }
+
+    /// The bytes with a version 2 seal slot zeroed: what a cut may change in a kept segment.
+    fn without_seal(bytes: &[u8]) -> Vec<u8> {
+        let mut bytes = bytes.to_vec();
+        if bytes.len() >= SEGMENT_HEADER_V2_BYTES {
+            bytes[SEAL_SLOT_OFFSET..SEGMENT_HEADER_V2_BYTES].fill(0);
+        }
+        bytes
+    }
+
+    /// Checks that every byte of every original segment is in place or in quarantine: the
+    /// segment is whole, or its kept prefix plus a quarantined `<name>.<offset>.cut` make it
+    /// whole, or a quarantined copy under its own name is it.
+    fn every_byte_in_place_or_quarantined(
+        originals: &BTreeMap<PathBuf, Vec<u8>>,
+        dir: &Path,
+        when: &str,
+    ) {
+        let now = files(dir);
+        let quarantined = |name: &str| -> Vec<(String, Vec<u8>)> {
+            now.iter()
+                .filter(|(path, _)| path.starts_with(QUARANTINE_DIRECTORY))
+                .map(|(path, bytes)| {
+                    let file = path.file_name().unwrap().to_string_lossy().into_owned();
+                    (file, bytes.clone())
+                })
+                .filter(|(file, _)| file.starts_with(name))
+                .collect()
+        };
+        for (path, original) in originals {
+            let name = path.to_str().unwrap();
+            let whole_elsewhere = quarantined(name)
+                .iter()
+                .any(|(file, bytes)| file == name && bytes == original);
+            let in_place = match now.get(path) {
+                Some(kept) if kept.len() <= original.len() => {
+                    let prefix_ok = without_seal(kept) == without_seal(&original[..kept.len()]);
+                    let tail = format!("{name}.{}.cut", kept.len());
+                    prefix_ok
+                        && (kept.len() == original.len()
+                            || quarantined(name).iter().any(|(file, bytes)| {
+                                *file == tail && bytes[..] == original[kept.len()..]
+                            }))
+                }
+                _ => false,
+            };
+            assert!(in_place || whole_elsewhere, "{when}: bytes of {name} lost");
+        }
+    }
+
+    #[test]
+    fn a_cut_stopped_after_any_step_loses_no_byte_and_a_rerun_finishes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let options = Options {
+            segment_bytes: 512,
+            sync: SyncPolicy::Always,
+            ..Options::default()
+        };
+        let store = Store::open_with(&data, options).unwrap();
+        let at = Utc.with_ymd_and_hms(2025, 1, 1, 9, 0, 0).unwrap();
+        for user in 1..=40 {
+            store
+                .track_message_sent_at(user, Channel::Sms, "low_balance", 0.05, at)
+                .unwrap();
+        }
+        store.close().unwrap();
+        let mut segments: Vec<PathBuf> = files(&data).into_keys().collect();
+        segments.sort();
+        assert!(segments.len() >= 3, "{segments:?}");
+        // A flipped bit in the middle of the first (sealed) segment.
+        let first = data.join(&segments[0]);
+        let mut bytes = std::fs::read(&first).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x20;
+        std::fs::write(&first, bytes).unwrap();
+        let originals = files(&data);
+        assert_eq!(
+            audit::audit(&data, false).unwrap().verdict,
+            Verdict::Corrupt
+        );
+
+        let cut = RepairOptions {
+            cut: true,
+            ..RepairOptions::default()
+        };
+        let mut crashes = 0;
+        for steps in 0.. {
+            let copy = dir.path().join(format!("crash-after-{steps}"));
+            std::fs::create_dir(&copy).unwrap();
+            for (path, bytes) in &originals {
+                std::fs::write(copy.join(path), bytes).unwrap();
+            }
+            STEPS_BEFORE_CRASH.with(|left| left.set(Some(steps)));
+            let first_run = repair(&copy, cut);
+            STEPS_BEFORE_CRASH.with(|left| left.set(None));
+            let when = format!("crash after {steps} steps");
+            every_byte_in_place_or_quarantined(&originals, &copy, &when);
+            let finished = match first_run {
+                Ok(done) => {
+                    assert_eq!(done.action, RepairAction::Cut);
+                    true
+                }
+                Err(error) => {
+                    assert!(error.to_string().contains("simulated crash"), "{error}");
+                    crashes += 1;
+                    let rerun = repair(&copy, cut).unwrap();
+                    assert_ne!(rerun.action, RepairAction::Refused, "{when}");
+                    every_byte_in_place_or_quarantined(&originals, &copy, &when);
+                    false
+                }
+            };
+            let after = audit::audit(&copy, false).unwrap();
+            assert_eq!(
+                after.verdict,
+                Verdict::Clean,
+                "{when}: {:?}",
+                after.findings
+            );
+            Store::open_read_only(&copy).unwrap();
+            if finished {
+                break;
+            }
+        }
+        // The repair directory, the report, one copy, the renames, the cut, the seal.
+        assert!(crashes >= 5, "{crashes} steps");
     }
 }
