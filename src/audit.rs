@@ -252,7 +252,7 @@ pub(crate) fn audit_locked(dir: &Path, deep: bool) -> Result<Audit> {
 
 /// Refuses a directory that holds no store: neither a segment file nor a `LOCK`.
 pub(crate) fn check_holds_store(dir: &Path) -> Result<()> {
-    let holds_store = list_segment_files(dir)?.first().is_some()
+    let holds_store = !list_segment_files(dir)?.is_empty()
         || std::fs::symlink_metadata(dir.join(LOCK_FILE_NAME)).is_ok();
     if holds_store {
         Ok(())
