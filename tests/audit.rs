@@ -7,7 +7,7 @@
 //! unless asked to cut, a dry run changes nothing, and a cut leaves a clean log while every
 //! original byte is either still in place or in the repair directory.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -270,6 +270,11 @@ fn hex(bytes: &[u8]) -> String {
 /// returns the audit. `case` names the case in failures; `kind` is the first finding's kind
 /// expected (ignored for `Clean`).
 fn check(case: &str, data: &Path, opts: &Options, verdict: Verdict, kind: &str) -> Audit {
+    verify(case, data, opts, Some((verdict, kind)))
+}
+
+/// [`check`], with the verdict and the first finding's kind expected if given.
+fn verify(case: &str, data: &Path, opts: &Options, expected: Option<(Verdict, &str)>) -> Audit {
     let before = snapshot(data);
     let audited = audit(data, false).unwrap();
     assert_eq!(snapshot(data), before, "{case}: audit changed files");
@@ -278,17 +283,19 @@ fn check(case: &str, data: &Path, opts: &Options, verdict: Verdict, kind: &str) 
     assert_eq!(deep.verdict, audited.verdict, "{case}: deep audit");
     assert_eq!(deep.findings, audited.findings, "{case}: deep audit");
     assert_eq!(audited.in_flight, None, "{case}");
-    assert_eq!(
-        audited.verdict, verdict,
-        "{case}: verdict; findings {:#?}",
-        audited.findings
-    );
-    if verdict != Verdict::Clean {
+    if let Some((verdict, kind)) = expected {
         assert_eq!(
-            audited.findings[0].kind, kind,
-            "{case}: {:#?}",
+            audited.verdict, verdict,
+            "{case}: verdict; findings {:#?}",
             audited.findings
         );
+        if verdict != Verdict::Clean {
+            assert_eq!(
+                audited.findings[0].kind, kind,
+                "{case}: {:#?}",
+                audited.findings
+            );
+        }
     }
 
     // The verdict predicts open.
@@ -321,6 +328,12 @@ fn check(case: &str, data: &Path, opts: &Options, verdict: Verdict, kind: &str) 
             assert!(report.quarantined.is_some(), "{case}");
             assert_eq!(report.events, audited.events, "{case}");
             store.close().unwrap();
+            let reopened = open_outcome(Store::open_with(&copy, opts.clone()));
+            assert_eq!(
+                reopened,
+                Ok((0, audited.events)),
+                "{case}: reopening after the torn end was cut"
+            );
         }
         Verdict::Corrupt => {
             let first = &audited.findings[0];
@@ -758,6 +771,17 @@ fn zeroed_sectors() {
         Verdict::Torn,
         "torn_tail",
     );
+    // Its first sector: the header its predecessor's seal names had been fsynced.
+    let audited = case(
+        "first sector of the last segment, crashed",
+        &crashed,
+        &big,
+        |data| zero(&data.join(file_name(&last)), 0..SECTOR),
+        Verdict::Corrupt,
+        "header",
+    );
+    assert_eq!(audited.findings[0].segment, file_name(&last));
+    assert_eq!(audited.findings[0].offset, 0);
     // A sector in the middle of a small store's sealed segment.
     let (_dir, small, small_all) = sealed_base();
     let segment = file_name(&small_all[2]);
@@ -1195,4 +1219,158 @@ fn repair_beside_a_running_writer_exits_2_naming_the_lock() {
         Err(Error::Locked { .. })
     ));
     store.close().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sweeps: whatever the verdict, it must predict open, and repair must keep every byte.
+
+/// Runs [`verify`] on a fresh copy of `base` damaged by `damage`; returns the verdict.
+fn sweep_case(name: &str, base: &Path, opts: &Options, damage: impl FnOnce(&Path)) -> Verdict {
+    let (_dir, data) = copy_of(base);
+    damage(&data);
+    verify(name, &data, opts, None).verdict
+}
+
+/// Damage done to a copy of a store, given its directory.
+type Damage = Box<dyn FnOnce(&Path)>;
+
+/// Flips a bit in every frame and in every header field of every segment of `base`, and cuts
+/// every segment at every frame boundary and inside every frame.
+fn sweep(label: &str, base: &Path, opts: &Options) -> HashMap<Verdict, usize> {
+    let mut verdicts = HashMap::new();
+    for segment in segments(base) {
+        let name = file_name(&segment);
+        let frames = frames(&segment);
+        let mut damages: Vec<(String, Damage)> = Vec::new();
+        for offset in [8, 12, 20, 28, 36, 40, 48, 55] {
+            let name = name.clone();
+            damages.push((
+                format!("header byte {offset}"),
+                Box::new(move |data: &Path| flip_bit(&data.join(&name), offset)),
+            ));
+        }
+        for (k, frame) in frames.iter().enumerate() {
+            for (what, offset) in [("length", frame.start), ("body", body_byte(frame))] {
+                let name = name.clone();
+                damages.push((
+                    format!("{what} of frame {k}"),
+                    Box::new(move |data: &Path| flip_bit(&data.join(&name), offset)),
+                ));
+            }
+            for (what, len) in [("before", frame.start), ("inside", body_byte(frame))] {
+                let name = name.clone();
+                damages.push((
+                    format!("cut {what} frame {k}"),
+                    Box::new(move |data: &Path| truncate(&data.join(&name), len)),
+                ));
+            }
+        }
+        for (what, damage) in damages {
+            let verdict = sweep_case(&format!("{label}: {name}: {what}"), base, opts, damage);
+            *verdicts.entry(verdict).or_insert(0) += 1;
+        }
+    }
+    verdicts
+}
+
+#[test]
+fn sweep_a_closed_store() {
+    let opts = small_segments(SyncPolicy::Never);
+    let (_dir, base) = closed_store(opts.clone(), 60);
+    let verdicts = sweep("closed", &base, &opts);
+    assert!(verdicts.contains_key(&Verdict::Corrupt), "{verdicts:?}");
+    assert!(verdicts.contains_key(&Verdict::Torn), "{verdicts:?}");
+}
+
+#[test]
+fn sweep_a_crashed_synced_store() {
+    let opts = small_segments(SyncPolicy::Always);
+    let (_dir, base) = crashed_store(opts.clone(), 45);
+    let verdicts = sweep("crashed", &base, &opts);
+    assert!(verdicts.contains_key(&Verdict::Corrupt), "{verdicts:?}");
+    assert!(verdicts.contains_key(&Verdict::Torn), "{verdicts:?}");
+}
+
+#[test]
+fn sweep_a_store_written_by_the_command_line() {
+    let opts = small_segments(SyncPolicy::Never);
+    let (_dir, base) = reopened_store(opts.clone(), 14);
+    let verdicts = sweep("reopened", &base, &opts);
+    assert!(verdicts.contains_key(&Verdict::Corrupt), "{verdicts:?}");
+}
+
+#[test]
+fn sweep_zeroed_sectors() {
+    let opts = Options {
+        sync: SyncPolicy::Never,
+        segment_bytes: 2048,
+        ..Options::default()
+    };
+    for (label, (_dir, base)) in [
+        ("closed", closed_store(opts.clone(), 200)),
+        ("crashed", crashed_store(opts.clone(), 200)),
+    ] {
+        for segment in segments(&base) {
+            let name = file_name(&segment);
+            let len = fs::metadata(&segment).unwrap().len() as usize;
+            for start in (0..len).step_by(SECTOR) {
+                sweep_case(
+                    &format!("{label}: {name}: sector at {start}"),
+                    &base,
+                    &opts,
+                    |data| zero(&data.join(&name), start..start + SECTOR),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sweep_removed_and_misplaced_segments() {
+    let opts = small_segments(SyncPolicy::Never);
+    let (_dir, base, all) = sealed_base();
+    for (index, segment) in all.iter().enumerate() {
+        let name = file_name(segment);
+        sweep_case(&format!("remove segment {index}"), &base, &opts, |data| {
+            fs::remove_file(data.join(&name)).unwrap()
+        });
+        for (other_index, other) in all.iter().enumerate() {
+            if other_index != index {
+                sweep_case(
+                    &format!("segment {other_index} copied over segment {index}"),
+                    &base,
+                    &opts,
+                    |data| fs::copy(other, data.join(&name)).map(|_| ()).unwrap(),
+                );
+            }
+        }
+        for moved in [first_seq_of(segment) - 1, first_seq_of(segment) + 1] {
+            if moved == 0 {
+                continue;
+            }
+            let to = segment_name(moved);
+            sweep_case(
+                &format!("segment {index} renamed to {to}"),
+                &base,
+                &opts,
+                |data| {
+                    if !data.join(&to).exists() {
+                        fs::rename(data.join(&name), data.join(&to)).unwrap()
+                    }
+                },
+            );
+            sweep_case(
+                &format!("segment {index} copied to {to}"),
+                &base,
+                &opts,
+                |data| {
+                    if !data.join(&to).exists() {
+                        fs::copy(data.join(&name), data.join(&to))
+                            .map(|_| ())
+                            .unwrap();
+                    }
+                },
+            );
+        }
+    }
 }
