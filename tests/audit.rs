@@ -1192,8 +1192,23 @@ fn audit_exit_statuses_and_json() {
         );
     }
 
-    let (code, _, stdout) = run(&["repair", corrupt.to_str().unwrap()]);
-    assert_eq!(code, 3, "{stdout}");
+    let before = snapshot(&corrupt);
+    let corrupt_dir = corrupt.to_str().unwrap();
+    for (args, status) in [
+        (vec!["repair", corrupt_dir], 3),
+        (vec!["repair", corrupt_dir, "--dry-run"], 3),
+        (vec!["repair", corrupt_dir, "--cut", "--dry-run"], 0),
+        (vec!["repair"], 1),
+    ] {
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, status, "{args:?}: {stdout}{stderr}");
+        assert_eq!(snapshot(&corrupt), before, "{args:?}");
+    }
+    let (code, stdout, _) = run(&["--json", "repair", corrupt_dir, "--cut", "--dry-run"]);
+    assert_eq!(code, 0);
+    let planned: Repair = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(planned.action, RepairAction::Cut);
+    assert!(planned.dry_run);
     let (code, _, stderr) = run(&["repair", corrupt.to_str().unwrap(), "--cut"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(run(&["audit", corrupt.to_str().unwrap()]).0, 0);
