@@ -436,6 +436,24 @@ fn scan_segments<'a>(
             ));
         }
         let segment = replay_segment(path, bytes, position, expected, checksums, fold)?;
+        // A segment's header is fsynced before its predecessor's seal names it.
+        if segment.torn_offset == Some(0)
+            && let Some(previous) = index.checked_sub(1).map(|index| &segments[index].1)
+            && codec::decode_seal(&maps[index - 1]) == Some(*name_seq)
+        {
+            return Err(Error::corruption(
+                path,
+                0,
+                format!(
+                    "segment header is incomplete or fails its checks, but segment {} was \
+                     sealed naming this one, so its header had been written and fsynced",
+                    previous
+                        .file_name()
+                        .expect("segment paths name a file")
+                        .to_string_lossy()
+                ),
+            ));
+        }
         if let Some(offset) = segment.torn_offset {
             torn = Some(TornTail {
                 path: path.clone(),
