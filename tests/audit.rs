@@ -369,6 +369,7 @@ fn check_torn_repair(case: &str, data: &Path, audited: &Audit) {
         RepairOptions {
             cut: false,
             dry_run: true,
+            deep: false,
         },
     )
     .unwrap();
@@ -411,6 +412,7 @@ fn check_cut(case: &str, data: &Path, opts: &Options, audited: &Audit) {
         RepairOptions {
             cut: true,
             dry_run: true,
+            deep: false,
         },
     )
     .unwrap();
@@ -429,6 +431,7 @@ fn check_cut(case: &str, data: &Path, opts: &Options, audited: &Audit) {
         RepairOptions {
             cut: true,
             dry_run: false,
+            deep: false,
         },
     )
     .unwrap();
@@ -476,6 +479,7 @@ fn check_cut(case: &str, data: &Path, opts: &Options, audited: &Audit) {
         RepairOptions {
             cut: true,
             dry_run: false,
+            deep: false,
         },
     )
     .unwrap();
@@ -1055,6 +1059,7 @@ fn a_second_cut_takes_a_new_repair_directory() {
     let cut = RepairOptions {
         cut: true,
         dry_run: false,
+        deep: false,
     };
     let frames1 = frames(&all[1]);
     flip_bit(&data.join(file_name(&all[1])), body_byte(&frames1[3]));
