@@ -123,7 +123,8 @@ pub enum Fix {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// `torn_tail`, `torn_header`, `header`, `frame`, `foreign_segment`, `misnamed_segment`,
-    /// `gap`, `missing_segment`, `seal_mismatch`, `not_regular_file` or (with `deep`) `meaning`.
+    /// `gap`, `missing_segment`, `seal_mismatch`, `seal`, `not_regular_file` or (with `deep`)
+    /// `meaning` (docs/CLI.md).
     pub kind: String,
     /// The segment file's name (for `missing_segment`, the name of the file that is missing).
     pub segment: String,
