@@ -1394,3 +1394,45 @@ fn sweep_removed_and_misplaced_segments() {
         }
     }
 }
+
+/// Sets a segment's format version field to `version`; with `rewrite_crc`, the header crc
+/// (bytes 36..40, over 0..36) is computed again, as a commlog writing that version would.
+fn set_version(path: &Path, version: u32, rewrite_crc: bool) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[8..12].copy_from_slice(&version.to_le_bytes());
+    if rewrite_crc {
+        let crc = crc32fast::hash(&bytes[0..36]);
+        bytes[36..40].copy_from_slice(&crc.to_le_bytes());
+    }
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_segment_of_a_newer_format_version_stops_the_audit_and_a_flipped_version_is_corruption() {
+    let (_dir, sealed, all) = sealed_base();
+    let (_newer_dir, newer) = copy_of(&sealed);
+    set_version(&newer.join(file_name(&all[1])), 3, true);
+    let before = snapshot(&newer);
+    let (code, _, stderr) = run(&["audit", newer.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&file_name(&all[1])) && stderr.contains("format version 3"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&newer), before);
+
+    // The same field with one bit flipped (2 → 3) in a header written by this commlog.
+    let (_flipped_dir, flipped) = copy_of(&sealed);
+    set_version(&flipped.join(file_name(&all[1])), 3, false);
+    let audited = audit(&flipped, false).unwrap();
+    assert_eq!(audited.verdict, Verdict::Corrupt);
+    assert_eq!(
+        (
+            audited.findings[0].segment.as_str(),
+            audited.findings[0].offset
+        ),
+        (file_name(&all[1]).as_str(), 0)
+    );
+    let (code, _, stderr) = run(&["audit", flipped.to_str().unwrap()]);
+    assert_eq!(code, 3, "{stderr}");
+}
