@@ -425,13 +425,17 @@ fn apply(base: &Base, damage: Damage) -> BTreeMap<String, Vec<u8>> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Expected {
-    Clean,
-    Torn,
-    /// Open fails naming this file and offset.
-    Corrupt {
+    /// The log opens holding `events` events.
+    Clean { events: u64 },
+    /// The log opens holding `events` events; the bytes of `segment` from `offset` on are a
+    /// torn tail (or header) to cut.
+    Torn {
         segment: String,
         offset: u64,
+        events: u64,
     },
+    /// Open fails naming this file and offset.
+    Corrupt { segment: String, offset: u64 },
 }
 
 /// How one segment reads after the damage, on its own.
@@ -443,7 +447,8 @@ enum SegmentOutcome {
         at: usize,
         events_lost: bool,
     },
-    Torn,
+    /// A torn tail (or header) from `at` on.
+    TornAt(usize),
     CorruptAt(usize),
 }
 
@@ -482,7 +487,7 @@ fn judge_segment(
         return if frame_behind || durable_proof(0, segment.first_seq) {
             SegmentOutcome::CorruptAt(0)
         } else {
-            SegmentOutcome::Torn
+            SegmentOutcome::TornAt(0)
         };
     }
     for (index, frame) in segment.frames.iter().enumerate() {
@@ -509,7 +514,7 @@ fn judge_segment(
         return if durable_proof(frame.offset, failed_seq) {
             SegmentOutcome::CorruptAt(frame.offset)
         } else {
-            SegmentOutcome::Torn
+            SegmentOutcome::TornAt(frame.offset)
         };
     }
     SegmentOutcome::Whole
@@ -565,8 +570,19 @@ fn expected_from_frames(base: &Base, damaged: &BTreeMap<String, Vec<u8>>) -> Exp
         segment: segment.to_string(),
         offset: offset as u64,
     };
+    // Events of the segments before this one, all read whole.
+    let mut events = 0;
     for (index, segment) in base.segments.iter().enumerate() {
         let last = index + 1 == count;
+        // Events in this segment's frames before `offset`, and in the segments before.
+        let events_before = |offset: usize| {
+            let here = segment
+                .frames
+                .iter()
+                .filter(|frame| frame.offset < offset && !frame.close_marker)
+                .count();
+            events + here as u64
+        };
         let Some(bytes) = damaged.get(&segment.name) else {
             assert!(index > 0, "the first segment is never deleted");
             let previous = &base.segments[index - 1];
@@ -578,24 +594,35 @@ fn expected_from_frames(base: &Base, damaged: &BTreeMap<String, Vec<u8>>) -> Exp
             return if previous.seal.is_some() {
                 corrupt(&segment.name, SEAL_SLOT.start)
             } else {
-                Expected::Clean
+                Expected::Clean { events }
             };
         };
         let named_by_seal = index > 0 && base.segments[index - 1].seal == Some(segment.first_seq);
         match judge_segment(segment, bytes, last, named_by_seal) {
             SegmentOutcome::Whole => {}
-            SegmentOutcome::EndsAt { .. } if last => return Expected::Clean,
+            SegmentOutcome::EndsAt { at, .. } if last => {
+                return Expected::Clean {
+                    events: events_before(at),
+                };
+            }
             SegmentOutcome::EndsAt { at, events_lost } => {
                 if events_lost {
                     // The next segment starts after seqs this one no longer holds.
                     return corrupt(&segment.name, at);
                 }
             }
-            SegmentOutcome::Torn => return Expected::Torn,
+            SegmentOutcome::TornAt(at) => {
+                return Expected::Torn {
+                    segment: segment.name.clone(),
+                    offset: at as u64,
+                    events: events_before(at),
+                };
+            }
             SegmentOutcome::CorruptAt(offset) => return corrupt(&segment.name, offset),
         }
+        events = events_before(usize::MAX);
     }
-    Expected::Clean
+    Expected::Clean { events }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,8 +722,8 @@ fn check_case(
         ))
     };
     let expected_verdict = match case.expected {
-        Expected::Clean => Verdict::Clean,
-        Expected::Torn => Verdict::Torn,
+        Expected::Clean { .. } => Verdict::Clean,
+        Expected::Torn { .. } => Verdict::Torn,
         Expected::Corrupt { .. } => Verdict::Corrupt,
     };
     if audited.verdict != expected_verdict {
@@ -722,9 +749,36 @@ fn check_case(
             }
         }
         (Expected::Corrupt { .. }, _) => return disagree("open does not fail with corruption"),
-        (Expected::Torn, Ok(store)) if store.open_report().truncated_bytes > 0 => {}
-        (Expected::Clean, Ok(store)) if store.open_report().truncated_bytes == 0 => {}
-        _ => return disagree("open"),
+        (
+            Expected::Torn {
+                segment,
+                offset,
+                events,
+            },
+            Ok(store),
+        ) => {
+            let report = store.open_report();
+            let torn_bytes = damaged[segment].len() as u64 - offset;
+            if (report.truncated_bytes, report.events) != (torn_bytes, *events) {
+                return disagree("open's torn bytes or events");
+            }
+            if first.as_ref().map(|(s, o, _)| (s, *o)) != Some((segment, *offset)) {
+                return disagree("the torn finding is not where the tail starts");
+            }
+            if audited.events != *events {
+                return disagree("audit's events");
+            }
+        }
+        (Expected::Clean { events }, Ok(store)) => {
+            let report = store.open_report();
+            if (report.truncated_bytes, report.events) != (0, *events) {
+                return disagree("open's torn bytes or events");
+            }
+            if audited.events != *events || !audited.findings.is_empty() {
+                return disagree("audit's events or findings");
+            }
+        }
+        (_, Err(_)) => return disagree("open fails"),
     }
     drop(opened);
     if snapshot(dir) != before {
@@ -820,8 +874,8 @@ fn every_damage_gets_the_verdict_its_layout_implies_from_audit_open_and_repair()
             kind.push_str(" (seal slot)");
         }
         let verdict = match expected {
-            Expected::Clean => "clean",
-            Expected::Torn => "torn",
+            Expected::Clean { .. } => "clean",
+            Expected::Torn { .. } => "torn",
             Expected::Corrupt { .. } => "corrupt",
         };
         *tally.entry(format!("{kind} -> {verdict}")).or_default() += 1;
