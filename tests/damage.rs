@@ -6,10 +6,9 @@
 //! Cases: `COMMLOG_DAMAGE_CASES` (default 2,000). A failing case prints its number and seed;
 //! `COMMLOG_DAMAGE_SEED=<seed> COMMLOG_DAMAGE_CASE=<case>` runs that case alone.
 //!
-//! Seal slots (bytes 40..56 of a segment) are damaged only with `COMMLOG_DAMAGE_SEAL_SLOTS=1`:
-//! the expectation for them follows the seal rules (a segment whose successor holds frames
-//! carries a valid seal naming it; a last segment's slot is zeros or a seal), which a build
-//! must enforce before they join the default run.
+//! Seal slots (bytes 40..56 of a segment) are damaged only with `COMMLOG_DAMAGE_SEAL_SLOTS=1`;
+//! the expectation for them follows the seal rules: a segment whose successor holds frames
+//! carries a valid seal naming it, and a last segment's slot is zeros or a seal.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -279,6 +278,18 @@ enum Damage {
     Delete { segment: usize },
 }
 
+impl Damage {
+    /// The index of the segment damaged.
+    fn segment(self) -> usize {
+        match self {
+            Damage::Flip { segment, .. }
+            | Damage::Truncate { segment, .. }
+            | Damage::Zero { segment, .. }
+            | Damage::Delete { segment } => segment,
+        }
+    }
+}
+
 /// Lengths that keep a segment's magic but cut its version field (bytes 8..12) short: audit
 /// panics on them (its check for a newer format version reads the field unchecked), so they
 /// are generated only when the flag below is set.
@@ -377,8 +388,8 @@ fn pick_damage(rng: &mut Rng, base: &Base) -> Damage {
             continue;
         }
         let damaged = apply(base, damage);
-        let original = &base.segments[segment].bytes;
-        let changed = damaged.get(&base.segments[segment].name);
+        let original = &base.segments[damage.segment()].bytes;
+        let changed = damaged.get(&base.segments[damage.segment()].name);
         if changed == Some(original) {
             continue; // a range that was zeros already
         }
@@ -638,12 +649,7 @@ struct Case<'a> {
 
 impl fmt::Display for Case<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let damage = match self.damage {
-            Damage::Flip { segment, .. }
-            | Damage::Truncate { segment, .. }
-            | Damage::Zero { segment, .. }
-            | Damage::Delete { segment } => segment,
-        };
+        let damaged = &self.base.segments[self.damage.segment()];
         write!(
             f,
             "case {} (COMMLOG_DAMAGE_SEED={} COMMLOG_DAMAGE_CASE={}): base [{}]: {:?} of {} (len {}): expected {:?}",
@@ -652,8 +658,8 @@ impl fmt::Display for Case<'_> {
             self.number,
             self.base.label,
             self.damage,
-            self.base.segments[damage].name,
-            self.base.segments[damage].bytes.len(),
+            damaged.name,
+            damaged.bytes.len(),
             self.expected
         )
     }
@@ -670,14 +676,15 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     while let Some(path) = pending.pop() {
         for entry in fs::read_dir(&path).unwrap() {
             let path = entry.unwrap().path();
+            let relative = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             if path.is_dir() {
+                files.insert(format!("{relative}/"), Vec::new());
                 pending.push(path);
             } else {
-                let relative = path
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
                 files.insert(relative, fs::read(&path).unwrap());
             }
         }
