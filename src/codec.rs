@@ -144,7 +144,7 @@ pub(crate) fn newer_format_version(bytes: &[u8]) -> Option<u32> {
     if bytes.get(0..8)? != SEGMENT_MAGIC {
         return None;
     }
-    let version = u32_at(bytes, 8);
+    let version = u32_at(bytes.get(8..12)?, 0);
     if version <= FORMAT_VERSION_2 {
         return None;
     }

@@ -6,9 +6,9 @@
 //! Cases: `COMMLOG_DAMAGE_CASES` (default 2,000). A failing case prints its number and seed;
 //! `COMMLOG_DAMAGE_SEED=<seed> COMMLOG_DAMAGE_CASE=<case>` runs that case alone.
 //!
-//! Seal slots (bytes 40..56 of a segment) are damaged only with `COMMLOG_DAMAGE_SEAL_SLOTS=1`;
-//! the expectation for them follows the seal rules: a segment whose successor holds frames
-//! carries a valid seal naming it, and a last segment's slot is zeros or a seal.
+//! Seal slots (bytes 40..56 of a segment) are damaged too; the expectation for them follows the
+//! seal rules: a segment whose successor holds frames carries a valid seal naming it, and a
+//! last segment's slot is zeros or a seal.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -290,21 +290,6 @@ impl Damage {
     }
 }
 
-/// Lengths that keep a segment's magic but cut its version field (bytes 8..12) short: audit
-/// panics on them (its check for a newer format version reads the field unchecked), so they
-/// are generated only when the flag below is set.
-const VERSION_FIELD_CUT: std::ops::Range<usize> = 8..12;
-const TRUNCATE_IN_VERSION_FIELD: &str = "COMMLOG_DAMAGE_TRUNCATE_IN_VERSION_FIELD";
-
-/// Damage to seal slots (flips in them, zeroed ranges changing them) is generated only when
-/// this is set.
-const SEAL_SLOTS: &str = "COMMLOG_DAMAGE_SEAL_SLOTS";
-
-/// Whether the environment variable `name` is set to 1.
-fn flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|value| value == "1")
-}
-
 /// splitmix64: small, seedable, good enough to spread cases.
 struct Rng(u64);
 
@@ -346,7 +331,7 @@ fn pick_damage(rng: &mut Rng, base: &Base) -> Damage {
         let damage = match rng.below(10) {
             0..=3 => Damage::Flip {
                 segment,
-                offset: if flag(SEAL_SLOTS) && rng.below(4) == 0 {
+                offset: if rng.below(4) == 0 {
                     SEAL_SLOT.start + rng.below(SEAL_SLOT.len())
                 } else {
                     pick_offset(rng, seg, len)
@@ -381,24 +366,11 @@ fn pick_damage(rng: &mut Rng, base: &Base) -> Damage {
             _ if count >= 2 => Damage::Delete { segment: count - 1 },
             _ => continue,
         };
-        if let Damage::Truncate { len, .. } = damage
-            && VERSION_FIELD_CUT.contains(&len)
-            && !flag(TRUNCATE_IN_VERSION_FIELD)
-        {
-            continue;
-        }
         let damaged = apply(base, damage);
         let original = &base.segments[damage.segment()].bytes;
         let changed = damaged.get(&base.segments[damage.segment()].name);
         if changed == Some(original) {
             continue; // a range that was zeros already
-        }
-        if let Some(bytes) = changed
-            && bytes.len() >= SEAL_SLOT.end
-            && bytes[SEAL_SLOT] != original[SEAL_SLOT]
-            && !flag(SEAL_SLOTS)
-        {
-            continue;
         }
         return damage;
     }

@@ -830,3 +830,46 @@ fn a_read_only_open_reports_a_torn_tail_but_changes_no_file() {
     drop(store);
     assert_eq!(snapshot(&data), before);
 }
+
+#[test]
+fn an_empty_last_segment_is_removed_by_a_writer_and_leaves_no_empty_quarantine_file() {
+    let opts = small_segments(SyncPolicy::Always);
+    let (_dir, data) = closed_store(opts.clone(), 40);
+    let all = segments(&data);
+    assert!(all.len() >= 2, "{} segments", all.len());
+    // A crash right after creating the newest segment's file, before its header was written
+    // (the seal naming it comes later, so its predecessor is not sealed).
+    let last = all.last().unwrap();
+    truncate(last, 0);
+    let predecessor = &all[all.len() - 2];
+    let mut bytes = fs::read(predecessor).unwrap();
+    bytes[40..56].fill(0);
+    fs::write(predecessor, bytes).unwrap();
+    let reference = Store::open_read_only(&data).unwrap().open_report();
+    assert_eq!(reference.truncated_bytes, 0);
+
+    let store = Store::open_with(&data, opts).unwrap();
+    let report = store.open_report();
+    assert_eq!(
+        (
+            report.events,
+            report.truncated_bytes,
+            report.quarantined.clone()
+        ),
+        (reference.events, 0, None)
+    );
+    assert!(!last.exists(), "the empty file is removed");
+    assert!(
+        !data.join("quarantine").exists()
+            || fs::read_dir(data.join("quarantine"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no empty file in quarantine"
+    );
+    drop(store);
+    assert_eq!(
+        Store::open_read_only(&data).unwrap().open_report().events,
+        reference.events
+    );
+}

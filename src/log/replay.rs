@@ -354,7 +354,10 @@ fn finish(dir: &Path, mode: Mode, scanned: Scanned) -> Result<Replayed> {
     if let Some(torn) = torn {
         report.truncated_bytes = torn.file_len - torn.offset;
         if mode == Mode::Write {
-            report.quarantined = Some(quarantine_tail(dir, &torn)?);
+            // An empty file (a crash before its header was written) holds nothing to keep.
+            if torn.file_len > torn.offset {
+                report.quarantined = Some(quarantine_tail(dir, &torn)?);
+            }
             cut_tail(dir, &torn)?;
         }
     }
