@@ -1436,3 +1436,23 @@ fn a_segment_of_a_newer_format_version_stops_the_audit_and_a_flipped_version_is_
     let (code, _, stderr) = run(&["audit", flipped.to_str().unwrap()]);
     assert_eq!(code, 3, "{stderr}");
 }
+
+#[test]
+fn a_segment_cut_inside_its_version_field_is_judged_not_a_panic() {
+    let (_dir, sealed, all) = sealed_base();
+    for len in 8..12 {
+        // A sealed segment, and the last one, whose predecessor's seal names it.
+        for index in [0, all.len() - 1] {
+            let (_copy_dir, copy) = copy_of(&sealed);
+            truncate(&copy.join(file_name(&all[index])), len);
+            let audited = audit(&copy, false).unwrap();
+            assert_eq!(
+                audited.verdict,
+                Verdict::Corrupt,
+                "segment {index} cut to {len} bytes"
+            );
+            let (code, _, stderr) = run(&["audit", copy.to_str().unwrap()]);
+            assert_eq!(code, 3, "{stderr}");
+        }
+    }
+}
