@@ -272,17 +272,10 @@ fn audit_with(dir: &Path, deep: bool, lock_held: bool) -> Result<Audit> {
     let listed = list_segment_files(dir)?;
     check_format_versions(&listed)?;
     let first_seqs: Vec<u64> = listed.iter().map(|(seq, _)| *seq).collect();
-    let oracle = if deep {
-        let mut tally = Tally::new(&first_seqs, true);
-        replay::replay(dir, Mode::ReadOnly, &mut |logged| tally.add(logged)).map(|r| (tally, r))
-    } else {
-        replay::replay_parallel(
-            dir,
-            Mode::ReadOnly,
-            || Tally::new(&first_seqs, false),
-            |tally, logged| tally.add(logged),
-        )
-    };
+    // Open's checks, on two threads for a large segment (the tally is cheap to fold).
+    let mut tally = Tally::new(&first_seqs, deep);
+    let oracle =
+        replay::replay(dir, Mode::ReadOnly, &mut |logged| tally.add(logged)).map(|r| (tally, r));
     let writer_running = writer_before || (!lock_held && writer_running(dir)?);
     let quarantine = list_quarantine(dir)?;
     match oracle {

@@ -226,6 +226,49 @@ impl FrameCursor {
             previous_appended_ms: 0,
         }
     }
+
+    /// A cursor for resolving frames from the middle of a segment before the state there is
+    /// known: message ids counted from `next_message_id`, times from 0. What it reaches is
+    /// turned into the real state by [`FrameCursor::rebase`].
+    pub(crate) fn speculative(next_message_id: u64) -> FrameCursor {
+        FrameCursor {
+            next_message_id,
+            previous_at_ms: 0,
+            previous_appended_ms: 0,
+        }
+    }
+
+    /// The previous frame's event time and appended time.
+    pub(crate) fn times(&self) -> (i64, i64) {
+        (self.previous_at_ms, self.previous_appended_ms)
+    }
+
+    /// The cursor `self` would be had resolving started from `to` instead of `from`: each
+    /// field moved by `to - from`. The caller checks that the times stay in range.
+    pub(crate) fn rebase(&self, from: &FrameCursor, to: &FrameCursor) -> FrameCursor {
+        FrameCursor {
+            next_message_id: self
+                .next_message_id
+                .wrapping_sub(from.next_message_id)
+                .wrapping_add(to.next_message_id),
+            previous_at_ms: self.previous_at_ms - from.previous_at_ms + to.previous_at_ms,
+            previous_appended_ms: self.previous_appended_ms - from.previous_appended_ms
+                + to.previous_appended_ms,
+        }
+    }
+}
+
+/// Whether `ms` is a time a frame may resolve to (what `DateTime<Utc>` can hold).
+pub(crate) fn time_in_range(ms: i128) -> bool {
+    (i128::from(TIME_MS_MIN)..=i128::from(TIME_MS_MAX)).contains(&ms)
+}
+
+/// Bytes the frame starting at `bytes` takes, by its length prefix alone, if that length is
+/// plausible and the frame fits in `bytes`.
+pub(crate) fn frame_len(bytes: &[u8]) -> Option<usize> {
+    frame_body(bytes)
+        .ok()
+        .map(|body| FRAME_PREFIX_BYTES + body.len())
 }
 
 /// The body of a frame on the wire. Field order is the byte order.

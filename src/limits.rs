@@ -41,6 +41,14 @@ pub const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 /// Logs smaller than this replay on one thread; larger ones decode and fold on two.
 pub const PIPELINED_REPLAY_BYTES_MIN: usize = 1024 * 1024;
 
+/// Segments at least this large replay on two threads when read on one (`replay`), in chunks
+/// of about [`SPLIT_CHUNK_BYTES`], every other one replayed ahead by the second thread.
+pub const SPLIT_REPLAY_BYTES_MIN: usize = 4 * 1024 * 1024;
+
+/// Bytes of a chunk of a split replay: its events are held until folded, about 3 MB of memory
+/// per MB of chunk.
+pub const SPLIT_CHUNK_BYTES: usize = 1024 * 1024;
+
 /// Events handed from the decoding thread to the folding thread at a time during replay.
 pub const REPLAY_BATCH_EVENTS: usize = 4096;
 

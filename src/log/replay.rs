@@ -15,10 +15,10 @@ use std::sync::mpsc;
 
 use crate::codec::{self, Frame, FrameCursor, SEAL_SLOT_BYTES, SEAL_SLOT_OFFSET, SegmentHeader};
 use crate::error::{Error, Result};
-use crate::event::LoggedEvent;
+use crate::event::{Event, LoggedEvent};
 use crate::limits::{
     PIPELINED_REPLAY_BYTES_MIN, REPLAY_BATCH_EVENTS, REPLAY_BATCHES_IN_FLIGHT,
-    SEGMENT_HEADER_V1_BYTES, SEGMENT_HEADER_V2_BYTES,
+    SEGMENT_HEADER_V1_BYTES, SEGMENT_HEADER_V2_BYTES, SPLIT_CHUNK_BYTES, SPLIT_REPLAY_BYTES_MIN,
 };
 use crate::log::OpenReport;
 use crate::log::segment::{
@@ -77,6 +77,7 @@ pub(crate) fn replay(
         &segments,
         &maps,
         Checksums::Verify,
+        Some(Split::DEFAULT),
         &mut |logged, _| fold(logged),
     )?;
     // The maps must be gone before a torn tail is cut off.
@@ -130,6 +131,7 @@ pub(crate) fn replay_parallel<S: Send>(
             &segments,
             &maps,
             Checksums::Deferred,
+            None,
             &mut |logged, frame| {
                 batch.push((*logged, frame));
                 if batch.len() == REPLAY_BATCH_EVENTS {
@@ -391,6 +393,7 @@ fn scan_segments<'a>(
     segments: &[(u64, PathBuf)],
     maps: &'a [SegmentBytes],
     checksums: Checksums,
+    split: Option<Split>,
     fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
 ) -> Result<Scanned> {
     let mut report = OpenReport::default();
@@ -438,7 +441,8 @@ fn scan_segments<'a>(
                 ),
             ));
         }
-        let segment = replay_segment(path, bytes, position, expected, checksums, fold)?;
+        let segment =
+            replay_segment_split(path, bytes, position, expected, checksums, split, fold)?;
         // A segment's header is fsynced before its predecessor's seal names it.
         if segment.torn_offset == Some(0)
             && let Some(previous) = index.checked_sub(1).map(|index| &segments[index].1)
@@ -546,6 +550,24 @@ pub(crate) fn replay_segment<'a>(
     checksums: Checksums,
     fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
 ) -> Result<SegmentEnd> {
+    replay_segment_split(path, bytes, position, expected, checksums, None, fold)
+}
+
+/// [`replay_segment`]; a segment of at least `split.segment_bytes_min` bytes (with
+/// `Checksums::Verify`) is
+/// replayed on two threads: this one from the start, another one ([`speculate`]) from a frame
+/// boundary in the middle. Events are folded in order all the same, and where the other
+/// thread's work does not fit, this one replays that half itself, so the outcome never
+/// differs.
+fn replay_segment_split<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    position: Position,
+    expected: Expected,
+    checksums: Checksums,
+    split: Option<Split>,
+    fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
+) -> Result<SegmentEnd> {
     let header = match SegmentHeader::decode(bytes) {
         Ok(header) => header,
         Err(reason) if position == Position::Sealed => {
@@ -621,63 +643,90 @@ pub(crate) fn replay_segment<'a>(
     let mut frame_count = 0;
     let mut ends_with_close_marker = false;
     let mut torn_offset = None;
-    while offset < bytes.len() {
-        match next_frame(&bytes[offset..], &mut cursor, next_seq, checksums) {
-            Ok((frame, frame_bytes)) => {
-                match frame {
-                    Frame::Event(logged) => {
-                        fold(&logged, &bytes[offset..offset + frame_bytes]);
-                        // The header check leaves room, but a segment can hold more frames.
-                        next_seq = match next_seq.checked_add(1) {
-                            Some(next_seq) => next_seq,
-                            None => {
-                                return Err(Error::corruption(
-                                    path,
-                                    offset as u64,
-                                    "sequence number overflows",
-                                ));
-                            }
-                        };
-                        ends_with_close_marker = false;
-                    }
-                    Frame::Closed { .. } => ends_with_close_marker = true,
+    let chunks = split
+        .filter(|split| checksums == Checksums::Verify && bytes.len() >= split.segment_bytes_min)
+        .map(|split| chunk_boundaries(bytes, offset, split.chunk_bytes))
+        .unwrap_or_default();
+    std::thread::scope(|scope| -> Result<()> {
+        let mut speculated = Speculation::spawn(scope, bytes, &chunks);
+        while offset < bytes.len() {
+            if let Some(chunk) = speculated.take(offset)
+                && let Some(rebase) = chunk.fits(&cursor, next_seq)
+            {
+                for (logged, frame_offset, frame_bytes) in &chunk.events {
+                    fold(
+                        &rebase.event(logged),
+                        &bytes[*frame_offset..frame_offset + frame_bytes],
+                    );
                 }
-                offset += frame_bytes;
-                frame_count += 1;
+                cursor = rebase.cursor;
+                next_seq = chunk.next_seq;
+                frame_count += chunk.frame_count;
+                if chunk.frame_count > 0 {
+                    ends_with_close_marker = chunk.ends_with_close_marker;
+                }
+                offset = chunk.chunk_end;
+                speculated.recycle(chunk);
+                continue;
             }
-            Err(reason) => {
-                // Without checksums, a damaged frame may fail another check first: name the
-                // failure as the full checks do.
-                let reason = match checksums {
-                    Checksums::Verify => reason,
-                    Checksums::Deferred => next_frame(
-                        &bytes[offset..],
-                        &mut cursor.clone(),
-                        next_seq,
-                        Checksums::Verify,
-                    )
-                    .err()
-                    .unwrap_or(reason),
-                };
-                if bytes[offset..].iter().all(|byte| *byte == 0) {
-                    // Zeros to the end of the file (preallocation): the end of the log.
+            match next_frame(&bytes[offset..], &mut cursor, next_seq, checksums) {
+                Ok((frame, frame_bytes)) => {
+                    match frame {
+                        Frame::Event(logged) => {
+                            fold(&logged, &bytes[offset..offset + frame_bytes]);
+                            // The header check leaves room, but a segment can hold more frames.
+                            next_seq = match next_seq.checked_add(1) {
+                                Some(next_seq) => next_seq,
+                                None => {
+                                    return Err(Error::corruption(
+                                        path,
+                                        offset as u64,
+                                        "sequence number overflows",
+                                    ));
+                                }
+                            };
+                            ends_with_close_marker = false;
+                        }
+                        Frame::Closed { .. } => ends_with_close_marker = true,
+                    }
+                    offset += frame_bytes;
+                    frame_count += 1;
+                }
+                Err(reason) => {
+                    // Without checksums, a damaged frame may fail another check first: name the
+                    // failure as the full checks do.
+                    let reason = match checksums {
+                        Checksums::Verify => reason,
+                        Checksums::Deferred => next_frame(
+                            &bytes[offset..],
+                            &mut cursor.clone(),
+                            next_seq,
+                            Checksums::Verify,
+                        )
+                        .err()
+                        .unwrap_or(reason),
+                    };
+                    if bytes[offset..].iter().all(|byte| *byte == 0) {
+                        // Zeros to the end of the file (preallocation): the end of the log.
+                        break;
+                    }
+                    if position == Position::Sealed {
+                        return Err(Error::corruption(path, offset as u64, reason));
+                    }
+                    if let Some(proof) = find_durable_proof(bytes, offset + 1, next_seq) {
+                        return Err(Error::corruption(
+                            path,
+                            offset as u64,
+                            format!("{reason}; {proof}"),
+                        ));
+                    }
+                    torn_offset = Some(offset as u64);
                     break;
                 }
-                if position == Position::Sealed {
-                    return Err(Error::corruption(path, offset as u64, reason));
-                }
-                if let Some(proof) = find_durable_proof(bytes, offset + 1, next_seq) {
-                    return Err(Error::corruption(
-                        path,
-                        offset as u64,
-                        format!("{reason}; {proof}"),
-                    ));
-                }
-                torn_offset = Some(offset as u64);
-                break;
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(SegmentEnd {
         cursor: Some(cursor),
         events: next_seq - header.first_seq,
@@ -752,6 +801,270 @@ fn next_frame<'a>(
     }
     let frame = codec::resolve(cursor, &raw)?;
     Ok((frame, raw.frame_bytes))
+}
+
+/// When a segment's replay is split in chunks, and how large they are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Split {
+    pub segment_bytes_min: usize,
+    pub chunk_bytes: usize,
+}
+
+impl Split {
+    const DEFAULT: Split = Split {
+        segment_bytes_min: SPLIT_REPLAY_BYTES_MIN,
+        chunk_bytes: SPLIT_CHUNK_BYTES,
+    };
+}
+
+/// Where a split replay's chunks begin: frame boundaries about `chunk_bytes` apart,
+/// found by following the frames' length prefixes from `first_frame`, up to where a length is
+/// implausible (the segment is damaged there, or ends). The first chunk starts at
+/// `first_frame`.
+fn chunk_boundaries(bytes: &[u8], first_frame: usize, chunk_bytes: usize) -> Vec<usize> {
+    let mut boundaries = vec![first_frame];
+    let mut offset = first_frame;
+    let mut chunk_start = first_frame;
+    while offset < bytes.len() {
+        let Some(frame_bytes) = codec::frame_len(&bytes[offset..]) else {
+            break;
+        };
+        offset += frame_bytes;
+        if offset - chunk_start >= chunk_bytes {
+            boundaries.push(offset);
+            chunk_start = offset;
+        }
+    }
+    if boundaries.last() != Some(&offset) {
+        boundaries.push(offset);
+    }
+    boundaries
+}
+
+/// The chunks of a split replay that a second thread replays ahead (every other one), handed
+/// over in order; buffers come back for reuse.
+struct Speculation<'a> {
+    chunks: Option<mpsc::Receiver<Option<Speculated<'a>>>>,
+    /// Where each chunk replayed ahead starts, the next one first.
+    starts: std::iter::Peekable<std::vec::IntoIter<usize>>,
+    spare: Option<mpsc::SyncSender<Vec<(LoggedEvent<'a>, usize, usize)>>>,
+}
+
+impl<'a> Speculation<'a> {
+    /// Starts replaying every second chunk of `bytes` (those starting at `boundaries[1]`,
+    /// `boundaries[3]`, …) on `scope`.
+    fn spawn<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        bytes: &'a [u8],
+        boundaries: &'scope [usize],
+    ) -> Speculation<'a>
+    where
+        'a: 'scope,
+    {
+        let starts: Vec<usize> = boundaries
+            .windows(2)
+            .skip(1)
+            .step_by(2)
+            .map(|pair| pair[0])
+            .collect();
+        if starts.is_empty() {
+            return Speculation {
+                chunks: None,
+                starts: Vec::new().into_iter().peekable(),
+                spare: None,
+            };
+        }
+        let (sender, receiver) = mpsc::sync_channel(1);
+        let (spare_sender, spare_receiver) = mpsc::sync_channel::<Vec<_>>(2);
+        scope.spawn(move || {
+            for pair in boundaries.windows(2).skip(1).step_by(2) {
+                let events = spare_receiver.try_recv().unwrap_or_default();
+                let chunk = speculate(bytes, pair[0], pair[1], events);
+                if sender.send(chunk).is_err() {
+                    return; // the replay is over
+                }
+            }
+        });
+        Speculation {
+            chunks: Some(receiver),
+            starts: starts.into_iter().peekable(),
+            spare: Some(spare_sender),
+        }
+    }
+
+    /// The chunk replayed ahead from `offset`, if one starts there and its replay succeeded;
+    /// waits for the second thread to finish it.
+    fn take(&mut self, offset: usize) -> Option<Speculated<'a>> {
+        if self.starts.peek() != Some(&offset) {
+            return None;
+        }
+        self.starts.next();
+        self.chunks.as_ref()?.recv().ok().flatten()
+    }
+
+    /// Hands a folded chunk's buffer back to be filled again.
+    fn recycle(&self, chunk: Speculated<'a>) {
+        if let Some(spare) = &self.spare {
+            let mut events = chunk.events;
+            events.clear();
+            let _ = spare.try_send(events);
+        }
+    }
+}
+
+/// Message ids the second half of a split replay counts from before it knows the real ones:
+/// far above any id a log reaches, and far below where counting on would overflow.
+const SPECULATIVE_MESSAGE_ID: u64 = 1 << 62;
+
+/// The second half of a segment, replayed from `from` without the state the first half leaves
+/// there (message ids and times counted from [`FrameCursor::speculative`]), its events kept
+/// for the first half to fold once it knows that state.
+struct Speculated<'a> {
+    first_seq: u64,
+    /// Where the chunk ends (a frame boundary).
+    chunk_end: usize,
+    start: FrameCursor,
+    end: FrameCursor,
+    /// Each event, with its frame's offset and size.
+    events: Vec<(LoggedEvent<'a>, usize, usize)>,
+    next_seq: u64,
+    frame_count: u64,
+    ends_with_close_marker: bool,
+    /// Lowest and highest event time and appended time reached, counted from 0.
+    at_range: (i64, i64),
+    appended_range: (i64, i64),
+    /// The lowest message id a report (delivered, opened, action, failed) names.
+    lowest_report_id: Option<u64>,
+}
+
+/// Replays `bytes[from..to]` (frame boundaries), every frame checked as [`next_frame`]
+/// checks it, into `events`; `None` when any frame fails (the replay then goes through that
+/// stretch itself, deciding what the failure means).
+fn speculate<'a>(
+    bytes: &'a [u8],
+    from: usize,
+    to: usize,
+    events: Vec<(LoggedEvent<'a>, usize, usize)>,
+) -> Option<Speculated<'a>> {
+    let (first_seq, _) = codec::peek_frame_seqs(&bytes[from..])?;
+    let start = FrameCursor::speculative(SPECULATIVE_MESSAGE_ID);
+    let mut speculated = Speculated {
+        first_seq,
+        start,
+        end: start,
+        events,
+        chunk_end: to,
+        next_seq: first_seq,
+        frame_count: 0,
+        ends_with_close_marker: false,
+        at_range: (0, 0),
+        appended_range: (0, 0),
+        lowest_report_id: None,
+    };
+    let mut offset = from;
+    while offset < to {
+        let (frame, frame_bytes) = next_frame(
+            &bytes[offset..],
+            &mut speculated.end,
+            speculated.next_seq,
+            Checksums::Verify,
+        )
+        .ok()?;
+        match frame {
+            Frame::Event(logged) => {
+                if !matches!(logged.event, Event::MessageSent { .. })
+                    && let Some(message_id) = logged.event.message_id()
+                {
+                    let lowest = speculated.lowest_report_id.get_or_insert(message_id.0);
+                    *lowest = (*lowest).min(message_id.0);
+                }
+                speculated.events.push((logged, offset, frame_bytes));
+                speculated.next_seq = speculated.next_seq.checked_add(1)?;
+                speculated.ends_with_close_marker = false;
+            }
+            Frame::Closed { .. } => speculated.ends_with_close_marker = true,
+        }
+        let (at_ms, appended_ms) = speculated.end.times();
+        let widen = |range: &mut (i64, i64), ms: i64| *range = (range.0.min(ms), range.1.max(ms));
+        widen(&mut speculated.at_range, at_ms);
+        widen(&mut speculated.appended_range, appended_ms);
+        speculated.frame_count += 1;
+        offset += frame_bytes;
+    }
+    Some(speculated)
+}
+
+/// How a second half's events and end state become the real ones.
+struct Rebase {
+    cursor: FrameCursor,
+    message_id_shift: u64,
+    at_shift: i64,
+    appended_shift: i64,
+}
+
+impl Speculated<'_> {
+    /// Whether the second half, replayed from the real state the first half reached (`cursor`,
+    /// `next_seq`), passes every check it passed from the speculative one; then how to move its
+    /// events there. Only message ids and times depend on that state: ids must stay at least 1
+    /// for reports (a report names a message sent before it) and representable, times in range.
+    fn fits(&self, cursor: &FrameCursor, next_seq: u64) -> Option<Rebase> {
+        if self.first_seq != next_seq {
+            return None;
+        }
+        let id_shift = i128::from(cursor.next_message_id) - i128::from(SPECULATIVE_MESSAGE_ID);
+        if self
+            .lowest_report_id
+            .is_some_and(|lowest| i128::from(lowest) + id_shift < 1)
+            || i128::from(self.end.next_message_id) + id_shift > i128::from(u64::MAX)
+        {
+            return None;
+        }
+        let (at_base, appended_base) = cursor.times();
+        let in_range = |base: i64, (low, high): (i64, i64)| {
+            codec::time_in_range(i128::from(base) + i128::from(low))
+                && codec::time_in_range(i128::from(base) + i128::from(high))
+        };
+        if !in_range(at_base, self.at_range) || !in_range(appended_base, self.appended_range) {
+            return None;
+        }
+        Some(Rebase {
+            cursor: self.end.rebase(&self.start, cursor),
+            message_id_shift: cursor.next_message_id.wrapping_sub(SPECULATIVE_MESSAGE_ID),
+            at_shift: at_base,
+            appended_shift: appended_base,
+        })
+    }
+}
+
+impl Rebase {
+    /// A second-half event as the real state makes it.
+    fn event<'a>(&self, logged: &LoggedEvent<'a>) -> LoggedEvent<'a> {
+        let mut event = logged.event;
+        match &mut event {
+            Event::MessageSent {
+                message_id, at_ms, ..
+            }
+            | Event::MessageDelivered { message_id, at_ms }
+            | Event::MessageOpened { message_id, at_ms }
+            | Event::UserAction {
+                message_id, at_ms, ..
+            }
+            | Event::MessageFailed {
+                message_id, at_ms, ..
+            } => {
+                message_id.0 = message_id.0.wrapping_add(self.message_id_shift);
+                *at_ms += self.at_shift;
+            }
+            Event::FinancialOutcome { at_ms, .. } | Event::BudgetSet { at_ms, .. } => {
+                *at_ms += self.at_shift;
+            }
+        }
+        LoggedEvent {
+            appended_ms: logged.appended_ms + self.appended_shift,
+            event,
+            ..*logged
+        }
+    }
 }
 
 /// Looks at every offset from `first_offset` on for a valid frame whose durable_seq shows that
@@ -851,6 +1164,132 @@ fn cut_tail(dir: &Path, torn: &TornTail) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Channel, Options, Store, SyncPolicy};
+
+    /// Replays one segment's bytes, split in chunks of `chunk_bytes` (or not), as the last or
+    /// a sealed segment: every event folded, and how it ended (or the error).
+    fn replay_bytes(
+        bytes: &[u8],
+        position: Position,
+        split: Option<Split>,
+    ) -> (Vec<String>, String) {
+        let header = SegmentHeader::decode(bytes).expect("the header is intact");
+        let expected = Expected {
+            first_seq: header.first_seq,
+            first_message_id: header.first_message_id,
+            store_id: None,
+        };
+        let mut events = Vec::new();
+        let end = replay_segment_split(
+            Path::new("segment.log"),
+            bytes,
+            position,
+            expected,
+            Checksums::Verify,
+            split,
+            &mut |logged, frame| events.push(format!("{logged:?} {}", frame.len())),
+        );
+        let end = match end {
+            Ok(end) => format!(
+                "{:?} {} {} {} {:?} {}",
+                end.cursor,
+                end.events,
+                end.frame_count,
+                end.end,
+                end.torn_offset,
+                end.ends_with_close_marker
+            ),
+            Err(error) => error.to_string(),
+        };
+        (events, end)
+    }
+
+    #[test]
+    fn a_split_replay_folds_and_ends_exactly_as_one_thread_also_on_damaged_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            sync: SyncPolicy::Never,
+            ..Options::default()
+        };
+        let at = chrono::DateTime::from_timestamp_millis(1_735_722_000_000).unwrap();
+        // Three writers one after another: close markers in the middle, every kind of event.
+        for round in 0..3u64 {
+            let store = Store::open_with(dir.path(), options.clone()).unwrap();
+            for i in 0..400u64 {
+                let at = at + chrono::Duration::minutes((round * 400 + i) as i64);
+                let message = store
+                    .track_message_sent_at(
+                        i % 7 + 1,
+                        Channel::ALL[(i % 4) as usize],
+                        "low_balance",
+                        0.01,
+                        at,
+                    )
+                    .unwrap();
+                if i % 2 == 0 {
+                    store.track_message_delivered(message.id, Some(at)).unwrap();
+                }
+                if i % 5 == 0 {
+                    store
+                        .track_user_action(message.id, "clicked_link", Some(at))
+                        .unwrap();
+                }
+                if i % 11 == 0 {
+                    store
+                        .track_message_failed(message.id, "bounced", Some(at))
+                        .unwrap();
+                    store
+                        .track_financial_outcome_at(i % 7 + 1, "bill_paid_on_time", -2.5, at)
+                        .unwrap();
+                }
+            }
+            store.close().unwrap();
+        }
+        let path = dir.path().join(segment_file_name(1));
+        let clean = std::fs::read(&path).unwrap();
+        let split = |chunk_bytes| {
+            Some(Split {
+                segment_bytes_min: 0,
+                chunk_bytes,
+            })
+        };
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |below: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % below as u64) as usize
+        };
+        for case in 0..120 {
+            let mut bytes = clean.clone();
+            match case % 4 {
+                0 if case > 0 => {
+                    let offset =
+                        SEGMENT_HEADER_V2_BYTES + next(bytes.len() - SEGMENT_HEADER_V2_BYTES);
+                    bytes[offset] ^= 1 << next(8);
+                }
+                1 => bytes.truncate(
+                    SEGMENT_HEADER_V2_BYTES + next(bytes.len() - SEGMENT_HEADER_V2_BYTES),
+                ),
+                2 => {
+                    let start =
+                        SEGMENT_HEADER_V2_BYTES + next(bytes.len() - SEGMENT_HEADER_V2_BYTES);
+                    bytes[start..].fill(0);
+                }
+                _ => {}
+            }
+            for position in [Position::Last, Position::Sealed] {
+                let one_thread = replay_bytes(&bytes, position, None);
+                for chunk_bytes in [64, 700, 4096] {
+                    assert_eq!(
+                        replay_bytes(&bytes, position, split(chunk_bytes)),
+                        one_thread,
+                        "case {case}, {position:?}, chunks of {chunk_bytes} bytes"
+                    );
+                }
+            }
+        }
+    }
 
     /// The files in the store's quarantine directory.
     fn quarantined_files(dir: &Path) -> Vec<PathBuf> {
