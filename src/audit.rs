@@ -428,6 +428,8 @@ fn list_quarantine(dir: &Path) -> Result<Vec<QuarantineFile>> {
 /// replay hands over. Segments are told apart by their names' first seqs.
 struct Tally<'a> {
     first_seqs: &'a [u64],
+    /// The segment the last event was in, by position in `first_seqs`.
+    segment: usize,
     per_segment: Vec<SegmentTally>,
     durable_seq: u64,
     /// With `deep`: each message's sent time, by id (index 0 unused).
@@ -436,18 +438,31 @@ struct Tally<'a> {
     meaning: Vec<(u64, String)>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct SegmentTally {
     events: u64,
     last_seq: u64,
-    time_min: Option<i64>,
-    time_max: Option<i64>,
+    /// Earliest and latest append time (meaningless while `events` is 0).
+    time_min: i64,
+    time_max: i64,
+}
+
+impl Default for SegmentTally {
+    fn default() -> SegmentTally {
+        SegmentTally {
+            events: 0,
+            last_seq: 0,
+            time_min: i64::MAX,
+            time_max: i64::MIN,
+        }
+    }
 }
 
 impl<'a> Tally<'a> {
     fn new(first_seqs: &'a [u64], deep: bool) -> Tally<'a> {
         Tally {
             first_seqs,
+            segment: 0,
             per_segment: vec![SegmentTally::default(); first_seqs.len().max(1)],
             durable_seq: 0,
             sent_ms: deep.then(|| vec![0]),
@@ -456,23 +471,19 @@ impl<'a> Tally<'a> {
     }
 
     fn add(&mut self, logged: &LoggedEvent<'_>) {
-        let index = self
+        // Events come in seq order: the segment changes only forward.
+        while self
             .first_seqs
-            .partition_point(|first_seq| *first_seq <= logged.seq)
-            .saturating_sub(1);
-        let segment = &mut self.per_segment[index];
+            .get(self.segment + 1)
+            .is_some_and(|first_seq| *first_seq <= logged.seq)
+        {
+            self.segment += 1;
+        }
+        let segment = &mut self.per_segment[self.segment];
         segment.events += 1;
         segment.last_seq = logged.seq;
-        segment.time_min = Some(
-            segment
-                .time_min
-                .map_or(logged.appended_ms, |t| t.min(logged.appended_ms)),
-        );
-        segment.time_max = Some(
-            segment
-                .time_max
-                .map_or(logged.appended_ms, |t| t.max(logged.appended_ms)),
-        );
+        segment.time_min = segment.time_min.min(logged.appended_ms);
+        segment.time_max = segment.time_max.max(logged.appended_ms);
         if self.sent_ms.is_some()
             && let Some(reason) = self.meaning_problem(logged)
         {
@@ -588,8 +599,8 @@ fn clean_audit(
             events: counted.events,
             bytes: metadata.len(),
             sealed,
-            time_min: time(counted.time_min),
-            time_max: time(counted.time_max),
+            time_min: time((counted.events > 0).then_some(counted.time_min)),
+            time_max: time((counted.events > 0).then_some(counted.time_max)),
         });
     }
     let last_seq = replayed.last_seq;
