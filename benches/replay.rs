@@ -139,9 +139,9 @@ fn replay(c: &mut Criterion) {
     group.finish();
 }
 
-/// Byte of the first frame's body that [`damaged_open`] flips: past the 32-byte segment header
+/// Byte of the first frame's body that [`damaged_open`] flips: past the 56-byte segment header (format version 2)
 /// and the frame's 6-byte prefix.
-const FLIPPED_BYTE_OFFSET: usize = 32 + 6 + 4;
+const FLIPPED_BYTE_OFFSET: usize = 56 + 6 + 4;
 
 /// The files a crash leaves after `spec`'s calls under `SyncPolicy::Never`: the calls are
 /// tracked and flushed, and the segment files copied to `crashed` while the store is still open
@@ -201,7 +201,7 @@ fn damaged_open(c: &mut Criterion) {
         .expect("open the damaged copy")
         .open_report();
     assert_eq!(report.events, 0, "the log ends at the flipped frame");
-    assert_eq!(report.truncated_bytes, bytes - 32);
+    assert_eq!(report.truncated_bytes, bytes - 56);
 
     let mut group = c.benchmark_group("replay");
     group
