@@ -128,6 +128,22 @@ fn twilio_vector_fails_on_any_change() {
 }
 
 #[test]
+fn twilio_empty_token_verifies_nothing() {
+    use hmac::{Hmac, KeyInit, Mac};
+    let params = twilio_params();
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(b"").unwrap();
+    mac.update(TWILIO_URL.as_bytes());
+    let mut sorted = params.clone();
+    sorted.sort();
+    for (name, value) in &sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    let forged = STANDARD.encode(mac.finalize().into_bytes());
+    assert!(!verify_twilio(b"", TWILIO_URL, &params, &forged));
+}
+
+#[test]
 fn twilio_url_with_or_without_standard_port() {
     let params = twilio_params();
     // Signed without the port, received with it.
@@ -914,6 +930,9 @@ fn errors_map_to_http_statuses_and_show_no_secret() {
         )
         .unwrap_err(),
         parse_sendgrid(b"{\"secret\":\"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"}").unwrap_err(),
+        parse_sendgrid(b"\"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"").unwrap_err(),
+        parse_resend(b"\"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"").unwrap_err(),
+        parse_resend(b"{\"type\":\"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\",\"data\":1").unwrap_err(),
     ];
     for error in errors {
         for text in [error.to_string(), format!("{error:?}")] {

@@ -131,6 +131,22 @@ impl WebhookError {
     pub(crate) fn malformed(what: impl fmt::Display) -> Self {
         WebhookError::Malformed(what.to_string())
     }
+
+    /// A JSON error by its kind and place only: serde_json's own message can quote the body.
+    pub(crate) fn json(error: serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let kind = match error.classify() {
+            Category::Syntax => "not valid JSON",
+            Category::Eof => "truncated JSON",
+            Category::Data => "not the expected JSON shape",
+            Category::Io => "unreadable JSON",
+        };
+        WebhookError::Malformed(format!(
+            "{kind} (line {}, column {})",
+            error.line(),
+            error.column()
+        ))
+    }
 }
 
 impl fmt::Display for WebhookError {

@@ -82,7 +82,7 @@ pub fn verify_svix(
 /// The message is the tag `commlog_message_id` when it holds a commlog message id, else
 /// `data.email_id` as an external id. The time is `created_at` (RFC 3339).
 pub fn parse_resend(body: &[u8]) -> Result<Parsed, WebhookError> {
-    let event: Value = serde_json::from_slice(body).map_err(WebhookError::malformed)?;
+    let event: Value = serde_json::from_slice(body).map_err(WebhookError::json)?;
     if !event.is_object() {
         return Err(WebhookError::malformed("not a JSON object"));
     }

@@ -68,7 +68,7 @@ pub fn verify_sendgrid(
 /// when it holds a commlog message id, else `sg_message_id` up to its first '.' as an external
 /// id (the `X-Message-Id` returned at send time). The time is `timestamp` (Unix seconds).
 pub fn parse_sendgrid(body: &[u8]) -> Result<Parsed, WebhookError> {
-    let events: Vec<Value> = serde_json::from_slice(body).map_err(WebhookError::malformed)?;
+    let events: Vec<Value> = serde_json::from_slice(body).map_err(WebhookError::json)?;
     let mut parsed = Parsed::default();
     for event in &events {
         let Some(name) = event.get("event").and_then(Value::as_str) else {
