@@ -1010,3 +1010,50 @@ fn events_apply_to_a_store() {
     }
     assert_eq!(last.unwrap().status, commlog::Status::Clicked);
 }
+
+#[test]
+fn sendgrid_signed_batch_end_to_end() {
+    // A key pair from a fixed scalar, standing in for SendGrid's: sign a realistic batch as
+    // SendGrid does (timestamp then body), verify with the SubjectPublicKeyInfo DER in base64,
+    // then parse.
+    use p256::ecdsa::signature::Signer;
+    use p256::ecdsa::{Signature, SigningKey};
+    use p256::pkcs8::EncodePublicKey;
+    let signing = SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let public = signing.verifying_key().to_public_key_der().unwrap();
+    let public_b64 = STANDARD.encode(public.as_bytes());
+    let timestamp = "1700000100";
+    let body = br#"[{"email":"a@example.com","timestamp":1700000000,"smtp-id":"<x@y>","event":"delivered","category":["digest"],"sg_event_id":"e1","sg_message_id":"14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0","response":"250 OK","commlog_message_id":"7"},{"email":"a@example.com","timestamp":1700000050,"event":"open","sg_machine_open":true,"sg_event_id":"e2","sg_message_id":"14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0"}]"#;
+    let mut signed = timestamp.as_bytes().to_vec();
+    signed.extend_from_slice(body);
+    let signature: Signature = signing.sign(&signed);
+    let signature_b64 = STANDARD.encode(signature.to_der().as_bytes());
+    assert!(verify_sendgrid(
+        &public_b64,
+        timestamp,
+        body,
+        &signature_b64
+    ));
+    assert!(!verify_sendgrid(
+        &public_b64,
+        "1700000101",
+        body,
+        &signature_b64
+    ));
+    assert!(!verify_sendgrid(
+        SENDGRID_KEY,
+        timestamp,
+        body,
+        &signature_b64
+    ));
+    let parsed = parse_sendgrid(body).unwrap();
+    assert_eq!(
+        parsed.events,
+        vec![WebhookEvent {
+            message: MessageKey::Id(MessageId(7)),
+            outcome: Outcome::Delivered,
+            at: Some(Utc.timestamp_opt(1_700_000_000, 0).unwrap()),
+        }]
+    );
+    assert_eq!((parsed.ignored, parsed.machine_opens), (0, 1));
+}
