@@ -3,13 +3,11 @@
 //! messages, months of messages) against a brute-force model of the documented rules, before
 //! and after reopening — and one test per edge rule: response-time bucket boundaries, the
 //! median, the histograms, the trend's thresholds and windows, the preferred channel's ties, a
-//! window inside an hour, filter errors, and the command line.
+//! window inside an hour, filter errors. The `engagement` command: cli/tests/engagement.rs.
 //!
 //! Every time is passed in explicitly; no test reads the clock or sleeps.
 
 use std::path::Path;
-use std::process::Command;
-use std::sync::Mutex;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use commlog::{
@@ -638,11 +636,8 @@ proptest! {
         let store = open(dir.path());
         let model = apply_all(&store, &calls);
         check(&store, &model, &queries)?;
-        let store = {
-            let _no_spawn = SPAWNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            store.close().unwrap();
-            open(dir.path())
-        };
+        store.close().unwrap();
+        let store = open(dir.path());
         check(&store, &model, &queries)?;
     }
 }
@@ -1170,102 +1165,4 @@ fn invalid_filters_are_refused_and_unknown_names_select_nothing() {
         (nothing.now, nothing.trend),
         (None, Trend::InsufficientData)
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-// The command line.
-
-/// Held while this process spawns a child, and while a test closes and reopens a store: a child
-/// forked in between would hold a copy of the store's locked file until it execs, and the
-/// reopen would find the store locked (by this very process).
-static SPAWNING: Mutex<()> = Mutex::new(());
-
-fn commlog(dir: &Path, args: &[&str]) -> std::process::Output {
-    let _no_reopen = SPAWNING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_commlog"));
-    command
-        .env_remove("COMMLOG_DIR")
-        .arg("--dir")
-        .arg(dir)
-        .args(args);
-    command.output().unwrap()
-}
-
-#[test]
-fn the_engagement_command_prints_the_report_as_json_and_as_tables() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    batch(&store, 7, Channel::Email, 0.001, 0, 6, 4);
-    batch(&store, 7, Channel::Sms, 0.05, DAY_MS, 2, 1);
-    let filter = EngagementFilter::new()
-        .channel(Channel::Email)
-        .start(at(0))
-        .end(at(2 * DAY_MS));
-    let expected = store.get_user_engagement(7, &filter).unwrap();
-    let everything = engagement(&store, 7);
-    store.close().unwrap();
-
-    let start = at(0).to_rfc3339();
-    let end = at(2 * DAY_MS).to_rfc3339();
-    let output = commlog(
-        dir.path(),
-        &[
-            "--json",
-            "engagement",
-            "--user",
-            "7",
-            "--channel",
-            "email",
-            "--start",
-            &start,
-            "--end",
-            &end,
-        ],
-    );
-    assert!(output.status.success(), "{output:?}");
-    let answer: UserEngagement = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(answer, expected);
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(value["preferred_channel"], "email");
-    assert_eq!(value["trend"], "insufficient_data");
-
-    let output = commlog(dir.path(), &["engagement", "--user", "7"]);
-    assert!(output.status.success(), "{output:?}");
-    let text = String::from_utf8(output.stdout).unwrap();
-    assert_eq!(everything.sent, 8);
-    for expected in [
-        "engagement_score",
-        "preferred_channel",
-        "average_cost",
-        "$0.001",
-        "response_time",
-        "weekday_utc",
-        "monday",
-    ] {
-        assert!(text.contains(expected), "{expected:?} in\n{text}");
-    }
-
-    let output = commlog(dir.path(), &["engagement", "--user", "0"]);
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let output = commlog(dir.path(), &["engagement"]);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "--user is required: {output:?}"
-    );
-    let output = commlog(
-        dir.path(),
-        &[
-            "engagement",
-            "--user",
-            "7",
-            "--start",
-            "2025-02-01",
-            "--end",
-            "2025-01-01",
-        ],
-    );
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
 }

@@ -1,10 +1,8 @@
 //! The financial-impact view (docs/SEMANTICS.md, "Financial impact"): a model test —
 //! random calls go to a store and to a brute-force model of the documented rules, computed from
 //! the raw calls alone; the reports agree, also after close and reopen — then one test per edge
-//! rule, and the `impact` command.
+//! rule. The `impact` command: cli/tests/impact.rs.
 
-use std::process::Command;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -19,17 +17,6 @@ const DAY_MS: i64 = 86_400_000;
 /// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times"):
 /// reports on an earlier day are refused, reports a millisecond early count as sent.
 const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
-
-/// Held while this binary spawns `commlog`, and while a test closes a store and reopens it for
-/// writing: a child holds a copy of every open descriptor (the store's `LOCK` among them) from
-/// its fork until its exec, so a reopen racing with a spawn could find the lock still taken.
-static SPAWN_OR_REOPEN: Mutex<()> = Mutex::new(());
-
-fn spawn_or_reopen() -> MutexGuard<'static, ()> {
-    SPAWN_OR_REOPEN
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-}
 
 /// 2025-01-01T00:00:00Z.
 fn base_ms() -> i64 {
@@ -559,10 +546,8 @@ proptest! {
             model.apply(&store, call);
         }
         check_reports(&store, &model, &filters, window, "after the calls")?;
-        let guard = spawn_or_reopen();
         store.close().unwrap();
         let store = Store::open_with(dir.path(), options(window)).unwrap();
-        drop(guard);
         check_reports(&store, &model, &filters, window, "after reopen")?;
         drop(store);
         let store = Store::open_read_only_with(dir.path(), options(window)).unwrap();
@@ -1054,57 +1039,4 @@ fn the_report_serializes_and_reads_back() {
         serde_json::from_value::<ImpactReport>(json).unwrap(),
         report
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-// The command.
-
-#[test]
-fn the_impact_command_prints_the_report_as_json_and_as_tables() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), options(None)).unwrap();
-    let message = store
-        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.05, at(1, 0))
-        .unwrap();
-    store
-        .track_message_opened(message.id, Some(at(1, 1)))
-        .unwrap();
-    store
-        .track_financial_outcome_at(1, "overdraft_avoided", 35.0, at(2, 0))
-        .unwrap();
-    store
-        .track_financial_outcome_at(2, "overdraft", -5.0, at(2, 0))
-        .unwrap();
-    let expected = store
-        .get_financial_impact(&ImpactFilter::new().channel(Channel::Sms))
-        .unwrap();
-    store.close().unwrap();
-
-    let run = |args: &[&str]| {
-        let _guard = spawn_or_reopen();
-        Command::new(env!("CARGO_BIN_EXE_commlog"))
-            .env_remove("COMMLOG_DIR")
-            .arg("--dir")
-            .arg(dir.path())
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let output = run(&["--json", "impact", "--channel", "sms"]);
-    assert!(output.status.success(), "{output:?}");
-    let report: ImpactReport = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report, expected);
-
-    let output = run(&["impact", "--start", "2025-01-01", "--end", "2025-01-03"]);
-    assert!(output.status.success(), "{output:?}");
-    let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.contains("$35.00"), "{text}");
-    assert!(text.contains("+69900.00%"), "{text}");
-    assert!(
-        text.lines().any(|line| line.starts_with("unattributed")),
-        "{text}"
-    );
-
-    let output = run(&["impact", "--user", "0"]);
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
 }

@@ -1,0 +1,159 @@
+//! The `costs` and `budget set` commands; the cost report itself: tests/cost.rs.
+
+use std::process::Command;
+
+use commlog::{BudgetScope, BudgetStatus, Channel, CostReport, Month};
+
+fn budget_of(report: &CostReport, scope: BudgetScope, month: &str) -> BudgetStatus {
+    let month: Month = month.parse().unwrap();
+    report
+        .budgets
+        .iter()
+        .find(|status| status.scope == scope && status.month == month)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {scope} budget for {month} in {:?}", report.budgets))
+}
+
+fn commlog(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_commlog"));
+    command
+        .env_remove("COMMLOG_DIR")
+        .arg("--dir")
+        .arg(dir)
+        .args(args);
+    command.output().expect("run commlog")
+}
+
+#[test]
+fn budget_set_appends_a_budget_that_costs_reports() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let ok = |args: &[&str]| {
+        let output = commlog(&dir, args);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    ok(&[
+        "track",
+        "sent",
+        "--user",
+        "1",
+        "--channel",
+        "sms",
+        "--type",
+        "low_balance",
+        "--cost",
+        "0.5",
+        "--at",
+        "2025-01-10T00:00:00Z",
+    ]);
+    let set = ok(&[
+        "--json",
+        "budget",
+        "set",
+        "--scope",
+        "sms",
+        "--month",
+        "2025-01",
+        "--amount",
+        "1",
+        "--alert-percent",
+        "50",
+    ]);
+    let set: serde_json::Value = serde_json::from_str(&set).unwrap();
+    // The scope in the serde form of `BudgetScope`, as `costs --json` prints it.
+    assert_eq!(set["scope"], serde_json::json!("sms"));
+    assert_eq!(set["amount_micros"], 1_000_000);
+    let report: CostReport =
+        serde_json::from_str(&ok(&["--json", "costs", "--month", "2025-01"])).unwrap();
+    let sms = budget_of(&report, BudgetScope::Channel(Channel::Sms), "2025-01");
+    assert_eq!(
+        (sms.spent.micros(), sms.alert, sms.exceeded),
+        (500_000, true, false)
+    );
+    let text = ok(&["costs", "--channel", "sms"]);
+    assert!(text.contains("alert"), "{text}");
+    assert!(text.contains("$0.50"), "{text}");
+}
+
+#[test]
+fn budget_set_refuses_bad_arguments_before_creating_a_store() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    for args in [
+        [
+            "--scope",
+            "fax",
+            "--month",
+            "2025-01",
+            "--amount",
+            "1",
+            "--alert-percent",
+            "90",
+        ],
+        [
+            "--scope",
+            "all",
+            "--month",
+            "2025-1",
+            "--amount",
+            "1",
+            "--alert-percent",
+            "90",
+        ],
+        [
+            "--scope",
+            "all",
+            "--month",
+            "2025-01",
+            "--amount",
+            "0",
+            "--alert-percent",
+            "90",
+        ],
+        [
+            "--scope",
+            "all",
+            "--month",
+            "2025-01",
+            "--amount",
+            "-5",
+            "--alert-percent",
+            "90",
+        ],
+        [
+            "--scope",
+            "all",
+            "--month",
+            "2025-01",
+            "--amount",
+            "1",
+            "--alert-percent",
+            "0",
+        ],
+        [
+            "--scope",
+            "all",
+            "--month",
+            "2025-01",
+            "--amount",
+            "1",
+            "--alert-percent",
+            "101",
+        ],
+    ] {
+        let mut full = vec!["budget", "set"];
+        full.extend(args);
+        let output = commlog(&dir, &full);
+        assert_eq!(output.status.code(), Some(1), "{full:?}: {output:?}");
+        assert!(!dir.exists(), "{full:?} created the store");
+    }
+    // costs on a missing store is a usage error too.
+    assert_eq!(commlog(&dir, &["costs"]).status.code(), Some(1));
+    assert_eq!(
+        commlog(&dir, &["costs", "--month", "January"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
