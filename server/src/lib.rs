@@ -12,4 +12,4 @@ mod serve;
 pub mod webhooks;
 
 pub use error::ServeError;
-pub use serve::{ServeOptions, serve};
+pub use serve::{SOCKET_FILE_NAME, ServeOptions, serve};

@@ -1,5 +1,6 @@
 //! [`serve`]: open the store, listen, answer until a signal, then close everything in order.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use crate::error::ServeError;
 pub const SOCKET_FILE_NAME: &str = "commlog.sock";
 
 /// How to serve a store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ServeOptions {
     /// The store's directory (created if missing, as `Store::open_with` does).
@@ -59,6 +60,21 @@ impl ServeOptions {
     }
 }
 
+/// Shows every option but the token's value.
+impl fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("dir", &self.dir)
+            .field("socket", &self.socket)
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("sync", &self.sync)
+            .field("public_url", &self.public_url)
+            .field("worker_threads", &self.worker_threads)
+            .finish()
+    }
+}
+
 /// Serves the store until SIGTERM or SIGINT: then stops accepting, finishes the requests in
 /// flight, syncs and closes the store, removes the socket and returns.
 ///
@@ -83,7 +99,8 @@ pub fn serve(options: ServeOptions) -> Result<(), ServeError> {
         },
     )?);
     let socket = options.socket_path();
-    let served = runtime.block_on(run(&options, &socket, Arc::clone(&store)));
+    let unix = bind_unix(&socket)?;
+    let served = runtime.block_on(run(&options, &socket, unix, Arc::clone(&store)));
     // Dropping the runtime waits for store calls still running on its blocking pool (a client
     // that hung up does not stop its call), so that the store is ours alone after it.
     drop(runtime);
@@ -111,12 +128,18 @@ fn check_options(options: &ServeOptions) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn run(options: &ServeOptions, socket: &Path, store: Arc<Store>) -> Result<(), ServeError> {
+async fn run(
+    options: &ServeOptions,
+    socket: &Path,
+    unix: std::os::unix::net::UnixListener,
+    store: Arc<Store>,
+) -> Result<(), ServeError> {
     let state = AppState {
         store,
         sync: options.sync,
     };
-    let unix = bind_unix(socket)?;
+    let unix = UnixListener::from_std(unix)
+        .map_err(|source| ServeError::io(format!("listen on {}", socket.display()), source))?;
     let tcp = match options.listen {
         Some(address) => Some(
             TcpListener::bind(address)
@@ -197,8 +220,8 @@ fn sync_line(sync: SyncPolicy) -> String {
 }
 
 /// Binds the socket with mode 0600. A socket file nobody answers on (a server that died) is
-/// replaced; one a server answers on is refused.
-fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
+/// replaced; one a server answers on is refused and left alone.
+fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener, ServeError> {
     if std::fs::symlink_metadata(path).is_ok() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ServeError::Config(format!(
@@ -213,8 +236,12 @@ fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
             )
         })?;
     }
-    let listener = UnixListener::bind(path)
+    let listener = std::os::unix::net::UnixListener::bind(path)
         .map_err(|source| ServeError::io(format!("bind {}", path.display()), source))?;
+    listener.set_nonblocking(true).map_err(|source| {
+        let _ = std::fs::remove_file(path);
+        ServeError::io(format!("listen on {}", path.display()), source)
+    })?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
         let _ = std::fs::remove_file(path);
         ServeError::io(format!("chmod 0600 {}", path.display()), source)

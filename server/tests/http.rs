@@ -383,7 +383,7 @@ fn refuses_bad_input_unknown_messages_and_big_bodies() {
 
 #[test]
 fn tcp_needs_the_token() {
-    let server = Server::start(&["--listen", "127.0.0.1:0"]);
+    let server = Server::start(&["--listen", "127.0.0.1:0", "--sync", "interval"]);
     let (status, body) = server.tcp("GET", "/v1/info", None);
     assert_eq!(status, 401);
     let error: Value = serde_json::from_slice(&body).unwrap();
@@ -393,6 +393,11 @@ fn tcp_needs_the_token() {
     assert_eq!(status, 401);
     let (status, body) = server.tcp("GET", "/v1/info", Some(TOKEN));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let info: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (&info["sync"], &info["sync_interval_ms"]),
+        (&json!("interval"), &json!(100))
+    );
     let (status, _) = server.tcp("GET", "/healthz", None);
     assert_eq!(status, 200);
     // The Unix socket needs none.
@@ -423,6 +428,17 @@ fn refuses_a_public_address_without_a_token_and_a_second_server() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("locked"));
+    // Another store on the same socket is refused, and the socket left alone.
+    let output = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
+        .arg("--dir")
+        .arg(dir.path().join("other"))
+        .arg("--socket")
+        .arg(&server.socket)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("already listening"));
+    assert!(server.socket.exists());
     // The first one still answers.
     let (status, _) = server.call("GET", "/healthz", None);
     assert_eq!(status, 200);
