@@ -420,6 +420,14 @@ fn refuses_a_public_address_without_a_token_and_a_second_server() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a loopback address"));
 
+    // A store whose parent is missing is a user error.
+    let output = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
+        .arg("--dir")
+        .arg(dir.path().join("missing/store"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+
     let server = Server::start(&[]);
     let output = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
         .arg("--dir")

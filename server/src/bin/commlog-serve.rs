@@ -21,10 +21,8 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("commlog serve: {error}");
-                match error {
-                    ServeError::Config(_) => ExitCode::from(1),
-                    _ => ExitCode::from(2),
-                }
+                let storage = error.is_storage() || matches!(error, ServeError::Io { .. });
+                ExitCode::from(if storage { 2 } else { 1 })
             }
         },
         Err(message) => {
