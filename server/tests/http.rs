@@ -131,6 +131,31 @@ fn call(socket: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, V
     (status, value)
 }
 
+/// [`call`] that answers `None` when the server is gone or closed the connection unanswered.
+fn try_call(socket: &Path, method: &str, path: &str, body: Value) -> Option<(u16, Value)> {
+    let mut stream = UnixStream::connect(socket).ok()?;
+    let body = serde_json::to_vec(&body).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(&body).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let end = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")?;
+    let status = std::str::from_utf8(&response[..end])
+        .ok()?
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((status, serde_json::from_slice(&response[end + 4..]).ok()?))
+}
+
 fn request(
     mut stream: impl Read + Write,
     method: &str,
@@ -558,4 +583,46 @@ fn concurrent_clients_lose_nothing() {
     for id in ids {
         store.get_message(id).unwrap();
     }
+}
+
+#[test]
+fn sigterm_under_load_keeps_every_acknowledged_event() {
+    let server = Server::start(&[]);
+    let socket = server.socket.clone();
+    let socket = socket.as_path();
+    let (code, lines, dir, acknowledged) = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..4u64)
+            .map(|client| {
+                scope.spawn(move || {
+                    let mut acknowledged = Vec::new();
+                    while let Some((status, message)) =
+                        try_call(socket, "POST", "/v1/messages", sent(client + 1))
+                    {
+                        assert_eq!(status, 201, "{message}");
+                        acknowledged.push(message["id"].as_u64().unwrap());
+                    }
+                    acknowledged
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let (code, lines, dir) = server.stop();
+        let acknowledged: Vec<u64> = clients
+            .into_iter()
+            .flat_map(|client| client.join().unwrap())
+            .collect();
+        (code, lines, dir, acknowledged)
+    });
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(!acknowledged.is_empty());
+    let store = commlog::Store::open_read_only(dir.path().join("store")).unwrap();
+    for id in &acknowledged {
+        store.get_message(*id).unwrap();
+    }
+    let stats = store
+        .get_communication_stats(&commlog::StatsFilter::new())
+        .unwrap();
+    // Calls in flight at the signal finish: at most one per client is appended unanswered.
+    assert!(stats.total_messages >= acknowledged.len() as u64);
+    assert!(stats.total_messages <= acknowledged.len() as u64 + 4);
 }
