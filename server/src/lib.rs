@@ -12,4 +12,4 @@ mod serve;
 pub mod webhooks;
 
 pub use error::ServeError;
-pub use serve::{SOCKET_FILE_NAME, ServeOptions, serve};
+pub use serve::{SHUTDOWN_GRACE_DEFAULT, SOCKET_FILE_NAME, ServeOptions, serve};

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use commlog::{Options, Store, SyncPolicy};
 use tokio::net::{TcpListener, UnixListener};
@@ -15,6 +16,9 @@ use crate::error::ServeError;
 
 /// The socket's file name in the store's directory when [`ServeOptions::socket`] is `None`.
 pub const SOCKET_FILE_NAME: &str = "commlog.sock";
+
+/// [`ServeOptions::shutdown_grace`] by default.
+pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(30);
 
 /// How to serve a store.
 #[derive(Clone)]
@@ -36,6 +40,10 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     /// Worker threads of the runtime; `None`: tokio's default (one per CPU).
     pub worker_threads: Option<usize>,
+    /// After SIGTERM or SIGINT, how long connections may take to finish their requests before
+    /// they are cut (a client stuck sending a request must not hold the store open). Store
+    /// calls already started always finish. Default: 30 s.
+    pub shutdown_grace: Duration,
 }
 
 impl ServeOptions {
@@ -49,6 +57,7 @@ impl ServeOptions {
             sync: SyncPolicy::Always,
             public_url: None,
             worker_threads: None,
+            shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
         }
     }
 
@@ -71,6 +80,7 @@ impl fmt::Debug for ServeOptions {
             .field("sync", &self.sync)
             .field("public_url", &self.public_url)
             .field("worker_threads", &self.worker_threads)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
 }
@@ -167,6 +177,7 @@ async fn run(
     eprintln!("commlog serve: {}", sync_line(options.sync));
 
     let (stop, stopped) = watch::channel(false);
+    let mut deadline = stopped.clone();
     let signals = tokio::spawn(async move {
         wait_for_signal().await;
         eprintln!("commlog serve: stopping: finishing requests in flight");
@@ -193,10 +204,23 @@ async fn run(
             None => Ok(()),
         }
     };
-    let (unix_result, tcp_result) = tokio::join!(unix_server, tcp_server);
+    let grace = options.shutdown_grace;
+    tokio::select! {
+        (unix_result, tcp_result) = async { tokio::join!(unix_server, tcp_server) } => {
+            unix_result.map_err(|source| ServeError::io("serve the unix socket", source))?;
+            tcp_result.map_err(|source| ServeError::io("serve TCP", source))?;
+        }
+        () = async {
+            let _ = deadline.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            eprintln!(
+                "commlog serve: connections still open {} ms after the signal: cut",
+                grace.as_millis()
+            );
+        }
+    }
     signals.abort();
-    unix_result.map_err(|source| ServeError::io("serve the unix socket", source))?;
-    tcp_result.map_err(|source| ServeError::io("serve TCP", source))?;
     eprintln!("commlog serve: stopped accepting; syncing and closing the store");
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! ```text
 //! commlog-serve --dir DIR [--socket PATH] [--listen ADDR:PORT] [--token-file PATH]
 //!               [--sync always|interval|never] [--interval-ms 100] [--public-url URL]
+//!               [--shutdown-grace-ms 30000]
 //! ```
 //!
 //! Without `--token-file`, the token is `$COMMLOG_TOKEN` when set. Exit 0 after a clean
@@ -60,6 +61,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<ServeOptions, String>
                     })?;
             }
             "--public-url" => options.public_url = Some(value()?),
+            "--shutdown-grace-ms" => {
+                let text = value()?;
+                let ms = text
+                    .parse()
+                    .map_err(|_| format!("--shutdown-grace-ms {text:?}: expected milliseconds"))?;
+                options.shutdown_grace = Duration::from_millis(ms);
+            }
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
