@@ -1,0 +1,103 @@
+//! `commlog-serve`: runs [`commlog_server::serve`] from the command line, for the tests and
+//! until `commlog serve` is wired into the CLI.
+//!
+//! ```text
+//! commlog-serve --dir DIR [--socket PATH] [--listen ADDR:PORT] [--token-file PATH]
+//!               [--sync always|interval|never] [--interval-ms 100] [--public-url URL]
+//!               [--shutdown-grace-ms 30000]
+//! ```
+//!
+//! Without `--token-file`, the token is `$COMMLOG_TOKEN` when set. Exit 0 after a clean
+//! shutdown, 1 for a bad argument or option, 2 for a storage or socket error.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use commlog::SyncPolicy;
+use commlog_server::{ServeError, ServeOptions, serve};
+
+fn main() -> ExitCode {
+    match parse(std::env::args().skip(1)) {
+        Ok(options) => match serve(options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("commlog serve: {error}");
+                let storage = error.is_storage() || matches!(error, ServeError::Io { .. });
+                ExitCode::from(if storage { 2 } else { 1 })
+            }
+        },
+        Err(message) => {
+            eprintln!("commlog serve: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<ServeOptions, String> {
+    let mut dir = None;
+    let mut options = ServeOptions::new("");
+    let mut sync = "always".to_owned();
+    let mut interval_ms = 100u64;
+    let mut token_file = None;
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--dir" => dir = Some(value()?),
+            "--socket" => options.socket = Some(value()?.into()),
+            "--listen" => {
+                let text = value()?;
+                options.listen = Some(
+                    text.parse()
+                        .map_err(|_| format!("--listen {text:?}: expected ADDRESS:PORT"))?,
+                );
+            }
+            "--token-file" => token_file = Some(value()?),
+            "--sync" => sync = value()?,
+            "--interval-ms" => {
+                let text = value()?;
+                interval_ms =
+                    text.parse().ok().filter(|&ms| ms > 0).ok_or_else(|| {
+                        format!("--interval-ms {text:?}: expected milliseconds ≥ 1")
+                    })?;
+            }
+            "--public-url" => options.public_url = Some(value()?),
+            "--shutdown-grace-ms" => {
+                let text = value()?;
+                let ms = text
+                    .parse()
+                    .map_err(|_| format!("--shutdown-grace-ms {text:?}: expected milliseconds"))?;
+                options.shutdown_grace = Duration::from_millis(ms);
+            }
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    options.dir = dir
+        .or_else(|| {
+            std::env::var("COMMLOG_DIR")
+                .ok()
+                .filter(|dir| !dir.is_empty())
+        })
+        .ok_or("--dir DIR is required (or $COMMLOG_DIR)")?
+        .into();
+    options.sync = match sync.as_str() {
+        "always" => SyncPolicy::Always,
+        "interval" => SyncPolicy::Interval(Duration::from_millis(interval_ms)),
+        "never" => SyncPolicy::Never,
+        _ => {
+            return Err(format!(
+                "--sync {sync:?}: expected always, interval or never"
+            ));
+        }
+    };
+    options.token = match token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| format!("--token-file {path}: {error}"))?;
+            Some(text.trim_end_matches(['\r', '\n']).to_owned())
+        }
+        None => std::env::var("COMMLOG_TOKEN")
+            .ok()
+            .filter(|token| !token.is_empty()),
+    };
+    Ok(options)
+}

@@ -1,0 +1,437 @@
+//! The API's request bodies and query parameters, and how they become library calls.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use commlog::{
+    BudgetScope, Channel, CostFilter, EffectivenessFilter, EngagementFilter, FinancialOutcome,
+    ImpactFilter, Message, Money, Month, Period, StatsFilter, Store, quote_value,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// `POST /v1/messages`, batch call `sent`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Sent {
+    pub user_id: u64,
+    pub channel: String,
+    pub message_type: String,
+    #[serde(default)]
+    pub cost_micros: Option<i64>,
+    /// Dollars, as the library takes them.
+    #[serde(default)]
+    pub cost: Option<f64>,
+    #[serde(default)]
+    pub sent_at: Option<String>,
+}
+
+/// `POST /v1/messages/{id}/delivered` and `/opened`: only an optional time.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct At {
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// `POST /v1/messages/{id}/failed`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Failed {
+    pub reason: String,
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// `POST /v1/messages/{id}/actions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Action {
+    pub action: String,
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// `POST /v1/outcomes`, batch call `outcome`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Outcome {
+    pub user_id: u64,
+    pub outcome: String,
+    #[serde(default)]
+    pub amount_micros: Option<i64>,
+    #[serde(default)]
+    pub amount: Option<f64>,
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// `PUT /v1/budgets`, batch call `budget`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Budget {
+    pub scope: String,
+    pub month: String,
+    #[serde(default)]
+    pub amount_micros: Option<i64>,
+    #[serde(default)]
+    pub amount: Option<f64>,
+    #[serde(default)]
+    pub alert_percent: Option<u8>,
+}
+
+/// A budget as set: the answer of `PUT /v1/budgets`.
+#[derive(Debug, Serialize)]
+pub(crate) struct BudgetSet {
+    pub scope: BudgetScope,
+    pub month: Month,
+    pub amount_micros: Money,
+    pub alert_percent: u8,
+}
+
+/// A follow-up in a batch: the message id travels in the line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FollowUp {
+    pub message_id: u64,
+    #[serde(default)]
+    pub at: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+/// One line of `POST /v1/batch`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub(crate) enum Call {
+    Sent(Sent),
+    Delivered(FollowUp),
+    Opened(FollowUp),
+    Failed(FollowUp),
+    Action(FollowUp),
+    Outcome(Outcome),
+    Budget(Budget),
+}
+
+/// Which follow-up a message event is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Delivered,
+    Opened,
+    Failed,
+    Action,
+}
+
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|error| ApiError::invalid(format!("bad JSON: {error}")))
+}
+
+/// A body that may be empty (follow-ups whose fields are all optional).
+pub(crate) fn parse_json_or_default<'a, T: Deserialize<'a> + Default>(
+    body: &'a [u8],
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(body)
+}
+
+/// Dollars from exactly one of a `*_micros` integer and a dollars number; `None` if neither.
+fn dollars(
+    micros_field: &str,
+    micros: Option<i64>,
+    dollars_field: &str,
+    dollars: Option<f64>,
+) -> Result<Option<f64>, ApiError> {
+    match (micros, dollars) {
+        (Some(_), Some(_)) => Err(ApiError::invalid(format!(
+            "give {micros_field} or {dollars_field}, not both"
+        ))),
+        // Exact: the library rounds dollars to the nearest micro by their shortest decimal form.
+        (Some(micros), None) => Ok(Some(micros as f64 / 1e6)),
+        (None, dollars) => Ok(dollars),
+    }
+}
+
+/// Which edge of the day a bare date stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DayEdge {
+    Start,
+    End,
+}
+
+/// RFC 3339; or without an offset (`2025-01-31T10:00:00`, `2025-01-31 10:00:00`), read as UTC;
+/// or a date `YYYY-MM-DD`: its first millisecond, or for an `end` its last.
+pub(crate) fn parse_time(
+    field: &str,
+    text: &str,
+    edge: DayEdge,
+) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(time.and_utc());
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let time = match edge {
+            DayEdge::Start => NaiveTime::MIN,
+            DayEdge::End => NaiveTime::from_hms_milli_opt(23, 59, 59, 999).expect("a valid time"),
+        };
+        return Ok(date.and_time(time).and_utc());
+    }
+    Err(ApiError::invalid(format!(
+        "invalid {field}: {} (must be RFC 3339, e.g. 2025-01-01T09:30:00Z, or a date YYYY-MM-DD)",
+        quote_value(text)
+    )))
+}
+
+fn optional_time(field: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    text.map(|text| parse_time(field, text, DayEdge::Start))
+        .transpose()
+}
+
+fn channel(text: &str) -> Result<Channel, ApiError> {
+    text.parse().map_err(ApiError::from)
+}
+
+impl Sent {
+    pub fn apply(self, store: &Store) -> Result<Message, ApiError> {
+        let channel = channel(&self.channel)?;
+        let cost = dollars("cost_micros", self.cost_micros, "cost", self.cost)?.unwrap_or(0.0);
+        let sent_at = optional_time("sent_at", self.sent_at.as_deref())?.unwrap_or_else(Utc::now);
+        Ok(
+            store.track_message_sent_at(
+                self.user_id,
+                channel,
+                &self.message_type,
+                cost,
+                sent_at,
+            )?,
+        )
+    }
+}
+
+/// Applies a follow-up: `name` is its reason (failed) or action (action).
+pub(crate) fn follow_up(
+    store: &Store,
+    kind: Kind,
+    id: u64,
+    at: Option<&str>,
+    name: Option<&str>,
+) -> Result<Message, ApiError> {
+    let at = optional_time("at", at)?;
+    let named =
+        |field: &str| name.ok_or_else(|| ApiError::invalid(format!("missing field `{field}`")));
+    Ok(match kind {
+        Kind::Delivered => store.track_message_delivered(id, at)?,
+        Kind::Opened => store.track_message_opened(id, at)?,
+        Kind::Failed => store.track_message_failed(id, named("reason")?, at)?,
+        Kind::Action => store.track_user_action(id, named("action")?, at)?,
+    })
+}
+
+impl Outcome {
+    pub fn apply(self, store: &Store) -> Result<FinancialOutcome, ApiError> {
+        let amount = dollars("amount_micros", self.amount_micros, "amount", self.amount)?
+            .ok_or_else(|| ApiError::invalid("missing field `amount_micros` (or `amount`)"))?;
+        let at = optional_time("at", self.at.as_deref())?.unwrap_or_else(Utc::now);
+        Ok(store.track_financial_outcome_at(self.user_id, &self.outcome, amount, at)?)
+    }
+}
+
+impl Budget {
+    pub fn apply(self, store: &Store) -> Result<BudgetSet, ApiError> {
+        let scope: BudgetScope = self.scope.parse()?;
+        let month: Month = self.month.parse()?;
+        let amount = dollars("amount_micros", self.amount_micros, "amount", self.amount)?
+            .ok_or_else(|| ApiError::invalid("missing field `amount_micros` (or `amount`)"))?;
+        store.set_budget(scope, &self.month, amount, self.alert_percent)?;
+        Ok(BudgetSet {
+            scope,
+            month,
+            amount_micros: Money::from_dollars(amount)?,
+            alert_percent: self.alert_percent.unwrap_or(90),
+        })
+    }
+}
+
+/// Query parameters, checked against the names a route knows.
+pub(crate) struct Query(BTreeMap<String, String>);
+
+impl Query {
+    pub fn new(params: BTreeMap<String, String>, known: &[&str]) -> Result<Query, ApiError> {
+        if let Some(unknown) = params.keys().find(|name| !known.contains(&name.as_str())) {
+            return Err(ApiError::invalid(format!(
+                "unknown query parameter {} (known: {})",
+                quote_value(unknown),
+                known.join(", ")
+            )));
+        }
+        Ok(Query(params))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn count(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.get(name)
+            .map(|text| {
+                text.parse::<u64>().map_err(|_| {
+                    ApiError::invalid(format!(
+                        "invalid {name}: {} (must be a whole number of at least 1)",
+                        quote_value(text)
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    pub fn user(&self) -> Result<Option<u64>, ApiError> {
+        self.count("user")
+    }
+
+    pub fn message_type(&self) -> Option<String> {
+        self.get("type").map(str::to_owned)
+    }
+
+    pub fn channel(&self) -> Result<Option<Channel>, ApiError> {
+        self.get("channel").map(channel).transpose()
+    }
+
+    pub fn start(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.get("start")
+            .map(|text| parse_time("start", text, DayEdge::Start))
+            .transpose()
+    }
+
+    pub fn end(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.get("end")
+            .map(|text| parse_time("end", text, DayEdge::End))
+            .transpose()
+    }
+
+    pub fn month(&self) -> Result<Option<Month>, ApiError> {
+        Ok(self.get("month").map(str::parse).transpose()?)
+    }
+
+    pub fn period(&self) -> Result<Option<Period>, ApiError> {
+        self.get("period")
+            .map(|text| match text {
+                "day" => Ok(Period::Day),
+                "week" => Ok(Period::Week),
+                "month" => Ok(Period::Month),
+                _ => Err(ApiError::invalid(format!(
+                    "invalid period: {} (must be day, week or month)",
+                    quote_value(text)
+                ))),
+            })
+            .transpose()
+    }
+
+    pub fn stats_filter(&self) -> Result<StatsFilter, ApiError> {
+        let mut filter = StatsFilter::new();
+        if let Some(user) = self.user()? {
+            filter = filter.user(user);
+        }
+        if let Some(message_type) = self.message_type() {
+            filter = filter.message_type(message_type);
+        }
+        if let Some(channel) = self.channel()? {
+            filter = filter.channel(channel);
+        }
+        if let Some(start) = self.start()? {
+            filter = filter.start(start);
+        }
+        if let Some(end) = self.end()? {
+            filter = filter.end(end);
+        }
+        Ok(filter)
+    }
+
+    pub fn engagement_filter(&self) -> Result<EngagementFilter, ApiError> {
+        let mut filter = EngagementFilter::new();
+        if let Some(message_type) = self.message_type() {
+            filter = filter.message_type(message_type);
+        }
+        if let Some(channel) = self.channel()? {
+            filter = filter.channel(channel);
+        }
+        if let Some(start) = self.start()? {
+            filter = filter.start(start);
+        }
+        if let Some(end) = self.end()? {
+            filter = filter.end(end);
+        }
+        Ok(filter)
+    }
+
+    pub fn effectiveness_filter(&self) -> Result<EffectivenessFilter, ApiError> {
+        let mut filter = EffectivenessFilter::new();
+        if let Some(user) = self.user()? {
+            filter = filter.user(user);
+        }
+        if let Some(message_type) = self.message_type() {
+            filter = filter.message_type(message_type);
+        }
+        if let Some(start) = self.start()? {
+            filter = filter.start(start);
+        }
+        if let Some(end) = self.end()? {
+            filter = filter.end(end);
+        }
+        if let Some(period) = self.period()? {
+            filter = filter.period(period);
+        }
+        Ok(filter)
+    }
+
+    pub fn cost_filter(&self) -> Result<CostFilter, ApiError> {
+        let mut filter = CostFilter::new();
+        if let Some(user) = self.user()? {
+            filter = filter.user(user);
+        }
+        if let Some(message_type) = self.message_type() {
+            filter = filter.message_type(message_type);
+        }
+        if let Some(channel) = self.channel()? {
+            filter = filter.channel(channel);
+        }
+        if let Some(start) = self.start()? {
+            filter = filter.start(start);
+        }
+        if let Some(end) = self.end()? {
+            filter = filter.end(end);
+        }
+        if let Some(month) = self.month()? {
+            filter = filter.month(month);
+        }
+        Ok(filter)
+    }
+
+    pub fn impact_filter(&self) -> Result<ImpactFilter, ApiError> {
+        let mut filter = ImpactFilter::new();
+        if let Some(user) = self.user()? {
+            filter = filter.user(user);
+        }
+        if let Some(message_type) = self.message_type() {
+            filter = filter.message_type(message_type);
+        }
+        if let Some(channel) = self.channel()? {
+            filter = filter.channel(channel);
+        }
+        if let Some(start) = self.start()? {
+            filter = filter.start(start);
+        }
+        if let Some(end) = self.end()? {
+            filter = filter.end(end);
+        }
+        Ok(filter)
+    }
+}

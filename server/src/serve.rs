@@ -1,0 +1,284 @@
+//! [`serve`]: open the store, listen, answer until a signal, then close everything in order.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use commlog::{Options, Store, SyncPolicy};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::error::ServeError;
+
+/// The socket's file name in the store's directory when [`ServeOptions::socket`] is `None`.
+pub const SOCKET_FILE_NAME: &str = "commlog.sock";
+
+/// [`ServeOptions::shutdown_grace`] by default.
+pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(30);
+
+/// How to serve a store.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// The store's directory (created if missing, as `Store::open_with` does).
+    pub dir: PathBuf,
+    /// The Unix socket; `None`: `DIR/commlog.sock`. Created with mode 0600, removed at
+    /// shutdown.
+    pub socket: Option<PathBuf>,
+    /// Also listen on TCP at this address (port 0: any free port, printed at startup).
+    pub listen: Option<SocketAddr>,
+    /// The bearer token TCP clients must send. Required for a non-loopback `listen`. The
+    /// caller reads it (from `--token-file` or `$COMMLOG_TOKEN`); it is never printed.
+    pub token: Option<String>,
+    /// Durability of acknowledged calls. Default: `SyncPolicy::Always`.
+    pub sync: SyncPolicy,
+    /// The public base URL the providers call (for webhook signatures behind a proxy).
+    pub public_url: Option<String>,
+    /// Worker threads of the runtime; `None`: tokio's default (one per CPU).
+    pub worker_threads: Option<usize>,
+    /// After SIGTERM or SIGINT, how long connections may take to finish their requests before
+    /// they are cut (a client stuck sending a request must not hold the store open). Store
+    /// calls already started always finish. Default: 30 s.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeOptions {
+    /// Serves `dir` on `DIR/commlog.sock` only, with `SyncPolicy::Always`.
+    pub fn new(dir: impl Into<PathBuf>) -> ServeOptions {
+        ServeOptions {
+            dir: dir.into(),
+            socket: None,
+            listen: None,
+            token: None,
+            sync: SyncPolicy::Always,
+            public_url: None,
+            worker_threads: None,
+            shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+        }
+    }
+
+    /// The Unix socket's path.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.dir.join(SOCKET_FILE_NAME))
+    }
+}
+
+/// Shows every option but the token's value.
+impl fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("dir", &self.dir)
+            .field("socket", &self.socket)
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("sync", &self.sync)
+            .field("public_url", &self.public_url)
+            .field("worker_threads", &self.worker_threads)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+/// Serves the store until SIGTERM or SIGINT: then stops accepting, finishes the requests in
+/// flight, syncs and closes the store, removes the socket and returns.
+///
+/// Fails before serving if the options are unsafe (TCP on a non-loopback address without a
+/// token), the store cannot be opened (another process holds its lock:
+/// `commlog::Error::Locked`), or a server already answers on the socket.
+pub fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    check_options(&options)?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = options.worker_threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime
+        .build()
+        .map_err(|source| ServeError::io("start the runtime", source))?;
+    let store = Arc::new(Store::open_with(
+        &options.dir,
+        Options {
+            sync: options.sync,
+            ..Options::default()
+        },
+    )?);
+    let socket = options.socket_path();
+    let unix = bind_unix(&socket)?;
+    let served = runtime.block_on(run(&options, &socket, unix, Arc::clone(&store)));
+    // Dropping the runtime waits for store calls still running on its blocking pool (a client
+    // that hung up does not stop its call), so that the store is ours alone after it.
+    drop(runtime);
+    let _ = std::fs::remove_file(&socket);
+    let closed = match Arc::try_unwrap(store) {
+        Ok(store) => store.close().map_err(ServeError::from),
+        Err(store) => store.sync().map_err(ServeError::from),
+    };
+    served.and(closed)
+}
+
+fn check_options(options: &ServeOptions) -> Result<(), ServeError> {
+    if let Some(listen) = options.listen
+        && options.token.is_none()
+        && !listen.ip().is_loopback()
+    {
+        return Err(ServeError::Config(format!(
+            "--listen {listen} is not a loopback address: give a bearer token (--token-file or \
+             $COMMLOG_TOKEN), or listen on 127.0.0.1"
+        )));
+    }
+    if options.token.as_deref().is_some_and(str::is_empty) {
+        return Err(ServeError::Config("the bearer token is empty".to_owned()));
+    }
+    Ok(())
+}
+
+async fn run(
+    options: &ServeOptions,
+    socket: &Path,
+    unix: std::os::unix::net::UnixListener,
+    store: Arc<Store>,
+) -> Result<(), ServeError> {
+    let state = AppState {
+        store,
+        sync: options.sync,
+    };
+    let unix = UnixListener::from_std(unix)
+        .map_err(|source| ServeError::io(format!("listen on {}", socket.display()), source))?;
+    let tcp = match options.listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| ServeError::io(format!("listen on {address}"), source))?,
+        ),
+        None => None,
+    };
+    eprintln!(
+        "commlog serve: {} on unix:{} (mode 0600, no token)",
+        options.dir.display(),
+        socket.display()
+    );
+    if let Some(tcp) = &tcp {
+        let address = tcp
+            .local_addr()
+            .map_err(|source| ServeError::io("read the TCP address", source))?;
+        let auth = if options.token.is_some() {
+            "bearer token required"
+        } else {
+            "loopback, no token"
+        };
+        eprintln!("commlog serve: listening on http://{address} ({auth})");
+    }
+    eprintln!("commlog serve: {}", sync_line(options.sync));
+
+    let (stop, stopped) = watch::channel(false);
+    let mut deadline = stopped.clone();
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("commlog serve: stopping: finishing requests in flight");
+        let _ = stop.send(true);
+    });
+    let shutdown = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let router = api::router(state);
+    let unix_server = axum::serve(unix, router.clone())
+        .with_graceful_shutdown(shutdown(stopped.clone()))
+        .into_future();
+    let tcp_server = async {
+        match tcp {
+            Some(tcp) => {
+                let router = match &options.token {
+                    Some(token) => api::with_token(router, token),
+                    None => router,
+                };
+                axum::serve(tcp, router)
+                    .with_graceful_shutdown(shutdown(stopped))
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    let grace = options.shutdown_grace;
+    tokio::select! {
+        (unix_result, tcp_result) = async { tokio::join!(unix_server, tcp_server) } => {
+            unix_result.map_err(|source| ServeError::io("serve the unix socket", source))?;
+            tcp_result.map_err(|source| ServeError::io("serve TCP", source))?;
+        }
+        () = async {
+            let _ = deadline.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            eprintln!(
+                "commlog serve: connections still open {} ms after the signal: cut",
+                grace.as_millis()
+            );
+        }
+    }
+    signals.abort();
+    eprintln!("commlog serve: stopped accepting; syncing and closing the store");
+    Ok(())
+}
+
+/// What an acknowledgement promises under `sync`.
+fn sync_line(sync: SyncPolicy) -> String {
+    match sync {
+        SyncPolicy::Always => "sync always: a call is acknowledged after its event is fsynced \
+                               (concurrent calls share one fsync)"
+            .to_owned(),
+        SyncPolicy::Interval(interval) => format!(
+            "sync interval {} ms: calls are acknowledged BEFORE fsync; a power cut can lose \
+             about the last {} ms of acknowledged calls",
+            interval.as_millis(),
+            interval.as_millis()
+        ),
+        SyncPolicy::Never => "sync never: calls are acknowledged before fsync and the OS decides \
+                              when they reach the disk; a power cut can lose acknowledged calls"
+            .to_owned(),
+    }
+}
+
+/// Binds the socket with mode 0600. A socket file nobody answers on (a server that died) is
+/// replaced; one a server answers on is refused and left alone.
+fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener, ServeError> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServeError::Config(format!(
+                "{}: a server is already listening on this socket",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path).map_err(|source| {
+            ServeError::io(
+                format!("remove the stale socket {}", path.display()),
+                source,
+            )
+        })?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|source| ServeError::io(format!("bind {}", path.display()), source))?;
+    listener.set_nonblocking(true).map_err(|source| {
+        let _ = std::fs::remove_file(path);
+        ServeError::io(format!("listen on {}", path.display()), source)
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        let _ = std::fs::remove_file(path);
+        ServeError::io(format!("chmod 0600 {}", path.display()), source)
+    })?;
+    Ok(listener)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("install the SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}

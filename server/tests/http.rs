@@ -1,0 +1,645 @@
+//! The server end to end: the real `commlog-serve` binary on a temporary store, driven over
+//! its Unix socket and TCP by a minimal HTTP/1.1 client.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const TOKEN: &str = "s3cret-token-for-tests";
+
+struct Server {
+    child: Child,
+    dir: Option<tempfile::TempDir>,
+    socket: PathBuf,
+    tcp: Option<SocketAddr>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        let store = dir.path().join("store");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
+            .arg("--dir")
+            .arg(&store)
+            .arg("--token-file")
+            .arg(&token_file)
+            .args(extra)
+            .env_remove("COMMLOG_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (send, stderr) = mpsc::channel();
+        let pipe = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in pipe.lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            socket: store.join("commlog.sock"),
+            dir: Some(dir),
+            tcp: None,
+            stderr,
+        };
+        // The sync line comes last.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = server
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the server's startup lines");
+            assert!(!line.contains(TOKEN), "the token shows in {line:?}");
+            if let Some(rest) = line.strip_prefix("commlog serve: listening on http://") {
+                server.tcp = Some(rest.split(' ').next().unwrap().parse().unwrap());
+            }
+            if line.starts_with("commlog serve: sync ") {
+                break;
+            }
+        }
+        server
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.as_ref().unwrap().path().join("store")
+    }
+
+    fn unix(&self, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
+        unix(&self.socket, method, path, body)
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        call(&self.socket, method, path, body)
+    }
+
+    fn tcp(&self, method: &str, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+        let stream = TcpStream::connect(self.tcp.unwrap()).unwrap();
+        request(stream, method, path, None, token)
+    }
+
+    /// SIGTERM, then the exit status and the rest of stderr.
+    fn stop(mut self) -> (i32, Vec<String>, tempfile::TempDir) {
+        let (code, lines) = self.terminate();
+        (code, lines, self.dir.take().unwrap())
+    }
+
+    fn terminate(&mut self) -> (i32, Vec<String>) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = self.child.wait().unwrap();
+        // The pipe closes when the server exits: every line is in.
+        let lines = self.stderr.iter().collect();
+        (status.code().unwrap_or(-1), lines)
+    }
+}
+
+/// A failed test does not leave its server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unix(socket: &Path, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
+    let stream = UnixStream::connect(socket).unwrap();
+    request(stream, method, path, body, None)
+}
+
+fn call(socket: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let body = body.map(|body| serde_json::to_vec(&body).unwrap());
+    let (status, response) = unix(socket, method, path, body.as_deref());
+    let value = serde_json::from_slice(&response)
+        .unwrap_or_else(|_| panic!("JSON: {}", String::from_utf8_lossy(&response)));
+    (status, value)
+}
+
+/// [`call`] that answers `None` when the server is gone or closed the connection unanswered.
+fn try_call(socket: &Path, method: &str, path: &str, body: Value) -> Option<(u16, Value)> {
+    let mut stream = UnixStream::connect(socket).ok()?;
+    let body = serde_json::to_vec(&body).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(&body).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let end = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")?;
+    let status = std::str::from_utf8(&response[..end])
+        .ok()?
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((status, serde_json::from_slice(&response[end + 4..]).ok()?))
+}
+
+fn request(
+    mut stream: impl Read + Write,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    token: Option<&str>,
+) -> (u16, Vec<u8>) {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    head.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes()).unwrap();
+    // The server may answer (413) before reading a body and close: ignore a failed write.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let end = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("a response head: {}", String::from_utf8_lossy(&response)));
+    let head = String::from_utf8(response[..end].to_vec()).unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = response[end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut bytes: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = bytes.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&bytes[..line_end]).unwrap(), 16).unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&bytes[line_end + 2..line_end + 2 + size]);
+        bytes = &bytes[line_end + 4 + size..];
+    }
+}
+
+/// Every file of the store but the socket, with its size.
+fn files(dir: &Path) -> BTreeMap<String, u64> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != "commlog.sock" {
+            files.insert(name, entry.metadata().unwrap().len());
+        }
+    }
+    files
+}
+
+fn sent(user: u64) -> Value {
+    json!({"user_id": user, "channel": "sms", "message_type": "low_balance", "cost_micros": 50000,
+           "sent_at": "2025-01-01T09:00:00Z"})
+}
+
+#[test]
+fn tracks_reports_and_survives_a_restart() {
+    let server = Server::start(&[]);
+    let mode = std::fs::metadata(&server.socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    let (status, health) = server.call("GET", "/healthz", None);
+    assert_eq!((status, health), (200, json!({"status": "ok"})));
+
+    let (status, message) = server.call("POST", "/v1/messages", Some(sent(123)));
+    assert_eq!(status, 201, "{message}");
+    assert_eq!(message["id"], 1);
+    assert_eq!(message["cost_micros"], 50000);
+    assert_eq!(message["sent_at"], "2025-01-01T09:00:00.000Z");
+    let (status, dollars) = server.call(
+        "POST",
+        "/v1/messages",
+        Some(json!({"user_id": 123, "channel": "EMAIL", "message_type": "weekly", "cost": 0.001})),
+    );
+    assert_eq!((status, &dollars["cost_micros"]), (201, &json!(1000)));
+
+    let (status, message) = server.call(
+        "POST",
+        "/v1/messages/1/delivered",
+        Some(json!({"at": "2025-01-01T09:00:02Z"})),
+    );
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(message["status"], "delivered");
+    assert_eq!(message["delivered_at"], "2025-01-01T09:00:02.000Z");
+    let (status, message) = server.call(
+        "POST",
+        "/v1/messages/1/actions",
+        Some(json!({"action": "clicked_link", "at": "2025-01-01T09:05:00Z"})),
+    );
+    assert_eq!(
+        (status, &message["action_taken"]),
+        (200, &json!("clicked_link"))
+    );
+    let (status, opened) = server.call("POST", "/v1/messages/2/opened", None);
+    assert_eq!((status, &opened["status"]), (200, &json!("opened")));
+    let (status, failed) = server.call(
+        "POST",
+        "/v1/messages/2/failed",
+        Some(json!({"reason": "bounced"})),
+    );
+    assert_eq!(
+        (status, &failed["failure_reason"]),
+        (200, &json!("bounced"))
+    );
+    let (status, outcome) = server.call(
+        "POST",
+        "/v1/outcomes",
+        Some(
+            json!({"user_id": 123, "outcome": "bill_paid", "amount_micros": 25000000,
+                    "at": "2025-01-02T09:00:00Z"}),
+        ),
+    );
+    assert_eq!(status, 201, "{outcome}");
+    assert_eq!(outcome["amount_micros"], 25000000);
+    let (status, budget) = server.call(
+        "PUT",
+        "/v1/budgets",
+        Some(json!({"scope": "sms", "month": "2025-01", "amount": 1000.0})),
+    );
+    assert_eq!(status, 200, "{budget}");
+    assert_eq!(
+        budget,
+        json!({"scope": "sms", "month": "2025-01", "amount_micros": 1000000000u64,
+               "alert_percent": 90})
+    );
+
+    let (status, message) = server.call("GET", "/v1/messages/1", None);
+    assert_eq!((status, &message["status"]), (200, &json!("clicked")));
+    let (status, history) = server.call("GET", "/v1/users/123/history?limit=1", None);
+    assert_eq!(status, 200);
+    assert_eq!(history.as_array().unwrap().len(), 1);
+    let (status, stats) = server.call("GET", "/v1/stats?user=123&channel=sms", None);
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["total_messages"], 1);
+    assert_eq!(stats["delivered_count"], 1);
+    assert_eq!(stats["total_cost_micros"], 50000);
+    assert_eq!(stats["total_impact_micros"], 25000000);
+    for path in [
+        "/v1/engagement/123",
+        "/v1/channels?period=month",
+        "/v1/costs?month=2025-01",
+        "/v1/impact?start=2025-01-01&end=2025-01-31",
+        "/v1/info",
+    ] {
+        let (status, report) = server.call("GET", path, None);
+        assert_eq!(status, 200, "{path}: {report}");
+    }
+    let (_, info) = server.call("GET", "/v1/info", None);
+    assert_eq!(
+        (&info["messages"], &info["sync"]),
+        (&json!(2), &json!("always"))
+    );
+
+    let (code, lines, dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    let store_dir = dir.path().join("store");
+    assert!(!store_dir.join("commlog.sock").exists());
+    let store = commlog::Store::open_read_only(&store_dir).unwrap();
+    let stats = store
+        .get_communication_stats(&commlog::StatsFilter::new())
+        .unwrap();
+    assert_eq!((stats.total_messages, stats.delivered_count), (2, 2));
+    assert_eq!(stats.outcome_count, 1);
+    let failed = store.get_message(2).unwrap();
+    assert_eq!(failed.failure_reason.as_deref(), Some("bounced"));
+    assert_eq!(store.open_report().events, 8);
+}
+
+#[test]
+fn refuses_bad_input_unknown_messages_and_big_bodies() {
+    let server = Server::start(&[]);
+    let (status, _) = server.call("POST", "/v1/messages", Some(sent(1)));
+    assert_eq!(status, 201);
+    let before = files(&server.store());
+    let bad = [
+        json!({"user_id": 1, "channel": "fax", "message_type": "x"}),
+        json!({"user_id": 0, "channel": "sms", "message_type": "x"}),
+        json!({"user_id": 1, "channel": "sms", "message_type": "x", "cost_micros": -1}),
+        json!({"user_id": 1, "channel": "sms", "message_type": "x", "cost": 1.0, "cost_micros": 1}),
+        json!({"user_id": 1, "channel": "sms", "message_type": "x", "sent_at": "yesterday"}),
+        json!({"user_id": 1, "channel": "sms", "message_type": "x", "colour": "red"}),
+        json!({"channel": "sms", "message_type": "x"}),
+    ];
+    for body in bad {
+        let (status, error) = server.call("POST", "/v1/messages", Some(body.clone()));
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["kind"], "invalid_input", "{body}: {error}");
+        assert!(error["error"].as_str().unwrap().len() > 5);
+    }
+    let (status, error) = server.unix("POST", "/v1/messages", Some(b"{not json"));
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&error));
+    let (status, error) = server.call(
+        "POST",
+        "/v1/messages/1/delivered",
+        Some(json!({"at": "2024-12-01T00:00:00Z"})),
+    );
+    assert_eq!((status, &error["kind"]), (400, &json!("invalid_input")));
+    let (status, error) = server.call("GET", "/v1/stats?user=abc", None);
+    assert_eq!(status, 400, "{error}");
+    let (status, error) = server.call("GET", "/v1/stats?colour=red", None);
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(
+        files(&server.store()),
+        before,
+        "a refused call changed the files"
+    );
+
+    let (status, error) = server.call("POST", "/v1/messages/99/delivered", None);
+    assert_eq!((status, &error["kind"]), (404, &json!("unknown_message")));
+    let (status, error) = server.call("GET", "/v1/messages/99", None);
+    assert_eq!((status, &error["kind"]), (404, &json!("unknown_message")));
+    let (status, _) = server.call("GET", "/v1/nothing", None);
+    assert_eq!(status, 404);
+
+    let big = format!(
+        r#"{{"user_id": 1, "channel": "sms", "message_type": "x", "pad": "{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    let (status, error) = server.unix("POST", "/v1/messages", Some(big.as_bytes()));
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&error));
+    let error: Value = serde_json::from_slice(&error).unwrap();
+    assert_eq!(error["kind"], "too_large");
+    // The batch route takes far more.
+    let line = serde_json::to_string(&sent(2)).unwrap();
+    let lines = format!("{line}\n").repeat(600);
+    assert!(lines.len() > 64 * 1024);
+    let (status, _) = server.unix("POST", "/v1/batch", Some(lines.as_bytes()));
+    assert_eq!(status, 200);
+    assert_eq!(files(&server.store()).len(), before.len());
+
+    let (code, lines, _dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+}
+
+#[test]
+fn tcp_needs_the_token() {
+    let server = Server::start(&["--listen", "127.0.0.1:0", "--sync", "interval"]);
+    let (status, body) = server.tcp("GET", "/v1/info", None);
+    assert_eq!(status, 401);
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["kind"], "unauthorized");
+    assert!(!String::from_utf8_lossy(&body).contains(TOKEN));
+    let (status, _) = server.tcp("GET", "/v1/info", Some("wrong"));
+    assert_eq!(status, 401);
+    let (status, body) = server.tcp("GET", "/v1/info", Some(TOKEN));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let info: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (&info["sync"], &info["sync_interval_ms"]),
+        (&json!("interval"), &json!(100))
+    );
+    let (status, _) = server.tcp("GET", "/healthz", None);
+    assert_eq!(status, 200);
+    // The Unix socket needs none.
+    let (status, _) = server.call("GET", "/v1/info", None);
+    assert_eq!(status, 200);
+    let (code, lines, _dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines.iter().all(|line| !line.contains(TOKEN)));
+}
+
+#[test]
+fn refuses_a_public_address_without_a_token_and_a_second_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
+        .args(["--listen", "0.0.0.0:0", "--dir"])
+        .arg(dir.path().join("store"))
+        .env_remove("COMMLOG_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a loopback address"));
+
+    // A store whose parent is missing is a user error.
+    let output = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
+        .arg("--dir")
+        .arg(dir.path().join("missing/store"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+
+    let server = Server::start(&[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
+        .arg("--dir")
+        .arg(server.store())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("locked"));
+    // Another store on the same socket is refused, and the socket left alone.
+    let output = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
+        .arg("--dir")
+        .arg(dir.path().join("other"))
+        .arg("--socket")
+        .arg(&server.socket)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("already listening"));
+    assert!(server.socket.exists());
+    // The first one still answers.
+    let (status, _) = server.call("GET", "/healthz", None);
+    assert_eq!(status, 200);
+    let (code, lines, _dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+}
+
+#[test]
+fn batch_applies_every_good_line() {
+    let server = Server::start(&[]);
+    let body = [
+        json!({"call": "sent", "user_id": 7, "channel": "push", "message_type": "nudge"})
+            .to_string(),
+        json!({"call": "delivered", "message_id": 1}).to_string(),
+        "{broken".to_owned(),
+        json!({"call": "opened", "message_id": 42}).to_string(),
+        json!({"call": "action", "message_id": 1, "action": "clicked"}).to_string(),
+        String::new(),
+        json!({"call": "outcome", "user_id": 7, "outcome": "saved", "amount": 5.5}).to_string(),
+        json!({"call": "budget", "scope": "all", "month": "2025-02", "amount_micros": 1000000})
+            .to_string(),
+    ]
+    .join("\n");
+    let (status, response) = server.unix("POST", "/v1/batch", Some(body.as_bytes()));
+    assert_eq!(status, 200);
+    let results: Vec<Value> = String::from_utf8(response)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let statuses: Vec<_> = results
+        .iter()
+        .map(|result| {
+            (
+                result["line"].as_u64().unwrap(),
+                result["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (1, 201),
+            (2, 200),
+            (3, 400),
+            (4, 404),
+            (5, 200),
+            (7, 201),
+            (8, 200)
+        ]
+    );
+    assert_eq!(results[4]["result"]["action_taken"], "clicked");
+    let (_, stats) = server.call("GET", "/v1/stats", None);
+    assert_eq!(
+        (&stats["clicked_count"], &stats["outcome_count"]),
+        (&json!(1), &json!(1))
+    );
+    let (code, lines, _dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+}
+
+#[test]
+fn concurrent_clients_lose_nothing() {
+    const THREADS: u64 = 8;
+    const CALLS: u64 = 40;
+    let server = Server::start(&[]);
+    let socket = server.socket.clone();
+    let socket = socket.as_path();
+    let ids: Vec<u64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                scope.spawn(move || {
+                    let mut ids = Vec::new();
+                    for _ in 0..CALLS {
+                        let (status, message) =
+                            call(socket, "POST", "/v1/messages", Some(sent(thread + 1)));
+                        assert_eq!(status, 201, "{message}");
+                        let id = message["id"].as_u64().unwrap();
+                        let (status, _) = call(
+                            socket,
+                            "POST",
+                            &format!("/v1/messages/{id}/delivered"),
+                            None,
+                        );
+                        assert_eq!(status, 200);
+                        ids.push(id);
+                    }
+                    ids
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len() as u64, THREADS * CALLS);
+    let (code, lines, dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    let store = commlog::Store::open_read_only(dir.path().join("store")).unwrap();
+    let stats = store
+        .get_communication_stats(&commlog::StatsFilter::new())
+        .unwrap();
+    assert_eq!(stats.total_messages, THREADS * CALLS);
+    assert_eq!(stats.delivered_count, THREADS * CALLS);
+    for id in ids {
+        store.get_message(id).unwrap();
+    }
+}
+
+#[test]
+fn sigterm_under_load_keeps_every_acknowledged_event() {
+    let server = Server::start(&[]);
+    let socket = server.socket.clone();
+    let socket = socket.as_path();
+    let (code, lines, dir, acknowledged) = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..4u64)
+            .map(|client| {
+                scope.spawn(move || {
+                    let mut acknowledged = Vec::new();
+                    while let Some((status, message)) =
+                        try_call(socket, "POST", "/v1/messages", sent(client + 1))
+                    {
+                        assert_eq!(status, 201, "{message}");
+                        acknowledged.push(message["id"].as_u64().unwrap());
+                    }
+                    acknowledged
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let (code, lines, dir) = server.stop();
+        let acknowledged: Vec<u64> = clients
+            .into_iter()
+            .flat_map(|client| client.join().unwrap())
+            .collect();
+        (code, lines, dir, acknowledged)
+    });
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(!acknowledged.is_empty());
+    let store = commlog::Store::open_read_only(dir.path().join("store")).unwrap();
+    for id in &acknowledged {
+        store.get_message(*id).unwrap();
+    }
+    let stats = store
+        .get_communication_stats(&commlog::StatsFilter::new())
+        .unwrap();
+    // Calls in flight at the signal finish: at most one per client is appended unanswered.
+    assert!(stats.total_messages >= acknowledged.len() as u64);
+    assert!(stats.total_messages <= acknowledged.len() as u64 + 4);
+}
+
+#[test]
+fn a_stuck_client_does_not_hold_the_shutdown() {
+    let server = Server::start(&["--shutdown-grace-ms", "300"]);
+    let mut stuck = UnixStream::connect(&server.socket).unwrap();
+    stuck
+        .write_all(b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    // The server has read the head and waits for the body.
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let (code, lines, _dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(lines.iter().any(|line| line.contains("cut")), "{lines:?}");
+}
