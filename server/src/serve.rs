@@ -61,6 +61,23 @@ impl ServeOptions {
         }
     }
 
+    /// The bearer token: the first line of `token_file` if given (a missing or unreadable
+    /// file is a [`ServeError::Config`] naming the file, never showing its contents), else
+    /// `$COMMLOG_TOKEN` if set and not empty.
+    pub fn read_token(token_file: Option<&std::path::Path>) -> Result<Option<String>, ServeError> {
+        match token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    ServeError::Config(format!("--token-file {}: {error}", path.display()))
+                })?;
+                Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
+            }
+            None => Ok(std::env::var("COMMLOG_TOKEN")
+                .ok()
+                .filter(|token| !token.is_empty())),
+        }
+    }
+
     /// The Unix socket's path.
     pub fn socket_path(&self) -> PathBuf {
         self.socket

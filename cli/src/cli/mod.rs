@@ -12,6 +12,7 @@ mod impact;
 mod import;
 mod input;
 mod output;
+mod serve;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -142,6 +143,12 @@ enum Command {
         after_help = "Example:\n  commlog repair data --dry-run\n  commlog repair data --cut"
     )]
     Repair(audit::RepairArgs),
+    /// Serve the store to other processes over HTTP: a Unix socket (DIR/commlog.sock), and TCP
+    /// with a bearer token when asked (writes: owns the store until SIGTERM or SIGINT).
+    #[command(
+        after_help = "Example:\n  commlog serve --dir /srv/commlog\n  COMMLOG_TOKEN=secret commlog serve --dir /srv/commlog --listen 127.0.0.1:7070"
+    )]
+    Serve(serve::ServeArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  commlog completions bash > /etc/bash_completion.d/commlog")]
     Completions {
@@ -477,6 +484,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Costs(args) => costs::run(&global, &args),
         Command::Budget(command) => costs::budget(&global, &command),
         Command::Impact(args) => impact::run(&global, &args),
+        Command::Serve(args) => serve::run(&global, &args),
         Command::Audit(args) => audit::audit(&global, &args),
         Command::Repair(args) => audit::repair(&global, &args),
         Command::Completions { shell } => {

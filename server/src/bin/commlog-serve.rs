@@ -1,5 +1,5 @@
-//! `commlog-serve`: runs [`commlog_server::serve`] from the command line, for the tests and
-//! until `commlog serve` is wired into the CLI.
+//! `commlog-serve`: runs [`commlog_server::serve`] from the command line with the options of
+//! `commlog serve` (the server crate's own tests start it; users run `commlog serve`).
 //!
 //! ```text
 //! commlog-serve --dir DIR [--socket PATH] [--listen ADDR:PORT] [--token-file PATH]
@@ -89,15 +89,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<ServeOptions, String>
             ));
         }
     };
-    options.token = match token_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|error| format!("--token-file {path}: {error}"))?;
-            Some(text.trim_end_matches(['\r', '\n']).to_owned())
-        }
-        None => std::env::var("COMMLOG_TOKEN")
-            .ok()
-            .filter(|token| !token.is_empty()),
-    };
+    options.token = ServeOptions::read_token(token_file.as_deref().map(std::path::Path::new))
+        .map_err(|error| error.to_string())?;
     Ok(options)
 }
