@@ -355,3 +355,25 @@ fn measure_bytes_per_message_of_100_000_sends() {
     let with = bytes_per_message(100_000, true);
     println!("bytes per message: {without:.2} without external ids, {with:.2} with 34-byte ones");
 }
+
+#[test]
+fn a_repeat_answers_alike_under_every_sync_policy() {
+    for sync in [
+        SyncPolicy::Always,
+        SyncPolicy::Interval(std::time::Duration::from_millis(50)),
+        SyncPolicy::Never,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            sync,
+            ..Options::default()
+        };
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        let first = send(&store, Some(SID)).unwrap();
+        assert_eq!(send(&store, Some(SID)).unwrap(), first, "{sync:?}");
+        store.close().unwrap();
+        let store = Store::open_with(dir.path(), options).unwrap();
+        assert_eq!(store.open_report().events, 1, "{sync:?}");
+        assert_eq!(send(&store, Some(SID)).unwrap(), first, "{sync:?}");
+    }
+}
