@@ -10,7 +10,8 @@
 use bincode::{BorrowDecode, Encode};
 
 use crate::event::{
-    BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, is_valid_name,
+    BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, is_valid_external_id,
+    is_valid_name,
 };
 use crate::limits::{
     FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES, MONEY_MICROS_MAX, SEGMENT_HEADER_V1_BYTES,
@@ -323,6 +324,15 @@ enum WirePayload<'a> {
         amount_micros: u64,
         alert_percent: u8,
     },
+    /// `MessageSent` with an external id: written only for a send that has one, so a store
+    /// without external ids keeps writing the frames it always did.
+    MessageSentWithExternalId {
+        user_id: u64,
+        channel: u8,
+        message_type: &'a str,
+        cost_micros: u64,
+        external_id: &'a str,
+    },
 }
 
 /// Appends `frame` to `out` and advances `cursor` past it.
@@ -356,6 +366,7 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
                     channel,
                     message_type,
                     cost,
+                    external_id,
                     ..
                 } => {
                     assert_eq!(
@@ -365,11 +376,24 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
                     next.next_message_id += 1;
                     let cost_micros =
                         u64::try_from(cost.event_micros()).expect("cost is never negative");
-                    WirePayload::MessageSent {
-                        user_id: user_id.0,
-                        channel: channel.index() as u8,
-                        message_type,
-                        cost_micros,
+                    let (user_id, channel) = (user_id.0, channel.index() as u8);
+                    match external_id {
+                        None => WirePayload::MessageSent {
+                            user_id,
+                            channel,
+                            message_type,
+                            cost_micros,
+                        },
+                        Some(external_id) => {
+                            assert!(is_valid_external_id(external_id), "checked at the call");
+                            WirePayload::MessageSentWithExternalId {
+                                user_id,
+                                channel,
+                                message_type,
+                                cost_micros,
+                                external_id,
+                            }
+                        }
                     }
                 }
                 Event::MessageDelivered { message_id, .. } => WirePayload::MessageDelivered {
@@ -643,6 +667,33 @@ pub(crate) fn resolve<'a>(
         }
     };
     let mut next_message_id = cursor.next_message_id;
+    // Both kinds of send frame: with an external id and without.
+    let mut sent = |external_id: Option<&'a str>,
+                    user_id: u64,
+                    channel: u8,
+                    message_type: &'a str,
+                    cost_micros: u64|
+     -> Result<Event<'a>, String> {
+        let channel = *Channel::ALL
+            .get(usize::from(channel))
+            .ok_or_else(|| format!("frame seq {} has channel byte {channel}", wire.seq))?;
+        let cost = i64::try_from(cost_micros)
+            .ok()
+            .filter(|micros| *micros <= MONEY_MICROS_MAX)
+            .ok_or_else(|| format!("frame seq {} has cost {cost_micros} micros", wire.seq))?;
+        next_message_id = next_message_id
+            .checked_add(1)
+            .ok_or_else(|| format!("frame seq {} overflows the message id", wire.seq))?;
+        Ok(Event::MessageSent {
+            message_id: MessageId(cursor.next_message_id),
+            user_id: user(user_id)?,
+            channel,
+            message_type: name("message_type", message_type)?,
+            cost: Money::from_micros(i128::from(cost)),
+            at_ms,
+            external_id,
+        })
+    };
     let event = match wire.payload {
         WirePayload::Closed => {
             if wire.durable_lag != 0 || wire.at_delta_ms != 0 {
@@ -662,25 +713,27 @@ pub(crate) fn resolve<'a>(
             channel,
             message_type,
             cost_micros,
+        } => sent(None, user_id, channel, message_type, cost_micros)?,
+        WirePayload::MessageSentWithExternalId {
+            user_id,
+            channel,
+            message_type,
+            cost_micros,
+            external_id,
         } => {
-            let channel = *Channel::ALL
-                .get(usize::from(channel))
-                .ok_or_else(|| format!("frame seq {} has channel byte {channel}", wire.seq))?;
-            let cost = i64::try_from(cost_micros)
-                .ok()
-                .filter(|micros| *micros <= MONEY_MICROS_MAX)
-                .ok_or_else(|| format!("frame seq {} has cost {cost_micros} micros", wire.seq))?;
-            next_message_id = next_message_id
-                .checked_add(1)
-                .ok_or_else(|| format!("frame seq {} overflows the message id", wire.seq))?;
-            Event::MessageSent {
-                message_id: MessageId(cursor.next_message_id),
-                user_id: user(user_id)?,
-                channel,
-                message_type: name("message_type", message_type)?,
-                cost: Money::from_micros(i128::from(cost)),
-                at_ms,
+            if !is_valid_external_id(external_id) {
+                return Err(format!(
+                    "frame seq {} has an invalid external id {external_id:?}",
+                    wire.seq
+                ));
             }
+            sent(
+                Some(external_id),
+                user_id,
+                channel,
+                message_type,
+                cost_micros,
+            )?
         }
         WirePayload::MessageDelivered { message_back } => Event::MessageDelivered {
             message_id: message(message_back)?,
@@ -794,14 +847,19 @@ mod tests {
 
     /// One segment holding every kind of frame, with fixed times: docs/FORMAT.md's example.
     fn golden_segment() -> Vec<u8> {
-        golden_segment_of(None)
+        golden_segment_of(None, None)
     }
+
+    /// The external id the first send of `tests/golden/segment_v2_external_id.bin` carries
+    /// (34 bytes, as a Twilio MessageSid).
+    const GOLDEN_EXTERNAL_ID: &str = "SM0123456789abcdef0123456789abcdef";
 
     /// The store id of `tests/golden/segment_v2.bin`.
     const GOLDEN_STORE_ID: u64 = 0x0123_4567_89ab_cdef;
 
-    /// The golden segment's frames behind a header of the version `store_id` implies.
-    fn golden_segment_of(store_id: Option<u64>) -> Vec<u8> {
+    /// The golden segment's frames behind a header of the version `store_id` implies, the
+    /// first send carrying `external_id`.
+    fn golden_segment_of(store_id: Option<u64>, external_id: Option<&'static str>) -> Vec<u8> {
         let header = SegmentHeader {
             first_seq: 1,
             first_message_id: 1,
@@ -819,6 +877,7 @@ mod tests {
                 message_type: "low_balance",
                 cost: Money::from_micros(50_000),
                 at_ms: t0,
+                external_id,
             },
             Event::MessageDelivered {
                 message_id: MessageId(1),
@@ -840,6 +899,7 @@ mod tests {
                 message_type: "upgrade_offer",
                 cost: Money::ZERO,
                 at_ms: t0 + 1_000,
+                external_id: None,
             },
             Event::MessageFailed {
                 message_id: MessageId(2),
@@ -933,7 +993,7 @@ mod tests {
     fn version_2_segment_bytes_match_their_golden_file() {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/segment_v2.bin");
-        let bytes = golden_segment_of(Some(GOLDEN_STORE_ID));
+        let bytes = golden_segment_of(Some(GOLDEN_STORE_ID), None);
         if std::env::var_os("COMMLOG_BLESS").is_some() {
             std::fs::write(&path, &bytes).unwrap();
         }
@@ -949,6 +1009,106 @@ mod tests {
             bytes[SEGMENT_HEADER_V2_BYTES..],
             version_1[SEGMENT_HEADER_V1_BYTES..]
         );
+    }
+
+    #[test]
+    fn external_id_segment_bytes_match_their_golden_file() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/segment_v2_external_id.bin");
+        let bytes = golden_segment_of(Some(GOLDEN_STORE_ID), Some(GOLDEN_EXTERNAL_ID));
+        if std::env::var_os("COMMLOG_BLESS").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let golden = std::fs::read(&path)
+            .expect("tests/golden/segment_v2_external_id.bin (COMMLOG_BLESS=1 writes it)");
+        assert_eq!(
+            bytes, golden,
+            "the byte layout changed: that is a format change (docs/FORMAT.md)"
+        );
+        // Only the first frame differs from segment_v2.bin: variant 8 instead of 0, and the
+        // external id (length, then bytes) after the cost.
+        let plain = golden_segment_of(Some(GOLDEN_STORE_ID), None);
+        let first = SEGMENT_HEADER_V2_BYTES;
+        let plain_first_len = FRAME_PREFIX_BYTES + usize::from(plain[first]);
+        let first_len = FRAME_PREFIX_BYTES + usize::from(bytes[first]);
+        assert_eq!(first_len, plain_first_len + 1 + GOLDEN_EXTERNAL_ID.len());
+        assert_eq!(bytes[..first], plain[..first]);
+        assert_eq!(bytes[first + first_len..], plain[first + plain_first_len..]);
+        let body = &bytes[first + FRAME_PREFIX_BYTES..first + first_len];
+        let plain_body = &plain[first + FRAME_PREFIX_BYTES..first + plain_first_len];
+        assert_eq!(body[20], 8, "MessageSentWithExternalId is variant 8");
+        assert_eq!(plain_body[20], 0);
+        assert_eq!(body[..20], plain_body[..20]);
+        assert_eq!(body[21..plain_body.len()], plain_body[21..]);
+        assert_eq!(
+            body[plain_body.len()],
+            GOLDEN_EXTERNAL_ID.len() as u8,
+            "length of the external id"
+        );
+        assert_eq!(&body[plain_body.len() + 1..], GOLDEN_EXTERNAL_ID.as_bytes());
+        // It decodes back to the event it was written from.
+        let header = SegmentHeader::decode(&bytes).unwrap();
+        let mut cursor = FrameCursor::new(&header);
+        let raw = read_frame(&bytes[first..]).unwrap();
+        let Frame::Event(logged) = resolve(&mut cursor, &raw).unwrap() else {
+            panic!("an event")
+        };
+        assert!(matches!(
+            logged.event,
+            Event::MessageSent {
+                message_id: MessageId(1),
+                user_id: UserId(123),
+                external_id: Some(GOLDEN_EXTERNAL_ID),
+                ..
+            }
+        ));
+    }
+
+    /// What a build that stops at variant 8 makes of a newer variant: a body that does not
+    /// decode, the reason naming the variant index.
+    #[test]
+    fn a_frame_of_an_unknown_variant_fails_naming_its_index() {
+        let bytes = golden_segment_of(None, None);
+        let first = SEGMENT_HEADER_V1_BYTES;
+        let body_len = usize::from(bytes[first]);
+        let mut frame = bytes[first..first + FRAME_PREFIX_BYTES + body_len].to_vec();
+        frame[FRAME_PREFIX_BYTES + 20] = 9;
+        let crc = crc32fast::hash(&frame[FRAME_PREFIX_BYTES..]);
+        frame[2..6].copy_from_slice(&crc.to_le_bytes());
+        let error = read_frame(&frame).unwrap_err();
+        assert!(error.contains("does not decode"), "{error}");
+        assert!(error.contains("found: 9"), "{error}");
+    }
+
+    #[test]
+    fn a_frame_with_an_invalid_external_id_fails_to_resolve() {
+        let header = SegmentHeader {
+            first_seq: 1,
+            first_message_id: 1,
+            store_id: None,
+        };
+        for bad in ["", "has space", "tab\t", "é", &"x".repeat(129)] {
+            let wire = WireFrame {
+                seq: 1,
+                durable_lag: 1,
+                appended_delta_ms: 1_764_000_000_000,
+                at_delta_ms: 1_735_689_600_000,
+                payload: WirePayload::MessageSentWithExternalId {
+                    user_id: 1,
+                    channel: 0,
+                    message_type: "low_balance",
+                    cost_micros: 0,
+                    external_id: bad,
+                },
+            };
+            let body = bincode::encode_to_vec(&wire, CONFIG).unwrap();
+            let mut frame = (body.len() as u16).to_le_bytes().to_vec();
+            frame.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            frame.extend_from_slice(&body);
+            let raw = read_frame(&frame).unwrap();
+            let error = resolve(&mut FrameCursor::new(&header), &raw).unwrap_err();
+            assert!(error.contains("invalid external id"), "{bad:?}: {error}");
+        }
     }
 
     #[test]

@@ -30,6 +30,29 @@ pub enum Error {
         /// The id as given.
         id: MessageId,
     },
+    /// A call named a message by an external id no message was sent with; nothing was
+    /// appended.
+    #[error("unknown external id {}: no message has been tracked with it", quote_value(.external_id))]
+    UnknownExternalId {
+        /// The external id as given.
+        external_id: String,
+    },
+    /// A send repeated an external id that names a message with other fields; nothing was
+    /// appended. A repeat with the same fields returns that message instead.
+    #[error(
+        "external id {} already names message {existing}, which has another {field}; a repeat \
+         must give the same user, channel, message type, cost and (if given) sent time",
+        quote_value(.external_id)
+    )]
+    Conflict {
+        /// The external id as given.
+        external_id: String,
+        /// The message it names.
+        existing: MessageId,
+        /// The first field that differs: `"user"`, `"channel"`, `"message_type"`, `"cost"` or
+        /// `"sent_at"`.
+        field: &'static str,
+    },
     /// The log holds bytes that fail their checks where they must be whole.
     #[error("corrupt log {}: offset {offset}: {reason}", .segment.display())]
     Corruption {

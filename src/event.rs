@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::limits::NAME_BYTES_MAX;
+use crate::limits::{EXTERNAL_ID_BYTES_MAX, NAME_BYTES_MAX};
 use crate::money::Money;
 
 /// A user of the finance app. Id 0 is invalid.
@@ -35,6 +35,47 @@ impl From<u64> for UserId {
 impl From<u64> for MessageId {
     fn from(id: u64) -> MessageId {
         MessageId(id)
+    }
+}
+
+/// How a call names a message: by the id commlog assigned, or by the external id it was sent
+/// with. `u64`, [`MessageId`], `&str` and `String` convert into it, so every call that takes a
+/// message takes either.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MessageRef {
+    /// The id commlog assigned.
+    Id(MessageId),
+    /// The external id given to `Store::track_message_sent_with`.
+    External(String),
+}
+
+impl From<MessageId> for MessageRef {
+    fn from(id: MessageId) -> MessageRef {
+        MessageRef::Id(id)
+    }
+}
+
+impl From<u64> for MessageRef {
+    fn from(id: u64) -> MessageRef {
+        MessageRef::Id(MessageId(id))
+    }
+}
+
+impl From<&str> for MessageRef {
+    fn from(external_id: &str) -> MessageRef {
+        MessageRef::External(external_id.to_string())
+    }
+}
+
+impl From<String> for MessageRef {
+    fn from(external_id: String) -> MessageRef {
+        MessageRef::External(external_id)
+    }
+}
+
+impl From<&String> for MessageRef {
+    fn from(external_id: &String) -> MessageRef {
+        MessageRef::External(external_id.clone())
     }
 }
 
@@ -275,6 +316,8 @@ pub enum Event<'a> {
         cost: Money,
         /// When it was sent.
         at_ms: i64,
+        /// The provider's message id or the caller's idempotency key, unique in the store.
+        external_id: Option<&'a str>,
     },
     /// The provider reported the message delivered.
     MessageDelivered {
@@ -410,6 +453,44 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Checks an external id: 1 to 128 bytes of printable ASCII without space (`0x21..=0x7E`), as
+/// provider message ids (Twilio's `SM…`, SendGrid's `X-Message-Id`, Resend's ids) and
+/// idempotency keys are. The error names the field `external_id`.
+///
+/// ```
+/// assert!(commlog::validate_external_id("SM0123456789abcdef0123456789abcdef").is_ok());
+/// assert!(commlog::validate_external_id("has space").is_err());
+/// assert!(commlog::validate_external_id("").is_err());
+/// ```
+pub fn validate_external_id(external_id: &str) -> Result<()> {
+    if external_id.is_empty() || external_id.len() > EXTERNAL_ID_BYTES_MAX {
+        return Err(Error::invalid(
+            "external_id",
+            external_id,
+            format!("must be 1 to {EXTERNAL_ID_BYTES_MAX} bytes"),
+        ));
+    }
+    if !external_id.bytes().all(is_external_id_byte) {
+        return Err(Error::invalid(
+            "external_id",
+            external_id,
+            "must use only printable ASCII without space (0x21 to 0x7E)",
+        ));
+    }
+    Ok(())
+}
+
+/// True when `external_id` is a valid external id (for the codec's read-side check).
+pub(crate) fn is_valid_external_id(external_id: &str) -> bool {
+    !external_id.is_empty()
+        && external_id.len() <= EXTERNAL_ID_BYTES_MAX
+        && external_id.bytes().all(is_external_id_byte)
+}
+
+fn is_external_id_byte(byte: u8) -> bool {
+    matches!(byte, 0x21..=0x7E)
 }
 
 /// True when `name` is a valid name (for the codec's read-side check).

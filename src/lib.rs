@@ -43,7 +43,8 @@ pub mod workload;
 
 pub use error::{Error, Result, quote_value};
 pub use event::{
-    BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, validate_name,
+    BudgetScope, Channel, Event, LoggedEvent, MessageId, MessageRef, Month, UserId,
+    validate_external_id, validate_name,
 };
 pub use log::{OpenReport, Options, SyncPolicy};
 pub use message::{FinancialOutcome, Message, Status};

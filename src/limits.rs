@@ -5,9 +5,14 @@
 /// Longest message type, action, failure reason or outcome name, in bytes.
 pub const NAME_BYTES_MAX: usize = 64;
 
+/// Longest external id of a message (a provider's message id or a caller's idempotency key), in
+/// bytes. Provider ids are 34 (Twilio) to about 60 bytes; keys are usually UUIDs (36).
+pub const EXTERNAL_ID_BYTES_MAX: usize = 128;
+
 /// Largest frame body (sequence number, envelope and event), in bytes. The largest event the
-/// codec can produce is about 130 bytes; the margin leaves room for events added later, and
-/// the bound rejects garbage lengths during replay.
+/// codec can produce is about 260 bytes (a send with a 64-byte type and a 128-byte external
+/// id); the margin leaves room for events added later, and the bound rejects garbage lengths
+/// during replay.
 pub const FRAME_BODY_BYTES_MAX: usize = 1024;
 
 /// Bytes in front of every frame body: its length (u16) and its crc32 (u32).
@@ -102,3 +107,9 @@ const _: () = assert!(FRAME_BODY_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(SEGMENT_HEADER_V1_BYTES < SEGMENT_HEADER_V2_BYTES);
 const _: () = assert!(SEGMENT_HEADER_V2_BYTES as u64 + CLOSE_MARKER_BYTES_MAX <= SEGMENT_BYTES_MIN);
 const _: () = assert!(MONEY_MICROS_MAX < i64::MAX);
+// A send: envelope (≤ 4 varints of 9 bytes), tag, user, channel, cost, two strings with
+// their lengths.
+const _: () = assert!(
+    4 * 9 + 1 + 9 + 1 + 9 + (1 + NAME_BYTES_MAX) + (1 + EXTERNAL_ID_BYTES_MAX)
+        <= FRAME_BODY_BYTES_MAX
+);

@@ -13,7 +13,8 @@ use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use crate::event::{
-    BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, validate_name,
+    BudgetScope, Channel, Event, LoggedEvent, MessageId, MessageRef, Month, UserId,
+    validate_external_id, validate_name,
 };
 use crate::limits::{
     ATTRIBUTION_WINDOW_MAX, BUDGET_ALERT_PERCENT_DEFAULT, LOCK_POLL_INTERVAL, SEGMENT_BYTES_MAX,
@@ -182,7 +183,7 @@ impl Store {
         message_type: &str,
         cost: f64,
     ) -> Result<Message> {
-        self.track_message_sent_at(user, channel, message_type, cost, Utc::now())
+        self.track_message_sent_with(user, channel, message_type, cost, None, None)
     }
 
     /// Tracks a message sent at `sent_at`: not before 1970, and at most 24 hours after the
@@ -195,42 +196,110 @@ impl Store {
         cost: f64,
         sent_at: DateTime<Utc>,
     ) -> Result<Message> {
+        self.track_message_sent_with(user, channel, message_type, cost, Some(sent_at), None)
+    }
+
+    /// Tracks a message sent at `sent_at` (`None`: now), with an optional external id: the
+    /// provider's message id (Twilio's MessageSid, SendGrid's X-Message-Id, Resend's email id)
+    /// or the caller's idempotency key, 1 to 128 bytes of printable ASCII without space (see
+    /// [`crate::validate_external_id`]). Every call that takes a message then takes the
+    /// external id instead of the message id.
+    ///
+    /// An external id names one message per store. A send repeating it with the same user,
+    /// channel, message type, cost and (if given) sent time appends nothing and returns the
+    /// message the first send created, as it now stands; with any of them different it fails
+    /// with [`Error::Conflict`], naming the message and the field.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = commlog::Store::open(dir.path())?;
+    /// use commlog::Channel;
+    /// let sid = "SM0123456789abcdef0123456789abcdef";
+    /// let message = store.track_message_sent_with(123, Channel::Sms, "low_balance", 0.05, None, Some(sid))?;
+    /// // A retry of the same send is the same message.
+    /// let again = store.track_message_sent_with(123, Channel::Sms, "low_balance", 0.05, None, Some(sid))?;
+    /// assert_eq!(again.id, message.id);
+    /// // The provider's webhook names the message by its id.
+    /// let delivered = store.track_message_delivered(sid, None)?;
+    /// assert_eq!(delivered.id, message.id);
+    /// assert_eq!(store.get_external_id(message.id)?.as_deref(), Some(sid));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn track_message_sent_with(
+        &self,
+        user: impl Into<UserId>,
+        channel: Channel,
+        message_type: &str,
+        cost: f64,
+        sent_at: Option<DateTime<Utc>>,
+        external_id: Option<&str>,
+    ) -> Result<Message> {
         let user_id = validate_user(user.into())?;
         validate_name("message_type", message_type)?;
+        if let Some(external_id) = external_id {
+            validate_external_id(external_id)?;
+        }
         if cost < 0.0 {
             return Err(Error::invalid("cost", cost, "must not be negative"));
         }
         let cost = Money::from_dollars_for("cost", cost)?;
-        let (at_ms, clock_ms) = time_at_call("sent_at", Some(sent_at))?;
-        self.append(
+        let (at_ms, clock_ms) = time_at_call("sent_at", sent_at)?;
+        self.append_unless(
             "track_message_sent",
             clock_ms,
             |log| {
-                let message_id = MessageId(log.next_message_id());
-                Ok(Event::MessageSent {
-                    message_id,
+                // Looked up under the log lock: only an append under it adds an external id.
+                if let Some(external_id) = external_id {
+                    let projection = self.projection.read();
+                    if let Some(existing) = projection.message_id_of_external(external_id) {
+                        let message = projection.message(existing).expect("an indexed message");
+                        let differs = [
+                            (message.user_id != user_id, "user"),
+                            (message.channel != channel, "channel"),
+                            (*message.message_type != *message_type, "message_type"),
+                            (message.cost != cost, "cost"),
+                            (
+                                sent_at.is_some() && message.sent_at.timestamp_millis() != at_ms,
+                                "sent_at",
+                            ),
+                        ];
+                        return match differs.into_iter().find(|(differs, _)| *differs) {
+                            Some((_, field)) => Err(Error::Conflict {
+                                external_id: external_id.to_string(),
+                                existing,
+                                field,
+                            }),
+                            None => Ok(Err(message)),
+                        };
+                    }
+                }
+                Ok(Ok(Event::MessageSent {
+                    message_id: MessageId(log.next_message_id()),
                     user_id,
                     channel,
                     message_type,
                     cost,
                     at_ms,
-                })
+                    external_id,
+                }))
             },
             message_of_event,
         )
     }
 
-    /// Tracks a delivery reported by the provider; `at` of `None` means now.
+    /// Tracks a delivery reported by the provider; `at` of `None` means now. `message` is the
+    /// message's id or the external id it was sent with (an unknown one is
+    /// [`Error::UnknownMessage`] or [`Error::UnknownExternalId`]); so in every call below.
     ///
     /// Every `at` of a message event is refused (`Error::InvalidInput { field: "at" }`) before
     /// 1970, more than 24 hours after the clock at the call, or more than 5 minutes before the
     /// message's sent time; within those 5 minutes the views take it as the sent time.
     pub fn track_message_delivered(
         &self,
-        message: impl Into<MessageId>,
+        message: impl Into<MessageRef>,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        let message_id = message.into();
+        let message_id = self.message_id(message.into())?;
         let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
             "track_message_delivered",
@@ -243,10 +312,10 @@ impl Store {
     /// Tracks an open by the user; an open implies delivery.
     pub fn track_message_opened(
         &self,
-        message: impl Into<MessageId>,
+        message: impl Into<MessageRef>,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        let message_id = message.into();
+        let message_id = self.message_id(message.into())?;
         let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
             "track_message_opened",
@@ -260,11 +329,11 @@ impl Store {
     /// name contains "click" is a click.
     pub fn track_user_action(
         &self,
-        message: impl Into<MessageId>,
+        message: impl Into<MessageRef>,
         action: &str,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        let message_id = message.into();
+        let message_id = self.message_id(message.into())?;
         validate_name("action", action)?;
         let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
@@ -282,11 +351,11 @@ impl Store {
     /// Tracks a failure or bounce reported by the provider, e.g. "undelivered".
     pub fn track_message_failed(
         &self,
-        message: impl Into<MessageId>,
+        message: impl Into<MessageRef>,
         reason: &str,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        let message_id = message.into();
+        let message_id = self.message_id(message.into())?;
         validate_name("reason", reason)?;
         let (at_ms, clock_ms) = time_at_call("at", at)?;
         self.track_message_event(
@@ -403,13 +472,56 @@ impl Store {
         )
     }
 
-    /// The message with this id.
-    pub fn get_message(&self, message: impl Into<MessageId>) -> Result<Message> {
-        let id = message.into();
+    /// The message with this id or external id.
+    pub fn get_message(&self, message: impl Into<MessageRef>) -> Result<Message> {
+        let id = self.message_id(message.into())?;
         self.projection
             .read()
             .message(id)
             .ok_or(Error::UnknownMessage { id })
+    }
+
+    /// The message sent with this external id, if any (an invalid one is
+    /// `Error::InvalidInput { field: "external_id" }`).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = commlog::Store::open(dir.path())?;
+    /// use commlog::Channel;
+    /// store.track_message_sent_with(123, Channel::Email, "weekly_checkin", 0.001, None, Some("key-1"))?;
+    /// assert_eq!(store.message_by_external_id("key-1")?.unwrap().user_id.0, 123);
+    /// assert_eq!(store.message_by_external_id("key-2")?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn message_by_external_id(&self, external_id: &str) -> Result<Option<Message>> {
+        validate_external_id(external_id)?;
+        let projection = self.projection.read();
+        Ok(projection
+            .message_id_of_external(external_id)
+            .and_then(|id| projection.message(id)))
+    }
+
+    /// The external id the message with this id was sent with, if any.
+    pub fn get_external_id(&self, message: impl Into<MessageId>) -> Result<Option<String>> {
+        let id = message.into();
+        let projection = self.projection.read();
+        if projection.sent_ms(id).is_none() {
+            return Err(Error::UnknownMessage { id });
+        }
+        Ok(projection.external_id_of(id).map(str::to_string))
+    }
+
+    /// The id of the message `message` names; an external id must name one. A message id is
+    /// checked where it is used.
+    fn message_id(&self, message: MessageRef) -> Result<MessageId> {
+        match message {
+            MessageRef::Id(id) => Ok(id),
+            MessageRef::External(external_id) => {
+                validate_external_id(&external_id)?;
+                let id = self.projection.read().message_id_of_external(&external_id);
+                id.ok_or(Error::UnknownExternalId { external_id })
+            }
+        }
     }
 
     /// The user's messages, newest sent first (ties: higher id first), at most `limit`.
@@ -619,12 +731,28 @@ impl Store {
         make: impl FnOnce(&crate::log::Log) -> Result<Event<'a>>,
         answer: impl FnOnce(&Projection, &LoggedEvent<'a>) -> T,
     ) -> Result<T> {
+        self.append_unless(operation, appended_ms, |log| make(log).map(Ok), answer)
+    }
+
+    /// [`Store::append`], unless `make` finds the answer in the views already (`Ok(Err(_))`,
+    /// a repeated send): then nothing is appended, and the answer is returned once everything
+    /// folded so far is as durable as the policy promises, as if it had been appended.
+    fn append_unless<'a, T>(
+        &self,
+        operation: &'static str,
+        appended_ms: i64,
+        make: impl FnOnce(&crate::log::Log) -> Result<std::result::Result<Event<'a>, T>>,
+        answer: impl FnOnce(&Projection, &LoggedEvent<'a>) -> T,
+    ) -> Result<T> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly { operation })?;
-        let (seq, result) = {
+        let (seq, result) = 'appended: {
             let mut log = writer.log.lock();
             // First: after a failed write the log may have assigned ids the views never saw.
             log.check_poison()?;
-            let event = make(&log)?;
+            let event = match make(&log)? {
+                Ok(event) => event,
+                Err(existing) => break 'appended (log.last_seq(), existing),
+            };
             let logged = log.append(event, appended_ms)?;
             // Under Always the frame reaches the OS before the fold, so that a failed write
             // leaves no trace; only the fsync's outcome can then be unknown.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use commlog::{
-    Channel, CommunicationStats, Error, FinancialOutcome, Message, MessageId, Money, Options,
-    StatsFilter, Status, Store, SyncPolicy, UserId,
+    Channel, CommunicationStats, Error, FinancialOutcome, Message, MessageId, MessageRef, Money,
+    Options, StatsFilter, Status, Store, SyncPolicy, UserId,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -59,7 +59,13 @@ enum IdPick {
     Zero,
     /// `offset` past the last message.
     PastEnd(u64),
+    /// An external id, sent with a message or not.
+    External(String),
 }
+
+/// External ids the sends draw from, and one no send carries.
+const EXTERNAL_IDS: [&str; 3] = ["SM-a", "SM-b", "re_0123"];
+const EXTERNAL_ID_UNKNOWN: &str = "SM-never-sent";
 
 /// An amount of dollars as the caller passes it.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +93,7 @@ enum Call {
         message_type: String,
         cost: Dollars,
         at_ms: i64,
+        external_id: Option<String>,
     },
     Delivered {
         id: IdPick,
@@ -126,12 +133,16 @@ enum Answer {
 enum Kind {
     InvalidInput,
     UnknownMessage,
+    UnknownExternalId,
+    Conflict,
 }
 
 fn kind_of(error: &Error) -> Option<Kind> {
     match error {
         Error::InvalidInput { .. } => Some(Kind::InvalidInput),
         Error::UnknownMessage { .. } => Some(Kind::UnknownMessage),
+        Error::UnknownExternalId { .. } => Some(Kind::UnknownExternalId),
+        Error::Conflict { .. } => Some(Kind::Conflict),
         _ => None,
     }
 }
@@ -170,6 +181,23 @@ fn id_pick() -> impl Strategy<Value = IdPick> {
         12 => any::<Index>().prop_map(IdPick::Existing),
         1 => Just(IdPick::Zero),
         2 => (0u64..3).prop_map(IdPick::PastEnd),
+        4 => external_id_pick().prop_map(IdPick::External),
+    ]
+}
+
+fn external_id_pick() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => prop::sample::select(EXTERNAL_IDS.to_vec()).prop_map(str::to_string),
+        1 => Just(EXTERNAL_ID_UNKNOWN.to_string()),
+        1 => prop::sample::select(vec!["", "has space", "caf\u{e9}"]).prop_map(str::to_string),
+    ]
+}
+
+/// A send's external id: mostly none, else one of a few, so that repeats and conflicts occur.
+fn external_id() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        6 => Just(None),
+        4 => external_id_pick().prop_map(Some),
     ]
 }
 
@@ -190,8 +218,8 @@ fn amount() -> impl Strategy<Value = Dollars> {
 
 fn call() -> impl Strategy<Value = Call> {
     prop_oneof![
-        6 => (user(), channel(), name(&MESSAGE_TYPES), cost(), at_ms()).prop_map(
-            |(user, channel, message_type, cost, at_ms)| Call::Sent { user, channel, message_type, cost, at_ms }
+        6 => (user(), channel(), name(&MESSAGE_TYPES), cost(), at_ms(), external_id()).prop_map(
+            |(user, channel, message_type, cost, at_ms, external_id)| Call::Sent { user, channel, message_type, cost, at_ms, external_id }
         ),
         3 => (id_pick(), at_ms()).prop_map(|(id, at_ms)| Call::Delivered { id, at_ms }),
         3 => (id_pick(), at_ms()).prop_map(|(id, at_ms)| Call::Opened { id, at_ms }),
@@ -303,6 +331,7 @@ struct ModelMessage {
     message_type: String,
     cost_micros: i64,
     sent_ms: i64,
+    external_id: Option<String>,
     /// In append order.
     reports: Vec<ModelReport>,
 }
@@ -419,6 +448,11 @@ struct Model {
     event_count: u64,
 }
 
+fn valid_external_id(external_id: &str) -> bool {
+    (1..=128).contains(&external_id.len())
+        && external_id.bytes().all(|b| (0x21..=0x7E).contains(&b))
+}
+
 fn valid_name(name: &str) -> bool {
     let allowed = "abcdefghijklmnopqrstuvwxyz0123456789_.-";
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| allowed.contains(c))
@@ -440,8 +474,17 @@ fn model_micros(dollars: Dollars, negative_allowed: bool) -> Option<i64> {
     }
 }
 
+/// How the store is told the message `pick` names.
+fn message_ref(pick: &IdPick, message_count: u64) -> MessageRef {
+    match pick {
+        IdPick::External(external_id) => MessageRef::External(external_id.clone()),
+        pick => MessageRef::Id(MessageId(resolve(pick, message_count))),
+    }
+}
+
 fn resolve(pick: &IdPick, message_count: u64) -> u64 {
     match pick {
+        IdPick::External(_) => unreachable!("resolved by the model"),
         IdPick::Existing(index) if message_count > 0 => {
             index.index(message_count as usize) as u64 + 1
         }
@@ -468,8 +511,15 @@ impl Model {
                 message_type,
                 cost,
                 at_ms,
+                external_id,
             } => {
                 if *user == 0 {
+                    broken.push(Kind::InvalidInput);
+                }
+                if external_id
+                    .as_deref()
+                    .is_some_and(|id| !valid_external_id(id))
+                {
                     broken.push(Kind::InvalidInput);
                 }
                 if !valid_name(message_type) {
@@ -485,31 +535,49 @@ impl Model {
                 if !broken.is_empty() {
                     return reject(broken);
                 }
+                let cost_micros = cost_micros.unwrap();
+                let existing = self.messages.iter().find(|message| {
+                    message.external_id.is_some() && message.external_id == *external_id
+                });
+                if let Some(existing) = existing {
+                    let same = (
+                        existing.user,
+                        existing.channel,
+                        &existing.message_type,
+                        existing.cost_micros,
+                        existing.sent_ms,
+                    ) == (*user, *channel, message_type, cost_micros, *at_ms);
+                    if !same {
+                        return reject(vec![Kind::Conflict]);
+                    }
+                    return Ok(Answer::Message(existing.to_message()));
+                }
                 self.messages.push(ModelMessage {
                     id: message_count + 1,
                     user: *user,
                     channel: *channel,
                     message_type: message_type.clone(),
-                    cost_micros: cost_micros.unwrap(),
+                    cost_micros,
                     sent_ms: *at_ms,
+                    external_id: external_id.clone(),
                     reports: Vec::new(),
                 });
                 Answer::Message(self.messages.last().unwrap().to_message())
             }
             Call::Delivered { id, at_ms } => {
                 return self.report(
-                    resolve(id, message_count),
+                    self.pick(id, message_count),
                     ReportKind::Delivered,
                     "",
                     *at_ms,
                 );
             }
             Call::Opened { id, at_ms } => {
-                return self.report(resolve(id, message_count), ReportKind::Opened, "", *at_ms);
+                return self.report(self.pick(id, message_count), ReportKind::Opened, "", *at_ms);
             }
             Call::Action { id, action, at_ms } => {
                 return self.report(
-                    resolve(id, message_count),
+                    self.pick(id, message_count),
                     ReportKind::Action,
                     action,
                     *at_ms,
@@ -517,7 +585,7 @@ impl Model {
             }
             Call::Failed { id, reason, at_ms } => {
                 return self.report(
-                    resolve(id, message_count),
+                    self.pick(id, message_count),
                     ReportKind::Failed,
                     reason,
                     *at_ms,
@@ -564,9 +632,29 @@ impl Model {
         Ok(answer)
     }
 
+    /// The id of the message `pick` names, or why it names none.
+    fn pick(&self, pick: &IdPick, message_count: u64) -> Result<u64, Kind> {
+        match pick {
+            IdPick::External(external_id) if !valid_external_id(external_id) => {
+                Err(Kind::InvalidInput)
+            }
+            IdPick::External(external_id) => self
+                .message_by_external_id(external_id)
+                .map(|message| message.id)
+                .ok_or(Kind::UnknownExternalId),
+            pick => Ok(resolve(pick, message_count)),
+        }
+    }
+
+    fn message_by_external_id(&self, external_id: &str) -> Option<&ModelMessage> {
+        self.messages
+            .iter()
+            .find(|message| message.external_id.as_deref() == Some(external_id))
+    }
+
     fn report(
         &mut self,
-        id: u64,
+        id: Result<u64, Kind>,
         kind: ReportKind,
         name: &str,
         at_ms: i64,
@@ -578,11 +666,19 @@ impl Model {
         if !possible(at_ms) {
             broken.push(Kind::InvalidInput);
         }
-        if id == 0 || id > self.messages.len() as u64 {
-            broken.push(Kind::UnknownMessage);
-        } else if at_ms < self.messages[id as usize - 1].sent_ms - CLOCK_SKEW_MS {
-            broken.push(Kind::InvalidInput);
+        match id {
+            Err(kind) => broken.push(kind),
+            Ok(id) if id == 0 || id > self.messages.len() as u64 => {
+                broken.push(Kind::UnknownMessage)
+            }
+            Ok(id) if at_ms < self.messages[id as usize - 1].sent_ms - CLOCK_SKEW_MS => {
+                broken.push(Kind::InvalidInput)
+            }
+            Ok(_) => {}
         }
+        let Ok(id) = id else {
+            return reject(broken);
+        };
         if !broken.is_empty() {
             return reject(broken);
         }
@@ -735,7 +831,7 @@ fn options() -> Options {
 }
 
 fn apply_to_store(store: &Store, call: &Call, message_count: u64) -> commlog::Result<Answer> {
-    let id = |pick: &IdPick| resolve(pick, message_count);
+    let id = |pick: &IdPick| message_ref(pick, message_count);
     match call {
         Call::Sent {
             user,
@@ -743,8 +839,16 @@ fn apply_to_store(store: &Store, call: &Call, message_count: u64) -> commlog::Re
             message_type,
             cost,
             at_ms,
+            external_id,
         } => store
-            .track_message_sent_at(*user, *channel, message_type, cost.to_f64(), time(*at_ms))
+            .track_message_sent_with(
+                *user,
+                *channel,
+                message_type,
+                cost.to_f64(),
+                Some(time(*at_ms)),
+                external_id.as_deref(),
+            )
             .map(Answer::Message),
         Call::Delivered { id: pick, at_ms } => store
             .track_message_delivered(id(pick), Some(time(*at_ms)))
@@ -822,6 +926,15 @@ fn check_queries(
             &format!("message {id}"),
             store.get_message(id),
             model.message(id),
+        )?;
+    }
+    for external_id in EXTERNAL_IDS.iter().chain([&EXTERNAL_ID_UNKNOWN]) {
+        agree(
+            &format!("message by external id {external_id}"),
+            store.message_by_external_id(external_id),
+            Ok(model
+                .message_by_external_id(external_id)
+                .map(ModelMessage::to_message)),
         )?;
     }
     for (user, limit) in (0..=6u64).zip(limits) {

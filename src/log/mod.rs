@@ -113,6 +113,11 @@ impl Log {
         self.cursor.next_message_id
     }
 
+    /// The sequence number of the last event appended (0: none yet).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
     /// Appends one event (to the buffer), rolling over to a new segment first if it would not
     /// fit. Returns the event as logged.
     pub(crate) fn append<'a>(

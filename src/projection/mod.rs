@@ -12,6 +12,7 @@ pub(crate) mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
@@ -192,6 +193,12 @@ pub(crate) struct Facts {
     budgets: BTreeMap<(BudgetScope, Month), BudgetState>,
     /// How far back from an outcome a message may be credited with it.
     attribution_window_ms: i64,
+    /// The message each external id names. Hashed with std's keyed SipHash, not `IdHasher`:
+    /// external ids come from providers and callers, who could choose colliding keys.
+    external_ids: HashMap<Arc<str>, MessageId>,
+    /// The external id of each message sent with one, by message id: a side map, so that the
+    /// messages without one (most) spend no memory on it.
+    external_id_of: IdMap<u64, Arc<str>>,
 }
 
 impl std::ops::Deref for Projection {
@@ -214,6 +221,8 @@ impl Projection {
                 latest_event_ms: None,
                 budgets: BTreeMap::new(),
                 attribution_window_ms,
+                external_ids: HashMap::new(),
+                external_id_of: IdMap::default(),
             },
             rollup: OnceLock::new(),
             credits: OnceLock::new(),
@@ -238,12 +247,16 @@ impl Projection {
                 message_type,
                 cost,
                 at_ms,
+                external_id,
             } => {
                 assert_eq!(
                     message_id.0,
                     self.facts.messages.len() as u64 + 1,
                     "message ids are dense"
                 );
+                if let Some(external_id) = external_id {
+                    self.facts.add_external_id(external_id, message_id);
+                }
                 let index =
                     u32::try_from(self.facts.messages.len()).expect("fewer than 2^32 messages");
                 let message_type = self.facts.names.intern(message_type);
@@ -399,6 +412,11 @@ impl Projection {
     pub(crate) fn message(&self, id: MessageId) -> Option<Message> {
         let index = usize::try_from(id.0.checked_sub(1)?).ok()?;
         Some(self.messages.get(index)?.to_message(id, &self.names))
+    }
+
+    /// The message an external id names, if any.
+    pub(crate) fn message_id_of_external(&self, external_id: &str) -> Option<MessageId> {
+        self.external_ids.get(external_id).copied()
     }
 
     /// The outcome at this index (in log order).
@@ -567,6 +585,25 @@ impl Projection {
 }
 
 impl Facts {
+    /// Files a send's external id. The tracking calls never write one twice; a log that holds
+    /// it twice anyway (written by other code) keeps the first, as a repeat of the send would.
+    fn add_external_id(&mut self, external_id: &str, message_id: MessageId) {
+        if self.external_ids.contains_key(external_id) {
+            return;
+        }
+        let external_id: Arc<str> = external_id.into();
+        self.external_ids
+            .insert(Arc::clone(&external_id), message_id);
+        self.external_id_of.insert(message_id.0, external_id);
+    }
+
+    /// The external id the message was sent with, if any.
+    pub(crate) fn external_id_of(&self, id: MessageId) -> Option<&str> {
+        self.external_id_of
+            .get(&id.0)
+            .map(|external_id| &**external_id)
+    }
+
     /// The sent time of the message with this id, if tracked.
     pub(crate) fn sent_ms(&self, id: MessageId) -> Option<i64> {
         let index = usize::try_from(id.0.checked_sub(1)?).ok()?;
