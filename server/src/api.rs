@@ -19,11 +19,14 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::error::ApiError;
 use crate::input::{self, Call, Kind, Query};
+use crate::webhook_api::{self, WebhookCounters, WebhookCounts, WebhookSecrets};
 
 /// Body limit of every route but `/v1/batch`.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 /// Body limit of `/v1/batch`.
 pub(crate) const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Body limit of the webhook routes (a SendGrid batch holds up to about a thousand events).
+pub(crate) const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 /// `GET /v1/users/{user}/history` without `limit`.
 const HISTORY_LIMIT_DEFAULT: usize = 100;
 
@@ -32,11 +35,15 @@ const HISTORY_LIMIT_DEFAULT: usize = 100;
 pub(crate) struct AppState {
     pub store: Arc<Store>,
     pub sync: SyncPolicy,
+    /// The base URL the providers call (Twilio signs the full URL).
+    pub public_url: Option<String>,
+    pub webhook_secrets: Arc<WebhookSecrets>,
+    pub webhook_counters: Arc<WebhookCounters>,
 }
 
 /// Runs a store call on the blocking pool: calls under `SyncPolicy::Always` wait for their
 /// fsync there, and concurrent ones share it.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     state: &AppState,
     call: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -52,7 +59,7 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
-fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -117,6 +124,18 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/channels", get(channels))
         .route("/v1/costs", get(costs))
         .route("/v1/impact", get(impact))
+        .route(
+            "/v1/webhooks/twilio",
+            post(webhook_api::twilio).layer(RequestBodyLimitLayer::new(WEBHOOK_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/webhooks/sendgrid",
+            post(webhook_api::sendgrid).layer(RequestBodyLimitLayer::new(WEBHOOK_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/webhooks/resend",
+            post(webhook_api::resend).layer(RequestBodyLimitLayer::new(WEBHOOK_BODY_LIMIT)),
+        )
         .fallback(not_found)
         // The limits above are the ones that apply; axum's own 2 MB default would cut batches.
         .layer(DefaultBodyLimit::disable())
@@ -130,7 +149,12 @@ pub(crate) fn with_token(router: Router, token: &str) -> Router {
     router.layer(middleware::from_fn(move |request: Request, next: Next| {
         let digest = Arc::clone(&digest);
         async move {
-            if request.uri().path() == "/healthz" || authorized(&request, &digest) {
+            // The providers cannot send the token: their webhooks carry signatures instead.
+            let path = request.uri().path();
+            if path == "/healthz"
+                || path.starts_with("/v1/webhooks/")
+                || authorized(&request, &digest)
+            {
                 next.run(request).await
             } else {
                 ApiError::new(
@@ -199,6 +223,8 @@ struct Info {
     messages: u64,
     outcomes: u64,
     open_report: commlog::OpenReport,
+    /// Webhook events answered 200 without appending since the server started.
+    webhook_events_not_applied: WebhookCounts,
 }
 
 pub(crate) fn sync_name(sync: SyncPolicy) -> &'static str {
@@ -211,6 +237,7 @@ pub(crate) fn sync_name(sync: SyncPolicy) -> &'static str {
 
 async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
     let sync = state.sync;
+    let counters = Arc::clone(&state.webhook_counters);
     let info = blocking(&state, move |store| {
         let stats = store.get_communication_stats(&commlog::StatsFilter::new())?;
         Ok(Info {
@@ -224,6 +251,7 @@ async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
             messages: stats.total_messages,
             outcomes: stats.outcome_count,
             open_report: store.open_report(),
+            webhook_events_not_applied: counters.counts(),
         })
     })
     .await?;
@@ -232,9 +260,19 @@ async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
 
 async fn sent(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     request: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request: input::Sent = input::parse_json(&body(request)?)?;
+    let mut request: input::Sent = input::parse_json(&body(request)?)?;
+    // A retried request with the same key returns the message the first one created.
+    if request.external_id.is_none()
+        && let Some(key) = headers.get("idempotency-key")
+    {
+        let key = key
+            .to_str()
+            .map_err(|_| ApiError::invalid("Idempotency-Key must be printable ASCII"))?;
+        request.external_id = Some(key.to_owned());
+    }
     let message = blocking(&state, move |store| request.apply(store)).await?;
     let location = HeaderValue::from_str(&format!("/v1/messages/{}", message.id))
         .expect("a path of digits is a header value");

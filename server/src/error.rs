@@ -101,7 +101,10 @@ impl From<commlog::Error> for ApiError {
     fn from(error: commlog::Error) -> ApiError {
         let (status, kind) = match &error {
             commlog::Error::InvalidInput { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
-            commlog::Error::UnknownMessage { .. } => (StatusCode::NOT_FOUND, "unknown_message"),
+            commlog::Error::UnknownMessage { .. } | commlog::Error::UnknownExternalId { .. } => {
+                (StatusCode::NOT_FOUND, "unknown_message")
+            }
+            commlog::Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             commlog::Error::Corruption { .. } => (StatusCode::SERVICE_UNAVAILABLE, "corruption"),
             commlog::Error::Locked { .. } => (StatusCode::SERVICE_UNAVAILABLE, "locked"),
             commlog::Error::Io { .. } => (StatusCode::SERVICE_UNAVAILABLE, "io"),

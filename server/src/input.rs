@@ -25,6 +25,9 @@ pub(crate) struct Sent {
     pub cost: Option<f64>,
     #[serde(default)]
     pub sent_at: Option<String>,
+    /// The provider's message id or the caller's idempotency key (unique per store).
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 /// `POST /v1/messages/{id}/delivered` and `/opened`: only an optional time.
@@ -204,16 +207,15 @@ impl Sent {
     pub fn apply(self, store: &Store) -> Result<Message, ApiError> {
         let channel = channel(&self.channel)?;
         let cost = dollars("cost_micros", self.cost_micros, "cost", self.cost)?.unwrap_or(0.0);
-        let sent_at = optional_time("sent_at", self.sent_at.as_deref())?.unwrap_or_else(Utc::now);
-        Ok(
-            store.track_message_sent_at(
-                self.user_id,
-                channel,
-                &self.message_type,
-                cost,
-                sent_at,
-            )?,
-        )
+        let sent_at = optional_time("sent_at", self.sent_at.as_deref())?;
+        Ok(store.track_message_sent_with(
+            self.user_id,
+            channel,
+            &self.message_type,
+            cost,
+            sent_at,
+            self.external_id.as_deref(),
+        )?)
     }
 }
 

@@ -9,7 +9,9 @@ mod api;
 mod error;
 mod input;
 mod serve;
+mod webhook_api;
 pub mod webhooks;
 
 pub use error::ServeError;
-pub use serve::{SHUTDOWN_GRACE_DEFAULT, SOCKET_FILE_NAME, ServeOptions, serve};
+pub use serve::{SHUTDOWN_GRACE_DEFAULT, SOCKET_FILE_NAME, ServeOptions, read_secret, serve};
+pub use webhook_api::WebhookSecrets;

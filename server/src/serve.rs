@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     /// Worker threads of the runtime; `None`: tokio's default (one per CPU).
     pub worker_threads: Option<usize>,
+    /// The providers' webhook secrets; a provider without one has no webhook route.
+    pub webhooks: crate::WebhookSecrets,
     /// After SIGTERM or SIGINT, how long connections may take to finish their requests before
     /// they are cut (a client stuck sending a request must not hold the store open). Store
     /// calls already started always finish. Default: 30 s.
@@ -56,26 +58,15 @@ impl ServeOptions {
             token: None,
             sync: SyncPolicy::Always,
             public_url: None,
+            webhooks: crate::WebhookSecrets::default(),
             worker_threads: None,
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
         }
     }
 
-    /// The bearer token: the first line of `token_file` if given (a missing or unreadable
-    /// file is a [`ServeError::Config`] naming the file, never showing its contents), else
-    /// `$COMMLOG_TOKEN` if set and not empty.
+    /// The bearer token: [`read_secret`] of `token_file` or `$COMMLOG_TOKEN`.
     pub fn read_token(token_file: Option<&std::path::Path>) -> Result<Option<String>, ServeError> {
-        match token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|error| {
-                    ServeError::Config(format!("--token-file {}: {error}", path.display()))
-                })?;
-                Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
-            }
-            None => Ok(std::env::var("COMMLOG_TOKEN")
-                .ok()
-                .filter(|token| !token.is_empty())),
-        }
+        read_secret(token_file, "COMMLOG_TOKEN")
     }
 
     /// The Unix socket's path.
@@ -164,6 +155,9 @@ async fn run(
     let state = AppState {
         store,
         sync: options.sync,
+        public_url: options.public_url.clone(),
+        webhook_secrets: std::sync::Arc::new(options.webhooks.clone()),
+        webhook_counters: std::sync::Arc::default(),
     };
     let unix = UnixListener::from_std(unix)
         .map_err(|source| ServeError::io(format!("listen on {}", socket.display()), source))?;
@@ -297,5 +291,22 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
+    }
+}
+
+/// A secret: the content of `file` without its final line break if a file is given (a missing
+/// or unreadable file is a [`ServeError::Config`] naming the file, never showing its contents),
+/// else the environment variable `env` if set and not empty.
+pub fn read_secret(
+    file: Option<&std::path::Path>,
+    env: &str,
+) -> Result<Option<String>, ServeError> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| ServeError::Config(format!("{}: {error}", path.display())))?;
+            Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
+        }
+        None => Ok(std::env::var(env).ok().filter(|secret| !secret.is_empty())),
     }
 }

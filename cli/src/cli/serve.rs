@@ -40,6 +40,18 @@ pub(crate) struct ServeArgs {
     /// The public base URL the providers call, for webhook signatures behind a proxy.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Twilio's Auth Token, in a file [default: $COMMLOG_TWILIO_AUTH_TOKEN]: enables
+    /// /v1/webhooks/twilio.
+    #[arg(long, value_name = "FILE")]
+    twilio_token_file: Option<PathBuf>,
+    /// SendGrid's Event Webhook verification key, in a file [default:
+    /// $COMMLOG_SENDGRID_PUBLIC_KEY]: enables /v1/webhooks/sendgrid.
+    #[arg(long, value_name = "FILE")]
+    sendgrid_key_file: Option<PathBuf>,
+    /// Resend's signing secret (whsec_…), in a file [default: $COMMLOG_RESEND_SECRET]: enables
+    /// /v1/webhooks/resend.
+    #[arg(long, value_name = "FILE")]
+    resend_secret_file: Option<PathBuf>,
     /// After SIGTERM or SIGINT, how long open connections may take to finish.
     #[arg(long, value_name = "MS")]
     shutdown_grace_ms: Option<u64>,
@@ -57,6 +69,12 @@ pub(crate) fn run(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
         ServeSync::Interval => SyncPolicy::Interval(Duration::from_millis(args.interval_ms)),
     };
     options.public_url = args.public_url.clone();
+    options.webhooks = commlog_server::WebhookSecrets::read(
+        args.twilio_token_file.as_deref(),
+        args.sendgrid_key_file.as_deref(),
+        args.resend_secret_file.as_deref(),
+    )
+    .map_err(serve_error)?;
     options.shutdown_grace = args
         .shutdown_grace_ms
         .map_or(SHUTDOWN_GRACE_DEFAULT, Duration::from_millis);

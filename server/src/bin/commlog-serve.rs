@@ -91,5 +91,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<ServeOptions, String>
     };
     options.token = ServeOptions::read_token(token_file.as_deref().map(std::path::Path::new))
         .map_err(|error| error.to_string())?;
+    options.webhooks = commlog_server::WebhookSecrets::read(None, None, None)
+        .map_err(|error| error.to_string())?;
     Ok(options)
 }
