@@ -754,6 +754,11 @@ fn ids_other_than_1_to_n_are_renumbered_with_a_map_file() {
             (Status::Sent, time("2025-01-03T00:00:00Z")),
         ]
     );
+    // The original ids stay as the messages' external ids.
+    for (old_id, new_id) in [("7", 1), ("42", 2), ("100", 3)] {
+        let message = store.message_by_external_id(old_id).unwrap().unwrap();
+        assert_eq!(message.id.0, new_id, "old id {old_id}");
+    }
 
     // The human summary names the missing outcomes file.
     let second = temp.path().join("second");

@@ -347,12 +347,14 @@ fn append_all(store: &Store, export: &Export) -> Result<(u64, u64), CliError> {
     let time = time_of_ms;
     let (mut events, mut status_changed) = (0u64, 0u64);
     for row in &export.messages.rows {
-        let mut message = store.track_message_sent_at(
+        // The original service's id stays the message's external id.
+        let mut message = store.track_message_sent_with(
             row.user,
             row.channel,
             names.name(row.message_type),
             row.cost,
-            time(row.sent_ms),
+            Some(time(row.sent_ms)),
+            Some(&row.old_id.to_string()),
         )?;
         events += 1;
         let id = message.id;
