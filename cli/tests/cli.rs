@@ -3023,3 +3023,40 @@ fn a_durable_event_exits_0_even_when_closing_fails_after_it() {
     }
     assert!(close_failed, "no store size made the close marker fail");
 }
+
+#[test]
+fn track_sent_with_an_external_id_is_idempotent_and_a_conflict_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let track = |user: &str| {
+        Command::new(env!("CARGO_BIN_EXE_commlog"))
+            .args(["--json", "--dir", store.to_str().unwrap(), "track", "sent"])
+            .args(["--user", user, "--channel", "sms", "--type", "low_balance"])
+            .args(["--at", "2025-01-01T09:00:00Z", "--external-id", "SM0001"])
+            .output()
+            .unwrap()
+    };
+    let first = track("7");
+    let again = track("7");
+    assert_eq!(
+        (first.status.code(), again.status.code()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(first.stdout, again.stdout, "the same message, unchanged");
+    let conflict = track("8");
+    assert_eq!(conflict.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&conflict.stderr);
+    assert!(stderr.contains("SM0001"), "{stderr}");
+
+    let store = Store::open_read_only(&store).unwrap();
+    assert_eq!(store.open_report().events, 1);
+    assert_eq!(
+        store
+            .message_by_external_id("SM0001")
+            .unwrap()
+            .unwrap()
+            .id
+            .0,
+        1
+    );
+}

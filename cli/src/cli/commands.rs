@@ -32,6 +32,10 @@ pub(crate) enum TrackCommand {
         /// When (RFC 3339, YYYY-MM-DD, or YYYY-MM-DD HH:MM:SS as UTC); default now.
         #[arg(long)]
         at: Option<String>,
+        /// The provider's message id or an idempotency key (≤ 128 printable ASCII bytes): the
+        /// same id again prints the message it created and appends nothing.
+        #[arg(long, value_name = "ID")]
+        external_id: Option<String>,
     },
     /// The provider delivered a message.
     #[command(
@@ -114,9 +118,13 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             message_type,
             cost,
             at: time,
+            external_id,
             ..
         } => {
             commlog::validate_name("message_type", message_type)?;
+            if let Some(external_id) = external_id {
+                commlog::validate_external_id(external_id)?;
+            }
             check_money("cost", *cost)?;
             if *cost < 0.0 {
                 return Err(invalid("cost", cost, "must not be negative"));
@@ -155,11 +163,18 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             message_type,
             cost,
             at: time,
+            external_id,
             ..
         } => {
             let channel = channel.expect("parsed above");
-            let sent_at = at(time)?.unwrap_or_else(Utc::now);
-            store.track_message_sent_at(*user, channel, message_type, *cost, sent_at)?
+            store.track_message_sent_with(
+                *user,
+                channel,
+                message_type,
+                *cost,
+                at(time)?,
+                external_id.as_deref(),
+            )?
         }
         TrackCommand::Delivered(message) => {
             store.track_message_delivered(message.message, message.at()?)?

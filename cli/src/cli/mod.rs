@@ -226,7 +226,11 @@ impl CliError {
         match self {
             CliError::Usage(_) => 1,
             CliError::Store(
-                Error::InvalidInput { .. } | Error::UnknownMessage { .. } | Error::ReadOnly { .. },
+                Error::InvalidInput { .. }
+                | Error::UnknownMessage { .. }
+                | Error::UnknownExternalId { .. }
+                | Error::Conflict { .. }
+                | Error::ReadOnly { .. },
             ) => 1,
             CliError::Store(_) => 2,
             CliError::SelfCheck(_) => 3,
@@ -239,7 +243,10 @@ impl CliError {
         match self {
             CliError::Usage(_) => "usage",
             CliError::Store(Error::InvalidInput { .. }) => "invalid_input",
-            CliError::Store(Error::UnknownMessage { .. }) => "unknown_message",
+            CliError::Store(Error::UnknownMessage { .. } | Error::UnknownExternalId { .. }) => {
+                "unknown_message"
+            }
+            CliError::Store(Error::Conflict { .. }) => "conflict",
             CliError::Store(Error::Corruption { .. }) => "corruption",
             CliError::Store(Error::Locked { .. }) => "locked",
             CliError::Store(Error::Io { .. }) => "io",
