@@ -20,7 +20,8 @@ use crate::limits::{
 use crate::log::OpenReport;
 use crate::log::replay::{self, Checksums, Expected, Mode, Position, QUARANTINE_DIRECTORY};
 use crate::log::segment::{
-    SegmentBytes, map_segment, open_no_follow, parse_segment_file_name, read_segment,
+    SegmentBytes, file_name_of, map_segment, open_no_follow, parse_segment_file_name,
+    read_header_bytes, read_segment,
 };
 use crate::store::LOCK_FILE_NAME;
 
@@ -360,12 +361,7 @@ fn writer_running(dir: &Path) -> Result<bool> {
 /// newer commlog wrote.
 fn check_format_versions(listed: &[(u64, PathBuf)]) -> Result<()> {
     for (_, path) in listed {
-        if !std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_file()) {
-            continue;
-        }
-        if let Some(version) =
-            codec::newer_format_version(&read_prefix(path, SEGMENT_HEADER_V2_BYTES)?)
-        {
+        if let Some(version) = codec::newer_format_version(&read_header_bytes(path)?) {
             return Err(Error::io(
                 path,
                 std::io::Error::new(
@@ -557,12 +553,6 @@ impl<'a> Tally<'a> {
     }
 }
 
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 fn time(ms: Option<i64>) -> Option<DateTime<Utc>> {
     ms.and_then(DateTime::from_timestamp_millis)
 }
@@ -587,10 +577,10 @@ fn clean_audit(
     for (index, (first_seq, path)) in listed.iter().enumerate() {
         let metadata = std::fs::metadata(path).map_err(|source| Error::io(path, source))?;
         let counted = tally.per_segment.get(index).copied().unwrap_or_default();
-        let header_bytes = read_prefix(path, SEGMENT_HEADER_V2_BYTES)?;
+        let header_bytes = read_header_bytes(path)?;
         let sealed = index + 1 < listed.len() || codec::decode_seal(&header_bytes).is_some();
         segments.push(SegmentSummary {
-            file: file_name(path),
+            file: file_name_of(path),
             first_seq: SegmentHeader::decode(&header_bytes)
                 .ok()
                 .map(|header| header.first_seq)
@@ -628,17 +618,6 @@ fn clean_audit(
         quarantine,
         in_flight: None,
     })
-}
-
-/// The first `len` bytes of a file (fewer if it is shorter).
-fn read_prefix(path: &Path, len: usize) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let file = open_no_follow(OpenOptions::new().read(true), path)?;
-    let mut bytes = Vec::with_capacity(len);
-    file.take(len as u64)
-        .read_to_end(&mut bytes)
-        .map_err(|source| Error::io(path, source))?;
-    Ok(bytes)
 }
 
 /// The torn tail or header a read-only replay left in place, as a finding.
@@ -687,7 +666,7 @@ fn meaning_findings(listed: &[(u64, PathBuf)], problems: &[(u64, String)]) -> Re
         let (offset, frame_bytes) = locate_seq(&bytes, *seq).unwrap_or((0, 0));
         findings.push(Finding {
             kind: "meaning".to_string(),
-            segment: file_name(path),
+            segment: file_name_of(path),
             offset,
             bytes: frame_bytes,
             seq: Some(*seq),
@@ -715,7 +694,7 @@ fn locate_seq(bytes: &[u8], seq: u64) -> Option<(u64, u64)> {
 
 /// Open's error as the first finding, with the kind and extent the scan found at its place.
 fn open_finding(dir: &Path, scan: &Scan, segment: &Path, offset: u64, reason: String) -> Finding {
-    let name = file_name(segment);
+    let name = file_name_of(segment);
     if let Some(found) = scan
         .findings
         .iter()
@@ -793,7 +772,7 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
     let mut maps = Vec::with_capacity(count);
     let mut frame_counts = Vec::with_capacity(count);
     for (index, (name_seq, path)) in listed.iter().enumerate() {
-        let name = file_name(path);
+        let name = file_name_of(path);
         let metadata = std::fs::symlink_metadata(path).map_err(|source| Error::io(path, source))?;
         let finding =
             |kind: &str, offset: u64, bytes: u64, seq: Option<u64>, reason: String| Finding {
@@ -952,7 +931,7 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
         let (index, offset) = problem.cut;
         scan.findings.push(Finding {
             kind: problem.kind.to_string(),
-            segment: file_name(&problem.path),
+            segment: file_name_of(&problem.path),
             offset: SEAL_SLOT_OFFSET as u64,
             bytes: 0,
             seq: None,

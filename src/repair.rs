@@ -20,7 +20,9 @@ use crate::codec::{self, SEAL_SLOT_OFFSET, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::limits::SEGMENT_HEADER_V2_BYTES;
 use crate::log::replay::{self, Mode, QUARANTINE_DIRECTORY};
-use crate::log::segment::{FILE_MODE, create_directory, open_no_follow, sync_directory};
+use crate::log::segment::{
+    FILE_MODE, create_directory, numbered_name, open_no_follow, read_header_bytes, sync_directory,
+};
 use crate::store;
 
 /// What [`repair`] may do.
@@ -241,7 +243,7 @@ fn plan_cut(
     };
     if let Some(segment) = last_kept.and_then(|index| segments.get(index)) {
         let path = dir.join(&segment.file);
-        let header = read_at(&path, 0, SEGMENT_HEADER_V2_BYTES)?;
+        let header = read_header_bytes(&path)?;
         let version_2 =
             SegmentHeader::decode(&header).is_ok_and(|header| header.store_id.is_some());
         if version_2 && header[SEAL_SLOT_OFFSET..].iter().any(|byte| *byte != 0) {
@@ -444,38 +446,17 @@ fn copy_tail(source: &Path, offset: u64, len: u64, target: &Path) -> Result<()> 
 /// `base`, or `base.1`, `base.2`, … : the first name not taken in `dir`.
 fn free_name(dir: &Path, base: &str) -> String {
     (0..)
-        .map(|attempt| {
-            if attempt == 0 {
-                base.to_string()
-            } else {
-                format!("{base}.{attempt}")
-            }
-        })
+        .map(|attempt| numbered_name(base, attempt))
         .find(|name| std::fs::symlink_metadata(dir.join(name)).is_err())
         .expect("some name is free")
 }
 
 /// The header size a segment file's bytes start with (a version 2 header's if unreadable).
 fn header_bytes(path: &Path) -> Result<u64> {
-    let bytes = read_at(path, 0, SEGMENT_HEADER_V2_BYTES)?;
+    let bytes = read_header_bytes(path)?;
     Ok(SegmentHeader::decode(&bytes)
         .map(|header| header.len_bytes())
         .unwrap_or(SEGMENT_HEADER_V2_BYTES) as u64)
-}
-
-/// Up to `len` bytes of a file from `offset` (an empty result for what is not a regular file).
-fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
-    if !is_regular_file(path)? {
-        return Ok(Vec::new());
-    }
-    let mut file = open_no_follow(OpenOptions::new().read(true), path)?;
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|source| Error::io(path, source))?;
-    let mut bytes = Vec::with_capacity(len);
-    file.take(len as u64)
-        .read_to_end(&mut bytes)
-        .map_err(|source| Error::io(path, source))?;
-    Ok(bytes)
 }
 
 /// crc32 of a file's bytes from `offset` to its end (0 for what is not a regular file).

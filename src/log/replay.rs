@@ -22,8 +22,8 @@ use crate::limits::{
 };
 use crate::log::OpenReport;
 use crate::log::segment::{
-    FILE_MODE, SegmentBytes, create_directory, list_segments, map_segment, open_no_follow,
-    read_segment, segment_file_name, sync_directory,
+    FILE_MODE, SegmentBytes, create_directory, file_name_of, list_segments, map_segment,
+    numbered_name, open_no_follow, read_segment, segment_file_name, sync_directory,
 };
 
 /// Name of the directory, inside the store, that keeps every cut-off tail.
@@ -267,7 +267,7 @@ pub(crate) fn seal_problems(
                             "seal slot {slot_state}, but the next segment {} (first seq \
                              {next_seq}) holds frames, which are written only after this \
                              segment's seal is durable",
-                            segment_display_name(next_path)
+                            file_name_of(next_path)
                         ),
                         cut: (index + 1, 0),
                     });
@@ -295,7 +295,7 @@ pub(crate) fn seal_problems(
                      {SEAL_SLOT_OFFSET}) when its successor {expected_name}, starting at seq \
                      {next_first_seq}, had been created; the newest segments were deleted or \
                      lost",
-                    segment_display_name(path),
+                    file_name_of(path),
                 ),
                 cut: (index, bytes.len() as u64),
             }),
@@ -306,7 +306,7 @@ pub(crate) fn seal_problems(
                     reason: format!(
                         "seal slot names the next segment {expected_name} (first seq \
                          {next_first_seq}), but the next segment is {}",
-                        segment_display_name(next_path)
+                        file_name_of(next_path)
                     ),
                     cut: (index + 1, 0),
                 });
@@ -333,14 +333,6 @@ fn check_seals(
         )),
         None => Ok(unfinished_rollover),
     }
-}
-
-/// A segment path's file name, for messages.
-fn segment_display_name(path: &Path) -> String {
-    path.file_name()
-        .expect("segment paths name a file")
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// Deals with a torn tail (a writer quarantines and cuts it) and reports.
@@ -425,9 +417,7 @@ fn scan_segments<'a>(
                 format!(
                     "segment ends at seq {}, but the next segment {} starts at seq {name_seq}",
                     expected_seq - 1,
-                    path.file_name()
-                        .expect("segment paths name a file")
-                        .to_string_lossy()
+                    file_name_of(path)
                 ),
             ));
         }
@@ -454,10 +444,7 @@ fn scan_segments<'a>(
                 format!(
                     "segment header is incomplete or fails its checks, but segment {} was \
                      sealed naming this one, so its header had been written and fsynced",
-                    previous
-                        .file_name()
-                        .expect("segment paths name a file")
-                        .to_string_lossy()
+                    file_name_of(previous)
                 ),
             ));
         }
@@ -1096,20 +1083,11 @@ fn quarantine_tail(dir: &Path, torn: &TornTail) -> Result<PathBuf> {
     source
         .seek(SeekFrom::Start(torn.offset))
         .map_err(|error| Error::io(&torn.path, error))?;
-    let segment_name = torn
-        .path
-        .file_name()
-        .expect("segment paths name a file")
-        .to_string_lossy();
+    let segment_name = file_name_of(&torn.path);
     let base_name = format!("{segment_name}.{}.tail", torn.offset);
     let mut attempt = 0;
     let (mut copy, copy_path) = loop {
-        let name = if attempt == 0 {
-            base_name.clone()
-        } else {
-            format!("{base_name}.{attempt}")
-        };
-        let path = quarantine_dir.join(name);
+        let path = quarantine_dir.join(numbered_name(&base_name, attempt));
         match open_no_follow(
             OpenOptions::new()
                 .write(true)

@@ -14,6 +14,7 @@ use memmap2::Mmap;
 
 use crate::codec::SegmentHeader;
 use crate::error::{Error, Result};
+use crate::limits::SEGMENT_HEADER_V2_BYTES;
 
 /// Files hold user data: readable by their owner only.
 pub(crate) const FILE_MODE: u32 = 0o600;
@@ -97,6 +98,39 @@ pub(crate) fn open_no_follow(options: &mut OpenOptions, path: &Path) -> Result<F
                 Error::io(path, source)
             }
         })
+}
+
+/// A path's file name, for messages and reports.
+pub(crate) fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `base` for the first attempt, then `base.1`, `base.2`, …: the names quarantine tries in
+/// turn, so that no earlier file is overwritten.
+pub(crate) fn numbered_name(base: &str, attempt: u32) -> String {
+    if attempt == 0 {
+        base.to_string()
+    } else {
+        format!("{base}.{attempt}")
+    }
+}
+
+/// The first bytes of a file, up to a version 2 header's worth (fewer if it is shorter; none
+/// for what is not a regular file, which is never opened).
+pub(crate) fn read_header_bytes(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let metadata = fs::symlink_metadata(path).map_err(|source| Error::io(path, source))?;
+    if !metadata.is_file() {
+        return Ok(Vec::new());
+    }
+    let file = open_no_follow(OpenOptions::new().read(true), path)?;
+    let mut bytes = Vec::with_capacity(SEGMENT_HEADER_V2_BYTES);
+    file.take(SEGMENT_HEADER_V2_BYTES as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|source| Error::io(path, source))?;
+    Ok(bytes)
 }
 
 /// Creates a new segment holding only its header, and makes the file and its directory entry
