@@ -20,8 +20,8 @@ use crate::limits::{
 use crate::log::OpenReport;
 use crate::log::replay::{self, Checksums, Expected, Mode, Position, QUARANTINE_DIRECTORY};
 use crate::log::segment::{
-    SegmentBytes, file_name_of, map_segment, open_no_follow, parse_segment_file_name,
-    read_header_bytes, read_segment,
+    SegmentBytes, file_name_of, list_segment_files, map_segment, open_no_follow, read_header_bytes,
+    read_segment,
 };
 use crate::store::LOCK_FILE_NAME;
 
@@ -375,19 +375,6 @@ fn check_format_versions(listed: &[(u64, PathBuf)]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The store's segment files by name, in order, without judging them.
-fn list_segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut segments = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|source| Error::io(dir, source))? {
-        let entry = entry.map_err(|source| Error::io(dir, source))?;
-        if let Some(first_seq) = entry.file_name().to_str().and_then(parse_segment_file_name) {
-            segments.push((first_seq, entry.path()));
-        }
-    }
-    segments.sort_unstable();
-    Ok(segments)
 }
 
 /// The files under `quarantine/`, by path.

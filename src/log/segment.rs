@@ -28,7 +28,7 @@ pub(crate) fn segment_file_name(first_seq: u64) -> String {
     format!("{first_seq:0SEGMENT_DIGITS$}{SEGMENT_SUFFIX}")
 }
 
-pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
+fn parse_segment_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
     if digits.len() != SEGMENT_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -36,31 +36,36 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// The store's segment files, ordered by first sequence number.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+/// The files in `dir` named like segments, ordered by first sequence number, whatever they
+/// are (audit judges them one by one).
+pub(crate) fn list_segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir).map_err(|source| Error::io(dir, source))? {
         let entry = entry.map_err(|source| Error::io(dir, source))?;
-        let name = entry.file_name();
-        if let Some(first_seq) = name.to_str().and_then(parse_segment_file_name) {
-            let path = entry.path();
-            // Nothing inside a store is followed: a symlink would take appends and truncation
-            // outside it, and a FIFO would hang the reader.
-            let file_type = entry
-                .file_type()
-                .map_err(|source| Error::io(&path, source))?;
-            if !file_type.is_file() {
-                return Err(Error::corruption(
-                    &path,
-                    0,
-                    "not a regular file (a symbolic link, directory, FIFO or device): a segment \
-                     must be a regular file inside the store; move it out",
-                ));
-            }
-            segments.push((first_seq, path));
+        if let Some(first_seq) = entry.file_name().to_str().and_then(parse_segment_file_name) {
+            segments.push((first_seq, entry.path()));
         }
     }
     segments.sort_unstable();
+    Ok(segments)
+}
+
+/// The store's segment files, ordered by first sequence number.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let segments = list_segment_files(dir)?;
+    for (_, path) in &segments {
+        // Nothing inside a store is followed: a symlink would take appends and truncation
+        // outside it, and a FIFO would hang the reader.
+        let metadata = fs::symlink_metadata(path).map_err(|source| Error::io(path, source))?;
+        if !metadata.file_type().is_file() {
+            return Err(Error::corruption(
+                path,
+                0,
+                "not a regular file (a symbolic link, directory, FIFO or device): a segment \
+                 must be a regular file inside the store; move it out",
+            ));
+        }
+    }
     Ok(segments)
 }
 
