@@ -101,6 +101,7 @@ impl fmt::Debug for ServeOptions {
 /// `commlog::Error::Locked`), or a server already answers on the socket.
 pub fn serve(options: ServeOptions) -> Result<(), ServeError> {
     check_options(&options)?;
+    handle_file_size_limit();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(threads) = options.worker_threads {
@@ -128,6 +129,18 @@ pub fn serve(options: ServeOptions) -> Result<(), ServeError> {
         Err(store) => store.sync().map_err(ServeError::from),
     };
     served.and(closed)
+}
+
+/// A write past the file-size limit (`ulimit -f`) raises SIGXFSZ, whose default action kills
+/// the process at once, acknowledged calls in flight with it. With a handler installed the
+/// write fails with EFBIG instead: the store is poisoned and the server answers 503 to every
+/// call that writes, until it is restarted. The handler only sets a flag nothing reads.
+fn handle_file_size_limit() {
+    // Fails only if the OS refuses the handler; the signal then keeps its default action.
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
 }
 
 fn check_options(options: &ServeOptions) -> Result<(), ServeError> {
