@@ -39,6 +39,7 @@ pub mod serde_time;
 mod stats;
 mod store;
 mod times;
+mod track;
 pub mod workload;
 
 pub use error::{Error, Result, quote_value};
@@ -65,6 +66,7 @@ pub use projection::impact::{
 pub use stats::{CommunicationStats, StatsFilter};
 pub use store::{LOCK_FILE_NAME, Store};
 pub use times::{validate_report_time, validate_time};
+pub use track::{Call, Tracked};
 
 /// The README's Rust examples, compiled (and run unless marked `no_run`) as doctests.
 #[cfg(doctest)]

@@ -13,25 +13,22 @@ use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use crate::event::{
-    BudgetScope, Channel, Event, LoggedEvent, MessageId, MessageRef, Month, UserId,
-    validate_external_id, validate_name,
+    BudgetScope, Channel, MessageId, MessageRef, UserId, validate_external_id, validate_name,
 };
 use crate::limits::{
-    ATTRIBUTION_WINDOW_MAX, BUDGET_ALERT_PERCENT_DEFAULT, LOCK_POLL_INTERVAL, SEGMENT_BYTES_MAX,
-    SEGMENT_BYTES_MIN,
+    ATTRIBUTION_WINDOW_MAX, LOCK_POLL_INTERVAL, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 use crate::log::replay::{self, Mode};
 use crate::log::segment::{DIRECTORY_MODE, FILE_MODE, open_no_follow};
 use crate::log::{OpenReport, Options, SharedLog, SyncPolicy};
 use crate::message::{FinancialOutcome, Message};
-use crate::money::Money;
 use crate::projection::Projection;
 use crate::projection::channel::{ChannelReport, EffectivenessFilter};
 use crate::projection::cost::{CostFilter, CostReport};
 use crate::projection::engagement::{EngagementFilter, UserEngagement};
 use crate::projection::impact::{ImpactFilter, ImpactReport};
 use crate::stats::{CommunicationStats, StatsFilter, validate_selection, validate_user};
-use crate::times::{check_after_sent, time_at_call};
+use crate::track::{Call, Tracked};
 
 /// Name of the lock file that keeps a second writer out.
 pub const LOCK_FILE_NAME: &str = "LOCK";
@@ -52,15 +49,15 @@ pub const LOCK_FILE_NAME: &str = "LOCK";
 /// ```
 pub struct Store {
     dir: PathBuf,
-    projection: RwLock<Projection>,
+    pub(crate) projection: RwLock<Projection>,
     report: OpenReport,
     /// `None` when opened read-only.
-    writer: Option<Writer>,
+    pub(crate) writer: Option<Writer>,
 }
 
-struct Writer {
-    log: Arc<SharedLog>,
-    policy: SyncPolicy,
+pub(crate) struct Writer {
+    pub(crate) log: Arc<SharedLog>,
+    pub(crate) policy: SyncPolicy,
     /// Holds the exclusive lock while the store is open.
     _lock_file: File,
     /// The `Interval` policy's background flusher: dropping the sender stops it.
@@ -234,57 +231,15 @@ impl Store {
         sent_at: Option<DateTime<Utc>>,
         external_id: Option<&str>,
     ) -> Result<Message> {
-        let user_id = validate_user(user.into())?;
-        validate_name("message_type", message_type)?;
-        if let Some(external_id) = external_id {
-            validate_external_id(external_id)?;
-        }
-        if cost < 0.0 {
-            return Err(Error::invalid("cost", cost, "must not be negative"));
-        }
-        let cost = Money::from_dollars_for("cost", cost)?;
-        let (at_ms, clock_ms) = time_at_call("sent_at", sent_at)?;
-        self.append_unless(
-            "track_message_sent",
-            clock_ms,
-            |log| {
-                // Looked up under the log lock: only an append under it adds an external id.
-                if let Some(external_id) = external_id {
-                    let projection = self.projection.read();
-                    if let Some(existing) = projection.message_id_of_external(external_id) {
-                        let message = projection.message(existing).expect("an indexed message");
-                        let differs = [
-                            (message.user_id != user_id, "user"),
-                            (message.channel != channel, "channel"),
-                            (*message.message_type != *message_type, "message_type"),
-                            (message.cost != cost, "cost"),
-                            (
-                                sent_at.is_some() && message.sent_at.timestamp_millis() != at_ms,
-                                "sent_at",
-                            ),
-                        ];
-                        return match differs.into_iter().find(|(differs, _)| *differs) {
-                            Some((_, field)) => Err(Error::Conflict {
-                                external_id: external_id.to_string(),
-                                existing,
-                                field,
-                            }),
-                            None => Ok(Err(message)),
-                        };
-                    }
-                }
-                Ok(Ok(Event::MessageSent {
-                    message_id: MessageId(log.next_message_id()),
-                    user_id,
-                    channel,
-                    message_type,
-                    cost,
-                    at_ms,
-                    external_id,
-                }))
-            },
-            message_of_event,
-        )
+        self.track_one(Call::Sent {
+            user: user.into(),
+            channel,
+            message_type,
+            cost,
+            sent_at,
+            external_id,
+        })
+        .map(Tracked::into_message)
     }
 
     /// Tracks a delivery reported by the provider; `at` of `None` means now. `message` is the
@@ -299,14 +254,11 @@ impl Store {
         message: impl Into<MessageRef>,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        let message_id = self.message_id(message.into())?;
-        let (at_ms, clock_ms) = time_at_call("at", at)?;
-        self.track_message_event(
-            "track_message_delivered",
-            clock_ms,
-            message_id,
-            Event::MessageDelivered { message_id, at_ms },
-        )
+        self.track_one(Call::Delivered {
+            message: message.into(),
+            at,
+        })
+        .map(Tracked::into_message)
     }
 
     /// Tracks an open by the user; an open implies delivery.
@@ -315,14 +267,11 @@ impl Store {
         message: impl Into<MessageRef>,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        let message_id = self.message_id(message.into())?;
-        let (at_ms, clock_ms) = time_at_call("at", at)?;
-        self.track_message_event(
-            "track_message_opened",
-            clock_ms,
-            message_id,
-            Event::MessageOpened { message_id, at_ms },
-        )
+        self.track_one(Call::Opened {
+            message: message.into(),
+            at,
+        })
+        .map(Tracked::into_message)
     }
 
     /// Tracks an action the user took on a message, e.g. "viewed_forecast"; an action whose
@@ -333,19 +282,12 @@ impl Store {
         action: &str,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        let message_id = self.message_id(message.into())?;
-        validate_name("action", action)?;
-        let (at_ms, clock_ms) = time_at_call("at", at)?;
-        self.track_message_event(
-            "track_user_action",
-            clock_ms,
-            message_id,
-            Event::UserAction {
-                message_id,
-                action,
-                at_ms,
-            },
-        )
+        self.track_one(Call::Action {
+            message: message.into(),
+            action,
+            at,
+        })
+        .map(Tracked::into_message)
     }
 
     /// Tracks a failure or bounce reported by the provider, e.g. "undelivered".
@@ -355,19 +297,12 @@ impl Store {
         reason: &str,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        let message_id = self.message_id(message.into())?;
-        validate_name("reason", reason)?;
-        let (at_ms, clock_ms) = time_at_call("at", at)?;
-        self.track_message_event(
-            "track_message_failed",
-            clock_ms,
-            message_id,
-            Event::MessageFailed {
-                message_id,
-                reason,
-                at_ms,
-            },
-        )
+        self.track_one(Call::Failed {
+            message: message.into(),
+            reason,
+            at,
+        })
+        .map(Tracked::into_message)
     }
 
     /// Tracks a financial outcome for a user now; `amount` in dollars, negative for a loss.
@@ -389,27 +324,15 @@ impl Store {
         amount: f64,
         at: DateTime<Utc>,
     ) -> Result<FinancialOutcome> {
-        let user_id = validate_user(user.into())?;
-        validate_name("outcome", outcome)?;
-        let amount = Money::from_dollars_for("amount", amount)?;
-        let (at_ms, clock_ms) = time_at_call("at", Some(at))?;
-        self.append(
-            "track_financial_outcome",
-            clock_ms,
-            |_| {
-                Ok(Event::FinancialOutcome {
-                    user_id,
-                    outcome,
-                    amount,
-                    at_ms,
-                })
-            },
-            |projection, _| {
-                projection
-                    .outcome(projection.outcome_count() - 1)
-                    .expect("just folded")
-            },
-        )
+        match self.track_one(Call::Outcome {
+            user: user.into(),
+            outcome,
+            amount,
+            at: Some(at),
+        })? {
+            Tracked::Outcome(outcome) => Ok(outcome),
+            _ => unreachable!("an outcome call answers with its outcome"),
+        }
     }
 
     /// Sets the budget of `scope` for `month` (`"YYYY-MM"`): `amount` dollars (more than 0),
@@ -431,45 +354,13 @@ impl Store {
         amount: f64,
         alert_percent: Option<u8>,
     ) -> Result<()> {
-        let month: Month = month.parse()?;
-        if amount.is_nan() || amount <= 0.0 {
-            return Err(Error::invalid(
-                "amount",
-                amount,
-                "a budget must be more than zero",
-            ));
-        }
-        let amount = Money::from_dollars_for("amount", amount)?;
-        if amount.micros() <= 0 {
-            return Err(Error::invalid(
-                "amount",
-                amount.dollars(),
-                "a budget must be at least one micro-dollar",
-            ));
-        }
-        let alert_percent = alert_percent.unwrap_or(BUDGET_ALERT_PERCENT_DEFAULT);
-        if !(1..=100).contains(&alert_percent) {
-            return Err(Error::invalid(
-                "alert_percent",
-                alert_percent,
-                "must be 1 to 100",
-            ));
-        }
-        let at_ms = Utc::now().timestamp_millis();
-        self.append(
-            "set_budget",
-            at_ms,
-            |_| {
-                Ok(Event::BudgetSet {
-                    scope,
-                    month,
-                    amount,
-                    alert_percent,
-                    at_ms,
-                })
-            },
-            |_, _| (),
-        )
+        self.track_one(Call::Budget {
+            scope,
+            month,
+            amount,
+            alert_percent,
+        })
+        .map(|_| ())
     }
 
     /// The message with this id or external id.
@@ -689,108 +580,12 @@ impl Store {
         }
         writer.log.close(Utc::now().timestamp_millis())
     }
-
-    /// Tracks an event about an existing message and returns the message as it now stands.
-    /// The message's sent time is read under the log lock: the views change only under it.
-    fn track_message_event(
-        &self,
-        operation: &'static str,
-        appended_ms: i64,
-        message_id: MessageId,
-        event: Event<'_>,
-    ) -> Result<Message> {
-        self.append(
-            operation,
-            appended_ms,
-            |log| {
-                if message_id.0 == 0 || message_id.0 >= log.next_message_id() {
-                    return Err(Error::UnknownMessage { id: message_id });
-                }
-                let sent_ms = self
-                    .projection
-                    .read()
-                    .sent_ms(message_id)
-                    .expect("a message in the log is folded");
-                check_after_sent("at", event.at_ms(), sent_ms)?;
-                Ok(event)
-            },
-            message_of_event,
-        )
-    }
-
-    /// Appends the event `make` builds (under the log lock, so it may read the log's state),
-    /// stamped `appended_ms` (the clock at the call), folds it into the views, answers with
-    /// `answer`, then waits for durability as the policy says.
-    ///
-    /// An error before the fold leaves no trace (docs/SEMANTICS.md, "What a failed call leaves
-    /// behind"): the event is folded only once every write its append needs has succeeded.
-    fn append<'a, T>(
-        &self,
-        operation: &'static str,
-        appended_ms: i64,
-        make: impl FnOnce(&crate::log::Log) -> Result<Event<'a>>,
-        answer: impl FnOnce(&Projection, &LoggedEvent<'a>) -> T,
-    ) -> Result<T> {
-        self.append_unless(operation, appended_ms, |log| make(log).map(Ok), answer)
-    }
-
-    /// [`Store::append`], unless `make` finds the answer in the views already (`Ok(Err(_))`,
-    /// a repeated send): then nothing is appended, and the answer is returned once everything
-    /// folded so far is as durable as the policy promises, as if it had been appended.
-    fn append_unless<'a, T>(
-        &self,
-        operation: &'static str,
-        appended_ms: i64,
-        make: impl FnOnce(&crate::log::Log) -> Result<std::result::Result<Event<'a>, T>>,
-        answer: impl FnOnce(&Projection, &LoggedEvent<'a>) -> T,
-    ) -> Result<T> {
-        let writer = self.writer.as_ref().ok_or(Error::ReadOnly { operation })?;
-        let (seq, result) = 'appended: {
-            let mut log = writer.log.lock();
-            // First: after a failed write the log may have assigned ids the views never saw.
-            log.check_poison()?;
-            let event = match make(&log)? {
-                Ok(event) => event,
-                Err(existing) => break 'appended (log.last_seq(), existing),
-            };
-            let logged = log.append(event, appended_ms)?;
-            // Under Always the frame reaches the OS before the fold, so that a failed write
-            // leaves no trace; only the fsync's outcome can then be unknown.
-            if writer.policy == SyncPolicy::Always {
-                log.write_buffer()?;
-            }
-            // Folded under the log lock, so the views see events in log order, as replay does.
-            let mut projection = self.projection.write();
-            projection.fold(&logged);
-            (logged.seq, answer(&projection, &logged))
-        };
-        if writer.policy == SyncPolicy::Always
-            && let Err(error) = writer.log.sync_to(seq)
-        {
-            // The event is in the views and with the OS, but its fsync failed: it may or may
-            // not be on disk, and the store is poisoned.
-            let first = match error {
-                Error::Poisoned { first, .. } => first,
-                error => error.to_string(),
-            };
-            return Err(Error::Poisoned {
-                first,
-                event_may_be_durable: true,
-            });
-        }
-        Ok(result)
-    }
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
-}
-
-fn message_of_event(projection: &Projection, logged: &LoggedEvent<'_>) -> Message {
-    let id = logged.event.message_id().expect("a message event");
-    projection.message(id).expect("just folded")
 }
 
 fn not_a_directory(field: &'static str, path: &Path) -> Error {
@@ -1010,6 +805,7 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
+    use crate::event::Event;
     use crate::projection::engagement::EngagementFilter;
 
     /// A log may hold reports long before their message's send (appended by code that took
@@ -1031,10 +827,9 @@ mod tests {
         let early = |hours: i64| (sent_at - Duration::hours(hours)).timestamp_millis();
         // Past the checks of the tracking calls, which refuse these times.
         let append_unchecked = |event: Event<'static>| {
-            let clock_ms = Utc::now().timestamp_millis();
-            store
-                .append("test", clock_ms, |_| Ok(event), |_, _| ())
-                .unwrap();
+            let mut log = store.writer.as_ref().unwrap().log.lock();
+            let logged = log.append(event, Utc::now().timestamp_millis()).unwrap();
+            store.projection.write().fold(&logged);
         };
         append_unchecked(Event::MessageDelivered {
             message_id: message.id,

@@ -25,7 +25,8 @@ use crate::codec::{self, Frame, FrameCursor, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::event::{Event, LoggedEvent};
 use crate::limits::{
-    ATTRIBUTION_WINDOW_DEFAULT, CLOSE_MARKER_BYTES_MAX, SEGMENT_BYTES_DEFAULT, WRITE_BUFFER_BYTES,
+    ATTRIBUTION_WINDOW_DEFAULT, CLOSE_MARKER_BYTES_MAX, FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES,
+    SEGMENT_BYTES_DEFAULT, WRITE_BUFFER_BYTES,
 };
 use replay::Tail;
 use segment::{create_segment, new_store_id, open_no_follow};
@@ -116,6 +117,14 @@ impl Log {
     /// The sequence number of the last event appended (0: none yet).
     pub(crate) fn last_seq(&self) -> u64 {
         self.next_seq - 1
+    }
+
+    /// Whether the next frame, however long, goes into the buffer without a write or a
+    /// rollover (so that a batch can hand a chunk of frames to the OS before folding any).
+    pub(crate) fn has_room_for_frame_unwritten(&self) -> bool {
+        let frame_max = FRAME_PREFIX_BYTES + FRAME_BODY_BYTES_MAX;
+        self.buffer.len() + frame_max < WRITE_BUFFER_BYTES
+            && self.segment_len + frame_max as u64 + CLOSE_MARKER_BYTES_MAX <= self.segment_bytes
     }
 
     /// Appends one event (to the buffer), rolling over to a new segment first if it would not
