@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use commlog::{Store, SyncPolicy};
+use commlog::{MessageRef, Store, SyncPolicy, Tracked};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -19,6 +19,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::error::ApiError;
 use crate::input::{self, Call, Kind, Query};
+use crate::tracker::{OwnedCall, Tracker};
 use crate::webhook_api::{self, WebhookCounters, WebhookCounts, WebhookSecrets};
 
 /// Body limit of every route but `/v1/batch`.
@@ -34,29 +35,13 @@ const HISTORY_LIMIT_DEFAULT: usize = 100;
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub store: Arc<Store>,
+    /// Every tracking call goes through it.
+    pub tracker: Tracker,
     pub sync: SyncPolicy,
     /// The base URL the providers call (Twilio signs the full URL).
     pub public_url: Option<String>,
     pub webhook_secrets: Arc<WebhookSecrets>,
     pub webhook_counters: Arc<WebhookCounters>,
-}
-
-/// Runs a store call on the blocking pool: calls under `SyncPolicy::Always` wait for their
-/// fsync there, and concurrent ones share it.
-pub(crate) async fn blocking<T: Send + 'static>(
-    state: &AppState,
-    call: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store = Arc::clone(&state.store);
-    tokio::task::spawn_blocking(move || call(&store))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the store call did not finish",
-            )
-        })?
 }
 
 pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -112,6 +97,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}/opened", post(opened).layer(small()))
         .route("/v1/messages/{id}/failed", post(failed).layer(small()))
         .route("/v1/messages/{id}/actions", post(action).layer(small()))
+        .route(
+            "/v1/messages/by-external-id/{external_id}",
+            get(message_by_external_id),
+        )
+        .route(
+            "/v1/messages/by-external-id/{external_id}/{follow_up}",
+            post(external_follow_up).layer(small()),
+        )
         .route("/v1/outcomes", post(outcome).layer(small()))
         .route("/v1/budgets", post(budget).put(budget).layer(small()))
         .route(
@@ -236,26 +229,21 @@ pub(crate) fn sync_name(sync: SyncPolicy) -> &'static str {
 }
 
 async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
-    let sync = state.sync;
-    let counters = Arc::clone(&state.webhook_counters);
-    let info = blocking(&state, move |store| {
-        let stats = store.get_communication_stats(&commlog::StatsFilter::new())?;
-        Ok(Info {
-            version: env!("CARGO_PKG_VERSION"),
-            dir: store.dir().display().to_string(),
-            sync: sync_name(sync),
-            sync_interval_ms: match sync {
-                SyncPolicy::Interval(interval) => Some(interval.as_millis()),
-                _ => None,
-            },
-            messages: stats.total_messages,
-            outcomes: stats.outcome_count,
-            open_report: store.open_report(),
-            webhook_events_not_applied: counters.counts(),
-        })
-    })
-    .await?;
-    Ok(Json(info))
+    let store = &state.store;
+    let stats = store.get_communication_stats(&commlog::StatsFilter::new())?;
+    Ok(Json(Info {
+        version: env!("CARGO_PKG_VERSION"),
+        dir: store.dir().display().to_string(),
+        sync: sync_name(state.sync),
+        sync_interval_ms: match state.sync {
+            SyncPolicy::Interval(interval) => Some(interval.as_millis()),
+            _ => None,
+        },
+        messages: stats.total_messages,
+        outcomes: stats.outcome_count,
+        open_report: store.open_report(),
+        webhook_events_not_applied: state.webhook_counters.counts(),
+    }))
 }
 
 async fn sent(
@@ -273,7 +261,7 @@ async fn sent(
             .map_err(|_| ApiError::invalid("Idempotency-Key must be printable ASCII"))?;
         request.external_id = Some(key.to_owned());
     }
-    let message = blocking(&state, move |store| request.apply(store)).await?;
+    let message = message_of(state.tracker.track_one(request.request()?).await?);
     let location = HeaderValue::from_str(&format!("/v1/messages/{}", message.id))
         .expect("a path of digits is a header value");
     Ok((
@@ -283,6 +271,36 @@ async fn sent(
     ))
 }
 
+fn message_of(tracked: Tracked) -> commlog::Message {
+    match tracked {
+        Tracked::Message(message) => message,
+        _ => unreachable!("a message call answers with its message"),
+    }
+}
+
+/// The follow-up a request body asks for.
+fn follow_up_request(
+    kind: Kind,
+    message: MessageRef,
+    request: &[u8],
+) -> Result<OwnedCall, ApiError> {
+    let (at, name) = match kind {
+        Kind::Delivered | Kind::Opened => {
+            let request: input::At = input::parse_json_or_default(request)?;
+            (request.at, None)
+        }
+        Kind::Failed => {
+            let request: input::Failed = input::parse_json(request)?;
+            (request.at, Some(request.reason))
+        }
+        Kind::Action => {
+            let request: input::Action = input::parse_json(request)?;
+            (request.at, Some(request.action))
+        }
+    };
+    input::follow_up(kind, message, at.as_deref(), name)
+}
+
 async fn follow_up(
     state: AppState,
     kind: Kind,
@@ -290,26 +308,8 @@ async fn follow_up(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Json<commlog::Message>, ApiError> {
     let id = id(path, "message id")?;
-    let request = body(request)?;
-    let (at, name) = match kind {
-        Kind::Delivered | Kind::Opened => {
-            let request: input::At = input::parse_json_or_default(&request)?;
-            (request.at, None)
-        }
-        Kind::Failed => {
-            let request: input::Failed = input::parse_json(&request)?;
-            (request.at, Some(request.reason))
-        }
-        Kind::Action => {
-            let request: input::Action = input::parse_json(&request)?;
-            (request.at, Some(request.action))
-        }
-    };
-    let message = blocking(&state, move |store| {
-        input::follow_up(store, kind, id, at.as_deref(), name.as_deref())
-    })
-    .await?;
-    Ok(Json(message))
+    let request = follow_up_request(kind, MessageRef::from(id), &body(request)?)?;
+    Ok(Json(message_of(state.tracker.track_one(request).await?)))
 }
 
 async fn delivered(
@@ -344,13 +344,41 @@ async fn action(
     follow_up(state, Kind::Action, path, request).await
 }
 
+/// `POST /v1/messages/by-external-id/{external_id}/{delivered|opened|failed|actions}`.
+async fn external_follow_up(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    request: Result<Bytes, BytesRejection>,
+) -> Result<Json<commlog::Message>, ApiError> {
+    let Ok(Path((external_id, follow_up))) = path else {
+        return Err(ApiError::invalid("invalid external id in the path"));
+    };
+    let kind = match follow_up.as_str() {
+        "delivered" => Kind::Delivered,
+        "opened" => Kind::Opened,
+        "failed" => Kind::Failed,
+        "actions" => Kind::Action,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route",
+            ));
+        }
+    };
+    let request = follow_up_request(kind, MessageRef::External(external_id), &body(request)?)?;
+    Ok(Json(message_of(state.tracker.track_one(request).await?)))
+}
+
 async fn outcome(
     State(state): State<AppState>,
     request: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let request: input::Outcome = input::parse_json(&body(request)?)?;
-    let outcome = blocking(&state, move |store| request.apply(store)).await?;
-    Ok((StatusCode::CREATED, Json(outcome)))
+    match state.tracker.track_one(request.request()?).await? {
+        Tracked::Outcome(outcome) => Ok((StatusCode::CREATED, Json(outcome))),
+        _ => unreachable!("an outcome call answers with its outcome"),
+    }
 }
 
 async fn budget(
@@ -358,63 +386,79 @@ async fn budget(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Json<input::BudgetSet>, ApiError> {
     let request: input::Budget = input::parse_json(&body(request)?)?;
-    Ok(Json(
-        blocking(&state, move |store| request.apply(store)).await?,
-    ))
+    let (request, set) = request.request()?;
+    state.tracker.track_one(request).await?;
+    Ok(Json(set))
 }
 
-/// Applies one batch line; its result line.
-fn batch_line(store: &Store, number: usize, line: &[u8]) -> serde_json::Value {
-    let result = input::parse_json::<Call>(line).and_then(|call| {
-        let (status, value) = match call {
-            Call::Sent(sent) => (201, serde_json::to_value(sent.apply(store)?)),
-            Call::Outcome(outcome) => (201, serde_json::to_value(outcome.apply(store)?)),
-            Call::Budget(budget) => (200, serde_json::to_value(budget.apply(store)?)),
-            Call::Delivered(call) => (200, follow_up_line(store, Kind::Delivered, call)?),
-            Call::Opened(call) => (200, follow_up_line(store, Kind::Opened, call)?),
-            Call::Failed(call) => (200, follow_up_line(store, Kind::Failed, call)?),
-            Call::Action(call) => (200, follow_up_line(store, Kind::Action, call)?),
-        };
-        Ok((status, value.expect("the library's types serialize")))
-    });
-    match result {
-        Ok((status, value)) => {
-            serde_json::json!({"line": number, "status": status, "result": value})
-        }
-        Err(error) => serde_json::json!({
-            "line": number,
-            "status": error.status.as_u16(),
-            "error": error.message,
-            "kind": error.kind,
-        }),
-    }
-}
-
-fn follow_up_line(
-    store: &Store,
-    kind: Kind,
-    call: input::FollowUp,
-) -> Result<serde_json::Result<serde_json::Value>, ApiError> {
-    let name = match kind {
-        Kind::Delivered | Kind::Opened => {
-            if call.reason.is_some() || call.action.is_some() {
-                return Err(ApiError::invalid(
-                    "delivered and opened take only message_id and at",
-                ));
+/// A batch line as a call; a budget line also gives the budget it sets.
+fn batch_request(line: &[u8]) -> Result<(OwnedCall, Option<input::BudgetSet>), ApiError> {
+    let follow_up = |kind: Kind, mut call: input::FollowUp| {
+        let name = match kind {
+            Kind::Delivered | Kind::Opened => {
+                if call.reason.is_some() || call.action.is_some() {
+                    return Err(ApiError::invalid(
+                        "delivered and opened take only message_id (or external_id) and at",
+                    ));
+                }
+                None
             }
-            None
-        }
-        Kind::Failed => call.reason,
-        Kind::Action => call.action,
+            Kind::Failed => call.reason.take(),
+            Kind::Action => call.action.take(),
+        };
+        let message = call.message()?;
+        input::follow_up(kind, message, call.at.as_deref(), name)
     };
-    let message = input::follow_up(
-        store,
-        kind,
-        call.message_id,
-        call.at.as_deref(),
-        name.as_deref(),
-    )?;
-    Ok(serde_json::to_value(message))
+    Ok(match input::parse_json::<Call>(line)? {
+        Call::Sent(sent) => (sent.request()?, None),
+        Call::Outcome(outcome) => (outcome.request()?, None),
+        Call::Budget(budget) => {
+            let (request, set) = budget.request()?;
+            (request, Some(set))
+        }
+        Call::Delivered(call) => (follow_up(Kind::Delivered, call)?, None),
+        Call::Opened(call) => (follow_up(Kind::Opened, call)?, None),
+        Call::Failed(call) => (follow_up(Kind::Failed, call)?, None),
+        Call::Action(call) => (follow_up(Kind::Action, call)?, None),
+    })
+}
+
+/// A batch line's result line.
+#[derive(Serialize)]
+struct BatchLine<'a, T: Serialize> {
+    line: usize,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+}
+
+fn write_line<T: Serialize>(
+    output: &mut Vec<u8>,
+    line: usize,
+    result: Result<(u16, T), &ApiError>,
+) {
+    let line = match result {
+        Ok((status, result)) => BatchLine {
+            line,
+            status,
+            result: Some(result),
+            error: None,
+            kind: None,
+        },
+        Err(error) => BatchLine {
+            line,
+            status: error.status.as_u16(),
+            result: None,
+            error: Some(&error.message),
+            kind: Some(error.kind),
+        },
+    };
+    serde_json::to_writer(&mut *output, &line).expect("result lines serialize");
+    output.push(b'\n');
 }
 
 async fn batch(
@@ -422,19 +466,40 @@ async fn batch(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
-    let output = blocking(&state, move |store| {
-        let mut output = Vec::new();
-        for (index, line) in request.split(|&byte| byte == b'\n').enumerate() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let result = batch_line(store, index + 1, line);
-            serde_json::to_writer(&mut output, &result).expect("JSON values serialize");
-            output.push(b'\n');
+    // Each line: its number, and its call or why it has none.
+    let mut lines = Vec::new();
+    let mut requests = Vec::new();
+    for (index, line) in request.split(|&byte| byte == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
         }
-        Ok(output)
-    })
-    .await?;
+        match batch_request(line) {
+            Ok((request, budget)) => {
+                let created = matches!(request, OwnedCall::Sent { .. } | OwnedCall::Outcome { .. });
+                let status = if created { 201 } else { 200 };
+                lines.push((index + 1, Ok((status, budget))));
+                requests.push(request);
+            }
+            Err(error) => lines.push((index + 1, Err(error))),
+        }
+    }
+    let mut answers = state.tracker.track(requests).await?.into_iter();
+    let mut output = Vec::with_capacity(lines.len() * 64);
+    for (line, parsed) in lines {
+        match parsed {
+            Err(error) => write_line::<()>(&mut output, line, Err(&error)),
+            Ok((status, budget)) => match answers.next().expect("one answer per call") {
+                Err(error) => write_line::<()>(&mut output, line, Err(&ApiError::from(error))),
+                Ok(Tracked::Message(message)) => {
+                    write_line(&mut output, line, Ok((status, message)))
+                }
+                Ok(Tracked::Outcome(outcome)) => {
+                    write_line(&mut output, line, Ok((status, outcome)))
+                }
+                Ok(Tracked::Budget) => write_line(&mut output, line, Ok((status, budget))),
+            },
+        }
+    }
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -450,9 +515,18 @@ async fn message(
     path: Result<Path<u64>, PathRejection>,
 ) -> Result<Json<commlog::Message>, ApiError> {
     let id = id(path, "message id")?;
-    Ok(Json(
-        blocking(&state, move |store| Ok(store.get_message(id)?)).await?,
-    ))
+    Ok(Json(state.store.get_message(id)?))
+}
+
+/// `GET /v1/messages/by-external-id/{external_id}`.
+async fn message_by_external_id(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<commlog::Message>, ApiError> {
+    let Ok(Path(external_id)) = path else {
+        return Err(ApiError::invalid("invalid external id in the path"));
+    };
+    Ok(Json(state.store.get_message(external_id)?))
 }
 
 async fn history(
@@ -472,10 +546,7 @@ async fn history(
         None => HISTORY_LIMIT_DEFAULT,
     };
     Ok(Json(
-        blocking(&state, move |store| {
-            Ok(store.get_user_communication_history(user, limit)?)
-        })
-        .await?,
+        state.store.get_user_communication_history(user, limit)?,
     ))
 }
 
@@ -484,12 +555,7 @@ async fn stats(
     params: Result<QueryParams<BTreeMap<String, String>>, QueryRejection>,
 ) -> Result<Json<commlog::CommunicationStats>, ApiError> {
     let filter = query(params, &["user", "type", "channel", "start", "end"])?.stats_filter()?;
-    Ok(Json(
-        blocking(&state, move |store| {
-            Ok(store.get_communication_stats(&filter)?)
-        })
-        .await?,
-    ))
+    Ok(Json(state.store.get_communication_stats(&filter)?))
 }
 
 async fn engagement(
@@ -499,12 +565,7 @@ async fn engagement(
 ) -> Result<Json<commlog::UserEngagement>, ApiError> {
     let user = id(path, "user")?;
     let filter = query(params, &["type", "channel", "start", "end"])?.engagement_filter()?;
-    Ok(Json(
-        blocking(&state, move |store| {
-            Ok(store.get_user_engagement(user, &filter)?)
-        })
-        .await?,
-    ))
+    Ok(Json(state.store.get_user_engagement(user, &filter)?))
 }
 
 async fn channels(
@@ -513,12 +574,7 @@ async fn channels(
 ) -> Result<Json<commlog::ChannelReport>, ApiError> {
     let filter =
         query(params, &["user", "type", "start", "end", "period"])?.effectiveness_filter()?;
-    Ok(Json(
-        blocking(&state, move |store| {
-            Ok(store.get_channel_effectiveness(&filter)?)
-        })
-        .await?,
-    ))
+    Ok(Json(state.store.get_channel_effectiveness(&filter)?))
 }
 
 async fn costs(
@@ -530,9 +586,7 @@ async fn costs(
         &["month", "user", "type", "channel", "start", "end"],
     )?
     .cost_filter()?;
-    Ok(Json(
-        blocking(&state, move |store| Ok(store.get_cost_report(&filter)?)).await?,
-    ))
+    Ok(Json(state.store.get_cost_report(&filter)?))
 }
 
 async fn impact(
@@ -540,11 +594,5 @@ async fn impact(
     params: Result<QueryParams<BTreeMap<String, String>>, QueryRejection>,
 ) -> Result<Json<commlog::ImpactReport>, ApiError> {
     let filter = query(params, &["user", "type", "channel", "start", "end"])?.impact_filter()?;
-    Ok(Json(
-        blocking(
-            &state,
-            move |store| Ok(store.get_financial_impact(&filter)?),
-        )
-        .await?,
-    ))
+    Ok(Json(state.store.get_financial_impact(&filter)?))
 }

@@ -68,7 +68,7 @@ impl ServeError {
 }
 
 /// An API error: the status and the JSON body `{"error": message, "kind": kind}`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ApiError {
     pub status: StatusCode,
     pub kind: &'static str,

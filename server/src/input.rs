@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use commlog::{
-    BudgetScope, Channel, CostFilter, EffectivenessFilter, EngagementFilter, FinancialOutcome,
-    ImpactFilter, Message, Money, Month, Period, StatsFilter, Store, quote_value,
+    BudgetScope, Channel, CostFilter, EffectivenessFilter, EngagementFilter, ImpactFilter,
+    MessageRef, Money, Month, Period, StatsFilter, quote_value,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::tracker::OwnedCall;
 
 /// `POST /v1/messages`, batch call `sent`.
 #[derive(Debug, Deserialize)]
@@ -93,11 +94,14 @@ pub(crate) struct BudgetSet {
     pub alert_percent: u8,
 }
 
-/// A follow-up in a batch: the message id travels in the line.
+/// A follow-up in a batch: the message's id, or its external id, travels in the line.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FollowUp {
-    pub message_id: u64,
+    #[serde(default)]
+    pub message_id: Option<u64>,
+    #[serde(default)]
+    pub external_id: Option<String>,
     #[serde(default)]
     pub at: Option<String>,
     #[serde(default)]
@@ -117,6 +121,22 @@ pub(crate) enum Call {
     Action(FollowUp),
     Outcome(Outcome),
     Budget(Budget),
+}
+
+impl FollowUp {
+    /// The message the line names: by exactly one of `message_id` and `external_id`.
+    pub fn message(&mut self) -> Result<MessageRef, ApiError> {
+        match (self.message_id, self.external_id.take()) {
+            (Some(id), None) => Ok(MessageRef::from(id)),
+            (None, Some(external_id)) => Ok(MessageRef::External(external_id)),
+            (Some(_), Some(_)) => Err(ApiError::invalid(
+                "give message_id or external_id, not both",
+            )),
+            (None, None) => Err(ApiError::invalid(
+                "missing field `message_id` (or `external_id`)",
+            )),
+        }
+    }
 }
 
 /// Which follow-up a message event is.
@@ -204,62 +224,78 @@ fn channel(text: &str) -> Result<Channel, ApiError> {
 }
 
 impl Sent {
-    pub fn apply(self, store: &Store) -> Result<Message, ApiError> {
-        let channel = channel(&self.channel)?;
-        let cost = dollars("cost_micros", self.cost_micros, "cost", self.cost)?.unwrap_or(0.0);
-        let sent_at = optional_time("sent_at", self.sent_at.as_deref())?;
-        Ok(store.track_message_sent_with(
-            self.user_id,
-            channel,
-            &self.message_type,
-            cost,
-            sent_at,
-            self.external_id.as_deref(),
-        )?)
+    pub fn request(self) -> Result<OwnedCall, ApiError> {
+        Ok(OwnedCall::Sent {
+            user: self.user_id,
+            channel: channel(&self.channel)?,
+            message_type: self.message_type,
+            cost: dollars("cost_micros", self.cost_micros, "cost", self.cost)?.unwrap_or(0.0),
+            sent_at: optional_time("sent_at", self.sent_at.as_deref())?,
+            external_id: self.external_id,
+        })
     }
 }
 
-/// Applies a follow-up: `name` is its reason (failed) or action (action).
+/// A follow-up of the message `message`: `name` is its reason (failed) or action (action).
 pub(crate) fn follow_up(
-    store: &Store,
     kind: Kind,
-    id: u64,
+    message: MessageRef,
     at: Option<&str>,
-    name: Option<&str>,
-) -> Result<Message, ApiError> {
+    name: Option<String>,
+) -> Result<OwnedCall, ApiError> {
     let at = optional_time("at", at)?;
-    let named =
-        |field: &str| name.ok_or_else(|| ApiError::invalid(format!("missing field `{field}`")));
+    let named = |field: &str, name: Option<String>| {
+        name.ok_or_else(|| ApiError::invalid(format!("missing field `{field}`")))
+    };
     Ok(match kind {
-        Kind::Delivered => store.track_message_delivered(id, at)?,
-        Kind::Opened => store.track_message_opened(id, at)?,
-        Kind::Failed => store.track_message_failed(id, named("reason")?, at)?,
-        Kind::Action => store.track_user_action(id, named("action")?, at)?,
+        Kind::Delivered => OwnedCall::Delivered { message, at },
+        Kind::Opened => OwnedCall::Opened { message, at },
+        Kind::Failed => OwnedCall::Failed {
+            message,
+            reason: named("reason", name)?,
+            at,
+        },
+        Kind::Action => OwnedCall::Action {
+            message,
+            action: named("action", name)?,
+            at,
+        },
     })
 }
 
 impl Outcome {
-    pub fn apply(self, store: &Store) -> Result<FinancialOutcome, ApiError> {
+    pub fn request(self) -> Result<OwnedCall, ApiError> {
         let amount = dollars("amount_micros", self.amount_micros, "amount", self.amount)?
             .ok_or_else(|| ApiError::invalid("missing field `amount_micros` (or `amount`)"))?;
-        let at = optional_time("at", self.at.as_deref())?.unwrap_or_else(Utc::now);
-        Ok(store.track_financial_outcome_at(self.user_id, &self.outcome, amount, at)?)
+        Ok(OwnedCall::Outcome {
+            user: self.user_id,
+            outcome: self.outcome,
+            amount,
+            at: optional_time("at", self.at.as_deref())?,
+        })
     }
 }
 
 impl Budget {
-    pub fn apply(self, store: &Store) -> Result<BudgetSet, ApiError> {
+    /// The call, and the budget as it will be set.
+    pub fn request(self) -> Result<(OwnedCall, BudgetSet), ApiError> {
         let scope: BudgetScope = self.scope.parse()?;
         let month: Month = self.month.parse()?;
         let amount = dollars("amount_micros", self.amount_micros, "amount", self.amount)?
             .ok_or_else(|| ApiError::invalid("missing field `amount_micros` (or `amount`)"))?;
-        store.set_budget(scope, &self.month, amount, self.alert_percent)?;
-        Ok(BudgetSet {
+        let set = BudgetSet {
             scope,
             month,
             amount_micros: Money::from_dollars(amount)?,
             alert_percent: self.alert_percent.unwrap_or(90),
-        })
+        };
+        let request = OwnedCall::Budget {
+            scope,
+            month: self.month,
+            amount,
+            alert_percent: self.alert_percent,
+        };
+        Ok((request, set))
     }
 }
 

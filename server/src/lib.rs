@@ -9,6 +9,7 @@ mod api;
 mod error;
 mod input;
 mod serve;
+mod tracker;
 mod webhook_api;
 pub mod webhooks;
 

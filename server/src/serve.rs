@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::error::ServeError;
+use crate::tracker::Tracker;
 
 /// The socket's file name in the store's directory when [`ServeOptions::socket`] is `None`.
 pub const SOCKET_FILE_NAME: &str = "commlog.sock";
@@ -119,10 +120,15 @@ pub fn serve(options: ServeOptions) -> Result<(), ServeError> {
     )?);
     let socket = options.socket_path();
     let unix = bind_unix(&socket)?;
-    let served = runtime.block_on(run(&options, &socket, unix, Arc::clone(&store)));
+    let (tracker, committer) = Tracker::start(Arc::clone(&store), options.sync);
+    let served = runtime.block_on(run(&options, &socket, unix, Arc::clone(&store), tracker));
     // Dropping the runtime waits for store calls still running on its blocking pool (a client
-    // that hung up does not stop its call), so that the store is ours alone after it.
+    // that hung up does not stop its call) and drops the last tracker; the committer then
+    // answers the calls already queued and ends, so that the store is ours alone after it.
     drop(runtime);
+    if let Some(committer) = committer {
+        let _ = committer.join();
+    }
     let _ = std::fs::remove_file(&socket);
     let closed = match Arc::try_unwrap(store) {
         Ok(store) => store.close().map_err(ServeError::from),
@@ -164,9 +170,11 @@ async fn run(
     socket: &Path,
     unix: std::os::unix::net::UnixListener,
     store: Arc<Store>,
+    tracker: Tracker,
 ) -> Result<(), ServeError> {
     let state = AppState {
         store,
+        tracker,
         sync: options.sync,
         public_url: options.public_url.clone(),
         webhook_secrets: std::sync::Arc::new(options.webhooks.clone()),

@@ -13,12 +13,15 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode};
-use commlog::{MessageId, Store};
+use commlog::MessageRef;
 use serde::Serialize;
 
-use crate::api::{AppState, blocking, body};
+use crate::api::{AppState, body};
 use crate::error::ApiError;
-use crate::webhooks::{self, MessageKey, Parsed, TwilioAlgorithm, WebhookError, WebhookEvent};
+use crate::tracker::OwnedCall;
+use crate::webhooks::{
+    self, MessageKey, Outcome, Parsed, TwilioAlgorithm, WebhookError, WebhookEvent,
+};
 
 /// The providers' secrets; a provider without one has no route (404).
 #[derive(Clone, Default)]
@@ -140,52 +143,79 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 }
 
 /// Applies verified events in order; an unknown message or an event the store refuses is
-/// counted and skipped, a storage failure stops with 503.
+/// counted and skipped, a storage failure is 503.
 async fn apply(state: &AppState, parsed: Parsed) -> Result<Json<WebhookResult>, ApiError> {
-    let counters = std::sync::Arc::clone(&state.webhook_counters);
-    let ignored = parsed.ignored;
-    let machine_opens = parsed.machine_opens;
-    blocking(state, move |store| {
-        let mut result = WebhookResult {
-            applied: 0,
-            unknown_message: 0,
-            refused: 0,
-            ignored,
-            machine_opens,
-        };
-        for event in &parsed.events {
-            match apply_one(store, event) {
-                Ok(true) => result.applied += 1,
-                Ok(false) => result.unknown_message += 1,
-                Err(commlog::Error::InvalidInput { .. }) => result.refused += 1,
-                Err(error) => return Err(ApiError::from(error)),
+    let mut result = WebhookResult {
+        applied: 0,
+        unknown_message: 0,
+        refused: 0,
+        ignored: parsed.ignored,
+        machine_opens: parsed.machine_opens,
+    };
+    // An external id the store could never have been given names no message it knows.
+    let (requests, unusable): (Vec<_>, Vec<_>) = parsed
+        .events
+        .iter()
+        .map(|event| match &event.message {
+            MessageKey::External(external_id)
+                if commlog::validate_external_id(external_id).is_err() =>
+            {
+                None
             }
+            _ => Some(request(event)),
+        })
+        .partition(Option::is_some);
+    result.unknown_message += unusable.len();
+    let answers = state
+        .tracker
+        .track(requests.into_iter().flatten().collect())
+        .await?;
+    let mut failure = None;
+    for answer in answers {
+        match answer {
+            Ok(_) => result.applied += 1,
+            Err(
+                commlog::Error::UnknownMessage { .. } | commlog::Error::UnknownExternalId { .. },
+            ) => {
+                result.unknown_message += 1;
+            }
+            Err(commlog::Error::InvalidInput { .. }) => result.refused += 1,
+            Err(error) => failure = failure.or(Some(error)),
         }
-        counters
-            .unknown_message
-            .fetch_add(result.unknown_message as u64, Ordering::Relaxed);
-        counters
-            .refused
-            .fetch_add(result.refused as u64, Ordering::Relaxed);
-        Ok(Json(result))
-    })
-    .await
+    }
+    if let Some(error) = failure {
+        return Err(ApiError::from(error));
+    }
+    let counters = &state.webhook_counters;
+    counters
+        .unknown_message
+        .fetch_add(result.unknown_message as u64, Ordering::Relaxed);
+    counters
+        .refused
+        .fetch_add(result.refused as u64, Ordering::Relaxed);
+    Ok(Json(result))
 }
 
-/// `Ok(false)`: the message is unknown.
-fn apply_one(store: &Store, event: &WebhookEvent) -> commlog::Result<bool> {
-    let id: MessageId = match &event.message {
-        MessageKey::Id(id) => *id,
-        MessageKey::External(external_id) => match store.message_by_external_id(external_id) {
-            Ok(Some(message)) => message.id,
-            Ok(None) | Err(commlog::Error::InvalidInput { .. }) => return Ok(false),
-            Err(error) => return Err(error),
-        },
+/// The tracking call a provider's event stands for.
+fn request(event: &WebhookEvent) -> OwnedCall {
+    let message = match &event.message {
+        MessageKey::Id(id) => MessageRef::Id(*id),
+        MessageKey::External(external_id) => MessageRef::External(external_id.clone()),
     };
-    match event.apply(store, id) {
-        Ok(_) => Ok(true),
-        Err(commlog::Error::UnknownMessage { .. }) => Ok(false),
-        Err(error) => Err(error),
+    let at = event.at;
+    match &event.outcome {
+        Outcome::Delivered => OwnedCall::Delivered { message, at },
+        Outcome::Opened => OwnedCall::Opened { message, at },
+        Outcome::Action(action) => OwnedCall::Action {
+            message,
+            action: action.clone(),
+            at,
+        },
+        Outcome::Failed(reason) => OwnedCall::Failed {
+            message,
+            reason: reason.clone(),
+            at,
+        },
     }
 }
 
