@@ -17,6 +17,8 @@ const ALWAYS_1_THREAD_CALLS: usize = 4_000;
 /// Calls tracked by all threads together under `SyncPolicy::Always`.
 const ALWAYS_16_THREADS_CALLS: usize = 16_000;
 const THREADS: usize = 16;
+/// Calls per `Store::track_batch` in the batch benchmarks.
+const BATCH_CALLS: usize = 1_000;
 
 /// Every message of the workload, each as its calls in order.
 fn messages(spec: Spec) -> Vec<Vec<Call>> {
@@ -70,6 +72,30 @@ fn one_thread(
         let start = Instant::now();
         for call in calls {
             workload::apply(&store, call).expect("track a workload call");
+        }
+        elapsed += start.elapsed();
+        store.close().expect("close the store");
+    }
+    elapsed
+}
+
+/// Tracks `calls` in order with `Store::track_batch`, `batch` calls at a time, into a fresh
+/// store per iteration.
+fn batches(
+    calls: &[commlog::Call<'static>],
+    batch: usize,
+    sync: SyncPolicy,
+    iterations: u64,
+) -> Duration {
+    let mut elapsed = Duration::ZERO;
+    for _ in 0..iterations {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = open(dir.path(), sync);
+        let start = Instant::now();
+        for chunk in calls.chunks(batch) {
+            for answer in store.track_batch(chunk).expect("a batch") {
+                answer.expect("track a workload call");
+            }
         }
         elapsed += start.elapsed();
         store.close().expect("close the store");
@@ -154,6 +180,18 @@ fn append(c: &mut Criterion) {
     group.bench_function("interval_1_thread", |b| {
         let interval = SyncPolicy::Interval(Duration::from_millis(100));
         b.iter_custom(|iterations| one_thread(&all, interval, iterations, |_| {}))
+    });
+    // The same calls as batches of BATCH_CALLS: under Always, one write and one fsync each.
+    let all_batched: Vec<commlog::Call<'static>> = all.iter().map(Call::tracking_call).collect();
+    group.bench_function("never_batch", |b| {
+        b.iter_custom(|iterations| {
+            batches(&all_batched, BATCH_CALLS, SyncPolicy::Never, iterations)
+        })
+    });
+    group.bench_function("always_batch", |b| {
+        b.iter_custom(|iterations| {
+            batches(&all_batched, BATCH_CALLS, SyncPolicy::Always, iterations)
+        })
     });
 
     group

@@ -196,6 +196,54 @@ pub enum Call {
 }
 
 impl Call {
+    /// The store's tracking call, for [`crate::Store::track_batch`] (on a store that started
+    /// empty, as [`apply`] needs).
+    pub fn tracking_call(&self) -> crate::Call<'static> {
+        let at = Some(self.at());
+        match *self {
+            Call::Sent {
+                user,
+                channel,
+                message_type,
+                cost,
+                ..
+            } => crate::Call::Sent {
+                user,
+                channel,
+                message_type,
+                cost,
+                sent_at: at,
+                external_id: None,
+            },
+            Call::Delivered { message, .. } => crate::Call::Delivered {
+                message: message.into(),
+                at,
+            },
+            Call::Opened { message, .. } => crate::Call::Opened {
+                message: message.into(),
+                at,
+            },
+            Call::Action {
+                message, action, ..
+            } => crate::Call::Action {
+                message: message.into(),
+                action,
+                at,
+            },
+            Call::Outcome {
+                user,
+                outcome,
+                amount,
+                ..
+            } => crate::Call::Outcome {
+                user,
+                outcome,
+                amount,
+                at,
+            },
+        }
+    }
+
     /// The call's time as a `DateTime<Utc>`.
     pub fn at(&self) -> DateTime<Utc> {
         match *self {
