@@ -25,10 +25,24 @@ struct Server {
 impl Server {
     fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        Server::start_in(dir, extra)
+    }
+
+    /// A server on `DIR/store` of a directory [`Server::start`] made, e.g. one whose server was
+    /// killed.
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Server::spawn(
+            Command::new(env!("CARGO_BIN_EXE_commlog-serve")),
+            dir,
+            extra,
+        )
+    }
+
+    fn spawn(mut command: Command, dir: tempfile::TempDir, extra: &[&str]) -> Server {
         let token_file = dir.path().join("token");
-        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
         let store = dir.path().join("store");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
+        let mut child = command
             .arg("--dir")
             .arg(&store)
             .arg("--token-file")
@@ -104,7 +118,17 @@ impl Server {
             .status()
             .unwrap();
         assert!(status.success());
-        let status = self.child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
         // The pipe closes when the server exits: every line is in.
         let lines = self.stderr.iter().collect();
         (status.code().unwrap_or(-1), lines)
@@ -642,4 +666,122 @@ fn a_stuck_client_does_not_hold_the_shutdown() {
     assert_eq!(code, 0, "{lines:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(lines.iter().any(|line| line.contains("cut")), "{lines:?}");
+}
+
+/// Set in the environment of the processes [`eight_processes_writing_at_once_lose_nothing`]
+/// starts: the socket they call.
+const CLIENT_SOCKET: &str = "COMMLOG_TEST_CLIENT_SOCKET";
+/// Their user id; they wait for the file [`CLIENT_GO`] names before the first call.
+const CLIENT_USER: &str = "COMMLOG_TEST_CLIENT_USER";
+const CLIENT_GO: &str = "COMMLOG_TEST_CLIENT_GO";
+const PROCESS_CALLS: u64 = 100;
+
+/// The client process: `PROCESS_CALLS` sends, each followed by its delivery, every id
+/// acknowledged printed as `<ack ID>`.
+fn client_process(socket: &str) {
+    let socket = Path::new(socket);
+    let user: u64 = std::env::var(CLIENT_USER).unwrap().parse().unwrap();
+    let go = PathBuf::from(std::env::var(CLIENT_GO).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !go.exists() {
+        assert!(Instant::now() < deadline, "no go");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut out = std::io::stdout().lock();
+    for _ in 0..PROCESS_CALLS {
+        let (status, message) = call(socket, "POST", "/v1/messages", Some(sent(user)));
+        assert_eq!(status, 201, "{message}");
+        assert_eq!(message["user_id"], user, "{message}");
+        let id = message["id"].as_u64().unwrap();
+        let (status, message) = call(
+            socket,
+            "POST",
+            &format!("/v1/messages/{id}/delivered"),
+            None,
+        );
+        assert_eq!(status, 200, "{message}");
+        assert_eq!(
+            (&message["id"], &message["status"]),
+            (&json!(id), &json!("delivered"))
+        );
+        writeln!(out, "<ack {id}>").unwrap();
+    }
+    out.flush().unwrap();
+}
+
+#[test]
+fn eight_processes_writing_at_once_lose_nothing() {
+    if let Ok(socket) = std::env::var(CLIENT_SOCKET) {
+        client_process(&socket);
+        return;
+    }
+    const PROCESSES: u64 = 8;
+    let server = Server::start(&[]);
+    let go = server.dir.as_ref().unwrap().path().join("go");
+    let clients: Vec<Child> = (1..=PROCESSES)
+        .map(|user| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "eight_processes_writing_at_once_lose_nothing",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(CLIENT_SOCKET, &server.socket)
+                .env(CLIENT_USER, user.to_string())
+                .env(CLIENT_GO, &go)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Every process is started: they all call at once.
+    std::fs::write(&go, b"").unwrap();
+    let mut acknowledged: BTreeMap<u64, u64> = BTreeMap::new();
+    for (user, client) in (1..=PROCESSES).zip(clients) {
+        let output = client.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "client {user}: {:?}\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let ids: Vec<u64> = stdout
+            .split("<ack ")
+            .skip(1)
+            .map(|rest| rest.split('>').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(ids.len() as u64, PROCESS_CALLS, "client {user}: {stdout}");
+        for id in ids {
+            assert_eq!(
+                acknowledged.insert(id, user),
+                None,
+                "id {id} acknowledged twice"
+            );
+        }
+    }
+    let total = PROCESSES * PROCESS_CALLS;
+    assert_eq!(acknowledged.len() as u64, total);
+    let (code, lines, dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    let store = commlog::Store::open_read_only(dir.path().join("store")).unwrap();
+    for (&id, &user) in &acknowledged {
+        let message = store.get_message(id).unwrap();
+        assert_eq!(message.user_id, commlog::UserId(user), "{message:?}");
+        assert_eq!(message.status, commlog::Status::Delivered, "{message:?}");
+    }
+    let stats = store
+        .get_communication_stats(&commlog::StatsFilter::new())
+        .unwrap();
+    assert_eq!(
+        (stats.total_messages, stats.delivered_count),
+        (total, total)
+    );
+    assert_eq!(stats.total_cost.micros(), i128::from(total) * 50000);
+    // One event per call: nothing appended twice, nothing unanswered.
+    assert_eq!(store.open_report().events, 2 * total);
 }
