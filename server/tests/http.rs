@@ -135,6 +135,19 @@ impl Server {
     }
 }
 
+impl Server {
+    /// SIGKILL: the server dies at once, in the middle of whatever it was doing.
+    fn kill(mut self) -> tempfile::TempDir {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        self.dir.take().unwrap()
+    }
+}
+
 /// A failed test does not leave its server running.
 impl Drop for Server {
     fn drop(&mut self) {
@@ -784,4 +797,166 @@ fn eight_processes_writing_at_once_lose_nothing() {
     assert_eq!(stats.total_cost.micros(), i128::from(total) * 50000);
     // One event per call: nothing appended twice, nothing unanswered.
     assert_eq!(store.open_report().events, 2 * total);
+}
+
+/// What a client of [`kill_9_under_load_then_restart_keeps_every_acknowledged_call`] was
+/// answered 2xx.
+#[derive(Default)]
+struct Acknowledged {
+    /// Message id, user, external id.
+    sent: Vec<(u64, u64, Option<String>)>,
+    delivered: Vec<u64>,
+    clicked: Vec<u64>,
+}
+
+/// Sends (every other one with an external id), each followed by its delivery and every third
+/// by a click, until the server is gone.
+fn load_client(socket: &Path, client: u64, sends: &std::sync::atomic::AtomicU64) -> Acknowledged {
+    let user = client + 1;
+    let mut acknowledged = Acknowledged::default();
+    for n in 1.. {
+        let external_id = (n % 2 == 0).then(|| format!("load-{client}-{n}"));
+        let mut body = sent(user);
+        if let Some(external_id) = &external_id {
+            body["external_id"] = json!(external_id);
+        }
+        let Some((status, message)) = try_call(socket, "POST", "/v1/messages", body) else {
+            break;
+        };
+        assert_eq!(status, 201, "{message}");
+        let id = message["id"].as_u64().unwrap();
+        acknowledged.sent.push((id, user, external_id));
+        sends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = format!("/v1/messages/{id}/delivered");
+        let Some((status, message)) = try_call(socket, "POST", &path, json!({})) else {
+            break;
+        };
+        assert_eq!((status, &message["status"]), (200, &json!("delivered")));
+        acknowledged.delivered.push(id);
+        if n % 3 == 0 {
+            let path = format!("/v1/messages/{id}/actions");
+            let body = json!({"action": "clicked_link"});
+            let Some((status, message)) = try_call(socket, "POST", &path, body) else {
+                break;
+            };
+            assert_eq!((status, &message["status"]), (200, &json!("clicked")));
+            acknowledged.clicked.push(id);
+        }
+    }
+    acknowledged
+}
+
+#[test]
+fn kill_9_under_load_then_restart_keeps_every_acknowledged_call() {
+    const CLIENTS: u64 = 4;
+    let server = Server::start(&[]);
+    let socket = server.socket.clone();
+    let socket = socket.as_path();
+    let sends = std::sync::atomic::AtomicU64::new(0);
+    let sends = &sends;
+    let (dir, acknowledged) = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|client| scope.spawn(move || load_client(socket, client, sends)))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sends.load(std::sync::atomic::Ordering::Relaxed) < 300 {
+            assert!(Instant::now() < deadline, "the load did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let dir = server.kill();
+        let acknowledged: Vec<Acknowledged> = clients
+            .into_iter()
+            .map(|client| client.join().unwrap())
+            .collect();
+        (dir, acknowledged)
+    });
+    let acknowledged_sends: usize = acknowledged.iter().map(|a| a.sent.len()).sum();
+    let acknowledged_calls: usize = acknowledged
+        .iter()
+        .map(|a| a.sent.len() + a.delivered.len() + a.clicked.len())
+        .sum();
+
+    let server = Server::start_in(dir, &[]);
+    let (status, info) = server.call("GET", "/v1/info", None);
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["sync"], "always", "{info}");
+    // At most one call per client was in flight, appended or not, when the server died.
+    let messages = info["messages"].as_u64().unwrap();
+    assert!(
+        (acknowledged_sends as u64..=acknowledged_sends as u64 + CLIENTS).contains(&messages),
+        "{acknowledged_sends} sends acknowledged: {info}"
+    );
+    let events = info["open_report"]["events"].as_u64().unwrap();
+    assert!(
+        (acknowledged_calls as u64..=acknowledged_calls as u64 + CLIENTS).contains(&events),
+        "{acknowledged_calls} calls acknowledged: {info}"
+    );
+
+    let mut stored: BTreeMap<u64, Value> = BTreeMap::new();
+    for user in 1..=CLIENTS {
+        let (status, history) = server.call(
+            "GET",
+            &format!("/v1/users/{user}/history?limit=1000000"),
+            None,
+        );
+        assert_eq!(status, 200, "{history}");
+        for message in history.as_array().unwrap() {
+            stored.insert(message["id"].as_u64().unwrap(), message.clone());
+        }
+    }
+    assert_eq!(stored.len() as u64, messages);
+    for client in &acknowledged {
+        for (id, user, _) in &client.sent {
+            let message = stored
+                .get(id)
+                .unwrap_or_else(|| panic!("message {id} lost"));
+            assert_eq!(message["user_id"], *user, "{message}");
+        }
+        for id in &client.delivered {
+            assert!(stored[id]["delivered_at"].is_string(), "{}", stored[id]);
+        }
+        for id in &client.clicked {
+            let message = &stored[id];
+            assert_eq!(
+                (&message["status"], &message["action_taken"]),
+                (&json!("clicked"), &json!("clicked_link")),
+                "{message}"
+            );
+        }
+    }
+
+    // The same send again with an acknowledged external id is the same message, appended once.
+    let mut resent = 0;
+    for client in &acknowledged {
+        for (id, user, external_id) in &client.sent {
+            let Some(external_id) = external_id else {
+                continue;
+            };
+            let mut body = sent(*user);
+            body["external_id"] = json!(external_id);
+            let (status, message) = server.call("POST", "/v1/messages", Some(body));
+            assert_eq!((status, &message["id"]), (201, &json!(id)), "{message}");
+            resent += 1;
+        }
+    }
+    assert!(resent > 0);
+    let (_, info) = server.call("GET", "/v1/info", None);
+    assert_eq!(info["messages"], messages, "{info}");
+
+    // And it takes new calls.
+    let (status, message) = server.call("POST", "/v1/messages", Some(sent(9)));
+    assert_eq!(status, 201, "{message}");
+    let id = message["id"].as_u64().unwrap();
+    assert!(id > *stored.keys().last().unwrap(), "{message}");
+    let path = format!("/v1/messages/{id}/delivered");
+    let (status, message) = server.call("POST", &path, None);
+    assert_eq!((status, &message["status"]), (200, &json!("delivered")));
+    let (code, lines, dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    let store = commlog::Store::open_read_only(dir.path().join("store")).unwrap();
+    assert_eq!(
+        store.get_message(id).unwrap().status,
+        commlog::Status::Delivered
+    );
+    assert_eq!(store.open_report().events, events + 2);
 }
