@@ -39,6 +39,20 @@ impl Server {
         )
     }
 
+    /// A server whose files may not grow past `blocks` blocks (`ulimit -f` of `sh`), with
+    /// `env` added to its environment.
+    fn start_under_file_size_limit(blocks: u64, env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -f {blocks}; exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_commlog-serve"))
+            .envs(env.iter().copied());
+        Server::spawn(command, dir, &[])
+    }
+
     fn spawn(mut command: Command, dir: tempfile::TempDir, extra: &[&str]) -> Server {
         let token_file = dir.path().join("token");
         let store = dir.path().join("store");
@@ -959,4 +973,192 @@ fn kill_9_under_load_then_restart_keeps_every_acknowledged_call() {
         commlog::Status::Delivered
     );
     assert_eq!(store.open_report().events, events + 2);
+}
+
+const RESEND_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A Resend (Svix-signed) `email.delivered` for `email_id`: its headers and body.
+fn resend_delivered(email_id: &str) -> (String, Vec<u8>) {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use hmac::{KeyInit, Mac};
+    let body = json!({"type": "email.delivered", "created_at": "2025-01-01T09:00:05Z",
+                      "data": {"email_id": email_id}})
+    .to_string();
+    let timestamp = chrono::Utc::now().timestamp();
+    let key = STANDARD
+        .decode(RESEND_SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(format!("msg_1.{timestamp}.{body}").as_bytes());
+    let signature = STANDARD.encode(mac.finalize().into_bytes());
+    let head = format!(
+        "svix-id: msg_1\r\nsvix-timestamp: {timestamp}\r\nsvix-signature: v1,{signature}\r\n"
+    );
+    (head, body.into_bytes())
+}
+
+/// A POST with extra header lines; the status and the body as JSON.
+fn post_with_headers(socket: &Path, path: &str, headers: &str, body: &[u8]) -> (u16, Value) {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&response[..end])
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&response[end + 4..]).unwrap(),
+    )
+}
+
+/// A 503 storage error as the API sends it.
+fn assert_storage_error(what: &str, status: u16, error: &Value) {
+    assert_eq!(status, 503, "{what}: {error}");
+    assert!(
+        ["storage", "io", "corruption"].contains(&error["kind"].as_str().unwrap_or("")),
+        "{what}: {error}"
+    );
+    assert!(
+        error["error"].as_str().is_some_and(|text| !text.is_empty()),
+        "{what}: {error}"
+    );
+    assert_eq!(error.as_object().unwrap().len(), 2, "{what}: {error}");
+}
+
+#[test]
+fn a_write_past_the_file_size_limit_poisons_the_store_writes_503_reads_200() {
+    let server =
+        Server::start_under_file_size_limit(16, &[("COMMLOG_RESEND_SECRET", RESEND_SECRET)]);
+    let mut first = sent(1);
+    first["external_id"] = json!("re_poisoned");
+    let (status, message) = server.call("POST", "/v1/messages", Some(first));
+    assert_eq!((status, &message["id"]), (201, &json!(1)), "{message}");
+    let mut acknowledged = 1u64;
+    let (status, error) = loop {
+        let (status, answer) = server.call("POST", "/v1/messages", Some(sent(2)));
+        if status != 201 {
+            break (status, answer);
+        }
+        acknowledged += 1;
+        assert_eq!(answer["id"], acknowledged, "{answer}");
+        assert!(acknowledged < 100_000, "no write ran into the limit");
+    };
+    // The call that ran into the limit is refused, never acknowledged.
+    assert_storage_error("the first failed write", status, &error);
+    assert!(
+        error["error"].as_str().unwrap().contains("File too large"),
+        "{error}"
+    );
+
+    let writes: [(&str, &str, Value); 8] = [
+        ("POST", "/v1/messages", sent(3)),
+        ("POST", "/v1/messages/1/delivered", json!({})),
+        ("POST", "/v1/messages/1/opened", json!({})),
+        (
+            "POST",
+            "/v1/messages/1/failed",
+            json!({"reason": "bounced"}),
+        ),
+        (
+            "POST",
+            "/v1/messages/1/actions",
+            json!({"action": "clicked_link"}),
+        ),
+        (
+            "POST",
+            "/v1/outcomes",
+            json!({"user_id": 1, "outcome": "bill_paid", "amount_micros": 1}),
+        ),
+        (
+            "PUT",
+            "/v1/budgets",
+            json!({"scope": "sms", "month": "2025-01", "amount_micros": 1}),
+        ),
+        (
+            "POST",
+            "/v1/budgets",
+            json!({"scope": "all", "month": "2025-01", "amount_micros": 1}),
+        ),
+    ];
+    // Every later write fails the same way, however often it is retried.
+    for _ in 0..2 {
+        for (method, path, body) in &writes {
+            let (status, error) = server.call(method, path, Some(body.clone()));
+            assert_storage_error(&format!("{method} {path}"), status, &error);
+        }
+        let (headers, body) = resend_delivered("re_poisoned");
+        let (status, error) =
+            post_with_headers(&server.socket, "/v1/webhooks/resend", &headers, &body);
+        assert_storage_error("the Resend webhook", status, &error);
+        // A batch answers 200 with each line's own status.
+        let lines = format!(
+            "{}\n{}\n",
+            json!({"call": "sent", "user_id": 4, "channel": "sms", "message_type": "x"}),
+            json!({"call": "delivered", "message_id": 1})
+        );
+        let (status, response) = server.unix("POST", "/v1/batch", Some(lines.as_bytes()));
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&response));
+        let results: Vec<Value> = String::from_utf8(response)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(results.len(), 2, "{results:?}");
+        for result in &results {
+            let error = json!({"error": result["error"], "kind": result["kind"]});
+            let status = result["status"].as_u64().unwrap() as u16;
+            assert_storage_error("a batch line", status, &error);
+        }
+    }
+
+    // Reads still answer, from what was acknowledged.
+    let (status, stats) = server.call("GET", "/v1/stats", None);
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        (&stats["total_messages"], &stats["delivered_count"]),
+        (&json!(acknowledged), &json!(0)),
+        "{stats}"
+    );
+    let (status, message) = server.call("GET", "/v1/messages/1", None);
+    assert_eq!(
+        (status, &message["status"]),
+        (200, &json!("sent")),
+        "{message}"
+    );
+    let (status, info) = server.call("GET", "/v1/info", None);
+    assert_eq!(
+        (status, &info["messages"]),
+        (200, &json!(acknowledged)),
+        "{info}"
+    );
+    let (status, history) = server.call("GET", "/v1/users/2/history?limit=1", None);
+    assert_eq!(status, 200, "{history}");
+    let (status, _) = server.call("GET", "/healthz", None);
+    assert_eq!(status, 200);
+
+    let (code, lines, dir) = server.stop();
+    // It stops on SIGTERM; the close of a poisoned store fails, a storage error.
+    assert_eq!(code, 2, "{lines:?}");
+    assert!(
+        lines.iter().any(|line| line.contains("poisoned")),
+        "{lines:?}"
+    );
+    let store = commlog::Store::open_read_only(dir.path().join("store")).unwrap();
+    let stats = store
+        .get_communication_stats(&commlog::StatsFilter::new())
+        .unwrap();
+    assert_eq!(stats.total_messages, acknowledged);
+    assert_eq!(store.open_report().events, acknowledged);
 }
