@@ -25,10 +25,38 @@ struct Server {
 impl Server {
     fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        Server::start_in(dir, extra)
+    }
+
+    /// A server on `DIR/store` of a directory [`Server::start`] made, e.g. one whose server was
+    /// killed.
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Server::spawn(
+            Command::new(env!("CARGO_BIN_EXE_commlog-serve")),
+            dir,
+            extra,
+        )
+    }
+
+    /// A server whose files may not grow past `blocks` blocks (`ulimit -f` of `sh`), with
+    /// `env` added to its environment.
+    fn start_under_file_size_limit(blocks: u64, env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -f {blocks}; exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_commlog-serve"))
+            .envs(env.iter().copied());
+        Server::spawn(command, dir, &[])
+    }
+
+    fn spawn(mut command: Command, dir: tempfile::TempDir, extra: &[&str]) -> Server {
         let token_file = dir.path().join("token");
-        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
         let store = dir.path().join("store");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
+        let mut child = command
             .arg("--dir")
             .arg(&store)
             .arg("--token-file")
@@ -104,10 +132,33 @@ impl Server {
             .status()
             .unwrap();
         assert!(status.success());
-        let status = self.child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
         // The pipe closes when the server exits: every line is in.
         let lines = self.stderr.iter().collect();
         (status.code().unwrap_or(-1), lines)
+    }
+}
+
+impl Server {
+    /// SIGKILL: the server dies at once, in the middle of whatever it was doing.
+    fn kill(mut self) -> tempfile::TempDir {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        self.dir.take().unwrap()
     }
 }
 
@@ -642,4 +693,477 @@ fn a_stuck_client_does_not_hold_the_shutdown() {
     assert_eq!(code, 0, "{lines:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(lines.iter().any(|line| line.contains("cut")), "{lines:?}");
+}
+
+/// Set in the environment of the processes [`eight_processes_writing_at_once_lose_nothing`]
+/// starts: the socket they call.
+const CLIENT_SOCKET: &str = "COMMLOG_TEST_CLIENT_SOCKET";
+/// Their user id; they wait for the file [`CLIENT_GO`] names before the first call.
+const CLIENT_USER: &str = "COMMLOG_TEST_CLIENT_USER";
+const CLIENT_GO: &str = "COMMLOG_TEST_CLIENT_GO";
+const PROCESS_CALLS: u64 = 100;
+
+/// The client process: `PROCESS_CALLS` sends, each followed by its delivery, every id
+/// acknowledged printed as `<ack ID>`.
+fn client_process(socket: &str) {
+    let socket = Path::new(socket);
+    let user: u64 = std::env::var(CLIENT_USER).unwrap().parse().unwrap();
+    let go = PathBuf::from(std::env::var(CLIENT_GO).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !go.exists() {
+        assert!(Instant::now() < deadline, "no go");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut out = std::io::stdout().lock();
+    for _ in 0..PROCESS_CALLS {
+        let (status, message) = call(socket, "POST", "/v1/messages", Some(sent(user)));
+        assert_eq!(status, 201, "{message}");
+        assert_eq!(message["user_id"], user, "{message}");
+        let id = message["id"].as_u64().unwrap();
+        let (status, message) = call(
+            socket,
+            "POST",
+            &format!("/v1/messages/{id}/delivered"),
+            None,
+        );
+        assert_eq!(status, 200, "{message}");
+        assert_eq!(
+            (&message["id"], &message["status"]),
+            (&json!(id), &json!("delivered"))
+        );
+        writeln!(out, "<ack {id}>").unwrap();
+    }
+    out.flush().unwrap();
+}
+
+#[test]
+fn eight_processes_writing_at_once_lose_nothing() {
+    if let Ok(socket) = std::env::var(CLIENT_SOCKET) {
+        client_process(&socket);
+        return;
+    }
+    const PROCESSES: u64 = 8;
+    let server = Server::start(&[]);
+    let go = server.dir.as_ref().unwrap().path().join("go");
+    let clients: Vec<Child> = (1..=PROCESSES)
+        .map(|user| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "eight_processes_writing_at_once_lose_nothing",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(CLIENT_SOCKET, &server.socket)
+                .env(CLIENT_USER, user.to_string())
+                .env(CLIENT_GO, &go)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Every process is started: they all call at once.
+    std::fs::write(&go, b"").unwrap();
+    let mut acknowledged: BTreeMap<u64, u64> = BTreeMap::new();
+    for (user, client) in (1..=PROCESSES).zip(clients) {
+        let output = client.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "client {user}: {:?}\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let ids: Vec<u64> = stdout
+            .split("<ack ")
+            .skip(1)
+            .map(|rest| rest.split('>').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(ids.len() as u64, PROCESS_CALLS, "client {user}: {stdout}");
+        for id in ids {
+            assert_eq!(
+                acknowledged.insert(id, user),
+                None,
+                "id {id} acknowledged twice"
+            );
+        }
+    }
+    let total = PROCESSES * PROCESS_CALLS;
+    assert_eq!(acknowledged.len() as u64, total);
+    let (code, lines, dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    let store = commlog::Store::open_read_only(dir.path().join("store")).unwrap();
+    for (&id, &user) in &acknowledged {
+        let message = store.get_message(id).unwrap();
+        assert_eq!(message.user_id, commlog::UserId(user), "{message:?}");
+        assert_eq!(message.status, commlog::Status::Delivered, "{message:?}");
+    }
+    let stats = store
+        .get_communication_stats(&commlog::StatsFilter::new())
+        .unwrap();
+    assert_eq!(
+        (stats.total_messages, stats.delivered_count),
+        (total, total)
+    );
+    assert_eq!(stats.total_cost.micros(), i128::from(total) * 50000);
+    // One event per call: nothing appended twice, nothing unanswered.
+    assert_eq!(store.open_report().events, 2 * total);
+}
+
+/// What a client of [`kill_9_under_load_then_restart_keeps_every_acknowledged_call`] was
+/// answered 2xx.
+#[derive(Default)]
+struct Acknowledged {
+    /// Message id, user, external id.
+    sent: Vec<(u64, u64, Option<String>)>,
+    delivered: Vec<u64>,
+    clicked: Vec<u64>,
+}
+
+/// Sends (every other one with an external id), each followed by its delivery and every third
+/// by a click, until the server is gone.
+fn load_client(socket: &Path, client: u64, sends: &std::sync::atomic::AtomicU64) -> Acknowledged {
+    let user = client + 1;
+    let mut acknowledged = Acknowledged::default();
+    for n in 1.. {
+        let external_id = (n % 2 == 0).then(|| format!("load-{client}-{n}"));
+        let mut body = sent(user);
+        if let Some(external_id) = &external_id {
+            body["external_id"] = json!(external_id);
+        }
+        let Some((status, message)) = try_call(socket, "POST", "/v1/messages", body) else {
+            break;
+        };
+        assert_eq!(status, 201, "{message}");
+        let id = message["id"].as_u64().unwrap();
+        acknowledged.sent.push((id, user, external_id));
+        sends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = format!("/v1/messages/{id}/delivered");
+        let Some((status, message)) = try_call(socket, "POST", &path, json!({})) else {
+            break;
+        };
+        assert_eq!((status, &message["status"]), (200, &json!("delivered")));
+        acknowledged.delivered.push(id);
+        if n % 3 == 0 {
+            let path = format!("/v1/messages/{id}/actions");
+            let body = json!({"action": "clicked_link"});
+            let Some((status, message)) = try_call(socket, "POST", &path, body) else {
+                break;
+            };
+            assert_eq!((status, &message["status"]), (200, &json!("clicked")));
+            acknowledged.clicked.push(id);
+        }
+    }
+    acknowledged
+}
+
+#[test]
+fn kill_9_under_load_then_restart_keeps_every_acknowledged_call() {
+    const CLIENTS: u64 = 4;
+    let server = Server::start(&[]);
+    let socket = server.socket.clone();
+    let socket = socket.as_path();
+    let sends = std::sync::atomic::AtomicU64::new(0);
+    let sends = &sends;
+    let (dir, acknowledged) = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|client| scope.spawn(move || load_client(socket, client, sends)))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sends.load(std::sync::atomic::Ordering::Relaxed) < 300 {
+            assert!(Instant::now() < deadline, "the load did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let dir = server.kill();
+        let acknowledged: Vec<Acknowledged> = clients
+            .into_iter()
+            .map(|client| client.join().unwrap())
+            .collect();
+        (dir, acknowledged)
+    });
+    let acknowledged_sends: usize = acknowledged.iter().map(|a| a.sent.len()).sum();
+    let acknowledged_calls: usize = acknowledged
+        .iter()
+        .map(|a| a.sent.len() + a.delivered.len() + a.clicked.len())
+        .sum();
+
+    let server = Server::start_in(dir, &[]);
+    let (status, info) = server.call("GET", "/v1/info", None);
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["sync"], "always", "{info}");
+    // At most one call per client was in flight, appended or not, when the server died.
+    let messages = info["messages"].as_u64().unwrap();
+    assert!(
+        (acknowledged_sends as u64..=acknowledged_sends as u64 + CLIENTS).contains(&messages),
+        "{acknowledged_sends} sends acknowledged: {info}"
+    );
+    let events = info["open_report"]["events"].as_u64().unwrap();
+    assert!(
+        (acknowledged_calls as u64..=acknowledged_calls as u64 + CLIENTS).contains(&events),
+        "{acknowledged_calls} calls acknowledged: {info}"
+    );
+
+    let mut stored: BTreeMap<u64, Value> = BTreeMap::new();
+    for user in 1..=CLIENTS {
+        let (status, history) = server.call(
+            "GET",
+            &format!("/v1/users/{user}/history?limit=1000000"),
+            None,
+        );
+        assert_eq!(status, 200, "{history}");
+        for message in history.as_array().unwrap() {
+            stored.insert(message["id"].as_u64().unwrap(), message.clone());
+        }
+    }
+    assert_eq!(stored.len() as u64, messages);
+    for client in &acknowledged {
+        for (id, user, _) in &client.sent {
+            let message = stored
+                .get(id)
+                .unwrap_or_else(|| panic!("message {id} lost"));
+            assert_eq!(message["user_id"], *user, "{message}");
+        }
+        for id in &client.delivered {
+            assert!(stored[id]["delivered_at"].is_string(), "{}", stored[id]);
+        }
+        for id in &client.clicked {
+            let message = &stored[id];
+            assert_eq!(
+                (&message["status"], &message["action_taken"]),
+                (&json!("clicked"), &json!("clicked_link")),
+                "{message}"
+            );
+        }
+    }
+
+    // The same send again with an acknowledged external id is the same message, appended once.
+    let mut resent = 0;
+    for client in &acknowledged {
+        for (id, user, external_id) in &client.sent {
+            let Some(external_id) = external_id else {
+                continue;
+            };
+            let mut body = sent(*user);
+            body["external_id"] = json!(external_id);
+            let (status, message) = server.call("POST", "/v1/messages", Some(body));
+            assert_eq!((status, &message["id"]), (201, &json!(id)), "{message}");
+            resent += 1;
+        }
+    }
+    assert!(resent > 0);
+    let (_, info) = server.call("GET", "/v1/info", None);
+    assert_eq!(info["messages"], messages, "{info}");
+
+    // And it takes new calls.
+    let (status, message) = server.call("POST", "/v1/messages", Some(sent(9)));
+    assert_eq!(status, 201, "{message}");
+    let id = message["id"].as_u64().unwrap();
+    assert!(id > *stored.keys().last().unwrap(), "{message}");
+    let path = format!("/v1/messages/{id}/delivered");
+    let (status, message) = server.call("POST", &path, None);
+    assert_eq!((status, &message["status"]), (200, &json!("delivered")));
+    let (code, lines, dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    let store = commlog::Store::open_read_only(dir.path().join("store")).unwrap();
+    assert_eq!(
+        store.get_message(id).unwrap().status,
+        commlog::Status::Delivered
+    );
+    assert_eq!(store.open_report().events, events + 2);
+}
+
+const RESEND_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A Resend (Svix-signed) `email.delivered` for `email_id`: its headers and body.
+fn resend_delivered(email_id: &str) -> (String, Vec<u8>) {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use hmac::{KeyInit, Mac};
+    let body = json!({"type": "email.delivered", "created_at": "2025-01-01T09:00:05Z",
+                      "data": {"email_id": email_id}})
+    .to_string();
+    let timestamp = chrono::Utc::now().timestamp();
+    let key = STANDARD
+        .decode(RESEND_SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(format!("msg_1.{timestamp}.{body}").as_bytes());
+    let signature = STANDARD.encode(mac.finalize().into_bytes());
+    let head = format!(
+        "svix-id: msg_1\r\nsvix-timestamp: {timestamp}\r\nsvix-signature: v1,{signature}\r\n"
+    );
+    (head, body.into_bytes())
+}
+
+/// A POST with extra header lines; the status and the body as JSON.
+fn post_with_headers(socket: &Path, path: &str, headers: &str, body: &[u8]) -> (u16, Value) {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&response[..end])
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&response[end + 4..]).unwrap(),
+    )
+}
+
+/// A 503 error of one of `kinds` as the API sends it: `{"error", "kind"}`.
+fn assert_storage_error(what: &str, kinds: &[&str], status: u16, error: &Value) {
+    assert_eq!(status, 503, "{what}: {error}");
+    assert!(
+        kinds.contains(&error["kind"].as_str().unwrap_or("")),
+        "{what}: {error}"
+    );
+    assert!(
+        error["error"].as_str().is_some_and(|text| !text.is_empty()),
+        "{what}: {error}"
+    );
+    assert_eq!(error.as_object().unwrap().len(), 2, "{what}: {error}");
+}
+
+#[test]
+fn a_write_past_the_file_size_limit_poisons_the_store_writes_503_reads_200() {
+    let server =
+        Server::start_under_file_size_limit(16, &[("COMMLOG_RESEND_SECRET", RESEND_SECRET)]);
+    let mut first = sent(1);
+    first["external_id"] = json!("re_poisoned");
+    let (status, message) = server.call("POST", "/v1/messages", Some(first));
+    assert_eq!((status, &message["id"]), (201, &json!(1)), "{message}");
+    let mut acknowledged = 1u64;
+    let (status, error) = loop {
+        let (status, answer) = server.call("POST", "/v1/messages", Some(sent(2)));
+        if status != 201 {
+            break (status, answer);
+        }
+        acknowledged += 1;
+        assert_eq!(answer["id"], acknowledged, "{answer}");
+        assert!(acknowledged < 100_000, "no write ran into the limit");
+    };
+    // The call that ran into the limit is refused, never acknowledged.
+    assert_storage_error("the first failed write", &["io", "storage"], status, &error);
+    assert!(
+        error["error"].as_str().unwrap().contains("File too large"),
+        "{error}"
+    );
+
+    let mut resent = sent(1);
+    resent["external_id"] = json!("re_poisoned");
+    let writes: [(&str, &str, Value); 9] = [
+        ("POST", "/v1/messages", sent(3)),
+        // Even the send that would only return the message its external id created.
+        ("POST", "/v1/messages", resent),
+        ("POST", "/v1/messages/1/delivered", json!({})),
+        ("POST", "/v1/messages/1/opened", json!({})),
+        (
+            "POST",
+            "/v1/messages/1/failed",
+            json!({"reason": "bounced"}),
+        ),
+        (
+            "POST",
+            "/v1/messages/1/actions",
+            json!({"action": "clicked_link"}),
+        ),
+        (
+            "POST",
+            "/v1/outcomes",
+            json!({"user_id": 1, "outcome": "bill_paid", "amount_micros": 1}),
+        ),
+        (
+            "PUT",
+            "/v1/budgets",
+            json!({"scope": "sms", "month": "2025-01", "amount_micros": 1}),
+        ),
+        (
+            "POST",
+            "/v1/budgets",
+            json!({"scope": "all", "month": "2025-01", "amount_micros": 1}),
+        ),
+    ];
+    // Every later write fails the same way (the store is poisoned), however often it is
+    // retried.
+    for _ in 0..2 {
+        for (method, path, body) in &writes {
+            let (status, error) = server.call(method, path, Some(body.clone()));
+            assert_storage_error(&format!("{method} {path}"), &["storage"], status, &error);
+        }
+        let (headers, body) = resend_delivered("re_poisoned");
+        let (status, error) =
+            post_with_headers(&server.socket, "/v1/webhooks/resend", &headers, &body);
+        assert_storage_error("the Resend webhook", &["storage"], status, &error);
+        // A batch answers 200 with each line's own status.
+        let lines = format!(
+            "{}\n{}\n",
+            json!({"call": "sent", "user_id": 4, "channel": "sms", "message_type": "x"}),
+            json!({"call": "delivered", "message_id": 1})
+        );
+        let (status, response) = server.unix("POST", "/v1/batch", Some(lines.as_bytes()));
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&response));
+        let results: Vec<Value> = String::from_utf8(response)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(results.len(), 2, "{results:?}");
+        for result in &results {
+            let error = json!({"error": result["error"], "kind": result["kind"]});
+            let status = result["status"].as_u64().unwrap() as u16;
+            assert_storage_error("a batch line", &["storage"], status, &error);
+        }
+    }
+
+    // Reads still answer, from what was acknowledged.
+    let (status, stats) = server.call("GET", "/v1/stats", None);
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        (&stats["total_messages"], &stats["delivered_count"]),
+        (&json!(acknowledged), &json!(0)),
+        "{stats}"
+    );
+    let (status, message) = server.call("GET", "/v1/messages/1", None);
+    assert_eq!(
+        (status, &message["status"]),
+        (200, &json!("sent")),
+        "{message}"
+    );
+    let (status, info) = server.call("GET", "/v1/info", None);
+    assert_eq!(
+        (status, &info["messages"]),
+        (200, &json!(acknowledged)),
+        "{info}"
+    );
+    let (status, history) = server.call("GET", "/v1/users/2/history?limit=1", None);
+    assert_eq!(status, 200, "{history}");
+    let (status, _) = server.call("GET", "/healthz", None);
+    assert_eq!(status, 200);
+
+    let (code, lines, dir) = server.stop();
+    // It stops on SIGTERM; the close of a poisoned store fails, a storage error.
+    assert_eq!(code, 2, "{lines:?}");
+    assert!(
+        lines.iter().any(|line| line.contains("poisoned")),
+        "{lines:?}"
+    );
+    let store = commlog::Store::open_read_only(dir.path().join("store")).unwrap();
+    let stats = store
+        .get_communication_stats(&commlog::StatsFilter::new())
+        .unwrap();
+    assert_eq!(stats.total_messages, acknowledged);
+    assert_eq!(store.open_report().events, acknowledged);
 }
