@@ -483,13 +483,23 @@ async fn batch(
             Err(error) => lines.push((index + 1, Err(error))),
         }
     }
-    let mut answers = state.tracker.track(requests).await?.into_iter();
+    // A store that could try none of the calls (poisoned) fails each line with its error.
+    let calls = requests.len();
+    let mut answers: Box<dyn Iterator<Item = Result<Tracked, ApiError>> + Send> =
+        match state.tracker.track(requests).await {
+            Ok(answers) => Box::new(
+                answers
+                    .into_iter()
+                    .map(|answer| answer.map_err(ApiError::from)),
+            ),
+            Err(error) => Box::new(std::iter::repeat_n(Err(error), calls)),
+        };
     let mut output = Vec::with_capacity(lines.len() * 64);
     for (line, parsed) in lines {
         match parsed {
             Err(error) => write_line::<()>(&mut output, line, Err(&error)),
             Ok((status, budget)) => match answers.next().expect("one answer per call") {
-                Err(error) => write_line::<()>(&mut output, line, Err(&ApiError::from(error))),
+                Err(error) => write_line::<()>(&mut output, line, Err(&error)),
                 Ok(Tracked::Message(message)) => {
                     write_line(&mut output, line, Ok((status, message)))
                 }

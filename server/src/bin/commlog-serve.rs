@@ -4,10 +4,12 @@
 //! ```text
 //! commlog-serve --dir DIR [--socket PATH] [--listen ADDR:PORT] [--token-file PATH]
 //!               [--sync always|interval|never] [--interval-ms 100] [--public-url URL]
-//!               [--shutdown-grace-ms 30000]
+//!               [--shutdown-grace-ms 30000] [--twilio-token-file PATH]
+//!               [--sendgrid-key-file PATH] [--resend-secret-file PATH]
 //! ```
 //!
-//! Without `--token-file`, the token is `$COMMLOG_TOKEN` when set. Exit 0 after a clean
+//! Without `--token-file`, the token is `$COMMLOG_TOKEN` when set; without a webhook secret's
+//! file, its environment variable (docs/SERVER.md). Exit 0 after a clean
 //! shutdown, 1 for a bad argument or option, 2 for a storage or socket error.
 
 use std::process::ExitCode;
@@ -33,12 +35,17 @@ fn main() -> ExitCode {
     }
 }
 
+fn path(file: &Option<String>) -> Option<&std::path::Path> {
+    file.as_deref().map(std::path::Path::new)
+}
+
 fn parse(mut args: impl Iterator<Item = String>) -> Result<ServeOptions, String> {
     let mut dir = None;
     let mut options = ServeOptions::new("");
     let mut sync = "always".to_owned();
     let mut interval_ms = 100u64;
     let mut token_file = None;
+    let (mut twilio_file, mut sendgrid_file, mut resend_file) = (None, None, None);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -52,6 +59,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<ServeOptions, String>
                 );
             }
             "--token-file" => token_file = Some(value()?),
+            "--twilio-token-file" => twilio_file = Some(value()?),
+            "--sendgrid-key-file" => sendgrid_file = Some(value()?),
+            "--resend-secret-file" => resend_file = Some(value()?),
             "--sync" => sync = value()?,
             "--interval-ms" => {
                 let text = value()?;
@@ -91,7 +101,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<ServeOptions, String>
     };
     options.token = ServeOptions::read_token(token_file.as_deref().map(std::path::Path::new))
         .map_err(|error| error.to_string())?;
-    options.webhooks = commlog_server::WebhookSecrets::read(None, None, None)
-        .map_err(|error| error.to_string())?;
+    options.webhooks = commlog_server::WebhookSecrets::read(
+        path(&twilio_file),
+        path(&sendgrid_file),
+        path(&resend_file),
+    )
+    .map_err(|error| error.to_string())?;
     Ok(options)
 }
