@@ -981,7 +981,9 @@ fn main() {
                 .collect(),
         ),
         Mode::Batch => {
-            let bodies = (2_000_000 / args.batch_lines).clamp(1, 8);
+            // Distinct bodies for about a million lines; connections go round them, so a long run
+            // repeats follow-ups (as a provider's retries would).
+            let bodies = (1_000_000 / args.batch_lines).clamp(1, 100);
             let (bodies, sends) = batch_requests(args.batch_lines, bodies, args.messages + 1);
             prefill(&store_dir, args.messages, &sends);
             Work::Batch(bodies)
@@ -1163,4 +1165,59 @@ fn main() {
     drop(dir);
     let clean = error.is_none() && unexpected == 0 && calls > 0;
     std::process::exit(if clean { 0 } else { 1 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_of_a_result_line_is_the_top_level_one() {
+        let line = br#"{"kind":"x","line":1,"result":{"id":3,"status":"sent"},"status":201}"#;
+        assert_eq!(top_level_status(line), Some(201));
+        let line = br#"{"error":"bad \"status\": 7","line": 2, "status" : 400}"#;
+        assert_eq!(top_level_status(line), Some(400));
+        assert_eq!(top_level_status(br#"{"line":1,"kind":"status"}"#), None);
+    }
+
+    #[test]
+    fn reads_chunked_and_sized_answers_on_one_connection() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, server) = UnixStream::pair().unwrap();
+            let mut connection = Connection {
+                stream: Stream::Unix(client),
+                buffer: vec![0; 8],
+                start: 0,
+                end: 0,
+                body: Vec::new(),
+                location: None,
+            };
+            let server = Stream::Unix(server);
+            server
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                      5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\nTrailer: t\r\n\r\n\
+                      HTTP/1.1 201 Created\r\nlocation: /v1/messages/42\r\n\
+                      Content-Length: 2\r\n\r\n{}",
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                connection.call(b"GET / HTTP/1.1\r\n\r\n").await.unwrap(),
+                200
+            );
+            assert_eq!(connection.body, b"hello, world");
+            assert_eq!(
+                connection.call(b"GET / HTTP/1.1\r\n\r\n").await.unwrap(),
+                201
+            );
+            assert_eq!(connection.body, b"{}");
+            assert_eq!(connection.created_id(), Some(42));
+            assert_eq!((connection.start, connection.end), (0, 0));
+        });
+    }
 }
