@@ -158,8 +158,10 @@ fn args() -> Args {
 // The store, before the server starts
 
 /// Pre-fills `dir` with the reference workload's first `messages` messages (ids 1..=messages),
-/// then with the sends of `extra_sends` (ids following), through the library; closes it.
-fn prefill(dir: &Path, messages: u64, extra_sends: &[Call]) {
+/// then with the sends of `extra_sends` (ids following), through the library; closes it. The
+/// time it took.
+fn prefill(dir: &Path, messages: u64, extra_sends: &[Call]) -> Duration {
+    let started = Instant::now();
     let store = Store::open_with(
         dir,
         Options {
@@ -194,6 +196,7 @@ fn prefill(dir: &Path, messages: u64, extra_sends: &[Call]) {
         assert_eq!(sent.id.0, messages + n as u64 + 1, "ids follow each other");
     }
     store.close().expect("close the pre-filled store");
+    started.elapsed()
 }
 
 /// The first `count` messages of the reference workload, each as its calls.
@@ -961,7 +964,7 @@ fn main() {
     let store_dir = dir.path().join("store");
 
     // The requests, and the store they need, before the server starts.
-    let started = Instant::now();
+    let mut built = None;
     let work = match args.mode {
         Mode::Send => Work::Send(
             workload_messages(POOL_MESSAGES)
@@ -985,15 +988,15 @@ fn main() {
             // repeats follow-ups (as a provider's retries would).
             let bodies = (1_000_000 / args.batch_lines).clamp(1, 100);
             let (bodies, sends) = batch_requests(args.batch_lines, bodies, args.messages + 1);
-            prefill(&store_dir, args.messages, &sends);
+            built = Some(prefill(&store_dir, args.messages, &sends));
             Work::Batch(bodies)
         }
         Mode::Stats => Work::Stats(stats_requests(args.messages)),
     };
     if args.mode != Mode::Batch && args.messages > 0 {
-        prefill(&store_dir, args.messages, &[]);
+        built = Some(prefill(&store_dir, args.messages, &[]));
     }
-    if args.messages > 0 || args.mode == Mode::Batch {
+    if let Some(built) = built {
         eprintln!(
             "store pre-filled with {} messages of the reference workload{} in {:.1} s",
             args.messages,
@@ -1002,7 +1005,7 @@ fn main() {
             } else {
                 ""
             },
-            started.elapsed().as_secs_f64()
+            built.as_secs_f64()
         );
     }
 
@@ -1027,12 +1030,7 @@ fn main() {
         assert!(Instant::now() < deadline, "the server did not start");
         std::thread::sleep(Duration::from_millis(5));
     }
-    if args.messages > 0 {
-        eprintln!(
-            "server ready in {:.1} s",
-            server_started.elapsed().as_secs_f64()
-        );
-    }
+    let server_ready = server_started.elapsed();
 
     // The client: this thread, one task per connection.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1154,6 +1152,13 @@ fn main() {
         "; unexpected answers {unexpected}; cpu client {:.2} cores, server {:.2} cores",
         cpu_used.0, cpu_used.1
     );
+    if let Some(built) = built {
+        line += &format!(
+            "; store built in {:.1} s, server ready in {:.1} s",
+            built.as_secs_f64(),
+            server_ready.as_secs_f64()
+        );
+    }
     println!("{line}");
     for (status, (count, body)) in &statuses {
         eprintln!("unexpected status {status} x{count}, first body: {body}");
