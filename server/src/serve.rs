@@ -120,13 +120,13 @@ pub fn serve(options: ServeOptions) -> Result<(), ServeError> {
     )?);
     let socket = options.socket_path();
     let unix = bind_unix(&socket)?;
-    let (tracker, committer) = Tracker::start(Arc::clone(&store), options.sync);
+    let (tracker, committers) = Tracker::start(Arc::clone(&store), options.sync);
     let served = runtime.block_on(run(&options, &socket, unix, Arc::clone(&store), tracker));
     // Dropping the runtime waits for store calls still running on its blocking pool (a client
-    // that hung up does not stop its call) and drops the last tracker; the committer then
-    // answers the calls already queued and ends, so that the store is ours alone after it.
+    // that hung up does not stop its call) and drops the last tracker; the committers then
+    // answer the calls already queued and end, so that the store is ours alone after them.
     drop(runtime);
-    if let Some(committer) = committer {
+    for committer in committers {
         let _ = committer.join();
     }
     let _ = std::fs::remove_file(&socket);

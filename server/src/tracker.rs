@@ -1,14 +1,16 @@
 //! How the API's tracking calls reach the store.
 //!
-//! Under `SyncPolicy::Always` a call is answered only once its event is durable. One thread,
-//! the committer, takes the calls of every request waiting, applies them as one
-//! [`Store::track_batch`] (one write, one fsync for all of them) and answers each request when
-//! it returns: group commit across requests and connections, without a thread blocked per
-//! request. Under `Interval` and `Never` a call never waits for the disk, so the request's own
+//! Under `SyncPolicy::Always` a call is answered only once its event is durable. A committer
+//! thread takes the calls of every request waiting, applies them as one [`Store::track_batch`]
+//! (one write, one fsync for all of them) and answers each request when it returns: group
+//! commit across requests and connections, without a thread blocked per request. There are
+//! [`COMMITTERS`] of them, so that while one waits for its fsync the next appends the calls
+//! that arrived meanwhile (the library's group commit starts their fsync as soon as the first
+//! one ends). Under `Interval` and `Never` a call never waits for the disk, so the request's own
 //! task applies it (a large batch on the blocking pool).
 
 use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use axum::http::StatusCode;
@@ -18,7 +20,10 @@ use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 
-/// The calls the committer takes at most in one batch (the requests waiting beyond them go into
+/// Committer threads under `SyncPolicy::Always`.
+const COMMITTERS: usize = 4;
+
+/// The calls a committer takes at most in one batch (the requests waiting beyond them go into
 /// the next one).
 const COMMIT_CALLS_MAX: usize = 65_536;
 
@@ -157,31 +162,32 @@ pub(crate) struct Tracker {
 }
 
 impl Tracker {
-    /// The tracker, and under `Always` the committer thread, which ends once every clone of
+    /// The tracker, and under `Always` the committer threads, which end once every clone of
     /// the tracker is dropped and the calls already queued are answered.
-    pub fn start(store: Arc<Store>, sync: SyncPolicy) -> (Tracker, Option<JoinHandle<()>>) {
+    pub fn start(store: Arc<Store>, sync: SyncPolicy) -> (Tracker, Vec<JoinHandle<()>>) {
         if sync != SyncPolicy::Always {
-            return (
-                Tracker {
-                    store,
-                    committer: None,
-                },
-                None,
-            );
+            let tracker = Tracker {
+                store,
+                committer: None,
+            };
+            return (tracker, Vec::new());
         }
         let (queue, jobs) = mpsc::channel();
-        let committed = Arc::clone(&store);
-        let thread = std::thread::Builder::new()
-            .name("commlog-committer".to_owned())
-            .spawn(move || commit(&committed, &jobs))
-            .expect("start the committer thread");
-        (
-            Tracker {
-                store,
-                committer: Some(queue),
-            },
-            Some(thread),
-        )
+        let jobs = Arc::new(Mutex::new(jobs));
+        let threads = (0..COMMITTERS)
+            .map(|number| {
+                let (store, jobs) = (Arc::clone(&store), Arc::clone(&jobs));
+                std::thread::Builder::new()
+                    .name(format!("commlog-committer-{number}"))
+                    .spawn(move || commit(&store, &jobs))
+                    .expect("start a committer thread")
+            })
+            .collect();
+        let tracker = Tracker {
+            store,
+            committer: Some(queue),
+        };
+        (tracker, threads)
     }
 
     /// Applies `requests` in order; each call's answer (a failing call does not stop the
@@ -225,21 +231,29 @@ fn track(store: &Store, requests: &[OwnedCall]) -> Result<Answers, ApiError> {
     Ok(store.track_batch(&calls)?)
 }
 
-/// The committer: takes every job waiting (up to [`COMMIT_CALLS_MAX`] calls), applies their
+/// A committer: takes every job waiting (up to [`COMMIT_CALLS_MAX`] calls), applies their
 /// calls as one batch and answers each job with its share.
-fn commit(store: &Store, jobs: &mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        let mut calls = batch[0].requests.len();
-        while calls < COMMIT_CALLS_MAX {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    calls += job.requests.len();
-                    batch.push(job);
+fn commit(store: &Store, jobs: &Mutex<mpsc::Receiver<Job>>) {
+    loop {
+        let batch = {
+            // One committer at a time waits for jobs and takes all that are waiting.
+            let jobs = jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Ok(first) = jobs.recv() else { return };
+            let mut batch = vec![first];
+            let mut calls = batch[0].requests.len();
+            while calls < COMMIT_CALLS_MAX {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        calls += job.requests.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
+            batch
+        };
         let all: Vec<Call<'_>> = batch
             .iter()
             .flat_map(|job| job.requests.iter().map(OwnedCall::call))
