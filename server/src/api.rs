@@ -391,8 +391,8 @@ async fn budget(
     Ok(Json(set))
 }
 
-/// A batch line as a call; a budget line also gives the budget it sets.
-fn batch_request(line: &[u8]) -> Result<(OwnedCall, Option<input::BudgetSet>), ApiError> {
+/// A batch line as a call.
+fn batch_request(line: &[u8]) -> Result<OwnedCall, ApiError> {
     let follow_up = |kind: Kind, mut call: input::FollowUp| {
         let name = match kind {
             Kind::Delivered | Kind::Opened => {
@@ -409,50 +409,43 @@ fn batch_request(line: &[u8]) -> Result<(OwnedCall, Option<input::BudgetSet>), A
         let message = call.message()?;
         input::follow_up(kind, message, call.at.as_deref(), name)
     };
-    Ok(match input::parse_json::<Call>(line)? {
-        Call::Sent(sent) => (sent.request()?, None),
-        Call::Outcome(outcome) => (outcome.request()?, None),
-        Call::Budget(budget) => {
-            let (request, set) = budget.request()?;
-            (request, Some(set))
-        }
-        Call::Delivered(call) => (follow_up(Kind::Delivered, call)?, None),
-        Call::Opened(call) => (follow_up(Kind::Opened, call)?, None),
-        Call::Failed(call) => (follow_up(Kind::Failed, call)?, None),
-        Call::Action(call) => (follow_up(Kind::Action, call)?, None),
-    })
+    match input::parse_json::<Call>(line)? {
+        Call::Sent(sent) => sent.request(),
+        Call::Outcome(outcome) => outcome.request(),
+        Call::Budget(budget) => Ok(budget.request()?.0),
+        Call::Delivered(call) => follow_up(Kind::Delivered, call),
+        Call::Opened(call) => follow_up(Kind::Opened, call),
+        Call::Failed(call) => follow_up(Kind::Failed, call),
+        Call::Action(call) => follow_up(Kind::Action, call),
+    }
 }
 
-/// A batch line's result line.
+/// A batch line's result line: the message's id for a message call, the error for a failure.
 #[derive(Serialize)]
-struct BatchLine<'a, T: Serialize> {
+struct BatchLine<'a> {
     line: usize,
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<T>,
+    id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     kind: Option<&'a str>,
 }
 
-fn write_line<T: Serialize>(
-    output: &mut Vec<u8>,
-    line: usize,
-    result: Result<(u16, T), &ApiError>,
-) {
+fn write_line(output: &mut Vec<u8>, line: usize, result: Result<(u16, Option<u64>), &ApiError>) {
     let line = match result {
-        Ok((status, result)) => BatchLine {
+        Ok((status, id)) => BatchLine {
             line,
             status,
-            result: Some(result),
+            id,
             error: None,
             kind: None,
         },
         Err(error) => BatchLine {
             line,
             status: error.status.as_u16(),
-            result: None,
+            id: None,
             error: Some(&error.message),
             kind: Some(error.kind),
         },
@@ -467,17 +460,18 @@ async fn batch(
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
     // Each line: its number, and its call or why it has none.
-    let mut lines = Vec::new();
-    let mut requests = Vec::new();
+    let count = request.iter().filter(|&&byte| byte == b'\n').count() + 1;
+    let mut lines = Vec::with_capacity(count);
+    let mut requests = Vec::with_capacity(count);
     for (index, line) in request.split(|&byte| byte == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         match batch_request(line) {
-            Ok((request, budget)) => {
+            Ok(request) => {
                 let created = matches!(request, OwnedCall::Sent { .. } | OwnedCall::Outcome { .. });
                 let status = if created { 201 } else { 200 };
-                lines.push((index + 1, Ok((status, budget))));
+                lines.push((index + 1, Ok(status)));
                 requests.push(request);
             }
             Err(error) => lines.push((index + 1, Err(error))),
@@ -494,21 +488,16 @@ async fn batch(
             ),
             Err(error) => Box::new(std::iter::repeat_n(Err(error), calls)),
         };
-    let mut output = Vec::with_capacity(lines.len() * 64);
+    let mut output = Vec::with_capacity(lines.len() * 40);
     for (line, parsed) in lines {
-        match parsed {
-            Err(error) => write_line::<()>(&mut output, line, Err(&error)),
-            Ok((status, budget)) => match answers.next().expect("one answer per call") {
-                Err(error) => write_line::<()>(&mut output, line, Err(&error)),
-                Ok(Tracked::Message(message)) => {
-                    write_line(&mut output, line, Ok((status, message)))
-                }
-                Ok(Tracked::Outcome(outcome)) => {
-                    write_line(&mut output, line, Ok((status, outcome)))
-                }
-                Ok(Tracked::Budget) => write_line(&mut output, line, Ok((status, budget))),
-            },
-        }
+        let result = parsed.and_then(|status| {
+            let answer = answers.next().expect("one answer per call")?;
+            Ok(match answer {
+                Tracked::Message(message) => (status, Some(message.id.0)),
+                _ => (status, None),
+            })
+        });
+        write_line(&mut output, line, result.as_ref().map(|&result| result));
     }
     Ok((
         [(

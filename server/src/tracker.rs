@@ -235,7 +235,7 @@ fn track(store: &Store, requests: &[OwnedCall]) -> Result<Answers, ApiError> {
 /// calls as one batch and answers each job with its share.
 fn commit(store: &Store, jobs: &Mutex<mpsc::Receiver<Job>>) {
     loop {
-        let batch = {
+        let (batch, calls) = {
             // One committer at a time waits for jobs and takes all that are waiting.
             let jobs = jobs
                 .lock()
@@ -252,12 +252,14 @@ fn commit(store: &Store, jobs: &Mutex<mpsc::Receiver<Job>>) {
                     Err(_) => break,
                 }
             }
-            batch
+            (batch, calls)
         };
-        let all: Vec<Call<'_>> = batch
-            .iter()
-            .flat_map(|job| job.requests.iter().map(OwnedCall::call))
-            .collect();
+        let mut all: Vec<Call<'_>> = Vec::with_capacity(calls);
+        all.extend(
+            batch
+                .iter()
+                .flat_map(|job| job.requests.iter().map(OwnedCall::call)),
+        );
         match store.track_batch(&all) {
             Ok(answers) => {
                 let mut answers = answers.into_iter();

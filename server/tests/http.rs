@@ -545,6 +545,17 @@ fn batch_applies_every_good_line() {
         json!({"call": "outcome", "user_id": 7, "outcome": "saved", "amount": 5.5}).to_string(),
         json!({"call": "budget", "scope": "all", "month": "2025-02", "amount_micros": 1000000})
             .to_string(),
+        // A follow-up by external id of a send earlier in the same batch.
+        json!({"call": "sent", "user_id": 8, "channel": "sms", "message_type": "nudge",
+               "external_id": "SMbatch1"})
+        .to_string(),
+        json!({"call": "failed", "external_id": "SMbatch1", "reason": "undelivered"}).to_string(),
+        json!({"call": "delivered", "external_id": "SMnever"}).to_string(),
+        json!({"call": "delivered", "message_id": 2, "external_id": "SMbatch1"}).to_string(),
+        // A repeated send is the same message.
+        json!({"call": "sent", "user_id": 8, "channel": "sms", "message_type": "nudge",
+               "external_id": "SMbatch1"})
+        .to_string(),
     ]
     .join("\n");
     let (status, response) = server.unix("POST", "/v1/batch", Some(body.as_bytes()));
@@ -560,27 +571,68 @@ fn batch_applies_every_good_line() {
             (
                 result["line"].as_u64().unwrap(),
                 result["status"].as_u64().unwrap(),
+                result["id"].as_u64(),
             )
         })
         .collect();
     assert_eq!(
         statuses,
         [
-            (1, 201),
-            (2, 200),
-            (3, 400),
-            (4, 404),
-            (5, 200),
-            (7, 201),
-            (8, 200)
+            (1, 201, Some(1)),
+            (2, 200, Some(1)),
+            (3, 400, None),
+            (4, 404, None),
+            (5, 200, Some(1)),
+            (7, 201, None),
+            (8, 200, None),
+            (9, 201, Some(2)),
+            (10, 200, Some(2)),
+            (11, 404, None),
+            (12, 400, None),
+            (13, 201, Some(2)),
         ]
     );
-    assert_eq!(results[4]["result"]["action_taken"], "clicked");
+    assert_eq!(results[2]["kind"], "invalid_input");
+    assert_eq!(results[3]["kind"], "unknown_message");
     let (_, stats) = server.call("GET", "/v1/stats", None);
     assert_eq!(
-        (&stats["clicked_count"], &stats["outcome_count"]),
-        (&json!(1), &json!(1))
+        (
+            &stats["total_messages"],
+            &stats["clicked_count"],
+            &stats["failed_count"],
+            &stats["outcome_count"]
+        ),
+        (&json!(2), &json!(1), &json!(1), &json!(1))
     );
+    let (code, lines, _dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+}
+
+#[test]
+fn messages_by_external_id_are_found_and_followed_up() {
+    let server = Server::start(&[]);
+    let sid = "SM0123456789abcdef0123456789abcdef";
+    let mut send = sent(5);
+    send["external_id"] = json!(sid);
+    let (status, message) = server.call("POST", "/v1/messages", Some(send));
+    assert_eq!(status, 201, "{message}");
+    let path = format!("/v1/messages/by-external-id/{sid}");
+    let (status, found) = server.call("GET", &path, None);
+    assert_eq!((status, &found["id"]), (200, &message["id"]));
+    let (status, opened) = server.call("POST", &format!("{path}/opened"), None);
+    assert_eq!((status, &opened["status"]), (200, &json!("opened")));
+    let (status, clicked) = server.call(
+        "POST",
+        &format!("{path}/actions"),
+        Some(json!({"action": "clicked_link"})),
+    );
+    assert_eq!((status, &clicked["status"]), (200, &json!("clicked")));
+    let (status, error) = server.call("GET", "/v1/messages/by-external-id/SMnone", None);
+    assert_eq!((status, &error["kind"]), (404, &json!("unknown_message")));
+    let (status, error) = server.call("POST", "/v1/messages/by-external-id/SMnone/delivered", None);
+    assert_eq!((status, &error["kind"]), (404, &json!("unknown_message")));
+    let (status, _) = server.call("POST", &format!("{path}/archived"), None);
+    assert_eq!(status, 404);
     let (code, lines, _dir) = server.stop();
     assert_eq!(code, 0, "{lines:?}");
 }
