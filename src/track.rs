@@ -4,7 +4,8 @@
 //!
 //! A batch is cut into chunks that fit the write buffer and the segment; a chunk's frames are
 //! handed to the OS (under `SyncPolicy::Always`) before any of its events is folded, so a call
-//! whose write fails leaves no trace in the views. Checks that need earlier calls of the same
+//! whose frame a failed write did not take whole leaves no trace in the views (one it took is
+//! in the segment, and folded). Checks that need earlier calls of the same
 //! chunk (a follow-up of a message sent just before it, a repeated external id) read them from
 //! [`Unfolded`], beside the views.
 
@@ -176,8 +177,19 @@ impl Sent<'_> {
 struct Unfolded<'a> {
     /// The chunk's first new message id.
     first_id: u64,
-    sent: Vec<Sent<'a>>,
+    /// Each send, and where its frame ends in the write buffer.
+    sent: Vec<(Sent<'a>, usize)>,
     external_ids: HashMap<&'a str, MessageId>,
+}
+
+/// A call of the current chunk whose answer waits for the chunk's frames to reach the OS.
+struct Pending<'a> {
+    /// The call's place in the batch.
+    index: usize,
+    /// Its event; `None` for a repeated send of a message the chunk sent.
+    event: Option<LoggedEvent<'a>>,
+    /// Where the frame it stands on ends in the write buffer: its own, or the repeated send's.
+    frame_end: usize,
 }
 
 impl<'a> Unfolded<'a> {
@@ -187,7 +199,7 @@ impl<'a> Unfolded<'a> {
         self.external_ids.clear();
     }
 
-    fn sent(&self, id: MessageId) -> Option<&Sent<'a>> {
+    fn sent(&self, id: MessageId) -> Option<&(Sent<'a>, usize)> {
         let index = usize::try_from(id.0.checked_sub(self.first_id)?).ok()?;
         self.sent.get(index)
     }
@@ -224,11 +236,11 @@ impl<'a> Known<'_, 'a> {
         Ok(id)
     }
 
-    fn sent_ms(&self, id: MessageId) -> i64 {
+    fn sent_ms(&self, id: MessageId) -> Result<i64> {
         self.projection
             .sent_ms(id)
-            .or_else(|| self.unfolded.sent(id).map(|sent| sent.at_ms))
-            .expect("a message in the log is folded or in the chunk")
+            .or_else(|| self.unfolded.sent(id).map(|(sent, _)| sent.at_ms))
+            .ok_or(Error::UnknownMessage { id })
     }
 
     /// The message an external id already names, and the first field in which `sent`
@@ -251,7 +263,7 @@ impl<'a> Known<'_, 'a> {
             return Some((id, sent.differs_from(&earlier, sent_at_given)));
         }
         let id = *self.unfolded.external_ids.get(external_id)?;
-        let earlier = self.unfolded.sent(id).expect("a send of the chunk");
+        let (earlier, _) = self.unfolded.sent(id).expect("a send of the chunk");
         Some((id, sent.differs_from(earlier, sent_at_given)))
     }
 }
@@ -269,7 +281,7 @@ fn prepare<'a>(call: &Call<'a>, log: &Log, known: &Known<'_, 'a>) -> Result<Prep
                      make: &dyn Fn(MessageId, i64) -> Event<'a>| {
         let message_id = known.message_id(message, log)?;
         let (at_ms, clock_ms) = time_at_call("at", at)?;
-        check_after_sent("at", at_ms, known.sent_ms(message_id))?;
+        check_after_sent("at", at_ms, known.sent_ms(message_id)?)?;
         Ok(Prepared::Append {
             event: make(message_id, at_ms),
             clock_ms,
@@ -461,7 +473,7 @@ impl Store {
             let mut log = writer.log.lock();
             // First: after a failed write the log may have assigned ids the views never saw.
             log.check_poison()?;
-            let mut chunk: Vec<(usize, LoggedEvent<'_>)> = Vec::new();
+            let mut chunk: Vec<Pending<'_>> = Vec::new();
             let mut unfolded = Unfolded::default();
             unfolded.clear(log.next_message_id());
             let mut projection = self.projection.read();
@@ -472,17 +484,31 @@ impl Store {
                     unfolded.clear(log.next_message_id());
                     projection = self.projection.read();
                 }
+                // A failed write poisons the log, and may have taken ids the views never saw.
+                if let Err(error) = log.check_poison() {
+                    answers.push(Err(error));
+                    continue;
+                }
                 let known = Known {
                     projection: &projection,
                     unfolded: &unfolded,
                 };
                 let answer = prepare(call, &log, &known).and_then(|prepared| match prepared {
                     Prepared::Existing(id) => {
-                        answered_existing = true;
+                        match unfolded.sent(id) {
+                            // Sent earlier in this chunk: answered once that send's frame is.
+                            Some(&(_, frame_end)) => chunk.push(Pending {
+                                index,
+                                event: None,
+                                frame_end,
+                            }),
+                            None => answered_existing = true,
+                        }
                         Ok(Answer::Message(id))
                     }
                     Prepared::Append { event, clock_ms } => {
                         let logged = log.append(event, clock_ms)?;
+                        let frame_end = log.buffered_bytes();
                         let answer = match logged.event {
                             Event::MessageSent {
                                 message_id,
@@ -493,13 +519,14 @@ impl Store {
                                 at_ms,
                                 external_id,
                             } => {
-                                unfolded.sent.push(Sent {
+                                let sent = Sent {
                                     user_id,
                                     channel,
                                     message_type,
                                     cost,
                                     at_ms,
-                                });
+                                };
+                                unfolded.sent.push((sent, frame_end));
                                 if let Some(external_id) = external_id {
                                     unfolded.external_ids.insert(external_id, message_id);
                                 }
@@ -512,7 +539,11 @@ impl Store {
                             ),
                         };
                         appended = Some(logged.seq);
-                        chunk.push((index, logged));
+                        chunk.push(Pending {
+                            index,
+                            event: Some(logged),
+                            frame_end,
+                        });
                         Ok(answer)
                     }
                 });
@@ -573,37 +604,45 @@ impl Store {
     }
 
     /// Hands the chunk's frames to the OS (under `Always`, or when the buffer is full), then
-    /// folds its events. If the write fails, the chunk's calls fail with it (the first with the
-    /// I/O error, the others as refused by the poisoned store) and none of their events is
-    /// folded; the calls after them then find the store poisoned.
-    fn fold_chunk(
+    /// folds its events. If the write fails part-way, the calls whose frames reached the OS
+    /// whole are folded and answered `Poisoned { event_may_be_durable: true }` (the segment holds
+    /// them, unsynced); of the others, none is folded: the first returns the I/O error, the
+    /// rest `Poisoned { event_may_be_durable: false }`.
+    fn fold_chunk<'a>(
         &self,
         log: &mut Log,
         policy: SyncPolicy,
-        chunk: &mut Vec<(usize, LoggedEvent<'_>)>,
+        chunk: &mut Vec<Pending<'a>>,
         answers: &mut [Result<Answer>],
     ) {
-        if (policy == SyncPolicy::Always || !log.has_room_for_frame_unwritten())
-            && let Err(error) = log.write_buffer()
-        {
-            let first = error.to_string();
-            let mut calls = chunk.drain(..).map(|(index, _)| index);
-            if let Some(index) = calls.next() {
-                answers[index] = Err(error);
-            }
-            for index in calls {
-                answers[index] = Err(Error::Poisoned {
-                    first: first.clone(),
-                    event_may_be_durable: false,
-                });
-            }
-            return;
-        }
+        let (written, mut error) =
+            if policy == SyncPolicy::Always || !log.has_room_for_frame_unwritten() {
+                match log.write_buffer_counted() {
+                    Ok(()) => (usize::MAX, None),
+                    Err(failed) => (failed.written, Some(failed.error)),
+                }
+            } else {
+                (usize::MAX, None)
+            };
+        let first = error.as_ref().map(Error::to_string);
+        let poisoned = |event_may_be_durable| Error::Poisoned {
+            first: first.clone().unwrap_or_default(),
+            event_may_be_durable,
+        };
         let mut projection = self.projection.write();
-        for (index, logged) in chunk.drain(..) {
-            projection.fold(&logged);
-            if let Event::FinancialOutcome { .. } = logged.event {
-                answers[index] = Ok(Answer::Outcome(projection.outcome_count() - 1));
+        for pending in chunk.drain(..) {
+            if pending.frame_end > written {
+                answers[pending.index] = Err(error.take().unwrap_or_else(|| poisoned(false)));
+                continue;
+            }
+            if let Some(logged) = &pending.event {
+                projection.fold(logged);
+                if let Event::FinancialOutcome { .. } = logged.event {
+                    answers[pending.index] = Ok(Answer::Outcome(projection.outcome_count() - 1));
+                }
+            }
+            if first.is_some() {
+                answers[pending.index] = Err(poisoned(true));
             }
         }
     }

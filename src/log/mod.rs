@@ -173,13 +173,29 @@ impl Log {
     /// Hands buffered frames to the OS. On a poisoned log it fails even with nothing buffered:
     /// the frames a failed write discarded were never handed over.
     pub(crate) fn write_buffer(&mut self) -> Result<()> {
-        self.check_poison()?;
+        self.write_buffer_counted().map_err(|failed| failed.error)
+    }
+
+    /// [`Log::write_buffer`], telling on failure how many of the buffer's bytes reached the OS
+    /// (the frames wholly inside them are in the segment; the store is poisoned).
+    pub(crate) fn write_buffer_counted(&mut self) -> std::result::Result<(), WriteFailed> {
+        self.check_poison()
+            .map_err(|error| WriteFailed { written: 0, error })?;
         if self.buffer.is_empty() {
             return Ok(());
         }
         let result = write_segment(&self.file, &self.buffer);
         self.buffer.clear();
-        result.map_err(|source| self.poisoned(Error::io(&self.path, source)))
+        result.map_err(|(written, source)| WriteFailed {
+            written,
+            error: self.poisoned(Error::io(&self.path, source)),
+        })
+    }
+
+    /// Bytes buffered and not yet handed to the OS: right after an append, where its frame
+    /// ends in the buffer.
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.buffer.len()
     }
 
     /// Seals the current segment (written and fsynced whole) and starts the next one.
@@ -414,16 +430,34 @@ impl SharedLog {
     }
 }
 
-/// Hands `bytes` to the OS at the end of a segment. Every write of frames goes through here, so
-/// that unit tests can make one fail (`fault`).
-fn write_segment(mut file: &File, bytes: &[u8]) -> std::io::Result<()> {
+/// A write of buffered frames that failed after `written` bytes reached the OS.
+#[derive(Debug)]
+pub(crate) struct WriteFailed {
+    pub written: usize,
+    pub error: Error,
+}
+
+/// Hands `bytes` to the OS at the end of a segment; on failure, how many of them it took.
+/// Every write of frames goes through here, so that unit tests can make one fail (`fault`).
+fn write_segment(mut file: &File, bytes: &[u8]) -> std::result::Result<(), (usize, std::io::Error)> {
     #[cfg(test)]
     if let Some(error) = fault::take(fault::Operation::Write) {
         // As a file-size limit does: the bytes up to the limit land, the rest fail.
-        file.write_all(&bytes[..bytes.len() / 2])?;
-        return Err(error);
+        let half = bytes.len() / 2;
+        file.write_all(&bytes[..half]).map_err(|error| (0, error))?;
+        return Err((half, error));
     }
-    file.write_all(bytes)
+    // `write_all`, counting: a partial write followed by an error leaves whole frames behind.
+    let mut written = 0;
+    while written < bytes.len() {
+        match file.write(&bytes[written..]) {
+            Ok(0) => return Err((written, std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err((written, error)),
+        }
+    }
+    Ok(())
 }
 
 /// Writes a version 2 segment's seal slot, naming `next_first_seq` as its successor's first
