@@ -231,7 +231,7 @@ impl Store {
         sent_at: Option<DateTime<Utc>>,
         external_id: Option<&str>,
     ) -> Result<Message> {
-        self.track_one(Call::Sent {
+        self.track_message(Call::Sent {
             user: user.into(),
             channel,
             message_type,
@@ -239,7 +239,6 @@ impl Store {
             sent_at,
             external_id,
         })
-        .map(Tracked::into_message)
     }
 
     /// Tracks a delivery reported by the provider; `at` of `None` means now. `message` is the
@@ -254,11 +253,10 @@ impl Store {
         message: impl Into<MessageRef>,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        self.track_one(Call::Delivered {
+        self.track_message(Call::Delivered {
             message: message.into(),
             at,
         })
-        .map(Tracked::into_message)
     }
 
     /// Tracks an open by the user; an open implies delivery.
@@ -267,11 +265,10 @@ impl Store {
         message: impl Into<MessageRef>,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        self.track_one(Call::Opened {
+        self.track_message(Call::Opened {
             message: message.into(),
             at,
         })
-        .map(Tracked::into_message)
     }
 
     /// Tracks an action the user took on a message, e.g. "viewed_forecast"; an action whose
@@ -282,12 +279,11 @@ impl Store {
         action: &str,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        self.track_one(Call::Action {
+        self.track_message(Call::Action {
             message: message.into(),
             action,
             at,
         })
-        .map(Tracked::into_message)
     }
 
     /// Tracks a failure or bounce reported by the provider, e.g. "undelivered".
@@ -297,12 +293,11 @@ impl Store {
         reason: &str,
         at: Option<DateTime<Utc>>,
     ) -> Result<Message> {
-        self.track_one(Call::Failed {
+        self.track_message(Call::Failed {
             message: message.into(),
             reason,
             at,
         })
-        .map(Tracked::into_message)
     }
 
     /// Tracks a financial outcome for a user now; `amount` in dollars, negative for a loss.

@@ -120,9 +120,9 @@ impl Call<'_> {
 /// What a tracking call answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tracked {
-    /// The message the call sent or named, as it stands after the call (after the whole batch,
-    /// in [`Store::track_batch`]).
-    Message(Message),
+    /// The message the call sent or named ([`Store::get_message`] gives its record: a bulk
+    /// load needs the ids, and building every record would cost more than the calls).
+    Message(MessageId),
     /// The outcome as recorded.
     Outcome(FinancialOutcome),
     /// The budget was set.
@@ -130,10 +130,11 @@ pub enum Tracked {
 }
 
 impl Tracked {
-    pub(crate) fn into_message(self) -> Message {
+    /// The message a message call sent or named.
+    pub fn message_id(&self) -> Option<MessageId> {
         match self {
-            Tracked::Message(message) => message,
-            _ => unreachable!("a message call answers with its message"),
+            Tracked::Message(id) => Some(*id),
+            _ => None,
         }
     }
 }
@@ -441,7 +442,7 @@ impl Store {
     ///
     /// The calls share the log's lock, its writes and, under `SyncPolicy::Always`, one fsync
     /// at the end: the batch returns once every appended event is durable, so it is much faster
-    /// than the calls one by one. Messages are answered as they stand after the whole batch.
+    /// than the calls one by one. A message call answers with the message's id.
     /// Fails as a whole only when no call could be tried: the store is read-only
     /// ([`Error::ReadOnly`]) or poisoned ([`Error::Poisoned`]).
     ///
@@ -455,8 +456,8 @@ impl Store {
     ///     Call::Delivered { message: MessageRef::from("push-1"), at: None },
     ///     Call::Opened { message: MessageRef::from(999), at: None },
     /// ])?;
-    /// let Ok(Tracked::Message(message)) = &answers[0] else { panic!() };
-    /// assert_eq!(message.status, commlog::Status::Delivered);
+    /// let Ok(Tracked::Message(id)) = answers[0] else { panic!() };
+    /// assert_eq!(store.get_message(id)?.status, commlog::Status::Delivered);
     /// assert!(matches!(answers[2], Err(commlog::Error::UnknownMessage { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -584,9 +585,7 @@ impl Store {
             .into_iter()
             .map(|answer| {
                 answer.map(|answer| match answer {
-                    Answer::Message(id) => {
-                        Tracked::Message(projection.message(id).expect("a folded message"))
-                    }
+                    Answer::Message(id) => Tracked::Message(id),
                     Answer::Outcome(index) => {
                         Tracked::Outcome(projection.outcome(index).expect("a folded outcome"))
                     }
@@ -601,6 +600,12 @@ impl Store {
         self.track_batch(std::slice::from_ref(&call))?
             .pop()
             .expect("one answer per call")
+    }
+
+    /// One message call, answered with the message as it now stands.
+    pub(crate) fn track_message(&self, call: Call<'_>) -> Result<Message> {
+        let id = self.track_one(call)?.message_id();
+        self.get_message(id.expect("a message call answers with its message"))
     }
 
     /// Hands the chunk's frames to the OS (under `Always`, or when the buffer is full), then

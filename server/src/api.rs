@@ -261,7 +261,7 @@ async fn sent(
             .map_err(|_| ApiError::invalid("Idempotency-Key must be printable ASCII"))?;
         request.external_id = Some(key.to_owned());
     }
-    let message = message_of(state.tracker.track_one(request.request()?).await?);
+    let message = message_of(&state, state.tracker.track_one(request.request()?).await?)?;
     let location = HeaderValue::from_str(&format!("/v1/messages/{}", message.id))
         .expect("a path of digits is a header value");
     Ok((
@@ -271,11 +271,12 @@ async fn sent(
     ))
 }
 
-fn message_of(tracked: Tracked) -> commlog::Message {
-    match tracked {
-        Tracked::Message(message) => message,
-        _ => unreachable!("a message call answers with its message"),
-    }
+/// The message a message call answered with, as it now stands.
+fn message_of(state: &AppState, tracked: Tracked) -> Result<commlog::Message, ApiError> {
+    let id = tracked
+        .message_id()
+        .expect("a message call answers with its message");
+    Ok(state.store.get_message(id)?)
 }
 
 /// The follow-up a request body asks for.
@@ -309,7 +310,7 @@ async fn follow_up(
 ) -> Result<Json<commlog::Message>, ApiError> {
     let id = id(path, "message id")?;
     let request = follow_up_request(kind, MessageRef::from(id), &body(request)?)?;
-    Ok(Json(message_of(state.tracker.track_one(request).await?)))
+    Ok(Json(message_of(&state, state.tracker.track_one(request).await?)?))
 }
 
 async fn delivered(
@@ -367,7 +368,7 @@ async fn external_follow_up(
         }
     };
     let request = follow_up_request(kind, MessageRef::External(external_id), &body(request)?)?;
-    Ok(Json(message_of(state.tracker.track_one(request).await?)))
+    Ok(Json(message_of(&state, state.tracker.track_one(request).await?)?))
 }
 
 async fn outcome(
@@ -493,7 +494,7 @@ async fn batch(
         let result = parsed.and_then(|status| {
             let answer = answers.next().expect("one answer per call")?;
             Ok(match answer {
-                Tracked::Message(message) => (status, Some(message.id.0)),
+                Tracked::Message(id) => (status, Some(id.0)),
                 _ => (status, None),
             })
         });
