@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::error::ApiError;
-use crate::input::{self, Call, Kind, Query};
+use crate::input::{self, Kind, Query};
 use crate::tracker::{OwnedCall, Tracker};
 use crate::webhook_api::{self, WebhookCounters, WebhookCounts, WebhookSecrets};
 
@@ -310,7 +310,10 @@ async fn follow_up(
 ) -> Result<Json<commlog::Message>, ApiError> {
     let id = id(path, "message id")?;
     let request = follow_up_request(kind, MessageRef::from(id), &body(request)?)?;
-    Ok(Json(message_of(&state, state.tracker.track_one(request).await?)?))
+    Ok(Json(message_of(
+        &state,
+        state.tracker.track_one(request).await?,
+    )?))
 }
 
 async fn delivered(
@@ -368,7 +371,10 @@ async fn external_follow_up(
         }
     };
     let request = follow_up_request(kind, MessageRef::External(external_id), &body(request)?)?;
-    Ok(Json(message_of(&state, state.tracker.track_one(request).await?)?))
+    Ok(Json(message_of(
+        &state,
+        state.tracker.track_one(request).await?,
+    )?))
 }
 
 async fn outcome(
@@ -410,14 +416,19 @@ fn batch_request(line: &[u8]) -> Result<OwnedCall, ApiError> {
         let message = call.message()?;
         input::follow_up(kind, message, call.at.as_deref(), name)
     };
-    match input::parse_json::<Call>(line)? {
-        Call::Sent(sent) => sent.request(),
-        Call::Outcome(outcome) => outcome.request(),
-        Call::Budget(budget) => Ok(budget.request()?.0),
-        Call::Delivered(call) => follow_up(Kind::Delivered, call),
-        Call::Opened(call) => follow_up(Kind::Opened, call),
-        Call::Failed(call) => follow_up(Kind::Failed, call),
-        Call::Action(call) => follow_up(Kind::Action, call),
+    let name: input::CallName = input::parse_json(line)?;
+    match &*name.call {
+        "sent" => input::parse_json::<input::Sent>(line)?.request(),
+        "outcome" => input::parse_json::<input::Outcome>(line)?.request(),
+        "budget" => Ok(input::parse_json::<input::Budget>(line)?.request()?.0),
+        "delivered" => follow_up(Kind::Delivered, input::parse_json(line)?),
+        "opened" => follow_up(Kind::Opened, input::parse_json(line)?),
+        "failed" => follow_up(Kind::Failed, input::parse_json(line)?),
+        "action" => follow_up(Kind::Action, input::parse_json(line)?),
+        other => Err(ApiError::invalid(format!(
+            "unknown call {}: must be sent, delivered, opened, failed, action, outcome or budget",
+            commlog::quote_value(other)
+        ))),
     }
 }
 

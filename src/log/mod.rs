@@ -439,7 +439,10 @@ pub(crate) struct WriteFailed {
 
 /// Hands `bytes` to the OS at the end of a segment; on failure, how many of them it took.
 /// Every write of frames goes through here, so that unit tests can make one fail (`fault`).
-fn write_segment(mut file: &File, bytes: &[u8]) -> std::result::Result<(), (usize, std::io::Error)> {
+fn write_segment(
+    mut file: &File,
+    bytes: &[u8],
+) -> std::result::Result<(), (usize, std::io::Error)> {
     #[cfg(test)]
     if let Some(error) = fault::take(fault::Operation::Write) {
         // As a file-size limit does: the bytes up to the limit land, the rest fail.
