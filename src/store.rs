@@ -234,10 +234,10 @@ impl Store {
         self.track_message(Call::Sent {
             user: user.into(),
             channel,
-            message_type,
+            message_type: message_type.into(),
             cost,
             sent_at,
-            external_id,
+            external_id: external_id.map(Into::into),
         })
     }
 
@@ -281,7 +281,7 @@ impl Store {
     ) -> Result<Message> {
         self.track_message(Call::Action {
             message: message.into(),
-            action,
+            action: action.into(),
             at,
         })
     }
@@ -295,7 +295,7 @@ impl Store {
     ) -> Result<Message> {
         self.track_message(Call::Failed {
             message: message.into(),
-            reason,
+            reason: reason.into(),
             at,
         })
     }
@@ -321,7 +321,7 @@ impl Store {
     ) -> Result<FinancialOutcome> {
         match self.track_one(Call::Outcome {
             user: user.into(),
-            outcome,
+            outcome: outcome.into(),
             amount,
             at: Some(at),
         })? {
@@ -351,7 +351,7 @@ impl Store {
     ) -> Result<()> {
         self.track_one(Call::Budget {
             scope,
-            month,
+            month: month.into(),
             amount,
             alert_percent,
         })

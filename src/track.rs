@@ -9,6 +9,7 @@
 //! chunk (a follow-up of a message sent just before it, a repeated external id) read them from
 //! [`Unfolded`], beside the views.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -28,7 +29,8 @@ use crate::store::Store;
 use crate::times::{check_after_sent, time_at_call};
 
 /// One tracking call, for [`Store::track_batch`]: the arguments of the `Store` method of the
-/// same name (`at` of `None`: the clock at the call).
+/// same name (`at` of `None`: the clock at the call). Its strings are borrowed or owned
+/// (`"low_balance".into()`, `String::into()`), so a call can wait in a queue as `Call<'static>`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call<'a> {
     /// [`Store::track_message_sent_with`].
@@ -38,13 +40,13 @@ pub enum Call<'a> {
         /// How it is sent.
         channel: Channel,
         /// What kind of message.
-        message_type: &'a str,
+        message_type: Cow<'a, str>,
         /// What sending it cost, in dollars.
         cost: f64,
         /// When it was sent (`None`: now).
         sent_at: Option<DateTime<Utc>>,
         /// The provider's message id or the caller's idempotency key.
-        external_id: Option<&'a str>,
+        external_id: Option<Cow<'a, str>>,
     },
     /// [`Store::track_message_delivered`].
     Delivered {
@@ -65,7 +67,7 @@ pub enum Call<'a> {
         /// The message.
         message: MessageRef,
         /// Why.
-        reason: &'a str,
+        reason: Cow<'a, str>,
         /// When.
         at: Option<DateTime<Utc>>,
     },
@@ -74,7 +76,7 @@ pub enum Call<'a> {
         /// The message.
         message: MessageRef,
         /// What the user did.
-        action: &'a str,
+        action: Cow<'a, str>,
         /// When.
         at: Option<DateTime<Utc>>,
     },
@@ -83,7 +85,7 @@ pub enum Call<'a> {
         /// The user.
         user: UserId,
         /// What happened.
-        outcome: &'a str,
+        outcome: Cow<'a, str>,
         /// Its value in dollars (negative: a loss).
         amount: f64,
         /// When.
@@ -94,7 +96,7 @@ pub enum Call<'a> {
         /// Whose spend it bounds.
         scope: BudgetScope,
         /// `"YYYY-MM"`.
-        month: &'a str,
+        month: Cow<'a, str>,
         /// Dollars, more than 0.
         amount: f64,
         /// 1 to 100; `None`: 90.
@@ -276,10 +278,10 @@ enum Prepared<'a> {
 }
 
 /// Checks `call` against everything appended before it and builds its event.
-fn prepare<'a>(call: &Call<'a>, log: &Log, known: &Known<'_, 'a>) -> Result<Prepared<'a>> {
+fn prepare<'c>(call: &'c Call<'_>, log: &Log, known: &Known<'_, 'c>) -> Result<Prepared<'c>> {
     let follow_up = |message: &MessageRef,
                      at: Option<DateTime<Utc>>,
-                     make: &dyn Fn(MessageId, i64) -> Event<'a>| {
+                     make: &dyn Fn(MessageId, i64) -> Event<'c>| {
         let message_id = known.message_id(message, log)?;
         let (at_ms, clock_ms) = time_at_call("at", at)?;
         check_after_sent("at", at_ms, known.sent_ms(message_id)?)?;
@@ -288,7 +290,16 @@ fn prepare<'a>(call: &Call<'a>, log: &Log, known: &Known<'_, 'a>) -> Result<Prep
             clock_ms,
         })
     };
-    match *call {
+    // A follow-up that names something (a failure's reason, an action).
+    let named = |message: &MessageRef,
+                 field: &'static str,
+                 name: &'c str,
+                 at: Option<DateTime<Utc>>,
+                 make: &dyn Fn(MessageId, &'c str, i64) -> Event<'c>| {
+        validate_name(field, name)?;
+        follow_up(message, at, &|message_id, at_ms| make(message_id, name, at_ms))
+    };
+    match call {
         Call::Sent {
             user,
             channel,
@@ -297,8 +308,10 @@ fn prepare<'a>(call: &Call<'a>, log: &Log, known: &Known<'_, 'a>) -> Result<Prep
             sent_at,
             external_id,
         } => {
-            let user_id = validate_user(user)?;
+            let (channel, cost, sent_at) = (*channel, *cost, *sent_at);
+            let user_id = validate_user(*user)?;
             validate_name("message_type", message_type)?;
+            let external_id = external_id.as_deref();
             if let Some(external_id) = external_id {
                 validate_external_id(external_id)?;
             }
@@ -340,46 +353,44 @@ fn prepare<'a>(call: &Call<'a>, log: &Log, known: &Known<'_, 'a>) -> Result<Prep
                 clock_ms,
             })
         }
-        Call::Delivered { ref message, at } => follow_up(message, at, &|message_id, at_ms| {
+        Call::Delivered { message, at } => follow_up(message, *at, &|message_id, at_ms| {
             Event::MessageDelivered { message_id, at_ms }
         }),
-        Call::Opened { ref message, at } => follow_up(message, at, &|message_id, at_ms| {
+        Call::Opened { message, at } => follow_up(message, *at, &|message_id, at_ms| {
             Event::MessageOpened { message_id, at_ms }
         }),
         Call::Failed {
-            ref message,
+            message,
             reason,
             at,
-        } => {
-            validate_name("reason", reason)?;
-            follow_up(message, at, &|message_id, at_ms| Event::MessageFailed {
+        } => named(message, "reason", reason, *at, &|message_id, reason, at_ms| {
+            Event::MessageFailed {
                 message_id,
                 reason,
                 at_ms,
-            })
-        }
+            }
+        }),
         Call::Action {
-            ref message,
+            message,
             action,
             at,
-        } => {
-            validate_name("action", action)?;
-            follow_up(message, at, &|message_id, at_ms| Event::UserAction {
+        } => named(message, "action", action, *at, &|message_id, action, at_ms| {
+            Event::UserAction {
                 message_id,
                 action,
                 at_ms,
-            })
-        }
+            }
+        }),
         Call::Outcome {
             user,
             outcome,
             amount,
             at,
         } => {
-            let user_id = validate_user(user)?;
+            let user_id = validate_user(*user)?;
             validate_name("outcome", outcome)?;
-            let amount = Money::from_dollars_for("amount", amount)?;
-            let (at_ms, clock_ms) = time_at_call("at", at)?;
+            let amount = Money::from_dollars_for("amount", *amount)?;
+            let (at_ms, clock_ms) = time_at_call("at", *at)?;
             Ok(Prepared::Append {
                 event: Event::FinancialOutcome {
                     user_id,
@@ -396,7 +407,7 @@ fn prepare<'a>(call: &Call<'a>, log: &Log, known: &Known<'_, 'a>) -> Result<Prep
             amount,
             alert_percent,
         } => {
-            let month: Month = month.parse()?;
+            let (amount, month) = (*amount, month.parse::<Month>()?);
             if amount.is_nan() || amount <= 0.0 {
                 return Err(Error::invalid(
                     "amount",
@@ -423,7 +434,7 @@ fn prepare<'a>(call: &Call<'a>, log: &Log, known: &Known<'_, 'a>) -> Result<Prep
             let at_ms = Utc::now().timestamp_millis();
             Ok(Prepared::Append {
                 event: Event::BudgetSet {
-                    scope,
+                    scope: *scope,
                     month,
                     amount,
                     alert_percent,
@@ -451,8 +462,8 @@ impl Store {
     /// # let store = commlog::Store::open(dir.path())?;
     /// use commlog::{Call, Channel, MessageRef, Tracked};
     /// let answers = store.track_batch(&[
-    ///     Call::Sent { user: 7.into(), channel: Channel::Push, message_type: "bill_reminder",
-    ///                  cost: 0.0, sent_at: None, external_id: Some("push-1") },
+    ///     Call::Sent { user: 7.into(), channel: Channel::Push, message_type: "bill_reminder".into(),
+    ///                  cost: 0.0, sent_at: None, external_id: Some("push-1".into()) },
     ///     Call::Delivered { message: MessageRef::from("push-1"), at: None },
     ///     Call::Opened { message: MessageRef::from(999), at: None },
     /// ])?;

@@ -210,7 +210,7 @@ impl Call {
             } => crate::Call::Sent {
                 user,
                 channel,
-                message_type,
+                message_type: message_type.into(),
                 cost,
                 sent_at: at,
                 external_id: None,
@@ -227,7 +227,7 @@ impl Call {
                 message, action, ..
             } => crate::Call::Action {
                 message: message.into(),
-                action,
+                action: action.into(),
                 at,
             },
             Call::Outcome {
@@ -237,7 +237,7 @@ impl Call {
                 ..
             } => crate::Call::Outcome {
                 user,
-                outcome,
+                outcome: outcome.into(),
                 amount,
                 at,
             },

@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use commlog::{MessageRef, Store, SyncPolicy, Tracked};
+use commlog::{Call, MessageRef, Store, SyncPolicy, Tracked};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -19,7 +19,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::error::ApiError;
 use crate::input::{self, Kind, Query};
-use crate::tracker::{OwnedCall, Tracker};
+use crate::tracker::Tracker;
 use crate::webhook_api::{self, WebhookCounters, WebhookCounts, WebhookSecrets};
 
 /// Body limit of every route but `/v1/batch`.
@@ -284,7 +284,7 @@ fn follow_up_request(
     kind: Kind,
     message: MessageRef,
     request: &[u8],
-) -> Result<OwnedCall, ApiError> {
+) -> Result<Call<'static>, ApiError> {
     let (at, name) = match kind {
         Kind::Delivered | Kind::Opened => {
             let request: input::At = input::parse_json_or_default(request)?;
@@ -399,7 +399,7 @@ async fn budget(
 }
 
 /// A batch line as a call.
-fn batch_request(line: &[u8]) -> Result<OwnedCall, ApiError> {
+fn batch_request(line: &[u8]) -> Result<Call<'static>, ApiError> {
     let follow_up = |kind: Kind, mut call: input::FollowUp| {
         let name = match kind {
             Kind::Delivered | Kind::Opened => {
@@ -481,7 +481,7 @@ async fn batch(
         }
         match batch_request(line) {
             Ok(request) => {
-                let created = matches!(request, OwnedCall::Sent { .. } | OwnedCall::Outcome { .. });
+                let created = matches!(request, Call::Sent { .. } | Call::Outcome { .. });
                 let status = if created { 201 } else { 200 };
                 lines.push((index + 1, Ok(status)));
                 requests.push(request);

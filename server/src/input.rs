@@ -4,13 +4,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use commlog::{
-    BudgetScope, Channel, CostFilter, EffectivenessFilter, EngagementFilter, ImpactFilter,
+    BudgetScope, Call, Channel, UserId, CostFilter, EffectivenessFilter, EngagementFilter, ImpactFilter,
     MessageRef, Money, Month, Period, StatsFilter, quote_value,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::tracker::OwnedCall;
 
 /// `POST /v1/messages`, batch call `sent`.
 #[derive(Debug, Deserialize)]
@@ -235,14 +234,14 @@ fn channel(text: &str) -> Result<Channel, ApiError> {
 }
 
 impl Sent {
-    pub fn request(self) -> Result<OwnedCall, ApiError> {
-        Ok(OwnedCall::Sent {
-            user: self.user_id,
+    pub fn request(self) -> Result<Call<'static>, ApiError> {
+        Ok(Call::Sent {
+            user: UserId(self.user_id),
             channel: channel(&self.channel)?,
-            message_type: self.message_type,
+            message_type: self.message_type.into(),
             cost: dollars("cost_micros", self.cost_micros, "cost", self.cost)?.unwrap_or(0.0),
             sent_at: optional_time("sent_at", self.sent_at.as_deref())?,
-            external_id: self.external_id,
+            external_id: self.external_id.map(Into::into),
         })
     }
 }
@@ -253,34 +252,34 @@ pub(crate) fn follow_up(
     message: MessageRef,
     at: Option<&str>,
     name: Option<String>,
-) -> Result<OwnedCall, ApiError> {
+) -> Result<Call<'static>, ApiError> {
     let at = optional_time("at", at)?;
     let named = |field: &str, name: Option<String>| {
         name.ok_or_else(|| ApiError::invalid(format!("missing field `{field}`")))
     };
     Ok(match kind {
-        Kind::Delivered => OwnedCall::Delivered { message, at },
-        Kind::Opened => OwnedCall::Opened { message, at },
-        Kind::Failed => OwnedCall::Failed {
+        Kind::Delivered => Call::Delivered { message, at },
+        Kind::Opened => Call::Opened { message, at },
+        Kind::Failed => Call::Failed {
             message,
-            reason: named("reason", name)?,
+            reason: named("reason", name)?.into(),
             at,
         },
-        Kind::Action => OwnedCall::Action {
+        Kind::Action => Call::Action {
             message,
-            action: named("action", name)?,
+            action: named("action", name)?.into(),
             at,
         },
     })
 }
 
 impl Outcome {
-    pub fn request(self) -> Result<OwnedCall, ApiError> {
+    pub fn request(self) -> Result<Call<'static>, ApiError> {
         let amount = dollars("amount_micros", self.amount_micros, "amount", self.amount)?
             .ok_or_else(|| ApiError::invalid("missing field `amount_micros` (or `amount`)"))?;
-        Ok(OwnedCall::Outcome {
-            user: self.user_id,
-            outcome: self.outcome,
+        Ok(Call::Outcome {
+            user: UserId(self.user_id),
+            outcome: self.outcome.into(),
             amount,
             at: optional_time("at", self.at.as_deref())?,
         })
@@ -289,7 +288,7 @@ impl Outcome {
 
 impl Budget {
     /// The call, and the budget as it will be set.
-    pub fn request(self) -> Result<(OwnedCall, BudgetSet), ApiError> {
+    pub fn request(self) -> Result<(Call<'static>, BudgetSet), ApiError> {
         let scope: BudgetScope = self.scope.parse()?;
         let month: Month = self.month.parse()?;
         let amount = dollars("amount_micros", self.amount_micros, "amount", self.amount)?
@@ -300,9 +299,9 @@ impl Budget {
             amount_micros: Money::from_dollars(amount)?,
             alert_percent: self.alert_percent.unwrap_or(90),
         };
-        let request = OwnedCall::Budget {
+        let request = Call::Budget {
             scope,
-            month: self.month,
+            month: self.month.into(),
             amount,
             alert_percent: self.alert_percent,
         };

@@ -14,8 +14,7 @@ use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
-use commlog::{BudgetScope, Call, Channel, MessageRef, Store, SyncPolicy, Tracked, UserId};
+use commlog::{Call, Store, SyncPolicy, Tracked};
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
@@ -30,126 +29,12 @@ const COMMIT_CALLS_MAX: usize = 65_536;
 /// Batches of more calls than this run on the blocking pool rather than on the request's task.
 const INLINE_CALLS_MAX: usize = 256;
 
-/// A tracking call as a request gave it, checked by the API, owning its strings.
-#[derive(Debug)]
-pub(crate) enum OwnedCall {
-    Sent {
-        user: u64,
-        channel: Channel,
-        message_type: String,
-        cost: f64,
-        sent_at: Option<DateTime<Utc>>,
-        external_id: Option<String>,
-    },
-    Delivered {
-        message: MessageRef,
-        at: Option<DateTime<Utc>>,
-    },
-    Opened {
-        message: MessageRef,
-        at: Option<DateTime<Utc>>,
-    },
-    Failed {
-        message: MessageRef,
-        reason: String,
-        at: Option<DateTime<Utc>>,
-    },
-    Action {
-        message: MessageRef,
-        action: String,
-        at: Option<DateTime<Utc>>,
-    },
-    Outcome {
-        user: u64,
-        outcome: String,
-        amount: f64,
-        at: Option<DateTime<Utc>>,
-    },
-    Budget {
-        scope: BudgetScope,
-        month: String,
-        amount: f64,
-        alert_percent: Option<u8>,
-    },
-}
-
-impl OwnedCall {
-    /// The library's call.
-    pub fn call(&self) -> Call<'_> {
-        match self {
-            OwnedCall::Sent {
-                user,
-                channel,
-                message_type,
-                cost,
-                sent_at,
-                external_id,
-            } => Call::Sent {
-                user: UserId(*user),
-                channel: *channel,
-                message_type,
-                cost: *cost,
-                sent_at: *sent_at,
-                external_id: external_id.as_deref(),
-            },
-            OwnedCall::Delivered { message, at } => Call::Delivered {
-                message: message.clone(),
-                at: *at,
-            },
-            OwnedCall::Opened { message, at } => Call::Opened {
-                message: message.clone(),
-                at: *at,
-            },
-            OwnedCall::Failed {
-                message,
-                reason,
-                at,
-            } => Call::Failed {
-                message: message.clone(),
-                reason,
-                at: *at,
-            },
-            OwnedCall::Action {
-                message,
-                action,
-                at,
-            } => Call::Action {
-                message: message.clone(),
-                action,
-                at: *at,
-            },
-            OwnedCall::Outcome {
-                user,
-                outcome,
-                amount,
-                at,
-            } => Call::Outcome {
-                user: UserId(*user),
-                outcome,
-                amount: *amount,
-                at: *at,
-            },
-            OwnedCall::Budget {
-                scope,
-                month,
-                amount,
-                alert_percent,
-            } => Call::Budget {
-                scope: *scope,
-                month,
-                amount: *amount,
-                alert_percent: *alert_percent,
-            },
-        }
-    }
-}
-
 /// Each call's answer, in order.
 pub(crate) type Answers = Vec<Result<Tracked, commlog::Error>>;
 
 /// One request's calls, waiting for the committer.
 struct Job {
-    requests: Vec<OwnedCall>,
+    requests: Vec<Call<'static>>,
     reply: oneshot::Sender<Result<Answers, ApiError>>,
 }
 
@@ -192,7 +77,7 @@ impl Tracker {
 
     /// Applies `requests` in order; each call's answer (a failing call does not stop the
     /// others). `Err` when none could be tried: the store is poisoned or the server stops.
-    pub async fn track(&self, requests: Vec<OwnedCall>) -> Result<Answers, ApiError> {
+    pub async fn track(&self, requests: Vec<Call<'static>>) -> Result<Answers, ApiError> {
         match &self.committer {
             Some(queue) => {
                 let (reply, answer) = oneshot::channel();
@@ -212,7 +97,7 @@ impl Tracker {
     }
 
     /// One call's answer.
-    pub async fn track_one(&self, request: OwnedCall) -> Result<Tracked, ApiError> {
+    pub async fn track_one(&self, request: Call<'static>) -> Result<Tracked, ApiError> {
         let mut answers = self.track(vec![request]).await?;
         Ok(answers.pop().expect("one answer per call")?)
     }
@@ -226,9 +111,8 @@ fn stopping() -> ApiError {
     )
 }
 
-fn track(store: &Store, requests: &[OwnedCall]) -> Result<Answers, ApiError> {
-    let calls: Vec<Call<'_>> = requests.iter().map(OwnedCall::call).collect();
-    Ok(store.track_batch(&calls)?)
+fn track(store: &Store, calls: &[Call<'_>]) -> Result<Answers, ApiError> {
+    Ok(store.track_batch(calls)?)
 }
 
 /// A committer: takes every job waiting (up to [`COMMIT_CALLS_MAX`] calls), applies their
@@ -254,17 +138,18 @@ fn commit(store: &Store, jobs: &Mutex<mpsc::Receiver<Job>>) {
             }
             (batch, calls)
         };
-        let mut all: Vec<Call<'_>> = Vec::with_capacity(calls);
-        all.extend(
-            batch
-                .iter()
-                .flat_map(|job| job.requests.iter().map(OwnedCall::call)),
-        );
+        let (mut batch, calls) = (batch, calls);
+        let mut all: Vec<Call<'static>> = Vec::with_capacity(calls);
+        let mut shares = Vec::with_capacity(batch.len());
+        for job in &mut batch {
+            shares.push(job.requests.len());
+            all.append(&mut job.requests);
+        }
         match store.track_batch(&all) {
             Ok(answers) => {
                 let mut answers = answers.into_iter();
-                for job in batch {
-                    let share = answers.by_ref().take(job.requests.len()).collect();
+                for (job, share) in batch.into_iter().zip(shares) {
+                    let share = answers.by_ref().take(share).collect();
                     // A client that hung up no longer waits for its answer.
                     let _ = job.reply.send(Ok(share));
                 }

@@ -13,12 +13,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode};
-use commlog::MessageRef;
+use commlog::{Call, MessageRef};
 use serde::Serialize;
 
 use crate::api::{AppState, body};
 use crate::error::ApiError;
-use crate::tracker::OwnedCall;
 use crate::webhooks::{
     self, MessageKey, Outcome, Parsed, TwilioAlgorithm, WebhookError, WebhookEvent,
 };
@@ -197,23 +196,23 @@ async fn apply(state: &AppState, parsed: Parsed) -> Result<Json<WebhookResult>, 
 }
 
 /// The tracking call a provider's event stands for.
-fn request(event: &WebhookEvent) -> OwnedCall {
+fn request(event: &WebhookEvent) -> Call<'static> {
     let message = match &event.message {
         MessageKey::Id(id) => MessageRef::Id(*id),
         MessageKey::External(external_id) => MessageRef::External(external_id.clone()),
     };
     let at = event.at;
     match &event.outcome {
-        Outcome::Delivered => OwnedCall::Delivered { message, at },
-        Outcome::Opened => OwnedCall::Opened { message, at },
-        Outcome::Action(action) => OwnedCall::Action {
+        Outcome::Delivered => Call::Delivered { message, at },
+        Outcome::Opened => Call::Opened { message, at },
+        Outcome::Action(action) => Call::Action {
             message,
-            action: action.clone(),
+            action: action.clone().into(),
             at,
         },
-        Outcome::Failed(reason) => OwnedCall::Failed {
+        Outcome::Failed(reason) => Call::Failed {
             message,
-            reason: reason.clone(),
+            reason: reason.clone().into(),
             at,
         },
     }
