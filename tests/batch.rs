@@ -28,7 +28,7 @@ const FAR_FUTURE_OFFSET_MS: i64 = 253_402_300_799_000 - 1_735_722_000_000;
 const BEFORE_1970_OFFSET_MS: i64 = -1 - 1_735_722_000_000;
 
 const USERS: u64 = 4;
-const MESSAGE_TYPES: [&str; 4] = ["low_balance", "weekly_checkin", "bill_due", "Bad Type"];
+const MESSAGE_TYPES: [&str; 5] = ["low_balance", "weekly_checkin", "bill_due", "Bad Type", ""];
 const ACTIONS: [&str; 4] = ["viewed_forecast", "clicked_link", "dismissed", ""];
 const REASONS: [&str; 3] = ["undelivered", "bounced", "No Reason"];
 const OUTCOMES: [&str; 3] = ["bill_paid_on_time", "overdraft", ""];
@@ -623,7 +623,11 @@ fn batch_sizes() -> impl Strategy<Value = Vec<usize>> {
 }
 
 fn sync_policy() -> impl Strategy<Value = SyncPolicy> {
-    prop::sample::select(vec![SyncPolicy::Always, SyncPolicy::Never])
+    prop::sample::select(vec![
+        SyncPolicy::Always,
+        SyncPolicy::Never,
+        SyncPolicy::Interval(std::time::Duration::from_millis(2)),
+    ])
 }
 
 proptest! {
