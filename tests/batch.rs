@@ -541,23 +541,39 @@ fn views(store: &Store, max_id: u64) -> Views {
 }
 
 /// Applies `calls` one at a time to store A and in batches of `sizes` (cycled) to store B,
-/// comparing every answer, then every view, also after both are closed and reopened. The first
-/// size must not be 0.
-fn run(calls: &[Call<'_>], sizes: &[usize], options: Options) -> Result<(), TestCaseError> {
+/// comparing every answer, then every view, also after both are closed and reopened. Both are
+/// also closed and reopened once before the first batch starting at or after call `reopen_at`.
+/// The first size must not be 0.
+fn run(
+    calls: &[Call<'_>],
+    sizes: &[usize],
+    reopen_at: Option<usize>,
+    options: Options,
+) -> Result<(), TestCaseError> {
     let dir_one = tempfile::tempdir().unwrap();
     let dir_batch = tempfile::tempdir().unwrap();
     let options_one = Options {
         sync: SyncPolicy::Never,
         ..Options::default()
     };
-    let one = Store::open_with(dir_one.path(), options_one.clone()).unwrap();
-    let batch = Store::open_with(dir_batch.path(), options.clone()).unwrap();
+    let mut one = Store::open_with(dir_one.path(), options_one.clone()).unwrap();
+    let mut batch = Store::open_with(dir_batch.path(), options.clone()).unwrap();
 
     assert!(sizes[0] > 0, "batches of {sizes:?} never end");
+    let mut reopened = false;
     let mut start = 0;
     for size in sizes.iter().cycle() {
         if start >= calls.len() {
             break;
+        }
+        if !reopened && reopen_at.is_some_and(|reopen_at| start >= reopen_at) {
+            // Once, part-way: the batches go on on a replayed log.
+            reopened = true;
+            one.close().unwrap();
+            batch.close().unwrap();
+            one = Store::open_with(dir_one.path(), options_one.clone()).unwrap();
+            batch = Store::open_with(dir_batch.path(), options.clone()).unwrap();
+            prop_assert_eq!(batch.open_report().events, one.open_report().events);
         }
         let end = (start + size).min(calls.len());
         let answers = batch.track_batch(&calls[start..end]).unwrap();
@@ -640,8 +656,9 @@ proptest! {
         sizes in batch_sizes(),
         sync in sync_policy(),
         segment_bytes in prop::option::of(300u64..=4096),
+        reopen_at in prop::option::of(any::<Index>()),
     ) {
-        run(&resolve(&specs), &sizes, options_for(sync, segment_bytes))?;
+        run(&resolve(&specs), &sizes, reopen_at.map(|at| at.index(specs.len() + 1)), options_for(sync, segment_bytes))?;
     }
 }
 
@@ -680,7 +697,7 @@ proptest! {
             .sum();
         prop_assert!(bytes > 2 * 256 * 1024, "{} bytes of frames", bytes);
 
-        run(&calls, &[calls.len()], options_for(sync, None))?;
+        run(&calls, &[calls.len()], None, options_for(sync, None))?;
     }
 }
 
