@@ -141,14 +141,6 @@ impl Tracked {
     }
 }
 
-/// Where a call's answer will come from once its chunk is folded.
-enum Answer {
-    Message(MessageId),
-    /// The outcome folded at this index.
-    Outcome(usize),
-    Budget,
-}
-
 /// A send appended in the current chunk and not folded yet, as a repeat of its external id
 /// must compare it.
 #[derive(Clone, Copy)]
@@ -478,7 +470,7 @@ impl Store {
             _ => "track_batch",
         };
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly { operation })?;
-        let mut answers: Vec<Result<Answer>> = Vec::with_capacity(calls.len());
+        let mut answers: Vec<Result<Tracked>> = Vec::with_capacity(calls.len());
         let mut appended: Option<u64> = None;
         let mut answered_existing = false;
         let last_seq = {
@@ -516,7 +508,7 @@ impl Store {
                             }),
                             None => answered_existing = true,
                         }
-                        Ok(Answer::Message(id))
+                        Ok(Tracked::Message(id))
                     }
                     Prepared::Append { event, clock_ms } => {
                         let logged = log.append(event, clock_ms)?;
@@ -538,15 +530,19 @@ impl Store {
                                     cost,
                                     at_ms,
                                 };
-                                unfolded.sent.push((sent, frame_end));
-                                if let Some(external_id) = external_id {
-                                    unfolded.external_ids.insert(external_id, message_id);
+                                // Only a later call of the batch can name it.
+                                if index + 1 < calls.len() {
+                                    unfolded.sent.push((sent, frame_end));
+                                    if let Some(external_id) = external_id {
+                                        unfolded.external_ids.insert(external_id, message_id);
+                                    }
                                 }
-                                Answer::Message(message_id)
+                                Tracked::Message(message_id)
                             }
-                            Event::FinancialOutcome { .. } => Answer::Outcome(usize::MAX),
-                            Event::BudgetSet { .. } => Answer::Budget,
-                            ref event => Answer::Message(
+                            // Answered once folded.
+                            Event::FinancialOutcome { .. } => Tracked::Budget,
+                            Event::BudgetSet { .. } => Tracked::Budget,
+                            ref event => Tracked::Message(
                                 event.message_id().expect("a follow-up names its message"),
                             ),
                         };
@@ -591,19 +587,7 @@ impl Store {
                 });
             }
         }
-        let projection = self.projection.read();
-        Ok(answers
-            .into_iter()
-            .map(|answer| {
-                answer.map(|answer| match answer {
-                    Answer::Message(id) => Tracked::Message(id),
-                    Answer::Outcome(index) => {
-                        Tracked::Outcome(projection.outcome(index).expect("a folded outcome"))
-                    }
-                    Answer::Budget => Tracked::Budget,
-                })
-            })
-            .collect())
+        Ok(answers)
     }
 
     /// One call: [`Store::track_batch`] of it.
@@ -629,7 +613,7 @@ impl Store {
         log: &mut Log,
         policy: SyncPolicy,
         chunk: &mut Vec<Pending<'a>>,
-        answers: &mut [Result<Answer>],
+        answers: &mut [Result<Tracked>],
     ) {
         let (written, mut error) =
             if policy == SyncPolicy::Always || !log.has_room_for_frame_unwritten() {
@@ -654,7 +638,9 @@ impl Store {
             if let Some(logged) = &pending.event {
                 projection.fold(logged);
                 if let Event::FinancialOutcome { .. } = logged.event {
-                    answers[pending.index] = Ok(Answer::Outcome(projection.outcome_count() - 1));
+                    let index = projection.outcome_count() - 1;
+                    let outcome = projection.outcome(index).expect("just folded");
+                    answers[pending.index] = Ok(Tracked::Outcome(outcome));
                 }
             }
             if first.is_some() {
