@@ -289,7 +289,9 @@ fn prepare<'c>(call: &'c Call<'_>, log: &Log, known: &Known<'_, 'c>) -> Result<P
                  at: Option<DateTime<Utc>>,
                  make: &dyn Fn(MessageId, &'c str, i64) -> Event<'c>| {
         validate_name(field, name)?;
-        follow_up(message, at, &|message_id, at_ms| make(message_id, name, at_ms))
+        follow_up(message, at, &|message_id, at_ms| {
+            make(message_id, name, at_ms)
+        })
     };
     match call {
         Call::Sent {
@@ -355,24 +357,32 @@ fn prepare<'c>(call: &'c Call<'_>, log: &Log, known: &Known<'_, 'c>) -> Result<P
             message,
             reason,
             at,
-        } => named(message, "reason", reason, *at, &|message_id, reason, at_ms| {
-            Event::MessageFailed {
+        } => named(
+            message,
+            "reason",
+            reason,
+            *at,
+            &|message_id, reason, at_ms| Event::MessageFailed {
                 message_id,
                 reason,
                 at_ms,
-            }
-        }),
+            },
+        ),
         Call::Action {
             message,
             action,
             at,
-        } => named(message, "action", action, *at, &|message_id, action, at_ms| {
-            Event::UserAction {
+        } => named(
+            message,
+            "action",
+            action,
+            *at,
+            &|message_id, action, at_ms| Event::UserAction {
                 message_id,
                 action,
                 at_ms,
-            }
-        }),
+            },
+        ),
         Call::Outcome {
             user,
             outcome,

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use commlog::{
-    BudgetScope, Call, Channel, UserId, CostFilter, EffectivenessFilter, EngagementFilter, ImpactFilter,
-    MessageRef, Money, Month, Period, StatsFilter, quote_value,
+    BudgetScope, Call, Channel, CostFilter, EffectivenessFilter, EngagementFilter, ImpactFilter,
+    MessageRef, Money, Month, Period, StatsFilter, UserId, quote_value,
 };
 use serde::{Deserialize, Serialize};
 
