@@ -549,7 +549,7 @@ impl Store {
                                 }
                                 Tracked::Message(message_id)
                             }
-                            // Answered once folded.
+                            // Replaced by the outcome as folded, in fold_chunk.
                             Event::FinancialOutcome { .. } => Tracked::Budget,
                             Event::BudgetSet { .. } => Tracked::Budget,
                             ref event => Tracked::Message(
