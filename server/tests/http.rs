@@ -633,6 +633,25 @@ fn messages_by_external_id_are_found_and_followed_up() {
     assert_eq!((status, &error["kind"]), (404, &json!("unknown_message")));
     let (status, _) = server.call("POST", &format!("{path}/archived"), None);
     assert_eq!(status, 404);
+    // The same external id with other fields is a conflict naming both.
+    let mut other = sent(6);
+    other["external_id"] = json!(sid);
+    let (status, error) = server.call("POST", "/v1/messages", Some(other));
+    assert_eq!(
+        (status, &error["kind"]),
+        (409, &json!("conflict")),
+        "{error}"
+    );
+    let text = error["error"].as_str().unwrap();
+    assert!(text.contains(sid) && text.contains("user"), "{text}");
+    // A route without the method.
+    let (status, error) = server.call("DELETE", &path, None);
+    assert_eq!(
+        (status, &error["kind"]),
+        (405, &json!("method_not_allowed"))
+    );
+    let (status, stats) = server.call("GET", "/v1/stats", None);
+    assert_eq!((status, &stats["total_messages"]), (200, &json!(1)));
     let (code, lines, _dir) = server.stop();
     assert_eq!(code, 0, "{lines:?}");
 }
