@@ -1,0 +1,620 @@
+"""The HTTP client of ``commlog serve``: the same calls as the embedded ``Store``, answered by
+the server that owns the store, over its Unix socket (``DIR/commlog.sock``) or TCP.
+
+Pure standard library (``http.client``). Each thread of each process keeps one keep-alive
+connection, made on first use; a forked child never uses its parent's connection (the
+connection is keyed on the process id), so a ``Client`` made before ``os.fork`` (gunicorn
+``--preload``, Celery prefork) is safe to use in every child.
+
+Retries are limited to what cannot duplicate an event:
+
+* a connection that could not be made (refused, socket missing, reset while connecting) is
+  retried a few times with backoff, for every call;
+* ``track_message_sent`` always carries an idempotency key (the caller's ``external_id``, else a
+  fresh ``Idempotency-Key``), so it is also retried when the connection broke after the request
+  was written: the server returns the message the first attempt created;
+* queries are retried the same way (they change nothing);
+* the other tracking calls (follow-ups, outcomes, budgets) are retried only when the request
+  could not be written at all; once written, a broken connection is ``Unavailable`` with
+  ``fields["outcome"] == "unknown"``.
+
+A server answer ``{"error", "kind"}`` raises :func:`commlog.errors.error_from` (``InvalidInput``,
+``UnknownMessage``, ``Conflict``, ``StorageError``, …) with ``fields["status"]`` the HTTP status.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import select
+import socket as _socket
+import threading
+import time
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from urllib.parse import quote, urlencode, urlsplit
+
+from ._types import FinancialOutcome, Message, Stats, View, micros_to_dollars, to_micros, to_utc
+from .errors import CommlogError, InvalidInput, Unavailable, error_from
+
+__all__ = ["Client"]
+
+MessageId = Union[int, str]
+TimeLike = Union[datetime, date, str, None]
+MoneyLike = Union[float, int, Decimal, str]
+
+# Kinds the server answers without having applied the call: retried like a refused connection.
+_NOT_APPLIED_KINDS = frozenset({"stopping"})
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over a Unix stream socket."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.unix_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _Connection:
+    """One process's, one thread's connection."""
+
+    __slots__ = ("pid", "http")
+
+    def __init__(self, pid: int, conn: http.client.HTTPConnection) -> None:
+        self.pid = pid
+        self.http = conn
+
+
+class _NotWritten(Exception):
+    """The request could not be written: the server cannot have applied it."""
+
+
+class _Written(Exception):
+    """The request was written but no complete answer came back: the outcome is unknown."""
+
+
+def _dropped(sock: Optional[_socket.socket]) -> bool:
+    """True if an idle keep-alive connection was closed by the server (readable = EOF or junk)."""
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _time(value: TimeLike, name: str) -> Optional[str]:
+    """A time as the server reads it: RFC 3339 UTC (a naive datetime is UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        utc = to_utc(value)
+        assert utc is not None
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value
+    raise InvalidInput(
+        f"{name} {value!r} is not a datetime, a date or an RFC 3339 string",
+        field=name,
+        value=repr(value),
+    )
+
+
+def _month(value: Union[str, date, None], name: str = "month") -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, (date, datetime)):
+        return f"{value.year:04d}-{value.month:02d}"
+    if isinstance(value, str):
+        return value
+    raise InvalidInput(
+        f"{name} {value!r} is not a month YYYY-MM or a date", field=name, value=repr(value)
+    )
+
+
+def _name(value: Any, name: str) -> str:
+    """A channel, type, action… as a string (an enum gives its value)."""
+    if isinstance(value, str):
+        return value
+    enum_value = getattr(value, "value", None)
+    if isinstance(enum_value, str):
+        return enum_value
+    raise InvalidInput(f"{name} {value!r} is not a string", field=name, value=repr(value))
+
+
+def _user(value: Any, name: str = "user_id") -> int:
+    """A user id: an int, or a string of digits (as forms and JSON bodies often carry it)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise InvalidInput(f"{name} {value!r} is not a whole number", field=name, value=repr(value))
+
+
+def _message_path(message_id: MessageId) -> Tuple[str, Dict[str, object]]:
+    """The path of a message (by id or by external id) and the fields naming it in errors."""
+    if isinstance(message_id, bool):
+        raise InvalidInput(
+            f"message_id {message_id!r} is not a message id", field="message_id", value=repr(message_id)
+        )
+    if isinstance(message_id, int):
+        if message_id < 1:
+            raise InvalidInput(
+                f"message_id {message_id} is not a message id (must be at least 1)",
+                field="message_id",
+                value=str(message_id),
+            )
+        return f"/v1/messages/{message_id}", {"id": message_id}
+    if isinstance(message_id, str):
+        if not message_id:
+            raise InvalidInput("external id must not be empty", field="external_id", value="")
+        return (
+            "/v1/messages/by-external-id/" + quote(message_id, safe=""),
+            {"external_id": message_id},
+        )
+    raise InvalidInput(
+        f"message_id {message_id!r} is not an id (int) or an external id (str)",
+        field="message_id",
+        value=repr(message_id),
+    )
+
+
+_INVALID_FIELD = re.compile(r"^(?:invalid|missing field|unknown field) `?([A-Za-z_]+)`?")
+
+
+def _error(status: int, payload: bytes, context: Mapping[str, object]) -> CommlogError:
+    """The error a non-2xx answer stands for."""
+    try:
+        body = json.loads(payload)
+        kind = str(body["kind"])
+        message = str(body["error"])
+    except (ValueError, KeyError, TypeError):
+        text = payload.decode("utf-8", "replace").strip()[:500]
+        kind = "unavailable" if status in (502, 503, 504) else "http"
+        message = f"HTTP {status}: {text or 'no body'}"
+    fields: Dict[str, object] = {"status": status}
+    if kind == "unknown_message":
+        fields.update(context)
+    elif kind == "invalid_input":
+        match = _INVALID_FIELD.match(message)
+        if match:
+            fields["field"] = match.group(1)
+    return error_from(kind, message, **fields)
+
+
+class Client:
+    """The commlog server's client: ``Client(socket="/var/lib/commlog/commlog.sock")`` or
+    ``Client(url="http://127.0.0.1:8080", token=...)``.
+
+    Without ``socket`` or ``url``: ``$COMMLOG_SOCKET``, else ``$COMMLOG_URL``, else
+    ``$COMMLOG_DIR/commlog.sock``. The token (TCP only) defaults to ``$COMMLOG_TOKEN``.
+    ``timeout`` bounds each connect and each wait for an answer (seconds). ``retries`` is how
+    many times a call that is safe to retry is tried again, after 50 ms, 100 ms, 200 ms, …
+    """
+
+    def __init__(
+        self,
+        socket: Optional[str] = None,
+        url: Optional[str] = None,
+        token: Optional[str] = None,
+        timeout: float = 10.0,
+        *,
+        retries: int = 4,
+        backoff: float = 0.05,
+    ) -> None:
+        if socket is not None and url is not None:
+            raise ValueError("give socket or url, not both")
+        if socket is None and url is None:
+            socket = os.environ.get("COMMLOG_SOCKET") or None
+            if socket is None:
+                url = os.environ.get("COMMLOG_URL") or None
+            if socket is None and url is None:
+                directory = os.environ.get("COMMLOG_DIR")
+                if not directory:
+                    raise ValueError(
+                        "no server: give socket= or url=, or set COMMLOG_SOCKET, COMMLOG_URL or COMMLOG_DIR"
+                    )
+                socket = os.path.join(directory, "commlog.sock")
+        self._socket_path: Optional[str] = os.fspath(socket) if socket is not None else None
+        self._scheme = "unix"
+        self._host = "localhost"
+        self._port: Optional[int] = None
+        self._prefix = ""
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"url {url!r} must be http://HOST[:PORT] or https://HOST[:PORT]")
+            self._scheme = parts.scheme
+            self._host = parts.hostname
+            self._port = parts.port
+            self._prefix = parts.path.rstrip("/")
+            if token is None:
+                token = os.environ.get("COMMLOG_TOKEN") or None
+        self._url = url
+        self._token = token
+        self.timeout = float(timeout)
+        self.retries = max(0, int(retries))
+        self.backoff = float(backoff)
+        self._local = threading.local()
+        self._all: List[_Connection] = []
+        self._all_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        where = f"socket={self._socket_path!r}" if self._socket_path else f"url={self._url!r}"
+        return f"Client({where})"
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _new_http(self) -> http.client.HTTPConnection:
+        if self._socket_path is not None:
+            return _UnixHTTPConnection(self._socket_path, self.timeout)
+        if self._scheme == "https":
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        """This thread's connection in this process: a new one after a fork."""
+        pid = os.getpid()
+        current: Optional[_Connection] = getattr(self._local, "conn", None)
+        if current is not None and current.pid == pid:
+            return current.http
+        # A connection inherited from the parent is left alone: closing the child's copy of
+        # the descriptor would be harmless, but its buffered state belongs to the parent.
+        conn = _Connection(pid, self._new_http())
+        self._local.conn = conn
+        with self._all_lock:
+            self._all = [c for c in self._all if c.pid == pid]
+            self._all.append(conn)
+        return conn.http
+
+    def _discard(self) -> None:
+        current: Optional[_Connection] = getattr(self._local, "conn", None)
+        if current is not None and current.pid == os.getpid():
+            current.http.close()
+        self._local.conn = None
+
+    def close(self) -> None:
+        """Closes this process's connections (every thread's). The client stays usable: a
+        later call connects again."""
+        pid = os.getpid()
+        with self._all_lock:
+            mine = [c for c in self._all if c.pid == pid]
+            self._all = []
+        for conn in mine:
+            try:
+                conn.http.close()
+            except OSError:
+                pass
+        self._local.conn = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _once(
+        self, method: str, path: str, body: Optional[bytes], headers: Dict[str, str]
+    ) -> Tuple[int, bytes]:
+        conn = self._connection()
+        if conn.sock is not None and _dropped(conn.sock):
+            conn.close()
+        try:
+            if conn.sock is None:
+                conn.connect()
+            conn.request(method, path, body=body, headers=headers)
+        except (OSError, http.client.HTTPException) as error:
+            self._discard()
+            raise _NotWritten(error) from error
+        try:
+            response = conn.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            self._discard()
+            raise _Written(error) from error
+        if response.will_close:
+            self._discard()
+        return response.status, payload
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Optional[Mapping[str, Any]] = None,
+        *,
+        query: Optional[Mapping[str, Any]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        retry_written: bool = False,
+        context: Optional[Mapping[str, object]] = None,
+    ) -> Any:
+        """One call; its JSON answer. ``retry_written``: the request may be sent again after it
+        was written (queries, sends with an idempotency key)."""
+        if query:
+            params = {k: v for k, v in query.items() if v is not None}
+            if params:
+                path = path + "?" + urlencode(params)
+        path = self._prefix + path
+        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        all_headers = {"Accept": "application/json"}
+        if data is not None:
+            all_headers["Content-Type"] = "application/json"
+        if self._token is not None and self._socket_path is None:
+            all_headers["Authorization"] = f"Bearer {self._token}"
+        if headers:
+            all_headers.update(headers)
+        attempt = 0
+        while True:
+            try:
+                status, payload = self._once(method, path, data, all_headers)
+            except _NotWritten as wrapper:
+                cause: BaseException = wrapper.__cause__ or wrapper
+                if isinstance(cause, _socket.timeout) or attempt >= self.retries:
+                    raise Unavailable(
+                        f"commlog server {self._where()} unavailable: {cause}",
+                        "unavailable",
+                        outcome="not_applied",
+                        attempts=attempt + 1,
+                    ) from cause
+            except _Written as wrapper:
+                cause = wrapper.__cause__ or wrapper
+                if not retry_written or isinstance(cause, _socket.timeout) or attempt >= self.retries:
+                    raise Unavailable(
+                        f"commlog server {self._where()}: no answer to {method} {path} ({cause}); "
+                        "the call may or may not have been applied",
+                        "unavailable",
+                        outcome="unknown",
+                        attempts=attempt + 1,
+                    ) from cause
+            else:
+                if 200 <= status < 300:
+                    try:
+                        return json.loads(payload) if payload else None
+                    except ValueError:
+                        raise Unavailable(
+                            f"commlog server {self._where()}: answer to {method} {path} is not JSON",
+                            "unavailable",
+                            status=status,
+                        ) from None
+                error = _error(status, payload, context or {})
+                if error.kind not in _NOT_APPLIED_KINDS or attempt >= self.retries:
+                    raise error
+                # The server is stopping and did not apply the call: a restarted one may.
+                self._discard()
+            time.sleep(self.backoff * (2**attempt))
+            attempt += 1
+
+    def _where(self) -> str:
+        return f"unix:{self._socket_path}" if self._socket_path else str(self._url)
+
+    # -- tracking ---------------------------------------------------------------------------
+
+    def track_message_sent(
+        self,
+        user_id: int,
+        channel: str,
+        message_type: str,
+        cost: MoneyLike,
+        external_id: Optional[str] = None,
+        sent_at: TimeLike = None,
+    ) -> Message:
+        """Records a message sent; its ``Message`` (``.id`` for the follow-ups).
+
+        ``external_id`` (the provider's message id) makes the call idempotent: the same id
+        again returns the message it created (with other fields: ``Conflict``). Without it, an
+        ``Idempotency-Key`` made for this call covers its retries."""
+        body: Dict[str, Any] = {
+            "user_id": _user(user_id),
+            "channel": _name(channel, "channel"),
+            "message_type": _name(message_type, "message_type"),
+            "cost_micros": to_micros(cost, "cost"),
+        }
+        if sent_at is not None:
+            body["sent_at"] = _time(sent_at, "sent_at")
+        headers: Dict[str, str] = {}
+        if external_id is not None:
+            body["external_id"] = external_id
+        else:
+            headers["Idempotency-Key"] = f"idem-{uuid.uuid4()}"
+        answer = self._request(
+            "POST", "/v1/messages", body, headers=headers, retry_written=True
+        )
+        return Message.from_json(answer)
+
+    def _follow_up(
+        self, message_id: MessageId, what: str, body: Optional[Dict[str, Any]]
+    ) -> Message:
+        path, context = _message_path(message_id)
+        answer = self._request("POST", f"{path}/{what}", body if body else {}, context=context)
+        return Message.from_json(answer)
+
+    def track_message_delivered(self, message_id: MessageId, delivery_time: TimeLike = None) -> Message:
+        """Records the delivery (``None``: now); the message as it now stands."""
+        at = _time(delivery_time, "delivery_time")
+        return self._follow_up(message_id, "delivered", {"at": at} if at else None)
+
+    def track_message_opened(self, message_id: MessageId, open_time: TimeLike = None) -> Message:
+        """Records the open (``None``: now); the message as it now stands."""
+        at = _time(open_time, "open_time")
+        return self._follow_up(message_id, "opened", {"at": at} if at else None)
+
+    def track_user_action(
+        self, message_id: MessageId, action_type: str, timestamp: TimeLike = None
+    ) -> Message:
+        """Records an action the message led to (a name containing "click" is a click)."""
+        body: Dict[str, Any] = {"action": _name(action_type, "action_type")}
+        at = _time(timestamp, "timestamp")
+        if at:
+            body["at"] = at
+        return self._follow_up(message_id, "actions", body)
+
+    def track_message_failed(
+        self, message_id: MessageId, reason: str, failed_at: TimeLike = None
+    ) -> Message:
+        """Records a failed delivery and its reason."""
+        body: Dict[str, Any] = {"reason": _name(reason, "reason")}
+        at = _time(failed_at, "failed_at")
+        if at:
+            body["at"] = at
+        return self._follow_up(message_id, "failed", body)
+
+    def track_financial_outcome(
+        self, user_id: int, action: str, impact_amount: MoneyLike, at: TimeLike = None
+    ) -> FinancialOutcome:
+        """Records a financial outcome of a user (``impact_amount`` in dollars)."""
+        body: Dict[str, Any] = {
+            "user_id": _user(user_id),
+            "outcome": _name(action, "action"),
+            "amount_micros": to_micros(impact_amount, "impact_amount"),
+        }
+        if at is not None:
+            body["at"] = _time(at, "at")
+        return FinancialOutcome.from_json(self._request("POST", "/v1/outcomes", body))
+
+    def set_budget(
+        self,
+        scope: str,
+        month: Union[str, date],
+        amount: MoneyLike,
+        alert_percent: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """Sets the budget of a scope (``all`` or a channel) for a month ``YYYY-MM``; the
+        budget as set: ``scope``, ``month``, ``amount`` (Decimal dollars), ``amount_micros``,
+        ``alert_percent``."""
+        body: Dict[str, Any] = {
+            "scope": _name(scope, "scope"),
+            "month": _month(month),
+            "amount_micros": to_micros(amount, "amount"),
+        }
+        if alert_percent is not None:
+            body["alert_percent"] = alert_percent
+        answer = self._request("PUT", "/v1/budgets", body)
+        answer["amount"] = micros_to_dollars(answer["amount_micros"])
+        return answer
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def _get(
+        self, path: str, query: Optional[Mapping[str, Any]] = None, context: Optional[Mapping[str, object]] = None
+    ) -> Any:
+        return self._request("GET", path, query=query, retry_written=True, context=context)
+
+    def message(self, id_or_external_id: MessageId) -> Message:
+        """A message by its id (int) or its external id (str)."""
+        path, context = _message_path(id_or_external_id)
+        return Message.from_json(self._get(path, context=context))
+
+    def get_user_communication_history(self, user_id: int, limit: int = 50) -> List[Message]:
+        """The user's messages, newest sent first, at most ``limit``."""
+        answer = self._get(f"/v1/users/{_user(user_id)}/history", {"limit": int(limit)})
+        return [Message.from_json(m) for m in answer]
+
+    @staticmethod
+    def _filter(
+        user_id: Optional[int] = None,
+        message_type: Optional[str] = None,
+        channel: Optional[str] = None,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+    ) -> Dict[str, Any]:
+        return {
+            "user": _user(user_id) if user_id is not None else None,
+            "type": _name(message_type, "message_type") if message_type is not None else None,
+            "channel": _name(channel, "channel") if channel is not None else None,
+            "start": _time(start_date, "start_date"),
+            "end": _time(end_date, "end_date"),
+        }
+
+    def get_communication_stats(
+        self,
+        user_id: Optional[int] = None,
+        message_type: Optional[str] = None,
+        channel: Optional[str] = None,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+    ) -> Stats:
+        """Counts, rates (percent) and costs of the messages matching every filter given."""
+        query = self._filter(user_id, message_type, channel, start_date, end_date)
+        return Stats(self._get("/v1/stats", query))
+
+    def get_user_engagement(
+        self,
+        user_id: int,
+        message_type: Optional[str] = None,
+        channel: Optional[str] = None,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+    ) -> View:
+        """How the user engages: by channel, by message type, by hour, trend, preferred channel."""
+        query = self._filter(None, message_type, channel, start_date, end_date)
+        return View(self._get(f"/v1/engagement/{_user(user_id)}", query))
+
+    def get_channel_effectiveness(
+        self,
+        user_id: Optional[int] = None,
+        message_type: Optional[str] = None,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+        period: Optional[str] = None,
+    ) -> View:
+        """Each channel's and message type's rates, costs and ROI; the winners; by ``period``
+        (``day``, ``week``, ``month``) if given."""
+        query = self._filter(user_id, message_type, None, start_date, end_date)
+        query["period"] = period
+        return View(self._get("/v1/channels", query))
+
+    def get_cost_report(
+        self,
+        month: Union[str, date, None] = None,
+        user_id: Optional[int] = None,
+        message_type: Optional[str] = None,
+        channel: Optional[str] = None,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+    ) -> View:
+        """Spending by channel, type, day and month, and the budgets (of ``month`` if given)."""
+        query = self._filter(user_id, message_type, channel, start_date, end_date)
+        query["month"] = _month(month)
+        return View(self._get("/v1/costs", query))
+
+    def get_financial_impact(
+        self,
+        user_id: Optional[int] = None,
+        message_type: Optional[str] = None,
+        channel: Optional[str] = None,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+    ) -> View:
+        """The outcomes, attributed to the messages that preceded them, and each channel's ROI."""
+        query = self._filter(user_id, message_type, channel, start_date, end_date)
+        return View(self._get("/v1/impact", query))
+
+    def info(self) -> Dict[str, Any]:
+        """The server's ``/v1/info``: version, store directory, sync policy, counts."""
+        answer: Dict[str, Any] = self._get("/v1/info")
+        return answer
+
+    def health(self) -> bool:
+        """True if the server answers ``/healthz``."""
+        try:
+            return bool(self._get("/healthz").get("status") == "ok")
+        except CommlogError:
+            return False
