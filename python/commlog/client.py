@@ -105,7 +105,9 @@ def _time(value: TimeLike, name: str) -> Optional[str]:
     if isinstance(value, datetime):
         utc = to_utc(value)
         assert utc is not None
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+        # The store keeps milliseconds: the time is floored to its millisecond, as the
+        # embedded store does.
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str):
