@@ -155,3 +155,27 @@ def test_same_answers(both: Tuple[Store, Client]) -> None:
     stats = client.get_communication_stats()
     assert stats["total_messages"] == 120
     assert isinstance(stats["total_cost"], Decimal)
+
+
+def test_notebook_example_reads_beside_the_server(server: Server) -> None:
+    """``examples/notebook.py`` opens the server's store read-only while the server runs."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import PYTHON_DIR
+
+    client = Client(socket=server.socket)
+    m = client.track_message_sent(1, "sms", "low_balance", 0.05)
+    client.track_message_delivered(m.id)
+    client.track_financial_outcome(1, "bill_paid_on_time", 25)
+    month = datetime.now(UTC).strftime("%Y-%m")
+    client.set_budget("all", month, 10)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run(
+        [sys.executable, str(PYTHON_DIR / "examples" / "notebook.py"), str(server.dir), month, "1"],
+        capture_output=True, text=True, env=env, timeout=60, check=True,
+    ).stdout
+    assert "1 messages, 1 outcomes" in out
+    assert "budget all" in out and "engagement of user 1" in out
+    assert client.track_message_sent(1, "sms", "low_balance", 0.05).id == 2
