@@ -508,7 +508,7 @@ class Client:
         }
         if alert_percent is not None:
             body["alert_percent"] = alert_percent
-        answer = self._request("PUT", "/v1/budgets", body)
+        answer: Dict[str, Any] = dict(self._request("PUT", "/v1/budgets", body))
         answer["amount"] = micros_to_dollars(answer["amount_micros"])
         return answer
 
@@ -611,8 +611,7 @@ class Client:
 
     def info(self) -> Dict[str, Any]:
         """The server's ``/v1/info``: version, store directory, sync policy, counts."""
-        answer: Dict[str, Any] = self._get("/v1/info")
-        return answer
+        return dict(self._get("/v1/info"))
 
     def health(self) -> bool:
         """True if the server answers ``/healthz``."""

@@ -23,8 +23,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from datetime import datetime
-from typing import Any, Callable, List, Optional, TypeVar
+from datetime import date, datetime
+from typing import Any, Callable, List, Optional, TypeVar, Union
 
 from ._types import FinancialOutcome, Message, Stats
 from .errors import CommlogError
@@ -43,6 +43,7 @@ __all__ = [
 logger = logging.getLogger("commlog.compat")
 
 T = TypeVar("T")
+TimeLike = Union[datetime, date, str, None]
 
 _lock = threading.Lock()
 _backend: Any = None
@@ -136,7 +137,7 @@ def track_message_sent(user_id: int, channel: str, message_type: str, cost: Any)
     )
 
 
-def track_message_delivered(message_id: Any, delivery_time: Optional[datetime] = None) -> Optional[Message]:
+def track_message_delivered(message_id: Any, delivery_time: TimeLike = None) -> Optional[Message]:
     """Records the delivery (``None``: now); the message, or ``None``."""
     return _call(
         "track_message_delivered",
@@ -144,7 +145,7 @@ def track_message_delivered(message_id: Any, delivery_time: Optional[datetime] =
     )
 
 
-def track_message_opened(message_id: Any, open_time: Optional[datetime] = None) -> Optional[Message]:
+def track_message_opened(message_id: Any, open_time: TimeLike = None) -> Optional[Message]:
     """Records the open (``None``: now); the message, or ``None``."""
     return _call(
         "track_message_opened",
@@ -153,7 +154,7 @@ def track_message_opened(message_id: Any, open_time: Optional[datetime] = None) 
 
 
 def track_user_action(
-    message_id: Any, action_type: str, timestamp: Optional[datetime] = None
+    message_id: Any, action_type: str, timestamp: TimeLike = None
 ) -> Optional[Message]:
     """Records the action a message led to (``None``: now); the message, or ``None``."""
     return _call(
@@ -182,8 +183,8 @@ def get_communication_stats(
     user_id: Optional[int] = None,
     message_type: Optional[str] = None,
     channel: Optional[str] = None,
-    start_date: Optional[datetime] = None,
-    end_date: Optional[datetime] = None,
+    start_date: TimeLike = None,
+    end_date: TimeLike = None,
 ) -> Optional[Stats]:
     """The statistics (``total_messages``, ``delivery_rate``, ``open_rate``, ``total_cost``, …)
     of the messages matching every filter given; or ``None``."""

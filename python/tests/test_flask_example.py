@@ -86,6 +86,7 @@ def test_every_route_then_the_stats(example: ModuleType, server: Server, capsys:
     answer = http.post("/webhook/email-opened", json={"message_id": 999})
     assert answer.status_code == 200 and answer.get_json()["tracked"] is False
     assert http.post("/user-action", json={"action_type": "x"}).status_code == 400
+    assert http.post("/user-action", json={"message_id": sms_id, "action_type": "x", "impact_amount": 5}).status_code == 400
     assert http.post("/webhook/email-opened", data="not json").status_code == 400
 
     # The stats.

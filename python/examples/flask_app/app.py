@@ -82,11 +82,13 @@ def user_action() -> Any:
     action_type = data.get("action_type")
     if message_id is None or not action_type:
         return jsonify({"error": "message_id and action_type are required"}), 400
+    if data.get("impact_amount") is not None and data.get("user_id") is None:
+        return jsonify({"error": "user_id is required with impact_amount"}), 400
     tracked = track_user_action(message_id, action_type)
     outcome = None
     if data.get("impact_amount") is not None:
         outcome = track_financial_outcome(
-            data.get("user_id"), data.get("action") or action_type, str(data["impact_amount"])
+            data["user_id"], data.get("action") or action_type, str(data["impact_amount"])
         )
     return jsonify(
         {
