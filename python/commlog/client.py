@@ -33,6 +33,7 @@ import socket as _socket
 import threading
 import time
 import uuid
+import weakref
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
@@ -70,13 +71,22 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class _Connection:
-    """One process's, one thread's connection."""
+    """One process's, one thread's connection; closed when its thread ends (the thread-local
+    that holds it is dropped) or by ``Client.close``."""
 
-    __slots__ = ("pid", "http")
+    __slots__ = ("pid", "http", "__weakref__")
 
     def __init__(self, pid: int, conn: http.client.HTTPConnection) -> None:
         self.pid = pid
         self.http = conn
+
+    def __del__(self) -> None:
+        # Only the process that made the connection closes it.
+        if self.pid == os.getpid():
+            try:
+                self.http.close()
+            except Exception:
+                pass
 
 
 class _NotWritten(Exception):
@@ -255,8 +265,9 @@ class Client:
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
         self._local = threading.local()
-        self._all: List[_Connection] = []
-        self._all_lock = threading.Lock()
+        # Every live connection, by process (weak: a thread's connection goes with its thread).
+        # No lock: a lock held by another thread at a fork would stay locked in the child.
+        self._all: Dict[int, "weakref.WeakSet[_Connection]"] = {}
 
     def __repr__(self) -> str:
         where = f"socket={self._socket_path!r}" if self._socket_path else f"url={self._url!r}"
@@ -281,9 +292,9 @@ class Client:
         # the descriptor would be harmless, but its buffered state belongs to the parent.
         conn = _Connection(pid, self._new_http())
         self._local.conn = conn
-        with self._all_lock:
-            self._all = [c for c in self._all if c.pid == pid]
-            self._all.append(conn)
+        for other in [p for p in self._all if p != pid]:
+            self._all.pop(other, None)  # the parent's, after a fork
+        self._all.setdefault(pid, weakref.WeakSet()).add(conn)
         return conn.http
 
     def _discard(self) -> None:
@@ -296,9 +307,7 @@ class Client:
         """Closes this process's connections (every thread's). The client stays usable: a
         later call connects again."""
         pid = os.getpid()
-        with self._all_lock:
-            mine = [c for c in self._all if c.pid == pid]
-            self._all = []
+        mine = list(self._all.pop(pid, ()))
         for conn in mine:
             try:
                 conn.http.close()
@@ -435,7 +444,7 @@ class Client:
         if external_id is not None:
             body["external_id"] = external_id
         else:
-            headers["Idempotency-Key"] = f"idem-{uuid.uuid4()}"
+            headers["Idempotency-Key"] = str(uuid.uuid4())
         answer = self._request(
             "POST", "/v1/messages", body, headers=headers, retry_written=True
         )

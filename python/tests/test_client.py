@@ -335,7 +335,7 @@ def test_the_same_idempotency_key_twice_creates_one_message(client: Client, monk
     b = client.track_message_sent(1, "sms", "t", 0.05)
     assert a == b
     assert client.get_communication_stats()["total_messages"] == 1
-    assert client.message(f"idem-{key}") == a
+    assert client.message(str(key)) == a
 
 
 def lose_answers(monkeypatch: pytest.MonkeyPatch, client: Client, times: int) -> list:
@@ -489,3 +489,21 @@ def test_storage_errors_map_to_storage_error() -> None:
     assert isinstance(error, Unavailable)
     error = client_module._error(418, b"", {})
     assert type(error) is CommlogError and error.fields["status"] == 418
+
+
+def test_a_thread_s_connection_closes_with_its_thread(client: Client) -> None:
+    import gc
+
+    sockets: list = []
+
+    def work() -> None:
+        client.get_communication_stats()
+        sockets.append(client._connection().sock)
+
+    threads = [threading.Thread(target=work) for _ in range(20)]
+    for t in threads:
+        t.start()
+        t.join()
+    gc.collect()
+    assert all(s is None or s.fileno() == -1 for s in sockets)
+    assert len(client._all.get(__import__("os").getpid(), ())) <= 1
