@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 _MICROS = Decimal(1_000_000)
+_DOLLARS_MAX = 9_000_000_000_000
+_FAST_SCALED_MAX = float(1 << 43)
 
 MoneyLike = Union[float, int, Decimal, str]
 
@@ -92,7 +94,23 @@ def to_decimal_dollars(x: MoneyLike, field: str = "amount") -> Decimal:
 
 def to_micros(x: MoneyLike, field: str = "amount") -> int:
     """Dollars as integer micro-dollars, rounded half away from zero to the micro-dollar."""
+    if type(x) is float:
+        f: float = x
+        # The library's rounding: far from a half, the product rounds like the decimal.
+        if abs(f) <= _DOLLARS_MAX:  # False for NaN
+            scaled = f * 1e6
+            fraction = abs(scaled - math.trunc(scaled))
+            if abs(scaled) < _FAST_SCALED_MAX and abs(fraction - 0.5) > 0.01:
+                return int(round(scaled))
+    elif type(x) is int:
+        i: int = x
+        if abs(i) <= _DOLLARS_MAX:
+            return i * 1_000_000
     d = to_decimal_dollars(x, field)
+    if abs(d) > _DOLLARS_MAX:
+        raise InvalidInput(
+            f"{field} {x!r} must be within ±9e12 dollars", field=field, value=str(x)
+        )
     try:
         return int((d * _MICROS).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
     except InvalidOperation:
@@ -178,10 +196,12 @@ def _convert_mapping(d: Mapping[str, Any]) -> Dict[str, Any]:
     for key, value in d.items():
         out[key] = _convert(value)
     for key, value in d.items():
-        if key.endswith("_micros") and isinstance(value, int) and not isinstance(value, bool):
+        if key.endswith("_micros") and (
+            value is None or (isinstance(value, int) and not isinstance(value, bool))
+        ):
             plain = key[: -len("_micros")]
             if plain not in out:
-                out[plain] = micros_to_dollars(value)
+                out[plain] = None if value is None else micros_to_dollars(value)
     return out
 
 
@@ -223,9 +243,9 @@ class View(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, View):
-            return self._data == other._data
+            return bool(self._data == other._data)
         if isinstance(other, Mapping):
-            return self._data == dict(other)
+            return bool(self._data == dict(other))
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]

@@ -1,0 +1,543 @@
+"""`commlog.Store`: the commlog store embedded in this process (the Rust library via PyO3).
+
+For scripts, notebooks, tests and single-process apps: one process at a time may open a store
+for writing (others open it read-only, or talk to `commlog serve` through `commlog.Client`).
+Every call releases the GIL. A store cannot cross a ``fork()``: used from a forked child it
+raises `CommlogError` and leaves the parent's store untouched; open it after the fork.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Dict, List, Optional, Tuple, Type, Union
+
+from . import _native
+from ._types import (
+    FinancialOutcome,
+    Message,
+    MoneyLike,
+    Stats,
+    View,
+    micros_to_dollars,
+    parse_time,
+    to_micros,
+)
+from .errors import InvalidInput
+
+__all__ = ["Store", "TimeLike", "MessageId"]
+
+TimeLike = Union[datetime, date, str, None]
+MessageId = Union[int, str]
+PathLike = Union[str, "os.PathLike[str]"]
+
+_UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+_MS = timedelta(milliseconds=1)
+_DAY_MS = 86_400_000
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_fromtimestamp = datetime.fromtimestamp
+_new = object.__new__
+_MICROS = Decimal(1_000_000)
+
+
+def _ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
+    """A time as milliseconds since the Unix epoch (floor): a naive datetime is UTC, an aware
+    one converted; a date is its first millisecond (with ``end_of_day``, its last)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+            value = value.replace(tzinfo=_UTC)
+        return (value - _EPOCH) // _MS
+    if isinstance(value, date):
+        first = (datetime(value.year, value.month, value.day, tzinfo=_UTC) - _EPOCH) // _MS
+        return first + _DAY_MS - 1 if end_of_day else first
+    if isinstance(value, str):
+        text = value.strip()
+        if _DATE_RE.match(text):
+            try:
+                return _ms(date.fromisoformat(text), name, end_of_day)
+            except ValueError:
+                pass
+        else:
+            try:
+                return _ms(parse_time(text), name)
+            except InvalidInput:
+                pass
+        raise InvalidInput(
+            f"{name} {value!r} is not an RFC 3339 time or a date YYYY-MM-DD",
+            field=name,
+            value=value,
+        )
+    raise InvalidInput(
+        f"{name} {value!r} is not a datetime, a date or an RFC 3339 string",
+        field=name,
+        value=repr(value),
+    )
+
+
+def _time(ms: Optional[int]) -> Optional[datetime]:
+    # Milliseconds below 2^53 are exact in a float, and a microsecond is far above the
+    # float's error at any year: the datetime is the exact millisecond.
+    return None if ms is None else _fromtimestamp(ms / 1000, _UTC)
+
+
+_COSTS: Dict[int, Decimal] = {}
+
+
+def _dollars(micros: int) -> Decimal:
+    """Micro-dollars as Decimal dollars; the few distinct costs are kept (Decimals are
+    immutable)."""
+    d = _COSTS.get(micros)
+    if d is None:
+        d = Decimal(micros) / _MICROS
+        if len(_COSTS) < 4096:
+            _COSTS[micros] = d
+    return d
+
+
+def _message(t: Tuple[Any, ...]) -> Message:
+    """A message from the native module's tuple (the frozen dataclass filled directly: its
+    generated ``__init__`` costs more than the store call)."""
+    id_, user_id, channel, message_type, status, cost, times, reason, action = t
+    sent, delivered, opened, clicked, failed = times
+    m = _new(Message)
+    m.__dict__.update(
+        {
+            "id": id_,
+            "user_id": user_id,
+            "channel": channel,
+            "message_type": message_type,
+            "status": status,
+            "cost": _dollars(cost),
+            "sent_at": _fromtimestamp(sent / 1000, _UTC),
+            "delivered_at": None if delivered is None else _fromtimestamp(delivered / 1000, _UTC),
+            "opened_at": None if opened is None else _fromtimestamp(opened / 1000, _UTC),
+            "clicked_at": None if clicked is None else _fromtimestamp(clicked / 1000, _UTC),
+            "failed_at": None if failed is None else _fromtimestamp(failed / 1000, _UTC),
+            "failure_reason": reason,
+            "action_taken": action,
+        }
+    )
+    return m
+
+
+def _outcome(t: Tuple[int, str, int, int]) -> FinancialOutcome:
+    user_id, outcome, micros, at = t
+    return FinancialOutcome(
+        user_id=user_id,
+        outcome=outcome,
+        amount=micros_to_dollars(micros),
+        at=_fromtimestamp(at / 1000, _UTC),
+    )
+
+
+def _name(value: Any, name: str) -> str:
+    """A channel, type, action… as a string (an enum gives its value)."""
+    if isinstance(value, str):
+        return value
+    enum_value = getattr(value, "value", None)
+    if isinstance(enum_value, str):
+        return enum_value
+    raise InvalidInput(f"{name} {value!r} is not a string", field=name, value=repr(value))
+
+
+def _opt_name(value: Any, name: str) -> Optional[str]:
+    return None if value is None else _name(value, name)
+
+
+def _user(value: Any, name: str = "user_id") -> int:
+    """A user id: an int, or a string of digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise InvalidInput(f"{name} {value!r} must be at least 1", field=name, value=str(value))
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise InvalidInput(f"{name} {value!r} is not a whole number", field=name, value=repr(value))
+
+
+def _opt_user(value: Any, name: str = "user_id") -> Optional[int]:
+    return None if value is None else _user(value, name)
+
+
+def _ref(value: Any, name: str = "message_id") -> Union[int, str]:
+    """A message id (int) or the external id it was sent with (str)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise InvalidInput(
+                f"{name} {value!r} is not a message id (ids start at 1)", field=name, value=str(value)
+            )
+        return value
+    if isinstance(value, str):
+        return value
+    raise InvalidInput(
+        f"{name} {value!r} is not a message id (int) or an external id (str)",
+        field=name,
+        value=repr(value),
+    )
+
+
+def _month(value: Union[str, date, None], name: str = "month") -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, (date, datetime)):
+        return f"{value.year:04d}-{value.month:02d}"
+    if isinstance(value, str):
+        return value
+    raise InvalidInput(
+        f"{name} {value!r} is not a month YYYY-MM or a date", field=name, value=repr(value)
+    )
+
+
+def _percent(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise InvalidInput(
+        f"alert_percent {value!r} is not a whole number from 1 to 100",
+        field="alert_percent",
+        value=repr(value),
+    )
+
+
+class Store:
+    """The commlog store in directory ``path``, embedded in this process.
+
+    ``sync``: ``"always"`` (a call returns once its event is fsynced; concurrent calls share
+    one fsync), ``"interval"`` (fsync every ``interval_ms``; the fast choice) or ``"never"``.
+    Use it as a context manager, or call `close()`.
+    """
+
+    __slots__ = ("_native", "__weakref__")
+
+    def __init__(self, path: PathLike, sync: str = "always", interval_ms: int = 100) -> None:
+        if not isinstance(sync, str):
+            raise InvalidInput(
+                f"sync {sync!r} must be always, interval or never", field="sync", value=repr(sync)
+            )
+        if isinstance(interval_ms, bool) or not isinstance(interval_ms, int) or interval_ms < 1:
+            raise InvalidInput(
+                f"interval_ms {interval_ms!r} must be a whole number of milliseconds, at least 1",
+                field="interval_ms",
+                value=repr(interval_ms),
+            )
+        self._native = _native.NativeStore.open(os.fspath(path), sync, interval_ms)
+
+    @classmethod
+    def open_read_only(cls, path: PathLike) -> "Store":
+        """Opens the store read-only: a snapshot of the log as it is now, beside its writer if
+        there is one (reopen to see later events). Tracking calls raise ``CommlogError``
+        (kind ``read_only``)."""
+        store = cls.__new__(cls)
+        store._native = _native.NativeStore.open_read_only(os.fspath(path))
+        return store
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The store's directory."""
+        return str(self._native.path)
+
+    @property
+    def read_only(self) -> bool:
+        """True when opened with `open_read_only`."""
+        return bool(self._native.read_only)
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return bool(self._native.closed)
+
+    def close(self) -> None:
+        """Syncs everything, marks the log cleanly closed and releases the lock; closing twice
+        does nothing."""
+        self._native.close()
+
+    def flush(self) -> None:
+        """Hands every event appended so far to the OS (survives a crash of this process)."""
+        self._native.flush()
+
+    def sync(self) -> None:
+        """Makes every event appended so far durable (survives a power cut)."""
+        self._native.sync()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"commlog.Store({self._native!r})"
+
+    # -- tracking ---------------------------------------------------------------------------
+
+    def track_message_sent(
+        self,
+        user_id: int,
+        channel: str,
+        message_type: str,
+        cost: MoneyLike,
+        external_id: Optional[str] = None,
+        sent_at: TimeLike = None,
+    ) -> Message:
+        """Records a message sent (``sent_at`` ``None``: now); its ``Message`` (``.id`` for the
+        follow-ups). ``external_id`` (the provider's message id or an idempotency key) makes
+        the call idempotent: the same id again returns the message it created (with other
+        fields: ``Conflict``), and every follow-up may name the message by it."""
+        if type(channel) is not str:
+            channel = _name(channel, "channel")
+        if type(message_type) is not str:
+            message_type = _name(message_type, "message_type")
+        if type(user_id) is not int:
+            user_id = _user(user_id)
+        elif user_id < 0:
+            _user(user_id)
+        if external_id is not None and not isinstance(external_id, str):
+            raise InvalidInput(
+                f"external_id {external_id!r} is not a string",
+                field="external_id",
+                value=repr(external_id),
+            )
+        return _message(
+            self._native.track_message_sent(
+                user_id,
+                channel,
+                message_type,
+                to_micros(cost, "cost"),
+                None if sent_at is None else _ms(sent_at, "sent_at"),
+                external_id,
+            )
+        )
+
+    def track_message_delivered(self, message_id: MessageId, delivery_time: TimeLike = None) -> Message:
+        """Records the delivery (``None``: now); the message as it now stands."""
+        return _message(
+            self._native.track_message_delivered(
+                _ref(message_id), _ms(delivery_time, "delivery_time")
+            )
+        )
+
+    def track_message_opened(self, message_id: MessageId, open_time: TimeLike = None) -> Message:
+        """Records the open (``None``: now; an open implies delivery); the message."""
+        return _message(
+            self._native.track_message_opened(_ref(message_id), _ms(open_time, "open_time"))
+        )
+
+    def track_user_action(
+        self, message_id: MessageId, action_type: str, timestamp: TimeLike = None
+    ) -> Message:
+        """Records an action the message led to (a name containing "click" is a click)."""
+        return _message(
+            self._native.track_user_action(
+                _ref(message_id), _name(action_type, "action_type"), _ms(timestamp, "timestamp")
+            )
+        )
+
+    def track_message_failed(
+        self, message_id: MessageId, reason: str, failed_at: TimeLike = None
+    ) -> Message:
+        """Records a failed delivery and its reason."""
+        return _message(
+            self._native.track_message_failed(
+                _ref(message_id), _name(reason, "reason"), _ms(failed_at, "failed_at")
+            )
+        )
+
+    def track_financial_outcome(
+        self, user_id: int, action: str, impact_amount: MoneyLike, at: TimeLike = None
+    ) -> FinancialOutcome:
+        """Records a financial outcome of a user (``impact_amount`` in dollars, negative for a
+        loss; ``at`` ``None``: now)."""
+        return _outcome(
+            self._native.track_financial_outcome(
+                _user(user_id),
+                _name(action, "action"),
+                to_micros(impact_amount, "impact_amount"),
+                _ms(at, "at"),
+            )
+        )
+
+    def set_budget(
+        self,
+        scope: str,
+        month: Union[str, date],
+        amount: MoneyLike,
+        alert_percent: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """Sets the budget of a scope (``all`` or a channel) for a month ``YYYY-MM``; the
+        budget as set: ``scope``, ``month``, ``amount`` (Decimal dollars), ``amount_micros``,
+        ``alert_percent``."""
+        scope_name = _name(scope, "scope")
+        month_text = _month(month)
+        assert month_text is not None
+        micros = to_micros(amount, "amount")
+        percent = _percent(alert_percent)
+        self._native.set_budget(scope_name, month_text, micros, percent)
+        return {
+            "scope": scope_name.lower(),
+            "month": month_text,
+            "amount_micros": micros,
+            "alert_percent": 90 if percent is None else percent,
+            "amount": micros_to_dollars(micros),
+        }
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def message(self, id_or_external_id: MessageId) -> Message:
+        """A message by its id (int) or its external id (str)."""
+        return _message(self._native.message(_ref(id_or_external_id, "id_or_external_id")))
+
+    def message_by_external_id(self, external_id: str) -> Optional[Message]:
+        """The message sent with this external id, or None."""
+        if not isinstance(external_id, str):
+            raise InvalidInput(
+                f"external_id {external_id!r} is not a string",
+                field="external_id",
+                value=repr(external_id),
+            )
+        t = self._native.message_by_external_id(external_id)
+        return None if t is None else _message(t)
+
+    def get_external_id(self, message_id: int) -> Optional[str]:
+        """The external id a message was sent with, or None."""
+        ref = _ref(message_id)
+        if not isinstance(ref, int):
+            raise InvalidInput(
+                f"message_id {message_id!r} is not a message id (int)",
+                field="message_id",
+                value=repr(message_id),
+            )
+        return self._native.external_id(ref)
+
+    def get_user_communication_history(self, user_id: int, limit: int = 50) -> List[Message]:
+        """The user's messages, newest sent first, at most ``limit``."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise InvalidInput(
+                f"limit {limit!r} is not a whole number ≥ 0", field="limit", value=repr(limit)
+            )
+        return [_message(t) for t in self._native.history(_user(user_id), limit)]
+
+    def get_communication_stats(
+        self,
+        user_id: Optional[int] = None,
+        message_type: Optional[str] = None,
+        channel: Optional[str] = None,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+    ) -> Stats:
+        """Counts, rates (percent) and costs of the messages matching every filter given."""
+        return Stats(
+            _json(
+                self._native.stats_json(
+                    _opt_user(user_id),
+                    _opt_name(message_type, "message_type"),
+                    _opt_name(channel, "channel"),
+                    _ms(start_date, "start_date"),
+                    _ms(end_date, "end_date", end_of_day=True),
+                )
+            )
+        )
+
+    def get_user_engagement(
+        self,
+        user_id: int,
+        message_type: Optional[str] = None,
+        channel: Optional[str] = None,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+    ) -> View:
+        """How the user engages: by channel, by message type, by hour, trend, preferred channel."""
+        return View(
+            _json(
+                self._native.engagement_json(
+                    _user(user_id),
+                    _opt_name(message_type, "message_type"),
+                    _opt_name(channel, "channel"),
+                    _ms(start_date, "start_date"),
+                    _ms(end_date, "end_date", end_of_day=True),
+                )
+            )
+        )
+
+    def get_channel_effectiveness(
+        self,
+        user_id: Optional[int] = None,
+        message_type: Optional[str] = None,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+        period: Optional[str] = None,
+    ) -> View:
+        """Each channel's and message type's rates, costs and ROI; the winners; by ``period``
+        (``day``, ``week``, ``month``) if given."""
+        return View(
+            _json(
+                self._native.channels_json(
+                    _opt_user(user_id),
+                    _opt_name(message_type, "message_type"),
+                    _ms(start_date, "start_date"),
+                    _ms(end_date, "end_date", end_of_day=True),
+                    _opt_name(period, "period"),
+                )
+            )
+        )
+
+    def get_cost_report(
+        self,
+        month: Union[str, date, None] = None,
+        user_id: Optional[int] = None,
+        message_type: Optional[str] = None,
+        channel: Optional[str] = None,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+    ) -> View:
+        """Spending by channel, type, day and month, and the budgets (of ``month`` if given)."""
+        return View(
+            _json(
+                self._native.costs_json(
+                    _month(month),
+                    _opt_user(user_id),
+                    _opt_name(message_type, "message_type"),
+                    _opt_name(channel, "channel"),
+                    _ms(start_date, "start_date"),
+                    _ms(end_date, "end_date", end_of_day=True),
+                )
+            )
+        )
+
+    def get_financial_impact(
+        self,
+        user_id: Optional[int] = None,
+        message_type: Optional[str] = None,
+        channel: Optional[str] = None,
+        start_date: TimeLike = None,
+        end_date: TimeLike = None,
+    ) -> View:
+        """The outcomes, attributed to the messages that preceded them, and each channel's ROI."""
+        return View(
+            _json(
+                self._native.impact_json(
+                    _opt_user(user_id),
+                    _opt_name(message_type, "message_type"),
+                    _opt_name(channel, "channel"),
+                    _ms(start_date, "start_date"),
+                    _ms(end_date, "end_date", end_of_day=True),
+                )
+            )
+        )
+
+
+_json = json.loads
