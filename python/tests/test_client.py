@@ -507,3 +507,48 @@ def test_a_thread_s_connection_closes_with_its_thread(client: Client) -> None:
     gc.collect()
     assert all(s is None or s.fileno() == -1 for s in sockets)
     assert len(client._all.get(__import__("os").getpid(), ())) <= 1
+
+
+def test_stopping_is_retried(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 503 ``stopping`` means the call was not applied: it is tried again."""
+    client.backoff = 0.001
+    real = Client._once
+    calls: list = []
+
+    def once(self, method, path, body, headers):  # type: ignore[no-untyped-def]
+        calls.append(path)
+        if len(calls) == 1:
+            return 503, b'{"error":"the server is stopping","kind":"stopping"}'
+        return real(self, method, path, body, headers)
+
+    monkeypatch.setattr(Client, "_once", once)
+    m = client.track_message_sent(1, "sms", "t", 0.05)
+    assert client.track_message_delivered(m.id).status == "delivered"
+    assert len(calls) == 3
+    monkeypatch.setattr(
+        Client, "_once", lambda *a: (503, b'{"error":"the server is stopping","kind":"stopping"}')
+    )
+    with pytest.raises(StorageError) as info:
+        client.get_communication_stats()
+    assert info.value.kind == "stopping" and info.value.fields["status"] == 503
+
+
+def test_a_server_that_does_not_answer_times_out(short_tmp: Path) -> None:
+    import socket
+
+    path = str(short_tmp / "mute.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+    try:
+        c = Client(socket=path, timeout=0.2, retries=3)
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as info:
+            c.track_message_delivered(1)
+        assert info.value.fields["outcome"] == "unknown"
+        with pytest.raises(Unavailable):
+            c.track_message_sent(1, "sms", "t", 0.05)
+        # A timeout is not retried: each call waited once.
+        assert time.monotonic() - started < 1.5
+    finally:
+        listener.close()
