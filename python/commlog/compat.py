@@ -20,6 +20,7 @@ id), so importing this module, or even calling it, before ``os.fork`` is safe.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -58,6 +59,15 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _at_exit() -> None:
+    # An embedded store is closed (synced) when the process that opened it exits.
+    if _backend is not None and _backend_pid == os.getpid():
+        reset()
+
+
+atexit.register(_at_exit)
 
 
 def _make_backend() -> Any:
