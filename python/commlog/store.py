@@ -43,6 +43,7 @@ _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _fromtimestamp = datetime.fromtimestamp
 _new = object.__new__
 _MICROS = Decimal(1_000_000)
+_U64_MAX = (1 << 64) - 1
 
 
 def _ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
@@ -153,12 +154,14 @@ def _opt_name(value: Any, name: str) -> Optional[str]:
 
 def _user(value: Any, name: str = "user_id") -> int:
     """A user id: an int, or a string of digits."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise InvalidInput(f"{name} {value!r} must be at least 1", field=name, value=str(value))
-        return value
     if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0 or value > _U64_MAX:
+            raise InvalidInput(
+                f"{name} {value!r} must be from 1 to {_U64_MAX}", field=name, value=str(value)
+            )
+        return value
     raise InvalidInput(f"{name} {value!r} is not a whole number", field=name, value=repr(value))
 
 
@@ -169,9 +172,11 @@ def _opt_user(value: Any, name: str = "user_id") -> Optional[int]:
 def _ref(value: Any, name: str = "message_id") -> Union[int, str]:
     """A message id (int) or the external id it was sent with (str)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
+        if value < 0 or value > _U64_MAX:
             raise InvalidInput(
-                f"{name} {value!r} is not a message id (ids start at 1)", field=name, value=str(value)
+                f"{name} {value!r} is not a message id (from 1 to {_U64_MAX})",
+                field=name,
+                value=str(value),
             )
         return value
     if isinstance(value, str):
@@ -198,7 +203,7 @@ def _month(value: Union[str, date, None], name: str = "month") -> Optional[str]:
 def _percent(value: Any) -> Optional[int]:
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 62:
         return value
     raise InvalidInput(
         f"alert_percent {value!r} is not a whole number from 1 to 100",
@@ -302,10 +307,8 @@ class Store:
             channel = _name(channel, "channel")
         if type(message_type) is not str:
             message_type = _name(message_type, "message_type")
-        if type(user_id) is not int:
+        if type(user_id) is not int or not 0 <= user_id <= _U64_MAX:
             user_id = _user(user_id)
-        elif user_id < 0:
-            _user(user_id)
         if external_id is not None and not isinstance(external_id, str):
             raise InvalidInput(
                 f"external_id {external_id!r} is not a string",
@@ -425,7 +428,7 @@ class Store:
 
     def get_user_communication_history(self, user_id: int, limit: int = 50) -> List[Message]:
         """The user's messages, newest sent first, at most ``limit``."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= _U64_MAX:
             raise InvalidInput(
                 f"limit {limit!r} is not a whole number ≥ 0", field="limit", value=repr(limit)
             )

@@ -317,6 +317,20 @@ def test_invalid_input_names_the_field_and_value(store: Store) -> None:
     assert e.value.fields["field"] == "period"
     with pytest.raises(InvalidInput):
         store.track_message_delivered(1.5)  # type: ignore[arg-type]
+    for huge in (1 << 64, -1):
+        with pytest.raises(InvalidInput) as e:
+            store.track_message_sent(huge, "sms", "x", 0)
+        assert e.value.fields["field"] == "user_id"
+        with pytest.raises(InvalidInput) as e:
+            store.track_message_delivered(huge)
+        assert e.value.fields["field"] == "message_id"
+    with pytest.raises(InvalidInput):
+        store.track_message_sent(1, "sms", "x", 10**14)
+    with pytest.raises(InvalidInput):
+        store.set_budget("all", "2025-01", 1, alert_percent=1 << 70)
+    with pytest.raises(InvalidInput) as e:
+        store.get_user_communication_history(1, limit=-1)
+    assert e.value.fields["field"] == "limit"
     # InvalidInput is also a ValueError.
     with pytest.raises(ValueError):
         store.track_message_sent(1, "sms", "", 0)
@@ -534,3 +548,30 @@ def test_exports() -> None:
         assert hasattr(commlog, name), name
     assert Path(commlog.__file__).with_name("py.typed").exists()
     assert Path(commlog.__file__).with_name("_native.pyi").exists()
+
+
+def test_corruption_is_a_storage_error_with_file_and_offset(path: Path) -> None:
+    with Store(path, sync="never") as s:
+        for _ in range(200):
+            s.track_message_sent(1, "sms", "x", 0.01, sent_at=T0)
+    segment = max((p for p in path.iterdir() if p.suffix == ".log"), key=lambda p: p.stat().st_size)
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    for opener in (Store, Store.open_read_only):
+        with pytest.raises(StorageError) as e:
+            opener(path)
+        assert e.value.kind == "corruption"
+        assert e.value.fields["file"] == str(segment)
+        assert isinstance(e.value.fields["offset"], int) and e.value.fields["offset"] > 0
+        assert e.value.fields["reason"]
+
+
+def test_a_path_that_is_not_a_directory(tmp_path: Path) -> None:
+    file = tmp_path / "file"
+    file.write_text("x")
+    with pytest.raises(CommlogError) as e:
+        Store(file)
+    assert e.value.fields.get("field") or e.value.fields.get("path")
+    with pytest.raises(CommlogError):
+        Store.open_read_only(tmp_path / "missing")
