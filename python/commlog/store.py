@@ -108,34 +108,33 @@ def _message(t: Tuple[Any, ...]) -> Message:
     id_, user_id, channel, message_type, status, cost, times, reason, action = t
     sent, delivered, opened, clicked, failed = times
     m = _new(Message)
-    m.__dict__.update(
-        {
-            "id": id_,
-            "user_id": user_id,
-            "channel": channel,
-            "message_type": message_type,
-            "status": status,
-            "cost": _dollars(cost),
-            "sent_at": _fromtimestamp(sent / 1000, _UTC),
-            "delivered_at": None if delivered is None else _fromtimestamp(delivered / 1000, _UTC),
-            "opened_at": None if opened is None else _fromtimestamp(opened / 1000, _UTC),
-            "clicked_at": None if clicked is None else _fromtimestamp(clicked / 1000, _UTC),
-            "failed_at": None if failed is None else _fromtimestamp(failed / 1000, _UTC),
-            "failure_reason": reason,
-            "action_taken": action,
-        }
-    )
+    d = m.__dict__
+    d["id"] = id_
+    d["user_id"] = user_id
+    d["channel"] = channel
+    d["message_type"] = message_type
+    d["status"] = status
+    d["cost"] = _dollars(cost)
+    d["sent_at"] = _fromtimestamp(sent / 1000, _UTC)
+    d["delivered_at"] = None if delivered is None else _fromtimestamp(delivered / 1000, _UTC)
+    d["opened_at"] = None if opened is None else _fromtimestamp(opened / 1000, _UTC)
+    d["clicked_at"] = None if clicked is None else _fromtimestamp(clicked / 1000, _UTC)
+    d["failed_at"] = None if failed is None else _fromtimestamp(failed / 1000, _UTC)
+    d["failure_reason"] = reason
+    d["action_taken"] = action
     return m
 
 
 def _outcome(t: Tuple[int, str, int, int]) -> FinancialOutcome:
+    """An outcome from the native module's tuple."""
     user_id, outcome, micros, at = t
-    return FinancialOutcome(
-        user_id=user_id,
-        outcome=outcome,
-        amount=micros_to_dollars(micros),
-        at=_fromtimestamp(at / 1000, _UTC),
-    )
+    o = _new(FinancialOutcome)
+    d = o.__dict__
+    d["user_id"] = user_id
+    d["outcome"] = outcome
+    d["amount"] = _dollars(micros)
+    d["at"] = _fromtimestamp(at / 1000, _UTC)
+    return o
 
 
 def _name(value: Any, name: str) -> str:
