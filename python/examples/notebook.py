@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from decimal import Decimal
-from typing import Any
+from typing import Any, List
 
 try:
     from commlog import Store
@@ -27,7 +27,7 @@ def percent(value: Any) -> str:
     return f"{value:5.1f}%" if isinstance(value, (int, float)) else "  -  "
 
 
-def main(argv: list) -> None:
+def main(argv: List[str]) -> None:
     if len(argv) < 2:
         raise SystemExit(__doc__)
     path = argv[1]

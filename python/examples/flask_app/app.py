@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from decimal import Decimal
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from flask import Flask, jsonify, request
 
@@ -41,7 +41,7 @@ class StubSmsProvider:
     price = Decimal("0.0075")
 
     def __init__(self) -> None:
-        self.sent: list = []
+        self.sent: List[Dict[str, Any]] = []
 
     def send(self, to: str, body: str) -> Dict[str, Any]:
         receipt = {"sid": "SM" + uuid.uuid4().hex, "to": to, "body": body, "status": "delivered", "price": self.price}
