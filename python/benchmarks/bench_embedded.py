@@ -12,7 +12,9 @@ The calls are the reference workload's (docs/WORKLOAD.md), read from the JSON li
 Each event becomes the call that made it, with the same arguments: sends (user, channel, message
 type, cost in float dollars, sent time), deliveries, opens, actions (on the id the send
 returned) and financial outcomes (user, action, float dollars), each with the workload's time as
-an aware datetime (`--now`: no time, the store's clock). Arguments are prepared before the
+an aware datetime (`--now`: no time, the store's clock; `--native`: the native module under
+`commlog.Store` called directly, times in ms and money in micro-dollars, to show what the
+Python layer costs). Arguments are prepared before the
 timing; only the call is timed, with time.perf_counter_ns. Per sync policy: one untimed warm-up
 pass over the events into a fresh store, then `--passes` timed passes into the same store.
 Prints p50 / p99 / mean in microseconds of each kind of call.
@@ -26,10 +28,10 @@ import shutil
 import statistics
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from time import perf_counter_ns
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]
 try:
@@ -46,13 +48,14 @@ KINDS = {
     "outcome": "track_financial_outcome",
 }
 TARGET_P50_US = 5.0
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def parse_time(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
-def load(path: Path, limit: Optional[int], now: bool) -> List[Tuple]:
+def load(path: Path, limit: Optional[int], now: bool, native: bool) -> List[Tuple]:
     """The workload's calls: (kind, args), where a follow-up's first argument is the index of
     the send it follows (resolved to the id the store returned, before the timing)."""
     calls: List[Tuple] = []
@@ -64,11 +67,15 @@ def load(path: Path, limit: Optional[int], now: bool) -> List[Tuple]:
             if kind not in KINDS:
                 continue  # the workload's one budget, and nothing else
             when = None if now else parse_time(e["time"])
+            if native and when is not None:  # the native module's arguments: ms and micros
+                when = (when - EPOCH) // timedelta(milliseconds=1)
             if kind == "sent":
                 send_index[e["message_id"]] = len(send_index)
-                calls.append(("sent", e["user_id"], e["channel"], e["message_type"], e["cost_micros"] / 1e6, when))
+                cost = e["cost_micros"] if native else e["cost_micros"] / 1e6
+                calls.append(("sent", e["user_id"], e["channel"], e["message_type"], cost, when))
             elif kind == "outcome":
-                calls.append(("outcome", e["user_id"], e["outcome"], e["amount_micros"] / 1e6, when))
+                amount = e["amount_micros"] if native else e["amount_micros"] / 1e6
+                calls.append(("outcome", e["user_id"], e["outcome"], amount, when))
             elif kind == "action":
                 calls.append(("action", send_index[e["message_id"]], e["action"], when))
             else:
@@ -78,8 +85,10 @@ def load(path: Path, limit: Optional[int], now: bool) -> List[Tuple]:
     return calls
 
 
-def run_pass(store: "commlog.Store", calls: List[Tuple], times: Optional[Dict[str, List[int]]]) -> None:
+def run_pass(store: Any, calls: List[Tuple], times: Optional[Dict[str, List[int]]]) -> None:
+    """One pass over the calls, on a `commlog.Store` or the native module's store under it."""
     sent_ids: List[int] = []
+    native = not isinstance(store, commlog.Store)
     sent = store.track_message_sent
     delivered = store.track_message_delivered
     opened = store.track_message_opened
@@ -94,10 +103,16 @@ def run_pass(store: "commlog.Store", calls: List[Tuple], times: Optional[Dict[st
         kind = c[0]
         if kind == "sent":
             _, user, channel, mtype, cost, when = c
-            t = perf_counter_ns()
-            m = sent(user, channel, mtype, cost, None, when)
-            t_sent.append(perf_counter_ns() - t)
-            sent_ids.append(m.id)
+            if native:  # (..., sent_at_ms, external_id); answers a tuple, the id first
+                t = perf_counter_ns()
+                m = sent(user, channel, mtype, cost, when, None)
+                t_sent.append(perf_counter_ns() - t)
+                sent_ids.append(m[0])
+            else:  # (..., external_id, sent_at)
+                t = perf_counter_ns()
+                m = sent(user, channel, mtype, cost, None, when)
+                t_sent.append(perf_counter_ns() - t)
+                sent_ids.append(m.id)
         elif kind == "delivered":
             mid = sent_ids[c[1]]
             when = c[2]
@@ -131,13 +146,14 @@ def percentile(sorted_values: List[int], p: float) -> int:
     return sorted_values[index]
 
 
-def bench(calls: List[Tuple], sync: str, passes: int, root: Path) -> Dict[str, List[int]]:
+def bench(calls: List[Tuple], sync: str, passes: int, root: Path, native: bool) -> Dict[str, List[int]]:
     store_dir = root / f"store-{sync}"
     times: Dict[str, List[int]] = {}
     with commlog.Store(store_dir, sync=sync) as store:
-        run_pass(store, calls, None)  # warm-up
+        target = store._native if native else store
+        run_pass(target, calls, None)  # warm-up
         for _ in range(passes):
-            run_pass(store, calls, times)
+            run_pass(target, calls, times)
     shutil.rmtree(store_dir, ignore_errors=True)
     return times
 
@@ -150,19 +166,21 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3, help="timed passes over the events")
     parser.add_argument("--limit", type=int, help="only the first N calls of the events")
     parser.add_argument("--now", action="store_true", help="calls without a time (the store's clock)")
+    parser.add_argument("--native", action="store_true",
+                        help="call the native module under commlog.Store directly (ms and micros): the cost without the Python layer")
     parser.add_argument("--dir", type=Path, help="where to make the stores (default: a temporary directory in /tmp)")
     args = parser.parse_args()
 
-    calls = load(args.events, args.limit, args.now)
+    calls = load(args.events, args.limit, args.now, args.native)
     root = Path(tempfile.mkdtemp(prefix="clembed-", dir=args.dir or "/tmp"))
     try:
         print(
             f"commlog.Store embedded, {len(calls):,} calls from {args.events.name} "
-            f"({'no time' if args.now else 'workload times'}), 1 warm-up + {args.passes} timed passes, "
+            f"({'no time' if args.now else 'workload times'}{', native module' if args.native else ''}), 1 warm-up + {args.passes} timed passes, "
             f"Python {sys.version.split()[0]}"
         )
         for sync in args.sync or ["interval", "never"]:
-            times = bench(calls, sync, args.passes, root)
+            times = bench(calls, sync, args.passes, root, args.native)
             print()
             print(f"sync={sync}")
             print(f"{'call':<26} {'n':>8} {'p50 µs':>8} {'p99 µs':>8} {'mean µs':>8}  p50 ≤ {TARGET_P50_US:g} µs")
