@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
@@ -115,6 +115,29 @@ def to_micros(x: MoneyLike, field: str = "amount") -> int:
         return int((d * _MICROS).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
     except InvalidOperation:
         raise InvalidInput(f"{field} {x!r} is too large", field=field, value=str(x)) from None
+
+
+def to_name(value: Any, name: str) -> str:
+    """A channel, type, action… as a string (an enum gives its value)."""
+    if isinstance(value, str):
+        return value
+    enum_value = getattr(value, "value", None)
+    if isinstance(enum_value, str):
+        return enum_value
+    raise InvalidInput(f"{name} {value!r} is not a string", field=name, value=repr(value))
+
+
+def to_month(value: Union[str, date, None], name: str = "month") -> Optional[str]:
+    """A month as `YYYY-MM` (a date or datetime gives its own)."""
+    if value is None:
+        return None
+    if isinstance(value, (date, datetime)):
+        return f"{value.year:04d}-{value.month:02d}"
+    if isinstance(value, str):
+        return value
+    raise InvalidInput(
+        f"{name} {value!r} is not a month YYYY-MM or a date", field=name, value=repr(value)
+    )
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote, urlencode, urlsplit
 
 from ._types import FinancialOutcome, Message, Stats, View, micros_to_dollars, to_micros, to_utc
+from ._types import to_month as _month
+from ._types import to_name as _name
 from .errors import CommlogError, InvalidInput, Unavailable, error_from
 
 __all__ = ["Client"]
@@ -127,28 +129,6 @@ def _time(value: TimeLike, name: str) -> Optional[str]:
         field=name,
         value=repr(value),
     )
-
-
-def _month(value: Union[str, date, None], name: str = "month") -> Optional[str]:
-    if value is None:
-        return None
-    if isinstance(value, (date, datetime)):
-        return f"{value.year:04d}-{value.month:02d}"
-    if isinstance(value, str):
-        return value
-    raise InvalidInput(
-        f"{name} {value!r} is not a month YYYY-MM or a date", field=name, value=repr(value)
-    )
-
-
-def _name(value: Any, name: str) -> str:
-    """A channel, type, action… as a string (an enum gives its value)."""
-    if isinstance(value, str):
-        return value
-    enum_value = getattr(value, "value", None)
-    if isinstance(enum_value, str):
-        return enum_value
-    raise InvalidInput(f"{name} {value!r} is not a string", field=name, value=repr(value))
 
 
 def _user(value: Any, name: str = "user_id") -> int:

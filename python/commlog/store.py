@@ -27,6 +27,8 @@ from ._types import (
     parse_time,
     to_micros,
 )
+from ._types import to_month as _month
+from ._types import to_name as _name
 from .errors import InvalidInput
 
 __all__ = ["Store", "TimeLike", "MessageId"]
@@ -137,16 +139,6 @@ def _outcome(t: Tuple[int, str, int, int]) -> FinancialOutcome:
     return o
 
 
-def _name(value: Any, name: str) -> str:
-    """A channel, type, action… as a string (an enum gives its value)."""
-    if isinstance(value, str):
-        return value
-    enum_value = getattr(value, "value", None)
-    if isinstance(enum_value, str):
-        return enum_value
-    raise InvalidInput(f"{name} {value!r} is not a string", field=name, value=repr(value))
-
-
 def _opt_name(value: Any, name: str) -> Optional[str]:
     return None if value is None else _name(value, name)
 
@@ -184,18 +176,6 @@ def _ref(value: Any, name: str = "message_id") -> Union[int, str]:
         f"{name} {value!r} is not a message id (int) or an external id (str)",
         field=name,
         value=repr(value),
-    )
-
-
-def _month(value: Union[str, date, None], name: str = "month") -> Optional[str]:
-    if value is None:
-        return None
-    if isinstance(value, (date, datetime)):
-        return f"{value.year:04d}-{value.month:02d}"
-    if isinstance(value, str):
-        return value
-    raise InvalidInput(
-        f"{name} {value!r} is not a month YYYY-MM or a date", field=name, value=repr(value)
     )
 
 

@@ -309,6 +309,20 @@ impl Budget {
     }
 }
 
+/// A view's filter from the query: for each parameter in order, its value if given, set by the
+/// filter's method of the same name (`Query`'s getter and the filter's setter share the name).
+macro_rules! filter {
+    ($query:expr, $filter:expr, $($param:ident),+) => {{
+        let mut filter = $filter;
+        $(
+            if let Some(value) = $query.$param()? {
+                filter = filter.$param(value);
+            }
+        )+
+        Ok(filter)
+    }};
+}
+
 /// Query parameters, checked against the names a route knows.
 pub(crate) struct Query(BTreeMap<String, String>);
 
@@ -345,8 +359,8 @@ impl Query {
         self.count("user")
     }
 
-    pub fn message_type(&self) -> Option<String> {
-        self.get("type").map(str::to_owned)
+    pub fn message_type(&self) -> Result<Option<String>, ApiError> {
+        Ok(self.get("type").map(str::to_owned))
     }
 
     pub fn channel(&self) -> Result<Option<Channel>, ApiError> {
@@ -384,102 +398,62 @@ impl Query {
     }
 
     pub fn stats_filter(&self) -> Result<StatsFilter, ApiError> {
-        let mut filter = StatsFilter::new();
-        if let Some(user) = self.user()? {
-            filter = filter.user(user);
-        }
-        if let Some(message_type) = self.message_type() {
-            filter = filter.message_type(message_type);
-        }
-        if let Some(channel) = self.channel()? {
-            filter = filter.channel(channel);
-        }
-        if let Some(start) = self.start()? {
-            filter = filter.start(start);
-        }
-        if let Some(end) = self.end()? {
-            filter = filter.end(end);
-        }
-        Ok(filter)
+        filter!(
+            self,
+            StatsFilter::new(),
+            user,
+            message_type,
+            channel,
+            start,
+            end
+        )
     }
 
     pub fn engagement_filter(&self) -> Result<EngagementFilter, ApiError> {
-        let mut filter = EngagementFilter::new();
-        if let Some(message_type) = self.message_type() {
-            filter = filter.message_type(message_type);
-        }
-        if let Some(channel) = self.channel()? {
-            filter = filter.channel(channel);
-        }
-        if let Some(start) = self.start()? {
-            filter = filter.start(start);
-        }
-        if let Some(end) = self.end()? {
-            filter = filter.end(end);
-        }
-        Ok(filter)
+        filter!(
+            self,
+            EngagementFilter::new(),
+            message_type,
+            channel,
+            start,
+            end
+        )
     }
 
     pub fn effectiveness_filter(&self) -> Result<EffectivenessFilter, ApiError> {
-        let mut filter = EffectivenessFilter::new();
-        if let Some(user) = self.user()? {
-            filter = filter.user(user);
-        }
-        if let Some(message_type) = self.message_type() {
-            filter = filter.message_type(message_type);
-        }
-        if let Some(start) = self.start()? {
-            filter = filter.start(start);
-        }
-        if let Some(end) = self.end()? {
-            filter = filter.end(end);
-        }
-        if let Some(period) = self.period()? {
-            filter = filter.period(period);
-        }
-        Ok(filter)
+        filter!(
+            self,
+            EffectivenessFilter::new(),
+            user,
+            message_type,
+            start,
+            end,
+            period
+        )
     }
 
     pub fn cost_filter(&self) -> Result<CostFilter, ApiError> {
-        let mut filter = CostFilter::new();
-        if let Some(user) = self.user()? {
-            filter = filter.user(user);
-        }
-        if let Some(message_type) = self.message_type() {
-            filter = filter.message_type(message_type);
-        }
-        if let Some(channel) = self.channel()? {
-            filter = filter.channel(channel);
-        }
-        if let Some(start) = self.start()? {
-            filter = filter.start(start);
-        }
-        if let Some(end) = self.end()? {
-            filter = filter.end(end);
-        }
-        if let Some(month) = self.month()? {
-            filter = filter.month(month);
-        }
-        Ok(filter)
+        filter!(
+            self,
+            CostFilter::new(),
+            user,
+            message_type,
+            channel,
+            start,
+            end,
+            month
+        )
     }
 
     pub fn impact_filter(&self) -> Result<ImpactFilter, ApiError> {
-        let mut filter = ImpactFilter::new();
-        if let Some(user) = self.user()? {
-            filter = filter.user(user);
-        }
-        if let Some(message_type) = self.message_type() {
-            filter = filter.message_type(message_type);
-        }
-        if let Some(channel) = self.channel()? {
-            filter = filter.channel(channel);
-        }
-        if let Some(start) = self.start()? {
-            filter = filter.start(start);
-        }
-        if let Some(end) = self.end()? {
-            filter = filter.end(end);
-        }
-        Ok(filter)
+        filter!(
+            self,
+            ImpactFilter::new(),
+            user,
+            message_type,
+            channel,
+            start,
+            end
+        )
     }
 }
