@@ -103,11 +103,11 @@ def run_pass(store: Any, calls: List[Tuple], times: Optional[Dict[str, List[int]
         kind = c[0]
         if kind == "sent":
             _, user, channel, mtype, cost, when = c
-            if native:  # (..., sent_at_ms, external_id); answers a tuple, the id first
+            if native:  # (..., sent_at_ms, external_id)
                 t = perf_counter_ns()
                 m = sent(user, channel, mtype, cost, when, None)
                 t_sent.append(perf_counter_ns() - t)
-                sent_ids.append(m[0])
+                sent_ids.append(m.id)
             else:  # (..., external_id, sent_at)
                 t = perf_counter_ns()
                 m = sent(user, channel, mtype, cost, None, when)

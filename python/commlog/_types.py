@@ -1,18 +1,21 @@
 """The typed answers of commlog (the same for the embedded `Store` and the HTTP `Client`).
 
 Money is ``decimal.Decimal`` dollars, exact (the store counts integer micro-dollars); times are
-timezone-aware UTC ``datetime`` objects. Both are read from the library's JSON, in which money
-is an integer under a name ending in ``_micros`` and times are RFC 3339 UTC strings.
+timezone-aware UTC ``datetime`` objects. ``Message`` and ``FinancialOutcome`` are the native
+module's immutable classes, which wrap the library's own values and make these Python values
+when an attribute is read; the reports (``View``, ``Stats``) are read from the library's JSON,
+in which money is an integer under a name ending in ``_micros`` and times are RFC 3339 UTC
+strings.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
+from ._native import FinancialOutcome, Message
 from .errors import InvalidInput
 
 __all__ = [
@@ -138,72 +141,6 @@ def to_month(value: Union[str, date, None], name: str = "month") -> Optional[str
     raise InvalidInput(
         f"{name} {value!r} is not a month YYYY-MM or a date", field=name, value=repr(value)
     )
-
-
-@dataclass(frozen=True)
-class Message:
-    """One tracked message as it now stands."""
-
-    id: int
-    user_id: int
-    channel: str
-    message_type: str
-    status: str
-    cost: Decimal
-    sent_at: datetime
-    delivered_at: Optional[datetime] = None
-    opened_at: Optional[datetime] = None
-    clicked_at: Optional[datetime] = None
-    failed_at: Optional[datetime] = None
-    failure_reason: Optional[str] = None
-    action_taken: Optional[str] = None
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "Message":
-        """A message from the library's (or the server's) JSON object."""
-        sent_at = parse_time(d["sent_at"])
-        assert sent_at is not None
-        return cls(
-            id=int(d["id"]),
-            user_id=int(d["user_id"]),
-            channel=d["channel"],
-            message_type=d["message_type"],
-            status=d["status"],
-            cost=micros_to_dollars(d["cost_micros"]),
-            sent_at=sent_at,
-            delivered_at=parse_time(d.get("delivered_at")),
-            opened_at=parse_time(d.get("opened_at")),
-            clicked_at=parse_time(d.get("clicked_at")),
-            failed_at=parse_time(d.get("failed_at")),
-            failure_reason=d.get("failure_reason"),
-            action_taken=d.get("action_taken"),
-        )
-
-    def to_dict(self) -> Dict[str, Any]:
-        """The message as a plain dict (Decimal dollars, aware datetimes)."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class FinancialOutcome:
-    """One financial outcome recorded for a user."""
-
-    user_id: int
-    outcome: str
-    amount: Decimal
-    at: datetime
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "FinancialOutcome":
-        """An outcome from the library's (or the server's) JSON object."""
-        at = parse_time(d["at"])
-        assert at is not None
-        return cls(
-            user_id=int(d["user_id"]),
-            outcome=d["outcome"],
-            amount=micros_to_dollars(d["amount_micros"]),
-            at=at,
-        )
 
 
 def _convert(value: Any) -> Any:

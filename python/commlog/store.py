@@ -12,9 +12,8 @@ import json
 import os
 import re
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Tuple, Type, Union
+from typing import Any, Dict, List, Optional, Type, Union
 
 from . import _native
 from ._types import (
@@ -42,15 +41,19 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _MS = timedelta(milliseconds=1)
 _DAY_MS = 86_400_000
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_fromtimestamp = datetime.fromtimestamp
-_new = object.__new__
-_MICROS = Decimal(1_000_000)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 _U64_MAX = (1 << 64) - 1
 
 
 def _ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
     """A time as milliseconds since the Unix epoch (floor): a naive datetime is UTC, an aware
     one converted; a date is its first millisecond (with ``end_of_day``, its last)."""
+    if type(value) is datetime:  # the common case first: a plain naive or aware datetime
+        zone = value.tzinfo
+        if zone is None:
+            return (value - _NAIVE_EPOCH) // _MS
+        if zone is _UTC:
+            return (value - _EPOCH) // _MS
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -82,61 +85,6 @@ def _ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
         field=name,
         value=repr(value),
     )
-
-
-def _time(ms: Optional[int]) -> Optional[datetime]:
-    # Milliseconds below 2^53 are exact in a float, and a microsecond is far above the
-    # float's error at any year: the datetime is the exact millisecond.
-    return None if ms is None else _fromtimestamp(ms / 1000, _UTC)
-
-
-_COSTS: Dict[int, Decimal] = {}
-
-
-def _dollars(micros: int) -> Decimal:
-    """Micro-dollars as Decimal dollars; the few distinct costs are kept (Decimals are
-    immutable)."""
-    d = _COSTS.get(micros)
-    if d is None:
-        d = Decimal(micros) / _MICROS
-        if len(_COSTS) < 4096:
-            _COSTS[micros] = d
-    return d
-
-
-def _message(t: Tuple[Any, ...]) -> Message:
-    """A message from the native module's tuple (the frozen dataclass filled directly: its
-    generated ``__init__`` costs more than the store call)."""
-    id_, user_id, channel, message_type, status, cost, times, reason, action = t
-    sent, delivered, opened, clicked, failed = times
-    m = _new(Message)
-    d = m.__dict__
-    d["id"] = id_
-    d["user_id"] = user_id
-    d["channel"] = channel
-    d["message_type"] = message_type
-    d["status"] = status
-    d["cost"] = _dollars(cost)
-    d["sent_at"] = _fromtimestamp(sent / 1000, _UTC)
-    d["delivered_at"] = None if delivered is None else _fromtimestamp(delivered / 1000, _UTC)
-    d["opened_at"] = None if opened is None else _fromtimestamp(opened / 1000, _UTC)
-    d["clicked_at"] = None if clicked is None else _fromtimestamp(clicked / 1000, _UTC)
-    d["failed_at"] = None if failed is None else _fromtimestamp(failed / 1000, _UTC)
-    d["failure_reason"] = reason
-    d["action_taken"] = action
-    return m
-
-
-def _outcome(t: Tuple[int, str, int, int]) -> FinancialOutcome:
-    """An outcome from the native module's tuple."""
-    user_id, outcome, micros, at = t
-    o = _new(FinancialOutcome)
-    d = o.__dict__
-    d["user_id"] = user_id
-    d["outcome"] = outcome
-    d["amount"] = _dollars(micros)
-    d["at"] = _fromtimestamp(at / 1000, _UTC)
-    return o
 
 
 def _opt_name(value: Any, name: str) -> Optional[str]:
@@ -294,7 +242,7 @@ class Store:
                 field="external_id",
                 value=repr(external_id),
             )
-        return _message(
+        return (
             self._native.track_message_sent(
                 user_id,
                 channel,
@@ -307,7 +255,7 @@ class Store:
 
     def track_message_delivered(self, message_id: MessageId, delivery_time: TimeLike = None) -> Message:
         """Records the delivery (``None``: now); the message as it now stands."""
-        return _message(
+        return (
             self._native.track_message_delivered(
                 _ref(message_id), _ms(delivery_time, "delivery_time")
             )
@@ -315,7 +263,7 @@ class Store:
 
     def track_message_opened(self, message_id: MessageId, open_time: TimeLike = None) -> Message:
         """Records the open (``None``: now; an open implies delivery); the message."""
-        return _message(
+        return (
             self._native.track_message_opened(_ref(message_id), _ms(open_time, "open_time"))
         )
 
@@ -323,7 +271,7 @@ class Store:
         self, message_id: MessageId, action_type: str, timestamp: TimeLike = None
     ) -> Message:
         """Records an action the message led to (a name containing "click" is a click)."""
-        return _message(
+        return (
             self._native.track_user_action(
                 _ref(message_id), _name(action_type, "action_type"), _ms(timestamp, "timestamp")
             )
@@ -333,7 +281,7 @@ class Store:
         self, message_id: MessageId, reason: str, failed_at: TimeLike = None
     ) -> Message:
         """Records a failed delivery and its reason."""
-        return _message(
+        return (
             self._native.track_message_failed(
                 _ref(message_id), _name(reason, "reason"), _ms(failed_at, "failed_at")
             )
@@ -344,7 +292,7 @@ class Store:
     ) -> FinancialOutcome:
         """Records a financial outcome of a user (``impact_amount`` in dollars, negative for a
         loss; ``at`` ``None``: now)."""
-        return _outcome(
+        return (
             self._native.track_financial_outcome(
                 _user(user_id),
                 _name(action, "action"),
@@ -381,7 +329,7 @@ class Store:
 
     def message(self, id_or_external_id: MessageId) -> Message:
         """A message by its id (int) or its external id (str)."""
-        return _message(self._native.message(_ref(id_or_external_id, "id_or_external_id")))
+        return self._native.message(_ref(id_or_external_id, "id_or_external_id"))
 
     def message_by_external_id(self, external_id: str) -> Optional[Message]:
         """The message sent with this external id, or None."""
@@ -391,8 +339,7 @@ class Store:
                 field="external_id",
                 value=repr(external_id),
             )
-        t = self._native.message_by_external_id(external_id)
-        return None if t is None else _message(t)
+        return self._native.message_by_external_id(external_id)
 
     def get_external_id(self, message_id: int) -> Optional[str]:
         """The external id a message was sent with, or None."""
@@ -411,7 +358,7 @@ class Store:
             raise InvalidInput(
                 f"limit {limit!r} is not a whole number ≥ 0", field="limit", value=repr(limit)
             )
-        return [_message(t) for t in self._native.history(_user(user_id), limit)]
+        return self._native.history(_user(user_id), limit)
 
     def get_communication_stats(
         self,

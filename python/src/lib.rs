@@ -1,9 +1,10 @@
 //! `commlog._native`: the commlog store embedded in a Python process.
 //!
-//! One class, `NativeStore`, wraps a `commlog::Store`. Its methods take plain values (integer
-//! micro-dollars, milliseconds since the Unix epoch, names as strings) and answer with compact
-//! tuples (messages, outcomes) or with the library's JSON (reports); the `commlog.Store`
-//! Python class turns both into the typed answers. Every store call releases the GIL. The
+//! `NativeStore` wraps a `commlog::Store`. Its methods take plain values (integer
+//! micro-dollars, milliseconds since the Unix epoch, names as strings) and answer with
+//! `commlog.Message` and `commlog.FinancialOutcome` (answers.rs) or with the library's JSON
+//! (reports, which the `commlog.Store` Python class turns into views). Every store call
+//! releases the GIL. The
 //! process id at open is recorded: a call from a forked child raises instead of touching a
 //! store whose lock, sync thread and file state belong to the parent.
 
@@ -12,71 +13,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod answers;
+
+use answers::{PyMessage, PyOutcome};
 use chrono::{DateTime, Utc};
 use commlog::{
-    BudgetScope, Channel, CostFilter, EffectivenessFilter, EngagementFilter, Error,
-    FinancialOutcome, ImpactFilter, Message, MessageRef, Month, Options, Period, StatsFilter,
-    Store, SyncPolicy,
+    BudgetScope, Channel, CostFilter, EffectivenessFilter, EngagementFilter, Error, ImpactFilter,
+    MessageRef, Month, Options, Period, StatsFilter, Store, SyncPolicy,
 };
 use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-
-/// A message as a tuple: `(id, user_id, channel, message_type, status, cost_micros,
-/// (sent_at_ms, delivered_at_ms, opened_at_ms, clicked_at_ms, failed_at_ms), failure_reason,
-/// action_taken)`, times in milliseconds since the Unix epoch (`None` when not reached).
-type MessageTuple = (
-    u64,
-    u64,
-    &'static str,
-    String,
-    &'static str,
-    i64,
-    Times,
-    Option<String>,
-    Option<String>,
-);
-
-/// A message's times: sent, delivered, opened, clicked, failed.
-type Times = (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-
-/// An outcome as a tuple: `(user_id, outcome, amount_micros, at_ms)`.
-type OutcomeTuple = (u64, String, i64, i64);
-
-fn micros_i64(micros: i128) -> i64 {
-    // Money is bounded by the library far below i64::MAX micro-dollars.
-    i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
-}
-
-fn message_tuple(m: Message) -> MessageTuple {
-    let ms = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_millis());
-    (
-        m.id.0,
-        m.user_id.0,
-        m.channel.as_str(),
-        m.message_type.to_string(),
-        m.status.as_str(),
-        micros_i64(m.cost.micros()),
-        (
-            m.sent_at.timestamp_millis(),
-            ms(m.delivered_at),
-            ms(m.opened_at),
-            ms(m.clicked_at),
-            ms(m.failed_at),
-        ),
-        m.failure_reason.as_deref().map(str::to_owned),
-        m.action_taken.as_deref().map(str::to_owned),
-    )
-}
-
-fn outcome_tuple(o: FinancialOutcome) -> OutcomeTuple {
-    (
-        o.user_id.0,
-        o.outcome,
-        micros_i64(o.amount.micros()),
-        o.at.timestamp_millis(),
-    )
-}
 
 /// A message named by its id or by the external id it was sent with.
 #[derive(FromPyObject)]
@@ -473,7 +420,7 @@ impl NativeStore {
         cost_micros: i64,
         sent_at_ms: Option<i64>,
         external_id: Option<String>,
-    ) -> PyResult<MessageTuple> {
+    ) -> PyResult<PyMessage> {
         self.run(py, move |store| {
             let channel: Channel = channel.parse()?;
             let sent_at = time("sent_at", sent_at_ms)?;
@@ -486,7 +433,7 @@ impl NativeStore {
                     sent_at,
                     external_id.as_deref(),
                 )
-                .map(message_tuple)
+                .map(PyMessage)
         })
     }
 
@@ -496,12 +443,12 @@ impl NativeStore {
         py: Python<'_>,
         message: Ref,
         at_ms: Option<i64>,
-    ) -> PyResult<MessageTuple> {
+    ) -> PyResult<PyMessage> {
         let message = MessageRef::from(message);
         self.run(py, move |store| {
             store
                 .track_message_delivered(message, time("at", at_ms)?)
-                .map(message_tuple)
+                .map(PyMessage)
         })
     }
 
@@ -511,12 +458,12 @@ impl NativeStore {
         py: Python<'_>,
         message: Ref,
         at_ms: Option<i64>,
-    ) -> PyResult<MessageTuple> {
+    ) -> PyResult<PyMessage> {
         let message = MessageRef::from(message);
         self.run(py, move |store| {
             store
                 .track_message_opened(message, time("at", at_ms)?)
-                .map(message_tuple)
+                .map(PyMessage)
         })
     }
 
@@ -527,12 +474,12 @@ impl NativeStore {
         message: Ref,
         action: String,
         at_ms: Option<i64>,
-    ) -> PyResult<MessageTuple> {
+    ) -> PyResult<PyMessage> {
         let message = MessageRef::from(message);
         self.run(py, move |store| {
             store
                 .track_user_action(message, &action, time("at", at_ms)?)
-                .map(message_tuple)
+                .map(PyMessage)
         })
     }
 
@@ -543,12 +490,12 @@ impl NativeStore {
         message: Ref,
         reason: String,
         at_ms: Option<i64>,
-    ) -> PyResult<MessageTuple> {
+    ) -> PyResult<PyMessage> {
         let message = MessageRef::from(message);
         self.run(py, move |store| {
             store
                 .track_message_failed(message, &reason, time("at", at_ms)?)
-                .map(message_tuple)
+                .map(PyMessage)
         })
     }
 
@@ -560,12 +507,12 @@ impl NativeStore {
         outcome: String,
         amount_micros: i64,
         at_ms: Option<i64>,
-    ) -> PyResult<OutcomeTuple> {
+    ) -> PyResult<PyOutcome> {
         self.run(py, move |store| {
             let at = time("at", at_ms)?.unwrap_or_else(Utc::now);
             store
                 .track_financial_outcome_at(user_id, &outcome, dollars(amount_micros), at)
-                .map(outcome_tuple)
+                .map(PyOutcome)
         })
     }
 
@@ -591,11 +538,9 @@ impl NativeStore {
     }
 
     /// The message with this id or external id.
-    fn message(&self, py: Python<'_>, message: Ref) -> PyResult<MessageTuple> {
+    fn message(&self, py: Python<'_>, message: Ref) -> PyResult<PyMessage> {
         let message = MessageRef::from(message);
-        self.run(py, move |store| {
-            store.get_message(message).map(message_tuple)
-        })
+        self.run(py, move |store| store.get_message(message).map(PyMessage))
     }
 
     /// The message sent with this external id, or None.
@@ -603,11 +548,11 @@ impl NativeStore {
         &self,
         py: Python<'_>,
         external_id: String,
-    ) -> PyResult<Option<MessageTuple>> {
+    ) -> PyResult<Option<PyMessage>> {
         self.run(py, move |store| {
             store
                 .message_by_external_id(&external_id)
-                .map(|m| m.map(message_tuple))
+                .map(|m| m.map(PyMessage))
         })
     }
 
@@ -618,11 +563,11 @@ impl NativeStore {
 
     /// The user's messages, newest sent first, at most `limit`.
     #[pyo3(signature = (user_id, limit = 50))]
-    fn history(&self, py: Python<'_>, user_id: u64, limit: usize) -> PyResult<Vec<MessageTuple>> {
+    fn history(&self, py: Python<'_>, user_id: u64, limit: usize) -> PyResult<Vec<PyMessage>> {
         self.run(py, move |store| {
             store
                 .get_user_communication_history(user_id, limit)
-                .map(|messages| messages.into_iter().map(message_tuple).collect())
+                .map(|messages| messages.into_iter().map(PyMessage).collect())
         })
     }
 
@@ -761,6 +706,8 @@ impl NativeStore {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeStore>()?;
+    m.add_class::<PyMessage>()?;
+    m.add_class::<PyOutcome>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -112,6 +112,45 @@ def test_track_message_sent_answers_a_typed_message(store: Store) -> None:
     ) == m
 
 
+def test_answers_are_values_that_print_hash_pickle_and_round_trip_through_json(store: Store) -> None:
+    import pickle
+
+    m = store.track_message_sent(123, "sms", "low_balance", 0.05, external_id="SMv", sent_at=T0)
+    m = store.track_user_action(m.id, "clicked_link", T0 + timedelta(minutes=3))
+    assert repr(m) == (
+        "Message(id=1, user_id=123, channel='sms', message_type='low_balance', status='clicked', "
+        "cost=Decimal('0.05'), sent_at=datetime.datetime(2025, 1, 1, 9, 0, tzinfo=datetime.timezone.utc), "
+        "delivered_at=datetime.datetime(2025, 1, 1, 9, 3, tzinfo=datetime.timezone.utc), "
+        "opened_at=datetime.datetime(2025, 1, 1, 9, 3, tzinfo=datetime.timezone.utc), "
+        "clicked_at=datetime.datetime(2025, 1, 1, 9, 3, tzinfo=datetime.timezone.utc), "
+        "failed_at=None, failure_reason=None, action_taken='clicked_link')"
+    )
+    same = store.message("SMv")
+    assert same == m and same is not m and hash(same) == hash(m) and len({m, same}) == 1
+    assert m != store.track_message_sent(123, "sms", "low_balance", 0.05, sent_at=T0)
+    assert pickle.loads(pickle.dumps(m)) == m
+    assert Message.from_json(m.to_json()) == m == Message.from_json(m.to_json().encode())
+    d = m.to_dict()
+    assert list(d) == [
+        "id", "user_id", "channel", "message_type", "status", "cost", "sent_at", "delivered_at",
+        "opened_at", "clicked_at", "failed_at", "failure_reason", "action_taken",
+    ]
+    assert d["cost"] == Decimal("0.05") and d["clicked_at"] == T0 + timedelta(minutes=3)
+    with pytest.raises(AttributeError):
+        m.id = 2  # type: ignore[misc]
+    with pytest.raises(ValueError, match="message JSON"):
+        Message.from_json({"id": 1})
+
+    o = store.track_financial_outcome(123, "overdraft_fee", Decimal("-34.99"), T0)
+    assert repr(o) == (
+        "FinancialOutcome(user_id=123, outcome='overdraft_fee', amount=Decimal('-34.99'), "
+        "at=datetime.datetime(2025, 1, 1, 9, 0, tzinfo=datetime.timezone.utc))"
+    )
+    assert pickle.loads(pickle.dumps(o)) == o == FinancialOutcome.from_json(o.to_json())
+    assert o.to_dict() == {"user_id": 123, "outcome": "overdraft_fee", "amount": Decimal("-34.99"), "at": T0}
+    assert hash(o) == hash(FinancialOutcome.from_json(o.to_json()))
+
+
 def test_sent_without_time_is_now(store: Store) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
     m = store.track_message_sent(1, "email", "welcome", 0)
