@@ -1,10 +1,14 @@
 """The HTTP client of ``commlog serve``: the same calls as the embedded ``Store``, answered by
 the server that owns the store, over its Unix socket (``DIR/commlog.sock``) or TCP.
 
-Pure standard library (``http.client``). Each thread of each process keeps one keep-alive
-connection, made on first use; a forked child never uses its parent's connection (the
-connection is keyed on the process id), so a ``Client`` made before ``os.fork`` (gunicorn
-``--preload``, Celery prefork) is safe to use in every child.
+Pure standard library: a small HTTP/1.1 keep-alive transport written for this server, on a plain
+socket, instead of ``http.client``, whose header handling cost ~110 µs per request (``GET
+/healthz`` over the Unix socket, p50: raw socket 50 µs, this transport 60 µs, ``http.client``
+160 µs).
+
+Each thread of each process keeps one keep-alive connection, made on first use; a forked child
+never uses its parent's connection (the connection is keyed on the process id), so a ``Client``
+made before ``os.fork`` (gunicorn ``--preload``, Celery prefork) is safe to use in every child.
 
 Retries are limited to what cannot duplicate an event:
 
@@ -24,12 +28,13 @@ A server answer ``{"error", "kind"}`` raises :func:`commlog.errors.error_from` (
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
 import select
 import socket as _socket
+import ssl
+import struct
 import threading
 import time
 import uuid
@@ -54,41 +59,175 @@ MoneyLike = Union[float, int, Decimal, str]
 _NOT_APPLIED_KINDS = frozenset({"stopping"})
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP/1.1 over a Unix stream socket."""
+_MAX_HEAD = 64 * 1024  # bytes of status line and headers (and of a chunk-size line)
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
 
-    def connect(self) -> None:
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.unix_path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+class _ProtocolError(Exception):
+    """The server's answer is malformed, or ended before it was complete."""
 
 
 class _Connection:
-    """One process's, one thread's connection; closed when its thread ends (the thread-local
-    that holds it is dropped) or by ``Client.close``."""
+    """One process's, one thread's HTTP/1.1 keep-alive connection to the server, made on first
+    use; closed when its thread ends (the thread-local that holds it is dropped), by
+    ``Client.close``, or after an answer that ends it.
 
-    __slots__ = ("pid", "http", "__weakref__")
+    Written for ``commlog serve`` alone: one request at a time, its answer read whole (body by
+    ``Content-Length``, chunked, or up to the end of a ``Connection: close`` answer)."""
 
-    def __init__(self, pid: int, conn: http.client.HTTPConnection) -> None:
+    __slots__ = ("pid", "sock", "address", "tls_host", "timeout", "__weakref__")
+
+    def __init__(
+        self, pid: int, address: Union[str, Tuple[str, int]], tls_host: Optional[str], timeout: float
+    ) -> None:
         self.pid = pid
-        self.http = conn
+        self.sock: Optional[_socket.socket] = None
+        self.address = address  # a Unix socket path, or (host, port)
+        self.tls_host = tls_host  # the host name to verify, for https
+        self.timeout = timeout
 
     def __del__(self) -> None:
         # Only the process that made the connection closes it.
         if self.pid == os.getpid():
             try:
-                self.http.close()
+                self.close()
             except Exception:
                 pass
+
+    def connect(self) -> _socket.socket:
+        if isinstance(self.address, str):
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.timeout)
+                sock.connect(self.address)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = _socket.create_connection(self.address, self.timeout)
+            try:
+                sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+                if self.tls_host is not None:
+                    sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.tls_host)
+            except BaseException:
+                sock.close()
+                raise
+        if self.tls_host is None:
+            # The kernel's timeouts rather than Python's: a socket with a Python timeout polls
+            # before each recv, ~25 µs more per request. A timeout is then BlockingIOError.
+            micros = max(1, round(self.timeout * 1e6))
+            timeval = struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, timeval)
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, timeval)
+            sock.settimeout(None)
+        self.sock = sock
+        return sock
+
+    def send(self, request: bytes) -> None:
+        """Writes the whole request, connecting first if need be."""
+        try:
+            (self.sock or self.connect()).sendall(request)
+        except BlockingIOError:
+            raise _socket.timeout("timed out") from None
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+
+    def _read(self, buf: bytearray, eof_ok: bool = False) -> bool:
+        """Appends what the server sent next to ``buf``; False at the end of the stream."""
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            raise _socket.timeout("timed out") from None
+        if not data and not eof_ok:
+            raise _ProtocolError("the server closed the connection before the answer was complete")
+        buf += data
+        return bool(data)
+
+    def _line(self, buf: bytearray) -> bytes:
+        while True:
+            end = buf.find(b"\r\n")
+            if 0 <= end <= _MAX_HEAD:
+                line = bytes(buf[:end])
+                del buf[: end + 2]
+                return line
+            if end > _MAX_HEAD or len(buf) > _MAX_HEAD:
+                raise _ProtocolError("a line of the answer is longer than 64 KiB")
+            self._read(buf)
+
+    def _fill(self, buf: bytearray, size: int) -> None:
+        while len(buf) < size:
+            self._read(buf)
+
+    def _chunked(self, buf: bytearray) -> bytes:
+        body = bytearray()
+        while True:
+            line = self._line(buf)
+            digits = line.split(b";", 1)[0].strip()
+            if not _CHUNK_SIZE.fullmatch(digits):
+                raise _ProtocolError(f"malformed chunk size line {line[:40]!r}")
+            size = int(digits, 16)
+            if size == 0:
+                break
+            self._fill(buf, size + 2)
+            if buf[size : size + 2] != b"\r\n":
+                raise _ProtocolError("a chunk is not followed by CRLF")
+            body += buf[:size]
+            del buf[: size + 2]
+        while self._line(buf):  # trailer fields, up to the empty line
+            pass
+        return bytes(body)
+
+    def answer(self) -> Tuple[int, bytes, bool]:
+        """Reads the answer to the request just written: its status, its body, and whether the
+        connection can carry the next request."""
+        buf = bytearray()
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if 0 <= end <= _MAX_HEAD:
+                break
+            if end > _MAX_HEAD or len(buf) > _MAX_HEAD + 3:
+                raise _ProtocolError("the answer's headers are longer than 64 KiB")
+            self._read(buf)
+        lines = buf[:end].decode("latin-1").split("\r\n")
+        del buf[: end + 4]
+        version, _, rest = lines[0].partition(" ")
+        code = rest[:3]
+        well_formed = code.isascii() and code.isdigit() and rest[3:4] in ("", " ")
+        if version not in ("HTTP/1.1", "HTTP/1.0") or not well_formed:
+            raise _ProtocolError(f"malformed status line {lines[0][:100]!r}")
+        status = int(code)
+        fields: Dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon or not name or name != name.strip():
+                raise _ProtocolError(f"malformed header line {line[:100]!r}")
+            fields[name.lower()] = value.strip()
+        keep = version == "HTTP/1.1" and fields.get("connection", "").lower() != "close"
+        length = fields.get("content-length")
+        if status < 200 or status in (204, 304):
+            body = b""
+        elif "chunked" in fields.get("transfer-encoding", "").lower():
+            body = self._chunked(buf)
+        elif length is not None:
+            if not (length.isascii() and length.isdigit()):
+                raise _ProtocolError(f"malformed Content-Length {length[:40]!r}")
+            self._fill(buf, int(length))
+            body = bytes(buf[: int(length)])
+            del buf[: int(length)]
+        elif not keep:
+            while self._read(buf, eof_ok=True):
+                pass
+            body = bytes(buf)
+            buf.clear()
+        else:
+            raise _ProtocolError("a keep-alive answer without Content-Length or chunked body")
+        if keep and buf:
+            raise _ProtocolError(f"{len(buf)} unexpected bytes after the answer")
+        return status, body, keep
 
 
 class _NotWritten(Exception):
@@ -227,6 +366,7 @@ class Client:
         self._socket_path: Optional[str] = os.fspath(socket) if socket is not None else None
         self._scheme = "unix"
         self._host = "localhost"
+        self._host_header = "localhost"
         self._port: Optional[int] = None
         self._prefix = ""
         if url is not None:
@@ -236,9 +376,13 @@ class Client:
             self._scheme = parts.scheme
             self._host = parts.hostname
             self._port = parts.port
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            self._host_header = host if parts.port is None else f"{host}:{parts.port}"
             self._prefix = parts.path.rstrip("/")
             if token is None:
                 token = os.environ.get("COMMLOG_TOKEN") or None
+        if token is not None and ("\r" in token or "\n" in token):
+            raise ValueError("the token must be one line")
         self._url = url
         self._token = token
         self.timeout = float(timeout)
@@ -255,32 +399,30 @@ class Client:
 
     # -- connections ------------------------------------------------------------------------
 
-    def _new_http(self) -> http.client.HTTPConnection:
-        if self._socket_path is not None:
-            return _UnixHTTPConnection(self._socket_path, self.timeout)
-        if self._scheme == "https":
-            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
-        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> _Connection:
         """This thread's connection in this process: a new one after a fork."""
         pid = os.getpid()
         current: Optional[_Connection] = getattr(self._local, "conn", None)
         if current is not None and current.pid == pid:
-            return current.http
+            return current
         # A connection inherited from the parent is left alone: closing the child's copy of
         # the descriptor would be harmless, but its buffered state belongs to the parent.
-        conn = _Connection(pid, self._new_http())
+        if self._socket_path is not None:
+            conn = _Connection(pid, self._socket_path, None, self.timeout)
+        else:
+            port = self._port or (443 if self._scheme == "https" else 80)
+            tls_host = self._host if self._scheme == "https" else None
+            conn = _Connection(pid, (self._host, port), tls_host, self.timeout)
         self._local.conn = conn
         for other in [p for p in self._all if p != pid]:
             self._all.pop(other, None)  # the parent's, after a fork
         self._all.setdefault(pid, weakref.WeakSet()).add(conn)
-        return conn.http
+        return conn
 
     def _discard(self) -> None:
         current: Optional[_Connection] = getattr(self._local, "conn", None)
         if current is not None and current.pid == os.getpid():
-            current.http.close()
+            current.close()
         self._local.conn = None
 
     def close(self) -> None:
@@ -290,7 +432,7 @@ class Client:
         mine = list(self._all.pop(pid, ()))
         for conn in mine:
             try:
-                conn.http.close()
+                conn.close()
             except OSError:
                 pass
         self._local.conn = None
@@ -309,22 +451,21 @@ class Client:
         conn = self._connection()
         if conn.sock is not None and _dropped(conn.sock):
             conn.close()
+        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = (head + "\r\n").encode("latin-1") + (body or b"")
         try:
-            if conn.sock is None:
-                conn.connect()
-            conn.request(method, path, body=body, headers=headers)
-        except (OSError, http.client.HTTPException) as error:
+            conn.send(request)
+        except OSError as error:
             self._discard()
             raise _NotWritten(error) from error
         try:
-            response = conn.getresponse()
-            payload = response.read()
-        except (OSError, http.client.HTTPException) as error:
+            status, payload, keep = conn.answer()
+        except (OSError, _ProtocolError) as error:
             self._discard()
             raise _Written(error) from error
-        if response.will_close:
+        if not keep:
             self._discard()
-        return response.status, payload
+        return status, payload
 
     def _request(
         self,
@@ -345,9 +486,10 @@ class Client:
                 path = path + "?" + urlencode(params)
         path = self._prefix + path
         data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
-        all_headers = {"Accept": "application/json"}
+        all_headers = {"Host": self._host_header, "Accept": "application/json"}
         if data is not None:
             all_headers["Content-Type"] = "application/json"
+            all_headers["Content-Length"] = str(len(data))
         if self._token is not None and self._socket_path is None:
             all_headers["Authorization"] = f"Bearer {self._token}"
         if headers:

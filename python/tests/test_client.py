@@ -552,3 +552,110 @@ def test_a_server_that_does_not_answer_times_out(short_tmp: Path) -> None:
         assert time.monotonic() - started < 1.5
     finally:
         listener.close()
+
+
+# -- the transport, against a fake server answering canned bytes ---------------------------
+
+MESSAGE_JSON = (
+    b'{"id":7,"user_id":1,"channel":"sms","message_type":"t","status":"sent",'
+    b'"cost_micros":50000,"sent_at":"2026-01-02T03:04:05.000Z"}'
+)
+
+
+def ok(body: bytes, *headers: bytes) -> bytes:
+    """A 200 answer carrying ``body`` with ``Content-Length`` (unless ``headers`` say how)."""
+    head = [b"HTTP/1.1 200 OK", b"Content-Type: application/json", *headers]
+    if not headers:
+        head.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+@pytest.fixture
+def fake(short_tmp: Path):  # type: ignore[no-untyped-def]
+    from fake_server import FakeServer
+
+    servers: list = []
+
+    def start(*answers):  # type: ignore[no-untyped-def]
+        servers.append(FakeServer(str(short_tmp / f"fake{len(servers)}.sock"), list(answers)))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def test_a_chunked_answer_is_decoded_and_the_connection_kept(fake) -> None:  # type: ignore[no-untyped-def]
+    chunked = ok(
+        b'5;ext=1\r\n{"ver\r\n'
+        b'9\r\nsion":"1"\r\n'
+        b"1\r\n}\r\n"
+        b"0\r\nX-Trailer: yes\r\n\r\n",
+        b"Transfer-Encoding: chunked",
+    )
+    server = fake(chunked, ok(b'{"status":"ok"}'))
+    c = Client(socket=server.path, retries=0)
+    assert c.info() == {"version": "1"}
+    assert c.health() is True
+    assert server.connections == 1
+    first = server.requests[0]
+    assert first.startswith(b"GET /v1/info HTTP/1.1\r\n") and b"\r\nHost: localhost\r\n" in first
+
+
+def test_a_connection_close_answer_is_read_to_its_end(fake) -> None:  # type: ignore[no-untyped-def]
+    server = fake(
+        ok(b'{"version":"2"}', b"Connection: close"),
+        ok(MESSAGE_JSON, b"Connection: close", b"Content-Length: %d" % len(MESSAGE_JSON)),
+        ok(b'{"status":"ok"}'),
+    )
+    c = Client(socket=server.path, retries=0)
+    assert c.info() == {"version": "2"}
+    m = c.track_message_sent(1, "sms", "t", 0.05)
+    assert m.id == 7 and m.cost == Decimal("0.05")
+    assert c.health() is True
+    # Each Connection: close answer ended its connection: the next call made a new one.
+    assert server.connections == 3
+    body = server.requests[1].partition(b"\r\n\r\n")[2]
+    assert b"\r\nContent-Length: %d\r\n" % len(body) in server.requests[1]
+
+
+def test_a_server_that_closes_after_reading_the_request(fake) -> None:  # type: ignore[no-untyped-def]
+    server = fake(None)
+    c = Client(socket=server.path, backoff=0.001)
+    with pytest.raises(Unavailable) as info:
+        c.track_message_delivered(7)
+    assert info.value.fields["outcome"] == "unknown" and info.value.fields["attempts"] == 1
+    assert "closed the connection" in str(info.value)
+    assert len(server.requests) == 1
+    # A send carries an idempotency key: it is sent again, with the same key.
+    server = fake(None, ok(MESSAGE_JSON))
+    c = Client(socket=server.path, backoff=0.001)
+    assert c.track_message_sent(1, "sms", "t", 0.05).id == 7
+    keys = [re.search(rb"\r\nIdempotency-Key: ([^\r]+)\r\n", r).group(1) for r in server.requests]  # type: ignore[union-attr]
+    assert len(keys) == 2 and keys[0] == keys[1]
+
+
+@pytest.mark.parametrize(
+    "answer, said",
+    [
+        (b"HTTP/1.1 OK\r\nContent-Length: 2\r\n\r\n{}", "malformed status line"),
+        (b"SPDY/3 200 OK\r\nContent-Length: 2\r\n\r\n{}", "malformed status line"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\nContent-Length: 2\r\n\r\n{}", "malformed header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\n{}", "malformed Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n", "not followed by CRLF"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}junk", "unexpected bytes"),
+        (b"HTTP/1.1 200 OK\r\n\r\n{}", "without Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70_000 + b"\r\n\r\n", "longer than 64 KiB"),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 10\r\n\r\n{}", "closed the connection"),
+    ],
+)
+def test_a_malformed_answer_is_a_clear_error(fake, answer: bytes, said: str) -> None:  # type: ignore[no-untyped-def]
+    server = fake(answer, ok(b'{"status":"ok"}'))
+    c = Client(socket=server.path, retries=0, timeout=5)
+    with pytest.raises(Unavailable) as info:
+        c.track_message_opened(7)
+    assert said in str(info.value)
+    assert info.value.fields["outcome"] == "unknown"
+    # The connection was discarded: the next call works on a new one.
+    assert c.health() is True
