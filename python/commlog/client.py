@@ -41,9 +41,10 @@ import uuid
 import weakref
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote, urlencode, urlsplit
 
+from ._native import messages_from_json
 from ._types import FinancialOutcome, Message, Stats, View, micros_to_dollars, to_micros, to_utc
 from ._types import to_month as _month
 from ._types import to_name as _name
@@ -379,6 +380,8 @@ class Client:
             host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
             self._host_header = host if parts.port is None else f"{host}:{parts.port}"
             self._prefix = parts.path.rstrip("/")
+            if any(c <= " " or c == "\x7f" for c in self._prefix):
+                raise ValueError(f"url {url!r}: its path must not hold spaces or control characters")
             if token is None:
                 token = os.environ.get("COMMLOG_TOKEN") or None
         if token is not None and ("\r" in token or "\n" in token):
@@ -477,9 +480,11 @@ class Client:
         headers: Optional[Mapping[str, str]] = None,
         retry_written: bool = False,
         context: Optional[Mapping[str, object]] = None,
+        decode: Callable[[bytes], Any] = json.loads,
     ) -> Any:
-        """One call; its JSON answer. ``retry_written``: the request may be sent again after it
-        was written (queries, sends with an idempotency key)."""
+        """One call; its answer read by ``decode`` from the JSON bytes. ``retry_written``: the
+        request may be sent again after it was written (queries, sends with an idempotency
+        key)."""
         if query:
             params = {k: v for k, v in query.items() if v is not None}
             if params:
@@ -520,7 +525,7 @@ class Client:
             else:
                 if 200 <= status < 300:
                     try:
-                        return json.loads(payload) if payload else None
+                        return decode(payload) if payload else None
                     except ValueError:
                         raise Unavailable(
                             f"commlog server {self._where()}: answer to {method} {path} is not JSON",
@@ -567,17 +572,19 @@ class Client:
             body["external_id"] = external_id
         else:
             headers["Idempotency-Key"] = str(uuid.uuid4())
-        answer = self._request(
-            "POST", "/v1/messages", body, headers=headers, retry_written=True
+        answer: Message = self._request(
+            "POST", "/v1/messages", body, headers=headers, retry_written=True, decode=Message.from_json
         )
-        return Message.from_json(answer)
+        return answer
 
     def _follow_up(
         self, message_id: MessageId, what: str, body: Optional[Dict[str, Any]]
     ) -> Message:
         path, context = _message_path(message_id)
-        answer = self._request("POST", f"{path}/{what}", body if body else {}, context=context)
-        return Message.from_json(answer)
+        answer: Message = self._request(
+            "POST", f"{path}/{what}", body if body else {}, context=context, decode=Message.from_json
+        )
+        return answer
 
     def track_message_delivered(self, message_id: MessageId, delivery_time: TimeLike = None) -> Message:
         """Records the delivery (``None``: now); the message as it now stands."""
@@ -620,7 +627,10 @@ class Client:
         }
         if at is not None:
             body["at"] = _time(at, "at")
-        return FinancialOutcome.from_json(self._request("POST", "/v1/outcomes", body))
+        answer: FinancialOutcome = self._request(
+            "POST", "/v1/outcomes", body, decode=FinancialOutcome.from_json
+        )
+        return answer
 
     def set_budget(
         self,
@@ -646,19 +656,28 @@ class Client:
     # -- queries ----------------------------------------------------------------------------
 
     def _get(
-        self, path: str, query: Optional[Mapping[str, Any]] = None, context: Optional[Mapping[str, object]] = None
+        self,
+        path: str,
+        query: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, object]] = None,
+        decode: Callable[[bytes], Any] = json.loads,
     ) -> Any:
-        return self._request("GET", path, query=query, retry_written=True, context=context)
+        return self._request(
+            "GET", path, query=query, retry_written=True, context=context, decode=decode
+        )
 
     def message(self, id_or_external_id: MessageId) -> Message:
         """A message by its id (int) or its external id (str)."""
         path, context = _message_path(id_or_external_id)
-        return Message.from_json(self._get(path, context=context))
+        answer: Message = self._get(path, context=context, decode=Message.from_json)
+        return answer
 
     def get_user_communication_history(self, user_id: int, limit: int = 50) -> List[Message]:
         """The user's messages, newest sent first, at most ``limit``."""
-        answer = self._get(f"/v1/users/{_user(user_id)}/history", {"limit": int(limit)})
-        return [Message.from_json(m) for m in answer]
+        answer: List[Message] = self._get(
+            f"/v1/users/{_user(user_id)}/history", {"limit": int(limit)}, decode=messages_from_json
+        )
+        return answer
 
     @staticmethod
     def _filter(

@@ -233,6 +233,13 @@ impl PyMessage {
     }
 }
 
+/// A list of messages from the library's (or the server's) JSON array: `str` or `bytes`.
+#[pyfunction]
+pub fn messages_from_json(value: &Bound<'_, PyAny>) -> PyResult<Vec<PyMessage>> {
+    let messages: Vec<Message> = from_json("message list", value)?;
+    Ok(messages.into_iter().map(PyMessage).collect())
+}
+
 /// One financial outcome recorded for a user.
 #[pyclass(frozen, eq, hash, module = "commlog", name = "FinancialOutcome")]
 #[derive(PartialEq, Eq, Hash)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 mod answers;
 
-use answers::{PyMessage, PyOutcome};
+use answers::{PyMessage, PyOutcome, messages_from_json};
 use chrono::{DateTime, Utc};
 use commlog::{
     BudgetScope, Channel, CostFilter, EffectivenessFilter, EngagementFilter, Error, ImpactFilter,
@@ -708,6 +708,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeStore>()?;
     m.add_class::<PyMessage>()?;
     m.add_class::<PyOutcome>()?;
+    m.add_function(wrap_pyfunction!(messages_from_json, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -452,6 +452,10 @@ def test_environment_configuration(server: Server, monkeypatch: pytest.MonkeyPat
         Client(socket=server.socket, url="http://127.0.0.1:1")
     with pytest.raises(ValueError):
         Client(url="ftp://example.com")
+    with pytest.raises(ValueError, match="control characters"):
+        Client(url="http://127.0.0.1:8080/a prefix")
+    with pytest.raises(ValueError, match="one line"):
+        Client(url="http://127.0.0.1:8080", token="a\r\nX-Injected: 1")
 
 
 def test_tcp_with_token(short_tmp: Path) -> None:
