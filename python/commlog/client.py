@@ -1,8 +1,8 @@
 """The HTTP client of ``commlog serve``: the same calls as the embedded ``Store``, answered by
 the server that owns the store, over its Unix socket (``DIR/commlog.sock``) or TCP.
 
-Pure standard library: a small HTTP/1.1 keep-alive transport written for this server, on a plain
-socket, instead of ``http.client``, whose header handling cost ~110 µs per request (``GET
+No dependency beyond the standard library and the package's own answer classes: a small
+HTTP/1.1 keep-alive transport written for this server, on a plain socket, instead of ``http.client``, whose header handling cost ~110 µs per request (``GET
 /healthz`` over the Unix socket, p50: raw socket 50 µs, this transport 60 µs, ``http.client``
 160 µs).
 
