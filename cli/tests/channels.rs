@@ -1,10 +1,13 @@
 //! The `channels` command; the channel-effectiveness view itself: tests/channel.rs.
 
+mod support;
+
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use commlog::{Channel, ChannelReport, EffectivenessFilter, Options, Period, Store, SyncPolicy};
+use commlog::{Channel, ChannelReport, EffectivenessFilter, Period, Store};
+use support::store::options;
 
 /// Held while this binary spawns the CLI: a child process shares the parent's open files between
 /// fork and exec, so each test's children are spawned one at a time.
@@ -12,13 +15,6 @@ static SPAWNING: Mutex<()> = Mutex::new(());
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().to_utc()
-}
-
-fn options() -> Options {
-    Options {
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
 }
 
 /// Sends one message of user 1 per entry of `reports`, then tracks that entry's reports
