@@ -44,3 +44,17 @@ pub fn snapshot_without_lock(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
     files.remove(Path::new(LOCK_FILE_NAME));
     files
 }
+
+/// Checks that the permission bits of `path` are `mode`.
+#[cfg(unix)]
+pub fn assert_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+
+    let actual = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        actual,
+        mode,
+        "mode of {}: {actual:o}, expected {mode:o}",
+        path.display()
+    );
+}
