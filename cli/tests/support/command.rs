@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
 
 /// The binary, with none of the environment variables that change its behavior.
 pub fn cli() -> Command {
@@ -23,4 +24,15 @@ pub fn cli_in(dir: &Path) -> Command {
 /// Runs the binary on the store in `dir` with `args` to its end.
 pub fn run_in(dir: &Path, args: &[&str]) -> Output {
     cli_in(dir).args(args).output().expect("run commlog")
+}
+
+/// Held while a test binary spawns the CLI: a child process shares the parent's open files
+/// between fork and exec, so each test's children are spawned one at a time.
+static SPAWNING: Mutex<()> = Mutex::new(());
+
+/// Takes the spawning lock for as long as the guard lives; a panicked holder does not poison it.
+pub fn spawning() -> MutexGuard<'static, ()> {
+    SPAWNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
