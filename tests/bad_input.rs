@@ -1,24 +1,20 @@
 //! Bad input: every bad input gets a clear error naming the field and the value,
 //! and the log on disk stays byte-for-byte unchanged.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
-use commlog::{Channel, Error, LOCK_FILE_NAME, MessageId, Options, StatsFilter, Store, SyncPolicy};
+use commlog::{Channel, Error, LOCK_FILE_NAME, MessageId, StatsFilter, Store};
+use support::store::options;
 
 /// 2025-01-01 09:00:00 UTC plus `offset_ms` milliseconds.
 fn at(offset_ms: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 1, 9, 0, 0).unwrap() + Duration::milliseconds(offset_ms)
-}
-
-fn options() -> Options {
-    Options {
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
 }
 
 /// A store holding two messages (ids 1 and 2), a delivery and an outcome.
@@ -37,21 +33,9 @@ fn store_with_two_messages(dir: &Path) -> Store {
     store
 }
 
-/// Every file under `dir` (recursively) but the lock file, by path relative to `dir`.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(directory) = pending.pop() {
-        for entry in fs::read_dir(&directory).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.file_name().is_some_and(|name| name != LOCK_FILE_NAME) {
-                let bytes = fs::read(&path).unwrap();
-                files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
-            }
-        }
-    }
+/// Every entry under `dir` but the lock file; never empty, so that no comparison is vacuous.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let files = support::files::snapshot_without_lock(dir);
     assert!(
         !files.is_empty(),
         "a store directory holds at least one segment"

@@ -3,6 +3,8 @@
 //! same report from both, also after close and reopen — and unit tests pinning the edge rules.
 //! The `channels` command: cli/tests/channels.rs.
 
+mod support;
+
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -10,10 +12,13 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use commlog::{
     Channel, ChannelLine, ChannelPeriod, ChannelReport, ChannelWinner, EffectivenessFilter, Error,
-    Money, Options, Period, Store, SyncPolicy, UserId,
+    Money, Options, Period, Store, UserId,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
+use support::calls::{ACTIONS, Call, track};
+use support::model::{CLOCK_SKEW_MS, is_click, is_conversion};
+use support::store::options;
 
 fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap()
@@ -33,16 +38,8 @@ fn date(text: &str) -> NaiveDate {
 
 fn options_with_window(window: Duration) -> Options {
     Options {
-        sync: SyncPolicy::Never,
         attribution_window: window,
-        ..Options::default()
-    }
-}
-
-fn options() -> Options {
-    Options {
-        sync: SyncPolicy::Never,
-        ..Options::default()
+        ..options()
     }
 }
 
@@ -71,57 +68,14 @@ const OUTCOME_ONLY: [&str; 3] = [
 
 const MESSAGE_TYPES: [&str; 3] = ["low_balance", "bill_due", "upgrade_offer"];
 
-/// A conversion needs an action containing "upgrade"; "clicked_upgrade" is also a click.
-const ACTIONS: [&str; 5] = [
-    "viewed_forecast",
-    "clicked_link",
-    "upgrade_plan",
-    "clicked_upgrade",
-    "dismissed",
-];
-
-/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times"):
-/// reports at an earlier anchor are refused, reports a few ms early count as sent.
-const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+// Reports at an earlier anchor are refused as more than the clock skew early; reports a few
+// ms early count as sent.
 
 /// Few distinct costs, so that costs per response tie.
 const COSTS_MICROS: [i64; 4] = [0, 10_000, 20_000, 50_000];
 
 /// Attribution windows: inside the anchors' spread, one day, the default week, beyond a month.
 const WINDOWS_MS: [u64; 4] = [20, 86_400_000, 7 * 86_400_000, 40 * 86_400_000];
-
-#[derive(Debug, Clone)]
-enum Call {
-    Sent {
-        user: u64,
-        channel: Channel,
-        message_type: &'static str,
-        cost_micros: i64,
-        at_ms: i64,
-    },
-    Delivered {
-        message: Index,
-        at_ms: i64,
-    },
-    Opened {
-        message: Index,
-        at_ms: i64,
-    },
-    Action {
-        message: Index,
-        action: &'static str,
-        at_ms: i64,
-    },
-    Failed {
-        message: Index,
-        at_ms: i64,
-    },
-    Outcome {
-        user: u64,
-        amount_micros: i64,
-        at_ms: i64,
-    },
-}
 
 fn at_ms() -> impl Strategy<Value = i64> {
     (0..ANCHORS.len(), 0..=OFFSET_MAX_MS).prop_map(|(anchor, offset)| ms(ANCHORS[anchor]) + offset)
@@ -239,7 +193,7 @@ impl ModelMessage {
     fn opened_ms(&self) -> Option<i64> {
         self.earliest(|report| match report {
             Report::Opened(at) => Some(*at),
-            Report::Action(name, at) if name.contains("click") => Some(*at),
+            Report::Action(name, at) if is_click(name) => Some(*at),
             _ => None,
         })
     }
@@ -247,7 +201,7 @@ impl ModelMessage {
     fn clicked(&self) -> bool {
         self.reports
             .iter()
-            .any(|report| matches!(report, Report::Action(name, _) if name.contains("click")))
+            .any(|report| matches!(report, Report::Action(name, _) if is_click(name)))
     }
 
     fn first_action_ms(&self) -> Option<i64> {
@@ -260,7 +214,7 @@ impl ModelMessage {
     fn converted(&self) -> bool {
         self.reports
             .iter()
-            .any(|report| matches!(report, Report::Action(name, _) if name.contains("upgrade")))
+            .any(|report| matches!(report, Report::Action(name, _) if is_conversion(name)))
     }
 
     fn first_engagement_ms(&self) -> Option<i64> {
@@ -540,6 +494,7 @@ impl Model {
                 });
                 Fate::Accepted
             }
+            Call::Budget { .. } => unreachable!("the channel test draws no budgets"),
         }
     }
 
@@ -621,50 +576,6 @@ impl Model {
                     }
                 })
                 .collect(),
-        }
-    }
-}
-
-fn apply_to_store(store: &Store, call: &Call, message_count: u64) -> commlog::Result<()> {
-    let id = |index: &Index| index.index(message_count as usize) as u64 + 1;
-    match call {
-        Call::Sent {
-            user,
-            channel,
-            message_type,
-            cost_micros,
-            at_ms,
-        } => {
-            let cost = *cost_micros as f64 / 1e6;
-            store
-                .track_message_sent_at(*user, *channel, message_type, cost, time(*at_ms))
-                .map(drop)
-        }
-        Call::Delivered { message, at_ms } => store
-            .track_message_delivered(id(message), Some(time(*at_ms)))
-            .map(drop),
-        Call::Opened { message, at_ms } => store
-            .track_message_opened(id(message), Some(time(*at_ms)))
-            .map(drop),
-        Call::Action {
-            message,
-            action,
-            at_ms,
-        } => store
-            .track_user_action(id(message), action, Some(time(*at_ms)))
-            .map(drop),
-        Call::Failed { message, at_ms } => store
-            .track_message_failed(id(message), "undelivered", Some(time(*at_ms)))
-            .map(drop),
-        Call::Outcome {
-            user,
-            amount_micros,
-            at_ms,
-        } => {
-            let amount = *amount_micros as f64 / 1e6;
-            store
-                .track_financial_outcome_at(*user, "bill_paid_on_time", amount, time(*at_ms))
-                .map(drop)
         }
     }
 }
@@ -754,11 +665,13 @@ proptest! {
             if check_indexes.contains(&index) {
                 check_reports(&store, &model, &filters, window_ms, &format!("before call {index}"))?;
             }
-            let message_count = model.messages.len() as u64;
+            let message_count = model.messages.len();
             match model.apply(call) {
-                Fate::Accepted => apply_to_store(&store, call, message_count).unwrap(),
+                Fate::Accepted => {
+                    track(&store, call, message_count).unwrap();
+                }
                 Fate::Refused => {
-                    let refused = apply_to_store(&store, call, message_count);
+                    let refused = track(&store, call, message_count);
                     prop_assert!(
                         matches!(refused, Err(Error::InvalidInput { field: "at", .. })),
                         "{:?}: {:?}",

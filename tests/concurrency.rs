@@ -1,6 +1,8 @@
 //! Many threads track on one store at once: ids stay unique and dense, no event is lost or
 //! counted twice; one writer per directory, any number of read-only openers beside it.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -234,16 +236,11 @@ fn eight_threads_tracking_at_once_under_always_share_fsyncs_and_lose_nothing() {
     eight_threads_at_once(SyncPolicy::Always, 250);
 }
 
-/// Every file under `dir` with its bytes, by relative path.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        assert!(path.is_file(), "{}", path.display());
-        files.insert(
-            path.strip_prefix(dir).unwrap().to_path_buf(),
-            fs::read(&path).unwrap(),
-        );
+/// Every file under `dir` with its bytes, by relative path; `dir` holds no directory.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let files = support::files::snapshot(dir);
+    for (path, bytes) in &files {
+        assert!(bytes.is_some(), "{}", path.display());
     }
     files
 }

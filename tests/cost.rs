@@ -3,35 +3,25 @@
 //! budgets set and replaced, across month boundaries), before and after reopening; then one test
 //! per edge rule. The `costs` and `budget set` commands: cli/tests/costs.rs.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use commlog::{
     BudgetScope, BudgetStatus, Channel, CostFilter, CostReport, CostSummary, DailySpend, Error,
-    Money, Month, MonthlySpend, Options, Store, SyncPolicy, UserId,
+    Money, Month, MonthlySpend, Store, UserId,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
+use support::calls::{ACTIONS, Call, track};
+use support::model::{CLOCK_SKEW_MS, is_conversion};
+use support::store::{open, time_of_ms};
 
 fn time(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .expect("an RFC 3339 time")
         .with_timezone(&Utc)
-}
-
-fn time_of_ms(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).expect("a time in range")
-}
-
-fn open(dir: &std::path::Path) -> Store {
-    Store::open_with(
-        dir,
-        Options {
-            sync: SyncPolicy::Never,
-            ..Options::default()
-        },
-    )
-    .expect("open the store")
 }
 
 fn month(text: &str) -> Month {
@@ -58,57 +48,10 @@ const ANCHORS: [&str; 7] = [
     "2025-03-31T23:59:59.995Z",
 ];
 const OFFSET_MS_MAX: i64 = 10;
-/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times"):
-/// reports at an earlier anchor are refused, reports a few ms early are accepted.
-const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+// Reports at an earlier anchor are refused as more than the clock skew early; reports a few
+// ms early are accepted.
 const MONTHS: [&str; 5] = ["2024-12", "2025-01", "2025-02", "2025-03", "2025-04"];
 const MESSAGE_TYPES: [&str; 3] = ["low_balance", "weekly_checkin", "bill_due"];
-const ACTIONS: [&str; 5] = [
-    "viewed_forecast",
-    "clicked_link",
-    "upgrade_plan",
-    "clicked_upgrade",
-    "dismissed",
-];
-
-#[derive(Debug, Clone)]
-enum Call {
-    Sent {
-        user: u64,
-        channel: Channel,
-        message_type: &'static str,
-        cost_micros: i64,
-        at_ms: i64,
-    },
-    Delivered {
-        message: Index,
-        at_ms: i64,
-    },
-    Opened {
-        message: Index,
-        at_ms: i64,
-    },
-    Action {
-        message: Index,
-        action: &'static str,
-        at_ms: i64,
-    },
-    Failed {
-        message: Index,
-        at_ms: i64,
-    },
-    Outcome {
-        user: u64,
-        amount_micros: i64,
-        at_ms: i64,
-    },
-    Budget {
-        scope: BudgetScope,
-        month: &'static str,
-        amount_micros: i64,
-        alert_percent: Option<u8>,
-    },
-}
 
 /// A call as applied: message picks resolved to ids (1-based, in send order).
 #[derive(Debug, Clone)]
@@ -231,7 +174,7 @@ fn apply(store: &Store, call: &Call, applied: &mut Vec<Applied>) {
     let pick = |message: &Index, sent: usize| (sent > 0).then(|| message.index(sent) + 1);
     // Whether a report on message `id` at `at_ms` was refused, as one more than the clock skew
     // before the message's sent time must be; else it was accepted.
-    let refused = |id: usize, at_ms: i64, result: commlog::Result<commlog::Message>| {
+    let refused = |id: usize, at_ms: i64, result: commlog::Result<Option<commlog::Message>>| {
         if at_ms < sent_times_ms[id - 1] - CLOCK_SKEW_MS {
             assert!(
                 matches!(result, Err(Error::InvalidInput { field: "at", .. })),
@@ -250,15 +193,7 @@ fn apply(store: &Store, call: &Call, applied: &mut Vec<Applied>) {
             cost_micros,
             at_ms,
         } => {
-            let message = store
-                .track_message_sent_at(
-                    *user,
-                    *channel,
-                    message_type,
-                    dollars(*cost_micros),
-                    time_of_ms(*at_ms),
-                )
-                .unwrap();
+            let message = track(store, call, sent).unwrap().unwrap();
             sent += 1;
             assert_eq!(message.id.0, sent as u64);
             assert_eq!(message.cost.micros(), i128::from(*cost_micros));
@@ -271,19 +206,17 @@ fn apply(store: &Store, call: &Call, applied: &mut Vec<Applied>) {
             });
         }
         Call::Delivered { message, at_ms } => {
-            if let Some(id) = pick(message, sent) {
-                let result = store.track_message_delivered(id as u64, Some(time_of_ms(*at_ms)));
-                if !refused(id, *at_ms, result) {
-                    applied.push(Applied::Delivered { id, at_ms: *at_ms });
-                }
+            if let Some(id) = pick(message, sent)
+                && !refused(id, *at_ms, track(store, call, sent))
+            {
+                applied.push(Applied::Delivered { id, at_ms: *at_ms });
             }
         }
         Call::Opened { message, at_ms } => {
-            if let Some(id) = pick(message, sent) {
-                let result = store.track_message_opened(id as u64, Some(time_of_ms(*at_ms)));
-                if !refused(id, *at_ms, result) {
-                    applied.push(Applied::Opened { id, at_ms: *at_ms });
-                }
+            if let Some(id) = pick(message, sent)
+                && !refused(id, *at_ms, track(store, call, sent))
+            {
+                applied.push(Applied::Opened { id, at_ms: *at_ms });
             }
         }
         Call::Action {
@@ -291,39 +224,25 @@ fn apply(store: &Store, call: &Call, applied: &mut Vec<Applied>) {
             action,
             at_ms,
         } => {
-            if let Some(id) = pick(message, sent) {
-                let result = store.track_user_action(id as u64, action, Some(time_of_ms(*at_ms)));
-                if !refused(id, *at_ms, result) {
-                    applied.push(Applied::Action {
-                        id,
-                        action,
-                        at_ms: *at_ms,
-                    });
-                }
+            if let Some(id) = pick(message, sent)
+                && !refused(id, *at_ms, track(store, call, sent))
+            {
+                applied.push(Applied::Action {
+                    id,
+                    action,
+                    at_ms: *at_ms,
+                });
             }
         }
         Call::Failed { message, at_ms } => {
-            if let Some(id) = pick(message, sent) {
-                let at = Some(time_of_ms(*at_ms));
-                let result = store.track_message_failed(id as u64, "undelivered", at);
-                if !refused(id, *at_ms, result) {
-                    applied.push(Applied::Failed { at_ms: *at_ms });
-                }
+            if let Some(id) = pick(message, sent)
+                && !refused(id, *at_ms, track(store, call, sent))
+            {
+                applied.push(Applied::Failed { at_ms: *at_ms });
             }
         }
-        Call::Outcome {
-            user,
-            amount_micros,
-            at_ms,
-        } => {
-            store
-                .track_financial_outcome_at(
-                    *user,
-                    "bill_paid_on_time",
-                    dollars(*amount_micros),
-                    time_of_ms(*at_ms),
-                )
-                .unwrap();
+        Call::Outcome { at_ms, .. } => {
+            track(store, call, sent).unwrap();
             applied.push(Applied::Outcome { at_ms: *at_ms });
         }
         Call::Budget {
@@ -332,9 +251,7 @@ fn apply(store: &Store, call: &Call, applied: &mut Vec<Applied>) {
             amount_micros,
             alert_percent,
         } => {
-            store
-                .set_budget(*scope, month, dollars(*amount_micros), *alert_percent)
-                .unwrap();
+            track(store, call, sent).unwrap();
             applied.push(Applied::Budget {
                 scope: *scope,
                 month,
@@ -386,7 +303,7 @@ fn model_messages(applied: &[Applied]) -> Vec<ModelMessage> {
                 let message = &mut messages[id - 1];
                 message.delivered = true;
                 message.responded = true;
-                message.converted |= action.contains("upgrade");
+                message.converted |= is_conversion(action);
             }
             Applied::Failed { .. } | Applied::Outcome { .. } | Applied::Budget { .. } => {}
         }
@@ -523,56 +440,48 @@ fn model_report(applied: &[Applied], filter: &CostFilter) -> Option<CostReport> 
         by_message_type.insert(message_type.to_string(), model_summary(&group));
     }
     let date = |ms: i64| time_of_ms(ms).date_naive();
-    let spend_of = |group: Vec<&&ModelMessage>| {
-        let spent: i128 = group
+    // Per (period start, channel), by brute force: every period and channel that has a message,
+    // with the count and cost of the messages that fall in it.
+    let spend_by = |period_of: &dyn Fn(i64) -> NaiveDate| {
+        let periods: BTreeSet<(NaiveDate, Channel)> = selected
             .iter()
-            .map(|message| i128::from(message.cost_micros))
-            .sum();
-        (group.len() as u64, Money::from_micros(spent))
-    };
-    let days: BTreeSet<(NaiveDate, Channel)> = selected
-        .iter()
-        .map(|message| (date(message.sent_ms), message.channel))
-        .collect();
-    let daily = days
-        .into_iter()
-        .map(|(day, channel)| {
-            let (messages, spent) = spend_of(
-                selected
-                    .iter()
-                    .filter(|message| date(message.sent_ms) == day && message.channel == channel)
-                    .collect(),
-            );
-            DailySpend {
-                day,
+            .map(|message| (period_of(message.sent_ms), message.channel))
+            .collect();
+        let spends = periods.into_iter().map(|(start, channel)| {
+            let group: Vec<&&ModelMessage> = selected
+                .iter()
+                .filter(|message| period_of(message.sent_ms) == start && message.channel == channel)
+                .collect();
+            let spent: i128 = group
+                .iter()
+                .map(|message| i128::from(message.cost_micros))
+                .sum();
+            (
+                start,
                 channel,
-                messages,
-                spent,
-            }
+                group.len() as u64,
+                Money::from_micros(spent),
+            )
+        });
+        spends.collect::<Vec<_>>()
+    };
+    let daily = spend_by(&date)
+        .into_iter()
+        .map(|(day, channel, messages, spent)| DailySpend {
+            day,
+            channel,
+            messages,
+            spent,
         })
         .collect();
     let month_of = |ms: i64| date(ms).with_day(1).unwrap();
-    let months: BTreeSet<(NaiveDate, Channel)> = selected
-        .iter()
-        .map(|message| (month_of(message.sent_ms), message.channel))
-        .collect();
-    let monthly = months
+    let monthly = spend_by(&month_of)
         .into_iter()
-        .map(|(month_start, channel)| {
-            let (messages, spent) = spend_of(
-                selected
-                    .iter()
-                    .filter(|message| {
-                        month_of(message.sent_ms) == month_start && message.channel == channel
-                    })
-                    .collect(),
-            );
-            MonthlySpend {
-                month_start,
-                channel,
-                messages,
-                spent,
-            }
+        .map(|(month_start, channel, messages, spent)| MonthlySpend {
+            month_start,
+            channel,
+            messages,
+            spent,
         })
         .collect();
 

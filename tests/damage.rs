@@ -10,15 +10,18 @@
 //! seal rules: a segment whose successor holds frames carries a valid seal naming it, and a
 //! last segment's slot is zeros or a seal.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::path::Path;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use commlog::audit::{Verdict, audit};
 use commlog::repair::{REPORT_FILE_NAME, RepairOptions, repair};
-use commlog::{Channel, Error, MessageId, Options, Store, SyncPolicy};
+use commlog::{Error, Options, Store, SyncPolicy};
+use support::script::track_scripted_event;
 use tempfile::TempDir;
 
 /// Bytes of a format version 2 segment header, seal slot included.
@@ -74,35 +77,6 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 1, 8, 0, 0).unwrap()
 }
 
-/// Event `i` of a fixed script: a send, its delivery, then a click or an outcome.
-fn track_event(store: &Store, i: u64) {
-    let at = t0() + Duration::minutes(i as i64);
-    let user = i % 5 + 1;
-    let latest = MessageId(i / 3 + 1);
-    match i % 3 {
-        0 => {
-            let channel = Channel::ALL[(i / 3 % 4) as usize];
-            let message_type = ["low_balance", "weekly_checkin"][(i / 3 % 2) as usize];
-            store
-                .track_message_sent_at(user, channel, message_type, 0.05, at)
-                .unwrap();
-        }
-        1 => {
-            store.track_message_delivered(latest, Some(at)).unwrap();
-        }
-        _ if i.is_multiple_of(2) => {
-            store
-                .track_user_action(latest, "clicked_link", Some(at))
-                .unwrap();
-        }
-        _ => {
-            store
-                .track_financial_outcome_at(user, "bill_paid_on_time", 12.5, at)
-                .unwrap();
-        }
-    }
-}
-
 /// The top-level files of `dir`, by name.
 fn read_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fs::read_dir(dir)
@@ -128,7 +102,7 @@ fn build_base(sync: SyncPolicy, segment_bytes: u64, events: u64, closed: bool) -
     };
     let store = Store::open_with(&data, options).unwrap();
     for i in 0..events {
-        track_event(&store, i);
+        track_scripted_event(&store, i, t0(), 5);
     }
     let files = if closed {
         store.close().unwrap();

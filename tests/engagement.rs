@@ -7,22 +7,35 @@
 //!
 //! Every time is passed in explicitly; no test reads the clock or sleeps.
 
-use std::path::Path;
+mod support;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use commlog::{
     Channel, ChannelEngagement, EngagementFilter, Error, MessageId, MessageTypeEngagement, Money,
-    Options, ResponseTimes, Store, SyncPolicy, Trend, TrendWindow, UserEngagement, UserId,
+    ResponseTimes, Store, Trend, TrendWindow, UserEngagement, UserId,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
+use support::model::{CLOCK_SKEW_MS, ReportKind, delivered_ms, engaged_ms};
+use support::store::open;
 
 const SECOND_MS: i64 = 1000;
 const MINUTE_MS: i64 = 60 * SECOND_MS;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
 const DAY_MS: i64 = 24 * HOUR_MS;
-/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times").
-const CLOCK_SKEW_MS: i64 = 5 * MINUTE_MS;
+/// Every response-time bucket boundary (5 and 15 minutes, an hour, a day), each with the
+/// millisecond before it, and zero.
+const BUCKET_EDGES_MS: [i64; 9] = [
+    0,
+    5 * MINUTE_MS - 1,
+    5 * MINUTE_MS,
+    15 * MINUTE_MS - 1,
+    15 * MINUTE_MS,
+    HOUR_MS - 1,
+    HOUR_MS,
+    DAY_MS - 1,
+    DAY_MS,
+];
 
 /// Monday 2025-01-06 00:00:00 UTC; every test time is this plus some milliseconds.
 fn base() -> DateTime<Utc> {
@@ -40,17 +53,6 @@ fn at(offset_ms: i64) -> DateTime<Utc> {
 
 fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap()
-}
-
-fn options() -> Options {
-    Options {
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
-}
-
-fn open(dir: &Path) -> Store {
-    Store::open_with(dir, options()).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -72,6 +74,17 @@ enum Report {
     Opened,
     Action(&'static str),
     Failed,
+}
+
+impl Report {
+    fn kind(self) -> ReportKind {
+        match self {
+            Report::Delivered => ReportKind::Delivered,
+            Report::Opened => ReportKind::Opened,
+            Report::Action(_) => ReportKind::Action,
+            Report::Failed => ReportKind::Failed,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -101,19 +114,9 @@ enum Call {
 /// Delays that sit on, and one millisecond beside, every response-time bucket boundary, and
 /// anything up to three days.
 fn delay_ms() -> impl Strategy<Value = i64> {
-    let edges = vec![
-        0,
-        1,
-        5 * MINUTE_MS - 1,
-        5 * MINUTE_MS,
-        15 * MINUTE_MS - 1,
-        15 * MINUTE_MS,
-        HOUR_MS - 1,
-        HOUR_MS,
-        DAY_MS - 1,
-        DAY_MS,
-        3 * DAY_MS,
-    ];
+    let mut edges = BUCKET_EDGES_MS.to_vec();
+    edges.insert(1, 1);
+    edges.push(3 * DAY_MS);
     prop_oneof![
         4 => prop::sample::select(edges),
         4 => 0..=3 * DAY_MS,
@@ -265,22 +268,18 @@ struct ModelMessage {
 }
 
 impl ModelMessage {
-    /// Delivered: reported, or implied by an open or any action.
-    fn delivered_ms(&self) -> Option<i64> {
+    fn kinds(&self) -> impl Iterator<Item = (ReportKind, i64)> + '_ {
         self.reports
             .iter()
-            .filter(|(report, _)| *report != Report::Failed)
-            .map(|(_, at_ms)| *at_ms)
-            .min()
+            .map(|(report, at_ms)| (report.kind(), *at_ms))
     }
 
-    /// The first engagement: the earliest open or action (a click is an action).
+    fn delivered_ms(&self) -> Option<i64> {
+        delivered_ms(self.kinds())
+    }
+
     fn engaged_ms(&self) -> Option<i64> {
-        self.reports
-            .iter()
-            .filter(|(report, _)| matches!(report, Report::Opened | Report::Action(_)))
-            .map(|(_, at_ms)| *at_ms)
-            .min()
+        engaged_ms(self.kinds())
     }
 }
 
@@ -703,18 +702,7 @@ fn engagement(store: &Store, user: u64) -> UserEngagement {
 fn response_times_fall_in_buckets_that_include_their_lower_bound() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let responses = [
-        0,
-        5 * MINUTE_MS - 1,
-        5 * MINUTE_MS,
-        15 * MINUTE_MS - 1,
-        15 * MINUTE_MS,
-        HOUR_MS - 1,
-        HOUR_MS,
-        DAY_MS - 1,
-        DAY_MS,
-    ];
-    for response_ms in responses {
+    for response_ms in BUCKET_EDGES_MS {
         let id = send(&store, 1, 0);
         delivered(&store, id, 1000);
         opened(&store, id, 1000 + response_ms);
@@ -737,7 +725,7 @@ fn response_times_fall_in_buckets_that_include_their_lower_bound() {
         Some((15 * MINUTE_MS) as f64),
         "the fifth of nine"
     );
-    let sum: i64 = responses.iter().sum();
+    let sum: i64 = BUCKET_EDGES_MS.iter().sum();
     assert_eq!(times.mean_ms, Some(sum as f64 / 9.0));
 }
 

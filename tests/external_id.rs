@@ -1,45 +1,20 @@
 //! External ids: a send's provider message id or idempotency key names the message in every
 //! later call, a repeated send is the same message, and a reopen rebuilds the index.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+mod support;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use commlog::{Channel, Error, LOCK_FILE_NAME, MessageId, Options, Status, Store, SyncPolicy};
+use commlog::{Channel, Error, MessageId, Options, Status, Store, SyncPolicy};
+use support::files::snapshot_without_lock;
+use support::store::options;
 
 /// 2025-01-01 09:00:00 UTC plus `offset_ms` milliseconds.
 fn at(offset_ms: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 1, 9, 0, 0).unwrap() + Duration::milliseconds(offset_ms)
 }
 
-fn options() -> Options {
-    Options {
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
-}
-
 /// A Twilio MessageSid: 34 characters.
 const SID: &str = "SM0123456789abcdef0123456789abcdef";
-
-/// Every file under `dir` (recursively) but the lock file, by path relative to `dir`.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(directory) = pending.pop() {
-        for entry in fs::read_dir(&directory).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.file_name().is_some_and(|name| name != LOCK_FILE_NAME) {
-                let bytes = fs::read(&path).unwrap();
-                files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
-            }
-        }
-    }
-    files
-}
 
 /// Runs `call`, which must fail, and checks that it changed no file.
 fn rejected<T: std::fmt::Debug>(
@@ -47,10 +22,13 @@ fn rejected<T: std::fmt::Debug>(
     call: impl FnOnce(&Store) -> commlog::Result<T>,
 ) -> Error {
     store.flush().unwrap();
-    let before = snapshot(store.dir());
+    let before = snapshot_without_lock(store.dir());
     let error = call(store).expect_err("must be rejected");
     store.flush().unwrap();
-    assert!(snapshot(store.dir()) == before, "the log changed ({error})");
+    assert!(
+        snapshot_without_lock(store.dir()) == before,
+        "the log changed ({error})"
+    );
     error
 }
 
@@ -120,10 +98,13 @@ fn succeeds_changing_no_file(
     call: impl FnOnce(&Store) -> commlog::Result<commlog::Message>,
 ) -> commlog::Message {
     store.flush().unwrap();
-    let before = snapshot(store.dir());
+    let before = snapshot_without_lock(store.dir());
     let message = call(store).unwrap();
     store.flush().unwrap();
-    assert!(snapshot(store.dir()) == before, "a repeat appended");
+    assert!(
+        snapshot_without_lock(store.dir()) == before,
+        "a repeat appended"
+    );
     message
 }
 
@@ -329,8 +310,9 @@ fn bytes_per_message(count: u64, with_external_ids: bool) -> f64 {
             .unwrap();
     }
     store.close().unwrap();
-    let total: u64 = snapshot(dir.path())
+    let total: u64 = snapshot_without_lock(dir.path())
         .values()
+        .flatten()
         .map(|bytes| bytes.len() as u64)
         .sum();
     total as f64 / count as f64

@@ -7,12 +7,14 @@
 //! newest segments is `Error::Corruption` naming the first missing file, while a crash before
 //! the seal (the successor held no event yet) opens clean.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use commlog::{Channel, CommunicationStats, Error, MessageId, Options, StatsFilter, Store};
+use support::files::{segments, snapshot_without_lock};
 use tempfile::TempDir;
 
 /// Bytes of a format version 1 segment header.
@@ -61,30 +63,6 @@ fn closed_store(data: &Path, events: std::ops::Range<u64>) {
 
 fn stats(store: &Store) -> CommunicationStats {
     store.get_communication_stats(&StatsFilter::new()).unwrap()
-}
-
-fn segments(data: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(data)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
-        .collect();
-    paths.sort();
-    paths
-}
-
-/// Every entry of `data` (a directory as `None`) but `LOCK`, which any writer's open
-/// rewrites with its process id.
-fn snapshot(data: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    fs::read_dir(data)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.file_name().unwrap() != "LOCK")
-        .map(|path| {
-            let bytes = path.is_file().then(|| fs::read(&path).unwrap());
-            (path, bytes)
-        })
-        .collect()
 }
 
 fn version_of(segment: &Path) -> u32 {
@@ -183,7 +161,7 @@ fn a_version_1_segment_in_a_version_2_store_is_corruption_naming_it() {
     rewrite_as_version_1(&old);
     let name = segments(&ours)[1].file_name().unwrap().to_owned();
     fs::copy(old.join(&name), ours.join(&name)).unwrap();
-    let before = snapshot(&ours);
+    let before = snapshot_without_lock(&ours);
     match Store::open_with(&ours, small_segments()) {
         Err(Error::Corruption {
             segment,
@@ -195,7 +173,7 @@ fn a_version_1_segment_in_a_version_2_store_is_corruption_naming_it() {
         }
         other => panic!("expected Error::Corruption, got {:?}", other.map(|_| ())),
     }
-    assert_eq!(snapshot(&ours), before);
+    assert_eq!(snapshot_without_lock(&ours), before);
 }
 
 #[test]
@@ -261,11 +239,10 @@ fn the_version_1_golden_segment_opens_as_a_store() {
     assert_eq!(stats(&store).total_messages, 2);
 }
 
-/// Copies every entry of `data` but `LOCK` into a new directory `copy`.
 /// Opens `dir` for writing, then read-only: each must fail with `Error::Corruption` and change
 /// no file (`what` names the case). Returns each error's segment, offset and reason.
 fn corruption_on_both_opens(dir: &Path, what: &str) -> Vec<(PathBuf, u64, String)> {
-    let before = snapshot(dir);
+    let before = snapshot_without_lock(dir);
     let mut found = Vec::new();
     for read_only in [false, true] {
         let opened = if read_only {
@@ -288,7 +265,7 @@ fn corruption_on_both_opens(dir: &Path, what: &str) -> Vec<(PathBuf, u64, String
             ),
         }
         assert_eq!(
-            snapshot(dir),
+            snapshot_without_lock(dir),
             before,
             "{what}, read-only {read_only}: files changed"
         );

@@ -3,20 +3,22 @@
 //! the raw calls alone; the reports agree, also after close and reopen — then one test per edge
 //! rule. The `impact` command: cli/tests/impact.rs.
 
+mod support;
+
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use commlog::{
     AttributedImpact, AttributionLevel, Channel, ChannelImpact, Error, ImpactFilter, ImpactReport,
-    ImpactTotal, Money, Options, Store, SyncPolicy, UserId,
+    ImpactTotal, Message, Money, Options, Store, UserId,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
+use support::model::{CLOCK_SKEW_MS, ReportKind, delivered_ms, engaged_ms};
 
 const DAY_MS: i64 = 86_400_000;
-/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times"):
-/// reports on an earlier day are refused, reports a millisecond early count as sent.
-const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+// Reports on an earlier day are refused as more than the clock skew early; reports a
+// millisecond early count as sent.
 
 /// 2025-01-01T00:00:00Z.
 fn base_ms() -> i64 {
@@ -35,10 +37,7 @@ fn at(days: i64, ms: i64) -> DateTime<Utc> {
 }
 
 fn options(window: Option<Duration>) -> Options {
-    let mut options = Options {
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    };
+    let mut options = support::store::options();
     if let Some(window) = window {
         options.attribution_window = window;
     }
@@ -51,14 +50,6 @@ const OUTCOMES: [&str; 3] = ["bill_paid_on_time", "overdraft", "savings_goal_ach
 
 // ---------------------------------------------------------------------------------------------
 // Calls and their strategies.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReportKind {
-    Delivered,
-    Opened,
-    Action,
-    Failed,
-}
 
 #[derive(Debug, Clone)]
 enum Call {
@@ -214,22 +205,12 @@ struct ModelMessage {
 }
 
 impl ModelMessage {
-    /// Delivered: reported, or implied by an open or any action; the earliest time.
     fn delivered_ms(&self) -> Option<i64> {
-        self.reports
-            .iter()
-            .filter(|(kind, _)| *kind != ReportKind::Failed)
-            .map(|(_, at_ms)| *at_ms)
-            .min()
+        delivered_ms(self.reports.iter().copied())
     }
 
-    /// First engagement: the earliest open (a click is an action and implies one) or action.
     fn first_engagement_ms(&self) -> Option<i64> {
-        self.reports
-            .iter()
-            .filter(|(kind, _)| matches!(kind, ReportKind::Opened | ReportKind::Action))
-            .map(|(_, at_ms)| *at_ms)
-            .min()
+        engaged_ms(self.reports.iter().copied())
     }
 }
 
@@ -576,6 +557,20 @@ fn channel_row(report: &ImpactReport, channel: Channel) -> &ChannelImpact {
         .unwrap()
 }
 
+/// Sends a free message of user 1.
+fn send(store: &Store, channel: Channel, message_type: &str, at: DateTime<Utc>) -> Message {
+    store
+        .track_message_sent_at(1, channel, message_type, 0.0, at)
+        .unwrap()
+}
+
+/// Tracks an outcome of user 1 worth `dollars`.
+fn outcome(store: &Store, name: &str, dollars: f64, at: DateTime<Utc>) {
+    store
+        .track_financial_outcome_at(1, name, dollars, at)
+        .unwrap();
+}
+
 /// The channel credited with the report's only attributed outcome, and at which level.
 fn credited(report: &ImpactReport) -> Option<(Channel, AttributionLevel)> {
     for row in &report.by_channel {
@@ -602,9 +597,7 @@ fn engagement_exactly_one_window_before_the_outcome_is_credited_and_a_millisecon
         store
             .track_message_opened(message.id, Some(at(0, open_ms)))
             .unwrap();
-        store
-            .track_financial_outcome_at(1, "overdraft", -35.0, at(7, 0))
-            .unwrap();
+        outcome(&store, "overdraft", -35.0, at(7, 0));
         let report = impact(&store);
         assert_eq!(credited(&report), expected, "open at {open_ms} ms");
         assert_eq!(report.unattributed.count, u64::from(expected.is_none()));
@@ -624,9 +617,7 @@ fn engagement_at_the_outcome_time_is_credited_and_a_millisecond_later_is_not() {
         store
             .track_message_opened(message.id, Some(at(2, open_ms)))
             .unwrap();
-        store
-            .track_financial_outcome_at(1, "overdraft", 10.0, at(2, 0))
-            .unwrap();
+        outcome(&store, "overdraft", 10.0, at(2, 0));
         assert_eq!(credited(&impact(&store)), expected, "open at {open_ms} ms");
     }
 }
@@ -634,21 +625,15 @@ fn engagement_at_the_outcome_time_is_credited_and_a_millisecond_later_is_not() {
 #[test]
 fn an_engaged_message_wins_over_a_more_recent_delivery_only_message() {
     let (_dir, store) = open(None);
-    let engaged = store
-        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.0, at(1, 0))
-        .unwrap();
+    let engaged = send(&store, Channel::Sms, "low_balance", at(1, 0));
     store
         .track_user_action(engaged.id, "viewed_forecast", Some(at(1, 5)))
         .unwrap();
-    let delivered = store
-        .track_message_sent_at(1, Channel::Email, "bill_due", 0.0, at(3, 0))
-        .unwrap();
+    let delivered = send(&store, Channel::Email, "bill_due", at(3, 0));
     store
         .track_message_delivered(delivered.id, Some(at(3, 1)))
         .unwrap();
-    store
-        .track_financial_outcome_at(1, "bill_paid_on_time", 25.0, at(4, 0))
-        .unwrap();
+    outcome(&store, "bill_paid_on_time", 25.0, at(4, 0));
     let report = impact(&store);
     assert_eq!(
         credited(&report),
@@ -663,21 +648,15 @@ fn an_engaged_message_wins_over_a_more_recent_delivery_only_message() {
 #[test]
 fn a_delivery_only_message_is_credited_at_level_delivered_and_a_failed_one_never() {
     let (_dir, store) = open(None);
-    let failed = store
-        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.0, at(3, 0))
-        .unwrap();
+    let failed = send(&store, Channel::Sms, "low_balance", at(3, 0));
     store
         .track_message_failed(failed.id, "bounced", Some(at(3, 1)))
         .unwrap();
-    let delivered = store
-        .track_message_sent_at(1, Channel::Push, "low_balance", 0.0, at(1, 0))
-        .unwrap();
+    let delivered = send(&store, Channel::Push, "low_balance", at(1, 0));
     store
         .track_message_delivered(delivered.id, Some(at(1, 1)))
         .unwrap();
-    store
-        .track_financial_outcome_at(1, "bill_paid_on_time", 25.0, at(4, 0))
-        .unwrap();
+    outcome(&store, "bill_paid_on_time", 25.0, at(4, 0));
     let report = impact(&store);
     assert_eq!(
         credited(&report),
@@ -693,12 +672,8 @@ fn a_delivery_only_message_is_credited_at_level_delivered_and_a_failed_one_never
 #[test]
 fn equal_times_credit_the_higher_message_id() {
     let (_dir, store) = open(None);
-    let first = store
-        .track_message_sent_at(1, Channel::InApp, "low_balance", 0.0, at(1, 0))
-        .unwrap();
-    let second = store
-        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.0, at(1, 0))
-        .unwrap();
+    let first = send(&store, Channel::InApp, "low_balance", at(1, 0));
+    let second = send(&store, Channel::Sms, "low_balance", at(1, 0));
     // The higher id is opened first in log order: the tie is broken by id, not by order.
     store
         .track_message_opened(second.id, Some(at(2, 0)))
@@ -706,9 +681,7 @@ fn equal_times_credit_the_higher_message_id() {
     store
         .track_message_opened(first.id, Some(at(2, 0)))
         .unwrap();
-    store
-        .track_financial_outcome_at(1, "overdraft", -5.0, at(3, 0))
-        .unwrap();
+    outcome(&store, "overdraft", -5.0, at(3, 0));
     assert_eq!(
         credited(&impact(&store)),
         Some((Channel::Sms, AttributionLevel::Engaged))
@@ -718,22 +691,16 @@ fn equal_times_credit_the_higher_message_id() {
 #[test]
 fn first_engagement_decides_so_a_later_click_does_not_bring_a_message_into_the_window() {
     let (_dir, store) = open(None);
-    let old = store
-        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.0, at(0, 0))
-        .unwrap();
+    let old = send(&store, Channel::Sms, "low_balance", at(0, 0));
     store.track_message_opened(old.id, Some(at(0, 1))).unwrap();
     store
         .track_user_action(old.id, "clicked_link", Some(at(9, 0)))
         .unwrap();
-    let other = store
-        .track_message_sent_at(1, Channel::Email, "low_balance", 0.0, at(8, 0))
-        .unwrap();
+    let other = send(&store, Channel::Email, "low_balance", at(8, 0));
     store
         .track_message_delivered(other.id, Some(at(8, 1)))
         .unwrap();
-    store
-        .track_financial_outcome_at(1, "overdraft", 1.0, at(10, 0))
-        .unwrap();
+    outcome(&store, "overdraft", 1.0, at(10, 0));
     // The old message's first engagement (day 0) and delivery (day 0) are outside the window.
     assert_eq!(
         credited(&impact(&store)),
@@ -744,16 +711,10 @@ fn first_engagement_decides_so_a_later_click_does_not_bring_a_message_into_the_w
 #[test]
 fn a_late_open_re_attributes_an_outcome() {
     let (dir, store) = open(None);
-    let sms = store
-        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.0, at(1, 0))
-        .unwrap();
+    let sms = send(&store, Channel::Sms, "low_balance", at(1, 0));
     store.track_message_opened(sms.id, Some(at(1, 10))).unwrap();
-    let email = store
-        .track_message_sent_at(1, Channel::Email, "bill_due", 0.0, at(2, 0))
-        .unwrap();
-    store
-        .track_financial_outcome_at(1, "bill_paid_on_time", 25.0, at(3, 0))
-        .unwrap();
+    let email = send(&store, Channel::Email, "bill_due", at(2, 0));
+    outcome(&store, "bill_paid_on_time", 25.0, at(3, 0));
     assert_eq!(
         credited(&impact(&store)),
         Some((Channel::Sms, AttributionLevel::Engaged))
@@ -779,18 +740,12 @@ fn the_attribution_window_option_sets_how_far_back_a_message_counts() {
     let dir = tempfile::tempdir().unwrap();
     let one_day = Some(Duration::from_secs(24 * 3600));
     let store = Store::open_with(dir.path(), options(one_day)).unwrap();
-    let message = store
-        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.0, at(0, 0))
-        .unwrap();
+    let message = send(&store, Channel::Sms, "low_balance", at(0, 0));
     store
         .track_message_opened(message.id, Some(at(1, 0)))
         .unwrap();
-    store
-        .track_financial_outcome_at(1, "overdraft", 1.0, at(2, 0))
-        .unwrap();
-    store
-        .track_financial_outcome_at(1, "overdraft", 2.0, at(2, 1))
-        .unwrap();
+    outcome(&store, "overdraft", 1.0, at(2, 0));
+    outcome(&store, "overdraft", 2.0, at(2, 1));
     let report = impact(&store);
     assert_eq!((report.attributed.count, report.unattributed.count), (1, 1));
     store.close().unwrap();
@@ -814,9 +769,7 @@ fn a_channel_or_type_filter_keeps_only_outcomes_credited_to_a_matching_message()
     store
         .track_message_delivered(email.id, Some(at(1, 1)))
         .unwrap();
-    store
-        .track_financial_outcome_at(1, "overdraft", 3.0, at(2, 0))
-        .unwrap();
+    outcome(&store, "overdraft", 3.0, at(2, 0));
     store
         .track_financial_outcome_at(2, "bill_paid_on_time", 4.0, at(2, 0))
         .unwrap();
@@ -875,9 +828,7 @@ fn roi_is_a_ratio_of_the_channel_cost_and_none_when_it_cost_nothing() {
     store
         .track_message_sent_at(3, Channel::Email, "low_balance", 1.0, at(1, 0))
         .unwrap();
-    store
-        .track_financial_outcome_at(1, "overdraft", 7.0, at(2, 0))
-        .unwrap();
+    outcome(&store, "overdraft", 7.0, at(2, 0));
     store
         .track_financial_outcome_at(2, "overdraft", 7.0, at(2, 0))
         .unwrap();
@@ -910,12 +861,8 @@ fn the_time_range_selects_outcomes_by_their_time_and_costs_by_sent_time() {
     store
         .track_message_sent_at(1, Channel::Sms, "low_balance", 0.5, at(3, 0))
         .unwrap();
-    store
-        .track_financial_outcome_at(1, "overdraft", 1.0, at(2, 0))
-        .unwrap();
-    store
-        .track_financial_outcome_at(1, "overdraft", 9.0, at(4, 1))
-        .unwrap();
+    outcome(&store, "overdraft", 1.0, at(2, 0));
+    outcome(&store, "overdraft", 9.0, at(4, 1));
     let filter = ImpactFilter::new().start(at(2, 0)).end(at(4, 0));
     let report = store.get_financial_impact(&filter).unwrap();
     assert_eq!(report.outcomes.amount, Money::from_micros(1_000_000));
@@ -931,27 +878,17 @@ fn the_time_range_selects_outcomes_by_their_time_and_costs_by_sent_time() {
 fn days_since_last_communication_leave_out_outcomes_before_any_message() {
     let (_dir, store) = open(None);
     // Before user 1's first message: left out of the mean.
-    store
-        .track_financial_outcome_at(1, "overdraft", 1.0, at(0, 0))
-        .unwrap();
-    store
-        .track_message_sent_at(1, Channel::Sms, "low_balance", 0.0, at(1, 0))
-        .unwrap();
+    outcome(&store, "overdraft", 1.0, at(0, 0));
+    send(&store, Channel::Sms, "low_balance", at(1, 0));
     // Never delivered, on another channel: still the latest communication.
-    store
-        .track_message_sent_at(1, Channel::Email, "bill_due", 0.0, at(2, 0))
-        .unwrap();
+    send(&store, Channel::Email, "bill_due", at(2, 0));
     // Sent after the outcome below: not before it.
-    store
-        .track_message_sent_at(1, Channel::Push, "bill_due", 0.0, at(9, 0))
-        .unwrap();
+    send(&store, Channel::Push, "bill_due", at(9, 0));
     // 1.5 days after the email, and 0 days (sent at the outcome's own time).
     store
         .track_financial_outcome_at(1, "overdraft", 1.0, at(3, DAY_MS / 2))
         .unwrap();
-    store
-        .track_financial_outcome_at(1, "overdraft", 1.0, at(9, 0))
-        .unwrap();
+    outcome(&store, "overdraft", 1.0, at(9, 0));
     let report = impact(&store);
     assert_eq!(report.outcomes.count, 3);
     assert_eq!(report.outcomes_after_communication, 2);
@@ -1025,9 +962,7 @@ fn the_report_serializes_and_reads_back() {
     store
         .track_message_delivered(message.id, Some(at(1, 1)))
         .unwrap();
-    store
-        .track_financial_outcome_at(1, "overdraft", -35.0, at(2, 0))
-        .unwrap();
+    outcome(&store, "overdraft", -35.0, at(2, 0));
     let report = impact(&store);
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["by_channel"][0]["channel"], "sms");

@@ -2,15 +2,19 @@
 //! unknown ids, with bad input — go to the store and to a brute-force model of the documented
 //! rules; every query then answers the same, also after close and reopen.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use commlog::{
     Channel, CommunicationStats, Error, FinancialOutcome, Message, MessageId, MessageRef, Money,
-    Options, StatsFilter, Status, Store, SyncPolicy, UserId,
+    StatsFilter, Status, Store, UserId,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
+use support::model::{CLOCK_SKEW_MS, ReportKind, delivered_ms, failed_ms, is_click};
+use support::store::options;
 
 /// Event times are this plus 0..=TIME_SPAN_MS milliseconds: a small range, so that equal
 /// times and out-of-order reports are common.
@@ -21,9 +25,6 @@ fn base_ms() -> i64 {
 }
 
 const TIME_SPAN_MS: i64 = 30;
-
-/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times").
-const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// How far after the clock at the call a time may be.
 const AFTER_CLOCK_MS: i64 = 24 * 3600 * 1000;
@@ -302,14 +303,6 @@ fn filter_spec() -> impl Strategy<Value = FilterSpec> {
 // ---------------------------------------------------------------------------------------------
 // The model: every record recomputed from all its reports, by the rules as written.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReportKind {
-    Delivered,
-    Opened,
-    Action,
-    Failed,
-}
-
 #[derive(Debug, Clone)]
 struct ModelReport {
     kind: ReportKind,
@@ -319,7 +312,7 @@ struct ModelReport {
 
 impl ModelReport {
     fn is_click(&self) -> bool {
-        self.kind == ReportKind::Action && self.name.contains("click")
+        self.kind == ReportKind::Action && is_click(&self.name)
     }
 }
 
@@ -345,9 +338,14 @@ impl ModelMessage {
             .min()
     }
 
-    /// Delivered: reported, or implied by an open or any action.
+    fn kinds(&self) -> impl Iterator<Item = (ReportKind, i64)> + '_ {
+        self.reports
+            .iter()
+            .map(|report| (report.kind, report.at_ms))
+    }
+
     fn delivered_ms(&self) -> Option<i64> {
-        self.earliest(|report| report.kind != ReportKind::Failed)
+        delivered_ms(self.kinds())
     }
 
     /// Opened: reported, or implied by a click.
@@ -360,7 +358,7 @@ impl ModelMessage {
     }
 
     fn failed_ms(&self) -> Option<i64> {
-        self.earliest(|report| report.kind == ReportKind::Failed)
+        failed_ms(self.kinds())
     }
 
     fn has_action(&self) -> bool {
@@ -822,13 +820,6 @@ impl Model {
 
 // ---------------------------------------------------------------------------------------------
 // Driving the store and comparing.
-
-fn options() -> Options {
-    Options {
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
-}
 
 fn apply_to_store(store: &Store, call: &Call, message_count: u64) -> commlog::Result<Answer> {
     let id = |pick: &IdPick| message_ref(pick, message_count);

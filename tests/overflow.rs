@@ -2,13 +2,16 @@
 //! outcomes at the largest and smallest amounts answers every query, and every sum it reports
 //! equals a brute-force 128-bit sum, before and after reopening.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use commlog::{
     BudgetScope, Channel, CostFilter, EffectivenessFilter, EngagementFilter, ImpactFilter, Money,
-    Month, Options, Period, StatsFilter, Store, SyncPolicy,
+    Month, Period, StatsFilter, Store,
 };
+use support::store::open;
 
 /// The largest cost or amount accepted, in dollars and in micro-dollars.
 const MONEY_DOLLARS_MAX: f64 = 9e12;
@@ -122,17 +125,6 @@ fn divide_rounded(total: i128, count: i128) -> i128 {
 
 fn roi(impact: i128, cost: i128) -> Option<f64> {
     (cost != 0).then(|| (impact - cost) as f64 / cost as f64)
-}
-
-fn open(dir: &std::path::Path) -> Store {
-    Store::open_with(
-        dir,
-        Options {
-            sync: SyncPolicy::Never,
-            ..Options::default()
-        },
-    )
-    .unwrap()
 }
 
 #[test]

@@ -6,18 +6,20 @@
 //! A "crash" here is a copy of the store's directory taken after `flush()` while the store is
 //! still open: exactly the files a killed process would leave, without the close marker.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::fs;
 use std::ops::Range;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use commlog::audit::audit_segment;
 use commlog::{
-    Channel, CommunicationStats, Error, Message, MessageId, OpenReport, Options, StatsFilter,
-    Store, SyncPolicy,
+    Channel, CommunicationStats, Error, Message, OpenReport, Options, StatsFilter, Store,
+    SyncPolicy,
 };
+use support::files::{assert_mode, segments, snapshot};
+use support::script::track_scripted_event;
 use tempfile::TempDir;
 
 /// Bytes of the fixed segment header of a store created by this build (format version 2).
@@ -46,37 +48,9 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 1, 9, 0, 0).unwrap()
 }
 
-/// Tracks event `i` (0-based) of a fixed script, so that any prefix of the script can be
-/// rebuilt as a reference: every third event sends a message, the next delivers it, the one
-/// after clicks it or records an outcome.
+/// Tracks event `i` of the script from [`t0`] over [`USERS`] users.
 fn track_event(store: &Store, i: u64) {
-    let at = t0() + Duration::minutes(i as i64);
-    let user = i % USERS + 1;
-    let latest = MessageId(i / 3 + 1);
-    match i % 3 {
-        0 => {
-            let channel =
-                [Channel::Sms, Channel::Email, Channel::Push, Channel::InApp][(i / 3 % 4) as usize];
-            let message_type = ["low_balance", "weekly_checkin"][(i / 3 % 2) as usize];
-            let sent = store
-                .track_message_sent_at(user, channel, message_type, 0.05, at)
-                .unwrap();
-            assert_eq!(sent.id, latest);
-        }
-        1 => {
-            store.track_message_delivered(latest, Some(at)).unwrap();
-        }
-        _ if i.is_multiple_of(2) => {
-            store
-                .track_user_action(latest, "clicked_link", Some(at))
-                .unwrap();
-        }
-        _ => {
-            store
-                .track_financial_outcome_at(user, "bill_paid_on_time", 12.5, at)
-                .unwrap();
-        }
-    }
+    track_scripted_event(store, i, t0(), USERS);
 }
 
 fn track_events(store: &Store, events: Range<u64>) {
@@ -123,25 +97,6 @@ fn reference_views(events: u64) -> Views {
     views(&store)
 }
 
-/// Every file (with its bytes) and directory (`None`) under `dir`, by relative path.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    fn walk(root: &Path, dir: &Path, into: &mut BTreeMap<PathBuf, Option<Vec<u8>>>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let relative = path.strip_prefix(root).unwrap().to_path_buf();
-            if path.is_dir() {
-                into.insert(relative, None);
-                walk(root, &path, into);
-            } else {
-                into.insert(relative, Some(fs::read(&path).unwrap()));
-            }
-        }
-    }
-    let mut files = BTreeMap::new();
-    walk(dir, dir, &mut files);
-    files
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap() {
@@ -184,17 +139,6 @@ fn closed_store(opts: Options, events: u64) -> (TempDir, PathBuf) {
     track_events(&store, 0..events);
     store.close().unwrap();
     (dir, data)
-}
-
-/// The segment files in `data`, in log order.
-fn segments(data: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(data)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
-        .collect();
-    paths.sort();
-    paths
 }
 
 fn last_segment(data: &Path) -> PathBuf {
@@ -284,16 +228,6 @@ fn open_expecting_corruption(data: &Path, opts: Options) -> (PathBuf, u64, Strin
             store.open_report()
         ),
     }
-}
-
-fn assert_mode(path: &Path, mode: u32) {
-    let actual = fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(
-        actual,
-        mode,
-        "mode of {}: {actual:o}, expected {mode:o}",
-        path.display()
-    );
 }
 
 fn clean_report(store: &Store, segments: u64, events: u64) {

@@ -1,10 +1,13 @@
 //! A log over 1 MiB replays on two threads, with checksums verified by the folding thread. A
 //! damaged frame there must be judged exactly as the one-thread replay judges it.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use commlog::workload::{Generator, Spec};
 use commlog::{Error, Options, StatsFilter, Store, SyncPolicy};
+use support::files::snapshot;
 
 const SPEC: Spec = Spec {
     seed: 42,
@@ -46,28 +49,6 @@ fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
         offset += 6 + usize::from(u16::from_le_bytes([bytes[offset], bytes[offset + 1]]));
     }
     offsets
-}
-
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files: Vec<(PathBuf, Vec<u8>)> = walk(dir)
-        .into_iter()
-        .map(|path| (path.clone(), std::fs::read(path).unwrap()))
-        .collect();
-    files.sort();
-    files
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut paths = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            paths.extend(walk(&path))
-        } else {
-            paths.push(path)
-        }
-    }
-    paths
 }
 
 #[test]
@@ -136,8 +117,10 @@ fn a_checksum_failure_in_an_unsynced_frame_of_a_large_log_ends_the_log_there() {
     fill(&store);
     store.flush().unwrap();
     // A crash: the files as they are now, before any close marker or sync.
-    for path in walk(dir.path()) {
-        std::fs::copy(&path, crashed.path().join(path.file_name().unwrap())).unwrap();
+    for (path, bytes) in snapshot(dir.path()) {
+        if let Some(bytes) = bytes {
+            std::fs::write(crashed.path().join(path.file_name().unwrap()), bytes).unwrap();
+        }
     }
     drop(store);
     let segment = only_segment(crashed.path());

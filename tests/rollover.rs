@@ -2,9 +2,10 @@
 //! its first sequence number and no larger than the limit (unless one frame alone exceeds it),
 //! and a reopen replays them into exactly the same answers, whatever limit it is opened with.
 
+mod support;
+
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 use commlog::audit::audit_segment;
@@ -12,6 +13,7 @@ use commlog::workload::{self, Call, Generator, MESSAGE_TYPES, START_MS, Spec};
 use commlog::{
     Channel, CommunicationStats, LOCK_FILE_NAME, Message, Options, StatsFilter, Store, SyncPolicy,
 };
+use support::files::{assert_mode, segments};
 use tempfile::TempDir;
 
 const SPEC: Spec = Spec {
@@ -100,17 +102,6 @@ fn views(store: &Store) -> Views {
     }
 }
 
-/// The segment files in `data`, in log order.
-fn segments(data: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(data)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
-        .collect();
-    paths.sort();
-    paths
-}
-
 /// Checks every segment of a cleanly closed log: names, headers, sizes, and that the events
 /// are dense over the files; returns the events counted.
 fn check_segments(data: &Path, segment_bytes: u64) -> u64 {
@@ -152,16 +143,6 @@ fn check_segments(data: &Path, segment_bytes: u64) -> u64 {
         next_seq += audit.events;
     }
     next_seq - 1
-}
-
-fn assert_mode(path: &Path, mode: u32) {
-    let actual = fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(
-        actual,
-        mode,
-        "mode of {}: {actual:o}, expected {mode:o}",
-        path.display()
-    );
 }
 
 fn rollover_reopens_equal(segment_bytes: u64) {

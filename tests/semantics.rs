@@ -3,14 +3,16 @@
 //!
 //! Every time is passed in explicitly; no test reads the clock or sleeps.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use commlog::{
-    Channel, CommunicationStats, EngagementFilter, Message, MessageId, Money, Options, StatsFilter,
-    Status, Store, SyncPolicy,
+    Channel, CommunicationStats, EngagementFilter, Message, MessageId, Money, StatsFilter, Status,
+    Store,
 };
+use support::store::open;
 
 /// 2025-01-01 09:00:00 UTC; every test time is this plus some milliseconds.
 fn base() -> DateTime<Utc> {
@@ -20,17 +22,6 @@ fn base() -> DateTime<Utc> {
 /// The test time `offset_ms` milliseconds after [`base`].
 fn at(offset_ms: i64) -> DateTime<Utc> {
     base() + Duration::milliseconds(offset_ms)
-}
-
-fn options() -> Options {
-    Options {
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
-}
-
-fn open(dir: &Path) -> Store {
-    Store::open_with(dir, options()).unwrap()
 }
 
 /// Sends a message costing one cent and returns its id.

@@ -3,19 +3,20 @@
 //! and off slice, hour and day boundaries, and with events arriving after the buckets were built, they must
 //! equal a count over every message and outcome.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use commlog::{Channel, Error, Message, Options, StatsFilter, Status, Store, SyncPolicy};
 use proptest::prelude::*;
+use support::model::CLOCK_SKEW_MS;
 
 const HOUR_MS: i64 = 3_600_000;
 /// The rollup's finest bucket: ten minutes.
 const SLICE_MS: i64 = 600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 const TYPES: [&str; 3] = ["low_balance", "weekly_checkin", "bill_reminder"];
-/// How much earlier than its message's sent time a report may be (docs/SEMANTICS.md, "Times").
-const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
 fn t0_ms() -> i64 {
     Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0)

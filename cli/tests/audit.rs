@@ -7,6 +7,8 @@
 //! unless asked to cut, a dry run changes nothing, and a cut leaves a clean log while every
 //! original byte is either still in place or in the repair directory.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
@@ -20,6 +22,7 @@ use commlog::audit::{Audit, Fix, Verdict, audit};
 use commlog::repair::{REPORT_FILE_NAME, Repair, RepairAction, RepairOptions, repair};
 use commlog::{Channel, Error, MessageId, Options, Store, SyncPolicy};
 use serde_json::Value;
+use support::files::segments;
 use tempfile::TempDir;
 
 /// Bytes of a format version 2 segment header.
@@ -124,17 +127,6 @@ fn copy_of(data: &Path) -> (TempDir, PathBuf) {
     let copy = dir.path().join("data");
     copy_dir(data, &copy);
     (dir, copy)
-}
-
-/// The segment files in `data`, in log order.
-fn segments(data: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(data)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
-        .collect();
-    paths.sort();
-    paths
 }
 
 fn file_name(path: &Path) -> String {

@@ -1,24 +1,16 @@
 //! The `channels` command; the channel-effectiveness view itself: tests/channel.rs.
 
+mod support;
+
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use commlog::{Channel, ChannelReport, EffectivenessFilter, Options, Period, Store, SyncPolicy};
-
-/// Held while this binary spawns the CLI: a child process shares the parent's open files between
-/// fork and exec, so each test's children are spawned one at a time.
-static SPAWNING: Mutex<()> = Mutex::new(());
+use commlog::{Channel, ChannelReport, EffectivenessFilter, Period, Store};
+use support::command::spawning;
+use support::store::options;
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().to_utc()
-}
-
-fn options() -> Options {
-    Options {
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
 }
 
 /// Sends one message of user 1 per entry of `reports`, then tracks that entry's reports
@@ -51,9 +43,7 @@ const SENT: &str = "2025-01-06T09:00:00Z";
 
 #[test]
 fn the_channels_command_prints_the_report_as_json_and_has_no_channel_filter() {
-    let _spawning = SPAWNING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _spawning = spawning();
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open_with(dir.path(), options()).unwrap();
@@ -125,9 +115,7 @@ fn the_channels_command_prints_the_report_as_json_and_has_no_channel_filter() {
 
 #[test]
 fn the_channels_command_prints_a_period_for_an_outcome_on_a_day_without_messages() {
-    let _spawning = SPAWNING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _spawning = spawning();
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open_with(dir.path(), options()).unwrap();

@@ -3,21 +3,24 @@
 //! closed pipe, and the demo on the 20,000-message reference workload. (Export and import have
 //! their own tests.)
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use commlog::{
-    Channel, CommunicationStats, FinancialOutcome, LOCK_FILE_NAME, Message, Options, Status, Store,
-    SyncPolicy,
+    Channel, CommunicationStats, FinancialOutcome, Message, Options, Status, Store, SyncPolicy,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use support::command::{cli, cli_in};
+use support::files::{segments, snapshot_without_lock};
 
 /// No command of these tests may take longer; a hang fails the test instead of blocking it.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,23 +32,6 @@ struct Output {
     stdout: String,
     stderr: String,
     elapsed: Duration,
-}
-
-/// The binary, with none of the environment variables that change its behavior.
-fn cli() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_commlog"));
-    for name in ["COMMLOG_DIR", "NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE"] {
-        command.env_remove(name);
-    }
-    command.stdin(Stdio::null());
-    command
-}
-
-/// The binary on the store in `dir`.
-fn cli_in(dir: &Path) -> Command {
-    let mut command = cli();
-    command.arg("--dir").arg(dir);
-    command
 }
 
 /// Waits for `child`, killing it and failing the test after `TIMEOUT`.
@@ -257,32 +243,6 @@ fn track(dir: &Path, args: &[&str]) -> Message {
     let value = json_value(dir, &args);
     check_message_wire_form(&value);
     serde_json::from_value(value).unwrap()
-}
-
-/// The store's segment files, in name order.
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
-        .collect();
-    paths.sort();
-    paths
-}
-
-/// Every file of the directory but LOCK, with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap())
-        .filter(|entry| entry.file_name() != LOCK_FILE_NAME && entry.path().is_file())
-        .map(|entry| {
-            (
-                entry.file_name().to_string_lossy().into_owned(),
-                fs::read(entry.path()).unwrap(),
-            )
-        })
-        .collect()
 }
 
 /// A human two-column table (`stat value`) up to its first blank line, as a map.
@@ -1271,11 +1231,11 @@ fn info_reports_segments_events_bytes_and_times() {
     assert_eq!(table["first_event_at"], "2025-01-04T00:00:00.000Z");
 
     // Reading changes nothing.
-    let before = snapshot(dir);
+    let before = snapshot_without_lock(dir);
     ok(dir, &["info"]);
     ok(dir, &["stats"]);
     ok(dir, &["history", "--user", "1"]);
-    assert_eq!(snapshot(dir), before);
+    assert_eq!(snapshot_without_lock(dir), before);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1435,7 +1395,7 @@ fn bad_arguments_exit_1() {
             "0.05",
         ],
     );
-    let before = snapshot(dir);
+    let before = snapshot_without_lock(dir);
 
     // Parse errors: clap's status 2 is overridden to 1.
     for args in [
@@ -1661,7 +1621,11 @@ fn bad_arguments_exit_1() {
             "{command:?}: {line}"
         );
     }
-    assert_eq!(snapshot(dir), before, "a rejected call appended nothing");
+    assert_eq!(
+        snapshot_without_lock(dir),
+        before,
+        "a rejected call appended nothing"
+    );
     assert_eq!(stats_of(dir).total_messages, 1);
 }
 
@@ -1893,7 +1857,7 @@ fn track_times_that_cannot_be_true_exit_1_naming_the_field_the_time_and_the_boun
             "2025-01-01T09:00:00Z",
         ],
     );
-    let before = snapshot(dir);
+    let before = snapshot_without_lock(dir);
     let message = sent.id.0.to_string();
     let delivered_at = |at: &'static str| -> Vec<String> {
         ["track", "delivered", "--message", &message, "--at", at]
@@ -1967,7 +1931,10 @@ fn track_times_that_cannot_be_true_exit_1_naming_the_field_the_time_and_the_boun
         for part in expected {
             assert!(line.contains(part), "{args:?}: {line:?} lacks {part:?}");
         }
-        assert!(snapshot(dir) == before, "{args:?} changed the store");
+        assert!(
+            snapshot_without_lock(dir) == before,
+            "{args:?} changed the store"
+        );
     }
     // Within the clock skew: accepted, and the delivery counts at the send.
     let delivered = track(
@@ -2055,7 +2022,7 @@ fn a_locked_store_exits_2_promptly_with_wait_0() {
         "low_balance",
     ];
     ok(dir, &sent);
-    let before = snapshot(dir);
+    let before = snapshot_without_lock(dir);
     let holder = Store::open(dir).unwrap();
 
     let started = Instant::now();
@@ -2109,7 +2076,7 @@ fn a_locked_store_exits_2_promptly_with_wait_0() {
     assert_eq!(json_value(dir, &["info"])["events"], Value::from(1));
 
     holder.close().unwrap();
-    let after_holder = snapshot(dir);
+    let after_holder = snapshot_without_lock(dir);
     assert_eq!(
         after_holder.keys().collect::<Vec<_>>(),
         before.keys().collect::<Vec<_>>()
@@ -2155,7 +2122,7 @@ fn a_corrupt_durable_frame_exits_2_naming_the_segment_and_offset() {
     assert!(bytes.len() > position + 100);
     bytes[position] ^= 0x5a;
     fs::write(segment, &bytes).unwrap();
-    let damaged = snapshot(dir);
+    let damaged = snapshot_without_lock(dir);
 
     let name = segment.file_name().unwrap().to_string_lossy().into_owned();
     for args in [
@@ -2185,7 +2152,11 @@ fn a_corrupt_durable_frame_exits_2_naming_the_segment_and_offset() {
         message.contains(&name) && message.contains("offset"),
         "{value}"
     );
-    assert_eq!(snapshot(dir), damaged, "nothing on disk changed");
+    assert_eq!(
+        snapshot_without_lock(dir),
+        damaged,
+        "nothing on disk changed"
+    );
 }
 
 /// A store of `count` messages for user 5, written with the library.
@@ -2472,27 +2443,27 @@ fn demo_refuses_a_directory_it_did_not_make() {
             "low_balance",
         ],
     );
-    let before = snapshot(&store_dir);
+    let before = snapshot_without_lock(&store_dir);
     fails(&store_dir, &["-q", "demo", "--messages", "1000"], 1);
-    assert_eq!(snapshot(&store_dir), before);
+    assert_eq!(snapshot_without_lock(&store_dir), before);
     assert_eq!(stats_of(&store_dir).total_messages, 1);
 
     // A demo store with an unknown file next to the marker.
     let demo_dir = temp.path().join("demo");
     demo(&demo_dir, &["--messages", "1000"]);
     fs::write(demo_dir.join("extra.txt"), b"keep me").unwrap();
-    let before = snapshot(&demo_dir);
+    let before = snapshot_without_lock(&demo_dir);
     let line = fails(&demo_dir, &["-q", "demo", "--messages", "1000"], 1);
     assert!(line.contains("extra.txt"), "{line}");
-    assert_eq!(snapshot(&demo_dir), before);
+    assert_eq!(snapshot_without_lock(&demo_dir), before);
     fs::remove_file(demo_dir.join("extra.txt")).unwrap();
 
     // A demo store that is open for writing.
     let holder = Store::open(&demo_dir).unwrap();
-    let before = snapshot(&demo_dir);
+    let before = snapshot_without_lock(&demo_dir);
     let line = fails(&demo_dir, &["-q", "demo", "--messages", "1000"], 1);
     assert!(line.contains("locked"), "{line}");
-    assert_eq!(snapshot(&demo_dir), before);
+    assert_eq!(snapshot_without_lock(&demo_dir), before);
     holder.close().unwrap();
     // Unlocked, it is replaced.
     demo(&demo_dir, &["--messages", "1000"]);
@@ -2503,13 +2474,13 @@ fn demo_refuses_a_directory_it_did_not_make() {
         &demo_dir,
         &["sent", "--user", "77", "--channel", "sms", "--type", "mine"],
     );
-    let before = snapshot(&demo_dir);
+    let before = snapshot_without_lock(&demo_dir);
     let line = fails(&demo_dir, &["-q", "demo", "--messages", "1000"], 1);
     assert!(
         line.contains("1 other event") && line.contains(&demo_dir.display().to_string()),
         "{line}"
     );
-    assert_eq!(snapshot(&demo_dir), before);
+    assert_eq!(snapshot_without_lock(&demo_dir), before);
     let history: Vec<Message> = json(&demo_dir, &["history", "--user", "77"]);
     assert_eq!(&*history[0].message_type, "mine");
 
@@ -2521,10 +2492,10 @@ fn demo_refuses_a_directory_it_did_not_make() {
     marker["events_written"] = Value::Null;
     marker["last_seq"] = Value::Null;
     fs::write(&marker_path, serde_json::to_vec(&marker).unwrap()).unwrap();
-    let before = snapshot(&stopped_dir);
+    let before = snapshot_without_lock(&stopped_dir);
     let line = fails(&stopped_dir, &["-q", "demo", "--messages", "1000"], 1);
     assert!(line.contains("did not finish"), "{line}");
-    assert_eq!(snapshot(&stopped_dir), before);
+    assert_eq!(snapshot_without_lock(&stopped_dir), before);
 
     // A file where the directory should be.
     let file = temp.path().join("a-file");

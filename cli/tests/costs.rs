@@ -1,8 +1,9 @@
 //! The `costs` and `budget set` commands; the cost report itself: tests/cost.rs.
 
-use std::process::Command;
+mod support;
 
 use commlog::{BudgetScope, BudgetStatus, Channel, CostReport, Month};
+use support::command::run_in;
 
 fn budget_of(report: &CostReport, scope: BudgetScope, month: &str) -> BudgetStatus {
     let month: Month = month.parse().unwrap();
@@ -14,22 +15,12 @@ fn budget_of(report: &CostReport, scope: BudgetScope, month: &str) -> BudgetStat
         .unwrap_or_else(|| panic!("no {scope} budget for {month} in {:?}", report.budgets))
 }
 
-fn commlog(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_commlog"));
-    command
-        .env_remove("COMMLOG_DIR")
-        .arg("--dir")
-        .arg(dir)
-        .args(args);
-    command.output().expect("run commlog")
-}
-
 #[test]
 fn budget_set_appends_a_budget_that_costs_reports() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
     let ok = |args: &[&str]| {
-        let output = commlog(&dir, args);
+        let output = run_in(&dir, args);
         assert!(output.status.success(), "{args:?}: {output:?}");
         String::from_utf8(output.stdout).unwrap()
     };
@@ -144,16 +135,14 @@ fn budget_set_refuses_bad_arguments_before_creating_a_store() {
     ] {
         let mut full = vec!["budget", "set"];
         full.extend(args);
-        let output = commlog(&dir, &full);
+        let output = run_in(&dir, &full);
         assert_eq!(output.status.code(), Some(1), "{full:?}: {output:?}");
         assert!(!dir.exists(), "{full:?} created the store");
     }
     // costs on a missing store is a usage error too.
-    assert_eq!(commlog(&dir, &["costs"]).status.code(), Some(1));
+    assert_eq!(run_in(&dir, &["costs"]).status.code(), Some(1));
     assert_eq!(
-        commlog(&dir, &["costs", "--month", "January"])
-            .status
-            .code(),
+        run_in(&dir, &["costs", "--month", "January"]).status.code(),
         Some(1)
     );
 }

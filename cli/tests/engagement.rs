@@ -1,10 +1,12 @@
 //! The `engagement` command; the engagement view itself: tests/engagement.rs.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use commlog::{Channel, EngagementFilter, Options, Store, SyncPolicy, UserEngagement};
+use support::command::run_in;
 
 const SECOND_MS: i64 = 1000;
 const DAY_MS: i64 = 86_400_000;
@@ -58,16 +60,6 @@ fn engagement(store: &Store, user: u64) -> UserEngagement {
         .unwrap()
 }
 
-fn commlog(dir: &Path, args: &[&str]) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_commlog"));
-    command
-        .env_remove("COMMLOG_DIR")
-        .arg("--dir")
-        .arg(dir)
-        .args(args);
-    command.output().unwrap()
-}
-
 #[test]
 fn the_engagement_command_prints_the_report_as_json_and_as_tables() {
     let dir = tempfile::tempdir().unwrap();
@@ -84,7 +76,7 @@ fn the_engagement_command_prints_the_report_as_json_and_as_tables() {
 
     let start = at(0).to_rfc3339();
     let end = at(2 * DAY_MS).to_rfc3339();
-    let output = commlog(
+    let output = run_in(
         dir.path(),
         &[
             "--json",
@@ -106,7 +98,7 @@ fn the_engagement_command_prints_the_report_as_json_and_as_tables() {
     assert_eq!(value["preferred_channel"], "email");
     assert_eq!(value["trend"], "insufficient_data");
 
-    let output = commlog(dir.path(), &["engagement", "--user", "7"]);
+    let output = run_in(dir.path(), &["engagement", "--user", "7"]);
     assert!(output.status.success(), "{output:?}");
     let text = String::from_utf8(output.stdout).unwrap();
     assert_eq!(everything.sent, 8);
@@ -122,15 +114,15 @@ fn the_engagement_command_prints_the_report_as_json_and_as_tables() {
         assert!(text.contains(expected), "{expected:?} in\n{text}");
     }
 
-    let output = commlog(dir.path(), &["engagement", "--user", "0"]);
+    let output = run_in(dir.path(), &["engagement", "--user", "0"]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let output = commlog(dir.path(), &["engagement"]);
+    let output = run_in(dir.path(), &["engagement"]);
     assert_eq!(
         output.status.code(),
         Some(1),
         "--user is required: {output:?}"
     );
-    let output = commlog(
+    let output = run_in(
         dir.path(),
         &[
             "engagement",

@@ -1,6 +1,8 @@
 //! `commlog export`: the built binary on temporary stores, its files read back (serde_json, csv,
 //! the parquet crate) and checked against the store and against `commlog --json stats`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use commlog::workload::{Generator, Spec};
 use commlog::{Message, Options, StatsFilter, Store, SyncPolicy};
 use serde_json::Value;
+use support::command::run_in;
 
 const EVENT_COLUMNS: [&str; 17] = [
     "seq",
@@ -91,7 +94,7 @@ impl Fixture {
 
     /// Runs `commlog --dir STORE ARGS...`.
     fn run(&self, args: &[&str]) -> Output {
-        commlog(&self.store(), args)
+        run_in(&self.store(), args)
     }
 
     /// Runs an export to `out` and asserts it succeeded.
@@ -122,16 +125,6 @@ impl Fixture {
         assert!(output.status.success(), "{output:?}");
         serde_json::from_slice(&output.stdout).unwrap()
     }
-}
-
-fn commlog(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_commlog"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("COMMLOG_DIR")
-        .output()
-        .unwrap()
 }
 
 /// What the checks compare: rows, rows per kind, and the money sums.
@@ -469,7 +462,7 @@ fn bad_invocations_exit_1_and_write_nothing() {
     let out = out.to_str().unwrap();
     // A missing store: exit 1, nothing created (neither the store nor the output).
     let missing = fixture.path("no-store");
-    let output = commlog(&missing, &["export", "--format", "jsonl", "--out", out]);
+    let output = run_in(&missing, &["export", "--format", "jsonl", "--out", out]);
     assert_eq!(output.status.code(), Some(1));
     assert!(!missing.exists());
     for args in [
@@ -642,7 +635,7 @@ fn every_event_leaves_by_export_budgets_and_failure_reasons_included() {
             out.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let output = commlog(&dir, &args);
+        let output = run_in(&dir, &args);
         assert!(output.status.success(), "{output:?}");
         out
     };
@@ -717,10 +710,10 @@ fn every_event_leaves_by_export_budgets_and_failure_reasons_included() {
     // The message export, history and its JSON carry the failure's reason.
     let messages = read_jsonl(&export("messages.jsonl", "jsonl", &["--messages"]));
     assert_eq!(messages[0]["failure_reason"], "undelivered");
-    let history = commlog(&dir, &["--json", "history", "--user", "7"]);
+    let history = run_in(&dir, &["--json", "history", "--user", "7"]);
     let history: Value = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(history[0]["failure_reason"], "undelivered");
-    let table = commlog(&dir, &["history", "--user", "7"]);
+    let table = run_in(&dir, &["history", "--user", "7"]);
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(
         table.contains("failure") && table.contains("undelivered"),
@@ -1008,7 +1001,7 @@ mod parquet_export {
         let dir = temp.path().join("store");
         drop(budgets_and_a_failure(&dir));
         let out = temp.path().join("events");
-        let output = commlog(
+        let output = run_in(
             &dir,
             &[
                 "-q",
@@ -1051,7 +1044,7 @@ mod parquet_export {
         );
 
         let out = temp.path().join("messages");
-        let output = commlog(
+        let output = run_in(
             &dir,
             &[
                 "-q",

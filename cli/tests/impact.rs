@@ -1,9 +1,12 @@
 //! The `impact` command; the financial-impact view itself: tests/impact.rs.
 
+mod support;
+
 use std::process::Command;
 
 use chrono::{DateTime, TimeZone, Utc};
-use commlog::{Channel, ImpactFilter, ImpactReport, Options, Store, SyncPolicy};
+use commlog::{Channel, ImpactFilter, ImpactReport, Store};
+use support::store::options;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -11,13 +14,6 @@ const DAY_MS: i64 = 86_400_000;
 fn at(days: i64, ms: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
         + chrono::Duration::milliseconds(days * DAY_MS + ms)
-}
-
-fn options() -> Options {
-    Options {
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
 }
 
 #[test]

@@ -1,0 +1,9 @@
+//! Code shared by the integration tests: each test file declares `mod support;`.
+// Each test file uses only some of these items; the rest would warn as dead code there.
+#![allow(dead_code)]
+
+pub mod calls;
+pub mod files;
+pub mod model;
+pub mod script;
+pub mod store;
