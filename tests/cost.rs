@@ -16,6 +16,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use support::calls::{ACTIONS, Call, track};
 use support::model::{CLOCK_SKEW_MS, is_conversion};
+use support::reports::budget_of;
 use support::store::{open, time_of_ms};
 
 fn time(text: &str) -> DateTime<Utc> {
@@ -655,16 +656,6 @@ fn send(store: &Store, user: u64, channel: Channel, cost_micros: i64, at: &str) 
 
 fn report(store: &Store, filter: &CostFilter) -> CostReport {
     store.get_cost_report(filter).unwrap()
-}
-
-fn budget_of(report: &CostReport, scope: BudgetScope, month: &str) -> BudgetStatus {
-    let month: Month = month.parse().unwrap();
-    report
-        .budgets
-        .iter()
-        .find(|status| status.scope == scope && status.month == month)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {scope} budget for {month} in {:?}", report.budgets))
 }
 
 fn date(text: &str) -> NaiveDate {

@@ -2,18 +2,9 @@
 
 mod support;
 
-use commlog::{BudgetScope, BudgetStatus, Channel, CostReport, Month};
+use commlog::{BudgetScope, Channel, CostReport};
 use support::command::run_in;
-
-fn budget_of(report: &CostReport, scope: BudgetScope, month: &str) -> BudgetStatus {
-    let month: Month = month.parse().unwrap();
-    report
-        .budgets
-        .iter()
-        .find(|status| status.scope == scope && status.month == month)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {scope} budget for {month} in {:?}", report.budgets))
-}
+use support::reports::budget_of;
 
 #[test]
 fn budget_set_appends_a_budget_that_costs_reports() {

@@ -5,5 +5,6 @@
 pub mod calls;
 pub mod files;
 pub mod model;
+pub mod reports;
 pub mod script;
 pub mod store;

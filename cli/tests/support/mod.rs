@@ -6,5 +6,7 @@
 pub mod command;
 #[path = "../../../tests/support/files.rs"]
 pub mod files;
+#[path = "../../../tests/support/reports.rs"]
+pub mod reports;
 #[path = "../../../tests/support/store.rs"]
 pub mod store;
