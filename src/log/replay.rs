@@ -424,7 +424,7 @@ fn scan_segments<'a>(
         if *name_seq != expected_seq && SegmentHeader::decode(bytes).is_ok() {
             return Err(Error::corruption(
                 path,
-                12,
+                codec::FIRST_SEQ_OFFSET as u64,
                 format!(
                     "segment file name says first seq {name_seq}, but the log before it ends at seq {}",
                     expected_seq - 1
@@ -605,7 +605,7 @@ fn replay_segment_split<'a>(
     if header.first_seq != expected.first_seq {
         return Err(Error::corruption(
             path,
-            12,
+            codec::FIRST_SEQ_OFFSET as u64,
             format!(
                 "header says first seq {}, but the log before it ends at seq {}",
                 header.first_seq,
@@ -616,7 +616,7 @@ fn replay_segment_split<'a>(
     if header.first_message_id != expected.first_message_id {
         return Err(Error::corruption(
             path,
-            20,
+            codec::FIRST_MESSAGE_ID_OFFSET as u64,
             format!(
                 "header says first message id {}, but {} messages came before",
                 header.first_message_id,
@@ -731,21 +731,21 @@ pub(crate) fn foreign_store_reason(found: Option<u64>, store_id: Option<u64>) ->
     let first_segment = segment_file_name(1);
     match (found, store_id) {
         (Some(found), Some(store_id)) => (
-            28,
+            codec::STORE_ID_OFFSET as u64,
             format!(
                 "segment belongs to another store: its store id is {found:#018x}, but the \
                  store's first segment {first_segment} has {store_id:#018x}"
             ),
         ),
         (None, Some(store_id)) => (
-            8,
+            codec::VERSION_OFFSET as u64,
             format!(
                 "segment belongs to another store: it is of format version 1, without a store \
                  id, but the store's first segment {first_segment} has store id {store_id:#018x}"
             ),
         ),
         (Some(found), None) => (
-            8,
+            codec::VERSION_OFFSET as u64,
             format!(
                 "segment belongs to another store: it has store id {found:#018x}, but the \
                  store's first segment {first_segment} is of format version 1, without one"
