@@ -557,45 +557,126 @@ fn replay_segment_split<'a>(
 ) -> Result<SegmentEnd> {
     let header = match SegmentHeader::decode(bytes) {
         Ok(header) => header,
-        Err(reason) if position == Position::Sealed => {
-            return Err(Error::corruption(path, 0, reason));
-        }
-        Err(reason) => {
-            // A header is written and fsynced before any frame goes behind it, so a valid frame
-            // right behind it shows that the header had been whole: damage, not a crash.
-            // The header's version may be what is damaged, so both places a first frame can
-            // start are looked at.
-            for first_frame_offset in [SEGMENT_HEADER_V1_BYTES, SEGMENT_HEADER_V2_BYTES] {
-                let first_frame = bytes.get(first_frame_offset..).unwrap_or_default();
-                if let Ok(raw) = codec::read_frame(first_frame) {
-                    return Err(Error::corruption(
-                        path,
-                        0,
-                        format!(
-                            "{reason}; the valid frame at offset {first_frame_offset} (seq {}) \
-                             shows the header had been written and fsynced",
-                            raw.seq()
-                        ),
-                    ));
-                }
-            }
-            // A crash right after creating the segment, unless a later frame proves otherwise.
-            if let Some(proof) =
-                find_durable_proof(bytes, SEGMENT_HEADER_V1_BYTES, expected.first_seq)
-            {
-                return Err(Error::corruption(path, 0, format!("{reason}; {proof}")));
-            }
-            return Ok(SegmentEnd {
-                cursor: None,
-                events: 0,
-                frame_count: 0,
-                end: 0,
-                torn_offset: Some(0),
-                ends_with_close_marker: false,
-                store_id: None,
-            });
-        }
+        Err(reason) => return judge_bad_header(path, bytes, position, expected, reason),
     };
+    check_header(path, &header, expected)?;
+    let mut cursor = FrameCursor::new(&header);
+    let mut next_seq = header.first_seq;
+    let mut offset = header.len_bytes();
+    let mut frame_count = 0;
+    let mut ends_with_close_marker = false;
+    let mut torn_offset = None;
+    let chunks = split
+        .filter(|split| checksums == Checksums::Verify && bytes.len() >= split.segment_bytes_min)
+        .map(|split| chunk_boundaries(bytes, offset, split.chunk_bytes))
+        .unwrap_or_default();
+    std::thread::scope(|scope| -> Result<()> {
+        let mut speculated = Speculation::spawn(scope, bytes, &chunks);
+        while offset < bytes.len() {
+            if let Some(chunk) = speculated.take(offset)
+                && let Some(rebase) = chunk.fits(&cursor, next_seq)
+            {
+                rebase.fold_events(bytes, &chunk, fold);
+                cursor = rebase.cursor;
+                next_seq = chunk.next_seq;
+                frame_count += chunk.frame_count;
+                if chunk.frame_count > 0 {
+                    ends_with_close_marker = chunk.ends_with_close_marker;
+                }
+                offset = chunk.chunk_end;
+                speculated.recycle(chunk);
+                continue;
+            }
+            let (frame, frame_bytes) =
+                match next_frame(&bytes[offset..], &mut cursor, next_seq, checksums) {
+                    Ok(read) => read,
+                    Err(reason) => {
+                        let reason = full_check_reason(
+                            &bytes[offset..],
+                            &cursor,
+                            next_seq,
+                            checksums,
+                            reason,
+                        );
+                        torn_offset =
+                            judge_bad_frame(path, bytes, offset, position, next_seq, reason)?;
+                        break;
+                    }
+                };
+            match frame {
+                Frame::Event(logged) => {
+                    fold(&logged, &bytes[offset..offset + frame_bytes]);
+                    // The header check leaves room, but a segment can hold more frames.
+                    next_seq = next_seq.checked_add(1).ok_or_else(|| {
+                        Error::corruption(path, offset as u64, "sequence number overflows")
+                    })?;
+                    ends_with_close_marker = false;
+                }
+                Frame::Closed { .. } => ends_with_close_marker = true,
+            }
+            offset += frame_bytes;
+            frame_count += 1;
+        }
+        Ok(())
+    })?;
+    Ok(SegmentEnd {
+        cursor: Some(cursor),
+        events: next_seq - header.first_seq,
+        frame_count,
+        end: offset as u64,
+        torn_offset,
+        ends_with_close_marker,
+        store_id: header.store_id,
+    })
+}
+
+/// Judges a segment whose header fails its checks (`reason`): corruption when the segment is
+/// sealed or a frame shows that the header had been durable; otherwise a crash right after the
+/// segment was created, a torn tail from offset 0.
+fn judge_bad_header(
+    path: &Path,
+    bytes: &[u8],
+    position: Position,
+    expected: Expected,
+    reason: String,
+) -> Result<SegmentEnd> {
+    if position == Position::Sealed {
+        return Err(Error::corruption(path, 0, reason));
+    }
+    // A header is written and fsynced before any frame goes behind it, so a valid frame right
+    // behind it shows that the header had been whole: damage, not a crash. The header's
+    // version may be what is damaged, so both places a first frame can start are looked at.
+    for first_frame_offset in [SEGMENT_HEADER_V1_BYTES, SEGMENT_HEADER_V2_BYTES] {
+        let first_frame = bytes.get(first_frame_offset..).unwrap_or_default();
+        if let Ok(raw) = codec::read_frame(first_frame) {
+            return Err(Error::corruption(
+                path,
+                0,
+                format!(
+                    "{reason}; the valid frame at offset {first_frame_offset} (seq {}) shows \
+                     the header had been written and fsynced",
+                    raw.seq()
+                ),
+            ));
+        }
+    }
+    // A crash right after creating the segment, unless a later frame proves otherwise.
+    if let Some(proof) = find_durable_proof(bytes, SEGMENT_HEADER_V1_BYTES, expected.first_seq) {
+        return Err(Error::corruption(path, 0, format!("{reason}; {proof}")));
+    }
+    Ok(SegmentEnd {
+        cursor: None,
+        events: 0,
+        frame_count: 0,
+        end: 0,
+        torn_offset: Some(0),
+        ends_with_close_marker: false,
+        store_id: None,
+    })
+}
+
+/// Checks that a valid header says what the segments before it lead to expect.
+fn check_header(path: &Path, header: &SegmentHeader, expected: Expected) -> Result<()> {
     if let Some(store_id) = expected.store_id
         && header.store_id != store_id
     {
@@ -624,105 +705,52 @@ fn replay_segment_split<'a>(
             ),
         ));
     }
-    let mut cursor = FrameCursor::new(&header);
-    let mut next_seq = header.first_seq;
-    let mut offset = header.len_bytes();
-    let mut frame_count = 0;
-    let mut ends_with_close_marker = false;
-    let mut torn_offset = None;
-    let chunks = split
-        .filter(|split| checksums == Checksums::Verify && bytes.len() >= split.segment_bytes_min)
-        .map(|split| chunk_boundaries(bytes, offset, split.chunk_bytes))
-        .unwrap_or_default();
-    std::thread::scope(|scope| -> Result<()> {
-        let mut speculated = Speculation::spawn(scope, bytes, &chunks);
-        while offset < bytes.len() {
-            if let Some(chunk) = speculated.take(offset)
-                && let Some(rebase) = chunk.fits(&cursor, next_seq)
-            {
-                for (logged, frame_offset, frame_bytes) in &chunk.events {
-                    fold(
-                        &rebase.event(logged),
-                        &bytes[*frame_offset..frame_offset + frame_bytes],
-                    );
-                }
-                cursor = rebase.cursor;
-                next_seq = chunk.next_seq;
-                frame_count += chunk.frame_count;
-                if chunk.frame_count > 0 {
-                    ends_with_close_marker = chunk.ends_with_close_marker;
-                }
-                offset = chunk.chunk_end;
-                speculated.recycle(chunk);
-                continue;
-            }
-            match next_frame(&bytes[offset..], &mut cursor, next_seq, checksums) {
-                Ok((frame, frame_bytes)) => {
-                    match frame {
-                        Frame::Event(logged) => {
-                            fold(&logged, &bytes[offset..offset + frame_bytes]);
-                            // The header check leaves room, but a segment can hold more frames.
-                            next_seq = match next_seq.checked_add(1) {
-                                Some(next_seq) => next_seq,
-                                None => {
-                                    return Err(Error::corruption(
-                                        path,
-                                        offset as u64,
-                                        "sequence number overflows",
-                                    ));
-                                }
-                            };
-                            ends_with_close_marker = false;
-                        }
-                        Frame::Closed { .. } => ends_with_close_marker = true,
-                    }
-                    offset += frame_bytes;
-                    frame_count += 1;
-                }
-                Err(reason) => {
-                    // Without checksums, a damaged frame may fail another check first: name the
-                    // failure as the full checks do.
-                    let reason = match checksums {
-                        Checksums::Verify => reason,
-                        Checksums::Deferred => next_frame(
-                            &bytes[offset..],
-                            &mut cursor.clone(),
-                            next_seq,
-                            Checksums::Verify,
-                        )
-                        .err()
-                        .unwrap_or(reason),
-                    };
-                    if bytes[offset..].iter().all(|byte| *byte == 0) {
-                        // Zeros to the end of the file (preallocation): the end of the log.
-                        break;
-                    }
-                    if position == Position::Sealed {
-                        return Err(Error::corruption(path, offset as u64, reason));
-                    }
-                    if let Some(proof) = find_durable_proof(bytes, offset + 1, next_seq) {
-                        return Err(Error::corruption(
-                            path,
-                            offset as u64,
-                            format!("{reason}; {proof}"),
-                        ));
-                    }
-                    torn_offset = Some(offset as u64);
-                    break;
-                }
-            }
-        }
-        Ok(())
-    })?;
-    Ok(SegmentEnd {
-        cursor: Some(cursor),
-        events: next_seq - header.first_seq,
-        frame_count,
-        end: offset as u64,
-        torn_offset,
-        ends_with_close_marker,
-        store_id: header.store_id,
-    })
+    Ok(())
+}
+
+/// Why the frame at the start of `bytes` fails, as the full checks say: without checksums, a
+/// damaged frame may fail another check first (`reason`).
+fn full_check_reason(
+    bytes: &[u8],
+    cursor: &FrameCursor,
+    next_seq: u64,
+    checksums: Checksums,
+    reason: String,
+) -> String {
+    match checksums {
+        Checksums::Verify => reason,
+        Checksums::Deferred => next_frame(bytes, &mut cursor.clone(), next_seq, Checksums::Verify)
+            .err()
+            .unwrap_or(reason),
+    }
+}
+
+/// Judges the frame at `offset` that fails its checks (`reason`), `next_seq` being the seq it
+/// should have: zeros to the end of the file (preallocation) are the end of the log (`None`);
+/// in the last segment, a frame never made durable starts a torn tail (`Some(offset)`);
+/// anything else is corruption.
+fn judge_bad_frame(
+    path: &Path,
+    bytes: &[u8],
+    offset: usize,
+    position: Position,
+    next_seq: u64,
+    reason: String,
+) -> Result<Option<u64>> {
+    if bytes[offset..].iter().all(|byte| *byte == 0) {
+        return Ok(None);
+    }
+    if position == Position::Sealed {
+        return Err(Error::corruption(path, offset as u64, reason));
+    }
+    if let Some(proof) = find_durable_proof(bytes, offset + 1, next_seq) {
+        return Err(Error::corruption(
+            path,
+            offset as u64,
+            format!("{reason}; {proof}"),
+        ));
+    }
+    Ok(Some(offset as u64))
 }
 
 /// Where a segment's header shows that it belongs to another store than the log's first
@@ -1024,6 +1052,19 @@ impl Speculated<'_> {
 }
 
 impl Rebase {
+    /// Folds a second half's events as the real state makes them.
+    fn fold_events<'a>(
+        &self,
+        bytes: &'a [u8],
+        chunk: &Speculated<'a>,
+        fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
+    ) {
+        for (logged, frame_offset, frame_bytes) in &chunk.events {
+            let frame = &bytes[*frame_offset..frame_offset + frame_bytes];
+            fold(&self.event(logged), frame);
+        }
+    }
+
     /// A second-half event as the real state makes it.
     fn event<'a>(&self, logged: &LoggedEvent<'a>) -> LoggedEvent<'a> {
         let mut event = logged.event;
