@@ -38,19 +38,18 @@ fn build_reference_store(dir: &Path) -> u64 {
     calls
 }
 
-/// `00000000000000000001.log`: a segment file.
-fn is_segment(name: &str) -> bool {
-    name.strip_suffix(".log")
-        .is_some_and(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// (segment files, their total size in bytes).
 fn segment_bytes(dir: &Path) -> (u64, u64) {
     let mut segments = 0;
     let mut bytes = 0;
     for entry in std::fs::read_dir(dir).expect("read the store directory") {
         let entry = entry.expect("a directory entry");
-        if entry.file_name().to_str().is_some_and(is_segment) {
+        if entry
+            .file_name()
+            .to_str()
+            .and_then(commlog::segment_file_sequence)
+            .is_some()
+        {
             segments += 1;
             bytes += entry.metadata().expect("segment metadata").len();
         }
@@ -165,7 +164,12 @@ fn build_crashed_store(spec: Spec, crashed: &Path) -> u64 {
     std::fs::create_dir_all(crashed).expect("create the crashed store's directory");
     for entry in std::fs::read_dir(original.path()).expect("read the store directory") {
         let entry = entry.expect("a directory entry");
-        if entry.file_name().to_str().is_some_and(is_segment) {
+        if entry
+            .file_name()
+            .to_str()
+            .and_then(commlog::segment_file_sequence)
+            .is_some()
+        {
             std::fs::copy(entry.path(), crashed.join(entry.file_name())).expect("copy a segment");
         }
     }

@@ -821,7 +821,7 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
         } else if *name_seq != expected_seq && header.is_ok() {
             scan.findings.push(finding(
                 "misnamed_segment",
-                12,
+                codec::FIRST_SEQ_OFFSET as u64,
                 0,
                 Some(expected_seq),
                 format!(
@@ -859,7 +859,7 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
                 } else if header.first_seq != expected_seq {
                     scan.findings.push(finding(
                         "misnamed_segment",
-                        12,
+                        codec::FIRST_SEQ_OFFSET as u64,
                         0,
                         Some(expected_seq),
                         format!(
@@ -871,7 +871,7 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
                 } else if expected_message_id.is_some_and(|id| id != header.first_message_id) {
                     scan.findings.push(finding(
                         "misnamed_segment",
-                        20,
+                        codec::FIRST_MESSAGE_ID_OFFSET as u64,
                         0,
                         Some(expected_seq),
                         format!(

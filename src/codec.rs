@@ -21,8 +21,44 @@ use crate::money::Money;
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
+// A frame's prefix: the body's length (u16), then the body's checksum (u32).
+const FRAME_LEN_OFFSET: usize = 0;
+const FRAME_LEN_BYTES: usize = 2;
+const FRAME_CRC_OFFSET: usize = FRAME_LEN_OFFSET + FRAME_LEN_BYTES;
+const FRAME_CRC_BYTES: usize = 4;
+
+const _: () = assert!(FRAME_CRC_OFFSET + FRAME_CRC_BYTES == FRAME_PREFIX_BYTES);
+
 /// First eight bytes of every segment file.
-pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"CMLOGSEG";
+pub(crate) const SEGMENT_MAGIC: [u8; MAGIC_BYTES] = *b"CMLOGSEG";
+
+// The segment header's fields, each starting where the one before it ends (docs/FORMAT.md).
+// Versions 1 and 2 share everything up to the first message id; version 2 adds the store id
+// before the checksum, and the seal slot after it.
+const MAGIC_OFFSET: usize = 0;
+const MAGIC_BYTES: usize = 8;
+/// Where the header's format version (u32) starts, at the same place in every version.
+pub(crate) const VERSION_OFFSET: usize = MAGIC_OFFSET + MAGIC_BYTES;
+const VERSION_BYTES: usize = 4;
+/// Where the header's first seq (u64) starts.
+pub(crate) const FIRST_SEQ_OFFSET: usize = VERSION_OFFSET + VERSION_BYTES;
+const FIRST_SEQ_BYTES: usize = 8;
+/// Where the header's first message id (u64) starts.
+pub(crate) const FIRST_MESSAGE_ID_OFFSET: usize = FIRST_SEQ_OFFSET + FIRST_SEQ_BYTES;
+const FIRST_MESSAGE_ID_BYTES: usize = 8;
+/// Where a version 2 header's store id (u64) starts; a version 1 header has its checksum here.
+pub(crate) const STORE_ID_OFFSET: usize = FIRST_MESSAGE_ID_OFFSET + FIRST_MESSAGE_ID_BYTES;
+const STORE_ID_BYTES: usize = 8;
+/// Where a version 1 header's checksum starts: right after the first message id.
+const HEADER_V1_CRC_OFFSET: usize = FIRST_MESSAGE_ID_OFFSET + FIRST_MESSAGE_ID_BYTES;
+/// Where a version 2 header's checksum starts: right after the store id.
+const HEADER_V2_CRC_OFFSET: usize = STORE_ID_OFFSET + STORE_ID_BYTES;
+const HEADER_CRC_BYTES: usize = 4;
+
+const _: () = assert!(SEGMENT_MAGIC.len() == MAGIC_BYTES);
+const _: () = assert!(HEADER_V1_CRC_OFFSET + HEADER_CRC_BYTES == SEGMENT_HEADER_V1_BYTES);
+const _: () = assert!(HEADER_V2_CRC_OFFSET + HEADER_CRC_BYTES == SEAL_SLOT_OFFSET);
+const _: () = assert!(VERSION_OFFSET + VERSION_BYTES <= SEGMENT_HEADER_V1_BYTES);
 
 /// The format of a segment without a store id: every segment a store created before store ids
 /// existed, and every segment such a store adds.
@@ -64,9 +100,9 @@ impl SegmentHeader {
     /// slot comes after it, zeros until the segment is sealed ([`encode_seal`]).
     fn checked_bytes(version_2: bool) -> usize {
         if version_2 {
-            SEAL_SLOT_OFFSET - 4
+            HEADER_V2_CRC_OFFSET
         } else {
-            SEGMENT_HEADER_V1_BYTES - 4
+            HEADER_V1_CRC_OFFSET
         }
     }
 
@@ -74,23 +110,25 @@ impl SegmentHeader {
         let len = self.len_bytes();
         let checked = SegmentHeader::checked_bytes(self.store_id.is_some());
         let mut bytes = vec![0u8; len];
-        bytes[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        bytes[8..12].copy_from_slice(&self.version().to_le_bytes());
-        bytes[12..20].copy_from_slice(&self.first_seq.to_le_bytes());
-        bytes[20..28].copy_from_slice(&self.first_message_id.to_le_bytes());
+        bytes[MAGIC_OFFSET..VERSION_OFFSET].copy_from_slice(&SEGMENT_MAGIC);
+        bytes[VERSION_OFFSET..FIRST_SEQ_OFFSET].copy_from_slice(&self.version().to_le_bytes());
+        bytes[FIRST_SEQ_OFFSET..FIRST_MESSAGE_ID_OFFSET]
+            .copy_from_slice(&self.first_seq.to_le_bytes());
+        bytes[FIRST_MESSAGE_ID_OFFSET..STORE_ID_OFFSET]
+            .copy_from_slice(&self.first_message_id.to_le_bytes());
         if let Some(store_id) = self.store_id {
-            bytes[28..36].copy_from_slice(&store_id.to_le_bytes());
+            bytes[STORE_ID_OFFSET..HEADER_V2_CRC_OFFSET].copy_from_slice(&store_id.to_le_bytes());
         }
-        let crc = crc32fast::hash(&bytes[0..checked]);
-        bytes[checked..checked + 4].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[MAGIC_OFFSET..checked]);
+        bytes[checked..checked + HEADER_CRC_BYTES].copy_from_slice(&crc.to_le_bytes());
         bytes
     }
 
     /// Decodes and checks a header; the error says which check failed. The version field
-    /// (bytes 8..12) tells the layouts apart; a version 1 header is checked exactly as before
+    /// (at [`VERSION_OFFSET`]) tells the layouts apart; a version 1 header is checked exactly as before
     /// version 2 existed.
     pub(crate) fn decode(bytes: &[u8]) -> Result<SegmentHeader, String> {
-        let version_2 = bytes.get(8..12).map(|field| u32_at(field, 0)) == Some(FORMAT_VERSION_2);
+        let version_2 = version_field(bytes) == Some(FORMAT_VERSION_2);
         let len = if version_2 {
             SEGMENT_HEADER_V2_BYTES
         } else {
@@ -104,25 +142,25 @@ impl SegmentHeader {
         };
         let checked = SegmentHeader::checked_bytes(version_2);
         let stored_crc = u32_at(bytes, checked);
-        let computed_crc = crc32fast::hash(&bytes[0..checked]);
+        let computed_crc = crc32fast::hash(&bytes[MAGIC_OFFSET..checked]);
         if stored_crc != computed_crc {
             return Err(format!(
                 "segment header checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"
             ));
         }
-        if bytes[0..8] != SEGMENT_MAGIC {
+        if bytes[MAGIC_OFFSET..VERSION_OFFSET] != SEGMENT_MAGIC {
             return Err("not a commlog segment (bad magic)".to_string());
         }
-        let version = u32_at(bytes, 8);
+        let version = u32_at(bytes, VERSION_OFFSET);
         if version != FORMAT_VERSION_1 && version != FORMAT_VERSION_2 {
             return Err(format!(
                 "unsupported format version {version} (this build reads {FORMAT_VERSION_1} and {FORMAT_VERSION_2})"
             ));
         }
         let header = SegmentHeader {
-            first_seq: u64_at(bytes, 12),
-            first_message_id: u64_at(bytes, 20),
-            store_id: version_2.then(|| u64_at(bytes, 28)),
+            first_seq: u64_at(bytes, FIRST_SEQ_OFFSET),
+            first_message_id: u64_at(bytes, FIRST_MESSAGE_ID_OFFSET),
+            store_id: version_2.then(|| u64_at(bytes, STORE_ID_OFFSET)),
         };
         // Both count from 1, and the segment must leave room to count on.
         if header.first_seq == 0 || header.first_seq == u64::MAX {
@@ -142,16 +180,16 @@ impl SegmentHeader {
 /// newer commlog's: the magic is right, and the header is not a known version's with a
 /// damaged version field (restoring that field to 1 or 2 does not make it check out).
 pub(crate) fn newer_format_version(bytes: &[u8]) -> Option<u32> {
-    if bytes.get(0..8)? != SEGMENT_MAGIC {
+    if bytes.get(MAGIC_OFFSET..VERSION_OFFSET)? != SEGMENT_MAGIC {
         return None;
     }
-    let version = u32_at(bytes.get(8..12)?, 0);
+    let version = version_field(bytes)?;
     if version <= FORMAT_VERSION_2 {
         return None;
     }
     let restored_decodes = [FORMAT_VERSION_1, FORMAT_VERSION_2].iter().any(|known| {
         let mut restored = bytes[..bytes.len().min(SEGMENT_HEADER_V2_BYTES)].to_vec();
-        restored[8..12].copy_from_slice(&known.to_le_bytes());
+        restored[VERSION_OFFSET..FIRST_SEQ_OFFSET].copy_from_slice(&known.to_le_bytes());
         SegmentHeader::decode(&restored).is_ok()
     });
     (!restored_decodes).then_some(version)
@@ -159,20 +197,29 @@ pub(crate) fn newer_format_version(bytes: &[u8]) -> Option<u32> {
 
 /// Where a version 2 header's seal slot starts: right after the header checksum, which does
 /// not cover it (the slot is written when the segment is sealed, after the header).
-pub(crate) const SEAL_SLOT_OFFSET: usize = 40;
+pub(crate) const SEAL_SLOT_OFFSET: usize = HEADER_V2_CRC_OFFSET + HEADER_CRC_BYTES;
 
 /// Bytes of the seal slot: the next segment's first seq (u64), a crc32 of those 8 bytes, and
 /// 4 bytes of zeros.
-pub(crate) const SEAL_SLOT_BYTES: usize = 16;
+pub(crate) const SEAL_SLOT_BYTES: usize = SEAL_CRC_OFFSET + SEAL_CRC_BYTES + SEAL_PADDING_BYTES;
+
+// The seal slot's fields, relative to the slot's start.
+const SEAL_NEXT_SEQ_OFFSET: usize = 0;
+const SEAL_NEXT_SEQ_BYTES: usize = 8;
+const SEAL_CRC_OFFSET: usize = SEAL_NEXT_SEQ_OFFSET + SEAL_NEXT_SEQ_BYTES;
+const SEAL_CRC_BYTES: usize = 4;
+const SEAL_PADDING_OFFSET: usize = SEAL_CRC_OFFSET + SEAL_CRC_BYTES;
+const SEAL_PADDING_BYTES: usize = 4;
 
 const _: () = assert!(SEAL_SLOT_OFFSET + SEAL_SLOT_BYTES == SEGMENT_HEADER_V2_BYTES);
+const _: () = assert!(SEAL_PADDING_OFFSET + SEAL_PADDING_BYTES == SEAL_SLOT_BYTES);
 
 /// The seal slot of a segment whose successor starts at `next_first_seq`.
 pub(crate) fn encode_seal(next_first_seq: u64) -> [u8; SEAL_SLOT_BYTES] {
     let mut slot = [0u8; SEAL_SLOT_BYTES];
-    slot[0..8].copy_from_slice(&next_first_seq.to_le_bytes());
-    let crc = crc32fast::hash(&slot[0..8]);
-    slot[8..12].copy_from_slice(&crc.to_le_bytes());
+    slot[SEAL_NEXT_SEQ_OFFSET..SEAL_CRC_OFFSET].copy_from_slice(&next_first_seq.to_le_bytes());
+    let crc = crc32fast::hash(&slot[SEAL_NEXT_SEQ_OFFSET..SEAL_CRC_OFFSET]);
+    slot[SEAL_CRC_OFFSET..SEAL_PADDING_OFFSET].copy_from_slice(&crc.to_le_bytes());
     slot
 }
 
@@ -180,15 +227,22 @@ pub(crate) fn encode_seal(next_first_seq: u64) -> [u8; SEAL_SLOT_BYTES] {
 /// segment is not sealed: the slot is zeros, fails its checksum, or `bytes` is not a version
 /// 2 segment.
 pub(crate) fn decode_seal(bytes: &[u8]) -> Option<u64> {
-    if bytes.get(8..12).map(|field| u32_at(field, 0)) != Some(FORMAT_VERSION_2) {
+    if version_field(bytes) != Some(FORMAT_VERSION_2) {
         return None;
     }
     let slot = bytes.get(SEAL_SLOT_OFFSET..SEAL_SLOT_OFFSET + SEAL_SLOT_BYTES)?;
-    let next_first_seq = u64_at(slot, 0);
+    let next_first_seq = u64_at(slot, SEAL_NEXT_SEQ_OFFSET);
     let sealed = next_first_seq != 0
-        && u32_at(slot, 8) == crc32fast::hash(&slot[0..8])
-        && slot[12..16] == [0; 4];
+        && u32_at(slot, SEAL_CRC_OFFSET)
+            == crc32fast::hash(&slot[SEAL_NEXT_SEQ_OFFSET..SEAL_CRC_OFFSET])
+        && slot[SEAL_PADDING_OFFSET..] == [0; SEAL_PADDING_BYTES];
     sealed.then_some(next_first_seq)
+}
+
+/// The format version a segment's header gives, unchecked; `None` if `bytes` ends before it.
+fn version_field(bytes: &[u8]) -> Option<u32> {
+    let field = bytes.get(VERSION_OFFSET..VERSION_OFFSET + VERSION_BYTES)?;
+    Some(u32_at(field, 0))
 }
 
 fn u32_at(bytes: &[u8], offset: usize) -> u32 {
@@ -480,8 +534,9 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
     );
     let crc = crc32fast::hash(&out[start + FRAME_PREFIX_BYTES..]);
     let body_len = u16::try_from(body_len).expect("bounded by FRAME_BODY_BYTES_MAX");
-    out[start..start + 2].copy_from_slice(&body_len.to_le_bytes());
-    out[start + 2..start + FRAME_PREFIX_BYTES].copy_from_slice(&crc.to_le_bytes());
+    out[start + FRAME_LEN_OFFSET..start + FRAME_CRC_OFFSET]
+        .copy_from_slice(&body_len.to_le_bytes());
+    out[start + FRAME_CRC_OFFSET..start + FRAME_PREFIX_BYTES].copy_from_slice(&crc.to_le_bytes());
     *cursor = next;
 }
 
@@ -513,7 +568,7 @@ impl RawFrame<'_> {
 #[inline(always)]
 pub(crate) fn read_frame(bytes: &[u8]) -> Result<RawFrame<'_>, String> {
     let body = frame_body(bytes)?;
-    let stored_crc = u32::from_le_bytes(bytes[2..6].try_into().expect("4 bytes"));
+    let stored_crc = u32_at(bytes, FRAME_CRC_OFFSET);
     let computed_crc = crc32fast::hash(body);
     if stored_crc != computed_crc {
         return Err(format!(
@@ -530,10 +585,19 @@ pub(crate) fn read_frame_unverified(bytes: &[u8]) -> Result<RawFrame<'_>, String
     decode_body(frame_body(bytes)?)
 }
 
+/// The body length a frame's prefix gives, unchecked; `prefix` holds at least the prefix.
+#[inline(always)]
+fn body_len_field(prefix: &[u8]) -> usize {
+    usize::from(u16::from_le_bytes([
+        prefix[FRAME_LEN_OFFSET],
+        prefix[FRAME_LEN_OFFSET + 1],
+    ]))
+}
+
 /// Whether a whole frame's (prefix and body) stored checksum matches its body.
 #[inline]
 pub(crate) fn checksum_ok(frame: &[u8]) -> bool {
-    let stored_crc = u32::from_le_bytes(frame[2..6].try_into().expect("a frame has a prefix"));
+    let stored_crc = u32_at(frame, FRAME_CRC_OFFSET);
     crc32fast::hash(&frame[FRAME_PREFIX_BYTES..]) == stored_crc
 }
 
@@ -546,7 +610,7 @@ pub(crate) fn checksum_ok(frame: &[u8]) -> bool {
 #[inline]
 pub(crate) fn peek_frame_seqs(bytes: &[u8]) -> Option<(u64, Option<u64>)> {
     let prefix = bytes.get(..FRAME_PREFIX_BYTES)?;
-    let body_len = usize::from(u16::from_le_bytes([prefix[0], prefix[1]]));
+    let body_len = body_len_field(prefix);
     if body_len == 0 || body_len > FRAME_BODY_BYTES_MAX {
         return None;
     }
@@ -587,7 +651,7 @@ fn frame_body(bytes: &[u8]) -> Result<&[u8], String> {
             bytes.len()
         ));
     }
-    let body_len = usize::from(u16::from_le_bytes([bytes[0], bytes[1]]));
+    let body_len = body_len_field(bytes);
     if body_len == 0 || body_len > FRAME_BODY_BYTES_MAX {
         return Err(format!(
             "frame length {body_len} is outside 1..={FRAME_BODY_BYTES_MAX}"

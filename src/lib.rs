@@ -33,6 +33,7 @@ mod limits;
 mod log;
 mod message;
 mod money;
+mod options;
 mod projection;
 pub mod repair;
 pub mod serde_time;
@@ -47,9 +48,12 @@ pub use event::{
     BudgetScope, Channel, Event, LoggedEvent, MessageId, MessageRef, Month, UserId,
     validate_external_id, validate_name,
 };
-pub use log::{OpenReport, Options, SyncPolicy};
+pub use limits::USER_ID_MAX;
+pub use log::segment::{DIRECTORY_MODE, FILE_MODE, segment_file_sequence};
+pub use log::{OpenReport, SyncPolicy};
 pub use message::{FinancialOutcome, Message, Status};
 pub use money::Money;
+pub use options::Options;
 pub use projection::channel::{
     ChannelLine, ChannelPeriod, ChannelReport, ChannelWinner, EffectivenessFilter, Period,
 };

@@ -44,7 +44,7 @@ impl Money {
     }
 
     /// [`Money::from_dollars`] whose error names the caller's field.
-    pub(crate) fn from_dollars_for(field: &'static str, dollars: f64) -> Result<Money> {
+    pub fn from_dollars_for(field: &'static str, dollars: f64) -> Result<Money> {
         if !dollars.is_finite() {
             return Err(Error::invalid(field, dollars, "must be a finite number"));
         }

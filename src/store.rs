@@ -20,8 +20,9 @@ use crate::limits::{
 };
 use crate::log::replay::{self, Mode};
 use crate::log::segment::{DIRECTORY_MODE, FILE_MODE, open_no_follow};
-use crate::log::{OpenReport, Options, SharedLog, SyncPolicy};
+use crate::log::{OpenReport, SharedLog, SyncPolicy};
 use crate::message::{FinancialOutcome, Message};
+use crate::options::Options;
 use crate::projection::Projection;
 use crate::projection::channel::{ChannelReport, EffectivenessFilter};
 use crate::projection::cost::{CostFilter, CostReport};

@@ -44,6 +44,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::log::segment::segment_file_sequence;
     use crate::{
         BudgetScope, Call, Channel, Error, MessageId, MessageRef, Options, StatsFilter, Store,
         SyncPolicy, Tracked, UserId,
@@ -300,6 +301,26 @@ mod tests {
         }
     }
 
+    /// An outcome of user 1, as the batches end with.
+    fn outcome() -> Call<'static> {
+        Call::Outcome {
+            user: UserId(1),
+            outcome: "overdraft_avoided".into(),
+            amount: 35.0,
+            at: None,
+        }
+    }
+
+    /// A budget for every channel, as the batches end with.
+    fn budget() -> Call<'static> {
+        Call::Budget {
+            scope: BudgetScope::All,
+            month: "2025-01".into(),
+            amount: 100.0,
+            alert_percent: None,
+        }
+    }
+
     /// A store with one message, then a batch of every kind of call whose write fails: the
     /// store, the message and the stats and cost report before the batch, and the answers.
     fn batch_whose_write_fails(
@@ -333,18 +354,8 @@ mod tests {
                     message: MessageRef::Id(message.id),
                     at: None,
                 },
-                Call::Outcome {
-                    user: UserId(1),
-                    outcome: "overdraft_avoided".into(),
-                    amount: 35.0,
-                    at: None,
-                },
-                Call::Budget {
-                    scope: BudgetScope::All,
-                    month: "2025-01".into(),
-                    amount: 100.0,
-                    alert_percent: None,
-                },
+                outcome(),
+                budget(),
             ])
             .unwrap();
         (store, message, before, answers)
@@ -478,18 +489,8 @@ mod tests {
                 },
                 // A repeat appends nothing, but promises its message durable.
                 send("batch-0"),
-                Call::Outcome {
-                    user: UserId(1),
-                    outcome: "overdraft_avoided".into(),
-                    amount: 35.0,
-                    at: None,
-                },
-                Call::Budget {
-                    scope: BudgetScope::All,
-                    month: "2025-01".into(),
-                    amount: 100.0,
-                    alert_percent: None,
-                },
+                outcome(),
+                budget(),
             ])
             .unwrap();
         assert_eq!(answers.len(), 7);
@@ -539,7 +540,13 @@ mod tests {
         std::fs::read_dir(dir)
             .unwrap()
             .map(|entry| entry.unwrap())
-            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(segment_file_sequence)
+                    .is_some()
+            })
             .map(|entry| entry.metadata().unwrap().len())
             .sum()
     }

@@ -25,9 +25,9 @@ use crate::codec::{self, Frame, FrameCursor, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::event::{Event, LoggedEvent};
 use crate::limits::{
-    ATTRIBUTION_WINDOW_DEFAULT, CLOSE_MARKER_BYTES_MAX, FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES,
-    SEGMENT_BYTES_DEFAULT, WRITE_BUFFER_BYTES,
+    CLOSE_MARKER_BYTES_MAX, FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES, WRITE_BUFFER_BYTES,
 };
+use crate::options::Options;
 use replay::Tail;
 use segment::{create_segment, new_store_id, open_no_follow};
 
@@ -43,33 +43,6 @@ pub enum SyncPolicy {
     /// fdatasync (group commit).
     #[default]
     Always,
-}
-
-/// How to open a store.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Options {
-    /// Durability of acknowledged calls. Default: [`SyncPolicy::Always`].
-    pub sync: SyncPolicy,
-    /// Size at which a segment rolls over, in bytes. Default: 64 MiB.
-    pub segment_bytes: u64,
-    /// How far before an outcome a message may be to be credited with it (impact view).
-    /// Default: 7 days.
-    pub attribution_window: Duration,
-    /// How long opening for writing waits for another writer to release the store's lock,
-    /// trying again every few milliseconds, before it fails with [`Error::Locked`](crate::Error::Locked).
-    /// Default: zero (fail at once).
-    pub lock_timeout: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            sync: SyncPolicy::Always,
-            segment_bytes: SEGMENT_BYTES_DEFAULT,
-            attribution_window: ATTRIBUTION_WINDOW_DEFAULT,
-            lock_timeout: Duration::ZERO,
-        }
-    }
 }
 
 /// What opening the store found and did.

@@ -424,7 +424,7 @@ fn scan_segments<'a>(
         if *name_seq != expected_seq && SegmentHeader::decode(bytes).is_ok() {
             return Err(Error::corruption(
                 path,
-                12,
+                codec::FIRST_SEQ_OFFSET as u64,
                 format!(
                     "segment file name says first seq {name_seq}, but the log before it ends at seq {}",
                     expected_seq - 1
@@ -557,73 +557,9 @@ fn replay_segment_split<'a>(
 ) -> Result<SegmentEnd> {
     let header = match SegmentHeader::decode(bytes) {
         Ok(header) => header,
-        Err(reason) if position == Position::Sealed => {
-            return Err(Error::corruption(path, 0, reason));
-        }
-        Err(reason) => {
-            // A header is written and fsynced before any frame goes behind it, so a valid frame
-            // right behind it shows that the header had been whole: damage, not a crash.
-            // The header's version may be what is damaged, so both places a first frame can
-            // start are looked at.
-            for first_frame_offset in [SEGMENT_HEADER_V1_BYTES, SEGMENT_HEADER_V2_BYTES] {
-                let first_frame = bytes.get(first_frame_offset..).unwrap_or_default();
-                if let Ok(raw) = codec::read_frame(first_frame) {
-                    return Err(Error::corruption(
-                        path,
-                        0,
-                        format!(
-                            "{reason}; the valid frame at offset {first_frame_offset} (seq {}) \
-                             shows the header had been written and fsynced",
-                            raw.seq()
-                        ),
-                    ));
-                }
-            }
-            // A crash right after creating the segment, unless a later frame proves otherwise.
-            if let Some(proof) =
-                find_durable_proof(bytes, SEGMENT_HEADER_V1_BYTES, expected.first_seq)
-            {
-                return Err(Error::corruption(path, 0, format!("{reason}; {proof}")));
-            }
-            return Ok(SegmentEnd {
-                cursor: None,
-                events: 0,
-                frame_count: 0,
-                end: 0,
-                torn_offset: Some(0),
-                ends_with_close_marker: false,
-                store_id: None,
-            });
-        }
+        Err(reason) => return judge_bad_header(path, bytes, position, expected, reason),
     };
-    if let Some(store_id) = expected.store_id
-        && header.store_id != store_id
-    {
-        let (offset, reason) = foreign_store_reason(header.store_id, store_id);
-        return Err(Error::corruption(path, offset, reason));
-    }
-    if header.first_seq != expected.first_seq {
-        return Err(Error::corruption(
-            path,
-            12,
-            format!(
-                "header says first seq {}, but the log before it ends at seq {}",
-                header.first_seq,
-                expected.first_seq - 1
-            ),
-        ));
-    }
-    if header.first_message_id != expected.first_message_id {
-        return Err(Error::corruption(
-            path,
-            20,
-            format!(
-                "header says first message id {}, but {} messages came before",
-                header.first_message_id,
-                expected.first_message_id - 1
-            ),
-        ));
-    }
+    check_header(path, &header, expected)?;
     let mut cursor = FrameCursor::new(&header);
     let mut next_seq = header.first_seq;
     let mut offset = header.len_bytes();
@@ -640,12 +576,7 @@ fn replay_segment_split<'a>(
             if let Some(chunk) = speculated.take(offset)
                 && let Some(rebase) = chunk.fits(&cursor, next_seq)
             {
-                for (logged, frame_offset, frame_bytes) in &chunk.events {
-                    fold(
-                        &rebase.event(logged),
-                        &bytes[*frame_offset..frame_offset + frame_bytes],
-                    );
-                }
+                rebase.fold_events(bytes, &chunk, fold);
                 cursor = rebase.cursor;
                 next_seq = chunk.next_seq;
                 frame_count += chunk.frame_count;
@@ -656,61 +587,35 @@ fn replay_segment_split<'a>(
                 speculated.recycle(chunk);
                 continue;
             }
-            match next_frame(&bytes[offset..], &mut cursor, next_seq, checksums) {
-                Ok((frame, frame_bytes)) => {
-                    match frame {
-                        Frame::Event(logged) => {
-                            fold(&logged, &bytes[offset..offset + frame_bytes]);
-                            // The header check leaves room, but a segment can hold more frames.
-                            next_seq = match next_seq.checked_add(1) {
-                                Some(next_seq) => next_seq,
-                                None => {
-                                    return Err(Error::corruption(
-                                        path,
-                                        offset as u64,
-                                        "sequence number overflows",
-                                    ));
-                                }
-                            };
-                            ends_with_close_marker = false;
-                        }
-                        Frame::Closed { .. } => ends_with_close_marker = true,
-                    }
-                    offset += frame_bytes;
-                    frame_count += 1;
-                }
-                Err(reason) => {
-                    // Without checksums, a damaged frame may fail another check first: name the
-                    // failure as the full checks do.
-                    let reason = match checksums {
-                        Checksums::Verify => reason,
-                        Checksums::Deferred => next_frame(
+            let (frame, frame_bytes) =
+                match next_frame(&bytes[offset..], &mut cursor, next_seq, checksums) {
+                    Ok(read) => read,
+                    Err(reason) => {
+                        let reason = full_check_reason(
                             &bytes[offset..],
-                            &mut cursor.clone(),
+                            &cursor,
                             next_seq,
-                            Checksums::Verify,
-                        )
-                        .err()
-                        .unwrap_or(reason),
-                    };
-                    if bytes[offset..].iter().all(|byte| *byte == 0) {
-                        // Zeros to the end of the file (preallocation): the end of the log.
+                            checksums,
+                            reason,
+                        );
+                        torn_offset =
+                            judge_bad_frame(path, bytes, offset, position, next_seq, reason)?;
                         break;
                     }
-                    if position == Position::Sealed {
-                        return Err(Error::corruption(path, offset as u64, reason));
-                    }
-                    if let Some(proof) = find_durable_proof(bytes, offset + 1, next_seq) {
-                        return Err(Error::corruption(
-                            path,
-                            offset as u64,
-                            format!("{reason}; {proof}"),
-                        ));
-                    }
-                    torn_offset = Some(offset as u64);
-                    break;
+                };
+            match frame {
+                Frame::Event(logged) => {
+                    fold(&logged, &bytes[offset..offset + frame_bytes]);
+                    // The header check leaves room, but a segment can hold more frames.
+                    next_seq = next_seq.checked_add(1).ok_or_else(|| {
+                        Error::corruption(path, offset as u64, "sequence number overflows")
+                    })?;
+                    ends_with_close_marker = false;
                 }
+                Frame::Closed { .. } => ends_with_close_marker = true,
             }
+            offset += frame_bytes;
+            frame_count += 1;
         }
         Ok(())
     })?;
@@ -725,27 +630,150 @@ fn replay_segment_split<'a>(
     })
 }
 
+/// Judges a segment whose header fails its checks (`reason`): corruption when the segment is
+/// sealed or a frame shows that the header had been durable; otherwise a crash right after the
+/// segment was created, a torn tail from offset 0.
+fn judge_bad_header(
+    path: &Path,
+    bytes: &[u8],
+    position: Position,
+    expected: Expected,
+    reason: String,
+) -> Result<SegmentEnd> {
+    if position == Position::Sealed {
+        return Err(Error::corruption(path, 0, reason));
+    }
+    // A header is written and fsynced before any frame goes behind it, so a valid frame right
+    // behind it shows that the header had been whole: damage, not a crash. The header's
+    // version may be what is damaged, so both places a first frame can start are looked at.
+    for first_frame_offset in [SEGMENT_HEADER_V1_BYTES, SEGMENT_HEADER_V2_BYTES] {
+        let first_frame = bytes.get(first_frame_offset..).unwrap_or_default();
+        if let Ok(raw) = codec::read_frame(first_frame) {
+            return Err(Error::corruption(
+                path,
+                0,
+                format!(
+                    "{reason}; the valid frame at offset {first_frame_offset} (seq {}) shows \
+                     the header had been written and fsynced",
+                    raw.seq()
+                ),
+            ));
+        }
+    }
+    // A crash right after creating the segment, unless a later frame proves otherwise.
+    if let Some(proof) = find_durable_proof(bytes, SEGMENT_HEADER_V1_BYTES, expected.first_seq) {
+        return Err(Error::corruption(path, 0, format!("{reason}; {proof}")));
+    }
+    Ok(SegmentEnd {
+        cursor: None,
+        events: 0,
+        frame_count: 0,
+        end: 0,
+        torn_offset: Some(0),
+        ends_with_close_marker: false,
+        store_id: None,
+    })
+}
+
+/// Checks that a valid header says what the segments before it lead to expect.
+fn check_header(path: &Path, header: &SegmentHeader, expected: Expected) -> Result<()> {
+    if let Some(store_id) = expected.store_id
+        && header.store_id != store_id
+    {
+        let (offset, reason) = foreign_store_reason(header.store_id, store_id);
+        return Err(Error::corruption(path, offset, reason));
+    }
+    if header.first_seq != expected.first_seq {
+        return Err(Error::corruption(
+            path,
+            codec::FIRST_SEQ_OFFSET as u64,
+            format!(
+                "header says first seq {}, but the log before it ends at seq {}",
+                header.first_seq,
+                expected.first_seq - 1
+            ),
+        ));
+    }
+    if header.first_message_id != expected.first_message_id {
+        return Err(Error::corruption(
+            path,
+            codec::FIRST_MESSAGE_ID_OFFSET as u64,
+            format!(
+                "header says first message id {}, but {} messages came before",
+                header.first_message_id,
+                expected.first_message_id - 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Why the frame at the start of `bytes` fails, as the full checks say: without checksums, a
+/// damaged frame may fail another check first (`reason`).
+fn full_check_reason(
+    bytes: &[u8],
+    cursor: &FrameCursor,
+    next_seq: u64,
+    checksums: Checksums,
+    reason: String,
+) -> String {
+    match checksums {
+        Checksums::Verify => reason,
+        Checksums::Deferred => next_frame(bytes, &mut cursor.clone(), next_seq, Checksums::Verify)
+            .err()
+            .unwrap_or(reason),
+    }
+}
+
+/// Judges the frame at `offset` that fails its checks (`reason`), `next_seq` being the seq it
+/// should have: zeros to the end of the file (preallocation) are the end of the log (`None`);
+/// in the last segment, a frame never made durable starts a torn tail (`Some(offset)`);
+/// anything else is corruption.
+fn judge_bad_frame(
+    path: &Path,
+    bytes: &[u8],
+    offset: usize,
+    position: Position,
+    next_seq: u64,
+    reason: String,
+) -> Result<Option<u64>> {
+    if bytes[offset..].iter().all(|byte| *byte == 0) {
+        return Ok(None);
+    }
+    if position == Position::Sealed {
+        return Err(Error::corruption(path, offset as u64, reason));
+    }
+    if let Some(proof) = find_durable_proof(bytes, offset + 1, next_seq) {
+        return Err(Error::corruption(
+            path,
+            offset as u64,
+            format!("{reason}; {proof}"),
+        ));
+    }
+    Ok(Some(offset as u64))
+}
+
 /// Where a segment's header shows that it belongs to another store than the log's first
 /// segment (`store_id`: what that one says), and why.
 pub(crate) fn foreign_store_reason(found: Option<u64>, store_id: Option<u64>) -> (u64, String) {
     let first_segment = segment_file_name(1);
     match (found, store_id) {
         (Some(found), Some(store_id)) => (
-            28,
+            codec::STORE_ID_OFFSET as u64,
             format!(
                 "segment belongs to another store: its store id is {found:#018x}, but the \
                  store's first segment {first_segment} has {store_id:#018x}"
             ),
         ),
         (None, Some(store_id)) => (
-            8,
+            codec::VERSION_OFFSET as u64,
             format!(
                 "segment belongs to another store: it is of format version 1, without a store \
                  id, but the store's first segment {first_segment} has store id {store_id:#018x}"
             ),
         ),
         (Some(found), None) => (
-            8,
+            codec::VERSION_OFFSET as u64,
             format!(
                 "segment belongs to another store: it has store id {found:#018x}, but the \
                  store's first segment {first_segment} is of format version 1, without one"
@@ -1024,6 +1052,19 @@ impl Speculated<'_> {
 }
 
 impl Rebase {
+    /// Folds a second half's events as the real state makes them.
+    fn fold_events<'a>(
+        &self,
+        bytes: &'a [u8],
+        chunk: &Speculated<'a>,
+        fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
+    ) {
+        for (logged, frame_offset, frame_bytes) in &chunk.events {
+            let frame = &bytes[*frame_offset..frame_offset + frame_bytes];
+            fold(&self.event(logged), frame);
+        }
+    }
+
     /// A second-half event as the real state makes it.
     fn event<'a>(&self, logged: &LoggedEvent<'a>) -> LoggedEvent<'a> {
         let mut event = logged.event;

@@ -16,9 +16,10 @@ use crate::codec::SegmentHeader;
 use crate::error::{Error, Result};
 use crate::limits::SEGMENT_HEADER_V2_BYTES;
 
-/// Files hold user data: readable by their owner only.
-pub(crate) const FILE_MODE: u32 = 0o600;
-pub(crate) const DIRECTORY_MODE: u32 = 0o700;
+/// The mode of every file in a store: files hold user data, readable by their owner only.
+pub const FILE_MODE: u32 = 0o600;
+/// The mode of a store's directory and its subdirectories: its owner's only.
+pub const DIRECTORY_MODE: u32 = 0o700;
 
 const SEGMENT_SUFFIX: &str = ".log";
 const SEGMENT_DIGITS: usize = 20;
@@ -28,7 +29,15 @@ pub(crate) fn segment_file_name(first_seq: u64) -> String {
     format!("{first_seq:0SEGMENT_DIGITS$}{SEGMENT_SUFFIX}")
 }
 
-fn parse_segment_file_name(name: &str) -> Option<u64> {
+/// The first sequence number a segment file's name gives, or `None` if `name` is not a
+/// segment's: exactly 20 decimal digits followed by `.log`.
+///
+/// ```
+/// assert_eq!(commlog::segment_file_sequence("00000000000000412733.log"), Some(412_733));
+/// assert_eq!(commlog::segment_file_sequence("412733.log"), None);
+/// assert_eq!(commlog::segment_file_sequence("LOCK"), None);
+/// ```
+pub fn segment_file_sequence(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
     if digits.len() != SEGMENT_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -42,7 +51,7 @@ pub(crate) fn list_segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir).map_err(|source| Error::io(dir, source))? {
         let entry = entry.map_err(|source| Error::io(dir, source))?;
-        if let Some(first_seq) = entry.file_name().to_str().and_then(parse_segment_file_name) {
+        if let Some(first_seq) = entry.file_name().to_str().and_then(segment_file_sequence) {
             segments.push((first_seq, entry.path()));
         }
     }

@@ -125,10 +125,10 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             if let Some(external_id) = external_id {
                 commlog::validate_external_id(external_id)?;
             }
-            check_money("cost", *cost)?;
             if *cost < 0.0 {
                 return Err(invalid("cost", cost, "must not be negative"));
             }
+            Money::from_dollars_for("cost", *cost)?;
             if let Some(time) = at(time)? {
                 commlog::validate_time("sent_at", time)?;
             }
@@ -141,7 +141,7 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             ..
         } => {
             commlog::validate_name("outcome", outcome)?;
-            check_money("amount", *amount)?;
+            Money::from_dollars_for("amount", *amount)?;
             if let Some(time) = at(time)? {
                 commlog::validate_time("at", time)?;
             }
@@ -224,17 +224,6 @@ fn invalid(field: &'static str, value: impl ToString, rule: &'static str) -> Cli
         rule: rule.into(),
     }
     .into()
-}
-
-/// The library's money rule (finite, within ±9e12 dollars), checked before opening the store.
-fn check_money(field: &'static str, dollars: f64) -> Result<(), CliError> {
-    Money::from_dollars(dollars).map(drop).map_err(|_| {
-        invalid(
-            field,
-            dollars,
-            "must be a finite number within ±9e12 dollars",
-        )
-    })
 }
 
 #[derive(Debug, Args)]

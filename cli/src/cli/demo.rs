@@ -414,13 +414,10 @@ fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError
             if !names.iter().any(|name| name == MARKER_FILE_NAME) {
                 return Err(refuse("holds files but no COMMLOG_DEMO marker".to_string()));
             }
-            let is_segment = |name: &str| {
-                name.strip_suffix(".log").is_some_and(|digits| {
-                    digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())
-                })
-            };
             if let Some(other) = names.iter().find(|name| {
-                *name != MARKER_FILE_NAME && *name != commlog::LOCK_FILE_NAME && !is_segment(name)
+                *name != MARKER_FILE_NAME
+                    && *name != commlog::LOCK_FILE_NAME
+                    && commlog::segment_file_sequence(name).is_none()
             }) {
                 return Err(refuse(format!(
                     "holds {other:?}, which is not part of a demo store"
@@ -452,7 +449,7 @@ fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError
     check_parent_exists(dir)?;
     // Like every store directory and file: readable by the owner only.
     fs::DirBuilder::new()
-        .mode(0o700)
+        .mode(commlog::DIRECTORY_MODE)
         .create(dir)
         .or_else(|error| match error.kind() {
             std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -539,7 +536,7 @@ fn write_marker(
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(commlog::FILE_MODE)
         .open(&temporary)
         .and_then(|mut file| {
             file.write_all(&bytes)?;

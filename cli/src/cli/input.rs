@@ -40,8 +40,8 @@ pub(crate) fn user_id(text: &str) -> Result<u64, String> {
         Ok(value) if value < 1 => Err("must be at least 1".to_string()),
         Ok(value) => u64::try_from(value)
             .ok()
-            .filter(|id| *id <= i64::MAX as u64)
-            .ok_or_else(|| format!("must be at most {} (i64::MAX)", i64::MAX)),
+            .filter(|id| *id <= commlog::USER_ID_MAX)
+            .ok_or_else(|| format!("must be at most {} (i64::MAX)", commlog::USER_ID_MAX)),
         Err(_) => Err("not an integer".to_string()),
     }
 }

@@ -566,7 +566,12 @@ pub(crate) fn segment_bytes_on_disk(dir: &Path) -> std::io::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        if entry.file_name().to_string_lossy().ends_with(".log") {
+        if entry
+            .file_name()
+            .to_str()
+            .and_then(commlog::segment_file_sequence)
+            .is_some()
+        {
             total += entry.metadata()?.len();
         }
     }

@@ -130,11 +130,11 @@ pub(crate) fn run(global: &Global, args: &ExportArgs) -> Result<(), CliError> {
             Format::Parquet => parquet_messages(&args.out, &messages)?,
         }
     } else {
-        let selection = Selection::new(&messages, &filter);
+        let export_scope = ExportScope::new(&messages, &filter);
         drop(messages);
         match args.format {
-            Format::Jsonl | Format::Csv => events_as_text(global, args, &selection, last_seq)?,
-            Format::Parquet => parquet_events(&global.dir, &args.out, &selection, last_seq)?,
+            Format::Jsonl | Format::Csv => events_as_text(global, args, &export_scope, last_seq)?,
+            Format::Parquet => parquet_events(&global.dir, &args.out, &export_scope, last_seq)?,
         }
     };
     if to_stdout {
@@ -206,7 +206,7 @@ fn event_micros(money: Money) -> i64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Selection: which events the stats filter covers.
+// ExportScope: the events an export holds, those the stats filter covers.
 
 /// A selected message: what its follow-up events are grouped by.
 #[derive(Debug, Clone, Copy)]
@@ -217,7 +217,7 @@ struct Selected {
 }
 
 /// The messages a stats filter selects (by id), and its outcome filter.
-struct Selection {
+struct ExportScope {
     /// Message id `n` at index `n - 1`, up to the highest selected id.
     messages: Vec<Option<Selected>>,
     /// Message types, by the index in [`Selected::message_type`].
@@ -259,9 +259,9 @@ struct EventRecord<'a> {
     budget: Option<BudgetRecord>,
 }
 
-impl Selection {
+impl ExportScope {
     /// `messages` is `Store::get_messages(filter)`.
-    fn new(messages: &[Message], filter: &StatsFilter) -> Selection {
+    fn new(messages: &[Message], filter: &StatsFilter) -> ExportScope {
         let highest = messages
             .iter()
             .map(|message| message.id.0)
@@ -282,7 +282,7 @@ impl Selection {
                 channel: message.channel,
             });
         }
-        Selection {
+        ExportScope {
             messages: selected,
             types,
             user: filter.user.map(|user| user.0),
@@ -385,7 +385,7 @@ impl Selection {
 /// selected event to `write`; stops writing at the first error. Returns the rows written.
 fn for_each_event(
     dir: &Path,
-    selection: &Selection,
+    export_scope: &ExportScope,
     last_seq: u64,
     mut write: impl FnMut(&EventRecord<'_>) -> Result<(), CliError> + Send,
 ) -> Result<u64, CliError> {
@@ -395,7 +395,7 @@ fn for_each_event(
         if failure.is_some() || logged.seq > last_seq {
             return;
         }
-        if let Some(record) = selection.record(logged) {
+        if let Some(record) = export_scope.record(logged) {
             match write(&record) {
                 Ok(()) => rows += 1,
                 Err(error) => failure = Some(error),
@@ -662,13 +662,13 @@ impl Drop for Cleanup {
 fn events_as_text(
     global: &Global,
     args: &ExportArgs,
-    selection: &Selection,
+    export_scope: &ExportScope,
     last_seq: u64,
 ) -> Result<Written, CliError> {
     let (target, output) = TextTarget::create(&args.out)?;
     let mut sink =
         TextSink::new(args.format, output, &EVENT_COLUMNS).map_err(|e| target.error(e))?;
-    let rows = for_each_event(&global.dir, selection, last_seq, |record| {
+    let rows = for_each_event(&global.dir, export_scope, last_seq, |record| {
         sink.write(&TextEventRow::new(record)?)
             .map_err(|e| target.error(e))
     })?;
@@ -703,7 +703,7 @@ fn messages_as_text(args: &ExportArgs, messages: &[Message]) -> Result<Written, 
 fn parquet_events(
     _dir: &Path,
     _out: &Path,
-    _selection: &Selection,
+    _export_scope: &ExportScope,
     _last_seq: u64,
 ) -> Result<Written, CliError> {
     unreachable!("refused in run() without the parquet feature")
@@ -718,7 +718,7 @@ fn parquet_messages(_out: &Path, _messages: &[Message]) -> Result<Written, CliEr
 fn parquet_events(
     dir: &Path,
     out: &Path,
-    selection: &Selection,
+    export_scope: &ExportScope,
     last_seq: u64,
 ) -> Result<Written, CliError> {
     let cleanup = parquet_files::create_directory(out)?;
@@ -726,7 +726,7 @@ fn parquet_events(
         out,
         parquet_files::LIMITS,
     )?;
-    for_each_event(dir, selection, last_seq, |record| {
+    for_each_event(dir, export_scope, last_seq, |record| {
         let date = utc(record.time_ms)?.date_naive();
         let row = parquet_files::EventRow::new(&mut writer.names, record)?;
         writer.push(date, row)

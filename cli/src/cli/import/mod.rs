@@ -272,7 +272,7 @@ fn write_id_map(dir: &Path, rows: &[MessageRow]) -> Result<PathBuf, CliError> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(commlog::FILE_MODE)
         .open(&temporary)
         .map_err(io(&temporary))?;
     file.write_all(text.as_bytes())

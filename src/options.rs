@@ -1,0 +1,34 @@
+//! How to open a store: the log's sync policy and segment size, the impact view's attribution
+//! window, and how long to wait for another writer's lock.
+
+use std::time::Duration;
+
+use crate::limits::{ATTRIBUTION_WINDOW_DEFAULT, SEGMENT_BYTES_DEFAULT};
+use crate::log::SyncPolicy;
+
+/// How to open a store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Options {
+    /// Durability of acknowledged calls. Default: [`SyncPolicy::Always`].
+    pub sync: SyncPolicy,
+    /// Size at which a segment rolls over, in bytes. Default: 64 MiB.
+    pub segment_bytes: u64,
+    /// How far before an outcome a message may be to be credited with it (impact view).
+    /// Default: 7 days.
+    pub attribution_window: Duration,
+    /// How long opening for writing waits for another writer to release the store's lock,
+    /// trying again every few milliseconds, before it fails with [`Error::Locked`](crate::Error::Locked).
+    /// Default: zero (fail at once).
+    pub lock_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            sync: SyncPolicy::Always,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            attribution_window: ATTRIBUTION_WINDOW_DEFAULT,
+            lock_timeout: Duration::ZERO,
+        }
+    }
+}
