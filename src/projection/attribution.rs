@@ -13,8 +13,8 @@
 use crate::event::{Channel, UserId};
 use crate::projection::impact::{Attribution, AttributionLevel, Lags, OutcomeState};
 use crate::projection::names::NameId;
-use crate::projection::rollup::{CutSide, Piece, TimeBuckets};
 use crate::projection::status::MessageState;
+use crate::projection::time_index::{CutSide, Piece, TimeBuckets};
 use crate::projection::within;
 use crate::projection::{Facts, IdMap, Projection};
 

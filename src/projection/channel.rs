@@ -243,8 +243,8 @@ impl Projection {
     /// effectiveness").
     ///
     /// Cost: with a user filter, the user's messages and outcomes in the range; else the
-    /// rollup and outcome buckets of the range (whole days, hours and slices, and the items of
-    /// the two cut slices); once per period with a time series. Then a sort of the lines. No
+    /// rollup and outcome buckets of the range (`time_index.rs`); once per period with a time
+    /// series. Then a sort of the lines. No
     /// wall clock.
     pub(crate) fn channel_effectiveness(&self, filter: &EffectivenessFilter) -> ChannelReport {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);

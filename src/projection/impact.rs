@@ -405,8 +405,7 @@ impl Projection {
     /// [`Facts::attribute`] (docs/SEMANTICS.md, "Financial impact").
     ///
     /// Cost: with a user filter, the user's outcomes and messages in the range; else the
-    /// outcome buckets and the message rollup of the range (whole days, hours and slices, and
-    /// the items of the two cut slices). Credits are kept current as events arrive
+    /// outcome buckets and the message rollup of the range (`time_index.rs`). Credits are kept current as events arrive
     /// (`attribution.rs`), not computed here.
     pub(crate) fn impact(&self, filter: &ImpactFilter) -> ImpactReport {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);

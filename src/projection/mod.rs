@@ -9,6 +9,7 @@ pub(crate) mod impact;
 pub(crate) mod names;
 pub(crate) mod rollup;
 pub(crate) mod status;
+pub(crate) mod time_index;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -385,7 +386,7 @@ impl Projection {
         }
     }
 
-    /// The first and last millisecond of the slices (ten minutes) holding the messages —
+    /// The first and last millisecond of the slices ([`SLICE_MS`](time_index::SLICE_MS)) holding the messages —
     /// only `user`'s with a user — if any.
     pub(crate) fn message_span(&self, user: Option<UserId>) -> Option<(i64, i64)> {
         match user {
