@@ -14,7 +14,7 @@ use crate::event::{Channel, UserId};
 use crate::projection::impact::{Attribution, AttributionLevel, Lags, OutcomeState};
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
-use crate::projection::time_index::{CutSide, Piece, TimeBuckets};
+use crate::projection::time_index::{Piece, TimeBuckets, sum_cut};
 use crate::projection::within;
 use crate::projection::{Facts, IdMap, Projection};
 
@@ -167,35 +167,33 @@ impl Credits {
     ) {
         let mut sums = vec![OutcomeSums::default(); self.keys.len()];
         let time_of = |index: u32| outcomes[index as usize].at_ms;
+        let add_bucket = |sums: &mut Vec<OutcomeSums>, bucket: &OutcomeBucket| {
+            for (key, entry) in &bucket.entries {
+                sums[*key as usize].add(entry);
+            }
+        };
+        let sums_of = |index: u32| {
+            let credit = &self.credits[index as usize];
+            let sums = OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms);
+            (self.ordinals[&credit.key] as usize, sums)
+        };
         self.buckets.visit(start_ms, end_ms, |piece| match piece {
-            Piece::Whole(bucket) => {
-                for (key, entry) in &bucket.entries {
-                    sums[*key as usize].add(entry);
-                }
-            }
-            Piece::Edge(edge) => {
-                let sums_of = |index: u32| {
-                    let credit = &self.credits[index as usize];
-                    let sums = OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms);
-                    (self.ordinals[&credit.key] as usize, sums)
-                };
-                match CutSide::of(edge.items, edge.inside(time_of)) {
-                    CutSide::Inside(inside) => {
-                        for (key, outcome) in inside.iter().map(|&index| sums_of(index)) {
-                            sums[key].add(&outcome);
-                        }
-                    }
-                    CutSide::WholeLess(before, after) => {
-                        for (key, entry) in &edge.bucket.entries {
-                            sums[*key as usize].add(entry);
-                        }
-                        for &index in before.iter().chain(after) {
-                            let (key, outcome) = sums_of(index);
-                            sums[key].subtract(&outcome);
-                        }
-                    }
-                }
-            }
+            Piece::Whole(bucket) => add_bucket(&mut sums, bucket),
+            Piece::Edge(edge) => sum_cut(
+                &mut sums,
+                edge.bucket,
+                edge.items,
+                edge.inside(time_of),
+                add_bucket,
+                |sums, index| {
+                    let (key, outcome) = sums_of(index);
+                    sums[key].add(&outcome);
+                },
+                |sums, index| {
+                    let (key, outcome) = sums_of(index);
+                    sums[key].subtract(&outcome);
+                },
+            ),
         });
         for (key, sums) in self.keys.iter().zip(&sums) {
             if sums.count > 0 {
@@ -213,29 +211,23 @@ impl Credits {
     ) -> OutcomeSums {
         let mut totals = OutcomeSums::default();
         let time_of = |index: u32| outcomes[index as usize].at_ms;
+        let sums_of = |index: u32| {
+            OutcomeSums::of(
+                &outcomes[index as usize],
+                self.credits[index as usize].last_sent_ms,
+            )
+        };
         self.buckets.visit(start_ms, end_ms, |piece| match piece {
             Piece::Whole(bucket) => totals.add(&bucket.total),
-            Piece::Edge(edge) => {
-                let sums_of = |index: u32| {
-                    OutcomeSums::of(
-                        &outcomes[index as usize],
-                        self.credits[index as usize].last_sent_ms,
-                    )
-                };
-                match CutSide::of(edge.items, edge.inside(time_of)) {
-                    CutSide::Inside(inside) => {
-                        for &index in inside {
-                            totals.add(&sums_of(index));
-                        }
-                    }
-                    CutSide::WholeLess(before, after) => {
-                        totals.add(&edge.bucket.total);
-                        for &index in before.iter().chain(after) {
-                            totals.subtract(&sums_of(index));
-                        }
-                    }
-                }
-            }
+            Piece::Edge(edge) => sum_cut(
+                &mut totals,
+                edge.bucket,
+                edge.items,
+                edge.inside(time_of),
+                |totals, bucket| totals.add(&bucket.total),
+                |totals, index| totals.add(&sums_of(index)),
+                |totals, index| totals.subtract(&sums_of(index)),
+            ),
         });
         totals
     }

@@ -13,7 +13,7 @@ use crate::message::Status;
 use crate::projection::IdMap;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
-use crate::projection::time_index::{CutSide, Piece, SLICE_MS, TimeBuckets, cut};
+use crate::projection::time_index::{Piece, SLICE_MS, TimeBuckets, cut, sum_cut};
 
 /// Messages by kind, and their cost: the sums of one slot (one channel × message type), 64
 /// bytes. Counts fit in `u32` because a store holds fewer than 2^32 messages.
@@ -504,9 +504,9 @@ impl MessageRollup {
     }
 
     /// Adds to `sums` the messages of `items[inside]`, those of `items` (the sorted items of a
-    /// cut slice or minute, counted in `bucket`) sent in the range: as those, or as `bucket`
-    /// less the items outside the range, whichever are fewer. Messages in slots the query does
-    /// not take are skipped unread beyond their channel and type.
+    /// cut slice or minute, counted in `bucket`) sent in the range, read by [`sum_cut`].
+    /// Messages in slots the query does not take are skipped unread beyond their channel and
+    /// type.
     fn add_cut(
         &self,
         sums: &mut TakenSums,
@@ -515,25 +515,25 @@ impl MessageRollup {
         items: &[u32],
         inside: Range<usize>,
     ) {
-        match CutSide::of(items, inside) {
-            CutSide::Inside(inside) => {
-                for &index in inside {
-                    let state = &messages[index as usize];
-                    if let Some(sum) = sums.sum_mut(self.slot_of(state)) {
-                        sum.add_message(state);
-                    }
+        sum_cut(
+            sums,
+            bucket,
+            items,
+            inside,
+            TakenSums::add_bucket,
+            |sums, index| {
+                let state = &messages[index as usize];
+                if let Some(sum) = sums.sum_mut(self.slot_of(state)) {
+                    sum.add_message(state);
                 }
-            }
-            CutSide::WholeLess(before, after) => {
-                sums.add_bucket(bucket);
-                for &index in before.iter().chain(after) {
-                    let state = &messages[index as usize];
-                    if let Some(sum) = sums.sum_mut(self.slot_of(state)) {
-                        sum.subtract_message(state);
-                    }
+            },
+            |sums, index| {
+                let state = &messages[index as usize];
+                if let Some(sum) = sums.sum_mut(self.slot_of(state)) {
+                    sum.subtract_message(state);
                 }
-            }
-        }
+            },
+        );
     }
 
     /// The slot of a message already counted.

@@ -70,20 +70,26 @@ impl<B> EdgeSlice<'_, B> {
     }
 }
 
-/// How to read a cut slice or minute: the items inside the range, or its whole bucket less the
-/// items before and after the range, whichever are fewer.
-pub(crate) enum CutSide<'a> {
-    Inside(&'a [u32]),
-    WholeLess(&'a [u32], &'a [u32]),
-}
-
-impl CutSide<'_> {
-    /// The smaller side of `items` (sorted) cut at `inside`.
-    pub(crate) fn of(items: &[u32], inside: Range<usize>) -> CutSide<'_> {
-        if inside.len() <= items.len() - inside.len() {
-            CutSide::Inside(&items[inside])
-        } else {
-            CutSide::WholeLess(&items[..inside.start], &items[inside.end..])
+/// Adds to `sums` the items of `items[inside]`, where `items` are the sorted items of a cut
+/// slice or minute, all counted in `bucket`: item by item, or as `bucket` less the items
+/// before and after the range, whichever are fewer. The closures receive `sums` to add to.
+pub(crate) fn sum_cut<S, B>(
+    sums: &mut S,
+    bucket: &B,
+    items: &[u32],
+    inside: Range<usize>,
+    add_bucket: impl Fn(&mut S, &B),
+    add_item: impl Fn(&mut S, u32),
+    subtract_item: impl Fn(&mut S, u32),
+) {
+    if inside.len() <= items.len() - inside.len() {
+        for &item in &items[inside] {
+            add_item(sums, item);
+        }
+    } else {
+        add_bucket(sums, bucket);
+        for &item in items[..inside.start].iter().chain(&items[inside.end..]) {
+            subtract_item(sums, item);
         }
     }
 }
