@@ -11,12 +11,12 @@
 //! that level are attributed again from scratch.
 
 use crate::event::{Channel, UserId};
+use crate::projection::id_map::IdMap;
 use crate::projection::impact::{Attribution, AttributionLevel, Lags, OutcomeState};
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
 use crate::projection::time_index::{Piece, TimeBuckets, sum_cut};
-use crate::projection::within;
-use crate::projection::{Facts, IdMap, Projection};
+use crate::projection::{Facts, Projection};
 
 /// What a report groups an outcome by: its name, and the channel, message type and level of
 /// the message it is credited to.
@@ -418,17 +418,6 @@ impl Facts {
                 }
             }
         }
-    }
-
-    /// The user's outcomes at or after `from_ms`, as (time, index), by time.
-    pub(crate) fn user_outcomes_from(&self, user: UserId, from_ms: i64) -> &[(i64, u32)] {
-        let Some(entries) = self.users.get(&user.0) else {
-            return &[];
-        };
-        if entries.latest_outcome_ms < from_ms {
-            return &[];
-        }
-        within(&entries.outcomes, from_ms, i64::MAX)
     }
 }
 

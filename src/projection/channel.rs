@@ -12,11 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Channel, UserId};
 use crate::money::Money;
+use crate::projection::Projection;
 use crate::projection::attribution::OutcomeSums;
+use crate::projection::id_map::IdMap;
 use crate::projection::impact::return_on_cost;
 use crate::projection::names::{NameId, Names};
 use crate::projection::rollup::Counts;
-use crate::projection::{IdMap, Projection, Selection, range_ms};
+use crate::projection::selection::{Selection, range_ms};
 use crate::stats::{divide_rounded, percent};
 
 /// The length of one step of a time series, UTC.

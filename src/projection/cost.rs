@@ -13,10 +13,11 @@ use crate::error::Result;
 use crate::event::{BudgetScope, Channel, Month, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
+use crate::projection::Projection;
 use crate::projection::channel::Period;
 use crate::projection::names::NameId;
 use crate::projection::rollup::Counts;
-use crate::projection::{Projection, Selection, range_ms};
+use crate::projection::selection::{Selection, range_ms};
 use crate::stats::{divide_rounded, validate_selection};
 
 /// Which messages `Store::get_cost_report` covers, and which budgets it reports. Every part is

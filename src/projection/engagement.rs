@@ -15,9 +15,11 @@ use crate::error::Result;
 use crate::event::{Channel, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
+use crate::projection::Projection;
 use crate::projection::names::NameId;
+use crate::projection::selection::range_ms;
 use crate::projection::status::MessageState;
-use crate::projection::{Projection, range_ms, within};
+use crate::projection::user_lists::within;
 use crate::stats::{divide_rounded, percent, validate_selection};
 
 const MINUTE_MS: i64 = 60 * 1000;

@@ -11,8 +11,11 @@ use crate::event::{Channel, UserId};
 use crate::message::{FinancialOutcome, time_from_ms};
 use crate::money::Money;
 use crate::projection::attribution::{OutcomeKey, OutcomeSums};
+use crate::projection::id_map::IdMap;
 use crate::projection::names::{NameId, Names};
-use crate::projection::{Facts, IdMap, Projection, Selection, range_ms, within};
+use crate::projection::selection::{Selection, range_ms};
+use crate::projection::user_lists::within;
+use crate::projection::{Facts, Projection};
 use crate::stats::StatsFilter;
 
 /// Milliseconds in a day, for "days since the last communication".

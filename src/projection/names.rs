@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::event::is_click;
-use crate::projection::IdMap;
+use crate::projection::id_map::IdMap;
 
 /// Index of an interned name.
 pub(crate) type NameId = u32;

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use crate::event::Channel;
 use crate::message::Status;
-use crate::projection::IdMap;
+use crate::projection::id_map::IdMap;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
 use crate::projection::time_index::{Piece, SLICE_MS, TimeBuckets, cut, sum_cut};

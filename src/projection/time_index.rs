@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use crate::projection::IdMap;
+use crate::projection::id_map::IdMap;
 
 /// Milliseconds in a slice, the finest bucket: ten minutes, so that the edge scans of a window
 /// visit few items.
