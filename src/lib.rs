@@ -50,6 +50,7 @@ pub use event::{
 pub use log::{OpenReport, Options, SyncPolicy};
 pub use message::{FinancialOutcome, Message, Status};
 pub use money::Money;
+pub use projection::attribution::AttributionLevel;
 pub use projection::channel::{
     ChannelLine, ChannelPeriod, ChannelReport, ChannelWinner, EffectivenessFilter, Period,
 };
@@ -61,7 +62,7 @@ pub use projection::engagement::{
     UserEngagement,
 };
 pub use projection::impact::{
-    AttributedImpact, AttributionLevel, ChannelImpact, ImpactFilter, ImpactReport, ImpactTotal,
+    AttributedImpact, ChannelImpact, ImpactFilter, ImpactReport, ImpactTotal,
 };
 pub use stats::{CommunicationStats, StatsFilter};
 pub use store::{LOCK_FILE_NAME, Store};
