@@ -163,11 +163,8 @@ impl Projection {
                 at_ms,
             } => {
                 let action = self.facts.names.intern(action);
-                let is_click = self.facts.names.is_click(action);
-                let is_upgrade = self.facts.names.is_upgrade(action);
-                self.fold_message(message_id, |state| {
-                    state.fold_action(action, is_click, is_upgrade, at_ms)
-                });
+                let kind = self.facts.names.action_kind(action);
+                self.fold_message(message_id, |state| state.fold_action(action, kind, at_ms));
             }
             Event::MessageFailed {
                 message_id,

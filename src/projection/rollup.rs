@@ -12,7 +12,8 @@ use crate::event::Channel;
 use crate::message::Status;
 use crate::projection::id_map::IdMap;
 use crate::projection::names::NameId;
-use crate::projection::status::MessageState;
+use crate::projection::status::ActionLevel::{Action, NoAction, Upgrade};
+use crate::projection::status::{ActionLevel, MessageState};
 use crate::projection::time_index::{Piece, SLICE_MS, TimeBuckets, cut, sum_cut};
 
 /// Messages by kind, and their cost: the sums of one slot (one channel × message type), 64
@@ -23,33 +24,37 @@ pub(crate) struct SlotCounts {
     cost_micros: i128,
 }
 
-/// The kinds a message can be in: its status, and whether it has no action (0), an action (1)
-/// or an upgrade action (2). Every count of the views is a sum over kinds. An action implies
-/// delivery and a click is an action, so a sent or failed message has none and a clicked one
-/// has one: 10 of the 15 pairs.
-const KINDS: [(Status, u8); 10] = [
-    (Status::Sent, 0),
-    (Status::Failed, 0),
-    (Status::Delivered, 0),
-    (Status::Delivered, 1),
-    (Status::Delivered, 2),
-    (Status::Opened, 0),
-    (Status::Opened, 1),
-    (Status::Opened, 2),
-    (Status::Clicked, 1),
-    (Status::Clicked, 2),
+/// The kinds a message can be in: its status and its furthest action. Every count of the views
+/// is a sum over kinds. An action implies delivery and a click is an action, so a sent or
+/// failed message has none and a clicked one has one: 10 of the 15 pairs.
+const KINDS: [(Status, ActionLevel); 10] = [
+    (Status::Sent, NoAction),
+    (Status::Failed, NoAction),
+    (Status::Delivered, NoAction),
+    (Status::Delivered, Action),
+    (Status::Delivered, Upgrade),
+    (Status::Opened, NoAction),
+    (Status::Opened, Action),
+    (Status::Opened, Upgrade),
+    (Status::Clicked, Action),
+    (Status::Clicked, Upgrade),
 ];
 
 /// The kind of a message in its current state: its index in [`KINDS`].
 pub(crate) fn kind_of(state: &MessageState) -> usize {
     match state.status_and_action() {
-        (Status::Sent, 0) => 0,
-        (Status::Failed, 0) => 1,
-        (Status::Delivered, action) => 2 + usize::from(action),
-        (Status::Opened, action) => 5 + usize::from(action),
-        (Status::Clicked, action @ 1..) => 7 + usize::from(action),
+        (Status::Sent, NoAction) => 0,
+        (Status::Failed, NoAction) => 1,
+        (Status::Delivered, NoAction) => 2,
+        (Status::Delivered, Action) => 3,
+        (Status::Delivered, Upgrade) => 4,
+        (Status::Opened, NoAction) => 5,
+        (Status::Opened, Action) => 6,
+        (Status::Opened, Upgrade) => 7,
+        (Status::Clicked, Action) => 8,
+        (Status::Clicked, Upgrade) => 9,
         (status, action) => {
-            unreachable!("a message with status {status} has action level {action}")
+            unreachable!("a message with status {status} has action level {action:?}")
         }
     }
 }
@@ -167,10 +172,10 @@ impl SlotCounts {
             if status == Status::Failed {
                 counts.failed += count;
             }
-            if action >= 1 {
+            if action != NoAction {
                 counts.responded += count;
             }
-            if action == 2 {
+            if action == Upgrade {
                 counts.converted += count;
             }
         }
@@ -562,6 +567,7 @@ mod tests {
     fn dense_and_quiet_slices_count_like_every_message() {
         use crate::event::UserId;
         use crate::money::Money;
+        use crate::projection::names::ActionKind;
         use std::collections::BTreeMap;
 
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
@@ -588,8 +594,8 @@ mod tests {
             match next(5) {
                 0 => state.fold_delivered(at_ms),
                 1 => state.fold_opened(at_ms),
-                2 => state.fold_action(7, true, false, at_ms),
-                3 => state.fold_action(8, false, true, at_ms),
+                2 => state.fold_action(7, ActionKind::Click, at_ms),
+                3 => state.fold_action(8, ActionKind::Upgrade, at_ms),
                 _ => state.fold_failed(9, at_ms),
             }
         };

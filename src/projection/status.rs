@@ -7,7 +7,7 @@
 use crate::event::{Channel, MessageId, UserId};
 use crate::message::{Message, Status, time_from_ms};
 use crate::money::Money;
-use crate::projection::names::{NameId, Names};
+use crate::projection::names::{ActionKind, NameId, Names};
 
 /// The earliest of the times seen so far, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,13 +170,8 @@ impl MessageState {
 
     /// Any action implies delivery; a click implies an open and sets the click time. Folds
     /// come in log order, so on equal times the later action wins.
-    pub(crate) fn fold_action(
-        &mut self,
-        action: NameId,
-        is_click: bool,
-        is_upgrade: bool,
-        at_ms: i64,
-    ) {
+    pub(crate) fn fold_action(&mut self, action: NameId, kind: ActionKind, at_ms: i64) {
+        let (is_click, is_upgrade) = (kind.is_click(), kind.is_upgrade());
         let at_ms = self.not_before_sent(at_ms);
         self.delivered.keep(at_ms);
         if is_click {
@@ -230,9 +225,9 @@ impl MessageState {
         self.status_and_action().0
     }
 
-    /// The status, and whether the message has no action (0), an action (1) or an upgrade
-    /// action (2): its kind for the rollup, read from the record alone.
-    pub(crate) fn status_and_action(&self) -> (Status, u8) {
+    /// The status, and the furthest action: its kind for the rollup, read from the record
+    /// alone.
+    pub(crate) fn status_and_action(&self) -> (Status, ActionLevel) {
         let status = if self.reached & REACHED_CLICK != 0 {
             Status::Clicked
         } else if self.opened.is_some() {
@@ -245,9 +240,11 @@ impl MessageState {
             Status::Sent
         };
         let action = if self.reached & REACHED_UPGRADE != 0 {
-            2
+            ActionLevel::Upgrade
+        } else if self.reached & REACHED_ACTION != 0 {
+            ActionLevel::Action
         } else {
-            u8::from(self.reached & REACHED_ACTION != 0)
+            ActionLevel::NoAction
         };
         (status, action)
     }
@@ -274,6 +271,14 @@ impl MessageState {
             action_taken: self.latest_action().map(|action| names.shared(action.name)),
         }
     }
+}
+
+/// The furthest action a message has: none, an action, or an upgrade action (a conversion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ActionLevel {
+    NoAction,
+    Action,
+    Upgrade,
 }
 
 #[cfg(test)]
