@@ -231,14 +231,14 @@ pub struct TrendWindow {
 
 /// Running counts over some messages.
 #[derive(Debug, Default, Clone, Copy)]
-struct Counts {
+struct EngagementCounts {
     sent: u64,
     received: u64,
     engaged: u64,
     cost_micros: i128,
 }
 
-impl Counts {
+impl EngagementCounts {
     fn add(&mut self, state: &MessageState) {
         self.sent += 1;
         self.received += u64::from(state.delivered.is_some());
@@ -257,19 +257,19 @@ impl Counts {
 
 /// What the selected messages add up to.
 #[derive(Debug)]
-struct Selection<'names> {
-    total: Counts,
-    by_channel: [Counts; Channel::ALL.len()],
+struct EngagementTally<'names> {
+    total: EngagementCounts,
+    by_channel: [EngagementCounts; Channel::ALL.len()],
     /// Keyed by name, so the entries come out in name order.
-    by_type: BTreeMap<&'names str, Counts>,
+    by_type: BTreeMap<&'names str, EngagementCounts>,
     timing: Timing,
 }
 
-impl<'names> Selection<'names> {
-    fn new() -> Selection<'names> {
-        Selection {
-            total: Counts::default(),
-            by_channel: [Counts::default(); Channel::ALL.len()],
+impl<'names> EngagementTally<'names> {
+    fn new() -> EngagementTally<'names> {
+        EngagementTally {
+            total: EngagementCounts::default(),
+            by_channel: [EngagementCounts::default(); Channel::ALL.len()],
             by_type: BTreeMap::new(),
             timing: Timing::new(),
         }
@@ -346,27 +346,27 @@ impl Projection {
         let states = self.message_states();
         let messages = self.user_messages(user);
 
-        let mut selection = Selection::new();
+        let mut tally = EngagementTally::new();
         // The user's list is sorted by sent time: only the window is visited.
         let window = within(messages, start_ms, end_ms);
         self.load_states(user, window.iter());
         for &(_, index) in window {
             let state = &states[index as usize];
             if matches(state) {
-                selection.add(self.names().name(state.message_type), state);
+                tally.add(self.names().name(state.message_type), state);
             }
         }
 
         let (recent, previous) = match now_ms {
             Some(now_ms) => self.trend_counts(user, now_ms, &matches),
-            None => (Counts::default(), Counts::default()),
+            None => (EngagementCounts::default(), EngagementCounts::default()),
         };
-        let Selection {
+        let EngagementTally {
             total,
             by_channel,
             by_type,
             timing,
-        } = selection;
+        } = tally;
         UserEngagement {
             user_id: user,
             now: now_ms.map(time_from_ms),
@@ -398,20 +398,20 @@ impl Projection {
         }
     }
 
-    /// Counts of the user's matching messages sent in (now − 30 d, now] and in
+    /// EngagementCounts of the user's matching messages sent in (now − 30 d, now] and in
     /// (now − 60 d, now − 30 d], whatever the filter's start.
     fn trend_counts(
         &self,
         user: UserId,
         now_ms: i64,
         matches: &impl Fn(&MessageState) -> bool,
-    ) -> (Counts, Counts) {
+    ) -> (EngagementCounts, EngagementCounts) {
         let states = self.message_states();
         let messages = self.user_messages(user);
         let split_ms = now_ms.saturating_sub(TREND_WINDOW_MS);
         let oldest_excluded_ms = split_ms.saturating_sub(TREND_WINDOW_MS);
-        let mut recent = Counts::default();
-        let mut previous = Counts::default();
+        let mut recent = EngagementCounts::default();
+        let mut previous = EngagementCounts::default();
         let window = within(messages, oldest_excluded_ms.saturating_add(1), now_ms);
         for &(sent_ms, index) in window {
             let state = &states[index as usize];
@@ -429,7 +429,9 @@ impl Projection {
 }
 
 /// One entry per channel with a message selected, in channel order.
-fn channel_engagements(by_channel: &[Counts; Channel::ALL.len()]) -> Vec<ChannelEngagement> {
+fn channel_engagements(
+    by_channel: &[EngagementCounts; Channel::ALL.len()],
+) -> Vec<ChannelEngagement> {
     let mut channels = Vec::new();
     for channel in Channel::ALL {
         let counts = by_channel[channel.index()];
@@ -486,7 +488,7 @@ fn response_times(mut response_ms: Vec<i64>) -> ResponseTimes {
     times
 }
 
-fn trend_window(counts: Counts) -> TrendWindow {
+fn trend_window(counts: EngagementCounts) -> TrendWindow {
     TrendWindow {
         received: counts.received,
         engaged: counts.engaged,
@@ -496,7 +498,7 @@ fn trend_window(counts: Counts) -> TrendWindow {
 
 /// Compares the two scores as exact fractions: recent − previous ≥ 10 points is
 /// 100·(e_r·r_p − e_p·r_r) ≥ 10·r_r·r_p, all in integers.
-fn trend(recent: Counts, previous: Counts) -> Trend {
+fn trend(recent: EngagementCounts, previous: EngagementCounts) -> Trend {
     if recent.received < TREND_RECEIVED_MIN || previous.received < TREND_RECEIVED_MIN {
         return Trend::InsufficientData;
     }
@@ -519,7 +521,7 @@ fn trend(recent: Counts, previous: Counts) -> Trend {
 /// Highest engagement rate among channels with enough received messages; ties go to the lower
 /// average cost per message sent, then to the earlier channel in [`Channel::ALL`]. Exact
 /// fractions throughout.
-fn preferred_channel(by_channel: &[Counts; Channel::ALL.len()]) -> Option<Channel> {
+fn preferred_channel(by_channel: &[EngagementCounts; Channel::ALL.len()]) -> Option<Channel> {
     // Less is better.
     let rank = |a: Channel, b: Channel| -> Ordering {
         let (a_counts, b_counts) = (by_channel[a.index()], by_channel[b.index()]);
