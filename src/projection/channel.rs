@@ -18,7 +18,7 @@ use crate::projection::id_map::IdMap;
 use crate::projection::impact::return_on_cost;
 use crate::projection::names::{NameId, Names};
 use crate::projection::rollup::Counts;
-use crate::projection::selection::{Selection, range_ms};
+use crate::projection::selection::{Selection, TypeFilter, range_ms};
 use crate::stats::{divide_rounded, percent};
 
 /// The length of one step of a time series, UTC.
@@ -251,19 +251,13 @@ impl Projection {
     pub(crate) fn channel_effectiveness(&self, filter: &EffectivenessFilter) -> ChannelReport {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         let names = self.names();
-        // A type never tracked selects no message and is credited no outcome.
-        let type_filter: Option<NameId> = match filter.message_type.as_deref() {
-            Some(name) => match names.get(name) {
-                Some(id) => Some(id),
-                None => {
-                    return ChannelReport {
-                        period: filter.period,
-                        ..ChannelReport::default()
-                    };
-                }
-            },
-            None => None,
-        };
+        let type_filter = TypeFilter::of(filter.message_type.as_deref(), names);
+        if type_filter == TypeFilter::Nothing {
+            return ChannelReport {
+                period: filter.period,
+                ..ChannelReport::default()
+            };
+        }
         let selection = Selection {
             user: filter.user,
             message_type: filter.message_type.as_deref(),
@@ -322,7 +316,7 @@ impl Projection {
 
     /// The messages `selection` takes, and the outcomes in its time range (of its user, with
     /// one) credited to a message of type `type_filter` (any, without one).
-    fn breakdown(&self, selection: &Selection<'_>, type_filter: Option<NameId>) -> Breakdown {
+    fn breakdown(&self, selection: &Selection<'_>, type_filter: TypeFilter) -> Breakdown {
         let mut breakdown = Breakdown::default();
         self.count_selection(selection, |channel, message_type, counts| {
             breakdown.add_counts(channel, message_type, counts)
@@ -333,7 +327,7 @@ impl Projection {
             selection.end_ms,
             |key, sums| {
                 if let Some((channel, message_type, _)) = key.credit
-                    && type_filter.is_none_or(|id| id == message_type)
+                    && type_filter.takes(message_type)
                 {
                     breakdown.add_credit(channel, message_type, sums);
                 }

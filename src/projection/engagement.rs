@@ -16,8 +16,7 @@ use crate::event::{Channel, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
 use crate::projection::Projection;
-use crate::projection::names::NameId;
-use crate::projection::selection::range_ms;
+use crate::projection::selection::{TypeFilter, range_ms};
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::within;
 use crate::stats::{divide_rounded, percent, validate_selection};
@@ -332,13 +331,9 @@ impl Projection {
     pub(crate) fn engagement(&self, user: UserId, filter: &EngagementFilter) -> UserEngagement {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         let now_ms = self.now_ms(filter.end.map(|end| end.timestamp_millis()));
-        // A type never tracked has no id, so it matches no message.
-        let type_id: Option<Option<NameId>> = filter
-            .message_type
-            .as_deref()
-            .map(|name| self.names().get(name));
+        let type_filter = TypeFilter::of(filter.message_type.as_deref(), self.names());
         let matches = |state: &MessageState| {
-            type_id.is_none_or(|id| id == Some(state.message_type))
+            type_filter.takes(state.message_type)
                 && filter
                     .channel
                     .is_none_or(|channel| channel == state.channel)

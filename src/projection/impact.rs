@@ -13,7 +13,7 @@ use crate::projection::Projection;
 use crate::projection::attribution::{AttributionLevel, OutcomeKey, OutcomeSums};
 use crate::projection::id_map::IdMap;
 use crate::projection::names::{NameId, Names};
-use crate::projection::selection::{Selection, range_ms};
+use crate::projection::selection::{Selection, TypeFilter, range_ms};
 use crate::stats::StatsFilter;
 
 /// Milliseconds in a day, for "days since the last communication".
@@ -289,15 +289,10 @@ impl Projection {
     /// (`attribution.rs`), not computed here.
     pub(crate) fn impact(&self, filter: &ImpactFilter) -> ImpactReport {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
-        // A type never tracked is the type of no message: it keeps no outcome.
-        let type_filter: Option<Option<NameId>> = filter
-            .message_type
-            .as_deref()
-            .map(|name| self.names().get(name));
+        let type_filter = TypeFilter::of(filter.message_type.as_deref(), self.names());
         let credit_filtered = filter.message_type.is_some() || filter.channel.is_some();
         let matches = |channel: Channel, message_type: NameId| {
-            type_filter.is_none_or(|id| id == Some(message_type))
-                && filter.channel.is_none_or(|only| only == channel)
+            type_filter.takes(message_type) && filter.channel.is_none_or(|only| only == channel)
         };
         let mut tally = ImpactTally::default();
         self.visit_outcomes(filter.user, start_ms, end_ms, |key, sums| {

@@ -12,6 +12,7 @@ use crate::event::Channel;
 use crate::message::Status;
 use crate::projection::id_map::IdMap;
 use crate::projection::names::NameId;
+use crate::projection::selection::TypeFilter;
 use crate::projection::status::ActionLevel::{Action, NoAction, Upgrade};
 use crate::projection::status::{ActionLevel, MessageState};
 use crate::projection::time_index::{Piece, SLICE_MS, TimeBuckets, cut, sum_cut};
@@ -262,15 +263,12 @@ impl TakenSums {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SlotFilter {
     pub channel: Option<Channel>,
-    pub message_type: Option<NameId>,
+    pub message_type: TypeFilter,
 }
 
 impl SlotFilter {
     fn takes(self, channel: Channel, message_type: NameId) -> bool {
-        self.channel.is_none_or(|wanted| wanted == channel)
-            && self
-                .message_type
-                .is_none_or(|wanted| wanted == message_type)
+        self.channel.is_none_or(|wanted| wanted == channel) && self.message_type.takes(message_type)
     }
 }
 
@@ -628,7 +626,11 @@ mod tests {
                 }
                 let filter = SlotFilter {
                     channel: (next(2) == 0).then(|| Channel::ALL[next(4) as usize]),
-                    message_type: (next(2) == 0).then(|| next(3) as NameId),
+                    message_type: if next(2) == 0 {
+                        TypeFilter::Only(next(3) as NameId)
+                    } else {
+                        TypeFilter::Any
+                    },
                 };
                 let mut counted: BTreeMap<(Channel, NameId), Counts> = BTreeMap::new();
                 rollup.visit(

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::event::{Channel, MessageId, UserId};
 use crate::message::Message;
 use crate::projection::Projection;
-use crate::projection::names::NameId;
+use crate::projection::names::{NameId, Names};
 use crate::projection::rollup::{Counts, SlotFilter};
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::within;
@@ -29,6 +29,36 @@ pub(crate) fn range_ms(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>)
         start.map_or(i64::MIN, |start| start.timestamp_millis()),
         end.map_or(i64::MAX, |end| end.timestamp_millis()),
     )
+}
+
+/// Which message types a query takes. A type never tracked is the type of no message, so a
+/// filter naming one takes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TypeFilter {
+    Any,
+    Only(NameId),
+    Nothing,
+}
+
+impl TypeFilter {
+    /// The types a filter's `message_type` names.
+    pub(crate) fn of(message_type: Option<&str>, names: &Names) -> TypeFilter {
+        match message_type {
+            None => TypeFilter::Any,
+            Some(name) => names
+                .get(name)
+                .map_or(TypeFilter::Nothing, TypeFilter::Only),
+        }
+    }
+
+    /// Whether a message of this type is taken.
+    pub(crate) fn takes(self, message_type: NameId) -> bool {
+        match self {
+            TypeFilter::Any => true,
+            TypeFilter::Only(id) => id == message_type,
+            TypeFilter::Nothing => false,
+        }
+    }
 }
 
 impl<'a> Selection<'a> {
@@ -66,14 +96,12 @@ impl Projection {
             start_ms,
             end_ms,
         } = *selection;
-        // A type never tracked selects no message.
-        let type_filter = match message_type.map(|name| self.names.get(name)) {
-            Some(None) => return,
-            Some(Some(id)) => Some(id),
-            None => None,
-        };
+        let type_filter = TypeFilter::of(message_type, &self.names);
+        if type_filter == TypeFilter::Nothing {
+            return;
+        }
         let mut visit_if_selected = |index: u32, state: &MessageState| {
-            let selected = type_filter.is_none_or(|id| id == state.message_type)
+            let selected = type_filter.takes(state.message_type)
                 && channel.is_none_or(|channel| channel == state.channel)
                 && start_ms <= state.sent_ms
                 && state.sent_ms <= end_ms;
@@ -125,11 +153,10 @@ impl Projection {
             });
             return;
         }
-        let message_type = match selection.message_type.map(|name| self.names.get(name)) {
-            Some(None) => return, // a type never tracked selects no message
-            Some(Some(id)) => Some(id),
-            None => None,
-        };
+        let message_type = TypeFilter::of(selection.message_type, &self.names);
+        if message_type == TypeFilter::Nothing {
+            return;
+        }
         let filter = SlotFilter {
             channel: selection.channel,
             message_type,
