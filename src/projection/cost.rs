@@ -13,11 +13,11 @@ use crate::error::Result;
 use crate::event::{BudgetScope, Channel, Month, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
-use crate::projection::Projection;
 use crate::projection::channel::Period;
 use crate::projection::names::NameId;
 use crate::projection::rollup::Counts;
 use crate::projection::selection::{Selection, range_ms};
+use crate::projection::{BudgetState, Projection};
 use crate::stats::{divide_rounded, validate_selection};
 
 /// Which messages `Store::get_cost_report` covers, and which budgets it reports. Every part is
@@ -433,5 +433,12 @@ impl Projection {
         }
         statuses.sort_by_key(|status| (status.month, status.scope));
         statuses
+    }
+}
+
+impl Projection {
+    /// Every budget, by scope and month.
+    pub(crate) fn budgets(&self) -> &BTreeMap<(BudgetScope, Month), BudgetState> {
+        &self.budgets
     }
 }

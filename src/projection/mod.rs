@@ -1,5 +1,20 @@
 //! Views folded from the events, and the queries they answer. Views never read the clock:
 //! everything here is a function of the events folded so far, in log order.
+//!
+//! This file holds [`Projection`] (the facts and the indexes built over them on first use),
+//! [`Facts`] and the fold. The methods of both live with the concept they serve:
+//!
+//! - `status.rs`: one message's state; a message by id or external id.
+//! - `outcome.rs`: one outcome's record; an outcome by index.
+//! - `user_lists.rs`: each user's sorted messages and outcomes; a user's history.
+//! - `selection.rs`: which messages a query takes, visited one by one or counted.
+//! - `stats.rs`, `engagement.rs`, `channel.rs`, `cost.rs`, `impact.rs`: one report each.
+//! - `attribution.rs`: the attribution rule, and the outcome credits kept current.
+//! - `rollup.rs`, `time_index.rs`: the message counts by time, and the time buckets beneath.
+//! - `names.rs`, `id_map.rs`: interned names, and the hash map keyed by ids.
+//!
+//! Readers see [`Facts`] through `Deref` on [`Projection`], so that only the fold can write the
+//! facts and the built indexes that must follow them.
 
 pub(crate) mod attribution;
 pub(crate) mod channel;
@@ -20,8 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::OnceLock;
 
-use crate::event::{BudgetScope, Event, LoggedEvent, MessageId, Month, UserId};
-use crate::message::{FinancialOutcome, Message};
+use crate::event::{BudgetScope, Event, LoggedEvent, MessageId, Month};
 use attribution::{Credits, Touches};
 use id_map::IdMap;
 use names::Names;
@@ -220,11 +234,6 @@ impl Projection {
         &self.names
     }
 
-    /// Every budget, by scope and month.
-    pub(crate) fn budgets(&self) -> &BTreeMap<(BudgetScope, Month), BudgetState> {
-        &self.budgets
-    }
-
     /// The views' "now": the latest own time of any tracking event, or `end` if that is
     /// earlier; `None` before the first tracking event. Never the wall clock.
     pub(crate) fn now_ms(&self, end_ms: Option<i64>) -> Option<i64> {
@@ -254,18 +263,6 @@ impl Projection {
         }
     }
 
-    /// The first and last millisecond of the slices ([`SLICE_MS`](time_index::SLICE_MS)) holding the messages —
-    /// only `user`'s with a user — if any.
-    pub(crate) fn message_span(&self, user: Option<UserId>) -> Option<(i64, i64)> {
-        match user {
-            Some(user) => {
-                let messages = self.user_messages(user);
-                Some((messages.first()?.0, messages.last()?.0))
-            }
-            None => self.rollup().span_ms(),
-        }
-    }
-
     /// The message rollup, built on first use.
     fn rollup(&self) -> &MessageRollup {
         self.rollup
@@ -275,62 +272,5 @@ impl Projection {
     /// The outcome credits, built on first use.
     pub(crate) fn credits(&self) -> &Credits {
         self.credits.get_or_init(|| self.build_credits())
-    }
-
-    /// The message with this id, if tracked.
-    pub(crate) fn message(&self, id: MessageId) -> Option<Message> {
-        let index = usize::try_from(id.0.checked_sub(1)?).ok()?;
-        Some(self.messages.get(index)?.to_message(id, &self.names))
-    }
-
-    /// The message an external id names, if any.
-    pub(crate) fn message_id_of_external(&self, external_id: &str) -> Option<MessageId> {
-        self.external_ids.get(external_id).copied()
-    }
-
-    /// The outcome at this index (in log order).
-    pub(crate) fn outcome(&self, index: usize) -> Option<FinancialOutcome> {
-        Some(self.outcomes.get(index)?.to_outcome(&self.names))
-    }
-
-    pub(crate) fn outcome_count(&self) -> usize {
-        self.outcomes.len()
-    }
-}
-
-impl Facts {
-    /// Files a send's external id. The tracking calls never write one twice; a log that holds
-    /// it twice anyway (written by other code) keeps the first, as a repeat of the send would.
-    fn add_external_id(&mut self, external_id: &str, message_id: MessageId) {
-        if self.external_ids.contains_key(external_id) {
-            return;
-        }
-        let external_id: Arc<str> = external_id.into();
-        self.external_ids
-            .insert(Arc::clone(&external_id), message_id);
-        self.external_id_of.insert(message_id.0, external_id);
-    }
-
-    /// The external id the message was sent with, if any.
-    pub(crate) fn external_id_of(&self, id: MessageId) -> Option<&str> {
-        self.external_id_of
-            .get(&id.0)
-            .map(|external_id| &**external_id)
-    }
-
-    /// The sent time of the message with this id, if tracked.
-    pub(crate) fn sent_ms(&self, id: MessageId) -> Option<i64> {
-        let index = usize::try_from(id.0.checked_sub(1)?).ok()?;
-        Some(self.messages.get(index)?.sent_ms)
-    }
-
-    /// Every message's state; message id `n` is at index `n - 1`.
-    pub(crate) fn message_states(&self) -> &[MessageState] {
-        &self.messages
-    }
-
-    /// Every outcome, in log order.
-    pub(crate) fn outcome_states(&self) -> &[OutcomeState] {
-        &self.outcomes
     }
 }

@@ -4,6 +4,7 @@ use crate::event::UserId;
 use crate::message::{FinancialOutcome, time_from_ms};
 use crate::money::Money;
 use crate::projection::names::{NameId, Names};
+use crate::projection::{Facts, Projection};
 
 /// One outcome as its event recorded it.
 #[derive(Debug, Clone)]
@@ -22,5 +23,23 @@ impl OutcomeState {
             amount: Money::from_micros(i128::from(self.amount_micros)),
             at: time_from_ms(self.at_ms),
         }
+    }
+}
+
+impl Projection {
+    /// The outcome at this index (in log order).
+    pub(crate) fn outcome(&self, index: usize) -> Option<FinancialOutcome> {
+        Some(self.outcomes.get(index)?.to_outcome(&self.names))
+    }
+
+    pub(crate) fn outcome_count(&self) -> usize {
+        self.outcomes.len()
+    }
+}
+
+impl Facts {
+    /// Every outcome, in log order.
+    pub(crate) fn outcome_states(&self) -> &[OutcomeState] {
+        &self.outcomes
     }
 }

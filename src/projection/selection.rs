@@ -116,7 +116,7 @@ impl Projection {
                 };
                 // The user's list is sorted by sent time: only the window is visited.
                 let window = within(&entries.messages, start_ms, end_ms);
-                self.load_states(user, window.iter());
+                self.prefetch_states(user, window.iter());
                 for &(_, index) in window {
                     visit_if_selected(index, &self.messages[index as usize]);
                 }
@@ -168,5 +168,19 @@ impl Projection {
             selection.end_ms,
             |channel, message_type, counts| visit(channel, message_type, &counts.counts()),
         );
+    }
+}
+
+impl Projection {
+    /// The first and last millisecond of the slices ([`SLICE_MS`](time_index::SLICE_MS)) holding the messages —
+    /// only `user`'s with a user — if any.
+    pub(crate) fn message_span(&self, user: Option<UserId>) -> Option<(i64, i64)> {
+        match user {
+            Some(user) => {
+                let messages = self.user_messages(user);
+                Some((messages.first()?.0, messages.last()?.0))
+            }
+            None => self.rollup().span_ms(),
+        }
     }
 }

@@ -104,7 +104,7 @@ impl Projection {
             return Vec::new();
         };
         let newest = entries.messages.iter().rev().take(limit);
-        self.load_states(user, newest.clone());
+        self.prefetch_states(user, newest.clone());
         newest
             .map(|&(_, index)| {
                 self.messages[index as usize]
@@ -113,12 +113,13 @@ impl Projection {
             .collect()
     }
 
-    /// Reads the states of `entries` (from `user`'s list) in one pass of independent loads,
-    /// checking that each is the user's and names an interned type. The states lie far apart
+    /// Prefetches the states of `entries` (from `user`'s list): reads them in one pass of
+    /// independent loads, checking that each is the user's and names an interned type. An
+    /// `assert!` because the check is what makes the reads happen. The states lie far apart
     /// in a large store: this way their cache misses overlap, and the caller's pass, with more
     /// work between the reads, finds them in cache. A 56-byte record often spans two cache
     /// lines; the two checks read fields at its two ends, so both lines are fetched.
-    pub(crate) fn load_states<'a>(
+    pub(crate) fn prefetch_states<'a>(
         &self,
         user: UserId,
         mut entries: impl Iterator<Item = &'a (i64, u32)>,
