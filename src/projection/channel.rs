@@ -19,6 +19,7 @@ use crate::projection::impact::return_on_cost;
 use crate::projection::names::{NameId, Names};
 use crate::projection::rollup::Counts;
 use crate::projection::selection::{Selection, TypeFilter, range_ms};
+use crate::stats::filter_setters;
 use crate::stats::{divide_rounded, percent};
 
 /// The length of one step of a time series, UTC.
@@ -80,34 +81,23 @@ impl EffectivenessFilter {
         EffectivenessFilter::default()
     }
 
-    /// Only this user.
-    pub fn user(mut self, user: impl Into<UserId>) -> EffectivenessFilter {
-        self.user = Some(user.into());
-        self
-    }
-
-    /// Only this message type.
-    pub fn message_type(mut self, message_type: impl Into<String>) -> EffectivenessFilter {
-        self.message_type = Some(message_type.into());
-        self
-    }
-
-    /// Only at or after `start` (inclusive).
-    pub fn start(mut self, start: DateTime<Utc>) -> EffectivenessFilter {
-        self.start = Some(start);
-        self
-    }
-
-    /// Only at or before `end` (inclusive).
-    pub fn end(mut self, end: DateTime<Utc>) -> EffectivenessFilter {
-        self.end = Some(end);
-        self
-    }
-
     /// Add a time series by `period`.
     pub fn period(mut self, period: Period) -> EffectivenessFilter {
         self.period = Some(period);
         self
+    }
+}
+
+filter_setters! {
+    EffectivenessFilter {
+        /// Only this user.
+        user,
+        /// Only this message type.
+        message_type,
+        /// Only at or after `start` (inclusive).
+        start,
+        /// Only at or before `end` (inclusive).
+        end,
     }
 }
 

@@ -19,6 +19,7 @@ use crate::projection::Projection;
 use crate::projection::selection::{TypeFilter, range_ms};
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::within;
+use crate::stats::filter_setters;
 use crate::stats::{divide_rounded, percent, validate_selection};
 
 const MINUTE_MS: i64 = 60 * 1000;
@@ -69,33 +70,22 @@ impl EngagementFilter {
         EngagementFilter::default()
     }
 
-    /// Only this message type.
-    pub fn message_type(mut self, message_type: impl Into<String>) -> EngagementFilter {
-        self.message_type = Some(message_type.into());
-        self
-    }
-
-    /// Only this channel.
-    pub fn channel(mut self, channel: Channel) -> EngagementFilter {
-        self.channel = Some(channel);
-        self
-    }
-
-    /// Only messages sent at or after `start` (inclusive).
-    pub fn start(mut self, start: DateTime<Utc>) -> EngagementFilter {
-        self.start = Some(start);
-        self
-    }
-
-    /// Only messages sent at or before `end` (inclusive).
-    pub fn end(mut self, end: DateTime<Utc>) -> EngagementFilter {
-        self.end = Some(end);
-        self
-    }
-
     /// Refuses a malformed message type and a window that ends before it starts.
     pub(crate) fn validate(&self) -> Result<()> {
         validate_selection(None, self.message_type.as_deref(), self.start, self.end)
+    }
+}
+
+filter_setters! {
+    EngagementFilter {
+        /// Only this message type.
+        message_type,
+        /// Only this channel.
+        channel,
+        /// Only messages sent at or after `start` (inclusive).
+        start,
+        /// Only messages sent at or before `end` (inclusive).
+        end,
     }
 }
 

@@ -15,6 +15,7 @@ use crate::projection::id_map::IdMap;
 use crate::projection::names::{NameId, Names};
 use crate::projection::selection::{Selection, TypeFilter, range_ms};
 use crate::stats::StatsFilter;
+use crate::stats::filter_setters;
 
 /// Milliseconds in a day, for "days since the last communication".
 const DAY_MS: i64 = 86_400_000;
@@ -49,36 +50,6 @@ impl ImpactFilter {
         ImpactFilter::default()
     }
 
-    /// Only this user.
-    pub fn user(mut self, user: impl Into<UserId>) -> ImpactFilter {
-        self.user = Some(user.into());
-        self
-    }
-
-    /// Only outcomes credited to a message of this type.
-    pub fn message_type(mut self, message_type: impl Into<String>) -> ImpactFilter {
-        self.message_type = Some(message_type.into());
-        self
-    }
-
-    /// Only outcomes credited to a message on this channel.
-    pub fn channel(mut self, channel: Channel) -> ImpactFilter {
-        self.channel = Some(channel);
-        self
-    }
-
-    /// Only at or after `start` (inclusive).
-    pub fn start(mut self, start: DateTime<Utc>) -> ImpactFilter {
-        self.start = Some(start);
-        self
-    }
-
-    /// Only at or before `end` (inclusive).
-    pub fn end(mut self, end: DateTime<Utc>) -> ImpactFilter {
-        self.end = Some(end);
-        self
-    }
-
     /// The same parts as a stats filter: it selects the messages whose cost the ROI counts.
     pub(crate) fn message_filter(&self) -> StatsFilter {
         StatsFilter {
@@ -88,6 +59,21 @@ impl ImpactFilter {
             start: self.start,
             end: self.end,
         }
+    }
+}
+
+filter_setters! {
+    ImpactFilter {
+        /// Only this user.
+        user,
+        /// Only outcomes credited to a message of this type.
+        message_type,
+        /// Only outcomes credited to a message on this channel.
+        channel,
+        /// Only at or after `start` (inclusive).
+        start,
+        /// Only at or before `end` (inclusive).
+        end,
     }
 }
 
