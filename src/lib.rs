@@ -54,6 +54,7 @@ pub use log::{OpenReport, SyncPolicy};
 pub use message::{FinancialOutcome, Message, Status};
 pub use money::Money;
 pub use options::Options;
+pub use projection::attribution::AttributionLevel;
 pub use projection::channel::{
     ChannelLine, ChannelPeriod, ChannelReport, ChannelWinner, EffectivenessFilter, Period,
 };
@@ -65,7 +66,7 @@ pub use projection::engagement::{
     UserEngagement,
 };
 pub use projection::impact::{
-    AttributedImpact, AttributionLevel, ChannelImpact, ImpactFilter, ImpactReport, ImpactTotal,
+    AttributedImpact, ChannelImpact, ImpactFilter, ImpactReport, ImpactTotal,
 };
 pub use stats::{CommunicationStats, StatsFilter};
 pub use store::{LOCK_FILE_NAME, Store};

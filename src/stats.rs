@@ -39,35 +39,20 @@ impl StatsFilter {
     pub fn new() -> StatsFilter {
         StatsFilter::default()
     }
+}
 
-    /// Only this user.
-    pub fn user(mut self, user: impl Into<UserId>) -> StatsFilter {
-        self.user = Some(user.into());
-        self
-    }
-
-    /// Only this message type.
-    pub fn message_type(mut self, message_type: impl Into<String>) -> StatsFilter {
-        self.message_type = Some(message_type.into());
-        self
-    }
-
-    /// Only this channel.
-    pub fn channel(mut self, channel: Channel) -> StatsFilter {
-        self.channel = Some(channel);
-        self
-    }
-
-    /// Only at or after `start` (inclusive).
-    pub fn start(mut self, start: DateTime<Utc>) -> StatsFilter {
-        self.start = Some(start);
-        self
-    }
-
-    /// Only at or before `end` (inclusive).
-    pub fn end(mut self, end: DateTime<Utc>) -> StatsFilter {
-        self.end = Some(end);
-        self
+filter_setters! {
+    StatsFilter {
+        /// Only this user.
+        user,
+        /// Only this message type.
+        message_type,
+        /// Only this channel.
+        channel,
+        /// Only at or after `start` (inclusive).
+        start,
+        /// Only at or before `end` (inclusive).
+        end,
     }
 }
 
@@ -178,3 +163,54 @@ pub(crate) fn divide_rounded(total: i128, count: u64) -> i128 {
         quotient
     }
 }
+
+/// The builder setters the public filters share: `user`, `message_type`, `channel`, `start`
+/// and `end`, each setting its field; every filter names its own and documents each.
+macro_rules! filter_setters {
+    ($filter:ident { $($(#[$doc:meta])* $setter:ident),* $(,)? }) => {
+        impl $filter {
+            $(crate::stats::filter_setter!($filter, $setter, $(#[$doc])*);)*
+        }
+    };
+}
+pub(crate) use filter_setters;
+
+/// One setter of [`filter_setters`].
+macro_rules! filter_setter {
+    ($filter:ident, user, $(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub fn user(mut self, user: impl Into<crate::event::UserId>) -> $filter {
+            self.user = Some(user.into());
+            self
+        }
+    };
+    ($filter:ident, message_type, $(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub fn message_type(mut self, message_type: impl Into<String>) -> $filter {
+            self.message_type = Some(message_type.into());
+            self
+        }
+    };
+    ($filter:ident, channel, $(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub fn channel(mut self, channel: crate::event::Channel) -> $filter {
+            self.channel = Some(channel);
+            self
+        }
+    };
+    ($filter:ident, start, $(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub fn start(mut self, start: chrono::DateTime<chrono::Utc>) -> $filter {
+            self.start = Some(start);
+            self
+        }
+    };
+    ($filter:ident, end, $(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub fn end(mut self, end: chrono::DateTime<chrono::Utc>) -> $filter {
+            self.end = Some(end);
+            self
+        }
+    };
+}
+pub(crate) use filter_setter;

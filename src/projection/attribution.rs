@@ -1,7 +1,8 @@
-//! Each outcome's credit — the message it is attributed to (last touch, see
-//! [`Facts::attribute`]) and the time since the user's last message before it — kept
-//! current as events arrive, and the outcome sums by time that the impact, channel and stats
-//! views read instead of visiting every outcome.
+//! Attribution: the rule that credits an outcome to a message ([`Facts::attribute`], last
+//! touch), and the index that keeps each outcome's credit current as events arrive — the
+//! message it is attributed to and the time since the user's last message before it — with
+//! the outcome sums by time that the impact, channel and stats views read instead of visiting
+//! every outcome.
 //!
 //! Built on the first query that needs it (every outcome attributed once), not during replay;
 //! from then on each fold updates it: a new outcome is attributed over its user's messages; a
@@ -10,13 +11,118 @@
 //! user's outcomes whose window holds its new time, and the outcomes it was credited with at
 //! that level are attributed again from scratch.
 
+use serde::{Deserialize, Serialize};
+
 use crate::event::{Channel, UserId};
-use crate::projection::impact::{Attribution, AttributionLevel, Lags, OutcomeState};
+use crate::projection::id_map::IdMap;
 use crate::projection::names::NameId;
-use crate::projection::rollup::{CutSide, Piece, TimeBuckets};
+use crate::projection::outcome::OutcomeState;
 use crate::projection::status::MessageState;
-use crate::projection::within;
-use crate::projection::{Facts, IdMap, Projection};
+use crate::projection::time_index::{Piece, TimeBuckets, sum_cut};
+use crate::projection::user_lists::within;
+use crate::projection::{Facts, Projection};
+
+/// How an outcome was credited to a message (docs/SEMANTICS.md, "Attribution").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributionLevel {
+    /// To the user's message most recently engaged with (first engagement) in the window.
+    Engaged,
+    /// No engagement in the window: to the message most recently delivered in it.
+    Delivered,
+}
+
+/// The message an outcome is credited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Attribution {
+    /// Index of the message (its id minus one).
+    pub message_index: u32,
+    pub level: AttributionLevel,
+}
+
+impl Facts {
+    /// Credits `outcome`, last touch, to the user's message whose first engagement is the
+    /// latest within `[outcome − window_ms, outcome]` (inclusive); failing that, to the message
+    /// whose delivery is the latest in that window; ties go to the higher id. Candidates are all
+    /// of the user's messages, whatever a query's filter. Depends only on the final state of
+    /// the log, so a late event may re-attribute an outcome.
+    ///
+    /// `lags` bounds (touch time − sent time) over every message, so only the user's messages
+    /// sent where a touch in the window is possible are read (found by binary search).
+    pub(crate) fn attribute(
+        &self,
+        outcome: &OutcomeState,
+        window_ms: i64,
+        lags: Lags,
+    ) -> Option<Attribution> {
+        let window_start_ms = outcome.at_ms.saturating_sub(window_ms);
+        let in_window = |at_ms: i64| window_start_ms <= at_ms && at_ms <= outcome.at_ms;
+        let mut engaged: Option<(i64, u32)> = None;
+        let mut delivered: Option<(i64, u32)> = None;
+        let states = self.message_states();
+        // No touch anywhere: nothing to credit.
+        let (first_sent_ms, last_sent_ms) = lags.sent_range(window_start_ms, outcome.at_ms)?;
+        let messages = self.user_messages(UserId(outcome.user_id));
+        for &(_, index) in within(messages, first_sent_ms, last_sent_ms) {
+            let state = &states[index as usize];
+            if let Some(at_ms) = state
+                .first_engagement_ms()
+                .filter(|at_ms| in_window(*at_ms))
+            {
+                engaged = engaged.max(Some((at_ms, index)));
+            }
+            if let Some(at_ms) = state.delivered.get().filter(|at_ms| in_window(*at_ms)) {
+                delivered = delivered.max(Some((at_ms, index)));
+            }
+        }
+        match (engaged, delivered) {
+            (Some((_, message_index)), _) => Some(Attribution {
+                message_index,
+                level: AttributionLevel::Engaged,
+            }),
+            (None, Some((_, message_index))) => Some(Attribution {
+                message_index,
+                level: AttributionLevel::Delivered,
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The least and the greatest (touch time − sent time) of any message's delivery or first
+/// engagement, where any message has one: a message can only have a touch in a window if its
+/// sent time is within these lags of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lags {
+    least_ms: i64,
+    greatest_ms: i64,
+}
+
+impl Lags {
+    /// No touch yet.
+    pub(crate) const NONE: Lags = Lags {
+        least_ms: i64::MAX,
+        greatest_ms: i64::MIN,
+    };
+
+    /// Takes in a touch at `touch_ms` of a message sent at `sent_ms`.
+    pub(crate) fn widen(&mut self, sent_ms: i64, touch_ms: i64) {
+        let lag = touch_ms.saturating_sub(sent_ms);
+        self.least_ms = self.least_ms.min(lag);
+        self.greatest_ms = self.greatest_ms.max(lag);
+    }
+
+    /// The sent times a message with a touch in `[start_ms, end_ms]` can have; `None` when
+    /// no message has a touch.
+    fn sent_range(self, start_ms: i64, end_ms: i64) -> Option<(i64, i64)> {
+        (self.least_ms <= self.greatest_ms).then(|| {
+            (
+                start_ms.saturating_sub(self.greatest_ms),
+                end_ms.saturating_sub(self.least_ms),
+            )
+        })
+    }
+}
 
 /// What a report groups an outcome by: its name, and the channel, message type and level of
 /// the message it is credited to.
@@ -167,35 +273,33 @@ impl Credits {
     ) {
         let mut sums = vec![OutcomeSums::default(); self.keys.len()];
         let time_of = |index: u32| outcomes[index as usize].at_ms;
+        let add_bucket = |sums: &mut Vec<OutcomeSums>, bucket: &OutcomeBucket| {
+            for (key, entry) in &bucket.entries {
+                sums[*key as usize].add(entry);
+            }
+        };
+        let sums_of = |index: u32| {
+            let credit = &self.credits[index as usize];
+            let sums = OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms);
+            (self.ordinals[&credit.key] as usize, sums)
+        };
         self.buckets.visit(start_ms, end_ms, |piece| match piece {
-            Piece::Whole(bucket) => {
-                for (key, entry) in &bucket.entries {
-                    sums[*key as usize].add(entry);
-                }
-            }
-            Piece::Edge(edge) => {
-                let sums_of = |index: u32| {
-                    let credit = &self.credits[index as usize];
-                    let sums = OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms);
-                    (self.ordinals[&credit.key] as usize, sums)
-                };
-                match CutSide::of(edge.items, edge.inside(time_of)) {
-                    CutSide::Inside(inside) => {
-                        for (key, outcome) in inside.iter().map(|&index| sums_of(index)) {
-                            sums[key].add(&outcome);
-                        }
-                    }
-                    CutSide::WholeLess(before, after) => {
-                        for (key, entry) in &edge.bucket.entries {
-                            sums[*key as usize].add(entry);
-                        }
-                        for &index in before.iter().chain(after) {
-                            let (key, outcome) = sums_of(index);
-                            sums[key].subtract(&outcome);
-                        }
-                    }
-                }
-            }
+            Piece::Whole(bucket) => add_bucket(&mut sums, bucket),
+            Piece::Edge(edge) => sum_cut(
+                &mut sums,
+                edge.bucket,
+                edge.items,
+                edge.inside(time_of),
+                add_bucket,
+                |sums, index| {
+                    let (key, outcome) = sums_of(index);
+                    sums[key].add(&outcome);
+                },
+                |sums, index| {
+                    let (key, outcome) = sums_of(index);
+                    sums[key].subtract(&outcome);
+                },
+            ),
         });
         for (key, sums) in self.keys.iter().zip(&sums) {
             if sums.count > 0 {
@@ -213,29 +317,23 @@ impl Credits {
     ) -> OutcomeSums {
         let mut totals = OutcomeSums::default();
         let time_of = |index: u32| outcomes[index as usize].at_ms;
+        let sums_of = |index: u32| {
+            OutcomeSums::of(
+                &outcomes[index as usize],
+                self.credits[index as usize].last_sent_ms,
+            )
+        };
         self.buckets.visit(start_ms, end_ms, |piece| match piece {
             Piece::Whole(bucket) => totals.add(&bucket.total),
-            Piece::Edge(edge) => {
-                let sums_of = |index: u32| {
-                    OutcomeSums::of(
-                        &outcomes[index as usize],
-                        self.credits[index as usize].last_sent_ms,
-                    )
-                };
-                match CutSide::of(edge.items, edge.inside(time_of)) {
-                    CutSide::Inside(inside) => {
-                        for &index in inside {
-                            totals.add(&sums_of(index));
-                        }
-                    }
-                    CutSide::WholeLess(before, after) => {
-                        totals.add(&edge.bucket.total);
-                        for &index in before.iter().chain(after) {
-                            totals.subtract(&sums_of(index));
-                        }
-                    }
-                }
-            }
+            Piece::Edge(edge) => sum_cut(
+                &mut totals,
+                edge.bucket,
+                edge.items,
+                edge.inside(time_of),
+                |totals, bucket| totals.add(&bucket.total),
+                |totals, index| totals.add(&sums_of(index)),
+                |totals, index| totals.subtract(&sums_of(index)),
+            ),
         });
         totals
     }
@@ -427,17 +525,6 @@ impl Facts {
             }
         }
     }
-
-    /// The user's outcomes at or after `from_ms`, as (time, index), by time.
-    pub(crate) fn user_outcomes_from(&self, user: UserId, from_ms: i64) -> &[(i64, u32)] {
-        let Some(entries) = self.users.get(&user.0) else {
-            return &[];
-        };
-        if entries.latest_outcome_ms < from_ms {
-            return &[];
-        }
-        within(&entries.outcomes, from_ms, i64::MAX)
-    }
 }
 
 impl Projection {
@@ -479,5 +566,15 @@ impl Projection {
                 &OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms),
             );
         }
+    }
+}
+
+impl Facts {
+    /// The latest sent time of the outcome's user's messages sent at or before it.
+    pub(crate) fn last_sent_ms(&self, outcome: &OutcomeState) -> Option<i64> {
+        let messages = self.user_messages(UserId(outcome.user_id));
+        // Sorted by sent time: the ones at or before the outcome come first.
+        let count = messages.partition_point(|(sent_ms, _)| *sent_ms <= outcome.at_ms);
+        count.checked_sub(1).map(|last| messages[last].0)
     }
 }

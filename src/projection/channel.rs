@@ -12,11 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Channel, UserId};
 use crate::money::Money;
+use crate::projection::Projection;
 use crate::projection::attribution::OutcomeSums;
+use crate::projection::id_map::IdMap;
 use crate::projection::impact::return_on_cost;
 use crate::projection::names::{NameId, Names};
 use crate::projection::rollup::Counts;
-use crate::projection::{IdMap, Projection, Selection, range_ms};
+use crate::projection::selection::{Selection, TypeFilter, range_ms};
+use crate::stats::filter_setters;
 use crate::stats::{divide_rounded, percent};
 
 /// The length of one step of a time series, UTC.
@@ -78,34 +81,23 @@ impl EffectivenessFilter {
         EffectivenessFilter::default()
     }
 
-    /// Only this user.
-    pub fn user(mut self, user: impl Into<UserId>) -> EffectivenessFilter {
-        self.user = Some(user.into());
-        self
-    }
-
-    /// Only this message type.
-    pub fn message_type(mut self, message_type: impl Into<String>) -> EffectivenessFilter {
-        self.message_type = Some(message_type.into());
-        self
-    }
-
-    /// Only at or after `start` (inclusive).
-    pub fn start(mut self, start: DateTime<Utc>) -> EffectivenessFilter {
-        self.start = Some(start);
-        self
-    }
-
-    /// Only at or before `end` (inclusive).
-    pub fn end(mut self, end: DateTime<Utc>) -> EffectivenessFilter {
-        self.end = Some(end);
-        self
-    }
-
     /// Add a time series by `period`.
     pub fn period(mut self, period: Period) -> EffectivenessFilter {
         self.period = Some(period);
         self
+    }
+}
+
+filter_setters! {
+    EffectivenessFilter {
+        /// Only this user.
+        user,
+        /// Only this message type.
+        message_type,
+        /// Only at or after `start` (inclusive).
+        start,
+        /// Only at or before `end` (inclusive).
+        end,
     }
 }
 
@@ -243,25 +235,19 @@ impl Projection {
     /// effectiveness").
     ///
     /// Cost: with a user filter, the user's messages and outcomes in the range; else the
-    /// rollup and outcome buckets of the range (whole days, hours and slices, and the items of
-    /// the two cut slices); once per period with a time series. Then a sort of the lines. No
+    /// rollup and outcome buckets of the range (`time_index.rs`); once per period with a time
+    /// series. Then a sort of the lines. No
     /// wall clock.
     pub(crate) fn channel_effectiveness(&self, filter: &EffectivenessFilter) -> ChannelReport {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         let names = self.names();
-        // A type never tracked selects no message and is credited no outcome.
-        let type_filter: Option<NameId> = match filter.message_type.as_deref() {
-            Some(name) => match names.get(name) {
-                Some(id) => Some(id),
-                None => {
-                    return ChannelReport {
-                        period: filter.period,
-                        ..ChannelReport::default()
-                    };
-                }
-            },
-            None => None,
-        };
+        let type_filter = TypeFilter::of(filter.message_type.as_deref(), names);
+        if type_filter == TypeFilter::Nothing {
+            return ChannelReport {
+                period: filter.period,
+                ..ChannelReport::default()
+            };
+        }
         let selection = Selection {
             user: filter.user,
             message_type: filter.message_type.as_deref(),
@@ -320,7 +306,7 @@ impl Projection {
 
     /// The messages `selection` takes, and the outcomes in its time range (of its user, with
     /// one) credited to a message of type `type_filter` (any, without one).
-    fn breakdown(&self, selection: &Selection<'_>, type_filter: Option<NameId>) -> Breakdown {
+    fn breakdown(&self, selection: &Selection<'_>, type_filter: TypeFilter) -> Breakdown {
         let mut breakdown = Breakdown::default();
         self.count_selection(selection, |channel, message_type, counts| {
             breakdown.add_counts(channel, message_type, counts)
@@ -331,7 +317,7 @@ impl Projection {
             selection.end_ms,
             |key, sums| {
                 if let Some((channel, message_type, _)) = key.credit
-                    && type_filter.is_none_or(|id| id == message_type)
+                    && type_filter.takes(message_type)
                 {
                     breakdown.add_credit(channel, message_type, sums);
                 }

@@ -16,7 +16,9 @@ use crate::money::Money;
 use crate::projection::channel::Period;
 use crate::projection::names::NameId;
 use crate::projection::rollup::Counts;
-use crate::projection::{Projection, Selection, range_ms};
+use crate::projection::selection::{Selection, range_ms};
+use crate::projection::{BudgetState, Projection};
+use crate::stats::filter_setters;
 use crate::stats::{divide_rounded, validate_selection};
 
 /// Which messages `Store::get_cost_report` covers, and which budgets it reports. Every part is
@@ -52,36 +54,6 @@ impl CostFilter {
         CostFilter::default()
     }
 
-    /// Only this user.
-    pub fn user(mut self, user: impl Into<UserId>) -> CostFilter {
-        self.user = Some(user.into());
-        self
-    }
-
-    /// Only this message type.
-    pub fn message_type(mut self, message_type: impl Into<String>) -> CostFilter {
-        self.message_type = Some(message_type.into());
-        self
-    }
-
-    /// Only this channel.
-    pub fn channel(mut self, channel: Channel) -> CostFilter {
-        self.channel = Some(channel);
-        self
-    }
-
-    /// Only at or after `start` (inclusive).
-    pub fn start(mut self, start: DateTime<Utc>) -> CostFilter {
-        self.start = Some(start);
-        self
-    }
-
-    /// Only at or before `end` (inclusive).
-    pub fn end(mut self, end: DateTime<Utc>) -> CostFilter {
-        self.end = Some(end);
-        self
-    }
-
     /// Only this month.
     pub fn month(mut self, month: Month) -> CostFilter {
         self.month = Some(month);
@@ -109,6 +81,21 @@ impl CostFilter {
             end_ms = end_ms.min(next_ms - 1);
         }
         (start_ms <= end_ms).then_some((start_ms, end_ms))
+    }
+}
+
+filter_setters! {
+    CostFilter {
+        /// Only this user.
+        user,
+        /// Only this message type.
+        message_type,
+        /// Only this channel.
+        channel,
+        /// Only at or after `start` (inclusive).
+        start,
+        /// Only at or before `end` (inclusive).
+        end,
     }
 }
 
@@ -432,5 +419,12 @@ impl Projection {
         }
         statuses.sort_by_key(|status| (status.month, status.scope));
         statuses
+    }
+}
+
+impl Projection {
+    /// Every budget, by scope and month.
+    pub(crate) fn budgets(&self) -> &BTreeMap<(BudgetScope, Month), BudgetState> {
+        &self.budgets
     }
 }

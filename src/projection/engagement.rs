@@ -15,9 +15,11 @@ use crate::error::Result;
 use crate::event::{Channel, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
-use crate::projection::names::NameId;
+use crate::projection::Projection;
+use crate::projection::selection::{TypeFilter, range_ms};
 use crate::projection::status::MessageState;
-use crate::projection::{Projection, range_ms, within};
+use crate::projection::user_lists::within;
+use crate::stats::filter_setters;
 use crate::stats::{divide_rounded, percent, validate_selection};
 
 const MINUTE_MS: i64 = 60 * 1000;
@@ -68,33 +70,22 @@ impl EngagementFilter {
         EngagementFilter::default()
     }
 
-    /// Only this message type.
-    pub fn message_type(mut self, message_type: impl Into<String>) -> EngagementFilter {
-        self.message_type = Some(message_type.into());
-        self
-    }
-
-    /// Only this channel.
-    pub fn channel(mut self, channel: Channel) -> EngagementFilter {
-        self.channel = Some(channel);
-        self
-    }
-
-    /// Only messages sent at or after `start` (inclusive).
-    pub fn start(mut self, start: DateTime<Utc>) -> EngagementFilter {
-        self.start = Some(start);
-        self
-    }
-
-    /// Only messages sent at or before `end` (inclusive).
-    pub fn end(mut self, end: DateTime<Utc>) -> EngagementFilter {
-        self.end = Some(end);
-        self
-    }
-
     /// Refuses a malformed message type and a window that ends before it starts.
     pub(crate) fn validate(&self) -> Result<()> {
         validate_selection(None, self.message_type.as_deref(), self.start, self.end)
+    }
+}
+
+filter_setters! {
+    EngagementFilter {
+        /// Only this message type.
+        message_type,
+        /// Only this channel.
+        channel,
+        /// Only messages sent at or after `start` (inclusive).
+        start,
+        /// Only messages sent at or before `end` (inclusive).
+        end,
     }
 }
 
@@ -229,14 +220,14 @@ pub struct TrendWindow {
 
 /// Running counts over some messages.
 #[derive(Debug, Default, Clone, Copy)]
-struct Counts {
+struct EngagementCounts {
     sent: u64,
     received: u64,
     engaged: u64,
     cost_micros: i128,
 }
 
-impl Counts {
+impl EngagementCounts {
     fn add(&mut self, state: &MessageState) {
         self.sent += 1;
         self.received += u64::from(state.delivered.is_some());
@@ -255,19 +246,19 @@ impl Counts {
 
 /// What the selected messages add up to.
 #[derive(Debug)]
-struct Selection<'names> {
-    total: Counts,
-    by_channel: [Counts; Channel::ALL.len()],
+struct EngagementTally<'names> {
+    total: EngagementCounts,
+    by_channel: [EngagementCounts; Channel::ALL.len()],
     /// Keyed by name, so the entries come out in name order.
-    by_type: BTreeMap<&'names str, Counts>,
+    by_type: BTreeMap<&'names str, EngagementCounts>,
     timing: Timing,
 }
 
-impl<'names> Selection<'names> {
-    fn new() -> Selection<'names> {
-        Selection {
-            total: Counts::default(),
-            by_channel: [Counts::default(); Channel::ALL.len()],
+impl<'names> EngagementTally<'names> {
+    fn new() -> EngagementTally<'names> {
+        EngagementTally {
+            total: EngagementCounts::default(),
+            by_channel: [EngagementCounts::default(); Channel::ALL.len()],
             by_type: BTreeMap::new(),
             timing: Timing::new(),
         }
@@ -330,13 +321,9 @@ impl Projection {
     pub(crate) fn engagement(&self, user: UserId, filter: &EngagementFilter) -> UserEngagement {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         let now_ms = self.now_ms(filter.end.map(|end| end.timestamp_millis()));
-        // A type never tracked has no id, so it matches no message.
-        let type_id: Option<Option<NameId>> = filter
-            .message_type
-            .as_deref()
-            .map(|name| self.names().get(name));
+        let type_filter = TypeFilter::of(filter.message_type.as_deref(), self.names());
         let matches = |state: &MessageState| {
-            type_id.is_none_or(|id| id == Some(state.message_type))
+            type_filter.takes(state.message_type)
                 && filter
                     .channel
                     .is_none_or(|channel| channel == state.channel)
@@ -344,27 +331,27 @@ impl Projection {
         let states = self.message_states();
         let messages = self.user_messages(user);
 
-        let mut selection = Selection::new();
+        let mut tally = EngagementTally::new();
         // The user's list is sorted by sent time: only the window is visited.
         let window = within(messages, start_ms, end_ms);
-        self.load_states(user, window.iter());
+        self.prefetch_states(user, window.iter());
         for &(_, index) in window {
             let state = &states[index as usize];
             if matches(state) {
-                selection.add(self.names().name(state.message_type), state);
+                tally.add(self.names().name(state.message_type), state);
             }
         }
 
         let (recent, previous) = match now_ms {
             Some(now_ms) => self.trend_counts(user, now_ms, &matches),
-            None => (Counts::default(), Counts::default()),
+            None => (EngagementCounts::default(), EngagementCounts::default()),
         };
-        let Selection {
+        let EngagementTally {
             total,
             by_channel,
             by_type,
             timing,
-        } = selection;
+        } = tally;
         UserEngagement {
             user_id: user,
             now: now_ms.map(time_from_ms),
@@ -396,20 +383,20 @@ impl Projection {
         }
     }
 
-    /// Counts of the user's matching messages sent in (now − 30 d, now] and in
+    /// EngagementCounts of the user's matching messages sent in (now − 30 d, now] and in
     /// (now − 60 d, now − 30 d], whatever the filter's start.
     fn trend_counts(
         &self,
         user: UserId,
         now_ms: i64,
         matches: &impl Fn(&MessageState) -> bool,
-    ) -> (Counts, Counts) {
+    ) -> (EngagementCounts, EngagementCounts) {
         let states = self.message_states();
         let messages = self.user_messages(user);
         let split_ms = now_ms.saturating_sub(TREND_WINDOW_MS);
         let oldest_excluded_ms = split_ms.saturating_sub(TREND_WINDOW_MS);
-        let mut recent = Counts::default();
-        let mut previous = Counts::default();
+        let mut recent = EngagementCounts::default();
+        let mut previous = EngagementCounts::default();
         let window = within(messages, oldest_excluded_ms.saturating_add(1), now_ms);
         for &(sent_ms, index) in window {
             let state = &states[index as usize];
@@ -427,7 +414,9 @@ impl Projection {
 }
 
 /// One entry per channel with a message selected, in channel order.
-fn channel_engagements(by_channel: &[Counts; Channel::ALL.len()]) -> Vec<ChannelEngagement> {
+fn channel_engagements(
+    by_channel: &[EngagementCounts; Channel::ALL.len()],
+) -> Vec<ChannelEngagement> {
     let mut channels = Vec::new();
     for channel in Channel::ALL {
         let counts = by_channel[channel.index()];
@@ -484,7 +473,7 @@ fn response_times(mut response_ms: Vec<i64>) -> ResponseTimes {
     times
 }
 
-fn trend_window(counts: Counts) -> TrendWindow {
+fn trend_window(counts: EngagementCounts) -> TrendWindow {
     TrendWindow {
         received: counts.received,
         engaged: counts.engaged,
@@ -494,7 +483,7 @@ fn trend_window(counts: Counts) -> TrendWindow {
 
 /// Compares the two scores as exact fractions: recent − previous ≥ 10 points is
 /// 100·(e_r·r_p − e_p·r_r) ≥ 10·r_r·r_p, all in integers.
-fn trend(recent: Counts, previous: Counts) -> Trend {
+fn trend(recent: EngagementCounts, previous: EngagementCounts) -> Trend {
     if recent.received < TREND_RECEIVED_MIN || previous.received < TREND_RECEIVED_MIN {
         return Trend::InsufficientData;
     }
@@ -517,7 +506,7 @@ fn trend(recent: Counts, previous: Counts) -> Trend {
 /// Highest engagement rate among channels with enough received messages; ties go to the lower
 /// average cost per message sent, then to the earlier channel in [`Channel::ALL`]. Exact
 /// fractions throughout.
-fn preferred_channel(by_channel: &[Counts; Channel::ALL.len()]) -> Option<Channel> {
+fn preferred_channel(by_channel: &[EngagementCounts; Channel::ALL.len()]) -> Option<Channel> {
     // Less is better.
     let rank = |a: Channel, b: Channel| -> Ordering {
         let (a_counts, b_counts) = (by_channel[a.index()], by_channel[b.index()]);

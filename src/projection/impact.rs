@@ -1,6 +1,6 @@
-//! The financial-impact view: every outcome as recorded, each credited (last touch) to the
-//! message that most plausibly led to it, and the report over a filter
-//! (docs/SEMANTICS.md, "Financial impact").
+//! The financial-impact report (docs/SEMANTICS.md, "Financial impact"): the outcomes a filter
+//! selects, each with the credit `attribution.rs` keeps for it, summed by outcome, channel and
+//! message type, with the cost of the messages and the return on it.
 
 use std::collections::BTreeMap;
 
@@ -8,136 +8,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Channel, UserId};
-use crate::message::{FinancialOutcome, time_from_ms};
 use crate::money::Money;
-use crate::projection::attribution::{OutcomeKey, OutcomeSums};
+use crate::projection::Projection;
+use crate::projection::attribution::{AttributionLevel, OutcomeKey, OutcomeSums};
+use crate::projection::id_map::IdMap;
 use crate::projection::names::{NameId, Names};
-use crate::projection::{Facts, IdMap, Projection, Selection, range_ms, within};
+use crate::projection::selection::{Selection, TypeFilter, range_ms};
 use crate::stats::StatsFilter;
+use crate::stats::filter_setters;
 
 /// Milliseconds in a day, for "days since the last communication".
 const DAY_MS: i64 = 86_400_000;
-
-#[derive(Debug, Clone)]
-pub(crate) struct OutcomeState {
-    pub user_id: u64,
-    pub at_ms: i64,
-    pub amount_micros: i64,
-    pub outcome: NameId,
-}
-
-impl OutcomeState {
-    pub(crate) fn to_outcome(&self, names: &Names) -> FinancialOutcome {
-        FinancialOutcome {
-            user_id: UserId(self.user_id),
-            outcome: names.name(self.outcome).to_string(),
-            amount: Money::from_micros(i128::from(self.amount_micros)),
-            at: time_from_ms(self.at_ms),
-        }
-    }
-}
-
-/// The least and the greatest (touch time − sent time) of any message's delivery or first
-/// engagement, where any message has one: a message can only have a touch in a window if its
-/// sent time is within these lags of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Lags {
-    least_ms: i64,
-    greatest_ms: i64,
-}
-
-impl Lags {
-    /// No touch yet.
-    pub(crate) const NONE: Lags = Lags {
-        least_ms: i64::MAX,
-        greatest_ms: i64::MIN,
-    };
-
-    /// Takes in a touch at `touch_ms` of a message sent at `sent_ms`.
-    pub(crate) fn widen(&mut self, sent_ms: i64, touch_ms: i64) {
-        let lag = touch_ms.saturating_sub(sent_ms);
-        self.least_ms = self.least_ms.min(lag);
-        self.greatest_ms = self.greatest_ms.max(lag);
-    }
-
-    /// The sent times a message with a touch in `[start_ms, end_ms]` can have; `None` when
-    /// no message has a touch.
-    fn sent_range(self, start_ms: i64, end_ms: i64) -> Option<(i64, i64)> {
-        (self.least_ms <= self.greatest_ms).then(|| {
-            (
-                start_ms.saturating_sub(self.greatest_ms),
-                end_ms.saturating_sub(self.least_ms),
-            )
-        })
-    }
-}
-
-/// How an outcome was credited to a message (docs/SEMANTICS.md, "Attribution").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttributionLevel {
-    /// To the user's message most recently engaged with (first engagement) in the window.
-    Engaged,
-    /// No engagement in the window: to the message most recently delivered in it.
-    Delivered,
-}
-
-/// The message an outcome is credited to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Attribution {
-    /// Index of the message (its id minus one).
-    pub message_index: u32,
-    pub level: AttributionLevel,
-}
-
-impl Facts {
-    /// Credits `outcome`, last touch, to the user's message whose first engagement is the
-    /// latest within `[outcome − window_ms, outcome]` (inclusive); failing that, to the message
-    /// whose delivery is the latest in that window; ties go to the higher id. Candidates are all
-    /// of the user's messages, whatever a query's filter. Depends only on the final state of
-    /// the log, so a late event may re-attribute an outcome.
-    ///
-    /// `lags` bounds (touch time − sent time) over every message, so only the user's messages
-    /// sent where a touch in the window is possible are read (found by binary search).
-    pub(crate) fn attribute(
-        &self,
-        outcome: &OutcomeState,
-        window_ms: i64,
-        lags: Lags,
-    ) -> Option<Attribution> {
-        let window_start_ms = outcome.at_ms.saturating_sub(window_ms);
-        let in_window = |at_ms: i64| window_start_ms <= at_ms && at_ms <= outcome.at_ms;
-        let mut engaged: Option<(i64, u32)> = None;
-        let mut delivered: Option<(i64, u32)> = None;
-        let states = self.message_states();
-        // No touch anywhere: nothing to credit.
-        let (first_sent_ms, last_sent_ms) = lags.sent_range(window_start_ms, outcome.at_ms)?;
-        let messages = self.user_messages(UserId(outcome.user_id));
-        for &(_, index) in within(messages, first_sent_ms, last_sent_ms) {
-            let state = &states[index as usize];
-            if let Some(at_ms) = state
-                .first_engagement_ms()
-                .filter(|at_ms| in_window(*at_ms))
-            {
-                engaged = engaged.max(Some((at_ms, index)));
-            }
-            if let Some(at_ms) = state.delivered.get().filter(|at_ms| in_window(*at_ms)) {
-                delivered = delivered.max(Some((at_ms, index)));
-            }
-        }
-        match (engaged, delivered) {
-            (Some((_, message_index)), _) => Some(Attribution {
-                message_index,
-                level: AttributionLevel::Engaged,
-            }),
-            (None, Some((_, message_index))) => Some(Attribution {
-                message_index,
-                level: AttributionLevel::Delivered,
-            }),
-            (None, None) => None,
-        }
-    }
-}
 
 /// Which outcomes `Store::get_financial_impact` covers. Every part is optional; an empty filter
 /// covers every outcome.
@@ -169,36 +50,6 @@ impl ImpactFilter {
         ImpactFilter::default()
     }
 
-    /// Only this user.
-    pub fn user(mut self, user: impl Into<UserId>) -> ImpactFilter {
-        self.user = Some(user.into());
-        self
-    }
-
-    /// Only outcomes credited to a message of this type.
-    pub fn message_type(mut self, message_type: impl Into<String>) -> ImpactFilter {
-        self.message_type = Some(message_type.into());
-        self
-    }
-
-    /// Only outcomes credited to a message on this channel.
-    pub fn channel(mut self, channel: Channel) -> ImpactFilter {
-        self.channel = Some(channel);
-        self
-    }
-
-    /// Only at or after `start` (inclusive).
-    pub fn start(mut self, start: DateTime<Utc>) -> ImpactFilter {
-        self.start = Some(start);
-        self
-    }
-
-    /// Only at or before `end` (inclusive).
-    pub fn end(mut self, end: DateTime<Utc>) -> ImpactFilter {
-        self.end = Some(end);
-        self
-    }
-
     /// The same parts as a stats filter: it selects the messages whose cost the ROI counts.
     pub(crate) fn message_filter(&self) -> StatsFilter {
         StatsFilter {
@@ -208,6 +59,21 @@ impl ImpactFilter {
             start: self.start,
             end: self.end,
         }
+    }
+}
+
+filter_setters! {
+    ImpactFilter {
+        /// Only this user.
+        user,
+        /// Only outcomes credited to a message of this type.
+        message_type,
+        /// Only outcomes credited to a message on this channel.
+        channel,
+        /// Only at or after `start` (inclusive).
+        start,
+        /// Only at or before `end` (inclusive).
+        end,
     }
 }
 
@@ -405,20 +271,14 @@ impl Projection {
     /// [`Facts::attribute`] (docs/SEMANTICS.md, "Financial impact").
     ///
     /// Cost: with a user filter, the user's outcomes and messages in the range; else the
-    /// outcome buckets and the message rollup of the range (whole days, hours and slices, and
-    /// the items of the two cut slices). Credits are kept current as events arrive
+    /// outcome buckets and the message rollup of the range (`time_index.rs`). Credits are kept current as events arrive
     /// (`attribution.rs`), not computed here.
     pub(crate) fn impact(&self, filter: &ImpactFilter) -> ImpactReport {
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
-        // A type never tracked is the type of no message: it keeps no outcome.
-        let type_filter: Option<Option<NameId>> = filter
-            .message_type
-            .as_deref()
-            .map(|name| self.names().get(name));
+        let type_filter = TypeFilter::of(filter.message_type.as_deref(), self.names());
         let credit_filtered = filter.message_type.is_some() || filter.channel.is_some();
         let matches = |channel: Channel, message_type: NameId| {
-            type_filter.is_none_or(|id| id == Some(message_type))
-                && filter.channel.is_none_or(|only| only == channel)
+            type_filter.takes(message_type) && filter.channel.is_none_or(|only| only == channel)
         };
         let mut tally = ImpactTally::default();
         self.visit_outcomes(filter.user, start_ms, end_ms, |key, sums| {
@@ -442,15 +302,5 @@ impl Projection {
             tally.cost_micros[channel.index()] += counts.cost_micros;
         });
         tally.finish(self.names(), filter.channel)
-    }
-}
-
-impl Facts {
-    /// The latest sent time of the outcome's user's messages sent at or before it.
-    pub(crate) fn last_sent_ms(&self, outcome: &OutcomeState) -> Option<i64> {
-        let messages = self.user_messages(UserId(outcome.user_id));
-        // Sorted by sent time: the ones at or before the outcome come first.
-        let count = messages.partition_point(|(sent_ms, _)| *sent_ms <= outcome.at_ms);
-        count.checked_sub(1).map(|last| messages[last].0)
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::event::is_click;
-use crate::projection::IdMap;
+use crate::projection::id_map::IdMap;
 
 /// Index of an interned name.
 pub(crate) type NameId = u32;
@@ -43,17 +43,38 @@ impl Names {
         Arc::clone(&self.names[id as usize])
     }
 
-    /// Whether the name counts as a click.
-    pub(crate) fn is_click(&self, id: NameId) -> bool {
-        self.clicks[id as usize]
-    }
-
-    /// Whether an action of this name is a conversion (contains "upgrade").
-    pub(crate) fn is_upgrade(&self, id: NameId) -> bool {
-        self.upgrades[id as usize]
+    /// What an action of this name counts as: a click (contains "click"), a conversion
+    /// (contains "upgrade"), both, or neither.
+    pub(crate) fn action_kind(&self, id: NameId) -> ActionKind {
+        match (self.clicks[id as usize], self.upgrades[id as usize]) {
+            (false, false) => ActionKind::Other,
+            (true, false) => ActionKind::Click,
+            (false, true) => ActionKind::Upgrade,
+            (true, true) => ActionKind::ClickAndUpgrade,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.names.len()
+    }
+}
+
+/// What an action counts as, by its name: a click implies an open, an upgrade is a conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ActionKind {
+    Other,
+    Click,
+    Upgrade,
+    /// A name holding both "click" and "upgrade".
+    ClickAndUpgrade,
+}
+
+impl ActionKind {
+    pub(crate) fn is_click(self) -> bool {
+        matches!(self, ActionKind::Click | ActionKind::ClickAndUpgrade)
+    }
+
+    pub(crate) fn is_upgrade(self) -> bool {
+        matches!(self, ActionKind::Upgrade | ActionKind::ClickAndUpgrade)
     }
 }

@@ -1,254 +1,21 @@
-//! Time-bucketed sums, so that the views over the whole store or over a time range cost time
-//! independent of the number of messages. A range is read as whole days, whole quarter days
-//! (6 hours) at the two ends of those, whole hours at the ends of those, whole 10-minute slices
-//! at the ends of those, and the items of the (at most two) slices the range cuts, which keeps
-//! the edges exact to the millisecond. Each slice keeps its items sorted by time, so a cut
-//! slice is read as its bucket minus the items outside the range, or as the items inside it,
-//! whichever are fewer; a slice of more than [`DENSE_SLICE`] messages also counts them per
-//! minute, so that only one cut minute is read item by item.
+//! The message rollup: message counts per channel × message type by sent time, for the views
+//! over all users (stats, channel effectiveness, cost), summed over a range by the time index
+//! (`time_index.rs`). A slice of more than [`DENSE_SLICE`] messages also counts them per
+//! minute, so that a range cutting it reads only one cut minute item by item.
 //!
-//! [`TimeBuckets`] is the machinery, for any kind of sum; [`MessageRollup`] keeps message
-//! counts per channel × message type by sent time (stats, channel effectiveness, cost). The
-//! outcome sums live in `attribution.rs`. Both are built on the first query that needs them
-//! (one pass), not during replay, so opening a store costs no more; from then on every fold
-//! keeps them current.
+//! Built on the first query that needs it (one pass), not during replay, so opening a store
+//! costs no more; from then on every fold keeps it current.
 
 use std::ops::Range;
 
 use crate::event::Channel;
 use crate::message::Status;
-use crate::projection::IdMap;
+use crate::projection::id_map::IdMap;
 use crate::projection::names::NameId;
-use crate::projection::status::MessageState;
-
-/// Milliseconds in a slice, the finest bucket: ten minutes, so that the edge scans of a window
-/// visit few items.
-const SLICE_MS: i64 = 600_000;
-/// How many buckets of each level make one of the next: 6 slices an hour, 6 hours a quarter
-/// day, 4 quarters a day. A range unaligned at both ends reads at most 5 + 5 buckets of each
-/// level below the day, and its whole days.
-const LEVEL_RATIOS: [i64; 3] = [6, 6, 4];
-/// Bucket levels: slices, hours, quarter days, days.
-const LEVELS: usize = LEVEL_RATIOS.len() + 1;
-
-/// The bucket of each level that `at_ms` falls in: slice, hour, quarter day, day.
-fn bucket_keys(at_ms: i64) -> [i64; LEVELS] {
-    let mut keys = [at_ms.div_euclid(SLICE_MS); LEVELS];
-    for (level, ratio) in LEVEL_RATIOS.into_iter().enumerate() {
-        keys[level + 1] = keys[level].div_euclid(ratio);
-    }
-    keys
-}
-
-/// Sums of type `B` over items (indexes) filed by a time: in total, and per slice, hour, quarter
-/// day and day.
-#[derive(Debug, Default)]
-pub(crate) struct TimeBuckets<B> {
-    total: B,
-    /// Buckets by key, per level (slices, hours, quarter days, days).
-    levels: [IdMap<i64, B>; LEVELS],
-    /// Each slice's items, sorted by (time, index), for the scans at a range's edges.
-    slice_items: IdMap<i64, Vec<u32>>,
-    /// First and last slice holding an item.
-    slice_range: Option<(i64, i64)>,
-}
-
-/// A piece of a range: a bucket wholly inside it, or a slice it cuts.
-pub(crate) enum Piece<'a, B> {
-    Whole(&'a B),
-    Edge(EdgeSlice<'a, B>),
-}
-
-/// One slice a range cuts: its bucket, its items, and where those inside the range lie.
-pub(crate) struct EdgeSlice<'a, B> {
-    pub slice: i64,
-    /// Every item of the slice, sorted by time: before, inside and after the range in a row.
-    pub items: &'a [u32],
-    pub bucket: &'a B,
-    /// The range, `[start_ms, end_ms]`.
-    pub range_ms: (i64, i64),
-}
-
-impl<B> EdgeSlice<'_, B> {
-    /// Where the items inside the range lie in `items`; `time_of` gives an item's time.
-    pub(crate) fn inside(&self, time_of: impl Fn(u32) -> i64) -> Range<usize> {
-        let span_ms = (self.slice * SLICE_MS, (self.slice + 1) * SLICE_MS - 1);
-        cut(self.items, span_ms, self.range_ms, time_of)
-    }
-}
-
-/// How to read a cut slice or minute: the items inside the range, or its whole bucket less the
-/// items before and after the range, whichever are fewer.
-pub(crate) enum CutSide<'a> {
-    Inside(&'a [u32]),
-    WholeLess(&'a [u32], &'a [u32]),
-}
-
-impl CutSide<'_> {
-    /// The smaller side of `items` (sorted) cut at `inside`.
-    pub(crate) fn of(items: &[u32], inside: Range<usize>) -> CutSide<'_> {
-        if inside.len() <= items.len() - inside.len() {
-            CutSide::Inside(&items[inside])
-        } else {
-            CutSide::WholeLess(&items[..inside.start], &items[inside.end..])
-        }
-    }
-}
-
-/// Where the items with a time in `[start_ms, end_ms]` lie in `items`, which are sorted by
-/// time and all fall in `span_ms`. Every probe reads an item's record, so a bound outside the
-/// span is not searched, and a bound inside it is searched outward from where it would fall if
-/// the items were spread evenly over the span: a few probes, on neighbouring records.
-fn cut(
-    items: &[u32],
-    (span_first_ms, span_last_ms): (i64, i64),
-    (start_ms, end_ms): (i64, i64),
-    time_of: impl Fn(u32) -> i64,
-) -> Range<usize> {
-    let guess = |at_ms: i64| {
-        let offset = i128::from(at_ms - span_first_ms);
-        let span = i128::from(span_last_ms - span_first_ms) + 1;
-        (offset * items.len() as i128 / span) as usize
-    };
-    let first = if start_ms <= span_first_ms {
-        0
-    } else {
-        partition_point_near(items, guess(start_ms), |item| time_of(item) < start_ms)
-    };
-    let last = if end_ms >= span_last_ms {
-        items.len()
-    } else {
-        partition_point_near(items, guess(end_ms), |item| time_of(item) <= end_ms)
-    };
-    first..last.max(first)
-}
-
-/// `items.partition_point(before)`, found by galloping outward from `guess` and then
-/// bisecting the bracket: O(log d) probes for an answer d items from the guess.
-fn partition_point_near(items: &[u32], guess: usize, before: impl Fn(u32) -> bool) -> usize {
-    let guess = guess.min(items.len().saturating_sub(1));
-    let bisect =
-        |low: usize, high: usize| low + items[low..high].partition_point(|&item| before(item));
-    if items.is_empty() {
-        return 0;
-    }
-    let mut step = 1;
-    if before(items[guess]) {
-        // The answer is after `guess`: every item up to `low` is before.
-        let mut low = guess + 1;
-        loop {
-            let probe = guess + step;
-            if probe >= items.len() {
-                return bisect(low, items.len());
-            }
-            if !before(items[probe]) {
-                return bisect(low, probe);
-            }
-            low = probe + 1;
-            step *= 2;
-        }
-    } else {
-        // The answer is at or before `guess`: no item from `high` on is before.
-        let mut high = guess;
-        loop {
-            let Some(probe) = guess.checked_sub(step) else {
-                return bisect(0, high);
-            };
-            if before(items[probe]) {
-                return bisect(probe + 1, high);
-            }
-            high = probe;
-            step *= 2;
-        }
-    }
-}
-
-impl<B: Default> TimeBuckets<B> {
-    /// Files item `index` at `at_ms` and applies `change` to every bucket it counts in;
-    /// `time_of` gives the time of an item already filed (to keep the slice sorted).
-    pub(crate) fn insert(
-        &mut self,
-        index: u32,
-        at_ms: i64,
-        time_of: impl Fn(u32) -> i64,
-        mut change: impl FnMut(&mut B),
-    ) {
-        let keys = bucket_keys(at_ms);
-        self.slice_range = Some(match self.slice_range {
-            None => (keys[0], keys[0]),
-            Some((first, last)) => (first.min(keys[0]), last.max(keys[0])),
-        });
-        let items = self.slice_items.entry(keys[0]).or_default();
-        // Items mostly arrive in time order.
-        let key = (at_ms, index);
-        if items.last().is_none_or(|&last| (time_of(last), last) < key) {
-            items.push(index);
-        } else {
-            let position = items.partition_point(|&other| (time_of(other), other) < key);
-            items.insert(position, index);
-        }
-        change(&mut self.total);
-        for (level, key) in keys.into_iter().enumerate() {
-            change(self.levels[level].entry(key).or_default());
-        }
-    }
-
-    /// Applies `change` to every bucket an item filed at `at_ms` counts in.
-    pub(crate) fn update(&mut self, at_ms: i64, mut change: impl FnMut(&mut B)) {
-        change(&mut self.total);
-        for (level, key) in bucket_keys(at_ms).into_iter().enumerate() {
-            change(
-                self.levels[level]
-                    .get_mut(&key)
-                    .expect("the item's buckets exist"),
-            );
-        }
-    }
-
-    /// Hands `visit` every bucket lying wholly inside `[start_ms, end_ms]` and each slice the
-    /// range cuts; together they cover every item filed in the range exactly once.
-    pub(crate) fn visit(&self, start_ms: i64, end_ms: i64, mut visit: impl FnMut(Piece<'_, B>)) {
-        if start_ms == i64::MIN && end_ms == i64::MAX {
-            visit(Piece::Whole(&self.total));
-            return;
-        }
-        for part in decompose(self.slice_range, start_ms, end_ms) {
-            match part {
-                RangePart::EdgeSlice(slice) => {
-                    let (Some(items), Some(bucket)) =
-                        (self.slice_items.get(&slice), self.levels[0].get(&slice))
-                    else {
-                        continue;
-                    };
-                    visit(Piece::Edge(EdgeSlice {
-                        slice,
-                        items,
-                        bucket,
-                        range_ms: (start_ms, end_ms),
-                    }));
-                }
-                RangePart::Whole { level, first, last } => {
-                    for key in first..=last {
-                        if let Some(bucket) = self.levels[level].get(&key) {
-                            visit(Piece::Whole(bucket));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The items of `slice`, sorted by time.
-    fn slice_items(&self, slice: i64) -> &[u32] {
-        self.slice_items.get(&slice).map_or(&[], Vec::as_slice)
-    }
-
-    /// The first and last millisecond of the slices holding items, if any.
-    pub(crate) fn span_ms(&self) -> Option<(i64, i64)> {
-        self.slice_range
-            .map(|(first, last)| (first * SLICE_MS, (last + 1) * SLICE_MS - 1))
-    }
-}
+use crate::projection::selection::TypeFilter;
+use crate::projection::status::ActionLevel::{Action, NoAction, Upgrade};
+use crate::projection::status::{ActionLevel, MessageState};
+use crate::projection::time_index::{Piece, SLICE_MS, TimeBuckets, cut, sum_cut};
 
 /// Messages by kind, and their cost: the sums of one slot (one channel × message type), 64
 /// bytes. Counts fit in `u32` because a store holds fewer than 2^32 messages.
@@ -258,33 +25,37 @@ pub(crate) struct SlotCounts {
     cost_micros: i128,
 }
 
-/// The kinds a message can be in: its status, and whether it has no action (0), an action (1)
-/// or an upgrade action (2). Every count of the views is a sum over kinds. An action implies
-/// delivery and a click is an action, so a sent or failed message has none and a clicked one
-/// has one: 10 of the 15 pairs.
-const KINDS: [(Status, u8); 10] = [
-    (Status::Sent, 0),
-    (Status::Failed, 0),
-    (Status::Delivered, 0),
-    (Status::Delivered, 1),
-    (Status::Delivered, 2),
-    (Status::Opened, 0),
-    (Status::Opened, 1),
-    (Status::Opened, 2),
-    (Status::Clicked, 1),
-    (Status::Clicked, 2),
+/// The kinds a message can be in: its status and its furthest action. Every count of the views
+/// is a sum over kinds. An action implies delivery and a click is an action, so a sent or
+/// failed message has none and a clicked one has one: 10 of the 15 pairs.
+const KINDS: [(Status, ActionLevel); 10] = [
+    (Status::Sent, NoAction),
+    (Status::Failed, NoAction),
+    (Status::Delivered, NoAction),
+    (Status::Delivered, Action),
+    (Status::Delivered, Upgrade),
+    (Status::Opened, NoAction),
+    (Status::Opened, Action),
+    (Status::Opened, Upgrade),
+    (Status::Clicked, Action),
+    (Status::Clicked, Upgrade),
 ];
 
 /// The kind of a message in its current state: its index in [`KINDS`].
 pub(crate) fn kind_of(state: &MessageState) -> usize {
     match state.status_and_action() {
-        (Status::Sent, 0) => 0,
-        (Status::Failed, 0) => 1,
-        (Status::Delivered, action) => 2 + usize::from(action),
-        (Status::Opened, action) => 5 + usize::from(action),
-        (Status::Clicked, action @ 1..) => 7 + usize::from(action),
+        (Status::Sent, NoAction) => 0,
+        (Status::Failed, NoAction) => 1,
+        (Status::Delivered, NoAction) => 2,
+        (Status::Delivered, Action) => 3,
+        (Status::Delivered, Upgrade) => 4,
+        (Status::Opened, NoAction) => 5,
+        (Status::Opened, Action) => 6,
+        (Status::Opened, Upgrade) => 7,
+        (Status::Clicked, Action) => 8,
+        (Status::Clicked, Upgrade) => 9,
         (status, action) => {
-            unreachable!("a message with status {status} has action level {action}")
+            unreachable!("a message with status {status} has action level {action:?}")
         }
     }
 }
@@ -402,10 +173,10 @@ impl SlotCounts {
             if status == Status::Failed {
                 counts.failed += count;
             }
-            if action >= 1 {
+            if action != NoAction {
                 counts.responded += count;
             }
-            if action == 2 {
+            if action == Upgrade {
                 counts.converted += count;
             }
         }
@@ -492,15 +263,12 @@ impl TakenSums {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SlotFilter {
     pub channel: Option<Channel>,
-    pub message_type: Option<NameId>,
+    pub message_type: TypeFilter,
 }
 
 impl SlotFilter {
     fn takes(self, channel: Channel, message_type: NameId) -> bool {
-        self.channel.is_none_or(|wanted| wanted == channel)
-            && self
-                .message_type
-                .is_none_or(|wanted| wanted == message_type)
+        self.channel.is_none_or(|wanted| wanted == channel) && self.message_type.takes(message_type)
     }
 }
 
@@ -739,9 +507,9 @@ impl MessageRollup {
     }
 
     /// Adds to `sums` the messages of `items[inside]`, those of `items` (the sorted items of a
-    /// cut slice or minute, counted in `bucket`) sent in the range: as those, or as `bucket`
-    /// less the items outside the range, whichever are fewer. Messages in slots the query does
-    /// not take are skipped unread beyond their channel and type.
+    /// cut slice or minute, counted in `bucket`) sent in the range, read by [`sum_cut`].
+    /// Messages in slots the query does not take are skipped unread beyond their channel and
+    /// type.
     fn add_cut(
         &self,
         sums: &mut TakenSums,
@@ -750,25 +518,25 @@ impl MessageRollup {
         items: &[u32],
         inside: Range<usize>,
     ) {
-        match CutSide::of(items, inside) {
-            CutSide::Inside(inside) => {
-                for &index in inside {
-                    let state = &messages[index as usize];
-                    if let Some(sum) = sums.sum_mut(self.slot_of(state)) {
-                        sum.add_message(state);
-                    }
+        sum_cut(
+            sums,
+            bucket,
+            items,
+            inside,
+            TakenSums::add_bucket,
+            |sums, index| {
+                let state = &messages[index as usize];
+                if let Some(sum) = sums.sum_mut(self.slot_of(state)) {
+                    sum.add_message(state);
                 }
-            }
-            CutSide::WholeLess(before, after) => {
-                sums.add_bucket(bucket);
-                for &index in before.iter().chain(after) {
-                    let state = &messages[index as usize];
-                    if let Some(sum) = sums.sum_mut(self.slot_of(state)) {
-                        sum.subtract_message(state);
-                    }
+            },
+            |sums, index| {
+                let state = &messages[index as usize];
+                if let Some(sum) = sums.sum_mut(self.slot_of(state)) {
+                    sum.subtract_message(state);
                 }
-            }
-        }
+            },
+        );
     }
 
     /// The slot of a message already counted.
@@ -778,122 +546,9 @@ impl MessageRollup {
     }
 }
 
-/// A piece of a time range: a slice only partly inside (its items are checked one by one), or
-/// whole buckets `first..=last` of one level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RangePart {
-    EdgeSlice(i64),
-    Whole { level: usize, first: i64, last: i64 },
-}
-
-/// Splits `[start_ms, end_ms]`, clamped to the slices holding items, into at most two edge
-/// slices and runs of whole buckets, taking each run at the coarsest level that fits.
-fn decompose(slice_range: Option<(i64, i64)>, start_ms: i64, end_ms: i64) -> Vec<RangePart> {
-    let mut parts = Vec::with_capacity(2 * LEVELS + 1);
-    let Some((first_slice, last_slice)) = slice_range else {
-        return parts;
-    };
-    // The bounds may be i64::MIN / MAX: clamp them to the slices holding items.
-    let start_ms = start_ms.max(first_slice * SLICE_MS);
-    let end_ms = end_ms.min((last_slice + 1) * SLICE_MS - 1);
-    if start_ms > end_ms {
-        return parts;
-    }
-    let start_slice = start_ms.div_euclid(SLICE_MS);
-    let end_slice = end_ms.div_euclid(SLICE_MS);
-    let starts_whole = start_ms == start_slice * SLICE_MS;
-    let ends_whole = end_ms == (end_slice + 1) * SLICE_MS - 1;
-    if start_slice == end_slice && !(starts_whole && ends_whole) {
-        parts.push(RangePart::EdgeSlice(start_slice));
-        return parts;
-    }
-    let mut first_whole = start_slice;
-    if !starts_whole {
-        parts.push(RangePart::EdgeSlice(start_slice));
-        first_whole += 1;
-    }
-    let mut last_whole = end_slice;
-    if !ends_whole {
-        parts.push(RangePart::EdgeSlice(end_slice));
-        last_whole -= 1;
-    }
-    if first_whole <= last_whole {
-        split_whole(first_whole, last_whole, 0, &mut parts);
-    }
-    parts
-}
-
-/// Buckets `first..=last` of `level` (non-empty): the middle at the next level up where whole
-/// ones fit, the ends at this one.
-fn split_whole(first: i64, last: i64, level: usize, parts: &mut Vec<RangePart>) {
-    let Some(&ratio) = LEVEL_RATIOS.get(level) else {
-        parts.push(RangePart::Whole { level, first, last });
-        return;
-    };
-    let first_up = (first + ratio - 1).div_euclid(ratio);
-    let last_up = (last + 1).div_euclid(ratio) - 1;
-    if first_up > last_up {
-        parts.push(RangePart::Whole { level, first, last });
-        return;
-    }
-    if first < first_up * ratio {
-        parts.push(RangePart::Whole {
-            level,
-            first,
-            last: first_up * ratio - 1,
-        });
-    }
-    split_whole(first_up, last_up, level + 1, parts);
-    if (last_up + 1) * ratio <= last {
-        parts.push(RangePart::Whole {
-            level,
-            first: (last_up + 1) * ratio,
-            last,
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The parts of a range tile it exactly: every slice in it is covered once.
-    #[test]
-    fn a_range_is_split_into_parts_that_cover_each_slice_once() {
-        let slice_range = Some((0, 10 * 144));
-        for (start_ms, end_ms) in [
-            (0, 3 * 86_400_000 - 1),
-            (1, 86_400_000),
-            (7 * SLICE_MS + 5, 600 * SLICE_MS + 3),
-            (5, 7),
-        ] {
-            let mut covered = vec![0u32; 10 * 144 + 1];
-            for part in decompose(slice_range, start_ms, end_ms) {
-                let (first, last) = match part {
-                    RangePart::EdgeSlice(slice) => (slice, slice),
-                    RangePart::Whole { level, first, last } => {
-                        let slices_per_bucket: i64 = LEVEL_RATIOS[..level].iter().product();
-                        (
-                            first * slices_per_bucket,
-                            (last + 1) * slices_per_bucket - 1,
-                        )
-                    }
-                };
-                for slice in first..=last {
-                    covered[slice as usize] += 1;
-                }
-            }
-            let in_range =
-                |slice: i64| slice * SLICE_MS <= end_ms && (slice + 1) * SLICE_MS > start_ms;
-            for (slice, count) in covered.iter().enumerate() {
-                assert_eq!(
-                    *count,
-                    u32::from(in_range(slice as i64)),
-                    "slice {slice} of {start_ms}..={end_ms}"
-                );
-            }
-        }
-    }
 
     /// A slot's counts fill one cache line: the buckets are most of the indexes' memory.
     #[test]
@@ -903,52 +558,6 @@ mod tests {
         assert_eq!(std::mem::align_of::<Line>(), 64);
     }
 
-    /// The search from a guess finds what a bisection finds, from any guess, with ties.
-    #[test]
-    fn a_search_from_any_guess_finds_the_partition_point() {
-        for len in 0..40u32 {
-            // Times with runs of equal values: item i at time 3 * (i / 2).
-            let items: Vec<u32> = (0..len).collect();
-            let time_of = |item: u32| i64::from(item / 2) * 3;
-            for threshold in -2..(i64::from(len) * 2 + 2) {
-                let expected = items.partition_point(|&item| time_of(item) < threshold);
-                for guess in 0..(len as usize + 3) {
-                    let found =
-                        partition_point_near(&items, guess, |item| time_of(item) < threshold);
-                    assert_eq!(
-                        found, expected,
-                        "len {len}, threshold {threshold}, guess {guess}"
-                    );
-                }
-            }
-        }
-    }
-
-    /// A cut slice read as bucket minus outside equals the items inside, on both sides.
-    #[test]
-    fn a_cut_slice_counts_the_same_read_from_either_side() {
-        let mut buckets: TimeBuckets<u64> = TimeBuckets::default();
-        // Items 0..10 at times 10 * i within one slice, filed out of order.
-        let time_of = |index: u32| i64::from(index) * 10;
-        for index in [3u32, 1, 0, 2, 9, 4, 8, 5, 7, 6] {
-            buckets.insert(index, time_of(index), time_of, |sum| *sum += 1);
-        }
-        for (start_ms, end_ms) in [(0, 95), (15, 42), (0, 5), (31, 31), (85, 1_000)] {
-            let mut seen = Vec::new();
-            buckets.visit(start_ms, end_ms, |piece| match piece {
-                Piece::Whole(_) => panic!("no whole bucket in one slice"),
-                Piece::Edge(edge) => {
-                    assert_eq!(*edge.bucket as usize, edge.items.len());
-                    seen.extend_from_slice(&edge.items[edge.inside(time_of)]);
-                }
-            });
-            let expected: Vec<u32> = (0..10)
-                .filter(|&index| (start_ms..=end_ms).contains(&time_of(index)))
-                .collect();
-            assert_eq!(seen, expected, "{start_ms}..={end_ms}");
-        }
-    }
-
     /// Counts per (channel, type) from the rollup equal a count over every message, for
     /// windows cutting slices and minutes anywhere, with dense slices (minute buckets) and
     /// without, and with messages added and changed after the build.
@@ -956,6 +565,7 @@ mod tests {
     fn dense_and_quiet_slices_count_like_every_message() {
         use crate::event::UserId;
         use crate::money::Money;
+        use crate::projection::names::ActionKind;
         use std::collections::BTreeMap;
 
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
@@ -982,8 +592,8 @@ mod tests {
             match next(5) {
                 0 => state.fold_delivered(at_ms),
                 1 => state.fold_opened(at_ms),
-                2 => state.fold_action(7, true, false, at_ms),
-                3 => state.fold_action(8, false, true, at_ms),
+                2 => state.fold_action(7, ActionKind::Click, at_ms),
+                3 => state.fold_action(8, ActionKind::Upgrade, at_ms),
                 _ => state.fold_failed(9, at_ms),
             }
         };
@@ -1016,7 +626,11 @@ mod tests {
                 }
                 let filter = SlotFilter {
                     channel: (next(2) == 0).then(|| Channel::ALL[next(4) as usize]),
-                    message_type: (next(2) == 0).then(|| next(3) as NameId),
+                    message_type: if next(2) == 0 {
+                        TypeFilter::Only(next(3) as NameId)
+                    } else {
+                        TypeFilter::Any
+                    },
                 };
                 let mut counted: BTreeMap<(Channel, NameId), Counts> = BTreeMap::new();
                 rollup.visit(

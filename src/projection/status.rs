@@ -4,10 +4,13 @@
 //! time reported or implied, and the latest action is decided by (time, seq). A stage's time
 //! is never before the message's sent time: an earlier report (clocks differ) counts as sent.
 
+use std::sync::Arc;
+
 use crate::event::{Channel, MessageId, UserId};
 use crate::message::{Message, Status, time_from_ms};
 use crate::money::Money;
-use crate::projection::names::{NameId, Names};
+use crate::projection::names::{ActionKind, NameId, Names};
+use crate::projection::{Facts, Projection};
 
 /// The earliest of the times seen so far, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +46,7 @@ pub(crate) struct LatestAction {
 /// Which rare stages a message reached is also kept inline (`reached`, in what would be
 /// padding), so its status and kind are read without the box. The layout is fixed (`repr(C)`)
 /// with `user_id` first and `message_type` last but two bytes, so reading those two fetches
-/// every cache line the record spans (`Facts::load_states`).
+/// every cache line the record spans (`Projection::prefetch_states`).
 #[derive(Debug, Clone)]
 #[repr(C)]
 pub(crate) struct MessageState {
@@ -170,13 +173,8 @@ impl MessageState {
 
     /// Any action implies delivery; a click implies an open and sets the click time. Folds
     /// come in log order, so on equal times the later action wins.
-    pub(crate) fn fold_action(
-        &mut self,
-        action: NameId,
-        is_click: bool,
-        is_upgrade: bool,
-        at_ms: i64,
-    ) {
+    pub(crate) fn fold_action(&mut self, action: NameId, kind: ActionKind, at_ms: i64) {
+        let (is_click, is_upgrade) = (kind.is_click(), kind.is_upgrade());
         let at_ms = self.not_before_sent(at_ms);
         self.delivered.keep(at_ms);
         if is_click {
@@ -230,9 +228,9 @@ impl MessageState {
         self.status_and_action().0
     }
 
-    /// The status, and whether the message has no action (0), an action (1) or an upgrade
-    /// action (2): its kind for the rollup, read from the record alone.
-    pub(crate) fn status_and_action(&self) -> (Status, u8) {
+    /// The status, and the furthest action: its kind for the rollup, read from the record
+    /// alone.
+    pub(crate) fn status_and_action(&self) -> (Status, ActionLevel) {
         let status = if self.reached & REACHED_CLICK != 0 {
             Status::Clicked
         } else if self.opened.is_some() {
@@ -245,9 +243,11 @@ impl MessageState {
             Status::Sent
         };
         let action = if self.reached & REACHED_UPGRADE != 0 {
-            2
+            ActionLevel::Upgrade
+        } else if self.reached & REACHED_ACTION != 0 {
+            ActionLevel::Action
         } else {
-            u8::from(self.reached & REACHED_ACTION != 0)
+            ActionLevel::NoAction
         };
         (status, action)
     }
@@ -273,6 +273,59 @@ impl MessageState {
             failure_reason: self.failure_reason().map(|reason| names.shared(reason)),
             action_taken: self.latest_action().map(|action| names.shared(action.name)),
         }
+    }
+}
+
+/// The furthest action a message has: none, an action, or an upgrade action (a conversion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ActionLevel {
+    NoAction,
+    Action,
+    Upgrade,
+}
+
+impl Projection {
+    /// The message with this id, if tracked.
+    pub(crate) fn message(&self, id: MessageId) -> Option<Message> {
+        let index = usize::try_from(id.0.checked_sub(1)?).ok()?;
+        Some(self.messages.get(index)?.to_message(id, &self.names))
+    }
+
+    /// The message an external id names, if any.
+    pub(crate) fn message_id_of_external(&self, external_id: &str) -> Option<MessageId> {
+        self.external_ids.get(external_id).copied()
+    }
+}
+
+impl Facts {
+    /// Files a send's external id. The tracking calls never write one twice; a log that holds
+    /// it twice anyway (written by other code) keeps the first, as a repeat of the send would.
+    pub(crate) fn add_external_id(&mut self, external_id: &str, message_id: MessageId) {
+        if self.external_ids.contains_key(external_id) {
+            return;
+        }
+        let external_id: Arc<str> = external_id.into();
+        self.external_ids
+            .insert(Arc::clone(&external_id), message_id);
+        self.external_id_of.insert(message_id.0, external_id);
+    }
+
+    /// The external id the message was sent with, if any.
+    pub(crate) fn external_id_of(&self, id: MessageId) -> Option<&str> {
+        self.external_id_of
+            .get(&id.0)
+            .map(|external_id| &**external_id)
+    }
+
+    /// The sent time of the message with this id, if tracked.
+    pub(crate) fn sent_ms(&self, id: MessageId) -> Option<i64> {
+        let index = usize::try_from(id.0.checked_sub(1)?).ok()?;
+        Some(self.messages.get(index)?.sent_ms)
+    }
+
+    /// Every message's state; message id `n` is at index `n - 1`.
+    pub(crate) fn message_states(&self) -> &[MessageState] {
+        &self.messages
     }
 }
 

@@ -1,0 +1,414 @@
+//! The time index: sums of any kind over items filed by a time, read over a time range at a
+//! cost independent of the number of items. Buckets have [`LEVELS`] levels: slices of
+//! [`SLICE_MS`], and each level up [`LEVEL_RATIOS`] buckets of the one below (hours, quarter
+//! days, days). A range is read as whole buckets of the coarsest level that fits, the buckets of
+//! each finer level at the two ends of those, and the items of the (at most two) slices the
+//! range cuts, which keeps the edges exact to the millisecond. Each slice keeps its items sorted
+//! by time, so a cut slice is read as its bucket less the items outside the range, or as the
+//! items inside it, whichever are fewer ([`sum_cut`]).
+//!
+//! [`TimeBuckets`] serves the message rollup (`rollup.rs`) and the outcome sums
+//! (`attribution.rs`).
+
+use std::ops::Range;
+
+use crate::projection::id_map::IdMap;
+
+/// Milliseconds in a slice, the finest bucket: ten minutes, so that the edge scans of a window
+/// visit few items.
+pub(crate) const SLICE_MS: i64 = 600_000;
+/// How many buckets of each level make one of the next: 6 slices an hour, 6 hours a quarter
+/// day, 4 quarters a day. A range unaligned at both ends reads at most 5 + 5 buckets of each
+/// level below the day, and its whole days.
+pub(crate) const LEVEL_RATIOS: [i64; 3] = [6, 6, 4];
+/// Bucket levels: slices, hours, quarter days, days.
+pub(crate) const LEVELS: usize = LEVEL_RATIOS.len() + 1;
+
+/// The bucket of each level that `at_ms` falls in: slice, hour, quarter day, day.
+fn bucket_keys(at_ms: i64) -> [i64; LEVELS] {
+    let mut keys = [at_ms.div_euclid(SLICE_MS); LEVELS];
+    for (level, ratio) in LEVEL_RATIOS.into_iter().enumerate() {
+        keys[level + 1] = keys[level].div_euclid(ratio);
+    }
+    keys
+}
+
+/// Sums of type `B` over items (indexes) filed by a time: in total, and per slice, hour, quarter
+/// day and day.
+#[derive(Debug, Default)]
+pub(crate) struct TimeBuckets<B> {
+    total: B,
+    /// Buckets by key, per level (slices, hours, quarter days, days).
+    levels: [IdMap<i64, B>; LEVELS],
+    /// Each slice's items, sorted by (time, index), for the scans at a range's edges.
+    slice_items: IdMap<i64, Vec<u32>>,
+    /// First and last slice holding an item.
+    slice_range: Option<(i64, i64)>,
+}
+
+/// A piece of a range: a bucket wholly inside it, or a slice it cuts.
+pub(crate) enum Piece<'a, B> {
+    Whole(&'a B),
+    Edge(EdgeSlice<'a, B>),
+}
+
+/// One slice a range cuts: its bucket, its items, and where those inside the range lie.
+pub(crate) struct EdgeSlice<'a, B> {
+    pub slice: i64,
+    /// Every item of the slice, sorted by time: before, inside and after the range in a row.
+    pub items: &'a [u32],
+    pub bucket: &'a B,
+    /// The range, `[start_ms, end_ms]`.
+    pub range_ms: (i64, i64),
+}
+
+impl<B> EdgeSlice<'_, B> {
+    /// Where the items inside the range lie in `items`; `time_of` gives an item's time.
+    pub(crate) fn inside(&self, time_of: impl Fn(u32) -> i64) -> Range<usize> {
+        let span_ms = (self.slice * SLICE_MS, (self.slice + 1) * SLICE_MS - 1);
+        cut(self.items, span_ms, self.range_ms, time_of)
+    }
+}
+
+/// Adds to `sums` the items of `items[inside]`, where `items` are the sorted items of a cut
+/// slice or minute, all counted in `bucket`: item by item, or as `bucket` less the items
+/// before and after the range, whichever are fewer. The closures receive `sums` to add to.
+pub(crate) fn sum_cut<S, B>(
+    sums: &mut S,
+    bucket: &B,
+    items: &[u32],
+    inside: Range<usize>,
+    add_bucket: impl Fn(&mut S, &B),
+    add_item: impl Fn(&mut S, u32),
+    subtract_item: impl Fn(&mut S, u32),
+) {
+    if inside.len() <= items.len() - inside.len() {
+        for &item in &items[inside] {
+            add_item(sums, item);
+        }
+    } else {
+        add_bucket(sums, bucket);
+        for &item in items[..inside.start].iter().chain(&items[inside.end..]) {
+            subtract_item(sums, item);
+        }
+    }
+}
+
+/// Where the items with a time in `[start_ms, end_ms]` lie in `items`, which are sorted by
+/// time and all fall in `span_ms`. Every probe reads an item's record, so a bound outside the
+/// span is not searched, and a bound inside it is searched outward from where it would fall if
+/// the items were spread evenly over the span: a few probes, on neighbouring records.
+pub(crate) fn cut(
+    items: &[u32],
+    (span_first_ms, span_last_ms): (i64, i64),
+    (start_ms, end_ms): (i64, i64),
+    time_of: impl Fn(u32) -> i64,
+) -> Range<usize> {
+    let guess = |at_ms: i64| {
+        let offset = i128::from(at_ms - span_first_ms);
+        let span = i128::from(span_last_ms - span_first_ms) + 1;
+        (offset * items.len() as i128 / span) as usize
+    };
+    let first = if start_ms <= span_first_ms {
+        0
+    } else {
+        partition_point_near(items, guess(start_ms), |item| time_of(item) < start_ms)
+    };
+    let last = if end_ms >= span_last_ms {
+        items.len()
+    } else {
+        partition_point_near(items, guess(end_ms), |item| time_of(item) <= end_ms)
+    };
+    first..last.max(first)
+}
+
+/// `items.partition_point(before)`, found by galloping outward from `guess` and then
+/// bisecting the bracket: O(log d) probes for an answer d items from the guess.
+fn partition_point_near(items: &[u32], guess: usize, before: impl Fn(u32) -> bool) -> usize {
+    let guess = guess.min(items.len().saturating_sub(1));
+    let bisect =
+        |low: usize, high: usize| low + items[low..high].partition_point(|&item| before(item));
+    if items.is_empty() {
+        return 0;
+    }
+    let mut step = 1;
+    if before(items[guess]) {
+        // The answer is after `guess`: every item up to `low` is before.
+        let mut low = guess + 1;
+        loop {
+            let probe = guess + step;
+            if probe >= items.len() {
+                return bisect(low, items.len());
+            }
+            if !before(items[probe]) {
+                return bisect(low, probe);
+            }
+            low = probe + 1;
+            step *= 2;
+        }
+    } else {
+        // The answer is at or before `guess`: no item from `high` on is before.
+        let mut high = guess;
+        loop {
+            let Some(probe) = guess.checked_sub(step) else {
+                return bisect(0, high);
+            };
+            if before(items[probe]) {
+                return bisect(probe + 1, high);
+            }
+            high = probe;
+            step *= 2;
+        }
+    }
+}
+
+impl<B: Default> TimeBuckets<B> {
+    /// Files item `index` at `at_ms` and applies `change` to every bucket it counts in;
+    /// `time_of` gives the time of an item already filed (to keep the slice sorted).
+    pub(crate) fn insert(
+        &mut self,
+        index: u32,
+        at_ms: i64,
+        time_of: impl Fn(u32) -> i64,
+        mut change: impl FnMut(&mut B),
+    ) {
+        let keys = bucket_keys(at_ms);
+        self.slice_range = Some(match self.slice_range {
+            None => (keys[0], keys[0]),
+            Some((first, last)) => (first.min(keys[0]), last.max(keys[0])),
+        });
+        let items = self.slice_items.entry(keys[0]).or_default();
+        // Items mostly arrive in time order.
+        let key = (at_ms, index);
+        if items.last().is_none_or(|&last| (time_of(last), last) < key) {
+            items.push(index);
+        } else {
+            let position = items.partition_point(|&other| (time_of(other), other) < key);
+            items.insert(position, index);
+        }
+        change(&mut self.total);
+        for (level, key) in keys.into_iter().enumerate() {
+            change(self.levels[level].entry(key).or_default());
+        }
+    }
+
+    /// Applies `change` to every bucket an item filed at `at_ms` counts in.
+    pub(crate) fn update(&mut self, at_ms: i64, mut change: impl FnMut(&mut B)) {
+        change(&mut self.total);
+        for (level, key) in bucket_keys(at_ms).into_iter().enumerate() {
+            change(
+                self.levels[level]
+                    .get_mut(&key)
+                    .expect("the item's buckets exist"),
+            );
+        }
+    }
+
+    /// Hands `visit` every bucket lying wholly inside `[start_ms, end_ms]` and each slice the
+    /// range cuts; together they cover every item filed in the range exactly once.
+    pub(crate) fn visit(&self, start_ms: i64, end_ms: i64, mut visit: impl FnMut(Piece<'_, B>)) {
+        if start_ms == i64::MIN && end_ms == i64::MAX {
+            visit(Piece::Whole(&self.total));
+            return;
+        }
+        for part in decompose(self.slice_range, start_ms, end_ms) {
+            match part {
+                RangePart::EdgeSlice(slice) => {
+                    let (Some(items), Some(bucket)) =
+                        (self.slice_items.get(&slice), self.levels[0].get(&slice))
+                    else {
+                        continue;
+                    };
+                    visit(Piece::Edge(EdgeSlice {
+                        slice,
+                        items,
+                        bucket,
+                        range_ms: (start_ms, end_ms),
+                    }));
+                }
+                RangePart::Whole { level, first, last } => {
+                    for key in first..=last {
+                        if let Some(bucket) = self.levels[level].get(&key) {
+                            visit(Piece::Whole(bucket));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The items of `slice`, sorted by time.
+    pub(crate) fn slice_items(&self, slice: i64) -> &[u32] {
+        self.slice_items.get(&slice).map_or(&[], Vec::as_slice)
+    }
+
+    /// The first and last millisecond of the slices holding items, if any.
+    pub(crate) fn span_ms(&self) -> Option<(i64, i64)> {
+        self.slice_range
+            .map(|(first, last)| (first * SLICE_MS, (last + 1) * SLICE_MS - 1))
+    }
+}
+
+/// A piece of a time range: a slice only partly inside (its items are checked one by one), or
+/// whole buckets `first..=last` of one level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangePart {
+    EdgeSlice(i64),
+    Whole { level: usize, first: i64, last: i64 },
+}
+
+/// Splits `[start_ms, end_ms]`, clamped to the slices holding items, into at most two edge
+/// slices and runs of whole buckets, taking each run at the coarsest level that fits.
+fn decompose(slice_range: Option<(i64, i64)>, start_ms: i64, end_ms: i64) -> Vec<RangePart> {
+    let mut parts = Vec::with_capacity(2 * LEVELS + 1);
+    let Some((first_slice, last_slice)) = slice_range else {
+        return parts;
+    };
+    // The bounds may be i64::MIN / MAX: clamp them to the slices holding items.
+    let start_ms = start_ms.max(first_slice * SLICE_MS);
+    let end_ms = end_ms.min((last_slice + 1) * SLICE_MS - 1);
+    if start_ms > end_ms {
+        return parts;
+    }
+    let start_slice = start_ms.div_euclid(SLICE_MS);
+    let end_slice = end_ms.div_euclid(SLICE_MS);
+    let starts_whole = start_ms == start_slice * SLICE_MS;
+    let ends_whole = end_ms == (end_slice + 1) * SLICE_MS - 1;
+    if start_slice == end_slice && !(starts_whole && ends_whole) {
+        parts.push(RangePart::EdgeSlice(start_slice));
+        return parts;
+    }
+    let mut first_whole = start_slice;
+    if !starts_whole {
+        parts.push(RangePart::EdgeSlice(start_slice));
+        first_whole += 1;
+    }
+    let mut last_whole = end_slice;
+    if !ends_whole {
+        parts.push(RangePart::EdgeSlice(end_slice));
+        last_whole -= 1;
+    }
+    if first_whole <= last_whole {
+        split_whole(first_whole, last_whole, 0, &mut parts);
+    }
+    parts
+}
+
+/// Buckets `first..=last` of `level` (non-empty): the middle at the next level up where whole
+/// ones fit, the ends at this one.
+fn split_whole(first: i64, last: i64, level: usize, parts: &mut Vec<RangePart>) {
+    let Some(&ratio) = LEVEL_RATIOS.get(level) else {
+        parts.push(RangePart::Whole { level, first, last });
+        return;
+    };
+    let first_up = (first + ratio - 1).div_euclid(ratio);
+    let last_up = (last + 1).div_euclid(ratio) - 1;
+    if first_up > last_up {
+        parts.push(RangePart::Whole { level, first, last });
+        return;
+    }
+    if first < first_up * ratio {
+        parts.push(RangePart::Whole {
+            level,
+            first,
+            last: first_up * ratio - 1,
+        });
+    }
+    split_whole(first_up, last_up, level + 1, parts);
+    if (last_up + 1) * ratio <= last {
+        parts.push(RangePart::Whole {
+            level,
+            first: (last_up + 1) * ratio,
+            last,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parts of a range tile it exactly: every slice in it is covered once.
+    #[test]
+    fn a_range_is_split_into_parts_that_cover_each_slice_once() {
+        let slice_range = Some((0, 10 * 144));
+        for (start_ms, end_ms) in [
+            (0, 3 * 86_400_000 - 1),
+            (1, 86_400_000),
+            (7 * SLICE_MS + 5, 600 * SLICE_MS + 3),
+            (5, 7),
+        ] {
+            let mut covered = vec![0u32; 10 * 144 + 1];
+            for part in decompose(slice_range, start_ms, end_ms) {
+                let (first, last) = match part {
+                    RangePart::EdgeSlice(slice) => (slice, slice),
+                    RangePart::Whole { level, first, last } => {
+                        let slices_per_bucket: i64 = LEVEL_RATIOS[..level].iter().product();
+                        (
+                            first * slices_per_bucket,
+                            (last + 1) * slices_per_bucket - 1,
+                        )
+                    }
+                };
+                for slice in first..=last {
+                    covered[slice as usize] += 1;
+                }
+            }
+            let in_range =
+                |slice: i64| slice * SLICE_MS <= end_ms && (slice + 1) * SLICE_MS > start_ms;
+            for (slice, count) in covered.iter().enumerate() {
+                assert_eq!(
+                    *count,
+                    u32::from(in_range(slice as i64)),
+                    "slice {slice} of {start_ms}..={end_ms}"
+                );
+            }
+        }
+    }
+
+    /// The search from a guess finds what a bisection finds, from any guess, with ties.
+    #[test]
+    fn a_search_from_any_guess_finds_the_partition_point() {
+        for len in 0..40u32 {
+            // Times with runs of equal values: item i at time 3 * (i / 2).
+            let items: Vec<u32> = (0..len).collect();
+            let time_of = |item: u32| i64::from(item / 2) * 3;
+            for threshold in -2..(i64::from(len) * 2 + 2) {
+                let expected = items.partition_point(|&item| time_of(item) < threshold);
+                for guess in 0..(len as usize + 3) {
+                    let found =
+                        partition_point_near(&items, guess, |item| time_of(item) < threshold);
+                    assert_eq!(
+                        found, expected,
+                        "len {len}, threshold {threshold}, guess {guess}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A cut slice read as bucket minus outside equals the items inside, on both sides.
+    #[test]
+    fn a_cut_slice_counts_the_same_read_from_either_side() {
+        let mut buckets: TimeBuckets<u64> = TimeBuckets::default();
+        // Items 0..10 at times 10 * i within one slice, filed out of order.
+        let time_of = |index: u32| i64::from(index) * 10;
+        for index in [3u32, 1, 0, 2, 9, 4, 8, 5, 7, 6] {
+            buckets.insert(index, time_of(index), time_of, |sum| *sum += 1);
+        }
+        for (start_ms, end_ms) in [(0, 95), (15, 42), (0, 5), (31, 31), (85, 1_000)] {
+            let mut seen = Vec::new();
+            buckets.visit(start_ms, end_ms, |piece| match piece {
+                Piece::Whole(_) => panic!("no whole bucket in one slice"),
+                Piece::Edge(edge) => {
+                    assert_eq!(*edge.bucket as usize, edge.items.len());
+                    seen.extend_from_slice(&edge.items[edge.inside(time_of)]);
+                }
+            });
+            let expected: Vec<u32> = (0..10)
+                .filter(|&index| (start_ms..=end_ms).contains(&time_of(index)))
+                .collect();
+            assert_eq!(seen, expected, "{start_ms}..={end_ms}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Each user's messages and outcomes, as lists sorted by time: the index that the per-user
+//! queries read, and that attribution searches for an outcome's candidates.
+
+use crate::event::{MessageId, UserId};
+use crate::message::Message;
+use crate::projection::{Facts, Projection};
+
+/// Per user: (sent time, index) of each message and (time, index) of each outcome, both
+/// sorted. The sent time sits beside the index, and the last key beside the list, so that
+/// keeping the list sorted reads no other memory in the usual case (messages arriving in time
+/// order).
+#[derive(Debug)]
+pub(crate) struct UserEntries {
+    pub messages: Vec<(i64, u32)>,
+    last_message: Option<(i64, u32)>,
+    pub outcomes: Vec<(i64, u32)>,
+    /// The latest outcome time, beside the list so that "none at or after t" (the usual
+    /// answer while tracking) reads no other memory; `i64::MIN` without outcomes.
+    pub latest_outcome_ms: i64,
+}
+
+impl Default for UserEntries {
+    fn default() -> UserEntries {
+        UserEntries {
+            messages: Vec::new(),
+            last_message: None,
+            outcomes: Vec::new(),
+            latest_outcome_ms: i64::MIN,
+        }
+    }
+}
+
+impl UserEntries {
+    /// Files a message in the user's list, kept sorted by (sent time, index); messages mostly
+    /// arrive in time order, which `last_message` tells without reading the list.
+    pub(crate) fn add_message(&mut self, sent_ms: i64, index: u32) {
+        let key = (sent_ms, index);
+        let in_order = self.last_message.is_none_or(|last| last < key);
+        insert_sorted(&mut self.messages, key, in_order);
+        if in_order {
+            self.last_message = Some(key);
+        }
+    }
+
+    /// Files an outcome in the user's list, kept sorted by (time, index).
+    pub(crate) fn add_outcome(&mut self, at_ms: i64, index: u32) {
+        self.latest_outcome_ms = self.latest_outcome_ms.max(at_ms);
+        let key = (at_ms, index);
+        let in_order = self.outcomes.last().is_none_or(|last| *last < key);
+        insert_sorted(&mut self.outcomes, key, in_order);
+    }
+}
+
+/// The entries of a sorted (time, index) list with a time in `[start_ms, end_ms]`; an
+/// unbounded side (`i64::MIN` / `i64::MAX`) is not searched, which spares a whole-list query
+/// the list's cache misses.
+pub(crate) fn within(list: &[(i64, u32)], start_ms: i64, end_ms: i64) -> &[(i64, u32)] {
+    let first = match start_ms {
+        i64::MIN => 0,
+        _ => list.partition_point(|(at_ms, _)| *at_ms < start_ms),
+    };
+    let last = match end_ms {
+        i64::MAX => list.len(),
+        _ => list.partition_point(|(at_ms, _)| *at_ms <= end_ms),
+    };
+    &list[first..last.max(first)]
+}
+
+/// Inserts `key` into the sorted `list`: at the end when `in_order` (it is after every key),
+/// else where it belongs.
+fn insert_sorted(list: &mut Vec<(i64, u32)>, key: (i64, u32), in_order: bool) {
+    if in_order {
+        list.push(key);
+    } else {
+        let position = list.partition_point(|other| *other < key);
+        list.insert(position, key);
+    }
+}
+
+impl Facts {
+    /// The user's messages as (sent time, index), sorted by sent time then id.
+    pub(crate) fn user_messages(&self, user: UserId) -> &[(i64, u32)] {
+        self.users
+            .get(&user.0)
+            .map_or(&[], |entries| &entries.messages)
+    }
+
+    /// The user's outcomes at or after `from_ms`, as (time, index), by time.
+    pub(crate) fn user_outcomes_from(&self, user: UserId, from_ms: i64) -> &[(i64, u32)] {
+        let Some(entries) = self.users.get(&user.0) else {
+            return &[];
+        };
+        if entries.latest_outcome_ms < from_ms {
+            return &[];
+        }
+        within(&entries.outcomes, from_ms, i64::MAX)
+    }
+}
+
+impl Projection {
+    /// The user's messages, newest sent first (ties: higher id first), at most `limit`.
+    pub(crate) fn history(&self, user: UserId, limit: usize) -> Vec<Message> {
+        let Some(entries) = self.users.get(&user.0) else {
+            return Vec::new();
+        };
+        let newest = entries.messages.iter().rev().take(limit);
+        self.prefetch_states(user, newest.clone());
+        newest
+            .map(|&(_, index)| {
+                self.messages[index as usize]
+                    .to_message(MessageId(u64::from(index) + 1), &self.names)
+            })
+            .collect()
+    }
+
+    /// Prefetches the states of `entries` (from `user`'s list): reads them in one pass of
+    /// independent loads, checking that each is the user's and names an interned type. An
+    /// `assert!` because the check is what makes the reads happen. The states lie far apart
+    /// in a large store: this way their cache misses overlap, and the caller's pass, with more
+    /// work between the reads, finds them in cache. A 56-byte record often spans two cache
+    /// lines; the two checks read fields at its two ends, so both lines are fetched.
+    pub(crate) fn prefetch_states<'a>(
+        &self,
+        user: UserId,
+        mut entries: impl Iterator<Item = &'a (i64, u32)>,
+    ) {
+        let names = self.names.len();
+        assert!(
+            entries.all(|&(_, index)| {
+                let state = &self.messages[index as usize];
+                state.user_id == user.0 && (state.message_type as usize) < names
+            }),
+            "a user's list holds only the user's messages, each of an interned type"
+        );
+    }
+}
