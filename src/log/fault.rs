@@ -62,6 +62,19 @@ mod tests {
         store.get_communication_stats(&StatsFilter::new()).unwrap()
     }
 
+    /// A store in `dir` holding one sent message: the store, the message, and the stats then.
+    fn open_with_one_message(
+        dir: &Path,
+        sync: SyncPolicy,
+    ) -> (Store, crate::Message, crate::CommunicationStats) {
+        let store = open(dir, sync);
+        let message = store
+            .track_message_sent(1, Channel::Sms, "low_balance", 0.05)
+            .unwrap();
+        let before = stats(&store);
+        (store, message, before)
+    }
+
     fn assert_poisoned<T: std::fmt::Debug>(call: &str, result: crate::Result<T>) {
         match result {
             Err(Error::Poisoned { .. }) => {}
@@ -79,11 +92,7 @@ mod tests {
     #[test]
     fn a_poisoned_store_refuses_every_write_and_durability_call_and_still_answers_queries() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path(), SyncPolicy::Never);
-        let message = store
-            .track_message_sent(1, Channel::Sms, "low_balance", 0.05)
-            .unwrap();
-        let before = stats(&store);
+        let (store, message, before) = open_with_one_message(dir.path(), SyncPolicy::Never);
 
         fail_next(Operation::Write, FILE_TOO_LARGE);
         let error = store.flush().unwrap_err();
@@ -141,11 +150,7 @@ mod tests {
     #[test]
     fn a_tracking_call_whose_write_fails_leaves_no_trace_now_or_after_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path(), SyncPolicy::Always);
-        let message = store
-            .track_message_sent(1, Channel::Sms, "low_balance", 0.05)
-            .unwrap();
-        let before = stats(&store);
+        let (store, message, before) = open_with_one_message(dir.path(), SyncPolicy::Always);
 
         fail_next(Operation::Write, FILE_TOO_LARGE);
         let error = store
@@ -167,11 +172,7 @@ mod tests {
     #[test]
     fn a_report_whose_write_fails_leaves_no_trace_now_or_after_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path(), SyncPolicy::Always);
-        let message = store
-            .track_message_sent(1, Channel::Sms, "low_balance", 0.05)
-            .unwrap();
-        let before = stats(&store);
+        let (store, message, before) = open_with_one_message(dir.path(), SyncPolicy::Always);
 
         fail_next(Operation::Write, INPUT_OUTPUT_ERROR);
         let error = store.track_message_opened(message.id, None).unwrap_err();
