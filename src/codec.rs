@@ -395,138 +395,180 @@ enum WirePayload<'a> {
 /// other than the cursor's next, a reference to a message not yet sent, a negative cost).
 pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mut Vec<u8>) {
     let (wire, next) = match *frame {
-        Frame::Event(logged) => {
-            assert!(
-                logged.durable_seq < logged.seq,
-                "durable_seq runs ahead of seq"
-            );
-            let at_ms = logged.event.at_ms();
-            let back = |id: MessageId| {
-                assert!(
-                    id.0 >= 1 && id.0 < cursor.next_message_id,
-                    "message {id} not yet sent"
-                );
-                cursor.next_message_id - id.0
-            };
-            let mut next = FrameCursor {
-                previous_at_ms: at_ms,
-                previous_appended_ms: logged.appended_ms,
-                ..*cursor
-            };
-            let payload = match logged.event {
-                Event::MessageSent {
-                    message_id,
-                    user_id,
-                    channel,
-                    message_type,
-                    cost,
-                    external_id,
-                    ..
-                } => {
-                    assert_eq!(
-                        message_id.0, cursor.next_message_id,
-                        "message ids are dense"
-                    );
-                    next.next_message_id += 1;
-                    let cost_micros =
-                        u64::try_from(cost.event_micros()).expect("cost is never negative");
-                    let (user_id, channel) = (user_id.0, channel.index() as u8);
-                    match external_id {
-                        None => WirePayload::MessageSent {
-                            user_id,
-                            channel,
-                            message_type,
-                            cost_micros,
-                        },
-                        Some(external_id) => {
-                            assert!(is_valid_external_id(external_id), "checked at the call");
-                            WirePayload::MessageSentWithExternalId {
-                                user_id,
-                                channel,
-                                message_type,
-                                cost_micros,
-                                external_id,
-                            }
-                        }
-                    }
-                }
-                Event::MessageDelivered { message_id, .. } => WirePayload::MessageDelivered {
-                    message_back: back(message_id),
-                },
-                Event::MessageOpened { message_id, .. } => WirePayload::MessageOpened {
-                    message_back: back(message_id),
-                },
-                Event::UserAction {
-                    message_id, action, ..
-                } => WirePayload::UserAction {
-                    message_back: back(message_id),
-                    action,
-                },
-                Event::MessageFailed {
-                    message_id, reason, ..
-                } => WirePayload::MessageFailed {
-                    message_back: back(message_id),
-                    reason,
-                },
-                Event::FinancialOutcome {
-                    user_id,
-                    outcome,
-                    amount,
-                    ..
-                } => WirePayload::FinancialOutcome {
-                    user_id: user_id.0,
-                    outcome,
-                    amount_micros: amount.event_micros(),
-                },
-                Event::BudgetSet {
-                    scope,
-                    month,
-                    amount,
-                    alert_percent,
-                    ..
-                } => WirePayload::BudgetSet {
-                    scope: match scope {
-                        BudgetScope::All => 0,
-                        BudgetScope::Channel(channel) => 1 + channel.index() as u8,
-                    },
-                    month_index: month.index(),
-                    amount_micros: u64::try_from(amount.event_micros())
-                        .expect("a budget is positive"),
-                    alert_percent,
-                },
-            };
-            let wire = WireFrame {
-                seq: logged.seq,
-                durable_lag: logged.seq - logged.durable_seq,
-                appended_delta_ms: logged.appended_ms.wrapping_sub(cursor.previous_appended_ms),
-                at_delta_ms: at_ms.wrapping_sub(cursor.previous_at_ms),
-                payload,
-            };
-            (wire, next)
-        }
+        Frame::Event(logged) => encode_event(cursor, &logged),
         Frame::Closed {
             last_seq,
             appended_ms,
-        } => {
-            let wire = WireFrame {
-                seq: last_seq,
-                durable_lag: 0,
-                appended_delta_ms: appended_ms.wrapping_sub(cursor.previous_appended_ms),
-                at_delta_ms: 0,
-                payload: WirePayload::Closed,
-            };
-            (
-                wire,
-                FrameCursor {
-                    previous_appended_ms: appended_ms,
-                    ..*cursor
-                },
-            )
-        }
+        } => encode_close_marker(cursor, last_seq, appended_ms),
     };
+    write_frame(&wire, out);
+    *cursor = next;
+}
+
+/// The wire frame of an event frame, with times taken against `cursor`, and the cursor after
+/// it.
+#[inline]
+fn encode_event<'a>(
+    cursor: &FrameCursor,
+    logged: &LoggedEvent<'a>,
+) -> (WireFrame<'a>, FrameCursor) {
+    assert!(
+        logged.durable_seq < logged.seq,
+        "durable_seq runs ahead of seq"
+    );
+    let at_ms = logged.event.at_ms();
+    let payload = encode_payload(cursor, logged.event);
+    let wire = WireFrame {
+        seq: logged.seq,
+        durable_lag: logged.seq - logged.durable_seq,
+        appended_delta_ms: logged.appended_ms.wrapping_sub(cursor.previous_appended_ms),
+        at_delta_ms: at_ms.wrapping_sub(cursor.previous_at_ms),
+        payload,
+    };
+    // Only a send takes a message id.
+    let sent = matches!(logged.event, Event::MessageSent { .. });
+    let next = FrameCursor {
+        next_message_id: cursor.next_message_id + u64::from(sent),
+        previous_at_ms: at_ms,
+        previous_appended_ms: logged.appended_ms,
+    };
+    (wire, next)
+}
+
+/// The wire frame of a close marker, and the cursor after it: a close marker has no event
+/// time, so only its appended time moves the cursor.
+#[inline]
+fn encode_close_marker(
+    cursor: &FrameCursor,
+    last_seq: u64,
+    appended_ms: i64,
+) -> (WireFrame<'static>, FrameCursor) {
+    let wire = WireFrame {
+        seq: last_seq,
+        durable_lag: 0,
+        appended_delta_ms: appended_ms.wrapping_sub(cursor.previous_appended_ms),
+        at_delta_ms: 0,
+        payload: WirePayload::Closed,
+    };
+    let next = FrameCursor {
+        previous_appended_ms: appended_ms,
+        ..*cursor
+    };
+    (wire, next)
+}
+
+/// An event's payload on the wire, message ids counted back from `cursor`'s next one.
+#[inline]
+fn encode_payload<'a>(cursor: &FrameCursor, event: Event<'a>) -> WirePayload<'a> {
+    match event {
+        Event::MessageSent {
+            message_id,
+            user_id,
+            channel,
+            message_type,
+            cost,
+            external_id,
+            ..
+        } => {
+            assert_eq!(
+                message_id.0, cursor.next_message_id,
+                "message ids are dense"
+            );
+            encode_send(user_id, channel, message_type, cost, external_id)
+        }
+        Event::MessageDelivered { message_id, .. } => WirePayload::MessageDelivered {
+            message_back: encode_message_back(cursor, message_id),
+        },
+        Event::MessageOpened { message_id, .. } => WirePayload::MessageOpened {
+            message_back: encode_message_back(cursor, message_id),
+        },
+        Event::UserAction {
+            message_id, action, ..
+        } => WirePayload::UserAction {
+            message_back: encode_message_back(cursor, message_id),
+            action,
+        },
+        Event::MessageFailed {
+            message_id, reason, ..
+        } => WirePayload::MessageFailed {
+            message_back: encode_message_back(cursor, message_id),
+            reason,
+        },
+        Event::FinancialOutcome {
+            user_id,
+            outcome,
+            amount,
+            ..
+        } => WirePayload::FinancialOutcome {
+            user_id: user_id.0,
+            outcome,
+            amount_micros: amount.event_micros(),
+        },
+        Event::BudgetSet {
+            scope,
+            month,
+            amount,
+            alert_percent,
+            ..
+        } => WirePayload::BudgetSet {
+            scope: match scope {
+                BudgetScope::All => 0,
+                BudgetScope::Channel(channel) => 1 + channel.index() as u8,
+            },
+            month_index: month.index(),
+            amount_micros: u64::try_from(amount.event_micros()).expect("a budget is positive"),
+            alert_percent,
+        },
+    }
+}
+
+/// A send's payload on the wire: the frame with an external id only for a send that has one.
+#[inline]
+fn encode_send<'a>(
+    user_id: UserId,
+    channel: Channel,
+    message_type: &'a str,
+    cost: Money,
+    external_id: Option<&'a str>,
+) -> WirePayload<'a> {
+    let cost_micros = u64::try_from(cost.event_micros()).expect("cost is never negative");
+    let (user_id, channel) = (user_id.0, channel.index() as u8);
+    match external_id {
+        None => WirePayload::MessageSent {
+            user_id,
+            channel,
+            message_type,
+            cost_micros,
+        },
+        Some(external_id) => {
+            assert!(is_valid_external_id(external_id), "checked at the call");
+            WirePayload::MessageSentWithExternalId {
+                user_id,
+                channel,
+                message_type,
+                cost_micros,
+                external_id,
+            }
+        }
+    }
+}
+
+/// How many messages back from `cursor`'s next one the message `id` is (at least 1).
+#[inline]
+fn encode_message_back(cursor: &FrameCursor, id: MessageId) -> u64 {
+    assert!(
+        id.0 >= 1 && id.0 < cursor.next_message_id,
+        "message {id} not yet sent"
+    );
+    cursor.next_message_id - id.0
+}
+
+/// Appends `wire` to `out` as a frame: the body's length and checksum, then the body.
+#[inline]
+fn write_frame(wire: &WireFrame<'_>, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_PREFIX_BYTES]);
-    bincode::encode_into_std_write(&wire, out, CONFIG).expect("writing to a Vec cannot fail");
+    bincode::encode_into_std_write(wire, out, CONFIG).expect("writing to a Vec cannot fail");
     let body_len = out.len() - start - FRAME_PREFIX_BYTES;
     assert!(
         body_len <= FRAME_BODY_BYTES_MAX,
@@ -537,7 +579,6 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
     out[start + FRAME_LEN_OFFSET..start + FRAME_CRC_OFFSET]
         .copy_from_slice(&body_len.to_le_bytes());
     out[start + FRAME_CRC_OFFSET..start + FRAME_PREFIX_BYTES].copy_from_slice(&crc.to_le_bytes());
-    *cursor = next;
 }
 
 /// A frame whose length, checksum and encoding are good; its meaning is not yet checked.
