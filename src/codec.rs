@@ -744,81 +744,64 @@ pub(crate) fn resolve<'a>(
         "appended time",
     )?;
     let at_ms = add_time(cursor.previous_at_ms, wire.at_delta_ms, "event time")?;
-    let message = |back: u64| -> Result<MessageId, String> {
-        if back == 0 || back >= cursor.next_message_id {
-            return Err(format!(
-                "frame seq {} refers {back} messages back, but only {} were sent",
-                wire.seq,
-                cursor.next_message_id - 1
-            ));
-        }
-        Ok(MessageId(cursor.next_message_id - back))
+    if let WirePayload::Closed = wire.payload {
+        return resolve_close_marker(cursor, wire, appended_ms);
+    }
+    let (event, next_message_id) = resolve_event(cursor, wire, at_ms)?;
+    *cursor = FrameCursor {
+        next_message_id,
+        previous_at_ms: at_ms,
+        previous_appended_ms: appended_ms,
     };
-    let name = |field: &str, value: &'a str| -> Result<&'a str, String> {
-        if is_valid_name(value) {
-            Ok(value)
-        } else {
-            Err(format!(
-                "frame seq {} has an invalid {field} {value:?}",
-                wire.seq
-            ))
-        }
-    };
-    let user = |id: u64| -> Result<UserId, String> {
-        if id == 0 {
-            Err(format!("frame seq {} names user 0", wire.seq))
-        } else {
-            Ok(UserId(id))
-        }
-    };
-    let mut next_message_id = cursor.next_message_id;
-    // Both kinds of send frame: with an external id and without.
-    let mut sent = |external_id: Option<&'a str>,
-                    user_id: u64,
-                    channel: u8,
-                    message_type: &'a str,
-                    cost_micros: u64|
-     -> Result<Event<'a>, String> {
-        let channel = *Channel::ALL
-            .get(usize::from(channel))
-            .ok_or_else(|| format!("frame seq {} has channel byte {channel}", wire.seq))?;
-        let cost = i64::try_from(cost_micros)
-            .ok()
-            .filter(|micros| *micros <= MONEY_MICROS_MAX)
-            .ok_or_else(|| format!("frame seq {} has cost {cost_micros} micros", wire.seq))?;
-        next_message_id = next_message_id
-            .checked_add(1)
-            .ok_or_else(|| format!("frame seq {} overflows the message id", wire.seq))?;
-        Ok(Event::MessageSent {
-            message_id: MessageId(cursor.next_message_id),
-            user_id: user(user_id)?,
-            channel,
-            message_type: name("message_type", message_type)?,
-            cost: Money::from_micros(i128::from(cost)),
-            at_ms,
-            external_id,
-        })
-    };
+    Ok(Frame::Event(LoggedEvent {
+        seq: wire.seq,
+        appended_ms,
+        durable_seq,
+        event,
+    }))
+}
+
+/// Checks a close marker (no lag, no time of its own) and moves `cursor` to its appended time.
+#[inline]
+fn resolve_close_marker<'a>(
+    cursor: &mut FrameCursor,
+    wire: &WireFrame<'_>,
+    appended_ms: i64,
+) -> Result<Frame<'a>, String> {
+    if wire.durable_lag != 0 || wire.at_delta_ms != 0 {
+        return Err(format!(
+            "close marker at seq {} has non-zero lag or time",
+            wire.seq
+        ));
+    }
+    cursor.previous_appended_ms = appended_ms;
+    Ok(Frame::Closed {
+        last_seq: wire.seq,
+        appended_ms,
+    })
+}
+
+/// The event an event frame's payload holds, happening at `at_ms`, its message ids counted
+/// back from `cursor`'s next one; and the next message id after it.
+#[inline(always)]
+fn resolve_event<'a>(
+    cursor: &FrameCursor,
+    wire: &WireFrame<'a>,
+    at_ms: i64,
+) -> Result<(Event<'a>, u64), String> {
+    let seq = wire.seq;
+    let message = |back: u64| resolve_message_back(cursor, seq, back);
     let event = match wire.payload {
-        WirePayload::Closed => {
-            if wire.durable_lag != 0 || wire.at_delta_ms != 0 {
-                return Err(format!(
-                    "close marker at seq {} has non-zero lag or time",
-                    wire.seq
-                ));
-            }
-            cursor.previous_appended_ms = appended_ms;
-            return Ok(Frame::Closed {
-                last_seq: wire.seq,
-                appended_ms,
-            });
-        }
+        WirePayload::Closed => unreachable!("resolve takes close markers apart"),
         WirePayload::MessageSent {
             user_id,
             channel,
             message_type,
             cost_micros,
-        } => sent(None, user_id, channel, message_type, cost_micros)?,
+        } => {
+            let send = (user_id, channel, message_type, cost_micros);
+            return resolve_send(cursor, seq, at_ms, send, None);
+        }
         WirePayload::MessageSentWithExternalId {
             user_id,
             channel,
@@ -826,19 +809,8 @@ pub(crate) fn resolve<'a>(
             cost_micros,
             external_id,
         } => {
-            if !is_valid_external_id(external_id) {
-                return Err(format!(
-                    "frame seq {} has an invalid external id {external_id:?}",
-                    wire.seq
-                ));
-            }
-            sent(
-                Some(external_id),
-                user_id,
-                channel,
-                message_type,
-                cost_micros,
-            )?
+            let send = (user_id, channel, message_type, cost_micros);
+            return resolve_send(cursor, seq, at_ms, send, Some(external_id));
         }
         WirePayload::MessageDelivered { message_back } => Event::MessageDelivered {
             message_id: message(message_back)?,
@@ -853,7 +825,7 @@ pub(crate) fn resolve<'a>(
             action,
         } => Event::UserAction {
             message_id: message(message_back)?,
-            action: name("action", action)?,
+            action: resolve_name(seq, "action", action)?,
             at_ms,
         },
         WirePayload::MessageFailed {
@@ -861,75 +833,153 @@ pub(crate) fn resolve<'a>(
             reason,
         } => Event::MessageFailed {
             message_id: message(message_back)?,
-            reason: name("reason", reason)?,
+            reason: resolve_name(seq, "reason", reason)?,
             at_ms,
         },
         WirePayload::FinancialOutcome {
             user_id,
             outcome,
             amount_micros,
-        } => {
-            if amount_micros.unsigned_abs() > MONEY_MICROS_MAX as u64 {
-                return Err(format!(
-                    "frame seq {} has amount {amount_micros} micros",
-                    wire.seq
-                ));
-            }
-            Event::FinancialOutcome {
-                user_id: user(user_id)?,
-                outcome: name("outcome", outcome)?,
-                amount: Money::from_micros(i128::from(amount_micros)),
-                at_ms,
-            }
-        }
+        } => resolve_outcome(seq, at_ms, user_id, outcome, amount_micros)?,
         WirePayload::BudgetSet {
             scope,
             month_index,
             amount_micros,
             alert_percent,
-        } => {
-            let scope = match scope {
-                0 => BudgetScope::All,
-                channel => {
-                    BudgetScope::Channel(*Channel::ALL.get(usize::from(channel - 1)).ok_or_else(
-                        || format!("frame seq {} has budget scope byte {scope}", wire.seq),
-                    )?)
-                }
-            };
-            let month = Month::from_index(month_index)
-                .ok_or_else(|| format!("frame seq {} has budget month {month_index}", wire.seq))?;
-            let amount = i64::try_from(amount_micros)
-                .ok()
-                .filter(|micros| (1..=MONEY_MICROS_MAX).contains(micros))
-                .ok_or_else(|| {
-                    format!("frame seq {} has budget {amount_micros} micros", wire.seq)
-                })?;
-            if !(1..=100).contains(&alert_percent) {
-                return Err(format!(
-                    "frame seq {} has alert percent {alert_percent}",
-                    wire.seq
-                ));
-            }
-            Event::BudgetSet {
-                scope,
-                month,
-                amount: Money::from_micros(i128::from(amount)),
-                alert_percent,
-                at_ms,
-            }
-        }
+        } => resolve_budget(seq, at_ms, scope, month_index, amount_micros, alert_percent)?,
     };
-    *cursor = FrameCursor {
-        next_message_id,
-        previous_at_ms: at_ms,
-        previous_appended_ms: appended_ms,
+    // Only a send takes a message id.
+    Ok((event, cursor.next_message_id))
+}
+
+/// The `MessageSent` a send frame holds (`send`: its user id, channel byte, message type and
+/// cost in micros; `external_id`: the one a send frame with an external id has): it takes
+/// `cursor`'s next message id, and the next message id after it is returned too.
+#[inline(always)]
+fn resolve_send<'a>(
+    cursor: &FrameCursor,
+    seq: u64,
+    at_ms: i64,
+    send: (u64, u8, &'a str, u64),
+    external_id: Option<&'a str>,
+) -> Result<(Event<'a>, u64), String> {
+    let (user_id, channel_byte, message_type, cost_micros) = send;
+    if let Some(external_id) = external_id
+        && !is_valid_external_id(external_id)
+    {
+        return Err(format!(
+            "frame seq {seq} has an invalid external id {external_id:?}"
+        ));
+    }
+    let channel = *Channel::ALL
+        .get(usize::from(channel_byte))
+        .ok_or_else(|| format!("frame seq {seq} has channel byte {channel_byte}"))?;
+    let cost = i64::try_from(cost_micros)
+        .ok()
+        .filter(|micros| *micros <= MONEY_MICROS_MAX)
+        .ok_or_else(|| format!("frame seq {seq} has cost {cost_micros} micros"))?;
+    let next_message_id = cursor
+        .next_message_id
+        .checked_add(1)
+        .ok_or_else(|| format!("frame seq {seq} overflows the message id"))?;
+    let event = Event::MessageSent {
+        message_id: MessageId(cursor.next_message_id),
+        user_id: resolve_user(seq, user_id)?,
+        channel,
+        message_type: resolve_name(seq, "message_type", message_type)?,
+        cost: Money::from_micros(i128::from(cost)),
+        at_ms,
+        external_id,
     };
-    Ok(Frame::Event(LoggedEvent {
-        seq: wire.seq,
-        appended_ms,
-        durable_seq,
-        event,
-    }))
+    Ok((event, next_message_id))
+}
+
+/// The `FinancialOutcome` an outcome frame holds.
+#[inline]
+fn resolve_outcome<'a>(
+    seq: u64,
+    at_ms: i64,
+    user_id: u64,
+    outcome: &'a str,
+    amount_micros: i64,
+) -> Result<Event<'a>, String> {
+    if amount_micros.unsigned_abs() > MONEY_MICROS_MAX as u64 {
+        return Err(format!("frame seq {seq} has amount {amount_micros} micros"));
+    }
+    Ok(Event::FinancialOutcome {
+        user_id: resolve_user(seq, user_id)?,
+        outcome: resolve_name(seq, "outcome", outcome)?,
+        amount: Money::from_micros(i128::from(amount_micros)),
+        at_ms,
+    })
+}
+
+/// The `BudgetSet` a budget frame holds.
+#[inline]
+fn resolve_budget<'a>(
+    seq: u64,
+    at_ms: i64,
+    scope: u8,
+    month_index: i64,
+    amount_micros: u64,
+    alert_percent: u8,
+) -> Result<Event<'a>, String> {
+    let scope = match scope {
+        0 => BudgetScope::All,
+        channel => BudgetScope::Channel(
+            *Channel::ALL
+                .get(usize::from(channel - 1))
+                .ok_or_else(|| format!("frame seq {seq} has budget scope byte {scope}"))?,
+        ),
+    };
+    let month = Month::from_index(month_index)
+        .ok_or_else(|| format!("frame seq {seq} has budget month {month_index}"))?;
+    let amount = i64::try_from(amount_micros)
+        .ok()
+        .filter(|micros| (1..=MONEY_MICROS_MAX).contains(micros))
+        .ok_or_else(|| format!("frame seq {seq} has budget {amount_micros} micros"))?;
+    if !(1..=100).contains(&alert_percent) {
+        return Err(format!("frame seq {seq} has alert percent {alert_percent}"));
+    }
+    Ok(Event::BudgetSet {
+        scope,
+        month,
+        amount: Money::from_micros(i128::from(amount)),
+        alert_percent,
+        at_ms,
+    })
+}
+
+/// The message `back` messages before `cursor`'s next one, which must have been sent.
+#[inline(always)]
+fn resolve_message_back(cursor: &FrameCursor, seq: u64, back: u64) -> Result<MessageId, String> {
+    if back == 0 || back >= cursor.next_message_id {
+        return Err(format!(
+            "frame seq {seq} refers {back} messages back, but only {} were sent",
+            cursor.next_message_id - 1
+        ));
+    }
+    Ok(MessageId(cursor.next_message_id - back))
+}
+
+/// `value`, if it is a valid name for `field`.
+#[inline(always)]
+fn resolve_name<'a>(seq: u64, field: &str, value: &'a str) -> Result<&'a str, String> {
+    if is_valid_name(value) {
+        Ok(value)
+    } else {
+        Err(format!("frame seq {seq} has an invalid {field} {value:?}"))
+    }
+}
+
+/// The user `id` names: any but 0.
+#[inline(always)]
+fn resolve_user(seq: u64, id: u64) -> Result<UserId, String> {
+    if id == 0 {
+        Err(format!("frame seq {seq} names user 0"))
+    } else {
+        Ok(UserId(id))
+    }
 }
 
 /// `DateTime::<Utc>::MIN_UTC` in ms since the Unix epoch (checked by a test).
