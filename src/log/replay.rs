@@ -242,79 +242,105 @@ pub(crate) fn seal_problems(
 ) -> (Vec<SealProblem>, Option<(PathBuf, u64)>) {
     let mut problems = Vec::new();
     let mut unfinished_rollover = None;
-    for (index, ((_, path), bytes)) in segments.iter().zip(maps).enumerate() {
+    for (index, (_, bytes)) in segments.iter().zip(maps).enumerate() {
         if !SegmentHeader::decode(bytes).is_ok_and(|header| header.store_id.is_some()) {
             continue;
         }
-        let next = segments.get(index + 1);
-        let Some(next_first_seq) = codec::decode_seal(bytes) else {
-            let slot = &bytes[SEAL_SLOT_OFFSET..SEAL_SLOT_OFFSET + SEAL_SLOT_BYTES];
-            let zeros = slot.iter().all(|byte| *byte == 0);
-            let slot_state = if zeros {
-                "is zeros (not sealed)"
-            } else {
-                "fails its check"
-            };
-            match next {
-                Some((next_seq, next_path))
-                    if frame_counts.get(index + 1).is_some_and(|count| *count > 0)
-                        || index + 2 < segments.len() =>
-                {
-                    problems.push(SealProblem {
-                        path: path.clone(),
-                        kind: "seal",
-                        reason: format!(
-                            "seal slot {slot_state}, but the next segment {} (first seq \
-                             {next_seq}) holds frames, which are written only after this \
-                             segment's seal is durable",
-                            file_name_of(next_path)
-                        ),
-                        cut: (index + 1, 0),
-                    });
-                }
-                Some((next_seq, _)) => unfinished_rollover = Some((path.clone(), *next_seq)),
-                None if !zeros => problems.push(SealProblem {
-                    path: path.clone(),
-                    kind: "seal",
-                    reason: "seal slot of the last segment fails its check: it is neither zeros \
-                             nor a seal"
-                        .to_string(),
-                    cut: (index, bytes.len() as u64),
-                }),
-                None => {}
-            }
-            continue;
+        let checked = match codec::decode_seal(bytes) {
+            Some(next_first_seq) => check_sealed(dir, segments, index, bytes, next_first_seq),
+            None => check_unsealed(segments, frame_counts, index, bytes),
         };
-        let expected_name = segment_file_name(next_first_seq);
-        match next {
-            None => problems.push(SealProblem {
-                path: dir.join(&expected_name),
-                kind: "missing_segment",
-                reason: format!(
-                    "segment file is missing: segment {} was sealed (seal slot at offset \
-                     {SEAL_SLOT_OFFSET}) when its successor {expected_name}, starting at seq \
-                     {next_first_seq}, had been created; the newest segments were deleted or \
-                     lost",
-                    file_name_of(path),
-                ),
-                cut: (index, bytes.len() as u64),
-            }),
-            Some((next_seq, next_path)) if *next_seq != next_first_seq => {
-                problems.push(SealProblem {
-                    path: path.clone(),
-                    kind: "seal_mismatch",
-                    reason: format!(
-                        "seal slot names the next segment {expected_name} (first seq \
-                         {next_first_seq}), but the next segment is {}",
-                        file_name_of(next_path)
-                    ),
-                    cut: (index + 1, 0),
-                });
-            }
-            Some(_) => {}
+        match checked {
+            Ok(Some(rollover)) => unfinished_rollover = Some(rollover),
+            Ok(None) => {}
+            Err(problem) => problems.push(problem),
         }
     }
     (problems, unfinished_rollover)
+}
+
+/// Checks the slot of segment `index` (`bytes`), sealed naming `next_first_seq`: the next
+/// segment listed must start there.
+fn check_sealed(
+    dir: &Path,
+    segments: &[(u64, PathBuf)],
+    index: usize,
+    bytes: &[u8],
+    next_first_seq: u64,
+) -> Result<Option<(PathBuf, u64)>, SealProblem> {
+    let path = &segments[index].1;
+    let expected_name = segment_file_name(next_first_seq);
+    match segments.get(index + 1) {
+        None => Err(SealProblem {
+            path: dir.join(&expected_name),
+            kind: "missing_segment",
+            reason: format!(
+                "segment file is missing: segment {} was sealed (seal slot at offset \
+                 {SEAL_SLOT_OFFSET}) when its successor {expected_name}, starting at seq \
+                 {next_first_seq}, had been created; the newest segments were deleted or \
+                 lost",
+                file_name_of(path),
+            ),
+            cut: (index, bytes.len() as u64),
+        }),
+        Some((next_seq, next_path)) if *next_seq != next_first_seq => Err(SealProblem {
+            path: path.clone(),
+            kind: "seal_mismatch",
+            reason: format!(
+                "seal slot names the next segment {expected_name} (first seq \
+                 {next_first_seq}), but the next segment is {}",
+                file_name_of(next_path)
+            ),
+            cut: (index + 1, 0),
+        }),
+        Some(_) => Ok(None),
+    }
+}
+
+/// Checks the slot of segment `index` (`bytes`), not sealed: it may be followed by nothing, or
+/// by one segment without a frame, the rollover to finish (returned with the seal it must get).
+fn check_unsealed(
+    segments: &[(u64, PathBuf)],
+    frame_counts: &[u64],
+    index: usize,
+    bytes: &[u8],
+) -> Result<Option<(PathBuf, u64)>, SealProblem> {
+    let path = &segments[index].1;
+    let slot = &bytes[SEAL_SLOT_OFFSET..SEAL_SLOT_OFFSET + SEAL_SLOT_BYTES];
+    let zeros = slot.iter().all(|byte| *byte == 0);
+    let slot_state = if zeros {
+        "is zeros (not sealed)"
+    } else {
+        "fails its check"
+    };
+    match segments.get(index + 1) {
+        Some((next_seq, next_path))
+            if frame_counts.get(index + 1).is_some_and(|count| *count > 0)
+                || index + 2 < segments.len() =>
+        {
+            Err(SealProblem {
+                path: path.clone(),
+                kind: "seal",
+                reason: format!(
+                    "seal slot {slot_state}, but the next segment {} (first seq {next_seq}) \
+                     holds frames, which are written only after this segment's seal is \
+                     durable",
+                    file_name_of(next_path)
+                ),
+                cut: (index + 1, 0),
+            })
+        }
+        Some((next_seq, _)) => Ok(Some((path.clone(), *next_seq))),
+        None if !zeros => Err(SealProblem {
+            path: path.clone(),
+            kind: "seal",
+            reason: "seal slot of the last segment fails its check: it is neither zeros nor \
+                     a seal"
+                .to_string(),
+            cut: (index, bytes.len() as u64),
+        }),
+        None => Ok(None),
+    }
 }
 
 /// [`seal_problems`], the first of them as corruption.
