@@ -419,7 +419,7 @@ fn scan_segments<'a>(
     let mut next_message_id: u64 = 1;
     let mut tail: Option<Tail> = None;
     let mut torn: Option<TornTail> = None;
-    let mut segment_frames = Vec::with_capacity(segments.len());
+    let mut frame_counts = Vec::with_capacity(segments.len());
     for (index, ((name_seq, path), bytes)) in segments.iter().zip(maps).enumerate() {
         let position = if index + 1 == segments.len() {
             Position::Last
@@ -431,49 +431,10 @@ fn scan_segments<'a>(
             first_message_id: next_message_id,
             store_id: tail.as_ref().map(|previous| previous.store_id),
         };
-        if let Some(previous) = &tail
-            && *name_seq > expected_seq
-            && SegmentHeader::decode(bytes).is_ok()
-        {
-            // A sealed segment was written and fsynced whole before this one was created: the
-            // missing events were cut from its end (or the segment that held them is missing).
-            return Err(Error::corruption(
-                &previous.path,
-                previous.end,
-                format!(
-                    "segment ends at seq {}, but the next segment {} starts at seq {name_seq}",
-                    expected_seq - 1,
-                    file_name_of(path)
-                ),
-            ));
-        }
-        if *name_seq != expected_seq && SegmentHeader::decode(bytes).is_ok() {
-            return Err(Error::corruption(
-                path,
-                codec::FIRST_SEQ_OFFSET as u64,
-                format!(
-                    "segment file name says first seq {name_seq}, but the log before it ends at seq {}",
-                    expected_seq - 1
-                ),
-            ));
-        }
+        check_segment_name(tail.as_ref(), expected_seq, *name_seq, path, bytes)?;
         let segment =
             replay_segment_split(path, bytes, position, expected, checksums, split, fold)?;
-        // A segment's header is fsynced before its predecessor's seal names it.
-        if segment.torn_offset == Some(0)
-            && let Some(previous) = index.checked_sub(1).map(|index| &segments[index].1)
-            && codec::decode_seal(&maps[index - 1]) == Some(*name_seq)
-        {
-            return Err(Error::corruption(
-                path,
-                0,
-                format!(
-                    "segment header is incomplete or fails its checks, but segment {} was \
-                     sealed naming this one, so its header had been written and fsynced",
-                    file_name_of(previous)
-                ),
-            ));
-        }
+        check_torn_header(segments, maps, index, segment.torn_offset)?;
         if let Some(offset) = segment.torn_offset {
             torn = Some(TornTail {
                 path: path.clone(),
@@ -482,7 +443,7 @@ fn scan_segments<'a>(
             });
         }
         let Some(cursor) = segment.cursor else { break };
-        segment_frames.push(segment.frame_count);
+        frame_counts.push(segment.frame_count);
         report.segments += 1;
         report.events += segment.events;
         expected_seq += segment.events;
@@ -496,10 +457,8 @@ fn scan_segments<'a>(
             store_id: segment.store_id,
         });
     }
-    let mut frame_counts = vec![0; segments.len()];
-    for (count, segment) in frame_counts.iter_mut().zip(&segment_frames) {
-        *count = *segment;
-    }
+    // Segments after the one replay stopped in read no frames.
+    frame_counts.resize(segments.len(), 0);
     let unfinished_rollover =
         check_seals(dir, segments, maps, &frame_counts)?.filter(|(_, next_first_seq)| {
             // Only when the writer goes on in the successor (its header is whole).
@@ -515,6 +474,71 @@ fn scan_segments<'a>(
         last_seq: expected_seq - 1,
         next_message_id,
     })
+}
+
+/// Checks that a segment with a valid header (`bytes`) is named for where the log before it
+/// (ending in `previous`) ends: its file name's first seq `name_seq` is `expected_seq`.
+fn check_segment_name(
+    previous: Option<&Tail>,
+    expected_seq: u64,
+    name_seq: u64,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<()> {
+    if let Some(previous) = previous
+        && name_seq > expected_seq
+        && SegmentHeader::decode(bytes).is_ok()
+    {
+        // A sealed segment was written and fsynced whole before this one was created: the
+        // missing events were cut from its end (or the segment that held them is missing).
+        return Err(Error::corruption(
+            &previous.path,
+            previous.end,
+            format!(
+                "segment ends at seq {}, but the next segment {} starts at seq {name_seq}",
+                expected_seq - 1,
+                file_name_of(path)
+            ),
+        ));
+    }
+    if name_seq != expected_seq && SegmentHeader::decode(bytes).is_ok() {
+        return Err(Error::corruption(
+            path,
+            codec::FIRST_SEQ_OFFSET as u64,
+            format!(
+                "segment file name says first seq {name_seq}, but the log before it ends at seq {}",
+                expected_seq - 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks segment `index`, when its header is incomplete or fails its checks (`torn_offset`
+/// 0: a torn tail from its start), against its predecessor's seal: a segment's header is
+/// fsynced before its predecessor's seal names it.
+fn check_torn_header(
+    segments: &[(u64, PathBuf)],
+    maps: &[SegmentBytes],
+    index: usize,
+    torn_offset: Option<u64>,
+) -> Result<()> {
+    let (name_seq, path) = &segments[index];
+    if torn_offset == Some(0)
+        && let Some(previous) = index.checked_sub(1).map(|index| &segments[index].1)
+        && codec::decode_seal(&maps[index - 1]) == Some(*name_seq)
+    {
+        return Err(Error::corruption(
+            path,
+            0,
+            format!(
+                "segment header is incomplete or fails its checks, but segment {} was \
+                 sealed naming this one, so its header had been written and fsynced",
+                file_name_of(previous)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a segment is sealed (a later one exists, so it was fsynced whole) or the last.
