@@ -610,74 +610,123 @@ fn replay_segment_split<'a>(
         Err(reason) => return judge_bad_header(path, bytes, position, expected, reason),
     };
     check_header(path, &header, expected)?;
-    let mut cursor = FrameCursor::new(&header);
-    let mut next_seq = header.first_seq;
-    let mut offset = header.len_bytes();
-    let mut frame_count = 0;
-    let mut ends_with_close_marker = false;
+    let mut replay = SegmentReplay::new(&header);
     let mut torn_offset = None;
     let chunks = split
         .filter(|split| checksums == Checksums::Verify && bytes.len() >= split.segment_bytes_min)
-        .map(|split| chunk_boundaries(bytes, offset, split.chunk_bytes))
+        .map(|split| chunk_boundaries(bytes, replay.offset, split.chunk_bytes))
         .unwrap_or_default();
     std::thread::scope(|scope| -> Result<()> {
         let mut speculated = Speculation::spawn(scope, bytes, &chunks);
-        while offset < bytes.len() {
-            if let Some(chunk) = speculated.take(offset)
-                && let Some(rebase) = chunk.fits(&cursor, next_seq)
+        while replay.offset < bytes.len() {
+            if let Some(chunk) = speculated.take(replay.offset)
+                && let Some(rebase) = chunk.fits(&replay.cursor, replay.next_seq)
             {
-                rebase.fold_events(bytes, &chunk, fold);
-                cursor = rebase.cursor;
-                next_seq = chunk.next_seq;
-                frame_count += chunk.frame_count;
-                if chunk.frame_count > 0 {
-                    ends_with_close_marker = chunk.ends_with_close_marker;
-                }
-                offset = chunk.chunk_end;
+                replay.fold_chunk(bytes, &chunk, rebase, fold);
                 speculated.recycle(chunk);
                 continue;
             }
-            let (frame, frame_bytes) =
-                match next_frame(&bytes[offset..], &mut cursor, next_seq, checksums) {
-                    Ok(read) => read,
-                    Err(reason) => {
-                        let reason = full_check_reason(
-                            &bytes[offset..],
-                            &cursor,
-                            next_seq,
-                            checksums,
-                            reason,
-                        );
-                        torn_offset =
-                            judge_bad_frame(path, bytes, offset, position, next_seq, reason)?;
-                        break;
-                    }
-                };
-            match frame {
-                Frame::Event(logged) => {
-                    fold(&logged, &bytes[offset..offset + frame_bytes]);
-                    // The header check leaves room, but a segment can hold more frames.
-                    next_seq = next_seq.checked_add(1).ok_or_else(|| {
-                        Error::corruption(path, offset as u64, "sequence number overflows")
-                    })?;
-                    ends_with_close_marker = false;
+            let offset = replay.offset;
+            let next_seq = replay.next_seq;
+            match next_frame(&bytes[offset..], &mut replay.cursor, next_seq, checksums) {
+                Ok((frame, frame_bytes)) => {
+                    replay.fold_frame(path, bytes, frame, frame_bytes, fold)?
                 }
-                Frame::Closed { .. } => ends_with_close_marker = true,
+                Err(reason) => {
+                    let reason = full_check_reason(
+                        &bytes[offset..],
+                        &replay.cursor,
+                        next_seq,
+                        checksums,
+                        reason,
+                    );
+                    torn_offset = judge_bad_frame(path, bytes, offset, position, next_seq, reason)?;
+                    break;
+                }
             }
-            offset += frame_bytes;
-            frame_count += 1;
         }
         Ok(())
     })?;
     Ok(SegmentEnd {
-        cursor: Some(cursor),
-        events: next_seq - header.first_seq,
-        frame_count,
-        end: offset as u64,
+        cursor: Some(replay.cursor),
+        events: replay.next_seq - header.first_seq,
+        frame_count: replay.frame_count,
+        end: replay.offset as u64,
         torn_offset,
-        ends_with_close_marker,
+        ends_with_close_marker: replay.ends_with_close_marker,
         store_id: header.store_id,
     })
+}
+
+/// How far a segment's replay has got: the state after the last frame folded.
+struct SegmentReplay {
+    cursor: FrameCursor,
+    next_seq: u64,
+    /// Where the next frame starts.
+    offset: usize,
+    /// Frames read, close markers included.
+    frame_count: u64,
+    ends_with_close_marker: bool,
+}
+
+impl SegmentReplay {
+    /// The state before the first frame behind `header`.
+    fn new(header: &SegmentHeader) -> SegmentReplay {
+        SegmentReplay {
+            cursor: FrameCursor::new(header),
+            next_seq: header.first_seq,
+            offset: header.len_bytes(),
+            frame_count: 0,
+            ends_with_close_marker: false,
+        }
+    }
+
+    /// Folds the frame at the offset reached (`frame`, taking `frame_bytes` of `bytes`), and
+    /// moves past it.
+    #[inline(always)]
+    fn fold_frame<'a>(
+        &mut self,
+        path: &Path,
+        bytes: &'a [u8],
+        frame: Frame<'a>,
+        frame_bytes: usize,
+        fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
+    ) -> Result<()> {
+        let offset = self.offset;
+        match frame {
+            Frame::Event(logged) => {
+                fold(&logged, &bytes[offset..offset + frame_bytes]);
+                // The header check leaves room, but a segment can hold more frames.
+                self.next_seq = self.next_seq.checked_add(1).ok_or_else(|| {
+                    Error::corruption(path, offset as u64, "sequence number overflows")
+                })?;
+                self.ends_with_close_marker = false;
+            }
+            Frame::Closed { .. } => self.ends_with_close_marker = true,
+        }
+        self.offset += frame_bytes;
+        self.frame_count += 1;
+        Ok(())
+    }
+
+    /// Folds a chunk the second thread replayed ahead from the offset reached, moved to the
+    /// real state by `rebase`, and moves past it.
+    fn fold_chunk<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        chunk: &Speculated<'a>,
+        rebase: Rebase,
+        fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
+    ) {
+        rebase.fold_events(bytes, chunk, fold);
+        self.cursor = rebase.cursor;
+        self.next_seq = chunk.next_seq;
+        self.frame_count += chunk.frame_count;
+        if chunk.frame_count > 0 {
+            self.ends_with_close_marker = chunk.ends_with_close_marker;
+        }
+        self.offset = chunk.chunk_end;
+    }
 }
 
 /// Judges a segment whose header fails its checks (`reason`): corruption when the segment is
