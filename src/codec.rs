@@ -395,138 +395,180 @@ enum WirePayload<'a> {
 /// other than the cursor's next, a reference to a message not yet sent, a negative cost).
 pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mut Vec<u8>) {
     let (wire, next) = match *frame {
-        Frame::Event(logged) => {
-            assert!(
-                logged.durable_seq < logged.seq,
-                "durable_seq runs ahead of seq"
-            );
-            let at_ms = logged.event.at_ms();
-            let back = |id: MessageId| {
-                assert!(
-                    id.0 >= 1 && id.0 < cursor.next_message_id,
-                    "message {id} not yet sent"
-                );
-                cursor.next_message_id - id.0
-            };
-            let mut next = FrameCursor {
-                previous_at_ms: at_ms,
-                previous_appended_ms: logged.appended_ms,
-                ..*cursor
-            };
-            let payload = match logged.event {
-                Event::MessageSent {
-                    message_id,
-                    user_id,
-                    channel,
-                    message_type,
-                    cost,
-                    external_id,
-                    ..
-                } => {
-                    assert_eq!(
-                        message_id.0, cursor.next_message_id,
-                        "message ids are dense"
-                    );
-                    next.next_message_id += 1;
-                    let cost_micros =
-                        u64::try_from(cost.event_micros()).expect("cost is never negative");
-                    let (user_id, channel) = (user_id.0, channel.index() as u8);
-                    match external_id {
-                        None => WirePayload::MessageSent {
-                            user_id,
-                            channel,
-                            message_type,
-                            cost_micros,
-                        },
-                        Some(external_id) => {
-                            assert!(is_valid_external_id(external_id), "checked at the call");
-                            WirePayload::MessageSentWithExternalId {
-                                user_id,
-                                channel,
-                                message_type,
-                                cost_micros,
-                                external_id,
-                            }
-                        }
-                    }
-                }
-                Event::MessageDelivered { message_id, .. } => WirePayload::MessageDelivered {
-                    message_back: back(message_id),
-                },
-                Event::MessageOpened { message_id, .. } => WirePayload::MessageOpened {
-                    message_back: back(message_id),
-                },
-                Event::UserAction {
-                    message_id, action, ..
-                } => WirePayload::UserAction {
-                    message_back: back(message_id),
-                    action,
-                },
-                Event::MessageFailed {
-                    message_id, reason, ..
-                } => WirePayload::MessageFailed {
-                    message_back: back(message_id),
-                    reason,
-                },
-                Event::FinancialOutcome {
-                    user_id,
-                    outcome,
-                    amount,
-                    ..
-                } => WirePayload::FinancialOutcome {
-                    user_id: user_id.0,
-                    outcome,
-                    amount_micros: amount.event_micros(),
-                },
-                Event::BudgetSet {
-                    scope,
-                    month,
-                    amount,
-                    alert_percent,
-                    ..
-                } => WirePayload::BudgetSet {
-                    scope: match scope {
-                        BudgetScope::All => 0,
-                        BudgetScope::Channel(channel) => 1 + channel.index() as u8,
-                    },
-                    month_index: month.index(),
-                    amount_micros: u64::try_from(amount.event_micros())
-                        .expect("a budget is positive"),
-                    alert_percent,
-                },
-            };
-            let wire = WireFrame {
-                seq: logged.seq,
-                durable_lag: logged.seq - logged.durable_seq,
-                appended_delta_ms: logged.appended_ms.wrapping_sub(cursor.previous_appended_ms),
-                at_delta_ms: at_ms.wrapping_sub(cursor.previous_at_ms),
-                payload,
-            };
-            (wire, next)
-        }
+        Frame::Event(logged) => encode_event(cursor, &logged),
         Frame::Closed {
             last_seq,
             appended_ms,
-        } => {
-            let wire = WireFrame {
-                seq: last_seq,
-                durable_lag: 0,
-                appended_delta_ms: appended_ms.wrapping_sub(cursor.previous_appended_ms),
-                at_delta_ms: 0,
-                payload: WirePayload::Closed,
-            };
-            (
-                wire,
-                FrameCursor {
-                    previous_appended_ms: appended_ms,
-                    ..*cursor
-                },
-            )
-        }
+        } => encode_close_marker(cursor, last_seq, appended_ms),
     };
+    write_frame(&wire, out);
+    *cursor = next;
+}
+
+/// The wire frame of an event frame, with times taken against `cursor`, and the cursor after
+/// it.
+#[inline]
+fn encode_event<'a>(
+    cursor: &FrameCursor,
+    logged: &LoggedEvent<'a>,
+) -> (WireFrame<'a>, FrameCursor) {
+    assert!(
+        logged.durable_seq < logged.seq,
+        "durable_seq runs ahead of seq"
+    );
+    let at_ms = logged.event.at_ms();
+    let payload = encode_payload(cursor, logged.event);
+    let wire = WireFrame {
+        seq: logged.seq,
+        durable_lag: logged.seq - logged.durable_seq,
+        appended_delta_ms: logged.appended_ms.wrapping_sub(cursor.previous_appended_ms),
+        at_delta_ms: at_ms.wrapping_sub(cursor.previous_at_ms),
+        payload,
+    };
+    // Only a send takes a message id.
+    let sent = matches!(logged.event, Event::MessageSent { .. });
+    let next = FrameCursor {
+        next_message_id: cursor.next_message_id + u64::from(sent),
+        previous_at_ms: at_ms,
+        previous_appended_ms: logged.appended_ms,
+    };
+    (wire, next)
+}
+
+/// The wire frame of a close marker, and the cursor after it: a close marker has no event
+/// time, so only its appended time moves the cursor.
+#[inline]
+fn encode_close_marker(
+    cursor: &FrameCursor,
+    last_seq: u64,
+    appended_ms: i64,
+) -> (WireFrame<'static>, FrameCursor) {
+    let wire = WireFrame {
+        seq: last_seq,
+        durable_lag: 0,
+        appended_delta_ms: appended_ms.wrapping_sub(cursor.previous_appended_ms),
+        at_delta_ms: 0,
+        payload: WirePayload::Closed,
+    };
+    let next = FrameCursor {
+        previous_appended_ms: appended_ms,
+        ..*cursor
+    };
+    (wire, next)
+}
+
+/// An event's payload on the wire, message ids counted back from `cursor`'s next one.
+#[inline]
+fn encode_payload<'a>(cursor: &FrameCursor, event: Event<'a>) -> WirePayload<'a> {
+    match event {
+        Event::MessageSent {
+            message_id,
+            user_id,
+            channel,
+            message_type,
+            cost,
+            external_id,
+            ..
+        } => {
+            assert_eq!(
+                message_id.0, cursor.next_message_id,
+                "message ids are dense"
+            );
+            encode_send(user_id, channel, message_type, cost, external_id)
+        }
+        Event::MessageDelivered { message_id, .. } => WirePayload::MessageDelivered {
+            message_back: encode_message_back(cursor, message_id),
+        },
+        Event::MessageOpened { message_id, .. } => WirePayload::MessageOpened {
+            message_back: encode_message_back(cursor, message_id),
+        },
+        Event::UserAction {
+            message_id, action, ..
+        } => WirePayload::UserAction {
+            message_back: encode_message_back(cursor, message_id),
+            action,
+        },
+        Event::MessageFailed {
+            message_id, reason, ..
+        } => WirePayload::MessageFailed {
+            message_back: encode_message_back(cursor, message_id),
+            reason,
+        },
+        Event::FinancialOutcome {
+            user_id,
+            outcome,
+            amount,
+            ..
+        } => WirePayload::FinancialOutcome {
+            user_id: user_id.0,
+            outcome,
+            amount_micros: amount.event_micros(),
+        },
+        Event::BudgetSet {
+            scope,
+            month,
+            amount,
+            alert_percent,
+            ..
+        } => WirePayload::BudgetSet {
+            scope: match scope {
+                BudgetScope::All => 0,
+                BudgetScope::Channel(channel) => 1 + channel.index() as u8,
+            },
+            month_index: month.index(),
+            amount_micros: u64::try_from(amount.event_micros()).expect("a budget is positive"),
+            alert_percent,
+        },
+    }
+}
+
+/// A send's payload on the wire: the frame with an external id only for a send that has one.
+#[inline]
+fn encode_send<'a>(
+    user_id: UserId,
+    channel: Channel,
+    message_type: &'a str,
+    cost: Money,
+    external_id: Option<&'a str>,
+) -> WirePayload<'a> {
+    let cost_micros = u64::try_from(cost.event_micros()).expect("cost is never negative");
+    let (user_id, channel) = (user_id.0, channel.index() as u8);
+    match external_id {
+        None => WirePayload::MessageSent {
+            user_id,
+            channel,
+            message_type,
+            cost_micros,
+        },
+        Some(external_id) => {
+            assert!(is_valid_external_id(external_id), "checked at the call");
+            WirePayload::MessageSentWithExternalId {
+                user_id,
+                channel,
+                message_type,
+                cost_micros,
+                external_id,
+            }
+        }
+    }
+}
+
+/// How many messages back from `cursor`'s next one the message `id` is (at least 1).
+#[inline]
+fn encode_message_back(cursor: &FrameCursor, id: MessageId) -> u64 {
+    assert!(
+        id.0 >= 1 && id.0 < cursor.next_message_id,
+        "message {id} not yet sent"
+    );
+    cursor.next_message_id - id.0
+}
+
+/// Appends `wire` to `out` as a frame: the body's length and checksum, then the body.
+#[inline]
+fn write_frame(wire: &WireFrame<'_>, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_PREFIX_BYTES]);
-    bincode::encode_into_std_write(&wire, out, CONFIG).expect("writing to a Vec cannot fail");
+    bincode::encode_into_std_write(wire, out, CONFIG).expect("writing to a Vec cannot fail");
     let body_len = out.len() - start - FRAME_PREFIX_BYTES;
     assert!(
         body_len <= FRAME_BODY_BYTES_MAX,
@@ -537,7 +579,6 @@ pub(crate) fn encode_frame(cursor: &mut FrameCursor, frame: &Frame<'_>, out: &mu
     out[start + FRAME_LEN_OFFSET..start + FRAME_CRC_OFFSET]
         .copy_from_slice(&body_len.to_le_bytes());
     out[start + FRAME_CRC_OFFSET..start + FRAME_PREFIX_BYTES].copy_from_slice(&crc.to_le_bytes());
-    *cursor = next;
 }
 
 /// A frame whose length, checksum and encoding are good; its meaning is not yet checked.
@@ -703,81 +744,64 @@ pub(crate) fn resolve<'a>(
         "appended time",
     )?;
     let at_ms = add_time(cursor.previous_at_ms, wire.at_delta_ms, "event time")?;
-    let message = |back: u64| -> Result<MessageId, String> {
-        if back == 0 || back >= cursor.next_message_id {
-            return Err(format!(
-                "frame seq {} refers {back} messages back, but only {} were sent",
-                wire.seq,
-                cursor.next_message_id - 1
-            ));
-        }
-        Ok(MessageId(cursor.next_message_id - back))
+    if let WirePayload::Closed = wire.payload {
+        return resolve_close_marker(cursor, wire, appended_ms);
+    }
+    let (event, next_message_id) = resolve_event(cursor, wire, at_ms)?;
+    *cursor = FrameCursor {
+        next_message_id,
+        previous_at_ms: at_ms,
+        previous_appended_ms: appended_ms,
     };
-    let name = |field: &str, value: &'a str| -> Result<&'a str, String> {
-        if is_valid_name(value) {
-            Ok(value)
-        } else {
-            Err(format!(
-                "frame seq {} has an invalid {field} {value:?}",
-                wire.seq
-            ))
-        }
-    };
-    let user = |id: u64| -> Result<UserId, String> {
-        if id == 0 {
-            Err(format!("frame seq {} names user 0", wire.seq))
-        } else {
-            Ok(UserId(id))
-        }
-    };
-    let mut next_message_id = cursor.next_message_id;
-    // Both kinds of send frame: with an external id and without.
-    let mut sent = |external_id: Option<&'a str>,
-                    user_id: u64,
-                    channel: u8,
-                    message_type: &'a str,
-                    cost_micros: u64|
-     -> Result<Event<'a>, String> {
-        let channel = *Channel::ALL
-            .get(usize::from(channel))
-            .ok_or_else(|| format!("frame seq {} has channel byte {channel}", wire.seq))?;
-        let cost = i64::try_from(cost_micros)
-            .ok()
-            .filter(|micros| *micros <= MONEY_MICROS_MAX)
-            .ok_or_else(|| format!("frame seq {} has cost {cost_micros} micros", wire.seq))?;
-        next_message_id = next_message_id
-            .checked_add(1)
-            .ok_or_else(|| format!("frame seq {} overflows the message id", wire.seq))?;
-        Ok(Event::MessageSent {
-            message_id: MessageId(cursor.next_message_id),
-            user_id: user(user_id)?,
-            channel,
-            message_type: name("message_type", message_type)?,
-            cost: Money::from_micros(i128::from(cost)),
-            at_ms,
-            external_id,
-        })
-    };
+    Ok(Frame::Event(LoggedEvent {
+        seq: wire.seq,
+        appended_ms,
+        durable_seq,
+        event,
+    }))
+}
+
+/// Checks a close marker (no lag, no time of its own) and moves `cursor` to its appended time.
+#[inline]
+fn resolve_close_marker<'a>(
+    cursor: &mut FrameCursor,
+    wire: &WireFrame<'_>,
+    appended_ms: i64,
+) -> Result<Frame<'a>, String> {
+    if wire.durable_lag != 0 || wire.at_delta_ms != 0 {
+        return Err(format!(
+            "close marker at seq {} has non-zero lag or time",
+            wire.seq
+        ));
+    }
+    cursor.previous_appended_ms = appended_ms;
+    Ok(Frame::Closed {
+        last_seq: wire.seq,
+        appended_ms,
+    })
+}
+
+/// The event an event frame's payload holds, happening at `at_ms`, its message ids counted
+/// back from `cursor`'s next one; and the next message id after it.
+#[inline(always)]
+fn resolve_event<'a>(
+    cursor: &FrameCursor,
+    wire: &WireFrame<'a>,
+    at_ms: i64,
+) -> Result<(Event<'a>, u64), String> {
+    let seq = wire.seq;
+    let message = |back: u64| resolve_message_back(cursor, seq, back);
     let event = match wire.payload {
-        WirePayload::Closed => {
-            if wire.durable_lag != 0 || wire.at_delta_ms != 0 {
-                return Err(format!(
-                    "close marker at seq {} has non-zero lag or time",
-                    wire.seq
-                ));
-            }
-            cursor.previous_appended_ms = appended_ms;
-            return Ok(Frame::Closed {
-                last_seq: wire.seq,
-                appended_ms,
-            });
-        }
+        WirePayload::Closed => unreachable!("resolve takes close markers apart"),
         WirePayload::MessageSent {
             user_id,
             channel,
             message_type,
             cost_micros,
-        } => sent(None, user_id, channel, message_type, cost_micros)?,
+        } => {
+            let send = (user_id, channel, message_type, cost_micros);
+            return resolve_send(cursor, seq, at_ms, send, None);
+        }
         WirePayload::MessageSentWithExternalId {
             user_id,
             channel,
@@ -785,19 +809,8 @@ pub(crate) fn resolve<'a>(
             cost_micros,
             external_id,
         } => {
-            if !is_valid_external_id(external_id) {
-                return Err(format!(
-                    "frame seq {} has an invalid external id {external_id:?}",
-                    wire.seq
-                ));
-            }
-            sent(
-                Some(external_id),
-                user_id,
-                channel,
-                message_type,
-                cost_micros,
-            )?
+            let send = (user_id, channel, message_type, cost_micros);
+            return resolve_send(cursor, seq, at_ms, send, Some(external_id));
         }
         WirePayload::MessageDelivered { message_back } => Event::MessageDelivered {
             message_id: message(message_back)?,
@@ -812,7 +825,7 @@ pub(crate) fn resolve<'a>(
             action,
         } => Event::UserAction {
             message_id: message(message_back)?,
-            action: name("action", action)?,
+            action: resolve_name(seq, "action", action)?,
             at_ms,
         },
         WirePayload::MessageFailed {
@@ -820,75 +833,153 @@ pub(crate) fn resolve<'a>(
             reason,
         } => Event::MessageFailed {
             message_id: message(message_back)?,
-            reason: name("reason", reason)?,
+            reason: resolve_name(seq, "reason", reason)?,
             at_ms,
         },
         WirePayload::FinancialOutcome {
             user_id,
             outcome,
             amount_micros,
-        } => {
-            if amount_micros.unsigned_abs() > MONEY_MICROS_MAX as u64 {
-                return Err(format!(
-                    "frame seq {} has amount {amount_micros} micros",
-                    wire.seq
-                ));
-            }
-            Event::FinancialOutcome {
-                user_id: user(user_id)?,
-                outcome: name("outcome", outcome)?,
-                amount: Money::from_micros(i128::from(amount_micros)),
-                at_ms,
-            }
-        }
+        } => resolve_outcome(seq, at_ms, user_id, outcome, amount_micros)?,
         WirePayload::BudgetSet {
             scope,
             month_index,
             amount_micros,
             alert_percent,
-        } => {
-            let scope = match scope {
-                0 => BudgetScope::All,
-                channel => {
-                    BudgetScope::Channel(*Channel::ALL.get(usize::from(channel - 1)).ok_or_else(
-                        || format!("frame seq {} has budget scope byte {scope}", wire.seq),
-                    )?)
-                }
-            };
-            let month = Month::from_index(month_index)
-                .ok_or_else(|| format!("frame seq {} has budget month {month_index}", wire.seq))?;
-            let amount = i64::try_from(amount_micros)
-                .ok()
-                .filter(|micros| (1..=MONEY_MICROS_MAX).contains(micros))
-                .ok_or_else(|| {
-                    format!("frame seq {} has budget {amount_micros} micros", wire.seq)
-                })?;
-            if !(1..=100).contains(&alert_percent) {
-                return Err(format!(
-                    "frame seq {} has alert percent {alert_percent}",
-                    wire.seq
-                ));
-            }
-            Event::BudgetSet {
-                scope,
-                month,
-                amount: Money::from_micros(i128::from(amount)),
-                alert_percent,
-                at_ms,
-            }
-        }
+        } => resolve_budget(seq, at_ms, scope, month_index, amount_micros, alert_percent)?,
     };
-    *cursor = FrameCursor {
-        next_message_id,
-        previous_at_ms: at_ms,
-        previous_appended_ms: appended_ms,
+    // Only a send takes a message id.
+    Ok((event, cursor.next_message_id))
+}
+
+/// The `MessageSent` a send frame holds (`send`: its user id, channel byte, message type and
+/// cost in micros; `external_id`: the one a send frame with an external id has): it takes
+/// `cursor`'s next message id, and the next message id after it is returned too.
+#[inline(always)]
+fn resolve_send<'a>(
+    cursor: &FrameCursor,
+    seq: u64,
+    at_ms: i64,
+    send: (u64, u8, &'a str, u64),
+    external_id: Option<&'a str>,
+) -> Result<(Event<'a>, u64), String> {
+    let (user_id, channel_byte, message_type, cost_micros) = send;
+    if let Some(external_id) = external_id
+        && !is_valid_external_id(external_id)
+    {
+        return Err(format!(
+            "frame seq {seq} has an invalid external id {external_id:?}"
+        ));
+    }
+    let channel = *Channel::ALL
+        .get(usize::from(channel_byte))
+        .ok_or_else(|| format!("frame seq {seq} has channel byte {channel_byte}"))?;
+    let cost = i64::try_from(cost_micros)
+        .ok()
+        .filter(|micros| *micros <= MONEY_MICROS_MAX)
+        .ok_or_else(|| format!("frame seq {seq} has cost {cost_micros} micros"))?;
+    let next_message_id = cursor
+        .next_message_id
+        .checked_add(1)
+        .ok_or_else(|| format!("frame seq {seq} overflows the message id"))?;
+    let event = Event::MessageSent {
+        message_id: MessageId(cursor.next_message_id),
+        user_id: resolve_user(seq, user_id)?,
+        channel,
+        message_type: resolve_name(seq, "message_type", message_type)?,
+        cost: Money::from_micros(i128::from(cost)),
+        at_ms,
+        external_id,
     };
-    Ok(Frame::Event(LoggedEvent {
-        seq: wire.seq,
-        appended_ms,
-        durable_seq,
-        event,
-    }))
+    Ok((event, next_message_id))
+}
+
+/// The `FinancialOutcome` an outcome frame holds.
+#[inline]
+fn resolve_outcome<'a>(
+    seq: u64,
+    at_ms: i64,
+    user_id: u64,
+    outcome: &'a str,
+    amount_micros: i64,
+) -> Result<Event<'a>, String> {
+    if amount_micros.unsigned_abs() > MONEY_MICROS_MAX as u64 {
+        return Err(format!("frame seq {seq} has amount {amount_micros} micros"));
+    }
+    Ok(Event::FinancialOutcome {
+        user_id: resolve_user(seq, user_id)?,
+        outcome: resolve_name(seq, "outcome", outcome)?,
+        amount: Money::from_micros(i128::from(amount_micros)),
+        at_ms,
+    })
+}
+
+/// The `BudgetSet` a budget frame holds.
+#[inline]
+fn resolve_budget<'a>(
+    seq: u64,
+    at_ms: i64,
+    scope: u8,
+    month_index: i64,
+    amount_micros: u64,
+    alert_percent: u8,
+) -> Result<Event<'a>, String> {
+    let scope = match scope {
+        0 => BudgetScope::All,
+        channel => BudgetScope::Channel(
+            *Channel::ALL
+                .get(usize::from(channel - 1))
+                .ok_or_else(|| format!("frame seq {seq} has budget scope byte {scope}"))?,
+        ),
+    };
+    let month = Month::from_index(month_index)
+        .ok_or_else(|| format!("frame seq {seq} has budget month {month_index}"))?;
+    let amount = i64::try_from(amount_micros)
+        .ok()
+        .filter(|micros| (1..=MONEY_MICROS_MAX).contains(micros))
+        .ok_or_else(|| format!("frame seq {seq} has budget {amount_micros} micros"))?;
+    if !(1..=100).contains(&alert_percent) {
+        return Err(format!("frame seq {seq} has alert percent {alert_percent}"));
+    }
+    Ok(Event::BudgetSet {
+        scope,
+        month,
+        amount: Money::from_micros(i128::from(amount)),
+        alert_percent,
+        at_ms,
+    })
+}
+
+/// The message `back` messages before `cursor`'s next one, which must have been sent.
+#[inline(always)]
+fn resolve_message_back(cursor: &FrameCursor, seq: u64, back: u64) -> Result<MessageId, String> {
+    if back == 0 || back >= cursor.next_message_id {
+        return Err(format!(
+            "frame seq {seq} refers {back} messages back, but only {} were sent",
+            cursor.next_message_id - 1
+        ));
+    }
+    Ok(MessageId(cursor.next_message_id - back))
+}
+
+/// `value`, if it is a valid name for `field`.
+#[inline(always)]
+fn resolve_name<'a>(seq: u64, field: &str, value: &'a str) -> Result<&'a str, String> {
+    if is_valid_name(value) {
+        Ok(value)
+    } else {
+        Err(format!("frame seq {seq} has an invalid {field} {value:?}"))
+    }
+}
+
+/// The user `id` names: any but 0.
+#[inline(always)]
+fn resolve_user(seq: u64, id: u64) -> Result<UserId, String> {
+    if id == 0 {
+        Err(format!("frame seq {seq} names user 0"))
+    } else {
+        Ok(UserId(id))
+    }
 }
 
 /// `DateTime::<Utc>::MIN_UTC` in ms since the Unix epoch (checked by a test).

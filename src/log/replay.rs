@@ -242,79 +242,105 @@ pub(crate) fn seal_problems(
 ) -> (Vec<SealProblem>, Option<(PathBuf, u64)>) {
     let mut problems = Vec::new();
     let mut unfinished_rollover = None;
-    for (index, ((_, path), bytes)) in segments.iter().zip(maps).enumerate() {
+    for (index, (_, bytes)) in segments.iter().zip(maps).enumerate() {
         if !SegmentHeader::decode(bytes).is_ok_and(|header| header.store_id.is_some()) {
             continue;
         }
-        let next = segments.get(index + 1);
-        let Some(next_first_seq) = codec::decode_seal(bytes) else {
-            let slot = &bytes[SEAL_SLOT_OFFSET..SEAL_SLOT_OFFSET + SEAL_SLOT_BYTES];
-            let zeros = slot.iter().all(|byte| *byte == 0);
-            let slot_state = if zeros {
-                "is zeros (not sealed)"
-            } else {
-                "fails its check"
-            };
-            match next {
-                Some((next_seq, next_path))
-                    if frame_counts.get(index + 1).is_some_and(|count| *count > 0)
-                        || index + 2 < segments.len() =>
-                {
-                    problems.push(SealProblem {
-                        path: path.clone(),
-                        kind: "seal",
-                        reason: format!(
-                            "seal slot {slot_state}, but the next segment {} (first seq \
-                             {next_seq}) holds frames, which are written only after this \
-                             segment's seal is durable",
-                            file_name_of(next_path)
-                        ),
-                        cut: (index + 1, 0),
-                    });
-                }
-                Some((next_seq, _)) => unfinished_rollover = Some((path.clone(), *next_seq)),
-                None if !zeros => problems.push(SealProblem {
-                    path: path.clone(),
-                    kind: "seal",
-                    reason: "seal slot of the last segment fails its check: it is neither zeros \
-                             nor a seal"
-                        .to_string(),
-                    cut: (index, bytes.len() as u64),
-                }),
-                None => {}
-            }
-            continue;
+        let checked = match codec::decode_seal(bytes) {
+            Some(next_first_seq) => check_sealed(dir, segments, index, bytes, next_first_seq),
+            None => check_unsealed(segments, frame_counts, index, bytes),
         };
-        let expected_name = segment_file_name(next_first_seq);
-        match next {
-            None => problems.push(SealProblem {
-                path: dir.join(&expected_name),
-                kind: "missing_segment",
-                reason: format!(
-                    "segment file is missing: segment {} was sealed (seal slot at offset \
-                     {SEAL_SLOT_OFFSET}) when its successor {expected_name}, starting at seq \
-                     {next_first_seq}, had been created; the newest segments were deleted or \
-                     lost",
-                    file_name_of(path),
-                ),
-                cut: (index, bytes.len() as u64),
-            }),
-            Some((next_seq, next_path)) if *next_seq != next_first_seq => {
-                problems.push(SealProblem {
-                    path: path.clone(),
-                    kind: "seal_mismatch",
-                    reason: format!(
-                        "seal slot names the next segment {expected_name} (first seq \
-                         {next_first_seq}), but the next segment is {}",
-                        file_name_of(next_path)
-                    ),
-                    cut: (index + 1, 0),
-                });
-            }
-            Some(_) => {}
+        match checked {
+            Ok(Some(rollover)) => unfinished_rollover = Some(rollover),
+            Ok(None) => {}
+            Err(problem) => problems.push(problem),
         }
     }
     (problems, unfinished_rollover)
+}
+
+/// Checks the slot of segment `index` (`bytes`), sealed naming `next_first_seq`: the next
+/// segment listed must start there.
+fn check_sealed(
+    dir: &Path,
+    segments: &[(u64, PathBuf)],
+    index: usize,
+    bytes: &[u8],
+    next_first_seq: u64,
+) -> Result<Option<(PathBuf, u64)>, SealProblem> {
+    let path = &segments[index].1;
+    let expected_name = segment_file_name(next_first_seq);
+    match segments.get(index + 1) {
+        None => Err(SealProblem {
+            path: dir.join(&expected_name),
+            kind: "missing_segment",
+            reason: format!(
+                "segment file is missing: segment {} was sealed (seal slot at offset \
+                 {SEAL_SLOT_OFFSET}) when its successor {expected_name}, starting at seq \
+                 {next_first_seq}, had been created; the newest segments were deleted or \
+                 lost",
+                file_name_of(path),
+            ),
+            cut: (index, bytes.len() as u64),
+        }),
+        Some((next_seq, next_path)) if *next_seq != next_first_seq => Err(SealProblem {
+            path: path.clone(),
+            kind: "seal_mismatch",
+            reason: format!(
+                "seal slot names the next segment {expected_name} (first seq \
+                 {next_first_seq}), but the next segment is {}",
+                file_name_of(next_path)
+            ),
+            cut: (index + 1, 0),
+        }),
+        Some(_) => Ok(None),
+    }
+}
+
+/// Checks the slot of segment `index` (`bytes`), not sealed: it may be followed by nothing, or
+/// by one segment without a frame, the rollover to finish (returned with the seal it must get).
+fn check_unsealed(
+    segments: &[(u64, PathBuf)],
+    frame_counts: &[u64],
+    index: usize,
+    bytes: &[u8],
+) -> Result<Option<(PathBuf, u64)>, SealProblem> {
+    let path = &segments[index].1;
+    let slot = &bytes[SEAL_SLOT_OFFSET..SEAL_SLOT_OFFSET + SEAL_SLOT_BYTES];
+    let zeros = slot.iter().all(|byte| *byte == 0);
+    let slot_state = if zeros {
+        "is zeros (not sealed)"
+    } else {
+        "fails its check"
+    };
+    match segments.get(index + 1) {
+        Some((next_seq, next_path))
+            if frame_counts.get(index + 1).is_some_and(|count| *count > 0)
+                || index + 2 < segments.len() =>
+        {
+            Err(SealProblem {
+                path: path.clone(),
+                kind: "seal",
+                reason: format!(
+                    "seal slot {slot_state}, but the next segment {} (first seq {next_seq}) \
+                     holds frames, which are written only after this segment's seal is \
+                     durable",
+                    file_name_of(next_path)
+                ),
+                cut: (index + 1, 0),
+            })
+        }
+        Some((next_seq, _)) => Ok(Some((path.clone(), *next_seq))),
+        None if !zeros => Err(SealProblem {
+            path: path.clone(),
+            kind: "seal",
+            reason: "seal slot of the last segment fails its check: it is neither zeros nor \
+                     a seal"
+                .to_string(),
+            cut: (index, bytes.len() as u64),
+        }),
+        None => Ok(None),
+    }
 }
 
 /// [`seal_problems`], the first of them as corruption.
@@ -393,7 +419,7 @@ fn scan_segments<'a>(
     let mut next_message_id: u64 = 1;
     let mut tail: Option<Tail> = None;
     let mut torn: Option<TornTail> = None;
-    let mut segment_frames = Vec::with_capacity(segments.len());
+    let mut frame_counts = Vec::with_capacity(segments.len());
     for (index, ((name_seq, path), bytes)) in segments.iter().zip(maps).enumerate() {
         let position = if index + 1 == segments.len() {
             Position::Last
@@ -405,49 +431,10 @@ fn scan_segments<'a>(
             first_message_id: next_message_id,
             store_id: tail.as_ref().map(|previous| previous.store_id),
         };
-        if let Some(previous) = &tail
-            && *name_seq > expected_seq
-            && SegmentHeader::decode(bytes).is_ok()
-        {
-            // A sealed segment was written and fsynced whole before this one was created: the
-            // missing events were cut from its end (or the segment that held them is missing).
-            return Err(Error::corruption(
-                &previous.path,
-                previous.end,
-                format!(
-                    "segment ends at seq {}, but the next segment {} starts at seq {name_seq}",
-                    expected_seq - 1,
-                    file_name_of(path)
-                ),
-            ));
-        }
-        if *name_seq != expected_seq && SegmentHeader::decode(bytes).is_ok() {
-            return Err(Error::corruption(
-                path,
-                codec::FIRST_SEQ_OFFSET as u64,
-                format!(
-                    "segment file name says first seq {name_seq}, but the log before it ends at seq {}",
-                    expected_seq - 1
-                ),
-            ));
-        }
+        check_segment_name(tail.as_ref(), expected_seq, *name_seq, path, bytes)?;
         let segment =
             replay_segment_split(path, bytes, position, expected, checksums, split, fold)?;
-        // A segment's header is fsynced before its predecessor's seal names it.
-        if segment.torn_offset == Some(0)
-            && let Some(previous) = index.checked_sub(1).map(|index| &segments[index].1)
-            && codec::decode_seal(&maps[index - 1]) == Some(*name_seq)
-        {
-            return Err(Error::corruption(
-                path,
-                0,
-                format!(
-                    "segment header is incomplete or fails its checks, but segment {} was \
-                     sealed naming this one, so its header had been written and fsynced",
-                    file_name_of(previous)
-                ),
-            ));
-        }
+        check_torn_header(segments, maps, index, segment.torn_offset)?;
         if let Some(offset) = segment.torn_offset {
             torn = Some(TornTail {
                 path: path.clone(),
@@ -456,7 +443,7 @@ fn scan_segments<'a>(
             });
         }
         let Some(cursor) = segment.cursor else { break };
-        segment_frames.push(segment.frame_count);
+        frame_counts.push(segment.frame_count);
         report.segments += 1;
         report.events += segment.events;
         expected_seq += segment.events;
@@ -470,10 +457,8 @@ fn scan_segments<'a>(
             store_id: segment.store_id,
         });
     }
-    let mut frame_counts = vec![0; segments.len()];
-    for (count, segment) in frame_counts.iter_mut().zip(&segment_frames) {
-        *count = *segment;
-    }
+    // Segments after the one replay stopped in read no frames.
+    frame_counts.resize(segments.len(), 0);
     let unfinished_rollover =
         check_seals(dir, segments, maps, &frame_counts)?.filter(|(_, next_first_seq)| {
             // Only when the writer goes on in the successor (its header is whole).
@@ -489,6 +474,71 @@ fn scan_segments<'a>(
         last_seq: expected_seq - 1,
         next_message_id,
     })
+}
+
+/// Checks that a segment with a valid header (`bytes`) is named for where the log before it
+/// (ending in `previous`) ends: its file name's first seq `name_seq` is `expected_seq`.
+fn check_segment_name(
+    previous: Option<&Tail>,
+    expected_seq: u64,
+    name_seq: u64,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<()> {
+    if let Some(previous) = previous
+        && name_seq > expected_seq
+        && SegmentHeader::decode(bytes).is_ok()
+    {
+        // A sealed segment was written and fsynced whole before this one was created: the
+        // missing events were cut from its end (or the segment that held them is missing).
+        return Err(Error::corruption(
+            &previous.path,
+            previous.end,
+            format!(
+                "segment ends at seq {}, but the next segment {} starts at seq {name_seq}",
+                expected_seq - 1,
+                file_name_of(path)
+            ),
+        ));
+    }
+    if name_seq != expected_seq && SegmentHeader::decode(bytes).is_ok() {
+        return Err(Error::corruption(
+            path,
+            codec::FIRST_SEQ_OFFSET as u64,
+            format!(
+                "segment file name says first seq {name_seq}, but the log before it ends at seq {}",
+                expected_seq - 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks segment `index`, when its header is incomplete or fails its checks (`torn_offset`
+/// 0: a torn tail from its start), against its predecessor's seal: a segment's header is
+/// fsynced before its predecessor's seal names it.
+fn check_torn_header(
+    segments: &[(u64, PathBuf)],
+    maps: &[SegmentBytes],
+    index: usize,
+    torn_offset: Option<u64>,
+) -> Result<()> {
+    let (name_seq, path) = &segments[index];
+    if torn_offset == Some(0)
+        && let Some(previous) = index.checked_sub(1).map(|index| &segments[index].1)
+        && codec::decode_seal(&maps[index - 1]) == Some(*name_seq)
+    {
+        return Err(Error::corruption(
+            path,
+            0,
+            format!(
+                "segment header is incomplete or fails its checks, but segment {} was \
+                 sealed naming this one, so its header had been written and fsynced",
+                file_name_of(previous)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a segment is sealed (a later one exists, so it was fsynced whole) or the last.
@@ -560,74 +610,123 @@ fn replay_segment_split<'a>(
         Err(reason) => return judge_bad_header(path, bytes, position, expected, reason),
     };
     check_header(path, &header, expected)?;
-    let mut cursor = FrameCursor::new(&header);
-    let mut next_seq = header.first_seq;
-    let mut offset = header.len_bytes();
-    let mut frame_count = 0;
-    let mut ends_with_close_marker = false;
+    let mut replay = SegmentReplay::new(&header);
     let mut torn_offset = None;
     let chunks = split
         .filter(|split| checksums == Checksums::Verify && bytes.len() >= split.segment_bytes_min)
-        .map(|split| chunk_boundaries(bytes, offset, split.chunk_bytes))
+        .map(|split| chunk_boundaries(bytes, replay.offset, split.chunk_bytes))
         .unwrap_or_default();
     std::thread::scope(|scope| -> Result<()> {
         let mut speculated = Speculation::spawn(scope, bytes, &chunks);
-        while offset < bytes.len() {
-            if let Some(chunk) = speculated.take(offset)
-                && let Some(rebase) = chunk.fits(&cursor, next_seq)
+        while replay.offset < bytes.len() {
+            if let Some(chunk) = speculated.take(replay.offset)
+                && let Some(rebase) = chunk.fits(&replay.cursor, replay.next_seq)
             {
-                rebase.fold_events(bytes, &chunk, fold);
-                cursor = rebase.cursor;
-                next_seq = chunk.next_seq;
-                frame_count += chunk.frame_count;
-                if chunk.frame_count > 0 {
-                    ends_with_close_marker = chunk.ends_with_close_marker;
-                }
-                offset = chunk.chunk_end;
+                replay.fold_chunk(bytes, &chunk, rebase, fold);
                 speculated.recycle(chunk);
                 continue;
             }
-            let (frame, frame_bytes) =
-                match next_frame(&bytes[offset..], &mut cursor, next_seq, checksums) {
-                    Ok(read) => read,
-                    Err(reason) => {
-                        let reason = full_check_reason(
-                            &bytes[offset..],
-                            &cursor,
-                            next_seq,
-                            checksums,
-                            reason,
-                        );
-                        torn_offset =
-                            judge_bad_frame(path, bytes, offset, position, next_seq, reason)?;
-                        break;
-                    }
-                };
-            match frame {
-                Frame::Event(logged) => {
-                    fold(&logged, &bytes[offset..offset + frame_bytes]);
-                    // The header check leaves room, but a segment can hold more frames.
-                    next_seq = next_seq.checked_add(1).ok_or_else(|| {
-                        Error::corruption(path, offset as u64, "sequence number overflows")
-                    })?;
-                    ends_with_close_marker = false;
+            let offset = replay.offset;
+            let next_seq = replay.next_seq;
+            match next_frame(&bytes[offset..], &mut replay.cursor, next_seq, checksums) {
+                Ok((frame, frame_bytes)) => {
+                    replay.fold_frame(path, bytes, frame, frame_bytes, fold)?
                 }
-                Frame::Closed { .. } => ends_with_close_marker = true,
+                Err(reason) => {
+                    let reason = full_check_reason(
+                        &bytes[offset..],
+                        &replay.cursor,
+                        next_seq,
+                        checksums,
+                        reason,
+                    );
+                    torn_offset = judge_bad_frame(path, bytes, offset, position, next_seq, reason)?;
+                    break;
+                }
             }
-            offset += frame_bytes;
-            frame_count += 1;
         }
         Ok(())
     })?;
     Ok(SegmentEnd {
-        cursor: Some(cursor),
-        events: next_seq - header.first_seq,
-        frame_count,
-        end: offset as u64,
+        cursor: Some(replay.cursor),
+        events: replay.next_seq - header.first_seq,
+        frame_count: replay.frame_count,
+        end: replay.offset as u64,
         torn_offset,
-        ends_with_close_marker,
+        ends_with_close_marker: replay.ends_with_close_marker,
         store_id: header.store_id,
     })
+}
+
+/// How far a segment's replay has got: the state after the last frame folded.
+struct SegmentReplay {
+    cursor: FrameCursor,
+    next_seq: u64,
+    /// Where the next frame starts.
+    offset: usize,
+    /// Frames read, close markers included.
+    frame_count: u64,
+    ends_with_close_marker: bool,
+}
+
+impl SegmentReplay {
+    /// The state before the first frame behind `header`.
+    fn new(header: &SegmentHeader) -> SegmentReplay {
+        SegmentReplay {
+            cursor: FrameCursor::new(header),
+            next_seq: header.first_seq,
+            offset: header.len_bytes(),
+            frame_count: 0,
+            ends_with_close_marker: false,
+        }
+    }
+
+    /// Folds the frame at the offset reached (`frame`, taking `frame_bytes` of `bytes`), and
+    /// moves past it.
+    #[inline(always)]
+    fn fold_frame<'a>(
+        &mut self,
+        path: &Path,
+        bytes: &'a [u8],
+        frame: Frame<'a>,
+        frame_bytes: usize,
+        fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
+    ) -> Result<()> {
+        let offset = self.offset;
+        match frame {
+            Frame::Event(logged) => {
+                fold(&logged, &bytes[offset..offset + frame_bytes]);
+                // The header check leaves room, but a segment can hold more frames.
+                self.next_seq = self.next_seq.checked_add(1).ok_or_else(|| {
+                    Error::corruption(path, offset as u64, "sequence number overflows")
+                })?;
+                self.ends_with_close_marker = false;
+            }
+            Frame::Closed { .. } => self.ends_with_close_marker = true,
+        }
+        self.offset += frame_bytes;
+        self.frame_count += 1;
+        Ok(())
+    }
+
+    /// Folds a chunk the second thread replayed ahead from the offset reached, moved to the
+    /// real state by `rebase`, and moves past it.
+    fn fold_chunk<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        chunk: &Speculated<'a>,
+        rebase: Rebase,
+        fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
+    ) {
+        rebase.fold_events(bytes, chunk, fold);
+        self.cursor = rebase.cursor;
+        self.next_seq = chunk.next_seq;
+        self.frame_count += chunk.frame_count;
+        if chunk.frame_count > 0 {
+            self.ends_with_close_marker = chunk.ends_with_close_marker;
+        }
+        self.offset = chunk.chunk_end;
+    }
 }
 
 /// Judges a segment whose header fails its checks (`reason`): corruption when the segment is
