@@ -43,6 +43,15 @@ impl Money {
         Money::from_dollars_for("dollars", dollars)
     }
 
+    /// A message's cost: [`Money::from_dollars`] that also refuses a negative amount, the
+    /// check every `track_message_sent` makes (error field `cost`).
+    pub fn cost_from_dollars(dollars: f64) -> Result<Money> {
+        if dollars < 0.0 {
+            return Err(Error::invalid("cost", dollars, "must not be negative"));
+        }
+        Money::from_dollars_for("cost", dollars)
+    }
+
     /// [`Money::from_dollars`] whose error names the caller's field.
     pub fn from_dollars_for(field: &'static str, dollars: f64) -> Result<Money> {
         if !dollars.is_finite() {

@@ -309,10 +309,7 @@ fn prepare<'c>(call: &'c Call<'_>, log: &Log, known: &Known<'_, 'c>) -> Result<P
             if let Some(external_id) = external_id {
                 validate_external_id(external_id)?;
             }
-            if cost < 0.0 {
-                return Err(Error::invalid("cost", cost, "must not be negative"));
-            }
-            let cost = Money::from_dollars_for("cost", cost)?;
+            let cost = Money::cost_from_dollars(cost)?;
             let (at_ms, clock_ms) = time_at_call("sent_at", sent_at)?;
             let sent = Sent {
                 user_id,

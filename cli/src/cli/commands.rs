@@ -125,10 +125,7 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             if let Some(external_id) = external_id {
                 commlog::validate_external_id(external_id)?;
             }
-            if *cost < 0.0 {
-                return Err(invalid("cost", cost, "must not be negative"));
-            }
-            Money::from_dollars_for("cost", *cost)?;
+            Money::cost_from_dollars(*cost)?;
             if let Some(time) = at(time)? {
                 commlog::validate_time("sent_at", time)?;
             }
@@ -215,15 +212,6 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
         return print_json(&message);
     }
     write_stdout(output::messages_table(std::slice::from_ref(&message)).as_bytes())
-}
-
-fn invalid(field: &'static str, value: impl ToString, rule: &'static str) -> CliError {
-    commlog::Error::InvalidInput {
-        field,
-        value: value.to_string(),
-        rule: rule.into(),
-    }
-    .into()
 }
 
 #[derive(Debug, Args)]
