@@ -19,7 +19,7 @@ use answers::{PyMessage, PyOutcome, messages_from_json};
 use chrono::{DateTime, Utc};
 use commlog::{
     BudgetScope, Channel, CostFilter, EffectivenessFilter, EngagementFilter, Error, ImpactFilter,
-    MessageRef, Month, Options, Period, StatsFilter, Store, SyncPolicy,
+    MessageRef, Month, Options, Period, StatsFilter, Store, SyncPolicy, UserId,
 };
 use parking_lot::RwLock;
 use pyo3::prelude::*;
@@ -213,6 +213,48 @@ fn usage_error(py: Python<'_>, message: &str, kind: &str, fields: &[(&str, Py<Py
         }
     }
     commlog_error(py, "CommlogError", message, kind, &dict)
+}
+
+/// The arguments the view queries share: whose messages, of which type, on which channel,
+/// sent when (`start_date` and `end_date`, in milliseconds since the Unix epoch).
+struct Scope {
+    user: Option<UserId>,
+    message_type: Option<String>,
+    channel: Option<Channel>,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+}
+
+impl Scope {
+    fn new(
+        user_id: Option<u64>,
+        message_type: Option<String>,
+        channel: Option<&str>,
+        start_ms: Option<i64>,
+        end_ms: Option<i64>,
+    ) -> Result<Scope, Error> {
+        Ok(Scope {
+            user: user_id.map(Into::into),
+            message_type,
+            channel: self::channel(channel)?,
+            start: time("start_date", start_ms)?,
+            end: time("end_date", end_ms)?,
+        })
+    }
+}
+
+/// A view's filter with the fields it has taken from a [`Scope`], the rest its defaults.
+macro_rules! filter_from {
+    ($filter:ident { $($field:ident),* } $scope:expr) => {{
+        let scope: Scope = $scope;
+        // Needless for a filter with exactly these fields; the others keep their defaults.
+        #[allow(clippy::needless_update)]
+        let filter = $filter {
+            $($field: scope.$field,)*
+            ..$filter::new()
+        };
+        filter
+    }};
 }
 
 /// The commlog store embedded in this process.
@@ -583,12 +625,9 @@ impl NativeStore {
         end_ms: Option<i64>,
     ) -> PyResult<String> {
         self.run(py, move |store| {
-            let mut filter = StatsFilter::new();
-            filter.user = user_id.map(Into::into);
-            filter.message_type = message_type;
-            filter.channel = self::channel(channel.as_deref())?;
-            filter.start = time("start_date", start_ms)?;
-            filter.end = time("end_date", end_ms)?;
+            let scope = Scope::new(user_id, message_type, channel.as_deref(), start_ms, end_ms)?;
+            let filter =
+                filter_from!(StatsFilter { user, message_type, channel, start, end } scope);
             Self::json(&store.get_communication_stats(&filter)?)
         })
     }
@@ -605,11 +644,8 @@ impl NativeStore {
         end_ms: Option<i64>,
     ) -> PyResult<String> {
         self.run(py, move |store| {
-            let mut filter = EngagementFilter::new();
-            filter.message_type = message_type;
-            filter.channel = self::channel(channel.as_deref())?;
-            filter.start = time("start_date", start_ms)?;
-            filter.end = time("end_date", end_ms)?;
+            let scope = Scope::new(None, message_type, channel.as_deref(), start_ms, end_ms)?;
+            let filter = filter_from!(EngagementFilter { message_type, channel, start, end } scope);
             Self::json(&store.get_user_engagement(user_id, &filter)?)
         })
     }
@@ -626,11 +662,9 @@ impl NativeStore {
         period: Option<String>,
     ) -> PyResult<String> {
         self.run(py, move |store| {
-            let mut filter = EffectivenessFilter::new();
-            filter.user = user_id.map(Into::into);
-            filter.message_type = message_type;
-            filter.start = time("start_date", start_ms)?;
-            filter.end = time("end_date", end_ms)?;
+            let scope = Scope::new(user_id, message_type, None, start_ms, end_ms)?;
+            let mut filter =
+                filter_from!(EffectivenessFilter { user, message_type, start, end } scope);
             if let Some(period) = period {
                 filter = filter.period(self::period(&period)?);
             }
@@ -652,15 +686,13 @@ impl NativeStore {
         end_ms: Option<i64>,
     ) -> PyResult<String> {
         self.run(py, move |store| {
-            let mut filter = CostFilter::new();
+            let month = month.map(|month| month.parse::<Month>()).transpose()?;
+            let scope = Scope::new(user_id, message_type, channel.as_deref(), start_ms, end_ms)?;
+            let mut filter =
+                filter_from!(CostFilter { user, message_type, channel, start, end } scope);
             if let Some(month) = month {
-                filter = filter.month(month.parse::<Month>()?);
+                filter = filter.month(month);
             }
-            filter.user = user_id.map(Into::into);
-            filter.message_type = message_type;
-            filter.channel = self::channel(channel.as_deref())?;
-            filter.start = time("start_date", start_ms)?;
-            filter.end = time("end_date", end_ms)?;
             Self::json(&store.get_cost_report(&filter)?)
         })
     }
@@ -677,12 +709,9 @@ impl NativeStore {
         end_ms: Option<i64>,
     ) -> PyResult<String> {
         self.run(py, move |store| {
-            let mut filter = ImpactFilter::new();
-            filter.user = user_id.map(Into::into);
-            filter.message_type = message_type;
-            filter.channel = self::channel(channel.as_deref())?;
-            filter.start = time("start_date", start_ms)?;
-            filter.end = time("end_date", end_ms)?;
+            let scope = Scope::new(user_id, message_type, channel.as_deref(), start_ms, end_ms)?;
+            let filter =
+                filter_from!(ImpactFilter { user, message_type, channel, start, end } scope);
             Self::json(&store.get_financial_impact(&filter)?)
         })
     }
