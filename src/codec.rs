@@ -7,7 +7,7 @@
 //! running state of the segment, so that a typical frame takes about 25 bytes; the sequence
 //! number and durability watermark stay absolute, so any single frame can be checked alone.
 
-use bincode::{BorrowDecode, Encode};
+use bincode::{BorrowDecode, Decode, Encode};
 
 use crate::event::{
     BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId, is_valid_external_id,
@@ -20,6 +20,29 @@ use crate::limits::{
 use crate::money::Money;
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// A snapshot body's encoding: bincode 2, little endian, integers at their fixed width (most of
+/// a snapshot is ids and millisecond times, which varints would not shorten).
+const SNAPSHOT_CONFIG: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Fixint,
+> = bincode::config::standard().with_fixed_int_encoding();
+
+/// Writes one part of a snapshot body (docs/FORMAT.md, "Snapshots") to `out`.
+pub(crate) fn encode_snapshot_part<T: Encode>(
+    value: &T,
+    out: &mut impl std::io::Write,
+) -> Result<(), bincode::error::EncodeError> {
+    bincode::encode_into_std_write(value, out, SNAPSHOT_CONFIG).map(|_| ())
+}
+
+/// Reads one part of a snapshot body from `input`; the error says what did not decode.
+pub(crate) fn decode_snapshot_part<T: Decode<()>>(
+    input: &mut impl std::io::Read,
+) -> Result<T, String> {
+    bincode::decode_from_std_read(input, SNAPSHOT_CONFIG)
+        .map_err(|error| format!("snapshot body does not decode: {error}"))
+}
 
 // A frame's prefix: the body's length (u16), then the body's checksum (u32).
 const FRAME_LEN_OFFSET: usize = 0;
@@ -265,8 +288,9 @@ pub(crate) enum Frame<'a> {
     },
 }
 
-/// The running state that frame deltas are taken against; starts afresh in every segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The running state that frame deltas are taken against; starts afresh in every segment. A
+/// snapshot records it (docs/FORMAT.md, "Snapshots"): field order is the byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub(crate) struct FrameCursor {
     pub next_message_id: u64,
     previous_at_ms: i64,
@@ -310,6 +334,25 @@ impl FrameCursor {
             previous_appended_ms: self.previous_appended_ms - from.previous_appended_ms
                 + to.previous_appended_ms,
         }
+    }
+}
+
+/// A budget scope's byte in the log and in snapshots: 0 all channels, 1 + the channel's byte
+/// otherwise.
+pub(crate) fn budget_scope_byte(scope: BudgetScope) -> u8 {
+    match scope {
+        BudgetScope::All => 0,
+        BudgetScope::Channel(channel) => 1 + channel.index() as u8,
+    }
+}
+
+/// The budget scope a byte stands for ([`budget_scope_byte`]), if any.
+pub(crate) fn budget_scope_of_byte(byte: u8) -> Option<BudgetScope> {
+    match byte {
+        0 => Some(BudgetScope::All),
+        channel => Channel::ALL
+            .get(usize::from(channel - 1))
+            .map(|channel| BudgetScope::Channel(*channel)),
     }
 }
 
@@ -511,10 +554,7 @@ fn encode_payload<'a>(cursor: &FrameCursor, event: Event<'a>) -> WirePayload<'a>
             alert_percent,
             ..
         } => WirePayload::BudgetSet {
-            scope: match scope {
-                BudgetScope::All => 0,
-                BudgetScope::Channel(channel) => 1 + channel.index() as u8,
-            },
+            scope: budget_scope_byte(scope),
             month_index: month.index(),
             amount_micros: u64::try_from(amount.event_micros()).expect("a budget is positive"),
             alert_percent,
@@ -633,6 +673,12 @@ fn body_len_field(prefix: &[u8]) -> usize {
         prefix[FRAME_LEN_OFFSET],
         prefix[FRAME_LEN_OFFSET + 1],
     ]))
+}
+
+/// The checksum a frame starting at `bytes` stores in its prefix; `bytes` holds at least the
+/// prefix.
+pub(crate) fn stored_crc(bytes: &[u8]) -> u32 {
+    u32_at(bytes, FRAME_CRC_OFFSET)
 }
 
 /// Whether a whole frame's (prefix and body) stored checksum matches its body.
@@ -924,14 +970,8 @@ fn resolve_budget<'a>(
     amount_micros: u64,
     alert_percent: u8,
 ) -> Result<Event<'a>, String> {
-    let scope = match scope {
-        0 => BudgetScope::All,
-        channel => BudgetScope::Channel(
-            *Channel::ALL
-                .get(usize::from(channel - 1))
-                .ok_or_else(|| format!("frame seq {seq} has budget scope byte {scope}"))?,
-        ),
-    };
+    let scope = budget_scope_of_byte(scope)
+        .ok_or_else(|| format!("frame seq {seq} has budget scope byte {scope}"))?;
     let month = Month::from_index(month_index)
         .ok_or_else(|| format!("frame seq {seq} has budget month {month_index}"))?;
     let amount = i64::try_from(amount_micros)

@@ -37,6 +37,7 @@ mod options;
 mod projection;
 pub mod repair;
 pub mod serde_time;
+mod snapshot;
 mod stats;
 mod store;
 mod times;
@@ -68,6 +69,7 @@ pub use projection::engagement::{
 pub use projection::impact::{
     AttributedImpact, ChannelImpact, ImpactFilter, ImpactReport, ImpactTotal,
 };
+pub use snapshot::{IgnoredSnapshot, SNAPSHOT_DIRECTORY};
 pub use stats::{CommunicationStats, StatsFilter};
 pub use store::{LOCK_FILE_NAME, Store};
 pub use times::{validate_report_time, validate_time};

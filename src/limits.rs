@@ -33,6 +33,9 @@ pub const SEGMENT_HEADER_V2_BYTES: usize = 56;
 /// Default size at which a segment rolls over, in bytes.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
+/// Default `Options::snapshot_every`: events past the newest snapshot for a close to write one.
+pub const SNAPSHOT_EVERY_DEFAULT: u64 = 1_000_000;
+
 /// Smallest `Options::segment_bytes` accepted. A segment always takes at least one frame, so
 /// this is a floor for sanity, not for correctness.
 pub const SEGMENT_BYTES_MIN: u64 = 256;

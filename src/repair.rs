@@ -622,7 +622,9 @@ mod tests {
             let copy = dir.path().join(format!("crash-after-{steps}"));
             std::fs::create_dir(&copy).unwrap();
             for (path, bytes) in &originals {
-                std::fs::write(copy.join(path), bytes).unwrap();
+                let target = copy.join(path);
+                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                std::fs::write(target, bytes).unwrap();
             }
             STEPS_BEFORE_CRASH.with(|left| left.set(Some(steps)));
             let first_run = repair(&copy, cut);

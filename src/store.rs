@@ -18,9 +18,9 @@ use crate::event::{
 use crate::limits::{
     ATTRIBUTION_WINDOW_MAX, LOCK_POLL_INTERVAL, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
-use crate::log::replay::{self, Mode};
+use crate::log::replay::{self, Mode, Replayed};
 use crate::log::segment::{DIRECTORY_MODE, FILE_MODE, open_no_follow};
-use crate::log::{OpenReport, SharedLog, SyncPolicy};
+use crate::log::{Log, LogPosition, OpenReport, SharedLog, SyncPolicy};
 use crate::message::{FinancialOutcome, Message};
 use crate::options::Options;
 use crate::projection::Projection;
@@ -28,6 +28,7 @@ use crate::projection::channel::{ChannelReport, EffectivenessFilter};
 use crate::projection::cost::{CostFilter, CostReport};
 use crate::projection::engagement::{EngagementFilter, UserEngagement};
 use crate::projection::impact::{ImpactFilter, ImpactReport};
+use crate::snapshot;
 use crate::stats::{CommunicationStats, StatsFilter, validate_selection, validate_user};
 use crate::track::{Call, Tracked};
 
@@ -54,6 +55,21 @@ pub struct Store {
     report: OpenReport,
     /// `None` when opened read-only.
     pub(crate) writer: Option<Writer>,
+    /// A read-only store's place in the log, which `refresh` goes on from; `None` for a writer.
+    reader: Option<parking_lot::Mutex<Reader>>,
+    /// The last seq the newest snapshot loaded or written covers (0: none).
+    snapshot_seq: parking_lot::Mutex<u64>,
+    /// `Options::snapshot_every`.
+    snapshot_every: u64,
+}
+
+/// Where a read-only store's views end in the log.
+struct Reader {
+    /// `None` while the log held no segment.
+    position: Option<LogPosition>,
+    /// The highest seq folded: a refresh that failed part-way folded events past `position`,
+    /// and the next one skips them.
+    folded_seq: u64,
 }
 
 pub(crate) struct Writer {
@@ -93,18 +109,15 @@ impl Store {
         validate_options(&options)?;
         create_store_directory(&dir)?;
         let lock_file = lock_directory(&dir, options.lock_timeout)?;
-        let (projection, replayed) = replay::replay_parallel(
-            &dir,
-            Mode::Write,
-            || Projection::new(window_ms(&options)),
-            Projection::fold,
-        )?;
+        let (projection, replayed) = load_views(&dir, Mode::Write, &options)?;
+        let snapshot_seq = replayed.report.snapshot_events;
         let log = Arc::new(SharedLog::open(
             &dir,
             &options,
             replayed.tail,
             replayed.last_seq,
             replayed.next_message_id,
+            replayed.covered,
         )?);
         let background = match options.sync {
             SyncPolicy::Interval(interval) => Some(spawn_interval_sync(&log, interval)?),
@@ -121,6 +134,9 @@ impl Store {
                 background,
                 closed: false,
             }),
+            reader: None,
+            snapshot_seq: parking_lot::Mutex::new(snapshot_seq),
+            snapshot_every: options.snapshot_every,
         })
     }
 
@@ -140,18 +156,108 @@ impl Store {
         if !metadata.is_dir() {
             return Err(not_a_directory("dir", &dir));
         }
-        let (projection, replayed) = replay::replay_parallel(
-            &dir,
-            Mode::ReadOnly,
-            || Projection::new(window_ms(&options)),
-            Projection::fold,
-        )?;
+        let (projection, replayed) = load_views(&dir, Mode::ReadOnly, &options)?;
+        let position = replayed
+            .tail
+            .as_ref()
+            .map(|tail| tail.position(replayed.last_seq));
         Ok(Store {
             dir,
             projection: RwLock::new(projection),
+            snapshot_seq: parking_lot::Mutex::new(replayed.report.snapshot_events),
+            snapshot_every: options.snapshot_every,
             report: replayed.report,
             writer: None,
+            reader: Some(parking_lot::Mutex::new(Reader {
+                position,
+                folded_seq: replayed.last_seq,
+            })),
         })
+    }
+
+    /// Applies to a read-only store's views what the writer has appended since the open or the
+    /// last refresh, reading the log from where they end; returns how many events it applied.
+    /// Like the open, it stops before a frame the writer has not finished. A writer's views
+    /// are always current: for it this returns 0.
+    ///
+    /// Fails with [`Error::Corruption`] if the log no longer holds the frame the views end at
+    /// (the store was repaired or replaced: open it again), or is damaged after it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let writer = commlog::Store::open(dir.path())?;
+    /// let reader = commlog::Store::open_read_only(dir.path())?;
+    /// writer.track_message_sent(7, commlog::Channel::Push, "bill_due", 0.0)?;
+    /// writer.flush()?;
+    /// assert_eq!(reader.refresh()?, 1);
+    /// assert_eq!(reader.get_user_communication_history(7, 10)?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn refresh(&self) -> Result<u64> {
+        let Some(reader) = &self.reader else {
+            return Ok(0);
+        };
+        let mut reader = reader.lock();
+        let folded_before = reader.folded_seq;
+        let mut projection = self.projection.write();
+        let mut folded_seq = reader.folded_seq;
+        let mut fold = |logged: &crate::event::LoggedEvent<'_>| {
+            if logged.seq > folded_seq {
+                projection.fold(logged);
+                folded_seq = logged.seq;
+            }
+        };
+        let replayed = match &reader.position {
+            Some(position) => {
+                snapshot::check_position(&self.dir, position).map_err(|reason| {
+                    Error::corruption(
+                        &self.dir.join(crate::log::segment::segment_file_name(
+                            position.segment_first_seq,
+                        )),
+                        position.frame_start,
+                        format!(
+                            "the log no longer holds what this reader's views end at ({reason}): \
+                             open the store again"
+                        ),
+                    )
+                })?;
+                replay::replay_from(&self.dir, Mode::ReadOnly, position, &mut fold)
+            }
+            None => replay::replay(&self.dir, Mode::ReadOnly, &mut fold),
+        };
+        reader.folded_seq = folded_seq;
+        let replayed = replayed?;
+        if let Some(tail) = &replayed.tail {
+            reader.position = Some(tail.position(replayed.last_seq));
+        }
+        Ok(reader.folded_seq - folded_before)
+    }
+
+    /// Writes a snapshot of the views now (docs/FORMAT.md, "Snapshots"), after making the log
+    /// durable up to them, so that the next open replays only what comes after; returns its
+    /// path, or `None` when the newest snapshot already covers the whole log (or it is empty).
+    /// Tracking calls wait while it is written. [`Store::close`] writes one too.
+    pub fn snapshot(&self) -> Result<Option<PathBuf>> {
+        let writer = self.writer.as_ref().ok_or(Error::ReadOnly {
+            operation: "snapshot",
+        })?;
+        let mut log = writer.log.lock();
+        log.check_poison()?;
+        log.make_durable()?;
+        self.write_snapshot(&log, 1)
+    }
+
+    /// Writes a snapshot of the views, which `log` holds durably up to its end, if the log
+    /// holds at least `min_events` events past the newest snapshot.
+    fn write_snapshot(&self, log: &Log, min_events: u64) -> Result<Option<PathBuf>> {
+        let mut snapshot_seq = self.snapshot_seq.lock();
+        let position = log.position();
+        if position.last_seq < snapshot_seq.saturating_add(min_events.max(1)) {
+            return Ok(None);
+        }
+        let path = snapshot::write(&self.dir, &position, log.covered(), &self.projection.read())?;
+        *snapshot_seq = position.last_seq;
+        Ok(Some(path))
     }
 
     /// The store's directory.
@@ -574,7 +680,13 @@ impl Store {
             drop(stop);
             let _ = thread.join();
         }
-        writer.log.close(Utc::now().timestamp_millis())
+        writer.log.close(Utc::now().timestamp_millis())?;
+        if self.snapshot_every == 0 {
+            return Ok(());
+        }
+        let log = Arc::clone(&writer.log);
+        let log = log.lock();
+        self.write_snapshot(&log, self.snapshot_every).map(|_| ())
     }
 }
 
@@ -582,6 +694,32 @@ impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+/// The views as the newest valid snapshot and the log after it give them, or, without one, as
+/// the whole log gives them; the report says which, and which snapshots were passed over.
+fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, Replayed)> {
+    let window_ms = window_ms(options);
+    let mut ignored = Vec::new();
+    let (projection, mut replayed) = match snapshot::load_newest(dir, window_ms, &mut ignored) {
+        Some(loaded) => {
+            let mut projection = Projection::from_facts(loaded.facts);
+            let mut replayed = replay::replay_from(dir, mode, &loaded.position, &mut |logged| {
+                projection.fold(logged)
+            })?;
+            let mut covered = loaded.covered_before;
+            covered.append(&mut replayed.covered);
+            replayed.covered = covered;
+            replayed.report.snapshot = Some(loaded.path);
+            replayed.report.snapshot_events = loaded.position.last_seq;
+            (projection, replayed)
+        }
+        None => {
+            replay::replay_parallel(dir, mode, || Projection::new(window_ms), Projection::fold)?
+        }
+    };
+    replayed.report.ignored_snapshots = ignored;
+    Ok((projection, replayed))
 }
 
 fn not_a_directory(field: &'static str, path: &Path) -> Error {

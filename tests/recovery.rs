@@ -238,7 +238,8 @@ fn clean_report(store: &Store, segments: u64, events: u64) {
             events,
             last_seq: events,
             truncated_bytes: 0,
-            quarantined: None
+            quarantined: None,
+            ..OpenReport::default()
         },
         "{}",
         store.dir().display()

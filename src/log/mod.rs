@@ -48,9 +48,9 @@ pub enum SyncPolicy {
 /// What opening the store found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OpenReport {
-    /// Segment files replayed.
+    /// Segment files in the log (replayed, or covered by the snapshot loaded).
     pub segments: u64,
-    /// Events replayed.
+    /// Events in the log (replayed, or covered by the snapshot loaded).
     pub events: u64,
     /// Sequence number of the last event replayed (0: none).
     pub last_seq: u64,
@@ -58,6 +58,50 @@ pub struct OpenReport {
     pub truncated_bytes: u64,
     /// Where the cut-off bytes were copied, if any were.
     pub quarantined: Option<PathBuf>,
+    /// The snapshot the views were loaded from, if one was; the log was replayed after it.
+    pub snapshot: Option<PathBuf>,
+    /// Events the snapshot loaded covers (0 without one): those not replayed.
+    pub snapshot_events: u64,
+    /// Snapshots found and not used (damaged, of another version, or not matching the log),
+    /// newest first, each with the reason. Nothing is lost: the log was replayed instead.
+    pub ignored_snapshots: Vec<crate::snapshot::IgnoredSnapshot>,
+}
+
+/// A place in the log right after a frame, or right after a segment's header while the segment
+/// holds no frame: where a snapshot's state ends and a replay resumes (docs/FORMAT.md,
+/// "Snapshots"). It names the frame there by its start and stored checksum, so that a log which
+/// no longer holds that frame is told apart. Field order is the byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub(crate) struct LogPosition {
+    /// Sequence number of the last event before the position (0: none).
+    pub last_seq: u64,
+    /// The first seq of the segment holding the position (its file name).
+    pub segment_first_seq: u64,
+    /// The store id that segment's header carries (`None`: format version 1).
+    pub store_id: Option<u64>,
+    /// Where the frame before the position starts; equal to `end` when the position follows
+    /// the header.
+    pub frame_start: u64,
+    /// That frame's stored checksum; 0 when the position follows the header.
+    pub frame_crc: u32,
+    /// The position's offset in the segment: bytes of header and whole frames before it.
+    pub end: u64,
+    /// Frames before the position in its segment, close markers included.
+    pub frame_count: u64,
+    /// Whether the frame before the position is a close marker.
+    pub ends_with_close_marker: bool,
+    /// The segment's running state at the position.
+    pub cursor: FrameCursor,
+}
+
+/// A segment's frames as a snapshot covers them: the bytes from the end of its header to `end`,
+/// and their crc32. An open that loads the snapshot checks them, so that damage to the log
+/// before a snapshot is found as it would be without one. Field order is the byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub(crate) struct CoveredSegment {
+    pub first_seq: u64,
+    pub end: u64,
+    pub crc: u32,
 }
 
 /// The append side of the log: the segment being written and the frames not yet handed to
@@ -71,6 +115,15 @@ pub(crate) struct Log {
     /// Bytes of the segment, buffered ones included.
     segment_len: u64,
     frame_count: u64,
+    /// Where the segment's last frame starts, and its stored checksum (`segment_len` and 0
+    /// while the segment holds none).
+    last_frame: (u64, u32),
+    /// The first seq of the segment being written (its file name).
+    segment_first_seq: u64,
+    /// The crc32 of the segment's frames handed to the OS so far.
+    frames_crc: crc32fast::Hasher,
+    /// The segments before it, as a snapshot covers them.
+    sealed: Vec<CoveredSegment>,
     buffer: Vec<u8>,
     next_seq: u64,
     ends_with_close_marker: bool,
@@ -129,9 +182,9 @@ impl Log {
             codec::encode_frame(&mut cursor, &Frame::Event(logged), &mut self.buffer);
             frame_len = (self.buffer.len() - start) as u64;
         }
-        debug_assert!(
-            codec::read_frame(&self.buffer[self.buffer.len() - frame_len as usize..]).is_ok()
-        );
+        let frame = &self.buffer[self.buffer.len() - frame_len as usize..];
+        debug_assert!(codec::read_frame(frame).is_ok());
+        self.last_frame = (self.segment_len, codec::stored_crc(frame));
         self.cursor = cursor;
         self.segment_len += frame_len;
         self.frame_count += 1;
@@ -158,6 +211,9 @@ impl Log {
             return Ok(());
         }
         let result = write_segment(&self.file, &self.buffer);
+        if result.is_ok() {
+            self.frames_crc.update(&self.buffer);
+        }
         self.buffer.clear();
         result.map_err(|(written, source)| WriteFailed {
             written,
@@ -193,12 +249,58 @@ impl Log {
         if self.store_id.is_some() {
             seal_segment(&self.path, header.first_seq).map_err(|error| self.poisoned(error))?;
         }
+        let frames_crc = std::mem::replace(&mut self.frames_crc, crc32fast::Hasher::new());
+        self.sealed.push(CoveredSegment {
+            first_seq: self.segment_first_seq,
+            end: self.segment_len,
+            crc: frames_crc.finalize(),
+        });
+        self.segment_first_seq = header.first_seq;
         self.file = Arc::new(file);
         self.path = path;
         self.cursor = FrameCursor::new(&header);
         self.segment_len = header.len_bytes() as u64;
         self.frame_count = 0;
+        self.last_frame = (self.segment_len, 0);
         Ok(())
+    }
+
+    /// Hands every buffered frame to the OS and fsyncs the segment: everything appended so far
+    /// is durable.
+    pub(crate) fn make_durable(&mut self) -> Result<()> {
+        self.write_buffer()?;
+        sync_segment(&self.file).map_err(|source| self.poisoned(Error::io(&self.path, source)))?;
+        self.durable_seq
+            .fetch_max(self.next_seq - 1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Every segment up to where the log ends, as a snapshot covers them; nothing may be
+    /// buffered ([`Log::make_durable`] first).
+    pub(crate) fn covered(&self) -> Vec<CoveredSegment> {
+        assert!(self.buffer.is_empty(), "every frame is handed to the OS");
+        let mut covered = self.sealed.clone();
+        covered.push(CoveredSegment {
+            first_seq: self.segment_first_seq,
+            end: self.segment_len,
+            crc: self.frames_crc.clone().finalize(),
+        });
+        covered
+    }
+
+    /// Where the log ends now, frames still buffered included.
+    pub(crate) fn position(&self) -> LogPosition {
+        LogPosition {
+            last_seq: self.next_seq - 1,
+            segment_first_seq: self.segment_first_seq,
+            store_id: self.store_id,
+            frame_start: self.last_frame.0,
+            frame_crc: self.last_frame.1,
+            end: self.segment_len,
+            frame_count: self.frame_count,
+            ends_with_close_marker: self.ends_with_close_marker,
+            cursor: self.cursor,
+        }
     }
 
     /// Fails with [`Error::Poisoned`] once a write or sync has failed.
@@ -237,47 +339,67 @@ impl SharedLog {
         tail: Option<Tail>,
         last_seq: u64,
         next_message_id: u64,
+        mut covered: Vec<CoveredSegment>,
     ) -> Result<SharedLog> {
-        let (file, path, cursor, segment_len, frame_count, ends_with_close_marker, store_id) =
-            match tail {
-                None => {
-                    // No segment is left: the store starts here, in the current format.
-                    let header = SegmentHeader {
-                        first_seq: last_seq + 1,
-                        first_message_id: next_message_id,
-                        store_id: Some(new_store_id()),
-                    };
-                    let (file, path) = create_segment(dir, &header)?;
-                    (
-                        file,
-                        path,
-                        FrameCursor::new(&header),
-                        header.len_bytes() as u64,
-                        0,
-                        false,
-                        header.store_id,
-                    )
+        // The tail's segment goes on; the ones before it are sealed.
+        let tail_frames = match &tail {
+            Some(_) => covered.pop().expect("replay covers the tail's segment"),
+            None => CoveredSegment {
+                first_seq: last_seq + 1,
+                end: 0,
+                crc: 0,
+            },
+        };
+        let (
+            file,
+            path,
+            cursor,
+            segment_len,
+            frame_count,
+            last_frame,
+            ends_with_close_marker,
+            store_id,
+        ) = match tail {
+            None => {
+                // No segment is left: the store starts here, in the current format.
+                let header = SegmentHeader {
+                    first_seq: last_seq + 1,
+                    first_message_id: next_message_id,
+                    store_id: Some(new_store_id()),
+                };
+                let (file, path) = create_segment(dir, &header)?;
+                (
+                    file,
+                    path,
+                    FrameCursor::new(&header),
+                    header.len_bytes() as u64,
+                    0,
+                    (header.len_bytes() as u64, 0),
+                    false,
+                    header.store_id,
+                )
+            }
+            Some(tail) => {
+                let file = open_no_follow(OpenOptions::new().append(true), &tail.path)?;
+                let io = |source| Error::io(&tail.path, source);
+                // Zeros after the last frame are not data; the next frame goes where they start.
+                if file.metadata().map_err(io)?.len() > tail.end {
+                    file.set_len(tail.end).map_err(io)?;
                 }
-                Some(tail) => {
-                    let file = open_no_follow(OpenOptions::new().append(true), &tail.path)?;
-                    let io = |source| Error::io(&tail.path, source);
-                    // Zeros after the last frame are not data; the next frame goes where they start.
-                    if file.metadata().map_err(io)?.len() > tail.end {
-                        file.set_len(tail.end).map_err(io)?;
-                    }
-                    // A crashed writer's last frames may sit in the page cache only.
-                    file.sync_all().map_err(io)?;
-                    (
-                        file,
-                        tail.path,
-                        tail.cursor,
-                        tail.end,
-                        tail.frame_count,
-                        tail.ends_with_close_marker,
-                        tail.store_id,
-                    )
-                }
-            };
+                // A crashed writer's last frames may sit in the page cache only.
+                file.sync_all().map_err(io)?;
+                (
+                    file,
+                    tail.path,
+                    tail.cursor,
+                    tail.end,
+                    tail.frame_count,
+                    tail.last_frame,
+                    tail.ends_with_close_marker,
+                    tail.store_id,
+                )
+            }
+        };
         let log = Log {
             dir: dir.to_path_buf(),
             segment_bytes: options.segment_bytes,
@@ -286,6 +408,10 @@ impl SharedLog {
             cursor,
             segment_len,
             frame_count,
+            last_frame,
+            segment_first_seq: tail_frames.first_seq,
+            frames_crc: crc32fast::Hasher::new_with_initial(tail_frames.crc),
+            sealed: covered,
             buffer: Vec::with_capacity(WRITE_BUFFER_BYTES + 4096),
             next_seq: last_seq + 1,
             ends_with_close_marker,
@@ -395,7 +521,11 @@ impl SharedLog {
             },
             &mut log.buffer,
         );
-        assert!((log.buffer.len() - start) as u64 <= CLOSE_MARKER_BYTES_MAX);
+        let marker_len = (log.buffer.len() - start) as u64;
+        assert!(marker_len <= CLOSE_MARKER_BYTES_MAX);
+        log.last_frame = (log.segment_len, codec::stored_crc(&log.buffer[start..]));
+        log.segment_len += marker_len;
+        log.frame_count += 1;
         log.cursor = cursor;
         log.ends_with_close_marker = true;
         log.write_buffer()?;

@@ -20,11 +20,12 @@ use crate::limits::{
     PIPELINED_REPLAY_BYTES_MIN, REPLAY_BATCH_EVENTS, REPLAY_BATCHES_IN_FLIGHT,
     SEGMENT_HEADER_V1_BYTES, SEGMENT_HEADER_V2_BYTES, SPLIT_CHUNK_BYTES, SPLIT_REPLAY_BYTES_MIN,
 };
-use crate::log::OpenReport;
 use crate::log::segment::{
     FILE_MODE, SegmentBytes, create_directory, file_name_of, list_segments, map_segment,
-    numbered_name, open_no_follow, read_segment, segment_file_name, sync_directory,
+    numbered_name, open_no_follow, read_segment, segment_file_name, segment_file_sequence,
+    sync_directory,
 };
+use crate::log::{CoveredSegment, LogPosition, OpenReport};
 
 /// Name of the directory, inside the store, that keeps every cut-off tail.
 pub(crate) const QUARANTINE_DIRECTORY: &str = "quarantine";
@@ -44,9 +45,29 @@ pub(crate) struct Tail {
     /// Bytes of header and whole frames: where the next frame goes.
     pub end: u64,
     pub frame_count: u64,
+    /// Where the last frame starts and its stored checksum (`end` and 0 without a frame).
+    pub last_frame: (u64, u32),
     pub ends_with_close_marker: bool,
     /// The store id its header carries (`None`: format version 1).
     pub store_id: Option<u64>,
+}
+
+impl Tail {
+    /// The position at the tail's end, `last_seq` the last event before it.
+    pub(crate) fn position(&self, last_seq: u64) -> LogPosition {
+        LogPosition {
+            last_seq,
+            segment_first_seq: segment_file_sequence(&file_name_of(&self.path))
+                .expect("replay reads only segments named for their first seq"),
+            store_id: self.store_id,
+            frame_start: self.last_frame.0,
+            frame_crc: self.last_frame.1,
+            end: self.end,
+            frame_count: self.frame_count,
+            ends_with_close_marker: self.ends_with_close_marker,
+            cursor: self.cursor,
+        }
+    }
 }
 
 /// What replay found.
@@ -57,6 +78,8 @@ pub(crate) struct Replayed {
     pub tail: Option<Tail>,
     pub last_seq: u64,
     pub next_message_id: u64,
+    /// Each segment replayed, as a snapshot covers it (up to where replay ended in it).
+    pub covered: Vec<CoveredSegment>,
 }
 
 struct TornTail {
@@ -71,11 +94,34 @@ pub(crate) fn replay(
     mode: Mode,
     fold: &mut dyn FnMut(&LoggedEvent<'_>),
 ) -> Result<Replayed> {
-    let (segments, maps) = list_and_map_segments(dir, mode)?;
+    replay_with(dir, mode, None, fold)
+}
+
+/// Replays the log in `dir` from `resume` on, like [`replay`]: the segments before the one
+/// holding it are not read, and its frames before it neither. The caller has checked that the
+/// log still holds the frame before it (`snapshot::check_position`).
+pub(crate) fn replay_from(
+    dir: &Path,
+    mode: Mode,
+    resume: &LogPosition,
+    fold: &mut dyn FnMut(&LoggedEvent<'_>),
+) -> Result<Replayed> {
+    replay_with(dir, mode, Some(resume), fold)
+}
+
+fn replay_with(
+    dir: &Path,
+    mode: Mode,
+    resume: Option<&LogPosition>,
+    fold: &mut dyn FnMut(&LoggedEvent<'_>),
+) -> Result<Replayed> {
+    let from_seq = resume.map_or(0, |position| position.segment_first_seq);
+    let (segments, maps, covered) = list_and_map_segments(dir, mode, from_seq)?;
     let scanned = scan_segments(
         dir,
         &segments,
         &maps,
+        Start { resume, covered },
         Checksums::Verify,
         Some(Split::DEFAULT),
         &mut |logged, _| fold(logged),
@@ -100,7 +146,7 @@ pub(crate) fn replay_parallel<S: Send>(
         let replayed = replay(dir, mode, &mut |logged| fold(&mut state, logged))?;
         Ok((state, replayed))
     };
-    let (segments, maps) = list_and_map_segments(dir, mode)?;
+    let (segments, maps, _) = list_and_map_segments(dir, mode, 0)?;
     let total_bytes: usize = maps.iter().map(|bytes| bytes.len()).sum();
     if total_bytes < PIPELINED_REPLAY_BYTES_MIN {
         drop(maps);
@@ -130,6 +176,7 @@ pub(crate) fn replay_parallel<S: Send>(
             dir,
             &segments,
             &maps,
+            Start::default(),
             Checksums::Deferred,
             None,
             &mut |logged, frame| {
@@ -185,14 +232,21 @@ fn map_segments(segments: &[(u64, PathBuf)], mode: Mode) -> Result<Vec<SegmentBy
 /// The store's segment files, ordered by first sequence number (`list_segments`).
 type Segments = Vec<(u64, PathBuf)>;
 
-/// Lists the store's segments and gets their bytes. A read-only open races a writer: the last
+/// Lists the store's segments from the one starting at `from_seq` on, gets their bytes, and
+/// counts those before it. A read-only open races a writer: the last
 /// segment listed may have been sealed by a rollover before its bytes were read, its successor
 /// created after the listing. Then the successor the seal names is read too, and so on while
 /// the segment read last is sealed and its successor exists, so that a successor that exists
 /// is replayed rather than reported missing. Each step reads a segment the writer has already
 /// filled, so the reader catches up with it.
-fn list_and_map_segments(dir: &Path, mode: Mode) -> Result<(Segments, Vec<SegmentBytes>)> {
+fn list_and_map_segments(
+    dir: &Path,
+    mode: Mode,
+    from_seq: u64,
+) -> Result<(Segments, Vec<SegmentBytes>, u64)> {
     let mut segments = list_segments(dir)?;
+    let covered = segments.partition_point(|(first_seq, _)| *first_seq < from_seq);
+    segments.drain(..covered);
     let mut maps = map_segments(&segments, mode)?;
     if mode == Mode::ReadOnly {
         while let (Some((last_seq, _)), Some(next_first_seq)) = (
@@ -207,7 +261,7 @@ fn list_and_map_segments(dir: &Path, mode: Mode) -> Result<(Segments, Vec<Segmen
             segments.push((next_first_seq, path));
         }
     }
-    Ok((segments, maps))
+    Ok((segments, maps, covered as u64))
 }
 
 /// A seal slot that does not fit the segments listed.
@@ -370,6 +424,7 @@ fn finish(dir: &Path, mode: Mode, scanned: Scanned) -> Result<Replayed> {
         torn,
         last_seq,
         next_message_id,
+        covered,
     } = scanned;
     if let Some(torn) = torn {
         report.truncated_bytes = torn.file_len - torn.offset;
@@ -391,6 +446,7 @@ fn finish(dir: &Path, mode: Mode, scanned: Scanned) -> Result<Replayed> {
         tail,
         last_seq,
         next_message_id,
+        covered,
     })
 }
 
@@ -403,24 +459,53 @@ struct Scanned {
     torn: Option<TornTail>,
     last_seq: u64,
     next_message_id: u64,
+    covered: Vec<CoveredSegment>,
+}
+
+/// Where a scan starts: at the log's start, or at a position in the first segment given, with
+/// `covered` segments before it that are not read.
+#[derive(Debug, Clone, Copy, Default)]
+struct Start<'p> {
+    resume: Option<&'p LogPosition>,
+    covered: u64,
 }
 
 /// Replays the mapped segments in order, checking that each continues the one before.
+#[allow(clippy::too_many_arguments)]
 fn scan_segments<'a>(
     dir: &Path,
     segments: &[(u64, PathBuf)],
     maps: &'a [SegmentBytes],
+    start: Start<'_>,
     checksums: Checksums,
     split: Option<Split>,
     fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
 ) -> Result<Scanned> {
-    let mut report = OpenReport::default();
+    let mut report = OpenReport {
+        segments: start.covered,
+        ..OpenReport::default()
+    };
     let mut expected_seq: u64 = 1;
     let mut next_message_id: u64 = 1;
+    if let Some(position) = start.resume {
+        if segments.first().map(|(first_seq, _)| *first_seq) != Some(position.segment_first_seq) {
+            let path = dir.join(segment_file_name(position.segment_first_seq));
+            return Err(Error::corruption(
+                &path,
+                position.end,
+                "segment file is missing: the views were built up to this offset of it",
+            ));
+        }
+        expected_seq = position.last_seq + 1;
+        next_message_id = position.cursor.next_message_id;
+        report.events = position.last_seq;
+    }
     let mut tail: Option<Tail> = None;
     let mut torn: Option<TornTail> = None;
     let mut frame_counts = Vec::with_capacity(segments.len());
+    let mut covered = Vec::with_capacity(segments.len());
     for (index, ((name_seq, path), bytes)) in segments.iter().zip(maps).enumerate() {
+        let resume = start.resume.filter(|_| index == 0);
         let position = if index + 1 == segments.len() {
             Position::Last
         } else {
@@ -431,9 +516,12 @@ fn scan_segments<'a>(
             first_message_id: next_message_id,
             store_id: tail.as_ref().map(|previous| previous.store_id),
         };
-        check_segment_name(tail.as_ref(), expected_seq, *name_seq, path, bytes)?;
-        let segment =
-            replay_segment_split(path, bytes, position, expected, checksums, split, fold)?;
+        if resume.is_none() {
+            check_segment_name(tail.as_ref(), expected_seq, *name_seq, path, bytes)?;
+        }
+        let segment = replay_segment_split(
+            path, bytes, position, expected, resume, checksums, split, fold,
+        )?;
         check_torn_header(segments, maps, index, segment.torn_offset)?;
         if let Some(offset) = segment.torn_offset {
             torn = Some(TornTail {
@@ -443,6 +531,11 @@ fn scan_segments<'a>(
             });
         }
         let Some(cursor) = segment.cursor else { break };
+        covered.push(CoveredSegment {
+            first_seq: *name_seq,
+            end: segment.end,
+            crc: crc32fast::hash(&bytes[segment.frames_start as usize..segment.end as usize]),
+        });
         frame_counts.push(segment.frame_count);
         report.segments += 1;
         report.events += segment.events;
@@ -453,6 +546,7 @@ fn scan_segments<'a>(
             cursor,
             end: segment.end,
             frame_count: segment.frame_count,
+            last_frame: segment.last_frame,
             ends_with_close_marker: segment.ends_with_close_marker,
             store_id: segment.store_id,
         });
@@ -473,6 +567,7 @@ fn scan_segments<'a>(
         torn,
         last_seq: expected_seq - 1,
         next_message_id,
+        covered,
     })
 }
 
@@ -569,6 +664,10 @@ pub(crate) struct SegmentEnd {
     pub frame_count: u64,
     /// Offset after the last good frame.
     pub end: u64,
+    /// Where the frames start: the header's length.
+    pub frames_start: u64,
+    /// Where the last good frame starts and its stored checksum (`end` and 0 without one).
+    pub last_frame: (u64, u32),
     /// Where a torn tail starts, if the segment has one.
     pub torn_offset: Option<u64>,
     pub ends_with_close_marker: bool,
@@ -587,30 +686,42 @@ pub(crate) fn replay_segment<'a>(
     checksums: Checksums,
     fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
 ) -> Result<SegmentEnd> {
-    replay_segment_split(path, bytes, position, expected, checksums, None, fold)
+    replay_segment_split(path, bytes, position, expected, None, checksums, None, fold)
 }
 
-/// [`replay_segment`]; a segment of at least `split.segment_bytes_min` bytes (with
+/// [`replay_segment`], from `resume` when given (a position in this segment); a segment of at least `split.segment_bytes_min` bytes (with
 /// `Checksums::Verify`) is
 /// replayed on two threads: this one from the start, another one ([`speculate`]) from a frame
 /// boundary in the middle. Events are folded in order all the same, and where the other
 /// thread's work does not fit, this one replays that half itself, so the outcome never
 /// differs.
+#[allow(clippy::too_many_arguments)]
 fn replay_segment_split<'a>(
     path: &Path,
     bytes: &'a [u8],
     position: Position,
     expected: Expected,
+    resume: Option<&LogPosition>,
     checksums: Checksums,
     split: Option<Split>,
     fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
 ) -> Result<SegmentEnd> {
-    let header = match SegmentHeader::decode(bytes) {
-        Ok(header) => header,
-        Err(reason) => return judge_bad_header(path, bytes, position, expected, reason),
+    let header = match (SegmentHeader::decode(bytes), resume) {
+        (Ok(header), _) => header,
+        (Err(reason), None) => return judge_bad_header(path, bytes, position, expected, reason),
+        (Err(reason), Some(_)) => return Err(Error::corruption(path, 0, reason)),
     };
-    check_header(path, &header, expected)?;
-    let mut replay = SegmentReplay::new(&header);
+    let mut replay = match resume {
+        None => {
+            check_header(path, &header, expected)?;
+            SegmentReplay::new(&header)
+        }
+        Some(resume) => {
+            check_resumed_header(path, &header, resume, bytes.len())?;
+            SegmentReplay::resume(resume)
+        }
+    };
+    let first_seq = replay.next_seq;
     let mut torn_offset = None;
     let chunks = split
         .filter(|split| checksums == Checksums::Verify && bytes.len() >= split.segment_bytes_min)
@@ -649,9 +760,11 @@ fn replay_segment_split<'a>(
     })?;
     Ok(SegmentEnd {
         cursor: Some(replay.cursor),
-        events: replay.next_seq - header.first_seq,
+        events: replay.next_seq - first_seq,
         frame_count: replay.frame_count,
         end: replay.offset as u64,
+        frames_start: header.len_bytes() as u64,
+        last_frame: replay.last_frame,
         torn_offset,
         ends_with_close_marker: replay.ends_with_close_marker,
         store_id: header.store_id,
@@ -666,6 +779,8 @@ struct SegmentReplay {
     offset: usize,
     /// Frames read, close markers included.
     frame_count: u64,
+    /// Where the last frame read starts and its stored checksum (`offset` and 0 before any).
+    last_frame: (u64, u32),
     ends_with_close_marker: bool,
 }
 
@@ -677,7 +792,20 @@ impl SegmentReplay {
             next_seq: header.first_seq,
             offset: header.len_bytes(),
             frame_count: 0,
+            last_frame: (header.len_bytes() as u64, 0),
             ends_with_close_marker: false,
+        }
+    }
+
+    /// The state at `position`, in its segment.
+    fn resume(position: &LogPosition) -> SegmentReplay {
+        SegmentReplay {
+            cursor: position.cursor,
+            next_seq: position.last_seq + 1,
+            offset: position.end as usize,
+            frame_count: position.frame_count,
+            last_frame: (position.frame_start, position.frame_crc),
+            ends_with_close_marker: position.ends_with_close_marker,
         }
     }
 
@@ -704,6 +832,7 @@ impl SegmentReplay {
             }
             Frame::Closed { .. } => self.ends_with_close_marker = true,
         }
+        self.last_frame = (offset as u64, codec::stored_crc(&bytes[offset..]));
         self.offset += frame_bytes;
         self.frame_count += 1;
         Ok(())
@@ -724,6 +853,8 @@ impl SegmentReplay {
         self.frame_count += chunk.frame_count;
         if chunk.frame_count > 0 {
             self.ends_with_close_marker = chunk.ends_with_close_marker;
+            let start = chunk.last_frame_start;
+            self.last_frame = (start as u64, codec::stored_crc(&bytes[start..]));
         }
         self.offset = chunk.chunk_end;
     }
@@ -768,10 +899,47 @@ fn judge_bad_header(
         events: 0,
         frame_count: 0,
         end: 0,
+        frames_start: 0,
+        last_frame: (0, 0),
         torn_offset: Some(0),
         ends_with_close_marker: false,
         store_id: None,
     })
+}
+
+/// Checks that the header of the segment a replay resumes in says what the position says, and
+/// that the segment reaches the position.
+fn check_resumed_header(
+    path: &Path,
+    header: &SegmentHeader,
+    resume: &LogPosition,
+    segment_bytes: usize,
+) -> Result<()> {
+    if header.store_id != resume.store_id {
+        let (offset, reason) = foreign_store_reason(header.store_id, resume.store_id);
+        return Err(Error::corruption(path, offset, reason));
+    }
+    if header.first_seq != resume.segment_first_seq {
+        return Err(Error::corruption(
+            path,
+            codec::FIRST_SEQ_OFFSET as u64,
+            format!(
+                "header says first seq {}, but the segment's name says {}",
+                header.first_seq, resume.segment_first_seq
+            ),
+        ));
+    }
+    if (segment_bytes as u64) < resume.end || resume.end < header.len_bytes() as u64 {
+        return Err(Error::corruption(
+            path,
+            segment_bytes as u64,
+            format!(
+                "segment is {segment_bytes} bytes, but the views were built up to offset {}",
+                resume.end
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that a valid header says what the segments before it lead to expect.
@@ -1043,6 +1211,8 @@ struct Speculated<'a> {
     events: Vec<(LoggedEvent<'a>, usize, usize)>,
     next_seq: u64,
     frame_count: u64,
+    /// Where the chunk's last frame starts (meaningful when `frame_count > 0`).
+    last_frame_start: usize,
     ends_with_close_marker: bool,
     /// Lowest and highest event time and appended time reached, counted from 0.
     at_range: (i64, i64),
@@ -1070,6 +1240,7 @@ fn speculate<'a>(
         chunk_end: to,
         next_seq: first_seq,
         frame_count: 0,
+        last_frame_start: from,
         ends_with_close_marker: false,
         at_range: (0, 0),
         appended_range: (0, 0),
@@ -1103,6 +1274,7 @@ fn speculate<'a>(
         widen(&mut speculated.at_range, at_ms);
         widen(&mut speculated.appended_range, appended_ms);
         speculated.frame_count += 1;
+        speculated.last_frame_start = offset;
         offset += frame_bytes;
     }
     Some(speculated)
@@ -1303,6 +1475,7 @@ mod tests {
             bytes,
             position,
             expected,
+            None,
             Checksums::Verify,
             split,
             &mut |logged, frame| events.push(format!("{logged:?} {}", frame.len())),

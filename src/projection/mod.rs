@@ -38,14 +38,14 @@ use std::sync::OnceLock;
 use crate::event::{BudgetScope, Event, LoggedEvent, MessageId, Month};
 use attribution::{Credits, Touches};
 use id_map::IdMap;
-use names::Names;
+use names::{NameId, Names};
 use outcome::OutcomeState;
 use rollup::MessageRollup;
 use status::MessageState;
 use user_lists::UserEntries;
 
 /// A budget as the last `BudgetSet` for its scope and month set it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub(crate) struct BudgetState {
     pub amount_micros: i64,
     pub alert_percent: u8,
@@ -87,6 +87,190 @@ pub(crate) struct Facts {
     external_id_of: IdMap<u64, Arc<str>>,
 }
 
+/// The facts as a snapshot holds them (docs/FORMAT.md, "Snapshots"). Maps are lists sorted by
+/// key, so that the same facts always give the same bytes; names are listed by id; a budget is
+/// (scope byte, month index, its state).
+#[derive(bincode::Encode)]
+pub(crate) struct FactsImage<'a> {
+    messages: &'a [MessageState],
+    outcomes: &'a [OutcomeState],
+    users: Vec<(u64, &'a UserEntries)>,
+    names: Vec<&'a str>,
+    latest_event_ms: Option<i64>,
+    budgets: Vec<(u8, i64, BudgetState)>,
+    external_ids: Vec<(u64, &'a str)>,
+}
+
+/// A [`FactsImage`] as decoded: the same fields, owned.
+#[derive(bincode::Decode)]
+pub(crate) struct DecodedFacts {
+    messages: Vec<MessageState>,
+    outcomes: Vec<OutcomeState>,
+    users: Vec<(u64, UserEntries)>,
+    names: Vec<String>,
+    latest_event_ms: Option<i64>,
+    budgets: Vec<(u8, i64, BudgetState)>,
+    external_ids: Vec<(u64, String)>,
+}
+
+impl Facts {
+    /// The facts as a snapshot holds them.
+    pub(crate) fn image(&self) -> FactsImage<'_> {
+        let mut users: Vec<(u64, &UserEntries)> = self
+            .users
+            .iter()
+            .map(|(user, entries)| (*user, entries))
+            .collect();
+        users.sort_unstable_by_key(|(user, _)| *user);
+        let mut external_ids: Vec<(u64, &str)> = self
+            .external_id_of
+            .iter()
+            .map(|(id, external_id)| (*id, &**external_id))
+            .collect();
+        external_ids.sort_unstable_by_key(|(id, _)| *id);
+        FactsImage {
+            messages: &self.messages,
+            outcomes: &self.outcomes,
+            users,
+            names: (0..self.names.len() as NameId)
+                .map(|id| self.names.name(id))
+                .collect(),
+            latest_event_ms: self.latest_event_ms,
+            budgets: self
+                .budgets
+                .iter()
+                .map(|((scope, month), budget)| {
+                    (
+                        crate::codec::budget_scope_byte(*scope),
+                        month.index(),
+                        *budget,
+                    )
+                })
+                .collect(),
+            external_ids,
+        }
+    }
+
+    /// The facts a snapshot holds, after checking that they fit together (every index and name
+    /// id in range, each user's lists sorted and holding only the user's entries, every
+    /// message and outcome in one list); the error says what does not.
+    pub(crate) fn from_image(
+        image: DecodedFacts,
+        attribution_window_ms: i64,
+    ) -> Result<Facts, String> {
+        let DecodedFacts {
+            messages,
+            outcomes,
+            users: user_list,
+            names: name_list,
+            latest_event_ms,
+            budgets: budget_list,
+            external_ids: external_id_list,
+        } = image;
+        let mut names = Names::default();
+        for (id, name) in name_list.iter().enumerate() {
+            if !crate::event::is_valid_name(name) || names.intern(name) as usize != id {
+                return Err(format!("name {id} is invalid or repeats an earlier one"));
+            }
+        }
+        let name_count = names.len();
+        if let Some(index) = messages
+            .iter()
+            .position(|state| state.highest_name() as usize >= name_count)
+        {
+            return Err(format!(
+                "message {} refers to a name beyond the {name_count} listed",
+                index + 1
+            ));
+        }
+        if let Some(index) = outcomes
+            .iter()
+            .position(|outcome| outcome.outcome as usize >= name_count)
+        {
+            return Err(format!(
+                "outcome {index} refers to a name beyond the {name_count} listed"
+            ));
+        }
+        let mut users = IdMap::default();
+        users.reserve(user_list.len());
+        let (mut listed_messages, mut listed_outcomes) = (0usize, 0usize);
+        for (user, entries) in user_list {
+            let fits = |list: &[(i64, u32)], owner: &dyn Fn(usize) -> Option<(u64, i64)>| {
+                list.is_sorted()
+                    && list
+                        .iter()
+                        .all(|&(at_ms, index)| owner(index as usize) == Some((user, at_ms)))
+            };
+            let message_of = |index: usize| {
+                messages
+                    .get(index)
+                    .map(|state| (state.user_id, state.sent_ms))
+            };
+            let outcome_of = |index: usize| {
+                outcomes
+                    .get(index)
+                    .map(|outcome| (outcome.user_id, outcome.at_ms))
+            };
+            if !fits(&entries.messages, &message_of) || !fits(&entries.outcomes, &outcome_of) {
+                return Err(format!(
+                    "user {user}'s lists are unsorted or hold others' entries"
+                ));
+            }
+            listed_messages += entries.messages.len();
+            listed_outcomes += entries.outcomes.len();
+            if users.insert(user, entries).is_some() {
+                return Err(format!("user {user} is listed twice"));
+            }
+        }
+        if listed_messages != messages.len() || listed_outcomes != outcomes.len() {
+            return Err(format!(
+                "the users' lists hold {listed_messages} messages and {listed_outcomes} outcomes, \
+                 but there are {} and {}",
+                messages.len(),
+                outcomes.len()
+            ));
+        }
+        let mut budgets = BTreeMap::new();
+        for (scope, month_index, budget) in budget_list {
+            let key = crate::codec::budget_scope_of_byte(scope).zip(Month::from_index(month_index));
+            let Some(key) = key
+                .filter(|_| budget.amount_micros > 0 && (1..=100).contains(&budget.alert_percent))
+            else {
+                return Err(format!(
+                    "budget (scope byte {scope}, month index {month_index}) is invalid"
+                ));
+            };
+            budgets.insert(key, budget);
+        }
+        let mut facts = Facts {
+            messages,
+            outcomes,
+            users,
+            names,
+            latest_event_ms,
+            budgets,
+            attribution_window_ms,
+            external_ids: HashMap::with_capacity(external_id_list.len()),
+            external_id_of: IdMap::default(),
+        };
+        for (id, external_id) in external_id_list {
+            let known =
+                usize::try_from(id).is_ok_and(|id| (1..=facts.messages.len()).contains(&id));
+            if !known
+                || !crate::event::is_valid_external_id(&external_id)
+                || facts.external_ids.contains_key(external_id.as_str())
+                || facts.external_id_of.contains_key(&id)
+            {
+                return Err(format!(
+                    "external id of message {id} is invalid or repeated"
+                ));
+            }
+            facts.add_external_id(&external_id, MessageId(id));
+        }
+        Ok(facts)
+    }
+}
+
 impl std::ops::Deref for Projection {
     type Target = Facts;
 
@@ -110,6 +294,15 @@ impl Projection {
                 external_ids: HashMap::new(),
                 external_id_of: IdMap::default(),
             },
+            rollup: OnceLock::new(),
+            credits: OnceLock::new(),
+        }
+    }
+
+    /// The views over facts a snapshot held; the indexes are built on first use.
+    pub(crate) fn from_facts(facts: Facts) -> Projection {
+        Projection {
+            facts,
             rollup: OnceLock::new(),
             credits: OnceLock::new(),
         }

@@ -7,7 +7,7 @@ use crate::projection::names::{NameId, Names};
 use crate::projection::{Facts, Projection};
 
 /// One outcome as its event recorded it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub(crate) struct OutcomeState {
     pub user_id: u64,
     pub at_ms: i64,

@@ -13,7 +13,7 @@ use crate::projection::names::{ActionKind, NameId, Names};
 use crate::projection::{Facts, Projection};
 
 /// The earliest of the times seen so far, or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub(crate) struct Earliest(i64);
 
 impl Earliest {
@@ -34,7 +34,7 @@ impl Earliest {
 }
 
 /// The action with the latest time so far; ties go to the one folded later (log order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub(crate) struct LatestAction {
     pub at_ms: i64,
     pub name: NameId,
@@ -47,7 +47,7 @@ pub(crate) struct LatestAction {
 /// padding), so its status and kind are read without the box. The layout is fixed (`repr(C)`)
 /// with `user_id` first and `message_type` last but two bytes, so reading those two fetches
 /// every cache line the record spans (`Projection::prefetch_states`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[repr(C)]
 pub(crate) struct MessageState {
     pub user_id: u64,
@@ -62,6 +62,47 @@ pub(crate) struct MessageState {
     reached: u8,
 }
 
+/// A snapshot holds the fields in declaration order, the channel as its byte in the log
+/// (docs/FORMAT.md, "Snapshots").
+impl bincode::Encode for MessageState {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.user_id.encode(encoder)?;
+        self.sent_ms.encode(encoder)?;
+        self.cost_micros.encode(encoder)?;
+        self.delivered.encode(encoder)?;
+        self.opened.encode(encoder)?;
+        self.rare.encode(encoder)?;
+        self.message_type.encode(encoder)?;
+        (self.channel.index() as u8).encode(encoder)?;
+        self.reached.encode(encoder)
+    }
+}
+
+impl<Context> bincode::Decode<Context> for MessageState {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<MessageState, bincode::error::DecodeError> {
+        Ok(MessageState {
+            user_id: u64::decode(decoder)?,
+            sent_ms: i64::decode(decoder)?,
+            cost_micros: i64::decode(decoder)?,
+            delivered: Earliest::decode(decoder)?,
+            opened: Earliest::decode(decoder)?,
+            rare: Option::decode(decoder)?,
+            message_type: NameId::decode(decoder)?,
+            channel: *Channel::ALL.get(usize::from(u8::decode(decoder)?)).ok_or(
+                bincode::error::DecodeError::Other("channel byte out of range"),
+            )?,
+            reached: u8::decode(decoder)?,
+        })
+    }
+}
+
+bincode::impl_borrow_decode!(MessageState);
+
 /// `MessageState::reached` bits.
 const REACHED_CLICK: u8 = 1;
 const REACHED_FAILURE: u8 = 2;
@@ -69,7 +110,7 @@ const REACHED_ACTION: u8 = 4;
 const REACHED_UPGRADE: u8 = 8;
 
 /// The stages few messages reach.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 struct RareStages {
     clicked: Earliest,
     failed: Earliest,
@@ -125,6 +166,16 @@ impl MessageState {
     }
 
     /// The earliest click.
+    /// The highest name id the state refers to: its type, failure reason or latest action.
+    pub(crate) fn highest_name(&self) -> NameId {
+        let rare = self.rare.as_deref();
+        let reason = rare.and_then(|rare| rare.failure_reason).unwrap_or(0);
+        let action = rare
+            .and_then(|rare| rare.latest_action)
+            .map_or(0, |action| action.name);
+        self.message_type.max(reason).max(action)
+    }
+
     pub(crate) fn clicked(&self) -> Earliest {
         self.rare_if(REACHED_CLICK)
             .map_or(Earliest::NONE, |rare| rare.clicked)

@@ -9,7 +9,7 @@ use crate::projection::{Facts, Projection};
 /// sorted. The sent time sits beside the index, and the last key beside the list, so that
 /// keeping the list sorted reads no other memory in the usual case (messages arriving in time
 /// order).
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub(crate) struct UserEntries {
     pub messages: Vec<(i64, u32)>,
     last_message: Option<(i64, u32)>,

@@ -1,0 +1,492 @@
+//! Snapshots: the folded facts written to a file, so that an open replays only the log after
+//! them. A snapshot is a cache and the log is the truth: a snapshot is used only when its
+//! checksums hold, its version is known and the log still holds the frame it ends at; any other
+//! is reported and ignored, and the open replays the whole log. docs/FORMAT.md, "Snapshots",
+//! specifies the file.
+//!
+//! A snapshot is written to a temporary file, fsynced, then renamed into place and the
+//! directory fsynced: a crash while writing leaves a temporary file, which is never read.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::codec::{self, SegmentHeader};
+use crate::error::{Error, Result};
+use crate::log::segment::{
+    FILE_MODE, create_directory, file_name_of, list_segments, open_no_follow, read_header_bytes,
+    segment_file_name, sync_directory,
+};
+use crate::log::{CoveredSegment, LogPosition};
+use crate::projection::{DecodedFacts, Facts};
+
+/// Name of the directory, inside the store, that holds the snapshots.
+pub const SNAPSHOT_DIRECTORY: &str = "snapshots";
+
+/// First eight bytes of every snapshot file.
+const MAGIC: [u8; 8] = *b"CMLOGSNP";
+
+/// The snapshot format this build writes and reads.
+const FORMAT_VERSION: u32 = 1;
+
+// The header's fields, each starting where the one before it ends (docs/FORMAT.md).
+const VERSION_OFFSET: usize = MAGIC.len();
+const BODY_LEN_OFFSET: usize = VERSION_OFFSET + 4;
+const BODY_CRC_OFFSET: usize = BODY_LEN_OFFSET + 8;
+const HEADER_CRC_OFFSET: usize = BODY_CRC_OFFSET + 4;
+/// Bytes of the header; the body follows.
+const HEADER_BYTES: usize = HEADER_CRC_OFFSET + 4;
+
+const SNAPSHOT_PREFIX: &str = "snapshot-";
+const TEMPORARY_SUFFIX: &str = ".tmp";
+const SEQ_DIGITS: usize = 20;
+
+/// Snapshots kept: the newest, and the one before it.
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// Bytes read at a time while checking a body's checksum, and buffered while decoding it.
+const READ_BUFFER_BYTES: usize = 1 << 20;
+
+/// `snapshot-00000000000000000042`: the sequence number of the last event it covers,
+/// zero-padded to 20 digits.
+pub(crate) fn snapshot_file_name(last_seq: u64) -> String {
+    format!("{SNAPSHOT_PREFIX}{last_seq:0SEQ_DIGITS$}")
+}
+
+/// The last sequence number a snapshot file's name gives, or `None` if `name` is not a
+/// snapshot's (a temporary file is not).
+pub(crate) fn snapshot_file_sequence(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(SNAPSHOT_PREFIX)?;
+    if digits.len() != SEQ_DIGITS || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A snapshot an open found and did not use, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct IgnoredSnapshot {
+    /// The snapshot file (or the snapshot directory, if it could not be listed).
+    pub path: PathBuf,
+    /// Why it was not used.
+    pub reason: String,
+}
+
+/// A snapshot read and checked.
+pub(crate) struct Loaded {
+    pub path: PathBuf,
+    pub position: LogPosition,
+    /// The segments before the position's, as the snapshot covers them (checked).
+    pub covered_before: Vec<CoveredSegment>,
+    pub facts: Facts,
+}
+
+/// What a body holds before the facts: where in the log they end, and every segment up to
+/// there (the position's own up to it) with the checksum of its frames. Field order is the byte
+/// order.
+#[derive(bincode::Encode, bincode::Decode)]
+struct Bound {
+    position: LogPosition,
+    covered: Vec<CoveredSegment>,
+}
+
+/// Writes a snapshot of `facts`, which the log in `dir` holds up to `position` (durable up to
+/// there; `covered` lists its segments up to there), and removes all but the newest snapshots.
+/// Returns its path.
+pub(crate) fn write(
+    dir: &Path,
+    position: &LogPosition,
+    covered: Vec<CoveredSegment>,
+    facts: &Facts,
+) -> Result<PathBuf> {
+    let directory = dir.join(SNAPSHOT_DIRECTORY);
+    create_directory(&directory)?;
+    let name = snapshot_file_name(position.last_seq);
+    let path = directory.join(&name);
+    let temporary = directory.join(format!("{name}{TEMPORARY_SUFFIX}"));
+    assert_eq!(
+        covered.last().map(|last| (last.first_seq, last.end)),
+        Some((position.segment_first_seq, position.end)),
+        "the covered segments end at the position"
+    );
+    let bound = Bound {
+        position: *position,
+        covered,
+    };
+    let file = open_no_follow(
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE),
+        &temporary,
+    )?;
+    let io = |source| Error::io(&temporary, source);
+    let encode = |error: bincode::error::EncodeError| match error {
+        bincode::error::EncodeError::Io { inner, .. } => Error::io(&temporary, inner),
+        other => Error::io(&temporary, std::io::Error::other(other.to_string())),
+    };
+    let header = {
+        let mut body = Checksummed::new(BufWriter::with_capacity(READ_BUFFER_BYTES, &file));
+        body.inner.write_all(&[0; HEADER_BYTES]).map_err(io)?;
+        codec::encode_snapshot_part(&bound, &mut body).map_err(encode)?;
+        codec::encode_snapshot_part(&facts.image(), &mut body).map_err(encode)?;
+        body.inner.flush().map_err(io)?;
+        encode_header(body.bytes, body.hasher.clone().finalize())
+    };
+    file.write_all_at(&header, 0).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&temporary, &path).map_err(io)?;
+    sync_directory(&directory)?;
+    remove_older(&directory, position.last_seq)?;
+    Ok(path)
+}
+
+/// Removes temporary files, snapshots past `newest_seq` (the log, which ends there, no longer
+/// holds what they cover: a repair cut it), and all but the `SNAPSHOTS_KEPT` newest up to it.
+fn remove_older(directory: &Path, newest_seq: u64) -> Result<()> {
+    let mut kept = Vec::new();
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(directory).map_err(|source| Error::io(directory, source))? {
+        let entry = entry.map_err(|source| Error::io(directory, source))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(SNAPSHOT_PREFIX) && name.ends_with(TEMPORARY_SUFFIX) {
+            removed.push(entry.path());
+        } else if let Some(seq) = snapshot_file_sequence(&name) {
+            match seq <= newest_seq {
+                true => kept.push((seq, entry.path())),
+                false => removed.push(entry.path()),
+            }
+        }
+    }
+    kept.sort_unstable_by(|a, b| b.cmp(a));
+    removed.extend(kept.into_iter().skip(SNAPSHOTS_KEPT).map(|(_, path)| path));
+    for path in &removed {
+        std::fs::remove_file(path).map_err(|source| Error::io(path, source))?;
+    }
+    sync_directory(directory)
+}
+
+fn encode_header(body_len: u64, body_crc: u32) -> [u8; HEADER_BYTES] {
+    let mut header = [0; HEADER_BYTES];
+    header[..VERSION_OFFSET].copy_from_slice(&MAGIC);
+    header[VERSION_OFFSET..BODY_LEN_OFFSET].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[BODY_LEN_OFFSET..BODY_CRC_OFFSET].copy_from_slice(&body_len.to_le_bytes());
+    header[BODY_CRC_OFFSET..HEADER_CRC_OFFSET].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&header[..HEADER_CRC_OFFSET]);
+    header[HEADER_CRC_OFFSET..].copy_from_slice(&header_crc.to_le_bytes());
+    header
+}
+
+/// The newest snapshot in `dir` that passes every check, its facts given
+/// `attribution_window_ms`; each one passed over is added to `ignored`, with the reason.
+pub(crate) fn load_newest(
+    dir: &Path,
+    attribution_window_ms: i64,
+    ignored: &mut Vec<IgnoredSnapshot>,
+) -> Option<Loaded> {
+    let directory = dir.join(SNAPSHOT_DIRECTORY);
+    let entries = match std::fs::read_dir(&directory) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(error) => {
+            ignored.push(IgnoredSnapshot {
+                path: directory,
+                reason: format!("the snapshot directory cannot be listed: {error}"),
+            });
+            return None;
+        }
+    };
+    let mut snapshots: Vec<(u64, PathBuf)> = entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let seq = snapshot_file_sequence(entry.file_name().to_str()?)?;
+            Some((seq, entry.path()))
+        })
+        .collect();
+    snapshots.sort_unstable_by(|a, b| b.cmp(a));
+    for (_, path) in snapshots {
+        match load(dir, &path, attribution_window_ms) {
+            Ok(loaded) => return Some(loaded),
+            Err(reason) => ignored.push(IgnoredSnapshot { path, reason }),
+        }
+    }
+    None
+}
+
+/// Reads and checks the snapshot at `path`: its header, its body's checksum, the log position
+/// it is bound to, and that its facts fit together.
+fn load(
+    dir: &Path,
+    path: &Path,
+    attribution_window_ms: i64,
+) -> std::result::Result<Loaded, String> {
+    let metadata = std::fs::symlink_metadata(path).map_err(|error| error.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    let mut file =
+        open_no_follow(OpenOptions::new().read(true), path).map_err(|e| e.to_string())?;
+    let mut header = [0; HEADER_BYTES];
+    file.read_exact(&mut header)
+        .map_err(|error| format!("header is short: {error}"))?;
+    let body_len = check_header(&header, metadata.len())?;
+    let body_crc = u32_at(&header, BODY_CRC_OFFSET);
+    let computed = body_checksum(&mut file, body_len)?;
+    if computed != body_crc {
+        return Err(format!(
+            "body checksum mismatch (stored {body_crc:#010x}, computed {computed:#010x})"
+        ));
+    }
+    file.seek(SeekFrom::Start(HEADER_BYTES as u64))
+        .map_err(|error| error.to_string())?;
+    let mut body = BufReader::with_capacity(READ_BUFFER_BYTES, file.take(body_len));
+    let bound: Bound = codec::decode_snapshot_part(&mut body)?;
+    check_position(dir, &bound.position).map_err(|reason| format!("not the log's: {reason}"))?;
+    check_covered(dir, &bound)?;
+    let mut covered_before = bound.covered;
+    covered_before.pop();
+    let decoded: DecodedFacts = codec::decode_snapshot_part(&mut body)?;
+    let left = body.bytes().count();
+    if left != 0 {
+        return Err(format!("body has {left} bytes after its end"));
+    }
+    let facts = Facts::from_image(decoded, attribution_window_ms)?;
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        position: bound.position,
+        covered_before,
+        facts,
+    })
+}
+
+/// Checks a header read from a file of `file_len` bytes; returns the body's length.
+fn check_header(header: &[u8; HEADER_BYTES], file_len: u64) -> std::result::Result<u64, String> {
+    if header[..VERSION_OFFSET] != MAGIC {
+        return Err("bad magic: not a commlog snapshot".to_string());
+    }
+    let stored = u32_at(header, HEADER_CRC_OFFSET);
+    let computed = crc32fast::hash(&header[..HEADER_CRC_OFFSET]);
+    if stored != computed {
+        return Err(format!(
+            "header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+        ));
+    }
+    let version = u32_at(header, VERSION_OFFSET);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {version}, but this build reads version {FORMAT_VERSION}"
+        ));
+    }
+    let body_len = u64::from_le_bytes(
+        header[BODY_LEN_OFFSET..BODY_CRC_OFFSET]
+            .try_into()
+            .expect("8 bytes"),
+    );
+    if HEADER_BYTES as u64 + body_len != file_len {
+        return Err(format!(
+            "file is {file_len} bytes, but its header says {}",
+            HEADER_BYTES as u64 + body_len
+        ));
+    }
+    Ok(body_len)
+}
+
+fn body_checksum(file: &mut File, body_len: u64) -> std::result::Result<u32, String> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buffer = vec![0; READ_BUFFER_BYTES];
+    let mut body = file.take(body_len);
+    loop {
+        match body.read(&mut buffer) {
+            Ok(0) => return Ok(hasher.finalize()),
+            Ok(read) => hasher.update(&buffer[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(format!("body cannot be read: {error}")),
+        }
+    }
+}
+
+fn u32_at(bytes: &[u8], offset: usize) -> u32 {
+    u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes"))
+}
+
+/// Checks that the log in `dir` holds what `position` names: its segment, with the same store
+/// id and first seq, and there the frame (seq, start, end, checksum) or, right after the header,
+/// nothing yet. The error says what differs.
+pub(crate) fn check_position(
+    dir: &Path,
+    position: &LogPosition,
+) -> std::result::Result<(), String> {
+    let path = dir.join(segment_file_name(position.segment_first_seq));
+    let name = file_name_of(&path);
+    let header_bytes = read_header_bytes(&path).map_err(|error| error.to_string())?;
+    let header = SegmentHeader::decode(&header_bytes)
+        .map_err(|reason| format!("segment {name}: {reason}"))?;
+    if header.store_id != position.store_id || header.first_seq != position.segment_first_seq {
+        return Err(format!(
+            "segment {name} belongs to another store or starts elsewhere (store id {:?}, first \
+             seq {})",
+            header.store_id, header.first_seq
+        ));
+    }
+    let header_end = header.len_bytes() as u64;
+    if position.frame_start == position.end {
+        let fits = position.end == header_end
+            && position.frame_count == 0
+            && header.first_seq == position.last_seq + 1
+            && header.first_message_id == position.cursor.next_message_id;
+        return fits
+            .then_some(())
+            .ok_or_else(|| format!("segment {name} does not start where the snapshot ends"));
+    }
+    let frame_len = position
+        .end
+        .checked_sub(position.frame_start)
+        .filter(|len| *len <= 4096 && position.frame_start >= header_end)
+        .ok_or_else(|| {
+            format!(
+                "frame bounds {}..{} are implausible",
+                position.frame_start, position.end
+            )
+        })?;
+    let file = open_no_follow(OpenOptions::new().read(true), &path).map_err(|e| e.to_string())?;
+    let mut frame = vec![0; frame_len as usize];
+    file.read_exact_at(&mut frame, position.frame_start)
+        .map_err(|error| {
+            format!(
+                "segment {name} has no frame at offset {}: {error}",
+                position.frame_start
+            )
+        })?;
+    let raw = codec::read_frame(&frame)
+        .map_err(|reason| format!("segment {name}, offset {}: {reason}", position.frame_start))?;
+    if raw.frame_bytes as u64 != frame_len
+        || codec::stored_crc(&frame) != position.frame_crc
+        || raw.seq() != position.last_seq
+    {
+        return Err(format!(
+            "segment {name} holds another frame at offset {} (seq {}, checksum {:#010x}; the \
+             snapshot ends after seq {}, checksum {:#010x})",
+            position.frame_start,
+            raw.seq(),
+            codec::stored_crc(&frame),
+            position.last_seq,
+            position.frame_crc
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the log's segments up to the position are those the snapshot covers, with the
+/// same frames: each segment's frames up to where the snapshot covers it have the checksum it
+/// recorded. So damage to the log before a snapshot is found at open as without one (the
+/// snapshot is ignored, and the full replay names the damage).
+fn check_covered(dir: &Path, bound: &Bound) -> std::result::Result<(), String> {
+    let listed: Vec<(u64, PathBuf)> = list_segments(dir)
+        .map_err(|error| error.to_string())?
+        .into_iter()
+        .filter(|(first_seq, _)| *first_seq <= bound.position.segment_first_seq)
+        .collect();
+    if !listed
+        .iter()
+        .map(|(first_seq, _)| *first_seq)
+        .eq(bound.covered.iter().map(|segment| segment.first_seq))
+    {
+        return Err(format!(
+            "the log's segments up to {} are not those the snapshot covers ({} listed, {} covered)",
+            segment_file_name(bound.position.segment_first_seq),
+            listed.len(),
+            bound.covered.len()
+        ));
+    }
+    // Two threads, each taking every other segment.
+    let check = |parity: usize| -> std::result::Result<(), String> {
+        let mut buffer = vec![0; READ_BUFFER_BYTES];
+        for ((_, path), segment) in listed.iter().zip(&bound.covered).skip(parity).step_by(2) {
+            check_frames(path, segment, bound.position.store_id, &mut buffer)?;
+        }
+        Ok(())
+    };
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| check(1));
+        let first = check(0);
+        let second = other
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        first.and(second)
+    })
+}
+
+/// Checks one covered segment: its header (same store, first seq) and its frames' checksum.
+fn check_frames(
+    path: &Path,
+    segment: &CoveredSegment,
+    store_id: Option<u64>,
+    buffer: &mut [u8],
+) -> std::result::Result<(), String> {
+    let name = file_name_of(path);
+    let header_bytes = read_header_bytes(path).map_err(|error| error.to_string())?;
+    let header = SegmentHeader::decode(&header_bytes)
+        .map_err(|reason| format!("segment {name}: {reason}"))?;
+    if header.first_seq != segment.first_seq || header.store_id != store_id {
+        return Err(format!(
+            "segment {name} does not carry the header the snapshot covered"
+        ));
+    }
+    let file = open_no_follow(OpenOptions::new().read(true), path).map_err(|e| e.to_string())?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut offset = header.len_bytes() as u64;
+    while offset < segment.end {
+        let len = buffer.len().min((segment.end - offset) as usize);
+        file.read_exact_at(&mut buffer[..len], offset)
+            .map_err(|error| {
+                format!(
+                    "segment {name} is shorter than the snapshot covered ({}): {error}",
+                    segment.end
+                )
+            })?;
+        hasher.update(&buffer[..len]);
+        offset += len as u64;
+    }
+    let crc = hasher.finalize();
+    if crc != segment.crc {
+        return Err(format!(
+            "segment {name}'s frames before offset {} differ from those the snapshot covered \
+             (checksum {crc:#010x}, recorded {:#010x})",
+            segment.end, segment.crc
+        ));
+    }
+    Ok(())
+}
+
+/// A writer that checksums and counts what passes through it.
+struct Checksummed<W> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl<W> Checksummed<W> {
+    fn new(inner: W) -> Checksummed<W> {
+        Checksummed {
+            inner,
+            hasher: crc32fast::Hasher::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
