@@ -73,6 +73,9 @@ pub(crate) struct Facts {
     messages: Vec<MessageState>,
     outcomes: Vec<OutcomeState>,
     users: IdMap<u64, UserEntries>,
+    /// Every user in `users`, in the order of their first event: the order a snapshot lists
+    /// them in, which a snapshot written while events are folded can go through in parts.
+    user_order: Vec<u64>,
     names: Names,
     /// The latest own time of any tracking event (budgets excluded): the views' "now".
     latest_event_ms: Option<i64>,
@@ -87,9 +90,10 @@ pub(crate) struct Facts {
     external_id_of: IdMap<u64, Arc<str>>,
 }
 
-/// The facts as a snapshot holds them (docs/FORMAT.md, "Snapshots"). Maps are lists sorted by
-/// key, so that the same facts always give the same bytes; names are listed by id; a budget is
-/// (scope byte, month index, its state).
+/// The facts as a snapshot holds them (docs/FORMAT.md, "Snapshots"). Maps are lists in a fixed
+/// order, so that the same log always gives the same bytes: users in the order of their first
+/// event, external ids by message id, budgets by (scope, month); names are listed by id; a
+/// budget is (scope byte, month index, its state).
 #[derive(bincode::Encode)]
 pub(crate) struct FactsImage<'a> {
     messages: &'a [MessageState],
@@ -116,12 +120,11 @@ pub(crate) struct DecodedFacts {
 impl Facts {
     /// The facts as a snapshot holds them.
     pub(crate) fn image(&self) -> FactsImage<'_> {
-        let mut users: Vec<(u64, &UserEntries)> = self
-            .users
+        let users: Vec<(u64, &UserEntries)> = self
+            .user_order
             .iter()
-            .map(|(user, entries)| (*user, entries))
+            .map(|user| (*user, &self.users[user]))
             .collect();
-        users.sort_unstable_by_key(|(user, _)| *user);
         let mut external_ids: Vec<(u64, &str)> = self
             .external_id_of
             .iter()
@@ -193,6 +196,7 @@ impl Facts {
         }
         let mut users = IdMap::default();
         users.reserve(user_list.len());
+        let mut user_order = Vec::with_capacity(user_list.len());
         let (mut listed_messages, mut listed_outcomes) = (0usize, 0usize);
         for (user, entries) in user_list {
             let fits = |list: &[(i64, u32)], owner: &dyn Fn(usize) -> Option<(u64, i64)>| {
@@ -221,6 +225,7 @@ impl Facts {
             if users.insert(user, entries).is_some() {
                 return Err(format!("user {user} is listed twice"));
             }
+            user_order.push(user);
         }
         if listed_messages != messages.len() || listed_outcomes != outcomes.len() {
             return Err(format!(
@@ -246,6 +251,7 @@ impl Facts {
             messages,
             outcomes,
             users,
+            user_order,
             names,
             latest_event_ms,
             budgets,
@@ -271,6 +277,19 @@ impl Facts {
     }
 }
 
+impl Facts {
+    /// The user's entries, made (and put last in `user_order`) on the user's first event.
+    fn user_entries(&mut self, user: u64) -> &mut UserEntries {
+        match self.users.entry(user) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                self.user_order.push(user);
+                entry.insert(UserEntries::default())
+            }
+        }
+    }
+}
+
 impl std::ops::Deref for Projection {
     type Target = Facts;
 
@@ -287,6 +306,7 @@ impl Projection {
                 messages: Vec::new(),
                 outcomes: Vec::new(),
                 users: IdMap::default(),
+                user_order: Vec::new(),
                 names: Names::default(),
                 latest_event_ms: None,
                 budgets: BTreeMap::new(),
@@ -346,11 +366,7 @@ impl Projection {
                     cost,
                     at_ms,
                 ));
-                self.facts
-                    .users
-                    .entry(user_id.0)
-                    .or_default()
-                    .add_message(at_ms, index);
+                self.facts.user_entries(user_id.0).add_message(at_ms, index);
                 if let Some(rollup) = self.rollup.get_mut() {
                     rollup.add(&self.facts.messages, index);
                 }
@@ -396,11 +412,7 @@ impl Projection {
                     amount_micros: amount.event_micros(),
                     outcome,
                 });
-                self.facts
-                    .users
-                    .entry(user_id.0)
-                    .or_default()
-                    .add_outcome(at_ms, index);
+                self.facts.user_entries(user_id.0).add_outcome(at_ms, index);
                 if let Some(credits) = self.credits.get_mut() {
                     self.facts.credit_new_outcome(credits);
                 }
