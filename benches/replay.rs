@@ -2,8 +2,10 @@
 //! per second, and its bytes on disk per message (printed once); auditing it
 //! (`commlog::audit::audit`), in bytes per second.
 //!
-//! The store is built once, at `SyncPolicy::Never`, and closed; its files are then in the page
-//! cache, so this is a warm open. `cargo bench --bench replay`.
+//! The store is built once, at `SyncPolicy::Never`, with a snapshot of the whole log written
+//! before it is closed; its files are then in the page cache, so this is a warm open.
+//! `open_1m/read_only` and `open_1m/writer` replay the whole log (`load_snapshot: false`);
+//! `open_1m/snapshot` opens read-only from the snapshot. `cargo bench --bench replay`.
 //!
 //! `replay/damaged_open_500k` opens (read-only) the files a crash leaves after 500,000 messages
 //! in one segment of about 37 MB, clean and with one bit flipped in its first frame: judging
@@ -18,8 +20,8 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 
-/// Tracks the whole reference workload into a new store in `dir` and closes it; returns the
-/// number of calls (= events).
+/// Tracks the whole reference workload into a new store in `dir`, writes a snapshot of it and
+/// closes it; returns the number of calls (= events).
 fn build_reference_store(dir: &Path) -> u64 {
     let store = Store::open_with(
         dir,
@@ -34,6 +36,7 @@ fn build_reference_store(dir: &Path) -> u64 {
         workload::apply(&store, &call).expect("track a workload call");
         calls += 1;
     }
+    store.snapshot().expect("write a snapshot");
     store.close().expect("close the store");
     calls
 }
@@ -80,10 +83,23 @@ fn replay(c: &mut Criterion) {
         bytes as f64 / messages as f64,
         bytes as f64 / events as f64,
     );
-    let report = Store::open_read_only(dir.path())
+    let whole_log = Options {
+        sync: SyncPolicy::Never,
+        load_snapshot: false,
+        snapshot_every: 0,
+        ..Options::default()
+    };
+    let report = Store::open_read_only_with(dir.path(), whole_log.clone())
         .expect("open read-only")
         .open_report();
     assert_eq!(report.events, events, "replay finds every event");
+    let from_snapshot = Store::open_read_only(dir.path())
+        .expect("open read-only")
+        .open_report();
+    assert_eq!(
+        from_snapshot.snapshot_events, events,
+        "the snapshot covers every event"
+    );
     assert_eq!(
         report.truncated_bytes, 0,
         "a cleanly closed store has no torn tail"
@@ -99,18 +115,21 @@ fn replay(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("open_1m", "read_only"), |b| {
         b.iter_custom(|iterations| {
             time_opens(iterations, || {
-                Store::open_read_only(dir.path()).expect("open read-only")
+                Store::open_read_only_with(dir.path(), whole_log.clone()).expect("open read-only")
             })
         })
     });
     group.bench_function(BenchmarkId::new("open_1m", "writer"), |b| {
-        let options = Options {
-            sync: SyncPolicy::Never,
-            ..Options::default()
-        };
         b.iter_custom(|iterations| {
             time_opens(iterations, || {
-                Store::open_with(dir.path(), options.clone()).expect("open for writing")
+                Store::open_with(dir.path(), whole_log.clone()).expect("open for writing")
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("open_1m", "snapshot"), |b| {
+        b.iter_custom(|iterations| {
+            time_opens(iterations, || {
+                Store::open_read_only(dir.path()).expect("open read-only")
             })
         })
     });

@@ -26,6 +26,10 @@ pub struct Options {
     /// logs replay about as fast as a snapshot loads. Default: 1,000,000 (a tenth of a second
     /// of replay).
     pub snapshot_every: u64,
+    /// Whether opening loads the newest valid snapshot (and replays only the log after it);
+    /// `false` replays the whole log, to measure it or to have every frame checked. Default:
+    /// `true`.
+    pub load_snapshot: bool,
 }
 
 impl Default for Options {
@@ -36,6 +40,7 @@ impl Default for Options {
             attribution_window: ATTRIBUTION_WINDOW_DEFAULT,
             lock_timeout: Duration::ZERO,
             snapshot_every: SNAPSHOT_EVERY_DEFAULT,
+            load_snapshot: true,
         }
     }
 }

@@ -11,6 +11,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::codec::{self, SegmentHeader};
 use crate::error::{Error, Result};
@@ -18,8 +22,8 @@ use crate::log::segment::{
     FILE_MODE, create_directory, file_name_of, list_segments, open_no_follow, read_header_bytes,
     segment_file_name, sync_directory,
 };
-use crate::log::{CoveredSegment, LogPosition};
-use crate::projection::{DecodedFacts, Facts};
+use crate::log::{CoveredSegment, LogPosition, SharedLog};
+use crate::projection::{DecodedFacts, Facts, Projection, capture};
 
 /// Name of the directory, inside the store, that holds the snapshots.
 pub const SNAPSHOT_DIRECTORY: &str = "snapshots";
@@ -91,14 +95,101 @@ struct Bound {
     covered: Vec<CoveredSegment>,
 }
 
-/// Writes a snapshot of `facts`, which the log in `dir` holds up to `position` (durable up to
-/// there; `covered` lists its segments up to there), and removes all but the newest snapshots.
-/// Returns its path.
-pub(crate) fn write(
+/// A writer's snapshots: when the next one is due, and writing one while tracking calls go on.
+pub(crate) struct Snapshots {
+    dir: PathBuf,
+    log: Arc<SharedLog>,
+    projection: Arc<RwLock<Projection>>,
+    /// The last seq the newest snapshot covers (0: none); held while one is written, so that
+    /// one is written at a time.
+    newest_seq: Mutex<u64>,
+    /// `Options::snapshot_every` (0: none but those asked for).
+    every: u64,
+    /// The log's last seq from which a snapshot is due in the background.
+    due_seq: AtomicU64,
+}
+
+impl Snapshots {
+    /// The snapshots of the store in `dir`, whose newest covers the log up to `newest_seq`.
+    pub(crate) fn new(
+        dir: &Path,
+        log: Arc<SharedLog>,
+        projection: Arc<RwLock<Projection>>,
+        newest_seq: u64,
+        every: u64,
+    ) -> Snapshots {
+        let snapshots = Snapshots {
+            dir: dir.to_path_buf(),
+            log,
+            projection,
+            newest_seq: Mutex::new(newest_seq),
+            every,
+            due_seq: AtomicU64::new(u64::MAX),
+        };
+        snapshots.plan(newest_seq);
+        snapshots
+    }
+
+    /// Sets when the next background snapshot is due, after one covering `newest_seq`: once
+    /// the log has grown by `every` events, and by half of what that one covers (so that the
+    /// snapshots of a growing store cost a bounded share of its writes).
+    fn plan(&self, newest_seq: u64) {
+        let due = match self.every {
+            0 => u64::MAX,
+            every => newest_seq.saturating_add(every.max(newest_seq / 2)),
+        };
+        self.due_seq.store(due, Ordering::Relaxed);
+    }
+
+    /// Whether a background snapshot is due with the log's last seq at `last_seq`.
+    pub(crate) fn is_due(&self, last_seq: u64) -> bool {
+        last_seq >= self.due_seq.load(Ordering::Relaxed)
+    }
+
+    /// Writes a snapshot of the views now, if the log holds at least `min_events` events past
+    /// the newest snapshot; returns its path. The views are captured at the log's end under the
+    /// log's lock (which makes every frame before it handed to the OS) and written while
+    /// tracking calls go on; the snapshot is written only once the log is durable up to it.
+    pub(crate) fn write(&self, min_events: u64) -> Result<Option<PathBuf>> {
+        let mut newest_seq = self.newest_seq.lock();
+        let (position, covered) = {
+            let mut log = self.log.lock();
+            log.check_poison()?;
+            if log.last_seq() < newest_seq.saturating_add(min_events.max(1)) {
+                return Ok(None);
+            }
+            log.write_buffer()?;
+            self.projection.write().begin_capture();
+            (log.position(), log.covered())
+        };
+        let written = self
+            .log
+            .sync_to(position.last_seq)
+            .and_then(|()| write_file(&self.dir, &position, covered, &self.projection));
+        self.projection.write().end_capture();
+        match written {
+            Ok(path) => {
+                *newest_seq = position.last_seq;
+                self.plan(position.last_seq);
+                Ok(Some(path))
+            }
+            Err(error) => {
+                // Tried again once the log has grown as much again.
+                self.plan(position.last_seq);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Writes a snapshot of the views captured in `projection`, which the log in `dir` holds
+/// durably up to `position` (`covered` lists its segments up to there), and removes all but
+/// the newest snapshots. Returns its path.
+fn write_file(
     dir: &Path,
     position: &LogPosition,
     covered: Vec<CoveredSegment>,
-    facts: &Facts,
+    projection: &RwLock<Projection>,
 ) -> Result<PathBuf> {
     let directory = dir.join(SNAPSHOT_DIRECTORY);
     create_directory(&directory)?;
@@ -131,7 +222,7 @@ pub(crate) fn write(
         let mut body = Checksummed::new(BufWriter::with_capacity(READ_BUFFER_BYTES, &file));
         body.inner.write_all(&[0; HEADER_BYTES]).map_err(io)?;
         codec::encode_snapshot_part(&bound, &mut body).map_err(encode)?;
-        codec::encode_snapshot_part(&facts.image(), &mut body).map_err(encode)?;
+        capture::write_image(projection, &mut body).map_err(encode)?;
         body.inner.flush().map_err(io)?;
         encode_header(body.bytes, body.hasher.clone().finalize())
     };

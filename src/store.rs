@@ -20,7 +20,7 @@ use crate::limits::{
 };
 use crate::log::replay::{self, Mode, Replayed};
 use crate::log::segment::{DIRECTORY_MODE, FILE_MODE, open_no_follow};
-use crate::log::{Log, LogPosition, OpenReport, SharedLog, SyncPolicy};
+use crate::log::{LogPosition, OpenReport, SharedLog, SyncPolicy};
 use crate::message::{FinancialOutcome, Message};
 use crate::options::Options;
 use crate::projection::Projection;
@@ -28,7 +28,7 @@ use crate::projection::channel::{ChannelReport, EffectivenessFilter};
 use crate::projection::cost::{CostFilter, CostReport};
 use crate::projection::engagement::{EngagementFilter, UserEngagement};
 use crate::projection::impact::{ImpactFilter, ImpactReport};
-use crate::snapshot;
+use crate::snapshot::{self, Snapshots};
 use crate::stats::{CommunicationStats, StatsFilter, validate_selection, validate_user};
 use crate::track::{Call, Tracked};
 
@@ -51,16 +51,12 @@ pub const LOCK_FILE_NAME: &str = "LOCK";
 /// ```
 pub struct Store {
     dir: PathBuf,
-    pub(crate) projection: RwLock<Projection>,
+    pub(crate) projection: Arc<RwLock<Projection>>,
     report: OpenReport,
     /// `None` when opened read-only.
     pub(crate) writer: Option<Writer>,
     /// A read-only store's place in the log, which `refresh` goes on from; `None` for a writer.
     reader: Option<parking_lot::Mutex<Reader>>,
-    /// The last seq the newest snapshot loaded or written covers (0: none).
-    snapshot_seq: parking_lot::Mutex<u64>,
-    /// `Options::snapshot_every`.
-    snapshot_every: u64,
 }
 
 /// Where a read-only store's views end in the log.
@@ -79,6 +75,12 @@ pub(crate) struct Writer {
     _lock_file: File,
     /// The `Interval` policy's background flusher: dropping the sender stops it.
     background: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    pub(crate) snapshots: Arc<Snapshots>,
+    /// `Options::snapshot_every`.
+    every: u64,
+    /// The thread writing snapshots in the background, woken when one is due: dropping the
+    /// sender stops it.
+    pub(crate) snapshotter: Option<(mpsc::SyncSender<()>, JoinHandle<()>)>,
     closed: bool,
 }
 
@@ -111,6 +113,7 @@ impl Store {
         let lock_file = lock_directory(&dir, options.lock_timeout)?;
         let (projection, replayed) = load_views(&dir, Mode::Write, &options)?;
         let snapshot_seq = replayed.report.snapshot_events;
+        let projection = Arc::new(RwLock::new(projection));
         let log = Arc::new(SharedLog::open(
             &dir,
             &options,
@@ -123,20 +126,32 @@ impl Store {
             SyncPolicy::Interval(interval) => Some(spawn_interval_sync(&log, interval)?),
             SyncPolicy::Never | SyncPolicy::Always => None,
         };
+        let snapshots = Arc::new(Snapshots::new(
+            &dir,
+            Arc::clone(&log),
+            Arc::clone(&projection),
+            snapshot_seq,
+            options.snapshot_every,
+        ));
+        let snapshotter = match options.snapshot_every {
+            0 => None,
+            _ => Some(spawn_snapshotter(&snapshots)?),
+        };
         Ok(Store {
             dir,
-            projection: RwLock::new(projection),
+            projection,
             report: replayed.report,
             writer: Some(Writer {
                 log,
                 policy: options.sync,
                 _lock_file: lock_file,
                 background,
+                snapshots,
+                snapshotter,
+                every: options.snapshot_every,
                 closed: false,
             }),
             reader: None,
-            snapshot_seq: parking_lot::Mutex::new(snapshot_seq),
-            snapshot_every: options.snapshot_every,
         })
     }
 
@@ -163,9 +178,7 @@ impl Store {
             .map(|tail| tail.position(replayed.last_seq));
         Ok(Store {
             dir,
-            projection: RwLock::new(projection),
-            snapshot_seq: parking_lot::Mutex::new(replayed.report.snapshot_events),
-            snapshot_every: options.snapshot_every,
+            projection: Arc::new(RwLock::new(projection)),
             report: replayed.report,
             writer: None,
             reader: Some(parking_lot::Mutex::new(Reader {
@@ -233,31 +246,18 @@ impl Store {
         Ok(reader.folded_seq - folded_before)
     }
 
-    /// Writes a snapshot of the views now (docs/FORMAT.md, "Snapshots"), after making the log
-    /// durable up to them, so that the next open replays only what comes after; returns its
-    /// path, or `None` when the newest snapshot already covers the whole log (or it is empty).
-    /// Tracking calls wait while it is written. [`Store::close`] writes one too.
+    /// Writes a snapshot of the views now (docs/FORMAT.md, "Snapshots"), so that the next open
+    /// replays only the log after it; returns its path, or `None` when the newest snapshot
+    /// already covers the whole log (or it is empty). The views are captured at the log's end
+    /// and written while tracking calls go on (each waits at most for a read lock held while a
+    /// few thousand entries are encoded); the snapshot is written once the log is durable up
+    /// to it. A writer also writes one in the background as the log grows
+    /// ([`Options::snapshot_every`]), and when it closes.
     pub fn snapshot(&self) -> Result<Option<PathBuf>> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly {
             operation: "snapshot",
         })?;
-        let mut log = writer.log.lock();
-        log.check_poison()?;
-        log.make_durable()?;
-        self.write_snapshot(&log, 1)
-    }
-
-    /// Writes a snapshot of the views, which `log` holds durably up to its end, if the log
-    /// holds at least `min_events` events past the newest snapshot.
-    fn write_snapshot(&self, log: &Log, min_events: u64) -> Result<Option<PathBuf>> {
-        let mut snapshot_seq = self.snapshot_seq.lock();
-        let position = log.position();
-        if position.last_seq < snapshot_seq.saturating_add(min_events.max(1)) {
-            return Ok(None);
-        }
-        let path = snapshot::write(&self.dir, &position, log.covered(), &self.projection.read())?;
-        *snapshot_seq = position.last_seq;
-        Ok(Some(path))
+        writer.snapshots.write(1)
     }
 
     /// The store's directory.
@@ -676,17 +676,19 @@ impl Store {
             return Ok(());
         };
         writer.closed = true;
+        if let Some((stop, thread)) = writer.snapshotter.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
         if let Some((stop, thread)) = writer.background.take() {
             drop(stop);
             let _ = thread.join();
         }
         writer.log.close(Utc::now().timestamp_millis())?;
-        if self.snapshot_every == 0 {
-            return Ok(());
+        match writer.every {
+            0 => Ok(()),
+            every => writer.snapshots.write(every).map(|_| ()),
         }
-        let log = Arc::clone(&writer.log);
-        let log = log.lock();
-        self.write_snapshot(&log, self.snapshot_every).map(|_| ())
     }
 }
 
@@ -701,7 +703,11 @@ impl Drop for Store {
 fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, Replayed)> {
     let window_ms = window_ms(options);
     let mut ignored = Vec::new();
-    let (projection, mut replayed) = match snapshot::load_newest(dir, window_ms, &mut ignored) {
+    let loaded = match options.load_snapshot {
+        true => snapshot::load_newest(dir, window_ms, &mut ignored),
+        false => None,
+    };
+    let (projection, mut replayed) = match loaded {
         Some(loaded) => {
             let mut projection = Projection::from_facts(loaded.facts);
             let mut replayed = replay::replay_from(dir, mode, &loaded.position, &mut |logged| {
@@ -914,6 +920,23 @@ pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result
     file.write_all(std::process::id().to_string().as_bytes())
         .map_err(io)?;
     Ok(file)
+}
+
+/// Starts the thread that writes a snapshot whenever it is woken (a tracking call found one
+/// due). A failed snapshot loses nothing: the log has every event, and the next one is tried
+/// once the log has grown as much again.
+fn spawn_snapshotter(snapshots: &Arc<Snapshots>) -> Result<(mpsc::SyncSender<()>, JoinHandle<()>)> {
+    let (wake, woken) = mpsc::sync_channel::<()>(1);
+    let snapshots = Arc::clone(snapshots);
+    let thread = std::thread::Builder::new()
+        .name("commlog-snapshot".to_string())
+        .spawn(move || {
+            while woken.recv().is_ok() {
+                let _ = snapshots.write(1);
+            }
+        })
+        .map_err(|source| Error::io(Path::new("commlog-snapshot thread"), source))?;
+    Ok((wake, thread))
 }
 
 fn spawn_interval_sync(

@@ -570,6 +570,12 @@ impl Store {
             }
             log.last_seq()
         };
+        if let Some((wake, _)) = &writer.snapshotter
+            && writer.snapshots.is_due(last_seq)
+        {
+            // Already awake (writing one) if the channel is full.
+            let _ = wake.try_send(());
+        }
         // Durable as the policy promises: what this batch appended, and for a repeated send
         // everything folded before it.
         let wait_for = if answered_existing {

@@ -265,16 +265,6 @@ impl Log {
         Ok(())
     }
 
-    /// Hands every buffered frame to the OS and fsyncs the segment: everything appended so far
-    /// is durable.
-    pub(crate) fn make_durable(&mut self) -> Result<()> {
-        self.write_buffer()?;
-        sync_segment(&self.file).map_err(|source| self.poisoned(Error::io(&self.path, source)))?;
-        self.durable_seq
-            .fetch_max(self.next_seq - 1, Ordering::AcqRel);
-        Ok(())
-    }
-
     /// Every segment up to where the log ends, as a snapshot covers them; nothing may be
     /// buffered ([`Log::make_durable`] first).
     pub(crate) fn covered(&self) -> Vec<CoveredSegment> {

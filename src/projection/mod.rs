@@ -17,6 +17,7 @@
 //! facts and the built indexes that must follow them.
 
 pub(crate) mod attribution;
+pub(crate) mod capture;
 pub(crate) mod channel;
 pub(crate) mod cost;
 pub(crate) mod engagement;
@@ -38,7 +39,7 @@ use std::sync::OnceLock;
 use crate::event::{BudgetScope, Event, LoggedEvent, MessageId, Month};
 use attribution::{Credits, Touches};
 use id_map::IdMap;
-use names::{NameId, Names};
+use names::Names;
 use outcome::OutcomeState;
 use rollup::MessageRollup;
 use status::MessageState;
@@ -63,6 +64,8 @@ pub(crate) struct Projection {
     /// Each outcome's credit, and time-bucketed outcome sums; built on first use, then kept
     /// current.
     credits: OnceLock<Credits>,
+    /// The facts at a log position, while a snapshot of them is written.
+    capture: Option<capture::Capture>,
 }
 
 /// Every message's and outcome's state, per-user indexes, names and budgets: what the events
@@ -88,24 +91,14 @@ pub(crate) struct Facts {
     /// The external id of each message sent with one, by message id: a side map, so that the
     /// messages without one (most) spend no memory on it.
     external_id_of: IdMap<u64, Arc<str>>,
+    /// The messages with an external id, by id (ascending: sends are folded in id order).
+    external_id_order: Vec<u64>,
 }
 
-/// The facts as a snapshot holds them (docs/FORMAT.md, "Snapshots"). Maps are lists in a fixed
-/// order, so that the same log always gives the same bytes: users in the order of their first
-/// event, external ids by message id, budgets by (scope, month); names are listed by id; a
-/// budget is (scope byte, month index, its state).
-#[derive(bincode::Encode)]
-pub(crate) struct FactsImage<'a> {
-    messages: &'a [MessageState],
-    outcomes: &'a [OutcomeState],
-    users: Vec<(u64, &'a UserEntries)>,
-    names: Vec<&'a str>,
-    latest_event_ms: Option<i64>,
-    budgets: Vec<(u8, i64, BudgetState)>,
-    external_ids: Vec<(u64, &'a str)>,
-}
-
-/// A [`FactsImage`] as decoded: the same fields, owned.
+/// The facts as a snapshot holds them (docs/FORMAT.md, "Snapshots"), written by
+/// [`capture::write_image`]. Lists are in a fixed order, so that the same log always gives the
+/// same bytes: users in the order of their first event, external ids by message id, budgets by
+/// (scope, month); names by id; a budget is (scope byte, month index, its state).
 #[derive(bincode::Decode)]
 pub(crate) struct DecodedFacts {
     messages: Vec<MessageState>,
@@ -118,40 +111,18 @@ pub(crate) struct DecodedFacts {
 }
 
 impl Facts {
-    /// The facts as a snapshot holds them.
-    pub(crate) fn image(&self) -> FactsImage<'_> {
-        let users: Vec<(u64, &UserEntries)> = self
-            .user_order
+    /// The budgets as a snapshot lists them.
+    pub(crate) fn budget_list(&self) -> Vec<(u8, i64, BudgetState)> {
+        self.budgets
             .iter()
-            .map(|user| (*user, &self.users[user]))
-            .collect();
-        let mut external_ids: Vec<(u64, &str)> = self
-            .external_id_of
-            .iter()
-            .map(|(id, external_id)| (*id, &**external_id))
-            .collect();
-        external_ids.sort_unstable_by_key(|(id, _)| *id);
-        FactsImage {
-            messages: &self.messages,
-            outcomes: &self.outcomes,
-            users,
-            names: (0..self.names.len() as NameId)
-                .map(|id| self.names.name(id))
-                .collect(),
-            latest_event_ms: self.latest_event_ms,
-            budgets: self
-                .budgets
-                .iter()
-                .map(|((scope, month), budget)| {
-                    (
-                        crate::codec::budget_scope_byte(*scope),
-                        month.index(),
-                        *budget,
-                    )
-                })
-                .collect(),
-            external_ids,
-        }
+            .map(|((scope, month), budget)| {
+                (
+                    crate::codec::budget_scope_byte(*scope),
+                    month.index(),
+                    *budget,
+                )
+            })
+            .collect()
     }
 
     /// The facts a snapshot holds, after checking that they fit together (every index and name
@@ -258,6 +229,7 @@ impl Facts {
             attribution_window_ms,
             external_ids: HashMap::with_capacity(external_id_list.len()),
             external_id_of: IdMap::default(),
+            external_id_order: Vec::new(),
         };
         for (id, external_id) in external_id_list {
             let known =
@@ -313,9 +285,11 @@ impl Projection {
                 attribution_window_ms,
                 external_ids: HashMap::new(),
                 external_id_of: IdMap::default(),
+                external_id_order: Vec::new(),
             },
             rollup: OnceLock::new(),
             credits: OnceLock::new(),
+            capture: None,
         }
     }
 
@@ -325,6 +299,7 @@ impl Projection {
             facts,
             rollup: OnceLock::new(),
             credits: OnceLock::new(),
+            capture: None,
         }
     }
 
@@ -366,7 +341,11 @@ impl Projection {
                     cost,
                     at_ms,
                 ));
-                self.facts.user_entries(user_id.0).add_message(at_ms, index);
+                let entries = self.facts.user_entries(user_id.0);
+                if let Some(capture) = &mut self.capture {
+                    capture.keep_user(user_id.0, entries, entries.appends_message(at_ms, index));
+                }
+                entries.add_message(at_ms, index);
                 if let Some(rollup) = self.rollup.get_mut() {
                     rollup.add(&self.facts.messages, index);
                 }
@@ -412,7 +391,11 @@ impl Projection {
                     amount_micros: amount.event_micros(),
                     outcome,
                 });
-                self.facts.user_entries(user_id.0).add_outcome(at_ms, index);
+                let entries = self.facts.user_entries(user_id.0);
+                if let Some(capture) = &mut self.capture {
+                    capture.keep_user(user_id.0, entries, entries.appends_outcome(at_ms, index));
+                }
+                entries.add_outcome(at_ms, index);
                 if let Some(credits) = self.credits.get_mut() {
                     self.facts.credit_new_outcome(credits);
                 }
@@ -451,6 +434,9 @@ impl Projection {
     fn fold_message(&mut self, id: MessageId, change: impl FnOnce(&mut MessageState)) {
         let index = id.0.checked_sub(1).expect("message ids start at 1") as usize;
         let state = &mut self.facts.messages[index];
+        if let Some(capture) = &mut self.capture {
+            capture.keep_message(index, state);
+        }
         let old_touches = self.credits.get().map(|_| Touches::of(state));
         match self.rollup.get_mut() {
             Some(rollup) => {

@@ -359,6 +359,7 @@ impl Facts {
         self.external_ids
             .insert(Arc::clone(&external_id), message_id);
         self.external_id_of.insert(message_id.0, external_id);
+        self.external_id_order.push(message_id.0);
     }
 
     /// The external id the message was sent with, if any.

@@ -9,7 +9,7 @@ use crate::projection::{Facts, Projection};
 /// sorted. The sent time sits beside the index, and the last key beside the list, so that
 /// keeping the list sorted reads no other memory in the usual case (messages arriving in time
 /// order).
-#[derive(Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub(crate) struct UserEntries {
     pub messages: Vec<(i64, u32)>,
     last_message: Option<(i64, u32)>,
@@ -31,6 +31,41 @@ impl Default for UserEntries {
 }
 
 impl UserEntries {
+    /// Entries with these lists (as a snapshot gives them).
+    pub(crate) fn from_image(
+        messages: Vec<(i64, u32)>,
+        last_message: Option<(i64, u32)>,
+        outcomes: Vec<(i64, u32)>,
+        latest_outcome_ms: i64,
+    ) -> UserEntries {
+        UserEntries {
+            messages,
+            last_message,
+            outcomes,
+            latest_outcome_ms,
+        }
+    }
+
+    /// The latest message filed in time order (the last of the list unless one filed later
+    /// went before it).
+    pub(crate) fn last_message(&self) -> Option<(i64, u32)> {
+        self.last_message
+    }
+
+    /// Whether filing this message appends it to the list.
+    pub(crate) fn appends_message(&self, sent_ms: i64, index: u32) -> bool {
+        self.messages
+            .last()
+            .is_none_or(|last| *last < (sent_ms, index))
+    }
+
+    /// Whether filing this outcome appends it to the list.
+    pub(crate) fn appends_outcome(&self, at_ms: i64, index: u32) -> bool {
+        self.outcomes
+            .last()
+            .is_none_or(|last| *last < (at_ms, index))
+    }
+
     /// Files a message in the user's list, kept sorted by (sent time, index); messages mostly
     /// arrive in time order, which `last_message` tells without reading the list.
     pub(crate) fn add_message(&mut self, sent_ms: i64, index: u32) {

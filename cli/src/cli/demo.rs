@@ -182,8 +182,15 @@ struct Measured {
     ingest_events_per_second: f64,
     queries: Vec<QueryTiming>,
     close_seconds: f64,
+    /// Reopening as a writer: the newest snapshot loaded, the log after it replayed.
     reopen_seconds: f64,
+    /// The log's events over `reopen_seconds`.
     replay_events_per_second: f64,
+    /// Events the snapshot loaded at reopening covered (0: none was).
+    reopen_snapshot_events: u64,
+    /// Opening read-only without loading a snapshot: the whole log replayed.
+    full_replay_seconds: f64,
+    full_replay_events_per_second: f64,
     bytes_on_disk: u64,
     bytes_per_message: f64,
     /// Anonymous resident memory after ingest minus before opening, per message (mapped files
@@ -298,9 +305,10 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
     store.close()?;
     let close_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let reopened = Store::open_with(&global.dir, options)?;
+    let reopened = Store::open_with(&global.dir, options.clone())?;
     let reopen_seconds = started.elapsed().as_secs_f64();
     let replayed_events = reopened.open_report().events;
+    let reopen_snapshot_events = reopened.open_report().snapshot_events;
     let mut mismatches = Vec::new();
     if reopened.get_communication_stats(&StatsFilter::new())? != q1 {
         mismatches.push("Q1 after reopening differs from Q1 before closing".to_string());
@@ -325,6 +333,17 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
         ),
     )?;
     reopened.close()?;
+    let started = Instant::now();
+    let whole_log = Options {
+        load_snapshot: false,
+        ..options
+    };
+    let replayed_whole = Store::open_read_only_with(&global.dir, whole_log)?;
+    let full_replay_seconds = started.elapsed().as_secs_f64();
+    if replayed_whole.get_communication_stats(&StatsFilter::new())? != q1 {
+        mismatches.push("Q1 after replaying the whole log differs from Q1 before closing".into());
+    }
+    drop(replayed_whole);
 
     let reference = REFERENCES.iter().find(|reference| {
         args.seed == 42 && args.users == 10_000 && reference.messages == args.messages
@@ -357,6 +376,9 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
             close_seconds,
             reopen_seconds,
             replay_events_per_second: replayed_events as f64 / reopen_seconds,
+            reopen_snapshot_events,
+            full_replay_seconds,
+            full_replay_events_per_second: replayed_events as f64 / full_replay_seconds,
             bytes_on_disk,
             bytes_per_message: bytes_on_disk as f64 / args.messages as f64,
             memory_bytes_per_message,
@@ -868,11 +890,22 @@ fn render(report: &Report) -> String {
         String::new(),
     ]);
     phases.row(vec![
-        "reopen (replay)".to_string(),
+        match measured.reopen_snapshot_events {
+            0 => "reopen (no snapshot: full replay)".to_string(),
+            events => format!("reopen (snapshot of {} events + the rest)", count(events)),
+        },
         format!("{:.3}", measured.reopen_seconds),
         format!(
             "{} events/s",
             count(measured.replay_events_per_second as u64)
+        ),
+    ]);
+    phases.row(vec![
+        "open without the snapshot (full replay)".to_string(),
+        format!("{:.3}", measured.full_replay_seconds),
+        format!(
+            "{} events/s",
+            count(measured.full_replay_events_per_second as u64)
         ),
     ]);
     text.push_str(&phases.render());

@@ -1,0 +1,425 @@
+//! The facts as they stood at one log position, written out while events go on being folded:
+//! how a snapshot is taken without holding up tracking calls.
+//!
+//! [`Projection::begin_capture`] records how long each list is at the position. From then on
+//! the fold keeps, for each message and user it changes, the state it had at the position (a
+//! pre-image: the first change copies it). [`write_image`] writes the image of the facts at
+//! the position in parts, each under a short read lock: a message or user changed since is
+//! written from its pre-image, anything added since is left out. Outcomes, names and external
+//! ids are only ever added to, so their first entries are the position's.
+//!
+//! The image's bytes are those of [`DecodedFacts`](super::DecodedFacts) (docs/FORMAT.md,
+//! "Snapshots"): the same facts always give the same bytes, whether or not events were folded
+//! while they were written.
+
+use std::io::Write;
+
+use parking_lot::RwLock;
+
+use crate::codec;
+use crate::projection::id_map::IdMap;
+use crate::projection::status::MessageState;
+use crate::projection::user_lists::UserEntries;
+use crate::projection::{BudgetState, Projection};
+
+/// Messages, users, outcomes or external ids written per read lock: about a quarter of a
+/// millisecond of encoding, so that a tracking call waits no longer for the lock.
+const ENTRIES_PER_LOCK: usize = 4096;
+
+/// The facts at a log position, for the parts changed since.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    messages: usize,
+    outcomes: usize,
+    users: usize,
+    names: usize,
+    external_ids: usize,
+    latest_event_ms: Option<i64>,
+    budgets: Vec<(u8, i64, BudgetState)>,
+    /// The state at the position of each message changed since, by index.
+    message_before: IdMap<u32, MessageState>,
+    /// The lists at the position of each user changed since.
+    user_before: IdMap<u64, UserBefore>,
+}
+
+/// A user's lists at the position: their lengths, while entries have only been appended since,
+/// or a copy, once one went before the end.
+#[derive(Debug)]
+enum UserBefore {
+    Prefix {
+        messages: usize,
+        last_message: Option<(i64, u32)>,
+        outcomes: usize,
+        latest_outcome_ms: i64,
+    },
+    Copy(UserEntries),
+}
+
+/// A user's lists as an image holds them; encodes as [`UserEntries`] does.
+#[derive(bincode::Encode)]
+struct UserImage<'a> {
+    messages: &'a [(i64, u32)],
+    last_message: Option<(i64, u32)>,
+    outcomes: &'a [(i64, u32)],
+    latest_outcome_ms: i64,
+}
+
+impl UserBefore {
+    fn image<'a>(&'a self, now: &'a UserEntries) -> UserImage<'a> {
+        match self {
+            UserBefore::Prefix {
+                messages,
+                last_message,
+                outcomes,
+                latest_outcome_ms,
+            } => UserImage {
+                messages: &now.messages[..*messages],
+                last_message: *last_message,
+                outcomes: &now.outcomes[..*outcomes],
+                latest_outcome_ms: *latest_outcome_ms,
+            },
+            UserBefore::Copy(before) => before.image(),
+        }
+    }
+}
+
+impl UserEntries {
+    fn image(&self) -> UserImage<'_> {
+        UserImage {
+            messages: &self.messages,
+            last_message: self.last_message(),
+            outcomes: &self.outcomes,
+            latest_outcome_ms: self.latest_outcome_ms,
+        }
+    }
+
+    /// The lists as they stand, for a capture to keep before this user changes: their lengths
+    /// if the change appends (`appends`), else a copy.
+    fn before(&self, appends: bool) -> UserBefore {
+        match appends {
+            true => UserBefore::Prefix {
+                messages: self.messages.len(),
+                last_message: self.last_message(),
+                outcomes: self.outcomes.len(),
+                latest_outcome_ms: self.latest_outcome_ms,
+            },
+            false => UserBefore::Copy(self.clone()),
+        }
+    }
+}
+
+impl Capture {
+    /// Keeps message `index`'s state before its first change since the position.
+    pub(crate) fn keep_message(&mut self, index: usize, state: &MessageState) {
+        if index < self.messages {
+            self.message_before
+                .entry(index as u32)
+                .or_insert_with(|| state.clone());
+        }
+    }
+
+    /// Keeps `user`'s lists (`entries`) before a change since the position; `appends` tells
+    /// whether the change only appends to them. Users added since are never written, so what
+    /// is kept for them does not matter.
+    pub(crate) fn keep_user(&mut self, user: u64, entries: &UserEntries, appends: bool) {
+        match self.user_before.get_mut(&user) {
+            None => {
+                self.user_before.insert(user, entries.before(appends));
+            }
+            Some(before @ UserBefore::Prefix { .. }) if !appends => {
+                let image = before.image(entries);
+                *before = UserBefore::Copy(UserEntries::from_image(
+                    image.messages.to_vec(),
+                    image.last_message,
+                    image.outcomes.to_vec(),
+                    image.latest_outcome_ms,
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+impl Projection {
+    /// Starts a capture of the facts as they stand (the log's position now). Panics if one is
+    /// under way: the caller takes one at a time.
+    pub(crate) fn begin_capture(&mut self) {
+        assert!(self.capture.is_none(), "one capture at a time");
+        self.capture = Some(Capture {
+            messages: self.facts.messages.len(),
+            outcomes: self.facts.outcomes.len(),
+            users: self.facts.user_order.len(),
+            names: self.facts.names.len(),
+            external_ids: self.facts.external_id_order.len(),
+            latest_event_ms: self.facts.latest_event_ms,
+            budgets: self.facts.budget_list(),
+            message_before: IdMap::default(),
+            user_before: IdMap::default(),
+        });
+    }
+
+    /// Ends the capture, dropping what it kept.
+    pub(crate) fn end_capture(&mut self) {
+        self.capture = None;
+    }
+}
+
+/// Writes the image of the captured facts of `projection` to `out`, in parts, each under a
+/// short read lock; events may be folded meanwhile.
+pub(crate) fn write_image(
+    projection: &RwLock<Projection>,
+    out: &mut impl Write,
+) -> Result<(), bincode::error::EncodeError> {
+    let mut buffer = Vec::new();
+    let (messages, outcomes, users, external_ids) = {
+        let projection = projection.read();
+        let capture = projection.capture.as_ref().expect("a capture is under way");
+        (
+            capture.messages,
+            capture.outcomes,
+            capture.users,
+            capture.external_ids,
+        )
+    };
+    write_in_parts(
+        projection,
+        out,
+        &mut buffer,
+        messages,
+        |projection, index, buffer| {
+            let capture = projection.capture.as_ref().expect("a capture is under way");
+            let state = capture
+                .message_before
+                .get(&(index as u32))
+                .unwrap_or(&projection.facts.messages[index]);
+            codec::encode_snapshot_part(state, buffer)
+        },
+    )?;
+    write_in_parts(
+        projection,
+        out,
+        &mut buffer,
+        outcomes,
+        |projection, index, buffer| {
+            codec::encode_snapshot_part(&projection.facts.outcomes[index], buffer)
+        },
+    )?;
+    write_in_parts(
+        projection,
+        out,
+        &mut buffer,
+        users,
+        |projection, index, buffer| {
+            let capture = projection.capture.as_ref().expect("a capture is under way");
+            let user = projection.facts.user_order[index];
+            let now = &projection.facts.users[&user];
+            let image = match capture.user_before.get(&user) {
+                Some(before) => before.image(now),
+                None => now.image(),
+            };
+            codec::encode_snapshot_part(&(user, image), buffer)
+        },
+    )?;
+    {
+        let projection = projection.read();
+        let capture = projection.capture.as_ref().expect("a capture is under way");
+        let names = &projection.facts.names;
+        let names: Vec<&str> = (0..capture.names as u32).map(|id| names.name(id)).collect();
+        codec::encode_snapshot_part(&names, &mut buffer)?;
+        codec::encode_snapshot_part(&capture.latest_event_ms, &mut buffer)?;
+        codec::encode_snapshot_part(&capture.budgets, &mut buffer)?;
+    }
+    write_buffer(out, &mut buffer)?;
+    write_in_parts(
+        projection,
+        out,
+        &mut buffer,
+        external_ids,
+        |projection, index, buffer| {
+            let id = projection.facts.external_id_order[index];
+            let external_id = projection
+                .facts
+                .external_id_of(crate::event::MessageId(id))
+                .expect("each listed message has an external id");
+            codec::encode_snapshot_part(&(id, external_id), buffer)
+        },
+    )
+}
+
+/// Writes a list of `count` entries as a `Vec` encodes (its length, then each entry), the
+/// entries encoded by `encode` (given the index) in parts of [`ENTRIES_PER_LOCK`], each under
+/// a read lock of `projection` and written to `out` after it is released.
+fn write_in_parts<W: Write>(
+    projection: &RwLock<Projection>,
+    out: &mut W,
+    buffer: &mut Vec<u8>,
+    count: usize,
+    encode: impl Fn(&Projection, usize, &mut Vec<u8>) -> Result<(), bincode::error::EncodeError>,
+) -> Result<(), bincode::error::EncodeError> {
+    codec::encode_snapshot_part(&(count as u64), buffer)?;
+    let mut start = 0;
+    while start < count {
+        let end = count.min(start + ENTRIES_PER_LOCK);
+        {
+            let projection = projection.read();
+            for index in start..end {
+                encode(&projection, index, buffer)?;
+            }
+        }
+        write_buffer(out, buffer)?;
+        start = end;
+    }
+    write_buffer(out, buffer)
+}
+
+fn write_buffer(
+    out: &mut impl Write,
+    buffer: &mut Vec<u8>,
+) -> Result<(), bincode::error::EncodeError> {
+    out.write_all(buffer)
+        .map_err(|inner| bincode::error::EncodeError::Io { inner, index: 0 })?;
+    buffer.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId};
+    use crate::money::Money;
+
+    const NAMES: [&str; 6] = [
+        "low_balance",
+        "bill_due",
+        "clicked_link",
+        "upgrade",
+        "x",
+        "y",
+    ];
+
+    /// A varied log: sends to few users with times that go back now and then (so that lists
+    /// get entries before their end), reports on earlier messages, outcomes out of order,
+    /// budgets and external ids.
+    fn events(seed: u64, count: usize) -> Vec<(Event<'static>, Option<String>)> {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let mut events = Vec::new();
+        let mut sent = 0u64;
+        for _ in 0..count {
+            let at_ms = 1_700_000_000_000 + next(1_000_000) as i64;
+            let name = NAMES[next(NAMES.len() as u64) as usize];
+            let message_id = MessageId(1 + next(sent.max(1)));
+            let event = match next(8) {
+                0..=2 => {
+                    sent += 1;
+                    let external_id = (next(3) == 0).then(|| format!("key-{sent}"));
+                    events.push((
+                        Event::MessageSent {
+                            message_id: MessageId(sent),
+                            user_id: UserId(1 + next(5)),
+                            channel: Channel::ALL[next(4) as usize],
+                            message_type: name,
+                            cost: Money::from_micros(i128::from(next(1000) as u32)),
+                            at_ms,
+                            external_id: None,
+                        },
+                        external_id,
+                    ));
+                    continue;
+                }
+                _ if sent == 0 => continue,
+                3 => Event::MessageDelivered { message_id, at_ms },
+                4 => Event::MessageOpened { message_id, at_ms },
+                5 => Event::UserAction {
+                    message_id,
+                    action: name,
+                    at_ms,
+                },
+                6 => Event::FinancialOutcome {
+                    user_id: UserId(1 + next(6)),
+                    outcome: name,
+                    amount: Money::from_micros(i128::from(next(5000) as u32) - 2500),
+                    at_ms,
+                },
+                _ => match next(2) {
+                    0 => Event::MessageFailed {
+                        message_id,
+                        reason: name,
+                        at_ms,
+                    },
+                    _ => Event::BudgetSet {
+                        scope: BudgetScope::Channel(Channel::ALL[next(4) as usize]),
+                        month: Month::new(2025, 1 + next(12) as u32).unwrap(),
+                        amount: Money::from_micros(1 + i128::from(next(1000) as u32)),
+                        alert_percent: 1 + next(100) as u8,
+                        at_ms,
+                    },
+                },
+            };
+            events.push((event, None));
+        }
+        events
+    }
+
+    fn fold_all(projection: &mut Projection, events: &[(Event<'static>, Option<String>)]) {
+        for (seq, (event, external_id)) in events.iter().enumerate() {
+            let mut event = *event;
+            if let Event::MessageSent {
+                external_id: slot, ..
+            } = &mut event
+            {
+                *slot = external_id.as_deref();
+            }
+            projection.fold(&LoggedEvent {
+                seq: seq as u64 + 1,
+                appended_ms: 0,
+                durable_seq: 0,
+                event,
+            });
+        }
+    }
+
+    fn image(projection: Projection) -> Vec<u8> {
+        let projection = RwLock::new(projection);
+        let mut bytes = Vec::new();
+        write_image(&projection, &mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn the_image_written_while_events_are_folded_is_the_image_at_the_capture() {
+        for seed in 1..40 {
+            let events = events(seed, 300);
+            let len = events.len();
+            for split in [0, 1, 7, len / 3, len / 2, len - 1, len] {
+                let mut at_capture = Projection::new(1_000);
+                fold_all(&mut at_capture, &events[..split]);
+                let mut going_on = Projection::new(1_000);
+                fold_all(&mut going_on, &events[..split]);
+                going_on.begin_capture();
+                fold_all(&mut going_on, &events[split..]);
+                at_capture.begin_capture();
+                let expected = image(at_capture);
+                assert_eq!(image(going_on), expected, "seed {seed}, split {split}");
+                let decoded: DecodedFactsForTest =
+                    codec::decode_snapshot_part(&mut expected.as_slice()).unwrap();
+                let facts = crate::projection::Facts::from_image(decoded.0, 1_000).unwrap();
+                let mut loaded = Projection::from_facts(facts);
+                loaded.begin_capture();
+                assert_eq!(
+                    image(loaded),
+                    expected,
+                    "read back: seed {seed}, split {split}"
+                );
+            }
+        }
+    }
+
+    #[derive(bincode::Decode)]
+    struct DecodedFactsForTest(crate::projection::DecodedFacts);
+}
