@@ -36,12 +36,88 @@ pub(crate) fn encode_snapshot_part<T: Encode>(
     bincode::encode_into_std_write(value, out, SNAPSHOT_CONFIG).map(|_| ())
 }
 
-/// Reads one part of a snapshot body from `input`; the error says what did not decode.
-pub(crate) fn decode_snapshot_part<T: Decode<()>>(
-    input: &mut impl std::io::Read,
-) -> Result<T, String> {
-    bincode::decode_from_std_read(input, SNAPSHOT_CONFIG)
-        .map_err(|error| format!("snapshot body does not decode: {error}"))
+/// Reads a snapshot body from a file in large blocks, each part's fields copied out of the
+/// block in memory (through `std::io::Read`, every field would cost a call).
+pub(crate) struct SnapshotReader<R> {
+    inner: R,
+    block: Vec<u8>,
+    /// The block's bytes not yet read: `block[start..end]`.
+    start: usize,
+    end: usize,
+}
+
+impl<R: std::io::Read> SnapshotReader<R> {
+    pub(crate) fn new(inner: R, block_bytes: usize) -> SnapshotReader<R> {
+        SnapshotReader {
+            inner,
+            block: vec![0; block_bytes],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Reads the next part; the error says what did not decode.
+    pub(crate) fn decode<T: Decode<()>>(&mut self) -> Result<T, String> {
+        bincode::decode_from_reader(&mut *self, SNAPSHOT_CONFIG)
+            .map_err(|error| format!("snapshot body does not decode: {error}"))
+    }
+
+    /// Bytes left after the parts read.
+    pub(crate) fn bytes_left(&mut self) -> Result<u64, String> {
+        let buffered = (self.end - self.start) as u64;
+        self.start = self.end;
+        std::io::copy(&mut self.inner, &mut std::io::sink())
+            .map(|rest| buffered + rest)
+            .map_err(|error| format!("snapshot body cannot be read: {error}"))
+    }
+
+    #[cold]
+    fn read_across_blocks(
+        &mut self,
+        mut bytes: &mut [u8],
+    ) -> Result<(), bincode::error::DecodeError> {
+        while !bytes.is_empty() {
+            if self.start == self.end {
+                self.start = 0;
+                self.end = loop {
+                    match self.inner.read(&mut self.block) {
+                        Ok(read) => break read,
+                        Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(inner) => {
+                            return Err(bincode::error::DecodeError::Io {
+                                inner,
+                                additional: bytes.len(),
+                            });
+                        }
+                    }
+                };
+                if self.end == 0 {
+                    return Err(bincode::error::DecodeError::UnexpectedEnd {
+                        additional: bytes.len(),
+                    });
+                }
+            }
+            let taken = bytes.len().min(self.end - self.start);
+            bytes[..taken].copy_from_slice(&self.block[self.start..self.start + taken]);
+            self.start += taken;
+            bytes = &mut bytes[taken..];
+        }
+        Ok(())
+    }
+}
+
+impl<R: std::io::Read> bincode::de::read::Reader for SnapshotReader<R> {
+    #[inline(always)]
+    fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+        match self.block.get(self.start..self.start + bytes.len()) {
+            Some(available) if self.start + bytes.len() <= self.end => {
+                bytes.copy_from_slice(available);
+                self.start += bytes.len();
+                Ok(())
+            }
+            _ => self.read_across_blocks(bytes),
+        }
+    }
 }
 
 // A frame's prefix: the body's length (u16), then the body's checksum (u32).

@@ -8,7 +8,7 @@
 //! directory fsynced: a crash while writing leaves a temporary file, which is never read.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -333,17 +333,22 @@ fn load(
     }
     file.seek(SeekFrom::Start(HEADER_BYTES as u64))
         .map_err(|error| error.to_string())?;
-    let mut body = BufReader::with_capacity(READ_BUFFER_BYTES, file.take(body_len));
-    let bound: Bound = codec::decode_snapshot_part(&mut body)?;
+    let mut body = codec::SnapshotReader::new(file.take(body_len), READ_BUFFER_BYTES);
+    let bound: Bound = body.decode()?;
     check_position(dir, &bound.position).map_err(|reason| format!("not the log's: {reason}"))?;
-    check_covered(dir, &bound)?;
+    // The log's frames are checked on another thread while the facts are decoded.
+    let (covered, decoded) = std::thread::scope(|scope| {
+        let covered = scope.spawn(|| check_covered(dir, &bound));
+        let decoded = decode_facts(&mut body);
+        let covered = covered
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (covered, decoded)
+    });
+    covered?;
+    let decoded = decoded?;
     let mut covered_before = bound.covered;
     covered_before.pop();
-    let decoded: DecodedFacts = codec::decode_snapshot_part(&mut body)?;
-    let left = body.bytes().count();
-    if left != 0 {
-        return Err(format!("body has {left} bytes after its end"));
-    }
     let facts = Facts::from_image(decoded, attribution_window_ms)?;
     Ok(Loaded {
         path: path.to_path_buf(),
@@ -351,6 +356,18 @@ fn load(
         covered_before,
         facts,
     })
+}
+
+/// Decodes the facts, which end the body.
+fn decode_facts(
+    body: &mut codec::SnapshotReader<impl Read>,
+) -> std::result::Result<DecodedFacts, String> {
+    let decoded: DecodedFacts = body.decode()?;
+    let left = body.bytes_left()?;
+    if left != 0 {
+        return Err(format!("body has {left} bytes after its end"));
+    }
+    Ok(decoded)
 }
 
 /// Checks a header read from a file of `file_len` bytes; returns the body's length.
@@ -492,22 +509,11 @@ fn check_covered(dir: &Path, bound: &Bound) -> std::result::Result<(), String> {
             bound.covered.len()
         ));
     }
-    // Two threads, each taking every other segment.
-    let check = |parity: usize| -> std::result::Result<(), String> {
-        let mut buffer = vec![0; READ_BUFFER_BYTES];
-        for ((_, path), segment) in listed.iter().zip(&bound.covered).skip(parity).step_by(2) {
-            check_frames(path, segment, bound.position.store_id, &mut buffer)?;
-        }
-        Ok(())
-    };
-    std::thread::scope(|scope| {
-        let other = scope.spawn(|| check(1));
-        let first = check(0);
-        let second = other
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        first.and(second)
-    })
+    let mut buffer = vec![0; READ_BUFFER_BYTES];
+    for ((_, path), segment) in listed.iter().zip(&bound.covered) {
+        check_frames(path, segment, bound.position.store_id, &mut buffer)?;
+    }
+    Ok(())
 }
 
 /// Checks one covered segment: its header (same store, first seq) and its frames' checksum.

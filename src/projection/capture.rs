@@ -407,7 +407,9 @@ mod tests {
                 let expected = image(at_capture);
                 assert_eq!(image(going_on), expected, "seed {seed}, split {split}");
                 let decoded: DecodedFactsForTest =
-                    codec::decode_snapshot_part(&mut expected.as_slice()).unwrap();
+                    codec::SnapshotReader::new(expected.as_slice(), 4096)
+                        .decode()
+                        .unwrap();
                 let facts = crate::projection::Facts::from_image(decoded.0, 1_000).unwrap();
                 let mut loaded = Projection::from_facts(facts);
                 loaded.begin_capture();
