@@ -522,6 +522,10 @@ fn scan_segments<'a>(
         let segment = replay_segment_split(
             path, bytes, position, expected, resume, checksums, split, fold,
         )?;
+        // The one before: the folding may still be reading this one (pipelined replay).
+        if let Some(previous) = index.checked_sub(1) {
+            maps[previous].release();
+        }
         check_torn_header(segments, maps, index, segment.torn_offset)?;
         if let Some(offset) = segment.torn_offset {
             torn = Some(TornTail {
