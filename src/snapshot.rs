@@ -151,11 +151,22 @@ impl Snapshots {
     /// log's lock (which makes every frame before it handed to the OS) and written while
     /// tracking calls go on; the snapshot is written only once the log is durable up to it.
     pub(crate) fn write(&self, min_events: u64) -> Result<Option<PathBuf>> {
+        self.write_when(|newest_seq| newest_seq.saturating_add(min_events.max(1)))
+    }
+
+    /// Writes a snapshot if one is due in the background (a wake-up may come while the one
+    /// it asked for is being written).
+    pub(crate) fn write_if_due(&self) -> Result<Option<PathBuf>> {
+        self.write_when(|_| self.due_seq.load(Ordering::Relaxed))
+    }
+
+    /// Writes a snapshot if the log's last seq has reached `from_seq(newest snapshot's)`.
+    fn write_when(&self, from_seq: impl Fn(u64) -> u64) -> Result<Option<PathBuf>> {
         let mut newest_seq = self.newest_seq.lock();
         let (position, covered) = {
             let mut log = self.log.lock();
             log.check_poison()?;
-            if log.last_seq() < newest_seq.saturating_add(min_events.max(1)) {
+            if log.last_seq() < from_seq(*newest_seq).max(newest_seq.saturating_add(1)) {
                 return Ok(None);
             }
             log.write_buffer()?;
@@ -166,7 +177,8 @@ impl Snapshots {
             .log
             .sync_to(position.last_seq)
             .and_then(|()| write_file(&self.dir, &position, covered, &self.projection));
-        self.projection.write().end_capture();
+        let capture = self.projection.write().end_capture();
+        drop(capture);
         match written {
             Ok(path) => {
                 *newest_seq = position.last_seq;

@@ -932,7 +932,7 @@ fn spawn_snapshotter(snapshots: &Arc<Snapshots>) -> Result<(mpsc::SyncSender<()>
         .name("commlog-snapshot".to_string())
         .spawn(move || {
             while woken.recv().is_ok() {
-                let _ = snapshots.write(1);
+                let _ = snapshots.write_if_due();
             }
         })
         .map_err(|source| Error::io(Path::new("commlog-snapshot thread"), source))?;

@@ -201,6 +201,20 @@ class Store:
         """Makes every event appended so far durable (survives a power cut)."""
         self._native.sync()
 
+    def refresh(self) -> int:
+        """On a store opened read-only: applies what the writer appended since the open or the
+        last refresh, reading the log from where the views end; returns how many events it
+        applied (0 on a writer, whose views are always current)."""
+        return self._native.refresh()
+
+    def snapshot(self) -> Optional[str]:
+        """Writes a snapshot of the views now, so that the next open replays only the log after
+        it; returns its path, or None when the newest snapshot already covers the whole log.
+        Tracking calls go on while it is written. A writer also writes one as the log grows,
+        and when it closes."""
+        path = self._native.snapshot()
+        return None if path is None else str(path)
+
     def __enter__(self) -> "Store":
         return self
 

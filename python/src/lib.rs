@@ -451,6 +451,16 @@ impl NativeStore {
         self.run(py, |store| store.sync())
     }
 
+    /// Applies what the writer appended since (a read-only store); the events applied.
+    fn refresh(&self, py: Python<'_>) -> PyResult<u64> {
+        self.run(py, |store| store.refresh())
+    }
+
+    /// Writes a snapshot of the views now; its path, or `None` if the newest covers the log.
+    fn snapshot(&self, py: Python<'_>) -> PyResult<Option<PathBuf>> {
+        self.run(py, |store| store.snapshot())
+    }
+
     #[pyo3(signature = (user_id, channel, message_type, cost_micros, sent_at_ms = None, external_id = None))]
     #[allow(clippy::too_many_arguments)]
     fn track_message_sent(

@@ -614,3 +614,27 @@ def test_a_path_that_is_not_a_directory(tmp_path: Path) -> None:
     assert e.value.fields.get("field") or e.value.fields.get("path")
     with pytest.raises(CommlogError):
         Store.open_read_only(tmp_path / "missing")
+
+
+def test_a_reader_refreshes_to_what_the_writer_appended_and_a_snapshot_loads_the_same(
+    tmp_path: Path,
+) -> None:
+    writer = Store(tmp_path / "data", sync="never")
+    reader = Store.open_read_only(tmp_path / "data")
+    assert reader.refresh() == 0
+    sent = [writer.track_message_sent(7, "push", "bill_due", "0.01") for _ in range(3)]
+    writer.track_message_delivered(sent[0].id)
+    writer.flush()
+    assert reader.refresh() == 4
+    assert [m.id for m in reader.get_user_communication_history(7)] == [m.id for m in reversed(sent)]
+    assert reader.get_communication_stats(user_id=7).delivered_count == 1
+    assert writer.refresh() == 0
+    path = writer.snapshot()
+    assert path is not None and Path(path).name == "snapshot-00000000000000000004"
+    assert writer.snapshot() is None
+    with pytest.raises(commlog.CommlogError) as raised:
+        reader.snapshot()
+    assert raised.value.kind == "read_only"
+    writer.close()
+    reopened = Store.open_read_only(tmp_path / "data")
+    assert reopened.get_communication_stats(user_id=7) == reader.get_communication_stats(user_id=7)

@@ -158,9 +158,10 @@ impl Projection {
         });
     }
 
-    /// Ends the capture, dropping what it kept.
-    pub(crate) fn end_capture(&mut self) {
-        self.capture = None;
+    /// Ends the capture; returns what it kept, for the caller to drop once it has released
+    /// its lock (a large capture takes a while to free).
+    pub(crate) fn end_capture(&mut self) -> Option<Capture> {
+        self.capture.take()
     }
 }
 
