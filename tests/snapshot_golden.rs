@@ -340,3 +340,101 @@ fn the_golden_snapshot_holds_the_fields_docs_format_lists_in_order() {
     );
     assert_eq!(walk.offset, bytes.len(), "nothing after the facts");
 }
+
+/// A store of the golden segment and the golden snapshot, the snapshot changed by `tamper`
+/// (given the whole file) and its checksums recomputed, so that only its meaning is wrong.
+fn store_with_snapshot(tamper: impl FnOnce(&mut Vec<u8>)) -> TempDir {
+    let dir = golden_store();
+    fs::create_dir(dir.path().join(SNAPSHOT_DIRECTORY)).unwrap();
+    let mut bytes = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
+    tamper(&mut bytes);
+    let body_crc = crc32fast::hash(&bytes[28..]);
+    bytes[20..24].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&bytes[..24]);
+    bytes[24..28].copy_from_slice(&header_crc.to_le_bytes());
+    fs::write(snapshot_path(dir.path()), bytes).unwrap();
+    dir
+}
+
+/// Offset of the first message's cost_micros in the golden snapshot: the header (28), the
+/// position (78 with a store id), the covered list (8 + 20), the messages' count (8), then
+/// that message's user_id and sent_ms (16).
+const FIRST_COST_OFFSET: usize = 28 + 78 + 28 + 8 + 16;
+
+#[test]
+fn the_golden_snapshot_passes_a_deep_audit_as_the_one_used() {
+    let dir = store_with_snapshot(|_| {});
+    let audit = commlog::audit::audit(dir.path(), true).unwrap();
+    assert_eq!(audit.verdict, commlog::audit::Verdict::Clean);
+    assert_eq!(audit.findings, vec![]);
+    assert_eq!(audit.snapshots.len(), 1);
+    let snapshot = &audit.snapshots[0];
+    assert_eq!(
+        snapshot.file,
+        format!("{SNAPSHOT_DIRECTORY}/{SNAPSHOT_NAME}")
+    );
+    assert_eq!(
+        (snapshot.last_seq, snapshot.usage, &snapshot.reason),
+        (7, commlog::audit::SnapshotUse::Used, &None)
+    );
+}
+
+#[test]
+fn a_snapshot_whose_facts_were_changed_loads_but_a_deep_audit_finds_it() {
+    let dir = store_with_snapshot(|bytes| {
+        let cost = &mut bytes[FIRST_COST_OFFSET..FIRST_COST_OFFSET + 8];
+        assert_eq!(cost, 50_000_i64.to_le_bytes());
+        cost.copy_from_slice(&60_000_i64.to_le_bytes());
+    });
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(
+        store.open_report().snapshot,
+        Some(snapshot_path(dir.path())),
+        "the loader cannot tell: the checksums hold and the facts fit together"
+    );
+    drop(store);
+
+    let shallow = commlog::audit::audit(dir.path(), false).unwrap();
+    assert_eq!(shallow.findings, vec![]);
+    let deep = commlog::audit::audit(dir.path(), true).unwrap();
+    assert_eq!(
+        deep.verdict,
+        commlog::audit::Verdict::Clean,
+        "a snapshot is a cache: the log's verdict stands"
+    );
+    assert_eq!(deep.findings.len(), 1, "{:?}", deep.findings);
+    let finding = &deep.findings[0];
+    assert_eq!(finding.kind, "snapshot_differs");
+    assert_eq!(
+        finding.segment,
+        format!("{SNAPSHOT_DIRECTORY}/{SNAPSHOT_NAME}")
+    );
+    assert_eq!(finding.fix, commlog::audit::Fix::DeleteSnapshot);
+    assert!(
+        finding.reason.contains("messages (first at index 0)")
+            && !finding.reason.contains("outcomes"),
+        "{}",
+        finding.reason
+    );
+    let reason = deep.snapshots[0].reason.as_deref().unwrap();
+    assert!(finding.reason.starts_with(reason), "{reason}");
+}
+
+#[test]
+fn a_snapshot_the_loader_ignores_is_a_finding_with_its_reason() {
+    let dir = store_with_snapshot(|bytes| bytes[8] = 2);
+    let store = Store::open_read_only(dir.path()).unwrap();
+    let ignored = store.open_report().ignored_snapshots;
+    assert_eq!(store.open_report().snapshot, None);
+    assert_eq!(ignored.len(), 1);
+    let audit = commlog::audit::audit(dir.path(), false).unwrap();
+    assert_eq!(audit.verdict, commlog::audit::Verdict::Clean);
+    assert_eq!(audit.findings.len(), 1);
+    assert_eq!(audit.findings[0].kind, "snapshot_ignored");
+    assert!(audit.findings[0].reason.starts_with(&ignored[0].reason));
+    assert_eq!(
+        audit.snapshots[0].usage,
+        commlog::audit::SnapshotUse::Ignored
+    );
+    assert_eq!(audit.snapshots[0].reason.as_ref(), Some(&ignored[0].reason));
+}

@@ -96,13 +96,13 @@ pub(crate) struct Facts {
 /// budget is (scope byte, month index, its state).
 #[derive(bincode::Encode)]
 pub(crate) struct FactsImage<'a> {
-    messages: &'a [MessageState],
-    outcomes: &'a [OutcomeState],
-    users: Vec<(u64, &'a UserEntries)>,
-    names: Vec<&'a str>,
-    latest_event_ms: Option<i64>,
-    budgets: Vec<(u8, i64, BudgetState)>,
-    external_ids: Vec<(u64, &'a str)>,
+    pub(crate) messages: &'a [MessageState],
+    pub(crate) outcomes: &'a [OutcomeState],
+    pub(crate) users: Vec<(u64, &'a UserEntries)>,
+    pub(crate) names: Vec<&'a str>,
+    pub(crate) latest_event_ms: Option<i64>,
+    pub(crate) budgets: Vec<(u8, i64, BudgetState)>,
+    pub(crate) external_ids: Vec<(u64, &'a str)>,
 }
 
 /// A [`FactsImage`] as decoded: the same fields, owned.
