@@ -168,3 +168,50 @@ fn every_open_says_on_stderr_which_snapshot_it_ignored() {
         "bad magic: not a commlog snapshot"
     );
 }
+
+#[test]
+fn an_older_snapshot_is_valid_and_deep_audit_compares_it_with_the_log_up_to_its_end() {
+    let (_dir, data) = store_with_snapshot();
+    let options = Options {
+        snapshot_every: 1,
+        ..Options::default()
+    };
+    let store = Store::open_with(&data, options).unwrap();
+    assert_eq!(store.open_report().snapshot_events, 3);
+    store
+        .track_message_sent(7, Channel::Push, "low_balance", 0.25)
+        .unwrap();
+    store.close().unwrap();
+
+    let (code, stdout, stderr) = run(&data, &["--json", "audit", "--deep"]);
+    assert_eq!((code, stderr.as_str()), (0, ""), "{stdout}");
+    let audit: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(audit["findings"], serde_json::json!([]));
+    let snapshots: Vec<(String, u64, String)> = audit["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|snapshot| {
+            (
+                snapshot["file"].as_str().unwrap().to_string(),
+                snapshot["last_seq"].as_u64().unwrap(),
+                snapshot["usage"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        snapshots,
+        [
+            (
+                format!("{SNAPSHOT_DIRECTORY}/snapshot-00000000000000000004"),
+                4,
+                "used".to_string()
+            ),
+            (
+                format!("{SNAPSHOT_DIRECTORY}/{SNAPSHOT_NAME}"),
+                3,
+                "valid".to_string()
+            ),
+        ]
+    );
+}
