@@ -25,6 +25,9 @@ use crate::log::segment::{
 };
 use crate::store::LOCK_FILE_NAME;
 
+mod snapshots;
+pub use snapshots::{SnapshotAudit, SnapshotUse};
+
 /// What one segment's bytes hold, read as the last segment of a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentAudit {
@@ -118,16 +121,22 @@ pub enum Fix {
     /// Only cutting the log there removes it: `commlog repair --cut`, after trying a backup.
     #[serde(rename = "repair --cut")]
     RepairCut,
+    /// A snapshot's finding: an open ignores the snapshot, or (found by `deep`) it does not
+    /// hold what the log does. Deleting it loses nothing: it is a cache of the log.
+    #[serde(rename = "delete snapshot")]
+    DeleteSnapshot,
 }
 
 /// One piece of damage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// `torn_tail`, `torn_header`, `header`, `frame`, `foreign_segment`, `misnamed_segment`,
-    /// `gap`, `missing_segment`, `seal_mismatch`, `seal`, `not_regular_file` or (with `deep`)
-    /// `meaning` (docs/CLI.md).
+    /// `gap`, `missing_segment`, `seal_mismatch`, `seal`, `not_regular_file`, (with `deep`)
+    /// `meaning` (docs/CLI.md), or for a snapshot, which never changes the verdict,
+    /// `snapshot_ignored` or (with `deep`) `snapshot_differs`.
     pub kind: String,
-    /// The segment file's name (for `missing_segment`, the name of the file that is missing).
+    /// The segment file's name (for `missing_segment`, the name of the file that is missing;
+    /// for a snapshot, its path relative to the store directory).
     pub segment: String,
     /// Offset of the first bad byte in that file.
     pub offset: u64,
@@ -222,13 +231,22 @@ pub struct Audit {
     pub quarantine: Vec<QuarantineFile>,
     /// Beside a running writer: its unfinished end, which is not a finding.
     pub in_flight: Option<InFlight>,
+    /// Every snapshot file, newest first (empty from a repair's audit). A snapshot an open
+    /// ignores, or (with `deep`) one whose facts differ from the log's, is also a finding, but
+    /// never changes the verdict: a snapshot is a cache of the log.
+    #[serde(default)]
+    pub snapshots: Vec<SnapshotAudit>,
 }
 
 impl Audit {
     /// Where `repair --cut` cuts: the earliest finding in log order (open's first finding, or
     /// one before it that open checks later, such as a seal).
     pub(crate) fn cut_point(&self) -> Option<CutPoint> {
-        self.findings.iter().map(|finding| finding.cut).min()
+        self.findings
+            .iter()
+            .filter(|finding| finding.fix != Fix::DeleteSnapshot)
+            .map(|finding| finding.cut)
+            .min()
     }
 }
 
@@ -239,11 +257,19 @@ impl Audit {
 /// bounds, durability never going back); such findings make the verdict
 /// [`Verdict::Corrupt`] although open accepts them.
 ///
+/// It also lists the snapshots ([`Audit::snapshots`]): the one an open uses, and each one it
+/// ignores, with the loader's reason, as a finding. With `deep`, each usable snapshot is
+/// compared with the fold of the log up to its position; a difference is a finding naming the
+/// file and what differs. Snapshot findings never change the verdict: a snapshot is a cache.
+///
 /// Fails with [`Error::Io`] when a file cannot be read or a segment is of a newer format
 /// version, and with [`Error::InvalidInput`] when `dir` holds no store (neither a segment
 /// file nor a `LOCK`).
 pub fn audit(dir: impl AsRef<Path>, deep: bool) -> Result<Audit> {
-    audit_with(dir.as_ref(), deep, false)
+    let dir = dir.as_ref();
+    let mut audit = audit_with(dir, deep, false)?;
+    audit.snapshots = snapshots::audit_snapshots(dir, deep, &mut audit.findings);
+    Ok(audit)
 }
 
 /// [`audit`] for a caller holding the writer lock: there is no other writer whose unfinished
@@ -333,6 +359,7 @@ fn audit_with(dir: &Path, deep: bool, lock_held: bool) -> Result<Audit> {
                 findings,
                 quarantine,
                 in_flight: None,
+                snapshots: Vec::new(),
             })
         }
         Err(error) => Err(error),
@@ -604,6 +631,7 @@ fn clean_audit(
         findings: Vec::new(),
         quarantine,
         in_flight: None,
+        snapshots: Vec::new(),
     })
 }
 

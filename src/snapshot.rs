@@ -321,7 +321,7 @@ pub(crate) fn load_newest(
 
 /// Reads and checks the snapshot at `path`: its header, its body's checksum, the log position
 /// it is bound to, and that its facts fit together.
-fn load(
+pub(crate) fn load(
     dir: &Path,
     path: &Path,
     attribution_window_ms: i64,

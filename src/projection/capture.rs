@@ -20,7 +20,7 @@ use crate::codec;
 use crate::projection::id_map::IdMap;
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::UserEntries;
-use crate::projection::{BudgetState, Projection};
+use crate::projection::{BudgetState, DecodedFacts, Projection};
 
 /// Messages, users, outcomes or external ids written per read lock: about a quarter of a
 /// millisecond of encoding, so that a tracking call waits no longer for the lock.
@@ -163,6 +163,19 @@ impl Projection {
     pub(crate) fn end_capture(&mut self) -> Option<Capture> {
         self.capture.take()
     }
+}
+
+/// The image of `projection`'s facts, read back: what a snapshot of them holds, to compare.
+pub(crate) fn image_of(projection: Projection) -> DecodedFacts {
+    let mut projection = projection;
+    projection.end_capture();
+    projection.begin_capture();
+    let projection = RwLock::new(projection);
+    let mut bytes = Vec::new();
+    write_image(&projection, &mut bytes).expect("a Vec takes every byte");
+    codec::SnapshotReader::new(bytes.as_slice(), bytes.len().max(1))
+        .decode()
+        .expect("an image decodes")
 }
 
 /// Writes the image of the captured facts of `projection` to `out`, in parts, each under a

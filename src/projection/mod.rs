@@ -99,15 +99,15 @@ pub(crate) struct Facts {
 /// [`capture::write_image`]. Lists are in a fixed order, so that the same log always gives the
 /// same bytes: users in the order of their first event, external ids by message id, budgets by
 /// (scope, month); names by id; a budget is (scope byte, month index, its state).
-#[derive(bincode::Decode)]
+#[derive(Debug, PartialEq, bincode::Decode)]
 pub(crate) struct DecodedFacts {
-    messages: Vec<MessageState>,
-    outcomes: Vec<OutcomeState>,
-    users: Vec<(u64, UserEntries)>,
-    names: Vec<String>,
-    latest_event_ms: Option<i64>,
-    budgets: Vec<(u8, i64, BudgetState)>,
-    external_ids: Vec<(u64, String)>,
+    pub(crate) messages: Vec<MessageState>,
+    pub(crate) outcomes: Vec<OutcomeState>,
+    pub(crate) users: Vec<(u64, UserEntries)>,
+    pub(crate) names: Vec<String>,
+    pub(crate) latest_event_ms: Option<i64>,
+    pub(crate) budgets: Vec<(u8, i64, BudgetState)>,
+    pub(crate) external_ids: Vec<(u64, String)>,
 }
 
 impl Facts {

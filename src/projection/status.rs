@@ -165,7 +165,6 @@ impl MessageState {
         self.rare.get_or_insert_with(|| Box::new(RareStages::NONE))
     }
 
-    /// The earliest click.
     /// The highest name id the state refers to: its type, failure reason or latest action.
     pub(crate) fn highest_name(&self) -> NameId {
         let rare = self.rare.as_deref();
@@ -176,6 +175,7 @@ impl MessageState {
         self.message_type.max(reason).max(action)
     }
 
+    /// The earliest click.
     pub(crate) fn clicked(&self) -> Earliest {
         self.rare_if(REACHED_CLICK)
             .map_or(Earliest::NONE, |rare| rare.clicked)

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use commlog::audit::{Audit, Fix, Verdict};
+use commlog::audit::{Audit, Fix, SnapshotUse, Verdict};
 use commlog::repair::{Repair, RepairAction, RepairOptions};
 
 use super::output::{Table, count, print_json, time, write_stdout};
@@ -163,6 +163,7 @@ fn render_audit(audit: &Audit) -> String {
                 match finding.fix {
                     Fix::Open => "open",
                     Fix::RepairCut => "repair --cut",
+                    Fix::DeleteSnapshot => "delete snapshot",
                 }
                 .to_string(),
                 finding.reason.clone(),
@@ -170,6 +171,30 @@ fn render_audit(audit: &Audit) -> String {
         }
         text.push('\n');
         text.push_str(&findings.render());
+    }
+    if !audit.snapshots.is_empty() {
+        let mut snapshots =
+            Table::new(&["snapshot", "last_seq", "bytes", "use", "reason"]).right_align(&[1, 2]);
+        for snapshot in &audit.snapshots {
+            snapshots.row(vec![
+                snapshot.file.clone(),
+                snapshot.last_seq.to_string(),
+                count(snapshot.bytes),
+                match snapshot.usage {
+                    SnapshotUse::Used => "used",
+                    SnapshotUse::Valid => "valid",
+                    SnapshotUse::Ignored => "ignored",
+                }
+                .to_string(),
+                snapshot.reason.clone().unwrap_or_else(|| "-".to_string()),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&snapshots.render());
+        text.push_str(
+            "snapshots are a cache of the log: their findings do not change the verdict, and \
+             deleting one loses nothing\n",
+        );
     }
     if !audit.quarantine.is_empty() {
         let mut quarantine = Table::new(&["quarantined file", "bytes"]).right_align(&[1]);

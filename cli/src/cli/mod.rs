@@ -309,6 +309,7 @@ impl Global {
         };
         let store = Store::open_with(&self.dir, options)?;
         let report = store.open_report();
+        self.warn_ignored_snapshots(&report);
         if let Some(path) = &report.quarantined {
             let why = "a torn tail: the bytes after the last whole frame of the last segment, \
                        left unfinished by a crash, copied there and cut off the log";
@@ -365,7 +366,35 @@ impl Global {
     /// Opens the store read-only; a missing store is a usage error, never created.
     pub(crate) fn open_read_only(&self) -> Result<Store, CliError> {
         self.check_store_exists()?;
-        Ok(Store::open_read_only(&self.dir)?)
+        let store = Store::open_read_only(&self.dir)?;
+        self.warn_ignored_snapshots(&store.open_report());
+        Ok(store)
+    }
+
+    /// Says on stderr, one line each (a JSON object with --json), which snapshots the open
+    /// passed over and why: the log was replayed instead, so nothing is lost, but a snapshot
+    /// that never loads costs every open a full replay.
+    fn warn_ignored_snapshots(&self, report: &commlog::OpenReport) {
+        for ignored in &report.ignored_snapshots {
+            let path = ignored
+                .path
+                .strip_prefix(&self.dir)
+                .unwrap_or(&ignored.path);
+            if self.json {
+                let line = serde_json::json!({
+                    "warning": "snapshot_ignored",
+                    "file": path.display().to_string(),
+                    "reason": ignored.reason,
+                });
+                eprintln!("{line}");
+            } else {
+                eprintln!(
+                    "commlog: warning: snapshot {} ignored: {}; the log was replayed instead",
+                    path.display(),
+                    ignored.reason
+                );
+            }
+        }
     }
 
     /// A usage error unless `dir` is an existing directory.

@@ -1,0 +1,217 @@
+//! Snapshots at the command line: `audit` lists them (and with `--deep` compares each with the
+//! log), and every command that opens a store says on stderr which snapshot it ignored.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use commlog::{Channel, Options, SNAPSHOT_DIRECTORY, Store};
+use serde_json::Value;
+use support::command::{run_in, spawning};
+use tempfile::TempDir;
+
+/// The snapshot a store of three events gets at close.
+const SNAPSHOT_NAME: &str = "snapshot-00000000000000000003";
+
+/// A store of two sends (one at 0.05) and a delivery, closed with a snapshot of all three.
+fn store_with_snapshot() -> (TempDir, PathBuf) {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let options = Options {
+        snapshot_every: 1,
+        ..Options::default()
+    };
+    let store = Store::open_with(&data, options).unwrap();
+    let sent = store
+        .track_message_sent(7, Channel::Sms, "low_balance", 0.05)
+        .unwrap();
+    store.track_message_delivered(sent.id, None).unwrap();
+    store
+        .track_message_sent(8, Channel::Email, "upgrade_offer", 0.0)
+        .unwrap();
+    store.close().unwrap();
+    let snapshot = data.join(SNAPSHOT_DIRECTORY).join(SNAPSHOT_NAME);
+    assert!(snapshot.is_file());
+    (dir, data)
+}
+
+fn run(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let _spawning = spawning();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = run_in(data, args);
+    (
+        status.code().unwrap(),
+        String::from_utf8(stdout).unwrap(),
+        String::from_utf8(stderr).unwrap(),
+    )
+}
+
+/// Rewrites the snapshot's first message's cost (docs/FORMAT.md, "Snapshots": after the 28-byte
+/// header, the 78-byte position with a store id, the covered list of one segment (8 + 20) and
+/// the messages' count (8), the message's user_id and sent_ms) and recomputes both checksums,
+/// so that the loader accepts it.
+fn change_first_cost(snapshot: &Path) {
+    const COST_OFFSET: usize = 28 + 78 + 28 + 8 + 16;
+    let mut bytes = fs::read(snapshot).unwrap();
+    let cost = &mut bytes[COST_OFFSET..COST_OFFSET + 8];
+    assert_eq!(cost, 50_000_i64.to_le_bytes());
+    cost.copy_from_slice(&60_000_i64.to_le_bytes());
+    let body_crc = crc32fast::hash(&bytes[28..]);
+    bytes[20..24].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&bytes[..24]);
+    bytes[24..28].copy_from_slice(&header_crc.to_le_bytes());
+    fs::write(snapshot, bytes).unwrap();
+}
+
+#[test]
+fn audit_lists_the_snapshot_used_and_deep_finds_one_whose_facts_were_changed() {
+    let (_dir, data) = store_with_snapshot();
+    let file = format!("{SNAPSHOT_DIRECTORY}/{SNAPSHOT_NAME}");
+    let (code, stdout, stderr) = run(&data, &["audit", "--deep"]);
+    assert_eq!((code, stderr.as_str()), (0, ""), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|line| line.starts_with(&file))
+        .unwrap_or_else(|| panic!("no row for the snapshot: {stdout}"));
+    assert!(row.contains(" used "), "{row}");
+
+    change_first_cost(&data.join(&file));
+    let (code, stdout, _) = run(&data, &["audit"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(!stdout.contains("snapshot_differs"), "{stdout}");
+
+    let (code, stdout, _) = run(&data, &["audit", "--deep"]);
+    assert_eq!(
+        code, 0,
+        "a snapshot finding leaves the verdict clean: {stdout}"
+    );
+    assert!(stdout.starts_with("verdict: clean"), "{stdout}");
+    assert!(stdout.contains("snapshot_differs"), "{stdout}");
+    assert!(
+        stdout.contains("snapshots are a cache of the log"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = run(&data, &["--json", "audit", "--deep"]);
+    assert_eq!(code, 0, "{stdout}");
+    let audit: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(audit["verdict"], "clean");
+    let findings = audit["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["kind"], "snapshot_differs");
+    assert_eq!(findings[0]["segment"], file.as_str());
+    assert_eq!(findings[0]["fix"], "delete snapshot");
+    let reason = findings[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("messages (first at index 0)"), "{reason}");
+    assert_eq!(audit["snapshots"][0]["usage"], "used");
+}
+
+#[test]
+fn every_open_says_on_stderr_which_snapshot_it_ignored() {
+    let (_dir, data) = store_with_snapshot();
+    let file = format!("{SNAPSHOT_DIRECTORY}/{SNAPSHOT_NAME}");
+    fs::write(data.join(&file), [0xa5; 64]).unwrap();
+    let warning = format!(
+        "commlog: warning: snapshot {file} ignored: bad magic: not a commlog snapshot; the log \
+         was replayed instead\n"
+    );
+
+    // Read-only.
+    let (code, stdout, stderr) = run(&data, &["stats"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr, warning);
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.split_whitespace().eq(["total_messages", "2"])),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run(&data, &["--json", "stats"]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str::<Value>(&stdout).expect("stdout stays JSON");
+    let line: Value = serde_json::from_str(stderr.trim_end()).unwrap();
+    assert_eq!(line["warning"], "snapshot_ignored");
+    assert_eq!(line["file"], file.as_str());
+    assert_eq!(line["reason"], "bad magic: not a commlog snapshot");
+
+    // Writer.
+    let args = [
+        "track",
+        "sent",
+        "--user",
+        "9",
+        "--channel",
+        "push",
+        "--type",
+        "nudge",
+        "--cost",
+        "0",
+    ];
+    let (code, _, stderr) = run(&data, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr, warning);
+
+    // The audit reports it too, with the same reason, and the verdict stays clean.
+    let (code, stdout, stderr) = run(&data, &["--json", "audit"]);
+    assert_eq!((code, stderr.as_str()), (0, ""), "{stdout}");
+    let audit: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(audit["verdict"], "clean");
+    assert_eq!(audit["findings"][0]["kind"], "snapshot_ignored");
+    assert_eq!(audit["snapshots"][0]["usage"], "ignored");
+    assert_eq!(
+        audit["snapshots"][0]["reason"],
+        "bad magic: not a commlog snapshot"
+    );
+}
+
+#[test]
+fn an_older_snapshot_is_valid_and_deep_audit_compares_it_with_the_log_up_to_its_end() {
+    let (_dir, data) = store_with_snapshot();
+    let options = Options {
+        snapshot_every: 1,
+        ..Options::default()
+    };
+    let store = Store::open_with(&data, options).unwrap();
+    assert_eq!(store.open_report().snapshot_events, 3);
+    store
+        .track_message_sent(7, Channel::Push, "low_balance", 0.25)
+        .unwrap();
+    store.close().unwrap();
+
+    let (code, stdout, stderr) = run(&data, &["--json", "audit", "--deep"]);
+    assert_eq!((code, stderr.as_str()), (0, ""), "{stdout}");
+    let audit: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(audit["findings"], serde_json::json!([]));
+    let snapshots: Vec<(String, u64, String)> = audit["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|snapshot| {
+            (
+                snapshot["file"].as_str().unwrap().to_string(),
+                snapshot["last_seq"].as_u64().unwrap(),
+                snapshot["usage"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        snapshots,
+        [
+            (
+                format!("{SNAPSHOT_DIRECTORY}/snapshot-00000000000000000004"),
+                4,
+                "used".to_string()
+            ),
+            (
+                format!("{SNAPSHOT_DIRECTORY}/{SNAPSHOT_NAME}"),
+                3,
+                "valid".to_string()
+            ),
+        ]
+    );
+}

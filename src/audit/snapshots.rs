@@ -1,0 +1,172 @@
+//! The audit of the store's snapshots: which one an open would use, which it would ignore and
+//! why, and with `deep`, whether each usable one holds what folding the log up to its position
+//! gives. A snapshot is a cache of the log: its findings never change the log's verdict.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{CutPoint, Finding, Fix};
+use crate::log::replay::{self, Mode};
+use crate::options::Options;
+use crate::projection::{DecodedFacts, Projection, capture};
+use crate::snapshot::{self, SNAPSHOT_DIRECTORY};
+
+/// What an open makes of a snapshot file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotUse {
+    /// The newest that passes every check: an open loads it.
+    Used,
+    /// Passes every check, but a newer one is used.
+    Valid,
+    /// Fails a check: an open passes it over (the reason says which).
+    Ignored,
+}
+
+/// One snapshot file, as audit read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotAudit {
+    /// Path relative to the store directory, e.g. `snapshots/snapshot-00000000000000000042`.
+    pub file: String,
+    /// The sequence number of the last event it covers, as its name gives it.
+    pub last_seq: u64,
+    /// Size.
+    pub bytes: u64,
+    /// What an open makes of it.
+    pub usage: SnapshotUse,
+    /// Why an open ignores it, or (with `deep`) how its facts differ from the log's.
+    pub reason: Option<String>,
+}
+
+/// Audits every snapshot file in `dir`, newest first; adds a finding for each one an open
+/// ignores and, with `deep`, for each whose facts differ from the fold of the log up to its
+/// position.
+pub(crate) fn audit_snapshots(
+    dir: &Path,
+    deep: bool,
+    findings: &mut Vec<Finding>,
+) -> Vec<SnapshotAudit> {
+    let directory = dir.join(SNAPSHOT_DIRECTORY);
+    let Ok(entries) = std::fs::read_dir(&directory) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(u64, std::path::PathBuf)> = entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let seq = snapshot::snapshot_file_sequence(entry.file_name().to_str()?)?;
+            Some((seq, entry.path()))
+        })
+        .collect();
+    files.sort_unstable_by(|a, b| b.cmp(a));
+    let window_ms = i64::try_from(Options::default().attribution_window.as_millis())
+        .expect("bounded by ATTRIBUTION_WINDOW_MAX");
+    let mut used_found = false;
+    let mut audits = Vec::with_capacity(files.len());
+    for (last_seq, path) in files {
+        let file = format!(
+            "{SNAPSHOT_DIRECTORY}/{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let bytes = std::fs::symlink_metadata(&path).map_or(0, |metadata| metadata.len());
+        let mut audit = SnapshotAudit {
+            file,
+            last_seq,
+            bytes,
+            usage: SnapshotUse::Ignored,
+            reason: None,
+        };
+        let finding = |kind: &str, reason: String| Finding {
+            kind: kind.to_string(),
+            segment: audit.file.clone(),
+            offset: 0,
+            bytes,
+            seq: Some(last_seq),
+            reason: format!("{reason} (a snapshot is a cache: the log is not affected)"),
+            fix: Fix::DeleteSnapshot,
+            cut: CutPoint::default(),
+        };
+        match snapshot::load(dir, &path, window_ms) {
+            Err(reason) => {
+                findings.push(finding("snapshot_ignored", reason.clone()));
+                audit.reason = Some(reason);
+            }
+            Ok(loaded) => {
+                audit.usage = match used_found {
+                    false => SnapshotUse::Used,
+                    true => SnapshotUse::Valid,
+                };
+                used_found = true;
+                if deep
+                    && let Some(difference) = compare_with_log(
+                        dir,
+                        loaded.position.last_seq,
+                        capture::image_of(Projection::from_facts(loaded.facts)),
+                        window_ms,
+                    )
+                {
+                    let reason = format!(
+                        "its facts differ from the log's up to seq {}: {difference}",
+                        loaded.position.last_seq
+                    );
+                    findings.push(finding("snapshot_differs", reason.clone()));
+                    audit.reason = Some(reason);
+                }
+            }
+        }
+        audits.push(audit);
+    }
+    audits
+}
+
+/// Folds the log up to `last_seq` and says what differs from `image`, or `None` when nothing
+/// does (or when the log cannot be replayed: its own findings say why).
+fn compare_with_log(
+    dir: &Path,
+    last_seq: u64,
+    image: DecodedFacts,
+    window_ms: i64,
+) -> Option<String> {
+    let mut projection = Projection::new(window_ms);
+    replay::replay(dir, Mode::ReadOnly, &mut |logged| {
+        if logged.seq <= last_seq {
+            projection.fold(logged);
+        }
+    })
+    .ok()?;
+    let folded = capture::image_of(projection);
+    let mut differences = Vec::new();
+    let mut list = |what: &str, index: Option<usize>| {
+        if let Some(index) = index {
+            differences.push(format!("{what} (first at index {index})"));
+        }
+    };
+    list(
+        "messages",
+        first_difference(&image.messages, &folded.messages),
+    );
+    list(
+        "outcomes",
+        first_difference(&image.outcomes, &folded.outcomes),
+    );
+    list("users", first_difference(&image.users, &folded.users));
+    list("names", first_difference(&image.names, &folded.names));
+    list("budgets", first_difference(&image.budgets, &folded.budgets));
+    list(
+        "external ids",
+        first_difference(&image.external_ids, &folded.external_ids),
+    );
+    if image.latest_event_ms != folded.latest_event_ms {
+        differences.push("the latest event time".to_string());
+    }
+    (!differences.is_empty()).then(|| differences.join(", "))
+}
+
+/// The first index at which two lists differ (the shorter one's length if one extends the
+/// other), or `None` if they are equal.
+fn first_difference<T: PartialEq>(left: &[T], right: &[T]) -> Option<usize> {
+    left.iter()
+        .zip(right)
+        .position(|(left, right)| left != right)
+        .or((left.len() != right.len()).then(|| left.len().min(right.len())))
+}

@@ -1,0 +1,440 @@
+//! The snapshot file's bytes, pinned: `tests/golden/snapshot_v1.bin` is the snapshot a writer
+//! closing a store of `tests/golden/segment_v2_external_id.bin` writes, and docs/FORMAT.md,
+//! "Snapshots", describes it byte for byte (its walk here follows the document).
+//!
+//! The golden file changes only with a deliberate change of the snapshot format, which also
+//! raises the format version and updates docs/FORMAT.md: then, and only then, run this test
+//! once with `COMMLOG_BLESS=1` to write the new file, and check it in. A test that fails here
+//! otherwise found an accidental format change: fix the code, not the file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use commlog::{
+    CommunicationStats, CostFilter, CostReport, EffectivenessFilter, EngagementFilter,
+    ImpactFilter, ImpactReport, Message, Options, SNAPSHOT_DIRECTORY, StatsFilter, Store,
+};
+use tempfile::TempDir;
+
+/// The golden log: one version 2 segment holding every kind of event and a close marker, so
+/// that a writer opening it and closing appends nothing (a close marker carries the clock).
+const GOLDEN_SEGMENT: &str = "tests/golden/segment_v2_external_id.bin";
+const GOLDEN_SNAPSHOT: &str = "tests/golden/snapshot_v1.bin";
+/// The segment's name in a store: its first seq, 1.
+const SEGMENT_NAME: &str = "00000000000000000001.log";
+/// The snapshot's name: the seq of the last event it covers, 7.
+const SNAPSHOT_NAME: &str = "snapshot-00000000000000000007";
+
+fn golden(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A store holding the golden segment as its only segment.
+fn golden_store() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    fs::copy(golden(GOLDEN_SEGMENT), dir.path().join(SEGMENT_NAME)).unwrap();
+    dir
+}
+
+fn snapshot_path(dir: &Path) -> PathBuf {
+    dir.join(SNAPSHOT_DIRECTORY).join(SNAPSHOT_NAME)
+}
+
+/// What the views answer, over every query.
+#[derive(Debug, PartialEq)]
+struct Answers {
+    stats: CommunicationStats,
+    messages: Vec<Message>,
+    histories: Vec<Vec<Message>>,
+    external: Option<Message>,
+    engagement: Vec<String>,
+    channels: String,
+    costs: CostReport,
+    impact: ImpactReport,
+}
+
+fn answers(store: &Store) -> Answers {
+    let users = [7, 123];
+    Answers {
+        stats: store.get_communication_stats(&StatsFilter::new()).unwrap(),
+        messages: store.get_messages(&StatsFilter::new()).unwrap(),
+        histories: users
+            .iter()
+            .map(|user| {
+                store
+                    .get_user_communication_history(*user, usize::MAX)
+                    .unwrap()
+            })
+            .collect(),
+        external: store
+            .message_by_external_id("SM0123456789abcdef0123456789abcdef")
+            .unwrap(),
+        engagement: users
+            .iter()
+            .map(|user| {
+                let report = store
+                    .get_user_engagement(*user, &EngagementFilter::new())
+                    .unwrap();
+                format!("{report:?}")
+            })
+            .collect(),
+        channels: format!(
+            "{:?}",
+            store
+                .get_channel_effectiveness(&EffectivenessFilter::new())
+                .unwrap()
+        ),
+        costs: store.get_cost_report(&CostFilter::new()).unwrap(),
+        impact: store.get_financial_impact(&ImpactFilter::new()).unwrap(),
+    }
+}
+
+#[test]
+fn closing_a_store_of_the_golden_segment_writes_the_golden_snapshot() {
+    let dir = golden_store();
+    let options = Options {
+        snapshot_every: 1,
+        ..Options::default()
+    };
+    let store = Store::open_with(dir.path(), options).unwrap();
+    assert_eq!(store.open_report().snapshot, None);
+    store.close().unwrap();
+    assert_eq!(
+        fs::read(dir.path().join(SEGMENT_NAME)).unwrap(),
+        fs::read(golden(GOLDEN_SEGMENT)).unwrap(),
+        "the segment already ends with a close marker: closing appends nothing"
+    );
+    let written = fs::read(snapshot_path(dir.path())).unwrap();
+    if std::env::var_os("COMMLOG_BLESS").is_some() {
+        fs::write(golden(GOLDEN_SNAPSHOT), &written).unwrap();
+    }
+    let expected = fs::read(golden(GOLDEN_SNAPSHOT))
+        .expect("tests/golden/snapshot_v1.bin (COMMLOG_BLESS=1 writes it; see the module doc)");
+    assert_eq!(
+        written, expected,
+        "the snapshot's bytes changed: that is a format change (docs/FORMAT.md, \"Snapshots\")"
+    );
+}
+
+#[test]
+fn a_store_with_the_golden_snapshot_answers_as_a_full_replay_does() {
+    let replayed = golden_store();
+    let with_snapshot = golden_store();
+    let snapshots = with_snapshot.path().join(SNAPSHOT_DIRECTORY);
+    fs::create_dir(&snapshots).unwrap();
+    fs::copy(golden(GOLDEN_SNAPSHOT), snapshot_path(with_snapshot.path())).unwrap();
+
+    let full = Store::open_read_only(replayed.path()).unwrap();
+    assert_eq!(full.open_report().snapshot, None);
+    for store in [
+        Store::open_read_only(with_snapshot.path()).unwrap(),
+        Store::open(with_snapshot.path()).unwrap(),
+    ] {
+        let report = store.open_report();
+        assert_eq!(report.ignored_snapshots, vec![]);
+        assert_eq!(report.snapshot, Some(snapshot_path(with_snapshot.path())));
+        assert_eq!(report.snapshot_events, 7);
+        assert_eq!((report.segments, report.events, report.last_seq), (1, 7, 7));
+        assert_eq!(answers(&store), answers(&full));
+    }
+}
+
+/// Reads the golden snapshot's fields one by one as docs/FORMAT.md, "Snapshots", lays them out.
+struct Walk<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Walk<'a> {
+    fn take(&mut self, len: usize) -> &'a [u8] {
+        let taken = &self.bytes[self.offset..self.offset + len];
+        self.offset += len;
+        taken
+    }
+
+    fn u8(&mut self) -> u8 {
+        self.take(1)[0]
+    }
+
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take(4).try_into().unwrap())
+    }
+
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take(8).try_into().unwrap())
+    }
+
+    fn i64(&mut self) -> i64 {
+        i64::from_le_bytes(self.take(8).try_into().unwrap())
+    }
+
+    fn option<T>(&mut self, value: impl FnOnce(&mut Walk<'a>) -> T) -> Option<T> {
+        match self.u8() {
+            0 => None,
+            1 => Some(value(self)),
+            tag => panic!("option tag {tag} at offset {}", self.offset - 1),
+        }
+    }
+
+    fn str(&mut self) -> &'a str {
+        let len = self.u64() as usize;
+        std::str::from_utf8(self.take(len)).unwrap()
+    }
+
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Walk<'a>) -> T) -> Vec<T> {
+        let len = self.u64();
+        (0..len).map(|_| item(self)).collect()
+    }
+
+    /// A `(time, index)` pair of a user's list.
+    fn entry(&mut self) -> (i64, u32) {
+        (self.i64(), self.u32())
+    }
+}
+
+/// The golden snapshot, field by field: the header, then the bound, then the facts, and
+/// nothing after.
+#[test]
+fn the_golden_snapshot_holds_the_fields_docs_format_lists_in_order() {
+    let bytes = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
+    let segment = fs::read(golden(GOLDEN_SEGMENT)).unwrap();
+    let mut walk = Walk {
+        bytes: &bytes,
+        offset: 0,
+    };
+    // Header (28 bytes).
+    assert_eq!(walk.take(8), b"CMLOGSNP");
+    assert_eq!(walk.u32(), 1, "format version");
+    let body_len = walk.u64();
+    assert_eq!(28 + body_len, bytes.len() as u64);
+    assert_eq!(walk.u32(), crc32fast::hash(&bytes[28..]), "body crc");
+    assert_eq!(walk.u32(), crc32fast::hash(&bytes[..24]), "header crc");
+
+    // Bound: the log position.
+    let close_marker_start = 289;
+    assert_eq!(walk.u64(), 7, "last_seq");
+    assert_eq!(walk.u64(), 1, "segment_first_seq");
+    assert_eq!(
+        walk.option(Walk::u64),
+        Some(0x0123_4567_89ab_cdef),
+        "store_id"
+    );
+    assert_eq!(walk.u64(), close_marker_start, "frame_start");
+    let marker_crc = u32::from_le_bytes(segment[291..295].try_into().unwrap());
+    assert_eq!(
+        walk.u32(),
+        marker_crc,
+        "frame_crc: the close marker's stored crc"
+    );
+    assert_eq!(walk.u64(), segment.len() as u64, "end");
+    assert_eq!(
+        walk.u64(),
+        8,
+        "frame_count: seven events and the close marker"
+    );
+    assert_eq!(walk.u8(), 1, "ends_with_close_marker");
+    assert_eq!(walk.u64(), 3, "cursor.next_message_id");
+    assert_eq!(
+        walk.i64(),
+        1_735_689_600_000 + 86_400_000,
+        "cursor.previous_at_ms"
+    );
+    assert_eq!(
+        walk.i64(),
+        1_764_000_000_000 + 10,
+        "cursor.previous_appended_ms"
+    );
+    // Bound: the covered segments.
+    let covered = walk.list(|walk| (walk.u64(), walk.u64(), walk.u32()));
+    assert_eq!(
+        covered,
+        vec![(1, segment.len() as u64, crc32fast::hash(&segment[56..]))]
+    );
+
+    // Facts: the messages.
+    let t0 = 1_735_689_600_000_i64;
+    let none = i64::MAX;
+    let messages = walk.list(|walk| {
+        let fixed = (walk.u64(), walk.i64(), walk.i64(), walk.i64(), walk.i64());
+        let rare = walk.option(|walk| {
+            let clicked = walk.i64();
+            let failed = walk.i64();
+            let failure_reason = walk.option(Walk::u32);
+            let first_action = walk.i64();
+            let latest_action = walk.option(|walk| (walk.i64(), walk.u32()));
+            (clicked, failed, failure_reason, first_action, latest_action)
+        });
+        (fixed, rare, walk.u32(), walk.u8(), walk.u8())
+    });
+    assert_eq!(
+        messages,
+        vec![
+            (
+                (123, t0, 50_000, t0 + 1_500, t0 + 60_000),
+                Some((t0 + 61_000, none, None, t0 + 61_000, Some((t0 + 61_000, 1)))),
+                0,
+                0,
+                1 | 4,
+            ),
+            (
+                (7, t0 + 1_000, 0, none, none),
+                Some((none, t0 + 2_000, Some(3), none, None)),
+                2,
+                3,
+                2,
+            ),
+        ],
+        "(user, sent, cost, delivered, opened), rare stages, type, channel, reached"
+    );
+    let outcomes = walk.list(|walk| (walk.u64(), walk.i64(), walk.i64(), walk.u32()));
+    assert_eq!(outcomes, vec![(123, t0 + 86_400_000, -25_000_000, 4)]);
+    let users = walk.list(|walk| {
+        let user = walk.u64();
+        let messages = walk.list(Walk::entry);
+        let last_message = walk.option(Walk::entry);
+        let outcomes = walk.list(Walk::entry);
+        (user, messages, last_message, outcomes, walk.i64())
+    });
+    assert_eq!(
+        users,
+        vec![
+            (
+                123,
+                vec![(t0, 0)],
+                Some((t0, 0)),
+                vec![(t0 + 86_400_000, 0)],
+                t0 + 86_400_000
+            ),
+            (
+                7,
+                vec![(t0 + 1_000, 1)],
+                Some((t0 + 1_000, 1)),
+                vec![],
+                i64::MIN
+            ),
+        ],
+        "(user, messages, last message, outcomes, latest outcome), in the order of first events"
+    );
+    let names = walk.list(|walk| walk.str().to_string());
+    assert_eq!(
+        names,
+        [
+            "low_balance",
+            "clicked_link",
+            "upgrade_offer",
+            "undelivered",
+            "bill_paid_on_time"
+        ]
+    );
+    assert_eq!(
+        walk.option(Walk::i64),
+        Some(t0 + 86_400_000),
+        "latest_event_ms"
+    );
+    let budgets = walk.list(|walk| (walk.u8(), walk.i64(), walk.i64(), walk.u8()));
+    assert_eq!(budgets, vec![]);
+    let external_ids = walk.list(|walk| (walk.u64(), walk.str().to_string()));
+    assert_eq!(
+        external_ids,
+        vec![(1, "SM0123456789abcdef0123456789abcdef".to_string())]
+    );
+    assert_eq!(walk.offset, bytes.len(), "nothing after the facts");
+}
+
+/// A store of the golden segment and the golden snapshot, the snapshot changed by `tamper`
+/// (given the whole file) and its checksums recomputed, so that only its meaning is wrong.
+fn store_with_snapshot(tamper: impl FnOnce(&mut Vec<u8>)) -> TempDir {
+    let dir = golden_store();
+    fs::create_dir(dir.path().join(SNAPSHOT_DIRECTORY)).unwrap();
+    let mut bytes = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
+    tamper(&mut bytes);
+    let body_crc = crc32fast::hash(&bytes[28..]);
+    bytes[20..24].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&bytes[..24]);
+    bytes[24..28].copy_from_slice(&header_crc.to_le_bytes());
+    fs::write(snapshot_path(dir.path()), bytes).unwrap();
+    dir
+}
+
+/// Offset of the first message's cost_micros in the golden snapshot: the header (28), the
+/// position (78 with a store id), the covered list (8 + 20), the messages' count (8), then
+/// that message's user_id and sent_ms (16).
+const FIRST_COST_OFFSET: usize = 28 + 78 + 28 + 8 + 16;
+
+#[test]
+fn the_golden_snapshot_passes_a_deep_audit_as_the_one_used() {
+    let dir = store_with_snapshot(|_| {});
+    let audit = commlog::audit::audit(dir.path(), true).unwrap();
+    assert_eq!(audit.verdict, commlog::audit::Verdict::Clean);
+    assert_eq!(audit.findings, vec![]);
+    assert_eq!(audit.snapshots.len(), 1);
+    let snapshot = &audit.snapshots[0];
+    assert_eq!(
+        snapshot.file,
+        format!("{SNAPSHOT_DIRECTORY}/{SNAPSHOT_NAME}")
+    );
+    assert_eq!(
+        (snapshot.last_seq, snapshot.usage, &snapshot.reason),
+        (7, commlog::audit::SnapshotUse::Used, &None)
+    );
+}
+
+#[test]
+fn a_snapshot_whose_facts_were_changed_loads_but_a_deep_audit_finds_it() {
+    let dir = store_with_snapshot(|bytes| {
+        let cost = &mut bytes[FIRST_COST_OFFSET..FIRST_COST_OFFSET + 8];
+        assert_eq!(cost, 50_000_i64.to_le_bytes());
+        cost.copy_from_slice(&60_000_i64.to_le_bytes());
+    });
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(
+        store.open_report().snapshot,
+        Some(snapshot_path(dir.path())),
+        "the loader cannot tell: the checksums hold and the facts fit together"
+    );
+    drop(store);
+
+    let shallow = commlog::audit::audit(dir.path(), false).unwrap();
+    assert_eq!(shallow.findings, vec![]);
+    let deep = commlog::audit::audit(dir.path(), true).unwrap();
+    assert_eq!(
+        deep.verdict,
+        commlog::audit::Verdict::Clean,
+        "a snapshot is a cache: the log's verdict stands"
+    );
+    assert_eq!(deep.findings.len(), 1, "{:?}", deep.findings);
+    let finding = &deep.findings[0];
+    assert_eq!(finding.kind, "snapshot_differs");
+    assert_eq!(
+        finding.segment,
+        format!("{SNAPSHOT_DIRECTORY}/{SNAPSHOT_NAME}")
+    );
+    assert_eq!(finding.fix, commlog::audit::Fix::DeleteSnapshot);
+    assert!(
+        finding.reason.contains("messages (first at index 0)")
+            && !finding.reason.contains("outcomes"),
+        "{}",
+        finding.reason
+    );
+    let reason = deep.snapshots[0].reason.as_deref().unwrap();
+    assert!(finding.reason.starts_with(reason), "{reason}");
+}
+
+#[test]
+fn a_snapshot_the_loader_ignores_is_a_finding_with_its_reason() {
+    let dir = store_with_snapshot(|bytes| bytes[8] = 2);
+    let store = Store::open_read_only(dir.path()).unwrap();
+    let ignored = store.open_report().ignored_snapshots;
+    assert_eq!(store.open_report().snapshot, None);
+    assert_eq!(ignored.len(), 1);
+    let audit = commlog::audit::audit(dir.path(), false).unwrap();
+    assert_eq!(audit.verdict, commlog::audit::Verdict::Clean);
+    assert_eq!(audit.findings.len(), 1);
+    assert_eq!(audit.findings[0].kind, "snapshot_ignored");
+    assert!(audit.findings[0].reason.starts_with(&ignored[0].reason));
+    assert_eq!(
+        audit.snapshots[0].usage,
+        commlog::audit::SnapshotUse::Ignored
+    );
+    assert_eq!(audit.snapshots[0].reason.as_ref(), Some(&ignored[0].reason));
+}
