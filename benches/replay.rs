@@ -161,15 +161,16 @@ fn replay(c: &mut Criterion) {
 /// and the frame's 6-byte prefix.
 const FLIPPED_BYTE_OFFSET: usize = 56 + 6 + 4;
 
-/// The files a crash leaves after `spec`'s calls under `SyncPolicy::Never`: the calls are
-/// tracked and flushed, and the segment files copied to `crashed` while the store is still open
-/// (so no close marker).
+/// The files a crash leaves after `spec`'s calls under `SyncPolicy::Never`, without snapshots
+/// (each would make the log durable up to it): the calls are tracked and flushed, and the
+/// segment files copied to `crashed` while the store is still open (so no close marker).
 fn build_crashed_store(spec: Spec, crashed: &Path) -> u64 {
     let original = tempfile::tempdir().expect("a temporary directory");
     let store = Store::open_with(
         original.path(),
         Options {
             sync: SyncPolicy::Never,
+            snapshot_every: 0,
             ..Options::default()
         },
     )
