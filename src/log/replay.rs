@@ -919,20 +919,13 @@ fn check_resumed_header(
     resume: &LogPosition,
     segment_bytes: usize,
 ) -> Result<()> {
-    if header.store_id != resume.store_id {
-        let (offset, reason) = foreign_store_reason(header.store_id, resume.store_id);
-        return Err(Error::corruption(path, offset, reason));
-    }
-    if header.first_seq != resume.segment_first_seq {
-        return Err(Error::corruption(
-            path,
-            codec::FIRST_SEQ_OFFSET as u64,
-            format!(
-                "header says first seq {}, but the segment's name says {}",
-                header.first_seq, resume.segment_first_seq
-            ),
-        ));
-    }
+    // Where the segment starts, the position says; its first message id, only its header.
+    let expected = Expected {
+        first_seq: resume.segment_first_seq,
+        first_message_id: header.first_message_id,
+        store_id: Some(resume.store_id),
+    };
+    check_header(path, header, expected)?;
     if (segment_bytes as u64) < resume.end || resume.end < header.len_bytes() as u64 {
         return Err(Error::corruption(
             path,
