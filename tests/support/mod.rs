@@ -2,6 +2,8 @@
 // Each test file uses only some of these items; the rest would warn as dead code there.
 #![allow(dead_code)]
 
+pub mod answers;
+pub mod brute;
 pub mod calls;
 pub mod files;
 pub mod model;

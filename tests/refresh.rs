@@ -1,0 +1,132 @@
+//! Live readers: a read-only store that `refresh`es beside a writer answers, at every moment,
+//! as the brute-force model of a prefix of the writer's calls, and in the end as the whole.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use commlog::{Options, Store};
+use proptest::prelude::*;
+use support::brute::{self, Brute};
+use support::calls::{Call, any_call, track, windows_ms};
+use tempfile::TempDir;
+
+/// Small segments, so that the reader follows the writer across rollovers.
+fn options() -> Options {
+    Options {
+        segment_bytes: 512,
+        ..support::store::options()
+    }
+}
+
+/// The model after each prefix of `calls` that appends, by the events it holds: `models[n]` is
+/// the model of the calls that appended the first `n` events.
+fn models_by_events(calls: &[Call]) -> Vec<Brute> {
+    let mut model = Brute::default();
+    let mut models = vec![model.clone()];
+    for call in calls {
+        if call.is_report() && model.message_count() == 0 {
+            continue;
+        }
+        model.apply(call);
+        while models.len() as u64 <= model.event_count {
+            models.push(model.clone());
+        }
+    }
+    models
+}
+
+/// Tracks `calls` as the models expect them (reports only once a message exists), handing the
+/// frames to the OS after every `flush_every` calls.
+fn track_all(store: &Store, calls: &[Call], flush_every: usize) {
+    let mut model = Brute::default();
+    for (index, call) in calls.iter().enumerate() {
+        if call.is_report() && model.message_count() == 0 {
+            continue;
+        }
+        let _ = track(store, call, model.message_count());
+        model.apply(call);
+        if index % flush_every == 0 {
+            store.flush().unwrap();
+        }
+    }
+}
+
+fn check(store: &Store, model: &Brute, what: &str) -> Result<(), TestCaseError> {
+    brute::check(store, model, &[], &windows_ms())
+        .map_err(|error| TestCaseError::fail(format!("{what}: {error}")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn a_reader_refreshing_beside_a_writer_always_answers_as_a_prefix_of_its_calls(
+        calls in prop::collection::vec(any_call(), 20..160),
+        flush_every in 1usize..6,
+    ) {
+        let dir = TempDir::new().unwrap();
+        let data = dir.path().join("data");
+        let models = models_by_events(&calls);
+        let writer = Store::open_with(&data, options()).unwrap();
+        let reader = Store::open_read_only(&data).unwrap();
+        let mut seen = reader.open_report().events;
+        prop_assert_eq!(seen, 0);
+        let done = AtomicBool::new(false);
+        let mut checks = 0;
+        std::thread::scope(|scope| -> Result<(), TestCaseError> {
+            scope.spawn(|| {
+                track_all(&writer, &calls, flush_every);
+                done.store(true, Ordering::Release);
+            });
+            while !done.load(Ordering::Acquire) {
+                seen += reader.refresh().unwrap();
+                prop_assert!(seen < models.len() as u64, "{} events seen", seen);
+                check(&reader, &models[seen as usize], &format!("after {seen} events"))?;
+                checks += 1;
+            }
+            Ok(())
+        })?;
+        writer.close().unwrap();
+        seen += reader.refresh().unwrap();
+        let all = models.last().unwrap();
+        prop_assert_eq!(seen, all.event_count, "after {} checks", checks);
+        check(&reader, all, "at the end")?;
+        prop_assert_eq!(reader.refresh().unwrap(), 0);
+    }
+}
+
+#[test]
+fn a_writer_refreshes_nothing_and_a_reader_follows_a_writer_that_reopens() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let calls: Vec<Call> = (0..60)
+        .map(|index| Call::Sent {
+            user: index % 7 + 1,
+            channel: commlog::Channel::ALL[index as usize % 4],
+            message_type: "bill_due",
+            cost_micros: 10_000,
+            at_ms: 1_735_689_600_000 + index as i64 * 60_000,
+        })
+        .collect();
+    let models = models_by_events(&calls);
+    let writer = Store::open_with(&data, options()).unwrap();
+    assert_eq!(writer.refresh().unwrap(), 0);
+    track_all(&writer, &calls[..30], 1);
+    let reader = Store::open_read_only(&data).unwrap();
+    assert_eq!(reader.open_report().events, 30);
+    assert_eq!(writer.refresh().unwrap(), 0);
+    writer.close().unwrap();
+    assert_eq!(reader.refresh().unwrap(), 0);
+
+    // A new writer goes on in the same segments, after the close marker.
+    let writer = Store::open_with(&data, options()).unwrap();
+    for call in &calls[30..] {
+        track(&writer, call, 0).unwrap();
+    }
+    writer.flush().unwrap();
+    assert_eq!(reader.refresh().unwrap(), 30);
+    brute::check(&reader, &models[60], &[], &windows_ms()).unwrap();
+    writer.close().unwrap();
+    assert_eq!(reader.refresh().unwrap(), 0);
+}

@@ -1,0 +1,1016 @@
+//! Snapshots are a cache of the log: a store opened from one (and the log after it) answers
+//! every query as a full replay of the log does, and as the brute-force model of the calls;
+//! a snapshot written while calls run, one left half-written by a crash, a damaged one and one
+//! that does not belong to the log change no answer: the last two are reported in
+//! `OpenReport::ignored_snapshots` and passed over, and a read-only open changes no file.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, TimeZone, Utc};
+use commlog::{BudgetScope, Channel, IgnoredSnapshot, OpenReport, Options, Store, Tracked};
+use proptest::prelude::*;
+use support::answers::{Answers, answers};
+use support::brute::{self, Brute};
+use support::calls::{
+    ANCHORS, Call, MESSAGE_TYPES, USER_COUNT, anchor_ms, any_call, batch_call, channel, track,
+    windows_ms,
+};
+use support::files::{copy_dir, segments};
+use support::script::track_scripted_event;
+use tempfile::TempDir;
+
+/// External ids the sends draw from.
+const EXTERNAL_IDS: [&str; 3] = ["SM-a", "SM-b", "re_0123"];
+
+/// The snapshot file's name and header (src/snapshot.rs): magic, format version, body length,
+/// body crc32, header crc32 over the bytes before it.
+const SNAPSHOT_DIRECTORY: &str = "snapshots";
+const VERSION_OFFSET: usize = 8;
+const BODY_LEN_OFFSET: usize = 12;
+const BODY_CRC_OFFSET: usize = 20;
+const HEADER_CRC_OFFSET: usize = 24;
+const HEADER_BYTES: usize = 28;
+/// The log position the body starts with (fixed-width fields): last seq, segment first seq,
+/// store id (an option), frame start, frame crc, end, frame count, close marker flag, cursor.
+const POSITION_BYTES: usize = 8 + 8 + 9 + 8 + 4 + 8 + 8 + 1 + 24;
+
+fn options(segment_bytes: u64, snapshot_every: u64) -> Options {
+    Options {
+        segment_bytes,
+        snapshot_every,
+        ..support::store::options()
+    }
+}
+
+/// Small segments, and a snapshot at every close that has something new.
+fn rolling() -> Options {
+    options(512, 1)
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap()
+}
+
+fn snapshot_path(data: &Path, last_seq: u64) -> PathBuf {
+    data.join(SNAPSHOT_DIRECTORY)
+        .join(format!("snapshot-{last_seq:020}"))
+}
+
+/// The snapshot files in `data`, oldest first (temporary files too).
+fn snapshot_files(data: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(data.join(SNAPSHOT_DIRECTORY)) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries.map(|entry| entry.unwrap().path()).collect();
+    paths.sort();
+    paths
+}
+
+/// The last seq the newest snapshot in `data` covers (0: none).
+fn newest_snapshot_seq(data: &Path) -> u64 {
+    snapshot_files(data)
+        .iter()
+        .filter_map(|path| {
+            path.file_name()?
+                .to_str()?
+                .strip_prefix("snapshot-")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A copy of the store in `data`, to change.
+fn copy_of(data: &Path) -> (TempDir, PathBuf) {
+    let dir = TempDir::new().unwrap();
+    let copy = dir.path().join("data");
+    copy_dir(data, &copy);
+    (dir, copy)
+}
+
+/// A copy of the store in `data` without its snapshots: opening it replays the whole log.
+fn full_replay_copy(data: &Path) -> (TempDir, PathBuf) {
+    let (dir, copy) = copy_of(data);
+    let _ = fs::remove_dir_all(copy.join(SNAPSHOT_DIRECTORY));
+    (dir, copy)
+}
+
+fn answers_of(store: &Store) -> Answers {
+    answers(store, &EXTERNAL_IDS, &windows_ms())
+}
+
+/// What a full replay of the log in `data` answers, and its open report.
+fn full_replay(data: &Path) -> (Answers, OpenReport) {
+    let (_dir, copy) = full_replay_copy(data);
+    let store = Store::open_read_only(&copy).unwrap();
+    assert_eq!(store.open_report().snapshot, None);
+    (answers_of(&store), store.open_report())
+}
+
+/// Opens `data` read-only and checks that no file changed; returns the store.
+fn open_read_only_changing_nothing(data: &Path) -> Store {
+    let before = support::files::snapshot(data);
+    let store = Store::open_read_only(data).unwrap();
+    assert_eq!(
+        support::files::snapshot(data),
+        before,
+        "a read-only open changed files in {}",
+        data.display()
+    );
+    store
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random calls, snapshots and reopens.
+
+#[derive(Debug, Clone)]
+enum Step {
+    Track(Call),
+    /// A send carrying an external id: the same send again appends nothing, another send
+    /// under it is refused.
+    SendWithExternalId {
+        user: u64,
+        channel: Channel,
+        message_type: &'static str,
+        cost_micros: i64,
+        at_ms: i64,
+        external_id: &'static str,
+    },
+    Snapshot,
+    Reopen,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        20 => any_call().prop_map(Step::Track),
+        3 => (
+            1..=USER_COUNT,
+            channel(),
+            prop::sample::select(MESSAGE_TYPES.to_vec()),
+            prop::sample::select(vec![0i64, 20_000]),
+            prop::sample::select(ANCHORS.to_vec()).prop_map(anchor_ms),
+            prop::sample::select(EXTERNAL_IDS.to_vec()),
+        )
+            .prop_map(|(user, channel, message_type, cost_micros, at_ms, external_id)| {
+                Step::SendWithExternalId { user, channel, message_type, cost_micros, at_ms, external_id }
+            }),
+        2 => Just(Step::Snapshot),
+        1 => Just(Step::Reopen),
+    ]
+}
+
+/// A writer driven through steps, with the model of its calls and the newest snapshot's seq.
+struct Run {
+    data: PathBuf,
+    options: Options,
+    store: Option<Store>,
+    model: Brute,
+}
+
+impl Run {
+    fn new(data: PathBuf, options: Options) -> Run {
+        let store = Store::open_with(&data, options.clone()).unwrap();
+        Run {
+            data,
+            options,
+            store: Some(store),
+            model: Brute::default(),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        self.store.as_ref().unwrap()
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), TestCaseError> {
+        match step {
+            Step::Track(call) => {
+                if call.is_report() && self.model.message_count() == 0 {
+                    return Ok(());
+                }
+                let got = track(self.store(), call, self.model.message_count());
+                let accepted = self.model.apply(call);
+                prop_assert_eq!(got.is_ok(), accepted, "{:?}: {:?}", call, got);
+            }
+            Step::SendWithExternalId {
+                user,
+                channel,
+                message_type,
+                cost_micros,
+                at_ms,
+                external_id,
+            } => {
+                let got = self.store().track_message_sent_with(
+                    *user,
+                    *channel,
+                    message_type,
+                    *cost_micros as f64 / 1e6,
+                    Some(time(*at_ms)),
+                    Some(external_id),
+                );
+                let (_, expected) = self.model.send_with_external_id(
+                    *user,
+                    *channel,
+                    message_type,
+                    *cost_micros,
+                    *at_ms,
+                    external_id,
+                );
+                prop_assert_eq!(got.ok(), expected);
+            }
+            Step::Snapshot => {
+                // A snapshot of the whole log exists afterwards: this one, or one the snapshot
+                // thread wrote in the background.
+                let written = self.store().snapshot().unwrap();
+                let events = self.model.event_count;
+                prop_assert_eq!(newest_snapshot_seq(&self.data), events);
+                if let Some(written) = written {
+                    prop_assert_eq!(written, snapshot_path(&self.data, events));
+                }
+            }
+            Step::Reopen => {
+                self.close();
+                let store = Store::open_with(&self.data, self.options.clone()).unwrap();
+                self.check_report(&store.open_report())?;
+                self.store = Some(store);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the writer; its close writes a snapshot when `snapshot_every` events are new, so
+    /// that afterwards fewer than that are past the newest one.
+    fn close(&mut self) {
+        self.store.take().unwrap().close().unwrap();
+        let events = self.model.event_count;
+        let every = self.options.snapshot_every;
+        let newest = newest_snapshot_seq(&self.data);
+        assert!(
+            every == 0 || events < newest + every,
+            "close leaves {events} events, the newest snapshot covers {newest}"
+        );
+    }
+
+    /// The report of an open that loaded the newest snapshot and replayed the log after it.
+    fn check_report(&self, report: &OpenReport) -> Result<(), TestCaseError> {
+        let events = self.model.event_count;
+        prop_assert_eq!(report.events, events);
+        prop_assert_eq!(report.last_seq, events);
+        let newest = newest_snapshot_seq(&self.data);
+        let expected = (newest > 0).then(|| snapshot_path(&self.data, newest));
+        prop_assert_eq!(&report.snapshot, &expected);
+        prop_assert_eq!(report.snapshot_events, newest);
+        prop_assert_eq!(&report.ignored_snapshots, &Vec::<IgnoredSnapshot>::new());
+        Ok(())
+    }
+}
+
+fn check_model(store: &Store, model: &Brute) -> Result<(), TestCaseError> {
+    brute::check(store, model, &EXTERNAL_IDS, &windows_ms()).map_err(TestCaseError::fail)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn answers_from_a_snapshot_and_the_log_after_it_equal_a_full_replay_and_the_model(
+        steps in prop::collection::vec(step(), 0..120),
+        segment_bytes in prop::sample::select(vec![512u64, 4096, 1 << 20]),
+        snapshot_every in prop::sample::select(vec![1u64, 5, Options::default().snapshot_every]),
+    ) {
+        let dir = TempDir::new().unwrap();
+        let mut run = Run::new(dir.path().join("data"), options(segment_bytes, snapshot_every));
+        for step in &steps {
+            run.step(step)?;
+        }
+        run.close();
+        let (_full_dir, full_data) = full_replay_copy(&run.data);
+
+        let store = Store::open_with(&run.data, run.options.clone()).unwrap();
+        run.check_report(&store.open_report())?;
+        let full = Store::open_with(&full_data, run.options.clone()).unwrap();
+        let full_report = full.open_report();
+        prop_assert_eq!(full_report.snapshot, None);
+        prop_assert_eq!(full_report.snapshot_events, 0);
+        prop_assert_eq!(full_report.events, store.open_report().events);
+        prop_assert_eq!(full_report.last_seq, store.open_report().last_seq);
+        prop_assert_eq!(full_report.segments, store.open_report().segments);
+
+        let expected = answers_of(&full);
+        prop_assert_eq!(&answers_of(&store), &expected);
+        check_model(&store, &run.model)?;
+        check_model(&full, &run.model)?;
+        let read_only = Store::open_read_only_with(&run.data, run.options.clone()).unwrap();
+        run.check_report(&read_only.open_report())?;
+        prop_assert_eq!(&answers_of(&read_only), &expected);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A snapshot written while calls run.
+
+const TRACKER_COUNT: usize = 3;
+
+/// Tracks `calls` on `store`, `batch_sizes` at a time in turn (one: a single call, more: a
+/// batch); `sent` is the highest message id any tracker has seen, which the reports pick from.
+fn track_concurrently(store: &Store, calls: &[Call], batch_sizes: &[usize], sent: &AtomicUsize) {
+    let mut rest = calls;
+    for batch_size in batch_sizes.iter().cycle() {
+        if rest.is_empty() {
+            return;
+        }
+        let (batch, after) = rest.split_at((*batch_size).min(rest.len()));
+        rest = after;
+        let message_count = sent.load(Ordering::SeqCst);
+        let batch: Vec<&Call> = batch
+            .iter()
+            .filter(|call| message_count > 0 || !call.is_report())
+            .collect();
+        let ids: Vec<usize> = match batch.as_slice() {
+            [] => Vec::new(),
+            [call] => match track(store, call, message_count) {
+                Ok(Some(message)) => vec![message.id.0 as usize],
+                _ => Vec::new(),
+            },
+            calls => {
+                let calls: Vec<commlog::Call<'static>> = calls
+                    .iter()
+                    .map(|call| batch_call(call, message_count))
+                    .collect();
+                store
+                    .track_batch(&calls)
+                    .unwrap()
+                    .into_iter()
+                    .filter_map(|answer| match answer {
+                        Ok(Tracked::Message(id)) => Some(id.0 as usize),
+                        _ => None,
+                    })
+                    .collect()
+            }
+        };
+        for id in ids {
+            sent.fetch_max(id, Ordering::SeqCst);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4))]
+
+    #[test]
+    fn every_snapshot_written_while_calls_run_opens_to_the_answers_of_a_full_replay(
+        calls in prop::collection::vec(prop::collection::vec(any_call(), 50..200), TRACKER_COUNT),
+        batch_sizes in prop::collection::vec(1usize..=8, 1..6),
+        segment_bytes in prop::sample::select(vec![512u64, 4096, 1 << 20]),
+    ) {
+        let dir = TempDir::new().unwrap();
+        let data = dir.path().join("data");
+        let opts = options(segment_bytes, Options::default().snapshot_every);
+        let store = Store::open_with(&data, opts.clone()).unwrap();
+        let sent = AtomicUsize::new(0);
+        let finished = AtomicUsize::new(0);
+        // Each snapshot as it was written: the store keeps only the two newest.
+        let written: Mutex<Vec<(PathBuf, Vec<u8>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for calls in &calls {
+                let (store, sent, finished) = (&store, &sent, &finished);
+                let batch_sizes = &batch_sizes;
+                scope.spawn(move || {
+                    track_concurrently(store, calls, batch_sizes, sent);
+                    finished.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            let (store, finished, written) = (&store, &finished, &written);
+            scope.spawn(move || loop {
+                // One more snapshot after the trackers finish, so that the last covers all.
+                let done = finished.load(Ordering::SeqCst) == TRACKER_COUNT;
+                match store.snapshot().unwrap() {
+                    Some(path) => {
+                        let bytes = fs::read(&path).unwrap();
+                        written.lock().unwrap().push((path, bytes));
+                    }
+                    None => std::thread::yield_now(),
+                }
+                if done {
+                    return;
+                }
+            });
+        });
+        store.close().unwrap();
+        let (expected, full_report) = full_replay(&data);
+        prop_assert!(full_report.events > 0);
+        let written = written.into_inner().unwrap();
+        prop_assert!(!written.is_empty());
+        let seqs: Vec<u64> = written
+            .iter()
+            .map(|(path, _)| snapshot_seq_of(path))
+            .collect();
+        prop_assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{:?}", seqs);
+        prop_assert_eq!(*seqs.last().unwrap(), full_report.last_seq);
+
+        for (path, bytes) in &written {
+            let (_copy_dir, copy) = full_replay_copy(&data);
+            let name = path.file_name().unwrap();
+            fs::create_dir(copy.join(SNAPSHOT_DIRECTORY)).unwrap();
+            fs::write(copy.join(SNAPSHOT_DIRECTORY).join(name), bytes).unwrap();
+            let store = Store::open_with(&copy, opts.clone()).unwrap();
+            let report = store.open_report();
+            prop_assert_eq!(&report.ignored_snapshots, &Vec::<IgnoredSnapshot>::new());
+            prop_assert_eq!(report.snapshot, Some(copy.join(SNAPSHOT_DIRECTORY).join(name)));
+            prop_assert_eq!(report.snapshot_events, snapshot_seq_of(path));
+            prop_assert_eq!(report.events, full_report.events);
+            prop_assert_eq!(&answers_of(&store), &expected, "from {:?}", name);
+        }
+    }
+}
+
+/// The last seq a snapshot file's name gives.
+fn snapshot_seq_of(path: &Path) -> u64 {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    name.strip_prefix("snapshot-").unwrap().parse().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damaged and mismatched snapshots.
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn track_events(store: &Store, events: std::ops::Range<u64>) {
+    for i in events {
+        track_scripted_event(store, i, t0(), USER_COUNT);
+    }
+}
+
+/// A closed store of 100 events (a budget among them) in segments of `segment_bytes`, with two
+/// snapshots, after events 40 and 90; returns them oldest first.
+fn store_with_two_snapshots(segment_bytes: u64) -> (TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open_with(
+        &data,
+        options(segment_bytes, Options::default().snapshot_every),
+    )
+    .unwrap();
+    track_events(&store, 0..40);
+    let older = store.snapshot().unwrap().unwrap();
+    track_events(&store, 40..89);
+    store
+        .set_budget(BudgetScope::All, "2025-01", 10.0, Some(50))
+        .unwrap();
+    let newer = store.snapshot().unwrap().unwrap();
+    assert_eq!(newer, snapshot_path(&data, 90));
+    track_events(&store, 89..99);
+    store.close().unwrap();
+    assert_eq!(snapshot_files(&data), [older.clone(), newer.clone()]);
+    (dir, data, older, newer)
+}
+
+/// The path in the copy `copy` of the file `path` in `data`.
+fn in_copy(data: &Path, copy: &Path, path: &Path) -> PathBuf {
+    copy.join(path.strip_prefix(data).unwrap())
+}
+
+#[test]
+fn a_temporary_file_left_by_a_crash_while_writing_a_snapshot_is_never_read() {
+    for opts in [options(1 << 20, 0), options(512, 0)] {
+        let (_dir, data, older, newer) = store_with_two_snapshots(opts.segment_bytes);
+        let bytes = fs::read(&newer).unwrap();
+        let (expected, _) = full_replay(&data);
+        let prefixes = [
+            0,
+            1,
+            HEADER_BYTES - 1,
+            HEADER_BYTES,
+            HEADER_BYTES + POSITION_BYTES / 2,
+            bytes.len() / 2,
+            bytes.len() - 1,
+            bytes.len(),
+        ];
+        for prefix in prefixes {
+            let (_copy_dir, copy) = copy_of(&data);
+            let newer = in_copy(&data, &copy, &newer);
+            let temporary = newer.with_file_name(format!(
+                "{}.tmp",
+                newer.file_name().unwrap().to_str().unwrap()
+            ));
+            fs::remove_file(&newer).unwrap();
+            fs::write(&temporary, &bytes[..prefix]).unwrap();
+
+            let read_only = open_read_only_changing_nothing(&copy);
+            let report = read_only.open_report();
+            assert_eq!(
+                report.snapshot,
+                Some(in_copy(&data, &copy, &older)),
+                "{prefix}"
+            );
+            assert_eq!(report.ignored_snapshots, [], "{prefix}");
+            assert_eq!(answers_of(&read_only), expected, "{prefix}");
+            drop(read_only);
+
+            // A writer uses the older one too; its next snapshot removes the temporary file.
+            let store = Store::open_with(&copy, opts.clone()).unwrap();
+            assert_eq!(
+                store.open_report().snapshot,
+                Some(in_copy(&data, &copy, &older))
+            );
+            assert_eq!(answers_of(&store), expected, "{prefix}");
+            track_events(&store, 99..100);
+            let written = store.snapshot().unwrap().unwrap();
+            assert_eq!(
+                snapshot_files(&copy),
+                [in_copy(&data, &copy, &older), written],
+                "{prefix}"
+            );
+        }
+    }
+}
+
+/// Damage to a snapshot file, and a word the reason for ignoring it must contain.
+struct Damage {
+    what: String,
+    apply: Edit,
+    reason: &'static str,
+}
+
+/// A change to a snapshot file's bytes.
+type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+
+fn damages(len: usize) -> Vec<Damage> {
+    let mut list = Vec::new();
+    let truncations = [
+        (0, "header is short"),
+        (HEADER_BYTES - 1, "header is short"),
+        (HEADER_BYTES, "header says"),
+        (HEADER_BYTES + 20, "header says"),
+        (HEADER_BYTES + POSITION_BYTES + 4, "header says"),
+        (len / 2, "header says"),
+        (len - 1, "header says"),
+    ];
+    for (keep, reason) in truncations {
+        list.push(Damage {
+            what: format!("cut to {keep} bytes"),
+            apply: Box::new(move |bytes: &mut Vec<u8>| bytes.truncate(keep)),
+            reason,
+        });
+    }
+    let flips = [
+        // The header: magic, version, body length, body crc, header crc.
+        (0, "magic"),
+        (VERSION_OFFSET, "header checksum"),
+        (BODY_LEN_OFFSET + 1, "header checksum"),
+        (BODY_CRC_OFFSET, "header checksum"),
+        (HEADER_CRC_OFFSET + 3, "header checksum"),
+        // The position: last seq, segment, store id, frame start, cursor.
+        (HEADER_BYTES, "body checksum"),
+        (HEADER_BYTES + 8, "body checksum"),
+        (HEADER_BYTES + 17, "body checksum"),
+        (HEADER_BYTES + 25, "body checksum"),
+        (HEADER_BYTES + POSITION_BYTES - 1, "body checksum"),
+        // The segments covered, the facts, the last byte.
+        (HEADER_BYTES + POSITION_BYTES + 10, "body checksum"),
+        (len / 2, "body checksum"),
+        (len * 3 / 4, "body checksum"),
+        (len - 1, "body checksum"),
+    ];
+    for (offset, reason) in flips {
+        for bit in [0u8, 7] {
+            list.push(Damage {
+                what: format!("bit {bit} of byte {offset} flipped"),
+                apply: Box::new(move |bytes: &mut Vec<u8>| bytes[offset] ^= 1 << bit),
+                reason,
+            });
+        }
+    }
+    list
+}
+
+fn damage_file(path: &Path, damage: &Damage) {
+    let mut bytes = fs::read(path).unwrap();
+    (damage.apply)(&mut bytes);
+    fs::write(path, bytes).unwrap();
+}
+
+fn assert_ignored(report: &OpenReport, ignored: &[PathBuf], reason: &str, what: &str) {
+    let paths: Vec<&PathBuf> = report.ignored_snapshots.iter().map(|i| &i.path).collect();
+    assert_eq!(paths, ignored.iter().collect::<Vec<_>>(), "{what}");
+    for ignored in &report.ignored_snapshots {
+        assert!(
+            ignored.reason.contains(reason),
+            "{what}: the reason {:?} does not say {reason:?}",
+            ignored.reason
+        );
+    }
+}
+
+#[test]
+fn a_damaged_newest_snapshot_is_reported_and_the_older_one_used() {
+    let (_dir, data, older, newer) = store_with_two_snapshots(512);
+    let (expected, full_report) = full_replay(&data);
+    let len = fs::read(&newer).unwrap().len();
+    for damage in damages(len) {
+        let (_copy_dir, copy) = copy_of(&data);
+        let newer = in_copy(&data, &copy, &newer);
+        damage_file(&newer, &damage);
+
+        let read_only = open_read_only_changing_nothing(&copy);
+        let report = read_only.open_report();
+        assert_ignored(
+            &report,
+            std::slice::from_ref(&newer),
+            damage.reason,
+            &damage.what,
+        );
+        assert_eq!(
+            report.snapshot,
+            Some(in_copy(&data, &copy, &older)),
+            "{}",
+            damage.what
+        );
+        assert_eq!(report.snapshot_events, 40, "{}", damage.what);
+        assert_eq!(report.events, full_report.events, "{}", damage.what);
+        assert_eq!(answers_of(&read_only), expected, "{}", damage.what);
+        drop(read_only);
+
+        let store = Store::open_with(&copy, rolling()).unwrap();
+        assert_ignored(&store.open_report(), &[newer], damage.reason, &damage.what);
+        assert_eq!(answers_of(&store), expected, "{}", damage.what);
+    }
+}
+
+#[test]
+fn with_every_snapshot_damaged_the_open_replays_the_whole_log() {
+    let (_dir, data, older, newer) = store_with_two_snapshots(512);
+    let (expected, full_report) = full_replay(&data);
+    let len = fs::read(&older).unwrap().len();
+    for damage in damages(len).into_iter().step_by(3) {
+        let (_copy_dir, copy) = copy_of(&data);
+        let older = in_copy(&data, &copy, &older);
+        let newer = in_copy(&data, &copy, &newer);
+        damage_file(&older, &damage);
+        // The newer one loses its last byte.
+        let bytes = fs::read(&newer).unwrap();
+        fs::write(&newer, &bytes[..bytes.len() - 1]).unwrap();
+
+        let read_only = open_read_only_changing_nothing(&copy);
+        let report = read_only.open_report();
+        assert_eq!(report.ignored_snapshots.len(), 2, "{}", damage.what);
+        assert_eq!(report.ignored_snapshots[0].path, newer, "{}", damage.what);
+        assert_eq!(report.ignored_snapshots[1].path, older, "{}", damage.what);
+        assert!(report.ignored_snapshots[1].reason.contains(damage.reason));
+        assert_eq!(report.snapshot, None, "{}", damage.what);
+        assert_eq!(report.snapshot_events, 0, "{}", damage.what);
+        assert_eq!(report.events, full_report.events, "{}", damage.what);
+        assert_eq!(answers_of(&read_only), expected, "{}", damage.what);
+    }
+}
+
+#[test]
+fn a_snapshot_of_a_newer_format_version_is_reported_and_ignored() {
+    let (_dir, data, older, newer) = store_with_two_snapshots(512);
+    let (expected, _) = full_replay(&data);
+    for version in [2u32, 3, u32::MAX] {
+        let (_copy_dir, copy) = copy_of(&data);
+        let newer = in_copy(&data, &copy, &newer);
+        let mut bytes = fs::read(&newer).unwrap();
+        bytes[VERSION_OFFSET..BODY_LEN_OFFSET].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..HEADER_CRC_OFFSET]);
+        bytes[HEADER_CRC_OFFSET..HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
+        fs::write(&newer, bytes).unwrap();
+
+        let read_only = open_read_only_changing_nothing(&copy);
+        let report = read_only.open_report();
+        assert_ignored(
+            &report,
+            &[newer],
+            &format!("format version {version}"),
+            "version",
+        );
+        assert_eq!(report.snapshot, Some(in_copy(&data, &copy, &older)));
+        assert_eq!(answers_of(&read_only), expected);
+    }
+}
+
+#[test]
+fn a_snapshot_of_another_store_is_reported_and_ignored() {
+    let (_dir, data, _, _) = store_with_two_snapshots(1 << 20);
+    // The other store: other events, one segment of the same name, a snapshot at a later seq.
+    let other_dir = TempDir::new().unwrap();
+    let other = other_dir.path().join("data");
+    let store = Store::open_with(&other, options(1 << 20, 1)).unwrap();
+    for i in 0..110 {
+        track_scripted_event(&store, i, t0() + chrono::Duration::days(2), USER_COUNT);
+    }
+    let foreign = store.snapshot().unwrap().unwrap();
+    store.close().unwrap();
+
+    let (expected, full_report) = full_replay(&data);
+    let copied = data
+        .join(SNAPSHOT_DIRECTORY)
+        .join(foreign.file_name().unwrap());
+    fs::copy(&foreign, &copied).unwrap();
+    let read_only = open_read_only_changing_nothing(&data);
+    let report = read_only.open_report();
+    assert_ignored(
+        &report,
+        std::slice::from_ref(&copied),
+        "another store",
+        "foreign",
+    );
+    assert_eq!(report.snapshot, Some(snapshot_path(&data, 90)));
+    assert_eq!(report.events, full_report.events);
+    assert_eq!(answers_of(&read_only), expected);
+    drop(read_only);
+
+    // Alone, it leaves a full replay.
+    for path in snapshot_files(&data) {
+        if path != copied {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    let store = Store::open_with(&data, options(1 << 20, 1)).unwrap();
+    assert_ignored(&store.open_report(), &[copied], "another store", "foreign");
+    assert_eq!(store.open_report().snapshot, None);
+    assert_eq!(answers_of(&store), expected);
+}
+
+#[test]
+fn a_snapshot_past_a_log_cut_by_a_crash_is_reported_and_ignored() {
+    for opts in [options(1 << 20, 0), options(512, 0)] {
+        let dir = TempDir::new().unwrap();
+        let data = dir.path().join("data");
+        let store = Store::open_with(&data, opts.clone()).unwrap();
+        track_events(&store, 0..30);
+        let older = store.snapshot().unwrap().unwrap();
+        track_events(&store, 30..60);
+        let newer = store.snapshot().unwrap().unwrap();
+        // What a crash leaves, then the last frame torn.
+        let (_copy_dir, copy) = copy_of(&data);
+        store.close().unwrap();
+        let last = segments(&copy).pop().unwrap();
+        let len = fs::metadata(&last).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let (expected, full_report) = full_replay(&copy);
+        assert_eq!(full_report.events, 59);
+
+        let read_only = open_read_only_changing_nothing(&copy);
+        let report = read_only.open_report();
+        assert_ignored(
+            &report,
+            &[in_copy(&data, &copy, &newer)],
+            "not the log's",
+            "cut",
+        );
+        assert_eq!(report.snapshot, Some(in_copy(&data, &copy, &older)));
+        assert_eq!(answers_of(&read_only), expected);
+        drop(read_only);
+
+        let store = Store::open_with(&copy, opts.clone()).unwrap();
+        let report = store.open_report();
+        assert_ignored(
+            &report,
+            &[in_copy(&data, &copy, &newer)],
+            "not the log's",
+            "cut",
+        );
+        assert_eq!(report.snapshot, Some(in_copy(&data, &copy, &older)));
+        assert_eq!(report.events, 59);
+        assert!(report.quarantined.is_some());
+        assert_eq!(answers_of(&store), expected);
+        // The writer goes on from the cut, and its next snapshot replaces the one past it.
+        track_events(&store, 59..70);
+        let written = store.snapshot().unwrap().unwrap();
+        assert_eq!(written, snapshot_path(&copy, 70));
+        // The two newest stay, though one of them no longer matches the log.
+        assert_eq!(
+            snapshot_files(&copy),
+            [in_copy(&data, &copy, &newer), written.clone()]
+        );
+        let expected = answers_of(&store);
+        store.close().unwrap();
+        let store = Store::open_with(&copy, opts).unwrap();
+        assert_eq!(store.open_report().snapshot, Some(written));
+        assert_eq!(answers_of(&store), expected);
+    }
+}
+
+#[test]
+fn a_snapshot_whose_segment_holds_other_frames_is_reported_and_ignored() {
+    for opts in [options(1 << 20, 0), options(512, 0)] {
+        // Two writers share a log up to event 40, then each appends its own 40.
+        let dir = TempDir::new().unwrap();
+        let data = dir.path().join("data");
+        let store = Store::open_with(&data, opts.clone()).unwrap();
+        track_events(&store, 0..40);
+        store.flush().unwrap();
+        let (_copy_dir, copy) = copy_of(&data);
+        track_events(&store, 40..80);
+        let theirs = store.snapshot().unwrap().unwrap();
+        store.close().unwrap();
+
+        let store = Store::open_with(&copy, opts.clone()).unwrap();
+        for i in 40..80 {
+            track_scripted_event(&store, i, t0() + chrono::Duration::days(1), USER_COUNT);
+        }
+        store.close().unwrap();
+        let (expected, full_report) = full_replay(&copy);
+        assert_eq!(full_report.events, 80);
+        let copied = copy
+            .join(SNAPSHOT_DIRECTORY)
+            .join(theirs.file_name().unwrap());
+        fs::create_dir_all(copied.parent().unwrap()).unwrap();
+        fs::copy(&theirs, &copied).unwrap();
+
+        let read_only = open_read_only_changing_nothing(&copy);
+        let report = read_only.open_report();
+        assert_ignored(&report, &[copied], "", "replaced");
+        assert_eq!(report.ignored_snapshots.len(), 1);
+        assert!(!report.ignored_snapshots[0].reason.is_empty());
+        assert_eq!(report.snapshot, None);
+        assert_eq!(answers_of(&read_only), expected);
+    }
+}
+
+#[test]
+fn a_snapshot_whose_segments_were_deleted_is_reported_and_ignored() {
+    let (_dir, data, _, _) = store_with_two_snapshots(512);
+    for segment in segments(&data) {
+        fs::remove_file(segment).unwrap();
+    }
+    let store = Store::open_with(&data, rolling()).unwrap();
+    let report = store.open_report();
+    assert_eq!(report.ignored_snapshots.len(), 2, "{report:?}");
+    assert_eq!(report.snapshot, None);
+    assert_eq!(report.events, 0);
+    let empty_dir = TempDir::new().unwrap();
+    let empty = Store::open_with(empty_dir.path(), rolling()).unwrap();
+    assert_eq!(answers_of(&store), answers_of(&empty));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Going on from a snapshot.
+
+/// Tracks `calls` on `store` and in `model` (reports only once a message is sent).
+fn track_all(store: &Store, model: &mut Brute, calls: &[Call]) {
+    for call in calls {
+        if call.is_report() && model.message_count() == 0 {
+            continue;
+        }
+        let got = track(store, call, model.message_count());
+        assert_eq!(got.is_ok(), model.apply(call), "{call:?}: {got:?}");
+    }
+}
+
+/// Sends with every external id, each twice (the repeat appends nothing).
+fn send_with_external_ids(store: &Store, model: &mut Brute, at_ms: i64) {
+    for (user, external_id) in (1..).zip(EXTERNAL_IDS) {
+        for _ in 0..2 {
+            let got = store
+                .track_message_sent_with(
+                    user,
+                    Channel::Email,
+                    "bill_due",
+                    0.02,
+                    Some(time(at_ms)),
+                    Some(external_id),
+                )
+                .ok();
+            let (_, expected) = model.send_with_external_id(
+                user,
+                Channel::Email,
+                "bill_due",
+                20_000,
+                at_ms,
+                external_id,
+            );
+            assert_eq!(got, expected);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    #[test]
+    fn a_writer_reopened_from_a_snapshot_goes_on_appending_and_deleting_snapshots_loses_nothing(
+        first in prop::collection::vec(any_call(), 40..150),
+        second in prop::collection::vec(any_call(), 1..150),
+    ) {
+        let dir = TempDir::new().unwrap();
+        let data = dir.path().join("data");
+        let mut model = Brute::default();
+        let store = Store::open_with(&data, rolling()).unwrap();
+        send_with_external_ids(&store, &mut model, anchor_ms(ANCHORS[1]));
+        track_all(&store, &mut model, &first);
+        store.close().unwrap();
+        let first_events = model.event_count;
+
+        let store = Store::open_with(&data, rolling()).unwrap();
+        prop_assert_eq!(store.open_report().snapshot, Some(snapshot_path(&data, first_events)));
+        prop_assert!(store.open_report().segments > 1);
+        check_model(&store, &model)?;
+        track_all(&store, &mut model, &second);
+        send_with_external_ids(&store, &mut model, anchor_ms(ANCHORS[2]));
+        store.close().unwrap();
+
+        let (_full_dir, full_data) = full_replay_copy(&data);
+        let store = Store::open_with(&data, rolling()).unwrap();
+        prop_assert_eq!(
+            store.open_report().snapshot,
+            Some(snapshot_path(&data, model.event_count))
+        );
+        let full = Store::open_with(&full_data, rolling()).unwrap();
+        prop_assert_eq!(full.open_report().snapshot, None);
+        prop_assert_eq!(full.open_report().events, model.event_count);
+        let expected = answers_of(&full);
+        prop_assert_eq!(&answers_of(&store), &expected);
+        check_model(&store, &model)?;
+        check_model(&full, &model)?;
+        drop(store);
+
+        let read_only = Store::open_read_only(&data).unwrap();
+        prop_assert_eq!(
+            read_only.open_report().snapshot,
+            Some(snapshot_path(&data, model.event_count))
+        );
+        prop_assert_eq!(&answers_of(&read_only), &expected);
+    }
+}
+
+#[test]
+fn a_small_store_closed_with_the_default_options_writes_no_snapshot() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open_with(&data, support::store::options()).unwrap();
+    track_events(&store, 0..50);
+    store.close().unwrap();
+    assert_eq!(snapshot_files(&data), Vec::<PathBuf>::new());
+    let store = Store::open_with(&data, support::store::options()).unwrap();
+    assert_eq!(store.open_report().snapshot, None);
+    assert_eq!(store.open_report().events, 50);
+}
+
+#[test]
+fn a_snapshot_is_written_only_when_the_log_holds_something_new() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open_with(&data, options(1 << 20, 10)).unwrap();
+    assert_eq!(store.snapshot().unwrap(), None);
+    track_events(&store, 0..5);
+    assert_eq!(store.snapshot().unwrap(), Some(snapshot_path(&data, 5)));
+    assert_eq!(store.snapshot().unwrap(), None);
+    track_events(&store, 5..9);
+    // Four new events: fewer than `snapshot_every`, so the close writes none.
+    store.close().unwrap();
+    assert_eq!(snapshot_files(&data), [snapshot_path(&data, 5)]);
+    let store = Store::open_with(&data, options(1 << 20, 4)).unwrap();
+    assert_eq!(store.open_report().snapshot, Some(snapshot_path(&data, 5)));
+    assert_eq!(store.open_report().snapshot_events, 5);
+    // Four new events, `snapshot_every` 4: the close writes one.
+    store.close().unwrap();
+    assert_eq!(
+        snapshot_files(&data),
+        [snapshot_path(&data, 5), snapshot_path(&data, 9)]
+    );
+    let store = Store::open_with(&data, options(1 << 20, 1)).unwrap();
+    track_events(&store, 9..10);
+    store.close().unwrap();
+    assert_eq!(
+        snapshot_files(&data),
+        [snapshot_path(&data, 9), snapshot_path(&data, 10)]
+    );
+
+    let read_only = Store::open_read_only(&data).unwrap();
+    assert!(matches!(
+        read_only.snapshot(),
+        Err(commlog::Error::ReadOnly {
+            operation: "snapshot"
+        })
+    ));
+}
+
+#[test]
+fn a_read_only_open_uses_the_snapshot_and_changes_no_file() {
+    let (_dir, data, _, newer) = store_with_two_snapshots(512);
+    let (expected, full_report) = full_replay(&data);
+    let read_only = open_read_only_changing_nothing(&data);
+    let report = read_only.open_report();
+    assert_eq!(report.snapshot, Some(newer));
+    assert_eq!(report.snapshot_events, 90);
+    assert_eq!(report.events, full_report.events);
+    assert_eq!(report.last_seq, full_report.last_seq);
+    assert_eq!(report.segments, full_report.segments);
+    assert_eq!(answers_of(&read_only), expected);
+}
