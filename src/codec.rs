@@ -118,6 +118,115 @@ impl<R: std::io::Read> bincode::de::read::Reader for SnapshotReader<R> {
             _ => self.read_across_blocks(bytes),
         }
     }
+
+    #[inline(always)]
+    fn peek_read(&mut self, len: usize) -> Option<&[u8]> {
+        self.block[..self.end].get(self.start..self.start + len)
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, len: usize) {
+        self.start += len;
+    }
+}
+
+/// The next `N` bytes of a snapshot body, without reading them, if the reader holds them in
+/// memory: the fixed-width fields of a record, to be parsed in one go with [`FixedFields`] and
+/// then passed with [`consume_snapshot_bytes`]. `None`: decode them field by field.
+#[inline(always)]
+pub(crate) fn peek_snapshot_bytes<const N: usize, D: bincode::de::Decoder>(
+    decoder: &mut D,
+) -> Option<[u8; N]> {
+    use bincode::de::read::Reader;
+    let bytes = decoder.reader().peek_read(N)?;
+    bytes.try_into().ok()
+}
+
+/// Passes `len` bytes that [`peek_snapshot_bytes`] gave.
+#[inline(always)]
+pub(crate) fn consume_snapshot_bytes<D: bincode::de::Decoder>(
+    decoder: &mut D,
+    len: usize,
+) -> Result<(), bincode::error::DecodeError> {
+    use bincode::de::read::Reader;
+    decoder.claim_bytes_read(len)?;
+    decoder.reader().consume(len);
+    Ok(())
+}
+
+/// Fixed-width little-endian fields read off the front of a snapshot record, as
+/// `SNAPSHOT_CONFIG` lays them out.
+pub(crate) struct FixedFields<'a>(pub(crate) &'a [u8]);
+
+impl FixedFields<'_> {
+    #[inline(always)]
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let (field, rest) = self.0.split_at(N);
+        self.0 = rest;
+        field.try_into().expect("split at N")
+    }
+
+    #[inline(always)]
+    pub(crate) fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+
+    #[inline(always)]
+    pub(crate) fn i64(&mut self) -> i64 {
+        i64::from_le_bytes(self.take())
+    }
+
+    #[inline(always)]
+    pub(crate) fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+
+    #[inline(always)]
+    pub(crate) fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+}
+
+/// Decodes a snapshot part from `bytes` through a reader that holds none of them in memory, so
+/// that every field is read on its own: what parsing in runs must agree with.
+#[cfg(test)]
+pub(crate) fn decode_snapshot_field_by_field<T: Decode<()>>(mut bytes: &[u8]) -> T {
+    bincode::decode_from_std_read(&mut bytes, SNAPSHOT_CONFIG).expect("the part decodes")
+}
+
+/// Bytes of one `(i64, u32)` pair in a snapshot body.
+const PAIR_BYTES: usize = 12;
+/// Pairs parsed at a time from the reader's block.
+const PAIRS_AT_ONCE: usize = 256;
+
+/// Decodes a snapshot's list of `(i64, u32)` pairs (a user's messages or outcomes), as bincode
+/// lays out a `Vec<(i64, u32)>` in `SNAPSHOT_CONFIG`: its length, then each pair. Parsed in
+/// runs from the reader's block where it holds them, pair by pair across its edges.
+pub(crate) fn decode_snapshot_pairs<D: bincode::de::Decoder>(
+    decoder: &mut D,
+) -> Result<Vec<(i64, u32)>, bincode::error::DecodeError> {
+    let len = u64::decode(decoder)?;
+    let len =
+        usize::try_from(len).map_err(|_| bincode::error::DecodeError::OutsideUsizeRange(len))?;
+    decoder.claim_container_read::<(i64, u32)>(len)?;
+    let mut pairs = Vec::with_capacity(len);
+    while pairs.len() < len {
+        let run = (len - pairs.len()).min(PAIRS_AT_ONCE);
+        let parsed = {
+            use bincode::de::read::Reader;
+            decoder.reader().peek_read(run * PAIR_BYTES).map(|bytes| {
+                pairs.extend(bytes.chunks_exact(PAIR_BYTES).map(|pair| {
+                    let mut fields = FixedFields(pair);
+                    (fields.i64(), fields.u32())
+                }));
+            })
+        };
+        match parsed {
+            Some(()) => consume_snapshot_bytes(decoder, run * PAIR_BYTES)?,
+            None => pairs.push(<(i64, u32)>::decode(decoder)?),
+        }
+    }
+    Ok(pairs)
 }
 
 // A frame's prefix: the body's length (u16), then the body's checksum (u32).

@@ -36,6 +36,11 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Default `Options::snapshot_every`: events past the newest snapshot for a close to write one.
 pub const SNAPSHOT_EVERY_DEFAULT: u64 = 1_000_000;
 
+/// Fewest events past the newest snapshot for a close to write one before
+/// `Options::snapshot_every` are reached (when they are an eighth of what that snapshot
+/// covers): below this, the next open replays them in a few milliseconds.
+pub const SNAPSHOT_AT_CLOSE_MIN: u64 = 65_536;
+
 /// Smallest `Options::segment_bytes` accepted. A segment always takes at least one frame, so
 /// this is a floor for sanity, not for correctness.
 pub const SEGMENT_BYTES_MIN: u64 = 256;

@@ -154,6 +154,20 @@ impl Snapshots {
         self.write_when(|newest_seq| newest_seq.saturating_add(min_events.max(1)))
     }
 
+    /// Writes a snapshot at close, if the log holds past the newest snapshot `every` events, or
+    /// an eighth of the events that snapshot covers and at least
+    /// [`SNAPSHOT_AT_CLOSE_MIN`](crate::SNAPSHOT_AT_CLOSE_MIN): the tail every later
+    /// open would replay otherwise. `every` 0: none.
+    pub(crate) fn write_at_close(&self) -> Result<Option<PathBuf>> {
+        match self.every {
+            0 => Ok(None),
+            every => self.write_when(|newest_seq| {
+                let tail = every.min((newest_seq / 8).max(crate::limits::SNAPSHOT_AT_CLOSE_MIN));
+                newest_seq.saturating_add(tail)
+            }),
+        }
+    }
+
     /// Writes a snapshot if one is due in the background (a wake-up may come while the one
     /// it asked for is being written).
     pub(crate) fn write_if_due(&self) -> Result<Option<PathBuf>> {

@@ -76,8 +76,6 @@ pub(crate) struct Writer {
     /// The `Interval` policy's background flusher: dropping the sender stops it.
     background: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     pub(crate) snapshots: Arc<Snapshots>,
-    /// `Options::snapshot_every`.
-    every: u64,
     /// The thread writing snapshots in the background, woken when one is due: dropping the
     /// sender stops it.
     pub(crate) snapshotter: Option<(mpsc::SyncSender<()>, JoinHandle<()>)>,
@@ -148,7 +146,6 @@ impl Store {
                 background,
                 snapshots,
                 snapshotter,
-                every: options.snapshot_every,
                 closed: false,
             }),
             reader: None,
@@ -685,10 +682,7 @@ impl Store {
             let _ = thread.join();
         }
         writer.log.close(Utc::now().timestamp_millis())?;
-        match writer.every {
-            0 => Ok(()),
-            every => writer.snapshots.write(every).map(|_| ()),
-        }
+        writer.snapshots.write_at_close().map(|_| ())
     }
 }
 

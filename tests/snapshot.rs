@@ -1014,3 +1014,36 @@ fn a_read_only_open_uses_the_snapshot_and_changes_no_file() {
     assert_eq!(report.segments, full_report.segments);
     assert_eq!(answers_of(&read_only), expected);
 }
+
+#[test]
+fn a_close_writes_a_snapshot_once_the_tail_is_an_eighth_of_the_newest_and_65536_events() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let every = Options::default().snapshot_every;
+    let tail_min = commlog::SNAPSHOT_AT_CLOSE_MIN;
+    let reopen = || Store::open_with(&data, options(1 << 26, every)).unwrap();
+    // Without a snapshot: one event short of the floor writes none, the floor writes one.
+    let store = reopen();
+    track_events(&store, 0..tail_min - 1);
+    store.close().unwrap();
+    assert_eq!(snapshot_files(&data), Vec::<PathBuf>::new());
+    let store = reopen();
+    track_events(&store, tail_min - 1..tail_min);
+    store.close().unwrap();
+    assert_eq!(snapshot_files(&data), [snapshot_path(&data, tail_min)]);
+    // Past a snapshot of 8 × 65,536 events, the tail must reach an eighth of it.
+    let covered = 8 * tail_min + 8;
+    let store = reopen();
+    track_events(&store, tail_min..covered);
+    assert!(store.snapshot().unwrap().is_some());
+    track_events(&store, covered..covered + covered / 8 - 1);
+    store.close().unwrap();
+    assert_eq!(newest_snapshot_seq(&data), covered);
+    let store = reopen();
+    track_events(&store, covered + covered / 8 - 1..covered + covered / 8);
+    store.close().unwrap();
+    assert_eq!(newest_snapshot_seq(&data), covered + covered / 8);
+    let store = reopen();
+    assert_eq!(store.open_report().snapshot_events, covered + covered / 8);
+    assert_eq!(store.open_report().events, covered + covered / 8);
+}

@@ -436,6 +436,24 @@ mod tests {
         }
     }
 
-    #[derive(bincode::Decode)]
+    #[test]
+    fn records_parsed_in_runs_from_the_block_equal_those_decoded_field_by_field() {
+        for (seed, count) in [(3, 300), (4, 3_000), (5, 20_000)] {
+            let mut projection = Projection::new(1_000);
+            fold_all(&mut projection, &events(seed, count));
+            projection.begin_capture();
+            let bytes = image(projection);
+            let expected: DecodedFactsForTest = codec::decode_snapshot_field_by_field(&bytes);
+            for block in [1, 2, 5, 12, 13, 47, 48, 100, 4096, bytes.len()] {
+                let decoded: DecodedFactsForTest =
+                    codec::SnapshotReader::new(bytes.as_slice(), block)
+                        .decode()
+                        .unwrap();
+                assert_eq!(decoded, expected, "seed {seed}, block of {block} bytes");
+            }
+        }
+    }
+
+    #[derive(Debug, PartialEq, bincode::Decode)]
     struct DecodedFactsForTest(crate::projection::DecodedFacts);
 }

@@ -81,10 +81,37 @@ impl bincode::Encode for MessageState {
     }
 }
 
+/// Bytes of a snapshot's record of a message without rare stages (most): five 8-byte fields, the
+/// `None` byte of `rare`, the type's 4 bytes, the channel and `reached` bytes.
+const COMMON_RECORD_BYTES: usize = 5 * 8 + 1 + 4 + 1 + 1;
+
+/// Reads the layout above (the snapshot's, `codec::SNAPSHOT_CONFIG`); a record without rare
+/// stages is parsed in one go where the reader holds it in memory.
 impl<Context> bincode::Decode<Context> for MessageState {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
         decoder: &mut D,
     ) -> Result<MessageState, bincode::error::DecodeError> {
+        if let Some(record) = crate::codec::peek_snapshot_bytes::<COMMON_RECORD_BYTES, D>(decoder)
+            && record[5 * 8] == 0
+        {
+            let mut fields = crate::codec::FixedFields(&record);
+            let (user_id, sent_ms, cost_micros) = (fields.u64(), fields.i64(), fields.i64());
+            let (delivered, opened) = (Earliest(fields.i64()), Earliest(fields.i64()));
+            let _rare_is_none = fields.u8();
+            let state = MessageState {
+                user_id,
+                sent_ms,
+                cost_micros,
+                delivered,
+                opened,
+                rare: None,
+                message_type: fields.u32(),
+                channel: channel_of_byte(fields.u8())?,
+                reached: fields.u8(),
+            };
+            crate::codec::consume_snapshot_bytes(decoder, COMMON_RECORD_BYTES)?;
+            return Ok(state);
+        }
         Ok(MessageState {
             user_id: u64::decode(decoder)?,
             sent_ms: i64::decode(decoder)?,
@@ -93,12 +120,19 @@ impl<Context> bincode::Decode<Context> for MessageState {
             opened: Earliest::decode(decoder)?,
             rare: Option::decode(decoder)?,
             message_type: NameId::decode(decoder)?,
-            channel: *Channel::ALL.get(usize::from(u8::decode(decoder)?)).ok_or(
-                bincode::error::DecodeError::Other("channel byte out of range"),
-            )?,
+            channel: channel_of_byte(u8::decode(decoder)?)?,
             reached: u8::decode(decoder)?,
         })
     }
+}
+
+fn channel_of_byte(byte: u8) -> Result<Channel, bincode::error::DecodeError> {
+    Channel::ALL
+        .get(usize::from(byte))
+        .copied()
+        .ok_or(bincode::error::DecodeError::Other(
+            "channel byte out of range",
+        ))
 }
 
 bincode::impl_borrow_decode!(MessageState);

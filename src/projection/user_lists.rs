@@ -9,7 +9,7 @@ use crate::projection::{Facts, Projection};
 /// sorted. The sent time sits beside the index, and the last key beside the list, so that
 /// keeping the list sorted reads no other memory in the usual case (messages arriving in time
 /// order).
-#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode)]
 pub(crate) struct UserEntries {
     pub messages: Vec<(i64, u32)>,
     last_message: Option<(i64, u32)>,
@@ -18,6 +18,23 @@ pub(crate) struct UserEntries {
     /// answer while tracking) reads no other memory; `i64::MIN` without outcomes.
     pub latest_outcome_ms: i64,
 }
+
+/// Reads the fields in declaration order, as a snapshot holds them (`codec::SNAPSHOT_CONFIG`),
+/// the lists in runs.
+impl<Context> bincode::Decode<Context> for UserEntries {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<UserEntries, bincode::error::DecodeError> {
+        Ok(UserEntries {
+            messages: crate::codec::decode_snapshot_pairs(decoder)?,
+            last_message: bincode::Decode::decode(decoder)?,
+            outcomes: crate::codec::decode_snapshot_pairs(decoder)?,
+            latest_outcome_ms: bincode::Decode::decode(decoder)?,
+        })
+    }
+}
+
+bincode::impl_borrow_decode!(UserEntries);
 
 impl Default for UserEntries {
     fn default() -> UserEntries {
