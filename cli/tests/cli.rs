@@ -2341,6 +2341,27 @@ fn demo_20000_matches_the_reference_and_replaces_its_own_store() {
         "{measured}"
     );
     assert!(measured["bytes_on_disk"].as_u64().unwrap() > 0);
+    // The peak of each phase (this machine's kernel lets a process reset its high-water mark),
+    // the overall peak the highest of them.
+    let phases = measured["phase_peaks"].as_array().unwrap();
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(names[3].starts_with("reopen"), "{names:?}");
+    let peaks: Vec<u64> = phases
+        .iter()
+        .map(|phase| phase["peak_rss_bytes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        measured["peak_rss_bytes"].as_u64(),
+        peaks.iter().max().copied()
+    );
+    assert!(
+        measured["resident_bytes"].as_u64().unwrap() <= peaks[1],
+        "{measured}"
+    );
 
     // The marker holds the parameters.
     let marker: Value =

@@ -199,7 +199,44 @@ struct Measured {
     /// The same after the queries and views, once their indexes (the message rollup and the
     /// outcome credits) are built.
     memory_with_indexes_bytes_per_message: Option<f64>,
+    /// Resident memory (VmRSS) after the queries and views: the steady size of the store.
+    resident_bytes: Option<u64>,
+    /// The highest resident memory of the whole demo (the highest of `phase_peaks`).
     peak_rss_bytes: Option<u64>,
+    /// The highest resident memory (VmHWM) within each phase, where the kernel lets a process
+    /// reset it (/proc/self/clear_refs).
+    phase_peaks: Vec<PhasePeak>,
+}
+
+/// The highest resident memory while one phase of the demo ran.
+#[derive(Debug, Serialize)]
+struct PhasePeak {
+    phase: &'static str,
+    peak_rss_bytes: Option<u64>,
+}
+
+/// Measures the peak resident memory of each phase: `start` resets the process's high-water
+/// mark, `end` reads it.
+#[derive(Default)]
+struct PhasePeaks {
+    peaks: Vec<PhasePeak>,
+    /// Whether the kernel took the reset: without it, a phase's figure would be the peak of
+    /// all that came before, and none is given.
+    reset: bool,
+}
+
+impl PhasePeaks {
+    fn start(&mut self) {
+        // Writing 5 to clear_refs sets VmHWM to the current resident size (proc(5)).
+        self.reset = fs::write("/proc/self/clear_refs", "5").is_ok();
+    }
+
+    fn end(&mut self, phase: &'static str) {
+        self.peaks.push(PhasePeak {
+            phase,
+            peak_rss_bytes: peak_rss_bytes().filter(|_| self.reset),
+        });
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -274,6 +311,8 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
         ..Options::default()
     };
     let anonymous_before = anonymous_rss_bytes();
+    let mut peaks = PhasePeaks::default();
+    peaks.start();
     let store = Store::open_with(&global.dir, options.clone())?;
 
     let started = Instant::now();
@@ -286,7 +325,9 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
             .map(|(before, after)| after.saturating_sub(before) as f64 / args.messages as f64)
     };
     let memory_bytes_per_message = memory_per_message();
+    peaks.end("ingest (with background snapshots)");
 
+    peaks.start();
     let q1 = store.get_communication_stats(&StatsFilter::new())?;
     let picks = QueryPicks::new(spec);
     let queries = time_queries(&store, &picks)?;
@@ -300,13 +341,19 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
 
     let views = analytics_views(&store, history_user)?;
     let memory_with_indexes_bytes_per_message = memory_per_message();
+    let resident_bytes = proc_status_bytes("VmRSS:");
+    peaks.end("queries and views (their indexes built)");
 
+    peaks.start();
     let started = Instant::now();
     store.close()?;
     let close_seconds = started.elapsed().as_secs_f64();
+    peaks.end("close (with its snapshot)");
+    peaks.start();
     let started = Instant::now();
     let reopened = Store::open_with(&global.dir, options.clone())?;
     let reopen_seconds = started.elapsed().as_secs_f64();
+    peaks.end("reopen (loading the snapshot)");
     let replayed_events = reopened.open_report().events;
     let reopen_snapshot_events = reopened.open_report().snapshot_events;
     let mut mismatches = Vec::new();
@@ -333,6 +380,7 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
         ),
     )?;
     reopened.close()?;
+    peaks.start();
     let started = Instant::now();
     let whole_log = Options {
         load_snapshot: false,
@@ -340,6 +388,7 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
     };
     let replayed_whole = Store::open_read_only_with(&global.dir, whole_log)?;
     let full_replay_seconds = started.elapsed().as_secs_f64();
+    peaks.end("open without the snapshot (full replay)");
     if replayed_whole.get_communication_stats(&StatsFilter::new())? != q1 {
         mismatches.push("Q1 after replaying the whole log differs from Q1 before closing".into());
     }
@@ -383,7 +432,16 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
             bytes_per_message: bytes_on_disk as f64 / args.messages as f64,
             memory_bytes_per_message,
             memory_with_indexes_bytes_per_message,
-            peak_rss_bytes: peak_rss_bytes(),
+            resident_bytes,
+            peak_rss_bytes: match peaks.reset {
+                true => peaks
+                    .peaks
+                    .iter()
+                    .filter_map(|phase| phase.peak_rss_bytes)
+                    .max(),
+                false => peak_rss_bytes(),
+            },
+            phase_peaks: peaks.peaks,
         },
     };
     if global.json {
@@ -941,12 +999,31 @@ fn render(report: &Report) -> String {
             .memory_with_indexes_bytes_per_message
             .map_or("-".to_string(), |bytes| format!("{bytes:.1}")),
     ]);
+    let mib = |bytes: Option<u64>| {
+        bytes.map_or("-".to_string(), |bytes| {
+            format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+        })
+    };
+    storage.row(vec![
+        "resident memory after the views (VmRSS)".to_string(),
+        mib(measured.resident_bytes),
+    ]);
     storage.row(vec![
         "peak memory (VmHWM)".to_string(),
-        measured.peak_rss_bytes.map_or("-".to_string(), |bytes| {
-            format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
-        }),
+        mib(measured.peak_rss_bytes),
     ]);
+    for phase in &measured.phase_peaks {
+        let ratio = phase
+            .peak_rss_bytes
+            .zip(measured.resident_bytes)
+            .map_or(String::new(), |(peak, steady)| {
+                format!(" ({:.2}x)", peak as f64 / steady.max(1) as f64)
+            });
+        storage.row(vec![
+            format!("  peak while {}", phase.phase),
+            format!("{}{ratio}", mib(phase.peak_rss_bytes)),
+        ]);
+    }
     text.push('\n');
     text.push_str(&storage.render());
     text
