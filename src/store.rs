@@ -186,9 +186,11 @@ impl Store {
     }
 
     /// Applies to a read-only store's views what the writer has appended since the open or the
-    /// last refresh, reading the log from where they end; returns how many events it applied.
-    /// Like the open, it stops before a frame the writer has not finished. A writer's views
-    /// are always current: for it this returns 0.
+    /// last refresh, reading the log from where they end (the segment's header and the bytes
+    /// after that point, not the whole segment); returns how many events it applied. Like the
+    /// open, it stops before a frame the writer has not finished. Queries on other threads go
+    /// on while the log is read; they wait only while new events are applied, and see all of
+    /// them or none. A writer's views are always current: for it this returns 0.
     ///
     /// Fails with [`Error::Corruption`] if the log no longer holds the frame the views end at
     /// (the store was repaired or replaced: open it again), or is damaged after it.
@@ -209,11 +211,15 @@ impl Store {
         };
         let mut reader = reader.lock();
         let folded_before = reader.folded_seq;
-        let mut projection = self.projection.write();
+        // Taken at the first new event, once the log's new bytes are read: queries go on
+        // while they are, and while a refresh finds nothing new.
+        let mut projection = None;
         let mut folded_seq = reader.folded_seq;
         let mut fold = |logged: &crate::event::LoggedEvent<'_>| {
             if logged.seq > folded_seq {
-                projection.fold(logged);
+                projection
+                    .get_or_insert_with(|| self.projection.write())
+                    .fold(logged);
                 folded_seq = logged.seq;
             }
         };

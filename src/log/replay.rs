@@ -22,8 +22,8 @@ use crate::limits::{
 };
 use crate::log::segment::{
     FILE_MODE, SegmentBytes, create_directory, file_name_of, list_segments, map_segment,
-    numbered_name, open_no_follow, read_segment, segment_file_name, segment_file_sequence,
-    sync_directory,
+    numbered_name, open_no_follow, read_segment, read_segment_from, segment_file_name,
+    segment_file_sequence, sync_directory,
 };
 use crate::log::{CoveredSegment, LogPosition, OpenReport};
 
@@ -115,8 +115,7 @@ fn replay_with(
     resume: Option<&LogPosition>,
     fold: &mut dyn FnMut(&LoggedEvent<'_>),
 ) -> Result<Replayed> {
-    let from_seq = resume.map_or(0, |position| position.segment_first_seq);
-    let (segments, maps, covered) = list_and_map_segments(dir, mode, from_seq)?;
+    let (segments, maps, covered) = list_and_map_segments(dir, mode, resume)?;
     let scanned = scan_segments(
         dir,
         &segments,
@@ -146,7 +145,7 @@ pub(crate) fn replay_parallel<S: Send>(
         let replayed = replay(dir, mode, &mut |logged| fold(&mut state, logged))?;
         Ok((state, replayed))
     };
-    let (segments, maps, _) = list_and_map_segments(dir, mode, 0)?;
+    let (segments, maps, _) = list_and_map_segments(dir, mode, None)?;
     let total_bytes: usize = maps.iter().map(|bytes| bytes.len()).sum();
     if total_bytes < PIPELINED_REPLAY_BYTES_MIN {
         drop(maps);
@@ -213,15 +212,23 @@ pub(crate) enum Checksums {
 }
 
 /// The segments' bytes: mapped, but for a read-only open's last segment, which is read into
-/// memory. A writer opening meanwhile may cut a torn tail off that segment, and a mapping of
-/// bytes cut off would kill the reader (SIGBUS); sealed segments are never cut.
-fn map_segments(segments: &[(u64, PathBuf)], mode: Mode) -> Result<Vec<SegmentBytes>> {
+/// memory (from `resume_end` on, where the replay resumes in it). A writer opening meanwhile
+/// may cut a torn tail off that segment, and a mapping of bytes cut off would kill the reader
+/// (SIGBUS); sealed segments are never cut.
+fn map_segments(
+    segments: &[(u64, PathBuf)],
+    mode: Mode,
+    resume_end: Option<u64>,
+) -> Result<Vec<SegmentBytes>> {
     segments
         .iter()
         .enumerate()
         .map(|(index, (_, path))| {
             if mode == Mode::ReadOnly && index + 1 == segments.len() {
-                read_segment(path)
+                match resume_end.filter(|_| index == 0) {
+                    Some(end) => read_segment_from(path, end),
+                    None => read_segment(path),
+                }
             } else {
                 map_segment(path)
             }
@@ -232,7 +239,7 @@ fn map_segments(segments: &[(u64, PathBuf)], mode: Mode) -> Result<Vec<SegmentBy
 /// The store's segment files, ordered by first sequence number (`list_segments`).
 type Segments = Vec<(u64, PathBuf)>;
 
-/// Lists the store's segments from the one starting at `from_seq` on, gets their bytes, and
+/// Lists the store's segments from the one `resume` is in (else all), gets their bytes, and
 /// counts those before it. A read-only open races a writer: the last
 /// segment listed may have been sealed by a rollover before its bytes were read, its successor
 /// created after the listing. Then the successor the seal names is read too, and so on while
@@ -242,12 +249,18 @@ type Segments = Vec<(u64, PathBuf)>;
 fn list_and_map_segments(
     dir: &Path,
     mode: Mode,
-    from_seq: u64,
+    resume: Option<&LogPosition>,
 ) -> Result<(Segments, Vec<SegmentBytes>, u64)> {
+    let from_seq = resume.map_or(0, |position| position.segment_first_seq);
     let mut segments = list_segments(dir)?;
     let covered = segments.partition_point(|(first_seq, _)| *first_seq < from_seq);
     segments.drain(..covered);
-    let mut maps = map_segments(&segments, mode)?;
+    let resume_end = resume
+        .filter(|position| {
+            segments.first().map(|(seq, _)| *seq) == Some(position.segment_first_seq)
+        })
+        .map(|position| position.end);
+    let mut maps = map_segments(&segments, mode, resume_end)?;
     if mode == Mode::ReadOnly {
         while let (Some((last_seq, _)), Some(next_first_seq)) = (
             segments.last(),

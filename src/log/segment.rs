@@ -3,7 +3,7 @@
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Deref;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -232,6 +232,27 @@ pub(crate) fn read_segment(path: &Path) -> Result<SegmentBytes> {
     })
 }
 
+/// Reads a segment file into memory as [`read_segment`] does, but of the bytes before `from`
+/// only the header: a replay resuming at `from` (the end of a frame) reads none of the frames
+/// before it. They are left zero, and zeros never written take no memory (the buffer's pages
+/// stay unfaulted), so a reader that follows a writer reads what is new, not the whole segment.
+pub(crate) fn read_segment_from(path: &Path, from: u64) -> Result<SegmentBytes> {
+    let header_len = SEGMENT_HEADER_V2_BYTES as u64;
+    let mut file = open_no_follow(OpenOptions::new().read(true), path)?;
+    let io = |source| Error::io(path, source);
+    // A file that ends before `from` reads whole, for the replay to find it short.
+    if from <= header_len || file.metadata().map_err(io)?.len() < from {
+        return read_segment(path);
+    }
+    // Within the file's length, as `read_segment` would read it whole.
+    let mut bytes = vec![0; from as usize];
+    file.read_exact(&mut bytes[..header_len as usize])
+        .map_err(io)?;
+    file.seek(SeekFrom::Start(from)).map_err(io)?;
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok(SegmentBytes::Read(bytes))
+}
+
 /// Maps a segment file for reading.
 pub(crate) fn map_segment(path: &Path) -> Result<SegmentBytes> {
     let file = open_no_follow(OpenOptions::new().read(true), path)?;
@@ -287,6 +308,11 @@ mod tests {
 
         assert_refused_as_symlink(map_segment(&segment), &segment, "map_segment");
         assert_refused_as_symlink(read_segment(&segment), &segment, "read_segment");
+        assert_refused_as_symlink(
+            read_segment_from(&segment, 100),
+            &segment,
+            "read_segment_from",
+        );
         // As the writer reopens the last segment to append to it.
         let appended =
             open_no_follow(OpenOptions::new().append(true), &segment).and_then(|mut file| {
@@ -300,5 +326,31 @@ mod tests {
             "seal_segment",
         );
         assert_eq!(fs::read(&outside).unwrap(), precious);
+    }
+
+    #[test]
+    fn reading_from_an_offset_gives_the_header_and_the_bytes_from_there_on() {
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join(segment_file_name(1));
+        let file: Vec<u8> = (0..1000u32).map(|i| (i % 251 + 1) as u8).collect();
+        fs::write(&path, &file).unwrap();
+        let header = SEGMENT_HEADER_V2_BYTES;
+        for from in [0, 1, header, header + 1, 500, 999, 1000, 1200] {
+            let bytes = read_segment_from(&path, from as u64).unwrap();
+            if from <= header || from > file.len() {
+                assert_eq!(&bytes[..], &file[..], "from {from}");
+                continue;
+            }
+            assert_eq!(bytes.len(), file.len(), "from {from}");
+            assert_eq!(bytes[..header], file[..header], "from {from}");
+            assert!(
+                bytes[header..from].iter().all(|&byte| byte == 0),
+                "from {from}"
+            );
+            assert_eq!(bytes[from..], file[from..], "from {from}");
+        }
+        // A file shorter than a header reads whole.
+        fs::write(&path, &file[..10]).unwrap();
+        assert_eq!(&read_segment_from(&path, 500).unwrap()[..], &file[..10]);
     }
 }
