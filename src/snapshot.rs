@@ -146,12 +146,12 @@ impl Snapshots {
         last_seq >= self.due_seq.load(Ordering::Relaxed)
     }
 
-    /// Writes a snapshot of the views now, if the log holds at least `min_events` events past
-    /// the newest snapshot; returns its path. The views are captured at the log's end under the
-    /// log's lock (which makes every frame before it handed to the OS) and written while
-    /// tracking calls go on; the snapshot is written only once the log is durable up to it.
-    pub(crate) fn write(&self, min_events: u64) -> Result<Option<PathBuf>> {
-        self.write_when(|newest_seq| newest_seq.saturating_add(min_events.max(1)))
+    /// Writes a snapshot of the views now, if the log holds any event past the newest
+    /// snapshot; returns its path. The views are captured at the log's end under the log's lock
+    /// (which makes every frame before it handed to the OS) and written while tracking calls
+    /// go on; the snapshot is written only once the log is durable up to it.
+    pub(crate) fn write(&self) -> Result<Option<PathBuf>> {
+        self.write_when(|newest_seq| newest_seq.saturating_add(1))
     }
 
     /// Writes a snapshot at close, if the log holds past the newest snapshot `every` events, or

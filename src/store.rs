@@ -260,7 +260,7 @@ impl Store {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly {
             operation: "snapshot",
         })?;
-        writer.snapshots.write(1)
+        writer.snapshots.write()
     }
 
     /// The store's directory.

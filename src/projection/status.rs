@@ -81,9 +81,12 @@ impl bincode::Encode for MessageState {
     }
 }
 
-/// Bytes of a snapshot's record of a message without rare stages (most): five 8-byte fields, the
-/// `None` byte of `rare`, the type's 4 bytes, the channel and `reached` bytes.
-const COMMON_RECORD_BYTES: usize = 5 * 8 + 1 + 4 + 1 + 1;
+/// Where a snapshot's record of a message holds the tag of `rare` (0: `None`), after five 8-byte
+/// fields.
+const RARE_TAG_AT: usize = 5 * 8;
+/// Bytes of a record without rare stages (most): up to the `None` tag and past it, the type's
+/// 4 bytes, the channel and `reached` bytes.
+const COMMON_RECORD_BYTES: usize = RARE_TAG_AT + 1 + 4 + 1 + 1;
 
 /// Reads the layout above (the snapshot's, `codec::SNAPSHOT_CONFIG`); a record without rare
 /// stages is parsed in one go where the reader holds it in memory.
@@ -92,7 +95,7 @@ impl<Context> bincode::Decode<Context> for MessageState {
         decoder: &mut D,
     ) -> Result<MessageState, bincode::error::DecodeError> {
         if let Some(record) = crate::codec::peek_snapshot_bytes::<COMMON_RECORD_BYTES, D>(decoder)
-            && record[5 * 8] == 0
+            && record[RARE_TAG_AT] == 0
         {
             let mut fields = crate::codec::FixedFields(&record);
             let (user_id, sent_ms, cost_micros) = (fields.u64(), fields.i64(), fields.i64());

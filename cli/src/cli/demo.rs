@@ -237,6 +237,18 @@ impl PhasePeaks {
             peak_rss_bytes: peak_rss_bytes().filter(|_| self.reset),
         });
     }
+
+    /// The highest of the phases' peaks; without them, the process's VmHWM.
+    fn overall(&self) -> Option<u64> {
+        match self.reset {
+            true => self
+                .peaks
+                .iter()
+                .filter_map(|phase| phase.peak_rss_bytes)
+                .max(),
+            false => peak_rss_bytes(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -433,14 +445,7 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
             memory_bytes_per_message,
             memory_with_indexes_bytes_per_message,
             resident_bytes,
-            peak_rss_bytes: match peaks.reset {
-                true => peaks
-                    .peaks
-                    .iter()
-                    .filter_map(|phase| phase.peak_rss_bytes)
-                    .max(),
-                false => peak_rss_bytes(),
-            },
+            peak_rss_bytes: peaks.overall(),
             phase_peaks: peaks.peaks,
         },
     };
