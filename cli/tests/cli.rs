@@ -2341,6 +2341,14 @@ fn demo_20000_matches_the_reference_and_replaces_its_own_store() {
         "{measured}"
     );
     assert!(measured["bytes_on_disk"].as_u64().unwrap() > 0);
+    // After reopening: the first Q1, then one pass of Q1–Q5 (Q1 once) and of the four views.
+    assert!(measured["first_q1_after_reopen_seconds"].as_f64().unwrap() > 0.0);
+    let after_reopen = measured["queries_after_reopen"].as_array().unwrap();
+    let runs: Vec<u64> = after_reopen
+        .iter()
+        .map(|timing| timing["runs"].as_u64().unwrap())
+        .collect();
+    assert_eq!(runs, [1, 1000, 1000, 1000, 100, 1, 1, 1, 1], "{measured}");
     // The peak of each phase (this machine's kernel lets a process reset its high-water mark),
     // the overall peak the highest of them.
     let phases = measured["phase_peaks"].as_array().unwrap();
@@ -2358,6 +2366,11 @@ fn demo_20000_matches_the_reference_and_replaces_its_own_store() {
         measured["peak_rss_bytes"].as_u64(),
         peaks.iter().max().copied()
     );
+    // Each phase's resident memory at its start (the kernel's counters are approximate, so it
+    // is not compared with the peak).
+    for phase in phases {
+        assert!(phase["rss_at_start_bytes"].as_u64().unwrap() > 0, "{phase}");
+    }
     assert!(
         measured["resident_bytes"].as_u64().unwrap() <= peaks[1],
         "{measured}"
