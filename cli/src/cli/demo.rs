@@ -820,12 +820,15 @@ fn analytics_views(store: &Store, engagement_user: UserId) -> Result<Views, CliE
     })
 }
 
+/// What the channel effectiveness, cost and impact views answered.
+type ViewAnswers = (ChannelReport, CostReport, ImpactReport);
+
 /// Calls each analytics view once (engagement of `engagement_user`, the others over all
 /// messages; cost for the demo's budget month), timing each call.
 fn time_views(
     store: &Store,
     engagement_user: UserId,
-) -> Result<((ChannelReport, CostReport, ImpactReport), Vec<QueryTiming>), CliError> {
+) -> Result<(ViewAnswers, Vec<QueryTiming>), CliError> {
     let mut timings = Vec::new();
     let mut timed = |view: &'static str, started: Instant| {
         let micros = started.elapsed().as_secs_f64() * 1e6;
