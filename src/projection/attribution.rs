@@ -62,8 +62,10 @@ impl Facts {
         let states = self.message_states();
         // No touch anywhere: nothing to credit.
         let (first_sent_ms, last_sent_ms) = lags.sent_range(window_start_ms, outcome.at_ms)?;
-        let messages = self.user_messages(UserId(outcome.user_id));
-        for &(_, index) in within(messages, first_sent_ms, last_sent_ms) {
+        let user = UserId(outcome.user_id);
+        let candidates = within(self.user_messages(user), first_sent_ms, last_sent_ms);
+        self.prefetch_states(user, candidates.iter());
+        for &(_, index) in candidates {
             let state = &states[index as usize];
             if let Some(at_ms) = state
                 .first_engagement_ms()

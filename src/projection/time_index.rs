@@ -124,10 +124,14 @@ pub(crate) fn cut(
 
 /// `items.partition_point(before)`, found by galloping outward from `guess` and then
 /// bisecting the bracket: O(log d) probes for an answer d items from the guess.
-fn partition_point_near(items: &[u32], guess: usize, before: impl Fn(u32) -> bool) -> usize {
+pub(crate) fn partition_point_near<T: Copy>(
+    items: &[T],
+    guess: usize,
+    before: impl Fn(T) -> bool,
+) -> usize {
     let guess = guess.min(items.len().saturating_sub(1));
     let bisect =
-        |low: usize, high: usize| low + items[low..high].partition_point(|&item| before(item));
+        |low: usize, high: usize| low + items[low..high].partition_point(|item| before(*item));
     if items.is_empty() {
         return 0;
     }
@@ -170,13 +174,9 @@ impl<B: Default> TimeBuckets<B> {
         index: u32,
         at_ms: i64,
         time_of: impl Fn(u32) -> i64,
-        mut change: impl FnMut(&mut B),
+        change: impl FnMut(&mut B),
     ) {
         let keys = bucket_keys(at_ms);
-        self.slice_range = Some(match self.slice_range {
-            None => (keys[0], keys[0]),
-            Some((first, last)) => (first.min(keys[0]), last.max(keys[0])),
-        });
         let items = self.slice_items.entry(keys[0]).or_default();
         // Items mostly arrive in time order.
         let key = (at_ms, index);
@@ -186,6 +186,23 @@ impl<B: Default> TimeBuckets<B> {
             let position = items.partition_point(|&other| (time_of(other), other) < key);
             items.insert(position, index);
         }
+        self.count_in_buckets(keys, change);
+    }
+
+    /// Files the items `run`, all filed at times in the slice of `at_ms`, sorted by (time,
+    /// index) and after the slice's items, and applies `change` to every bucket they count in
+    /// once: what [`insert`](Self::insert) does item by item, for a run summed by the caller.
+    pub(crate) fn insert_run(&mut self, at_ms: i64, run: Range<u32>, change: impl FnMut(&mut B)) {
+        let keys = bucket_keys(at_ms);
+        self.slice_items.entry(keys[0]).or_default().extend(run);
+        self.count_in_buckets(keys, change);
+    }
+
+    fn count_in_buckets(&mut self, keys: [i64; LEVELS], mut change: impl FnMut(&mut B)) {
+        self.slice_range = Some(match self.slice_range {
+            None => (keys[0], keys[0]),
+            Some((first, last)) => (first.min(keys[0]), last.max(keys[0])),
+        });
         change(&mut self.total);
         for (level, key) in keys.into_iter().enumerate() {
             change(self.levels[level].entry(key).or_default());
@@ -240,6 +257,13 @@ impl<B: Default> TimeBuckets<B> {
     /// The items of `slice`, sorted by time.
     pub(crate) fn slice_items(&self, slice: i64) -> &[u32] {
         self.slice_items.get(&slice).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every slice holding items, with its items sorted by time, in no order.
+    pub(crate) fn slices(&self) -> impl Iterator<Item = (i64, &[u32])> {
+        self.slice_items
+            .iter()
+            .map(|(slice, items)| (*slice, items.as_slice()))
     }
 
     /// The first and last millisecond of the slices holding items, if any.

@@ -3,6 +3,7 @@
 
 use crate::event::{MessageId, UserId};
 use crate::message::Message;
+use crate::projection::time_index::partition_point_near;
 use crate::projection::{Facts, Projection};
 
 /// Per user: (sent time, index) of each message and (time, index) of each outcome, both
@@ -103,17 +104,33 @@ impl UserEntries {
     }
 }
 
-/// The entries of a sorted (time, index) list with a time in `[start_ms, end_ms]`; an
-/// unbounded side (`i64::MIN` / `i64::MAX`) is not searched, which spares a whole-list query
-/// the list's cache misses.
+/// The entries of a sorted (time, index) list with a time in `[start_ms, end_ms]`. A bound
+/// outside the list's times is not searched, which spares a whole-list query the list's cache
+/// misses; a bound inside is searched from where it would fall were the times spread evenly
+/// between the first and the last (`partition_point_near`): a few probes on neighbouring
+/// entries, not a bisection's chain of misses across the list.
 pub(crate) fn within(list: &[(i64, u32)], start_ms: i64, end_ms: i64) -> &[(i64, u32)] {
-    let first = match start_ms {
-        i64::MIN => 0,
-        _ => list.partition_point(|(at_ms, _)| *at_ms < start_ms),
+    let (Some(&(first_ms, _)), Some(&(last_ms, _))) = (list.first(), list.last()) else {
+        return list;
     };
-    let last = match end_ms {
-        i64::MAX => list.len(),
-        _ => list.partition_point(|(at_ms, _)| *at_ms <= end_ms),
+    let guess = |at_ms: i64| {
+        let offset = i128::from(at_ms) - i128::from(first_ms);
+        let span = i128::from(last_ms) - i128::from(first_ms) + 1;
+        (offset * list.len() as i128 / span) as usize
+    };
+    let first = if start_ms <= first_ms {
+        0
+    } else if start_ms > last_ms {
+        list.len()
+    } else {
+        partition_point_near(list, guess(start_ms), |(at_ms, _)| at_ms < start_ms)
+    };
+    let last = if end_ms >= last_ms {
+        list.len()
+    } else if end_ms < first_ms {
+        0
+    } else {
+        partition_point_near(list, guess(end_ms), |(at_ms, _)| at_ms <= end_ms)
     };
     &list[first..last.max(first)]
 }
@@ -147,23 +164,6 @@ impl Facts {
         }
         within(&entries.outcomes, from_ms, i64::MAX)
     }
-}
-
-impl Projection {
-    /// The user's messages, newest sent first (ties: higher id first), at most `limit`.
-    pub(crate) fn history(&self, user: UserId, limit: usize) -> Vec<Message> {
-        let Some(entries) = self.users.get(&user.0) else {
-            return Vec::new();
-        };
-        let newest = entries.messages.iter().rev().take(limit);
-        self.prefetch_states(user, newest.clone());
-        newest
-            .map(|&(_, index)| {
-                self.messages[index as usize]
-                    .to_message(MessageId(u64::from(index) + 1), &self.names)
-            })
-            .collect()
-    }
 
     /// Prefetches the states of `entries` (from `user`'s list): reads them in one pass of
     /// independent loads, checking that each is the user's and names an interned type. An
@@ -184,5 +184,66 @@ impl Projection {
             }),
             "a user's list holds only the user's messages, each of an interned type"
         );
+    }
+}
+
+impl Projection {
+    /// The user's messages, newest sent first (ties: higher id first), at most `limit`.
+    pub(crate) fn history(&self, user: UserId, limit: usize) -> Vec<Message> {
+        let Some(entries) = self.users.get(&user.0) else {
+            return Vec::new();
+        };
+        let newest = entries.messages.iter().rev().take(limit);
+        self.prefetch_states(user, newest.clone());
+        newest
+            .map(|&(_, index)| {
+                self.messages[index as usize]
+                    .to_message(MessageId(u64::from(index) + 1), &self.names)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within;
+
+    /// `within` gives what two bisections of the whole list give, for lists with ties, gaps and
+    /// uneven spreads, and bounds before, inside, between and after their times.
+    #[test]
+    fn within_finds_what_a_bisection_finds() {
+        let mut seed = 0x5851_f42d_4c95_7f2d_u64;
+        let mut next = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        for _ in 0..2000 {
+            let mut at_ms = next(100) as i64;
+            let list: Vec<(i64, u32)> = (0..next(40) as u32)
+                .map(|index| {
+                    at_ms += match next(4) {
+                        0 => 0,
+                        1 => next(1000) as i64,
+                        _ => next(10) as i64,
+                    };
+                    (at_ms, index)
+                })
+                .collect();
+            let mut bound = || match next(8) {
+                0 => i64::MIN,
+                1 => i64::MAX,
+                _ => next(at_ms as u64 + 200) as i64 - 100,
+            };
+            let (start_ms, end_ms) = (bound(), bound());
+            let first = list.partition_point(|(at_ms, _)| *at_ms < start_ms);
+            let last = list.partition_point(|(at_ms, _)| *at_ms <= end_ms);
+            assert_eq!(
+                within(&list, start_ms, end_ms),
+                &list[first..last.max(first)],
+                "{list:?} {start_ms}..={end_ms}"
+            );
+        }
     }
 }
