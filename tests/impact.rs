@@ -536,6 +536,75 @@ proptest! {
     }
 }
 
+/// The credits a reopened store builds at once on its first report (on two threads, each over
+/// half of the messages and half of the outcomes, in a store of this size) equal those a store
+/// asked before its first event kept current event by event.
+#[test]
+fn credits_built_at_once_equal_credits_kept_current_event_by_event() {
+    use commlog::workload::{Generator, Spec};
+    let dir = tempfile::tempdir().unwrap();
+    let never = Options {
+        sync: commlog::SyncPolicy::Never,
+        ..Options::default()
+    };
+    let store = Store::open_with(dir.path(), never.clone()).unwrap();
+    let report = |store: &Store, filter: &ImpactFilter| store.get_financial_impact(filter).unwrap();
+    // From here on every event keeps the credits current.
+    assert_eq!(report(&store, &ImpactFilter::new()).outcomes.count, 0);
+    let spec = Spec {
+        seed: 11,
+        users: 200,
+        messages: 70_000,
+    };
+    for call in Generator::calls(spec) {
+        commlog::workload::apply(&store, &call).unwrap();
+    }
+    // A message delivered 11 days after it was sent, far later than any of the workload's, and
+    // among the last messages: the lag that lets the outcome after it find it comes from the
+    // second half of the messages.
+    let late_user = 1_000_000;
+    let late = store
+        .track_message_sent_at(late_user, Channel::Sms, "late", 0.05, at(1, 0))
+        .unwrap();
+    store
+        .track_message_delivered(late.id, Some(at(12, 0)))
+        .unwrap();
+    store
+        .track_financial_outcome_at(late_user, "paid", 10.0, at(12, 3_600_000))
+        .unwrap();
+    let week = (at(3, 0), at(10, 0));
+    let filters = [
+        ImpactFilter::new(),
+        ImpactFilter::new().user(late_user),
+        ImpactFilter::new().user(7),
+        ImpactFilter::new().channel(Channel::Email),
+        ImpactFilter::new().start(week.0).end(week.1),
+    ];
+    let kept: Vec<ImpactReport> = filters
+        .iter()
+        .map(|filter| report(&store, filter))
+        .collect();
+    assert!(kept[0].outcomes.count > 1_024, "{:?}", kept[0].outcomes);
+    assert!(kept[0].attributed.count > 0 && kept[4].outcomes.count > 0);
+    assert_eq!(kept[1].attributed.count, 1, "{:?}", kept[1]);
+    store.close().unwrap();
+    for store in [
+        Store::open_read_only(dir.path()).unwrap(),
+        Store::open_read_only_with(
+            dir.path(),
+            Options {
+                load_snapshot: false,
+                ..Options::default()
+            },
+        )
+        .unwrap(),
+    ] {
+        for (filter, kept) in filters.iter().zip(&kept) {
+            assert_eq!(&report(&store, filter), kept, "{filter:?}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Edge rules, one test each.
 

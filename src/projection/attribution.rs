@@ -114,6 +114,12 @@ impl Lags {
         self.greatest_ms = self.greatest_ms.max(lag);
     }
 
+    /// Widens these lags to take in `other`'s.
+    fn take_in(&mut self, other: Lags) {
+        self.least_ms = self.least_ms.min(other.least_ms);
+        self.greatest_ms = self.greatest_ms.max(other.greatest_ms);
+    }
+
     /// The sent times a message with a touch in `[start_ms, end_ms]` can have; `None` when
     /// no message has a touch.
     fn sent_range(self, start_ms: i64, end_ms: i64) -> Option<(i64, i64)> {
@@ -424,15 +430,33 @@ impl Facts {
         }
     }
 
-    /// Every outcome credited, and the sums by time.
+    /// Every outcome credited, and the sums by time. The lags and the credits are worked out
+    /// on two threads, each over half of the messages and of the outcomes (an outcome's credit
+    /// reads its user's messages: cache misses, independent of the other outcomes'), then the
+    /// credits are filed in order.
     pub(crate) fn build_credits(&self) -> Credits {
         let mut credits = Credits::default();
-        for state in self.message_states() {
-            credits.widen_lags(state.sent_ms, Touches::of(state));
+        let halves = in_halves(self.message_states(), TWO_THREADS_MESSAGES_MIN, |states| {
+            let mut lags = Credits::default();
+            for state in states {
+                lags.widen_lags(state.sent_ms, Touches::of(state));
+            }
+            lags.lags
+        });
+        for half in halves {
+            credits.lags.take_in(half);
         }
-        for outcome in self.outcome_states() {
-            let credit = self.credit_of(outcome, credits.lags);
-            credits.push(self.outcome_states(), credit);
+        let lags = credits.lags;
+        let outcomes = self.outcome_states();
+        let halves = in_halves(outcomes, TWO_THREADS_OUTCOMES_MIN, |outcomes| {
+            outcomes
+                .iter()
+                .map(|outcome| self.credit_of(outcome, lags))
+                .collect::<Vec<_>>()
+        });
+        credits.credits.reserve_exact(outcomes.len());
+        for credit in halves.into_iter().flatten() {
+            credits.push(outcomes, credit);
         }
         credits
     }
@@ -579,4 +603,26 @@ impl Facts {
         let count = messages.partition_point(|(sent_ms, _)| *sent_ms <= outcome.at_ms);
         count.checked_sub(1).map(|last| messages[last].0)
     }
+}
+
+/// Messages from which their lags are worked out on two threads, and outcomes from which their
+/// credits are: below, the work is shorter than starting a thread.
+const TWO_THREADS_MESSAGES_MIN: usize = 1 << 15;
+const TWO_THREADS_OUTCOMES_MIN: usize = 1 << 10;
+
+/// `work` over the first and the second half of `items`, on two threads when there are at
+/// least `min` items (a panic in either resumes here), else over all of them at once.
+fn in_halves<I: Sync, T: Send>(items: &[I], min: usize, work: impl Fn(&[I]) -> T + Sync) -> Vec<T> {
+    if items.len() < min {
+        return vec![work(items)];
+    }
+    let (first, second) = items.split_at(items.len() / 2);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| work(second));
+        let mine = work(first);
+        match other.join() {
+            Ok(theirs) => vec![mine, theirs],
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
