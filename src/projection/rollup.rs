@@ -640,6 +640,24 @@ mod tests {
         assert_eq!(std::mem::align_of::<Line>(), 64);
     }
 
+    /// Numbers below a bound, from the workload's generator seeded with `seed`.
+    fn below(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut random = crate::workload::SplitMix64::new(seed);
+        move |bound| random.int(0, bound - 1)
+    }
+
+    /// A filter of any channel or one, any of three types or one.
+    fn random_filter(next: &mut impl FnMut(u64) -> u64) -> SlotFilter {
+        SlotFilter {
+            channel: (next(2) == 0).then(|| Channel::ALL[next(4) as usize]),
+            message_type: if next(2) == 0 {
+                TypeFilter::Only(next(3) as NameId)
+            } else {
+                TypeFilter::Any
+            },
+        }
+    }
+
     /// The counts per (channel, type) the rollup gives for a range.
     fn counted(
         rollup: &MessageRollup,
@@ -672,13 +690,7 @@ mod tests {
         use crate::event::UserId;
         use crate::money::Money;
 
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |bound: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % bound
-        };
+        let mut next = below(7);
         let base_ms = 1_735_689_600_000_i64;
         let mut at_ms = base_ms;
         let mut messages = Vec::new();
@@ -730,42 +742,20 @@ mod tests {
                 if start_ms > end_ms {
                     std::mem::swap(&mut start_ms, &mut end_ms);
                 }
-                let filter = SlotFilter {
-                    channel: (next(2) == 0).then(|| Channel::ALL[next(4) as usize]),
-                    message_type: if next(2) == 0 {
-                        TypeFilter::Only(next(3) as NameId)
-                    } else {
-                        TypeFilter::Any
-                    },
-                };
+                let filter = random_filter(&mut next);
                 assert_eq!(
                     counted(&built, &messages, filter, start_ms, end_ms),
                     counted(&added, &messages, filter, start_ms, end_ms),
                     "{start_ms}..={end_ms}, {filter:?}"
                 );
             }
-            assert_eq!(
-                counted(
-                    &built,
-                    &messages,
-                    SlotFilter {
-                        channel: None,
-                        message_type: TypeFilter::Any
-                    },
-                    i64::MIN,
-                    i64::MAX
-                ),
-                counted(
-                    &added,
-                    &messages,
-                    SlotFilter {
-                        channel: None,
-                        message_type: TypeFilter::Any
-                    },
-                    i64::MIN,
-                    i64::MAX
-                ),
-            );
+            let all = SlotFilter {
+                channel: None,
+                message_type: TypeFilter::Any,
+            };
+            let totals =
+                [&built, &added].map(|rollup| counted(rollup, &messages, all, i64::MIN, i64::MAX));
+            assert_eq!(totals[0], totals[1]);
         }
     }
 
@@ -779,13 +769,7 @@ mod tests {
         use crate::projection::names::ActionKind;
         use std::collections::BTreeMap;
 
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |bound: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % bound
-        };
+        let mut next = below(5);
         let base_ms = 1_735_689_600_000_i64;
         // 3 slices' worth of sent times, with ties.
         let span_ms = 3 * SLICE_MS as u64;
@@ -835,14 +819,7 @@ mod tests {
                 if start_ms > end_ms {
                     std::mem::swap(&mut start_ms, &mut end_ms);
                 }
-                let filter = SlotFilter {
-                    channel: (next(2) == 0).then(|| Channel::ALL[next(4) as usize]),
-                    message_type: if next(2) == 0 {
-                        TypeFilter::Only(next(3) as NameId)
-                    } else {
-                        TypeFilter::Any
-                    },
-                };
+                let filter = random_filter(&mut next);
                 let counted = counted(&rollup, &messages, filter, start_ms, end_ms);
                 let mut expected: BTreeMap<(Channel, NameId), Counts> = BTreeMap::new();
                 for state in &messages {

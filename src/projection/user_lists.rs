@@ -215,13 +215,8 @@ mod tests {
     /// uneven spreads, and bounds before, inside, between and after their times.
     #[test]
     fn within_finds_what_a_bisection_finds() {
-        let mut seed = 0x5851_f42d_4c95_7f2d_u64;
-        let mut next = move |bound: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % bound
-        };
+        let mut random = crate::workload::SplitMix64::new(3);
+        let mut next = move |bound: u64| random.int(0, bound - 1);
         for _ in 0..2000 {
             let mut at_ms = next(100) as i64;
             let list: Vec<(i64, u32)> = (0..next(40) as u32)
