@@ -607,7 +607,7 @@ impl Facts {
 
 /// Messages from which their lags are worked out on two threads, and outcomes from which their
 /// credits are: below, the work is shorter than starting a thread.
-const TWO_THREADS_MESSAGES_MIN: usize = 1 << 15;
+pub(crate) const TWO_THREADS_MESSAGES_MIN: usize = 1 << 15;
 const TWO_THREADS_OUTCOMES_MIN: usize = 1 << 10;
 
 /// `work` over the first and the second half of `items`, on two threads when there are at

@@ -239,6 +239,9 @@ impl Projection {
     /// series. Then a sort of the lines. No
     /// wall clock.
     pub(crate) fn channel_effectiveness(&self, filter: &EffectivenessFilter) -> ChannelReport {
+        if filter.user.is_none() {
+            self.build_indexes();
+        }
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         let names = self.names();
         let type_filter = TypeFilter::of(filter.message_type.as_deref(), names);

@@ -274,6 +274,9 @@ impl Projection {
     /// outcome buckets and the message rollup of the range (`time_index.rs`). Credits are kept current as events arrive
     /// (`attribution.rs`), not computed here.
     pub(crate) fn impact(&self, filter: &ImpactFilter) -> ImpactReport {
+        if filter.user.is_none() {
+            self.build_indexes();
+        }
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
         let type_filter = TypeFilter::of(filter.message_type.as_deref(), self.names());
         let credit_filtered = filter.message_type.is_some() || filter.channel.is_some();

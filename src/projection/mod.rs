@@ -443,6 +443,29 @@ impl Projection {
         }
     }
 
+    /// Builds the message rollup and the outcome credits when neither is built yet, at once:
+    /// the rollup on a second thread while this one works out the credits, so that the first
+    /// view over all messages, which reads both, waits for the longer build rather than the
+    /// two. A small store's builds are shorter than starting a thread: each is left to its
+    /// first use.
+    pub(crate) fn build_indexes(&self) {
+        if self.messages.len() < attribution::TWO_THREADS_MESSAGES_MIN
+            || self.rollup.get().is_some()
+            || self.credits.get().is_some()
+        {
+            return;
+        }
+        std::thread::scope(|scope| {
+            let rollup = scope.spawn(|| {
+                self.rollup();
+            });
+            self.credits();
+            if let Err(panic) = rollup.join() {
+                std::panic::resume_unwind(panic);
+            }
+        });
+    }
+
     /// The message rollup, built on first use.
     fn rollup(&self) -> &MessageRollup {
         self.rollup

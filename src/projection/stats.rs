@@ -16,6 +16,9 @@ impl Projection {
     /// Counts, rates and sums over the messages and outcomes `filter` selects
     /// (docs/SEMANTICS.md, "Stats").
     pub(crate) fn stats(&self, filter: &StatsFilter) -> CommunicationStats {
+        if filter.user.is_none() {
+            self.build_indexes();
+        }
         let selection = Selection::of(filter);
         let (start_ms, end_ms) = (selection.start_ms, selection.end_ms);
         let mut tally = Tally::new(self.names.len());
