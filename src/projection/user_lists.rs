@@ -106,9 +106,9 @@ impl UserEntries {
 
 /// The entries of a sorted (time, index) list with a time in `[start_ms, end_ms]`. A whole-list
 /// range reads nothing of the list, and a bound outside the list's times is not searched, which
-/// spares a query the list's cache misses; a bound inside is searched from where it would fall were the times spread evenly
-/// between the first and the last (`partition_point_near`): a few probes on neighbouring
-/// entries, not a bisection's chain of misses across the list.
+/// spares a query the list's cache misses; a bound inside is searched from where it would fall
+/// were the times spread evenly between the first and the last (`partition_point_near`): a few
+/// probes on neighbouring entries, not a bisection's chain of misses across the list.
 pub(crate) fn within(list: &[(i64, u32)], start_ms: i64, end_ms: i64) -> &[(i64, u32)] {
     if (start_ms, end_ms) == (i64::MIN, i64::MAX) {
         return list;
