@@ -107,11 +107,13 @@ impl Lags {
         greatest_ms: i64::MIN,
     };
 
-    /// Takes in a touch at `touch_ms` of a message sent at `sent_ms`.
-    pub(crate) fn widen(&mut self, sent_ms: i64, touch_ms: i64) {
-        let lag = touch_ms.saturating_sub(sent_ms);
-        self.least_ms = self.least_ms.min(lag);
-        self.greatest_ms = self.greatest_ms.max(lag);
+    /// Takes in the touches of a message sent at `sent_ms`.
+    fn widen(&mut self, sent_ms: i64, touches: Touches) {
+        for touch_ms in [touches.delivered, touches.engaged].into_iter().flatten() {
+            let lag = touch_ms.saturating_sub(sent_ms);
+            self.least_ms = self.least_ms.min(lag);
+            self.greatest_ms = self.greatest_ms.max(lag);
+        }
     }
 
     /// Widens these lags to take in `other`'s.
@@ -245,12 +247,6 @@ impl Default for Credits {
 }
 
 impl Credits {
-    fn widen_lags(&mut self, sent_ms: i64, touches: Touches) {
-        for touch_ms in [touches.delivered, touches.engaged].into_iter().flatten() {
-            self.lags.widen(sent_ms, touch_ms);
-        }
-    }
-
     /// The first and last millisecond of the slices holding outcomes, if any.
     pub(crate) fn span_ms(&self) -> Option<(i64, i64)> {
         self.buckets.span_ms()
@@ -437,11 +433,11 @@ impl Facts {
     pub(crate) fn build_credits(&self) -> Credits {
         let mut credits = Credits::default();
         let halves = in_halves(self.message_states(), TWO_THREADS_MESSAGES_MIN, |states| {
-            let mut lags = Credits::default();
+            let mut lags = Lags::NONE;
             for state in states {
-                lags.widen_lags(state.sent_ms, Touches::of(state));
+                lags.widen(state.sent_ms, Touches::of(state));
             }
-            lags.lags
+            lags
         });
         for half in halves {
             credits.lags.take_in(half);
@@ -494,7 +490,7 @@ impl Facts {
         if new == old {
             return;
         }
-        credits.widen_lags(message.sent_ms, new);
+        credits.lags.widen(message.sent_ms, new);
         let window_ms = self.attribution_window_ms;
         let outcomes = self.outcome_states();
         for level in [AttributionLevel::Engaged, AttributionLevel::Delivered] {

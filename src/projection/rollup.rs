@@ -349,13 +349,9 @@ struct Run {
 
 impl Run {
     fn file(self, buckets: &mut TimeBuckets<Bucket>) {
-        let Run {
-            slice,
-            items,
-            bucket,
-            ..
-        } = self;
-        buckets.insert_run(slice * SLICE_MS, items, |counts| counts.add(&bucket));
+        buckets.insert_run(self.slice * SLICE_MS, self.items, |counts| {
+            counts.add(&self.bucket)
+        });
     }
 }
 
