@@ -36,102 +36,33 @@ pub(crate) fn encode_snapshot_part<T: Encode>(
     bincode::encode_into_std_write(value, out, SNAPSHOT_CONFIG).map(|_| ())
 }
 
-/// Reads a snapshot body from a file in large blocks, each part's fields copied out of the
-/// block in memory (through `std::io::Read`, every field would cost a call).
-pub(crate) struct SnapshotReader<R> {
-    inner: R,
-    block: Vec<u8>,
-    /// The block's bytes not yet read: `block[start..end]`.
-    start: usize,
-    end: usize,
+/// Reads the parts of a snapshot body held in memory (a mapped file), one after another; each
+/// record's fixed-width fields are parsed straight from the bytes, nothing copied first.
+pub(crate) struct SnapshotReader<'a> {
+    rest: &'a [u8],
 }
 
-impl<R: std::io::Read> SnapshotReader<R> {
-    pub(crate) fn new(inner: R, block_bytes: usize) -> SnapshotReader<R> {
-        SnapshotReader {
-            inner,
-            block: vec![0; block_bytes],
-            start: 0,
-            end: 0,
-        }
+impl<'a> SnapshotReader<'a> {
+    pub(crate) fn new(body: &'a [u8]) -> SnapshotReader<'a> {
+        SnapshotReader { rest: body }
     }
 
     /// Reads the next part; the error says what did not decode.
     pub(crate) fn decode<T: Decode<()>>(&mut self) -> Result<T, String> {
-        bincode::decode_from_reader(&mut *self, SNAPSHOT_CONFIG)
-            .map_err(|error| format!("snapshot body does not decode: {error}"))
+        let (part, read) = bincode::decode_from_slice(self.rest, SNAPSHOT_CONFIG)
+            .map_err(|error| format!("snapshot body does not decode: {error}"))?;
+        self.rest = &self.rest[read..];
+        Ok(part)
     }
 
     /// Bytes left after the parts read.
-    pub(crate) fn bytes_left(&mut self) -> Result<u64, String> {
-        let buffered = (self.end - self.start) as u64;
-        self.start = self.end;
-        std::io::copy(&mut self.inner, &mut std::io::sink())
-            .map(|rest| buffered + rest)
-            .map_err(|error| format!("snapshot body cannot be read: {error}"))
-    }
-
-    #[cold]
-    fn read_across_blocks(
-        &mut self,
-        mut bytes: &mut [u8],
-    ) -> Result<(), bincode::error::DecodeError> {
-        while !bytes.is_empty() {
-            if self.start == self.end {
-                self.start = 0;
-                self.end = loop {
-                    match self.inner.read(&mut self.block) {
-                        Ok(read) => break read,
-                        Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(inner) => {
-                            return Err(bincode::error::DecodeError::Io {
-                                inner,
-                                additional: bytes.len(),
-                            });
-                        }
-                    }
-                };
-                if self.end == 0 {
-                    return Err(bincode::error::DecodeError::UnexpectedEnd {
-                        additional: bytes.len(),
-                    });
-                }
-            }
-            let taken = bytes.len().min(self.end - self.start);
-            bytes[..taken].copy_from_slice(&self.block[self.start..self.start + taken]);
-            self.start += taken;
-            bytes = &mut bytes[taken..];
-        }
-        Ok(())
-    }
-}
-
-impl<R: std::io::Read> bincode::de::read::Reader for SnapshotReader<R> {
-    #[inline(always)]
-    fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
-        match self.block.get(self.start..self.start + bytes.len()) {
-            Some(available) if self.start + bytes.len() <= self.end => {
-                bytes.copy_from_slice(available);
-                self.start += bytes.len();
-                Ok(())
-            }
-            _ => self.read_across_blocks(bytes),
-        }
-    }
-
-    #[inline(always)]
-    fn peek_read(&mut self, len: usize) -> Option<&[u8]> {
-        self.block[..self.end].get(self.start..self.start + len)
-    }
-
-    #[inline(always)]
-    fn consume(&mut self, len: usize) {
-        self.start += len;
+    pub(crate) fn bytes_left(&self) -> usize {
+        self.rest.len()
     }
 }
 
 /// The next `N` bytes of a snapshot body, without reading them, if the reader holds them in
-/// memory: the fixed-width fields of a record, to be parsed in one go with [`FixedFields`] and
+/// memory (a [`SnapshotReader`] holds all of them): the fixed-width fields of a record, to be parsed in one go with [`FixedFields`] and
 /// then passed with [`consume_snapshot_bytes`]. `None`: decode them field by field.
 #[inline(always)]
 pub(crate) fn peek_snapshot_bytes<const N: usize, D: bincode::de::Decoder>(

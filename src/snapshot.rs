@@ -8,12 +8,13 @@
 //! directory fsynced: a crash while writing leaves a temporary file, which is never read.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use memmap2::{Mmap, MmapOptions};
 use parking_lot::{Mutex, RwLock};
 
 use crate::codec::{self, SegmentHeader};
@@ -49,7 +50,7 @@ const SEQ_DIGITS: usize = 20;
 /// Snapshots kept: the newest, and the one before it.
 const SNAPSHOTS_KEPT: usize = 2;
 
-/// Bytes read at a time while checking a body's checksum, and buffered while decoding it.
+/// Bytes buffered while a body is written, and read at a time while the covered log is checked.
 const READ_BUFFER_BYTES: usize = 1 << 20;
 
 /// `snapshot-00000000000000000042`: the sequence number of the last event it covers,
@@ -344,22 +345,25 @@ pub(crate) fn load(
     if !metadata.is_file() {
         return Err("not a regular file".to_string());
     }
-    let mut file =
-        open_no_follow(OpenOptions::new().read(true), path).map_err(|e| e.to_string())?;
-    let mut header = [0; HEADER_BYTES];
-    file.read_exact(&mut header)
-        .map_err(|error| format!("header is short: {error}"))?;
-    let body_len = check_header(&header, metadata.len())?;
-    let body_crc = u32_at(&header, BODY_CRC_OFFSET);
-    let computed = body_checksum(&mut file, body_len)?;
+    let file = open_no_follow(OpenOptions::new().read(true), path).map_err(|e| e.to_string())?;
+    let len = metadata.len();
+    if len < HEADER_BYTES as u64 {
+        return Err(format!(
+            "header is short: the file holds {len} bytes, a header {HEADER_BYTES}"
+        ));
+    }
+    let map = map_snapshot(&file)?;
+    let (header, body) = map.split_at(HEADER_BYTES);
+    let header: &[u8; HEADER_BYTES] = header.try_into().expect("split at HEADER_BYTES");
+    check_header(header, map.len() as u64)?;
+    let body_crc = u32_at(header, BODY_CRC_OFFSET);
+    let computed = crc32fast::hash(body);
     if computed != body_crc {
         return Err(format!(
             "body checksum mismatch (stored {body_crc:#010x}, computed {computed:#010x})"
         ));
     }
-    file.seek(SeekFrom::Start(HEADER_BYTES as u64))
-        .map_err(|error| error.to_string())?;
-    let mut body = codec::SnapshotReader::new(file.take(body_len), READ_BUFFER_BYTES);
+    let mut body = codec::SnapshotReader::new(body);
     let bound: Bound = body.decode()?;
     check_position(dir, &bound.position).map_err(|reason| format!("not the log's: {reason}"))?;
     // The log's frames are checked on another thread while the facts are decoded.
@@ -371,6 +375,7 @@ pub(crate) fn load(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (covered, decoded)
     });
+    drop(map);
     covered?;
     let decoded = decoded?;
     let mut covered_before = bound.covered;
@@ -384,12 +389,23 @@ pub(crate) fn load(
     })
 }
 
+/// Maps a snapshot file for reading, its pages read in at once: the whole file is checksummed
+/// and decoded.
+fn map_snapshot(file: &File) -> std::result::Result<Mmap, String> {
+    // SAFETY: the map is only read, and only while the snapshot loads; it is dropped before
+    // `load` returns. commlog never writes, truncates or extends a snapshot file once it has its
+    // name (it is written under a temporary name, then renamed into place, and later only
+    // removed, which leaves a mapped file readable): only an outside process changing the file
+    // could change or fault what is read.
+    #[allow(unsafe_code)]
+    let map = unsafe { MmapOptions::new().populate().map(file) };
+    map.map_err(|error| format!("the file cannot be mapped: {error}"))
+}
+
 /// Decodes the facts, which end the body.
-fn decode_facts(
-    body: &mut codec::SnapshotReader<impl Read>,
-) -> std::result::Result<DecodedFacts, String> {
+fn decode_facts(body: &mut codec::SnapshotReader) -> std::result::Result<DecodedFacts, String> {
     let decoded: DecodedFacts = body.decode()?;
-    let left = body.bytes_left()?;
+    let left = body.bytes_left();
     if left != 0 {
         return Err(format!("body has {left} bytes after its end"));
     }
@@ -426,20 +442,6 @@ fn check_header(header: &[u8; HEADER_BYTES], file_len: u64) -> std::result::Resu
         ));
     }
     Ok(body_len)
-}
-
-fn body_checksum(file: &mut File, body_len: u64) -> std::result::Result<u32, String> {
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buffer = vec![0; READ_BUFFER_BYTES];
-    let mut body = file.take(body_len);
-    loop {
-        match body.read(&mut buffer) {
-            Ok(0) => return Ok(hasher.finalize()),
-            Ok(read) => hasher.update(&buffer[..read]),
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(format!("body cannot be read: {error}")),
-        }
-    }
 }
 
 fn u32_at(bytes: &[u8], offset: usize) -> u32 {

@@ -122,7 +122,8 @@ pub(crate) fn run(global: &Global, args: &ExportArgs) -> Result<(), CliError> {
     let store = global.open_read_only()?;
     let last_seq = store.open_report().events;
     let messages = store.get_messages(&filter)?;
-    drop(store);
+    // The views' memory goes back before the export builds its own.
+    drop(std::mem::ManuallyDrop::into_inner(store));
 
     let rows = if args.messages {
         match args.format {
