@@ -39,25 +39,89 @@ pub(crate) fn encode_snapshot_part<T: Encode>(
 /// Reads the parts of a snapshot body held in memory (a mapped file), one after another; each
 /// record's fixed-width fields are parsed straight from the bytes, nothing copied first.
 pub(crate) struct SnapshotReader<'a> {
-    rest: &'a [u8],
+    body: &'a [u8],
+    /// Bytes of `body` read so far.
+    read: usize,
 }
 
 impl<'a> SnapshotReader<'a> {
     pub(crate) fn new(body: &'a [u8]) -> SnapshotReader<'a> {
-        SnapshotReader { rest: body }
+        SnapshotReader { body, read: 0 }
+    }
+
+    fn decoder(&mut self) -> bincode::de::DecoderImpl<&mut Self, impl bincode::config::Config, ()> {
+        bincode::de::DecoderImpl::new(self, SNAPSHOT_CONFIG, ())
     }
 
     /// Reads the next part; the error says what did not decode.
     pub(crate) fn decode<T: Decode<()>>(&mut self) -> Result<T, String> {
-        let (part, read) = bincode::decode_from_slice(self.rest, SNAPSHOT_CONFIG)
-            .map_err(|error| format!("snapshot body does not decode: {error}"))?;
-        self.rest = &self.rest[read..];
-        Ok(part)
+        T::decode(&mut self.decoder()).map_err(not_decoded)
+    }
+
+    /// Reads the next part, a `Vec<T>` (its length, then each item), as [`decode`](Self::decode)
+    /// would; calls `passed` with the bytes read so far each time `every` more have been read,
+    /// so that the caller can check and give back what lies behind. An item takes at least
+    /// `item_bytes_min` bytes, so a length that the bytes left cannot hold is refused before
+    /// anything is allocated.
+    pub(crate) fn decode_list<T: Decode<()>>(
+        &mut self,
+        item_bytes_min: usize,
+        every: usize,
+        mut passed: impl FnMut(usize),
+    ) -> Result<Vec<T>, String> {
+        let len: u64 = self.decode()?;
+        let left = self.bytes_left();
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= left / item_bytes_min.max(1))
+            .ok_or_else(|| {
+                format!("snapshot body does not decode: a list of {len} items in {left} bytes")
+            })?;
+        let mut items = Vec::with_capacity(len);
+        let mut next_call = self.read + every;
+        for _ in 0..len {
+            let item = T::decode(&mut self.decoder()).map_err(not_decoded)?;
+            items.push(item);
+            if self.read >= next_call {
+                passed(self.read);
+                next_call = self.read + every;
+            }
+        }
+        Ok(items)
     }
 
     /// Bytes left after the parts read.
     pub(crate) fn bytes_left(&self) -> usize {
-        self.rest.len()
+        self.body.len() - self.read
+    }
+}
+
+fn not_decoded(error: bincode::error::DecodeError) -> String {
+    format!("snapshot body does not decode: {error}")
+}
+
+impl bincode::de::read::Reader for SnapshotReader<'_> {
+    #[inline(always)]
+    fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+        let end = self.read + bytes.len();
+        let available = self.body.get(self.read..end).ok_or({
+            bincode::error::DecodeError::UnexpectedEnd {
+                additional: end - self.body.len(),
+            }
+        })?;
+        bytes.copy_from_slice(available);
+        self.read = end;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn peek_read(&mut self, len: usize) -> Option<&[u8]> {
+        self.body.get(self.read..self.read.checked_add(len)?)
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, len: usize) {
+        self.read = (self.read + len).min(self.body.len());
     }
 }
 

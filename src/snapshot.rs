@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use memmap2::{Mmap, MmapOptions};
+use memmap2::Mmap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::codec::{self, SegmentHeader};
@@ -24,6 +24,8 @@ use crate::log::segment::{
     segment_file_name, sync_directory,
 };
 use crate::log::{CoveredSegment, LogPosition, SharedLog};
+use crate::projection::status::MessageState;
+use crate::projection::user_lists::UserEntries;
 use crate::projection::{DecodedFacts, Facts, Projection, capture};
 
 /// Name of the directory, inside the store, that holds the snapshots.
@@ -52,6 +54,9 @@ const SNAPSHOTS_KEPT: usize = 2;
 
 /// Bytes buffered while a body is written, and read at a time while the covered log is checked.
 const READ_BUFFER_BYTES: usize = 1 << 20;
+
+/// Bytes of a mapped snapshot read between two calls that give its pages back to the OS.
+const RELEASE_BYTES: usize = 8 << 20;
 
 /// `snapshot-00000000000000000042`: the sequence number of the last event it covers,
 /// zero-padded to 20 digits.
@@ -357,7 +362,17 @@ pub(crate) fn load(
     let header: &[u8; HEADER_BYTES] = header.try_into().expect("split at HEADER_BYTES");
     check_header(header, map.len() as u64)?;
     let body_crc = u32_at(header, BODY_CRC_OFFSET);
-    let computed = crc32fast::hash(body);
+    // Two passes over the body, each giving back the pages it has read: the checksum, then the
+    // decoding, which must not start before the checksum holds (a damaged length could ask for
+    // any amount of memory).
+    let mut hasher = crc32fast::Hasher::new();
+    for (run, bytes) in body.chunks(RELEASE_BYTES).enumerate() {
+        let start = HEADER_BYTES + run * RELEASE_BYTES;
+        map_in(&map, start, bytes.len());
+        hasher.update(bytes);
+        release_before(&map, start + bytes.len());
+    }
+    let computed = hasher.finalize();
     if computed != body_crc {
         return Err(format!(
             "body checksum mismatch (stored {body_crc:#010x}, computed {computed:#010x})"
@@ -369,7 +384,11 @@ pub(crate) fn load(
     // The log's frames are checked on another thread while the facts are decoded.
     let (covered, decoded) = std::thread::scope(|scope| {
         let covered = scope.spawn(|| check_covered(dir, &bound));
-        let decoded = decode_facts(&mut body);
+        map_in(&map, HEADER_BYTES, RELEASE_BYTES);
+        let decoded = decode_facts(&mut body, RELEASE_BYTES, |read| {
+            release_before(&map, HEADER_BYTES + read);
+            map_in(&map, HEADER_BYTES + read, RELEASE_BYTES);
+        });
         let covered = covered
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -389,8 +408,7 @@ pub(crate) fn load(
     })
 }
 
-/// Maps a snapshot file for reading, its pages read in at once: the whole file is checksummed
-/// and decoded.
+/// Maps a snapshot file for reading.
 fn map_snapshot(file: &File) -> std::result::Result<Mmap, String> {
     // SAFETY: the map is only read, and only while the snapshot loads; it is dropped before
     // `load` returns. commlog never writes, truncates or extends a snapshot file once it has its
@@ -398,18 +416,58 @@ fn map_snapshot(file: &File) -> std::result::Result<Mmap, String> {
     // removed, which leaves a mapped file readable): only an outside process changing the file
     // could change or fault what is read.
     #[allow(unsafe_code)]
-    let map = unsafe { MmapOptions::new().populate().map(file) };
+    let map = unsafe { Mmap::map(file) };
     map.map_err(|error| format!("the file cannot be mapped: {error}"))
 }
 
-/// Decodes the facts, which end the body.
-fn decode_facts(body: &mut codec::SnapshotReader) -> std::result::Result<DecodedFacts, String> {
-    let decoded: DecodedFacts = body.decode()?;
+/// Maps in at once the pages of `len` bytes of `map` from `start` (as far as it goes), which
+/// are about to be read: one call rather than a page fault every few pages. Where the system
+/// cannot, each page is faulted in when first read, as without it.
+fn map_in(map: &Mmap, start: usize, len: usize) {
+    let len = len.min(map.len().saturating_sub(start));
+    if len > 0 {
+        let _ = map.advise_range(memmap2::Advice::PopulateRead, start, len);
+    }
+}
+
+/// Gives back to the OS this process's pages of `map` before byte `end` (and of the page that
+/// holds it): a snapshot is read front to back, twice, and its pages would otherwise count as
+/// resident until it is loaded, nearly as much as the facts decoded from them.
+fn release_before(map: &Mmap, end: usize) {
+    // SAFETY: MADV_DONTNEED on a read-only shared mapping of a file that nothing writes (see
+    // `map_snapshot`) drops only this process's view of the pages: a later read through the
+    // map faults them in again from the file, with the same bytes, so nothing read through the
+    // map changes.
+    #[allow(unsafe_code)]
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end) };
+}
+
+/// Decodes the facts, which end the body, part by part as [`DecodedFacts`] lays them out;
+/// calls `passed` with the bytes read so far each time `every` more of its two long lists (the
+/// messages, the users) have been read.
+pub(crate) fn decode_facts(
+    body: &mut codec::SnapshotReader,
+    every: usize,
+    mut passed: impl FnMut(usize),
+) -> std::result::Result<DecodedFacts, String> {
+    let messages = body.decode_list(MessageState::SNAPSHOT_BYTES_MIN, every, &mut passed)?;
+    let outcomes = body.decode()?;
+    // A user's lists follow the user's id, 8 bytes.
+    let users = body.decode_list(8 + UserEntries::SNAPSHOT_BYTES_MIN, every, &mut passed)?;
+    let (names, latest_event_ms, budgets, external_ids) = body.decode()?;
     let left = body.bytes_left();
     if left != 0 {
         return Err(format!("body has {left} bytes after its end"));
     }
-    Ok(decoded)
+    Ok(DecodedFacts {
+        messages,
+        outcomes,
+        users,
+        names,
+        latest_event_ms,
+        budgets,
+        external_ids,
+    })
 }
 
 /// Checks a header read from a file of `file_len` bytes; returns the body's length.

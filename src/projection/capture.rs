@@ -301,6 +301,7 @@ mod tests {
     use super::*;
     use crate::event::{BudgetScope, Channel, Event, LoggedEvent, MessageId, Month, UserId};
     use crate::money::Money;
+    use crate::snapshot;
 
     const NAMES: [&str; 6] = [
         "low_balance",
@@ -444,16 +445,45 @@ mod tests {
             let expected: DecodedFactsForTest = codec::decode_snapshot_field_by_field(&bytes);
             let decoded: DecodedFactsForTest = codec::SnapshotReader::new(&bytes).decode().unwrap();
             assert_eq!(decoded, expected, "seed {seed}");
+            // A snapshot's load reads the long lists item by item, saying how far it has read.
+            let every = 1000;
+            let mut passed = vec![0];
+            let loaded =
+                snapshot::decode_facts(&mut codec::SnapshotReader::new(&bytes), every, |read| {
+                    passed.push(read)
+                })
+                .unwrap();
+            assert_eq!(loaded, expected.0, "seed {seed}, read item by item");
+            assert!(
+                passed.len() > bytes.len() / every / 2,
+                "seed {seed}: {}",
+                passed.len()
+            );
+            assert!(
+                passed.windows(2).all(|pair| pair[1] >= pair[0] + every),
+                "seed {seed}"
+            );
             // A body cut short ends inside a run of records or pairs, or between two: the
             // parts that run past the end are read field by field, and fail.
             for cut in (0..bytes.len()).step_by(bytes.len() / 97 + 1) {
-                let error = codec::SnapshotReader::new(&bytes[..cut])
-                    .decode::<DecodedFactsForTest>()
-                    .unwrap_err();
-                assert!(
-                    error.contains("does not decode"),
-                    "seed {seed}, cut {cut}: {error}"
-                );
+                let cut_short = &bytes[..cut];
+                let errors = [
+                    codec::SnapshotReader::new(cut_short)
+                        .decode::<DecodedFactsForTest>()
+                        .unwrap_err(),
+                    snapshot::decode_facts(
+                        &mut codec::SnapshotReader::new(cut_short),
+                        every,
+                        |_| (),
+                    )
+                    .unwrap_err(),
+                ];
+                for error in errors {
+                    assert!(
+                        error.contains("does not decode"),
+                        "seed {seed}, cut {cut}: {error}"
+                    );
+                }
             }
         }
     }

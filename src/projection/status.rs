@@ -169,6 +169,9 @@ impl RareStages {
 }
 
 impl MessageState {
+    /// The fewest bytes a snapshot's record of a message takes (one without rare stages).
+    pub(crate) const SNAPSHOT_BYTES_MIN: usize = COMMON_RECORD_BYTES;
+
     pub(crate) fn new(
         user_id: UserId,
         channel: Channel,

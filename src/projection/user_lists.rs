@@ -37,6 +37,12 @@ impl<Context> bincode::Decode<Context> for UserEntries {
 
 bincode::impl_borrow_decode!(UserEntries);
 
+impl UserEntries {
+    /// The fewest bytes a snapshot's record of a user's lists takes: two empty lists' lengths,
+    /// no last message, the latest outcome time.
+    pub(crate) const SNAPSHOT_BYTES_MIN: usize = 8 + 1 + 8 + 8;
+}
+
 impl Default for UserEntries {
     fn default() -> UserEntries {
         UserEntries {
