@@ -1220,6 +1220,33 @@ mod tests {
     use super::*;
     use crate::limits::FRAME_PREFIX_BYTES;
 
+    #[test]
+    fn a_snapshot_list_longer_than_its_bytes_can_hold_is_refused_before_it_is_allocated() {
+        let mut body = Vec::new();
+        for len in [3_u64, 1 << 40] {
+            body.clear();
+            encode_snapshot_part(&(len, [7_u64, 8, 9]), &mut body).unwrap();
+            let read = SnapshotReader::new(&body).decode_list::<u64>(8, 8, |_| ());
+            match len {
+                3 => assert_eq!(read.unwrap(), [7, 8, 9]),
+                _ => {
+                    let error = read.unwrap_err();
+                    assert!(
+                        error.contains("a list of 1099511627776 items in 24 bytes"),
+                        "{error}"
+                    );
+                }
+            }
+        }
+        // Four items of 8 bytes do not fit in 24.
+        body.clear();
+        encode_snapshot_part(&(4_u64, [7_u64, 8, 9]), &mut body).unwrap();
+        let error = SnapshotReader::new(&body)
+            .decode_list::<u64>(8, 8, |_| ())
+            .unwrap_err();
+        assert!(error.contains("a list of 4 items in 24 bytes"), "{error}");
+    }
+
     /// One segment holding every kind of frame, with fixed times: docs/FORMAT.md's example.
     fn golden_segment() -> Vec<u8> {
         golden_segment_of(None, None)
