@@ -344,3 +344,54 @@ proptest! {
         check(&reopened, &outcomes, &filters)?; // rebuilt from the replayed states
     }
 }
+
+/// Calls packed into two slices, with more outcomes in each than a slice holds before its
+/// minutes get totals of their own (128), and windows cutting them anywhere, minutes and their
+/// edges included: the outcome count and sum read from minute totals, then the cut minutes'
+/// outcomes one by one, must equal a count over every outcome; sends among the outcomes move
+/// their credits.
+fn busy_call() -> impl Strategy<Value = Call> {
+    let at_ms = (0i64..2 * SLICE_MS).prop_map(|offset| t0_ms() + offset);
+    prop_oneof![
+        1 => (1u64..5, 0usize..4, 0usize..3, at_ms.clone()).prop_map(
+            |(user, channel, message_type, at_ms)| Call::Sent { user, channel, message_type, cost_micros: 1_000, at_ms }
+        ),
+        5 => (1u64..5, -50_000_000i64..50_000_000, at_ms).prop_map(|(user, amount_micros, at_ms)| Call::Outcome { user, amount_micros, at_ms }),
+    ]
+}
+
+fn busy_window() -> impl Strategy<Value = StatsFilter> {
+    const MINUTE_MS: i64 = 60_000;
+    let edge = prop_oneof![
+        (-MINUTE_MS..2 * SLICE_MS + MINUTE_MS).prop_map(|offset| t0_ms() + offset),
+        (-1i64..=21, -1i64..=1)
+            .prop_map(|(minute, nudge_ms)| t0_ms() + minute * MINUTE_MS + nudge_ms),
+    ];
+    (edge.clone(), edge).prop_map(|(first, second)| {
+        StatsFilter::new()
+            .start(time(first.min(second)))
+            .end(time(first.max(second)))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn outcome_totals_of_busy_slices_equal_a_count_over_every_outcome(
+        before in proptest::collection::vec(busy_call(), 330..400),
+        after in proptest::collection::vec(busy_call(), 0..60),
+        filters in proptest::collection::vec(busy_window(), 1..16),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { sync: SyncPolicy::Never, ..Options::default() };
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        let mut outcomes = apply(&store, &before);
+        check(&store, &outcomes, &filters)?; // builds the buckets
+        outcomes.extend(apply(&store, &after)); // keeps them current
+        check(&store, &outcomes, &filters)?;
+        store.close().unwrap();
+        let reopened = Store::open_with(dir.path(), options).unwrap();
+        check(&reopened, &outcomes, &filters)?; // rebuilt from the replayed states
+    }
+}

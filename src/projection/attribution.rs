@@ -2,7 +2,8 @@
 //! touch), and the index that keeps each outcome's credit current as events arrive — the
 //! message it is attributed to and the time since the user's last message before it — with
 //! the outcome sums by time that the impact, channel and stats views read instead of visiting
-//! every outcome.
+//! every outcome. A slice of more than [`DENSE_SLICE`] outcomes also totals them per minute, so
+//! that the stats' totals over a range cutting it read one cut minute outcome by outcome.
 //!
 //! Built on the first query that needs it (every outcome attributed once), not during replay;
 //! from then on each fold updates it: a new outcome is attributed over its user's messages; a
@@ -18,7 +19,10 @@ use crate::projection::id_map::IdMap;
 use crate::projection::names::NameId;
 use crate::projection::outcome::OutcomeState;
 use crate::projection::status::MessageState;
-use crate::projection::time_index::{Piece, TimeBuckets, sum_cut};
+use crate::projection::time_index::{
+    MINUTES, Piece, SLICE_MS, TimeBuckets, cut, minute_of, minute_span_ms, minutes_in,
+    split_minutes, sum_cut,
+};
 use crate::projection::user_lists::within;
 use crate::projection::{Facts, Projection};
 
@@ -220,6 +224,50 @@ impl OutcomeBucket {
     }
 }
 
+/// Outcomes in a slice past which each of its minutes gets totals of its own, so that the
+/// totals over a range cutting a busy slice read whole minutes and the outcomes of one cut
+/// minute. A dense slice's minute totals (ten sums of 48 bytes, eleven starts) cost at most
+/// about 4 bytes per outcome; quiet slices (the reference workload has about 5 outcomes in one
+/// at 1 M, 460 at 100 M) pay nothing.
+const DENSE_SLICE: usize = 128;
+
+/// The totals of each minute of a dense slice, and where each minute's outcomes start in the
+/// slice's sorted items (`starts[m]..starts[m + 1]`), so a cut minute is found without a search.
+#[derive(Debug, Clone)]
+struct MinuteTotals {
+    totals: [OutcomeSums; MINUTES],
+    starts: [u32; MINUTES + 1],
+}
+
+impl MinuteTotals {
+    /// The minute totals of `items` (a slice's, sorted by time); `of` gives an item's time and
+    /// sums.
+    fn of(items: &[u32], of: impl Fn(u32) -> (i64, OutcomeSums)) -> MinuteTotals {
+        let mut minutes = MinuteTotals {
+            totals: [OutcomeSums::default(); MINUTES],
+            starts: [0; MINUTES + 1],
+        };
+        for &item in items {
+            let (at_ms, sums) = of(item);
+            let minute = minute_of(at_ms);
+            minutes.totals[minute].add(&sums);
+            minutes.starts[minute + 1] += 1;
+        }
+        for minute in 0..MINUTES {
+            minutes.starts[minute + 1] += minutes.starts[minute];
+        }
+        minutes
+    }
+
+    /// An outcome of `minute` was filed: later minutes start one item later.
+    fn insert(&mut self, minute: usize, sums: &OutcomeSums) {
+        self.totals[minute].add(sums);
+        for start in &mut self.starts[minute + 1..] {
+            *start += 1;
+        }
+    }
+}
+
 /// Every outcome's credit, and the outcome sums by outcome time. Buckets name keys by
 /// ordinal, so that a query adds sums into one array slot per key.
 #[derive(Debug)]
@@ -232,21 +280,30 @@ pub(crate) struct Credits {
     keys: Vec<OutcomeKey>,
     ordinals: IdMap<OutcomeKey, u32>,
     buckets: TimeBuckets<OutcomeBucket>,
+    /// Per slice holding more than `dense_slice` outcomes, the totals of each minute.
+    minutes: IdMap<i64, MinuteTotals>,
+    dense_slice: usize,
 }
 
 impl Default for Credits {
     fn default() -> Credits {
+        Credits::with_dense_slice(DENSE_SLICE)
+    }
+}
+
+impl Credits {
+    fn with_dense_slice(dense_slice: usize) -> Credits {
         Credits {
             credits: Vec::new(),
             lags: Lags::NONE,
             keys: Vec::new(),
             ordinals: IdMap::default(),
             buckets: TimeBuckets::default(),
+            minutes: IdMap::default(),
+            dense_slice,
         }
     }
-}
 
-impl Credits {
     /// The first and last millisecond of the slices holding outcomes, if any.
     pub(crate) fn span_ms(&self) -> Option<(i64, i64)> {
         self.buckets.span_ms()
@@ -321,25 +378,55 @@ impl Credits {
     ) -> OutcomeSums {
         let mut totals = OutcomeSums::default();
         let time_of = |index: u32| outcomes[index as usize].at_ms;
-        let sums_of = |index: u32| {
-            OutcomeSums::of(
-                &outcomes[index as usize],
-                self.credits[index as usize].last_sent_ms,
+        let add_cut = |totals: &mut OutcomeSums,
+                       all: &OutcomeSums,
+                       items: &[u32],
+                       inside: std::ops::Range<usize>| {
+            sum_cut(
+                totals,
+                all,
+                items,
+                inside,
+                |totals, all| totals.add(all),
+                |totals, index| totals.add(&self.sums_of(outcomes, index)),
+                |totals, index| totals.subtract(&self.sums_of(outcomes, index)),
             )
         };
         self.buckets.visit(start_ms, end_ms, |piece| match piece {
             Piece::Whole(bucket) => totals.add(&bucket.total),
-            Piece::Edge(edge) => sum_cut(
-                &mut totals,
-                edge.bucket,
-                edge.items,
-                edge.inside(time_of),
-                |totals, bucket| totals.add(&bucket.total),
-                |totals, index| totals.add(&sums_of(index)),
-                |totals, index| totals.subtract(&sums_of(index)),
-            ),
+            Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
+                None => add_cut(
+                    &mut totals,
+                    &edge.bucket.total,
+                    edge.items,
+                    edge.inside(time_of),
+                ),
+                // A dense slice: whole minutes from their totals, the cut ones like a cut
+                // slice.
+                Some(dense) => {
+                    let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
+                    for minute in minutes_in(inside) {
+                        totals.add(&dense.totals[minute]);
+                    }
+                    for minute in minutes_in(cuts) {
+                        let items = &edge.items
+                            [dense.starts[minute] as usize..dense.starts[minute + 1] as usize];
+                        let span_ms = minute_span_ms(edge.slice, minute);
+                        let inside = cut(items, span_ms, (start_ms, end_ms), time_of);
+                        add_cut(&mut totals, &dense.totals[minute], items, inside);
+                    }
+                }
+            },
         });
         totals
+    }
+
+    /// The sums of the outcome at `index`, under its credit.
+    fn sums_of(&self, outcomes: &[OutcomeState], index: u32) -> OutcomeSums {
+        OutcomeSums::of(
+            &outcomes[index as usize],
+            self.credits[index as usize].last_sent_ms,
+        )
     }
 
     /// Files a new outcome (the next index) with its credit.
@@ -348,13 +435,25 @@ impl Credits {
         let outcome = &outcomes[index as usize];
         let sums = OutcomeSums::of(outcome, credit.last_sent_ms);
         let key = self.ordinal(credit.key);
+        self.credits.push(credit);
         self.buckets.insert(
             index,
             outcome.at_ms,
             |other| outcomes[other as usize].at_ms,
             |bucket| bucket.add(key, &sums),
         );
-        self.credits.push(credit);
+        let slice = outcome.at_ms.div_euclid(SLICE_MS);
+        if let Some(dense) = self.minutes.get_mut(&slice) {
+            dense.insert(minute_of(outcome.at_ms), &sums);
+        } else if self.buckets.slice_items(slice).len() > self.dense_slice {
+            let dense = MinuteTotals::of(self.buckets.slice_items(slice), |other| {
+                (
+                    outcomes[other as usize].at_ms,
+                    self.sums_of(outcomes, other),
+                )
+            });
+            self.minutes.insert(slice, dense);
+        }
     }
 
     /// Replaces the credit of the outcome at `index`, moving its sums between keys.
@@ -372,6 +471,11 @@ impl Credits {
             bucket.subtract(old_key, &old_sums);
             bucket.add(new_key, &new_sums);
         });
+        if let Some(dense) = self.minutes.get_mut(&outcome.at_ms.div_euclid(SLICE_MS)) {
+            let totals = &mut dense.totals[minute_of(outcome.at_ms)];
+            totals.subtract(&old_sums);
+            totals.add(&new_sums);
+        }
         self.credits[index as usize] = credit;
     }
 }

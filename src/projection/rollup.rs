@@ -15,7 +15,10 @@ use crate::projection::names::NameId;
 use crate::projection::selection::TypeFilter;
 use crate::projection::status::ActionLevel::{Action, NoAction, Upgrade};
 use crate::projection::status::{ActionLevel, MessageState};
-use crate::projection::time_index::{Piece, SLICE_MS, TimeBuckets, cut, sum_cut};
+use crate::projection::time_index::{
+    MINUTES, Piece, SLICE_MS, TimeBuckets, cut, minute_of, minute_span_ms, minutes_in,
+    split_minutes, sum_cut,
+};
 
 /// Messages by kind, and their cost: the sums of one slot (one channel × message type), 64
 /// bytes. Counts fit in `u32` because a store holds fewer than 2^32 messages.
@@ -285,15 +288,6 @@ impl SlotFilter {
 /// cutting a busy slice reads whole minutes and the messages of one cut minute. Quiet slices
 /// (the reference workload has about 230 messages in one at 1 M) pay nothing for it.
 const DENSE_SLICE: usize = 1024;
-/// Milliseconds in a minute, the buckets inside a dense slice.
-const MINUTE_MS: i64 = 60_000;
-/// Minutes in a slice.
-const MINUTES: usize = (SLICE_MS / MINUTE_MS) as usize;
-
-/// The minute of its slice that `at_ms` falls in.
-fn minute_of(at_ms: i64) -> usize {
-    (at_ms.rem_euclid(SLICE_MS) / MINUTE_MS) as usize
-}
 
 /// The minutes of a dense slice: a bucket each, and where each minute's messages start in the
 /// slice's sorted items (`starts[m]..starts[m + 1]`), so a cut minute is found without a search.
@@ -535,21 +529,7 @@ impl MessageRollup {
                 // A dense slice: whole minutes from their buckets, the cut ones like a cut
                 // slice.
                 Some(dense) => {
-                    let span_ms = |minute: usize| {
-                        let first_ms = edge.slice * SLICE_MS + minute as i64 * MINUTE_MS;
-                        (first_ms, first_ms + MINUTE_MS - 1)
-                    };
-                    // Minutes as bit sets: wholly inside the range, and cut by it.
-                    let (mut inside, mut cuts) = (0u16, 0u16);
-                    for minute in 0..MINUTES {
-                        let (first_ms, last_ms) = span_ms(minute);
-                        if start_ms <= first_ms && last_ms <= end_ms {
-                            inside |= 1 << minute;
-                        } else if start_ms <= last_ms && first_ms <= end_ms {
-                            cuts |= 1 << minute;
-                        }
-                    }
-                    let minutes_in = |set: u16| (0..MINUTES).filter(move |m| set & (1 << m) != 0);
+                    let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
                     let others = !inside & ((1 << MINUTES) - 1);
                     // The whole minutes inside, or the slice less the others (the cut ones
                     // too: their inside part is added below), whichever reads fewer buckets.
@@ -566,7 +546,8 @@ impl MessageRollup {
                     for minute in minutes_in(cuts) {
                         let items = &edge.items
                             [dense.starts[minute] as usize..dense.starts[minute + 1] as usize];
-                        let inside = cut(items, span_ms(minute), (start_ms, end_ms), time_of);
+                        let span_ms = minute_span_ms(edge.slice, minute);
+                        let inside = cut(items, span_ms, (start_ms, end_ms), time_of);
                         let bucket = &dense.buckets[minute];
                         self.add_cut(&mut sums, messages, bucket, items, inside);
                     }

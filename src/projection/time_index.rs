@@ -24,6 +24,42 @@ pub(crate) const LEVEL_RATIOS: [i64; 3] = [6, 6, 4];
 /// Bucket levels: slices, hours, quarter days, days.
 pub(crate) const LEVELS: usize = LEVEL_RATIOS.len() + 1;
 
+/// Milliseconds in a minute, the buckets inside a dense slice (one whose items are many).
+const MINUTE_MS: i64 = 60_000;
+/// Minutes in a slice.
+pub(crate) const MINUTES: usize = (SLICE_MS / MINUTE_MS) as usize;
+
+/// The minute of its slice that `at_ms` falls in.
+pub(crate) fn minute_of(at_ms: i64) -> usize {
+    (at_ms.rem_euclid(SLICE_MS) / MINUTE_MS) as usize
+}
+
+/// The first and last millisecond of `minute` of `slice`.
+pub(crate) fn minute_span_ms(slice: i64, minute: usize) -> (i64, i64) {
+    let first_ms = slice * SLICE_MS + minute as i64 * MINUTE_MS;
+    (first_ms, first_ms + MINUTE_MS - 1)
+}
+
+/// The minutes of `slice` as two bit sets: those wholly inside `[start_ms, end_ms]`, and those
+/// the range cuts.
+pub(crate) fn split_minutes(slice: i64, start_ms: i64, end_ms: i64) -> (u16, u16) {
+    let (mut inside, mut cuts) = (0u16, 0u16);
+    for minute in 0..MINUTES {
+        let (first_ms, last_ms) = minute_span_ms(slice, minute);
+        if start_ms <= first_ms && last_ms <= end_ms {
+            inside |= 1 << minute;
+        } else if start_ms <= last_ms && first_ms <= end_ms {
+            cuts |= 1 << minute;
+        }
+    }
+    (inside, cuts)
+}
+
+/// The minutes in a bit set of [`split_minutes`], in order.
+pub(crate) fn minutes_in(set: u16) -> impl Iterator<Item = usize> {
+    (0..MINUTES).filter(move |minute| set & (1 << minute) != 0)
+}
+
 /// The bucket of each level that `at_ms` falls in: slice, hour, quarter day, day.
 fn bucket_keys(at_ms: i64) -> [i64; LEVELS] {
     let mut keys = [at_ms.div_euclid(SLICE_MS); LEVELS];
