@@ -15,7 +15,7 @@ use crate::message::time_from_ms;
 use crate::money::Money;
 use crate::projection::channel::Period;
 use crate::projection::names::NameId;
-use crate::projection::rollup::Counts;
+use crate::projection::rollup::{Counts, SlotCounts};
 use crate::projection::selection::{Selection, range_ms};
 use crate::projection::{BudgetState, Projection};
 use crate::stats::filter_setters;
@@ -245,8 +245,8 @@ impl Projection {
     /// (docs/SEMANTICS.md, "Cost and budgets"); "now" is `now_ms(filter.end)`, never the clock.
     ///
     /// Cost: with a user filter, the user's messages in the range; else the rollup's buckets
-    /// of the range, once for the totals and once per day for the daily spend; one more
-    /// range of buckets per budget reported.
+    /// of the range day by day (one set of sums for every day, the totals summed from the
+    /// days); one more range of buckets per budget reported.
     pub(crate) fn cost_report(&self, filter: &CostFilter) -> CostReport {
         let mut total = Counts::default();
         let mut by_channel = [Counts::default(); Channel::ALL.len()];
@@ -262,29 +262,42 @@ impl Projection {
                 end_ms,
             };
             // Day by day (days outside the messages' span hold none); the totals are the sums
-            // of the days, so the range's cut slices are read once.
+            // of the days, so each bucket is read once.
             let span = self.message_span(filter.user);
             if let Some((first_ms, last_ms)) = span
                 && start_ms.max(first_ms) <= end_ms.min(last_ms)
             {
-                for (day, first_ms, last_ms) in
-                    Period::Day.periods(start_ms.max(first_ms), end_ms.min(last_ms))
-                {
-                    let piece = Selection {
-                        start_ms: first_ms.max(start_ms),
-                        end_ms: last_ms.min(end_ms),
-                        ..selection
-                    };
-                    let mut spend = [SpendTally::default(); Channel::ALL.len()];
-                    self.count_selection(&piece, |channel, message_type, counts| {
-                        total.add(counts);
-                        by_channel[channel.index()].add(counts);
-                        by_type.entry(message_type).or_default().add(counts);
-                        spend[channel.index()].add(SpendTally {
-                            messages: counts.sent,
-                            spent_micros: counts.cost_micros,
-                        });
+                let days = Period::Day.periods(start_ms.max(first_ms), end_ms.min(last_ms));
+                let ranges: Vec<(i64, i64)> = days
+                    .iter()
+                    .map(|&(_, first_ms, last_ms)| (first_ms.max(start_ms), last_ms.min(end_ms)))
+                    .collect();
+                let mut spend = vec![[SpendTally::default(); Channel::ALL.len()]; days.len()];
+                // By message type × channel, summed over the days.
+                let mut slots =
+                    vec![SlotCounts::default(); self.names().len() * Channel::ALL.len()];
+                self.count_in_ranges(&selection, &ranges, |day, channel, message_type, counts| {
+                    let (messages, spent_micros) = counts.spend();
+                    spend[day][channel.index()].add(SpendTally {
+                        messages,
+                        spent_micros,
                     });
+                    slots[message_type as usize * Channel::ALL.len() + channel.index()].add(counts);
+                });
+                for (slot, counts) in slots.iter().enumerate() {
+                    let (messages, _) = counts.spend();
+                    if messages == 0 {
+                        continue;
+                    }
+                    let counts = counts.counts();
+                    total.add(&counts);
+                    by_channel[slot % Channel::ALL.len()].add(&counts);
+                    by_type
+                        .entry(NameId::try_from(slot / Channel::ALL.len()).expect("a name id"))
+                        .or_default()
+                        .add(&counts);
+                }
+                for (&(day, _, _), spend) in days.iter().zip(&spend) {
                     let month_start = day.with_day(1).expect("every month has a first day");
                     for channel in Channel::ALL {
                         let tally = spend[channel.index()];
@@ -368,15 +381,16 @@ impl Projection {
             if let Some(now_ms) = now_ms
                 && first_ms <= now_ms
             {
-                let whole_month = Selection {
+                let every_message = Selection {
                     user: None,
                     message_type: None,
                     channel: None,
                     start_ms: first_ms,
                     end_ms: (next_ms - 1).min(now_ms),
                 };
-                self.count_selection(&whole_month, |channel, _, counts| {
-                    spent[channel.index()] += counts.cost_micros;
+                let month = [(every_message.start_ms, every_message.end_ms)];
+                self.count_in_ranges(&every_message, &month, |_, channel, _, counts| {
+                    spent[channel.index()] += counts.spend().1;
                 });
             }
             month_spend.insert(first_ms, spent);

@@ -136,7 +136,7 @@ impl SlotCounts {
         self.cost_micros -= i128::from(state.cost_micros);
     }
 
-    fn add(&mut self, other: &SlotCounts) {
+    pub(crate) fn add(&mut self, other: &SlotCounts) {
         for (mine, theirs) in self.by_kind.iter_mut().zip(other.by_kind) {
             *mine += theirs;
         }
@@ -149,6 +149,19 @@ impl SlotCounts {
             *mine -= theirs;
         }
         self.cost_micros -= other.cost_micros;
+    }
+
+    /// The counts of one message, in its current state.
+    pub(crate) fn of(state: &MessageState) -> SlotCounts {
+        let mut counts = SlotCounts::default();
+        counts.add_message(state);
+        counts
+    }
+
+    /// How many messages these are, and their cost in micro-dollars.
+    pub(crate) fn spend(&self) -> (u64, i128) {
+        let messages = self.by_kind.iter().map(|&count| u64::from(count)).sum();
+        (messages, self.cost_micros)
     }
 
     /// The views' counts of these messages.
@@ -244,6 +257,11 @@ impl TakenSums {
             slots,
             places,
         }
+    }
+
+    /// Sets every sum back to zero.
+    fn clear(&mut self) {
+        self.sums.fill(SlotCounts::default());
     }
 
     /// Adds the taken slots of `bucket`.
@@ -507,60 +525,81 @@ impl MessageRollup {
         end_ms: i64,
         mut visit: impl FnMut(Channel, NameId, &SlotCounts),
     ) {
+        self.visit_ranges(
+            messages,
+            filter,
+            [(start_ms, end_ms)],
+            |_, channel, message_type, counts| visit(channel, message_type, counts),
+        );
+    }
+
+    /// [`MessageRollup::visit`] over each of `ranges` (each `[start_ms, end_ms]`) in turn:
+    /// `visit` gets the range's place in `ranges` first. One set of sums serves every range.
+    pub(crate) fn visit_ranges(
+        &self,
+        messages: &[MessageState],
+        filter: SlotFilter,
+        ranges: impl IntoIterator<Item = (i64, i64)>,
+        mut visit: impl FnMut(usize, Channel, NameId, &SlotCounts),
+    ) {
         let time_of = |index: u32| messages[index as usize].sent_ms;
         let channel_count = Channel::ALL.len();
-        // Sums per taken slot over every piece, then one call per slot.
+        // Sums per taken slot over every piece of a range, then one call per slot.
         let mut sums = TakenSums::new(self.types.len() * channel_count, |slot| {
             filter.takes(
                 Channel::ALL[slot % channel_count],
                 self.types[slot / channel_count],
             )
         });
-        self.buckets.visit(start_ms, end_ms, |piece| match piece {
-            Piece::Whole(bucket) => sums.add_bucket(bucket),
-            Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
-                None => self.add_cut(
-                    &mut sums,
-                    messages,
-                    edge.bucket,
-                    edge.items,
-                    edge.inside(time_of),
-                ),
-                // A dense slice: whole minutes from their buckets, the cut ones like a cut
-                // slice.
-                Some(dense) => {
-                    let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
-                    let others = !inside & ((1 << MINUTES) - 1);
-                    // The whole minutes inside, or the slice less the others (the cut ones
-                    // too: their inside part is added below), whichever reads fewer buckets.
-                    if 1 + others.count_ones() < inside.count_ones() {
-                        sums.add_bucket(edge.bucket);
-                        for minute in minutes_in(others) {
-                            sums.subtract_bucket(&dense.buckets[minute]);
+        for (range, (start_ms, end_ms)) in ranges.into_iter().enumerate() {
+            sums.clear();
+            self.buckets.visit(start_ms, end_ms, |piece| match piece {
+                Piece::Whole(bucket) => sums.add_bucket(bucket),
+                Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
+                    None => self.add_cut(
+                        &mut sums,
+                        messages,
+                        edge.bucket,
+                        edge.items,
+                        edge.inside(time_of),
+                    ),
+                    // A dense slice: whole minutes from their buckets, the cut ones like a cut
+                    // slice.
+                    Some(dense) => {
+                        let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
+                        let others = !inside & ((1 << MINUTES) - 1);
+                        // The whole minutes inside, or the slice less the others (the cut ones
+                        // too: their inside part is added below), whichever reads fewer buckets.
+                        if 1 + others.count_ones() < inside.count_ones() {
+                            sums.add_bucket(edge.bucket);
+                            for minute in minutes_in(others) {
+                                sums.subtract_bucket(&dense.buckets[minute]);
+                            }
+                        } else {
+                            for minute in minutes_in(inside) {
+                                sums.add_bucket(&dense.buckets[minute]);
+                            }
                         }
-                    } else {
-                        for minute in minutes_in(inside) {
-                            sums.add_bucket(&dense.buckets[minute]);
+                        for minute in minutes_in(cuts) {
+                            let items = &edge.items
+                                [dense.starts[minute] as usize..dense.starts[minute + 1] as usize];
+                            let span_ms = minute_span_ms(edge.slice, minute);
+                            let inside = cut(items, span_ms, (start_ms, end_ms), time_of);
+                            let bucket = &dense.buckets[minute];
+                            self.add_cut(&mut sums, messages, bucket, items, inside);
                         }
                     }
-                    for minute in minutes_in(cuts) {
-                        let items = &edge.items
-                            [dense.starts[minute] as usize..dense.starts[minute + 1] as usize];
-                        let span_ms = minute_span_ms(edge.slice, minute);
-                        let inside = cut(items, span_ms, (start_ms, end_ms), time_of);
-                        let bucket = &dense.buckets[minute];
-                        self.add_cut(&mut sums, messages, bucket, items, inside);
-                    }
+                },
+            });
+            for (&slot, counts) in sums.slots.iter().zip(&sums.sums) {
+                if !counts.is_empty() {
+                    visit(
+                        range,
+                        Channel::ALL[slot % channel_count],
+                        self.types[slot / channel_count],
+                        counts,
+                    );
                 }
-            },
-        });
-        for (&slot, counts) in sums.slots.iter().zip(&sums.sums) {
-            if !counts.is_empty() {
-                visit(
-                    Channel::ALL[slot % channel_count],
-                    self.types[slot / channel_count],
-                    counts,
-                );
             }
         }
     }

@@ -8,7 +8,7 @@ use crate::event::{Channel, MessageId, UserId};
 use crate::message::Message;
 use crate::projection::Projection;
 use crate::projection::names::{NameId, Names};
-use crate::projection::rollup::{Counts, SlotFilter};
+use crate::projection::rollup::{Counts, SlotCounts, SlotFilter};
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::within;
 use crate::stats::StatsFilter;
@@ -153,13 +153,8 @@ impl Projection {
             });
             return;
         }
-        let message_type = TypeFilter::of(selection.message_type, &self.names);
-        if message_type == TypeFilter::Nothing {
+        let Some(filter) = self.slot_filter(selection) else {
             return;
-        }
-        let filter = SlotFilter {
-            channel: selection.channel,
-            message_type,
         };
         self.rollup().visit(
             &self.messages,
@@ -168,6 +163,51 @@ impl Projection {
             selection.end_ms,
             |channel, message_type, counts| visit(channel, message_type, &counts.counts()),
         );
+    }
+
+    /// Hands `visit` the counts by kind of the messages `selection` takes in each of `ranges`
+    /// (each `[start_ms, end_ms]`, in place of the selection's range), by (the range's place in
+    /// `ranges`, channel, message type), a triple possibly more than once: like
+    /// [`Projection::count_selection`], range by range, with one set of sums for every range.
+    pub(crate) fn count_in_ranges(
+        &self,
+        selection: &Selection<'_>,
+        ranges: &[(i64, i64)],
+        mut visit: impl FnMut(usize, Channel, NameId, &SlotCounts),
+    ) {
+        if selection.user.is_some() {
+            for (place, &(start_ms, end_ms)) in ranges.iter().enumerate() {
+                let range = Selection {
+                    start_ms,
+                    end_ms,
+                    ..*selection
+                };
+                self.for_each_in_selection(&range, |_, state| {
+                    visit(
+                        place,
+                        state.channel,
+                        state.message_type,
+                        &SlotCounts::of(state),
+                    )
+                });
+            }
+            return;
+        }
+        let Some(filter) = self.slot_filter(selection) else {
+            return;
+        };
+        self.rollup()
+            .visit_ranges(&self.messages, filter, ranges.iter().copied(), visit);
+    }
+
+    /// The rollup's slots `selection` takes (its channel and type), or `None` when it names a
+    /// type never tracked.
+    fn slot_filter(&self, selection: &Selection<'_>) -> Option<SlotFilter> {
+        let message_type = TypeFilter::of(selection.message_type, &self.names);
+        (message_type != TypeFilter::Nothing).then_some(SlotFilter {
+            channel: selection.channel,
+            message_type,
+        })
     }
 }
 
