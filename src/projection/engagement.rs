@@ -6,7 +6,6 @@
 //! message's final state), so it is exact to the millisecond and needs no state of its own.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -246,28 +245,29 @@ impl EngagementCounts {
 
 /// What the selected messages add up to.
 #[derive(Debug)]
-struct EngagementTally<'names> {
+struct EngagementTally {
     total: EngagementCounts,
     by_channel: [EngagementCounts; Channel::ALL.len()],
-    /// Keyed by name, so the entries come out in name order.
-    by_type: BTreeMap<&'names str, EngagementCounts>,
+    /// Indexed by message type: a name's id.
+    by_type: Vec<EngagementCounts>,
     timing: Timing,
 }
 
-impl<'names> EngagementTally<'names> {
-    fn new() -> EngagementTally<'names> {
+impl EngagementTally {
+    /// No message yet, of `names` possible names.
+    fn new(names: usize) -> EngagementTally {
         EngagementTally {
             total: EngagementCounts::default(),
             by_channel: [EngagementCounts::default(); Channel::ALL.len()],
-            by_type: BTreeMap::new(),
+            by_type: vec![EngagementCounts::default(); names],
             timing: Timing::new(),
         }
     }
 
-    fn add(&mut self, message_type: &'names str, state: &MessageState) {
+    fn add(&mut self, state: &MessageState) {
         self.total.add(state);
         self.by_channel[state.channel.index()].add(state);
-        self.by_type.entry(message_type).or_default().add(state);
+        self.by_type[state.message_type as usize].add(state);
         self.timing.add(state);
     }
 }
@@ -331,14 +331,14 @@ impl Projection {
         let states = self.message_states();
         let messages = self.user_messages(user);
 
-        let mut tally = EngagementTally::new();
+        let mut tally = EngagementTally::new(self.names().len());
         // The user's list is sorted by sent time: only the window is visited.
         let window = within(messages, start_ms, end_ms);
         self.prefetch_states(user, window.iter());
         for &(_, index) in window {
             let state = &states[index as usize];
             if matches(state) {
-                tally.add(self.names().name(state.message_type), state);
+                tally.add(state);
             }
         }
 
@@ -362,7 +362,8 @@ impl Projection {
             engagement_score: total.rate(),
             by_channel: channel_engagements(&by_channel),
             preferred_channel: preferred_channel(&by_channel),
-            by_message_type: by_type
+            by_message_type: self
+                .by_name(&by_type)
                 .into_iter()
                 .map(|(name, counts)| MessageTypeEngagement {
                     message_type: name.to_string(),
@@ -381,6 +382,17 @@ impl Projection {
             trend_recent: trend_window(recent),
             trend_previous: trend_window(previous),
         }
+    }
+
+    /// The message types with a message sent, in name order, with their counts.
+    fn by_name(&self, by_type: &[EngagementCounts]) -> Vec<(&str, EngagementCounts)> {
+        let mut by_name: Vec<(&str, EngagementCounts)> = (0..)
+            .zip(by_type)
+            .filter(|(_, counts)| counts.sent > 0)
+            .map(|(id, counts)| (self.names().name(id), *counts))
+            .collect();
+        by_name.sort_unstable_by_key(|&(name, _)| name);
+        by_name
     }
 
     /// EngagementCounts of the user's matching messages sent in (now − 30 d, now] and in
