@@ -14,7 +14,6 @@ use crate::event::{Channel, UserId};
 use crate::money::Money;
 use crate::projection::Projection;
 use crate::projection::attribution::OutcomeSums;
-use crate::projection::id_map::IdMap;
 use crate::projection::impact::return_on_cost;
 use crate::projection::names::{NameId, Names};
 use crate::projection::rollup::Counts;
@@ -310,7 +309,7 @@ impl Projection {
     /// The messages `selection` takes, and the outcomes in its time range (of its user, with
     /// one) credited to a message of type `type_filter` (any, without one).
     fn breakdown(&self, selection: &Selection<'_>, type_filter: TypeFilter) -> Breakdown {
-        let mut breakdown = Breakdown::default();
+        let mut breakdown = Breakdown::new(self.names().len());
         self.count_selection(selection, |channel, message_type, counts| {
             breakdown.add_counts(channel, message_type, counts)
         });
@@ -404,42 +403,69 @@ impl LineTally {
 }
 
 /// The tallies of one range (the whole filter, or one period), by (channel, message type).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Breakdown {
-    /// A line for each pair with a selected message or a counted outcome.
-    lines: IdMap<(Channel, NameId), LineTally>,
+    /// A line for each pair with a selected message or a counted outcome, in the order met.
+    lines: Vec<(Channel, NameId, LineTally)>,
+    /// Each pair's place in `lines` (`NO_LINE` for none), at `type id × channels + channel`.
+    places: Vec<u32>,
 }
 
+/// A pair without a line yet.
+const NO_LINE: u32 = u32::MAX;
+
 impl Breakdown {
+    /// No line yet, of `names` possible type names.
+    fn new(names: usize) -> Breakdown {
+        Breakdown {
+            lines: Vec::new(),
+            places: vec![NO_LINE; names * Channel::ALL.len()],
+        }
+    }
+
+    /// The line of (channel, message type), a new one if it has none yet.
+    fn line(&mut self, channel: Channel, message_type: NameId) -> &mut LineTally {
+        let place = &mut self.places[message_type as usize * Channel::ALL.len() + channel.index()];
+        if *place == NO_LINE {
+            *place = u32::try_from(self.lines.len()).expect("fewer lines than places");
+            self.lines
+                .push((channel, message_type, LineTally::default()));
+        }
+        &mut self.lines[*place as usize].2
+    }
+
     fn add_counts(&mut self, channel: Channel, message_type: NameId, counts: &Counts) {
-        self.lines
-            .entry((channel, message_type))
-            .or_default()
-            .counts
-            .add(counts);
+        self.line(channel, message_type).counts.add(counts);
     }
 
     /// Credits outcomes to the line of (channel, message type).
     fn add_credit(&mut self, channel: Channel, message_type: NameId, sums: &OutcomeSums) {
-        let line = self.lines.entry((channel, message_type)).or_default();
+        let line = self.line(channel, message_type);
         line.attributed_outcomes += sums.count;
         line.attributed_micros += sums.amount_micros;
     }
 
     /// The lines by channel and type name, the channel totals, and the winner of each type.
     fn finish(self, names: &Names) -> (Vec<ChannelLine>, Vec<ChannelLine>, Vec<ChannelWinner>) {
-        let mut tallies: Vec<(Channel, &str, LineTally)> = self
+        // The lines' order, sorted as (channel, type name, place): pairs are unique, so the
+        // place never decides, and the tallies stay where they are.
+        let mut order: Vec<(Channel, &str, usize)> = self
             .lines
-            .into_iter()
-            .map(|((channel, type_id), tally)| (channel, names.name(type_id), tally))
+            .iter()
+            .enumerate()
+            .map(|(place, &(channel, type_id, _))| (channel, names.name(type_id), place))
             .collect();
-        tallies.sort_by(|left, right| (left.0, left.1).cmp(&(right.0, right.1)));
+        order.sort_unstable();
+        let tallies: Vec<(Channel, &str, &LineTally)> = order
+            .into_iter()
+            .map(|(channel, name, place)| (channel, name, &self.lines[place].2))
+            .collect();
 
         let mut totals: BTreeMap<Channel, LineTally> = BTreeMap::new();
         let mut lines = Vec::with_capacity(tallies.len());
-        for (channel, message_type, tally) in &tallies {
-            totals.entry(*channel).or_default().merge(tally);
-            lines.push(tally.to_line(*channel, Some(message_type)));
+        for &(channel, message_type, tally) in &tallies {
+            totals.entry(channel).or_default().merge(tally);
+            lines.push(tally.to_line(channel, Some(message_type)));
         }
         let channels = totals
             .iter()
