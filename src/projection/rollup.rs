@@ -552,7 +552,9 @@ impl MessageRollup {
             )
         });
         for (range, (start_ms, end_ms)) in ranges.into_iter().enumerate() {
-            sums.clear();
+            if range > 0 {
+                sums.clear();
+            }
             self.buckets.visit(start_ms, end_ms, |piece| match piece {
                 Piece::Whole(bucket) => sums.add_bucket(bucket),
                 Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
