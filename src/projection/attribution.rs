@@ -274,6 +274,9 @@ impl MinuteTotals {
 pub(crate) struct Credits {
     /// Per outcome, in log order.
     credits: Vec<Credit>,
+    /// Per outcome, the ordinal of its credit's key (in `keys`), so that a cut slice's
+    /// outcomes are summed by key without a lookup each.
+    key_ordinals: Vec<u32>,
     /// Bounds on (touch − sent) of every message, which narrow each attribution's scan.
     lags: Lags,
     /// Every key filed so far, by ordinal.
@@ -295,6 +298,7 @@ impl Credits {
     fn with_dense_slice(dense_slice: usize) -> Credits {
         Credits {
             credits: Vec::new(),
+            key_ordinals: Vec::new(),
             lags: Lags::NONE,
             keys: Vec::new(),
             ordinals: IdMap::default(),
@@ -342,7 +346,7 @@ impl Credits {
         let sums_of = |index: u32| {
             let credit = &self.credits[index as usize];
             let sums = OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms);
-            (self.ordinals[&credit.key] as usize, sums)
+            (self.key_ordinals[index as usize] as usize, sums)
         };
         self.buckets.visit(start_ms, end_ms, |piece| match piece {
             Piece::Whole(bucket) => add_bucket(&mut sums, bucket),
@@ -436,6 +440,7 @@ impl Credits {
         let sums = OutcomeSums::of(outcome, credit.last_sent_ms);
         let key = self.ordinal(credit.key);
         self.credits.push(credit);
+        self.key_ordinals.push(key);
         self.buckets.insert(
             index,
             outcome.at_ms,
@@ -465,8 +470,9 @@ impl Credits {
         let outcome = &outcomes[index as usize];
         let old_sums = OutcomeSums::of(outcome, old.last_sent_ms);
         let new_sums = OutcomeSums::of(outcome, credit.last_sent_ms);
-        let old_key = self.ordinals[&old.key];
+        let old_key = self.key_ordinals[index as usize];
         let new_key = self.ordinal(credit.key);
+        self.key_ordinals[index as usize] = new_key;
         self.buckets.update(outcome.at_ms, |bucket| {
             bucket.subtract(old_key, &old_sums);
             bucket.add(new_key, &new_sums);
@@ -555,6 +561,7 @@ impl Facts {
                 .collect::<Vec<_>>()
         });
         credits.credits.reserve_exact(outcomes.len());
+        credits.key_ordinals.reserve_exact(outcomes.len());
         for credit in halves.into_iter().flatten() {
             credits.push(outcomes, credit);
         }
