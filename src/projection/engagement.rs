@@ -304,7 +304,8 @@ impl Timing {
             delivered_ms <= engaged_ms,
             "delivery implied by the engagement"
         );
-        let engaged_at = time_from_ms(engaged_ms);
+        // UTC: the naive time needs no offset applied for each of the three fields.
+        let engaged_at = time_from_ms(engaged_ms).naive_utc();
         self.by_hour[engaged_at.hour() as usize] += 1;
         self.by_weekday[engaged_at.weekday().num_days_from_monday() as usize] += 1;
         self.by_month[engaged_at.month0() as usize] += 1;
