@@ -281,6 +281,28 @@ fn expected(messages: &[Message], outcomes: &[(i64, i64)], filter: &StatsFilter)
     (counts, cost, by_status, by_channel, by_type, outcome_fields)
 }
 
+/// Checks `filters` on a store after `before` (which builds the buckets), after `after` too
+/// (which the buckets follow), and reopened (the buckets rebuilt from the replayed states).
+fn check_built_kept_and_rebuilt(
+    before: &[Call],
+    after: &[Call],
+    filters: &[StatsFilter],
+) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        sync: SyncPolicy::Never,
+        ..Options::default()
+    };
+    let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    let mut outcomes = apply(&store, before);
+    check(&store, &outcomes, filters)?;
+    outcomes.extend(apply(&store, after));
+    check(&store, &outcomes, filters)?;
+    store.close().unwrap();
+    let reopened = Store::open_with(dir.path(), options).unwrap();
+    check(&reopened, &outcomes, filters)
+}
+
 fn check(
     store: &Store,
     outcomes: &[(i64, i64)],
@@ -332,16 +354,7 @@ proptest! {
                 filters.push(StatsFilter::new().start(time(start.min(end))).end(time(start.max(end))));
             }
         }
-        let dir = tempfile::tempdir().unwrap();
-        let options = Options { sync: SyncPolicy::Never, ..Options::default() };
-        let store = Store::open_with(dir.path(), options.clone()).unwrap();
-        let mut outcomes = apply(&store, &before);
-        check(&store, &outcomes, &filters)?; // builds the buckets
-        outcomes.extend(apply(&store, &after)); // keeps them current
-        check(&store, &outcomes, &filters)?;
-        store.close().unwrap();
-        let reopened = Store::open_with(dir.path(), options).unwrap();
-        check(&reopened, &outcomes, &filters)?; // rebuilt from the replayed states
+        check_built_kept_and_rebuilt(&before, &after, &filters)?;
     }
 }
 
@@ -383,15 +396,6 @@ proptest! {
         after in proptest::collection::vec(busy_call(), 0..60),
         filters in proptest::collection::vec(busy_window(), 1..16),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let options = Options { sync: SyncPolicy::Never, ..Options::default() };
-        let store = Store::open_with(dir.path(), options.clone()).unwrap();
-        let mut outcomes = apply(&store, &before);
-        check(&store, &outcomes, &filters)?; // builds the buckets
-        outcomes.extend(apply(&store, &after)); // keeps them current
-        check(&store, &outcomes, &filters)?;
-        store.close().unwrap();
-        let reopened = Store::open_with(dir.path(), options).unwrap();
-        check(&reopened, &outcomes, &filters)?; // rebuilt from the replayed states
+        check_built_kept_and_rebuilt(&before, &after, &filters)?;
     }
 }

@@ -20,8 +20,8 @@ use crate::projection::names::NameId;
 use crate::projection::outcome::OutcomeState;
 use crate::projection::status::MessageState;
 use crate::projection::time_index::{
-    MINUTES, Piece, SLICE_MS, TimeBuckets, cut, minute_of, minute_span_ms, minutes_in,
-    split_minutes, sum_cut,
+    MINUTES, Piece, SLICE_MS, TimeBuckets, cut_minutes, minute_of, minutes_in, split_minutes,
+    sum_cut,
 };
 use crate::projection::user_lists::within;
 use crate::projection::{Facts, Projection};
@@ -412,13 +412,17 @@ impl Credits {
                     for minute in minutes_in(inside) {
                         totals.add(&dense.totals[minute]);
                     }
-                    for minute in minutes_in(cuts) {
-                        let items = &edge.items
-                            [dense.starts[minute] as usize..dense.starts[minute + 1] as usize];
-                        let span_ms = minute_span_ms(edge.slice, minute);
-                        let inside = cut(items, span_ms, (start_ms, end_ms), time_of);
-                        add_cut(&mut totals, &dense.totals[minute], items, inside);
-                    }
+                    cut_minutes(
+                        edge.slice,
+                        edge.items,
+                        &dense.starts,
+                        cuts,
+                        (start_ms, end_ms),
+                        time_of,
+                        |minute, items, inside| {
+                            add_cut(&mut totals, &dense.totals[minute], items, inside)
+                        },
+                    );
                 }
             },
         });

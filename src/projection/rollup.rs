@@ -16,8 +16,8 @@ use crate::projection::selection::TypeFilter;
 use crate::projection::status::ActionLevel::{Action, NoAction, Upgrade};
 use crate::projection::status::{ActionLevel, MessageState};
 use crate::projection::time_index::{
-    MINUTES, Piece, SLICE_MS, TimeBuckets, cut, minute_of, minute_span_ms, minutes_in,
-    split_minutes, sum_cut,
+    MINUTES, Piece, SLICE_MS, TimeBuckets, cut_minutes, minute_of, minutes_in, split_minutes,
+    sum_cut,
 };
 
 /// Messages by kind, and their cost: the sums of one slot (one channel × message type), 64
@@ -582,14 +582,18 @@ impl MessageRollup {
                                 sums.add_bucket(&dense.buckets[minute]);
                             }
                         }
-                        for minute in minutes_in(cuts) {
-                            let items = &edge.items
-                                [dense.starts[minute] as usize..dense.starts[minute + 1] as usize];
-                            let span_ms = minute_span_ms(edge.slice, minute);
-                            let inside = cut(items, span_ms, (start_ms, end_ms), time_of);
-                            let bucket = &dense.buckets[minute];
-                            self.add_cut(&mut sums, messages, bucket, items, inside);
-                        }
+                        cut_minutes(
+                            edge.slice,
+                            edge.items,
+                            &dense.starts,
+                            cuts,
+                            (start_ms, end_ms),
+                            time_of,
+                            |minute, items, inside| {
+                                let bucket = &dense.buckets[minute];
+                                self.add_cut(&mut sums, messages, bucket, items, inside)
+                            },
+                        );
                     }
                 },
             });

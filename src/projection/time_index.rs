@@ -158,6 +158,25 @@ pub(crate) fn cut(
     first..last.max(first)
 }
 
+/// Hands `each` every minute of `slice` in `cuts` (a set of [`split_minutes`]): the minute, its
+/// items (`items[starts[minute]..starts[minute + 1]]` of the slice's sorted `items`) and where
+/// those with a time in `[start_ms, end_ms]` lie among them ([`cut`]).
+pub(crate) fn cut_minutes(
+    slice: i64,
+    items: &[u32],
+    starts: &[u32; MINUTES + 1],
+    cuts: u16,
+    window: (i64, i64),
+    time_of: impl Fn(u32) -> i64,
+    mut each: impl FnMut(usize, &[u32], Range<usize>),
+) {
+    for minute in minutes_in(cuts) {
+        let items = &items[starts[minute] as usize..starts[minute + 1] as usize];
+        let inside = cut(items, minute_span_ms(slice, minute), window, &time_of);
+        each(minute, items, inside);
+    }
+}
+
 /// `items.partition_point(before)`, found by galloping outward from `guess` and then
 /// bisecting the bracket: O(log d) probes for an answer d items from the guess.
 pub(crate) fn partition_point_near<T: Copy>(
