@@ -15,7 +15,7 @@ use crate::money::Money;
 use crate::projection::Projection;
 use crate::projection::attribution::OutcomeSums;
 use crate::projection::impact::return_on_cost;
-use crate::projection::names::{NameId, Names};
+use crate::projection::names::{NameId, NameTable, Names};
 use crate::projection::rollup::Counts;
 use crate::projection::selection::{Selection, TypeFilter, range_ms};
 use crate::stats::filter_setters;
@@ -309,7 +309,7 @@ impl Projection {
     /// The messages `selection` takes, and the outcomes in its time range (of its user, with
     /// one) credited to a message of type `type_filter` (any, without one).
     fn breakdown(&self, selection: &Selection<'_>, type_filter: TypeFilter) -> Breakdown {
-        let mut breakdown = Breakdown::new(self.names().len());
+        let mut breakdown = Breakdown::default();
         self.count_selection(selection, |channel, message_type, counts| {
             breakdown.add_counts(channel, message_type, counts)
         });
@@ -403,31 +403,30 @@ impl LineTally {
 }
 
 /// The tallies of one range (the whole filter, or one period), by (channel, message type).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Breakdown {
     /// A line for each pair with a selected message or a counted outcome, in the order met.
     lines: Vec<(Channel, NameId, LineTally)>,
-    /// Each pair's place in `lines` (`NO_LINE` for none), at `type id × channels + channel`.
-    places: Vec<u32>,
+    /// Each message type's lines: their places in `lines`, by channel.
+    places: NameTable<LinePlaces>,
 }
 
-/// A pair without a line yet.
-const NO_LINE: u32 = u32::MAX;
+/// The places of one message type's lines, by channel; `u32::MAX` for none yet.
+#[derive(Debug)]
+struct LinePlaces([u32; Channel::ALL.len()]);
+
+impl Default for LinePlaces {
+    fn default() -> LinePlaces {
+        LinePlaces([u32::MAX; Channel::ALL.len()])
+    }
+}
 
 impl Breakdown {
-    /// No line yet, of `names` possible type names.
-    fn new(names: usize) -> Breakdown {
-        Breakdown {
-            lines: Vec::new(),
-            places: vec![NO_LINE; names * Channel::ALL.len()],
-        }
-    }
-
     /// The line of (channel, message type), a new one if it has none yet.
     fn line(&mut self, channel: Channel, message_type: NameId) -> &mut LineTally {
-        let place = &mut self.places[message_type as usize * Channel::ALL.len() + channel.index()];
-        if *place == NO_LINE {
-            *place = u32::try_from(self.lines.len()).expect("fewer lines than places");
+        let place = &mut self.places.entry(message_type).0[channel.index()];
+        if *place == u32::MAX {
+            *place = u32::try_from(self.lines.len()).expect("fewer than 2^32 lines");
             self.lines
                 .push((channel, message_type, LineTally::default()));
         }

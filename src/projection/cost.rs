@@ -14,7 +14,7 @@ use crate::event::{BudgetScope, Channel, Month, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
 use crate::projection::channel::Period;
-use crate::projection::names::NameId;
+use crate::projection::names::{NameId, NameTable};
 use crate::projection::rollup::{Counts, SlotCounts};
 use crate::projection::selection::{Selection, range_ms};
 use crate::projection::{BudgetState, Projection};
@@ -273,29 +273,27 @@ impl Projection {
                     .map(|&(_, first_ms, last_ms)| (first_ms.max(start_ms), last_ms.min(end_ms)))
                     .collect();
                 let mut spend = vec![[SpendTally::default(); Channel::ALL.len()]; days.len()];
-                // By message type × channel, summed over the days.
-                let mut slots =
-                    vec![SlotCounts::default(); self.names().len() * Channel::ALL.len()];
+                // By message type, then channel, summed over the days.
+                let mut slots: NameTable<[SlotCounts; Channel::ALL.len()]> = NameTable::default();
                 self.count_in_ranges(&selection, &ranges, |day, channel, message_type, counts| {
                     let (messages, spent_micros) = counts.spend();
                     spend[day][channel.index()].add(SpendTally {
                         messages,
                         spent_micros,
                     });
-                    slots[message_type as usize * Channel::ALL.len() + channel.index()].add(counts);
+                    slots.entry(message_type)[channel.index()].add(counts);
                 });
-                for (slot, counts) in slots.iter().enumerate() {
-                    let (messages, _) = counts.spend();
-                    if messages == 0 {
-                        continue;
+                for (message_type, of_type) in slots.entries() {
+                    for (channel, counts) in Channel::ALL.into_iter().zip(&of_type) {
+                        let (messages, _) = counts.spend();
+                        if messages == 0 {
+                            continue;
+                        }
+                        let counts = counts.counts();
+                        total.add(&counts);
+                        by_channel[channel.index()].add(&counts);
+                        by_type.entry(message_type).or_default().add(&counts);
                     }
-                    let counts = counts.counts();
-                    total.add(&counts);
-                    by_channel[slot % Channel::ALL.len()].add(&counts);
-                    by_type
-                        .entry(NameId::try_from(slot / Channel::ALL.len()).expect("a name id"))
-                        .or_default()
-                        .add(&counts);
                 }
                 for (&(day, _, _), spend) in days.iter().zip(&spend) {
                     let month_start = day.with_day(1).expect("every month has a first day");

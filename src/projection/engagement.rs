@@ -15,6 +15,7 @@ use crate::event::{Channel, UserId};
 use crate::message::time_from_ms;
 use crate::money::Money;
 use crate::projection::Projection;
+use crate::projection::names::NameTable;
 use crate::projection::selection::{TypeFilter, range_ms};
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::within;
@@ -248,18 +249,16 @@ impl EngagementCounts {
 struct EngagementTally {
     total: EngagementCounts,
     by_channel: [EngagementCounts; Channel::ALL.len()],
-    /// Indexed by message type: a name's id.
-    by_type: Vec<EngagementCounts>,
+    by_type: NameTable<EngagementCounts>,
     timing: Timing,
 }
 
 impl EngagementTally {
-    /// No message yet, of `names` possible names.
-    fn new(names: usize) -> EngagementTally {
+    fn new() -> EngagementTally {
         EngagementTally {
             total: EngagementCounts::default(),
             by_channel: [EngagementCounts::default(); Channel::ALL.len()],
-            by_type: vec![EngagementCounts::default(); names],
+            by_type: NameTable::default(),
             timing: Timing::new(),
         }
     }
@@ -267,7 +266,7 @@ impl EngagementTally {
     fn add(&mut self, state: &MessageState) {
         self.total.add(state);
         self.by_channel[state.channel.index()].add(state);
-        self.by_type[state.message_type as usize].add(state);
+        self.by_type.entry(state.message_type).add(state);
         self.timing.add(state);
     }
 }
@@ -332,7 +331,7 @@ impl Projection {
         let states = self.message_states();
         let messages = self.user_messages(user);
 
-        let mut tally = EngagementTally::new(self.names().len());
+        let mut tally = EngagementTally::new();
         // The user's list is sorted by sent time: only the window is visited.
         let window = within(messages, start_ms, end_ms);
         self.prefetch_states(user, window.iter());
@@ -364,7 +363,7 @@ impl Projection {
             by_channel: channel_engagements(&by_channel),
             preferred_channel: preferred_channel(&by_channel),
             by_message_type: self
-                .by_name(&by_type)
+                .by_name(by_type)
                 .into_iter()
                 .map(|(name, counts)| MessageTypeEngagement {
                     message_type: name.to_string(),
@@ -385,12 +384,11 @@ impl Projection {
         }
     }
 
-    /// The message types with a message sent, in name order, with their counts.
-    fn by_name(&self, by_type: &[EngagementCounts]) -> Vec<(&str, EngagementCounts)> {
-        let mut by_name: Vec<(&str, EngagementCounts)> = (0..)
-            .zip(by_type)
-            .filter(|(_, counts)| counts.sent > 0)
-            .map(|(id, counts)| (self.names().name(id), *counts))
+    /// The message types met, in name order, with their counts.
+    fn by_name(&self, by_type: NameTable<EngagementCounts>) -> Vec<(&str, EngagementCounts)> {
+        let mut by_name: Vec<(&str, EngagementCounts)> = by_type
+            .entries()
+            .map(|(id, counts)| (self.names().name(id), counts))
             .collect();
         by_name.sort_unstable_by_key(|&(name, _)| name);
         by_name

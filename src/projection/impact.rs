@@ -11,7 +11,7 @@ use crate::event::{Channel, UserId};
 use crate::money::Money;
 use crate::projection::Projection;
 use crate::projection::attribution::{AttributionLevel, OutcomeKey, OutcomeSums};
-use crate::projection::names::{NameId, Names};
+use crate::projection::names::{NameId, NameTable, Names};
 use crate::projection::selection::{Selection, TypeFilter, range_ms};
 use crate::stats::StatsFilter;
 use crate::stats::filter_setters;
@@ -196,37 +196,26 @@ impl AttributedSum {
 #[derive(Debug, Default)]
 struct ImpactTally {
     outcomes: Sum,
-    /// Indexed by outcome name: a name's id.
-    by_outcome: Vec<Sum>,
+    by_outcome: NameTable<Sum>,
     attributed: AttributedSum,
     unattributed: Sum,
     by_channel: [AttributedSum; Channel::ALL.len()],
-    /// Indexed by message type: a name's id.
-    by_message_type: Vec<AttributedSum>,
+    by_message_type: NameTable<AttributedSum>,
     cost_micros: [i128; Channel::ALL.len()],
     gap_count: u64,
     gap_ms: i128,
 }
 
 impl ImpactTally {
-    /// No outcome yet, of `names` possible names.
-    fn new(names: usize) -> ImpactTally {
-        ImpactTally {
-            by_outcome: vec![Sum::default(); names],
-            by_message_type: vec![AttributedSum::default(); names],
-            ..ImpactTally::default()
-        }
-    }
-
     /// Adds outcomes grouped under `key`.
     fn add(&mut self, key: &OutcomeKey, sums: &OutcomeSums) {
         self.outcomes.add(sums);
-        self.by_outcome[key.outcome as usize].add(sums);
+        self.by_outcome.entry(key.outcome).add(sums);
         match key.credit {
             Some((channel, message_type, level)) => {
                 self.attributed.add(level, sums);
                 self.by_channel[channel.index()].add(level, sums);
-                self.by_message_type[message_type as usize].add(level, sums);
+                self.by_message_type.entry(message_type).add(level, sums);
             }
             None => self.unattributed.add(sums),
         }
@@ -235,9 +224,9 @@ impl ImpactTally {
     }
 
     fn finish(self, names: &Names, channel_filter: Option<Channel>) -> ImpactReport {
-        let by_outcome = (0..)
-            .zip(self.by_outcome)
-            .filter(|(_, sum)| sum.count > 0)
+        let by_outcome = self
+            .by_outcome
+            .entries()
             .map(|(name, sum)| (names.name(name).to_string(), sum.finish()))
             .collect();
         let by_channel = Channel::ALL
@@ -254,9 +243,9 @@ impl ImpactTally {
                 }
             })
             .collect();
-        let by_message_type = (0..)
-            .zip(self.by_message_type)
-            .filter(|(_, sum)| sum.engaged.count + sum.delivered.count > 0)
+        let by_message_type = self
+            .by_message_type
+            .entries()
             .map(|(name, sum)| (names.name(name).to_string(), sum.finish()))
             .collect();
         ImpactReport {
@@ -290,7 +279,7 @@ impl Projection {
         let matches = |channel: Channel, message_type: NameId| {
             type_filter.takes(message_type) && filter.channel.is_none_or(|only| only == channel)
         };
-        let mut tally = ImpactTally::new(self.names().len());
+        let mut tally = ImpactTally::default();
         self.visit_outcomes(filter.user, start_ms, end_ms, |key, sums| {
             // A channel or type filter keeps the outcomes credited to a matching message.
             let kept = !credit_filtered
