@@ -65,6 +65,10 @@ pub const SPLIT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Events handed from the decoding thread to the folding thread at a time during replay.
 pub const REPLAY_BATCH_EVENTS: usize = 4096;
 
+/// Events whose state the folding thread reads ahead in one pass before folding them during
+/// replay (`Projection::pre_read`).
+pub const PRE_READ_EVENTS: usize = 64;
+
 /// Batches in flight between the two replay threads (bounds replay's extra memory).
 pub const REPLAY_BATCHES_IN_FLIGHT: usize = 8;
 

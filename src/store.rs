@@ -720,9 +720,13 @@ fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, 
             replayed.report.snapshot_events = loaded.position.last_seq;
             (projection, replayed)
         }
-        None => {
-            replay::replay_parallel(dir, mode, || Projection::new(window_ms), Projection::fold)?
-        }
+        None => replay::replay_parallel(
+            dir,
+            mode,
+            || Projection::new(window_ms),
+            Projection::fold,
+            Projection::pre_read,
+        )?,
     };
     replayed.report.ignored_snapshots = ignored;
     Ok((projection, replayed))

@@ -7,7 +7,7 @@ use crate::event::Channel;
 use crate::message::Status;
 use crate::money::Money;
 use crate::projection::Projection;
-use crate::projection::names::{NameId, Names};
+use crate::projection::names::{NameId, NameTable, Names};
 use crate::projection::rollup::Counts;
 use crate::projection::selection::Selection;
 use crate::stats::{CommunicationStats, StatsFilter, divide_rounded, percent};
@@ -21,7 +21,7 @@ impl Projection {
         }
         let selection = Selection::of(filter);
         let (start_ms, end_ms) = (selection.start_ms, selection.end_ms);
-        let mut tally = Tally::new(self.names.len());
+        let mut tally = Tally::default();
         self.count_selection(&selection, |channel, message_type, counts| {
             tally.add(channel, message_type, counts)
         });
@@ -45,25 +45,18 @@ impl Projection {
 }
 
 /// Running counts of the stats query.
+#[derive(Default)]
 struct Tally {
     counts: Counts,
     by_channel: [u64; Channel::ALL.len()],
-    by_type: Vec<u64>,
+    by_type: NameTable<u64>,
 }
 
 impl Tally {
-    fn new(name_count: usize) -> Tally {
-        Tally {
-            counts: Counts::default(),
-            by_channel: [0; Channel::ALL.len()],
-            by_type: vec![0; name_count],
-        }
-    }
-
     fn add(&mut self, channel: Channel, message_type: NameId, counts: &Counts) {
         self.counts.add(counts);
         self.by_channel[channel.index()] += counts.sent;
-        self.by_type[message_type as usize] += counts.sent;
+        *self.by_type.entry(message_type) += counts.sent;
     }
 
     fn finish(self, names: &Names, outcome_count: u64, impact_micros: i128) -> CommunicationStats {
@@ -102,9 +95,8 @@ impl Tally {
             ),
             message_type_breakdown: non_zero(
                 self.by_type
-                    .iter()
-                    .enumerate()
-                    .map(|(id, count)| (names.name(id as u32), *count)),
+                    .entries()
+                    .map(|(id, count)| (names.name(id), count)),
             ),
             outcome_count,
             total_impact: Money::from_micros(impact_micros),

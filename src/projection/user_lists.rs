@@ -110,6 +110,12 @@ impl UserEntries {
     }
 }
 
+/// Reads the end of a list, where the next entry is filed, for `Projection::pre_read`.
+pub(crate) fn end_of(list: &[(i64, u32)]) -> u64 {
+    list.last()
+        .map_or(0, |&(at_ms, index)| at_ms as u64 ^ u64::from(index))
+}
+
 /// The entries of a sorted (time, index) list with a time in `[start_ms, end_ms]`. A whole-list
 /// range reads nothing of the list, and a bound outside the list's times is not searched, which
 /// spares a query the list's cache misses; a bound inside is searched from where it would fall
