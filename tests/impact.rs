@@ -536,6 +536,86 @@ proptest! {
     }
 }
 
+/// A time in the first half hour of day 3 (three slices), at any millisecond.
+fn busy_at_ms() -> impl Strategy<Value = i64> {
+    (0i64..1_800_000).prop_map(|ms| base_ms() + 3 * DAY_MS + ms)
+}
+
+/// Calls packed into three slices, with every outcome name, channel and type: outcomes under
+/// more keys in one bucket than a bucket takes before it also sums them by credit and by name.
+fn busy_call() -> impl Strategy<Value = Call> {
+    let report_kind = prop::sample::select(vec![
+        ReportKind::Delivered,
+        ReportKind::Opened,
+        ReportKind::Action,
+    ]);
+    prop_oneof![
+        5 => (user(), prop::sample::select(Channel::ALL.to_vec()), prop::sample::select(MESSAGE_TYPES.to_vec()), 0i64..=2_000_000, busy_at_ms())
+            .prop_map(|(user, channel, message_type, cost_micros, at_ms)| Call::Sent {
+                user, channel, message_type, cost_micros, at_ms,
+            }),
+        6 => (report_kind, any::<Index>(), prop::sample::select(ACTIONS.to_vec()), busy_at_ms())
+            .prop_map(|(kind, message, name, at_ms)| Call::Report { kind, message, name, at_ms }),
+        6 => (user(), prop::sample::select(OUTCOMES.to_vec()), 1i64..=50_000_000, busy_at_ms())
+            .prop_map(|(user, outcome, amount_micros, at_ms)| Call::Outcome {
+                user, outcome, amount_micros, at_ms,
+            }),
+    ]
+}
+
+/// Filters over the busy half hour: mostly without a user, type or channel (the reports read
+/// by credit and by name), their ends anywhere in it.
+fn busy_filter() -> impl Strategy<Value = FilterSpec> {
+    (
+        prop::option::weighted(0.1, user()),
+        prop::option::weighted(0.2, prop::sample::select(MESSAGE_TYPES.to_vec())),
+        prop::option::weighted(0.2, prop::sample::select(Channel::ALL.to_vec())),
+        prop::option::weighted(0.9, busy_at_ms()),
+        prop::option::weighted(0.9, busy_at_ms()),
+    )
+        .prop_map(|(user, message_type, channel, start_ms, end_ms)| {
+            let (start_ms, end_ms) = match (start_ms, end_ms) {
+                (Some(start), Some(end)) if start > end => (Some(end), Some(start)),
+                edges => edges,
+            };
+            FilterSpec {
+                user,
+                message_type,
+                channel,
+                start_ms,
+                end_ms,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn busy_buckets_summed_by_credit_and_by_name_equal_the_model(
+        window in window(),
+        calls in prop::collection::vec(busy_call(), 300..450),
+        filters in prop::collection::vec(busy_filter(), 4..12),
+        check_at in any::<Index>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), options(window)).unwrap();
+        let mut model = Model::default();
+        // Checked once part-way: from then on every call keeps the built credits current.
+        let check_index = check_at.index(calls.len());
+        for (index, call) in calls.iter().enumerate() {
+            if index == check_index {
+                check_reports(&store, &model, &filters, window, &format!("before call {index}"))?;
+            }
+            model.apply(&store, call);
+        }
+        check_reports(&store, &model, &filters, window, "after the calls")?;
+        store.close().unwrap();
+        let store = Store::open_read_only_with(dir.path(), options(window)).unwrap();
+        check_reports(&store, &model, &filters, window, "read-only")?;
+    }
+}
+
 /// The credits a reopened store builds at once on its first report (on two threads, each over
 /// half of the messages and half of the outcomes, in a store of this size) equal those a store
 /// asked before its first event kept current event by event.

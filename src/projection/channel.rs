@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Channel, UserId};
 use crate::money::Money;
 use crate::projection::Projection;
-use crate::projection::attribution::OutcomeSums;
+use crate::projection::attribution::{OutcomeGroup, OutcomeSums};
 use crate::projection::impact::return_on_cost;
 use crate::projection::names::{NameId, NameTable, Names};
 use crate::projection::rollup::Counts;
@@ -313,12 +313,12 @@ impl Projection {
         self.count_selection(selection, |channel, message_type, counts| {
             breakdown.add_counts(channel, message_type, counts)
         });
-        self.visit_outcomes(
+        self.visit_outcome_groups(
             selection.user,
             selection.start_ms,
             selection.end_ms,
-            |key, sums| {
-                if let Some((channel, message_type, _)) = key.credit
+            |group, sums| {
+                if let OutcomeGroup::Credit(Some((channel, message_type, _))) = group
                     && type_filter.takes(message_type)
                 {
                     breakdown.add_credit(channel, message_type, sums);

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Channel, UserId};
 use crate::money::Money;
 use crate::projection::Projection;
-use crate::projection::attribution::{AttributionLevel, OutcomeKey, OutcomeSums};
+use crate::projection::attribution::{AttributionLevel, OutcomeGroup, OutcomeSums};
 use crate::projection::names::{NameId, NameTable, Names};
 use crate::projection::selection::{Selection, TypeFilter, range_ms};
 use crate::stats::StatsFilter;
@@ -207,11 +207,15 @@ struct ImpactTally {
 }
 
 impl ImpactTally {
-    /// Adds outcomes grouped under `key`.
-    fn add(&mut self, key: &OutcomeKey, sums: &OutcomeSums) {
+    /// Adds outcomes grouped under `group`. Every outcome comes once by its credit, which
+    /// counts it in the totals, and once by its name.
+    fn add(&mut self, group: OutcomeGroup, sums: &OutcomeSums) {
+        let credit = match group {
+            OutcomeGroup::Name(name) => return self.by_outcome.entry(name).add(sums),
+            OutcomeGroup::Credit(credit) => credit,
+        };
         self.outcomes.add(sums);
-        self.by_outcome.entry(key.outcome).add(sums);
-        match key.credit {
+        match credit {
             Some((channel, message_type, level)) => {
                 self.attributed.add(level, sums);
                 self.by_channel[channel.index()].add(level, sums);
@@ -280,16 +284,23 @@ impl Projection {
             type_filter.takes(message_type) && filter.channel.is_none_or(|only| only == channel)
         };
         let mut tally = ImpactTally::default();
-        self.visit_outcomes(filter.user, start_ms, end_ms, |key, sums| {
-            // A channel or type filter keeps the outcomes credited to a matching message.
-            let kept = !credit_filtered
-                || key
+        if credit_filtered {
+            // A channel or type filter keeps the outcomes credited to a matching message: their
+            // names are known by key only.
+            self.visit_outcomes(filter.user, start_ms, end_ms, |key, sums| {
+                if key
                     .credit
-                    .is_some_and(|(channel, message_type, _)| matches(channel, message_type));
-            if kept {
-                tally.add(key, sums);
-            }
-        });
+                    .is_some_and(|(channel, message_type, _)| matches(channel, message_type))
+                {
+                    tally.add(OutcomeGroup::Credit(key.credit), sums);
+                    tally.add(OutcomeGroup::Name(key.outcome), sums);
+                }
+            });
+        } else {
+            self.visit_outcome_groups(filter.user, start_ms, end_ms, |group, sums| {
+                tally.add(group, sums)
+            });
+        }
         let selection = Selection {
             user: filter.user,
             message_type: filter.message_type.as_deref(),
