@@ -142,6 +142,29 @@ impl FilterSpec {
         end_ms: None,
     };
 
+    /// A filter of these parts, its two ends (if both) in order.
+    fn with_ends_in_order(
+        (user, message_type, channel, start_ms, end_ms): (
+            Option<u64>,
+            Option<&'static str>,
+            Option<Channel>,
+            Option<i64>,
+            Option<i64>,
+        ),
+    ) -> FilterSpec {
+        let (start_ms, end_ms) = match (start_ms, end_ms) {
+            (Some(start), Some(end)) if start > end => (Some(end), Some(start)),
+            edges => edges,
+        };
+        FilterSpec {
+            user,
+            message_type,
+            channel,
+            start_ms,
+            end_ms,
+        }
+    }
+
     fn to_filter(&self) -> ImpactFilter {
         let mut filter = ImpactFilter::new();
         if let Some(user) = self.user {
@@ -175,19 +198,7 @@ fn filter_spec() -> impl Strategy<Value = FilterSpec> {
         prop::option::of(at_ms()),
         prop::option::of(at_ms()),
     )
-        .prop_map(|(user, message_type, channel, start_ms, end_ms)| {
-            let (start_ms, end_ms) = match (start_ms, end_ms) {
-                (Some(start), Some(end)) if start > end => (Some(end), Some(start)),
-                edges => edges,
-            };
-            FilterSpec {
-                user,
-                message_type,
-                channel,
-                start_ms,
-                end_ms,
-            }
-        })
+        .prop_map(FilterSpec::with_ends_in_order)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,19 +584,7 @@ fn busy_filter() -> impl Strategy<Value = FilterSpec> {
         prop::option::weighted(0.9, busy_at_ms()),
         prop::option::weighted(0.9, busy_at_ms()),
     )
-        .prop_map(|(user, message_type, channel, start_ms, end_ms)| {
-            let (start_ms, end_ms) = match (start_ms, end_ms) {
-                (Some(start), Some(end)) if start > end => (Some(end), Some(start)),
-                edges => edges,
-            };
-            FilterSpec {
-                user,
-                message_type,
-                channel,
-                start_ms,
-                end_ms,
-            }
-        })
+        .prop_map(FilterSpec::with_ends_in_order)
 }
 
 proptest! {
