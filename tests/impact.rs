@@ -133,6 +133,15 @@ struct FilterSpec {
     end_ms: Option<i64>,
 }
 
+/// A [`FilterSpec`]'s parts as the strategies draw them: user, type, channel, start, end.
+type FilterParts = (
+    Option<u64>,
+    Option<&'static str>,
+    Option<Channel>,
+    Option<i64>,
+    Option<i64>,
+);
+
 impl FilterSpec {
     const ALL: FilterSpec = FilterSpec {
         user: None,
@@ -144,13 +153,7 @@ impl FilterSpec {
 
     /// A filter of these parts, its two ends (if both) in order.
     fn with_ends_in_order(
-        (user, message_type, channel, start_ms, end_ms): (
-            Option<u64>,
-            Option<&'static str>,
-            Option<Channel>,
-            Option<i64>,
-            Option<i64>,
-        ),
+        (user, message_type, channel, start_ms, end_ms): FilterParts,
     ) -> FilterSpec {
         let (start_ms, end_ms) = match (start_ms, end_ms) {
             (Some(start), Some(end)) if start > end => (Some(end), Some(start)),

@@ -147,10 +147,10 @@ pub(crate) struct OutcomeKey {
 }
 
 /// The two ways the views over all users group outcomes, each outcome once in each: by its
-/// name, and by the message it is credited to. The views that need neither the other (channel
-/// effectiveness) nor both at once (impact without a channel or type filter) read these, which
-/// a bucket holds far fewer of than keys (at 100 M about 5 names and 65 credits against 300
-/// keys).
+/// name, and by the message it is credited to. Channel effectiveness needs the credit alone,
+/// and impact without a channel or type filter needs the two apart, never together: they read
+/// these groups, which a bucket holds far fewer of than keys (at 100 M about 5 names and 65
+/// credits against 300 keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OutcomeGroup {
     Name(NameId),
@@ -880,8 +880,8 @@ impl Projection {
 }
 
 impl Projection {
-    /// [`Projection::visit_outcomes`] by [`OutcomeGroup`]: each group once per key or
-    /// outcome with a user, else once in all, from the buckets' groups.
+    /// [`Projection::visit_outcomes`] by [`OutcomeGroup`]: with a user, each outcome once by
+    /// its credit and once by its name; else each group once, from the buckets.
     pub(crate) fn visit_outcome_groups(
         &self,
         user: Option<UserId>,
