@@ -518,6 +518,31 @@ fn check_reports(
     Ok(())
 }
 
+/// Makes `calls` on `store` and `model`, checking the reports before each call at
+/// `check_indexes` and after the last.
+fn apply_checking(
+    store: &Store,
+    model: &mut Model,
+    calls: &[Call],
+    check_indexes: &[usize],
+    filters: &[FilterSpec],
+    window: Option<Duration>,
+) -> Result<(), TestCaseError> {
+    for (index, call) in calls.iter().enumerate() {
+        if check_indexes.contains(&index) {
+            check_reports(
+                store,
+                model,
+                filters,
+                window,
+                &format!("before call {index}"),
+            )?;
+        }
+        model.apply(store, call);
+    }
+    check_reports(store, model, filters, window, "after the calls")
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -534,13 +559,7 @@ proptest! {
         // Part-way checks too: a later report may re-attribute an outcome checked before it.
         let check_indexes: Vec<usize> =
             check_at.iter().map(|index| index.index(calls.len() + 1)).collect();
-        for (index, call) in calls.iter().enumerate() {
-            if check_indexes.contains(&index) {
-                check_reports(&store, &model, &filters, window, &format!("before call {index}"))?;
-            }
-            model.apply(&store, call);
-        }
-        check_reports(&store, &model, &filters, window, "after the calls")?;
+        apply_checking(&store, &mut model, &calls, &check_indexes, &filters, window)?;
         store.close().unwrap();
         let store = Store::open_with(dir.path(), options(window)).unwrap();
         check_reports(&store, &model, &filters, window, "after reopen")?;
@@ -605,13 +624,7 @@ proptest! {
         let mut model = Model::default();
         // Checked once part-way: from then on every call keeps the built credits current.
         let check_index = check_at.index(calls.len());
-        for (index, call) in calls.iter().enumerate() {
-            if index == check_index {
-                check_reports(&store, &model, &filters, window, &format!("before call {index}"))?;
-            }
-            model.apply(&store, call);
-        }
-        check_reports(&store, &model, &filters, window, "after the calls")?;
+        apply_checking(&store, &mut model, &calls, &[check_index], &filters, window)?;
         store.close().unwrap();
         let store = Store::open_read_only_with(dir.path(), options(window)).unwrap();
         check_reports(&store, &model, &filters, window, "read-only")?;
