@@ -467,8 +467,7 @@ impl Credits {
             Piece::Edge(edge) => sum_cut(
                 sums,
                 edge.bucket,
-                edge.items,
-                edge.inside(time_of),
+                &[(edge.items, edge.inside(time_of))],
                 &add_bucket,
                 |sums, index| {
                     let (filed, outcome) = sums_of(index);
@@ -560,8 +559,7 @@ impl Credits {
             sum_cut(
                 totals,
                 all,
-                items,
-                inside,
+                &[(items, inside)],
                 |totals, all| totals.add(all),
                 |totals, index| totals.add(&self.sums_of(outcomes, index)),
                 |totals, index| totals.subtract(&self.sums_of(outcomes, index)),
@@ -620,7 +618,7 @@ impl Credits {
         self.buckets.insert(
             index,
             outcome.at_ms,
-            |other| outcomes[other as usize].at_ms,
+            |other| (outcomes[other as usize].at_ms, other),
             |bucket| bucket.add(filed, &sums, |key| filed_in(keys, key)),
         );
         let slice = outcome.at_ms.div_euclid(SLICE_MS);

@@ -16,8 +16,8 @@ use crate::projection::selection::TypeFilter;
 use crate::projection::status::ActionLevel::{Action, NoAction, Upgrade};
 use crate::projection::status::{ActionLevel, MessageState};
 use crate::projection::time_index::{
-    MINUTES, Piece, SLICE_MS, TimeBuckets, cut_minutes, minute_of, minutes_in, split_minutes,
-    sum_cut,
+    MINUTES, Piece, SLICE_MS, TimeBuckets, cut, minute_of, minute_span_ms, minutes_in,
+    split_minutes, sum_cut,
 };
 
 /// Messages by kind, and their cost: the sums of one slot (one channel × message type), 64
@@ -307,45 +307,85 @@ impl SlotFilter {
 /// (the reference workload has about 230 messages in one at 1 M) pay nothing for it.
 const DENSE_SLICE: usize = 1024;
 
-/// The minutes of a dense slice: a bucket each, and where each minute's messages start in the
-/// slice's sorted items (`starts[m]..starts[m + 1]`), so a cut minute is found without a search.
+/// The runs of a dense slice's items: one per minute and channel, in that order.
+const RUNS: usize = MINUTES * Channel::ALL.len();
+
+/// The run of a dense slice that a message belongs to: its minute, then its channel.
+fn run_of(state: &MessageState) -> usize {
+    minute_of(state.sent_ms) * Channel::ALL.len() + state.channel.index()
+}
+
+/// The minutes of a dense slice: a bucket each, and the slice's items in runs by minute and
+/// channel, each sorted by (time, index), so that a cut minute is found without a search and a
+/// query on one channel reads only that channel's messages of it.
 #[derive(Debug, Clone)]
 struct DenseSlice {
     buckets: Vec<Bucket>,
-    starts: [u32; MINUTES + 1],
+    /// Where each run starts in the slice's items: run `r` is `starts[r]..starts[r + 1]`.
+    starts: [u32; RUNS + 1],
 }
 
 impl DenseSlice {
-    /// Minute buckets and starts of `items` (a slice's, sorted by time).
+    /// Minute buckets and runs of `items` (a slice's, sorted by (time, index)), which it puts
+    /// in run order.
     fn of(
-        items: &[u32],
+        items: &mut [u32],
         messages: &[MessageState],
         slot_of: impl Fn(&MessageState) -> usize,
     ) -> DenseSlice {
         let mut dense = DenseSlice {
             buckets: vec![Bucket::default(); MINUTES],
-            starts: [0; MINUTES + 1],
+            starts: [0; RUNS + 1],
         };
-        for &item in items {
+        for &item in items.iter() {
             let state = &messages[item as usize];
-            let minute = minute_of(state.sent_ms);
-            dense.buckets[minute]
+            dense.buckets[minute_of(state.sent_ms)]
                 .slot_mut(slot_of(state))
                 .add_message(state);
-            dense.starts[minute + 1] += 1;
+            dense.starts[run_of(state) + 1] += 1;
         }
-        for minute in 0..MINUTES {
-            dense.starts[minute + 1] += dense.starts[minute];
+        for run in 0..RUNS {
+            dense.starts[run + 1] += dense.starts[run];
+        }
+        // A stable placement by run keeps each run in (time, index) order.
+        let mut next = dense.starts;
+        for item in items.to_vec() {
+            let run = run_of(&messages[item as usize]);
+            items[next[run] as usize] = item;
+            next[run] += 1;
         }
         dense
     }
 
-    /// A message of `minute` was filed: later minutes start one item later.
-    fn insert(&mut self, minute: usize, slot: usize, state: &MessageState) {
-        self.buckets[minute].slot_mut(slot).add_message(state);
-        for start in &mut self.starts[minute + 1..] {
+    /// A message of `run` was filed: later runs start one item later.
+    fn insert(&mut self, run: usize, slot: usize, state: &MessageState) {
+        self.buckets[run / Channel::ALL.len()]
+            .slot_mut(slot)
+            .add_message(state);
+        for start in &mut self.starts[run + 1..] {
             *start += 1;
         }
+    }
+
+    /// The runs of `minute`, each with where its messages sent in `window` lie; those of the
+    /// channels other than `channel` (when a query reads one) are left empty.
+    fn cut_runs<'a>(
+        &self,
+        items: &'a [u32],
+        (slice, minute): (i64, usize),
+        channel: Option<Channel>,
+        window: (i64, i64),
+        time_of: impl Fn(u32) -> i64,
+    ) -> [(&'a [u32], Range<usize>); Channel::ALL.len()] {
+        let mut runs: [(&[u32], Range<usize>); Channel::ALL.len()] = Default::default();
+        for (run_channel, cut_run) in Channel::ALL.into_iter().zip(&mut runs) {
+            if channel.is_none_or(|wanted| wanted == run_channel) {
+                let run = minute * Channel::ALL.len() + run_channel.index();
+                let run = &items[self.starts[run] as usize..self.starts[run + 1] as usize];
+                *cut_run = (run, cut(run, minute_span_ms(slice, minute), window, &time_of));
+            }
+        }
+        runs
     }
 }
 
@@ -365,6 +405,11 @@ impl Run {
             counts.add(&self.bucket)
         });
     }
+}
+
+/// The slot of a message whose type has an ordinal in `type_ordinals` (by name id).
+fn slot_of(type_ordinals: &[u32], state: &MessageState) -> usize {
+    type_ordinals[state.message_type as usize] as usize * Channel::ALL.len() + state.channel.index()
 }
 
 /// Message counts per channel × message type, by sent time.
@@ -421,11 +466,11 @@ impl MessageRollup {
                 // exactly when the time is not earlier.
                 None => match rollup.buckets.slice_items(slice).last() {
                     Some(&last) if time_of(last) > state.sent_ms => {
-                        rollup
-                            .buckets
-                            .insert(index, state.sent_ms, time_of, |bucket| {
-                                bucket.slot_mut(slot).add_message(state)
-                            });
+                        // No slice is dense yet: each is sorted by (time, index).
+                        let order = |other: u32| (time_of(other), other);
+                        rollup.buckets.insert(index, state.sent_ms, order, |bucket| {
+                            bucket.slot_mut(slot).add_message(state)
+                        });
                         continue;
                     }
                     _ => run.insert(Run {
@@ -443,18 +488,19 @@ impl MessageRollup {
         if let Some(open) = run {
             open.file(&mut rollup.buckets);
         }
-        let dense: Vec<(i64, DenseSlice)> = rollup
+        let dense: Vec<i64> = rollup
             .buckets
             .slices()
             .filter(|(_, items)| items.len() > dense_slice)
-            .map(|(slice, items)| {
-                (
-                    slice,
-                    DenseSlice::of(items, messages, |other| rollup.slot_of(other)),
-                )
-            })
+            .map(|(slice, _)| slice)
             .collect();
-        rollup.minutes.extend(dense);
+        for slice in dense {
+            let items = rollup.buckets.slice_items_mut(slice);
+            let dense = DenseSlice::of(items, messages, |other| {
+                slot_of(&rollup.type_ordinals, other)
+            });
+            rollup.minutes.insert(slice, dense);
+        }
         rollup
     }
 
@@ -474,21 +520,25 @@ impl MessageRollup {
     pub(crate) fn add(&mut self, messages: &[MessageState], index: u32) {
         let state = &messages[index as usize];
         let slot = self.slot(state);
-        let time_of = |other: u32| messages[other as usize].sent_ms;
-        self.buckets
-            .insert(index, state.sent_ms, time_of, |bucket| {
-                bucket.slot_mut(slot).add_message(state)
-            });
         let slice = state.sent_ms.div_euclid(SLICE_MS);
+        let dense = self.minutes.contains_key(&slice);
+        // A dense slice's items are in runs (minute, channel), a quiet one's by time.
+        let order = |other: u32| {
+            let other_state = &messages[other as usize];
+            let run = if dense { run_of(other_state) } else { 0 };
+            (run, other_state.sent_ms, other)
+        };
+        self.buckets.insert(index, state.sent_ms, order, |bucket| {
+            bucket.slot_mut(slot).add_message(state)
+        });
         if let Some(dense) = self.minutes.get_mut(&slice) {
-            dense.insert(minute_of(state.sent_ms), slot, state);
-        } else {
-            let items = self.buckets.slice_items(slice);
-            if items.len() > self.dense_slice {
-                // The slice just became dense: count its messages (this one too) per minute.
-                let dense = DenseSlice::of(items, messages, |other| self.slot_of(other));
-                self.minutes.insert(slice, dense);
-            }
+            dense.insert(run_of(state), slot, state);
+        } else if self.buckets.slice_items(slice).len() > self.dense_slice {
+            // The slice just became dense: count its messages (this one too) per minute.
+            let type_ordinals = &self.type_ordinals;
+            let items = self.buckets.slice_items_mut(slice);
+            let dense = DenseSlice::of(items, messages, |other| slot_of(type_ordinals, other));
+            self.minutes.insert(slice, dense);
         }
     }
 
@@ -562,11 +612,10 @@ impl MessageRollup {
                         &mut sums,
                         messages,
                         edge.bucket,
-                        edge.items,
-                        edge.inside(time_of),
+                        &[(edge.items, edge.inside(time_of))],
                     ),
                     // A dense slice: whole minutes from their buckets, the cut ones like a cut
-                    // slice.
+                    // slice, read in the runs of the channels the query takes.
                     Some(dense) => {
                         let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
                         let others = !inside & ((1 << MINUTES) - 1);
@@ -582,18 +631,17 @@ impl MessageRollup {
                                 sums.add_bucket(&dense.buckets[minute]);
                             }
                         }
-                        cut_minutes(
-                            edge.slice,
-                            edge.items,
-                            &dense.starts,
-                            cuts,
-                            (start_ms, end_ms),
-                            time_of,
-                            |minute, items, inside| {
-                                let bucket = &dense.buckets[minute];
-                                self.add_cut(&mut sums, messages, bucket, items, inside)
-                            },
-                        );
+                        for minute in minutes_in(cuts) {
+                            let runs = dense.cut_runs(
+                                edge.items,
+                                (edge.slice, minute),
+                                filter.channel,
+                                (start_ms, end_ms),
+                                time_of,
+                            );
+                            let bucket = &dense.buckets[minute];
+                            self.add_cut(&mut sums, messages, bucket, &runs);
+                        }
                     }
                 },
             });
@@ -610,23 +658,21 @@ impl MessageRollup {
         }
     }
 
-    /// Adds to `sums` the messages of `items[inside]`, those of `items` (the sorted items of a
-    /// cut slice or minute, counted in `bucket`) sent in the range, read by [`sum_cut`].
-    /// Messages in slots the query does not take are skipped unread beyond their channel and
-    /// type.
+    /// Adds to `sums` the messages inside the range of `runs` (the runs of a cut slice or
+    /// minute, each with where those inside lie; all counted in `bucket`), read by
+    /// [`sum_cut`]. Messages in slots the query does not take are skipped unread beyond their
+    /// channel and type.
     fn add_cut(
         &self,
         sums: &mut TakenSums,
         messages: &[MessageState],
         bucket: &Bucket,
-        items: &[u32],
-        inside: Range<usize>,
+        runs: &[(&[u32], Range<usize>)],
     ) {
         sum_cut(
             sums,
             bucket,
-            items,
-            inside,
+            runs,
             TakenSums::add_bucket,
             |sums, index| {
                 let state = &messages[index as usize];
@@ -645,8 +691,7 @@ impl MessageRollup {
 
     /// The slot of a message already counted.
     fn slot_of(&self, state: &MessageState) -> usize {
-        self.type_ordinals[state.message_type as usize] as usize * Channel::ALL.len()
-            + state.channel.index()
+        slot_of(&self.type_ordinals, state)
     }
 }
 

@@ -4,8 +4,9 @@
 //! days, days). A range is read as whole buckets of the coarsest level that fits, the buckets of
 //! each finer level at the two ends of those, and the items of the (at most two) slices the
 //! range cuts, which keeps the edges exact to the millisecond. Each slice keeps its items sorted
-//! by time, so a cut slice is read as its bucket less the items outside the range, or as the
-//! items inside it, whichever are fewer ([`sum_cut`]).
+//! by time (or in runs each sorted by time: the rollup's dense slices, by minute and channel), so
+//! a cut slice is read as its bucket less the items outside the range, or as the items inside it,
+//! whichever are fewer ([`sum_cut`]).
 //!
 //! [`TimeBuckets`] serves the message rollup (`rollup.rs`) and the outcome sums
 //! (`attribution.rs`).
@@ -76,7 +77,8 @@ pub(crate) struct TimeBuckets<B> {
     total: B,
     /// Buckets by key, per level (slices, hours, quarter days, days).
     levels: [IdMap<i64, B>; LEVELS],
-    /// Each slice's items, sorted by (time, index), for the scans at a range's edges.
+    /// Each slice's items, in the order its filer keeps (see [`TimeBuckets::insert`]), for the
+    /// scans at a range's edges.
     slice_items: IdMap<i64, Vec<u32>>,
     /// First and last slice holding an item.
     slice_range: Option<(i64, i64)>,
@@ -91,7 +93,8 @@ pub(crate) enum Piece<'a, B> {
 /// One slice a range cuts: its bucket, its items, and where those inside the range lie.
 pub(crate) struct EdgeSlice<'a, B> {
     pub slice: i64,
-    /// Every item of the slice, sorted by time: before, inside and after the range in a row.
+    /// Every item of the slice, in the order its filer keeps: when sorted by time, those
+    /// before, inside and after the range lie in a row ([`EdgeSlice::inside`]).
     pub items: &'a [u32],
     pub bucket: &'a B,
     /// The range, `[start_ms, end_ms]`.
@@ -99,33 +102,40 @@ pub(crate) struct EdgeSlice<'a, B> {
 }
 
 impl<B> EdgeSlice<'_, B> {
-    /// Where the items inside the range lie in `items`; `time_of` gives an item's time.
+    /// Where the items inside the range lie in `items`, if sorted by time; `time_of` gives an
+    /// item's time.
     pub(crate) fn inside(&self, time_of: impl Fn(u32) -> i64) -> Range<usize> {
         let span_ms = (self.slice * SLICE_MS, (self.slice + 1) * SLICE_MS - 1);
         cut(self.items, span_ms, self.range_ms, time_of)
     }
 }
 
-/// Adds to `sums` the items of `items[inside]`, where `items` are the sorted items of a cut
-/// slice or minute, all counted in `bucket`: item by item, or as `bucket` less the items
-/// before and after the range, whichever are fewer. The closures receive `sums` to add to.
+/// Adds to `sums` the items inside a range of a cut slice or minute, whose items are all
+/// counted in `bucket`: `runs` are those items, each run sorted by time, with where those inside
+/// the range lie in it. Item by item, or as `bucket` less the items outside the range, whichever
+/// are fewer. The closures receive `sums` to add to.
 pub(crate) fn sum_cut<S, B>(
     sums: &mut S,
     bucket: &B,
-    items: &[u32],
-    inside: Range<usize>,
+    runs: &[(&[u32], Range<usize>)],
     add_bucket: impl Fn(&mut S, &B),
     add_item: impl Fn(&mut S, u32),
     subtract_item: impl Fn(&mut S, u32),
 ) {
-    if inside.len() <= items.len() - inside.len() {
-        for &item in &items[inside] {
-            add_item(sums, item);
+    let inside: usize = runs.iter().map(|(_, inside)| inside.len()).sum();
+    let all: usize = runs.iter().map(|(items, _)| items.len()).sum();
+    if inside <= all - inside {
+        for (items, inside) in runs {
+            for &item in &items[inside.clone()] {
+                add_item(sums, item);
+            }
         }
     } else {
         add_bucket(sums, bucket);
-        for &item in items[..inside.start].iter().chain(&items[inside.end..]) {
-            subtract_item(sums, item);
+        for (items, inside) in runs {
+            for &item in items[..inside.start].iter().chain(&items[inside.end..]) {
+                subtract_item(sums, item);
+            }
         }
     }
 }
@@ -222,23 +232,24 @@ pub(crate) fn partition_point_near<T: Copy>(
 }
 
 impl<B: Default> TimeBuckets<B> {
-    /// Files item `index` at `at_ms` and applies `change` to every bucket it counts in;
-    /// `time_of` gives the time of an item already filed (to keep the slice sorted).
-    pub(crate) fn insert(
+    /// Files item `index` at `at_ms` and applies `change` to every bucket it counts in. The
+    /// slice's items are kept sorted by `order`, which gives an item's sort key (the new item's
+    /// too); filers that read slices by time order by (time, index).
+    pub(crate) fn insert<K: Ord>(
         &mut self,
         index: u32,
         at_ms: i64,
-        time_of: impl Fn(u32) -> i64,
+        order: impl Fn(u32) -> K,
         change: impl FnMut(&mut B),
     ) {
         let keys = bucket_keys(at_ms);
         let items = self.slice_items.entry(keys[0]).or_default();
-        // Items mostly arrive in time order.
-        let key = (at_ms, index);
-        if items.last().is_none_or(|&last| (time_of(last), last) < key) {
+        // Items mostly arrive in order.
+        let key = order(index);
+        if items.last().is_none_or(|&last| order(last) < key) {
             items.push(index);
         } else {
-            let position = items.partition_point(|&other| (time_of(other), other) < key);
+            let position = items.partition_point(|&other| order(other) < key);
             items.insert(position, index);
         }
         self.count_in_buckets(keys, change);
@@ -246,7 +257,8 @@ impl<B: Default> TimeBuckets<B> {
 
     /// Files the items `run`, all filed at times in the slice of `at_ms`, sorted by (time,
     /// index) and after the slice's items, and applies `change` to every bucket they count in
-    /// once: what [`insert`](Self::insert) does item by item, for a run summed by the caller.
+    /// once: what [`insert`](Self::insert) ordering by (time, index) does item by item, for a
+    /// run summed by the caller.
     pub(crate) fn insert_run(&mut self, at_ms: i64, run: Range<u32>, change: impl FnMut(&mut B)) {
         let keys = bucket_keys(at_ms);
         self.slice_items.entry(keys[0]).or_default().extend(run);
@@ -309,12 +321,19 @@ impl<B: Default> TimeBuckets<B> {
         }
     }
 
-    /// The items of `slice`, sorted by time.
+    /// The items of `slice`, in their order.
     pub(crate) fn slice_items(&self, slice: i64) -> &[u32] {
         self.slice_items.get(&slice).map_or(&[], Vec::as_slice)
     }
 
-    /// Every slice holding items, with its items sorted by time, in no order.
+    /// The items of `slice`, to be put in another order (which later inserts must keep).
+    pub(crate) fn slice_items_mut(&mut self, slice: i64) -> &mut [u32] {
+        self.slice_items
+            .get_mut(&slice)
+            .map_or(&mut [], Vec::as_mut_slice)
+    }
+
+    /// Every slice holding items, with its items, in no order.
     pub(crate) fn slices(&self) -> impl Iterator<Item = (i64, &[u32])> {
         self.slice_items
             .iter()
@@ -473,7 +492,7 @@ mod tests {
         // Items 0..10 at times 10 * i within one slice, filed out of order.
         let time_of = |index: u32| i64::from(index) * 10;
         for index in [3u32, 1, 0, 2, 9, 4, 8, 5, 7, 6] {
-            buckets.insert(index, time_of(index), time_of, |sum| *sum += 1);
+            buckets.insert(index, time_of(index), |item| (time_of(item), item), |sum| *sum += 1);
         }
         for (start_ms, end_ms) in [(0, 95), (15, 42), (0, 5), (31, 31), (85, 1_000)] {
             let mut seen = Vec::new();
