@@ -349,7 +349,8 @@ impl DenseSlice {
         }
         // A stable placement by run keeps each run in (time, index) order.
         let mut next = dense.starts;
-        for item in items.to_vec() {
+        let by_time = items.to_vec();
+        for item in by_time {
             let run = run_of(&messages[item as usize]);
             items[next[run] as usize] = item;
             next[run] += 1;
@@ -382,7 +383,10 @@ impl DenseSlice {
             if channel.is_none_or(|wanted| wanted == run_channel) {
                 let run = minute * Channel::ALL.len() + run_channel.index();
                 let run = &items[self.starts[run] as usize..self.starts[run + 1] as usize];
-                *cut_run = (run, cut(run, minute_span_ms(slice, minute), window, &time_of));
+                *cut_run = (
+                    run,
+                    cut(run, minute_span_ms(slice, minute), window, &time_of),
+                );
             }
         }
         runs
@@ -468,9 +472,11 @@ impl MessageRollup {
                     Some(&last) if time_of(last) > state.sent_ms => {
                         // No slice is dense yet: each is sorted by (time, index).
                         let order = |other: u32| (time_of(other), other);
-                        rollup.buckets.insert(index, state.sent_ms, order, |bucket| {
-                            bucket.slot_mut(slot).add_message(state)
-                        });
+                        rollup
+                            .buckets
+                            .insert(index, state.sent_ms, order, |bucket| {
+                                bucket.slot_mut(slot).add_message(state)
+                            });
                         continue;
                     }
                     _ => run.insert(Run {

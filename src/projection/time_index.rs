@@ -492,7 +492,12 @@ mod tests {
         // Items 0..10 at times 10 * i within one slice, filed out of order.
         let time_of = |index: u32| i64::from(index) * 10;
         for index in [3u32, 1, 0, 2, 9, 4, 8, 5, 7, 6] {
-            buckets.insert(index, time_of(index), |item| (time_of(item), item), |sum| *sum += 1);
+            buckets.insert(
+                index,
+                time_of(index),
+                |item| (time_of(item), item),
+                |sum| *sum += 1,
+            );
         }
         for (start_ms, end_ms) in [(0, 95), (15, 42), (0, 5), (31, 31), (85, 1_000)] {
             let mut seen = Vec::new();
