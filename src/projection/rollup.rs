@@ -369,7 +369,8 @@ impl DenseSlice {
     }
 
     /// The runs of `minute`, each with where its messages sent in `window` lie; those of the
-    /// channels other than `channel` (when a query reads one) are left empty.
+    /// channels other than `channel` (when a query reads one) are left empty: the query's sums
+    /// take none of their slots, so [`sum_cut`] need not read them.
     fn cut_runs<'a>(
         &self,
         items: &'a [u32],
@@ -540,7 +541,8 @@ impl MessageRollup {
         if let Some(dense) = self.minutes.get_mut(&slice) {
             dense.insert(run_of(state), slot, state);
         } else if self.buckets.slice_items(slice).len() > self.dense_slice {
-            // The slice just became dense: count its messages (this one too) per minute.
+            // The slice just became dense: count its messages (this one too) per minute, and
+            // put them in runs.
             let type_ordinals = &self.type_ordinals;
             let items = self.buckets.slice_items_mut(slice);
             let dense = DenseSlice::of(items, messages, |other| slot_of(type_ordinals, other));

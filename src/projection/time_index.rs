@@ -113,7 +113,8 @@ impl<B> EdgeSlice<'_, B> {
 /// Adds to `sums` the items inside a range of a cut slice or minute, whose items are all
 /// counted in `bucket`: `runs` are those items, each run sorted by time, with where those inside
 /// the range lie in it. Item by item, or as `bucket` less the items outside the range, whichever
-/// are fewer. The closures receive `sums` to add to.
+/// are fewer. The closures receive `sums` to add to. `runs` may leave out items that `sums` does
+/// not take at all (which `add_bucket` then adds nothing of).
 pub(crate) fn sum_cut<S, B>(
     sums: &mut S,
     bucket: &B,
