@@ -201,6 +201,12 @@ impl MessageState {
         self.rare.as_deref()
     }
 
+    /// A word of the rare stages' box (0 without one), read only to bring the box into cache
+    /// ahead of its use (`Projection::prefetch_states`).
+    pub(crate) fn rare_word(&self) -> i64 {
+        self.rare.as_deref().map_or(0, |rare| rare.first_action.0)
+    }
+
     fn rare_mut(&mut self) -> &mut RareStages {
         self.rare.get_or_insert_with(|| Box::new(RareStages::NONE))
     }
