@@ -438,3 +438,32 @@ fn a_snapshot_the_loader_ignores_is_a_finding_with_its_reason() {
     );
     assert_eq!(audit.snapshots[0].reason.as_ref(), Some(&ignored[0].reason));
 }
+
+/// Facts that do not fit together, with both checksums recomputed: a name id beyond the names
+/// listed (in a message, in an outcome), a user's list pointing past the messages. The loader
+/// ignores the snapshot, saying which fact does not fit, and the store answers as the whole
+/// log does. The offsets are those of the golden snapshot's fields (the walk above): the first
+/// message's latest action name, the outcome's name, the index in user 123's first entry.
+#[test]
+fn a_snapshot_whose_facts_do_not_fit_together_is_ignored_with_the_reason() {
+    let replayed = answers(&Store::open_read_only(golden_store().path()).unwrap());
+    let cases: [(usize, u32, u32, &str); 3] = [
+        (217, 1, 99, "message 1 refers to a name beyond the 5 listed"),
+        (336, 4, 5, "outcome 0 refers to a name beyond the 5 listed"),
+        (372, 0, 2, "user 123's lists are unsorted or out of range"),
+    ];
+    for (offset, before, after, reason) in cases {
+        let dir = store_with_snapshot(|bytes| {
+            let field = &mut bytes[offset..offset + 4];
+            assert_eq!(field, before.to_le_bytes(), "the field at offset {offset}");
+            field.copy_from_slice(&after.to_le_bytes());
+        });
+        let store = Store::open_read_only(dir.path()).unwrap();
+        let report = store.open_report();
+        assert_eq!(report.snapshot, None, "{reason}");
+        assert_eq!(report.ignored_snapshots.len(), 1, "{reason}");
+        assert_eq!(report.ignored_snapshots[0].path, snapshot_path(dir.path()));
+        assert_eq!(report.ignored_snapshots[0].reason, reason);
+        assert_eq!(answers(&store), replayed, "{reason}");
+    }
+}

@@ -148,10 +148,21 @@ impl Facts {
             }
         }
         let name_count = names.len();
-        if let Some(index) = messages
-            .iter()
-            .position(|state| state.highest_name() as usize >= name_count)
-        {
+        // The messages' names and the users' lists are checked at once, on two threads: each
+        // check reads its own tens of bytes per message, from memory, not from cache.
+        let (beyond, listed) = std::thread::scope(|scope| {
+            let beyond = scope.spawn(|| {
+                messages
+                    .iter()
+                    .position(|state| state.highest_name() as usize >= name_count)
+            });
+            let listed = users_of(user_list, messages.len(), outcomes.len());
+            let beyond = beyond
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (beyond, listed)
+        });
+        if let Some(index) = beyond {
             return Err(format!(
                 "message {} refers to a name beyond the {name_count} listed",
                 index + 1
@@ -165,36 +176,7 @@ impl Facts {
                 "outcome {index} refers to a name beyond the {name_count} listed"
             ));
         }
-        let mut users = IdMap::default();
-        users.reserve(user_list.len());
-        let mut user_order = Vec::with_capacity(user_list.len());
-        let (mut listed_messages, mut listed_outcomes) = (0usize, 0usize);
-        for (user, entries) in user_list {
-            // Sorted, and each index in range: what the views rely on not to panic. (Whose
-            // entry each is, the body's checksum vouches for: checking it here would read every
-            // message once more, out of order.)
-            let fits = |list: &[(i64, u32)], len: usize| {
-                list.is_sorted() && list.iter().all(|&(_, index)| (index as usize) < len)
-            };
-            if !fits(&entries.messages, messages.len()) || !fits(&entries.outcomes, outcomes.len())
-            {
-                return Err(format!("user {user}'s lists are unsorted or out of range"));
-            }
-            listed_messages += entries.messages.len();
-            listed_outcomes += entries.outcomes.len();
-            if users.insert(user, entries).is_some() {
-                return Err(format!("user {user} is listed twice"));
-            }
-            user_order.push(user);
-        }
-        if listed_messages != messages.len() || listed_outcomes != outcomes.len() {
-            return Err(format!(
-                "the users' lists hold {listed_messages} messages and {listed_outcomes} outcomes, \
-                 but there are {} and {}",
-                messages.len(),
-                outcomes.len()
-            ));
-        }
+        let (users, user_order) = listed?;
         let mut budgets = BTreeMap::new();
         for (scope, month_index, budget) in budget_list {
             let key = crate::codec::budget_scope_of_byte(scope).zip(Month::from_index(month_index));
@@ -236,6 +218,43 @@ impl Facts {
         }
         Ok(facts)
     }
+}
+
+/// The users of a snapshot's list, by id and in order, after checking their lists against
+/// `message_count` messages and `outcome_count` outcomes (see [`Facts::from_image`]).
+fn users_of(
+    user_list: Vec<(u64, UserEntries)>,
+    message_count: usize,
+    outcome_count: usize,
+) -> Result<(IdMap<u64, UserEntries>, Vec<u64>), String> {
+    let mut users = IdMap::default();
+    users.reserve(user_list.len());
+    let mut user_order = Vec::with_capacity(user_list.len());
+    let (mut listed_messages, mut listed_outcomes) = (0usize, 0usize);
+    for (user, entries) in user_list {
+        // Sorted, and each index in range: what the views rely on not to panic. (Whose entry
+        // each is, the body's checksum vouches for: checking it here would read every message
+        // once more, out of order.)
+        let fits = |list: &[(i64, u32)], len: usize| {
+            list.is_sorted() && list.iter().all(|&(_, index)| (index as usize) < len)
+        };
+        if !fits(&entries.messages, message_count) || !fits(&entries.outcomes, outcome_count) {
+            return Err(format!("user {user}'s lists are unsorted or out of range"));
+        }
+        listed_messages += entries.messages.len();
+        listed_outcomes += entries.outcomes.len();
+        if users.insert(user, entries).is_some() {
+            return Err(format!("user {user} is listed twice"));
+        }
+        user_order.push(user);
+    }
+    if listed_messages != message_count || listed_outcomes != outcome_count {
+        return Err(format!(
+            "the users' lists hold {listed_messages} messages and {listed_outcomes} outcomes, \
+             but there are {message_count} and {outcome_count}"
+        ));
+    }
+    Ok((users, user_order))
 }
 
 impl Facts {
