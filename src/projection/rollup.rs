@@ -528,17 +528,18 @@ impl MessageRollup {
         let state = &messages[index as usize];
         let slot = self.slot(state);
         let slice = state.sent_ms.div_euclid(SLICE_MS);
-        let dense = self.minutes.contains_key(&slice);
+        let dense = self.minutes.get_mut(&slice);
+        let in_runs = dense.is_some();
         // A dense slice's items are in runs (minute, channel), a quiet one's by time.
         let order = |other: u32| {
             let other_state = &messages[other as usize];
-            let run = if dense { run_of(other_state) } else { 0 };
+            let run = if in_runs { run_of(other_state) } else { 0 };
             (run, other_state.sent_ms, other)
         };
         self.buckets.insert(index, state.sent_ms, order, |bucket| {
             bucket.slot_mut(slot).add_message(state)
         });
-        if let Some(dense) = self.minutes.get_mut(&slice) {
+        if let Some(dense) = dense {
             dense.insert(run_of(state), slot, state);
         } else if self.buckets.slice_items(slice).len() > self.dense_slice {
             // The slice just became dense: count its messages (this one too) per minute, and
