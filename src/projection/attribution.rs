@@ -2,8 +2,8 @@
 //! touch), and the index that keeps each outcome's credit current as events arrive — the
 //! message it is attributed to and the time since the user's last message before it — with
 //! the outcome sums by time that the impact, channel and stats views read instead of visiting
-//! every outcome. A slice of more than [`DENSE_SLICE`] outcomes also totals them per minute, so
-//! that the stats' totals over a range cutting it read one cut minute outcome by outcome.
+//! every outcome. A slice of more than [`DENSE_SLICE`] outcomes also sums them per minute, so
+//! that every sum over a range cutting it reads one cut minute outcome by outcome.
 //!
 //! Built on the first query that needs it (every outcome attributed once), not during replay;
 //! from then on each fold updates it: a new outcome is attributed over its user's messages; a
@@ -11,6 +11,8 @@
 //! engagement moves earlier (times only ever move earlier) is offered, as a candidate, to the
 //! user's outcomes whose window holds its new time, and the outcomes it was credited with at
 //! that level are attributed again from scratch.
+
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
@@ -231,8 +233,7 @@ impl OutcomeBucket {
     /// Files `sums` under `filed`; `filed_of` gives each key's place (`Credits::filed`), to
     /// group the bucket's sums when its keys pass [`GROUPED_KEYS`].
     fn add(&mut self, filed: Filed, sums: &OutcomeSums, filed_of: impl Fn(u32) -> Filed) {
-        self.total.add(sums);
-        add_entry(&mut self.entries, filed.key, sums);
+        self.add_ungrouped(filed, sums);
         if !self.by_credit.is_empty() {
             add_entry(&mut self.by_credit, filed.credit, sums);
             add_entry(&mut self.by_name, filed.name, sums);
@@ -243,6 +244,12 @@ impl OutcomeBucket {
                 add_entry(&mut self.by_name, filed.name, entry);
             }
         }
+    }
+
+    /// Files `sums` under `filed`'s key alone, never grouping: a dense slice's minute buckets.
+    fn add_ungrouped(&mut self, filed: Filed, sums: &OutcomeSums) {
+        self.total.add(sums);
+        add_entry(&mut self.entries, filed.key, sums);
     }
 
     /// Takes `sums` out of the entries they were filed under, dropping an entry when no
@@ -322,33 +329,35 @@ impl GroupSums {
     }
 }
 
-/// Outcomes in a slice past which each of its minutes gets totals of its own, so that the
-/// totals over a range cutting a busy slice read whole minutes and the outcomes of one cut
-/// minute. A dense slice's minute totals (ten sums of 48 bytes, eleven starts) cost at most
-/// about 4 bytes per outcome; quiet slices (the reference workload has about 5 outcomes in one
-/// at 1 M, 460 at 100 M) pay nothing.
+/// Outcomes in a slice past which each of its minutes gets a bucket of its own, so that the
+/// sums over a range cutting a busy slice read whole minutes and the outcomes of one cut minute
+/// rather than the outcomes of the whole slice. A minute's bucket holds its sums per key, never
+/// grouped (a minute holds few outcomes): an entry of 64 bytes per key, so at most about 140
+/// bytes per outcome of a dense slice with the lists' spare room, and 1.7 bytes per message in
+/// the reference workload at 100 M (460 outcomes in a slice, about 40 keys in a minute); quiet
+/// slices (about 5 outcomes in one at 1 M, 46 at 10 M) pay nothing.
 const DENSE_SLICE: usize = 128;
 
-/// The totals of each minute of a dense slice, and where each minute's outcomes start in the
+/// The buckets of each minute of a dense slice, and where each minute's outcomes start in the
 /// slice's sorted items (`starts[m]..starts[m + 1]`), so a cut minute is found without a search.
 #[derive(Debug, Clone)]
-struct MinuteTotals {
-    totals: [OutcomeSums; MINUTES],
+struct DenseMinutes {
+    buckets: [OutcomeBucket; MINUTES],
     starts: [u32; MINUTES + 1],
 }
 
-impl MinuteTotals {
-    /// The minute totals of `items` (a slice's, sorted by time); `of` gives an item's time and
-    /// sums.
-    fn of(items: &[u32], of: impl Fn(u32) -> (i64, OutcomeSums)) -> MinuteTotals {
-        let mut minutes = MinuteTotals {
-            totals: [OutcomeSums::default(); MINUTES],
+impl DenseMinutes {
+    /// The minute buckets of `items` (a slice's, sorted by time); `of` gives an item's time,
+    /// where it is filed and its sums.
+    fn of(items: &[u32], of: impl Fn(u32) -> (i64, Filed, OutcomeSums)) -> DenseMinutes {
+        let mut minutes = DenseMinutes {
+            buckets: Default::default(),
             starts: [0; MINUTES + 1],
         };
         for &item in items {
-            let (at_ms, sums) = of(item);
+            let (at_ms, filed, sums) = of(item);
             let minute = minute_of(at_ms);
-            minutes.totals[minute].add(&sums);
+            minutes.buckets[minute].add_ungrouped(filed, &sums);
             minutes.starts[minute + 1] += 1;
         }
         for minute in 0..MINUTES {
@@ -358,8 +367,8 @@ impl MinuteTotals {
     }
 
     /// An outcome of `minute` was filed: later minutes start one item later.
-    fn insert(&mut self, minute: usize, sums: &OutcomeSums) {
-        self.totals[minute].add(sums);
+    fn insert(&mut self, minute: usize, filed: Filed, sums: &OutcomeSums) {
+        self.buckets[minute].add_ungrouped(filed, sums);
         for start in &mut self.starts[minute + 1..] {
             *start += 1;
         }
@@ -384,8 +393,8 @@ pub(crate) struct Credits {
     credit_keys: Vec<Option<(Channel, NameId, AttributionLevel)>>,
     credit_ordinals: IdMap<Option<(Channel, NameId, AttributionLevel)>, u32>,
     buckets: TimeBuckets<OutcomeBucket>,
-    /// Per slice holding more than `dense_slice` outcomes, the totals of each minute.
-    minutes: IdMap<i64, MinuteTotals>,
+    /// Per slice holding more than `dense_slice` outcomes, the buckets of its minutes.
+    minutes: IdMap<i64, DenseMinutes>,
     dense_slice: usize,
 }
 
@@ -447,37 +456,52 @@ impl Credits {
     }
 
     /// Adds to `sums` the outcomes whose time is in `[start_ms, end_ms]`: `add_bucket` a whole
-    /// bucket's, `add`/`subtract` one outcome's (where it is filed, and its sums).
+    /// bucket's, `add`/`subtract` one outcome's (by its index).
     fn sum_range<S>(
         &self,
         outcomes: &[OutcomeState],
         (start_ms, end_ms): (i64, i64),
         sums: &mut S,
         add_bucket: impl Fn(&mut S, &OutcomeBucket),
-        add: impl Fn(&mut S, Filed, &OutcomeSums),
-        subtract: impl Fn(&mut S, Filed, &OutcomeSums),
+        add: impl Fn(&mut S, u32),
+        subtract: impl Fn(&mut S, u32),
     ) {
         let time_of = |index: u32| outcomes[index as usize].at_ms;
-        let sums_of = |index: u32| {
-            let filed = self.filed(self.key_ordinals[index as usize]);
-            (filed, self.sums_of(outcomes, index))
-        };
+        let add_cut =
+            |sums: &mut S, bucket: &OutcomeBucket, items: &[u32], inside: Range<usize>| {
+                sum_cut(
+                    sums,
+                    bucket,
+                    &[(items, inside)],
+                    &add_bucket,
+                    &add,
+                    &subtract,
+                )
+            };
         self.buckets.visit(start_ms, end_ms, |piece| match piece {
             Piece::Whole(bucket) => add_bucket(sums, bucket),
-            Piece::Edge(edge) => sum_cut(
-                sums,
-                edge.bucket,
-                &[(edge.items, edge.inside(time_of))],
-                &add_bucket,
-                |sums, index| {
-                    let (filed, outcome) = sums_of(index);
-                    add(sums, filed, &outcome);
-                },
-                |sums, index| {
-                    let (filed, outcome) = sums_of(index);
-                    subtract(sums, filed, &outcome);
-                },
-            ),
+            Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
+                None => add_cut(sums, edge.bucket, edge.items, edge.inside(time_of)),
+                // A dense slice: the minutes inside the range from their buckets, the cut ones
+                // like a cut slice.
+                Some(dense) => {
+                    let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
+                    for minute in minutes_in(inside) {
+                        add_bucket(sums, &dense.buckets[minute]);
+                    }
+                    cut_minutes(
+                        edge.slice,
+                        edge.items,
+                        &dense.starts,
+                        cuts,
+                        (start_ms, end_ms),
+                        time_of,
+                        |minute, items, inside| {
+                            add_cut(sums, &dense.buckets[minute], items, inside)
+                        },
+                    );
+                }
+            },
         });
     }
 
@@ -500,8 +524,14 @@ impl Credits {
                     sums[*key as usize].add(entry);
                 }
             },
-            |sums, filed, outcome| sums[filed.key as usize].add(outcome),
-            |sums, filed, outcome| sums[filed.key as usize].subtract(outcome),
+            |sums, index| {
+                let (filed, outcome) = self.filed_sums(outcomes, index);
+                sums[filed.key as usize].add(&outcome);
+            },
+            |sums, index| {
+                let (filed, outcome) = self.filed_sums(outcomes, index);
+                sums[filed.key as usize].subtract(&outcome);
+            },
         );
         for ((key, _), sums) in self.keys.iter().zip(&sums) {
             if sums.count > 0 {
@@ -528,8 +558,14 @@ impl Credits {
             (start_ms, end_ms),
             &mut sums,
             |sums, bucket| sums.add_bucket(bucket, |key| self.filed(key)),
-            GroupSums::add,
-            GroupSums::subtract,
+            |sums, index| {
+                let (filed, outcome) = self.filed_sums(outcomes, index);
+                sums.add(filed, &outcome);
+            },
+            |sums, index| {
+                let (filed, outcome) = self.filed_sums(outcomes, index);
+                sums.subtract(filed, &outcome);
+            },
         );
         for (credit, sums) in self.credit_keys.iter().zip(&sums.by_credit) {
             if sums.count > 0 {
@@ -551,50 +587,14 @@ impl Credits {
         end_ms: i64,
     ) -> OutcomeSums {
         let mut totals = OutcomeSums::default();
-        let time_of = |index: u32| outcomes[index as usize].at_ms;
-        let add_cut = |totals: &mut OutcomeSums,
-                       all: &OutcomeSums,
-                       items: &[u32],
-                       inside: std::ops::Range<usize>| {
-            sum_cut(
-                totals,
-                all,
-                &[(items, inside)],
-                |totals, all| totals.add(all),
-                |totals, index| totals.add(&self.sums_of(outcomes, index)),
-                |totals, index| totals.subtract(&self.sums_of(outcomes, index)),
-            )
-        };
-        self.buckets.visit(start_ms, end_ms, |piece| match piece {
-            Piece::Whole(bucket) => totals.add(&bucket.total),
-            Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
-                None => add_cut(
-                    &mut totals,
-                    &edge.bucket.total,
-                    edge.items,
-                    edge.inside(time_of),
-                ),
-                // A dense slice: whole minutes from their totals, the cut ones like a cut
-                // slice.
-                Some(dense) => {
-                    let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
-                    for minute in minutes_in(inside) {
-                        totals.add(&dense.totals[minute]);
-                    }
-                    cut_minutes(
-                        edge.slice,
-                        edge.items,
-                        &dense.starts,
-                        cuts,
-                        (start_ms, end_ms),
-                        time_of,
-                        |minute, items, inside| {
-                            add_cut(&mut totals, &dense.totals[minute], items, inside)
-                        },
-                    );
-                }
-            },
-        });
+        self.sum_range(
+            outcomes,
+            (start_ms, end_ms),
+            &mut totals,
+            |totals, bucket| totals.add(&bucket.total),
+            |totals, index| totals.add(&self.sums_of(outcomes, index)),
+            |totals, index| totals.subtract(&self.sums_of(outcomes, index)),
+        );
         totals
     }
 
@@ -604,6 +604,12 @@ impl Credits {
             &outcomes[index as usize],
             self.credits[index as usize].last_sent_ms,
         )
+    }
+
+    /// Where the outcome at `index` is filed, and its sums.
+    fn filed_sums(&self, outcomes: &[OutcomeState], index: u32) -> (Filed, OutcomeSums) {
+        let filed = self.filed(self.key_ordinals[index as usize]);
+        (filed, self.sums_of(outcomes, index))
     }
 
     /// Files a new outcome (the next index) with its credit.
@@ -623,13 +629,11 @@ impl Credits {
         );
         let slice = outcome.at_ms.div_euclid(SLICE_MS);
         if let Some(dense) = self.minutes.get_mut(&slice) {
-            dense.insert(minute_of(outcome.at_ms), &sums);
+            dense.insert(minute_of(outcome.at_ms), filed, &sums);
         } else if self.buckets.slice_items(slice).len() > self.dense_slice {
-            let dense = MinuteTotals::of(self.buckets.slice_items(slice), |other| {
-                (
-                    outcomes[other as usize].at_ms,
-                    self.sums_of(outcomes, other),
-                )
+            let dense = DenseMinutes::of(self.buckets.slice_items(slice), |other| {
+                let (filed, sums) = self.filed_sums(outcomes, other);
+                (outcomes[other as usize].at_ms, filed, sums)
             });
             self.minutes.insert(slice, dense);
         }
@@ -653,9 +657,9 @@ impl Credits {
             bucket.add(new_filed, &new_sums, |key| filed_in(keys, key));
         });
         if let Some(dense) = self.minutes.get_mut(&outcome.at_ms.div_euclid(SLICE_MS)) {
-            let totals = &mut dense.totals[minute_of(outcome.at_ms)];
-            totals.subtract(&old_sums);
-            totals.add(&new_sums);
+            let bucket = &mut dense.buckets[minute_of(outcome.at_ms)];
+            bucket.subtract(old_filed, &old_sums);
+            bucket.add_ungrouped(new_filed, &new_sums);
         }
         self.credits[index as usize] = credit;
     }
@@ -929,4 +933,127 @@ fn in_halves<I: Sync, T: Send>(items: &[I], min: usize, work: impl Fn(&[I]) -> T
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A random credit for an outcome named `outcome` at `at_ms`.
+    fn random_credit(next: &mut impl FnMut(u64) -> u64, outcome: NameId, at_ms: i64) -> Credit {
+        let level = if next(2) == 0 {
+            AttributionLevel::Engaged
+        } else {
+            AttributionLevel::Delivered
+        };
+        Credit {
+            attribution: None,
+            last_sent_ms: (next(3) > 0).then(|| at_ms - next(SLICE_MS as u64) as i64),
+            key: OutcomeKey {
+                outcome,
+                credit: (next(5) > 0)
+                    .then(|| (Channel::ALL[next(4) as usize], next(3) as NameId, level)),
+            },
+        }
+    }
+
+    /// Outcomes filed at random times, most of them in a few slices (dense past a threshold of
+    /// 8), the rest spread thin, under random keys, some refiled later: the sums of every range,
+    /// in total, per key and per group, equal those of the outcomes in it taken one by one.
+    #[test]
+    fn dense_and_quiet_slices_sum_like_every_outcome() {
+        let mut random = crate::workload::SplitMix64::new(5);
+        let mut next = move |bound: u64| random.int(0, bound - 1);
+        let base_ms = 1_735_689_600_000_i64;
+        let mut credits = Credits::with_dense_slice(8);
+        let mut outcomes = Vec::new();
+        let mut model: Vec<Credit> = Vec::new();
+        for _ in 0..1500 {
+            let span = if next(4) == 0 { 40 } else { 3 };
+            let at_ms = base_ms + next(span * SLICE_MS as u64) as i64;
+            let outcome = OutcomeState {
+                user_id: 1,
+                at_ms,
+                amount_micros: next(1_000_000) as i64,
+                outcome: next(3) as NameId,
+            };
+            let name = outcome.outcome;
+            outcomes.push(outcome);
+            let credit = random_credit(&mut next, name, at_ms);
+            credits.push(&outcomes, credit);
+            model.push(credit);
+            if next(3) == 0 {
+                let index = next(outcomes.len() as u64) as usize;
+                let (name, at_ms) = (outcomes[index].outcome, outcomes[index].at_ms);
+                let credit = random_credit(&mut next, name, at_ms);
+                credits.refile(&outcomes, index as u32, credit);
+                model[index] = credit;
+            }
+        }
+        assert!(credits.minutes.len() >= 3, "the busy slices are dense");
+        assert!(
+            (0..40).any(|slice| {
+                let items = credits
+                    .buckets
+                    .slice_items(base_ms / SLICE_MS + slice)
+                    .len();
+                items > 0 && items <= 8
+            }),
+            "some slices are quiet"
+        );
+        for _ in 0..400 {
+            let start_ms = base_ms - SLICE_MS + next(6 * SLICE_MS as u64) as i64;
+            let longest_ms = if next(2) == 0 { 60_000 } else { 4 * SLICE_MS };
+            let end_ms = start_ms + next(longest_ms as u64) as i64;
+            let inside: Vec<(OutcomeKey, OutcomeSums)> = outcomes
+                .iter()
+                .zip(&model)
+                .filter(|(outcome, _)| start_ms <= outcome.at_ms && outcome.at_ms <= end_ms)
+                .map(|(outcome, credit)| {
+                    (credit.key, OutcomeSums::of(outcome, credit.last_sent_ms))
+                })
+                .collect();
+            let range = format!("[{start_ms}, {end_ms}]");
+
+            let mut expected = OutcomeSums::default();
+            inside.iter().for_each(|(_, sums)| expected.add(sums));
+            assert_eq!(
+                credits.totals(&outcomes, start_ms, end_ms),
+                expected,
+                "totals of {range}"
+            );
+
+            let mut visited = 0;
+            credits.visit(&outcomes, start_ms, end_ms, |key, sums| {
+                let mut expected = OutcomeSums::default();
+                for (_, one) in inside.iter().filter(|(own, _)| own == key) {
+                    expected.add(one);
+                }
+                assert_eq!(*sums, expected, "sums of {key:?} over {range}");
+                visited += sums.count;
+            });
+            assert_eq!(visited, inside.len() as u64, "outcomes by key over {range}");
+
+            let mut visited = 0;
+            credits.visit_groups(&outcomes, start_ms, end_ms, |group, sums| {
+                let mut expected = OutcomeSums::default();
+                for (key, one) in &inside {
+                    let in_group = match group {
+                        OutcomeGroup::Name(name) => key.outcome == name,
+                        OutcomeGroup::Credit(credit) => key.credit == credit,
+                    };
+                    if in_group {
+                        expected.add(one);
+                    }
+                }
+                assert_eq!(*sums, expected, "sums of {group:?} over {range}");
+                visited += sums.count;
+            });
+            assert_eq!(
+                visited,
+                2 * inside.len() as u64,
+                "outcomes by group over {range}"
+            );
+        }
+    }
 }
