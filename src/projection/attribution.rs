@@ -294,10 +294,19 @@ fn filed_in(keys: &[(OutcomeKey, u32)], ordinal: u32) -> Filed {
     }
 }
 
-/// Running sums by [`OutcomeGroup`]: per credit by its ordinal, per name met.
+/// Which groups of [`OutcomeGroup`] a caller reads: channel effectiveness reads the credits
+/// alone, and its sums skip the names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Groups {
+    Credits,
+    CreditsAndNames,
+}
+
+/// Running sums by [`OutcomeGroup`]: per credit by its ordinal, and per name met unless only
+/// the credits are read.
 struct GroupSums {
     by_credit: Vec<OutcomeSums>,
-    by_name: NameTable<OutcomeSums>,
+    by_name: Option<NameTable<OutcomeSums>>,
 }
 
 impl GroupSums {
@@ -313,19 +322,25 @@ impl GroupSums {
         for (credit, entry) in &bucket.by_credit {
             self.by_credit[*credit as usize].add(entry);
         }
-        for (name, entry) in &bucket.by_name {
-            self.by_name.entry(*name).add(entry);
+        if let Some(by_name) = &mut self.by_name {
+            for (name, entry) in &bucket.by_name {
+                by_name.entry(*name).add(entry);
+            }
         }
     }
 
     fn add(&mut self, filed: Filed, sums: &OutcomeSums) {
         self.by_credit[filed.credit as usize].add(sums);
-        self.by_name.entry(filed.name).add(sums);
+        if let Some(by_name) = &mut self.by_name {
+            by_name.entry(filed.name).add(sums);
+        }
     }
 
     fn subtract(&mut self, filed: Filed, sums: &OutcomeSums) {
         self.by_credit[filed.credit as usize].subtract(sums);
-        self.by_name.entry(filed.name).subtract(sums);
+        if let Some(by_name) = &mut self.by_name {
+            by_name.entry(filed.name).subtract(sums);
+        }
     }
 }
 
@@ -541,17 +556,18 @@ impl Credits {
     }
 
     /// Hands `visit` the sums of the outcomes whose time is in `[start_ms, end_ms]`, once per
-    /// group of [`OutcomeGroup`] that has any: every credit, then every name.
+    /// group of [`OutcomeGroup`] that has any: every credit, then every name (with
+    /// [`Groups::CreditsAndNames`]).
     pub(crate) fn visit_groups(
         &self,
         outcomes: &[OutcomeState],
-        start_ms: i64,
-        end_ms: i64,
+        groups: Groups,
+        (start_ms, end_ms): (i64, i64),
         mut visit: impl FnMut(OutcomeGroup, &OutcomeSums),
     ) {
         let mut sums = GroupSums {
             by_credit: vec![OutcomeSums::default(); self.credit_keys.len()],
-            by_name: NameTable::default(),
+            by_name: (groups == Groups::CreditsAndNames).then(NameTable::default),
         };
         self.sum_range(
             outcomes,
@@ -572,7 +588,7 @@ impl Credits {
                 visit(OutcomeGroup::Credit(*credit), sums);
             }
         }
-        for (name, sums) in sums.by_name.entries() {
+        for (name, sums) in sums.by_name.into_iter().flat_map(NameTable::entries) {
             if sums.count > 0 {
                 visit(OutcomeGroup::Name(name), &sums);
             }
@@ -883,21 +899,28 @@ impl Projection {
 
 impl Projection {
     /// [`Projection::visit_outcomes`] by [`OutcomeGroup`]: with a user, each outcome once by
-    /// its credit and once by its name; else each group once, from the buckets.
+    /// its credit and once by its name (if `groups` has names); else each group once, from the
+    /// buckets.
     pub(crate) fn visit_outcome_groups(
         &self,
         user: Option<UserId>,
+        groups: Groups,
         start_ms: i64,
         end_ms: i64,
         mut visit: impl FnMut(OutcomeGroup, &OutcomeSums),
     ) {
         match user {
-            None => self
-                .credits()
-                .visit_groups(self.outcome_states(), start_ms, end_ms, visit),
+            None => self.credits().visit_groups(
+                self.outcome_states(),
+                groups,
+                (start_ms, end_ms),
+                visit,
+            ),
             Some(_) => self.visit_outcomes(user, start_ms, end_ms, |key, sums| {
                 visit(OutcomeGroup::Credit(key.credit), sums);
-                visit(OutcomeGroup::Name(key.outcome), sums);
+                if groups == Groups::CreditsAndNames {
+                    visit(OutcomeGroup::Name(key.outcome), sums);
+                }
             }),
         }
     }
@@ -1034,26 +1057,32 @@ mod tests {
             });
             assert_eq!(visited, inside.len() as u64, "outcomes by key over {range}");
 
-            let mut visited = 0;
-            credits.visit_groups(&outcomes, start_ms, end_ms, |group, sums| {
-                let mut expected = OutcomeSums::default();
-                for (key, one) in &inside {
-                    let in_group = match group {
-                        OutcomeGroup::Name(name) => key.outcome == name,
-                        OutcomeGroup::Credit(credit) => key.credit == credit,
-                    };
-                    if in_group {
-                        expected.add(one);
+            for groups in [Groups::Credits, Groups::CreditsAndNames] {
+                let mut visited = 0;
+                credits.visit_groups(&outcomes, groups, (start_ms, end_ms), |group, sums| {
+                    let mut expected = OutcomeSums::default();
+                    for (key, one) in &inside {
+                        let in_group = match group {
+                            OutcomeGroup::Name(_) if groups == Groups::Credits => {
+                                panic!("{group:?} visited where only the credits are read")
+                            }
+                            OutcomeGroup::Name(name) => key.outcome == name,
+                            OutcomeGroup::Credit(credit) => key.credit == credit,
+                        };
+                        if in_group {
+                            expected.add(one);
+                        }
                     }
-                }
-                assert_eq!(*sums, expected, "sums of {group:?} over {range}");
-                visited += sums.count;
-            });
-            assert_eq!(
-                visited,
-                2 * inside.len() as u64,
-                "outcomes by group over {range}"
-            );
+                    assert_eq!(*sums, expected, "sums of {group:?} over {range}");
+                    visited += sums.count;
+                });
+                let times = if groups == Groups::Credits { 1 } else { 2 };
+                assert_eq!(
+                    visited,
+                    times * inside.len() as u64,
+                    "outcomes by {groups:?} over {range}"
+                );
+            }
         }
     }
 }

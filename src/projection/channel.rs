@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Channel, UserId};
 use crate::money::Money;
 use crate::projection::Projection;
-use crate::projection::attribution::{OutcomeGroup, OutcomeSums};
+use crate::projection::attribution::{Groups, OutcomeGroup, OutcomeSums};
 use crate::projection::impact::return_on_cost;
 use crate::projection::names::{NameId, NameTable, Names};
 use crate::projection::rollup::Counts;
@@ -315,6 +315,7 @@ impl Projection {
         });
         self.visit_outcome_groups(
             selection.user,
+            Groups::Credits,
             selection.start_ms,
             selection.end_ms,
             |group, sums| {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Channel, UserId};
 use crate::money::Money;
 use crate::projection::Projection;
-use crate::projection::attribution::{AttributionLevel, OutcomeGroup, OutcomeSums};
+use crate::projection::attribution::{AttributionLevel, Groups, OutcomeGroup, OutcomeSums};
 use crate::projection::names::{NameId, NameTable, Names};
 use crate::projection::selection::{Selection, TypeFilter, range_ms};
 use crate::stats::StatsFilter;
@@ -297,9 +297,13 @@ impl Projection {
                 }
             });
         } else {
-            self.visit_outcome_groups(filter.user, start_ms, end_ms, |group, sums| {
-                tally.add(group, sums)
-            });
+            self.visit_outcome_groups(
+                filter.user,
+                Groups::CreditsAndNames,
+                start_ms,
+                end_ms,
+                |group, sums| tally.add(group, sums),
+            );
         }
         let selection = Selection {
             user: filter.user,
