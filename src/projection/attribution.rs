@@ -233,7 +233,8 @@ impl OutcomeBucket {
     /// Files `sums` under `filed`; `filed_of` gives each key's place (`Credits::filed`), to
     /// group the bucket's sums when its keys pass [`GROUPED_KEYS`].
     fn add(&mut self, filed: Filed, sums: &OutcomeSums, filed_of: impl Fn(u32) -> Filed) {
-        self.add_ungrouped(filed, sums);
+        self.total.add(sums);
+        add_entry(&mut self.entries, filed.key, sums);
         if !self.by_credit.is_empty() {
             add_entry(&mut self.by_credit, filed.credit, sums);
             add_entry(&mut self.by_name, filed.name, sums);
@@ -246,12 +247,6 @@ impl OutcomeBucket {
         }
     }
 
-    /// Files `sums` under `filed`'s key alone, never grouping: a dense slice's minute buckets.
-    fn add_ungrouped(&mut self, filed: Filed, sums: &OutcomeSums) {
-        self.total.add(sums);
-        add_entry(&mut self.entries, filed.key, sums);
-    }
-
     /// Takes `sums` out of the entries they were filed under, dropping an entry when no
     /// outcome is left in it.
     fn subtract(&mut self, filed: Filed, sums: &OutcomeSums) {
@@ -262,6 +257,28 @@ impl OutcomeBucket {
             subtract_entry(&mut self.by_name, filed.name, sums);
         }
     }
+}
+
+impl OutcomeBucket {
+    fn sums(&self) -> BucketSums<'_> {
+        BucketSums {
+            total: &self.total,
+            entries: &self.entries,
+            by_credit: &self.by_credit,
+            by_name: &self.by_name,
+        }
+    }
+}
+
+/// The sums of a bucket as a range reads them: those of an [`OutcomeBucket`], or of one
+/// minute of a dense slice (which has no groups).
+#[derive(Debug, Clone, Copy)]
+struct BucketSums<'a> {
+    total: &'a OutcomeSums,
+    entries: &'a [(u32, OutcomeSums)],
+    /// With `by_name`, empty when the bucket has no groups.
+    by_credit: &'a [(u32, OutcomeSums)],
+    by_name: &'a [(NameId, OutcomeSums)],
 }
 
 fn add_entry(entries: &mut Vec<(u32, OutcomeSums)>, id: u32, sums: &OutcomeSums) {
@@ -312,18 +329,18 @@ struct GroupSums {
 impl GroupSums {
     /// Adds a bucket's sums: by its groups, or through its keys (`filed_of` gives each key's
     /// place) if it has none.
-    fn add_bucket(&mut self, bucket: &OutcomeBucket, filed_of: impl Fn(u32) -> Filed) {
+    fn add_bucket(&mut self, bucket: BucketSums<'_>, filed_of: impl Fn(u32) -> Filed) {
         if bucket.by_credit.is_empty() {
-            for (key, entry) in &bucket.entries {
+            for (key, entry) in bucket.entries {
                 self.add(filed_of(*key), entry);
             }
             return;
         }
-        for (credit, entry) in &bucket.by_credit {
+        for (credit, entry) in bucket.by_credit {
             self.by_credit[*credit as usize].add(entry);
         }
         if let Some(by_name) = &mut self.by_name {
-            for (name, entry) in &bucket.by_name {
+            for (name, entry) in bucket.by_name {
                 by_name.entry(*name).add(entry);
             }
         }
@@ -344,35 +361,38 @@ impl GroupSums {
     }
 }
 
-/// Outcomes in a slice past which each of its minutes gets a bucket of its own, so that the
-/// sums over a range cutting a busy slice read whole minutes and the outcomes of one cut minute
-/// rather than the outcomes of the whole slice. A minute's bucket holds its sums per key, never
+/// Outcomes in a slice past which each of its minutes gets sums of its own, so that the sums over
+/// a range cutting a busy slice read whole minutes and the outcomes of one cut minute rather
+/// than the outcomes of the whole slice. A minute holds its total and its sums per key, never
 /// grouped (a minute holds few outcomes): an entry of 64 bytes per key, so at most about 140
 /// bytes per outcome of a dense slice with the lists' spare room, and 1.7 bytes per message in
 /// the reference workload at 100 M (460 outcomes in a slice, about 40 keys in a minute); quiet
 /// slices (about 5 outcomes in one at 1 M, 46 at 10 M) pay nothing.
 const DENSE_SLICE: usize = 128;
 
-/// The buckets of each minute of a dense slice, and where each minute's outcomes start in the
-/// slice's sorted items (`starts[m]..starts[m + 1]`), so a cut minute is found without a search.
+/// The sums of each minute of a dense slice (in total, and per key), and where each minute's
+/// outcomes start in the slice's sorted items (`starts[m]..starts[m + 1]`), so a cut minute is
+/// found without a search. The totals lie together: the stats read them alone.
 #[derive(Debug, Clone)]
 struct DenseMinutes {
-    buckets: [OutcomeBucket; MINUTES],
+    totals: [OutcomeSums; MINUTES],
+    entries: [Vec<(u32, OutcomeSums)>; MINUTES],
     starts: [u32; MINUTES + 1],
 }
 
 impl DenseMinutes {
-    /// The minute buckets of `items` (a slice's, sorted by time); `of` gives an item's time,
+    /// The minute sums of `items` (a slice's, sorted by time); `of` gives an item's time,
     /// where it is filed and its sums.
     fn of(items: &[u32], of: impl Fn(u32) -> (i64, Filed, OutcomeSums)) -> DenseMinutes {
         let mut minutes = DenseMinutes {
-            buckets: Default::default(),
+            totals: [OutcomeSums::default(); MINUTES],
+            entries: Default::default(),
             starts: [0; MINUTES + 1],
         };
         for &item in items {
             let (at_ms, filed, sums) = of(item);
             let minute = minute_of(at_ms);
-            minutes.buckets[minute].add_ungrouped(filed, &sums);
+            minutes.add(minute, filed, &sums);
             minutes.starts[minute + 1] += 1;
         }
         for minute in 0..MINUTES {
@@ -383,9 +403,28 @@ impl DenseMinutes {
 
     /// An outcome of `minute` was filed: later minutes start one item later.
     fn insert(&mut self, minute: usize, filed: Filed, sums: &OutcomeSums) {
-        self.buckets[minute].add_ungrouped(filed, sums);
+        self.add(minute, filed, sums);
         for start in &mut self.starts[minute + 1..] {
             *start += 1;
+        }
+    }
+
+    fn add(&mut self, minute: usize, filed: Filed, sums: &OutcomeSums) {
+        self.totals[minute].add(sums);
+        add_entry(&mut self.entries[minute], filed.key, sums);
+    }
+
+    fn subtract(&mut self, minute: usize, filed: Filed, sums: &OutcomeSums) {
+        self.totals[minute].subtract(sums);
+        subtract_entry(&mut self.entries[minute], filed.key, sums);
+    }
+
+    fn sums(&self, minute: usize) -> BucketSums<'_> {
+        BucketSums {
+            total: &self.totals[minute],
+            entries: &self.entries[minute],
+            by_credit: &[],
+            by_name: &[],
         }
     }
 }
@@ -477,32 +516,32 @@ impl Credits {
         outcomes: &[OutcomeState],
         (start_ms, end_ms): (i64, i64),
         sums: &mut S,
-        add_bucket: impl Fn(&mut S, &OutcomeBucket),
+        add_bucket: impl Fn(&mut S, BucketSums<'_>),
         add: impl Fn(&mut S, u32),
         subtract: impl Fn(&mut S, u32),
     ) {
         let time_of = |index: u32| outcomes[index as usize].at_ms;
         let add_cut =
-            |sums: &mut S, bucket: &OutcomeBucket, items: &[u32], inside: Range<usize>| {
+            |sums: &mut S, bucket: BucketSums<'_>, items: &[u32], inside: Range<usize>| {
                 sum_cut(
                     sums,
-                    bucket,
+                    &bucket,
                     &[(items, inside)],
-                    &add_bucket,
+                    |sums, bucket| add_bucket(sums, *bucket),
                     &add,
                     &subtract,
                 )
             };
         self.buckets.visit(start_ms, end_ms, |piece| match piece {
-            Piece::Whole(bucket) => add_bucket(sums, bucket),
+            Piece::Whole(bucket) => add_bucket(sums, bucket.sums()),
             Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
-                None => add_cut(sums, edge.bucket, edge.items, edge.inside(time_of)),
+                None => add_cut(sums, edge.bucket.sums(), edge.items, edge.inside(time_of)),
                 // A dense slice: the minutes inside the range from their buckets, the cut ones
                 // like a cut slice.
                 Some(dense) => {
                     let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
                     for minute in minutes_in(inside) {
-                        add_bucket(sums, &dense.buckets[minute]);
+                        add_bucket(sums, dense.sums(minute));
                     }
                     cut_minutes(
                         edge.slice,
@@ -511,9 +550,7 @@ impl Credits {
                         cuts,
                         (start_ms, end_ms),
                         time_of,
-                        |minute, items, inside| {
-                            add_cut(sums, &dense.buckets[minute], items, inside)
-                        },
+                        |minute, items, inside| add_cut(sums, dense.sums(minute), items, inside),
                     );
                 }
             },
@@ -535,7 +572,7 @@ impl Credits {
             (start_ms, end_ms),
             &mut sums,
             |sums, bucket| {
-                for (key, entry) in &bucket.entries {
+                for (key, entry) in bucket.entries {
                     sums[*key as usize].add(entry);
                 }
             },
@@ -607,7 +644,7 @@ impl Credits {
             outcomes,
             (start_ms, end_ms),
             &mut totals,
-            |totals, bucket| totals.add(&bucket.total),
+            |totals, bucket| totals.add(bucket.total),
             |totals, index| totals.add(&self.sums_of(outcomes, index)),
             |totals, index| totals.subtract(&self.sums_of(outcomes, index)),
         );
@@ -673,9 +710,9 @@ impl Credits {
             bucket.add(new_filed, &new_sums, |key| filed_in(keys, key));
         });
         if let Some(dense) = self.minutes.get_mut(&outcome.at_ms.div_euclid(SLICE_MS)) {
-            let bucket = &mut dense.buckets[minute_of(outcome.at_ms)];
-            bucket.subtract(old_filed, &old_sums);
-            bucket.add_ungrouped(new_filed, &new_sums);
+            let minute = minute_of(outcome.at_ms);
+            dense.subtract(minute, old_filed, &old_sums);
+            dense.add(minute, new_filed, &new_sums);
         }
         self.credits[index as usize] = credit;
     }
