@@ -247,6 +247,16 @@ impl OutcomeBucket {
         }
     }
 
+    /// The bucket's sums, as a range reads them.
+    fn sums(&self) -> BucketSums<'_> {
+        BucketSums {
+            total: &self.total,
+            entries: &self.entries,
+            by_credit: &self.by_credit,
+            by_name: &self.by_name,
+        }
+    }
+
     /// Takes `sums` out of the entries they were filed under, dropping an entry when no
     /// outcome is left in it.
     fn subtract(&mut self, filed: Filed, sums: &OutcomeSums) {
@@ -255,17 +265,6 @@ impl OutcomeBucket {
         if !self.by_credit.is_empty() {
             subtract_entry(&mut self.by_credit, filed.credit, sums);
             subtract_entry(&mut self.by_name, filed.name, sums);
-        }
-    }
-}
-
-impl OutcomeBucket {
-    fn sums(&self) -> BucketSums<'_> {
-        BucketSums {
-            total: &self.total,
-            entries: &self.entries,
-            by_credit: &self.by_credit,
-            by_name: &self.by_name,
         }
     }
 }
@@ -419,6 +418,7 @@ impl DenseMinutes {
         subtract_entry(&mut self.entries[minute], filed.key, sums);
     }
 
+    /// The sums of `minute`, as a range reads them.
     fn sums(&self, minute: usize) -> BucketSums<'_> {
         BucketSums {
             total: &self.totals[minute],
@@ -447,7 +447,7 @@ pub(crate) struct Credits {
     credit_keys: Vec<Option<(Channel, NameId, AttributionLevel)>>,
     credit_ordinals: IdMap<Option<(Channel, NameId, AttributionLevel)>, u32>,
     buckets: TimeBuckets<OutcomeBucket>,
-    /// Per slice holding more than `dense_slice` outcomes, the buckets of its minutes.
+    /// Per slice holding more than `dense_slice` outcomes, the sums of its minutes.
     minutes: IdMap<i64, DenseMinutes>,
     dense_slice: usize,
 }
@@ -536,8 +536,8 @@ impl Credits {
             Piece::Whole(bucket) => add_bucket(sums, bucket.sums()),
             Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
                 None => add_cut(sums, edge.bucket.sums(), edge.items, edge.inside(time_of)),
-                // A dense slice: the minutes inside the range from their buckets, the cut ones
-                // like a cut slice.
+                // A dense slice: the minutes inside the range from their sums, the cut ones like
+                // a cut slice.
                 Some(dense) => {
                     let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
                     for minute in minutes_in(inside) {
