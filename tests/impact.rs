@@ -569,14 +569,21 @@ proptest! {
     }
 }
 
-/// A time in the first half hour of day 3 (three slices), at any millisecond.
-fn busy_at_ms() -> impl Strategy<Value = i64> {
-    (0i64..1_800_000).prop_map(|ms| base_ms() + 3 * DAY_MS + ms)
+/// The first half hour of day 3: three slices of the time index.
+const BUSY_SPAN_MS: i64 = 1_800_000;
+/// The first ten minutes of day 3: one slice of the time index.
+const DENSE_SPAN_MS: i64 = 600_000;
+
+/// A time in the first `span_ms` of day 3, at any millisecond.
+fn busy_at_ms(span_ms: i64) -> impl Strategy<Value = i64> {
+    (0..span_ms).prop_map(|ms| base_ms() + 3 * DAY_MS + ms)
 }
 
-/// Calls packed into three slices, with every outcome name, channel and type: outcomes under
-/// more keys in one bucket than a bucket takes before it also sums them by credit and by name.
-fn busy_call() -> impl Strategy<Value = Call> {
+/// Calls packed into the first `span_ms` of day 3, with every outcome name, channel and type:
+/// outcomes under more keys in one bucket than a bucket takes before it also sums them by
+/// credit and by name.
+fn busy_call(span_ms: i64) -> impl Strategy<Value = Call> {
+    let busy_at_ms = move || busy_at_ms(span_ms);
     let report_kind = prop::sample::select(vec![
         ReportKind::Delivered,
         ReportKind::Opened,
@@ -596,15 +603,15 @@ fn busy_call() -> impl Strategy<Value = Call> {
     ]
 }
 
-/// Filters over the busy half hour: mostly without a user, type or channel (the reports read
-/// by credit and by name), their ends anywhere in it.
-fn busy_filter() -> impl Strategy<Value = FilterSpec> {
+/// Filters over the first `span_ms` of day 3: mostly without a user, type or channel (the
+/// reports read by credit and by name), their ends anywhere in it.
+fn busy_filter(span_ms: i64) -> impl Strategy<Value = FilterSpec> {
     (
         prop::option::weighted(0.1, user()),
         prop::option::weighted(0.2, prop::sample::select(MESSAGE_TYPES.to_vec())),
         prop::option::weighted(0.2, prop::sample::select(Channel::ALL.to_vec())),
-        prop::option::weighted(0.9, busy_at_ms()),
-        prop::option::weighted(0.9, busy_at_ms()),
+        prop::option::weighted(0.9, busy_at_ms(span_ms)),
+        prop::option::weighted(0.9, busy_at_ms(span_ms)),
     )
         .prop_map(FilterSpec::with_ends_in_order)
 }
@@ -615,14 +622,40 @@ proptest! {
     #[test]
     fn busy_buckets_summed_by_credit_and_by_name_equal_the_model(
         window in window(),
-        calls in prop::collection::vec(busy_call(), 300..450),
-        filters in prop::collection::vec(busy_filter(), 4..12),
+        calls in prop::collection::vec(busy_call(BUSY_SPAN_MS), 300..450),
+        filters in prop::collection::vec(busy_filter(BUSY_SPAN_MS), 4..12),
         check_at in any::<Index>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_with(dir.path(), options(window)).unwrap();
         let mut model = Model::default();
         // Checked once part-way: from then on every call keeps the built credits current.
+        let check_index = check_at.index(calls.len());
+        apply_checking(&store, &mut model, &calls, &[check_index], &filters, window)?;
+        store.close().unwrap();
+        let store = Store::open_read_only_with(dir.path(), options(window)).unwrap();
+        check_reports(&store, &model, &filters, window, "read-only")?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// More than 128 outcomes in one slice: the credits sum each of its minutes apart, and a
+    /// report whose ends cut the slice reads the minutes it covers and the outcomes of the
+    /// minutes it cuts.
+    #[test]
+    fn a_slice_dense_with_outcomes_reports_as_the_model(
+        window in window(),
+        calls in prop::collection::vec(busy_call(DENSE_SPAN_MS), 500..650),
+        filters in prop::collection::vec(busy_filter(DENSE_SPAN_MS), 4..12),
+        check_at in any::<Index>(),
+    ) {
+        let outcomes = calls.iter().filter(|call| matches!(call, Call::Outcome { .. })).count();
+        prop_assume!(outcomes > 128, "{} outcomes: the slice is not dense", outcomes);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), options(window)).unwrap();
+        let mut model = Model::default();
         let check_index = check_at.index(calls.len());
         apply_checking(&store, &mut model, &calls, &[check_index], &filters, window)?;
         store.close().unwrap();
