@@ -616,6 +616,25 @@ fn busy_filter(span_ms: i64) -> impl Strategy<Value = FilterSpec> {
         .prop_map(FilterSpec::with_ends_in_order)
 }
 
+/// Makes `calls` on a new store and the model, checking the reports once part-way (at
+/// `check_at`: from then on every call keeps the built credits current), after the calls, and
+/// read-only after a reopen.
+fn check_part_way_and_after_reopen(
+    window: Option<Duration>,
+    calls: &[Call],
+    filters: &[FilterSpec],
+    check_at: Index,
+) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options(window)).unwrap();
+    let mut model = Model::default();
+    let check_index = check_at.index(calls.len());
+    apply_checking(&store, &mut model, calls, &[check_index], filters, window)?;
+    store.close().unwrap();
+    let store = Store::open_read_only_with(dir.path(), options(window)).unwrap();
+    check_reports(&store, &model, filters, window, "read-only")
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -626,15 +645,7 @@ proptest! {
         filters in prop::collection::vec(busy_filter(BUSY_SPAN_MS), 4..12),
         check_at in any::<Index>(),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with(dir.path(), options(window)).unwrap();
-        let mut model = Model::default();
-        // Checked once part-way: from then on every call keeps the built credits current.
-        let check_index = check_at.index(calls.len());
-        apply_checking(&store, &mut model, &calls, &[check_index], &filters, window)?;
-        store.close().unwrap();
-        let store = Store::open_read_only_with(dir.path(), options(window)).unwrap();
-        check_reports(&store, &model, &filters, window, "read-only")?;
+        check_part_way_and_after_reopen(window, &calls, &filters, check_at)?;
     }
 }
 
@@ -653,14 +664,7 @@ proptest! {
     ) {
         let outcomes = calls.iter().filter(|call| matches!(call, Call::Outcome { .. })).count();
         prop_assume!(outcomes > 128, "{} outcomes: the slice is not dense", outcomes);
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with(dir.path(), options(window)).unwrap();
-        let mut model = Model::default();
-        let check_index = check_at.index(calls.len());
-        apply_checking(&store, &mut model, &calls, &[check_index], &filters, window)?;
-        store.close().unwrap();
-        let store = Store::open_read_only_with(dir.path(), options(window)).unwrap();
-        check_reports(&store, &model, &filters, window, "read-only")?;
+        check_part_way_and_after_reopen(window, &calls, &filters, check_at)?;
     }
 }
 
