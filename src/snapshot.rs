@@ -24,7 +24,7 @@ use crate::log::segment::{
     segment_file_name, sync_directory,
 };
 use crate::log::{CoveredSegment, LogPosition, SharedLog};
-use crate::projection::status::MessageState;
+use crate::projection::message_table::{ChunkScan, MessageTable};
 use crate::projection::user_lists::UserEntries;
 use crate::projection::{DecodedFacts, Facts, Projection, capture};
 
@@ -357,7 +357,7 @@ pub(crate) fn load(
             "header is short: the file holds {len} bytes, a header {HEADER_BYTES}"
         ));
     }
-    let map = map_snapshot(&file)?;
+    let map = Arc::new(map_snapshot(&file)?);
     let (header, body) = map.split_at(HEADER_BYTES);
     let header: &[u8; HEADER_BYTES] = header.try_into().expect("split at HEADER_BYTES");
     check_header(header, map.len() as u64)?;
@@ -385,10 +385,23 @@ pub(crate) fn load(
     let (covered, decoded) = std::thread::scope(|scope| {
         let covered = scope.spawn(|| check_covered(dir, &bound));
         map_in(&map, HEADER_BYTES, RELEASE_BYTES);
-        let decoded = decode_facts(&mut body, RELEASE_BYTES, |read| {
-            release_before(&map, HEADER_BYTES + read);
-            map_in(&map, HEADER_BYTES + read, RELEASE_BYTES);
-        });
+        let decoded = decode_facts(
+            &mut body,
+            RELEASE_BYTES,
+            |read| {
+                release_before(&map, HEADER_BYTES + read);
+                map_in(&map, HEADER_BYTES + read, RELEASE_BYTES);
+            },
+            |scan| {
+                let map = Arc::clone(&map);
+                Ok(MessageTable::mapped(
+                    scan,
+                    path.to_path_buf(),
+                    map,
+                    HEADER_BYTES,
+                ))
+            },
+        );
         let covered = covered
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -409,12 +422,14 @@ pub(crate) fn load(
 }
 
 /// Maps a snapshot file for reading.
-fn map_snapshot(file: &File) -> std::result::Result<Mmap, String> {
-    // SAFETY: the map is only read, and only while the snapshot loads; it is dropped before
-    // `load` returns. commlog never writes, truncates or extends a snapshot file once it has its
-    // name (it is written under a temporary name, then renamed into place, and later only
-    // removed, which leaves a mapped file readable): only an outside process changing the file
-    // could change or fault what is read.
+pub(crate) fn map_snapshot(file: &File) -> std::result::Result<Mmap, String> {
+    // SAFETY: the map is only read: while the snapshot loads, and then by the loaded facts'
+    // message table (`projection::message_table`), which decodes each chunk of records from it
+    // once and keeps the map until the store closes. commlog never writes, truncates or extends
+    // a snapshot file once it has its name (it is written under a temporary name, then renamed
+    // into place, and later only removed, which leaves a mapped file readable): only an outside
+    // process changing the file could change or fault what is read, and the table checks each
+    // chunk's crc32 before decoding it.
     #[allow(unsafe_code)]
     let map = unsafe { Mmap::map(file) };
     map.map_err(|error| format!("the file cannot be mapped: {error}"))
@@ -449,8 +464,9 @@ pub(crate) fn decode_facts(
     body: &mut codec::SnapshotReader,
     every: usize,
     mut passed: impl FnMut(usize),
+    messages: impl FnOnce(ChunkScan) -> std::result::Result<MessageTable, String>,
 ) -> std::result::Result<DecodedFacts, String> {
-    let messages = body.decode_list(MessageState::SNAPSHOT_BYTES_MIN, every, &mut passed)?;
+    let messages = messages(ChunkScan::read(body, every, &mut passed)?)?;
     let outcomes = body.decode()?;
     // A user's lists follow the user's id, 8 bytes.
     let users = body.decode_list(8 + UserEntries::SNAPSHOT_BYTES_MIN, every, &mut passed)?;

@@ -17,8 +17,8 @@ use proptest::prelude::*;
 use support::answers::{Answers, answers};
 use support::brute::{self, Brute};
 use support::calls::{
-    ANCHORS, Call, MESSAGE_TYPES, USER_COUNT, anchor_ms, any_call, batch_call, channel, track,
-    windows_ms,
+    ANCHORS, Call, MESSAGE_TYPES, USER_COUNT, anchor_ms, any_call, at_ms, batch_call, channel,
+    track, windows_ms,
 };
 use support::files::{copy_dir, segments};
 use support::script::track_scripted_event;
@@ -1046,4 +1046,68 @@ fn a_close_writes_a_snapshot_once_the_tail_is_an_eighth_of_the_newest_and_65536_
     let store = reopen();
     assert_eq!(store.open_report().snapshot_events, covered + covered / 8);
     assert_eq!(store.open_report().events, covered + covered / 8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A snapshot of thousands of messages: its records are decoded chunk by chunk, as they are read
+// or changed.
+
+fn any_send() -> impl Strategy<Value = Call> {
+    (
+        1..=USER_COUNT,
+        channel(),
+        prop::sample::select(MESSAGE_TYPES.to_vec()),
+        prop_oneof![Just(0i64), 1..=60_000i64],
+        at_ms(),
+    )
+        .prop_map(
+            |(user, channel, message_type, cost_micros, at_ms)| Call::Sent {
+                user,
+                channel,
+                message_type,
+                cost_micros,
+                at_ms,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn a_store_reopened_from_a_snapshot_of_thousands_of_messages_answers_as_the_model(
+        sends in prop::collection::vec(any_send(), 3_000..3_600),
+        before in prop::collection::vec(any_call(), 200..400),
+        after in prop::collection::vec(any_call(), 200..400),
+    ) {
+        let dir = TempDir::new().unwrap();
+        let mut run = Run::new(dir.path().join("data"), options(1 << 20, 1_000_000));
+        for call in sends.iter().chain(&before) {
+            run.step(&Step::Track(call.clone()))?;
+        }
+        run.step(&Step::Snapshot)?;
+        run.step(&Step::Reopen)?;
+        // A reader first reads a few users' messages, then every one (the model's check).
+        let read_only = Store::open_read_only_with(&run.data, run.options.clone()).unwrap();
+        run.check_report(&read_only.open_report())?;
+        for user in [1, 2] {
+            let mut expected = run.model.history(user);
+            expected.truncate(5);
+            let got = read_only.get_user_communication_history(user, 5).unwrap();
+            prop_assert_eq!(got, expected);
+        }
+        check_model(&read_only, &run.model)?;
+        // The writer changes records it has not read yet, in every chunk.
+        for call in &after {
+            run.step(&Step::Track(call.clone()))?;
+        }
+        check_model(run.store(), &run.model)?;
+        run.step(&Step::Reopen)?;
+        check_model(run.store(), &run.model)?;
+        run.close();
+        let (expected, _) = full_replay(&run.data);
+        let read_only = Store::open_read_only_with(&run.data, run.options.clone()).unwrap();
+        prop_assert!(read_only.open_report().snapshot.is_some());
+        prop_assert_eq!(&answers_of(&read_only), &expected);
+    }
 }

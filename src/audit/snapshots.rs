@@ -143,7 +143,7 @@ fn compare_with_log(
     };
     list(
         "messages",
-        first_difference(&image.messages, &folded.messages),
+        first_difference(image.messages.iter(), folded.messages.iter()),
     );
     list(
         "outcomes",
@@ -164,9 +164,17 @@ fn compare_with_log(
 
 /// The first index at which two lists differ (the shorter one's length if one extends the
 /// other), or `None` if they are equal.
-fn first_difference<T: PartialEq>(left: &[T], right: &[T]) -> Option<usize> {
-    left.iter()
-        .zip(right)
-        .position(|(left, right)| left != right)
-        .or((left.len() != right.len()).then(|| left.len().min(right.len())))
+fn first_difference<'a, T: PartialEq + 'a>(
+    left: impl IntoIterator<Item = &'a T>,
+    right: impl IntoIterator<Item = &'a T>,
+) -> Option<usize> {
+    let (mut left, mut right) = (left.into_iter(), right.into_iter());
+    let mut index = 0;
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return None,
+            (Some(left), Some(right)) if left == right => index += 1,
+            _ => return Some(index),
+        }
+    }
 }

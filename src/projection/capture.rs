@@ -448,11 +448,13 @@ mod tests {
             // A snapshot's load reads the long lists item by item, saying how far it has read.
             let every = 1000;
             let mut passed = vec![0];
-            let loaded =
-                snapshot::decode_facts(&mut codec::SnapshotReader::new(&bytes), every, |read| {
-                    passed.push(read)
-                })
-                .unwrap();
+            let loaded = snapshot::decode_facts(
+                &mut codec::SnapshotReader::new(&bytes),
+                every,
+                |read| passed.push(read),
+                |scan| scan.decode_all(&bytes),
+            )
+            .unwrap();
             assert_eq!(loaded, expected.0, "seed {seed}, read item by item");
             assert!(
                 passed.len() > bytes.len() / every / 2,
@@ -475,6 +477,7 @@ mod tests {
                         &mut codec::SnapshotReader::new(cut_short),
                         every,
                         |_| (),
+                        |scan| scan.decode_all(cut_short),
                     )
                     .unwrap_err(),
                 ];

@@ -23,6 +23,7 @@ pub(crate) mod cost;
 pub(crate) mod engagement;
 pub(crate) mod id_map;
 pub(crate) mod impact;
+pub(crate) mod message_table;
 pub(crate) mod names;
 pub(crate) mod outcome;
 pub(crate) mod rollup;
@@ -39,6 +40,7 @@ use std::sync::OnceLock;
 use crate::event::{BudgetScope, Event, LoggedEvent, MessageId, Month};
 use attribution::{Credits, Touches};
 use id_map::IdMap;
+use message_table::MessageTable;
 use names::Names;
 use outcome::OutcomeState;
 use rollup::MessageRollup;
@@ -73,7 +75,7 @@ pub(crate) struct Projection {
 #[derive(Debug)]
 pub(crate) struct Facts {
     /// Message id `n` lives at index `n - 1`.
-    messages: Vec<MessageState>,
+    messages: MessageTable,
     outcomes: Vec<OutcomeState>,
     users: IdMap<u64, UserEntries>,
     /// Every user in `users`, in the order of their first event: the order a snapshot lists
@@ -101,7 +103,7 @@ pub(crate) struct Facts {
 /// (scope, month); names by id; a budget is (scope byte, month index, its state).
 #[derive(Debug, PartialEq, bincode::Decode)]
 pub(crate) struct DecodedFacts {
-    pub(crate) messages: Vec<MessageState>,
+    pub(crate) messages: MessageTable,
     pub(crate) outcomes: Vec<OutcomeState>,
     pub(crate) users: Vec<(u64, UserEntries)>,
     pub(crate) names: Vec<String>,
@@ -151,11 +153,7 @@ impl Facts {
         // The messages' names and the users' lists are checked at once, on two threads: each
         // check reads its own tens of bytes per message, from memory, not from cache.
         let (beyond, listed) = std::thread::scope(|scope| {
-            let beyond = scope.spawn(|| {
-                messages
-                    .iter()
-                    .position(|state| state.highest_name() as usize >= name_count)
-            });
+            let beyond = scope.spawn(|| messages.first_beyond(name_count));
             let listed = users_of(user_list, messages.len(), outcomes.len());
             let beyond = beyond
                 .join()
@@ -283,7 +281,7 @@ impl Projection {
     pub(crate) fn new(attribution_window_ms: i64) -> Projection {
         Projection {
             facts: Facts {
-                messages: Vec::new(),
+                messages: MessageTable::default(),
                 outcomes: Vec::new(),
                 users: IdMap::default(),
                 user_order: Vec::new(),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::event::{Channel, MessageId, UserId};
 use crate::message::{Message, Status, time_from_ms};
 use crate::money::Money;
+use crate::projection::message_table::MessageTable;
 use crate::projection::names::{ActionKind, NameId, Names};
 use crate::projection::{Facts, Projection};
 
@@ -422,7 +423,7 @@ impl Facts {
     }
 
     /// Every message's state; message id `n` is at index `n - 1`.
-    pub(crate) fn message_states(&self) -> &[MessageState] {
+    pub(crate) fn message_states(&self) -> &MessageTable {
         &self.messages
     }
 }
