@@ -149,7 +149,10 @@ fn compare_with_log(
         "outcomes",
         first_difference(&image.outcomes, &folded.outcomes),
     );
-    list("users", first_difference(&image.users, &folded.users));
+    list(
+        "users",
+        first_difference(image.users.iter(), folded.users.iter()),
+    );
     list("names", first_difference(&image.names, &folded.names));
     list("budgets", first_difference(&image.budgets, &folded.budgets));
     list(
@@ -164,9 +167,9 @@ fn compare_with_log(
 
 /// The first index at which two lists differ (the shorter one's length if one extends the
 /// other), or `None` if they are equal.
-fn first_difference<'a, T: PartialEq + 'a>(
-    left: impl IntoIterator<Item = &'a T>,
-    right: impl IntoIterator<Item = &'a T>,
+fn first_difference<T: PartialEq>(
+    left: impl IntoIterator<Item = T>,
+    right: impl IntoIterator<Item = T>,
 ) -> Option<usize> {
     let (mut left, mut right) = (left.into_iter(), right.into_iter());
     let mut index = 0;

@@ -226,7 +226,11 @@ pub(crate) fn write_image(
         |projection, index, buffer| {
             let capture = projection.capture.as_ref().expect("a capture is under way");
             let user = projection.facts.user_order[index];
-            let now = &projection.facts.users[&user];
+            let now = projection
+                .facts
+                .users
+                .get(user)
+                .expect("every user in the order is listed");
             let image = match capture.user_before.get(&user) {
                 Some(before) => before.image(now),
                 None => now.image(),
@@ -452,7 +456,7 @@ mod tests {
                 &mut codec::SnapshotReader::new(&bytes),
                 every,
                 |read| passed.push(read),
-                |scan| scan.decode_all(&bytes),
+                None,
             )
             .unwrap();
             assert_eq!(loaded, expected.0, "seed {seed}, read item by item");
@@ -477,7 +481,7 @@ mod tests {
                         &mut codec::SnapshotReader::new(cut_short),
                         every,
                         |_| (),
-                        |scan| scan.decode_all(cut_short),
+                        None,
                     )
                     .unwrap_err(),
                 ];

@@ -10,14 +10,12 @@
 //! never taken for records. Once decoded, a chunk's pages of the file are given back to the OS.
 
 use std::ops::{Index, IndexMut};
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-
-use memmap2::Mmap;
 
 use crate::codec::SnapshotReader;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
+use crate::snapshot::{MappedSnapshot, PAGE_BYTES};
 
 /// Records per chunk: about 56 KB decoded. A user's hundred messages of a month touch at most
 /// a hundred chunks, a small share of a large store's.
@@ -36,9 +34,8 @@ pub(crate) struct MessageTable {
 /// Where the records of the chunks not yet decoded lie in a mapped snapshot.
 #[derive(Debug)]
 struct MappedRecords {
-    path: PathBuf,
-    map: Arc<Mmap>,
-    /// Each chunk's place in `map`, crc32 and highest name id.
+    snapshot: Arc<MappedSnapshot>,
+    /// Each chunk's place in the file, crc32 and highest name id.
     chunks: ChunkScan,
 }
 
@@ -92,7 +89,6 @@ impl ChunkScan {
     }
 
     /// Decodes every chunk from `body`, the bytes the scan read.
-    #[cfg(test)]
     pub(crate) fn decode_all(&self, body: &[u8]) -> Result<MessageTable, String> {
         let mut table = MessageTable::default();
         for chunk in 0..self.crcs.len() {
@@ -117,12 +113,11 @@ fn decode_records(bytes: &[u8], count: usize) -> Result<Vec<MessageState>, Strin
 }
 
 impl MessageTable {
-    /// A table of the records a scan found in the body of the snapshot at `path`, which lies
-    /// in `map` from byte `body_at`: none decoded yet.
+    /// A table of the records a scan found in the body of `snapshot`, which starts at byte
+    /// `body_at` of the file: none decoded yet.
     pub(crate) fn mapped(
         mut scan: ChunkScan,
-        path: PathBuf,
-        map: Arc<Mmap>,
+        snapshot: Arc<MappedSnapshot>,
         body_at: usize,
     ) -> MessageTable {
         for start in &mut scan.starts {
@@ -132,8 +127,7 @@ impl MessageTable {
             chunks: (0..scan.crcs.len()).map(|_| OnceLock::new()).collect(),
             len: scan.count,
             mapped: Some(MappedRecords {
-                path,
-                map,
+                snapshot,
                 chunks: scan,
             }),
         }
@@ -208,41 +202,36 @@ impl MessageTable {
             .as_ref()
             .expect("a chunk not decoded lies in the mapped snapshot");
         let chunks = &mapped.chunks;
-        let (start, end) = (chunks.starts[chunk], chunks.starts[chunk + 1]);
-        let bytes = &mapped.map[start..end];
-        let changed = |reason: String| -> ! {
-            panic!(
-                "snapshot {} changed on disk after it was loaded: the messages' bytes at offset \
-                 {start}..{end} {reason}",
-                mapped.path.display()
-            )
-        };
-        let crc = crc32fast::hash(bytes);
-        if crc != chunks.crcs[chunk] {
-            changed(format!(
-                "have crc32 {crc:#010x}, {:#010x} when loaded",
-                chunks.crcs[chunk]
-            ));
-        }
+        let range = chunks.starts[chunk]..chunks.starts[chunk + 1];
+        let what = "the messages' records";
+        let bytes = mapped
+            .snapshot
+            .checked(range.clone(), chunks.crcs[chunk], what);
         let count = CHUNK_MESSAGES.min(self.len - chunk * CHUNK_MESSAGES);
-        let records = decode_records(bytes, count)
-            .unwrap_or_else(|error| changed(format!("no longer decode ({error})")));
+        let records = decode_records(bytes, count).unwrap_or_else(|error| {
+            mapped
+                .snapshot
+                .changed(&range, what, &format!("no longer decode ({error})"))
+        });
+        // The pages only this chunk's records take, and those it shares with a neighbour
+        // decoded already.
         let decoded = |other: Option<usize>| {
             other.is_some_and(|other| {
                 other < self.chunks.len() && self.chunks[other].get().is_some()
             })
         };
         let first = match decoded(chunk.checked_sub(1)) {
-            true => start - start % PAGE_BYTES,
-            false => start.next_multiple_of(PAGE_BYTES),
+            true => range.start - range.start % PAGE_BYTES,
+            false => range.start.next_multiple_of(PAGE_BYTES),
         };
         let last = match decoded(Some(chunk + 1)) {
-            true => end.next_multiple_of(PAGE_BYTES).min(mapped.map.len()),
-            false => end - end % PAGE_BYTES,
+            true => range
+                .end
+                .next_multiple_of(PAGE_BYTES)
+                .min(mapped.snapshot.len()),
+            false => range.end - range.end % PAGE_BYTES,
         };
-        if first < last {
-            release(&mapped.map, first, last - first);
-        }
+        mapped.snapshot.release(first..last.max(first));
         records
     }
 }
@@ -287,21 +276,6 @@ impl PartialEq for MessageTable {
     fn eq(&self, other: &MessageTable) -> bool {
         self.len == other.len && self.iter().eq(other.iter())
     }
-}
-
-/// The page size the ranges given back are aligned to. Where pages are larger, the OS widens a
-/// range to whole pages: a neighbour's bytes given back too are read from the file again if
-/// needed, with the same bytes.
-const PAGE_BYTES: usize = 4096;
-
-/// Gives back this process's pages of `len` bytes of `map` from `start` (page-aligned).
-fn release(map: &Mmap, start: usize, len: usize) {
-    // SAFETY: MADV_DONTNEED on a read-only shared mapping of a snapshot file, which commlog
-    // never writes once it has its name (see `snapshot::map_snapshot`), drops only this
-    // process's view of the pages: a later read through the map faults them in again from the
-    // file, with the same bytes, so nothing read through the map changes.
-    #[allow(unsafe_code)]
-    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
 }
 
 #[cfg(test)]
@@ -350,7 +324,7 @@ mod tests {
         dir: &tempfile::TempDir,
         records: &[MessageState],
         prefix: usize,
-    ) -> (MessageTable, PathBuf) {
+    ) -> (MessageTable, std::path::PathBuf) {
         let mut list = Vec::new();
         crate::codec::encode_snapshot_part(&records.to_vec(), &mut list).unwrap();
         let path = dir.path().join("snapshot");
@@ -359,9 +333,8 @@ mod tests {
         file.write_all(&list).unwrap();
         file.write_all(&[1, 2, 3]).unwrap();
         drop(file);
-        let map =
-            Arc::new(crate::snapshot::map_snapshot(&std::fs::File::open(&path).unwrap()).unwrap());
-        let mut reader = SnapshotReader::new(&map[prefix..]);
+        let snapshot = Arc::new(MappedSnapshot::open(&path).unwrap());
+        let mut reader = SnapshotReader::new(&snapshot.bytes()[prefix..]);
         let mut passed = Vec::new();
         let scan = ChunkScan::read(&mut reader, 10_000, |read| passed.push(read)).unwrap();
         assert_eq!(
@@ -370,7 +343,7 @@ mod tests {
             "the scan reads the whole list"
         );
         assert!(passed.len() + 1 >= list.len() / 10_000, "{passed:?}");
-        let table = MessageTable::mapped(scan, path.clone(), Arc::clone(&map), prefix);
+        let table = MessageTable::mapped(scan, Arc::clone(&snapshot), prefix);
         (table, path)
     }
 

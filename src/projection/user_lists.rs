@@ -1,10 +1,17 @@
 //! Each user's messages and outcomes, as lists sorted by time: the index that the per-user
 //! queries read, and that attribution searches for an outcome's candidates.
 
+use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::codec::SnapshotReader;
 use crate::event::{MessageId, UserId};
 use crate::message::Message;
+use crate::projection::id_map::IdMap;
 use crate::projection::time_index::partition_point_near;
 use crate::projection::{Facts, Projection};
+use crate::snapshot::{MappedSnapshot, PAGE_BYTES};
 
 /// Per user: (sent time, index) of each message and (time, index) of each outcome, both
 /// sorted. The sent time sits beside the index, and the last key beside the list, so that
@@ -110,6 +117,215 @@ impl UserEntries {
     }
 }
 
+/// Every user's lists, by user id. A store opened from a snapshot keeps it mapped and decodes a
+/// user's lists the first time they are read or changed, as the message table does its records
+/// (`message_table.rs`): after checking their crc32, taken at load. A page of the file is given
+/// back once every user with bytes in it is decoded.
+#[derive(Debug, Default)]
+pub(crate) struct UserTable {
+    users: IdMap<u64, UserSlot>,
+    mapped: Option<MappedUsers>,
+}
+
+#[derive(Debug)]
+struct UserSlot {
+    entries: OnceLock<UserEntries>,
+    /// Where the lists lie in the mapped snapshot, and their crc32 (unused once decoded).
+    at: usize,
+    len: usize,
+    crc: u32,
+}
+
+#[derive(Debug)]
+struct MappedUsers {
+    snapshot: Arc<MappedSnapshot>,
+    /// The page holding the first user's lists, and for each page from it, how many users not
+    /// yet decoded have bytes in it.
+    first_page: usize,
+    pending: Vec<AtomicU32>,
+}
+
+/// Checks one user's lists against `message_count` messages and `outcome_count` outcomes:
+/// sorted, and each index in range, which is what the views rely on not to panic. (Whose entry
+/// each is, the snapshot's checksum vouches for: checking it would read every message once
+/// more, out of order.)
+pub(crate) fn check_lists(
+    user: u64,
+    entries: &UserEntries,
+    message_count: usize,
+    outcome_count: usize,
+) -> Result<(), String> {
+    let fits = |list: &[(i64, u32)], len: usize| {
+        list.is_sorted() && list.iter().all(|&(_, index)| (index as usize) < len)
+    };
+    if !fits(&entries.messages, message_count) || !fits(&entries.outcomes, outcome_count) {
+        return Err(format!("user {user}'s lists are unsorted or out of range"));
+    }
+    Ok(())
+}
+
+/// What a snapshot's list of users holds, read without keeping their lists (see
+/// [`UserTable::read_mapped`]).
+#[derive(Debug)]
+pub(crate) struct ReadUsers {
+    pub(crate) table: UserTable,
+    /// The users in the order of their first event.
+    pub(crate) order: Vec<u64>,
+    /// Entries in all of their lists: messages, then outcomes.
+    pub(crate) listed: (usize, usize),
+}
+
+impl UserTable {
+    /// Reads the list of users at `body`'s position in `snapshot` (whose body starts at byte
+    /// `body_at`), checking each user's lists ([`check_lists`]) but keeping only where they
+    /// lie; `every` and `passed` as in [`SnapshotReader::decode_list`].
+    pub(crate) fn read_mapped(
+        body: &mut SnapshotReader,
+        every: usize,
+        mut passed: impl FnMut(usize),
+        (message_count, outcome_count): (usize, usize),
+        snapshot: Arc<MappedSnapshot>,
+        body_at: usize,
+    ) -> Result<ReadUsers, String> {
+        // A user's lists follow the user's id, 8 bytes.
+        let count = body.decode_list_len(8 + UserEntries::SNAPSHOT_BYTES_MIN)?;
+        let bytes = body.body();
+        let mut users: IdMap<u64, UserSlot> = IdMap::default();
+        users.reserve(count);
+        let mut order = Vec::with_capacity(count);
+        let mut listed = (0, 0);
+        let first = body.position();
+        let mut next_call = first + every;
+        for _ in 0..count {
+            let user: u64 = body.decode()?;
+            let start = body.position();
+            let entries: UserEntries = body.decode()?;
+            let end = body.position();
+            check_lists(user, &entries, message_count, outcome_count)?;
+            listed.0 += entries.messages.len();
+            listed.1 += entries.outcomes.len();
+            let slot = UserSlot {
+                entries: OnceLock::new(),
+                at: body_at + start,
+                len: end - start,
+                crc: crc32fast::hash(&bytes[start..end]),
+            };
+            if users.insert(user, slot).is_some() {
+                return Err(format!("user {user} is listed twice"));
+            }
+            order.push(user);
+            if end >= next_call {
+                passed(end);
+                next_call = end + every;
+            }
+        }
+        let first_page = (body_at + first) / PAGE_BYTES;
+        let last_page = (body_at + body.position()).div_ceil(PAGE_BYTES);
+        let pending: Vec<AtomicU32> = (first_page..last_page.max(first_page))
+            .map(|_| AtomicU32::new(0))
+            .collect();
+        for slot in users.values() {
+            for page in pages(slot.at, slot.len) {
+                pending[page - first_page].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(ReadUsers {
+            table: UserTable {
+                users,
+                mapped: Some(MappedUsers {
+                    snapshot,
+                    first_page,
+                    pending,
+                }),
+            },
+            order,
+            listed,
+        })
+    }
+
+    /// Adds a user with these lists; false if the user is there already.
+    pub(crate) fn insert(&mut self, user: u64, entries: UserEntries) -> bool {
+        match self.users.entry(user) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(vacant) => {
+                vacant.insert(UserSlot {
+                    entries: OnceLock::from(entries),
+                    at: 0,
+                    len: 0,
+                    crc: 0,
+                });
+                true
+            }
+        }
+    }
+
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.users.reserve(additional);
+    }
+
+    /// The user's lists, decoded now if they are not yet.
+    pub(crate) fn get(&self, user: u64) -> Option<&UserEntries> {
+        let slot = self.users.get(&user)?;
+        Some(slot.entries.get_or_init(|| self.decode(slot)))
+    }
+
+    /// The user's lists to change, and whether the user is new (then with empty lists).
+    pub(crate) fn get_or_insert_mut(&mut self, user: u64) -> (&mut UserEntries, bool) {
+        match self.users.entry(user) {
+            Entry::Occupied(occupied) => {
+                let slot = occupied.into_mut();
+                if slot.entries.get().is_none() {
+                    let entries = decode_slot(self.mapped.as_ref(), slot);
+                    let _ = slot.entries.set(entries);
+                }
+                (slot.entries.get_mut().expect("decoded above"), false)
+            }
+            Entry::Vacant(vacant) => {
+                let slot = vacant.insert(UserSlot {
+                    entries: OnceLock::from(UserEntries::default()),
+                    at: 0,
+                    len: 0,
+                    crc: 0,
+                });
+                (slot.entries.get_mut().expect("made above"), true)
+            }
+        }
+    }
+
+    fn decode(&self, slot: &UserSlot) -> UserEntries {
+        decode_slot(self.mapped.as_ref(), slot)
+    }
+}
+
+/// Decodes a user's lists from the mapped snapshot, then gives back the pages no user left to
+/// decode has bytes in.
+fn decode_slot(mapped: Option<&MappedUsers>, slot: &UserSlot) -> UserEntries {
+    let mapped = mapped.expect("lists not decoded lie in the mapped snapshot");
+    let range = slot.at..slot.at + slot.len;
+    let what = "a user's lists";
+    let bytes = mapped.snapshot.checked(range.clone(), slot.crc, what);
+    let entries = SnapshotReader::new(bytes)
+        .decode::<UserEntries>()
+        .unwrap_or_else(|error| {
+            mapped
+                .snapshot
+                .changed(&range, what, &format!("no longer decode ({error})"))
+        });
+    for page in pages(slot.at, slot.len) {
+        if mapped.pending[page - mapped.first_page].fetch_sub(1, Ordering::AcqRel) == 1 {
+            let start = page * PAGE_BYTES;
+            let end = (start + PAGE_BYTES).min(mapped.snapshot.len());
+            mapped.snapshot.release(start..end);
+        }
+    }
+    entries
+}
+
+/// The pages `len` bytes from byte `at` have bytes in.
+fn pages(at: usize, len: usize) -> std::ops::Range<usize> {
+    at / PAGE_BYTES..(at + len).div_ceil(PAGE_BYTES)
+}
+
 /// Reads the end of a list, where the next entry is filed, for `Projection::pre_read`.
 pub(crate) fn end_of(list: &[(i64, u32)]) -> u64 {
     list.last()
@@ -165,13 +381,13 @@ impl Facts {
     /// The user's messages as (sent time, index), sorted by sent time then id.
     pub(crate) fn user_messages(&self, user: UserId) -> &[(i64, u32)] {
         self.users
-            .get(&user.0)
+            .get(user.0)
             .map_or(&[], |entries| &entries.messages)
     }
 
     /// The user's outcomes at or after `from_ms`, as (time, index), by time.
     pub(crate) fn user_outcomes_from(&self, user: UserId, from_ms: i64) -> &[(i64, u32)] {
-        let Some(entries) = self.users.get(&user.0) else {
+        let Some(entries) = self.users.get(user.0) else {
             return &[];
         };
         if entries.latest_outcome_ms < from_ms {
@@ -210,7 +426,7 @@ impl Facts {
 impl Projection {
     /// The user's messages, newest sent first (ties: higher id first), at most `limit`.
     pub(crate) fn history(&self, user: UserId, limit: usize) -> Vec<Message> {
-        let Some(entries) = self.users.get(&user.0) else {
+        let Some(entries) = self.users.get(user.0) else {
             return Vec::new();
         };
         let newest = entries.messages.iter().rev().take(limit);
