@@ -442,7 +442,7 @@ impl Projection {
 
 #[cfg(test)]
 mod tests {
-    use super::within;
+    use super::*;
 
     /// `within` gives what two bisections of the whole list give, for lists with ties, gaps and
     /// uneven spreads, and bounds before, inside, between and after their times.
@@ -476,5 +476,191 @@ mod tests {
                 "{list:?} {start_ms}..={end_ms}"
             );
         }
+    }
+
+    /// Users with lists of many lengths (some longer than a page), as a snapshot lists them.
+    fn users(count: u64, seed: u64) -> Vec<(u64, UserEntries)> {
+        let mut random = crate::workload::SplitMix64::new(seed);
+        let mut next = move |bound: u64| random.int(0, bound - 1);
+        let mut index = 0u32;
+        (0..count)
+            .map(|user| {
+                let mut entries = UserEntries::default();
+                for _ in 0..next(if user % 7 == 0 { 900 } else { 60 }) {
+                    entries.add_message(1_000 + next(5_000) as i64, index);
+                    index += 1;
+                }
+                for outcome in 0..next(4) as u32 {
+                    entries.add_outcome(next(9_000) as i64, user as u32 * 4 + outcome);
+                }
+                (user * 3 + 1, entries)
+            })
+            .collect()
+    }
+
+    /// A file holding a prefix, then `users` as a snapshot lists them, then a few bytes more,
+    /// read as a mapped snapshot's users are.
+    fn read_mapped(
+        dir: &tempfile::TempDir,
+        users: &[(u64, UserEntries)],
+        counts: (usize, usize),
+    ) -> Result<(ReadUsers, std::path::PathBuf), String> {
+        use std::io::Write;
+        let prefix = 1_000;
+        let mut list = Vec::new();
+        let image: Vec<(u64, UserEntries)> = users.to_vec();
+        crate::codec::encode_snapshot_part(&image, &mut list).unwrap();
+        let path = dir.path().join("snapshot");
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&vec![7; prefix]).unwrap();
+        file.write_all(&list).unwrap();
+        file.write_all(&[1, 2, 3]).unwrap();
+        drop(file);
+        let snapshot = Arc::new(MappedSnapshot::open(&path).unwrap());
+        let mut reader = SnapshotReader::new(&snapshot.bytes()[prefix..]);
+        let read = UserTable::read_mapped(
+            &mut reader,
+            10_000,
+            |_| (),
+            counts,
+            Arc::clone(&snapshot),
+            prefix,
+        )?;
+        assert_eq!(reader.position(), list.len());
+        Ok((read, path))
+    }
+
+    /// Messages and outcomes listed in `users`.
+    fn counts(users: &[(u64, UserEntries)]) -> (usize, usize) {
+        users
+            .iter()
+            .fold((0, 0), |(messages, outcomes), (_, entries)| {
+                (
+                    messages + entries.messages.len(),
+                    outcomes.max(
+                        entries
+                            .outcomes
+                            .iter()
+                            .map(|&(_, i)| i as usize + 1)
+                            .max()
+                            .unwrap_or(0),
+                    ),
+                )
+            })
+    }
+
+    #[test]
+    fn a_mapped_user_table_reads_and_changes_lists_as_a_map_would() {
+        let dir = tempfile::TempDir::new().unwrap();
+        for count in [0, 1, 40, 300] {
+            let mut expected = users(count, count + 1);
+            let (read, _) = read_mapped(&dir, &expected, counts(&expected)).unwrap();
+            assert_eq!(
+                read.order,
+                expected.iter().map(|(user, _)| *user).collect::<Vec<_>>()
+            );
+            let listed: usize = expected
+                .iter()
+                .map(|(_, entries)| entries.outcomes.len())
+                .sum();
+            assert_eq!(read.listed, (counts(&expected).0, listed));
+            let mut table = read.table;
+            let mut random = crate::workload::SplitMix64::new(9);
+            for _ in 0..count * 3 {
+                let place = random.int(0, count.max(1) - 1) as usize;
+                let Some((user, entries)) = expected.get_mut(place) else {
+                    break;
+                };
+                if random.int(0, 2) == 0 {
+                    let (changed, new) = table.get_or_insert_mut(*user);
+                    assert!(!new);
+                    changed.add_message(3_000, 1_000_000 + place as u32);
+                    entries.add_message(3_000, 1_000_000 + place as u32);
+                }
+                assert_eq!(table.get(*user), Some(&*entries), "user {user}");
+            }
+            assert_eq!(table.get(2), None, "no user 2");
+            let (added, new) = table.get_or_insert_mut(2);
+            assert!(new && *added == UserEntries::default());
+            for (user, entries) in &expected {
+                assert_eq!(table.get(*user), Some(entries), "user {user}");
+            }
+            // Every page of the lists was given back once every user in it was decoded.
+            let mapped = table.mapped.as_ref().unwrap();
+            assert!(
+                mapped
+                    .pending
+                    .iter()
+                    .all(|left| left.load(Ordering::Relaxed) == 0)
+            );
+        }
+    }
+
+    #[test]
+    fn lists_that_do_not_fit_the_facts_are_refused_when_read() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let users = users(30, 4);
+        let (messages, outcomes) = counts(&users);
+        let refused = |users: &[(u64, UserEntries)], counts: (usize, usize)| {
+            read_mapped(&dir, users, counts).map(|_| ()).unwrap_err()
+        };
+        let out_of_range = refused(&users, (messages - 1, outcomes));
+        assert!(
+            out_of_range.contains("lists are unsorted or out of range"),
+            "{out_of_range}"
+        );
+        let out_of_range = refused(&users, (messages, outcomes - 1));
+        assert!(
+            out_of_range.contains("lists are unsorted or out of range"),
+            "{out_of_range}"
+        );
+        let mut twice = users.clone();
+        twice[9].0 = twice[3].0;
+        let listed_twice = refused(&twice, (messages, outcomes));
+        assert!(
+            listed_twice.contains(&format!("user {} is listed twice", twice[3].0)),
+            "{listed_twice}"
+        );
+        let mut unsorted = users.clone();
+        let list = &mut unsorted
+            .iter_mut()
+            .find(|(_, e)| e.messages.len() > 2)
+            .unwrap()
+            .1
+            .messages;
+        list.swap(0, 1);
+        let unsorted = refused(&unsorted, (messages, outcomes));
+        assert!(
+            unsorted.contains("lists are unsorted or out of range"),
+            "{unsorted}"
+        );
+    }
+
+    #[test]
+    fn a_users_lists_whose_bytes_changed_on_disk_after_the_load_are_never_decoded() {
+        use std::io::{Seek, Write};
+        let dir = tempfile::TempDir::new().unwrap();
+        let users = users(20, 8);
+        let (read, path) = read_mapped(&dir, &users, counts(&users)).unwrap();
+        let table = read.table;
+        assert_eq!(table.get(users[0].0), Some(&users[0].1));
+        // The first message's time in user 6's lists changes: the same length, another value.
+        let at = table.users[&users[6].0].at + 8;
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(std::io::SeekFrom::Start(at as u64)).unwrap();
+        file.write_all(&[0x55]).unwrap();
+        drop(file);
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            table.get(users[6].0).cloned()
+        }))
+        .unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(
+            message.contains(&format!("snapshot {} changed on disk", path.display()))
+                && message.contains("a user's lists")
+                && message.contains("crc32"),
+            "{message}"
+        );
+        assert_eq!(table.get(users[0].0), Some(&users[0].1));
     }
 }
