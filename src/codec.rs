@@ -110,6 +110,28 @@ impl<'a> SnapshotReader<'a> {
         Ok(())
     }
 
+    /// Reads `len` items of a list as [`decode_items`](Self::decode_items) does, but hands
+    /// `each` the bytes from where each item starts (and that offset in the body) to check as it
+    /// likes; `each` returns how many bytes the item took.
+    pub(crate) fn scan_items(
+        &mut self,
+        len: usize,
+        every: usize,
+        mut passed: impl FnMut(usize),
+        mut each: impl FnMut(usize, &'a [u8]) -> Result<usize, String>,
+    ) -> Result<(), String> {
+        let mut next_call = self.read + every;
+        for _ in 0..len {
+            let taken = each(self.read, &self.body[self.read..])?;
+            self.read += taken;
+            if self.read >= next_call {
+                passed(self.read);
+                next_call = self.read + every;
+            }
+        }
+        Ok(())
+    }
+
     /// The whole body this reader reads from.
     pub(crate) fn body(&self) -> &'a [u8] {
         self.body

@@ -63,7 +63,7 @@ impl ChunkScan {
         let (mut starts, mut crcs, mut highest_names) = (Vec::new(), Vec::new(), Vec::new());
         let mut index = 0usize;
         let count = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
-        body.decode_items(count, every, passed, |start, state: MessageState| {
+        body.scan_items(count, every, passed, |start, rest| {
             if index.is_multiple_of(CHUNK_MESSAGES) {
                 if let Some(&previous) = starts.last() {
                     crcs.push(crc32fast::hash(&bytes[previous..start]));
@@ -71,9 +71,19 @@ impl ChunkScan {
                 starts.push(start);
                 highest_names.push(0);
             }
-            let highest = highest_names.last_mut().expect("pushed above");
-            *highest = state.highest_name().max(*highest);
             index += 1;
+            // Most records have no rare stages: checked in place; the others are decoded.
+            let (name, taken) = match MessageState::common_record_name(rest) {
+                Some(name) => (name, MessageState::SNAPSHOT_BYTES_MIN),
+                None => {
+                    let mut record = SnapshotReader::new(rest);
+                    let state: MessageState = record.decode()?;
+                    (state.highest_name(), record.position())
+                }
+            };
+            let highest = highest_names.last_mut().expect("pushed above");
+            *highest = name.max(*highest);
+            Ok(taken)
         })?;
         let end = body.position();
         if let Some(&previous) = starts.last() {
