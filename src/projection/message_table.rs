@@ -166,6 +166,7 @@ impl MessageTable {
         self.len
     }
 
+    #[inline]
     pub(crate) fn get(&self, index: usize) -> Option<&MessageState> {
         (index < self.len).then(|| &self.chunk(index / CHUNK_MESSAGES)[index % CHUNK_MESSAGES])
     }
@@ -187,7 +188,17 @@ impl MessageTable {
     }
 
     /// The records of chunk `chunk`, decoded now if they are not yet.
+    #[inline]
     pub(crate) fn chunk(&self, chunk: usize) -> &[MessageState] {
+        match self.chunks[chunk].get() {
+            Some(records) => records,
+            None => self.chunk_decoded(chunk),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn chunk_decoded(&self, chunk: usize) -> &[MessageState] {
         self.chunks[chunk].get_or_init(|| self.decode(chunk))
     }
 
@@ -259,6 +270,7 @@ impl From<Vec<MessageState>> for MessageTable {
 impl Index<usize> for MessageTable {
     type Output = MessageState;
 
+    #[inline]
     fn index(&self, index: usize) -> &MessageState {
         assert!(index < self.len, "message index {index} of {}", self.len);
         &self.chunk(index / CHUNK_MESSAGES)[index % CHUNK_MESSAGES]
@@ -266,6 +278,7 @@ impl Index<usize> for MessageTable {
 }
 
 impl IndexMut<usize> for MessageTable {
+    #[inline]
     fn index_mut(&mut self, index: usize) -> &mut MessageState {
         assert!(index < self.len, "message index {index} of {}", self.len);
         &mut self.chunk_mut(index / CHUNK_MESSAGES)[index % CHUNK_MESSAGES]

@@ -264,9 +264,13 @@ impl UserTable {
     }
 
     /// The user's lists, decoded now if they are not yet.
+    #[inline]
     pub(crate) fn get(&self, user: u64) -> Option<&UserEntries> {
         let slot = self.users.get(&user)?;
-        Some(slot.entries.get_or_init(|| self.decode(slot)))
+        Some(match slot.entries.get() {
+            Some(entries) => entries,
+            None => self.decoded(slot),
+        })
     }
 
     /// The user's lists to change, and whether the user is new (then with empty lists).
@@ -292,8 +296,11 @@ impl UserTable {
         }
     }
 
-    fn decode(&self, slot: &UserSlot) -> UserEntries {
-        decode_slot(self.mapped.as_ref(), slot)
+    #[cold]
+    #[inline(never)]
+    fn decoded<'a>(&self, slot: &'a UserSlot) -> &'a UserEntries {
+        slot.entries
+            .get_or_init(|| decode_slot(self.mapped.as_ref(), slot))
     }
 }
 
