@@ -1049,8 +1049,8 @@ fn a_close_writes_a_snapshot_once_the_tail_is_an_eighth_of_the_newest_and_65536_
 }
 
 // ---------------------------------------------------------------------------------------------
-// A snapshot of thousands of messages: its records are decoded chunk by chunk, as they are read
-// or changed.
+// A snapshot of thousands of messages, read back by a reader and by a writer that goes on
+// changing them.
 
 fn any_send() -> impl Strategy<Value = Call> {
     (
@@ -1097,7 +1097,7 @@ proptest! {
             prop_assert_eq!(got, expected);
         }
         check_model(&read_only, &run.model)?;
-        // The writer changes records it has not read yet, in every chunk.
+        // The writer changes messages from all over the snapshot, and adds more.
         for call in &after {
             run.step(&Step::Track(call.clone()))?;
         }

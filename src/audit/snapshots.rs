@@ -143,16 +143,13 @@ fn compare_with_log(
     };
     list(
         "messages",
-        first_difference(image.messages.iter(), folded.messages.iter()),
+        first_difference(&image.messages, &folded.messages),
     );
     list(
         "outcomes",
         first_difference(&image.outcomes, &folded.outcomes),
     );
-    list(
-        "users",
-        first_difference(image.users.iter(), folded.users.iter()),
-    );
+    list("users", first_difference(&image.users, &folded.users));
     list("names", first_difference(&image.names, &folded.names));
     list("budgets", first_difference(&image.budgets, &folded.budgets));
     list(
@@ -167,17 +164,9 @@ fn compare_with_log(
 
 /// The first index at which two lists differ (the shorter one's length if one extends the
 /// other), or `None` if they are equal.
-fn first_difference<T: PartialEq>(
-    left: impl IntoIterator<Item = T>,
-    right: impl IntoIterator<Item = T>,
-) -> Option<usize> {
-    let (mut left, mut right) = (left.into_iter(), right.into_iter());
-    let mut index = 0;
-    loop {
-        match (left.next(), right.next()) {
-            (None, None) => return None,
-            (Some(left), Some(right)) if left == right => index += 1,
-            _ => return Some(index),
-        }
-    }
+fn first_difference<T: PartialEq>(left: &[T], right: &[T]) -> Option<usize> {
+    left.iter()
+        .zip(right)
+        .position(|(left, right)| left != right)
+        .or((left.len() != right.len()).then(|| left.len().min(right.len())))
 }
