@@ -67,27 +67,79 @@ impl<'a> SnapshotReader<'a> {
         &mut self,
         item_bytes_min: usize,
         every: usize,
-        mut passed: impl FnMut(usize),
+        passed: impl FnMut(usize),
     ) -> Result<Vec<T>, String> {
+        let len = self.decode_list_len(item_bytes_min)?;
+        let mut items = Vec::with_capacity(len);
+        self.decode_items(len, every, passed, |_, item| items.push(item))?;
+        Ok(items)
+    }
+
+    /// Reads a list's length, refusing one that the bytes left cannot hold at `item_bytes_min`
+    /// bytes an item.
+    pub(crate) fn decode_list_len(&mut self, item_bytes_min: usize) -> Result<usize, String> {
         let len: u64 = self.decode()?;
         let left = self.bytes_left();
-        let len = usize::try_from(len)
+        usize::try_from(len)
             .ok()
             .filter(|&len| len <= left / item_bytes_min.max(1))
             .ok_or_else(|| {
                 format!("snapshot body does not decode: a list of {len} items in {left} bytes")
-            })?;
-        let mut items = Vec::with_capacity(len);
+            })
+    }
+
+    /// Reads `len` items of a list, as [`decode_list`](Self::decode_list) does, but hands each
+    /// to `each` with the offset in the body where it starts, rather than keeping them.
+    pub(crate) fn decode_items<T: Decode<()>>(
+        &mut self,
+        len: usize,
+        every: usize,
+        mut passed: impl FnMut(usize),
+        mut each: impl FnMut(usize, T),
+    ) -> Result<(), String> {
         let mut next_call = self.read + every;
         for _ in 0..len {
+            let start = self.read;
             let item = T::decode(&mut self.decoder()).map_err(not_decoded)?;
-            items.push(item);
+            each(start, item);
             if self.read >= next_call {
                 passed(self.read);
                 next_call = self.read + every;
             }
         }
-        Ok(items)
+        Ok(())
+    }
+
+    /// Reads `len` items of a list as [`decode_items`](Self::decode_items) does, but hands
+    /// `each` the bytes from where each item starts (and that offset in the body) to check as it
+    /// likes; `each` returns how many bytes the item took.
+    pub(crate) fn scan_items(
+        &mut self,
+        len: usize,
+        every: usize,
+        mut passed: impl FnMut(usize),
+        mut each: impl FnMut(usize, &'a [u8]) -> Result<usize, String>,
+    ) -> Result<(), String> {
+        let mut next_call = self.read + every;
+        for _ in 0..len {
+            let taken = each(self.read, &self.body[self.read..])?;
+            self.read += taken;
+            if self.read >= next_call {
+                passed(self.read);
+                next_call = self.read + every;
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole body this reader reads from.
+    pub(crate) fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// Bytes of the body read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.read
     }
 
     /// Bytes left after the parts read.

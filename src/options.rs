@@ -31,6 +31,16 @@ pub struct Options {
     /// `false` replays the whole log, to measure it or to have every frame checked. Default:
     /// `true`.
     pub load_snapshot: bool,
+    /// Whether a loaded snapshot's messages and users' lists are decoded only when first used
+    /// (the file stays mapped, and a chunk of 1,024 messages or one user's lists is decoded the
+    /// first time a query or the fold reads or changes it), rather than all at open. For a
+    /// process that answers a call or two about a few users and ends (the CLI's `history` and
+    /// `engagement`): at 100 M messages it opens several times faster, in a small share of the
+    /// memory. A process that answers many calls should leave it off: every read of a message
+    /// then goes through a table of chunks, and the first query over every message (one that
+    /// builds an index) decodes them chunk by chunk, slower than the open would have
+    /// (docs/PERFORMANCE.md). Default: `false`.
+    pub decode_on_demand: bool,
 }
 
 impl Default for Options {
@@ -42,6 +52,7 @@ impl Default for Options {
             lock_timeout: Duration::ZERO,
             snapshot_every: SNAPSHOT_EVERY_DEFAULT,
             load_snapshot: true,
+            decode_on_demand: false,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,9 +25,11 @@ use crate::log::segment::{
     segment_file_name, sync_directory,
 };
 use crate::log::{CoveredSegment, LogPosition, SharedLog};
+use crate::projection::message_table::{ChunkScan, MessageTable};
+use crate::projection::outcome::OutcomeState;
 use crate::projection::status::MessageState;
-use crate::projection::user_lists::UserEntries;
-use crate::projection::{DecodedFacts, Facts, Projection, capture};
+use crate::projection::user_lists::{UserEntries, UserTable};
+use crate::projection::{DecodedFacts, DecodedUsers, Facts, Projection, capture};
 
 /// Name of the directory, inside the store, that holds the snapshots.
 pub const SNAPSHOT_DIRECTORY: &str = "snapshots";
@@ -308,6 +311,7 @@ fn encode_header(body_len: u64, body_crc: u32) -> [u8; HEADER_BYTES] {
 pub(crate) fn load_newest(
     dir: &Path,
     attribution_window_ms: i64,
+    on_demand: bool,
     ignored: &mut Vec<IgnoredSnapshot>,
 ) -> Option<Loaded> {
     let directory = dir.join(SNAPSHOT_DIRECTORY);
@@ -331,7 +335,7 @@ pub(crate) fn load_newest(
         .collect();
     snapshots.sort_unstable_by(|a, b| b.cmp(a));
     for (_, path) in snapshots {
-        match load(dir, &path, attribution_window_ms) {
+        match load(dir, &path, attribution_window_ms, on_demand) {
             Ok(loaded) => return Some(loaded),
             Err(reason) => ignored.push(IgnoredSnapshot { path, reason }),
         }
@@ -345,6 +349,7 @@ pub(crate) fn load(
     dir: &Path,
     path: &Path,
     attribution_window_ms: i64,
+    on_demand: bool,
 ) -> std::result::Result<Loaded, String> {
     let metadata = std::fs::symlink_metadata(path).map_err(|error| error.to_string())?;
     if !metadata.is_file() {
@@ -357,7 +362,11 @@ pub(crate) fn load(
             "header is short: the file holds {len} bytes, a header {HEADER_BYTES}"
         ));
     }
-    let map = map_snapshot(&file)?;
+    let snapshot = Arc::new(MappedSnapshot {
+        path: path.to_path_buf(),
+        map: map_snapshot(&file)?,
+    });
+    let map = &snapshot.map;
     let (header, body) = map.split_at(HEADER_BYTES);
     let header: &[u8; HEADER_BYTES] = header.try_into().expect("split at HEADER_BYTES");
     check_header(header, map.len() as u64)?;
@@ -368,9 +377,9 @@ pub(crate) fn load(
     let mut hasher = crc32fast::Hasher::new();
     for (run, bytes) in body.chunks(RELEASE_BYTES).enumerate() {
         let start = HEADER_BYTES + run * RELEASE_BYTES;
-        map_in(&map, start, bytes.len());
+        map_in(map, start, bytes.len());
         hasher.update(bytes);
-        release_before(&map, start + bytes.len());
+        release_before(map, start + bytes.len());
     }
     let computed = hasher.finalize();
     if computed != body_crc {
@@ -384,17 +393,22 @@ pub(crate) fn load(
     // The log's frames are checked on another thread while the facts are decoded.
     let (covered, decoded) = std::thread::scope(|scope| {
         let covered = scope.spawn(|| check_covered(dir, &bound));
-        map_in(&map, HEADER_BYTES, RELEASE_BYTES);
-        let decoded = decode_facts(&mut body, RELEASE_BYTES, |read| {
-            release_before(&map, HEADER_BYTES + read);
-            map_in(&map, HEADER_BYTES + read, RELEASE_BYTES);
-        });
+        map_in(map, HEADER_BYTES, RELEASE_BYTES);
+        let decoded = decode_facts(
+            &mut body,
+            RELEASE_BYTES,
+            |read| {
+                release_before(map, HEADER_BYTES + read);
+                map_in(map, HEADER_BYTES + read, RELEASE_BYTES);
+            },
+            on_demand.then_some((&snapshot, HEADER_BYTES)),
+        );
         let covered = covered
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (covered, decoded)
     });
-    drop(map);
+    drop(snapshot);
     covered?;
     let decoded = decoded?;
     let mut covered_before = bound.covered;
@@ -408,13 +422,94 @@ pub(crate) fn load(
     })
 }
 
+/// A loaded snapshot's file, mapped: the facts not decoded at load (the messages' records, the
+/// users' lists) are decoded from it when first used (`projection::message_table`,
+/// `projection::user_lists`).
+#[derive(Debug)]
+pub(crate) struct MappedSnapshot {
+    path: PathBuf,
+    map: Mmap,
+}
+
+impl MappedSnapshot {
+    /// Maps the file at `path` (a snapshot, or a test's file laid out as one).
+    #[cfg(test)]
+    pub(crate) fn open(path: &Path) -> std::result::Result<MappedSnapshot, String> {
+        let file =
+            open_no_follow(OpenOptions::new().read(true), path).map_err(|e| e.to_string())?;
+        Ok(MappedSnapshot {
+            path: path.to_path_buf(),
+            map: map_snapshot(&file)?,
+        })
+    }
+
+    /// Every byte of the file.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The bytes of `range`, after checking that their crc32 is still `crc`, taken when the
+    /// snapshot was loaded. Bytes that changed on disk since are never taken for facts: a panic
+    /// names the file, the range and `what` they hold.
+    pub(crate) fn checked(&self, range: Range<usize>, crc: u32, what: &str) -> &[u8] {
+        let bytes = &self.map[range.clone()];
+        let now = crc32fast::hash(bytes);
+        if now != crc {
+            self.changed(
+                &range,
+                what,
+                &format!("have crc32 {now:#010x}, {crc:#010x} when loaded"),
+            );
+        }
+        bytes
+    }
+
+    /// Panics: the bytes of `range`, holding `what`, are not those loaded.
+    pub(crate) fn changed(&self, range: &Range<usize>, what: &str, reason: &str) -> ! {
+        panic!(
+            "snapshot {} changed on disk after it was loaded: {what} at offset {}..{} {reason}",
+            self.path.display(),
+            range.start,
+            range.end
+        )
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Gives back this process's pages of `range`, which must start on a page boundary
+    /// ([`PAGE_BYTES`]) and end on one or at the end of the file.
+    pub(crate) fn release(&self, range: Range<usize>) {
+        if range.start < range.end {
+            // SAFETY: as in `release_before`.
+            #[allow(unsafe_code)]
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    range.start,
+                    range.end - range.start,
+                )
+            };
+        }
+    }
+}
+
+/// The page size the ranges given back are aligned to. Where pages are larger, the OS widens a
+/// range to whole pages: a neighbour's bytes given back too are read from the file again if
+/// needed, with the same bytes.
+pub(crate) const PAGE_BYTES: usize = 4096;
+
 /// Maps a snapshot file for reading.
 fn map_snapshot(file: &File) -> std::result::Result<Mmap, String> {
-    // SAFETY: the map is only read, and only while the snapshot loads; it is dropped before
-    // `load` returns. commlog never writes, truncates or extends a snapshot file once it has its
-    // name (it is written under a temporary name, then renamed into place, and later only
-    // removed, which leaves a mapped file readable): only an outside process changing the file
-    // could change or fault what is read.
+    // SAFETY: the map is only read: while the snapshot loads, and then by the loaded facts'
+    // message table (`projection::message_table`), which decodes each chunk of records from it
+    // once and keeps the map until the store closes. commlog never writes, truncates or extends
+    // a snapshot file once it has its name (it is written under a temporary name, then renamed
+    // into place, and later only removed, which leaves a mapped file readable): only an outside
+    // process changing the file could change or fault what is read, and the table checks each
+    // chunk's crc32 before decoding it.
     #[allow(unsafe_code)]
     let map = unsafe { Mmap::map(file) };
     map.map_err(|error| format!("the file cannot be mapped: {error}"))
@@ -444,16 +539,44 @@ fn release_before(map: &Mmap, end: usize) {
 
 /// Decodes the facts, which end the body, part by part as [`DecodedFacts`] lays them out;
 /// calls `passed` with the bytes read so far each time `every` more of its two long lists (the
-/// messages, the users) have been read.
+/// messages, the users) have been read. With `mapped` (the mapped snapshot the body lies in,
+/// and the body's offset in it), the messages' records and the users' lists are only checked,
+/// and left in the file to be decoded when first used.
 pub(crate) fn decode_facts(
     body: &mut codec::SnapshotReader,
     every: usize,
     mut passed: impl FnMut(usize),
+    mapped: Option<(&Arc<MappedSnapshot>, usize)>,
 ) -> std::result::Result<DecodedFacts, String> {
-    let messages = body.decode_list(MessageState::SNAPSHOT_BYTES_MIN, every, &mut passed)?;
-    let outcomes = body.decode()?;
-    // A user's lists follow the user's id, 8 bytes.
-    let users = body.decode_list(8 + UserEntries::SNAPSHOT_BYTES_MIN, every, &mut passed)?;
+    let messages = match mapped {
+        Some((snapshot, body_at)) => MessageTable::mapped(
+            ChunkScan::read(body, every, &mut passed)?,
+            Arc::clone(snapshot),
+            body_at,
+        ),
+        None => MessageTable::from(body.decode_list::<MessageState>(
+            MessageState::SNAPSHOT_BYTES_MIN,
+            every,
+            &mut passed,
+        )?),
+    };
+    let outcomes: Vec<OutcomeState> = body.decode()?;
+    let users = match mapped {
+        Some((snapshot, body_at)) => DecodedUsers::Mapped(UserTable::read_mapped(
+            body,
+            every,
+            &mut passed,
+            (messages.len(), outcomes.len()),
+            Arc::clone(snapshot),
+            body_at,
+        )?),
+        // A user's lists follow the user's id, 8 bytes.
+        None => DecodedUsers::List(body.decode_list(
+            8 + UserEntries::SNAPSHOT_BYTES_MIN,
+            every,
+            &mut passed,
+        )?),
+    };
     let (names, latest_event_ms, budgets, external_ids) = body.decode()?;
     let left = body.bytes_left();
     if left != 0 {

@@ -704,7 +704,7 @@ fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, 
     let window_ms = window_ms(options);
     let mut ignored = Vec::new();
     let loaded = match options.load_snapshot {
-        true => snapshot::load_newest(dir, window_ms, &mut ignored),
+        true => snapshot::load_newest(dir, window_ms, options.decode_on_demand, &mut ignored),
         false => None,
     };
     let (projection, mut replayed) = match loaded {

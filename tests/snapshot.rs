@@ -1049,8 +1049,8 @@ fn a_close_writes_a_snapshot_once_the_tail_is_an_eighth_of_the_newest_and_65536_
 }
 
 // ---------------------------------------------------------------------------------------------
-// A snapshot of thousands of messages, read back by a reader and by a writer that goes on
-// changing them.
+// A snapshot of thousands of messages: its records are decoded chunk by chunk, as they are read
+// or changed.
 
 fn any_send() -> impl Strategy<Value = Call> {
     (
@@ -1079,9 +1079,11 @@ proptest! {
         sends in prop::collection::vec(any_send(), 3_000..3_600),
         before in prop::collection::vec(any_call(), 200..400),
         after in prop::collection::vec(any_call(), 200..400),
+        decode_on_demand in any::<bool>(),
     ) {
         let dir = TempDir::new().unwrap();
-        let mut run = Run::new(dir.path().join("data"), options(1 << 20, 1_000_000));
+        let options = Options { decode_on_demand, ..options(1 << 20, 1_000_000) };
+        let mut run = Run::new(dir.path().join("data"), options);
         for call in sends.iter().chain(&before) {
             run.step(&Step::Track(call.clone()))?;
         }
@@ -1097,7 +1099,7 @@ proptest! {
             prop_assert_eq!(got, expected);
         }
         check_model(&read_only, &run.model)?;
-        // The writer changes messages from all over the snapshot, and adds more.
+        // The writer changes records it has not read yet, in every chunk.
         for call in &after {
             run.step(&Step::Track(call.clone()))?;
         }

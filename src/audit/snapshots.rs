@@ -86,7 +86,7 @@ pub(crate) fn audit_snapshots(
             fix: Fix::DeleteSnapshot,
             cut: CutPoint::default(),
         };
-        match snapshot::load(dir, &path, window_ms) {
+        match snapshot::load(dir, &path, window_ms, false) {
             Err(reason) => {
                 findings.push(finding("snapshot_ignored", reason.clone()));
                 audit.reason = Some(reason);
@@ -143,13 +143,16 @@ fn compare_with_log(
     };
     list(
         "messages",
-        first_difference(&image.messages, &folded.messages),
+        first_difference(image.messages.iter(), folded.messages.iter()),
     );
     list(
         "outcomes",
         first_difference(&image.outcomes, &folded.outcomes),
     );
-    list("users", first_difference(&image.users, &folded.users));
+    list(
+        "users",
+        first_difference(image.users.iter(), folded.users.iter()),
+    );
     list("names", first_difference(&image.names, &folded.names));
     list("budgets", first_difference(&image.budgets, &folded.budgets));
     list(
@@ -164,9 +167,17 @@ fn compare_with_log(
 
 /// The first index at which two lists differ (the shorter one's length if one extends the
 /// other), or `None` if they are equal.
-fn first_difference<T: PartialEq>(left: &[T], right: &[T]) -> Option<usize> {
-    left.iter()
-        .zip(right)
-        .position(|(left, right)| left != right)
-        .or((left.len() != right.len()).then(|| left.len().min(right.len())))
+fn first_difference<T: PartialEq>(
+    left: impl IntoIterator<Item = T>,
+    right: impl IntoIterator<Item = T>,
+) -> Option<usize> {
+    let (mut left, mut right) = (left.into_iter(), right.into_iter());
+    let mut index = 0;
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return None,
+            (Some(left), Some(right)) if left == right => index += 1,
+            _ => return Some(index),
+        }
+    }
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Channel, UserId};
 use crate::projection::id_map::IdMap;
+use crate::projection::message_table::CHUNK_MESSAGES;
 use crate::projection::names::{NameId, NameTable};
 use crate::projection::outcome::OutcomeState;
 use crate::projection::status::MessageState;
@@ -774,13 +775,22 @@ impl Facts {
     /// credits are filed in order.
     pub(crate) fn build_credits(&self) -> Credits {
         let mut credits = Credits::default();
-        let halves = in_halves(self.message_states(), TWO_THREADS_MESSAGES_MIN, |states| {
-            let mut lags = Lags::NONE;
-            for state in states {
-                lags.widen(state.sent_ms, Touches::of(state));
-            }
-            lags
-        });
+        // By chunk of records: a chunk not decoded yet is decoded by the thread that reads it.
+        let states = self.message_states();
+        let chunks: Vec<usize> = (0..states.chunk_count()).collect();
+        let halves = in_halves(
+            &chunks,
+            TWO_THREADS_MESSAGES_MIN.div_ceil(CHUNK_MESSAGES),
+            |chunks| {
+                let mut lags = Lags::NONE;
+                for &chunk in chunks {
+                    for state in states.chunk(chunk) {
+                        lags.widen(state.sent_ms, Touches::of(state));
+                    }
+                }
+                lags
+            },
+        );
         for half in halves {
             credits.lags.take_in(half);
         }

@@ -226,7 +226,11 @@ pub(crate) fn write_image(
         |projection, index, buffer| {
             let capture = projection.capture.as_ref().expect("a capture is under way");
             let user = projection.facts.user_order[index];
-            let now = &projection.facts.users[&user];
+            let now = projection
+                .facts
+                .users
+                .get(user)
+                .expect("every user in the order is listed");
             let image = match capture.user_before.get(&user) {
                 Some(before) => before.image(now),
                 None => now.image(),
@@ -448,11 +452,13 @@ mod tests {
             // A snapshot's load reads the long lists item by item, saying how far it has read.
             let every = 1000;
             let mut passed = vec![0];
-            let loaded =
-                snapshot::decode_facts(&mut codec::SnapshotReader::new(&bytes), every, |read| {
-                    passed.push(read)
-                })
-                .unwrap();
+            let loaded = snapshot::decode_facts(
+                &mut codec::SnapshotReader::new(&bytes),
+                every,
+                |read| passed.push(read),
+                None,
+            )
+            .unwrap();
             assert_eq!(loaded, expected.0, "seed {seed}, read item by item");
             assert!(
                 passed.len() > bytes.len() / every / 2,
@@ -475,6 +481,7 @@ mod tests {
                         &mut codec::SnapshotReader::new(cut_short),
                         every,
                         |_| (),
+                        None,
                     )
                     .unwrap_err(),
                 ];

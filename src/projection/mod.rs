@@ -23,6 +23,7 @@ pub(crate) mod cost;
 pub(crate) mod engagement;
 pub(crate) mod id_map;
 pub(crate) mod impact;
+pub(crate) mod message_table;
 pub(crate) mod names;
 pub(crate) mod outcome;
 pub(crate) mod rollup;
@@ -39,11 +40,12 @@ use std::sync::OnceLock;
 use crate::event::{BudgetScope, Event, LoggedEvent, MessageId, Month};
 use attribution::{Credits, Touches};
 use id_map::IdMap;
+use message_table::MessageTable;
 use names::Names;
 use outcome::OutcomeState;
 use rollup::MessageRollup;
 use status::MessageState;
-use user_lists::UserEntries;
+use user_lists::{UserEntries, UserTable};
 
 /// A budget as the last `BudgetSet` for its scope and month set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
@@ -73,9 +75,9 @@ pub(crate) struct Projection {
 #[derive(Debug)]
 pub(crate) struct Facts {
     /// Message id `n` lives at index `n - 1`.
-    messages: Vec<MessageState>,
+    messages: MessageTable,
     outcomes: Vec<OutcomeState>,
-    users: IdMap<u64, UserEntries>,
+    users: UserTable,
     /// Every user in `users`, in the order of their first event: the order a snapshot lists
     /// them in, which a snapshot written while events are folded can go through in parts.
     user_order: Vec<u64>,
@@ -101,13 +103,55 @@ pub(crate) struct Facts {
 /// (scope, month); names by id; a budget is (scope byte, month index, its state).
 #[derive(Debug, PartialEq, bincode::Decode)]
 pub(crate) struct DecodedFacts {
-    pub(crate) messages: Vec<MessageState>,
+    pub(crate) messages: MessageTable,
     pub(crate) outcomes: Vec<OutcomeState>,
-    pub(crate) users: Vec<(u64, UserEntries)>,
+    pub(crate) users: DecodedUsers,
     pub(crate) names: Vec<String>,
     pub(crate) latest_event_ms: Option<i64>,
     pub(crate) budgets: Vec<(u8, i64, BudgetState)>,
     pub(crate) external_ids: Vec<(u64, String)>,
+}
+
+/// A snapshot's users: decoded in full, or read from the mapped snapshot with their lists left
+/// in the file until used ([`UserTable`]).
+#[derive(Debug)]
+pub(crate) enum DecodedUsers {
+    List(Vec<(u64, UserEntries)>),
+    Mapped(user_lists::ReadUsers),
+}
+
+impl DecodedUsers {
+    /// Each user and their lists, in the order of their first event.
+    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = (u64, &UserEntries)> + '_> {
+        match self {
+            DecodedUsers::List(list) => {
+                Box::new(list.iter().map(|(user, entries)| (*user, entries)))
+            }
+            DecodedUsers::Mapped(read) => Box::new(read.order.iter().map(|&user| {
+                let entries = read
+                    .table
+                    .get(user)
+                    .expect("every user in the order is listed");
+                (user, entries)
+            })),
+        }
+    }
+}
+
+impl PartialEq for DecodedUsers {
+    fn eq(&self, other: &DecodedUsers) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+bincode::impl_borrow_decode!(DecodedUsers);
+
+impl<Context> bincode::Decode<Context> for DecodedUsers {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<DecodedUsers, bincode::error::DecodeError> {
+        Ok(DecodedUsers::List(bincode::Decode::decode(decoder)?))
+    }
 }
 
 impl Facts {
@@ -151,11 +195,7 @@ impl Facts {
         // The messages' names and the users' lists are checked at once, on two threads: each
         // check reads its own tens of bytes per message, from memory, not from cache.
         let (beyond, listed) = std::thread::scope(|scope| {
-            let beyond = scope.spawn(|| {
-                messages
-                    .iter()
-                    .position(|state| state.highest_name() as usize >= name_count)
-            });
+            let beyond = scope.spawn(|| messages.first_beyond(name_count));
             let listed = users_of(user_list, messages.len(), outcomes.len());
             let beyond = beyond
                 .join()
@@ -220,53 +260,50 @@ impl Facts {
     }
 }
 
-/// The users of a snapshot's list, by id and in order, after checking their lists against
-/// `message_count` messages and `outcome_count` outcomes (see [`Facts::from_image`]).
+/// The users of a snapshot, by id and in order, after checking their lists against
+/// `message_count` messages and `outcome_count` outcomes (see [`Facts::from_image`]); a mapped
+/// snapshot's were checked as they were read.
 fn users_of(
-    user_list: Vec<(u64, UserEntries)>,
+    users: DecodedUsers,
     message_count: usize,
     outcome_count: usize,
-) -> Result<(IdMap<u64, UserEntries>, Vec<u64>), String> {
-    let mut users = IdMap::default();
-    users.reserve(user_list.len());
-    let mut user_order = Vec::with_capacity(user_list.len());
-    let (mut listed_messages, mut listed_outcomes) = (0usize, 0usize);
-    for (user, entries) in user_list {
-        // Sorted, and each index in range: what the views rely on not to panic. (Whose entry
-        // each is, the body's checksum vouches for: checking it here would read every message
-        // once more, out of order.)
-        let fits = |list: &[(i64, u32)], len: usize| {
-            list.is_sorted() && list.iter().all(|&(_, index)| (index as usize) < len)
-        };
-        if !fits(&entries.messages, message_count) || !fits(&entries.outcomes, outcome_count) {
-            return Err(format!("user {user}'s lists are unsorted or out of range"));
+) -> Result<(UserTable, Vec<u64>), String> {
+    let (table, order, (listed_messages, listed_outcomes)) = match users {
+        DecodedUsers::Mapped(read) => (read.table, read.order, read.listed),
+        DecodedUsers::List(user_list) => {
+            let mut table = UserTable::default();
+            table.reserve(user_list.len());
+            let mut order = Vec::with_capacity(user_list.len());
+            let mut listed = (0usize, 0usize);
+            for (user, entries) in user_list {
+                user_lists::check_lists(user, &entries, message_count, outcome_count)?;
+                listed.0 += entries.messages.len();
+                listed.1 += entries.outcomes.len();
+                if !table.insert(user, entries) {
+                    return Err(format!("user {user} is listed twice"));
+                }
+                order.push(user);
+            }
+            (table, order, listed)
         }
-        listed_messages += entries.messages.len();
-        listed_outcomes += entries.outcomes.len();
-        if users.insert(user, entries).is_some() {
-            return Err(format!("user {user} is listed twice"));
-        }
-        user_order.push(user);
-    }
+    };
     if listed_messages != message_count || listed_outcomes != outcome_count {
         return Err(format!(
             "the users' lists hold {listed_messages} messages and {listed_outcomes} outcomes, \
              but there are {message_count} and {outcome_count}"
         ));
     }
-    Ok((users, user_order))
+    Ok((table, order))
 }
 
 impl Facts {
     /// The user's entries, made (and put last in `user_order`) on the user's first event.
     fn user_entries(&mut self, user: u64) -> &mut UserEntries {
-        match self.users.entry(user) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                self.user_order.push(user);
-                entry.insert(UserEntries::default())
-            }
+        let (entries, new) = self.users.get_or_insert_mut(user);
+        if new {
+            self.user_order.push(user);
         }
+        entries
     }
 }
 
@@ -283,9 +320,9 @@ impl Projection {
     pub(crate) fn new(attribution_window_ms: i64) -> Projection {
         Projection {
             facts: Facts {
-                messages: Vec::new(),
+                messages: MessageTable::default(),
                 outcomes: Vec::new(),
-                users: IdMap::default(),
+                users: UserTable::default(),
                 user_order: Vec::new(),
                 names: Names::default(),
                 latest_event_ms: None,
@@ -433,7 +470,7 @@ impl Projection {
         let list_end = |user: u64, list: fn(&UserEntries) -> &[(i64, u32)]| {
             self.facts
                 .users
-                .get(&user)
+                .get(user)
                 .map_or(0, |entries| user_lists::end_of(list(entries)))
         };
         match logged.event {

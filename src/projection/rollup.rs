@@ -11,6 +11,7 @@ use std::ops::Range;
 use crate::event::Channel;
 use crate::message::Status;
 use crate::projection::id_map::IdMap;
+use crate::projection::message_table::MessageTable;
 use crate::projection::names::NameId;
 use crate::projection::selection::TypeFilter;
 use crate::projection::status::ActionLevel::{Action, NoAction, Upgrade};
@@ -330,7 +331,7 @@ impl DenseSlice {
     /// in run order.
     fn of(
         items: &mut [u32],
-        messages: &[MessageState],
+        messages: &MessageTable,
         slot_of: impl Fn(&MessageState) -> usize,
     ) -> DenseSlice {
         let mut dense = DenseSlice {
@@ -442,7 +443,7 @@ impl MessageRollup {
     }
 
     /// Builds the rollup of `messages` (message id `n` at index `n - 1`).
-    pub(crate) fn build(messages: &[MessageState]) -> MessageRollup {
+    pub(crate) fn build(messages: &MessageTable) -> MessageRollup {
         MessageRollup::build_with(messages, DENSE_SLICE)
     }
 
@@ -452,7 +453,7 @@ impl MessageRollup {
     /// level, rather than each message looking up and adding to five. A message that would not
     /// go last in its slice is filed alone. The minute buckets of the slices that hold more
     /// than `dense_slice` messages are counted at the end.
-    fn build_with(messages: &[MessageState], dense_slice: usize) -> MessageRollup {
+    fn build_with(messages: &MessageTable, dense_slice: usize) -> MessageRollup {
         let mut rollup = MessageRollup::with_dense_slice(dense_slice);
         let time_of = |index: u32| messages[index as usize].sent_ms;
         let mut run: Option<Run> = None;
@@ -524,7 +525,7 @@ impl MessageRollup {
     }
 
     /// Counts the new message at `index` of `messages`, in its current state.
-    pub(crate) fn add(&mut self, messages: &[MessageState], index: u32) {
+    pub(crate) fn add(&mut self, messages: &MessageTable, index: u32) {
         let state = &messages[index as usize];
         let slot = self.slot(state);
         let slice = state.sent_ms.div_euclid(SLICE_MS);
@@ -578,7 +579,7 @@ impl MessageRollup {
     /// `[start_ms, end_ms]`, slot by slot: (channel, message type, counts).
     pub(crate) fn visit(
         &self,
-        messages: &[MessageState],
+        messages: &MessageTable,
         filter: SlotFilter,
         start_ms: i64,
         end_ms: i64,
@@ -596,7 +597,7 @@ impl MessageRollup {
     /// `visit` gets the range's place in `ranges` first. One set of sums serves every range.
     pub(crate) fn visit_ranges(
         &self,
-        messages: &[MessageState],
+        messages: &MessageTable,
         filter: SlotFilter,
         ranges: impl IntoIterator<Item = (i64, i64)>,
         mut visit: impl FnMut(usize, Channel, NameId, &SlotCounts),
@@ -674,7 +675,7 @@ impl MessageRollup {
     fn add_cut(
         &self,
         sums: &mut TakenSums,
-        messages: &[MessageState],
+        messages: &MessageTable,
         bucket: &Bucket,
         runs: &[(&[u32], Range<usize>)],
     ) {
@@ -737,7 +738,7 @@ mod tests {
     /// The counts per (channel, type) the rollup gives for a range.
     fn counted(
         rollup: &MessageRollup,
-        messages: &[MessageState],
+        messages: &MessageTable,
         filter: SlotFilter,
         start_ms: i64,
         end_ms: i64,
@@ -769,7 +770,7 @@ mod tests {
         let mut next = below(7);
         let base_ms = 1_735_689_600_000_i64;
         let mut at_ms = base_ms;
-        let mut messages = Vec::new();
+        let mut messages = MessageTable::default();
         for _ in 0..3000 {
             at_ms = match next(10) {
                 // Back by up to two slices.
@@ -869,8 +870,10 @@ mod tests {
             }
         };
         for dense_slice in [16, usize::MAX] {
-            let mut messages: Vec<MessageState> =
-                (0..300).map(|_| new_message(&mut next)).collect();
+            let mut messages = MessageTable::default();
+            for _ in 0..300 {
+                messages.push(new_message(&mut next));
+            }
             for _ in 0..200 {
                 let index = next(300) as usize;
                 change(&mut messages[index], &mut next);
@@ -898,7 +901,7 @@ mod tests {
                 let filter = random_filter(&mut next);
                 let counted = counted(&rollup, &messages, filter, start_ms, end_ms);
                 let mut expected: BTreeMap<(Channel, NameId), Counts> = BTreeMap::new();
-                for state in &messages {
+                for state in messages.iter() {
                     if (start_ms..=end_ms).contains(&state.sent_ms)
                         && filter.takes(state.channel, state.message_type)
                     {

@@ -111,7 +111,7 @@ impl Projection {
         };
         match user {
             Some(user) => {
-                let Some(entries) = self.users.get(&user.0) else {
+                let Some(entries) = self.users.get(user.0) else {
                     return;
                 };
                 // The user's list is sorted by sent time: only the window is visited.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::event::{Channel, MessageId, UserId};
 use crate::message::{Message, Status, time_from_ms};
 use crate::money::Money;
+use crate::projection::message_table::MessageTable;
 use crate::projection::names::{ActionKind, NameId, Names};
 use crate::projection::{Facts, Projection};
 
@@ -171,6 +172,17 @@ impl RareStages {
 impl MessageState {
     /// The fewest bytes a snapshot's record of a message takes (one without rare stages).
     pub(crate) const SNAPSHOT_BYTES_MIN: usize = COMMON_RECORD_BYTES;
+
+    /// The name id the snapshot record at the start of `bytes` refers to, read without
+    /// building the record, where it has no rare stages (most) and its channel byte is valid;
+    /// such a record takes [`SNAPSHOT_BYTES_MIN`](Self::SNAPSHOT_BYTES_MIN) bytes. `None`
+    /// otherwise: decode it then.
+    pub(crate) fn common_record_name(bytes: &[u8]) -> Option<NameId> {
+        let record = bytes.get(..COMMON_RECORD_BYTES)?;
+        let mut fields = crate::codec::FixedFields(&record[RARE_TAG_AT..]);
+        let (rare_tag, name, channel) = (fields.u8(), fields.u32(), fields.u8());
+        (rare_tag == 0 && usize::from(channel) < Channel::ALL.len()).then_some(name)
+    }
 
     pub(crate) fn new(
         user_id: UserId,
@@ -422,7 +434,7 @@ impl Facts {
     }
 
     /// Every message's state; message id `n` is at index `n - 1`.
-    pub(crate) fn message_states(&self) -> &[MessageState] {
+    pub(crate) fn message_states(&self) -> &MessageTable {
         &self.messages
     }
 }

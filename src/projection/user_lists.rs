@@ -1,10 +1,17 @@
 //! Each user's messages and outcomes, as lists sorted by time: the index that the per-user
 //! queries read, and that attribution searches for an outcome's candidates.
 
+use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::codec::SnapshotReader;
 use crate::event::{MessageId, UserId};
 use crate::message::Message;
+use crate::projection::id_map::IdMap;
 use crate::projection::time_index::partition_point_near;
 use crate::projection::{Facts, Projection};
+use crate::snapshot::{MappedSnapshot, PAGE_BYTES};
 
 /// Per user: (sent time, index) of each message and (time, index) of each outcome, both
 /// sorted. The sent time sits beside the index, and the last key beside the list, so that
@@ -110,6 +117,253 @@ impl UserEntries {
     }
 }
 
+/// Every user's lists, by user id: decoded, or, loaded from a snapshot to be decoded on demand,
+/// each decoded from the mapped snapshot the first time it is read or changed, as the message
+/// table does its records (`message_table.rs`), after checking its crc32, taken at load. A page
+/// of the file is given back once every user with bytes in it is decoded.
+#[derive(Debug, Default)]
+pub(crate) struct UserTable {
+    flat: IdMap<u64, UserEntries>,
+    lazy: Option<Box<LazyUsers>>,
+}
+
+#[derive(Debug)]
+struct LazyUsers {
+    users: IdMap<u64, UserSlot>,
+    mapped: MappedUsers,
+}
+
+#[derive(Debug)]
+struct UserSlot {
+    entries: OnceLock<UserEntries>,
+    /// Where the lists lie in the mapped snapshot, and their crc32 (unused once decoded).
+    at: usize,
+    len: usize,
+    crc: u32,
+}
+
+#[derive(Debug)]
+struct MappedUsers {
+    snapshot: Arc<MappedSnapshot>,
+    /// The page holding the first user's lists, and for each page from it, how many users not
+    /// yet decoded have bytes in it.
+    first_page: usize,
+    pending: Vec<AtomicU32>,
+}
+
+/// Checks one user's lists against `message_count` messages and `outcome_count` outcomes:
+/// sorted, and each index in range, which is what the views rely on not to panic. (Whose entry
+/// each is, the snapshot's checksum vouches for: checking it would read every message once
+/// more, out of order.)
+pub(crate) fn check_lists(
+    user: u64,
+    entries: &UserEntries,
+    message_count: usize,
+    outcome_count: usize,
+) -> Result<(), String> {
+    let fits = |list: &[(i64, u32)], len: usize| {
+        list.is_sorted() && list.iter().all(|&(_, index)| (index as usize) < len)
+    };
+    if !fits(&entries.messages, message_count) || !fits(&entries.outcomes, outcome_count) {
+        return Err(format!("user {user}'s lists are unsorted or out of range"));
+    }
+    Ok(())
+}
+
+/// What a snapshot's list of users holds, read without keeping their lists (see
+/// [`UserTable::read_mapped`]).
+#[derive(Debug)]
+pub(crate) struct ReadUsers {
+    pub(crate) table: UserTable,
+    /// The users in the order of their first event.
+    pub(crate) order: Vec<u64>,
+    /// Entries in all of their lists: messages, then outcomes.
+    pub(crate) listed: (usize, usize),
+}
+
+impl UserTable {
+    /// Reads the list of users at `body`'s position in `snapshot` (whose body starts at byte
+    /// `body_at`), checking each user's lists ([`check_lists`]) but keeping only where they
+    /// lie; `every` and `passed` as in [`SnapshotReader::decode_list`].
+    pub(crate) fn read_mapped(
+        body: &mut SnapshotReader,
+        every: usize,
+        mut passed: impl FnMut(usize),
+        (message_count, outcome_count): (usize, usize),
+        snapshot: Arc<MappedSnapshot>,
+        body_at: usize,
+    ) -> Result<ReadUsers, String> {
+        // A user's lists follow the user's id, 8 bytes.
+        let count = body.decode_list_len(8 + UserEntries::SNAPSHOT_BYTES_MIN)?;
+        let bytes = body.body();
+        let mut users: IdMap<u64, UserSlot> = IdMap::default();
+        users.reserve(count);
+        let mut order = Vec::with_capacity(count);
+        let mut listed = (0, 0);
+        let first = body.position();
+        let mut next_call = first + every;
+        for _ in 0..count {
+            let user: u64 = body.decode()?;
+            let start = body.position();
+            let entries: UserEntries = body.decode()?;
+            let end = body.position();
+            check_lists(user, &entries, message_count, outcome_count)?;
+            listed.0 += entries.messages.len();
+            listed.1 += entries.outcomes.len();
+            let slot = UserSlot {
+                entries: OnceLock::new(),
+                at: body_at + start,
+                len: end - start,
+                crc: crc32fast::hash(&bytes[start..end]),
+            };
+            if users.insert(user, slot).is_some() {
+                return Err(format!("user {user} is listed twice"));
+            }
+            order.push(user);
+            if end >= next_call {
+                passed(end);
+                next_call = end + every;
+            }
+        }
+        let first_page = (body_at + first) / PAGE_BYTES;
+        let last_page = (body_at + body.position()).div_ceil(PAGE_BYTES);
+        let pending: Vec<AtomicU32> = (first_page..last_page.max(first_page))
+            .map(|_| AtomicU32::new(0))
+            .collect();
+        for slot in users.values() {
+            for page in pages(slot.at, slot.len) {
+                pending[page - first_page].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(ReadUsers {
+            table: UserTable {
+                flat: IdMap::default(),
+                lazy: Some(Box::new(LazyUsers {
+                    users,
+                    mapped: MappedUsers {
+                        snapshot,
+                        first_page,
+                        pending,
+                    },
+                })),
+            },
+            order,
+            listed,
+        })
+    }
+
+    /// Adds a user with these lists; false if the user is there already.
+    pub(crate) fn insert(&mut self, user: u64, entries: UserEntries) -> bool {
+        match &mut self.lazy {
+            Some(lazy) => match lazy.users.entry(user) {
+                Entry::Occupied(_) => false,
+                Entry::Vacant(vacant) => {
+                    vacant.insert(UserSlot::decoded(entries));
+                    true
+                }
+            },
+            None => match self.flat.entry(user) {
+                Entry::Occupied(_) => false,
+                Entry::Vacant(vacant) => {
+                    vacant.insert(entries);
+                    true
+                }
+            },
+        }
+    }
+
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.flat.reserve(additional);
+    }
+
+    /// The user's lists (decoded now, if on demand and not yet).
+    #[inline]
+    pub(crate) fn get(&self, user: u64) -> Option<&UserEntries> {
+        match &self.lazy {
+            Some(lazy) => {
+                let slot = lazy.users.get(&user)?;
+                Some(match slot.entries.get() {
+                    Some(entries) => entries,
+                    None => lazy.decoded(slot),
+                })
+            }
+            None => self.flat.get(&user),
+        }
+    }
+
+    /// The user's lists to change, and whether the user is new (then with empty lists).
+    pub(crate) fn get_or_insert_mut(&mut self, user: u64) -> (&mut UserEntries, bool) {
+        let Some(lazy) = &mut self.lazy else {
+            return match self.flat.entry(user) {
+                Entry::Occupied(occupied) => (occupied.into_mut(), false),
+                Entry::Vacant(vacant) => (vacant.insert(UserEntries::default()), true),
+            };
+        };
+        match lazy.users.entry(user) {
+            Entry::Occupied(occupied) => {
+                let slot = occupied.into_mut();
+                if slot.entries.get().is_none() {
+                    let entries = decode_slot(&lazy.mapped, slot);
+                    let _ = slot.entries.set(entries);
+                }
+                (slot.entries.get_mut().expect("decoded above"), false)
+            }
+            Entry::Vacant(vacant) => {
+                let slot = vacant.insert(UserSlot::decoded(UserEntries::default()));
+                (slot.entries.get_mut().expect("made above"), true)
+            }
+        }
+    }
+}
+
+impl UserSlot {
+    /// A slot holding decoded lists.
+    fn decoded(entries: UserEntries) -> UserSlot {
+        UserSlot {
+            entries: OnceLock::from(entries),
+            at: 0,
+            len: 0,
+            crc: 0,
+        }
+    }
+}
+
+impl LazyUsers {
+    #[cold]
+    #[inline(never)]
+    fn decoded<'a>(&self, slot: &'a UserSlot) -> &'a UserEntries {
+        slot.entries.get_or_init(|| decode_slot(&self.mapped, slot))
+    }
+}
+
+/// Decodes a user's lists from the mapped snapshot, then gives back the pages no user left to
+/// decode has bytes in.
+fn decode_slot(mapped: &MappedUsers, slot: &UserSlot) -> UserEntries {
+    let range = slot.at..slot.at + slot.len;
+    let what = "a user's lists";
+    let bytes = mapped.snapshot.checked(range.clone(), slot.crc, what);
+    let entries = SnapshotReader::new(bytes)
+        .decode::<UserEntries>()
+        .unwrap_or_else(|error| {
+            mapped
+                .snapshot
+                .changed(&range, what, &format!("no longer decode ({error})"))
+        });
+    for page in pages(slot.at, slot.len) {
+        if mapped.pending[page - mapped.first_page].fetch_sub(1, Ordering::AcqRel) == 1 {
+            let start = page * PAGE_BYTES;
+            let end = (start + PAGE_BYTES).min(mapped.snapshot.len());
+            mapped.snapshot.release(start..end);
+        }
+    }
+    entries
+}
+
+/// The pages `len` bytes from byte `at` have bytes in.
+fn pages(at: usize, len: usize) -> std::ops::Range<usize> {
+    at / PAGE_BYTES..(at + len).div_ceil(PAGE_BYTES)
+}
+
 /// Reads the end of a list, where the next entry is filed, for `Projection::pre_read`.
 pub(crate) fn end_of(list: &[(i64, u32)]) -> u64 {
     list.last()
@@ -165,13 +419,13 @@ impl Facts {
     /// The user's messages as (sent time, index), sorted by sent time then id.
     pub(crate) fn user_messages(&self, user: UserId) -> &[(i64, u32)] {
         self.users
-            .get(&user.0)
+            .get(user.0)
             .map_or(&[], |entries| &entries.messages)
     }
 
     /// The user's outcomes at or after `from_ms`, as (time, index), by time.
     pub(crate) fn user_outcomes_from(&self, user: UserId, from_ms: i64) -> &[(i64, u32)] {
-        let Some(entries) = self.users.get(&user.0) else {
+        let Some(entries) = self.users.get(user.0) else {
             return &[];
         };
         if entries.latest_outcome_ms < from_ms {
@@ -210,7 +464,7 @@ impl Facts {
 impl Projection {
     /// The user's messages, newest sent first (ties: higher id first), at most `limit`.
     pub(crate) fn history(&self, user: UserId, limit: usize) -> Vec<Message> {
-        let Some(entries) = self.users.get(&user.0) else {
+        let Some(entries) = self.users.get(user.0) else {
             return Vec::new();
         };
         let newest = entries.messages.iter().rev().take(limit);
@@ -226,7 +480,7 @@ impl Projection {
 
 #[cfg(test)]
 mod tests {
-    use super::within;
+    use super::*;
 
     /// `within` gives what two bisections of the whole list give, for lists with ties, gaps and
     /// uneven spreads, and bounds before, inside, between and after their times.
@@ -260,5 +514,191 @@ mod tests {
                 "{list:?} {start_ms}..={end_ms}"
             );
         }
+    }
+
+    /// Users with lists of many lengths (some longer than a page), as a snapshot lists them.
+    fn users(count: u64, seed: u64) -> Vec<(u64, UserEntries)> {
+        let mut random = crate::workload::SplitMix64::new(seed);
+        let mut next = move |bound: u64| random.int(0, bound - 1);
+        let mut index = 0u32;
+        (0..count)
+            .map(|user| {
+                let mut entries = UserEntries::default();
+                for _ in 0..next(if user % 7 == 0 { 900 } else { 60 }) {
+                    entries.add_message(1_000 + next(5_000) as i64, index);
+                    index += 1;
+                }
+                for outcome in 0..next(4) as u32 {
+                    entries.add_outcome(next(9_000) as i64, user as u32 * 4 + outcome);
+                }
+                (user * 3 + 1, entries)
+            })
+            .collect()
+    }
+
+    /// A file holding a prefix, then `users` as a snapshot lists them, then a few bytes more,
+    /// read as a mapped snapshot's users are.
+    fn read_mapped(
+        dir: &tempfile::TempDir,
+        users: &[(u64, UserEntries)],
+        counts: (usize, usize),
+    ) -> Result<(ReadUsers, std::path::PathBuf), String> {
+        use std::io::Write;
+        let prefix = 1_000;
+        let mut list = Vec::new();
+        let image: Vec<(u64, UserEntries)> = users.to_vec();
+        crate::codec::encode_snapshot_part(&image, &mut list).unwrap();
+        let path = dir.path().join("snapshot");
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&vec![7; prefix]).unwrap();
+        file.write_all(&list).unwrap();
+        file.write_all(&[1, 2, 3]).unwrap();
+        drop(file);
+        let snapshot = Arc::new(MappedSnapshot::open(&path).unwrap());
+        let mut reader = SnapshotReader::new(&snapshot.bytes()[prefix..]);
+        let read = UserTable::read_mapped(
+            &mut reader,
+            10_000,
+            |_| (),
+            counts,
+            Arc::clone(&snapshot),
+            prefix,
+        )?;
+        assert_eq!(reader.position(), list.len());
+        Ok((read, path))
+    }
+
+    /// Messages and outcomes listed in `users`.
+    fn counts(users: &[(u64, UserEntries)]) -> (usize, usize) {
+        users
+            .iter()
+            .fold((0, 0), |(messages, outcomes), (_, entries)| {
+                (
+                    messages + entries.messages.len(),
+                    outcomes.max(
+                        entries
+                            .outcomes
+                            .iter()
+                            .map(|&(_, i)| i as usize + 1)
+                            .max()
+                            .unwrap_or(0),
+                    ),
+                )
+            })
+    }
+
+    #[test]
+    fn a_mapped_user_table_reads_and_changes_lists_as_a_map_would() {
+        let dir = tempfile::TempDir::new().unwrap();
+        for count in [0, 1, 40, 300] {
+            let mut expected = users(count, count + 1);
+            let (read, _) = read_mapped(&dir, &expected, counts(&expected)).unwrap();
+            assert_eq!(
+                read.order,
+                expected.iter().map(|(user, _)| *user).collect::<Vec<_>>()
+            );
+            let listed: usize = expected
+                .iter()
+                .map(|(_, entries)| entries.outcomes.len())
+                .sum();
+            assert_eq!(read.listed, (counts(&expected).0, listed));
+            let mut table = read.table;
+            let mut random = crate::workload::SplitMix64::new(9);
+            for _ in 0..count * 3 {
+                let place = random.int(0, count.max(1) - 1) as usize;
+                let Some((user, entries)) = expected.get_mut(place) else {
+                    break;
+                };
+                if random.int(0, 2) == 0 {
+                    let (changed, new) = table.get_or_insert_mut(*user);
+                    assert!(!new);
+                    changed.add_message(3_000, 1_000_000 + place as u32);
+                    entries.add_message(3_000, 1_000_000 + place as u32);
+                }
+                assert_eq!(table.get(*user), Some(&*entries), "user {user}");
+            }
+            assert_eq!(table.get(2), None, "no user 2");
+            let (added, new) = table.get_or_insert_mut(2);
+            assert!(new && *added == UserEntries::default());
+            for (user, entries) in &expected {
+                assert_eq!(table.get(*user), Some(entries), "user {user}");
+            }
+            // Every page of the lists was given back once every user in it was decoded.
+            let mapped = &table.lazy.as_ref().unwrap().mapped;
+            assert!(
+                mapped
+                    .pending
+                    .iter()
+                    .all(|left| left.load(Ordering::Relaxed) == 0)
+            );
+        }
+    }
+
+    #[test]
+    fn lists_that_do_not_fit_the_facts_are_refused_when_read() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let users = users(30, 4);
+        let (messages, outcomes) = counts(&users);
+        let refused = |users: &[(u64, UserEntries)], counts: (usize, usize)| {
+            read_mapped(&dir, users, counts).map(|_| ()).unwrap_err()
+        };
+        let out_of_range = refused(&users, (messages - 1, outcomes));
+        assert!(
+            out_of_range.contains("lists are unsorted or out of range"),
+            "{out_of_range}"
+        );
+        let out_of_range = refused(&users, (messages, outcomes - 1));
+        assert!(
+            out_of_range.contains("lists are unsorted or out of range"),
+            "{out_of_range}"
+        );
+        let mut twice = users.clone();
+        twice[9].0 = twice[3].0;
+        let listed_twice = refused(&twice, (messages, outcomes));
+        assert!(
+            listed_twice.contains(&format!("user {} is listed twice", twice[3].0)),
+            "{listed_twice}"
+        );
+        let mut unsorted = users.clone();
+        let list = &mut unsorted
+            .iter_mut()
+            .find(|(_, e)| e.messages.len() > 2)
+            .unwrap()
+            .1
+            .messages;
+        list.swap(0, 1);
+        let unsorted = refused(&unsorted, (messages, outcomes));
+        assert!(
+            unsorted.contains("lists are unsorted or out of range"),
+            "{unsorted}"
+        );
+    }
+
+    #[test]
+    fn a_users_lists_whose_bytes_changed_on_disk_after_the_load_are_never_decoded() {
+        use std::io::{Seek, Write};
+        let dir = tempfile::TempDir::new().unwrap();
+        let users = users(20, 8);
+        let (read, path) = read_mapped(&dir, &users, counts(&users)).unwrap();
+        let table = read.table;
+        assert_eq!(table.get(users[0].0), Some(&users[0].1));
+        // The first message's time in user 6's lists changes: the same length, another value.
+        let at = table.lazy.as_ref().unwrap().users[&users[6].0].at + 8;
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(std::io::SeekFrom::Start(at as u64)).unwrap();
+        file.write_all(&[0x55]).unwrap();
+        drop(file);
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            table.get(users[6].0).cloned()
+        }))
+        .unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(
+            message.contains(&format!("snapshot {} changed on disk", path.display()))
+                && message.contains("a user's lists")
+                && message.contains("crc32"),
+            "{message}"
+        );
+        assert_eq!(table.get(users[0].0), Some(&users[0].1));
     }
 }

@@ -225,7 +225,7 @@ pub(crate) struct HistoryArgs {
 }
 
 pub(crate) fn history(global: &Global, args: &HistoryArgs) -> Result<(), CliError> {
-    let store = global.open_read_only()?;
+    let store = global.open_read_only_for_one_user()?;
     let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
     let messages = store.get_user_communication_history(args.user, limit)?;
     if global.json {

@@ -370,8 +370,21 @@ impl Global {
     /// answered, and the OS takes back its memory at once, where dropping the views first (a
     /// list per user, a page-sized free at a time) would only delay the exit.
     pub(crate) fn open_read_only(&self) -> Result<ManuallyDrop<Store>, CliError> {
+        self.open_read_only_with(Options::default())
+    }
+
+    /// Opens the store read-only for a command that reads one user's messages: a snapshot's
+    /// facts are decoded only as far as it reads them (`Options::decode_on_demand`).
+    pub(crate) fn open_read_only_for_one_user(&self) -> Result<ManuallyDrop<Store>, CliError> {
+        self.open_read_only_with(Options {
+            decode_on_demand: true,
+            ..Options::default()
+        })
+    }
+
+    fn open_read_only_with(&self, options: Options) -> Result<ManuallyDrop<Store>, CliError> {
         self.check_store_exists()?;
-        let store = Store::open_read_only(&self.dir)?;
+        let store = Store::open_read_only_with(&self.dir, options)?;
         self.warn_ignored_snapshots(&store.open_report());
         Ok(ManuallyDrop::new(store))
     }

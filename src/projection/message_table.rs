@@ -1,0 +1,530 @@
+//! The messages' records, by index (message id `n` at index `n − 1`), in chunks of
+//! [`CHUNK_MESSAGES`]. A store opened from a snapshot keeps the snapshot file mapped and decodes
+//! a chunk of its records the first time anything reads or changes one of them, so an open
+//! that answers a few users' queries decodes a few chunks, not every message: the records a
+//! snapshot holds cost page-cache pages, which the kernel maps in cheaply, rather than fresh
+//! memory, which it must clear page by page. Records added by the fold go into the last chunk.
+//!
+//! A chunk's bytes were checked with the whole snapshot at open (`snapshot::load`), and each
+//! keeps its own crc32, checked again when it is decoded: bytes that changed on disk since are
+//! never taken for records. Once decoded, a chunk's pages of the file are given back to the OS.
+
+use std::ops::{Index, IndexMut};
+use std::sync::{Arc, OnceLock};
+
+use crate::codec::SnapshotReader;
+use crate::projection::names::NameId;
+use crate::projection::status::MessageState;
+use crate::snapshot::{MappedSnapshot, PAGE_BYTES};
+
+/// Records per chunk: about 56 KB decoded. A user's hundred messages of a month touch at most
+/// a hundred chunks, a small share of a large store's.
+pub(crate) const CHUNK_MESSAGES: usize = 1024;
+
+/// The records of the messages: in one `Vec`, or, loaded from a snapshot to be decoded on
+/// demand, in chunks.
+#[derive(Debug, Default)]
+pub(crate) struct MessageTable {
+    flat: Vec<MessageState>,
+    lazy: Option<Box<LazyRecords>>,
+}
+
+/// The records in chunks, each decoded from a mapped snapshot when first used.
+#[derive(Debug)]
+struct LazyRecords {
+    /// Chunk `c` holds the records of indexes `c * CHUNK_MESSAGES..`; every chunk but the last
+    /// is full. A chunk is empty until decoded when `mapped` holds it.
+    chunks: Vec<OnceLock<Vec<MessageState>>>,
+    len: usize,
+    mapped: Option<MappedRecords>,
+}
+
+/// Where the records of the chunks not yet decoded lie in a mapped snapshot.
+#[derive(Debug)]
+struct MappedRecords {
+    snapshot: Arc<MappedSnapshot>,
+    /// Each chunk's place in the file, crc32 and highest name id.
+    chunks: ChunkScan,
+}
+
+/// What reading a snapshot's list of messages found, chunk by chunk: where each chunk's first
+/// record starts, then where the last chunk ends; each chunk's crc32; the highest name id each
+/// chunk's records refer to.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkScan {
+    count: usize,
+    starts: Vec<usize>,
+    crcs: Vec<u32>,
+    highest_names: Vec<NameId>,
+}
+
+impl ChunkScan {
+    /// Reads the list of messages at `body`'s position, as a snapshot lays it out, checking that
+    /// every record decodes but keeping none; `every` and `passed` as in
+    /// [`SnapshotReader::decode_list`].
+    pub(crate) fn read(
+        body: &mut SnapshotReader,
+        every: usize,
+        passed: impl FnMut(usize),
+    ) -> Result<ChunkScan, String> {
+        let bytes = body.body();
+        let (mut starts, mut crcs, mut highest_names) = (Vec::new(), Vec::new(), Vec::new());
+        let mut index = 0usize;
+        let count = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
+        body.scan_items(count, every, passed, |start, rest| {
+            if index.is_multiple_of(CHUNK_MESSAGES) {
+                if let Some(&previous) = starts.last() {
+                    crcs.push(crc32fast::hash(&bytes[previous..start]));
+                }
+                starts.push(start);
+                highest_names.push(0);
+            }
+            index += 1;
+            // Most records have no rare stages: checked in place; the others are decoded.
+            let (name, taken) = match MessageState::common_record_name(rest) {
+                Some(name) => (name, MessageState::SNAPSHOT_BYTES_MIN),
+                None => {
+                    let mut record = SnapshotReader::new(rest);
+                    let state: MessageState = record.decode()?;
+                    (state.highest_name(), record.position())
+                }
+            };
+            let highest = highest_names.last_mut().expect("pushed above");
+            *highest = name.max(*highest);
+            Ok(taken)
+        })?;
+        let end = body.position();
+        if let Some(&previous) = starts.last() {
+            crcs.push(crc32fast::hash(&bytes[previous..end]));
+        }
+        starts.push(end);
+        Ok(ChunkScan {
+            count,
+            starts,
+            crcs,
+            highest_names,
+        })
+    }
+}
+
+/// Decodes `count` records from `bytes`.
+fn decode_records(bytes: &[u8], count: usize) -> Result<Vec<MessageState>, String> {
+    let mut reader = SnapshotReader::new(bytes);
+    let mut records = Vec::with_capacity(CHUNK_MESSAGES);
+    for _ in 0..count {
+        records.push(reader.decode::<MessageState>()?);
+    }
+    Ok(records)
+}
+
+impl LazyRecords {
+    /// A table of the records a scan found in the body of `snapshot`, which starts at byte
+    /// `body_at` of the file: none decoded yet.
+    fn mapped(mut scan: ChunkScan, snapshot: Arc<MappedSnapshot>, body_at: usize) -> LazyRecords {
+        for start in &mut scan.starts {
+            *start += body_at;
+        }
+        LazyRecords {
+            chunks: (0..scan.crcs.len()).map(|_| OnceLock::new()).collect(),
+            len: scan.count,
+            mapped: Some(MappedRecords {
+                snapshot,
+                chunks: scan,
+            }),
+        }
+    }
+
+    /// The index of the first record that refers to a name id at or past `name_count`. A chunk
+    /// not decoded yet is decoded only if the scan found such an id in it.
+    pub(crate) fn first_beyond(&self, name_count: usize) -> Option<usize> {
+        (0..self.chunks.len()).find_map(|chunk| {
+            let clear = self.chunks[chunk].get().is_none()
+                && self.mapped.as_ref().is_some_and(|mapped| {
+                    (mapped.chunks.highest_names[chunk] as usize) < name_count
+                });
+            if clear {
+                return None;
+            }
+            let place = self
+                .chunk(chunk)
+                .iter()
+                .position(|state| state.highest_name() as usize >= name_count)?;
+            Some(chunk * CHUNK_MESSAGES + place)
+        })
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, index: usize) -> Option<&MessageState> {
+        (index < self.len).then(|| &self.chunk(index / CHUNK_MESSAGES)[index % CHUNK_MESSAGES])
+    }
+
+    /// Appends a record.
+    pub(crate) fn push(&mut self, state: MessageState) {
+        if self.len.is_multiple_of(CHUNK_MESSAGES) {
+            self.chunks
+                .push(OnceLock::from(Vec::with_capacity(CHUNK_MESSAGES)));
+        }
+        let last = self.chunks.len() - 1;
+        self.chunk_mut(last).push(state);
+        self.len += 1;
+    }
+
+    /// The records of chunk `chunk`, decoded now if they are not yet.
+    #[inline]
+    pub(crate) fn chunk(&self, chunk: usize) -> &[MessageState] {
+        match self.chunks[chunk].get() {
+            Some(records) => records,
+            None => self.chunk_decoded(chunk),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn chunk_decoded(&self, chunk: usize) -> &[MessageState] {
+        self.chunks[chunk].get_or_init(|| self.decode(chunk))
+    }
+
+    fn chunk_mut(&mut self, chunk: usize) -> &mut Vec<MessageState> {
+        if self.chunks[chunk].get().is_none() {
+            let decoded = self.decode(chunk);
+            let _ = self.chunks[chunk].set(decoded);
+        }
+        self.chunks[chunk].get_mut().expect("decoded above")
+    }
+
+    /// Decodes chunk `chunk` from the mapped snapshot, then gives back the pages only its
+    /// records took, and those it shares with a neighbour decoded already.
+    fn decode(&self, chunk: usize) -> Vec<MessageState> {
+        let mapped = self
+            .mapped
+            .as_ref()
+            .expect("a chunk not decoded lies in the mapped snapshot");
+        let chunks = &mapped.chunks;
+        let range = chunks.starts[chunk]..chunks.starts[chunk + 1];
+        let what = "the messages' records";
+        let bytes = mapped
+            .snapshot
+            .checked(range.clone(), chunks.crcs[chunk], what);
+        let count = CHUNK_MESSAGES.min(self.len - chunk * CHUNK_MESSAGES);
+        let records = decode_records(bytes, count).unwrap_or_else(|error| {
+            mapped
+                .snapshot
+                .changed(&range, what, &format!("no longer decode ({error})"))
+        });
+        // The pages only this chunk's records take, and those it shares with a neighbour
+        // decoded already.
+        let decoded = |other: Option<usize>| {
+            other.is_some_and(|other| {
+                other < self.chunks.len() && self.chunks[other].get().is_some()
+            })
+        };
+        let first = match decoded(chunk.checked_sub(1)) {
+            true => range.start - range.start % PAGE_BYTES,
+            false => range.start.next_multiple_of(PAGE_BYTES),
+        };
+        let last = match decoded(Some(chunk + 1)) {
+            true => range
+                .end
+                .next_multiple_of(PAGE_BYTES)
+                .min(mapped.snapshot.len()),
+            false => range.end - range.end % PAGE_BYTES,
+        };
+        mapped.snapshot.release(first..last.max(first));
+        records
+    }
+}
+
+impl From<Vec<MessageState>> for MessageTable {
+    fn from(records: Vec<MessageState>) -> MessageTable {
+        MessageTable {
+            flat: records,
+            lazy: None,
+        }
+    }
+}
+
+impl MessageTable {
+    /// A table of the records a scan found in the body of `snapshot`, which starts at byte
+    /// `body_at` of the file: none decoded yet.
+    pub(crate) fn mapped(
+        scan: ChunkScan,
+        snapshot: Arc<MappedSnapshot>,
+        body_at: usize,
+    ) -> MessageTable {
+        MessageTable {
+            flat: Vec::new(),
+            lazy: Some(Box::new(LazyRecords::mapped(scan, snapshot, body_at))),
+        }
+    }
+
+    /// The index of the first record that refers to a name id at or past `name_count` (in a
+    /// table decoded on demand, a chunk is decoded only if its scan found such an id).
+    pub(crate) fn first_beyond(&self, name_count: usize) -> Option<usize> {
+        match &self.lazy {
+            Some(lazy) => lazy.first_beyond(name_count),
+            None => self
+                .flat
+                .iter()
+                .position(|state| state.highest_name() as usize >= name_count),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        match &self.lazy {
+            Some(lazy) => lazy.len,
+            None => self.flat.len(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, index: usize) -> Option<&MessageState> {
+        match &self.lazy {
+            Some(lazy) => lazy.get(index),
+            None => self.flat.get(index),
+        }
+    }
+
+    /// Appends a record.
+    pub(crate) fn push(&mut self, state: MessageState) {
+        match &mut self.lazy {
+            Some(lazy) => lazy.push(state),
+            None => self.flat.push(state),
+        }
+    }
+
+    /// How many chunks of [`CHUNK_MESSAGES`] the records take.
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.len().div_ceil(CHUNK_MESSAGES)
+    }
+
+    /// The records of chunk `chunk` (decoded now, if on demand and not yet).
+    pub(crate) fn chunk(&self, chunk: usize) -> &[MessageState] {
+        match &self.lazy {
+            Some(lazy) => lazy.chunk(chunk),
+            None => {
+                let start = chunk * CHUNK_MESSAGES;
+                &self.flat[start..(start + CHUNK_MESSAGES).min(self.flat.len())]
+            }
+        }
+    }
+
+    /// Every record, in index order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &MessageState> {
+        (0..self.chunk_count()).flat_map(move |chunk| self.chunk(chunk))
+    }
+}
+
+impl Index<usize> for MessageTable {
+    type Output = MessageState;
+
+    #[inline]
+    fn index(&self, index: usize) -> &MessageState {
+        match &self.lazy {
+            Some(lazy) => lazy.index(index),
+            None => &self.flat[index],
+        }
+    }
+}
+
+impl IndexMut<usize> for MessageTable {
+    #[inline]
+    fn index_mut(&mut self, index: usize) -> &mut MessageState {
+        match &mut self.lazy {
+            Some(lazy) => lazy.index_mut(index),
+            None => &mut self.flat[index],
+        }
+    }
+}
+
+impl LazyRecords {
+    fn index(&self, index: usize) -> &MessageState {
+        assert!(index < self.len, "message index {index} of {}", self.len);
+        &self.chunk(index / CHUNK_MESSAGES)[index % CHUNK_MESSAGES]
+    }
+
+    fn index_mut(&mut self, index: usize) -> &mut MessageState {
+        assert!(index < self.len, "message index {index} of {}", self.len);
+        &mut self.chunk_mut(index / CHUNK_MESSAGES)[index % CHUNK_MESSAGES]
+    }
+}
+
+bincode::impl_borrow_decode!(MessageTable);
+
+impl<Context> bincode::Decode<Context> for MessageTable {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<MessageTable, bincode::error::DecodeError> {
+        Ok(MessageTable::from(Vec::<MessageState>::decode(decoder)?))
+    }
+}
+
+impl PartialEq for MessageTable {
+    fn eq(&self, other: &MessageTable) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::event::{Channel, UserId};
+    use crate::money::Money;
+    use crate::projection::names::ActionKind;
+
+    /// Records of every kind: some with rare stages (a click, a failure, actions), most without.
+    fn records(count: usize, seed: u64) -> Vec<MessageState> {
+        let mut state = seed;
+        let mut next = move |below: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % below
+        };
+        (0..count)
+            .map(|index| {
+                let sent_ms = 1_735_689_600_000 + index as i64 * 1_000;
+                let mut record = MessageState::new(
+                    UserId(next(50)),
+                    Channel::ALL[next(4) as usize],
+                    next(6) as NameId,
+                    Money::from_micros(i128::from(next(90_000))),
+                    sent_ms,
+                );
+                match next(10) {
+                    0 => record.fold_action(7, ActionKind::Click, sent_ms + 5),
+                    1 => record.fold_failed(8, sent_ms + 9),
+                    2 => record.fold_action(9, ActionKind::Upgrade, sent_ms + 3),
+                    3..=6 => record.fold_delivered(sent_ms + 1),
+                    _ => {}
+                }
+                record
+            })
+            .collect()
+    }
+
+    /// A file holding `prefix` bytes, then `records` as a snapshot lists them, then a few bytes
+    /// more; the table of its records, mapped, and the file's path.
+    fn mapped_table(
+        dir: &tempfile::TempDir,
+        records: &[MessageState],
+        prefix: usize,
+    ) -> (MessageTable, std::path::PathBuf) {
+        let mut list = Vec::new();
+        crate::codec::encode_snapshot_part(&records.to_vec(), &mut list).unwrap();
+        let path = dir.path().join("snapshot");
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&vec![0xAB; prefix]).unwrap();
+        file.write_all(&list).unwrap();
+        file.write_all(&[1, 2, 3]).unwrap();
+        drop(file);
+        let snapshot = Arc::new(MappedSnapshot::open(&path).unwrap());
+        let mut reader = SnapshotReader::new(&snapshot.bytes()[prefix..]);
+        let mut passed = Vec::new();
+        let scan = ChunkScan::read(&mut reader, 10_000, |read| passed.push(read)).unwrap();
+        assert_eq!(
+            reader.position(),
+            list.len(),
+            "the scan reads the whole list"
+        );
+        assert!(passed.len() + 1 >= list.len() / 10_000, "{passed:?}");
+        let table = MessageTable::mapped(scan, Arc::clone(&snapshot), prefix);
+        (table, path)
+    }
+
+    #[test]
+    fn a_mapped_table_reads_and_changes_the_records_as_a_vec_would() {
+        let dir = tempfile::TempDir::new().unwrap();
+        for (count, prefix) in [(0, 0), (1, 28), (1023, 100), (1024, 4096), (5_000, 28)] {
+            let mut expected = records(count, count as u64 + 1);
+            let (mut table, _) = mapped_table(&dir, &expected, prefix);
+            assert_eq!(table.len(), count);
+            assert_eq!(table.chunk_count(), count.div_ceil(CHUNK_MESSAGES));
+            // Out of order: each chunk is decoded with or without its neighbours decoded first,
+            // and gives pages back either way.
+            let mut state = 99u64;
+            for _ in 0..count.min(3_000) {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let index = (state >> 33) as usize % count;
+                assert_eq!(table.get(index), Some(&expected[index]), "{count}: {index}");
+                if index.is_multiple_of(3) {
+                    let at_ms = expected[index].sent_ms + 2;
+                    table[index].fold_opened(at_ms);
+                    expected[index].fold_opened(at_ms);
+                }
+            }
+            assert_eq!(table.get(count), None);
+            let more = records(1_500, 7);
+            for record in &more {
+                table.push(record.clone());
+                expected.push(record.clone());
+            }
+            assert_eq!(table.len(), expected.len());
+            assert!(table.iter().eq(expected.iter()), "{count}");
+            assert_eq!(table, MessageTable::from(expected), "{count}");
+        }
+    }
+
+    #[test]
+    fn a_name_beyond_those_listed_is_found_in_the_chunk_that_holds_it() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut records = records(4_000, 3);
+        assert_eq!(
+            mapped_table(&dir, &records, 28).0.first_beyond(10),
+            None,
+            "names up to 9"
+        );
+        records[2_500].message_type = 10;
+        records[3_900].message_type = 12;
+        let (table, _) = mapped_table(&dir, &records, 28);
+        assert_eq!(table.first_beyond(10), Some(2_500));
+        assert_eq!(table.first_beyond(11), Some(3_900));
+        assert_eq!(table.first_beyond(13), None);
+        // Only the chunk holding the first was decoded to find it.
+        let decoded: Vec<usize> = (0..table.chunk_count())
+            .filter(|&chunk| table.lazy.as_ref().unwrap().chunks[chunk].get().is_some())
+            .collect();
+        assert_eq!(decoded, [2, 3]);
+    }
+
+    #[test]
+    fn a_chunk_whose_bytes_changed_on_disk_after_the_load_is_never_decoded() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let records = records(3_000, 5);
+        let (table, path) = mapped_table(&dir, &records, 28);
+        assert_eq!(table.get(10), Some(&records[10]));
+        // A byte of the second chunk changes (in its first record's user id): the same
+        // length, another value.
+        let offset = table
+            .lazy
+            .as_ref()
+            .unwrap()
+            .mapped
+            .as_ref()
+            .unwrap()
+            .chunks
+            .starts[1]
+            + 2;
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[offset] ^= 0x40;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&bytes)
+            .unwrap();
+        let panic =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| table.get(1_500).cloned()))
+                .unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(
+            message.contains(&format!("snapshot {} changed on disk", path.display()))
+                && message.contains("crc32"),
+            "{message}"
+        );
+        // The chunk read before is still there.
+        assert_eq!(table.get(10), Some(&records[10]));
+    }
+}
