@@ -503,13 +503,14 @@ pub(crate) const PAGE_BYTES: usize = 4096;
 
 /// Maps a snapshot file for reading.
 fn map_snapshot(file: &File) -> std::result::Result<Mmap, String> {
-    // SAFETY: the map is only read: while the snapshot loads, and then by the loaded facts'
-    // message table (`projection::message_table`), which decodes each chunk of records from it
-    // once and keeps the map until the store closes. commlog never writes, truncates or extends
-    // a snapshot file once it has its name (it is written under a temporary name, then renamed
-    // into place, and later only removed, which leaves a mapped file readable): only an outside
-    // process changing the file could change or fault what is read, and the table checks each
-    // chunk's crc32 before decoding it.
+    // SAFETY: the map is only read: while the snapshot loads, and, with
+    // `Options::decode_on_demand`, by the loaded facts' message and user tables
+    // (`projection::message_table`, `projection::user_lists`), which decode each chunk of
+    // records and each user's lists from it once and keep the map until the store closes.
+    // commlog never writes, truncates or extends a snapshot file once it has its name (it is
+    // written under a temporary name, then renamed into place, and later only removed, which
+    // leaves a mapped file readable): only an outside process changing the file could change
+    // or fault what is read, and the tables check the crc32 of what they decode first.
     #[allow(unsafe_code)]
     let map = unsafe { Mmap::map(file) };
     map.map_err(|error| format!("the file cannot be mapped: {error}"))

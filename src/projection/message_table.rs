@@ -1,9 +1,11 @@
-//! The messages' records, by index (message id `n` at index `n − 1`), in chunks of
-//! [`CHUNK_MESSAGES`]. A store opened from a snapshot keeps the snapshot file mapped and decodes
-//! a chunk of its records the first time anything reads or changes one of them, so an open
-//! that answers a few users' queries decodes a few chunks, not every message: the records a
-//! snapshot holds cost page-cache pages, which the kernel maps in cheaply, rather than fresh
-//! memory, which it must clear page by page. Records added by the fold go into the last chunk.
+//! The messages' records, by index (message id `n` at index `n − 1`): in one `Vec`, or, for a
+//! store opened with `Options::decode_on_demand`, in chunks of [`CHUNK_MESSAGES`]. Such a store
+//! keeps its snapshot's file mapped and decodes a chunk of records the first time anything
+//! reads or changes one of them, so an open that answers a few users' queries decodes a few
+//! chunks, not every message: the records a snapshot holds cost page-cache pages, which the
+//! kernel maps in cheaply, rather than fresh memory, which it must clear page by page. Records
+//! added by the fold go into the last chunk. A store that answers many calls keeps the `Vec`:
+//! through the chunks, every read of a record takes one more lookup.
 //!
 //! A chunk's bytes were checked with the whole snapshot at open (`snapshot::load`), and each
 //! keeps its own crc32, checked again when it is decoded: bytes that changed on disk since are
