@@ -443,6 +443,22 @@ impl MappedSnapshot {
         })
     }
 
+    /// A file at `path` holding `prefix` bytes, then `value` as a snapshot encodes it, then a
+    /// few bytes more, mapped; and how many bytes `value` took.
+    #[cfg(test)]
+    pub(crate) fn of_part(
+        path: &Path,
+        prefix: usize,
+        value: &impl bincode::Encode,
+    ) -> (Arc<MappedSnapshot>, usize) {
+        let mut bytes = vec![0xAB; prefix];
+        codec::encode_snapshot_part(value, &mut bytes).unwrap();
+        let len = bytes.len() - prefix;
+        bytes.extend([1, 2, 3]);
+        std::fs::write(path, bytes).unwrap();
+        (Arc::new(MappedSnapshot::open(path).unwrap()), len)
+    }
+
     /// Every byte of the file.
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> &[u8] {

@@ -414,24 +414,13 @@ mod tests {
         records: &[MessageState],
         prefix: usize,
     ) -> (MessageTable, std::path::PathBuf) {
-        let mut list = Vec::new();
-        crate::codec::encode_snapshot_part(&records.to_vec(), &mut list).unwrap();
         let path = dir.path().join("snapshot");
-        let mut file = std::fs::File::create(&path).unwrap();
-        file.write_all(&vec![0xAB; prefix]).unwrap();
-        file.write_all(&list).unwrap();
-        file.write_all(&[1, 2, 3]).unwrap();
-        drop(file);
-        let snapshot = Arc::new(MappedSnapshot::open(&path).unwrap());
+        let (snapshot, list_len) = MappedSnapshot::of_part(&path, prefix, &records.to_vec());
         let mut reader = SnapshotReader::new(&snapshot.bytes()[prefix..]);
         let mut passed = Vec::new();
         let scan = ChunkScan::read(&mut reader, 10_000, |read| passed.push(read)).unwrap();
-        assert_eq!(
-            reader.position(),
-            list.len(),
-            "the scan reads the whole list"
-        );
-        assert!(passed.len() + 1 >= list.len() / 10_000, "{passed:?}");
+        assert_eq!(reader.position(), list_len, "the scan reads the whole list");
+        assert!(passed.len() + 1 >= list_len / 10_000, "{passed:?}");
         let table = MessageTable::mapped(scan, Arc::clone(&snapshot), prefix);
         (table, path)
     }

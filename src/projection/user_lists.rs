@@ -543,18 +543,9 @@ mod tests {
         users: &[(u64, UserEntries)],
         counts: (usize, usize),
     ) -> Result<(ReadUsers, std::path::PathBuf), String> {
-        use std::io::Write;
         let prefix = 1_000;
-        let mut list = Vec::new();
-        let image: Vec<(u64, UserEntries)> = users.to_vec();
-        crate::codec::encode_snapshot_part(&image, &mut list).unwrap();
         let path = dir.path().join("snapshot");
-        let mut file = std::fs::File::create(&path).unwrap();
-        file.write_all(&vec![7; prefix]).unwrap();
-        file.write_all(&list).unwrap();
-        file.write_all(&[1, 2, 3]).unwrap();
-        drop(file);
-        let snapshot = Arc::new(MappedSnapshot::open(&path).unwrap());
+        let (snapshot, list_len) = MappedSnapshot::of_part(&path, prefix, &users.to_vec());
         let mut reader = SnapshotReader::new(&snapshot.bytes()[prefix..]);
         let read = UserTable::read_mapped(
             &mut reader,
@@ -564,7 +555,7 @@ mod tests {
             Arc::clone(&snapshot),
             prefix,
         )?;
-        assert_eq!(reader.position(), list.len());
+        assert_eq!(reader.position(), list_len);
         Ok((read, path))
     }
 
