@@ -35,10 +35,10 @@ pub(crate) struct MessageTable {
 #[derive(Debug)]
 struct LazyRecords {
     /// Chunk `c` holds the records of indexes `c * CHUNK_MESSAGES..`; every chunk but the last
-    /// is full. A chunk is empty until decoded when `mapped` holds it.
+    /// is full. A chunk of the snapshot is empty until decoded; one the fold added is not.
     chunks: Vec<OnceLock<Vec<MessageState>>>,
     len: usize,
-    mapped: Option<MappedRecords>,
+    mapped: MappedRecords,
 }
 
 /// Where the records of the chunks not yet decoded lie in a mapped snapshot.
@@ -129,10 +129,10 @@ impl LazyRecords {
         LazyRecords {
             chunks: (0..scan.crcs.len()).map(|_| OnceLock::new()).collect(),
             len: scan.count,
-            mapped: Some(MappedRecords {
+            mapped: MappedRecords {
                 snapshot,
                 chunks: scan,
-            }),
+            },
         }
     }
 
@@ -141,9 +141,7 @@ impl LazyRecords {
     pub(crate) fn first_beyond(&self, name_count: usize) -> Option<usize> {
         (0..self.chunks.len()).find_map(|chunk| {
             let clear = self.chunks[chunk].get().is_none()
-                && self.mapped.as_ref().is_some_and(|mapped| {
-                    (mapped.chunks.highest_names[chunk] as usize) < name_count
-                });
+                && (self.mapped.chunks.highest_names[chunk] as usize) < name_count;
             if clear {
                 return None;
             }
@@ -197,10 +195,7 @@ impl LazyRecords {
     /// Decodes chunk `chunk` from the mapped snapshot, then gives back the pages only its
     /// records took, and those it shares with a neighbour decoded already.
     fn decode(&self, chunk: usize) -> Vec<MessageState> {
-        let mapped = self
-            .mapped
-            .as_ref()
-            .expect("a chunk not decoded lies in the mapped snapshot");
+        let mapped = &self.mapped;
         let chunks = &mapped.chunks;
         let range = chunks.starts[chunk]..chunks.starts[chunk + 1];
         let what = "the messages' records";
@@ -488,16 +483,7 @@ mod tests {
         assert_eq!(table.get(10), Some(&records[10]));
         // A byte of the second chunk changes (in its first record's user id): the same
         // length, another value.
-        let offset = table
-            .lazy
-            .as_ref()
-            .unwrap()
-            .mapped
-            .as_ref()
-            .unwrap()
-            .chunks
-            .starts[1]
-            + 2;
+        let offset = table.lazy.as_ref().unwrap().mapped.chunks.starts[1] + 2;
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[offset] ^= 0x40;
         std::fs::OpenOptions::new()
