@@ -142,6 +142,12 @@ impl<'a> SnapshotReader<'a> {
         self.read
     }
 
+    /// Moves past `len` bytes, checked in place by the caller (at most those left).
+    pub(crate) fn skip(&mut self, len: usize) {
+        assert!(len <= self.bytes_left(), "skips past the body's end");
+        self.read += len;
+    }
+
     /// Bytes left after the parts read.
     pub(crate) fn bytes_left(&self) -> usize {
         self.body.len() - self.read
@@ -242,7 +248,7 @@ pub(crate) fn decode_snapshot_field_by_field<T: Decode<()>>(mut bytes: &[u8]) ->
 }
 
 /// Bytes of one `(i64, u32)` pair in a snapshot body.
-const PAIR_BYTES: usize = 12;
+pub(crate) const PAIR_BYTES: usize = 12;
 /// Pairs parsed at a time from the reader's block.
 const PAIRS_AT_ONCE: usize = 256;
 

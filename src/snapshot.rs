@@ -374,14 +374,7 @@ pub(crate) fn load(
     // Two passes over the body, each giving back the pages it has read: the checksum, then the
     // decoding, which must not start before the checksum holds (a damaged length could ask for
     // any amount of memory).
-    let mut hasher = crc32fast::Hasher::new();
-    for (run, bytes) in body.chunks(RELEASE_BYTES).enumerate() {
-        let start = HEADER_BYTES + run * RELEASE_BYTES;
-        map_in(map, start, bytes.len());
-        hasher.update(bytes);
-        release_before(map, start + bytes.len());
-    }
-    let computed = hasher.finalize();
+    let computed = checksum_on_two_threads(map, HEADER_BYTES);
     if computed != body_crc {
         return Err(format!(
             "body checksum mismatch (stored {body_crc:#010x}, computed {computed:#010x})"
@@ -499,15 +492,7 @@ impl MappedSnapshot {
     /// ([`PAGE_BYTES`]) and end on one or at the end of the file.
     pub(crate) fn release(&self, range: Range<usize>) {
         if range.start < range.end {
-            // SAFETY: as in `release_before`.
-            #[allow(unsafe_code)]
-            let _ = unsafe {
-                self.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    range.start,
-                    range.end - range.start,
-                )
-            };
+            release(&self.map, range);
         }
     }
 }
@@ -546,12 +531,47 @@ fn map_in(map: &Mmap, start: usize, len: usize) {
 /// holds it): a snapshot is read front to back, twice, and its pages would otherwise count as
 /// resident until it is loaded, nearly as much as the facts decoded from them.
 fn release_before(map: &Mmap, end: usize) {
+    release(map, 0..end);
+}
+
+/// The crc32 of `map` from byte `start` on, its two halves read on two threads, each run of
+/// [`RELEASE_BYTES`] mapped in before it is read and given back after.
+fn checksum_on_two_threads(map: &Mmap, start: usize) -> u32 {
+    let checksum = |range: Range<usize>| {
+        let mut hasher = crc32fast::Hasher::new();
+        for run in range.clone().step_by(RELEASE_BYTES) {
+            let run = run..(run + RELEASE_BYTES).min(range.end);
+            map_in(map, run.start, run.len());
+            hasher.update(&map[run.clone()]);
+            release(map, run);
+        }
+        hasher
+    };
+    let len = map.len() - start;
+    let middle = start + len / 2 / RELEASE_BYTES * RELEASE_BYTES;
+    let (mut first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| checksum(middle..map.len()));
+        let first = checksum(start..middle);
+        let second = second
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (first, second)
+    });
+    first.combine(&second);
+    first.finalize()
+}
+
+/// Gives back to the OS this process's pages of `range` of `map` (and of the pages that hold its
+/// ends), read already.
+fn release(map: &Mmap, range: Range<usize>) {
     // SAFETY: MADV_DONTNEED on a read-only shared mapping of a file that nothing writes (see
     // `map_snapshot`) drops only this process's view of the pages: a later read through the
     // map faults them in again from the file, with the same bytes, so nothing read through the
     // map changes.
     #[allow(unsafe_code)]
-    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end) };
+    let _ = unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
+    };
 }
 
 /// Decodes the facts, which end the body, part by part as [`DecodedFacts`] lays them out;

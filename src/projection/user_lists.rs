@@ -5,7 +5,7 @@ use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::codec::SnapshotReader;
+use crate::codec::{PAIR_BYTES, SnapshotReader};
 use crate::event::{MessageId, UserId};
 use crate::message::Message;
 use crate::projection::id_map::IdMap;
@@ -48,6 +48,48 @@ impl UserEntries {
     /// The fewest bytes a snapshot's record of a user's lists takes: two empty lists' lengths,
     /// no last message, the latest outcome time.
     pub(crate) const SNAPSHOT_BYTES_MIN: usize = 8 + 1 + 8 + 8;
+
+    /// The snapshot record of a user's lists at the start of `bytes`, checked where it lies:
+    /// `Some((bytes it takes, messages, outcomes))` where it decodes and passes [`check_lists`]
+    /// against `message_count` and `outcome_count`, without building the lists. `None`
+    /// otherwise: decoding it and checking it names what is wrong.
+    pub(crate) fn check_record(
+        bytes: &[u8],
+        message_count: usize,
+        outcome_count: usize,
+    ) -> Option<(usize, usize, usize)> {
+        let mut at = 0;
+        let messages = check_pairs(bytes, &mut at, message_count)?;
+        at += match *bytes.get(at)? {
+            0 => 1,
+            1 => 1 + PAIR_BYTES,
+            _ => return None,
+        };
+        let outcomes = check_pairs(bytes, &mut at, outcome_count)?;
+        at += 8;
+        (at <= bytes.len()).then_some((at, messages, outcomes))
+    }
+}
+
+/// Checks the list of pairs at `bytes[*at..]` (its length, u64, then each pair) as
+/// [`check_lists`] does, and moves `at` past it; returns its length, or `None` if it is cut
+/// short, unsorted or holds an index not below `index_bound`.
+fn check_pairs(bytes: &[u8], at: &mut usize, index_bound: usize) -> Option<usize> {
+    let len = u64::from_le_bytes(bytes.get(*at..*at + 8)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    let start = *at + 8;
+    let pairs = bytes.get(start..start.checked_add(len.checked_mul(PAIR_BYTES)?)?)?;
+    let mut previous = (i64::MIN, 0);
+    for pair in pairs.chunks_exact(PAIR_BYTES) {
+        let mut fields = crate::codec::FixedFields(pair);
+        let key = (fields.i64(), fields.u32());
+        if key < previous || key.1 as usize >= index_bound {
+            return None;
+        }
+        previous = key;
+    }
+    *at = start + pairs.len();
+    Some(len)
 }
 
 impl Default for UserEntries {
@@ -129,7 +171,10 @@ pub(crate) struct UserTable {
 
 #[derive(Debug)]
 struct LazyUsers {
-    users: IdMap<u64, UserSlot>,
+    /// Each user's place in `slots`.
+    places: IdMap<u64, usize>,
+    /// The users' slots, in the order they were listed, then added.
+    slots: Vec<UserSlot>,
     mapped: MappedUsers,
 }
 
@@ -196,8 +241,9 @@ impl UserTable {
         // A user's lists follow the user's id, 8 bytes.
         let count = body.decode_list_len(8 + UserEntries::SNAPSHOT_BYTES_MIN)?;
         let bytes = body.body();
-        let mut users: IdMap<u64, UserSlot> = IdMap::default();
-        users.reserve(count);
+        let mut places: IdMap<u64, usize> = IdMap::default();
+        places.reserve(count);
+        let mut slots = Vec::with_capacity(count);
         let mut order = Vec::with_capacity(count);
         let mut listed = (0, 0);
         let first = body.position();
@@ -205,20 +251,31 @@ impl UserTable {
         for _ in 0..count {
             let user: u64 = body.decode()?;
             let start = body.position();
-            let entries: UserEntries = body.decode()?;
+            // Most records are whole and fit: checked where they lie; the others are decoded.
+            match UserEntries::check_record(&bytes[start..], message_count, outcome_count) {
+                Some((len, messages, outcomes)) => {
+                    body.skip(len);
+                    listed.0 += messages;
+                    listed.1 += outcomes;
+                }
+                None => {
+                    let entries: UserEntries = body.decode()?;
+                    check_lists(user, &entries, message_count, outcome_count)?;
+                    listed.0 += entries.messages.len();
+                    listed.1 += entries.outcomes.len();
+                }
+            }
             let end = body.position();
-            check_lists(user, &entries, message_count, outcome_count)?;
-            listed.0 += entries.messages.len();
-            listed.1 += entries.outcomes.len();
             let slot = UserSlot {
                 entries: OnceLock::new(),
                 at: body_at + start,
                 len: end - start,
                 crc: crc32fast::hash(&bytes[start..end]),
             };
-            if users.insert(user, slot).is_some() {
+            if places.insert(user, slots.len()).is_some() {
                 return Err(format!("user {user} is listed twice"));
             }
+            slots.push(slot);
             order.push(user);
             if end >= next_call {
                 passed(end);
@@ -230,7 +287,7 @@ impl UserTable {
         let pending: Vec<AtomicU32> = (first_page..last_page.max(first_page))
             .map(|_| AtomicU32::new(0))
             .collect();
-        for slot in users.values() {
+        for slot in &slots {
             for page in pages(slot.at, slot.len) {
                 pending[page - first_page].fetch_add(1, Ordering::Relaxed);
             }
@@ -239,7 +296,8 @@ impl UserTable {
             table: UserTable {
                 flat: IdMap::default(),
                 lazy: Some(Box::new(LazyUsers {
-                    users,
+                    places,
+                    slots,
                     mapped: MappedUsers {
                         snapshot,
                         first_page,
@@ -255,10 +313,11 @@ impl UserTable {
     /// Adds a user with these lists; false if the user is there already.
     pub(crate) fn insert(&mut self, user: u64, entries: UserEntries) -> bool {
         match &mut self.lazy {
-            Some(lazy) => match lazy.users.entry(user) {
+            Some(lazy) => match lazy.places.entry(user) {
                 Entry::Occupied(_) => false,
                 Entry::Vacant(vacant) => {
-                    vacant.insert(UserSlot::decoded(entries));
+                    vacant.insert(lazy.slots.len());
+                    lazy.slots.push(UserSlot::decoded(entries));
                     true
                 }
             },
@@ -281,7 +340,7 @@ impl UserTable {
     pub(crate) fn get(&self, user: u64) -> Option<&UserEntries> {
         match &self.lazy {
             Some(lazy) => {
-                let slot = lazy.users.get(&user)?;
+                let slot = &lazy.slots[*lazy.places.get(&user)?];
                 Some(match slot.entries.get() {
                     Some(entries) => entries,
                     None => lazy.decoded(slot),
@@ -299,9 +358,9 @@ impl UserTable {
                 Entry::Vacant(vacant) => (vacant.insert(UserEntries::default()), true),
             };
         };
-        match lazy.users.entry(user) {
+        match lazy.places.entry(user) {
             Entry::Occupied(occupied) => {
-                let slot = occupied.into_mut();
+                let slot = &mut lazy.slots[*occupied.get()];
                 if slot.entries.get().is_none() {
                     let entries = decode_slot(&lazy.mapped, slot);
                     let _ = slot.entries.set(entries);
@@ -309,7 +368,9 @@ impl UserTable {
                 (slot.entries.get_mut().expect("decoded above"), false)
             }
             Entry::Vacant(vacant) => {
-                let slot = vacant.insert(UserSlot::decoded(UserEntries::default()));
+                vacant.insert(lazy.slots.len());
+                lazy.slots.push(UserSlot::decoded(UserEntries::default()));
+                let slot = lazy.slots.last_mut().expect("pushed above");
                 (slot.entries.get_mut().expect("made above"), true)
             }
         }
@@ -625,6 +686,67 @@ mod tests {
         }
     }
 
+    /// A user's record checked where it lies is taken exactly when decoding it and checking
+    /// its lists would take it, with the same length: records sorted or not, with indexes in
+    /// range or not, with a valid or an invalid tag for the last message, whole or cut short.
+    #[test]
+    fn a_record_checked_in_place_is_taken_as_decoding_and_checking_it_would() {
+        let mut random = crate::workload::SplitMix64::new(11);
+        let mut next = move |bound: u64| random.int(0, bound - 1);
+        let mut taken = 0;
+        for round in 0..20_000 {
+            let list = |next: &mut dyn FnMut(u64) -> u64| -> Vec<(i64, u32)> {
+                let mut at_ms = next(3) as i64 - 1;
+                let mut list: Vec<(i64, u32)> = (0..next(6))
+                    .map(|_| {
+                        at_ms += next(3) as i64;
+                        (at_ms, next(12) as u32)
+                    })
+                    .collect();
+                if next(3) == 0 {
+                    list.sort_unstable();
+                }
+                list
+            };
+            let entries = UserEntries {
+                messages: list(&mut next),
+                last_message: (next(2) == 0).then(|| (next(100) as i64, next(9) as u32)),
+                outcomes: list(&mut next),
+                latest_outcome_ms: next(100) as i64 - 50,
+            };
+            let mut bytes = Vec::new();
+            crate::codec::encode_snapshot_part(&entries, &mut bytes).unwrap();
+            let whole = bytes.len();
+            let tag_at = 8 + entries.messages.len() * PAIR_BYTES;
+            match next(6) {
+                0 => bytes.truncate(next(whole as u64) as usize),
+                1 => bytes[tag_at] = 2 + next(254) as u8,
+                2 => bytes.extend([7, 7, 7]),
+                _ => {}
+            }
+            let (message_count, outcome_count) = (next(14) as usize, next(14) as usize);
+            let in_place = UserEntries::check_record(&bytes, message_count, outcome_count);
+            let mut reader = SnapshotReader::new(&bytes);
+            let decoded = reader.decode::<UserEntries>().and_then(|entries| {
+                check_lists(1, &entries, message_count, outcome_count)?;
+                Ok((
+                    reader.position(),
+                    entries.messages.len(),
+                    entries.outcomes.len(),
+                ))
+            });
+            assert_eq!(
+                in_place,
+                decoded.ok(),
+                "round {round}: {entries:?}, {bytes:?}"
+            );
+            taken += usize::from(in_place.is_some());
+        }
+        assert!(taken > 1_000 && taken < 19_000, "{taken} of 20,000 taken");
+        let huge = [u64::MAX.to_le_bytes().as_slice(), &[0; 40]].concat();
+        assert_eq!(UserEntries::check_record(&huge, 10, 10), None);
+    }
+
     #[test]
     fn lists_that_do_not_fit_the_facts_are_refused_when_read() {
         let dir = tempfile::TempDir::new().unwrap();
@@ -674,7 +796,8 @@ mod tests {
         let table = read.table;
         assert_eq!(table.get(users[0].0), Some(&users[0].1));
         // The first message's time in user 6's lists changes: the same length, another value.
-        let at = table.lazy.as_ref().unwrap().users[&users[6].0].at + 8;
+        let lazy = table.lazy.as_ref().unwrap();
+        let at = lazy.slots[lazy.places[&users[6].0]].at + 8;
         let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.seek(std::io::SeekFrom::Start(at as u64)).unwrap();
         file.write_all(&[0x55]).unwrap();
