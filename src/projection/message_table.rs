@@ -82,9 +82,10 @@ impl ChunkScan {
                 highest_names.push(0);
             }
             index += 1;
-            // Most records have no rare stages: checked in place; the others are decoded.
-            let (name, taken) = match MessageState::common_record_name(rest) {
-                Some(name) => (name, MessageState::SNAPSHOT_BYTES_MIN),
+            // A record is checked where it lies; one that does not pass is decoded, for the
+            // reason.
+            let (name, taken) = match MessageState::check_record(rest) {
+                Some(checked) => checked,
                 None => {
                     let mut record = SnapshotReader::new(rest);
                     let state: MessageState = record.decode()?;

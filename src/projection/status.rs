@@ -173,15 +173,44 @@ impl MessageState {
     /// The fewest bytes a snapshot's record of a message takes (one without rare stages).
     pub(crate) const SNAPSHOT_BYTES_MIN: usize = COMMON_RECORD_BYTES;
 
-    /// The name id the snapshot record at the start of `bytes` refers to, read without
-    /// building the record, where it has no rare stages (most) and its channel byte is valid;
-    /// such a record takes [`SNAPSHOT_BYTES_MIN`](Self::SNAPSHOT_BYTES_MIN) bytes. `None`
-    /// otherwise: decode it then.
-    pub(crate) fn common_record_name(bytes: &[u8]) -> Option<NameId> {
-        let record = bytes.get(..COMMON_RECORD_BYTES)?;
-        let mut fields = crate::codec::FixedFields(&record[RARE_TAG_AT..]);
-        let (rare_tag, name, channel) = (fields.u8(), fields.u32(), fields.u8());
-        (rare_tag == 0 && usize::from(channel) < Channel::ALL.len()).then_some(name)
+    /// The snapshot record at the start of `bytes`, checked where it lies: `Some((the highest
+    /// name id it refers to, bytes it takes))` where it decodes (every option's tag 0 or 1, the
+    /// channel byte in range, nothing cut short), without building it. `None` otherwise:
+    /// decoding it names what is wrong.
+    pub(crate) fn check_record(bytes: &[u8]) -> Option<(NameId, usize)> {
+        let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+        let mut at = RARE_TAG_AT;
+        let mut highest = 0;
+        match *bytes.get(at)? {
+            0 => at += 1,
+            1 => {
+                // clicked, failed; failure_reason; first_action; latest_action (at_ms, name).
+                at += 1 + 8 + 8;
+                match *bytes.get(at)? {
+                    0 => at += 1,
+                    1 => {
+                        highest = u32_at(at + 1)?;
+                        at += 1 + 4;
+                    }
+                    _ => return None,
+                }
+                at += 8;
+                match *bytes.get(at)? {
+                    0 => at += 1,
+                    1 => {
+                        highest = highest.max(u32_at(at + 1 + 8)?);
+                        at += 1 + 8 + 4;
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        }
+        let message_type = u32_at(at)?;
+        let channel = *bytes.get(at + 4)?;
+        bytes.get(at + 5)?;
+        (usize::from(channel) < Channel::ALL.len())
+            .then_some((highest.max(message_type), at + 4 + 1 + 1))
     }
 
     pub(crate) fn new(
@@ -449,5 +478,63 @@ mod tests {
         assert_eq!(std::mem::size_of::<MessageState>(), 56);
         assert_eq!(std::mem::offset_of!(MessageState, user_id), 0);
         assert_eq!(std::mem::offset_of!(MessageState, message_type), 48);
+    }
+
+    /// A record checked where it lies is taken exactly when decoding it would take it, with the
+    /// same length and highest name: records with and without rare stages, a failure reason or
+    /// a latest action, whole, cut short, with a bad tag or channel byte.
+    #[test]
+    fn a_record_checked_in_place_is_taken_as_decoding_it_would() {
+        use crate::event::{Channel, UserId};
+        use crate::money::Money;
+        use crate::projection::names::ActionKind;
+        let mut random = crate::workload::SplitMix64::new(5);
+        let mut next = move |bound: u64| random.int(0, bound - 1);
+        let mut taken = 0;
+        for round in 0..20_000 {
+            let sent_ms = next(1_000) as i64;
+            let mut record = MessageState::new(
+                UserId(next(50)),
+                Channel::ALL[next(4) as usize],
+                next(60) as NameId,
+                Money::from_micros(i128::from(next(90_000))),
+                sent_ms,
+            );
+            for _ in 0..next(4) {
+                let at_ms = sent_ms + next(20) as i64;
+                let name = next(60) as NameId;
+                match next(5) {
+                    0 => record.fold_action(name, ActionKind::Click, at_ms),
+                    1 => record.fold_action(name, ActionKind::Upgrade, at_ms),
+                    2 => record.fold_action(name, ActionKind::Other, at_ms),
+                    3 => record.fold_failed(name, at_ms),
+                    _ => record.fold_delivered(at_ms),
+                }
+            }
+            let mut bytes = Vec::new();
+            crate::codec::encode_snapshot_part(&record, &mut bytes).unwrap();
+            let whole = bytes.len();
+            match next(6) {
+                0 => bytes.truncate(next(whole as u64) as usize),
+                1 => {
+                    let at = RARE_TAG_AT + next((whole - RARE_TAG_AT) as u64) as usize;
+                    bytes[at] = next(5) as u8;
+                }
+                2 => bytes.extend([7, 7, 7]),
+                _ => {}
+            }
+            let in_place = MessageState::check_record(&bytes);
+            let mut reader = crate::codec::SnapshotReader::new(&bytes);
+            let decoded = reader
+                .decode::<MessageState>()
+                .map(|state| (state.highest_name(), reader.position()));
+            assert_eq!(
+                in_place,
+                decoded.ok(),
+                "round {round}: {record:?}, {bytes:?}"
+            );
+            taken += usize::from(in_place.is_some());
+        }
+        assert!(taken > 10_000 && taken < 19_000, "{taken} of 20,000 taken");
     }
 }
