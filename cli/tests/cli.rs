@@ -2356,8 +2356,15 @@ fn demo_20000_matches_the_reference_and_replaces_its_own_store() {
         .iter()
         .map(|p| p["phase"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
     assert!(names[3].starts_with("reopen"), "{names:?}");
+    assert!(names[4].contains("on demand"), "{names:?}");
+    assert!(
+        measured["first_history_on_demand_seconds"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     let peaks: Vec<u64> = phases
         .iter()
         .map(|phase| phase["peak_rss_bytes"].as_u64().unwrap())
