@@ -534,21 +534,26 @@ fn release_before(map: &Mmap, end: usize) {
     release(map, 0..end);
 }
 
-/// The crc32 of `map` from byte `start` on, its two halves read on two threads, each run of
-/// [`RELEASE_BYTES`] mapped in before it is read and given back after.
+/// The crc32 of `map` from byte `start` on, read on two threads: the file is split at the first
+/// multiple of [`RELEASE_BYTES`] from the middle of that span on, and each thread maps in a run
+/// of the file up to the next multiple of it, reads it, and gives it back. Runs end on those
+/// multiples (whole pages), so a thread gives back only pages it has read.
 fn checksum_on_two_threads(map: &Mmap, start: usize) -> u32 {
     let checksum = |range: Range<usize>| {
         let mut hasher = crc32fast::Hasher::new();
-        for run in range.clone().step_by(RELEASE_BYTES) {
-            let run = run..(run + RELEASE_BYTES).min(range.end);
-            map_in(map, run.start, run.len());
-            hasher.update(&map[run.clone()]);
-            release(map, run);
+        let mut at = range.start;
+        while at < range.end {
+            let end = (at + 1).next_multiple_of(RELEASE_BYTES).min(range.end);
+            map_in(map, at, end - at);
+            hasher.update(&map[at..end]);
+            release(map, at..end);
+            at = end;
         }
         hasher
     };
-    let len = map.len() - start;
-    let middle = start + len / 2 / RELEASE_BYTES * RELEASE_BYTES;
+    let middle = (start + (map.len() - start) / 2)
+        .next_multiple_of(RELEASE_BYTES)
+        .min(map.len());
     let (mut first, second) = std::thread::scope(|scope| {
         let second = scope.spawn(|| checksum(middle..map.len()));
         let first = checksum(start..middle);
@@ -561,8 +566,8 @@ fn checksum_on_two_threads(map: &Mmap, start: usize) -> u32 {
     first.finalize()
 }
 
-/// Gives back to the OS this process's pages of `range` of `map` (and of the pages that hold its
-/// ends), read already.
+/// Gives back to the OS this process's pages of `range` of `map`, widened to whole pages: a page
+/// only partly in `range` is given back too, and faulted in again if read.
 fn release(map: &Mmap, range: Range<usize>) {
     // SAFETY: MADV_DONTNEED on a read-only shared mapping of a file that nothing writes (see
     // `map_snapshot`) drops only this process's view of the pages: a later read through the
@@ -831,5 +836,40 @@ impl<W: Write> Write for Checksummed<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checksum read on two threads is the file's crc32 from `start` on, for files shorter
+    /// than a run, around a run's end and spanning several runs.
+    #[test]
+    fn the_checksum_on_two_threads_is_the_crc32_of_the_bytes() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut random = crate::workload::SplitMix64::new(9);
+        for len in [
+            0,
+            1,
+            4_095,
+            RELEASE_BYTES - 1,
+            RELEASE_BYTES + 1,
+            2 * RELEASE_BYTES,
+            3 * RELEASE_BYTES + 12_345,
+        ] {
+            let bytes: Vec<u8> = (0..len).map(|_| random.int(0, 255) as u8).collect();
+            let path = dir.path().join(format!("file-{len}"));
+            std::fs::write(&path, &bytes).unwrap();
+            let file = File::open(&path).unwrap();
+            let map = map_snapshot(&file).unwrap();
+            for start in [0, HEADER_BYTES, 4_096].into_iter().filter(|&at| at <= len) {
+                assert_eq!(
+                    checksum_on_two_threads(&map, start),
+                    crc32fast::hash(&bytes[start..]),
+                    "{len} bytes from {start}"
+                );
+            }
+        }
     }
 }
