@@ -163,12 +163,24 @@ class Store:
         self._native = _native.NativeStore.open(os.fspath(path), sync, interval_ms)
 
     @classmethod
-    def open_read_only(cls, path: PathLike) -> "Store":
+    def open_read_only(cls, path: PathLike, *, decode_on_demand: bool = False) -> "Store":
         """Opens the store read-only: a snapshot of the log as it is now, beside its writer if
         there is one (reopen to see later events). Tracking calls raise ``CommlogError``
-        (kind ``read_only``)."""
+        (kind ``read_only``).
+
+        ``decode_on_demand=True`` suits a short-lived reader that asks about a few users (a
+        script, a job): the store's snapshot is checked but its messages and users' lists are
+        decoded only as queries reach them, so the open takes a fraction of the time and
+        memory; the first query over all messages, and later per-user queries, are slower than
+        with the default, which decodes everything at open. The answers are the same."""
+        if not isinstance(decode_on_demand, bool):
+            raise InvalidInput(
+                f"decode_on_demand {decode_on_demand!r} must be True or False",
+                field="decode_on_demand",
+                value=repr(decode_on_demand),
+            )
         store = cls.__new__(cls)
-        store._native = _native.NativeStore.open_read_only(os.fspath(path))
+        store._native = _native.NativeStore.open_read_only(os.fspath(path), decode_on_demand)
         return store
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -373,12 +373,21 @@ impl NativeStore {
     }
 
     /// Opens the store in `path` read-only: a snapshot of the log as it is now, beside a
-    /// writer if there is one.
+    /// writer if there is one. `decode_on_demand`: `Options::decode_on_demand`.
     #[staticmethod]
-    fn open_read_only(py: Python<'_>, path: PathBuf) -> PyResult<NativeStore> {
+    #[pyo3(signature = (path, decode_on_demand = false))]
+    fn open_read_only(
+        py: Python<'_>,
+        path: PathBuf,
+        decode_on_demand: bool,
+    ) -> PyResult<NativeStore> {
         let dir = path.clone();
+        let options = Options {
+            decode_on_demand,
+            ..Options::default()
+        };
         let store = py
-            .detach(move || Store::open_read_only(&dir))
+            .detach(move || Store::open_read_only_with(&dir, options))
             .map_err(|err| to_py_err(py, err))?;
         Ok(NativeStore {
             store: RwLock::new(Some(Arc::new(store))),

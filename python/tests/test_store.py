@@ -423,6 +423,24 @@ def test_read_only_refuses_writes_and_reads_the_snapshot(path: Path) -> None:
             r.track_financial_outcome(1, "x", 1)
 
 
+def test_read_only_decoding_on_demand_answers_as_the_default(path: Path) -> None:
+    with Store(path) as s:
+        populate(s)
+        assert s.snapshot() is not None
+        # After the snapshot: replayed onto facts still in the snapshot's file.
+        s.track_message_opened("SM1", T0 + timedelta(minutes=4))
+        s.track_message_sent(456, "sms", "low_balance", 0.02, sent_at=T0 + timedelta(days=2))
+        expected = all_answers(s)
+    with Store.open_read_only(path, decode_on_demand=True) as r:
+        assert r.read_only
+        assert all_answers(r) == expected
+    with Store.open_read_only(path, decode_on_demand=False) as r:
+        assert all_answers(r) == expected
+    with pytest.raises(InvalidInput) as e:
+        Store.open_read_only(path, decode_on_demand="yes")  # type: ignore[arg-type]
+    assert e.value.fields["field"] == "decode_on_demand"
+
+
 def test_sync_and_interval_are_checked(path: Path) -> None:
     with pytest.raises(InvalidInput) as e:
         Store(path, sync="sometimes")
