@@ -2358,7 +2358,8 @@ fn demo_20000_matches_the_reference_and_replaces_its_own_store() {
         .collect();
     assert_eq!(names.len(), 6, "{names:?}");
     assert!(names[3].starts_with("reopen"), "{names:?}");
-    assert!(names[4].contains("on demand"), "{names:?}");
+    assert!(names[4].contains("full replay"), "{names:?}");
+    assert!(names[5].contains("on demand"), "{names:?}");
     assert!(
         measured["first_history_on_demand_seconds"]
             .as_f64()
