@@ -534,26 +534,23 @@ fn release_before(map: &Mmap, end: usize) {
     release(map, 0..end);
 }
 
-/// The crc32 of `map` from byte `start` on, read on two threads: the file is split at the first
-/// multiple of [`RELEASE_BYTES`] from the middle of that span on, and each thread maps in a run
-/// of the file up to the next multiple of it, reads it, and gives it back. Runs end on those
-/// multiples (whole pages), so a thread gives back only pages it has read.
+/// The crc32 of `map` from byte `start` on, read on two threads: the span is split at a
+/// multiple of [`RELEASE_BYTES`] from `start` at or before its middle, and each thread maps in
+/// a run of [`RELEASE_BYTES`] at a time, reads it, and gives it back (with the pages that hold
+/// the run's ends: the next run faults in again the one it still has to read).
 fn checksum_on_two_threads(map: &Mmap, start: usize) -> u32 {
     let checksum = |range: Range<usize>| {
         let mut hasher = crc32fast::Hasher::new();
-        let mut at = range.start;
-        while at < range.end {
-            let end = (at + 1).next_multiple_of(RELEASE_BYTES).min(range.end);
-            map_in(map, at, end - at);
-            hasher.update(&map[at..end]);
-            release(map, at..end);
-            at = end;
+        for run in range.clone().step_by(RELEASE_BYTES) {
+            let run = run..(run + RELEASE_BYTES).min(range.end);
+            map_in(map, run.start, run.len());
+            hasher.update(&map[run.clone()]);
+            release(map, run);
         }
         hasher
     };
-    let middle = (start + (map.len() - start) / 2)
-        .next_multiple_of(RELEASE_BYTES)
-        .min(map.len());
+    let len = map.len() - start;
+    let middle = start + len / 2 / RELEASE_BYTES * RELEASE_BYTES;
     let (mut first, second) = std::thread::scope(|scope| {
         let second = scope.spawn(|| checksum(middle..map.len()));
         let first = checksum(start..middle);
