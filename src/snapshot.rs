@@ -593,11 +593,12 @@ pub(crate) fn decode_facts(
             Arc::clone(snapshot),
             body_at,
         ),
-        None => MessageTable::from(body.decode_list::<MessageState>(
-            MessageState::SNAPSHOT_BYTES_MIN,
-            every,
-            &mut passed,
-        )?),
+        None => {
+            let len = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
+            let mut table = MessageTable::default();
+            body.decode_items(len, every, &mut passed, |_, state| table.push(state))?;
+            table
+        }
     };
     let outcomes: Vec<OutcomeState> = body.decode()?;
     let users = match mapped {

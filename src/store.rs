@@ -28,6 +28,7 @@ use crate::projection::channel::{ChannelReport, EffectivenessFilter};
 use crate::projection::cost::{CostFilter, CostReport};
 use crate::projection::engagement::{EngagementFilter, UserEngagement};
 use crate::projection::impact::{ImpactFilter, ImpactReport};
+use crate::projection::message_table::ReadyChunks;
 use crate::snapshot::{self, Snapshots};
 use crate::stats::{CommunicationStats, StatsFilter, validate_selection, validate_user};
 use crate::track::{Call, Tracked};
@@ -720,13 +721,25 @@ fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, 
             replayed.report.snapshot_events = loaded.position.last_seq;
             (projection, replayed)
         }
-        None => replay::replay_parallel(
-            dir,
-            mode,
-            || Projection::new(window_ms),
-            Projection::fold,
-            Projection::pre_read,
-        )?,
+        None => {
+            // The decoding thread makes the message table's next chunks ready while it waits.
+            let ready = Arc::new(ReadyChunks::default());
+            let new_projection = || {
+                let mut projection = Projection::new(window_ms);
+                projection.take_chunks_from(Some(Arc::clone(&ready)));
+                projection
+            };
+            let (mut projection, replayed) = replay::replay_parallel(
+                dir,
+                mode,
+                new_projection,
+                Projection::fold,
+                Projection::pre_read,
+                || ready.top_up(),
+            )?;
+            projection.take_chunks_from(None);
+            (projection, replayed)
+        }
     };
     replayed.report.ignored_snapshots = ignored;
     Ok((projection, replayed))

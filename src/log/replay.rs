@@ -131,15 +131,20 @@ fn replay_with(
 }
 
 /// Replays the log in `dir` into a state made by `new_state`, like [`replay`], but on two
-/// threads for a large log: this one decodes frames, the other verifies each frame's checksum
-/// and folds it. A frame failing its checksum (a damaged log: rare) makes the whole replay
-/// start over on one thread, which then decides exactly what the damage means.
+/// threads for a large log: this one decodes frames, the other folds them. Each frame's
+/// checksum is verified by whichever thread has time for it: by this one when it finds the
+/// folding thread behind (every batch in flight waiting), and then it also calls `idle` before
+/// it waits (work that spares the folding thread later); else by the folding thread, which
+/// then verifies each frame before folding it. A frame failing its checksum (a damaged log:
+/// rare) makes the whole replay start over on one thread, which then decides exactly what the
+/// damage means.
 pub(crate) fn replay_parallel<S: Send>(
     dir: &Path,
     mode: Mode,
     new_state: impl Fn() -> S + Sync,
     fold: impl Fn(&mut S, &LoggedEvent<'_>) + Sync,
     pre_read: impl Fn(&S, &LoggedEvent<'_>) -> u64 + Sync,
+    idle: impl Fn(),
 ) -> Result<(S, Replayed)> {
     let replay_sequentially = || {
         let mut state = new_state();
@@ -153,13 +158,12 @@ pub(crate) fn replay_parallel<S: Send>(
         return replay_sequentially();
     }
     let (state, checksums_ok, scanned) = std::thread::scope(|scope| {
-        let (sender, receiver) =
-            mpsc::sync_channel::<Vec<(LoggedEvent<'_>, &[u8])>>(REPLAY_BATCHES_IN_FLIGHT);
+        let (sender, receiver) = mpsc::sync_channel::<Batch<'_>>(REPLAY_BATCHES_IN_FLIGHT);
         let folder = scope.spawn(|| {
             let mut state = new_state();
             let mut checksums_ok = true;
             for batch in receiver {
-                for run in batch.chunks(PRE_READ_EVENTS) {
+                for run in batch.events.chunks(PRE_READ_EVENTS) {
                     // One tight pass of independent reads, whose cache misses overlap, then the
                     // folds, which find that memory in cache.
                     let read = run
@@ -170,7 +174,7 @@ pub(crate) fn replay_parallel<S: Send>(
                         if !checksums_ok {
                             break;
                         }
-                        checksums_ok = codec::checksum_ok(frame);
+                        checksums_ok = batch.verified || codec::checksum_ok(frame);
                         if checksums_ok {
                             fold(&mut state, logged);
                         }
@@ -179,7 +183,7 @@ pub(crate) fn replay_parallel<S: Send>(
             }
             (state, checksums_ok)
         });
-        let mut batch = Vec::with_capacity(REPLAY_BATCH_EVENTS);
+        let mut batch = Batch::new();
         let scanned = scan_segments(
             dir,
             &segments,
@@ -188,17 +192,14 @@ pub(crate) fn replay_parallel<S: Send>(
             Checksums::Deferred,
             None,
             &mut |logged, frame| {
-                batch.push((*logged, frame));
-                if batch.len() == REPLAY_BATCH_EVENTS {
-                    let full =
-                        std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH_EVENTS));
-                    // Fails only if the folder panicked; joining it below resumes the panic.
-                    let _ = sender.send(full);
+                batch.events.push((*logged, frame));
+                if batch.events.len() == REPLAY_BATCH_EVENTS {
+                    send(&sender, std::mem::replace(&mut batch, Batch::new()), &idle);
                 }
             },
         );
         // Every decoded frame is checked, also when the scan stopped on an error.
-        let _ = sender.send(batch);
+        send(&sender, batch, &idle);
         drop(sender);
         match folder.join() {
             Ok((state, checksums_ok)) => (state, checksums_ok, scanned),
@@ -210,6 +211,37 @@ pub(crate) fn replay_parallel<S: Send>(
         return replay_sequentially();
     }
     Ok((state, finish(dir, mode, scanned?)?))
+}
+
+/// Sends `batch` to the folding thread; when every batch in flight is waiting, first verifies
+/// its checksums (a batch with a failing frame is left for the folder to stop at) and calls
+/// `idle`. Fails only if the folder panicked, which joining it resumes.
+fn send<'a>(sender: &mpsc::SyncSender<Batch<'a>>, batch: Batch<'a>, idle: &impl Fn()) {
+    if let Err(mpsc::TrySendError::Full(mut batch)) = sender.try_send(batch) {
+        batch.verified = batch
+            .events
+            .iter()
+            .all(|(_, frame)| codec::checksum_ok(frame));
+        idle();
+        let _ = sender.send(batch);
+    }
+}
+
+/// Decoded frames on their way from the decoding thread to the folding one, each with its
+/// bytes.
+struct Batch<'a> {
+    events: Vec<(LoggedEvent<'a>, &'a [u8])>,
+    /// Whether every frame's checksum has been verified already.
+    verified: bool,
+}
+
+impl Batch<'_> {
+    fn new() -> Self {
+        Batch {
+            events: Vec::with_capacity(REPLAY_BATCH_EVENTS),
+            verified: false,
+        }
+    }
 }
 
 /// Whether frames' checksums are verified while scanning, or by the caller's fold (which gets
@@ -1596,6 +1628,77 @@ mod tests {
                         one_thread,
                         "case {case}, {position:?}, chunks of {chunk_bytes} bytes"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_pipelined_replay_folds_and_ends_as_one_thread_whichever_thread_verifies_the_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            sync: SyncPolicy::Never,
+            ..Options::default()
+        };
+        let at = chrono::DateTime::from_timestamp_millis(1_735_722_000_000).unwrap();
+        let store = Store::open_with(dir.path(), options).unwrap();
+        for i in 0..60_000u64 {
+            let at = at + chrono::Duration::seconds(i as i64);
+            let channel = Channel::ALL[(i % 4) as usize];
+            let message = store
+                .track_message_sent_at(i % 97 + 1, channel, "low_balance", 0.01, at)
+                .unwrap();
+            if i % 3 == 0 {
+                store.track_message_delivered(message.id, Some(at)).unwrap();
+            }
+        }
+        store.close().unwrap();
+        let path = dir.path().join(segment_file_name(1));
+        let clean = std::fs::read(&path).unwrap();
+        assert!(clean.len() > PIPELINED_REPLAY_BYTES_MIN, "{}", clean.len());
+        let ended = |result: Result<Replayed>| match result {
+            Ok(replayed) => format!("{:?}", replayed.report),
+            Err(error) => error.to_string(),
+        };
+        // Intact, then a bit flipped in a frame near the end (in a batch sent once the folding
+        // thread is behind, when the fold is slow): in some frames the flip leaves the frame
+        // decoding, so that only its checksum fails.
+        let flips = (0..12).map(|k| Some(clean.len() * 8 / 10 + k * 997));
+        for flipped in std::iter::once(None).chain(flips) {
+            let mut bytes = clean.clone();
+            if let Some(offset) = flipped {
+                bytes[offset] ^= 0x01;
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let mut one_thread = Vec::new();
+            let replayed = replay(dir.path(), Mode::ReadOnly, &mut |logged| {
+                one_thread.push(format!("{logged:?}"))
+            });
+            let one_thread = (one_thread, ended(replayed));
+            for slow in [false, true] {
+                let idled = std::sync::atomic::AtomicUsize::new(0);
+                let pipelined = replay_parallel(
+                    dir.path(),
+                    Mode::ReadOnly,
+                    Vec::new,
+                    |events: &mut Vec<String>, logged| {
+                        if slow && events.len().is_multiple_of(1000) {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                        events.push(format!("{logged:?}"));
+                    },
+                    |_, _| 0,
+                    || {
+                        idled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    },
+                );
+                let pipelined = match pipelined {
+                    Ok((events, replayed)) => (events, ended(Ok(replayed))),
+                    Err(error) => (one_thread.0.clone(), ended(Err(error))),
+                };
+                assert!(pipelined == one_thread, "flipped {flipped:?}, slow {slow}");
+                if slow {
+                    assert!(idled.into_inner() > 0, "the folding thread was behind");
                 }
             }
         }

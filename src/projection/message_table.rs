@@ -1,11 +1,15 @@
-//! The messages' records, by index (message id `n` at index `n − 1`): in one `Vec`, or, for a
-//! store opened with `Options::decode_on_demand`, in chunks of [`CHUNK_MESSAGES`]. Such a store
-//! keeps its snapshot's file mapped and decodes a chunk of records the first time anything
-//! reads or changes one of them, so an open that answers a few users' queries decodes a few
-//! chunks, not every message: the records a snapshot holds cost page-cache pages, which the
-//! kernel maps in cheaply, rather than fresh memory, which it must clear page by page. Records
-//! added by the fold go into the last chunk. A store that answers many calls keeps the `Vec`:
-//! through the chunks, every read of a record takes one more lookup.
+//! The messages' records, by index (message id `n` at index `n − 1`): in chunks of
+//! [`WHOLE_CHUNK_MESSAGES`], or, for a store opened with `Options::decode_on_demand`, in chunks
+//! of [`CHUNK_MESSAGES`] decoded on demand. Such a store keeps its snapshot's file mapped and
+//! decodes a chunk of records the first time anything reads or changes one of them, so an open
+//! that answers a few users' queries decodes a few chunks, not every message: the records a
+//! snapshot holds cost page-cache pages, which the kernel maps in cheaply, rather than fresh
+//! memory, which it must clear page by page. Records added by the fold go into the last chunk.
+//!
+//! A whole table grows by fixed chunks rather than as one `Vec`, so that another thread can
+//! provide the memory of the next chunks ([`ReadyChunks`]): a replay's folding thread, which
+//! sets the pace, then never waits on the kernel for fresh pages. Reading a record takes one
+//! lookup more than in one `Vec`, in a list of chunks that stays in cache.
 //!
 //! A chunk's bytes were checked with the whole snapshot at open (`snapshot::load`), and each
 //! keeps its own crc32, checked again when it is decoded: bytes that changed on disk since are
@@ -14,21 +18,103 @@
 use std::ops::{Index, IndexMut};
 use std::sync::{Arc, OnceLock};
 
+use parking_lot::Mutex;
+
 use crate::codec::SnapshotReader;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
 use crate::snapshot::{MappedSnapshot, PAGE_BYTES};
 
-/// Records per chunk: about 56 KB decoded. A user's hundred messages of a month touch at most
-/// a hundred chunks, a small share of a large store's.
+/// Records per chunk decoded on demand: about 56 KB decoded. A user's hundred messages of a
+/// month touch at most a hundred chunks, a small share of a large store's.
 pub(crate) const CHUNK_MESSAGES: usize = 1024;
 
-/// The records of the messages: in one `Vec`, or, loaded from a snapshot to be decoded on
-/// demand, in chunks.
+/// Records per chunk of a whole table: about 3.7 MB, a multiple of [`CHUNK_MESSAGES`].
+const WHOLE_CHUNK_MESSAGES: usize = 1 << WHOLE_CHUNK_SHIFT;
+const WHOLE_CHUNK_SHIFT: u32 = 16;
+
+/// The records of the messages: whole, or, loaded from a snapshot to be decoded on demand, in
+/// chunks decoded when first used.
 #[derive(Debug, Default)]
 pub(crate) struct MessageTable {
-    flat: Vec<MessageState>,
+    whole: WholeRecords,
     lazy: Option<Box<LazyRecords>>,
+}
+
+/// The records in chunks of [`WHOLE_CHUNK_MESSAGES`]; every chunk but the last is full.
+#[derive(Debug, Default)]
+struct WholeRecords {
+    chunks: Vec<Vec<MessageState>>,
+    len: usize,
+    /// Where a new chunk's memory comes from, while another thread makes it ready.
+    ready: Option<Arc<ReadyChunks>>,
+}
+
+/// Chunks whose memory another thread has made ready for a [`MessageTable`] growing fast:
+/// allocated and written once, so that the kernel has provided their pages before the table
+/// fills them. A replay's decoding thread makes them while it waits for the folding thread.
+#[derive(Debug, Default)]
+pub(crate) struct ReadyChunks {
+    chunks: Mutex<Vec<Vec<MessageState>>>,
+}
+
+/// Chunks kept ready: enough for the folding thread to go on while the other is busy.
+const READY_CHUNKS: usize = 2;
+
+impl ReadyChunks {
+    /// Makes chunks ready until [`READY_CHUNKS`] are.
+    pub(crate) fn top_up(&self) {
+        while self.chunks.lock().len() < READY_CHUNKS {
+            // Writing every record makes the kernel provide (and clear) every page now.
+            let mut chunk = vec![MessageState::blank(); WHOLE_CHUNK_MESSAGES];
+            chunk.clear();
+            self.chunks.lock().push(chunk);
+        }
+    }
+
+    fn take(&self) -> Option<Vec<MessageState>> {
+        self.chunks.lock().pop()
+    }
+}
+
+impl WholeRecords {
+    #[inline]
+    fn get(&self, index: usize) -> Option<&MessageState> {
+        (index < self.len).then(|| &self[index])
+    }
+
+    fn push(&mut self, state: MessageState) {
+        if self.len.is_multiple_of(WHOLE_CHUNK_MESSAGES) {
+            let chunk = self.ready.as_ref().and_then(|ready| ready.take());
+            self.chunks
+                .push(chunk.unwrap_or_else(|| Vec::with_capacity(WHOLE_CHUNK_MESSAGES)));
+        }
+        self.chunks.last_mut().expect("pushed above").push(state);
+        self.len += 1;
+    }
+
+    /// Records `start..` up to [`CHUNK_MESSAGES`] of them (`start` a multiple of it).
+    fn chunk(&self, start: usize) -> &[MessageState] {
+        let chunk = &self.chunks[start >> WHOLE_CHUNK_SHIFT];
+        let first = start % WHOLE_CHUNK_MESSAGES;
+        &chunk[first..(first + CHUNK_MESSAGES).min(chunk.len())]
+    }
+}
+
+impl Index<usize> for WholeRecords {
+    type Output = MessageState;
+
+    #[inline]
+    fn index(&self, index: usize) -> &MessageState {
+        &self.chunks[index >> WHOLE_CHUNK_SHIFT][index % WHOLE_CHUNK_MESSAGES]
+    }
+}
+
+impl IndexMut<usize> for WholeRecords {
+    #[inline]
+    fn index_mut(&mut self, index: usize) -> &mut MessageState {
+        &mut self.chunks[index >> WHOLE_CHUNK_SHIFT][index % WHOLE_CHUNK_MESSAGES]
+    }
 }
 
 /// The records in chunks, each decoded from a mapped snapshot when first used.
@@ -234,10 +320,11 @@ impl LazyRecords {
 
 impl From<Vec<MessageState>> for MessageTable {
     fn from(records: Vec<MessageState>) -> MessageTable {
-        MessageTable {
-            flat: records,
-            lazy: None,
+        let mut table = MessageTable::default();
+        for state in records {
+            table.push(state);
         }
+        table
     }
 }
 
@@ -250,9 +337,15 @@ impl MessageTable {
         body_at: usize,
     ) -> MessageTable {
         MessageTable {
-            flat: Vec::new(),
+            whole: WholeRecords::default(),
             lazy: Some(Box::new(LazyRecords::mapped(scan, snapshot, body_at))),
         }
+    }
+
+    /// From now on (`Some`) or no longer (`None`), the chunks a whole table adds come from
+    /// `ready` while it has some.
+    pub(crate) fn take_chunks_from(&mut self, ready: Option<Arc<ReadyChunks>>) {
+        self.whole.ready = ready;
     }
 
     /// The index of the first record that refers to a name id at or past `name_count` (in a
@@ -261,7 +354,6 @@ impl MessageTable {
         match &self.lazy {
             Some(lazy) => lazy.first_beyond(name_count),
             None => self
-                .flat
                 .iter()
                 .position(|state| state.highest_name() as usize >= name_count),
         }
@@ -271,7 +363,7 @@ impl MessageTable {
     pub(crate) fn len(&self) -> usize {
         match &self.lazy {
             Some(lazy) => lazy.len,
-            None => self.flat.len(),
+            None => self.whole.len,
         }
     }
 
@@ -279,7 +371,7 @@ impl MessageTable {
     pub(crate) fn get(&self, index: usize) -> Option<&MessageState> {
         match &self.lazy {
             Some(lazy) => lazy.get(index),
-            None => self.flat.get(index),
+            None => self.whole.get(index),
         }
     }
 
@@ -287,7 +379,7 @@ impl MessageTable {
     pub(crate) fn push(&mut self, state: MessageState) {
         match &mut self.lazy {
             Some(lazy) => lazy.push(state),
-            None => self.flat.push(state),
+            None => self.whole.push(state),
         }
     }
 
@@ -300,10 +392,7 @@ impl MessageTable {
     pub(crate) fn chunk(&self, chunk: usize) -> &[MessageState] {
         match &self.lazy {
             Some(lazy) => lazy.chunk(chunk),
-            None => {
-                let start = chunk * CHUNK_MESSAGES;
-                &self.flat[start..(start + CHUNK_MESSAGES).min(self.flat.len())]
-            }
+            None => self.whole.chunk(chunk * CHUNK_MESSAGES),
         }
     }
 
@@ -320,7 +409,7 @@ impl Index<usize> for MessageTable {
     fn index(&self, index: usize) -> &MessageState {
         match &self.lazy {
             Some(lazy) => lazy.index(index),
-            None => &self.flat[index],
+            None => &self.whole[index],
         }
     }
 }
@@ -330,7 +419,7 @@ impl IndexMut<usize> for MessageTable {
     fn index_mut(&mut self, index: usize) -> &mut MessageState {
         match &mut self.lazy {
             Some(lazy) => lazy.index_mut(index),
-            None => &mut self.flat[index],
+            None => &mut self.whole[index],
         }
     }
 }
@@ -451,6 +540,52 @@ mod tests {
             assert_eq!(table.len(), expected.len());
             assert!(table.iter().eq(expected.iter()), "{count}");
             assert_eq!(table, MessageTable::from(expected), "{count}");
+        }
+    }
+
+    #[test]
+    fn a_whole_table_reads_and_changes_the_records_as_a_vec_would_with_chunks_made_ready_or_not() {
+        let count = 2 * WHOLE_CHUNK_MESSAGES + 100;
+        let ready = Arc::new(ReadyChunks::default());
+        for made_ready in [false, true] {
+            let mut expected = records(count, 11);
+            let mut table = MessageTable::default();
+            if made_ready {
+                table.take_chunks_from(Some(Arc::clone(&ready)));
+            }
+            for (index, record) in expected.iter().enumerate() {
+                if made_ready && index.is_multiple_of(50_000) {
+                    ready.top_up();
+                }
+                table.push(record.clone());
+            }
+            table.take_chunks_from(None);
+            // Topped up at 0, 50,000, 100,000: three chunks taken, one left.
+            let left = if made_ready { 1 } else { 0 };
+            assert_eq!(ready.chunks.lock().len(), left);
+            assert_eq!(table.len(), count);
+            for index in [
+                0,
+                1,
+                WHOLE_CHUNK_MESSAGES - 1,
+                WHOLE_CHUNK_MESSAGES,
+                count - 1,
+            ] {
+                assert_eq!(table.get(index), Some(&expected[index]), "{index}");
+                let at_ms = expected[index].sent_ms + 2;
+                table[index].fold_opened(at_ms);
+                expected[index].fold_opened(at_ms);
+                assert_eq!(table[index], expected[index], "{index}");
+            }
+            assert_eq!(table.get(count), None);
+            assert_eq!(table.chunk_count(), count.div_ceil(CHUNK_MESSAGES));
+            for chunk in 0..table.chunk_count() {
+                let start = chunk * CHUNK_MESSAGES;
+                let end = (start + CHUNK_MESSAGES).min(count);
+                assert_eq!(table.chunk(chunk), &expected[start..end], "chunk {chunk}");
+            }
+            assert!(table.iter().eq(expected.iter()));
+            assert_eq!(table, MessageTable::from(expected));
         }
     }
 

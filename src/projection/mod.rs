@@ -40,7 +40,7 @@ use std::sync::OnceLock;
 use crate::event::{BudgetScope, Event, LoggedEvent, MessageId, Month};
 use attribution::{Credits, Touches};
 use id_map::IdMap;
-use message_table::MessageTable;
+use message_table::{MessageTable, ReadyChunks};
 use names::Names;
 use outcome::OutcomeState;
 use rollup::MessageRollup;
@@ -339,6 +339,12 @@ impl Projection {
     }
 
     /// The views over facts a snapshot held; the indexes are built on first use.
+    /// From now on (`Some`) or no longer (`None`), the message table's new chunks come from
+    /// `ready` while it has some (`MessageTable::take_chunks_from`).
+    pub(crate) fn take_chunks_from(&mut self, ready: Option<Arc<ReadyChunks>>) {
+        self.facts.messages.take_chunks_from(ready);
+    }
+
     pub(crate) fn from_facts(facts: Facts) -> Projection {
         Projection {
             facts,

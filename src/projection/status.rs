@@ -63,6 +63,24 @@ pub(crate) struct MessageState {
     reached: u8,
 }
 
+impl MessageState {
+    /// A record that stands for no message: it fills memory being made ready for records
+    /// (`message_table::ReadyChunks`), and is never read as one.
+    pub(crate) fn blank() -> MessageState {
+        MessageState {
+            user_id: 0,
+            sent_ms: 0,
+            cost_micros: 0,
+            delivered: Earliest::NONE,
+            opened: Earliest::NONE,
+            rare: None,
+            message_type: 0,
+            channel: Channel::Email,
+            reached: 0,
+        }
+    }
+}
+
 /// A snapshot holds the fields in declaration order, the channel as its byte in the log
 /// (docs/FORMAT.md, "Snapshots").
 impl bincode::Encode for MessageState {
