@@ -25,7 +25,7 @@ use crate::log::segment::{
     segment_file_name, sync_directory,
 };
 use crate::log::{CoveredSegment, LogPosition, SharedLog};
-use crate::projection::message_table::{ChunkScan, MessageTable};
+use crate::projection::message_table::{ChunkScan, MessageTable, ReadyChunks};
 use crate::projection::outcome::OutcomeState;
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::{UserEntries, UserTable};
@@ -383,9 +383,15 @@ pub(crate) fn load(
     let mut body = codec::SnapshotReader::new(body);
     let bound: Bound = body.decode()?;
     check_position(dir, &bound.position).map_err(|reason| format!("not the log's: {reason}"))?;
-    // The log's frames are checked on another thread while the facts are decoded.
+    // The log's frames are checked on another thread while the facts are decoded; then that
+    // thread makes ready the memory of the messages' records still to decode.
+    let ready = Arc::new(ReadyChunks::default());
     let (covered, decoded) = std::thread::scope(|scope| {
-        let covered = scope.spawn(|| check_covered(dir, &bound));
+        let covered = scope.spawn(|| {
+            let covered = check_covered(dir, &bound);
+            ready.make_needed();
+            covered
+        });
         map_in(map, HEADER_BYTES, RELEASE_BYTES);
         let decoded = decode_facts(
             &mut body,
@@ -394,7 +400,10 @@ pub(crate) fn load(
                 release_before(map, HEADER_BYTES + read);
                 map_in(map, HEADER_BYTES + read, RELEASE_BYTES);
             },
-            on_demand.then_some((&snapshot, HEADER_BYTES)),
+            match on_demand {
+                true => Decoding::OnDemand(&snapshot, HEADER_BYTES),
+                false => Decoding::Whole(&ready),
+            },
         );
         let covered = covered
             .join()
@@ -578,27 +587,35 @@ fn release(map: &Mmap, range: Range<usize>) {
 
 /// Decodes the facts, which end the body, part by part as [`DecodedFacts`] lays them out;
 /// calls `passed` with the bytes read so far each time `every` more of its two long lists (the
-/// messages, the users) have been read. With `mapped` (the mapped snapshot the body lies in,
-/// and the body's offset in it), the messages' records and the users' lists are only checked,
-/// and left in the file to be decoded when first used.
+/// messages, the users) have been read. Decoding on demand, the messages' records and the
+/// users' lists are only checked, and left in the file to be decoded when first used.
 pub(crate) fn decode_facts(
     body: &mut codec::SnapshotReader,
     every: usize,
     mut passed: impl FnMut(usize),
-    mapped: Option<(&Arc<MappedSnapshot>, usize)>,
+    decoding: Decoding,
 ) -> std::result::Result<DecodedFacts, String> {
-    let messages = match mapped {
-        Some((snapshot, body_at)) => MessageTable::mapped(
+    let messages = match decoding {
+        Decoding::OnDemand(snapshot, body_at) => MessageTable::mapped(
             ChunkScan::read(body, every, &mut passed)?,
             Arc::clone(snapshot),
             body_at,
         ),
-        None => {
+        Decoding::Whole(ready) => {
             let len = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
             let mut table = MessageTable::default();
-            body.decode_items(len, every, &mut passed, |_, state| table.push(state))?;
+            ready.expect(len);
+            table.take_chunks_from(Some(Arc::clone(ready)));
+            let decoded = body.decode_items(len, every, &mut passed, |_, state| table.push(state));
+            ready.expect(0);
+            table.take_chunks_from(None);
+            decoded?;
             table
         }
+    };
+    let mapped = match decoding {
+        Decoding::OnDemand(snapshot, body_at) => Some((snapshot, body_at)),
+        Decoding::Whole(_) => None,
     };
     let outcomes: Vec<OutcomeState> = body.decode()?;
     let users = match mapped {
@@ -631,6 +648,15 @@ pub(crate) fn decode_facts(
         budgets,
         external_ids,
     })
+}
+
+/// How [`decode_facts`] decodes the two long lists.
+#[derive(Clone, Copy)]
+pub(crate) enum Decoding<'a> {
+    /// Whole, the messages' records into chunks made ready by another thread when it can.
+    Whole(&'a Arc<ReadyChunks>),
+    /// On demand, from the mapped snapshot the body lies in (and the body's offset in it).
+    OnDemand(&'a Arc<MappedSnapshot>, usize),
 }
 
 /// Checks a header read from a file of `file_len` bytes; returns the body's length.

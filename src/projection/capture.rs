@@ -456,7 +456,7 @@ mod tests {
                 &mut codec::SnapshotReader::new(&bytes),
                 every,
                 |read| passed.push(read),
-                None,
+                snapshot::Decoding::Whole(&Default::default()),
             )
             .unwrap();
             assert_eq!(loaded, expected.0, "seed {seed}, read item by item");
@@ -481,7 +481,7 @@ mod tests {
                         &mut codec::SnapshotReader::new(cut_short),
                         every,
                         |_| (),
-                        None,
+                        snapshot::Decoding::Whole(&Default::default()),
                     )
                     .unwrap_err(),
                 ];

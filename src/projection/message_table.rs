@@ -16,6 +16,7 @@
 //! never taken for records. Once decoded, a chunk's pages of the file are given back to the OS.
 
 use std::ops::{Index, IndexMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -52,27 +53,55 @@ struct WholeRecords {
 
 /// Chunks whose memory another thread has made ready for a [`MessageTable`] growing fast:
 /// allocated and written once, so that the kernel has provided their pages before the table
-/// fills them. A replay's decoding thread makes them while it waits for the folding thread.
+/// fills them. A replay's decoding thread makes them while it waits for the folding thread
+/// ([`top_up`](Self::top_up)); a snapshot's load makes those its messages need on the thread
+/// that checks the log meanwhile ([`make_needed`](Self::make_needed)).
 #[derive(Debug, Default)]
 pub(crate) struct ReadyChunks {
     chunks: Mutex<Vec<Vec<MessageState>>>,
+    /// Chunks the table still needs, as far as it knows ([`expect`](Self::expect)).
+    needed: AtomicUsize,
 }
 
-/// Chunks kept ready: enough for the folding thread to go on while the other is busy.
+/// Chunks [`ReadyChunks::top_up`] keeps ready: enough for the folding thread to go on while
+/// the other is busy.
 const READY_CHUNKS: usize = 2;
 
 impl ReadyChunks {
     /// Makes chunks ready until [`READY_CHUNKS`] are.
     pub(crate) fn top_up(&self) {
         while self.chunks.lock().len() < READY_CHUNKS {
-            // Writing every record makes the kernel provide (and clear) every page now.
-            let mut chunk = vec![MessageState::blank(); WHOLE_CHUNK_MESSAGES];
-            chunk.clear();
-            self.chunks.lock().push(chunk);
+            self.make_one();
         }
     }
 
+    /// The table will hold `records` more records (0: no more).
+    pub(crate) fn expect(&self, records: usize) {
+        self.needed
+            .store(records.div_ceil(WHOLE_CHUNK_MESSAGES), Ordering::Relaxed);
+    }
+
+    /// Makes chunks ready until as many are as the table still needs.
+    pub(crate) fn make_needed(&self) {
+        while self.chunks.lock().len() < self.needed.load(Ordering::Relaxed) {
+            self.make_one();
+        }
+    }
+
+    fn make_one(&self) {
+        // Writing every record makes the kernel provide (and clear) every page now.
+        let mut chunk = vec![MessageState::blank(); WHOLE_CHUNK_MESSAGES];
+        chunk.clear();
+        self.chunks.lock().push(chunk);
+    }
+
+    /// A chunk for the table, which needs one fewer from now on.
     fn take(&self) -> Option<Vec<MessageState>> {
+        let _ = self
+            .needed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |needed| {
+                needed.checked_sub(1)
+            });
         self.chunks.lock().pop()
     }
 }
