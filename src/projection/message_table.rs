@@ -1,15 +1,16 @@
-//! The messages' records, by index (message id `n` at index `n − 1`): in chunks of
-//! [`WHOLE_CHUNK_MESSAGES`], or, for a store opened with `Options::decode_on_demand`, in chunks
-//! of [`CHUNK_MESSAGES`] decoded on demand. Such a store keeps its snapshot's file mapped and
-//! decodes a chunk of records the first time anything reads or changes one of them, so an open
-//! that answers a few users' queries decodes a few chunks, not every message: the records a
-//! snapshot holds cost page-cache pages, which the kernel maps in cheaply, rather than fresh
-//! memory, which it must clear page by page. Records added by the fold go into the last chunk.
+//! The messages' records, by index (message id `n` at index `n − 1`): decoded whole, or, for a
+//! store opened with `Options::decode_on_demand`, in chunks of [`CHUNK_MESSAGES`] decoded on
+//! demand. Such a store keeps its snapshot's file mapped and decodes a chunk of records the
+//! first time anything reads or changes one of them, so an open that answers a few users'
+//! queries decodes a few chunks, not every message: the records a snapshot holds cost
+//! page-cache pages, which the kernel maps in cheaply, rather than fresh memory, which it must
+//! clear page by page. Records added by the fold go into the last chunk.
 //!
-//! A whole table grows by fixed chunks rather than as one `Vec`, so that another thread can
-//! provide the memory of the next chunks ([`ReadyChunks`]): a replay's folding thread, which
-//! sets the pace, then never waits on the kernel for fresh pages. Reading a record takes one
-//! lookup more than in one `Vec`, in a list of chunks that stays in cache.
+//! A whole table holds its first [`FLAT_RECORDS`] records in one `Vec`, and those past them in
+//! fixed chunks of [`WHOLE_CHUNK_MESSAGES`], so that another thread can provide the memory of
+//! the next chunks ([`ReadyChunks`]): a replay's folding thread, which sets the pace, then
+//! seldom waits on the kernel for fresh pages. A read past the `Vec` takes one lookup more, in
+//! a list of chunks small enough to stay in cache.
 //!
 //! A chunk's bytes were checked with the whole snapshot at open (`snapshot::load`), and each
 //! keeps its own crc32, checked again when it is decoded: bytes that changed on disk since are
@@ -30,7 +31,12 @@ use crate::snapshot::{MappedSnapshot, PAGE_BYTES};
 /// month touch at most a hundred chunks, a small share of a large store's.
 pub(crate) const CHUNK_MESSAGES: usize = 1024;
 
-/// Records per chunk of a whole table: about 3.7 MB, a multiple of [`CHUNK_MESSAGES`].
+/// Records a whole table keeps in one `Vec` (about 59 MB; a few in unit tests, so that they
+/// cross into the chunks), a multiple of [`WHOLE_CHUNK_MESSAGES`].
+const FLAT_RECORDS: usize = if cfg!(test) { 1 << 17 } else { 1 << 20 };
+
+/// Records per chunk of a whole table past its first [`FLAT_RECORDS`]: about 3.7 MB, a
+/// multiple of [`CHUNK_MESSAGES`].
 const WHOLE_CHUNK_MESSAGES: usize = 1 << WHOLE_CHUNK_SHIFT;
 const WHOLE_CHUNK_SHIFT: u32 = 16;
 
@@ -42,9 +48,11 @@ pub(crate) struct MessageTable {
     lazy: Option<Box<LazyRecords>>,
 }
 
-/// The records in chunks of [`WHOLE_CHUNK_MESSAGES`]; every chunk but the last is full.
+/// The records of a whole table: the first [`FLAT_RECORDS`] in one `Vec`, the others in chunks
+/// of [`WHOLE_CHUNK_MESSAGES`], every chunk but the last full.
 #[derive(Debug, Default)]
 struct WholeRecords {
+    flat: Vec<MessageState>,
     chunks: Vec<Vec<MessageState>>,
     len: usize,
     /// Where a new chunk's memory comes from, while another thread makes it ready.
@@ -75,10 +83,12 @@ impl ReadyChunks {
         }
     }
 
-    /// The table will hold `records` more records (0: no more).
+    /// The table, empty, will hold `records` records (0: no more chunks needed).
     pub(crate) fn expect(&self, records: usize) {
-        self.needed
-            .store(records.div_ceil(WHOLE_CHUNK_MESSAGES), Ordering::Relaxed);
+        let chunks = records
+            .saturating_sub(FLAT_RECORDS)
+            .div_ceil(WHOLE_CHUNK_MESSAGES);
+        self.needed.store(chunks, Ordering::Relaxed);
     }
 
     /// Makes chunks ready until as many are as the table still needs.
@@ -113,20 +123,53 @@ impl WholeRecords {
     }
 
     fn push(&mut self, state: MessageState) {
-        if self.len.is_multiple_of(WHOLE_CHUNK_MESSAGES) {
-            let chunk = self.ready.as_ref().and_then(|ready| ready.take());
-            self.chunks
-                .push(chunk.unwrap_or_else(|| Vec::with_capacity(WHOLE_CHUNK_MESSAGES)));
+        match self.len.checked_sub(FLAT_RECORDS) {
+            None => self.flat.push(state),
+            Some(beyond) => {
+                if beyond.is_multiple_of(WHOLE_CHUNK_MESSAGES) {
+                    let chunk = self.ready.as_ref().and_then(|ready| ready.take());
+                    self.chunks
+                        .push(chunk.unwrap_or_else(|| Vec::with_capacity(WHOLE_CHUNK_MESSAGES)));
+                }
+                self.chunks.last_mut().expect("pushed above").push(state);
+            }
         }
-        self.chunks.last_mut().expect("pushed above").push(state);
         self.len += 1;
     }
 
     /// Records `start..` up to [`CHUNK_MESSAGES`] of them (`start` a multiple of it).
     fn chunk(&self, start: usize) -> &[MessageState] {
-        let chunk = &self.chunks[start >> WHOLE_CHUNK_SHIFT];
-        let first = start % WHOLE_CHUNK_MESSAGES;
-        &chunk[first..(first + CHUNK_MESSAGES).min(chunk.len())]
+        let (records, first) = match start.checked_sub(FLAT_RECORDS) {
+            None => (&self.flat, start),
+            Some(beyond) => (
+                &self.chunks[beyond >> WHOLE_CHUNK_SHIFT],
+                beyond % WHOLE_CHUNK_MESSAGES,
+            ),
+        };
+        &records[first..(first + CHUNK_MESSAGES).min(records.len())]
+    }
+}
+
+impl WholeRecords {
+    /// How far past the flat records `index` lies; panics if it is not past them.
+    fn beyond_flat(&self, index: usize) -> usize {
+        index
+            .checked_sub(FLAT_RECORDS)
+            .unwrap_or_else(|| panic!("message index {index} of {}", self.len))
+    }
+
+    /// Record `index`, past the flat ones: out of line, so that a read of a flat record is one
+    /// comparison.
+    #[inline(never)]
+    fn in_chunks(&self, index: usize) -> &MessageState {
+        let beyond = self.beyond_flat(index);
+        &self.chunks[beyond >> WHOLE_CHUNK_SHIFT][beyond % WHOLE_CHUNK_MESSAGES]
+    }
+
+    #[inline(never)]
+    fn in_chunks_mut(&mut self, index: usize) -> &mut MessageState {
+        let beyond = self.beyond_flat(index);
+        &mut self.chunks[beyond >> WHOLE_CHUNK_SHIFT][beyond % WHOLE_CHUNK_MESSAGES]
     }
 }
 
@@ -135,14 +178,20 @@ impl Index<usize> for WholeRecords {
 
     #[inline]
     fn index(&self, index: usize) -> &MessageState {
-        &self.chunks[index >> WHOLE_CHUNK_SHIFT][index % WHOLE_CHUNK_MESSAGES]
+        match self.flat.get(index) {
+            Some(state) => state,
+            None => self.in_chunks(index),
+        }
     }
 }
 
 impl IndexMut<usize> for WholeRecords {
     #[inline]
     fn index_mut(&mut self, index: usize) -> &mut MessageState {
-        &mut self.chunks[index >> WHOLE_CHUNK_SHIFT][index % WHOLE_CHUNK_MESSAGES]
+        match index < self.flat.len() {
+            true => &mut self.flat[index],
+            false => self.in_chunks_mut(index),
+        }
     }
 }
 
@@ -574,7 +623,7 @@ mod tests {
 
     #[test]
     fn a_whole_table_reads_and_changes_the_records_as_a_vec_would_with_chunks_made_ready_or_not() {
-        let count = 2 * WHOLE_CHUNK_MESSAGES + 100;
+        let count = FLAT_RECORDS + 2 * WHOLE_CHUNK_MESSAGES + 100;
         let ready = Arc::new(ReadyChunks::default());
         for made_ready in [false, true] {
             let mut expected = records(count, 11);
@@ -583,21 +632,27 @@ mod tests {
                 table.take_chunks_from(Some(Arc::clone(&ready)));
             }
             for (index, record) in expected.iter().enumerate() {
-                if made_ready && index.is_multiple_of(50_000) {
+                if made_ready
+                    && index >= FLAT_RECORDS
+                    && (index - FLAT_RECORDS).is_multiple_of(50_000)
+                {
                     ready.top_up();
                 }
                 table.push(record.clone());
             }
             table.take_chunks_from(None);
-            // Topped up at 0, 50,000, 100,000: three chunks taken, one left.
+            // Topped up 0, 50,000 and 100,000 records past the flat ones: three chunks taken,
+            // one left.
             let left = if made_ready { 1 } else { 0 };
             assert_eq!(ready.chunks.lock().len(), left);
             assert_eq!(table.len(), count);
             for index in [
                 0,
                 1,
-                WHOLE_CHUNK_MESSAGES - 1,
-                WHOLE_CHUNK_MESSAGES,
+                FLAT_RECORDS - 1,
+                FLAT_RECORDS,
+                FLAT_RECORDS + WHOLE_CHUNK_MESSAGES - 1,
+                FLAT_RECORDS + WHOLE_CHUNK_MESSAGES,
                 count - 1,
             ] {
                 assert_eq!(table.get(index), Some(&expected[index]), "{index}");
