@@ -31,14 +31,16 @@ use crate::snapshot::{MappedSnapshot, PAGE_BYTES};
 /// month touch at most a hundred chunks, a small share of a large store's.
 pub(crate) const CHUNK_MESSAGES: usize = 1024;
 
-/// Records a whole table keeps in one `Vec` (about 59 MB; a few in unit tests, so that they
+/// Records a whole table keeps in one `Vec` (about 59 MB; fewer in unit tests, so that they
 /// cross into the chunks), a multiple of [`WHOLE_CHUNK_MESSAGES`].
 const FLAT_RECORDS: usize = if cfg!(test) { 1 << 17 } else { 1 << 20 };
 
-/// Records per chunk of a whole table past its first [`FLAT_RECORDS`]: about 3.7 MB, a
-/// multiple of [`CHUNK_MESSAGES`].
+/// Records per chunk of a whole table past its first [`FLAT_RECORDS`]: about 59 MB, above the
+/// 32 MiB past which the allocator (glibc's) maps each allocation on its own and gives it back
+/// to the OS when it is freed, so that a dropped table's memory goes back at once (fewer in
+/// unit tests). A multiple of [`CHUNK_MESSAGES`].
 const WHOLE_CHUNK_MESSAGES: usize = 1 << WHOLE_CHUNK_SHIFT;
-const WHOLE_CHUNK_SHIFT: u32 = 16;
+const WHOLE_CHUNK_SHIFT: u32 = if cfg!(test) { 14 } else { 20 };
 
 /// The records of the messages: whole, or, loaded from a snapshot to be decoded on demand, in
 /// chunks decoded when first used.
@@ -61,12 +63,14 @@ struct WholeRecords {
 
 /// Chunks whose memory another thread has made ready for a [`MessageTable`] growing fast:
 /// allocated and written once, so that the kernel has provided their pages before the table
-/// fills them. A replay's decoding thread makes them while it waits for the folding thread
-/// ([`top_up`](Self::top_up)); a snapshot's load makes those its messages need on the thread
-/// that checks the log meanwhile ([`make_needed`](Self::make_needed)).
+/// fills them. A replay's decoding thread makes them a step at a time while it waits for the
+/// folding thread ([`top_up`](Self::top_up)); a snapshot's load makes those its messages need
+/// on the thread that checks the log meanwhile ([`make_needed`](Self::make_needed)).
 #[derive(Debug, Default)]
 pub(crate) struct ReadyChunks {
     chunks: Mutex<Vec<Vec<MessageState>>>,
+    /// The chunk [`top_up`](Self::top_up) is making ready, up to its length so far.
+    making: Mutex<Vec<MessageState>>,
     /// Chunks the table still needs, as far as it knows ([`expect`](Self::expect)).
     needed: AtomicUsize,
 }
@@ -75,11 +79,27 @@ pub(crate) struct ReadyChunks {
 /// the other is busy.
 const READY_CHUNKS: usize = 2;
 
+/// Records [`ReadyChunks::top_up`] writes a call: about 3.7 MB, a few milliseconds, so that
+/// the thread making them is never long away from its own work (fewer in unit tests).
+const MAKE_STEP: usize = if cfg!(test) { 1 << 12 } else { 1 << 16 };
+
 impl ReadyChunks {
-    /// Makes chunks ready until [`READY_CHUNKS`] are.
+    /// Makes ready the next [`MAKE_STEP`] records of a chunk, unless [`READY_CHUNKS`] are.
     pub(crate) fn top_up(&self) {
-        while self.chunks.lock().len() < READY_CHUNKS {
-            self.make_one();
+        if self.chunks.lock().len() >= READY_CHUNKS {
+            return;
+        }
+        let mut making = self.making.lock();
+        if making.capacity() < WHOLE_CHUNK_MESSAGES {
+            *making = Vec::with_capacity(WHOLE_CHUNK_MESSAGES);
+        }
+        // Writing records makes the kernel provide (and clear) their pages now.
+        let len = (making.len() + MAKE_STEP).min(WHOLE_CHUNK_MESSAGES);
+        making.resize(len, MessageState::blank());
+        if len == WHOLE_CHUNK_MESSAGES {
+            let mut chunk = std::mem::take(&mut *making);
+            chunk.clear();
+            self.chunks.lock().push(chunk);
         }
     }
 
@@ -94,15 +114,10 @@ impl ReadyChunks {
     /// Makes chunks ready until as many are as the table still needs.
     pub(crate) fn make_needed(&self) {
         while self.chunks.lock().len() < self.needed.load(Ordering::Relaxed) {
-            self.make_one();
+            let mut chunk = vec![MessageState::blank(); WHOLE_CHUNK_MESSAGES];
+            chunk.clear();
+            self.chunks.lock().push(chunk);
         }
-    }
-
-    fn make_one(&self) {
-        // Writing every record makes the kernel provide (and clear) every page now.
-        let mut chunk = vec![MessageState::blank(); WHOLE_CHUNK_MESSAGES];
-        chunk.clear();
-        self.chunks.lock().push(chunk);
     }
 
     /// A chunk for the table, which needs one fewer from now on.
@@ -623,28 +638,28 @@ mod tests {
 
     #[test]
     fn a_whole_table_reads_and_changes_the_records_as_a_vec_would_with_chunks_made_ready_or_not() {
-        let count = FLAT_RECORDS + 2 * WHOLE_CHUNK_MESSAGES + 100;
-        let ready = Arc::new(ReadyChunks::default());
+        let count = FLAT_RECORDS + 3 * WHOLE_CHUNK_MESSAGES + 100;
         for made_ready in [false, true] {
+            let ready = Arc::new(ReadyChunks::default());
+            if made_ready {
+                // A chunk is made a step at a time.
+                let steps = WHOLE_CHUNK_MESSAGES / MAKE_STEP;
+                for step in 1..=READY_CHUNKS * steps {
+                    ready.top_up();
+                    assert_eq!(ready.chunks.lock().len(), step / steps, "step {step}");
+                }
+                ready.top_up();
+                assert_eq!(ready.making.lock().len(), 0, "no more than READY_CHUNKS");
+            }
             let mut expected = records(count, 11);
             let mut table = MessageTable::default();
-            if made_ready {
-                table.take_chunks_from(Some(Arc::clone(&ready)));
-            }
-            for (index, record) in expected.iter().enumerate() {
-                if made_ready
-                    && index >= FLAT_RECORDS
-                    && (index - FLAT_RECORDS).is_multiple_of(50_000)
-                {
-                    ready.top_up();
-                }
+            table.take_chunks_from(Some(Arc::clone(&ready)));
+            for record in &expected {
                 table.push(record.clone());
             }
             table.take_chunks_from(None);
-            // Topped up 0, 50,000 and 100,000 records past the flat ones: three chunks taken,
-            // one left.
-            let left = if made_ready { 1 } else { 0 };
-            assert_eq!(ready.chunks.lock().len(), left);
+            // The first chunks came from those made ready, the others were allocated.
+            assert_eq!(ready.chunks.lock().len(), 0);
             assert_eq!(table.len(), count);
             for index in [
                 0,
@@ -671,6 +686,31 @@ mod tests {
             assert!(table.iter().eq(expected.iter()));
             assert_eq!(table, MessageTable::from(expected));
         }
+    }
+
+    #[test]
+    fn a_load_makes_ready_as_many_chunks_as_the_table_needs() {
+        let ready = ReadyChunks::default();
+        ready.expect(FLAT_RECORDS);
+        ready.make_needed();
+        assert_eq!(
+            ready.chunks.lock().len(),
+            0,
+            "the flat records need no chunk"
+        );
+        ready.expect(FLAT_RECORDS + 2 * WHOLE_CHUNK_MESSAGES + 1);
+        ready.make_needed();
+        assert_eq!(ready.chunks.lock().len(), 3);
+        assert!(ready.take().is_some());
+        ready.make_needed();
+        assert_eq!(
+            ready.chunks.lock().len(),
+            2,
+            "one taken is one fewer needed"
+        );
+        ready.expect(0);
+        ready.make_needed();
+        assert_eq!(ready.chunks.lock().len(), 2);
     }
 
     #[test]
