@@ -385,7 +385,7 @@ pub(crate) fn load(
     check_position(dir, &bound.position).map_err(|reason| format!("not the log's: {reason}"))?;
     // The log's frames are checked on another thread while the facts are decoded; then that
     // thread makes ready the memory of the messages' records still to decode.
-    let ready = Arc::new(ReadyChunks::default());
+    let ready = ReadyChunks::default();
     let (covered, decoded) = std::thread::scope(|scope| {
         let covered = scope.spawn(|| {
             let covered = check_covered(dir, &bound);
@@ -603,14 +603,10 @@ pub(crate) fn decode_facts(
         ),
         Decoding::Whole(ready) => {
             let len = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
-            let mut table = MessageTable::default();
             ready.expect(len);
-            table.take_chunks_from(Some(Arc::clone(ready)));
-            let decoded = body.decode_items(len, every, &mut passed, |_, state| table.push(state));
+            let table = MessageTable::decode_whole(body, len, every, &mut passed, ready);
             ready.expect(0);
-            table.take_chunks_from(None);
-            decoded?;
-            table
+            table?
         }
     };
     let mapped = match decoding {
@@ -654,7 +650,7 @@ pub(crate) fn decode_facts(
 #[derive(Clone, Copy)]
 pub(crate) enum Decoding<'a> {
     /// Whole, the messages' records into chunks made ready by another thread when it can.
-    Whole(&'a Arc<ReadyChunks>),
+    Whole(&'a ReadyChunks),
     /// On demand, from the mapped snapshot the body lies in (and the body's offset in it).
     OnDemand(&'a Arc<MappedSnapshot>, usize),
 }

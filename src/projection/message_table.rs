@@ -114,10 +114,15 @@ impl ReadyChunks {
     /// Makes chunks ready until as many are as the table still needs.
     pub(crate) fn make_needed(&self) {
         while self.chunks.lock().len() < self.needed.load(Ordering::Relaxed) {
-            let mut chunk = vec![MessageState::blank(); WHOLE_CHUNK_MESSAGES];
-            chunk.clear();
-            self.chunks.lock().push(chunk);
+            self.make_one();
         }
+    }
+
+    fn make_one(&self) {
+        // Writing every record makes the kernel provide (and clear) every page now.
+        let mut chunk = vec![MessageState::blank(); WHOLE_CHUNK_MESSAGES];
+        chunk.clear();
+        self.chunks.lock().push(chunk);
     }
 
     /// A chunk for the table, which needs one fewer from now on.
@@ -137,19 +142,25 @@ impl WholeRecords {
         (index < self.len).then(|| &self[index])
     }
 
+    #[inline]
     fn push(&mut self, state: MessageState) {
         match self.len.checked_sub(FLAT_RECORDS) {
             None => self.flat.push(state),
-            Some(beyond) => {
-                if beyond.is_multiple_of(WHOLE_CHUNK_MESSAGES) {
-                    let chunk = self.ready.as_ref().and_then(|ready| ready.take());
-                    self.chunks
-                        .push(chunk.unwrap_or_else(|| Vec::with_capacity(WHOLE_CHUNK_MESSAGES)));
-                }
-                self.chunks.last_mut().expect("pushed above").push(state);
-            }
+            Some(beyond) => self.push_in_chunks(beyond, state),
         }
         self.len += 1;
+    }
+
+    /// Appends record `FLAT_RECORDS + beyond`: out of line, so that appending to the `Vec`
+    /// stays small enough to inline where records are decoded.
+    #[inline(never)]
+    fn push_in_chunks(&mut self, beyond: usize, state: MessageState) {
+        if beyond.is_multiple_of(WHOLE_CHUNK_MESSAGES) {
+            let chunk = self.ready.as_ref().and_then(|ready| ready.take());
+            self.chunks
+                .push(chunk.unwrap_or_else(|| Vec::with_capacity(WHOLE_CHUNK_MESSAGES)));
+        }
+        self.chunks.last_mut().expect("pushed above").push(state);
     }
 
     /// Records `start..` up to [`CHUNK_MESSAGES`] of them (`start` a multiple of it).
@@ -414,6 +425,7 @@ impl LazyRecords {
 impl From<Vec<MessageState>> for MessageTable {
     fn from(records: Vec<MessageState>) -> MessageTable {
         let mut table = MessageTable::default();
+        table.reserve(records.len());
         for state in records {
             table.push(state);
         }
@@ -433,6 +445,45 @@ impl MessageTable {
             whole: WholeRecords::default(),
             lazy: Some(Box::new(LazyRecords::mapped(scan, snapshot, body_at))),
         }
+    }
+
+    /// Decodes `len` records from `body` (laid out as a snapshot holds them) into a whole table:
+    /// those past its `Vec` into chunks taken from `ready` while it has some; `every` and
+    /// `passed` as in [`SnapshotReader::decode_items`].
+    pub(crate) fn decode_whole(
+        body: &mut SnapshotReader,
+        len: usize,
+        every: usize,
+        mut passed: impl FnMut(usize),
+        ready: &ReadyChunks,
+    ) -> Result<MessageTable, String> {
+        let mut whole = WholeRecords {
+            flat: Vec::with_capacity(len.min(FLAT_RECORDS)),
+            ..WholeRecords::default()
+        };
+        let flat = &mut whole.flat;
+        body.decode_items(len.min(FLAT_RECORDS), every, &mut passed, |_, state| {
+            flat.push(state)
+        })?;
+        let mut left = len - whole.flat.len();
+        while left > 0 {
+            let mut chunk = ready
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(WHOLE_CHUNK_MESSAGES));
+            let count = left.min(WHOLE_CHUNK_MESSAGES);
+            body.decode_items(count, every, &mut passed, |_, state| chunk.push(state))?;
+            whole.chunks.push(chunk);
+            left -= count;
+        }
+        whole.len = len;
+        Ok(MessageTable { whole, lazy: None })
+    }
+
+    /// Makes room in a whole table for `records` more, as far as they go into its `Vec`.
+    pub(crate) fn reserve(&mut self, records: usize) {
+        let flat = &mut self.whole.flat;
+        let room = (FLAT_RECORDS - flat.len()).min(records);
+        flat.reserve_exact(room);
     }
 
     /// From now on (`Some`) or no longer (`None`), the chunks a whole table adds come from
@@ -469,6 +520,7 @@ impl MessageTable {
     }
 
     /// Appends a record.
+    #[inline]
     pub(crate) fn push(&mut self, state: MessageState) {
         match &mut self.lazy {
             Some(lazy) => lazy.push(state),
@@ -685,6 +737,62 @@ mod tests {
             }
             assert!(table.iter().eq(expected.iter()));
             assert_eq!(table, MessageTable::from(expected));
+        }
+    }
+
+    #[test]
+    fn records_decoded_whole_are_those_encoded_with_chunks_made_ready_or_not() {
+        let counts = [
+            0,
+            FLAT_RECORDS - 1,
+            FLAT_RECORDS,
+            FLAT_RECORDS + 2 * WHOLE_CHUNK_MESSAGES + 7,
+        ];
+        for count in counts {
+            let expected = records(count, count as u64 + 3);
+            let mut bytes = Vec::new();
+            crate::codec::encode_snapshot_part(&expected, &mut bytes).unwrap();
+            for made in [0usize, 1, 5] {
+                let ready = ReadyChunks::default();
+                for _ in 0..made {
+                    ready.make_one();
+                }
+                let mut reader = SnapshotReader::new(&bytes);
+                let len = reader
+                    .decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)
+                    .unwrap();
+                assert_eq!(len, count);
+                let mut passed = Vec::new();
+                let table = MessageTable::decode_whole(
+                    &mut reader,
+                    len,
+                    50_000,
+                    |read| passed.push(read),
+                    &ready,
+                )
+                .unwrap();
+                assert_eq!(reader.bytes_left(), 0, "{count}, {made} made");
+                assert!(
+                    passed.windows(2).all(|pair| pair[0] < pair[1]),
+                    "{passed:?}"
+                );
+                assert_eq!(table.len(), count);
+                assert!(table.iter().eq(expected.iter()), "{count}, {made} made");
+                let chunks = count
+                    .saturating_sub(FLAT_RECORDS)
+                    .div_ceil(WHOLE_CHUNK_MESSAGES);
+                assert_eq!(ready.chunks.lock().len(), made.saturating_sub(chunks));
+                // Cut short: an error, not a table.
+                if count > 0 {
+                    let cut = &bytes[..bytes.len() - 1];
+                    let mut reader = SnapshotReader::new(cut);
+                    let len = reader.decode_list_len(1).unwrap();
+                    assert!(
+                        MessageTable::decode_whole(&mut reader, len, 50_000, |_| (), &ready)
+                            .is_err()
+                    );
+                }
+            }
         }
     }
 
