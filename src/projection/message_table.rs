@@ -17,7 +17,7 @@
 //! never taken for records. Once decoded, a chunk's pages of the file are given back to the OS.
 
 use std::ops::{Index, IndexMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -73,6 +73,9 @@ pub(crate) struct ReadyChunks {
     making: Mutex<Vec<MessageState>>,
     /// Chunks the table still needs, as far as it knows ([`expect`](Self::expect)).
     needed: AtomicUsize,
+    /// Whether the table has begun its chunks ([`want`](Self::want)); until then
+    /// [`top_up`](Self::top_up) makes none.
+    wanted: AtomicBool,
 }
 
 /// Chunks [`ReadyChunks::top_up`] keeps ready: enough for the folding thread to go on while
@@ -84,9 +87,10 @@ const READY_CHUNKS: usize = 2;
 const MAKE_STEP: usize = if cfg!(test) { 1 << 12 } else { 1 << 16 };
 
 impl ReadyChunks {
-    /// Makes ready the next [`MAKE_STEP`] records of a chunk, unless [`READY_CHUNKS`] are.
+    /// Makes ready the next [`MAKE_STEP`] records of a chunk, unless [`READY_CHUNKS`] are or
+    /// the table does not [`want`](Self::want) any yet.
     pub(crate) fn top_up(&self) {
-        if self.chunks.lock().len() >= READY_CHUNKS {
+        if !self.wanted.load(Ordering::Relaxed) || self.chunks.lock().len() >= READY_CHUNKS {
             return;
         }
         let mut making = self.making.lock();
@@ -101,6 +105,12 @@ impl ReadyChunks {
             chunk.clear();
             self.chunks.lock().push(chunk);
         }
+    }
+
+    /// From now on [`top_up`](Self::top_up) makes chunks: the table has begun its first, so
+    /// that a store that never needs one makes none.
+    fn want(&self) {
+        self.wanted.store(true, Ordering::Relaxed);
     }
 
     /// The table, empty, will hold `records` records (0: no more chunks needed).
@@ -156,6 +166,9 @@ impl WholeRecords {
     #[inline(never)]
     fn push_in_chunks(&mut self, beyond: usize, state: MessageState) {
         if beyond.is_multiple_of(WHOLE_CHUNK_MESSAGES) {
+            if let Some(ready) = &self.ready {
+                ready.want();
+            }
             let chunk = self.ready.as_ref().and_then(|ready| ready.take());
             self.chunks
                 .push(chunk.unwrap_or_else(|| Vec::with_capacity(WHOLE_CHUNK_MESSAGES)));
@@ -694,6 +707,13 @@ mod tests {
         for made_ready in [false, true] {
             let ready = Arc::new(ReadyChunks::default());
             if made_ready {
+                ready.top_up();
+                assert_eq!(
+                    ready.making.lock().len(),
+                    0,
+                    "none before the table wants them"
+                );
+                ready.want();
                 // A chunk is made a step at a time.
                 let steps = WHOLE_CHUNK_MESSAGES / MAKE_STEP;
                 for step in 1..=READY_CHUNKS * steps {
@@ -794,6 +814,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_table_wants_chunks_made_ready_once_it_has_begun_its_chunks() {
+        let ready = Arc::new(ReadyChunks::default());
+        let mut table = MessageTable::default();
+        table.take_chunks_from(Some(Arc::clone(&ready)));
+        for (index, record) in records(FLAT_RECORDS + 2, 5).into_iter().enumerate() {
+            let wanted = ready.wanted.load(Ordering::Relaxed);
+            assert_eq!(wanted, index > FLAT_RECORDS, "{index}");
+            table.push(record);
+        }
+        ready.top_up();
+        assert_eq!(ready.making.lock().len(), MAKE_STEP);
     }
 
     #[test]
