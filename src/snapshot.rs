@@ -609,13 +609,9 @@ pub(crate) fn decode_facts(
             table?
         }
     };
-    let mapped = match decoding {
-        Decoding::OnDemand(snapshot, body_at) => Some((snapshot, body_at)),
-        Decoding::Whole(_) => None,
-    };
     let outcomes: Vec<OutcomeState> = body.decode()?;
-    let users = match mapped {
-        Some((snapshot, body_at)) => DecodedUsers::Mapped(UserTable::read_mapped(
+    let users = match decoding {
+        Decoding::OnDemand(snapshot, body_at) => DecodedUsers::Mapped(UserTable::read_mapped(
             body,
             every,
             &mut passed,
@@ -624,7 +620,7 @@ pub(crate) fn decode_facts(
             body_at,
         )?),
         // A user's lists follow the user's id, 8 bytes.
-        None => DecodedUsers::List(body.decode_list(
+        Decoding::Whole(_) => DecodedUsers::List(body.decode_list(
             8 + UserEntries::SNAPSHOT_BYTES_MIN,
             every,
             &mut passed,

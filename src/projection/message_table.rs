@@ -166,10 +166,10 @@ impl WholeRecords {
     #[inline(never)]
     fn push_in_chunks(&mut self, beyond: usize, state: MessageState) {
         if beyond.is_multiple_of(WHOLE_CHUNK_MESSAGES) {
-            if let Some(ready) = &self.ready {
+            let chunk = self.ready.as_ref().and_then(|ready| {
                 ready.want();
-            }
-            let chunk = self.ready.as_ref().and_then(|ready| ready.take());
+                ready.take()
+            });
             self.chunks
                 .push(chunk.unwrap_or_else(|| Vec::with_capacity(WHOLE_CHUNK_MESSAGES)));
         }
@@ -187,9 +187,7 @@ impl WholeRecords {
         };
         &records[first..(first + CHUNK_MESSAGES).min(records.len())]
     }
-}
 
-impl WholeRecords {
     /// How far past the flat records `index` lies; panics if it is not past them.
     fn beyond_flat(&self, index: usize) -> usize {
         index
@@ -438,7 +436,10 @@ impl LazyRecords {
 impl From<Vec<MessageState>> for MessageTable {
     fn from(records: Vec<MessageState>) -> MessageTable {
         let mut table = MessageTable::default();
-        table.reserve(records.len());
+        table
+            .whole
+            .flat
+            .reserve_exact(records.len().min(FLAT_RECORDS));
         for state in records {
             table.push(state);
         }
@@ -490,13 +491,6 @@ impl MessageTable {
         }
         whole.len = len;
         Ok(MessageTable { whole, lazy: None })
-    }
-
-    /// Makes room in a whole table for `records` more, as far as they go into its `Vec`.
-    pub(crate) fn reserve(&mut self, records: usize) {
-        let flat = &mut self.whole.flat;
-        let room = (FLAT_RECORDS - flat.len()).min(records);
-        flat.reserve_exact(room);
     }
 
     /// From now on (`Some`) or no longer (`None`), the chunks a whole table adds come from

@@ -338,13 +338,13 @@ impl Projection {
         }
     }
 
-    /// The views over facts a snapshot held; the indexes are built on first use.
     /// From now on (`Some`) or no longer (`None`), the message table's new chunks come from
     /// `ready` while it has some (`MessageTable::take_chunks_from`).
     pub(crate) fn take_chunks_from(&mut self, ready: Option<Arc<ReadyChunks>>) {
         self.facts.messages.take_chunks_from(ready);
     }
 
+    /// The views over facts a snapshot held; the indexes are built on first use.
     pub(crate) fn from_facts(facts: Facts) -> Projection {
         Projection {
             facts,
