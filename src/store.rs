@@ -688,7 +688,7 @@ impl Store {
             drop(stop);
             let _ = thread.join();
         }
-        writer.log.close(Utc::now().timestamp_millis())?;
+        writer.log.close(crate::times::clock_now_ms())?;
         writer.snapshots.write_at_close().map(|_| ())
     }
 }

@@ -2,6 +2,8 @@
 //! bounds against the wall clock at the call, and against the message's sent time. Checked at
 //! the call only; replay takes the log as it is.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
@@ -21,7 +23,18 @@ use crate::serde_time;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn validate_time(field: &'static str, at: DateTime<Utc>) -> Result<()> {
-    check_time(field, at.timestamp_millis(), Utc::now().timestamp_millis())
+    check_time(field, at.timestamp_millis(), clock_now_ms())
+}
+
+/// The wall clock now, in milliseconds since 1970, floored as `DateTime::timestamp_millis`
+/// floors: read without building a calendar date, since every tracking call reads it.
+pub(crate) fn clock_now_ms() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => {
+            -i64::try_from(before.duration().as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
+        }
+    }
 }
 
 /// Refuses a delivery, open, action or failure time no tracking call takes for a message sent
@@ -47,7 +60,7 @@ pub fn validate_report_time(
 /// The time a caller passed (`None`: the clock at the call), in ms, if it can be true, and the
 /// clock at the call in ms (one read serves both, and the event's appended time).
 pub(crate) fn time_at_call(field: &'static str, at: Option<DateTime<Utc>>) -> Result<(i64, i64)> {
-    let clock_ms = Utc::now().timestamp_millis();
+    let clock_ms = clock_now_ms();
     let at_ms = at.map_or(clock_ms, |at| at.timestamp_millis());
     check_time(field, at_ms, clock_ms)?;
     Ok((at_ms, clock_ms))
@@ -96,6 +109,16 @@ fn format_ms(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_in_milliseconds_is_chronos() {
+        for _ in 0..1000 {
+            let before = Utc::now().timestamp_millis();
+            let now = clock_now_ms();
+            let after = Utc::now().timestamp_millis();
+            assert!(before <= now && now <= after, "{before} {now} {after}");
+        }
+    }
 
     #[test]
     fn times_are_refused_one_millisecond_past_their_bounds() {

@@ -639,11 +639,15 @@ fn options_for(sync: SyncPolicy, segment_bytes: Option<u64>) -> Options {
 }
 
 /// Sizes of the batches, cycled: the first at least 1, so that the calls get through; now and
-/// then an empty batch.
+/// then an empty batch, and now and then one longer than a run of 64 events that a fold reads
+/// ahead.
 fn batch_sizes() -> impl Strategy<Value = Vec<usize>> {
     (
         1usize..40,
-        prop::collection::vec(prop_oneof![1 => Just(0usize), 20 => 1usize..40], 0..7),
+        prop::collection::vec(
+            prop_oneof![1 => Just(0usize), 20 => 1usize..40, 4 => 65usize..160],
+            0..7,
+        ),
     )
         .prop_map(|(first, rest)| [vec![first], rest].concat())
 }
