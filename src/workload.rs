@@ -480,6 +480,15 @@ pub fn apply_message(store: &crate::Store, calls: &[Call]) -> crate::Result<()> 
     Ok(())
 }
 
+/// Applies `calls` to `store` in one [`crate::Store::track_batch`], and returns the first
+/// call's error if any; the message numbers must be the store's ids (an empty store).
+pub fn apply_batch(store: &crate::Store, calls: &[crate::Call<'_>]) -> crate::Result<()> {
+    for answer in store.track_batch(calls)? {
+        answer?;
+    }
+    Ok(())
+}
+
 /// Applies one call to `store`; the message numbers must be the store's ids (an empty store).
 pub fn apply(store: &crate::Store, call: &Call) -> crate::Result<()> {
     match *call {

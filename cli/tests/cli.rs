@@ -2440,6 +2440,26 @@ fn demo_on_4_threads_matches_the_reference() {
 }
 
 #[test]
+fn demo_in_batches_matches_the_reference() {
+    let temp = temp();
+    let report = demo(temp.path(), &["--batch", "1000", "--messages", "20000"]);
+    check_20000_reference(&report);
+    assert_eq!(report["parameters"]["batch"], Value::from(1000));
+    let output = run(
+        temp.path(),
+        &["demo", "--batch", "7", "--messages", "20000"],
+    );
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(
+        output
+            .stdout
+            .contains("ingest (batches of 7 calls, final sync)"),
+        "{}",
+        output.stdout
+    );
+}
+
+#[test]
 fn demo_of_another_size_is_unchecked_and_sync_never_works() {
     // An existing empty directory is fine.
     let temp = temp();
@@ -2549,6 +2569,14 @@ fn demo_refuses_a_directory_it_did_not_make() {
     let zero_dir = temp.path().join("zero");
     fails(&zero_dir, &["-q", "demo", "--messages", "0"], 1);
     fails(&zero_dir, &["-q", "demo", "--threads", "0"], 1);
+    fails(&zero_dir, &["-q", "demo", "--batch", "0"], 1);
+    // Batches are tracked on one thread.
+    fails(
+        &zero_dir,
+        &["-q", "demo", "--batch", "64", "--threads", "2"],
+        1,
+    );
+    assert!(!zero_dir.exists());
 }
 
 #[test]

@@ -52,6 +52,10 @@ pub(crate) struct DemoArgs {
     /// Threads tracking at once (messages dealt round robin; a message's calls stay in order).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Calls per `Store::track_batch` on one thread (whole messages' calls; 1: one call at a
+    /// time, as an application tracking each message).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -71,6 +75,7 @@ struct Parameters {
     sync: SyncArg,
     interval_ms: u64,
     threads: usize,
+    batch: usize,
     dir: String,
 }
 
@@ -301,9 +306,15 @@ struct Report {
 }
 
 pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
-    if args.messages == 0 || args.users == 0 || args.threads == 0 {
+    if args.messages == 0 || args.users == 0 || args.threads == 0 || args.batch == 0 {
         return Err(CliError::Usage(
-            "--messages, --users and --threads must be at least 1".to_string(),
+            "--messages, --users, --threads and --batch must be at least 1".to_string(),
+        ));
+    }
+    if args.threads > 1 && args.batch > 1 {
+        return Err(CliError::Usage(
+            "--batch tracks on one thread: --threads and --batch cannot both be above 1"
+                .to_string(),
         ));
     }
     if args.sync == SyncArg::Always && !global.quiet {
@@ -325,6 +336,7 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
         sync: args.sync,
         interval_ms: args.interval_ms,
         threads: args.threads,
+        batch: args.batch,
         dir: global.dir.display().to_string(),
     };
     prepare_directory(&global.dir, &parameters)?;
@@ -343,7 +355,7 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
     let store = Store::open_with(&global.dir, options.clone())?;
 
     let started = Instant::now();
-    let tally = ingest(global, &store, spec, args.threads)?;
+    let tally = ingest(global, &store, spec, args.threads, args.batch)?;
     store.sync()?;
     let ingest_seconds = started.elapsed().as_secs_f64();
     let memory_per_message = || {
@@ -670,8 +682,15 @@ fn write_marker(
     File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)
 }
 
-/// Tracks the workload, on `threads` threads, drawing progress on a terminal.
-fn ingest(global: &Global, store: &Store, spec: Spec, threads: usize) -> Result<Tally, CliError> {
+/// Tracks the workload, on `threads` threads or in batches of at least `batch` calls (whole
+/// messages' calls) on one, drawing progress on a terminal.
+fn ingest(
+    global: &Global,
+    store: &Store,
+    spec: Spec,
+    threads: usize,
+    batch: usize,
+) -> Result<Tally, CliError> {
     let progress = global.show_progress().then(|| {
         let bar = indicatif::ProgressBar::new(spec.messages);
         bar.set_style(
@@ -700,7 +719,24 @@ fn ingest(global: &Global, store: &Store, spec: Spec, threads: usize) -> Result<
         }
     };
     let mut generator = Generator::new(spec);
-    if threads == 1 {
+    if batch > 1 {
+        // The demo's store starts empty, so the workload's message numbers are the ids.
+        let (mut calls, mut pending) = (Vec::new(), Vec::with_capacity(batch + 8));
+        loop {
+            let more = generator.next_message(&mut calls);
+            pending.extend(calls.iter().map(Call::tracking_call));
+            tally.add(&calls);
+            calls.clear();
+            if pending.len() >= batch || !more {
+                commlog::workload::apply_batch(store, &pending)?;
+                pending.clear();
+                report_progress(&tally);
+            }
+            if !more {
+                break;
+            }
+        }
+    } else if threads == 1 {
         let mut calls = Vec::new();
         while generator.next_message(&mut calls) {
             commlog::workload::apply_message(store, &calls)?;
@@ -942,7 +978,7 @@ fn proc_status_bytes(field: &str) -> Option<u64> {
 fn render(report: &Report) -> String {
     let parameters = &report.parameters;
     let mut text = format!(
-        "commlog demo: workload mingus-30d, seed {}, {} users, {} messages, sync {}, {} thread(s), store {}\n\n",
+        "commlog demo: workload mingus-30d, seed {}, {} users, {} messages, sync {}, {} thread(s){}, store {}\n\n",
         parameters.seed,
         count(parameters.users),
         count(parameters.messages),
@@ -951,6 +987,10 @@ fn render(report: &Report) -> String {
             .as_str()
             .unwrap_or("?"),
         parameters.threads,
+        match parameters.batch {
+            1 => String::new(),
+            calls => format!(", batches of {calls} calls"),
+        },
         parameters.dir
     );
     let mut tally = Table::new(&["calls", "count"]).right_align(&[1]);
@@ -995,7 +1035,10 @@ fn render(report: &Report) -> String {
     text.push_str("\nMeasured:\n");
     let mut phases = Table::new(&["phase", "seconds", "rate"]).right_align(&[1, 2]);
     phases.row(vec![
-        "ingest (tracking calls, final sync)".to_string(),
+        match parameters.batch {
+            1 => "ingest (tracking calls, final sync)".to_string(),
+            calls => format!("ingest (batches of {calls} calls, final sync)"),
+        },
         format!("{:.3}", measured.ingest_seconds),
         format!(
             "{} events/s",
