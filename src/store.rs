@@ -80,6 +80,9 @@ pub(crate) struct Writer {
     /// The thread writing snapshots in the background, woken when one is due: dropping the
     /// sender stops it.
     pub(crate) snapshotter: Option<(mpsc::SyncSender<()>, JoinHandle<()>)>,
+    /// The thread keeping the message table's next chunk ready while tracking calls fill it
+    /// (`ReadyChunks::keep_one_ready`).
+    chunk_maker: Option<(Arc<ReadyChunks>, JoinHandle<()>)>,
     closed: bool,
 }
 
@@ -136,6 +139,11 @@ impl Store {
             0 => None,
             _ => Some(spawn_snapshotter(&snapshots)?),
         };
+        // Last: nothing fails after it, so no error leaves it waiting.
+        let chunk_maker = spawn_chunk_maker()?;
+        projection
+            .write()
+            .take_chunks_from(Some(Arc::clone(&chunk_maker.0)));
         Ok(Store {
             dir,
             projection,
@@ -147,6 +155,7 @@ impl Store {
                 background,
                 snapshots,
                 snapshotter,
+                chunk_maker: Some(chunk_maker),
                 closed: false,
             }),
             reader: None,
@@ -688,6 +697,10 @@ impl Store {
             drop(stop);
             let _ = thread.join();
         }
+        if let Some((ready, thread)) = writer.chunk_maker.take() {
+            ready.stop();
+            let _ = thread.join();
+        }
         writer.log.close(crate::times::clock_now_ms())?;
         writer.snapshots.write_at_close().map(|_| ())
     }
@@ -954,6 +967,18 @@ fn spawn_snapshotter(snapshots: &Arc<Snapshots>) -> Result<(mpsc::SyncSender<()>
         })
         .map_err(|source| Error::io(Path::new("commlog-snapshot thread"), source))?;
     Ok((wake, thread))
+}
+
+/// Starts the thread that keeps the message table's next chunk ready
+/// (`ReadyChunks::keep_one_ready`); it makes none before the table has begun its chunks.
+fn spawn_chunk_maker() -> Result<(Arc<ReadyChunks>, JoinHandle<()>)> {
+    let ready = Arc::new(ReadyChunks::default());
+    let maker = Arc::clone(&ready);
+    let thread = std::thread::Builder::new()
+        .name("commlog-memory".to_string())
+        .spawn(move || maker.keep_one_ready())
+        .map_err(|source| Error::io(Path::new("commlog-memory thread"), source))?;
+    Ok((ready, thread))
 }
 
 fn spawn_interval_sync(

@@ -20,7 +20,7 @@ use std::ops::{Index, IndexMut};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::codec::SnapshotReader;
 use crate::projection::names::NameId;
@@ -65,10 +65,16 @@ struct WholeRecords {
 /// allocated and written once, so that the kernel has provided their pages before the table
 /// fills them. A replay's decoding thread makes them a step at a time while it waits for the
 /// folding thread ([`top_up`](Self::top_up)); a snapshot's load makes those its messages need
-/// on the thread that checks the log meanwhile ([`make_needed`](Self::make_needed)).
+/// on the thread that checks the log meanwhile ([`make_needed`](Self::make_needed)); a
+/// writer's thread keeps the next one ready while tracking calls fill the table
+/// ([`keep_one_ready`](Self::keep_one_ready)).
 #[derive(Debug, Default)]
 pub(crate) struct ReadyChunks {
     chunks: Mutex<Vec<Vec<MessageState>>>,
+    /// Signalled, under `chunks`' lock, when the table takes a chunk or begins its chunks, and
+    /// at [`stop`](Self::stop): what [`keep_one_ready`](Self::keep_one_ready) waits for.
+    changed: Condvar,
+    stopped: AtomicBool,
     /// The chunk [`top_up`](Self::top_up) is making ready, up to its length so far.
     making: Mutex<Vec<MessageState>>,
     /// Chunks the table still needs, as far as it knows ([`expect`](Self::expect)).
@@ -110,7 +116,41 @@ impl ReadyChunks {
     /// From now on [`top_up`](Self::top_up) makes chunks: the table has begun its first, so
     /// that a store that never needs one makes none.
     fn want(&self) {
-        self.wanted.store(true, Ordering::Relaxed);
+        if !self.wanted.swap(true, Ordering::Relaxed) {
+            let _chunks = self.chunks.lock();
+            self.changed.notify_all();
+        }
+    }
+
+    /// Keeps one chunk ready, made as soon as the table has begun its chunks and again each
+    /// time it takes the one ready, until [`stop`](Self::stop): a writer's thread runs this, so
+    /// that tracking calls seldom wait on the kernel for the table's fresh pages. One chunk
+    /// (about 59 MB) is enough: the table fills one in about a second of tracking calls, and
+    /// the thread makes the next in a tenth of that.
+    pub(crate) fn keep_one_ready(&self) {
+        loop {
+            {
+                let mut chunks = self.chunks.lock();
+                while !self.stopped.load(Ordering::Relaxed)
+                    && (!self.wanted.load(Ordering::Relaxed) || !chunks.is_empty())
+                {
+                    self.changed.wait(&mut chunks);
+                }
+                if self.stopped.load(Ordering::Relaxed) {
+                    chunks.clear();
+                    return;
+                }
+            }
+            self.make_one();
+        }
+    }
+
+    /// Ends [`keep_one_ready`](Self::keep_one_ready), which gives back the chunk it kept ready
+    /// as it returns.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        let _chunks = self.chunks.lock();
+        self.changed.notify_all();
     }
 
     /// The table, empty, will hold `records` records (0: no more chunks needed).
@@ -142,7 +182,10 @@ impl ReadyChunks {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |needed| {
                 needed.checked_sub(1)
             });
-        self.chunks.lock().pop()
+        let mut chunks = self.chunks.lock();
+        let chunk = chunks.pop();
+        self.changed.notify_all();
+        chunk
     }
 }
 
@@ -496,6 +539,11 @@ impl MessageTable {
     /// From now on (`Some`) or no longer (`None`), the chunks a whole table adds come from
     /// `ready` while it has some.
     pub(crate) fn take_chunks_from(&mut self, ready: Option<Arc<ReadyChunks>>) {
+        if let Some(ready) = &ready
+            && self.whole.len > FLAT_RECORDS
+        {
+            ready.want();
+        }
         self.whole.ready = ready;
     }
 
@@ -822,6 +870,61 @@ mod tests {
         }
         ready.top_up();
         assert_eq!(ready.making.lock().len(), MAKE_STEP);
+    }
+
+    #[test]
+    fn a_writer_s_thread_keeps_one_chunk_ready_once_the_table_has_begun_its_chunks() {
+        let ready = Arc::new(ReadyChunks::default());
+        let maker = {
+            let ready = Arc::clone(&ready);
+            std::thread::spawn(move || ready.keep_one_ready())
+        };
+        let ready_count = || ready.chunks.lock().len();
+        let wait_for_one = || {
+            let started = std::time::Instant::now();
+            while ready_count() == 0 {
+                assert!(started.elapsed().as_secs() < 60, "no chunk made ready");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
+        let expected = records(FLAT_RECORDS + 3 * WHOLE_CHUNK_MESSAGES + 5, 3);
+        let mut table = MessageTable::default();
+        table.take_chunks_from(Some(Arc::clone(&ready)));
+        for (index, record) in expected.iter().enumerate() {
+            if let Some(beyond) = index.checked_sub(FLAT_RECORDS)
+                && beyond.is_multiple_of(WHOLE_CHUNK_MESSAGES)
+            {
+                let made = (beyond > 0).then(|| {
+                    wait_for_one();
+                    let chunks = ready.chunks.lock();
+                    assert_eq!(chunks.len(), 1, "one chunk ready, no more");
+                    chunks[0].as_ptr()
+                });
+                table.push(record.clone());
+                if let Some(made) = made {
+                    let taken = table.whole.chunks.last().unwrap().as_ptr();
+                    assert_eq!(taken, made, "the table took the chunk made ready");
+                }
+                continue;
+            }
+            if index == FLAT_RECORDS - 1 {
+                assert_eq!(ready_count(), 0, "none before the table begins its chunks");
+            }
+            table.push(record.clone());
+        }
+        assert!(table.iter().eq(expected.iter()));
+        wait_for_one();
+        ready.stop();
+        maker.join().unwrap();
+        assert_eq!(ready_count(), 0, "the chunk kept ready is given back");
+        // A table already in its chunks wants them from the start.
+        let again = Arc::new(ReadyChunks::default());
+        table.take_chunks_from(Some(Arc::clone(&again)));
+        assert!(again.wanted.load(Ordering::Relaxed));
+        let mut small = MessageTable::from(records(3, 4));
+        let unwanted = Arc::new(ReadyChunks::default());
+        small.take_chunks_from(Some(Arc::clone(&unwanted)));
+        assert!(!unwanted.wanted.load(Ordering::Relaxed));
     }
 
     #[test]
