@@ -3,6 +3,13 @@
 //! The calls are generated before timing; each iteration tracks them into a fresh store in a
 //! temporary directory, and only the tracking calls are timed (not opening, closing or removing
 //! the store). `cargo bench --bench append`.
+//!
+//! With `COMMLOG_BENCH_MESSAGES` or `COMMLOG_BENCH_USERS` set to another size (as for the query
+//! bench), the bench instead tracks that workload once under `SyncPolicy::Never` on one thread,
+//! one call at a time and then in batches of 1,000 calls, each into a fresh store, generating
+//! the calls as it goes and timing only the tracking calls, and prints each pass's events/s:
+//! at 100 M messages each pass takes minutes, too long for criterion's samples. E.g.
+//! `COMMLOG_BENCH_MESSAGES=100000000 COMMLOG_BENCH_USERS=1000000 cargo bench --bench append`.
 
 use std::path::Path;
 use std::sync::Barrier;
@@ -11,6 +18,9 @@ use std::time::{Duration, Instant};
 use commlog::workload::{self, Call, Generator, Spec};
 use commlog::{Options, StatsFilter, Store, SyncPolicy};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+
+mod support;
+use support::spec_from_env;
 
 /// Calls tracked by one thread under `SyncPolicy::Always` (whole messages, at least this many).
 const ALWAYS_1_THREAD_CALLS: usize = 4_000;
@@ -146,7 +156,56 @@ fn many_threads(
     elapsed
 }
 
+/// Tracks the workload `spec` once into a fresh store under `SyncPolicy::Never`, one call at a
+/// time (`batch` 1) or `batch` calls at a time (whole messages' calls), and prints the events/s
+/// of the tracking calls alone.
+fn ingest_once(spec: Spec, batch: usize) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = open(dir.path(), SyncPolicy::Never);
+    let mut generator = Generator::new(spec);
+    let (mut calls, mut pending) = (Vec::new(), Vec::with_capacity(batch + 8));
+    let (mut timed, mut events) = (Duration::ZERO, 0u64);
+    loop {
+        let more = generator.next_message(&mut calls);
+        let start = Instant::now();
+        if batch == 1 {
+            workload::apply_message(&store, &calls).expect("track a message");
+        } else {
+            pending.extend(calls.iter().map(Call::tracking_call));
+            if pending.len() >= batch || !more {
+                workload::apply_batch(&store, &pending).expect("track a batch");
+                pending.clear();
+            }
+        }
+        timed += start.elapsed();
+        events += calls.len() as u64;
+        calls.clear();
+        if !more {
+            break;
+        }
+    }
+    let way = match batch {
+        1 => "one call at a time".to_string(),
+        calls => format!("batches of {calls} calls"),
+    };
+    eprintln!(
+        "append/never_1_thread at {} messages, {} users, {way}: {events} events in {:.2} s, \
+         {:.0} events/s",
+        spec.messages,
+        spec.users,
+        timed.as_secs_f64(),
+        events as f64 / timed.as_secs_f64(),
+    );
+    store.close().expect("close the store");
+}
+
 fn append(c: &mut Criterion) {
+    let spec = spec_from_env();
+    if spec != Spec::default() {
+        ingest_once(spec, 1);
+        ingest_once(spec, BATCH_CALLS);
+        return;
+    }
     let messages = messages(Spec::default());
     let all: Vec<Call> = messages.iter().flatten().copied().collect();
     let always_1 = first_messages(&messages, ALWAYS_1_THREAD_CALLS);

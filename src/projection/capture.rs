@@ -109,6 +109,13 @@ impl UserEntries {
 }
 
 impl Capture {
+    /// Reads where [`keep_user`](Self::keep_user) looks `user` up, for `Projection::pre_read`.
+    pub(crate) fn kept(&self, user: u64) -> u64 {
+        self.user_before
+            .get(&user)
+            .map_or(0, |before| matches!(before, UserBefore::Copy(_)) as u64)
+    }
+
     /// Keeps message `index`'s state before its first change since the position.
     pub(crate) fn keep_message(&mut self, index: usize, state: &MessageState) {
         if index < self.messages {

@@ -469,7 +469,8 @@ impl Projection {
     }
 
     /// Reads the memory that folding `logged` will read first (its user's entry and list end,
-    /// or its message's record) and returns something of it, changing nothing. Replay reads a
+    /// and while a snapshot is written what the capture kept of the user; or its message's
+    /// record) and returns something of it, changing nothing. Replay reads a
     /// run of events ahead this way, so that their cache misses, many in a large store, overlap
     /// rather than come one after another.
     pub(crate) fn pre_read(&self, logged: &LoggedEvent<'_>) -> u64 {
@@ -479,10 +480,18 @@ impl Projection {
                 .get(user)
                 .map_or(0, |entries| user_lists::end_of(list(entries)))
         };
+        // While a snapshot is written, the fold also looks up what the capture kept of the user.
+        let kept = |user: u64| {
+            self.capture
+                .as_ref()
+                .map_or(0, |capture| capture.kept(user))
+        };
         match logged.event {
-            Event::MessageSent { user_id, .. } => list_end(user_id.0, |entries| &entries.messages),
+            Event::MessageSent { user_id, .. } => {
+                list_end(user_id.0, |entries| &entries.messages) ^ kept(user_id.0)
+            }
             Event::FinancialOutcome { user_id, .. } => {
-                list_end(user_id.0, |entries| &entries.outcomes)
+                list_end(user_id.0, |entries| &entries.outcomes) ^ kept(user_id.0)
             }
             Event::MessageDelivered { message_id, .. }
             | Event::MessageOpened { message_id, .. }
