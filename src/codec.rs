@@ -207,6 +207,110 @@ pub(crate) fn consume_snapshot_bytes<D: bincode::de::Decoder>(
     Ok(())
 }
 
+/// Writes an id-keyed map of a snapshot's indexes as a list of (key, value) sorted by key, so
+/// that the same map always gives the same bytes (docs/FORMAT.md, "Indexes").
+pub(crate) fn encode_sorted_map<K, V, S, E>(
+    map: &std::collections::HashMap<K, V, S>,
+    encoder: &mut E,
+) -> Result<(), bincode::error::EncodeError>
+where
+    K: Encode + Ord + Copy,
+    V: Encode,
+    E: bincode::enc::Encoder,
+{
+    let mut entries: Vec<(&K, &V)> = map.iter().collect();
+    entries.sort_unstable_by_key(|(key, _)| **key);
+    (entries.len() as u64).encode(encoder)?;
+    for (key, value) in entries {
+        key.encode(encoder)?;
+        value.encode(encoder)?;
+    }
+    Ok(())
+}
+
+/// Reads a map written by [`encode_sorted_map`], each value by `value`; refuses keys out of
+/// order or repeated, and a length the bytes left cannot hold at `entry_bytes_min` bytes an
+/// entry.
+pub(crate) fn decode_sorted_map<K, V, S, D>(
+    decoder: &mut D,
+    entry_bytes_min: usize,
+    mut value: impl FnMut(&mut D) -> Result<V, bincode::error::DecodeError>,
+) -> Result<std::collections::HashMap<K, V, S>, bincode::error::DecodeError>
+where
+    K: Decode<D::Context> + Ord + Copy + std::hash::Hash,
+    S: std::hash::BuildHasher + Default,
+    D: bincode::de::Decoder,
+{
+    let len = decode_bounded_len(decoder, entry_bytes_min)?;
+    let mut map = std::collections::HashMap::with_capacity_and_hasher(len, S::default());
+    let mut previous: Option<K> = None;
+    for _ in 0..len {
+        let key = K::decode(decoder)?;
+        if previous.is_some_and(|previous| previous >= key) {
+            return Err(bincode::error::DecodeError::Other(
+                "an index's map lists its keys out of order",
+            ));
+        }
+        previous = Some(key);
+        let value = value(decoder)?;
+        map.insert(key, value);
+    }
+    Ok(map)
+}
+
+/// Reads a list (its u64 length, then each item), refusing a length the bytes left cannot
+/// hold at `item_bytes_min` bytes an item before anything is allocated.
+pub(crate) fn decode_bounded_list<T, D>(
+    decoder: &mut D,
+    item_bytes_min: usize,
+) -> Result<Vec<T>, bincode::error::DecodeError>
+where
+    T: Decode<D::Context>,
+    D: bincode::de::Decoder,
+{
+    let len = decode_bounded_len(decoder, item_bytes_min)?;
+    let mut items = Vec::with_capacity(len);
+    for _ in 0..len {
+        items.push(T::decode(decoder)?);
+    }
+    Ok(items)
+}
+
+/// Reads a list of u32 written as bincode writes a `Vec<u32>` (its u64 length, then each
+/// item), parsed in one go where the reader holds the bytes in memory (a [`SnapshotReader`]
+/// holds all of them).
+pub(crate) fn decode_u32_list<D: bincode::de::Decoder>(
+    decoder: &mut D,
+) -> Result<Vec<u32>, bincode::error::DecodeError> {
+    use bincode::de::read::Reader;
+    let len = decode_bounded_len(decoder, 4)?;
+    let items = match decoder.reader().peek_read(len * 4) {
+        Some(bytes) => (bytes.chunks_exact(4))
+            .map(|item| u32::from_le_bytes(item.try_into().expect("4 bytes")))
+            .collect(),
+        None => return (0..len).map(|_| u32::decode(decoder)).collect(),
+    };
+    consume_snapshot_bytes(decoder, len * 4)?;
+    Ok(items)
+}
+
+fn decode_bounded_len<D: bincode::de::Decoder>(
+    decoder: &mut D,
+    item_bytes_min: usize,
+) -> Result<usize, bincode::error::DecodeError> {
+    use bincode::de::read::Reader;
+    let len = u64::decode(decoder)?;
+    usize::try_from(len)
+        .ok()
+        .filter(|&len| {
+            len.checked_mul(item_bytes_min.max(1))
+                .is_some_and(|bytes| decoder.reader().peek_read(bytes).is_some())
+        })
+        .ok_or(bincode::error::DecodeError::Other(
+            "a list longer than the bytes left can hold",
+        ))
+}
+
 /// Fixed-width little-endian fields read off the front of a snapshot record, as
 /// `SNAPSHOT_CONFIG` lays them out.
 pub(crate) struct FixedFields<'a>(pub(crate) &'a [u8]);
@@ -237,6 +341,11 @@ impl FixedFields<'_> {
     #[inline(always)]
     pub(crate) fn u8(&mut self) -> u8 {
         self.take::<1>()[0]
+    }
+
+    #[inline(always)]
+    pub(crate) fn i128(&mut self) -> i128 {
+        i128::from_le_bytes(self.take())
     }
 }
 

@@ -42,6 +42,14 @@ pub struct Options {
     /// builds an index) decodes them chunk by chunk, slower than the open would have
     /// (docs/PERFORMANCE.md). Default: `false`.
     pub decode_on_demand: bool,
+    /// Whether opening takes the indexes a loaded snapshot holds (those of the views over all
+    /// users: the message rollup, and the outcome credits when made under the same
+    /// `attribution_window`; docs/FORMAT.md, "Indexes"), so that the first such query answers
+    /// at once rather than building them from every message. `false` leaves the snapshot's
+    /// indexes unread and builds them on first use: for a process that reads only a few
+    /// users' calls (the CLI's `history` and `engagement`), which then opens faster. Default:
+    /// `true`.
+    pub load_indexes: bool,
 }
 
 impl Default for Options {
@@ -54,6 +62,7 @@ impl Default for Options {
             snapshot_every: SNAPSHOT_EVERY_DEFAULT,
             load_snapshot: true,
             decode_on_demand: false,
+            load_indexes: true,
         }
     }
 }

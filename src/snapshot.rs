@@ -25,8 +25,10 @@ use crate::log::segment::{
     segment_file_name, sync_directory,
 };
 use crate::log::{CoveredSegment, LogPosition, SharedLog};
+use crate::projection::attribution::Credits;
 use crate::projection::message_table::{ChunkScan, MessageTable, ReadyChunks};
 use crate::projection::outcome::OutcomeState;
+use crate::projection::rollup::MessageRollup;
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::{UserEntries, UserTable};
 use crate::projection::{DecodedFacts, DecodedUsers, Facts, Projection, capture};
@@ -37,8 +39,10 @@ pub const SNAPSHOT_DIRECTORY: &str = "snapshots";
 /// First eight bytes of every snapshot file.
 const MAGIC: [u8; 8] = *b"CMLOGSNP";
 
-/// The snapshot format this build writes and reads.
-const FORMAT_VERSION: u32 = 1;
+/// The snapshot format this build writes: version 2, whose body ends with the indexes part.
+const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build reads: version 1, whose body ends with the facts.
+const FORMAT_VERSION_FACTS_ONLY: u32 = 1;
 
 // The header's fields, each starting where the one before it ends (docs/FORMAT.md).
 const VERSION_OFFSET: usize = MAGIC.len();
@@ -93,6 +97,15 @@ pub(crate) struct Loaded {
     /// The segments before the position's, as the snapshot covers them (checked).
     pub covered_before: Vec<CoveredSegment>,
     pub facts: Facts,
+    /// The indexes it held that fit the facts and the open's attribution window.
+    pub indexes: Indexes,
+}
+
+/// The indexes over the facts a snapshot may hold (docs/FORMAT.md, "Indexes").
+#[derive(Default)]
+pub(crate) struct Indexes {
+    pub rollup: Option<MessageRollup>,
+    pub credits: Option<Credits>,
 }
 
 /// What a body holds before the facts: where in the log they end, and every segment up to
@@ -158,33 +171,40 @@ impl Snapshots {
     /// Writes a snapshot of the views now, if the log holds any event past the newest
     /// snapshot; returns its path. The views are captured at the log's end under the log's lock
     /// (which makes every frame before it handed to the OS) and written while tracking calls
-    /// go on; the snapshot is written only once the log is durable up to it.
+    /// go on; the snapshot is written only once the log is durable up to it. It holds no
+    /// indexes: copying them at the capture would hold up tracking calls.
     pub(crate) fn write(&self) -> Result<Option<PathBuf>> {
-        self.write_when(|newest_seq| newest_seq.saturating_add(1))
+        self.write_when(|newest_seq| newest_seq.saturating_add(1), false)
     }
 
     /// Writes a snapshot at close, if the log holds past the newest snapshot `every` events, or
     /// an eighth of the events that snapshot covers and at least
     /// [`SNAPSHOT_AT_CLOSE_MIN`](crate::SNAPSHOT_AT_CLOSE_MIN): the tail every later
-    /// open would replay otherwise. `every` 0: none.
+    /// open would replay otherwise. `every` 0: none. No call runs any more, so it also holds
+    /// the indexes that are built.
     pub(crate) fn write_at_close(&self) -> Result<Option<PathBuf>> {
         match self.every {
             0 => Ok(None),
-            every => self.write_when(|newest_seq| {
-                let tail = every.min((newest_seq / 8).max(crate::limits::SNAPSHOT_AT_CLOSE_MIN));
-                newest_seq.saturating_add(tail)
-            }),
+            every => self.write_when(
+                |newest_seq| {
+                    let tail =
+                        every.min((newest_seq / 8).max(crate::limits::SNAPSHOT_AT_CLOSE_MIN));
+                    newest_seq.saturating_add(tail)
+                },
+                true,
+            ),
         }
     }
 
     /// Writes a snapshot if one is due in the background (a wake-up may come while the one
     /// it asked for is being written).
     pub(crate) fn write_if_due(&self) -> Result<Option<PathBuf>> {
-        self.write_when(|_| self.due_seq.load(Ordering::Relaxed))
+        self.write_when(|_| self.due_seq.load(Ordering::Relaxed), false)
     }
 
-    /// Writes a snapshot if the log's last seq has reached `from_seq(newest snapshot's)`.
-    fn write_when(&self, from_seq: impl Fn(u64) -> u64) -> Result<Option<PathBuf>> {
+    /// Writes a snapshot if the log's last seq has reached `from_seq(newest snapshot's)`;
+    /// with `indexes`, it holds the built indexes if no event was folded since the capture.
+    fn write_when(&self, from_seq: impl Fn(u64) -> u64, indexes: bool) -> Result<Option<PathBuf>> {
         let mut newest_seq = self.newest_seq.lock();
         let (position, covered) = {
             let mut log = self.log.lock();
@@ -199,7 +219,7 @@ impl Snapshots {
         let written = self
             .log
             .sync_to(position.last_seq)
-            .and_then(|()| write_file(&self.dir, &position, covered, &self.projection));
+            .and_then(|()| write_file(&self.dir, &position, covered, &self.projection, indexes));
         let capture = self.projection.write().end_capture();
         drop(capture);
         match written {
@@ -218,13 +238,15 @@ impl Snapshots {
 }
 
 /// Writes a snapshot of the views captured in `projection`, which the log in `dir` holds
-/// durably up to `position` (`covered` lists its segments up to there), and removes all but
-/// the newest snapshots. Returns its path.
+/// durably up to `position` (`covered` lists its segments up to there), with the indexes if
+/// `indexes` and none of its views changed since the capture, and removes all but the newest
+/// snapshots. Returns its path.
 fn write_file(
     dir: &Path,
     position: &LogPosition,
     covered: Vec<CoveredSegment>,
     projection: &RwLock<Projection>,
+    indexes: bool,
 ) -> Result<PathBuf> {
     let directory = dir.join(SNAPSHOT_DIRECTORY);
     create_directory(&directory)?;
@@ -258,6 +280,7 @@ fn write_file(
         body.inner.write_all(&[0; HEADER_BYTES]).map_err(io)?;
         codec::encode_snapshot_part(&bound, &mut body).map_err(encode)?;
         capture::write_image(projection, &mut body).map_err(encode)?;
+        capture::write_indexes(&projection.read(), indexes, &mut body).map_err(encode)?;
         body.inner.flush().map_err(io)?;
         encode_header(body.bytes, body.hasher.clone().finalize())
     };
@@ -307,11 +330,12 @@ fn encode_header(body_len: u64, body_crc: u32) -> [u8; HEADER_BYTES] {
 }
 
 /// The newest snapshot in `dir` that passes every check, its facts given
-/// `attribution_window_ms`; each one passed over is added to `ignored`, with the reason.
+/// `attribution_window_ms`, loaded as `options` say (`decode_on_demand`, `load_indexes`); each
+/// one passed over is added to `ignored`, with the reason.
 pub(crate) fn load_newest(
     dir: &Path,
     attribution_window_ms: i64,
-    on_demand: bool,
+    options: &crate::Options,
     ignored: &mut Vec<IgnoredSnapshot>,
 ) -> Option<Loaded> {
     let directory = dir.join(SNAPSHOT_DIRECTORY);
@@ -335,7 +359,11 @@ pub(crate) fn load_newest(
         .collect();
     snapshots.sort_unstable_by(|a, b| b.cmp(a));
     for (_, path) in snapshots {
-        match load(dir, &path, attribution_window_ms, on_demand) {
+        let loading = Loading {
+            on_demand: options.decode_on_demand,
+            indexes: options.load_indexes,
+        };
+        match load(dir, &path, attribution_window_ms, loading) {
             Ok(loaded) => return Some(loaded),
             Err(reason) => ignored.push(IgnoredSnapshot { path, reason }),
         }
@@ -343,13 +371,24 @@ pub(crate) fn load_newest(
     None
 }
 
+/// How [`load`] reads a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Loading {
+    /// Leave the messages' records and the users' lists in the mapped file until used
+    /// (`Options::decode_on_demand`).
+    pub on_demand: bool,
+    /// Read the indexes part (`Options::load_indexes`).
+    pub indexes: bool,
+}
+
 /// Reads and checks the snapshot at `path`: its header, its body's checksum, the log position
-/// it is bound to, and that its facts fit together.
+/// it is bound to, that its facts fit together, and (if `loading` reads them) that its indexes
+/// fit the facts; the credits are taken only if made under `attribution_window_ms`.
 pub(crate) fn load(
     dir: &Path,
     path: &Path,
     attribution_window_ms: i64,
-    on_demand: bool,
+    loading: Loading,
 ) -> std::result::Result<Loaded, String> {
     let metadata = std::fs::symlink_metadata(path).map_err(|error| error.to_string())?;
     if !metadata.is_file() {
@@ -369,7 +408,7 @@ pub(crate) fn load(
     let map = &snapshot.map;
     let (header, body) = map.split_at(HEADER_BYTES);
     let header: &[u8; HEADER_BYTES] = header.try_into().expect("split at HEADER_BYTES");
-    check_header(header, map.len() as u64)?;
+    let version = check_header(header, map.len() as u64)?;
     let body_crc = u32_at(header, BODY_CRC_OFFSET);
     // Two passes over the body, each giving back the pages it has read: the checksum, then the
     // decoding, which must not start before the checksum holds (a damaged length could ask for
@@ -386,7 +425,7 @@ pub(crate) fn load(
     // The log's frames are checked on another thread while the facts are decoded; then that
     // thread makes ready the memory of the messages' records still to decode.
     let ready = ReadyChunks::default();
-    let (covered, decoded) = std::thread::scope(|scope| {
+    let (covered, decoded, indexes) = std::thread::scope(|scope| {
         let covered = scope.spawn(|| {
             let covered = check_covered(dir, &bound);
             ready.make_needed();
@@ -400,27 +439,34 @@ pub(crate) fn load(
                 release_before(map, HEADER_BYTES + read);
                 map_in(map, HEADER_BYTES + read, RELEASE_BYTES);
             },
-            match on_demand {
+            match loading.on_demand {
                 true => Decoding::OnDemand(&snapshot, HEADER_BYTES),
                 false => Decoding::Whole(&ready),
             },
         );
+        let indexes = match &decoded {
+            Ok(_) if loading.indexes => decode_indexes(&mut body, version),
+            _ => Ok(DecodedIndexes::default()),
+        };
         let covered = covered
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (covered, decoded)
+        (covered, decoded, indexes)
     });
     drop(snapshot);
     covered?;
     let decoded = decoded?;
+    let indexes = indexes?;
     let mut covered_before = bound.covered;
     covered_before.pop();
     let facts = Facts::from_image(decoded, attribution_window_ms)?;
+    let indexes = indexes.fit(&facts, attribution_window_ms)?;
     Ok(Loaded {
         path: path.to_path_buf(),
         position: bound.position,
         covered_before,
         facts,
+        indexes,
     })
 }
 
@@ -627,10 +673,6 @@ pub(crate) fn decode_facts(
         )?),
     };
     let (names, latest_event_ms, budgets, external_ids) = body.decode()?;
-    let left = body.bytes_left();
-    if left != 0 {
-        return Err(format!("body has {left} bytes after its end"));
-    }
     Ok(DecodedFacts {
         messages,
         outcomes,
@@ -642,6 +684,60 @@ pub(crate) fn decode_facts(
     })
 }
 
+/// The indexes part of a body as read, not yet checked against the facts.
+#[derive(Default)]
+pub(crate) struct DecodedIndexes {
+    rollup: Option<MessageRollup>,
+    /// With the attribution window they were made under.
+    credits: Option<(i64, Credits)>,
+}
+
+/// Reads what follows the facts in a body of format `version`: the indexes part (version 2),
+/// or nothing (version 1); then nothing may be left.
+pub(crate) fn decode_indexes(
+    body: &mut codec::SnapshotReader,
+    version: u32,
+) -> std::result::Result<DecodedIndexes, String> {
+    let indexes = match version {
+        FORMAT_VERSION_FACTS_ONLY => DecodedIndexes::default(),
+        _ => DecodedIndexes {
+            rollup: body.decode()?,
+            credits: body.decode()?,
+        },
+    };
+    let left = body.bytes_left();
+    if left != 0 {
+        return Err(format!("body has {left} bytes after its end"));
+    }
+    Ok(indexes)
+}
+
+impl DecodedIndexes {
+    /// The indexes checked to fit `facts` (any that does not is an error, naming why); the
+    /// credits only if made under `attribution_window_ms`, else none (they are built on first
+    /// use under the open's window).
+    pub(crate) fn fit(
+        self,
+        facts: &Facts,
+        attribution_window_ms: i64,
+    ) -> std::result::Result<Indexes, String> {
+        let (messages, outcomes, names) = facts.counts();
+        let rollup = (self.rollup)
+            .map(|rollup| rollup.fit(messages, names))
+            .transpose()
+            .map_err(|reason| format!("its message rollup does not fit its facts: {reason}"))?;
+        let credits = match self.credits {
+            Some((window_ms, credits)) if window_ms == attribution_window_ms => {
+                Some(credits.fit(outcomes, messages, names).map_err(|reason| {
+                    format!("its outcome credits do not fit its facts: {reason}")
+                })?)
+            }
+            _ => None,
+        };
+        Ok(Indexes { rollup, credits })
+    }
+}
+
 /// How [`decode_facts`] decodes the two long lists.
 #[derive(Clone, Copy)]
 pub(crate) enum Decoding<'a> {
@@ -651,8 +747,8 @@ pub(crate) enum Decoding<'a> {
     OnDemand(&'a Arc<MappedSnapshot>, usize),
 }
 
-/// Checks a header read from a file of `file_len` bytes; returns the body's length.
-fn check_header(header: &[u8; HEADER_BYTES], file_len: u64) -> std::result::Result<u64, String> {
+/// Checks a header read from a file of `file_len` bytes; returns the format version.
+fn check_header(header: &[u8; HEADER_BYTES], file_len: u64) -> std::result::Result<u32, String> {
     if header[..VERSION_OFFSET] != MAGIC {
         return Err("bad magic: not a commlog snapshot".to_string());
     }
@@ -664,9 +760,10 @@ fn check_header(header: &[u8; HEADER_BYTES], file_len: u64) -> std::result::Resu
         ));
     }
     let version = u32_at(header, VERSION_OFFSET);
-    if version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_FACTS_ONLY..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "format version {version}, but this build reads version {FORMAT_VERSION}"
+            "format version {version}, but this build reads versions \
+             {FORMAT_VERSION_FACTS_ONLY} to {FORMAT_VERSION}"
         ));
     }
     let body_len = u64::from_le_bytes(
@@ -680,7 +777,7 @@ fn check_header(header: &[u8; HEADER_BYTES], file_len: u64) -> std::result::Resu
             HEADER_BYTES as u64 + body_len
         ));
     }
-    Ok(body_len)
+    Ok(version)
 }
 
 fn u32_at(bytes: &[u8], offset: usize) -> u32 {
@@ -776,7 +873,7 @@ fn check_covered(dir: &Path, bound: &Bound) -> std::result::Result<(), String> {
             bound.covered.len()
         ));
     }
-    let mut buffer = vec![0; READ_BUFFER_BYTES];
+    let mut buffer = vec![0; 64 << 10];
     for ((_, path), segment) in listed.iter().zip(&bound.covered) {
         check_frames(path, segment, bound.position.store_id, &mut buffer)?;
     }

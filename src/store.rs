@@ -718,12 +718,14 @@ fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, 
     let window_ms = window_ms(options);
     let mut ignored = Vec::new();
     let loaded = match options.load_snapshot {
-        true => snapshot::load_newest(dir, window_ms, options.decode_on_demand, &mut ignored),
+        true => snapshot::load_newest(dir, window_ms, options, &mut ignored),
         false => None,
     };
     let (projection, mut replayed) = match loaded {
         Some(loaded) => {
-            let mut projection = Projection::from_facts(loaded.facts);
+            let indexes = loaded.indexes;
+            let mut projection =
+                Projection::from_snapshot(loaded.facts, indexes.rollup, indexes.credits);
             let mut replayed = replay::replay_from(dir, mode, &loaded.position, &mut |logged| {
                 projection.fold(logged)
             })?;

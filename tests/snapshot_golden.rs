@@ -1,11 +1,14 @@
-//! The snapshot file's bytes, pinned: `tests/golden/snapshot_v1.bin` is the snapshot a writer
-//! closing a store of `tests/golden/segment_v2_external_id.bin` writes, and docs/FORMAT.md,
-//! "Snapshots", describes it byte for byte (its walk here follows the document).
+//! The snapshot file's bytes, pinned: `tests/golden/snapshot_v2.bin` is the snapshot a writer
+//! closing a store of `tests/golden/segment_v2_external_id.bin` writes once a query has built
+//! its indexes, and docs/FORMAT.md, "Snapshots", describes it byte for byte (its walk here
+//! follows the document). `tests/golden/snapshot_v1.bin` is the format version 1 snapshot of the
+//! same store (the facts without indexes), which this build still reads: a store with either
+//! answers as a full replay of its log does.
 //!
-//! The golden file changes only with a deliberate change of the snapshot format, which also
-//! raises the format version and updates docs/FORMAT.md: then, and only then, run this test
-//! once with `COMMLOG_BLESS=1` to write the new file, and check it in. A test that fails here
-//! otherwise found an accidental format change: fix the code, not the file.
+//! The golden files change only with a deliberate change of the snapshot format, which also
+//! raises the format version, keeps the older files, and updates docs/FORMAT.md: then, and only
+//! then, run this test once with `COMMLOG_BLESS=1` to write the new file, and check it in. A test
+//! that fails here otherwise found an accidental format change: fix the code, not the file.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,8 @@ use tempfile::TempDir;
 /// The golden log: one version 2 segment holding every kind of event and a close marker, so
 /// that a writer opening it and closing appends nothing (a close marker carries the clock).
 const GOLDEN_SEGMENT: &str = "tests/golden/segment_v2_external_id.bin";
-const GOLDEN_SNAPSHOT: &str = "tests/golden/snapshot_v1.bin";
+const GOLDEN_SNAPSHOT: &str = "tests/golden/snapshot_v2.bin";
+const GOLDEN_SNAPSHOT_V1: &str = "tests/golden/snapshot_v1.bin";
 /// The segment's name in a store: its first seq, 1.
 const SEGMENT_NAME: &str = "00000000000000000001.log";
 /// The snapshot's name: the seq of the last event it covers, 7.
@@ -98,6 +102,8 @@ fn closing_a_store_of_the_golden_segment_writes_the_golden_snapshot() {
     };
     let store = Store::open_with(dir.path(), options).unwrap();
     assert_eq!(store.open_report().snapshot, None);
+    // The queries over all users build the indexes, which the close's snapshot holds.
+    answers(&store);
     store.close().unwrap();
     assert_eq!(
         fs::read(dir.path().join(SEGMENT_NAME)).unwrap(),
@@ -109,7 +115,7 @@ fn closing_a_store_of_the_golden_segment_writes_the_golden_snapshot() {
         fs::write(golden(GOLDEN_SNAPSHOT), &written).unwrap();
     }
     let expected = fs::read(golden(GOLDEN_SNAPSHOT))
-        .expect("tests/golden/snapshot_v1.bin (COMMLOG_BLESS=1 writes it; see the module doc)");
+        .expect("tests/golden/snapshot_v2.bin (COMMLOG_BLESS=1 writes it; see the module doc)");
     assert_eq!(
         written, expected,
         "the snapshot's bytes changed: that is a format change (docs/FORMAT.md, \"Snapshots\")"
@@ -117,25 +123,37 @@ fn closing_a_store_of_the_golden_segment_writes_the_golden_snapshot() {
 }
 
 #[test]
-fn a_store_with_the_golden_snapshot_answers_as_a_full_replay_does() {
+fn a_store_with_either_golden_snapshot_answers_as_a_full_replay_does() {
     let replayed = golden_store();
-    let with_snapshot = golden_store();
-    let snapshots = with_snapshot.path().join(SNAPSHOT_DIRECTORY);
-    fs::create_dir(&snapshots).unwrap();
-    fs::copy(golden(GOLDEN_SNAPSHOT), snapshot_path(with_snapshot.path())).unwrap();
-
     let full = Store::open_read_only(replayed.path()).unwrap();
     assert_eq!(full.open_report().snapshot, None);
-    for store in [
-        Store::open_read_only(with_snapshot.path()).unwrap(),
-        Store::open(with_snapshot.path()).unwrap(),
-    ] {
-        let report = store.open_report();
-        assert_eq!(report.ignored_snapshots, vec![]);
-        assert_eq!(report.snapshot, Some(snapshot_path(with_snapshot.path())));
-        assert_eq!(report.snapshot_events, 7);
-        assert_eq!((report.segments, report.events, report.last_seq), (1, 7, 7));
-        assert_eq!(answers(&store), answers(&full));
+    let expected = answers(&full);
+    for file in [GOLDEN_SNAPSHOT, GOLDEN_SNAPSHOT_V1] {
+        let with_snapshot = golden_store();
+        let snapshots = with_snapshot.path().join(SNAPSHOT_DIRECTORY);
+        fs::create_dir(&snapshots).unwrap();
+        fs::copy(golden(file), snapshot_path(with_snapshot.path())).unwrap();
+        let on_demand = Options {
+            decode_on_demand: true,
+            ..Options::default()
+        };
+        let without_indexes = Options {
+            load_indexes: false,
+            ..Options::default()
+        };
+        for store in [
+            Store::open_read_only(with_snapshot.path()).unwrap(),
+            Store::open_read_only_with(with_snapshot.path(), on_demand).unwrap(),
+            Store::open_read_only_with(with_snapshot.path(), without_indexes).unwrap(),
+            Store::open(with_snapshot.path()).unwrap(),
+        ] {
+            let report = store.open_report();
+            assert_eq!(report.ignored_snapshots, vec![], "{file}");
+            assert_eq!(report.snapshot, Some(snapshot_path(with_snapshot.path())));
+            assert_eq!(report.snapshot_events, 7);
+            assert_eq!((report.segments, report.events, report.last_seq), (1, 7, 7));
+            assert_eq!(answers(&store), expected, "{file}");
+        }
     }
 }
 
@@ -168,6 +186,10 @@ impl<'a> Walk<'a> {
         i64::from_le_bytes(self.take(8).try_into().unwrap())
     }
 
+    fn i128(&mut self) -> i128 {
+        i128::from_le_bytes(self.take(16).try_into().unwrap())
+    }
+
     fn option<T>(&mut self, value: impl FnOnce(&mut Walk<'a>) -> T) -> Option<T> {
         match self.u8() {
             0 => None,
@@ -192,19 +214,46 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// The golden snapshot, field by field: the header, then the bound, then the facts, and
-/// nothing after.
+/// The version 2 golden snapshot, field by field: the header, the bound, the facts, the
+/// indexes, and nothing after.
 #[test]
 fn the_golden_snapshot_holds_the_fields_docs_format_lists_in_order() {
     let bytes = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
-    let segment = fs::read(golden(GOLDEN_SEGMENT)).unwrap();
     let mut walk = Walk {
         bytes: &bytes,
         offset: 0,
     };
+    walk_header_bound_and_facts(&mut walk, 2);
+    walk_indexes(&mut walk);
+    assert_eq!(walk.offset, bytes.len(), "nothing after the indexes");
+}
+
+/// The version 1 golden snapshot: the same header but its version, bound and facts, and
+/// nothing after the facts.
+#[test]
+fn the_version_1_golden_snapshot_holds_the_facts_and_nothing_after() {
+    let bytes = fs::read(golden(GOLDEN_SNAPSHOT_V1)).unwrap();
+    let mut walk = Walk {
+        bytes: &bytes,
+        offset: 0,
+    };
+    walk_header_bound_and_facts(&mut walk, 1);
+    assert_eq!(walk.offset, bytes.len(), "nothing after the facts");
+    let v2 = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
+    assert_eq!(
+        bytes[28..],
+        v2[28..bytes.len()],
+        "version 2 begins its body with the same bound and facts"
+    );
+}
+
+/// The header (with format `version`), the bound and the facts of a golden snapshot.
+fn walk_header_bound_and_facts(walk: &mut Walk<'_>, version: u32) {
+    let bytes = walk.bytes;
+    let segment = fs::read(golden(GOLDEN_SEGMENT)).unwrap();
     // Header (28 bytes).
     assert_eq!(walk.take(8), b"CMLOGSNP");
-    assert_eq!(walk.u32(), 1, "format version");
+    assert_eq!(walk.u32(), version, "format version");
     let body_len = walk.u64();
     assert_eq!(28 + body_len, bytes.len() as u64);
     assert_eq!(walk.u32(), crc32fast::hash(&bytes[28..]), "body crc");
@@ -338,7 +387,141 @@ fn the_golden_snapshot_holds_the_fields_docs_format_lists_in_order() {
         external_ids,
         vec![(1, "SM0123456789abcdef0123456789abcdef".to_string())]
     );
-    assert_eq!(walk.offset, bytes.len(), "nothing after the facts");
+    assert_eq!(walk.offset, 28 + 106 + 527, "the facts take 527 bytes");
+}
+
+/// A time index's fields, each bucket read by `bucket`: the total, each level's buckets by key,
+/// each slice's items, the first and last slice.
+type TimeIndex<B> = (
+    B,
+    [Vec<(i64, B)>; 4],
+    Vec<(i64, Vec<u32>)>,
+    Option<(i64, i64)>,
+);
+
+fn walk_time_index<'a, B>(
+    walk: &mut Walk<'a>,
+    bucket: impl Fn(&mut Walk<'a>) -> B,
+) -> TimeIndex<B> {
+    let total = bucket(walk);
+    let levels = std::array::from_fn(|_| walk.list(|walk| (walk.i64(), bucket(walk))));
+    let slice_items = walk.list(|walk| (walk.i64(), walk.list(Walk::u32)));
+    let slice_range = walk.option(|walk| (walk.i64(), walk.i64()));
+    (total, levels, slice_items, slice_range)
+}
+
+/// The keys of the slice, hour, quarter day and day of `ms` (docs/FORMAT.md, "Indexes").
+fn bucket_keys(ms: i64) -> [i64; 4] {
+    let slice = ms.div_euclid(600_000);
+    let hour = slice.div_euclid(6);
+    let quarter = hour.div_euclid(6);
+    [slice, hour, quarter, quarter.div_euclid(4)]
+}
+
+/// The golden snapshot's indexes: the message rollup and the outcome credits, as the query
+/// built them over its two messages and one outcome.
+fn walk_indexes(walk: &mut Walk<'_>) {
+    let t0 = 1_735_689_600_000_i64;
+    // The rollup: types low_balance (0) then upgrade_offer (2); slot = type ordinal × 4 +
+    // channel. The first message (sms, low_balance) is clicked with an action: slot 0, kind 8;
+    // the second (in_app, upgrade_offer) failed: slot 7, kind 1.
+    let rollup = walk.option(|walk| {
+        let types = walk.list(Walk::u32);
+        let slots = |walk: &mut Walk<'_>| {
+            walk.list(|walk| {
+                let kinds: [u32; 10] = std::array::from_fn(|_| walk.u32());
+                (kinds, walk.i128())
+            })
+        };
+        let buckets = walk_time_index(walk, slots);
+        let dense = walk.list(|walk| walk.i64());
+        (types, buckets, dense)
+    });
+    let (types, (total, levels, slice_items, slice_range), dense) = rollup.expect("a rollup");
+    assert_eq!(types, vec![0, 2], "message types in the order first seen");
+    let mut expected_slots = vec![([0u32; 10], 0i128); 8];
+    expected_slots[0].0[8] = 1;
+    expected_slots[0].1 = 50_000;
+    expected_slots[7].0[1] = 1;
+    assert_eq!(
+        total, expected_slots,
+        "the total: a slot per type × channel up to the last"
+    );
+    let keys = bucket_keys(t0);
+    for (level, buckets) in levels.iter().enumerate() {
+        assert_eq!(
+            buckets,
+            &vec![(keys[level], expected_slots.clone())],
+            "level {level}"
+        );
+    }
+    assert_eq!(slice_items, vec![(keys[0], vec![0, 1])]);
+    assert_eq!(slice_range, Some((keys[0], keys[0])));
+    assert_eq!(
+        dense,
+        Vec::<i64>::new(),
+        "no slice of more than 1,024 messages"
+    );
+
+    // The credits: the outcome (user 123, a day after t0) is credited to the first message,
+    // engaged (opened) within the window.
+    let credits = walk.option(|walk| {
+        let window_ms = walk.i64();
+        let key = |walk: &mut Walk<'_>| {
+            (
+                walk.u32(),
+                walk.option(|walk| (walk.u8(), walk.u32(), walk.u8())),
+            )
+        };
+        let credits = walk.list(|walk| {
+            let attribution = walk.option(|walk| (walk.u32(), walk.u8()));
+            let last_sent_ms = walk.option(Walk::i64);
+            (attribution, last_sent_ms, key(walk))
+        });
+        let lags = (walk.i64(), walk.i64());
+        let keys = walk.list(key);
+        let sums = |walk: &mut Walk<'_>| (walk.u64(), walk.i128(), walk.u64(), walk.i128());
+        let bucket = |walk: &mut Walk<'_>| (sums(walk), walk.list(|walk| (walk.u32(), sums(walk))));
+        let buckets = walk_time_index(walk, bucket);
+        let dense = walk.list(|walk| walk.i64());
+        (window_ms, credits, lags, keys, buckets, dense)
+    });
+    let (window_ms, credits, lags, keys, buckets, dense) = credits.expect("credits");
+    assert_eq!(
+        window_ms,
+        Options::default().attribution_window.as_millis() as i64
+    );
+    let key = (4, Some((0, 0, 0)));
+    assert_eq!(
+        credits,
+        vec![(Some((0, 0)), Some(t0), key)],
+        "(attribution (message index, level engaged), last send, key (outcome, credit))"
+    );
+    assert_eq!(
+        lags,
+        (1_500, 60_000),
+        "delivered 1.5 s and opened 60 s after the send"
+    );
+    assert_eq!(keys, vec![key]);
+    let outcome_sums = (1, -25_000_000_i128, 1, 86_400_000_i128);
+    let expected_bucket = (outcome_sums, vec![(0, outcome_sums)]);
+    let (total, levels, slice_items, slice_range) = buckets;
+    assert_eq!(total, expected_bucket);
+    let keys = bucket_keys(t0 + 86_400_000);
+    for (level, buckets) in levels.iter().enumerate() {
+        assert_eq!(
+            buckets,
+            &vec![(keys[level], expected_bucket.clone())],
+            "level {level}"
+        );
+    }
+    assert_eq!(slice_items, vec![(keys[0], vec![0])]);
+    assert_eq!(slice_range, Some((keys[0], keys[0])));
+    assert_eq!(
+        dense,
+        Vec::<i64>::new(),
+        "no slice of more than 128 outcomes"
+    );
 }
 
 /// A store of the golden segment and the golden snapshot, the snapshot changed by `tamper`
@@ -422,7 +605,7 @@ fn a_snapshot_whose_facts_were_changed_loads_but_a_deep_audit_finds_it() {
 
 #[test]
 fn a_snapshot_the_loader_ignores_is_a_finding_with_its_reason() {
-    let dir = store_with_snapshot(|bytes| bytes[8] = 2);
+    let dir = store_with_snapshot(|bytes| bytes[8] = 3);
     let store = Store::open_read_only(dir.path()).unwrap();
     let ignored = store.open_report().ignored_snapshots;
     assert_eq!(store.open_report().snapshot, None);
@@ -466,4 +649,119 @@ fn a_snapshot_whose_facts_do_not_fit_together_is_ignored_with_the_reason() {
         assert_eq!(report.ignored_snapshots[0].reason, reason);
         assert_eq!(answers(&store), replayed, "{reason}");
     }
+}
+
+/// Offsets in the golden snapshot's indexes (the walk above; they start after the facts, at
+/// 28 + 106 + 527): the rollup's total bucket's first slot's cost (after the `Some` tag, the
+/// types, the slots' count and the slot's ten counts), the rollup's second item of its slice,
+/// and the message index of the outcome's credit.
+const TOTAL_COST_OFFSET: usize = 661 + 1 + 16 + 8 + 40;
+const SECOND_ITEM_OFFSET: usize = 661 + 1 + 16 + (8 + 448) + 4 * 472 + 8 + 8 + 8 + 4;
+const CREDITED_MESSAGE_OFFSET: usize = SECOND_ITEM_OFFSET + 4 + 17 + 8 + 1 + 8 + 8 + 1;
+
+fn replace_field(bytes: &mut [u8], offset: usize, before: &[u8], after: &[u8]) {
+    let field = &mut bytes[offset..offset + before.len()];
+    assert_eq!(field, before, "the field at offset {offset}");
+    field.copy_from_slice(after);
+}
+
+/// Indexes that do not fit the facts, both checksums recomputed: an item filed past the
+/// messages, an outcome credited to a message that does not exist. The loader ignores the
+/// snapshot, saying which index does not fit and why, and the store answers as the whole log
+/// does.
+#[test]
+fn a_snapshot_whose_indexes_do_not_fit_its_facts_is_ignored_with_the_reason() {
+    let replayed = answers(&Store::open_read_only(golden_store().path()).unwrap());
+    let cases: [(usize, u32, u32, &str); 2] = [
+        (
+            SECOND_ITEM_OFFSET,
+            1,
+            5,
+            "its message rollup does not fit its facts: slice 2892816 files item 5 of 2",
+        ),
+        (
+            CREDITED_MESSAGE_OFFSET,
+            0,
+            9,
+            "its outcome credits do not fit its facts: outcome 0 is credited to message index 9 of 2",
+        ),
+    ];
+    for (offset, before, after, reason) in cases {
+        let dir = store_with_snapshot(|bytes| {
+            replace_field(bytes, offset, &before.to_le_bytes(), &after.to_le_bytes())
+        });
+        let store = Store::open_read_only(dir.path()).unwrap();
+        let report = store.open_report();
+        assert_eq!(report.snapshot, None, "{reason}");
+        assert_eq!(report.ignored_snapshots.len(), 1, "{reason}");
+        assert_eq!(report.ignored_snapshots[0].reason, reason);
+        assert_eq!(answers(&store), replayed, "{reason}");
+        // Leaving the indexes unread, the same snapshot loads.
+        let options = Options {
+            load_indexes: false,
+            ..Options::default()
+        };
+        let store = Store::open_read_only_with(dir.path(), options).unwrap();
+        assert_eq!(
+            store.open_report().snapshot,
+            Some(snapshot_path(dir.path()))
+        );
+        assert_eq!(answers(&store), replayed, "{reason}, indexes unread");
+    }
+}
+
+/// A rollup whose sums were changed, its checksums recomputed, fits the facts: the loader
+/// cannot tell, and the views answer from it. A deep audit finds it, naming the index.
+#[test]
+fn a_snapshot_whose_index_sums_were_changed_loads_but_a_deep_audit_finds_it() {
+    let dir = store_with_snapshot(|bytes| {
+        replace_field(
+            bytes,
+            TOTAL_COST_OFFSET,
+            &50_000_i128.to_le_bytes(),
+            &60_000_i128.to_le_bytes(),
+        )
+    });
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(
+        store.open_report().snapshot,
+        Some(snapshot_path(dir.path()))
+    );
+    drop(store);
+    let deep = commlog::audit::audit(dir.path(), true).unwrap();
+    assert_eq!(deep.verdict, commlog::audit::Verdict::Clean);
+    assert_eq!(deep.findings.len(), 1, "{:?}", deep.findings);
+    assert_eq!(deep.findings[0].kind, "snapshot_differs");
+    assert!(
+        deep.findings[0].reason.contains("the message rollup")
+            && !deep.findings[0].reason.contains("messages (first")
+            && !deep.findings[0].reason.contains("credits"),
+        "{}",
+        deep.findings[0].reason
+    );
+}
+
+/// Credits made under another attribution window are not taken: they are built under the
+/// open's, and every answer is a full replay's under that window.
+#[test]
+fn credits_made_under_another_window_are_built_again_under_the_open_s() {
+    let options = Options {
+        attribution_window: std::time::Duration::from_secs(3_600),
+        ..Options::default()
+    };
+    let full = Store::open_read_only_with(golden_store().path(), options.clone()).unwrap();
+    let with_snapshot = store_with_snapshot(|_| {});
+    let store = Store::open_read_only_with(with_snapshot.path(), options).unwrap();
+    assert_eq!(
+        store.open_report().snapshot,
+        Some(snapshot_path(with_snapshot.path()))
+    );
+    let (narrow, default) = (answers(&store), answers(&full));
+    assert_eq!(narrow, default);
+    let wide = answers(&Store::open_read_only(with_snapshot.path()).unwrap());
+    assert_ne!(
+        format!("{:?}", narrow.impact),
+        format!("{:?}", wide.impact),
+        "an hour's window credits the outcome a day after the send to no message"
+    );
 }

@@ -86,7 +86,11 @@ pub(crate) fn audit_snapshots(
             fix: Fix::DeleteSnapshot,
             cut: CutPoint::default(),
         };
-        match snapshot::load(dir, &path, window_ms, false) {
+        let loading = snapshot::Loading {
+            on_demand: false,
+            indexes: true,
+        };
+        match snapshot::load(dir, &path, window_ms, loading) {
             Err(reason) => {
                 findings.push(finding("snapshot_ignored", reason.clone()));
                 audit.reason = Some(reason);
@@ -102,6 +106,7 @@ pub(crate) fn audit_snapshots(
                         dir,
                         loaded.position.last_seq,
                         capture::image_of(Projection::from_facts(loaded.facts)),
+                        &loaded.indexes,
                         window_ms,
                     )
                 {
@@ -119,12 +124,14 @@ pub(crate) fn audit_snapshots(
     audits
 }
 
-/// Folds the log up to `last_seq` and says what differs from `image`, or `None` when nothing
+/// Folds the log up to `last_seq` and says what differs from `image` and from the `indexes`
+/// the snapshot held (compared with those built over the folded facts), or `None` when nothing
 /// does (or when the log cannot be replayed: its own findings say why).
 fn compare_with_log(
     dir: &Path,
     last_seq: u64,
     image: DecodedFacts,
+    indexes: &snapshot::Indexes,
     window_ms: i64,
 ) -> Option<String> {
     let mut projection = Projection::new(window_ms);
@@ -134,6 +141,17 @@ fn compare_with_log(
         }
     })
     .ok()?;
+    let mut index_differences = Vec::new();
+    if let Some(rollup) = &indexes.rollup
+        && rollup != projection.rollup()
+    {
+        index_differences.push("the message rollup".to_string());
+    }
+    if let Some(credits) = &indexes.credits
+        && let Some(what) = credits.differs_from(projection.credits())
+    {
+        index_differences.push(format!("the outcome credits ({what})"));
+    }
     let folded = capture::image_of(projection);
     let mut differences = Vec::new();
     let mut list = |what: &str, index: Option<usize>| {
@@ -162,6 +180,7 @@ fn compare_with_log(
     if image.latest_event_ms != folded.latest_event_ms {
         differences.push("the latest event time".to_string());
     }
+    differences.append(&mut index_differences);
     (!differences.is_empty()).then(|| differences.join(", "))
 }
 

@@ -16,6 +16,9 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use bincode::Encode;
+
+use crate::codec;
 use crate::event::{Channel, UserId};
 use crate::projection::id_map::IdMap;
 use crate::projection::message_table::CHUNK_MESSAGES;
@@ -101,7 +104,7 @@ impl Facts {
 /// The least and the greatest (touch time − sent time) of any message's delivery or first
 /// engagement, where any message has one: a message can only have a touch in a window if its
 /// sent time is within these lags of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub(crate) struct Lags {
     least_ms: i64,
     greatest_ms: i64,
@@ -124,6 +127,11 @@ impl Lags {
     }
 
     /// Widens these lags to take in `other`'s.
+    /// Whether these bounds hold every lag `other` holds (a wider bound only reads more).
+    fn covers(self, other: Lags) -> bool {
+        self.least_ms <= other.least_ms && self.greatest_ms >= other.greatest_ms
+    }
+
     fn take_in(&mut self, other: Lags) {
         self.least_ms = self.least_ms.min(other.least_ms);
         self.greatest_ms = self.greatest_ms.max(other.greatest_ms);
@@ -143,7 +151,7 @@ impl Lags {
 
 /// What a report groups an outcome by: its name, and the channel, message type and level of
 /// the message it is credited to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct OutcomeKey {
     pub outcome: NameId,
     pub credit: Option<(Channel, NameId, AttributionLevel)>,
@@ -170,7 +178,7 @@ struct Filed {
 
 /// Sums over outcomes: how many, their amounts, and the gaps since the last message of those
 /// that have one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bincode::Encode)]
 pub(crate) struct OutcomeSums {
     pub count: u64,
     pub amount_micros: i128,
@@ -1003,6 +1011,416 @@ fn in_halves<I: Sync, T: Send>(items: &[I], min: usize, work: impl Fn(&[I]) -> T
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+// A snapshot's indexes (docs/FORMAT.md, "Indexes"): the credits as every outcome's credit, the
+// lags, the keys in ordinal order, the time index and the dense slices' minutes. A channel, and
+// an attribution level (0 engaged, 1 delivered), is one byte; a bucket's or minute's entries are
+// sorted by key ordinal. Each key's credit ordinal, each outcome's key ordinal and the buckets'
+// groups follow from these, and are made again by `Credits::fit`.
+
+fn level_byte(level: AttributionLevel) -> u8 {
+    match level {
+        AttributionLevel::Engaged => 0,
+        AttributionLevel::Delivered => 1,
+    }
+}
+
+fn level_of_byte(byte: u8) -> Result<AttributionLevel, bincode::error::DecodeError> {
+    match byte {
+        0 => Ok(AttributionLevel::Engaged),
+        1 => Ok(AttributionLevel::Delivered),
+        _ => Err(bincode::error::DecodeError::Other(
+            "attribution level byte out of range",
+        )),
+    }
+}
+
+fn channel_of_byte(byte: u8) -> Result<Channel, bincode::error::DecodeError> {
+    Channel::ALL
+        .get(usize::from(byte))
+        .copied()
+        .ok_or(bincode::error::DecodeError::Other(
+            "channel byte out of range",
+        ))
+}
+
+/// A key's credit: (channel byte, message type, level byte).
+type CreditBytes = Option<(u8, NameId, u8)>;
+
+fn credit_bytes(credit: Option<(Channel, NameId, AttributionLevel)>) -> CreditBytes {
+    credit.map(|(channel, message_type, level)| {
+        (channel.index() as u8, message_type, level_byte(level))
+    })
+}
+
+impl bincode::Encode for OutcomeKey {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.outcome.encode(encoder)?;
+        credit_bytes(self.credit).encode(encoder)
+    }
+}
+
+impl<Context> bincode::Decode<Context> for OutcomeKey {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<OutcomeKey, bincode::error::DecodeError> {
+        let outcome = NameId::decode(decoder)?;
+        let credit = match CreditBytes::decode(decoder)? {
+            None => None,
+            Some((channel, message_type, level)) => Some((
+                channel_of_byte(channel)?,
+                message_type,
+                level_of_byte(level)?,
+            )),
+        };
+        Ok(OutcomeKey { outcome, credit })
+    }
+}
+
+impl bincode::Encode for Credit {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        (self.attribution)
+            .map(|attribution| (attribution.message_index, level_byte(attribution.level)))
+            .encode(encoder)?;
+        self.last_sent_ms.encode(encoder)?;
+        self.key.encode(encoder)
+    }
+}
+
+impl<Context> bincode::Decode<Context> for Credit {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Credit, bincode::error::DecodeError> {
+        let attribution = match Option::<(u32, u8)>::decode(decoder)? {
+            None => None,
+            Some((message_index, level)) => Some(Attribution {
+                message_index,
+                level: level_of_byte(level)?,
+            }),
+        };
+        Ok(Credit {
+            attribution,
+            last_sent_ms: Option::decode(decoder)?,
+            key: OutcomeKey::decode(decoder)?,
+        })
+    }
+}
+
+/// Bytes of one `OutcomeSums`: two u64 and two i128.
+const SUMS_BYTES: usize = 48;
+
+/// Parsed in one go where the reader holds the bytes, else field by field.
+impl<Context> bincode::Decode<Context> for OutcomeSums {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<OutcomeSums, bincode::error::DecodeError> {
+        let Some(bytes) = codec::peek_snapshot_bytes::<SUMS_BYTES, D>(decoder) else {
+            return Ok(OutcomeSums {
+                count: u64::decode(decoder)?,
+                amount_micros: i128::decode(decoder)?,
+                gap_count: u64::decode(decoder)?,
+                gap_ms: i128::decode(decoder)?,
+            });
+        };
+        let mut fields = codec::FixedFields(&bytes);
+        let sums = OutcomeSums {
+            count: fields.u64(),
+            amount_micros: fields.i128(),
+            gap_count: fields.u64(),
+            gap_ms: fields.i128(),
+        };
+        codec::consume_snapshot_bytes(decoder, SUMS_BYTES)?;
+        Ok(sums)
+    }
+}
+
+fn encode_entries<E: bincode::enc::Encoder>(
+    entries: &[(u32, OutcomeSums)],
+    encoder: &mut E,
+) -> Result<(), bincode::error::EncodeError> {
+    let mut sorted = entries.to_vec();
+    sorted.sort_unstable_by_key(|(key, _)| *key);
+    sorted.encode(encoder)
+}
+
+fn decode_entries<D: bincode::de::Decoder>(
+    decoder: &mut D,
+) -> Result<Vec<(u32, OutcomeSums)>, bincode::error::DecodeError> {
+    let entries: Vec<(u32, OutcomeSums)> = codec::decode_bounded_list(decoder, 4 + SUMS_BYTES)?;
+    match entries.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+        true => Ok(entries),
+        false => Err(bincode::error::DecodeError::Other(
+            "a bucket lists its keys out of order",
+        )),
+    }
+}
+
+impl bincode::Encode for OutcomeBucket {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.total.encode(encoder)?;
+        encode_entries(&self.entries, encoder)
+    }
+}
+
+impl<Context> bincode::Decode<Context> for OutcomeBucket {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<OutcomeBucket, bincode::error::DecodeError> {
+        Ok(OutcomeBucket {
+            total: OutcomeSums::decode(decoder)?,
+            entries: decode_entries(decoder)?,
+            by_credit: Vec::new(),
+            by_name: Vec::new(),
+        })
+    }
+}
+
+impl bincode::Encode for DenseMinutes {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.totals.encode(encoder)?;
+        for entries in &self.entries {
+            encode_entries(entries, encoder)?;
+        }
+        self.starts.encode(encoder)
+    }
+}
+
+impl<Context> bincode::Decode<Context> for DenseMinutes {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<DenseMinutes, bincode::error::DecodeError> {
+        let totals = <[OutcomeSums; MINUTES]>::decode(decoder)?;
+        let mut entries: [Vec<(u32, OutcomeSums)>; MINUTES] = Default::default();
+        for minute in &mut entries {
+            *minute = decode_entries(decoder)?;
+        }
+        Ok(DenseMinutes {
+            totals,
+            entries,
+            starts: <[u32; MINUTES + 1]>::decode(decoder)?,
+        })
+    }
+}
+
+impl bincode::Encode for Credits {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.credits.encode(encoder)?;
+        self.lags.encode(encoder)?;
+        (self.keys.len() as u64).encode(encoder)?;
+        for (key, _) in &self.keys {
+            key.encode(encoder)?;
+        }
+        self.buckets.encode(encoder)?;
+        codec::encode_sorted_map(&self.minutes, encoder)
+    }
+}
+
+impl<Context> bincode::Decode<Context> for Credits {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Credits, bincode::error::DecodeError> {
+        // An outcome's credit takes at least 7 bytes (three `None` tags and a name id), a key 5.
+        let credits = codec::decode_bounded_list(decoder, 7)?;
+        let lags = Lags::decode(decoder)?;
+        let keys: Vec<OutcomeKey> = codec::decode_bounded_list(decoder, 5)?;
+        let buckets = TimeBuckets::decode(decoder)?;
+        let minutes =
+            codec::decode_sorted_map(decoder, 8, |decoder| DenseMinutes::decode(decoder))?;
+        // Each key's credit ordinal is set by `fit`, once the keys are checked.
+        Ok(Credits {
+            credits,
+            lags,
+            keys: keys.into_iter().map(|key| (key, u32::MAX)).collect(),
+            buckets,
+            minutes,
+            ..Credits::default()
+        })
+    }
+}
+
+impl Credits {
+    /// The credits a snapshot held, checked to fit facts of `outcomes` outcomes, `messages`
+    /// messages and `names` names, with the ordinals and groups the fold keeps made again:
+    /// every outcome has a credit whose key is listed, keys are distinct, credited messages
+    /// and names exist, every outcome is filed once, the buckets' entries name listed keys,
+    /// the total counts every outcome, and the dense slices are exactly those of more than
+    /// [`DENSE_SLICE`] outcomes, their minutes covering their items. Whether the credits and
+    /// sums are right only a fold can tell (`commlog audit --deep`).
+    pub(crate) fn fit(
+        mut self,
+        outcomes: usize,
+        messages: usize,
+        names: usize,
+    ) -> Result<Credits, String> {
+        let name_fits = |name: NameId, what: &str| match (name as usize) < names {
+            true => Ok(()),
+            false => Err(format!("{what} {name} is not a name")),
+        };
+        for ordinal in 0..self.keys.len() {
+            let key = self.keys[ordinal].0;
+            name_fits(key.outcome, "an outcome name")?;
+            if let Some((_, message_type, _)) = key.credit {
+                name_fits(message_type, "a message type")?;
+            }
+            if self.ordinals.insert(key, ordinal as u32).is_some() {
+                return Err(format!("key {ordinal} is listed twice"));
+            }
+            let next = self.credit_keys.len() as u32;
+            let credit = *self.credit_ordinals.entry(key.credit).or_insert(next);
+            if credit == next {
+                self.credit_keys.push(key.credit);
+            }
+            self.keys[ordinal].1 = credit;
+        }
+        if self.credits.len() != outcomes {
+            return Err(format!(
+                "{} credits for {outcomes} outcomes",
+                self.credits.len()
+            ));
+        }
+        self.key_ordinals = Vec::with_capacity(outcomes);
+        for (index, credit) in self.credits.iter().enumerate() {
+            if let Some(attribution) = credit.attribution
+                && attribution.message_index as usize >= messages
+            {
+                return Err(format!(
+                    "outcome {index} is credited to message index {} of {messages}",
+                    attribution.message_index
+                ));
+            }
+            let ordinal = self
+                .ordinals
+                .get(&credit.key)
+                .ok_or_else(|| format!("the key of outcome {index}'s credit is not listed"))?;
+            self.key_ordinals.push(*ordinal);
+        }
+        let keys = self.keys.len();
+        let entries_fit = |entries: &[(u32, OutcomeSums)]| match entries
+            .iter()
+            .all(|(key, _)| (*key as usize) < keys)
+        {
+            true => Ok(()),
+            false => Err(format!("a bucket names a key beyond the {keys} listed")),
+        };
+        self.buckets
+            .check_fits(outcomes, |bucket| entries_fit(&bucket.entries))?;
+        if self.buckets.total().total.count != outcomes as u64 {
+            return Err(format!(
+                "the total counts {} outcomes of {outcomes}",
+                self.buckets.total().total.count
+            ));
+        }
+        for (slice, items) in self.buckets.slices() {
+            let dense = self.minutes.get(&slice);
+            if dense.is_some() != (items.len() > self.dense_slice) {
+                return Err(format!(
+                    "slice {slice} of {} outcomes is {}dense",
+                    items.len(),
+                    if dense.is_some() { "" } else { "not " }
+                ));
+            }
+            if let Some(dense) = dense {
+                let ordered = dense.starts.windows(2).all(|pair| pair[0] <= pair[1]);
+                if dense.starts[0] != 0 || !ordered || dense.starts[MINUTES] as usize != items.len()
+                {
+                    return Err(format!(
+                        "the minutes of dense slice {slice} do not cover it"
+                    ));
+                }
+                dense
+                    .entries
+                    .iter()
+                    .try_for_each(|entries| entries_fit(entries))?;
+            }
+        }
+        if self.minutes.len() > self.buckets.slices().count() {
+            return Err("a dense slice holds no outcome".to_string());
+        }
+        // The groups of every bucket with many keys, as `OutcomeBucket::add` makes them.
+        let key_places = &self.keys;
+        for bucket in self.buckets.buckets_mut() {
+            if bucket.entries.len() > GROUPED_KEYS {
+                for (key, entry) in &bucket.entries {
+                    let filed = filed_in(key_places, *key);
+                    add_entry(&mut bucket.by_credit, filed.credit, entry);
+                    add_entry(&mut bucket.by_name, filed.name, entry);
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+impl Credits {
+    /// What differs between these credits and `built` (made by a fold of the same facts), or
+    /// `None`: each outcome's credit, the sums by key of every bucket and minute whatever
+    /// ordinals the keys were given, each slice's outcomes, and whether these lags bound all of
+    /// `built`'s (the fold widens them as touches come, so they may be wider).
+    pub(crate) fn differs_from(&self, built: &Credits) -> Option<&'static str> {
+        if self.credits != built.credits {
+            return Some("the outcomes' credits");
+        }
+        if !self.lags.covers(built.lags) {
+            return Some("the bounds on touch lags");
+        }
+        let by_key = |credits: &Credits, entries: &[(u32, OutcomeSums)]| {
+            let mut keyed: Vec<(OutcomeKey, OutcomeSums)> = (entries.iter())
+                .map(|(key, sums)| (credits.keys[*key as usize].0, *sums))
+                .collect();
+            keyed.sort_unstable_by_key(|(key, _)| *key);
+            keyed
+        };
+        let same = |mine: &OutcomeBucket, theirs: &OutcomeBucket| {
+            mine.total == theirs.total
+                && by_key(self, &mine.entries) == by_key(built, &theirs.entries)
+        };
+        let levels_same = self
+            .buckets
+            .levels()
+            .iter()
+            .zip(built.buckets.levels())
+            .all(|(mine, theirs)| {
+                mine.len() == theirs.len()
+                    && mine.iter().all(|(key, bucket)| {
+                        theirs.get(key).is_some_and(|other| same(bucket, other))
+                    })
+            });
+        if !same(self.buckets.total(), built.buckets.total()) || !levels_same {
+            return Some("the outcome sums");
+        }
+        let slices_same = self.buckets.slices().count() == built.buckets.slices().count()
+            && (self.buckets.slices())
+                .all(|(slice, items)| built.buckets.slice_items(slice) == items);
+        if !slices_same || self.buckets.span_ms() != built.buckets.span_ms() {
+            return Some("the outcomes filed by time");
+        }
+        let minutes_same = self.minutes.len() == built.minutes.len()
+            && self.minutes.iter().all(|(slice, mine)| {
+                built.minutes.get(slice).is_some_and(|theirs| {
+                    mine.totals == theirs.totals
+                        && mine.starts == theirs.starts
+                        && (mine.entries.iter().zip(&theirs.entries))
+                            .all(|(a, b)| by_key(self, a) == by_key(built, b))
+                })
+            });
+        (!minutes_same).then_some("the outcome sums per minute")
+    }
 }
 
 #[cfg(test)]

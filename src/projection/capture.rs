@@ -40,6 +40,8 @@ pub(crate) struct Capture {
     message_before: IdMap<u32, MessageState>,
     /// The lists at the position of each user changed since.
     user_before: IdMap<u64, UserBefore>,
+    /// Events folded since the position.
+    pub(super) folded_since: u64,
 }
 
 /// A user's lists at the position: their lengths, while entries have only been appended since,
@@ -162,6 +164,7 @@ impl Projection {
             budgets: self.facts.budget_list(),
             message_before: IdMap::default(),
             user_before: IdMap::default(),
+            folded_since: 0,
         });
     }
 
@@ -183,6 +186,24 @@ pub(crate) fn image_of(projection: Projection) -> DecodedFacts {
     codec::SnapshotReader::new(&bytes)
         .decode()
         .expect("an image decodes")
+}
+
+/// Writes a snapshot body's indexes part (docs/FORMAT.md, "Indexes") for the capture under way
+/// in `projection`: with `indexes` and no event folded since the capture, the rollup and the
+/// credits (with the attribution window) that are built, each an `Option`; else two `None`s.
+pub(crate) fn write_indexes(
+    projection: &Projection,
+    indexes: bool,
+    out: &mut impl Write,
+) -> Result<(), bincode::error::EncodeError> {
+    let capture = projection.capture.as_ref().expect("a capture is under way");
+    let (rollup, credits) = match indexes && capture.folded_since == 0 {
+        true => projection.built_indexes(),
+        false => (None, None),
+    };
+    codec::encode_snapshot_part(&rollup, out)?;
+    let window_ms = projection.facts.attribution_window_ms;
+    codec::encode_snapshot_part(&credits.map(|credits| (window_ms, credits)), out)
 }
 
 /// Writes the image of the captured facts of `projection` to `out`, in parts, each under a

@@ -169,6 +169,11 @@ impl Facts {
             .collect()
     }
 
+    /// How many messages, outcomes and names the facts hold.
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        (self.messages.len(), self.outcomes.len(), self.names.len())
+    }
+
     /// The facts a snapshot holds, after checking that they fit together (every index and name
     /// id in range, each user's lists sorted, as many entries in them as messages and
     /// outcomes); the error says what does not.
@@ -346,16 +351,34 @@ impl Projection {
 
     /// The views over facts a snapshot held; the indexes are built on first use.
     pub(crate) fn from_facts(facts: Facts) -> Projection {
+        Projection::from_snapshot(facts, None, None)
+    }
+
+    /// The views over facts a snapshot held, with the indexes it held (checked to fit them,
+    /// `snapshot::DecodedIndexes::fit`); any it did not hold is built on first use.
+    pub(crate) fn from_snapshot(
+        facts: Facts,
+        rollup: Option<MessageRollup>,
+        credits: Option<Credits>,
+    ) -> Projection {
         Projection {
             facts,
-            rollup: OnceLock::new(),
-            credits: OnceLock::new(),
+            rollup: rollup.map_or_else(OnceLock::new, OnceLock::from),
+            credits: credits.map_or_else(OnceLock::new, OnceLock::from),
             capture: None,
         }
     }
 
+    /// The indexes built so far: the message rollup and the outcome credits.
+    pub(crate) fn built_indexes(&self) -> (Option<&MessageRollup>, Option<&Credits>) {
+        (self.rollup.get(), self.credits.get())
+    }
+
     /// Folds one event, in log order.
     pub(crate) fn fold(&mut self, logged: &LoggedEvent<'_>) {
+        if let Some(capture) = &mut self.capture {
+            capture.folded_since += 1;
+        }
         if !matches!(logged.event, Event::BudgetSet { .. }) {
             let at_ms = logged.event.at_ms();
             self.facts.latest_event_ms = Some(
@@ -568,7 +591,7 @@ impl Projection {
     }
 
     /// The message rollup, built on first use.
-    fn rollup(&self) -> &MessageRollup {
+    pub(crate) fn rollup(&self) -> &MessageRollup {
         self.rollup
             .get_or_init(|| MessageRollup::build(&self.messages))
     }

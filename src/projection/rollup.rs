@@ -23,7 +23,7 @@ use crate::projection::time_index::{
 
 /// Messages by kind, and their cost: the sums of one slot (one channel × message type), 64
 /// bytes. Counts fit in `u32` because a store holds fewer than 2^32 messages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bincode::Encode)]
 pub(crate) struct SlotCounts {
     by_kind: [u32; KINDS.len()],
     cost_micros: i128,
@@ -203,16 +203,41 @@ impl SlotCounts {
 
 /// Counts per slot; slot = type ordinal × 4 + channel. Each slot is one cache line, so a query
 /// reads one line per slot it takes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, bincode::Encode)]
 pub(crate) struct Bucket {
     slots: Vec<Line>,
 }
 
 /// A slot's counts, aligned to a cache line (buckets are allocated once, so the aligned
 /// allocation costs nothing at query time).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bincode::Encode)]
 #[repr(align(64))]
 struct Line(SlotCounts);
+
+/// Bytes of a slot's counts in a snapshot: ten u32 and an i128.
+const SLOT_BYTES: usize = KINDS.len() * 4 + 16;
+
+/// Parsed in one go where the reader holds the bytes, else field by field.
+impl<Context> bincode::Decode<Context> for Line {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Line, bincode::error::DecodeError> {
+        let Some(bytes) = crate::codec::peek_snapshot_bytes::<SLOT_BYTES, D>(decoder) else {
+            return Ok(Line(SlotCounts {
+                by_kind: <[u32; KINDS.len()]>::decode(decoder)?,
+                cost_micros: i128::decode(decoder)?,
+            }));
+        };
+        let mut fields = crate::codec::FixedFields(&bytes);
+        let by_kind = std::array::from_fn(|_| fields.u32());
+        let cost_micros = fields.i128();
+        crate::codec::consume_snapshot_bytes(decoder, SLOT_BYTES)?;
+        Ok(Line(SlotCounts {
+            by_kind,
+            cost_micros,
+        }))
+    }
+}
 
 impl Bucket {
     fn slot(&self, slot: usize) -> Option<&SlotCounts> {
@@ -233,6 +258,16 @@ impl Bucket {
                 self.slot_mut(slot).add(&line.0);
             }
         }
+    }
+}
+
+impl<Context> bincode::Decode<Context> for Bucket {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Bucket, bincode::error::DecodeError> {
+        Ok(Bucket {
+            slots: crate::codec::decode_bounded_list(decoder, SLOT_BYTES)?,
+        })
     }
 }
 
@@ -319,7 +354,7 @@ fn run_of(state: &MessageState) -> usize {
 /// The minutes of a dense slice: a bucket each, and the slice's items in runs by minute and
 /// channel, each sorted by (time, index), so that a cut minute is found without a search and a
 /// query on one channel reads only that channel's messages of it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode)]
 struct DenseSlice {
     buckets: Vec<Bucket>,
     /// Where each run starts in the slice's items: run `r` is `starts[r]..starts[r + 1]`.
@@ -419,7 +454,7 @@ fn slot_of(type_ordinals: &[u32], state: &MessageState) -> usize {
 }
 
 /// Message counts per channel × message type, by sent time.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct MessageRollup {
     /// Message types in the order first seen; a slot's type is `types[slot / 4]`.
     types: Vec<NameId>,
@@ -702,6 +737,109 @@ impl MessageRollup {
     /// The slot of a message already counted.
     fn slot_of(&self, state: &MessageState) -> usize {
         slot_of(&self.type_ordinals, state)
+    }
+}
+
+/// A snapshot holds the rollup as its message types (in order), its time index and its dense
+/// slices, sorted by slice (docs/FORMAT.md, "Indexes"); each type's ordinal follows from the
+/// order.
+impl bincode::Encode for MessageRollup {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.types.encode(encoder)?;
+        self.buckets.encode(encoder)?;
+        crate::codec::encode_sorted_map(&self.minutes, encoder)
+    }
+}
+
+impl<Context> bincode::Decode<Context> for MessageRollup {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<MessageRollup, bincode::error::DecodeError> {
+        let types: Vec<NameId> = crate::codec::decode_bounded_list(decoder, 4)?;
+        let buckets = TimeBuckets::decode(decoder)?;
+        let minutes = crate::codec::decode_sorted_map(decoder, 8, |decoder| {
+            let buckets = crate::codec::decode_bounded_list(decoder, 8)?;
+            // The runs' starts: RUNS + 1 u32.
+            let starts = <[u32; RUNS + 1]>::decode(decoder)?;
+            Ok(DenseSlice { buckets, starts })
+        })?;
+        // Each type's ordinal is set by `fit`, once the types are checked.
+        Ok(MessageRollup {
+            types,
+            type_ordinals: Vec::new(),
+            buckets,
+            minutes,
+            dense_slice: DENSE_SLICE,
+        })
+    }
+}
+
+impl MessageRollup {
+    /// The rollup a snapshot held, checked to fit facts of `messages` messages and `names`
+    /// names: every message filed once, its types distinct names, no bucket with slots beyond
+    /// them, the total counting every message, and the dense slices exactly those of more
+    /// than [`DENSE_SLICE`] messages, with runs covering their items. Whether the counts are
+    /// right only a fold can tell (`commlog audit --deep`).
+    pub(crate) fn fit(mut self, messages: usize, names: usize) -> Result<MessageRollup, String> {
+        self.type_ordinals = vec![u32::MAX; names];
+        for (ordinal, &name) in self.types.iter().enumerate() {
+            match self.type_ordinals.get_mut(name as usize) {
+                None => return Err(format!("message type {name} is not a name")),
+                Some(slot) if *slot != u32::MAX => {
+                    return Err(format!("message type {name} is listed twice"));
+                }
+                Some(slot) => *slot = ordinal as u32,
+            }
+        }
+        // As long as the fold makes it: up to the largest type's id.
+        let used = self.types.iter().max().map_or(0, |&name| name as usize + 1);
+        self.type_ordinals.truncate(used);
+        let slots = self.types.len() * Channel::ALL.len();
+        let fits = |bucket: &Bucket| match bucket.slots.len() <= slots {
+            true => Ok(()),
+            false => Err(format!(
+                "a bucket has {} slots, the types {slots}",
+                bucket.slots.len()
+            )),
+        };
+        self.buckets.check_fits(messages, fits)?;
+        let counted: u64 = (self.buckets.total().slots.iter())
+            .flat_map(|line| line.0.by_kind)
+            .map(u64::from)
+            .sum();
+        if counted != messages as u64 {
+            return Err(format!("the total counts {counted} messages of {messages}"));
+        }
+        for (slice, items) in self.buckets.slices() {
+            let dense = self.minutes.get(&slice);
+            if dense.is_some() != (items.len() > self.dense_slice) {
+                return Err(format!(
+                    "slice {slice} of {} messages is {}dense",
+                    items.len(),
+                    if dense.is_some() { "" } else { "not " }
+                ));
+            }
+            if let Some(dense) = dense {
+                let ordered = dense.starts.windows(2).all(|pair| pair[0] <= pair[1]);
+                if dense.starts[0] != 0 || !ordered || dense.starts[RUNS] as usize != items.len() {
+                    return Err(format!("the runs of dense slice {slice} do not cover it"));
+                }
+                if dense.buckets.len() != MINUTES {
+                    return Err(format!(
+                        "dense slice {slice} has {} minutes",
+                        dense.buckets.len()
+                    ));
+                }
+                dense.buckets.iter().try_for_each(fits)?;
+            }
+        }
+        if self.minutes.len() > self.buckets.slices().count() {
+            return Err("a dense slice holds no message".to_string());
+        }
+        Ok(self)
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::ops::Range;
 
+use crate::codec;
 use crate::projection::id_map::IdMap;
 
 /// Milliseconds in a slice, the finest bucket: ten minutes, so that the edge scans of a window
@@ -72,7 +73,7 @@ fn bucket_keys(at_ms: i64) -> [i64; LEVELS] {
 
 /// Sums of type `B` over items (indexes) filed by a time: in total, and per slice, hour, quarter
 /// day and day.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct TimeBuckets<B> {
     total: B,
     /// Buckets by key, per level (slices, hours, quarter days, days).
@@ -420,6 +421,120 @@ fn split_whole(first: i64, last: i64, level: usize, parts: &mut Vec<RangePart>) 
             first: (last_up + 1) * ratio,
             last,
         });
+    }
+}
+
+/// A snapshot holds a time index as its total, each level's buckets and each slice's items as
+/// lists sorted by key, then its first and last slice (docs/FORMAT.md, "Indexes").
+impl<B: bincode::Encode> bincode::Encode for TimeBuckets<B> {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.total.encode(encoder)?;
+        for level in &self.levels {
+            codec::encode_sorted_map(level, encoder)?;
+        }
+        codec::encode_sorted_map(&self.slice_items, encoder)?;
+        self.slice_range.encode(encoder)
+    }
+}
+
+impl<Context, B: bincode::Decode<Context>> bincode::Decode<Context> for TimeBuckets<B> {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<TimeBuckets<B>, bincode::error::DecodeError> {
+        let total = B::decode(decoder)?;
+        let mut levels: [IdMap<i64, B>; LEVELS] = Default::default();
+        for level in &mut levels {
+            *level = codec::decode_sorted_map(decoder, 8, |decoder| B::decode(decoder))?;
+        }
+        let slice_items = codec::decode_sorted_map(decoder, 16, codec::decode_u32_list)?;
+        Ok(TimeBuckets {
+            total,
+            levels,
+            slice_items,
+            slice_range: Option::decode(decoder)?,
+        })
+    }
+}
+
+impl<B> TimeBuckets<B> {
+    /// Checks that an index a snapshot held fits the `len` items it files: each filed once,
+    /// every slice with items has its bucket at every level and no bucket lacks items, the
+    /// first and last slice are those holding items, and `bucket` accepts every bucket.
+    /// Whether the sums are right only a fold can tell (`commlog audit --deep`).
+    pub(crate) fn check_fits(
+        &self,
+        len: usize,
+        mut bucket: impl FnMut(&B) -> Result<(), String>,
+    ) -> Result<(), String> {
+        // One bit an item.
+        let mut filed = vec![0u64; len.div_ceil(64)];
+        let mut parents: [std::collections::HashSet<i64>; LEVELS] = Default::default();
+        for (&slice, items) in &self.slice_items {
+            if items.is_empty() {
+                return Err(format!("slice {slice} is listed without items"));
+            }
+            for &item in items {
+                if item as usize >= len {
+                    return Err(format!("slice {slice} files item {item} of {len}"));
+                }
+                let (word, bit) = (item as usize / 64, 1u64 << (item % 64));
+                if filed[word] & bit != 0 {
+                    return Err(format!("item {item} is filed twice"));
+                }
+                filed[word] |= bit;
+            }
+            for (level, key) in bucket_keys(slice * SLICE_MS).into_iter().enumerate() {
+                parents[level].insert(key);
+            }
+        }
+        let filed_count: u64 = filed.iter().map(|word| u64::from(word.count_ones())).sum();
+        if filed_count != len as u64 {
+            return Err(format!("{filed_count} items of {len} are filed"));
+        }
+        for (level, keys) in parents.iter().enumerate() {
+            let buckets = &self.levels[level];
+            if buckets.len() != keys.len() || keys.iter().any(|key| !buckets.contains_key(key)) {
+                return Err(format!(
+                    "the buckets of level {level} are not those of the slices with items"
+                ));
+            }
+        }
+        let range = self.slice_items.keys().fold(None, |range, &slice| {
+            Some(match range {
+                None => (slice, slice),
+                Some((first, last)) => (slice.min(first), slice.max(last)),
+            })
+        });
+        if range != self.slice_range {
+            return Err(format!(
+                "the first and last slice are {:?}, the slices with items span {range:?}",
+                self.slice_range
+            ));
+        }
+        bucket(&self.total)?;
+        self.levels
+            .iter()
+            .flat_map(|level| level.values())
+            .try_for_each(bucket)
+    }
+
+    /// Every bucket, mutably (the total, then each level's, in no order).
+    pub(crate) fn buckets_mut(&mut self) -> impl Iterator<Item = &mut B> {
+        std::iter::once(&mut self.total)
+            .chain(self.levels.iter_mut().flat_map(|level| level.values_mut()))
+    }
+
+    /// The total over every item.
+    pub(crate) fn total(&self) -> &B {
+        &self.total
+    }
+
+    /// Each level's bucket by key, for comparing two indexes.
+    pub(crate) fn levels(&self) -> &[IdMap<i64, B>; LEVELS] {
+        &self.levels
     }
 }
 

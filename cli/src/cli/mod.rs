@@ -364,20 +364,27 @@ impl Global {
         )))
     }
 
-    /// Opens the store read-only; a missing store is a usage error, never created.
+    /// Opens the store read-only for a command over all users' messages; a missing store is a
+    /// usage error, never created. A snapshot's facts are decoded only as far as the command
+    /// reads them (`Options::decode_on_demand`): none when the snapshot holds the indexes the
+    /// views over all users read (`Options::load_indexes`).
     ///
     /// The store is never dropped: a read command's process ends once the command has
     /// answered, and the OS takes back its memory at once, where dropping the views first (a
     /// list per user, a page-sized free at a time) would only delay the exit.
     pub(crate) fn open_read_only(&self) -> Result<ManuallyDrop<Store>, CliError> {
-        self.open_read_only_with(Options::default())
+        self.open_read_only_with(Options {
+            decode_on_demand: true,
+            ..Options::default()
+        })
     }
 
     /// Opens the store read-only for a command that reads one user's messages: a snapshot's
-    /// facts are decoded only as far as it reads them (`Options::decode_on_demand`).
+    /// facts are decoded only as far as it reads them, and its indexes not at all.
     pub(crate) fn open_read_only_for_one_user(&self) -> Result<ManuallyDrop<Store>, CliError> {
         self.open_read_only_with(Options {
             decode_on_demand: true,
+            load_indexes: false,
             ..Options::default()
         })
     }
