@@ -58,6 +58,29 @@ impl<'a> SnapshotReader<'a> {
         T::decode(&mut self.decoder()).map_err(not_decoded)
     }
 
+    /// Reads the next part as [`decode`](Self::decode) does, calling `passed` with the bytes
+    /// read so far each time `every` more have been read, so that the caller can give back what
+    /// lies behind.
+    pub(crate) fn decode_passing<T: Decode<()>>(
+        &mut self,
+        every: usize,
+        passed: impl FnMut(usize),
+    ) -> Result<T, String> {
+        let next = self.read + every;
+        let reader = Passing {
+            inner: self,
+            every,
+            next,
+            passed,
+        };
+        T::decode(&mut bincode::de::DecoderImpl::new(
+            reader,
+            SNAPSHOT_CONFIG,
+            (),
+        ))
+        .map_err(not_decoded)
+    }
+
     /// Reads the next part, a `Vec<T>` (its length, then each item), as [`decode`](Self::decode)
     /// would; calls `passed` with the bytes read so far each time `every` more have been read,
     /// so that the caller can check and give back what lies behind. An item takes at least
@@ -180,6 +203,44 @@ impl bincode::de::read::Reader for SnapshotReader<'_> {
     #[inline(always)]
     fn consume(&mut self, len: usize) {
         self.read = (self.read + len).min(self.body.len());
+    }
+}
+
+/// A [`SnapshotReader`] that calls `passed` each time `every` more bytes have been read.
+struct Passing<'r, 'a, F> {
+    inner: &'r mut SnapshotReader<'a>,
+    every: usize,
+    next: usize,
+    passed: F,
+}
+
+impl<F: FnMut(usize)> Passing<'_, '_, F> {
+    #[inline(always)]
+    fn check(&mut self) {
+        if self.inner.read >= self.next {
+            (self.passed)(self.inner.read);
+            self.next = self.inner.read + self.every;
+        }
+    }
+}
+
+impl<F: FnMut(usize)> bincode::de::read::Reader for Passing<'_, '_, F> {
+    #[inline(always)]
+    fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+        self.inner.read(bytes)?;
+        self.check();
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn peek_read(&mut self, len: usize) -> Option<&[u8]> {
+        self.inner.peek_read(len)
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, len: usize) {
+        self.inner.consume(len);
+        self.check();
     }
 }
 

@@ -445,7 +445,10 @@ pub(crate) fn load(
             },
         );
         let indexes = match &decoded {
-            Ok(_) if loading.indexes => decode_indexes(&mut body, version),
+            Ok(_) if loading.indexes => decode_indexes(&mut body, version, |read| {
+                release_before(map, HEADER_BYTES + read);
+                map_in(map, HEADER_BYTES + read, RELEASE_BYTES);
+            }),
             _ => Ok(DecodedIndexes::default()),
         };
         let covered = covered
@@ -693,16 +696,18 @@ pub(crate) struct DecodedIndexes {
 }
 
 /// Reads what follows the facts in a body of format `version`: the indexes part (version 2),
-/// or nothing (version 1); then nothing may be left.
+/// or nothing (version 1); then nothing may be left. Calls `passed` with the bytes read so far
+/// each time [`RELEASE_BYTES`] more have been read, as [`decode_facts`] does.
 pub(crate) fn decode_indexes(
     body: &mut codec::SnapshotReader,
     version: u32,
+    mut passed: impl FnMut(usize),
 ) -> std::result::Result<DecodedIndexes, String> {
     let indexes = match version {
         FORMAT_VERSION_FACTS_ONLY => DecodedIndexes::default(),
         _ => DecodedIndexes {
-            rollup: body.decode()?,
-            credits: body.decode()?,
+            rollup: body.decode_passing(RELEASE_BYTES, &mut passed)?,
+            credits: body.decode_passing(RELEASE_BYTES, &mut passed)?,
         },
     };
     let left = body.bytes_left();
@@ -873,12 +878,16 @@ fn check_covered(dir: &Path, bound: &Bound) -> std::result::Result<(), String> {
             bound.covered.len()
         ));
     }
-    let mut buffer = vec![0; 64 << 10];
+    let mut buffer = vec![0; CHECK_BUFFER_BYTES];
     for ((_, path), segment) in listed.iter().zip(&bound.covered) {
         check_frames(path, segment, bound.position.store_id, &mut buffer)?;
     }
     Ok(())
 }
+
+/// Bytes of the covered log read at a time: pieces that stay in the core's cache while they are
+/// checksummed.
+const CHECK_BUFFER_BYTES: usize = 64 << 10;
 
 /// Checks one covered segment: its header (same store, first seq) and its frames' checksum.
 fn check_frames(
