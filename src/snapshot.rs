@@ -280,7 +280,9 @@ fn write_file(
         body.inner.write_all(&[0; HEADER_BYTES]).map_err(io)?;
         codec::encode_snapshot_part(&bound, &mut body).map_err(encode)?;
         capture::write_image(projection, &mut body).map_err(encode)?;
+        let indexes_at = body.bytes;
         capture::write_indexes(&projection.read(), indexes, &mut body).map_err(encode)?;
+        body.write_all(&indexes_at.to_le_bytes()).map_err(io)?;
         body.inner.flush().map_err(io)?;
         encode_header(body.bytes, body.hasher.clone().finalize())
     };
@@ -419,18 +421,21 @@ pub(crate) fn load(
             "body checksum mismatch (stored {body_crc:#010x}, computed {computed:#010x})"
         ));
     }
-    let mut body = codec::SnapshotReader::new(body);
+    let (facts_end, indexes_part) = split_body(body, version)?;
+    let mut body = codec::SnapshotReader::new(&body[..facts_end]);
     let bound: Bound = body.decode()?;
+    if body.position() > facts_end {
+        return Err(format!(
+            "the indexes' offset {facts_end} lies inside the bound"
+        ));
+    }
     check_position(dir, &bound.position).map_err(|reason| format!("not the log's: {reason}"))?;
     // The log's frames are checked on another thread while the facts are decoded; then that
-    // thread makes ready the memory of the messages' records still to decode.
+    // thread makes ready the memory of the messages' records still to decode. The indexes are
+    // decoded on a third: while the facts are decoded whole, on a new thread; while they are
+    // only read through, on this one, as a new thread's first allocations cost more.
     let ready = ReadyChunks::default();
-    let (covered, decoded, indexes) = std::thread::scope(|scope| {
-        let covered = scope.spawn(|| {
-            let covered = check_covered(dir, &bound);
-            ready.make_needed();
-            covered
-        });
+    let mut decode_facts_part = || {
         map_in(map, HEADER_BYTES, RELEASE_BYTES);
         let decoded = decode_facts(
             &mut body,
@@ -444,17 +449,44 @@ pub(crate) fn load(
                 false => Decoding::Whole(&ready),
             },
         );
-        let indexes = match &decoded {
-            Ok(_) if loading.indexes => decode_indexes(&mut body, version, |read| {
-                release_before(map, HEADER_BYTES + read);
-                map_in(map, HEADER_BYTES + read, RELEASE_BYTES);
-            }),
-            _ => Ok(DecodedIndexes::default()),
+        decoded.and_then(|decoded| match body.bytes_left() {
+            0 => Ok(decoded),
+            left => Err(format!("body has {left} bytes after its end")),
+        })
+    };
+    let decode_indexes_part = || match &indexes_part {
+        Some(part) if loading.indexes => {
+            let start = HEADER_BYTES + part.start;
+            let mut reader = codec::SnapshotReader::new(&map[start..HEADER_BYTES + part.end]);
+            map_in(map, start, RELEASE_BYTES);
+            let indexes = decode_indexes(&mut reader, |read| {
+                release(map, start..start + read);
+                map_in(map, start + read, RELEASE_BYTES);
+            });
+            release(map, start..HEADER_BYTES + part.end);
+            indexes
+        }
+        _ => Ok(DecodedIndexes::default()),
+    };
+    let (covered, decoded, indexes) = std::thread::scope(|scope| {
+        let covered = scope.spawn(|| {
+            let covered = check_covered(dir, &bound);
+            ready.make_needed();
+            covered
+        });
+        let (decoded, indexes) = match loading.on_demand {
+            true => {
+                let decoded = scope.spawn(decode_facts_part);
+                let indexes = decode_indexes_part();
+                (joined(decoded), indexes)
+            }
+            false => {
+                let indexes = scope.spawn(decode_indexes_part);
+                let decoded = decode_facts_part();
+                (decoded, joined(indexes))
+            }
         };
-        let covered = covered
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (covered, decoded, indexes)
+        (joined(covered), decoded, indexes)
     });
     drop(snapshot);
     covered?;
@@ -695,24 +727,49 @@ pub(crate) struct DecodedIndexes {
     credits: Option<(i64, Credits)>,
 }
 
-/// Reads what follows the facts in a body of format `version`: the indexes part (version 2),
-/// or nothing (version 1); then nothing may be left. Calls `passed` with the bytes read so far
-/// each time [`RELEASE_BYTES`] more have been read, as [`decode_facts`] does.
-pub(crate) fn decode_indexes(
-    body: &mut codec::SnapshotReader,
+/// What a scoped thread returned; its panic goes on in the caller.
+fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Where the facts of a body of format `version` end, and where its indexes part lies: a
+/// version 2 body ends with that part and then the u64 offset where the part begins; a
+/// version 1 body ends with the facts.
+fn split_body(
+    body: &[u8],
     version: u32,
+) -> std::result::Result<(usize, Option<Range<usize>>), String> {
+    if version == FORMAT_VERSION_FACTS_ONLY {
+        return Ok((body.len(), None));
+    }
+    let trailer_at = body
+        .len()
+        .checked_sub(8)
+        .ok_or("body is short: it has no room for the indexes' offset")?;
+    let at = u64::from_le_bytes(body[trailer_at..].try_into().expect("8 bytes"));
+    match usize::try_from(at) {
+        Ok(at) if at <= trailer_at => Ok((at, Some(at..trailer_at))),
+        _ => Err(format!(
+            "the indexes' offset {at} lies past the indexes' end {trailer_at}"
+        )),
+    }
+}
+
+/// Reads a body's indexes part (all of `part`). Calls `passed` with the bytes read so far each
+/// time [`RELEASE_BYTES`] more have been read, as [`decode_facts`] does.
+pub(crate) fn decode_indexes(
+    part: &mut codec::SnapshotReader,
     mut passed: impl FnMut(usize),
 ) -> std::result::Result<DecodedIndexes, String> {
-    let indexes = match version {
-        FORMAT_VERSION_FACTS_ONLY => DecodedIndexes::default(),
-        _ => DecodedIndexes {
-            rollup: body.decode_passing(RELEASE_BYTES, &mut passed)?,
-            credits: body.decode_passing(RELEASE_BYTES, &mut passed)?,
-        },
+    let indexes = DecodedIndexes {
+        rollup: part.decode_passing(RELEASE_BYTES, &mut passed)?,
+        credits: part.decode_passing(RELEASE_BYTES, &mut passed)?,
     };
-    let left = body.bytes_left();
+    let left = part.bytes_left();
     if left != 0 {
-        return Err(format!("body has {left} bytes after its end"));
+        return Err(format!("the indexes part has {left} bytes after its end"));
     }
     Ok(indexes)
 }

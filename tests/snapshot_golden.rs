@@ -225,7 +225,12 @@ fn the_golden_snapshot_holds_the_fields_docs_format_lists_in_order() {
     };
     walk_header_bound_and_facts(&mut walk, 2);
     walk_indexes(&mut walk);
-    assert_eq!(walk.offset, bytes.len(), "nothing after the indexes");
+    assert_eq!(
+        walk.u64(),
+        106 + 527,
+        "the body offset where the indexes begin"
+    );
+    assert_eq!(walk.offset, bytes.len(), "nothing after that offset");
 }
 
 /// The version 1 golden snapshot: the same header but its version, bound and facts, and
@@ -244,6 +249,11 @@ fn the_version_1_golden_snapshot_holds_the_facts_and_nothing_after() {
         bytes[28..],
         v2[28..bytes.len()],
         "version 2 begins its body with the same bound and facts"
+    );
+    assert_eq!(
+        v2[v2.len() - 8..],
+        (bytes.len() as u64 - 28).to_le_bytes(),
+        "and ends with the offset in the body where its indexes begin: where version 1 ends"
     );
 }
 
@@ -764,4 +774,35 @@ fn credits_made_under_another_window_are_built_again_under_the_open_s() {
         format!("{:?}", wide.impact),
         "an hour's window credits the outcome a day after the send to no message"
     );
+}
+
+/// The offset where the indexes begin, changed with the checksums recomputed: past the body,
+/// or a byte off (the facts then end before it, or run into it). The loader ignores the
+/// snapshot with the reason, and the store answers as the whole log does.
+#[test]
+fn a_snapshot_whose_indexes_offset_is_wrong_is_ignored_with_the_reason() {
+    let replayed = answers(&Store::open_read_only(golden_store().path()).unwrap());
+    let cases: [(u64, &str); 3] = [
+        (
+            u64::MAX,
+            "the indexes' offset 18446744073709551615 lies past",
+        ),
+        (634, "body has 1 bytes after its end"),
+        (632, "does not decode"),
+    ];
+    for (offset, reason) in cases {
+        let dir = store_with_snapshot(|bytes| {
+            let at = bytes.len() - 8;
+            replace_field(bytes, at, &633_u64.to_le_bytes(), &offset.to_le_bytes())
+        });
+        let store = Store::open_read_only(dir.path()).unwrap();
+        let report = store.open_report();
+        assert_eq!(report.snapshot, None, "{offset}");
+        assert!(
+            report.ignored_snapshots[0].reason.contains(reason),
+            "{offset}: {}",
+            report.ignored_snapshots[0].reason
+        );
+        assert_eq!(answers(&store), replayed, "{offset}");
+    }
 }

@@ -373,7 +373,9 @@ impl NativeStore {
     }
 
     /// Opens the store in `path` read-only: a snapshot of the log as it is now, beside a
-    /// writer if there is one. `decode_on_demand`: `Options::decode_on_demand`.
+    /// writer if there is one. `decode_on_demand`: `Options::decode_on_demand`, for a reader
+    /// that asks about a few users, which then also leaves the snapshot's indexes unread
+    /// (`Options::load_indexes` false), as the CLI's `history` does.
     #[staticmethod]
     #[pyo3(signature = (path, decode_on_demand = false))]
     fn open_read_only(
@@ -384,6 +386,7 @@ impl NativeStore {
         let dir = path.clone();
         let options = Options {
             decode_on_demand,
+            load_indexes: !decode_on_demand,
             ..Options::default()
         };
         let store = py
