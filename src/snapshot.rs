@@ -431,9 +431,11 @@ pub(crate) fn load(
     }
     check_position(dir, &bound.position).map_err(|reason| format!("not the log's: {reason}"))?;
     // The log's frames are checked on another thread while the facts are decoded; then that
-    // thread makes ready the memory of the messages' records still to decode. The indexes are
-    // decoded on a third: while the facts are decoded whole, on a new thread; while they are
-    // only read through, on this one, as a new thread's first allocations cost more.
+    // thread makes ready the memory of the messages' records still to decode. While the facts
+    // are only read through (on demand), they are read on a third thread and the indexes
+    // decoded on this one (a new thread's allocations cost more); decoded whole, the facts are
+    // decoded first and then the indexes, both here, so that the two do not hold their pages
+    // and fresh memory at once.
     let ready = ReadyChunks::default();
     let mut decode_facts_part = || {
         map_in(map, HEADER_BYTES, RELEASE_BYTES);
@@ -481,9 +483,8 @@ pub(crate) fn load(
                 (joined(decoded), indexes)
             }
             false => {
-                let indexes = scope.spawn(decode_indexes_part);
                 let decoded = decode_facts_part();
-                (decoded, joined(indexes))
+                (decoded, decode_indexes_part())
             }
         };
         (joined(covered), decoded, indexes)
