@@ -424,11 +424,6 @@ pub(crate) fn load(
     let (facts_end, indexes_part) = split_body(body, version)?;
     let mut body = codec::SnapshotReader::new(&body[..facts_end]);
     let bound: Bound = body.decode()?;
-    if body.position() > facts_end {
-        return Err(format!(
-            "the indexes' offset {facts_end} lies inside the bound"
-        ));
-    }
     check_position(dir, &bound.position).map_err(|reason| format!("not the log's: {reason}"))?;
     // The log's frames are checked on another thread while the facts are decoded; then that
     // thread makes ready the memory of the messages' records still to decode. While the facts

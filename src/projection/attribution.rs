@@ -24,7 +24,7 @@ use crate::projection::id_map::IdMap;
 use crate::projection::message_table::CHUNK_MESSAGES;
 use crate::projection::names::{NameId, NameTable};
 use crate::projection::outcome::OutcomeState;
-use crate::projection::status::MessageState;
+use crate::projection::status::{MessageState, channel_of_byte};
 use crate::projection::time_index::{
     MINUTES, Piece, SLICE_MS, TimeBuckets, cut_minutes, minute_of, minutes_in, split_minutes,
     sum_cut,
@@ -126,12 +126,12 @@ impl Lags {
         }
     }
 
-    /// Widens these lags to take in `other`'s.
     /// Whether these bounds hold every lag `other` holds (a wider bound only reads more).
     fn covers(self, other: Lags) -> bool {
         self.least_ms <= other.least_ms && self.greatest_ms >= other.greatest_ms
     }
 
+    /// Widens these lags to take in `other`'s.
     fn take_in(&mut self, other: Lags) {
         self.least_ms = self.least_ms.min(other.least_ms);
         self.greatest_ms = self.greatest_ms.max(other.greatest_ms);
@@ -1034,15 +1034,6 @@ fn level_of_byte(byte: u8) -> Result<AttributionLevel, bincode::error::DecodeErr
             "attribution level byte out of range",
         )),
     }
-}
-
-fn channel_of_byte(byte: u8) -> Result<Channel, bincode::error::DecodeError> {
-    Channel::ALL
-        .get(usize::from(byte))
-        .copied()
-        .ok_or(bincode::error::DecodeError::Other(
-            "channel byte out of range",
-        ))
 }
 
 /// A key's credit: (channel byte, message type, level byte).

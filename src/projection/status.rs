@@ -148,7 +148,7 @@ impl<Context> bincode::Decode<Context> for MessageState {
     }
 }
 
-fn channel_of_byte(byte: u8) -> Result<Channel, bincode::error::DecodeError> {
+pub(crate) fn channel_of_byte(byte: u8) -> Result<Channel, bincode::error::DecodeError> {
     Channel::ALL
         .get(usize::from(byte))
         .copied()
