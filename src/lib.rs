@@ -51,6 +51,7 @@ pub use event::{
 };
 pub use limits::{SNAPSHOT_AT_CLOSE_MIN, USER_ID_MAX};
 pub use log::segment::{DIRECTORY_MODE, FILE_MODE, segment_file_sequence};
+pub use log::summary::LogSummary;
 pub use log::{OpenReport, SyncPolicy};
 pub use message::{FinancialOutcome, Message, Status};
 pub use money::Money;

@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use memmap2::Mmap;
 use parking_lot::{Mutex, RwLock};
@@ -24,6 +24,7 @@ use crate::log::segment::{
     FILE_MODE, create_directory, file_name_of, list_segments, open_no_follow, read_header_bytes,
     segment_file_name, sync_directory,
 };
+use crate::log::summary::{LogSummary, count_through};
 use crate::log::{CoveredSegment, LogPosition, SharedLog};
 use crate::projection::attribution::Credits;
 use crate::projection::message_table::{ChunkScan, MessageTable, ReadyChunks};
@@ -39,8 +40,11 @@ pub const SNAPSHOT_DIRECTORY: &str = "snapshots";
 /// First eight bytes of every snapshot file.
 const MAGIC: [u8; 8] = *b"CMLOGSNP";
 
-/// The snapshot format this build writes: version 2, whose body ends with the indexes part.
-const FORMAT_VERSION: u32 = 2;
+/// The snapshot format this build writes: version 3, whose bound ends with the log's summary
+/// and whose body ends with the indexes part.
+const FORMAT_VERSION: u32 = 3;
+/// The oldest format whose bound ends with the log's summary (versions 1 and 2 hold none).
+const FORMAT_VERSION_SUMMARY: u32 = 3;
 /// The oldest format this build reads: version 1, whose body ends with the facts.
 const FORMAT_VERSION_FACTS_ONLY: u32 = 1;
 
@@ -99,6 +103,9 @@ pub(crate) struct Loaded {
     pub facts: Facts,
     /// The indexes it held that fit the facts and the open's attribution window.
     pub indexes: Indexes,
+    /// The log's summary up to the position; `Err(last_seq)` for a snapshot of a version that
+    /// holds none.
+    pub summary: std::result::Result<LogSummary, u64>,
 }
 
 /// The indexes over the facts a snapshot may hold (docs/FORMAT.md, "Indexes").
@@ -108,11 +115,19 @@ pub(crate) struct Indexes {
     pub credits: Option<Credits>,
 }
 
-/// What a body holds before the facts: where in the log they end, and every segment up to
-/// there (the position's own up to it) with the checksum of its frames. Field order is the byte
-/// order.
+/// What a body holds before the facts: where in the log they end, every segment up to there
+/// (the position's own up to it) with the checksum of its frames, and what the log holds up to
+/// there. Field order is the byte order.
 #[derive(bincode::Encode, bincode::Decode)]
 struct Bound {
+    position: LogPosition,
+    covered: Vec<CoveredSegment>,
+    summary: LogSummary,
+}
+
+/// The bound of versions 1 and 2: without the log's summary.
+#[derive(bincode::Decode)]
+struct BoundWithoutSummary {
     position: LogPosition,
     covered: Vec<CoveredSegment>,
 }
@@ -125,6 +140,9 @@ pub(crate) struct Snapshots {
     /// The last seq the newest snapshot covers (0: none); held while one is written, so that
     /// one is written at a time.
     newest_seq: Mutex<u64>,
+    /// Whether the newest snapshot is of a version without the log's summary: the close then
+    /// writes one however short the log after it.
+    newest_lacks_summary: AtomicBool,
     /// `Options::snapshot_every` (0: none but those asked for).
     every: u64,
     /// The log's last seq from which a snapshot is due in the background.
@@ -133,11 +151,13 @@ pub(crate) struct Snapshots {
 
 impl Snapshots {
     /// The snapshots of the store in `dir`, whose newest covers the log up to `newest_seq`.
+    /// `newest_lacks_summary`: that snapshot is of a version without the log's summary.
     pub(crate) fn new(
         dir: &Path,
         log: Arc<SharedLog>,
         projection: Arc<RwLock<Projection>>,
         newest_seq: u64,
+        newest_lacks_summary: bool,
         every: u64,
     ) -> Snapshots {
         let snapshots = Snapshots {
@@ -145,6 +165,7 @@ impl Snapshots {
             log,
             projection,
             newest_seq: Mutex::new(newest_seq),
+            newest_lacks_summary: AtomicBool::new(newest_lacks_summary),
             every,
             due_seq: AtomicU64::new(u64::MAX),
         };
@@ -180,16 +201,21 @@ impl Snapshots {
     /// Writes a snapshot at close, if the log holds past the newest snapshot `every` events, or
     /// an eighth of the events that snapshot covers and at least
     /// [`SNAPSHOT_AT_CLOSE_MIN`](crate::SNAPSHOT_AT_CLOSE_MIN): the tail every later
-    /// open would replay otherwise. `every` 0: none. No call runs any more, so it also holds
-    /// the indexes that are built.
+    /// open would replay otherwise; or any event, if that snapshot holds no summary of the
+    /// log. `every` 0: none. No call runs any more, so it also holds the indexes that are
+    /// built.
     pub(crate) fn write_at_close(&self) -> Result<Option<PathBuf>> {
+        let lacks_summary = self.newest_lacks_summary.load(Ordering::Relaxed);
         match self.every {
             0 => Ok(None),
             every => self.write_when(
                 |newest_seq| {
                     let tail =
                         every.min((newest_seq / 8).max(crate::limits::SNAPSHOT_AT_CLOSE_MIN));
-                    newest_seq.saturating_add(tail)
+                    match lacks_summary {
+                        true => newest_seq,
+                        false => newest_seq.saturating_add(tail),
+                    }
                 },
                 true,
             ),
@@ -206,25 +232,32 @@ impl Snapshots {
     /// with `indexes`, it holds the built indexes if no event was folded since the capture.
     fn write_when(&self, from_seq: impl Fn(u64) -> u64, indexes: bool) -> Result<Option<PathBuf>> {
         let mut newest_seq = self.newest_seq.lock();
-        let (position, covered) = {
+        let (position, covered, summary) = {
             let mut log = self.log.lock();
             log.check_poison()?;
             if log.last_seq() < from_seq(*newest_seq).max(newest_seq.saturating_add(1)) {
                 return Ok(None);
             }
             log.write_buffer()?;
-            self.projection.write().begin_capture();
-            (log.position(), log.covered())
+            let mut projection = self.projection.write();
+            projection.begin_capture();
+            (log.position(), log.covered(), projection.log_summary())
         };
-        let written = self
-            .log
-            .sync_to(position.last_seq)
-            .and_then(|()| write_file(&self.dir, &position, covered, &self.projection, indexes));
+        let written = self.log.sync_to(position.last_seq).and_then(|()| {
+            let summary = completed_summary(&self.dir, &self.projection, summary)?;
+            let bound = Bound {
+                position,
+                covered,
+                summary,
+            };
+            write_file(&self.dir, bound, &self.projection, indexes)
+        });
         let capture = self.projection.write().end_capture();
         drop(capture);
         match written {
             Ok(path) => {
                 *newest_seq = position.last_seq;
+                self.newest_lacks_summary.store(false, Ordering::Relaxed);
                 self.plan(position.last_seq);
                 Ok(Some(path))
             }
@@ -237,31 +270,43 @@ impl Snapshots {
     }
 }
 
+/// `captured`, a projection's summary of the log and the last seq of the events it leaves out
+/// (0: none), with those counted from the log in `dir` (a snapshot of a version without a
+/// summary covered them); `projection` keeps them too, so that they are counted once.
+pub(crate) fn completed_summary(
+    dir: &Path,
+    projection: &RwLock<Projection>,
+    captured: (LogSummary, u64),
+) -> Result<LogSummary> {
+    let (summary, through) = captured;
+    if through == 0 {
+        return Ok(summary);
+    }
+    let missing = count_through(dir, through)?;
+    projection.write().complete_log_summary(missing, through);
+    Ok(missing.then(summary))
+}
+
 /// Writes a snapshot of the views captured in `projection`, which the log in `dir` holds
-/// durably up to `position` (`covered` lists its segments up to there), with the indexes if
-/// `indexes` and none of its views changed since the capture, and removes all but the newest
-/// snapshots. Returns its path.
+/// durably up to `bound`'s position, with the indexes if `indexes` and none of its views
+/// changed since the capture, and removes all but the newest snapshots. Returns its path.
 fn write_file(
     dir: &Path,
-    position: &LogPosition,
-    covered: Vec<CoveredSegment>,
+    bound: Bound,
     projection: &RwLock<Projection>,
     indexes: bool,
 ) -> Result<PathBuf> {
+    let position = bound.position;
     let directory = dir.join(SNAPSHOT_DIRECTORY);
     create_directory(&directory)?;
     let name = snapshot_file_name(position.last_seq);
     let path = directory.join(&name);
     let temporary = directory.join(format!("{name}{TEMPORARY_SUFFIX}"));
     assert_eq!(
-        covered.last().map(|last| (last.first_seq, last.end)),
+        bound.covered.last().map(|last| (last.first_seq, last.end)),
         Some((position.segment_first_seq, position.end)),
         "the covered segments end at the position"
     );
-    let bound = Bound {
-        position: *position,
-        covered,
-    };
     let file = open_no_follow(
         OpenOptions::new()
             .write(true)
@@ -423,8 +468,18 @@ pub(crate) fn load(
     }
     let (facts_end, indexes_part) = split_body(body, version)?;
     let mut body = codec::SnapshotReader::new(&body[..facts_end]);
-    let bound: Bound = body.decode()?;
-    check_position(dir, &bound.position).map_err(|reason| format!("not the log's: {reason}"))?;
+    let bound = match version >= FORMAT_VERSION_SUMMARY {
+        true => {
+            let bound: Bound = body.decode()?;
+            (bound.position, bound.covered, Ok(bound.summary))
+        }
+        false => {
+            let bound: BoundWithoutSummary = body.decode()?;
+            (bound.position, bound.covered, Err(bound.position.last_seq))
+        }
+    };
+    let (position, covered_segments, summary) = bound;
+    check_position(dir, &position).map_err(|reason| format!("not the log's: {reason}"))?;
     // The log's frames are checked on another thread while the facts are decoded; then that
     // thread makes ready the memory of the messages' records still to decode. While the facts
     // are only read through (on demand), they are read on a third thread and the indexes
@@ -467,7 +522,7 @@ pub(crate) fn load(
     };
     let (covered, decoded, indexes) = std::thread::scope(|scope| {
         let covered = scope.spawn(|| {
-            let covered = check_covered(dir, &bound);
+            let covered = check_covered(dir, &position, &covered_segments);
             ready.make_needed();
             covered
         });
@@ -488,17 +543,57 @@ pub(crate) fn load(
     covered?;
     let decoded = decoded?;
     let indexes = indexes?;
-    let mut covered_before = bound.covered;
+    let mut covered_before = covered_segments;
     covered_before.pop();
     let facts = Facts::from_image(decoded, attribution_window_ms)?;
+    if let Ok(summary) = &summary {
+        check_summary(summary, position.last_seq, &facts)
+            .map_err(|reason| format!("its summary of the log does not fit: {reason}"))?;
+    }
     let indexes = indexes.fit(&facts, attribution_window_ms)?;
     Ok(Loaded {
         path: path.to_path_buf(),
-        position: bound.position,
+        position,
         covered_before,
         facts,
         indexes,
+        summary,
     })
+}
+
+/// Checks a summary of the log up to `last_seq` against the facts folded from it: as many
+/// events as seqs (dense from 1), a message and an outcome for each counted, and time ranges
+/// exactly when there are events, the latest own time no earlier than the facts' latest.
+fn check_summary(
+    summary: &LogSummary,
+    last_seq: u64,
+    facts: &Facts,
+) -> std::result::Result<(), String> {
+    let (messages, outcomes, _) = facts.counts();
+    if summary.events != last_seq {
+        return Err(format!(
+            "it counts {} events up to seq {last_seq}",
+            summary.events
+        ));
+    }
+    if (summary.messages, summary.outcomes) != (messages as u64, outcomes as u64) {
+        return Err(format!(
+            "it counts {} messages and {} outcomes, the facts hold {messages} and {outcomes}",
+            summary.messages, summary.outcomes
+        ));
+    }
+    let ranges = [summary.event_ms, summary.appended_ms];
+    if ranges.iter().any(|range| {
+        range.is_some() != (summary.events > 0) || range.is_some_and(|(low, high)| low > high)
+    }) {
+        return Err("its time ranges do not match its events".to_string());
+    }
+    match (summary.event_ms, facts.latest_event_ms()) {
+        (Some((_, high)), Some(latest)) if high < latest => Err(format!(
+            "its latest event time {high} is before the facts' latest {latest}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A loaded snapshot's file, mapped: the facts not decoded at load (the messages' records, the
@@ -913,27 +1008,31 @@ pub(crate) fn check_position(
 /// same frames: each segment's frames up to where the snapshot covers it have the checksum it
 /// recorded. So damage to the log before a snapshot is found at open as without one (the
 /// snapshot is ignored, and the full replay names the damage).
-fn check_covered(dir: &Path, bound: &Bound) -> std::result::Result<(), String> {
+fn check_covered(
+    dir: &Path,
+    position: &LogPosition,
+    covered: &[CoveredSegment],
+) -> std::result::Result<(), String> {
     let listed: Vec<(u64, PathBuf)> = list_segments(dir)
         .map_err(|error| error.to_string())?
         .into_iter()
-        .filter(|(first_seq, _)| *first_seq <= bound.position.segment_first_seq)
+        .filter(|(first_seq, _)| *first_seq <= position.segment_first_seq)
         .collect();
     if !listed
         .iter()
         .map(|(first_seq, _)| *first_seq)
-        .eq(bound.covered.iter().map(|segment| segment.first_seq))
+        .eq(covered.iter().map(|segment| segment.first_seq))
     {
         return Err(format!(
             "the log's segments up to {} are not those the snapshot covers ({} listed, {} covered)",
-            segment_file_name(bound.position.segment_first_seq),
+            segment_file_name(position.segment_first_seq),
             listed.len(),
-            bound.covered.len()
+            covered.len()
         ));
     }
     let mut buffer = vec![0; CHECK_BUFFER_BYTES];
-    for ((_, path), segment) in listed.iter().zip(&bound.covered) {
-        check_frames(path, segment, bound.position.store_id, &mut buffer)?;
+    for ((_, path), segment) in listed.iter().zip(covered) {
+        check_frames(path, segment, position.store_id, &mut buffer)?;
     }
     Ok(())
 }

@@ -115,6 +115,7 @@ impl Store {
         let lock_file = lock_directory(&dir, options.lock_timeout)?;
         let (projection, replayed) = load_views(&dir, Mode::Write, &options)?;
         let snapshot_seq = replayed.report.snapshot_events;
+        let snapshot_lacks_summary = projection.log_summary().1 != 0;
         let projection = Arc::new(RwLock::new(projection));
         let log = Arc::new(SharedLog::open(
             &dir,
@@ -133,6 +134,7 @@ impl Store {
             Arc::clone(&log),
             Arc::clone(&projection),
             snapshot_seq,
+            snapshot_lacks_summary,
             options.snapshot_every,
         ));
         let snapshotter = match options.snapshot_every {
@@ -281,6 +283,25 @@ impl Store {
     /// What opening found: segments and events replayed, torn bytes cut off and where they went.
     pub fn open_report(&self) -> OpenReport {
         self.report.clone()
+    }
+
+    /// What the log holds up to where the views end: its events, messages and outcomes, and
+    /// the range of the events' own and append times (`commlog info`). Kept as events are
+    /// folded, and held by snapshots, so it costs nothing to ask; after an open from a snapshot
+    /// written by a version that holds none, the first call counts the events it covers from
+    /// the log (read-only, as [`audit::read_log`](crate::audit::read_log) does) and keeps them.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = commlog::Store::open(dir.path())?;
+    /// store.track_message_sent(7, commlog::Channel::Push, "bill_due", 0.0)?;
+    /// let summary = store.log_summary()?;
+    /// assert_eq!((summary.events, summary.messages, summary.outcomes), (1, 1, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn log_summary(&self) -> Result<crate::LogSummary> {
+        let captured = self.projection.read().log_summary();
+        snapshot::completed_summary(&self.dir, &self.projection, captured)
     }
 
     /// Tracks a message sent now. `cost` is in dollars (rounded to the micro-dollar); returns
@@ -724,8 +745,12 @@ fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, 
     let (projection, mut replayed) = match loaded {
         Some(loaded) => {
             let indexes = loaded.indexes;
-            let mut projection =
-                Projection::from_snapshot(loaded.facts, indexes.rollup, indexes.credits);
+            let mut projection = Projection::from_snapshot(
+                loaded.facts,
+                indexes.rollup,
+                indexes.credits,
+                loaded.summary,
+            );
             let mut replayed = replay::replay_from(dir, mode, &loaded.position, &mut |logged| {
                 projection.fold(logged)
             })?;

@@ -1,9 +1,10 @@
-//! The snapshot file's bytes, pinned: `tests/golden/snapshot_v2.bin` is the snapshot a writer
+//! The snapshot file's bytes, pinned: `tests/golden/snapshot_v3.bin` is the snapshot a writer
 //! closing a store of `tests/golden/segment_v2_external_id.bin` writes once a query has built
 //! its indexes, and docs/FORMAT.md, "Snapshots", describes it byte for byte (its walk here
-//! follows the document). `tests/golden/snapshot_v1.bin` is the format version 1 snapshot of the
-//! same store (the facts without indexes), which this build still reads: a store with either
-//! answers as a full replay of its log does.
+//! follows the document). `tests/golden/snapshot_v2.bin` and `tests/golden/snapshot_v1.bin` are
+//! the format version 2 and 1 snapshots of the same store (version 2 without the log's summary,
+//! version 1 without it and without indexes), which this build still reads: a store with any of
+//! them answers as a full replay of its log does.
 //!
 //! The golden files change only with a deliberate change of the snapshot format, which also
 //! raises the format version, keeps the older files, and updates docs/FORMAT.md: then, and only
@@ -22,7 +23,8 @@ use tempfile::TempDir;
 /// The golden log: one version 2 segment holding every kind of event and a close marker, so
 /// that a writer opening it and closing appends nothing (a close marker carries the clock).
 const GOLDEN_SEGMENT: &str = "tests/golden/segment_v2_external_id.bin";
-const GOLDEN_SNAPSHOT: &str = "tests/golden/snapshot_v2.bin";
+const GOLDEN_SNAPSHOT: &str = "tests/golden/snapshot_v3.bin";
+const GOLDEN_SNAPSHOT_V2: &str = "tests/golden/snapshot_v2.bin";
 const GOLDEN_SNAPSHOT_V1: &str = "tests/golden/snapshot_v1.bin";
 /// The segment's name in a store: its first seq, 1.
 const SEGMENT_NAME: &str = "00000000000000000001.log";
@@ -115,7 +117,7 @@ fn closing_a_store_of_the_golden_segment_writes_the_golden_snapshot() {
         fs::write(golden(GOLDEN_SNAPSHOT), &written).unwrap();
     }
     let expected = fs::read(golden(GOLDEN_SNAPSHOT))
-        .expect("tests/golden/snapshot_v2.bin (COMMLOG_BLESS=1 writes it; see the module doc)");
+        .expect("tests/golden/snapshot_v3.bin (COMMLOG_BLESS=1 writes it; see the module doc)");
     assert_eq!(
         written, expected,
         "the snapshot's bytes changed: that is a format change (docs/FORMAT.md, \"Snapshots\")"
@@ -123,12 +125,13 @@ fn closing_a_store_of_the_golden_segment_writes_the_golden_snapshot() {
 }
 
 #[test]
-fn a_store_with_either_golden_snapshot_answers_as_a_full_replay_does() {
+fn a_store_with_any_golden_snapshot_answers_as_a_full_replay_does() {
     let replayed = golden_store();
     let full = Store::open_read_only(replayed.path()).unwrap();
     assert_eq!(full.open_report().snapshot, None);
     let expected = answers(&full);
-    for file in [GOLDEN_SNAPSHOT, GOLDEN_SNAPSHOT_V1] {
+    let expected_summary = full.log_summary().unwrap();
+    for file in [GOLDEN_SNAPSHOT, GOLDEN_SNAPSHOT_V2, GOLDEN_SNAPSHOT_V1] {
         let with_snapshot = golden_store();
         let snapshots = with_snapshot.path().join(SNAPSHOT_DIRECTORY);
         fs::create_dir(&snapshots).unwrap();
@@ -153,6 +156,7 @@ fn a_store_with_either_golden_snapshot_answers_as_a_full_replay_does() {
             assert_eq!(report.snapshot_events, 7);
             assert_eq!((report.segments, report.events, report.last_seq), (1, 7, 7));
             assert_eq!(answers(&store), expected, "{file}");
+            assert_eq!(store.log_summary().unwrap(), expected_summary, "{file}");
         }
     }
 }
@@ -223,18 +227,46 @@ fn the_golden_snapshot_holds_the_fields_docs_format_lists_in_order() {
         bytes: &bytes,
         offset: 0,
     };
-    walk_header_bound_and_facts(&mut walk, 2);
+    walk_header_bound_and_facts(&mut walk, 3);
     walk_indexes(&mut walk);
     assert_eq!(
         walk.u64(),
-        106 + 527,
+        BOUND_BYTES as u64 + 527,
         "the body offset where the indexes begin"
     );
     assert_eq!(walk.offset, bytes.len(), "nothing after that offset");
 }
 
-/// The version 1 golden snapshot: the same header but its version, bound and facts, and
-/// nothing after the facts.
+/// The version 2 golden snapshot: the same header but its version, the bound without the log's
+/// summary, then the same facts, indexes and offset of the indexes (less the summary's bytes).
+#[test]
+fn the_version_2_golden_snapshot_holds_no_summary_of_the_log() {
+    let bytes = fs::read(golden(GOLDEN_SNAPSHOT_V2)).unwrap();
+    let mut walk = Walk {
+        bytes: &bytes,
+        offset: 0,
+    };
+    walk_header_bound_and_facts(&mut walk, 2);
+    walk_indexes(&mut walk);
+    let indexes_at = BOUND_BYTES - SUMMARY_BYTES + 527;
+    assert_eq!(walk.u64(), indexes_at as u64);
+    assert_eq!(walk.offset, bytes.len(), "nothing after that offset");
+    let v3 = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
+    let summary_at = 28 + BOUND_BYTES - SUMMARY_BYTES;
+    assert_eq!(
+        bytes[28..summary_at],
+        v3[28..summary_at],
+        "the same position"
+    );
+    assert_eq!(
+        bytes[summary_at..bytes.len() - 8],
+        v3[summary_at + SUMMARY_BYTES..v3.len() - 8],
+        "the same facts and indexes"
+    );
+}
+
+/// The version 1 golden snapshot: the same header but its version, the bound of version 2 and
+/// the facts, and nothing after the facts.
 #[test]
 fn the_version_1_golden_snapshot_holds_the_facts_and_nothing_after() {
     let bytes = fs::read(golden(GOLDEN_SNAPSHOT_V1)).unwrap();
@@ -244,7 +276,7 @@ fn the_version_1_golden_snapshot_holds_the_facts_and_nothing_after() {
     };
     walk_header_bound_and_facts(&mut walk, 1);
     assert_eq!(walk.offset, bytes.len(), "nothing after the facts");
-    let v2 = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
+    let v2 = fs::read(golden(GOLDEN_SNAPSHOT_V2)).unwrap();
     assert_eq!(
         bytes[28..],
         v2[28..bytes.len()],
@@ -308,6 +340,32 @@ fn walk_header_bound_and_facts(walk: &mut Walk<'_>, version: u32) {
     assert_eq!(
         covered,
         vec![(1, segment.len() as u64, crc32fast::hash(&segment[56..]))]
+    );
+    if version >= 3 {
+        // Bound: the log's summary.
+        assert_eq!(walk.u64(), 7, "summary.events");
+        assert_eq!(walk.u64(), 2, "summary.messages");
+        assert_eq!(walk.u64(), 1, "summary.outcomes");
+        let range = |walk: &mut Walk<'_>| walk.option(|walk| (walk.i64(), walk.i64()));
+        assert_eq!(
+            range(walk),
+            Some((1_735_689_600_000, 1_735_689_600_000 + 86_400_000)),
+            "summary.event_ms: the first send and the outcome a day later"
+        );
+        assert_eq!(
+            range(walk),
+            Some((1_764_000_000_000, 1_764_000_000_000 + 6)),
+            "summary.appended_ms: the first event's and the seventh's"
+        );
+    }
+    let bound_bytes = match version {
+        3 => BOUND_BYTES,
+        _ => BOUND_BYTES - SUMMARY_BYTES,
+    };
+    assert_eq!(
+        walk.offset,
+        28 + bound_bytes,
+        "the bound takes {bound_bytes} bytes"
     );
 
     // Facts: the messages.
@@ -397,7 +455,11 @@ fn walk_header_bound_and_facts(walk: &mut Walk<'_>, version: u32) {
         external_ids,
         vec![(1, "SM0123456789abcdef0123456789abcdef".to_string())]
     );
-    assert_eq!(walk.offset, 28 + 106 + 527, "the facts take 527 bytes");
+    assert_eq!(
+        walk.offset,
+        28 + bound_bytes + 527,
+        "the facts take 527 bytes"
+    );
 }
 
 /// A time index's fields, each bucket read by `bucket`: the total, each level's buckets by key,
@@ -549,10 +611,17 @@ fn store_with_snapshot(tamper: impl FnOnce(&mut Vec<u8>)) -> TempDir {
     dir
 }
 
-/// Offset of the first message's cost_micros in the golden snapshot: the header (28), the
-/// position (78 with a store id), the covered list (8 + 20), the messages' count (8), then
-/// that message's user_id and sent_ms (16).
-const FIRST_COST_OFFSET: usize = 28 + 78 + 28 + 8 + 16;
+/// Bytes of the golden snapshot's bound: the position (78 with a store id), the covered list
+/// (8 + 20) and the log's summary.
+const BOUND_BYTES: usize = 78 + 28 + SUMMARY_BYTES;
+/// Bytes of the log's summary: three counts (24) and two ranges, each an option (1 + 16).
+const SUMMARY_BYTES: usize = 24 + 2 * 17;
+/// Where the golden snapshot's facts begin, after the header and the bound.
+const FACTS_AT: usize = 28 + BOUND_BYTES;
+
+/// Offset of the first message's cost_micros in the golden snapshot: after the messages' count
+/// (8), that message's user_id and sent_ms (16).
+const FIRST_COST_OFFSET: usize = FACTS_AT + 8 + 16;
 
 #[test]
 fn the_golden_snapshot_passes_a_deep_audit_as_the_one_used() {
@@ -615,7 +684,7 @@ fn a_snapshot_whose_facts_were_changed_loads_but_a_deep_audit_finds_it() {
 
 #[test]
 fn a_snapshot_the_loader_ignores_is_a_finding_with_its_reason() {
-    let dir = store_with_snapshot(|bytes| bytes[8] = 3);
+    let dir = store_with_snapshot(|bytes| bytes[8] = 4);
     let store = Store::open_read_only(dir.path()).unwrap();
     let ignored = store.open_report().ignored_snapshots;
     assert_eq!(store.open_report().snapshot, None);
@@ -641,9 +710,24 @@ fn a_snapshot_the_loader_ignores_is_a_finding_with_its_reason() {
 fn a_snapshot_whose_facts_do_not_fit_together_is_ignored_with_the_reason() {
     let replayed = answers(&Store::open_read_only(golden_store().path()).unwrap());
     let cases: [(usize, u32, u32, &str); 3] = [
-        (217, 1, 99, "message 1 refers to a name beyond the 5 listed"),
-        (336, 4, 5, "outcome 0 refers to a name beyond the 5 listed"),
-        (372, 0, 2, "user 123's lists are unsorted or out of range"),
+        (
+            FACTS_AT + 83,
+            1,
+            99,
+            "message 1 refers to a name beyond the 5 listed",
+        ),
+        (
+            FACTS_AT + 202,
+            4,
+            5,
+            "outcome 0 refers to a name beyond the 5 listed",
+        ),
+        (
+            FACTS_AT + 238,
+            0,
+            2,
+            "user 123's lists are unsorted or out of range",
+        ),
     ];
     for (offset, before, after, reason) in cases {
         let dir = store_with_snapshot(|bytes| {
@@ -662,11 +746,12 @@ fn a_snapshot_whose_facts_do_not_fit_together_is_ignored_with_the_reason() {
 }
 
 /// Offsets in the golden snapshot's indexes (the walk above; they start after the facts, at
-/// 28 + 106 + 527): the rollup's total bucket's first slot's cost (after the `Some` tag, the
+/// `INDEXES_AT`): the rollup's total bucket's first slot's cost (after the `Some` tag, the
 /// types, the slots' count and the slot's ten counts), the rollup's second item of its slice,
 /// and the message index of the outcome's credit.
-const TOTAL_COST_OFFSET: usize = 661 + 1 + 16 + 8 + 40;
-const SECOND_ITEM_OFFSET: usize = 661 + 1 + 16 + (8 + 448) + 4 * 472 + 8 + 8 + 8 + 4;
+const INDEXES_AT: usize = FACTS_AT + 527;
+const TOTAL_COST_OFFSET: usize = INDEXES_AT + 1 + 16 + 8 + 40;
+const SECOND_ITEM_OFFSET: usize = INDEXES_AT + 1 + 16 + (8 + 448) + 4 * 472 + 8 + 8 + 8 + 4;
 const CREDITED_MESSAGE_OFFSET: usize = SECOND_ITEM_OFFSET + 4 + 17 + 8 + 1 + 8 + 8 + 1;
 
 fn replace_field(bytes: &mut [u8], offset: usize, before: &[u8], after: &[u8]) {
@@ -787,13 +872,14 @@ fn a_snapshot_whose_indexes_offset_is_wrong_is_ignored_with_the_reason() {
             u64::MAX,
             "the indexes' offset 18446744073709551615 lies past",
         ),
-        (634, "body has 1 bytes after its end"),
-        (632, "does not decode"),
+        (INDEXES_AT as u64 - 28 + 1, "body has 1 bytes after its end"),
+        (INDEXES_AT as u64 - 28 - 1, "does not decode"),
     ];
+    let indexes_at = (INDEXES_AT as u64 - 28).to_le_bytes();
     for (offset, reason) in cases {
         let dir = store_with_snapshot(|bytes| {
             let at = bytes.len() - 8;
-            replace_field(bytes, at, &633_u64.to_le_bytes(), &offset.to_le_bytes())
+            replace_field(bytes, at, &indexes_at, &offset.to_le_bytes())
         });
         let store = Store::open_read_only(dir.path()).unwrap();
         let report = store.open_report();
@@ -805,4 +891,119 @@ fn a_snapshot_whose_indexes_offset_is_wrong_is_ignored_with_the_reason() {
         );
         assert_eq!(answers(&store), replayed, "{offset}");
     }
+}
+
+/// A summary of the log that does not fit the facts or the position, both checksums
+/// recomputed: the loader ignores the snapshot with the reason, and the store answers (and
+/// summarizes its log) as the whole log does.
+#[test]
+fn a_snapshot_whose_summary_of_the_log_does_not_fit_is_ignored_with_the_reason() {
+    let full = Store::open_read_only(golden_store().path()).unwrap();
+    let (replayed, summary) = (answers(&full), full.log_summary().unwrap());
+    let summary_at = 28 + BOUND_BYTES - SUMMARY_BYTES;
+    let cases: [(usize, u64, u64, &str); 3] = [
+        (summary_at, 7, 8, "it counts 8 events up to seq 7"),
+        (
+            summary_at + 8,
+            2,
+            3,
+            "it counts 3 messages and 1 outcomes, the facts hold 2 and 1",
+        ),
+        (
+            summary_at + 24 + 9,
+            1_735_689_600_000 + 86_400_000,
+            1_735_689_600_000 - 1,
+            "its time ranges do not match its events",
+        ),
+    ];
+    for (offset, before, after, reason) in cases {
+        let dir = store_with_snapshot(|bytes| {
+            replace_field(bytes, offset, &before.to_le_bytes(), &after.to_le_bytes())
+        });
+        let store = Store::open_read_only(dir.path()).unwrap();
+        let report = store.open_report();
+        assert_eq!(report.snapshot, None, "{reason}");
+        assert_eq!(
+            report.ignored_snapshots[0].reason,
+            format!("its summary of the log does not fit: {reason}")
+        );
+        assert_eq!(answers(&store), replayed, "{reason}");
+        assert_eq!(store.log_summary().unwrap(), summary, "{reason}");
+    }
+}
+
+/// A writer that loaded a snapshot of a version without the log's summary counts the events it
+/// covers from the log when asked, and its close writes a snapshot of this build's version
+/// (which holds the summary) once any event follows, however few.
+#[test]
+fn a_writer_from_a_version_2_snapshot_closes_with_one_of_this_version() {
+    let dir = golden_store();
+    fs::create_dir(dir.path().join(SNAPSHOT_DIRECTORY)).unwrap();
+    fs::copy(golden(GOLDEN_SNAPSHOT_V2), snapshot_path(dir.path())).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.open_report().snapshot,
+        Some(snapshot_path(dir.path()))
+    );
+    store
+        .track_message_sent(5, commlog::Channel::Push, "bill_due", 0.0)
+        .unwrap();
+    let summary = store.log_summary().unwrap();
+    assert_eq!(
+        (summary.events, summary.messages, summary.outcomes),
+        (8, 3, 1)
+    );
+    store.close().unwrap();
+    let newest = dir
+        .path()
+        .join(SNAPSHOT_DIRECTORY)
+        .join("snapshot-00000000000000000008");
+    let bytes = fs::read(&newest).expect("the close wrote a snapshot of the one new event");
+    assert_eq!(bytes[8..12], 3_u32.to_le_bytes(), "format version");
+    let reopened = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(reopened.open_report().snapshot, Some(newest));
+    assert_eq!(reopened.log_summary().unwrap(), summary);
+    let (_copy, full) = {
+        let copy = TempDir::new().unwrap();
+        for entry in fs::read_dir(dir.path()).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+            }
+        }
+        let path = copy.path().to_path_buf();
+        (copy, path)
+    };
+    let full = Store::open_read_only(&full).unwrap();
+    assert_eq!(full.open_report().snapshot, None);
+    assert_eq!(full.log_summary().unwrap(), summary);
+}
+
+/// A summary of the log that fits the facts but is not what the log holds (an append time
+/// changed, both checksums recomputed) loads; a deep audit finds it.
+#[test]
+fn a_snapshot_whose_summary_of_the_log_was_changed_loads_but_a_deep_audit_finds_it() {
+    let appended_low_at = 28 + BOUND_BYTES - 16;
+    let dir = store_with_snapshot(|bytes| {
+        replace_field(
+            bytes,
+            appended_low_at,
+            &1_764_000_000_000_i64.to_le_bytes(),
+            &1_764_000_000_001_i64.to_le_bytes(),
+        )
+    });
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(
+        store.open_report().snapshot,
+        Some(snapshot_path(dir.path()))
+    );
+    let audit = commlog::audit::audit(dir.path(), true).unwrap();
+    assert_eq!(audit.verdict, commlog::audit::Verdict::Clean);
+    assert_eq!(audit.findings.len(), 1);
+    assert_eq!(audit.findings[0].kind, "snapshot_differs");
+    assert!(
+        audit.findings[0].reason.contains("the log's summary"),
+        "{}",
+        audit.findings[0].reason
+    );
 }

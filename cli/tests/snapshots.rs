@@ -52,11 +52,11 @@ fn run(data: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// Rewrites the snapshot's first message's cost (docs/FORMAT.md, "Snapshots": after the 28-byte
-/// header, the 78-byte position with a store id, the covered list of one segment (8 + 20) and
-/// the messages' count (8), the message's user_id and sent_ms) and recomputes both checksums,
-/// so that the loader accepts it.
+/// header, the 78-byte position with a store id, the covered list of one segment (8 + 20), the
+/// log's summary (24 + 2 × 17) and the messages' count (8), the message's user_id and sent_ms)
+/// and recomputes both checksums, so that the loader accepts it.
 fn change_first_cost(snapshot: &Path) {
-    const COST_OFFSET: usize = 28 + 78 + 28 + 8 + 16;
+    const COST_OFFSET: usize = 28 + 78 + 28 + 58 + 8 + 16;
     let mut bytes = fs::read(snapshot).unwrap();
     let cost = &mut bytes[COST_OFFSET..COST_OFFSET + 8];
     assert_eq!(cost, 50_000_i64.to_le_bytes());

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{CutPoint, Finding, Fix};
 use crate::log::replay::{self, Mode};
+use crate::log::summary::LogSummary;
 use crate::options::Options;
 use crate::projection::{DecodedFacts, Projection, capture};
 use crate::snapshot::{self, SNAPSHOT_DIRECTORY};
@@ -107,6 +108,7 @@ pub(crate) fn audit_snapshots(
                         loaded.position.last_seq,
                         capture::image_of(Projection::from_facts(loaded.facts)),
                         &loaded.indexes,
+                        loaded.summary.ok(),
                         window_ms,
                     )
                 {
@@ -124,14 +126,16 @@ pub(crate) fn audit_snapshots(
     audits
 }
 
-/// Folds the log up to `last_seq` and says what differs from `image` and from the `indexes`
-/// the snapshot held (compared with those built over the folded facts), or `None` when nothing
-/// does (or when the log cannot be replayed: its own findings say why).
+/// Folds the log up to `last_seq` and says what differs from `image`, from the `indexes` the
+/// snapshot held (compared with those built over the folded facts) and from its `summary` of
+/// the log, or `None` when nothing does (or when the log cannot be replayed: its own findings
+/// say why).
 fn compare_with_log(
     dir: &Path,
     last_seq: u64,
     image: DecodedFacts,
     indexes: &snapshot::Indexes,
+    summary: Option<LogSummary>,
     window_ms: i64,
 ) -> Option<String> {
     let mut projection = Projection::new(window_ms);
@@ -151,6 +155,11 @@ fn compare_with_log(
         && let Some(what) = credits.differs_from(projection.credits())
     {
         index_differences.push(format!("the outcome credits ({what})"));
+    }
+    if let Some(summary) = summary
+        && summary != projection.log_summary().0
+    {
+        index_differences.push("the log's summary".to_string());
     }
     let folded = capture::image_of(projection);
     let mut differences = Vec::new();

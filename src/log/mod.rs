@@ -9,6 +9,7 @@
 pub(crate) mod fault;
 pub(crate) mod replay;
 pub(crate) mod segment;
+pub(crate) mod summary;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

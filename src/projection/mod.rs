@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 
 use crate::event::{BudgetScope, Event, LoggedEvent, MessageId, Month};
+use crate::log::summary::LogSummary;
 use attribution::{Credits, Touches};
 use id_map::IdMap;
 use message_table::{MessageTable, ReadyChunks};
@@ -68,6 +69,11 @@ pub(crate) struct Projection {
     credits: OnceLock<Credits>,
     /// The facts at a log position, while a snapshot of them is written.
     capture: Option<capture::Capture>,
+    /// The events folded: the log's summary, but for those up to `log_summary_missing_through`.
+    log_summary: LogSummary,
+    /// The last seq of the events `log_summary` leaves out: those a snapshot without a summary
+    /// covered (0: none; `Store::log_summary` counts them from the log when asked).
+    log_summary_missing_through: u64,
 }
 
 /// Every message's and outcome's state, per-user indexes, names and budgets: what the events
@@ -302,6 +308,11 @@ fn users_of(
 }
 
 impl Facts {
+    /// The latest own time of any event but `BudgetSet` (`None` before the first).
+    pub(crate) fn latest_event_ms(&self) -> Option<i64> {
+        self.latest_event_ms
+    }
+
     /// The user's entries, made (and put last in `user_order`) on the user's first event.
     fn user_entries(&mut self, user: u64) -> &mut UserEntries {
         let (entries, new) = self.users.get_or_insert_mut(user);
@@ -340,6 +351,8 @@ impl Projection {
             rollup: OnceLock::new(),
             credits: OnceLock::new(),
             capture: None,
+            log_summary: LogSummary::default(),
+            log_summary_missing_through: 0,
         }
     }
 
@@ -349,23 +362,42 @@ impl Projection {
         self.facts.messages.take_chunks_from(ready);
     }
 
-    /// The views over facts a snapshot held; the indexes are built on first use.
+    /// The views over `facts` alone, to read or compare them (the log's summary is not
+    /// among the facts: it starts empty here); the indexes are built on first use.
     pub(crate) fn from_facts(facts: Facts) -> Projection {
-        Projection::from_snapshot(facts, None, None)
+        Projection::from_snapshot(facts, None, None, Ok(LogSummary::default()))
     }
 
     /// The views over facts a snapshot held, with the indexes it held (checked to fit them,
-    /// `snapshot::DecodedIndexes::fit`); any it did not hold is built on first use.
+    /// `snapshot::DecodedIndexes::fit`); any it did not hold is built on first use. `summary`
+    /// is the log's summary up to the snapshot, or `Err(last_seq)` for one that holds none.
     pub(crate) fn from_snapshot(
         facts: Facts,
         rollup: Option<MessageRollup>,
         credits: Option<Credits>,
+        summary: std::result::Result<LogSummary, u64>,
     ) -> Projection {
         Projection {
             facts,
             rollup: rollup.map_or_else(OnceLock::new, OnceLock::from),
             credits: credits.map_or_else(OnceLock::new, OnceLock::from),
             capture: None,
+            log_summary: summary.unwrap_or_default(),
+            log_summary_missing_through: summary.err().unwrap_or(0),
+        }
+    }
+
+    /// The summary of the events folded, and the last seq of those it leaves out (0: none).
+    pub(crate) fn log_summary(&self) -> (LogSummary, u64) {
+        (self.log_summary, self.log_summary_missing_through)
+    }
+
+    /// Puts `missing`, the summary of the log up to `through`, before the events folded, if
+    /// those are still the ones left out.
+    pub(crate) fn complete_log_summary(&mut self, missing: LogSummary, through: u64) {
+        if self.log_summary_missing_through == through && through != 0 {
+            self.log_summary = missing.then(self.log_summary);
+            self.log_summary_missing_through = 0;
         }
     }
 
@@ -376,6 +408,7 @@ impl Projection {
 
     /// Folds one event, in log order.
     pub(crate) fn fold(&mut self, logged: &LoggedEvent<'_>) {
+        self.log_summary.add(logged);
         if let Some(capture) = &mut self.capture {
             capture.folded_since += 1;
         }

@@ -225,7 +225,7 @@ pub(crate) struct HistoryArgs {
 }
 
 pub(crate) fn history(global: &Global, args: &HistoryArgs) -> Result<(), CliError> {
-    let store = global.open_read_only_for_one_user()?;
+    let store = global.open_read_only_without_indexes()?;
     let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
     let messages = store.get_user_communication_history(args.user, limit)?;
     if global.json {
@@ -265,22 +265,9 @@ struct Info {
 }
 
 pub(crate) fn info(global: &Global) -> Result<(), CliError> {
-    global.check_store_exists()?;
-    let mut event_range: Option<(i64, i64)> = None;
-    let mut appended_range: Option<(i64, i64)> = None;
-    let (mut messages, mut outcomes) = (0u64, 0u64);
-    let widen = |range: &mut Option<(i64, i64)>, ms: i64| {
-        *range = Some(range.map_or((ms, ms), |(low, high)| (low.min(ms), high.max(ms))));
-    };
-    let report = commlog::audit::read_log(&global.dir, |logged| {
-        widen(&mut event_range, logged.event.at_ms());
-        widen(&mut appended_range, logged.appended_ms);
-        match logged.event {
-            commlog::Event::MessageSent { .. } => messages += 1,
-            commlog::Event::FinancialOutcome { .. } => outcomes += 1,
-            _ => {}
-        }
-    })?;
+    let store = global.open_read_only_without_indexes()?;
+    let summary = store.log_summary()?;
+    let report = store.open_report();
     let bytes_on_disk =
         segment_bytes_on_disk(&global.dir).map_err(|source| commlog::Error::Io {
             path: global.dir.clone(),
@@ -290,14 +277,14 @@ pub(crate) fn info(global: &Global) -> Result<(), CliError> {
     let info = Info {
         dir: global.dir.display().to_string(),
         segments: report.segments,
-        events: report.events,
-        messages,
-        outcomes,
+        events: summary.events,
+        messages: summary.messages,
+        outcomes: summary.outcomes,
         bytes_on_disk,
-        first_event_at: event_range.and_then(|(low, _)| time(low)),
-        last_event_at: event_range.and_then(|(_, high)| time(high)),
-        first_appended_at: appended_range.and_then(|(low, _)| time(low)),
-        last_appended_at: appended_range.and_then(|(_, high)| time(high)),
+        first_event_at: summary.event_ms.and_then(|(low, _)| time(low)),
+        last_event_at: summary.event_ms.and_then(|(_, high)| time(high)),
+        first_appended_at: summary.appended_ms.and_then(|(low, _)| time(low)),
+        last_appended_at: summary.appended_ms.and_then(|(_, high)| time(high)),
         open_report: report,
     };
     if global.json {

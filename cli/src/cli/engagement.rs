@@ -73,7 +73,7 @@ impl EngagementArgs {
 
 pub(crate) fn run(global: &Global, args: &EngagementArgs) -> Result<(), CliError> {
     let filter = args.filter()?;
-    let store = global.open_read_only_for_one_user()?;
+    let store = global.open_read_only_without_indexes()?;
     let engagement = store.get_user_engagement(args.user, &filter)?;
     if global.json {
         return print_json(&engagement);

@@ -379,9 +379,10 @@ impl Global {
         })
     }
 
-    /// Opens the store read-only for a command that reads one user's messages: a snapshot's
-    /// facts are decoded only as far as it reads them, and its indexes not at all.
-    pub(crate) fn open_read_only_for_one_user(&self) -> Result<ManuallyDrop<Store>, CliError> {
+    /// Opens the store read-only for a command that reads one user's messages, every message
+    /// once (`export`) or the log's summary (`info`): a snapshot's facts are decoded only as far
+    /// as it reads them, and its indexes not at all.
+    pub(crate) fn open_read_only_without_indexes(&self) -> Result<ManuallyDrop<Store>, CliError> {
         self.open_read_only_with(Options {
             decode_on_demand: true,
             load_indexes: false,

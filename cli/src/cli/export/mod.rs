@@ -119,7 +119,7 @@ pub(crate) fn run(global: &Global, args: &ExportArgs) -> Result<(), CliError> {
     if !to_stdout && std::fs::symlink_metadata(&args.out).is_ok() {
         return Err(already_exists(&args.out));
     }
-    let store = global.open_read_only()?;
+    let store = global.open_read_only_without_indexes()?;
     let last_seq = store.open_report().events;
     let messages = store.get_messages(&filter)?;
     // The views' memory goes back before the export builds its own.
