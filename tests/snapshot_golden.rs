@@ -708,7 +708,6 @@ fn a_snapshot_the_loader_ignores_is_a_finding_with_its_reason() {
 /// message's latest action name, the outcome's name, the index in user 123's first entry.
 #[test]
 fn a_snapshot_whose_facts_do_not_fit_together_is_ignored_with_the_reason() {
-    let replayed = answers(&Store::open_read_only(golden_store().path()).unwrap());
     let cases: [(usize, u32, u32, &str); 3] = [
         (
             FACTS_AT + 83,
@@ -730,18 +729,7 @@ fn a_snapshot_whose_facts_do_not_fit_together_is_ignored_with_the_reason() {
         ),
     ];
     for (offset, before, after, reason) in cases {
-        let dir = store_with_snapshot(|bytes| {
-            let field = &mut bytes[offset..offset + 4];
-            assert_eq!(field, before.to_le_bytes(), "the field at offset {offset}");
-            field.copy_from_slice(&after.to_le_bytes());
-        });
-        let store = Store::open_read_only(dir.path()).unwrap();
-        let report = store.open_report();
-        assert_eq!(report.snapshot, None, "{reason}");
-        assert_eq!(report.ignored_snapshots.len(), 1, "{reason}");
-        assert_eq!(report.ignored_snapshots[0].path, snapshot_path(dir.path()));
-        assert_eq!(report.ignored_snapshots[0].reason, reason);
-        assert_eq!(answers(&store), replayed, "{reason}");
+        ignored_with_changed_field(offset, &before.to_le_bytes(), &after.to_le_bytes(), reason);
     }
 }
 
@@ -753,6 +741,26 @@ const INDEXES_AT: usize = FACTS_AT + 527;
 const TOTAL_COST_OFFSET: usize = INDEXES_AT + 1 + 16 + 8 + 40;
 const SECOND_ITEM_OFFSET: usize = INDEXES_AT + 1 + 16 + (8 + 448) + 4 * 472 + 8 + 8 + 8 + 4;
 const CREDITED_MESSAGE_OFFSET: usize = SECOND_ITEM_OFFSET + 4 + 17 + 8 + 1 + 8 + 8 + 1;
+
+/// Opens read-only a store whose golden snapshot has the field at `offset` changed from
+/// `before` to `after`, both checksums recomputed; checks that the open ignores it for `reason`
+/// and answers as the whole log does. Returns the store and its directory.
+fn ignored_with_changed_field(
+    offset: usize,
+    before: &[u8],
+    after: &[u8],
+    reason: &str,
+) -> (TempDir, Store) {
+    let replayed = answers(&Store::open_read_only(golden_store().path()).unwrap());
+    let dir = store_with_snapshot(|bytes| replace_field(bytes, offset, before, after));
+    let store = Store::open_read_only(dir.path()).unwrap();
+    let report = store.open_report();
+    assert_eq!(report.snapshot, None, "{reason}");
+    assert_eq!(report.ignored_snapshots.len(), 1, "{reason}");
+    assert_eq!(report.ignored_snapshots[0].reason, reason);
+    assert_eq!(answers(&store), replayed, "{reason}");
+    (dir, store)
+}
 
 fn replace_field(bytes: &mut [u8], offset: usize, before: &[u8], after: &[u8]) {
     let field = &mut bytes[offset..offset + before.len()];
@@ -782,15 +790,8 @@ fn a_snapshot_whose_indexes_do_not_fit_its_facts_is_ignored_with_the_reason() {
         ),
     ];
     for (offset, before, after, reason) in cases {
-        let dir = store_with_snapshot(|bytes| {
-            replace_field(bytes, offset, &before.to_le_bytes(), &after.to_le_bytes())
-        });
-        let store = Store::open_read_only(dir.path()).unwrap();
-        let report = store.open_report();
-        assert_eq!(report.snapshot, None, "{reason}");
-        assert_eq!(report.ignored_snapshots.len(), 1, "{reason}");
-        assert_eq!(report.ignored_snapshots[0].reason, reason);
-        assert_eq!(answers(&store), replayed, "{reason}");
+        let (dir, _) =
+            ignored_with_changed_field(offset, &before.to_le_bytes(), &after.to_le_bytes(), reason);
         // Leaving the indexes unread, the same snapshot loads.
         let options = Options {
             load_indexes: false,
@@ -809,14 +810,24 @@ fn a_snapshot_whose_indexes_do_not_fit_its_facts_is_ignored_with_the_reason() {
 /// cannot tell, and the views answer from it. A deep audit finds it, naming the index.
 #[test]
 fn a_snapshot_whose_index_sums_were_changed_loads_but_a_deep_audit_finds_it() {
-    let dir = store_with_snapshot(|bytes| {
-        replace_field(
-            bytes,
-            TOTAL_COST_OFFSET,
-            &50_000_i128.to_le_bytes(),
-            &60_000_i128.to_le_bytes(),
-        )
-    });
+    let reason = changed_field_found_by_a_deep_audit(
+        TOTAL_COST_OFFSET,
+        &50_000_i128.to_le_bytes(),
+        &60_000_i128.to_le_bytes(),
+    );
+    assert!(
+        reason.contains("the message rollup")
+            && !reason.contains("messages (first")
+            && !reason.contains("credits"),
+        "{reason}"
+    );
+}
+
+/// Opens a store whose golden snapshot has the field at `offset` changed from `before` to
+/// `after`, both checksums recomputed, checks that the open uses it (the change fits), and
+/// returns the reason of the one finding a deep audit makes of it (`snapshot_differs`).
+fn changed_field_found_by_a_deep_audit(offset: usize, before: &[u8], after: &[u8]) -> String {
+    let dir = store_with_snapshot(|bytes| replace_field(bytes, offset, before, after));
     let store = Store::open_read_only(dir.path()).unwrap();
     assert_eq!(
         store.open_report().snapshot,
@@ -827,13 +838,7 @@ fn a_snapshot_whose_index_sums_were_changed_loads_but_a_deep_audit_finds_it() {
     assert_eq!(deep.verdict, commlog::audit::Verdict::Clean);
     assert_eq!(deep.findings.len(), 1, "{:?}", deep.findings);
     assert_eq!(deep.findings[0].kind, "snapshot_differs");
-    assert!(
-        deep.findings[0].reason.contains("the message rollup")
-            && !deep.findings[0].reason.contains("messages (first")
-            && !deep.findings[0].reason.contains("credits"),
-        "{}",
-        deep.findings[0].reason
-    );
+    deep.findings[0].reason.clone()
 }
 
 /// Credits made under another attribution window are not taken: they are built under the
@@ -898,8 +903,10 @@ fn a_snapshot_whose_indexes_offset_is_wrong_is_ignored_with_the_reason() {
 /// summarizes its log) as the whole log does.
 #[test]
 fn a_snapshot_whose_summary_of_the_log_does_not_fit_is_ignored_with_the_reason() {
-    let full = Store::open_read_only(golden_store().path()).unwrap();
-    let (replayed, summary) = (answers(&full), full.log_summary().unwrap());
+    let summary = Store::open_read_only(golden_store().path())
+        .unwrap()
+        .log_summary()
+        .unwrap();
     let summary_at = 28 + BOUND_BYTES - SUMMARY_BYTES;
     let cases: [(usize, u64, u64, &str); 3] = [
         (summary_at, 7, 8, "it counts 8 events up to seq 7"),
@@ -917,17 +924,13 @@ fn a_snapshot_whose_summary_of_the_log_does_not_fit_is_ignored_with_the_reason()
         ),
     ];
     for (offset, before, after, reason) in cases {
-        let dir = store_with_snapshot(|bytes| {
-            replace_field(bytes, offset, &before.to_le_bytes(), &after.to_le_bytes())
-        });
-        let store = Store::open_read_only(dir.path()).unwrap();
-        let report = store.open_report();
-        assert_eq!(report.snapshot, None, "{reason}");
-        assert_eq!(
-            report.ignored_snapshots[0].reason,
-            format!("its summary of the log does not fit: {reason}")
+        let reason = format!("its summary of the log does not fit: {reason}");
+        let (_dir, store) = ignored_with_changed_field(
+            offset,
+            &before.to_le_bytes(),
+            &after.to_le_bytes(),
+            &reason,
         );
-        assert_eq!(answers(&store), replayed, "{reason}");
         assert_eq!(store.log_summary().unwrap(), summary, "{reason}");
     }
 }
@@ -984,26 +987,10 @@ fn a_writer_from_a_version_2_snapshot_closes_with_one_of_this_version() {
 #[test]
 fn a_snapshot_whose_summary_of_the_log_was_changed_loads_but_a_deep_audit_finds_it() {
     let appended_low_at = 28 + BOUND_BYTES - 16;
-    let dir = store_with_snapshot(|bytes| {
-        replace_field(
-            bytes,
-            appended_low_at,
-            &1_764_000_000_000_i64.to_le_bytes(),
-            &1_764_000_000_001_i64.to_le_bytes(),
-        )
-    });
-    let store = Store::open_read_only(dir.path()).unwrap();
-    assert_eq!(
-        store.open_report().snapshot,
-        Some(snapshot_path(dir.path()))
+    let reason = changed_field_found_by_a_deep_audit(
+        appended_low_at,
+        &1_764_000_000_000_i64.to_le_bytes(),
+        &1_764_000_000_001_i64.to_le_bytes(),
     );
-    let audit = commlog::audit::audit(dir.path(), true).unwrap();
-    assert_eq!(audit.verdict, commlog::audit::Verdict::Clean);
-    assert_eq!(audit.findings.len(), 1);
-    assert_eq!(audit.findings[0].kind, "snapshot_differs");
-    assert!(
-        audit.findings[0].reason.contains("the log's summary"),
-        "{}",
-        audit.findings[0].reason
-    );
+    assert!(reason.contains("the log's summary"), "{reason}");
 }
