@@ -10,6 +10,12 @@
 //! the calls as it goes and timing only the tracking calls, and prints each pass's events/s:
 //! at 100 M messages each pass takes minutes, too long for criterion's samples. E.g.
 //! `COMMLOG_BENCH_MESSAGES=100000000 COMMLOG_BENCH_USERS=1000000 cargo bench --bench append`.
+//!
+//! `append/longest_call_while_snapshotting` measures what a snapshot costs the calls that go on
+//! while it is written: on a store holding the reference workload, each iteration writes one
+//! snapshot (`Store::snapshot`) on another thread while this one tracks opens and outcomes, and
+//! its time is the longest of those calls. `append/longest_call_without_snapshot` is the same
+//! number of calls with no snapshot: the machine's own hiccups, for comparison.
 
 use std::path::Path;
 use std::sync::Barrier;
@@ -199,6 +205,107 @@ fn ingest_once(spec: Spec, batch: usize) {
     store.close().expect("close the store");
 }
 
+/// The longest of the calls tracked on this thread while `during` runs on another, and how many
+/// calls that was; at least `calls_min` calls are tracked (all of them if `during` is `None`).
+/// The calls are opens of the workload's messages, spread over them, and every twentieth an
+/// outcome of its users in turn: they change records and lists the snapshot is writing, and
+/// grow the store by little.
+fn longest_call(
+    store: &Store,
+    next_call: &mut u64,
+    calls_min: usize,
+    during: Option<&(dyn Fn() + Sync)>,
+) -> (Duration, usize) {
+    let done = std::sync::atomic::AtomicBool::new(during.is_none());
+    std::thread::scope(|scope| {
+        if let Some(during) = during {
+            let done = &done;
+            scope.spawn(move || {
+                during();
+                done.store(true, std::sync::atomic::Ordering::Release);
+            });
+        }
+        // 2025-01-01: the workload's month, which its outcomes spread over.
+        let base = chrono::DateTime::from_timestamp_millis(1_735_689_600_000).expect("a time");
+        let spec = Spec::default();
+        let (mut longest, mut calls) = (Duration::ZERO, 0);
+        while calls < calls_min || !done.load(std::sync::atomic::Ordering::Acquire) {
+            *next_call += 1;
+            let start = Instant::now();
+            if calls % 20 == 19 {
+                let user = *next_call % spec.users + 1;
+                let at = base + chrono::Duration::seconds((*next_call % 2_592_000) as i64);
+                store
+                    .track_financial_outcome_at(user, "bill_paid_on_time", 12.5, at)
+                    .expect("track an outcome");
+            } else {
+                let message = commlog::MessageId(*next_call * 7_919 % spec.messages + 1);
+                store
+                    .track_message_opened(message, None)
+                    .expect("track an open");
+            }
+            longest = longest.max(start.elapsed());
+            calls += 1;
+        }
+        (longest, calls)
+    })
+}
+
+/// The longest call while a snapshot is written, and with none (see the module doc).
+fn snapshot_hold_up(c: &mut Criterion, messages: &[Vec<Call>]) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            sync: SyncPolicy::Never,
+            snapshot_every: 0,
+            ..Options::default()
+        },
+    )
+    .expect("open a fresh store");
+    for message in messages {
+        workload::apply_message(&store, message).expect("track a message");
+    }
+    // Kept current by every call, as a long-running writer's are.
+    store
+        .get_communication_stats(&StatsFilter::new())
+        .expect("stats");
+    let mut next_call = 0;
+    let write_snapshot = || {
+        store.snapshot().expect("write a snapshot");
+    };
+    let mut calls_per_snapshot = 0;
+    let mut group = c.benchmark_group("append");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("longest_call_while_snapshotting", |b| {
+        b.iter_custom(|iterations| {
+            (0..iterations)
+                .map(|_| {
+                    let (longest, calls) =
+                        longest_call(&store, &mut next_call, 1, Some(&write_snapshot));
+                    calls_per_snapshot = calls;
+                    longest
+                })
+                .sum()
+        })
+    });
+    group.bench_function("longest_call_without_snapshot", |b| {
+        b.iter_custom(|iterations| {
+            (0..iterations)
+                .map(|_| longest_call(&store, &mut next_call, calls_per_snapshot, None).0)
+                .sum()
+        })
+    });
+    group.finish();
+    eprintln!(
+        "append/longest_call_*: {calls_per_snapshot} calls while the last snapshot was written"
+    );
+}
+
 fn append(c: &mut Criterion) {
     let spec = spec_from_env();
     if spec != Spec::default() {
@@ -267,6 +374,7 @@ fn append(c: &mut Criterion) {
         b.iter_custom(|iterations| many_threads(always_16, THREADS, SyncPolicy::Always, iterations))
     });
     group.finish();
+    snapshot_hold_up(c, &messages);
 }
 
 criterion_group!(benches, append);

@@ -17,14 +17,20 @@ use std::io::Write;
 use parking_lot::RwLock;
 
 use crate::codec;
-use crate::projection::id_map::IdMap;
+use crate::projection::id_map::ShardedIdMap;
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::UserEntries;
 use crate::projection::{BudgetState, DecodedFacts, Projection};
 
-/// Messages, users, outcomes or external ids written per read lock: about a quarter of a
-/// millisecond of encoding, so that a tracking call waits no longer for the lock.
+/// Messages, outcomes, users or external ids encoded under one read lock at the most: about a
+/// quarter of a millisecond of messages' records, so that a tracking call waits no longer for
+/// the lock.
 const ENTRIES_PER_LOCK: usize = 4096;
+/// Bytes encoded under one read lock, past which the lock is released before the next entry:
+/// users' lists are long (a hundred entries a user in the reference workload), so that 4,096
+/// users would hold the lock for milliseconds. One entry is never split: a user with a very
+/// long list holds it for as long as its list takes.
+const BYTES_PER_LOCK: usize = 64 << 10;
 
 /// The facts at a log position, for the parts changed since.
 #[derive(Debug)]
@@ -37,9 +43,9 @@ pub(crate) struct Capture {
     latest_event_ms: Option<i64>,
     budgets: Vec<(u8, i64, BudgetState)>,
     /// The state at the position of each message changed since, by index.
-    message_before: IdMap<u32, MessageState>,
+    message_before: ShardedIdMap<u32, MessageState>,
     /// The lists at the position of each user changed since.
-    user_before: IdMap<u64, UserBefore>,
+    user_before: ShardedIdMap<u64, UserBefore>,
     /// Events folded since the position.
     pub(super) folded_since: u64,
 }
@@ -162,8 +168,8 @@ impl Projection {
             external_ids: self.facts.external_id_order.len(),
             latest_event_ms: self.facts.latest_event_ms,
             budgets: self.facts.budget_list(),
-            message_before: IdMap::default(),
-            user_before: IdMap::default(),
+            message_before: ShardedIdMap::default(),
+            user_before: ShardedIdMap::default(),
             folded_since: 0,
         });
     }
@@ -293,8 +299,9 @@ pub(crate) fn write_image(
 }
 
 /// Writes a list of `count` entries as a `Vec` encodes (its length, then each entry), the
-/// entries encoded by `encode` (given the index) in parts of [`ENTRIES_PER_LOCK`], each under
-/// a read lock of `projection` and written to `out` after it is released.
+/// entries encoded by `encode` (given the index) in parts of [`ENTRIES_PER_LOCK`] entries or
+/// [`BYTES_PER_LOCK`] bytes, whichever comes first, each under a read lock of `projection` and
+/// written to `out` after it is released.
 fn write_in_parts<W: Write>(
     projection: &RwLock<Projection>,
     out: &mut W,
@@ -306,14 +313,18 @@ fn write_in_parts<W: Write>(
     let mut start = 0;
     while start < count {
         let end = count.min(start + ENTRIES_PER_LOCK);
+        let part_end = buffer.len() + BYTES_PER_LOCK;
         {
             let projection = projection.read();
             for index in start..end {
                 encode(&projection, index, buffer)?;
+                start = index + 1;
+                if buffer.len() >= part_end {
+                    break;
+                }
             }
         }
         write_buffer(out, buffer)?;
-        start = end;
     }
     write_buffer(out, buffer)
 }
