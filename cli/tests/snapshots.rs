@@ -215,3 +215,66 @@ fn an_older_snapshot_is_valid_and_deep_audit_compares_it_with_the_log_up_to_its_
         ]
     );
 }
+
+/// `info` reads the counts and times from the snapshot's summary of the log and the log after
+/// it: the same report as from every frame (a copy of the store without its snapshots), but for
+/// the snapshot the open report names.
+#[test]
+fn info_from_a_snapshot_and_the_log_after_it_reports_what_every_frame_says() {
+    let (_dir, data) = store_with_snapshot();
+    let store = Store::open_with(
+        &data,
+        Options {
+            snapshot_every: 0,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    store
+        .track_financial_outcome_at(
+            7,
+            "bill_paid_on_time",
+            12.5,
+            chrono::DateTime::from_timestamp_millis(1_000).unwrap(),
+        )
+        .unwrap();
+    store.track_message_opened(1, None).unwrap();
+    store.close().unwrap();
+    let copy = TempDir::new().unwrap();
+    for entry in fs::read_dir(&data).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let info = |dir: &Path| {
+        let (code, stdout, stderr) = run(dir, &["--json", "info"]);
+        assert_eq!(code, 0, "{stderr}");
+        let mut info: Value = serde_json::from_str(&stdout).unwrap();
+        let report = info["open_report"].as_object_mut().unwrap().clone();
+        info.as_object_mut().unwrap().remove("open_report");
+        info.as_object_mut().unwrap().remove("dir");
+        (info, report)
+    };
+    let (from_snapshot, report) = info(&data);
+    let (from_frames, full_report) = info(copy.path());
+    assert_eq!(from_snapshot, from_frames);
+    assert_eq!(from_snapshot["events"], Value::from(5));
+    assert_eq!(from_snapshot["outcomes"], Value::from(1));
+    assert_eq!(
+        from_snapshot["first_event_at"],
+        Value::from("1970-01-01T00:00:01.000Z")
+    );
+    assert_eq!(
+        report["snapshot"],
+        Value::from(
+            data.join(SNAPSHOT_DIRECTORY)
+                .join(SNAPSHOT_NAME)
+                .display()
+                .to_string()
+        )
+    );
+    assert_eq!(report["snapshot_events"], Value::from(3));
+    assert_eq!(full_report["snapshot"], Value::Null);
+    assert_eq!(report["events"], full_report["events"]);
+}
