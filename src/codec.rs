@@ -184,10 +184,10 @@ fn not_decoded(error: bincode::error::DecodeError) -> String {
 impl bincode::de::read::Reader for SnapshotReader<'_> {
     #[inline(always)]
     fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
-        let end = self.read + bytes.len();
-        let available = self.body.get(self.read..end).ok_or({
+        let end = self.read.saturating_add(bytes.len());
+        let available = self.body.get(self.read..end).ok_or_else(|| {
             bincode::error::DecodeError::UnexpectedEnd {
-                additional: end - self.body.len(),
+                additional: end.saturating_sub(self.body.len()),
             }
         })?;
         bytes.copy_from_slice(available);
@@ -291,7 +291,9 @@ where
 
 /// Reads a map written by [`encode_sorted_map`], each value by `value`; refuses keys out of
 /// order or repeated, and a length the bytes left cannot hold at `entry_bytes_min` bytes an
-/// entry.
+/// entry, before anything is reserved for the entries. `entry_bytes_min` is the fewest bytes
+/// an entry (its key and its value) takes in the file: a smaller one lets a count reserve
+/// several times the bytes left (an entry in memory can take far more than its fewest bytes).
 pub(crate) fn decode_sorted_map<K, V, S, D>(
     decoder: &mut D,
     entry_bytes_min: usize,
@@ -432,7 +434,8 @@ pub(crate) fn decode_snapshot_pairs<D: bincode::de::Decoder>(
     let len =
         usize::try_from(len).map_err(|_| bincode::error::DecodeError::OutsideUsizeRange(len))?;
     decoder.claim_container_read::<(i64, u32)>(len)?;
-    let mut pairs = Vec::with_capacity(len);
+    // A damaged length asks for no more than a few runs up front: the reader's end stops it.
+    let mut pairs = Vec::with_capacity(len.min(16 * PAIRS_AT_ONCE));
     while pairs.len() < len {
         let run = (len - pairs.len()).min(PAIRS_AT_ONCE);
         let parsed = {

@@ -12,7 +12,8 @@
 //! user's outcomes whose window holds its new time, and the outcomes it was credited with at
 //! that level are attributed again from scratch.
 
-use std::ops::Range;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::{Range, RangeInclusive};
 
 use serde::{Deserialize, Serialize};
 
@@ -20,14 +21,15 @@ use bincode::Encode;
 
 use crate::codec;
 use crate::event::{Channel, UserId};
+use crate::limits::MONEY_MICROS_MAX;
 use crate::projection::id_map::IdMap;
 use crate::projection::message_table::CHUNK_MESSAGES;
 use crate::projection::names::{NameId, NameTable};
 use crate::projection::outcome::OutcomeState;
 use crate::projection::status::{MessageState, channel_of_byte};
 use crate::projection::time_index::{
-    MINUTES, Piece, SLICE_MS, TimeBuckets, cut_minutes, minute_of, minutes_in, split_minutes,
-    sum_cut,
+    LEVEL_RATIOS, LEVELS, MINUTES, Piece, SLICE_MS, TimeBuckets, cut_minutes, minute_of,
+    minutes_in, split_minutes, sum_cut,
 };
 use crate::projection::user_lists::within;
 use crate::projection::{Facts, Projection};
@@ -197,20 +199,48 @@ impl OutcomeSums {
         }
     }
 
+    // The sums wrap rather than overflow: those the fold keeps never do (fewer than 2^32
+    // outcomes, each amount within `MONEY_MICROS_MAX` and each gap within the times a frame
+    // holds), but a bucket a snapshot held may sum other amounts than its outcomes' where the
+    // open cannot tell (only a fold can: `commlog audit --deep`), and taking away what it does
+    // not hold must not panic.
+
     pub(crate) fn add(&mut self, other: &OutcomeSums) {
-        self.count += other.count;
-        self.amount_micros += other.amount_micros;
-        self.gap_count += other.gap_count;
-        self.gap_ms += other.gap_ms;
+        self.count = self.count.wrapping_add(other.count);
+        self.amount_micros = self.amount_micros.wrapping_add(other.amount_micros);
+        self.gap_count = self.gap_count.wrapping_add(other.gap_count);
+        self.gap_ms = self.gap_ms.wrapping_add(other.gap_ms);
     }
 
     fn subtract(&mut self, other: &OutcomeSums) {
-        self.count -= other.count;
-        self.amount_micros -= other.amount_micros;
-        self.gap_count -= other.gap_count;
-        self.gap_ms -= other.gap_ms;
+        self.count = self.count.wrapping_sub(other.count);
+        self.amount_micros = self.amount_micros.wrapping_sub(other.amount_micros);
+        self.gap_count = self.gap_count.wrapping_sub(other.gap_count);
+        self.gap_ms = self.gap_ms.wrapping_sub(other.gap_ms);
+    }
+
+    /// Checks sums a snapshot held for `count` outcomes: that count, no more of them with a
+    /// send before them, and amounts and gaps within what as many outcomes can sum to, so that
+    /// no sum of buckets a query reads can overflow.
+    fn check_fits(&self, count: u64) -> Result<(), String> {
+        let most = |bound: i64| i128::from(count) * i128::from(bound);
+        let fits = self.count == count
+            && self.gap_count <= count
+            && self.amount_micros.unsigned_abs() <= most(MONEY_MICROS_MAX).unsigned_abs()
+            && (0..=most(TIME_SPAN_MS_MAX)).contains(&self.gap_ms);
+        match fits {
+            true => Ok(()),
+            false => Err(format!(
+                "it sums {} outcomes as no {count} outcomes can be summed",
+                self.count
+            )),
+        }
     }
 }
+
+/// A bound on the gap between a send and an outcome: the span of the times a frame holds
+/// (those of `DateTime<Utc>`, about 1.65 × 10^16 ms) is within it.
+const TIME_SPAN_MS_MAX: i64 = 1 << 54;
 
 /// One outcome's credit as things stand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,11 +326,14 @@ fn add_entry(entries: &mut Vec<(u32, OutcomeSums)>, id: u32, sums: &OutcomeSums)
     }
 }
 
+/// Takes `sums` out of the entry `id`, where the outcome was filed. The fold always finds it,
+/// and so it does in credits a snapshot held, which are taken only once every bucket lists the
+/// keys of its outcomes with their counts (`Credits::fit`); were one ever missing, nothing is
+/// taken: wrong sums (which `commlog audit --deep` finds) rather than a panic.
 fn subtract_entry(entries: &mut Vec<(u32, OutcomeSums)>, id: u32, sums: &OutcomeSums) {
-    let position = entries
-        .iter()
-        .position(|(own, _)| *own == id)
-        .expect("the outcome was filed under this entry");
+    let Some(position) = entries.iter().position(|(own, _)| *own == id) else {
+        return;
+    };
     let entry = &mut entries[position].1;
     entry.subtract(sums);
     if entry.count == 0 {
@@ -882,11 +915,14 @@ impl Facts {
                     // Its time moved earlier: it may have left the window or lost its rank.
                     Some(self.credit_of(outcome, credits.lags))
                 } else if at_ms.saturating_sub(window_ms) <= new_ms && new_ms <= at_ms {
-                    let current = credit.attribution.map(|attribution| {
+                    // A credit's message has the touch of its level, unless credits a snapshot
+                    // held say otherwise where the open cannot tell (it does not read the
+                    // messages): such a credit ranks below any candidate.
+                    let current = credit.attribution.and_then(|attribution| {
                         let touches =
                             Touches::of(&self.message_states()[attribution.message_index as usize]);
-                        let at = touches.at(attribution.level).expect("a credit has a time");
-                        rank(attribution.level, at, attribution.message_index)
+                        let at = touches.at(attribution.level)?;
+                        Some(rank(attribution.level, at, attribution.message_index))
                     });
                     (current < Some(rank(level, new_ms, message_index))).then(|| {
                         let attribution = Some(Attribution {
@@ -1163,6 +1199,15 @@ impl bincode::Encode for OutcomeBucket {
     }
 }
 
+/// An outcome bucket's total, then its list of entries' length.
+impl crate::projection::time_index::EncodedBucket for OutcomeBucket {
+    const ENCODED_BYTES_MIN: usize = SUMS_BYTES + 8;
+}
+
+/// Bytes of a dense slice's entry in a snapshot at the least: its key, each minute's total,
+/// each minute's list of entries' length, the minutes' starts.
+const DENSE_ENTRY_BYTES_MIN: usize = 8 + MINUTES * SUMS_BYTES + MINUTES * 8 + (MINUTES + 1) * 4;
+
 impl<Context> bincode::Decode<Context> for OutcomeBucket {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
         decoder: &mut D,
@@ -1231,8 +1276,9 @@ impl<Context> bincode::Decode<Context> for Credits {
         let lags = Lags::decode(decoder)?;
         let keys: Vec<OutcomeKey> = codec::decode_bounded_list(decoder, 5)?;
         let buckets = TimeBuckets::decode(decoder)?;
-        let minutes =
-            codec::decode_sorted_map(decoder, 8, |decoder| DenseMinutes::decode(decoder))?;
+        let minutes = codec::decode_sorted_map(decoder, DENSE_ENTRY_BYTES_MIN, |decoder| {
+            DenseMinutes::decode(decoder)
+        })?;
         // Each key's credit ordinal is set by `fit`, once the keys are checked.
         Ok(Credits {
             credits,
@@ -1245,19 +1291,63 @@ impl<Context> bincode::Decode<Context> for Credits {
     }
 }
 
+/// The keys' ordinals of a run of outcomes (each one's `key_ordinals`), as the sorted entries
+/// (ordinal, count) a bucket of exactly those outcomes lists.
+fn key_counts(items: &[u32], key_ordinals: &[u32]) -> Vec<(u32, u64)> {
+    let mut ordinals: Vec<u32> = items
+        .iter()
+        .map(|&item| key_ordinals[item as usize])
+        .collect();
+    ordinals.sort_unstable();
+    let mut counts: Vec<(u32, u64)> = Vec::new();
+    for ordinal in ordinals {
+        match counts.last_mut() {
+            Some((last, count)) if *last == ordinal => *count += 1,
+            _ => counts.push((ordinal, 1)),
+        }
+    }
+    counts
+}
+
+/// Checks a bucket's (or a minute's) `total` and `entries` against the outcomes it files, as
+/// their keys' `counts` (from [`key_counts`]): one entry per key, each counting its outcomes,
+/// and sums those outcomes can have.
+fn check_entries(
+    total: &OutcomeSums,
+    entries: &[(u32, OutcomeSums)],
+    counts: &[(u32, u64)],
+) -> Result<(), String> {
+    let filed: u64 = counts.iter().map(|(_, count)| count).sum();
+    total.check_fits(filed)?;
+    let keys_fit = entries.len() == counts.len()
+        && (entries.iter().zip(counts)).all(|((key, _), (ordinal, _))| key == ordinal);
+    if !keys_fit {
+        return Err("its entries are not the keys of its outcomes".to_string());
+    }
+    entries
+        .iter()
+        .zip(counts)
+        .try_for_each(|((_, sums), (_, count))| sums.check_fits(*count))
+}
+
 impl Credits {
-    /// The credits a snapshot held, checked to fit facts of `outcomes` outcomes, `messages`
-    /// messages and `names` names, with the ordinals and groups the fold keeps made again:
-    /// every outcome has a credit whose key is listed, keys are distinct, credited messages
-    /// and names exist, every outcome is filed once, the buckets' entries name listed keys,
-    /// the total counts every outcome, and the dense slices are exactly those of more than
-    /// [`DENSE_SLICE`] outcomes, their minutes covering their items. Whether the credits and
-    /// sums are right only a fold can tell (`commlog audit --deep`).
+    /// The credits a snapshot held, checked to fit the facts' `outcomes` (whose times lie in
+    /// `slices`), `messages` messages and `names` names, with the ordinals and groups the fold
+    /// keeps made again: every outcome has a credit that agrees with it (its name, its last
+    /// send at or before it) and whose key is listed and agrees with its attribution (of the
+    /// same level, to a message that exists), keys are distinct, names exist, every outcome is
+    /// filed once, in the slice of its time, in (time, index) order, and in the dense slice's
+    /// minute of its time; every bucket and minute lists one entry per key of the outcomes it
+    /// files, counting them, with sums as many outcomes can have; the dense slices are exactly
+    /// those of more than [`DENSE_SLICE`] outcomes. Whether the credits (the message each
+    /// names) and the amounts are right only a fold can tell (`commlog audit --deep`): the open
+    /// does not read the messages.
     pub(crate) fn fit(
         mut self,
-        outcomes: usize,
+        outcomes: &[OutcomeState],
         messages: usize,
         names: usize,
+        slices: RangeInclusive<i64>,
     ) -> Result<Credits, String> {
         let name_fits = |name: NameId, what: &str| match (name as usize) < names {
             true => Ok(()),
@@ -1279,14 +1369,15 @@ impl Credits {
             }
             self.keys[ordinal].1 = credit;
         }
-        if self.credits.len() != outcomes {
+        if self.credits.len() != outcomes.len() {
             return Err(format!(
-                "{} credits for {outcomes} outcomes",
-                self.credits.len()
+                "{} credits for {} outcomes",
+                self.credits.len(),
+                outcomes.len()
             ));
         }
-        self.key_ordinals = Vec::with_capacity(outcomes);
-        for (index, credit) in self.credits.iter().enumerate() {
+        self.key_ordinals = Vec::with_capacity(outcomes.len());
+        for (index, (credit, outcome)) in self.credits.iter().zip(outcomes).enumerate() {
             if let Some(attribution) = credit.attribution
                 && attribution.message_index as usize >= messages
             {
@@ -1299,6 +1390,15 @@ impl Credits {
                 .ordinals
                 .get(&credit.key)
                 .ok_or_else(|| format!("the key of outcome {index}'s credit is not listed"))?;
+            let level = credit.key.credit.map(|(_, _, level)| level);
+            let agrees = credit.key.outcome == outcome.outcome
+                && level == credit.attribution.map(|attribution| attribution.level)
+                && credit
+                    .last_sent_ms
+                    .is_none_or(|sent_ms| sent_ms <= outcome.at_ms);
+            if !agrees {
+                return Err(format!("outcome {index}'s credit does not agree with it"));
+            }
             self.key_ordinals.push(*ordinal);
         }
         let keys = self.keys.len();
@@ -1309,13 +1409,63 @@ impl Credits {
             true => Ok(()),
             false => Err(format!("a bucket names a key beyond the {keys} listed")),
         };
-        self.buckets
-            .check_fits(outcomes, |bucket| entries_fit(&bucket.entries))?;
-        if self.buckets.total().total.count != outcomes as u64 {
-            return Err(format!(
-                "the total counts {} outcomes of {outcomes}",
-                self.buckets.total().total.count
-            ));
+        // Each slice's outcomes in the slice of their time, in (time, index) order, and the
+        // counts of their keys: the entries its bucket, and those of every bucket above it,
+        // list.
+        let mut slice_counts: Vec<(i64, Vec<(u32, u64)>)> = Vec::new();
+        let time_of = |item: u32| outcomes[item as usize].at_ms;
+        self.buckets.check_fits(
+            outcomes.len(),
+            slices,
+            |slice, items| {
+                let in_order = items
+                    .windows(2)
+                    .all(|pair| (time_of(pair[0]), pair[0]) < (time_of(pair[1]), pair[1]));
+                let in_slice = items
+                    .iter()
+                    .all(|&item| time_of(item).div_euclid(SLICE_MS) == slice);
+                if !in_order || !in_slice {
+                    return Err(format!(
+                        "slice {slice} files outcomes of other times, or out of time order"
+                    ));
+                }
+                slice_counts.push((slice, key_counts(items, &self.key_ordinals)));
+                Ok(())
+            },
+            |bucket, _| entries_fit(&bucket.entries),
+        )?;
+        let mut counts: [HashMap<i64, BTreeMap<u32, u64>>; LEVELS] = Default::default();
+        let mut total: BTreeMap<u32, u64> = BTreeMap::new();
+        for (slice, slice_counts) in &slice_counts {
+            let mut keys = [*slice; LEVELS];
+            for level in 1..LEVELS {
+                keys[level] = keys[level - 1].div_euclid(LEVEL_RATIOS[level - 1]);
+            }
+            for (ordinal, count) in slice_counts {
+                for (level, key) in keys.into_iter().enumerate() {
+                    *counts[level]
+                        .entry(key)
+                        .or_default()
+                        .entry(*ordinal)
+                        .or_default() += count;
+                }
+                *total.entry(*ordinal).or_default() += count;
+            }
+        }
+        let listed = |counts: &BTreeMap<u32, u64>| -> Vec<(u32, u64)> {
+            counts
+                .iter()
+                .map(|(ordinal, count)| (*ordinal, *count))
+                .collect()
+        };
+        let total_bucket = self.buckets.total();
+        check_entries(&total_bucket.total, &total_bucket.entries, &listed(&total))?;
+        for (level, buckets) in self.buckets.levels().iter().enumerate() {
+            for (key, bucket) in buckets {
+                let filed = counts[level].get(key).map(listed).unwrap_or_default();
+                check_entries(&bucket.total, &bucket.entries, &filed)
+                    .map_err(|reason| format!("bucket {key} of level {level}: {reason}"))?;
+            }
         }
         for (slice, items) in self.buckets.slices() {
             let dense = self.minutes.get(&slice);
@@ -1327,17 +1477,25 @@ impl Credits {
                 ));
             }
             if let Some(dense) = dense {
-                let ordered = dense.starts.windows(2).all(|pair| pair[0] <= pair[1]);
-                if dense.starts[0] != 0 || !ordered || dense.starts[MINUTES] as usize != items.len()
-                {
+                // Sorted by time, the slice's outcomes are in minute order: minute `m`'s start
+                // where its first is.
+                let minutes_fit = (0..=MINUTES).all(|minute| {
+                    let start = items.partition_point(|&item| minute_of(time_of(item)) < minute);
+                    dense.starts[minute] as usize == start
+                });
+                if !minutes_fit {
                     return Err(format!(
                         "the minutes of dense slice {slice} do not cover it"
                     ));
                 }
-                dense
-                    .entries
-                    .iter()
-                    .try_for_each(|entries| entries_fit(entries))?;
+                for minute in 0..MINUTES {
+                    let run = dense.starts[minute] as usize..dense.starts[minute + 1] as usize;
+                    let counts = key_counts(&items[run], &self.key_ordinals);
+                    entries_fit(&dense.entries[minute])?;
+                    check_entries(&dense.totals[minute], &dense.entries[minute], &counts).map_err(
+                        |reason| format!("minute {minute} of dense slice {slice}: {reason}"),
+                    )?;
+                }
             }
         }
         if self.minutes.len() > self.buckets.slices().count() {
@@ -1540,5 +1698,22 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Taking sums out of an entry a bucket does not list (credits a snapshot held may file
+    /// an outcome elsewhere where the open cannot tell) takes nothing, and does not panic.
+    #[test]
+    fn taking_sums_out_of_an_entry_not_listed_takes_nothing() {
+        let sums = OutcomeSums {
+            count: 1,
+            amount_micros: 5,
+            gap_count: 0,
+            gap_ms: 0,
+        };
+        let mut entries = vec![(3, sums)];
+        subtract_entry(&mut entries, 4, &sums);
+        assert_eq!(entries, vec![(3, sums)]);
+        subtract_entry(&mut entries, 3, &sums);
+        assert_eq!(entries, vec![]);
     }
 }

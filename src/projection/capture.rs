@@ -316,12 +316,9 @@ fn write_in_parts<W: Write>(
         let part_end = buffer.len() + BYTES_PER_LOCK;
         {
             let projection = projection.read();
-            for index in start..end {
-                encode(&projection, index, buffer)?;
-                start = index + 1;
-                if buffer.len() >= part_end {
-                    break;
-                }
+            while start < end && buffer.len() < part_end {
+                encode(&projection, start, buffer)?;
+                start += 1;
             }
         }
         write_buffer(out, buffer)?;

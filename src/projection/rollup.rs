@@ -6,9 +6,10 @@
 //! Built on the first query that needs it (one pass), not during replay, so opening a store
 //! costs no more; from then on every fold keeps it current.
 
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 
 use crate::event::Channel;
+use crate::limits::MONEY_MICROS_MAX;
 use crate::message::Status;
 use crate::projection::id_map::IdMap;
 use crate::projection::message_table::MessageTable;
@@ -45,22 +46,22 @@ const KINDS: [(Status, ActionLevel); 10] = [
     (Status::Clicked, Upgrade),
 ];
 
-/// The kind of a message in its current state: its index in [`KINDS`].
+/// The kind of a message in its current state: its index in [`KINDS`]. The fold never makes
+/// the other five pairs; a record a snapshot held could hold one where the open cannot tell
+/// (its messages decoded on demand): each is counted as the kind its action implies (an action
+/// implies delivery, a click an action), so that it never stops a query.
 pub(crate) fn kind_of(state: &MessageState) -> usize {
     match state.status_and_action() {
         (Status::Sent, NoAction) => 0,
         (Status::Failed, NoAction) => 1,
         (Status::Delivered, NoAction) => 2,
-        (Status::Delivered, Action) => 3,
-        (Status::Delivered, Upgrade) => 4,
+        (Status::Delivered | Status::Sent | Status::Failed, Action) => 3,
+        (Status::Delivered | Status::Sent | Status::Failed, Upgrade) => 4,
         (Status::Opened, NoAction) => 5,
         (Status::Opened, Action) => 6,
         (Status::Opened, Upgrade) => 7,
-        (Status::Clicked, Action) => 8,
+        (Status::Clicked, Action | NoAction) => 8,
         (Status::Clicked, Upgrade) => 9,
-        (status, action) => {
-            unreachable!("a message with status {status} has action level {action:?}")
-        }
     }
 }
 
@@ -125,31 +126,43 @@ impl SlotCounts {
         self.by_kind.iter().all(|&count| count == 0)
     }
 
+    // The counts wrap rather than overflow: sums the fold keeps never do (a store holds fewer
+    // than 2^32 messages, each cost within `MONEY_MICROS_MAX`), but a bucket a snapshot held
+    // may count other messages than those it files where the open cannot tell (only a fold
+    // can: `commlog audit --deep`), and taking away what it does not count must not panic.
+
     /// Counts one more message, in its current state.
     pub(crate) fn add_message(&mut self, state: &MessageState) {
-        self.by_kind[kind_of(state)] += 1;
-        self.cost_micros += i128::from(state.cost_micros);
+        let count = &mut self.by_kind[kind_of(state)];
+        *count = count.wrapping_add(1);
+        self.cost_micros = self.cost_micros.wrapping_add(i128::from(state.cost_micros));
     }
 
     /// Counts one message fewer, in its current state.
     fn subtract_message(&mut self, state: &MessageState) {
-        self.by_kind[kind_of(state)] -= 1;
-        self.cost_micros -= i128::from(state.cost_micros);
+        let count = &mut self.by_kind[kind_of(state)];
+        *count = count.wrapping_sub(1);
+        self.cost_micros = self.cost_micros.wrapping_sub(i128::from(state.cost_micros));
     }
 
     pub(crate) fn add(&mut self, other: &SlotCounts) {
         for (mine, theirs) in self.by_kind.iter_mut().zip(other.by_kind) {
-            *mine += theirs;
+            *mine = mine.wrapping_add(theirs);
         }
-        self.cost_micros += other.cost_micros;
+        self.cost_micros = self.cost_micros.wrapping_add(other.cost_micros);
     }
 
     /// Takes away `other`, which these counts include.
     fn subtract(&mut self, other: &SlotCounts) {
         for (mine, theirs) in self.by_kind.iter_mut().zip(other.by_kind) {
-            *mine -= theirs;
+            *mine = mine.wrapping_sub(theirs);
         }
-        self.cost_micros -= other.cost_micros;
+        self.cost_micros = self.cost_micros.wrapping_sub(other.cost_micros);
+    }
+
+    /// How many messages these count (wider than a count: a sum over slots).
+    fn messages(&self) -> u64 {
+        self.by_kind.iter().map(|&count| u64::from(count)).sum()
     }
 
     /// The counts of one message, in its current state.
@@ -161,8 +174,7 @@ impl SlotCounts {
 
     /// How many messages these are, and their cost in micro-dollars.
     pub(crate) fn spend(&self) -> (u64, i128) {
-        let messages = self.by_kind.iter().map(|&count| u64::from(count)).sum();
-        (messages, self.cost_micros)
+        (self.messages(), self.cost_micros)
     }
 
     /// The views' counts of these messages.
@@ -261,6 +273,43 @@ impl Bucket {
     }
 }
 
+/// A bucket's list of slots: its length, then the slots.
+impl crate::projection::time_index::EncodedBucket for Bucket {
+    const ENCODED_BYTES_MIN: usize = 8;
+}
+
+impl Bucket {
+    /// How many messages the bucket counts.
+    fn messages(&self) -> u64 {
+        self.slots.iter().map(|line| line.0.messages()).sum()
+    }
+
+    /// Checks a bucket a snapshot held, filing `items` messages, against the `slots` of its
+    /// types: no slot past them, as many messages counted as filed, and each slot's cost within
+    /// what its messages can cost (never negative, at most `MONEY_MICROS_MAX` each), so that
+    /// no sum of buckets a query reads can overflow.
+    fn check_fits(&self, slots: usize, items: u64) -> Result<(), String> {
+        if self.slots.len() > slots {
+            return Err(format!(
+                "a bucket has {} slots, the types {slots}",
+                self.slots.len()
+            ));
+        }
+        let counted = self.messages();
+        if counted != items {
+            return Err(format!("a bucket of {items} messages counts {counted}"));
+        }
+        let costs_fit = self.slots.iter().all(|line| {
+            let most = i128::from(line.0.messages()) * i128::from(MONEY_MICROS_MAX);
+            (0..=most).contains(&line.0.cost_micros)
+        });
+        match costs_fit {
+            true => Ok(()),
+            false => Err("a bucket's cost is not one its messages can have".to_string()),
+        }
+    }
+}
+
 impl<Context> bincode::Decode<Context> for Bucket {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
         decoder: &mut D,
@@ -318,9 +367,9 @@ impl TakenSums {
         }
     }
 
-    /// The sums of `slot`, if taken.
-    fn sum_mut(&mut self, slot: usize) -> Option<&mut SlotCounts> {
-        let place = self.places.get(slot).copied().flatten()?;
+    /// The sums of `slot`, if taken (none for a message without a slot).
+    fn sum_mut(&mut self, slot: Option<usize>) -> Option<&mut SlotCounts> {
+        let place = self.places.get(slot?).copied().flatten()?;
         Some(&mut self.sums[place as usize])
     }
 }
@@ -448,9 +497,14 @@ impl Run {
     }
 }
 
-/// The slot of a message whose type has an ordinal in `type_ordinals` (by name id).
-fn slot_of(type_ordinals: &[u32], state: &MessageState) -> usize {
-    type_ordinals[state.message_type as usize] as usize * Channel::ALL.len() + state.channel.index()
+/// The slot of a message whose type has an ordinal in `type_ordinals` (by name id): every
+/// message's type has one once the rollup counts it. A rollup a snapshot held may lack a type
+/// where the open cannot tell (its messages decoded on demand): `None` for a message of such a
+/// type, which a query then finds in no slot, and which the fold gives an ordinal before
+/// counting it (`MessageRollup::slot`).
+fn slot_of(type_ordinals: &[u32], state: &MessageState) -> Option<usize> {
+    let ordinal = *type_ordinals.get(state.message_type as usize)?;
+    (ordinal != u32::MAX).then(|| ordinal as usize * Channel::ALL.len() + state.channel.index())
 }
 
 /// Message counts per channel × message type, by sent time.
@@ -538,15 +592,23 @@ impl MessageRollup {
             .map(|(slice, _)| slice)
             .collect();
         for slice in dense {
-            let items = rollup.buckets.slice_items_mut(slice);
-            let dense = DenseSlice::of(items, messages, |other| {
-                slot_of(&rollup.type_ordinals, other)
-            });
-            rollup.minutes.insert(slice, dense);
+            rollup.make_dense(messages, slice);
         }
         rollup
     }
 
+    /// Counts the minutes of `slice` (its messages, each of a type with an ordinal, in
+    /// (time, index) order) and puts its messages in runs.
+    fn make_dense(&mut self, messages: &MessageTable, slice: i64) {
+        let type_ordinals = &self.type_ordinals;
+        let items = self.buckets.slice_items_mut(slice);
+        let dense = DenseSlice::of(items, messages, |other| {
+            slot_of(type_ordinals, other).expect("every message counted has a slot")
+        });
+        self.minutes.insert(slice, dense);
+    }
+
+    /// The slot of a message, its type given an ordinal if it has none yet.
     fn slot(&mut self, state: &MessageState) -> usize {
         let name = state.message_type as usize;
         if name >= self.type_ordinals.len() {
@@ -556,7 +618,7 @@ impl MessageRollup {
             self.type_ordinals[name] = self.types.len() as u32;
             self.types.push(state.message_type);
         }
-        self.slot_of(state)
+        slot_of(&self.type_ordinals, state).expect("the type has an ordinal")
     }
 
     /// Counts the new message at `index` of `messages`, in its current state.
@@ -579,11 +641,13 @@ impl MessageRollup {
             dense.insert(run_of(state), slot, state);
         } else if self.buckets.slice_items(slice).len() > self.dense_slice {
             // The slice just became dense: count its messages (this one too) per minute, and
-            // put them in runs.
-            let type_ordinals = &self.type_ordinals;
-            let items = self.buckets.slice_items_mut(slice);
-            let dense = DenseSlice::of(items, messages, |other| slot_of(type_ordinals, other));
-            self.minutes.insert(slice, dense);
+            // put them in runs. Each has a slot (a rollup a snapshot held may lack a type the
+            // open could not see: it gets an ordinal now).
+            for index in 0..self.buckets.slice_items(slice).len() {
+                let item = self.buckets.slice_items(slice)[index];
+                self.slot(&messages[item as usize]);
+            }
+            self.make_dense(messages, slice);
         }
     }
 
@@ -593,11 +657,11 @@ impl MessageRollup {
         if new_kind == old_kind {
             return;
         }
-        let slot = self.slot_of(state);
+        let slot = self.slot(state);
         let change = |bucket: &mut Bucket| {
-            let counts = bucket.slot_mut(slot);
-            counts.by_kind[old_kind] -= 1;
-            counts.by_kind[new_kind] += 1;
+            let counts = &mut bucket.slot_mut(slot).by_kind;
+            counts[old_kind] = counts[old_kind].wrapping_sub(1);
+            counts[new_kind] = counts[new_kind].wrapping_add(1);
         };
         self.buckets.update(state.sent_ms, change);
         if let Some(dense) = self.minutes.get_mut(&state.sent_ms.div_euclid(SLICE_MS)) {
@@ -692,11 +756,19 @@ impl MessageRollup {
             });
             for (&slot, counts) in sums.slots.iter().zip(&sums.sums) {
                 if !counts.is_empty() {
+                    // A cut read as its bucket less the messages outside the range never
+                    // costs less than nothing, but for a bucket a snapshot held that does not
+                    // count the messages it files (which the open cannot tell): its cost is
+                    // then taken as none, as the views expect of any cost.
+                    let counts = SlotCounts {
+                        cost_micros: counts.cost_micros.max(0),
+                        ..*counts
+                    };
                     visit(
                         range,
                         Channel::ALL[slot % channel_count],
                         self.types[slot / channel_count],
-                        counts,
+                        &counts,
                     );
                 }
             }
@@ -734,8 +806,8 @@ impl MessageRollup {
         );
     }
 
-    /// The slot of a message already counted.
-    fn slot_of(&self, state: &MessageState) -> usize {
+    /// The slot of a message already counted (`None`: see [`slot_of`]).
+    fn slot_of(&self, state: &MessageState) -> Option<usize> {
         slot_of(&self.type_ordinals, state)
     }
 }
@@ -754,13 +826,17 @@ impl bincode::Encode for MessageRollup {
     }
 }
 
+/// Bytes of a dense slice's entry in a snapshot at the least: its key, its list of minute
+/// buckets' length, its runs' starts.
+const DENSE_ENTRY_BYTES_MIN: usize = 8 + 8 + (RUNS + 1) * 4;
+
 impl<Context> bincode::Decode<Context> for MessageRollup {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
         decoder: &mut D,
     ) -> Result<MessageRollup, bincode::error::DecodeError> {
         let types: Vec<NameId> = crate::codec::decode_bounded_list(decoder, 4)?;
         let buckets = TimeBuckets::decode(decoder)?;
-        let minutes = crate::codec::decode_sorted_map(decoder, 8, |decoder| {
+        let minutes = crate::codec::decode_sorted_map(decoder, DENSE_ENTRY_BYTES_MIN, |decoder| {
             let buckets = crate::codec::decode_bounded_list(decoder, 8)?;
             // The runs' starts: RUNS + 1 u32.
             let starts = <[u32; RUNS + 1]>::decode(decoder)?;
@@ -778,12 +854,23 @@ impl<Context> bincode::Decode<Context> for MessageRollup {
 }
 
 impl MessageRollup {
-    /// The rollup a snapshot held, checked to fit facts of `messages` messages and `names`
-    /// names: every message filed once, its types distinct names, no bucket with slots beyond
-    /// them, the total counting every message, and the dense slices exactly those of more
-    /// than [`DENSE_SLICE`] messages, with runs covering their items. Whether the counts are
-    /// right only a fold can tell (`commlog audit --deep`).
-    pub(crate) fn fit(mut self, messages: usize, names: usize) -> Result<MessageRollup, String> {
+    /// The rollup a snapshot held, checked to fit the facts' `messages` and `names` names,
+    /// whose times lie in `slices`: every message filed once, in a slice of those, the first
+    /// and the last slice holding messages of their times and listed types, its types distinct
+    /// names, no bucket with slots beyond them, every bucket counting as many
+    /// messages as it files (the total every message), each slot's cost one its messages can
+    /// have, and the dense slices exactly those of more than [`DENSE_SLICE`] messages, with
+    /// runs covering their items and minute buckets counting them. Whether each message lies
+    /// in its slice and slot, and the counts are right, only the messages can tell, and the
+    /// rollup is taken without reading them (they may be decoded on demand): a misfit there
+    /// costs wrong counts, never a panic (`slot_of`, `TimeBuckets::update`), and `commlog audit
+    /// --deep` finds it.
+    pub(crate) fn fit(
+        mut self,
+        messages: &MessageTable,
+        names: usize,
+        slices: RangeInclusive<i64>,
+    ) -> Result<MessageRollup, String> {
         self.type_ordinals = vec![u32::MAX; names];
         for (ordinal, &name) in self.types.iter().enumerate() {
             match self.type_ordinals.get_mut(name as usize) {
@@ -798,20 +885,37 @@ impl MessageRollup {
         let used = self.types.iter().max().map_or(0, |&name| name as usize + 1);
         self.type_ordinals.truncate(used);
         let slots = self.types.len() * Channel::ALL.len();
-        let fits = |bucket: &Bucket| match bucket.slots.len() <= slots {
-            true => Ok(()),
-            false => Err(format!(
-                "a bucket has {} slots, the types {slots}",
-                bucket.slots.len()
-            )),
-        };
-        self.buckets.check_fits(messages, fits)?;
-        let counted: u64 = (self.buckets.total().slots.iter())
-            .flat_map(|line| line.0.by_kind)
-            .map(u64::from)
-            .sum();
-        if counted != messages as u64 {
-            return Err(format!("the total counts {counted} messages of {messages}"));
+        self.buckets.check_fits(
+            messages.len(),
+            slices,
+            |_, _| Ok(()),
+            |bucket, items| bucket.check_fits(slots, items),
+        )?;
+        // The first and last slice hold messages of their times, each of a listed type: the
+        // rollup spans no more than the messages' times (a query over all of them, or a view
+        // by day, reads no more buckets than over the facts). Two slices' messages: a few
+        // chunks of records decoded, on demand.
+        let ends = self
+            .buckets
+            .slice_range()
+            .map_or(Vec::new(), |(first, last)| {
+                if first == last {
+                    vec![first]
+                } else {
+                    vec![first, last]
+                }
+            });
+        for slice in ends {
+            let fits = self.buckets.slice_items(slice).iter().all(|&item| {
+                let state = &messages[item as usize];
+                state.sent_ms.div_euclid(SLICE_MS) == slice && self.slot_of(state).is_some()
+            });
+            if !fits {
+                return Err(format!(
+                    "slice {slice}, at an end of the index, files messages of other times or \
+                     types"
+                ));
+            }
         }
         for (slice, items) in self.buckets.slices() {
             let dense = self.minutes.get(&slice);
@@ -833,7 +937,15 @@ impl MessageRollup {
                         dense.buckets.len()
                     ));
                 }
-                dense.buckets.iter().try_for_each(fits)?;
+                let runs = Channel::ALL.len();
+                for (minute, bucket) in dense.buckets.iter().enumerate() {
+                    let filed = dense.starts[(minute + 1) * runs] - dense.starts[minute * runs];
+                    bucket
+                        .check_fits(slots, u64::from(filed))
+                        .map_err(|reason| {
+                            format!("minute {minute} of dense slice {slice}: {reason}")
+                        })?;
+                }
             }
         }
         if self.minutes.len() > self.buckets.slices().count() {
@@ -1052,5 +1164,62 @@ mod tests {
                 assert_eq!(counted, expected, "{start_ms}..={end_ms}, {filter:?}");
             }
         }
+    }
+
+    /// A rollup lacking a message's type (as one a snapshot held may, where the open cannot
+    /// tell): a query finds the message in no slot, and the fold gives the type an ordinal
+    /// when the message changes, or when its slice becomes dense; nothing panics or reserves
+    /// memory for a slot beyond the types.
+    #[test]
+    fn a_message_of_a_type_the_rollup_lacks_is_read_and_changed_without_a_panic() {
+        use crate::event::UserId;
+        use crate::money::Money;
+        use crate::projection::names::ActionKind;
+
+        let base_ms = 1_735_689_600_000_i64;
+        let mut messages = MessageTable::default();
+        for index in 0..40 {
+            messages.push(MessageState::new(
+                UserId(1),
+                Channel::ALL[index % 4],
+                (index % 2) as NameId,
+                Money::from_micros(1_000),
+                base_ms + index as i64 * 1_000,
+            ));
+        }
+        let mut rollup = MessageRollup::build_with(&messages, 48);
+        assert_eq!(rollup.types, [0, 1]);
+        let drop_type_1 = |rollup: &mut MessageRollup| {
+            rollup.types.pop();
+            rollup.type_ordinals[1] = u32::MAX;
+        };
+        drop_type_1(&mut rollup);
+        let all = SlotFilter {
+            channel: None,
+            message_type: TypeFilter::Any,
+        };
+        let counted = counted(&rollup, &messages, all, base_ms + 1_500, base_ms + 30_000);
+        assert!(counted.keys().all(|(_, name)| *name == 0), "{counted:?}");
+        let old_kind = kind_of(&messages[1]);
+        messages[1].fold_action(7, ActionKind::Upgrade, base_ms + 5_000);
+        rollup.change_kind(&messages[1], old_kind);
+        assert_eq!(rollup.types, [0, 1], "the type has an ordinal again");
+        drop_type_1(&mut rollup);
+        for index in 40..60 {
+            messages.push(MessageState::new(
+                UserId(2),
+                Channel::Sms,
+                0,
+                Money::from_micros(0),
+                base_ms + index * 1_000,
+            ));
+            rollup.add(&messages, index as u32);
+        }
+        assert!(!rollup.minutes.is_empty(), "the slice became dense");
+        assert_eq!(rollup.types, [0, 1], "the type has an ordinal again");
+        assert!(
+            rollup.buckets.total().slots.len() <= rollup.types.len() * Channel::ALL.len(),
+            "no slot beyond the types"
+        );
     }
 }

@@ -11,7 +11,8 @@
 //! [`TimeBuckets`] serves the message rollup (`rollup.rs`) and the outcome sums
 //! (`attribution.rs`).
 
-use std::ops::Range;
+use std::collections::HashMap;
+use std::ops::{Range, RangeInclusive};
 
 use crate::codec;
 use crate::projection::id_map::IdMap;
@@ -278,15 +279,17 @@ impl<B: Default> TimeBuckets<B> {
         }
     }
 
-    /// Applies `change` to every bucket an item filed at `at_ms` counts in.
+    /// Applies `change` to every bucket an item filed at `at_ms` counts in. Each of them
+    /// exists once the item is filed, but an index a snapshot held may file an item in another
+    /// slice than its time's where the open cannot tell (`snapshot::DecodedIndexes::fit`
+    /// checks what the facts it loaded show): a bucket missing then takes no change, so that
+    /// the misfit costs wrong sums (which `commlog audit --deep` finds), never a panic.
     pub(crate) fn update(&mut self, at_ms: i64, mut change: impl FnMut(&mut B)) {
         change(&mut self.total);
         for (level, key) in bucket_keys(at_ms).into_iter().enumerate() {
-            change(
-                self.levels[level]
-                    .get_mut(&key)
-                    .expect("the item's buckets exist"),
-            );
+            if let Some(bucket) = self.levels[level].get_mut(&key) {
+                change(bucket);
+            }
         }
     }
 
@@ -340,6 +343,11 @@ impl<B: Default> TimeBuckets<B> {
         self.slice_items
             .iter()
             .map(|(slice, items)| (*slice, items.as_slice()))
+    }
+
+    /// The first and last slice holding items, if any.
+    pub(crate) fn slice_range(&self) -> Option<(i64, i64)> {
+        self.slice_range
     }
 
     /// The first and last millisecond of the slices holding items, if any.
@@ -440,16 +448,31 @@ impl<B: bincode::Encode> bincode::Encode for TimeBuckets<B> {
     }
 }
 
-impl<Context, B: bincode::Decode<Context>> bincode::Decode<Context> for TimeBuckets<B> {
+/// A bucket as a snapshot holds it: the fewest bytes one takes, so that a count of buckets read
+/// from a snapshot is bounded by the bytes left before anything is reserved for them.
+pub(crate) trait EncodedBucket {
+    const ENCODED_BYTES_MIN: usize;
+}
+
+/// Bytes of a slice's entry of `slice_items` at the least: its key, and its list's length.
+const SLICE_ITEMS_ENTRY_BYTES_MIN: usize = 8 + 8;
+
+impl<Context, B: bincode::Decode<Context> + EncodedBucket> bincode::Decode<Context>
+    for TimeBuckets<B>
+{
     fn decode<D: bincode::de::Decoder<Context = Context>>(
         decoder: &mut D,
     ) -> Result<TimeBuckets<B>, bincode::error::DecodeError> {
         let total = B::decode(decoder)?;
         let mut levels: [IdMap<i64, B>; LEVELS] = Default::default();
         for level in &mut levels {
-            *level = codec::decode_sorted_map(decoder, 8, |decoder| B::decode(decoder))?;
+            // An entry: the key, then the bucket.
+            *level = codec::decode_sorted_map(decoder, 8 + B::ENCODED_BYTES_MIN, |decoder| {
+                B::decode(decoder)
+            })?;
         }
-        let slice_items = codec::decode_sorted_map(decoder, 16, codec::decode_u32_list)?;
+        let slice_items =
+            codec::decode_sorted_map(decoder, SLICE_ITEMS_ENTRY_BYTES_MIN, codec::decode_u32_list)?;
         Ok(TimeBuckets {
             total,
             levels,
@@ -459,24 +482,44 @@ impl<Context, B: bincode::Decode<Context>> bincode::Decode<Context> for TimeBuck
     }
 }
 
+/// The slices of the times in `[first_ms, last_ms]` (a snapshot's facts' range): every slice
+/// key an index over those facts can hold, and so every key whose buckets' keys and times are
+/// computed without overflow.
+pub(crate) fn slices_of(first_ms: i64, last_ms: i64) -> RangeInclusive<i64> {
+    first_ms.div_euclid(SLICE_MS)..=last_ms.div_euclid(SLICE_MS)
+}
+
 impl<B> TimeBuckets<B> {
-    /// Checks that an index a snapshot held fits the `len` items it files: each filed once,
-    /// every slice with items has its bucket at every level and no bucket lacks items, the
-    /// first and last slice are those holding items, and `bucket` accepts every bucket.
-    /// Whether the sums are right only a fold can tell (`commlog audit --deep`).
+    /// Checks that an index a snapshot held fits the `len` items it files: every slice key
+    /// within `slices` (the slices of the facts' times), each item filed once, every slice with
+    /// items has its bucket at every level and no bucket lacks items, the first and last slice
+    /// are those holding items, `items` accepts each slice's items (the filer checks them
+    /// against the facts it can read: their times in the slice, their order), and `bucket`
+    /// each bucket, given how many items the index files in it. Whether the sums are right only
+    /// a fold can tell (`commlog audit --deep`).
     pub(crate) fn check_fits(
         &self,
         len: usize,
-        mut bucket: impl FnMut(&B) -> Result<(), String>,
+        slices: RangeInclusive<i64>,
+        mut items: impl FnMut(i64, &[u32]) -> Result<(), String>,
+        mut bucket: impl FnMut(&B, u64) -> Result<(), String>,
     ) -> Result<(), String> {
         // One bit an item.
         let mut filed = vec![0u64; len.div_ceil(64)];
-        let mut parents: [std::collections::HashSet<i64>; LEVELS] = Default::default();
-        for (&slice, items) in &self.slice_items {
-            if items.is_empty() {
+        // Per level, the items filed in each bucket.
+        let mut parents: [HashMap<i64, u64>; LEVELS] = Default::default();
+        for (&slice, slice_items) in &self.slice_items {
+            if !slices.contains(&slice) {
+                return Err(format!(
+                    "slice {slice} lies outside the facts' slices {}..={}",
+                    slices.start(),
+                    slices.end()
+                ));
+            }
+            if slice_items.is_empty() {
                 return Err(format!("slice {slice} is listed without items"));
             }
-            for &item in items {
+            for &item in slice_items {
                 if item as usize >= len {
                     return Err(format!("slice {slice} files item {item} of {len}"));
                 }
@@ -486,8 +529,9 @@ impl<B> TimeBuckets<B> {
                 }
                 filed[word] |= bit;
             }
+            items(slice, slice_items)?;
             for (level, key) in bucket_keys(slice * SLICE_MS).into_iter().enumerate() {
-                parents[level].insert(key);
+                *parents[level].entry(key).or_default() += slice_items.len() as u64;
             }
         }
         let filed_count: u64 = filed.iter().map(|word| u64::from(word.count_ones())).sum();
@@ -496,7 +540,7 @@ impl<B> TimeBuckets<B> {
         }
         for (level, keys) in parents.iter().enumerate() {
             let buckets = &self.levels[level];
-            if buckets.len() != keys.len() || keys.iter().any(|key| !buckets.contains_key(key)) {
+            if buckets.len() != keys.len() || keys.keys().any(|key| !buckets.contains_key(key)) {
                 return Err(format!(
                     "the buckets of level {level} are not those of the slices with items"
                 ));
@@ -514,11 +558,13 @@ impl<B> TimeBuckets<B> {
                 self.slice_range
             ));
         }
-        bucket(&self.total)?;
-        self.levels
-            .iter()
-            .flat_map(|level| level.values())
-            .try_for_each(bucket)
+        bucket(&self.total, len as u64)?;
+        for (level, buckets) in self.levels.iter().enumerate() {
+            for (key, level_bucket) in buckets {
+                bucket(level_bucket, parents[level][key])?;
+            }
+        }
+        Ok(())
     }
 
     /// Every bucket, mutably (the total, then each level's, in no order).
@@ -629,5 +675,19 @@ mod tests {
                 .collect();
             assert_eq!(seen, expected, "{start_ms}..={end_ms}");
         }
+    }
+
+    /// An update at a time whose buckets an index lacks (an item a snapshot's index filed in
+    /// another slice) changes the total and no bucket, and does not panic.
+    #[test]
+    fn an_update_where_no_bucket_is_changes_only_the_total() {
+        let mut buckets: TimeBuckets<u64> = TimeBuckets::default();
+        buckets.insert(0, 5 * SLICE_MS + 7, |item| item, |sum| *sum += 1);
+        buckets.update(90 * 86_400_000, |sum| *sum += 10);
+        assert_eq!(*buckets.total(), 11);
+        assert!(
+            buckets.levels().iter().all(|level| level.values().eq([&1])),
+            "each level keeps the one bucket"
+        );
     }
 }
