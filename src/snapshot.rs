@@ -1102,21 +1102,32 @@ impl DecodedIndexes {
             }
             _ => crate::projection::time_index::slices_of(0, -1),
         };
-        let rollup = (self.rollup)
-            .map(|rollup| rollup.fit(facts.message_states(), names, slices.clone()))
-            .transpose()
-            .map_err(|reason| format!("its message rollup does not fit its facts: {reason}"))?;
-        let credits = match self.credits {
-            Some((window_ms, credits)) if window_ms == attribution_window_ms => Some(
-                credits
-                    .fit(facts.outcome_states(), messages, names, slices)
-                    .map_err(|reason| {
-                        format!("its outcome credits do not fit its facts: {reason}")
-                    })?,
-            ),
-            _ => None,
+        // The two indexes are checked on two threads: an open waits for the longer.
+        let fit_rollup = |rollup: Option<MessageRollup>| {
+            rollup
+                .map(|rollup| rollup.fit(facts.message_states(), names, slices.clone()))
+                .transpose()
+                .map_err(|reason| format!("its message rollup does not fit its facts: {reason}"))
         };
-        Ok(Indexes { rollup, credits })
+        let fit_credits = |credits: Option<(i64, Credits)>| match credits {
+            Some((window_ms, credits)) if window_ms == attribution_window_ms => credits
+                .fit(facts.outcome_states(), messages, names, slices.clone())
+                .map(Some)
+                .map_err(|reason| format!("its outcome credits do not fit its facts: {reason}")),
+            _ => Ok(None),
+        };
+        let (rollup, credits) = match (self.rollup, self.credits) {
+            (Some(rollup), Some(credits)) => std::thread::scope(|scope| {
+                let credits = scope.spawn(|| fit_credits(Some(credits)));
+                let rollup = fit_rollup(Some(rollup));
+                (rollup, joined(credits))
+            }),
+            (rollup, credits) => (fit_rollup(rollup), fit_credits(credits)),
+        };
+        Ok(Indexes {
+            rollup: rollup?,
+            credits: credits?,
+        })
     }
 }
 
