@@ -12,7 +12,6 @@
 //! user's outcomes whose window holds its new time, and the outcomes it was credited with at
 //! that level are attributed again from scratch.
 
-use std::collections::{BTreeMap, HashMap};
 use std::ops::{Range, RangeInclusive};
 
 use serde::{Deserialize, Serialize};
@@ -28,8 +27,8 @@ use crate::projection::names::{NameId, NameTable};
 use crate::projection::outcome::OutcomeState;
 use crate::projection::status::{MessageState, channel_of_byte};
 use crate::projection::time_index::{
-    LEVEL_RATIOS, LEVELS, MINUTES, Piece, SLICE_MS, TimeBuckets, cut_minutes, minute_of,
-    minutes_in, split_minutes, sum_cut,
+    LEVEL_RATIOS, MINUTES, Piece, SLICE_MS, TimeBuckets, cut_minutes, minute_of, minutes_in,
+    split_minutes, sum_cut,
 };
 use crate::projection::user_lists::within;
 use crate::projection::{Facts, Projection};
@@ -1293,6 +1292,47 @@ impl<Context> bincode::Decode<Context> for Credits {
 
 /// The keys' ordinals of a run of outcomes (each one's `key_ordinals`), as the sorted entries
 /// (ordinal, count) a bucket of exactly those outcomes lists.
+/// Counts by key ordinal, added up from sorted lists of (ordinal, count) and taken out as one.
+struct KeyCounts {
+    counts: Vec<u64>,
+    touched: Vec<u32>,
+}
+
+impl KeyCounts {
+    fn new(keys: usize) -> KeyCounts {
+        KeyCounts {
+            counts: vec![0; keys],
+            touched: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, counts: &[(u32, u64)]) -> Result<(), String> {
+        for &(ordinal, count) in counts {
+            let slot = self
+                .counts
+                .get_mut(ordinal as usize)
+                .ok_or_else(|| format!("key ordinal {ordinal} is past the keys"))?;
+            if *slot == 0 {
+                self.touched.push(ordinal);
+            }
+            *slot += count;
+        }
+        Ok(())
+    }
+
+    /// The counts added since the last take, by ordinal; the table is empty afterwards.
+    fn take(&mut self) -> Vec<(u32, u64)> {
+        self.touched.sort_unstable();
+        let taken = self
+            .touched
+            .iter()
+            .map(|&ordinal| (ordinal, std::mem::take(&mut self.counts[ordinal as usize])))
+            .collect();
+        self.touched.clear();
+        taken
+    }
+}
+
 fn key_counts(items: &[u32], key_ordinals: &[u32]) -> Vec<(u32, u64)> {
     let mut ordinals: Vec<u32> = items
         .iter()
@@ -1434,37 +1474,40 @@ impl Credits {
             },
             |bucket, _| entries_fit(&bucket.entries),
         )?;
-        let mut counts: [HashMap<i64, BTreeMap<u32, u64>>; LEVELS] = Default::default();
-        let mut total: BTreeMap<u32, u64> = BTreeMap::new();
-        for (slice, slice_counts) in &slice_counts {
-            let mut keys = [*slice; LEVELS];
-            for level in 1..LEVELS {
-                keys[level] = keys[level - 1].div_euclid(LEVEL_RATIOS[level - 1]);
-            }
-            for (ordinal, count) in slice_counts {
-                for (level, key) in keys.into_iter().enumerate() {
-                    *counts[level]
-                        .entry(key)
-                        .or_default()
-                        .entry(*ordinal)
-                        .or_default() += count;
-                }
-                *total.entry(*ordinal).or_default() += count;
-            }
+        // Each bucket's entries against the counts of its slices' outcomes by key: the slices
+        // in order, so that each level's buckets come one after another, their counts added up
+        // in a table by key ordinal.
+        slice_counts.sort_unstable_by_key(|&(slice, _)| slice);
+        let mut table = KeyCounts::new(self.keys.len());
+        for (_, counts) in &slice_counts {
+            table.add(counts)?;
         }
-        let listed = |counts: &BTreeMap<u32, u64>| -> Vec<(u32, u64)> {
-            counts
-                .iter()
-                .map(|(ordinal, count)| (*ordinal, *count))
-                .collect()
-        };
         let total_bucket = self.buckets.total();
-        check_entries(&total_bucket.total, &total_bucket.entries, &listed(&total))?;
+        check_entries(&total_bucket.total, &total_bucket.entries, &table.take())?;
         for (level, buckets) in self.buckets.levels().iter().enumerate() {
-            for (key, bucket) in buckets {
-                let filed = counts[level].get(key).map(listed).unwrap_or_default();
+            let level_key = |slice: i64| {
+                LEVEL_RATIOS[..level]
+                    .iter()
+                    .fold(slice, |key, &ratio| key.div_euclid(ratio))
+            };
+            let check = |key: i64, filed: Vec<(u32, u64)>| {
+                let bucket = buckets
+                    .get(&key)
+                    .ok_or_else(|| format!("bucket {key} of level {level} is missing"))?;
                 check_entries(&bucket.total, &bucket.entries, &filed)
-                    .map_err(|reason| format!("bucket {key} of level {level}: {reason}"))?;
+                    .map_err(|reason| format!("bucket {key} of level {level}: {reason}"))
+            };
+            let mut current = None;
+            for (slice, counts) in &slice_counts {
+                let key = level_key(*slice);
+                if let Some(done) = current.filter(|&done| done != key) {
+                    check(done, table.take())?;
+                }
+                current = Some(key);
+                table.add(counts)?;
+            }
+            if let Some(done) = current {
+                check(done, table.take())?;
             }
         }
         for (slice, items) in self.buckets.slices() {
