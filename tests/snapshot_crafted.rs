@@ -21,6 +21,10 @@
 //! checked where it lies, and those checks do not yet hold them to the agreement an open
 //! checks of facts decoded whole.
 
+mod support;
+
+use support::walk::Walk;
+
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -688,54 +692,6 @@ fn answers(store: &Store) -> Vec<String> {
 
 // ---------------------------------------------------------------------------------------------
 // Where the snapshot's fields lie (docs/FORMAT.md, "Body" and "Indexes").
-
-/// Reads the snapshot's fields one by one, as docs/FORMAT.md lays them out, noting offsets.
-struct Walk<'a> {
-    bytes: &'a [u8],
-    offset: usize,
-}
-
-impl Walk<'_> {
-    fn take(&mut self, len: usize) -> &[u8] {
-        let taken = &self.bytes[self.offset..self.offset + len];
-        self.offset += len;
-        taken
-    }
-
-    fn u8(&mut self) -> u8 {
-        self.take(1)[0]
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take(4).try_into().unwrap())
-    }
-
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take(8).try_into().unwrap())
-    }
-
-    fn i64(&mut self) -> i64 {
-        i64::from_le_bytes(self.take(8).try_into().unwrap())
-    }
-
-    fn some(&mut self) -> bool {
-        match self.u8() {
-            0 => false,
-            1 => true,
-            tag => panic!("option tag {tag} at {}", self.offset - 1),
-        }
-    }
-
-    fn skip_pairs(&mut self) -> Vec<(usize, i64, u32)> {
-        let len = self.u64();
-        (0..len)
-            .map(|_| {
-                let offset = self.offset;
-                (offset, self.i64(), self.u32())
-            })
-            .collect()
-    }
-}
 
 /// A user's lists: each entry's offset, time and index.
 #[derive(Debug, Clone)]

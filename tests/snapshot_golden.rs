@@ -11,6 +11,10 @@
 //! then, run this test once with `COMMLOG_BLESS=1` to write the new file, and check it in. A test
 //! that fails here otherwise found an accidental format change: fix the code, not the file.
 
+mod support;
+
+use support::walk::Walk;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -158,63 +162,6 @@ fn a_store_with_any_golden_snapshot_answers_as_a_full_replay_does() {
             assert_eq!(answers(&store), expected, "{file}");
             assert_eq!(store.log_summary().unwrap(), expected_summary, "{file}");
         }
-    }
-}
-
-/// Reads the golden snapshot's fields one by one as docs/FORMAT.md, "Snapshots", lays them out.
-struct Walk<'a> {
-    bytes: &'a [u8],
-    offset: usize,
-}
-
-impl<'a> Walk<'a> {
-    fn take(&mut self, len: usize) -> &'a [u8] {
-        let taken = &self.bytes[self.offset..self.offset + len];
-        self.offset += len;
-        taken
-    }
-
-    fn u8(&mut self) -> u8 {
-        self.take(1)[0]
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take(4).try_into().unwrap())
-    }
-
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take(8).try_into().unwrap())
-    }
-
-    fn i64(&mut self) -> i64 {
-        i64::from_le_bytes(self.take(8).try_into().unwrap())
-    }
-
-    fn i128(&mut self) -> i128 {
-        i128::from_le_bytes(self.take(16).try_into().unwrap())
-    }
-
-    fn option<T>(&mut self, value: impl FnOnce(&mut Walk<'a>) -> T) -> Option<T> {
-        match self.u8() {
-            0 => None,
-            1 => Some(value(self)),
-            tag => panic!("option tag {tag} at offset {}", self.offset - 1),
-        }
-    }
-
-    fn str(&mut self) -> &'a str {
-        let len = self.u64() as usize;
-        std::str::from_utf8(self.take(len)).unwrap()
-    }
-
-    fn list<T>(&mut self, mut item: impl FnMut(&mut Walk<'a>) -> T) -> Vec<T> {
-        let len = self.u64();
-        (0..len).map(|_| item(self)).collect()
-    }
-
-    /// A `(time, index)` pair of a user's list.
-    fn entry(&mut self) -> (i64, u32) {
-        (self.i64(), self.u32())
     }
 }
 

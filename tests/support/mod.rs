@@ -10,3 +10,4 @@ pub mod model;
 pub mod reports;
 pub mod script;
 pub mod store;
+pub mod walk;
