@@ -827,203 +827,203 @@ pub(crate) fn decode_facts(
         budgets,
         external_ids,
     };
-    agree(&facts)?;
-    return Ok(facts);
+    facts_agree(&facts)?;
+    Ok(facts)
+}
 
-    /// The bytes a user's lists take at the start of `bytes` (as `UserEntries` lays them out:
-    /// the messages, the last message, the outcomes, the latest outcome time), each list's
-    /// length refused if the bytes left cannot hold it, before the lists are decoded.
-    fn lists_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
-        let mut record = codec::SnapshotReader::new(bytes);
-        let messages = record.decode_list_len(codec::PAIR_BYTES)?;
-        record.skip(messages * codec::PAIR_BYTES);
-        let _last_message: Option<(i64, u32)> = record.decode()?;
-        let outcomes = record.decode_list_len(codec::PAIR_BYTES)?;
-        record.skip(outcomes * codec::PAIR_BYTES);
-        let _latest_outcome_ms: i64 = record.decode()?;
-        Ok(record.position())
-    }
+/// The bytes a user's lists take at the start of `bytes` (as `UserEntries` lays them out:
+/// the messages, the last message, the outcomes, the latest outcome time), each list's
+/// length refused if the bytes left cannot hold it, before the lists are decoded.
+fn lists_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
+    let mut record = codec::SnapshotReader::new(bytes);
+    let messages = record.decode_list_len(codec::PAIR_BYTES)?;
+    record.skip(messages * codec::PAIR_BYTES);
+    let _last_message: Option<(i64, u32)> = record.decode()?;
+    let outcomes = record.decode_list_len(codec::PAIR_BYTES)?;
+    record.skip(outcomes * codec::PAIR_BYTES);
+    let _latest_outcome_ms: i64 = record.decode()?;
+    Ok(record.position())
+}
 
-    /// The string at `body`'s position, its length refused if the bytes left cannot hold it,
-    /// before anything is allocated for it.
-    fn bounded_string(body: &mut codec::SnapshotReader) -> std::result::Result<String, String> {
-        codec::SnapshotReader::new(&body.body()[body.position()..]).decode_list_len(1)?;
-        body.decode()
-    }
+/// The string at `body`'s position, its length refused if the bytes left cannot hold it,
+/// before anything is allocated for it.
+fn bounded_string(body: &mut codec::SnapshotReader) -> std::result::Result<String, String> {
+    codec::SnapshotReader::new(&body.body()[body.position()..]).decode_list_len(1)?;
+    body.decode()
+}
 
-    /// Checks that the facts agree with one another as a fold makes them, which the views rely
-    /// on not to panic (`Facts::from_image` checks that they fit together: names, indexes in
-    /// range, sorted lists): every time one a frame can hold and none after the latest event
-    /// time; each outcome's user, amount; and, decoded whole, each message's user, cost and
-    /// stages (each at or after the send, an engagement after a delivery), and each user's
-    /// lists naming exactly the user's messages and outcomes at their times. Lists that do not
-    /// fit together are left to `Facts::from_image`, which names what is wrong.
-    fn agree(facts: &DecodedFacts) -> std::result::Result<(), String> {
-        let in_range = |ms: i64| codec::time_in_range(i128::from(ms));
-        let latest_ms = match facts.latest_event_ms {
-            Some(latest_ms) if in_range(latest_ms) => latest_ms,
-            Some(latest_ms) => {
-                return Err(format!("its latest event time {latest_ms} is no time"));
-            }
-            None if facts.messages.len() == 0 && facts.outcomes.is_empty() => i64::MIN,
-            None => return Err("it holds events but no latest event time".to_string()),
-        };
-        let time_fits = |ms: i64| in_range(ms) && ms <= latest_ms;
-        // Each message and outcome as a keyed hash of (index, user, time), summed: equal sums
-        // over the records and over the users' lists say (but for odds of 2^-64 against a key
-        // no file can know) that the lists name each one once, in its user's lists, at its
-        // time; in two passes in order, not a look-up of every record from the lists.
-        let key = std::hash::BuildHasher::hash_one(
-            &std::collections::hash_map::RandomState::new(),
-            "snapshot facts",
-        );
-        let mix = |mut x: u64| {
-            x ^= x >> 33;
-            x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-            x ^= x >> 33;
-            x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-            x ^ (x >> 33)
-        };
-        let print = |index: u32, user: u64, at_ms: i64| {
-            mix(mix(mix(key ^ u64::from(index)) ^ user) ^ at_ms as u64)
-        };
-        let mut outcome_prints = 0u64;
-        for (index, outcome) in facts.outcomes.iter().enumerate() {
-            let fits = outcome.user_id != 0
-                && time_fits(outcome.at_ms)
-                && outcome.amount_micros.unsigned_abs() <= crate::limits::MONEY_MICROS_MAX as u64;
-            if !fits {
-                return Err(format!(
-                    "outcome {index} has no user, a time after the latest event time or none a \
-                     frame holds, or an amount past the bound"
-                ));
-            }
-            outcome_prints =
-                outcome_prints.wrapping_add(print(index as u32, outcome.user_id, outcome.at_ms));
+/// Checks that the facts agree with one another as a fold makes them, which the views rely
+/// on not to panic (`Facts::from_image` checks that they fit together: names, indexes in
+/// range, sorted lists): every time one a frame can hold and none after the latest event
+/// time; each outcome's user, amount; and, decoded whole, each message's user, cost and
+/// stages (each at or after the send, an engagement after a delivery), and each user's
+/// lists naming exactly the user's messages and outcomes at their times. Lists that do not
+/// fit together are left to `Facts::from_image`, which names what is wrong.
+fn facts_agree(facts: &DecodedFacts) -> std::result::Result<(), String> {
+    let in_range = |ms: i64| codec::time_in_range(i128::from(ms));
+    let latest_ms = match facts.latest_event_ms {
+        Some(latest_ms) if in_range(latest_ms) => latest_ms,
+        Some(latest_ms) => {
+            return Err(format!("its latest event time {latest_ms} is no time"));
         }
-        // Decoded on demand, the messages and the lists are left in the file: each is checked
-        // where it lies for what `Facts::from_image` checks, not for this.
-        let DecodedUsers::List(users) = &facts.users else {
-            return Ok(());
-        };
-        // The records on another thread, the lists on this one.
-        let (messages, lists) = std::thread::scope(|scope| {
-            let messages = scope.spawn(|| {
-                let mut prints = 0u64;
-                for (index, state) in facts.messages.iter().enumerate() {
-                    message_agrees(state, time_fits)
-                        .map_err(|what| format!("message {} {what}", index + 1))?;
-                    prints = prints.wrapping_add(print(index as u32, state.user_id, state.sent_ms));
-                }
-                Ok::<u64, String>(prints)
-            });
-            let lists = lists_agree(users, (facts.messages.len(), facts.outcomes.len()), print);
-            (joined(messages), lists)
+        None if facts.messages.len() == 0 && facts.outcomes.is_empty() => i64::MIN,
+        None => return Err("it holds events but no latest event time".to_string()),
+    };
+    let time_fits = |ms: i64| in_range(ms) && ms <= latest_ms;
+    // Each message and outcome as a keyed hash of (index, user, time), summed: equal sums
+    // over the records and over the users' lists say (but for odds of 2^-64 against a key
+    // no file can know) that the lists name each one once, in its user's lists, at its
+    // time; in two passes in order, not a look-up of every record from the lists.
+    let key = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        "snapshot facts",
+    );
+    let mix = |mut x: u64| {
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    };
+    let print = |index: u32, user: u64, at_ms: i64| {
+        mix(mix(mix(key ^ u64::from(index)) ^ user) ^ at_ms as u64)
+    };
+    let mut outcome_prints = 0u64;
+    for (index, outcome) in facts.outcomes.iter().enumerate() {
+        let fits = outcome.user_id != 0
+            && time_fits(outcome.at_ms)
+            && outcome.amount_micros.unsigned_abs() <= crate::limits::MONEY_MICROS_MAX as u64;
+        if !fits {
+            return Err(format!(
+                "outcome {index} has no user, a time after the latest event time or none a \
+                 frame holds, or an amount past the bound"
+            ));
+        }
+        outcome_prints =
+            outcome_prints.wrapping_add(print(index as u32, outcome.user_id, outcome.at_ms));
+    }
+    // Decoded on demand, the messages and the lists are left in the file: each is checked
+    // where it lies for what `Facts::from_image` checks, not for this.
+    let DecodedUsers::List(users) = &facts.users else {
+        return Ok(());
+    };
+    // The records on another thread, the lists on this one.
+    let (messages, lists) = std::thread::scope(|scope| {
+        let messages = scope.spawn(|| {
+            let mut prints = 0u64;
+            for (index, state) in facts.messages.iter().enumerate() {
+                message_agrees(state, time_fits)
+                    .map_err(|what| format!("message {} {what}", index + 1))?;
+                prints = prints.wrapping_add(print(index as u32, state.user_id, state.sent_ms));
+            }
+            Ok::<u64, String>(prints)
         });
-        let message_prints = messages?;
-        match lists? {
-            Some(prints) if prints != (message_prints, outcome_prints) => Err(
-                "the users' lists do not name each message and outcome once, in its user's \
-                 lists, at its time"
-                    .to_string(),
-            ),
-            _ => Ok(()),
+        let lists = lists_agree(users, (facts.messages.len(), facts.outcomes.len()), print);
+        (joined(messages), lists)
+    });
+    let message_prints = messages?;
+    match lists? {
+        Some(prints) if prints != (message_prints, outcome_prints) => Err(
+            "the users' lists do not name each message and outcome once, in its user's \
+             lists, at its time"
+                .to_string(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The sums of `print` over the users' lists' entries (messages, outcomes), after checking
+/// each user's latest outcome time and last message against the lists; `None` if the lists
+/// do not fit together (unsorted, an index out of range, not as many entries as `counts`,
+/// messages and outcomes), which `Facts::from_image` names.
+fn lists_agree(
+    users: &[(u64, UserEntries)],
+    (message_count, outcome_count): (usize, usize),
+    print: impl Fn(u32, u64, i64) -> u64,
+) -> std::result::Result<Option<(u64, u64)>, String> {
+    let mut listed = (0usize, 0usize);
+    let mut prints = (0u64, 0u64);
+    let fits = |list: &[(i64, u32)], len: usize| {
+        list.is_sorted() && list.iter().all(|&(_, index)| (index as usize) < len)
+    };
+    for (user, entries) in users {
+        if !fits(&entries.messages, message_count) || !fits(&entries.outcomes, outcome_count) {
+            return Ok(None);
+        }
+        listed.0 += entries.messages.len();
+        listed.1 += entries.outcomes.len();
+        for &(sent_ms, index) in &entries.messages {
+            prints.0 = prints.0.wrapping_add(print(index, *user, sent_ms));
+        }
+        for &(at_ms, index) in &entries.outcomes {
+            prints.1 = prints.1.wrapping_add(print(index, *user, at_ms));
+        }
+        let latest_outcome_ms = entries.outcomes.last().map_or(i64::MIN, |last| last.0);
+        let last_message_fits = match entries.last_message() {
+            None => entries.messages.is_empty(),
+            Some(last) => entries.messages.binary_search(&last).is_ok(),
+        };
+        if entries.latest_outcome_ms != latest_outcome_ms || !last_message_fits {
+            return Err(format!(
+                "user {user}'s latest outcome time or last message is not one of its lists'"
+            ));
         }
     }
+    Ok((listed == (message_count, outcome_count)).then_some(prints))
+}
 
-    /// The sums of `print` over the users' lists' entries (messages, outcomes), after checking
-    /// each user's latest outcome time and last message against the lists; `None` if the lists
-    /// do not fit together (unsorted, an index out of range, not as many entries as `counts`,
-    /// messages and outcomes), which `Facts::from_image` names.
-    fn lists_agree(
-        users: &[(u64, UserEntries)],
-        (message_count, outcome_count): (usize, usize),
-        print: impl Fn(u32, u64, i64) -> u64,
-    ) -> std::result::Result<Option<(u64, u64)>, String> {
-        let mut listed = (0usize, 0usize);
-        let mut prints = (0u64, 0u64);
-        let fits = |list: &[(i64, u32)], len: usize| {
-            list.is_sorted() && list.iter().all(|&(_, index)| (index as usize) < len)
-        };
-        for (user, entries) in users {
-            if !fits(&entries.messages, message_count) || !fits(&entries.outcomes, outcome_count) {
-                return Ok(None);
-            }
-            listed.0 += entries.messages.len();
-            listed.1 += entries.outcomes.len();
-            for &(sent_ms, index) in &entries.messages {
-                prints.0 = prints.0.wrapping_add(print(index, *user, sent_ms));
-            }
-            for &(at_ms, index) in &entries.outcomes {
-                prints.1 = prints.1.wrapping_add(print(index, *user, at_ms));
-            }
-            let latest_outcome_ms = entries.outcomes.last().map_or(i64::MIN, |last| last.0);
-            let last_message_fits = match entries.last_message() {
-                None => entries.messages.is_empty(),
-                Some(last) => entries.messages.binary_search(&last).is_ok(),
-            };
-            if entries.latest_outcome_ms != latest_outcome_ms || !last_message_fits {
-                return Err(format!(
-                    "user {user}'s latest outcome time or last message is not one of its lists'"
-                ));
-            }
-        }
-        Ok((listed == (message_count, outcome_count)).then_some(prints))
+/// Checks one message's record as a fold makes it: a user, a cost never negative and
+/// within the bound, every stage's time one that `time_fits` (a frame's, at or before the
+/// latest event time) and at or after the send, a delivery no later than an open or an
+/// action, an open no later than a click; an action with its latest, a click and a
+/// failure with their times.
+fn message_agrees(
+    state: &MessageState,
+    time_fits: impl Fn(i64) -> bool,
+) -> std::result::Result<(), &'static str> {
+    let sent_ms = state.sent_ms;
+    if state.user_id == 0 || !time_fits(sent_ms) {
+        return Err("has no user, or a time after the latest event time or none a frame holds");
     }
-
-    /// Checks one message's record as a fold makes it: a user, a cost never negative and
-    /// within the bound, every stage's time one that `time_fits` (a frame's, at or before the
-    /// latest event time) and at or after the send, a delivery no later than an open or an
-    /// action, an open no later than a click; an action with its latest, a click and a
-    /// failure with their times.
-    fn message_agrees(
-        state: &MessageState,
-        time_fits: impl Fn(i64) -> bool,
-    ) -> std::result::Result<(), &'static str> {
-        let sent_ms = state.sent_ms;
-        if state.user_id == 0 || !time_fits(sent_ms) {
-            return Err("has no user, or a time after the latest event time or none a frame holds");
-        }
-        if !(0..=crate::limits::MONEY_MICROS_MAX).contains(&state.cost_micros) {
-            return Err("has a negative cost, or one past the bound");
-        }
-        let stage_fits =
-            |at_ms: Option<i64>| at_ms.is_none_or(|at_ms| at_ms >= sent_ms && time_fits(at_ms));
-        let (delivered, opened) = (state.delivered.get(), state.opened.get());
-        let (first_action, clicked) = (state.first_action().get(), state.clicked().get());
-        let latest_action = state.latest_action().map(|action| action.at_ms);
-        let stages_fit = [
-            delivered,
-            opened,
-            first_action,
-            clicked,
-            latest_action,
-            state.failed().get(),
-        ]
-        .into_iter()
-        .all(stage_fits);
-        let delivered_first = |at_ms: Option<i64>| {
-            at_ms.is_none_or(|at_ms| delivered.is_some_and(|delivered| delivered <= at_ms))
+    if !(0..=crate::limits::MONEY_MICROS_MAX).contains(&state.cost_micros) {
+        return Err("has a negative cost, or one past the bound");
+    }
+    let stage_fits =
+        |at_ms: Option<i64>| at_ms.is_none_or(|at_ms| at_ms >= sent_ms && time_fits(at_ms));
+    let (delivered, opened) = (state.delivered.get(), state.opened.get());
+    let (first_action, clicked) = (state.first_action().get(), state.clicked().get());
+    let latest_action = state.latest_action().map(|action| action.at_ms);
+    let stages_fit = [
+        delivered,
+        opened,
+        first_action,
+        clicked,
+        latest_action,
+        state.failed().get(),
+    ]
+    .into_iter()
+    .all(stage_fits);
+    let delivered_first = |at_ms: Option<i64>| {
+        at_ms.is_none_or(|at_ms| delivered.is_some_and(|delivered| delivered <= at_ms))
+    };
+    let engagements_fit = delivered_first(opened)
+        && delivered_first(first_action)
+        && first_action.is_some() == state.has_action()
+        && latest_action.is_some() == state.has_action()
+        && first_action <= latest_action
+        && (state.converted() <= state.has_action())
+        && match state.status() {
+            crate::Status::Clicked => {
+                clicked.is_some_and(|clicked| opened.is_some_and(|opened| opened <= clicked))
+                    && first_action.is_some_and(|action| clicked.is_some_and(|c| action <= c))
+            }
+            _ => clicked.is_none(),
         };
-        let engagements_fit = delivered_first(opened)
-            && delivered_first(first_action)
-            && first_action.is_some() == state.has_action()
-            && latest_action.is_some() == state.has_action()
-            && first_action <= latest_action
-            && (state.converted() <= state.has_action())
-            && match state.status() {
-                crate::Status::Clicked => {
-                    clicked.is_some_and(|clicked| opened.is_some_and(|opened| opened <= clicked))
-                        && first_action.is_some_and(|action| clicked.is_some_and(|c| action <= c))
-                }
-                _ => clicked.is_none(),
-            };
-        let failure_fits = state.failed().is_some() == state.failure_reason().is_some()
-            && (state.status() != crate::Status::Failed || state.failed().is_some());
-        match stages_fit && engagements_fit && failure_fits {
-            true => Ok(()),
-            false => Err("has stages no events make (their times, or their order)"),
-        }
+    let failure_fits = state.failed().is_some() == state.failure_reason().is_some()
+        && (state.status() != crate::Status::Failed || state.failed().is_some());
+    match stages_fit && engagements_fit && failure_fits {
+        true => Ok(()),
+        false => Err("has stages no events make (their times, or their order)"),
     }
 }
 

@@ -33,6 +33,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use commlog::workload::SplitMix64;
 use commlog::{
     BudgetScope, Channel, CostFilter, EffectivenessFilter, EngagementFilter, ImpactFilter,
     MessageId, Month, Options, Period, SNAPSHOT_DIRECTORY, StatsFilter, Store, SyncPolicy,
@@ -63,23 +64,6 @@ fn options() -> Options {
     Options {
         sync: SyncPolicy::Never,
         ..Options::default()
-    }
-}
-
-/// A small deterministic generator (SplitMix64).
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
     }
 }
 
@@ -129,36 +113,37 @@ fn build_base() -> Base {
         },
     )
     .unwrap();
-    let mut random = Random(7);
+    let mut random = SplitMix64::new(7);
     // (id, user, sent_ms, delivered, opened, acted, failed)
     let mut sent: Vec<(u64, u64, i64, bool, bool, bool, bool)> = Vec::new();
-    let mut send = |store: &Store, random: &mut Random, user: u64, sent_ms: i64, external: bool| {
-        let channel = Channel::ALL[random.below(4) as usize];
-        let message_type = TYPES[random.below(4) as usize];
-        let cost = random.below(5_000) as f64 / 1e6;
-        let external_id = format!("ext-{}", sent.len() + 1);
-        let message = store
-            .track_message_sent_with(
-                user,
-                channel,
-                message_type,
-                cost,
-                Some(at(sent_ms)),
-                external.then_some(external_id.as_str()),
-            )
-            .unwrap();
-        sent.push((message.id.0, user, sent_ms, false, false, false, false));
-        message.id.0
-    };
+    let mut send =
+        |store: &Store, random: &mut SplitMix64, user: u64, sent_ms: i64, external: bool| {
+            let channel = Channel::ALL[random.int(0, 4 - 1) as usize];
+            let message_type = TYPES[random.int(0, 4 - 1) as usize];
+            let cost = random.int(0, 5_000 - 1) as f64 / 1e6;
+            let external_id = format!("ext-{}", sent.len() + 1);
+            let message = store
+                .track_message_sent_with(
+                    user,
+                    channel,
+                    message_type,
+                    cost,
+                    Some(at(sent_ms)),
+                    external.then_some(external_id.as_str()),
+                )
+                .unwrap();
+            sent.push((message.id.0, user, sent_ms, false, false, false, false));
+            message.id.0
+        };
     // The first message, alone in its day.
     send(&store, &mut random, 1, T0 - 5 * DAY + 3 * HOUR, false);
     // The dense slice, sent mostly in time order with some out of it.
     for index in 0..DENSE_MESSAGES {
         let mut sent_ms = T0 + (index as i64 * SLICE) / DENSE_MESSAGES as i64;
-        if random.below(10) == 0 {
-            sent_ms = T0 + random.below(SLICE as u64) as i64;
+        if random.int(0, 10 - 1) == 0 {
+            sent_ms = T0 + random.int(0, SLICE as u64 - 1) as i64;
         }
-        let user = 1 + random.below(USERS);
+        let user = 1 + random.int(0, USERS - 1);
         send(&store, &mut random, user, sent_ms, index % 97 == 0);
     }
     // Quiet slices over four days, some sent out of order.
@@ -167,7 +152,7 @@ fn build_base() -> Base {
         if index % 11 == 0 {
             sent_ms -= 3 * HOUR;
         }
-        let user = 1 + random.below(USERS);
+        let user = 1 + random.int(0, USERS - 1);
         send(&store, &mut random, user, sent_ms, index % 13 == 0);
     }
     // The last message, alone in its day.
@@ -177,7 +162,7 @@ fn build_base() -> Base {
     let count = sent.len();
     for entry in &mut sent[1..count - 1] {
         let (id, _, sent_ms, delivered, opened, acted, failed) = entry;
-        let roll = random.below(100);
+        let roll = random.int(0, 100 - 1);
         if roll < 5 {
             store
                 .track_message_failed(MessageId(*id), "bounced", Some(at(*sent_ms + 2_000)))
@@ -186,14 +171,14 @@ fn build_base() -> Base {
             continue;
         }
         if roll < 70 {
-            let delay = 1_000 + random.below(60_000) as i64;
+            let delay = 1_000 + random.int(0, 60_000 - 1) as i64;
             store
                 .track_message_delivered(MessageId(*id), Some(at(*sent_ms + delay)))
                 .unwrap();
             *delivered = true;
         }
         if roll < 35 {
-            let delay = 90_000 + random.below(300_000) as i64;
+            let delay = 90_000 + random.int(0, 300_000 - 1) as i64;
             store
                 .track_message_opened(MessageId(*id), Some(at(*sent_ms + delay)))
                 .unwrap();
@@ -218,16 +203,16 @@ fn build_base() -> Base {
         .unwrap();
     for index in 0..DENSE_OUTCOMES {
         let at_ms = T0 + HOUR + (index as i64 * SLICE) / DENSE_OUTCOMES as i64;
-        let user = 1 + random.below(USERS);
-        let outcome = OUTCOMES[random.below(2) as usize];
-        let amount = random.below(100_000) as f64 / 100.0 - 50.0;
+        let user = 1 + random.int(0, USERS - 1);
+        let outcome = OUTCOMES[random.int(0, 2 - 1) as usize];
+        let amount = random.int(0, 100_000 - 1) as f64 / 100.0 - 50.0;
         store
             .track_financial_outcome_at(user, outcome, amount, at(at_ms))
             .unwrap();
     }
     for index in 0..30 {
         let at_ms = T0 + 3 * HOUR + index * 4 * HOUR + 7 * MINUTE;
-        let user = 1 + random.below(USERS);
+        let user = 1 + random.int(0, USERS - 1);
         store
             .track_financial_outcome_at(user, OUTCOMES[1], 20.0, at(at_ms))
             .unwrap();
