@@ -31,7 +31,7 @@ use crate::projection::message_table::{ChunkScan, MessageTable, ReadyChunks};
 use crate::projection::outcome::OutcomeState;
 use crate::projection::rollup::MessageRollup;
 use crate::projection::status::MessageState;
-use crate::projection::user_lists::{UserEntries, UserTable};
+use crate::projection::user_lists::{ListsInPlace, UserEntries, UserTable};
 use crate::projection::{DecodedFacts, DecodedUsers, Facts, Projection, capture};
 
 /// Name of the directory, inside the store, that holds the snapshots.
@@ -767,12 +767,17 @@ pub(crate) fn decode_facts(
     mut passed: impl FnMut(usize),
     decoding: Decoding,
 ) -> std::result::Result<DecodedFacts, String> {
+    let prints = Prints::new();
+    // Decoded on demand, the messages and the users' lists are left in the file, each checked
+    // as it is read.
+    let mut in_place = InPlace::default();
     let messages = match decoding {
-        Decoding::OnDemand(snapshot, body_at) => MessageTable::mapped(
-            ChunkScan::read(body, every, &mut passed)?,
-            Arc::clone(snapshot),
-            body_at,
-        ),
+        Decoding::OnDemand(snapshot, body_at) => {
+            let scan = ChunkScan::read(body, every, &mut passed, |index, state| {
+                in_place.messages.message(index, state, &prints);
+            })?;
+            MessageTable::mapped(scan, Arc::clone(snapshot), body_at)
+        }
         Decoding::Whole(ready) => {
             let len = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
             ready.expect(len);
@@ -790,15 +795,15 @@ pub(crate) fn decode_facts(
             every,
             &mut passed,
             (messages.len(), outcomes.len()),
-            Arc::clone(snapshot),
-            body_at,
+            (Arc::clone(snapshot), body_at),
+            |user, lists| in_place.lists(user, lists, &prints),
         )?),
         // A user's lists follow the user's id, 8 bytes.
         Decoding::Whole(_) => {
             let len = body.decode_list_len(8 + UserEntries::SNAPSHOT_BYTES_MIN)?;
             let mut users = Vec::with_capacity(len);
             body.scan_items(len, every, &mut passed, |_, rest| {
-                let taken = 8 + lists_bytes(rest.get(8..).unwrap_or_default())?;
+                let taken = 8 + UserEntries::record_bytes(rest.get(8..).unwrap_or_default())?;
                 users.push(codec::SnapshotReader::new(&rest[..taken]).decode()?);
                 Ok(taken)
             })?;
@@ -827,22 +832,8 @@ pub(crate) fn decode_facts(
         budgets,
         external_ids,
     };
-    facts_agree(&facts)?;
+    facts_agree(&facts, &prints, &in_place)?;
     Ok(facts)
-}
-
-/// The bytes a user's lists take at the start of `bytes` (as `UserEntries` lays them out:
-/// the messages, the last message, the outcomes, the latest outcome time), each list's
-/// length refused if the bytes left cannot hold it, before the lists are decoded.
-fn lists_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
-    let mut record = codec::SnapshotReader::new(bytes);
-    let messages = record.decode_list_len(codec::PAIR_BYTES)?;
-    record.skip(messages * codec::PAIR_BYTES);
-    let _last_message: Option<(i64, u32)> = record.decode()?;
-    let outcomes = record.decode_list_len(codec::PAIR_BYTES)?;
-    record.skip(outcomes * codec::PAIR_BYTES);
-    let _latest_outcome_ms: i64 = record.decode()?;
-    Ok(record.position())
 }
 
 /// The string at `body`'s position, its length refused if the bytes left cannot hold it,
@@ -852,14 +843,114 @@ fn bounded_string(body: &mut codec::SnapshotReader) -> std::result::Result<Strin
     body.decode()
 }
 
+/// Each message and outcome as a keyed hash of (index, user, time). Equal sums over the
+/// records and over the users' lists say (but for odds of about 2^-64 against keys no file can
+/// know) that the lists name each one once, in its user's lists, at its time: two passes in
+/// the order of the file, not a look-up of every record from the lists.
+struct Prints {
+    keys: [u64; 3],
+}
+
+impl Prints {
+    fn new() -> Prints {
+        let state = std::collections::hash_map::RandomState::new();
+        let key = |part: u8| std::hash::BuildHasher::hash_one(&state, ("snapshot facts", part));
+        Prints {
+            keys: [key(0), key(1), key(2) | 1],
+        }
+    }
+
+    /// Two rounds of a folded 128-bit product (as wyhash mixes): the user with the time,
+    /// then that with the index.
+    #[inline]
+    fn of(&self, index: u32, user: u64, at_ms: i64) -> u64 {
+        let fold = |a: u64, b: u64| {
+            let product = u128::from(a) * u128::from(b);
+            (product as u64) ^ ((product >> 64) as u64)
+        };
+        let [k0, k1, k2] = self.keys;
+        fold(fold(user ^ k0, at_ms as u64 ^ k1) ^ u64::from(index), k2)
+    }
+}
+
+/// What reading the messages and the users' lists where they lie (facts decoded on demand)
+/// found: of the messages, see [`MessagesInPlace`]; the sums of the prints of the lists'
+/// entries (messages, outcomes), how many they list, and the first user whose lists fail
+/// [`user_agrees`]. [`facts_agree`] reports what fails in the order it checks facts decoded
+/// whole, with the same reasons.
+#[derive(Default)]
+struct InPlace {
+    messages: MessagesInPlace,
+    list_prints: (u64, u64),
+    listed: (usize, usize),
+    lists_fail: Option<String>,
+}
+
+/// What checking the messages' records found: the sum of their prints; whether one fails
+/// [`message_agrees`] even without the latest event time (read after them), and the latest
+/// time of any stage.
+#[derive(Default)]
+struct MessagesInPlace {
+    prints: u64,
+    fail: bool,
+    latest_stage_ms: Option<i64>,
+}
+
+impl MessagesInPlace {
+    /// Checks message `index` as [`message_agrees`] does, but for its times against the latest
+    /// event time, and adds its print.
+    #[inline]
+    fn message(&mut self, index: usize, state: &MessageState, prints: &Prints) {
+        let latest = std::cell::Cell::new(self.latest_stage_ms);
+        let time_fits = |ms: i64| {
+            latest.set(latest.get().max(Some(ms)));
+            codec::time_in_range(i128::from(ms))
+        };
+        self.fail |= message_agrees(state, time_fits).is_err();
+        self.latest_stage_ms = latest.get();
+        self.prints =
+            (self.prints).wrapping_add(prints.of(index as u32, state.user_id, state.sent_ms));
+    }
+}
+
+impl InPlace {
+    /// Checks one user's lists as [`user_agrees`] does and adds their prints.
+    #[inline]
+    fn lists(&mut self, user: u64, lists: &ListsInPlace<'_>, prints: &Prints) {
+        let (message_count, outcome_count) = lists.counts();
+        self.listed.0 += message_count;
+        self.listed.1 += outcome_count;
+        let sums = user_agrees(
+            user,
+            (lists.messages(), lists.last_message),
+            (lists.outcomes(), lists.latest_outcome_ms),
+            prints,
+        );
+        match sums {
+            Ok((messages, outcomes)) => {
+                self.list_prints.0 = self.list_prints.0.wrapping_add(messages);
+                self.list_prints.1 = self.list_prints.1.wrapping_add(outcomes);
+            }
+            Err(error) => {
+                self.lists_fail.get_or_insert(error);
+            }
+        }
+    }
+}
+
 /// Checks that the facts agree with one another as a fold makes them, which the views rely
 /// on not to panic (`Facts::from_image` checks that they fit together: names, indexes in
 /// range, sorted lists): every time one a frame can hold and none after the latest event
-/// time; each outcome's user, amount; and, decoded whole, each message's user, cost and
-/// stages (each at or after the send, an engagement after a delivery), and each user's
-/// lists naming exactly the user's messages and outcomes at their times. Lists that do not
-/// fit together are left to `Facts::from_image`, which names what is wrong.
-fn facts_agree(facts: &DecodedFacts) -> std::result::Result<(), String> {
+/// time; each outcome's user, amount; each message's user, cost and stages (each at or after
+/// the send, an engagement after a delivery), and each user's lists naming exactly the user's
+/// messages and outcomes at their times ([`Prints`]). Facts decoded on demand had their
+/// messages and lists checked as they were read (`in_place`). Lists that do not fit together
+/// are left to `Facts::from_image`, which names what is wrong.
+fn facts_agree(
+    facts: &DecodedFacts,
+    prints: &Prints,
+    in_place: &InPlace,
+) -> std::result::Result<(), String> {
     let in_range = |ms: i64| codec::time_in_range(i128::from(ms));
     let latest_ms = match facts.latest_event_ms {
         Some(latest_ms) if in_range(latest_ms) => latest_ms,
@@ -870,24 +961,6 @@ fn facts_agree(facts: &DecodedFacts) -> std::result::Result<(), String> {
         None => return Err("it holds events but no latest event time".to_string()),
     };
     let time_fits = |ms: i64| in_range(ms) && ms <= latest_ms;
-    // Each message and outcome as a keyed hash of (index, user, time), summed: equal sums
-    // over the records and over the users' lists say (but for odds of 2^-64 against a key
-    // no file can know) that the lists name each one once, in its user's lists, at its
-    // time; in two passes in order, not a look-up of every record from the lists.
-    let key = std::hash::BuildHasher::hash_one(
-        &std::collections::hash_map::RandomState::new(),
-        "snapshot facts",
-    );
-    let mix = |mut x: u64| {
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        x ^ (x >> 33)
-    };
-    let print = |index: u32, user: u64, at_ms: i64| {
-        mix(mix(mix(key ^ u64::from(index)) ^ user) ^ at_ms as u64)
-    };
     let mut outcome_prints = 0u64;
     for (index, outcome) in facts.outcomes.iter().enumerate() {
         let fits = outcome.user_id != 0
@@ -900,30 +973,34 @@ fn facts_agree(facts: &DecodedFacts) -> std::result::Result<(), String> {
             ));
         }
         outcome_prints =
-            outcome_prints.wrapping_add(print(index as u32, outcome.user_id, outcome.at_ms));
+            outcome_prints.wrapping_add(prints.of(index as u32, outcome.user_id, outcome.at_ms));
     }
-    // Decoded on demand, the messages and the lists are left in the file: each is checked
-    // where it lies for what `Facts::from_image` checks, not for this.
-    let DecodedUsers::List(users) = &facts.users else {
-        return Ok(());
-    };
-    // The records on another thread, the lists on this one.
-    let (messages, lists) = std::thread::scope(|scope| {
-        let messages = scope.spawn(|| {
-            let mut prints = 0u64;
-            for (index, state) in facts.messages.iter().enumerate() {
-                message_agrees(state, time_fits)
-                    .map_err(|what| format!("message {} {what}", index + 1))?;
-                prints = prints.wrapping_add(print(index as u32, state.user_id, state.sent_ms));
+    let counts = (facts.messages.len(), facts.outcomes.len());
+    let (message_prints, list_prints) = match &facts.users {
+        DecodedUsers::Mapped(_) => {
+            let messages = &in_place.messages;
+            if messages.fail || messages.latest_stage_ms > Some(latest_ms) {
+                // Which message, and why, as decoded whole.
+                messages_agree(&facts.messages, time_fits, prints)?;
             }
-            Ok::<u64, String>(prints)
-        });
-        let lists = lists_agree(users, (facts.messages.len(), facts.outcomes.len()), print);
-        (joined(messages), lists)
-    });
-    let message_prints = messages?;
-    match lists? {
-        Some(prints) if prints != (message_prints, outcome_prints) => Err(
+            if let Some(error) = &in_place.lists_fail {
+                return Err(error.clone());
+            }
+            let list_prints = (in_place.listed == counts).then_some(in_place.list_prints);
+            (messages.prints, list_prints)
+        }
+        // The records on another thread, the lists on this one.
+        DecodedUsers::List(users) => {
+            let (messages, lists) = std::thread::scope(|scope| {
+                let messages = scope.spawn(|| messages_agree(&facts.messages, time_fits, prints));
+                let lists = lists_agree(users, counts, prints);
+                (joined(messages), lists)
+            });
+            (messages?, lists?)
+        }
+    };
+    match list_prints {
+        Some(list_prints) if list_prints != (message_prints, outcome_prints) => Err(
             "the users' lists do not name each message and outcome once, in its user's \
              lists, at its time"
                 .to_string(),
@@ -932,17 +1009,31 @@ fn facts_agree(facts: &DecodedFacts) -> std::result::Result<(), String> {
     }
 }
 
-/// The sums of `print` over the users' lists' entries (messages, outcomes), after checking
-/// each user's latest outcome time and last message against the lists; `None` if the lists
-/// do not fit together (unsorted, an index out of range, not as many entries as `counts`,
-/// messages and outcomes), which `Facts::from_image` names.
+/// The sum of the prints of the messages, after checking each with [`message_agrees`].
+fn messages_agree(
+    messages: &MessageTable,
+    time_fits: impl Fn(i64) -> bool + Copy,
+    prints: &Prints,
+) -> std::result::Result<u64, String> {
+    let mut sum = 0u64;
+    for (index, state) in messages.iter().enumerate() {
+        message_agrees(state, time_fits).map_err(|what| format!("message {} {what}", index + 1))?;
+        sum = sum.wrapping_add(prints.of(index as u32, state.user_id, state.sent_ms));
+    }
+    Ok(sum)
+}
+
+/// The sums of the prints of the users' lists' entries (messages, outcomes), after checking
+/// each user's lists with [`user_agrees`]; `None` if the lists do not fit together (unsorted,
+/// an index out of range, not as many entries as `counts`, messages and outcomes), which
+/// `Facts::from_image` names.
 fn lists_agree(
     users: &[(u64, UserEntries)],
     (message_count, outcome_count): (usize, usize),
-    print: impl Fn(u32, u64, i64) -> u64,
+    prints: &Prints,
 ) -> std::result::Result<Option<(u64, u64)>, String> {
     let mut listed = (0usize, 0usize);
-    let mut prints = (0u64, 0u64);
+    let mut sums = (0u64, 0u64);
     let fits = |list: &[(i64, u32)], len: usize| {
         list.is_sorted() && list.iter().all(|&(_, index)| (index as usize) < len)
     };
@@ -952,24 +1043,49 @@ fn lists_agree(
         }
         listed.0 += entries.messages.len();
         listed.1 += entries.outcomes.len();
-        for &(sent_ms, index) in &entries.messages {
-            prints.0 = prints.0.wrapping_add(print(index, *user, sent_ms));
-        }
-        for &(at_ms, index) in &entries.outcomes {
-            prints.1 = prints.1.wrapping_add(print(index, *user, at_ms));
-        }
-        let latest_outcome_ms = entries.outcomes.last().map_or(i64::MIN, |last| last.0);
-        let last_message_fits = match entries.last_message() {
-            None => entries.messages.is_empty(),
-            Some(last) => entries.messages.binary_search(&last).is_ok(),
-        };
-        if entries.latest_outcome_ms != latest_outcome_ms || !last_message_fits {
-            return Err(format!(
-                "user {user}'s latest outcome time or last message is not one of its lists'"
-            ));
-        }
+        let (messages, outcomes) = user_agrees(
+            *user,
+            (entries.messages.iter().copied(), entries.last_message()),
+            (entries.outcomes.iter().copied(), entries.latest_outcome_ms),
+            prints,
+        )?;
+        sums = (sums.0.wrapping_add(messages), sums.1.wrapping_add(outcomes));
     }
-    Ok((listed == (message_count, outcome_count)).then_some(prints))
+    Ok((listed == (message_count, outcome_count)).then_some(sums))
+}
+
+/// The sums of the prints of one user's (sorted) lists: its messages, with the last one it
+/// names, and its outcomes, with the latest outcome time it holds; after checking that the
+/// last message is one of its messages (or none, without messages) and that the latest
+/// outcome time is its last outcome's (`i64::MIN` without outcomes).
+fn user_agrees(
+    user: u64,
+    (messages, last_message): (impl Iterator<Item = (i64, u32)>, Option<(i64, u32)>),
+    (outcomes, latest_outcome_ms): (impl Iterator<Item = (i64, u32)>, i64),
+    prints: &Prints,
+) -> std::result::Result<(u64, u64), String> {
+    let mut sums = (0u64, 0u64);
+    let (mut any_message, mut last_message_listed) = (false, false);
+    for (sent_ms, index) in messages {
+        sums.0 = sums.0.wrapping_add(prints.of(index, user, sent_ms));
+        any_message = true;
+        last_message_listed |= Some((sent_ms, index)) == last_message;
+    }
+    let mut last_outcome_ms = i64::MIN;
+    for (at_ms, index) in outcomes {
+        sums.1 = sums.1.wrapping_add(prints.of(index, user, at_ms));
+        last_outcome_ms = at_ms;
+    }
+    let last_message_fits = match last_message {
+        None => !any_message,
+        Some(_) => last_message_listed,
+    };
+    if latest_outcome_ms != last_outcome_ms || !last_message_fits {
+        return Err(format!(
+            "user {user}'s latest outcome time or last message is not one of its lists'"
+        ));
+    }
+    Ok(sums)
 }
 
 /// Checks one message's record as a fold makes it: a user, a cost never negative and
@@ -977,6 +1093,7 @@ fn lists_agree(
 /// latest event time) and at or after the send, a delivery no later than an open or an
 /// action, an open no later than a click; an action with its latest, a click and a
 /// failure with their times.
+#[inline]
 fn message_agrees(
     state: &MessageState,
     time_fits: impl Fn(i64) -> bool,

@@ -16,10 +16,9 @@
 //! indexes, spread evenly over both parts, and targeted rewrites of fields (each naming what it
 //! breaks), with the reason the open must give for those it checks (`REJECTED`); and counts
 //! past what the bytes left hold, for which the open must reserve nothing (a global allocator
-//! notes the largest allocation). The facts' changes decoded on demand are run by tests left
-//! out (`#[ignore]`): an open then leaves the messages and the users' lists in the file, each
-//! checked where it lies, and those checks do not yet hold them to the agreement an open
-//! checks of facts decoded whole.
+//! notes the largest allocation). Every case is run with the facts decoded whole and on demand
+//! (the messages and the users' lists then left in the file, each checked where it lies), and
+//! every open that reads the indexes must make the same of the snapshot.
 
 mod support;
 
@@ -1162,32 +1161,14 @@ fn read_only(on_demand: bool, indexes: bool) -> Options {
     }
 }
 
-/// How the stores of a case decode the snapshot's facts: whole, on demand, or each in turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decoding {
-    Whole,
-    OnDemand,
-    Both,
-}
-
-impl Decoding {
-    fn on_demand(self) -> &'static [bool] {
-        match self {
-            Decoding::Whole => &[false],
-            Decoding::OnDemand => &[true],
-            Decoding::Both => &[false, true],
-        }
-    }
-}
-
-/// Runs everything over copies of the store holding `snapshot` (checksums recomputed), for
-/// each way of decoding in `decoding`: read-only opens (the indexes read or not), a writer's
+/// Runs everything over copies of the store holding `snapshot` (checksums recomputed), its
+/// facts decoded whole, then on demand: read-only opens (the indexes read or not), a writer's
 /// tracking calls and queries, a read-only store's refresh beside it, the close; then a deep
 /// audit.
-fn run_case(base: &Base, snapshot: &[u8], decoding: Decoding) -> Result<CaseResult, String> {
+fn run_case(base: &Base, snapshot: &[u8]) -> Result<CaseResult, String> {
     let mut runs = Vec::new();
     let mut audited = None;
-    for &on_demand in decoding.on_demand() {
+    for on_demand in [false, true] {
         let how = if on_demand {
             "decoded on demand"
         } else {
@@ -1307,13 +1288,11 @@ fn first_difference(ours: &[String], expected: &[String]) -> Option<String> {
 
 /// What a case requires: no panic (nor error) anywhere; every open that ignored the snapshot
 /// answers as a full replay; every open that loaded it too, unless a deep audit finds that the
-/// snapshot differs from the log, or ignores it (the audit decodes it whole: decoded on demand,
-/// an open checks less of the facts); and, decoded whole, the open and the audit ignore the
-/// snapshot alike. Returns how the first open made of the snapshot (ignored with which reason,
-/// or loaded).
-fn judge(name: &str, snapshot: Vec<u8>, decoding: Decoding) -> Result<Opened, String> {
+/// snapshot differs from the log; and every open that reads the indexes and the audit make the
+/// same of the snapshot. Returns what they made of it (ignored with which reason, or loaded).
+fn judge(name: &str, snapshot: Vec<u8>) -> Result<Opened, String> {
     let base = base();
-    let result = run_with_deadline(name, move || run_case(base, &snapshot, decoding))?;
+    let result = run_with_deadline(name, move || run_case(base, &snapshot))?;
     let result = result.map_err(|error| format!("{name}: {error}"))?;
     for run in &result.runs {
         let expected = match run.after {
@@ -1329,21 +1308,27 @@ fn judge(name: &str, snapshot: Vec<u8>, decoding: Decoding) -> Result<Opened, St
             ));
         }
     }
-    let first = &result.runs[0].opened;
-    if decoding != Decoding::OnDemand {
-        let eager = &result.runs[1].opened;
-        match (eager, &result.audit_ignored) {
-            (Opened::Ignored(reason), Some(audit)) if audit.starts_with(reason.as_str()) => {}
-            (Opened::Loaded, None) => {}
-            (opened, audit) => {
-                return Err(format!(
-                    "{name}: the open {opened:?}, but the audit {audit:?}"
-                ));
-            }
-        }
-        return Ok(eager.clone());
+    // Every open that reads the indexes makes the same of the snapshot, decoded whole or on
+    // demand, read-only or as the writer; the audit ignores it alike.
+    let mut with_indexes = (result.runs.iter())
+        .filter(|run| run.mode != "read-only, indexes unread")
+        .map(|run| (run.mode, &run.opened));
+    let (_, agreed) = with_indexes.next().expect("an open that reads the indexes");
+    if let Some((mode, opened)) = with_indexes.find(|(_, opened)| *opened != agreed) {
+        return Err(format!(
+            "{name}: {mode}: {opened:?}, but another open: {agreed:?}"
+        ));
     }
-    Ok(first.clone())
+    match (agreed, &result.audit_ignored) {
+        (Opened::Ignored(reason), Some(audit)) if audit.starts_with(reason.as_str()) => {}
+        (Opened::Loaded, None) => {}
+        (opened, audit) => {
+            return Err(format!(
+                "{name}: the open {opened:?}, but the audit {audit:?}"
+            ));
+        }
+    }
+    Ok(agreed.clone())
 }
 
 /// Runs `work` on its own thread, failing if it takes longer than a minute (a hang).
@@ -1412,7 +1397,7 @@ fn single_byte_cases(
 
 /// Runs every case, and fails naming each one that panicked, hung, failed or answered
 /// otherwise than it may; returns how each opened.
-fn run_all(cases: Vec<(String, Vec<u8>)>, decoding: Decoding) -> Vec<(String, Opened)> {
+fn run_all(cases: Vec<(String, Vec<u8>)>) -> Vec<(String, Opened)> {
     let mut failures = Vec::new();
     let mut outcomes = Vec::new();
     // With COMMLOG_CRAFTED_VERBOSE set, each case is named as it starts (run with
@@ -1423,7 +1408,7 @@ fn run_all(cases: Vec<(String, Vec<u8>)>, decoding: Decoding) -> Vec<(String, Op
         if verbose {
             eprintln!("case {name}");
         }
-        match judge(&name, bytes, decoding) {
+        match judge(&name, bytes) {
             Ok(opened) => outcomes.push((name, opened)),
             Err(failure) => {
                 if verbose {
@@ -1445,26 +1430,28 @@ fn run_all(cases: Vec<(String, Vec<u8>)>, decoding: Decoding) -> Vec<(String, Op
 
 #[test]
 fn the_snapshot_as_written_loads_and_answers_as_a_full_replay() {
-    let opened = judge("unchanged", base().snapshot.clone(), Decoding::Both).unwrap();
+    let opened = judge("unchanged", base().snapshot.clone()).unwrap();
     assert_eq!(opened, Opened::Loaded);
 }
 
 #[test]
 fn single_byte_changes_to_the_facts_never_panic() {
     let layout = &base().layout;
-    run_all(
-        single_byte_cases("facts", layout.facts_at..layout.indexes_at, 211),
-        Decoding::Whole,
-    );
+    run_all(single_byte_cases(
+        "facts",
+        layout.facts_at..layout.indexes_at,
+        211,
+    ));
 }
 
 #[test]
 fn single_byte_changes_to_the_indexes_never_panic() {
     let layout = &base().layout;
-    run_all(
-        single_byte_cases("indexes", layout.indexes_at..layout.end, 433),
-        Decoding::Both,
-    );
+    run_all(single_byte_cases(
+        "indexes",
+        layout.indexes_at..layout.end,
+        433,
+    ));
 }
 
 /// The keys of the slice, hour, quarter day and day of a slice.
@@ -2212,37 +2199,15 @@ fn check_rejections(outcomes: &[(String, Opened)]) {
 fn rewritten_index_fields_are_rejected_or_harmless() {
     let cases = index_cases();
     let count = cases.len();
-    let outcomes = run_all(cases, Decoding::Both);
+    let outcomes = run_all(cases);
     assert_eq!(outcomes.len(), count);
     check_rejections(&outcomes);
 }
 
 #[test]
 fn rewritten_fact_fields_are_rejected_or_harmless() {
-    let outcomes = run_all(fact_cases(), Decoding::Whole);
+    let outcomes = run_all(fact_cases());
     check_rejections(&outcomes);
-}
-
-/// Decoded on demand, an open leaves the messages' records and the users' lists in the file,
-/// each checked where it lies (`ChunkScan::read`, `UserTable::read_mapped`) for what lets it
-/// decode and index the rest, not yet for the agreement `snapshot::decode_facts` checks of the
-/// facts decoded whole (times, stages, each list naming its user's messages): such a change
-/// can still panic a query there.
-#[test]
-#[ignore = "needs the per-record checks of facts decoded on demand (see the doc)"]
-fn single_byte_changes_to_the_facts_decoded_on_demand_never_panic() {
-    let layout = &base().layout;
-    run_all(
-        single_byte_cases("facts", layout.facts_at..layout.indexes_at, 211),
-        Decoding::OnDemand,
-    );
-}
-
-/// [`single_byte_changes_to_the_facts_decoded_on_demand_never_panic`], for the rewritten facts.
-#[test]
-#[ignore = "needs the per-record checks of facts decoded on demand (see the doc)"]
-fn rewritten_fact_fields_decoded_on_demand_are_rejected_or_harmless() {
-    run_all(fact_cases(), Decoding::OnDemand);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -305,13 +305,14 @@ pub(crate) struct ChunkScan {
 }
 
 impl ChunkScan {
-    /// Reads the list of messages at `body`'s position, as a snapshot lays it out, checking that
-    /// every record decodes but keeping none; `every` and `passed` as in
-    /// [`SnapshotReader::decode_list`].
+    /// Reads the list of messages at `body`'s position, as a snapshot lays it out, decoding
+    /// every record and passing it to `each` with its index, but keeping none; `every` and
+    /// `passed` as in [`SnapshotReader::decode_list`].
     pub(crate) fn read(
         body: &mut SnapshotReader,
         every: usize,
         passed: impl FnMut(usize),
+        mut each: impl FnMut(usize, &MessageState),
     ) -> Result<ChunkScan, String> {
         let bytes = body.body();
         let (mut starts, mut crcs, mut highest_names) = (Vec::new(), Vec::new(), Vec::new());
@@ -325,19 +326,11 @@ impl ChunkScan {
                 starts.push(start);
                 highest_names.push(0);
             }
+            let (state, taken) = decode_record(rest)?;
+            each(index, &state);
             index += 1;
-            // A record is checked where it lies; one that does not pass is decoded, for the
-            // reason.
-            let (name, taken) = match MessageState::check_record(rest) {
-                Some(checked) => checked,
-                None => {
-                    let mut record = SnapshotReader::new(rest);
-                    let state: MessageState = record.decode()?;
-                    (state.highest_name(), record.position())
-                }
-            };
             let highest = highest_names.last_mut().expect("pushed above");
-            *highest = name.max(*highest);
+            *highest = state.highest_name().max(*highest);
             Ok(taken)
         })?;
         let end = body.position();
@@ -354,12 +347,25 @@ impl ChunkScan {
     }
 }
 
+/// The record at the start of `bytes`, and the bytes it takes: most are parsed from their
+/// fixed fields, the others decoded.
+#[inline]
+fn decode_record(bytes: &[u8]) -> Result<(MessageState, usize), String> {
+    if let Some(state) = MessageState::common_record(bytes) {
+        return Ok((state, MessageState::SNAPSHOT_BYTES_MIN));
+    }
+    let mut record = SnapshotReader::new(bytes);
+    Ok((record.decode::<MessageState>()?, record.position()))
+}
+
 /// Decodes `count` records from `bytes`.
 fn decode_records(bytes: &[u8], count: usize) -> Result<Vec<MessageState>, String> {
-    let mut reader = SnapshotReader::new(bytes);
     let mut records = Vec::with_capacity(CHUNK_MESSAGES);
+    let mut at = 0;
     for _ in 0..count {
-        records.push(reader.decode::<MessageState>()?);
+        let (state, taken) = decode_record(&bytes[at..])?;
+        records.push(state);
+        at += taken;
     }
     Ok(records)
 }
@@ -703,8 +709,19 @@ mod tests {
         let (snapshot, list_len) = MappedSnapshot::of_part(&path, prefix, &records.to_vec());
         let mut reader = SnapshotReader::new(&snapshot.bytes()[prefix..]);
         let mut passed = Vec::new();
-        let scan = ChunkScan::read(&mut reader, 10_000, |read| passed.push(read)).unwrap();
+        let mut scanned = Vec::new();
+        let scan = ChunkScan::read(
+            &mut reader,
+            10_000,
+            |read| passed.push(read),
+            |index, state| {
+                assert_eq!(index, scanned.len());
+                scanned.push(state.clone());
+            },
+        )
+        .unwrap();
         assert_eq!(reader.position(), list_len, "the scan reads the whole list");
+        assert_eq!(scanned, records, "the scan gives each record");
         assert!(passed.len() + 1 >= list_len / 10_000, "{passed:?}");
         let table = MessageTable::mapped(scan, Arc::clone(&snapshot), prefix);
         (table, path)

@@ -49,47 +49,104 @@ impl UserEntries {
     /// no last message, the latest outcome time.
     pub(crate) const SNAPSHOT_BYTES_MIN: usize = 8 + 1 + 8 + 8;
 
-    /// The snapshot record of a user's lists at the start of `bytes`, checked where it lies:
-    /// `Some((bytes it takes, messages, outcomes))` where it decodes and passes [`check_lists`]
-    /// against `message_count` and `outcome_count`, without building the lists. `None`
-    /// otherwise: decoding it and checking it names what is wrong.
+    /// The bytes the snapshot record of a user's lists takes at the start of `bytes` (the
+    /// messages, the last message, the outcomes, the latest outcome time), each list's length
+    /// refused if the bytes left cannot hold it, before the lists are decoded.
+    pub(crate) fn record_bytes(bytes: &[u8]) -> Result<usize, String> {
+        let mut record = SnapshotReader::new(bytes);
+        let messages = record.decode_list_len(PAIR_BYTES)?;
+        record.skip(messages * PAIR_BYTES);
+        let _last_message: Option<(i64, u32)> = record.decode()?;
+        let outcomes = record.decode_list_len(PAIR_BYTES)?;
+        record.skip(outcomes * PAIR_BYTES);
+        let _latest_outcome_ms: i64 = record.decode()?;
+        Ok(record.position())
+    }
+
+    /// The snapshot record of a user's lists at the start of `bytes`, read where it lies:
+    /// `Some` where it decodes and passes [`check_lists`] against `message_count` and
+    /// `outcome_count`, without building the lists. `None` otherwise: decoding it and checking
+    /// it names what is wrong.
     pub(crate) fn check_record(
         bytes: &[u8],
         message_count: usize,
         outcome_count: usize,
-    ) -> Option<(usize, usize, usize)> {
+    ) -> Option<ListsInPlace<'_>> {
         let mut at = 0;
         let messages = check_pairs(bytes, &mut at, message_count)?;
-        at += match *bytes.get(at)? {
-            0 => 1,
-            1 => 1 + PAIR_BYTES,
+        let last_message = match *bytes.get(at)? {
+            0 => None,
+            1 => Some(pair(bytes.get(at + 1..at + 1 + PAIR_BYTES)?)),
             _ => return None,
         };
+        at += 1 + last_message.map_or(0, |_| PAIR_BYTES);
         let outcomes = check_pairs(bytes, &mut at, outcome_count)?;
-        at += 8;
-        (at <= bytes.len()).then_some((at, messages, outcomes))
+        let latest_outcome_ms = i64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?);
+        Some(ListsInPlace {
+            len: at + 8,
+            messages,
+            last_message,
+            outcomes,
+            latest_outcome_ms,
+        })
     }
 }
 
+/// One user's lists as a snapshot lays them out, read where they lie
+/// ([`UserEntries::check_record`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ListsInPlace<'a> {
+    /// Bytes the record takes.
+    pub(crate) len: usize,
+    messages: &'a [u8],
+    pub(crate) last_message: Option<(i64, u32)>,
+    outcomes: &'a [u8],
+    pub(crate) latest_outcome_ms: i64,
+}
+
+impl<'a> ListsInPlace<'a> {
+    /// The (sent time, index) of each message, in the list's order.
+    pub(crate) fn messages(&self) -> impl Iterator<Item = (i64, u32)> + 'a {
+        self.messages.chunks_exact(PAIR_BYTES).map(pair)
+    }
+
+    /// The (time, index) of each outcome, in the list's order.
+    pub(crate) fn outcomes(&self) -> impl Iterator<Item = (i64, u32)> + 'a {
+        self.outcomes.chunks_exact(PAIR_BYTES).map(pair)
+    }
+
+    /// How many messages and outcomes the lists hold.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (
+            self.messages.len() / PAIR_BYTES,
+            self.outcomes.len() / PAIR_BYTES,
+        )
+    }
+}
+
+/// The (time, index) pair a snapshot lays out in these [`PAIR_BYTES`] bytes.
+fn pair(bytes: &[u8]) -> (i64, u32) {
+    let mut fields = crate::codec::FixedFields(bytes);
+    (fields.i64(), fields.u32())
+}
+
 /// Checks the list of pairs at `bytes[*at..]` (its length, u64, then each pair) as
-/// [`check_lists`] does, and moves `at` past it; returns its length, or `None` if it is cut
-/// short, unsorted or holds an index not below `index_bound`.
-fn check_pairs(bytes: &[u8], at: &mut usize, index_bound: usize) -> Option<usize> {
+/// [`check_lists`] does, and moves `at` past it; returns the pairs' bytes, or `None` if the
+/// list is cut short, unsorted or holds an index not below `index_bound`.
+fn check_pairs<'a>(bytes: &'a [u8], at: &mut usize, index_bound: usize) -> Option<&'a [u8]> {
     let len = u64::from_le_bytes(bytes.get(*at..*at + 8)?.try_into().ok()?);
     let len = usize::try_from(len).ok()?;
     let start = *at + 8;
     let pairs = bytes.get(start..start.checked_add(len.checked_mul(PAIR_BYTES)?)?)?;
     let mut previous = (i64::MIN, 0);
-    for pair in pairs.chunks_exact(PAIR_BYTES) {
-        let mut fields = crate::codec::FixedFields(pair);
-        let key = (fields.i64(), fields.u32());
+    for key in pairs.chunks_exact(PAIR_BYTES).map(pair) {
         if key < previous || key.1 as usize >= index_bound {
             return None;
         }
         previous = key;
     }
     *at = start + pairs.len();
-    Some(len)
+    Some(pairs)
 }
 
 impl Default for UserEntries {
@@ -228,15 +285,16 @@ pub(crate) struct ReadUsers {
 
 impl UserTable {
     /// Reads the list of users at `body`'s position in `snapshot` (whose body starts at byte
-    /// `body_at`), checking each user's lists ([`check_lists`]) but keeping only where they
-    /// lie; `every` and `passed` as in [`SnapshotReader::decode_list`].
+    /// `body_at`), checking each user's lists ([`check_lists`]) and passing them to `agree`
+    /// where they lie, with the user's id, but keeping only where they lie; `every` and `passed`
+    /// as in [`SnapshotReader::decode_list`].
     pub(crate) fn read_mapped(
         body: &mut SnapshotReader,
         every: usize,
         mut passed: impl FnMut(usize),
         (message_count, outcome_count): (usize, usize),
-        snapshot: Arc<MappedSnapshot>,
-        body_at: usize,
+        (snapshot, body_at): (Arc<MappedSnapshot>, usize),
+        mut agree: impl FnMut(u64, &ListsInPlace<'_>),
     ) -> Result<ReadUsers, String> {
         // A user's lists follow the user's id, 8 bytes.
         let count = body.decode_list_len(8 + UserEntries::SNAPSHOT_BYTES_MIN)?;
@@ -251,18 +309,22 @@ impl UserTable {
         for _ in 0..count {
             let user: u64 = body.decode()?;
             let start = body.position();
-            // Most records are whole and fit: checked where they lie; the others are decoded.
+            // Records that decode and fit are checked where they lie; the others are decoded,
+            // for what is wrong.
             match UserEntries::check_record(&bytes[start..], message_count, outcome_count) {
-                Some((len, messages, outcomes)) => {
-                    body.skip(len);
+                Some(lists) => {
+                    agree(user, &lists);
+                    body.skip(lists.len);
+                    let (messages, outcomes) = lists.counts();
                     listed.0 += messages;
                     listed.1 += outcomes;
                 }
                 None => {
-                    let entries: UserEntries = body.decode()?;
+                    let len = UserEntries::record_bytes(&bytes[start..])?;
+                    let entries: UserEntries =
+                        SnapshotReader::new(&bytes[start..][..len]).decode()?;
                     check_lists(user, &entries, message_count, outcome_count)?;
-                    listed.0 += entries.messages.len();
-                    listed.1 += entries.outcomes.len();
+                    return Err(format!("user {user}'s lists do not decode where they lie"));
                 }
             }
             let end = body.position();
@@ -608,16 +670,28 @@ mod tests {
         let path = dir.path().join("snapshot");
         let (snapshot, list_len) = MappedSnapshot::of_part(&path, prefix, &users.to_vec());
         let mut reader = SnapshotReader::new(&snapshot.bytes()[prefix..]);
+        let mut in_place = Vec::new();
         let read = UserTable::read_mapped(
             &mut reader,
             10_000,
             |_| (),
             counts,
-            Arc::clone(&snapshot),
-            prefix,
+            (Arc::clone(&snapshot), prefix),
+            |user, lists| in_place.push((user, entries_of(lists))),
         )?;
         assert_eq!(reader.position(), list_len);
+        assert_eq!(in_place, users, "the lists read where they lie");
         Ok((read, path))
+    }
+
+    /// The entries of lists read where they lie.
+    fn entries_of(lists: &ListsInPlace<'_>) -> UserEntries {
+        UserEntries::from_image(
+            lists.messages().collect(),
+            lists.last_message,
+            lists.outcomes().collect(),
+            lists.latest_outcome_ms,
+        )
     }
 
     /// Messages and outcomes listed in `users`.
@@ -725,15 +799,12 @@ mod tests {
                 _ => {}
             }
             let (message_count, outcome_count) = (next(14) as usize, next(14) as usize);
-            let in_place = UserEntries::check_record(&bytes, message_count, outcome_count);
+            let in_place = UserEntries::check_record(&bytes, message_count, outcome_count)
+                .map(|lists| (lists.len, entries_of(&lists)));
             let mut reader = SnapshotReader::new(&bytes);
             let decoded = reader.decode::<UserEntries>().and_then(|entries| {
                 check_lists(1, &entries, message_count, outcome_count)?;
-                Ok((
-                    reader.position(),
-                    entries.messages.len(),
-                    entries.outcomes.len(),
-                ))
+                Ok((reader.position(), entries))
             });
             assert_eq!(
                 in_place,
