@@ -347,12 +347,15 @@ impl ChunkScan {
     }
 }
 
-/// The record at the start of `bytes`, and the bytes it takes: most are parsed from their
-/// fixed fields, the others decoded.
+/// The record at the start of `bytes`, and the bytes it takes: parsed where it lies, or, if
+/// that fails, decoded for the reason.
 #[inline]
 fn decode_record(bytes: &[u8]) -> Result<(MessageState, usize), String> {
     if let Some(state) = MessageState::common_record(bytes) {
         return Ok((state, MessageState::SNAPSHOT_BYTES_MIN));
+    }
+    if let Some(parsed) = MessageState::rare_record(bytes) {
+        return Ok(parsed);
     }
     let mut record = SnapshotReader::new(bytes);
     Ok((record.decode::<MessageState>()?, record.position()))

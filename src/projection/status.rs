@@ -202,6 +202,63 @@ impl MessageState {
         })
     }
 
+    /// The record at the start of `bytes` if it has rare stages, parsed field by field where it
+    /// lies, and the bytes it takes. `None` for any other record, or one cut short or with a
+    /// tag or channel byte out of range: decoding it tells which.
+    pub(crate) fn rare_record(bytes: &[u8]) -> Option<(MessageState, usize)> {
+        let mut at = 0;
+        let mut take = |len: usize| {
+            let field = bytes.get(at..at + len)?;
+            at += len;
+            Some(field)
+        };
+        let i64_of = |field: &[u8]| i64::from_le_bytes(field.try_into().expect("8 bytes"));
+        let u32_of = |field: &[u8]| u32::from_le_bytes(field.try_into().expect("4 bytes"));
+        let mut fields = crate::codec::FixedFields(take(RARE_TAG_AT)?);
+        let (user_id, sent_ms, cost_micros) = (fields.u64(), fields.i64(), fields.i64());
+        let (delivered, opened) = (Earliest(fields.i64()), Earliest(fields.i64()));
+        if take(1)? != [1] {
+            return None;
+        }
+        let (clicked, failed) = (Earliest(i64_of(take(8)?)), Earliest(i64_of(take(8)?)));
+        let failure_reason = match take(1)?[0] {
+            0 => None,
+            1 => Some(u32_of(take(4)?)),
+            _ => return None,
+        };
+        let first_action = Earliest(i64_of(take(8)?));
+        let latest_action = match take(1)?[0] {
+            0 => None,
+            1 => Some(LatestAction {
+                at_ms: i64_of(take(8)?),
+                name: u32_of(take(4)?),
+            }),
+            _ => return None,
+        };
+        let message_type = u32_of(take(4)?);
+        let channel = *Channel::ALL.get(usize::from(take(1)?[0]))?;
+        let reached = take(1)?[0];
+        let rare = RareStages {
+            clicked,
+            failed,
+            failure_reason,
+            first_action,
+            latest_action,
+        };
+        let state = MessageState {
+            user_id,
+            sent_ms,
+            cost_micros,
+            delivered,
+            opened,
+            rare: Some(Box::new(rare)),
+            message_type,
+            channel,
+            reached,
+        };
+        Some((state, at))
+    }
+
     pub(crate) fn new(
         user_id: UserId,
         channel: Channel,
@@ -249,6 +306,12 @@ impl MessageState {
             .and_then(|rare| rare.latest_action)
             .map_or(0, |action| action.name);
         self.message_type.max(reason).max(action)
+    }
+
+    /// Whether the message reached no stage past an open: no click, failure or action.
+    #[inline]
+    pub(crate) fn plain(&self) -> bool {
+        self.reached == 0 && self.rare.is_none()
     }
 
     /// The earliest click.
@@ -467,5 +530,74 @@ mod tests {
         assert_eq!(std::mem::size_of::<MessageState>(), 56);
         assert_eq!(std::mem::offset_of!(MessageState, user_id), 0);
         assert_eq!(std::mem::offset_of!(MessageState, message_type), 48);
+    }
+
+    /// A record parsed where it lies is the record encoded, and otherwise taken exactly when
+    /// decoding it would take it, with the same state and length: records with and without rare
+    /// stages, a failure reason or a latest action, whole, cut short, with a bad tag or channel
+    /// byte.
+    #[test]
+    fn a_record_parsed_in_place_is_the_record_decoding_gives() {
+        use crate::event::{Channel, UserId};
+        use crate::money::Money;
+        use crate::projection::names::ActionKind;
+        let mut random = crate::workload::SplitMix64::new(5);
+        let mut next = move |bound: u64| random.int(0, bound - 1);
+        let mut taken = 0;
+        for round in 0..20_000 {
+            let sent_ms = next(1_000) as i64;
+            let mut record = MessageState::new(
+                UserId(next(50)),
+                Channel::ALL[next(4) as usize],
+                next(60) as NameId,
+                Money::from_micros(i128::from(next(90_000))),
+                sent_ms,
+            );
+            for _ in 0..next(4) {
+                let at_ms = sent_ms + next(20) as i64;
+                let name = next(60) as NameId;
+                match next(5) {
+                    0 => record.fold_action(name, ActionKind::Click, at_ms),
+                    1 => record.fold_action(name, ActionKind::Upgrade, at_ms),
+                    2 => record.fold_action(name, ActionKind::Other, at_ms),
+                    3 => record.fold_failed(name, at_ms),
+                    _ => record.fold_delivered(at_ms),
+                }
+            }
+            let mut bytes = Vec::new();
+            crate::codec::encode_snapshot_part(&record, &mut bytes).unwrap();
+            let whole = bytes.len();
+            let in_place = |bytes: &[u8]| {
+                MessageState::common_record(bytes)
+                    .map(|state| (state, COMMON_RECORD_BYTES))
+                    .or_else(|| MessageState::rare_record(bytes))
+            };
+            assert_eq!(
+                in_place(&bytes),
+                Some((record.clone(), whole)),
+                "round {round}"
+            );
+            match next(6) {
+                0 => bytes.truncate(next(whole as u64) as usize),
+                1 => {
+                    let at = RARE_TAG_AT + next((whole - RARE_TAG_AT) as u64) as usize;
+                    bytes[at] = next(5) as u8;
+                }
+                2 => bytes.extend([7, 7, 7]),
+                _ => {}
+            }
+            let in_place = in_place(&bytes);
+            let mut reader = crate::codec::SnapshotReader::new(&bytes);
+            let decoded = reader
+                .decode::<MessageState>()
+                .map(|state| (state, reader.position()));
+            assert_eq!(
+                in_place,
+                decoded.ok(),
+                "round {round}: {record:?}, {bytes:?}"
+            );
+            taken += usize::from(in_place.is_some());
+        }
+        assert!(taken > 10_000 && taken < 19_000, "{taken} of 20,000 taken");
     }
 }
