@@ -256,7 +256,19 @@ pub(crate) fn peek_snapshot_bytes<const N: usize, D: bincode::de::Decoder>(
     bytes.try_into().ok()
 }
 
-/// Passes `len` bytes that [`peek_snapshot_bytes`] gave.
+/// The next `len` bytes of a snapshot body, without reading them, if the reader holds them in
+/// memory: a record of varying width, to be parsed where it lies and then passed with
+/// [`consume_snapshot_bytes`]. `None`: decode it field by field.
+#[inline(always)]
+pub(crate) fn peek_snapshot_slice<D: bincode::de::Decoder>(
+    decoder: &mut D,
+    len: usize,
+) -> Option<&[u8]> {
+    use bincode::de::read::Reader;
+    decoder.reader().peek_read(len)
+}
+
+/// Passes `len` bytes that [`peek_snapshot_bytes`] or [`peek_snapshot_slice`] gave.
 #[inline(always)]
 pub(crate) fn consume_snapshot_bytes<D: bincode::de::Decoder>(
     decoder: &mut D,
