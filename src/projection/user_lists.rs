@@ -255,8 +255,8 @@ struct MappedUsers {
 
 /// Checks one user's lists against `message_count` messages and `outcome_count` outcomes:
 /// sorted, and each index in range, which is what the views rely on not to panic. (Whose entry
-/// each is, the snapshot's checksum vouches for: checking it would read every message once
-/// more, out of order.)
+/// each is, and at which time, `snapshot::facts_agree` checks, by hashes summed over the
+/// records and over the lists rather than a look-up of every record.)
 pub(crate) fn check_lists(
     user: u64,
     entries: &UserEntries,
