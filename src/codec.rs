@@ -414,11 +414,6 @@ impl FixedFields<'_> {
     }
 
     #[inline(always)]
-    pub(crate) fn u8(&mut self) -> u8 {
-        self.take::<1>()[0]
-    }
-
-    #[inline(always)]
     pub(crate) fn i128(&mut self) -> i128 {
         i128::from_le_bytes(self.take())
     }

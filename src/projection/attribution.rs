@@ -1290,8 +1290,6 @@ impl<Context> bincode::Decode<Context> for Credits {
     }
 }
 
-/// The keys' ordinals of a run of outcomes (each one's `key_ordinals`), as the sorted entries
-/// (ordinal, count) a bucket of exactly those outcomes lists.
 /// Counts by key ordinal, added up from sorted lists of (ordinal, count) and taken out as one.
 struct KeyCounts {
     counts: Vec<u64>,
@@ -1333,6 +1331,8 @@ impl KeyCounts {
     }
 }
 
+/// The keys' ordinals of a run of outcomes (each one's `key_ordinals`), as the sorted entries
+/// (ordinal, count) a bucket of exactly those outcomes lists.
 fn key_counts(items: &[u32], key_ordinals: &[u32]) -> Vec<(u32, u64)> {
     let mut ordinals: Vec<u32> = items
         .iter()

@@ -351,10 +351,7 @@ impl ChunkScan {
 /// that fails, decoded for the reason.
 #[inline]
 fn decode_record(bytes: &[u8]) -> Result<(MessageState, usize), String> {
-    if let Some(state) = MessageState::common_record(bytes) {
-        return Ok((state, MessageState::SNAPSHOT_BYTES_MIN));
-    }
-    if let Some(parsed) = MessageState::rare_record(bytes) {
+    if let Some(parsed) = MessageState::record_in_place(bytes) {
         return Ok(parsed);
     }
     let mut record = SnapshotReader::new(bytes);

@@ -112,23 +112,20 @@ const COMMON_RECORD_BYTES: usize = RARE_TAG_AT + 1 + 4 + 1 + 1;
 /// decoded field by field.
 const RARE_RECORD_BYTES_MAX: usize = RARE_TAG_AT + 1 + 8 + 8 + 1 + 4 + 8 + 1 + 8 + 4 + 4 + 1 + 1;
 
-/// Reads the layout above (the snapshot's, `codec::SNAPSHOT_CONFIG`); a record without rare
-/// stages is parsed in one go where the reader holds it in memory.
+/// Reads the layout above (the snapshot's, `codec::SNAPSHOT_CONFIG`); a record is parsed where
+/// the reader holds it in memory ([`MessageState::record_in_place`]), field by field otherwise.
 impl<Context> bincode::Decode<Context> for MessageState {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
         decoder: &mut D,
     ) -> Result<MessageState, bincode::error::DecodeError> {
-        if let Some(record) = crate::codec::peek_snapshot_bytes::<COMMON_RECORD_BYTES, D>(decoder)
-            && let Some(state) = MessageState::common_record(&record)
-        {
-            crate::codec::consume_snapshot_bytes(decoder, COMMON_RECORD_BYTES)?;
-            return Ok(state);
-        }
-        let rare = crate::codec::peek_snapshot_slice(decoder, RARE_RECORD_BYTES_MAX)
-            .and_then(MessageState::rare_record);
-        if let Some((state, len)) = rare {
-            crate::codec::consume_snapshot_bytes(decoder, len)?;
-            return Ok(state);
+        // A record without rare stages fits the first peek, any other the second.
+        for len in [COMMON_RECORD_BYTES, RARE_RECORD_BYTES_MAX] {
+            let parsed = crate::codec::peek_snapshot_slice(decoder, len)
+                .and_then(MessageState::record_in_place);
+            if let Some((state, taken)) = parsed {
+                crate::codec::consume_snapshot_bytes(decoder, taken)?;
+                return Ok(state);
+            }
         }
         Ok(MessageState {
             user_id: u64::decode(decoder)?,
@@ -187,37 +184,15 @@ impl MessageState {
     /// The fewest bytes a snapshot's record of a message takes (one without rare stages).
     pub(crate) const SNAPSHOT_BYTES_MIN: usize = COMMON_RECORD_BYTES;
 
-    /// The record at the start of `bytes` if it has no rare stages (most), parsed from its
-    /// fixed fields: it takes [`MessageState::SNAPSHOT_BYTES_MIN`] bytes. `None` for any other
-    /// record, or one cut short or with a channel byte out of range: decoding it tells which.
+    /// The record at the start of `bytes`, parsed where it lies, and the bytes it takes.
+    /// `None` for one cut short or with a tag or channel byte out of range: decoding it tells
+    /// which.
     #[inline]
-    pub(crate) fn common_record(bytes: &[u8]) -> Option<MessageState> {
-        let record = bytes.get(..COMMON_RECORD_BYTES)?;
-        if record[RARE_TAG_AT] != 0 {
-            return None;
-        }
-        let mut fields = crate::codec::FixedFields(record);
+    pub(crate) fn record_in_place(bytes: &[u8]) -> Option<(MessageState, usize)> {
+        let mut fields = crate::codec::FixedFields(bytes.get(..RARE_TAG_AT)?);
         let (user_id, sent_ms, cost_micros) = (fields.u64(), fields.i64(), fields.i64());
         let (delivered, opened) = (Earliest(fields.i64()), Earliest(fields.i64()));
-        let _rare_is_none = fields.u8();
-        Some(MessageState {
-            user_id,
-            sent_ms,
-            cost_micros,
-            delivered,
-            opened,
-            rare: None,
-            message_type: fields.u32(),
-            channel: *Channel::ALL.get(usize::from(fields.u8()))?,
-            reached: fields.u8(),
-        })
-    }
-
-    /// The record at the start of `bytes` if it has rare stages, parsed field by field where it
-    /// lies, and the bytes it takes. `None` for any other record, or one cut short or with a
-    /// tag or channel byte out of range: decoding it tells which.
-    pub(crate) fn rare_record(bytes: &[u8]) -> Option<(MessageState, usize)> {
-        let mut at = 0;
+        let mut at = RARE_TAG_AT;
         let mut take = |len: usize| {
             let field = bytes.get(at..at + len)?;
             at += len;
@@ -225,36 +200,27 @@ impl MessageState {
         };
         let i64_of = |field: &[u8]| i64::from_le_bytes(field.try_into().expect("8 bytes"));
         let u32_of = |field: &[u8]| u32::from_le_bytes(field.try_into().expect("4 bytes"));
-        let mut fields = crate::codec::FixedFields(take(RARE_TAG_AT)?);
-        let (user_id, sent_ms, cost_micros) = (fields.u64(), fields.i64(), fields.i64());
-        let (delivered, opened) = (Earliest(fields.i64()), Earliest(fields.i64()));
-        if take(1)? != [1] {
-            return None;
-        }
-        let (clicked, failed) = (Earliest(i64_of(take(8)?)), Earliest(i64_of(take(8)?)));
-        let failure_reason = match take(1)?[0] {
+        let rare = match take(1)?[0] {
             0 => None,
-            1 => Some(u32_of(take(4)?)),
+            1 => Some(Box::new(RareStages {
+                clicked: Earliest(i64_of(take(8)?)),
+                failed: Earliest(i64_of(take(8)?)),
+                failure_reason: match take(1)?[0] {
+                    0 => None,
+                    1 => Some(u32_of(take(4)?)),
+                    _ => return None,
+                },
+                first_action: Earliest(i64_of(take(8)?)),
+                latest_action: match take(1)?[0] {
+                    0 => None,
+                    1 => Some(LatestAction {
+                        at_ms: i64_of(take(8)?),
+                        name: u32_of(take(4)?),
+                    }),
+                    _ => return None,
+                },
+            })),
             _ => return None,
-        };
-        let first_action = Earliest(i64_of(take(8)?));
-        let latest_action = match take(1)?[0] {
-            0 => None,
-            1 => Some(LatestAction {
-                at_ms: i64_of(take(8)?),
-                name: u32_of(take(4)?),
-            }),
-            _ => return None,
-        };
-        let message_type = u32_of(take(4)?);
-        let channel = *Channel::ALL.get(usize::from(take(1)?[0]))?;
-        let reached = take(1)?[0];
-        let rare = RareStages {
-            clicked,
-            failed,
-            failure_reason,
-            first_action,
-            latest_action,
         };
         let state = MessageState {
             user_id,
@@ -262,10 +228,10 @@ impl MessageState {
             cost_micros,
             delivered,
             opened,
-            rare: Some(Box::new(rare)),
-            message_type,
-            channel,
-            reached,
+            rare,
+            message_type: u32_of(take(4)?),
+            channel: *Channel::ALL.get(usize::from(take(1)?[0]))?,
+            reached: take(1)?[0],
         };
         Some((state, at))
     }
@@ -549,10 +515,10 @@ mod tests {
     /// byte.
     #[test]
     fn a_record_parsed_in_place_is_the_record_decoding_gives() {
-        let mut longest = 0;
         use crate::event::{Channel, UserId};
         use crate::money::Money;
         use crate::projection::names::ActionKind;
+        let mut longest = 0;
         let mut random = crate::workload::SplitMix64::new(5);
         let mut next = move |bound: u64| random.int(0, bound - 1);
         let mut taken = 0;
@@ -579,11 +545,7 @@ mod tests {
             let mut bytes = Vec::new();
             crate::codec::encode_snapshot_part(&record, &mut bytes).unwrap();
             let whole = bytes.len();
-            let in_place = |bytes: &[u8]| {
-                MessageState::common_record(bytes)
-                    .map(|state| (state, COMMON_RECORD_BYTES))
-                    .or_else(|| MessageState::rare_record(bytes))
-            };
+            let in_place = MessageState::record_in_place;
             assert_eq!(
                 in_place(&bytes),
                 Some((record.clone(), whole)),
