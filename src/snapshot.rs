@@ -480,12 +480,12 @@ pub(crate) fn load(
     };
     let (position, covered_segments, summary) = bound;
     check_position(dir, &position).map_err(|reason| format!("not the log's: {reason}"))?;
-    // The log's frames are checked on another thread while the facts are decoded; then that
-    // thread makes ready the memory of the messages' records still to decode. While the facts
-    // are only read through (on demand), they are read on a third thread and the indexes
-    // decoded on this one (a new thread's allocations cost more); decoded whole, the facts are
-    // decoded first and then the indexes, both here, so that the two do not hold their pages
-    // and fresh memory at once.
+    // Decoded whole, the facts are decoded here and then the indexes, so that the two do not
+    // hold their pages and fresh memory at once, while another thread checks the log's frames
+    // and then makes ready the memory of the messages' records still to decode. Only read
+    // through (on demand), the facts, the longest part, are read on another thread, while this
+    // one decodes the indexes (a new thread's allocations cost more) and then checks the log's
+    // frames: two threads, one a core, rather than three sharing two cores.
     let ready = ReadyChunks::default();
     let mut decode_facts_part = || {
         map_in(map, HEADER_BYTES, RELEASE_BYTES);
@@ -520,24 +520,22 @@ pub(crate) fn load(
         }
         _ => Ok(DecodedIndexes::default()),
     };
-    let (covered, decoded, indexes) = std::thread::scope(|scope| {
-        let covered = scope.spawn(|| {
-            let covered = check_covered(dir, &position, &covered_segments);
-            ready.make_needed();
-            covered
-        });
-        let (decoded, indexes) = match loading.on_demand {
-            true => {
-                let decoded = scope.spawn(decode_facts_part);
-                let indexes = decode_indexes_part();
-                (joined(decoded), indexes)
-            }
-            false => {
-                let decoded = decode_facts_part();
-                (decoded, decode_indexes_part())
-            }
-        };
-        (joined(covered), decoded, indexes)
+    let check_covered_part = || {
+        let covered = check_covered(dir, &position, &covered_segments);
+        ready.make_needed();
+        covered
+    };
+    let (covered, decoded, indexes) = std::thread::scope(|scope| match loading.on_demand {
+        true => {
+            let decoded = scope.spawn(decode_facts_part);
+            let indexes = decode_indexes_part();
+            (check_covered_part(), joined(decoded), indexes)
+        }
+        false => {
+            let covered = scope.spawn(check_covered_part);
+            let decoded = decode_facts_part();
+            (joined(covered), decoded, decode_indexes_part())
+        }
     });
     drop(snapshot);
     covered?;
