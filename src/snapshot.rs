@@ -31,7 +31,7 @@ use crate::projection::message_table::{ChunkScan, MessageTable, ReadyChunks};
 use crate::projection::outcome::OutcomeState;
 use crate::projection::rollup::MessageRollup;
 use crate::projection::status::MessageState;
-use crate::projection::user_lists::{ListsInPlace, UserEntries, UserTable};
+use crate::projection::user_lists::{ListsInPlace, ReadUsers, UserEntries, UserTable};
 use crate::projection::{DecodedFacts, DecodedUsers, Facts, Projection, capture};
 
 /// Name of the directory, inside the store, that holds the snapshots.
@@ -40,11 +40,13 @@ pub const SNAPSHOT_DIRECTORY: &str = "snapshots";
 /// First eight bytes of every snapshot file.
 const MAGIC: [u8; 8] = *b"CMLOGSNP";
 
-/// The snapshot format this build writes: version 3, whose bound ends with the log's summary
-/// and whose body ends with the indexes part.
-const FORMAT_VERSION: u32 = 3;
+/// The snapshot format this build writes: version 4, whose bound ends with the log's summary
+/// and whose body ends with the indexes part and then the facts' directory.
+const FORMAT_VERSION: u32 = 4;
 /// The oldest format whose bound ends with the log's summary (versions 1 and 2 hold none).
 const FORMAT_VERSION_SUMMARY: u32 = 3;
+/// The oldest format whose body ends with the facts' directory ([`FactsDirectory`]).
+const FORMAT_VERSION_DIRECTORY: u32 = 4;
 /// The oldest format this build reads: version 1, whose body ends with the facts.
 const FORMAT_VERSION_FACTS_ONLY: u32 = 1;
 
@@ -106,6 +108,8 @@ pub(crate) struct Loaded {
     /// The log's summary up to the position; `Err(last_seq)` for a snapshot of a version that
     /// holds none.
     pub summary: std::result::Result<LogSummary, u64>,
+    /// Whether the snapshot is of an older format version than this build writes.
+    pub older_version: bool,
 }
 
 /// The indexes over the facts a snapshot may hold (docs/FORMAT.md, "Indexes").
@@ -140,9 +144,10 @@ pub(crate) struct Snapshots {
     /// The last seq the newest snapshot covers (0: none); held while one is written, so that
     /// one is written at a time.
     newest_seq: Mutex<u64>,
-    /// Whether the newest snapshot is of a version without the log's summary: the close then
-    /// writes one however short the log after it.
-    newest_lacks_summary: AtomicBool,
+    /// Whether the newest snapshot is of an older format version (without the log's summary,
+    /// or without the facts' directory): the close then writes one of this version however
+    /// short the log after it.
+    newest_is_older: AtomicBool,
     /// `Options::snapshot_every` (0: none but those asked for).
     every: u64,
     /// The log's last seq from which a snapshot is due in the background.
@@ -151,13 +156,13 @@ pub(crate) struct Snapshots {
 
 impl Snapshots {
     /// The snapshots of the store in `dir`, whose newest covers the log up to `newest_seq`.
-    /// `newest_lacks_summary`: that snapshot is of a version without the log's summary.
+    /// `newest_is_older`: that snapshot is of an older format version than this build writes.
     pub(crate) fn new(
         dir: &Path,
         log: Arc<SharedLog>,
         projection: Arc<RwLock<Projection>>,
         newest_seq: u64,
-        newest_lacks_summary: bool,
+        newest_is_older: bool,
         every: u64,
     ) -> Snapshots {
         let snapshots = Snapshots {
@@ -165,7 +170,7 @@ impl Snapshots {
             log,
             projection,
             newest_seq: Mutex::new(newest_seq),
-            newest_lacks_summary: AtomicBool::new(newest_lacks_summary),
+            newest_is_older: AtomicBool::new(newest_is_older),
             every,
             due_seq: AtomicU64::new(u64::MAX),
         };
@@ -201,18 +206,18 @@ impl Snapshots {
     /// Writes a snapshot at close, if the log holds past the newest snapshot `every` events, or
     /// an eighth of the events that snapshot covers and at least
     /// [`SNAPSHOT_AT_CLOSE_MIN`](crate::SNAPSHOT_AT_CLOSE_MIN): the tail every later
-    /// open would replay otherwise; or any event, if that snapshot holds no summary of the
-    /// log. `every` 0: none. No call runs any more, so it also holds the indexes that are
+    /// open would replay otherwise; or whatever the log holds, if that snapshot is of an older
+    /// format version (an open of one this build writes is faster). `every` 0: none. No call runs any more, so it also holds the indexes that are
     /// built.
     pub(crate) fn write_at_close(&self) -> Result<Option<PathBuf>> {
-        let lacks_summary = self.newest_lacks_summary.load(Ordering::Relaxed);
+        let is_older = self.newest_is_older.load(Ordering::Relaxed);
         match self.every {
             0 => Ok(None),
             every => self.write_when(
                 |newest_seq| {
                     let tail =
                         every.min((newest_seq / 8).max(crate::limits::SNAPSHOT_AT_CLOSE_MIN));
-                    match lacks_summary {
+                    match is_older {
                         true => newest_seq,
                         false => newest_seq.saturating_add(tail),
                     }
@@ -257,7 +262,7 @@ impl Snapshots {
         match written {
             Ok(path) => {
                 *newest_seq = position.last_seq;
-                self.newest_lacks_summary.store(false, Ordering::Relaxed);
+                self.newest_is_older.store(false, Ordering::Relaxed);
                 self.plan(position.last_seq);
                 Ok(Some(path))
             }
@@ -324,10 +329,13 @@ fn write_file(
         let mut body = Checksummed::new(BufWriter::with_capacity(READ_BUFFER_BYTES, &file));
         body.inner.write_all(&[0; HEADER_BYTES]).map_err(io)?;
         codec::encode_snapshot_part(&bound, &mut body).map_err(encode)?;
-        capture::write_image(projection, &mut body).map_err(encode)?;
+        let directory =
+            capture::write_image(projection, &mut body, |body| body.bytes).map_err(encode)?;
         let indexes_at = body.bytes;
         capture::write_indexes(&projection.read(), indexes, &mut body).map_err(encode)?;
-        body.write_all(&indexes_at.to_le_bytes()).map_err(io)?;
+        for offset in [directory.outcomes_at, directory.users_at, indexes_at] {
+            body.write_all(&offset.to_le_bytes()).map_err(io)?;
+        }
         body.inner.flush().map_err(io)?;
         encode_header(body.bytes, body.hasher.clone().finalize())
     };
@@ -466,7 +474,11 @@ pub(crate) fn load(
             "body checksum mismatch (stored {body_crc:#010x}, computed {computed:#010x})"
         ));
     }
-    let (facts_end, indexes_part) = split_body(body, version)?;
+    let BodyParts {
+        facts_end,
+        indexes: indexes_part,
+        directory,
+    } = split_body(body, version)?;
     let mut body = codec::SnapshotReader::new(&body[..facts_end]);
     let bound = match version >= FORMAT_VERSION_SUMMARY {
         true => {
@@ -500,6 +512,7 @@ pub(crate) fn load(
                 true => Decoding::OnDemand(&snapshot, HEADER_BYTES),
                 false => Decoding::Whole(&ready),
             },
+            directory,
         );
         decoded.and_then(|decoded| match body.bytes_left() {
             0 => Ok(decoded),
@@ -556,6 +569,7 @@ pub(crate) fn load(
         facts,
         indexes,
         summary,
+        older_version: version < FORMAT_VERSION,
     })
 }
 
@@ -764,50 +778,95 @@ pub(crate) fn decode_facts(
     every: usize,
     mut passed: impl FnMut(usize),
     decoding: Decoding,
+    directory: Option<FactsDirectory>,
 ) -> std::result::Result<DecodedFacts, String> {
     let prints = Prints::new();
     // Decoded on demand, the messages and the users' lists are left in the file, each checked
-    // as it is read.
+    // as it is read; with a directory, the users' lists on another thread, from where it says
+    // they begin, while this one reads the messages' records and the outcomes.
     let mut in_place = InPlace::default();
-    let messages = match decoding {
-        Decoding::OnDemand(snapshot, body_at) => {
-            let scan = ChunkScan::read(body, every, &mut passed, |index, state| {
-                in_place.messages.message(index, state, &prints);
-            })?;
-            MessageTable::mapped(scan, Arc::clone(snapshot), body_at)
+    let (messages, outcomes, users) = std::thread::scope(|scope| {
+        let users_ahead = match (decoding, directory) {
+            (Decoding::OnDemand(snapshot, body_at), Some(directory)) => {
+                let (whole, messages_at, prints) = (body.body(), body.position(), &prints);
+                Some(scope.spawn(move || {
+                    users_in_place(
+                        whole,
+                        messages_at,
+                        directory,
+                        every,
+                        (snapshot, body_at),
+                        prints,
+                    )
+                }))
+            }
+            _ => None,
+        };
+        let messages = match decoding {
+            Decoding::OnDemand(snapshot, body_at) => {
+                let scan = ChunkScan::read(body, every, &mut passed, |index, state| {
+                    in_place.messages.message(index, state, &prints);
+                })?;
+                MessageTable::mapped(scan, Arc::clone(snapshot), body_at)
+            }
+            Decoding::Whole(ready) => {
+                let len = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
+                ready.expect(len);
+                let table = MessageTable::decode_whole(body, len, every, &mut passed, ready);
+                ready.expect(0);
+                table?
+            }
+        };
+        let ends_at = |body: &codec::SnapshotReader, what: &str, at: usize, next: &str| match body
+            .position()
+            == at
+        {
+            true => Ok(()),
+            false => Err(format!(
+                "the {what} end at {}, not where the facts' directory puts the {next} ({at})",
+                body.position()
+            )),
+        };
+        if let Some(directory) = directory {
+            ends_at(body, "messages' records", directory.outcomes_at, "outcomes")?;
         }
-        Decoding::Whole(ready) => {
-            let len = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
-            ready.expect(len);
-            let table = MessageTable::decode_whole(body, len, every, &mut passed, ready);
-            ready.expect(0);
-            table?
+        // Every length read from the file is bounded by the bytes left before it sizes
+        // anything.
+        let outcomes: Vec<OutcomeState> = body.decode_list(OUTCOME_BYTES, every, &mut passed)?;
+        if let Some(directory) = directory {
+            ends_at(body, "outcomes", directory.users_at, "users")?;
         }
-    };
-    // Every length read from the file is bounded by the bytes left before it sizes anything.
-    // An outcome: user, time, amount, name id.
-    let outcomes: Vec<OutcomeState> = body.decode_list(8 + 8 + 8 + 4, every, &mut passed)?;
-    let users = match decoding {
-        Decoding::OnDemand(snapshot, body_at) => DecodedUsers::Mapped(UserTable::read_mapped(
-            body,
-            every,
-            &mut passed,
-            (messages.len(), outcomes.len()),
-            (Arc::clone(snapshot), body_at),
-            |user, lists| in_place.lists(user, lists, &prints),
-        )?),
-        // A user's lists follow the user's id, 8 bytes.
-        Decoding::Whole(_) => {
-            let len = body.decode_list_len(8 + UserEntries::SNAPSHOT_BYTES_MIN)?;
-            let mut users = Vec::with_capacity(len);
-            body.scan_items(len, every, &mut passed, |_, rest| {
-                let taken = 8 + UserEntries::record_bytes(rest.get(8..).unwrap_or_default())?;
-                users.push(codec::SnapshotReader::new(&rest[..taken]).decode()?);
-                Ok(taken)
-            })?;
-            DecodedUsers::List(users)
-        }
-    };
+        let users = match (users_ahead, decoding) {
+            (Some(users_ahead), _) => {
+                let (table, lists, end) = joined(users_ahead)?;
+                body.skip(end - body.position());
+                in_place.lists = lists;
+                DecodedUsers::Mapped(table)
+            }
+            (None, Decoding::OnDemand(snapshot, body_at)) => {
+                DecodedUsers::Mapped(UserTable::read_mapped(
+                    body,
+                    every,
+                    &mut passed,
+                    (messages.len(), outcomes.len()),
+                    (Arc::clone(snapshot), body_at),
+                    |user, lists| in_place.lists.add(user, lists, &prints),
+                )?)
+            }
+            // A user's lists follow the user's id, 8 bytes.
+            (None, Decoding::Whole(_)) => {
+                let len = body.decode_list_len(8 + UserEntries::SNAPSHOT_BYTES_MIN)?;
+                let mut users = Vec::with_capacity(len);
+                body.scan_items(len, every, &mut passed, |_, rest| {
+                    let taken = 8 + UserEntries::record_bytes(rest.get(8..).unwrap_or_default())?;
+                    users.push(codec::SnapshotReader::new(&rest[..taken]).decode()?);
+                    Ok(taken)
+                })?;
+                DecodedUsers::List(users)
+            }
+        };
+        Ok::<_, String>((messages, outcomes, users))
+    })?;
     // A name: its length, then its bytes.
     let name_count = body.decode_list_len(8)?;
     let names = (0..name_count)
@@ -832,6 +891,50 @@ pub(crate) fn decode_facts(
     };
     facts_agree(&facts, &prints, &in_place)?;
     Ok(facts)
+}
+
+/// Bytes of an outcome's record: user, time, amount, name id.
+const OUTCOME_BYTES: usize = 8 + 8 + 8 + 4;
+
+/// The users' lists of `body` (a snapshot's, mapped: `snapshot` and the body's offset in it)
+/// read on demand from where `directory` puts them, each checked where it lies against the
+/// counts of messages and outcomes (the lengths of their lists, at `messages_at` and where
+/// `directory` puts the outcomes), with the sums of their prints; and where the list ends.
+/// Calls every `every` bytes read give back the pages read, as the messages' reading does.
+fn users_in_place(
+    body: &[u8],
+    messages_at: usize,
+    directory: FactsDirectory,
+    every: usize,
+    (snapshot, body_at): (&Arc<MappedSnapshot>, usize),
+    prints: &Prints,
+) -> std::result::Result<(ReadUsers, ListsSums, usize), String> {
+    let at = |offset: usize| {
+        let mut reader = codec::SnapshotReader::new(body);
+        reader.skip(offset);
+        reader
+    };
+    let counts = (
+        at(messages_at).decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?,
+        at(directory.outcomes_at).decode_list_len(OUTCOME_BYTES)?,
+    );
+    let mut users = at(directory.users_at);
+    let start = body_at + directory.users_at;
+    map_in(&snapshot.map, start, every);
+    let pages = |read: usize| {
+        snapshot.release(start..body_at + read);
+        map_in(&snapshot.map, body_at + read, every);
+    };
+    let mut sums = ListsSums::default();
+    let table = UserTable::read_mapped(
+        &mut users,
+        every,
+        pages,
+        counts,
+        (Arc::clone(snapshot), body_at),
+        |user, lists| sums.add(user, lists, prints),
+    )?;
+    Ok((table, sums, users.position()))
 }
 
 /// The string at `body`'s position, its length refused if the bytes left cannot hold it,
@@ -872,16 +975,23 @@ impl Prints {
 }
 
 /// What reading the messages and the users' lists where they lie (facts decoded on demand)
-/// found: of the messages, see [`MessagesInPlace`]; the sums of the prints of the lists'
-/// entries (messages, outcomes), how many they list, and the first user whose lists fail
-/// [`user_agrees`]. [`facts_agree`] reports what fails in the order it checks facts decoded
-/// whole, with the same reasons.
+/// found: of the messages, see [`MessagesInPlace`]; of the lists, [`ListsSums`].
+/// [`facts_agree`] reports what fails in the order it checks facts decoded whole, with the
+/// same reasons.
 #[derive(Default)]
 struct InPlace {
     messages: MessagesInPlace,
-    list_prints: (u64, u64),
+    lists: ListsSums,
+}
+
+/// What checking the users' lists where they lie found: the sums of the prints of the lists'
+/// entries (messages, outcomes), how many they list, and the first user whose lists fail
+/// [`user_agrees`].
+#[derive(Default)]
+struct ListsSums {
+    prints: (u64, u64),
     listed: (usize, usize),
-    lists_fail: Option<String>,
+    fail: Option<String>,
 }
 
 /// What checking the messages' records found: the sum of their prints; whether one fails
@@ -915,10 +1025,10 @@ impl MessagesInPlace {
     }
 }
 
-impl InPlace {
+impl ListsSums {
     /// Checks one user's lists as [`user_agrees`] does and adds their prints.
     #[inline]
-    fn lists(&mut self, user: u64, lists: &ListsInPlace<'_>, prints: &Prints) {
+    fn add(&mut self, user: u64, lists: &ListsInPlace<'_>, prints: &Prints) {
         let (message_count, outcome_count) = lists.counts();
         self.listed.0 += message_count;
         self.listed.1 += outcome_count;
@@ -930,11 +1040,11 @@ impl InPlace {
         );
         match sums {
             Ok((messages, outcomes)) => {
-                self.list_prints.0 = self.list_prints.0.wrapping_add(messages);
-                self.list_prints.1 = self.list_prints.1.wrapping_add(outcomes);
+                self.prints.0 = self.prints.0.wrapping_add(messages);
+                self.prints.1 = self.prints.1.wrapping_add(outcomes);
             }
             Err(error) => {
-                self.lists_fail.get_or_insert(error);
+                self.fail.get_or_insert(error);
             }
         }
     }
@@ -985,10 +1095,11 @@ fn facts_agree(
                 // Which message, and why, as decoded whole.
                 messages_agree(&facts.messages, time_fits, prints)?;
             }
-            if let Some(error) = &in_place.lists_fail {
+            let lists = &in_place.lists;
+            if let Some(error) = &lists.fail {
                 return Err(error.clone());
             }
-            let list_prints = (in_place.listed == counts).then_some(in_place.list_prints);
+            let list_prints = (lists.listed == counts).then_some(lists.prints);
             (messages.prints, list_prints)
         }
         // The records on another thread, the lists on this one.
@@ -1185,27 +1296,86 @@ fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-/// Where the facts of a body of format `version` end, and where its indexes part lies: a
-/// version 2 body ends with that part and then the u64 offset where the part begins; a
-/// version 1 body ends with the facts.
-fn split_body(
-    body: &[u8],
-    version: u32,
-) -> std::result::Result<(usize, Option<Range<usize>>), String> {
+/// Where the lists that follow the messages' records begin in a body: the outcomes' list and
+/// the users' list (each at its length). A body of format version 4 or later lists them after
+/// its indexes part, so that an open reads the users' lists on one thread while it reads the
+/// messages' records on another; the reading of the messages then ends at `outcomes_at`, and
+/// that of the outcomes at `users_at`, or the snapshot is ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FactsDirectory<Offset = usize> {
+    pub(crate) outcomes_at: Offset,
+    pub(crate) users_at: Offset,
+}
+
+/// Where the parts of a body lie: the facts end at `facts_end`; the indexes part (versions 2
+/// and later) and the facts' directory (versions 4 and later).
+struct BodyParts {
+    facts_end: usize,
+    indexes: Option<Range<usize>>,
+    directory: Option<FactsDirectory>,
+}
+
+/// The parts of a body of format `version`: a version 2 or 3 body ends with the indexes part
+/// and then the u64 offset where the part begins; a version 4 body ends with that part, the
+/// directory (two u64) and the same offset; a version 1 body ends with the facts.
+fn split_body(body: &[u8], version: u32) -> std::result::Result<BodyParts, String> {
     if version == FORMAT_VERSION_FACTS_ONLY {
-        return Ok((body.len(), None));
+        return Ok(BodyParts {
+            facts_end: body.len(),
+            indexes: None,
+            directory: None,
+        });
     }
-    let trailer_at = body
+    let offset_at = body
         .len()
         .checked_sub(8)
         .ok_or("body is short: it has no room for the indexes' offset")?;
-    let at = u64::from_le_bytes(body[trailer_at..].try_into().expect("8 bytes"));
-    match usize::try_from(at) {
-        Ok(at) if at <= trailer_at => Ok((at, Some(at..trailer_at))),
-        _ => Err(format!(
-            "the indexes' offset {at} lies past the indexes' end {trailer_at}"
-        )),
-    }
+    let offset = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+    let indexes_at = offset(offset_at);
+    let (indexes_end, directory) = match version >= FORMAT_VERSION_DIRECTORY {
+        true => {
+            let directory_at = offset_at
+                .checked_sub(16)
+                .ok_or("body is short: it has no room for the facts' directory")?;
+            let directory = FactsDirectory {
+                outcomes_at: offset(directory_at),
+                users_at: offset(directory_at + 8),
+            };
+            (directory_at, Some(directory))
+        }
+        false => (offset_at, None),
+    };
+    let indexes_at = match usize::try_from(indexes_at) {
+        Ok(at) if at <= indexes_end => at,
+        _ => {
+            return Err(format!(
+                "the indexes' offset {indexes_at} lies past the indexes' end {indexes_end}"
+            ));
+        }
+    };
+    let directory = directory
+        .map(|FactsDirectory { outcomes_at, users_at }| {
+            match (usize::try_from(outcomes_at), usize::try_from(users_at)) {
+                (Ok(outcomes_at), Ok(users_at))
+                    if outcomes_at <= users_at && users_at <= indexes_at =>
+                {
+                    Ok(FactsDirectory {
+                        outcomes_at,
+                        users_at,
+                    })
+                }
+                _ => Err(format!(
+                    "the facts' directory (outcomes at {outcomes_at}, users at {users_at}) does \
+                     not lie in order within the facts, which end at {indexes_at}"
+                )),
+            }
+        })
+        .transpose()?;
+    Ok(BodyParts {
+        facts_end: indexes_at,
+        indexes: Some(indexes_at..indexes_end),
+        directory,
+    })
 }
 
 /// Reads a body's indexes part (all of `part`). Calls `passed` with the bytes read so far each

@@ -113,9 +113,8 @@ impl Store {
         validate_options(&options)?;
         create_store_directory(&dir)?;
         let lock_file = lock_directory(&dir, options.lock_timeout)?;
-        let (projection, replayed) = load_views(&dir, Mode::Write, &options)?;
+        let (projection, replayed, snapshot_is_older) = load_views(&dir, Mode::Write, &options)?;
         let snapshot_seq = replayed.report.snapshot_events;
-        let snapshot_lacks_summary = projection.log_summary().1 != 0;
         let projection = Arc::new(RwLock::new(projection));
         let log = Arc::new(SharedLog::open(
             &dir,
@@ -134,7 +133,7 @@ impl Store {
             Arc::clone(&log),
             Arc::clone(&projection),
             snapshot_seq,
-            snapshot_lacks_summary,
+            snapshot_is_older,
             options.snapshot_every,
         ));
         let snapshotter = match options.snapshot_every {
@@ -180,7 +179,7 @@ impl Store {
         if !metadata.is_dir() {
             return Err(not_a_directory("dir", &dir));
         }
-        let (projection, replayed) = load_views(&dir, Mode::ReadOnly, &options)?;
+        let (projection, replayed, _) = load_views(&dir, Mode::ReadOnly, &options)?;
         let position = replayed
             .tail
             .as_ref()
@@ -734,15 +733,16 @@ impl Drop for Store {
 }
 
 /// The views as the newest valid snapshot and the log after it give them, or, without one, as
-/// the whole log gives them; the report says which, and which snapshots were passed over.
-fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, Replayed)> {
+/// the whole log gives them; the report says which, and which snapshots were passed over; and
+/// whether that snapshot is of an older format version than this build writes.
+fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, Replayed, bool)> {
     let window_ms = window_ms(options);
     let mut ignored = Vec::new();
     let loaded = match options.load_snapshot {
         true => snapshot::load_newest(dir, window_ms, options, &mut ignored),
         false => None,
     };
-    let (projection, mut replayed) = match loaded {
+    let (projection, mut replayed, older) = match loaded {
         Some(loaded) => {
             let indexes = loaded.indexes;
             let mut projection = Projection::from_snapshot(
@@ -759,7 +759,7 @@ fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, 
             replayed.covered = covered;
             replayed.report.snapshot = Some(loaded.path);
             replayed.report.snapshot_events = loaded.position.last_seq;
-            (projection, replayed)
+            (projection, replayed, loaded.older_version)
         }
         None => {
             // The decoding thread makes the message table's next chunks ready while it waits.
@@ -778,11 +778,11 @@ fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, 
                 || ready.top_up(),
             )?;
             projection.take_chunks_from(None);
-            (projection, replayed)
+            (projection, replayed, false)
         }
     };
     replayed.report.ignored_snapshots = ignored;
-    Ok((projection, replayed))
+    Ok((projection, replayed, older))
 }
 
 fn not_a_directory(field: &'static str, path: &Path) -> Error {

@@ -749,6 +749,7 @@ struct Layout {
     names: Vec<String>,
     latest_event_at: usize,
     indexes_at: usize,
+    /// Where the indexes end: the facts' directory follows.
     end: usize,
     rollup: Option<RollupAt>,
     credits: Option<CreditsAt>,
@@ -757,8 +758,8 @@ struct Layout {
 impl Layout {
     fn of(bytes: &[u8]) -> Layout {
         let mut walk = Walk { bytes, offset: 28 };
-        // The bound: the position, the covered segments, the log's summary (version 3).
-        assert_eq!(&bytes[8..12], 3_u32.to_le_bytes());
+        // The bound: the position, the covered segments, the log's summary (version 4).
+        assert_eq!(&bytes[8..12], 4_u32.to_le_bytes());
         walk.take(16);
         if walk.some() {
             walk.take(8);
@@ -797,6 +798,7 @@ impl Layout {
             walk.take(4 + 2);
             messages.push((start, user, sent_ms, touched || rare));
         }
+        let outcomes_list_at = walk.offset;
         let count = walk.u64();
         let outcomes = (0..count)
             .map(|_| {
@@ -807,6 +809,7 @@ impl Layout {
                 (start, user, at_ms)
             })
             .collect();
+        let users_list_at = walk.offset;
         let count = walk.u64();
         let users = (0..count)
             .map(|_| {
@@ -844,11 +847,15 @@ impl Layout {
             walk.take(len);
         }
         let indexes_at = walk.offset;
-        let end = bytes.len() - 8;
+        // The trailer: the facts' directory (where the outcomes' and the users' lists begin),
+        // then where the indexes begin; offsets in the body, which starts after 28 bytes.
+        let end = bytes.len() - 24;
+        let trailer =
+            |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
         assert_eq!(
-            u64::from_le_bytes(bytes[end..].try_into().unwrap()) as usize + 28,
-            indexes_at,
-            "the trailer names where the indexes begin"
+            [trailer(end), trailer(end + 8), trailer(end + 16)].map(|offset| offset + 28),
+            [outcomes_list_at, users_list_at, indexes_at],
+            "the trailer names where the outcomes, the users and the indexes begin"
         );
         let rollup = walk.some().then(|| {
             let types_at = walk.offset;
@@ -1358,6 +1365,10 @@ fn put_i64(bytes: &mut [u8], offset: usize, value: i64) {
 
 fn get_u32(bytes: &[u8], offset: usize) -> u32 {
     u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap())
+}
+
+fn get_i64(bytes: &[u8], offset: usize) -> i64 {
+    i64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap())
 }
 
 /// Single-byte changes at every `stride`-th offset of `range` (a prime stride, so that they
@@ -1954,6 +1965,33 @@ fn fact_cases() -> Vec<(String, Vec<u8>)> {
     case("facts: a message's cost past the money bound", &|bytes| {
         put_i64(bytes, message(7).0 + 16, i64::MIN)
     });
+    // The facts' directory: the outcomes' offset, then the users'.
+    let (outcomes_at, users_at) = (layout.end, layout.end + 8);
+    case(
+        "facts: the directory puts the outcomes a byte late",
+        &|bytes| {
+            let late = get_i64(bytes, outcomes_at) + 1;
+            put_i64(bytes, outcomes_at, late)
+        },
+    );
+    case(
+        "facts: the directory puts the users a byte early",
+        &|bytes| {
+            let early = get_i64(bytes, users_at) - 1;
+            put_i64(bytes, users_at, early)
+        },
+    );
+    case(
+        "facts: the directory puts the users after the facts",
+        &|bytes| put_i64(bytes, users_at, (layout.indexes_at - 28 + 1) as i64),
+    );
+    case(
+        "facts: the directory puts the users before the outcomes",
+        &|bytes| {
+            let outcomes = get_i64(bytes, outcomes_at);
+            put_i64(bytes, users_at, outcomes - 1)
+        },
+    );
     cases
 }
 
@@ -2170,6 +2208,22 @@ const REJECTED: &[(&str, &str)] = &[
     (
         "facts: a message's cost past the money bound",
         "message 7 has a negative cost",
+    ),
+    (
+        "facts: the directory puts the outcomes a byte late",
+        "the messages' records end at",
+    ),
+    (
+        "facts: the directory puts the users a byte early",
+        "the outcomes end at",
+    ),
+    (
+        "facts: the directory puts the users after the facts",
+        "does not lie in order within the facts",
+    ),
+    (
+        "facts: the directory puts the users before the outcomes",
+        "does not lie in order within the facts",
     ),
 ];
 

@@ -1,9 +1,10 @@
-//! The snapshot file's bytes, pinned: `tests/golden/snapshot_v3.bin` is the snapshot a writer
+//! The snapshot file's bytes, pinned: `tests/golden/snapshot_v4.bin` is the snapshot a writer
 //! closing a store of `tests/golden/segment_v2_external_id.bin` writes once a query has built
 //! its indexes, and docs/FORMAT.md, "Snapshots", describes it byte for byte (its walk here
-//! follows the document). `tests/golden/snapshot_v2.bin` and `tests/golden/snapshot_v1.bin` are
-//! the format version 2 and 1 snapshots of the same store (version 2 without the log's summary,
-//! version 1 without it and without indexes), which this build still reads: a store with any of
+//! follows the document). `tests/golden/snapshot_v3.bin`, `snapshot_v2.bin` and
+//! `snapshot_v1.bin` are the format version 3, 2 and 1 snapshots of the same store (version 3
+//! without the facts' directory, version 2 without it and without the log's summary, version 1
+//! without any of them and without indexes), which this build still reads: a store with any of
 //! them answers as a full replay of its log does.
 //!
 //! The golden files change only with a deliberate change of the snapshot format, which also
@@ -27,7 +28,8 @@ use tempfile::TempDir;
 /// The golden log: one version 2 segment holding every kind of event and a close marker, so
 /// that a writer opening it and closing appends nothing (a close marker carries the clock).
 const GOLDEN_SEGMENT: &str = "tests/golden/segment_v2_external_id.bin";
-const GOLDEN_SNAPSHOT: &str = "tests/golden/snapshot_v3.bin";
+const GOLDEN_SNAPSHOT: &str = "tests/golden/snapshot_v4.bin";
+const GOLDEN_SNAPSHOT_V3: &str = "tests/golden/snapshot_v3.bin";
 const GOLDEN_SNAPSHOT_V2: &str = "tests/golden/snapshot_v2.bin";
 const GOLDEN_SNAPSHOT_V1: &str = "tests/golden/snapshot_v1.bin";
 /// The segment's name in a store: its first seq, 1.
@@ -121,7 +123,7 @@ fn closing_a_store_of_the_golden_segment_writes_the_golden_snapshot() {
         fs::write(golden(GOLDEN_SNAPSHOT), &written).unwrap();
     }
     let expected = fs::read(golden(GOLDEN_SNAPSHOT))
-        .expect("tests/golden/snapshot_v3.bin (COMMLOG_BLESS=1 writes it; see the module doc)");
+        .expect("tests/golden/snapshot_v4.bin (COMMLOG_BLESS=1 writes it; see the module doc)");
     assert_eq!(
         written, expected,
         "the snapshot's bytes changed: that is a format change (docs/FORMAT.md, \"Snapshots\")"
@@ -135,7 +137,12 @@ fn a_store_with_any_golden_snapshot_answers_as_a_full_replay_does() {
     assert_eq!(full.open_report().snapshot, None);
     let expected = answers(&full);
     let expected_summary = full.log_summary().unwrap();
-    for file in [GOLDEN_SNAPSHOT, GOLDEN_SNAPSHOT_V2, GOLDEN_SNAPSHOT_V1] {
+    for file in [
+        GOLDEN_SNAPSHOT,
+        GOLDEN_SNAPSHOT_V3,
+        GOLDEN_SNAPSHOT_V2,
+        GOLDEN_SNAPSHOT_V1,
+    ] {
         let with_snapshot = golden_store();
         let snapshots = with_snapshot.path().join(SNAPSHOT_DIRECTORY);
         fs::create_dir(&snapshots).unwrap();
@@ -165,8 +172,8 @@ fn a_store_with_any_golden_snapshot_answers_as_a_full_replay_does() {
     }
 }
 
-/// The version 2 golden snapshot, field by field: the header, the bound, the facts, the
-/// indexes, and nothing after.
+/// The golden snapshot, field by field: the header, the bound, the facts, the indexes, the
+/// facts' directory, the offset of the indexes, and nothing after.
 #[test]
 fn the_golden_snapshot_holds_the_fields_docs_format_lists_in_order() {
     let bytes = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
@@ -174,14 +181,41 @@ fn the_golden_snapshot_holds_the_fields_docs_format_lists_in_order() {
         bytes: &bytes,
         offset: 0,
     };
-    walk_header_bound_and_facts(&mut walk, 3);
+    let (outcomes_at, users_at) = walk_header_bound_and_facts(&mut walk, 4);
     walk_indexes(&mut walk);
+    assert_eq!(
+        (walk.u64(), walk.u64()),
+        (outcomes_at, users_at),
+        "the facts' directory: the body offsets where the outcomes and the users begin"
+    );
     assert_eq!(
         walk.u64(),
         BOUND_BYTES as u64 + 527,
         "the body offset where the indexes begin"
     );
     assert_eq!(walk.offset, bytes.len(), "nothing after that offset");
+}
+
+/// The version 3 golden snapshot: the same header but its version, the same bound, facts and
+/// indexes, then the offset of the indexes without the facts' directory before it.
+#[test]
+fn the_version_3_golden_snapshot_holds_no_directory_of_the_facts() {
+    let bytes = fs::read(golden(GOLDEN_SNAPSHOT_V3)).unwrap();
+    let mut walk = Walk {
+        bytes: &bytes,
+        offset: 0,
+    };
+    walk_header_bound_and_facts(&mut walk, 3);
+    walk_indexes(&mut walk);
+    assert_eq!(walk.u64(), BOUND_BYTES as u64 + 527);
+    assert_eq!(walk.offset, bytes.len(), "nothing after that offset");
+    let v4 = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
+    assert_eq!(
+        bytes[28..bytes.len() - 8],
+        v4[28..v4.len() - 24],
+        "the same bound, facts and indexes"
+    );
+    assert_eq!(bytes[bytes.len() - 8..], v4[v4.len() - 8..]);
 }
 
 /// The version 2 golden snapshot: the same header but its version, the bound without the log's
@@ -198,7 +232,7 @@ fn the_version_2_golden_snapshot_holds_no_summary_of_the_log() {
     let indexes_at = BOUND_BYTES - SUMMARY_BYTES + 527;
     assert_eq!(walk.u64(), indexes_at as u64);
     assert_eq!(walk.offset, bytes.len(), "nothing after that offset");
-    let v3 = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
+    let v3 = fs::read(golden(GOLDEN_SNAPSHOT_V3)).unwrap();
     let summary_at = 28 + BOUND_BYTES - SUMMARY_BYTES;
     assert_eq!(
         bytes[28..summary_at],
@@ -236,8 +270,9 @@ fn the_version_1_golden_snapshot_holds_the_facts_and_nothing_after() {
     );
 }
 
-/// The header (with format `version`), the bound and the facts of a golden snapshot.
-fn walk_header_bound_and_facts(walk: &mut Walk<'_>, version: u32) {
+/// The header (with format `version`), the bound and the facts of a golden snapshot; returns
+/// the body offsets where the outcomes' and the users' lists begin.
+fn walk_header_bound_and_facts(walk: &mut Walk<'_>, version: u32) -> (u64, u64) {
     let bytes = walk.bytes;
     let segment = fs::read(golden(GOLDEN_SEGMENT)).unwrap();
     // Header (28 bytes).
@@ -306,7 +341,7 @@ fn walk_header_bound_and_facts(walk: &mut Walk<'_>, version: u32) {
         );
     }
     let bound_bytes = match version {
-        3 => BOUND_BYTES,
+        3.. => BOUND_BYTES,
         _ => BOUND_BYTES - SUMMARY_BYTES,
     };
     assert_eq!(
@@ -350,8 +385,10 @@ fn walk_header_bound_and_facts(walk: &mut Walk<'_>, version: u32) {
         ],
         "(user, sent, cost, delivered, opened), rare stages, type, channel, reached"
     );
+    let outcomes_at = (walk.offset - 28) as u64;
     let outcomes = walk.list(|walk| (walk.u64(), walk.i64(), walk.i64(), walk.u32()));
     assert_eq!(outcomes, vec![(123, t0 + 86_400_000, -25_000_000, 4)]);
+    let users_at = (walk.offset - 28) as u64;
     let users = walk.list(|walk| {
         let user = walk.u64();
         let messages = walk.list(Walk::entry);
@@ -407,6 +444,7 @@ fn walk_header_bound_and_facts(walk: &mut Walk<'_>, version: u32) {
         28 + bound_bytes + 527,
         "the facts take 527 bytes"
     );
+    (outcomes_at, users_at)
 }
 
 /// A time index's fields, each bucket read by `bucket`: the total, each level's buckets by key,
@@ -631,7 +669,7 @@ fn a_snapshot_whose_facts_were_changed_loads_but_a_deep_audit_finds_it() {
 
 #[test]
 fn a_snapshot_the_loader_ignores_is_a_finding_with_its_reason() {
-    let dir = store_with_snapshot(|bytes| bytes[8] = 4);
+    let dir = store_with_snapshot(|bytes| bytes[8] = 5);
     let store = Store::open_read_only(dir.path()).unwrap();
     let ignored = store.open_report().ignored_snapshots;
     assert_eq!(store.open_report().snapshot, None);
@@ -882,51 +920,55 @@ fn a_snapshot_whose_summary_of_the_log_does_not_fit_is_ignored_with_the_reason()
     }
 }
 
-/// A writer that loaded a snapshot of a version without the log's summary counts the events it
-/// covers from the log when asked, and its close writes a snapshot of this build's version
-/// (which holds the summary) once any event follows, however few.
+/// A writer that loaded a snapshot of an older version (version 2, without the log's summary,
+/// whose events it counts from the log when asked; version 3, without the facts' directory)
+/// closes with a snapshot of this build's version once any event follows, however few.
 #[test]
-fn a_writer_from_a_version_2_snapshot_closes_with_one_of_this_version() {
-    let dir = golden_store();
-    fs::create_dir(dir.path().join(SNAPSHOT_DIRECTORY)).unwrap();
-    fs::copy(golden(GOLDEN_SNAPSHOT_V2), snapshot_path(dir.path())).unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    assert_eq!(
-        store.open_report().snapshot,
-        Some(snapshot_path(dir.path()))
-    );
-    store
-        .track_message_sent(5, commlog::Channel::Push, "bill_due", 0.0)
-        .unwrap();
-    let summary = store.log_summary().unwrap();
-    assert_eq!(
-        (summary.events, summary.messages, summary.outcomes),
-        (8, 3, 1)
-    );
-    store.close().unwrap();
-    let newest = dir
-        .path()
-        .join(SNAPSHOT_DIRECTORY)
-        .join("snapshot-00000000000000000008");
-    let bytes = fs::read(&newest).expect("the close wrote a snapshot of the one new event");
-    assert_eq!(bytes[8..12], 3_u32.to_le_bytes(), "format version");
-    let reopened = Store::open_read_only(dir.path()).unwrap();
-    assert_eq!(reopened.open_report().snapshot, Some(newest));
-    assert_eq!(reopened.log_summary().unwrap(), summary);
-    let (_copy, full) = {
-        let copy = TempDir::new().unwrap();
-        for entry in fs::read_dir(dir.path()).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_file() {
-                fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+fn a_writer_from_an_older_snapshot_closes_with_one_of_this_version() {
+    for file in [GOLDEN_SNAPSHOT_V2, GOLDEN_SNAPSHOT_V3] {
+        let dir = golden_store();
+        fs::create_dir(dir.path().join(SNAPSHOT_DIRECTORY)).unwrap();
+        fs::copy(golden(file), snapshot_path(dir.path())).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.open_report().snapshot,
+            Some(snapshot_path(dir.path())),
+            "{file}"
+        );
+        store
+            .track_message_sent(5, commlog::Channel::Push, "bill_due", 0.0)
+            .unwrap();
+        let summary = store.log_summary().unwrap();
+        assert_eq!(
+            (summary.events, summary.messages, summary.outcomes),
+            (8, 3, 1),
+            "{file}"
+        );
+        store.close().unwrap();
+        let newest = dir
+            .path()
+            .join(SNAPSHOT_DIRECTORY)
+            .join("snapshot-00000000000000000008");
+        let bytes = fs::read(&newest).expect("the close wrote a snapshot of the one new event");
+        assert_eq!(bytes[8..12], 4_u32.to_le_bytes(), "{file}: format version");
+        let reopened = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(reopened.open_report().snapshot, Some(newest), "{file}");
+        assert_eq!(reopened.log_summary().unwrap(), summary, "{file}");
+        let (_copy, full) = {
+            let copy = TempDir::new().unwrap();
+            for entry in fs::read_dir(dir.path()).unwrap() {
+                let entry = entry.unwrap();
+                if entry.file_type().unwrap().is_file() {
+                    fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+                }
             }
-        }
-        let path = copy.path().to_path_buf();
-        (copy, path)
-    };
-    let full = Store::open_read_only(&full).unwrap();
-    assert_eq!(full.open_report().snapshot, None);
-    assert_eq!(full.log_summary().unwrap(), summary);
+            let path = copy.path().to_path_buf();
+            (copy, path)
+        };
+        let full = Store::open_read_only(&full).unwrap();
+        assert_eq!(full.open_report().snapshot, None, "{file}");
+        assert_eq!(full.log_summary().unwrap(), summary, "{file}");
+    }
 }
 
 /// A summary of the log that fits the facts but is not what the log holds (an append time

@@ -21,6 +21,7 @@ use crate::projection::id_map::ShardedIdMap;
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::UserEntries;
 use crate::projection::{BudgetState, DecodedFacts, Projection};
+use crate::snapshot::FactsDirectory;
 
 /// Messages, outcomes, users or external ids encoded under one read lock at the most: about a
 /// quarter of a millisecond of messages' records, so that a tracking call waits no longer for
@@ -188,7 +189,8 @@ pub(crate) fn image_of(projection: Projection) -> DecodedFacts {
     projection.begin_capture();
     let projection = RwLock::new(projection);
     let mut bytes = Vec::new();
-    write_image(&projection, &mut bytes).expect("a Vec takes every byte");
+    write_image(&projection, &mut bytes, |bytes| bytes.len() as u64)
+        .expect("a Vec takes every byte");
     codec::SnapshotReader::new(&bytes)
         .decode()
         .expect("an image decodes")
@@ -213,11 +215,13 @@ pub(crate) fn write_indexes(
 }
 
 /// Writes the image of the captured facts of `projection` to `out`, in parts, each under a
-/// short read lock; events may be folded meanwhile.
-pub(crate) fn write_image(
+/// short read lock; events may be folded meanwhile. Returns where the outcomes' and the users'
+/// lists begin, as `at` tells the bytes written to `out`.
+pub(crate) fn write_image<W: Write>(
     projection: &RwLock<Projection>,
-    out: &mut impl Write,
-) -> Result<(), bincode::error::EncodeError> {
+    out: &mut W,
+    at: impl Fn(&W) -> u64,
+) -> Result<FactsDirectory<u64>, bincode::error::EncodeError> {
     let mut buffer = Vec::new();
     let (messages, outcomes, users, external_ids) = {
         let projection = projection.read();
@@ -243,6 +247,7 @@ pub(crate) fn write_image(
             codec::encode_snapshot_part(state, buffer)
         },
     )?;
+    let outcomes_at = at(out);
     write_in_parts(
         projection,
         out,
@@ -252,6 +257,7 @@ pub(crate) fn write_image(
             codec::encode_snapshot_part(&projection.facts.outcomes[index], buffer)
         },
     )?;
+    let users_at = at(out);
     write_in_parts(
         projection,
         out,
@@ -295,7 +301,11 @@ pub(crate) fn write_image(
                 .expect("each listed message has an external id");
             codec::encode_snapshot_part(&(id, external_id), buffer)
         },
-    )
+    )?;
+    Ok(FactsDirectory {
+        outcomes_at,
+        users_at,
+    })
 }
 
 /// Writes a list of `count` entries as a `Vec` encodes (its length, then each entry), the
@@ -442,7 +452,7 @@ mod tests {
     fn image(projection: Projection) -> Vec<u8> {
         let projection = RwLock::new(projection);
         let mut bytes = Vec::new();
-        write_image(&projection, &mut bytes).unwrap();
+        write_image(&projection, &mut bytes, |bytes| bytes.len() as u64).unwrap();
         bytes
     }
 
@@ -493,6 +503,7 @@ mod tests {
                 every,
                 |read| passed.push(read),
                 snapshot::Decoding::Whole(&Default::default()),
+                None,
             )
             .unwrap();
             assert_eq!(loaded, expected.0, "seed {seed}, read item by item");
@@ -518,6 +529,7 @@ mod tests {
                         every,
                         |_| (),
                         snapshot::Decoding::Whole(&Default::default()),
+                        None,
                     )
                     .unwrap_err(),
                 ];
