@@ -207,8 +207,8 @@ impl Snapshots {
     /// an eighth of the events that snapshot covers and at least
     /// [`SNAPSHOT_AT_CLOSE_MIN`](crate::SNAPSHOT_AT_CLOSE_MIN): the tail every later
     /// open would replay otherwise; or whatever the log holds, if that snapshot is of an older
-    /// format version (an open of one this build writes is faster). `every` 0: none. No call runs any more, so it also holds the indexes that are
-    /// built.
+    /// format version (an open of one this build writes is faster). `every` 0: none. No call
+    /// runs any more, so it also holds the indexes that are built.
     pub(crate) fn write_at_close(&self) -> Result<Option<PathBuf>> {
         let is_older = self.newest_is_older.load(Ordering::Relaxed);
         match self.every {
@@ -817,15 +817,14 @@ pub(crate) fn decode_facts(
                 table?
             }
         };
-        let ends_at = |body: &codec::SnapshotReader, what: &str, at: usize, next: &str| match body
-            .position()
-            == at
-        {
-            true => Ok(()),
-            false => Err(format!(
-                "the {what} end at {}, not where the facts' directory puts the {next} ({at})",
-                body.position()
-            )),
+        let ends_at = |body: &codec::SnapshotReader, what: &str, at: usize, next: &str| {
+            let end = body.position();
+            if end == at {
+                return Ok(());
+            }
+            Err(format!(
+                "the {what} end at {end}, not where the facts' directory puts the {next} ({at})"
+            ))
         };
         if let Some(directory) = directory {
             ends_at(body, "messages' records", directory.outcomes_at, "outcomes")?;
@@ -900,7 +899,7 @@ const OUTCOME_BYTES: usize = 8 + 8 + 8 + 4;
 /// read on demand from where `directory` puts them, each checked where it lies against the
 /// counts of messages and outcomes (the lengths of their lists, at `messages_at` and where
 /// `directory` puts the outcomes), with the sums of their prints; and where the list ends.
-/// Calls every `every` bytes read give back the pages read, as the messages' reading does.
+/// Every `every` bytes read, the pages read are given back, as the messages' reading does.
 fn users_in_place(
     body: &[u8],
     messages_at: usize,
