@@ -207,8 +207,8 @@ impl Snapshots {
     /// an eighth of the events that snapshot covers and at least
     /// [`SNAPSHOT_AT_CLOSE_MIN`](crate::SNAPSHOT_AT_CLOSE_MIN): the tail every later
     /// open would replay otherwise; or whatever the log holds, if that snapshot is of an older
-    /// format version (an open of one this build writes is faster). `every` 0: none. No call
-    /// runs any more, so it also holds the indexes that are built.
+    /// format version, once any event follows it (an open of one this build writes is faster).
+    /// `every` 0: none. No call runs any more, so it also holds the indexes that are built.
     pub(crate) fn write_at_close(&self) -> Result<Option<PathBuf>> {
         let is_older = self.newest_is_older.load(Ordering::Relaxed);
         match self.every {
@@ -495,9 +495,10 @@ pub(crate) fn load(
     // Decoded whole, the facts are decoded here and then the indexes, so that the two do not
     // hold their pages and fresh memory at once, while another thread checks the log's frames
     // and then makes ready the memory of the messages' records still to decode. Only read
-    // through (on demand), the facts, the longest part, are read on another thread, while this
-    // one decodes the indexes (a new thread's allocations cost more) and then checks the log's
-    // frames: two threads, one a core, rather than three sharing two cores.
+    // through (on demand), the facts, the longest part, are read on another thread (and the
+    // users' lists, given a facts' directory, on a third: `decode_facts`), while this one
+    // decodes the indexes (a new thread's allocations cost more) and then checks the log's
+    // frames, rather than a thread each for those two as well.
     let ready = ReadyChunks::default();
     let mut decode_facts_part = || {
         map_in(map, HEADER_BYTES, RELEASE_BYTES);
@@ -772,7 +773,9 @@ fn release(map: &Mmap, range: Range<usize>) {
 /// Decodes the facts, which end the body, part by part as [`DecodedFacts`] lays them out;
 /// calls `passed` with the bytes read so far each time `every` more of its two long lists (the
 /// messages, the users) have been read. Decoding on demand, the messages' records and the
-/// users' lists are only checked, and left in the file to be decoded when first used.
+/// users' lists are only checked, and left in the file to be decoded when first used; the
+/// users' lists read ahead on another thread (given `directory`) give back their own pages
+/// rather than call `passed`.
 pub(crate) fn decode_facts(
     body: &mut codec::SnapshotReader,
     every: usize,
@@ -788,17 +791,20 @@ pub(crate) fn decode_facts(
     let (messages, outcomes, users) = std::thread::scope(|scope| {
         let users_ahead = match (decoding, directory) {
             (Decoding::OnDemand(snapshot, body_at), Some(directory)) => {
-                let (whole, messages_at, prints) = (body.body(), body.position(), &prints);
-                Some(scope.spawn(move || {
-                    users_in_place(
-                        whole,
-                        messages_at,
-                        directory,
-                        every,
-                        (snapshot, body_at),
-                        prints,
-                    )
-                }))
+                let (whole, prints) = (body.body(), &prints);
+                let counts = counts_ahead(whole, body.position(), directory);
+                counts.map(|counts| {
+                    scope.spawn(move || {
+                        users_in_place(
+                            whole,
+                            counts,
+                            directory.users_at,
+                            every,
+                            (snapshot, body_at),
+                            prints,
+                        )
+                    })
+                })
             }
             _ => None,
         };
@@ -895,31 +901,46 @@ pub(crate) fn decode_facts(
 /// Bytes of an outcome's record: user, time, amount, name id.
 const OUTCOME_BYTES: usize = 8 + 8 + 8 + 4;
 
-/// The users' lists of `body` (a snapshot's, mapped: `snapshot` and the body's offset in it)
-/// read on demand from where `directory` puts them, each checked where it lies against the
-/// counts of messages and outcomes (the lengths of their lists, at `messages_at` and where
-/// `directory` puts the outcomes), with the sums of their prints; and where the list ends.
-/// Every `every` bytes read, the pages read are given back, as the messages' reading does.
-fn users_in_place(
+/// The counts of messages and outcomes of `body` (the lengths of their lists, at
+/// `messages_at` and where `directory` puts the outcomes), if the outcomes, at their fixed
+/// size, end where `directory` puts the users: the users' list is then read there as an open
+/// reading in order would read it, once the messages' records end where the directory says.
+/// `None` otherwise: the users are then read in order, after the outcomes, and the open names
+/// what does not fit.
+fn counts_ahead(
     body: &[u8],
     messages_at: usize,
     directory: FactsDirectory,
+) -> Option<(usize, usize)> {
+    let count_at = |offset: usize, min_bytes: usize| {
+        let mut reader = codec::SnapshotReader::new(body);
+        reader.skip(offset);
+        reader.decode_list_len(min_bytes).ok()
+    };
+    let messages = count_at(messages_at, MessageState::SNAPSHOT_BYTES_MIN)?;
+    let outcomes = count_at(directory.outcomes_at, OUTCOME_BYTES)?;
+    let outcomes_end = (outcomes.checked_mul(OUTCOME_BYTES))
+        .and_then(|bytes| bytes.checked_add(directory.outcomes_at + 8));
+    (outcomes_end == Some(directory.users_at)).then_some((messages, outcomes))
+}
+
+/// The users' lists of `body` (a snapshot's, mapped: `snapshot` and the body's offset in it)
+/// read on demand from `users_at`, each checked where it lies against `counts` (messages,
+/// outcomes), with the sums of their prints; and where the list ends. Every `every` bytes
+/// read, the whole pages read are given back, as the messages' reading does.
+fn users_in_place(
+    body: &[u8],
+    counts: (usize, usize),
+    users_at: usize,
     every: usize,
     (snapshot, body_at): (&Arc<MappedSnapshot>, usize),
     prints: &Prints,
 ) -> std::result::Result<(ReadUsers, ListsSums, usize), String> {
-    let at = |offset: usize| {
-        let mut reader = codec::SnapshotReader::new(body);
-        reader.skip(offset);
-        reader
-    };
-    let counts = (
-        at(messages_at).decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?,
-        at(directory.outcomes_at).decode_list_len(OUTCOME_BYTES)?,
-    );
-    let mut users = at(directory.users_at);
-    let start = body_at + directory.users_at;
-    map_in(&snapshot.map, start, every);
+    let mut users = codec::SnapshotReader::new(body);
+    users.skip(users_at);
+    map_in(&snapshot.map, body_at + users_at, every);
+    // The page that holds the outcomes' end stays: the other thread may be reading it.
+    let start = (body_at + users_at).next_multiple_of(PAGE_BYTES);
     let pages = |read: usize| {
         snapshot.release(start..body_at + read);
         map_in(&snapshot.map, body_at + read, every);
@@ -1088,7 +1109,7 @@ fn facts_agree(
     }
     let counts = (facts.messages.len(), facts.outcomes.len());
     let (message_prints, list_prints) = match &facts.users {
-        DecodedUsers::Mapped(_) => {
+        DecodedUsers::Mapped(read) => {
             let messages = &in_place.messages;
             if messages.fail || messages.latest_stage_ms > Some(latest_ms) {
                 // Which message, and why, as decoded whole.
@@ -1098,7 +1119,7 @@ fn facts_agree(
             if let Some(error) = &lists.fail {
                 return Err(error.clone());
             }
-            let list_prints = (lists.listed == counts).then_some(lists.prints);
+            let list_prints = (read.lists_fit && lists.listed == counts).then_some(lists.prints);
             (messages.prints, list_prints)
         }
         // The records on another thread, the lists on this one.

@@ -280,7 +280,10 @@ fn users_of(
     outcome_count: usize,
 ) -> Result<(UserTable, Vec<u64>), String> {
     let (table, order, (listed_messages, listed_outcomes)) = match users {
-        DecodedUsers::Mapped(read) => (read.table, read.order, read.listed),
+        DecodedUsers::Mapped(read) => match read.failure {
+            Some(failure) => return Err(failure),
+            None => (read.table, read.order, read.listed),
+        },
         DecodedUsers::List(user_list) => {
             let mut table = UserTable::default();
             table.reserve(user_list.len());

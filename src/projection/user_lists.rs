@@ -281,13 +281,21 @@ pub(crate) struct ReadUsers {
     pub(crate) order: Vec<u64>,
     /// Entries in all of their lists: messages, then outcomes.
     pub(crate) listed: (usize, usize),
+    /// The first user, in the list's order, whose lists are unsorted or out of range
+    /// ([`check_lists`]) or who is listed twice: named where `Facts::from_image` names it for
+    /// lists decoded whole, after the facts' other checks.
+    pub(crate) failure: Option<String>,
+    /// Whether every user's lists are sorted and in range.
+    pub(crate) lists_fit: bool,
 }
 
 impl UserTable {
     /// Reads the list of users at `body`'s position in `snapshot` (whose body starts at byte
     /// `body_at`), checking each user's lists ([`check_lists`]) and passing them to `agree`
     /// where they lie, with the user's id, but keeping only where they lie; `every` and `passed`
-    /// as in [`SnapshotReader::decode_list`].
+    /// as in [`SnapshotReader::decode_list`]. Lists that do not fit, and a user listed twice,
+    /// are noted ([`ReadUsers::failure`]) and read past; `agree` sees no lists after the first
+    /// that do not fit, as a whole decode checks none after them (`snapshot::lists_agree`).
     pub(crate) fn read_mapped(
         body: &mut SnapshotReader,
         every: usize,
@@ -304,6 +312,7 @@ impl UserTable {
         let mut slots = Vec::with_capacity(count);
         let mut order = Vec::with_capacity(count);
         let mut listed = (0, 0);
+        let (mut failure, mut lists_fit) = (None, true);
         let first = body.position();
         let mut next_call = first + every;
         for _ in 0..count {
@@ -313,7 +322,9 @@ impl UserTable {
             // for what is wrong.
             match UserEntries::check_record(&bytes[start..], message_count, outcome_count) {
                 Some(lists) => {
-                    agree(user, &lists);
+                    if lists_fit {
+                        agree(user, &lists);
+                    }
                     body.skip(lists.len);
                     let (messages, outcomes) = lists.counts();
                     listed.0 += messages;
@@ -323,8 +334,14 @@ impl UserTable {
                     let len = UserEntries::record_bytes(&bytes[start..])?;
                     let entries: UserEntries =
                         SnapshotReader::new(&bytes[start..][..len]).decode()?;
-                    check_lists(user, &entries, message_count, outcome_count)?;
-                    return Err(format!("user {user}'s lists do not decode where they lie"));
+                    let Err(unfit) = check_lists(user, &entries, message_count, outcome_count)
+                    else {
+                        return Err(format!("user {user}'s lists do not decode where they lie"));
+                    };
+                    failure.get_or_insert(unfit);
+                    lists_fit = false;
+                    body.skip(len);
+                    continue;
                 }
             }
             let end = body.position();
@@ -335,7 +352,8 @@ impl UserTable {
                 crc: crc32fast::hash(&bytes[start..end]),
             };
             if places.insert(user, slots.len()).is_some() {
-                return Err(format!("user {user} is listed twice"));
+                failure.get_or_insert_with(|| format!("user {user} is listed twice"));
+                continue;
             }
             slots.push(slot);
             order.push(user);
@@ -369,6 +387,8 @@ impl UserTable {
             },
             order,
             listed,
+            failure,
+            lists_fit,
         })
     }
 
@@ -680,7 +700,12 @@ mod tests {
             |user, lists| in_place.push((user, entries_of(lists))),
         )?;
         assert_eq!(reader.position(), list_len);
-        assert_eq!(in_place, users, "the lists read where they lie");
+        // Every user's lists up to the first that do not fit.
+        let passed = match read.lists_fit {
+            true => users,
+            false => &users[..in_place.len()],
+        };
+        assert_eq!(in_place, passed, "the lists read where they lie");
         Ok((read, path))
     }
 
@@ -818,44 +843,49 @@ mod tests {
         assert_eq!(UserEntries::check_record(&huge, 10, 10), None);
     }
 
+    /// Lists that do not fit the facts (an index out of range, unsorted) and a user listed twice
+    /// are read past and noted, the first in the list's order, for the open to name where a
+    /// whole decode names them; lists after the first that do not fit are not passed on.
     #[test]
-    fn lists_that_do_not_fit_the_facts_are_refused_when_read() {
+    fn lists_that_do_not_fit_the_facts_are_noted_when_read() {
         let dir = tempfile::TempDir::new().unwrap();
         let users = users(30, 4);
         let (messages, outcomes) = counts(&users);
-        let refused = |users: &[(u64, UserEntries)], counts: (usize, usize)| {
-            read_mapped(&dir, users, counts).map(|_| ()).unwrap_err()
+        let noted = |users: &[(u64, UserEntries)], counts: (usize, usize)| {
+            let (read, _) = read_mapped(&dir, users, counts).unwrap();
+            (read.failure.expect("a failure noted"), read.lists_fit)
         };
-        let out_of_range = refused(&users, (messages - 1, outcomes));
-        assert!(
-            out_of_range.contains("lists are unsorted or out of range"),
-            "{out_of_range}"
-        );
-        let out_of_range = refused(&users, (messages, outcomes - 1));
-        assert!(
-            out_of_range.contains("lists are unsorted or out of range"),
-            "{out_of_range}"
-        );
+        for counts in [(messages - 1, outcomes), (messages, outcomes - 1)] {
+            let (out_of_range, fit) = noted(&users, counts);
+            assert!(
+                out_of_range.contains("lists are unsorted or out of range") && !fit,
+                "{out_of_range}"
+            );
+        }
         let mut twice = users.clone();
         twice[9].0 = twice[3].0;
-        let listed_twice = refused(&twice, (messages, outcomes));
+        let (listed_twice, fit) = noted(&twice, (messages, outcomes));
         assert!(
-            listed_twice.contains(&format!("user {} is listed twice", twice[3].0)),
+            listed_twice.contains(&format!("user {} is listed twice", twice[3].0)) && fit,
             "{listed_twice}"
         );
         let mut unsorted = users.clone();
-        let list = &mut unsorted
+        let (first_unsorted, entries) = unsorted
             .iter_mut()
             .find(|(_, e)| e.messages.len() > 2)
-            .unwrap()
-            .1
-            .messages;
-        list.swap(0, 1);
-        let unsorted = refused(&unsorted, (messages, outcomes));
-        assert!(
-            unsorted.contains("lists are unsorted or out of range"),
-            "{unsorted}"
+            .unwrap();
+        entries.messages.swap(0, 1);
+        let first_unsorted = *first_unsorted;
+        let (unsorted, fit) = noted(&unsorted, (messages, outcomes));
+        assert_eq!(
+            (unsorted, fit),
+            (
+                format!("user {first_unsorted}'s lists are unsorted or out of range"),
+                false
+            )
         );
+        let (read, _) = read_mapped(&dir, &users, (messages, outcomes)).unwrap();
+        assert_eq!((read.failure, read.lists_fit), (None, true));
     }
 
     #[test]
