@@ -505,10 +505,7 @@ pub(crate) fn load(
         let decoded = decode_facts(
             &mut body,
             RELEASE_BYTES,
-            |read| {
-                release_before(map, HEADER_BYTES + read);
-                map_in(map, HEADER_BYTES + read, RELEASE_BYTES);
-            },
+            |read| read_on(map, 0, HEADER_BYTES + read),
             match loading.on_demand {
                 true => Decoding::OnDemand(&snapshot, HEADER_BYTES),
                 false => Decoding::Whole(&ready),
@@ -525,11 +522,8 @@ pub(crate) fn load(
             let start = HEADER_BYTES + part.start;
             let mut reader = codec::SnapshotReader::new(&map[start..HEADER_BYTES + part.end]);
             map_in(map, start, RELEASE_BYTES);
-            let indexes = decode_indexes(&mut reader, |read| {
-                release(map, start..start + read);
-                map_in(map, start + read, RELEASE_BYTES);
-            });
-            release(map, start..HEADER_BYTES + part.end);
+            let indexes = decode_indexes(&mut reader, |read| read_on(map, start, start + read));
+            release_from(map, start, HEADER_BYTES + part.end);
             indexes
         }
         _ => Ok(DecodedIndexes::default()),
@@ -721,11 +715,23 @@ fn map_in(map: &Mmap, start: usize, len: usize) {
     }
 }
 
-/// Gives back to the OS this process's pages of `map` before byte `end` (and of the page that
-/// holds it): a snapshot is read front to back, twice, and its pages would otherwise count as
-/// resident until it is loaded, nearly as much as the facts decoded from them.
-fn release_before(map: &Mmap, end: usize) {
-    release(map, 0..end);
+/// After reading `map` from byte `from` to byte `to`: gives back the pages read
+/// ([`release_from`]) and maps in the next [`RELEASE_BYTES`]. A snapshot is read front to back,
+/// twice, and its pages would otherwise count as resident until it is loaded, nearly as much
+/// as the facts decoded from them.
+fn read_on(map: &Mmap, from: usize, to: usize) {
+    release_from(map, from, to);
+    map_in(map, to, RELEASE_BYTES);
+}
+
+/// Gives back to the OS this process's pages of `map` from byte `from` to byte `to` (and of
+/// the page that holds `to`), but for a page that also holds bytes before `from`, which
+/// another thread may be reading.
+fn release_from(map: &Mmap, from: usize, to: usize) {
+    let start = from.next_multiple_of(PAGE_BYTES);
+    if start < to {
+        release(map, start..to);
+    }
 }
 
 /// The crc32 of `map` from byte `start` on, read on two threads: the span is split at a
@@ -927,7 +933,7 @@ fn counts_ahead(
 /// The users' lists of `body` (a snapshot's, mapped: `snapshot` and the body's offset in it)
 /// read on demand from `users_at`, each checked where it lies against `counts` (messages,
 /// outcomes), with the sums of their prints; and where the list ends. Every `every` bytes
-/// read, the whole pages read are given back, as the messages' reading does.
+/// read, the pages read are given back, as the messages' reading does.
 fn users_in_place(
     body: &[u8],
     counts: (usize, usize),
@@ -938,13 +944,8 @@ fn users_in_place(
 ) -> std::result::Result<(ReadUsers, ListsSums, usize), String> {
     let mut users = codec::SnapshotReader::new(body);
     users.skip(users_at);
-    map_in(&snapshot.map, body_at + users_at, every);
-    // The page that holds the outcomes' end stays: the other thread may be reading it.
-    let start = (body_at + users_at).next_multiple_of(PAGE_BYTES);
-    let pages = |read: usize| {
-        snapshot.release(start..body_at + read);
-        map_in(&snapshot.map, body_at + read, every);
-    };
+    map_in(&snapshot.map, body_at + users_at, RELEASE_BYTES);
+    let pages = |read: usize| read_on(&snapshot.map, body_at + users_at, body_at + read);
     let mut sums = ListsSums::default();
     let table = UserTable::read_mapped(
         &mut users,
