@@ -122,19 +122,37 @@ pub(crate) struct Indexes {
 /// What a body holds before the facts: where in the log they end, every segment up to there
 /// (the position's own up to it) with the checksum of its frames, and what the log holds up to
 /// there. Field order is the byte order.
-#[derive(bincode::Encode, bincode::Decode)]
+#[derive(bincode::Encode)]
 struct Bound {
     position: LogPosition,
     covered: Vec<CoveredSegment>,
     summary: LogSummary,
 }
 
-/// The bound of versions 1 and 2: without the log's summary.
-#[derive(bincode::Decode)]
-struct BoundWithoutSummary {
-    position: LogPosition,
-    covered: Vec<CoveredSegment>,
+/// Bytes of a covered segment: its first seq, its end, its crc.
+const COVERED_SEGMENT_BYTES: usize = 8 + 8 + 4;
+
+impl Bound {
+    /// Reads a bound as `Bound`'s fields lay it out, its covered segments refused if the bytes
+    /// left cannot hold them; versions 1 and 2 end it with the covered segments, with no
+    /// summary (`Err` of the position's last seq, which the events are then counted up to).
+    fn decode(
+        body: &mut codec::SnapshotReader,
+        version: u32,
+    ) -> std::result::Result<(LogPosition, Vec<CoveredSegment>, SummaryOrLastSeq), String> {
+        let position: LogPosition = body.decode()?;
+        let covered = body.decode_list(COVERED_SEGMENT_BYTES, usize::MAX, |_| ())?;
+        let summary = match version >= FORMAT_VERSION_SUMMARY {
+            true => Ok(body.decode()?),
+            false => Err(position.last_seq),
+        };
+        Ok((position, covered, summary))
+    }
 }
+
+/// A snapshot's summary of the log, or (versions 1 and 2, which hold none) the last seq it
+/// covers.
+type SummaryOrLastSeq = std::result::Result<LogSummary, u64>;
 
 /// A writer's snapshots: when the next one is due, and writing one while tracking calls go on.
 pub(crate) struct Snapshots {
@@ -480,17 +498,7 @@ pub(crate) fn load(
         directory,
     } = split_body(body, version)?;
     let mut body = codec::SnapshotReader::new(&body[..facts_end]);
-    let bound = match version >= FORMAT_VERSION_SUMMARY {
-        true => {
-            let bound: Bound = body.decode()?;
-            (bound.position, bound.covered, Ok(bound.summary))
-        }
-        false => {
-            let bound: BoundWithoutSummary = body.decode()?;
-            (bound.position, bound.covered, Err(bound.position.last_seq))
-        }
-    };
-    let (position, covered_segments, summary) = bound;
+    let (position, covered_segments, summary) = Bound::decode(&mut body, version)?;
     check_position(dir, &position).map_err(|reason| format!("not the log's: {reason}"))?;
     // Decoded whole, the facts are decoded here and then the indexes, so that the two do not
     // hold their pages and fresh memory at once, while another thread checks the log's frames

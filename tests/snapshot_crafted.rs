@@ -738,6 +738,8 @@ struct CreditsAt {
 
 #[derive(Debug, Clone)]
 struct Layout {
+    /// The count of the covered segments, in the bound.
+    covered_count_at: usize,
     /// The option tag of the log's summary's range of own times, in the bound.
     summary_event_ms_at: usize,
     facts_at: usize,
@@ -765,6 +767,7 @@ impl Layout {
             walk.take(8);
         }
         walk.take(8 + 4 + 8 + 8 + 1 + 8 + 8 + 8);
+        let covered_count_at = walk.offset;
         let covered = walk.u64();
         walk.take(covered as usize * 20);
         walk.take(24);
@@ -959,6 +962,7 @@ impl Layout {
         });
         assert_eq!(walk.offset, end, "the indexes end at the trailer");
         Layout {
+            covered_count_at,
             summary_event_ms_at,
             facts_at,
             messages,
@@ -2379,6 +2383,48 @@ fn a_count_past_what_the_bytes_left_hold_reserves_nothing() {
                  bytes",
                 left / 8
             ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The bound's count of covered segments set past what the bytes left can hold, up to the
+/// largest count: the open refuses it (the snapshot is ignored with a reason, the store answers
+/// as a full replay) and reserves nothing for it.
+#[test]
+fn a_count_of_covered_segments_past_the_bytes_left_reserves_nothing() {
+    let base = base();
+    let at = base.layout.covered_count_at;
+    let left = base.snapshot.len() - at - 8;
+    let mut failures = Vec::new();
+    for count in [(left / 20 + 1) as u64, 1 << 40, u64::MAX / 20, u64::MAX] {
+        let mut bytes = base.snapshot.clone();
+        bytes[at..at + 8].copy_from_slice(&count.to_le_bytes());
+        recompute_checksums(&mut bytes);
+        for on_demand in [false, true] {
+            let dir = base.store_dir(Some(&bytes));
+            LARGEST.with(|largest| largest.set(0));
+            TRACKED.with(|tracked| tracked.set(true));
+            let store =
+                catch_unwind(|| Store::open_read_only_with(dir.path(), read_only(on_demand, true)));
+            TRACKED.with(|tracked| tracked.set(false));
+            let largest = LARGEST.with(std::cell::Cell::get);
+            let opened = match store {
+                Ok(Ok(store)) => opened(base, dir.path(), &store),
+                Ok(Err(error)) => Err(format!("the open failed: {error}")),
+                Err(panic) => Err(format!("the open panicked: {}", panic_message(&*panic))),
+            };
+            let refused = matches!(
+                &opened,
+                Ok(Opened::Ignored(reason))
+                    if reason.contains(&format!("a list of {count} items in "))
+            );
+            if !refused || largest > left + (128 << 10) {
+                failures.push(format!(
+                    "{count} covered segments, on demand {on_demand}: {opened:?}, the largest \
+                     allocation {largest} bytes"
+                ));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
