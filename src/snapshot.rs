@@ -483,23 +483,39 @@ pub(crate) fn load(
     let header: &[u8; HEADER_BYTES] = header.try_into().expect("split at HEADER_BYTES");
     let version = check_header(header, map.len() as u64)?;
     let body_crc = u32_at(header, BODY_CRC_OFFSET);
-    // Two passes over the body, each giving back the pages it has read: the checksum, then the
-    // decoding, which must not start before the checksum holds (a damaged length could ask for
-    // any amount of memory).
-    let computed = checksum_on_two_threads(map, HEADER_BYTES);
-    if computed != body_crc {
-        return Err(format!(
-            "body checksum mismatch (stored {body_crc:#010x}, computed {computed:#010x})"
-        ));
+    let mismatch = |computed: u32| {
+        (computed != body_crc).then(|| {
+            format!("body checksum mismatch (stored {body_crc:#010x}, computed {computed:#010x})")
+        })
+    };
+    // Decoded whole, the body is read twice, each pass giving back the pages it has read: the
+    // checksum, then the decoding, which allocates what the facts need and must not start
+    // before the checksum holds. Read on demand, every length is checked against the bytes left
+    // before it sizes anything (check 7), so the checksum is taken as the body is read, each
+    // part by the thread reading it (`Crcs`), and judged before anything read is used: where
+    // the reading fails, the checksum is taken whole, and a mismatch is the reason given, as
+    // it would be checked first.
+    let crcs = loading.on_demand.then(Crcs::default);
+    if crcs.is_none()
+        && let Some(reason) = mismatch(checksum_on_two_threads(map, HEADER_BYTES))
+    {
+        return Err(reason);
     }
+    let checked_first = |reason: String| match &crcs {
+        Some(_) => mismatch(checksum_on_two_threads(map, HEADER_BYTES)).unwrap_or(reason),
+        None => reason,
+    };
+    let whole_body = body;
     let BodyParts {
         facts_end,
         indexes: indexes_part,
         directory,
-    } = split_body(body, version)?;
+    } = split_body(body, version).map_err(checked_first)?;
     let mut body = codec::SnapshotReader::new(&body[..facts_end]);
-    let (position, covered_segments, summary) = Bound::decode(&mut body, version)?;
-    check_position(dir, &position).map_err(|reason| format!("not the log's: {reason}"))?;
+    let (position, covered_segments, summary) =
+        Bound::decode(&mut body, version).map_err(checked_first)?;
+    check_position(dir, &position)
+        .map_err(|reason| checked_first(format!("not the log's: {reason}")))?;
     // Decoded whole, the facts are decoded here and then the indexes, so that the two do not
     // hold their pages and fresh memory at once, while another thread checks the log's frames
     // and then makes ready the memory of the messages' records still to decode. Only read
@@ -510,16 +526,21 @@ pub(crate) fn load(
     let ready = ReadyChunks::default();
     let mut decode_facts_part = || {
         map_in(map, HEADER_BYTES, RELEASE_BYTES);
+        // With a directory, the users' lists are read (and taken into the checksum) by a
+        // thread of their own: this one's checksum ends where they begin.
+        let crc_end = directory.map_or(facts_end, |directory| directory.users_at);
+        let mut behind = ReadBehind::new(map, whole_body, (0, 0), crcs.is_some(), crc_end);
         let decoded = decode_facts(
             &mut body,
-            RELEASE_BYTES,
-            |read| read_on(map, 0, HEADER_BYTES + read),
-            match loading.on_demand {
-                true => Decoding::OnDemand(&snapshot, HEADER_BYTES),
-                false => Decoding::Whole(&ready),
+            behind.every(),
+            |read| behind.passed(read),
+            match &crcs {
+                Some(crcs) => Decoding::OnDemand(&snapshot, HEADER_BYTES, crcs),
+                None => Decoding::Whole(&ready),
             },
             directory,
         );
+        behind.done(crcs.as_ref());
         decoded.and_then(|decoded| match body.bytes_left() {
             0 => Ok(decoded),
             left => Err(format!("body has {left} bytes after its end")),
@@ -528,11 +549,30 @@ pub(crate) fn load(
     let decode_indexes_part = || match &indexes_part {
         Some(part) if loading.indexes => {
             let start = HEADER_BYTES + part.start;
-            let mut reader = codec::SnapshotReader::new(&map[start..HEADER_BYTES + part.end]);
+            let mut reader = codec::SnapshotReader::new(&whole_body[part.clone()]);
             map_in(map, start, RELEASE_BYTES);
-            let indexes = decode_indexes(&mut reader, |read| read_on(map, start, start + read));
+            let at = (part.start, start);
+            let mut behind = ReadBehind::new(map, whole_body, at, crcs.is_some(), part.end);
+            let indexes = decode_indexes(&mut reader, behind.every(), |read| {
+                behind.passed(part.start + read)
+            });
+            behind.done(crcs.as_ref());
             release_from(map, start, HEADER_BYTES + part.end);
             indexes
+        }
+        // Not decoded, the indexes are still part of the checksum: taken here, beside the
+        // facts' reading, rather than after it.
+        Some(part) if crcs.is_some() => {
+            let at = (part.start, HEADER_BYTES + part.start);
+            let mut behind = ReadBehind::new(map, whole_body, at, true, part.end);
+            map_in(map, HEADER_BYTES + part.start, RELEASE_BYTES);
+            for read in (part.start..part.end).step_by(behind.every()).skip(1) {
+                behind.passed(read);
+            }
+            behind.passed(part.end);
+            behind.done(crcs.as_ref());
+            release_from(map, HEADER_BYTES + part.start, HEADER_BYTES + part.end);
+            Ok(DecodedIndexes::default())
         }
         _ => Ok(DecodedIndexes::default()),
     };
@@ -553,6 +593,17 @@ pub(crate) fn load(
             (joined(covered), decoded, decode_indexes_part())
         }
     });
+    // Read on demand, nothing read is used before the checksum holds.
+    if let Some(crcs) = crcs {
+        let failed = covered.is_err() || decoded.is_err() || indexes.is_err();
+        let computed = match failed {
+            false => crcs.body_crc(whole_body),
+            true => checksum_on_two_threads(map, HEADER_BYTES),
+        };
+        if let Some(reason) = mismatch(computed) {
+            return Err(reason);
+        }
+    }
     drop(snapshot);
     covered?;
     let decoded = decoded?;
@@ -742,6 +793,113 @@ fn release_from(map: &Mmap, from: usize, to: usize) {
     }
 }
 
+/// Bytes a thread reads between two looks behind it while it takes the checksum as it reads
+/// ([`ReadBehind`]): few enough to be checksummed while still in the core's cache.
+const CRC_RUN_BYTES: usize = 1 << 20;
+
+/// Follows one thread's in-order reading of a part of a mapped body: takes what it has read
+/// into the part's crc32 (when the checksum is taken as the body is read, up to where the part
+/// ends) and, each [`RELEASE_BYTES`], gives back the pages read and maps in the next run
+/// ([`read_on`]).
+struct ReadBehind<'a> {
+    map: &'a Mmap,
+    body: &'a [u8],
+    /// Where in the map pages are given back from.
+    release_at: usize,
+    /// How far in the body the pages read have been given back.
+    released: usize,
+    crc: Option<RunningCrc>,
+}
+
+/// The crc32 of the body's bytes from `start` to `done`, taken no further than `end`.
+struct RunningCrc {
+    start: usize,
+    done: usize,
+    end: usize,
+    hasher: crc32fast::Hasher,
+}
+
+impl<'a> ReadBehind<'a> {
+    /// A reading of `body` (mapped in `map` after the header) from `start`, giving back pages
+    /// from `release_at` in the map; with `crc`, checksumming up to `crc_end`.
+    fn new(
+        map: &'a Mmap,
+        body: &'a [u8],
+        (start, release_at): (usize, usize),
+        crc: bool,
+        crc_end: usize,
+    ) -> ReadBehind<'a> {
+        ReadBehind {
+            map,
+            body,
+            release_at,
+            released: start,
+            crc: crc.then(|| RunningCrc {
+                start,
+                done: start,
+                end: crc_end.min(body.len()),
+                hasher: crc32fast::Hasher::new(),
+            }),
+        }
+    }
+
+    /// How many bytes the reader should read between two calls of [`passed`](Self::passed).
+    fn every(&self) -> usize {
+        match self.crc {
+            Some(_) => CRC_RUN_BYTES,
+            None => RELEASE_BYTES,
+        }
+    }
+
+    /// The reader has read the body up to `read`.
+    fn passed(&mut self, read: usize) {
+        if let Some(crc) = &mut self.crc {
+            let to = read.min(crc.end);
+            if to > crc.done {
+                crc.hasher.update(&self.body[crc.done..to]);
+                crc.done = to;
+            }
+        }
+        if read >= self.released + RELEASE_BYTES {
+            read_on(self.map, self.release_at, HEADER_BYTES + read);
+            self.released = read;
+        }
+    }
+
+    /// The reading is over: its checksum, as far as it went, joins `crcs`.
+    fn done(self, crcs: Option<&Crcs>) {
+        if let (Some(crc), Some(crcs)) = (self.crc, crcs) {
+            crcs.0.lock().push(crc);
+        }
+    }
+}
+
+/// The checksums of the parts of a body that threads took as they read them.
+#[derive(Default)]
+pub(crate) struct Crcs(Mutex<Vec<RunningCrc>>);
+
+impl Crcs {
+    /// The crc32 of `body`: the parts' checksums joined in order, the bytes no part covers
+    /// (where a reading ended early, and the small parts between the long ones) read here.
+    fn body_crc(self, body: &[u8]) -> u32 {
+        let mut parts = self.0.into_inner();
+        parts.sort_by_key(|part| part.start);
+        let mut hasher = crc32fast::Hasher::new();
+        let mut at = 0;
+        for part in parts {
+            if part.start < at {
+                // Parts that overlap cannot be joined: the whole body is read again.
+                return crc32fast::hash(body);
+            }
+            hasher.update(&body[at..part.start]);
+            hasher.combine(&part.hasher);
+            at = part.done;
+        }
+        hasher.update(&body[at..]);
+        hasher.finalize()
+    }
+}
+
 /// The crc32 of `map` from byte `start` on, read on two threads: the span is split at a
 /// multiple of [`RELEASE_BYTES`] from `start` at or before its middle, and each thread maps in
 /// a run of [`RELEASE_BYTES`] at a time, reads it, and gives it back (with the pages that hold
@@ -804,7 +962,7 @@ pub(crate) fn decode_facts(
     let mut in_place = InPlace::default();
     let (messages, outcomes, users) = std::thread::scope(|scope| {
         let users_ahead = match (decoding, directory) {
-            (Decoding::OnDemand(snapshot, body_at), Some(directory)) => {
+            (Decoding::OnDemand(snapshot, body_at, crcs), Some(directory)) => {
                 let (whole, prints) = (body.body(), &prints);
                 let counts = counts_ahead(whole, body.position(), directory);
                 counts.map(|counts| {
@@ -814,7 +972,7 @@ pub(crate) fn decode_facts(
                             counts,
                             directory.users_at,
                             every,
-                            (snapshot, body_at),
+                            (snapshot, body_at, crcs),
                             prints,
                         )
                     })
@@ -823,7 +981,7 @@ pub(crate) fn decode_facts(
             _ => None,
         };
         let messages = match decoding {
-            Decoding::OnDemand(snapshot, body_at) => {
+            Decoding::OnDemand(snapshot, body_at, _) => {
                 let scan = ChunkScan::read(body, every, &mut passed, |index, state| {
                     in_place.messages.message(index, state, &prints);
                 })?;
@@ -862,7 +1020,7 @@ pub(crate) fn decode_facts(
                 in_place.lists = lists;
                 DecodedUsers::Mapped(table)
             }
-            (None, Decoding::OnDemand(snapshot, body_at)) => {
+            (None, Decoding::OnDemand(snapshot, body_at, _)) => {
                 DecodedUsers::Mapped(UserTable::read_mapped(
                     body,
                     every,
@@ -947,23 +1105,27 @@ fn users_in_place(
     counts: (usize, usize),
     users_at: usize,
     every: usize,
-    (snapshot, body_at): (&Arc<MappedSnapshot>, usize),
+    (snapshot, body_at, crcs): (&Arc<MappedSnapshot>, usize, &Crcs),
     prints: &Prints,
 ) -> std::result::Result<(ReadUsers, ListsSums, usize), String> {
     let mut users = codec::SnapshotReader::new(body);
     users.skip(users_at);
     map_in(&snapshot.map, body_at + users_at, RELEASE_BYTES);
-    let pages = |read: usize| read_on(&snapshot.map, body_at + users_at, body_at + read);
+    let at = (users_at, body_at + users_at);
+    let mut behind = ReadBehind::new(&snapshot.map, body, at, true, body.len());
     let mut sums = ListsSums::default();
     let table = UserTable::read_mapped(
         &mut users,
         every,
-        pages,
+        |read| behind.passed(read),
         counts,
         (Arc::clone(snapshot), body_at),
         |user, lists| sums.add(user, lists, prints),
-    )?;
-    Ok((table, sums, users.position()))
+    );
+    // What was read joins the checksum, however the reading ended.
+    behind.passed(users.position());
+    behind.done(Some(crcs));
+    Ok((table?, sums, users.position()))
 }
 
 /// The string at `body`'s position, its length refused if the bytes left cannot hold it,
@@ -1408,14 +1570,15 @@ fn split_body(body: &[u8], version: u32) -> std::result::Result<BodyParts, Strin
 }
 
 /// Reads a body's indexes part (all of `part`). Calls `passed` with the bytes read so far each
-/// time [`RELEASE_BYTES`] more have been read, as [`decode_facts`] does.
+/// time `every` more have been read, as [`decode_facts`] does.
 pub(crate) fn decode_indexes(
     part: &mut codec::SnapshotReader,
+    every: usize,
     mut passed: impl FnMut(usize),
 ) -> std::result::Result<DecodedIndexes, String> {
     let indexes = DecodedIndexes {
-        rollup: part.decode_passing(RELEASE_BYTES, &mut passed)?,
-        credits: part.decode_passing(RELEASE_BYTES, &mut passed)?,
+        rollup: part.decode_passing(every, &mut passed)?,
+        credits: part.decode_passing(every, &mut passed)?,
     };
     let left = part.bytes_left();
     if left != 0 {
@@ -1478,8 +1641,9 @@ impl DecodedIndexes {
 pub(crate) enum Decoding<'a> {
     /// Whole, the messages' records into chunks made ready by another thread when it can.
     Whole(&'a ReadyChunks),
-    /// On demand, from the mapped snapshot the body lies in (and the body's offset in it).
-    OnDemand(&'a Arc<MappedSnapshot>, usize),
+    /// On demand, from the mapped snapshot the body lies in (and the body's offset in it); a
+    /// thread reading a part ahead leaves its checksum of it in the `Crcs`.
+    OnDemand(&'a Arc<MappedSnapshot>, usize, &'a Crcs),
 }
 
 /// Checks a header read from a file of `file_len` bytes; returns the format version.

@@ -1253,3 +1253,87 @@ fn indexes_with_busy_minutes_load_from_a_snapshot_and_answer_as_a_full_replay() 
     assert_eq!(audit.findings, vec![]);
     assert_eq!(audit.snapshots[0].usage, commlog::audit::SnapshotUse::Used);
 }
+
+/// A snapshot of tens of megabytes, read in runs: decoded whole, after its checksum; decoded on
+/// demand, with the checksum taken as each thread reads its part (the messages' records, the
+/// users' lists, the indexes), joined once all are read. Unchanged, it loads every way with the
+/// same answers; a byte flipped anywhere (in each part, at its edges, in the trailer) is the
+/// same body checksum mismatch, with the same computed value, however the store is opened.
+#[test]
+fn a_byte_flipped_in_a_large_snapshot_is_a_checksum_mismatch_however_it_is_read() {
+    use commlog::workload::{Generator, Spec};
+    let data = TempDir::new().unwrap();
+    let store = Store::open_with(data.path(), options(64 << 20, 0)).unwrap();
+    let spec = Spec {
+        seed: 7,
+        users: 20_000,
+        messages: 300_000,
+    };
+    for call in Generator::calls(spec) {
+        commlog::workload::apply(&store, &call).unwrap();
+    }
+    // The views over all users build the indexes the snapshot then holds.
+    let expected = answers_of(&store);
+    let snapshot = store.snapshot().unwrap().unwrap();
+    store.close().unwrap();
+    assert_eq!(snapshot_files(data.path()), std::slice::from_ref(&snapshot));
+    let bytes = fs::read(&snapshot).unwrap();
+    assert!(bytes.len() > 16 << 20, "{} bytes", bytes.len());
+    let modes = [(false, false), (false, true), (true, false), (true, true)];
+    let open = |dir: &Path, (on_demand, indexes): (bool, bool)| {
+        let options = Options {
+            decode_on_demand: on_demand,
+            load_indexes: indexes,
+            ..support::store::options()
+        };
+        Store::open_read_only_with(dir, options).unwrap()
+    };
+    for mode in modes {
+        let store = open(data.path(), mode);
+        assert_eq!(store.open_report().snapshot.as_ref(), Some(&snapshot));
+        assert_eq!(answers_of(&store), expected, "{mode:?}");
+    }
+    // Where the facts' directory puts the outcomes and the users, and where the indexes begin
+    // (offsets in the body, after the header).
+    let trailer = |from_end: usize| {
+        let at = bytes.len() - from_end;
+        HEADER_BYTES + u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize
+    };
+    let (outcomes_at, users_at, indexes_at) = (trailer(24), trailer(16), trailer(8));
+    assert!(
+        HEADER_BYTES + (8 << 20) < outcomes_at,
+        "the messages span several runs"
+    );
+    assert!(outcomes_at < users_at && users_at + (2 << 20) < indexes_at);
+    let mut offsets: Vec<usize> = (0..16)
+        .map(|part| HEADER_BYTES + (bytes.len() - HEADER_BYTES) * part / 16 + part)
+        .collect();
+    for edge in [outcomes_at, users_at, indexes_at, bytes.len() - 24] {
+        offsets.extend([edge - 1, edge, edge + 1]);
+    }
+    offsets.extend([(users_at + indexes_at) / 2, bytes.len() - 1]);
+    for offset in offsets {
+        let (_copy_dir, copy) = copy_of(data.path());
+        let damaged = in_copy(data.path(), &copy, &snapshot);
+        let mut changed = bytes.clone();
+        changed[offset] ^= 0x10;
+        fs::write(&damaged, &changed).unwrap();
+        let reasons: Vec<String> = modes
+            .iter()
+            .map(|&mode| {
+                let report = open(&copy, mode).open_report();
+                assert_eq!(report.snapshot, None, "byte {offset}, {mode:?}");
+                report.ignored_snapshots[0].reason.clone()
+            })
+            .collect();
+        assert!(
+            reasons[0].starts_with("body checksum mismatch"),
+            "byte {offset}: {}",
+            reasons[0]
+        );
+        assert!(
+            reasons.iter().all(|reason| *reason == reasons[0]),
+            "byte {offset}: {reasons:?}"
+        );
+    }
+}
