@@ -27,7 +27,7 @@ use crate::log::segment::{
 use crate::log::summary::{LogSummary, count_through};
 use crate::log::{CoveredSegment, LogPosition, SharedLog};
 use crate::projection::attribution::Credits;
-use crate::projection::message_table::{ChunkScan, MessageTable, ReadyChunks};
+use crate::projection::message_table::{CHUNK_MESSAGES, ChunkScan, MessageTable, ReadyChunks};
 use crate::projection::outcome::OutcomeState;
 use crate::projection::rollup::MessageRollup;
 use crate::projection::status::MessageState;
@@ -40,13 +40,16 @@ pub const SNAPSHOT_DIRECTORY: &str = "snapshots";
 /// First eight bytes of every snapshot file.
 const MAGIC: [u8; 8] = *b"CMLOGSNP";
 
-/// The snapshot format this build writes: version 4, whose bound ends with the log's summary
-/// and whose body ends with the indexes part and then the facts' directory.
-const FORMAT_VERSION: u32 = 4;
+/// The snapshot format this build writes: version 5, whose bound ends with the log's summary
+/// and whose body ends with the indexes part and then the facts' directory, which says where
+/// the message halfway begins.
+const FORMAT_VERSION: u32 = 5;
 /// The oldest format whose bound ends with the log's summary (versions 1 and 2 hold none).
 const FORMAT_VERSION_SUMMARY: u32 = 3;
 /// The oldest format whose body ends with the facts' directory ([`FactsDirectory`]).
 const FORMAT_VERSION_DIRECTORY: u32 = 4;
+/// The oldest format whose facts' directory says where the message halfway begins.
+const FORMAT_VERSION_SPLIT: u32 = 5;
 /// The oldest format this build reads: version 1, whose body ends with the facts.
 const FORMAT_VERSION_FACTS_ONLY: u32 = 1;
 
@@ -351,7 +354,15 @@ fn write_file(
             capture::write_image(projection, &mut body, |body| body.bytes).map_err(encode)?;
         let indexes_at = body.bytes;
         capture::write_indexes(&projection.read(), indexes, &mut body).map_err(encode)?;
-        for offset in [directory.outcomes_at, directory.users_at, indexes_at] {
+        let (split_index, split_at) = directory.split.expect("the writer splits the records");
+        let trailer = [
+            split_index as u64,
+            split_at,
+            directory.outcomes_at,
+            directory.users_at,
+            indexes_at,
+        ];
+        for offset in trailer {
             body.write_all(&offset.to_le_bytes()).map_err(io)?;
         }
         body.inner.flush().map_err(io)?;
@@ -520,15 +531,20 @@ pub(crate) fn load(
     // hold their pages and fresh memory at once, while another thread checks the log's frames
     // and then makes ready the memory of the messages' records still to decode. Only read
     // through (on demand), the facts, the longest part, are read on another thread (and the
-    // users' lists, given a facts' directory, on a third: `decode_facts`), while this one
+    // users' lists, given a facts' directory, on a third, the messages' records from its
+    // split on a fourth: `decode_facts`), while this one
     // decodes the indexes (a new thread's allocations cost more) and then checks the log's
     // frames, rather than a thread each for those two as well.
     let ready = ReadyChunks::default();
     let mut decode_facts_part = || {
         map_in(map, HEADER_BYTES, RELEASE_BYTES);
         // With a directory, the users' lists are read (and taken into the checksum) by a
-        // thread of their own: this one's checksum ends where they begin.
-        let crc_end = directory.map_or(facts_end, |directory| directory.users_at);
+        // thread of their own, and with a split the messages' records from there by another:
+        // this one's checksum ends where the first of those begins.
+        let crc_end = directory.map_or(facts_end, |directory| match directory.split {
+            Some((_, at)) => at,
+            None => directory.users_at,
+        });
         let mut behind = ReadBehind::new(map, whole_body, (0, 0), crcs.is_some(), crc_end);
         let decoded = decode_facts(
             &mut body,
@@ -946,8 +962,9 @@ fn release(map: &Mmap, range: Range<usize>) {
 /// calls `passed` with the bytes read so far each time `every` more of its two long lists (the
 /// messages, the users) have been read. Decoding on demand, the messages' records and the
 /// users' lists are only checked, and left in the file to be decoded when first used; the
-/// users' lists read ahead on another thread (given `directory`) give back their own pages
-/// rather than call `passed`.
+/// users' lists and the records from the split, read ahead each on another thread (given
+/// `directory`), give back their own pages rather than call `passed`. Decoded either way, the
+/// messages' records reach the split (version 5) where the directory puts it.
 pub(crate) fn decode_facts(
     body: &mut codec::SnapshotReader,
     every: usize,
@@ -958,7 +975,8 @@ pub(crate) fn decode_facts(
     let prints = Prints::new();
     // Decoded on demand, the messages and the users' lists are left in the file, each checked
     // as it is read; with a directory, the users' lists on another thread, from where it says
-    // they begin, while this one reads the messages' records and the outcomes.
+    // they begin, and the records from its split on a third, while this one reads the records
+    // before the split and the outcomes.
     let mut in_place = InPlace::default();
     let (messages, outcomes, users) = std::thread::scope(|scope| {
         let users_ahead = match (decoding, directory) {
@@ -981,16 +999,54 @@ pub(crate) fn decode_facts(
             _ => None,
         };
         let messages = match decoding {
-            Decoding::OnDemand(snapshot, body_at, _) => {
-                let scan = ChunkScan::read(body, every, &mut passed, |index, state| {
-                    in_place.messages.message(index, state, &prints);
-                })?;
+            Decoding::OnDemand(snapshot, body_at, crcs) => {
+                let (whole, prints) = (body.body(), &prints);
+                let count = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
+                let split = split_within(directory, count)?;
+                // Given a split at the first record of a chunk, the records from there are
+                // read on a thread of their own, and count once the first half ends there.
+                let later = split
+                    .filter(|&(index, _)| index.is_multiple_of(CHUNK_MESSAGES) && index < count)
+                    .map(|(index, at)| {
+                        let ends = (directory.map_or(at, |directory| directory.users_at), count);
+                        scope.spawn(move || {
+                            let mapped = (snapshot, body_at, crcs);
+                            messages_in_place(whole, (index, at), ends, every, mapped, prints)
+                        })
+                    });
+                let first_len = split.map_or(count, |(index, _)| index);
+                let mut scan = ChunkScan::new(count);
+                let mut each = |index, state: &MessageState| {
+                    in_place.messages.message(index, state, prints);
+                };
+                scan.read(body, (0, first_len), every, &mut passed, &mut each)?;
+                if let Some((index, at)) = split {
+                    reached_split(index, at, body.position())?;
+                }
+                match later {
+                    Some(later) => {
+                        let (later, in_place_later, end) = joined(later)?;
+                        scan.end_at(whole, body.position());
+                        scan.join(later);
+                        in_place.messages.join(in_place_later);
+                        body.skip(end - body.position());
+                    }
+                    None => {
+                        let rest = (first_len, count - first_len);
+                        scan.read(body, rest, every, &mut passed, &mut each)?;
+                        scan.end_at(whole, body.position());
+                    }
+                }
                 MessageTable::mapped(scan, Arc::clone(snapshot), body_at)
             }
             Decoding::Whole(ready) => {
                 let len = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
+                let split = split_within(directory, len)?;
+                let mark = split
+                    .map(|(index, at)| (index, move |position| reached_split(index, at, position)));
                 ready.expect(len);
-                let table = MessageTable::decode_whole(body, len, every, &mut passed, ready);
+                let table =
+                    MessageTable::decode_whole(body, len, (every, &mut passed), ready, mark);
                 ready.expect(0);
                 table?
             }
@@ -1096,6 +1152,65 @@ fn counts_ahead(
     (outcomes_end == Some(directory.users_at)).then_some((messages, outcomes))
 }
 
+/// The split of the messages' records `directory` gives (version 5), refused if it names a
+/// record past the `count` messages.
+fn split_within(
+    directory: Option<FactsDirectory>,
+    count: usize,
+) -> std::result::Result<Option<(usize, usize)>, String> {
+    match directory.and_then(|directory| directory.split) {
+        Some((index, at)) if index > count => Err(format!(
+            "the facts' directory puts message {index} at {at}, past the {count} messages"
+        )),
+        split => Ok(split),
+    }
+}
+
+/// Checks that the record of message `index` begins at `position`, where the facts' directory
+/// puts it (`at`).
+fn reached_split(index: usize, at: usize, position: usize) -> std::result::Result<(), String> {
+    match position == at {
+        true => Ok(()),
+        false => Err(format!(
+            "message {index}'s record begins at {position}, not where the facts' directory puts \
+             it ({at})"
+        )),
+    }
+}
+
+/// The messages' records of `body` (a snapshot's, mapped) from record `first`, which begins at
+/// `at` and the first of a chunk, to the last of `count`, read on demand as the whole list is
+/// ([`ChunkScan::read`]): their scan, what was found of them, and where they end. Pages read
+/// are given back as the messages' reading does; the checksum runs on to `crc_end`, where the
+/// next thread's begins.
+fn messages_in_place(
+    body: &[u8],
+    (first, at): (usize, usize),
+    (crc_end, count): (usize, usize),
+    every: usize,
+    (snapshot, body_at, crcs): (&Arc<MappedSnapshot>, usize, &Crcs),
+    prints: &Prints,
+) -> std::result::Result<(ChunkScan, MessagesInPlace, usize), String> {
+    let mut records = codec::SnapshotReader::new(body);
+    records.skip(at);
+    map_in(&snapshot.map, body_at + at, RELEASE_BYTES);
+    let mut behind = ReadBehind::new(&snapshot.map, body, (at, body_at + at), true, crc_end);
+    let mut scan = ChunkScan::new(count);
+    let mut in_place = MessagesInPlace::default();
+    let read = scan.read(
+        &mut records,
+        (first, count - first),
+        every,
+        |read| behind.passed(read),
+        |index, state| in_place.message(index, state, prints),
+    );
+    behind.passed(crc_end.max(records.position()));
+    behind.done(Some(crcs));
+    read?;
+    scan.end_at(body, records.position());
+    Ok((scan, in_place, records.position()))
+}
+
 /// The users' lists of `body` (a snapshot's, mapped: `snapshot` and the body's offset in it)
 /// read on demand from `users_at`, each checked where it lies against `counts` (messages,
 /// outcomes), with the sums of their prints; and where the list ends. Every `every` bytes
@@ -1196,6 +1311,13 @@ struct MessagesInPlace {
 }
 
 impl MessagesInPlace {
+    /// Takes in what was found of the messages after these.
+    fn join(&mut self, later: MessagesInPlace) {
+        self.prints = self.prints.wrapping_add(later.prints);
+        self.fail |= later.fail;
+        self.latest_stage_ms = self.latest_stage_ms.max(later.latest_stage_ms);
+    }
+
     /// Checks message `index` as [`message_agrees`] does, but for its times against the latest
     /// event time, and adds its print.
     #[inline]
@@ -1487,13 +1609,17 @@ fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-/// Where the lists that follow the messages' records begin in a body: the outcomes' list and
-/// the users' list (each at its length). A body of format version 4 or later lists them after
-/// its indexes part, so that an open reads the users' lists on one thread while it reads the
-/// messages' records on another; the reading of the messages then ends at `outcomes_at`, and
-/// that of the outcomes at `users_at`, or the snapshot is ignored.
+/// Where parts of the facts begin in a body: the record of one message (`split`: its index, the
+/// first of a chunk of [`CHUNK_MESSAGES`] halfway through, and where it begins), the outcomes'
+/// list and the users' list (each at its length). A body of format version 4 or later lists
+/// the lists' offsets after its indexes part, version 5 the split as well, so that an open
+/// reads the users' lists, and the second half of the messages' records, each on a thread of
+/// its own while it reads the first half on another; the reading of the messages then reaches
+/// record `split.0` at `split.1` and ends at `outcomes_at`, and that of the outcomes at
+/// `users_at`, or the snapshot is ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FactsDirectory<Offset = usize> {
+    pub(crate) split: Option<(usize, Offset)>,
     pub(crate) outcomes_at: Offset,
     pub(crate) users_at: Offset,
 }
@@ -1508,7 +1634,8 @@ struct BodyParts {
 
 /// The parts of a body of format `version`: a version 2 or 3 body ends with the indexes part
 /// and then the u64 offset where the part begins; a version 4 body ends with that part, the
-/// directory (two u64) and the same offset; a version 1 body ends with the facts.
+/// directory (two u64) and the same offset, a version 5 body likewise with a directory of four
+/// u64 (the split first); a version 1 body ends with the facts.
 fn split_body(body: &[u8], version: u32) -> std::result::Result<BodyParts, String> {
     if version == FORMAT_VERSION_FACTS_ONLY {
         return Ok(BodyParts {
@@ -1523,16 +1650,20 @@ fn split_body(body: &[u8], version: u32) -> std::result::Result<BodyParts, Strin
         .ok_or("body is short: it has no room for the indexes' offset")?;
     let offset = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
     let indexes_at = offset(offset_at);
+    // The directory as the file holds it: the split (version 5), the outcomes, the users.
     let (indexes_end, directory) = match version >= FORMAT_VERSION_DIRECTORY {
         true => {
-            let directory_at = offset_at
-                .checked_sub(16)
-                .ok_or("body is short: it has no room for the facts' directory")?;
-            let directory = FactsDirectory {
-                outcomes_at: offset(directory_at),
-                users_at: offset(directory_at + 8),
+            let split_bytes = match version >= FORMAT_VERSION_SPLIT {
+                true => 16,
+                false => 0,
             };
-            (directory_at, Some(directory))
+            let directory_at = offset_at
+                .checked_sub(16 + split_bytes)
+                .ok_or("body is short: it has no room for the facts' directory")?;
+            let lists_at = directory_at + split_bytes;
+            let split = (split_bytes > 0).then(|| (offset(directory_at), offset(directory_at + 8)));
+            let lists = (offset(lists_at), offset(lists_at + 8));
+            (directory_at, Some((split, lists)))
         }
         false => (offset_at, None),
     };
@@ -1545,21 +1676,39 @@ fn split_body(body: &[u8], version: u32) -> std::result::Result<BodyParts, Strin
         }
     };
     let directory = directory
-        .map(|FactsDirectory { outcomes_at, users_at }| {
-            match (usize::try_from(outcomes_at), usize::try_from(users_at)) {
-                (Ok(outcomes_at), Ok(users_at))
-                    if outcomes_at <= users_at && users_at <= indexes_at =>
-                {
-                    Ok(FactsDirectory {
-                        outcomes_at,
-                        users_at,
-                    })
+        .map(|(split, (outcomes_at, users_at))| {
+            let at = |offset: u64| usize::try_from(offset).ok().filter(|&at| at <= indexes_at);
+            let in_order = |split_at: Option<usize>| {
+                let (outcomes, users) = (at(outcomes_at)?, at(users_at)?);
+                (split_at.unwrap_or(0) <= outcomes && outcomes <= users)
+                    .then_some((outcomes, users))
+            };
+            let fits = match split {
+                None => in_order(None).map(|lists| (None, lists)),
+                Some((index, split_at)) => {
+                    let index = usize::try_from(index).ok()?;
+                    let split_at = at(split_at)?;
+                    in_order(Some(split_at)).map(|lists| (Some((index, split_at)), lists))
                 }
-                _ => Err(format!(
-                    "the facts' directory (outcomes at {outcomes_at}, users at {users_at}) does \
-                     not lie in order within the facts, which end at {indexes_at}"
-                )),
-            }
+            };
+            fits.map(|(split, (outcomes_at, users_at))| FactsDirectory {
+                split,
+                outcomes_at,
+                users_at,
+            })
+        })
+        .map(|fits| {
+            fits.ok_or_else(|| {
+                let (split, (outcomes_at, users_at)) = directory.expect("a directory was read");
+                let split = match split {
+                    Some((index, at)) => format!("message {index} at {at}, "),
+                    None => String::new(),
+                };
+                format!(
+                    "the facts' directory ({split}outcomes at {outcomes_at}, users at {users_at}) \
+                     does not lie in order within the facts, which end at {indexes_at}"
+                )
+            })
         })
         .transpose()?;
     Ok(BodyParts {

@@ -717,14 +717,16 @@ fn with_every_snapshot_damaged_the_open_replays_the_whole_log() {
 fn a_snapshot_of_a_newer_format_version_is_reported_and_ignored() {
     let (_dir, data, older, newer) = store_with_two_snapshots(512);
     let (expected, _) = full_replay(&data);
-    // Versions 1 to 3 are read too: a body of this build's version (4) labelled 2 or 1 has its
+    // Versions 1 to 4 are read too: a body of this build's version (5) labelled 2 or 1 has its
     // facts read from the log's summary's bytes (their bound ends before it); labelled 3, its
-    // indexes part runs on into the facts' directory (which version 3 lacks).
+    // indexes part runs on into the facts' directory (which version 3 lacks), and labelled 4
+    // into the directory's split of the messages' records (which version 4 lacks).
     for (version, reason) in [
         (1u32, "does not decode".to_string()),
         (2, "does not decode".to_string()),
-        (3, "the indexes part has 16 bytes after its end".to_string()),
-        (5, "format version 5".to_string()),
+        (3, "the indexes part has 32 bytes after its end".to_string()),
+        (4, "the indexes part has 16 bytes after its end".to_string()),
+        (6, "format version 6".to_string()),
         (u32::MAX, format!("format version {}", u32::MAX)),
     ] {
         let (_copy_dir, copy) = copy_of(&data);
@@ -1255,8 +1257,8 @@ fn indexes_with_busy_minutes_load_from_a_snapshot_and_answer_as_a_full_replay() 
 }
 
 /// A snapshot of tens of megabytes, read in runs: decoded whole, after its checksum; decoded on
-/// demand, with the checksum taken as each thread reads its part (the messages' records, the
-/// users' lists, the indexes), joined once all are read. Unchanged, it loads every way with the
+/// demand, with the checksum taken as each thread reads its part (the messages' records before
+/// the directory's split and from it, the users' lists, the indexes), joined once all are read. Unchanged, it loads every way with the
 /// same answers; a byte flipped anywhere (in each part, at its edges, in the trailer) is the
 /// same body checksum mismatch, with the same computed value, however the store is opened.
 #[test]
@@ -1300,6 +1302,11 @@ fn a_byte_flipped_in_a_large_snapshot_is_a_checksum_mismatch_however_it_is_read(
         HEADER_BYTES + u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize
     };
     let (outcomes_at, users_at, indexes_at) = (trailer(24), trailer(16), trailer(8));
+    // The split: the message halfway, the first of a chunk of 1,024, and where it begins.
+    let split_index = trailer(40) - HEADER_BYTES;
+    let split_at = trailer(32);
+    assert_eq!(split_index, 300_000 / 2 / 1024 * 1024);
+    assert!(HEADER_BYTES + (4 << 20) < split_at && split_at + (4 << 20) < outcomes_at);
     assert!(
         HEADER_BYTES + (8 << 20) < outcomes_at,
         "the messages span several runs"
@@ -1308,7 +1315,13 @@ fn a_byte_flipped_in_a_large_snapshot_is_a_checksum_mismatch_however_it_is_read(
     let mut offsets: Vec<usize> = (0..16)
         .map(|part| HEADER_BYTES + (bytes.len() - HEADER_BYTES) * part / 16 + part)
         .collect();
-    for edge in [outcomes_at, users_at, indexes_at, bytes.len() - 24] {
+    for edge in [
+        split_at,
+        outcomes_at,
+        users_at,
+        indexes_at,
+        bytes.len() - 40,
+    ] {
         offsets.extend([edge - 1, edge, edge + 1]);
     }
     offsets.extend([(users_at + indexes_at) / 2, bytes.len() - 1]);

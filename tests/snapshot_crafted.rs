@@ -761,7 +761,7 @@ impl Layout {
     fn of(bytes: &[u8]) -> Layout {
         let mut walk = Walk { bytes, offset: 28 };
         // The bound: the position, the covered segments, the log's summary (version 4).
-        assert_eq!(&bytes[8..12], 4_u32.to_le_bytes());
+        assert_eq!(&bytes[8..12], 5_u32.to_le_bytes());
         walk.take(16);
         if walk.some() {
             walk.take(8);
@@ -850,15 +850,30 @@ impl Layout {
             walk.take(len);
         }
         let indexes_at = walk.offset;
-        // The trailer: the facts' directory (where the outcomes' and the users' lists begin),
+        // The trailer: the facts' directory (the message halfway, the first of a chunk of
+        // 1,024, and where its record begins; where the outcomes' and the users' lists begin),
         // then where the indexes begin; offsets in the body, which starts after 28 bytes.
-        let end = bytes.len() - 24;
+        let end = bytes.len() - 40;
         let trailer =
             |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+        let split = messages.len() / 2 / 1024 * 1024;
+        assert_eq!(trailer(end), split, "the message halfway");
         assert_eq!(
-            [trailer(end), trailer(end + 8), trailer(end + 16)].map(|offset| offset + 28),
-            [outcomes_list_at, users_list_at, indexes_at],
-            "the trailer names where the outcomes, the users and the indexes begin"
+            [
+                trailer(end + 8),
+                trailer(end + 16),
+                trailer(end + 24),
+                trailer(end + 32)
+            ]
+            .map(|offset| offset + 28),
+            [
+                messages[split].0,
+                outcomes_list_at,
+                users_list_at,
+                indexes_at
+            ],
+            "the trailer names where the message halfway, the outcomes, the users and the \
+             indexes begin"
         );
         let rollup = walk.some().then(|| {
             let types_at = walk.offset;
@@ -1969,8 +1984,45 @@ fn fact_cases() -> Vec<(String, Vec<u8>)> {
     case("facts: a message's cost past the money bound", &|bytes| {
         put_i64(bytes, message(7).0 + 16, i64::MIN)
     });
-    // The facts' directory: the outcomes' offset, then the users'.
-    let (outcomes_at, users_at) = (layout.end, layout.end + 8);
+    // The facts' directory: the message halfway and its offset, the outcomes' offset, then
+    // the users'.
+    let (split_index, split_at) = (layout.end, layout.end + 8);
+    let (outcomes_at, users_at) = (layout.end + 16, layout.end + 24);
+    case(
+        "facts: the directory puts the message halfway a byte late",
+        &|bytes| {
+            let late = get_i64(bytes, split_at) + 1;
+            put_i64(bytes, split_at, late)
+        },
+    );
+    case(
+        "facts: the directory's message halfway is past the messages",
+        &|bytes| put_i64(bytes, split_index, layout.messages.len() as i64 + 1),
+    );
+    case(
+        "facts: the directory puts the message halfway after the outcomes",
+        &|bytes| {
+            let outcomes = get_i64(bytes, outcomes_at);
+            put_i64(bytes, split_at, outcomes + 1)
+        },
+    );
+    // Not the first of a chunk, but where its record begins: the records are read in order.
+    case(
+        "facts: the directory's message halfway is message 1, where it begins",
+        &|bytes| {
+            put_i64(bytes, split_index, 1);
+            put_i64(bytes, split_at, (layout.messages[1].0 - 28) as i64)
+        },
+    );
+    // The last message's end: no record is read ahead.
+    case(
+        "facts: the directory's message halfway is past the last, where the records end",
+        &|bytes| {
+            put_i64(bytes, split_index, layout.messages.len() as i64);
+            let outcomes = get_i64(bytes, outcomes_at);
+            put_i64(bytes, split_at, outcomes)
+        },
+    );
     case(
         "facts: the directory puts the outcomes a byte late",
         &|bytes| {
@@ -2212,6 +2264,18 @@ const REJECTED: &[(&str, &str)] = &[
     (
         "facts: a message's cost past the money bound",
         "message 7 has a negative cost",
+    ),
+    (
+        "facts: the directory puts the message halfway a byte late",
+        "'s record begins at",
+    ),
+    (
+        "facts: the directory's message halfway is past the messages",
+        "past the",
+    ),
+    (
+        "facts: the directory puts the message halfway after the outcomes",
+        "does not lie in order within the facts",
     ),
     (
         "facts: the directory puts the outcomes a byte late",

@@ -1,9 +1,10 @@
-//! The snapshot file's bytes, pinned: `tests/golden/snapshot_v4.bin` is the snapshot a writer
+//! The snapshot file's bytes, pinned: `tests/golden/snapshot_v5.bin` is the snapshot a writer
 //! closing a store of `tests/golden/segment_v2_external_id.bin` writes once a query has built
 //! its indexes, and docs/FORMAT.md, "Snapshots", describes it byte for byte (its walk here
-//! follows the document). `tests/golden/snapshot_v3.bin`, `snapshot_v2.bin` and
-//! `snapshot_v1.bin` are the format version 3, 2 and 1 snapshots of the same store (version 3
-//! without the facts' directory, version 2 without it and without the log's summary, version 1
+//! follows the document). `tests/golden/snapshot_v4.bin`, `snapshot_v3.bin`, `snapshot_v2.bin`
+//! and `snapshot_v1.bin` are the format version 4, 3, 2 and 1 snapshots of the same store
+//! (version 4 without the split of the messages' records in the facts' directory, version 3
+//! without the directory, version 2 without it and without the log's summary, version 1
 //! without any of them and without indexes), which this build still reads: a store with any of
 //! them answers as a full replay of its log does.
 //!
@@ -28,7 +29,8 @@ use tempfile::TempDir;
 /// The golden log: one version 2 segment holding every kind of event and a close marker, so
 /// that a writer opening it and closing appends nothing (a close marker carries the clock).
 const GOLDEN_SEGMENT: &str = "tests/golden/segment_v2_external_id.bin";
-const GOLDEN_SNAPSHOT: &str = "tests/golden/snapshot_v4.bin";
+const GOLDEN_SNAPSHOT: &str = "tests/golden/snapshot_v5.bin";
+const GOLDEN_SNAPSHOT_V4: &str = "tests/golden/snapshot_v4.bin";
 const GOLDEN_SNAPSHOT_V3: &str = "tests/golden/snapshot_v3.bin";
 const GOLDEN_SNAPSHOT_V2: &str = "tests/golden/snapshot_v2.bin";
 const GOLDEN_SNAPSHOT_V1: &str = "tests/golden/snapshot_v1.bin";
@@ -123,7 +125,7 @@ fn closing_a_store_of_the_golden_segment_writes_the_golden_snapshot() {
         fs::write(golden(GOLDEN_SNAPSHOT), &written).unwrap();
     }
     let expected = fs::read(golden(GOLDEN_SNAPSHOT))
-        .expect("tests/golden/snapshot_v4.bin (COMMLOG_BLESS=1 writes it; see the module doc)");
+        .expect("tests/golden/snapshot_v5.bin (COMMLOG_BLESS=1 writes it; see the module doc)");
     assert_eq!(
         written, expected,
         "the snapshot's bytes changed: that is a format change (docs/FORMAT.md, \"Snapshots\")"
@@ -139,6 +141,7 @@ fn a_store_with_any_golden_snapshot_answers_as_a_full_replay_does() {
     let expected_summary = full.log_summary().unwrap();
     for file in [
         GOLDEN_SNAPSHOT,
+        GOLDEN_SNAPSHOT_V4,
         GOLDEN_SNAPSHOT_V3,
         GOLDEN_SNAPSHOT_V2,
         GOLDEN_SNAPSHOT_V1,
@@ -181,8 +184,14 @@ fn the_golden_snapshot_holds_the_fields_docs_format_lists_in_order() {
         bytes: &bytes,
         offset: 0,
     };
-    let (outcomes_at, users_at) = walk_header_bound_and_facts(&mut walk, 4);
+    let (outcomes_at, users_at) = walk_header_bound_and_facts(&mut walk, 5);
     walk_indexes(&mut walk);
+    assert_eq!(
+        (walk.u64(), walk.u64()),
+        (0, (FACTS_AT - 28 + 8) as u64),
+        "the facts' directory: the message halfway (of fewer than 2,048, the first) and the \
+         body offset where its record begins, after the messages' count"
+    );
     assert_eq!(
         (walk.u64(), walk.u64()),
         (outcomes_at, users_at),
@@ -194,6 +203,30 @@ fn the_golden_snapshot_holds_the_fields_docs_format_lists_in_order() {
         "the body offset where the indexes begin"
     );
     assert_eq!(walk.offset, bytes.len(), "nothing after that offset");
+}
+
+/// The version 4 golden snapshot: the same header but its version, the same bound, facts and
+/// indexes, then the facts' directory without the split of the messages' records, and the
+/// offset of the indexes.
+#[test]
+fn the_version_4_golden_snapshot_holds_no_split_of_the_messages() {
+    let bytes = fs::read(golden(GOLDEN_SNAPSHOT_V4)).unwrap();
+    let mut walk = Walk {
+        bytes: &bytes,
+        offset: 0,
+    };
+    let (outcomes_at, users_at) = walk_header_bound_and_facts(&mut walk, 4);
+    walk_indexes(&mut walk);
+    assert_eq!((walk.u64(), walk.u64()), (outcomes_at, users_at));
+    assert_eq!(walk.u64(), BOUND_BYTES as u64 + 527);
+    assert_eq!(walk.offset, bytes.len(), "nothing after that offset");
+    let v5 = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
+    assert_eq!(
+        bytes[28..bytes.len() - 24],
+        v5[28..v5.len() - 40],
+        "the same bound, facts and indexes"
+    );
+    assert_eq!(bytes[bytes.len() - 24..], v5[v5.len() - 24..]);
 }
 
 /// The version 3 golden snapshot: the same header but its version, the same bound, facts and
@@ -209,7 +242,7 @@ fn the_version_3_golden_snapshot_holds_no_directory_of_the_facts() {
     walk_indexes(&mut walk);
     assert_eq!(walk.u64(), BOUND_BYTES as u64 + 527);
     assert_eq!(walk.offset, bytes.len(), "nothing after that offset");
-    let v4 = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
+    let v4 = fs::read(golden(GOLDEN_SNAPSHOT_V4)).unwrap();
     assert_eq!(
         bytes[28..bytes.len() - 8],
         v4[28..v4.len() - 24],
@@ -669,7 +702,7 @@ fn a_snapshot_whose_facts_were_changed_loads_but_a_deep_audit_finds_it() {
 
 #[test]
 fn a_snapshot_the_loader_ignores_is_a_finding_with_its_reason() {
-    let dir = store_with_snapshot(|bytes| bytes[8] = 5);
+    let dir = store_with_snapshot(|bytes| bytes[8] = 6);
     let store = Store::open_read_only(dir.path()).unwrap();
     let ignored = store.open_report().ignored_snapshots;
     assert_eq!(store.open_report().snapshot, None);
@@ -921,11 +954,12 @@ fn a_snapshot_whose_summary_of_the_log_does_not_fit_is_ignored_with_the_reason()
 }
 
 /// A writer that loaded a snapshot of an older version (version 2, without the log's summary,
-/// whose events it counts from the log when asked; version 3, without the facts' directory)
-/// closes with a snapshot of this build's version once any event follows, however few.
+/// whose events it counts from the log when asked; version 3, without the facts' directory;
+/// version 4, without the split of the messages' records) closes with a snapshot of this
+/// build's version once any event follows, however few.
 #[test]
 fn a_writer_from_an_older_snapshot_closes_with_one_of_this_version() {
-    for file in [GOLDEN_SNAPSHOT_V2, GOLDEN_SNAPSHOT_V3] {
+    for file in [GOLDEN_SNAPSHOT_V2, GOLDEN_SNAPSHOT_V3, GOLDEN_SNAPSHOT_V4] {
         let dir = golden_store();
         fs::create_dir(dir.path().join(SNAPSHOT_DIRECTORY)).unwrap();
         fs::copy(golden(file), snapshot_path(dir.path())).unwrap();
@@ -950,7 +984,7 @@ fn a_writer_from_an_older_snapshot_closes_with_one_of_this_version() {
             .join(SNAPSHOT_DIRECTORY)
             .join("snapshot-00000000000000000008");
         let bytes = fs::read(&newest).expect("the close wrote a snapshot of the one new event");
-        assert_eq!(bytes[8..12], 4_u32.to_le_bytes(), "{file}: format version");
+        assert_eq!(bytes[8..12], 5_u32.to_le_bytes(), "{file}: format version");
         let reopened = Store::open_read_only(dir.path()).unwrap();
         assert_eq!(reopened.open_report().snapshot, Some(newest), "{file}");
         assert_eq!(reopened.log_summary().unwrap(), summary, "{file}");
@@ -1032,7 +1066,13 @@ fn a_changed_snapshot_is_judged_alike_decoded_whole_and_on_demand() {
             ));
         }
     }
-    for (field, from_end) in [("outcomes_at", 24), ("users_at", 16)] {
+    let fields = [
+        ("the split's message", 40),
+        ("the split's offset", 32),
+        ("outcomes_at", 24),
+        ("users_at", 16),
+    ];
+    for (field, from_end) in fields {
         for offset in (0..INDEXES_AT as u64 - 28 + 10).chain([u64::MAX, 1 << 63]) {
             cases.push((
                 format!("{field} {offset}"),

@@ -18,6 +18,7 @@ use parking_lot::RwLock;
 
 use crate::codec;
 use crate::projection::id_map::ShardedIdMap;
+use crate::projection::message_table::CHUNK_MESSAGES;
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::UserEntries;
 use crate::projection::{BudgetState, DecodedFacts, Projection};
@@ -215,8 +216,9 @@ pub(crate) fn write_indexes(
 }
 
 /// Writes the image of the captured facts of `projection` to `out`, in parts, each under a
-/// short read lock; events may be folded meanwhile. Returns where the outcomes' and the users'
-/// lists begin, as `at` tells the bytes written to `out`.
+/// short read lock; events may be folded meanwhile. Returns where the record of the message
+/// halfway (the first of a chunk of [`CHUNK_MESSAGES`]), the outcomes' list and the users' list
+/// begin, as `at` tells the bytes written to `out`.
 pub(crate) fn write_image<W: Write>(
     projection: &RwLock<Projection>,
     out: &mut W,
@@ -233,11 +235,12 @@ pub(crate) fn write_image<W: Write>(
             capture.external_ids,
         )
     };
-    write_in_parts(
+    let split_index = messages / 2 / CHUNK_MESSAGES * CHUNK_MESSAGES;
+    let split_at = write_in_parts(
         projection,
-        out,
+        (out, &at),
         &mut buffer,
-        messages,
+        (messages, split_index),
         |projection, index, buffer| {
             let capture = projection.capture.as_ref().expect("a capture is under way");
             let state = capture
@@ -250,9 +253,9 @@ pub(crate) fn write_image<W: Write>(
     let outcomes_at = at(out);
     write_in_parts(
         projection,
-        out,
+        (out, &at),
         &mut buffer,
-        outcomes,
+        (outcomes, usize::MAX),
         |projection, index, buffer| {
             codec::encode_snapshot_part(&projection.facts.outcomes[index], buffer)
         },
@@ -260,9 +263,9 @@ pub(crate) fn write_image<W: Write>(
     let users_at = at(out);
     write_in_parts(
         projection,
-        out,
+        (out, &at),
         &mut buffer,
-        users,
+        (users, usize::MAX),
         |projection, index, buffer| {
             let capture = projection.capture.as_ref().expect("a capture is under way");
             let user = projection.facts.user_order[index];
@@ -290,9 +293,9 @@ pub(crate) fn write_image<W: Write>(
     write_buffer(out, &mut buffer)?;
     write_in_parts(
         projection,
-        out,
+        (out, &at),
         &mut buffer,
-        external_ids,
+        (external_ids, usize::MAX),
         |projection, index, buffer| {
             let id = projection.facts.external_id_order[index];
             let external_id = projection
@@ -303,6 +306,7 @@ pub(crate) fn write_image<W: Write>(
         },
     )?;
     Ok(FactsDirectory {
+        split: Some((split_index, split_at)),
         outcomes_at,
         users_at,
     })
@@ -311,18 +315,32 @@ pub(crate) fn write_image<W: Write>(
 /// Writes a list of `count` entries as a `Vec` encodes (its length, then each entry), the
 /// entries encoded by `encode` (given the index) in parts of [`ENTRIES_PER_LOCK`] entries or
 /// [`BYTES_PER_LOCK`] bytes, whichever comes first, each under a read lock of `projection` and
-/// written to `out` after it is released.
+/// written to `out` after it is released. Returns where entry `mark` begins (or the list
+/// ends, for `mark` = `count`), as `at` tells the bytes written to `out`; 0 for a `mark` past
+/// `count`.
 fn write_in_parts<W: Write>(
     projection: &RwLock<Projection>,
-    out: &mut W,
+    (out, at): (&mut W, &impl Fn(&W) -> u64),
     buffer: &mut Vec<u8>,
-    count: usize,
+    (count, mark): (usize, usize),
     encode: impl Fn(&Projection, usize, &mut Vec<u8>) -> Result<(), bincode::error::EncodeError>,
-) -> Result<(), bincode::error::EncodeError> {
+) -> Result<u64, bincode::error::EncodeError> {
     codec::encode_snapshot_part(&(count as u64), buffer)?;
+    let mut marked = 0;
     let mut start = 0;
-    while start < count {
-        let end = count.min(start + ENTRIES_PER_LOCK);
+    loop {
+        // A part ends at the mark, so that where it begins is what was written before it.
+        let end = match start < mark {
+            true => count.min(start + ENTRIES_PER_LOCK).min(mark),
+            false => count.min(start + ENTRIES_PER_LOCK),
+        };
+        if start == mark {
+            write_buffer(out, buffer)?;
+            marked = at(out);
+        }
+        if start >= count {
+            break;
+        }
         let part_end = buffer.len() + BYTES_PER_LOCK;
         {
             let projection = projection.read();
@@ -333,7 +351,8 @@ fn write_in_parts<W: Write>(
         }
         write_buffer(out, buffer)?;
     }
-    write_buffer(out, buffer)
+    write_buffer(out, buffer)?;
+    Ok(marked)
 }
 
 fn write_buffer(

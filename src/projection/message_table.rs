@@ -305,45 +305,60 @@ pub(crate) struct ChunkScan {
 }
 
 impl ChunkScan {
-    /// Reads the list of messages at `body`'s position, as a snapshot lays it out, decoding
-    /// every record and passing it to `each` with its index, but keeping none; `every` and
-    /// `passed` as in [`SnapshotReader::decode_list`].
+    /// A scan of a list of `count` messages, before any record is read.
+    pub(crate) fn new(count: usize) -> ChunkScan {
+        ChunkScan {
+            count,
+            ..ChunkScan::default()
+        }
+    }
+
+    /// Reads `len` records at `body`'s position, as a snapshot lays them out, the first of
+    /// index `first`: the records after those this scan has read, or, in a scan of its own,
+    /// from the first of a chunk. Decodes every record and passes it to `each` with its index,
+    /// but keeps none; `every` and `passed` as in [`SnapshotReader::decode_list`].
     pub(crate) fn read(
+        &mut self,
         body: &mut SnapshotReader,
+        (first, len): (usize, usize),
         every: usize,
         passed: impl FnMut(usize),
         mut each: impl FnMut(usize, &MessageState),
-    ) -> Result<ChunkScan, String> {
+    ) -> Result<(), String> {
         let bytes = body.body();
-        let (mut starts, mut crcs, mut highest_names) = (Vec::new(), Vec::new(), Vec::new());
-        let mut index = 0usize;
-        let count = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
-        body.scan_items(count, every, passed, |start, rest| {
+        let mut index = first;
+        body.scan_items(len, every, passed, |start, rest| {
             if index.is_multiple_of(CHUNK_MESSAGES) {
-                if let Some(&previous) = starts.last() {
-                    crcs.push(crc32fast::hash(&bytes[previous..start]));
+                if let Some(&previous) = self.starts.last() {
+                    self.crcs.push(crc32fast::hash(&bytes[previous..start]));
                 }
-                starts.push(start);
-                highest_names.push(0);
+                self.starts.push(start);
+                self.highest_names.push(0);
             }
             let (state, taken) = decode_record(rest)?;
             each(index, &state);
             index += 1;
-            let highest = highest_names.last_mut().expect("pushed above");
+            let highest = self.highest_names.last_mut().expect("pushed above");
             *highest = state.highest_name().max(*highest);
             Ok(taken)
-        })?;
-        let end = body.position();
-        if let Some(&previous) = starts.last() {
-            crcs.push(crc32fast::hash(&bytes[previous..end]));
-        }
-        starts.push(end);
-        Ok(ChunkScan {
-            count,
-            starts,
-            crcs,
-            highest_names,
         })
+    }
+
+    /// The records read end at `end`: the last chunk's crc32, and where it ends.
+    pub(crate) fn end_at(&mut self, bytes: &[u8], end: usize) {
+        if let Some(&previous) = self.starts.last() {
+            self.crcs.push(crc32fast::hash(&bytes[previous..end]));
+        }
+        self.starts.push(end);
+    }
+
+    /// Joins to this scan, ended where `later` begins, the scan of the records after them, read
+    /// from the first of a chunk.
+    pub(crate) fn join(&mut self, later: ChunkScan) {
+        self.starts.pop();
+        self.starts.extend(later.starts);
+        self.crcs.extend(later.crcs);
+        self.highest_names.extend(later.highest_names);
     }
 }
 
@@ -512,29 +527,55 @@ impl MessageTable {
 
     /// Decodes `len` records from `body` (laid out as a snapshot holds them) into a whole table:
     /// those past its `Vec` into chunks taken from `ready` while it has some; `every` and
-    /// `passed` as in [`SnapshotReader::decode_items`].
+    /// `passed` as in [`SnapshotReader::decode_items`]. Once the records before index
+    /// `mark.0` (at most `len`) are read, and before any after them, calls `mark.1` with the
+    /// bytes read so far.
     pub(crate) fn decode_whole(
         body: &mut SnapshotReader,
         len: usize,
-        every: usize,
-        mut passed: impl FnMut(usize),
+        (every, mut passed): (usize, impl FnMut(usize)),
         ready: &ReadyChunks,
+        mark: Option<(usize, impl FnOnce(usize) -> Result<(), String>)>,
     ) -> Result<MessageTable, String> {
         let mut whole = WholeRecords {
             flat: Vec::with_capacity(len.min(FLAT_RECORDS)),
             ..WholeRecords::default()
         };
+        let mut mark = mark;
+        let mut decoded = 0;
+        // Decodes `count` records into `push`, stopping at the mark to call it.
+        let mut records = |body: &mut SnapshotReader,
+                           count: usize,
+                           push: &mut dyn FnMut(MessageState)|
+         -> Result<(), String> {
+            let end = decoded + count;
+            loop {
+                if mark.as_ref().is_some_and(|(index, _)| *index == decoded) {
+                    let (_, reached) = mark.take().expect("checked above");
+                    reached(body.position())?;
+                }
+                let run_end = match &mark {
+                    Some((index, _)) if *index < end => *index,
+                    _ => end,
+                };
+                if run_end == decoded {
+                    return Ok(());
+                }
+                body.decode_items(run_end - decoded, every, &mut passed, |_, state| {
+                    push(state)
+                })?;
+                decoded = run_end;
+            }
+        };
         let flat = &mut whole.flat;
-        body.decode_items(len.min(FLAT_RECORDS), every, &mut passed, |_, state| {
-            flat.push(state)
-        })?;
+        records(body, len.min(FLAT_RECORDS), &mut |state| flat.push(state))?;
         let mut left = len - whole.flat.len();
         while left > 0 {
             let mut chunk = ready
                 .take()
                 .unwrap_or_else(|| Vec::with_capacity(WHOLE_CHUNK_MESSAGES));
             let count = left.min(WHOLE_CHUNK_MESSAGES);
-            body.decode_items(count, every, &mut passed, |_, state| chunk.push(state))?;
+            records(body, count, &mut |state| chunk.push(state))?;
             whole.chunks.push(chunk);
             left -= count;
         }
@@ -667,6 +708,11 @@ mod tests {
     use crate::money::Money;
     use crate::projection::names::ActionKind;
 
+    /// What a mark in the records decoded whole calls.
+    type Reached = fn(usize) -> Result<(), String>;
+    /// No mark in the records decoded whole.
+    const NO_MARK: Option<(usize, Reached)> = None;
+
     /// Records of every kind: some with rare stages (a click, a failure, actions), most without.
     fn records(count: usize, seed: u64) -> Vec<MessageState> {
         let mut state = seed;
@@ -710,8 +756,13 @@ mod tests {
         let mut reader = SnapshotReader::new(&snapshot.bytes()[prefix..]);
         let mut passed = Vec::new();
         let mut scanned = Vec::new();
-        let scan = ChunkScan::read(
+        let count = reader
+            .decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)
+            .unwrap();
+        let mut scan = ChunkScan::new(count);
+        scan.read(
             &mut reader,
+            (0, count),
             10_000,
             |read| passed.push(read),
             |index, state| {
@@ -720,6 +771,7 @@ mod tests {
             },
         )
         .unwrap();
+        scan.end_at(reader.body(), reader.position());
         assert_eq!(reader.position(), list_len, "the scan reads the whole list");
         assert_eq!(scanned, records, "the scan gives each record");
         assert!(passed.len() + 1 >= list_len / 10_000, "{passed:?}");
@@ -845,9 +897,9 @@ mod tests {
                 let table = MessageTable::decode_whole(
                     &mut reader,
                     len,
-                    50_000,
-                    |read| passed.push(read),
+                    (50_000, |read| passed.push(read)),
                     &ready,
+                    NO_MARK,
                 )
                 .unwrap();
                 assert_eq!(reader.bytes_left(), 0, "{count}, {made} made");
@@ -867,8 +919,14 @@ mod tests {
                     let mut reader = SnapshotReader::new(cut);
                     let len = reader.decode_list_len(1).unwrap();
                     assert!(
-                        MessageTable::decode_whole(&mut reader, len, 50_000, |_| (), &ready)
-                            .is_err()
+                        MessageTable::decode_whole(
+                            &mut reader,
+                            len,
+                            (50_000, |_| ()),
+                            &ready,
+                            NO_MARK
+                        )
+                        .is_err()
                     );
                 }
             }
