@@ -539,19 +539,21 @@ pub(crate) fn load(
     let mut decode_facts_part = || {
         map_in(map, HEADER_BYTES, RELEASE_BYTES);
         // With a directory, the users' lists are read (and taken into the checksum) by a
-        // thread of their own, and with a split the messages' records from there by another:
-        // this one's checksum ends where the first of those begins.
-        let crc_end = directory.map_or(facts_end, |directory| match directory.split {
-            Some((_, at)) => at,
-            None => directory.users_at,
-        });
+        // thread of their own, and, past a split with many records after it, those records by
+        // another: this one's checksum ends where the first of those begins.
+        let ahead = records_ahead(directory, loading.indexes && indexes_part.is_some());
+        let crc_end = match (ahead, directory) {
+            (Some((_, split_at)), _) => split_at,
+            (None, Some(directory)) => directory.users_at,
+            (None, None) => facts_end,
+        };
         let mut behind = ReadBehind::new(map, whole_body, (0, 0), crcs.is_some(), crc_end);
         let decoded = decode_facts(
             &mut body,
             behind.every(),
             |read| behind.passed(read),
             match &crcs {
-                Some(crcs) => Decoding::OnDemand(&snapshot, HEADER_BYTES, crcs),
+                Some(crcs) => Decoding::OnDemand(&snapshot, HEADER_BYTES, crcs, ahead),
                 None => Decoding::Whole(&ready),
             },
             directory,
@@ -980,7 +982,7 @@ pub(crate) fn decode_facts(
     let mut in_place = InPlace::default();
     let (messages, outcomes, users) = std::thread::scope(|scope| {
         let users_ahead = match (decoding, directory) {
-            (Decoding::OnDemand(snapshot, body_at, crcs), Some(directory)) => {
+            (Decoding::OnDemand(snapshot, body_at, crcs, _), Some(directory)) => {
                 let (whole, prints) = (body.body(), &prints);
                 let counts = counts_ahead(whole, body.position(), directory);
                 counts.map(|counts| {
@@ -999,14 +1001,14 @@ pub(crate) fn decode_facts(
             _ => None,
         };
         let messages = match decoding {
-            Decoding::OnDemand(snapshot, body_at, crcs) => {
+            Decoding::OnDemand(snapshot, body_at, crcs, ahead) => {
                 let (whole, prints) = (body.body(), &prints);
                 let count = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
                 let split = split_within(directory, count)?;
-                // Given a split at the first record of a chunk, the records from there are
-                // read on a thread of their own, and count once the first half ends there.
-                let later = split
-                    .filter(|&(index, _)| index.is_multiple_of(CHUNK_MESSAGES) && index < count)
+                // The records from the split, read on a thread of their own, count once the
+                // first half ends there.
+                let later = ahead
+                    .filter(|&(index, _)| index < count)
                     .map(|(index, at)| {
                         let ends = (directory.map_or(at, |directory| directory.users_at), count);
                         scope.spawn(move || {
@@ -1016,10 +1018,9 @@ pub(crate) fn decode_facts(
                     });
                 let first_len = split.map_or(count, |(index, _)| index);
                 let mut scan = ChunkScan::new(count);
-                let mut each = |index, state: &MessageState| {
-                    in_place.messages.message(index, state, prints);
-                };
-                scan.read(body, (0, first_len), every, &mut passed, &mut each)?;
+                let read = (0, first_len);
+                in_place.messages =
+                    read_records(&mut scan, body, read, every, &mut passed, prints)?;
                 if let Some((index, at)) = split {
                     reached_split(index, at, body.position())?;
                 }
@@ -1033,7 +1034,9 @@ pub(crate) fn decode_facts(
                     }
                     None => {
                         let rest = (first_len, count - first_len);
-                        scan.read(body, rest, every, &mut passed, &mut each)?;
+                        let found =
+                            read_records(&mut scan, body, rest, every, &mut passed, prints)?;
+                        in_place.messages.join(found);
                         scan.end_at(whole, body.position());
                     }
                 }
@@ -1076,7 +1079,7 @@ pub(crate) fn decode_facts(
                 in_place.lists = lists;
                 DecodedUsers::Mapped(table)
             }
-            (None, Decoding::OnDemand(snapshot, body_at, _)) => {
+            (None, Decoding::OnDemand(snapshot, body_at, ..)) => {
                 DecodedUsers::Mapped(UserTable::read_mapped(
                     body,
                     every,
@@ -1152,6 +1155,24 @@ fn counts_ahead(
     (outcomes_end == Some(directory.users_at)).then_some((messages, outcomes))
 }
 
+/// Bytes of records after the split that make it worth reading them on a thread of their own
+/// while the opening thread reads the indexes: fewer are read in order, since a thread more
+/// then only takes a core from the opening thread's reading of the indexes and the covered
+/// log, the longer chain of a small store. With the indexes left unread, that chain is short,
+/// and a few MiB are worth a thread.
+const SPLIT_THREAD_BYTES: [usize; 2] = [4 << 20, 256 << 20];
+
+/// The split of the messages' records `directory` gives, if the records from there are to be
+/// read on a thread of their own: the split is at the first record of a chunk, and enough bytes
+/// of records follow it ([`SPLIT_THREAD_BYTES`], more when the open reads the indexes).
+fn records_ahead(directory: Option<FactsDirectory>, indexes: bool) -> Option<(usize, usize)> {
+    let directory = directory?;
+    let (index, at) = directory.split?;
+    let enough =
+        directory.outcomes_at.saturating_sub(at) >= SPLIT_THREAD_BYTES[usize::from(indexes)];
+    (index.is_multiple_of(CHUNK_MESSAGES) && enough).then_some((index, at))
+}
+
 /// The split of the messages' records `directory` gives (version 5), refused if it names a
 /// record past the `count` messages.
 fn split_within(
@@ -1196,19 +1217,32 @@ fn messages_in_place(
     map_in(&snapshot.map, body_at + at, RELEASE_BYTES);
     let mut behind = ReadBehind::new(&snapshot.map, body, (at, body_at + at), true, crc_end);
     let mut scan = ChunkScan::new(count);
-    let mut in_place = MessagesInPlace::default();
-    let read = scan.read(
-        &mut records,
-        (first, count - first),
-        every,
-        |read| behind.passed(read),
-        |index, state| in_place.message(index, state, prints),
-    );
+    let read = (first, count - first);
+    let mut passed = |read| behind.passed(read);
+    let found = read_records(&mut scan, &mut records, read, every, &mut passed, prints);
     behind.passed(crc_end.max(records.position()));
     behind.done(Some(crcs));
-    read?;
+    let found = found?;
     scan.end_at(body, records.position());
-    Ok((scan, in_place, records.position()))
+    Ok((scan, found, records.position()))
+}
+
+/// Reads `(first, len)` records on demand into `scan` ([`ChunkScan::read`]), each checked
+/// where it lies: what was found of them. One function for every thread that reads records,
+/// so that its loop is compiled once.
+fn read_records(
+    scan: &mut ChunkScan,
+    body: &mut codec::SnapshotReader,
+    (first, len): (usize, usize),
+    every: usize,
+    passed: &mut dyn FnMut(usize),
+    prints: &Prints,
+) -> std::result::Result<MessagesInPlace, String> {
+    let mut found = MessagesInPlace::default();
+    scan.read(body, (first, len), every, passed, |index, state| {
+        found.message(index, state, prints)
+    })?;
+    Ok(found)
 }
 
 /// The users' lists of `body` (a snapshot's, mapped: `snapshot` and the body's offset in it)
@@ -1791,8 +1825,14 @@ pub(crate) enum Decoding<'a> {
     /// Whole, the messages' records into chunks made ready by another thread when it can.
     Whole(&'a ReadyChunks),
     /// On demand, from the mapped snapshot the body lies in (and the body's offset in it); a
-    /// thread reading a part ahead leaves its checksum of it in the `Crcs`.
-    OnDemand(&'a Arc<MappedSnapshot>, usize, &'a Crcs),
+    /// thread reading a part ahead leaves its checksum of it in the `Crcs`; the records from
+    /// the split, if given ([`records_ahead`]), are read ahead on a thread of their own.
+    OnDemand(
+        &'a Arc<MappedSnapshot>,
+        usize,
+        &'a Crcs,
+        Option<(usize, usize)>,
+    ),
 }
 
 /// Checks a header read from a file of `file_len` bytes; returns the format version.

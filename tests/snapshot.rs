@@ -1349,4 +1349,42 @@ fn a_byte_flipped_in_a_large_snapshot_is_a_checksum_mismatch_however_it_is_read(
             "byte {offset}: {reasons:?}"
         );
     }
+    // The directory's split a byte off, or a chunk of records on, its checksums recomputed: the
+    // records read ahead from there (with the indexes unread) count only once the first half
+    // ends there, and the open names the same fault however it reads them.
+    let split_field = bytes.len() - 32;
+    let split_index_field = bytes.len() - 40;
+    let changes: [(usize, u64); 3] = [
+        (split_field, (split_at - HEADER_BYTES) as u64 + 1),
+        (split_field, (split_at - HEADER_BYTES) as u64 - 1),
+        (split_index_field, (split_index + 1024) as u64),
+    ];
+    for (field, value) in changes {
+        let (_copy_dir, copy) = copy_of(data.path());
+        let damaged = in_copy(data.path(), &copy, &snapshot);
+        let mut changed = bytes.clone();
+        changed[field..field + 8].copy_from_slice(&value.to_le_bytes());
+        let body_crc = crc32fast::hash(&changed[HEADER_BYTES..]);
+        changed[BODY_CRC_OFFSET..BODY_CRC_OFFSET + 4].copy_from_slice(&body_crc.to_le_bytes());
+        let header_crc = crc32fast::hash(&changed[..HEADER_CRC_OFFSET]);
+        changed[HEADER_CRC_OFFSET..HEADER_BYTES].copy_from_slice(&header_crc.to_le_bytes());
+        fs::write(&damaged, &changed).unwrap();
+        let reasons: Vec<String> = modes
+            .iter()
+            .map(|&mode| {
+                let report = open(&copy, mode).open_report();
+                assert_eq!(report.snapshot, None, "{field} = {value}, {mode:?}");
+                report.ignored_snapshots[0].reason.clone()
+            })
+            .collect();
+        assert!(
+            reasons[0].contains("record begins at"),
+            "{field} = {value}: {}",
+            reasons[0]
+        );
+        assert!(
+            reasons.iter().all(|reason| *reason == reasons[0]),
+            "{field} = {value}: {reasons:?}"
+        );
+    }
 }
