@@ -7,6 +7,7 @@
 //! A snapshot is written to a temporary file, fsynced, then renamed into place and the
 //! directory fsynced: a crash while writing leaves a temporary file, which is never read.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::ops::Range;
@@ -547,18 +548,21 @@ pub(crate) fn load(
             (None, Some(directory)) => directory.users_at,
             (None, None) => facts_end,
         };
-        let mut behind = ReadBehind::new(map, whole_body, (0, 0), crcs.is_some(), crc_end);
+        let behind = ReadBehind::new(map, whole_body, (0, 0), crcs.is_some(), crc_end);
+        let every = behind.every();
+        let behind = RefCell::new(behind);
+        let crc_at = |at| behind.borrow_mut().crc_at(at);
         let decoded = decode_facts(
             &mut body,
-            behind.every(),
-            |read| behind.passed(read),
+            every,
+            |read| behind.borrow_mut().passed(read),
             match &crcs {
-                Some(crcs) => Decoding::OnDemand(&snapshot, HEADER_BYTES, crcs, ahead),
+                Some(crcs) => Decoding::OnDemand(&snapshot, HEADER_BYTES, crcs, ahead, &crc_at),
                 None => Decoding::Whole(&ready),
             },
             directory,
         );
-        behind.done(crcs.as_ref());
+        behind.into_inner().done(crcs.as_ref());
         decoded.and_then(|decoded| match body.bytes_left() {
             0 => Ok(decoded),
             left => Err(format!("body has {left} bytes after its end")),
@@ -723,17 +727,22 @@ impl MappedSnapshot {
         &self.map
     }
 
-    /// The bytes of `range`, after checking that their crc32 is still `crc`, taken when the
-    /// snapshot was loaded. Bytes that changed on disk since are never taken for facts: a panic
-    /// names the file, the range and `what` they hold.
-    pub(crate) fn checked(&self, range: Range<usize>, crc: u32, what: &str) -> &[u8] {
+    /// The bytes of `range`, after checking that they still hash to `crc`, as they did when
+    /// the snapshot was loaded. Bytes that changed on disk since are never taken for facts: a
+    /// panic names the file, the range and `what` they hold.
+    pub(crate) fn checked(&self, range: Range<usize>, crc: CrcSpan, what: &str) -> &[u8] {
         let bytes = &self.map[range.clone()];
-        let now = crc32fast::hash(bytes);
-        if now != crc {
+        let mut hasher = crc32fast::Hasher::new_with_initial(crc.before);
+        hasher.update(bytes);
+        let now = hasher.finalize();
+        if now != crc.after {
             self.changed(
                 &range,
                 what,
-                &format!("have crc32 {now:#010x}, {crc:#010x} when loaded"),
+                &format!(
+                    "have crc32 {now:#010x} hashed on from {:#010x}, {:#010x} when loaded",
+                    crc.before, crc.after
+                ),
             );
         }
         bytes
@@ -759,6 +768,29 @@ impl MappedSnapshot {
         if range.start < range.end {
             release(&self.map, range);
         }
+    }
+}
+
+/// How a range of a mapped snapshot's bytes hashed when the snapshot was loaded: the crc32 the
+/// reading that went through them had taken at their start (of the bytes it read before them)
+/// and at their end. The range's bytes are still those read if, hashed on from `before`, they
+/// give `after`: the reading's own checksum serves, and no pass of their own is taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CrcSpan {
+    pub before: u32,
+    pub after: u32,
+}
+
+/// The crc32 of `body`'s bytes up to a point, taken on as a reading on demand takes it
+/// ([`ReadBehind::crc_at`]), for tests of what reads through a snapshot.
+#[cfg(test)]
+pub(crate) fn running_crc(body: &[u8]) -> impl Fn(usize) -> u32 + '_ {
+    let taken = std::cell::RefCell::new((0, crc32fast::Hasher::new()));
+    move |at| {
+        let (done, hasher) = &mut *taken.borrow_mut();
+        hasher.update(&body[*done..at]);
+        *done = at;
+        hasher.clone().finalize()
     }
 }
 
@@ -884,6 +916,20 @@ impl<'a> ReadBehind<'a> {
         }
     }
 
+    /// The crc32 of the body's bytes from this reading's start to `at`, taken on to there
+    /// (no further than where its checksum ends). `at` is no earlier than any point passed.
+    fn crc_at(&mut self, at: usize) -> u32 {
+        let crc = self
+            .crc
+            .as_mut()
+            .expect("a reading on demand takes its checksum");
+        let to = at.min(crc.end);
+        assert!(to >= crc.done, "a checksum is taken on, not back");
+        crc.hasher.update(&self.body[crc.done..to]);
+        crc.done = to;
+        crc.hasher.clone().finalize()
+    }
+
     /// The reading is over: its checksum, as far as it went, joins `crcs`.
     fn done(self, crcs: Option<&Crcs>) {
         if let (Some(crc), Some(crcs)) = (self.crc, crcs) {
@@ -982,7 +1028,7 @@ pub(crate) fn decode_facts(
     let mut in_place = InPlace::default();
     let (messages, outcomes, users) = std::thread::scope(|scope| {
         let users_ahead = match (decoding, directory) {
-            (Decoding::OnDemand(snapshot, body_at, crcs, _), Some(directory)) => {
+            (Decoding::OnDemand(snapshot, body_at, crcs, ..), Some(directory)) => {
                 let (whole, prints) = (body.body(), &prints);
                 let counts = counts_ahead(whole, body.position(), directory);
                 counts.map(|counts| {
@@ -1001,7 +1047,7 @@ pub(crate) fn decode_facts(
             _ => None,
         };
         let messages = match decoding {
-            Decoding::OnDemand(snapshot, body_at, crcs, ahead) => {
+            Decoding::OnDemand(snapshot, body_at, crcs, ahead, crc_at) => {
                 let (whole, prints) = (body.body(), &prints);
                 let count = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
                 let split = split_within(directory, count)?;
@@ -1019,25 +1065,25 @@ pub(crate) fn decode_facts(
                 let first_len = split.map_or(count, |(index, _)| index);
                 let mut scan = ChunkScan::new(count);
                 let read = (0, first_len);
-                in_place.messages =
-                    read_records(&mut scan, body, read, every, &mut passed, prints)?;
+                let reading = (&mut passed as &mut dyn FnMut(usize), crc_at);
+                in_place.messages = read_records(&mut scan, body, read, every, reading, prints)?;
                 if let Some((index, at)) = split {
                     reached_split(index, at, body.position())?;
                 }
                 match later {
                     Some(later) => {
                         let (later, in_place_later, end) = joined(later)?;
-                        scan.end_at(whole, body.position());
+                        scan.end_at(body.position(), crc_at);
                         scan.join(later);
                         in_place.messages.join(in_place_later);
                         body.skip(end - body.position());
                     }
                     None => {
                         let rest = (first_len, count - first_len);
-                        let found =
-                            read_records(&mut scan, body, rest, every, &mut passed, prints)?;
+                        let reading = (&mut passed as &mut dyn FnMut(usize), crc_at);
+                        let found = read_records(&mut scan, body, rest, every, reading, prints)?;
                         in_place.messages.join(found);
-                        scan.end_at(whole, body.position());
+                        scan.end_at(body.position(), crc_at);
                     }
                 }
                 MessageTable::mapped(scan, Arc::clone(snapshot), body_at)
@@ -1079,11 +1125,11 @@ pub(crate) fn decode_facts(
                 in_place.lists = lists;
                 DecodedUsers::Mapped(table)
             }
-            (None, Decoding::OnDemand(snapshot, body_at, ..)) => {
+            (None, Decoding::OnDemand(snapshot, body_at, _, _, crc_at)) => {
                 DecodedUsers::Mapped(UserTable::read_mapped(
                     body,
                     every,
-                    &mut passed,
+                    (&mut passed, crc_at),
                     (messages.len(), outcomes.len()),
                     (Arc::clone(snapshot), body_at),
                     |user, lists| in_place.lists.add(user, lists, &prints),
@@ -1215,31 +1261,40 @@ fn messages_in_place(
     let mut records = codec::SnapshotReader::new(body);
     records.skip(at);
     map_in(&snapshot.map, body_at + at, RELEASE_BYTES);
-    let mut behind = ReadBehind::new(&snapshot.map, body, (at, body_at + at), true, crc_end);
+    let behind = ReadBehind::new(&snapshot.map, body, (at, body_at + at), true, crc_end);
+    let behind = RefCell::new(behind);
     let mut scan = ChunkScan::new(count);
     let read = (first, count - first);
-    let mut passed = |read| behind.passed(read);
-    let found = read_records(&mut scan, &mut records, read, every, &mut passed, prints);
+    let mut passed = |read| behind.borrow_mut().passed(read);
+    let crc_at = |at| behind.borrow_mut().crc_at(at);
+    let reading = (
+        &mut passed as &mut dyn FnMut(usize),
+        &crc_at as &dyn Fn(usize) -> u32,
+    );
+    let found = read_records(&mut scan, &mut records, read, every, reading, prints);
+    if found.is_ok() {
+        scan.end_at(records.position(), &crc_at);
+    }
+    let mut behind = behind.into_inner();
     behind.passed(crc_end.max(records.position()));
     behind.done(Some(crcs));
-    let found = found?;
-    scan.end_at(body, records.position());
-    Ok((scan, found, records.position()))
+    Ok((scan, found?, records.position()))
 }
 
 /// Reads `(first, len)` records on demand into `scan` ([`ChunkScan::read`]), each checked
-/// where it lies: what was found of them. One function for every thread that reads records,
-/// so that its loop is compiled once.
+/// where it lies: what was found of them. `reading` is told where the reading has passed and
+/// gives its crc32 at a point, as in [`ChunkScan::read`]. One function for every thread that
+/// reads records, so that its loop is compiled once.
 fn read_records(
     scan: &mut ChunkScan,
     body: &mut codec::SnapshotReader,
     (first, len): (usize, usize),
     every: usize,
-    passed: &mut dyn FnMut(usize),
+    reading: (&mut dyn FnMut(usize), &dyn Fn(usize) -> u32),
     prints: &Prints,
 ) -> std::result::Result<MessagesInPlace, String> {
     let mut found = MessagesInPlace::default();
-    scan.read(body, (first, len), every, passed, |index, state| {
+    scan.read(body, (first, len), every, reading, |index, state| {
         found.message(index, state, prints)
     })?;
     Ok(found)
@@ -1261,17 +1316,20 @@ fn users_in_place(
     users.skip(users_at);
     map_in(&snapshot.map, body_at + users_at, RELEASE_BYTES);
     let at = (users_at, body_at + users_at);
-    let mut behind = ReadBehind::new(&snapshot.map, body, at, true, body.len());
+    let behind = RefCell::new(ReadBehind::new(&snapshot.map, body, at, true, body.len()));
     let mut sums = ListsSums::default();
     let table = UserTable::read_mapped(
         &mut users,
         every,
-        |read| behind.passed(read),
+        (|read| behind.borrow_mut().passed(read), &|at| {
+            behind.borrow_mut().crc_at(at)
+        }),
         counts,
         (Arc::clone(snapshot), body_at),
         |user, lists| sums.add(user, lists, prints),
     );
     // What was read joins the checksum, however the reading ended.
+    let mut behind = behind.into_inner();
     behind.passed(users.position());
     behind.done(Some(crcs));
     Ok((table?, sums, users.position()))
@@ -1826,12 +1884,15 @@ pub(crate) enum Decoding<'a> {
     Whole(&'a ReadyChunks),
     /// On demand, from the mapped snapshot the body lies in (and the body's offset in it); a
     /// thread reading a part ahead leaves its checksum of it in the `Crcs`; the records from
-    /// the split, if given ([`records_ahead`]), are read ahead on a thread of their own.
+    /// the split, if given ([`records_ahead`]), are read ahead on a thread of their own. The
+    /// last is this reading's own checksum: taken on to a point, its crc32 there
+    /// ([`ReadBehind::crc_at`]).
     OnDemand(
         &'a Arc<MappedSnapshot>,
         usize,
         &'a Crcs,
         Option<(usize, usize)>,
+        &'a dyn Fn(usize) -> u32,
     ),
 }
 

@@ -13,7 +13,8 @@
 //! a list of chunks small enough to stay in cache.
 //!
 //! A chunk's bytes were checked with the whole snapshot at open (`snapshot::load`), and each
-//! keeps its own crc32, checked again when it is decoded: bytes that changed on disk since are
+//! keeps how they hashed then (the crc32 the open's reading had taken at the chunk's start and
+//! end: `CrcSpan`), checked again when it is decoded: bytes that changed on disk since are
 //! never taken for records. Once decoded, a chunk's pages of the file are given back to the OS.
 
 use std::ops::{Index, IndexMut};
@@ -25,7 +26,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::codec::SnapshotReader;
 use crate::projection::names::NameId;
 use crate::projection::status::MessageState;
-use crate::snapshot::{MappedSnapshot, PAGE_BYTES};
+use crate::snapshot::{CrcSpan, MappedSnapshot, PAGE_BYTES};
 
 /// Records per chunk decoded on demand: about 56 KB decoded. A user's hundred messages of a
 /// month touch at most a hundred chunks, a small share of a large store's.
@@ -294,13 +295,13 @@ struct MappedRecords {
 }
 
 /// What reading a snapshot's list of messages found, chunk by chunk: where each chunk's first
-/// record starts, then where the last chunk ends; each chunk's crc32; the highest name id each
-/// chunk's records refer to.
+/// record starts, then where the last chunk ends; how each chunk hashed (the reading's crc32 at
+/// its start and end); the highest name id each chunk's records refer to.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkScan {
     count: usize,
     starts: Vec<usize>,
-    crcs: Vec<u32>,
+    crcs: Vec<CrcSpan>,
     highest_names: Vec<NameId>,
 }
 
@@ -316,22 +317,28 @@ impl ChunkScan {
     /// Reads `len` records at `body`'s position, as a snapshot lays them out, the first of
     /// index `first`: the records after those this scan has read, or, in a scan of its own,
     /// from the first of a chunk. Decodes every record and passes it to `each` with its index,
-    /// but keeps none; `every` and `passed` as in [`SnapshotReader::decode_list`].
+    /// but keeps none; `every` and `passed` as in [`SnapshotReader::decode_list`], and
+    /// `crc_at` gives the reading's crc32 at a point of the body, taken on to there, at each
+    /// chunk's start.
     pub(crate) fn read(
         &mut self,
         body: &mut SnapshotReader,
         (first, len): (usize, usize),
         every: usize,
-        passed: impl FnMut(usize),
+        (passed, crc_at): (impl FnMut(usize), &dyn Fn(usize) -> u32),
         mut each: impl FnMut(usize, &MessageState),
     ) -> Result<(), String> {
-        let bytes = body.body();
         let mut index = first;
         body.scan_items(len, every, passed, |start, rest| {
             if index.is_multiple_of(CHUNK_MESSAGES) {
-                if let Some(&previous) = self.starts.last() {
-                    self.crcs.push(crc32fast::hash(&bytes[previous..start]));
+                let crc = crc_at(start);
+                if let Some(previous) = self.crcs.last_mut() {
+                    previous.after = crc;
                 }
+                self.crcs.push(CrcSpan {
+                    before: crc,
+                    after: crc,
+                });
                 self.starts.push(start);
                 self.highest_names.push(0);
             }
@@ -344,10 +351,11 @@ impl ChunkScan {
         })
     }
 
-    /// The records read end at `end`: the last chunk's crc32, and where it ends.
-    pub(crate) fn end_at(&mut self, bytes: &[u8], end: usize) {
-        if let Some(&previous) = self.starts.last() {
-            self.crcs.push(crc32fast::hash(&bytes[previous..end]));
+    /// The records read end at `end`: the last chunk's crc32 there (`crc_at`, as in
+    /// [`ChunkScan::read`]), and where it ends.
+    pub(crate) fn end_at(&mut self, end: usize, crc_at: &dyn Fn(usize) -> u32) {
+        if let Some(last) = self.crcs.last_mut() {
+            last.after = crc_at(end);
         }
         self.starts.push(end);
     }
@@ -760,18 +768,19 @@ mod tests {
             .decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)
             .unwrap();
         let mut scan = ChunkScan::new(count);
+        let crc_at = crate::snapshot::running_crc(reader.body());
         scan.read(
             &mut reader,
             (0, count),
             10_000,
-            |read| passed.push(read),
+            (|read| passed.push(read), &crc_at),
             |index, state| {
                 assert_eq!(index, scanned.len());
                 scanned.push(state.clone());
             },
         )
         .unwrap();
-        scan.end_at(reader.body(), reader.position());
+        scan.end_at(reader.position(), &crc_at);
         assert_eq!(reader.position(), list_len, "the scan reads the whole list");
         assert_eq!(scanned, records, "the scan gives each record");
         assert!(passed.len() + 1 >= list_len / 10_000, "{passed:?}");

@@ -11,7 +11,7 @@ use crate::message::Message;
 use crate::projection::id_map::IdMap;
 use crate::projection::time_index::partition_point_near;
 use crate::projection::{Facts, Projection};
-use crate::snapshot::{MappedSnapshot, PAGE_BYTES};
+use crate::snapshot::{CrcSpan, MappedSnapshot, PAGE_BYTES};
 
 /// Per user: (sent time, index) of each message and (time, index) of each outcome, both
 /// sorted. The sent time sits beside the index, and the last key beside the list, so that
@@ -218,7 +218,8 @@ impl UserEntries {
 
 /// Every user's lists, by user id: decoded, or, loaded from a snapshot to be decoded on demand,
 /// each decoded from the mapped snapshot the first time it is read or changed, as the message
-/// table does its records (`message_table.rs`), after checking its crc32, taken at load. A page
+/// table does its records (`message_table.rs`), after checking that its bytes hash as they did
+/// at load. A page
 /// of the file is given back once every user with bytes in it is decoded.
 #[derive(Debug, Default)]
 pub(crate) struct UserTable {
@@ -238,10 +239,11 @@ struct LazyUsers {
 #[derive(Debug)]
 struct UserSlot {
     entries: OnceLock<UserEntries>,
-    /// Where the lists lie in the mapped snapshot, and their crc32 (unused once decoded).
+    /// Where the lists lie in the mapped snapshot, and how they hashed at load (unused once
+    /// decoded).
     at: usize,
     len: usize,
-    crc: u32,
+    crc: CrcSpan,
 }
 
 #[derive(Debug)]
@@ -293,13 +295,14 @@ impl UserTable {
     /// Reads the list of users at `body`'s position in `snapshot` (whose body starts at byte
     /// `body_at`), checking each user's lists ([`check_lists`]) and passing them to `agree`
     /// where they lie, with the user's id, but keeping only where they lie; `every` and `passed`
-    /// as in [`SnapshotReader::decode_list`]. Lists that do not fit, and a user listed twice,
+    /// as in [`SnapshotReader::decode_list`], and `crc_at` gives the reading's crc32 at a point
+    /// of the body, taken on to there (`MessageTable`'s `ChunkScan::read`). Lists that do not fit, and a user listed twice,
     /// are noted ([`ReadUsers::failure`]) and read past; `agree` sees no lists after the first
     /// that do not fit, as a whole decode checks none after them (`snapshot::lists_agree`).
     pub(crate) fn read_mapped(
         body: &mut SnapshotReader,
         every: usize,
-        mut passed: impl FnMut(usize),
+        (mut passed, crc_at): (impl FnMut(usize), &dyn Fn(usize) -> u32),
         (message_count, outcome_count): (usize, usize),
         (snapshot, body_at): (Arc<MappedSnapshot>, usize),
         mut agree: impl FnMut(u64, &ListsInPlace<'_>),
@@ -349,7 +352,10 @@ impl UserTable {
                 entries: OnceLock::new(),
                 at: body_at + start,
                 len: end - start,
-                crc: crc32fast::hash(&bytes[start..end]),
+                crc: CrcSpan {
+                    before: crc_at(start),
+                    after: crc_at(end),
+                },
             };
             if places.insert(user, slots.len()).is_some() {
                 failure.get_or_insert_with(|| format!("user {user} is listed twice"));
@@ -466,7 +472,7 @@ impl UserSlot {
             entries: OnceLock::from(entries),
             at: 0,
             len: 0,
-            crc: 0,
+            crc: CrcSpan::default(),
         }
     }
 }
@@ -691,10 +697,11 @@ mod tests {
         let (snapshot, list_len) = MappedSnapshot::of_part(&path, prefix, &users.to_vec());
         let mut reader = SnapshotReader::new(&snapshot.bytes()[prefix..]);
         let mut in_place = Vec::new();
+        let crc_at = crate::snapshot::running_crc(reader.body());
         let read = UserTable::read_mapped(
             &mut reader,
             10_000,
-            |_| (),
+            (|_| (), &crc_at),
             counts,
             (Arc::clone(&snapshot), prefix),
             |user, lists| in_place.push((user, entries_of(lists))),
