@@ -785,7 +785,7 @@ pub(crate) struct CrcSpan {
 /// ([`ReadBehind::crc_at`]), for tests of what reads through a snapshot.
 #[cfg(test)]
 pub(crate) fn running_crc(body: &[u8]) -> impl Fn(usize) -> u32 + '_ {
-    let taken = std::cell::RefCell::new((0, crc32fast::Hasher::new()));
+    let taken = RefCell::new((0, crc32fast::Hasher::new()));
     move |at| {
         let (done, hasher) = &mut *taken.borrow_mut();
         hasher.update(&body[*done..at]);

@@ -219,8 +219,7 @@ impl UserEntries {
 /// Every user's lists, by user id: decoded, or, loaded from a snapshot to be decoded on demand,
 /// each decoded from the mapped snapshot the first time it is read or changed, as the message
 /// table does its records (`message_table.rs`), after checking that its bytes hash as they did
-/// at load. A page
-/// of the file is given back once every user with bytes in it is decoded.
+/// at load. A page of the file is given back once every user with bytes in it is decoded.
 #[derive(Debug, Default)]
 pub(crate) struct UserTable {
     flat: IdMap<u64, UserEntries>,
@@ -296,9 +295,10 @@ impl UserTable {
     /// `body_at`), checking each user's lists ([`check_lists`]) and passing them to `agree`
     /// where they lie, with the user's id, but keeping only where they lie; `every` and `passed`
     /// as in [`SnapshotReader::decode_list`], and `crc_at` gives the reading's crc32 at a point
-    /// of the body, taken on to there (`MessageTable`'s `ChunkScan::read`). Lists that do not fit, and a user listed twice,
-    /// are noted ([`ReadUsers::failure`]) and read past; `agree` sees no lists after the first
-    /// that do not fit, as a whole decode checks none after them (`snapshot::lists_agree`).
+    /// of the body, taken on to there (as `ChunkScan::read` uses it). Lists that do not fit,
+    /// and a user listed twice, are noted ([`ReadUsers::failure`]) and read past; `agree` sees
+    /// no lists after the first that do not fit, as a whole decode checks none after them
+    /// (`snapshot::lists_agree`).
     pub(crate) fn read_mapped(
         body: &mut SnapshotReader,
         every: usize,
