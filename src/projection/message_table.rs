@@ -25,7 +25,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::codec::SnapshotReader;
 use crate::projection::names::NameId;
-use crate::projection::status::MessageState;
+use crate::projection::status::{MessageState, SpareRare};
 use crate::snapshot::{CrcSpan, MappedSnapshot, PAGE_BYTES};
 
 /// Records per chunk decoded on demand: about 56 KB decoded. A user's hundred messages of a
@@ -329,6 +329,7 @@ impl ChunkScan {
         mut each: impl FnMut(usize, &MessageState),
     ) -> Result<(), String> {
         let mut index = first;
+        let mut spare = SpareRare::default();
         body.scan_items(len, every, passed, |start, rest| {
             if index.is_multiple_of(CHUNK_MESSAGES) {
                 let crc = crc_at(start);
@@ -342,11 +343,15 @@ impl ChunkScan {
                 self.starts.push(start);
                 self.highest_names.push(0);
             }
-            let (state, taken) = decode_record(rest)?;
+            let (state, taken) = match spare.record_in_place(rest) {
+                Some(parsed) => parsed,
+                None => decode_record(rest)?,
+            };
             each(index, &state);
             index += 1;
             let highest = self.highest_names.last_mut().expect("pushed above");
             *highest = state.highest_name().max(*highest);
+            spare.give_back(state);
             Ok(taken)
         })
     }

@@ -170,6 +170,35 @@ struct RareStages {
     latest_action: Option<LatestAction>,
 }
 
+/// The box of the rare stages of records parsed one after another and not kept
+/// ([`SpareRare::record_in_place`]): a scan of a snapshot's records allocates one box, not one
+/// per record with rare stages.
+#[derive(Default)]
+pub(crate) struct SpareRare(Option<Box<RareStages>>);
+
+impl SpareRare {
+    /// The record at the start of `bytes`, as [`MessageState::record_in_place`] parses it, its
+    /// rare stages in the spare box if there is one.
+    #[inline]
+    pub(crate) fn record_in_place(&mut self, bytes: &[u8]) -> Option<(MessageState, usize)> {
+        MessageState::parse_in_place(bytes, |rare| match self.0.take() {
+            Some(mut spare) => {
+                *spare = rare;
+                spare
+            }
+            None => Box::new(rare),
+        })
+    }
+
+    /// Takes back the box of a record no longer needed.
+    #[inline]
+    pub(crate) fn give_back(&mut self, state: MessageState) {
+        if state.rare.is_some() {
+            self.0 = state.rare;
+        }
+    }
+}
+
 impl RareStages {
     const NONE: RareStages = RareStages {
         clicked: Earliest::NONE,
@@ -189,6 +218,15 @@ impl MessageState {
     /// which.
     #[inline]
     pub(crate) fn record_in_place(bytes: &[u8]) -> Option<(MessageState, usize)> {
+        MessageState::parse_in_place(bytes, Box::new)
+    }
+
+    /// [`MessageState::record_in_place`], its rare stages boxed by `boxed`.
+    #[inline]
+    fn parse_in_place(
+        bytes: &[u8],
+        boxed: impl FnOnce(RareStages) -> Box<RareStages>,
+    ) -> Option<(MessageState, usize)> {
         let mut fields = crate::codec::FixedFields(bytes.get(..RARE_TAG_AT)?);
         let (user_id, sent_ms, cost_micros) = (fields.u64(), fields.i64(), fields.i64());
         let (delivered, opened) = (Earliest(fields.i64()), Earliest(fields.i64()));
@@ -202,7 +240,7 @@ impl MessageState {
         let u32_of = |field: &[u8]| u32::from_le_bytes(field.try_into().expect("4 bytes"));
         let rare = match take(1)?[0] {
             0 => None,
-            1 => Some(Box::new(RareStages {
+            1 => Some(boxed(RareStages {
                 clicked: Earliest(i64_of(take(8)?)),
                 failed: Earliest(i64_of(take(8)?)),
                 failure_reason: match take(1)?[0] {
@@ -512,7 +550,7 @@ mod tests {
     /// A record parsed where it lies is the record encoded, and otherwise taken exactly when
     /// decoding it would take it, with the same state and length: records with and without rare
     /// stages, a failure reason or a latest action, whole, cut short, with a bad tag or channel
-    /// byte.
+    /// byte. Parsed one after another in a spare box, each is the same.
     #[test]
     fn a_record_parsed_in_place_is_the_record_decoding_gives() {
         use crate::event::{Channel, UserId};
@@ -522,6 +560,7 @@ mod tests {
         let mut random = crate::workload::SplitMix64::new(5);
         let mut next = move |bound: u64| random.int(0, bound - 1);
         let mut taken = 0;
+        let mut spare = SpareRare::default();
         for round in 0..20_000 {
             let sent_ms = next(1_000) as i64;
             let mut record = MessageState::new(
@@ -562,6 +601,11 @@ mod tests {
                 _ => {}
             }
             let in_place = in_place(&bytes);
+            let in_spare = spare.record_in_place(&bytes);
+            assert_eq!(in_spare, in_place, "round {round}, in the spare box");
+            if let Some((state, _)) = in_spare {
+                spare.give_back(state);
+            }
             let mut reader = crate::codec::SnapshotReader::new(&bytes);
             let decoded = reader
                 .decode::<MessageState>()
