@@ -22,8 +22,8 @@ use parking_lot::{Mutex, RwLock};
 use crate::codec::{self, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::log::segment::{
-    FILE_MODE, create_directory, file_name_of, list_segments, open_no_follow, read_header_bytes,
-    segment_file_name, sync_directory,
+    FILE_MODE, SegmentBytes, create_directory, file_name_of, list_segments, map_segment,
+    open_no_follow, read_header_bytes, segment_file_name, sync_directory,
 };
 use crate::log::summary::{LogSummary, count_through};
 use crate::log::{CoveredSegment, LogPosition, SharedLog};
@@ -2027,8 +2027,12 @@ fn check_covered(
         ));
     }
     let mut buffer = vec![0; CHECK_BUFFER_BYTES];
-    for ((_, path), segment) in listed.iter().zip(covered) {
-        check_frames(path, segment, position.store_id, &mut buffer)?;
+    for (at, ((_, path), segment)) in listed.iter().zip(covered).enumerate() {
+        // Segments before the position's are sealed, never cut: read through a map. The
+        // position's may be the log's last, whose torn tail a writer opening meanwhile may cut:
+        // read into a buffer, which a shorter file cannot fault.
+        let sealed = at + 1 < covered.len();
+        check_frames(path, segment, position.store_id, (sealed, &mut buffer))?;
     }
     Ok(())
 }
@@ -2042,7 +2046,7 @@ fn check_frames(
     path: &Path,
     segment: &CoveredSegment,
     store_id: Option<u64>,
-    buffer: &mut [u8],
+    (sealed, buffer): (bool, &mut [u8]),
 ) -> std::result::Result<(), String> {
     let name = file_name_of(path);
     let header_bytes = read_header_bytes(path).map_err(|error| error.to_string())?;
@@ -2053,18 +2057,30 @@ fn check_frames(
             "segment {name} does not carry the header the snapshot covered"
         ));
     }
-    let file = open_no_follow(OpenOptions::new().read(true), path).map_err(|e| e.to_string())?;
     let mut hasher = crc32fast::Hasher::new();
     let mut offset = header.len_bytes() as u64;
+    let short = |error: &dyn std::fmt::Display| {
+        format!(
+            "segment {name} is shorter than the snapshot covered ({}): {error}",
+            segment.end
+        )
+    };
+    if sealed {
+        let bytes = map_segment(path).map_err(|error| error.to_string())?;
+        let frames = bytes
+            .get(offset as usize..segment.end as usize)
+            .ok_or_else(|| short(&format!("it holds {} bytes", bytes.len())))?;
+        if let SegmentBytes::Mapped(map) = &bytes {
+            map_in(map, offset as usize, frames.len());
+        }
+        hasher.update(frames);
+        offset = segment.end;
+    }
+    let file = open_no_follow(OpenOptions::new().read(true), path).map_err(|e| e.to_string())?;
     while offset < segment.end {
         let len = buffer.len().min((segment.end - offset) as usize);
         file.read_exact_at(&mut buffer[..len], offset)
-            .map_err(|error| {
-                format!(
-                    "segment {name} is shorter than the snapshot covered ({}): {error}",
-                    segment.end
-                )
-            })?;
+            .map_err(|error| short(&error))?;
         hasher.update(&buffer[..len]);
         offset += len as u64;
     }

@@ -907,6 +907,52 @@ fn a_snapshot_whose_segments_were_deleted_is_reported_and_ignored() {
     assert_eq!(answers_of(&store), answers_of(&empty));
 }
 
+/// A segment before the snapshot's position (sealed, read through a map) that was cut short
+/// or changed in the frames the snapshot covers makes every open, eager or on demand, ignore
+/// the snapshot and replay the log, which names the damage as it does without a snapshot.
+#[test]
+fn a_snapshot_over_a_sealed_segment_cut_short_or_changed_is_ignored_and_the_damage_named() {
+    let (_dir, data, _, _) = store_with_two_snapshots(512);
+    let first = segments(&data)[0].clone();
+    let len = fs::metadata(&first).unwrap().len() as usize;
+    for what in ["cut", "changed"] {
+        let (_copy_dir, copy) = copy_of(&data);
+        let segment = in_copy(&data, &copy, &first);
+        let mut bytes = fs::read(&segment).unwrap();
+        match what {
+            "cut" => bytes.truncate(len - 10),
+            _ => bytes[len - 20] ^= 0x01,
+        }
+        fs::write(&segment, &bytes).unwrap();
+        let replay = Options {
+            load_snapshot: false,
+            ..support::store::options()
+        };
+        let expected = Store::open_read_only_with(&copy, replay)
+            .err()
+            .map(|error| error.to_string());
+        assert!(expected.is_some(), "{what}: the replay names the damage");
+        for on_demand in [false, true] {
+            let options = Options {
+                decode_on_demand: on_demand,
+                ..support::store::options()
+            };
+            let before = support::files::snapshot(&copy);
+            let opened = Store::open_read_only_with(&copy, options).err();
+            assert_eq!(
+                opened.map(|error| error.to_string()),
+                expected,
+                "{what}, on demand {on_demand}"
+            );
+            assert_eq!(
+                support::files::snapshot(&copy),
+                before,
+                "{what}: no file changed"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Going on from a snapshot.
 

@@ -263,11 +263,12 @@ pub(crate) fn map_segment(path: &Path) -> Result<SegmentBytes> {
     if len == 0 {
         return Ok(SegmentBytes::Empty);
     }
-    // SAFETY: the map is only read, and only while replay runs. commlog never shrinks a
-    // segment another process may have mapped: a writer truncates only the last segment (a
-    // torn tail, at open, under the store's LOCK), which a writer maps only while it holds that
-    // lock and a read-only open reads instead (`read_segment`); a writer's appends lie beyond
-    // the mapped length. Only an outside process truncating the file could fault the reader.
+    // SAFETY: the map is only read, and only while replay, an audit or a snapshot's check of
+    // the log it covers (of sealed segments only: `snapshot::check_covered`) runs. commlog
+    // never shrinks a segment another process may have mapped: a writer truncates only the
+    // last segment (a torn tail, at open, under the store's LOCK), which a writer maps only
+    // while it holds that lock and a read-only open reads instead (`read_segment`); a
+    // writer's appends lie beyond the mapped length. Only an outside process truncating the file could fault the reader.
     #[allow(unsafe_code)]
     let map = unsafe { Mmap::map(&file) }.map_err(|source| Error::io(path, source))?;
     Ok(SegmentBytes::Mapped(map))
