@@ -268,7 +268,8 @@ pub(crate) fn map_segment(path: &Path) -> Result<SegmentBytes> {
     // never shrinks a segment another process may have mapped: a writer truncates only the
     // last segment (a torn tail, at open, under the store's LOCK), which a writer maps only
     // while it holds that lock and a read-only open reads instead (`read_segment`); a
-    // writer's appends lie beyond the mapped length. Only an outside process truncating the file could fault the reader.
+    // writer's appends lie beyond the mapped length. Only an outside process truncating the
+    // file could fault the reader.
     #[allow(unsafe_code)]
     let map = unsafe { Mmap::map(&file) }.map_err(|source| Error::io(path, source))?;
     Ok(SegmentBytes::Mapped(map))
