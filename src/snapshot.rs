@@ -7,7 +7,7 @@
 //! A snapshot is written to a temporary file, fsynced, then renamed into place and the
 //! directory fsynced: a crash while writing leaves a temporary file, which is never read.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::ops::Range;
@@ -549,20 +549,18 @@ pub(crate) fn load(
             (None, None) => facts_end,
         };
         let behind = ReadBehind::new(map, whole_body, (0, 0), crcs.is_some(), crc_end);
-        let every = behind.every();
-        let behind = RefCell::new(behind);
-        let crc_at = |at| behind.borrow_mut().crc_at(at);
+        let crc_at = |at| behind.crc_at(at);
         let decoded = decode_facts(
             &mut body,
-            every,
-            |read| behind.borrow_mut().passed(read),
+            behind.every(),
+            |read| behind.passed(read),
             match &crcs {
                 Some(crcs) => Decoding::OnDemand(&snapshot, HEADER_BYTES, crcs, ahead, &crc_at),
                 None => Decoding::Whole(&ready),
             },
             directory,
         );
-        behind.into_inner().done(crcs.as_ref());
+        behind.done(crcs.as_ref());
         decoded.and_then(|decoded| match body.bytes_left() {
             0 => Ok(decoded),
             left => Err(format!("body has {left} bytes after its end")),
@@ -574,7 +572,7 @@ pub(crate) fn load(
             let mut reader = codec::SnapshotReader::new(&whole_body[part.clone()]);
             map_in(map, start, RELEASE_BYTES);
             let at = (part.start, start);
-            let mut behind = ReadBehind::new(map, whole_body, at, crcs.is_some(), part.end);
+            let behind = ReadBehind::new(map, whole_body, at, crcs.is_some(), part.end);
             let indexes = decode_indexes(&mut reader, behind.every(), |read| {
                 behind.passed(part.start + read)
             });
@@ -586,7 +584,7 @@ pub(crate) fn load(
         // facts' reading, rather than after it.
         Some(part) if crcs.is_some() => {
             let at = (part.start, HEADER_BYTES + part.start);
-            let mut behind = ReadBehind::new(map, whole_body, at, true, part.end);
+            let behind = ReadBehind::new(map, whole_body, at, true, part.end);
             map_in(map, HEADER_BYTES + part.start, RELEASE_BYTES);
             for read in (part.start..part.end).step_by(behind.every()).skip(1) {
                 behind.passed(read);
@@ -851,14 +849,16 @@ const CRC_RUN_BYTES: usize = 1 << 20;
 /// into the part's crc32 (when the checksum is taken as the body is read, up to where the part
 /// ends) and, each [`RELEASE_BYTES`], gives back the pages read and maps in the next run
 /// ([`read_on`]).
+/// Shared by the reading's two callbacks (where it has passed, its crc32 at a point), each
+/// call taking its turn.
 struct ReadBehind<'a> {
     map: &'a Mmap,
     body: &'a [u8],
     /// Where in the map pages are given back from.
     release_at: usize,
     /// How far in the body the pages read have been given back.
-    released: usize,
-    crc: Option<RunningCrc>,
+    released: Cell<usize>,
+    crc: RefCell<Option<RunningCrc>>,
 }
 
 /// The crc32 of the body's bytes from `start` to `done`, taken no further than `end`.
@@ -867,6 +867,17 @@ struct RunningCrc {
     done: usize,
     end: usize,
     hasher: crc32fast::Hasher,
+}
+
+impl RunningCrc {
+    /// Takes the checksum of `body` on to `at`, no further than its end.
+    fn take_to(&mut self, body: &[u8], at: usize) {
+        let to = at.min(self.end);
+        if to > self.done {
+            self.hasher.update(&body[self.done..to]);
+            self.done = to;
+        }
+    }
 }
 
 impl<'a> ReadBehind<'a> {
@@ -883,56 +894,68 @@ impl<'a> ReadBehind<'a> {
             map,
             body,
             release_at,
-            released: start,
-            crc: crc.then(|| RunningCrc {
+            released: Cell::new(start),
+            crc: RefCell::new(crc.then(|| RunningCrc {
                 start,
                 done: start,
                 end: crc_end.min(body.len()),
                 hasher: crc32fast::Hasher::new(),
-            }),
+            })),
         }
+    }
+
+    /// A reading of `body` from `at` on a thread of its own, checksummed up to `crc_end`: the
+    /// reader there, its first run mapped in, and the reading followed.
+    fn ahead(
+        snapshot: &'a MappedSnapshot,
+        body: &'a [u8],
+        (at, body_at): (usize, usize),
+        crc_end: usize,
+    ) -> (codec::SnapshotReader<'a>, ReadBehind<'a>) {
+        let mut reader = codec::SnapshotReader::new(body);
+        reader.skip(at);
+        map_in(&snapshot.map, body_at + at, RELEASE_BYTES);
+        let behind = ReadBehind::new(&snapshot.map, body, (at, body_at + at), true, crc_end);
+        (reader, behind)
     }
 
     /// How many bytes the reader should read between two calls of [`passed`](Self::passed).
     fn every(&self) -> usize {
-        match self.crc {
+        match *self.crc.borrow() {
             Some(_) => CRC_RUN_BYTES,
             None => RELEASE_BYTES,
         }
     }
 
     /// The reader has read the body up to `read`.
-    fn passed(&mut self, read: usize) {
-        if let Some(crc) = &mut self.crc {
-            let to = read.min(crc.end);
-            if to > crc.done {
-                crc.hasher.update(&self.body[crc.done..to]);
-                crc.done = to;
-            }
+    fn passed(&self, read: usize) {
+        if let Some(crc) = self.crc.borrow_mut().as_mut() {
+            crc.take_to(self.body, read);
         }
-        if read >= self.released + RELEASE_BYTES {
+        if read >= self.released.get() + RELEASE_BYTES {
             read_on(self.map, self.release_at, HEADER_BYTES + read);
-            self.released = read;
+            self.released.set(read);
         }
     }
 
     /// The crc32 of the body's bytes from this reading's start to `at`, taken on to there
     /// (no further than where its checksum ends). `at` is no earlier than any point passed.
-    fn crc_at(&mut self, at: usize) -> u32 {
-        let crc = self
-            .crc
+    fn crc_at(&self, at: usize) -> u32 {
+        let mut crc = self.crc.borrow_mut();
+        let crc = crc
             .as_mut()
             .expect("a reading on demand takes its checksum");
-        let to = at.min(crc.end);
-        assert!(to >= crc.done, "a checksum is taken on, not back");
-        crc.hasher.update(&self.body[crc.done..to]);
-        crc.done = to;
+        assert!(
+            at.min(crc.end) >= crc.done,
+            "a checksum is taken on, not back"
+        );
+        crc.take_to(self.body, at);
         crc.hasher.clone().finalize()
     }
 
     /// The reading is over: its checksum, as far as it went, joins `crcs`.
     fn done(self, crcs: Option<&Crcs>) {
-        if let (Some(crc), Some(crcs)) = (self.crc, crcs) {
+        if let (Some(crc), Some(crcs)) = (self.crc.into_inner(), crcs) {
             crcs.0.lock().push(crc);
         }
     }
@@ -1258,24 +1281,21 @@ fn messages_in_place(
     (snapshot, body_at, crcs): (&Arc<MappedSnapshot>, usize, &Crcs),
     prints: &Prints,
 ) -> std::result::Result<(ChunkScan, MessagesInPlace, usize), String> {
-    let mut records = codec::SnapshotReader::new(body);
-    records.skip(at);
-    map_in(&snapshot.map, body_at + at, RELEASE_BYTES);
-    let behind = ReadBehind::new(&snapshot.map, body, (at, body_at + at), true, crc_end);
-    let behind = RefCell::new(behind);
+    let (mut records, behind) = ReadBehind::ahead(snapshot, body, (at, body_at), crc_end);
     let mut scan = ChunkScan::new(count);
     let read = (first, count - first);
-    let mut passed = |read| behind.borrow_mut().passed(read);
-    let crc_at = |at| behind.borrow_mut().crc_at(at);
-    let reading = (
-        &mut passed as &mut dyn FnMut(usize),
-        &crc_at as &dyn Fn(usize) -> u32,
+    let crc_at = |at| behind.crc_at(at);
+    let found = read_records(
+        &mut scan,
+        &mut records,
+        read,
+        every,
+        (&mut |read| behind.passed(read), &crc_at),
+        prints,
     );
-    let found = read_records(&mut scan, &mut records, read, every, reading, prints);
     if found.is_ok() {
         scan.end_at(records.position(), &crc_at);
     }
-    let mut behind = behind.into_inner();
     behind.passed(crc_end.max(records.position()));
     behind.done(Some(crcs));
     Ok((scan, found?, records.position()))
@@ -1312,24 +1332,17 @@ fn users_in_place(
     (snapshot, body_at, crcs): (&Arc<MappedSnapshot>, usize, &Crcs),
     prints: &Prints,
 ) -> std::result::Result<(ReadUsers, ListsSums, usize), String> {
-    let mut users = codec::SnapshotReader::new(body);
-    users.skip(users_at);
-    map_in(&snapshot.map, body_at + users_at, RELEASE_BYTES);
-    let at = (users_at, body_at + users_at);
-    let behind = RefCell::new(ReadBehind::new(&snapshot.map, body, at, true, body.len()));
+    let (mut users, behind) = ReadBehind::ahead(snapshot, body, (users_at, body_at), body.len());
     let mut sums = ListsSums::default();
     let table = UserTable::read_mapped(
         &mut users,
         every,
-        (|read| behind.borrow_mut().passed(read), &|at| {
-            behind.borrow_mut().crc_at(at)
-        }),
+        (|read| behind.passed(read), &|at| behind.crc_at(at)),
         counts,
         (Arc::clone(snapshot), body_at),
         |user, lists| sums.add(user, lists, prints),
     );
     // What was read joins the checksum, however the reading ended.
-    let mut behind = behind.into_inner();
     behind.passed(users.position());
     behind.done(Some(crcs));
     Ok((table?, sums, users.position()))
@@ -2074,15 +2087,16 @@ fn check_frames(
             map_in(map, offset as usize, frames.len());
         }
         hasher.update(frames);
-        offset = segment.end;
-    }
-    let file = open_no_follow(OpenOptions::new().read(true), path).map_err(|e| e.to_string())?;
-    while offset < segment.end {
-        let len = buffer.len().min((segment.end - offset) as usize);
-        file.read_exact_at(&mut buffer[..len], offset)
-            .map_err(|error| short(&error))?;
-        hasher.update(&buffer[..len]);
-        offset += len as u64;
+    } else {
+        let file =
+            open_no_follow(OpenOptions::new().read(true), path).map_err(|e| e.to_string())?;
+        while offset < segment.end {
+            let len = buffer.len().min((segment.end - offset) as usize);
+            file.read_exact_at(&mut buffer[..len], offset)
+                .map_err(|error| short(&error))?;
+            hasher.update(&buffer[..len]);
+            offset += len as u64;
+        }
     }
     let crc = hasher.finalize();
     if crc != segment.crc {
