@@ -22,7 +22,7 @@
 
 mod support;
 
-use support::walk::Walk;
+use support::walk::{Walk, recompute_checksums};
 
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -351,16 +351,6 @@ impl Base {
     fn snapshot_path(&self, dir: &Path) -> PathBuf {
         dir.join(SNAPSHOT_DIRECTORY).join(&self.snapshot_name)
     }
-}
-
-/// Sets the header's body length, body crc and header crc to those of the bytes.
-fn recompute_checksums(bytes: &mut [u8]) {
-    let body_len = (bytes.len() - 28) as u64;
-    bytes[12..20].copy_from_slice(&body_len.to_le_bytes());
-    let body_crc = crc32fast::hash(&bytes[28..]);
-    bytes[20..24].copy_from_slice(&body_crc.to_le_bytes());
-    let header_crc = crc32fast::hash(&bytes[..24]);
-    bytes[24..28].copy_from_slice(&header_crc.to_le_bytes());
 }
 
 /// The tracking calls made after an open: each changes what an index holds (a kind in a dense

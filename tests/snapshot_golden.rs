@@ -15,7 +15,7 @@
 
 mod support;
 
-use support::walk::Walk;
+use support::walk::{Walk, recompute_checksums};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -621,10 +621,7 @@ fn store_with_snapshot(tamper: impl FnOnce(&mut Vec<u8>)) -> TempDir {
     fs::create_dir(dir.path().join(SNAPSHOT_DIRECTORY)).unwrap();
     let mut bytes = fs::read(golden(GOLDEN_SNAPSHOT)).unwrap();
     tamper(&mut bytes);
-    let body_crc = crc32fast::hash(&bytes[28..]);
-    bytes[20..24].copy_from_slice(&body_crc.to_le_bytes());
-    let header_crc = crc32fast::hash(&bytes[..24]);
-    bytes[24..28].copy_from_slice(&header_crc.to_le_bytes());
+    recompute_checksums(&mut bytes);
     fs::write(snapshot_path(dir.path()), bytes).unwrap();
     dir
 }

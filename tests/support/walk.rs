@@ -1,4 +1,16 @@
-//! Reading a snapshot's bytes field by field, as docs/FORMAT.md, "Snapshots", lays them out.
+//! Reading a snapshot's bytes field by field, as docs/FORMAT.md, "Snapshots", lays them out,
+//! and making its header fit bytes changed on purpose.
+
+/// Sets a snapshot's header to fit its bytes: the body length, the body crc and the header crc,
+/// so that only what was changed on purpose is wrong.
+pub fn recompute_checksums(bytes: &mut [u8]) {
+    let body_len = (bytes.len() - 28) as u64;
+    bytes[12..20].copy_from_slice(&body_len.to_le_bytes());
+    let body_crc = crc32fast::hash(&bytes[28..]);
+    bytes[20..24].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&bytes[..24]);
+    bytes[24..28].copy_from_slice(&header_crc.to_le_bytes());
+}
 
 /// A cursor over a snapshot's bytes; each read takes its field and moves past it.
 pub struct Walk<'a> {
