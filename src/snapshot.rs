@@ -576,8 +576,8 @@ pub(crate) fn load(
             let indexes = decode_indexes(&mut reader, behind.every(), |read| {
                 behind.passed(part.start + read)
             });
+            behind.give_back_to(part.end);
             behind.done(crcs.as_ref());
-            release_from(map, start, HEADER_BYTES + part.end);
             indexes
         }
         // Not decoded, the indexes are still part of the checksum: taken here, beside the
@@ -590,8 +590,8 @@ pub(crate) fn load(
                 behind.passed(read);
             }
             behind.passed(part.end);
+            behind.give_back_to(part.end);
             behind.done(crcs.as_ref());
-            release_from(map, HEADER_BYTES + part.start, HEADER_BYTES + part.end);
             Ok(DecodedIndexes::default())
         }
         _ => Ok(DecodedIndexes::default()),
@@ -783,12 +783,16 @@ pub(crate) struct CrcSpan {
 /// ([`ReadBehind::crc_at`]), for tests of what reads through a snapshot.
 #[cfg(test)]
 pub(crate) fn running_crc(body: &[u8]) -> impl Fn(usize) -> u32 + '_ {
-    let taken = RefCell::new((0, crc32fast::Hasher::new()));
+    let taken = RefCell::new(RunningCrc {
+        start: 0,
+        done: 0,
+        end: body.len(),
+        hasher: crc32fast::Hasher::new(),
+    });
     move |at| {
-        let (done, hasher) = &mut *taken.borrow_mut();
-        hasher.update(&body[*done..at]);
-        *done = at;
-        hasher.clone().finalize()
+        let mut taken = taken.borrow_mut();
+        taken.take_to(body, at);
+        taken.hasher.clone().finalize()
     }
 }
 
@@ -822,15 +826,6 @@ fn map_in(map: &Mmap, start: usize, len: usize) {
     }
 }
 
-/// After reading `map` from byte `from` to byte `to`: gives back the pages read
-/// ([`release_from`]) and maps in the next [`RELEASE_BYTES`]. A snapshot is read front to back,
-/// twice, and its pages would otherwise count as resident until it is loaded, nearly as much
-/// as the facts decoded from them.
-fn read_on(map: &Mmap, from: usize, to: usize) {
-    release_from(map, from, to);
-    map_in(map, to, RELEASE_BYTES);
-}
-
 /// Gives back to the OS this process's pages of `map` from byte `from` to byte `to` (and of
 /// the page that holds `to`), but for a page that also holds bytes before `from`, which
 /// another thread may be reading.
@@ -847,8 +842,10 @@ const CRC_RUN_BYTES: usize = 1 << 20;
 
 /// Follows one thread's in-order reading of a part of a mapped body: takes what it has read
 /// into the part's crc32 (when the checksum is taken as the body is read, up to where the part
-/// ends) and, each [`RELEASE_BYTES`], gives back the pages read and maps in the next run
-/// ([`read_on`]).
+/// ends) and, each [`RELEASE_BYTES`], gives back the pages read
+/// ([`give_back_to`](Self::give_back_to)) and maps in the next run ([`map_in`]). A snapshot is
+/// read front to back, and its pages would otherwise count as resident until it is loaded,
+/// nearly as much as the facts decoded from them.
 /// Shared by the reading's two callbacks (where it has passed, its crc32 at a point), each
 /// call taking its turn.
 struct ReadBehind<'a> {
@@ -933,9 +930,23 @@ impl<'a> ReadBehind<'a> {
             crc.take_to(self.body, read);
         }
         if read >= self.released.get() + RELEASE_BYTES {
-            read_on(self.map, self.release_at, HEADER_BYTES + read);
-            self.released.set(read);
+            self.give_back_to(read);
+            map_in(self.map, HEADER_BYTES + read, RELEASE_BYTES);
         }
+    }
+
+    /// Gives back the pages read up to `read` in the body (and of the page that holds it) that
+    /// an earlier call left: from where that call ended, so that each page is given back once,
+    /// and never a page that also holds bytes before the reading's first page to give back,
+    /// which another thread may be reading.
+    fn give_back_to(&self, read: usize) {
+        let after_last = (HEADER_BYTES + self.released.get()) / PAGE_BYTES * PAGE_BYTES;
+        release_from(
+            self.map,
+            self.release_at.max(after_last),
+            HEADER_BYTES + read,
+        );
+        self.released.set(read);
     }
 
     /// The crc32 of the body's bytes from this reading's start to `at`, taken on to there
