@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use crate::codec::{PAIR_BYTES, SnapshotReader};
 use crate::event::{MessageId, UserId};
 use crate::message::Message;
-use crate::projection::id_map::IdMap;
+use crate::projection::id_map::{IdMap, Places};
 use crate::projection::time_index::partition_point_near;
 use crate::projection::{Facts, Projection};
 use crate::snapshot::{CrcSpan, MappedSnapshot, PAGE_BYTES};
@@ -229,7 +229,7 @@ pub(crate) struct UserTable {
 #[derive(Debug)]
 struct LazyUsers {
     /// Each user's place in `slots`.
-    places: IdMap<u64, usize>,
+    places: Places,
     /// The users' slots, in the order they were listed, then added.
     slots: Vec<UserSlot>,
     mapped: MappedUsers,
@@ -310,8 +310,7 @@ impl UserTable {
         // A user's lists follow the user's id, 8 bytes.
         let count = body.decode_list_len(8 + UserEntries::SNAPSHOT_BYTES_MIN)?;
         let bytes = body.body();
-        let mut places: IdMap<u64, usize> = IdMap::default();
-        places.reserve(count);
+        let mut places = Places::for_ids(count);
         let mut slots = Vec::with_capacity(count);
         let mut order = Vec::with_capacity(count);
         let mut listed = (0, 0);
@@ -357,7 +356,7 @@ impl UserTable {
                     after: crc_at(end),
                 },
             };
-            if places.insert(user, slots.len()).is_some() {
+            if !places.insert(user, slots.len()) {
                 failure.get_or_insert_with(|| format!("user {user} is listed twice"));
                 continue;
             }
@@ -401,14 +400,13 @@ impl UserTable {
     /// Adds a user with these lists; false if the user is there already.
     pub(crate) fn insert(&mut self, user: u64, entries: UserEntries) -> bool {
         match &mut self.lazy {
-            Some(lazy) => match lazy.places.entry(user) {
-                Entry::Occupied(_) => false,
-                Entry::Vacant(vacant) => {
-                    vacant.insert(lazy.slots.len());
+            Some(lazy) => {
+                let new = lazy.places.insert(user, lazy.slots.len());
+                if new {
                     lazy.slots.push(UserSlot::decoded(entries));
-                    true
                 }
-            },
+                new
+            }
             None => match self.flat.entry(user) {
                 Entry::Occupied(_) => false,
                 Entry::Vacant(vacant) => {
@@ -428,7 +426,7 @@ impl UserTable {
     pub(crate) fn get(&self, user: u64) -> Option<&UserEntries> {
         match &self.lazy {
             Some(lazy) => {
-                let slot = &lazy.slots[*lazy.places.get(&user)?];
+                let slot = &lazy.slots[lazy.places.get(user)?];
                 Some(match slot.entries.get() {
                     Some(entries) => entries,
                     None => lazy.decoded(slot),
@@ -446,17 +444,17 @@ impl UserTable {
                 Entry::Vacant(vacant) => (vacant.insert(UserEntries::default()), true),
             };
         };
-        match lazy.places.entry(user) {
-            Entry::Occupied(occupied) => {
-                let slot = &mut lazy.slots[*occupied.get()];
+        match lazy.places.get(user) {
+            Some(place) => {
+                let slot = &mut lazy.slots[place];
                 if slot.entries.get().is_none() {
                     let entries = decode_slot(&lazy.mapped, slot);
                     let _ = slot.entries.set(entries);
                 }
                 (slot.entries.get_mut().expect("decoded above"), false)
             }
-            Entry::Vacant(vacant) => {
-                vacant.insert(lazy.slots.len());
+            None => {
+                lazy.places.insert(user, lazy.slots.len());
                 lazy.slots.push(UserSlot::decoded(UserEntries::default()));
                 let slot = lazy.slots.last_mut().expect("pushed above");
                 (slot.entries.get_mut().expect("made above"), true)
@@ -905,7 +903,7 @@ mod tests {
         assert_eq!(table.get(users[0].0), Some(&users[0].1));
         // The first message's time in user 6's lists changes: the same length, another value.
         let lazy = table.lazy.as_ref().unwrap();
-        let at = lazy.slots[lazy.places[&users[6].0]].at + 8;
+        let at = lazy.slots[lazy.places.get(users[6].0).unwrap()].at + 8;
         let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.seek(std::io::SeekFrom::Start(at as u64)).unwrap();
         file.write_all(&[0x55]).unwrap();
