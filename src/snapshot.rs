@@ -22,8 +22,8 @@ use parking_lot::{Mutex, RwLock};
 use crate::codec::{self, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::log::segment::{
-    FILE_MODE, SegmentBytes, create_directory, file_name_of, list_segments, map_segment,
-    open_no_follow, read_header_bytes, segment_file_name, sync_directory,
+    FILE_MODE, create_directory, file_name_of, list_segments, map_segment, open_no_follow,
+    read_header_bytes, segment_file_name, sync_directory,
 };
 use crate::log::summary::{LogSummary, count_through};
 use crate::log::{CoveredSegment, LogPosition, SharedLog};
@@ -538,7 +538,6 @@ pub(crate) fn load(
     // frames, rather than a thread each for those two as well.
     let ready = ReadyChunks::default();
     let mut decode_facts_part = || {
-        map_in(map, HEADER_BYTES, RELEASE_BYTES);
         // With a directory, the users' lists are read (and taken into the checksum) by a
         // thread of their own, and, past a split with many records after it, those records by
         // another: this one's checksum ends where the first of those begins.
@@ -570,7 +569,6 @@ pub(crate) fn load(
         Some(part) if loading.indexes => {
             let start = HEADER_BYTES + part.start;
             let mut reader = codec::SnapshotReader::new(&whole_body[part.clone()]);
-            map_in(map, start, RELEASE_BYTES);
             let at = (part.start, start);
             let behind = ReadBehind::new(map, whole_body, at, crcs.is_some(), part.end);
             let indexes = decode_indexes(&mut reader, behind.every(), |read| {
@@ -585,7 +583,6 @@ pub(crate) fn load(
         Some(part) if crcs.is_some() => {
             let at = (part.start, HEADER_BYTES + part.start);
             let behind = ReadBehind::new(map, whole_body, at, true, part.end);
-            map_in(map, HEADER_BYTES + part.start, RELEASE_BYTES);
             for read in (part.start..part.end).step_by(behind.every()).skip(1) {
                 behind.passed(read);
             }
@@ -816,16 +813,6 @@ fn map_snapshot(file: &File) -> std::result::Result<Mmap, String> {
     map.map_err(|error| format!("the file cannot be mapped: {error}"))
 }
 
-/// Maps in at once the pages of `len` bytes of `map` from `start` (as far as it goes), which
-/// are about to be read: one call rather than a page fault every few pages. Where the system
-/// cannot, each page is faulted in when first read, as without it.
-fn map_in(map: &Mmap, start: usize, len: usize) {
-    let len = len.min(map.len().saturating_sub(start));
-    if len > 0 {
-        let _ = map.advise_range(memmap2::Advice::PopulateRead, start, len);
-    }
-}
-
 /// Gives back to the OS this process's pages of `map` from byte `from` to byte `to` (and of
 /// the page that holds `to`), but for a page that also holds bytes before `from`, which
 /// another thread may be reading.
@@ -843,9 +830,9 @@ const CRC_RUN_BYTES: usize = 1 << 20;
 /// Follows one thread's in-order reading of a part of a mapped body: takes what it has read
 /// into the part's crc32 (when the checksum is taken as the body is read, up to where the part
 /// ends) and, each [`RELEASE_BYTES`], gives back the pages read
-/// ([`give_back_to`](Self::give_back_to)) and maps in the next run ([`map_in`]). A snapshot is
-/// read front to back, and its pages would otherwise count as resident until it is loaded,
-/// nearly as much as the facts decoded from them.
+/// ([`give_back_to`](Self::give_back_to)). A snapshot is read front to back, and its pages
+/// would otherwise count as resident until it is loaded, nearly as much as the facts decoded
+/// from them.
 /// Shared by the reading's two callbacks (where it has passed, its crc32 at a point), each
 /// call taking its turn.
 struct ReadBehind<'a> {
@@ -902,7 +889,7 @@ impl<'a> ReadBehind<'a> {
     }
 
     /// A reading of `body` from `at` on a thread of its own, checksummed up to `crc_end`: the
-    /// reader there, its first run mapped in, and the reading followed.
+    /// reader there, and the reading followed.
     fn ahead(
         snapshot: &'a MappedSnapshot,
         body: &'a [u8],
@@ -911,7 +898,6 @@ impl<'a> ReadBehind<'a> {
     ) -> (codec::SnapshotReader<'a>, ReadBehind<'a>) {
         let mut reader = codec::SnapshotReader::new(body);
         reader.skip(at);
-        map_in(&snapshot.map, body_at + at, RELEASE_BYTES);
         let behind = ReadBehind::new(&snapshot.map, body, (at, body_at + at), true, crc_end);
         (reader, behind)
     }
@@ -931,7 +917,6 @@ impl<'a> ReadBehind<'a> {
         }
         if read >= self.released.get() + RELEASE_BYTES {
             self.give_back_to(read);
-            map_in(self.map, HEADER_BYTES + read, RELEASE_BYTES);
         }
     }
 
@@ -999,15 +984,14 @@ impl Crcs {
 }
 
 /// The crc32 of `map` from byte `start` on, read on two threads: the span is split at a
-/// multiple of [`RELEASE_BYTES`] from `start` at or before its middle, and each thread maps in
-/// a run of [`RELEASE_BYTES`] at a time, reads it, and gives it back (with the pages that hold
-/// the run's ends: the next run faults in again the one it still has to read).
+/// multiple of [`RELEASE_BYTES`] from `start` at or before its middle, and each thread reads a
+/// run of [`RELEASE_BYTES`] at a time and gives it back (with the pages that hold the run's
+/// ends: the next run faults in again the one it still has to read).
 fn checksum_on_two_threads(map: &Mmap, start: usize) -> u32 {
     let checksum = |range: Range<usize>| {
         let mut hasher = crc32fast::Hasher::new();
         for run in range.clone().step_by(RELEASE_BYTES) {
             let run = run..(run + RELEASE_BYTES).min(range.end);
-            map_in(map, run.start, run.len());
             hasher.update(&map[run.clone()]);
             release(map, run);
         }
@@ -2094,9 +2078,6 @@ fn check_frames(
         let frames = bytes
             .get(offset as usize..segment.end as usize)
             .ok_or_else(|| short(&format!("it holds {} bytes", bytes.len())))?;
-        if let SegmentBytes::Mapped(map) = &bytes {
-            map_in(map, offset as usize, frames.len());
-        }
         hasher.update(frames);
     } else {
         let file =
