@@ -813,16 +813,6 @@ fn map_snapshot(file: &File) -> std::result::Result<Mmap, String> {
     map.map_err(|error| format!("the file cannot be mapped: {error}"))
 }
 
-/// Gives back to the OS this process's pages of `map` from byte `from` to byte `to` (and of
-/// the page that holds `to`), but for a page that also holds bytes before `from`, which
-/// another thread may be reading.
-fn release_from(map: &Mmap, from: usize, to: usize) {
-    let start = from.next_multiple_of(PAGE_BYTES);
-    if start < to {
-        release(map, start..to);
-    }
-}
-
 /// Bytes a thread reads between two looks behind it while it takes the checksum as it reads
 /// ([`ReadBehind`]): few enough to be checksummed while still in the core's cache.
 const CRC_RUN_BYTES: usize = 1 << 20;
@@ -833,6 +823,7 @@ const CRC_RUN_BYTES: usize = 1 << 20;
 /// ([`give_back_to`](Self::give_back_to)). A snapshot is read front to back, and its pages
 /// would otherwise count as resident until it is loaded, nearly as much as the facts decoded
 /// from them.
+///
 /// Shared by the reading's two callbacks (where it has passed, its crc32 at a point), each
 /// call taking its turn.
 struct ReadBehind<'a> {
@@ -926,11 +917,11 @@ impl<'a> ReadBehind<'a> {
     /// which another thread may be reading.
     fn give_back_to(&self, read: usize) {
         let after_last = (HEADER_BYTES + self.released.get()) / PAGE_BYTES * PAGE_BYTES;
-        release_from(
-            self.map,
-            self.release_at.max(after_last),
-            HEADER_BYTES + read,
-        );
+        let start = self.release_at.next_multiple_of(PAGE_BYTES).max(after_last);
+        let end = HEADER_BYTES + read;
+        if start < end {
+            release(self.map, start..end);
+        }
         self.released.set(read);
     }
 
