@@ -4,8 +4,8 @@
 //! [`Projection::begin_capture`] records how long each list is at the position. From then on
 //! the fold keeps, for each message and user it changes, the state it had at the position (a
 //! pre-image: the first change copies it). [`write_image`] writes the image of the facts at
-//! the position in parts, each under a short read lock: a message or user changed since is
-//! written from its pre-image, anything added since is left out. Outcomes, names and external
+//! the position in parts, each copied under a short read lock and encoded after it: a message
+//! or user changed since is copied from its pre-image, anything added since is left out. Outcomes, names and external
 //! ids are only ever added to, so their first entries are the position's.
 //!
 //! The image's bytes are those of [`DecodedFacts`](super::DecodedFacts) (docs/FORMAT.md,
@@ -13,25 +13,26 @@
 //! while they were written.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::codec;
 use crate::projection::id_map::ShardedIdMap;
 use crate::projection::message_table::CHUNK_MESSAGES;
+use crate::projection::outcome::OutcomeState;
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::UserEntries;
 use crate::projection::{BudgetState, DecodedFacts, Projection};
 use crate::snapshot::FactsDirectory;
 
-/// Messages, outcomes, users or external ids encoded under one read lock at the most: about a
-/// quarter of a millisecond of messages' records, so that a tracking call waits no longer for
-/// the lock.
+/// Messages, outcomes, users or external ids copied under one read lock at the most, so that a
+/// tracking call waits no longer for the lock than a few tens of microseconds.
 const ENTRIES_PER_LOCK: usize = 4096;
-/// Bytes encoded under one read lock, past which the lock is released before the next entry:
+/// Bytes copied under one read lock, past which the lock is released before the next entry:
 /// users' lists are long (a hundred entries a user in the reference workload), so that 4,096
-/// users would hold the lock for milliseconds. One entry is never split: a user with a very
-/// long list holds it for as long as its list takes.
+/// users would hold the lock for a millisecond. One entry is never split: a user with a very
+/// long list holds it for as long as its list takes to copy.
 const BYTES_PER_LOCK: usize = 64 << 10;
 
 /// The facts at a log position, for the parts changed since.
@@ -215,10 +216,11 @@ pub(crate) fn write_indexes(
     codec::encode_snapshot_part(&credits.map(|credits| (window_ms, credits)), out)
 }
 
-/// Writes the image of the captured facts of `projection` to `out`, in parts, each under a
-/// short read lock; events may be folded meanwhile. Returns where the record of the message
-/// halfway (the first of a chunk of [`CHUNK_MESSAGES`]), the outcomes' list and the users' list
-/// begin, as `at` tells the bytes written to `out`.
+/// Writes the image of the captured facts of `projection` to `out`, in parts, each copied
+/// under a short read lock and encoded once it is released; events may be folded meanwhile.
+/// Returns where the record of the message halfway (the first of a chunk of
+/// [`CHUNK_MESSAGES`]), the outcomes' list and the users' list begin, as `at` tells the bytes
+/// written to `out`.
 pub(crate) fn write_image<W: Write>(
     projection: &RwLock<Projection>,
     out: &mut W,
@@ -241,14 +243,7 @@ pub(crate) fn write_image<W: Write>(
         (out, &at),
         &mut buffer,
         (messages, split_index),
-        |projection, index, buffer| {
-            let capture = projection.capture.as_ref().expect("a capture is under way");
-            let state = capture
-                .message_before
-                .get(&(index as u32))
-                .unwrap_or(&projection.facts.messages[index]);
-            codec::encode_snapshot_part(state, buffer)
-        },
+        &mut Records(Vec::new()),
     )?;
     let outcomes_at = at(out);
     write_in_parts(
@@ -256,9 +251,7 @@ pub(crate) fn write_image<W: Write>(
         (out, &at),
         &mut buffer,
         (outcomes, usize::MAX),
-        |projection, index, buffer| {
-            codec::encode_snapshot_part(&projection.facts.outcomes[index], buffer)
-        },
+        &mut Outcomes(Vec::new()),
     )?;
     let users_at = at(out);
     write_in_parts(
@@ -266,20 +259,7 @@ pub(crate) fn write_image<W: Write>(
         (out, &at),
         &mut buffer,
         (users, usize::MAX),
-        |projection, index, buffer| {
-            let capture = projection.capture.as_ref().expect("a capture is under way");
-            let user = projection.facts.user_order[index];
-            let now = projection
-                .facts
-                .users
-                .get(user)
-                .expect("every user in the order is listed");
-            let image = match capture.user_before.get(&user) {
-                Some(before) => before.image(now),
-                None => now.image(),
-            };
-            codec::encode_snapshot_part(&(user, image), buffer)
-        },
+        &mut Lists::default(),
     )?;
     {
         let projection = projection.read();
@@ -296,14 +276,7 @@ pub(crate) fn write_image<W: Write>(
         (out, &at),
         &mut buffer,
         (external_ids, usize::MAX),
-        |projection, index, buffer| {
-            let id = projection.facts.external_id_order[index];
-            let external_id = projection
-                .facts
-                .external_id_of(crate::event::MessageId(id))
-                .expect("each listed message has an external id");
-            codec::encode_snapshot_part(&(id, external_id), buffer)
-        },
+        &mut ExternalIds(Vec::new()),
     )?;
     Ok(FactsDirectory {
         split: Some((split_index, split_at)),
@@ -312,18 +285,150 @@ pub(crate) fn write_image<W: Write>(
     })
 }
 
+/// Entries of one of the image's lists, copied as the capture's position had them under a
+/// read lock, and encoded once it is released: a tracking call waits for the copy, not for
+/// the encoding, which takes several times as long.
+trait Part {
+    /// Copies entry `index`; returns about how many bytes it takes.
+    fn copy(&mut self, projection: &Projection, index: usize) -> usize;
+    /// Encodes the entries copied, in order, to `buffer`, and forgets them.
+    fn encode(&mut self, buffer: &mut Vec<u8>) -> Result<(), bincode::error::EncodeError>;
+}
+
+/// The messages' records.
+struct Records(Vec<MessageState>);
+
+impl Part for Records {
+    fn copy(&mut self, projection: &Projection, index: usize) -> usize {
+        let capture = projection.capture.as_ref().expect("a capture is under way");
+        let state = capture
+            .message_before
+            .get(&(index as u32))
+            .unwrap_or(&projection.facts.messages[index]);
+        self.0.push(state.clone());
+        std::mem::size_of::<MessageState>()
+    }
+
+    fn encode(&mut self, buffer: &mut Vec<u8>) -> Result<(), bincode::error::EncodeError> {
+        for state in self.0.drain(..) {
+            codec::encode_snapshot_part(&state, buffer)?;
+        }
+        Ok(())
+    }
+}
+
+/// The outcomes.
+struct Outcomes(Vec<OutcomeState>);
+
+impl Part for Outcomes {
+    fn copy(&mut self, projection: &Projection, index: usize) -> usize {
+        self.0.push(projection.facts.outcomes[index].clone());
+        std::mem::size_of::<OutcomeState>()
+    }
+
+    fn encode(&mut self, buffer: &mut Vec<u8>) -> Result<(), bincode::error::EncodeError> {
+        for outcome in self.0.drain(..) {
+            codec::encode_snapshot_part(&outcome, buffer)?;
+        }
+        Ok(())
+    }
+}
+
+/// The users' lists: every user's entries back to back in `pairs`, and per user its id, how
+/// many of them are its messages' and its outcomes', and the rest of its image.
+#[derive(Default)]
+struct Lists {
+    pairs: Vec<(i64, u32)>,
+    users: Vec<ListedUser>,
+}
+
+struct ListedUser {
+    user: u64,
+    messages: usize,
+    last_message: Option<(i64, u32)>,
+    outcomes: usize,
+    latest_outcome_ms: i64,
+}
+
+impl Part for Lists {
+    fn copy(&mut self, projection: &Projection, index: usize) -> usize {
+        let capture = projection.capture.as_ref().expect("a capture is under way");
+        let user = projection.facts.user_order[index];
+        let now = projection
+            .facts
+            .users
+            .get(user)
+            .expect("every user in the order is listed");
+        let image = match capture.user_before.get(&user) {
+            Some(before) => before.image(now),
+            None => now.image(),
+        };
+        self.pairs.extend_from_slice(image.messages);
+        self.pairs.extend_from_slice(image.outcomes);
+        self.users.push(ListedUser {
+            user,
+            messages: image.messages.len(),
+            last_message: image.last_message,
+            outcomes: image.outcomes.len(),
+            latest_outcome_ms: image.latest_outcome_ms,
+        });
+        (image.messages.len() + image.outcomes.len()) * std::mem::size_of::<(i64, u32)>()
+    }
+
+    fn encode(&mut self, buffer: &mut Vec<u8>) -> Result<(), bincode::error::EncodeError> {
+        let mut pairs = &self.pairs[..];
+        for listed in self.users.drain(..) {
+            let (messages, rest) = pairs.split_at(listed.messages);
+            let (outcomes, rest) = rest.split_at(listed.outcomes);
+            pairs = rest;
+            let image = UserImage {
+                messages,
+                last_message: listed.last_message,
+                outcomes,
+                latest_outcome_ms: listed.latest_outcome_ms,
+            };
+            codec::encode_snapshot_part(&(listed.user, image), buffer)?;
+        }
+        self.pairs.clear();
+        Ok(())
+    }
+}
+
+/// The external ids, by message id.
+struct ExternalIds(Vec<(u64, Arc<str>)>);
+
+impl Part for ExternalIds {
+    fn copy(&mut self, projection: &Projection, index: usize) -> usize {
+        let id = projection.facts.external_id_order[index];
+        let external_id = projection
+            .facts
+            .external_id_of
+            .get(&id)
+            .expect("each listed message has an external id");
+        self.0.push((id, Arc::clone(external_id)));
+        8 + external_id.len()
+    }
+
+    fn encode(&mut self, buffer: &mut Vec<u8>) -> Result<(), bincode::error::EncodeError> {
+        for (id, external_id) in self.0.drain(..) {
+            codec::encode_snapshot_part(&(id, &*external_id), buffer)?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes a list of `count` entries as a `Vec` encodes (its length, then each entry), the
-/// entries encoded by `encode` (given the index) in parts of [`ENTRIES_PER_LOCK`] entries or
-/// [`BYTES_PER_LOCK`] bytes, whichever comes first, each under a read lock of `projection` and
-/// written to `out` after it is released. Returns where entry `mark` begins (or the list
-/// ends, for `mark` = `count`), as `at` tells the bytes written to `out`; 0 for a `mark` past
-/// `count`.
+/// entries copied by `part` in parts of [`ENTRIES_PER_LOCK`] entries or about
+/// [`BYTES_PER_LOCK`] bytes, whichever comes first, each under a read lock of `projection`,
+/// then encoded and written to `out` after it is released. Returns where entry `mark` begins
+/// (or the list ends, for `mark` = `count`), as `at` tells the bytes written to `out`; 0 for a
+/// `mark` past `count`.
 fn write_in_parts<W: Write>(
     projection: &RwLock<Projection>,
     (out, at): (&mut W, &impl Fn(&W) -> u64),
     buffer: &mut Vec<u8>,
     (count, mark): (usize, usize),
-    encode: impl Fn(&Projection, usize, &mut Vec<u8>) -> Result<(), bincode::error::EncodeError>,
+    part: &mut impl Part,
 ) -> Result<u64, bincode::error::EncodeError> {
     codec::encode_snapshot_part(&(count as u64), buffer)?;
     let mut marked = 0;
@@ -341,14 +446,15 @@ fn write_in_parts<W: Write>(
         if start >= count {
             break;
         }
-        let part_end = buffer.len() + BYTES_PER_LOCK;
         {
             let projection = projection.read();
-            while start < end && buffer.len() < part_end {
-                encode(&projection, start, buffer)?;
+            let mut copied = 0;
+            while start < end && copied < BYTES_PER_LOCK {
+                copied += part.copy(&projection, start);
                 start += 1;
             }
         }
+        part.encode(buffer)?;
         write_buffer(out, buffer)?;
     }
     write_buffer(out, buffer)?;
