@@ -260,8 +260,8 @@ impl Snapshots {
     }
 
     /// Writes a snapshot if the log's last seq has reached `from_seq(newest snapshot's)`;
-    /// with `indexes`, it holds the built indexes if no event was folded since the capture.
-    fn write_when(&self, from_seq: impl Fn(u64) -> u64, indexes: bool) -> Result<Option<PathBuf>> {
+    /// `at_close`: no call runs any more (see [`write_file`]).
+    fn write_when(&self, from_seq: impl Fn(u64) -> u64, at_close: bool) -> Result<Option<PathBuf>> {
         let mut newest_seq = self.newest_seq.lock();
         let (position, covered, summary) = {
             let mut log = self.log.lock();
@@ -281,7 +281,7 @@ impl Snapshots {
                 covered,
                 summary,
             };
-            write_file(&self.dir, bound, &self.projection, indexes)
+            write_file(&self.dir, bound, &self.projection, at_close)
         });
         let capture = self.projection.write().end_capture();
         drop(capture);
@@ -319,13 +319,15 @@ pub(crate) fn completed_summary(
 }
 
 /// Writes a snapshot of the views captured in `projection`, which the log in `dir` holds
-/// durably up to `bound`'s position, with the indexes if `indexes` and none of its views
-/// changed since the capture, and removes all but the newest snapshots. Returns its path.
+/// durably up to `bound`'s position, and removes all but the newest snapshots. Returns its
+/// path. While calls may go on, the file is synced as it is written ([`SyncedAsWritten`]); at
+/// close (`at_close`: no call runs any more), only at its end, and it holds the indexes if
+/// none of the views changed since the capture.
 fn write_file(
     dir: &Path,
     bound: Bound,
     projection: &RwLock<Projection>,
-    indexes: bool,
+    at_close: bool,
 ) -> Result<PathBuf> {
     let position = bound.position;
     let directory = dir.join(SNAPSHOT_DIRECTORY);
@@ -354,14 +356,14 @@ fn write_file(
     let header = {
         let mut body = Checksummed::new(BufWriter::with_capacity(
             READ_BUFFER_BYTES,
-            SyncedAsWritten::new(&file),
+            SyncedAsWritten::new(&file, !at_close),
         ));
         body.inner.write_all(&[0; HEADER_BYTES]).map_err(io)?;
         codec::encode_snapshot_part(&bound, &mut body).map_err(encode)?;
         let directory =
             capture::write_image(projection, &mut body, |body| body.bytes).map_err(encode)?;
         let indexes_at = body.bytes;
-        capture::write_indexes(&projection.read(), indexes, &mut body).map_err(encode)?;
+        capture::write_indexes(&projection.read(), at_close, &mut body).map_err(encode)?;
         let (split_index, split_at) = directory.split.expect("the writer splits the records");
         let trailer = [
             split_index as u64,
@@ -2129,18 +2131,23 @@ impl<W: Write> Write for Checksummed<W> {
     }
 }
 
-/// A file written through [`Write`] and synced each time another [`SNAPSHOT_SYNC_BYTES`]
-/// have been written to it, so that the OS never holds much of it unwritten: a tracking call
-/// that syncs its segment as it rolls over then waits for that segment, not behind gigabytes
-/// of a snapshot the OS would write out all at once.
+/// A file written through [`Write`] and, if `as_written`, synced each time another
+/// [`SNAPSHOT_SYNC_BYTES`] have been written to it, so that the OS never holds much of it
+/// unwritten: a tracking call that syncs its segment as it rolls over then waits for that
+/// segment, not behind gigabytes of a snapshot the OS would write out all at once.
 struct SyncedAsWritten<'a> {
     file: &'a File,
+    as_written: bool,
     unsynced: u64,
 }
 
 impl SyncedAsWritten<'_> {
-    fn new(file: &File) -> SyncedAsWritten<'_> {
-        SyncedAsWritten { file, unsynced: 0 }
+    fn new(file: &File, as_written: bool) -> SyncedAsWritten<'_> {
+        SyncedAsWritten {
+            file,
+            as_written,
+            unsynced: 0,
+        }
     }
 }
 
@@ -2149,7 +2156,7 @@ impl Write for SyncedAsWritten<'_> {
         let mut file = self.file;
         let written = file.write(bytes)?;
         self.unsynced += written as u64;
-        if self.unsynced >= SNAPSHOT_SYNC_BYTES {
+        if self.as_written && self.unsynced >= SNAPSHOT_SYNC_BYTES {
             self.file.sync_data()?;
             self.unsynced = 0;
         }
