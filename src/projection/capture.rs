@@ -5,8 +5,9 @@
 //! the fold keeps, for each message and user it changes, the state it had at the position (a
 //! pre-image: the first change copies it). [`write_image`] writes the image of the facts at
 //! the position in parts, each copied under a short read lock and encoded after it: a message
-//! or user changed since is copied from its pre-image, anything added since is left out. Outcomes, names and external
-//! ids are only ever added to, so their first entries are the position's.
+//! or user changed since is copied from its pre-image, anything added since is left out.
+//! Outcomes, names and external ids are only ever added to, so their first entries are the
+//! position's.
 //!
 //! The image's bytes are those of [`DecodedFacts`](super::DecodedFacts) (docs/FORMAT.md,
 //! "Snapshots"): the same facts always give the same bytes, whether or not events were folded
