@@ -244,7 +244,14 @@ pub(crate) fn write_image<W: Write>(
         (out, &at),
         &mut buffer,
         (messages, split_index),
-        &mut Records(Vec::new()),
+        &mut Copied::new(|projection, index| {
+            let capture = projection.capture.as_ref().expect("a capture is under way");
+            let state = capture
+                .message_before
+                .get(&(index as u32))
+                .unwrap_or(&projection.facts.messages[index]);
+            (state.clone(), std::mem::size_of::<MessageState>())
+        }),
     )?;
     let outcomes_at = at(out);
     write_in_parts(
@@ -252,7 +259,10 @@ pub(crate) fn write_image<W: Write>(
         (out, &at),
         &mut buffer,
         (outcomes, usize::MAX),
-        &mut Outcomes(Vec::new()),
+        &mut Copied::new(|projection, index| {
+            let outcome = projection.facts.outcomes[index].clone();
+            (outcome, std::mem::size_of::<OutcomeState>())
+        }),
     )?;
     let users_at = at(out);
     write_in_parts(
@@ -277,7 +287,15 @@ pub(crate) fn write_image<W: Write>(
         (out, &at),
         &mut buffer,
         (external_ids, usize::MAX),
-        &mut ExternalIds(Vec::new()),
+        &mut Copied::new(|projection, index| {
+            let id = projection.facts.external_id_order[index];
+            let external_id = projection
+                .facts
+                .external_id_of
+                .get(&id)
+                .expect("each listed message has an external id");
+            ((id, Arc::clone(external_id)), 8 + external_id.len())
+        }),
     )?;
     Ok(FactsDirectory {
         split: Some((split_index, split_at)),
@@ -296,40 +314,32 @@ trait Part {
     fn encode(&mut self, buffer: &mut Vec<u8>) -> Result<(), bincode::error::EncodeError>;
 }
 
-/// The messages' records.
-struct Records(Vec<MessageState>);
+/// Entries copied whole, one by one (`copy` gives an entry and about how many bytes it
+/// takes), each encoded as it is.
+struct Copied<T, F> {
+    copies: Vec<T>,
+    copy: F,
+}
 
-impl Part for Records {
-    fn copy(&mut self, projection: &Projection, index: usize) -> usize {
-        let capture = projection.capture.as_ref().expect("a capture is under way");
-        let state = capture
-            .message_before
-            .get(&(index as u32))
-            .unwrap_or(&projection.facts.messages[index]);
-        self.0.push(state.clone());
-        std::mem::size_of::<MessageState>()
-    }
-
-    fn encode(&mut self, buffer: &mut Vec<u8>) -> Result<(), bincode::error::EncodeError> {
-        for state in self.0.drain(..) {
-            codec::encode_snapshot_part(&state, buffer)?;
+impl<T, F: Fn(&Projection, usize) -> (T, usize)> Copied<T, F> {
+    fn new(copy: F) -> Copied<T, F> {
+        Copied {
+            copies: Vec::new(),
+            copy,
         }
-        Ok(())
     }
 }
 
-/// The outcomes.
-struct Outcomes(Vec<OutcomeState>);
-
-impl Part for Outcomes {
+impl<T: bincode::Encode, F: Fn(&Projection, usize) -> (T, usize)> Part for Copied<T, F> {
     fn copy(&mut self, projection: &Projection, index: usize) -> usize {
-        self.0.push(projection.facts.outcomes[index].clone());
-        std::mem::size_of::<OutcomeState>()
+        let (entry, bytes) = (self.copy)(projection, index);
+        self.copies.push(entry);
+        bytes
     }
 
     fn encode(&mut self, buffer: &mut Vec<u8>) -> Result<(), bincode::error::EncodeError> {
-        for outcome in self.0.drain(..) {
-            codec::encode_snapshot_part(&outcome, buffer)?;
+        for entry in self.copies.drain(..) {
+            codec::encode_snapshot_part(&entry, buffer)?;
         }
         Ok(())
     }
@@ -391,29 +401,6 @@ impl Part for Lists {
             codec::encode_snapshot_part(&(listed.user, image), buffer)?;
         }
         self.pairs.clear();
-        Ok(())
-    }
-}
-
-/// The external ids, by message id.
-struct ExternalIds(Vec<(u64, Arc<str>)>);
-
-impl Part for ExternalIds {
-    fn copy(&mut self, projection: &Projection, index: usize) -> usize {
-        let id = projection.facts.external_id_order[index];
-        let external_id = projection
-            .facts
-            .external_id_of
-            .get(&id)
-            .expect("each listed message has an external id");
-        self.0.push((id, Arc::clone(external_id)));
-        8 + external_id.len()
-    }
-
-    fn encode(&mut self, buffer: &mut Vec<u8>) -> Result<(), bincode::error::EncodeError> {
-        for (id, external_id) in self.0.drain(..) {
-            codec::encode_snapshot_part(&(id, &*external_id), buffer)?;
-        }
         Ok(())
     }
 }
