@@ -149,11 +149,22 @@ pub(crate) fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// `total / count` rounded to the nearest integer, halves away from zero.
+/// `total / count` rounded to the nearest integer, halves away from zero; 0 when `count` is 0.
 pub(crate) fn divide_rounded(total: i128, count: u64) -> i128 {
-    if count == 0 {
-        return 0;
+    // The usual sums fit in 64 bits, where the division is one instruction rather than a call.
+    match (i64::try_from(total), i64::try_from(count)) {
+        (_, Ok(0)) => 0,
+        (Ok(total), Ok(count)) => {
+            let (quotient, remainder) = (total / count, total % count);
+            let away = remainder.unsigned_abs() * 2 >= count.unsigned_abs();
+            i128::from(quotient + if away { total.signum() } else { 0 })
+        }
+        _ => divide_rounded_wide(total, count),
     }
+}
+
+/// [`divide_rounded`] in 128 bits, for any total and a count above 0.
+fn divide_rounded_wide(total: i128, count: u64) -> i128 {
     let count = i128::from(count);
     let quotient = total / count;
     let remainder = total % count;
@@ -214,3 +225,19 @@ macro_rules! filter_setter {
     };
 }
 pub(crate) use filter_setter;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_division_in_64_bits_rounds_as_in_128(
+            total in prop_oneof![any::<i64>().prop_map(i128::from), -1_000i128..1_000],
+            count in prop_oneof![1u64..10, 1..u64::MAX],
+        ) {
+            prop_assert_eq!(divide_rounded(total, count), divide_rounded_wide(total, count));
+        }
+    }
+}

@@ -518,11 +518,19 @@ fn ranks_before(challenger: &LineTally, champion: &LineTally) -> bool {
     by_score.then(by_cost) == Ordering::Greater
 }
 
-/// Compares `a.0 / a.1` with `b.0 / b.1` (denominators ≥ 1) exactly. Cross products could
-/// overflow u128 at the extremes, so this expands both as continued fractions instead: equal
+/// Compares `a.0 / a.1` with `b.0 / b.1` (denominators ≥ 1) exactly: by cross products where
+/// both fit in u128 (the usual case), else by expanding both as continued fractions: equal
 /// integer parts move the comparison to the reciprocals of the remainders, reversed.
-fn compare_fractions(mut a: (u128, u128), mut b: (u128, u128)) -> Ordering {
+fn compare_fractions(a: (u128, u128), b: (u128, u128)) -> Ordering {
     assert!(a.1 > 0 && b.1 > 0, "denominators are at least 1");
+    match (a.0.checked_mul(b.1), b.0.checked_mul(a.1)) {
+        (Some(left), Some(right)) => left.cmp(&right),
+        _ => compare_expanded(a, b),
+    }
+}
+
+/// [`compare_fractions`] by continued fractions, for any numerators and denominators ≥ 1.
+fn compare_expanded(mut a: (u128, u128), mut b: (u128, u128)) -> Ordering {
     let mut reversed = false;
     loop {
         let (a_whole, a_rest) = (a.0 / a.1, a.0 % a.1);
@@ -562,6 +570,21 @@ mod tests {
             compare_fractions((big, big), (u128::MAX, u128::MAX)),
             Ordering::Equal
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cross_products_order_fractions_as_their_expansions_do(
+            a in (0..u128::from(u64::MAX), 1..u128::from(u64::MAX)),
+            b in (0..u128::from(u64::MAX), 1..u128::from(u64::MAX)),
+            scale in 1..1_000u128,
+        ) {
+            // Equal fractions written differently, and fractions a little apart.
+            let b_or_a_scaled = [b, (a.0 * scale, a.1 * scale), (a.0 * scale + 1, a.1 * scale)];
+            for b in b_or_a_scaled {
+                proptest::prop_assert_eq!(compare_fractions(a, b), compare_expanded(a, b));
+            }
+        }
     }
 
     #[test]
