@@ -32,7 +32,7 @@ pub struct Options {
     /// `true`.
     pub load_snapshot: bool,
     /// Whether a loaded snapshot's messages and users' lists are decoded only when first used
-    /// (the file stays mapped, and a chunk of 1,024 messages or one user's lists is decoded the
+    /// (the file stays mapped, and a chunk of 256 messages or one user's lists is decoded the
     /// first time a query or the fold reads or changes it), rather than all at open. For a
     /// process that answers a call or two about a few users and ends (the CLI's `history` and
     /// `engagement`; in Python, `Store.open_read_only(path, decode_on_demand=True)`): at 100 M

@@ -1226,15 +1226,22 @@ fn counts_ahead(
 /// and a few MiB are worth a thread.
 const SPLIT_THREAD_BYTES: [usize; 2] = [4 << 20, 256 << 20];
 
+/// The split of the messages' records a writer puts in the facts' directory is the first record
+/// of a run of this many (docs/FORMAT.md, "Body"), and only such a split is read on a thread of
+/// its own: the first record of a chunk decoded on demand, too.
+pub(crate) const SPLIT_RECORDS: usize = 1024;
+const _: () = assert!(SPLIT_RECORDS.is_multiple_of(CHUNK_MESSAGES));
+
 /// The split of the messages' records `directory` gives, if the records from there are to be
-/// read on a thread of their own: the split is at the first record of a chunk, and enough bytes
-/// of records follow it ([`SPLIT_THREAD_BYTES`], more when the open reads the indexes).
+/// read on a thread of their own: the split is at the first record of a run of
+/// [`SPLIT_RECORDS`], and enough bytes of records follow it ([`SPLIT_THREAD_BYTES`], more when
+/// the open reads the indexes).
 fn records_ahead(directory: Option<FactsDirectory>, indexes: bool) -> Option<(usize, usize)> {
     let directory = directory?;
     let (index, at) = directory.split?;
     let enough =
         directory.outcomes_at.saturating_sub(at) >= SPLIT_THREAD_BYTES[usize::from(indexes)];
-    (index.is_multiple_of(CHUNK_MESSAGES) && enough).then_some((index, at))
+    (index.is_multiple_of(SPLIT_RECORDS) && enough).then_some((index, at))
 }
 
 /// The split of the messages' records `directory` gives (version 5), refused if it names a
@@ -1710,7 +1717,7 @@ fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
 }
 
 /// Where parts of the facts begin in a body: the record of one message (`split`: its index, the
-/// first of a chunk of [`CHUNK_MESSAGES`] halfway through, and where it begins), the outcomes'
+/// first of a run of [`SPLIT_RECORDS`] halfway through, and where it begins), the outcomes'
 /// list and the users' list (each at its length). A body of format version 4 or later lists
 /// the lists' offsets after its indexes part, version 5 the split as well, so that an open
 /// reads the users' lists, and the second half of the messages' records, each on a thread of

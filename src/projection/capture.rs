@@ -20,12 +20,11 @@ use parking_lot::RwLock;
 
 use crate::codec;
 use crate::projection::id_map::ShardedIdMap;
-use crate::projection::message_table::CHUNK_MESSAGES;
 use crate::projection::outcome::OutcomeState;
 use crate::projection::status::MessageState;
 use crate::projection::user_lists::UserEntries;
 use crate::projection::{BudgetState, DecodedFacts, Projection};
-use crate::snapshot::FactsDirectory;
+use crate::snapshot::{FactsDirectory, SPLIT_RECORDS};
 
 /// Messages, outcomes, users or external ids copied under one read lock at the most, so that a
 /// tracking call waits no longer for the lock than a few tens of microseconds.
@@ -238,7 +237,7 @@ pub(crate) fn write_image<W: Write>(
             capture.external_ids,
         )
     };
-    let split_index = messages / 2 / CHUNK_MESSAGES * CHUNK_MESSAGES;
+    let split_index = messages / 2 / SPLIT_RECORDS * SPLIT_RECORDS;
     let split_at = write_in_parts(
         projection,
         (out, &at),

@@ -28,9 +28,10 @@ use crate::projection::names::NameId;
 use crate::projection::status::{MessageState, SpareRare};
 use crate::snapshot::{CrcSpan, MappedSnapshot, PAGE_BYTES};
 
-/// Records per chunk decoded on demand: about 56 KB decoded. A user's hundred messages of a
-/// month touch at most a hundred chunks, a small share of a large store's.
-pub(crate) const CHUNK_MESSAGES: usize = 1024;
+/// Records per chunk decoded on demand: about 14 KB decoded. A user's hundred messages of a
+/// month touch at most a hundred chunks, a small share of a large store's; a smaller chunk
+/// decodes fewer records that the query does not read, a larger one keeps fewer chunks.
+pub(crate) const CHUNK_MESSAGES: usize = 256;
 
 /// Records a whole table keeps in one `Vec` (about 59 MB; fewer in unit tests, so that they
 /// cross into the chunks), a multiple of [`WHOLE_CHUNK_MESSAGES`].
@@ -796,7 +797,7 @@ mod tests {
     #[test]
     fn a_mapped_table_reads_and_changes_the_records_as_a_vec_would() {
         let dir = tempfile::TempDir::new().unwrap();
-        for (count, prefix) in [(0, 0), (1, 28), (1023, 100), (1024, 4096), (5_000, 28)] {
+        for (count, prefix) in [(0, 0), (1, 28), (257, 100), (1024, 4096), (5_000, 28)] {
             let mut expected = records(count, count as u64 + 1);
             let (mut table, _) = mapped_table(&dir, &expected, prefix);
             assert_eq!(table.len(), count);
@@ -1060,7 +1061,7 @@ mod tests {
         let decoded: Vec<usize> = (0..table.chunk_count())
             .filter(|&chunk| table.lazy.as_ref().unwrap().chunks[chunk].get().is_some())
             .collect();
-        assert_eq!(decoded, [2, 3]);
+        assert_eq!(decoded, [2_500 / CHUNK_MESSAGES, 3_900 / CHUNK_MESSAGES]);
     }
 
     #[test]
@@ -1080,9 +1081,10 @@ mod tests {
             .unwrap()
             .write_all(&bytes)
             .unwrap();
-        let panic =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| table.get(1_500).cloned()))
-                .unwrap_err();
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            table.get(CHUNK_MESSAGES * 3 / 2).cloned()
+        }))
+        .unwrap_err();
         let message = panic.downcast_ref::<String>().unwrap();
         assert!(
             message.contains(&format!("snapshot {} changed on disk", path.display()))
