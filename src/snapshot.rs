@@ -542,9 +542,9 @@ pub(crate) fn load(
     // and then makes ready the memory of the messages' records still to decode. Only read
     // through (on demand), the facts, the longest part, are read on another thread (and the
     // users' lists, given a facts' directory, on a third, the messages' records from its
-    // split on a fourth: `decode_facts`), while this one
-    // decodes the indexes (a new thread's allocations cost more) and then checks the log's
-    // frames, rather than a thread each for those two as well.
+    // split on a fourth: `decode_facts`), while this one decodes the indexes (a new thread's
+    // allocations cost more); then another thread checks the log's frames while this one
+    // judges what was read (below).
     let ready = ReadyChunks::default();
     let mut decode_facts_part = || {
         // With a directory, the users' lists are read (and taken into the checksum) by a
@@ -607,41 +607,60 @@ pub(crate) fn load(
         ready.make_needed();
         covered
     };
-    let (covered, decoded, indexes) = std::thread::scope(|scope| match loading.on_demand {
+    // What was read, judged: read on demand, the checksum first (nothing read is used before
+    // it holds; `Err` outside), then the facts, the log's summary and the indexes fitted to
+    // them (checks 8 and 9, and the indexes').
+    let judge = |decoded: std::result::Result<DecodedFacts, String>,
+                 indexes: std::result::Result<DecodedIndexes, String>| {
+        if let Some(crcs) = &crcs {
+            let computed = match decoded.is_err() || indexes.is_err() {
+                false => crcs.body_crc(whole_body),
+                true => checksum_on_two_threads(map, HEADER_BYTES),
+            };
+            if let Some(reason) = mismatch(computed) {
+                return Err(reason);
+            }
+        }
+        let fitted = || -> std::result::Result<(Facts, Indexes), String> {
+            let (decoded, indexes) = (decoded?, indexes?);
+            let facts = Facts::from_image(decoded, attribution_window_ms)?;
+            if let Ok(summary) = &summary {
+                check_summary(summary, position.last_seq, &facts)
+                    .map_err(|reason| format!("its summary of the log does not fit: {reason}"))?;
+            }
+            let indexes = indexes.fit(&facts, attribution_window_ms)?;
+            Ok((facts, indexes))
+        };
+        Ok(fitted())
+    };
+    let (covered, judged) = std::thread::scope(|scope| match loading.on_demand {
+        // The covered log is checked on a thread of its own once the indexes are read, while
+        // this one judges what was read, which needs none of the log: so that an open that
+        // ends on the covered log's check fits the indexes on the core the facts' threads
+        // leave. Its reason still comes before those of the facts (check 6).
         true => {
             let decoded = scope.spawn(decode_facts_part);
             let indexes = decode_indexes_part();
-            (check_covered_part(), joined(decoded), indexes)
+            let covered = scope.spawn(check_covered_part);
+            let judged = judge(joined(decoded), indexes);
+            (joined(covered), Some(judged))
         }
         false => {
             let covered = scope.spawn(check_covered_part);
             let decoded = decode_facts_part();
-            (joined(covered), decoded, decode_indexes_part())
+            let covered = joined(covered);
+            let judged = covered
+                .is_ok()
+                .then(|| judge(decoded, decode_indexes_part()));
+            (covered, judged)
         }
     });
-    // Read on demand, nothing read is used before the checksum holds.
-    if let Some(crcs) = crcs {
-        let failed = covered.is_err() || decoded.is_err() || indexes.is_err();
-        let computed = match failed {
-            false => crcs.body_crc(whole_body),
-            true => checksum_on_two_threads(map, HEADER_BYTES),
-        };
-        if let Some(reason) = mismatch(computed) {
-            return Err(reason);
-        }
-    }
+    let fitted = judged.transpose()?;
     drop(snapshot);
     covered?;
-    let decoded = decoded?;
-    let indexes = indexes?;
+    let (facts, indexes) = fitted.expect("judged when the covered log holds")?;
     let mut covered_before = covered_segments;
     covered_before.pop();
-    let facts = Facts::from_image(decoded, attribution_window_ms)?;
-    if let Ok(summary) = &summary {
-        check_summary(summary, position.last_seq, &facts)
-            .map_err(|reason| format!("its summary of the log does not fit: {reason}"))?;
-    }
-    let indexes = indexes.fit(&facts, attribution_window_ms)?;
     Ok(Loaded {
         path: path.to_path_buf(),
         position,
@@ -962,10 +981,11 @@ impl<'a> ReadBehind<'a> {
 pub(crate) struct Crcs(Mutex<Vec<RunningCrc>>);
 
 impl Crcs {
-    /// The crc32 of `body`: the parts' checksums joined in order, the bytes no part covers
-    /// (where a reading ended early, and the small parts between the long ones) read here.
-    fn body_crc(self, body: &[u8]) -> u32 {
-        let mut parts = self.0.into_inner();
+    /// The crc32 of `body`: the parts' checksums (taken out) joined in order, the bytes no part
+    /// covers (where a reading ended early, and the small parts between the long ones) read
+    /// here.
+    fn body_crc(&self, body: &[u8]) -> u32 {
+        let mut parts = std::mem::take(&mut *self.0.lock());
         parts.sort_by_key(|part| part.start);
         let mut hasher = crc32fast::Hasher::new();
         let mut at = 0;

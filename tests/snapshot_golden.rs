@@ -748,6 +748,61 @@ fn a_snapshot_whose_facts_do_not_fit_together_is_ignored_with_the_reason() {
     }
 }
 
+/// Where the golden snapshot records the crc32 of its covered segment's frames: after the
+/// header, the position (78), the covered list's count (8), the segment's first seq and end.
+const COVERED_CRC_OFFSET: usize = 28 + 78 + 8 + 16;
+
+/// A snapshot that fails two checks, the covered log's (check 6: its recorded checksum of the
+/// segment's frames changed) and its facts' (check 8: an indexes' misfit too), is ignored for
+/// the covered log's, decoded whole or on demand, though an open on demand judges the facts and
+/// the indexes while another thread checks the log.
+#[test]
+fn a_snapshot_failing_the_covered_log_s_check_and_later_ones_is_ignored_for_the_first() {
+    let dir = store_with_snapshot(|bytes| {
+        replace_field(
+            bytes,
+            FACTS_AT + 83,
+            &1u32.to_le_bytes(),
+            &99u32.to_le_bytes(),
+        );
+        replace_field(
+            bytes,
+            SECOND_ITEM_OFFSET,
+            &1u32.to_le_bytes(),
+            &5u32.to_le_bytes(),
+        );
+        bytes[COVERED_CRC_OFFSET] ^= 0x01;
+    });
+    for on_demand in [false, true] {
+        let reason = opened_with(dir.path(), on_demand);
+        assert!(
+            reason.contains("differ from those the snapshot covered"),
+            "on demand {on_demand}: {reason}"
+        );
+    }
+    // Each of the later two alone is the reason given.
+    let facts = store_with_snapshot(|bytes| {
+        replace_field(
+            bytes,
+            FACTS_AT + 83,
+            &1u32.to_le_bytes(),
+            &99u32.to_le_bytes(),
+        );
+        replace_field(
+            bytes,
+            SECOND_ITEM_OFFSET,
+            &1u32.to_le_bytes(),
+            &5u32.to_le_bytes(),
+        );
+    });
+    for on_demand in [false, true] {
+        assert_eq!(
+            opened_with(facts.path(), on_demand),
+            "message 1 refers to a name beyond the 5 listed"
+        );
+    }
+}
+
 /// Offsets in the golden snapshot's indexes (the walk above; they start after the facts, at
 /// `INDEXES_AT`): the rollup's total bucket's first slot's cost (after the `Some` tag, the
 /// types, the slots' count and the slot's ten counts), the rollup's second item of its slice,
