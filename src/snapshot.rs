@@ -1241,8 +1241,8 @@ fn counts_ahead(
 
 /// Bytes of records after the split that make it worth reading them on a thread of their own
 /// while the opening thread reads the indexes: fewer are read in order, since a thread more
-/// then only takes a core from the opening thread's reading of the indexes and the covered
-/// log, the longer chain of a small store. With the indexes left unread, that chain is short,
+/// then only takes a core from the indexes' reading and the covered log's check after it, the
+/// longer chain of a small store. With the indexes left unread, that chain is short,
 /// and a few MiB are worth a thread.
 const SPLIT_THREAD_BYTES: [usize; 2] = [4 << 20, 256 << 20];
 

@@ -1349,7 +1349,7 @@ fn a_byte_flipped_in_a_large_snapshot_is_a_checksum_mismatch_however_it_is_read(
         HEADER_BYTES + u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize
     };
     let (outcomes_at, users_at, indexes_at) = (trailer(24), trailer(16), trailer(8));
-    // The split: the message halfway, the first of a chunk of 1,024, and where it begins.
+    // The split: the message halfway, the first of a run of 1,024, and where it begins.
     let split_index = trailer(40) - HEADER_BYTES;
     let split_at = trailer(32);
     assert_eq!(split_index, 300_000 / 2 / 1024 * 1024);
@@ -1399,7 +1399,7 @@ fn a_byte_flipped_in_a_large_snapshot_is_a_checksum_mismatch_however_it_is_read(
             "byte {offset}: {reason}"
         );
     }
-    // The directory's split a byte off, or a chunk of records on, its checksums recomputed: the
+    // The directory's split a byte off, or a run of records on, its checksums recomputed: the
     // records read ahead from there (with the indexes unread) count only once the first half
     // ends there, and the open names the same fault however it reads them.
     let split_field = bytes.len() - 32;

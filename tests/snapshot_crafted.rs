@@ -840,7 +840,7 @@ impl Layout {
             walk.take(len);
         }
         let indexes_at = walk.offset;
-        // The trailer: the facts' directory (the message halfway, the first of a chunk of
+        // The trailer: the facts' directory (the message halfway, the first of a run of
         // 1,024, and where its record begins; where the outcomes' and the users' lists begin),
         // then where the indexes begin; offsets in the body, which starts after 28 bytes.
         let end = bytes.len() - 40;

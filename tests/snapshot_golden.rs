@@ -752,10 +752,10 @@ fn a_snapshot_whose_facts_do_not_fit_together_is_ignored_with_the_reason() {
 /// header, the position (78), the covered list's count (8), the segment's first seq and end.
 const COVERED_CRC_OFFSET: usize = 28 + 78 + 8 + 16;
 
-/// A snapshot that fails two checks, the covered log's (check 6: its recorded checksum of the
-/// segment's frames changed) and its facts' (check 8: an indexes' misfit too), is ignored for
-/// the covered log's, decoded whole or on demand, though an open on demand judges the facts and
-/// the indexes while another thread checks the log.
+/// A snapshot that fails the covered log's check (check 6: its recorded checksum of the
+/// segment's frames changed) and later ones (check 8, and an index's misfit) is ignored for the
+/// covered log's, decoded whole or on demand, though an open on demand judges the facts and the
+/// indexes while another thread checks the log; with its body's checksum wrong too, for that.
 #[test]
 fn a_snapshot_failing_the_covered_log_s_check_and_later_ones_is_ignored_for_the_first() {
     let dir = store_with_snapshot(|bytes| {
@@ -780,7 +780,19 @@ fn a_snapshot_failing_the_covered_log_s_check_and_later_ones_is_ignored_for_the_
             "on demand {on_demand}: {reason}"
         );
     }
-    // Each of the later two alone is the reason given.
+    // With its body's checksum wrong as well, that is the reason given (check 3).
+    let path = snapshot_path(dir.path());
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[FACTS_AT + 20] ^= 0x01;
+    fs::write(&path, bytes).unwrap();
+    for on_demand in [false, true] {
+        let reason = opened_with(dir.path(), on_demand);
+        assert!(
+            reason.starts_with("body checksum mismatch"),
+            "on demand {on_demand}: {reason}"
+        );
+    }
+    // The facts' and the indexes' misfits alone: the first is the reason given.
     let facts = store_with_snapshot(|bytes| {
         replace_field(
             bytes,

@@ -267,7 +267,7 @@ impl Log {
     }
 
     /// Every segment up to where the log ends, as a snapshot covers them; nothing may be
-    /// buffered ([`Log::make_durable`] first).
+    /// buffered ([`Log::write_buffer`] first).
     pub(crate) fn covered(&self) -> Vec<CoveredSegment> {
         assert!(self.buffer.is_empty(), "every frame is handed to the OS");
         let mut covered = self.sealed.clone();

@@ -9,7 +9,7 @@
 //! Outcomes, names and external ids are only ever added to, so their first entries are the
 //! position's.
 //!
-//! The image's bytes are those of [`DecodedFacts`](super::DecodedFacts) (docs/FORMAT.md,
+//! The image's bytes are those of [`DecodedFacts`] (docs/FORMAT.md,
 //! "Snapshots"): the same facts always give the same bytes, whether or not events were folded
 //! while they were written.
 
@@ -218,9 +218,8 @@ pub(crate) fn write_indexes(
 
 /// Writes the image of the captured facts of `projection` to `out`, in parts, each copied
 /// under a short read lock and encoded once it is released; events may be folded meanwhile.
-/// Returns where the record of the message halfway (the first of a chunk of
-/// [`CHUNK_MESSAGES`]), the outcomes' list and the users' list begin, as `at` tells the bytes
-/// written to `out`.
+/// Returns where the record of the message halfway (the first of a run of [`SPLIT_RECORDS`]),
+/// the outcomes' list and the users' list begin, as `at` tells the bytes written to `out`.
 pub(crate) fn write_image<W: Write>(
     projection: &RwLock<Projection>,
     out: &mut W,

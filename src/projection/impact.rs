@@ -268,7 +268,8 @@ impl ImpactTally {
 
 impl Projection {
     /// The financial-impact report over the outcomes `filter` selects, each credited by
-    /// [`Facts::attribute`] (docs/SEMANTICS.md, "Financial impact").
+    /// [`Facts::attribute`](crate::projection::Facts::attribute) (docs/SEMANTICS.md, "Financial
+    /// impact").
     ///
     /// Cost: with a user filter, the user's outcomes and messages in the range; else the
     /// outcome buckets and the message rollup of the range (`time_index.rs`). Credits are kept current as events arrive

@@ -212,7 +212,7 @@ impl Projection {
 }
 
 impl Projection {
-    /// The first and last millisecond of the slices ([`SLICE_MS`](time_index::SLICE_MS)) holding the messages —
+    /// The first and last millisecond of the slices ([`SLICE_MS`](crate::projection::time_index::SLICE_MS)) holding the messages —
     /// only `user`'s with a user — if any.
     pub(crate) fn message_span(&self, user: Option<UserId>) -> Option<(i64, i64)> {
         match user {
