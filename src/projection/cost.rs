@@ -275,14 +275,19 @@ impl Projection {
                 let mut spend = vec![[SpendTally::default(); Channel::ALL.len()]; days.len()];
                 // By message type, then channel, summed over the days.
                 let mut slots: NameTable<[SlotCounts; Channel::ALL.len()]> = NameTable::default();
-                self.count_in_ranges(&selection, &ranges, |day, channel, message_type, counts| {
-                    let (messages, spent_micros) = counts.spend();
-                    spend[day][channel.index()].add(SpendTally {
-                        messages,
-                        spent_micros,
-                    });
-                    slots.entry(message_type)[channel.index()].add(counts);
-                });
+                self.spend_in_ranges(
+                    &selection,
+                    &ranges,
+                    |day, channel, (messages, spent_micros)| {
+                        spend[day][channel.index()].add(SpendTally {
+                            messages,
+                            spent_micros,
+                        })
+                    },
+                    |channel, message_type, counts| {
+                        slots.entry(message_type)[channel.index()].add(counts)
+                    },
+                );
                 for (message_type, of_type) in slots.entries() {
                     for (channel, counts) in Channel::ALL.into_iter().zip(&of_type) {
                         let (messages, _) = counts.spend();

@@ -701,14 +701,81 @@ impl MessageRollup {
         ranges: impl IntoIterator<Item = (i64, i64)>,
         mut visit: impl FnMut(usize, Channel, NameId, &SlotCounts),
     ) {
+        self.sum_ranges(messages, filter, ranges, |range, slot, counts| {
+            visit(range, self.channel_of(slot), self.type_of(slot), counts)
+        });
+    }
+
+    /// Over each of `ranges` in turn, `spend` gets the messages and their cost by channel
+    /// (the range's place in `ranges`, the channel, the sums of its slots; channels without a
+    /// message left out); then `totals` gets the counts of each slot over every range, once
+    /// per slot: what [`MessageRollup::visit_ranges`] gives, summed by channel for each range
+    /// and over the ranges for each slot, without a call per slot and range.
+    pub(crate) fn spend_by_range(
+        &self,
+        messages: &MessageTable,
+        filter: SlotFilter,
+        ranges: impl IntoIterator<Item = (i64, i64)>,
+        mut spend: impl FnMut(usize, Channel, (u64, i128)),
+        mut totals: impl FnMut(Channel, NameId, &SlotCounts),
+    ) {
+        let mut summed: Vec<Option<SlotCounts>> = vec![None; self.types.len() * Channel::ALL.len()];
+        let mut by_channel = [(0u64, 0i128); Channel::ALL.len()];
+        let mut hand_over = |range: usize, by_channel: &mut [(u64, i128); Channel::ALL.len()]| {
+            for (channel, sums) in Channel::ALL.into_iter().zip(by_channel.iter_mut()) {
+                if sums.0 > 0 {
+                    spend(range, channel, *sums);
+                }
+                *sums = (0, 0);
+            }
+        };
+        let mut last_range = None;
+        self.sum_ranges(messages, filter, ranges, |range, slot, counts| {
+            if let Some(last) = last_range.filter(|&last| last != range) {
+                hand_over(last, &mut by_channel);
+            }
+            last_range = Some(range);
+            let (count, cost_micros) = counts.spend();
+            let channel = &mut by_channel[slot % Channel::ALL.len()];
+            channel.0 += count;
+            channel.1 += cost_micros;
+            summed[slot].get_or_insert_default().add(counts);
+        });
+        if let Some(range) = last_range {
+            hand_over(range, &mut by_channel);
+        }
+        for (slot, counts) in summed.iter().enumerate() {
+            if let Some(counts) = counts {
+                totals(self.channel_of(slot), self.type_of(slot), counts);
+            }
+        }
+    }
+
+    /// A slot's channel.
+    fn channel_of(&self, slot: usize) -> Channel {
+        Channel::ALL[slot % Channel::ALL.len()]
+    }
+
+    /// A slot's message type.
+    fn type_of(&self, slot: usize) -> NameId {
+        self.types[slot / Channel::ALL.len()]
+    }
+
+    /// Sums the slots `filter` takes over each of `ranges` in turn, and hands `done` each
+    /// slot's sums with a message (the range's place in `ranges`, the slot, its counts), in
+    /// slot order. One set of sums serves every range.
+    fn sum_ranges(
+        &self,
+        messages: &MessageTable,
+        filter: SlotFilter,
+        ranges: impl IntoIterator<Item = (i64, i64)>,
+        mut done: impl FnMut(usize, usize, &SlotCounts),
+    ) {
         let time_of = |index: u32| messages[index as usize].sent_ms;
         let channel_count = Channel::ALL.len();
         // Sums per taken slot over every piece of a range, then one call per slot.
         let mut sums = TakenSums::new(self.types.len() * channel_count, |slot| {
-            filter.takes(
-                Channel::ALL[slot % channel_count],
-                self.types[slot / channel_count],
-            )
+            filter.takes(self.channel_of(slot), self.type_of(slot))
         });
         for (range, (start_ms, end_ms)) in ranges.into_iter().enumerate() {
             if range > 0 {
@@ -764,12 +831,7 @@ impl MessageRollup {
                         cost_micros: counts.cost_micros.max(0),
                         ..*counts
                     };
-                    visit(
-                        range,
-                        Channel::ALL[slot % channel_count],
-                        self.types[slot / channel_count],
-                        &counts,
-                    );
+                    done(range, slot, &counts);
                 }
             }
         }
@@ -1162,6 +1224,62 @@ mod tests {
                     }
                 }
                 assert_eq!(counted, expected, "{start_ms}..={end_ms}, {filter:?}");
+            }
+            // Spend by range and channel, and totals by slot, are the sums of the slots'
+            // counts of each range, over ranges that cut slices and minutes anywhere.
+            for _ in 0..100 {
+                let mut bounds: Vec<i64> = (0..1 + next(5))
+                    .map(|_| base_ms - 1000 + next(span_ms + 2000) as i64)
+                    .collect();
+                bounds.sort_unstable();
+                let ranges: Vec<(i64, i64)> = bounds
+                    .windows(2)
+                    .map(|pair| (pair[0], pair[1] - 1))
+                    .chain([(bounds[0], bounds[bounds.len() - 1])])
+                    .filter(|(start_ms, end_ms)| start_ms <= end_ms)
+                    .collect();
+                let filter = random_filter(&mut next);
+                let mut expected_spend = BTreeMap::new();
+                let mut expected_totals: BTreeMap<(Channel, NameId), SlotCounts> = BTreeMap::new();
+                rollup.visit_ranges(
+                    &messages,
+                    filter,
+                    ranges.iter().copied(),
+                    |range, channel, message_type, counts| {
+                        let (count, cost) = counts.spend();
+                        let sums: &mut (u64, i128) =
+                            expected_spend.entry((range, channel)).or_default();
+                        sums.0 += count;
+                        sums.1 += cost;
+                        expected_totals
+                            .entry((channel, message_type))
+                            .or_default()
+                            .add(counts);
+                    },
+                );
+                let mut spend = BTreeMap::new();
+                let mut totals = BTreeMap::new();
+                rollup.spend_by_range(
+                    &messages,
+                    filter,
+                    ranges.iter().copied(),
+                    |range, channel, sums| {
+                        assert_eq!(
+                            spend.insert((range, channel), sums),
+                            None,
+                            "once a range and channel"
+                        );
+                    },
+                    |channel, message_type, counts| {
+                        assert_eq!(
+                            totals.insert((channel, message_type), *counts),
+                            None,
+                            "once a slot"
+                        );
+                    },
+                );
+                assert_eq!(spend, expected_spend, "{ranges:?}, {filter:?}");
+                assert_eq!(totals, expected_totals, "{ranges:?}, {filter:?}");
             }
         }
     }

@@ -200,6 +200,38 @@ impl Projection {
             .visit_ranges(&self.messages, filter, ranges.iter().copied(), visit);
     }
 
+    /// [`Projection::count_in_ranges`] summed two ways: `spend` gets the messages and their
+    /// cost in each range by channel (the range's place in `ranges`, the channel, (messages,
+    /// cost in micro-dollars)), `totals` the counts by kind over every range by (channel,
+    /// message type); either possibly more than once for the same place or pair. Over every
+    /// user, one call per range and channel and one per slot, rather than one per slot and
+    /// range.
+    pub(crate) fn spend_in_ranges(
+        &self,
+        selection: &Selection<'_>,
+        ranges: &[(i64, i64)],
+        mut spend: impl FnMut(usize, Channel, (u64, i128)),
+        mut totals: impl FnMut(Channel, NameId, &SlotCounts),
+    ) {
+        if selection.user.is_some() {
+            self.count_in_ranges(selection, ranges, |place, channel, message_type, counts| {
+                spend(place, channel, counts.spend());
+                totals(channel, message_type, counts);
+            });
+            return;
+        }
+        let Some(filter) = self.slot_filter(selection) else {
+            return;
+        };
+        self.rollup().spend_by_range(
+            &self.messages,
+            filter,
+            ranges.iter().copied(),
+            spend,
+            totals,
+        );
+    }
+
     /// The rollup's slots `selection` takes (its channel and type), or `None` when it names a
     /// type never tracked.
     fn slot_filter(&self, selection: &Selection<'_>) -> Option<SlotFilter> {
