@@ -758,7 +758,8 @@ const COVERED_CRC_OFFSET: usize = 28 + 78 + 8 + 16;
 /// indexes while another thread checks the log; with its body's checksum wrong too, for that.
 #[test]
 fn a_snapshot_failing_the_covered_log_s_check_and_later_ones_is_ignored_for_the_first() {
-    let dir = store_with_snapshot(|bytes| {
+    // A message's name beyond those listed (check 8) and a rollup item past the messages.
+    let misfit = |bytes: &mut Vec<u8>| {
         replace_field(
             bytes,
             FACTS_AT + 83,
@@ -771,6 +772,9 @@ fn a_snapshot_failing_the_covered_log_s_check_and_later_ones_is_ignored_for_the_
             &1u32.to_le_bytes(),
             &5u32.to_le_bytes(),
         );
+    };
+    let dir = store_with_snapshot(|bytes| {
+        misfit(bytes);
         bytes[COVERED_CRC_OFFSET] ^= 0x01;
     });
     for on_demand in [false, true] {
@@ -793,20 +797,7 @@ fn a_snapshot_failing_the_covered_log_s_check_and_later_ones_is_ignored_for_the_
         );
     }
     // The facts' and the indexes' misfits alone: the first is the reason given.
-    let facts = store_with_snapshot(|bytes| {
-        replace_field(
-            bytes,
-            FACTS_AT + 83,
-            &1u32.to_le_bytes(),
-            &99u32.to_le_bytes(),
-        );
-        replace_field(
-            bytes,
-            SECOND_ITEM_OFFSET,
-            &1u32.to_le_bytes(),
-            &5u32.to_le_bytes(),
-        );
-    });
+    let facts = store_with_snapshot(misfit);
     for on_demand in [false, true] {
         assert_eq!(
             opened_with(facts.path(), on_demand),
