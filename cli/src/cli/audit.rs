@@ -14,7 +14,8 @@ pub(crate) struct AuditArgs {
     /// The store directory [default: --dir, $COMMLOG_DIR, else commlog-demo].
     #[arg(value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// Also check each event's meaning against the events before it.
+    /// Also check each event's meaning against the events before it, and compare each
+    /// snapshot an open could load with the state folded from the log up to its position.
     #[arg(long)]
     deep: bool,
 }
