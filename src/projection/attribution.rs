@@ -75,7 +75,7 @@ impl Facts {
         let (first_sent_ms, last_sent_ms) = lags.sent_range(window_start_ms, outcome.at_ms)?;
         let user = UserId(outcome.user_id);
         let candidates = within(self.user_messages(user), first_sent_ms, last_sent_ms);
-        self.prefetch_states(user, candidates.iter());
+        self.prefetch_states(user, candidates.iter(), true);
         for &(_, index) in candidates {
             let state = &states[index as usize];
             if let Some(at_ms) = state

@@ -334,7 +334,7 @@ impl Projection {
         let mut tally = EngagementTally::new();
         // The user's list is sorted by sent time: only the window is visited.
         let window = within(messages, start_ms, end_ms);
-        self.prefetch_states(user, window.iter());
+        self.prefetch_states(user, window.iter(), true);
         for &(_, index) in window {
             let state = &states[index as usize];
             if matches(state) {

@@ -116,7 +116,8 @@ impl Projection {
                 };
                 // The user's list is sorted by sent time: only the window is visited.
                 let window = within(&entries.messages, start_ms, end_ms);
-                self.prefetch_states(user, window.iter());
+                // Each visit counts the record by its status: the rare stages' boxes are not read.
+                self.prefetch_states(user, window.iter(), false);
                 for &(_, index) in window {
                     visit_if_selected(index, &self.messages[index as usize]);
                 }
