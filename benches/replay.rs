@@ -5,7 +5,9 @@
 //! The store is built once, at `SyncPolicy::Never`, with a snapshot of the whole log written
 //! before it is closed; its files are then in the page cache, so this is a warm open.
 //! `open_1m/read_only` and `open_1m/writer` replay the whole log (`load_snapshot: false`);
-//! `open_1m/snapshot` opens read-only from the snapshot. `cargo bench --bench replay`.
+//! `open_1m/snapshot` opens read-only from the snapshot; `refresh/reference_1m/nothing_new` is
+//! `Store::refresh` on a read-only store opened from it, with nothing appended since.
+//! `cargo bench --bench replay`.
 //!
 //! `replay/damaged_open_500k` opens (read-only) the files a crash leaves after 500,000 messages
 //! in one segment of about 37 MB, clean and with one bit flipped in its first frame: judging
@@ -132,6 +134,16 @@ fn replay(c: &mut Criterion) {
                 Store::open_read_only(dir.path()).expect("open read-only")
             })
         })
+    });
+    group.finish();
+
+    // A read-only store's refresh when the writer has appended nothing: it reads the last
+    // segment from the store's position on, never the 8 MB of frames before it.
+    let mut group = c.benchmark_group("refresh");
+    group.warm_up_time(Duration::from_millis(500));
+    let reader = Store::open_read_only(dir.path()).expect("open read-only");
+    group.bench_function(BenchmarkId::new("reference_1m", "nothing_new"), |b| {
+        b.iter(|| assert_eq!(reader.refresh().expect("refresh"), 0))
     });
     group.finish();
 

@@ -78,7 +78,8 @@ pub(crate) struct Replayed {
     pub tail: Option<Tail>,
     pub last_seq: u64,
     pub next_message_id: u64,
-    /// Each segment replayed, as a snapshot covers it (up to where replay ended in it).
+    /// Each segment replayed, as a snapshot covers it (up to where replay ended in it), for a
+    /// writer, which continues the log and writes snapshots of it; empty for a read-only replay.
     pub covered: Vec<CoveredSegment>,
 }
 
@@ -121,6 +122,7 @@ fn replay_with(
         &segments,
         &maps,
         Start { resume, covered },
+        mode,
         Checksums::Verify,
         Some(Split::DEFAULT),
         &mut |logged, _| fold(logged),
@@ -189,6 +191,7 @@ pub(crate) fn replay_parallel<S: Send>(
             &segments,
             &maps,
             Start::default(),
+            mode,
             Checksums::Deferred,
             None,
             &mut |logged, frame| {
@@ -526,13 +529,17 @@ struct Start<'p> {
     covered: u64,
 }
 
-/// Replays the mapped segments in order, checking that each continues the one before.
+/// Replays the mapped segments in order, checking that each continues the one before. For a
+/// writer (`mode`), each segment replayed is also hashed as a snapshot covers it (see
+/// [`Replayed::covered`]); a read-only scan writes no snapshot, and reads no byte of a segment
+/// before the point it resumes at (which a read-only open or refresh has not even read).
 #[allow(clippy::too_many_arguments)]
 fn scan_segments<'a>(
     dir: &Path,
     segments: &[(u64, PathBuf)],
     maps: &'a [SegmentBytes],
     start: Start<'_>,
+    mode: Mode,
     checksums: Checksums,
     split: Option<Split>,
     fold: &mut dyn FnMut(&LoggedEvent<'a>, &'a [u8]),
@@ -591,11 +598,13 @@ fn scan_segments<'a>(
             });
         }
         let Some(cursor) = segment.cursor else { break };
-        covered.push(CoveredSegment {
-            first_seq: *name_seq,
-            end: segment.end,
-            crc: crc32fast::hash(&bytes[segment.frames_start as usize..segment.end as usize]),
-        });
+        if mode == Mode::Write {
+            covered.push(CoveredSegment {
+                first_seq: *name_seq,
+                end: segment.end,
+                crc: crc32fast::hash(&bytes[segment.frames_start as usize..segment.end as usize]),
+            });
+        }
         frame_counts.push(segment.frame_count);
         report.segments += 1;
         report.events += segment.events;
@@ -1704,6 +1713,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A writer's replay hashes the frames of each segment it replays, as a snapshot covers
+    /// them, from the log's start or from a position; a read-only replay, which writes no
+    /// snapshot, hashes none, so that a read-only open or refresh resumed far into a long
+    /// segment reads none of the bytes before its position.
+    #[test]
+    fn only_a_writer_s_replay_hashes_the_segments_it_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            sync: SyncPolicy::Never,
+            segment_bytes: 64 * 1024,
+            ..Options::default()
+        };
+        let store = Store::open_with(dir.path(), options).unwrap();
+        for user in 0..40_000u64 {
+            store
+                .track_message_sent(user % 97 + 1, Channel::Sms, "low_balance", 0.01)
+                .unwrap();
+        }
+        store.close().unwrap();
+        let segments = crate::log::segment::list_segments(dir.path()).unwrap();
+        assert!(segments.len() > 2, "{} segments", segments.len());
+        let frames = |path: &Path, end: u64| {
+            let bytes = std::fs::read(path).unwrap();
+            let start = SegmentHeader::decode(&bytes).unwrap().len_bytes();
+            crc32fast::hash(&bytes[start..end as usize])
+        };
+        let expected: Vec<CoveredSegment> = segments
+            .iter()
+            .map(|(first_seq, path)| CoveredSegment {
+                first_seq: *first_seq,
+                end: std::fs::metadata(path).unwrap().len(),
+                crc: frames(path, std::fs::metadata(path).unwrap().len()),
+            })
+            .collect();
+        let whole = |mode| replay(dir.path(), mode, &mut |_| {}).unwrap();
+        assert_eq!(whole(Mode::Write).covered, expected);
+        assert_eq!(whole(Mode::ReadOnly).covered, []);
+        let pipelined = |mode| replay_parallel(dir.path(), mode, || (), |_, _| {}, |_, _| 0, || {});
+        assert_eq!(pipelined(Mode::Write).unwrap().1.covered, expected);
+        assert_eq!(pipelined(Mode::ReadOnly).unwrap().1.covered, []);
+
+        // From the log's end, as an open after a snapshot or a refresh resumes: a writer still
+        // hashes the last segment's frames, up to there.
+        let replayed = whole(Mode::ReadOnly);
+        let position = replayed.tail.as_ref().unwrap().position(replayed.last_seq);
+        let from = |mode| replay_from(dir.path(), mode, &position, &mut |_| {}).unwrap();
+        assert_eq!(from(Mode::Write).covered, expected[expected.len() - 1..]);
+        assert_eq!(from(Mode::ReadOnly).covered, []);
     }
 
     /// The files in the store's quarantine directory.
