@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapMut};
 
 use crate::codec::SegmentHeader;
 use crate::error::{Error, Result};
@@ -187,6 +187,13 @@ pub(crate) fn new_store_id() -> u64 {
 pub(crate) enum SegmentBytes {
     Mapped(Mmap),
     Read(Vec<u8>),
+    /// The first `len` bytes of anonymous memory into which the segment's header and the
+    /// bytes after a point were read ([`read_segment_from`]); the pages in between are never
+    /// touched, and read as zeros.
+    ReadFrom {
+        map: MmapMut,
+        len: usize,
+    },
     Empty,
 }
 
@@ -197,6 +204,7 @@ impl Deref for SegmentBytes {
         match self {
             SegmentBytes::Mapped(map) => map,
             SegmentBytes::Read(bytes) => bytes,
+            SegmentBytes::ReadFrom { map, len } => &map[..*len],
             SegmentBytes::Empty => &[],
         }
     }
@@ -234,23 +242,34 @@ pub(crate) fn read_segment(path: &Path) -> Result<SegmentBytes> {
 
 /// Reads a segment file into memory as [`read_segment`] does, but of the bytes before `from`
 /// only the header: a replay resuming at `from` (the end of a frame) reads none of the frames
-/// before it. They are left zero, and zeros never written take no memory (the buffer's pages
-/// stay unfaulted), so a reader that follows a writer reads what is new, not the whole segment.
+/// before it. They are left zero in anonymous memory that is never touched there, so they take
+/// neither memory nor time (a buffer zeroed by the allocator could be cleared byte by byte), and
+/// a reader that follows a writer reads what is new, not the whole segment.
 pub(crate) fn read_segment_from(path: &Path, from: u64) -> Result<SegmentBytes> {
     let header_len = SEGMENT_HEADER_V2_BYTES as u64;
     let mut file = open_no_follow(OpenOptions::new().read(true), path)?;
     let io = |source| Error::io(path, source);
     // A file that ends before `from` reads whole, for the replay to find it short.
-    if from <= header_len || file.metadata().map_err(io)?.len() < from {
+    let file_len = file.metadata().map_err(io)?.len();
+    if from <= header_len || file_len < from {
         return read_segment(path);
     }
-    // Within the file's length, as `read_segment` would read it whole.
-    let mut bytes = vec![0; from as usize];
-    file.read_exact(&mut bytes[..header_len as usize])
+    let mut map = MmapMut::map_anon(file_len as usize).map_err(io)?;
+    file.read_exact(&mut map[..header_len as usize])
         .map_err(io)?;
     file.seek(SeekFrom::Start(from)).map_err(io)?;
-    file.read_to_end(&mut bytes).map_err(io)?;
-    Ok(SegmentBytes::Read(bytes))
+    // The bytes there now, up to the length found above: a writer appending meanwhile adds
+    // frames the next refresh reads; one cutting a torn tail leaves fewer.
+    let mut len = from as usize;
+    while len < map.len() {
+        match file.read(&mut map[len..]) {
+            Ok(0) => break,
+            Ok(read) => len += read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(io(error)),
+        }
+    }
+    Ok(SegmentBytes::ReadFrom { map, len })
 }
 
 /// Maps a segment file for reading.
