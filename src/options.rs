@@ -34,8 +34,8 @@ pub struct Options {
     /// Whether a loaded snapshot's messages and users' lists are decoded only when first used
     /// (the file stays mapped, and a chunk of 256 messages or one user's lists is decoded the
     /// first time a query or the fold reads or changes it), rather than all at open. For a
-    /// process that answers a call or two about a few users and ends (the CLI's `history` and
-    /// `engagement`; in Python, `Store.open_read_only(path, decode_on_demand=True)`): at 100 M
+    /// process that answers or makes a call or two about a few users and ends (the CLI's
+    /// `history`, `engagement` and `track`; in Python, `Store.open_read_only(path, decode_on_demand=True)`): at 100 M
     /// messages it opens several times faster, in a small share of the
     /// memory. A process that answers many calls should leave it off: every read of a message
     /// then goes through a table of chunks, and the first query over every message (one that

@@ -1,5 +1,6 @@
 //! Snapshots at the command line: `audit` lists them (and with `--deep` compares each with the
-//! log), and every command that opens a store says on stderr which snapshot it ignored.
+//! log), every command that opens a store says on stderr which snapshot it ignored, and the
+//! commands that make one call decode a snapshot's facts only as far as that call needs.
 
 mod support;
 
@@ -15,15 +16,21 @@ use tempfile::TempDir;
 /// The snapshot a store of three events gets at close.
 const SNAPSHOT_NAME: &str = "snapshot-00000000000000000003";
 
-/// A store of two sends (one at 0.05) and a delivery, closed with a snapshot of all three.
-fn store_with_snapshot() -> (TempDir, PathBuf) {
-    let dir = TempDir::new().unwrap();
+/// A writer of a new store `data` in `dir`, whose close writes a snapshot of every event.
+fn snapshotting_writer(dir: &TempDir) -> (PathBuf, Store) {
     let data = dir.path().join("data");
     let options = Options {
         snapshot_every: 1,
         ..Options::default()
     };
     let store = Store::open_with(&data, options).unwrap();
+    (data, store)
+}
+
+/// A store of two sends (one at 0.05) and a delivery, closed with a snapshot of all three.
+fn store_with_snapshot() -> (TempDir, PathBuf) {
+    let dir = TempDir::new().unwrap();
+    let (data, store) = snapshotting_writer(&dir);
     let sent = store
         .track_message_sent(7, Channel::Sms, "low_balance", 0.05)
         .unwrap();
@@ -277,4 +284,155 @@ fn info_from_a_snapshot_and_the_log_after_it_reports_what_every_frame_says() {
     assert_eq!(report["snapshot_events"], Value::from(3));
     assert_eq!(full_report["snapshot"], Value::Null);
     assert_eq!(report["events"], full_report["events"]);
+}
+
+/// `track` and `budget set` decode a snapshot's facts only as far as their call reads or
+/// changes them: a store they write to answers as one written through the library's eager
+/// writer, call for call.
+#[test]
+fn track_and_budget_set_from_a_snapshot_leave_the_store_an_eager_writer_leaves() {
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(1_735_722_000_000 + ms).unwrap();
+    let dir = TempDir::new().unwrap();
+    // Sends in several chunks of records, some delivered: a snapshot of all of them at close.
+    let (data, store) = snapshotting_writer(&dir);
+    for i in 0..1_500u64 {
+        let channel = Channel::ALL[(i % 4) as usize];
+        let sent = store
+            .track_message_sent_at(
+                i % 23 + 1,
+                channel,
+                "low_balance",
+                0.01,
+                at(i as i64 * 60_000),
+            )
+            .unwrap();
+        if i % 3 == 0 {
+            store
+                .track_message_delivered(sent.id, Some(at(i as i64 * 60_000 + 5_000)))
+                .unwrap();
+        }
+    }
+    store.close().unwrap();
+    let copy = |name: &str| {
+        let to = dir.path().join(name);
+        fs::create_dir(&to).unwrap();
+        for entry in fs::read_dir(&data).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                fs::create_dir(&target).unwrap();
+                for inner in fs::read_dir(entry.path()).unwrap() {
+                    let inner = inner.unwrap();
+                    fs::copy(inner.path(), target.join(inner.file_name())).unwrap();
+                }
+            } else {
+                fs::copy(entry.path(), target).unwrap();
+            }
+        }
+        to
+    };
+    let (by_cli, by_library) = (copy("cli"), copy("library"));
+
+    let time = |ms: i64| at(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let calls = [
+        format!("track delivered --message 2 --at {}", time(70_000)),
+        format!(
+            "track opened --message 1300 --at {}",
+            time(1_299 * 60_000 + 9_000)
+        ),
+        format!(
+            "track action --message 700 --action upgrade_click --at {}",
+            time(699 * 60_000 + 10_000)
+        ),
+        format!(
+            "track sent --user 5 --channel email --type bill_due --cost 0.02 --at {}",
+            time(1_500 * 60_000)
+        ),
+        format!(
+            "track outcome --user 5 --outcome bill_paid_on_time --amount 12.5 --at {}",
+            time(1_501 * 60_000)
+        ),
+        "budget set --scope sms --month 2025-01 --amount 100".to_string(),
+    ];
+    for call in &calls {
+        let args: Vec<&str> = call.split(' ').collect();
+        let (code, _, stderr) = run(&by_cli, &args);
+        assert_eq!(code, 0, "{call}: {stderr}");
+        assert_eq!(stderr, "", "{call}: no snapshot ignored");
+    }
+    let store = Store::open_with(&by_library, Options::default()).unwrap();
+    assert!(store.open_report().snapshot.is_some());
+    store.track_message_delivered(2, Some(at(70_000))).unwrap();
+    store
+        .track_message_opened(1_300, Some(at(1_299 * 60_000 + 9_000)))
+        .unwrap();
+    store
+        .track_user_action(700, "upgrade_click", Some(at(699 * 60_000 + 10_000)))
+        .unwrap();
+    store
+        .track_message_sent_at(5, Channel::Email, "bill_due", 0.02, at(1_500 * 60_000))
+        .unwrap();
+    store
+        .track_financial_outcome_at(5, "bill_paid_on_time", 12.5, at(1_501 * 60_000))
+        .unwrap();
+    store
+        .set_budget(
+            commlog::BudgetScope::Channel(Channel::Sms),
+            "2025-01",
+            100.0,
+            None,
+        )
+        .unwrap();
+    store.close().unwrap();
+
+    let answers = |data: &Path| {
+        let mut answers = Vec::new();
+        for query in [
+            &["--json", "stats"][..],
+            &["--json", "channels"],
+            &["--json", "costs"],
+            &["--json", "impact"],
+            &["--json", "history", "--user", "5"],
+            &["--json", "engagement", "--user", "5"],
+        ] {
+            let (code, stdout, stderr) = run(data, query);
+            assert_eq!(code, 0, "{query:?}: {stderr}");
+            answers.push(stdout);
+        }
+        let out = data.with_extension("jsonl");
+        let (code, _, stderr) = run(
+            data,
+            &[
+                "export",
+                "--messages",
+                "--format",
+                "jsonl",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        answers.push(fs::read_to_string(&out).unwrap());
+        answers
+    };
+    let (cli_answers, library_answers) = (answers(&by_cli), answers(&by_library));
+    assert_eq!(cli_answers.len(), library_answers.len());
+    for (cli, library) in cli_answers.iter().zip(&library_answers) {
+        // `costs` and `engagement` say "now": the latest time the store holds, which includes
+        // when each call was appended, by the clock.
+        let without_now = |text: &str| match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(mut answer)) => {
+                answer.remove("now");
+                Value::Object(answer).to_string()
+            }
+            _ => text.to_string(),
+        };
+        assert_eq!(without_now(cli), without_now(library));
+    }
+    assert!(cli_answers[1].contains("bill_due") && cli_answers[4].contains("bill_due"));
+    assert_eq!(
+        cli_answers[6].lines().count(),
+        1_501,
+        "every message exported"
+    );
 }

@@ -290,22 +290,28 @@ impl Global {
     /// Opens the store for writing with SyncPolicy::Always (when a call returns, its event is
     /// durable), waiting up to --wait for the lock. The store must be named: a command that
     /// writes never falls back to the demo's directory, which the next demo may replace.
+    ///
+    /// The command makes one call and closes the store, so a snapshot's facts are decoded only
+    /// as far as that call reads or changes them (`Options::decode_on_demand`): a message's
+    /// chunk of records and its user's lists, not every message.
     pub(crate) fn open_for_writing(&self, command: &str) -> Result<Store, CliError> {
-        self.open_for_writing_with(command, SyncPolicy::Always)
+        self.open_for_writing_with(command, SyncPolicy::Always, true)
     }
 
     /// [`Global::open_for_writing`] with another sync policy (a bulk load syncs once at the
-    /// end). Whatever the open quarantined is said on stderr, one line per file (a JSON object
+    /// end), decoding a snapshot's facts on demand or all at open. Whatever the open quarantined is said on stderr, one line per file (a JSON object
     /// with --json): bytes moved out of the log are never moved silently.
     pub(crate) fn open_for_writing_with(
         &self,
         command: &str,
         sync: SyncPolicy,
+        decode_on_demand: bool,
     ) -> Result<Store, CliError> {
         self.check_dir_named(command)?;
         let options = Options {
             sync,
             lock_timeout: self.lock_timeout,
+            decode_on_demand,
             ..Options::default()
         };
         let store = Store::open_with(&self.dir, options)?;

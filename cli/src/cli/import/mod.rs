@@ -190,7 +190,7 @@ fn write_store(global: &Global, export: &Export) -> Result<Imported, CliError> {
         .enumerate()
         .all(|(index, row)| i128::from(row.old_id) == index as i128 + 1);
     // Bulk load: one sync at the end instead of one per event.
-    let store = global.open_for_writing_with("import", SyncPolicy::Never)?;
+    let store = global.open_for_writing_with("import", SyncPolicy::Never, false)?;
     let events_before = store.open_report().events;
     if events_before > 0 {
         return Err(not_empty(dir, events_before));
