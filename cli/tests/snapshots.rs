@@ -315,20 +315,7 @@ fn track_and_budget_set_from_a_snapshot_leave_the_store_an_eager_writer_leaves()
     store.close().unwrap();
     let copy = |name: &str| {
         let to = dir.path().join(name);
-        fs::create_dir(&to).unwrap();
-        for entry in fs::read_dir(&data).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                fs::create_dir(&target).unwrap();
-                for inner in fs::read_dir(entry.path()).unwrap() {
-                    let inner = inner.unwrap();
-                    fs::copy(inner.path(), target.join(inner.file_name())).unwrap();
-                }
-            } else {
-                fs::copy(entry.path(), target).unwrap();
-            }
-        }
+        support::files::copy_dir(&data, &to);
         to
     };
     let (by_cli, by_library) = (copy("cli"), copy("library"));

@@ -736,7 +736,7 @@ impl MessageRollup {
             }
             last_range = Some(range);
             let (count, cost_micros) = counts.spend();
-            let channel = &mut by_channel[slot % Channel::ALL.len()];
+            let channel = &mut by_channel[self.channel_of(slot).index()];
             channel.0 += count;
             channel.1 += cost_micros;
             summed[slot].get_or_insert_default().add(counts);
