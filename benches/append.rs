@@ -7,8 +7,9 @@
 //! With `COMMLOG_BENCH_MESSAGES` or `COMMLOG_BENCH_USERS` set to another size (as for the query
 //! bench), the bench instead tracks that workload once under `SyncPolicy::Never` on one thread,
 //! one call at a time and then in batches of 1,000 calls, each into a fresh store, generating
-//! the calls as it goes and timing only the tracking calls, and prints each pass's events/s:
-//! at 100 M messages each pass takes minutes, too long for criterion's samples. E.g.
+//! the calls as it goes and timing only the tracking calls, and prints each pass's events/s,
+//! its longest message (or batch) and how many took over 5 ms: at 100 M messages each pass
+//! takes minutes, too long for criterion's samples. E.g.
 //! `COMMLOG_BENCH_MESSAGES=100000000 COMMLOG_BENCH_USERS=1000000 cargo bench --bench append`.
 //!
 //! `append/longest_call_while_snapshotting` measures what a snapshot costs the calls that go on
@@ -164,13 +165,15 @@ fn many_threads(
 
 /// Tracks the workload `spec` once into a fresh store under `SyncPolicy::Never`, one call at a
 /// time (`batch` 1) or `batch` calls at a time (whole messages' calls), and prints the events/s
-/// of the tracking calls alone.
+/// of the tracking calls alone and the longest of them.
 fn ingest_once(spec: Spec, batch: usize) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = open(dir.path(), SyncPolicy::Never);
     let mut generator = Generator::new(spec);
     let (mut calls, mut pending) = (Vec::new(), Vec::with_capacity(batch + 8));
     let (mut timed, mut events) = (Duration::ZERO, 0u64);
+    // The longest message's calls (one at a time) or batch, and how many took over 5 ms.
+    let (mut longest, mut over_5_ms) = (Duration::ZERO, 0u64);
     loop {
         let more = generator.next_message(&mut calls);
         let start = Instant::now();
@@ -183,24 +186,28 @@ fn ingest_once(spec: Spec, batch: usize) {
                 pending.clear();
             }
         }
-        timed += start.elapsed();
+        let took = start.elapsed();
+        timed += took;
+        longest = longest.max(took);
+        over_5_ms += u64::from(took > Duration::from_millis(5));
         events += calls.len() as u64;
         calls.clear();
         if !more {
             break;
         }
     }
-    let way = match batch {
-        1 => "one call at a time".to_string(),
-        calls => format!("batches of {calls} calls"),
+    let (way, unit) = match batch {
+        1 => ("one call at a time".to_string(), "message's calls"),
+        calls => (format!("batches of {calls} calls"), "batch"),
     };
     eprintln!(
         "append/never_1_thread at {} messages, {} users, {way}: {events} events in {:.2} s, \
-         {:.0} events/s",
+         {:.0} events/s; longest {unit} {:.1} ms, {over_5_ms} over 5 ms",
         spec.messages,
         spec.users,
         timed.as_secs_f64(),
         events as f64 / timed.as_secs_f64(),
+        longest.as_secs_f64() * 1e3,
     );
     store.close().expect("close the store");
 }

@@ -174,7 +174,8 @@ fn replay(c: &mut Criterion) {
 const FLIPPED_BYTE_OFFSET: usize = 56 + 6 + 4;
 
 /// The files a crash leaves after `spec`'s calls under `SyncPolicy::Never`, without snapshots
-/// (each would make the log durable up to it): the calls are tracked and flushed, and the
+/// or syncs ahead (each would make the log durable up to it; without them no frame proves
+/// another durable, the worst case for judging damage): the calls are tracked and flushed, and the
 /// segment files copied to `crashed` while the store is still open (so no close marker).
 fn build_crashed_store(spec: Spec, crashed: &Path) -> u64 {
     let original = tempfile::tempdir().expect("a temporary directory");
@@ -182,6 +183,7 @@ fn build_crashed_store(spec: Spec, crashed: &Path) -> u64 {
         original.path(),
         Options {
             sync: SyncPolicy::Never,
+            sync_ahead_bytes: 0,
             snapshot_every: 0,
             ..Options::default()
         },

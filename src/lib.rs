@@ -49,7 +49,7 @@ pub use event::{
     BudgetScope, Channel, Event, LoggedEvent, MessageId, MessageRef, Month, UserId,
     validate_external_id, validate_name,
 };
-pub use limits::{SNAPSHOT_AT_CLOSE_MIN, USER_ID_MAX};
+pub use limits::{SNAPSHOT_AT_CLOSE_MIN, SYNC_AHEAD_BYTES_DEFAULT, USER_ID_MAX};
 pub use log::segment::{DIRECTORY_MODE, FILE_MODE, segment_file_sequence};
 pub use log::summary::LogSummary;
 pub use log::{OpenReport, SyncPolicy};

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use crate::limits::{ATTRIBUTION_WINDOW_DEFAULT, SEGMENT_BYTES_DEFAULT, SNAPSHOT_EVERY_DEFAULT};
+use crate::limits::{
+    ATTRIBUTION_WINDOW_DEFAULT, SEGMENT_BYTES_DEFAULT, SNAPSHOT_EVERY_DEFAULT,
+    SYNC_AHEAD_BYTES_DEFAULT,
+};
 use crate::log::SyncPolicy;
 
 /// How to open a store.
@@ -13,6 +16,14 @@ pub struct Options {
     pub sync: SyncPolicy,
     /// Size at which a segment rolls over, in bytes. Default: 64 MiB.
     pub segment_bytes: u64,
+    /// Under [`SyncPolicy::Never`], bytes of a segment handed to the OS between two syncs a
+    /// background thread makes of it, so that the sync sealing the segment at rollover, on a
+    /// tracking call's path, finds at most about this much left to write rather than the whole
+    /// segment. 0: no such thread, a segment is synced only when sealed (and by
+    /// [`Store::sync`](crate::Store::sync) and [`Store::close`](crate::Store::close)). The
+    /// other policies sync often enough without it. Default: 2 MiB
+    /// ([`SYNC_AHEAD_BYTES_DEFAULT`](crate::SYNC_AHEAD_BYTES_DEFAULT)).
+    pub sync_ahead_bytes: u64,
     /// How far before an outcome a message may be to be credited with it (impact view).
     /// Default: 7 days.
     pub attribution_window: Duration,
@@ -57,6 +68,7 @@ impl Default for Options {
         Options {
             sync: SyncPolicy::Always,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            sync_ahead_bytes: SYNC_AHEAD_BYTES_DEFAULT,
             attribution_window: ATTRIBUTION_WINDOW_DEFAULT,
             lock_timeout: Duration::ZERO,
             snapshot_every: SNAPSHOT_EVERY_DEFAULT,

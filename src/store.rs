@@ -76,6 +76,9 @@ pub(crate) struct Writer {
     _lock_file: File,
     /// The `Interval` policy's background flusher: dropping the sender stops it.
     background: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    /// The `Never` policy's thread syncing the segment ahead of its rollover
+    /// (`SharedLog::sync_ahead_wakes`): `SharedLog::stop_sync_ahead` stops it.
+    sync_ahead: Option<JoinHandle<()>>,
     pub(crate) snapshots: Arc<Snapshots>,
     /// The thread writing snapshots in the background, woken when one is due: dropping the
     /// sender stops it.
@@ -128,6 +131,10 @@ impl Store {
             SyncPolicy::Interval(interval) => Some(spawn_interval_sync(&log, interval)?),
             SyncPolicy::Never | SyncPolicy::Always => None,
         };
+        let sync_ahead = match options.sync {
+            SyncPolicy::Never if options.sync_ahead_bytes > 0 => Some(spawn_sync_ahead(&log)?),
+            _ => None,
+        };
         let snapshots = Arc::new(Snapshots::new(
             &dir,
             Arc::clone(&log),
@@ -154,6 +161,7 @@ impl Store {
                 policy: options.sync,
                 _lock_file: lock_file,
                 background,
+                sync_ahead,
                 snapshots,
                 snapshotter,
                 chunk_maker: Some(chunk_maker),
@@ -717,6 +725,10 @@ impl Store {
             drop(stop);
             let _ = thread.join();
         }
+        if let Some(thread) = writer.sync_ahead.take() {
+            writer.log.stop_sync_ahead();
+            let _ = thread.join();
+        }
         if let Some((ready, thread)) = writer.chunk_maker.take() {
             ready.stop();
             let _ = thread.join();
@@ -1008,6 +1020,25 @@ fn spawn_chunk_maker() -> Result<(Arc<ReadyChunks>, JoinHandle<()>)> {
     Ok((ready, thread))
 }
 
+/// The `Never` policy's thread: syncs the segment each time the log wakes it
+/// ([`SharedLog::sync_ahead_wakes`]), so that the sync sealing it at rollover, on the call path,
+/// finds little left to write. It holds the log weakly: the wake-ups end when the store stops
+/// them or drops the log.
+fn spawn_sync_ahead(log: &Arc<SharedLog>) -> Result<JoinHandle<()>> {
+    let wakes = log.sync_ahead_wakes();
+    let log = Arc::downgrade(log);
+    std::thread::Builder::new()
+        .name("commlog-sync".to_string())
+        .spawn(move || {
+            for () in wakes {
+                let Some(log) = log.upgrade() else { return };
+                // A failure poisons the log; the next call reports it.
+                let _ = log.sync();
+            }
+        })
+        .map_err(|source| Error::io(Path::new("commlog-sync thread"), source))
+}
+
 fn spawn_interval_sync(
     log: &Arc<SharedLog>,
     interval: std::time::Duration,
@@ -1032,6 +1063,8 @@ mod tests {
 
     use super::*;
     use crate::event::Event;
+    use crate::limits::WRITE_BUFFER_BYTES;
+    use crate::log::segment::segment_file_name;
     use crate::projection::engagement::EngagementFilter;
 
     /// A log may hold reports long before their message's send (appended by code that took
@@ -1091,5 +1124,67 @@ mod tests {
         let responses = engagement.response_times;
         assert_eq!((responses.count, responses.under_5_minutes), (1, 1));
         assert_eq!(responses.mean_ms, Some(0.0));
+    }
+
+    /// Under `SyncPolicy::Never` the segment is synced in the background as it grows, long
+    /// before its rollover: frames become durable without any call to sync, and the sync that
+    /// seals the segment later finds little left to write. With `sync_ahead_bytes` 0 nothing
+    /// is synced before the rollover.
+    #[test]
+    fn under_never_a_growing_segment_is_synced_ahead_of_its_rollover() {
+        // Sends until the segment holds `bytes`, flushed: the store's log and how many.
+        let fill = |sync_ahead_bytes: u64, bytes: u64| {
+            let dir = tempfile::tempdir().unwrap();
+            let options = Options {
+                sync: SyncPolicy::Never,
+                sync_ahead_bytes,
+                snapshot_every: 0,
+                ..Options::default()
+            };
+            let store = Store::open_with(dir.path(), options.clone()).unwrap();
+            let segment = dir.path().join(segment_file_name(1));
+            let mut sent = 0u64;
+            while std::fs::metadata(&segment).unwrap().len() < bytes {
+                for _ in 0..1_000 {
+                    store
+                        .track_message_sent(1 + sent % 100, Channel::Sms, "low_balance", 0.01)
+                        .unwrap();
+                    sent += 1;
+                }
+            }
+            store.flush().unwrap();
+            let log = Arc::clone(&store.writer.as_ref().unwrap().log);
+            assert!(
+                std::fs::metadata(&segment).unwrap().len() < options.segment_bytes,
+                "the segment has not rolled over"
+            );
+            (dir, options, store, log, sent)
+        };
+        // Past the first wake-up, and one write buffer more, so that the bytes handed to the OS
+        // reach it whatever the frames' sizes.
+        let (dir, options, store, log, sent) =
+            fill(1 << 20, (1 << 20) + 2 * WRITE_BUFFER_BYTES as u64);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while log.durable_seq() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no frame became durable within a minute of {sent} sends"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(
+            log.durable_seq() <= sent,
+            "durable up to {} of {sent} events",
+            log.durable_seq()
+        );
+        store.close().unwrap();
+        let store = Store::open_with(dir.path(), options).unwrap();
+        assert_eq!(store.open_report().events, sent);
+
+        // Without syncs ahead there is no thread to make any frame durable before the rollover.
+        let (_dir, _options, store, log, _sent) =
+            fill(0, (2 << 20) + 2 * WRITE_BUFFER_BYTES as u64);
+        assert!(store.writer.as_ref().unwrap().sync_ahead.is_none());
+        assert_eq!(log.durable_seq(), 0);
     }
 }

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -35,7 +35,11 @@ use segment::{create_segment, new_store_id, open_no_follow};
 /// When an acknowledged call is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SyncPolicy {
-    /// The OS decides when data reaches the disk (D0). Segments are still synced when sealed.
+    /// The OS decides when data reaches the disk (D0). Segments are still synced when sealed,
+    /// and, so that sealing one at rollover does not hold up a call while the whole segment
+    /// reaches the disk, a background thread syncs the segment each time another
+    /// [`Options::sync_ahead_bytes`](crate::Options::sync_ahead_bytes) of it have been handed
+    /// to the OS.
     Never,
     /// A background thread hands buffered frames to the OS and fsyncs every interval (D1):
     /// an acknowledged call is durable within about one interval.
@@ -133,6 +137,13 @@ pub(crate) struct Log {
     /// What every new segment's header says about its store: the store's id, or `None` for a
     /// store whose first segment is of format version 1 (it keeps writing that version).
     store_id: Option<u64>,
+    /// Wakes the thread that syncs the segment ahead of its rollover (`SyncPolicy::Never`:
+    /// [`SharedLog::sync_ahead_wakes`]) every `sync_ahead_bytes`; `None` without one.
+    sync_ahead: Option<mpsc::SyncSender<()>>,
+    sync_ahead_bytes: u64,
+    /// Bytes of the segment handed to the OS when that thread was last woken (or when the
+    /// segment was opened or begun).
+    sync_ahead_at: u64,
 }
 
 impl Log {
@@ -214,12 +225,26 @@ impl Log {
         let result = write_segment(&self.file, &self.buffer);
         if result.is_ok() {
             self.frames_crc.update(&self.buffer);
+            self.wake_sync_ahead();
         }
         self.buffer.clear();
         result.map_err(|(written, source)| WriteFailed {
             written,
             error: self.poisoned(Error::io(&self.path, source)),
         })
+    }
+
+    /// Wakes the sync-ahead thread once another `sync_ahead_bytes` of the segment have been
+    /// handed to the OS since it was last woken. Never waits: a wake-up already pending leads
+    /// to a sync that starts after these bytes were handed over, and so covers them too.
+    fn wake_sync_ahead(&mut self) {
+        let Some(wake) = &self.sync_ahead else {
+            return;
+        };
+        if self.segment_len >= self.sync_ahead_at.saturating_add(self.sync_ahead_bytes) {
+            self.sync_ahead_at = self.segment_len;
+            let _ = wake.try_send(());
+        }
     }
 
     /// Bytes buffered and not yet handed to the OS: right after an append, where its frame
@@ -261,6 +286,7 @@ impl Log {
         self.path = path;
         self.cursor = FrameCursor::new(&header);
         self.segment_len = header.len_bytes() as u64;
+        self.sync_ahead_at = self.segment_len;
         self.frame_count = 0;
         self.last_frame = (self.segment_len, 0);
         Ok(())
@@ -409,6 +435,9 @@ impl SharedLog {
             durable_seq: Arc::new(AtomicU64::new(last_seq)),
             poison: Arc::new(OnceLock::new()),
             store_id,
+            sync_ahead: None,
+            sync_ahead_bytes: options.sync_ahead_bytes,
+            sync_ahead_at: segment_len,
         };
         Ok(SharedLog {
             durable_seq: Arc::clone(&log.durable_seq),
@@ -422,6 +451,26 @@ impl SharedLog {
     /// Locks the append side.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Log> {
         self.log.lock()
+    }
+
+    /// The wake-ups of a thread that syncs the segment ahead of its rollover: one each time
+    /// another `Options::sync_ahead_bytes` of it have been handed to the OS. They end when
+    /// [`SharedLog::stop_sync_ahead`] is called or the log is dropped.
+    pub(crate) fn sync_ahead_wakes(&self) -> mpsc::Receiver<()> {
+        let (wake, wakes) = mpsc::sync_channel(1);
+        self.log.lock().sync_ahead = Some(wake);
+        wakes
+    }
+
+    /// The highest seq known durable.
+    #[cfg(test)]
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// Ends the wake-ups of [`SharedLog::sync_ahead_wakes`].
+    pub(crate) fn stop_sync_ahead(&self) {
+        self.log.lock().sync_ahead = None;
     }
 
     /// Hands every buffered frame to the OS.
