@@ -127,13 +127,13 @@ impl Store {
             replayed.next_message_id,
             replayed.covered,
         )?);
-        let background = match options.sync {
-            SyncPolicy::Interval(interval) => Some(spawn_interval_sync(&log, interval)?),
-            SyncPolicy::Never | SyncPolicy::Always => None,
-        };
-        let sync_ahead = match options.sync {
-            SyncPolicy::Never if options.sync_ahead_bytes > 0 => Some(spawn_sync_ahead(&log)?),
-            _ => None,
+        // The policy's background sync thread, if it has one.
+        let (background, sync_ahead) = match options.sync {
+            SyncPolicy::Interval(interval) => (Some(spawn_interval_sync(&log, interval)?), None),
+            SyncPolicy::Never if options.sync_ahead_bytes > 0 => {
+                (None, Some(spawn_sync_ahead(&log)?))
+            }
+            SyncPolicy::Never | SyncPolicy::Always => (None, None),
         };
         let snapshots = Arc::new(Snapshots::new(
             &dir,

@@ -140,6 +140,7 @@ pub(crate) struct Log {
     /// Wakes the thread that syncs the segment ahead of its rollover (`SyncPolicy::Never`:
     /// [`SharedLog::sync_ahead_wakes`]) every `sync_ahead_bytes`; `None` without one.
     sync_ahead: Option<mpsc::SyncSender<()>>,
+    /// `Options::sync_ahead_bytes`.
     sync_ahead_bytes: u64,
     /// Bytes of the segment handed to the OS when that thread was last woken (or when the
     /// segment was opened or begun).
