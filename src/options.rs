@@ -61,6 +61,15 @@ pub struct Options {
     /// users' calls (the CLI's `history` and `engagement`), which then opens faster. Default:
     /// `true`.
     pub load_indexes: bool,
+    /// Whether a snapshot's messages read on demand (`decode_on_demand`) are counted, as the
+    /// open checks them, into totals over all time by channel and message type, so that stats
+    /// without a user or a time range answer from those (as the CLI's `stats` does, with
+    /// `load_indexes` false) rather than from the indexes or by decoding every message. It adds
+    /// a few percent to such an open: `false` for a process that reads only a few users' calls
+    /// or the log's summary (the CLI's `history`, `engagement` and `info`). Without
+    /// `decode_on_demand` the totals are counted on the first such query, in one pass over the
+    /// decoded messages. Default: `true`.
+    pub count_totals: bool,
 }
 
 impl Default for Options {
@@ -75,6 +84,7 @@ impl Default for Options {
             load_snapshot: true,
             decode_on_demand: false,
             load_indexes: true,
+            count_totals: true,
         }
     }
 }

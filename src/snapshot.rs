@@ -32,6 +32,7 @@ use crate::projection::message_table::{CHUNK_MESSAGES, ChunkScan, MessageTable, 
 use crate::projection::outcome::OutcomeState;
 use crate::projection::rollup::MessageRollup;
 use crate::projection::status::MessageState;
+use crate::projection::totals::{MessageTotals, ScannedTotals};
 use crate::projection::user_lists::{ListsInPlace, ReadUsers, UserEntries, UserTable};
 use crate::projection::{DecodedFacts, DecodedUsers, Facts, Projection, capture};
 
@@ -113,6 +114,9 @@ pub(crate) struct Loaded {
     pub facts: Facts,
     /// The indexes it held that fit the facts and the open's attribution window.
     pub indexes: Indexes,
+    /// The messages' totals over all time, counted as the records were checked when they
+    /// were read on demand (`None`: decoded whole, or `Options::count_totals` false).
+    pub message_totals: Option<MessageTotals>,
     /// The log's summary up to the position; `Err(last_seq)` for a snapshot of a version that
     /// holds none.
     pub summary: std::result::Result<LogSummary, u64>,
@@ -456,6 +460,7 @@ pub(crate) fn load_newest(
         let loading = Loading {
             on_demand: options.decode_on_demand,
             indexes: options.load_indexes,
+            totals: options.count_totals,
         };
         match load(dir, &path, attribution_window_ms, loading) {
             Ok(loaded) => return Some(loaded),
@@ -473,6 +478,9 @@ pub(crate) struct Loading {
     pub on_demand: bool,
     /// Read the indexes part (`Options::load_indexes`).
     pub indexes: bool,
+    /// Count the messages' totals over all time as their records are read on demand
+    /// (`Options::count_totals`).
+    pub totals: bool,
 }
 
 /// Reads and checks the snapshot at `path`: its header, its body's checksum, the log position
@@ -563,7 +571,14 @@ pub(crate) fn load(
             behind.every(),
             |read| behind.passed(read),
             match &crcs {
-                Some(crcs) => Decoding::OnDemand(&snapshot, HEADER_BYTES, crcs, ahead, &crc_at),
+                Some(crcs) => Decoding::OnDemand(
+                    &snapshot,
+                    HEADER_BYTES,
+                    crcs,
+                    ahead,
+                    &crc_at,
+                    loading.totals,
+                ),
                 None => Decoding::Whole(&ready),
             },
             directory,
@@ -610,7 +625,7 @@ pub(crate) fn load(
     // What was read, judged: read on demand, the checksum first (nothing read is used before
     // it holds; `Err` outside), then the facts, the log's summary and the indexes fitted to
     // them (checks 8 and 9, and the indexes').
-    let judge = |decoded: std::result::Result<DecodedFacts, String>,
+    let judge = |decoded: std::result::Result<(DecodedFacts, Option<MessageTotals>), String>,
                  indexes: std::result::Result<DecodedIndexes, String>| {
         if let Some(crcs) = &crcs {
             let computed = match decoded.is_err() || indexes.is_err() {
@@ -621,15 +636,15 @@ pub(crate) fn load(
                 return Err(reason);
             }
         }
-        let fitted = || -> std::result::Result<(Facts, Indexes), String> {
-            let (decoded, indexes) = (decoded?, indexes?);
+        let fitted = || -> std::result::Result<(Facts, Indexes, Option<MessageTotals>), String> {
+            let ((decoded, message_totals), indexes) = (decoded?, indexes?);
             let facts = Facts::from_image(decoded, attribution_window_ms)?;
             if let Ok(summary) = &summary {
                 check_summary(summary, position.last_seq, &facts)
                     .map_err(|reason| format!("its summary of the log does not fit: {reason}"))?;
             }
             let indexes = indexes.fit(&facts, attribution_window_ms)?;
-            Ok((facts, indexes))
+            Ok((facts, indexes, message_totals))
         };
         Ok(fitted())
     };
@@ -658,7 +673,7 @@ pub(crate) fn load(
     let fitted = judged.transpose()?;
     drop(snapshot);
     covered?;
-    let (facts, indexes) = fitted.expect("judged when the covered log holds")?;
+    let (facts, indexes, message_totals) = fitted.expect("judged when the covered log holds")?;
     let mut covered_before = covered_segments;
     covered_before.pop();
     Ok(Loaded {
@@ -667,6 +682,7 @@ pub(crate) fn load(
         covered_before,
         facts,
         indexes,
+        message_totals,
         summary,
         older_version: version < FORMAT_VERSION,
     })
@@ -1057,7 +1073,7 @@ pub(crate) fn decode_facts(
     mut passed: impl FnMut(usize),
     decoding: Decoding,
     directory: Option<FactsDirectory>,
-) -> std::result::Result<DecodedFacts, String> {
+) -> std::result::Result<(DecodedFacts, Option<MessageTotals>), String> {
     let prints = Prints::new();
     // Decoded on demand, the messages and the users' lists are left in the file, each checked
     // as it is read; with a directory, the users' lists on another thread, from where it says
@@ -1085,7 +1101,7 @@ pub(crate) fn decode_facts(
             _ => None,
         };
         let messages = match decoding {
-            Decoding::OnDemand(snapshot, body_at, crcs, ahead, crc_at) => {
+            Decoding::OnDemand(snapshot, body_at, crcs, ahead, crc_at, counting) => {
                 let (whole, prints) = (body.body(), &prints);
                 let count = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
                 let split = split_within(directory, count)?;
@@ -1097,13 +1113,15 @@ pub(crate) fn decode_facts(
                         let ends = (directory.map_or(at, |directory| directory.users_at), count);
                         scope.spawn(move || {
                             let mapped = (snapshot, body_at, crcs);
-                            messages_in_place(whole, (index, at), ends, every, mapped, prints)
+                            let reading = (every, counting);
+                            messages_in_place(whole, (index, at), ends, reading, mapped, prints)
                         })
                     });
                 let first_len = split.map_or(count, |(index, _)| index);
                 let mut scan = ChunkScan::new(count);
                 let read = (0, first_len);
                 let reading = (&mut passed as &mut dyn FnMut(usize), crc_at);
+                let every = (every, counting);
                 in_place.messages = read_records(&mut scan, body, read, every, reading, prints)?;
                 if let Some((index, at)) = split {
                     reached_split(index, at, body.position())?;
@@ -1163,7 +1181,7 @@ pub(crate) fn decode_facts(
                 in_place.lists = lists;
                 DecodedUsers::Mapped(table)
             }
-            (None, Decoding::OnDemand(snapshot, body_at, _, _, crc_at)) => {
+            (None, Decoding::OnDemand(snapshot, body_at, _, _, crc_at, _)) => {
                 DecodedUsers::Mapped(UserTable::read_mapped(
                     body,
                     every,
@@ -1210,7 +1228,9 @@ pub(crate) fn decode_facts(
         external_ids,
     };
     facts_agree(&facts, &prints, &in_place)?;
-    Ok(facts)
+    // Read on demand, every record was read: the totals counted as they were are kept.
+    let totals = in_place.messages.totals.map(ScannedTotals::totals);
+    Ok((facts, totals))
 }
 
 /// Bytes of an outcome's record: user, time, amount, name id.
@@ -1293,13 +1313,14 @@ fn reached_split(index: usize, at: usize, position: usize) -> std::result::Resul
 /// The messages' records of `body` (a snapshot's, mapped) from record `first`, which begins at
 /// `at` and the first of a chunk, to the last of `count`, read on demand as the whole list is
 /// ([`ChunkScan::read`]): their scan, what was found of them, and where they end. Pages read
-/// are given back as the messages' reading does; the checksum runs on to `crc_end`, where the
+/// are given back as the messages' reading does, `every` bytes (and the records counted into
+/// totals if `counting`, as in [`read_records`]); the checksum runs on to `crc_end`, where the
 /// next thread's begins.
 fn messages_in_place(
     body: &[u8],
     (first, at): (usize, usize),
     (crc_end, count): (usize, usize),
-    every: usize,
+    every: (usize, bool),
     (snapshot, body_at, crcs): (&Arc<MappedSnapshot>, usize, &Crcs),
     prints: &Prints,
 ) -> std::result::Result<(ChunkScan, MessagesInPlace, usize), String> {
@@ -1324,18 +1345,22 @@ fn messages_in_place(
 }
 
 /// Reads `(first, len)` records on demand into `scan` ([`ChunkScan::read`]), each checked
-/// where it lies: what was found of them. `reading` is told where the reading has passed and
-/// gives its crc32 at a point, as in [`ChunkScan::read`]. One function for every thread that
-/// reads records, so that its loop is compiled once.
+/// where it lies (and counted into the totals over all time if `counting`): what was found of
+/// them. `reading` is told where the reading has passed, every `every` bytes, and gives its
+/// crc32 at a point, as in [`ChunkScan::read`]. One function for every thread that reads
+/// records, so that its loop is compiled once.
 fn read_records(
     scan: &mut ChunkScan,
     body: &mut codec::SnapshotReader,
     (first, len): (usize, usize),
-    every: usize,
+    (every, counting): (usize, bool),
     reading: (&mut dyn FnMut(usize), &dyn Fn(usize) -> u32),
     prints: &Prints,
 ) -> std::result::Result<MessagesInPlace, String> {
-    let mut found = MessagesInPlace::default();
+    let mut found = MessagesInPlace {
+        totals: counting.then(ScannedTotals::default),
+        ..MessagesInPlace::default()
+    };
     scan.read(body, (first, len), every, reading, |index, state| {
         found.message(index, state, prints)
     })?;
@@ -1429,12 +1454,15 @@ struct ListsSums {
 
 /// What checking the messages' records found: the sum of their prints; whether one fails
 /// [`message_agrees`] even without the latest event time (read after them), and the latest
-/// time of any stage.
+/// time of any stage; and their totals over all time, which the views keep
+/// (`projection/totals.rs`) rather than read every record again to count them.
 #[derive(Default)]
 struct MessagesInPlace {
     prints: u64,
     fail: bool,
     latest_stage_ms: Option<i64>,
+    /// `None` when not counted (`Options::count_totals`).
+    totals: Option<ScannedTotals>,
 }
 
 impl MessagesInPlace {
@@ -1443,14 +1471,20 @@ impl MessagesInPlace {
         self.prints = self.prints.wrapping_add(later.prints);
         self.fail |= later.fail;
         self.latest_stage_ms = self.latest_stage_ms.max(later.latest_stage_ms);
+        if let (Some(totals), Some(later)) = (&mut self.totals, later.totals) {
+            totals.join(later);
+        }
     }
 
     /// Checks message `index` as [`message_agrees`] does, but for its times against the latest
-    /// event time, and adds its print.
+    /// event time, and adds its print and its counts.
     #[inline]
     fn message(&mut self, index: usize, state: &MessageState, prints: &Prints) {
         self.prints =
             (self.prints).wrapping_add(prints.of(index as u32, state.user_id, state.sent_ms));
+        if let Some(totals) = &mut self.totals {
+            totals.add_message(state);
+        }
         if let Some(latest_ms) = plain_message_agrees(state) {
             self.latest_stage_ms = self.latest_stage_ms.max(Some(latest_ms));
             return;
@@ -1919,15 +1953,17 @@ pub(crate) enum Decoding<'a> {
     Whole(&'a ReadyChunks),
     /// On demand, from the mapped snapshot the body lies in (and the body's offset in it); a
     /// thread reading a part ahead leaves its checksum of it in the `Crcs`; the records from
-    /// the split, if given ([`records_ahead`]), are read ahead on a thread of their own. The
-    /// last is this reading's own checksum: taken on to a point, its crc32 there
-    /// ([`ReadBehind::crc_at`]).
+    /// the split, if given ([`records_ahead`]), are read ahead on a thread of their own. Then
+    /// this reading's own checksum: taken on to a point, its crc32 there
+    /// ([`ReadBehind::crc_at`]); last, whether the records are counted into the totals over
+    /// all time as they are read (`Options::count_totals`).
     OnDemand(
         &'a Arc<MappedSnapshot>,
         usize,
         &'a Crcs,
         Option<(usize, usize)>,
         &'a dyn Fn(usize) -> u32,
+        bool,
     ),
 }
 

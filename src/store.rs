@@ -761,6 +761,7 @@ fn load_views(dir: &Path, mode: Mode, options: &Options) -> Result<(Projection, 
                 loaded.facts,
                 indexes.rollup,
                 indexes.credits,
+                loaded.message_totals,
                 loaded.summary,
             );
             let mut replayed = replay::replay_from(dir, mode, &loaded.position, &mut |logged| {

@@ -1175,9 +1175,10 @@ proptest! {
         before in prop::collection::vec(any_call(), 200..400),
         after in prop::collection::vec(any_call(), 200..400),
         decode_on_demand in any::<bool>(),
+        count_totals in any::<bool>(),
     ) {
         let dir = TempDir::new().unwrap();
-        let options = Options { decode_on_demand, ..options(1 << 20, 1_000_000) };
+        let options = Options { decode_on_demand, count_totals, ..options(1 << 20, 1_000_000) };
         let mut run = Run::new(dir.path().join("data"), options);
         for call in sends.iter().chain(&before) {
             run.step(&Step::Track(call.clone()))?;

@@ -375,7 +375,9 @@ impl NativeStore {
     /// Opens the store in `path` read-only: a snapshot of the log as it is now, beside a
     /// writer if there is one. `decode_on_demand`: `Options::decode_on_demand`, for a reader
     /// that asks about a few users, which then also leaves the snapshot's indexes unread
-    /// (`Options::load_indexes` false), as the CLI's `history` does.
+    /// (`Options::load_indexes` false), as the CLI's `history` does; its messages are still
+    /// counted into the totals over all time as they are checked (`Options::count_totals`), so
+    /// that stats over every user and all time answer at once, as the CLI's `stats` does.
     #[staticmethod]
     #[pyo3(signature = (path, decode_on_demand = false))]
     fn open_read_only(

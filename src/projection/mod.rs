@@ -11,6 +11,7 @@
 //! - `stats.rs`, `engagement.rs`, `channel.rs`, `cost.rs`, `impact.rs`: one report each.
 //! - `attribution.rs`: the attribution rule, and the outcome credits kept current.
 //! - `rollup.rs`, `time_index.rs`: the message counts by time, and the time buckets beneath.
+//! - `totals.rs`: the counts and sums over all time, which need no index over time.
 //! - `names.rs`, `id_map.rs`: interned names, and the hash map keyed by ids.
 //!
 //! Readers see [`Facts`] through `Deref` on [`Projection`], so that only the fold can write the
@@ -31,6 +32,7 @@ pub(crate) mod selection;
 pub(crate) mod stats;
 pub(crate) mod status;
 pub(crate) mod time_index;
+pub(crate) mod totals;
 pub(crate) mod user_lists;
 
 use std::collections::{BTreeMap, HashMap};
@@ -46,6 +48,7 @@ use names::Names;
 use outcome::OutcomeState;
 use rollup::MessageRollup;
 use status::MessageState;
+use totals::{MessageTotals, Totals};
 use user_lists::{UserEntries, UserTable};
 
 /// A budget as the last `BudgetSet` for its scope and month set it.
@@ -67,6 +70,9 @@ pub(crate) struct Projection {
     /// Each outcome's credit, and time-bucketed outcome sums; built on first use, then kept
     /// current.
     credits: OnceLock<Credits>,
+    /// Every message's counts and every outcome's sums, over all time; built on first use (or
+    /// as a snapshot's records were checked), then kept current.
+    totals: OnceLock<Totals>,
     /// The facts at a log position, while a snapshot of them is written.
     capture: Option<capture::Capture>,
     /// The events folded: the log's summary, but for those up to `log_summary_missing_through`.
@@ -353,6 +359,7 @@ impl Projection {
             },
             rollup: OnceLock::new(),
             credits: OnceLock::new(),
+            totals: OnceLock::new(),
             capture: None,
             log_summary: LogSummary::default(),
             log_summary_missing_through: 0,
@@ -368,22 +375,26 @@ impl Projection {
     /// The views over `facts` alone, to read or compare them (the log's summary is not
     /// among the facts: it starts empty here); the indexes are built on first use.
     pub(crate) fn from_facts(facts: Facts) -> Projection {
-        Projection::from_snapshot(facts, None, None, Ok(LogSummary::default()))
+        Projection::from_snapshot(facts, None, None, None, Ok(LogSummary::default()))
     }
 
     /// The views over facts a snapshot held, with the indexes it held (checked to fit them,
-    /// `snapshot::DecodedIndexes::fit`); any it did not hold is built on first use. `summary`
-    /// is the log's summary up to the snapshot, or `Err(last_seq)` for one that holds none.
+    /// `snapshot::DecodedIndexes::fit`) and the messages' totals counted as its records were
+    /// checked, if they were; any it did not hold is built on first use. `summary` is the
+    /// log's summary up to the snapshot, or `Err(last_seq)` for one that holds none.
     pub(crate) fn from_snapshot(
         facts: Facts,
         rollup: Option<MessageRollup>,
         credits: Option<Credits>,
+        message_totals: Option<MessageTotals>,
         summary: std::result::Result<LogSummary, u64>,
     ) -> Projection {
+        let totals = message_totals.map(|counted| Totals::with_messages(counted, &facts.outcomes));
         Projection {
             facts,
             rollup: rollup.map_or_else(OnceLock::new, OnceLock::from),
             credits: credits.map_or_else(OnceLock::new, OnceLock::from),
+            totals: totals.map_or_else(OnceLock::new, OnceLock::from),
             capture: None,
             log_summary: summary.unwrap_or_default(),
             log_summary_missing_through: summary.err().unwrap_or(0),
@@ -459,6 +470,11 @@ impl Projection {
                 if let Some(rollup) = self.rollup.get_mut() {
                     rollup.add(&self.facts.messages, index);
                 }
+                if let Some(totals) = self.totals.get_mut() {
+                    totals
+                        .messages_mut()
+                        .add_message(&self.facts.messages[index as usize]);
+                }
                 if let Some(credits) = self.credits.get_mut() {
                     self.facts.credit_new_message(credits, user_id, at_ms);
                 }
@@ -506,6 +522,9 @@ impl Projection {
                     capture.keep_user(user_id.0, entries, entries.appends_outcome(at_ms, index));
                 }
                 entries.add_outcome(at_ms, index);
+                if let Some(totals) = self.totals.get_mut() {
+                    totals.add_outcome(&self.facts.outcomes[index as usize]);
+                }
                 if let Some(credits) = self.credits.get_mut() {
                     self.facts.credit_new_outcome(credits);
                 }
@@ -578,8 +597,8 @@ impl Projection {
         Some(end_ms.map_or(latest, |end| end.min(latest)))
     }
 
-    /// Applies `change` to a message's state, keeping the rollup and the credits (once built)
-    /// current.
+    /// Applies `change` to a message's state, keeping the rollup, the totals and the credits
+    /// (once built) current.
     fn fold_message(&mut self, id: MessageId, change: impl FnOnce(&mut MessageState)) {
         let index = id.0.checked_sub(1).expect("message ids start at 1") as usize;
         let state = &mut self.facts.messages[index];
@@ -587,13 +606,16 @@ impl Projection {
             capture.keep_message(index, state);
         }
         let old_touches = self.credits.get().map(|_| Touches::of(state));
-        match self.rollup.get_mut() {
-            Some(rollup) => {
-                let old_kind = rollup::kind_of(state);
-                change(state);
+        let counted = self.rollup.get().is_some() || self.totals.get().is_some();
+        let old_kind = counted.then(|| rollup::kind_of(state));
+        change(state);
+        if let Some(old_kind) = old_kind {
+            if let Some(rollup) = self.rollup.get_mut() {
                 rollup.change_kind(state, old_kind);
             }
-            None => change(state),
+            if let Some(totals) = self.totals.get_mut() {
+                totals.messages_mut().change_kind(state, old_kind);
+            }
         }
         if let Some(old_touches) = old_touches
             && let Some(credits) = self.credits.get_mut()
@@ -635,5 +657,19 @@ impl Projection {
     /// The outcome credits, built on first use.
     pub(crate) fn credits(&self) -> &Credits {
         self.credits.get_or_init(|| self.build_credits())
+    }
+
+    /// The totals over all time, if a query without a time range should read them: once
+    /// counted, or while the rollup is not built (they are then counted, in one pass over the
+    /// facts, where the rollup would take a pass and a sort). With the rollup built and the
+    /// totals not, the rollup answers: its counts over all time are the same.
+    pub(crate) fn all_time_totals(&self) -> Option<&Totals> {
+        if self.totals.get().is_none() && self.rollup.get().is_some() {
+            return None;
+        }
+        Some(
+            self.totals
+                .get_or_init(|| Totals::of(self.messages.iter(), &self.outcomes)),
+        )
     }
 }

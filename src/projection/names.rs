@@ -140,6 +140,11 @@ impl<T> NameTable<T> {
     pub(crate) fn entries(self) -> impl Iterator<Item = (NameId, T)> {
         self.ids.into_iter().zip(self.values)
     }
+
+    /// [`NameTable::entries`], borrowed.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (NameId, &T)> {
+        self.ids.iter().copied().zip(&self.values)
+    }
 }
 
 /// What an action counts as, by its name: a click implies an open, an upgrade is a conversion.

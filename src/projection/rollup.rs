@@ -16,7 +16,7 @@ use crate::projection::message_table::MessageTable;
 use crate::projection::names::NameId;
 use crate::projection::selection::TypeFilter;
 use crate::projection::status::ActionLevel::{Action, NoAction, Upgrade};
-use crate::projection::status::{ActionLevel, MessageState};
+use crate::projection::status::{ActionLevel, MessageState, status_and_action_of};
 use crate::projection::time_index::{
     MINUTES, Piece, SLICE_MS, TimeBuckets, cut, minute_of, minute_span_ms, minutes_in,
     split_minutes, sum_cut,
@@ -51,7 +51,12 @@ const KINDS: [(Status, ActionLevel); 10] = [
 /// (its messages decoded on demand): each is counted as the kind its action implies (an action
 /// implies delivery, a click an action), so that it never stops a query.
 pub(crate) fn kind_of(state: &MessageState) -> usize {
-    match state.status_and_action() {
+    kind_of_stages(state.stage_bits())
+}
+
+/// [`kind_of`] a message whose `MessageState::stage_bits` are `bits`.
+pub(crate) fn kind_of_stages(bits: usize) -> usize {
+    match status_and_action_of(bits) {
         (Status::Sent, NoAction) => 0,
         (Status::Failed, NoAction) => 1,
         (Status::Delivered, NoAction) => 2,
@@ -122,8 +127,24 @@ impl Counts {
 impl SlotCounts {
     /// No message (a slot can be empty: slots are allocated in order, and a cut slice's
     /// counts can fall to zero).
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_kind.iter().all(|&count| count == 0)
+    }
+
+    /// Counts `count` more messages of `kind`, without their cost ([`SlotCounts::add_cost`]).
+    pub(crate) fn add_kind(&mut self, kind: usize, count: u32) {
+        self.by_kind[kind] = self.by_kind[kind].wrapping_add(count);
+    }
+
+    /// Adds messages' cost, counted by [`SlotCounts::add_kind`].
+    pub(crate) fn add_cost(&mut self, cost_micros: i128) {
+        self.cost_micros = self.cost_micros.wrapping_add(cost_micros);
+    }
+
+    /// Moves a message from `old_kind` to `new_kind` (a fold changed its state).
+    pub(crate) fn change_kind(&mut self, old_kind: usize, new_kind: usize) {
+        self.by_kind[old_kind] = self.by_kind[old_kind].wrapping_sub(1);
+        self.by_kind[new_kind] = self.by_kind[new_kind].wrapping_add(1);
     }
 
     // The counts wrap rather than overflow: sums the fold keeps never do (a store holds fewer
@@ -382,7 +403,7 @@ pub(crate) struct SlotFilter {
 }
 
 impl SlotFilter {
-    fn takes(self, channel: Channel, message_type: NameId) -> bool {
+    pub(crate) fn takes(self, channel: Channel, message_type: NameId) -> bool {
         self.channel.is_none_or(|wanted| wanted == channel) && self.message_type.takes(message_type)
     }
 }
@@ -658,11 +679,7 @@ impl MessageRollup {
             return;
         }
         let slot = self.slot(state);
-        let change = |bucket: &mut Bucket| {
-            let counts = &mut bucket.slot_mut(slot).by_kind;
-            counts[old_kind] = counts[old_kind].wrapping_sub(1);
-            counts[new_kind] = counts[new_kind].wrapping_add(1);
-        };
+        let change = |bucket: &mut Bucket| bucket.slot_mut(slot).change_kind(old_kind, new_kind);
         self.buckets.update(state.sent_ms, change);
         if let Some(dense) = self.minutes.get_mut(&state.sent_ms.div_euclid(SLICE_MS)) {
             change(&mut dense.buckets[minute_of(state.sent_ms)]);

@@ -235,7 +235,7 @@ impl Projection {
 
     /// The rollup's slots `selection` takes (its channel and type), or `None` when it names a
     /// type never tracked.
-    fn slot_filter(&self, selection: &Selection<'_>) -> Option<SlotFilter> {
+    pub(crate) fn slot_filter(&self, selection: &Selection<'_>) -> Option<SlotFilter> {
         let message_type = TypeFilter::of(selection.message_type, &self.names);
         (message_type != TypeFilter::Nothing).then_some(SlotFilter {
             channel: selection.channel,

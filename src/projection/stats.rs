@@ -16,12 +16,25 @@ impl Projection {
     /// Counts, rates and sums over the messages and outcomes `filter` selects
     /// (docs/SEMANTICS.md, "Stats").
     pub(crate) fn stats(&self, filter: &StatsFilter) -> CommunicationStats {
+        let selection = Selection::of(filter);
+        let mut tally = Tally::default();
+        // Over every user and all time: the totals, which need no index over time.
+        let all_time = filter.user.is_none() && filter.start.is_none() && filter.end.is_none();
+        if let Some(totals) = all_time.then(|| self.all_time_totals()).flatten() {
+            if let Some(slots) = self.slot_filter(&selection) {
+                totals
+                    .messages()
+                    .visit(slots, |channel, message_type, counts| {
+                        tally.add(channel, message_type, &counts.counts())
+                    });
+            }
+            let (outcome_count, impact_micros) = totals.outcomes();
+            return tally.finish(&self.names, outcome_count, impact_micros);
+        }
         if filter.user.is_none() {
             self.build_indexes();
         }
-        let selection = Selection::of(filter);
         let (start_ms, end_ms) = (selection.start_ms, selection.end_ms);
-        let mut tally = Tally::default();
         self.count_selection(&selection, |channel, message_type, counts| {
             tally.add(channel, message_type, counts)
         });
@@ -100,6 +113,83 @@ impl Tally {
             ),
             outcome_count,
             total_impact: Money::from_micros(impact_micros),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projection::capture::tests::{events, fold_all};
+
+    /// Every stats filter without a user or a time range: none, each channel, each type.
+    fn all_time_filters(projection: &Projection) -> Vec<StatsFilter> {
+        let mut filters = vec![StatsFilter::new()];
+        filters.extend(Channel::ALL.map(|channel| StatsFilter::new().channel(channel)));
+        for (id, name) in ["x", "y", "upgrade", "never_tracked"]
+            .into_iter()
+            .enumerate()
+        {
+            let filter = StatsFilter::new().message_type(name);
+            filters.push(
+                filter
+                    .clone()
+                    .channel(Channel::ALL[id % Channel::ALL.len()]),
+            );
+            filters.push(filter);
+        }
+        assert!(projection.names.get("x").is_some());
+        filters
+    }
+
+    /// The stats of `filter` counted message by message and outcome by outcome.
+    fn counted(projection: &Projection, filter: &StatsFilter) -> CommunicationStats {
+        let mut tally = Tally::default();
+        projection.for_each_in_selection(&Selection::of(filter), |_, state| {
+            tally.add(state.channel, state.message_type, &Counts::of(state))
+        });
+        let amounts = projection
+            .outcomes
+            .iter()
+            .map(|outcome| i128::from(outcome.amount_micros));
+        tally.finish(
+            &projection.names,
+            projection.outcomes.len() as u64,
+            amounts.sum(),
+        )
+    }
+
+    /// Stats over all time equal a count over every message and outcome: from the totals
+    /// counted on the first such query and kept by the fold after it, and from the rollup when
+    /// it was built first (the totals are then never counted).
+    #[test]
+    fn stats_over_all_time_count_every_message_from_the_totals_or_the_rollup() {
+        let log = events(11, 6_000);
+        let (first, rest) = log.split_at(2_000);
+        for rollup_first in [false, true] {
+            let mut projection = Projection::new(1_000);
+            fold_all(&mut projection, first);
+            if rollup_first {
+                projection.rollup();
+            }
+            let filters = all_time_filters(&projection);
+            for filter in &filters {
+                assert_eq!(
+                    projection.stats(filter),
+                    counted(&projection, filter),
+                    "{filter:?}"
+                );
+            }
+            assert_eq!(projection.totals.get().is_some(), !rollup_first);
+            // Reports on earlier messages and new sends, folded after the first query.
+            fold_all(&mut projection, rest);
+            for filter in &filters {
+                assert_eq!(
+                    projection.stats(filter),
+                    counted(&projection, filter),
+                    "{filter:?}"
+                );
+            }
         }
     }
 }

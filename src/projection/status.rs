@@ -157,6 +157,34 @@ const REACHED_CLICK: u8 = 1;
 const REACHED_FAILURE: u8 = 2;
 const REACHED_ACTION: u8 = 4;
 const REACHED_UPGRADE: u8 = 8;
+const REACHED_ALL: u8 = REACHED_CLICK | REACHED_FAILURE | REACHED_ACTION | REACHED_UPGRADE;
+
+/// The values [`MessageState::stage_bits`] takes are below this.
+pub(crate) const STAGE_BITS: usize = 64;
+
+/// The status and action of a message whose [`MessageState::stage_bits`] are `bits`.
+pub(crate) fn status_and_action_of(bits: usize) -> (Status, ActionLevel) {
+    let (reached, delivered, opened) = (bits as u8 & REACHED_ALL, bits & 16 != 0, bits & 32 != 0);
+    let status = if reached & REACHED_CLICK != 0 {
+        Status::Clicked
+    } else if opened {
+        Status::Opened
+    } else if delivered {
+        Status::Delivered
+    } else if reached & REACHED_FAILURE != 0 {
+        Status::Failed
+    } else {
+        Status::Sent
+    };
+    let action = if reached & REACHED_UPGRADE != 0 {
+        ActionLevel::Upgrade
+    } else if reached & REACHED_ACTION != 0 {
+        ActionLevel::Action
+    } else {
+        ActionLevel::NoAction
+    };
+    (status, action)
+}
 
 /// The stages few messages reach.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
@@ -436,25 +464,18 @@ impl MessageState {
     /// The status, and the furthest action: its kind for the rollup, read from the record
     /// alone.
     pub(crate) fn status_and_action(&self) -> (Status, ActionLevel) {
-        let status = if self.reached & REACHED_CLICK != 0 {
-            Status::Clicked
-        } else if self.opened.is_some() {
-            Status::Opened
-        } else if self.delivered.is_some() {
-            Status::Delivered
-        } else if self.reached & REACHED_FAILURE != 0 {
-            Status::Failed
-        } else {
-            Status::Sent
-        };
-        let action = if self.reached & REACHED_UPGRADE != 0 {
-            ActionLevel::Upgrade
-        } else if self.reached & REACHED_ACTION != 0 {
-            ActionLevel::Action
-        } else {
-            ActionLevel::NoAction
-        };
-        (status, action)
+        status_and_action_of(self.stage_bits())
+    }
+
+    /// What its status and action follow from, below [`STAGE_BITS`]: the rare stages reached
+    /// (the `REACHED_*` bits), a delivery (16) and an open (32). Computed without a branch, so
+    /// that a pass over many records can count them by these bits and find each count's
+    /// status and action once ([`status_and_action_of`]).
+    #[inline]
+    pub(crate) fn stage_bits(&self) -> usize {
+        usize::from(self.reached & REACHED_ALL)
+            | usize::from(self.delivered.is_some()) << 4
+            | usize::from(self.opened.is_some()) << 5
     }
 
     /// Some action was taken.

@@ -236,7 +236,13 @@ pub(crate) fn history(global: &Global, args: &HistoryArgs) -> Result<(), CliErro
 
 pub(crate) fn stats(global: &Global, args: &StatsArgs) -> Result<(), CliError> {
     let filter = args.filter()?;
-    let store = global.open_read_only()?;
+    // One user's stats read the user's lists; over every user, stats over all time read the
+    // totals over all time, and a time range the indexes (docs/SEMANTICS.md, "Stats").
+    let store = match (filter.user, filter.start.or(filter.end)) {
+        (Some(_), _) => global.open_read_only_without_indexes()?,
+        (None, None) => global.open_read_only_for_totals()?,
+        (None, Some(_)) => global.open_read_only()?,
+    };
     let stats = store.get_communication_stats(&filter)?;
     if global.json {
         return print_json(&stats);

@@ -312,6 +312,8 @@ impl Global {
             sync,
             lock_timeout: self.lock_timeout,
             decode_on_demand,
+            // A writing command reads no stats.
+            count_totals: false,
             ..Options::default()
         };
         let store = Store::open_with(&self.dir, options)?;
@@ -381,6 +383,7 @@ impl Global {
     pub(crate) fn open_read_only(&self) -> Result<ManuallyDrop<Store>, CliError> {
         self.open_read_only_with(Options {
             decode_on_demand: true,
+            count_totals: false,
             ..Options::default()
         })
     }
@@ -389,6 +392,18 @@ impl Global {
     /// once (`export`) or the log's summary (`info`): a snapshot's facts are decoded only as far
     /// as it reads them, and its indexes not at all.
     pub(crate) fn open_read_only_without_indexes(&self) -> Result<ManuallyDrop<Store>, CliError> {
+        self.open_read_only_with(Options {
+            decode_on_demand: true,
+            load_indexes: false,
+            count_totals: false,
+            ..Options::default()
+        })
+    }
+
+    /// Opens the store read-only for stats over every user and all time: as
+    /// [`Global::open_read_only_without_indexes`], but a snapshot's messages are counted into
+    /// the totals over all time as they are checked (`Options::count_totals`), which answer it.
+    pub(crate) fn open_read_only_for_totals(&self) -> Result<ManuallyDrop<Store>, CliError> {
         self.open_read_only_with(Options {
             decode_on_demand: true,
             load_indexes: false,

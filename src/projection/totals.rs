@@ -1,0 +1,199 @@
+//! The totals over all time: every message's counts by message type and channel, and every
+//! outcome's count and amount. A stats query without a user or a time range reads only these
+//! (`stats.rs`), so that it needs none of the indexes over time (`rollup.rs`,
+//! `attribution.rs`), whose load or build is most of a first such query in a large store.
+//!
+//! Built by one pass over the facts on first use, or as a snapshot's records are checked when
+//! they are decoded on demand (`snapshot.rs`), which reads every record anyway; from then on
+//! every fold keeps them current.
+
+use crate::event::Channel;
+use crate::projection::names::{NameId, NameTable};
+use crate::projection::outcome::OutcomeState;
+use crate::projection::rollup::{SlotCounts, SlotFilter, kind_of, kind_of_stages};
+use crate::projection::status::{MessageState, STAGE_BITS};
+
+/// Every message's counts, by message type (name id) and channel.
+#[derive(Debug, Default)]
+pub(crate) struct MessageTotals {
+    by_type: NameTable<[SlotCounts; Channel::ALL.len()]>,
+}
+
+impl MessageTotals {
+    /// Counts one more message, in its current state.
+    #[inline]
+    pub(crate) fn add_message(&mut self, state: &MessageState) {
+        self.by_type.entry(state.message_type)[state.channel.index()].add_message(state);
+    }
+
+    /// Moves a message from `old_kind` to its current kind (a fold changed its state).
+    pub(crate) fn change_kind(&mut self, state: &MessageState, old_kind: usize) {
+        self.by_type.entry(state.message_type)[state.channel.index()]
+            .change_kind(old_kind, kind_of(state));
+    }
+
+    /// Hands `visit` the counts of each (channel, message type) that `filter` takes and that
+    /// counts a message, once each.
+    pub(crate) fn visit(
+        &self,
+        filter: SlotFilter,
+        mut visit: impl FnMut(Channel, NameId, &SlotCounts),
+    ) {
+        for (message_type, channels) in self.by_type.iter() {
+            for (channel, counts) in Channel::ALL.into_iter().zip(channels) {
+                if filter.takes(channel, message_type) && !counts.is_empty() {
+                    visit(channel, message_type, counts);
+                }
+            }
+        }
+    }
+}
+
+/// [`MessageTotals`] as a pass over many records counts them: by message type, channel and
+/// stage bits (`MessageState::stage_bits`), which a record adds to without a branch on its
+/// state; each count's kind is found once, at the end ([`ScannedTotals::totals`]).
+#[derive(Debug)]
+pub(crate) struct ScannedTotals {
+    /// The types of the [`SCANNED_SMALL_IDS`] lowest ids (those interned first: most stores'
+    /// message types), by id.
+    small: Box<[[ByStages; Channel::ALL.len()]; SCANNED_SMALL_IDS]>,
+    /// The other types.
+    others: NameTable<[ByStages; Channel::ALL.len()]>,
+}
+
+/// Message types a [`ScannedTotals`] counts in place, by id.
+const SCANNED_SMALL_IDS: usize = 16;
+
+impl Default for ScannedTotals {
+    fn default() -> ScannedTotals {
+        ScannedTotals {
+            small: Box::new([[ByStages::default(); Channel::ALL.len()]; SCANNED_SMALL_IDS]),
+            others: NameTable::default(),
+        }
+    }
+}
+
+/// The messages of one message type and channel, by stage bits, and their cost.
+#[derive(Debug, Clone, Copy)]
+struct ByStages {
+    counts: [u32; STAGE_BITS],
+    cost_micros: i128,
+}
+
+impl Default for ByStages {
+    fn default() -> ByStages {
+        ByStages {
+            counts: [0; STAGE_BITS],
+            cost_micros: 0,
+        }
+    }
+}
+
+impl ScannedTotals {
+    /// Counts one more message, in its current state.
+    #[inline]
+    pub(crate) fn add_message(&mut self, state: &MessageState) {
+        let line = match self.small.get_mut(state.message_type as usize) {
+            Some(line) => line,
+            None => self.others.entry(state.message_type),
+        };
+        let by_stages = &mut line[state.channel.index()];
+        let count = &mut by_stages.counts[state.stage_bits()];
+        *count = count.wrapping_add(1);
+        by_stages.cost_micros = by_stages
+            .cost_micros
+            .wrapping_add(i128::from(state.cost_micros));
+    }
+
+    /// Takes in the counts of other messages.
+    pub(crate) fn join(&mut self, other: ScannedTotals) {
+        let small = (0..).zip(other.small.iter().copied());
+        for (message_type, channels) in small.chain(other.others.entries()) {
+            let mine = match self.small.get_mut(message_type as usize) {
+                Some(line) => line,
+                None => self.others.entry(message_type),
+            };
+            for (mine, theirs) in mine.iter_mut().zip(&channels) {
+                for (count, their) in mine.counts.iter_mut().zip(theirs.counts) {
+                    *count = count.wrapping_add(their);
+                }
+                mine.cost_micros = mine.cost_micros.wrapping_add(theirs.cost_micros);
+            }
+        }
+    }
+
+    /// The counts by kind.
+    pub(crate) fn totals(self) -> MessageTotals {
+        let mut totals = MessageTotals::default();
+        let small = (0..).zip(self.small.iter().copied());
+        for (message_type, channels) in small.chain(self.others.entries()) {
+            if channels
+                .iter()
+                .all(|by_stages| by_stages.counts == [0; STAGE_BITS])
+            {
+                continue;
+            }
+            let line = totals.by_type.entry(message_type);
+            for (counts, by_stages) in line.iter_mut().zip(&channels) {
+                for (bits, &count) in by_stages.counts.iter().enumerate() {
+                    counts.add_kind(kind_of_stages(bits), count);
+                }
+                counts.add_cost(by_stages.cost_micros);
+            }
+        }
+        totals
+    }
+}
+
+/// The totals over all time.
+#[derive(Debug, Default)]
+pub(crate) struct Totals {
+    messages: MessageTotals,
+    outcome_count: u64,
+    outcome_micros: i128,
+}
+
+impl Totals {
+    /// The totals of `messages` and `outcomes`.
+    pub(crate) fn of<'a>(
+        messages: impl IntoIterator<Item = &'a MessageState>,
+        outcomes: &[OutcomeState],
+    ) -> Totals {
+        let mut totals = MessageTotals::default();
+        for state in messages {
+            totals.add_message(state);
+        }
+        Totals::with_messages(totals, outcomes)
+    }
+
+    /// The totals of messages already counted and of `outcomes`.
+    pub(crate) fn with_messages(messages: MessageTotals, outcomes: &[OutcomeState]) -> Totals {
+        let mut totals = Totals {
+            messages,
+            ..Totals::default()
+        };
+        for outcome in outcomes {
+            totals.add_outcome(outcome);
+        }
+        totals
+    }
+
+    pub(crate) fn messages(&self) -> &MessageTotals {
+        &self.messages
+    }
+
+    pub(crate) fn messages_mut(&mut self) -> &mut MessageTotals {
+        &mut self.messages
+    }
+
+    /// Counts one more outcome.
+    pub(crate) fn add_outcome(&mut self, outcome: &OutcomeState) {
+        self.outcome_count += 1;
+        self.outcome_micros += i128::from(outcome.amount_micros);
+    }
+
+    /// How many outcomes there are, and their amounts' sum in micro-dollars.
+    pub(crate) fn outcomes(&self) -> (u64, i128) {
+        (self.outcome_count, self.outcome_micros)
+    }
+}
