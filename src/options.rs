@@ -58,17 +58,19 @@ pub struct Options {
     /// `attribution_window`; docs/FORMAT.md, "Indexes"), so that the first such query answers
     /// at once rather than building them from every message. `false` leaves the snapshot's
     /// indexes unread and builds them on first use: for a process that reads only a few
-    /// users' calls (the CLI's `history` and `engagement`), which then opens faster. Default:
-    /// `true`.
+    /// users' calls, the log's summary, every message once, or stats over all time (the CLI's
+    /// `history`, `engagement`, `info`, `export`, and `stats` without a time range), which then
+    /// opens faster. Default: `true`.
     pub load_indexes: bool,
     /// Whether a snapshot's messages read on demand (`decode_on_demand`) are counted, as the
     /// open checks them, into totals over all time by channel and message type, so that stats
     /// without a user or a time range answer from those (as the CLI's `stats` does, with
     /// `load_indexes` false) rather than from the indexes or by decoding every message. It adds
     /// a few percent to such an open: `false` for a process that reads only a few users' calls
-    /// or the log's summary (the CLI's `history`, `engagement` and `info`). Without
-    /// `decode_on_demand` the totals are counted on the first such query, in one pass over the
-    /// decoded messages. Default: `true`.
+    /// or the log's summary (the CLI's `history`, `engagement` and `info`). Otherwise (decoded
+    /// whole, or this `false`) the first such query counts the totals in one pass over the
+    /// messages, unless the message rollup is built by then (loaded from the snapshot, or
+    /// built by a query over a time range): it answers instead. Default: `true`.
     pub count_totals: bool,
 }
 

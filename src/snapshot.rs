@@ -460,7 +460,7 @@ pub(crate) fn load_newest(
         let loading = Loading {
             on_demand: options.decode_on_demand,
             indexes: options.load_indexes,
-            totals: options.count_totals,
+            count_totals: options.count_totals,
         };
         match load(dir, &path, attribution_window_ms, loading) {
             Ok(loaded) => return Some(loaded),
@@ -480,7 +480,7 @@ pub(crate) struct Loading {
     pub indexes: bool,
     /// Count the messages' totals over all time as their records are read on demand
     /// (`Options::count_totals`).
-    pub totals: bool,
+    pub count_totals: bool,
 }
 
 /// Reads and checks the snapshot at `path`: its header, its body's checksum, the log position
@@ -577,7 +577,7 @@ pub(crate) fn load(
                     crcs,
                     ahead,
                     &crc_at,
-                    loading.totals,
+                    loading.count_totals,
                 ),
                 None => Decoding::Whole(&ready),
             },
@@ -1065,8 +1065,10 @@ fn release(map: &Mmap, range: Range<usize>) {
 /// messages, the users) have been read. Decoding on demand, the messages' records and the
 /// users' lists are only checked, and left in the file to be decoded when first used; the
 /// users' lists and the records from the split, read ahead each on another thread (given
-/// `directory`), give back their own pages rather than call `passed`. Decoded either way, the
-/// messages' records reach the split (version 5) where the directory puts it.
+/// `directory`), give back their own pages rather than call `passed`; and the records are
+/// counted into the totals over all time as they are checked, if the decoding asks for them,
+/// which are returned beside the facts. Decoded either way, the messages' records reach the
+/// split (version 5) where the directory puts it.
 pub(crate) fn decode_facts(
     body: &mut codec::SnapshotReader,
     every: usize,
@@ -1113,16 +1115,16 @@ pub(crate) fn decode_facts(
                         let ends = (directory.map_or(at, |directory| directory.users_at), count);
                         scope.spawn(move || {
                             let mapped = (snapshot, body_at, crcs);
-                            let reading = (every, counting);
-                            messages_in_place(whole, (index, at), ends, reading, mapped, prints)
+                            let pace = Pace { every, counting };
+                            messages_in_place(whole, (index, at), ends, pace, mapped, prints)
                         })
                     });
                 let first_len = split.map_or(count, |(index, _)| index);
                 let mut scan = ChunkScan::new(count);
                 let read = (0, first_len);
                 let reading = (&mut passed as &mut dyn FnMut(usize), crc_at);
-                let every = (every, counting);
-                in_place.messages = read_records(&mut scan, body, read, every, reading, prints)?;
+                let pace = Pace { every, counting };
+                in_place.messages = read_records(&mut scan, body, read, pace, reading, prints)?;
                 if let Some((index, at)) = split {
                     reached_split(index, at, body.position())?;
                 }
@@ -1137,7 +1139,8 @@ pub(crate) fn decode_facts(
                     None => {
                         let rest = (first_len, count - first_len);
                         let reading = (&mut passed as &mut dyn FnMut(usize), crc_at);
-                        let found = read_records(&mut scan, body, rest, every, reading, prints)?;
+                        let pace = Pace { every, counting };
+                        let found = read_records(&mut scan, body, rest, pace, reading, prints)?;
                         in_place.messages.join(found);
                         scan.end_at(body.position(), crc_at);
                     }
@@ -1313,14 +1316,13 @@ fn reached_split(index: usize, at: usize, position: usize) -> std::result::Resul
 /// The messages' records of `body` (a snapshot's, mapped) from record `first`, which begins at
 /// `at` and the first of a chunk, to the last of `count`, read on demand as the whole list is
 /// ([`ChunkScan::read`]): their scan, what was found of them, and where they end. Pages read
-/// are given back as the messages' reading does, `every` bytes (and the records counted into
-/// totals if `counting`, as in [`read_records`]); the checksum runs on to `crc_end`, where the
-/// next thread's begins.
+/// are given back as the messages' reading does, at `pace`; the checksum runs on to `crc_end`,
+/// where the next thread's begins.
 fn messages_in_place(
     body: &[u8],
     (first, at): (usize, usize),
     (crc_end, count): (usize, usize),
-    every: (usize, bool),
+    pace: Pace,
     (snapshot, body_at, crcs): (&Arc<MappedSnapshot>, usize, &Crcs),
     prints: &Prints,
 ) -> std::result::Result<(ChunkScan, MessagesInPlace, usize), String> {
@@ -1332,7 +1334,7 @@ fn messages_in_place(
         &mut scan,
         &mut records,
         read,
-        every,
+        pace,
         (&mut |read| behind.passed(read), &crc_at),
         prints,
     );
@@ -1344,16 +1346,24 @@ fn messages_in_place(
     Ok((scan, found?, records.position()))
 }
 
+/// How a thread reads records on demand: it tells where it has passed every `every` bytes, and
+/// counts the records into the totals over all time if `counting`.
+#[derive(Clone, Copy)]
+struct Pace {
+    every: usize,
+    counting: bool,
+}
+
 /// Reads `(first, len)` records on demand into `scan` ([`ChunkScan::read`]), each checked
-/// where it lies (and counted into the totals over all time if `counting`): what was found of
-/// them. `reading` is told where the reading has passed, every `every` bytes, and gives its
-/// crc32 at a point, as in [`ChunkScan::read`]. One function for every thread that reads
-/// records, so that its loop is compiled once.
+/// where it lies (and counted, at the `pace` that says so): what was found of them. `reading`
+/// is told where the reading has passed and gives its crc32 at a point, as in
+/// [`ChunkScan::read`]. One function for every thread that reads records, so that its loop is
+/// compiled once.
 fn read_records(
     scan: &mut ChunkScan,
     body: &mut codec::SnapshotReader,
     (first, len): (usize, usize),
-    (every, counting): (usize, bool),
+    Pace { every, counting }: Pace,
     reading: (&mut dyn FnMut(usize), &dyn Fn(usize) -> u32),
     prints: &Prints,
 ) -> std::result::Result<MessagesInPlace, String> {

@@ -90,7 +90,7 @@ pub(crate) fn audit_snapshots(
         let loading = snapshot::Loading {
             on_demand: false,
             indexes: true,
-            totals: false,
+            count_totals: false,
         };
         match snapshot::load(dir, &path, window_ms, loading) {
             Err(reason) => {

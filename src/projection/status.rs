@@ -159,12 +159,23 @@ const REACHED_ACTION: u8 = 4;
 const REACHED_UPGRADE: u8 = 8;
 const REACHED_ALL: u8 = REACHED_CLICK | REACHED_FAILURE | REACHED_ACTION | REACHED_UPGRADE;
 
-/// The values [`MessageState::stage_bits`] takes are below this.
-pub(crate) const STAGE_BITS: usize = 64;
+/// [`MessageState::stage_bits`]: a delivery, and an open, above the `REACHED_*` bits.
+const STAGE_DELIVERED: usize = 1 << 4;
+const STAGE_OPENED: usize = 1 << 5;
+const _: () = assert!((REACHED_ALL as usize) < STAGE_DELIVERED);
+
+/// `bit` if `set`, else 0, without a branch.
+fn if_set(set: bool, bit: usize) -> usize {
+    usize::from(set) * bit
+}
+
+/// How many values [`MessageState::stage_bits`] can take: all are below this.
+pub(crate) const STAGE_PATTERNS: usize = STAGE_OPENED << 1;
 
 /// The status and action of a message whose [`MessageState::stage_bits`] are `bits`.
 pub(crate) fn status_and_action_of(bits: usize) -> (Status, ActionLevel) {
-    let (reached, delivered, opened) = (bits as u8 & REACHED_ALL, bits & 16 != 0, bits & 32 != 0);
+    let reached = bits as u8 & REACHED_ALL;
+    let (delivered, opened) = (bits & STAGE_DELIVERED != 0, bits & STAGE_OPENED != 0);
     let status = if reached & REACHED_CLICK != 0 {
         Status::Clicked
     } else if opened {
@@ -458,24 +469,19 @@ impl MessageState {
 
     /// The furthest stage; failed only if never delivered.
     pub(crate) fn status(&self) -> Status {
-        self.status_and_action().0
+        status_and_action_of(self.stage_bits()).0
     }
 
-    /// The status, and the furthest action: its kind for the rollup, read from the record
-    /// alone.
-    pub(crate) fn status_and_action(&self) -> (Status, ActionLevel) {
-        status_and_action_of(self.stage_bits())
-    }
-
-    /// What its status and action follow from, below [`STAGE_BITS`]: the rare stages reached
-    /// (the `REACHED_*` bits), a delivery (16) and an open (32). Computed without a branch, so
-    /// that a pass over many records can count them by these bits and find each count's
-    /// status and action once ([`status_and_action_of`]).
+    /// What its status and furthest action (its kind for the rollup and the totals) follow
+    /// from, read from the record alone, below [`STAGE_PATTERNS`]: the rare stages reached
+    /// (the `REACHED_*` bits), a delivery and an open. Computed without a branch, so that a
+    /// pass over many records can count them by these bits and find each count's status and
+    /// action once ([`status_and_action_of`]).
     #[inline]
     pub(crate) fn stage_bits(&self) -> usize {
         usize::from(self.reached & REACHED_ALL)
-            | usize::from(self.delivered.is_some()) << 4
-            | usize::from(self.opened.is_some()) << 5
+            | if_set(self.delivered.is_some(), STAGE_DELIVERED)
+            | if_set(self.opened.is_some(), STAGE_OPENED)
     }
 
     /// Some action was taken.

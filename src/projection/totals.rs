@@ -3,15 +3,16 @@
 //! (`stats.rs`), so that it needs none of the indexes over time (`rollup.rs`,
 //! `attribution.rs`), whose load or build is most of a first such query in a large store.
 //!
-//! Built by one pass over the facts on first use, or as a snapshot's records are checked when
-//! they are decoded on demand (`snapshot.rs`), which reads every record anyway; from then on
-//! every fold keeps them current.
+//! Counted as a snapshot's records are checked when they are read on demand (`snapshot.rs`,
+//! `Options::count_totals`), which reads every record anyway; otherwise by one pass over the
+//! facts on the first such query, unless the rollup is built by then (its counts over all time
+//! are the same, and it answers). From then on every fold keeps them current.
 
 use crate::event::Channel;
 use crate::projection::names::{NameId, NameTable};
 use crate::projection::outcome::OutcomeState;
 use crate::projection::rollup::{SlotCounts, SlotFilter, kind_of, kind_of_stages};
-use crate::projection::status::{MessageState, STAGE_BITS};
+use crate::projection::status::{MessageState, STAGE_PATTERNS};
 
 /// Every message's counts, by message type (name id) and channel.
 #[derive(Debug, Default)]
@@ -28,8 +29,11 @@ impl MessageTotals {
 
     /// Moves a message from `old_kind` to its current kind (a fold changed its state).
     pub(crate) fn change_kind(&mut self, state: &MessageState, old_kind: usize) {
-        self.by_type.entry(state.message_type)[state.channel.index()]
-            .change_kind(old_kind, kind_of(state));
+        let new_kind = kind_of(state);
+        if new_kind != old_kind {
+            self.by_type.entry(state.message_type)[state.channel.index()]
+                .change_kind(old_kind, new_kind);
+        }
     }
 
     /// Hands `visit` the counts of each (channel, message type) that `filter` takes and that
@@ -76,14 +80,14 @@ impl Default for ScannedTotals {
 /// The messages of one message type and channel, by stage bits, and their cost.
 #[derive(Debug, Clone, Copy)]
 struct ByStages {
-    counts: [u32; STAGE_BITS],
+    counts: [u32; STAGE_PATTERNS],
     cost_micros: i128,
 }
 
 impl Default for ByStages {
     fn default() -> ByStages {
         ByStages {
-            counts: [0; STAGE_BITS],
+            counts: [0; STAGE_PATTERNS],
             cost_micros: 0,
         }
     }
@@ -129,7 +133,7 @@ impl ScannedTotals {
         for (message_type, channels) in small.chain(self.others.entries()) {
             if channels
                 .iter()
-                .all(|by_stages| by_stages.counts == [0; STAGE_BITS])
+                .all(|by_stages| by_stages.counts == [0; STAGE_PATTERNS])
             {
                 continue;
             }
@@ -178,10 +182,12 @@ impl Totals {
         totals
     }
 
+    /// Every message's counts.
     pub(crate) fn messages(&self) -> &MessageTotals {
         &self.messages
     }
 
+    /// Every message's counts, for the fold to keep current.
     pub(crate) fn messages_mut(&mut self) -> &mut MessageTotals {
         &mut self.messages
     }
@@ -195,5 +201,75 @@ impl Totals {
     /// How many outcomes there are, and their amounts' sum in micro-dollars.
     pub(crate) fn outcomes(&self) -> (u64, i128) {
         (self.outcome_count, self.outcome_micros)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::event::UserId;
+    use crate::money::Money;
+    use crate::projection::names::ActionKind;
+    use crate::projection::selection::TypeFilter;
+
+    /// Every (channel, type) with its counts.
+    fn counted(totals: &MessageTotals) -> BTreeMap<(Channel, NameId), SlotCounts> {
+        let mut counted = BTreeMap::new();
+        let all = SlotFilter {
+            channel: None,
+            message_type: TypeFilter::Any,
+        };
+        totals.visit(all, |channel, message_type, counts| {
+            assert!(counted.insert((channel, message_type), *counts).is_none());
+        });
+        counted
+    }
+
+    /// Records counted by stage bits in parts (types of low and high ids, every stage a fold
+    /// makes), the parts joined, count as each record counted by its kind.
+    #[test]
+    fn totals_counted_by_stage_bits_in_parts_equal_those_counted_by_kind() {
+        let mut random = crate::workload::SplitMix64::new(3);
+        let mut next = |bound: u64| random.int(0, bound - 1);
+        let states: Vec<MessageState> = (0..5_000)
+            .map(|n| {
+                let channel = Channel::ALL[next(4) as usize];
+                let message_type = next(40) as NameId;
+                let cost = Money::from_micros(i128::from(next(1_000)));
+                let mut state = MessageState::new(UserId(1), channel, message_type, cost, n);
+                for _ in 0..next(4) {
+                    let at_ms = n + next(100) as i64;
+                    match next(6) {
+                        0 => state.fold_delivered(at_ms),
+                        1 => state.fold_opened(at_ms),
+                        2 => state.fold_action(7, ActionKind::Click, at_ms),
+                        3 => state.fold_action(8, ActionKind::Upgrade, at_ms),
+                        4 => state.fold_action(9, ActionKind::Other, at_ms),
+                        _ => state.fold_failed(10, at_ms),
+                    }
+                }
+                state
+            })
+            .collect();
+        let mut by_kind = MessageTotals::default();
+        for state in &states {
+            by_kind.add_message(state);
+        }
+        let mut parts = states.chunks(1_700).map(|part| {
+            let mut scanned = ScannedTotals::default();
+            for state in part {
+                scanned.add_message(state);
+            }
+            scanned
+        });
+        let mut joined = parts.next().unwrap();
+        for part in parts {
+            joined.join(part);
+        }
+        let expected = counted(&by_kind);
+        assert!(expected.keys().any(|&(_, message_type)| message_type >= 16));
+        assert_eq!(counted(&joined.totals()), expected);
     }
 }
