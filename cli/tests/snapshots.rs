@@ -27,6 +27,16 @@ fn snapshotting_writer(dir: &TempDir) -> (PathBuf, Store) {
     (data, store)
 }
 
+/// A writer of the store `data` that writes no snapshot unless asked (`Store::snapshot`), not
+/// even at close.
+fn writer_without_snapshots(data: &Path) -> Store {
+    let options = Options {
+        snapshot_every: 0,
+        ..Options::default()
+    };
+    Store::open_with(data, options).unwrap()
+}
+
 /// A store of two sends (one at 0.05) and a delivery, closed with a snapshot of all three.
 fn store_with_snapshot() -> (TempDir, PathBuf) {
     let dir = TempDir::new().unwrap();
@@ -229,14 +239,7 @@ fn an_older_snapshot_is_valid_and_deep_audit_compares_it_with_the_log_up_to_its_
 #[test]
 fn info_from_a_snapshot_and_the_log_after_it_reports_what_every_frame_says() {
     let (_dir, data) = store_with_snapshot();
-    let store = Store::open_with(
-        &data,
-        Options {
-            snapshot_every: 0,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let store = writer_without_snapshots(&data);
     store
         .track_financial_outcome_at(
             7,
@@ -472,14 +475,7 @@ fn stats_from_a_snapshot_answer_as_the_whole_log_for_every_filter() {
     };
     track(&store, 0, 3_000);
     store.close().unwrap();
-    let store = Store::open_with(
-        &data,
-        Options {
-            snapshot_every: 0,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let store = writer_without_snapshots(&data);
     track(&store, 3_000, 3_400);
     for id in (1..3_000).step_by(13) {
         store
