@@ -171,8 +171,10 @@ class Store:
         ``decode_on_demand=True`` suits a short-lived reader that asks about a few users (a
         script, a job): the store's snapshot is checked but its messages and users' lists are
         decoded only as queries reach them, so the open takes a fraction of the time and
-        memory; the first query over all messages, and later per-user queries, are slower than
-        with the default, which decodes everything at open. The answers are the same."""
+        memory. Stats over every user and all time answer at once (the open counts their
+        totals as it checks the messages); the first view or time-range query over all
+        messages, and later per-user queries, are slower than with the default, which decodes
+        everything at open. The answers are the same."""
         if not isinstance(decode_on_demand, bool):
             raise InvalidInput(
                 f"decode_on_demand {decode_on_demand!r} must be True or False",
