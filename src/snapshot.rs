@@ -1105,6 +1105,7 @@ pub(crate) fn decode_facts(
         let messages = match decoding {
             Decoding::OnDemand(snapshot, body_at, crcs, ahead, crc_at, counting) => {
                 let (whole, prints) = (body.body(), &prints);
+                let pace = Pace { every, counting };
                 let count = body.decode_list_len(MessageState::SNAPSHOT_BYTES_MIN)?;
                 let split = split_within(directory, count)?;
                 // The records from the split, read on a thread of their own, count once the
@@ -1115,7 +1116,6 @@ pub(crate) fn decode_facts(
                         let ends = (directory.map_or(at, |directory| directory.users_at), count);
                         scope.spawn(move || {
                             let mapped = (snapshot, body_at, crcs);
-                            let pace = Pace { every, counting };
                             messages_in_place(whole, (index, at), ends, pace, mapped, prints)
                         })
                     });
@@ -1123,7 +1123,6 @@ pub(crate) fn decode_facts(
                 let mut scan = ChunkScan::new(count);
                 let read = (0, first_len);
                 let reading = (&mut passed as &mut dyn FnMut(usize), crc_at);
-                let pace = Pace { every, counting };
                 in_place.messages = read_records(&mut scan, body, read, pace, reading, prints)?;
                 if let Some((index, at)) = split {
                     reached_split(index, at, body.position())?;
@@ -1139,7 +1138,6 @@ pub(crate) fn decode_facts(
                     None => {
                         let rest = (first_len, count - first_len);
                         let reading = (&mut passed as &mut dyn FnMut(usize), crc_at);
-                        let pace = Pace { every, counting };
                         let found = read_records(&mut scan, body, rest, pace, reading, prints)?;
                         in_place.messages.join(found);
                         scan.end_at(body.position(), crc_at);

@@ -97,11 +97,7 @@ impl ScannedTotals {
     /// Counts one more message, in its current state.
     #[inline]
     pub(crate) fn add_message(&mut self, state: &MessageState) {
-        let line = match self.small.get_mut(state.message_type as usize) {
-            Some(line) => line,
-            None => self.others.entry(state.message_type),
-        };
-        let by_stages = &mut line[state.channel.index()];
+        let by_stages = &mut self.line(state.message_type)[state.channel.index()];
         let count = &mut by_stages.counts[state.stage_bits()];
         *count = count.wrapping_add(1);
         by_stages.cost_micros = by_stages
@@ -109,14 +105,24 @@ impl ScannedTotals {
             .wrapping_add(i128::from(state.cost_micros));
     }
 
+    /// The counts of `message_type`, by channel.
+    #[inline]
+    fn line(&mut self, message_type: NameId) -> &mut [ByStages; Channel::ALL.len()] {
+        match self.small.get_mut(message_type as usize) {
+            Some(line) => line,
+            None => self.others.entry(message_type),
+        }
+    }
+
+    /// Every message type's counts by channel: the small ids', then the others'.
+    fn lines(self) -> impl Iterator<Item = (NameId, [ByStages; Channel::ALL.len()])> {
+        (0..).zip(*self.small).chain(self.others.entries())
+    }
+
     /// Takes in the counts of other messages.
     pub(crate) fn join(&mut self, other: ScannedTotals) {
-        let small = (0..).zip(other.small.iter().copied());
-        for (message_type, channels) in small.chain(other.others.entries()) {
-            let mine = match self.small.get_mut(message_type as usize) {
-                Some(line) => line,
-                None => self.others.entry(message_type),
-            };
+        for (message_type, channels) in other.lines() {
+            let mine = self.line(message_type);
             for (mine, theirs) in mine.iter_mut().zip(&channels) {
                 for (count, their) in mine.counts.iter_mut().zip(theirs.counts) {
                     *count = count.wrapping_add(their);
@@ -129,8 +135,7 @@ impl ScannedTotals {
     /// The counts by kind.
     pub(crate) fn totals(self) -> MessageTotals {
         let mut totals = MessageTotals::default();
-        let small = (0..).zip(self.small.iter().copied());
-        for (message_type, channels) in small.chain(self.others.entries()) {
+        for (message_type, channels) in self.lines() {
             if channels
                 .iter()
                 .all(|by_stages| by_stages.counts == [0; STAGE_PATTERNS])
