@@ -58,14 +58,23 @@ pub struct Options {
     /// `attribution_window`; docs/FORMAT.md, "Indexes"), so that the first such query answers
     /// at once rather than building them from every message. `false` leaves the snapshot's
     /// indexes unread and builds them on first use: for a process that reads only a few
-    /// users' calls, the log's summary, every message once, or stats over all time (the CLI's
-    /// `history`, `engagement`, `info`, `export`, and `stats` without a time range), which then
-    /// opens faster. Default: `true`.
+    /// users' calls, the log's summary, every message once, or stats and the cost report over
+    /// all time (the CLI's `history`, `engagement`, `info`, `export`, and `stats` and `costs`
+    /// without a time range), which then opens faster. Default: `true`.
     pub load_indexes: bool,
+    /// With `load_indexes`, whether the message rollup is taken too. `false` reads past it
+    /// and takes only the outcome credits: for a process that asks only views over every user
+    /// and all time (the CLI's `channels` without a period and `impact`, each without a time
+    /// range), whose counts come from the totals over all time (`count_totals`) and whose
+    /// outcomes from the credits; the rollup is then built on first use, if ever. Default:
+    /// `true`.
+    pub load_rollup: bool,
     /// Whether a snapshot's messages read on demand (`decode_on_demand`) are counted, as the
-    /// open checks them, into totals over all time by channel and message type, so that stats
-    /// without a user or a time range answer from those (as the CLI's `stats` does, with
-    /// `load_indexes` false) rather than from the indexes or by decoding every message. It adds
+    /// open checks them, into totals over all time by channel and message type (and spend by
+    /// day), so that the queries without a user or a time range count their messages from
+    /// those (stats, channel effectiveness without a period, impact, and the cost report
+    /// without a message type; as the CLI's `stats`, `costs`, `channels` and `impact` do)
+    /// rather than from the message rollup or by decoding every message. It adds
     /// a few percent to such an open: `false` for a process that reads only a few users' calls
     /// or the log's summary (the CLI's `history`, `engagement` and `info`). Otherwise (decoded
     /// whole, or this `false`) the first such query counts the totals in one pass over the
@@ -86,6 +95,7 @@ impl Default for Options {
             load_snapshot: true,
             decode_on_demand: false,
             load_indexes: true,
+            load_rollup: true,
             count_totals: true,
         }
     }

@@ -460,6 +460,7 @@ pub(crate) fn load_newest(
         let loading = Loading {
             on_demand: options.decode_on_demand,
             indexes: options.load_indexes,
+            rollup: options.load_rollup,
             count_totals: options.count_totals,
         };
         match load(dir, &path, attribution_window_ms, loading) {
@@ -478,6 +479,9 @@ pub(crate) struct Loading {
     pub on_demand: bool,
     /// Read the indexes part (`Options::load_indexes`).
     pub indexes: bool,
+    /// Of the indexes, take the message rollup too, rather than read past it
+    /// (`Options::load_rollup`).
+    pub rollup: bool,
     /// Count the messages' totals over all time as their records are read on demand
     /// (`Options::count_totals`).
     pub count_totals: bool,
@@ -558,7 +562,10 @@ pub(crate) fn load(
         // With a directory, the users' lists are read (and taken into the checksum) by a
         // thread of their own, and, past a split with many records after it, those records by
         // another: this one's checksum ends where the first of those begins.
-        let ahead = records_ahead(directory, loading.indexes && indexes_part.is_some());
+        let ahead = records_ahead(
+            directory,
+            loading.indexes && loading.rollup && indexes_part.is_some(),
+        );
         let crc_end = match (ahead, directory) {
             (Some((_, split_at)), _) => split_at,
             (None, Some(directory)) => directory.users_at,
@@ -595,7 +602,7 @@ pub(crate) fn load(
             let mut reader = codec::SnapshotReader::new(&whole_body[part.clone()]);
             let at = (part.start, start);
             let behind = ReadBehind::new(map, whole_body, at, crcs.is_some(), part.end);
-            let indexes = decode_indexes(&mut reader, behind.every(), |read| {
+            let indexes = decode_indexes(&mut reader, behind.every(), loading.rollup, |read| {
                 behind.passed(part.start + read)
             });
             behind.give_back_to(part.end);
@@ -1887,15 +1894,36 @@ fn split_body(body: &[u8], version: u32) -> std::result::Result<BodyParts, Strin
     })
 }
 
-/// Reads a body's indexes part (all of `part`). Calls `passed` with the bytes read so far each
-/// time `every` more have been read, as [`decode_facts`] does.
+/// Reads a body's indexes part (all of `part`); the rollup only if `rollup`, else read past
+/// (`Options::load_rollup`). Calls `passed` with the bytes read so far each time `every` more
+/// have been read, as [`decode_facts`] does.
 pub(crate) fn decode_indexes(
     part: &mut codec::SnapshotReader,
     every: usize,
+    rollup: bool,
     mut passed: impl FnMut(usize),
 ) -> std::result::Result<DecodedIndexes, String> {
+    let rollup = match rollup {
+        true => part.decode_passing(every, &mut passed)?,
+        false => {
+            let start = part.position();
+            match part.decode::<u8>()? {
+                0 => {}
+                1 => MessageRollup::skip(part)?,
+                tag => {
+                    return Err(format!(
+                        "snapshot body does not decode: the rollup's option tag is {tag}"
+                    ));
+                }
+            }
+            for read in (start..part.position()).step_by(every).skip(1) {
+                passed(read);
+            }
+            None
+        }
+    };
     let indexes = DecodedIndexes {
-        rollup: part.decode_passing(every, &mut passed)?,
+        rollup,
         credits: part.decode_passing(every, &mut passed)?,
     };
     let left = part.bytes_left();

@@ -1176,9 +1176,15 @@ proptest! {
         after in prop::collection::vec(any_call(), 200..400),
         decode_on_demand in any::<bool>(),
         count_totals in any::<bool>(),
+        load_rollup in any::<bool>(),
     ) {
         let dir = TempDir::new().unwrap();
-        let options = Options { decode_on_demand, count_totals, ..options(1 << 20, 1_000_000) };
+        let options = Options {
+            decode_on_demand,
+            count_totals,
+            load_rollup,
+            ..options(1 << 20, 1_000_000)
+        };
         let mut run = Run::new(dir.path().join("data"), options);
         for call in sends.iter().chain(&before) {
             run.step(&Step::Track(call.clone()))?;
@@ -1329,11 +1335,20 @@ fn a_byte_flipped_in_a_large_snapshot_is_a_checksum_mismatch_however_it_is_read(
     assert_eq!(snapshot_files(data.path()), std::slice::from_ref(&snapshot));
     let bytes = fs::read(&snapshot).unwrap();
     assert!(bytes.len() > 16 << 20, "{} bytes", bytes.len());
-    let modes = [(false, false), (false, true), (true, false), (true, true)];
-    let open = |dir: &Path, (on_demand, indexes): (bool, bool)| {
+    // (decoded on demand, indexes read, the rollup among them)
+    let modes = [
+        (false, false, true),
+        (false, true, true),
+        (false, true, false),
+        (true, false, true),
+        (true, true, true),
+        (true, true, false),
+    ];
+    let open = |dir: &Path, (on_demand, indexes, rollup): (bool, bool, bool)| {
         let options = Options {
             decode_on_demand: on_demand,
             load_indexes: indexes,
+            load_rollup: rollup,
             ..support::store::options()
         };
         Store::open_read_only_with(dir, options).unwrap()

@@ -18,7 +18,8 @@
 //! past what the bytes left hold, for which the open must reserve nothing (a global allocator
 //! notes the largest allocation). Every case is run with the facts decoded whole and on demand
 //! (the messages and the users' lists then left in the file, each checked where it lies), and
-//! every open that reads the indexes must make the same of the snapshot.
+//! every open that reads both indexes must make the same of the snapshot; on demand, an open
+//! that reads past the rollup (taking only the credits) must answer as the others.
 
 mod support;
 
@@ -1177,6 +1178,9 @@ fn read_only(on_demand: bool, indexes: bool) -> Options {
     }
 }
 
+/// The read-only open that takes a snapshot's outcome credits and reads past its rollup.
+const ROLLUP_READ_PAST: &str = "read-only, decoded on demand, the rollup read past";
+
 /// Runs everything over copies of the store holding `snapshot` (checksums recomputed), its
 /// facts decoded whole, then on demand: read-only opens (the indexes read or not), a writer's
 /// tracking calls and queries, a read-only store's refresh beside it, the close; then a deep
@@ -1193,16 +1197,23 @@ fn run_case(base: &Base, snapshot: &[u8]) -> Result<CaseResult, String> {
         let dir = base.store_dir(Some(snapshot));
         let path = dir.path();
         let mut reader = None;
-        let modes: &[(&'static str, bool)] = match on_demand {
-            true => &[("read-only, decoded on demand", true)],
+        let modes: &[(&'static str, bool, bool)] = match on_demand {
+            true => &[
+                (ROLLUP_READ_PAST, true, false),
+                ("read-only, decoded on demand", true, true),
+            ],
             false => &[
-                ("read-only, indexes unread", false),
-                ("read-only, decoded whole", true),
+                ("read-only, indexes unread", false, true),
+                ("read-only, decoded whole", true, true),
             ],
         };
-        for &(mode, indexes) in modes {
+        for &(mode, indexes, rollup) in modes {
             let store = step(&format!("{mode}: the open"), || {
-                Store::open_read_only_with(path, read_only(on_demand, indexes))
+                let options = Options {
+                    load_rollup: rollup,
+                    ..read_only(on_demand, indexes)
+                };
+                Store::open_read_only_with(path, options)
             })?
             .map_err(|error| format!("{mode}: the open failed: {error}"))?;
             let opened = opened(base, path, &store)?;
@@ -1304,7 +1315,7 @@ fn first_difference(ours: &[String], expected: &[String]) -> Option<String> {
 
 /// What a case requires: no panic (nor error) anywhere; every open that ignored the snapshot
 /// answers as a full replay; every open that loaded it too, unless a deep audit finds that the
-/// snapshot differs from the log; and every open that reads the indexes and the audit make the
+/// snapshot differs from the log; and every open that reads both indexes and the audit make the
 /// same of the snapshot. Returns what they made of it (ignored with which reason, or loaded).
 fn judge(name: &str, snapshot: Vec<u8>) -> Result<Opened, String> {
     let base = base();
@@ -1327,7 +1338,7 @@ fn judge(name: &str, snapshot: Vec<u8>) -> Result<Opened, String> {
     // Every open that reads the indexes makes the same of the snapshot, decoded whole or on
     // demand, read-only or as the writer; the audit ignores it alike.
     let mut with_indexes = (result.runs.iter())
-        .filter(|run| run.mode != "read-only, indexes unread")
+        .filter(|run| !["read-only, indexes unread", ROLLUP_READ_PAST].contains(&run.mode))
         .map(|run| (run.mode, &run.opened));
     let (_, agreed) = with_indexes.next().expect("an open that reads the indexes");
     if let Some((mode, opened)) = with_indexes.find(|(_, opened)| *opened != agreed) {

@@ -112,7 +112,10 @@ fn closing_a_store_of_the_golden_segment_writes_the_golden_snapshot() {
     };
     let store = Store::open_with(dir.path(), options).unwrap();
     assert_eq!(store.open_report().snapshot, None);
-    // The queries over all users build the indexes, which the close's snapshot holds.
+    // A view by period builds both indexes, which the close's snapshot holds (the queries
+    // over all time read the totals and the credits).
+    let by_day = EffectivenessFilter::new().period(commlog::Period::Day);
+    store.get_channel_effectiveness(&by_day).unwrap();
     answers(&store);
     store.close().unwrap();
     assert_eq!(

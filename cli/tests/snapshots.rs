@@ -8,7 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use commlog::{Channel, Options, SNAPSHOT_DIRECTORY, Store};
+use commlog::{
+    Channel, CostFilter, EffectivenessFilter, ImpactFilter, Options, SNAPSHOT_DIRECTORY, Store,
+};
 use serde_json::Value;
 use support::command::{run_in, spawning};
 use tempfile::TempDir;
@@ -427,12 +429,13 @@ fn track_and_budget_set_from_a_snapshot_leave_the_store_an_eager_writer_leaves()
     );
 }
 
-/// `stats` reads what its filter needs: over every user and all time, the totals counted as a
-/// snapshot's records are checked; over a time range, the snapshot's indexes; one user's, the
-/// user's lists. Each answers as the library does over the whole log replayed, with events
-/// after the snapshot (some of them reports on messages it holds).
+/// `stats`, `costs`, `channels` and `impact` read what their filter needs: over every user and
+/// all time, the totals counted as a snapshot's records are checked (and for `channels` and
+/// `impact` its outcome credits, read past its rollup); over a time range, the snapshot's
+/// indexes; one user's, the user's lists. Each answers as the library does over the whole log
+/// replayed, with events after the snapshot (some of them reports on messages it holds).
 #[test]
-fn stats_from_a_snapshot_answer_as_the_whole_log_for_every_filter() {
+fn read_commands_from_a_snapshot_answer_as_the_whole_log_for_every_filter() {
     let dir = TempDir::new().unwrap();
     let (data, store) = snapshotting_writer(&dir);
     let types = ["low_balance", "upgrade_offer", "bill_reminder"];
@@ -474,6 +477,9 @@ fn stats_from_a_snapshot_answer_as_the_whole_log_for_every_filter() {
         }
     };
     track(&store, 0, 3_000);
+    // A query over a time range builds both indexes, which the snapshot at close then holds.
+    let range = commlog::EffectivenessFilter::new().start(at(0).unwrap());
+    store.get_channel_effectiveness(&range).unwrap();
     store.close().unwrap();
     let store = writer_without_snapshots(&data);
     track(&store, 3_000, 3_400);
@@ -504,30 +510,82 @@ fn stats_from_a_snapshot_answer_as_the_whole_log_for_every_filter() {
         ],
         &["--user", "7"],
     ];
-    for case in cases {
-        let mut args = vec!["--json", "stats"];
-        args.extend_from_slice(case);
-        let (code, stdout, stderr) = run(&data, &args);
-        assert_eq!(code, 0, "{case:?}: {stderr}");
-        let mut filter = commlog::StatsFilter::new();
-        for pair in case.chunks(2) {
-            filter = match pair[0] {
-                "--channel" => filter.channel(match pair[1] {
-                    "sms" => Channel::Sms,
-                    _ => Channel::Push,
-                }),
-                "--type" => filter.message_type(pair[1]),
-                "--user" => filter.user(7),
-                "--start" => {
-                    filter.start(pair[1].parse::<chrono::DateTime<chrono::Utc>>().unwrap())
+    for command in ["stats", "costs", "channels", "impact"] {
+        for case in cases {
+            // `channels` compares every channel: it takes no --channel.
+            if command == "channels" && case.contains(&"--channel") {
+                continue;
+            }
+            let mut args = vec!["--json", command];
+            args.extend_from_slice(case);
+            let (code, stdout, stderr) = run(&data, &args);
+            assert_eq!(code, 0, "{command} {case:?}: {stderr}");
+            let mut filter = commlog::StatsFilter::new();
+            for pair in case.chunks(2) {
+                let time = || pair[1].parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+                filter = match pair[0] {
+                    "--channel" => filter.channel(match pair[1] {
+                        "sms" => Channel::Sms,
+                        _ => Channel::Push,
+                    }),
+                    "--type" => filter.message_type(pair[1]),
+                    "--user" => filter.user(7),
+                    "--start" => filter.start(time()),
+                    _ => filter.end(time()),
+                };
+            }
+            let expected = match command {
+                "stats" => {
+                    serde_json::to_value(whole_log.get_communication_stats(&filter).unwrap())
                 }
-                _ => filter.end(pair[1].parse::<chrono::DateTime<chrono::Utc>>().unwrap()),
+                "costs" => serde_json::to_value(
+                    whole_log
+                        .get_cost_report(&CostFilter {
+                            user: filter.user,
+                            message_type: filter.message_type.clone(),
+                            channel: filter.channel,
+                            start: filter.start,
+                            end: filter.end,
+                            month: None,
+                        })
+                        .unwrap(),
+                ),
+                "channels" => {
+                    let filter = EffectivenessFilter {
+                        user: filter.user,
+                        message_type: filter.message_type.clone(),
+                        start: filter.start,
+                        end: filter.end,
+                        period: None,
+                    };
+                    serde_json::to_value(whole_log.get_channel_effectiveness(&filter).unwrap())
+                }
+                _ => serde_json::to_value(
+                    whole_log
+                        .get_financial_impact(&ImpactFilter {
+                            user: filter.user,
+                            message_type: filter.message_type.clone(),
+                            channel: filter.channel,
+                            start: filter.start,
+                            end: filter.end,
+                        })
+                        .unwrap(),
+                ),
             };
+            let got: Value = serde_json::from_str(&stdout).unwrap();
+            // Both through the same float parsing.
+            let expected: Value = serde_json::from_str(&expected.unwrap().to_string()).unwrap();
+            assert_eq!(got, expected, "{command} {case:?}");
+            let counted = match command {
+                "stats" => &got["total_messages"],
+                "costs" => &got["total"]["messages"],
+                "channels" => &got["lines"][0]["sent"],
+                _ => &got["outcomes"]["count"],
+            };
+            assert!(
+                counted.as_u64().unwrap_or(0) > 0 || case.contains(&"never_tracked"),
+                "{command} {case:?}: {got}"
+            );
         }
-        let expected =
-            serde_json::to_value(whole_log.get_communication_stats(&filter).unwrap()).unwrap();
-        let got: Value = serde_json::from_str(&stdout).unwrap();
-        assert_eq!(got, expected, "{case:?}");
-        assert!(got["total_messages"].as_u64().unwrap() > 0 || case.contains(&"never_tracked"));
     }
 }

@@ -90,6 +90,7 @@ pub(crate) fn audit_snapshots(
         let loading = snapshot::Loading {
             on_demand: false,
             indexes: true,
+            rollup: true,
             count_totals: false,
         };
         match snapshot::load(dir, &path, window_ms, loading) {

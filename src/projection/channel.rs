@@ -1,8 +1,9 @@
 //! The channel-effectiveness view: per channel and message type, how the messages fared, what
 //! they cost, the outcomes credited to them, and which channel wins each message type.
 //!
-//! Computed at query time from the message rollup and the outcome credits (or, with a user
-//! filter, the user's own messages and outcomes); nothing else is kept between queries.
+//! Computed at query time from the message rollup (over all time without a period, the
+//! totals over all time) and the outcome credits (or, with a user filter, the user's own
+//! messages and outcomes); nothing else is kept between queries.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -238,7 +239,10 @@ impl Projection {
     /// series. Then a sort of the lines. No
     /// wall clock.
     pub(crate) fn channel_effectiveness(&self, filter: &EffectivenessFilter) -> ChannelReport {
-        if filter.user.is_none() {
+        // Over every user, the counts come from the rollup, unless over all time without a
+        // period: from the totals over all time (`count_selection`), beside the credits.
+        let all_time = filter.start.is_none() && filter.end.is_none() && filter.period.is_none();
+        if filter.user.is_none() && !all_time {
             self.build_indexes();
         }
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);
@@ -261,7 +265,7 @@ impl Projection {
 
         let mut period_reports = Vec::new();
         // Outcomes count in the period of their own time, which may hold no message.
-        let span = match (
+        let span = || match (
             self.message_span(filter.user),
             self.outcome_span(filter.user),
         ) {
@@ -270,7 +274,9 @@ impl Projection {
             }
             (messages, outcomes) => messages.or(outcomes),
         };
-        if let (Some(period), Some((first_ms, last_ms))) = (filter.period, span) {
+        if let Some((period, (first_ms, last_ms))) =
+            filter.period.and_then(|period| Some((period, span()?)))
+        {
             // Periods outside the span of messages and outcomes hold neither: they are not
             // reported.
             let (start_ms, end_ms) = (start_ms.max(first_ms), end_ms.min(last_ms));

@@ -2,7 +2,9 @@
 //! delivered message, response and conversion, and every budget against its month's spend.
 //!
 //! Computed at query time from the message rollup (or, with a user filter, the user's own
-//! messages) day by day, and for each budget its month (docs/SEMANTICS.md, "Cost and budgets").
+//! messages) day by day, and for each budget its month; over every user, all time and every
+//! message type, from the totals over all time and their spend by day (docs/SEMANTICS.md,
+//! "Cost and budgets").
 
 use std::collections::BTreeMap;
 
@@ -261,25 +263,61 @@ impl Projection {
                 start_ms,
                 end_ms,
             };
-            // Day by day (days outside the messages' span hold none); the totals are the sums
-            // of the days, so each bucket is read once.
-            let span = self.message_span(filter.user);
-            if let Some((first_ms, last_ms)) = span
+            let mut add_counts = |channel: Channel, message_type: NameId, counts: &SlotCounts| {
+                let (messages, _) = counts.spend();
+                if messages == 0 {
+                    return;
+                }
+                let counts = counts.counts();
+                total.add(&counts);
+                by_channel[channel.index()].add(&counts);
+                by_type.entry(message_type).or_default().add(&counts);
+            };
+            // Over every user and all time, of every type: the totals over all time, which
+            // hold the spend by day. Otherwise day by day (days outside the messages' span
+            // hold none); the totals are the sums of the days, so each bucket is read once.
+            let all_time = filter.user.is_none()
+                && filter.message_type.is_none()
+                && (start_ms, end_ms) == (i64::MIN, i64::MAX);
+            let mut days: Vec<(NaiveDate, [SpendTally; Channel::ALL.len()])> = Vec::new();
+            if let Some(totals) = all_time.then(|| self.all_time_totals()).flatten() {
+                let channels = |channel: Channel| filter.channel.is_none_or(|only| only == channel);
+                for (first_ms, spend) in totals.messages().by_day().days() {
+                    let mut tallies = [SpendTally::default(); Channel::ALL.len()];
+                    for channel in Channel::ALL
+                        .into_iter()
+                        .filter(|&channel| channels(channel))
+                    {
+                        let (messages, spent_micros) = spend[channel.index()];
+                        tallies[channel.index()] = SpendTally {
+                            messages,
+                            spent_micros,
+                        };
+                    }
+                    days.push((Period::Day.start_date(first_ms), tallies));
+                }
+                if let Some(filter) = self.slot_filter(&selection) {
+                    totals.messages().visit(filter, &mut add_counts);
+                }
+            } else if let Some((first_ms, last_ms)) = self.message_span(filter.user)
                 && start_ms.max(first_ms) <= end_ms.min(last_ms)
             {
-                let days = Period::Day.periods(start_ms.max(first_ms), end_ms.min(last_ms));
-                let ranges: Vec<(i64, i64)> = days
+                let periods = Period::Day.periods(start_ms.max(first_ms), end_ms.min(last_ms));
+                let ranges: Vec<(i64, i64)> = periods
                     .iter()
                     .map(|&(_, first_ms, last_ms)| (first_ms.max(start_ms), last_ms.min(end_ms)))
                     .collect();
-                let mut spend = vec![[SpendTally::default(); Channel::ALL.len()]; days.len()];
+                days = periods
+                    .iter()
+                    .map(|&(day, _, _)| (day, [SpendTally::default(); Channel::ALL.len()]))
+                    .collect();
                 // By message type, then channel, summed over the days.
                 let mut slots: NameTable<[SlotCounts; Channel::ALL.len()]> = NameTable::default();
                 self.spend_in_ranges(
                     &selection,
                     &ranges,
                     |day, channel, (messages, spent_micros)| {
-                        spend[day][channel.index()].add(SpendTally {
+                        days[day].1[channel.index()].add(SpendTally {
                             messages,
                             spent_micros,
                         })
@@ -290,34 +328,27 @@ impl Projection {
                 );
                 for (message_type, of_type) in slots.entries() {
                     for (channel, counts) in Channel::ALL.into_iter().zip(&of_type) {
-                        let (messages, _) = counts.spend();
-                        if messages == 0 {
-                            continue;
-                        }
-                        let counts = counts.counts();
-                        total.add(&counts);
-                        by_channel[channel.index()].add(&counts);
-                        by_type.entry(message_type).or_default().add(&counts);
+                        add_counts(channel, message_type, counts);
                     }
                 }
-                for (&(day, _, _), spend) in days.iter().zip(&spend) {
-                    let month_start = day.with_day(1).expect("every month has a first day");
-                    for channel in Channel::ALL {
-                        let tally = spend[channel.index()];
-                        if tally.messages == 0 {
-                            continue;
-                        }
-                        by_month
-                            .entry((month_start, channel))
-                            .or_default()
-                            .add(tally);
-                        daily.push(DailySpend {
-                            day,
-                            channel,
-                            messages: tally.messages,
-                            spent: Money::from_micros(tally.spent_micros),
-                        });
+            }
+            for (day, spend) in days {
+                let month_start = day.with_day(1).expect("every month has a first day");
+                for channel in Channel::ALL {
+                    let tally = spend[channel.index()];
+                    if tally.messages == 0 {
+                        continue;
                     }
+                    by_month
+                        .entry((month_start, channel))
+                        .or_default()
+                        .add(tally);
+                    daily.push(DailySpend {
+                        day,
+                        channel,
+                        messages: tally.messages,
+                        spent: Money::from_micros(tally.spent_micros),
+                    });
                 }
             }
         }
@@ -377,11 +408,25 @@ impl Projection {
         }
 
         // Spend per channel of each reported month up to now, keyed by its first millisecond.
+        // Without an end, now is the latest event's time, and every message is sent by then:
+        // the totals' spend by day, where they answer, sums each month.
+        let totals = filter
+            .end
+            .is_none()
+            .then(|| self.all_time_totals())
+            .flatten();
         let mut month_spend: BTreeMap<i64, [i128; Channel::ALL.len()]> = BTreeMap::new();
         for ((_, month), _) in &reported {
             let (first_ms, next_ms) = month.range_ms();
             let mut spent = [0; Channel::ALL.len()];
-            if let Some(now_ms) = now_ms
+            if let Some(totals) = totals {
+                let days = totals.messages().by_day().days();
+                for (_, spend) in days.filter(|(day_ms, _)| (first_ms..next_ms).contains(day_ms)) {
+                    for (spent, (_, micros)) in spent.iter_mut().zip(spend) {
+                        *spent += micros;
+                    }
+                }
+            } else if let Some(now_ms) = now_ms
                 && first_ms <= now_ms
             {
                 let every_message = Selection {

@@ -275,7 +275,9 @@ impl Projection {
     /// outcome buckets and the message rollup of the range (`time_index.rs`). Credits are kept current as events arrive
     /// (`attribution.rs`), not computed here.
     pub(crate) fn impact(&self, filter: &ImpactFilter) -> ImpactReport {
-        if filter.user.is_none() {
+        // Over every user, the costs come from the rollup, unless over all time: from the
+        // totals over all time (`count_selection`), beside the credits.
+        if filter.user.is_none() && (filter.start.is_some() || filter.end.is_some()) {
             self.build_indexes();
         }
         let (start_ms, end_ms) = range_ms(filter.start, filter.end);

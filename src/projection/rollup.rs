@@ -933,6 +933,30 @@ impl<Context> bincode::Decode<Context> for MessageRollup {
 }
 
 impl MessageRollup {
+    /// Reads past a rollup a snapshot holds (docs/FORMAT.md, "Indexes") without keeping it:
+    /// every length is refused as [`MessageRollup::decode`] refuses it, nothing else is
+    /// checked.
+    pub(crate) fn skip(reader: &mut crate::codec::SnapshotReader<'_>) -> Result<(), String> {
+        fn skip_bucket(reader: &mut crate::codec::SnapshotReader<'_>) -> Result<(), String> {
+            let slots = reader.decode_list_len(SLOT_BYTES)?;
+            reader.skip(slots * SLOT_BYTES);
+            Ok(())
+        }
+        let types = reader.decode_list_len(4)?;
+        reader.skip(types * 4);
+        TimeBuckets::<Bucket>::skip(reader, skip_bucket)?;
+        for _ in 0..reader.decode_list_len(DENSE_ENTRY_BYTES_MIN)? {
+            reader.decode::<i64>()?;
+            for _ in 0..reader.decode_list_len(8)? {
+                skip_bucket(reader)?;
+            }
+            reader.decode::<[u32; RUNS + 1]>()?;
+        }
+        Ok(())
+    }
+}
+
+impl MessageRollup {
     /// The rollup a snapshot held, checked to fit the facts' `messages` and `names` names,
     /// whose times lie in `slices`: every message filed once, in a slice of those, the first
     /// and the last slice holding messages of their times and listed types, its types distinct

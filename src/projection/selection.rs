@@ -142,7 +142,8 @@ impl Projection {
 
     /// Hands `visit` the counts of the messages `selection` takes, by (channel, message
     /// type), a pair possibly more than once: with a user, message by message from the user's
-    /// sorted list; else from the rollup's buckets.
+    /// sorted list; else over all time from the totals over all time where they answer
+    /// ([`Projection::all_time_totals`]), or from the rollup's buckets.
     pub(crate) fn count_selection(
         &self,
         selection: &Selection<'_>,
@@ -157,6 +158,16 @@ impl Projection {
         let Some(filter) = self.slot_filter(selection) else {
             return;
         };
+        if (selection.start_ms, selection.end_ms) == (i64::MIN, i64::MAX)
+            && let Some(totals) = self.all_time_totals()
+        {
+            totals
+                .messages()
+                .visit(filter, |channel, message_type, counts| {
+                    visit(channel, message_type, &counts.counts())
+                });
+            return;
+        }
         self.rollup().visit(
             &self.messages,
             filter,

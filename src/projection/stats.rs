@@ -20,27 +20,18 @@ impl Projection {
         let mut tally = Tally::default();
         // Over every user and all time: the totals, which need no index over time.
         let all_time = filter.user.is_none() && filter.start.is_none() && filter.end.is_none();
-        if let Some(totals) = all_time.then(|| self.all_time_totals()).flatten() {
-            if let Some(slots) = self.slot_filter(&selection) {
-                totals
-                    .messages()
-                    .visit(slots, |channel, message_type, counts| {
-                        tally.add(channel, message_type, &counts.counts())
-                    });
-            }
-            let (outcome_count, impact_micros) = totals.outcomes();
-            return tally.finish(&self.names, outcome_count, impact_micros);
-        }
-        if filter.user.is_none() {
+        let totals = all_time.then(|| self.all_time_totals()).flatten();
+        if filter.user.is_none() && totals.is_none() {
             self.build_indexes();
         }
         let (start_ms, end_ms) = (selection.start_ms, selection.end_ms);
         self.count_selection(&selection, |channel, message_type, counts| {
             tally.add(channel, message_type, counts)
         });
-        let (outcome_count, impact_micros) = match filter.user {
+        let (outcome_count, impact_micros) = match (filter.user, totals) {
+            (None, Some(totals)) => totals.outcomes(),
             // A user's outcomes are few and sorted by time: visit them.
-            Some(user) => self
+            (Some(user), _) => self
                 .user_outcomes_from(user, start_ms)
                 .iter()
                 .take_while(|(at_ms, _)| *at_ms <= end_ms)
@@ -48,7 +39,7 @@ impl Projection {
                     let amount = self.outcomes[index as usize].amount_micros;
                     (count + 1, micros + i128::from(amount))
                 }),
-            None => {
+            (None, None) => {
                 let totals = self.credits().totals(&self.outcomes, start_ms, end_ms);
                 (totals.count, totals.amount_micros)
             }
@@ -120,7 +111,9 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
     use crate::projection::capture::tests::{events, fold_all};
+    use crate::{CostFilter, EffectivenessFilter, ImpactFilter};
 
     /// Every stats filter without a user or a time range: none, each channel, each type.
     fn all_time_filters(projection: &Projection) -> Vec<StatsFilter> {
@@ -190,6 +183,75 @@ mod tests {
                     "{filter:?}"
                 );
             }
+        }
+    }
+
+    /// `log` with its times stretched from minutes to days: from 2025-01-10 over about 69
+    /// days, across month ends and the months its budgets name.
+    fn stretched(
+        log: &[(Event<'static>, Option<String>)],
+    ) -> Vec<(Event<'static>, Option<String>)> {
+        const JANUARY_10_2025_MS: i64 = 1_736_467_200_000;
+        log.iter()
+            .map(|(event, external_id)| {
+                let mut event = *event;
+                let (Event::MessageSent { at_ms, .. }
+                | Event::MessageDelivered { at_ms, .. }
+                | Event::MessageOpened { at_ms, .. }
+                | Event::UserAction { at_ms, .. }
+                | Event::MessageFailed { at_ms, .. }
+                | Event::FinancialOutcome { at_ms, .. }
+                | Event::BudgetSet { at_ms, .. }) = &mut event;
+                *at_ms = JANUARY_10_2025_MS + (*at_ms - 1_700_000_000_000) * 6_000;
+                (event, external_id.clone())
+            })
+            .collect()
+    }
+
+    /// The cost, channel and impact views over every user and all time answer from the totals
+    /// over all time (counted on the first such query, then kept by the fold) as they answer
+    /// from the rollup built first, for every channel and type filter they take, before and
+    /// after more events.
+    #[test]
+    fn views_over_all_time_answer_from_the_totals_as_from_the_rollup() {
+        let log = stretched(&events(12, 8_000));
+        let (first, rest) = log.split_at(3_000);
+        let mut from_totals = Projection::new(3_600_000);
+        let mut from_rollup = Projection::new(3_600_000);
+        for (part, events) in [first, rest].into_iter().enumerate() {
+            fold_all(&mut from_totals, events);
+            fold_all(&mut from_rollup, events);
+            if part == 0 {
+                from_rollup.rollup();
+            }
+            let mut costs = vec![CostFilter::new()];
+            costs.extend(Channel::ALL.map(|channel| CostFilter::new().channel(channel)));
+            for filter in &costs {
+                let report = from_totals.cost_report(filter);
+                assert_eq!(report, from_rollup.cost_report(filter), "{filter:?}");
+                assert!(report.daily.len() > 30 && !report.budgets.is_empty());
+            }
+            let mut channels = vec![EffectivenessFilter::new()];
+            let mut impacts = vec![ImpactFilter::new()];
+            impacts.extend(Channel::ALL.map(|channel| ImpactFilter::new().channel(channel)));
+            for name in ["x", "upgrade", "never_tracked"] {
+                channels.push(EffectivenessFilter::new().message_type(name));
+                impacts.push(ImpactFilter::new().message_type(name));
+            }
+            for filter in &channels {
+                let report = from_totals.channel_effectiveness(filter);
+                assert_eq!(
+                    report,
+                    from_rollup.channel_effectiveness(filter),
+                    "{filter:?}"
+                );
+            }
+            for filter in &impacts {
+                let report = from_totals.impact(filter);
+                assert_eq!(report, from_rollup.impact(filter), "{filter:?}");
+            }
+            assert!(from_totals.rollup.get().is_none() && from_totals.totals.get().is_some());
+            assert!(from_rollup.totals.get().is_none());
         }
     }
 }

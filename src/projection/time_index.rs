@@ -482,6 +482,31 @@ impl<Context, B: bincode::Decode<Context> + EncodedBucket> bincode::Decode<Conte
     }
 }
 
+impl<B: EncodedBucket> TimeBuckets<B> {
+    /// Reads past a time index a snapshot holds without keeping it, each bucket by
+    /// `skip_bucket`: every length is refused as [`TimeBuckets::decode`] refuses it (more
+    /// entries than the bytes left can hold), nothing else is checked.
+    pub(crate) fn skip(
+        reader: &mut codec::SnapshotReader<'_>,
+        skip_bucket: impl Fn(&mut codec::SnapshotReader<'_>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        skip_bucket(reader)?;
+        for _ in 0..LEVELS {
+            for _ in 0..reader.decode_list_len(8 + B::ENCODED_BYTES_MIN)? {
+                reader.decode::<i64>()?;
+                skip_bucket(reader)?;
+            }
+        }
+        for _ in 0..reader.decode_list_len(SLICE_ITEMS_ENTRY_BYTES_MIN)? {
+            reader.decode::<i64>()?;
+            let items = reader.decode_list_len(4)?;
+            reader.skip(items * 4);
+        }
+        reader.decode::<Option<(i64, i64)>>()?;
+        Ok(())
+    }
+}
+
 /// The slices of the times in `[first_ms, last_ms]` (a snapshot's facts' range): every slice
 /// key an index over those facts can hold, and so every key whose buckets' keys and times are
 /// computed without overflow.

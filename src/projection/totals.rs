@@ -1,12 +1,16 @@
-//! The totals over all time: every message's counts by message type and channel, and every
-//! outcome's count and amount. A stats query without a user or a time range reads only these
-//! (`stats.rs`), so that it needs none of the indexes over time (`rollup.rs`,
-//! `attribution.rs`), whose load or build is most of a first such query in a large store.
+//! The totals over all time: every message's counts by message type and channel, its spend
+//! by UTC day and channel, and every outcome's count and amount. A query without a user or a
+//! time range reads these for its messages' counts (`selection.rs`: stats, channel
+//! effectiveness without a period, impact; `cost.rs`: the cost report without a message
+//! type), so that it needs no index over time for them (`rollup.rs`), whose load or build is
+//! most of a first such query in a large store.
 //!
 //! Counted as a snapshot's records are checked when they are read on demand (`snapshot.rs`,
 //! `Options::count_totals`), which reads every record anyway; otherwise by one pass over the
 //! facts on the first such query, unless the rollup is built by then (its counts over all time
 //! are the same, and it answers). From then on every fold keeps them current.
+
+use std::collections::BTreeMap;
 
 use crate::event::Channel;
 use crate::projection::names::{NameId, NameTable};
@@ -14,10 +18,59 @@ use crate::projection::outcome::OutcomeState;
 use crate::projection::rollup::{SlotCounts, SlotFilter, kind_of, kind_of_stages};
 use crate::projection::status::{MessageState, STAGE_PATTERNS};
 
-/// Every message's counts, by message type (name id) and channel.
+/// Milliseconds in a UTC day.
+const DAY_MS: i64 = 86_400_000;
+
+/// Messages and their cost in micro-dollars, by channel.
+pub(crate) type Spend = [(u64, i128); Channel::ALL.len()];
+
+/// The messages sent in each UTC day (key: ⌊sent ms / day⌋) and their cost, by channel.
+#[derive(Debug, Default)]
+pub(crate) struct DaySpend {
+    days: BTreeMap<i64, Spend>,
+}
+
+impl DaySpend {
+    #[inline]
+    fn add(&mut self, state: &MessageState) {
+        let spend = self
+            .days
+            .entry(state.sent_ms.div_euclid(DAY_MS))
+            .or_insert([(0, 0); Channel::ALL.len()]);
+        add_spend(&mut spend[state.channel.index()], 1, state.cost_micros);
+    }
+
+    /// Adds `spend` to `day`'s.
+    fn add_day(&mut self, day: i64, spend: &Spend) {
+        let mine = self.days.entry(day).or_insert([(0, 0); Channel::ALL.len()]);
+        for (mine, theirs) in mine.iter_mut().zip(spend) {
+            *mine = (mine.0 + theirs.0, mine.1 + theirs.1);
+        }
+    }
+
+    fn join(&mut self, other: &DaySpend) {
+        for (&day, spend) in &other.days {
+            self.add_day(day, spend);
+        }
+    }
+
+    /// Each day with messages, in order: its first millisecond and its spend.
+    pub(crate) fn days(&self) -> impl Iterator<Item = (i64, &Spend)> {
+        self.days.iter().map(|(&day, spend)| (day * DAY_MS, spend))
+    }
+}
+
+#[inline]
+fn add_spend(spend: &mut (u64, i128), messages: u64, cost_micros: i64) {
+    spend.0 += messages;
+    spend.1 += i128::from(cost_micros);
+}
+
+/// Every message's counts, by message type (name id) and channel, and its spend by day.
 #[derive(Debug, Default)]
 pub(crate) struct MessageTotals {
     by_type: NameTable<[SlotCounts; Channel::ALL.len()]>,
+    by_day: DaySpend,
 }
 
 impl MessageTotals {
@@ -25,6 +78,12 @@ impl MessageTotals {
     #[inline]
     pub(crate) fn add_message(&mut self, state: &MessageState) {
         self.by_type.entry(state.message_type)[state.channel.index()].add_message(state);
+        self.by_day.add(state);
+    }
+
+    /// The messages' spend by day.
+    pub(crate) fn by_day(&self) -> &DaySpend {
+        &self.by_day
     }
 
     /// Moves a message from `old_kind` to its current kind (a fold changed its state).
@@ -63,6 +122,11 @@ pub(crate) struct ScannedTotals {
     small: Box<[[ByStages; Channel::ALL.len()]; SCANNED_SMALL_IDS]>,
     /// The other types.
     others: NameTable<[ByStages; Channel::ALL.len()]>,
+    /// The spend of the days before `day` and after it, then of `day`, the day of the last
+    /// message counted: records come mostly in order of time, so most add to `day_spend`.
+    by_day: DaySpend,
+    day: i64,
+    day_spend: Spend,
 }
 
 /// Message types a [`ScannedTotals`] counts in place, by id.
@@ -73,6 +137,9 @@ impl Default for ScannedTotals {
         ScannedTotals {
             small: Box::new([[ByStages::default(); Channel::ALL.len()]; SCANNED_SMALL_IDS]),
             others: NameTable::default(),
+            by_day: DaySpend::default(),
+            day: i64::MIN,
+            day_spend: [(0, 0); Channel::ALL.len()],
         }
     }
 }
@@ -103,6 +170,24 @@ impl ScannedTotals {
         by_stages.cost_micros = by_stages
             .cost_micros
             .wrapping_add(i128::from(state.cost_micros));
+        let day = state.sent_ms.div_euclid(DAY_MS);
+        if day != self.day {
+            self.end_day();
+            self.day = day;
+        }
+        add_spend(
+            &mut self.day_spend[state.channel.index()],
+            1,
+            state.cost_micros,
+        );
+    }
+
+    /// Files the current day's spend with the others'.
+    fn end_day(&mut self) {
+        if self.day_spend != [(0, 0); Channel::ALL.len()] {
+            let spend = std::mem::replace(&mut self.day_spend, [(0, 0); Channel::ALL.len()]);
+            self.by_day.add_day(self.day, &spend);
+        }
     }
 
     /// The counts of `message_type`, by channel.
@@ -120,7 +205,9 @@ impl ScannedTotals {
     }
 
     /// Takes in the counts of other messages.
-    pub(crate) fn join(&mut self, other: ScannedTotals) {
+    pub(crate) fn join(&mut self, mut other: ScannedTotals) {
+        other.end_day();
+        self.by_day.join(&other.by_day);
         for (message_type, channels) in other.lines() {
             let mine = self.line(message_type);
             for (mine, theirs) in mine.iter_mut().zip(&channels) {
@@ -133,8 +220,12 @@ impl ScannedTotals {
     }
 
     /// The counts by kind.
-    pub(crate) fn totals(self) -> MessageTotals {
-        let mut totals = MessageTotals::default();
+    pub(crate) fn totals(mut self) -> MessageTotals {
+        self.end_day();
+        let mut totals = MessageTotals {
+            by_day: std::mem::take(&mut self.by_day),
+            ..MessageTotals::default()
+        };
         for (message_type, channels) in self.lines() {
             if channels
                 .iter()
@@ -233,7 +324,8 @@ mod tests {
     }
 
     /// Records counted by stage bits in parts (types of low and high ids, every stage a fold
-    /// makes), the parts joined, count as each record counted by its kind.
+    /// makes), the parts joined, count as each record counted by its kind, and spend as much
+    /// each day.
     #[test]
     fn totals_counted_by_stage_bits_in_parts_equal_those_counted_by_kind() {
         let mut random = crate::workload::SplitMix64::new(3);
@@ -243,9 +335,12 @@ mod tests {
                 let channel = Channel::ALL[next(4) as usize];
                 let message_type = next(40) as NameId;
                 let cost = Money::from_micros(i128::from(next(1_000)));
-                let mut state = MessageState::new(UserId(1), channel, message_type, cost, n);
+                // Hours apart, from before 1970 on: days before and after it, and parts
+                // that share their first and last day.
+                let sent_ms = (n - 1_000) * 3_600_000;
+                let mut state = MessageState::new(UserId(1), channel, message_type, cost, sent_ms);
                 for _ in 0..next(4) {
-                    let at_ms = n + next(100) as i64;
+                    let at_ms = sent_ms + next(100) as i64;
                     match next(6) {
                         0 => state.fold_delivered(at_ms),
                         1 => state.fold_opened(at_ms),
@@ -275,6 +370,19 @@ mod tests {
         }
         let expected = counted(&by_kind);
         assert!(expected.keys().any(|&(_, message_type)| message_type >= 16));
-        assert_eq!(counted(&joined.totals()), expected);
+        let joined = joined.totals();
+        assert_eq!(counted(&joined), expected);
+        let days = |totals: &MessageTotals| -> Vec<(i64, Spend)> {
+            totals
+                .by_day()
+                .days()
+                .map(|(day, spend)| (day, *spend))
+                .collect()
+        };
+        let expected_days = days(&by_kind);
+        // Hour −1,000 lies in day −42 (1969-11-20), hour 3,999 in day 166.
+        assert_eq!(expected_days.len(), 209);
+        assert_eq!(expected_days[0].0, -42 * DAY_MS);
+        assert_eq!(days(&joined), expected_days);
     }
 }

@@ -60,7 +60,11 @@ impl ChannelsArgs {
 
 pub(crate) fn run(global: &Global, args: &ChannelsArgs) -> Result<(), CliError> {
     let filter = args.filter()?;
-    let store = global.open_read_only()?;
+    let over_all_time = filter.start.is_none() && filter.end.is_none() && filter.period.is_none();
+    let store = match (filter.user, over_all_time) {
+        (None, true) => global.open_read_only_for_credits()?,
+        _ => global.open_read_only()?,
+    };
     let report = store.get_channel_effectiveness(&filter)?;
     if global.json {
         return print_json(&report);

@@ -55,7 +55,12 @@ pub(crate) fn run(global: &Global, args: &CostsArgs) -> Result<(), CliError> {
     if let Some(month) = &args.month {
         filter = filter.month(month.parse::<Month>()?);
     }
-    let store = global.open_read_only()?;
+    // Over every user, all time and every type: from the totals, which hold the spend by day.
+    let over_all_time = filter.start.is_none() && filter.end.is_none() && filter.month.is_none();
+    let store = match (&filter.user, &filter.message_type, over_all_time) {
+        (None, None, true) => global.open_read_only_for_totals()?,
+        _ => global.open_read_only()?,
+    };
     let report = store.get_cost_report(&filter)?;
     if global.json {
         return print_json(&report);

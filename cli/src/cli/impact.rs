@@ -21,7 +21,10 @@ pub(crate) fn run(global: &Global, args: &ImpactArgs) -> Result<(), CliError> {
         start: stats_filter.start,
         end: stats_filter.end,
     };
-    let store = global.open_read_only()?;
+    let store = match (filter.user, filter.start, filter.end) {
+        (None, None, None) => global.open_read_only_for_credits()?,
+        _ => global.open_read_only()?,
+    };
     let report = store.get_financial_impact(&filter)?;
     if global.json {
         return print_json(&report);

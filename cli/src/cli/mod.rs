@@ -400,13 +400,24 @@ impl Global {
         })
     }
 
-    /// Opens the store read-only for stats over every user and all time: as
+    /// Opens the store read-only for stats or the cost report over every user and all time: as
     /// [`Global::open_read_only_without_indexes`], but a snapshot's messages are counted into
     /// the totals over all time as they are checked (`Options::count_totals`), which answer it.
     pub(crate) fn open_read_only_for_totals(&self) -> Result<ManuallyDrop<Store>, CliError> {
         self.open_read_only_with(Options {
             decode_on_demand: true,
             load_indexes: false,
+            ..Options::default()
+        })
+    }
+
+    /// Opens the store read-only for channel effectiveness or impact over every user and all
+    /// time: as [`Global::open_read_only_for_totals`], but taking a snapshot's outcome credits,
+    /// and not its message rollup (`Options::load_rollup`), which the totals stand in for.
+    pub(crate) fn open_read_only_for_credits(&self) -> Result<ManuallyDrop<Store>, CliError> {
+        self.open_read_only_with(Options {
+            decode_on_demand: true,
+            load_rollup: false,
             ..Options::default()
         })
     }
