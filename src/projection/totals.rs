@@ -254,16 +254,17 @@ pub(crate) struct Totals {
 }
 
 impl Totals {
-    /// The totals of `messages` and `outcomes`.
+    /// The totals of `messages` and `outcomes`, the messages counted as a scan counts them
+    /// (by stage bits, the current day's spend aside).
     pub(crate) fn of<'a>(
         messages: impl IntoIterator<Item = &'a MessageState>,
         outcomes: &[OutcomeState],
     ) -> Totals {
-        let mut totals = MessageTotals::default();
+        let mut scanned = ScannedTotals::default();
         for state in messages {
-            totals.add_message(state);
+            scanned.add_message(state);
         }
-        Totals::with_messages(totals, outcomes)
+        Totals::with_messages(scanned.totals(), outcomes)
     }
 
     /// The totals of messages already counted and of `outcomes`.
