@@ -73,7 +73,8 @@ pub struct Options {
     /// open checks them, into totals over all time by channel and message type (and spend by
     /// day), so that the queries without a user or a time range count their messages from
     /// those (stats, channel effectiveness without a period, impact, and the cost report
-    /// without a message type; as the CLI's `stats`, `costs`, `channels` and `impact` do)
+    /// without a message type or month, and its budgets without an end; as the CLI's `stats`,
+    /// `costs`, `channels` and `impact` do)
     /// rather than from the message rollup or by decoding every message. It adds
     /// a few percent to such an open: `false` for a process that reads only a few users' calls
     /// or the log's summary (the CLI's `history`, `engagement` and `info`). Otherwise (decoded

@@ -1225,8 +1225,9 @@ proptest! {
 /// more into the same slices, out of order, with reports and outcomes that re-credit earlier
 /// ones (the fold keeps the indexes current, minutes included). The close's snapshot holds the
 /// indexes; a writer and a read-only store opened from it answer every query, over windows that
-/// cut those minutes, as a full replay does, and a deep audit finds them equal to the indexes
-/// built over a fold of the log.
+/// cut those minutes, as a full replay does (so do read-only stores that take only its credits,
+/// reading past its rollup), and a deep audit finds them equal to the indexes built over a fold
+/// of the log.
 #[test]
 fn indexes_with_busy_minutes_load_from_a_snapshot_and_answer_as_a_full_replay() {
     let dir = TempDir::new().unwrap();
@@ -1299,9 +1300,20 @@ fn indexes_with_busy_minutes_load_from_a_snapshot_and_answer_as_a_full_replay() 
     assert_eq!(after, expected);
     let read_only = Store::open_read_only(&data).unwrap();
     let writer = Store::open_with(&data, options(1 << 20, 1)).unwrap();
-    for store in [&read_only, &writer] {
+    // Read-only opens that take the credits and read past the rollup (its dense slice too),
+    // decoded whole and on demand: the rollup is built again on first use.
+    let past_rollup = |decode_on_demand| {
+        let options = Options {
+            decode_on_demand,
+            load_rollup: false,
+            ..Options::default()
+        };
+        Store::open_read_only_with(&data, options).unwrap()
+    };
+    for store in [&read_only, &writer, &past_rollup(false), &past_rollup(true)] {
         let report = store.open_report();
         assert_eq!(report.snapshot, Some(snapshot_path(&data, report.events)));
+        assert_eq!(report.ignored_snapshots, vec![]);
         assert_eq!(answers(store, &EXTERNAL_IDS, &windows), expected);
     }
     drop(writer);

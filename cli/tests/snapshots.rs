@@ -477,6 +477,22 @@ fn read_commands_from_a_snapshot_answer_as_the_whole_log_for_every_filter() {
         }
     };
     track(&store, 0, 3_000);
+    // Budgets the cost report reports against each month's spend (and one month without
+    // messages).
+    store
+        .set_budget(commlog::BudgetScope::All, "2025-01", 50.0, None)
+        .unwrap();
+    store
+        .set_budget(
+            commlog::BudgetScope::Channel(Channel::Sms),
+            "2025-01",
+            9.0,
+            None,
+        )
+        .unwrap();
+    store
+        .set_budget(commlog::BudgetScope::All, "2025-03", 5.0, None)
+        .unwrap();
     // A query over a time range builds both indexes, which the snapshot at close then holds.
     let range = commlog::EffectivenessFilter::new().start(at(0).unwrap());
     store.get_channel_effectiveness(&range).unwrap();
@@ -576,6 +592,12 @@ fn read_commands_from_a_snapshot_answer_as_the_whole_log_for_every_filter() {
             // Both through the same float parsing.
             let expected: Value = serde_json::from_str(&expected.unwrap().to_string()).unwrap();
             assert_eq!(got, expected, "{command} {case:?}");
+            if command == "costs" && !case.contains(&"--start") {
+                assert!(
+                    !got["budgets"].as_array().unwrap().is_empty(),
+                    "{case:?}: {got}"
+                );
+            }
             let counted = match command {
                 "stats" => &got["total_messages"],
                 "costs" => &got["total"]["messages"],

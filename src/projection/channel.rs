@@ -234,10 +234,10 @@ impl Projection {
     /// The channel-effectiveness report for `filter` (docs/SEMANTICS.md, "Channel
     /// effectiveness").
     ///
-    /// Cost: with a user filter, the user's messages and outcomes in the range; else the
-    /// rollup and outcome buckets of the range (`time_index.rs`); once per period with a time
-    /// series. Then a sort of the lines. No
-    /// wall clock.
+    /// Cost: with a user filter, the user's messages and outcomes in the range; over every user
+    /// and all time without a period, the totals over all time and the outcome buckets' total;
+    /// else the rollup and outcome buckets of the range (`time_index.rs`), once per period
+    /// with a time series. Then a sort of the lines. No wall clock.
     pub(crate) fn channel_effectiveness(&self, filter: &EffectivenessFilter) -> ChannelReport {
         // Over every user, the counts come from the rollup, unless over all time without a
         // period: from the totals over all time (`count_selection`), beside the credits.

@@ -246,9 +246,11 @@ impl Projection {
     /// The cost report over the messages `filter` selects, and the budgets it names
     /// (docs/SEMANTICS.md, "Cost and budgets"); "now" is `now_ms(filter.end)`, never the clock.
     ///
-    /// Cost: with a user filter, the user's messages in the range; else the rollup's buckets
-    /// of the range day by day (one set of sums for every day, the totals summed from the
-    /// days); one more range of buckets per budget reported.
+    /// Cost: with a user filter, the user's messages in the range; over every user, all time
+    /// and every type, the totals over all time and their spend by day; else the rollup's
+    /// buckets of the range day by day (one set of sums for every day, the totals summed from
+    /// the days). Per budget reported: without an end, its month's days of the totals' spend
+    /// by day; with one, one more range of buckets.
     pub(crate) fn cost_report(&self, filter: &CostFilter) -> CostReport {
         let mut total = Counts::default();
         let mut by_channel = [Counts::default(); Channel::ALL.len()];

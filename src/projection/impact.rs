@@ -271,9 +271,10 @@ impl Projection {
     /// [`Facts::attribute`](crate::projection::Facts::attribute) (docs/SEMANTICS.md, "Financial
     /// impact").
     ///
-    /// Cost: with a user filter, the user's outcomes and messages in the range; else the
-    /// outcome buckets and the message rollup of the range (`time_index.rs`). Credits are kept current as events arrive
-    /// (`attribution.rs`), not computed here.
+    /// Cost: with a user filter, the user's outcomes and messages in the range; over every user
+    /// and all time, the outcome buckets' total and the totals over all time; else the outcome
+    /// buckets and the message rollup of the range (`time_index.rs`). Credits are kept current
+    /// as events arrive (`attribution.rs`), not computed here.
     pub(crate) fn impact(&self, filter: &ImpactFilter) -> ImpactReport {
         // Over every user, the costs come from the rollup, unless over all time: from the
         // totals over all time (`count_selection`), beside the credits.
