@@ -123,9 +123,10 @@ pub(crate) struct ScannedTotals {
     /// The other types.
     others: NameTable<[ByStages; Channel::ALL.len()]>,
     /// The spend of the days before `day` and after it, then of `day`, the day of the last
-    /// message counted: records come mostly in order of time, so most add to `day_spend`.
+    /// message counted (its milliseconds, so that a message of the same day costs two
+    /// comparisons): records come mostly in order of time, so most add to `day_spend`.
     by_day: DaySpend,
-    day: i64,
+    day: std::ops::Range<i64>,
     day_spend: Spend,
 }
 
@@ -138,7 +139,7 @@ impl Default for ScannedTotals {
             small: Box::new([[ByStages::default(); Channel::ALL.len()]; SCANNED_SMALL_IDS]),
             others: NameTable::default(),
             by_day: DaySpend::default(),
-            day: i64::MIN,
+            day: 0..0,
             day_spend: [(0, 0); Channel::ALL.len()],
         }
     }
@@ -170,10 +171,10 @@ impl ScannedTotals {
         by_stages.cost_micros = by_stages
             .cost_micros
             .wrapping_add(i128::from(state.cost_micros));
-        let day = state.sent_ms.div_euclid(DAY_MS);
-        if day != self.day {
+        if !self.day.contains(&state.sent_ms) {
             self.end_day();
-            self.day = day;
+            let first_ms = state.sent_ms.div_euclid(DAY_MS) * DAY_MS;
+            self.day = first_ms..first_ms.saturating_add(DAY_MS);
         }
         add_spend(
             &mut self.day_spend[state.channel.index()],
@@ -186,7 +187,8 @@ impl ScannedTotals {
     fn end_day(&mut self) {
         if self.day_spend != [(0, 0); Channel::ALL.len()] {
             let spend = std::mem::replace(&mut self.day_spend, [(0, 0); Channel::ALL.len()]);
-            self.by_day.add_day(self.day, &spend);
+            self.by_day
+                .add_day(self.day.start.div_euclid(DAY_MS), &spend);
         }
     }
 
