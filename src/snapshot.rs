@@ -614,9 +614,9 @@ pub(crate) fn load(
         Some(part) if crcs.is_some() => {
             let at = (part.start, HEADER_BYTES + part.start);
             let behind = ReadBehind::new(map, whole_body, at, true, part.end);
-            for read in (part.start..part.end).step_by(behind.every()).skip(1) {
-                behind.passed(read);
-            }
+            pass_over(part.start..part.end, behind.every(), |read| {
+                behind.passed(read)
+            });
             behind.passed(part.end);
             behind.give_back_to(part.end);
             behind.done(crcs.as_ref());
@@ -1894,6 +1894,12 @@ fn split_body(body: &[u8], version: u32) -> std::result::Result<BodyParts, Strin
     })
 }
 
+/// Tells `passed` of every `every` bytes of `range` past its start, as a reading of those bytes
+/// would ([`decode_facts`]), for bytes read past rather than decoded.
+fn pass_over(range: Range<usize>, every: usize, passed: impl FnMut(usize)) {
+    range.step_by(every).skip(1).for_each(passed);
+}
+
 /// Reads a body's indexes part (all of `part`); the rollup only if `rollup`, else read past
 /// (`Options::load_rollup`). Calls `passed` with the bytes read so far each time `every` more
 /// have been read, as [`decode_facts`] does.
@@ -1916,9 +1922,7 @@ pub(crate) fn decode_indexes(
                     ));
                 }
             }
-            for read in (start..part.position()).step_by(every).skip(1) {
-                passed(read);
-            }
+            pass_over(start..part.position(), every, &mut passed);
             None
         }
     };

@@ -24,6 +24,9 @@ const DAY_MS: i64 = 86_400_000;
 /// Messages and their cost in micro-dollars, by channel.
 pub(crate) type Spend = [(u64, i128); Channel::ALL.len()];
 
+/// No message on any channel.
+const NO_SPEND: Spend = [(0, 0); Channel::ALL.len()];
+
 /// The messages sent in each UTC day (key: ⌊sent ms / day⌋) and their cost, by channel.
 #[derive(Debug, Default)]
 pub(crate) struct DaySpend {
@@ -36,13 +39,13 @@ impl DaySpend {
         let spend = self
             .days
             .entry(state.sent_ms.div_euclid(DAY_MS))
-            .or_insert([(0, 0); Channel::ALL.len()]);
+            .or_insert(NO_SPEND);
         add_spend(&mut spend[state.channel.index()], 1, state.cost_micros);
     }
 
     /// Adds `spend` to `day`'s.
     fn add_day(&mut self, day: i64, spend: &Spend) {
-        let mine = self.days.entry(day).or_insert([(0, 0); Channel::ALL.len()]);
+        let mine = self.days.entry(day).or_insert(NO_SPEND);
         for (mine, theirs) in mine.iter_mut().zip(spend) {
             *mine = (mine.0 + theirs.0, mine.1 + theirs.1);
         }
@@ -140,7 +143,7 @@ impl Default for ScannedTotals {
             others: NameTable::default(),
             by_day: DaySpend::default(),
             day: 0..0,
-            day_spend: [(0, 0); Channel::ALL.len()],
+            day_spend: NO_SPEND,
         }
     }
 }
@@ -185,8 +188,8 @@ impl ScannedTotals {
 
     /// Files the current day's spend with the others'.
     fn end_day(&mut self) {
-        if self.day_spend != [(0, 0); Channel::ALL.len()] {
-            let spend = std::mem::replace(&mut self.day_spend, [(0, 0); Channel::ALL.len()]);
+        if self.day_spend != NO_SPEND {
+            let spend = std::mem::replace(&mut self.day_spend, NO_SPEND);
             self.by_day
                 .add_day(self.day.start.div_euclid(DAY_MS), &spend);
         }
