@@ -62,13 +62,16 @@ pub struct Options {
     /// all time (the CLI's `history`, `engagement`, `info`, `export`, and `stats` and `costs`
     /// without a time range), which then opens faster. Default: `true`.
     pub load_indexes: bool,
-    /// With `load_indexes`, whether the message rollup is taken too. `false` reads past it
-    /// and takes only the outcome credits: for a process that asks only views over every user
-    /// and all time (the CLI's `channels` without a period and `impact`, each without a time
-    /// range), whose counts come from the totals over all time (`count_totals`) and whose
-    /// outcomes from the credits; the rollup is then built on first use, if ever. Default:
+    /// With `load_indexes`, whether their sums by time are taken too: the message rollup, and
+    /// the outcome credits' sums by time. `false` reads past them and takes only each outcome's
+    /// credit, summing the outcomes over all time from those as the open checks them: for a
+    /// process that asks only views over every user and all time (the CLI's `channels` without
+    /// a period and `impact`, each without a time range), whose counts come from the totals
+    /// over all time (`count_totals`) and whose outcomes from those sums. The rollup is then
+    /// built from the messages on first use, if ever, and the credits' sums by time are filed
+    /// from the credits when a query over a time range or the first fold needs them. Default:
     /// `true`.
-    pub load_rollup: bool,
+    pub load_sums_by_time: bool,
     /// Whether a snapshot's messages read on demand (`decode_on_demand`) are counted, as the
     /// open checks them, into totals over all time by channel and message type (and spend by
     /// day), so that the queries without a user or a time range count their messages from
@@ -96,7 +99,7 @@ impl Default for Options {
             load_snapshot: true,
             decode_on_demand: false,
             load_indexes: true,
-            load_rollup: true,
+            load_sums_by_time: true,
             count_totals: true,
         }
     }

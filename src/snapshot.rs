@@ -460,7 +460,7 @@ pub(crate) fn load_newest(
         let loading = Loading {
             on_demand: options.decode_on_demand,
             indexes: options.load_indexes,
-            rollup: options.load_rollup,
+            sums_by_time: options.load_sums_by_time,
             count_totals: options.count_totals,
         };
         match load(dir, &path, attribution_window_ms, loading) {
@@ -479,9 +479,9 @@ pub(crate) struct Loading {
     pub on_demand: bool,
     /// Read the indexes part (`Options::load_indexes`).
     pub indexes: bool,
-    /// Of the indexes, take the message rollup too, rather than read past it
-    /// (`Options::load_rollup`).
-    pub rollup: bool,
+    /// Of the indexes, take the sums by time too (the message rollup, and the outcome credits'
+    /// sums by time), rather than read past them (`Options::load_sums_by_time`).
+    pub sums_by_time: bool,
     /// Count the messages' totals over all time as their records are read on demand
     /// (`Options::count_totals`).
     pub count_totals: bool,
@@ -564,7 +564,7 @@ pub(crate) fn load(
         // another: this one's checksum ends where the first of those begins.
         let ahead = records_ahead(
             directory,
-            loading.indexes && loading.rollup && indexes_part.is_some(),
+            loading.indexes && loading.sums_by_time && indexes_part.is_some(),
         );
         let crc_end = match (ahead, directory) {
             (Some((_, split_at)), _) => split_at,
@@ -602,9 +602,10 @@ pub(crate) fn load(
             let mut reader = codec::SnapshotReader::new(&whole_body[part.clone()]);
             let at = (part.start, start);
             let behind = ReadBehind::new(map, whole_body, at, crcs.is_some(), part.end);
-            let indexes = decode_indexes(&mut reader, behind.every(), loading.rollup, |read| {
-                behind.passed(part.start + read)
-            });
+            let indexes =
+                decode_indexes(&mut reader, behind.every(), loading.sums_by_time, |read| {
+                    behind.passed(part.start + read)
+                });
             behind.give_back_to(part.end);
             behind.done(crcs.as_ref());
             indexes
@@ -1900,35 +1901,50 @@ fn pass_over(range: Range<usize>, every: usize, passed: impl FnMut(usize)) {
     range.step_by(every).skip(1).for_each(passed);
 }
 
-/// Reads a body's indexes part (all of `part`); the rollup only if `rollup`, else read past
-/// (`Options::load_rollup`). Calls `passed` with the bytes read so far each time `every` more
-/// have been read, as [`decode_facts`] does.
+/// Reads a body's indexes part (all of `part`); with `sums_by_time` whole, else the rollup and
+/// the credits' sums by time read past (`Options::load_sums_by_time`). Calls `passed` with
+/// the bytes read so far each time `every` more have been read, as [`decode_facts`] does.
 pub(crate) fn decode_indexes(
     part: &mut codec::SnapshotReader,
     every: usize,
-    rollup: bool,
+    sums_by_time: bool,
     mut passed: impl FnMut(usize),
 ) -> std::result::Result<DecodedIndexes, String> {
-    let rollup = match rollup {
-        true => part.decode_passing(every, &mut passed)?,
+    let indexes = match sums_by_time {
+        true => DecodedIndexes {
+            rollup: part.decode_passing(every, &mut passed)?,
+            credits: part.decode_passing(every, &mut passed)?,
+        },
         false => {
-            let start = part.position();
-            match part.decode::<u8>()? {
-                0 => {}
-                1 => MessageRollup::skip(part)?,
-                tag => {
-                    return Err(format!(
-                        "snapshot body does not decode: the rollup's option tag is {tag}"
-                    ));
+            // Bytes read past are passed as a reading passes them: once `every` more are behind.
+            let mut next = part.position() + every;
+            let mut reached = |at: usize| {
+                if at >= next {
+                    passed(at);
+                    next = at + every;
                 }
+            };
+            let tag = |part: &mut codec::SnapshotReader, what: &str| match part.decode::<u8>()? {
+                tag @ (0 | 1) => Ok(tag == 1),
+                tag => Err(format!(
+                    "snapshot body does not decode: the {what} option tag is {tag}"
+                )),
+            };
+            if tag(part, "rollup's")? {
+                MessageRollup::skip(part, &mut reached)?;
             }
-            pass_over(start..part.position(), every, &mut passed);
-            None
+            let credits = match tag(part, "outcome credits'")? {
+                true => Some((
+                    part.decode()?,
+                    Credits::decode_past_sums_by_time(part, every, &mut reached)?,
+                )),
+                false => None,
+            };
+            DecodedIndexes {
+                rollup: None,
+                credits,
+            }
         }
-    };
-    let indexes = DecodedIndexes {
-        rollup,
-        credits: part.decode_passing(every, &mut passed)?,
     };
     let left = part.bytes_left();
     if left != 0 {

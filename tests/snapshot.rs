@@ -1176,13 +1176,13 @@ proptest! {
         after in prop::collection::vec(any_call(), 200..400),
         decode_on_demand in any::<bool>(),
         count_totals in any::<bool>(),
-        load_rollup in any::<bool>(),
+        load_sums_by_time in any::<bool>(),
     ) {
         let dir = TempDir::new().unwrap();
         let options = Options {
             decode_on_demand,
             count_totals,
-            load_rollup,
+            load_sums_by_time,
             ..options(1 << 20, 1_000_000)
         };
         let mut run = Run::new(dir.path().join("data"), options);
@@ -1305,7 +1305,7 @@ fn indexes_with_busy_minutes_load_from_a_snapshot_and_answer_as_a_full_replay() 
     let past_rollup = |decode_on_demand| {
         let options = Options {
             decode_on_demand,
-            load_rollup: false,
+            load_sums_by_time: false,
             ..Options::default()
         };
         Store::open_read_only_with(&data, options).unwrap()
@@ -1360,7 +1360,7 @@ fn a_byte_flipped_in_a_large_snapshot_is_a_checksum_mismatch_however_it_is_read(
         let options = Options {
             decode_on_demand: on_demand,
             load_indexes: indexes,
-            load_rollup: rollup,
+            load_sums_by_time: rollup,
             ..support::store::options()
         };
         Store::open_read_only_with(dir, options).unwrap()

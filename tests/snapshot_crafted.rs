@@ -1210,7 +1210,7 @@ fn run_case(base: &Base, snapshot: &[u8]) -> Result<CaseResult, String> {
         for &(mode, indexes, rollup) in modes {
             let store = step(&format!("{mode}: the open"), || {
                 let options = Options {
-                    load_rollup: rollup,
+                    load_sums_by_time: rollup,
                     ..read_only(on_demand, indexes)
                 };
                 Store::open_read_only_with(path, options)

@@ -90,7 +90,7 @@ pub(crate) fn audit_snapshots(
         let loading = snapshot::Loading {
             on_demand: false,
             indexes: true,
-            rollup: true,
+            sums_by_time: true,
             count_totals: false,
         };
         match snapshot::load(dir, &path, window_ms, loading) {
@@ -154,7 +154,7 @@ fn compare_with_log(
         index_differences.push("the message rollup".to_string());
     }
     if let Some(credits) = &indexes.credits
-        && let Some(what) = credits.differs_from(projection.credits())
+        && let Some(what) = credits.differs_from(projection.credits(), projection.outcome_states())
     {
         index_differences.push(format!("the outcome credits ({what})"));
     }

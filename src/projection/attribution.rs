@@ -13,6 +13,7 @@
 //! that level are attributed again from scratch.
 
 use std::ops::{Range, RangeInclusive};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -285,6 +286,18 @@ impl OutcomeBucket {
         }
     }
 
+    /// Groups the bucket's sums if it has many keys, as [`add`](Self::add) does when they
+    /// pass [`GROUPED_KEYS`]; `keys` are [`Credits`]'s keys with their credits' ordinals.
+    fn group(&mut self, keys: &[(OutcomeKey, u32)]) {
+        if self.entries.len() > GROUPED_KEYS {
+            for (key, entry) in &self.entries {
+                let filed = filed_in(keys, *key);
+                add_entry(&mut self.by_credit, filed.credit, entry);
+                add_entry(&mut self.by_name, filed.name, entry);
+            }
+        }
+    }
+
     /// The bucket's sums, as a range reads them.
     fn sums(&self) -> BucketSums<'_> {
         BucketSums {
@@ -487,10 +500,56 @@ pub(crate) struct Credits {
     /// Every credit of a key filed so far, by ordinal.
     credit_keys: Vec<Option<(Channel, NameId, AttributionLevel)>>,
     credit_ordinals: IdMap<Option<(Channel, NameId, AttributionLevel)>, u32>,
+    /// The outcome sums by time: kept by the fold, or, for credits a snapshot held whose sums
+    /// by time were read past (`Options::load_sums_by_time`), filed from the credits the first
+    /// time a query over a time range or a fold needs them.
+    by_time: OnceLock<ByTime>,
+    /// For credits taken without their sums by time, the sums over every outcome, which the
+    /// views over all time read: summed from the credits as the open checks them, and dropped
+    /// at the first fold (the sums by time, filed then, hold them).
+    all_time: Option<OutcomeBucket>,
+    dense_slice: usize,
+}
+
+/// Outcome sums by outcome time.
+#[derive(Debug, Default)]
+struct ByTime {
     buckets: TimeBuckets<OutcomeBucket>,
     /// Per slice holding more than `dense_slice` outcomes, the sums of its minutes.
     minutes: IdMap<i64, DenseMinutes>,
-    dense_slice: usize,
+}
+
+impl ByTime {
+    /// Files the outcome at `index` under `filed` with `sums`; a slice past `dense_slice`
+    /// outcomes gets the sums of its minutes, each outcome's from `filed_sums`.
+    #[allow(clippy::too_many_arguments)]
+    fn file(
+        &mut self,
+        outcomes: &[OutcomeState],
+        index: u32,
+        (filed, sums): (Filed, &OutcomeSums),
+        keys: &[(OutcomeKey, u32)],
+        dense_slice: usize,
+        filed_sums: impl Fn(u32) -> (Filed, OutcomeSums),
+    ) {
+        let at_ms = outcomes[index as usize].at_ms;
+        self.buckets.insert(
+            index,
+            at_ms,
+            |other| (outcomes[other as usize].at_ms, other),
+            |bucket| bucket.add(filed, sums, |key| filed_in(keys, key)),
+        );
+        let slice = at_ms.div_euclid(SLICE_MS);
+        if let Some(dense) = self.minutes.get_mut(&slice) {
+            dense.insert(minute_of(at_ms), filed, sums);
+        } else if self.buckets.slice_items(slice).len() > dense_slice {
+            let dense = DenseMinutes::of(self.buckets.slice_items(slice), |other| {
+                let (filed, sums) = filed_sums(other);
+                (outcomes[other as usize].at_ms, filed, sums)
+            });
+            self.minutes.insert(slice, dense);
+        }
+    }
 }
 
 impl Default for Credits {
@@ -509,15 +568,60 @@ impl Credits {
             ordinals: IdMap::default(),
             credit_keys: Vec::new(),
             credit_ordinals: IdMap::default(),
-            buckets: TimeBuckets::default(),
-            minutes: IdMap::default(),
+            by_time: OnceLock::from(ByTime::default()),
+            all_time: None,
             dense_slice,
         }
     }
 
-    /// The first and last millisecond of the slices holding outcomes, if any.
-    pub(crate) fn span_ms(&self) -> Option<(i64, i64)> {
-        self.buckets.span_ms()
+    /// The first and last millisecond of the slices holding `outcomes` (those credited), if
+    /// any.
+    pub(crate) fn span_ms(&self, outcomes: &[OutcomeState]) -> Option<(i64, i64)> {
+        self.by_time(outcomes).buckets.span_ms()
+    }
+
+    /// The sums by time of `outcomes` (those credited), filed from the credits first if they
+    /// were read past.
+    fn by_time(&self, outcomes: &[OutcomeState]) -> &ByTime {
+        self.by_time.get_or_init(|| self.file_by_time(outcomes))
+    }
+
+    /// Files the sums by time of `outcomes` (those credited) from the credits if they were
+    /// read past, as writing the credits to a snapshot needs.
+    pub(crate) fn file_sums_by_time(&self, outcomes: &[OutcomeState]) {
+        self.by_time(outcomes);
+    }
+
+    /// The sums by time, filed from every outcome's credit as the fold files them one by one.
+    fn file_by_time(&self, outcomes: &[OutcomeState]) -> ByTime {
+        let mut by_time = ByTime::default();
+        for index in 0..self.credits.len() as u32 {
+            let (filed, sums) = self.filed_sums(outcomes, index);
+            by_time.file(
+                outcomes,
+                index,
+                (filed, &sums),
+                &self.keys,
+                self.dense_slice,
+                |other| self.filed_sums(outcomes, other),
+            );
+        }
+        by_time
+    }
+
+    /// The sums by time taken out to change, filed first if they were read past; the sums over
+    /// all time taken instead are dropped, as they would go stale. Put back with
+    /// [`put_by_time`](Self::put_by_time).
+    fn take_by_time(&mut self, outcomes: &[OutcomeState]) -> ByTime {
+        self.all_time = None;
+        match self.by_time.take() {
+            Some(by_time) => by_time,
+            None => self.file_by_time(outcomes),
+        }
+    }
+
+    fn put_by_time(&mut self, by_time: ByTime) {
+        self.by_time = OnceLock::from(by_time);
     }
 
     /// The credit of the outcome at `index` (in log order).
@@ -573,29 +677,40 @@ impl Credits {
                     &subtract,
                 )
             };
-        self.buckets.visit(start_ms, end_ms, |piece| match piece {
-            Piece::Whole(bucket) => add_bucket(sums, bucket.sums()),
-            Piece::Edge(edge) => match self.minutes.get(&edge.slice) {
-                None => add_cut(sums, edge.bucket.sums(), edge.items, edge.inside(time_of)),
-                // A dense slice: the minutes inside the range from their sums, the cut ones like
-                // a cut slice.
-                Some(dense) => {
-                    let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
-                    for minute in minutes_in(inside) {
-                        add_bucket(sums, dense.sums(minute));
+        if let Some(all_time) = &self.all_time
+            && (start_ms, end_ms) == (i64::MIN, i64::MAX)
+        {
+            add_bucket(sums, all_time.sums());
+            return;
+        }
+        let by_time = self.by_time(outcomes);
+        by_time
+            .buckets
+            .visit(start_ms, end_ms, |piece| match piece {
+                Piece::Whole(bucket) => add_bucket(sums, bucket.sums()),
+                Piece::Edge(edge) => match by_time.minutes.get(&edge.slice) {
+                    None => add_cut(sums, edge.bucket.sums(), edge.items, edge.inside(time_of)),
+                    // A dense slice: the minutes inside the range from their sums, the cut ones like
+                    // a cut slice.
+                    Some(dense) => {
+                        let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
+                        for minute in minutes_in(inside) {
+                            add_bucket(sums, dense.sums(minute));
+                        }
+                        cut_minutes(
+                            edge.slice,
+                            edge.items,
+                            &dense.starts,
+                            cuts,
+                            (start_ms, end_ms),
+                            time_of,
+                            |minute, items, inside| {
+                                add_cut(sums, dense.sums(minute), items, inside)
+                            },
+                        );
                     }
-                    cut_minutes(
-                        edge.slice,
-                        edge.items,
-                        &dense.starts,
-                        cuts,
-                        (start_ms, end_ms),
-                        time_of,
-                        |minute, items, inside| add_cut(sums, dense.sums(minute), items, inside),
-                    );
-                }
-            },
-        });
+                },
+            });
     }
 
     /// Hands `visit` the sums of the outcomes whose time is in `[start_ms, end_ms]`, once
@@ -709,28 +824,20 @@ impl Credits {
     /// Files a new outcome (the next index) with its credit.
     fn push(&mut self, outcomes: &[OutcomeState], credit: Credit) {
         let index = u32::try_from(self.credits.len()).expect("fewer than 2^32 outcomes");
-        let outcome = &outcomes[index as usize];
-        let sums = OutcomeSums::of(outcome, credit.last_sent_ms);
+        let mut by_time = self.take_by_time(outcomes);
+        let sums = OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms);
         let filed = self.file(credit.key);
         self.credits.push(credit);
         self.key_ordinals.push(filed.key);
-        let keys = &self.keys;
-        self.buckets.insert(
+        by_time.file(
+            outcomes,
             index,
-            outcome.at_ms,
-            |other| (outcomes[other as usize].at_ms, other),
-            |bucket| bucket.add(filed, &sums, |key| filed_in(keys, key)),
+            (filed, &sums),
+            &self.keys,
+            self.dense_slice,
+            |other| self.filed_sums(outcomes, other),
         );
-        let slice = outcome.at_ms.div_euclid(SLICE_MS);
-        if let Some(dense) = self.minutes.get_mut(&slice) {
-            dense.insert(minute_of(outcome.at_ms), filed, &sums);
-        } else if self.buckets.slice_items(slice).len() > self.dense_slice {
-            let dense = DenseMinutes::of(self.buckets.slice_items(slice), |other| {
-                let (filed, sums) = self.filed_sums(outcomes, other);
-                (outcomes[other as usize].at_ms, filed, sums)
-            });
-            self.minutes.insert(slice, dense);
-        }
+        self.put_by_time(by_time);
     }
 
     /// Replaces the credit of the outcome at `index`, moving its sums between keys.
@@ -742,20 +849,22 @@ impl Credits {
         let outcome = &outcomes[index as usize];
         let old_sums = OutcomeSums::of(outcome, old.last_sent_ms);
         let new_sums = OutcomeSums::of(outcome, credit.last_sent_ms);
+        let mut by_time = self.take_by_time(outcomes);
         let old_filed = self.filed(self.key_ordinals[index as usize]);
         let new_filed = self.file(credit.key);
         self.key_ordinals[index as usize] = new_filed.key;
         let keys = &self.keys;
-        self.buckets.update(outcome.at_ms, |bucket| {
+        by_time.buckets.update(outcome.at_ms, |bucket| {
             bucket.subtract(old_filed, &old_sums);
             bucket.add(new_filed, &new_sums, |key| filed_in(keys, key));
         });
-        if let Some(dense) = self.minutes.get_mut(&outcome.at_ms.div_euclid(SLICE_MS)) {
+        if let Some(dense) = by_time.minutes.get_mut(&outcome.at_ms.div_euclid(SLICE_MS)) {
             let minute = minute_of(outcome.at_ms);
             dense.subtract(minute, old_filed, &old_sums);
             dense.add(minute, new_filed, &new_sums);
         }
         self.credits[index as usize] = credit;
+        self.put_by_time(by_time);
     }
 }
 
@@ -954,7 +1063,7 @@ impl Projection {
                 let outcomes = self.user_outcomes_from(user, i64::MIN);
                 Some((outcomes.first()?.0, outcomes.last()?.0))
             }
-            None => self.credits().span_ms(),
+            None => self.credits().span_ms(self.outcome_states()),
         }
     }
 
@@ -1142,6 +1251,9 @@ impl<Context> bincode::Decode<Context> for Credit {
 /// Bytes of one `OutcomeSums`: two u64 and two i128.
 const SUMS_BYTES: usize = 48;
 
+/// Bytes of a bucket's (or a minute's) entry: its key's ordinal and its sums.
+const ENTRY_BYTES: usize = 4 + SUMS_BYTES;
+
 /// Parsed in one go where the reader holds the bytes, else field by field.
 impl<Context> bincode::Decode<Context> for OutcomeSums {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
@@ -1179,7 +1291,7 @@ fn encode_entries<E: bincode::enc::Encoder>(
 fn decode_entries<D: bincode::de::Decoder>(
     decoder: &mut D,
 ) -> Result<Vec<(u32, OutcomeSums)>, bincode::error::DecodeError> {
-    let entries: Vec<(u32, OutcomeSums)> = codec::decode_bounded_list(decoder, 4 + SUMS_BYTES)?;
+    let entries: Vec<(u32, OutcomeSums)> = codec::decode_bounded_list(decoder, ENTRY_BYTES)?;
     match entries.windows(2).all(|pair| pair[0].0 < pair[1].0) {
         true => Ok(entries),
         false => Err(bincode::error::DecodeError::Other(
@@ -1261,8 +1373,14 @@ impl bincode::Encode for Credits {
         for (key, _) in &self.keys {
             key.encode(encoder)?;
         }
-        self.buckets.encode(encoder)?;
-        codec::encode_sorted_map(&self.minutes, encoder)
+        let by_time = self
+            .by_time
+            .get()
+            .ok_or(bincode::error::EncodeError::Other(
+                "the outcome sums by time are not filed",
+            ))?;
+        by_time.buckets.encode(encoder)?;
+        codec::encode_sorted_map(&by_time.minutes, encoder)
     }
 }
 
@@ -1270,23 +1388,85 @@ impl<Context> bincode::Decode<Context> for Credits {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
         decoder: &mut D,
     ) -> Result<Credits, bincode::error::DecodeError> {
-        // An outcome's credit takes at least 7 bytes (three `None` tags and a name id), a key 5.
-        let credits = codec::decode_bounded_list(decoder, 7)?;
-        let lags = Lags::decode(decoder)?;
-        let keys: Vec<OutcomeKey> = codec::decode_bounded_list(decoder, 5)?;
+        let credits = CreditLists::decode(decoder)?;
         let buckets = TimeBuckets::decode(decoder)?;
         let minutes = codec::decode_sorted_map(decoder, DENSE_ENTRY_BYTES_MIN, |decoder| {
             DenseMinutes::decode(decoder)
         })?;
-        // Each key's credit ordinal is set by `fit`, once the keys are checked.
-        Ok(Credits {
-            credits,
-            lags,
-            keys: keys.into_iter().map(|key| (key, u32::MAX)).collect(),
-            buckets,
-            minutes,
-            ..Credits::default()
+        Ok(credits.with_sums_by_time(OnceLock::from(ByTime { buckets, minutes })))
+    }
+}
+
+/// What credits a snapshot holds before their sums by time: every outcome's credit, the lags
+/// and the keys.
+struct CreditLists {
+    credits: Vec<Credit>,
+    lags: Lags,
+    keys: Vec<OutcomeKey>,
+}
+
+impl<Context> bincode::Decode<Context> for CreditLists {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<CreditLists, bincode::error::DecodeError> {
+        // An outcome's credit takes at least 7 bytes (three `None` tags and a name id), a key 5.
+        Ok(CreditLists {
+            credits: codec::decode_bounded_list(decoder, 7)?,
+            lags: Lags::decode(decoder)?,
+            keys: codec::decode_bounded_list(decoder, 5)?,
         })
+    }
+}
+
+impl CreditLists {
+    /// The credits, with `by_time` (unfiled for sums by time read past); each key's credit
+    /// ordinal is set by [`Credits::fit`], once the keys are checked.
+    fn with_sums_by_time(self, by_time: OnceLock<ByTime>) -> Credits {
+        Credits {
+            credits: self.credits,
+            lags: self.lags,
+            keys: (self.keys.into_iter()).map(|key| (key, u32::MAX)).collect(),
+            by_time,
+            ..Credits::default()
+        }
+    }
+}
+
+impl Credits {
+    /// Reads credits a snapshot holds (docs/FORMAT.md, "Indexes") past their sums by time
+    /// (`Options::load_sums_by_time`): every outcome's credit, the lags and the keys taken as
+    /// [`decode`](bincode::Decode::decode) takes them, the time index and the dense slices'
+    /// minutes read past, every length refused as `decode` refuses it, nothing else checked.
+    /// `reached` is told where the reading is every `every` bytes of the lists, and after each
+    /// bucket and dense slice read past. [`fit`](Self::fit) then sums the outcomes over all
+    /// time from their credits.
+    pub(crate) fn decode_past_sums_by_time(
+        reader: &mut codec::SnapshotReader<'_>,
+        every: usize,
+        reached: &mut impl FnMut(usize),
+    ) -> Result<Credits, String> {
+        fn skip_entries(reader: &mut codec::SnapshotReader<'_>) -> Result<(), String> {
+            let entries = reader.decode_list_len(ENTRY_BYTES)?;
+            reader.skip(entries * ENTRY_BYTES);
+            Ok(())
+        }
+        let credits: CreditLists = reader.decode_passing(every, &mut *reached)?;
+        TimeBuckets::<OutcomeBucket>::skip(reader, |reader| {
+            reader.decode::<OutcomeSums>()?;
+            skip_entries(reader)?;
+            reached(reader.position());
+            Ok(())
+        })?;
+        for _ in 0..reader.decode_list_len(DENSE_ENTRY_BYTES_MIN)? {
+            reader.decode::<i64>()?;
+            reader.decode::<[OutcomeSums; MINUTES]>()?;
+            for _ in 0..MINUTES {
+                skip_entries(reader)?;
+            }
+            reader.decode::<[u32; MINUTES + 1]>()?;
+            reached(reader.position());
+        }
+        Ok(credits.with_sums_by_time(OnceLock::new()))
     }
 }
 
@@ -1441,6 +1621,10 @@ impl Credits {
             }
             self.key_ordinals.push(*ordinal);
         }
+        let Some(by_time) = self.by_time.get_mut() else {
+            self.all_time = Some(self.sum_all_time(outcomes));
+            return Ok(self);
+        };
         let keys = self.keys.len();
         let entries_fit = |entries: &[(u32, OutcomeSums)]| match entries
             .iter()
@@ -1454,7 +1638,7 @@ impl Credits {
         // list.
         let mut slice_counts: Vec<(i64, Vec<(u32, u64)>)> = Vec::new();
         let time_of = |item: u32| outcomes[item as usize].at_ms;
-        self.buckets.check_fits(
+        by_time.buckets.check_fits(
             outcomes.len(),
             slices,
             |slice, items| {
@@ -1482,9 +1666,9 @@ impl Credits {
         for (_, counts) in &slice_counts {
             table.add(counts)?;
         }
-        let total_bucket = self.buckets.total();
+        let total_bucket = by_time.buckets.total();
         check_entries(&total_bucket.total, &total_bucket.entries, &table.take())?;
-        for (level, buckets) in self.buckets.levels().iter().enumerate() {
+        for (level, buckets) in by_time.buckets.levels().iter().enumerate() {
             let level_key = |slice: i64| {
                 LEVEL_RATIOS[..level]
                     .iter()
@@ -1510,8 +1694,8 @@ impl Credits {
                 check(done, table.take())?;
             }
         }
-        for (slice, items) in self.buckets.slices() {
-            let dense = self.minutes.get(&slice);
+        for (slice, items) in by_time.buckets.slices() {
+            let dense = by_time.minutes.get(&slice);
             if dense.is_some() != (items.len() > self.dense_slice) {
                 return Err(format!(
                     "slice {slice} of {} outcomes is {}dense",
@@ -1541,21 +1725,31 @@ impl Credits {
                 }
             }
         }
-        if self.minutes.len() > self.buckets.slices().count() {
+        if by_time.minutes.len() > by_time.buckets.slices().count() {
             return Err("a dense slice holds no outcome".to_string());
         }
-        // The groups of every bucket with many keys, as `OutcomeBucket::add` makes them.
-        let key_places = &self.keys;
-        for bucket in self.buckets.buckets_mut() {
-            if bucket.entries.len() > GROUPED_KEYS {
-                for (key, entry) in &bucket.entries {
-                    let filed = filed_in(key_places, *key);
-                    add_entry(&mut bucket.by_credit, filed.credit, entry);
-                    add_entry(&mut bucket.by_name, filed.name, entry);
-                }
-            }
+        for bucket in by_time.buckets.buckets_mut() {
+            bucket.group(&self.keys);
         }
         Ok(self)
+    }
+
+    /// The sums over every outcome, by key: the total bucket of the sums by time, summed from
+    /// each outcome's credit.
+    fn sum_all_time(&self, outcomes: &[OutcomeState]) -> OutcomeBucket {
+        let mut by_key = vec![OutcomeSums::default(); self.keys.len()];
+        for (index, ordinal) in self.key_ordinals.iter().enumerate() {
+            by_key[*ordinal as usize].add(&self.sums_of(outcomes, index as u32));
+        }
+        let mut bucket = OutcomeBucket::default();
+        for (ordinal, sums) in (0..).zip(&by_key) {
+            if sums.count > 0 {
+                bucket.total.add(sums);
+                bucket.entries.push((ordinal, *sums));
+            }
+        }
+        bucket.group(&self.keys);
+        bucket
     }
 }
 
@@ -1564,7 +1758,11 @@ impl Credits {
     /// `None`: each outcome's credit, the sums by key of every bucket and minute whatever
     /// ordinals the keys were given, each slice's outcomes, and whether these lags bound all of
     /// `built`'s (the fold widens them as touches come, so they may be wider).
-    pub(crate) fn differs_from(&self, built: &Credits) -> Option<&'static str> {
+    pub(crate) fn differs_from(
+        &self,
+        built: &Credits,
+        outcomes: &[OutcomeState],
+    ) -> Option<&'static str> {
         if self.credits != built.credits {
             return Some("the outcomes' credits");
         }
@@ -1582,29 +1780,31 @@ impl Credits {
             mine.total == theirs.total
                 && by_key(self, &mine.entries) == by_key(built, &theirs.entries)
         };
-        let levels_same = self
-            .buckets
-            .levels()
-            .iter()
-            .zip(built.buckets.levels())
+        let (mine, theirs) = (self.by_time(outcomes), built.by_time(outcomes));
+        let levels_same = (mine.buckets.levels().iter())
+            .zip(theirs.buckets.levels())
             .all(|(mine, theirs)| {
                 mine.len() == theirs.len()
                     && mine.iter().all(|(key, bucket)| {
                         theirs.get(key).is_some_and(|other| same(bucket, other))
                     })
             });
-        if !same(self.buckets.total(), built.buckets.total()) || !levels_same {
+        if !same(mine.buckets.total(), theirs.buckets.total()) || !levels_same {
             return Some("the outcome sums");
         }
-        let slices_same = self.buckets.slices().count() == built.buckets.slices().count()
-            && (self.buckets.slices())
-                .all(|(slice, items)| built.buckets.slice_items(slice) == items);
-        if !slices_same || self.buckets.span_ms() != built.buckets.span_ms() {
+        if (self.all_time.as_ref()).is_some_and(|all_time| !same(all_time, theirs.buckets.total()))
+        {
+            return Some("the outcome sums over all time");
+        }
+        let slices_same = mine.buckets.slices().count() == theirs.buckets.slices().count()
+            && (mine.buckets.slices())
+                .all(|(slice, items)| theirs.buckets.slice_items(slice) == items);
+        if !slices_same || mine.buckets.span_ms() != theirs.buckets.span_ms() {
             return Some("the outcomes filed by time");
         }
-        let minutes_same = self.minutes.len() == built.minutes.len()
-            && self.minutes.iter().all(|(slice, mine)| {
-                built.minutes.get(slice).is_some_and(|theirs| {
+        let minutes_same = mine.minutes.len() == theirs.minutes.len()
+            && mine.minutes.iter().all(|(slice, mine)| {
+                theirs.minutes.get(slice).is_some_and(|theirs| {
                     mine.totals == theirs.totals
                         && mine.starts == theirs.starts
                         && (mine.entries.iter().zip(&theirs.entries))
@@ -1619,21 +1819,26 @@ impl Credits {
 mod tests {
     use super::*;
 
-    /// A random credit for an outcome named `outcome` at `at_ms`.
+    /// Messages the random credits name.
+    const MESSAGES: u64 = 10;
+
+    /// A random credit for an outcome named `outcome` at `at_ms`, to one of [`MESSAGES`]
+    /// messages and three message types.
     fn random_credit(next: &mut impl FnMut(u64) -> u64, outcome: NameId, at_ms: i64) -> Credit {
         let level = if next(2) == 0 {
             AttributionLevel::Engaged
         } else {
             AttributionLevel::Delivered
         };
+        let credit =
+            (next(5) > 0).then(|| (Channel::ALL[next(4) as usize], next(3) as NameId, level));
         Credit {
-            attribution: None,
+            attribution: credit.map(|_| Attribution {
+                message_index: next(MESSAGES) as u32,
+                level,
+            }),
             last_sent_ms: (next(3) > 0).then(|| at_ms - next(SLICE_MS as u64) as i64),
-            key: OutcomeKey {
-                outcome,
-                credit: (next(5) > 0)
-                    .then(|| (Channel::ALL[next(4) as usize], next(3) as NameId, level)),
-            },
+            key: OutcomeKey { outcome, credit },
         }
     }
 
@@ -1670,10 +1875,11 @@ mod tests {
                 model[index] = credit;
             }
         }
-        assert!(credits.minutes.len() >= 3, "the busy slices are dense");
+        let by_time = credits.by_time(&outcomes);
+        assert!(by_time.minutes.len() >= 3, "the busy slices are dense");
         assert!(
             (0..40).any(|slice| {
-                let items = credits
+                let items = by_time
                     .buckets
                     .slice_items(base_ms / SLICE_MS + slice)
                     .len();
@@ -1681,13 +1887,75 @@ mod tests {
             }),
             "some slices are quiet"
         );
+        // Taken from a snapshot past their sums by time, the credits sum every outcome over
+        // all time without filing those, and file them for the first range.
+        let read_past = read_past_sums_by_time(&credits, &outcomes);
+        assert_eq!(read_past.differs_from(&credits, &outcomes), None);
+        let read_past = read_past_sums_by_time(&credits, &outcomes);
+        check_sums(&read_past, &outcomes, &model, (i64::MIN, i64::MAX));
+        assert!(
+            read_past.by_time.get().is_none(),
+            "the sums by time are not filed"
+        );
         for _ in 0..400 {
             let start_ms = base_ms - SLICE_MS + next(6 * SLICE_MS as u64) as i64;
             let longest_ms = if next(2) == 0 { 60_000 } else { 4 * SLICE_MS };
             let end_ms = start_ms + next(longest_ms as u64) as i64;
+            check_sums(&credits, &outcomes, &model, (start_ms, end_ms));
+            check_sums(&read_past, &outcomes, &model, (start_ms, end_ms));
+        }
+        check_sums(&credits, &outcomes, &model, (i64::MIN, i64::MAX));
+
+        // A fold into credits read past files their sums by time first, and from then on keeps
+        // them as it keeps those it built.
+        let mut folded = read_past_sums_by_time(&credits, &outcomes);
+        let at_ms = base_ms + SLICE_MS / 2;
+        outcomes.push(OutcomeState {
+            user_id: 1,
+            at_ms,
+            amount_micros: 7,
+            outcome: 1,
+        });
+        model.push(random_credit(&mut next, 1, at_ms));
+        for credits in [&mut credits, &mut folded] {
+            credits.push(&outcomes, *model.last().expect("a credit"));
+            check_sums(credits, &outcomes, &model, (i64::MIN, i64::MAX));
+            check_sums(credits, &outcomes, &model, (at_ms - SLICE_MS, at_ms));
+        }
+        assert_eq!(folded.differs_from(&credits, &outcomes), None);
+    }
+
+    /// The credits as an open reading a snapshot of `credits` past their sums by time takes
+    /// them, checked to fit `outcomes`.
+    fn read_past_sums_by_time(credits: &Credits, outcomes: &[OutcomeState]) -> Credits {
+        let mut bytes = Vec::new();
+        codec::encode_snapshot_part(credits, &mut bytes).expect("a Vec takes every byte");
+        let mut reader = codec::SnapshotReader::new(&bytes);
+        let mut read = Credits::decode_past_sums_by_time(&mut reader, 4096, &mut |_| {})
+            .expect("the credits decode");
+        read.dense_slice = credits.dense_slice;
+        assert_eq!(
+            reader.bytes_left(),
+            0,
+            "the sums by time are read past to their end"
+        );
+        let slices = crate::projection::time_index::slices_of(i64::MIN / 2, i64::MAX / 2);
+        read.fit(outcomes, MESSAGES as usize, 3, slices)
+            .expect("the credits fit")
+    }
+
+    /// The sums of `credits` over `[start_ms, end_ms]`, in total, per key and per group, equal
+    /// those of the outcomes in it under their credits in `model`, taken one by one.
+    fn check_sums(
+        credits: &Credits,
+        outcomes: &[OutcomeState],
+        model: &[Credit],
+        (start_ms, end_ms): (i64, i64),
+    ) {
+        {
             let inside: Vec<(OutcomeKey, OutcomeSums)> = outcomes
                 .iter()
-                .zip(&model)
+                .zip(model)
                 .filter(|(outcome, _)| start_ms <= outcome.at_ms && outcome.at_ms <= end_ms)
                 .map(|(outcome, credit)| {
                     (credit.key, OutcomeSums::of(outcome, credit.last_sent_ms))
@@ -1698,13 +1966,13 @@ mod tests {
             let mut expected = OutcomeSums::default();
             inside.iter().for_each(|(_, sums)| expected.add(sums));
             assert_eq!(
-                credits.totals(&outcomes, start_ms, end_ms),
+                credits.totals(outcomes, start_ms, end_ms),
                 expected,
                 "totals of {range}"
             );
 
             let mut visited = 0;
-            credits.visit(&outcomes, start_ms, end_ms, |key, sums| {
+            credits.visit(outcomes, start_ms, end_ms, |key, sums| {
                 let mut expected = OutcomeSums::default();
                 for (_, one) in inside.iter().filter(|(own, _)| own == key) {
                     expected.add(one);
@@ -1716,7 +1984,7 @@ mod tests {
 
             for groups in [Groups::Credits, Groups::CreditsAndNames] {
                 let mut visited = 0;
-                credits.visit_groups(&outcomes, groups, (start_ms, end_ms), |group, sums| {
+                credits.visit_groups(outcomes, groups, (start_ms, end_ms), |group, sums| {
                     let mut expected = OutcomeSums::default();
                     for (key, one) in &inside {
                         let in_group = match group {

@@ -212,6 +212,10 @@ pub(crate) fn write_indexes(
         false => (None, None),
     };
     codec::encode_snapshot_part(&rollup, out)?;
+    if let Some(credits) = credits {
+        // Credits taken without their sums by time are written whole.
+        credits.file_sums_by_time(projection.outcome_states());
+    }
     let window_ms = projection.facts.attribution_window_ms;
     codec::encode_snapshot_part(&credits.map(|credits| (window_ms, credits)), out)
 }

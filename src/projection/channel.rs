@@ -235,7 +235,7 @@ impl Projection {
     /// effectiveness").
     ///
     /// Cost: with a user filter, the user's messages and outcomes in the range; over every user
-    /// and all time without a period, the totals over all time and the outcome buckets' total;
+    /// and all time without a period, the totals over all time and the outcome sums over all time;
     /// else the rollup and outcome buckets of the range (`time_index.rs`), once per period
     /// with a time series. Then a sort of the lines. No wall clock.
     pub(crate) fn channel_effectiveness(&self, filter: &EffectivenessFilter) -> ChannelReport {

@@ -272,7 +272,7 @@ impl Projection {
     /// impact").
     ///
     /// Cost: with a user filter, the user's outcomes and messages in the range; over every user
-    /// and all time, the outcome buckets' total and the totals over all time; else the outcome
+    /// and all time, the outcome sums over all time and the totals over all time; else the outcome
     /// buckets and the message rollup of the range (`time_index.rs`). Credits are kept current
     /// as events arrive (`attribution.rs`), not computed here.
     pub(crate) fn impact(&self, filter: &ImpactFilter) -> ImpactReport {

@@ -935,16 +935,20 @@ impl<Context> bincode::Decode<Context> for MessageRollup {
 impl MessageRollup {
     /// Reads past a rollup a snapshot holds (docs/FORMAT.md, "Indexes") without keeping it:
     /// every length is refused as [`MessageRollup::decode`] refuses it, nothing else is
-    /// checked.
-    pub(crate) fn skip(reader: &mut crate::codec::SnapshotReader<'_>) -> Result<(), String> {
-        fn skip_bucket(reader: &mut crate::codec::SnapshotReader<'_>) -> Result<(), String> {
+    /// checked. `reached` is told where the reading is after each bucket.
+    pub(crate) fn skip(
+        reader: &mut crate::codec::SnapshotReader<'_>,
+        reached: &mut impl FnMut(usize),
+    ) -> Result<(), String> {
+        let mut skip_bucket = |reader: &mut crate::codec::SnapshotReader<'_>| {
             let slots = reader.decode_list_len(SLOT_BYTES)?;
             reader.skip(slots * SLOT_BYTES);
-            Ok(())
-        }
+            reached(reader.position());
+            Ok::<_, String>(())
+        };
         let types = reader.decode_list_len(4)?;
         reader.skip(types * 4);
-        TimeBuckets::<Bucket>::skip(reader, skip_bucket)?;
+        TimeBuckets::<Bucket>::skip(reader, &mut skip_bucket)?;
         for _ in 0..reader.decode_list_len(DENSE_ENTRY_BYTES_MIN)? {
             reader.decode::<i64>()?;
             for _ in 0..reader.decode_list_len(8)? {

@@ -488,7 +488,7 @@ impl<B: EncodedBucket> TimeBuckets<B> {
     /// entries than the bytes left can hold), nothing else is checked.
     pub(crate) fn skip(
         reader: &mut codec::SnapshotReader<'_>,
-        skip_bucket: impl Fn(&mut codec::SnapshotReader<'_>) -> Result<(), String>,
+        mut skip_bucket: impl FnMut(&mut codec::SnapshotReader<'_>) -> Result<(), String>,
     ) -> Result<(), String> {
         skip_bucket(reader)?;
         for _ in 0..LEVELS {

@@ -412,12 +412,13 @@ impl Global {
     }
 
     /// Opens the store read-only for channel effectiveness or impact over every user and all
-    /// time: as [`Global::open_read_only_for_totals`], but taking a snapshot's outcome credits,
-    /// and not its message rollup (`Options::load_rollup`), which the totals stand in for.
+    /// time: as [`Global::open_read_only_for_totals`], but taking a snapshot's outcome credits
+    /// without their sums by time, and not its message rollup (`Options::load_sums_by_time`):
+    /// the totals stand in for the rollup, the credits' sums over all time for those by time.
     pub(crate) fn open_read_only_for_credits(&self) -> Result<ManuallyDrop<Store>, CliError> {
         self.open_read_only_with(Options {
             decode_on_demand: true,
-            load_rollup: false,
+            load_sums_by_time: false,
             ..Options::default()
         })
     }
