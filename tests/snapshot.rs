@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 use commlog::{
-    BudgetScope, Channel, IgnoredSnapshot, LogSummary, OpenReport, Options, Store, Tracked,
+    BudgetScope, Channel, ChannelReport, EffectivenessFilter, IgnoredSnapshot, ImpactFilter,
+    ImpactReport, LogSummary, OpenReport, Options, StatsFilter, Store, Tracked,
 };
 use proptest::prelude::*;
 use support::answers::{Answers, answers};
@@ -1320,6 +1321,120 @@ fn indexes_with_busy_minutes_load_from_a_snapshot_and_answer_as_a_full_replay() 
     let audit = commlog::audit::audit(&data, true).unwrap();
     assert_eq!(audit.findings, vec![]);
     assert_eq!(audit.snapshots[0].usage, commlog::audit::SnapshotUse::Used);
+}
+
+/// The views over every user and all time, unfiltered and by channel and type: what a store
+/// opened without the snapshot's sums by time answers from the credits alone.
+fn views_over_all_time(store: &Store) -> (Vec<ChannelReport>, Vec<ImpactReport>) {
+    let mut channel_filters = vec![EffectivenessFilter::new()];
+    let mut impact_filters = vec![ImpactFilter::new()];
+    for message_type in ["budget_alert", "savings_nudge", "never_sent"] {
+        channel_filters.push(EffectivenessFilter {
+            message_type: Some(message_type.to_string()),
+            ..EffectivenessFilter::new()
+        });
+        impact_filters.push(ImpactFilter {
+            message_type: Some(message_type.to_string()),
+            ..ImpactFilter::new()
+        });
+    }
+    impact_filters.extend(Channel::ALL.map(|channel| ImpactFilter {
+        channel: Some(channel),
+        ..ImpactFilter::new()
+    }));
+    let channels = (channel_filters.iter())
+        .map(|filter| store.get_channel_effectiveness(filter).unwrap())
+        .collect();
+    let impact = (impact_filters.iter())
+        .map(|filter| store.get_financial_impact(filter).unwrap())
+        .collect();
+    (channels, impact)
+}
+
+/// A writer that reads a snapshot's credits past their sums by time (`load_sums_by_time`
+/// false) answers the views over all time as a store given the same calls that built its
+/// indexes; more calls (outcomes, and deliveries and opens that credit earlier outcomes anew)
+/// keep them so before and after a query over a time range files the sums by time from the
+/// credits; its close writes the credits whole, with those sums, and a store opened from that
+/// snapshot, or from one whose sums were never filed before the close, answers as the other, as
+/// a deep audit finds.
+#[test]
+fn credits_taken_without_their_sums_by_time_fold_and_are_written_whole() {
+    use commlog::workload::{Generator, Spec, apply};
+    let spec = Spec {
+        seed: 11,
+        users: 300,
+        messages: 6_000,
+    };
+    let calls: Vec<_> = Generator::calls(spec).collect();
+    let (first, rest) = calls.split_at(calls.len() / 2);
+    let (middle, last) = rest.split_at(rest.len() / 2);
+    let window = (
+        Utc.with_ymd_and_hms(2025, 1, 8, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2025, 1, 19, 6, 30, 0).unwrap(),
+    );
+    let over_a_range = |store: &Store| {
+        let (start, end) = (Some(window.0), Some(window.1));
+        let channel = EffectivenessFilter {
+            start,
+            end,
+            ..EffectivenessFilter::new()
+        };
+        let impact = ImpactFilter {
+            start,
+            end,
+            ..ImpactFilter::new()
+        };
+        let stats = StatsFilter::new().start(window.0).end(window.1);
+        (
+            store.get_channel_effectiveness(&channel).unwrap(),
+            store.get_financial_impact(&impact).unwrap(),
+            store.get_communication_stats(&stats).unwrap(),
+        )
+    };
+    let read_past = Options {
+        load_sums_by_time: false,
+        ..options(1 << 20, 1)
+    };
+    for range_asked in [false, true] {
+        let dir = TempDir::new().unwrap();
+        let (data, model_data) = (dir.path().join("data"), dir.path().join("model"));
+        // The model is given every call with its indexes built, and keeps them by the fold.
+        let model = Store::open_with(&model_data, options(1 << 20, 1)).unwrap();
+        let store = Store::open_with(&data, options(1 << 20, 1)).unwrap();
+        for call in first {
+            apply(&store, call).unwrap();
+            apply(&model, call).unwrap();
+        }
+        over_a_range(&store);
+        over_a_range(&model);
+        store.close().unwrap();
+        let store = Store::open_with(&data, read_past.clone()).unwrap();
+        assert!(store.open_report().snapshot.is_some());
+        assert_eq!(views_over_all_time(&store), views_over_all_time(&model));
+        for (part, calls) in [middle, last].into_iter().enumerate() {
+            for call in calls {
+                apply(&store, call).unwrap();
+                apply(&model, call).unwrap();
+            }
+            assert_eq!(views_over_all_time(&store), views_over_all_time(&model));
+            if range_asked && part == 0 {
+                assert_eq!(over_a_range(&store), over_a_range(&model));
+            }
+        }
+        store.close().unwrap();
+        let expected = answers_of(&model);
+        for options in [support::store::options(), read_past.clone()] {
+            let reopened = Store::open_read_only_with(&data, options).unwrap();
+            let report = reopened.open_report();
+            assert_eq!(report.snapshot, Some(snapshot_path(&data, report.events)));
+            assert_eq!(views_over_all_time(&reopened), views_over_all_time(&model));
+            assert_eq!(answers_of(&reopened), expected);
+        }
+        let audit = commlog::audit::audit(&data, true).unwrap();
+        assert_eq!(audit.findings, vec![]);
+        assert_eq!(audit.snapshots[0].usage, commlog::audit::SnapshotUse::Used);
+    }
 }
 
 /// A snapshot of tens of megabytes, read in runs: decoded whole, after its checksum; decoded on

@@ -502,11 +502,11 @@ pub(crate) struct Credits {
     credit_ordinals: IdMap<Option<(Channel, NameId, AttributionLevel)>, u32>,
     /// The outcome sums by time: kept by the fold, or, for credits a snapshot held whose sums
     /// by time were read past (`Options::load_sums_by_time`), filed from the credits the first
-    /// time a query over a time range or a fold needs them.
+    /// time a query over a time range (or a snapshot's writing) needs them.
     by_time: OnceLock<ByTime>,
-    /// For credits taken without their sums by time, the sums over every outcome, which the
-    /// views over all time read: summed from the credits as the open checks them, and dropped
-    /// at the first fold (the sums by time, filed then, hold them).
+    /// Until then, the sums over every outcome, which the views over all time read: summed
+    /// from the credits as the open checks them, and kept by the fold until the sums by time
+    /// are filed (their total holds the same; dropped at the next fold).
     all_time: Option<OutcomeBucket>,
     dense_slice: usize,
 }
@@ -609,21 +609,6 @@ impl Credits {
         by_time
     }
 
-    /// The sums by time taken out to change, filed first if they were read past; the sums over
-    /// all time taken instead are dropped, as they would go stale. Put back with
-    /// [`put_by_time`](Self::put_by_time).
-    fn take_by_time(&mut self, outcomes: &[OutcomeState]) -> ByTime {
-        self.all_time = None;
-        match self.by_time.take() {
-            Some(by_time) => by_time,
-            None => self.file_by_time(outcomes),
-        }
-    }
-
-    fn put_by_time(&mut self, by_time: ByTime) {
-        self.by_time = OnceLock::from(by_time);
-    }
-
     /// The credit of the outcome at `index` (in log order).
     pub(crate) fn credit(&self, index: u32) -> &Credit {
         &self.credits[index as usize]
@@ -677,7 +662,7 @@ impl Credits {
                     &subtract,
                 )
             };
-        if let Some(all_time) = &self.all_time
+        if let (None, Some(all_time)) = (self.by_time.get(), &self.all_time)
             && (start_ms, end_ms) == (i64::MIN, i64::MAX)
         {
             add_bucket(sums, all_time.sums());
@@ -690,8 +675,8 @@ impl Credits {
                 Piece::Whole(bucket) => add_bucket(sums, bucket.sums()),
                 Piece::Edge(edge) => match by_time.minutes.get(&edge.slice) {
                     None => add_cut(sums, edge.bucket.sums(), edge.items, edge.inside(time_of)),
-                    // A dense slice: the minutes inside the range from their sums, the cut ones like
-                    // a cut slice.
+                    // A dense slice: the minutes inside the range from their sums, the cut ones
+                    // like a cut slice.
                     Some(dense) => {
                         let (inside, cuts) = split_minutes(edge.slice, start_ms, end_ms);
                         for minute in minutes_in(inside) {
@@ -824,20 +809,30 @@ impl Credits {
     /// Files a new outcome (the next index) with its credit.
     fn push(&mut self, outcomes: &[OutcomeState], credit: Credit) {
         let index = u32::try_from(self.credits.len()).expect("fewer than 2^32 outcomes");
-        let mut by_time = self.take_by_time(outcomes);
         let sums = OutcomeSums::of(&outcomes[index as usize], credit.last_sent_ms);
         let filed = self.file(credit.key);
         self.credits.push(credit);
         self.key_ordinals.push(filed.key);
-        by_time.file(
-            outcomes,
-            index,
-            (filed, &sums),
-            &self.keys,
-            self.dense_slice,
-            |other| self.filed_sums(outcomes, other),
-        );
-        self.put_by_time(by_time);
+        match self.by_time.take() {
+            Some(mut by_time) => {
+                by_time.file(
+                    outcomes,
+                    index,
+                    (filed, &sums),
+                    &self.keys,
+                    self.dense_slice,
+                    |other| self.filed_sums(outcomes, other),
+                );
+                self.by_time = OnceLock::from(by_time);
+                self.all_time = None;
+            }
+            // Not filed yet, the sums by time will take it from its credit when they are.
+            None => {
+                if let Some(all_time) = &mut self.all_time {
+                    all_time.add(filed, &sums, |key| filed_in(&self.keys, key));
+                }
+            }
+        }
     }
 
     /// Replaces the credit of the outcome at `index`, moving its sums between keys.
@@ -849,22 +844,33 @@ impl Credits {
         let outcome = &outcomes[index as usize];
         let old_sums = OutcomeSums::of(outcome, old.last_sent_ms);
         let new_sums = OutcomeSums::of(outcome, credit.last_sent_ms);
-        let mut by_time = self.take_by_time(outcomes);
         let old_filed = self.filed(self.key_ordinals[index as usize]);
         let new_filed = self.file(credit.key);
         self.key_ordinals[index as usize] = new_filed.key;
+        self.credits[index as usize] = credit;
         let keys = &self.keys;
-        by_time.buckets.update(outcome.at_ms, |bucket| {
+        let refile = |bucket: &mut OutcomeBucket| {
             bucket.subtract(old_filed, &old_sums);
             bucket.add(new_filed, &new_sums, |key| filed_in(keys, key));
-        });
-        if let Some(dense) = by_time.minutes.get_mut(&outcome.at_ms.div_euclid(SLICE_MS)) {
-            let minute = minute_of(outcome.at_ms);
-            dense.subtract(minute, old_filed, &old_sums);
-            dense.add(minute, new_filed, &new_sums);
+        };
+        match self.by_time.get_mut() {
+            Some(by_time) => {
+                by_time.buckets.update(outcome.at_ms, refile);
+                let slice = outcome.at_ms.div_euclid(SLICE_MS);
+                if let Some(dense) = by_time.minutes.get_mut(&slice) {
+                    let minute = minute_of(outcome.at_ms);
+                    dense.subtract(minute, old_filed, &old_sums);
+                    dense.add(minute, new_filed, &new_sums);
+                }
+                self.all_time = None;
+            }
+            // Not filed yet, the sums by time will take the new credit when they are.
+            None => {
+                if let Some(all_time) = &mut self.all_time {
+                    refile(all_time);
+                }
+            }
         }
-        self.credits[index as usize] = credit;
-        self.put_by_time(by_time);
     }
 }
 
@@ -1906,8 +1912,8 @@ mod tests {
         }
         check_sums(&credits, &outcomes, &model, (i64::MIN, i64::MAX));
 
-        // A fold into credits read past files their sums by time first, and from then on keeps
-        // them as it keeps those it built.
+        // A fold into credits read past keeps their sums over all time without filing those by
+        // time, which are then filed from the credits as they stand.
         let mut folded = read_past_sums_by_time(&credits, &outcomes);
         let at_ms = base_ms + SLICE_MS / 2;
         outcomes.push(OutcomeState {
@@ -1917,10 +1923,21 @@ mod tests {
             outcome: 1,
         });
         model.push(random_credit(&mut next, 1, at_ms));
+        let refiled = next(outcomes.len() as u64 - 1) as usize;
+        let (name, refiled_ms) = (outcomes[refiled].outcome, outcomes[refiled].at_ms);
+        model[refiled] = random_credit(&mut next, name, refiled_ms);
         for credits in [&mut credits, &mut folded] {
             credits.push(&outcomes, *model.last().expect("a credit"));
+            credits.refile(&outcomes, refiled as u32, model[refiled]);
             check_sums(credits, &outcomes, &model, (i64::MIN, i64::MAX));
+        }
+        assert!(
+            folded.by_time.get().is_none(),
+            "the sums by time are not filed"
+        );
+        for credits in [&credits, &folded] {
             check_sums(credits, &outcomes, &model, (at_ms - SLICE_MS, at_ms));
+            check_sums(credits, &outcomes, &model, (refiled_ms, refiled_ms + 1));
         }
         assert_eq!(folded.differs_from(&credits, &outcomes), None);
     }
