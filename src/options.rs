@@ -69,7 +69,8 @@ pub struct Options {
     /// a period and `impact`, each without a time range), whose counts come from the totals
     /// over all time (`count_totals`) and whose outcomes from those sums. The rollup is then
     /// built from the messages on first use, if ever, and the credits' sums by time are filed
-    /// from the credits when a query over a time range or the first fold needs them. Default:
+    /// from the credits when a query over a time range (or the snapshot a writer's close
+    /// writes) first needs them; until then the fold keeps the sums over all time. Default:
     /// `true`.
     pub load_sums_by_time: bool,
     /// Whether a snapshot's messages read on demand (`decode_on_demand`) are counted, as the
