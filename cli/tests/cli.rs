@@ -2341,6 +2341,32 @@ fn demo_20000_matches_the_reference_and_replaces_its_own_store() {
         "{measured}"
     );
     assert!(measured["bytes_on_disk"].as_u64().unwrap() > 0);
+    // Warm: Q1–Q5 and the four views, each one's picks repeated to 10,000 calls.
+    let warm: Vec<(&str, u64)> = (measured["warm"].as_array().unwrap().iter())
+        .map(|timing| {
+            let p50 = timing["p50_us"].as_f64().unwrap();
+            assert!(
+                0.0 < p50 && p50 <= timing["p99_us"].as_f64().unwrap(),
+                "{timing}"
+            );
+            (
+                timing["query"].as_str().unwrap(),
+                timing["runs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let names = [
+        "Q1",
+        "Q2",
+        "Q3",
+        "Q4",
+        "Q5",
+        "engagement (one user)",
+        "channel effectiveness",
+        "cost report",
+        "financial impact",
+    ];
+    assert_eq!(warm, names.map(|name| (name, 10_000)));
     // After reopening: the first Q1, then one pass of Q1–Q5 (Q1 once) and of the four views.
     assert!(measured["first_q1_after_reopen_seconds"].as_f64().unwrap() > 0.0);
     let after_reopen = measured["queries_after_reopen"].as_array().unwrap();

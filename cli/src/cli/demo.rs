@@ -186,6 +186,8 @@ struct Measured {
     ingest_seconds: f64,
     ingest_events_per_second: f64,
     queries: Vec<QueryTiming>,
+    /// After the queries and views: Q1–Q5 and the four views warm ([`time_warm`]).
+    warm: Vec<QueryTiming>,
     close_seconds: f64,
     /// Reopening as a writer: the newest snapshot loaded, the log after it replayed.
     reopen_seconds: f64,
@@ -386,6 +388,7 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
     let queries = time_queries(&store, &picks, Q1_REPEATS)?;
 
     let views = analytics_views(&store, history_user)?;
+    let warm = time_warm(&store, &picks)?;
     let memory_with_indexes_bytes_per_message = memory_per_message();
     let resident_bytes = proc_status_bytes("VmRSS:");
     peaks.end("queries and views (their indexes built)");
@@ -507,6 +510,7 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
             ingest_seconds,
             ingest_events_per_second: tally.events as f64 / ingest_seconds,
             queries,
+            warm,
             close_seconds,
             reopen_seconds,
             replay_events_per_second: replayed_events as f64 / reopen_seconds,
@@ -822,25 +826,7 @@ fn time_queries(
     let mut time = |query: &'static str,
                     runs: &mut dyn Iterator<Item = commlog::Result<()>>|
      -> Result<(), CliError> {
-        let mut durations = Vec::new();
-        loop {
-            let started = Instant::now();
-            let Some(result) = runs.next() else { break };
-            durations.push(started.elapsed());
-            result?;
-        }
-        durations.sort_unstable();
-        let percentile = |p: f64| {
-            let index =
-                ((durations.len() as f64 * p).ceil() as usize).clamp(1, durations.len()) - 1;
-            durations[index].as_secs_f64() * 1e6
-        };
-        timings.push(QueryTiming {
-            query,
-            runs: durations.len(),
-            p50_us: percentile(0.50),
-            p99_us: percentile(0.99),
-        });
+        timings.push(timing(query, runs)?);
         Ok(())
     };
     let all = StatsFilter::new();
@@ -879,6 +865,106 @@ fn time_queries(
             .map(|filter| store.get_communication_stats(filter).map(drop)),
     )?;
     Ok(timings)
+}
+
+/// Times each of `runs` (each a call, timed as the iterator makes it), for its p50 and p99.
+fn timing(
+    query: &'static str,
+    runs: &mut dyn Iterator<Item = commlog::Result<()>>,
+) -> Result<QueryTiming, CliError> {
+    let mut durations = Vec::new();
+    loop {
+        let started = Instant::now();
+        let Some(result) = runs.next() else { break };
+        durations.push(started.elapsed());
+        result?;
+    }
+    durations.sort_unstable();
+    let percentile = |p: f64| {
+        let index = ((durations.len() as f64 * p).ceil() as usize).clamp(1, durations.len()) - 1;
+        durations[index].as_secs_f64() * 1e6
+    };
+    Ok(QueryTiming {
+        query,
+        runs: durations.len(),
+        p50_us: percentile(0.50),
+        p99_us: percentile(0.99),
+    })
+}
+
+/// Calls of each query and view timed warm: its picks repeated to this many.
+const WARM_CALLS: usize = 10_000;
+
+/// Q1–Q5 and the four views, warm: each one's picks repeated to [`WARM_CALLS`] calls, on a
+/// store whose indexes are built, as `cargo bench --bench query` times them (the views'
+/// picks: engagement over the Q4 users; channel effectiveness, cost and impact over all
+/// messages and then each Q5 window).
+fn time_warm(store: &Store, picks: &QueryPicks) -> Result<Vec<QueryTiming>, CliError> {
+    fn repeated<T>(picks: &[T]) -> impl Iterator<Item = &T> {
+        picks.iter().cycle().take(WARM_CALLS)
+    }
+    let q1 = [StatsFilter::new()];
+    let q2: Vec<StatsFilter> = (picks.q2_users.iter())
+        .map(|&user| StatsFilter::new().user(user))
+        .collect();
+    let windows: Vec<_> = std::iter::once((None, None))
+        .chain((picks.q5_filters.iter()).map(|filter| (filter.start, filter.end)))
+        .collect();
+    let channels: Vec<EffectivenessFilter> = (windows.iter())
+        .map(|&(start, end)| EffectivenessFilter {
+            start,
+            end,
+            ..EffectivenessFilter::new()
+        })
+        .collect();
+    let costs: Vec<CostFilter> = (windows.iter())
+        .map(|&(start, end)| CostFilter {
+            start,
+            end,
+            ..CostFilter::new()
+        })
+        .collect();
+    let impact: Vec<ImpactFilter> = (windows.iter())
+        .map(|&(start, end)| ImpactFilter {
+            start,
+            end,
+            ..ImpactFilter::new()
+        })
+        .collect();
+    let stats = |filter| store.get_communication_stats(filter).map(drop);
+    let everything = EngagementFilter::new();
+    Ok(vec![
+        timing("Q1", &mut repeated(&q1).map(stats))?,
+        timing("Q2", &mut repeated(&q2).map(stats))?,
+        timing("Q3", &mut repeated(&picks.q3_filters).map(stats))?,
+        timing(
+            "Q4",
+            &mut repeated(&picks.q4_users).map(|&user| {
+                store
+                    .get_user_communication_history(user, Q4_LIMIT)
+                    .map(drop)
+            }),
+        )?,
+        timing("Q5", &mut repeated(&picks.q5_filters).map(stats))?,
+        timing(
+            "engagement (one user)",
+            &mut repeated(&picks.q4_users)
+                .map(|&user| store.get_user_engagement(user, &everything).map(drop)),
+        )?,
+        timing(
+            "channel effectiveness",
+            &mut repeated(&channels)
+                .map(|filter| store.get_channel_effectiveness(filter).map(drop)),
+        )?,
+        timing(
+            "cost report",
+            &mut repeated(&costs).map(|filter| store.get_cost_report(filter).map(drop)),
+        )?,
+        timing(
+            "financial impact",
+            &mut repeated(&impact).map(|filter| store.get_financial_impact(filter).map(drop)),
+        )?,
+    ])
 }
 
 /// Sets the month's budget, then asks each analytics view once, timing it.
@@ -1114,6 +1200,7 @@ fn render(report: &Report) -> String {
     text.push_str(&phases.render());
     for (title, timings) in [
         ("query", &measured.queries),
+        ("warm (picks repeated)", &measured.warm),
         ("first pass after reopening", &measured.queries_after_reopen),
     ] {
         let mut queries = Table::new(&[title, "runs", "p50", "p99"]).right_align(&[1, 2, 3]);
