@@ -1226,9 +1226,10 @@ proptest! {
 /// more into the same slices, out of order, with reports and outcomes that re-credit earlier
 /// ones (the fold keeps the indexes current, minutes included). The close's snapshot holds the
 /// indexes; a writer and a read-only store opened from it answer every query, over windows that
-/// cut those minutes, as a full replay does (so do read-only stores that take only its credits,
-/// reading past its rollup), and a deep audit finds them equal to the indexes built over a fold
-/// of the log.
+/// cut those minutes, as a full replay does (so do read-only stores that read past its sums by
+/// time: the rollup, and the credits' buckets and dense minutes, then filed again from each
+/// outcome's credit), and a deep audit finds them equal to the indexes built over a fold of the
+/// log.
 #[test]
 fn indexes_with_busy_minutes_load_from_a_snapshot_and_answer_as_a_full_replay() {
     let dir = TempDir::new().unwrap();
@@ -1301,9 +1302,10 @@ fn indexes_with_busy_minutes_load_from_a_snapshot_and_answer_as_a_full_replay() 
     assert_eq!(after, expected);
     let read_only = Store::open_read_only(&data).unwrap();
     let writer = Store::open_with(&data, options(1 << 20, 1)).unwrap();
-    // Read-only opens that take the credits and read past the rollup (its dense slice too),
-    // decoded whole and on demand: the rollup is built again on first use.
-    let past_rollup = |decode_on_demand| {
+    // Read-only opens that read past the sums by time (the rollup's and the credits' dense
+    // slices too), decoded whole and on demand: the rollup is built again on first use, the
+    // credits' sums by time filed from the credits.
+    let past_sums_by_time = |decode_on_demand| {
         let options = Options {
             decode_on_demand,
             load_sums_by_time: false,
@@ -1311,7 +1313,12 @@ fn indexes_with_busy_minutes_load_from_a_snapshot_and_answer_as_a_full_replay() 
         };
         Store::open_read_only_with(&data, options).unwrap()
     };
-    for store in [&read_only, &writer, &past_rollup(false), &past_rollup(true)] {
+    for store in [
+        &read_only,
+        &writer,
+        &past_sums_by_time(false),
+        &past_sums_by_time(true),
+    ] {
         let report = store.open_report();
         assert_eq!(report.snapshot, Some(snapshot_path(&data, report.events)));
         assert_eq!(report.ignored_snapshots, vec![]);
@@ -1462,7 +1469,7 @@ fn a_byte_flipped_in_a_large_snapshot_is_a_checksum_mismatch_however_it_is_read(
     assert_eq!(snapshot_files(data.path()), std::slice::from_ref(&snapshot));
     let bytes = fs::read(&snapshot).unwrap();
     assert!(bytes.len() > 16 << 20, "{} bytes", bytes.len());
-    // (decoded on demand, indexes read, the rollup among them)
+    // (decoded on demand, indexes read, their sums by time among them)
     let modes = [
         (false, false, true),
         (false, true, true),
@@ -1471,11 +1478,11 @@ fn a_byte_flipped_in_a_large_snapshot_is_a_checksum_mismatch_however_it_is_read(
         (true, true, true),
         (true, true, false),
     ];
-    let open = |dir: &Path, (on_demand, indexes, rollup): (bool, bool, bool)| {
+    let open = |dir: &Path, (on_demand, indexes, sums_by_time): (bool, bool, bool)| {
         let options = Options {
             decode_on_demand: on_demand,
             load_indexes: indexes,
-            load_sums_by_time: rollup,
+            load_sums_by_time: sums_by_time,
             ..support::store::options()
         };
         Store::open_read_only_with(dir, options).unwrap()

@@ -19,7 +19,8 @@
 //! notes the largest allocation). Every case is run with the facts decoded whole and on demand
 //! (the messages and the users' lists then left in the file, each checked where it lies), and
 //! every open that reads both indexes must make the same of the snapshot; on demand, an open
-//! that reads past the rollup (taking only the credits) must answer as the others.
+//! that reads past their sums by time (taking only each outcome's credit) must answer as the
+//! others.
 
 mod support;
 
@@ -1178,8 +1179,9 @@ fn read_only(on_demand: bool, indexes: bool) -> Options {
     }
 }
 
-/// The read-only open that takes a snapshot's outcome credits and reads past its rollup.
-const ROLLUP_READ_PAST: &str = "read-only, decoded on demand, the rollup read past";
+/// The read-only open that takes a snapshot's outcome credits and reads past its sums by time
+/// (the rollup, and the credits' own).
+const SUMS_BY_TIME_READ_PAST: &str = "read-only, decoded on demand, the sums by time read past";
 
 /// Runs everything over copies of the store holding `snapshot` (checksums recomputed), its
 /// facts decoded whole, then on demand: read-only opens (the indexes read or not), a writer's
@@ -1199,7 +1201,7 @@ fn run_case(base: &Base, snapshot: &[u8]) -> Result<CaseResult, String> {
         let mut reader = None;
         let modes: &[(&'static str, bool, bool)] = match on_demand {
             true => &[
-                (ROLLUP_READ_PAST, true, false),
+                (SUMS_BY_TIME_READ_PAST, true, false),
                 ("read-only, decoded on demand", true, true),
             ],
             false => &[
@@ -1207,10 +1209,10 @@ fn run_case(base: &Base, snapshot: &[u8]) -> Result<CaseResult, String> {
                 ("read-only, decoded whole", true, true),
             ],
         };
-        for &(mode, indexes, rollup) in modes {
+        for &(mode, indexes, sums_by_time) in modes {
             let store = step(&format!("{mode}: the open"), || {
                 let options = Options {
-                    load_sums_by_time: rollup,
+                    load_sums_by_time: sums_by_time,
                     ..read_only(on_demand, indexes)
                 };
                 Store::open_read_only_with(path, options)
@@ -1338,7 +1340,7 @@ fn judge(name: &str, snapshot: Vec<u8>) -> Result<Opened, String> {
     // Every open that reads the indexes makes the same of the snapshot, decoded whole or on
     // demand, read-only or as the writer; the audit ignores it alike.
     let mut with_indexes = (result.runs.iter())
-        .filter(|run| !["read-only, indexes unread", ROLLUP_READ_PAST].contains(&run.mode))
+        .filter(|run| !["read-only, indexes unread", SUMS_BY_TIME_READ_PAST].contains(&run.mode))
         .map(|run| (run.mode, &run.opened));
     let (_, agreed) = with_indexes.next().expect("an open that reads the indexes");
     if let Some((mode, opened)) = with_indexes.find(|(_, opened)| *opened != agreed) {

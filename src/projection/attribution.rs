@@ -522,7 +522,6 @@ struct ByTime {
 impl ByTime {
     /// Files the outcome at `index` under `filed` with `sums`; a slice past `dense_slice`
     /// outcomes gets the sums of its minutes, each outcome's from `filed_sums`.
-    #[allow(clippy::too_many_arguments)]
     fn file(
         &mut self,
         outcomes: &[OutcomeState],
@@ -596,17 +595,22 @@ impl Credits {
     fn file_by_time(&self, outcomes: &[OutcomeState]) -> ByTime {
         let mut by_time = ByTime::default();
         for index in 0..self.credits.len() as u32 {
-            let (filed, sums) = self.filed_sums(outcomes, index);
-            by_time.file(
-                outcomes,
-                index,
-                (filed, &sums),
-                &self.keys,
-                self.dense_slice,
-                |other| self.filed_sums(outcomes, other),
-            );
+            self.file_in(&mut by_time, outcomes, index);
         }
         by_time
+    }
+
+    /// Files the outcome at `index`, under its credit, in `by_time`.
+    fn file_in(&self, by_time: &mut ByTime, outcomes: &[OutcomeState], index: u32) {
+        let (filed, sums) = self.filed_sums(outcomes, index);
+        by_time.file(
+            outcomes,
+            index,
+            (filed, &sums),
+            &self.keys,
+            self.dense_slice,
+            |other| self.filed_sums(outcomes, other),
+        );
     }
 
     /// The credit of the outcome at `index` (in log order).
@@ -815,14 +819,7 @@ impl Credits {
         self.key_ordinals.push(filed.key);
         match self.by_time.take() {
             Some(mut by_time) => {
-                by_time.file(
-                    outcomes,
-                    index,
-                    (filed, &sums),
-                    &self.keys,
-                    self.dense_slice,
-                    |other| self.filed_sums(outcomes, other),
-                );
+                self.file_in(&mut by_time, outcomes, index);
                 self.by_time = OnceLock::from(by_time);
                 self.all_time = None;
             }
