@@ -66,11 +66,9 @@ impl<'a> SnapshotReader<'a> {
         every: usize,
         passed: impl FnMut(usize),
     ) -> Result<T, String> {
-        let next = self.read + every;
+        let passed = EveryBytes::new(self.read, every, passed);
         let reader = Passing {
             inner: self,
-            every,
-            next,
             passed,
         };
         T::decode(&mut bincode::de::DecoderImpl::new(
@@ -117,18 +115,15 @@ impl<'a> SnapshotReader<'a> {
         &mut self,
         len: usize,
         every: usize,
-        mut passed: impl FnMut(usize),
+        passed: impl FnMut(usize),
         mut each: impl FnMut(usize, T),
     ) -> Result<(), String> {
-        let mut next_call = self.read + every;
+        let mut passed = EveryBytes::new(self.read, every, passed);
         for _ in 0..len {
             let start = self.read;
             let item = T::decode(&mut self.decoder()).map_err(not_decoded)?;
             each(start, item);
-            if self.read >= next_call {
-                passed(self.read);
-                next_call = self.read + every;
-            }
+            passed.reached(self.read);
         }
         Ok(())
     }
@@ -140,17 +135,14 @@ impl<'a> SnapshotReader<'a> {
         &mut self,
         len: usize,
         every: usize,
-        mut passed: impl FnMut(usize),
+        passed: impl FnMut(usize),
         mut each: impl FnMut(usize, &'a [u8]) -> Result<usize, String>,
     ) -> Result<(), String> {
-        let mut next_call = self.read + every;
+        let mut passed = EveryBytes::new(self.read, every, passed);
         for _ in 0..len {
             let taken = each(self.read, &self.body[self.read..])?;
             self.read += taken;
-            if self.read >= next_call {
-                passed(self.read);
-                next_call = self.read + every;
-            }
+            passed.reached(self.read);
         }
         Ok(())
     }
@@ -209,17 +201,39 @@ impl bincode::de::read::Reader for SnapshotReader<'_> {
 /// A [`SnapshotReader`] that calls `passed` each time `every` more bytes have been read.
 struct Passing<'r, 'a, F> {
     inner: &'r mut SnapshotReader<'a>,
-    every: usize,
-    next: usize,
-    passed: F,
+    passed: EveryBytes<F>,
 }
 
 impl<F: FnMut(usize)> Passing<'_, '_, F> {
     #[inline(always)]
     fn check(&mut self) {
-        if self.inner.read >= self.next {
-            (self.passed)(self.inner.read);
-            self.next = self.inner.read + self.every;
+        self.passed.reached(self.inner.read);
+    }
+}
+
+/// Tells `passed` where a reading is each time it has gone `every` bytes past where it was
+/// last told (or past its start), so that the caller can give back what lies behind.
+pub(crate) struct EveryBytes<F> {
+    every: usize,
+    next: usize,
+    passed: F,
+}
+
+impl<F: FnMut(usize)> EveryBytes<F> {
+    pub(crate) fn new(start: usize, every: usize, passed: F) -> EveryBytes<F> {
+        EveryBytes {
+            every,
+            next: start + every,
+            passed,
+        }
+    }
+
+    /// The reading is at `at`.
+    #[inline(always)]
+    pub(crate) fn reached(&mut self, at: usize) {
+        if at >= self.next {
+            (self.passed)(at);
+            self.next = at + self.every;
         }
     }
 }

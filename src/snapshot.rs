@@ -1917,13 +1917,8 @@ pub(crate) fn decode_indexes(
         },
         false => {
             // Bytes read past are passed as a reading passes them: once `every` more are behind.
-            let mut next = part.position() + every;
-            let mut reached = |at: usize| {
-                if at >= next {
-                    passed(at);
-                    next = at + every;
-                }
-            };
+            let mut every_bytes = codec::EveryBytes::new(part.position(), every, &mut passed);
+            let mut reached = |at: usize| every_bytes.reached(at);
             let tag = |part: &mut codec::SnapshotReader, what: &str| match part.decode::<u8>()? {
                 tag @ (0 | 1) => Ok(tag == 1),
                 tag => Err(format!(

@@ -506,7 +506,8 @@ pub(crate) struct Credits {
     by_time: OnceLock<ByTime>,
     /// Until then, the sums over every outcome, which the views over all time read: summed
     /// from the credits as the open checks them, and kept by the fold until the sums by time
-    /// are filed (their total holds the same; dropped at the next fold).
+    /// are filed (their total then holds the same; dropped at the next fold, so that, while
+    /// kept, they are always current).
     all_time: Option<OutcomeBucket>,
     dense_slice: usize,
 }
@@ -666,7 +667,7 @@ impl Credits {
                     &subtract,
                 )
             };
-        if let (None, Some(all_time)) = (self.by_time.get(), &self.all_time)
+        if let Some(all_time) = &self.all_time
             && (start_ms, end_ms) == (i64::MIN, i64::MAX)
         {
             add_bucket(sums, all_time.sums());
