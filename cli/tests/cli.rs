@@ -2410,6 +2410,12 @@ fn demo_20000_matches_the_reference_and_replaces_its_own_store() {
         measured["resident_bytes"].as_u64().unwrap() <= peaks[1],
         "{measured}"
     );
+    // The part in huge pages is part of the resident memory (none unless asked for).
+    assert!(
+        measured["huge_page_bytes"].as_u64().unwrap()
+            <= measured["resident_bytes"].as_u64().unwrap(),
+        "{measured}"
+    );
 
     // The marker holds the parameters.
     let marker: Value =

@@ -222,6 +222,10 @@ struct Measured {
     memory_with_indexes_bytes_per_message: Option<f64>,
     /// Resident memory (VmRSS) after the queries and views: the steady size of the store.
     resident_bytes: Option<u64>,
+    /// Of the anonymous memory then, the part in transparent huge pages (AnonHugePages of
+    /// /proc/self/smaps_rollup): none unless the machine's allocator was asked for them
+    /// (docs/PERFORMANCE.md, "Huge pages"), so that a figure tells which pages it was made in.
+    huge_page_bytes: Option<u64>,
     /// The highest resident memory of the whole demo (the highest of `phase_peaks`).
     peak_rss_bytes: Option<u64>,
     /// The highest resident memory (VmHWM) within each phase, where the kernel lets a process
@@ -391,6 +395,7 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
     let warm = time_warm(&store, &picks)?;
     let memory_with_indexes_bytes_per_message = memory_per_message();
     let resident_bytes = proc_status_bytes("VmRSS:");
+    let huge_page_bytes = proc_kib_field("/proc/self/smaps_rollup", "AnonHugePages:");
     peaks.end("queries and views (their indexes built)");
 
     peaks.start();
@@ -526,6 +531,7 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
             memory_bytes_per_message,
             memory_with_indexes_bytes_per_message,
             resident_bytes,
+            huge_page_bytes,
             peak_rss_bytes: peaks.overall(),
             phase_peaks: peaks.peaks,
         },
@@ -1082,7 +1088,12 @@ fn anonymous_rss_bytes() -> Option<u64> {
 
 /// A `kB` field of /proc/self/status, in bytes.
 fn proc_status_bytes(field: &str) -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
+    proc_kib_field("/proc/self/status", field)
+}
+
+/// A `kB` field (`field` with its colon) of a /proc file of lines `Name:  value kB`, in bytes.
+fn proc_kib_field(path: &str, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(path).ok()?;
     let line = status.lines().find(|line| line.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
@@ -1244,6 +1255,10 @@ fn render(report: &Report) -> String {
     storage.row(vec![
         "resident memory after the views (VmRSS)".to_string(),
         mib(measured.resident_bytes),
+    ]);
+    storage.row(vec![
+        "  of it in huge pages (AnonHugePages)".to_string(),
+        mib(measured.huge_page_bytes),
     ]);
     storage.row(vec![
         "peak memory (VmHWM)".to_string(),
