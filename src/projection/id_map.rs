@@ -75,10 +75,12 @@ impl<K: Copy + Eq + std::hash::Hash + Into<u64>, V> ShardedIdMap<K, V> {
     }
 }
 
-/// Places (indexes into a table's rows) by id: read straight from a list for ids below its
-/// length, else from a map. User ids are most often a database's keys, small and dense: a
-/// look-up is then one read in a list of 4 bytes an id (4 MB for a million users, most of it
-/// in the processor's cache) rather than a probe of a map of 16 bytes an entry.
+/// Places (indexes into a table's rows, filed in order: 0, 1, 2, ...) by id: read straight from
+/// a list for ids below its length, else from a map. User ids are most often a database's keys,
+/// small and dense: a look-up is then one read in a list of 4 bytes an id (4 MB for a million
+/// users, most of it in the processor's cache) rather than a probe of a map of 16 bytes an
+/// entry. The list grows to hold an id filed below [`Places::dense_bound`], so that it never
+/// holds more than a few slots per id filed.
 #[derive(Debug, Default)]
 pub(crate) struct Places {
     /// Each id's place + 1 (0 for none), for ids below its length.
@@ -104,8 +106,23 @@ impl Places {
         }
     }
 
+    /// Ids below which the list holds the place filed at `place`: twice the places filed
+    /// with it, and 1,024 more.
+    fn dense_bound(place: usize) -> usize {
+        place
+            .saturating_add(1)
+            .saturating_mul(2)
+            .saturating_add(1024)
+    }
+
     /// Files `id` at `place`, unless it has a place already: false then.
     pub(crate) fn insert(&mut self, id: u64, place: usize) -> bool {
+        if let Ok(at) = usize::try_from(id)
+            && at >= self.dense.len()
+            && at < Self::dense_bound(place)
+        {
+            self.grow(at);
+        }
         let place = u32::try_from(place).expect("fewer than 2^32 places");
         match usize::try_from(id)
             .ok()
@@ -126,6 +143,24 @@ impl Places {
                 }
             },
         }
+    }
+
+    /// Lengthens the list to hold id `at`, at least doubling it, and moves into it the ids of
+    /// the map it now covers, so that an id below the list's length is in the list alone.
+    #[cold]
+    fn grow(&mut self, at: usize) {
+        let len = (at + 1).max(self.dense.len() * 2);
+        self.dense.resize(len, 0);
+        let dense = &mut self.dense;
+        self.sparse.retain(|&id, &mut place| {
+            match usize::try_from(id).ok().filter(|&id| id < len) {
+                Some(id) => {
+                    dense[id] = place.checked_add(1).expect("fewer than 2^32 places");
+                    false
+                }
+                None => true,
+            }
+        });
     }
 }
 
@@ -152,6 +187,43 @@ mod tests {
             places.sparse.len(),
             3,
             "ids past the list's 1,044 are in the map"
+        );
+    }
+
+    #[test]
+    fn places_filed_from_none_grow_the_list_and_move_the_ids_it_comes_to_cover() {
+        let mut places = Places::default();
+        // 3,000 is past the bound at first (in the map), then below the list's length.
+        let ids = [3_000, 5, 0, u64::MAX, 1_030, 2_047, 4_100];
+        let mut filed = Vec::new();
+        for (place, &id) in ids.iter().enumerate() {
+            assert!(places.insert(id, place));
+            filed.push((id, place));
+            for &(id, place) in &filed {
+                assert_eq!(places.get(id), Some(place), "id {id} after {filed:?}");
+            }
+        }
+        // Dense ids from 1 up: the list doubles as they pass its end.
+        for id in 1..2_100u64 {
+            let place = ids.len() + id as usize;
+            assert_eq!(places.insert(id, place), !ids.contains(&id), "id {id}");
+        }
+        assert_eq!(places.get(3_000), Some(0));
+        assert_eq!(places.get(5), Some(1));
+        assert_eq!(places.get(2_047), Some(5));
+        assert_eq!(places.get(4_100), Some(6));
+        assert_eq!(places.get(2_099), Some(ids.len() + 2_099));
+        assert_eq!(places.get(3_001), None);
+        assert!(
+            places.dense.len() > 4_100,
+            "the list grew to {}",
+            places.dense.len()
+        );
+        let sparse: Vec<u64> = places.sparse.keys().copied().collect();
+        assert_eq!(
+            sparse,
+            [u64::MAX],
+            "ids below the list's length are in it alone"
         );
     }
 

@@ -1,14 +1,13 @@
 //! Each user's messages and outcomes, as lists sorted by time: the index that the per-user
 //! queries read, and that attribution searches for an outcome's candidates.
 
-use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::codec::{PAIR_BYTES, SnapshotReader};
 use crate::event::{MessageId, UserId};
 use crate::message::Message;
-use crate::projection::id_map::{IdMap, Places};
+use crate::projection::id_map::Places;
 use crate::projection::time_index::partition_point_near;
 use crate::projection::{Facts, Projection};
 use crate::snapshot::{CrcSpan, MappedSnapshot, PAGE_BYTES};
@@ -222,8 +221,17 @@ impl UserEntries {
 /// at load. A page of the file is given back once every user with bytes in it is decoded.
 #[derive(Debug, Default)]
 pub(crate) struct UserTable {
-    flat: IdMap<u64, UserEntries>,
+    flat: FlatUsers,
     lazy: Option<Box<LazyUsers>>,
+}
+
+/// Decoded users: each one's lists in the order the users were added, found by id through
+/// their places, so that a dense id's look-up is two reads (its place, its lists) and not a
+/// hash map's probe.
+#[derive(Debug, Default)]
+struct FlatUsers {
+    places: Places,
+    entries: Vec<UserEntries>,
 }
 
 #[derive(Debug)]
@@ -379,7 +387,7 @@ impl UserTable {
         }
         Ok(ReadUsers {
             table: UserTable {
-                flat: IdMap::default(),
+                flat: FlatUsers::default(),
                 lazy: Some(Box::new(LazyUsers {
                     places,
                     slots,
@@ -407,18 +415,19 @@ impl UserTable {
                 }
                 new
             }
-            None => match self.flat.entry(user) {
-                Entry::Occupied(_) => false,
-                Entry::Vacant(vacant) => {
-                    vacant.insert(entries);
-                    true
+            None => {
+                let flat = &mut self.flat;
+                let new = flat.places.insert(user, flat.entries.len());
+                if new {
+                    flat.entries.push(entries);
                 }
-            },
+                new
+            }
         }
     }
 
     pub(crate) fn reserve(&mut self, additional: usize) {
-        self.flat.reserve(additional);
+        self.flat.entries.reserve(additional);
     }
 
     /// The user's lists (decoded now, if on demand and not yet).
@@ -432,16 +441,21 @@ impl UserTable {
                     None => lazy.decoded(slot),
                 })
             }
-            None => self.flat.get(&user),
+            None => Some(&self.flat.entries[self.flat.places.get(user)?]),
         }
     }
 
     /// The user's lists to change, and whether the user is new (then with empty lists).
     pub(crate) fn get_or_insert_mut(&mut self, user: u64) -> (&mut UserEntries, bool) {
         let Some(lazy) = &mut self.lazy else {
-            return match self.flat.entry(user) {
-                Entry::Occupied(occupied) => (occupied.into_mut(), false),
-                Entry::Vacant(vacant) => (vacant.insert(UserEntries::default()), true),
+            let flat = &mut self.flat;
+            return match flat.places.get(user) {
+                Some(place) => (&mut flat.entries[place], false),
+                None => {
+                    flat.places.insert(user, flat.entries.len());
+                    flat.entries.push(UserEntries::default());
+                    (flat.entries.last_mut().expect("pushed above"), true)
+                }
             };
         };
         match lazy.places.get(user) {
