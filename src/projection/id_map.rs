@@ -90,12 +90,18 @@ pub(crate) struct Places {
 }
 
 impl Places {
-    /// Places for about `count` ids, those below about twice as many read from the list. Its
-    /// memory is taken lazily from the OS, zeroed: only the pages of ids met are ever touched.
+    /// Places for about `count` ids, those below about twice as many read from the list.
     pub(crate) fn for_ids(count: usize) -> Places {
-        Places {
-            dense: vec![0; count.saturating_mul(2).saturating_add(1024)],
-            sparse: IdMap::default(),
+        let mut places = Places::default();
+        places.reserve(count);
+        places
+    }
+
+    /// Makes the list hold the ids below about twice `count` places, as [`Places::for_ids`].
+    pub(crate) fn reserve(&mut self, count: usize) {
+        let len = Self::dense_bound(count.saturating_sub(1));
+        if len > self.dense.len() {
+            self.grow(len - 1);
         }
     }
 
@@ -150,7 +156,10 @@ impl Places {
     #[cold]
     fn grow(&mut self, at: usize) {
         let len = (at + 1).max(self.dense.len() * 2);
-        self.dense.resize(len, 0);
+        // A new list, taken zeroed from the OS: only the pages of ids met are ever touched.
+        let mut dense = vec![0; len];
+        dense[..self.dense.len()].copy_from_slice(&self.dense);
+        self.dense = dense;
         let dense = &mut self.dense;
         self.sparse.retain(|&id, &mut place| {
             match usize::try_from(id).ok().filter(|&id| id < len) {

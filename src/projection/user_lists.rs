@@ -427,7 +427,9 @@ impl UserTable {
     }
 
     pub(crate) fn reserve(&mut self, additional: usize) {
-        self.flat.entries.reserve(additional);
+        let flat = &mut self.flat;
+        flat.entries.reserve(additional);
+        flat.places.reserve(flat.entries.len() + additional);
     }
 
     /// The user's lists (decoded now, if on demand and not yet).
