@@ -16,7 +16,7 @@ use crate::projection::message_table::MessageTable;
 use crate::projection::names::NameId;
 use crate::projection::selection::TypeFilter;
 use crate::projection::status::ActionLevel::{Action, NoAction, Upgrade};
-use crate::projection::status::{ActionLevel, MessageState, status_and_action_of};
+use crate::projection::status::{ActionLevel, MessageState, STAGE_PATTERNS, status_and_action_of};
 use crate::projection::time_index::{
     MINUTES, Piece, SLICE_MS, TimeBuckets, cut, minute_of, minute_span_ms, minutes_in,
     split_minutes, sum_cut,
@@ -54,9 +54,26 @@ pub(crate) fn kind_of(state: &MessageState) -> usize {
     kind_of_stages(state.stage_bits())
 }
 
-/// [`kind_of`] a message whose `MessageState::stage_bits` are `bits`.
+/// [`kind_of`] a message whose `MessageState::stage_bits` are `bits`: one read in a table made
+/// at compile time, since a range's cut minutes look up the kind of each message they read.
 pub(crate) fn kind_of_stages(bits: usize) -> usize {
-    match status_and_action_of(bits) {
+    usize::from(KINDS_OF_STAGES[bits])
+}
+
+/// [`kind_of_status`] of every value of `MessageState::stage_bits`.
+const KINDS_OF_STAGES: [u8; STAGE_PATTERNS] = {
+    let mut kinds = [0; STAGE_PATTERNS];
+    let mut bits = 0;
+    while bits < STAGE_PATTERNS {
+        kinds[bits] = kind_of_status(status_and_action_of(bits)) as u8;
+        bits += 1;
+    }
+    kinds
+};
+
+/// The kind of a message in a status and with an action: its index in [`KINDS`].
+const fn kind_of_status(status_and_action: (Status, ActionLevel)) -> usize {
+    match status_and_action {
         (Status::Sent, NoAction) => 0,
         (Status::Failed, NoAction) => 1,
         (Status::Delivered, NoAction) => 2,

@@ -173,7 +173,7 @@ fn if_set(set: bool, bit: usize) -> usize {
 pub(crate) const STAGE_PATTERNS: usize = STAGE_OPENED << 1;
 
 /// The status and action of a message whose [`MessageState::stage_bits`] are `bits`.
-pub(crate) fn status_and_action_of(bits: usize) -> (Status, ActionLevel) {
+pub(crate) const fn status_and_action_of(bits: usize) -> (Status, ActionLevel) {
     let reached = bits as u8 & REACHED_ALL;
     let (delivered, opened) = (bits & STAGE_DELIVERED != 0, bits & STAGE_OPENED != 0);
     let status = if reached & REACHED_CLICK != 0 {
