@@ -82,7 +82,7 @@ impl<K: Copy + Eq + std::hash::Hash + Into<u64>, V> ShardedIdMap<K, V> {
 /// entry. The list grows to hold an id filed below [`Places::dense_bound`], so that it never
 /// holds more than a few slots per id filed.
 #[derive(Debug, Default)]
-pub(crate) struct Places {
+struct Places {
     /// Each id's place + 1 (0 for none), for ids below its length.
     dense: Vec<u32>,
     /// The places of ids past `dense`.
@@ -91,21 +91,21 @@ pub(crate) struct Places {
 
 impl Places {
     /// Places for about `count` ids, those below about twice as many read from the list.
-    pub(crate) fn for_ids(count: usize) -> Places {
+    fn for_ids(count: usize) -> Places {
         let mut places = Places::default();
         places.reserve(count);
         places
     }
 
     /// Makes the list hold the ids below about twice `count` places, as [`Places::for_ids`].
-    pub(crate) fn reserve(&mut self, count: usize) {
+    fn reserve(&mut self, count: usize) {
         let len = Self::dense_bound(count.saturating_sub(1));
         if len > self.dense.len() {
             self.grow(len - 1);
         }
     }
 
-    pub(crate) fn get(&self, id: u64) -> Option<usize> {
+    fn get(&self, id: u64) -> Option<usize> {
         match usize::try_from(id).ok().and_then(|at| self.dense.get(at)) {
             Some(&place) => place.checked_sub(1).map(|place| place as usize),
             None => self.sparse.get(&id).map(|&place| place as usize),
@@ -122,7 +122,7 @@ impl Places {
     }
 
     /// Files `id` at `place`, unless it has a place already: false then.
-    pub(crate) fn insert(&mut self, id: u64, place: usize) -> bool {
+    fn insert(&mut self, id: u64, place: usize) -> bool {
         if let Ok(at) = usize::try_from(id)
             && at >= self.dense.len()
             && at < Self::dense_bound(place)
@@ -170,6 +170,72 @@ impl Places {
                 None => true,
             }
         });
+    }
+}
+
+/// Rows in the order their ids were filed, each found by id through [`Places`].
+#[derive(Debug)]
+pub(crate) struct RowsById<T> {
+    places: Places,
+    rows: Vec<T>,
+}
+
+impl<T> Default for RowsById<T> {
+    fn default() -> RowsById<T> {
+        RowsById {
+            places: Places::default(),
+            rows: Vec::new(),
+        }
+    }
+}
+
+impl<T> RowsById<T> {
+    /// Room for about `count` rows ([`Places::for_ids`]).
+    pub(crate) fn with_capacity(count: usize) -> RowsById<T> {
+        RowsById {
+            places: Places::for_ids(count),
+            rows: Vec::with_capacity(count),
+        }
+    }
+
+    /// Room for `additional` more rows.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.rows.reserve(additional);
+        self.places.reserve(self.rows.len() + additional);
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Option<&T> {
+        Some(&self.rows[self.places.get(id)?])
+    }
+
+    /// Files `row` under `id`, unless `id` has a row already: false then (`row` is dropped).
+    pub(crate) fn insert(&mut self, id: u64, row: T) -> bool {
+        let new = self.places.insert(id, self.rows.len());
+        if new {
+            self.rows.push(row);
+        }
+        new
+    }
+
+    /// The row of `id` to change, filed from `make` if `id` has none, and whether it is new.
+    pub(crate) fn get_or_insert_with(
+        &mut self,
+        id: u64,
+        make: impl FnOnce() -> T,
+    ) -> (&mut T, bool) {
+        match self.places.get(id) {
+            Some(place) => (&mut self.rows[place], false),
+            None => {
+                self.places.insert(id, self.rows.len());
+                self.rows.push(make());
+                (self.rows.last_mut().expect("pushed above"), true)
+            }
+        }
+    }
+
+    /// Every row, in the order filed.
+    pub(crate) fn rows(&self) -> &[T] {
+        &self.rows
     }
 }
 

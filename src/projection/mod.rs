@@ -12,7 +12,7 @@
 //! - `attribution.rs`: the attribution rule, and the outcome credits kept current.
 //! - `rollup.rs`, `time_index.rs`: the message counts by time, and the time buckets beneath.
 //! - `totals.rs`: the counts and sums over all time, which need no index over time.
-//! - `names.rs`, `id_map.rs`: interned names; the hash map keyed by ids, and places by id.
+//! - `names.rs`, `id_map.rs`: interned names; the hash map keyed by ids, and rows by id.
 //!
 //! Readers see [`Facts`] through `Deref` on [`Projection`], so that only the fold can write the
 //! facts and the built indexes that must follow them.

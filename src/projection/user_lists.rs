@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use crate::codec::{PAIR_BYTES, SnapshotReader};
 use crate::event::{MessageId, UserId};
 use crate::message::Message;
-use crate::projection::id_map::Places;
+use crate::projection::id_map::RowsById;
 use crate::projection::time_index::partition_point_near;
 use crate::projection::{Facts, Projection};
 use crate::snapshot::{CrcSpan, MappedSnapshot, PAGE_BYTES};
@@ -221,25 +221,17 @@ impl UserEntries {
 /// at load. A page of the file is given back once every user with bytes in it is decoded.
 #[derive(Debug, Default)]
 pub(crate) struct UserTable {
-    flat: FlatUsers,
+    /// Decoded users' lists, in the order the users were added, found by id through their
+    /// places, so that a dense id's look-up is two reads (its place, its lists) and not a hash
+    /// map's probe.
+    flat: RowsById<UserEntries>,
     lazy: Option<Box<LazyUsers>>,
-}
-
-/// Decoded users: each one's lists in the order the users were added, found by id through
-/// their places, so that a dense id's look-up is two reads (its place, its lists) and not a
-/// hash map's probe.
-#[derive(Debug, Default)]
-struct FlatUsers {
-    places: Places,
-    entries: Vec<UserEntries>,
 }
 
 #[derive(Debug)]
 struct LazyUsers {
-    /// Each user's place in `slots`.
-    places: Places,
     /// The users' slots, in the order they were listed, then added.
-    slots: Vec<UserSlot>,
+    slots: RowsById<UserSlot>,
     mapped: MappedUsers,
 }
 
@@ -318,8 +310,7 @@ impl UserTable {
         // A user's lists follow the user's id, 8 bytes.
         let count = body.decode_list_len(8 + UserEntries::SNAPSHOT_BYTES_MIN)?;
         let bytes = body.body();
-        let mut places = Places::for_ids(count);
-        let mut slots = Vec::with_capacity(count);
+        let mut slots = RowsById::with_capacity(count);
         let mut order = Vec::with_capacity(count);
         let mut listed = (0, 0);
         let (mut failure, mut lists_fit) = (None, true);
@@ -364,11 +355,10 @@ impl UserTable {
                     after: crc_at(end),
                 },
             };
-            if !places.insert(user, slots.len()) {
+            if !slots.insert(user, slot) {
                 failure.get_or_insert_with(|| format!("user {user} is listed twice"));
                 continue;
             }
-            slots.push(slot);
             order.push(user);
             if end >= next_call {
                 passed(end);
@@ -380,16 +370,15 @@ impl UserTable {
         let pending: Vec<AtomicU32> = (first_page..last_page.max(first_page))
             .map(|_| AtomicU32::new(0))
             .collect();
-        for slot in &slots {
+        for slot in slots.rows() {
             for page in pages(slot.at, slot.len) {
                 pending[page - first_page].fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(ReadUsers {
             table: UserTable {
-                flat: FlatUsers::default(),
+                flat: RowsById::default(),
                 lazy: Some(Box::new(LazyUsers {
-                    places,
                     slots,
                     mapped: MappedUsers {
                         snapshot,
@@ -408,28 +397,13 @@ impl UserTable {
     /// Adds a user with these lists; false if the user is there already.
     pub(crate) fn insert(&mut self, user: u64, entries: UserEntries) -> bool {
         match &mut self.lazy {
-            Some(lazy) => {
-                let new = lazy.places.insert(user, lazy.slots.len());
-                if new {
-                    lazy.slots.push(UserSlot::decoded(entries));
-                }
-                new
-            }
-            None => {
-                let flat = &mut self.flat;
-                let new = flat.places.insert(user, flat.entries.len());
-                if new {
-                    flat.entries.push(entries);
-                }
-                new
-            }
+            Some(lazy) => lazy.slots.insert(user, UserSlot::decoded(entries)),
+            None => self.flat.insert(user, entries),
         }
     }
 
     pub(crate) fn reserve(&mut self, additional: usize) {
-        let flat = &mut self.flat;
-        flat.entries.reserve(additional);
-        flat.places.reserve(flat.entries.len() + additional);
+        self.flat.reserve(additional);
     }
 
     /// The user's lists (decoded now, if on demand and not yet).
@@ -437,45 +411,28 @@ impl UserTable {
     pub(crate) fn get(&self, user: u64) -> Option<&UserEntries> {
         match &self.lazy {
             Some(lazy) => {
-                let slot = &lazy.slots[lazy.places.get(user)?];
+                let slot = lazy.slots.get(user)?;
                 Some(match slot.entries.get() {
                     Some(entries) => entries,
                     None => lazy.decoded(slot),
                 })
             }
-            None => Some(&self.flat.entries[self.flat.places.get(user)?]),
+            None => self.flat.get(user),
         }
     }
 
     /// The user's lists to change, and whether the user is new (then with empty lists).
     pub(crate) fn get_or_insert_mut(&mut self, user: u64) -> (&mut UserEntries, bool) {
         let Some(lazy) = &mut self.lazy else {
-            let flat = &mut self.flat;
-            return match flat.places.get(user) {
-                Some(place) => (&mut flat.entries[place], false),
-                None => {
-                    flat.places.insert(user, flat.entries.len());
-                    flat.entries.push(UserEntries::default());
-                    (flat.entries.last_mut().expect("pushed above"), true)
-                }
-            };
+            return self.flat.get_or_insert_with(user, UserEntries::default);
         };
-        match lazy.places.get(user) {
-            Some(place) => {
-                let slot = &mut lazy.slots[place];
-                if slot.entries.get().is_none() {
-                    let entries = decode_slot(&lazy.mapped, slot);
-                    let _ = slot.entries.set(entries);
-                }
-                (slot.entries.get_mut().expect("decoded above"), false)
-            }
-            None => {
-                lazy.places.insert(user, lazy.slots.len());
-                lazy.slots.push(UserSlot::decoded(UserEntries::default()));
-                let slot = lazy.slots.last_mut().expect("pushed above");
-                (slot.entries.get_mut().expect("made above"), true)
-            }
+        let (slot, new) =
+            (lazy.slots).get_or_insert_with(user, || UserSlot::decoded(UserEntries::default()));
+        if slot.entries.get().is_none() {
+            let entries = decode_slot(&lazy.mapped, slot);
+            let _ = slot.entries.set(entries);
         }
+        (slot.entries.get_mut().expect("decoded above"), new)
     }
 }
 
@@ -924,7 +881,7 @@ mod tests {
         assert_eq!(table.get(users[0].0), Some(&users[0].1));
         // The first message's time in user 6's lists changes: the same length, another value.
         let lazy = table.lazy.as_ref().unwrap();
-        let at = lazy.slots[lazy.places.get(users[6].0).unwrap()].at + 8;
+        let at = lazy.slots.get(users[6].0).unwrap().at + 8;
         let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.seek(std::io::SeekFrom::Start(at as u64)).unwrap();
         file.write_all(&[0x55]).unwrap();
