@@ -60,7 +60,9 @@ pub struct Options {
     /// indexes unread and builds them on first use: for a process that reads only a few
     /// users' calls, the log's summary, every message once, or stats and the cost report over
     /// all time (the CLI's `history`, `engagement`, `info`, `export`, and `stats` and `costs`
-    /// without a time range), which then opens faster. Default: `true`.
+    /// without a time range), or makes a call or two (the CLI's `track`), which then opens
+    /// faster. A writer opened so builds them before a snapshot its close writes, so that the
+    /// next opens find them there. Default: `true`.
     pub load_indexes: bool,
     /// With `load_indexes`, whether their sums by time are taken too: the message rollup, and
     /// the outcome credits' sums by time. `false` reads past them and takes only each outcome's

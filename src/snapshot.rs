@@ -182,11 +182,15 @@ pub(crate) struct Snapshots {
     every: u64,
     /// The log's last seq from which a snapshot is due in the background.
     due_seq: AtomicU64,
+    /// Whether a snapshot written at close builds the indexes first: the store was opened from
+    /// a snapshot with its indexes left unread (`Options::load_indexes` false).
+    build_indexes_at_close: bool,
 }
 
 impl Snapshots {
     /// The snapshots of the store in `dir`, whose newest covers the log up to `newest_seq`.
     /// `newest_is_older`: that snapshot is of an older format version than this build writes.
+    /// `build_indexes_at_close`: a snapshot written at close builds the indexes it holds.
     pub(crate) fn new(
         dir: &Path,
         log: Arc<SharedLog>,
@@ -194,6 +198,7 @@ impl Snapshots {
         newest_seq: u64,
         newest_is_older: bool,
         every: u64,
+        build_indexes_at_close: bool,
     ) -> Snapshots {
         let snapshots = Snapshots {
             dir: dir.to_path_buf(),
@@ -203,6 +208,7 @@ impl Snapshots {
             newest_is_older: AtomicBool::new(newest_is_older),
             every,
             due_seq: AtomicU64::new(u64::MAX),
+            build_indexes_at_close,
         };
         snapshots.plan(newest_seq);
         snapshots
@@ -238,7 +244,9 @@ impl Snapshots {
     /// [`SNAPSHOT_AT_CLOSE_MIN`](crate::SNAPSHOT_AT_CLOSE_MIN): the tail every later
     /// open would replay otherwise; or whatever the log holds, if that snapshot is of an older
     /// format version, once any event follows it (an open of one this build writes is faster).
-    /// `every` 0: none. No call runs any more, so it also holds the indexes that are built.
+    /// `every` 0: none. No call runs any more, so it also holds the indexes that are built; a
+    /// store opened from a snapshot with its indexes left unread builds them first, so that
+    /// the next opens find them there as in the snapshot it opened.
     pub(crate) fn write_at_close(&self) -> Result<Option<PathBuf>> {
         let is_older = self.newest_is_older.load(Ordering::Relaxed);
         match self.every {
@@ -272,6 +280,12 @@ impl Snapshots {
             log.check_poison()?;
             if log.last_seq() < from_seq(*newest_seq).max(newest_seq.saturating_add(1)) {
                 return Ok(None);
+            }
+            if at_close && self.build_indexes_at_close {
+                let projection = self.projection.read();
+                projection.build_indexes();
+                projection.rollup();
+                projection.credits();
             }
             log.write_buffer()?;
             let mut projection = self.projection.write();

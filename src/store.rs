@@ -142,6 +142,7 @@ impl Store {
             snapshot_seq,
             snapshot_is_older,
             options.snapshot_every,
+            replayed.report.snapshot.is_some() && !options.load_indexes,
         ));
         let snapshotter = match options.snapshot_every {
             0 => None,

@@ -1444,6 +1444,88 @@ fn credits_taken_without_their_sums_by_time_fold_and_are_written_whole() {
     }
 }
 
+/// The indexes part of the snapshot at `path` (version 5: it ends where the 40 bytes of the
+/// facts' directory and indexes_at begin).
+fn indexes_part_of(path: &Path) -> Vec<u8> {
+    let bytes = fs::read(path).unwrap();
+    let version = u32::from_le_bytes(
+        bytes[VERSION_OFFSET..VERSION_OFFSET + 4]
+            .try_into()
+            .unwrap(),
+    );
+    assert_eq!(version, 5, "{}", path.display());
+    let end = bytes.len() - 40;
+    let at = HEADER_BYTES + u64::from_le_bytes(bytes[end + 32..].try_into().unwrap()) as usize;
+    bytes[at..end].to_vec()
+}
+
+/// A writer that leaves the indexes of the snapshot it opens unread (`Options::load_indexes`
+/// false), decoded on demand or whole, builds them before the snapshot its close writes: that
+/// snapshot holds the same indexes, byte for byte, as one written by a writer that took them and
+/// kept them by the fold, and both answer as the fold of every call.
+#[test]
+fn a_writer_that_left_the_indexes_unread_builds_them_for_its_close_snapshot() {
+    use commlog::workload::{Generator, Spec, apply};
+    let spec = Spec {
+        seed: 5,
+        users: 1_000,
+        messages: 42_000,
+    };
+    let calls: Vec<_> = Generator::calls(spec).collect();
+    let (first, rest) = calls.split_at(calls.len() - 5_000);
+    // No background snapshot: the first calls' close writes the one the writers open (65,536
+    // events are past none), and after it none comes due before the last call (the log would
+    // have to grow by half of what it covers); the writers' close writes the next.
+    let (none_in_the_background, every) = (1 << 40, 1_000);
+    assert!(first.len() >= 65_536 && rest.len() < first.len() / 2 && rest.len() > every);
+    for on_demand in [false, true] {
+        let dir = TempDir::new().unwrap();
+        let (data, model_data) = (dir.path().join("data"), dir.path().join("model"));
+        for data in [&data, &model_data] {
+            let store = Store::open_with(data, options(1 << 20, none_in_the_background)).unwrap();
+            for call in first {
+                apply(&store, call).unwrap();
+            }
+            // The queries over time ranges build both indexes.
+            answers_of(&store);
+            store.close().unwrap();
+            let indexes = indexes_part_of(&snapshot_path(data, newest_snapshot_seq(data)));
+            assert_eq!(
+                indexes[0], 1,
+                "the close's snapshot holds the message rollup"
+            );
+        }
+        let model = Store::open_with(&model_data, options(1 << 20, every as u64)).unwrap();
+        let unread = Options {
+            decode_on_demand: on_demand,
+            load_indexes: false,
+            ..options(1 << 20, every as u64)
+        };
+        let store = Store::open_with(&data, unread).unwrap();
+        assert!(store.open_report().snapshot.is_some());
+        for call in rest {
+            apply(&store, call).unwrap();
+            apply(&model, call).unwrap();
+        }
+        store.close().unwrap();
+        let expected = answers_of(&model);
+        model.close().unwrap();
+        let seq = newest_snapshot_seq(&data);
+        assert_eq!(seq, calls.len() as u64, "on demand: {on_demand}");
+        assert_eq!(newest_snapshot_seq(&model_data), seq);
+        let indexes = indexes_part_of(&snapshot_path(&data, seq));
+        assert_eq!(indexes[0], 1, "on demand: {on_demand}");
+        assert_eq!(
+            indexes,
+            indexes_part_of(&snapshot_path(&model_data, seq)),
+            "on demand: {on_demand}"
+        );
+        let reopened = Store::open_read_only(&data).unwrap();
+        assert_eq!(answers_of(&reopened), expected);
+        assert_eq!(full_replay(&data).0, expected);
+    }
+}
+
 /// A snapshot of tens of megabytes, read in runs: decoded whole, after its checksum; decoded on
 /// demand, with the checksum taken as each thread reads its part (the messages' records before
 /// the directory's split and from it, the users' lists, the indexes), joined once all are read. Unchanged, it loads every way with the

@@ -429,6 +429,101 @@ fn track_and_budget_set_from_a_snapshot_leave_the_store_an_eager_writer_leaves()
     );
 }
 
+/// Whether the snapshot at `path` holds the message rollup: the first byte of its indexes part
+/// is the rollup's option tag (docs/FORMAT.md, "Body": indexes_at is the body's last 8 bytes,
+/// after the 32 of the facts' directory).
+fn holds_the_rollup(path: &Path) -> bool {
+    const HEADER_BYTES: usize = 28;
+    let bytes = fs::read(path).unwrap();
+    let end = bytes.len() - 8;
+    let indexes_at = u64::from_le_bytes(bytes[end..].try_into().unwrap()) as usize;
+    match bytes[HEADER_BYTES + indexes_at] {
+        0 => false,
+        1 => true,
+        tag => panic!("option tag {tag}"),
+    }
+}
+
+/// `track` leaves a snapshot's indexes unread (its one call reads none), and when its close
+/// writes a snapshot (the log holding 65,536 events past the newest, of a store this small)
+/// it builds them first: the new snapshot holds them, as the one it opened did.
+#[test]
+fn a_track_whose_close_writes_a_snapshot_builds_the_indexes_for_it() {
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(1_735_722_000_000 + ms).unwrap();
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let newest = |data: &Path| {
+        let mut names: Vec<PathBuf> = fs::read_dir(data.join(SNAPSHOT_DIRECTORY))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        names.sort();
+        names.pop().unwrap()
+    };
+    let send = |store: &Store, i: u64| {
+        store
+            .track_message_sent_at(i % 97 + 1, Channel::Push, "low_balance", 0.0, at(i as i64))
+            .unwrap();
+    };
+    // 70,000 sends and a query over a time range (which builds the indexes); the close writes
+    // the snapshot (none in the background).
+    let quiet = |snapshot_every| Options {
+        sync: commlog::SyncPolicy::Never,
+        snapshot_every,
+        ..Options::default()
+    };
+    let store = Store::open_with(&data, quiet(1 << 40)).unwrap();
+    for i in 0..70_000 {
+        send(&store, i);
+    }
+    let filter = commlog::StatsFilter::new().start(at(0)).end(at(60_000));
+    assert_eq!(
+        store
+            .get_communication_stats(&filter)
+            .unwrap()
+            .total_messages,
+        60_001
+    );
+    store.close().unwrap();
+    let opened = newest(&data);
+    assert!(opened.ends_with("snapshot-00000000000000070000"));
+    assert!(holds_the_rollup(&opened));
+    // 65,535 more, no snapshot; then `track` makes it 65,536.
+    let store = Store::open_with(&data, quiet(0)).unwrap();
+    for i in 70_000..135_535 {
+        send(&store, i);
+    }
+    store.close().unwrap();
+    assert_eq!(newest(&data), opened);
+    let (code, _, stderr) = run(
+        &data,
+        &[
+            "track",
+            "delivered",
+            "--message",
+            "7",
+            "--at",
+            &at(9).to_rfc3339(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let written = newest(&data);
+    assert!(
+        written.ends_with("snapshot-00000000000000135536"),
+        "{written:?}"
+    );
+    assert!(holds_the_rollup(&written));
+    let store = Store::open_read_only(&data).unwrap();
+    assert_eq!(store.open_report().snapshot, Some(written));
+    assert_eq!(
+        store
+            .get_communication_stats(&filter)
+            .unwrap()
+            .delivered_count,
+        1
+    );
+}
+
 /// `stats`, `costs`, `channels` and `impact` read what their filter needs: over every user and
 /// all time, the totals counted as a snapshot's records are checked (and for `channels` and
 /// `impact` its outcome credits, read past its rollup); over a time range, the snapshot's

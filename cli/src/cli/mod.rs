@@ -293,7 +293,9 @@ impl Global {
     ///
     /// The command makes one call and closes the store, so a snapshot's facts are decoded only
     /// as far as that call reads or changes them (`Options::decode_on_demand`): a message's
-    /// chunk of records and its user's lists, not every message.
+    /// chunk of records and its user's lists, not every message; and its indexes are left
+    /// unread (`Options::load_indexes`), which no call reads (a close that writes a snapshot
+    /// builds them first).
     pub(crate) fn open_for_writing(&self, command: &str) -> Result<Store, CliError> {
         self.open_for_writing_with(command, SyncPolicy::Always, true)
     }
@@ -312,7 +314,8 @@ impl Global {
             sync,
             lock_timeout: self.lock_timeout,
             decode_on_demand,
-            // A writing command reads no stats.
+            // A writing command reads no stats; one call reads no index either.
+            load_indexes: !decode_on_demand,
             count_totals: false,
             ..Options::default()
         };
