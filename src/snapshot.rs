@@ -282,6 +282,7 @@ impl Snapshots {
                 return Ok(None);
             }
             if at_close && self.build_indexes_at_close {
+                // Both at once on two threads when the store is large, then either left.
                 let projection = self.projection.read();
                 projection.build_indexes();
                 projection.rollup();

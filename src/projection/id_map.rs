@@ -123,17 +123,15 @@ impl Places {
 
     /// Files `id` at `place`, unless it has a place already: false then.
     fn insert(&mut self, id: u64, place: usize) -> bool {
-        if let Ok(at) = usize::try_from(id)
+        let at = usize::try_from(id).ok();
+        if let Some(at) = at
             && at >= self.dense.len()
             && at < Self::dense_bound(place)
         {
             self.grow(at);
         }
         let place = u32::try_from(place).expect("fewer than 2^32 places");
-        match usize::try_from(id)
-            .ok()
-            .and_then(|at| self.dense.get_mut(at))
-        {
+        match at.and_then(|at| self.dense.get_mut(at)) {
             Some(filed) => {
                 let new = *filed == 0;
                 if new {
