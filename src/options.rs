@@ -48,10 +48,12 @@ pub struct Options {
     /// process that answers or makes a call or two about a few users and ends (the CLI's
     /// `history`, `engagement` and `track`; in Python, `Store.open_read_only(path, decode_on_demand=True)`): at 100 M
     /// messages it opens several times faster, in a small share of the
-    /// memory. A process that answers many calls should leave it off: every read of a message
-    /// then goes through a table of chunks, and the first query over every message (one that
-    /// builds an index) decodes them chunk by chunk, slower than the open would have
-    /// (docs/PERFORMANCE.md). Default: `false`.
+    /// memory. A process that answers many calls should leave it off, or decode the rest on a
+    /// thread of its own once open ([`Store::decode_rest`](crate::Store::decode_rest), as
+    /// `commlog serve` does): otherwise every first read of a message or a user decodes its
+    /// chunk or lists, and the first query over every message (one that builds an index)
+    /// decodes them chunk by chunk, slower than the open would have (docs/PERFORMANCE.md).
+    /// Default: `false`.
     pub decode_on_demand: bool,
     /// Whether opening takes the indexes a loaded snapshot holds (those of the views over all
     /// users: the message rollup, and the outcome credits when made under the same

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 
@@ -23,12 +24,12 @@ use crate::log::segment::{DIRECTORY_MODE, FILE_MODE, open_no_follow};
 use crate::log::{LogPosition, OpenReport, SharedLog, SyncPolicy};
 use crate::message::{FinancialOutcome, Message};
 use crate::options::Options;
-use crate::projection::Projection;
 use crate::projection::channel::{ChannelReport, EffectivenessFilter};
 use crate::projection::cost::{CostFilter, CostReport};
 use crate::projection::engagement::{EngagementFilter, UserEngagement};
 use crate::projection::impact::{ImpactFilter, ImpactReport};
 use crate::projection::message_table::ReadyChunks;
+use crate::projection::{DecodeCursor, Projection};
 use crate::snapshot::{self, Snapshots};
 use crate::stats::{CommunicationStats, StatsFilter, validate_selection, validate_user};
 use crate::track::{Call, Tracked};
@@ -281,6 +282,53 @@ impl Store {
             operation: "snapshot",
         })?;
         writer.snapshots.write()
+    }
+
+    /// Decodes what an open with [`Options::decode_on_demand`] left in the snapshot's file:
+    /// every message's record and every user's lists not read yet, a few thousand at a time,
+    /// each decoded without holding the views' lock (taken only, for reading, to find where
+    /// they lie and to put them in place), with the thread yielding its core between steps, so
+    /// that tracking calls and queries on other threads go on meanwhile. Returns true once nothing is left (at once for a store decoded whole, or
+    /// opened without a snapshot), false if `stop` was set first (checked between steps).
+    ///
+    /// For a process that answers many calls: open on demand, so that the first call answers
+    /// within seconds at 100 M messages, then run this on a thread of its own, so that once it
+    /// returns, a query's first pass over any user or message is as fast as after an open
+    /// that decoded everything (`commlog serve` does so). Records read through the table of
+    /// chunks an on-demand open keeps (docs/PERFORMANCE.md).
+    ///
+    /// ```
+    /// use std::sync::atomic::AtomicBool;
+    /// use commlog::{Channel, Options, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.track_message_sent(7, Channel::Email, "welcome", 0.001)?;
+    /// store.close()?; // writes a snapshot
+    /// let options = Options { decode_on_demand: true, ..Options::default() };
+    /// let store = std::sync::Arc::new(Store::open_with(dir.path(), options)?);
+    /// let stop = std::sync::Arc::new(AtomicBool::new(false));
+    /// let decoder = std::thread::spawn({
+    ///     let (store, stop) = (store.clone(), stop.clone());
+    ///     move || store.decode_rest(&stop)
+    /// });
+    /// assert_eq!(store.get_user_communication_history(7, 10)?.len(), 1);
+    /// assert!(decoder.join().unwrap());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn decode_rest(&self, stop: &AtomicBool) -> bool {
+        let mut cursor = DecodeCursor::default();
+        loop {
+            // The lock is held only to find where the next few lie and to put them in place.
+            let Some(mapped) = self.projection.read().mapped_ahead(&mut cursor) else {
+                return true;
+            };
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let decoded = mapped.decode();
+            self.projection.read().install(&mapped, decoded);
+            std::thread::yield_now();
+        }
     }
 
     /// The store's directory.

@@ -7,9 +7,10 @@
 mod support;
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 use commlog::{
@@ -1215,6 +1216,99 @@ proptest! {
         prop_assert!(read_only.open_report().snapshot.is_some());
         prop_assert_eq!(&answers_of(&read_only), &expected);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    /// A writer opened on demand decodes the rest of its snapshot on a thread of its own
+    /// (`Store::decode_rest`) while calls are tracked and answered on another, and answers as
+    /// the model throughout. Once the rest is decoded, the snapshot's file is no longer read:
+    /// its bytes zeroed in place change no answer (a record or a user's lists read from the
+    /// file then would be refused as changed on disk).
+    #[test]
+    fn a_writer_decoding_the_rest_of_its_snapshot_while_calls_run_answers_as_the_model(
+        sends in prop::collection::vec(any_send(), 3_000..3_600),
+        before in prop::collection::vec(any_call(), 100..200),
+        during in prop::collection::vec(any_call(), 100..300),
+    ) {
+        let dir = TempDir::new().unwrap();
+        let data = dir.path().join("data");
+        let mut model = Brute::default();
+        let eager = options(1 << 20, 1_000_000);
+        let store = Store::open_with(&data, eager.clone()).unwrap();
+        track_all(&store, &mut model, &sends);
+        track_all(&store, &mut model, &before);
+        store.snapshot().unwrap().unwrap();
+        store.close().unwrap();
+
+        let on_demand = Options { decode_on_demand: true, ..eager };
+        let store = Store::open_with(&data, on_demand).unwrap();
+        let snapshot = store.open_report().snapshot.unwrap();
+        let stop = AtomicBool::new(false);
+        let decoded = std::thread::scope(|scope| {
+            let decoder = scope.spawn(|| store.decode_rest(&stop));
+            for (round, calls) in during.chunks(50).enumerate() {
+                track_all(&store, &mut model, calls);
+                let user = round as u64 % USER_COUNT + 1;
+                let got = store.get_user_communication_history(user, 20).unwrap();
+                let mut expected = model.history(user);
+                expected.truncate(20);
+                assert_eq!(got, expected, "user {user} after {round} rounds");
+            }
+            decoder.join().unwrap()
+        });
+        prop_assert!(decoded);
+        zero_in_place(&snapshot);
+        check_model(&store, &model)?;
+        store.close().unwrap();
+    }
+}
+
+/// `Store::decode_rest` stops at once when its flag is set, leaving what is not decoded to be
+/// decoded on demand, and has nothing to do for a store decoded whole or opened without a
+/// snapshot.
+#[test]
+fn decoding_the_rest_stops_when_asked_and_has_nothing_to_do_for_a_store_decoded_whole() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open_with(&data, support::store::options()).unwrap();
+    let (set, unset) = (AtomicBool::new(true), AtomicBool::new(false));
+    track_events(&store, 0..3_000);
+    assert!(store.decode_rest(&unset), "no snapshot: nothing to decode");
+    store.snapshot().unwrap().unwrap();
+    let expected = answers_of(&store);
+    store.close().unwrap();
+
+    let whole = Store::open_read_only_with(&data, support::store::options()).unwrap();
+    assert!(whole.open_report().snapshot.is_some());
+    assert!(whole.decode_rest(&set), "decoded whole: nothing to decode");
+    drop(whole);
+    let on_demand = Options {
+        decode_on_demand: true,
+        ..support::store::options()
+    };
+    let store = Store::open_read_only_with(&data, on_demand.clone()).unwrap();
+    assert!(!store.decode_rest(&set), "stopped before the first step");
+    assert_eq!(answers_of(&store), expected);
+    drop(store);
+    // Once the rest is decoded, nothing is read from the file: its bytes zeroed in place change
+    // no answer.
+    let store = Store::open_read_only_with(&data, on_demand).unwrap();
+    assert!(store.decode_rest(&unset));
+    zero_in_place(&store.open_report().snapshot.unwrap());
+    assert_eq!(answers_of(&store), expected);
+}
+
+/// Overwrites the file's bytes with zeros, in place (a mapping of it sees them).
+fn zero_in_place(path: &Path) {
+    let len = fs::metadata(path).unwrap().len() as usize;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .write_all(&vec![0; len])
+        .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

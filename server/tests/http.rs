@@ -708,6 +708,97 @@ fn concurrent_clients_lose_nothing() {
     }
 }
 
+/// A server opened on a store with a snapshot listens before decoding the snapshot's messages
+/// and users, decodes them on a thread of its own while it answers (saying so on stderr once
+/// done), answers as the library does on the same store before and after that, goes on
+/// tracking, and its close keeps every call.
+#[test]
+fn a_server_decodes_its_snapshot_while_it_answers() {
+    const USERS: u64 = 400;
+    const MESSAGES: u64 = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    let store_dir = dir.path().join("store");
+    let options = commlog::Options {
+        sync: commlog::SyncPolicy::Never,
+        ..commlog::Options::default()
+    };
+    let store = commlog::Store::open_with(&store_dir, options).unwrap();
+    let start = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap();
+    for n in 0..MESSAGES {
+        let at = start + chrono::Duration::seconds(n as i64 * 7);
+        let channel = [commlog::Channel::Sms, commlog::Channel::Email][n as usize % 2];
+        let user = n * 7919 % USERS + 1;
+        let message =
+            (store.track_message_sent_at(user, channel, "bill_due", 0.01, at.into())).unwrap();
+        if n % 3 == 0 {
+            store.track_message_delivered(message.id, None).unwrap();
+        }
+    }
+    store.snapshot().unwrap().unwrap();
+    store.close().unwrap();
+    let library = commlog::Store::open_read_only(&store_dir).unwrap();
+    let expected_stats = library
+        .get_communication_stats(&commlog::StatsFilter::new())
+        .unwrap();
+    let histories = |server: &Server| -> Vec<Value> {
+        [1, USERS / 2, USERS]
+            .iter()
+            .map(|user| {
+                let path = format!("/v1/users/{user}/history?limit=500");
+                let (status, history) = server.call("GET", &path, None);
+                assert_eq!(status, 200, "{history}");
+                history
+            })
+            .collect()
+    };
+    let stats = |server: &Server| {
+        let (status, stats) = server.call("GET", "/v1/stats", None);
+        assert_eq!(status, 200, "{stats}");
+        (
+            stats["total_messages"].clone(),
+            stats["delivered_count"].clone(),
+        )
+    };
+    drop(library);
+
+    let server = Server::start_in(dir, &[]);
+    let first = histories(&server);
+    assert_eq!(
+        first
+            .iter()
+            .map(|h| h.as_array().unwrap().len())
+            .sum::<usize>() as u64,
+        3 * MESSAGES / USERS
+    );
+    let expected = (
+        json!(expected_stats.total_messages),
+        json!(expected_stats.delivered_count),
+    );
+    assert_eq!(stats(&server), expected);
+    let decoded = server
+        .stderr
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the line saying the snapshot is decoded");
+    assert!(
+        decoded.starts_with("commlog serve: the snapshot's messages and users decoded ("),
+        "{decoded}"
+    );
+    assert_eq!(histories(&server), first);
+    assert_eq!(stats(&server), expected);
+    let (status, message) = server.call("POST", "/v1/messages", Some(sent(1)));
+    assert_eq!(status, 201, "{message}");
+    assert_eq!(message["id"], MESSAGES + 1);
+    let (code, lines, dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    let store = commlog::Store::open_read_only(dir.path().join("store")).unwrap();
+    assert_eq!(store.get_message(MESSAGES + 1).unwrap().user_id.0, 1);
+    let stats = store
+        .get_communication_stats(&commlog::StatsFilter::new())
+        .unwrap();
+    assert_eq!(stats.total_messages, MESSAGES + 1);
+}
+
 #[test]
 fn sigterm_under_load_keeps_every_acknowledged_event() {
     let server = Server::start(&[]);

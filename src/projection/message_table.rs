@@ -475,21 +475,28 @@ impl LazyRecords {
     /// Decodes chunk `chunk` from the mapped snapshot, then gives back the pages only its
     /// records took, and those it shares with a neighbour decoded already.
     fn decode(&self, chunk: usize) -> Vec<MessageState> {
+        let records = self.mapped_chunk(chunk).decode();
+        self.give_back(chunk);
+        records
+    }
+
+    /// Where chunk `chunk`'s records lie in the mapped snapshot.
+    fn mapped_chunk(&self, chunk: usize) -> MappedChunk {
+        let chunks = &self.mapped.chunks;
+        MappedChunk {
+            chunk,
+            snapshot: Arc::clone(&self.mapped.snapshot),
+            range: chunks.starts[chunk]..chunks.starts[chunk + 1],
+            crc: chunks.crcs[chunk],
+            count: CHUNK_MESSAGES.min(self.len - chunk * CHUNK_MESSAGES),
+        }
+    }
+
+    /// Gives back the pages of the mapped snapshot only chunk `chunk`'s records took, and
+    /// those it shares with a neighbour decoded already.
+    fn give_back(&self, chunk: usize) {
         let mapped = &self.mapped;
-        let chunks = &mapped.chunks;
-        let range = chunks.starts[chunk]..chunks.starts[chunk + 1];
-        let what = "the messages' records";
-        let bytes = mapped
-            .snapshot
-            .checked(range.clone(), chunks.crcs[chunk], what);
-        let count = CHUNK_MESSAGES.min(self.len - chunk * CHUNK_MESSAGES);
-        let records = decode_records(bytes, count).unwrap_or_else(|error| {
-            mapped
-                .snapshot
-                .changed(&range, what, &format!("no longer decode ({error})"))
-        });
-        // The pages only this chunk's records take, and those it shares with a neighbour
-        // decoded already.
+        let range = mapped.chunks.starts[chunk]..mapped.chunks.starts[chunk + 1];
         let decoded = |other: Option<usize>| {
             other.is_some_and(|other| {
                 other < self.chunks.len() && self.chunks[other].get().is_some()
@@ -507,7 +514,30 @@ impl LazyRecords {
             false => range.end - range.end % PAGE_BYTES,
         };
         mapped.snapshot.release(first..last.max(first));
-        records
+    }
+}
+
+/// A chunk of records still in the mapped snapshot, to be decoded apart from its table (by a
+/// thread that holds no lock on it: `MessageTable::mapped_chunk`), then put in its place
+/// (`MessageTable::install`).
+#[derive(Debug)]
+pub(crate) struct MappedChunk {
+    chunk: usize,
+    snapshot: Arc<MappedSnapshot>,
+    range: std::ops::Range<usize>,
+    crc: CrcSpan,
+    count: usize,
+}
+
+impl MappedChunk {
+    /// The chunk's records, after checking that its bytes hash as they did at load.
+    pub(crate) fn decode(&self) -> Vec<MessageState> {
+        let what = "the messages' records";
+        let bytes = self.snapshot.checked(self.range.clone(), self.crc, what);
+        decode_records(bytes, self.count).unwrap_or_else(|error| {
+            self.snapshot
+                .changed(&self.range, what, &format!("no longer decode ({error})"))
+        })
     }
 }
 
@@ -654,6 +684,31 @@ impl MessageTable {
         match &self.lazy {
             Some(lazy) => lazy.chunk(chunk),
             None => self.whole.chunk(chunk * CHUNK_MESSAGES),
+        }
+    }
+
+    /// Whether some of the records may still lie in a mapped snapshot, decoded on demand.
+    pub(crate) fn on_demand(&self) -> bool {
+        self.lazy.is_some()
+    }
+
+    /// Chunk `chunk` (of [`chunk_count`](Self::chunk_count)), if its records still lie in
+    /// the mapped snapshot, to be decoded apart from the table.
+    pub(crate) fn mapped_chunk(&self, chunk: usize) -> Option<MappedChunk> {
+        let lazy = self.lazy.as_ref()?;
+        lazy.chunks[chunk]
+            .get()
+            .is_none()
+            .then(|| lazy.mapped_chunk(chunk))
+    }
+
+    /// Puts the records decoded from `mapped` in their chunk, unless it was decoded meanwhile
+    /// (then they are dropped: the same records), and gives back the chunk's pages.
+    pub(crate) fn install(&self, mapped: &MappedChunk, records: Vec<MessageState>) {
+        if let Some(lazy) = &self.lazy
+            && lazy.chunks[mapped.chunk].set(records).is_ok()
+        {
+            lazy.give_back(mapped.chunk);
         }
     }
 

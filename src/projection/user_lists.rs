@@ -436,6 +436,41 @@ impl UserTable {
     }
 }
 
+impl UserTable {
+    /// How many users' places a table decoded on demand holds, in the order listed, then
+    /// added (0 for a table decoded whole).
+    pub(crate) fn on_demand_places(&self) -> usize {
+        self.lazy.as_ref().map_or(0, |lazy| lazy.slots.rows().len())
+    }
+
+    /// The lists of the user at `place` ([`on_demand_places`]), if they still lie in the
+    /// mapped snapshot, to be decoded apart from the table.
+    ///
+    /// [`on_demand_places`]: Self::on_demand_places
+    pub(crate) fn mapped_lists(&self, place: usize) -> Option<MappedLists> {
+        let lazy = self.lazy.as_ref()?;
+        let slot = &lazy.slots.rows()[place];
+        slot.entries.get().is_none().then(|| MappedLists {
+            place,
+            snapshot: Arc::clone(&lazy.mapped.snapshot),
+            at: slot.at,
+            len: slot.len,
+            crc: slot.crc,
+        })
+    }
+
+    /// Puts the lists decoded from `mapped` in their place, unless they were decoded meanwhile
+    /// (then they are dropped: the same lists), and gives back the pages no user left to
+    /// decode has bytes in.
+    pub(crate) fn install(&self, mapped: &MappedLists, entries: UserEntries) {
+        if let Some(lazy) = &self.lazy
+            && lazy.slots.rows()[mapped.place].entries.set(entries).is_ok()
+        {
+            give_back(&lazy.mapped, mapped.at, mapped.len);
+        }
+    }
+}
+
 impl UserSlot {
     /// A slot holding decoded lists.
     fn decoded(entries: UserEntries) -> UserSlot {
@@ -459,24 +494,53 @@ impl LazyUsers {
 /// Decodes a user's lists from the mapped snapshot, then gives back the pages no user left to
 /// decode has bytes in.
 fn decode_slot(mapped: &MappedUsers, slot: &UserSlot) -> UserEntries {
-    let range = slot.at..slot.at + slot.len;
+    let entries = decode_lists(&mapped.snapshot, slot.at, slot.len, slot.crc);
+    give_back(mapped, slot.at, slot.len);
+    entries
+}
+
+/// The lists whose `len` bytes lie at `at` in the mapped snapshot, after checking that they
+/// hash as they did at load.
+fn decode_lists(snapshot: &MappedSnapshot, at: usize, len: usize, crc: CrcSpan) -> UserEntries {
+    let range = at..at + len;
     let what = "a user's lists";
-    let bytes = mapped.snapshot.checked(range.clone(), slot.crc, what);
-    let entries = SnapshotReader::new(bytes)
+    let bytes = snapshot.checked(range.clone(), crc, what);
+    SnapshotReader::new(bytes)
         .decode::<UserEntries>()
         .unwrap_or_else(|error| {
-            mapped
-                .snapshot
-                .changed(&range, what, &format!("no longer decode ({error})"))
-        });
-    for page in pages(slot.at, slot.len) {
+            snapshot.changed(&range, what, &format!("no longer decode ({error})"))
+        })
+}
+
+/// Counts a user's lists, `len` bytes at `at`, decoded, and gives back the pages no user left
+/// to decode has bytes in (once a user's lists, each).
+fn give_back(mapped: &MappedUsers, at: usize, len: usize) {
+    for page in pages(at, len) {
         if mapped.pending[page - mapped.first_page].fetch_sub(1, Ordering::AcqRel) == 1 {
             let start = page * PAGE_BYTES;
             let end = (start + PAGE_BYTES).min(mapped.snapshot.len());
             mapped.snapshot.release(start..end);
         }
     }
-    entries
+}
+
+/// A user's lists still in the mapped snapshot, to be decoded apart from their table (by a
+/// thread that holds no lock on it: `UserTable::mapped_lists`), then put in their place
+/// (`UserTable::install`).
+#[derive(Debug)]
+pub(crate) struct MappedLists {
+    place: usize,
+    snapshot: Arc<MappedSnapshot>,
+    at: usize,
+    len: usize,
+    crc: CrcSpan,
+}
+
+impl MappedLists {
+    /// The user's lists, after checking that their bytes hash as they did at load.
+    pub(crate) fn decode(&self) -> UserEntries {
+        decode_lists(&self.snapshot, self.at, self.len, self.crc)
+    }
 }
 
 /// The pages `len` bytes from byte `at` have bytes in.
