@@ -285,17 +285,19 @@ impl Store {
     }
 
     /// Decodes what an open with [`Options::decode_on_demand`] left in the snapshot's file:
-    /// every message's record and every user's lists not read yet, a few thousand at a time,
-    /// each decoded without holding the views' lock (taken only, for reading, to find where
-    /// they lie and to put them in place), with the thread yielding its core between steps, so
-    /// that tracking calls and queries on other threads go on meanwhile. Returns true once nothing is left (at once for a store decoded whole, or
-    /// opened without a snapshot), false if `stop` was set first (checked between steps).
+    /// every message's record and every user's lists not read yet, 4,096 records or 256 users'
+    /// lists at a time, each batch decoded without holding the views' lock (taken, for reading,
+    /// only to find where the batch lies and to put it in place), the thread yielding its core
+    /// between batches, so that tracking calls and queries on other threads go on meanwhile.
+    /// Returns true once nothing is left (at once for a store decoded whole, or opened without
+    /// a snapshot), false if `stop` was set first (checked between batches).
     ///
     /// For a process that answers many calls: open on demand, so that the first call answers
     /// within seconds at 100 M messages, then run this on a thread of its own, so that once it
-    /// returns, a query's first pass over any user or message is as fast as after an open
-    /// that decoded everything (`commlog serve` does so). Records read through the table of
-    /// chunks an on-demand open keeps (docs/PERFORMANCE.md).
+    /// returns no query decodes anything first: a query's first pass over any user or message
+    /// is as fast as after an open that decoded everything (`commlog serve` does so). Records
+    /// are still read through the table of chunks an on-demand open keeps
+    /// (docs/PERFORMANCE.md).
     ///
     /// ```
     /// use std::sync::atomic::AtomicBool;

@@ -1228,7 +1228,7 @@ proptest! {
     /// file then would be refused as changed on disk).
     #[test]
     fn a_writer_decoding_the_rest_of_its_snapshot_while_calls_run_answers_as_the_model(
-        sends in prop::collection::vec(any_send(), 3_000..3_600),
+        sends in prop::collection::vec(any_send(), 5_000..5_600),
         before in prop::collection::vec(any_call(), 100..200),
         during in prop::collection::vec(any_call(), 100..300),
     ) {
@@ -1237,6 +1237,17 @@ proptest! {
         let mut model = Brute::default();
         let eager = options(1 << 20, 1_000_000);
         let store = Store::open_with(&data, eager.clone()).unwrap();
+        // Many more users than the model's, so that the users' lists take batches too.
+        let others: Vec<Call> = (0..600)
+            .map(|n| Call::Sent {
+                user: USER_COUNT + 10 + n,
+                channel: Channel::ALL[n as usize % Channel::ALL.len()],
+                message_type: MESSAGE_TYPES[0],
+                cost_micros: 1_000,
+                at_ms: anchor_ms(ANCHORS[2]) + n as i64 * 1_000,
+            })
+            .collect();
+        track_all(&store, &mut model, &others);
         track_all(&store, &mut model, &sends);
         track_all(&store, &mut model, &before);
         store.snapshot().unwrap().unwrap();

@@ -134,7 +134,9 @@ pub fn serve(options: ServeOptions) -> Result<(), ServeError> {
         let _ = committer.join();
     }
     stop_decoding.store(true, Ordering::Relaxed);
-    let _ = decoder.join();
+    if let Some(decoder) = decoder {
+        let _ = decoder.join();
+    }
     let _ = std::fs::remove_file(&socket);
     let closed = match Arc::try_unwrap(store) {
         Ok(store) => store.close().map_err(ServeError::from),
@@ -145,25 +147,28 @@ pub fn serve(options: ServeOptions) -> Result<(), ServeError> {
 
 /// Decodes, on a thread of its own, what the open left in the snapshot's file
 /// (`Store::decode_rest`), while the server answers: the open reads only what it must check,
-/// so that the server listens within seconds at 100 M messages, and every first pass is then
-/// as fast as after an open that decoded everything. Set the flag to stop it early.
+/// so that the server listens within seconds at 100 M messages, and once the thread is done
+/// no call decodes anything first. Set the flag to stop it early. If the OS refuses a thread,
+/// calls go on decoding what they reach.
 fn decode_rest(
     store: Arc<Store>,
     opened: Instant,
-) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+) -> (Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>) {
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
-    let decoder = std::thread::spawn(move || {
-        let started = Instant::now();
-        if store.decode_rest(&stopped) && store.open_report().snapshot.is_some() {
-            eprintln!(
-                "commlog serve: the snapshot's messages and users decoded ({:.1} s after the open began, {:.1} s of decoding)",
-                opened.elapsed().as_secs_f64(),
-                started.elapsed().as_secs_f64()
-            );
-        }
-    });
-    (stop, decoder)
+    let decoder = std::thread::Builder::new()
+        .name("commlog-decode".to_owned())
+        .spawn(move || {
+            let started = Instant::now();
+            if store.decode_rest(&stopped) && store.open_report().snapshot.is_some() {
+                eprintln!(
+                    "commlog serve: the snapshot's messages and users decoded ({:.1} s after the open began, {:.1} s of decoding)",
+                    opened.elapsed().as_secs_f64(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        });
+    (stop, decoder.ok())
 }
 
 /// A write past the file-size limit (`ulimit -f`) raises SIGXFSZ, whose default action kills

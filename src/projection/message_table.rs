@@ -703,11 +703,11 @@ impl MessageTable {
     }
 
     /// Puts the records decoded from `mapped` in their chunk, unless it was decoded meanwhile
-    /// (then they are dropped: the same records), and gives back the chunk's pages.
+    /// (then they are dropped: the same records), and gives back the chunk's pages (again,
+    /// if decoded meanwhile: reading them to decode `records` mapped them in anew).
     pub(crate) fn install(&self, mapped: &MappedChunk, records: Vec<MessageState>) {
-        if let Some(lazy) = &self.lazy
-            && lazy.chunks[mapped.chunk].set(records).is_ok()
-        {
+        if let Some(lazy) = &self.lazy {
+            let _ = lazy.chunks[mapped.chunk].set(records);
             lazy.give_back(mapped.chunk);
         }
     }
@@ -847,6 +847,44 @@ mod tests {
         assert!(passed.len() + 1 >= list_len / 10_000, "{passed:?}");
         let table = MessageTable::mapped(scan, Arc::clone(&snapshot), prefix);
         (table, path)
+    }
+
+    /// Chunks decoded apart from the table and put in place answer as chunks decoded on first
+    /// read; chunks decoded apart and then read or changed before they are put in place keep
+    /// what was read or changed; records pushed meanwhile stay.
+    #[test]
+    fn chunks_put_in_place_answer_as_chunks_decoded_on_first_read() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let count = 5_000;
+        let mut expected = records(count, 3);
+        let (mut table, _) = mapped_table(&dir, &expected, 28);
+        let mapped: Vec<MappedChunk> = (0..table.chunk_count())
+            .map(|chunk| table.mapped_chunk(chunk).unwrap())
+            .collect();
+        let decoded: Vec<Vec<MessageState>> = mapped.iter().map(MappedChunk::decode).collect();
+        // A record of every third chunk read before its chunk is put in place, of every fifth
+        // changed.
+        for chunk in 0..table.chunk_count() {
+            let first = chunk * CHUNK_MESSAGES;
+            let index = first + chunk % CHUNK_MESSAGES.min(count - first);
+            if chunk % 3 == 0 {
+                assert_eq!(table.get(index), Some(&expected[index]));
+            }
+            if chunk % 5 == 0 {
+                let at_ms = expected[index].sent_ms + 2;
+                table[index].fold_opened(at_ms);
+                expected[index].fold_opened(at_ms);
+            }
+        }
+        for record in records(300, 11) {
+            table.push(record.clone());
+            expected.push(record);
+        }
+        for (chunk, records) in mapped.iter().zip(decoded) {
+            table.install(chunk, records);
+        }
+        assert!((0..table.chunk_count()).all(|chunk| table.mapped_chunk(chunk).is_none()));
+        assert!(table.iter().eq(expected.iter()));
     }
 
     #[test]

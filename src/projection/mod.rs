@@ -123,6 +123,10 @@ const DECODE_AHEAD_CHUNKS: usize = 16;
 /// many bytes as its chunks.
 const DECODE_AHEAD_USERS: usize = 256;
 
+/// Chunks and users [`Facts::mapped_ahead`] looks at a call, decoded already or not: so that
+/// going past those decoded on demand holds the read lock no longer than a batch takes.
+const DECODE_AHEAD_LOOKS: usize = 4096;
+
 /// Every message's and outcome's state, per-user indexes, names and budgets: what the events
 /// say, with nothing derived for speed.
 #[derive(Debug)]
@@ -368,26 +372,42 @@ impl Facts {
     /// them), to be decoded apart from the facts ([`Mapped::decode`]), so that a thread doing
     /// so holds no lock on the projection meanwhile, then put in their places
     /// ([`install`](Self::install)); `None` once nothing is left.
+    ///
+    /// Each call looks at no more than [`DECODE_AHEAD_LOOKS`] chunks or users, decoded already
+    /// or not, and may then return none.
     pub(crate) fn mapped_ahead(&self, cursor: &mut DecodeCursor) -> Option<Mapped> {
-        let mut mapped = Mapped::default();
-        if self.messages.on_demand() {
-            let chunks = self.messages.chunk_count();
-            while cursor.chunk < chunks && mapped.chunks.len() < DECODE_AHEAD_CHUNKS {
-                mapped
-                    .chunks
-                    .extend(self.messages.mapped_chunk(cursor.chunk));
-                cursor.chunk += 1;
-            }
-            if !mapped.chunks.is_empty() {
-                return Some(mapped);
-            }
-        }
+        let chunks = match self.messages.on_demand() {
+            true => self.messages.chunk_count(),
+            false => 0,
+        };
         let places = self.users.on_demand_places();
-        while cursor.place < places && mapped.lists.len() < DECODE_AHEAD_USERS {
+        if cursor.chunk >= chunks && cursor.place >= places {
+            return None;
+        }
+        let mut mapped = Mapped::default();
+        let mut looks = 0;
+        while cursor.chunk < chunks
+            && mapped.chunks.len() < DECODE_AHEAD_CHUNKS
+            && looks < DECODE_AHEAD_LOOKS
+        {
+            mapped
+                .chunks
+                .extend(self.messages.mapped_chunk(cursor.chunk));
+            cursor.chunk += 1;
+            looks += 1;
+        }
+        if cursor.chunk < chunks {
+            return Some(mapped);
+        }
+        while cursor.place < places
+            && mapped.chunks.len() + mapped.lists.len() < DECODE_AHEAD_USERS
+            && looks < DECODE_AHEAD_LOOKS
+        {
             mapped.lists.extend(self.users.mapped_lists(cursor.place));
             cursor.place += 1;
+            looks += 1;
         }
-        (!mapped.lists.is_empty()).then_some(mapped)
+        Some(mapped)
     }
 
     /// Puts what was decoded from `mapped` in its places, where nothing was decoded meanwhile.

@@ -461,12 +461,23 @@ impl UserTable {
 
     /// Puts the lists decoded from `mapped` in their place, unless they were decoded meanwhile
     /// (then they are dropped: the same lists), and gives back the pages no user left to
-    /// decode has bytes in.
+    /// decode has bytes in (again, if decoded meanwhile: reading them to decode `entries`
+    /// mapped them in anew).
     pub(crate) fn install(&self, mapped: &MappedLists, entries: UserEntries) {
-        if let Some(lazy) = &self.lazy
-            && lazy.slots.rows()[mapped.place].entries.set(entries).is_ok()
-        {
-            give_back(&lazy.mapped, mapped.at, mapped.len);
+        let Some(lazy) = &self.lazy else {
+            return;
+        };
+        match lazy.slots.rows()[mapped.place].entries.set(entries) {
+            Ok(()) => give_back(&lazy.mapped, mapped.at, mapped.len),
+            Err(_) => {
+                for page in pages(mapped.at, mapped.len) {
+                    if lazy.mapped.pending[page - lazy.mapped.first_page].load(Ordering::Acquire)
+                        == 0
+                    {
+                        release_page(&lazy.mapped, page);
+                    }
+                }
+            }
         }
     }
 }
@@ -517,11 +528,16 @@ fn decode_lists(snapshot: &MappedSnapshot, at: usize, len: usize, crc: CrcSpan) 
 fn give_back(mapped: &MappedUsers, at: usize, len: usize) {
     for page in pages(at, len) {
         if mapped.pending[page - mapped.first_page].fetch_sub(1, Ordering::AcqRel) == 1 {
-            let start = page * PAGE_BYTES;
-            let end = (start + PAGE_BYTES).min(mapped.snapshot.len());
-            mapped.snapshot.release(start..end);
+            release_page(mapped, page);
         }
     }
+}
+
+/// Gives back page `page` of the mapped snapshot.
+fn release_page(mapped: &MappedUsers, page: usize) {
+    let start = page * PAGE_BYTES;
+    let end = (start + PAGE_BYTES).min(mapped.snapshot.len());
+    mapped.snapshot.release(start..end);
 }
 
 /// A user's lists still in the mapped snapshot, to be decoded apart from their table (by a
@@ -830,6 +846,51 @@ mod tests {
                     .all(|left| left.load(Ordering::Relaxed) == 0)
             );
         }
+    }
+
+    /// Lists decoded apart from the table and put in place answer as lists decoded on first
+    /// read; lists decoded apart and then read (or changed) before they are put in place keep
+    /// what was read or changed; either way each page is given back once every user in it is
+    /// decoded, and counted down once a user.
+    #[test]
+    fn lists_put_in_place_answer_as_lists_decoded_on_first_read() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut expected = users(300, 5);
+        let (read, _) = read_mapped(&dir, &expected, counts(&expected)).unwrap();
+        let mut table = read.table;
+        let places = table.on_demand_places();
+        assert_eq!(places, expected.len());
+        let mapped: Vec<MappedLists> = (0..places)
+            .map(|place| table.mapped_lists(place).unwrap())
+            .collect();
+        let decoded: Vec<UserEntries> = mapped.iter().map(MappedLists::decode).collect();
+        // Every third user read before its lists are put in place, every fifth changed.
+        for (place, (user, entries)) in expected.iter_mut().enumerate() {
+            if place % 3 == 0 {
+                assert_eq!(table.get(*user), Some(&*entries));
+            }
+            if place % 5 == 0 {
+                table
+                    .get_or_insert_mut(*user)
+                    .0
+                    .add_message(9_000, 1_000_000);
+                entries.add_message(9_000, 1_000_000);
+            }
+        }
+        for (lists, entries) in mapped.iter().zip(decoded) {
+            table.install(lists, entries);
+        }
+        assert!((0..places).all(|place| table.mapped_lists(place).is_none()));
+        for (user, entries) in &expected {
+            assert_eq!(table.get(*user), Some(entries), "user {user}");
+        }
+        let mapped = &table.lazy.as_ref().unwrap().mapped;
+        assert!(
+            mapped
+                .pending
+                .iter()
+                .all(|left| left.load(Ordering::Relaxed) == 0)
+        );
     }
 
     /// A user's record checked where it lies is taken exactly when decoding it and checking
