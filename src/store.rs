@@ -305,9 +305,11 @@ impl Store {
     /// let dir = tempfile::tempdir()?;
     /// let store = Store::open(dir.path())?;
     /// store.track_message_sent(7, Channel::Email, "welcome", 0.001)?;
-    /// store.close()?; // writes a snapshot
+    /// store.snapshot()?;
+    /// store.close()?;
     /// let options = Options { decode_on_demand: true, ..Options::default() };
     /// let store = std::sync::Arc::new(Store::open_with(dir.path(), options)?);
+    /// assert!(store.open_report().snapshot.is_some());
     /// let stop = std::sync::Arc::new(AtomicBool::new(false));
     /// let decoder = std::thread::spawn({
     ///     let (store, stop) = (store.clone(), stop.clone());
