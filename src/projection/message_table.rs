@@ -295,6 +295,13 @@ struct MappedRecords {
     chunks: ChunkScan,
 }
 
+impl MappedRecords {
+    /// The bytes of chunk `chunk`'s records in the mapped snapshot.
+    fn range(&self, chunk: usize) -> std::ops::Range<usize> {
+        self.chunks.starts[chunk]..self.chunks.starts[chunk + 1]
+    }
+}
+
 /// What reading a snapshot's list of messages found, chunk by chunk: where each chunk's first
 /// record starts, then where the last chunk ends; how each chunk hashed (the reading's crc32 at
 /// its start and end); the highest name id each chunk's records refer to.
@@ -482,12 +489,11 @@ impl LazyRecords {
 
     /// Where chunk `chunk`'s records lie in the mapped snapshot.
     fn mapped_chunk(&self, chunk: usize) -> MappedChunk {
-        let chunks = &self.mapped.chunks;
         MappedChunk {
             chunk,
             snapshot: Arc::clone(&self.mapped.snapshot),
-            range: chunks.starts[chunk]..chunks.starts[chunk + 1],
-            crc: chunks.crcs[chunk],
+            range: self.mapped.range(chunk),
+            crc: self.mapped.chunks.crcs[chunk],
             count: CHUNK_MESSAGES.min(self.len - chunk * CHUNK_MESSAGES),
         }
     }
@@ -496,7 +502,7 @@ impl LazyRecords {
     /// those it shares with a neighbour decoded already.
     fn give_back(&self, chunk: usize) {
         let mapped = &self.mapped;
-        let range = mapped.chunks.starts[chunk]..mapped.chunks.starts[chunk + 1];
+        let range = mapped.range(chunk);
         let decoded = |other: Option<usize>| {
             other.is_some_and(|other| {
                 other < self.chunks.len() && self.chunks[other].get().is_some()

@@ -434,9 +434,7 @@ impl UserTable {
         }
         (slot.entries.get_mut().expect("decoded above"), new)
     }
-}
 
-impl UserTable {
     /// How many users' places a table decoded on demand holds, in the order listed, then
     /// added (0 for a table decoded whole).
     pub(crate) fn on_demand_places(&self) -> usize {
@@ -469,15 +467,7 @@ impl UserTable {
         };
         match lazy.slots.rows()[mapped.place].entries.set(entries) {
             Ok(()) => give_back(&lazy.mapped, mapped.at, mapped.len),
-            Err(_) => {
-                for page in pages(mapped.at, mapped.len) {
-                    if lazy.mapped.pending[page - lazy.mapped.first_page].load(Ordering::Acquire)
-                        == 0
-                    {
-                        release_page(&lazy.mapped, page);
-                    }
-                }
-            }
+            Err(_) => give_back_again(&lazy.mapped, mapped.at, mapped.len),
         }
     }
 }
@@ -528,6 +518,17 @@ fn decode_lists(snapshot: &MappedSnapshot, at: usize, len: usize, crc: CrcSpan) 
 fn give_back(mapped: &MappedUsers, at: usize, len: usize) {
     for page in pages(at, len) {
         if mapped.pending[page - mapped.first_page].fetch_sub(1, Ordering::AcqRel) == 1 {
+            release_page(mapped, page);
+        }
+    }
+}
+
+/// Gives back again the pages of a user's lists, `len` bytes at `at`, counted down already,
+/// that no user left to decode has bytes in: a reading of those lists after they were counted
+/// (to decode them a second time) mapped them in anew.
+fn give_back_again(mapped: &MappedUsers, at: usize, len: usize) {
+    for page in pages(at, len) {
+        if mapped.pending[page - mapped.first_page].load(Ordering::Acquire) == 0 {
             release_page(mapped, page);
         }
     }
@@ -838,14 +839,19 @@ mod tests {
                 assert_eq!(table.get(*user), Some(entries), "user {user}");
             }
             // Every page of the lists was given back once every user in it was decoded.
-            let mapped = &table.lazy.as_ref().unwrap().mapped;
-            assert!(
-                mapped
-                    .pending
-                    .iter()
-                    .all(|left| left.load(Ordering::Relaxed) == 0)
-            );
+            assert_no_user_pending(&table);
         }
+    }
+
+    /// Asserts that every page of a mapped table's lists has no user left to decode.
+    fn assert_no_user_pending(table: &UserTable) {
+        let mapped = &table.lazy.as_ref().unwrap().mapped;
+        assert!(
+            mapped
+                .pending
+                .iter()
+                .all(|left| left.load(Ordering::Relaxed) == 0)
+        );
     }
 
     /// Lists decoded apart from the table and put in place answer as lists decoded on first
@@ -884,13 +890,7 @@ mod tests {
         for (user, entries) in &expected {
             assert_eq!(table.get(*user), Some(entries), "user {user}");
         }
-        let mapped = &table.lazy.as_ref().unwrap().mapped;
-        assert!(
-            mapped
-                .pending
-                .iter()
-                .all(|left| left.load(Ordering::Relaxed) == 0)
-        );
+        assert_no_user_pending(&table);
     }
 
     /// A user's record checked where it lies is taken exactly when decoding it and checking
