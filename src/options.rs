@@ -88,7 +88,9 @@ pub struct Options {
     /// or the log's summary (the CLI's `history`, `engagement` and `info`). Otherwise (decoded
     /// whole, or this `false`) the first such query counts the totals in one pass over the
     /// messages, unless the message rollup is built by then (loaded from the snapshot, or
-    /// built by a query over a time range): it answers instead. Default: `true`.
+    /// built by a query over a time range): it answers instead. So an open that takes the
+    /// snapshot's rollup (`load_indexes` and `load_sums_by_time`, and the snapshot holds one)
+    /// counts no totals, whatever this says. Default: `true`.
     pub count_totals: bool,
 }
 

@@ -573,6 +573,17 @@ pub(crate) fn load(
     // allocations cost more); then another thread checks the log's frames while this one
     // judges what was read (below).
     let ready = ReadyChunks::default();
+    // Where the open takes the message rollup, its counts over all time answer the queries
+    // that the totals would (`Projection::all_time_totals`): those are not counted. A rollup
+    // that the open would take but that does not fit makes the snapshot ignored, so the
+    // facts read here are never used without it. The option tag is checked where the indexes
+    // are decoded.
+    let takes_rollup = loading.indexes
+        && loading.sums_by_time
+        && indexes_part
+            .as_ref()
+            .is_some_and(|part| whole_body.get(part.start) == Some(&1));
+    let count_totals = loading.count_totals && !takes_rollup;
     let mut decode_facts_part = || {
         // With a directory, the users' lists are read (and taken into the checksum) by a
         // thread of their own, and, past a split with many records after it, those records by
@@ -593,14 +604,9 @@ pub(crate) fn load(
             behind.every(),
             |read| behind.passed(read),
             match &crcs {
-                Some(crcs) => Decoding::OnDemand(
-                    &snapshot,
-                    HEADER_BYTES,
-                    crcs,
-                    ahead,
-                    &crc_at,
-                    loading.count_totals,
-                ),
+                Some(crcs) => {
+                    Decoding::OnDemand(&snapshot, HEADER_BYTES, crcs, ahead, &crc_at, count_totals)
+                }
                 None => Decoding::Whole(&ready),
             },
             directory,
@@ -2364,6 +2370,61 @@ mod tests {
             plain > 5_000 && passed > 3_000 && passed < plain,
             "{plain}, {passed}"
         );
+    }
+
+    /// An open on demand counts the totals over all time only where it does not take the
+    /// snapshot's message rollup, whose counts over all time answer the same queries.
+    #[test]
+    fn an_open_taking_the_rollup_counts_no_totals() {
+        use crate::{Channel, Options, StatsFilter, Store, SyncPolicy};
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            sync: SyncPolicy::Never,
+            ..Options::default()
+        };
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        let start = chrono::DateTime::from_timestamp_millis(1_735_689_600_000).unwrap();
+        // Enough events that the close writes a snapshot (`SNAPSHOT_AT_CLOSE_MIN`).
+        for minute in 0..crate::SNAPSHOT_AT_CLOSE_MIN as i64 {
+            let at = start + chrono::Duration::minutes(minute);
+            let channel = Channel::ALL[minute as usize % 4];
+            store
+                .track_message_sent_at(minute as u64 % 7 + 1, channel, "tip", 0.01, at)
+                .unwrap();
+        }
+        // A query over a time range builds the rollup, which the close's snapshot then holds.
+        let range = StatsFilter {
+            start: Some(start + chrono::Duration::minutes(17)),
+            end: Some(start + chrono::Duration::minutes(200)),
+            ..StatsFilter::new()
+        };
+        store.get_communication_stats(&range).unwrap();
+        store.close().unwrap();
+        let snapshot = std::fs::read_dir(dir.path().join(SNAPSHOT_DIRECTORY))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter_map(|path| {
+                let seq = snapshot_file_sequence(path.file_name()?.to_str()?)?;
+                Some((seq, path))
+            })
+            .max()
+            .expect("the close wrote a snapshot")
+            .1;
+        let window_ms = options.attribution_window.as_millis() as i64;
+        let counted = |indexes: bool, sums_by_time: bool| {
+            let loading = Loading {
+                on_demand: true,
+                indexes,
+                sums_by_time,
+                count_totals: true,
+            };
+            let loaded = load(dir.path(), &snapshot, window_ms, loading).unwrap();
+            assert_eq!(loaded.indexes.rollup.is_some(), indexes && sums_by_time);
+            loaded.message_totals.is_some()
+        };
+        assert!(!counted(true, true));
+        assert!(counted(true, false));
+        assert!(counted(false, true));
     }
 
     /// The checksum read on two threads is the file's crc32 from `start` on, for files shorter
