@@ -66,6 +66,16 @@ impl<'a> SnapshotReader<'a> {
         every: usize,
         passed: impl FnMut(usize),
     ) -> Result<T, String> {
+        self.decode_passing_in(every, passed, ())
+    }
+
+    /// [`decode_passing`](Self::decode_passing) with the decoder's context `context`.
+    pub(crate) fn decode_passing_in<T: Decode<C>, C>(
+        &mut self,
+        every: usize,
+        passed: impl FnMut(usize),
+        context: C,
+    ) -> Result<T, String> {
         let passed = EveryBytes::new(self.read, every, passed);
         let reader = Passing {
             inner: self,
@@ -74,7 +84,7 @@ impl<'a> SnapshotReader<'a> {
         T::decode(&mut bincode::de::DecoderImpl::new(
             reader,
             SNAPSHOT_CONFIG,
-            (),
+            context,
         ))
         .map_err(not_decoded)
     }
@@ -383,7 +393,7 @@ pub(crate) fn decode_u32_list<D: bincode::de::Decoder>(
     Ok(items)
 }
 
-fn decode_bounded_len<D: bincode::de::Decoder>(
+pub(crate) fn decode_bounded_len<D: bincode::de::Decoder>(
     decoder: &mut D,
     item_bytes_min: usize,
 ) -> Result<usize, bincode::error::DecodeError> {

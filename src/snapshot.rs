@@ -623,10 +623,14 @@ pub(crate) fn load(
             let mut reader = codec::SnapshotReader::new(&whole_body[part.clone()]);
             let at = (part.start, start);
             let behind = ReadBehind::new(map, whole_body, at, crcs.is_some(), part.end);
-            let indexes =
-                decode_indexes(&mut reader, behind.every(), loading.sums_by_time, |read| {
-                    behind.passed(part.start + read)
-                });
+            // Read on demand, the slices' items stay in the mapped file until used.
+            let mapped = loading.on_demand.then_some(&snapshot);
+            let indexes = decode_indexes(
+                &mut reader,
+                behind.every(),
+                (loading.sums_by_time, mapped),
+                |read| behind.passed(part.start + read),
+            );
             behind.give_back_to(part.end);
             behind.done(crcs.as_ref());
             indexes
@@ -814,6 +818,13 @@ impl MappedSnapshot {
             );
         }
         bytes
+    }
+
+    /// Where `bytes`, a part of this file's mapped bytes, lie in it; `None` for bytes held
+    /// elsewhere.
+    pub(crate) fn range_of(&self, bytes: &[u8]) -> Option<Range<usize>> {
+        let start = (bytes.as_ptr() as usize).checked_sub(self.map.as_ptr() as usize)?;
+        (start + bytes.len() <= self.map.len()).then_some(start..start + bytes.len())
     }
 
     /// Panics: the bytes of `range`, holding `what`, are not those loaded.
@@ -1923,18 +1934,20 @@ fn pass_over(range: Range<usize>, every: usize, passed: impl FnMut(usize)) {
 }
 
 /// Reads a body's indexes part (all of `part`); with `sums_by_time` whole, else the rollup and
-/// the credits' sums by time read past (`Options::load_sums_by_time`). Calls `passed` with
-/// the bytes read so far each time `every` more have been read, as [`decode_facts`] does.
+/// the credits' sums by time read past (`Options::load_sums_by_time`). With `mapped`, the
+/// snapshot `part` reads from, the time indexes' slices' items stay there until used
+/// (`time_index::SliceItems`). Calls `passed` with the bytes read so far each time `every`
+/// more have been read, as [`decode_facts`] does.
 pub(crate) fn decode_indexes(
     part: &mut codec::SnapshotReader,
     every: usize,
-    sums_by_time: bool,
+    (sums_by_time, mapped): (bool, Option<&Arc<MappedSnapshot>>),
     mut passed: impl FnMut(usize),
 ) -> std::result::Result<DecodedIndexes, String> {
     let indexes = match sums_by_time {
         true => DecodedIndexes {
-            rollup: part.decode_passing(every, &mut passed)?,
-            credits: part.decode_passing(every, &mut passed)?,
+            rollup: part.decode_passing_in(every, &mut passed, mapped.cloned())?,
+            credits: part.decode_passing_in(every, &mut passed, mapped.cloned())?,
         },
         false => {
             // Bytes read past are passed as a reading passes them: once `every` more are behind.

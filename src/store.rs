@@ -285,8 +285,9 @@ impl Store {
     }
 
     /// Decodes what an open with [`Options::decode_on_demand`] left in the snapshot's file:
-    /// every message's record and every user's lists not read yet, 4,096 records or 256 users'
-    /// lists at a time, each batch decoded without holding the views' lock (taken, for reading,
+    /// every message's record, every user's lists and the items of every slice of the indexes
+    /// (the message rollup's, the outcome credits') not read yet, 4,096 records, 256 users'
+    /// lists or 65,536 items at a time, each batch decoded without holding the views' lock (taken, for reading,
     /// only to find where the batch lies and to put it in place), the thread yielding its core
     /// between batches, so that tracking calls and queries on other threads go on meanwhile.
     /// Returns true once nothing is left (at once for a store decoded whole, or opened without
@@ -323,14 +324,14 @@ impl Store {
         let mut cursor = DecodeCursor::default();
         loop {
             // The lock is held only to find where the next few lie and to put them in place.
-            let Some(mapped) = self.projection.read().mapped_ahead(&mut cursor) else {
+            let Some(mapped) = self.projection.read().mapped_rest(&mut cursor) else {
                 return true;
             };
             if stop.load(Ordering::Relaxed) {
                 return false;
             }
             let decoded = mapped.decode();
-            self.projection.read().install(&mapped, decoded);
+            self.projection.read().install_rest(&mapped, decoded);
             std::thread::yield_now();
         }
     }

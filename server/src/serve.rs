@@ -162,7 +162,7 @@ fn decode_rest(
             let started = Instant::now();
             if store.decode_rest(&stopped) && store.open_report().snapshot.is_some() {
                 eprintln!(
-                    "commlog serve: the snapshot's messages and users decoded ({:.1} s after the open began, {:.1} s of decoding)",
+                    "commlog serve: the snapshot's messages, users and indexes decoded ({:.1} s after the open began, {:.1} s of decoding)",
                     opened.elapsed().as_secs_f64(),
                     started.elapsed().as_secs_f64()
                 );

@@ -783,8 +783,9 @@ fn a_server_decodes_its_snapshot_while_it_answers() {
     assert_eq!(stats(&server), expected);
     // The decoding thread starts before the server listens, so its line may come among the
     // startup's.
-    let is_decoded =
-        |line: &str| line.starts_with("commlog serve: the snapshot's messages and users decoded (");
+    let is_decoded = |line: &str| {
+        line.starts_with("commlog serve: the snapshot's messages, users and indexes decoded (")
+    };
     if !server.startup.iter().any(|line| is_decoded(line)) {
         let line = server
             .stderr

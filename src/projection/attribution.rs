@@ -28,8 +28,8 @@ use crate::projection::names::{NameId, NameTable};
 use crate::projection::outcome::OutcomeState;
 use crate::projection::status::{MessageState, channel_of_byte};
 use crate::projection::time_index::{
-    LEVEL_RATIOS, MINUTES, Piece, SLICE_MS, TimeBuckets, cut_minutes, minute_of, minutes_in,
-    split_minutes, sum_cut,
+    ItemsSource, LEVEL_RATIOS, MINUTES, Piece, SLICE_MS, TimeBuckets, cut_minutes, minute_of,
+    minutes_in, split_minutes, sum_cut,
 };
 use crate::projection::user_lists::within;
 use crate::projection::{Facts, Projection};
@@ -559,6 +559,12 @@ impl Default for Credits {
 }
 
 impl Credits {
+    /// The outcomes by time, if filed (a snapshot's credits taken past their sums by time file
+    /// them on first use).
+    pub(crate) fn time_buckets(&self) -> Option<&TimeBuckets<OutcomeBucket>> {
+        self.by_time.get().map(|by_time| &by_time.buckets)
+    }
+
     fn with_dense_slice(dense_slice: usize) -> Credits {
         Credits {
             credits: Vec::new(),
@@ -1388,7 +1394,7 @@ impl bincode::Encode for Credits {
     }
 }
 
-impl<Context> bincode::Decode<Context> for Credits {
+impl<Context: ItemsSource> bincode::Decode<Context> for Credits {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
         decoder: &mut D,
     ) -> Result<Credits, bincode::error::DecodeError> {
@@ -1646,6 +1652,7 @@ impl Credits {
             outcomes.len(),
             slices,
             |slice, items| {
+                let items = items.get();
                 let in_order = items
                     .windows(2)
                     .all(|pair| (time_of(pair[0]), pair[0]) < (time_of(pair[1]), pair[1]));
@@ -1699,6 +1706,7 @@ impl Credits {
             }
         }
         for (slice, items) in by_time.buckets.slices() {
+            let items = items.get();
             let dense = by_time.minutes.get(&slice);
             if dense.is_some() != (items.len() > self.dense_slice) {
                 return Err(format!(
@@ -1802,7 +1810,7 @@ impl Credits {
         }
         let slices_same = mine.buckets.slices().count() == theirs.buckets.slices().count()
             && (mine.buckets.slices())
-                .all(|(slice, items)| theirs.buckets.slice_items(slice) == items);
+                .all(|(slice, items)| theirs.buckets.slice_items(slice) == items.get());
         if !slices_same || mine.buckets.span_ms() != theirs.buckets.span_ms() {
             return Some("the outcomes filed by time");
         }

@@ -48,6 +48,7 @@ use names::Names;
 use outcome::OutcomeState;
 use rollup::MessageRollup;
 use status::MessageState;
+use time_index::MappedItems;
 use totals::{MessageTotals, Totals};
 use user_lists::{UserEntries, UserTable};
 
@@ -82,19 +83,31 @@ pub(crate) struct Projection {
     log_summary_missing_through: u64,
 }
 
-/// How far [`Facts::mapped_ahead`] has gone: past the messages' chunks before `chunk`, and
-/// the users' places before `place`.
+/// How far [`Projection::mapped_rest`] has gone: past the messages' chunks before `chunk`,
+/// the users' places before `place`, and the first `slice` of `slices`, the indexes' slices
+/// whose items were still mapped once the facts were done.
 #[derive(Debug, Default)]
 pub(crate) struct DecodeCursor {
     chunk: usize,
     place: usize,
+    slices: Option<Vec<(TimeIndex, i64)>>,
+    slice: usize,
 }
 
-/// Messages' chunks and users' lists still in a mapped snapshot ([`Facts::mapped_ahead`]).
+/// The time index of the message rollup or of the outcome credits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TimeIndex {
+    Messages,
+    Outcomes,
+}
+
+/// Messages' chunks, users' lists and the indexes' slices' items still in a mapped snapshot
+/// ([`Projection::mapped_rest`]).
 #[derive(Debug, Default)]
 pub(crate) struct Mapped {
     chunks: Vec<message_table::MappedChunk>,
     lists: Vec<user_lists::MappedLists>,
+    items: Vec<(TimeIndex, i64, MappedItems)>,
 }
 
 /// What [`Mapped::decode`] decoded, in the same order.
@@ -102,15 +115,19 @@ pub(crate) struct Mapped {
 pub(crate) struct Decoded {
     chunks: Vec<Vec<MessageState>>,
     lists: Vec<UserEntries>,
+    items: Vec<Vec<u32>>,
 }
 
 impl Mapped {
-    /// Decodes every chunk and user's lists, after checking that their bytes hash as they did
-    /// at load.
+    /// Decodes every chunk, user's lists and slice's items, after checking that their bytes
+    /// hash as they did at load.
     pub(crate) fn decode(&self) -> Decoded {
         Decoded {
             chunks: self.chunks.iter().map(|chunk| chunk.decode()).collect(),
             lists: self.lists.iter().map(|lists| lists.decode()).collect(),
+            items: (self.items.iter())
+                .map(|(_, _, items)| items.decode())
+                .collect(),
         }
     }
 }
@@ -122,6 +139,10 @@ const DECODE_AHEAD_CHUNKS: usize = 16;
 /// Users' lists [`Facts::mapped_ahead`] takes at a time, once the messages are done: about as
 /// many bytes as its chunks.
 const DECODE_AHEAD_USERS: usize = 256;
+
+/// Items of the indexes' slices [`Projection::mapped_rest`] takes at a time, once the facts
+/// are done (at least one slice's): 256 KiB of them.
+const DECODE_AHEAD_ITEMS: usize = 65_536;
 
 /// Chunks and users [`Facts::mapped_ahead`] looks at a call, decoded already or not: so that
 /// going past those decoded on demand holds the read lock no longer than a batch takes.
@@ -410,8 +431,9 @@ impl Facts {
         Some(mapped)
     }
 
-    /// Puts what was decoded from `mapped` in its places, where nothing was decoded meanwhile.
-    pub(crate) fn install(&self, mapped: &Mapped, decoded: Decoded) {
+    /// Puts the chunks and lists decoded from `mapped` in their places, where nothing was
+    /// decoded meanwhile.
+    fn install(&self, mapped: &Mapped, decoded: Decoded) {
         for (chunk, records) in mapped.chunks.iter().zip(decoded.chunks) {
             self.messages.install(chunk, records);
         }
@@ -744,6 +766,73 @@ impl Projection {
                 std::panic::resume_unwind(panic);
             }
         });
+    }
+
+    /// What a snapshot loaded with `Options::decode_on_demand` left in its file, a batch at a
+    /// time, from where `cursor` says (moved past them): the facts' ([`Facts::mapped_ahead`]),
+    /// then the items of the indexes' slices (`time_index::SliceItems`), to be decoded apart
+    /// ([`Mapped::decode`]) and put in place ([`install_rest`](Self::install_rest)); `None`
+    /// once nothing is left.
+    pub(crate) fn mapped_rest(&self, cursor: &mut DecodeCursor) -> Option<Mapped> {
+        if let Some(mapped) = self.facts.mapped_ahead(cursor) {
+            return Some(mapped);
+        }
+        let slices = cursor.slices.get_or_insert_with(|| {
+            let messages = (self.rollup.get())
+                .map_or(Vec::new(), |rollup| rollup.time_buckets().mapped_slices());
+            let outcomes = (self.credits.get())
+                .and_then(Credits::time_buckets)
+                .map_or(Vec::new(), |buckets| buckets.mapped_slices());
+            let messages = messages
+                .into_iter()
+                .map(|slice| (TimeIndex::Messages, slice));
+            let outcomes = outcomes
+                .into_iter()
+                .map(|slice| (TimeIndex::Outcomes, slice));
+            messages.chain(outcomes).collect()
+        });
+        if cursor.slice >= slices.len() {
+            return None;
+        }
+        let mut mapped = Mapped::default();
+        let mut items = 0;
+        while cursor.slice < slices.len() && items < DECODE_AHEAD_ITEMS {
+            let (index, slice) = slices[cursor.slice];
+            cursor.slice += 1;
+            let found = match index {
+                TimeIndex::Messages => {
+                    (self.rollup.get()).and_then(|rollup| rollup.time_buckets().mapped_items(slice))
+                }
+                TimeIndex::Outcomes => (self.credits.get())
+                    .and_then(Credits::time_buckets)
+                    .and_then(|buckets| buckets.mapped_items(slice)),
+            };
+            if let Some(found) = found {
+                items += found.len();
+                mapped.items.push((index, slice, found));
+            }
+        }
+        Some(mapped)
+    }
+
+    /// Puts what was decoded from `mapped` in its places, where nothing was decoded meanwhile.
+    pub(crate) fn install_rest(&self, mapped: &Mapped, mut decoded: Decoded) {
+        let items = std::mem::take(&mut decoded.items);
+        self.facts.install(mapped, decoded);
+        for ((index, slice, _), items) in mapped.items.iter().zip(items) {
+            match index {
+                TimeIndex::Messages => {
+                    if let Some(rollup) = self.rollup.get() {
+                        rollup.time_buckets().install_items(*slice, items);
+                    }
+                }
+                TimeIndex::Outcomes => {
+                    if let Some(buckets) = self.credits.get().and_then(Credits::time_buckets) {
+                        buckets.install_items(*slice, items);
+                    }
+                }
+            }
+        }
     }
 
     /// The message rollup, built on first use.

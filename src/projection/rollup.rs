@@ -18,7 +18,7 @@ use crate::projection::selection::TypeFilter;
 use crate::projection::status::ActionLevel::{Action, NoAction, Upgrade};
 use crate::projection::status::{ActionLevel, MessageState, STAGE_PATTERNS, status_and_action_of};
 use crate::projection::time_index::{
-    MINUTES, Piece, SLICE_MS, TimeBuckets, cut, minute_of, minute_span_ms, minutes_in,
+    ItemsSource, MINUTES, Piece, SLICE_MS, TimeBuckets, cut, minute_of, minute_span_ms, minutes_in,
     split_minutes, sum_cut,
 };
 
@@ -569,6 +569,11 @@ impl MessageRollup {
         }
     }
 
+    /// The messages by sent time.
+    pub(crate) fn time_buckets(&self) -> &TimeBuckets<Bucket> {
+        &self.buckets
+    }
+
     /// Builds the rollup of `messages` (message id `n` at index `n - 1`).
     pub(crate) fn build(messages: &MessageTable) -> MessageRollup {
         MessageRollup::build_with(messages, DENSE_SLICE)
@@ -926,7 +931,7 @@ impl bincode::Encode for MessageRollup {
 /// buckets' length, its runs' starts.
 const DENSE_ENTRY_BYTES_MIN: usize = 8 + 8 + (RUNS + 1) * 4;
 
-impl<Context> bincode::Decode<Context> for MessageRollup {
+impl<Context: ItemsSource> bincode::Decode<Context> for MessageRollup {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
         decoder: &mut D,
     ) -> Result<MessageRollup, bincode::error::DecodeError> {
@@ -1172,7 +1177,7 @@ mod tests {
                 let mut slices: Vec<(i64, Vec<u32>)> = rollup
                     .buckets
                     .slices()
-                    .map(|(slice, items)| (slice, items.to_vec()))
+                    .map(|(slice, items)| (slice, items.get().to_vec()))
                     .collect();
                 slices.sort();
                 slices

@@ -13,9 +13,11 @@
 
 use std::collections::HashMap;
 use std::ops::{Range, RangeInclusive};
+use std::sync::{Arc, OnceLock};
 
 use crate::codec;
 use crate::projection::id_map::IdMap;
+use crate::snapshot::{CrcSpan, MappedSnapshot};
 
 /// Milliseconds in a slice, the finest bucket: ten minutes, so that the edge scans of a window
 /// visit few items.
@@ -81,9 +83,213 @@ pub(crate) struct TimeBuckets<B> {
     levels: [IdMap<i64, B>; LEVELS],
     /// Each slice's items, in the order its filer keeps (see [`TimeBuckets::insert`]), for the
     /// scans at a range's edges.
-    slice_items: IdMap<i64, Vec<u32>>,
+    slice_items: IdMap<i64, SliceItems>,
     /// First and last slice holding an item.
     slice_range: Option<(i64, i64)>,
+}
+
+/// One slice's items: a list, or, as an index read from a mapped snapshot holds them until
+/// they are used, a range of its bytes (a u32 LE each) decoded on first use. Only a range's
+/// edges and the fold read a slice's items, so an open that reads an index need not decode
+/// them all: at 100 M messages, most of the message rollup's bytes.
+#[derive(Default)]
+pub(crate) struct SliceItems {
+    decoded: OnceLock<Vec<u32>>,
+    /// Where the items lie until decoded.
+    mapped: Option<MappedItems>,
+}
+
+/// Where a slice's items lie in a mapped snapshot, and the crc32 their bytes had when loaded.
+#[derive(Debug, Clone)]
+pub(crate) struct MappedItems {
+    snapshot: Arc<MappedSnapshot>,
+    range: Range<usize>,
+    crc: u32,
+}
+
+impl MappedItems {
+    /// The items' bytes, after checking that they hash as they did when loaded.
+    fn checked_bytes(&self) -> &[u8] {
+        let span = CrcSpan {
+            before: 0,
+            after: self.crc,
+        };
+        self.snapshot
+            .checked(self.range.clone(), span, "a slice's items")
+    }
+
+    /// How many items.
+    pub(crate) fn len(&self) -> usize {
+        self.range.len() / 4
+    }
+
+    /// The items, after checking their bytes.
+    pub(crate) fn decode(&self) -> Vec<u32> {
+        decode_items(self.checked_bytes())
+    }
+}
+
+impl SliceItems {
+    fn of(items: Vec<u32>) -> SliceItems {
+        SliceItems {
+            decoded: OnceLock::from(items),
+            mapped: None,
+        }
+    }
+
+    /// How many items the slice holds (none decoded for it).
+    pub(crate) fn len(&self) -> usize {
+        match (self.decoded.get(), &self.mapped) {
+            (Some(items), _) => items.len(),
+            (None, Some(mapped)) => mapped.len(),
+            (None, None) => 0,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The items, decoded on first use.
+    pub(crate) fn get(&self) -> &[u32] {
+        match self.decoded.get() {
+            Some(items) => items,
+            None => self.decoded.get_or_init(|| self.decode()),
+        }
+    }
+
+    /// The items, to change: decoded first if still mapped.
+    pub(crate) fn get_mut(&mut self) -> &mut Vec<u32> {
+        if self.decoded.get().is_none() {
+            let items = self.decode();
+            let _ = self.decoded.set(items);
+        }
+        self.mapped = None;
+        self.decoded.get_mut().expect("decoded above")
+    }
+
+    /// Hands `each` every item in order until it fails, without decoding the slice for good:
+    /// from the mapped bytes, checked first, if not decoded yet.
+    pub(crate) fn try_for_each<E>(&self, each: impl FnMut(u32) -> Result<(), E>) -> Result<(), E> {
+        match (self.decoded.get(), &self.mapped) {
+            (Some(items), _) => items.iter().copied().try_for_each(each),
+            (None, Some(mapped)) => (mapped.checked_bytes().chunks_exact(4))
+                .map(|item| u32::from_le_bytes(item.try_into().expect("4 bytes")))
+                .try_for_each(each),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Where the items lie, if still to decode from a mapped snapshot.
+    fn mapped(&self) -> Option<&MappedItems> {
+        self.mapped
+            .as_ref()
+            .filter(|_| self.decoded.get().is_none())
+    }
+
+    fn decode(&self) -> Vec<u32> {
+        self.mapped
+            .as_ref()
+            .map_or_else(Vec::new, MappedItems::decode)
+    }
+}
+
+/// Items as a snapshot lays them out: a u32 LE each.
+pub(crate) fn decode_items(bytes: &[u8]) -> Vec<u32> {
+    (bytes.chunks_exact(4))
+        .map(|item| u32::from_le_bytes(item.try_into().expect("4 bytes")))
+        .collect()
+}
+
+impl std::fmt::Debug for SliceItems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.decoded.get() {
+            Some(items) => items.fmt(f),
+            None => write!(f, "{} items not decoded", self.len()),
+        }
+    }
+}
+
+/// Two slices' items are equal when they hold the same items, decoded or not.
+impl PartialEq for SliceItems {
+    fn eq(&self, other: &SliceItems) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for SliceItems {}
+
+/// As a `Vec<u32>`: its length, then each item; items still mapped are copied as they lie,
+/// after checking them.
+impl bincode::Encode for SliceItems {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        use bincode::enc::write::Writer;
+        match self.mapped() {
+            Some(mapped) => {
+                let bytes = mapped.checked_bytes();
+                ((bytes.len() / 4) as u64).encode(encoder)?;
+                encoder.writer().write(bytes)
+            }
+            None => self.get().encode(encoder),
+        }
+    }
+}
+
+/// Where a time index is decoded from: the mapped snapshot a reader reads, whose slices' items
+/// then stay there until used ([`SliceItems`]), or none (`()`: every item decoded).
+pub(crate) trait ItemsSource {
+    fn mapped(&self) -> Option<&Arc<MappedSnapshot>>;
+}
+
+impl ItemsSource for () {
+    fn mapped(&self) -> Option<&Arc<MappedSnapshot>> {
+        None
+    }
+}
+
+impl ItemsSource for Option<Arc<MappedSnapshot>> {
+    fn mapped(&self) -> Option<&Arc<MappedSnapshot>> {
+        self.as_ref()
+    }
+}
+
+/// Reads a slice's items as [`codec::decode_u32_list`] does, but, from a reader of a mapped
+/// snapshot's bytes (the decoder's context), leaves them there, with the crc32 of their bytes.
+fn decode_slice_items<D: bincode::de::Decoder<Context: ItemsSource>>(
+    decoder: &mut D,
+) -> Result<SliceItems, bincode::error::DecodeError> {
+    use bincode::de::read::Reader;
+    let Some(snapshot) = decoder.context().mapped().cloned() else {
+        return codec::decode_u32_list(decoder).map(SliceItems::of);
+    };
+    let len = codec::decode_bounded_len(decoder, 4)?;
+    let peeked = decoder
+        .reader()
+        .peek_read(len * 4)
+        .map(|bytes| match snapshot.range_of(bytes) {
+            Some(range) => Ok((range, crc32fast::hash(bytes))),
+            None => Err(decode_items(bytes)),
+        });
+    let items = match peeked {
+        Some(Ok((range, crc))) => SliceItems {
+            decoded: OnceLock::new(),
+            mapped: Some(MappedItems {
+                snapshot,
+                range,
+                crc,
+            }),
+        },
+        Some(Err(items)) => SliceItems::of(items),
+        None => {
+            let items = (0..len).map(|_| <u32 as bincode::Decode<_>>::decode(decoder));
+            return items.collect::<Result<Vec<u32>, _>>().map(SliceItems::of);
+        }
+    };
+    codec::consume_snapshot_bytes(decoder, len * 4)?;
+    Ok(items)
 }
 
 /// A piece of a range: a bucket wholly inside it, or a slice it cuts.
@@ -246,7 +452,7 @@ impl<B: Default> TimeBuckets<B> {
         change: impl FnMut(&mut B),
     ) {
         let keys = bucket_keys(at_ms);
-        let items = self.slice_items.entry(keys[0]).or_default();
+        let items = self.slice_items.entry(keys[0]).or_default().get_mut();
         // Items mostly arrive in order.
         let key = order(index);
         if items.last().is_none_or(|&last| order(last) < key) {
@@ -264,7 +470,7 @@ impl<B: Default> TimeBuckets<B> {
     /// run summed by the caller.
     pub(crate) fn insert_run(&mut self, at_ms: i64, run: Range<u32>, change: impl FnMut(&mut B)) {
         let keys = bucket_keys(at_ms);
-        self.slice_items.entry(keys[0]).or_default().extend(run);
+        (self.slice_items.entry(keys[0]).or_default().get_mut()).extend(run);
         self.count_in_buckets(keys, change);
     }
 
@@ -310,7 +516,7 @@ impl<B: Default> TimeBuckets<B> {
                     };
                     visit(Piece::Edge(EdgeSlice {
                         slice,
-                        items,
+                        items: items.get(),
                         bucket,
                         range_ms: (start_ms, end_ms),
                     }));
@@ -328,21 +534,42 @@ impl<B: Default> TimeBuckets<B> {
 
     /// The items of `slice`, in their order.
     pub(crate) fn slice_items(&self, slice: i64) -> &[u32] {
-        self.slice_items.get(&slice).map_or(&[], Vec::as_slice)
+        self.slice_items.get(&slice).map_or(&[], SliceItems::get)
     }
 
     /// The items of `slice`, to be put in another order (which later inserts must keep).
     pub(crate) fn slice_items_mut(&mut self, slice: i64) -> &mut [u32] {
         self.slice_items
             .get_mut(&slice)
-            .map_or(&mut [], Vec::as_mut_slice)
+            .map_or(&mut [], |items| items.get_mut().as_mut_slice())
     }
 
-    /// Every slice holding items, with its items, in no order.
-    pub(crate) fn slices(&self) -> impl Iterator<Item = (i64, &[u32])> {
+    /// Every slice holding items, with its items (decoded or not), in no order.
+    pub(crate) fn slices(&self) -> impl Iterator<Item = (i64, &SliceItems)> {
         self.slice_items
             .iter()
-            .map(|(slice, items)| (*slice, items.as_slice()))
+            .map(|(slice, items)| (*slice, items))
+    }
+
+    /// The slices whose items are still in a mapped snapshot, in no order.
+    pub(crate) fn mapped_slices(&self) -> Vec<i64> {
+        (self.slice_items.iter())
+            .filter(|(_, items)| items.mapped().is_some())
+            .map(|(slice, _)| *slice)
+            .collect()
+    }
+
+    /// Where `slice`'s items lie, if still in a mapped snapshot.
+    pub(crate) fn mapped_items(&self, slice: i64) -> Option<MappedItems> {
+        self.slice_items.get(&slice)?.mapped().cloned()
+    }
+
+    /// Puts in place `slice`'s items decoded apart ([`MappedItems::decode`]), unless they were
+    /// decoded meanwhile.
+    pub(crate) fn install_items(&self, slice: i64, items: Vec<u32>) {
+        if let Some(slice_items) = self.slice_items.get(&slice) {
+            let _ = slice_items.decoded.set(items);
+        }
     }
 
     /// The first and last slice holding items, if any.
@@ -457,7 +684,7 @@ pub(crate) trait EncodedBucket {
 /// Bytes of a slice's entry of `slice_items` at the least: its key, and its list's length.
 const SLICE_ITEMS_ENTRY_BYTES_MIN: usize = 8 + 8;
 
-impl<Context, B: bincode::Decode<Context> + EncodedBucket> bincode::Decode<Context>
+impl<Context: ItemsSource, B: bincode::Decode<Context> + EncodedBucket> bincode::Decode<Context>
     for TimeBuckets<B>
 {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
@@ -472,7 +699,7 @@ impl<Context, B: bincode::Decode<Context> + EncodedBucket> bincode::Decode<Conte
             })?;
         }
         let slice_items =
-            codec::decode_sorted_map(decoder, SLICE_ITEMS_ENTRY_BYTES_MIN, codec::decode_u32_list)?;
+            codec::decode_sorted_map(decoder, SLICE_ITEMS_ENTRY_BYTES_MIN, decode_slice_items)?;
         Ok(TimeBuckets {
             total,
             levels,
@@ -526,7 +753,7 @@ impl<B> TimeBuckets<B> {
         &self,
         len: usize,
         slices: RangeInclusive<i64>,
-        mut items: impl FnMut(i64, &[u32]) -> Result<(), String>,
+        mut items: impl FnMut(i64, &SliceItems) -> Result<(), String>,
         mut bucket: impl FnMut(&B, u64) -> Result<(), String>,
     ) -> Result<(), String> {
         // One bit an item.
@@ -544,7 +771,7 @@ impl<B> TimeBuckets<B> {
             if slice_items.is_empty() {
                 return Err(format!("slice {slice} is listed without items"));
             }
-            for &item in slice_items {
+            slice_items.try_for_each(|item| {
                 if item as usize >= len {
                     return Err(format!("slice {slice} files item {item} of {len}"));
                 }
@@ -553,7 +780,8 @@ impl<B> TimeBuckets<B> {
                     return Err(format!("item {item} is filed twice"));
                 }
                 filed[word] |= bit;
-            }
+                Ok(())
+            })?;
             items(slice, slice_items)?;
             for (level, key) in bucket_keys(slice * SLICE_MS).into_iter().enumerate() {
                 *parents[level].entry(key).or_default() += slice_items.len() as u64;
@@ -612,6 +840,102 @@ impl<B> TimeBuckets<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bucket of the tests' indexes: how many items it counts.
+    #[derive(Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+    struct Count(u64);
+
+    impl EncodedBucket for Count {
+        const ENCODED_BYTES_MIN: usize = 8;
+    }
+
+    /// A time index read from a mapped snapshot leaves each slice's items there: each is
+    /// decoded on first use, by a change, or apart and put in place, and holds the items
+    /// written; the index writes the same bytes whatever is decoded; bytes changed on disk
+    /// since the read are never taken.
+    #[test]
+    fn slices_read_from_a_mapped_snapshot_are_decoded_on_first_use() {
+        use std::io::{Seek, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let time_of = |item: u32| i64::from(item) * 7_000;
+        let mut written = TimeBuckets::<Count>::default();
+        // 7 slices of about 86 items, filed out of order.
+        for item in (0..600).rev() {
+            let order = |other: u32| (time_of(other), other);
+            written.insert(item, time_of(item), order, |bucket| bucket.0 += 1);
+        }
+        let path = dir.path().join("snapshot-600");
+        let (snapshot, len) = MappedSnapshot::of_part(&path, 28, &written);
+        let read = |mapped: Option<Arc<MappedSnapshot>>| -> TimeBuckets<Count> {
+            let mut reader = codec::SnapshotReader::new(&snapshot.bytes()[28..28 + len]);
+            reader.decode_passing_in(len, |_| {}, mapped).unwrap()
+        };
+        let bytes_of = |index: &TimeBuckets<Count>| {
+            let mut bytes = Vec::new();
+            codec::encode_snapshot_part(index, &mut bytes).unwrap();
+            bytes
+        };
+        let mut slices: Vec<i64> = written.slices().map(|(slice, _)| slice).collect();
+        slices.sort_unstable();
+        assert_eq!(slices.len(), 7);
+        assert!(read(None).mapped_slices().is_empty());
+
+        let lazy = read(Some(Arc::clone(&snapshot)));
+        let mut mapped = lazy.mapped_slices();
+        mapped.sort_unstable();
+        assert_eq!(mapped, slices);
+        for (slice, items) in lazy.slices() {
+            assert_eq!(items.len(), written.slice_items(slice).len());
+        }
+        assert_eq!(bytes_of(&lazy), bytes_of(&written));
+        assert_eq!(
+            lazy.mapped_slices().len(),
+            7,
+            "counted and written, none decoded"
+        );
+        assert_eq!(lazy.slice_items(slices[0]), written.slice_items(slices[0]));
+        let apart = lazy.mapped_items(slices[1]).unwrap().decode();
+        lazy.install_items(slices[1], apart);
+        assert_eq!(lazy.slice_items(slices[1]), written.slice_items(slices[1]));
+        assert_eq!(lazy.mapped_slices().len(), 5);
+        assert_eq!(bytes_of(&lazy), bytes_of(&written));
+        assert_eq!(lazy, written);
+        assert!(
+            lazy.mapped_slices().is_empty(),
+            "compared, every slice is decoded"
+        );
+
+        // A change to a slice still mapped decodes it first.
+        let (mut lazy, mut eager) = (read(Some(Arc::clone(&snapshot))), read(None));
+        for index in [&mut lazy, &mut eager] {
+            // Item 600 at item 3's time, after it.
+            let order = |other: u32| (time_of(if other == 600 { 3 } else { other }), other);
+            index.insert(600, time_of(3), order, |bucket| bucket.0 += 1);
+        }
+        assert_eq!(lazy.slice_items(slices[0])[..5], [0, 1, 2, 3, 600]);
+        assert_eq!(lazy.mapped_slices().len(), 6);
+        assert_eq!(lazy, eager);
+
+        // A byte of a slice still mapped changes on disk: its items are never taken.
+        let lazy = read(Some(Arc::clone(&snapshot)));
+        let range = lazy.mapped_items(slices[3]).unwrap().range;
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(std::io::SeekFrom::Start(range.start as u64 + 1))
+            .unwrap();
+        file.write_all(&[0x5A]).unwrap();
+        drop(file);
+        assert_eq!(lazy.slice_items(slices[2]), written.slice_items(slices[2]));
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lazy.slice_items(slices[3]).len()
+        }))
+        .unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(
+            message.contains(&format!("snapshot {} changed on disk", path.display()))
+                && message.contains("a slice's items"),
+            "{message}"
+        );
+    }
 
     /// The parts of a range tile it exactly: every slice in it is covered once.
     #[test]
