@@ -45,8 +45,9 @@ pub struct Options {
     /// Whether a loaded snapshot's messages and users' lists are decoded only when first used
     /// (the file stays mapped, and a chunk of 256 messages or one user's lists is decoded the
     /// first time a query or the fold reads or changes it), rather than all at open; so are the
-    /// items of each ten-minute slice of the indexes it takes (`load_indexes`), which only a
-    /// query over a time range that cuts the slice, or the fold, reads. For a
+    /// items of each ten-minute slice of the message rollup it takes (`load_indexes` and
+    /// `load_sums_by_time`), which only a query over a time range that cuts the slice, or the
+    /// fold, reads. For a
     /// process that answers or makes a call or two about a few users and ends (the CLI's
     /// `history`, `engagement` and `track`; in Python, `Store.open_read_only(path, decode_on_demand=True)`): at 100 M
     /// messages it opens several times faster, in a small share of the

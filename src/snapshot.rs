@@ -32,6 +32,7 @@ use crate::projection::message_table::{CHUNK_MESSAGES, ChunkScan, MessageTable, 
 use crate::projection::outcome::OutcomeState;
 use crate::projection::rollup::MessageRollup;
 use crate::projection::status::MessageState;
+use crate::projection::time_index::MappedReading;
 use crate::projection::totals::{MessageTotals, ScannedTotals};
 use crate::projection::user_lists::{ListsInPlace, ReadUsers, UserEntries, UserTable};
 use crate::projection::{DecodedFacts, DecodedUsers, Facts, Projection, capture};
@@ -623,8 +624,13 @@ pub(crate) fn load(
             let mut reader = codec::SnapshotReader::new(&whole_body[part.clone()]);
             let at = (part.start, start);
             let behind = ReadBehind::new(map, whole_body, at, crcs.is_some(), part.end);
-            // Read on demand, the slices' items stay in the mapped file until used.
-            let mapped = loading.on_demand.then_some(&snapshot);
+            // Read on demand, the rollup's slices' items stay in the mapped file until used,
+            // with how this reading hashed them.
+            let crc_at = |file_at: usize| behind.crc_at(file_at - HEADER_BYTES);
+            let mapped = loading.on_demand.then(|| MappedReading {
+                snapshot: Arc::clone(&snapshot),
+                crc_at: &crc_at,
+            });
             let indexes = decode_indexes(
                 &mut reader,
                 behind.every(),
@@ -818,6 +824,11 @@ impl MappedSnapshot {
             );
         }
         bytes
+    }
+
+    /// The bytes of `range`, as they lie now (not checked: [`MappedSnapshot::checked`]).
+    pub(crate) fn bytes_at(&self, range: Range<usize>) -> &[u8] {
+        &self.map[range]
     }
 
     /// Where `bytes`, a part of this file's mapped bytes, lie in it; `None` for bytes held
@@ -1935,19 +1946,20 @@ fn pass_over(range: Range<usize>, every: usize, passed: impl FnMut(usize)) {
 
 /// Reads a body's indexes part (all of `part`); with `sums_by_time` whole, else the rollup and
 /// the credits' sums by time read past (`Options::load_sums_by_time`). With `mapped`, the
-/// snapshot `part` reads from, the time indexes' slices' items stay there until used
-/// (`time_index::SliceItems`). Calls `passed` with the bytes read so far each time `every`
-/// more have been read, as [`decode_facts`] does.
+/// reading of the snapshot `part` lies in, the message rollup's slices' items stay there until
+/// used (`time_index::SliceItems`; the outcome credits' are few, and their checks read them
+/// all). Calls `passed` with the bytes read so far each time `every` more have been read, as
+/// [`decode_facts`] does.
 pub(crate) fn decode_indexes(
     part: &mut codec::SnapshotReader,
     every: usize,
-    (sums_by_time, mapped): (bool, Option<&Arc<MappedSnapshot>>),
+    (sums_by_time, mapped): (bool, Option<MappedReading<'_>>),
     mut passed: impl FnMut(usize),
 ) -> std::result::Result<DecodedIndexes, String> {
     let indexes = match sums_by_time {
         true => DecodedIndexes {
-            rollup: part.decode_passing_in(every, &mut passed, mapped.cloned())?,
-            credits: part.decode_passing_in(every, &mut passed, mapped.cloned())?,
+            rollup: part.decode_passing_in(every, &mut passed, mapped)?,
+            credits: part.decode_passing(every, &mut passed)?,
         },
         false => {
             // Bytes read past are passed as a reading passes them: once `every` more are behind.
@@ -2433,6 +2445,10 @@ mod tests {
             };
             let loaded = load(dir.path(), &snapshot, window_ms, loading).unwrap();
             assert_eq!(loaded.indexes.rollup.is_some(), indexes && sums_by_time);
+            // Read on demand, the rollup leaves its slices' items in the file.
+            if let Some(rollup) = &loaded.indexes.rollup {
+                assert!(!rollup.time_buckets().mapped_slices().is_empty());
+            }
             loaded.message_totals.is_some()
         };
         assert!(!counted(true, true));

@@ -285,10 +285,11 @@ impl Store {
     }
 
     /// Decodes what an open with [`Options::decode_on_demand`] left in the snapshot's file:
-    /// every message's record, every user's lists and the items of every slice of the indexes
-    /// (the message rollup's, the outcome credits') not read yet, 4,096 records, 256 users'
-    /// lists or 65,536 items at a time, each batch decoded without holding the views' lock (taken, for reading,
-    /// only to find where the batch lies and to put it in place), the thread yielding its core
+    /// every message's record, every user's lists and the items of every slice of the message
+    /// rollup not read yet (the outcome credits are decoded whole at open), 4,096 records, 256
+    /// users' lists or 65,536 items at a time, each batch decoded without holding the views'
+    /// lock (taken, for reading, only to find where the batch lies and to put it in place), the
+    /// thread yielding its core
     /// between batches, so that tracking calls and queries on other threads go on meanwhile.
     /// Returns true once nothing is left (at once for a store decoded whole, or opened without
     /// a snapshot), false if `stop` was set first (checked between batches).

@@ -559,12 +559,6 @@ impl Default for Credits {
 }
 
 impl Credits {
-    /// The outcomes by time, if filed (a snapshot's credits taken past their sums by time file
-    /// them on first use).
-    pub(crate) fn time_buckets(&self) -> Option<&TimeBuckets<OutcomeBucket>> {
-        self.by_time.get().map(|by_time| &by_time.buckets)
-    }
-
     fn with_dense_slice(dense_slice: usize) -> Credits {
         Credits {
             credits: Vec::new(),

@@ -84,30 +84,23 @@ pub(crate) struct Projection {
 }
 
 /// How far [`Projection::mapped_rest`] has gone: past the messages' chunks before `chunk`,
-/// the users' places before `place`, and the first `slice` of `slices`, the indexes' slices
-/// whose items were still mapped once the facts were done.
+/// the users' places before `place`, and the first `slice` of `slices`, the message rollup's
+/// slices whose items were still mapped once the facts were done.
 #[derive(Debug, Default)]
 pub(crate) struct DecodeCursor {
     chunk: usize,
     place: usize,
-    slices: Option<Vec<(TimeIndex, i64)>>,
+    slices: Option<Vec<i64>>,
     slice: usize,
 }
 
-/// The time index of the message rollup or of the outcome credits.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum TimeIndex {
-    Messages,
-    Outcomes,
-}
-
-/// Messages' chunks, users' lists and the indexes' slices' items still in a mapped snapshot
-/// ([`Projection::mapped_rest`]).
+/// Messages' chunks, users' lists and the message rollup's slices' items still in a mapped
+/// snapshot ([`Projection::mapped_rest`]).
 #[derive(Debug, Default)]
 pub(crate) struct Mapped {
     chunks: Vec<message_table::MappedChunk>,
     lists: Vec<user_lists::MappedLists>,
-    items: Vec<(TimeIndex, i64, MappedItems)>,
+    items: Vec<(i64, MappedItems)>,
 }
 
 /// What [`Mapped::decode`] decoded, in the same order.
@@ -126,7 +119,7 @@ impl Mapped {
             chunks: self.chunks.iter().map(|chunk| chunk.decode()).collect(),
             lists: self.lists.iter().map(|lists| lists.decode()).collect(),
             items: (self.items.iter())
-                .map(|(_, _, items)| items.decode())
+                .map(|(_, items)| items.decode())
                 .collect(),
         }
     }
@@ -140,8 +133,8 @@ const DECODE_AHEAD_CHUNKS: usize = 16;
 /// many bytes as its chunks.
 const DECODE_AHEAD_USERS: usize = 256;
 
-/// Items of the indexes' slices [`Projection::mapped_rest`] takes at a time, once the facts
-/// are done (at least one slice's): 256 KiB of them.
+/// Items of the message rollup's slices [`Projection::mapped_rest`] takes at a time, once the
+/// facts are done (at least one slice's): 256 KiB of them.
 const DECODE_AHEAD_ITEMS: usize = 65_536;
 
 /// Chunks and users [`Facts::mapped_ahead`] looks at a call, decoded already or not: so that
@@ -770,46 +763,31 @@ impl Projection {
 
     /// What a snapshot loaded with `Options::decode_on_demand` left in its file, a batch at a
     /// time, from where `cursor` says (moved past them): the facts' ([`Facts::mapped_ahead`]),
-    /// then the items of the indexes' slices (`time_index::SliceItems`), to be decoded apart
-    /// ([`Mapped::decode`]) and put in place ([`install_rest`](Self::install_rest)); `None`
-    /// once nothing is left.
+    /// then the items of the message rollup's slices (`time_index::SliceItems`), to be decoded
+    /// apart ([`Mapped::decode`]) and put in place ([`install_rest`](Self::install_rest));
+    /// `None` once nothing is left. Each call looks at no more than [`DECODE_AHEAD_LOOKS`]
+    /// slices, decoded already or not.
     pub(crate) fn mapped_rest(&self, cursor: &mut DecodeCursor) -> Option<Mapped> {
         if let Some(mapped) = self.facts.mapped_ahead(cursor) {
             return Some(mapped);
         }
-        let slices = cursor.slices.get_or_insert_with(|| {
-            let messages = (self.rollup.get())
-                .map_or(Vec::new(), |rollup| rollup.time_buckets().mapped_slices());
-            let outcomes = (self.credits.get())
-                .and_then(Credits::time_buckets)
-                .map_or(Vec::new(), |buckets| buckets.mapped_slices());
-            let messages = messages
-                .into_iter()
-                .map(|slice| (TimeIndex::Messages, slice));
-            let outcomes = outcomes
-                .into_iter()
-                .map(|slice| (TimeIndex::Outcomes, slice));
-            messages.chain(outcomes).collect()
-        });
+        let buckets = self.rollup.get().map(MessageRollup::time_buckets)?;
+        let slices = cursor.slices.get_or_insert_with(|| buckets.mapped_slices());
         if cursor.slice >= slices.len() {
             return None;
         }
         let mut mapped = Mapped::default();
-        let mut items = 0;
-        while cursor.slice < slices.len() && items < DECODE_AHEAD_ITEMS {
-            let (index, slice) = slices[cursor.slice];
+        let (mut items, mut looks) = (0, 0);
+        while cursor.slice < slices.len()
+            && items < DECODE_AHEAD_ITEMS
+            && looks < DECODE_AHEAD_LOOKS
+        {
+            let slice = slices[cursor.slice];
             cursor.slice += 1;
-            let found = match index {
-                TimeIndex::Messages => {
-                    (self.rollup.get()).and_then(|rollup| rollup.time_buckets().mapped_items(slice))
-                }
-                TimeIndex::Outcomes => (self.credits.get())
-                    .and_then(Credits::time_buckets)
-                    .and_then(|buckets| buckets.mapped_items(slice)),
-            };
-            if let Some(found) = found {
+            looks += 1;
+            if let Some(found) = buckets.mapped_items(slice) {
                 items += found.len();
-                mapped.items.push((index, slice, found));
+                mapped.items.push((slice, found));
             }
         }
         Some(mapped)
@@ -819,18 +797,9 @@ impl Projection {
     pub(crate) fn install_rest(&self, mapped: &Mapped, mut decoded: Decoded) {
         let items = std::mem::take(&mut decoded.items);
         self.facts.install(mapped, decoded);
-        for ((index, slice, _), items) in mapped.items.iter().zip(items) {
-            match index {
-                TimeIndex::Messages => {
-                    if let Some(rollup) = self.rollup.get() {
-                        rollup.time_buckets().install_items(*slice, items);
-                    }
-                }
-                TimeIndex::Outcomes => {
-                    if let Some(buckets) = self.credits.get().and_then(Credits::time_buckets) {
-                        buckets.install_items(*slice, items);
-                    }
-                }
+        if let Some(rollup) = self.rollup.get() {
+            for ((slice, _), items) in mapped.items.iter().zip(items) {
+                rollup.time_buckets().install_items(*slice, items);
             }
         }
     }

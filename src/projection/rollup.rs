@@ -1035,9 +1035,14 @@ impl MessageRollup {
                 }
             });
         for slice in ends {
-            let fits = self.buckets.slice_items(slice).iter().all(|&item| {
-                let state = &messages[item as usize];
-                state.sent_ms.div_euclid(SLICE_MS) == slice && self.slot_of(state).is_some()
+            let fits = self.buckets.items_of(slice).is_none_or(|items| {
+                let fits = |item: u32| {
+                    let state = &messages[item as usize];
+                    state.sent_ms.div_euclid(SLICE_MS) == slice && self.slot_of(state).is_some()
+                };
+                items
+                    .try_for_each(|item| fits(item).then_some(()).ok_or(()))
+                    .is_ok()
             });
             if !fits {
                 return Err(format!(

@@ -91,31 +91,30 @@ pub(crate) struct TimeBuckets<B> {
 /// One slice's items: a list, or, as an index read from a mapped snapshot holds them until
 /// they are used, a range of its bytes (a u32 LE each) decoded on first use. Only a range's
 /// edges and the fold read a slice's items, so an open that reads an index need not decode
-/// them all: at 100 M messages, most of the message rollup's bytes.
-#[derive(Default)]
-pub(crate) struct SliceItems {
-    decoded: OnceLock<Vec<u32>>,
-    /// Where the items lie until decoded.
-    mapped: Option<MappedItems>,
+/// them all: at 100 M messages, most of the message rollup's bytes. As small as the list alone.
+pub(crate) enum SliceItems {
+    Decoded(Vec<u32>),
+    Mapped(Box<MappedSlice>),
 }
 
-/// Where a slice's items lie in a mapped snapshot, and the crc32 their bytes had when loaded.
+/// A slice's items in a mapped snapshot, and once decoded, the items.
+pub(crate) struct MappedSlice {
+    at: MappedItems,
+    decoded: OnceLock<Vec<u32>>,
+}
+
+/// Where a slice's items lie in a mapped snapshot, and how the load's reading hashed them.
 #[derive(Debug, Clone)]
 pub(crate) struct MappedItems {
     snapshot: Arc<MappedSnapshot>,
     range: Range<usize>,
-    crc: u32,
+    crc: CrcSpan,
 }
 
 impl MappedItems {
     /// The items' bytes, after checking that they hash as they did when loaded.
     fn checked_bytes(&self) -> &[u8] {
-        let span = CrcSpan {
-            before: 0,
-            after: self.crc,
-        };
-        self.snapshot
-            .checked(self.range.clone(), span, "a slice's items")
+        (self.snapshot).checked(self.range.clone(), self.crc, "a slice's items")
     }
 
     /// How many items.
@@ -129,20 +128,18 @@ impl MappedItems {
     }
 }
 
-impl SliceItems {
-    fn of(items: Vec<u32>) -> SliceItems {
-        SliceItems {
-            decoded: OnceLock::from(items),
-            mapped: None,
-        }
+impl Default for SliceItems {
+    fn default() -> SliceItems {
+        SliceItems::Decoded(Vec::new())
     }
+}
 
+impl SliceItems {
     /// How many items the slice holds (none decoded for it).
     pub(crate) fn len(&self) -> usize {
-        match (self.decoded.get(), &self.mapped) {
-            (Some(items), _) => items.len(),
-            (None, Some(mapped)) => mapped.len(),
-            (None, None) => 0,
+        match self {
+            SliceItems::Decoded(items) => items.len(),
+            SliceItems::Mapped(mapped) => mapped.at.len(),
         }
     }
 
@@ -152,45 +149,55 @@ impl SliceItems {
 
     /// The items, decoded on first use.
     pub(crate) fn get(&self) -> &[u32] {
-        match self.decoded.get() {
-            Some(items) => items,
-            None => self.decoded.get_or_init(|| self.decode()),
+        match self {
+            SliceItems::Decoded(items) => items,
+            SliceItems::Mapped(mapped) => mapped.decoded.get_or_init(|| mapped.at.decode()),
         }
     }
 
     /// The items, to change: decoded first if still mapped.
     pub(crate) fn get_mut(&mut self) -> &mut Vec<u32> {
-        if self.decoded.get().is_none() {
-            let items = self.decode();
-            let _ = self.decoded.set(items);
+        if let SliceItems::Mapped(mapped) = self {
+            let items = match mapped.decoded.take() {
+                Some(items) => items,
+                None => mapped.at.decode(),
+            };
+            *self = SliceItems::Decoded(items);
         }
-        self.mapped = None;
-        self.decoded.get_mut().expect("decoded above")
+        match self {
+            SliceItems::Decoded(items) => items,
+            SliceItems::Mapped(_) => unreachable!("decoded above"),
+        }
     }
 
     /// Hands `each` every item in order until it fails, without decoding the slice for good:
-    /// from the mapped bytes, checked first, if not decoded yet.
+    /// from the mapped bytes if not decoded yet, as they lie. For the checks of an index just
+    /// read: its bytes are those the load's checksum took (judged before the checks), and if
+    /// they changed since, a decoding of them finds it ([`MappedSnapshot::checked`]), so no
+    /// bytes the checksum did not take are ever used for an answer.
     pub(crate) fn try_for_each<E>(&self, each: impl FnMut(u32) -> Result<(), E>) -> Result<(), E> {
-        match (self.decoded.get(), &self.mapped) {
-            (Some(items), _) => items.iter().copied().try_for_each(each),
-            (None, Some(mapped)) => (mapped.checked_bytes().chunks_exact(4))
+        match self.mapped() {
+            None => self.get().iter().copied().try_for_each(each),
+            Some(at) => (at.snapshot.bytes_at(at.range.clone()).chunks_exact(4))
                 .map(|item| u32::from_le_bytes(item.try_into().expect("4 bytes")))
                 .try_for_each(each),
-            (None, None) => Ok(()),
         }
     }
 
     /// Where the items lie, if still to decode from a mapped snapshot.
     fn mapped(&self) -> Option<&MappedItems> {
-        self.mapped
-            .as_ref()
-            .filter(|_| self.decoded.get().is_none())
+        match self {
+            SliceItems::Mapped(mapped) if mapped.decoded.get().is_none() => Some(&mapped.at),
+            _ => None,
+        }
     }
 
-    fn decode(&self) -> Vec<u32> {
-        self.mapped
-            .as_ref()
-            .map_or_else(Vec::new, MappedItems::decode)
+    /// Puts in place the items decoded apart ([`MappedItems::decode`]), unless they were
+    /// decoded meanwhile.
+    fn install(&self, items: Vec<u32>) {
+        if let SliceItems::Mapped(mapped) = self {
+            let _ = mapped.decoded.set(items);
+        }
     }
 }
 
@@ -203,9 +210,9 @@ pub(crate) fn decode_items(bytes: &[u8]) -> Vec<u32> {
 
 impl std::fmt::Debug for SliceItems {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.decoded.get() {
-            Some(items) => items.fmt(f),
-            None => write!(f, "{} items not decoded", self.len()),
+        match self.mapped() {
+            None => self.get().fmt(f),
+            Some(_) => write!(f, "{} items not decoded", self.len()),
         }
     }
 }
@@ -238,54 +245,70 @@ impl bincode::Encode for SliceItems {
     }
 }
 
-/// Where a time index is decoded from: the mapped snapshot a reader reads, whose slices' items
+/// Where a time index is decoded from: a reading of a mapped snapshot, whose slices' items
 /// then stay there until used ([`SliceItems`]), or none (`()`: every item decoded).
 pub(crate) trait ItemsSource {
-    fn mapped(&self) -> Option<&Arc<MappedSnapshot>>;
+    fn mapped(&self) -> Option<&MappedReading<'_>>;
 }
 
 impl ItemsSource for () {
-    fn mapped(&self) -> Option<&Arc<MappedSnapshot>> {
+    fn mapped(&self) -> Option<&MappedReading<'_>> {
         None
     }
 }
 
-impl ItemsSource for Option<Arc<MappedSnapshot>> {
-    fn mapped(&self) -> Option<&Arc<MappedSnapshot>> {
+/// A reading of a mapped snapshot: the file, and the crc32 the reading has taken of its bytes
+/// up to an offset in the file (a [`CrcSpan`] of a range is those at its two ends), asked at
+/// offsets that never go back.
+pub(crate) struct MappedReading<'a> {
+    pub snapshot: Arc<MappedSnapshot>,
+    pub crc_at: &'a dyn Fn(usize) -> u32,
+}
+
+impl ItemsSource for Option<MappedReading<'_>> {
+    fn mapped(&self) -> Option<&MappedReading<'_>> {
         self.as_ref()
     }
 }
 
-/// Reads a slice's items as [`codec::decode_u32_list`] does, but, from a reader of a mapped
-/// snapshot's bytes (the decoder's context), leaves them there, with the crc32 of their bytes.
+/// Reads a slice's items as [`codec::decode_u32_list`] does, but, from a reading of a mapped
+/// snapshot (the decoder's context) whose reader holds the file's bytes, leaves them there, with
+/// how the reading hashed them.
 fn decode_slice_items<D: bincode::de::Decoder<Context: ItemsSource>>(
     decoder: &mut D,
 ) -> Result<SliceItems, bincode::error::DecodeError> {
     use bincode::de::read::Reader;
-    let Some(snapshot) = decoder.context().mapped().cloned() else {
-        return codec::decode_u32_list(decoder).map(SliceItems::of);
+    let Some(snapshot) = (decoder.context().mapped()).map(|reading| Arc::clone(&reading.snapshot))
+    else {
+        return codec::decode_u32_list(decoder).map(SliceItems::Decoded);
     };
     let len = codec::decode_bounded_len(decoder, 4)?;
     let peeked = decoder
         .reader()
         .peek_read(len * 4)
-        .map(|bytes| match snapshot.range_of(bytes) {
-            Some(range) => Ok((range, crc32fast::hash(bytes))),
-            None => Err(decode_items(bytes)),
-        });
+        .map(|bytes| snapshot.range_of(bytes).ok_or_else(|| decode_items(bytes)));
     let items = match peeked {
-        Some(Ok((range, crc))) => SliceItems {
-            decoded: OnceLock::new(),
-            mapped: Some(MappedItems {
-                snapshot,
-                range,
-                crc,
-            }),
-        },
-        Some(Err(items)) => SliceItems::of(items),
+        Some(Ok(range)) => {
+            let crc_at = decoder.context().mapped().expect("a reading").crc_at;
+            let crc = CrcSpan {
+                before: crc_at(range.start),
+                after: crc_at(range.end),
+            };
+            SliceItems::Mapped(Box::new(MappedSlice {
+                at: MappedItems {
+                    snapshot,
+                    range,
+                    crc,
+                },
+                decoded: OnceLock::new(),
+            }))
+        }
+        Some(Err(items)) => SliceItems::Decoded(items),
         None => {
             let items = (0..len).map(|_| <u32 as bincode::Decode<_>>::decode(decoder));
-            return items.collect::<Result<Vec<u32>, _>>().map(SliceItems::of);
+            return items
+                .collect::<Result<Vec<u32>, _>>()
+                .map(SliceItems::Decoded);
         }
     };
     codec::consume_snapshot_bytes(decoder, len * 4)?;
@@ -544,6 +567,11 @@ impl<B: Default> TimeBuckets<B> {
             .map_or(&mut [], |items| items.get_mut().as_mut_slice())
     }
 
+    /// The items of `slice` (decoded or not), if it holds any.
+    pub(crate) fn items_of(&self, slice: i64) -> Option<&SliceItems> {
+        self.slice_items.get(&slice)
+    }
+
     /// Every slice holding items, with its items (decoded or not), in no order.
     pub(crate) fn slices(&self) -> impl Iterator<Item = (i64, &SliceItems)> {
         self.slice_items
@@ -568,7 +596,7 @@ impl<B: Default> TimeBuckets<B> {
     /// decoded meanwhile.
     pub(crate) fn install_items(&self, slice: i64, items: Vec<u32>) {
         if let Some(slice_items) = self.slice_items.get(&slice) {
-            let _ = slice_items.decoded.set(items);
+            slice_items.install(items);
         }
     }
 
@@ -849,6 +877,13 @@ mod tests {
         const ENCODED_BYTES_MIN: usize = 8;
     }
 
+    /// A slice's items take no more memory than their list would: an index built by the
+    /// fold costs nothing for the slices an index read from a snapshot leaves mapped.
+    #[test]
+    fn a_slice_of_items_is_as_small_as_its_list() {
+        assert_eq!(size_of::<SliceItems>(), size_of::<Vec<u32>>());
+    }
+
     /// A time index read from a mapped snapshot leaves each slice's items there: each is
     /// decoded on first use, by a change, or apart and put in place, and holds the items
     /// written; the index writes the same bytes whatever is decoded; bytes changed on disk
@@ -866,10 +901,18 @@ mod tests {
         }
         let path = dir.path().join("snapshot-600");
         let (snapshot, len) = MappedSnapshot::of_part(&path, 28, &written);
-        let read = |mapped: Option<Arc<MappedSnapshot>>| -> TimeBuckets<Count> {
-            let mut reader = codec::SnapshotReader::new(&snapshot.bytes()[28..28 + len]);
-            reader.decode_passing_in(len, |_| {}, mapped).unwrap()
+        // Read from `bytes` (the file's, or a copy), as part of a reading of the file if
+        // `mapped`.
+        let read_from = |bytes: &[u8], mapped: Option<Arc<MappedSnapshot>>| -> TimeBuckets<Count> {
+            let crc_at = crate::snapshot::running_crc(snapshot.bytes());
+            let reading = mapped.map(|snapshot| MappedReading {
+                snapshot,
+                crc_at: &crc_at,
+            });
+            let mut reader = codec::SnapshotReader::new(&bytes[28..28 + len]);
+            reader.decode_passing_in(len, |_| {}, reading).unwrap()
         };
+        let read = |mapped| read_from(snapshot.bytes(), mapped);
         let bytes_of = |index: &TimeBuckets<Count>| {
             let mut bytes = Vec::new();
             codec::encode_snapshot_part(index, &mut bytes).unwrap();
@@ -879,6 +922,11 @@ mod tests {
         slices.sort_unstable();
         assert_eq!(slices.len(), 7);
         assert!(read(None).mapped_slices().is_empty());
+        // Bytes held elsewhere than in the file are decoded as they are read.
+        let copy = snapshot.bytes().to_vec();
+        let elsewhere = read_from(&copy, Some(Arc::clone(&snapshot)));
+        assert!(elsewhere.mapped_slices().is_empty());
+        assert_eq!(elsewhere, written);
 
         let lazy = read(Some(Arc::clone(&snapshot)));
         let mut mapped = lazy.mapped_slices();
