@@ -70,7 +70,7 @@ pub use projection::engagement::{
 pub use projection::impact::{
     AttributedImpact, ChannelImpact, ImpactFilter, ImpactReport, ImpactTotal,
 };
-pub use snapshot::{IgnoredSnapshot, SNAPSHOT_DIRECTORY};
+pub use snapshot::{IgnoredSnapshot, SNAPSHOT_DIRECTORY, is_snapshot_file_name};
 pub use stats::{CommunicationStats, StatsFilter};
 pub use store::{LOCK_FILE_NAME, Store};
 pub use times::{validate_report_time, validate_time};

@@ -97,6 +97,20 @@ pub(crate) fn snapshot_file_sequence(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Whether `name` is a snapshot file's in `snapshots/`, or that of one being written (or left
+/// by a crash while it was): the files a store's snapshot writing makes there.
+///
+/// ```
+/// assert!(commlog::is_snapshot_file_name("snapshot-00000000000000412700"));
+/// assert!(commlog::is_snapshot_file_name("snapshot-00000000000000412700.tmp"));
+/// assert!(!commlog::is_snapshot_file_name("snapshot-412700"));
+/// assert!(!commlog::is_snapshot_file_name("notes.txt"));
+/// ```
+pub fn is_snapshot_file_name(name: &str) -> bool {
+    let name = name.strip_suffix(TEMPORARY_SUFFIX).unwrap_or(name);
+    snapshot_file_sequence(name).is_some()
+}
+
 /// A snapshot an open found and did not use, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct IgnoredSnapshot {

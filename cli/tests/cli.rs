@@ -2512,6 +2512,48 @@ fn demo_of_another_size_is_unchecked_and_sync_never_works() {
 }
 
 #[test]
+fn a_demo_with_snapshots_replaces_its_own_store_but_not_a_file_of_the_users() {
+    // Enough events for a snapshot at close: the store's own cache, which a later demo removes.
+    let temp = temp();
+    let dir = &temp.path().join("demo");
+    let args = ["--messages", "30000", "--sync", "never"];
+    let report = demo(dir, &args);
+    let events = report["tally"]["events"].as_u64().unwrap();
+    assert!(events >= commlog::SNAPSHOT_AT_CLOSE_MIN, "{events}");
+    let snapshots = dir.join(commlog::SNAPSHOT_DIRECTORY);
+    let names = |snapshots: &Path| -> Vec<String> {
+        let mut names: Vec<String> = (fs::read_dir(snapshots).unwrap())
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let written = names(&snapshots);
+    assert!(!written.is_empty());
+    assert!(
+        written
+            .iter()
+            .all(|name| commlog::is_snapshot_file_name(name))
+    );
+    let q1 = stats_of(dir);
+    // A snapshot being written when a run was cut off is the store's too.
+    fs::write(snapshots.join(format!("{}.tmp", written[0])), b"half").unwrap();
+    demo(dir, &args);
+    assert_eq!(stats_of(dir), q1, "replaced, not appended to");
+    assert_eq!(names(&snapshots), written);
+
+    // A file of the user's among the snapshots: refused, nothing removed.
+    fs::write(snapshots.join("notes.txt"), b"my notes").unwrap();
+    let before = names(&snapshots);
+    let segments_before = segments(dir);
+    let line = fails(dir, &["-q", "demo", "--messages", "30000"], 1);
+    assert!(line.contains("notes.txt"), "{line}");
+    assert_eq!(names(&snapshots), before);
+    assert_eq!(segments(dir), segments_before);
+    assert_eq!(stats_of(dir), q1);
+}
+
+#[test]
 fn demo_refuses_a_directory_it_did_not_make() {
     let temp = temp();
 

@@ -4,7 +4,7 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -553,8 +553,9 @@ pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
 }
 
 /// Makes `dir` an empty demo store directory with its marker. Replaces only an earlier demo
-/// store: a directory holding just the marker, segments and LOCK, not locked, whose log holds
-/// exactly the events the marker says the demo wrote.
+/// store: a directory holding just the marker, segments, LOCK and `snapshots/` with only
+/// snapshot files in it (a cache of the log: removing them loses nothing), not locked, whose
+/// log holds exactly the events the marker says the demo wrote.
 fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError> {
     let refuse = |why: String| {
         CliError::Usage(format!(
@@ -566,12 +567,7 @@ fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError
         if !dir.is_dir() {
             return Err(refuse("is not a directory".to_string()));
         }
-        let io = |source| {
-            CliError::Store(commlog::Error::Io {
-                path: dir.to_path_buf(),
-                source,
-            })
-        };
+        let io = |source| store_io(dir, source);
         let mut names = Vec::new();
         for entry in fs::read_dir(dir).map_err(io)? {
             names.push(
@@ -589,12 +585,27 @@ fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError
             if let Some(other) = names.iter().find(|name| {
                 *name != MARKER_FILE_NAME
                     && *name != commlog::LOCK_FILE_NAME
+                    && *name != commlog::SNAPSHOT_DIRECTORY
                     && commlog::segment_file_sequence(name).is_none()
             }) {
                 return Err(refuse(format!(
                     "holds {other:?}, which is not part of a demo store"
                 )));
             }
+            let snapshots = match names.iter().any(|name| name == commlog::SNAPSHOT_DIRECTORY) {
+                true => {
+                    snapshot_files(&dir.join(commlog::SNAPSHOT_DIRECTORY)).map_err(
+                        |why| match why {
+                            SnapshotsHold::Other(other) => refuse(format!(
+                                "holds {:?}, which is not part of a demo store",
+                                Path::new(commlog::SNAPSHOT_DIRECTORY).join(other)
+                            )),
+                            SnapshotsHold::Unreadable(error) => error,
+                        },
+                    )?
+                }
+                false => Vec::new(),
+            };
             // Held until the old files are gone, so no writer starts in between.
             let lock = match File::options()
                 .read(true)
@@ -612,8 +623,17 @@ fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError
             };
             check_only_demo_events(dir)
                 .map_err(|why| why.map_or_else(|| refuse(String::new()), refuse))?;
+            // The snapshots first: a demo stopped part way through this leaves the log.
+            for path in &snapshots {
+                fs::remove_file(path).map_err(|source| store_io(path, source))?;
+            }
             for name in &names {
-                fs::remove_file(dir.join(name)).map_err(io)?;
+                let path = dir.join(name);
+                match name == commlog::SNAPSHOT_DIRECTORY {
+                    true => fs::remove_dir(&path),
+                    false => fs::remove_file(&path),
+                }
+                .map_err(|source| store_io(&path, source))?;
             }
             drop(lock);
         }
@@ -627,13 +647,46 @@ fn prepare_directory(dir: &Path, parameters: &Parameters) -> Result<(), CliError
             std::io::ErrorKind::AlreadyExists => Ok(()),
             _ => Err(error),
         })
-        .map_err(|source| {
-            CliError::Store(commlog::Error::Io {
-                path: dir.to_path_buf(),
-                source,
-            })
-        })?;
+        .map_err(|source| store_io(dir, source))?;
     write_marker(dir, parameters, None)
+}
+
+/// What a demo store's `snapshots/` holds besides snapshot files, if anything.
+enum SnapshotsHold {
+    /// An entry of this name that is not a snapshot file (a directory or a link included).
+    Other(String),
+    Unreadable(CliError),
+}
+
+/// The snapshot files in `snapshots`, a demo store's snapshot directory, if it holds only
+/// those (regular files named as a snapshot, or as one being written).
+fn snapshot_files(snapshots: &Path) -> Result<Vec<PathBuf>, SnapshotsHold> {
+    let unreadable = |source| SnapshotsHold::Unreadable(store_io(snapshots, source));
+    if !fs::symlink_metadata(snapshots)
+        .map_err(unreadable)?
+        .is_dir()
+    {
+        return Err(SnapshotsHold::Other(String::new()));
+    }
+    let mut files = Vec::new();
+    for entry in fs::read_dir(snapshots).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().map_err(unreadable)?.is_file();
+        if !is_file || !commlog::is_snapshot_file_name(&name) {
+            return Err(SnapshotsHold::Other(name));
+        }
+        files.push(entry.path());
+    }
+    Ok(files)
+}
+
+/// An I/O error on `path`, as the store names one.
+fn store_io(path: &Path, source: std::io::Error) -> CliError {
+    CliError::Store(commlog::Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// `Ok` when the log in `dir` holds exactly the events its marker says the demo wrote; else
@@ -691,12 +744,7 @@ fn write_marker(
     written: Option<(u64, u64)>,
 ) -> Result<(), CliError> {
     let path = dir.join(MARKER_FILE_NAME);
-    let io = |source| {
-        CliError::Store(commlog::Error::Io {
-            path: path.clone(),
-            source,
-        })
-    };
+    let io = |source| store_io(&path, source);
     let marker = Marker {
         events_written: written.map(|(events, _)| events),
         last_seq: written.map(|(_, last_seq)| last_seq),
