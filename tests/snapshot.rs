@@ -19,7 +19,7 @@ use commlog::{
 };
 use proptest::prelude::*;
 use support::answers::{Answers, answers};
-use support::brute::{self, Brute};
+use support::brute::{self, Brute, StatsSpec};
 use support::calls::{
     ANCHORS, Call, MESSAGE_TYPES, USER_COUNT, anchor_ms, any_call, at_ms, batch_call, channel,
     track, windows_ms,
@@ -1223,9 +1223,11 @@ proptest! {
 
     /// A writer opened on demand decodes the rest of its snapshot on a thread of its own
     /// (`Store::decode_rest`) while calls are tracked and answered on another, and answers as
-    /// the model throughout. Once the rest is decoded, the snapshot's file is no longer read:
-    /// its bytes zeroed in place change no answer (a record or a user's lists read from the
-    /// file then would be refused as changed on disk).
+    /// the model throughout, over time ranges too (the snapshot holds the message rollup, whose
+    /// slices are decoded by the thread, by a range that cuts them, or by the fold, whichever
+    /// comes first). Once the rest is decoded, the snapshot's file is no longer read: its bytes
+    /// zeroed in place change no answer (a record, a user's lists or a slice's items read from
+    /// the file then would be refused as changed on disk).
     #[test]
     fn a_writer_decoding_the_rest_of_its_snapshot_while_calls_run_answers_as_the_model(
         sends in prop::collection::vec(any_send(), 5_000..5_600),
@@ -1237,8 +1239,9 @@ proptest! {
         let mut model = Brute::default();
         let eager = options(1 << 20, 1_000_000);
         let store = Store::open_with(&data, eager.clone()).unwrap();
-        // Many more users than the model's, so that the users' lists take batches too.
-        let others: Vec<Call> = (0..600)
+        // Many more users than the model's, so that the users' lists take batches too, and
+        // enough events that the close writes a snapshot, with the indexes built by then.
+        let others: Vec<Call> = (0..commlog::SNAPSHOT_AT_CLOSE_MIN)
             .map(|n| Call::Sent {
                 user: USER_COUNT + 10 + n,
                 channel: Channel::ALL[n as usize % Channel::ALL.len()],
@@ -1250,7 +1253,20 @@ proptest! {
         track_all(&store, &mut model, &others);
         track_all(&store, &mut model, &sends);
         track_all(&store, &mut model, &before);
-        store.snapshot().unwrap().unwrap();
+        // A window builds the message rollup, which the close's snapshot then holds: read on
+        // demand, its slices' items stay in the file for the calls and the decoding thread.
+        // Besides the model's windows, some cut the others' ten-minute slices in mid-minute.
+        let others_ms = |slice: i64, ms: i64| anchor_ms(ANCHORS[2]) + slice * 600_000 + ms;
+        let cutting_others =
+            (0..4).map(|k| (others_ms(7 * k + 1, 123_456), others_ms(7 * k + 4, 234_567)));
+        let windows: Vec<StatsSpec> = (windows_ms().into_iter().chain(cutting_others))
+            .map(|(start_ms, end_ms)| StatsSpec {
+                start_ms: Some(start_ms),
+                end_ms: Some(end_ms),
+                ..StatsSpec::default()
+            })
+            .collect();
+        store.get_communication_stats(&windows[0].to_filter()).unwrap();
         store.close().unwrap();
 
         let on_demand = Options { decode_on_demand: true, ..eager };
@@ -1266,12 +1282,19 @@ proptest! {
                 let mut expected = model.history(user);
                 expected.truncate(20);
                 assert_eq!(got, expected, "user {user} after {round} rounds");
+                let window = &windows[round % windows.len()];
+                let got = store.get_communication_stats(&window.to_filter()).unwrap();
+                assert_eq!(got, model.stats(window), "{window:?} after {round} rounds");
             }
             decoder.join().unwrap()
         });
         prop_assert!(decoded);
         zero_in_place(&snapshot);
         check_model(&store, &model)?;
+        for window in &windows {
+            let got = store.get_communication_stats(&window.to_filter()).unwrap();
+            prop_assert_eq!(got, model.stats(window), "{:?}", window);
+        }
         store.close().unwrap();
     }
 }
