@@ -384,13 +384,16 @@ pub(crate) fn decode_u32_list<D: bincode::de::Decoder>(
     use bincode::de::read::Reader;
     let len = decode_bounded_len(decoder, 4)?;
     let items = match decoder.reader().peek_read(len * 4) {
-        Some(bytes) => (bytes.chunks_exact(4))
-            .map(|item| u32::from_le_bytes(item.try_into().expect("4 bytes")))
-            .collect(),
+        Some(bytes) => u32_items(bytes).collect(),
         None => return (0..len).map(|_| u32::decode(decoder)).collect(),
     };
     consume_snapshot_bytes(decoder, len * 4)?;
     Ok(items)
+}
+
+/// The items of a list of u32 as a snapshot lays them out after its length: 4 bytes LE each.
+pub(crate) fn u32_items(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    (bytes.chunks_exact(4)).map(|item| u32::from_le_bytes(item.try_into().expect("4 bytes")))
 }
 
 pub(crate) fn decode_bounded_len<D: bincode::de::Decoder>(

@@ -902,6 +902,30 @@ pub(crate) fn running_crc(body: &[u8]) -> impl Fn(usize) -> u32 + '_ {
     }
 }
 
+/// Writes `byte` at `offset` of the file at `path`, in place: a mapping of the file sees it.
+#[cfg(test)]
+pub(crate) fn write_in_place(path: &Path, offset: usize, byte: u8) {
+    use std::os::unix::fs::FileExt;
+    let file = OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(&[byte], offset as u64).unwrap();
+}
+
+/// Asserts that `read` panics as a read of bytes of the mapped snapshot at `path` that changed
+/// on disk since the load does ([`MappedSnapshot::changed`]), naming the file and each of
+/// `named`.
+#[cfg(test)]
+pub(crate) fn assert_changed_on_disk<R>(path: &Path, named: &[&str], read: impl FnOnce() -> R) {
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+        .err()
+        .expect("the read panics");
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains(&format!("snapshot {} changed on disk", path.display()))
+            && named.iter().all(|name| message.contains(name)),
+        "{message}"
+    );
+}
+
 /// The page size the ranges given back are aligned to. Where pages are larger, the OS widens a
 /// range to whole pages: a neighbour's bytes given back too are read from the file again if
 /// needed, with the same bytes.
@@ -2439,16 +2463,11 @@ mod tests {
         };
         store.get_communication_stats(&range).unwrap();
         store.close().unwrap();
-        let snapshot = std::fs::read_dir(dir.path().join(SNAPSHOT_DIRECTORY))
+        let snapshot = (Store::open_read_only(dir.path())
             .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter_map(|path| {
-                let seq = snapshot_file_sequence(path.file_name()?.to_str()?)?;
-                Some((seq, path))
-            })
-            .max()
-            .expect("the close wrote a snapshot")
-            .1;
+            .open_report()
+            .snapshot)
+            .expect("the close wrote a snapshot");
         let window_ms = options.attribution_window.as_millis() as i64;
         let counted = |indexes: bool, sums_by_time: bool| {
             let loading = Loading {

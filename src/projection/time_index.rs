@@ -124,7 +124,7 @@ impl MappedItems {
 
     /// The items, after checking their bytes.
     pub(crate) fn decode(&self) -> Vec<u32> {
-        decode_items(self.checked_bytes())
+        codec::u32_items(self.checked_bytes()).collect()
     }
 }
 
@@ -178,9 +178,7 @@ impl SliceItems {
     pub(crate) fn try_for_each<E>(&self, each: impl FnMut(u32) -> Result<(), E>) -> Result<(), E> {
         match self.mapped() {
             None => self.get().iter().copied().try_for_each(each),
-            Some(at) => (at.snapshot.bytes_at(at.range.clone()).chunks_exact(4))
-                .map(|item| u32::from_le_bytes(item.try_into().expect("4 bytes")))
-                .try_for_each(each),
+            Some(at) => codec::u32_items(at.snapshot.bytes_at(at.range.clone())).try_for_each(each),
         }
     }
 
@@ -199,13 +197,6 @@ impl SliceItems {
             let _ = mapped.decoded.set(items);
         }
     }
-}
-
-/// Items as a snapshot lays them out: a u32 LE each.
-pub(crate) fn decode_items(bytes: &[u8]) -> Vec<u32> {
-    (bytes.chunks_exact(4))
-        .map(|item| u32::from_le_bytes(item.try_into().expect("4 bytes")))
-        .collect()
 }
 
 impl std::fmt::Debug for SliceItems {
@@ -286,7 +277,7 @@ fn decode_slice_items<D: bincode::de::Decoder<Context: ItemsSource>>(
     let peeked = decoder
         .reader()
         .peek_read(len * 4)
-        .map(|bytes| snapshot.range_of(bytes).ok_or_else(|| decode_items(bytes)));
+        .map(|bytes| (snapshot.range_of(bytes)).ok_or_else(|| codec::u32_items(bytes).collect()));
     let items = match peeked {
         Some(Ok(range)) => {
             let crc_at = decoder.context().mapped().expect("a reading").crc_at;
@@ -868,6 +859,7 @@ impl<B> TimeBuckets<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::{assert_changed_on_disk, write_in_place};
 
     /// A bucket of the tests' indexes: how many items it counts.
     #[derive(Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
@@ -890,7 +882,6 @@ mod tests {
     /// since the read are never taken.
     #[test]
     fn slices_read_from_a_mapped_snapshot_are_decoded_on_first_use() {
-        use std::io::{Seek, Write};
         let dir = tempfile::tempdir().unwrap();
         let time_of = |item: u32| i64::from(item) * 7_000;
         let mut written = TimeBuckets::<Count>::default();
@@ -967,22 +958,11 @@ mod tests {
         // A byte of a slice still mapped changes on disk: its items are never taken.
         let lazy = read(Some(Arc::clone(&snapshot)));
         let range = lazy.mapped_items(slices[3]).unwrap().range;
-        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        file.seek(std::io::SeekFrom::Start(range.start as u64 + 1))
-            .unwrap();
-        file.write_all(&[0x5A]).unwrap();
-        drop(file);
+        write_in_place(&path, range.start + 1, 0x5A);
         assert_eq!(lazy.slice_items(slices[2]), written.slice_items(slices[2]));
-        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_changed_on_disk(&path, &["a slice's items"], || {
             lazy.slice_items(slices[3]).len()
-        }))
-        .unwrap_err();
-        let message = panic.downcast_ref::<String>().unwrap();
-        assert!(
-            message.contains(&format!("snapshot {} changed on disk", path.display()))
-                && message.contains("a slice's items"),
-            "{message}"
-        );
+        });
     }
 
     /// The parts of a range tile it exactly: every slice in it is covered once.

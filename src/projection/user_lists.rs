@@ -687,6 +687,7 @@ impl Projection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::{assert_changed_on_disk, write_in_place};
 
     /// `within` gives what two bisections of the whole list give, for lists with ties, gaps and
     /// uneven spreads, and bounds before, inside, between and after their times.
@@ -998,7 +999,6 @@ mod tests {
 
     #[test]
     fn a_users_lists_whose_bytes_changed_on_disk_after_the_load_are_never_decoded() {
-        use std::io::{Seek, Write};
         let dir = tempfile::TempDir::new().unwrap();
         let users = users(20, 8);
         let (read, path) = read_mapped(&dir, &users, counts(&users)).unwrap();
@@ -1007,21 +1007,10 @@ mod tests {
         // The first message's time in user 6's lists changes: the same length, another value.
         let lazy = table.lazy.as_ref().unwrap();
         let at = lazy.slots.get(users[6].0).unwrap().at + 8;
-        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        file.seek(std::io::SeekFrom::Start(at as u64)).unwrap();
-        file.write_all(&[0x55]).unwrap();
-        drop(file);
-        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        write_in_place(&path, at, 0x55);
+        assert_changed_on_disk(&path, &["a user's lists", "crc32"], || {
             table.get(users[6].0).cloned()
-        }))
-        .unwrap_err();
-        let message = panic.downcast_ref::<String>().unwrap();
-        assert!(
-            message.contains(&format!("snapshot {} changed on disk", path.display()))
-                && message.contains("a user's lists")
-                && message.contains("crc32"),
-            "{message}"
-        );
+        });
         assert_eq!(table.get(users[0].0), Some(&users[0].1));
     }
 }
