@@ -230,10 +230,11 @@ pub(crate) struct EveryBytes<F> {
 }
 
 impl<F: FnMut(usize)> EveryBytes<F> {
+    /// `every` may be `usize::MAX`: never told (the sum saturates).
     pub(crate) fn new(start: usize, every: usize, passed: F) -> EveryBytes<F> {
         EveryBytes {
             every,
-            next: start + every,
+            next: start.saturating_add(every),
             passed,
         }
     }
@@ -243,7 +244,7 @@ impl<F: FnMut(usize)> EveryBytes<F> {
     pub(crate) fn reached(&mut self, at: usize) {
         if at >= self.next {
             (self.passed)(at);
-            self.next = at + self.every;
+            self.next = at.saturating_add(self.every);
         }
     }
 }
@@ -1482,6 +1483,24 @@ fn add_time(previous: i64, delta: i64, what: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_reading_told_every_usize_max_bytes_is_never_told() {
+        let mut told = Vec::new();
+        let mut passed = super::EveryBytes::new(100, usize::MAX, |at| told.push(at));
+        for at in [100, 101, 1 << 20, usize::MAX - 1] {
+            passed.reached(at);
+        }
+        drop(passed);
+        assert_eq!(told, Vec::<usize>::new());
+        let mut told = Vec::new();
+        let mut passed = super::EveryBytes::new(100, 10, |at| told.push(at));
+        for at in [105, 110, 115, 125, usize::MAX] {
+            passed.reached(at);
+        }
+        drop(passed);
+        assert_eq!(told, [110, 125, usize::MAX]);
+    }
+
     use super::*;
     use crate::limits::FRAME_PREFIX_BYTES;
 
