@@ -697,6 +697,11 @@ pub(crate) fn load(
                     .map_err(|reason| format!("its summary of the log does not fit: {reason}"))?;
             }
             let indexes = indexes.fit(&facts, attribution_window_ms)?;
+            // Read on demand, the fit read the rollup's slices' items where they lie, in the
+            // file: their pages go back, as the indexes' reading gave back the rest.
+            if let (true, Some(part)) = (loading.on_demand, &indexes_part) {
+                snapshot.give_back(HEADER_BYTES + part.start..HEADER_BYTES + part.end);
+            }
             Ok((facts, indexes, message_totals))
         };
         Ok(fitted())
@@ -873,6 +878,14 @@ impl MappedSnapshot {
             release(&self.map, range);
         }
     }
+
+    /// Gives back every page `range` has bytes in, whole: one it shares with bytes read later
+    /// is read in again from the file then.
+    pub(crate) fn give_back(&self, range: Range<usize>) {
+        let start = range.start - range.start % PAGE_BYTES;
+        let end = range.end.next_multiple_of(PAGE_BYTES).min(self.len());
+        self.release(start..end.max(start));
+    }
 }
 
 /// How a range of a mapped snapshot's bytes hashed when the snapshot was loaded: the crc32 the
@@ -924,6 +937,27 @@ pub(crate) fn assert_changed_on_disk<R>(path: &Path, named: &[&str], read: impl 
             && named.iter().all(|name| message.contains(name)),
         "{message}"
     );
+}
+
+/// Of the pages that lie wholly within `bytes` (bytes of this process's memory), how many are
+/// resident, and how many there are: read from `/proc/self/pagemap` (an entry of 8 bytes a
+/// page, bit 63 set when present).
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn resident_pages(bytes: &[u8]) -> (usize, usize) {
+    use std::io::{Read, Seek, SeekFrom};
+    let start = (bytes.as_ptr() as usize).next_multiple_of(PAGE_BYTES);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE_BYTES * PAGE_BYTES;
+    let pages = end.saturating_sub(start) / PAGE_BYTES;
+    let mut pagemap = File::open("/proc/self/pagemap").unwrap();
+    pagemap
+        .seek(SeekFrom::Start((start / PAGE_BYTES * 8) as u64))
+        .unwrap();
+    let mut entries = vec![0u8; pages * 8];
+    pagemap.read_exact(&mut entries).unwrap();
+    let resident = (entries.chunks_exact(8))
+        .filter(|entry| u64::from_le_bytes((*entry).try_into().unwrap()) >> 63 == 1)
+        .count();
+    (resident, pages)
 }
 
 /// The page size the ranges given back are aligned to. Where pages are larger, the OS widens a
@@ -2487,6 +2521,71 @@ mod tests {
         assert!(!counted(true, true));
         assert!(counted(true, false));
         assert!(counted(false, true));
+    }
+
+    /// Read on demand, the rollup's slices' items stay in the file, and neither the fit's
+    /// reading of them nor a slice's decoding keeps their pages.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_rollups_items_left_in_the_file_keep_no_pages() {
+        use crate::projection::time_index::MappedItems;
+        use crate::{Channel, Options, StatsFilter, Store, SyncPolicy};
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            sync: SyncPolicy::Never,
+            ..Options::default()
+        };
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        let start = chrono::DateTime::from_timestamp_millis(1_735_689_600_000).unwrap();
+        // Enough events that the close writes a snapshot, 8,000 a slice (the last 1,536): 32,000
+        // bytes of items each, several pages of their own.
+        let sends = crate::SNAPSHOT_AT_CLOSE_MIN as i64;
+        for send in 0..sends {
+            let at = start + chrono::Duration::milliseconds(send * 75);
+            let channel = Channel::ALL[send as usize % 4];
+            store
+                .track_message_sent_at(send as u64 % 7 + 1, channel, "tip", 0.01, at)
+                .unwrap();
+        }
+        let range = StatsFilter {
+            start: Some(start + chrono::Duration::minutes(17)),
+            end: Some(start + chrono::Duration::minutes(61)),
+            ..StatsFilter::new()
+        };
+        store.get_communication_stats(&range).unwrap();
+        store.close().unwrap();
+        let snapshot = (Store::open_read_only(dir.path()).unwrap().open_report())
+            .snapshot
+            .expect("the close wrote a snapshot");
+        let loading = Loading {
+            on_demand: true,
+            indexes: true,
+            sums_by_time: true,
+            count_totals: true,
+        };
+        let window_ms = options.attribution_window.as_millis() as i64;
+        let loaded = load(dir.path(), &snapshot, window_ms, loading).unwrap();
+        let buckets = loaded.indexes.rollup.as_ref().unwrap().time_buckets();
+        let mut mapped: Vec<MappedItems> = (buckets.mapped_slices().into_iter())
+            .map(|slice| buckets.mapped_items(slice).unwrap())
+            .collect();
+        assert_eq!(mapped.len(), 9);
+        for items in &mapped {
+            let (resident, pages) = resident_pages(items.file_bytes());
+            assert!(pages >= 1, "{pages} pages");
+            assert_eq!(resident, 0, "a slice's items after the load");
+        }
+        // In the file's order: reading a page maps in its neighbours already in the page
+        // cache too (the kernel's fault-around), those of the next slice among them.
+        mapped.sort_by_key(|items| items.file_bytes().as_ptr());
+        for items in &mapped {
+            assert_eq!(items.decode().len(), items.len());
+            assert_eq!(
+                resident_pages(items.file_bytes()).0,
+                0,
+                "a slice's items decoded"
+            );
+        }
     }
 
     /// The checksum read on two threads is the file's crc32 from `start` on, for files shorter

@@ -117,14 +117,22 @@ impl MappedItems {
         (self.snapshot).checked(self.range.clone(), self.crc, "a slice's items")
     }
 
+    /// The items' bytes where they lie in the mapped file, unchecked.
+    #[cfg(test)]
+    pub(crate) fn file_bytes(&self) -> &[u8] {
+        self.snapshot.bytes_at(self.range.clone())
+    }
+
     /// How many items.
     pub(crate) fn len(&self) -> usize {
         self.range.len() / 4
     }
 
-    /// The items, after checking their bytes.
+    /// The items, after checking their bytes; their pages of the file go back.
     pub(crate) fn decode(&self) -> Vec<u32> {
-        codec::u32_items(self.checked_bytes()).collect()
+        let items = codec::u32_items(self.checked_bytes()).collect();
+        self.snapshot.give_back(self.range.clone());
+        items
     }
 }
 
