@@ -20,7 +20,7 @@ use commlog::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use support::command::{cli, cli_in};
-use support::files::{segments, snapshot_without_lock};
+use support::files::{segments, snapshot, snapshot_without_lock};
 
 /// No command of these tests may take longer; a hang fails the test instead of blocking it.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -1837,6 +1837,68 @@ fn rejected_track_arguments_create_no_store() {
         fails(dir, args, 1);
         assert!(!dir.exists(), "{args:?} created the store");
     }
+}
+
+/// A follow-up's own input is checked before the store is opened: a bad one changes no byte of
+/// a store (not even `LOCK`, which a writer's open rewrites), is named even while another
+/// process writes to the store, and a follow-up on an empty directory creates no store.
+#[test]
+fn rejected_follow_ups_change_no_file_and_wait_for_no_lock() {
+    let temp = temp();
+    let empty = &temp.path().join("empty");
+    fs::create_dir(empty).unwrap();
+    let bad = [
+        (
+            &["track", "delivered", "--message", "1", "--at", "soon"][..],
+            "--at",
+        ),
+        (
+            &["track", "opened", "--message", "1", "--at", "9999-01-01"],
+            "at",
+        ),
+        (
+            &["track", "action", "--message", "1", "--action", ""],
+            "action",
+        ),
+        (
+            &[
+                "track",
+                "failed",
+                "--message",
+                "1",
+                "--reason",
+                "Not A Name",
+            ],
+            "reason",
+        ),
+    ];
+    for (args, field) in bad {
+        let error = fails(empty, args, 1);
+        assert!(error.contains(field), "{args:?}: {error}");
+    }
+    let error = fails(empty, &["track", "delivered", "--message", "1"], 1);
+    assert!(error.contains("unknown message id 1"), "{error}");
+    assert!(snapshot(empty).is_empty(), "a follow-up created a store");
+
+    let dir = &temp.path().join("store");
+    track(
+        dir,
+        &["sent", "--user", "1", "--channel", "sms", "--type", "x"],
+    );
+    let before = snapshot(dir);
+    for (args, field) in bad {
+        let error = fails(dir, args, 1);
+        assert!(error.contains(field), "{args:?}: {error}");
+        assert_eq!(snapshot(dir), before, "{args:?} changed a file");
+    }
+    let holder = Store::open(dir).unwrap();
+    for (args, field) in bad {
+        let mut waiting = vec!["--wait", "0"];
+        waiting.extend(args);
+        let error = fails(dir, &waiting, 1);
+        assert!(error.contains(field), "{args:?} while locked: {error}");
+    }
+    drop(holder);
 }
 
 #[test]

@@ -102,6 +102,35 @@ impl MessageTime {
     }
 }
 
+/// Checks a follow-up's own input (its time, the name it gives, if any) before the store is
+/// opened; and, since such an event needs a tracked message, that the store's directory exists
+/// and holds a segment: an empty store has no message, and the open would create one.
+fn check_follow_up(
+    global: &Global,
+    message: &MessageTime,
+    name: Option<(&'static str, &str)>,
+) -> Result<(), CliError> {
+    if let Some((field, name)) = name {
+        commlog::validate_name(field, name)?;
+    }
+    if let Some(time) = message.at()? {
+        commlog::validate_time("at", time)?;
+    }
+    global.check_store_exists()?;
+    let segments = segment_bytes_on_disk(&global.dir).map_err(|source| {
+        CliError::Store(commlog::Error::Io {
+            path: global.dir.clone(),
+            source,
+        })
+    })?;
+    match segments {
+        0 => Err(CliError::Store(commlog::Error::UnknownMessage {
+            id: commlog::MessageId(message.message),
+        })),
+        _ => Ok(()),
+    }
+}
+
 /// Appends one event with SyncPolicy::Always: when the command returns, it is durable.
 pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliError> {
     global.check_dir_named("track")?;
@@ -144,12 +173,16 @@ pub(crate) fn track(global: &Global, command: &TrackCommand) -> Result<(), CliEr
             }
             None
         }
-        TrackCommand::Delivered(_)
-        | TrackCommand::Opened(_)
-        | TrackCommand::Action { .. }
-        | TrackCommand::Failed { .. } => {
-            // Such an event needs a tracked message, so a store that exists.
-            global.check_store_exists()?;
+        TrackCommand::Delivered(message) | TrackCommand::Opened(message) => {
+            check_follow_up(global, message, None)?;
+            None
+        }
+        TrackCommand::Action { message, action } => {
+            check_follow_up(global, message, Some(("action", action)))?;
+            None
+        }
+        TrackCommand::Failed { message, reason } => {
+            check_follow_up(global, message, Some(("reason", reason)))?;
             None
         }
     };
