@@ -708,6 +708,11 @@ pub(crate) fn decode_seal(bytes: &[u8]) -> Option<u64> {
     sealed.then_some(next_first_seq)
 }
 
+/// Whether `bytes` begin a version 2 segment whose seal slot names no successor yet.
+pub(crate) fn unsealed_v2(bytes: &[u8]) -> bool {
+    version_field(bytes) == Some(FORMAT_VERSION_2) && decode_seal(bytes).is_none()
+}
+
 /// The format version a segment's header gives, unchecked; `None` if `bytes` ends before it.
 fn version_field(bytes: &[u8]) -> Option<u32> {
     let field = bytes.get(VERSION_OFFSET..VERSION_OFFSET + VERSION_BYTES)?;

@@ -301,6 +301,9 @@ fn list_and_map_segments(
     let mut segments = list_segments(dir)?;
     let covered = segments.partition_point(|(first_seq, _)| *first_seq < from_seq);
     segments.drain(..covered);
+    if mode == Mode::ReadOnly {
+        segments.truncate(segments_in_use(&segments)?);
+    }
     let resume_end = resume
         .filter(|position| {
             segments.first().map(|(seq, _)| *seq) == Some(position.segment_first_seq)
@@ -321,6 +324,39 @@ fn list_and_map_segments(
         }
     }
     Ok((segments, maps, covered as u64))
+}
+
+/// How many of `segments` (listed by a read-only open, beside a writer) to read: up to a
+/// version 2 segment whose seal slot is still empty, when the segment after it holds no frame.
+/// A rollover creates the successor (its header written and synced), then seals its
+/// predecessor, and only then writes a frame to the successor: listed while that runs, the
+/// successor may have a half-written header, and the predecessor's seal, read later through
+/// its map, would name it. Left out, it is read once the seal names it (the next refresh).
+/// A successor that holds frames while its predecessor still reads unsealed is not a rollover
+/// in progress: it is read, for the replay to judge.
+fn segments_in_use(segments: &[(u64, PathBuf)]) -> Result<usize> {
+    let header_of = |path: &Path| -> Result<Vec<u8>> {
+        use std::io::Read;
+        let mut header = Vec::with_capacity(SEGMENT_HEADER_V2_BYTES);
+        let file = open_no_follow(OpenOptions::new().read(true), path)?;
+        file.take(SEGMENT_HEADER_V2_BYTES as u64)
+            .read_to_end(&mut header)
+            .map_err(|source| Error::io(path, source))?;
+        Ok(header)
+    };
+    for (index, pair) in segments.windows(2).enumerate() {
+        let ((_, path), (_, next)) = (&pair[0], &pair[1]);
+        if !codec::unsealed_v2(&header_of(path)?) {
+            continue;
+        }
+        let next_len = std::fs::symlink_metadata(next)
+            .map_err(|source| Error::io(next, source))?
+            .len();
+        if next_len <= SEGMENT_HEADER_V2_BYTES as u64 {
+            return Ok(index + 1);
+        }
+    }
+    Ok(segments.len())
 }
 
 /// A seal slot that does not fit the segments listed.

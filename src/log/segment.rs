@@ -249,14 +249,18 @@ pub(crate) fn read_segment_from(path: &Path, from: u64) -> Result<SegmentBytes> 
     let header_len = SEGMENT_HEADER_V2_BYTES as u64;
     let mut file = open_no_follow(OpenOptions::new().read(true), path)?;
     let io = |source| Error::io(path, source);
+    // The header first, then the length: a writer appends a segment's last frame before it
+    // seals it, so a seal read here names no frame past the length. (The length taken first,
+    // a seal written between would name frames past it: a gap before the next segment.)
+    let mut header = [0; SEGMENT_HEADER_V2_BYTES];
+    let header_read = file.read_exact(&mut header);
     // A file that ends before `from` reads whole, for the replay to find it short.
     let file_len = file.metadata().map_err(io)?.len();
-    if from <= header_len || file_len < from {
+    if from <= header_len || file_len < from || header_read.is_err() {
         return read_segment(path);
     }
     let mut map = MmapMut::map_anon(file_len as usize).map_err(io)?;
-    file.read_exact(&mut map[..header_len as usize])
-        .map_err(io)?;
+    map[..header.len()].copy_from_slice(&header);
     file.seek(SeekFrom::Start(from)).map_err(io)?;
     // The bytes there now, up to the length found above: a writer appending meanwhile adds
     // frames the next refresh reads; one cutting a torn tail leaves fewer.
