@@ -326,8 +326,8 @@ fn list_and_map_segments(
     Ok((segments, maps, covered as u64))
 }
 
-/// How many of `segments` (listed by a read-only open, beside a writer) to read: up to a
-/// version 2 segment whose seal slot is still empty, when the segment after it holds no frame.
+/// How many of `segments` (listed by a read-only open, beside a writer) to read: all but the
+/// last when the last holds no frame and the version 2 segment before it has an empty seal slot.
 /// A rollover creates the successor (its header written and synced), then seals its
 /// predecessor, and only then writes a frame to the successor: listed while that runs, the
 /// successor may have a half-written header, and the predecessor's seal, read later through
@@ -344,19 +344,19 @@ fn segments_in_use(segments: &[(u64, PathBuf)]) -> Result<usize> {
             .map_err(|source| Error::io(path, source))?;
         Ok(header)
     };
-    for (index, pair) in segments.windows(2).enumerate() {
-        let ((_, path), (_, next)) = (&pair[0], &pair[1]);
-        if !codec::unsealed_v2(&header_of(path)?) {
-            continue;
-        }
-        let next_len = std::fs::symlink_metadata(next)
-            .map_err(|source| Error::io(next, source))?
-            .len();
-        if next_len <= SEGMENT_HEADER_V2_BYTES as u64 {
-            return Ok(index + 1);
-        }
+    let [.., (_, path), (_, last)] = segments else {
+        return Ok(segments.len());
+    };
+    if !codec::unsealed_v2(&header_of(path)?) {
+        return Ok(segments.len());
     }
-    Ok(segments.len())
+    let last_len = std::fs::symlink_metadata(last)
+        .map_err(|source| Error::io(last, source))?
+        .len();
+    match last_len <= SEGMENT_HEADER_V2_BYTES as u64 {
+        true => Ok(segments.len() - 1),
+        false => Ok(segments.len()),
+    }
 }
 
 /// A seal slot that does not fit the segments listed.
