@@ -579,6 +579,15 @@ pub(crate) fn load(
         Bound::decode(&mut body, version).map_err(checked_first)?;
     check_position(dir, &position)
         .map_err(|reason| checked_first(format!("not the log's: {reason}")))?;
+    // The newest snapshot is found by its name: one named for another seq than its bound's is
+    // not what its name says.
+    let named = (path.file_name().and_then(|name| name.to_str())).and_then(snapshot_file_sequence);
+    if let Some(named) = named.filter(|&named| named != position.last_seq) {
+        return Err(checked_first(format!(
+            "named for seq {named}, it covers the log up to seq {}",
+            position.last_seq
+        )));
+    }
     // Decoded whole, the facts are decoded here and then the indexes, so that the two do not
     // hold their pages and fresh memory at once, while another thread checks the log's frames
     // and then makes ready the memory of the messages' records still to decode. Only read

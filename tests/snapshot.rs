@@ -792,6 +792,29 @@ fn a_snapshot_of_another_store_is_reported_and_ignored() {
     assert_eq!(answers_of(&store), expected);
 }
 
+/// The newest snapshot is found by its name: a snapshot copied under another seq's name (later
+/// or earlier than the one it covers) is reported and ignored, and the one named right used.
+#[test]
+fn a_snapshot_named_for_another_seq_is_reported_and_ignored() {
+    let (_dir, data, older, newer) = store_with_two_snapshots(512);
+    let (expected, _) = full_replay(&data);
+    for (copied, seq) in [(&older, 95), (&newer, 999_999)] {
+        let (_copy_dir, copy) = copy_of(&data);
+        let misnamed = snapshot_path(&copy, seq);
+        fs::copy(in_copy(&data, &copy, copied), &misnamed).unwrap();
+        let read_only = open_read_only_changing_nothing(&copy);
+        let report = read_only.open_report();
+        assert_ignored(
+            &report,
+            std::slice::from_ref(&misnamed),
+            &format!("named for seq {seq}, it covers the log up to seq"),
+            "misnamed",
+        );
+        assert_eq!(report.snapshot, Some(in_copy(&data, &copy, &newer)));
+        assert_eq!(answers_of(&read_only), expected);
+    }
+}
+
 #[test]
 fn a_snapshot_past_a_log_cut_by_a_crash_is_reported_and_ignored() {
     for opts in [options(1 << 20, 0), options(512, 0)] {
