@@ -118,7 +118,7 @@ pub(crate) fn validate_selection(
     {
         return Err(Error::invalid(
             "end",
-            end.to_rfc3339(),
+            crate::serde_time::to_text(end),
             "must not be before start",
         ));
     }

@@ -13,9 +13,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
-use crate::event::{
-    BudgetScope, Channel, MessageId, MessageRef, UserId, validate_external_id, validate_name,
-};
+use crate::event::{BudgetScope, Channel, MessageId, MessageRef, UserId, validate_external_id};
 use crate::limits::{
     ATTRIBUTION_WINDOW_MAX, LOCK_POLL_INTERVAL, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
@@ -632,21 +630,7 @@ impl Store {
     /// Counts, rates, costs and breakdowns over the messages `filter` selects, and the
     /// outcomes of its user and time range (docs/SEMANTICS.md).
     pub fn get_communication_stats(&self, filter: &StatsFilter) -> Result<CommunicationStats> {
-        if let Some(user) = filter.user {
-            validate_user(user)?;
-        }
-        if let Some(message_type) = &filter.message_type {
-            validate_name("message_type", message_type)?;
-        }
-        if let (Some(start), Some(end)) = (filter.start, filter.end)
-            && start > end
-        {
-            return Err(Error::invalid(
-                "end",
-                end.to_rfc3339(),
-                "must not be before start",
-            ));
-        }
+        validate_filter(filter)?;
         Ok(self.projection.read().stats(filter))
     }
 
