@@ -1488,11 +1488,14 @@ fn add_time(previous: i64, delta: i64, what: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::limits::FRAME_PREFIX_BYTES;
+
     #[test]
     fn a_reading_told_every_usize_max_bytes_is_never_told() {
         let told = |start: usize, every: usize, reached: &[usize]| {
             let mut told = Vec::new();
-            let mut passed = super::EveryBytes::new(start, every, |at| told.push(at));
+            let mut passed = EveryBytes::new(start, every, |at| told.push(at));
             for &at in reached {
                 passed.reached(at);
             }
@@ -1507,9 +1510,6 @@ mod tests {
             [110, 125, usize::MAX]
         );
     }
-
-    use super::*;
-    use crate::limits::FRAME_PREFIX_BYTES;
 
     #[test]
     fn a_snapshot_list_longer_than_its_bytes_can_hold_is_refused_before_it_is_allocated() {
