@@ -2478,10 +2478,10 @@ mod tests {
         );
     }
 
-    /// An open on demand counts the totals over all time only where it does not take the
-    /// snapshot's message rollup, whose counts over all time answer the same queries.
-    #[test]
-    fn an_open_taking_the_rollup_counts_no_totals() {
+    /// A store of `SNAPSHOT_AT_CLOSE_MIN` sends, one every `every_ms`, whose close wrote a
+    /// snapshot holding the message rollup (a query over a time range built it): the store's
+    /// directory, the snapshot and the attribution window in milliseconds.
+    fn store_with_rollup_snapshot(every_ms: i64) -> (tempfile::TempDir, PathBuf, i64) {
         use crate::{Channel, Options, StatsFilter, Store, SyncPolicy};
         let dir = tempfile::tempdir().unwrap();
         let options = Options {
@@ -2490,28 +2490,32 @@ mod tests {
         };
         let store = Store::open_with(dir.path(), options.clone()).unwrap();
         let start = chrono::DateTime::from_timestamp_millis(1_735_689_600_000).unwrap();
-        // Enough events that the close writes a snapshot (`SNAPSHOT_AT_CLOSE_MIN`).
-        for minute in 0..crate::SNAPSHOT_AT_CLOSE_MIN as i64 {
-            let at = start + chrono::Duration::minutes(minute);
-            let channel = Channel::ALL[minute as usize % 4];
+        for send in 0..crate::SNAPSHOT_AT_CLOSE_MIN as i64 {
+            let at = start + chrono::Duration::milliseconds(send * every_ms);
+            let channel = Channel::ALL[send as usize % 4];
             store
-                .track_message_sent_at(minute as u64 % 7 + 1, channel, "tip", 0.01, at)
+                .track_message_sent_at(send as u64 % 7 + 1, channel, "tip", 0.01, at)
                 .unwrap();
         }
-        // A query over a time range builds the rollup, which the close's snapshot then holds.
         let range = StatsFilter {
             start: Some(start + chrono::Duration::minutes(17)),
-            end: Some(start + chrono::Duration::minutes(200)),
+            end: Some(start + chrono::Duration::minutes(61)),
             ..StatsFilter::new()
         };
         store.get_communication_stats(&range).unwrap();
         store.close().unwrap();
-        let snapshot = (Store::open_read_only(dir.path())
-            .unwrap()
-            .open_report()
-            .snapshot)
+        let snapshot = (Store::open_read_only(dir.path()).unwrap().open_report())
+            .snapshot
             .expect("the close wrote a snapshot");
-        let window_ms = options.attribution_window.as_millis() as i64;
+        (dir, snapshot, options.attribution_window.as_millis() as i64)
+    }
+
+    /// An open on demand counts the totals over all time only where it does not take the
+    /// snapshot's message rollup, whose counts over all time answer the same queries.
+    #[test]
+    fn an_open_taking_the_rollup_counts_no_totals() {
+        // A send a minute.
+        let (dir, snapshot, window_ms) = store_with_rollup_snapshot(60_000);
         let counted = |indexes: bool, sums_by_time: bool| {
             let loading = Loading {
                 on_demand: true,
@@ -2538,41 +2542,15 @@ mod tests {
     #[test]
     fn the_rollups_items_left_in_the_file_keep_no_pages() {
         use crate::projection::time_index::MappedItems;
-        use crate::{Channel, Options, StatsFilter, Store, SyncPolicy};
-        let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            sync: SyncPolicy::Never,
-            ..Options::default()
-        };
-        let store = Store::open_with(dir.path(), options.clone()).unwrap();
-        let start = chrono::DateTime::from_timestamp_millis(1_735_689_600_000).unwrap();
-        // Enough events that the close writes a snapshot, 8,000 a slice (the last 1,536): 32,000
-        // bytes of items each, several pages of their own.
-        let sends = crate::SNAPSHOT_AT_CLOSE_MIN as i64;
-        for send in 0..sends {
-            let at = start + chrono::Duration::milliseconds(send * 75);
-            let channel = Channel::ALL[send as usize % 4];
-            store
-                .track_message_sent_at(send as u64 % 7 + 1, channel, "tip", 0.01, at)
-                .unwrap();
-        }
-        let range = StatsFilter {
-            start: Some(start + chrono::Duration::minutes(17)),
-            end: Some(start + chrono::Duration::minutes(61)),
-            ..StatsFilter::new()
-        };
-        store.get_communication_stats(&range).unwrap();
-        store.close().unwrap();
-        let snapshot = (Store::open_read_only(dir.path()).unwrap().open_report())
-            .snapshot
-            .expect("the close wrote a snapshot");
+        // 8,000 sends a slice (the last 1,536): 32,000 bytes of items each, several pages of
+        // their own.
+        let (dir, snapshot, window_ms) = store_with_rollup_snapshot(75);
         let loading = Loading {
             on_demand: true,
             indexes: true,
             sums_by_time: true,
             count_totals: true,
         };
-        let window_ms = options.attribution_window.as_millis() as i64;
         let loaded = load(dir.path(), &snapshot, window_ms, loading).unwrap();
         let buckets = loaded.indexes.rollup.as_ref().unwrap().time_buckets();
         let mut mapped: Vec<MappedItems> = (buckets.mapped_slices().into_iter())

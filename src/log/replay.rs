@@ -22,8 +22,8 @@ use crate::limits::{
 };
 use crate::log::segment::{
     FILE_MODE, SegmentBytes, create_directory, file_name_of, list_segments, map_segment,
-    numbered_name, open_no_follow, read_segment, read_segment_from, segment_file_name,
-    segment_file_sequence, sync_directory,
+    numbered_name, open_no_follow, read_header_bytes, read_segment, read_segment_from,
+    segment_file_name, segment_file_sequence, sync_directory,
 };
 use crate::log::{CoveredSegment, LogPosition, OpenReport};
 
@@ -335,19 +335,10 @@ fn list_and_map_segments(
 /// A successor that holds frames while its predecessor still reads unsealed is not a rollover
 /// in progress: it is read, for the replay to judge.
 fn segments_in_use(segments: &[(u64, PathBuf)]) -> Result<usize> {
-    let header_of = |path: &Path| -> Result<Vec<u8>> {
-        use std::io::Read;
-        let mut header = Vec::with_capacity(SEGMENT_HEADER_V2_BYTES);
-        let file = open_no_follow(OpenOptions::new().read(true), path)?;
-        file.take(SEGMENT_HEADER_V2_BYTES as u64)
-            .read_to_end(&mut header)
-            .map_err(|source| Error::io(path, source))?;
-        Ok(header)
-    };
     let [.., (_, path), (_, last)] = segments else {
         return Ok(segments.len());
     };
-    if !codec::unsealed_v2(&header_of(path)?) {
+    if !codec::unsealed_v2(&read_header_bytes(path)?) {
         return Ok(segments.len());
     }
     let last_len = std::fs::symlink_metadata(last)
