@@ -93,6 +93,22 @@ impl Money {
     pub fn dollars(self) -> f64 {
         self.0 as f64 / 1e6
     }
+
+    /// The dollars that [`Money::from_dollars`] turns back into exactly this amount, where an
+    /// `f64` carries it: every amount of at most 15 significant digits (so every amount within
+    /// ±$1,000,000,000, whatever its micros), and a larger one where the nearest `f64` happens
+    /// to. `None` otherwise, and beyond ±9 × 10^12 dollars. An amount given exactly (micros, a
+    /// decimal) goes through the dollars' calls with this, or is refused: never rounded.
+    ///
+    /// ```
+    /// use commlog::Money;
+    /// assert_eq!(Money::from_micros(1_000_000_000_000_001).exact_dollars(), Some(1e9 + 1e-6));
+    /// assert_eq!(Money::from_micros(12_345_678_901_234_567).exact_dollars(), None);
+    /// ```
+    pub fn exact_dollars(self) -> Option<f64> {
+        let dollars = self.dollars();
+        (Money::from_dollars(dollars).ok()? == self).then_some(dollars)
+    }
 }
 
 /// Rounds the shortest decimal representation of `dollars` (|dollars| ≤ 9e12) to micros,
@@ -150,6 +166,46 @@ impl std::iter::Sum for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_dollars_carry_every_amount_of_15_digits_and_refuse_what_they_would_round() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let micros =
+                i128::from(next() % 1_000_000_000_000_001) * if next() % 2 == 0 { 1 } else { -1 };
+            let dollars = Money(micros).exact_dollars();
+            assert_eq!(
+                dollars.map(|d| Money::from_dollars(d).unwrap()),
+                Some(Money(micros))
+            );
+        }
+        for micros in [
+            1_000_000_000_000_000,
+            -1_000_000_000_000_000,
+            9_000_000_000_000_000_000,
+        ] {
+            assert_eq!(
+                Money(micros).exact_dollars(),
+                Some(micros as f64 / 1e6),
+                "{micros}"
+            );
+        }
+        for micros in [
+            12_345_678_901_234_567,
+            9_007_199_254_740_993,
+            -8_999_999_999_999_999_999,
+            9_000_000_000_000_000_001,
+            i128::MAX,
+        ] {
+            assert_eq!(Money(micros).exact_dollars(), None, "{micros}");
+        }
+    }
 
     #[test]
     fn from_dollars_rounds_halves_away_from_zero_by_the_decimal() {

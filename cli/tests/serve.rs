@@ -91,3 +91,55 @@ fn serve_needs_a_named_store() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--dir"));
 }
+
+/// Waits until a server answers on `socket`.
+fn wait_for_socket(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while UnixStream::connect(socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no server answered on {socket:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn terminate(server: &mut std::process::Child) -> std::process::ExitStatus {
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    server.wait().unwrap()
+}
+
+#[test]
+fn a_second_server_waits_as_long_as_wait_says_for_the_first_to_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let serve = |wait: &str| {
+        Command::new(env!("CARGO_BIN_EXE_commlog"))
+            .args(["--dir", store.to_str().unwrap(), "--wait", wait, "serve"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = serve("0");
+    let socket = store.join("commlog.sock");
+    wait_for_socket(&socket);
+
+    let refused = serve("0").wait().unwrap();
+    assert_eq!(refused.code(), Some(2), "--wait 0 is refused at once");
+    let mut second = serve("60");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        second.try_wait().unwrap().is_none(),
+        "the second server waits for the lock"
+    );
+    assert!(terminate(&mut first).success());
+    // The first closed: the second opens the store and serves it.
+    wait_for_socket(&socket);
+    let (status, body) = request(&socket, "GET", "/v1/info", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(terminate(&mut second).success());
+}

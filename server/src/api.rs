@@ -1,6 +1,5 @@
 //! The JSON API under `/v1` (docs/SERVER.md): routes, the bearer-token check, body limits.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -55,26 +54,39 @@ pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiErro
     })
 }
 
+/// A body past the route's limit; [`json_errors`] names the limit of the route asked.
 fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "too_large",
-        format!(
-            "request body too large: at most {BODY_LIMIT} bytes ({BATCH_BODY_LIMIT} for /v1/batch)"
-        ),
+        "request body too large",
     )
 }
 
+/// The body limit of the route at `path`.
+fn body_limit(path: &str) -> usize {
+    if path == "/v1/batch" {
+        BATCH_BODY_LIMIT
+    } else if path.starts_with("/v1/webhooks/") {
+        WEBHOOK_BODY_LIMIT
+    } else {
+        BODY_LIMIT
+    }
+}
+
 fn id(path: Result<Path<u64>, PathRejection>, what: &str) -> Result<u64, ApiError> {
-    path.map(|Path(id)| id).map_err(|_| {
-        ApiError::invalid(format!(
-            "invalid {what}: must be a whole number of at least 1"
-        ))
-    })
+    path.ok()
+        .map(|Path(id)| id)
+        .filter(|&id| id >= 1)
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "invalid {what}: must be a whole number of at least 1"
+            ))
+        })
 }
 
 fn query(
-    params: Result<QueryParams<BTreeMap<String, String>>, QueryRejection>,
+    params: Result<QueryParams<Vec<(String, String)>>, QueryRejection>,
     known: &[&str],
 ) -> Result<Query, ApiError> {
     let QueryParams(params) =
@@ -132,7 +144,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(not_found)
         // The limits above are the ones that apply; axum's own 2 MB default would cut batches.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::map_response(json_errors))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }
 
@@ -174,14 +186,22 @@ fn authorized(request: &Request, digest: &[u8; 32]) -> bool {
     bool::from(given.ct_eq(digest))
 }
 
-/// Turns the plain-text refusals of the layers (413 from the body limit) into the API's JSON.
-async fn json_errors(response: Response) -> Response {
+/// Turns the refusals of the layers into the API's JSON: a body past its limit (413, naming the
+/// limit of the route asked, whichever refused it), a method the route does not take (405).
+async fn json_errors(request: Request, next: Next) -> Response {
+    let limit = body_limit(request.uri().path());
+    let response = next.run(request).await;
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return too_large().into_response();
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body too large: at most {limit} bytes on this route"),
+        )
+        .into_response();
     }
     if response.status() == StatusCode::METHOD_NOT_ALLOWED && !is_json {
         let allow = response.headers().get(header::ALLOW).cloned();
@@ -410,6 +430,16 @@ fn batch_request(line: &[u8]) -> Result<Call<'static>, ApiError> {
                 }
                 None
             }
+            Kind::Failed if call.action.is_some() => {
+                return Err(ApiError::invalid(
+                    "unknown field `action`: failed takes a reason, not an action",
+                ));
+            }
+            Kind::Action if call.reason.is_some() => {
+                return Err(ApiError::invalid(
+                    "unknown field `reason`: action takes an action, not a reason",
+                ));
+            }
             Kind::Failed => call.reason.take(),
             Kind::Action => call.action.take(),
         };
@@ -543,19 +573,15 @@ async fn message_by_external_id(
 async fn history(
     State(state): State<AppState>,
     path: Result<Path<u64>, PathRejection>,
-    params: Result<QueryParams<BTreeMap<String, String>>, QueryRejection>,
+    params: Result<QueryParams<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Vec<commlog::Message>>, ApiError> {
     let user = id(path, "user")?;
     let query = query(params, &["limit"])?;
-    let limit = match query.count("limit")? {
-        Some(0) => {
-            return Err(ApiError::invalid(
-                "invalid limit: \"0\" (must be at least 1)",
-            ));
-        }
-        Some(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
-        None => HISTORY_LIMIT_DEFAULT,
-    };
+    let limit = query
+        .count("limit")?
+        .map_or(HISTORY_LIMIT_DEFAULT, |limit| {
+            usize::try_from(limit).unwrap_or(usize::MAX)
+        });
     Ok(Json(
         state.store.get_user_communication_history(user, limit)?,
     ))
@@ -563,7 +589,7 @@ async fn history(
 
 async fn stats(
     State(state): State<AppState>,
-    params: Result<QueryParams<BTreeMap<String, String>>, QueryRejection>,
+    params: Result<QueryParams<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<commlog::CommunicationStats>, ApiError> {
     let filter = query(params, &["user", "type", "channel", "start", "end"])?.stats_filter()?;
     Ok(Json(state.store.get_communication_stats(&filter)?))
@@ -572,7 +598,7 @@ async fn stats(
 async fn engagement(
     State(state): State<AppState>,
     path: Result<Path<u64>, PathRejection>,
-    params: Result<QueryParams<BTreeMap<String, String>>, QueryRejection>,
+    params: Result<QueryParams<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<commlog::UserEngagement>, ApiError> {
     let user = id(path, "user")?;
     let filter = query(params, &["type", "channel", "start", "end"])?.engagement_filter()?;
@@ -581,7 +607,7 @@ async fn engagement(
 
 async fn channels(
     State(state): State<AppState>,
-    params: Result<QueryParams<BTreeMap<String, String>>, QueryRejection>,
+    params: Result<QueryParams<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<commlog::ChannelReport>, ApiError> {
     let filter =
         query(params, &["user", "type", "start", "end", "period"])?.effectiveness_filter()?;
@@ -590,7 +616,7 @@ async fn channels(
 
 async fn costs(
     State(state): State<AppState>,
-    params: Result<QueryParams<BTreeMap<String, String>>, QueryRejection>,
+    params: Result<QueryParams<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<commlog::CostReport>, ApiError> {
     let filter = query(
         params,
@@ -602,7 +628,7 @@ async fn costs(
 
 async fn impact(
     State(state): State<AppState>,
-    params: Result<QueryParams<BTreeMap<String, String>>, QueryRejection>,
+    params: Result<QueryParams<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<commlog::ImpactReport>, ApiError> {
     let filter = query(params, &["user", "type", "channel", "start", "end"])?.impact_filter()?;
     Ok(Json(state.store.get_financial_impact(&filter)?))

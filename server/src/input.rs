@@ -158,8 +158,21 @@ pub(crate) enum Kind {
     Action,
 }
 
+/// The body as `T`; a value of the wrong type or out of range is named by its field.
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|error| ApiError::invalid(format!("bad JSON: {error}")))
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|error| {
+        let field = error.path().to_string();
+        let error = error.into_inner();
+        if error.is_data() && field != "." {
+            ApiError::invalid(format!("invalid {field}: {error}"))
+        } else {
+            ApiError::invalid(format!("bad JSON: {error}"))
+        }
+    })?;
+    json.end()
+        .map_err(|error| ApiError::invalid(format!("bad JSON: {error}")))?;
+    Ok(value)
 }
 
 /// A body that may be empty (follow-ups whose fields are all optional).
@@ -172,10 +185,23 @@ pub(crate) fn parse_json_or_default<'a, T: Deserialize<'a> + Default>(
     parse_json(body)
 }
 
+/// What sign a `*_micros` field may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sign {
+    /// A cost.
+    NotNegative,
+    /// A budget.
+    Positive,
+    /// An outcome: negative is a loss.
+    Any,
+}
+
 /// Dollars from exactly one of a `*_micros` integer and a dollars number; `None` if neither.
+/// The integer's errors name its own field.
 fn dollars(
     micros_field: &str,
     micros: Option<i64>,
+    sign: Sign,
     dollars_field: &str,
     dollars: Option<f64>,
 ) -> Result<Option<f64>, ApiError> {
@@ -183,8 +209,26 @@ fn dollars(
         (Some(_), Some(_)) => Err(ApiError::invalid(format!(
             "give {micros_field} or {dollars_field}, not both"
         ))),
-        // Exact: the library rounds dollars to the nearest micro by their shortest decimal form.
-        (Some(micros), None) => Ok(Some(micros as f64 / 1e6)),
+        (Some(micros), None) => {
+            let refused = |rule: &str| {
+                Err(ApiError::invalid(format!(
+                    "invalid {micros_field}: {micros} ({rule})"
+                )))
+            };
+            match sign {
+                Sign::NotNegative if micros < 0 => return refused("must not be negative"),
+                Sign::Positive if micros <= 0 => return refused("must be positive"),
+                _ => {}
+            }
+            // The library takes dollars: those that turn back into exactly these micros.
+            match Money::from_micros(i128::from(micros)).exact_dollars() {
+                Some(dollars) => Ok(Some(dollars)),
+                None => refused(
+                    "more significant digits than dollars carry exactly: at most 15, or \
+                     within ±1000000000000000",
+                ),
+            }
+        }
         (None, dollars) => Ok(dollars),
     }
 }
@@ -239,7 +283,14 @@ impl Sent {
             user: UserId(self.user_id),
             channel: channel(&self.channel)?,
             message_type: self.message_type.into(),
-            cost: dollars("cost_micros", self.cost_micros, "cost", self.cost)?.unwrap_or(0.0),
+            cost: dollars(
+                "cost_micros",
+                self.cost_micros,
+                Sign::NotNegative,
+                "cost",
+                self.cost,
+            )?
+            .unwrap_or(0.0),
             sent_at: optional_time("sent_at", self.sent_at.as_deref())?,
             external_id: self.external_id.map(Into::into),
         })
@@ -275,8 +326,14 @@ pub(crate) fn follow_up(
 
 impl Outcome {
     pub fn request(self) -> Result<Call<'static>, ApiError> {
-        let amount = dollars("amount_micros", self.amount_micros, "amount", self.amount)?
-            .ok_or_else(|| ApiError::invalid("missing field `amount_micros` (or `amount`)"))?;
+        let amount = dollars(
+            "amount_micros",
+            self.amount_micros,
+            Sign::Any,
+            "amount",
+            self.amount,
+        )?
+        .ok_or_else(|| ApiError::invalid("missing field `amount_micros` (or `amount`)"))?;
         Ok(Call::Outcome {
             user: UserId(self.user_id),
             outcome: self.outcome.into(),
@@ -291,8 +348,14 @@ impl Budget {
     pub fn request(self) -> Result<(Call<'static>, BudgetSet), ApiError> {
         let scope: BudgetScope = self.scope.parse()?;
         let month: Month = self.month.parse()?;
-        let amount = dollars("amount_micros", self.amount_micros, "amount", self.amount)?
-            .ok_or_else(|| ApiError::invalid("missing field `amount_micros` (or `amount`)"))?;
+        let amount = dollars(
+            "amount_micros",
+            self.amount_micros,
+            Sign::Positive,
+            "amount",
+            self.amount,
+        )?
+        .ok_or_else(|| ApiError::invalid("missing field `amount_micros` (or `amount`)"))?;
         let set = BudgetSet {
             scope,
             month,
@@ -323,19 +386,29 @@ macro_rules! filter {
     }};
 }
 
-/// Query parameters, checked against the names a route knows.
+/// Query parameters, checked against the names a route knows, each given at most once.
 pub(crate) struct Query(BTreeMap<String, String>);
 
 impl Query {
-    pub fn new(params: BTreeMap<String, String>, known: &[&str]) -> Result<Query, ApiError> {
-        if let Some(unknown) = params.keys().find(|name| !known.contains(&name.as_str())) {
-            return Err(ApiError::invalid(format!(
-                "unknown query parameter {} (known: {})",
-                quote_value(unknown),
-                known.join(", ")
-            )));
+    pub fn new(params: Vec<(String, String)>, known: &[&str]) -> Result<Query, ApiError> {
+        let mut query = BTreeMap::new();
+        for (name, value) in params {
+            if !known.contains(&name.as_str()) {
+                return Err(ApiError::invalid(format!(
+                    "unknown query parameter {} (known: {})",
+                    quote_value(&name),
+                    known.join(", ")
+                )));
+            }
+            if query.contains_key(&name) {
+                return Err(ApiError::invalid(format!(
+                    "query parameter {} given twice",
+                    quote_value(&name)
+                )));
+            }
+            query.insert(name, value);
         }
-        Ok(Query(params))
+        Ok(Query(query))
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -345,12 +418,15 @@ impl Query {
     pub fn count(&self, name: &str) -> Result<Option<u64>, ApiError> {
         self.get(name)
             .map(|text| {
-                text.parse::<u64>().map_err(|_| {
-                    ApiError::invalid(format!(
-                        "invalid {name}: {} (must be a whole number of at least 1)",
-                        quote_value(text)
-                    ))
-                })
+                text.parse::<u64>()
+                    .ok()
+                    .filter(|&count| count >= 1)
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "invalid {name}: {} (must be a whole number of at least 1)",
+                            quote_value(text)
+                        ))
+                    })
             })
             .transpose()
     }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +48,9 @@ pub struct ServeOptions {
     /// they are cut (a client stuck sending a request must not hold the store open). Store
     /// calls already started always finish. Default: 30 s.
     pub shutdown_grace: Duration,
+    /// How long the open waits for another process to close the store
+    /// (`commlog::Options::lock_timeout`). Default: not at all.
+    pub lock_timeout: Duration,
 }
 
 impl ServeOptions {
@@ -63,6 +66,7 @@ impl ServeOptions {
             webhooks: crate::WebhookSecrets::default(),
             worker_threads: None,
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+            lock_timeout: Duration::ZERO,
         }
     }
 
@@ -91,6 +95,7 @@ impl fmt::Debug for ServeOptions {
             .field("public_url", &self.public_url)
             .field("worker_threads", &self.worker_threads)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("lock_timeout", &self.lock_timeout)
             .finish()
     }
 }
@@ -99,8 +104,9 @@ impl fmt::Debug for ServeOptions {
 /// flight, syncs and closes the store, removes the socket and returns.
 ///
 /// Fails before serving if the options are unsafe (TCP on a non-loopback address without a
-/// token), the store cannot be opened (another process holds its lock:
-/// `commlog::Error::Locked`), or a server already answers on the socket.
+/// token), the store cannot be opened (another process holds its lock past
+/// [`ServeOptions::lock_timeout`]: `commlog::Error::Locked`), or the socket's path is taken (a
+/// server answers there, or it is not a socket).
 pub fn serve(options: ServeOptions) -> Result<(), ServeError> {
     check_options(&options)?;
     handle_file_size_limit();
@@ -117,6 +123,7 @@ pub fn serve(options: ServeOptions) -> Result<(), ServeError> {
         &options.dir,
         Options {
             sync: options.sync,
+            lock_timeout: options.lock_timeout,
             decode_on_demand: true,
             ..Options::default()
         },
@@ -309,33 +316,50 @@ fn sync_line(sync: SyncPolicy) -> String {
     }
 }
 
-/// Binds the socket with mode 0600. A socket file nobody answers on (a server that died) is
-/// replaced; one a server answers on is refused and left alone.
+/// Binds the socket with mode 0600 from the moment it has its name: it is bound in a new
+/// directory of mode 0700 beside `path`, given its mode there, and renamed to `path`, so that
+/// no other user can connect in between whatever the umask. A socket file nobody answers on (a
+/// server that died) is replaced; one a server answers on is refused and left alone, and so is
+/// anything at `path` that is not a socket.
 fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener, ServeError> {
-    if std::fs::symlink_metadata(path).is_ok() {
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        if !metadata.file_type().is_socket() {
+            return Err(ServeError::Config(format!(
+                "{}: exists and is not a socket: give the socket a free path",
+                path.display()
+            )));
+        }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ServeError::Config(format!(
                 "{}: a server is already listening on this socket",
                 path.display()
             )));
         }
-        std::fs::remove_file(path).map_err(|source| {
+    }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let private = tempfile::Builder::new()
+        .prefix(".cl")
+        .tempdir_in(parent)
+        .map_err(|source| {
             ServeError::io(
-                format!("remove the stale socket {}", path.display()),
+                format!("create a private directory in {}", parent.display()),
                 source,
             )
         })?;
-    }
-    let listener = std::os::unix::net::UnixListener::bind(path)
+    let bound = private.path().join("s");
+    let listener = std::os::unix::net::UnixListener::bind(&bound)
         .map_err(|source| ServeError::io(format!("bind {}", path.display()), source))?;
-    listener.set_nonblocking(true).map_err(|source| {
-        let _ = std::fs::remove_file(path);
-        ServeError::io(format!("listen on {}", path.display()), source)
-    })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        let _ = std::fs::remove_file(path);
-        ServeError::io(format!("chmod 0600 {}", path.display()), source)
-    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServeError::io(format!("listen on {}", path.display()), source))?;
+    std::fs::set_permissions(&bound, std::fs::Permissions::from_mode(0o600))
+        .map_err(|source| ServeError::io(format!("chmod 0600 {}", path.display()), source))?;
+    // Replaces a socket left by a server that died in one step.
+    std::fs::rename(&bound, path)
+        .map_err(|source| ServeError::io(format!("bind {}", path.display()), source))?;
     Ok(listener)
 }
 

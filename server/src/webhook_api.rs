@@ -230,11 +230,24 @@ pub(crate) async fn twilio(
         return Err(not_configured("twilio"));
     };
     let body = body(request)?;
-    let base = state
-        .public_url
-        .as_deref()
-        .unwrap_or("")
-        .trim_end_matches('/');
+    let base = match state.public_url.as_deref() {
+        Some(public_url) => public_url.trim_end_matches('/').to_owned(),
+        // Called directly: the URL the provider called is the Host it named.
+        None => {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .or_else(|| uri.authority().map(|authority| authority.as_str()))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "no Host header to rebuild the URL Twilio signed: set --public-url",
+                    )
+                })?;
+            format!("http://{host}")
+        }
+    };
     let path_and_query = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
     let url = format!("{base}{path_and_query}");
     let algorithm = TwilioAlgorithm::from_settings_header(

@@ -463,6 +463,132 @@ fn refuses_bad_input_unknown_messages_and_big_bodies() {
     assert_eq!(code, 0, "{lines:?}");
 }
 
+/// The error of a call refused with 400, whose message names `field`.
+fn refused_naming(server: &Server, method: &str, path: &str, body: Option<Value>, field: &str) {
+    let (status, error) = server.call(method, path, body.clone());
+    assert_eq!(status, 400, "{path} {body:?}: {error}");
+    assert_eq!(error["kind"], "invalid_input", "{path} {body:?}: {error}");
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains(field),
+        "{path} {body:?}: {message:?} names no {field}"
+    );
+}
+
+#[test]
+fn amounts_are_exact_or_refused_and_every_refusal_names_its_field() {
+    let server = Server::start(&[]);
+    let send = |cost_micros: i64| json!({"user_id": 1, "channel": "sms", "message_type": "x", "cost_micros": cost_micros});
+    // Every amount of 15 digits, and larger ones an f64 of dollars carries, are kept exactly.
+    for cost_micros in [
+        999_999_999_999_999,
+        1_000_000_000_000_000,
+        2_000_000_000_000_000,
+    ] {
+        let (status, message) = server.call("POST", "/v1/messages", Some(send(cost_micros)));
+        assert_eq!(status, 201, "{message}");
+        assert_eq!(message["cost_micros"], cost_micros, "{message}");
+    }
+    let (status, outcome) = server.call(
+        "POST",
+        "/v1/outcomes",
+        Some(json!({"user_id": 1, "outcome": "loss", "amount_micros": -123_456_789_012_345_i64})),
+    );
+    assert_eq!(status, 201, "{outcome}");
+    assert_eq!(outcome["amount_micros"], -123_456_789_012_345_i64);
+    let before = files(&server.store());
+    // What dollars would round is refused, as are the signs the library refuses; the error
+    // names the field given, not the dollars it stands for.
+    for cost_micros in [8_834_510_632_916_015, -1] {
+        refused_naming(
+            &server,
+            "POST",
+            "/v1/messages",
+            Some(send(cost_micros)),
+            "cost_micros",
+        );
+    }
+    refused_naming(
+        &server,
+        "POST",
+        "/v1/outcomes",
+        Some(json!({"user_id": 1, "outcome": "x", "amount_micros": 9_007_199_254_740_993_i64})),
+        "amount_micros",
+    );
+    for amount_micros in [1_000_000_000_000_000_001_i64, 0, -5] {
+        refused_naming(
+            &server,
+            "PUT",
+            "/v1/budgets",
+            Some(json!({"scope": "all", "month": "2025-01", "amount_micros": amount_micros})),
+            "amount_micros",
+        );
+    }
+    // A value of the wrong type or range is named by its field.
+    let wrong_types = [
+        (
+            "/v1/messages",
+            json!({"user_id": "1", "channel": "sms", "message_type": "x"}),
+            "user_id",
+        ),
+        (
+            "/v1/messages",
+            json!({"user_id": 1, "channel": "sms", "message_type": "x", "cost_micros": 1.5}),
+            "cost_micros",
+        ),
+        (
+            "/v1/budgets",
+            json!({"scope": "all", "month": "2025-01", "amount_micros": 1, "alert_percent": 300}),
+            "alert_percent",
+        ),
+        ("/v1/messages/1/failed", json!({"reason": 7}), "reason"),
+    ];
+    for (path, body, field) in wrong_types {
+        refused_naming(&server, "POST", path, Some(body), field);
+    }
+    // A query parameter given twice, and ids of 0.
+    refused_naming(&server, "GET", "/v1/stats?user=1&user=2", None, "user");
+    refused_naming(&server, "GET", "/v1/stats?user=0", None, "user");
+    refused_naming(&server, "GET", "/v1/messages/0", None, "message id");
+    refused_naming(
+        &server,
+        "POST",
+        "/v1/messages/0/delivered",
+        None,
+        "message id",
+    );
+    refused_naming(&server, "GET", "/v1/users/0/history", None, "user");
+    refused_naming(&server, "GET", "/v1/users/1/history?limit=0", None, "limit");
+    // A batch line that gives the other follow-up's field is refused, not half-read.
+    let lines = [
+        json!({"call": "failed", "message_id": 1, "reason": "x", "action": "clicked"}),
+        json!({"call": "action", "message_id": 1, "action": "clicked", "reason": "x"}),
+    ];
+    for line in lines {
+        let (status, response) =
+            server.unix("POST", "/v1/batch", Some(line.to_string().as_bytes()));
+        assert_eq!(status, 200);
+        let result: Value = serde_json::from_slice(&response).unwrap();
+        assert_eq!(result["status"], 400, "{line}: {result}");
+        let other = if line["call"] == "failed" {
+            "action"
+        } else {
+            "reason"
+        };
+        assert!(
+            result["error"].as_str().unwrap().contains(other),
+            "{result}"
+        );
+    }
+    assert_eq!(
+        files(&server.store()),
+        before,
+        "a refused call changed the files"
+    );
+    let (code, lines, _dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+}
+
 #[test]
 fn tcp_needs_the_token() {
     let server = Server::start(&["--listen", "127.0.0.1:0", "--sync", "interval"]);
@@ -529,6 +655,58 @@ fn refuses_a_public_address_without_a_token_and_a_second_server() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("already listening"));
     assert!(server.socket.exists());
+    // So is a path that is not a socket, which is left as it was.
+    let taken = dir.path().join("taken");
+    std::fs::write(&taken, "another program's file").unwrap();
+    let store_file = server.store().join("00000000000000000001.log");
+    let store_bytes = std::fs::read(&store_file).unwrap();
+    for path in [&taken, &store_file, &dir.path().to_path_buf()] {
+        let mut refused = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
+            .arg("--dir")
+            .arg(dir.path().join("other"))
+            .arg("--socket")
+            .arg(path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = refused.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                refused.kill().unwrap();
+                panic!("a server started on {path:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        refused
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(1), "{path:?}: {stderr}");
+        assert!(stderr.contains("not a socket"), "{path:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read(&taken).unwrap(), b"another program's file");
+    assert_eq!(std::fs::read(&store_file).unwrap(), store_bytes);
+    // The socket has its mode from the start, and the private directory it was bound in is
+    // gone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::symlink_metadata(&server.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let left: Vec<_> = std::fs::read_dir(server.store())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".cl"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     // The first one still answers.
     let (status, _) = server.call("GET", "/healthz", None);
     assert_eq!(status, 200);

@@ -769,6 +769,22 @@ fn svix_timestamp_tolerance() {
     assert_eq!(verify(at(301)), Err(WebhookError::StaleTimestamp));
     assert_eq!(verify(at(-301)), Err(WebhookError::StaleTimestamp));
     assert_eq!(verify(Utc::now()), Err(WebhookError::StaleTimestamp));
+    // Timestamps whose distance from now does not fit an i64 are the farthest of all.
+    let now = svix_now().timestamp();
+    for timestamp in [i64::MIN, now - i64::MAX, now - i64::MAX - 1] {
+        assert_eq!(
+            verify_svix(
+                SVIX_SECRET,
+                SVIX_ID,
+                &timestamp.to_string(),
+                SVIX_BODY,
+                SVIX_SIGNATURE,
+                svix_now()
+            ),
+            Err(WebhookError::StaleTimestamp),
+            "{timestamp}"
+        );
+    }
     for timestamp in ["", "abc", "1614265330.5", "99999999999999999999"] {
         assert_eq!(
             verify_svix(

@@ -37,7 +37,8 @@ pub(crate) struct ServeArgs {
     /// With --sync interval: the fsync interval.
     #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     interval_ms: u64,
-    /// The public base URL the providers call, for webhook signatures behind a proxy.
+    /// The public base URL the providers call, for webhook signatures behind a proxy
+    /// [default: http:// and the request's Host].
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
     /// Twilio's Auth Token, in a file [default: $COMMLOG_TWILIO_AUTH_TOKEN]: enables
@@ -69,6 +70,7 @@ pub(crate) fn run(global: &Global, args: &ServeArgs) -> Result<(), CliError> {
         ServeSync::Interval => SyncPolicy::Interval(Duration::from_millis(args.interval_ms)),
     };
     options.public_url = args.public_url.clone();
+    options.lock_timeout = global.lock_timeout;
     options.webhooks = commlog_server::WebhookSecrets::read(
         args.twilio_token_file.as_deref(),
         args.sendgrid_key_file.as_deref(),

@@ -43,7 +43,7 @@ pub fn verify_svix(
         .trim()
         .parse()
         .map_err(|_| WebhookError::BadSignature)?;
-    if (now.timestamp() - timestamp).abs() > SVIX_TOLERANCE_SECONDS {
+    if now.timestamp().abs_diff(timestamp) > SVIX_TOLERANCE_SECONDS.unsigned_abs() {
         return Err(WebhookError::StaleTimestamp);
     }
     let key = secret_key(secret_whsec).ok_or(WebhookError::BadKey)?;
