@@ -370,6 +370,7 @@ fn audit_with(dir: &Path, deep: bool, lock_held: bool) -> Result<Audit> {
 /// than a moment, and without creating the lock file.
 fn writer_running(dir: &Path) -> Result<bool> {
     let path = dir.join(LOCK_FILE_NAME);
+    crate::store::check_lock_file(&path)?;
     let file = match open_no_follow(OpenOptions::new().read(true), &path) {
         Ok(file) => file,
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {

@@ -467,6 +467,16 @@ pub(crate) fn load_newest(
     ignored: &mut Vec<IgnoredSnapshot>,
 ) -> Option<Loaded> {
     let directory = dir.join(SNAPSHOT_DIRECTORY);
+    // Nothing inside a store is followed: snapshots elsewhere are not this store's.
+    if std::fs::symlink_metadata(&directory).is_ok_and(|metadata| !metadata.file_type().is_dir()) {
+        ignored.push(IgnoredSnapshot {
+            path: directory,
+            reason: "not a directory (a symbolic link or special file): commlog follows nothing \
+                     inside a store"
+                .to_string(),
+        });
+        return None;
+    }
     let entries = match std::fs::read_dir(&directory) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,

@@ -961,28 +961,31 @@ pub(crate) fn check_store_directory(dir: &Path, metadata: &std::fs::Metadata) ->
     Ok(())
 }
 
+/// Refuses a `LOCK` that is not a regular file, naming the remedy. Nothing inside a store is
+/// followed: a LOCK that is a symlink would have its target truncated and overwritten, and
+/// opening a FIFO would wait for a writer forever. `O_NOFOLLOW` on the open after this check
+/// refuses a symlink swapped in after it.
+pub(crate) fn check_lock_file(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if !metadata.file_type().is_file() => Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a symbolic link or special file): commlog follows nothing \
+                 inside a store; remove it",
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::io(path, source)),
+    }
+}
+
 /// Takes the store's exclusive lock, waiting up to `timeout` for another writer to release
 /// it, or says who holds it.
 pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result<File> {
     let path = dir.join(LOCK_FILE_NAME);
-    // Nothing inside a store is followed: a LOCK that is a symlink would have its target
-    // truncated and overwritten. This check names the remedy; `O_NOFOLLOW` on the open below
-    // refuses a symlink swapped in after it.
-    match std::fs::symlink_metadata(&path) {
-        Ok(metadata) if !metadata.file_type().is_file() => {
-            return Err(Error::io(
-                &path,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "not a regular file (a symbolic link or special file): commlog follows \
-                     nothing inside a store; remove it",
-                ),
-            ));
-        }
-        Ok(_) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(Error::io(&path, source)),
-    }
+    check_lock_file(&path)?;
     let mut file = open_no_follow(
         OpenOptions::new()
             .read(true)

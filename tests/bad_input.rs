@@ -672,6 +672,41 @@ fn a_lock_or_segment_that_is_not_a_regular_file_is_never_followed() {
     }
     assert_eq!(fs::read(&outside).unwrap(), b"precious");
 
+    // A LOCK that is a FIFO: refused by an open and by an audit, at once (opening a FIFO to
+    // read waits for a writer). The audit runs on a thread of its own so that a wait fails.
+    let dir = temp.path().join("fifo-lock");
+    fs::create_dir(&dir).unwrap();
+    store_with_two_messages(&dir).close().unwrap();
+    fs::remove_file(dir.join(LOCK_FILE_NAME)).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(dir.join(LOCK_FILE_NAME))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (send, receive) = std::sync::mpsc::channel();
+    let audited = dir.clone();
+    std::thread::spawn(move || {
+        let _ = send.send(commlog::audit::audit(&audited, false).map(drop));
+    });
+    let audit = receive.recv_timeout(std::time::Duration::from_secs(20));
+    if audit.is_err() {
+        // Let the waiting audit go before failing.
+        let _ = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(LOCK_FILE_NAME));
+    }
+    for result in [
+        audit.expect("the audit waited on the FIFO"),
+        Store::open(&dir).map(drop),
+    ] {
+        match result {
+            Err(error @ Error::Io { .. }) => {
+                assert!(error.to_string().contains("not a regular file"), "{error}")
+            }
+            other => panic!("expected an I/O error naming LOCK, got {other:?}"),
+        }
+    }
+
     // A segment that is a symlink, or a FIFO named like one: corruption naming it, at once.
     for kind in ["symlink", "fifo"] {
         let dir = temp.path().join(kind);

@@ -808,3 +808,37 @@ fn an_empty_last_segment_is_removed_by_a_writer_and_leaves_no_empty_quarantine_f
         reference.events
     );
 }
+
+#[test]
+fn a_quarantine_that_is_a_symlink_is_never_followed_and_the_log_is_left_as_it_was() {
+    const EVENTS: u64 = 8;
+    let (_crash_dir, data) = crashed_store(options(SyncPolicy::Never), EVENTS);
+    let segment = last_segment(&data);
+    let last = frames(&segment).pop().unwrap();
+    truncate(&segment, last.start + 3);
+    let outside = data.parent().unwrap().join("outside");
+    fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, data.join("quarantine")).unwrap();
+    let before = snapshot(&data);
+
+    match Store::open_with(&data, options(SyncPolicy::Never)).map(drop) {
+        Err(error @ commlog::Error::Io { .. }) => {
+            let text = error.to_string();
+            assert!(
+                text.contains("quarantine") && text.contains("not a directory"),
+                "{text}"
+            );
+        }
+        other => panic!("expected an I/O error naming quarantine, got {other:?}"),
+    }
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "a copy landed outside"
+    );
+    assert_eq!(
+        snapshot(&data),
+        before,
+        "the refused open changed the store"
+    );
+}

@@ -1806,3 +1806,40 @@ fn a_byte_flipped_in_a_large_snapshot_is_a_checksum_mismatch_however_it_is_read(
         );
     }
 }
+
+#[test]
+fn a_snapshot_directory_that_is_a_symlink_is_never_followed() {
+    let (_dir, data, _older, _newer) = store_with_two_snapshots(512);
+    let (expected, _) = full_replay(&data);
+    let (_copy_dir, copy) = copy_of(&data);
+    // The store's snapshots moved out, and a link left in their place.
+    let outside = copy.parent().unwrap().join("outside");
+    fs::rename(copy.join(SNAPSHOT_DIRECTORY), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, copy.join(SNAPSHOT_DIRECTORY)).unwrap();
+    let outside_before = support::files::snapshot(&outside);
+
+    // Opens report it and replay the whole log.
+    let read_only = open_read_only_changing_nothing(&copy);
+    let report = read_only.open_report();
+    assert_eq!(report.snapshot, None);
+    assert_ignored(
+        &report,
+        &[copy.join(SNAPSHOT_DIRECTORY)],
+        "not a directory",
+        "a symlink",
+    );
+    assert_eq!(answers_of(&read_only), expected);
+    drop(read_only);
+    // A writer writes no snapshot through it, and removes nothing there.
+    let store = Store::open_with(&copy, options(512, 1)).unwrap();
+    assert_eq!(store.open_report().snapshot, None);
+    track_events(&store, 99..101);
+    match store.snapshot() {
+        Err(error @ commlog::Error::Io { .. }) => {
+            assert!(error.to_string().contains("not a directory"), "{error}")
+        }
+        other => panic!("expected an I/O error naming snapshots, got {other:?}"),
+    }
+    drop(store);
+    assert_eq!(support::files::snapshot(&outside), outside_before);
+}

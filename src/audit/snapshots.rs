@@ -49,6 +49,24 @@ pub(crate) fn audit_snapshots(
     findings: &mut Vec<Finding>,
 ) -> Vec<SnapshotAudit> {
     let directory = dir.join(SNAPSHOT_DIRECTORY);
+    if let Ok(metadata) = std::fs::symlink_metadata(&directory)
+        && !metadata.file_type().is_dir()
+    {
+        // An open ignores it (`snapshot::load_newest`): nothing inside a store is followed.
+        findings.push(Finding {
+            kind: "snapshot_ignored".to_string(),
+            segment: SNAPSHOT_DIRECTORY.to_string(),
+            offset: 0,
+            bytes: metadata.len(),
+            seq: None,
+            reason: "not a directory (a symbolic link or special file): commlog follows nothing \
+                     inside a store (a snapshot is a cache: the log is not affected)"
+                .to_string(),
+            fix: Fix::DeleteSnapshot,
+            cut: CutPoint::default(),
+        });
+        return Vec::new();
+    }
     let Ok(entries) = std::fs::read_dir(&directory) else {
         return Vec::new();
     };

@@ -78,13 +78,28 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
-/// Creates a directory (and its parents) readable by its owner only.
+/// Creates a directory (and its parents) readable by its owner only; one that exists must be a
+/// directory itself, not a symbolic link to one: nothing inside a store is followed, so that
+/// no quarantine copy, snapshot or moved segment lands outside it.
 pub(crate) fn create_directory(path: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(DIRECTORY_MODE)
         .create(path)
-        .map_err(|source| Error::io(path, source))
+        .map_err(|source| Error::io(path, source))?;
+    let metadata = fs::symlink_metadata(path).map_err(|source| Error::io(path, source))?;
+    if metadata.file_type().is_dir() {
+        Ok(())
+    } else {
+        Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a directory (a symbolic link or special file): commlog follows nothing \
+                 inside a store; move it out",
+            ),
+        ))
+    }
 }
 
 /// Makes the directory's entries (a created, renamed or removed file) durable.
