@@ -9,7 +9,7 @@ Two ways in, with the same methods and answers:
 Money is ``decimal.Decimal`` dollars; times are timezone-aware UTC datetimes.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._types import FinancialOutcome, Message, Stats, View
 from .errors import (
@@ -22,6 +22,10 @@ from .errors import (
     UnknownMessage,
 )
 from .store import Store
+
+if TYPE_CHECKING:
+    # For type checkers: the real class (at run time `__getattr__` below imports it lazily).
+    from .client import Client
 
 __version__ = "0.1.0"
 

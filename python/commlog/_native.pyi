@@ -65,6 +65,9 @@ class FinancialOutcome:
     def __hash__(self) -> int: ...
 
 def messages_from_json(value: Union[str, bytes]) -> List[Message]: ...
+def exact_dollars(micros: int) -> Optional[float]:
+    """``Money::exact_dollars``: the dollars the library turns back into exactly ``micros``,
+    or None when no float carries them."""
 
 class NativeStore:
     @staticmethod

@@ -10,12 +10,15 @@ strings.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from enum import Enum
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
 from ._native import FinancialOutcome, Message
+from ._native import exact_dollars as _exact_dollars
 from .errors import InvalidInput
 
 __all__ = [
@@ -28,18 +31,49 @@ __all__ = [
     "to_micros",
     "parse_time",
     "micros_to_dollars",
+    "to_name",
+    "to_opt_name",
+    "to_period",
+    "to_month",
+    "to_user",
+    "to_opt_user",
+    "to_ref",
+    "to_external_id",
+    "to_limit",
+    "to_percent",
+    "USER_ID_MAX",
+    "MESSAGE_ID_MAX",
+    "NAME_BYTES_MAX",
+    "EXTERNAL_ID_BYTES_MAX",
 ]
 
 _MICROS = Decimal(1_000_000)
+_MICRO = Decimal("0.000001")
 _DOLLARS_MAX = 9_000_000_000_000
 _FAST_SCALED_MAX = float(1 << 43)
+# Every amount within ±$1,000,000,000 (at most 15 significant digits) is exact in the dollars
+# the library takes; beyond, `Money::exact_dollars` (the native `exact_dollars`) decides.
+_EXACT_MICROS_MAX = 1_000_000_000_000_000
+# Money's own decimal context, whatever the caller's (`decimal.getcontext()`): precise enough
+# for every amount an answer holds (128-bit micro-dollars, 39 digits), so nothing is rounded
+# but what `to_micros` rounds on purpose.
+_EXACT = Context(prec=80, rounding=ROUND_HALF_UP, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation])
+
+#: The library's bounds (src/limits.rs): user ids 1 to i64::MAX, message ids 1 to u64::MAX,
+#: names (types, actions, reasons, outcomes, channels) 1 to 64 bytes, external ids 1 to 128.
+USER_ID_MAX = (1 << 63) - 1
+MESSAGE_ID_MAX = (1 << 64) - 1
+NAME_BYTES_MAX = 64
+EXTERNAL_ID_BYTES_MAX = 128
+_SHOWN_CHARS_MAX = 64
 
 MoneyLike = Union[float, int, Decimal, str]
 
 
 def micros_to_dollars(micros: int) -> Decimal:
-    """Integer micro-dollars as exact ``Decimal`` dollars."""
-    return Decimal(int(micros)) / _MICROS
+    """Integer micro-dollars as exact ``Decimal`` dollars (whatever the caller's decimal
+    context)."""
+    return _EXACT.divide(Decimal(int(micros)), _MICROS)
 
 
 def parse_time(text: Optional[str]) -> Optional[datetime]:
@@ -85,7 +119,7 @@ def to_decimal_dollars(x: MoneyLike, field: str = "amount") -> Decimal:
         d = Decimal(repr(x))
     elif isinstance(x, str):
         try:
-            d = Decimal(x.strip())
+            d = Decimal(x.strip())  # exact, whatever the context's precision
         except InvalidOperation:
             raise InvalidInput(f"{field} {x!r} is not an amount of dollars", field=field, value=x) from None
     else:
@@ -96,7 +130,10 @@ def to_decimal_dollars(x: MoneyLike, field: str = "amount") -> Decimal:
 
 
 def to_micros(x: MoneyLike, field: str = "amount") -> int:
-    """Dollars as integer micro-dollars, rounded half away from zero to the micro-dollar."""
+    """Dollars as integer micro-dollars, rounded half away from zero to the micro-dollar (the
+    library's rounding, whatever the caller's decimal context). An amount the library's dollars
+    cannot carry exactly (more than 15 significant digits, beyond ±$1,000,000,000) is refused:
+    never rounded further."""
     if type(x) is float:
         f: float = x
         # The library's rounding: far from a half, the product rounds like the decimal.
@@ -108,39 +145,179 @@ def to_micros(x: MoneyLike, field: str = "amount") -> int:
     elif type(x) is int:
         i: int = x
         if abs(i) <= _DOLLARS_MAX:
-            return i * 1_000_000
+            return i * 1_000_000  # whole dollars of at most 13 digits: exact
     d = to_decimal_dollars(x, field)
-    if abs(d) > _DOLLARS_MAX:
+    if d.copy_abs() > _DOLLARS_MAX:
         raise InvalidInput(
             f"{field} {x!r} must be within ±9e12 dollars", field=field, value=str(x)
         )
-    try:
-        return int((d * _MICROS).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
-    except InvalidOperation:
-        raise InvalidInput(f"{field} {x!r} is too large", field=field, value=str(x)) from None
+    micros = int(d.quantize(_MICRO, rounding=ROUND_HALF_UP, context=_EXACT).scaleb(6, _EXACT))
+    if abs(micros) > _EXACT_MICROS_MAX and _exact_dollars(micros) is None:
+        raise InvalidInput(
+            f"{field} {x!r} has more significant digits than dollars carry exactly: at most 15, "
+            "so any amount within ±$1,000,000,000",
+            field=field,
+            value=str(x),
+        )
+    return micros
+
+
+def _quoted(value: str) -> str:
+    """A value as the library's errors show it: quoted, cut after 64 characters."""
+    if len(value) <= _SHOWN_CHARS_MAX:
+        return json.dumps(value, ensure_ascii=False)
+    return f"{json.dumps(value[:_SHOWN_CHARS_MAX], ensure_ascii=False)}… ({len(value)} characters)"
+
+
+def _checked_text(value: str, name: str, bytes_max: int) -> str:
+    """``value`` if it is Unicode text (no lone surrogate) of 1 to ``bytes_max`` UTF-8 bytes,
+    as the library takes it; else InvalidInput naming ``name``. Checked here, before the value
+    reaches the native module or a request, so that both backends refuse it alike."""
+    if value.isascii():
+        size = len(value)
+    else:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            shown = json.dumps(value[:_SHOWN_CHARS_MAX])
+            raise InvalidInput(
+                f"invalid {name}: {shown} (must be Unicode text: it holds a lone surrogate)",
+                field=name,
+                value=shown,
+            ) from None
+    if not 0 < size <= bytes_max:
+        raise InvalidInput(
+            f"invalid {name}: {_quoted(value)} (must be 1 to {bytes_max} bytes)",
+            field=name,
+            value=value[:_SHOWN_CHARS_MAX],
+        )
+    return value
 
 
 def to_name(value: Any, name: str) -> str:
-    """A channel, type, action… as a string (an enum gives its value)."""
+    """A channel, type, action… as a string (an enum gives its value, also a ``str`` enum):
+    at most 64 bytes of Unicode text. The library checks the rest."""
+    text: str
+    if type(value) is str:
+        text = value
+    else:
+        given = value
+        if isinstance(value, Enum) or not isinstance(value, str):
+            given = getattr(value, "value", None)
+            if not isinstance(given, str):
+                raise InvalidInput(f"{name} {value!r} is not a string", field=name, value=repr(value))
+        text = str.__str__(given)  # a str subclass's plain text, not its __str__
+    if len(text) > NAME_BYTES_MAX or not text.isascii():
+        _checked_text(text, name, NAME_BYTES_MAX)
+    return text
+
+
+def to_opt_name(value: Any, name: str) -> Optional[str]:
+    return None if value is None else to_name(value, name)
+
+
+def to_period(value: Any) -> Optional[str]:
+    """A period of the channel view (``day``, ``week``, ``month``, any case, or an enum of
+    them), lower case; the library checks the name."""
+    if value is None:
+        return None
+    text = to_name(value, "period")
+    return text.lower() if text.isascii() else text
+
+
+def to_external_id(value: Any, name: str = "external_id") -> str:
+    """An external id: a string of 1 to 128 bytes (the library checks its characters)."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} {value!r} is not a string", field=name, value=repr(value))
+    text: str = value if type(value) is str else str.__str__(value)
+    if not 0 < len(text) <= EXTERNAL_ID_BYTES_MAX or not text.isascii():
+        _checked_text(text, name, EXTERNAL_ID_BYTES_MAX)
+    return text
+
+
+def to_user(value: Any, name: str = "user_id") -> int:
+    """A user id: an int, or a string of ASCII digits (as forms and JSON bodies carry it), from
+    0 to the library's largest (0 is left to the library, which refuses it)."""
     if isinstance(value, str):
-        return value
-    enum_value = getattr(value, "value", None)
-    if isinstance(enum_value, str):
-        return enum_value
-    raise InvalidInput(f"{name} {value!r} is not a string", field=name, value=repr(value))
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            value = int(text)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0 or value > USER_ID_MAX:
+            raise InvalidInput(
+                f"{name} {value!r} must be from 1 to {USER_ID_MAX}", field=name, value=str(value)
+            )
+        return int(value)
+    raise InvalidInput(f"{name} {value!r} is not a whole number", field=name, value=repr(value))
+
+
+def to_opt_user(value: Any, name: str = "user_id") -> Optional[int]:
+    return None if value is None else to_user(value, name)
+
+
+def to_ref(value: Any, name: str = "message_id") -> Union[int, str]:
+    """A message id (int, 0 to 2^64 - 1: id 0 names no message) or the external id it was sent
+    with (str)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0 or value > MESSAGE_ID_MAX:
+            raise InvalidInput(
+                f"{name} {value!r} is not a message id (from 1 to {MESSAGE_ID_MAX})",
+                field=name,
+                value=str(value),
+            )
+        return int(value)
+    if isinstance(value, str):
+        return to_external_id(value)
+    raise InvalidInput(
+        f"{name} {value!r} is not a message id (int) or an external id (str)",
+        field=name,
+        value=repr(value),
+    )
+
+
+def to_limit(value: Any) -> int:
+    """The most messages a history answers: a whole number ≥ 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MESSAGE_ID_MAX:
+        raise InvalidInput(
+            f"limit {value!r} is not a whole number ≥ 0", field="limit", value=repr(value)
+        )
+    return int(value)
+
+
+def to_percent(value: Any) -> Optional[int]:
+    """A budget's alert percent, an int (the library checks its range), or None."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 62:
+        return int(value)
+    raise InvalidInput(
+        f"alert_percent {value!r} is not a whole number from 1 to 100",
+        field="alert_percent",
+        value=repr(value),
+    )
 
 
 def to_month(value: Union[str, date, None], name: str = "month") -> Optional[str]:
-    """A month as `YYYY-MM` (a date or datetime gives its own)."""
+    """A month as `YYYY-MM` (a date or datetime gives its own); None stays None."""
     if value is None:
         return None
     if isinstance(value, (date, datetime)):
         return f"{value.year:04d}-{value.month:02d}"
     if isinstance(value, str):
-        return value
+        return to_name(value, name)
     raise InvalidInput(
         f"{name} {value!r} is not a month YYYY-MM or a date", field=name, value=repr(value)
     )
+
+
+def to_required_month(value: Union[str, date], name: str = "month") -> str:
+    """A month that must be given (a budget's)."""
+    month = to_month(value, name)
+    if month is None:
+        raise InvalidInput(
+            f"{name} None is not a month YYYY-MM or a date", field=name, value=repr(value)
+        )
+    return month
 
 
 def _convert(value: Any) -> Any:

@@ -45,10 +45,27 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote, urlencode, urlsplit
 
 from ._native import messages_from_json
-from ._types import FinancialOutcome, Message, Stats, View, micros_to_dollars, to_micros, to_utc
+from ._types import (
+    FinancialOutcome,
+    Message,
+    Stats,
+    View,
+    micros_to_dollars,
+    to_external_id,
+    to_limit,
+    to_micros,
+    to_period,
+    to_ref,
+    to_required_month,
+    to_utc,
+)
 from ._types import to_month as _month
 from ._types import to_name as _name
-from .errors import CommlogError, InvalidInput, Unavailable, error_from
+from ._types import to_opt_name as _opt_name
+from ._types import to_opt_user as _opt_user
+from ._types import to_percent as _percent
+from ._types import to_user as _user
+from .errors import CommlogError, InvalidInput, UnknownMessage, Unavailable, error_from
 
 __all__ = ["Client"]
 
@@ -271,48 +288,41 @@ def _time(value: TimeLike, name: str) -> Optional[str]:
     )
 
 
-def _user(value: Any, name: str = "user_id") -> int:
-    """A user id: an int, or a string of digits (as forms and JSON bodies often carry it)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise InvalidInput(f"{name} {value!r} is not a whole number", field=name, value=repr(value))
-
-
-def _message_path(message_id: MessageId) -> Tuple[str, Dict[str, object]]:
-    """The path of a message (by id or by external id) and the fields naming it in errors."""
-    if isinstance(message_id, bool):
-        raise InvalidInput(
-            f"message_id {message_id!r} is not a message id", field="message_id", value=repr(message_id)
-        )
-    if isinstance(message_id, int):
-        if message_id < 1:
-            raise InvalidInput(
-                f"message_id {message_id} is not a message id (must be at least 1)",
-                field="message_id",
-                value=str(message_id),
+def _message_path(message_id: MessageId, name: str = "message_id") -> Tuple[str, Dict[str, object]]:
+    """The path of a message (by id or by external id) and the fields naming it in errors,
+    checked as the embedded store checks it (``commlog._types.to_ref``). Id 0 names no message:
+    ``UnknownMessage``, as the store answers, without asking the server (which refuses it)."""
+    ref = to_ref(message_id, name)
+    if isinstance(ref, int):
+        if ref == 0:
+            raise UnknownMessage(
+                "unknown message id 0: no message with this id has been tracked", status=404, id=0
             )
-        return f"/v1/messages/{message_id}", {"id": message_id}
-    if isinstance(message_id, str):
-        if not message_id:
-            raise InvalidInput("external id must not be empty", field="external_id", value="")
-        return (
-            "/v1/messages/by-external-id/" + quote(message_id, safe=""),
-            {"external_id": message_id},
-        )
-    raise InvalidInput(
-        f"message_id {message_id!r} is not an id (int) or an external id (str)",
-        field="message_id",
-        value=repr(message_id),
+        return f"/v1/messages/{ref}", {"id": ref}
+    return (
+        "/v1/messages/by-external-id/" + quote(ref, safe=""),
+        {"external_id": ref},
     )
 
+
+# The body fields of the money calls, as the embedded store names them (the argument given).
+_SENT_FIELDS = {"cost_micros": "cost"}
+_OUTCOME_FIELDS = {"amount_micros": "impact_amount"}
+_BUDGET_FIELDS = {"amount_micros": "amount"}
+# A query's user (in its path or its parameters) is the argument ``user_id``.
+_QUERY_FIELDS = {"user": "user_id"}
 
 _INVALID_FIELD = re.compile(r"^(?:invalid|missing field|unknown field) `?([A-Za-z_]+)`?")
 
 
-def _error(status: int, payload: bytes, context: Mapping[str, object]) -> CommlogError:
-    """The error a non-2xx answer stands for."""
+def _error(
+    status: int,
+    payload: bytes,
+    context: Mapping[str, object],
+    rename: Optional[Mapping[str, str]] = None,
+) -> CommlogError:
+    """The error a non-2xx answer stands for; ``rename`` maps a field of the request body to
+    the argument the caller gave (``cost_micros`` is ``cost``), as the embedded store names it."""
     try:
         body = json.loads(payload)
         kind = str(body["kind"])
@@ -327,7 +337,8 @@ def _error(status: int, payload: bytes, context: Mapping[str, object]) -> Commlo
     elif kind == "invalid_input":
         match = _INVALID_FIELD.match(message)
         if match:
-            fields["field"] = match.group(1)
+            field = match.group(1)
+            fields["field"] = (rename or {}).get(field, field)
     return error_from(kind, message, **fields)
 
 
@@ -432,7 +443,16 @@ class Client:
         """Closes this process's connections (every thread's). The client stays usable: a
         later call connects again."""
         pid = os.getpid()
-        mine = list(self._all.pop(pid, ()))
+        # The connections stay registered: a thread that calls again reconnects the same
+        # connection object (its thread-local still holds it), and a later close reaches it.
+        live = self._all.get(pid)
+        mine: List[_Connection] = []
+        while live is not None:
+            try:
+                mine = list(live)
+                break
+            except RuntimeError:  # another thread registered a connection meanwhile: again
+                continue
         for conn in mine:
             try:
                 conn.close()
@@ -481,10 +501,11 @@ class Client:
         retry_written: bool = False,
         context: Optional[Mapping[str, object]] = None,
         decode: Callable[[bytes], Any] = json.loads,
+        rename: Optional[Mapping[str, str]] = None,
     ) -> Any:
         """One call; its answer read by ``decode`` from the JSON bytes. ``retry_written``: the
         request may be sent again after it was written (queries, sends with an idempotency
-        key)."""
+        key). ``rename``: the caller's names of the body's fields, for a refusal."""
         if query:
             params = {k: v for k, v in query.items() if v is not None}
             if params:
@@ -532,7 +553,7 @@ class Client:
                             "unavailable",
                             status=status,
                         ) from None
-                error = _error(status, payload, context or {})
+                error = _error(status, payload, context or {}, rename)
                 if error.kind not in _NOT_APPLIED_KINDS or attempt >= self.retries:
                     raise error
                 # The server is stopping and did not apply the call: a restarted one may.
@@ -569,11 +590,17 @@ class Client:
             body["sent_at"] = _time(sent_at, "sent_at")
         headers: Dict[str, str] = {}
         if external_id is not None:
-            body["external_id"] = external_id
+            body["external_id"] = to_external_id(external_id)
         else:
             headers["Idempotency-Key"] = str(uuid.uuid4())
         answer: Message = self._request(
-            "POST", "/v1/messages", body, headers=headers, retry_written=True, decode=Message.from_json
+            "POST",
+            "/v1/messages",
+            body,
+            headers=headers,
+            retry_written=True,
+            decode=Message.from_json,
+            rename=_SENT_FIELDS,
         )
         return answer
 
@@ -628,7 +655,7 @@ class Client:
         if at is not None:
             body["at"] = _time(at, "at")
         answer: FinancialOutcome = self._request(
-            "POST", "/v1/outcomes", body, decode=FinancialOutcome.from_json
+            "POST", "/v1/outcomes", body, decode=FinancialOutcome.from_json, rename=_OUTCOME_FIELDS
         )
         return answer
 
@@ -644,12 +671,15 @@ class Client:
         ``alert_percent``."""
         body: Dict[str, Any] = {
             "scope": _name(scope, "scope"),
-            "month": _month(month),
+            "month": to_required_month(month),
             "amount_micros": to_micros(amount, "amount"),
         }
-        if alert_percent is not None:
-            body["alert_percent"] = alert_percent
-        answer: Dict[str, Any] = dict(self._request("PUT", "/v1/budgets", body))
+        percent = _percent(alert_percent)
+        if percent is not None:
+            body["alert_percent"] = percent
+        answer: Dict[str, Any] = dict(
+            self._request("PUT", "/v1/budgets", body, rename=_BUDGET_FIELDS)
+        )
         answer["amount"] = micros_to_dollars(answer["amount_micros"])
         return answer
 
@@ -663,21 +693,30 @@ class Client:
         decode: Callable[[bytes], Any] = json.loads,
     ) -> Any:
         return self._request(
-            "GET", path, query=query, retry_written=True, context=context, decode=decode
+            "GET",
+            path,
+            query=query,
+            retry_written=True,
+            context=context,
+            decode=decode,
+            rename=_QUERY_FIELDS,
         )
 
     def message(self, id_or_external_id: MessageId) -> Message:
         """A message by its id (int) or its external id (str)."""
-        path, context = _message_path(id_or_external_id)
+        path, context = _message_path(id_or_external_id, "id_or_external_id")
         answer: Message = self._get(path, context=context, decode=Message.from_json)
         return answer
 
     def get_user_communication_history(self, user_id: int, limit: int = 50) -> List[Message]:
         """The user's messages, newest sent first, at most ``limit``."""
+        count = to_limit(limit)
+        # The server refuses limit 0, which the store answers with no message: ask for one
+        # (so that the user id is still checked) and answer none.
         answer: List[Message] = self._get(
-            f"/v1/users/{_user(user_id)}/history", {"limit": int(limit)}, decode=messages_from_json
+            f"/v1/users/{_user(user_id)}/history", {"limit": max(count, 1)}, decode=messages_from_json
         )
-        return answer
+        return answer if count else []
 
     @staticmethod
     def _filter(
@@ -688,9 +727,9 @@ class Client:
         end_date: TimeLike = None,
     ) -> Dict[str, Any]:
         return {
-            "user": _user(user_id) if user_id is not None else None,
-            "type": _name(message_type, "message_type") if message_type is not None else None,
-            "channel": _name(channel, "channel") if channel is not None else None,
+            "user": _opt_user(user_id),
+            "type": _opt_name(message_type, "message_type"),
+            "channel": _opt_name(channel, "channel"),
             "start": _time(start_date, "start_date"),
             "end": _time(end_date, "end_date"),
         }
@@ -730,7 +769,7 @@ class Client:
         """Each channel's and message type's rates, costs and ROI; the winners; by ``period``
         (``day``, ``week``, ``month``) if given."""
         query = self._filter(user_id, message_type, None, start_date, end_date)
-        query["period"] = period
+        query["period"] = to_period(period)
         return View(self._get("/v1/channels", query))
 
     def get_cost_report(

@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional, Type, Union
 
 from . import _native
 from ._types import (
+    NAME_BYTES_MAX,
+    USER_ID_MAX,
     FinancialOutcome,
     Message,
     MoneyLike,
@@ -24,10 +26,19 @@ from ._types import (
     View,
     micros_to_dollars,
     parse_time,
+    to_external_id,
+    to_limit,
     to_micros,
+    to_period,
+    to_required_month,
 )
 from ._types import to_month as _month
 from ._types import to_name as _name
+from ._types import to_opt_name as _opt_name
+from ._types import to_opt_user as _opt_user
+from ._types import to_percent as _percent
+from ._types import to_ref as _ref
+from ._types import to_user as _user
 from .errors import InvalidInput
 
 __all__ = ["Store", "TimeLike", "MessageId"]
@@ -42,7 +53,6 @@ _MS = timedelta(milliseconds=1)
 _DAY_MS = 86_400_000
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NAIVE_EPOCH = datetime(1970, 1, 1)
-_U64_MAX = (1 << 64) - 1
 
 
 def _ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
@@ -83,58 +93,6 @@ def _ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
     raise InvalidInput(
         f"{name} {value!r} is not a datetime, a date or an RFC 3339 string",
         field=name,
-        value=repr(value),
-    )
-
-
-def _opt_name(value: Any, name: str) -> Optional[str]:
-    return None if value is None else _name(value, name)
-
-
-def _user(value: Any, name: str = "user_id") -> int:
-    """A user id: an int, or a string of digits."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0 or value > _U64_MAX:
-            raise InvalidInput(
-                f"{name} {value!r} must be from 1 to {_U64_MAX}", field=name, value=str(value)
-            )
-        return value
-    raise InvalidInput(f"{name} {value!r} is not a whole number", field=name, value=repr(value))
-
-
-def _opt_user(value: Any, name: str = "user_id") -> Optional[int]:
-    return None if value is None else _user(value, name)
-
-
-def _ref(value: Any, name: str = "message_id") -> Union[int, str]:
-    """A message id (int) or the external id it was sent with (str)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0 or value > _U64_MAX:
-            raise InvalidInput(
-                f"{name} {value!r} is not a message id (from 1 to {_U64_MAX})",
-                field=name,
-                value=str(value),
-            )
-        return value
-    if isinstance(value, str):
-        return value
-    raise InvalidInput(
-        f"{name} {value!r} is not a message id (int) or an external id (str)",
-        field=name,
-        value=repr(value),
-    )
-
-
-def _percent(value: Any) -> Optional[int]:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 62:
-        return value
-    raise InvalidInput(
-        f"alert_percent {value!r} is not a whole number from 1 to 100",
-        field="alert_percent",
         value=repr(value),
     )
 
@@ -258,18 +216,19 @@ class Store:
         follow-ups). ``external_id`` (the provider's message id or an idempotency key) makes
         the call idempotent: the same id again returns the message it created (with other
         fields: ``Conflict``), and every follow-up may name the message by it."""
-        if type(channel) is not str:
+        # The common case (plain ASCII strings, an int user) is checked inline.
+        if type(channel) is not str or len(channel) > NAME_BYTES_MAX or not channel.isascii():
             channel = _name(channel, "channel")
-        if type(message_type) is not str:
+        if (
+            type(message_type) is not str
+            or len(message_type) > NAME_BYTES_MAX
+            or not message_type.isascii()
+        ):
             message_type = _name(message_type, "message_type")
-        if type(user_id) is not int or not 0 <= user_id <= _U64_MAX:
+        if type(user_id) is not int or not 0 <= user_id <= USER_ID_MAX:
             user_id = _user(user_id)
-        if external_id is not None and not isinstance(external_id, str):
-            raise InvalidInput(
-                f"external_id {external_id!r} is not a string",
-                field="external_id",
-                value=repr(external_id),
-            )
+        if external_id is not None:
+            external_id = to_external_id(external_id)
         return (
             self._native.track_message_sent(
                 user_id,
@@ -340,8 +299,7 @@ class Store:
         budget as set: ``scope``, ``month``, ``amount`` (Decimal dollars), ``amount_micros``,
         ``alert_percent``."""
         scope_name = _name(scope, "scope")
-        month_text = _month(month)
-        assert month_text is not None
+        month_text = to_required_month(month)
         micros = to_micros(amount, "amount")
         percent = _percent(alert_percent)
         self._native.set_budget(scope_name, month_text, micros, percent)
@@ -361,13 +319,7 @@ class Store:
 
     def message_by_external_id(self, external_id: str) -> Optional[Message]:
         """The message sent with this external id, or None."""
-        if not isinstance(external_id, str):
-            raise InvalidInput(
-                f"external_id {external_id!r} is not a string",
-                field="external_id",
-                value=repr(external_id),
-            )
-        return self._native.message_by_external_id(external_id)
+        return self._native.message_by_external_id(to_external_id(external_id))
 
     def get_external_id(self, message_id: int) -> Optional[str]:
         """The external id a message was sent with, or None."""
@@ -382,10 +334,7 @@ class Store:
 
     def get_user_communication_history(self, user_id: int, limit: int = 50) -> List[Message]:
         """The user's messages, newest sent first, at most ``limit``."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= _U64_MAX:
-            raise InvalidInput(
-                f"limit {limit!r} is not a whole number ≥ 0", field="limit", value=repr(limit)
-            )
+        limit = to_limit(limit)
         return self._native.history(_user(user_id), limit)
 
     def get_communication_stats(
@@ -447,7 +396,7 @@ class Store:
                     _opt_name(message_type, "message_type"),
                     _ms(start_date, "start_date"),
                     _ms(end_date, "end_date", end_of_day=True),
-                    _opt_name(period, "period"),
+                    to_period(period),
                 )
             )
         )

@@ -19,7 +19,7 @@ use answers::{PyMessage, PyOutcome, messages_from_json};
 use chrono::{DateTime, Utc};
 use commlog::{
     BudgetScope, Channel, CostFilter, EffectivenessFilter, EngagementFilter, Error, ImpactFilter,
-    MessageRef, Month, Options, Period, StatsFilter, Store, SyncPolicy, UserId,
+    MessageRef, Money, Month, Options, Period, StatsFilter, Store, SyncPolicy, UserId,
 };
 use parking_lot::RwLock;
 use pyo3::prelude::*;
@@ -58,10 +58,26 @@ fn time(field: &'static str, ms: Option<i64>) -> Result<Option<DateTime<Utc>>, E
     .transpose()
 }
 
-/// Integer micro-dollars as the dollars the library takes. Exact up to 10^15 micro-dollars:
-/// the quotient's shortest decimal form is the micro-dollar amount the library rounds back.
-fn dollars(micros: i64) -> f64 {
-    micros as f64 / 1_000_000.0
+/// What an amount breaks when no `f64` carries it exactly (`Money::exact_dollars`).
+const INEXACT_DOLLARS: &str = "has more significant digits than dollars carry exactly: at most \
+     15, so any amount within ±$1,000,000,000";
+
+/// Integer micro-dollars as the dollars the library takes: `Money::exact_dollars`, which the
+/// library turns back into exactly these micros. An amount no `f64` carries exactly is refused,
+/// naming `field`: never rounded.
+fn dollars(field: &'static str, micros: i64) -> Result<f64, Error> {
+    let money = Money::from_micros(i128::from(micros));
+    money
+        .exact_dollars()
+        .ok_or_else(|| invalid(field, money, INEXACT_DOLLARS))
+}
+
+/// `Money::exact_dollars` of integer micro-dollars: the dollars the library turns back into
+/// exactly `micros`, or None when no `f64` carries them (`commlog._types.to_micros` refuses
+/// such an amount before a call, for the embedded store and the client alike).
+#[pyfunction]
+fn exact_dollars(micros: i64) -> Option<f64> {
+    Money::from_micros(i128::from(micros)).exact_dollars()
 }
 
 fn channel(name: Option<&str>) -> Result<Option<Channel>, Error> {
@@ -495,7 +511,7 @@ impl NativeStore {
                     user_id,
                     channel,
                     &message_type,
-                    dollars(cost_micros),
+                    dollars("cost", cost_micros)?,
                     sent_at,
                     external_id.as_deref(),
                 )
@@ -577,7 +593,12 @@ impl NativeStore {
         self.run(py, move |store| {
             let at = time("at", at_ms)?.unwrap_or_else(Utc::now);
             store
-                .track_financial_outcome_at(user_id, &outcome, dollars(amount_micros), at)
+                .track_financial_outcome_at(
+                    user_id,
+                    &outcome,
+                    dollars("amount", amount_micros)?,
+                    at,
+                )
                 .map(PyOutcome)
         })
     }
@@ -599,7 +620,12 @@ impl NativeStore {
                         .map_err(|_| invalid("alert_percent", p, "must be from 1 to 100"))
                 })
                 .transpose()?;
-            store.set_budget(scope, &month, dollars(amount_micros), alert_percent)
+            store.set_budget(
+                scope,
+                &month,
+                dollars("amount", amount_micros)?,
+                alert_percent,
+            )
         })
     }
 
@@ -762,6 +788,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMessage>()?;
     m.add_class::<PyOutcome>()?;
     m.add_function(wrap_pyfunction!(messages_from_json, m)?)?;
+    m.add_function(wrap_pyfunction!(exact_dollars, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

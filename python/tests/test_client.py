@@ -272,9 +272,12 @@ def test_invalid_input_from_the_server(client: Client) -> None:
 
 
 def test_invalid_input_refused_before_sending(client: Client) -> None:
-    for bad in (True, 0, -3, 1.5, None, ""):
+    for bad in (True, -3, 1.5, None, ""):
         with pytest.raises(InvalidInput):
             client.track_message_delivered(bad)  # type: ignore[arg-type]
+    # Id 0 names no message: UnknownMessage, as the embedded store answers.
+    with pytest.raises(UnknownMessage):
+        client.track_message_delivered(0)
     with pytest.raises(InvalidInput):
         client.track_message_sent("abc", "sms", "t", 0.05)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
