@@ -301,8 +301,12 @@ fn audit_with(dir: &Path, deep: bool, lock_held: bool) -> Result<Audit> {
     let first_seqs: Vec<u64> = listed.iter().map(|(seq, _)| *seq).collect();
     // Open's checks, on two threads for a large segment (the tally is cheap to fold).
     let mut tally = Tally::new(&first_seqs, deep);
-    let oracle =
-        replay::replay(dir, Mode::ReadOnly, &mut |logged| tally.add(logged)).map(|r| (tally, r));
+    // With no writer running, every segment is judged, a last one a rollover left behind too.
+    let mode = match writer_before {
+        true => Mode::ReadOnly,
+        false => Mode::ReadAlone,
+    };
+    let oracle = replay::replay(dir, mode, &mut |logged| tally.add(logged)).map(|r| (tally, r));
     let writer_running = writer_before || (!lock_held && writer_running(dir)?);
     let quarantine = list_quarantine(dir)?;
     match oracle {

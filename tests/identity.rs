@@ -501,3 +501,74 @@ fn a_rollover_cut_short_before_the_seal_is_finished_by_the_next_writer() {
     let store = Store::open_read_only(&data).unwrap();
     assert_eq!(store.open_report().events, events + 30);
 }
+
+#[test]
+fn audit_judges_the_segment_a_rollover_cut_short_left_as_a_writer_s_open_does() {
+    use commlog::audit::{Verdict, audit};
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    closed_store(&data, 0..40);
+    let all = segments(&data);
+    let (last, predecessor) = (all.last().unwrap(), &all[all.len() - 2]);
+    let header = {
+        let mut header = fs::read(last).unwrap()[..HEADER_V2_BYTES].to_vec();
+        header[SEAL_SLOT].fill(0);
+        header
+    };
+    // The same header naming another store, its checksum (bytes 36..40) made again.
+    let foreign = {
+        let mut header = header.clone();
+        header[28..36].copy_from_slice(&0xdead_beef_u64.to_le_bytes());
+        let crc = crc32fast::hash(&header[..36]);
+        header[36..40].copy_from_slice(&crc.to_le_bytes());
+        header
+    };
+    // A crash after the successor was created, before its predecessor was sealed: the
+    // successor's header whole (nothing to do but finish the rollover), cut short (a torn
+    // header, which a writer quarantines), or another store's (which every writer refuses).
+    for (case, successor, verdict) in [
+        ("whole", header.clone(), Verdict::Clean),
+        ("torn", header[..20].to_vec(), Verdict::Torn),
+        ("foreign", foreign, Verdict::Corrupt),
+    ] {
+        let copy = dir.path().join(case);
+        copy_store(&data, &copy);
+        let mut unsealed = fs::read(predecessor).unwrap();
+        unsealed[SEAL_SLOT].fill(0);
+        fs::write(copy.join(predecessor.file_name().unwrap()), &unsealed).unwrap();
+        let successor_path = copy.join(last.file_name().unwrap());
+        fs::write(&successor_path, &successor).unwrap();
+
+        let audited = audit(&copy, false).unwrap();
+        assert_eq!(audited.verdict, verdict, "{case}: {:?}", audited.findings);
+        let opened = Store::open_with(&copy, small_segments());
+        match verdict {
+            Verdict::Clean => {
+                assert!(
+                    audited.findings.is_empty(),
+                    "{case}: {:?}",
+                    audited.findings
+                );
+                assert_eq!(opened.unwrap().open_report().quarantined, None, "{case}");
+            }
+            Verdict::Torn => {
+                let finding = &audited.findings[0];
+                assert_eq!(finding.segment, last.file_name().unwrap().to_string_lossy());
+                assert!(
+                    opened.unwrap().open_report().quarantined.is_some(),
+                    "{case}"
+                );
+            }
+            Verdict::Corrupt => {
+                let finding = &audited.findings[0];
+                assert_eq!(finding.segment, last.file_name().unwrap().to_string_lossy());
+                match opened.map(drop) {
+                    Err(Error::Corruption { segment, .. }) => {
+                        assert_eq!(segment, successor_path, "{case}")
+                    }
+                    other => panic!("{case}: expected Corruption, got {other:?}"),
+                }
+            }
+        }
+    }
+}

@@ -34,7 +34,12 @@ pub(crate) const QUARANTINE_DIRECTORY: &str = "quarantine";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     Write,
+    /// Only reads, perhaps beside a writer: a last segment that a rollover in progress may
+    /// still be writing is left out ([`segments_in_use`]).
     ReadOnly,
+    /// Only reads, no writer running (an audit that found the lock free, or holds it): every
+    /// segment listed is read and judged, as a writer's open judges it.
+    ReadAlone,
 }
 
 /// The segment a writer continues in, as replay left it.
@@ -270,7 +275,7 @@ fn map_segments(
         .iter()
         .enumerate()
         .map(|(index, (_, path))| {
-            if mode == Mode::ReadOnly && index + 1 == segments.len() {
+            if mode != Mode::Write && index + 1 == segments.len() {
                 match resume_end.filter(|_| index == 0) {
                     Some(end) => read_segment_from(path, end),
                     None => read_segment(path),
@@ -310,7 +315,7 @@ fn list_and_map_segments(
         })
         .map(|position| position.end);
     let mut maps = map_segments(&segments, mode, resume_end)?;
-    if mode == Mode::ReadOnly {
+    if mode != Mode::Write {
         while let (Some((last_seq, _)), Some(next_first_seq)) = (
             segments.last(),
             maps.last().and_then(|bytes| codec::decode_seal(bytes)),
