@@ -71,8 +71,8 @@ struct Reader {
 pub(crate) struct Writer {
     pub(crate) log: Arc<SharedLog>,
     pub(crate) policy: SyncPolicy,
-    /// Holds the exclusive lock while the store is open.
-    _lock_file: File,
+    /// Holds the exclusive lock while the store is open; unlocked at close.
+    lock_file: File,
     /// The `Interval` policy's background flusher: dropping the sender stops it.
     background: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     /// The `Never` policy's thread syncing the segment ahead of its rollover
@@ -159,7 +159,7 @@ impl Store {
             writer: Some(Writer {
                 log,
                 policy: options.sync,
-                _lock_file: lock_file,
+                lock_file,
                 background,
                 sync_ahead,
                 snapshots,
@@ -772,8 +772,15 @@ impl Store {
             ready.stop();
             let _ = thread.join();
         }
-        writer.log.close(crate::times::clock_now_ms())?;
-        writer.snapshots.write_at_close().map(|_| ())
+        let closed = writer
+            .log
+            .close(crate::times::clock_now_ms())
+            .and_then(|()| writer.snapshots.write_at_close().map(|_| ()));
+        // Released here rather than when the file is dropped: a child forked from this process
+        // shares the lock through its copy of the descriptor for as long as it lives, and the
+        // store is closed now, whatever the close's outcome (the next writer's open recovers).
+        let _ = writer.lock_file.unlock();
+        closed
     }
 }
 

@@ -544,6 +544,30 @@ def test_forked_child_raises_and_parent_keeps_working(path: Path) -> None:
         assert s.message(m.id).status == "delivered"
 
 
+def test_close_releases_the_lock_while_a_forked_child_lives(path: Path) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    s = Store(path)
+    s.track_message_sent(1, "sms", "x", 0.05, sent_at=T0)
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child holds the inherited descriptors until the parent is done
+        os.close(write)
+        os.read(read, 1)
+        os._exit(0)
+    os.close(read)
+    try:
+        s.close()
+        # The store is closed: this process, or any other, may open it again at once.
+        with Store(path) as again:
+            assert again.get_communication_stats().total_messages == 1
+    finally:
+        os.close(write)
+        os.waitpid(pid, 0)
+
+
 def test_threads_track_concurrently(path: Path) -> None:
     # Every call releases the GIL: several threads tracking at once all complete.
     n_threads, per_thread = 4, 500
