@@ -785,6 +785,7 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
         durable_seq: 0,
     };
     let mut expected_seq: u64 = 1;
+    let mut lost_track = false;
     let mut expected_message_id: Option<u64> = Some(1);
     let mut store_id: Option<Option<u64>> = None;
     let mut previous: Option<(String, u64)> = None;
@@ -833,6 +834,13 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
         } else {
             map_segment(path)?
         };
+        if lost_track {
+            // The walk of the segment before lost track of the seqs (damage it found no valid
+            // frame after): its finding covers the rest of it, and this segment's name is the
+            // best word on where the log goes on, so it is not blamed for the gap.
+            expected_seq = *name_seq;
+            expected_message_id = None;
+        }
         let header = SegmentHeader::decode(&bytes);
         if let (Some((previous_name, previous_end)), Ok(_)) = (&previous, &header)
             && *name_seq > expected_seq
@@ -920,23 +928,29 @@ fn scan_damage(dir: &Path) -> Result<Scan> {
                 segment.start(&header);
             }
         }
-        segment.walk(&name, index + 1 == count, &mut scan.findings);
+        // A sealed segment was synced whole before its seal: damage in it is never a torn
+        // tail, and its end is durable, even when it is the last one listed (its successor
+        // missing).
+        let seal = codec::decode_seal(&bytes);
+        let sealed = index + 1 < count || seal.is_some();
+        segment.walk(&name, !sealed, &mut scan.findings);
+        lost_track = segment.damaged && segment.next_seq.is_none();
         if let Some(next_seq) = segment.next_seq {
             expected_seq = next_seq;
         }
         expected_message_id = segment.cursor.map(|cursor| cursor.next_message_id);
         scan.durable_seq = scan.durable_seq.max(segment.durable_seq);
-        if index + 1 < count {
-            scan.durable_seq = scan.durable_seq.max(expected_seq - 1);
+        if sealed {
+            let last_read = segment.last_seq.unwrap_or(0);
+            scan.durable_seq = scan.durable_seq.max(expected_seq - 1).max(last_read);
         }
-        let seal = codec::decode_seal(&bytes);
         scan.segments.push(SegmentSummary {
             file: name.clone(),
             first_seq: segment.first_seq,
             last_seq: segment.last_seq,
             events: segment.events,
             bytes: bytes.len() as u64,
-            sealed: index + 1 < count || seal.is_some(),
+            sealed,
             time_min: time(segment.time_min),
             time_max: time(segment.time_max),
         });

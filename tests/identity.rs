@@ -572,3 +572,59 @@ fn audit_judges_the_segment_a_rollover_cut_short_left_as_a_writer_s_open_does() 
         }
     }
 }
+
+#[test]
+fn audit_blames_only_a_damaged_sealed_segment_and_counts_its_frames_durable() {
+    use commlog::audit::{Verdict, audit};
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    closed_store(&data, 0..60);
+    let all = segments(&data);
+    assert!(all.len() >= 4, "{} segments", all.len());
+    let name = |path: &Path| path.file_name().unwrap().to_string_lossy().into_owned();
+    let flip_last_frame = |segment: &Path| {
+        let len = fs::metadata(segment).unwrap().len() as usize;
+        flip_bit(segment, len - 3, 0);
+    };
+
+    // The last frame of a sealed segment damaged: that segment alone is named, not the whole
+    // one after it.
+    let copy = dir.path().join("middle");
+    copy_store(&data, &copy);
+    let damaged = copy.join(all[1].file_name().unwrap());
+    flip_last_frame(&damaged);
+    let audited = audit(&copy, false).unwrap();
+    assert_eq!(audited.verdict, Verdict::Corrupt);
+    let blamed: Vec<_> = audited
+        .findings
+        .iter()
+        .map(|f| (f.kind.as_str(), f.segment.clone()))
+        .collect();
+    assert_eq!(blamed, [("frame", name(&damaged))]);
+
+    // The newest segment lost: the sealed one before it was synced whole, so its end is
+    // durable, and damage in it is corruption, never a torn tail.
+    let copy = dir.path().join("lost");
+    copy_store(&data, &copy);
+    fs::remove_file(copy.join(all.last().unwrap().file_name().unwrap())).unwrap();
+    let audited = audit(&copy, false).unwrap();
+    assert_eq!(
+        audited.durable_seq, audited.last_seq,
+        "{:?}",
+        audited.findings
+    );
+    let sealed_last = copy.join(all[all.len() - 2].file_name().unwrap());
+    flip_last_frame(&sealed_last);
+    let audited = audit(&copy, false).unwrap();
+    assert_eq!(audited.verdict, Verdict::Corrupt);
+    let kinds: Vec<_> = audited.findings.iter().map(|f| f.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"frame") && !kinds.contains(&"torn_tail"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        audited.durable_seq, audited.last_seq,
+        "{:?}",
+        audited.findings
+    );
+}

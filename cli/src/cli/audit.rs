@@ -101,6 +101,18 @@ fn render_audit(audit: &Audit) -> String {
         Verdict::Torn => "torn: the next writable open (or `commlog repair`) quarantines the \
                           unfinished end a crash left"
             .to_string(),
+        // `--deep` alone finds an event whose meaning is wrong: an open accepts the log.
+        Verdict::Corrupt
+            if audit
+                .findings
+                .iter()
+                .all(|finding| finding.kind == "meaning") =>
+        {
+            "corrupt: an event's meaning is wrong (an open accepts the log, and answers with \
+             it); restore the damaged segment from a backup, else `commlog repair --deep --cut` \
+             (docs/OPERATIONS.md)"
+                .to_string()
+        }
         Verdict::Corrupt => "corrupt: open refuses this log; restore the damaged segment from a \
                              backup, else `commlog repair --cut` (docs/OPERATIONS.md)"
             .to_string(),
@@ -231,4 +243,42 @@ fn render_repair(repair: &Repair) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use commlog::audit::{Finding, Fix, Verdict};
+
+    use super::render_audit;
+
+    #[test]
+    fn a_log_corrupt_only_in_its_events_meaning_is_not_said_to_be_refused_by_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = commlog::Store::open(dir.path()).unwrap();
+        store
+            .track_message_sent(1, commlog::Channel::Sms, "low_balance", 0.05)
+            .unwrap();
+        store.close().unwrap();
+        let mut audit = commlog::audit::audit(dir.path(), true).unwrap();
+        let finding = |kind: &str| -> Finding {
+            serde_json::from_value(serde_json::json!({
+                "kind": kind,
+                "segment": "00000000000000000001.log",
+                "offset": 56,
+                "bytes": 20,
+                "seq": 1,
+                "reason": "a delivery 10 minutes before its send",
+                "fix": Fix::RepairCut,
+            }))
+            .unwrap()
+        };
+        audit.verdict = Verdict::Corrupt;
+        audit.findings = vec![finding("meaning")];
+        let text = render_audit(&audit);
+        assert!(!text.contains("open refuses"), "{text}");
+        assert!(text.contains("an open accepts the log"), "{text}");
+        audit.findings.push(finding("frame"));
+        let text = render_audit(&audit);
+        assert!(text.contains("open refuses this log"), "{text}");
+    }
 }
