@@ -708,6 +708,27 @@ class Client:
         answer: Message = self._get(path, context=context, decode=Message.from_json)
         return answer
 
+    def message_by_external_id(self, external_id: str) -> Optional[Message]:
+        """The message sent with this external id, or None."""
+        ref = to_external_id(external_id)
+        try:
+            return self.message(ref)
+        except UnknownMessage:
+            return None
+
+    def get_external_id(self, message_id: int) -> Optional[str]:
+        """The external id a message was sent with, or None."""
+        if not isinstance(to_ref(message_id, "message_id"), int):
+            raise InvalidInput(
+                f"message_id {message_id!r} is not a message id (int)",
+                field="message_id",
+                value=repr(message_id),
+            )
+        path, context = _message_path(message_id)
+        answer = self._get(f"{path}/external-id", context=context)
+        external_id: Optional[str] = answer["external_id"]
+        return external_id
+
     def get_user_communication_history(self, user_id: int, limit: int = 50) -> List[Message]:
         """The user's messages, newest sent first, at most ``limit``."""
         count = to_limit(limit)

@@ -305,6 +305,12 @@ def test_client_answers_as_the_store(both: Tuple[Store, Client]) -> None:
         )["total_messages"],
         "cost report of a str enum channel": lambda b: b.get_cost_report(channel=Channel.SMS)["total"]["messages"],
         "the message sent with str enums": lambda b: (b.message("EXT1").channel, b.message("EXT1").message_type),
+        "message by external id": lambda b: b.message_by_external_id("EXT1").id,
+        "message by an unknown external id": lambda b: b.message_by_external_id("EXT2"),
+        "message by a bad external id": lambda b: b.message_by_external_id(""),
+        "external id of a message": lambda b: b.get_external_id(1),
+        "external id of an unknown message": lambda b: b.get_external_id(99),
+        "external id of an external id": lambda b: b.get_external_id("EXT1"),
     }
     for name, call in cases.items():
         assert outcome(lambda: call(store)) == outcome(lambda: call(client)), name
@@ -315,3 +321,4 @@ def test_client_answers_as_the_store(both: Tuple[Store, Client]) -> None:
     assert client.get_user_communication_history(1, 0) == []
     assert client.get_communication_stats(channel=Channel.SMS)["total_messages"] == 1
     assert client.message("EXT1").channel == "sms"
+    assert (client.get_external_id(1), client.message_by_external_id("EXT2")) == ("EXT1", None)

@@ -102,6 +102,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/info", get(info))
         .route("/v1/messages", post(sent).layer(small()))
         .route("/v1/messages/{id}", get(message))
+        .route("/v1/messages/{id}/external-id", get(external_id))
         .route(
             "/v1/messages/{id}/delivered",
             post(delivered).layer(small()),
@@ -557,6 +558,23 @@ async fn message(
 ) -> Result<Json<commlog::Message>, ApiError> {
     let id = id(path, "message id")?;
     Ok(Json(state.store.get_message(id)?))
+}
+
+/// The external id a message was sent with (`null`: none).
+#[derive(Serialize)]
+struct ExternalIdOf {
+    id: u64,
+    external_id: Option<String>,
+}
+
+/// `GET /v1/messages/{id}/external-id`.
+async fn external_id(
+    State(state): State<AppState>,
+    path: Result<Path<u64>, PathRejection>,
+) -> Result<Json<ExternalIdOf>, ApiError> {
+    let id = id(path, "message id")?;
+    let external_id = state.store.get_external_id(id)?;
+    Ok(Json(ExternalIdOf { id, external_id }))
 }
 
 /// `GET /v1/messages/by-external-id/{external_id}`.
