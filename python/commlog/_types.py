@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import date, datetime, timezone
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from enum import Enum
@@ -90,6 +91,33 @@ def parse_time(text: Optional[str]) -> Optional[datetime]:
     if dt.tzinfo is None:
         return dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc)
+
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_time_or_date(value: str, name: str) -> Union[date, datetime]:
+    """A time given as text, read alike by the embedded store and the client: a date
+    ``YYYY-MM-DD`` (surrounding spaces ignored), else an RFC 3339 time as an aware UTC datetime
+    (without an offset, UTC); else InvalidInput naming ``name``."""
+    text = value.strip()
+    if _DATE_RE.match(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    else:
+        try:
+            parsed = parse_time(text)
+            assert parsed is not None
+            return parsed
+        except InvalidInput:
+            pass
+    raise InvalidInput(
+        f"{name} {value!r} is not an RFC 3339 time or a date YYYY-MM-DD",
+        field=name,
+        value=value,
+    )
 
 
 def to_utc(dt: Optional[datetime]) -> Optional[datetime]:

@@ -51,6 +51,7 @@ from ._types import (
     Stats,
     View,
     micros_to_dollars,
+    parse_time_or_date,
     to_external_id,
     to_limit,
     to_micros,
@@ -280,7 +281,8 @@ def _time(value: TimeLike, name: str) -> Optional[str]:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str):
-        return value
+        # Read as the embedded store reads it, and sent in the server's own form.
+        return _time(parse_time_or_date(value, name), name)
     raise InvalidInput(
         f"{name} {value!r} is not a datetime, a date or an RFC 3339 string",
         field=name,

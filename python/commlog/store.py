@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from datetime import date, datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, Dict, List, Optional, Type, Union
@@ -25,7 +24,7 @@ from ._types import (
     Stats,
     View,
     micros_to_dollars,
-    parse_time,
+    parse_time_or_date,
     to_external_id,
     to_limit,
     to_micros,
@@ -51,7 +50,6 @@ _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _MS = timedelta(milliseconds=1)
 _DAY_MS = 86_400_000
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
@@ -74,22 +72,7 @@ def _ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
         first = (datetime(value.year, value.month, value.day, tzinfo=_UTC) - _EPOCH) // _MS
         return first + _DAY_MS - 1 if end_of_day else first
     if isinstance(value, str):
-        text = value.strip()
-        if _DATE_RE.match(text):
-            try:
-                return _ms(date.fromisoformat(text), name, end_of_day)
-            except ValueError:
-                pass
-        else:
-            try:
-                return _ms(parse_time(text), name)
-            except InvalidInput:
-                pass
-        raise InvalidInput(
-            f"{name} {value!r} is not an RFC 3339 time or a date YYYY-MM-DD",
-            field=name,
-            value=value,
-        )
+        return _ms(parse_time_or_date(value, name), name, end_of_day)
     raise InvalidInput(
         f"{name} {value!r} is not a datetime, a date or an RFC 3339 string",
         field=name,

@@ -305,6 +305,16 @@ def test_client_answers_as_the_store(both: Tuple[Store, Client]) -> None:
         )["total_messages"],
         "cost report of a str enum channel": lambda b: b.get_cost_report(channel=Channel.SMS)["total"]["messages"],
         "the message sent with str enums": lambda b: (b.message("EXT1").channel, b.message("EXT1").message_type),
+        "sent at a time without seconds": lambda b: b.track_message_sent(
+            2, "sms", "x", 0, sent_at=(sent_at).strftime("%Y-%m-%dT%H:%M")
+        ).sent_at,
+        "sent at a time in spaces": lambda b: b.track_message_sent(
+            3, "sms", "x", 0, sent_at=" " + sent_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") + " "
+        ).sent_at,
+        "sent at a bad time": lambda b: b.track_message_sent(4, "sms", "x", 0, sent_at="yesterday"),
+        "stats from a date in spaces": lambda b: b.get_communication_stats(start_date=" 2020-01-01 ")[
+            "total_messages"
+        ],
         "message by external id": lambda b: b.message_by_external_id("EXT1").id,
         "message by an unknown external id": lambda b: b.message_by_external_id("EXT2"),
         "message by a bad external id": lambda b: b.message_by_external_id(""),
@@ -319,6 +329,6 @@ def test_client_answers_as_the_store(both: Tuple[Store, Client]) -> None:
         client.track_message_delivered(0)
     assert info.value.fields["id"] == 0
     assert client.get_user_communication_history(1, 0) == []
-    assert client.get_communication_stats(channel=Channel.SMS)["total_messages"] == 1
+    assert client.get_communication_stats(channel=Channel.SMS)["total_messages"] == 3
     assert client.message("EXT1").channel == "sms"
     assert (client.get_external_id(1), client.message_by_external_id("EXT2")) == ("EXT1", None)
