@@ -3238,3 +3238,83 @@ fn track_sent_with_an_external_id_is_idempotent_and_a_conflict_exits_1() {
         1
     );
 }
+
+#[test]
+fn an_argument_that_is_not_utf8_is_a_usage_error_not_a_crash() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = temp();
+    let store = dir.path().join("store");
+    track(
+        &store,
+        &["sent", "--user", "1", "--channel", "sms", "--type", "x"],
+    );
+    let bad = std::ffi::OsStr::from_bytes(b"\xff");
+    for args in [vec!["stats", "--type"], vec!["bogus"]] {
+        for json in [false, true] {
+            let mut command = cli_in(&store);
+            if json {
+                command.arg("--json");
+            }
+            command.args(&args).arg(bad);
+            let output = finish(command);
+            assert_eq!(output.code, 1, "{args:?}: {output:?}");
+            assert_eq!(output.stderr.lines().count(), 1, "{args:?}: {output:?}");
+            assert!(!output.stderr.contains("panicked"), "{output:?}");
+        }
+    }
+}
+
+#[test]
+fn quiet_leaves_out_warnings_and_a_long_path_is_shown_shortened() {
+    let dir = temp();
+    let store = dir.path().join("store");
+    {
+        let opened = commlog::Store::open_with(
+            &store,
+            commlog::Options {
+                snapshot_every: 1,
+                ..commlog::Options::default()
+            },
+        )
+        .unwrap();
+        opened
+            .track_message_sent(1, commlog::Channel::Sms, "low_balance", 0.05)
+            .unwrap();
+        opened.close().unwrap();
+    }
+    let snapshot = fs::read_dir(store.join("snapshots"))
+        .unwrap()
+        .next()
+        .expect("a snapshot written at close")
+        .unwrap()
+        .path();
+    let mut bytes = fs::read(&snapshot).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&snapshot, bytes).unwrap();
+    let warned = run(&store, &["stats"]);
+    assert_eq!(warned.code, 0, "{warned:?}");
+    assert!(warned.stderr.contains("warning: snapshot"), "{warned:?}");
+    let quiet = run(&store, &["-q", "stats"]);
+    assert_eq!(
+        (quiet.code, quiet.stdout.as_str()),
+        (0, warned.stdout.as_str())
+    );
+    assert_eq!(quiet.stderr, "", "{quiet:?}");
+
+    // A budget's scope in any case, as its help says.
+    json_value(
+        &store,
+        &[
+            "-q", "budget", "set", "--scope", "ALL", "--month", "2025-01", "--amount", "5",
+        ],
+    );
+
+    // A path of more than 64 characters is echoed shortened, with its length.
+    let long = dir.path().join("y".repeat(90));
+    fs::write(&long, b"a file").unwrap();
+    let line = fails(&long, &["stats"], 1);
+    assert!(line.contains("characters)"), "{line}");
+    let line = fails(&dir.path().join("z".repeat(90)), &["stats"], 1);
+    assert!(line.contains("characters)"), "{line}");
+}

@@ -84,7 +84,8 @@ pub(crate) fn budget(global: &Global, command: &BudgetCommand) -> Result<(), Cli
     global.check_dir_named("budget set")?;
     // Check everything before the store is opened: bad input touches nothing, and never
     // creates a store.
-    let scope: BudgetScope = args.scope.parse()?;
+    // Any case, as the help says.
+    let scope: BudgetScope = args.scope.to_ascii_lowercase().parse()?;
     let month: Month = args.month.parse()?;
     let invalid = |field: &'static str, value: String, rule: &'static str| {
         CliError::Store(commlog::Error::InvalidInput {

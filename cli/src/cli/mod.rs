@@ -350,6 +350,9 @@ impl Global {
     /// that duplicates the durable event.
     pub(crate) fn close_after_durable(&self, store: Store) {
         let Err(error) = store.close() else { return };
+        if self.quiet {
+            return;
+        }
         let message = format!(
             "closing the store failed after every event was made durable ({error}); nothing \
              is lost, the next open checks the log's end"
@@ -437,6 +440,9 @@ impl Global {
     /// passed over and why: the log was replayed instead, so nothing is lost, but a snapshot
     /// that never loads costs every open a full replay.
     fn warn_ignored_snapshots(&self, report: &commlog::OpenReport) {
+        if self.quiet {
+            return;
+        }
         for ignored in &report.ignored_snapshots {
             let path = ignored
                 .path
@@ -467,18 +473,28 @@ impl Global {
         if self.dir.exists() {
             return Err(CliError::Usage(format!(
                 "{} is not a directory",
-                self.dir.display()
+                shown_path(&self.dir)
             )));
         }
         Err(CliError::Usage(format!(
             "no store at {}: the directory does not exist",
-            self.dir.display()
+            shown_path(&self.dir)
         )))
     }
 
     /// Whether progress may be drawn: stderr is a terminal and not --quiet.
     pub(crate) fn show_progress(&self) -> bool {
         !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
+/// A path the user gave, as an error echoes it: whole up to 64 characters, else its first 64
+/// and its length (`commlog::quote_value`).
+pub(crate) fn shown_path(path: &std::path::Path) -> String {
+    let text = path.display().to_string();
+    match text.chars().count() > 64 {
+        true => commlog::quote_value(&text),
+        false => text,
     }
 }
 
@@ -542,8 +558,9 @@ pub(crate) fn run() -> ExitCode {
                     format!("{}; see --help", problem.trim_start_matches("error: "))
                 }
             };
+            // An argument need not be UTF-8 (clap refuses it, and that error comes here).
             report_error(
-                std::env::args().any(|arg| arg == "--json"),
+                std::env::args_os().any(|arg| arg == "--json"),
                 &CliError::Usage(message),
             );
             return ExitCode::from(1);

@@ -189,7 +189,7 @@ fn report(global: &Global, args: &ExportArgs, written: &Written) -> Result<(), C
 fn already_exists(path: &Path) -> CliError {
     CliError::Usage(format!(
         "{} already exists: export never overwrites; remove it or choose another --out",
-        path.display()
+        super::shown_path(path)
     ))
 }
 

@@ -202,11 +202,18 @@ fn write_store(global: &Global, export: &Export) -> Result<Imported, CliError> {
         Some(write_id_map(dir, rows)?)
     };
     let (events, status_changed) = append_all(&store, export).inspect_err(|_| {
-        eprintln!(
-            "commlog: the import stopped part way: the store in {} is incomplete; remove it and \
-             import again",
+        let warning = format!(
+            "the import stopped part way: the store in {} is incomplete; remove it and import \
+             again",
             dir.display()
         );
+        match global.json {
+            true => eprintln!(
+                "{}",
+                serde_json::json!({"warning": "import_incomplete", "message": warning})
+            ),
+            false => eprintln!("commlog: {warning}"),
+        }
     })?;
     store.sync()?;
     global.close_after_durable(store);
