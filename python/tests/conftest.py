@@ -16,7 +16,7 @@ import tempfile
 import time
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -141,6 +141,22 @@ def server(short_tmp: Path) -> Iterator[Server]:
         finally:
             srv.kill()
         assert code == 0, f"commlog-serve exit status {code}: {srv.log.read_text()}"
+
+
+@pytest.fixture
+def both(server: Server, short_tmp: Path) -> Iterator[Tuple[Any, Any]]:
+    """An embedded ``Store`` and a ``Client`` of ``server``, each on a store of its own, to
+    compare their answers (needs the native module: its tests skip without it)."""
+    from commlog.client import Client
+    from commlog.store import Store
+
+    store = Store(short_tmp / "embedded")
+    client = Client(socket=server.socket)
+    try:
+        yield store, client
+    finally:
+        store.close()
+        client.close()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from commlog.client import Client
 from commlog.errors import CommlogError, InvalidInput, UnknownMessage
 
-from conftest import Server, native_built
+from conftest import native_built
 
 if not native_built():
     pytest.skip("commlog._native is not built: no embedded store", allow_module_level=True)
@@ -38,17 +38,6 @@ INEXACT = Decimal("12345678901.234567")
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "store", sync="never") as s:
         yield s
-
-
-@pytest.fixture
-def both(server: Server, short_tmp: Path) -> Iterator[Tuple[Store, Client]]:
-    store = Store(short_tmp / "embedded", sync="never")
-    client = Client(socket=server.socket)
-    try:
-        yield store, client
-    finally:
-        store.close()
-        client.close()
 
 
 def outcome(call: Callable[[], Any]) -> Tuple[str, Any]:

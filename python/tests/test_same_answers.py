@@ -6,8 +6,7 @@ from __future__ import annotations
 import random
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, Iterator, List, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 
@@ -92,17 +91,6 @@ def without_now(value: Any) -> Any:
     if isinstance(value, list):
         return [without_now(v) for v in value]
     return value
-
-
-@pytest.fixture
-def both(server: Server, short_tmp: Path) -> Iterator[Tuple[Store, Client]]:
-    store = Store(short_tmp / "embedded")
-    client = Client(socket=server.socket)
-    try:
-        yield store, client
-    finally:
-        store.close()
-        client.close()
 
 
 def test_same_answers(both: Tuple[Store, Client]) -> None:
