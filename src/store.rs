@@ -183,7 +183,12 @@ impl Store {
     pub fn open_read_only_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         validate_options(&options)?;
         let dir = dir.as_ref().to_path_buf();
-        let metadata = std::fs::metadata(&dir).map_err(|source| Error::io(&dir, source))?;
+        let metadata = std::fs::metadata(&dir).map_err(|source| {
+            // A missing parent is the caller's mistake, named as a writer's open names it.
+            check_parent(&dir)
+                .err()
+                .unwrap_or_else(|| Error::io(&dir, source))
+        })?;
         if !metadata.is_dir() {
             return Err(not_a_directory("dir", &dir));
         }
@@ -848,6 +853,32 @@ fn not_a_directory(field: &'static str, path: &Path) -> Error {
     Error::invalid(field, path.display(), "is not a directory")
 }
 
+/// Refuses a store directory whose parent is missing or not a directory.
+fn check_parent(dir: &Path) -> Result<()> {
+    // `Path::parent` of a relative single name is "", the working directory.
+    let parent = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(parent) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => Err(not_a_directory("parent of dir", parent)),
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Err(Error::invalid(
+                "parent of dir",
+                parent.display(),
+                "does not exist; commlog creates the store directory, not its parents",
+            ))
+        }
+        Err(source) => Err(Error::io(parent, source)),
+    }
+}
+
 /// Creates the store's directory, readable by its owner only, if it is missing. Its parent
 /// must exist: commlog creates one directory, never a path of them.
 fn create_store_directory(dir: &Path) -> Result<()> {
@@ -864,23 +895,7 @@ fn create_store_directory(dir: &Path) -> Result<()> {
         Err(error) if missing(error.kind()) => {}
         Err(source) => return Err(Error::io(dir, source)),
     }
-    // `Path::parent` of a relative single name is "", the working directory.
-    let parent = match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    match std::fs::metadata(parent) {
-        Ok(metadata) if metadata.is_dir() => {}
-        Ok(_) => return Err(not_a_directory("parent of dir", parent)),
-        Err(error) if missing(error.kind()) => {
-            return Err(Error::invalid(
-                "parent of dir",
-                parent.display(),
-                "does not exist; commlog creates the store directory, not its parents",
-            ));
-        }
-        Err(source) => return Err(Error::io(parent, source)),
-    }
+    check_parent(dir)?;
     match std::fs::DirBuilder::new().mode(DIRECTORY_MODE).create(dir) {
         Ok(()) => Ok(()),
         // Another process made it first: fine if it is a directory.

@@ -736,6 +736,28 @@ fn a_lock_or_segment_that_is_not_a_regular_file_is_never_followed() {
 }
 
 #[test]
+fn a_store_whose_parent_is_missing_is_refused_naming_it_by_every_open() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("missing").join("store");
+    for result in [
+        Store::open(&dir).map(drop),
+        Store::open_read_only(&dir).map(drop),
+    ] {
+        match result {
+            Err(Error::InvalidInput {
+                field: "parent of dir",
+                ..
+            }) => {}
+            other => panic!("expected InvalidInput naming the parent, got {other:?}"),
+        }
+    }
+    assert!(
+        !temp.path().join("missing").exists(),
+        "an open created a directory"
+    );
+}
+
+#[test]
 fn a_store_directory_others_can_write_is_refused_with_the_remedy() {
     use std::os::unix::fs::PermissionsExt;
     let temp = tempfile::tempdir().unwrap();
