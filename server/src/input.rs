@@ -224,8 +224,8 @@ fn dollars(
             match Money::from_micros(i128::from(micros)).exact_dollars() {
                 Some(dollars) => Ok(Some(dollars)),
                 None => refused(
-                    "more significant digits than dollars carry exactly: at most 15, or \
-                     within ±1000000000000000",
+                    "more significant digits than dollars carry exactly; every amount of at \
+                     most 15 digits, within ±1000000000000000, is kept",
                 ),
             }
         }
