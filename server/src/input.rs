@@ -160,19 +160,16 @@ pub(crate) enum Kind {
 
 /// The body as `T`; a value of the wrong type or out of range is named by its field.
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    let mut json = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut json).map_err(|error| {
-        let field = error.path().to_string();
-        let error = error.into_inner();
-        if error.is_data() && field != "." {
-            ApiError::invalid(format!("invalid {field}: {error}"))
-        } else {
-            ApiError::invalid(format!("bad JSON: {error}"))
+    serde_json::from_slice(body).map_err(|error| {
+        // Read again, tracking the path, only to name the field (rare: a bad request).
+        let mut json = serde_json::Deserializer::from_slice(body);
+        match serde_path_to_error::deserialize::<_, T>(&mut json) {
+            Err(located) if located.inner().is_data() && located.path().to_string() != "." => {
+                ApiError::invalid(format!("invalid {}: {}", located.path(), located.inner()))
+            }
+            _ => ApiError::invalid(format!("bad JSON: {error}")),
         }
-    })?;
-    json.end()
-        .map_err(|error| ApiError::invalid(format!("bad JSON: {error}")))?;
-    Ok(value)
+    })
 }
 
 /// A body that may be empty (follow-ups whose fields are all optional).
