@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 import weakref
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote, urlencode, urlsplit
@@ -58,7 +58,6 @@ from ._types import (
     to_period,
     to_ref,
     to_required_month,
-    to_utc,
 )
 from ._types import to_month as _month
 from ._types import to_name as _name
@@ -268,16 +267,29 @@ def _dropped(sock: Optional[_socket.socket]) -> bool:
     return bool(readable)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+_FIRST_MS = (datetime(1, 1, 1, tzinfo=timezone.utc) - _EPOCH) // _MS
+_LAST_MS = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // _MS
+
+
 def _time(value: TimeLike, name: str) -> Optional[str]:
     """A time as the server reads it: RFC 3339 UTC (a naive datetime is UTC)."""
     if value is None:
         return None
     if isinstance(value, datetime):
-        utc = to_utc(value)
-        assert utc is not None
+        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+            value = value.replace(tzinfo=timezone.utc)
         # The store keeps milliseconds: the time is floored to its millisecond, as the
-        # embedded store does.
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+        # embedded store does. A time past the years RFC 3339 writes (1 to 9999), which a
+        # datetime near its own bounds reaches in UTC, lies beyond every store's events: the
+        # nearest time written answers alike.
+        ms = min(max((value - _EPOCH) // _MS, _FIRST_MS), _LAST_MS)
+        utc = _EPOCH + timedelta(milliseconds=ms)
+        return (
+            f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+            f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+        )
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str):

@@ -218,6 +218,12 @@ class Period(enum.Enum):
 
 BAD_INPUTS = {
     "budget without a month": (lambda b: b.set_budget("sms", None, 1), "month"),
+    "the last datetime, west of UTC": (
+        lambda b: b.track_message_sent(
+            1, "sms", "t", 1, sent_at=datetime.max.replace(tzinfo=timezone(timedelta(hours=-5)))
+        ),
+        "sent_at",
+    ),
     "surrogate message type": (lambda b: b.track_message_sent(1, "sms", "\udc80", 1), "message_type"),
     "surrogate channel": (lambda b: b.track_message_sent(1, "\udc80", "t", 1), "channel"),
     "surrogate external id": (lambda b: b.track_message_sent(1, "sms", "t", 1, external_id="\udc80"), "external_id"),
@@ -304,6 +310,12 @@ def test_client_answers_as_the_store(both: Tuple[Store, Client]) -> None:
         "stats from a date in spaces": lambda b: b.get_communication_stats(start_date=" 2020-01-01 ")[
             "total_messages"
         ],
+        "stats from the first datetime, east of UTC": lambda b: b.get_communication_stats(
+            start_date=datetime.min.replace(tzinfo=timezone(timedelta(hours=5)))
+        )["total_messages"],
+        "stats to the last datetime, west of UTC": lambda b: b.get_communication_stats(
+            end_date=datetime.max.replace(tzinfo=timezone(timedelta(hours=-5)))
+        )["total_messages"],
         "message by external id": lambda b: b.message_by_external_id("EXT1").id,
         "message by an unknown external id": lambda b: b.message_by_external_id("EXT2"),
         "message by a bad external id": lambda b: b.message_by_external_id(""),
