@@ -997,6 +997,28 @@ fn round_trip_of_the_reference_workload_answers_q1_to_q5_as_direct_ingest() {
             "Q4 user {user}"
         );
     }
+
+    // An import cut short (here by a file-size limit) says so, and with --json every line it
+    // writes to stderr is a JSON object.
+    let cut_dir = temp.path().join("cut");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -f 64; exec \"$0\" --json --dir \"$1\" import --from-sql-export \"$2\"")
+        .arg(env!("CARGO_BIN_EXE_commlog"))
+        .arg(&cut_dir)
+        .arg(&export)
+        .env_remove("COMMLOG_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line:?}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert_eq!(lines[0]["warning"], "import_incomplete", "{stderr}");
+    assert_eq!(lines[1]["kind"], "io", "{stderr}");
 }
 
 #[test]
