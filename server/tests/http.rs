@@ -812,6 +812,12 @@ fn messages_by_external_id_are_found_and_followed_up() {
     assert_eq!((status, &clicked["status"]), (200, &json!("clicked")));
     let (status, error) = server.call("GET", "/v1/messages/by-external-id/SMnone", None);
     assert_eq!((status, &error["kind"]), (404, &json!("unknown_message")));
+    // And the other way: the external id a message was sent with.
+    let id = message["id"].as_u64().unwrap();
+    let (status, of) = server.call("GET", &format!("/v1/messages/{id}/external-id"), None);
+    assert_eq!((status, of), (200, json!({"id": id, "external_id": sid})));
+    let (status, error) = server.call("GET", "/v1/messages/99/external-id", None);
+    assert_eq!((status, &error["kind"]), (404, &json!("unknown_message")));
     let (status, error) = server.call("POST", "/v1/messages/by-external-id/SMnone/delivered", None);
     assert_eq!((status, &error["kind"]), (404, &json!("unknown_message")));
     let (status, _) = server.call("POST", &format!("{path}/archived"), None);
@@ -833,8 +839,16 @@ fn messages_by_external_id_are_found_and_followed_up() {
         (status, &error["kind"]),
         (405, &json!("method_not_allowed"))
     );
+    // A message sent without one has none.
+    let (_, plain) = server.call("POST", "/v1/messages", Some(sent(7)));
+    let plain_id = plain["id"].as_u64().unwrap();
+    let (status, of) = server.call("GET", &format!("/v1/messages/{plain_id}/external-id"), None);
+    assert_eq!(
+        (status, of),
+        (200, json!({"id": plain_id, "external_id": null}))
+    );
     let (status, stats) = server.call("GET", "/v1/stats", None);
-    assert_eq!((status, &stats["total_messages"]), (200, &json!(1)));
+    assert_eq!((status, &stats["total_messages"]), (200, &json!(2)));
     let (code, lines, _dir) = server.stop();
     assert_eq!(code, 0, "{lines:?}");
 }
