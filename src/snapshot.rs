@@ -22,8 +22,8 @@ use parking_lot::{Mutex, RwLock};
 use crate::codec::{self, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::log::segment::{
-    FILE_MODE, create_directory, file_name_of, list_segments, map_segment, open_no_follow,
-    read_header_bytes, segment_file_name, sync_directory,
+    FILE_MODE, NOT_OWN_DIRECTORY, create_directory, file_name_of, list_segments, map_segment,
+    not_own_directory, open_no_follow, read_header_bytes, segment_file_name, sync_directory,
 };
 use crate::log::summary::{LogSummary, count_through};
 use crate::log::{CoveredSegment, LogPosition, SharedLog};
@@ -468,12 +468,10 @@ pub(crate) fn load_newest(
 ) -> Option<Loaded> {
     let directory = dir.join(SNAPSHOT_DIRECTORY);
     // Nothing inside a store is followed: snapshots elsewhere are not this store's.
-    if std::fs::symlink_metadata(&directory).is_ok_and(|metadata| !metadata.file_type().is_dir()) {
+    if not_own_directory(&directory).is_some() {
         ignored.push(IgnoredSnapshot {
             path: directory,
-            reason: "not a directory (a symbolic link or special file): commlog follows nothing \
-                     inside a store"
-                .to_string(),
+            reason: NOT_OWN_DIRECTORY.to_string(),
         });
         return None;
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
@@ -94,6 +94,16 @@ def parse_time(text: Optional[str]) -> Optional[datetime]:
 
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ONE_MS = timedelta(milliseconds=1)
+
+
+def datetime_ms(value: datetime) -> int:
+    """Milliseconds since the Unix epoch, floored: a naive datetime is UTC, an aware one
+    converted (without building a datetime in UTC, so that none near the bounds overflows)."""
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return (value - UNIX_EPOCH) // ONE_MS
 
 
 def parse_time_or_date(value: str, name: str) -> Union[date, datetime]:

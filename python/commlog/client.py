@@ -39,17 +39,20 @@ import threading
 import time
 import uuid
 import weakref
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote, urlencode, urlsplit
 
 from ._native import messages_from_json
 from ._types import (
+    ONE_MS,
+    UNIX_EPOCH,
     FinancialOutcome,
     Message,
     Stats,
     View,
+    datetime_ms,
     micros_to_dollars,
     parse_time_or_date,
     to_external_id,
@@ -267,10 +270,8 @@ def _dropped(sock: Optional[_socket.socket]) -> bool:
     return bool(readable)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MS = timedelta(milliseconds=1)
-_FIRST_MS = (datetime(1, 1, 1, tzinfo=timezone.utc) - _EPOCH) // _MS
-_LAST_MS = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // _MS
+_FIRST_MS = datetime_ms(datetime(1, 1, 1))
+_LAST_MS = datetime_ms(datetime.max)
 
 
 def _time(value: TimeLike, name: str) -> Optional[str]:
@@ -278,14 +279,12 @@ def _time(value: TimeLike, name: str) -> Optional[str]:
     if value is None:
         return None
     if isinstance(value, datetime):
-        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
-            value = value.replace(tzinfo=timezone.utc)
         # The store keeps milliseconds: the time is floored to its millisecond, as the
         # embedded store does. A time past the years RFC 3339 writes (1 to 9999), which a
         # datetime near its own bounds reaches in UTC, lies beyond every store's events: the
         # nearest time written answers alike.
-        ms = min(max((value - _EPOCH) // _MS, _FIRST_MS), _LAST_MS)
-        utc = _EPOCH + timedelta(milliseconds=ms)
+        ms = min(max(datetime_ms(value), _FIRST_MS), _LAST_MS)
+        utc = UNIX_EPOCH + ms * ONE_MS
         return (
             f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
             f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z"

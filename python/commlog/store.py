@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from types import TracebackType
 from typing import Any, Dict, List, Optional, Type, Union
 
 from . import _native
 from ._types import (
+    ONE_MS,
+    UNIX_EPOCH,
     NAME_BYTES_MAX,
     USER_ID_MAX,
     FinancialOutcome,
@@ -23,6 +25,7 @@ from ._types import (
     MoneyLike,
     Stats,
     View,
+    datetime_ms,
     micros_to_dollars,
     parse_time_or_date,
     to_external_id,
@@ -47,8 +50,8 @@ MessageId = Union[int, str]
 PathLike = Union[str, "os.PathLike[str]"]
 
 _UTC = timezone.utc
-_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
-_MS = timedelta(milliseconds=1)
+_EPOCH = UNIX_EPOCH
+_MS = ONE_MS
 _DAY_MS = 86_400_000
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 
@@ -65,9 +68,7 @@ def _ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
     if value is None:
         return None
     if isinstance(value, datetime):
-        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
-            value = value.replace(tzinfo=_UTC)
-        return (value - _EPOCH) // _MS
+        return datetime_ms(value)
     if isinstance(value, date):
         first = (datetime(value.year, value.month, value.day, tzinfo=_UTC) - _EPOCH) // _MS
         return first + _DAY_MS - 1 if end_of_day else first

@@ -49,9 +49,7 @@ pub(crate) fn audit_snapshots(
     findings: &mut Vec<Finding>,
 ) -> Vec<SnapshotAudit> {
     let directory = dir.join(SNAPSHOT_DIRECTORY);
-    if let Ok(metadata) = std::fs::symlink_metadata(&directory)
-        && !metadata.file_type().is_dir()
-    {
+    if let Some(metadata) = crate::log::segment::not_own_directory(&directory) {
         // An open ignores it (`snapshot::load_newest`): nothing inside a store is followed.
         findings.push(Finding {
             kind: "snapshot_ignored".to_string(),
@@ -59,9 +57,10 @@ pub(crate) fn audit_snapshots(
             offset: 0,
             bytes: metadata.len(),
             seq: None,
-            reason: "not a directory (a symbolic link or special file): commlog follows nothing \
-                     inside a store (a snapshot is a cache: the log is not affected)"
-                .to_string(),
+            reason: format!(
+                "{} (a snapshot is a cache: the log is not affected)",
+                crate::log::segment::NOT_OWN_DIRECTORY
+            ),
             fix: Fix::DeleteSnapshot,
             cut: CutPoint::default(),
         });

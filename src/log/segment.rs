@@ -78,27 +78,36 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
+/// Why a path inside a store that is not a directory of its own is passed over.
+pub(crate) const NOT_OWN_DIRECTORY: &str =
+    "not a directory (a symbolic link or special file): commlog follows nothing inside a store";
+
+/// The metadata of `path` when it exists but is not a directory of its own (a symbolic link to
+/// one elsewhere, or a special file), which nothing inside a store follows.
+pub(crate) fn not_own_directory(path: &Path) -> Option<fs::Metadata> {
+    fs::symlink_metadata(path)
+        .ok()
+        .filter(|metadata| !metadata.file_type().is_dir())
+}
+
 /// Creates a directory (and its parents) readable by its owner only; one that exists must be a
-/// directory itself, not a symbolic link to one: nothing inside a store is followed, so that
-/// no quarantine copy, snapshot or moved segment lands outside it.
+/// directory itself, not a symbolic link to one ([`not_own_directory`]), so that no quarantine
+/// copy, snapshot or moved segment lands outside the store.
 pub(crate) fn create_directory(path: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(DIRECTORY_MODE)
         .create(path)
         .map_err(|source| Error::io(path, source))?;
-    let metadata = fs::symlink_metadata(path).map_err(|source| Error::io(path, source))?;
-    if metadata.file_type().is_dir() {
-        Ok(())
-    } else {
-        Err(Error::io(
+    match not_own_directory(path) {
+        None => Ok(()),
+        Some(_) => Err(Error::io(
             path,
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                "not a directory (a symbolic link or special file): commlog follows nothing \
-                 inside a store; move it out",
+                format!("{NOT_OWN_DIRECTORY}; move it out"),
             ),
-        ))
+        )),
     }
 }
 
