@@ -14,7 +14,7 @@ use commlog::{Message, Options, StatsFilter, Store, SyncPolicy};
 use serde_json::Value;
 use support::command::run_in;
 
-const EVENT_COLUMNS: [&str; 17] = [
+const EVENT_COLUMNS: [&str; 18] = [
     "seq",
     "kind",
     "message_id",
@@ -32,9 +32,10 @@ const EVENT_COLUMNS: [&str; 17] = [
     "budget_month",
     "budget_micros",
     "alert_percent",
+    "external_id",
 ];
 
-const MESSAGE_COLUMNS: [&str; 13] = [
+const MESSAGE_COLUMNS: [&str; 14] = [
     "id",
     "user_id",
     "channel",
@@ -48,6 +49,7 @@ const MESSAGE_COLUMNS: [&str; 13] = [
     "failed_at",
     "action_taken",
     "failure_reason",
+    "external_id",
 ];
 
 /// The filter of the filtered checks: email, a window inside the workload's 30 days.
@@ -370,6 +372,8 @@ fn message_json(message: &Message) -> Value {
         "failed_at": time(message.failed_at),
         "action_taken": message.action_taken,
         "failure_reason": message.failure_reason,
+        // The reference workload sends no message with an external id.
+        "external_id": null,
     })
 }
 
@@ -575,7 +579,11 @@ fn stdout_export_streams_and_a_closed_pipe_exits_0() {
     );
 }
 
-/// A small store with a failure, an outcome and two budgets (all channels, and sms).
+/// The external id the message of [`budgets_and_a_failure`] is sent with.
+const EXTERNAL_ID: &str = "SM0123456789abcdef";
+
+/// A small store with a message sent with an external id, its failure, an outcome and two
+/// budgets (all channels, and sms).
 fn budgets_and_a_failure(dir: &Path) -> Store {
     let store = Store::open_with(
         dir,
@@ -587,7 +595,14 @@ fn budgets_and_a_failure(dir: &Path) -> Store {
     .unwrap();
     let sent_at: DateTime<Utc> = "2025-01-02T09:00:00Z".parse().unwrap();
     let message = store
-        .track_message_sent_at(7, commlog::Channel::Sms, "low_balance", 0.05, sent_at)
+        .track_message_sent_with(
+            7,
+            commlog::Channel::Sms,
+            "low_balance",
+            0.05,
+            Some(sent_at),
+            Some(EXTERNAL_ID),
+        )
         .unwrap();
     store
         .track_message_failed(
@@ -654,6 +669,18 @@ fn every_event_leaves_by_export_budgets_and_failure_reasons_included() {
         tally_json_event(&mut tally, row);
     }
     assert_eq!(rows[1]["reason"], "undelivered");
+    // The sent row carries the external id the message was sent with; no other row has one.
+    let external_ids: Vec<&Value> = rows.iter().map(|row| &row["external_id"]).collect();
+    let sent_only = [
+        &Value::from(EXTERNAL_ID),
+        &Value::Null,
+        &Value::Null,
+        &Value::Null,
+    ];
+    assert_eq!(
+        external_ids,
+        [sent_only.as_slice(), &[&Value::Null]].concat()
+    );
     let budget = |row: &serde_json::Map<String, Value>| {
         (
             row["budget_scope"].clone(),
@@ -693,6 +720,8 @@ fn every_event_leaves_by_export_budgets_and_failure_reasons_included() {
     let budget_cells: Vec<&str> = (13..17).map(|column| &records[4][column]).collect();
     assert_eq!(budget_cells, ["sms", "2025-01", "250500000", "80"]);
     assert_eq!(&records[4][3], "");
+    let external_ids: Vec<&str> = records.iter().map(|record| &record[17]).collect();
+    assert_eq!(external_ids, [EXTERNAL_ID, "", "", "", ""]);
 
     // A budget concerns no user and no message type; a channel filter keeps its own budget.
     let sms = read_jsonl(&export("sms.jsonl", "jsonl", &["--channel", "sms"]));
@@ -710,6 +739,12 @@ fn every_event_leaves_by_export_budgets_and_failure_reasons_included() {
     // The message export, history and its JSON carry the failure's reason.
     let messages = read_jsonl(&export("messages.jsonl", "jsonl", &["--messages"]));
     assert_eq!(messages[0]["failure_reason"], "undelivered");
+    assert_eq!(messages[0]["external_id"], EXTERNAL_ID);
+    let csv_path = export("messages.csv", "csv", &["--messages"]);
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    assert_eq!(reader.headers().unwrap(), MESSAGE_COLUMNS.as_slice());
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(&records[0][13], EXTERNAL_ID);
     let history = run_in(&dir, &["--json", "history", "--user", "7"]);
     let history: Value = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(history[0]["failure_reason"], "undelivered");
@@ -833,7 +868,7 @@ mod parquet_export {
         }
     }
 
-    const EVENT_STRINGS: [&str; 8] = [
+    const EVENT_STRINGS: [&str; 9] = [
         "kind",
         "channel",
         "message_type",
@@ -842,6 +877,7 @@ mod parquet_export {
         "reason",
         "budget_scope",
         "budget_month",
+        "external_id",
     ];
 
     /// Reads an event export back: checks the layout and that each row sits in its day's
@@ -959,6 +995,7 @@ mod parquet_export {
                     "status",
                     "action_taken",
                     "failure_reason",
+                    "external_id",
                 ],
             );
             for row in file_rows {
@@ -992,6 +1029,7 @@ mod parquet_export {
                 string(&row["failure_reason"]),
                 message.failure_reason.as_deref()
             );
+            assert_eq!(string(&row["external_id"]), None);
         }
     }
 
@@ -1023,6 +1061,8 @@ mod parquet_export {
                 &EVENT_STRINGS,
             ) {
                 kinds += 1;
+                let sent = string(&row["kind"]) == Some("sent");
+                assert_eq!(string(&row["external_id"]), sent.then_some(EXTERNAL_ID));
                 if string(&row["kind"]) == Some("budget") {
                     assert_eq!(long(&row["user_id"]), None);
                     budgets.push((
@@ -1074,8 +1114,10 @@ mod parquet_export {
                 "status",
                 "action_taken",
                 "failure_reason",
+                "external_id",
             ],
         );
         assert_eq!(string(&rows[0]["failure_reason"]), Some("undelivered"));
+        assert_eq!(string(&rows[0]["external_id"]), Some(EXTERNAL_ID));
     }
 }

@@ -22,7 +22,7 @@ use crate::cli::output::{self, print_json, write_stdout};
 use crate::cli::{CliError, Global, StatsArgs};
 
 /// The columns of an event row, in order (CSV header, JSON keys, Parquet schema).
-const EVENT_COLUMNS: [&str; 17] = [
+const EVENT_COLUMNS: [&str; 18] = [
     "seq",
     "kind",
     "message_id",
@@ -40,10 +40,11 @@ const EVENT_COLUMNS: [&str; 17] = [
     "budget_month",
     "budget_micros",
     "alert_percent",
+    "external_id",
 ];
 
 /// The columns of a message row, in order.
-const MESSAGE_COLUMNS: [&str; 13] = [
+const MESSAGE_COLUMNS: [&str; 14] = [
     "id",
     "user_id",
     "channel",
@@ -57,6 +58,7 @@ const MESSAGE_COLUMNS: [&str; 13] = [
     "failed_at",
     "action_taken",
     "failure_reason",
+    "external_id",
 ];
 
 /// What to write.
@@ -122,13 +124,18 @@ pub(crate) fn run(global: &Global, args: &ExportArgs) -> Result<(), CliError> {
     let store = global.open_read_only_without_indexes()?;
     let last_seq = store.open_report().events;
     let messages = store.get_messages(&filter)?;
+    let external_ids = if args.messages {
+        external_ids_of(&store, &messages)?
+    } else {
+        Vec::new()
+    };
     // The views' memory goes back before the export builds its own.
     drop(std::mem::ManuallyDrop::into_inner(store));
 
     let rows = if args.messages {
         match args.format {
-            Format::Jsonl | Format::Csv => messages_as_text(args, &messages)?,
-            Format::Parquet => parquet_messages(&args.out, &messages)?,
+            Format::Jsonl | Format::Csv => messages_as_text(args, &messages, &external_ids)?,
+            Format::Parquet => parquet_messages(&args.out, &messages, &external_ids)?,
         }
     } else {
         let export_scope = ExportScope::new(&messages, &filter);
@@ -142,6 +149,18 @@ pub(crate) fn run(global: &Global, args: &ExportArgs) -> Result<(), CliError> {
         return Ok(());
     }
     report(global, args, &rows)
+}
+
+/// The external id each of `messages` was sent with, in their order.
+fn external_ids_of(
+    store: &commlog::Store,
+    messages: &[Message],
+) -> Result<Vec<Option<String>>, CliError> {
+    let mut external_ids = Vec::with_capacity(messages.len());
+    for message in messages {
+        external_ids.push(store.get_external_id(message.id)?);
+    }
+    Ok(external_ids)
 }
 
 /// What an export wrote.
@@ -258,6 +277,8 @@ struct EventRecord<'a> {
     outcome: Option<&'a str>,
     reason: Option<&'a str>,
     budget: Option<BudgetRecord>,
+    /// Sent rows only: the external id the message was sent with.
+    external_id: Option<&'a str>,
 }
 
 impl ExportScope {
@@ -320,6 +341,7 @@ impl ExportScope {
             outcome: None,
             reason: None,
             budget: None,
+            external_id: None,
         };
         if let Event::BudgetSet {
             scope,
@@ -369,7 +391,12 @@ impl ExportScope {
         record.channel = Some(message.channel);
         record.message_type = Some(&self.types[message.message_type as usize]);
         match event {
-            Event::MessageSent { cost, .. } => record.cost_micros = Some(event_micros(cost)),
+            Event::MessageSent {
+                cost, external_id, ..
+            } => {
+                record.cost_micros = Some(event_micros(cost));
+                record.external_id = external_id;
+            }
             Event::UserAction { action, .. } => record.action = Some(action),
             Event::MessageFailed { reason, .. } => record.reason = Some(reason),
             // Outcomes and budgets are handled above.
@@ -432,6 +459,7 @@ struct TextEventRow<'a> {
     budget_month: Option<String>,
     budget_micros: Option<i64>,
     alert_percent: Option<u8>,
+    external_id: Option<&'a str>,
 }
 
 impl<'a> TextEventRow<'a> {
@@ -454,6 +482,7 @@ impl<'a> TextEventRow<'a> {
             budget_month: record.budget.map(|budget| budget.month.to_string()),
             budget_micros: record.budget.map(|budget| budget.amount_micros),
             alert_percent: record.budget.map(|budget| budget.alert_percent),
+            external_id: record.external_id,
         })
     }
 }
@@ -474,10 +503,11 @@ struct TextMessageRow<'a> {
     failed_at: Option<String>,
     action_taken: Option<&'a str>,
     failure_reason: Option<&'a str>,
+    external_id: Option<&'a str>,
 }
 
 impl<'a> TextMessageRow<'a> {
-    fn new(message: &'a Message) -> TextMessageRow<'a> {
+    fn new(message: &'a Message, external_id: Option<&'a str>) -> TextMessageRow<'a> {
         TextMessageRow {
             id: message.id.0,
             user_id: message.user_id.0,
@@ -492,6 +522,7 @@ impl<'a> TextMessageRow<'a> {
             failed_at: message.failed_at.map(output::time),
             action_taken: message.action_taken.as_deref(),
             failure_reason: message.failure_reason.as_deref(),
+            external_id,
         }
     }
 }
@@ -681,12 +712,16 @@ fn events_as_text(
     })
 }
 
-fn messages_as_text(args: &ExportArgs, messages: &[Message]) -> Result<Written, CliError> {
+fn messages_as_text(
+    args: &ExportArgs,
+    messages: &[Message],
+    external_ids: &[Option<String>],
+) -> Result<Written, CliError> {
     let (target, output) = TextTarget::create(&args.out)?;
     let mut sink =
         TextSink::new(args.format, output, &MESSAGE_COLUMNS).map_err(|e| target.error(e))?;
-    for message in messages {
-        sink.write(&TextMessageRow::new(message))
+    for (message, external_id) in messages.iter().zip(external_ids) {
+        sink.write(&TextMessageRow::new(message, external_id.as_deref()))
             .map_err(|e| target.error(e))?;
     }
     sink.finish().map_err(|e| target.error(e))?;
@@ -711,7 +746,11 @@ fn parquet_events(
 }
 
 #[cfg(not(feature = "parquet"))]
-fn parquet_messages(_out: &Path, _messages: &[Message]) -> Result<Written, CliError> {
+fn parquet_messages(
+    _out: &Path,
+    _messages: &[Message],
+    _external_ids: &[Option<String>],
+) -> Result<Written, CliError> {
     unreachable!("refused in run() without the parquet feature")
 }
 
@@ -738,14 +777,19 @@ fn parquet_events(
 }
 
 #[cfg(feature = "parquet")]
-fn parquet_messages(out: &Path, messages: &[Message]) -> Result<Written, CliError> {
+fn parquet_messages(
+    out: &Path,
+    messages: &[Message],
+    external_ids: &[Option<String>],
+) -> Result<Written, CliError> {
     let cleanup = parquet_files::create_directory(out)?;
     let mut writer = parquet_files::PartitionedWriter::<parquet_files::MessageRow>::new(
         out,
         parquet_files::LIMITS,
     )?;
-    for message in messages {
-        let row = parquet_files::MessageRow::new(&mut writer.names, message)?;
+    for (message, external_id) in messages.iter().zip(external_ids) {
+        let row =
+            parquet_files::MessageRow::new(&mut writer.names, message, external_id.as_deref())?;
         writer.push(message.sent_at.date_naive(), row)?;
     }
     let written = writer.finish()?;

@@ -92,6 +92,21 @@ fn optional_string<R>(rows: &[R], names: &Names, value: impl Fn(&R) -> Option<u3
     Column::Bytes(values, Some(levels))
 }
 
+fn optional_bytes<R>(rows: &[R], value: impl Fn(&R) -> Option<&ByteArray>) -> Column {
+    let mut values = Vec::with_capacity(rows.len());
+    let mut levels = Vec::with_capacity(rows.len());
+    for row in rows {
+        match value(row) {
+            Some(bytes) => {
+                values.push(bytes.clone());
+                levels.push(1);
+            }
+            None => levels.push(0),
+        }
+    }
+    Column::Bytes(values, Some(levels))
+}
+
 /// Strings stored once; rows refer to them by index (a row costs no allocation, and a
 /// column clones a shared buffer per value).
 #[derive(Default)]
@@ -135,6 +150,10 @@ fn micros(ms: i64) -> Result<i64, CliError> {
         .ok_or_else(|| CliError::Usage(format!("time {ms} ms overflows microseconds")))
 }
 
+fn external_id_bytes(external_id: &str) -> ByteArray {
+    ByteArray::from(external_id.as_bytes().to_vec())
+}
+
 fn time_micros(time: DateTime<Utc>) -> i64 {
     time.timestamp_micros()
 }
@@ -168,6 +187,8 @@ pub(super) struct EventRow {
     channel: Option<u32>,
     message_type: Option<u32>,
     detail: Detail,
+    /// Unique to its message, so kept with the row rather than among the names.
+    external_id: Option<ByteArray>,
 }
 
 impl EventRow {
@@ -202,6 +223,7 @@ impl EventRow {
             channel: record.channel.map(|channel| names.intern(channel.as_str())),
             message_type: record.message_type.map(|name| names.intern(name)),
             detail,
+            external_id: record.external_id.map(external_id_bytes),
         })
     }
 }
@@ -226,6 +248,7 @@ impl Row for EventRow {
             OPTIONAL BYTE_ARRAY budget_month (STRING);
             OPTIONAL INT64 budget_micros;
             OPTIONAL INT64 alert_percent;
+            OPTIONAL BYTE_ARRAY external_id (STRING);
         }";
 
     fn columns(rows: &[Self], names: &Names) -> Vec<Column> {
@@ -274,6 +297,7 @@ impl Row for EventRow {
                 Detail::Budget { alert_percent, .. } => Some(alert_percent),
                 _ => None,
             }),
+            optional_bytes(rows, |row| row.external_id.as_ref()),
         ]
     }
 }
@@ -293,10 +317,15 @@ pub(super) struct MessageRow {
     status: u32,
     action_taken: Option<u32>,
     failure_reason: Option<u32>,
+    external_id: Option<ByteArray>,
 }
 
 impl MessageRow {
-    pub(super) fn new(names: &mut Names, message: &Message) -> Result<Self, CliError> {
+    pub(super) fn new(
+        names: &mut Names,
+        message: &Message,
+        external_id: Option<&str>,
+    ) -> Result<Self, CliError> {
         Ok(MessageRow {
             id: i64::try_from(message.id.0).expect("message ids fit i64"),
             user_id: user_id(message.user_id.0)?,
@@ -317,6 +346,7 @@ impl MessageRow {
                 .failure_reason
                 .as_deref()
                 .map(|name| names.intern(name)),
+            external_id: external_id.map(external_id_bytes),
         })
     }
 }
@@ -337,6 +367,7 @@ impl Row for MessageRow {
             OPTIONAL INT64 failed_at (TIMESTAMP(MICROS,true));
             OPTIONAL BYTE_ARRAY action_taken (STRING);
             OPTIONAL BYTE_ARRAY failure_reason (STRING);
+            OPTIONAL BYTE_ARRAY external_id (STRING);
         }";
 
     fn columns(rows: &[Self], names: &Names) -> Vec<Column> {
@@ -354,6 +385,7 @@ impl Row for MessageRow {
             optional_int64(rows, |row| row.failed_at),
             optional_string(rows, names, |row| row.action_taken),
             optional_string(rows, names, |row| row.failure_reason),
+            optional_bytes(rows, |row| row.external_id.as_ref()),
         ]
     }
 }
@@ -604,6 +636,7 @@ mod tests {
                 outcome: outcome.then_some("late_fee_avoided"),
                 reason: None,
                 budget: None,
+                external_id: None,
             };
             let date = chrono::DateTime::from_timestamp_millis(time_ms)
                 .unwrap()
