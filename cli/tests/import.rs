@@ -1081,6 +1081,60 @@ fn user_ids_above_i64_max_are_bad_rows() {
     assert_eq!(history[0].channel, Channel::Sms);
 }
 
+/// A problem's line is the line its record starts on in the file as an editor shows it: with
+/// CRLF line endings (RFC 4180's), empty lines, and a quoted field holding a line break.
+#[test]
+fn problems_name_the_line_a_record_starts_on_whatever_the_line_endings() {
+    let temp = tempfile::tempdir().unwrap();
+    let from = temp.path().join("export");
+    std::fs::create_dir(&from).unwrap();
+    let header = "id,user_id,message_type,channel,status,cost,sent_at,delivered_at,opened_at,\
+                  clicked_at,action_taken";
+    let good = |id: u32| format!("{id},1,low_balance,sms,sent,0.05,2025-01-01 09:00:00,,,,");
+    let quoted = "3,1,\"two\nlines\",sms,sent,0.05,2025-01-01 09:00:00,,,,";
+    for ending in ["\n", "\r\n"] {
+        // Line 1 the header, 2 id 1, 3 empty, 4 and 5 a record whose type holds a (quoted)
+        // line break, 6 id 1 again, 7 and 8 empty, 9 a user id 0.
+        let lines = [
+            header.to_string(),
+            good(1),
+            String::new(),
+            quoted.to_string(),
+            good(1),
+            String::new(),
+            String::new(),
+            "4,0,low_balance,sms,sent,0.05,2025-01-01 09:00:00,,,,".to_string(),
+        ];
+        let text = lines.join(ending) + ending;
+        std::fs::write(from.join("communication_metrics.csv"), &text).unwrap();
+        let dir = temp.path().join("store");
+        let output = commlog(
+            &dir,
+            &["import", "--from-sql-export", from.to_str().unwrap()],
+        );
+        assert_eq!(output.code, 1, "{output:?}");
+        let file = from.join("communication_metrics.csv").display().to_string();
+        let problems: Vec<&str> = output.stderr.lines().take(3).collect();
+        assert_eq!(problems.len(), 3, "{}", output.stderr);
+        assert!(
+            problems[0].starts_with(&format!("{file}:4: message_type 'two\\nlines'")),
+            "{ending:?}: {}",
+            output.stderr
+        );
+        assert!(
+            problems[1].starts_with(&format!("{file}:6: id '1': duplicate id (first on line 2)")),
+            "{ending:?}: {}",
+            output.stderr
+        );
+        assert!(
+            problems[2].starts_with(&format!("{file}:9: user_id '0'")),
+            "{ending:?}: {}",
+            output.stderr
+        );
+        assert!(!dir.exists());
+    }
+}
+
 #[test]
 fn rows_with_times_the_store_refuses_are_bad_rows_and_nothing_is_written() {
     let temp = tempfile::tempdir().unwrap();

@@ -1,6 +1,8 @@
 //! Reading the original service's CSV rows: columns by name, NULLs, times, decimals, names,
 //! and every bad value reported as `file:line: column 'value': reason`.
 
+use std::io::{self, Read};
+
 use super::*;
 
 /// One bad value of one row: `file:line: column 'value': reason`.
@@ -249,6 +251,52 @@ impl<'a> Row<'a> {
     }
 }
 
+/// The line each record of a CSV file starts on, from the record's byte offset: the csv
+/// crate's own line count takes a record's position before the `\n` of a `\r\n` ending the
+/// line before it and leaves empty lines out, so the lines are counted here, in one forward
+/// pass over a second reading of the file.
+struct LineCounter {
+    bytes: io::Bytes<io::BufReader<File>>,
+    /// Bytes read so far, and the line breaks (`\n`) among them.
+    offset: u64,
+    breaks: u64,
+    /// The next byte after `offset`, if read ahead.
+    peeked: Option<u8>,
+}
+
+impl LineCounter {
+    fn new(path: &Path) -> io::Result<LineCounter> {
+        Ok(LineCounter {
+            bytes: io::BufReader::with_capacity(1 << 16, File::open(path)?).bytes(),
+            offset: 0,
+            breaks: 0,
+            peeked: None,
+        })
+    }
+
+    fn next_byte(&mut self) -> io::Result<Option<u8>> {
+        match self.peeked.take() {
+            Some(byte) => Ok(Some(byte)),
+            None => self.bytes.next().transpose(),
+        }
+    }
+
+    /// The 1-based line of the first byte at or after `byte` that ends no line: where a
+    /// record at that offset starts, past the line endings and empty lines before it.
+    /// Offsets come in increasing order.
+    fn line_at(&mut self, byte: u64) -> io::Result<u64> {
+        while let Some(next) = self.next_byte()? {
+            if self.offset >= byte && next != b'\r' && next != b'\n' {
+                self.peeked = Some(next);
+                break;
+            }
+            self.offset += 1;
+            self.breaks += u64::from(next == b'\n');
+        }
+        Ok(self.breaks + 1)
+    }
+}
+
 /// Reads a file's rows, checking each with `check`, which returns a good row or records
 /// problems.
 pub(super) fn read_file<T>(
@@ -271,10 +319,18 @@ pub(super) fn read_file<T>(
         skipped: 0,
         problems: Vec::new(),
     };
+    let read_error = |source| {
+        CliError::Store(commlog::Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let mut lines = LineCounter::new(path).map_err(read_error)?;
     let mut record = csv::ByteRecord::new();
     while reader.read_byte_record(&mut record).map_err(io)? {
         result.read += 1;
-        let line = record.position().map_or(0, csv::Position::line);
+        let start = record.position().map_or(0, csv::Position::byte);
+        let line = lines.line_at(start).map_err(read_error)?;
         let mut row = Row {
             columns: &columns,
             record: &record,
