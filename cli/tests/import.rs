@@ -774,6 +774,41 @@ fn ids_other_than_1_to_n_are_renumbered_with_a_map_file() {
     );
 }
 
+/// The id map is written inside the store whatever lies there: a link left where its
+/// temporary file goes is removed, not followed, and the file it points to stays as it was.
+#[test]
+fn the_id_map_never_writes_through_a_link() {
+    let temp = tempfile::tempdir().unwrap();
+    let from = temp.path().join("export");
+    std::fs::create_dir(&from).unwrap();
+    std::fs::write(
+        from.join("communication_metrics.csv"),
+        "id,user_id,message_type,channel,status,cost,sent_at,delivered_at,opened_at,clicked_at,action_taken\n\
+         5,1,low_balance,sms,sent,0.05,2025-01-01 09:00:00,,,,\n",
+    )
+    .unwrap();
+    let outside = temp.path().join("outside.txt");
+    std::fs::write(&outside, "not the store's\n").unwrap();
+    let dir = temp.path().join("store");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("import-id-map.csv.tmp")).unwrap();
+
+    let summary = json_of(&import(&dir, &from, &[]));
+    assert_eq!(summary["ids_kept"], false);
+    assert_eq!(
+        std::fs::read_to_string(&outside).unwrap(),
+        "not the store's\n"
+    );
+    let map = dir.join("import-id-map.csv");
+    assert!(std::fs::symlink_metadata(&map).unwrap().is_file());
+    assert_eq!(
+        std::fs::read_to_string(&map).unwrap(),
+        "old_id,new_id\n5,1\n"
+    );
+    assert!(!dir.join("import-id-map.csv.tmp").exists());
+}
+
 #[test]
 fn only_a_new_or_empty_store_is_imported_into() {
     let temp = tempfile::tempdir().unwrap();

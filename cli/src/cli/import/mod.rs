@@ -275,10 +275,18 @@ fn write_id_map(dir: &Path, rows: &[MessageRow]) -> Result<PathBuf, CliError> {
     for (index, row) in rows.iter().enumerate() {
         text.push_str(&format!("{},{}\n", row.old_id, index + 1));
     }
+    // Nothing inside a store is followed: a leftover of an earlier import (a file, or a link,
+    // which goes rather than what it points to) is removed, and the file is created anew
+    // (`O_EXCL`, which never follows a link).
+    match fs::remove_file(&temporary) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io(&temporary)(error));
+        }
+        _ => {}
+    }
     let mut file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(commlog::FILE_MODE)
         .open(&temporary)
         .map_err(io(&temporary))?;
