@@ -630,11 +630,19 @@ impl TextTarget {
     }
 }
 
+/// An output that cannot be created: a path that exists or cannot name a new file here is a
+/// bad argument (exit 1); anything else (a read-only or full file system, …) is an I/O
+/// failure (exit 2).
 fn create_error(path: &Path, error: io::Error) -> CliError {
-    if error.kind() == io::ErrorKind::AlreadyExists {
-        already_exists(path)
-    } else {
-        CliError::Usage(format!("cannot create {}: {error}", path.display()))
+    use io::ErrorKind::{
+        AlreadyExists, InvalidFilename, IsADirectory, NotADirectory, NotFound, PermissionDenied,
+    };
+    match error.kind() {
+        AlreadyExists => already_exists(path),
+        NotFound | NotADirectory | IsADirectory | InvalidFilename | PermissionDenied => {
+            CliError::Usage(format!("cannot create {}: {error}", path.display()))
+        }
+        _ => io_error(path, error),
     }
 }
 
@@ -799,3 +807,28 @@ fn parquet_messages(
 
 #[cfg(feature = "parquet")]
 mod parquet_files;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A path the user can change is a bad argument; a file system that cannot take the file is
+    /// an I/O failure, as the same failure while writing is.
+    #[test]
+    fn an_output_that_cannot_be_created_is_usage_or_io_by_its_cause() {
+        let out = Path::new("/somewhere/out.csv");
+        for (kind, exit) in [
+            (io::ErrorKind::NotFound, 1),
+            (io::ErrorKind::PermissionDenied, 1),
+            (io::ErrorKind::NotADirectory, 1),
+            (io::ErrorKind::AlreadyExists, 1),
+            (io::ErrorKind::ReadOnlyFilesystem, 2),
+            (io::ErrorKind::StorageFull, 2),
+            (io::ErrorKind::QuotaExceeded, 2),
+        ] {
+            let error = create_error(out, io::Error::from(kind));
+            assert_eq!(error.exit_status(), exit, "{kind:?}: {error}");
+            assert!(error.to_string().contains("/somewhere/out.csv"), "{error}");
+        }
+    }
+}
