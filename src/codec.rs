@@ -1258,6 +1258,50 @@ pub(crate) fn resolve<'a>(
     }))
 }
 
+/// The variant indexes of [`WirePayload`] that move a cursor other than by its times: the
+/// sends (each takes the next message id) and the close marker (no event time of its own).
+const SENT_VARIANT: u64 = 0;
+const CLOSED_VARIANT: u64 = 6;
+const SENT_WITH_EXTERNAL_ID_VARIANT: u64 = 8;
+
+/// Moves `cursor` past the frame `frame` (its prefix and body) as [`resolve`] does (its times,
+/// and the next message id past a send), reading only the body's first fields and its
+/// variant: for a walk over frames whose bytes a checksum already vouches for, which needs
+/// only the running state at their end. Returns whether the frame is a close marker.
+#[inline]
+pub(crate) fn advance(cursor: &mut FrameCursor, frame: &[u8]) -> Result<bool, String> {
+    let body = frame_body(frame)?;
+    let mut offset = 0;
+    let mut field = |what: &str| {
+        let (value, used) = body
+            .get(offset..)
+            .and_then(peek_varint_u64)
+            .ok_or_else(|| format!("frame's {what} does not decode"))?;
+        offset += used;
+        Ok::<u64, String>(value)
+    };
+    let zigzag = |value: u64| (value >> 1) as i64 ^ -((value & 1) as i64);
+    let seq = field("seq")?;
+    field("durability lag")?;
+    let appended_delta_ms = zigzag(field("appended time")?);
+    let at_delta_ms = zigzag(field("event time")?);
+    let variant = field("payload")?;
+    cursor.previous_appended_ms = add_time(
+        cursor.previous_appended_ms,
+        appended_delta_ms,
+        "appended time",
+    )?;
+    if variant == CLOSED_VARIANT {
+        return Ok(true);
+    }
+    if variant == SENT_VARIANT || variant == SENT_WITH_EXTERNAL_ID_VARIANT {
+        cursor.next_message_id = (cursor.next_message_id.checked_add(1))
+            .ok_or_else(|| format!("frame seq {seq} overflows the message id"))?;
+    }
+    cursor.previous_at_ms = add_time(cursor.previous_at_ms, at_delta_ms, "event time")?;
+    Ok(false)
+}
+
 /// Checks a close marker (no lag, no time of its own) and moves `cursor` to its appended time.
 #[inline]
 fn resolve_close_marker<'a>(
@@ -1906,6 +1950,32 @@ mod tests {
                 appended_ms: 1_764_000_000_010
             }
         );
+    }
+
+    /// A walk that only advances the cursor keeps it where resolving every frame does, frame by
+    /// frame, over both golden segments (sends with and without an external id, follow-ups, an
+    /// outcome and a close marker).
+    #[test]
+    fn advancing_moves_the_cursor_as_resolving_does() {
+        for external_id in [None, Some(GOLDEN_EXTERNAL_ID)] {
+            let bytes = golden_segment_of(Some(GOLDEN_STORE_ID), external_id);
+            let header = SegmentHeader::decode(&bytes).unwrap();
+            let (mut resolved, mut advanced) =
+                (FrameCursor::new(&header), FrameCursor::new(&header));
+            let mut offset = SEGMENT_HEADER_V2_BYTES;
+            let mut closes = 0;
+            while offset < bytes.len() {
+                let raw = read_frame(&bytes[offset..]).unwrap();
+                let frame = resolve(&mut resolved, &raw).unwrap();
+                let closed = advance(&mut advanced, &bytes[offset..]).unwrap();
+                assert_eq!(closed, matches!(frame, Frame::Closed { .. }));
+                closes += usize::from(closed);
+                assert_eq!(advanced, resolved, "after the frame at offset {offset}");
+                offset += raw.frame_bytes;
+            }
+            assert_eq!(closes, 1);
+            assert_eq!(resolved.next_message_id, 3);
+        }
     }
 
     #[test]

@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use memmap2::Mmap;
 use parking_lot::{Mutex, RwLock};
 
-use crate::codec::{self, SegmentHeader};
+use crate::codec::{self, FrameCursor, SegmentHeader};
 use crate::error::{Error, Result};
+use crate::limits::{FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES};
 use crate::log::segment::{
     FILE_MODE, NOT_OWN_DIRECTORY, create_directory, file_name_of, list_segments, map_segment,
     not_own_directory, open_no_follow, read_header_bytes, segment_file_name, sync_directory,
@@ -709,6 +710,13 @@ pub(crate) fn load(
         let fitted = || -> std::result::Result<(Facts, Indexes, Option<MessageTotals>), String> {
             let ((decoded, message_totals), indexes) = (decoded?, indexes?);
             let facts = Facts::from_image(decoded, attribution_window_ms)?;
+            let (messages, _, _) = facts.counts();
+            if messages as u64 + 1 != position.cursor.next_message_id {
+                return Err(format!(
+                    "its facts hold {messages} messages, its position follows message id {}",
+                    position.cursor.next_message_id.saturating_sub(1)
+                ));
+            }
             if let Ok(summary) = &summary {
                 check_summary(summary, position.last_seq, &facts)
                     .map_err(|reason| format!("its summary of the log does not fit: {reason}"))?;
@@ -2289,7 +2297,8 @@ fn check_covered(
         // position's may be the log's last, whose torn tail a writer opening meanwhile may cut:
         // read into a buffer, which a shorter file cannot fault.
         let sealed = at + 1 < covered.len();
-        check_frames(path, segment, position.store_id, (sealed, &mut buffer))?;
+        let walked = (!sealed).then_some(position);
+        check_frames(path, segment, position.store_id, (walked, &mut buffer))?;
     }
     Ok(())
 }
@@ -2298,12 +2307,14 @@ fn check_covered(
 /// checksummed.
 const CHECK_BUFFER_BYTES: usize = 64 << 10;
 
-/// Checks one covered segment: its header (same store, first seq) and its frames' checksum.
+/// Checks one covered segment: its header (same store, first seq) and its frames' checksum;
+/// and for the segment of `position` (`walked`), read into `buffer`, that its frames up to the
+/// position give the running state the position records ([`FrameWalk`]).
 fn check_frames(
     path: &Path,
     segment: &CoveredSegment,
     store_id: Option<u64>,
-    (sealed, buffer): (bool, &mut [u8]),
+    (walked, buffer): (Option<&LogPosition>, &mut [u8]),
 ) -> std::result::Result<(), String> {
     let name = file_name_of(path);
     let header_bytes = read_header_bytes(path).map_err(|error| error.to_string())?;
@@ -2322,7 +2333,8 @@ fn check_frames(
             segment.end
         )
     };
-    if sealed {
+    let mut walk = walked.map(|_| FrameWalk::new(&header));
+    if walk.is_none() {
         let bytes = map_segment(path).map_err(|error| error.to_string())?;
         let frames = bytes
             .get(offset as usize..segment.end as usize)
@@ -2336,6 +2348,11 @@ fn check_frames(
             file.read_exact_at(&mut buffer[..len], offset)
                 .map_err(|error| short(&error))?;
             hasher.update(&buffer[..len]);
+            if let Some(walk) = &mut walk {
+                walk.feed(&buffer[..len]).map_err(|reason| {
+                    format!("segment {name}, before offset {offset}: {reason}")
+                })?;
+            }
             offset += len as u64;
         }
     }
@@ -2347,7 +2364,98 @@ fn check_frames(
             segment.end, segment.crc
         ));
     }
+    if let (Some(walk), Some(position)) = (walk, walked) {
+        walk.check(position)
+            .map_err(|reason| format!("segment {name}: {reason}"))?;
+    }
     Ok(())
+}
+
+/// The running state of a segment's frames, walked from its header: the position a snapshot
+/// records (its frame count, whether the last frame is a close marker, and the cursor that the
+/// frames after it are read against and written against) is checked against what the log's own
+/// frames give, so that a snapshot whose checksums hold but whose position does not fit the log
+/// is not used: a writer continues the segment from that cursor.
+struct FrameWalk {
+    cursor: FrameCursor,
+    frames: u64,
+    last_closed: bool,
+    /// The start of a frame that the bytes fed so far end inside.
+    carry: Vec<u8>,
+}
+
+impl FrameWalk {
+    fn new(header: &SegmentHeader) -> FrameWalk {
+        FrameWalk {
+            cursor: FrameCursor::new(header),
+            frames: 0,
+            last_closed: false,
+            carry: Vec::new(),
+        }
+    }
+
+    /// Walks the frames `bytes` (the segment's next ones) complete. Their checksums are not
+    /// checked here: the segment's checksum over all of them is.
+    fn feed(&mut self, bytes: &[u8]) -> std::result::Result<(), String> {
+        let joined;
+        let mut rest = if self.carry.is_empty() {
+            bytes
+        } else {
+            self.carry.extend_from_slice(bytes);
+            joined = std::mem::take(&mut self.carry);
+            &joined[..]
+        };
+        while let Some(len) = codec::frame_len(rest) {
+            self.last_closed = codec::advance(&mut self.cursor, &rest[..len])?;
+            self.frames += 1;
+            rest = &rest[len..];
+        }
+        if rest.len() >= FRAME_PREFIX_BYTES + FRAME_BODY_BYTES_MAX {
+            return Err(format!(
+                "no frame fits in the {} bytes after the last",
+                rest.len()
+            ));
+        }
+        self.carry = rest.to_vec();
+        Ok(())
+    }
+
+    /// Whether the frames walked end at `position` with the state it records.
+    fn check(self, position: &LogPosition) -> std::result::Result<(), String> {
+        if !self.carry.is_empty() {
+            return Err(format!(
+                "{} bytes before the position are not a whole frame",
+                self.carry.len()
+            ));
+        }
+        let fields = |frames: u64, closed: bool, cursor: &FrameCursor| {
+            let (at_ms, appended_ms) = cursor.times();
+            [
+                ("frames", frames as i128),
+                ("ending with a close marker", i128::from(closed)),
+                ("next message id", i128::from(cursor.next_message_id)),
+                ("last event time (ms)", i128::from(at_ms)),
+                ("last appended time (ms)", i128::from(appended_ms)),
+            ]
+        };
+        let walked = fields(self.frames, self.last_closed, &self.cursor);
+        let recorded = fields(
+            position.frame_count,
+            position.ends_with_close_marker,
+            &position.cursor,
+        );
+        match walked
+            .iter()
+            .zip(&recorded)
+            .find(|(walked, recorded)| walked != recorded)
+        {
+            None => Ok(()),
+            Some(((field, walked), (_, recorded))) => Err(format!(
+                "its frames up to the position give {field} {walked}, the snapshot records \
+                 {recorded}"
+            )),
+        }
+    }
 }
 
 /// A writer that checksums and counts what passes through it.

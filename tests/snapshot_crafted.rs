@@ -730,6 +730,11 @@ struct CreditsAt {
 
 #[derive(Debug, Clone)]
 struct Layout {
+    /// The position's flag saying its last frame is a close marker, in the bound.
+    close_marker_at: usize,
+    /// The position's cursor (next message id, last event time, last appended time), in the
+    /// bound.
+    cursor_at: usize,
     /// The count of the covered segments, in the bound.
     covered_count_at: usize,
     /// The option tag of the log's summary's range of own times, in the bound.
@@ -758,7 +763,11 @@ impl Layout {
         if walk.some() {
             walk.take(8);
         }
-        walk.take(8 + 4 + 8 + 8 + 1 + 8 + 8 + 8);
+        walk.take(8 + 4 + 8 + 8);
+        let close_marker_at = walk.offset;
+        walk.take(1);
+        let cursor_at = walk.offset;
+        walk.take(8 + 8 + 8);
         let covered_count_at = walk.offset;
         let covered = walk.u64();
         walk.take(covered as usize * 20);
@@ -969,6 +978,8 @@ impl Layout {
         });
         assert_eq!(walk.offset, end, "the indexes end at the trailer");
         Layout {
+            close_marker_at,
+            cursor_at,
             covered_count_at,
             summary_event_ms_at,
             facts_at,
@@ -1884,6 +1895,40 @@ fn fact_cases() -> Vec<(String, Vec<u8>)> {
         assert_ne!(bytes, base.snapshot, "{name} changes the snapshot");
         cases.push((name.to_string(), bytes));
     };
+    // The bound's position: what a writer continues the log from.
+    let cursor = layout.cursor_at;
+    case(
+        "bound: the cursor's next message id one past the log's",
+        &|bytes| {
+            let next = get_i64(bytes, cursor) + 1;
+            put_i64(bytes, cursor, next);
+        },
+    );
+    case(
+        "bound: the cursor's last event time a day early",
+        &|bytes| {
+            let earlier = get_i64(bytes, cursor + 8) - DAY;
+            put_i64(bytes, cursor + 8, earlier);
+        },
+    );
+    case(
+        "bound: the cursor's last appended time a day late",
+        &|bytes| {
+            let later = get_i64(bytes, cursor + 16) + DAY;
+            put_i64(bytes, cursor + 16, later);
+        },
+    );
+    case("bound: the position's frame count one more", &|bytes| {
+        let at = layout.close_marker_at - 8;
+        let more = get_i64(bytes, at) + 1;
+        put_i64(bytes, at, more);
+    });
+    case(
+        "bound: the position's last frame not a close marker",
+        &|bytes| {
+            bytes[layout.close_marker_at] ^= 1;
+        },
+    );
     let users = &layout.users;
     let (a, b) = (&users[0], &users[1]);
     case("facts: two users' lists trade a message", &|bytes| {
@@ -2267,6 +2312,23 @@ const REJECTED: &[(&str, &str)] = &[
     (
         "facts: a message's cost past the money bound",
         "message 7 has a negative cost",
+    ),
+    (
+        "bound: the cursor's next message id one past the log's",
+        "message id",
+    ),
+    (
+        "bound: the cursor's last event time a day early",
+        "give last event time (ms)",
+    ),
+    (
+        "bound: the cursor's last appended time a day late",
+        "give last appended time (ms)",
+    ),
+    ("bound: the position's frame count one more", "give frames"),
+    (
+        "bound: the position's last frame not a close marker",
+        "give ending with a close marker",
     ),
     (
         "facts: the directory puts the message halfway a byte late",
