@@ -217,7 +217,10 @@ impl Store {
     /// them or none. A writer's views are always current: for it this returns 0.
     ///
     /// Fails with [`Error::Corruption`] if the log no longer holds the frame the views end at
-    /// (the store was repaired or replaced: open it again), or is damaged after it.
+    /// (the store was repaired or replaced: open it again), or is damaged after it: then the
+    /// events before the damage are applied, and the error's reason says how many, so that what
+    /// the refreshes report adds up to what the views hold; every later refresh fails at the
+    /// same damage until the log is repaired.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -266,7 +269,21 @@ impl Store {
             None => replay::replay(&self.dir, Mode::ReadOnly, &mut fold),
         };
         reader.folded_seq = folded_seq;
-        let replayed = replayed?;
+        let applied = folded_seq - folded_before;
+        let replayed = replayed.map_err(|error| match error {
+            // The events before the damage are in the views: the error counts them, so that
+            // what every refresh reports adds up to what the views hold.
+            Error::Corruption {
+                segment,
+                offset,
+                reason,
+            } if applied > 0 => Error::Corruption {
+                segment,
+                offset,
+                reason: format!("{reason} (this refresh applied the {applied} events before it)"),
+            },
+            error => error,
+        })?;
         if let Some(tail) = &replayed.tail {
             reader.position = Some(tail.position(replayed.last_seq));
         }

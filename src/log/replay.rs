@@ -293,10 +293,11 @@ type Segments = Vec<(u64, PathBuf)>;
 /// Lists the store's segments from the one `resume` is in (else all), gets their bytes, and
 /// counts those before it. A read-only open races a writer: the last
 /// segment listed may have been sealed by a rollover before its bytes were read, its successor
-/// created after the listing. Then the successor the seal names is read too, and so on while
-/// the segment read last is sealed and its successor exists, so that a successor that exists
-/// is replayed rather than reported missing. Each step reads a segment the writer has already
-/// filled, so the reader catches up with it.
+/// created after the listing, or created while the directory was read and left out of the
+/// listing between two that are in it. Then the successor each seal names is read too where
+/// the listing lacks it, and so on while the segment read last is sealed and its successor
+/// exists, so that a successor that exists is replayed rather than reported missing. Each step
+/// reads a segment the writer has already filled, so the reader catches up with it.
 fn list_and_map_segments(
     dir: &Path,
     mode: Mode,
@@ -316,16 +317,24 @@ fn list_and_map_segments(
         .map(|position| position.end);
     let mut maps = map_segments(&segments, mode, resume_end)?;
     if mode != Mode::Write {
-        while let (Some((last_seq, _)), Some(next_first_seq)) = (
-            segments.last(),
-            maps.last().and_then(|bytes| codec::decode_seal(bytes)),
-        ) {
-            let path = dir.join(segment_file_name(next_first_seq));
-            if next_first_seq <= *last_seq || !path.exists() {
-                break;
+        // A segment a rollover created while the directory was read may be missing from the
+        // listing, wherever it falls in it (a directory is not read in the order its files
+        // were created): the successor a sealed segment's seal names is read when the listing
+        // lacks it and it exists.
+        let mut at = 0;
+        while at < segments.len() {
+            if let Some(next_first_seq) = codec::decode_seal(&maps[at]) {
+                let listed_next = segments.get(at + 1).map(|(first_seq, _)| *first_seq);
+                let path = dir.join(segment_file_name(next_first_seq));
+                if next_first_seq > segments[at].0
+                    && listed_next.is_none_or(|listed| next_first_seq < listed)
+                    && path.exists()
+                {
+                    maps.insert(at + 1, read_segment(&path)?);
+                    segments.insert(at + 1, (next_first_seq, path));
+                }
             }
-            maps.push(read_segment(&path)?);
-            segments.push((next_first_seq, path));
+            at += 1;
         }
     }
     Ok((segments, maps, covered as u64))
