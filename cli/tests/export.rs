@@ -1121,3 +1121,45 @@ mod parquet_export {
         assert_eq!(string(&rows[0]["external_id"]), Some(EXTERNAL_ID));
     }
 }
+
+/// An export stopped by a signal while it writes leaves no output that looks whole: the file or
+/// directory is removed, the error says so, and the exit status is 128 + the signal.
+#[test]
+fn an_export_stopped_by_a_signal_leaves_no_output() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = temp.path().join("store");
+    let demo = run_in(&store, &["-q", "demo", "--messages", "300000"]);
+    assert!(demo.status.success(), "{demo:?}");
+    for (format, signal, status) in [("csv", "TERM", 143), ("parquet", "INT", 130)] {
+        let out = temp.path().join(format!("out-{format}"));
+        let child = {
+            let _spawning = support::command::spawning();
+            support::command::cli_in(&store)
+                .args(["export", "--format", format, "--out", out.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        // Once the output exists the export is writing rows (the log is read before).
+        let started = std::time::Instant::now();
+        while !out.exists() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60));
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let kill = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(status), "{format}: {stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted by SIG{signal}: the partial output"))
+                && stderr.contains("was removed"),
+            "{format}: {stderr}"
+        );
+        assert!(!out.exists(), "{format}: {} is left", out.display());
+    }
+}

@@ -1276,3 +1276,63 @@ fn a_store_under_a_missing_parent_is_refused_before_any_row_is_read() {
     );
     assert!(!temp.path().join("missing").exists());
 }
+
+/// An import stopped by a signal while it appends says that the store is incomplete, and exits
+/// 128 + the signal.
+#[test]
+fn an_import_stopped_by_a_signal_says_the_store_is_incomplete() {
+    let temp = tempfile::tempdir().unwrap();
+    let from = temp.path().join("export");
+    std::fs::create_dir(&from).unwrap();
+    let mut text = String::from(
+        "id,user_id,message_type,channel,status,cost,sent_at,delivered_at,opened_at,clicked_at,action_taken\n",
+    );
+    for id in 1..=300_000 {
+        text.push_str(&format!(
+            "{id},{},low_balance,sms,opened,0.05,2025-01-01 09:00:00,2025-01-01 09:00:05,2025-01-01 10:00:00,,\n",
+            id % 1000 + 1
+        ));
+    }
+    std::fs::write(from.join("communication_metrics.csv"), text).unwrap();
+    let dir = temp.path().join("store");
+    let child = Command::new(env!("CARGO_BIN_EXE_commlog"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(["import", "--from-sql-export", from.to_str().unwrap()])
+        .env_remove("COMMLOG_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the log holds frames the import is appending (the rows are read and checked before).
+    let segment = dir.join("00000000000000000001.log");
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&segment).map_or(0, |metadata| metadata.len()) < 4096 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "commlog: the import stopped part way: the store in {} is incomplete; remove it \
+                 and import again",
+                dir.display()
+            ),
+            "commlog: interrupted by SIGINT: the import stopped part way".to_string(),
+        ],
+        "{stderr}"
+    );
+    let events = Store::open_read_only(&dir).unwrap().open_report().events;
+    assert!(0 < events && events < 900_000, "{events} events");
+}

@@ -19,7 +19,7 @@ use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clap::{Parser, Subcommand};
 use commlog::{Channel, Error, Options, StatsFilter, Store, SyncPolicy};
@@ -214,6 +214,9 @@ pub(crate) enum CliError {
     /// The results are printed and say what went wrong (an audit's verdict): exit with
     /// this status, printing nothing more.
     Status(u8),
+    /// SIGINT, SIGTERM or SIGHUP stopped a command that writes ([`Interrupts`]); `left` says
+    /// what it left behind. Exit 128 + the signal, as a shell reports a process it stopped.
+    Interrupted { signal: i32, left: String },
 }
 
 impl From<Error> for CliError {
@@ -237,6 +240,7 @@ impl CliError {
             CliError::SelfCheck(_) => 3,
             CliError::ClosedPipe => 0,
             CliError::Status(status) => *status,
+            CliError::Interrupted { signal, .. } => 128 + *signal as u8,
         }
     }
 
@@ -255,6 +259,7 @@ impl CliError {
             CliError::SelfCheck(_) => "self_check",
             CliError::ClosedPipe => "closed_pipe",
             CliError::Status(_) => "status",
+            CliError::Interrupted { .. } => "interrupted",
         }
     }
 }
@@ -266,6 +271,9 @@ impl std::fmt::Display for CliError {
             CliError::Store(error) => write!(f, "{error}"),
             CliError::ClosedPipe => f.write_str("standard output was closed"),
             CliError::Status(status) => write!(f, "exit status {status}"),
+            CliError::Interrupted { signal, left } => {
+                write!(f, "interrupted by {}: {left}", Interrupts::name(*signal))
+            }
         }
     }
 }
@@ -512,6 +520,52 @@ fn handle_file_size_limit() {
         signal_hook::consts::SIGXFSZ,
         Arc::new(AtomicBool::new(false)),
     );
+}
+
+/// SIGINT, SIGTERM and SIGHUP, caught by a command while it writes what it must not leave
+/// looking whole when stopped part way (an export's output, an import's store): it checks
+/// between rows, stops at the next one, removes or reports what it left, and exits 128 + the
+/// signal. Before a command watches them, and in every other command, they stop the process
+/// at once as by default.
+pub(crate) struct Interrupts(Arc<AtomicUsize>);
+
+impl Interrupts {
+    const SIGNALS: [i32; 3] = [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ];
+
+    /// Catches the signals from now on. signal-hook installs the handlers without `unsafe`
+    /// code here; one the OS refuses keeps its default action.
+    pub(crate) fn watch() -> Interrupts {
+        let caught = Arc::new(AtomicUsize::new(0));
+        for signal in Self::SIGNALS {
+            let _ = signal_hook::flag::register_usize(signal, Arc::clone(&caught), signal as usize);
+        }
+        Interrupts(caught)
+    }
+
+    /// `Err` once a signal came: [`CliError::Interrupted`], with `left` (called then) saying
+    /// what the command leaves.
+    pub(crate) fn check(&self, left: impl FnOnce() -> String) -> Result<(), CliError> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            signal => Err(CliError::Interrupted {
+                signal: signal as i32,
+                left: left(),
+            }),
+        }
+    }
+
+    fn name(signal: i32) -> String {
+        match signal {
+            signal_hook::consts::SIGINT => "SIGINT".to_string(),
+            signal_hook::consts::SIGTERM => "SIGTERM".to_string(),
+            signal_hook::consts::SIGHUP => "SIGHUP".to_string(),
+            other => format!("signal {other}"),
+        }
+    }
 }
 
 pub(crate) fn run() -> ExitCode {

@@ -19,7 +19,7 @@ use commlog::{
 use serde::Serialize;
 
 use crate::cli::output::{self, print_json, write_stdout};
-use crate::cli::{CliError, Global, StatsArgs};
+use crate::cli::{CliError, Global, Interrupts, StatsArgs};
 
 /// The columns of an event row, in order (CSV header, JSON keys, Parquet schema).
 const EVENT_COLUMNS: [&str; 18] = [
@@ -630,6 +630,16 @@ impl TextTarget {
     }
 }
 
+/// What an export stopped by a signal leaves: nothing of a file or directory (its [`Cleanup`]
+/// removes it as the error returns), or what already went to stdout.
+fn left_by_interrupt(out: &Path) -> String {
+    if out.as_os_str() == "-" {
+        "the rows written to stdout so far are not the whole export".to_string()
+    } else {
+        format!("the partial output {} was removed", out.display())
+    }
+}
+
 /// An output that cannot be created: a path that exists or cannot name a new file here is a
 /// bad argument (exit 1); anything else (a read-only or full file system, …) is an I/O
 /// failure (exit 2).
@@ -706,13 +716,17 @@ fn events_as_text(
     last_seq: u64,
 ) -> Result<Written, CliError> {
     let (target, output) = TextTarget::create(&args.out)?;
+    let interrupts = Interrupts::watch();
+    let interrupted = || interrupts.check(|| left_by_interrupt(&args.out));
     let mut sink =
         TextSink::new(args.format, output, &EVENT_COLUMNS).map_err(|e| target.error(e))?;
     let rows = for_each_event(&global.dir, export_scope, last_seq, |record| {
+        interrupted()?;
         sink.write(&TextEventRow::new(record)?)
             .map_err(|e| target.error(e))
     })?;
     sink.finish().map_err(|e| target.error(e))?;
+    interrupted()?;
     target.cleanup.keep();
     Ok(Written {
         rows,
@@ -726,13 +740,17 @@ fn messages_as_text(
     external_ids: &[Option<String>],
 ) -> Result<Written, CliError> {
     let (target, output) = TextTarget::create(&args.out)?;
+    let interrupts = Interrupts::watch();
+    let interrupted = || interrupts.check(|| left_by_interrupt(&args.out));
     let mut sink =
         TextSink::new(args.format, output, &MESSAGE_COLUMNS).map_err(|e| target.error(e))?;
     for (message, external_id) in messages.iter().zip(external_ids) {
+        interrupted()?;
         sink.write(&TextMessageRow::new(message, external_id.as_deref()))
             .map_err(|e| target.error(e))?;
     }
     sink.finish().map_err(|e| target.error(e))?;
+    interrupted()?;
     target.cleanup.keep();
     Ok(Written {
         rows: messages.len() as u64,
@@ -770,16 +788,20 @@ fn parquet_events(
     last_seq: u64,
 ) -> Result<Written, CliError> {
     let cleanup = parquet_files::create_directory(out)?;
+    let interrupts = Interrupts::watch();
+    let interrupted = || interrupts.check(|| left_by_interrupt(out));
     let mut writer = parquet_files::PartitionedWriter::<parquet_files::EventRow>::new(
         out,
         parquet_files::LIMITS,
     )?;
     for_each_event(dir, export_scope, last_seq, |record| {
+        interrupted()?;
         let date = utc(record.time_ms)?.date_naive();
         let row = parquet_files::EventRow::new(&mut writer.names, record)?;
         writer.push(date, row)
     })?;
     let written = writer.finish()?;
+    interrupted()?;
     cleanup.keep();
     Ok(written)
 }
@@ -791,16 +813,20 @@ fn parquet_messages(
     external_ids: &[Option<String>],
 ) -> Result<Written, CliError> {
     let cleanup = parquet_files::create_directory(out)?;
+    let interrupts = Interrupts::watch();
+    let interrupted = || interrupts.check(|| left_by_interrupt(out));
     let mut writer = parquet_files::PartitionedWriter::<parquet_files::MessageRow>::new(
         out,
         parquet_files::LIMITS,
     )?;
     for (message, external_id) in messages.iter().zip(external_ids) {
+        interrupted()?;
         let row =
             parquet_files::MessageRow::new(&mut writer.names, message, external_id.as_deref())?;
         writer.push(message.sent_at.date_naive(), row)?;
     }
     let written = writer.finish()?;
+    interrupted()?;
     cleanup.keep();
     Ok(written)
 }

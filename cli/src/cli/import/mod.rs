@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::cli::demo::MARKER_FILE_NAME;
 use crate::cli::output::{Table, count, print_json, write_stdout};
-use crate::cli::{CliError, Global, check_parent_exists, input};
+use crate::cli::{CliError, Global, Interrupts, check_parent_exists, input};
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
@@ -191,6 +191,8 @@ fn write_store(global: &Global, export: &Export) -> Result<Imported, CliError> {
         .all(|(index, row)| i128::from(row.old_id) == index as i128 + 1);
     // Bulk load: one sync at the end instead of one per event.
     let store = global.open_for_writing_with("import", SyncPolicy::Never, false)?;
+    // From here on a signal stops the import at its next row, which says so.
+    let interrupts = Interrupts::watch();
     let events_before = store.open_report().events;
     if events_before > 0 {
         return Err(not_empty(dir, events_before));
@@ -201,7 +203,7 @@ fn write_store(global: &Global, export: &Export) -> Result<Imported, CliError> {
     } else {
         Some(write_id_map(dir, rows)?)
     };
-    let (events, status_changed) = append_all(&store, export).inspect_err(|_| {
+    let (events, status_changed) = append_all(&store, export, &interrupts).inspect_err(|_| {
         let warning = format!(
             "the import stopped part way: the store in {} is incomplete; remove it and import \
              again",
@@ -357,11 +359,17 @@ fn follow_ups(row: &MessageRow) -> Vec<(i64, FollowUp)> {
 
 /// Appends every message's events, then every outcome; returns the events appended and how
 /// many messages got another status than their row said.
-fn append_all(store: &Store, export: &Export) -> Result<(u64, u64), CliError> {
+fn append_all(
+    store: &Store,
+    export: &Export,
+    interrupts: &Interrupts,
+) -> Result<(u64, u64), CliError> {
     let names = &export.names;
     let time = time_of_ms;
+    let interrupted = || interrupts.check(|| "the import stopped part way".to_string());
     let (mut events, mut status_changed) = (0u64, 0u64);
     for row in &export.messages.rows {
+        interrupted()?;
         // The original service's id stays the message's external id.
         let mut message = store.track_message_sent_with(
             row.user,
@@ -389,6 +397,7 @@ fn append_all(store: &Store, export: &Export) -> Result<(u64, u64), CliError> {
         }
     }
     for row in export.outcome_rows() {
+        interrupted()?;
         let at = time(row.at_ms);
         store.track_financial_outcome_at(row.user, names.name(row.outcome), row.amount, at)?;
         events += 1;
