@@ -636,14 +636,18 @@ fn refuses_a_public_address_without_a_token_and_a_second_server() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
 
+    // A second server on the store waits up to --wait for the first, then is refused.
     let server = Server::start(&[]);
+    let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
         .arg("--dir")
         .arg(server.store())
+        .args(["--wait", "0.3"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("locked"));
+    assert!(started.elapsed() >= Duration::from_millis(300));
     // Another store on the same socket is refused, and the socket left alone.
     let output = Command::new(env!("CARGO_BIN_EXE_commlog-serve"))
         .arg("--dir")

@@ -28,10 +28,10 @@ pub(crate) use input::parse_time;
 
 /// commlog: an embedded event-sourced store for communication analytics.
 ///
-/// Every command works on the store in --dir. Commands that write (track, budget set, import)
-/// need --dir or $COMMLOG_DIR. Read-only commands (history, stats, info, engagement, channels,
-/// costs, impact, export) open the store read-only and replay its log; they never create a
-/// store, and default to commlog-demo.
+/// Every command works on the store in --dir. Commands that write (track, budget set, import,
+/// repair, serve) need --dir or $COMMLOG_DIR. Read-only commands (history, stats, info,
+/// engagement, channels, costs, impact, export) open the store read-only and replay its log;
+/// they never create a store, and default to commlog-demo.
 #[derive(Debug, Parser)]
 #[command(
     name = "commlog",

@@ -2,8 +2,9 @@
 //! `commlog serve` (the server crate's own tests start it; users run `commlog serve`).
 //!
 //! ```text
-//! commlog-serve --dir DIR [--socket PATH] [--listen ADDR:PORT] [--token-file PATH]
-//!               [--sync always|interval|never] [--interval-ms 100] [--public-url URL]
+//! commlog-serve --dir DIR [--wait SECONDS] [--socket PATH] [--listen ADDR:PORT]
+//!               [--token-file PATH] [--sync always|interval|never] [--interval-ms 100]
+//!               [--public-url URL]
 //!               [--shutdown-grace-ms 30000] [--twilio-token-file PATH]
 //!               [--sendgrid-key-file PATH] [--resend-secret-file PATH]
 //! ```
@@ -42,6 +43,8 @@ fn path(file: &Option<String>) -> Option<&std::path::Path> {
 fn parse(mut args: impl Iterator<Item = String>) -> Result<ServeOptions, String> {
     let mut dir = None;
     let mut options = ServeOptions::new("");
+    // As `commlog serve`: wait for another writer's lock up to 10 seconds unless told.
+    options.lock_timeout = Duration::from_secs(10);
     let mut sync = "always".to_owned();
     let mut interval_ms = 100u64;
     let mut token_file = None;
@@ -50,6 +53,17 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<ServeOptions, String>
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--dir" => dir = Some(value()?),
+            "--wait" => {
+                let text = value()?;
+                let seconds = text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|seconds| *seconds >= 0.0)
+                    .ok_or_else(|| format!("--wait {text:?}: expected seconds, 0 or more"))?;
+                // Longer than a Duration holds (inf included): as long as it takes.
+                options.lock_timeout =
+                    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
+            }
             "--socket" => options.socket = Some(value()?.into()),
             "--listen" => {
                 let text = value()?;
