@@ -594,8 +594,8 @@ impl SegmentHeader {
     }
 
     /// Decodes and checks a header; the error says which check failed. The version field
-    /// (at [`VERSION_OFFSET`]) tells the layouts apart; a version 1 header is checked exactly as before
-    /// version 2 existed.
+    /// (at [`VERSION_OFFSET`]) tells the layouts apart; a version 1 header is checked by the
+    /// version 1 rules alone.
     pub(crate) fn decode(bytes: &[u8]) -> Result<SegmentHeader, String> {
         let version_2 = version_field(bytes) == Some(FORMAT_VERSION_2);
         let len = if version_2 {
@@ -873,7 +873,7 @@ enum WirePayload<'a> {
         alert_percent: u8,
     },
     /// `MessageSent` with an external id: written only for a send that has one, so a store
-    /// without external ids keeps writing the frames it always did.
+    /// without external ids holds only `MessageSent` sends.
     MessageSentWithExternalId {
         user_id: u64,
         channel: u8,

@@ -1,5 +1,5 @@
-//! Inputs that once made the segment reader panic (fuzz/regressions/): each must now give `Ok`
-//! or an `Error`, and a header that cannot count on is refused.
+//! Segments with extreme header values (fuzz/regressions/): each gives `Ok` or an `Error`,
+//! never a panic, and a header that cannot count on is refused.
 
 use std::path::Path;
 

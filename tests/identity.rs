@@ -1,7 +1,7 @@
 //! A store's segments carry the id of their store (format version 2): a segment copied in from
 //! another store is `Error::Corruption` naming it, even when its sequence numbers and message
-//! ids continue the log exactly. A store whose first segment is of format version 1 (written
-//! before store ids existed) keeps writing version 1 and opens with the same answers.
+//! ids continue the log exactly. A store whose first segment is of format version 1 (no store
+//! id) keeps writing version 1 and opens with the same answers.
 //!
 //! A sealed version 2 segment names its successor in its header's seal slot, so deleting the
 //! newest segments is `Error::Corruption` naming the first missing file, while a crash before
