@@ -131,6 +131,17 @@ fn a_writer_refreshes_nothing_and_a_reader_follows_a_writer_that_reopens() {
     assert_eq!(reader.refresh().unwrap(), 0);
 }
 
+/// A writer in `dir` whose segments roll over every 4 KiB, without snapshots.
+fn rolling_writer(dir: &std::path::Path, sync: commlog::SyncPolicy) -> Store {
+    let options = Options {
+        sync,
+        segment_bytes: 4096,
+        snapshot_every: 0,
+        ..Options::default()
+    };
+    Store::open_with(dir, options).unwrap()
+}
+
 /// Readers refreshing in a loop while a writer rolls its segments over (a few dozen frames
 /// each, every call synced) never fail: a rollover is read whole, or not yet, however the
 /// reader's listing and reading fall between the writer's steps (the successor created, the
@@ -138,16 +149,7 @@ fn a_writer_refreshes_nothing_and_a_reader_follows_a_writer_that_reopens() {
 #[test]
 fn readers_refreshing_across_rollovers_never_fail() {
     let dir = TempDir::new().unwrap();
-    let writer = Store::open_with(
-        dir.path(),
-        Options {
-            sync: commlog::SyncPolicy::Always,
-            segment_bytes: 4096,
-            snapshot_every: 0,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let writer = rolling_writer(dir.path(), commlog::SyncPolicy::Always);
     let sends: u64 = 10_000;
     writer
         .track_message_sent(1, commlog::Channel::Sms, "x", 0.0)
@@ -190,16 +192,7 @@ fn readers_refreshing_across_rollovers_never_fail() {
 #[test]
 fn readers_beside_thousands_of_rollovers_never_miss_a_segment() {
     let dir = TempDir::new().unwrap();
-    let writer = Store::open_with(
-        dir.path(),
-        Options {
-            sync: commlog::SyncPolicy::Never,
-            segment_bytes: 4096,
-            snapshot_every: 0,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let writer = rolling_writer(dir.path(), commlog::SyncPolicy::Never);
     writer
         .track_message_sent(1, commlog::Channel::Sms, "x", 0.0)
         .unwrap();
@@ -235,9 +228,8 @@ fn readers_beside_thousands_of_rollovers_never_miss_a_segment() {
                 })
             })
             .collect();
-        let started = std::time::Instant::now();
         let mut index = 0u64;
-        while segments() < 3_000 && started.elapsed() < std::time::Duration::from_secs(20) {
+        let mut five_hundred_sends = || {
             for _ in 0..500 {
                 writer
                     .track_message_sent(index % 50 + 1, commlog::Channel::Email, "x", 0.001)
@@ -245,17 +237,15 @@ fn readers_beside_thousands_of_rollovers_never_miss_a_segment() {
                 index += 1;
             }
             writer.flush().unwrap();
+        };
+        let started = std::time::Instant::now();
+        while segments() < 3_000 && started.elapsed() < std::time::Duration::from_secs(20) {
+            five_hundred_sends();
         }
         // Readers go on a while beside a writer adding segments to the large directory.
         let busy = std::time::Instant::now();
         while busy.elapsed() < std::time::Duration::from_secs(3) {
-            for _ in 0..500 {
-                writer
-                    .track_message_sent(index % 50 + 1, commlog::Channel::Email, "x", 0.001)
-                    .unwrap();
-                index += 1;
-            }
-            writer.flush().unwrap();
+            five_hundred_sends();
         }
         stop.store(true, Ordering::Release);
         for reader in readers {

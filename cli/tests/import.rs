@@ -52,6 +52,23 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The header of the original service's `communication_metrics.csv`.
+const MESSAGES_HEADER: &str = "id,user_id,message_type,channel,status,cost,sent_at,\
+                               delivered_at,opened_at,clicked_at,action_taken";
+
+/// A new directory `export/` in `temp` holding a `communication_metrics.csv` of `rows` (the
+/// lines after the header).
+fn messages_export(temp: &Path, rows: &str) -> PathBuf {
+    let from = temp.join("export");
+    std::fs::create_dir(&from).unwrap();
+    std::fs::write(
+        from.join("communication_metrics.csv"),
+        format!("{MESSAGES_HEADER}\n{rows}"),
+    )
+    .unwrap();
+    from
+}
+
 fn json_of(output: &Output) -> Value {
     assert_eq!(output.code, 0, "stderr: {}", output.stderr);
     serde_json::from_str(&output.stdout).expect("one JSON object on stdout")
@@ -720,16 +737,12 @@ fn bad_rows_are_reported_and_nothing_is_written() {
 #[test]
 fn ids_other_than_1_to_n_are_renumbered_with_a_map_file() {
     let temp = tempfile::tempdir().unwrap();
-    let from = temp.path().join("export");
-    std::fs::create_dir(&from).unwrap();
-    std::fs::write(
-        from.join("communication_metrics.csv"),
-        "id,user_id,message_type,channel,status,cost,sent_at,delivered_at,opened_at,clicked_at,action_taken\n\
-         100,1,low_balance,sms,sent,0.05,2025-01-03 00:00:00,,,,\n\
+    let from = messages_export(
+        temp.path(),
+        "100,1,low_balance,sms,sent,0.05,2025-01-03 00:00:00,,,,\n\
          7,1,low_balance,sms,delivered,0.05,2025-01-01 00:00:00,2025-01-01 00:00:01,,,\n\
          42,2,weekly_checkin,email,opened,0.001,2025-01-02 00:00:00,,2025-01-02 01:00:00,,\n",
-    )
-    .unwrap();
+    );
     let dir = temp.path().join("store");
     let summary = json_of(&import(&dir, &from, &[]));
     let map = dir.join("import-id-map.csv");
@@ -779,14 +792,10 @@ fn ids_other_than_1_to_n_are_renumbered_with_a_map_file() {
 #[test]
 fn the_id_map_never_writes_through_a_link() {
     let temp = tempfile::tempdir().unwrap();
-    let from = temp.path().join("export");
-    std::fs::create_dir(&from).unwrap();
-    std::fs::write(
-        from.join("communication_metrics.csv"),
-        "id,user_id,message_type,channel,status,cost,sent_at,delivered_at,opened_at,clicked_at,action_taken\n\
-         5,1,low_balance,sms,sent,0.05,2025-01-01 09:00:00,,,,\n",
-    )
-    .unwrap();
+    let from = messages_export(
+        temp.path(),
+        "5,1,low_balance,sms,sent,0.05,2025-01-01 09:00:00,,,,\n",
+    );
     let outside = temp.path().join("outside.txt");
     std::fs::write(&outside, "not the store's\n").unwrap();
     let dir = temp.path().join("store");
@@ -1088,15 +1097,11 @@ fn a_header_without_a_needed_column_is_refused_before_any_row() {
 #[test]
 fn user_ids_above_i64_max_are_bad_rows() {
     let temp = tempfile::tempdir().unwrap();
-    let from = temp.path().join("export");
-    std::fs::create_dir(&from).unwrap();
-    std::fs::write(
-        from.join("communication_metrics.csv"),
-        "id,user_id,message_type,channel,status,cost,sent_at,delivered_at,opened_at,clicked_at,action_taken\n\
-         1,9223372036854775807,low_balance,SMS,sent,0.05,2025-01-03 00:00:00,,,,\n\
+    let from = messages_export(
+        temp.path(),
+        "1,9223372036854775807,low_balance,SMS,sent,0.05,2025-01-03 00:00:00,,,,\n\
          2,18446744073709551615,low_balance,sms,sent,0.05,2025-01-03 00:00:00,,,,\n",
-    )
-    .unwrap();
+    );
     let dir = temp.path().join("store");
     let output = import(&dir, &from, &[]);
     assert_eq!(output.code, 1);
@@ -1121,17 +1126,14 @@ fn user_ids_above_i64_max_are_bad_rows() {
 #[test]
 fn problems_name_the_line_a_record_starts_on_whatever_the_line_endings() {
     let temp = tempfile::tempdir().unwrap();
-    let from = temp.path().join("export");
-    std::fs::create_dir(&from).unwrap();
-    let header = "id,user_id,message_type,channel,status,cost,sent_at,delivered_at,opened_at,\
-                  clicked_at,action_taken";
+    let from = messages_export(temp.path(), "");
     let good = |id: u32| format!("{id},1,low_balance,sms,sent,0.05,2025-01-01 09:00:00,,,,");
     let quoted = "3,1,\"two\nlines\",sms,sent,0.05,2025-01-01 09:00:00,,,,";
     for ending in ["\n", "\r\n"] {
         // Line 1 the header, 2 id 1, 3 empty, 4 and 5 a record whose type holds a (quoted)
         // line break, 6 id 1 again, 7 and 8 empty, 9 a user id 0.
         let lines = [
-            header.to_string(),
+            MESSAGES_HEADER.to_string(),
             good(1),
             String::new(),
             quoted.to_string(),
@@ -1282,18 +1284,14 @@ fn a_store_under_a_missing_parent_is_refused_before_any_row_is_read() {
 #[test]
 fn an_import_stopped_by_a_signal_says_the_store_is_incomplete() {
     let temp = tempfile::tempdir().unwrap();
-    let from = temp.path().join("export");
-    std::fs::create_dir(&from).unwrap();
-    let mut text = String::from(
-        "id,user_id,message_type,channel,status,cost,sent_at,delivered_at,opened_at,clicked_at,action_taken\n",
-    );
+    let mut rows = String::new();
     for id in 1..=300_000 {
-        text.push_str(&format!(
+        rows.push_str(&format!(
             "{id},{},low_balance,sms,opened,0.05,2025-01-01 09:00:00,2025-01-01 09:00:05,2025-01-01 10:00:00,,\n",
             id % 1000 + 1
         ));
     }
-    std::fs::write(from.join("communication_metrics.csv"), text).unwrap();
+    let from = messages_export(temp.path(), &rows);
     let dir = temp.path().join("store");
     let child = Command::new(env!("CARGO_BIN_EXE_commlog"))
         .arg("--dir")
