@@ -34,8 +34,10 @@ pub struct Options {
     /// A writer writes a snapshot of its views when it closes if the log holds at least this
     /// many events past the newest snapshot (or an eighth of what that one covers, and at least
     /// [`SNAPSHOT_AT_CLOSE_MIN`](crate::SNAPSHOT_AT_CLOSE_MIN)), so that the next open replays
-    /// only what comes after; and in the background as the log grows by this many (0: only
-    /// when [`Store::snapshot`](crate::Store::snapshot) is called). Smaller logs replay about
+    /// only what comes after; and in the background once the log has grown past the newest
+    /// snapshot by this many events and by half the events that snapshot covers (after one
+    /// covering n events, the next is due at n + max(this, n / 2); 0: only when
+    /// [`Store::snapshot`](crate::Store::snapshot) is called). Smaller logs replay about
     /// as fast as a snapshot loads. Default: 1,000,000 (a tenth of a second of replay).
     pub snapshot_every: u64,
     /// Whether opening loads the newest valid snapshot (and replays only the log after it);

@@ -383,18 +383,38 @@ fn write_file(
             .mode(FILE_MODE),
         &temporary,
     )?;
-    let io = |source| Error::io(&temporary, source);
+    // A snapshot that fails goes, so that a full disk keeps no half-written one holding space
+    // until a later snapshot succeeds; removing it may fail too (the error is the write's).
+    write_temporary(&file, &temporary, &bound, projection, at_close).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })?;
+    drop(file);
+    std::fs::rename(&temporary, &path).map_err(|source| Error::io(&temporary, source))?;
+    sync_directory(&directory)?;
+    remove_older(&directory, position.last_seq)?;
+    Ok(path)
+}
+
+/// Writes the snapshot of `bound` and `projection` to `file` (at `temporary`) and syncs it.
+fn write_temporary(
+    file: &File,
+    temporary: &Path,
+    bound: &Bound,
+    projection: &RwLock<Projection>,
+    at_close: bool,
+) -> Result<()> {
+    let io = |source| Error::io(temporary, source);
     let encode = |error: bincode::error::EncodeError| match error {
-        bincode::error::EncodeError::Io { inner, .. } => Error::io(&temporary, inner),
-        other => Error::io(&temporary, std::io::Error::other(other.to_string())),
+        bincode::error::EncodeError::Io { inner, .. } => Error::io(temporary, inner),
+        other => Error::io(temporary, std::io::Error::other(other.to_string())),
     };
     let header = {
         let mut body = Checksummed::new(BufWriter::with_capacity(
             READ_BUFFER_BYTES,
-            SyncedAsWritten::new(&file, !at_close),
+            SyncedAsWritten::new(file, !at_close),
         ));
         body.inner.write_all(&[0; HEADER_BYTES]).map_err(io)?;
-        codec::encode_snapshot_part(&bound, &mut body).map_err(encode)?;
+        codec::encode_snapshot_part(bound, &mut body).map_err(encode)?;
         let directory =
             capture::write_image(projection, &mut body, |body| body.bytes).map_err(encode)?;
         let indexes_at = body.bytes;
@@ -414,12 +434,7 @@ fn write_file(
         encode_header(body.bytes, body.hasher.clone().finalize())
     };
     file.write_all_at(&header, 0).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&temporary, &path).map_err(io)?;
-    sync_directory(&directory)?;
-    remove_older(&directory, position.last_seq)?;
-    Ok(path)
+    file.sync_all().map_err(io)
 }
 
 /// Removes temporary files, snapshots past `newest_seq` (the log, which ends there, no longer

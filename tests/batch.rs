@@ -3,6 +3,8 @@
 //! documented behaviours of a batch as a whole; and what a batch whose second chunk's write
 //! fails leaves behind.
 
+mod support;
+
 use std::borrow::Cow;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -914,13 +916,8 @@ fn under_always_every_event_of_a_batch_is_in_the_log_when_it_returns() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A chunk after the first whose write fails, by a real file-size limit (`ulimit -f`): the bytes
-// up to the limit land, then the write fails with EFBIG. The limit is the process's, so each
-// such test runs again alone in a child process started under it by `sh`, with `SIGXFSZ`
-// ignored (an ignored signal stays ignored across `exec`) so that the write fails instead of
-// killing the process.
-
-const CHILD_VARIABLE: &str = "COMMLOG_BATCH_TEST_CHILD";
+// A chunk after the first whose write fails, by a real file-size limit (`ulimit -f`, in a child
+// process: `support::file_size_limit`).
 
 const WRITE_BUFFER_BYTES: u64 = 256 * 1024;
 
@@ -931,27 +928,7 @@ const FILE_SIZE_LIMIT_BLOCKS: u64 = (WRITE_BUFFER_BYTES + 8 * 1024) / 512 + 1;
 /// In the child process: true. Else runs the test `name` in a child process under the
 /// file-size limit and checks it passed.
 fn in_child_process(name: &str) -> bool {
-    if std::env::var_os(CHILD_VARIABLE).is_some() {
-        return true;
-    }
-    let output = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "trap '' XFSZ; ulimit -f {FILE_SIZE_LIMIT_BLOCKS}; exec \"$0\" \"$@\""
-        ))
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--include-ignored", "--test-threads=1"])
-        .env(CHILD_VARIABLE, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "{name} in a child process ({:?}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    false
+    support::file_size_limit::in_child_process(name, FILE_SIZE_LIMIT_BLOCKS)
 }
 
 fn log_bytes(dir: &std::path::Path) -> u64 {

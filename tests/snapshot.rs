@@ -1843,3 +1843,40 @@ fn a_snapshot_directory_that_is_a_symlink_is_never_followed() {
     drop(store);
     assert_eq!(support::files::snapshot(&outside), outside_before);
 }
+
+/// A snapshot whose write fails (here by a real file-size limit, in a child process) leaves no
+/// file: neither a snapshot nor its temporary, which would hold its space on a full disk until a
+/// later snapshot succeeded. The store goes on; a reopen replays the log and answers as before.
+#[test]
+fn a_snapshot_whose_write_fails_leaves_no_file() {
+    let name = "a_snapshot_whose_write_fails_leaves_no_file";
+    // 64 KiB: every 512-byte segment fits, a snapshot of 3,000 messages does not.
+    if !support::file_size_limit::in_child_process(name, 128) {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open_with(&data, options(512, 0)).unwrap();
+    for user in 1..=3_000 {
+        store
+            .track_message_sent(user, Channel::Email, "bill_due", 0.001)
+            .unwrap();
+    }
+    let error = store.snapshot().unwrap_err().to_string();
+    assert!(error.contains("File too large"), "{error}");
+    let assert_no_file = || {
+        let left: Vec<_> = fs::read_dir(data.join(commlog::SNAPSHOT_DIRECTORY))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    };
+    assert_no_file();
+    let expected = answers_of(&store);
+    // Whatever its close makes of a snapshot, it leaves no file behind either.
+    store.close().unwrap();
+    assert_no_file();
+    let reopened = Store::open_read_only(&data).unwrap();
+    assert_eq!(reopened.open_report().snapshot_events, 0);
+    assert_eq!(answers_of(&reopened), expected);
+}

@@ -5,6 +5,7 @@
 pub mod answers;
 pub mod brute;
 pub mod calls;
+pub mod file_size_limit;
 pub mod files;
 pub mod model;
 pub mod reports;
