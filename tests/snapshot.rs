@@ -1844,19 +1844,21 @@ fn a_snapshot_directory_that_is_a_symlink_is_never_followed() {
     assert_eq!(support::files::snapshot(&outside), outside_before);
 }
 
-/// A snapshot whose write fails (here by a real file-size limit, in a child process) leaves no
-/// file: neither a snapshot nor its temporary, which would hold its space on a full disk until a
-/// later snapshot succeeded. The store goes on; a reopen replays the log and answers as before.
+/// A snapshot whose write fails (here by a real file-size limit, in a child process), in the
+/// background, when asked for, or at close, leaves no file: neither a snapshot nor its
+/// temporary, which would hold its space on a full disk until a later snapshot succeeded. The
+/// store goes on; a reopen replays the log and answers as the store did.
 #[test]
 fn a_snapshot_whose_write_fails_leaves_no_file() {
     let name = "a_snapshot_whose_write_fails_leaves_no_file";
-    // 64 KiB: every 512-byte segment fits, a snapshot of 3,000 messages does not.
-    if !support::file_size_limit::in_child_process(name, 128) {
+    // 32 KiB: every 512-byte segment fits, a snapshot of 1,000 messages or more does not.
+    if !support::file_size_limit::in_child_process(name, 64) {
         return;
     }
     let dir = TempDir::new().unwrap();
     let data = dir.path().join("data");
-    let store = Store::open_with(&data, options(512, 0)).unwrap();
+    // Background snapshots due from 1,000 events on.
+    let store = Store::open_with(&data, options(512, 1_000)).unwrap();
     for user in 1..=3_000 {
         store
             .track_message_sent(user, Channel::Email, "bill_due", 0.001)
@@ -1873,8 +1875,9 @@ fn a_snapshot_whose_write_fails_leaves_no_file() {
     };
     assert_no_file();
     let expected = answers_of(&store);
-    // Whatever its close makes of a snapshot, it leaves no file behind either.
-    store.close().unwrap();
+    // The close's snapshot fails the same way, and its error says so; the log is closed.
+    let error = store.close().unwrap_err().to_string();
+    assert!(error.contains("File too large"), "{error}");
     assert_no_file();
     let reopened = Store::open_read_only(&data).unwrap();
     assert_eq!(reopened.open_report().snapshot_events, 0);
