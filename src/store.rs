@@ -880,32 +880,27 @@ fn check_parent(dir: &Path) -> Result<()> {
     match std::fs::metadata(parent) {
         Ok(metadata) if metadata.is_dir() => Ok(()),
         Ok(_) => Err(not_a_directory("parent of dir", parent)),
-        Err(error)
-            if matches!(
-                error.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-            ) =>
-        {
-            Err(Error::invalid(
-                "parent of dir",
-                parent.display(),
-                "does not exist; commlog creates the store directory, not its parents",
-            ))
-        }
+        Err(error) if missing(error.kind()) => Err(Error::invalid(
+            "parent of dir",
+            parent.display(),
+            "does not exist; commlog creates the store directory, not its parents",
+        )),
         Err(source) => Err(Error::io(parent, source)),
     }
+}
+
+/// Whether an error of this kind says a path is missing. NotADirectory: a file on the way to
+/// it.
+fn missing(kind: std::io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
 }
 
 /// Creates the store's directory, readable by its owner only, if it is missing. Its parent
 /// must exist: commlog creates one directory, never a path of them.
 fn create_store_directory(dir: &Path) -> Result<()> {
-    // NotADirectory: a file on the way to `dir` (its parent, checked below, or further up).
-    let missing = |kind| {
-        matches!(
-            kind,
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-        )
-    };
     match std::fs::metadata(dir) {
         Ok(metadata) if metadata.is_dir() => return check_store_directory(dir, &metadata),
         Ok(_) => return Err(not_a_directory("dir", dir)),

@@ -50,8 +50,6 @@ MessageId = Union[int, str]
 PathLike = Union[str, "os.PathLike[str]"]
 
 _UTC = timezone.utc
-_EPOCH = UNIX_EPOCH
-_MS = ONE_MS
 _DAY_MS = 86_400_000
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 
@@ -62,15 +60,15 @@ def _ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
     if type(value) is datetime:  # the common case first: a plain naive or aware datetime
         zone = value.tzinfo
         if zone is None:
-            return (value - _NAIVE_EPOCH) // _MS
+            return (value - _NAIVE_EPOCH) // ONE_MS
         if zone is _UTC:
-            return (value - _EPOCH) // _MS
+            return (value - UNIX_EPOCH) // ONE_MS
     if value is None:
         return None
     if isinstance(value, datetime):
         return datetime_ms(value)
     if isinstance(value, date):
-        first = (datetime(value.year, value.month, value.day, tzinfo=_UTC) - _EPOCH) // _MS
+        first = (datetime(value.year, value.month, value.day, tzinfo=_UTC) - UNIX_EPOCH) // ONE_MS
         return first + _DAY_MS - 1 if end_of_day else first
     if isinstance(value, str):
         return _ms(parse_time_or_date(value, name), name, end_of_day)

@@ -630,13 +630,16 @@ impl TextTarget {
     }
 }
 
-/// What an export stopped by a signal leaves: nothing of a file or directory (its [`Cleanup`]
-/// removes it as the error returns), or what already went to stdout.
-fn left_by_interrupt(out: &Path) -> String {
-    if out.as_os_str() == "-" {
-        "the rows written to stdout so far are not the whole export".to_string()
-    } else {
-        format!("the partial output {} was removed", out.display())
+/// Watches for a signal from now on ([`Interrupts`]): the check an export makes between rows,
+/// once its output exists. Its error says what the export leaves: nothing of a file or
+/// directory (its [`Cleanup`] removes it as the error returns), or what already went to stdout.
+fn watch_interrupts(out: &Path) -> impl Fn() -> Result<(), CliError> + Sync + '_ {
+    let interrupts = Interrupts::watch();
+    move || {
+        interrupts.check(|| match out.as_os_str() == "-" {
+            true => "the rows written to stdout so far are not the whole export".to_string(),
+            false => format!("the partial output {} was removed", out.display()),
+        })
     }
 }
 
@@ -716,8 +719,7 @@ fn events_as_text(
     last_seq: u64,
 ) -> Result<Written, CliError> {
     let (target, output) = TextTarget::create(&args.out)?;
-    let interrupts = Interrupts::watch();
-    let interrupted = || interrupts.check(|| left_by_interrupt(&args.out));
+    let interrupted = watch_interrupts(&args.out);
     let mut sink =
         TextSink::new(args.format, output, &EVENT_COLUMNS).map_err(|e| target.error(e))?;
     let rows = for_each_event(&global.dir, export_scope, last_seq, |record| {
@@ -740,8 +742,7 @@ fn messages_as_text(
     external_ids: &[Option<String>],
 ) -> Result<Written, CliError> {
     let (target, output) = TextTarget::create(&args.out)?;
-    let interrupts = Interrupts::watch();
-    let interrupted = || interrupts.check(|| left_by_interrupt(&args.out));
+    let interrupted = watch_interrupts(&args.out);
     let mut sink =
         TextSink::new(args.format, output, &MESSAGE_COLUMNS).map_err(|e| target.error(e))?;
     for (message, external_id) in messages.iter().zip(external_ids) {
@@ -788,8 +789,7 @@ fn parquet_events(
     last_seq: u64,
 ) -> Result<Written, CliError> {
     let cleanup = parquet_files::create_directory(out)?;
-    let interrupts = Interrupts::watch();
-    let interrupted = || interrupts.check(|| left_by_interrupt(out));
+    let interrupted = watch_interrupts(out);
     let mut writer = parquet_files::PartitionedWriter::<parquet_files::EventRow>::new(
         out,
         parquet_files::LIMITS,
@@ -813,8 +813,7 @@ fn parquet_messages(
     external_ids: &[Option<String>],
 ) -> Result<Written, CliError> {
     let cleanup = parquet_files::create_directory(out)?;
-    let interrupts = Interrupts::watch();
-    let interrupted = || interrupts.check(|| left_by_interrupt(out));
+    let interrupted = watch_interrupts(out);
     let mut writer = parquet_files::PartitionedWriter::<parquet_files::MessageRow>::new(
         out,
         parquet_files::LIMITS,
