@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::limits::{CLOCK_SKEW_MS_MAX, TIME_AFTER_CLOCK_MS_MAX, TIME_MS_MIN};
@@ -16,7 +16,7 @@ use crate::serde_time;
 /// `commlog track` does before it opens a store.
 ///
 /// ```
-/// use chrono::{DateTime, Utc};
+/// use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 /// let far = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")?.to_utc();
 /// assert!(commlog::validate_time("at", far).is_err());
 /// assert!(commlog::validate_time("at", Utc::now()).is_ok());
@@ -106,9 +106,142 @@ fn format_ms(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms).map_or_else(|| format!("{ms} ms"), serde_time::to_text)
 }
 
+/// A time as text, the one form every input of the command line and the server reads:
+/// `YYYY-MM-DD[ T]HH:MM:SS[.f…][Z|±HH[:MM]|±HHMM]` (RFC 3339, and without an offset read as
+/// UTC), or a bare date `YYYY-MM-DD` (its midnight, UTC). Milliseconds since the epoch, rounded
+/// down to the millisecond (the store's resolution); `None` for any other text, such as a
+/// one-digit month, a sign or a space around it, or a leap second.
+///
+/// ```
+/// assert_eq!(commlog::parse_time_ms("1970-01-01T00:00:01.5Z"), Some(1_500));
+/// assert_eq!(commlog::parse_time_ms("1970-01-02"), Some(86_400_000));
+/// assert_eq!(commlog::parse_time_ms("1970-1-2"), None);
+/// ```
+pub fn parse_time_ms(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = bytes.get(range)?;
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    let punctuation =
+        |index: usize, allowed: &[u8]| bytes.get(index).is_some_and(|b| allowed.contains(b));
+    if !(punctuation(4, b"-") && punctuation(7, b"-")) {
+        return None;
+    }
+    let year = i32::try_from(number(0..4)?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)?;
+    if bytes.len() == 10 {
+        return Some(date.and_time(NaiveTime::MIN).and_utc().timestamp_millis());
+    }
+    if !(punctuation(10, b" Tt") && punctuation(13, b":") && punctuation(16, b":")) {
+        return None;
+    }
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let mut rest = &bytes[19..];
+    let mut nanos = 0u32;
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let length = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
+        if length == 0 {
+            return None;
+        }
+        for position in 0..9 {
+            let digit = fraction.get(position).filter(|_| position < length);
+            nanos = nanos * 10 + digit.map_or(0, |digit| u32::from(digit - b'0'));
+        }
+        rest = &fraction[length..];
+    }
+    let offset_seconds = parse_offset(rest)?;
+    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+    let local_ms = date.and_time(time).and_utc().timestamp_millis();
+    Some(local_ms - offset_seconds * 1000)
+}
+
+/// `""`, `Z`, `±HH`, `±HHMM` or `±HH:MM`, in seconds east of UTC.
+fn parse_offset(text: &[u8]) -> Option<i64> {
+    let (sign, offset) = match text {
+        [] | [b'Z' | b'z'] => return Some(0),
+        [b'+', offset @ ..] => (1, offset),
+        [b'-', offset @ ..] => (-1, offset),
+        _ => return None,
+    };
+    let two = |high: u8, low: u8| -> Option<i64> {
+        (high.is_ascii_digit() && low.is_ascii_digit())
+            .then(|| i64::from((high - b'0') * 10 + (low - b'0')))
+    };
+    let (hours, minutes) = match *offset {
+        [h1, h2] => (two(h1, h2)?, 0),
+        [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => (two(h1, h2)?, two(m1, m2)?),
+        _ => return None,
+    };
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    Some(sign * (hours * 3600 + minutes * 60))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ms(text: &str) -> i64 {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn times_in_every_accepted_form() {
+        let base = ms("2025-01-02T03:04:05Z");
+        assert_eq!(parse_time_ms("2025-01-02 03:04:05"), Some(base));
+        assert_eq!(parse_time_ms("2025-01-02T03:04:05"), Some(base));
+        assert_eq!(parse_time_ms("2025-01-02T03:04:05Z"), Some(base));
+        assert_eq!(
+            parse_time_ms("2025-01-02 03:04:05.123456"),
+            Some(base + 123)
+        );
+        assert_eq!(
+            parse_time_ms("2025-01-02 03:04:05.9999999"),
+            Some(base + 999)
+        );
+        assert_eq!(parse_time_ms("2025-01-02 03:04:05.5z"), Some(base + 500));
+        assert_eq!(parse_time_ms("2025-01-02 05:04:05+02"), Some(base));
+        assert_eq!(parse_time_ms("2025-01-02 05:34:05+02:30"), Some(base));
+        assert_eq!(parse_time_ms("2025-01-02 05:34:05+0230"), Some(base));
+        assert_eq!(
+            parse_time_ms("2025-01-01 22:04:05.25-05:00"),
+            Some(base + 250)
+        );
+        assert_eq!(
+            parse_time_ms("2025-01-02"),
+            Some(ms("2025-01-02T00:00:00Z"))
+        );
+        for bad in [
+            "",
+            "2025-1-02 03:04:05",
+            "2025-01-02 3:04:05",
+            "2025-01-02X03:04:05",
+            "2025-02-30 00:00:00",
+            "2025-01-02 24:00:00",
+            "2025-01-02 03:04:60",
+            "2025-01-02 03:04:05.",
+            "2025-01-02 03:04:05 ",
+            "2025-01-02 03:04:05+2",
+            "2025-01-02 03:04:05+24",
+            "2025-01-02 03:04:05+02:60",
+            "2025-01-02 03:04:05UTC",
+            "2025-12-31T23:59:60Z",
+            "+2025-01-03",
+            " 2025-01-03",
+            "2025-1-3",
+            "yesterday",
+            "2025-01-0é",
+        ] {
+            assert_eq!(parse_time_ms(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn the_clock_in_milliseconds_is_chronos() {

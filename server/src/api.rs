@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query as QueryParams, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -97,8 +97,9 @@ fn query(
 /// The routes, without authentication (the Unix socket); [`with_token`] adds it for TCP.
 pub(crate) fn router(state: AppState) -> Router {
     let small = || RequestBodyLimitLayer::new(BODY_LIMIT);
-    Router::new()
-        .route("/healthz", get(healthz))
+    // The routes that take no query parameter refuse any, as the reports refuse those they
+    // do not know: a typo (an idempotency key put in the query) never passes silently.
+    let without_query = Router::new()
         .route("/v1/info", get(info))
         .route("/v1/messages", post(sent).layer(small()))
         .route("/v1/messages/{id}", get(message))
@@ -124,6 +125,10 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/batch",
             post(batch).layer(RequestBodyLimitLayer::new(BATCH_BODY_LIMIT)),
         )
+        .route_layer(middleware::from_fn(refuse_query));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(without_query)
         .route("/v1/users/{user}/history", get(history))
         .route("/v1/stats", get(stats))
         .route("/v1/engagement/{user}", get(engagement))
@@ -180,9 +185,14 @@ fn authorized(request: &Request, digest: &[u8; 32]) -> bool {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return false;
     };
-    let Some(given) = value.as_bytes().strip_prefix(b"Bearer ") else {
+    // The scheme's name is case-insensitive (RFC 9110, 11.1).
+    let value = value.as_bytes();
+    let Some((scheme, given)) = value.split_at_checked(b"Bearer ".len()) else {
         return false;
     };
+    if !scheme.eq_ignore_ascii_case(b"Bearer ") {
+        return false;
+    }
     let given: [u8; 32] = Sha256::digest(given).into();
     bool::from(given.ct_eq(digest))
 }
@@ -218,6 +228,19 @@ async fn json_errors(request: Request, next: Next) -> Response {
         return response;
     }
     response
+}
+
+/// Refuses a request that names any query parameter (400), on the routes that take none.
+async fn refuse_query(request: Request, next: Next) -> Response {
+    let query = request.uri().query().unwrap_or_default();
+    if let Some((name, _)) = form_urlencoded::parse(query.as_bytes()).next() {
+        return ApiError::invalid(format!(
+            "unknown query parameter {} (this route takes none)",
+            commlog::quote_value(&name)
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> ApiError {
@@ -497,32 +520,41 @@ fn write_line(output: &mut Vec<u8>, line: usize, result: Result<(u16, Option<u64
     output.push(b'\n');
 }
 
+/// What became of a line of a batch, one byte a line: its error is written again from the line
+/// when the answer is, so that a batch keeps no error while its calls are applied.
+#[derive(Clone, Copy)]
+enum LineOutcome {
+    Blank,
+    Refused,
+    /// A call, and the status it answers with when it succeeds.
+    Call(u16),
+}
+
 async fn batch(
     State(state): State<AppState>,
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
-    // Each line: its number, and its call or why it has none.
     let count = request.iter().filter(|&&byte| byte == b'\n').count() + 1;
-    let mut lines = Vec::with_capacity(count);
-    let mut requests = Vec::with_capacity(count);
-    for (index, line) in request.split(|&byte| byte == b'\n').enumerate() {
+    let mut outcomes = Vec::with_capacity(count);
+    let mut requests = Vec::new();
+    for line in request.split(|&byte| byte == b'\n') {
         if line.iter().all(u8::is_ascii_whitespace) {
+            outcomes.push(LineOutcome::Blank);
             continue;
         }
         match batch_request(line) {
             Ok(request) => {
                 let created = matches!(request, Call::Sent { .. } | Call::Outcome { .. });
-                let status = if created { 201 } else { 200 };
-                lines.push((index + 1, Ok(status)));
+                outcomes.push(LineOutcome::Call(if created { 201 } else { 200 }));
                 requests.push(request);
             }
-            Err(error) => lines.push((index + 1, Err(error))),
+            Err(_) => outcomes.push(LineOutcome::Refused),
         }
     }
     // A store that could try none of the calls (poisoned) fails each line with its error.
     let calls = requests.len();
-    let mut answers: Box<dyn Iterator<Item = Result<Tracked, ApiError>> + Send> =
+    let answers: Box<dyn Iterator<Item = Result<Tracked, ApiError>> + Send> =
         match state.tracker.track(requests).await {
             Ok(answers) => Box::new(
                 answers
@@ -531,25 +563,75 @@ async fn batch(
             ),
             Err(error) => Box::new(std::iter::repeat_n(Err(error), calls)),
         };
-    let mut output = Vec::with_capacity(lines.len() * 40);
-    for (line, parsed) in lines {
-        let result = parsed.and_then(|status| {
-            let answer = answers.next().expect("one answer per call")?;
-            Ok(match answer {
-                Tracked::Message(id) => (status, Some(id.0)),
-                _ => (status, None),
-            })
-        });
-        write_line(&mut output, line, result.as_ref().map(|&result| result));
-    }
+    let answer = BatchAnswer {
+        request,
+        at: 0,
+        outcomes: outcomes.into_iter().enumerate(),
+        answers,
+    };
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-ndjson"),
         )],
-        output,
+        Body::from_stream(futures_util::stream::iter(
+            answer.map(Ok::<_, std::convert::Infallible>),
+        )),
     )
         .into_response())
+}
+
+/// A batch's answer, a line a line of the request, in chunks of about [`BATCH_CHUNK_BYTES`]
+/// written as they are sent: an answer many times its request's size (a request of short bad
+/// lines) is never held whole.
+struct BatchAnswer {
+    request: Bytes,
+    /// Where the next line of the request starts.
+    at: usize,
+    outcomes: std::iter::Enumerate<std::vec::IntoIter<LineOutcome>>,
+    /// The answers of the calls, in the order of their lines.
+    answers: Box<dyn Iterator<Item = Result<Tracked, ApiError>> + Send>,
+}
+
+/// The size a chunk of a batch's answer grows to before it is sent.
+const BATCH_CHUNK_BYTES: usize = 64 * 1024;
+
+impl Iterator for BatchAnswer {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let mut chunk = Vec::new();
+        while chunk.len() < BATCH_CHUNK_BYTES {
+            let Some((index, outcome)) = self.outcomes.next() else {
+                break;
+            };
+            let rest = &self.request[self.at..];
+            let end = rest
+                .iter()
+                .position(|&byte| byte == b'\n')
+                .unwrap_or(rest.len());
+            let line = &rest[..end];
+            self.at += end + 1;
+            match outcome {
+                LineOutcome::Blank => {}
+                // Reading a line depends on nothing but its bytes: it is refused again alike.
+                LineOutcome::Refused => {
+                    let error =
+                        batch_request(line).expect_err("a line refused once is refused again");
+                    write_line(&mut chunk, index + 1, Err(&error));
+                }
+                LineOutcome::Call(status) => {
+                    let result = self.answers.next().expect("one answer per call");
+                    let result = result.as_ref().map(|answer| match answer {
+                        Tracked::Message(id) => (status, Some(id.0)),
+                        _ => (status, None),
+                    });
+                    write_line(&mut chunk, index + 1, result);
+                }
+            }
+        }
+        (!chunk.is_empty()).then(|| Bytes::from(chunk))
+    }
 }
 
 async fn message(

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use commlog::{
     BudgetScope, Call, Channel, CostFilter, EffectivenessFilter, EngagementFilter, ImpactFilter,
     MessageRef, Money, Month, Period, StatsFilter, UserId, quote_value,
@@ -160,6 +160,13 @@ pub(crate) enum Kind {
 
 /// The body as `T`; a value of the wrong type or out of range is named by its field.
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    // Every body and batch line is an object: serde would also read an array into a struct,
+    // its fields by position, so that no field's name were ever checked.
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::invalid(
+            "bad JSON: expected an object {\"field\": value, …}, found an array",
+        ));
+    }
     serde_json::from_slice(body).map_err(|error| {
         // Read again, tracking the path, only to name the field (rare: a bad request).
         let mut json = serde_json::Deserializer::from_slice(body);
@@ -244,25 +251,18 @@ pub(crate) fn parse_time(
     text: &str,
     edge: DayEdge,
 ) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
+    let invalid = || {
+        ApiError::invalid(format!(
+            "invalid {field}: {} (must be RFC 3339, e.g. 2025-01-01T09:30:00Z, or a date \
+             YYYY-MM-DD)",
+            quote_value(text)
+        ))
+    };
+    let mut ms = commlog::parse_time_ms(text).ok_or_else(invalid)?;
+    if edge == DayEdge::End && text.len() == "YYYY-MM-DD".len() {
+        ms += 24 * 3600 * 1000 - 1;
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
-        if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(time.and_utc());
-        }
-    }
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let time = match edge {
-            DayEdge::Start => NaiveTime::MIN,
-            DayEdge::End => NaiveTime::from_hms_milli_opt(23, 59, 59, 999).expect("a valid time"),
-        };
-        return Ok(date.and_time(time).and_utc());
-    }
-    Err(ApiError::invalid(format!(
-        "invalid {field}: {} (must be RFC 3339, e.g. 2025-01-01T09:30:00Z, or a date YYYY-MM-DD)",
-        quote_value(text)
-    )))
+    DateTime::from_timestamp_millis(ms).ok_or_else(invalid)
 }
 
 fn optional_time(field: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -356,7 +356,7 @@ impl Budget {
         let set = BudgetSet {
             scope,
             month,
-            amount_micros: Money::from_dollars(amount)?,
+            amount_micros: Money::from_dollars_for("amount", amount)?,
             alert_percent: self.alert_percent.unwrap_or(90),
         };
         let request = Call::Budget {

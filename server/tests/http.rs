@@ -1534,3 +1534,179 @@ fn a_write_past_the_file_size_limit_poisons_the_store_writes_503_reads_200() {
     assert_eq!(stats.total_messages, acknowledged);
     assert_eq!(store.open_report().events, acknowledged);
 }
+
+/// The server's peak resident memory (`VmHWM`), in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn routes_refuse_query_parameters_arrays_and_times_they_do_not_read() {
+    let server = Server::start(&[]);
+    let (status, _) = server.call("POST", "/v1/messages", Some(sent(1)));
+    assert_eq!(status, 201);
+    let before = files(&server.store());
+    // An idempotency key put in the query, by mistake, is refused rather than ignored.
+    let body = json!({"user_id": 7, "channel": "sms", "message_type": "welcome"});
+    for (method, path, body) in [
+        (
+            "POST",
+            "/v1/messages?external_id=retry-1",
+            Some(body.clone()),
+        ),
+        ("POST", "/v1/messages/1/delivered?typo=1", None),
+        (
+            "POST",
+            "/v1/outcomes?x=1",
+            Some(json!({"user_id": 1, "outcome": "o"})),
+        ),
+        ("GET", "/v1/messages/1?x=1", None),
+        ("GET", "/v1/messages/1/external-id?x=1", None),
+        ("GET", "/v1/info?verbose=1", None),
+    ] {
+        let (status, error) = server.call(method, path, body);
+        assert_eq!(status, 400, "{method} {path}: {error}");
+        assert_eq!(error["kind"], "invalid_input", "{method} {path}: {error}");
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap()
+                .contains("unknown query parameter"),
+            "{method} {path}: {error}"
+        );
+    }
+    // A JSON array is not read as the fields in order.
+    for (method, path, body) in [
+        (
+            "POST",
+            "/v1/messages",
+            json!([null, 1, "sms", "welcome", null, null, null, null]),
+        ),
+        ("POST", "/v1/messages/1/failed", json!(["array_reason"])),
+        (
+            "POST",
+            "/v1/outcomes",
+            json!([null, 3, "paid", 1_000_000, null, null]),
+        ),
+        (
+            "PUT",
+            "/v1/budgets",
+            json!([null, "sms", "2025-04", 5_000_000, null, null]),
+        ),
+    ] {
+        let (status, error) = server.call(method, path, Some(body));
+        assert_eq!(status, 400, "{method} {path}: {error}");
+        assert!(
+            error["error"].as_str().unwrap().contains("object"),
+            "{method} {path}: {error}"
+        );
+    }
+    let (status, answer) = server.unix("POST", "/v1/batch", Some(br#"["sent", 1]"#));
+    assert_eq!(status, 200);
+    let line: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(
+        (&line["status"], &line["kind"]),
+        (&json!(400), &json!("invalid_input"))
+    );
+    // Times as the command line reads them, and nothing looser.
+    for start in [
+        "2025-1-3",
+        "%2B2025-01-03",
+        "%202025-01-03",
+        "2025-01-03T10:00",
+    ] {
+        let (status, error) = server.call("GET", &format!("/v1/stats?start={start}"), None);
+        assert_eq!(status, 400, "{start}: {error}");
+        assert!(
+            error["error"].as_str().unwrap().contains("invalid start"),
+            "{error}"
+        );
+    }
+    let (status, _) = server.call("GET", "/v1/stats?start=2025-01-03", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        files(&server.store()),
+        before,
+        "a refused call changed the files"
+    );
+    // A budget too large is named by the field given.
+    for budget in [
+        json!({"scope": "email", "month": "2025-03", "amount": 1e15}),
+        json!({"scope": "email", "month": "2025-03", "amount": -1.0}),
+    ] {
+        let (status, error) = server.call("PUT", "/v1/budgets", Some(budget.clone()));
+        assert_eq!(status, 400, "{budget}: {error}");
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid amount"),
+            "{budget}: {error}"
+        );
+    }
+    let (code, lines, _dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+}
+
+#[test]
+fn the_bearer_scheme_is_read_in_any_case() {
+    let server = Server::start(&["--listen", "127.0.0.1:0"]);
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let mut stream = TcpStream::connect(server.tcp.unwrap()).unwrap();
+        let head = format!(
+            "GET /v1/info HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Authorization: {scheme} {TOKEN}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{scheme}: {response}");
+    }
+    let mut stream = TcpStream::connect(server.tcp.unwrap()).unwrap();
+    let head = format!(
+        "GET /v1/info HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Basic {TOKEN}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    let (code, lines, _dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+}
+
+#[test]
+fn a_batch_of_bad_lines_answers_every_line_without_holding_the_answer() {
+    let server = Server::start(&[]);
+    // 1 Mi lines of two bytes: each answered by an error line of about 100 bytes.
+    let lines = 1 << 20;
+    let body = b"x\n".repeat(lines);
+    let peak_before = peak_kib(server.child.id());
+    let (status, answer) = server.unix("POST", "/v1/batch", Some(&body));
+    assert_eq!(status, 200);
+    let answered: Vec<&[u8]> = answer.split(|&byte| byte == b'\n').collect();
+    // Each line once, in order, then the final newline's empty rest.
+    assert_eq!(answered.len(), lines + 1);
+    assert!(answered[lines].is_empty());
+    for (index, line) in answered[..lines].iter().enumerate().step_by(99_991) {
+        let line: Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(line["line"], json!(index + 1));
+        assert_eq!(line["kind"], "invalid_input");
+    }
+    assert!(answer.len() > 64 * lines, "{} bytes", answer.len());
+    // The request and a byte a line are kept while the calls are applied, not the answer.
+    let grown_kib = peak_kib(server.child.id()) - peak_before;
+    assert!(
+        grown_kib < 48 * 1024,
+        "the peak grew by {grown_kib} KiB for a {} KiB request and a {} KiB answer",
+        body.len() / 1024,
+        answer.len() / 1024
+    );
+    let (code, lines, _dir) = server.stop();
+    assert_eq!(code, 0, "{lines:?}");
+}

@@ -477,7 +477,8 @@ pub(super) fn parse_cost(text: &str) -> Result<f64, String> {
 /// A time in the format above that the store takes: not before 1970, at most a day after the
 /// clock.
 pub(super) fn parse_time_field(text: &str) -> Result<i64, String> {
-    let at_ms = input::parse_time_ms(text).ok_or_else(|| format!("not a time ({TIME_FORMAT})"))?;
+    let at_ms =
+        commlog::parse_time_ms(text).ok_or_else(|| format!("not a time ({TIME_FORMAT})"))?;
     commlog::validate_time("time", time_of_ms(at_ms)).map_err(store_rule)?;
     Ok(at_ms)
 }
