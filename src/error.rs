@@ -64,11 +64,11 @@ pub enum Error {
         reason: String,
     },
     /// Another process holds the store's `LOCK`.
-    #[error("{}: locked by another process ({holder}); stop it, or open the store read-only", .path.display())]
+    #[error("{}: locked by {}", .path.display(), locked_by(.holder))]
     Locked {
         /// The lock file.
         path: PathBuf,
-        /// What the lock file says about its holder (its process id), if readable.
+        /// What the lock file says about its holder, `pid N`, or `holder unknown`.
         holder: String,
     },
     /// An operating-system call failed on a file of the store.
@@ -125,6 +125,19 @@ fn poisoned_message(first: &str, event_may_be_durable: bool) -> String {
         )
     } else {
         format!("store poisoned by an earlier failure ({first}); reopen the store")
+    }
+}
+
+/// Who holds a store's lock, and what to do about it: another process, or this one (another
+/// open of the store in it, which a second open for writing waits for in vain).
+fn locked_by(holder: &str) -> String {
+    if holder == format!("pid {}", std::process::id()) {
+        format!(
+            "this process ({holder}), which has the store open for writing already; use or \
+             close that open, or open the store read-only"
+        )
+    } else {
+        format!("another process ({holder}); stop it, or open the store read-only")
     }
 }
 

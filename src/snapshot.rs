@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use memmap2::Mmap;
 use parking_lot::{Mutex, RwLock};
 
-use crate::codec::{self, FrameCursor, SegmentHeader};
+use crate::codec::{self, FrameCursor, SEAL_SLOT_OFFSET, SegmentHeader};
 use crate::error::{Error, Result};
 use crate::limits::{FRAME_BODY_BYTES_MAX, FRAME_PREFIX_BYTES};
 use crate::log::segment::{
@@ -2311,9 +2311,14 @@ fn check_covered(
         // Segments before the position's are sealed, never cut: read through a map. The
         // position's may be the log's last, whose torn tail a writer opening meanwhile may cut:
         // read into a buffer, which a shorter file cannot fault.
-        let sealed = at + 1 < covered.len();
-        let walked = (!sealed).then_some(position);
-        check_frames(path, segment, position.store_id, (walked, &mut buffer))?;
+        let sealed_before = covered.get(at + 1).map(|next| next.first_seq);
+        let walked = sealed_before.is_none().then_some(position);
+        check_frames(
+            path,
+            segment,
+            (position.store_id, sealed_before),
+            (walked, &mut buffer),
+        )?;
     }
     Ok(())
 }
@@ -2323,12 +2328,15 @@ fn check_covered(
 const CHECK_BUFFER_BYTES: usize = 64 << 10;
 
 /// Checks one covered segment: its header (same store, first seq) and its frames' checksum;
-/// and for the segment of `position` (`walked`), read into `buffer`, that its frames up to the
-/// position give the running state the position records ([`FrameWalk`]).
+/// for a segment before the position's, sealed before the segment starting at `sealed_before`,
+/// that its seal slot (which no checksum of the snapshot covers) names that segment, where its
+/// version has one, and that nothing but zeros follows its covered end, as replay requires of a
+/// sealed segment; and for the segment of `position` (`walked`), read into `buffer`, that its
+/// frames up to the position give the running state the position records ([`FrameWalk`]).
 fn check_frames(
     path: &Path,
     segment: &CoveredSegment,
-    store_id: Option<u64>,
+    (store_id, sealed_before): (Option<u64>, Option<u64>),
     (walked, buffer): (Option<&LogPosition>, &mut [u8]),
 ) -> std::result::Result<(), String> {
     let name = file_name_of(path);
@@ -2355,6 +2363,25 @@ fn check_frames(
             .get(offset as usize..segment.end as usize)
             .ok_or_else(|| short(&format!("it holds {} bytes", bytes.len())))?;
         hasher.update(frames);
+        let next_first_seq = sealed_before.expect("a segment not walked is sealed");
+        if header.store_id.is_some() && codec::decode_seal(&bytes) != Some(next_first_seq) {
+            return Err(format!(
+                "segment {name}'s seal slot (offset {SEAL_SLOT_OFFSET}) does not name its \
+                 successor {}",
+                segment_file_name(next_first_seq)
+            ));
+        }
+        if let Some(extra) = bytes[segment.end as usize..]
+            .iter()
+            .position(|&byte| byte != 0)
+        {
+            return Err(format!(
+                "segment {name} holds bytes past the end the snapshot covered ({}), at \
+                 offset {}",
+                segment.end,
+                segment.end + extra as u64
+            ));
+        }
     } else {
         let file =
             open_no_follow(OpenOptions::new().read(true), path).map_err(|e| e.to_string())?;

@@ -939,15 +939,40 @@ fn a_snapshot_whose_segments_were_deleted_is_reported_and_ignored() {
 #[test]
 fn a_snapshot_over_a_sealed_segment_cut_short_or_changed_is_ignored_and_the_damage_named() {
     let (_dir, data, _, _) = store_with_two_snapshots(512);
-    let first = segments(&data)[0].clone();
+    let listed = segments(&data);
+    let first = listed[0].clone();
     let len = fs::metadata(&first).unwrap().len() as usize;
-    for what in ["cut", "changed"] {
+    // The seal slot (header bytes 40..56), which the header's checksum does not cover: the
+    // successor's first seq, its crc32, four zero bytes.
+    for what in [
+        "cut",
+        "changed",
+        "seal zeroed",
+        "seal flipped",
+        "seal naming another successor",
+        "bytes appended",
+    ] {
         let (_copy_dir, copy) = copy_of(&data);
         let segment = in_copy(&data, &copy, &first);
         let mut bytes = fs::read(&segment).unwrap();
         match what {
             "cut" => bytes.truncate(len - 10),
-            _ => bytes[len - 20] ^= 0x01,
+            "changed" => bytes[len - 20] ^= 0x01,
+            "seal zeroed" => bytes[40..56].fill(0),
+            "seal flipped" => bytes[41] ^= 0x10,
+            "seal naming another successor" => {
+                let next: u64 = listed[1]
+                    .file_stem()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                bytes[40..48].copy_from_slice(&(next + 1).to_le_bytes());
+                let crc = crc32fast::hash(&bytes[40..48]);
+                bytes[48..52].copy_from_slice(&crc.to_le_bytes());
+            }
+            _ => bytes.extend_from_slice(b"\x07garbage"),
         }
         fs::write(&segment, &bytes).unwrap();
         let replay = Options {
@@ -976,6 +1001,13 @@ fn a_snapshot_over_a_sealed_segment_cut_short_or_changed_is_ignored_and_the_dama
                 "{what}: no file changed"
             );
         }
+        // A writer neither: it appends nothing to a log whose damage a replay names.
+        let writer = Store::open_with(&copy, support::store::options()).err();
+        assert_eq!(
+            writer.map(|error| error.to_string()),
+            expected,
+            "{what}, a writer"
+        );
     }
 }
 
