@@ -21,7 +21,7 @@ use crate::log::OpenReport;
 use crate::log::replay::{self, Checksums, Expected, Mode, Position, QUARANTINE_DIRECTORY};
 use crate::log::segment::{
     SegmentBytes, file_name_of, list_segment_files, map_segment, open_no_follow, read_header_bytes,
-    read_segment,
+    read_segment, refuse_newer_format,
 };
 use crate::store::LOCK_FILE_NAME;
 
@@ -393,18 +393,7 @@ fn writer_running(dir: &Path) -> Result<bool> {
 /// newer commlog wrote.
 fn check_format_versions(listed: &[(u64, PathBuf)]) -> Result<()> {
     for (_, path) in listed {
-        if let Some(version) = codec::newer_format_version(&read_header_bytes(path)?) {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    format!(
-                        "segment format version {version} is newer than this commlog reads (1 \
-                         and 2): audit it with the commlog that wrote it"
-                    ),
-                ),
-            ));
-        }
+        refuse_newer_format(path, &read_header_bytes(path)?, "audit it")?;
     }
     Ok(())
 }

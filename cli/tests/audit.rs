@@ -1416,6 +1416,23 @@ fn a_segment_of_a_newer_format_version_stops_the_audit_and_a_flipped_version_is_
         "{stderr}"
     );
     assert_eq!(snapshot(&newer), before);
+    // Every command that opens the store says the same, and no command calls it damage.
+    let dir = newer.to_str().unwrap();
+    for args in [
+        vec!["--dir", dir, "info"],
+        vec!["--dir", dir, "stats"],
+        vec!["--dir", dir, "track", "sent", "--user", "5", "--channel", "sms", "--type", "x"],
+    ] {
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&file_name(&all[1]))
+                && stderr.contains("format version 3 is newer than this commlog reads")
+                && !stderr.contains("corrupt"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(snapshot(&newer), before, "{args:?}");
+    }
 
     // The same field with one bit flipped (2 → 3) in a header written by this commlog.
     let (_flipped_dir, flipped) = copy_of(&sealed);

@@ -23,7 +23,7 @@ use crate::limits::{
 use crate::log::segment::{
     FILE_MODE, SegmentBytes, create_directory, file_name_of, list_segments, map_segment,
     numbered_name, open_no_follow, read_header_bytes, read_segment, read_segment_from,
-    segment_file_name, segment_file_sequence, sync_directory,
+    refuse_newer_format, segment_file_name, segment_file_sequence, sync_directory,
 };
 use crate::log::{CoveredSegment, LogPosition, OpenReport};
 
@@ -818,7 +818,11 @@ fn replay_segment_split<'a>(
 ) -> Result<SegmentEnd> {
     let header = match (SegmentHeader::decode(bytes), resume) {
         (Ok(header), _) => header,
-        (Err(reason), None) => return judge_bad_header(path, bytes, position, expected, reason),
+        (Err(reason), None) => {
+            // Not damage: a format this build does not read.
+            refuse_newer_format(path, bytes, "open it")?;
+            return judge_bad_header(path, bytes, position, expected, reason);
+        }
         (Err(reason), Some(_)) => return Err(Error::corruption(path, 0, reason)),
     };
     let mut replay = match resume {

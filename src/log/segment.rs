@@ -155,6 +155,25 @@ pub(crate) fn numbered_name(base: &str, attempt: u32) -> String {
     }
 }
 
+/// Refuses, as an I/O error (the store is not judged, nor any answer given), a segment whose
+/// header `bytes` a newer commlog wrote (`codec::newer_format_version`): for `what` to be done
+/// by that commlog.
+pub(crate) fn refuse_newer_format(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
+    match crate::codec::newer_format_version(bytes) {
+        Some(version) => Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!(
+                    "segment format version {version} is newer than this commlog reads (1 and \
+                     2): {what} with the commlog that wrote it"
+                ),
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The first bytes of a file, up to a version 2 header's worth (fewer if it is shorter; none
 /// for what is not a regular file, which is never opened).
 pub(crate) fn read_header_bytes(path: &Path) -> Result<Vec<u8>> {
