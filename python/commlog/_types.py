@@ -10,13 +10,14 @@ strings.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from enum import Enum
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Type, Union
 
 from ._native import FinancialOutcome, Message
 from ._native import exact_dollars as _exact_dollars
@@ -400,6 +401,10 @@ class View(Mapping[str, Any]):
         return len(self._data)
 
     def __getattr__(self, name: str) -> Any:
+        # Only a report's keys: never a special name that copy and pickle look up (on a View
+        # not yet filled, reading ``_data`` here would call this again).
+        if name.startswith("__") or name == "_data":
+            raise AttributeError(name)
         try:
             return self._data[name]
         except KeyError:
@@ -425,6 +430,16 @@ class View(Mapping[str, Any]):
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Pickled and copied as its keys, read back as they are (already converted).
+        return (_view_of, (type(self), self._data))
+
+    def __copy__(self) -> "View":
+        return self  # read-only: a copy is the same view
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "View":
+        return _view_of(type(self), copy.deepcopy(self._data, memo))
+
     def to_dict(self) -> Dict[str, Any]:
         """A plain (recursive) dict copy."""
 
@@ -436,6 +451,13 @@ class View(Mapping[str, Any]):
             return v
 
         return {k: plain(v) for k, v in self._data.items()}
+
+
+def _view_of(cls: Type[View], data: Dict[str, Any]) -> View:
+    """A view of class ``cls`` over keys already converted (a pickled or copied view's)."""
+    view = cls.__new__(cls)
+    object.__setattr__(view, "_data", data)
+    return view
 
 
 class Stats(View):

@@ -158,9 +158,11 @@ class _Connection:
 
     def _read(self, buf: bytearray, eof_ok: bool = False) -> bool:
         """Appends what the server sent next to ``buf``; False at the end of the stream."""
-        assert self.sock is not None
+        sock = self.sock
+        if sock is None:  # `Client.close` from another thread, while this one waited
+            raise ConnectionAbortedError("the connection was closed while the answer was read")
         try:
-            data = self.sock.recv(65536)
+            data = sock.recv(65536)
         except BlockingIOError:
             raise _socket.timeout("timed out") from None
         if not data and not eof_ok:

@@ -52,6 +52,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 _UTC = timezone.utc
 _DAY_MS = 86_400_000
 _NAIVE_EPOCH = datetime(1970, 1, 1)
+# The most the native store takes (a u64 of milliseconds).
+_INTERVAL_MS_MAX = (1 << 64) - 1
 
 
 def _ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
@@ -94,9 +96,14 @@ class Store:
             raise InvalidInput(
                 f"sync {sync!r} must be always, interval or never", field="sync", value=repr(sync)
             )
-        if isinstance(interval_ms, bool) or not isinstance(interval_ms, int) or interval_ms < 1:
+        if (
+            isinstance(interval_ms, bool)
+            or not isinstance(interval_ms, int)
+            or not 1 <= interval_ms <= _INTERVAL_MS_MAX
+        ):
             raise InvalidInput(
-                f"interval_ms {interval_ms!r} must be a whole number of milliseconds, at least 1",
+                f"interval_ms {interval_ms!r} must be a whole number of milliseconds, from 1 to "
+                f"{_INTERVAL_MS_MAX}",
                 field="interval_ms",
                 value=repr(interval_ms),
             )

@@ -9,6 +9,7 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -440,6 +441,50 @@ def test_one_connection_per_thread_is_kept_alive(client: Client) -> None:
     assert client.get_communication_stats()["total_messages"] == 401
     client.close()
     assert client.get_communication_stats()["total_messages"] == 401
+
+
+def test_close_from_another_thread_mid_call_raises_unavailable_or_answers(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A thread whose connection another thread's close() takes away between writing its
+    # request and reading the answer: the call is Unavailable (outcome unknown), never an
+    # assertion or attribute error.
+    sent = client.track_message_sent(1, "sms", "t", 0.05)
+    conn = client._connection()
+    real_answer = type(conn).answer
+
+    def closed_first(self: Any) -> Any:
+        client.close()
+        return real_answer(self)
+
+    monkeypatch.setattr(type(conn), "answer", closed_first)
+    with pytest.raises(Unavailable) as e:
+        client.track_message_delivered(sent.id)
+    assert e.value.fields.get("outcome") == "unknown"
+    monkeypatch.undo()
+    assert client.get_communication_stats()["total_messages"] >= 0
+
+    errors: list = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        while not stop.is_set():
+            try:
+                client.get_user_communication_history(1, 50)
+            except Unavailable:
+                pass
+            except BaseException as error:  # pragma: no cover - reported below
+                errors.append(error)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(200):
+        client.close()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
 
 
 def test_environment_configuration(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:

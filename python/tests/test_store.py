@@ -402,7 +402,35 @@ def test_locked_by_a_second_writer(path: Path) -> None:
             Store(path)
         assert e.value.kind == "locked"
         assert str(path) in str(e.value.fields["path"])
-        assert "holder" in e.value.fields
+        assert e.value.fields["holder"] == f"pid {os.getpid()}"
+        # The holder is this process itself, and the message says so.
+        assert f"locked by this process (pid {os.getpid()})" in str(e.value)
+
+
+def test_reports_pickle_copy_and_deepcopy_as_equal_reports(store: Store) -> None:
+    import copy
+    import pickle
+
+    populate(store)
+    for report in (
+        store.get_communication_stats(),
+        store.get_cost_report(),
+        store.get_channel_effectiveness(period="day"),
+        store.get_user_engagement(123),
+        store.get_financial_impact(),
+    ):
+        for again in (
+            pickle.loads(pickle.dumps(report)),
+            copy.copy(report),
+            copy.deepcopy(report),
+        ):
+            assert type(again) is type(report)
+            assert again == report and again.to_dict() == report.to_dict()
+        assert copy.deepcopy(report)._data is not report._data
+    stats = pickle.loads(pickle.dumps(store.get_communication_stats()))
+    assert stats.total_messages == stats["total_messages"]
+    with pytest.raises(AttributeError):
+        stats.no_such_key
 
 
 def test_read_only_refuses_writes_and_reads_the_snapshot(path: Path) -> None:
@@ -445,8 +473,10 @@ def test_sync_and_interval_are_checked(path: Path) -> None:
     with pytest.raises(InvalidInput) as e:
         Store(path, sync="sometimes")
     assert e.value.fields["field"] == "sync"
-    with pytest.raises(InvalidInput):
-        Store(path, sync="interval", interval_ms=0)
+    for interval_ms in (0, 2**64, -1):
+        with pytest.raises(InvalidInput) as e:
+            Store(path, sync="interval", interval_ms=interval_ms)
+        assert e.value.fields["field"] == "interval_ms"
     for sync in ("always", "interval", "never"):
         with Store(path, sync=sync, interval_ms=5) as s:
             s.track_message_sent(1, "sms", "x", 0)
