@@ -64,12 +64,15 @@ pub enum Error {
         reason: String,
     },
     /// Another process holds the store's `LOCK`.
-    #[error("{}: locked by {}", .path.display(), locked_by(.holder))]
+    #[error("{}: locked by {}", .path.display(), locked_by(.holder, *.by_this_process))]
     Locked {
         /// The lock file.
         path: PathBuf,
         /// What the lock file says about its holder, `pid N`, or `holder unknown`.
         holder: String,
+        /// Whether the holder is this very process: another open of the store in it, which a
+        /// second open for writing waits for in vain.
+        by_this_process: bool,
     },
     /// An operating-system call failed on a file of the store.
     #[error("{}: {source}", .path.display())]
@@ -128,10 +131,9 @@ fn poisoned_message(first: &str, event_may_be_durable: bool) -> String {
     }
 }
 
-/// Who holds a store's lock, and what to do about it: another process, or this one (another
-/// open of the store in it, which a second open for writing waits for in vain).
-fn locked_by(holder: &str) -> String {
-    if holder == format!("pid {}", std::process::id()) {
+/// Who holds a store's lock, and what to do about it: another process, or this one.
+fn locked_by(holder: &str, by_this_process: bool) -> String {
+    if by_this_process {
         format!(
             "this process ({holder}), which has the store open for writing already; use or \
              close that open, or open the store read-only"

@@ -99,8 +99,13 @@ pub struct CommunicationStats {
     pub total_impact: Money,
 }
 
+/// The first and last millisecond RFC 3339 writes: 0000-01-01T00:00:00.000Z and
+/// 9999-12-31T23:59:59.999Z.
+const RFC_3339_MS: std::ops::RangeInclusive<i64> = -62_167_219_200_000..=253_402_300_799_999;
+
 /// The checks every query filter shares: a user id of at least 1, a valid message type name, a
-/// start no later than the end.
+/// start and an end within the years RFC 3339 writes (an answer holds them, and its JSON must
+/// read back), a start no later than the end.
 pub(crate) fn validate_selection(
     user: Option<UserId>,
     message_type: Option<&str>,
@@ -112,6 +117,17 @@ pub(crate) fn validate_selection(
     }
     if let Some(message_type) = message_type {
         validate_name("message_type", message_type)?;
+    }
+    for (field, time) in [("start", start), ("end", end)] {
+        if let Some(time) = time
+            && !RFC_3339_MS.contains(&time.timestamp_millis())
+        {
+            return Err(Error::invalid(
+                field,
+                crate::serde_time::to_text(time),
+                "must be within the years 0000 to 9999, which RFC 3339 writes",
+            ));
+        }
     }
     if let (Some(start), Some(end)) = (start, end)
         && start > end

@@ -72,7 +72,7 @@ pub(crate) struct Writer {
     pub(crate) log: Arc<SharedLog>,
     pub(crate) policy: SyncPolicy,
     /// Holds the exclusive lock while the store is open; unlocked at close.
-    lock_file: File,
+    lock_file: DirectoryLock,
     /// The `Interval` policy's background flusher: dropping the sender stops it.
     background: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     /// The `Never` policy's thread syncing the segment ahead of its rollover
@@ -1015,9 +1015,44 @@ pub(crate) fn check_lock_file(path: &Path) -> Result<()> {
     }
 }
 
+/// A store's `LOCK` file, held locked: released by [`DirectoryLock::unlock`] or when dropped.
+/// This process's held locks are known by file, so that an open refused because this very
+/// process holds the lock says so (a process id would not tell: another container's process
+/// may have the same one).
+pub(crate) struct DirectoryLock {
+    file: File,
+    /// The file's device and inode.
+    key: (u64, u64),
+}
+
+/// The `LOCK` files this process holds locked, by device and inode.
+static HELD_LOCKS: parking_lot::Mutex<std::collections::BTreeSet<(u64, u64)>> =
+    parking_lot::Mutex::new(std::collections::BTreeSet::new());
+
+impl DirectoryLock {
+    /// Releases the lock now, whatever holds a copy of the descriptor (a forked child).
+    pub(crate) fn unlock(&self) -> std::io::Result<()> {
+        HELD_LOCKS.lock().remove(&self.key);
+        self.file.unlock()
+    }
+}
+
+impl Drop for DirectoryLock {
+    fn drop(&mut self) {
+        HELD_LOCKS.lock().remove(&self.key);
+    }
+}
+
+/// The device and inode of an open file.
+fn file_key(file: &File, path: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = file.metadata().map_err(|source| Error::io(path, source))?;
+    Ok((metadata.dev(), metadata.ino()))
+}
+
 /// Takes the store's exclusive lock, waiting up to `timeout` for another writer to release
 /// it, or says who holds it.
-pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result<File> {
+pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result<DirectoryLock> {
     let path = dir.join(LOCK_FILE_NAME);
     check_lock_file(&path)?;
     let mut file = open_no_follow(
@@ -1057,15 +1092,25 @@ pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result
                 "" => "holder unknown".to_string(),
                 pid => format!("pid {pid}"),
             };
-            return Err(Error::Locked { path, holder });
+            let by_this_process = HELD_LOCKS.lock().contains(&file_key(&file, &path)?);
+            return Err(Error::Locked {
+                path,
+                holder,
+                by_this_process,
+            });
         }
         Err(std::fs::TryLockError::Error(source)) => return Err(Error::io(&path, source)),
     }
+    // Known as held from the moment it is, and no longer once dropped on any error below.
+    let key = file_key(&file, &path)?;
+    HELD_LOCKS.lock().insert(key);
+    let mut lock = DirectoryLock { file, key };
     let io = |source| Error::io(&path, source);
-    file.set_len(0).map_err(io)?;
-    file.write_all(std::process::id().to_string().as_bytes())
+    lock.file.set_len(0).map_err(io)?;
+    lock.file
+        .write_all(std::process::id().to_string().as_bytes())
         .map_err(io)?;
-    Ok(file)
+    Ok(lock)
 }
 
 /// Starts the thread that writes a snapshot whenever it is woken (a tracking call found one

@@ -381,6 +381,53 @@ fn a_stats_filter_whose_start_is_after_its_end_is_rejected() {
     assert_eq!(one.total_messages, 1);
 }
 
+#[test]
+fn filter_times_beyond_the_years_rfc_3339_writes_are_rejected_and_answers_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_two_messages(dir.path());
+    let year_zero = Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap();
+    let last =
+        Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap() + Duration::milliseconds(999);
+    let before = year_zero - Duration::milliseconds(1);
+    let after = last + Duration::milliseconds(1);
+    for (field, start, end) in [
+        ("end", None, Some(before)),
+        ("start", Some(before), None),
+        ("start", Some(after), None),
+        ("end", None, Some(after)),
+    ] {
+        let mut cost = commlog::CostFilter::new();
+        let mut stats = StatsFilter::new();
+        let mut engagement = commlog::EngagementFilter::new();
+        if let Some(start) = start {
+            (cost, stats, engagement) = (
+                cost.start(start),
+                stats.start(start),
+                engagement.start(start),
+            );
+        }
+        if let Some(end) = end {
+            (cost, stats, engagement) = (cost.end(end), stats.end(end), engagement.end(end));
+        }
+        let error = rejected(&store, |s| s.get_cost_report(&cost));
+        match &error {
+            Error::InvalidInput { field: named, .. } => assert_eq!(*named, field, "{error}"),
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+        rejected(&store, |s| s.get_communication_stats(&stats));
+        rejected(&store, |s| s.get_user_engagement(1, &engagement));
+    }
+    // At the bounds, an answer holds the time and its JSON reads back.
+    for (start, end) in [(year_zero, year_zero), (last, last)] {
+        let report = store
+            .get_cost_report(&commlog::CostFilter::new().start(start).end(end))
+            .unwrap();
+        let json = serde_json::to_string(&report).unwrap();
+        let read: commlog::CostReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), json);
+    }
+}
+
 /// One tracking call, answer dropped.
 type TrackingCall = fn(&Store) -> commlog::Result<()>;
 

@@ -5,6 +5,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
@@ -276,6 +277,70 @@ fn a_second_writer_is_locked_out_and_changes_nothing() {
         .track_message_sent_at(1, Channel::Sms, "low_balance", 0.05, t0())
         .unwrap();
     writer.close().unwrap();
+}
+
+#[test]
+fn a_lock_held_by_another_process_under_this_process_s_pid_is_another_process_s() {
+    let dir = TempDir::new().unwrap();
+    Store::open_with(dir.path(), never())
+        .unwrap()
+        .close()
+        .unwrap();
+    let lock = dir.path().join(LOCK_FILE_NAME);
+    // Another process holds the lock (flock(1), as a writer's open does), and the file names
+    // this process's pid, as a writer in another PID namespace (a container sharing the
+    // volume) may.
+    // In a process group of its own: `flock`'s `sleep` child holds the lock too.
+    let mut holder = std::process::Command::new("flock")
+        .arg("--exclusive")
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .process_group(0)
+        .spawn()
+        .expect("flock(1) runs");
+    loop {
+        let probe = fs::File::open(&lock).unwrap();
+        match probe.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) => break,
+            _ => thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+    let pid = std::process::id();
+    fs::write(&lock, pid.to_string()).unwrap();
+    let opened = Store::open_with(
+        dir.path(),
+        Options {
+            lock_timeout: std::time::Duration::ZERO,
+            ..never()
+        },
+    );
+    let group = format!("-{}", holder.id());
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    holder.wait().unwrap();
+    match opened {
+        Err(
+            error @ Error::Locked {
+                by_this_process: false,
+                ..
+            },
+        ) => assert!(
+            error
+                .to_string()
+                .contains(&format!("locked by another process (pid {pid})")),
+            "{error}"
+        ),
+        Err(other) => panic!("expected Error::Locked by another process, got {other:?}"),
+        Ok(_) => panic!("opened a store another process holds"),
+    }
+    // Released, the store opens again.
+    Store::open_with(dir.path(), never())
+        .unwrap()
+        .close()
+        .unwrap();
 }
 
 #[test]

@@ -1421,7 +1421,18 @@ fn a_segment_of_a_newer_format_version_stops_the_audit_and_a_flipped_version_is_
     for args in [
         vec!["--dir", dir, "info"],
         vec!["--dir", dir, "stats"],
-        vec!["--dir", dir, "track", "sent", "--user", "5", "--channel", "sms", "--type", "x"],
+        vec![
+            "--dir",
+            dir,
+            "track",
+            "sent",
+            "--user",
+            "5",
+            "--channel",
+            "sms",
+            "--type",
+            "x",
+        ],
     ] {
         let (code, _, stderr) = run(&args);
         assert_eq!(code, 2, "{args:?}: {stderr}");

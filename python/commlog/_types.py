@@ -107,6 +107,12 @@ def datetime_ms(value: datetime) -> int:
     return (value - UNIX_EPOCH) // ONE_MS
 
 
+#: The first and last millisecond a ``datetime`` holds (years 1 to 9999), within the years RFC
+#: 3339 writes, to which the store and the server hold a query's times.
+FIRST_MS = datetime_ms(datetime(1, 1, 1))
+LAST_MS = datetime_ms(datetime.max)
+
+
 def parse_time_or_date(value: str, name: str) -> Union[date, datetime]:
     """A time given as text, read alike by the embedded store and the client: a date
     ``YYYY-MM-DD`` (surrounding spaces ignored), else an RFC 3339 time as an aware UTC datetime

@@ -46,6 +46,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from ._native import messages_from_json
 from ._types import (
+    FIRST_MS,
+    LAST_MS,
     ONE_MS,
     UNIX_EPOCH,
     FinancialOutcome,
@@ -272,8 +274,6 @@ def _dropped(sock: Optional[_socket.socket]) -> bool:
     return bool(readable)
 
 
-_FIRST_MS = datetime_ms(datetime(1, 1, 1))
-_LAST_MS = datetime_ms(datetime.max)
 
 
 def _time(value: TimeLike, name: str) -> Optional[str]:
@@ -285,7 +285,7 @@ def _time(value: TimeLike, name: str) -> Optional[str]:
         # embedded store does. A time past the years RFC 3339 writes (1 to 9999), which a
         # datetime near its own bounds reaches in UTC, lies beyond every store's events: the
         # nearest time written answers alike.
-        ms = min(max(datetime_ms(value), _FIRST_MS), _LAST_MS)
+        ms = min(max(datetime_ms(value), FIRST_MS), LAST_MS)
         utc = UNIX_EPOCH + ms * ONE_MS
         return (
             f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"

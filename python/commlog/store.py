@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Type, Union
 
 from . import _native
 from ._types import (
+    FIRST_MS,
+    LAST_MS,
     ONE_MS,
     UNIX_EPOCH,
     NAME_BYTES_MAX,
@@ -79,6 +81,14 @@ def _ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
         field=name,
         value=repr(value),
     )
+
+
+def _filter_ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional[int]:
+    """A query filter's time (`_ms`), moved into the years RFC 3339 writes, as the client sends
+    it: an aware datetime near ``datetime``'s bounds can fall past them in UTC, beyond every
+    store's events, and the nearest time written answers alike."""
+    ms = _ms(value, name, end_of_day)
+    return None if ms is None else min(max(ms, FIRST_MS), LAST_MS)
 
 
 class Store:
@@ -341,8 +351,8 @@ class Store:
                     _opt_user(user_id),
                     _opt_name(message_type, "message_type"),
                     _opt_name(channel, "channel"),
-                    _ms(start_date, "start_date"),
-                    _ms(end_date, "end_date", end_of_day=True),
+                    _filter_ms(start_date, "start_date"),
+                    _filter_ms(end_date, "end_date", end_of_day=True),
                 )
             )
         )
@@ -362,8 +372,8 @@ class Store:
                     _user(user_id),
                     _opt_name(message_type, "message_type"),
                     _opt_name(channel, "channel"),
-                    _ms(start_date, "start_date"),
-                    _ms(end_date, "end_date", end_of_day=True),
+                    _filter_ms(start_date, "start_date"),
+                    _filter_ms(end_date, "end_date", end_of_day=True),
                 )
             )
         )
@@ -383,8 +393,8 @@ class Store:
                 self._native.channels_json(
                     _opt_user(user_id),
                     _opt_name(message_type, "message_type"),
-                    _ms(start_date, "start_date"),
-                    _ms(end_date, "end_date", end_of_day=True),
+                    _filter_ms(start_date, "start_date"),
+                    _filter_ms(end_date, "end_date", end_of_day=True),
                     to_period(period),
                 )
             )
@@ -407,8 +417,8 @@ class Store:
                     _opt_user(user_id),
                     _opt_name(message_type, "message_type"),
                     _opt_name(channel, "channel"),
-                    _ms(start_date, "start_date"),
-                    _ms(end_date, "end_date", end_of_day=True),
+                    _filter_ms(start_date, "start_date"),
+                    _filter_ms(end_date, "end_date", end_of_day=True),
                 )
             )
         )
@@ -428,8 +438,8 @@ class Store:
                     _opt_user(user_id),
                     _opt_name(message_type, "message_type"),
                     _opt_name(channel, "channel"),
-                    _ms(start_date, "start_date"),
-                    _ms(end_date, "end_date", end_of_day=True),
+                    _filter_ms(start_date, "start_date"),
+                    _filter_ms(end_date, "end_date", end_of_day=True),
                 )
             )
         )

@@ -150,7 +150,11 @@ fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
                 set("reason", reason.into_pyobject(py).unwrap().into_any());
                 ("StorageError", "corruption")
             }
-            Error::Locked { path, holder } => {
+            Error::Locked {
+                path,
+                holder,
+                by_this_process,
+            } => {
                 set(
                     "path",
                     path.display()
@@ -160,6 +164,14 @@ fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
                         .into_any(),
                 );
                 set("holder", holder.into_pyobject(py).unwrap().into_any());
+                set(
+                    "by_this_process",
+                    by_this_process
+                        .into_pyobject(py)
+                        .unwrap()
+                        .to_owned()
+                        .into_any(),
+                );
                 ("Locked", "locked")
             }
             Error::Io { path, source } => {

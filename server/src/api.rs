@@ -8,7 +8,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query as QueryParams, Request, State
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use commlog::{Call, MessageRef, Store, SyncPolicy, Tracked};
 use serde::Serialize;
@@ -98,37 +98,46 @@ fn query(
 pub(crate) fn router(state: AppState) -> Router {
     let small = || RequestBodyLimitLayer::new(BODY_LIMIT);
     // The routes that take no query parameter refuse any, as the reports refuse those they
-    // do not know: a typo (an idempotency key put in the query) never passes silently.
-    let without_query = Router::new()
-        .route("/v1/info", get(info))
-        .route("/v1/messages", post(sent).layer(small()))
-        .route("/v1/messages/{id}", get(message))
-        .route("/v1/messages/{id}/external-id", get(external_id))
+    // do not know: a typo (an idempotency key put in the query) never passes silently. Only
+    // their methods' handlers refuse it, so a method a route does not take is still 405.
+    let none =
+        |handlers: MethodRouter<AppState>| handlers.route_layer(middleware::from_fn(refuse_query));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/info", none(get(info)))
+        .route("/v1/messages", none(post(sent)).layer(small()))
+        .route("/v1/messages/{id}", none(get(message)))
+        .route("/v1/messages/{id}/external-id", none(get(external_id)))
         .route(
             "/v1/messages/{id}/delivered",
-            post(delivered).layer(small()),
+            none(post(delivered)).layer(small()),
         )
-        .route("/v1/messages/{id}/opened", post(opened).layer(small()))
-        .route("/v1/messages/{id}/failed", post(failed).layer(small()))
-        .route("/v1/messages/{id}/actions", post(action).layer(small()))
+        .route(
+            "/v1/messages/{id}/opened",
+            none(post(opened)).layer(small()),
+        )
+        .route(
+            "/v1/messages/{id}/failed",
+            none(post(failed)).layer(small()),
+        )
+        .route(
+            "/v1/messages/{id}/actions",
+            none(post(action)).layer(small()),
+        )
         .route(
             "/v1/messages/by-external-id/{external_id}",
-            get(message_by_external_id),
+            none(get(message_by_external_id)),
         )
         .route(
             "/v1/messages/by-external-id/{external_id}/{follow_up}",
-            post(external_follow_up).layer(small()),
+            none(post(external_follow_up)).layer(small()),
         )
-        .route("/v1/outcomes", post(outcome).layer(small()))
-        .route("/v1/budgets", post(budget).put(budget).layer(small()))
+        .route("/v1/outcomes", none(post(outcome)).layer(small()))
+        .route("/v1/budgets", none(post(budget).put(budget)).layer(small()))
         .route(
             "/v1/batch",
-            post(batch).layer(RequestBodyLimitLayer::new(BATCH_BODY_LIMIT)),
+            none(post(batch)).layer(RequestBodyLimitLayer::new(BATCH_BODY_LIMIT)),
         )
-        .route_layer(middleware::from_fn(refuse_query));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .merge(without_query)
         .route("/v1/users/{user}/history", get(history))
         .route("/v1/stats", get(stats))
         .route("/v1/engagement/{user}", get(engagement))
@@ -526,8 +535,10 @@ fn write_line(output: &mut Vec<u8>, line: usize, result: Result<(u16, Option<u64
 enum LineOutcome {
     Blank,
     Refused,
-    /// A call, and the status it answers with when it succeeds.
-    Call(u16),
+    /// A call that answers 200 when it succeeds (a follow-up, a budget).
+    Applied,
+    /// A call that answers 201 when it succeeds (a message sent, an outcome).
+    Created,
 }
 
 async fn batch(
@@ -545,8 +556,10 @@ async fn batch(
         }
         match batch_request(line) {
             Ok(request) => {
-                let created = matches!(request, Call::Sent { .. } | Call::Outcome { .. });
-                outcomes.push(LineOutcome::Call(if created { 201 } else { 200 }));
+                outcomes.push(match request {
+                    Call::Sent { .. } | Call::Outcome { .. } => LineOutcome::Created,
+                    _ => LineOutcome::Applied,
+                });
                 requests.push(request);
             }
             Err(_) => outcomes.push(LineOutcome::Refused),
@@ -620,7 +633,12 @@ impl Iterator for BatchAnswer {
                         batch_request(line).expect_err("a line refused once is refused again");
                     write_line(&mut chunk, index + 1, Err(&error));
                 }
-                LineOutcome::Call(status) => {
+                LineOutcome::Applied | LineOutcome::Created => {
+                    let status = if matches!(outcome, LineOutcome::Created) {
+                        201
+                    } else {
+                        200
+                    };
                     let result = self.answers.next().expect("one answer per call");
                     let result = result.as_ref().map(|answer| match answer {
                         Tracked::Message(id) => (status, Some(id.0)),

@@ -1580,6 +1580,11 @@ fn routes_refuse_query_parameters_arrays_and_times_they_do_not_read() {
             "{method} {path}: {error}"
         );
     }
+    // A method the route does not take is still 405, whatever the query.
+    for (method, path) in [("GET", "/v1/batch?x=1"), ("DELETE", "/v1/info?x=1")] {
+        let (status, error) = server.call(method, path, None);
+        assert_eq!(status, 405, "{method} {path}: {error}");
+    }
     // A JSON array is not read as the fields in order.
     for (method, path, body) in [
         (
