@@ -73,7 +73,7 @@ pub use projection::impact::{
 pub use snapshot::{IgnoredSnapshot, SNAPSHOT_DIRECTORY, is_snapshot_file_name};
 pub use stats::{CommunicationStats, StatsFilter};
 pub use store::{LOCK_FILE_NAME, Store};
-pub use times::{parse_time_ms, validate_report_time, validate_time};
+pub use times::{DayEdge, parse_time_at, parse_time_ms, validate_report_time, validate_time};
 pub use track::{Call, Tracked};
 
 /// The README's Rust examples, compiled (and run unless marked `no_run`) as doctests.

@@ -106,6 +106,34 @@ fn format_ms(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms).map_or_else(|| format!("{ms} ms"), serde_time::to_text)
 }
 
+/// Which edge of its day a bare date stands for in [`parse_time_at`]: a range's start takes
+/// its first millisecond, its end its last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayEdge {
+    /// The day's first millisecond.
+    Start,
+    /// The day's last millisecond.
+    End,
+}
+
+/// [`parse_time_ms`] as a time, a bare date being the first millisecond of its day, or with
+/// `DayEdge::End` its last; `None` for text it does not read.
+///
+/// ```
+/// use commlog::{DayEdge, parse_time_at};
+/// let end = parse_time_at("2025-01-31", DayEdge::End).unwrap();
+/// assert_eq!(end.to_rfc3339(), "2025-01-31T23:59:59.999+00:00");
+/// let at = parse_time_at("2025-01-31 10:00:00", DayEdge::End).unwrap();
+/// assert_eq!(at.to_rfc3339(), "2025-01-31T10:00:00+00:00");
+/// ```
+pub fn parse_time_at(text: &str, edge: DayEdge) -> Option<DateTime<Utc>> {
+    let mut ms = parse_time_ms(text)?;
+    if edge == DayEdge::End && text.len() == "YYYY-MM-DD".len() {
+        ms += 24 * 3600 * 1000 - 1;
+    }
+    DateTime::from_timestamp_millis(ms)
+}
+
 /// A time as text, the one form every input of the command line and the server reads:
 /// `YYYY-MM-DD[ T]HH:MM:SS[.f…][Z|±HH[:MM]|±HHMM]` (RFC 3339, and without an offset read as
 /// UTC), or a bare date `YYYY-MM-DD` (its midnight, UTC). Milliseconds since the epoch, rounded

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use commlog::{
-    BudgetScope, Call, Channel, CostFilter, EffectivenessFilter, EngagementFilter, ImpactFilter,
-    MessageRef, Money, Month, Period, StatsFilter, UserId, quote_value,
+    BudgetScope, Call, Channel, CostFilter, DayEdge, EffectivenessFilter, EngagementFilter,
+    ImpactFilter, MessageRef, Money, Month, Period, StatsFilter, UserId, quote_value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -237,13 +237,6 @@ fn dollars(
     }
 }
 
-/// Which edge of the day a bare date stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DayEdge {
-    Start,
-    End,
-}
-
 /// RFC 3339; or without an offset (`2025-01-31T10:00:00`, `2025-01-31 10:00:00`), read as UTC;
 /// or a date `YYYY-MM-DD`: its first millisecond, or for an `end` its last.
 pub(crate) fn parse_time(
@@ -251,18 +244,13 @@ pub(crate) fn parse_time(
     text: &str,
     edge: DayEdge,
 ) -> Result<DateTime<Utc>, ApiError> {
-    let invalid = || {
+    commlog::parse_time_at(text, edge).ok_or_else(|| {
         ApiError::invalid(format!(
             "invalid {field}: {} (must be RFC 3339, e.g. 2025-01-01T09:30:00Z, or a date \
              YYYY-MM-DD)",
             quote_value(text)
         ))
-    };
-    let mut ms = commlog::parse_time_ms(text).ok_or_else(invalid)?;
-    if edge == DayEdge::End && text.len() == "YYYY-MM-DD".len() {
-        ms += 24 * 3600 * 1000 - 1;
-    }
-    DateTime::from_timestamp_millis(ms).ok_or_else(invalid)
+    })
 }
 
 fn optional_time(field: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {

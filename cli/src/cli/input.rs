@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::cli::{CliError, DayEdge};
+use commlog::DayEdge;
+
+use crate::cli::CliError;
 
 /// The values `--channel` takes (any case), offered by shell completion.
 pub(crate) const CHANNEL_VALUES: [&str; 4] = ["sms", "email", "push", "in_app"];
@@ -15,23 +17,19 @@ pub(crate) const SCOPE_VALUES: [&str; 5] = ["all", "sms", "email", "push", "in_a
 const TIME_FORMS: &str = "expected RFC 3339 (2025-01-31T10:00:00Z), a date (2025-01-31), or \
                           2025-01-31T10:00:00 / 2025-01-31 10:00:00 read as UTC";
 
-/// A time flag's value: see [`commlog::parse_time_ms`]; a bare date is the first millisecond of its day,
-/// or with `DayEdge::End` its last.
+/// A time flag's value: see [`commlog::parse_time_at`].
 pub(crate) fn parse_time(
     flag: &'static str,
     text: &str,
     edge: DayEdge,
 ) -> Result<DateTime<Utc>, CliError> {
-    let invalid = || commlog::Error::InvalidInput {
-        field: flag,
-        value: text.to_string(),
-        rule: TIME_FORMS.into(),
-    };
-    let mut ms = commlog::parse_time_ms(text).ok_or_else(invalid)?;
-    if edge == DayEdge::End && text.len() == "YYYY-MM-DD".len() {
-        ms += 24 * 3600 * 1000 - 1;
-    }
-    Ok(DateTime::from_timestamp_millis(ms).ok_or_else(invalid)?)
+    Ok(
+        commlog::parse_time_at(text, edge).ok_or_else(|| commlog::Error::InvalidInput {
+            field: flag,
+            value: text.to_string(),
+            rule: TIME_FORMS.into(),
+        })?,
+    )
 }
 
 /// A user id for clap: an integer from 1 to i64::MAX.

@@ -687,12 +687,7 @@ fn report_error(json: bool, error: &CliError) {
     }
 }
 
-/// Which end of the day a bare date means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DayEdge {
-    Start,
-    End,
-}
+pub(crate) use commlog::DayEdge;
 
 pub(crate) fn parse_channel(text: &str) -> Result<Channel, CliError> {
     Ok(text.parse::<Channel>()?)
