@@ -3318,3 +3318,78 @@ fn quiet_leaves_out_warnings_and_a_long_path_is_shown_shortened() {
     let line = fails(&dir.path().join("z".repeat(90)), &["stats"], 1);
     assert!(line.contains("characters)"), "{line}");
 }
+
+#[test]
+fn demo_names_each_bad_count_before_it_makes_a_store() {
+    let temp = temp();
+    let dir = &temp.path().join("demo");
+    for (flag, value, said) in [
+        ("--messages", "-5", "must be at least 1"),
+        ("--messages", "0", "must be at least 1"),
+        ("--users", "-1", "must be at least 1"),
+        ("--users", "18446744073709551615", "i64::MAX"),
+        ("--threads", "0", "must be at least 1"),
+        ("--batch", "-2", "must be at least 1"),
+        ("--interval-ms", "0", "must be at least 1"),
+    ] {
+        let line = fails(dir, &["-q", "demo", flag, value], 1);
+        assert!(
+            line.contains(flag) && line.contains(value) && line.contains(said),
+            "{flag} {value}: {line}"
+        );
+        assert!(!dir.exists(), "{flag} {value}: a store was made");
+    }
+}
+
+#[test]
+fn demo_on_more_threads_than_the_system_gives_is_an_os_error_not_a_panic() {
+    let temp = temp();
+    let dir = temp.path().join("demo");
+    // Each thread reserves its stack: under a 1 GB address space, 2,000 cannot all start.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -v 1000000; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_commlog"))
+        .args(["-q", "--dir"])
+        .arg(&dir)
+        .args(["demo", "--messages", "5", "--threads", "2000"]);
+    let output = finish(command);
+    assert_eq!(output.code, 2, "{output:?}");
+    assert!(
+        output.stderr.contains("tracking thread") && !output.stderr.contains("panicked"),
+        "{output:?}"
+    );
+    // What it left is a demo's own directory, which the next demo replaces.
+    let output = run(&dir, &["-q", "demo", "--messages", "5"]);
+    assert_eq!(output.code, 0, "{output:?}");
+}
+
+#[test]
+fn audit_and_repair_take_the_global_dir_after_the_subcommand_too() {
+    let temp = temp();
+    let dir = temp.path().join("store");
+    track(
+        &dir,
+        &[
+            "sent",
+            "--user",
+            "1",
+            "--channel",
+            "sms",
+            "--type",
+            "low_balance",
+        ],
+    );
+    let store = dir.to_str().unwrap();
+    for args in [
+        &["audit", "--dir", store][..],
+        &["--json", "audit", "--dir", store],
+        &["repair", "--dir", store, "--dry-run"],
+    ] {
+        let mut command = support::command::cli();
+        command.args(args);
+        let output = finish(command);
+        assert_eq!(output.code, 0, "{args:?}: {output:?}");
+    }
+}

@@ -12,7 +12,8 @@ use super::{CliError, Global};
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuditArgs {
     /// The store directory [default: --dir, $COMMLOG_DIR, else commlog-demo].
-    #[arg(value_name = "DIR")]
+    // Its own id: the global `--dir` is still taken after the subcommand.
+    #[arg(id = "store_dir", value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Also check each event's meaning against the events before it, and compare each
     /// snapshot an open could load with the state folded from the log up to its position.
@@ -24,7 +25,8 @@ pub(crate) struct AuditArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct RepairArgs {
     /// The store directory [default: --dir or $COMMLOG_DIR].
-    #[arg(value_name = "DIR")]
+    // Its own id: the global `--dir` is still taken after the subcommand.
+    #[arg(id = "store_dir", value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Cut the log at its earliest corrupt finding, moving the rest to quarantine.
     #[arg(long)]

@@ -18,7 +18,7 @@ use commlog::{
 use serde::{Deserialize, Serialize};
 
 use crate::cli::output::{self, Table, count, print_json, write_stdout};
-use crate::cli::{CliError, Global, check_parent_exists, segment_bytes_on_disk};
+use crate::cli::{CliError, Global, check_parent_exists, input, segment_bytes_on_disk};
 
 /// The file that marks a directory as a demo store the demo may replace (and import refuses).
 pub(crate) const MARKER_FILE_NAME: &str = "COMMLOG_DEMO";
@@ -35,26 +35,26 @@ const PROGRESS_EVENTS_STEP: u64 = 65_536;
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// Messages to generate.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = input::at_least_one, allow_negative_numbers = true)]
     messages: u64,
-    /// Users to draw from.
-    #[arg(long, default_value_t = 10_000)]
+    /// Users to draw from (user ids 1 to this, at most i64::MAX).
+    #[arg(long, default_value_t = 10_000, value_parser = input::user_id, allow_negative_numbers = true)]
     users: u64,
     /// Seed of the workload's generator.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     seed: u64,
     /// Durability: never (D0), interval (D1), always (D2: every call waits for its fdatasync).
     #[arg(long, value_enum, default_value_t = SyncArg::Interval)]
     sync: SyncArg,
     /// Sync interval of --sync interval, in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = input::at_least_one, allow_negative_numbers = true)]
     interval_ms: u64,
     /// Threads tracking at once (messages dealt round robin; a message's calls stay in order).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = input::count, allow_negative_numbers = true)]
     threads: usize,
     /// Calls per `Store::track_batch` on one thread (whole messages' calls; 1: one call at a
     /// time, as an application tracking each message).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = input::count, allow_negative_numbers = true)]
     batch: usize,
 }
 
@@ -317,11 +317,6 @@ struct Report {
 }
 
 pub(crate) fn run(global: &Global, args: &DemoArgs) -> Result<(), CliError> {
-    if args.messages == 0 || args.users == 0 || args.threads == 0 || args.batch == 0 {
-        return Err(CliError::Usage(
-            "--messages, --users, --threads and --batch must be at least 1".to_string(),
-        ));
-    }
     if args.threads > 1 && args.batch > 1 {
         return Err(CliError::Usage(
             "--batch tracks on one thread: --threads and --batch cannot both be above 1"
@@ -836,12 +831,25 @@ fn ingest(
             for _ in 0..threads {
                 let (sender, receiver) = mpsc::sync_channel::<Vec<Call>>(1024);
                 senders.push(sender);
-                workers.push(scope.spawn(move || -> commlog::Result<()> {
-                    for calls in receiver {
-                        commlog::workload::apply_message(store, &calls)?;
-                    }
-                    Ok(())
-                }));
+                // A thread the system refuses (too many) ends the demo with the OS's error; the
+                // threads made so far end as their senders drop.
+                let worker = std::thread::Builder::new()
+                    .spawn_scoped(scope, move || -> commlog::Result<()> {
+                        for calls in receiver {
+                            commlog::workload::apply_message(store, &calls)?;
+                        }
+                        Ok(())
+                    })
+                    .map_err(|source| {
+                        CliError::Store(commlog::Error::Io {
+                            path: PathBuf::from(format!(
+                                "tracking thread {} of {threads}",
+                                workers.len() + 1
+                            )),
+                            source,
+                        })
+                    })?;
+                workers.push(worker);
             }
             let mut message_index = 0usize;
             loop {

@@ -32,6 +32,12 @@ pub(crate) fn parse_time(
     )
 }
 
+/// A count for clap (threads, calls): [`at_least_one`], as a `usize`.
+pub(crate) fn count(text: &str) -> Result<usize, String> {
+    let count = at_least_one(text)?;
+    usize::try_from(count).map_err(|_| format!("must be at most {}", usize::MAX))
+}
+
 /// A user id for clap: an integer from 1 to i64::MAX.
 pub(crate) fn user_id(text: &str) -> Result<u64, String> {
     match text.trim().parse::<i128>() {
