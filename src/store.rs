@@ -1021,26 +1021,53 @@ pub(crate) fn check_lock_file(path: &Path) -> Result<()> {
 /// may have the same one).
 pub(crate) struct DirectoryLock {
     file: File,
-    /// The file's device and inode.
-    key: (u64, u64),
+    /// The holder (this process's id when locked) and the file's device and inode.
+    key: HeldLock,
+    /// Whether [`DirectoryLock::unlock`] released it: the drop then leaves the registry alone,
+    /// where another open may have registered the lock since.
+    released: std::sync::atomic::AtomicBool,
 }
 
-/// The `LOCK` files this process holds locked, by device and inode.
-static HELD_LOCKS: parking_lot::Mutex<std::collections::BTreeSet<(u64, u64)>> =
+/// A lock in [`HELD_LOCKS`]: the id of the process that took it, the file's device and inode.
+type HeldLock = (u32, u64, u64);
+
+/// The `LOCK` files this process holds locked. Each names the process that took it: a child
+/// forked while a store was open inherits the set, not the lock's ownership, and holds none
+/// of them.
+static HELD_LOCKS: parking_lot::Mutex<std::collections::BTreeSet<HeldLock>> =
     parking_lot::Mutex::new(std::collections::BTreeSet::new());
 
 impl DirectoryLock {
     /// Releases the lock now, whatever holds a copy of the descriptor (a forked child).
     pub(crate) fn unlock(&self) -> std::io::Result<()> {
-        HELD_LOCKS.lock().remove(&self.key);
+        self.forget_held();
         self.file.unlock()
+    }
+
+    /// Takes the lock out of [`HELD_LOCKS`] before it is released, and only once: a second
+    /// removal, once released, could take out the entry of the open that took it next.
+    fn forget_held(&self) {
+        if !self
+            .released
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            HELD_LOCKS.lock().remove(&self.key);
+        }
     }
 }
 
 impl Drop for DirectoryLock {
     fn drop(&mut self) {
-        HELD_LOCKS.lock().remove(&self.key);
+        self.forget_held();
     }
+}
+
+/// Whether this process holds the lock on `file` (at `path`).
+fn held_by_this_process(file: &File, path: &Path) -> Result<bool> {
+    let (device, inode) = file_key(file, path)?;
+    Ok(HELD_LOCKS
+        .lock()
+        .contains(&(std::process::id(), device, inode)))
 }
 
 /// The device and inode of an open file.
@@ -1092,7 +1119,7 @@ pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result
                 "" => "holder unknown".to_string(),
                 pid => format!("pid {pid}"),
             };
-            let by_this_process = HELD_LOCKS.lock().contains(&file_key(&file, &path)?);
+            let by_this_process = held_by_this_process(&file, &path)?;
             return Err(Error::Locked {
                 path,
                 holder,
@@ -1102,9 +1129,14 @@ pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result
         Err(std::fs::TryLockError::Error(source)) => return Err(Error::io(&path, source)),
     }
     // Known as held from the moment it is, and no longer once dropped on any error below.
-    let key = file_key(&file, &path)?;
+    let (device, inode) = file_key(&file, &path)?;
+    let key = (std::process::id(), device, inode);
     HELD_LOCKS.lock().insert(key);
-    let mut lock = DirectoryLock { file, key };
+    let mut lock = DirectoryLock {
+        file,
+        key,
+        released: std::sync::atomic::AtomicBool::new(false),
+    };
     let io = |source| Error::io(&path, source);
     lock.file.set_len(0).map_err(io)?;
     lock.file

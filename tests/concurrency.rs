@@ -344,6 +344,46 @@ fn a_lock_held_by_another_process_under_this_process_s_pid_is_another_process_s(
 }
 
 #[test]
+fn a_lock_passed_between_threads_of_this_process_is_always_this_process_s() {
+    let dir = TempDir::new().unwrap();
+    Store::open_with(dir.path(), never())
+        .unwrap()
+        .close()
+        .unwrap();
+    let briefly = || Options {
+        lock_timeout: std::time::Duration::from_millis(200),
+        ..never()
+    };
+    // Threads take the lock in turn, each trying a second open while it holds it: whoever
+    // holds the lock then, it is this process.
+    thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                for _ in 0..400 {
+                    let Ok(store) = Store::open_with(dir.path(), briefly()) else {
+                        continue;
+                    };
+                    match Store::open_with(
+                        dir.path(),
+                        Options {
+                            lock_timeout: std::time::Duration::ZERO,
+                            ..never()
+                        },
+                    ) {
+                        Err(Error::Locked {
+                            by_this_process, ..
+                        }) => assert!(by_this_process, "a lock of this process called another's"),
+                        Err(other) => panic!("expected Error::Locked, got {other:?}"),
+                        Ok(_) => panic!("two opens for writing at once"),
+                    }
+                    store.close().unwrap();
+                }
+            });
+        }
+    });
+}
+
+#[test]
 fn a_read_only_open_beside_a_writer_sees_what_it_flushed() {
     let dir = TempDir::new().unwrap();
     let writer = Store::open_with(dir.path(), never()).unwrap();

@@ -79,7 +79,8 @@ def micros_to_dollars(micros: int) -> Decimal:
 
 
 def parse_time(text: Optional[str]) -> Optional[datetime]:
-    """An RFC 3339 string (``2025-01-01T09:00:00.000Z``) as an aware UTC datetime."""
+    """An RFC 3339 string (``2025-01-01T09:00:00.000Z``) as an aware datetime, in UTC where a
+    datetime holds it (past year 9999 in UTC, in its own offset)."""
     if text is None:
         return None
     s = text
@@ -91,7 +92,12 @@ def parse_time(text: Optional[str]) -> Optional[datetime]:
         raise InvalidInput(f"time {text!r} is not RFC 3339", field="time", value=text) from None
     if dt.tzinfo is None:
         return dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except OverflowError:
+        # Past the years a datetime holds once in UTC: kept in its own offset, which
+        # `datetime_ms` reads without building the UTC datetime.
+        return dt
 
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

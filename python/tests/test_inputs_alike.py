@@ -316,6 +316,12 @@ def test_client_answers_as_the_store(both: Tuple[Store, Client]) -> None:
         "stats to the last datetime, west of UTC": lambda b: b.get_communication_stats(
             end_date=datetime.max.replace(tzinfo=timezone(timedelta(hours=-5)))
         )["total_messages"],
+        "stats to a time past 9999 in UTC, as text": lambda b: b.get_communication_stats(
+            end_date="9999-12-31T23:00:00-05:00"
+        )["total_messages"],
+        "sent at a time past 9999 in UTC, as text": lambda b: b.track_message_sent(
+            5, "sms", "x", 0, sent_at="9999-12-31T23:00:00-05:00"
+        ),
         "message by external id": lambda b: b.message_by_external_id("EXT1").id,
         "message by an unknown external id": lambda b: b.message_by_external_id("EXT2"),
         "message by a bad external id": lambda b: b.message_by_external_id(""),
@@ -325,6 +331,15 @@ def test_client_answers_as_the_store(both: Tuple[Store, Client]) -> None:
     }
     for name, call in cases.items():
         assert outcome(lambda: call(store)) == outcome(lambda: call(client)), name
+    # A time past 9999 once in UTC is read, not a bare OverflowError: a query bound answers,
+    # a tracking time is refused naming its field.
+    past = "9999-12-31T23:00:00-05:00"
+    for b in (store, client):
+        assert outcome(lambda: b.get_communication_stats(end_date=past))[0] == "OK"
+        assert outcome(lambda: b.track_message_sent(6, "sms", "x", 0, sent_at=past)) == (
+            "InvalidInput",
+            "sent_at",
+        )
     assert outcome(lambda: client.message(0)) == ("UnknownMessage", None)
     with pytest.raises(UnknownMessage) as info:
         client.track_message_delivered(0)

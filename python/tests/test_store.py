@@ -560,6 +560,16 @@ def test_forked_child_raises_and_parent_keeps_working(path: Path) -> None:
                     code = 5
                 except CommlogError:
                     pass
+                # A second open in the child is refused by the parent's lock: another
+                # process's, whatever this one inherited from it.
+                try:
+                    Store(path)
+                    code = 6
+                except Locked as e:
+                    if e.fields.get("by_this_process") is not False:
+                        code = 7
+                    if "locked by another process" not in str(e):
+                        code = 8
                 # Dropping the store in the child leaves the parent's store untouched.
                 del s
                 gc.collect()
