@@ -63,7 +63,7 @@ pub enum Error {
         /// What check failed.
         reason: String,
     },
-    /// Another process holds the store's `LOCK`.
+    /// Another process, or another open of the store in this one, holds the store's `LOCK`.
     #[error("{}: locked by {}", .path.display(), locked_by(.holder, *.by_this_process))]
     Locked {
         /// The lock file.

@@ -16,7 +16,7 @@ use crate::serde_time;
 /// `commlog track` does before it opens a store.
 ///
 /// ```
-/// use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+/// use chrono::{DateTime, Utc};
 /// let far = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")?.to_utc();
 /// assert!(commlog::validate_time("at", far).is_err());
 /// assert!(commlog::validate_time("at", Utc::now()).is_ok());
