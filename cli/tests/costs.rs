@@ -130,6 +130,31 @@ fn budget_set_refuses_bad_arguments_before_creating_a_store() {
         assert_eq!(output.status.code(), Some(1), "{full:?}: {output:?}");
         assert!(!dir.exists(), "{full:?} created the store");
     }
+    // A negative percent is refused naming the field and the value, as 0 is.
+    for percent in ["-1", "0"] {
+        let args = [
+            "budget",
+            "set",
+            "--scope",
+            "all",
+            "--month",
+            "2025-01",
+            "--amount",
+            "1",
+            "--alert-percent",
+            percent,
+        ];
+        let output = run_in(&dir, &args);
+        assert_eq!(output.status.code(), Some(1), "{percent}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "invalid alert_percent: \"{percent}\" (must be 1 to 100)"
+            )),
+            "{percent}: {stderr}"
+        );
+        assert!(!dir.exists(), "{percent} created the store");
+    }
     // costs on a missing store is a usage error too.
     assert_eq!(run_in(&dir, &["costs"]).status.code(), Some(1));
     assert_eq!(

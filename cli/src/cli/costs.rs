@@ -38,8 +38,8 @@ pub(crate) struct BudgetSetArgs {
     #[arg(long, allow_negative_numbers = true)]
     amount: f64,
     /// Alert when spend reaches this percentage of the budget, 1 to 100.
-    #[arg(long, default_value_t = 90)]
-    alert_percent: u64,
+    #[arg(long, default_value_t = 90, allow_negative_numbers = true)]
+    alert_percent: i64,
 }
 
 pub(crate) fn run(global: &Global, args: &CostsArgs) -> Result<(), CliError> {
