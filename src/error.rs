@@ -64,7 +64,7 @@ pub enum Error {
         reason: String,
     },
     /// Another process, or another open of the store in this one, holds the store's `LOCK`.
-    #[error("{}: locked by {}", .path.display(), locked_by(.holder, *.by_this_process))]
+    #[error("{}: locked by {}", .path.display(), locked_by(.holder, *.by_this_process, *.waited_ms))]
     Locked {
         /// The lock file.
         path: PathBuf,
@@ -73,6 +73,9 @@ pub enum Error {
         /// Whether the holder is this very process: another open of the store in it, which a
         /// second open for writing waits for in vain.
         by_this_process: bool,
+        /// How long the open waited for the lock (`Options::lock_timeout`, `--wait`), in
+        /// milliseconds.
+        waited_ms: u64,
     },
     /// An operating-system call failed on a file of the store.
     #[error("{}: {source}", .path.display())]
@@ -131,15 +134,20 @@ fn poisoned_message(first: &str, event_may_be_durable: bool) -> String {
     }
 }
 
-/// Who holds a store's lock, and what to do about it: another process, or this one.
-fn locked_by(holder: &str, by_this_process: bool) -> String {
+/// Who holds a store's lock, and what to do about it: another process, or this one; and how
+/// long the open waited for it, where that was longer than its brief first tries.
+fn locked_by(holder: &str, by_this_process: bool, waited_ms: u64) -> String {
+    let waited = match waited_ms {
+        0..100 => String::new(),
+        ms => format!(", held through the {:.1} s waited", ms as f64 / 1000.0),
+    };
     if by_this_process {
         format!(
-            "this process ({holder}), which has the store open for writing already; use or \
-             close that open, or open the store read-only"
+            "this process ({holder}), which has the store open for writing already{waited}; use \
+             or close that open, or open the store read-only"
         )
     } else {
-        format!("another process ({holder}); stop it, or open the store read-only")
+        format!("another process ({holder}){waited}; stop it, or open the store read-only")
     }
 }
 

@@ -1094,7 +1094,8 @@ pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result
     // A child this process is forking shares the lock's open file until it execs: such a
     // moment is waited out, briefly, rather than reported as another writer.
     // No deadline (a timeout past the end of time) waits as long as it takes.
-    let deadline = std::time::Instant::now().checked_add(timeout);
+    let started = std::time::Instant::now();
+    let deadline = started.checked_add(timeout);
     let mut attempts = 0;
     let locked = loop {
         match file.try_lock() {
@@ -1124,6 +1125,7 @@ pub(crate) fn lock_directory(dir: &Path, timeout: std::time::Duration) -> Result
                 path,
                 holder,
                 by_this_process,
+                waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             });
         }
         Err(std::fs::TryLockError::Error(source)) => return Err(Error::io(&path, source)),

@@ -474,6 +474,19 @@ fn an_open_waits_for_the_lock_up_to_lock_timeout() {
         Err(Error::Locked { .. })
     ));
     assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+    // A longer wait is said, with how long it was.
+    let longer = Options {
+        lock_timeout: std::time::Duration::from_millis(400),
+        ..never()
+    };
+    match Store::open_with(dir.path(), longer) {
+        Err(error @ Error::Locked { waited_ms, .. }) => {
+            assert!((400..5_000).contains(&waited_ms), "{error}");
+            assert!(error.to_string().contains(" s waited"), "{error}");
+        }
+        Err(other) => panic!("expected Error::Locked, got {other:?}"),
+        Ok(_) => panic!("opened a locked store"),
+    }
 
     // Released while the second writer waits: it opens and sees the first writer's events.
     let patient = Options {

@@ -154,6 +154,7 @@ fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
                 path,
                 holder,
                 by_this_process,
+                waited_ms,
             } => {
                 set(
                     "path",
@@ -172,6 +173,7 @@ fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
                         .to_owned()
                         .into_any(),
                 );
+                set("waited_ms", waited_ms.into_pyobject(py).unwrap().into_any());
                 ("Locked", "locked")
             }
             Error::Io { path, source } => {

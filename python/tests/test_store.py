@@ -404,6 +404,7 @@ def test_locked_by_a_second_writer(path: Path) -> None:
         assert str(path) in str(e.value.fields["path"])
         assert e.value.fields["holder"] == f"pid {os.getpid()}"
         assert e.value.fields["by_this_process"] is True
+        assert isinstance(e.value.fields["waited_ms"], int)
         # The holder is this process itself, and the message says so.
         assert f"locked by this process (pid {os.getpid()})" in str(e.value)
 
