@@ -718,8 +718,9 @@ fn events_as_text(
     export_scope: &ExportScope,
     last_seq: u64,
 ) -> Result<Written, CliError> {
-    let (target, output) = TextTarget::create(&args.out)?;
+    // Watched before the output exists: a signal never finds it made and unwatched.
     let interrupted = watch_interrupts(&args.out);
+    let (target, output) = TextTarget::create(&args.out)?;
     let mut sink =
         TextSink::new(args.format, output, &EVENT_COLUMNS).map_err(|e| target.error(e))?;
     let rows = for_each_event(&global.dir, export_scope, last_seq, |record| {
@@ -741,8 +742,9 @@ fn messages_as_text(
     messages: &[Message],
     external_ids: &[Option<String>],
 ) -> Result<Written, CliError> {
-    let (target, output) = TextTarget::create(&args.out)?;
+    // Watched before the output exists: a signal never finds it made and unwatched.
     let interrupted = watch_interrupts(&args.out);
+    let (target, output) = TextTarget::create(&args.out)?;
     let mut sink =
         TextSink::new(args.format, output, &MESSAGE_COLUMNS).map_err(|e| target.error(e))?;
     for (message, external_id) in messages.iter().zip(external_ids) {
@@ -788,8 +790,9 @@ fn parquet_events(
     export_scope: &ExportScope,
     last_seq: u64,
 ) -> Result<Written, CliError> {
-    let cleanup = parquet_files::create_directory(out)?;
+    // Watched before the output exists: a signal never finds it made and unwatched.
     let interrupted = watch_interrupts(out);
+    let cleanup = parquet_files::create_directory(out)?;
     let mut writer = parquet_files::PartitionedWriter::<parquet_files::EventRow>::new(
         out,
         parquet_files::LIMITS,
@@ -812,8 +815,9 @@ fn parquet_messages(
     messages: &[Message],
     external_ids: &[Option<String>],
 ) -> Result<Written, CliError> {
-    let cleanup = parquet_files::create_directory(out)?;
+    // Watched before the output exists: a signal never finds it made and unwatched.
     let interrupted = watch_interrupts(out);
+    let cleanup = parquet_files::create_directory(out)?;
     let mut writer = parquet_files::PartitionedWriter::<parquet_files::MessageRow>::new(
         out,
         parquet_files::LIMITS,
