@@ -119,6 +119,12 @@ FIRST_MS = datetime_ms(datetime(1, 1, 1))
 LAST_MS = datetime_ms(datetime.max)
 
 
+def within_datetime_years(ms: int) -> int:
+    """``ms`` moved into [FIRST_MS, LAST_MS]: a query's time past them lies beyond every
+    store's events, and the nearest time a ``datetime`` holds answers alike."""
+    return min(max(ms, FIRST_MS), LAST_MS)
+
+
 def parse_time_or_date(value: str, name: str) -> Union[date, datetime]:
     """A time given as text, read alike by the embedded store and the client: a date
     ``YYYY-MM-DD`` (surrounding spaces ignored), else an RFC 3339 time as an aware UTC datetime

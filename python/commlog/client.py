@@ -46,8 +46,6 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from ._native import messages_from_json
 from ._types import (
-    FIRST_MS,
-    LAST_MS,
     ONE_MS,
     UNIX_EPOCH,
     FinancialOutcome,
@@ -60,6 +58,7 @@ from ._types import (
     to_external_id,
     to_limit,
     to_micros,
+    within_datetime_years,
     to_period,
     to_ref,
     to_required_month,
@@ -285,7 +284,7 @@ def _time(value: TimeLike, name: str) -> Optional[str]:
         # embedded store does. A time past the years RFC 3339 writes (1 to 9999), which a
         # datetime near its own bounds reaches in UTC, lies beyond every store's events: the
         # nearest time written answers alike.
-        ms = min(max(datetime_ms(value), FIRST_MS), LAST_MS)
+        ms = within_datetime_years(datetime_ms(value))
         utc = UNIX_EPOCH + ms * ONE_MS
         return (
             f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"

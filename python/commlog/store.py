@@ -16,8 +16,6 @@ from typing import Any, Dict, List, Optional, Type, Union
 
 from . import _native
 from ._types import (
-    FIRST_MS,
-    LAST_MS,
     ONE_MS,
     UNIX_EPOCH,
     NAME_BYTES_MAX,
@@ -35,6 +33,7 @@ from ._types import (
     to_micros,
     to_period,
     to_required_month,
+    within_datetime_years,
 )
 from ._types import to_month as _month
 from ._types import to_name as _name
@@ -88,7 +87,7 @@ def _filter_ms(value: TimeLike, name: str, end_of_day: bool = False) -> Optional
     it: an aware datetime near ``datetime``'s bounds can fall past them in UTC, beyond every
     store's events, and the nearest time written answers alike."""
     ms = _ms(value, name, end_of_day)
-    return None if ms is None else min(max(ms, FIRST_MS), LAST_MS)
+    return None if ms is None else within_datetime_years(ms)
 
 
 class Store:
